@@ -1,0 +1,649 @@
+"""The headless command line: every queue operation, for people and scripts.
+
+Never imports textual (only the bare ``queuectl-tui`` on a terminal loads the console). Errors
+a user can cause print one line on stderr: exit 2 for bad usage or input, 1 for an operation
+that failed (unknown job id, wrong state, unusable database).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from queuectl_tui import __version__, engine, paths, settings, spec
+from queuectl_tui.errors import InvalidInput, NotFound, QueueError
+from queuectl_tui.models import DEAD, STATES
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class App:
+    """What every command shares: where the database is, opened on first use."""
+
+    def __init__(self, db: str | None):
+        self.db_path = Path(db).expanduser() if db else paths.default_db_path()
+        self._open = False
+
+    def open(self) -> None:
+        if not self._open:
+            from queuectl_tui.db import open_db
+            open_db(self.db_path)
+            self._open = True
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def console():
+    from rich.console import Console
+    return Console(highlight=False, soft_wrap=False)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = abs(seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
+    if seconds < 86400:
+        return f"{seconds // 3600:.0f}h{seconds % 3600 // 60:02.0f}m"
+    return f"{seconds // 86400:.0f}d{seconds % 86400 // 3600:02.0f}h"
+
+
+def json_option(func):
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(func)
+
+
+# --- the group -------------------------------------------------------------------------------
+
+@click.group(invoke_without_command=True, context_settings=CONTEXT)
+@click.option("--db", metavar="PATH", envvar="QUEUECTL_DB",
+              help="Database file (default $QUEUECTL_HOME/queuectl.db, ~/.queuectl/queuectl.db).")
+@click.option("--no-ui", is_flag=True, help="Never open the console; print the status summary.")
+@click.version_option(__version__, prog_name="queuectl-tui")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None, no_ui: bool) -> None:
+    """A local background job queue for shell commands, with a terminal console.
+
+    Without a command, opens the console on a terminal (or prints the status with --no-ui
+    or when not on a terminal).
+    """
+    ctx.obj = App(db)
+    if ctx.invoked_subcommand is None:
+        if not no_ui and sys.stdin.isatty() and sys.stdout.isatty():
+            ctx.obj.open()
+            from queuectl_tui.tui.app import run_app  # the only path that loads textual
+            run_app(ctx.obj.db_path)
+        else:
+            ctx.invoke(status)
+
+
+# --- enqueue ---------------------------------------------------------------------------------
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("spec_arg", metavar="[SPEC]", required=False)
+@click.option("-f", "--file", "file_", type=click.File("r"), help="JSON object, array or JSON Lines ('-' = stdin).")
+@click.option("--id", "job_id", help="Job id (default: generated).")
+@click.option("--command", "command", help="Shell command (instead of SPEC).")
+@click.option("--priority", type=int, help="Higher runs first (default 0).")
+@click.option("--max-retries", type=int, help="Retries after the first run (default: setting).")
+@click.option("--timeout", type=float, help="Seconds before the job's process tree is killed.")
+@click.option("--backoff-base", type=float, help="After failure k wait base**k seconds.")
+@click.option("--run-at", help="ISO-8601 time to run at (local time if no zone).")
+@click.option("--delay", type=float, help="Seconds from now to run at.")
+@click.option("--queue", help="Queue name (default 'default').")
+@json_option
+@pass_app
+def enqueue(app: App, spec_arg, file_, job_id, command, priority, max_retries, timeout,
+            backoff_base, run_at, delay, queue, as_json) -> None:
+    """Queue a job. SPEC is a JSON object or a plain shell command.
+
+    \b
+      queuectl-tui enqueue "sleep 5 && echo done"
+      queuectl-tui enqueue '{"id":"job1","command":"echo hi","max_retries":2}'
+      queuectl-tui enqueue --id nightly --run-at 2030-01-01T02:00:00Z "make backup"
+      queuectl-tui enqueue -f jobs.jsonl
+    """
+    raws = _read_specs(spec_arg, file_, command)
+    overrides = {k: v for k, v in {
+        "id": job_id, "command": command, "priority": priority, "max_retries": max_retries,
+        "timeout": timeout, "backoff_base": backoff_base, "run_at": run_at, "delay": delay,
+        "queue": queue}.items() if v is not None}
+    if len(raws) > 1 and ("id" in overrides or "command" in overrides):
+        raise InvalidInput("--id and --command apply to a single job, not to a list of specs")
+    now = time.time()
+    specs = []
+    for index, raw in enumerate(raws):
+        merged = {**raw, **overrides}
+        if "delay" in overrides:
+            merged.pop("run_at", None)
+            merged.pop("scheduled_at", None)
+        if "run_at" in overrides:
+            merged.pop("delay", None)
+            merged.pop("scheduled_at", None)
+        try:
+            specs.append(spec.normalize(merged, now=now))
+        except InvalidInput as exc:
+            if len(raws) > 1:
+                raise InvalidInput(f"job {index + 1} of {len(raws)}: {exc}; nothing enqueued") from None
+            raise
+    app.open()
+    jobs = engine.enqueue(specs, now=now)
+    if as_json:
+        emit_json(engine.job_dict(jobs[0]) if len(jobs) == 1 and not file_ else
+                  [engine.job_dict(j) for j in jobs])
+    else:
+        for job in jobs:
+            click.echo(job.id)
+
+
+def _read_specs(spec_arg: str | None, file_, command: str | None) -> list[dict[str, Any]]:
+    if file_ is not None:
+        if spec_arg is not None:
+            raise InvalidInput("give SPEC or -f FILE, not both")
+        return spec.parse_text(file_.read())
+    if spec_arg is None and command is None and not sys.stdin.isatty():
+        spec_arg = "-"
+    if spec_arg == "-":
+        text = sys.stdin.read()
+        if text.lstrip()[:1] in ("{", "["):
+            return spec.parse_text(text)
+        return [{"command": text.strip()}] if text.strip() else spec.parse_text(text)
+    if spec_arg is None:
+        if command is None:
+            raise InvalidInput("nothing to enqueue: give a SPEC, --command, -f FILE or pipe a spec")
+        return [{}]
+    if command is not None:
+        raise InvalidInput("give SPEC or --command, not both")
+    if spec_arg.lstrip().startswith("{"):
+        return [spec.parse_object(spec_arg)]
+    return [{"command": spec_arg}]
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+@cli.command(context_settings=CONTEXT)
+@json_option
+@pass_app
+def status(app: App, as_json: bool) -> None:
+    """Counts per state, workers alive/busy, age of the oldest pending job."""
+    app.open()
+    data = engine.stats()
+    if as_json:
+        emit_json(data)
+        return
+    from rich.table import Table
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    for state in STATES:
+        table.add_column(state, justify="right")
+    table.add_column("total", justify="right")
+    table.add_row(*(str(data["jobs"][s]) for s in STATES), str(data["total"]))
+    out = console()
+    out.print(table)
+    out.print(f"workers: {data['workers']['alive']} alive, {data['workers']['busy']} busy")
+    out.print(f"oldest pending: {ago(data['oldest_pending_age'])}")
+
+
+def _jobs_table(jobs, *, error_column: bool = False):
+    from rich.table import Table
+    now = time.time()
+    table = Table(header_style="bold")
+    for name in ("id", "state", "command", "pri", "tries", "when"):
+        table.add_column(name, overflow="fold" if name == "command" else "ellipsis")
+    table.add_column("last error" if error_column else "exit", overflow="fold")
+    for job in jobs:
+        if job.state in ("pending", "failed"):
+            when = ("due" if job.run_at <= now else f"in {ago(job.run_at - now)}")
+        elif job.state == "processing":
+            when = f"running {ago(now - (job.started_at or now))}"
+        else:
+            when = f"{ago(now - (job.finished_at or job.updated_at))} ago"
+        last = (job.last_error or "") if error_column else ("" if job.exit_code is None else str(job.exit_code))
+        table.add_row(job.id, job.state, job.command, str(job.priority),
+                      f"{job.attempts}/{job.max_retries + 1}", when, last)
+    return table
+
+
+@cli.command("list", context_settings=CONTEXT)
+@click.option("--state", type=click.Choice(STATES), help="Only jobs in this state.")
+@click.option("--queue", help="Only jobs in this queue.")
+@click.option("--search", help="Only jobs whose id, command or error contains this text.")
+@click.option("--limit", type=click.IntRange(0), default=50, show_default=True, help="At most this many (0: all).")
+@json_option
+@pass_app
+def list_(app: App, state, queue, search, limit, as_json) -> None:
+    """List jobs, oldest first."""
+    app.open()
+    jobs = engine.list_jobs(state=state, queue=queue, search=search, limit=limit or None)
+    if as_json:
+        emit_json([engine.job_dict(j) for j in jobs])
+    else:
+        console().print(_jobs_table(jobs, error_column=state in ("failed", "dead")))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("job_id")
+@json_option
+@pass_app
+def show(app: App, job_id: str, as_json: bool) -> None:
+    """Every field and attempt of a job, and why it is where it is."""
+    app.open()
+    job = engine.get_job(job_id)
+    attempts = engine.attempts_of(job)
+    data = engine.job_dict(job, full=True)
+    data["why"] = engine.explain(job)
+    data["attempt_list"] = [engine.attempt_dict(a) for a in attempts]
+    if as_json:
+        emit_json(data)
+        return
+    from rich.table import Table
+    out = console()
+    fields = Table.grid(padding=(0, 2))
+    fields.add_column(style="bold")
+    fields.add_column(overflow="fold")
+    for key, value in data.items():
+        if key not in ("attempt_list", "output_tail"):
+            fields.add_row(key, "-" if value is None else str(value))
+    out.print(fields)
+    if attempts:
+        table = Table(title="attempts", header_style="bold")
+        for name in ("#", "worker", "started", "duration", "exit", "outcome", "error"):
+            table.add_column(name, overflow="fold")
+        for a in attempts:
+            table.add_row(str(a.number), str(a.worker_id or "-"), spec.iso(a.started_at),
+                          "-" if a.duration is None else f"{a.duration:.2f}s",
+                          "-" if a.exit_code is None else str(a.exit_code),
+                          a.outcome or "running", a.error or "")
+        out.print(table)
+    if job.output_tail:
+        out.print("[bold]output (tail)[/bold]")
+        out.print(job.output_tail, markup=False)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("job_id")
+@click.option("--attempt", "number", type=int, help="Attempt number (default: the latest).")
+@click.option("--follow", "-F", is_flag=True, help="Keep printing while the attempt runs.")
+@pass_app
+def logs(app: App, job_id: str, number: int | None, follow: bool) -> None:
+    """Print the output of a job's attempt."""
+    app.open()
+    job = engine.get_job(job_id)
+    attempts = engine.attempts_of(job)
+    if not attempts:
+        raise QueueError(f"job {job_id!r} has not run yet ({engine.explain(job)})")
+    chosen = attempts[-1] if number is None else next((a for a in attempts if a.number == number), None)
+    if chosen is None:
+        raise NotFound(f"job {job_id!r} has no attempt {number} (it has {len(attempts)})")
+    path = engine.log_path(chosen)
+    out = sys.stdout.buffer
+    try:
+        handle = open(path, "rb")
+    except OSError:
+        raise QueueError(f"the log of attempt {chosen.number} is gone ({path})") from None
+    with handle:
+        while True:
+            chunk = handle.read(65536)
+            if chunk:
+                out.write(chunk)
+                continue
+            out.flush()
+            if not follow:
+                break
+            from queuectl_tui.models import Attempt
+            if Attempt.get_by_id(chosen.seq).finished_at is not None:
+                rest = handle.read()
+                out.write(rest)
+                out.flush()
+                break
+            time.sleep(0.2)
+
+
+# --- operator actions ------------------------------------------------------------------------
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("job_ids", nargs=-1, required=True)
+@json_option
+@pass_app
+def retry(app: App, job_ids, as_json) -> None:
+    """Run failed jobs now; bring dead jobs back from the DLQ."""
+    app.open()
+    jobs = [engine.retry(job_id) for job_id in job_ids]
+    _report(jobs, as_json, "retrying")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("job_ids", nargs=-1, required=True)
+@click.option("--wait", type=float, default=10.0, show_default=True,
+              help="Seconds to wait for a running job's worker to kill it.")
+@json_option
+@pass_app
+def cancel(app: App, job_ids, wait, as_json) -> None:
+    """Cancel jobs: waiting ones go to the DLQ; running ones are killed by their worker."""
+    app.open()
+    for job_id in job_ids:
+        engine.get_job(job_id)
+    jobs = [engine.cancel(job_id) for job_id in job_ids]
+    deadline = time.monotonic() + wait
+    while any(j.state == "processing" for j in jobs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        jobs = [engine.get_job(j.id) for j in jobs]
+    _report(jobs, as_json, "cancelled")
+    if any(j.state == "processing" for j in jobs):
+        raise QueueError("cancellation requested, but the job is still running "
+                         "(its worker will kill it when it next checks)")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("job_ids", nargs=-1, required=True)
+@json_option
+@pass_app
+def delete(app: App, job_ids, as_json) -> None:
+    """Delete jobs (not running ones) with their attempts and logs."""
+    app.open()
+    count = engine.delete(list(job_ids))
+    emit_json({"deleted": count}) if as_json else click.echo(f"deleted {count} job(s)")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--state", "states", type=click.Choice([s for s in STATES if s != "processing"]),
+              multiple=True, help="Only this state (repeatable; default: all but processing).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@pass_app
+def clear(app: App, states, yes, as_json) -> None:
+    """Delete jobs in bulk (never running ones)."""
+    _confirm(yes, f"delete every {'/'.join(states) or 'non-running'} job")
+    app.open()
+    count = engine.clear(list(states) or None)
+    emit_json({"deleted": count}) if as_json else click.echo(f"deleted {count} job(s)")
+
+
+@cli.command(context_settings=CONTEXT)
+@json_option
+@pass_app
+def recover(app: App, as_json) -> None:
+    """Take back now the jobs of workers that are gone (workers also do this on their own)."""
+    app.open()
+    ids = engine.recover_lost()
+    emit_json({"recovered": ids}) if as_json else click.echo(f"recovered {len(ids)} job(s)")
+
+
+def _confirm(yes: bool, what: str) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise InvalidInput(f"refusing to {what} without --yes")
+    if not click.confirm(f"{what[0].upper()}{what[1:]}?"):
+        raise click.exceptions.Exit(1)
+
+
+def _report(jobs, as_json: bool, verb: str) -> None:
+    if as_json:
+        emit_json([engine.job_dict(j) for j in jobs])
+    else:
+        for job in jobs:
+            click.echo(f"{job.id}: {job.state}")
+
+
+# --- dlq -------------------------------------------------------------------------------------
+
+@cli.group(context_settings=CONTEXT)
+def dlq() -> None:
+    """The dead-letter queue: jobs that used up their retries, or were cancelled."""
+
+
+@dlq.command("list", context_settings=CONTEXT)
+@click.option("--limit", type=click.IntRange(0), default=50, show_default=True)
+@json_option
+@pass_app
+def dlq_list(app: App, limit, as_json) -> None:
+    """Dead jobs with their last error."""
+    app.open()
+    jobs = engine.list_jobs(state=DEAD, limit=limit or None)
+    if as_json:
+        emit_json([engine.job_dict(j) for j in jobs])
+    else:
+        console().print(_jobs_table(jobs, error_column=True))
+
+
+@dlq.command("retry", context_settings=CONTEXT)
+@click.argument("job_ids", nargs=-1)
+@click.option("--all", "all_dead", is_flag=True, help="Every job in the DLQ.")
+@click.option("--timeout", type=float, help="New time limit, seconds.")
+@click.option("--max-retries", type=int, help="New retry budget.")
+@json_option
+@pass_app
+def dlq_retry(app: App, job_ids, all_dead, timeout, max_retries, as_json) -> None:
+    """Move dead jobs back to pending with attempts reset."""
+    if bool(job_ids) == all_dead:
+        raise InvalidInput("give job ids or --all")
+    overrides = spec.normalize({"command": "x", **({"timeout": timeout} if timeout is not None else {}),
+                                **({"max_retries": max_retries} if max_retries is not None else {})})
+    app.open()
+    jobs = engine.dlq_retry(list(job_ids), all_dead=all_dead, timeout=overrides.get("timeout"),
+                            max_retries=overrides.get("max_retries"))
+    if as_json:
+        emit_json([engine.job_dict(j) for j in jobs])
+    else:
+        click.echo(f"{len(jobs) if not all_dead else 'all'} dead job(s) back to pending"
+                   if all_dead else "\n".join(f"{j.id}: {j.state}" for j in jobs))
+
+
+@dlq.command("clear", context_settings=CONTEXT)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@pass_app
+def dlq_clear(app: App, yes, as_json) -> None:
+    """Delete every job in the DLQ."""
+    _confirm(yes, "delete every job in the DLQ")
+    app.open()
+    count = engine.dlq_clear()
+    emit_json({"deleted": count}) if as_json else click.echo(f"deleted {count} dead job(s)")
+
+
+# --- workers ---------------------------------------------------------------------------------
+
+@cli.group(context_settings=CONTEXT)
+def worker() -> None:
+    """Start, stop and list worker processes."""
+
+
+@worker.command("start", context_settings=CONTEXT)
+@click.option("--count", "-n", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option("--foreground", is_flag=True, help="Run here, one line per job, until Ctrl+C.")
+@click.option("--burst", is_flag=True, help="Exit when no job is due or due soon.")
+@click.option("--queue", "queues", multiple=True, help="Only these queues (repeatable).")
+@json_option
+@pass_app
+def worker_start(app: App, count, foreground, burst, queues, as_json) -> None:
+    """Start workers: detached (they outlive this shell) unless --foreground."""
+    app.open()
+    from queuectl_tui import supervisor
+    if not foreground:
+        rows = supervisor.start(app.db_path, count, queues=list(queues), burst=burst)
+        if as_json:
+            emit_json([engine.worker_dict(r) for r in rows])
+        else:
+            for row in rows:
+                click.echo(f"started worker {row.id} (pid {row.pid})")
+        return
+    if count == 1:
+        from queuectl_tui.worker import run_worker
+        sys.exit(run_worker(list(queues), burst=burst, echo=True))
+    cmd = supervisor.worker_command(app.db_path, list(queues), burst) + ["--echo"]
+    children = [subprocess.Popen(cmd) for _ in range(count)]
+
+    def forward(signum, frame):
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, lambda s, f: None)  # Ctrl+C already reaches the children
+    sys.exit(max(child.wait() for child in children))
+
+
+@worker.command("run", hidden=True)
+@click.option("--queue", "queues", multiple=True)
+@click.option("--burst", is_flag=True)
+@click.option("--echo", is_flag=True)
+@pass_app
+def worker_run(app: App, queues, burst, echo) -> None:
+    """Run one worker in this process (what detached workers execute)."""
+    app.open()
+    from queuectl_tui.worker import run_worker
+    sys.exit(run_worker(list(queues), burst=burst, echo=echo))
+
+
+@worker.command("stop", context_settings=CONTEXT)
+@click.argument("worker_ids", nargs=-1, type=int)
+@click.option("--force", is_flag=True, help="Kill running jobs now (they are retried later).")
+@click.option("--wait", type=float, default=10.0, show_default=True, help="Seconds to wait for them to exit.")
+@json_option
+@pass_app
+def worker_stop(app: App, worker_ids, force, wait, as_json) -> None:
+    """Stop this host's workers (all, or the given ids). They finish their job first."""
+    app.open()
+    from queuectl_tui import supervisor
+    result = supervisor.stop(force=force, wait=wait, worker_ids=list(worker_ids) or None)
+    if as_json:
+        emit_json(result)
+        return
+    if not any(result.values()):
+        click.echo("no workers running")
+    if result["stopped"]:
+        click.echo(f"stopped worker(s) {', '.join(map(str, result['stopped']))}")
+    if result["still_running"]:
+        click.echo(f"still finishing their job: worker(s) {', '.join(map(str, result['still_running']))} "
+                   "(use --force to kill the jobs)")
+    if result["gone"]:
+        click.echo(f"removed dead worker(s) {', '.join(map(str, result['gone']))}")
+
+
+@worker.command("list", context_settings=CONTEXT)
+@json_option
+@pass_app
+def worker_list(app: App, as_json) -> None:
+    """Workers with their process, status and current job."""
+    app.open()
+    from queuectl_tui.models import Worker
+    now = time.time()
+    rows = [engine.worker_dict(w, now=now) for w in Worker.select().order_by(Worker.id)]
+    if as_json:
+        emit_json(rows)
+        return
+    from rich.table import Table
+    table = Table(header_style="bold")
+    for name in ("id", "pid", "host", "status", "job", "up", "heartbeat", "alive"):
+        table.add_column(name)
+    for w, row in zip(Worker.select().order_by(Worker.id), rows):
+        table.add_row(str(w.id), str(w.pid), w.host, w.status, w.current_job or "-",
+                      ago(now - w.started_at), f"{ago(row['heartbeat_age'])} ago",
+                      "yes" if row["alive"] else "no")
+    console().print(table)
+
+
+# --- config ----------------------------------------------------------------------------------
+
+@cli.group(context_settings=CONTEXT)
+def config() -> None:
+    """Read and change settings (max_retries, backoff_base, timeouts, intervals…)."""
+
+
+@config.command("list", context_settings=CONTEXT)
+@json_option
+@pass_app
+def config_list(app: App, as_json) -> None:
+    """Every setting with its value and default."""
+    app.open()
+    rows = settings.describe()
+    if as_json:
+        emit_json({r["key"]: r["value"] for r in rows})
+        return
+    from rich.table import Table
+    table = Table(header_style="bold")
+    for name in ("key", "value", "default", "meaning"):
+        table.add_column(name, overflow="fold")
+    for r in rows:
+        table.add_row(r["key"], json.dumps(r["value"]), json.dumps(r["default"]), r["help"])
+    console().print(table)
+
+
+@config.command("get", context_settings=CONTEXT)
+@click.argument("key")
+@json_option
+@pass_app
+def config_get(app: App, key, as_json) -> None:
+    """Print one setting."""
+    name = settings.canonical(key)
+    app.open()
+    value = settings.get(name)
+    emit_json({name: value}) if as_json else click.echo(json.dumps(value))
+
+
+@config.command("set", context_settings=CONTEXT)
+@click.argument("key")
+@click.argument("value")
+@json_option
+@pass_app
+def config_set(app: App, key, value, as_json) -> None:
+    """Change a setting (validated; new jobs take retry/timeout defaults from here)."""
+    name, parsed = settings.validate(key, value)
+    app.open()
+    settings.set_value(name, parsed)
+    emit_json({name: parsed}) if as_json else click.echo(f"{name} = {json.dumps(parsed)}")
+
+
+@config.command("reset", context_settings=CONTEXT)
+@click.argument("key")
+@pass_app
+def config_reset(app: App, key) -> None:
+    """Put a setting back to its default."""
+    settings.canonical(key)
+    app.open()
+    name, value = settings.reset(key)
+    click.echo(f"{name} = {json.dumps(value)} (default)")
+
+
+# --- entry point -----------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> None:
+    from peewee import DatabaseError as PeeweeDatabaseError
+    import sqlite3
+    try:
+        cli.main(args=argv, prog_name="queuectl-tui", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except QueueError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except (PeeweeDatabaseError, sqlite3.DatabaseError) as exc:
+        from queuectl_tui.db import describe_db_error
+        click.echo(f"error: {describe_db_error(exc)}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        click.echo(f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,129 @@
+"""Opening the database: pragmas, schema creation, the schema version and upgrades.
+
+The schema version lives in the ``meta`` table. A database written by a newer queuectl is
+refused rather than guessed at; an older one is upgraded in place, step by step, inside a
+transaction, by the functions in ``UPGRADES``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from peewee import DatabaseError, OperationalError, SqliteDatabase
+
+from queuectl_tui import paths
+from queuectl_tui.errors import DatabaseUnusable
+from queuectl_tui.models import MODELS, Meta, database
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 15_000
+
+#: version -> function(db) bringing a database from version-1 to version.
+UPGRADES: dict[int, callable] = {}
+
+
+def open_db(path: Path | str | None = None, *, create: bool = True) -> SqliteDatabase:
+    """Connect the models to the SQLite file at ``path`` (the configured default if None)."""
+    path = Path(path) if path is not None else paths.default_db_path()
+    if database.obj is not None and getattr(database.obj, "database", None) == str(path):
+        return database.obj
+    close_db()
+    if not path.exists():
+        if not create:
+            raise DatabaseUnusable(f"no database at {path}")
+        try:
+            paths.ensure_private_dir(path.parent)
+            paths.ensure_private_dir(paths.logs_dir(path))
+            # Create the file ourselves so that it is 0600 from its first byte.
+            os.close(paths.create_private_file(path))
+        except OSError as exc:
+            raise DatabaseUnusable(f"cannot create database {path}: {exc.strerror}") from None
+    db = SqliteDatabase(
+        str(path),
+        pragmas={
+            "journal_mode": "wal",
+            "synchronous": "normal",
+            "foreign_keys": 1,
+            "busy_timeout": BUSY_TIMEOUT_MS,
+        },
+        timeout=BUSY_TIMEOUT_MS / 1000,
+        check_same_thread=False,
+    )
+    database.initialize(db)
+    try:
+        db.connect(reuse_if_open=True)
+        _ensure_schema(db)
+    except DatabaseUnusable:
+        close_db()
+        raise
+    except (DatabaseError, sqlite3.DatabaseError) as exc:
+        close_db()
+        raise DatabaseUnusable(describe_db_error(exc, path)) from None
+    return db
+
+
+def close_db() -> None:
+    if database.obj is not None:
+        if not database.obj.is_closed():
+            database.obj.close()
+        database.initialize(None)
+
+
+def db_path() -> Path:
+    return Path(database.obj.database)
+
+
+def describe_db_error(exc: Exception, path: Path | str | None = None) -> str:
+    """One line for a database failure a user can cause or meet (corrupt, locked, read-only)."""
+    path = path or (database.obj.database if database.obj is not None else "?")
+    msg = str(exc).strip() or exc.__class__.__name__
+    if "not a database" in msg or "malformed" in msg:
+        return f"database {path} is corrupt or not a queuectl database ({msg})"
+    if "locked" in msg or "busy" in msg:
+        return f"database {path} stayed locked by another process ({msg}); try again"
+    if "readonly" in msg or "read-only" in msg or "unable to open" in msg:
+        return f"cannot write database {path} ({msg})"
+    if "disk" in msg and "full" in msg:
+        return f"disk full while writing database {path}"
+    return f"database {path}: {msg}"
+
+
+def _ensure_schema(db: SqliteDatabase) -> None:
+    # The common case (an up-to-date database) is a single read, no write lock.
+    if _current_version(db) == SCHEMA_VERSION:
+        return
+    with db.atomic("IMMEDIATE"):
+        version = _current_version(db)
+        if version is None:
+            if db.get_tables():
+                raise DatabaseUnusable(f"{db.database} is an SQLite database but not a queuectl one")
+            db.create_tables(MODELS)
+            Meta.create(key="schema_version", value=str(SCHEMA_VERSION))
+            return
+        while version < SCHEMA_VERSION:
+            version += 1
+            UPGRADES[version](db)
+            Meta.replace(key="schema_version", value=str(version)).execute()
+
+
+def _current_version(db: SqliteDatabase) -> int | None:
+    if not db.table_exists(Meta._meta.table_name):
+        return None
+    row = Meta.get_or_none(Meta.key == "schema_version")
+    version = int(row.value) if row else 0
+    if version > SCHEMA_VERSION:
+        raise DatabaseUnusable(
+            f"database {db.database} has schema version {version}, newer than this "
+            f"queuectl-tui supports ({SCHEMA_VERSION}); upgrade queuectl-tui"
+        )
+    return version
+
+
+def schema_version() -> int:
+    return int(Meta.get(Meta.key == "schema_version").value)
+
+
+__all__ = ["open_db", "close_db", "db_path", "describe_db_error", "SCHEMA_VERSION",
+           "OperationalError", "DatabaseError"]

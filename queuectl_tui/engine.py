@@ -1,0 +1,500 @@
+"""Queue operations: plain functions over the models, shared by the CLI, the TUI and workers.
+
+Every state change is one transaction. Changes made on behalf of a worker are fenced on
+``(state = processing, worker_id = that worker)``, so a worker that was presumed lost cannot
+overwrite what recovery decided after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from peewee import IntegrityError, fn
+
+from queuectl_tui import procs, settings
+from queuectl_tui.errors import InvalidInput, NotFound, QueueError
+from queuectl_tui.models import (
+    CLAIMABLE, COMPLETED, DEAD, FAILED, PENDING, PROCESSING, STATES,
+    Attempt, Environment, Job, Worker, database,
+)
+from queuectl_tui.spec import iso
+
+TAIL_BYTES = 4096
+NOT_RUNNING = tuple(s for s in STATES if s != PROCESSING)
+
+
+# --- enqueue ---------------------------------------------------------------------------------
+
+def enqueue(specs: Iterable[dict[str, Any]], *, cwd: str | None = None,
+            env: dict[str, str] | None = None, now: float | None = None) -> list[Job]:
+    """Insert validated specs (see ``spec.normalize``) in one transaction: all or nothing."""
+    specs = list(specs)
+    now = time.time() if now is None else now
+    cwd = cwd if cwd is not None else os.getcwd()
+    env = dict(os.environ) if env is None else env
+    given = [s["id"] for s in specs if s.get("id")]
+    seen: set[str] = set()
+    for job_id in given:
+        if job_id in seen:
+            raise InvalidInput(f"duplicate job id {job_id!r} in the input; nothing enqueued")
+        seen.add(job_id)
+    defaults = settings.load()
+    env_row = _environment(env)
+    jobs = []
+    with database.atomic("IMMEDIATE"):
+        if given:
+            clash = Job.select(Job.id).where(Job.id.in_(given[:900])).limit(1).scalar()
+            if clash is None and len(given) > 900:
+                clash = next((j for j in given if Job.select().where(Job.id == j).exists()), None)
+            if clash is not None:
+                raise InvalidInput(f"job id {clash!r} already exists; nothing enqueued")
+        Environment.insert(digest=env_row[0], data=env_row[1]).on_conflict_ignore().execute()
+        for spec in specs:
+            row = {
+                "id": spec.get("id") or _new_id(),
+                "command": spec["command"],
+                "queue": spec.get("queue", "default"),
+                "priority": spec.get("priority", 0),
+                "max_retries": spec.get("max_retries", defaults["max_retries"]),
+                "backoff_base": spec.get("backoff_base", defaults["backoff_base"]),
+                "timeout": spec.get("timeout", defaults["default_timeout"]),
+                "run_at": spec.get("run_at", now),
+                "created_at": now,
+                "updated_at": now,
+                "cwd": cwd,
+                "env_digest": env_row[0],
+                "state": PENDING,
+            }
+            try:
+                jobs.append(Job.create(**row))
+            except IntegrityError:
+                raise InvalidInput(f"job id {row['id']!r} already exists; nothing enqueued") from None
+    return jobs
+
+
+def _new_id() -> str:
+    return os.urandom(6).hex()
+
+
+def _environment(env: dict[str, str]) -> tuple[str, str]:
+    data = json.dumps(env, sort_keys=True)
+    return hashlib.sha256(data.encode("utf-8", "surrogateescape")).hexdigest(), data
+
+
+def job_environment(job: Job) -> dict[str, str]:
+    if job.env_digest is None:
+        return {}
+    row = Environment.get_or_none(Environment.digest == job.env_digest)
+    return json.loads(row.data) if row else {}
+
+
+# --- workers ---------------------------------------------------------------------------------
+
+def register_worker(queues: list[str] | None = None, *, pid: int | None = None,
+                    now: float | None = None) -> Worker:
+    now = time.time() if now is None else now
+    pid = pid or os.getpid()
+    return Worker.create(
+        host=procs.hostname(), pid=pid, proc_started=procs.start_time(pid) or now,
+        started_at=now, heartbeat_at=now, status="idle",
+        queues=",".join(queues) if queues else None,
+    )
+
+
+def heartbeat(worker_id: int, *, status: str | None = None, current_job: str | None = None,
+              now: float | None = None) -> bool:
+    """Record that the worker is alive; False when its row is gone (it was presumed lost)."""
+    now = time.time() if now is None else now
+    values: dict[str, Any] = {"heartbeat_at": now}
+    if status is not None:
+        values["status"] = status
+        values["current_job"] = current_job
+    return Worker.update(**values).where(Worker.id == worker_id).execute() == 1
+
+
+def unregister_worker(worker_id: int) -> None:
+    Worker.delete().where(Worker.id == worker_id).execute()
+
+
+def worker_alive(worker: Worker, *, now: float | None = None, lease: float | None = None) -> bool:
+    """Alive = heartbeat within the lease and, on this host, the same process still running."""
+    now = time.time() if now is None else now
+    lease = settings.get("lease") if lease is None else lease
+    if now - worker.heartbeat_at > lease:
+        return False
+    if worker.host == procs.hostname():
+        return procs.same_process(worker.pid, worker.proc_started) is not None
+    return True
+
+
+def live_workers(now: float | None = None) -> list[Worker]:
+    lease = settings.get("lease")
+    return [w for w in Worker.select().order_by(Worker.id) if worker_alive(w, now=now, lease=lease)]
+
+
+# --- claim and finish ------------------------------------------------------------------------
+
+def claim(worker: Worker, *, now: float | None = None) -> tuple[Job, Attempt] | None:
+    """Atomically take the next due job for this worker, or None when nothing is due.
+
+    On SQLite the IMMEDIATE transaction serialises claimers; the single UPDATE … WHERE seq IN
+    (SELECT … LIMIT 1) RETURNING is the statement that becomes SELECT … FOR UPDATE SKIP LOCKED
+    on PostgreSQL.
+    """
+    now = time.time() if now is None else now
+    due = (Job.select(Job.seq)
+           .where(Job.state.in_(CLAIMABLE), Job.run_at <= now)
+           .order_by(Job.priority.desc(), Job.run_at, Job.seq)
+           .limit(1))
+    if worker.queues:
+        due = due.where(Job.queue.in_(worker.queues.split(",")))
+    if database.obj.__class__.__name__.startswith("Postgres"):
+        due = due.for_update("FOR UPDATE SKIP LOCKED")
+    with database.atomic("IMMEDIATE"):
+        rows = list(
+            Job.update(state=PROCESSING, attempts=Job.attempts + 1, worker_id=worker.id,
+                       started_at=now, finished_at=None, updated_at=now, cancel_requested=False)
+            .where(Job.seq.in_(due))
+            .returning(Job)
+            .execute()
+        )
+        if not rows:
+            return None
+        job = rows[0]
+        number = (Attempt.select(fn.MAX(Attempt.number)).where(Attempt.job == job.seq).scalar() or 0) + 1
+        attempt = Attempt.create(job=job.seq, number=number, worker_id=worker.id, host=worker.host,
+                                 started_at=now, log_file=f"job{job.seq}-{number}.log")
+        Worker.update(status="busy", current_job=job.id, heartbeat_at=now).where(
+            Worker.id == worker.id).execute()
+    return job, attempt
+
+
+def record_process(attempt: Attempt, pid: int, started: float | None) -> None:
+    """Remember the job's shell so that recovery can find and kill its tree."""
+    Attempt.update(pid=pid, pid_started=started).where(Attempt.seq == attempt.seq).execute()
+
+
+def backoff_delay(base: float, failures: int, cap: float) -> float:
+    try:
+        return min(base ** failures, cap)
+    except OverflowError:
+        return cap
+
+
+def finish(job: Job, attempt: Attempt, *, outcome: str, exit_code: int | None = None,
+           error: str | None = None, tail: str | None = None, now: float | None = None,
+           fence_worker: bool = True) -> str | None:
+    """Record how an attempt ended and move the job on. Returns the job's new state, or None
+    when the job was no longer this worker's (recovered meanwhile): then nothing changes.
+
+    outcome: completed | failed | timeout | lost (retry path), interrupted (back to pending,
+    the run does not count), cancelled (straight to the DLQ).
+    """
+    now = time.time() if now is None else now
+    cfg = settings.load()
+    with database.atomic("IMMEDIATE"):
+        current = Job.get_or_none(Job.seq == job.seq)
+        if current is None or current.state != PROCESSING or (
+                fence_worker and current.worker_id != attempt.worker_id):
+            return None
+        values: dict[str, Any] = {"updated_at": now, "exit_code": exit_code, "worker_id": None,
+                                  "cancel_requested": False}
+        if tail is not None:
+            values["output_tail"] = tail
+        if outcome == "completed":
+            values.update(state=COMPLETED, finished_at=now, last_error=None)
+        elif outcome == "interrupted":
+            values.update(state=PENDING, run_at=now, attempts=current.attempts - 1, last_error=error)
+        elif outcome == "cancelled":
+            values.update(state=DEAD, finished_at=now, last_error=error or "cancelled")
+        elif current.attempts > current.max_retries:
+            values.update(state=DEAD, finished_at=now, last_error=error)
+        else:
+            wait = backoff_delay(current.backoff_base, current.attempts, cfg["max_backoff"])
+            values.update(state=FAILED, run_at=now + wait, finished_at=now, last_error=error)
+        Job.update(**values).where(Job.seq == job.seq).execute()
+        Attempt.update(finished_at=now, exit_code=exit_code, outcome=outcome, error=error,
+                       duration=max(0.0, now - attempt.started_at)).where(
+            Attempt.seq == attempt.seq, Attempt.outcome.is_null()).execute()
+        if attempt.worker_id is not None:
+            Worker.update(status="idle", current_job=None, heartbeat_at=now).where(
+                Worker.id == attempt.worker_id, Worker.status == "busy").execute()
+    return values["state"]
+
+
+def cancel_requested(job: Job) -> bool:
+    return bool(Job.select(Job.cancel_requested).where(Job.seq == job.seq).scalar())
+
+
+# --- recovery --------------------------------------------------------------------------------
+
+def recover_lost(*, now: float | None = None) -> list[str]:
+    """Take back every job held by a worker that is gone; kill its process tree if it is here.
+
+    A worker is gone when its row is missing, its process is not alive on this host, or it has
+    not sent a heartbeat within the lease. Each such job gets a failed attempt "worker lost"
+    and follows the normal retry/DLQ path.
+    """
+    now = time.time() if now is None else now
+    lease = settings.get("lease")
+    lost = {w.id: w for w in Worker.select() if not worker_alive(w, now=now, lease=lease)}
+    candidates = Job.select().where(Job.state == PROCESSING)
+    recovered = []
+    for job in candidates:
+        if job.worker_id not in lost and Worker.select().where(Worker.id == job.worker_id).exists():
+            continue
+        attempt = (Attempt.select().where(Attempt.job == job.seq)
+                   .order_by(Attempt.number.desc()).first())
+        if attempt is None:  # claimed by a worker that died before its attempt row existed
+            Job.update(state=PENDING, worker_id=None, attempts=fn.MAX(Job.attempts - 1, 0),
+                       updated_at=now).where(Job.seq == job.seq, Job.state == PROCESSING).execute()
+            continue
+        if attempt.host == procs.hostname():
+            procs.kill_tree(attempt.pid, attempt.pid_started)
+        worker = lost.get(job.worker_id)
+        why = "worker lost"
+        if worker is not None:
+            silent = now - worker.heartbeat_at
+            why += (f" (worker {worker.id}, pid {worker.pid} on {worker.host}: "
+                    + (f"no heartbeat for {silent:.0f}s)" if silent > lease else "process gone)"))
+        if finish(job, attempt, outcome="lost", error=why, now=now) is not None:
+            recovered.append(job.id)
+    if lost:
+        Worker.delete().where(Worker.id.in_(list(lost))).execute()
+    return recovered
+
+
+# --- operator actions ------------------------------------------------------------------------
+
+def get_job(job_id: str) -> Job:
+    job = Job.get_or_none(Job.id == job_id)
+    if job is None:
+        raise NotFound(f"no job with id {job_id!r}")
+    return job
+
+
+def retry(job_id: str, *, now: float | None = None) -> Job:
+    """Run a failed job now, or bring a dead one back from the DLQ."""
+    job = get_job(job_id)
+    if job.state == DEAD:
+        return dlq_retry([job_id], now=now)[0]
+    if job.state != FAILED:
+        raise QueueError(f"job {job_id!r} is {job.state}; only failed or dead jobs can be retried")
+    now = time.time() if now is None else now
+    Job.update(run_at=now, updated_at=now).where(Job.seq == job.seq, Job.state == FAILED).execute()
+    return get_job(job_id)
+
+
+def dlq_retry(job_ids: list[str] | None = None, *, all_dead: bool = False, timeout: float | None = None,
+              max_retries: int | None = None, now: float | None = None) -> list[Job]:
+    """Move dead jobs back to pending with their attempts reset."""
+    now = time.time() if now is None else now
+    values: dict[str, Any] = {"state": PENDING, "attempts": 0, "run_at": now, "updated_at": now,
+                              "finished_at": None, "last_error": None, "exit_code": None,
+                              "cancel_requested": False}
+    if timeout is not None:
+        values["timeout"] = timeout
+    if max_retries is not None:
+        values["max_retries"] = max_retries
+    with database.atomic("IMMEDIATE"):
+        if all_dead:
+            seqs = [j.seq for j in Job.select(Job.seq).where(Job.state == DEAD)]
+        else:
+            seqs = []
+            for job_id in job_ids or []:
+                job = get_job(job_id)
+                if job.state != DEAD:
+                    raise QueueError(f"job {job_id!r} is {job.state}, not in the DLQ")
+                seqs.append(job.seq)
+        for start in range(0, len(seqs), 500):
+            Job.update(**values).where(Job.seq.in_(seqs[start:start + 500])).execute()
+    return list(Job.select().where(Job.seq.in_(seqs))) if len(seqs) <= 900 else []
+
+
+def cancel(job_id: str, *, now: float | None = None) -> Job:
+    """Pending or failed: straight to the DLQ as "cancelled". Running: its worker is asked to
+    kill the process tree, and records the cancellation itself."""
+    now = time.time() if now is None else now
+    job = get_job(job_id)
+    if job.state in (PENDING, FAILED):
+        Job.update(state=DEAD, last_error="cancelled", finished_at=now, updated_at=now).where(
+            Job.seq == job.seq, Job.state.in_(CLAIMABLE)).execute()
+    elif job.state == PROCESSING:
+        Job.update(cancel_requested=True, updated_at=now).where(
+            Job.seq == job.seq, Job.state == PROCESSING).execute()
+    else:
+        raise QueueError(f"job {job_id!r} is already {job.state}")
+    return get_job(job_id)
+
+
+def delete(job_ids: list[str]) -> int:
+    """Delete jobs (not running ones), their attempts and their log files."""
+    with database.atomic("IMMEDIATE"):
+        jobs = [get_job(job_id) for job_id in job_ids]
+        for job in jobs:
+            if job.state == PROCESSING:
+                raise QueueError(f"job {job.id!r} is running; cancel it first")
+        return _delete_seqs([j.seq for j in jobs])
+
+
+def clear(states: list[str] | None = None) -> int:
+    """Delete every job in the given states (default: all but running ones)."""
+    states = [s for s in (states or NOT_RUNNING) if s != PROCESSING]
+    with database.atomic("IMMEDIATE"):
+        seqs = [j.seq for j in Job.select(Job.seq).where(Job.state.in_(states))]
+        return _delete_seqs(seqs)
+
+
+def dlq_clear() -> int:
+    return clear([DEAD])
+
+
+def _delete_seqs(seqs: list[int]) -> int:
+    logs = logs_dir()
+    for start in range(0, len(seqs), 500):
+        chunk = seqs[start:start + 500]
+        for (name,) in Attempt.select(Attempt.log_file).where(Attempt.job.in_(chunk)).tuples():
+            if name:
+                try:
+                    (logs / name).unlink()
+                except OSError:
+                    pass
+        Attempt.delete().where(Attempt.job.in_(chunk)).execute()
+        Job.delete().where(Job.seq.in_(chunk)).execute()
+    return len(seqs)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+def logs_dir() -> Path:
+    return Path(database.obj.database).parent / "logs"
+
+
+def attempts_of(job: Job) -> list[Attempt]:
+    return list(Attempt.select().where(Attempt.job == job.seq).order_by(Attempt.number))
+
+
+def log_path(attempt: Attempt) -> Path | None:
+    return logs_dir() / attempt.log_file if attempt.log_file else None
+
+
+def counts() -> dict[str, int]:
+    result = {state: 0 for state in STATES}
+    for state, count in Job.select(Job.state, fn.COUNT(Job.seq)).group_by(Job.state).tuples():
+        result[state] = count
+    return result
+
+
+def stats(*, now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    workers = live_workers(now)
+    oldest = (Job.select(Job.created_at).where(Job.state == PENDING).order_by(Job.seq)
+              .limit(1).scalar())
+    by_state = counts()
+    return {
+        "jobs": by_state,
+        "total": sum(by_state.values()),
+        "workers": {"alive": len(workers), "busy": sum(1 for w in workers if w.status == "busy")},
+        "oldest_pending_age": None if oldest is None else max(0.0, now - oldest),
+    }
+
+
+def list_jobs(*, state: str | None = None, queue: str | None = None, limit: int | None = 50,
+              search: str | None = None, newest_first: bool = False,
+              after_seq: int | None = None) -> list[Job]:
+    query = Job.select()
+    if state:
+        query = query.where(Job.state == state)
+    if queue:
+        query = query.where(Job.queue == queue)
+    if search:
+        needle = f"%{search}%"
+        query = query.where(Job.id ** needle | Job.command ** needle | Job.last_error ** needle)
+    if after_seq is not None:
+        query = query.where(Job.seq < after_seq if newest_first else Job.seq > after_seq)
+    query = query.order_by(Job.seq.desc() if newest_first else Job.seq)
+    if limit:
+        query = query.limit(limit)
+    return list(query)
+
+
+def next_due(queues: list[str] | None = None) -> float | None:
+    """When the earliest waiting job becomes due (None if nothing waits)."""
+    query = Job.select(fn.MIN(Job.run_at)).where(Job.state.in_(CLAIMABLE))
+    if queues:
+        query = query.where(Job.queue.in_(queues))
+    return query.scalar()
+
+
+def explain(job: Job, *, now: float | None = None) -> str:
+    """Why the job is where it is, in one sentence a person can act on."""
+    now = time.time() if now is None else now
+    if job.state == COMPLETED:
+        return f"completed at {iso(job.finished_at)} after {job.attempts} attempt(s)"
+    if job.state == DEAD:
+        return f"in the DLQ after {job.attempts} attempt(s): {job.last_error or 'no error recorded'}"
+    if job.state == PROCESSING:
+        worker = Worker.get_or_none(Worker.id == job.worker_id)
+        where = f"worker {job.worker_id}" + (f" (pid {worker.pid} on {worker.host})" if worker else " (gone)")
+        text = f"running on {where} since {iso(job.started_at)}"
+        if worker is None or not worker_alive(worker, now=now):
+            text += "; that worker is lost, the job will be taken back when a worker runs recovery"
+        if job.cancel_requested:
+            text += "; cancellation requested"
+        return text
+    if job.run_at > now:
+        if job.state == FAILED:
+            return (f"backing off until {iso(job.run_at)} after attempt {job.attempts} failed: "
+                    f"{job.last_error}")
+        return f"scheduled for {iso(job.run_at)}"
+    workers = [w for w in live_workers(now)
+               if not w.queues or job.queue in w.queues.split(",")]
+    if not workers:
+        return f"due, waiting: no worker alive for queue {job.queue!r} (start one: worker start)"
+    busy = sum(1 for w in workers if w.status == "busy")
+    if busy == len(workers):
+        return f"due, waiting for a free worker ({busy} of {len(workers)} busy)"
+    return "due; an idle worker will claim it next"
+
+
+def job_dict(job: Job, *, full: bool = False) -> dict[str, Any]:
+    data = {
+        "id": job.id, "command": job.command, "state": job.state, "attempts": job.attempts,
+        "max_retries": job.max_retries, "backoff_base": job.backoff_base, "timeout": job.timeout,
+        "priority": job.priority, "queue": job.queue, "run_at": iso(job.run_at),
+        "created_at": iso(job.created_at), "updated_at": iso(job.updated_at),
+        "started_at": iso(job.started_at), "finished_at": iso(job.finished_at),
+        "last_error": job.last_error, "exit_code": job.exit_code,
+    }
+    if full:
+        data["cwd"] = job.cwd
+        data["output_tail"] = job.output_tail
+        data["worker_id"] = job.worker_id
+        data["cancel_requested"] = job.cancel_requested
+    return data
+
+
+def attempt_dict(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "number": attempt.number, "worker_id": attempt.worker_id, "host": attempt.host,
+        "pid": attempt.pid, "started_at": iso(attempt.started_at),
+        "finished_at": iso(attempt.finished_at), "exit_code": attempt.exit_code,
+        "duration": attempt.duration, "outcome": attempt.outcome, "error": attempt.error,
+        "log_file": str(log_path(attempt)) if attempt.log_file else None,
+    }
+
+
+def worker_dict(worker: Worker, *, now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    return {
+        "id": worker.id, "host": worker.host, "pid": worker.pid, "status": worker.status,
+        "current_job": worker.current_job, "queues": worker.queues.split(",") if worker.queues else None,
+        "started_at": iso(worker.started_at), "heartbeat_at": iso(worker.heartbeat_at),
+        "heartbeat_age": round(max(0.0, now - worker.heartbeat_at), 3),
+        "alive": worker_alive(worker, now=now),
+    }

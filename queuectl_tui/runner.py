@@ -1,0 +1,147 @@
+"""Running one attempt of one job: the process, its log, its time limit, its tree.
+
+The job's shell leads a new session (so its process group is its own and a terminal's Ctrl+C
+does not reach it). Output goes through a pipe: the first ``max_log_bytes`` land in the
+attempt's log file, the last few KB are kept for the database, and the rest is drained and
+counted so that a flooding job neither blocks nor grows the worker's memory. When the shell
+ends, anything it left running in its group is killed: a job's lifetime is its shell's.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from queuectl_tui import procs
+from queuectl_tui.paths import create_private_file
+
+TAIL_BYTES = 4096
+TICK = 0.05
+
+
+@dataclass
+class Result:
+    outcome: str  # completed | failed | timeout | interrupted | cancelled
+    exit_code: int | None
+    error: str | None
+    tail: str
+    duration: float
+
+
+class _Drain(threading.Thread):
+    """Copies the pipe into the log (up to a cap) and a rolling tail, and never blocks the job."""
+
+    def __init__(self, fd: int, log_fd: int, cap: int):
+        super().__init__(daemon=True)
+        self.fd, self.log_fd, self.cap = fd, log_fd, cap
+        self.written = 0
+        self.dropped = 0
+        self.tail = bytearray()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            ready, _, _ = select.select([self.fd], [], [], 0.1)
+            if not ready:
+                if self.stop.is_set():
+                    return
+                continue
+            try:
+                chunk = os.read(self.fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            room = self.cap - self.written
+            if room > 0:
+                part = chunk[:room]
+                os.write(self.log_fd, part)
+                self.written += len(part)
+            self.dropped += max(0, len(chunk) - max(room, 0))
+            self.tail += chunk
+            if len(self.tail) > 2 * TAIL_BYTES:
+                del self.tail[:-TAIL_BYTES]
+
+
+def describe_exit(code: int) -> str | None:
+    if code == 0:
+        return None
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name}"
+    if code == 127:
+        return "command not found (exit code 127)"
+    if code == 126:
+        return "command not executable (exit code 126)"
+    return f"exit code {code}"
+
+
+def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_bytes: int,
+        timeout: float | None, on_start: Callable[[int, float | None], None] = lambda pid, t: None,
+        tick: Callable[[], str | None] = lambda: None) -> Result:
+    """Run ``command`` to its end. ``tick`` is called about every 50 ms and may answer
+    "cancel" or "interrupt" to have the process tree killed and the attempt recorded so."""
+    started = time.monotonic()
+    log_fd = create_private_file(log_path)
+    try:
+        try:
+            proc = subprocess.Popen(
+                ["/bin/sh", "-c", command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            message = f"cannot start: {exc.strerror or exc}" + (f": {cwd}" if exc.filename == cwd else "")
+            os.write(log_fd, (message + "\n").encode())
+            return Result("failed", None, message, message, 0.0)
+        pid_started = procs.start_time(proc.pid)
+        on_start(proc.pid, pid_started)
+        drain = _Drain(proc.stdout.fileno(), log_fd, max_log_bytes)
+        drain.start()
+        outcome, error = None, None
+        while proc.poll() is None:
+            try:
+                proc.wait(timeout=TICK)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if timeout is not None and time.monotonic() - started > timeout:
+                outcome, error = "timeout", f"timed out after {timeout:g}s"
+            else:
+                action = tick()
+                if action == "cancel":
+                    outcome, error = "cancelled", "cancelled"
+                elif action == "interrupt":
+                    outcome, error = "interrupted", "interrupted: worker stopped by force"
+            if outcome:
+                procs.kill_tree(proc.pid, pid_started, wait=0)
+                proc.wait()
+                break
+        code = proc.returncode
+        try:  # whatever the shell left behind in its group goes with it
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        drain.stop.set()
+        drain.join(timeout=5)
+        proc.stdout.close()
+        if drain.dropped:
+            os.write(log_fd, f"\n[queuectl: output over {max_log_bytes} bytes; "
+                             f"{drain.dropped} bytes not kept]\n".encode())
+        tail = bytes(drain.tail[-TAIL_BYTES:]).decode("utf-8", "replace")
+        if outcome is None:
+            outcome = "completed" if code == 0 else "failed"
+            error = describe_exit(code)
+        return Result(outcome, code, error, tail, time.monotonic() - started)
+    finally:
+        os.close(log_fd)

@@ -1,0 +1,101 @@
+"""Starting, finding and stopping worker processes on this host.
+
+Detached workers are ordinary ``python -m queuectl_tui worker run`` processes in their own
+session, so they outlive the shell or console that started them. They are found through their
+rows in the database and signalled only when PID and process start time both still match.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from queuectl_tui import engine, procs
+from queuectl_tui.errors import QueueError
+from queuectl_tui.models import Worker
+from queuectl_tui.paths import logs_dir
+
+
+def worker_command(db_path: Path, queues: list[str] | None, burst: bool) -> list[str]:
+    cmd = [sys.executable, "-m", "queuectl_tui", "--db", str(db_path), "worker", "run"]
+    for queue in queues or []:
+        cmd += ["--queue", queue]
+    if burst:
+        cmd.append("--burst")
+    return cmd
+
+
+def start(db_path: Path, count: int = 1, *, queues: list[str] | None = None, burst: bool = False,
+          wait: float = 10.0) -> list[Worker]:
+    """Spawn detached workers and return their rows once each has registered."""
+    log = logs_dir(db_path) / "workers.log"
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    pids = []
+    try:
+        for _ in range(count):
+            proc = subprocess.Popen(
+                worker_command(db_path, queues, burst), stdin=subprocess.DEVNULL, stdout=fd,
+                stderr=fd, start_new_session=True, close_fds=True,
+            )
+            pids.append(proc.pid)
+    finally:
+        os.close(fd)
+    deadline = time.monotonic() + wait
+    while True:
+        rows = list(Worker.select().where(Worker.pid.in_(pids), Worker.host == procs.hostname()))
+        if len(rows) == len(pids):
+            return rows
+        dead = [pid for pid in pids if not psutil.pid_exists(pid)
+                or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE]
+        if burst and dead:
+            return rows  # a burst worker may find nothing to do and exit at once
+        if dead or time.monotonic() > deadline:
+            raise QueueError(f"worker(s) {dead or pids} did not start; see {log}")
+        time.sleep(0.02)
+
+
+def local_workers() -> list[tuple[Worker, psutil.Process | None]]:
+    """Rows of this host's workers, each with its live process (None if gone or PID reused)."""
+    rows = Worker.select().where(Worker.host == procs.hostname()).order_by(Worker.id)
+    return [(row, procs.same_process(row.pid, row.proc_started)) for row in rows]
+
+
+def stop(*, force: bool = False, wait: float = 10.0, worker_ids: list[int] | None = None
+         ) -> dict[str, list[int]]:
+    """Signal our live workers (SIGTERM, or SIGUSR1 with force) and wait up to ``wait`` s.
+
+    Returns worker ids by what happened: stopped, still_running (finishing a job), gone
+    (row left by a dead process: never signalled, its job recovered).
+    """
+    sig = signal.SIGUSR1 if force else signal.SIGTERM
+    targets, gone = [], []
+    for row, proc in local_workers():
+        if worker_ids is not None and row.id not in worker_ids:
+            continue
+        if proc is None:
+            gone.append(row.id)
+            continue
+        try:
+            proc.send_signal(sig)
+            targets.append((row, proc))
+        except psutil.NoSuchProcess:
+            gone.append(row.id)
+    if worker_ids is not None:
+        unknown = set(worker_ids) - {r.id for r, _ in targets} - set(gone)
+        if unknown:
+            raise QueueError(f"no worker with id {', '.join(map(str, sorted(unknown)))} on this host")
+    _, alive = psutil.wait_procs([p for _, p in targets], timeout=wait) if targets else ([], [])
+    alive_pids = {p.pid for p in alive}
+    if gone:
+        engine.recover_lost()
+    return {
+        "stopped": [r.id for r, p in targets if p.pid not in alive_pids],
+        "still_running": [r.id for r, p in targets if p.pid in alive_pids],
+        "gone": gone,
+    }
