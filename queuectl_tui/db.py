@@ -105,7 +105,7 @@ def _ensure_schema(db: SqliteDatabase) -> None:
         while version < SCHEMA_VERSION:
             version += 1
             UPGRADES[version](db)
-            Meta.replace(key="schema_version", value=str(version)).execute()
+            Meta.update(value=str(version)).where(Meta.key == "schema_version").execute()
 
 
 def _current_version(db: SqliteDatabase) -> int | None:
@@ -119,6 +119,33 @@ def _current_version(db: SqliteDatabase) -> int | None:
             f"queuectl-tui supports ({SCHEMA_VERSION}); upgrade queuectl-tui"
         )
     return version
+
+
+def write_transaction():
+    """A transaction that takes the write lock up front.
+
+    On SQLite, BEGIN IMMEDIATE: readers never upgrade to writers mid-transaction (which could
+    fail with SQLITE_BUSY despite the busy timeout), so competing claimers simply queue.
+    Elsewhere an ordinary transaction (row locks, SKIP LOCKED, do the work).
+    """
+    if is_sqlite():
+        return database.atomic("IMMEDIATE")
+    return database.atomic()
+
+
+def is_sqlite() -> bool:
+    return isinstance(database.obj, SqliteDatabase)
+
+
+def change_token():
+    """Something that changes whenever another connection commits, or None if unknown.
+
+    SQLite's data_version is read from shared memory: polling it every few milliseconds costs
+    next to nothing, which lets idle workers react to new jobs at once without busy querying.
+    """
+    if is_sqlite():
+        return database.execute_sql("PRAGMA data_version").fetchone()[0]
+    return None
 
 
 def schema_version() -> int:

@@ -17,6 +17,7 @@ from typing import Any, Iterable
 from peewee import IntegrityError, fn
 
 from queuectl_tui import procs, settings
+from queuectl_tui.db import is_sqlite, write_transaction
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
 from queuectl_tui.models import (
     CLAIMABLE, COMPLETED, DEAD, FAILED, PENDING, PROCESSING, STATES,
@@ -46,7 +47,7 @@ def enqueue(specs: Iterable[dict[str, Any]], *, cwd: str | None = None,
     defaults = settings.load()
     env_row = _environment(env)
     jobs = []
-    with database.atomic("IMMEDIATE"):
+    with write_transaction():
         if given:
             clash = Job.select(Job.id).where(Job.id.in_(given[:900])).limit(1).scalar()
             if clash is None and len(given) > 900:
@@ -153,9 +154,9 @@ def claim(worker: Worker, *, now: float | None = None) -> tuple[Job, Attempt] | 
            .limit(1))
     if worker.queues:
         due = due.where(Job.queue.in_(worker.queues.split(",")))
-    if database.obj.__class__.__name__.startswith("Postgres"):
+    if not is_sqlite():
         due = due.for_update("FOR UPDATE SKIP LOCKED")
-    with database.atomic("IMMEDIATE"):
+    with write_transaction():
         rows = list(
             Job.update(state=PROCESSING, attempts=Job.attempts + 1, worker_id=worker.id,
                        started_at=now, finished_at=None, updated_at=now, cancel_requested=False)
@@ -197,7 +198,7 @@ def finish(job: Job, attempt: Attempt, *, outcome: str, exit_code: int | None = 
     """
     now = time.time() if now is None else now
     cfg = settings.load()
-    with database.atomic("IMMEDIATE"):
+    with write_transaction():
         current = Job.get_or_none(Job.seq == job.seq)
         if current is None or current.state != PROCESSING or (
                 fence_worker and current.worker_id != attempt.worker_id):
@@ -301,7 +302,7 @@ def dlq_retry(job_ids: list[str] | None = None, *, all_dead: bool = False, timeo
         values["timeout"] = timeout
     if max_retries is not None:
         values["max_retries"] = max_retries
-    with database.atomic("IMMEDIATE"):
+    with write_transaction():
         if all_dead:
             seqs = [j.seq for j in Job.select(Job.seq).where(Job.state == DEAD)]
         else:
@@ -334,7 +335,7 @@ def cancel(job_id: str, *, now: float | None = None) -> Job:
 
 def delete(job_ids: list[str]) -> int:
     """Delete jobs (not running ones), their attempts and their log files."""
-    with database.atomic("IMMEDIATE"):
+    with write_transaction():
         jobs = [get_job(job_id) for job_id in job_ids]
         for job in jobs:
             if job.state == PROCESSING:
@@ -345,7 +346,7 @@ def delete(job_ids: list[str]) -> int:
 def clear(states: list[str] | None = None) -> int:
     """Delete every job in the given states (default: all but running ones)."""
     states = [s for s in (states or NOT_RUNNING) if s != PROCESSING]
-    with database.atomic("IMMEDIATE"):
+    with write_transaction():
         seqs = [j.seq for j in Job.select(Job.seq).where(Job.state.in_(states))]
         return _delete_seqs(seqs)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from queuectl_tui.errors import InvalidInput
-from queuectl_tui.models import Setting, database
+from queuectl_tui.models import Setting
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,8 @@ def get(key: str) -> Any:
 
 def set_value(key: str, raw: Any) -> tuple[str, Any]:
     name, value = validate(key, raw)
-    with database.atomic():
-        Setting.replace(key=name, value=json.dumps(value)).execute()
+    Setting.insert(key=name, value=json.dumps(value)).on_conflict(
+        conflict_target=[Setting.key], update={Setting.value: json.dumps(value)}).execute()
     return name, value
 
 

@@ -17,7 +17,8 @@ import time
 from typing import Callable
 
 from queuectl_tui import engine, runner, settings
-from queuectl_tui.models import Job, database
+from queuectl_tui.db import change_token
+from queuectl_tui.models import Job
 
 WAKE_POLL = 0.005
 BURST_HORIZON = 60.0  # --burst waits for jobs due this soon (retries in backoff, near schedules)
@@ -133,8 +134,10 @@ class Worker:
         return due is not None and due <= time.time() + BURST_HORIZON
 
     def _changed(self) -> bool:
-        version = database.execute_sql("PRAGMA data_version").fetchone()[0]
-        changed = version != self._data_version
+        """Has another connection committed since the last call? (Always "maybe" without a
+        change signal, e.g. on PostgreSQL, where the cadence comes from poll_interval.)"""
+        version = change_token()
+        changed = version is None or version != self._data_version
         self._data_version = version
         return changed
 
@@ -144,9 +147,10 @@ class Worker:
         due = engine.next_due(self.queues)
         if due is not None:
             deadline = min(deadline, max(due, now))
+        signalled = self._data_version is not None
         while time.time() < deadline and not self.stopping:
-            time.sleep(WAKE_POLL)
-            if self._changed():
+            time.sleep(WAKE_POLL if signalled else 0.05)
+            if signalled and self._changed():
                 return
 
 
