@@ -11,7 +11,10 @@ import os
 import sqlite3
 from pathlib import Path
 
+from typing import Callable
+
 from peewee import DatabaseError, OperationalError, SqliteDatabase
+from playhouse.migrate import SchemaMigrator
 
 from queuectl_tui import paths
 from queuectl_tui.errors import DatabaseUnusable
@@ -20,8 +23,10 @@ from queuectl_tui.models import MODELS, Meta, database
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 15_000
 
-#: version -> function(db) bringing a database from version-1 to version.
-UPGRADES: dict[int, callable] = {}
+#: version -> function(migrator) bringing a database from version-1 to version, written with
+#: playhouse.migrate operations (add_column, add_index, …) so they run on SQLite and PostgreSQL.
+#: Version 1 is the first released schema; tests/fixtures/schema_v1.sql keeps it verbatim.
+UPGRADES: dict[int, Callable[[SchemaMigrator], None]] = {}
 
 
 def open_db(path: Path | str | None = None, *, create: bool = True) -> SqliteDatabase:
@@ -102,9 +107,10 @@ def _ensure_schema(db: SqliteDatabase) -> None:
             db.create_tables(MODELS)
             Meta.create(key="schema_version", value=str(SCHEMA_VERSION))
             return
+        migrator = SchemaMigrator.from_database(db)
         while version < SCHEMA_VERSION:
             version += 1
-            UPGRADES[version](db)
+            UPGRADES[version](migrator)
             Meta.update(value=str(version)).where(Meta.key == "schema_version").execute()
 
 

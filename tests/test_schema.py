@@ -1,0 +1,110 @@
+"""The stored schema: created fresh, upgraded from the first release, refused when newer."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from peewee import TextField
+from playhouse.migrate import migrate
+
+from queuectl_tui import db as dbmod
+from queuectl_tui import engine, spec
+from queuectl_tui.errors import DatabaseUnusable
+
+V1 = Path(__file__).parent / "fixtures" / "schema_v1.sql"
+
+
+def make_v1(path: Path) -> Path:
+    con = sqlite3.connect(path)
+    con.executescript(V1.read_text())
+    con.execute(
+        "INSERT INTO job (id, command, queue, state, priority, attempts, max_retries, backoff_base,"
+        " run_at, created_at, updated_at, cwd, cancel_requested)"
+        " VALUES ('old-job', 'echo from v1', 'default', 'pending', 0, 0, 3, 2, 0, 0, 0, '/', 0)")
+    con.commit()
+    con.close()
+    return path
+
+
+def shape(path: Path) -> dict:
+    """Columns and indexes of every table, independent of how the DDL text was written."""
+    con = sqlite3.connect(path)
+    tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    result = {}
+    for table in tables:
+        columns = sorted((r[1], r[2].upper(), r[3], r[5]) for r in con.execute(f'PRAGMA table_info("{table}")'))
+        indexes = sorted(
+            (r[1], r[2], tuple(c[2] for c in con.execute(f'PRAGMA index_info("{r[1]}")')))
+            for r in con.execute(f'PRAGMA index_list("{table}")'))
+        result[table] = (columns, indexes)
+    con.close()
+    return result
+
+
+@pytest.fixture(autouse=True)
+def _closed():
+    yield
+    dbmod.close_db()
+
+
+def test_first_release_upgraded_has_the_same_shape_as_a_fresh_database(tmp_path):
+    """Fails when the models change without a new schema version and an upgrade step."""
+    fresh = tmp_path / "fresh.db"
+    dbmod.open_db(fresh)
+    dbmod.close_db()
+    old = make_v1(tmp_path / "old.db")
+    dbmod.open_db(old)
+    assert dbmod.schema_version() == dbmod.SCHEMA_VERSION
+    dbmod.close_db()
+    assert shape(old) == shape(fresh)
+
+
+def test_upgrade_keeps_jobs_and_they_still_run(tmp_path):
+    dbmod.open_db(make_v1(tmp_path / "old.db"))
+    job = engine.get_job("old-job")
+    assert job.command == "echo from v1"
+    claimed = engine.claim(engine.register_worker(), now=1.0)
+    assert claimed[0].id == "old-job"
+
+
+def test_upgrade_steps_run_in_order_inside_open(tmp_path, monkeypatch):
+    """The upgrade path itself: a v2 that adds a column reaches an old database on open."""
+    old = make_v1(tmp_path / "old.db")
+    monkeypatch.setattr(dbmod, "SCHEMA_VERSION", 2)
+    monkeypatch.setitem(dbmod.UPGRADES, 2,
+                        lambda m: migrate(m.add_column("job", "note", TextField(null=True))))
+    dbmod.open_db(old)
+    assert dbmod.schema_version() == 2
+    dbmod.close_db()
+    con = sqlite3.connect(old)
+    assert "note" in [r[1] for r in con.execute("PRAGMA table_info(job)")]
+    assert con.execute("SELECT command FROM job WHERE id='old-job'").fetchone() == ("echo from v1",)
+
+
+def test_newer_schema_is_refused_by_engine_and_cli(tmp_path, cli, home):
+    path = home / "queuectl.db"
+    dbmod.open_db(path)
+    engine.enqueue([spec.normalize({"id": "a", "command": "true"})])
+    dbmod.close_db()
+    con = sqlite3.connect(path)
+    con.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    con.commit()
+    con.close()
+    with pytest.raises(DatabaseUnusable, match="schema version 99"):
+        dbmod.open_db(path)
+    result = cli("status")
+    assert result.code == 1
+    assert result.err.count("\n") == 1 and "newer" in result.err and str(path) in result.err
+    assert "Traceback" not in result.err
+
+
+def test_foreign_sqlite_database_is_refused(tmp_path, cli, home):
+    home.mkdir()
+    con = sqlite3.connect(home / "queuectl.db")
+    con.execute("CREATE TABLE notes (x)")
+    con.commit()
+    con.close()
+    result = cli("list")
+    assert result.code == 1 and "not a queuectl one" in result.err
