@@ -159,7 +159,8 @@ def check_id(value: Any) -> str:
 
 
 def _int(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or (isinstance(value, float) and not math.isfinite(value)) or value != int(value)):
         raise InvalidInput(f"{name} must be a whole number, not {value!r}")
     if not low <= value <= high:
         raise InvalidInput(f"{name} must be between {low} and {high}, not {value!r}")
