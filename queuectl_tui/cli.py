@@ -596,9 +596,9 @@ def config_get(app: App, key, as_json) -> None:
     emit_json({name: value}) if as_json else click.echo(json.dumps(value))
 
 
-@config.command("set", context_settings=CONTEXT)
+@config.command("set", context_settings={**CONTEXT, "ignore_unknown_options": True})
 @click.argument("key")
-@click.argument("value")
+@click.argument("value")  # may look like an option ("-1"): validation, not click, judges it
 @json_option
 @pass_app
 def config_set(app: App, key, value, as_json) -> None:
@@ -630,7 +630,10 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        # One line like every other error; the usage text is one -h away.
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
+        click.echo(f"error: {exc.format_message()}{hint}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

@@ -30,7 +30,7 @@ def _number(kind: type, low: float, high: float, *, optional: bool = False, unit
             raise ValueError("expected a number")
         try:
             value = kind(raw.strip()) if isinstance(raw, str) else kind(raw)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ValueError(f"expected {'a whole number' if kind is int else 'a number'}") from None
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError("expected a finite number")

@@ -1,0 +1,91 @@
+"""Settings: validation, persistence in the database, and the `config` commands."""
+
+from __future__ import annotations
+
+import pytest
+
+from queue_support import ok, snapshot, user_error
+from queuectl_tui import engine, settings, spec
+from queuectl_tui.errors import InvalidInput
+
+
+def test_defaults_then_stored_values(db):
+    assert settings.get("max_retries") == 3
+    assert settings.set_value("max-retries", "5") == ("max_retries", 5)
+    assert settings.get("max_retries") == 5
+    assert settings.reset("max_retries") == ("max_retries", 3)
+    assert settings.get("max_retries") == 3
+
+
+def test_a_stored_value_survives_reopening_the_database(db, home):
+    from queuectl_tui.db import close_db, open_db
+    settings.set_value("backoff_base", "3.5")
+    close_db()
+    open_db(home / "queuectl.db")
+    assert settings.get("backoff-base") == 3.5
+
+
+def test_new_jobs_take_their_defaults_from_the_settings(db, tmp_path):
+    settings.set_value("max_retries", "7")
+    settings.set_value("backoff_base", "1.5")
+    settings.set_value("default_timeout", "12")
+    job = engine.enqueue([spec.normalize({"command": "true"})], cwd=str(tmp_path), env={})[0]
+    assert (job.max_retries, job.backoff_base, job.timeout) == (7, 1.5, 12.0)
+    settings.set_value("default_timeout", "none")
+    job = engine.enqueue([spec.normalize({"command": "true", "max_retries": 1})], cwd=str(tmp_path), env={})[0]
+    assert (job.max_retries, job.timeout) == (1, None)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("max_retries", "-1"), ("max_retries", "101"), ("max_retries", "2.5"), ("max_retries", "abc"),
+    ("max_retries", ""), ("max_retries", float("inf")), ("max_retries", float("nan")), ("max_retries", True),
+    ("backoff_base", "0.5"), ("backoff_base", "nan"), ("backoff_base", "inf"),
+    ("poll_interval", "0"), ("lease", "0.5"), ("max_log_bytes", "10"), ("default_timeout", "-3"),
+])
+def test_bad_values_are_refused_and_nothing_is_stored(db, key, value):
+    with pytest.raises(InvalidInput, match=f"bad value .* for {key}"):
+        settings.set_value(key, value)
+    assert settings.get(key) == settings.SETTINGS[key].default
+
+
+def test_unknown_keys_are_refused(db):
+    with pytest.raises(InvalidInput, match="unknown setting 'colour'"):
+        settings.set_value("colour", "1")
+    with pytest.raises(InvalidInput, match="unknown setting"):
+        settings.get("colour")
+
+
+# --- through the CLI -------------------------------------------------------------------------
+
+def test_config_set_persists_for_a_new_process(cli):
+    assert ok(cli("config", "set", "max-retries", "5")).out.strip() == "max_retries = 5"
+    assert ok(cli("config", "get", "max_retries")).out.strip() == "5"
+    assert ok(cli("config", "list", "--json")).json()["max_retries"] == 5
+    job = ok(cli("enqueue", "--json", "true")).json()
+    assert job["max_retries"] == 5
+    ok(cli("config", "reset", "max_retries"))
+    assert ok(cli("config", "get", "max_retries", "--json")).json() == {"max_retries": 3}
+
+
+def test_config_list_json_has_every_setting(cli):
+    data = ok(cli("config", "list", "--json")).json()
+    assert set(data) == set(settings.SETTINGS)
+    assert data["backoff_base"] == 2.0 and data["default_timeout"] is None
+
+
+@pytest.mark.parametrize("args", [
+    ("config", "set", "max_retries", "-1"),
+    ("config", "set", "max_retries", "lots"),
+    ("config", "set", "backoff_base", "0"),
+    ("config", "set", "poll_interval", "nan"),
+    ("config", "set", "colour", "red"),
+    ("config", "get", "colour"),
+    ("config", "reset", "colour"),
+])
+def test_config_bad_key_or_value_exits_2_and_changes_nothing(cli, home, args):
+    ok(cli("config", "set", "max_retries", "4"))
+    before = snapshot(home / "queuectl.db")
+    line = user_error(cli(*args), 2)
+    assert line.startswith("error: ")
+    assert snapshot(home / "queuectl.db") == before
+    assert ok(cli("config", "get", "max_retries")).out.strip() == "4"
