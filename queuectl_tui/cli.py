@@ -322,7 +322,7 @@ def logs(app: App, job_id: str, number: int | None, follow: bool) -> None:
 def retry(app: App, job_ids, as_json) -> None:
     """Run failed jobs now; bring dead jobs back from the DLQ."""
     app.open()
-    jobs = [engine.retry(job_id) for job_id in job_ids]
+    jobs = engine.retry_many(list(job_ids))
     _report(jobs, as_json, "retrying")
 
 
@@ -335,9 +335,7 @@ def retry(app: App, job_ids, as_json) -> None:
 def cancel(app: App, job_ids, wait, as_json) -> None:
     """Cancel jobs: waiting ones go to the DLQ; running ones are killed by their worker."""
     app.open()
-    for job_id in job_ids:
-        engine.get_job(job_id)
-    jobs = [engine.cancel(job_id) for job_id in job_ids]
+    jobs = engine.cancel_many(list(job_ids))
     deadline = time.monotonic() + wait
     while any(j.state == "processing" for j in jobs) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -333,6 +333,18 @@ def cancel(job_id: str, *, now: float | None = None) -> Job:
     return get_job(job_id)
 
 
+def retry_many(job_ids: list[str], *, now: float | None = None) -> list[Job]:
+    """``retry`` for several jobs in one transaction: every one of them, or none on an error."""
+    with write_transaction():
+        return [retry(job_id, now=now) for job_id in job_ids]
+
+
+def cancel_many(job_ids: list[str], *, now: float | None = None) -> list[Job]:
+    """``cancel`` for several jobs in one transaction: every one of them, or none on an error."""
+    with write_transaction():
+        return [cancel(job_id, now=now) for job_id in job_ids]
+
+
 def delete(job_ids: list[str]) -> int:
     """Delete jobs (not running ones), their attempts and their log files."""
     with write_transaction():

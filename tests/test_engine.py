@@ -266,6 +266,21 @@ def test_cancel_pending_and_failed_jobs_sends_them_to_the_dlq(add, worker):
         engine.cancel("nope")
 
 
+def test_cancel_many_and_retry_many_are_all_or_nothing(add, worker):
+    add("f", max_retries=3, backoff_base=10)
+    engine.finish(*engine.claim(worker, now=T0), outcome="failed", now=T0)
+    add("p")
+    with pytest.raises(QueueError, match="'p' is pending"):
+        engine.retry_many(["f", "p"], now=T0 + 1)
+    assert state("f").run_at == T0 + 10
+    engine.cancel("p", now=T0 + 1)
+    with pytest.raises(QueueError, match="'p' is already dead"):
+        engine.cancel_many(["f", "p"], now=T0 + 1)
+    assert state("f").state == "failed"
+    assert [j.state for j in engine.cancel_many(["f"], now=T0 + 2)] == ["dead"]
+    assert [j.state for j in engine.retry_many(["f", "p"], now=T0 + 3)] == ["pending", "pending"]
+
+
 def test_cancel_of_a_running_job_asks_its_worker(add, worker):
     add("r")
     job, attempt = engine.claim(worker, now=T0)

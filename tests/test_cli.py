@@ -1,0 +1,432 @@
+"""The CLI contract, through the real command in subprocesses: what a user types and sees."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import cli_env, run_cli
+from queue_support import (  # noqa: F401 (fixture)
+    check_job_json, mark, marked, marked_command, ok, parse_iso, snapshot, user_error,
+)
+
+BURST = ("worker", "start", "--foreground", "--burst")
+
+
+def show(cli, job_id: str) -> dict:
+    return ok(cli("show", job_id, "--json")).json()
+
+
+# --- enqueue: every way in -----------------------------------------------------------------------
+
+def test_enqueue_plain_command_and_json_spec(cli):
+    job_id = ok(cli("enqueue", "echo hi")).out.strip()
+    assert len(job_id) >= 8 and show(cli, job_id)["command"] == "echo hi"
+    assert ok(cli("enqueue", '{"id": "j1", "command": "make test", "max_retries": 2}')).out == "j1\n"
+    job = show(cli, "j1")
+    assert (job["command"], job["max_retries"], job["state"], job["attempts"]) == ("make test", 2, "pending", 0)
+    data = ok(cli("enqueue", "--json", "--id", "j2", "--priority", "4", "--queue", "q",
+                  "--timeout", "9", "--backoff-base", "3", "--command", "true")).json()
+    check_job_json(data)
+    assert (data["id"], data["priority"], data["queue"], data["timeout"], data["backoff_base"]) == ("j2", 4, "q", 9, 3)
+
+
+@pytest.mark.parametrize("args, stdin, expected", [
+    (("-",), '{"id": "a", "command": "echo a"}', [("a", "echo a")]),
+    ((), '{"id": "a", "command": "echo a"}', [("a", "echo a")]),
+    ((), '{"id": "a", "command": "echo a"}\n{"id": "b", "command": "echo b"}\n', [("a", "echo a"), ("b", "echo b")]),
+    ((), '[{"id": "a", "command": "echo a"}, {"id": "b", "command": "echo b"}]', [("a", "echo a"), ("b", "echo b")]),
+    ((), "echo plain && echo command\n", [(None, "echo plain && echo command")]),
+    (("-",), "echo plain\n", [(None, "echo plain")]),
+    (("-f", "-"), '{"id": "a", "command": "echo a"}\n{"id": "b", "command": "echo b"}', [("a", "echo a"), ("b", "echo b")]),
+])
+def test_enqueue_reads_specs_from_stdin(cli, args, stdin, expected):
+    ids = ok(cli("enqueue", *args, input=stdin)).out.split()
+    jobs = ok(cli("list", "--json")).json()
+    assert [(j["command"]) for j in jobs] == [c for _, c in expected]
+    assert [j["id"] for j in jobs] == ids
+    for (want_id, _), job in zip(expected, jobs):
+        assert want_id is None or job["id"] == want_id
+
+
+def test_enqueue_from_a_file_in_order(cli, tmp_path):
+    path = tmp_path / "jobs.jsonl"
+    path.write_text("".join(json.dumps({"id": f"f{i}", "command": f"echo {i}"}) + "\n" for i in range(3)))
+    assert ok(cli("enqueue", "-f", str(path))).out.split() == ["f0", "f1", "f2"]
+    assert [j["id"] for j in ok(cli("list", "--json")).json()] == ["f0", "f1", "f2"]
+
+
+def test_duplicate_id_is_rejected_and_nothing_changes(cli, home, tmp_path):
+    ok(cli("enqueue", "--id", "dup", "echo first"))
+    before = snapshot(home / "queuectl.db")
+    assert "'dup' already exists" in user_error(cli("enqueue", "--id", "dup", "echo second"), 2)
+    # A file where one job clashes with an existing id: nothing of the file is enqueued.
+    clash = tmp_path / "clash.jsonl"
+    clash.write_text('{"id": "new1", "command": "true"}\n{"id": "dup", "command": "true"}\n{"id": "new2", "command": "true"}\n')
+    assert "nothing enqueued" in user_error(cli("enqueue", "-f", str(clash)), 2)
+    # A file that repeats an id within itself.
+    twice = tmp_path / "twice.json"
+    twice.write_text('[{"id": "x", "command": "true"}, {"id": "y", "command": "true"}, {"id": "x", "command": "true"}]')
+    assert "duplicate job id 'x'" in user_error(cli("enqueue", "-f", str(twice)), 2)
+    assert snapshot(home / "queuectl.db") == before
+    assert [j["id"] for j in ok(cli("list", "--json")).json()] == ["dup"]
+
+
+BAD_INPUTS = [
+    (("enqueue", '{"command": "echo hi",'), "invalid JSON"),
+    (("enqueue", '{"command": "x", "colour": "red"}'), "unknown key 'colour'"),
+    (("enqueue", '{"command": 5}'), "command must be a string"),
+    (("enqueue", '{"command": "x", "priority": "high"}'), "priority"),
+    (("enqueue", '{"command": "x", "max_retries": 1.5}'), "max_retries"),
+    (("enqueue", '{"command": "x", "priority": Infinity}'), "priority"),
+    (("enqueue", '{"command": "x", "max_retries": NaN}'), "max_retries"),
+    (("enqueue", '{"command": "x", "timeout": true}'), "timeout"),
+    (("enqueue", '{"command": "x", "state": "completed"}'), "state"),
+    (("enqueue", '{"command": ""}'), "command is empty"),
+    (("enqueue", ""), "command is empty"),
+    (("enqueue", "   "), "command is empty"),
+    (("enqueue",), "empty input"),
+    (("enqueue", "--run-at", "tomorrow", "true"), "not an ISO-8601 time"),
+    (("enqueue", "--run-at", "1900-01-01T00:00:00Z", "true"), "before 1970"),
+    (("enqueue", "--max-retries", "-1", "true"), "max_retries"),
+    (("enqueue", "--max-retries", "1000", "true"), "max_retries"),
+    (("enqueue", "--timeout", "0", "true"), "timeout"),
+    (("enqueue", "--timeout", "abc", "true"), "--timeout"),
+    (("enqueue", "--delay", "-5", "true"), "delay"),
+    (("enqueue", "--priority", "1.5", "true"), "--priority"),
+    (("enqueue", "--id", "has space", "true"), "whitespace"),
+    (("enqueue", "--queue", "bad queue", "true"), "bad queue"),
+    (("enqueue", "--command", "true", "echo other"), "not both"),
+    (("enqueue", "-f", "/nonexistent/jobs.json"), "No such file"),
+    (("enqueue", '{"command": "x", "run_at": "2030-01-01T00:00:00Z", "delay": 5}'), "not both"),
+    (("dlq", "retry"), "give job ids or --all"),
+    (("dlq", "retry", "--max-retries", "-1", "--all"), "max_retries"),
+    (("dlq", "retry", "--timeout", "0", "--all"), "timeout"),
+    (("list", "--state", "sleeping"), "--state"),
+    (("list", "--limit", "-1"), "--limit"),
+    (("worker", "start", "--count", "0"), "--count"),
+    (("clear",), "without --yes"),
+    (("clear", "--state", "processing", "--yes"), "--state"),
+    (("dlq", "clear"), "without --yes"),
+    (("no-such-command",), "No such command"),
+]
+
+
+def test_bad_inputs_exit_2_with_one_line_and_the_database_unchanged(cli, db, home, tmp_path):
+    from queuectl_tui import engine, settings, spec
+    engine.enqueue([spec.normalize({"id": "keep", "command": "true"})], cwd=str(tmp_path), env={})
+    settings.set_value("max_retries", "4")
+    before = snapshot(home / "queuectl.db")
+    bad_file = tmp_path / "bad.jsonl"
+    bad_file.write_text('{"id": "ok1", "command": "true"}\n{"id": "bad", "command": ""}\n')
+    cases = BAD_INPUTS + [(("enqueue", "-f", str(bad_file)), "job 2 of 2: command is empty; nothing enqueued")]
+    for args, words in cases:
+        line = user_error(cli(*args), 2)
+        assert line.startswith("error: ") and words in line, (args, line)
+        assert snapshot(home / "queuectl.db") == before, f"{args} changed the database"
+
+
+@pytest.mark.parametrize("args", [
+    ("show", "ghost"), ("logs", "ghost"), ("retry", "ghost"), ("cancel", "ghost"),
+    ("delete", "ghost"), ("dlq", "retry", "ghost"),
+    ("delete", "real", "ghost"), ("cancel", "real", "ghost"),
+])
+def test_unknown_job_ids_exit_1_with_one_line(cli, home, args):
+    ok(cli("enqueue", "--id", "real", "true"))
+    before = snapshot(home / "queuectl.db")
+    assert user_error(cli(*args), 1) == "error: no job with id 'ghost'"
+    assert snapshot(home / "queuectl.db") == before
+
+
+@pytest.mark.parametrize("args, words", [
+    (("retry", "p"), "is pending; only failed or dead jobs can be retried"),
+    (("dlq", "retry", "p"), "is pending, not in the DLQ"),
+    (("logs", "p"), "has not run yet"),
+])
+def test_operations_on_the_wrong_state_exit_1(cli, home, args, words):
+    ok(cli("enqueue", "--id", "p", "true"))
+    before = snapshot(home / "queuectl.db")
+    assert words in user_error(cli(*args), 1)
+    assert snapshot(home / "queuectl.db") == before
+
+
+def test_several_ids_are_all_or_nothing(cli, home):
+    ok(cli("enqueue", "--id", "done", "true"))
+    ok(cli("enqueue", "--id", "flaky", "--max-retries", "3", "--backoff-base", "100", "false"))
+    ok(cli(*BURST))
+    ok(cli("enqueue", "--id", "waiting", "true"))
+    before = snapshot(home / "queuectl.db")
+    assert "'done' is already completed" in user_error(cli("cancel", "waiting", "done"), 1)
+    assert "'done' is completed" in user_error(cli("retry", "flaky", "done"), 1)
+    assert snapshot(home / "queuectl.db") == before
+    assert ok(cli("cancel", "waiting", "flaky")).out == "waiting: dead\nflaky: dead\n"
+
+
+# --- running jobs through a foreground burst worker ----------------------------------------------
+
+def test_success_is_recorded_with_output(cli, home):
+    ok(cli("enqueue", "--id", "ok", "echo hello; echo oops >&2"))
+    ok(cli(*BURST))
+    job = show(cli, "ok")
+    assert (job["state"], job["attempts"], job["exit_code"]) == ("completed", 1, 0)
+    assert job["output_tail"] == "hello\noops\n" and job["why"].startswith("completed at")
+    assert ok(cli("logs", "ok")).out == "hello\noops\n"
+
+
+def test_failures_go_to_the_dlq_after_backoff_and_come_back(cli, db, home):
+    from queuectl_tui.models import Attempt, Job
+    count = 'n=$(($(cat runs 2>/dev/null || echo 0)+1)); echo $n > runs; echo "run $n"; exit 3'
+    ok(cli("enqueue", "--id", "flaky", "--max-retries", "2", "--backoff-base", "1", count))
+    ok(cli(*BURST))
+    job = show(cli, "flaky")
+    assert (job["state"], job["attempts"], job["exit_code"], job["last_error"]) == ("dead", 3, 3, "exit code 3")
+    assert [(a["number"], a["outcome"], a["exit_code"]) for a in job["attempt_list"]] == [
+        (1, "failed", 3), (2, "failed", 3), (3, "failed", 3)]
+    assert (home.parent / "runs").read_text() == "3\n"
+    rows = list(Attempt.select().join(Job).where(Job.id == "flaky").order_by(Attempt.number))
+    for previous, following in zip(rows, rows[1:]):
+        assert following.started_at - previous.finished_at >= 1.0  # backoff_base ** k with base 1
+    assert job["why"] == "in the DLQ after 3 attempt(s): exit code 3"
+    # Each attempt keeps its own output.
+    assert ok(cli("logs", "flaky", "--attempt", "2")).out == "run 2\n"
+    assert ok(cli("logs", "flaky")).out == "run 3\n"
+    assert "no attempt 4" in user_error(cli("logs", "flaky", "--attempt", "4"), 1)
+
+    dead = ok(cli("dlq", "list", "--json")).json()
+    assert [d["id"] for d in dead] == ["flaky"] and dead[0]["last_error"] == "exit code 3"
+    back = ok(cli("dlq", "retry", "flaky", "--max-retries", "0", "--timeout", "5", "--json")).json()
+    assert [(b["state"], b["attempts"], b["max_retries"], b["timeout"]) for b in back] == [("pending", 0, 0, 5)]
+    assert ok(cli("dlq", "list", "--json")).json() == []
+    ok(cli(*BURST))
+    job = show(cli, "flaky")
+    assert (job["state"], job["attempts"], len(job["attempt_list"])) == ("dead", 1, 4)
+    assert (home.parent / "runs").read_text() == "4\n"
+
+
+def test_retry_runs_a_backing_off_job_now(cli):
+    ok(cli("enqueue", "--id", "slow", "--max-retries", "1", "--backoff-base", "100", "exit 1"))
+    ok(cli(*BURST))  # one failure, then a 100 s backoff: the burst worker does not wait for it
+    job = show(cli, "slow")
+    assert (job["state"], job["attempts"]) == ("failed", 1)
+    assert job["why"] == f"backing off until {job['run_at']} after attempt 1 failed: exit code 1"
+    assert parse_iso(job["run_at"]) - parse_iso(job["attempt_list"][0]["finished_at"]) == pytest.approx(100, abs=0.01)
+    assert ok(cli("retry", "slow")).out == "slow: failed\n"
+    assert parse_iso(show(cli, "slow")["run_at"]) <= time.time()
+    ok(cli(*BURST))
+    job = show(cli, "slow")
+    assert (job["state"], job["attempts"]) == ("dead", 2)
+
+
+def test_command_not_found_is_a_readable_failure(cli):
+    ok(cli("enqueue", "--id", "typo", "--max-retries", "0", "no_such_command_qx arg"))
+    ok(cli(*BURST))
+    job = show(cli, "typo")
+    assert (job["state"], job["exit_code"], job["last_error"]) == ("dead", 127, "command not found (exit code 127)")
+    assert "no_such_command_qx" in ok(cli("logs", "typo")).out
+
+
+def test_timeout_kills_grandchildren(cli, mark):
+    ok(cli("enqueue", "--id", "long", "--timeout", "1", "--max-retries", "0",
+           marked_command(mark, "sh -c 'sleep 60 & sleep 60'")))
+    ok(cli(*BURST))
+    assert marked(mark) == []
+    job = show(cli, "long")
+    assert (job["state"], job["last_error"]) == ("dead", "timed out after 1s")
+    assert job["attempt_list"][0]["outcome"] == "timeout"
+
+
+def test_scheduled_jobs_wait_until_due(cli, home):
+    before = time.time()
+    ok(cli("enqueue", "--id", "delayed", "--delay", "3600", "echo delayed >> ran"))
+    ok(cli("enqueue", "--id", "at", "--run-at", "2100-01-01T00:00:00Z", "echo at >> ran"))
+    ok(cli("enqueue", '{"id": "sched", "command": "echo sched >> ran", "scheduled_at": "2100-01-02T00:00:00Z"}'))
+    ok(cli("enqueue", '{"id": "past", "command": "echo past >> ran", "run_at": "2001-01-01T00:00:00Z"}'))
+    ok(cli("enqueue", "--id", "now", "echo now >> ran"))
+    ok(cli(*BURST))
+    assert (home.parent / "ran").read_text() == "past\nnow\n"
+    delayed = show(cli, "delayed")
+    assert delayed["state"] == "pending" and delayed["attempts"] == 0
+    assert before + 3600 <= parse_iso(delayed["run_at"]) <= time.time() + 3600
+    assert delayed["why"] == f"scheduled for {delayed['run_at']}"
+    assert show(cli, "at")["run_at"] == "2100-01-01T00:00:00.000Z"
+    assert show(cli, "sched")["why"] == "scheduled for 2100-01-02T00:00:00.000Z"
+
+
+def test_run_at_without_a_zone_is_local_time(home):
+    env = cli_env(home, TZ="XXX-05:30")
+    ok(run_cli(home, "enqueue", "--id", "local", "--run-at", "2100-01-01T00:00:00", "true", env=env))
+    assert ok(run_cli(home, "show", "local", "--json")).json()["run_at"] == "2099-12-31T18:30:00.000Z"
+
+
+def test_priority_then_fifo(cli, home):
+    for job_id, priority in [("a", 0), ("b", 5), ("c", 0), ("d", 5), ("e", -2), ("f", 0)]:
+        ok(cli("enqueue", "--id", job_id, "--priority", str(priority), f"echo {job_id} >> order"))
+    ok(cli(*BURST))
+    assert (home.parent / "order").read_text().split() == ["b", "d", "a", "c", "f", "e"]
+
+
+def test_show_says_no_worker_is_alive(cli):
+    ok(cli("enqueue", "--id", "due", "true"))
+    assert "no worker alive" in show(cli, "due")["why"]
+
+
+# --- cancel, delete, clear -----------------------------------------------------------------------
+
+def test_cancel_a_pending_job(cli):
+    ok(cli("enqueue", "--id", "p", "true"))
+    assert ok(cli("cancel", "p")).out == "p: dead\n"
+    job = show(cli, "p")
+    assert (job["state"], job["last_error"], job["attempts"]) == ("dead", "cancelled", 0)
+    assert "already dead" in user_error(cli("cancel", "p"), 1)
+
+
+def test_delete_removes_the_job_and_its_logs(cli, home):
+    ok(cli("enqueue", "--id", "gone", "echo bye"))
+    ok(cli("enqueue", "--id", "kept", "true"))
+    ok(cli(*BURST))
+    log = Path(show(cli, "gone")["attempt_list"][0]["log_file"])
+    assert log.read_text() == "bye\n"
+    assert ok(cli("delete", "gone")).out == "deleted 1 job(s)\n"
+    user_error(cli("show", "gone"), 1)
+    assert not log.exists()
+    assert [j["id"] for j in ok(cli("list", "--json")).json()] == ["kept"]
+
+
+def test_clear_by_state_and_only_with_yes(cli, home):
+    ok(cli("enqueue", "--id", "done", "true"))
+    ok(cli("enqueue", "--id", "dead", "--max-retries", "0", "false"))
+    ok(cli(*BURST))
+    ok(cli("enqueue", "--id", "waiting", "true"))
+    before = snapshot(home / "queuectl.db")
+    assert "refusing" in user_error(cli("clear", "--state", "completed"), 2)
+    assert "refusing" in user_error(cli("dlq", "clear"), 2)
+    assert snapshot(home / "queuectl.db") == before
+    assert ok(cli("clear", "--state", "completed", "--yes")).out == "deleted 1 job(s)\n"
+    assert {j["id"] for j in ok(cli("list", "--json")).json()} == {"dead", "waiting"}
+    assert ok(cli("dlq", "clear", "--yes", "--json")).json() == {"deleted": 1}
+    assert ok(cli("clear", "--yes", "--json")).json() == {"deleted": 1}
+    assert ok(cli("list", "--json")).json() == []
+
+
+# --- JSON output ---------------------------------------------------------------------------------
+
+def test_json_outputs_parse_and_carry_job_fields(cli):
+    ok(cli("enqueue", "--id", "p", "true"))
+    ok(cli("enqueue", "--id", "d", "--max-retries", "0", "false"))
+    ok(cli("worker", "start", "--foreground", "--burst"))
+    ok(cli("enqueue", "--id", "p2", "true"))
+    status = ok(cli("status", "--json")).json()
+    assert status["jobs"] == {"pending": 1, "processing": 0, "completed": 1, "failed": 0, "dead": 1}
+    assert status["total"] == 3 and status["workers"] == {"alive": 0, "busy": 0}
+    assert status["oldest_pending_age"] >= 0
+    listed = ok(cli("list", "--json")).json()
+    assert [j["id"] for j in listed] == ["p", "d", "p2"]
+    for job in listed + [show(cli, "d")] + ok(cli("dlq", "list", "--json")).json():
+        check_job_json(job)
+    assert [j["id"] for j in ok(cli("list", "--state", "dead", "--json")).json()] == ["d"]
+    assert [j["id"] for j in ok(cli("list", "--search", "p", "--limit", "1", "--json")).json()] == ["p"]
+    attempt = show(cli, "d")["attempt_list"][0]
+    parse_iso(attempt["started_at"])
+    parse_iso(attempt["finished_at"])
+    assert ok(cli("worker", "list", "--json")).json() == []
+    assert isinstance(ok(cli("config", "list", "--json")).json(), dict)
+
+
+def test_human_output_is_not_json_and_mentions_the_jobs(cli):
+    ok(cli("enqueue", "--id", "visible-job", "true"))
+    assert "visible-job" in ok(cli("list")).out
+    out = ok(cli("show", "visible-job")).out
+    assert "visible-job" in out and "no worker alive" in out
+    assert "workers: 0 alive, 0 busy" in ok(cli("status")).out
+
+
+# --- the bare command, storage, imports ----------------------------------------------------------
+
+@pytest.mark.parametrize("args", [(), ("--no-ui",)])
+def test_without_a_terminal_prints_the_status(cli, args):
+    ok(cli("enqueue", "true"))
+    out = ok(cli(*args)).out
+    assert "pending" in out and "workers: 0 alive, 0 busy" in out
+
+
+def test_no_ui_on_a_terminal_prints_the_status(home):
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "queuectl_tui", "--no-ui"], stdin=slave, stdout=slave,
+                            stderr=slave, env=cli_env(home, TERM="xterm"), cwd=home.parent)
+    os.close(slave)
+    output = b""
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: the other side is closed
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            elif proc.poll() is not None:
+                break
+        assert proc.wait(timeout=max(0.1, deadline - time.monotonic())) == 0, output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    assert b"workers: 0 alive, 0 busy" in output
+
+
+def test_files_are_private_whatever_the_umask(home):
+    def run(*args):
+        proc = subprocess.run([sys.executable, "-m", "queuectl_tui", *args], capture_output=True, text=True,
+                              env=cli_env(home), cwd=home.parent, preexec_fn=lambda: os.umask(0), timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc
+    run("enqueue", "--id", "j", "echo private")
+    run("worker", "start", "--burst")  # detached: writes logs/workers.log too
+    from helpers import wait_for
+    wait_for(lambda: json.loads(run("show", "j", "--json").stdout)["state"] == "completed", message="job done")
+    wait_for(lambda: json.loads(run("worker", "list", "--json").stdout) == [], message="burst worker exit")
+    files = sorted(p for p in home.rglob("*"))
+    names = {p.relative_to(home).as_posix() for p in files}
+    assert {"queuectl.db", "logs", "logs/workers.log"} <= names and any(n.endswith(".log") and "job" in n for n in names)
+    assert home.stat().st_mode & 0o777 == 0o700
+    for path in files:
+        want = 0o700 if path.is_dir() else 0o600
+        assert path.stat().st_mode & 0o777 == want, f"{path} is {oct(path.stat().st_mode & 0o777)}"
+
+
+def test_queuectl_db_and_db_option_point_elsewhere(home, tmp_path):
+    other = tmp_path / "elsewhere" / "other.db"
+    third = tmp_path / "third" / "q.db"
+    env = cli_env(home, QUEUECTL_DB=str(other))
+    ok(run_cli(home, "enqueue", "--id", "there", "echo there", env=env))
+    ok(run_cli(home, "worker", "start", "--foreground", "--burst", env=env))
+    assert other.exists() and not home.exists()
+    assert (other.parent / "logs").is_dir() and list((other.parent / "logs").glob("job*.log"))
+    assert ok(run_cli(home, "show", "there", "--json", env=env)).json()["state"] == "completed"
+    # --db wins over QUEUECTL_DB
+    ok(run_cli(home, "--db", str(third), "enqueue", "--id", "third", "true", env=env))
+    assert [j["id"] for j in ok(run_cli(home, "--db", str(third), "list", "--json", env=env)).json()] == ["third"]
+    assert [j["id"] for j in ok(run_cli(home, "list", "--json", env=env)).json()] == ["there"]
+    # and without either, the home database knows none of them
+    assert ok(run_cli(home, "list", "--json")).json() == []
+
+
+def test_the_cli_never_imports_textual(home):
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "queuectl_tui", "status"],
+                          capture_output=True, text=True, env=cli_env(home), cwd=home.parent, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    modules = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
+    assert "click" in modules and "queuectl_tui.engine" in modules  # the report is what we think it is
+    assert [m for m in modules if m.split(".")[0] == "textual"] == []
