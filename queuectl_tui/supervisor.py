@@ -90,8 +90,7 @@ def stop(*, force: bool = False, wait: float = 10.0, worker_ids: list[int] | Non
         unknown = set(worker_ids) - {r.id for r, _ in targets} - set(gone)
         if unknown:
             raise QueueError(f"no worker with id {', '.join(map(str, sorted(unknown)))} on this host")
-    _, alive = psutil.wait_procs([p for _, p in targets], timeout=wait) if targets else ([], [])
-    alive_pids = {p.pid for p in alive}
+    alive_pids = _wait_exit([p for _, p in targets], wait)
     if gone:
         engine.recover_lost()
     return {
@@ -99,3 +98,23 @@ def stop(*, force: bool = False, wait: float = 10.0, worker_ids: list[int] | Non
         "still_running": [r.id for r, p in targets if p.pid in alive_pids],
         "gone": gone,
     }
+
+
+def _wait_exit(processes: list[psutil.Process], timeout: float) -> set[int]:
+    """PIDs of those still running after up to ``timeout`` s. A zombie has exited: only its
+    reaping is left, to whichever process inherited it (psutil.wait_procs would wait for that,
+    which a slow or non-reaping init never does)."""
+    deadline = time.monotonic() + timeout
+    alive = list(processes)
+    while True:
+        alive = [p for p in alive if _running(p)]
+        if not alive or time.monotonic() >= deadline:
+            return {p.pid for p in alive}
+        time.sleep(0.02)
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -1,0 +1,196 @@
+"""Detached workers as a user runs them: start, wake-up, stop (graceful, forced), crash recovery,
+restarts, and the 3-workers-over-300-jobs acceptance run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import psutil
+
+from helpers import wait_for
+from queue_support import (  # noqa: F401 (fixture)
+    mark, marked, marked_command, ok, parse_iso, worker_pids,
+)
+from queuectl_tui import engine
+from queuectl_tui.models import Attempt, Job
+
+#: A job with grandchildren that writes "started" once they exist, then waits for them.
+TREE = "sh -c 'sleep 60 & sleep 60 & touch started; wait'"
+
+
+def job(job_id: str) -> Job:
+    return Job.get(Job.id == job_id)
+
+
+def running_with_pid(job_id: str) -> bool:
+    row = Job.get_or_none(Job.id == job_id)
+    if row is None or row.state != "processing":
+        return False
+    return any(a.pid for a in engine.attempts_of(row))
+
+
+def start_workers(cli, count: int = 1) -> list[dict]:
+    rows = ok(cli("worker", "start", "--count", str(count), "--json")).json()
+    assert len(rows) == count and all(r["alive"] and r["pid"] for r in rows)
+    return rows
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_an_idle_worker_is_woken_by_a_new_job(cli, db, home):
+    # Neither polling nor heartbeats would bring the worker round within the deadline below.
+    for key, value in [("poll_interval", "60"), ("heartbeat_interval", "60"), ("lease", "600")]:
+        ok(cli("config", "set", key, value))
+    [worker] = start_workers(cli)
+    listed = ok(cli("worker", "list", "--json")).json()
+    assert [(w["id"], w["pid"], w["alive"]) for w in listed] == [(worker["id"], worker["pid"], True)]
+    parse_iso(listed[0]["heartbeat_at"])
+    for n in range(3):  # after the first, the worker is certainly idle when the job arrives
+        ok(cli("enqueue", "--id", f"wake{n}", f"echo {n} > wake{n}"))
+        wait_for(lambda: job(f"wake{n}").state == "completed", timeout=20, message=f"wake{n} to run")
+    assert (home.parent / "wake2").read_text() == "2\n"
+    assert "stopped worker(s)" in ok(cli("worker", "stop")).out
+    assert gone(worker["pid"])
+
+
+def test_sigterm_lets_the_running_job_finish(cli, db, home):
+    [worker] = start_workers(cli)
+    ok(cli("enqueue", "--id", "j", "touch started; while [ ! -e go ]; do sleep 0.02; done; sleep 1; echo done > out"))
+    ok(cli("enqueue", "--id", "next", "--priority", "-1", "true"))
+    wait_for(lambda: (home.parent / "started").exists() and running_with_pid("j"), message="j to start")
+    os.kill(worker["pid"], signal.SIGTERM)
+    (home.parent / "go").touch()
+    wait_for(lambda: gone(worker["pid"]), message="the worker to exit")
+    assert (home.parent / "out").read_text() == "done\n"
+    assert (job("j").state, job("j").attempts) == ("completed", 1)
+    assert job("next").state == "pending"
+    assert ok(cli("worker", "list", "--json")).json() == []
+
+
+def test_forced_stop_kills_the_job_and_hands_it_back(cli, db, home, mark):
+    [worker] = start_workers(cli)
+    ok(cli("enqueue", "--id", "j", "--max-retries", "2", marked_command(mark, TREE)))
+    wait_for(lambda: (home.parent / "started").exists() and running_with_pid("j"), message="j to start")
+    assert len(marked(mark, "sleep")) == 2
+    assert ok(cli("worker", "stop", "--force")).out == f"stopped worker(s) {worker['id']}\n"
+    assert gone(worker["pid"])
+    assert marked(mark) == []
+    row = job("j")
+    assert (row.state, row.attempts, row.max_retries) == ("pending", 0, 2)
+    [attempt] = engine.attempts_of(row)
+    assert attempt.outcome == "interrupted"
+    assert ok(cli("show", "j", "--json")).json()["attempt_list"][0]["outcome"] == "interrupted"
+
+
+def test_a_killed_workers_job_is_recovered_by_the_next_worker(cli, db, home, mark):
+    [first] = start_workers(cli)
+    script = "if [ -e first-run ]; then echo second > out; else touch first-run; sleep 60; fi"
+    ok(cli("enqueue", "--id", "j", "--max-retries", "2", "--backoff-base", "1", marked_command(mark, script)))
+    wait_for(lambda: (home.parent / "first-run").exists() and running_with_pid("j") and marked(mark, "sleep"),
+             message="j to start")
+    os.kill(first["pid"], signal.SIGKILL)
+    wait_for(lambda: gone(first["pid"]), message="the first worker to die")
+    assert job("j").state == "processing"  # nobody knows yet
+    [second] = start_workers(cli)
+    wait_for(lambda: job("j").state == "completed", message="j to be recovered and rerun")
+    assert (home.parent / "out").read_text() == "second\n"
+    assert marked(mark) == []  # the orphaned first run was killed
+    attempts = engine.attempts_of(job("j"))
+    assert [(a.number, a.outcome) for a in attempts] == [(1, "lost"), (2, "completed")]
+    assert attempts[0].error.startswith("worker lost") and f"pid {first['pid']}" in attempts[0].error
+    assert attempts[1].worker_id == second["id"]
+    ok(cli("worker", "stop"))
+    assert gone(second["pid"])
+
+
+def test_cancel_of_a_running_job_kills_its_tree(cli, db, home, mark):
+    [worker] = start_workers(cli)
+    ok(cli("enqueue", "--id", "j", marked_command(mark, TREE)))
+    wait_for(lambda: (home.parent / "started").exists() and running_with_pid("j"), message="j to start")
+    assert ok(cli("cancel", "j")).out == "j: dead\n"
+    assert marked(mark) == []
+    row = job("j")
+    assert (row.state, row.last_error) == ("dead", "cancelled")
+    assert engine.attempts_of(row)[0].outcome == "cancelled"
+    # The worker carries on with the next job.
+    ok(cli("enqueue", "--id", "after", "true"))
+    wait_for(lambda: job("after").state == "completed", message="the next job")
+    ok(cli("worker", "stop"))
+    assert gone(worker["pid"])
+
+
+def test_jobs_survive_worker_restarts_and_new_processes(cli, home):
+    [first] = start_workers(cli)
+    ok(cli("enqueue", "--id", "a", "echo a >> out"))
+    wait_for(lambda: ok(cli("show", "a", "--json")).json()["state"] == "completed", message="a")
+    ok(cli("worker", "stop"))
+    assert gone(first["pid"])
+    ok(cli("enqueue", "--id", "b", "echo b >> out"))
+    ok(cli("enqueue", "--id", "c", "--priority", "1", "echo c >> out"))
+    status = ok(cli("status", "--json")).json()
+    assert status["jobs"]["pending"] == 2 and status["jobs"]["completed"] == 1
+    assert status["workers"]["alive"] == 0
+    [second] = start_workers(cli)
+    wait_for(lambda: ok(cli("status", "--json")).json()["jobs"]["completed"] == 3, message="b and c")
+    assert (home.parent / "out").read_text() == "a\nc\nb\n"
+    assert [(j["id"], j["attempts"]) for j in ok(cli("list", "--json")).json()] == [("a", 1), ("b", 1), ("c", 1)]
+    ok(cli("worker", "stop"))
+    assert gone(second["pid"])
+
+
+def test_three_workers_run_300_jobs_exactly_once(cli, db, home, tmp_path):
+    out = tmp_path / "ids.txt"
+    specs = tmp_path / "jobs.jsonl"
+    ids = [f"job{n:03d}" for n in range(300)]
+    specs.write_text("".join(json.dumps({"id": i, "command": f"echo {i} >> {out}"}) + "\n" for i in ids))
+    assert ok(cli("enqueue", "-f", str(specs))).out.split() == ids
+    workers = start_workers(cli, 3)
+    assert len({w["pid"] for w in workers}) == 3
+    wait_for(lambda: engine.counts()["completed"] == 300, timeout=120, message="300 jobs")
+    lines = out.read_text().splitlines()
+    assert sorted(lines) == ids  # every id exactly once
+    assert engine.counts() == {"pending": 0, "processing": 0, "completed": 300, "failed": 0, "dead": 0}
+    assert Attempt.select().count() == 300
+    used = {a.worker_id for a in Attempt.select(Attempt.worker_id)}
+    assert used <= {w["id"] for w in workers}
+    stopped = ok(cli("worker", "stop", "--json")).json()
+    assert sorted(stopped["stopped"]) == sorted(w["id"] for w in workers)
+    assert all(gone(w["pid"]) for w in workers)
+    assert worker_pids(home) == []
+    assert ok(cli("worker", "list", "--json")).json() == []
+
+
+NON_REAPING_PARENT = r"""
+import ctypes, subprocess, sys, time
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+subprocess.run([sys.executable, "-m", "queuectl_tui", "worker", "start"], check=True, stdout=subprocess.DEVNULL)
+print("ready", flush=True)
+time.sleep(120)  # inherits the detached worker and never reaps it
+"""
+
+
+def test_worker_stop_counts_an_exited_but_unreaped_worker_as_stopped(cli, home):
+    # Where the process that inherits detached workers is slow to reap them (a container's
+    # PID 1, a supervisor), an exited worker lingers as a zombie: it has still stopped.
+    import subprocess
+    import sys
+    from helpers import cli_env
+    parent = subprocess.Popen([sys.executable, "-c", NON_REAPING_PARENT], stdout=subprocess.PIPE, text=True,
+                              env=cli_env(home), cwd=home.parent)
+    try:
+        assert parent.stdout.readline() == "ready\n"
+        [worker] = ok(cli("worker", "list", "--json")).json()
+        assert psutil.Process(worker["pid"]).ppid() == parent.pid
+        assert ok(cli("worker", "stop", "--wait", "5", "--json")).json() == {
+            "stopped": [worker["id"]], "still_running": [], "gone": []}
+        assert gone(worker["pid"])
+    finally:
+        parent.kill()
+        parent.wait()
