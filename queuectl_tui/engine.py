@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from peewee import IntegrityError, fn
+from peewee import IntegrityError, Tuple, fn
 
 from queuectl_tui import procs, settings
 from queuectl_tui.db import is_sqlite, write_transaction
@@ -417,10 +417,8 @@ def stats(*, now: float | None = None) -> dict[str, Any]:
     }
 
 
-def list_jobs(*, state: str | None = None, queue: str | None = None, limit: int | None = 50,
-              search: str | None = None, newest_first: bool = False,
-              after_seq: int | None = None) -> list[Job]:
-    query = Job.select()
+def _filtered(query, *, state: str | None = None, queue: str | None = None,
+              search: str | None = None):
     if state:
         query = query.where(Job.state == state)
     if queue:
@@ -428,6 +426,13 @@ def list_jobs(*, state: str | None = None, queue: str | None = None, limit: int 
     if search:
         needle = f"%{search}%"
         query = query.where(Job.id ** needle | Job.command ** needle | Job.last_error ** needle)
+    return query
+
+
+def list_jobs(*, state: str | None = None, queue: str | None = None, limit: int | None = 50,
+              search: str | None = None, newest_first: bool = False,
+              after_seq: int | None = None) -> list[Job]:
+    query = _filtered(Job.select(), state=state, queue=queue, search=search)
     if after_seq is not None:
         query = query.where(Job.seq < after_seq if newest_first else Job.seq > after_seq)
     query = query.order_by(Job.seq.desc() if newest_first else Job.seq)
@@ -511,3 +516,84 @@ def worker_dict(worker: Worker, *, now: float | None = None) -> dict[str, Any]:
         "heartbeat_age": round(max(0.0, now - worker.heartbeat_at), 3),
         "alive": worker_alive(worker, now=now),
     }
+
+
+# --- console reads (one page, one chart: only what a screen shows) ---------------------------
+
+#: Orders a page of jobs can take; every one is completed by seq, so a row's place is unique.
+SORT_KEYS = {"seq": Job.seq, "priority": Job.priority, "run_at": Job.run_at,
+             "updated_at": Job.updated_at, "attempts": Job.attempts}
+_PAGE_FIELDS = [f for f in Job._meta.sorted_fields if f.name not in ("output_tail", "cwd")]
+
+
+def page_key(job: Job, sort: str = "seq") -> tuple:
+    """Where a row sits in a sort order: what ``jobs_page`` takes as after/before."""
+    return (getattr(job, SORT_KEYS[sort].name), job.seq)
+
+
+def jobs_page(*, state: str | None = None, queue: str | None = None, search: str | None = None,
+              sort: str = "seq", descending: bool = True, after: tuple | None = None,
+              before: tuple | None = None, limit: int = 100) -> list[Job]:
+    """One page of jobs by keyset pagination: the ``limit`` rows just after ``after`` (or just
+    before ``before``; the first page when neither) in (sort key, seq) order. Reads ``limit``
+    rows whatever the offset, unlike OFFSET. Rows carry every field but output_tail and cwd."""
+    field = SORT_KEYS[sort]
+    key = Job.seq if field is Job.seq else Tuple(field, Job.seq)
+
+    def value(anchor: tuple):
+        return anchor[1] if field is Job.seq else Tuple(*anchor)
+
+    query = _filtered(Job.select(*_PAGE_FIELDS), state=state, queue=queue, search=search)
+    if after is not None:
+        query = query.where(key < value(after) if descending else key > value(after))
+    backwards = before is not None and after is None
+    if backwards:
+        query = query.where(key > value(before) if descending else key < value(before))
+    desc = descending != backwards
+    order = [field.desc(), Job.seq.desc()] if desc else [field.asc(), Job.seq.asc()]
+    if field is Job.seq:
+        order = order[1:]
+    rows = list(query.order_by(*order).limit(limit))
+    return rows[::-1] if backwards else rows
+
+
+def count_jobs(*, state: str | None = None, queue: str | None = None,
+               search: str | None = None) -> int:
+    return _filtered(Job.select(), state=state, queue=queue, search=search).count()
+
+
+#: Attempt outcomes that count as failures in the throughput chart.
+FAILED_OUTCOMES = ("failed", "timeout", "lost")
+
+
+def throughput(*, minutes: int = 30, now: float | None = None) -> list[tuple[int, int]]:
+    """(attempts completed, attempts failed) per minute over the last ``minutes`` minutes,
+    oldest first, from the attempts' finish times (index attempt_finished_at)."""
+    now = time.time() if now is None else now
+    start = now - minutes * 60
+    bucket = ((Attempt.finished_at - start) / 60).cast("INTEGER")
+    done = [0] * minutes
+    failed = [0] * minutes
+    rows = (Attempt.select(bucket, Attempt.outcome, fn.COUNT(Attempt.seq))
+            .where(Attempt.finished_at > start, Attempt.finished_at <= now)
+            .group_by(bucket, Attempt.outcome).tuples())
+    for index, outcome, count in rows:
+        index = min(max(int(index), 0), minutes - 1)
+        if outcome == "completed":
+            done[index] += count
+        elif outcome in FAILED_OUTCOMES:
+            failed[index] += count
+    return list(zip(done, failed))
+
+
+def running_attempts() -> dict[str, tuple[Job, Attempt]]:
+    """Job id -> (job, its unfinished attempt) for every running job."""
+    jobs = {j.seq: j for j in Job.select(*_PAGE_FIELDS).where(Job.state == PROCESSING)}
+    if not jobs:
+        return {}
+    result = {}
+    for attempt in Attempt.select().where(Attempt.job.in_(list(jobs)), Attempt.finished_at.is_null()):
+        job = jobs[attempt.job_seq]
+        if attempt.number == job.attempts:
+            result[job.id] = (job, attempt)
+    return result
