@@ -1,0 +1,99 @@
+"""The Textual console: ``run_app(db_path)`` opens it (``queuectl-tui`` on a terminal).
+
+The app owns what every screen shares: where the database is, the clock (injected in tests so
+that screens are stable), the worker monitor, and ``perform``, which runs an engine or
+supervisor call in a thread and reports its outcome as a notification.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from queuectl_tui.errors import QueueError
+from queuectl_tui.monitor import WorkerMonitor
+from queuectl_tui.tui import data
+from queuectl_tui.tui.screens.main import MainScreen
+
+THEME = "textual-dark"
+
+
+class QueueApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "queuectl"
+    BINDINGS = [
+        Binding("q", "quit", "Quit", tooltip="Quit the console (workers keep running)"),
+        Binding("question_mark", "help", "Help", key_display="?", tooltip="Every key, on one screen"),
+    ]
+
+    def __init__(self, db_path: Path | str, *, clock: Callable[[], float] | None = None,
+                 monitor: Any = None, refresh_interval: float = 1.0, page_size: int = 100,
+                 theme: str = THEME, cursor_blink: bool = True) -> None:
+        super().__init__()
+        self.db_path = Path(db_path)
+        self.clock = clock or time.time
+        self.monitor = monitor or WorkerMonitor()
+        self.refresh_interval = refresh_interval
+        self.page_size = page_size
+        self.theme = theme
+        self.cursor_blink = cursor_blink  # text boxes follow it (tests turn blinking off)
+        self.sub_title = str(self.db_path)
+
+    def get_default_screen(self) -> Screen:
+        return MainScreen()
+
+    def action_help(self) -> None:
+        from queuectl_tui.tui.screens.help import HelpScreen
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    @work(thread=True, group="actions", exit_on_error=False)
+    def perform(self, label: str, func: Callable[..., Any], *args: Any,
+                then: Callable[[Any], None] | None = None,
+                on_error: Callable[[str], None] | None = None, **kwargs: Any) -> None:
+        """Run an engine/supervisor call off the event loop: ``then(result)`` on success;
+        on failure ``on_error(message)`` or an error notification (never a traceback)."""
+        try:
+            result = data.call(self.db_path, func, *args, **kwargs)
+        except (QueueError, data.Problem) as exc:
+            message = str(exc)
+        except Exception as exc:  # an unexpected failure is reported, not raised into the UI
+            message = f"{type(exc).__name__}: {exc}"
+        else:
+            if then is not None:
+                self.from_thread(then, result)
+            return
+        if on_error is not None:
+            self.from_thread(on_error, message)
+        else:
+            self.from_thread(self.notify, message, title=f"could not {label}", severity="error")
+
+    def from_thread(self, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        try:
+            self.call_from_thread(callback, *args, **kwargs)
+        except RuntimeError:  # the app closed while the call ran
+            pass
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The command palette offers every console action by name."""
+        yield from super().get_system_commands(screen)
+        seen = set()
+        for node in (screen, self):
+            for binding in node.BINDINGS:  # the screen's bindings, then the app's
+                if binding.action in seen or not binding.description or binding.action.startswith("tab("):
+                    continue
+                seen.add(binding.action)
+                yield SystemCommand(binding.description, binding.tooltip or binding.description,
+                                    partial(node.run_action, binding.action))
+
+
+def run_app(db_path: Path | str) -> None:
+    """Open the console on the database at ``db_path`` until the operator quits."""
+    QueueApp(db_path).run()

@@ -1,0 +1,201 @@
+"""What the console reads, run in worker threads: one call per refresh, plain data back.
+
+Nothing here imports textual. Every call opens the thread's own connection (peewee keeps one
+per thread), gives up waiting for a lock after ``READ_BUSY_MS`` (a refresh should report a
+locked database, not hang), and closes the connection before the thread ends. Failures come
+back as a one-line ``Problem`` for the screen to show, never as an exception.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from peewee import DatabaseError
+
+from queuectl_tui import engine, settings
+from queuectl_tui.db import describe_db_error, open_db, write_transaction
+from queuectl_tui.errors import DatabaseUnusable, QueueError
+from queuectl_tui.models import STATES, Job, database
+from queuectl_tui.monitor import WorkerStats
+
+READ_BUSY_MS = 1500
+THROUGHPUT_MINUTES = 30
+
+
+class Problem(Exception):
+    """The database cannot be read or written right now (missing, locked, corrupt)."""
+
+
+def call(db_path: Path, func: Callable[..., Any], *args: Any, busy_ms: int | None = None,
+         **kwargs: Any) -> Any:
+    """Run ``func`` against the database at ``db_path`` in this thread.
+
+    Raises Problem for database trouble; QueueError (bad input, wrong state) passes through.
+    The console never creates a database: a missing file is reported as such.
+    """
+    try:
+        if not db_path.exists():
+            raise Problem(f"no database at {db_path} (run a queuectl-tui command to create one, "
+                          "or start the console with --db PATH)")
+        open_db(db_path, create=False)
+        if busy_ms is not None:
+            database.execute_sql(f"PRAGMA busy_timeout = {int(busy_ms)}")
+        return func(*args, **kwargs)
+    except DatabaseUnusable as exc:
+        raise Problem(str(exc)) from None
+    except (DatabaseError, sqlite3.Error) as exc:
+        raise Problem(describe_db_error(exc, db_path)) from None
+    except OSError as exc:
+        raise Problem(f"{exc.strerror or exc}: {exc.filename or db_path}") from None
+    finally:
+        try:
+            if database.obj is not None and not database.obj.is_closed():
+                database.obj.close()
+        except Exception:  # a connection we cannot close is dropped with its thread
+            pass
+
+
+# --- the main screen ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class View:
+    """What the jobs table shows: a tab, a filter, an order and a page anchor."""
+
+    state: str | None = None  # None = every state
+    search: str = ""
+    sort: str = "seq"
+    descending: bool = True
+    after: tuple | None = None
+    before: tuple | None = None
+
+
+@dataclass
+class Page:
+    view: View
+    jobs: list[Job]
+    total: int  # rows matching tab and filter
+    has_next: bool
+    has_prev: bool
+
+
+@dataclass
+class Status:
+    counts: dict[str, int]
+    workers: list[WorkerStats]
+    throughput: list[tuple[int, int]]
+
+    @property
+    def alive(self) -> int:
+        return sum(1 for w in self.workers if w.alive)
+
+    @property
+    def busy(self) -> int:
+        return sum(1 for w in self.workers if w.alive and w.status == "busy")
+
+
+def read_page(view: View, limit: int, counts: dict[str, int] | None = None) -> Page:
+    """One page of the view plus one row beyond it (is there a next page?)."""
+    rows = engine.jobs_page(state=view.state, search=view.search or None, sort=view.sort,
+                            descending=view.descending, after=view.after, before=view.before,
+                            limit=limit + 1)
+    if view.before is not None:
+        has_prev, has_next = len(rows) > limit, True
+        rows = rows[-limit:]
+    else:
+        has_next, has_prev = len(rows) > limit, view.after is not None
+        rows = rows[:limit]
+    if view.search:
+        total = engine.count_jobs(state=view.state, search=view.search)
+    else:
+        counts = counts if counts is not None else engine.counts()
+        total = counts[view.state] if view.state else sum(counts.values())
+    return Page(view, rows, total, has_next, has_prev)
+
+
+def read_status(monitor: Any, now: float) -> Status:
+    counts = engine.counts()
+    return Status(counts, monitor.sample(now), engine.throughput(minutes=THROUGHPUT_MINUTES, now=now))
+
+
+# --- the detail screen -------------------------------------------------------------------------
+
+@dataclass
+class Detail:
+    fields: dict[str, Any]
+    why: str
+    attempts: list[dict[str, Any]]
+    running: bool
+
+
+def read_detail(job_id: str, now: float) -> Detail:
+    job = engine.get_job(job_id)
+    attempts = engine.attempts_of(job)
+    data = engine.job_dict(job, full=True)
+    data.pop("output_tail", None)
+    rows = []
+    for attempt in attempts:
+        row = engine.attempt_dict(attempt)
+        row["started_ts"], row["finished_ts"] = attempt.started_at, attempt.finished_at
+        row["log_path"] = engine.log_path(attempt)
+        rows.append(row)
+    return Detail(data, engine.explain(job, now=now), rows, job.state == "processing")
+
+
+@dataclass
+class LogChunk:
+    text: str
+    offset: int
+    skipped: int = 0  # bytes before the first one shown
+    missing: bool = False
+
+
+def read_log(path: Path | None, offset: int, *, complete: bool = True,
+             first_bytes: int = 256 * 1024) -> LogChunk:
+    """New bytes of a log file from ``offset`` (at most the last ``first_bytes`` on first read).
+    While the attempt runs (``complete`` False) an unfinished last line waits for the next read."""
+    if path is None:
+        return LogChunk("", offset, missing=True)
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, 2)
+            skipped = 0
+            if offset == 0 and size > first_bytes:
+                skipped = size - first_bytes
+                offset = skipped
+            if size < offset:  # truncated or replaced: start over
+                offset = 0
+            handle.seek(offset)
+            data = handle.read(4 * 1024 * 1024)
+    except OSError:
+        return LogChunk("", offset, missing=True)
+    # Keep a partial UTF-8 sequence or an unfinished line for the next read.
+    end = len(data)
+    if not complete and data and not data.endswith(b"\n"):
+        end = data.rfind(b"\n") + 1 or (len(data) if len(data) > 64 * 1024 else 0)
+    return LogChunk(data[:end].decode("utf-8", "replace"), offset + end, skipped)
+
+
+# --- modals ------------------------------------------------------------------------------------
+
+def read_settings() -> list[dict[str, Any]]:
+    return settings.describe()
+
+
+def save_settings(changes: dict[str, Any], resets: list[str]) -> None:
+    with write_transaction():
+        _save(changes, resets)
+
+
+def _save(changes: dict[str, Any], resets: list[str]) -> None:
+    for key in resets:
+        settings.reset(key)
+    for key, value in changes.items():
+        settings.set_value(key, value)
+
+
+__all__ = ["Problem", "QueueError", "View", "Page", "Status", "Detail", "LogChunk", "STATES",
+           "call", "read_page", "read_status", "read_detail", "read_log", "read_settings",
+           "save_settings"]

@@ -1,0 +1,1 @@
+"""Screens: main (jobs, workers, throughput), job detail, help, and the modal dialogs."""

@@ -1,0 +1,243 @@
+"""One job: every field, every attempt, and the log of the selected attempt (followed live)."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Log, Static
+
+from queuectl_tui import engine
+from queuectl_tui.tui import data
+from queuectl_tui.tui.fmt import STATE_STYLE, cell, precise, short_stamp
+from queuectl_tui.tui.widgets.jobs_table import Column, KeyedTable
+
+ATTEMPT_COLUMNS = (
+    Column("number", "#", 3), Column("worker", "Worker", 6), Column("start", "Started", 14),
+    Column("end", "Finished", 14), Column("exit", "Exit", 4), Column("duration", "Duration", 8),
+    Column("outcome", "Outcome", 11),
+)
+
+
+def attempt_columns(width: int) -> tuple[Column, ...]:
+    """Every column from 100 columns up; below, worker and finish time go (the error stays)."""
+    columns = [c for c in ATTEMPT_COLUMNS if width >= 100 or c.key not in ("worker", "end")]
+    used = sum(c.width + 2 for c in columns) + 2 + 2
+    return (*columns, Column("error", "Error", max(12, width - used)))
+#: Field order on screen (engine.job_dict's keys).
+FIELDS = ("id", "state", "command", "queue", "priority", "attempts", "max_retries", "backoff_base",
+          "timeout", "run_at", "created_at", "updated_at", "started_at", "finished_at", "exit_code",
+          "last_error", "worker_id", "cancel_requested", "cwd")
+
+
+class AttemptsTable(KeyedTable):
+    pass
+
+
+class JobDetailScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "back", "Back", tooltip="Back to the jobs"),
+        Binding("r", "retry", "Retry", tooltip="Retry this job (failed or dead)"),
+        Binding("c", "cancel", "Cancel", tooltip="Cancel this job; asks first"),
+        Binding("d,delete", "delete", "Delete", show=False, tooltip="Delete this job; asks first"),
+        Binding("l", "focus_log", "Log", tooltip="Move to the log (arrows, PgUp/PgDn scroll it)"),
+        Binding("f", "follow", "Follow", tooltip="Follow the log's end on or off"),
+    ]
+
+    def __init__(self, job_id: str, *, focus_log: bool = False) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.focus_log = focus_log
+        self.detail: data.Detail | None = None
+        self.attempt: int | None = None  # number of the attempt whose log is shown
+        self.follow = True
+        self._offset = 0
+        self._log_for: tuple[int, str] | None = None
+        self._busy = False
+        self._gone = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text(f"job {self.job_id}", style="bold"), id="detail-title")
+        with VerticalScroll(id="fields-box"):
+            yield Static("loading…", id="fields")
+        yield Static("Attempts", classes="section")
+        yield AttemptsTable(id="attempts")
+        yield Static("Log", id="log-title", classes="section")
+        yield Log(id="log", max_lines=20000, highlight=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(AttemptsTable).set_layout(attempt_columns(self.app.size.width))
+        (self.query_one(Log) if self.focus_log else self.query_one(AttemptsTable)).focus()
+        self.poll()
+        self.set_interval(min(0.5, self.app.refresh_interval), self.poll)
+
+    # -- reading ------------------------------------------------------------------------
+    def poll(self) -> None:
+        if self._busy or self._gone:
+            return
+        self._busy = True
+        self._read(self.attempt, self._offset, self._log_for)
+
+    @work(thread=True, group="detail", exit_on_error=False)
+    def _read(self, attempt_no: int | None, offset: int, log_for) -> None:
+        try:
+            detail = data.call(self.app.db_path, data.read_detail, self.job_id, self.app.clock(),
+                               busy_ms=data.READ_BUSY_MS)
+        except (data.Problem, data.QueueError) as exc:
+            self.app.from_thread(self._failed, exc)
+            return
+        attempts = {a["number"]: a for a in detail.attempts}
+        number = attempt_no if attempt_no in attempts else (detail.attempts[-1]["number"]
+                                                            if detail.attempts else None)
+        chunk = None
+        if number is not None:
+            chosen = attempts[number]
+            key = (number, str(chosen["log_path"]))
+            start = offset if key == log_for else 0
+            chunk = data.read_log(chosen["log_path"], start, complete=chosen["finished_ts"] is not None)
+            chunk = (key, start, chunk)
+        self.app.from_thread(self._apply, detail, number, chunk)
+
+    def on_resize(self) -> None:
+        if self.query_one(AttemptsTable).set_layout(attempt_columns(self.size.width)) and self.detail:
+            self._apply(self.detail, self.attempt, None)
+        if self.detail is not None:
+            self.query_one("#fields", Static).update(self._fields_table(self.detail.fields))
+
+    def _failed(self, exc: Exception) -> None:
+        self._busy = False
+        if isinstance(exc, data.QueueError) and not isinstance(exc, data.Problem):
+            self._gone = True  # deleted meanwhile
+        self.query_one("#fields", Static).update(Text(str(exc), style="bold red"))
+
+    def _apply(self, detail: data.Detail, number: int | None, chunk) -> None:
+        self._busy = False
+        self.detail = detail
+        fields = detail.fields
+        title = Text.assemble((f"job {self.job_id}  ", "bold"),
+                              (fields["state"], STATE_STYLE.get(fields["state"], "")), "  ",
+                              (detail.why, "italic"))
+        self.query_one("#detail-title", Static).update(title)
+        self.query_one("#fields", Static).update(self._fields_table(fields))
+        table = self.query_one(AttemptsTable)
+        rows = []
+        for a in detail.attempts:
+            outcome = a["outcome"] or "running"
+            style = {"completed": "green", "running": "yellow"}.get(outcome, "red")
+            cells = {
+                "number": cell(a["number"], justify="right"), "worker": cell(a["worker_id"]),
+                "start": cell(short_stamp(a["started_ts"])), "end": cell(short_stamp(a["finished_ts"])),
+                "exit": cell(a["exit_code"], justify="right"), "duration": cell(precise(a["duration"])),
+                "outcome": cell(outcome, style), "error": cell(a["error"], "red"),
+            }
+            rows.append((str(a["number"]), tuple(cells[c.key] for c in table.layout)))
+        first = self.attempt is None and number is not None
+        table.show(rows, cursor_key=str(number) if first else None)
+        if self.attempt is None:
+            self.attempt = number
+        log = self.query_one(Log)
+        if number is None:
+            log.clear()
+            log.write("(no attempt yet: the log appears when a worker runs the job)")
+            self._log_for = None
+        elif chunk is not None:
+            key, start, piece = chunk
+            if key != self._log_for or start == 0 and self._offset:
+                log.clear()
+                self._log_for = key
+                if piece.skipped:
+                    log.write_line(f"[… {piece.skipped:,} earlier bytes not shown; "
+                                   f"queuectl-tui logs {self.job_id} --attempt {number} prints them]")
+            if piece.missing:
+                log.clear()
+                log.write("(no log file for this attempt)")
+            elif piece.text:
+                log.write(piece.text, scroll_end=self.follow)
+                if self.follow:
+                    self.call_after_refresh(log.scroll_end, animate=False)
+            self._offset = piece.offset
+        running = number is not None and next(
+            (a for a in detail.attempts if a["number"] == number), {}).get("finished_ts") is None
+        state = "following" if self.follow and running else "paused" if running else "complete"
+        self.query_one("#log-title", Static).update(
+            f"Log of attempt {number}  ({state})" if number is not None else "Log")
+
+    def _fields_table(self, fields: dict) -> Table:
+        wide = self.size.width >= 110
+        grid = Table.grid(padding=(0, 2), expand=True)
+        pairs = [(k, fields.get(k)) for k in FIELDS]
+        columns = 2 if wide else 1
+        for _ in range(columns):
+            grid.add_column(style="bold", no_wrap=True)
+            grid.add_column(ratio=1, overflow="fold")
+        rows = (len(pairs) + columns - 1) // columns
+        for r in range(rows):
+            line = []
+            for c in range(columns):
+                index = c * rows + r
+                if index < len(pairs):
+                    key, value = pairs[index]
+                    style = STATE_STYLE.get(value, "") if key == "state" else ""
+                    line += [key, Text("-" if value is None else str(value), style=style)]
+                else:
+                    line += ["", ""]
+            grid.add_row(*line)
+        return grid
+
+    @on(DataTable.RowHighlighted, "#attempts")
+    def _attempt_chosen(self, event: DataTable.RowHighlighted) -> None:
+        number = int(event.row_key.value)
+        if number != self.attempt:
+            self.attempt = number
+            self._offset = 0
+            self._log_for = None
+            self.poll()
+
+    # -- actions ------------------------------------------------------------------------
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_focus_log(self) -> None:
+        self.query_one(Log).focus()
+
+    def action_follow(self) -> None:
+        self.follow = not self.follow
+        if self.follow:
+            self.query_one(Log).scroll_end(animate=False)
+        self.app.notify(f"follow {'on' if self.follow else 'off'}", timeout=1.5)
+
+    def action_retry(self) -> None:
+        self.app.perform(f"retry {self.job_id}", engine.retry, self.job_id,
+                         then=lambda job: self._done(f"{job.id} retried → {job.state}"))
+
+    def action_cancel(self) -> None:
+        from queuectl_tui.tui.screens.modals import ConfirmModal
+        self.app.push_screen(
+            ConfirmModal(f"Cancel job {self.job_id}?\nWaiting: it goes to the DLQ. Running: its process "
+                         "tree is killed.", "Cancel job"),
+            lambda yes: yes and self.app.perform(
+                f"cancel {self.job_id}", engine.cancel, self.job_id,
+                then=lambda job: self._done(f"{job.id} cancel → {job.state}")))
+
+    def action_delete(self) -> None:
+        from queuectl_tui.tui.screens.modals import ConfirmModal
+
+        def deleted(count: int) -> None:
+            self.app.notify(f"deleted job {self.job_id}")
+            self.app.pop_screen()
+
+        self.app.push_screen(
+            ConfirmModal(f"Delete job {self.job_id} with its attempts and logs?\nThis cannot be undone.",
+                         "Delete job"),
+            lambda yes: yes and self.app.perform(f"delete {self.job_id}", engine.delete, [self.job_id],
+                                                 then=deleted))
+
+    def _done(self, message: str) -> None:
+        self.app.notify(message)
+        self.attempt = None  # a new attempt may come: show the latest
+        self.poll()

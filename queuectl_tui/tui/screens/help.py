@@ -1,0 +1,81 @@
+"""Every key of the console, read from the bindings themselves (so it cannot fall behind)."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from queuectl_tui.tui.screens.modals import ConfirmModal, ConfigModal, EnqueueModal
+
+NAVIGATION = [
+    ("↑ ↓  j k", "move in a table"),
+    ("PgUp PgDn Home End", "scroll a table or the log"),
+    ("tab  shift+tab", "move between the jobs table, the workers pane and the filter"),
+    ("ctrl+p", "command palette: every action by name"),
+]
+
+
+def key_label(binding: Binding) -> str:
+    if binding.key_display:
+        return binding.key_display
+    names = {"question_mark": "?", "slash": "/", "plus": "+", "minus": "-", "space": "space",
+             "left_square_bracket": "[", "right_square_bracket": "]", "escape": "esc"}
+    return " ".join(names.get(k, k) for k in binding.key.split(","))
+
+
+def sections():
+    """(title, [(keys, what)]) for every screen, from the screens' and the app's bindings."""
+    from queuectl_tui.tui.app import QueueApp
+    from queuectl_tui.tui.screens.detail import JobDetailScreen
+    from queuectl_tui.tui.screens.main import MainScreen
+    from queuectl_tui.tui.widgets.jobs_table import JobsTable
+
+    def rows(*classes):
+        result, tabs = [], []
+        for cls in classes:
+            for b in cls.BINDINGS:
+                if b.action.startswith("tab("):
+                    tabs.append(b)
+                    continue
+                result.append((key_label(b), b.tooltip or b.description))
+        if tabs:
+            result.append((f"{tabs[0].key}–{tabs[-1].key}",
+                           "tabs: " + ", ".join(b.description for b in tabs)))
+        return result
+
+    return [
+        ("Everywhere", rows(QueueApp) + NAVIGATION),
+        ("Jobs (main screen)", rows(JobsTable, MainScreen)),
+        ("Job detail", rows(JobDetailScreen)),
+        ("Forms and questions", rows(EnqueueModal, ConfigModal, ConfirmModal)),
+    ]
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,question_mark,q", "close", "Close", key_display="esc")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help", classes="dialog"):
+            yield Static("Keys  (esc closes)", classes="dialog-title")
+            table = Table.grid(padding=(0, 2))
+            table.add_column(style="bold cyan", no_wrap=True, min_width=12)
+            table.add_column(ratio=1)
+            for title, rows in sections():
+                table.add_row(Text(title, style="bold underline"), "")
+                seen = set()
+                for keys, what in rows:
+                    if (keys, what) not in seen:
+                        seen.add((keys, what))
+                        table.add_row(keys, what)
+                table.add_row("", "")
+            yield Static(table)
+            yield Static(Text("Every action has a CLI command: see the README's parity table.",
+                              style="dim"))
+
+    def action_close(self) -> None:
+        self.dismiss(None)

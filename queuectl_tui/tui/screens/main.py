@@ -1,0 +1,509 @@
+"""The main screen: counts, the jobs table by state, workers, throughput; and the actions.
+
+Reads happen in thread workers (``data.read_page``, ``data.read_status``) about once a second;
+the event loop only turns their results into cells. Every action calls the engine or
+supervisor function that the matching CLI command calls (see the README's parity table).
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static, Tab, Tabs
+
+from queuectl_tui import engine, supervisor
+from queuectl_tui.models import DEAD, FAILED, PROCESSING, Job
+from queuectl_tui.tui import data
+from queuectl_tui.tui.fmt import STATE_LABEL, STATE_STYLE, cell, duration, when
+from queuectl_tui.tui.widgets import CountsHeader, JobsTable, ThroughputLine, WorkersPane
+from queuectl_tui.tui.widgets.jobs_table import Column
+
+#: (tab id, label, state); the number keys pick them in this order.
+TABS = [("all", "All", None), ("pending", "Pending", "pending"),
+        ("processing", "Processing", "processing"), ("completed", "Completed", "completed"),
+        ("failed", "Failed", "failed"), ("dead", "DLQ", "dead")]
+#: (sort key, label when descending, label when ascending)
+SORTS = [("seq", "newest first", "oldest first"), ("priority", "priority high→low", "priority low→high"),
+         ("run_at", "next run latest", "next run soonest"), ("updated_at", "recently changed",
+                                                              "least recently changed"),
+         ("attempts", "most attempts", "fewest attempts")]
+MARK = "●"
+SCROLLBAR = 2  # a table's vertical scrollbar
+
+
+def job_columns(width: int, dlq: bool) -> tuple[Column, ...]:
+    """Columns that fill the table's width exactly: fixed narrow ones, the rest shared out.
+    Below 100 columns the priority and duration columns go (the detail screen has them)."""
+    wide = width >= 100
+    if dlq:
+        fixed = [Column("tries", "Tries", 5), Column("when", "Died", 9 if not wide else 13)]
+        shares = (0.25, 0.3)
+    else:
+        fixed = [Column("state", "State", 9)]
+        if wide:
+            fixed.append(Column("priority", "Pri", 3))
+        fixed += [Column("tries", "Tries", 5), Column("when", "Next/finished" if wide else "Next/fin", 13 if wide else 9)]
+        if wide:
+            fixed.append(Column("duration", "Duration", 8))
+        shares = (0.28, 0.4)
+    count = len(fixed) + 4  # mark, id, command, error
+    flex = max(0, width - SCROLLBAR - 2 * count - 1 - sum(c.width for c in fixed))
+    id_w = max(10, min(28, int(flex * shares[0])))
+    cmd_w = max(12, min(60, int(flex * shares[1])))
+    err_w = max(12, flex - id_w - cmd_w)
+    return (Column("mark", "", 1), Column("id", "ID", id_w), Column("command", "Command", cmd_w),
+            *fixed, Column("error", "Last error", err_w))
+
+
+class MainScreen(Screen):
+    BINDINGS = [
+        Binding("n", "enqueue", "Enqueue", tooltip="Enqueue a new job (form)"),
+        Binding("r", "retry", "Retry", tooltip="Retry the selected (or marked) failed/dead jobs"),
+        Binding("R", "retry_dlq", "Retry DLQ", show=False, tooltip="Retry every job in the DLQ"),
+        Binding("c", "cancel", "Cancel", show=False,
+                tooltip="Cancel the selected (or marked) jobs; asks first"),
+        Binding("d,delete", "delete", "Delete", show=False,
+                tooltip="Delete the selected (or marked) jobs with their logs; asks first"),
+        Binding("D", "clear_dlq", "Clear DLQ", show=False, tooltip="Delete every dead job; asks first"),
+        Binding("l", "logs", "Logs", show=False, tooltip="Open the selected job on its latest log"),
+        Binding("e", "config", "Config", tooltip="Edit the settings"),
+        Binding("plus", "worker_start", "Worker", key_display="+",
+                tooltip="Start one more detached worker"),
+        Binding("minus", "worker_stop", "Stop worker", key_display="-", show=False,
+                tooltip="Stop one worker (the one selected in the workers pane, else the newest); asks first"),
+        Binding("X", "worker_stop_all", "Stop all workers", show=False,
+                tooltip="Stop every worker on this host; asks first"),
+        Binding("slash", "filter", "Filter", key_display="/",
+                tooltip="Filter the table by text in id, command or last error"),
+        Binding("s", "sort", "Sort", show=False, tooltip="Cycle the sort order"),
+        Binding("S", "reverse", "Reverse", show=False, tooltip="Reverse the sort order"),
+        Binding("space", "mark", "Mark", show=False,
+                tooltip="Mark/unmark the selected job for a bulk retry, cancel or delete"),
+        Binding("escape", "clear", "Clear", show=False, tooltip="Clear the filter, then the marks"),
+        Binding("right_square_bracket", "page(1)", "Next page", key_display="]", show=False,
+                tooltip="Next page of jobs"),
+        Binding("left_square_bracket", "page(-1)", "Previous page", key_display="[", show=False,
+                tooltip="Previous page of jobs"),
+        Binding("f5,ctrl+r", "refresh", "Refresh", show=False, tooltip="Refresh now"),
+        *(Binding(str(n), f"tab('{tab}')", label, show=False, tooltip=f"Show the {label} tab")
+          for n, (tab, label, _) in enumerate(TABS, 1)),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.view = data.View()
+        self.marks: set[str] = set()
+        self.jobs: dict[str, Job] = {}
+        self.page: data.Page | None = None
+        self.status: data.Status | None = None
+        self._page_busy = self._status_busy = False
+        self._page_again = False
+        self._cursor_to: str | None = None
+        self._problem: str | None = None
+
+    # -- layout -------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield CountsHeader(id="counts")
+        yield Static("", id="banner")
+        yield Tabs(*(Tab(f"{n} {label}", id=f"tab-{tab}") for n, (tab, label, _) in enumerate(TABS, 1)),
+                   id="tabs")
+        yield Input(placeholder="filter: text in id, command or last error (Enter keeps it, Esc clears)",
+                    id="filter")
+        with Vertical(id="jobs-area"):
+            yield JobsTable(id="jobs")
+            yield Static("", id="empty")
+        yield Static("", id="pager")
+        yield WorkersPane(id="workers")
+        yield ThroughputLine(id="throughput")
+        yield Footer()
+
+    @property
+    def table(self) -> JobsTable:
+        return self.query_one(JobsTable)
+
+    def on_mount(self) -> None:
+        self.query_one(Tabs).can_focus = False
+        self.query_one("#filter").display = False
+        self._layout_columns()
+        self.table.focus()
+        self.load_page()
+        self.load_status()
+        self.set_interval(self.app.refresh_interval, self.tick)
+
+    def on_resize(self) -> None:
+        if self._layout_columns() and self.page is not None:
+            self._show_page(self.page)
+
+    def _layout_columns(self) -> bool:
+        width = self.size.width or self.app.size.width
+        return self.table.set_layout(job_columns(width, self.view.state == DEAD))
+
+    # -- reading ------------------------------------------------------------------------
+    def tick(self) -> None:
+        self.load_status()
+        self.load_page()
+
+    def load_page(self) -> None:
+        if self._page_busy:
+            self._page_again = True
+            return
+        self._page_busy = True
+        self._read_page(self.view)
+
+    @work(thread=True, group="page", exit_on_error=False)
+    def _read_page(self, view: data.View) -> None:
+        counts = self.status.counts if self.status is not None and not view.search else None
+        try:
+            page = data.call(self.app.db_path, data.read_page, view, self.app.page_size, counts,
+                             busy_ms=data.READ_BUSY_MS)
+        except data.Problem as exc:
+            page = exc
+        self.app.from_thread(self._page_read, page)
+
+    def _page_read(self, page: data.Page | data.Problem) -> None:
+        self._page_busy = False
+        if isinstance(page, data.Problem):
+            self._set_problem(str(page))
+        elif page.view == self.view:
+            self._set_problem(None)
+            self.page = page
+            self._show_page(page)
+        else:
+            self._page_again = True
+        if self._page_again:
+            self._page_again = False
+            self.load_page()
+
+    def load_status(self) -> None:
+        if self._status_busy:
+            return
+        self._status_busy = True
+        self._read_status()
+
+    @work(thread=True, group="status", exit_on_error=False)
+    def _read_status(self) -> None:
+        try:
+            status = data.call(self.app.db_path, data.read_status, self.app.monitor, self.app.clock(),
+                               busy_ms=data.READ_BUSY_MS)
+        except data.Problem as exc:
+            status = exc
+        self.app.from_thread(self._status_read, status)
+
+    def _status_read(self, status: data.Status | data.Problem) -> None:
+        self._status_busy = False
+        if isinstance(status, data.Problem):
+            self._set_problem(str(status))
+            return
+        self.status = status
+        now = self.app.clock()
+        self.query_one(CountsHeader).set_counts(status.counts, status.alive, status.busy)
+        self.query_one(WorkersPane).set_workers(status.workers, now)
+        self.query_one(ThroughputLine).set_series(status.throughput)
+        self._update_empty()
+
+    def _set_problem(self, message: str | None) -> None:
+        if message == self._problem:
+            return
+        self._problem = message
+        banner = self.query_one("#banner", Static)
+        banner.update(Text.assemble(("database problem: ", "bold"), message,
+                                    ("  (retrying every second)", "dim")) if message else "")
+        banner.set_class(bool(message), "-show")
+        self._update_empty()
+
+    # -- showing ------------------------------------------------------------------------
+    def _row(self, job: Job, now: float) -> tuple[Text, ...]:
+        when_text, when_style = when(job, now)
+        marked = job.id in self.marks
+        cells = {
+            "mark": cell(MARK if marked else " ", "bold magenta"),
+            "id": cell(job.id, "bold magenta" if marked else ""),
+            "command": cell(job.command),
+            "state": cell(STATE_LABEL[job.state], STATE_STYLE[job.state]),
+            "priority": cell(job.priority, justify="right"),
+            "tries": cell(f"{job.attempts}/{job.max_retries + 1}"),
+            "when": cell(when_text, when_style),
+            "duration": cell(duration(job, now)),
+            "error": cell(job.last_error, "red" if job.state == DEAD else "dark_orange"),
+        }
+        return tuple(cells[c.key] for c in self.table.layout)
+
+    def _show_page(self, page: data.Page) -> None:
+        now = self.app.clock()
+        self.jobs = {job.id: job for job in page.jobs}
+        self.table.show([(job.id, self._row(job, now)) for job in page.jobs],
+                        cursor_key=self._cursor_to)
+        self._cursor_to = None
+        self._update_pager()
+        self._update_empty()
+
+    def _update_pager(self) -> None:
+        page = self.page
+        if page is None:
+            return
+        key, desc_label, asc_label = next(s for s in SORTS if s[0] == self.view.sort)
+        parts = [f"{len(page.jobs)} of {page.total:,}" + (" (more: ])" if page.has_next else "")
+                 + (" [: back" if page.has_prev else ""),
+                 f"sort: {desc_label if self.view.descending else asc_label} (s/S)"]
+        if self.view.search:
+            parts.append(f"filter: {self.view.search!r} (Esc clears)")
+        if self.marks:
+            parts.append(f"{len(self.marks)} marked (r/c/d act on them, Esc clears)")
+        self.query_one("#pager", Static).update("  ·  ".join(parts))
+
+    def _update_empty(self) -> None:
+        empty = self.query_one("#empty", Static)
+        message = ""
+        if self._problem:
+            message = f"The database cannot be read: {self._problem}"
+        elif self.page is not None and not self.page.jobs:
+            total = sum(self.status.counts.values()) if self.status else self.page.total
+            if self.view.search:
+                message = f"No job matches {self.view.search!r}. Esc clears the filter."
+            elif total == 0:
+                message = ("The queue is empty.\n\nPress n to enqueue a job and + to start a worker,"
+                           "\nor run `queuectl-tui demo` to see the console with sample jobs.")
+            elif self.view.state is not None:
+                label = next(label for tab, label, state in TABS if state == self.view.state)
+                message = f"No jobs in {label}."
+            else:
+                message = "No jobs on this page. [ goes back."
+        empty.update(message)
+        empty.set_class(bool(message), "-show")
+        self.table.set_class(bool(message), "-empty")
+
+    # -- tabs, filter, sort, pages ------------------------------------------------------
+    def set_view(self, **changes) -> None:
+        fields = {"after": None, "before": None, **changes}
+        self.view = data.View(**{**self.view.__dict__, **fields})
+        if self._layout_columns() and self.page is not None:
+            self.page = None
+        self.load_page()
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(Tabs).active = f"tab-{tab}"
+
+    @on(Tabs.TabActivated)
+    def _tab_activated(self, event: Tabs.TabActivated) -> None:
+        tab = event.tab.id.removeprefix("tab-")
+        state = next(state for key, _, state in TABS if key == tab)
+        if state != self.view.state:
+            self.set_view(state=state)
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        if event.value.strip() != self.view.search:
+            self.set_view(search=event.value.strip())
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self) -> None:
+        box = self.query_one("#filter", Input)
+        if not box.value.strip():
+            box.display = False
+        self.table.focus()
+
+    def action_clear(self) -> None:
+        box = self.query_one("#filter", Input)
+        if box.display or self.view.search:
+            box.value = ""
+            box.display = False
+            self.table.focus()
+            if self.view.search:
+                self.set_view(search="")
+        elif self.marks:
+            self.marks.clear()
+            if self.page is not None:
+                self._show_page(self.page)
+
+    def action_sort(self) -> None:
+        keys = [s[0] for s in SORTS]
+        self.set_view(sort=keys[(keys.index(self.view.sort) + 1) % len(keys)])
+
+    def action_reverse(self) -> None:
+        self.set_view(descending=not self.view.descending)
+
+    def action_page(self, step: int) -> None:
+        page = self.page
+        if page is None or not page.jobs:
+            if step < 0 and (self.view.after or self.view.before):
+                self.set_view()
+            return
+        if step > 0 and page.has_next:
+            self.set_view(after=engine.page_key(page.jobs[-1], self.view.sort))
+        elif step < 0 and page.has_prev:
+            self.set_view(before=engine.page_key(page.jobs[0], self.view.sort))
+
+    def action_refresh(self) -> None:
+        self.load_status()
+        self.load_page()
+
+    # -- selection ----------------------------------------------------------------------
+    def selected_ids(self) -> list[str]:
+        """The marked jobs, or else the one under the cursor."""
+        if self.marks:
+            return sorted(self.marks)
+        key = self.table.cursor_key
+        return [key] if key else []
+
+    def action_mark(self) -> None:
+        key = self.table.cursor_key
+        if key is None:
+            return
+        self.marks.symmetric_difference_update({key})
+        job = self.jobs.get(key)
+        if job is not None:
+            self.table.update_row(key, self._row(job, self.app.clock()))
+        self.table.action_cursor_down()
+        self._update_pager()
+
+    @on(DataTable.RowSelected, "#jobs")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        self._open_detail(event.row_key.value, focus_log=False)
+
+    def action_logs(self) -> None:
+        key = self.table.cursor_key
+        if key:
+            self._open_detail(key, focus_log=True)
+
+    def _open_detail(self, job_id: str, *, focus_log: bool) -> None:
+        from queuectl_tui.tui.screens.detail import JobDetailScreen
+        self.app.push_screen(JobDetailScreen(job_id, focus_log=focus_log))
+
+    # -- actions (each the engine/supervisor call of a CLI command) ---------------------
+    def _done(self, message: str, *, clear_marks: bool = False) -> None:
+        if clear_marks:
+            self.marks.clear()
+        self.app.notify(message)
+        self.action_refresh()
+
+    def action_enqueue(self) -> None:
+        from queuectl_tui.tui.screens.modals import EnqueueModal
+
+        def done(ids: list[str] | None) -> None:
+            if ids:
+                self._cursor_to = ids[0] if self.view == data.View(state=self.view.state) else None
+                self._done(f"enqueued {', '.join(ids)}")
+
+        self.app.push_screen(EnqueueModal(), done)
+
+    def action_config(self) -> None:
+        from queuectl_tui.tui.screens.modals import ConfigModal
+
+        def done(changed: list[str] | None) -> None:
+            if changed:
+                self.app.notify(f"saved {', '.join(changed)}")
+
+        self.app.push_screen(ConfigModal(), done)
+
+    def action_retry(self) -> None:
+        ids = self.selected_ids()
+        if not ids:
+            return
+        wrong = [i for i in ids if i in self.jobs and self.jobs[i].state not in (FAILED, DEAD)]
+        if wrong and not self.marks:
+            self.app.notify(f"{wrong[0]} is {self.jobs[wrong[0]].state}: only failed or dead jobs "
+                            "can be retried", severity="warning")
+            return
+        self.app.perform(f"retry {len(ids)} job(s)", engine.retry_many, ids,
+                         then=lambda jobs: self._done(_summary("retried", jobs), clear_marks=True))
+
+    def action_retry_dlq(self) -> None:
+        count = self.status.counts.get(DEAD, 0) if self.status else 0
+        if not count:
+            self.app.notify("the DLQ is empty")
+            return
+        self._confirm(f"Move all {count:,} dead job(s) back to pending, attempts reset?",
+                      "Retry the DLQ",
+                      lambda: self.app.perform("retry the DLQ", engine.dlq_retry, all_dead=True,
+                                               then=lambda _: self._done("DLQ retried: jobs are pending again")))
+
+    def action_cancel(self) -> None:
+        ids = self.selected_ids()
+        if not ids:
+            return
+        running = sum(1 for i in ids if i in self.jobs and self.jobs[i].state == PROCESSING)
+        text = f"Cancel {_names(ids)}?\nWaiting jobs go to the DLQ as cancelled"
+        text += f"; {running} running job(s) have their process tree killed." if running else "."
+        self._confirm(text, "Cancel jobs", lambda: self.app.perform(
+            f"cancel {len(ids)} job(s)", engine.cancel_many, ids,
+            then=lambda jobs: self._done(_summary("cancelled", jobs), clear_marks=True)))
+
+    def action_delete(self) -> None:
+        ids = self.selected_ids()
+        if not ids:
+            return
+        self._confirm(f"Delete {_names(ids)} with their attempts and logs?\nThis cannot be undone.",
+                      "Delete jobs", lambda: self.app.perform(
+                          f"delete {len(ids)} job(s)", engine.delete, ids,
+                          then=lambda n: self._done(f"deleted {n} job(s)", clear_marks=True)))
+
+    def action_clear_dlq(self) -> None:
+        count = self.status.counts.get(DEAD, 0) if self.status else 0
+        self._confirm(f"Delete all {count:,} dead job(s) in the DLQ with their logs?\n"
+                      "This cannot be undone.", "Clear the DLQ",
+                      lambda: self.app.perform("clear the DLQ", engine.dlq_clear,
+                                               then=lambda n: self._done(f"deleted {n} dead job(s)")))
+
+    def action_worker_start(self) -> None:
+        self.app.notify("starting a worker…", timeout=2)
+        self.app.perform("start a worker", supervisor.start, self.app.db_path, 1,
+                         then=lambda rows: self._done(
+                             ", ".join(f"started worker {r.id} (pid {r.pid})" for r in rows)))
+
+    def action_worker_stop(self) -> None:
+        workers = [w for w in (self.status.workers if self.status else []) if w.alive and w.local]
+        if not workers:
+            self.app.notify("no running worker on this host", severity="warning")
+            return
+        pane = self.query_one(WorkersPane)
+        chosen = None
+        if pane.table.has_focus and pane.table.cursor_key:
+            chosen = next((w for w in workers if str(w.id) == pane.table.cursor_key), None)
+        if chosen is None:
+            idle = [w for w in workers if w.status == "idle"]
+            chosen = (idle or workers)[-1]
+        job = f", after it finishes {chosen.current_job}" if chosen.current_job else ""
+        self._confirm(f"Stop worker {chosen.id} (pid {chosen.pid}){job}?", "Stop a worker",
+                      lambda: self.app.perform(f"stop worker {chosen.id}", supervisor.stop,
+                                               worker_ids=[chosen.id], then=self._stopped))
+
+    def action_worker_stop_all(self) -> None:
+        alive = self.status.alive if self.status else 0
+        self._confirm(f"Stop all {alive} worker(s) on this host?\nEach finishes its current job first.",
+                      "Stop all workers",
+                      lambda: self.app.perform("stop the workers", supervisor.stop, then=self._stopped))
+
+    def _stopped(self, result: dict[str, list[int]]) -> None:
+        parts = []
+        if result["stopped"]:
+            parts.append(f"stopped worker(s) {', '.join(map(str, result['stopped']))}")
+        if result["still_running"]:
+            parts.append(f"still finishing a job: {', '.join(map(str, result['still_running']))}")
+        if result["gone"]:
+            parts.append(f"removed dead worker(s) {', '.join(map(str, result['gone']))}")
+        self._done("; ".join(parts) or "no workers running")
+
+    def _confirm(self, question: str, title: str, then) -> None:
+        from queuectl_tui.tui.screens.modals import ConfirmModal
+        self.app.push_screen(ConfirmModal(question, title), lambda yes: then() if yes else None)
+
+
+def _names(ids: list[str]) -> str:
+    return f"job {ids[0]}" if len(ids) == 1 else f"{len(ids)} jobs ({', '.join(ids[:3])}{'…' if len(ids) > 3 else ''})"
+
+
+def _summary(verb: str, jobs: list[Job]) -> str:
+    return "; ".join(f"{job.id} {verb} → {job.state}" for job in jobs[:3]) + (
+        f" (+{len(jobs) - 3} more)" if len(jobs) > 3 else "")
+
+
+__all__ = ["MainScreen", "TABS", "SORTS", "job_columns"]

@@ -1,0 +1,8 @@
+"""The main screen's parts: counts header, jobs table, workers pane, throughput line."""
+
+from queuectl_tui.tui.widgets.counts import CountsHeader
+from queuectl_tui.tui.widgets.jobs_table import JobsTable, KeyedTable
+from queuectl_tui.tui.widgets.throughput import ThroughputLine
+from queuectl_tui.tui.widgets.workers import WorkersPane
+
+__all__ = ["CountsHeader", "JobsTable", "KeyedTable", "ThroughputLine", "WorkersPane"]

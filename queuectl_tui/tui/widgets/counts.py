@@ -1,0 +1,52 @@
+"""The header line: jobs per state and workers alive/busy."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from queuectl_tui.models import STATES
+from queuectl_tui.tui.fmt import STATE_STYLE
+
+LONG = {"pending": "pending", "processing": "processing", "completed": "completed",
+        "failed": "failed", "dead": "dead"}
+SHORT = {"pending": "pend", "processing": "run", "completed": "done", "failed": "fail",
+         "dead": "dead"}
+
+
+class CountsHeader(Static):
+    DEFAULT_CSS = "CountsHeader { height: 1; }"
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("queuectl  loading…", **kwargs)
+        self._data: tuple[dict[str, int], int, int] | None = None
+
+    def set_counts(self, counts: dict[str, int], alive: int, busy: int) -> None:
+        if (counts, alive, busy) != self._data:
+            self._data = (dict(counts), alive, busy)
+            self.update(self._text(self.size.width or 80))
+
+    def on_resize(self) -> None:
+        if self._data is not None:
+            self.update(self._text(self.size.width))
+
+    def _text(self, width: int) -> Text:
+        counts, alive, busy = self._data
+        for title, labels, workers in (
+            ("queuectl ", LONG, f"workers {alive} alive · {busy} busy"),
+            ("", LONG, f"workers {alive} alive · {busy} busy"),
+            ("", SHORT, f"workers {alive}/{busy} busy"),
+        ):
+            text = Text(no_wrap=True, overflow="ellipsis", end="")
+            if title:
+                text.append(title, "bold")
+                text.append("│ ", "dim")
+            for state in STATES:
+                text.append(f"{labels[state]} ", "dim")
+                text.append(f"{counts.get(state, 0):,}", STATE_STYLE[state])
+                text.append("  ")
+            text.append("│ ", "dim")
+            text.append(workers, "bold" if alive else "dim")
+            if text.cell_len <= width:
+                return text
+        return text

@@ -1,0 +1,95 @@
+"""A DataTable that holds one page of rows and updates them in place by row key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.widgets import DataTable
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    width: int
+
+
+class KeyedTable(DataTable):
+    """Rows are (key, cells). ``show`` rewrites only the cells that changed when the same keys
+    come back in the same order (a live refresh), and rebuilds the rows otherwise, keeping the
+    cursor on the same key when it is still there."""
+
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+    ]
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cursor_type="row", **kwargs)
+        self._layout: tuple[Column, ...] = ()
+        self._order: list[str] = []
+        self._cells: dict[str, tuple[Text, ...]] = {}
+
+    @property
+    def layout(self) -> tuple[Column, ...]:
+        return self._layout
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self._order)
+
+    def set_layout(self, columns: tuple[Column, ...]) -> bool:
+        """Use these columns; True when they changed (the rows were dropped)."""
+        if columns == self._layout:
+            return False
+        self.clear(columns=True)
+        for column in columns:
+            self.add_column(column.label, key=column.key, width=column.width)
+        self._layout = columns
+        self._order, self._cells = [], {}
+        return True
+
+    @property
+    def cursor_key(self) -> str | None:
+        if not self._order or not 0 <= self.cursor_row < len(self._order):
+            return None
+        return self._order[self.cursor_row]
+
+    def show(self, rows: list[tuple[str, tuple[Text, ...]]], *, cursor_key: str | None = None) -> None:
+        keys = [key for key, _ in rows]
+        if keys == self._order and cursor_key is None:
+            columns = [c.key for c in self._layout]
+            for key, cells in rows:
+                old = self._cells[key]
+                for column, new, before in zip(columns, cells, old):
+                    if new != before:
+                        self.update_cell(key, column, new)
+                self._cells[key] = cells
+            return
+        keep = cursor_key or self.cursor_key
+        row_before = self.cursor_row
+        self.clear()
+        for key, cells in rows:
+            self.add_row(*cells, key=key)
+        self._order = keys
+        self._cells = dict(rows)
+        if keys:
+            target = keys.index(keep) if keep in self._cells else min(max(row_before, 0), len(keys) - 1)
+            self.move_cursor(row=target, animate=False)
+
+    def update_row(self, key: str, cells: tuple[Text, ...]) -> None:
+        """Change one row now (a mark), without waiting for the next refresh."""
+        old = self._cells.get(key)
+        if old is None:
+            return
+        for column, new, before in zip(self._layout, cells, old):
+            if new != before:
+                self.update_cell(key, column.key, new)
+        self._cells[key] = cells
+
+
+class JobsTable(KeyedTable):
+    BINDINGS = [Binding("enter", "select_cursor", "Detail",
+                        tooltip="Open the job: every field, every attempt, the log")]

@@ -1,0 +1,102 @@
+"""The workers pane: every worker row with its process figures and its job's process tree."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Static
+
+from queuectl_tui.monitor import Usage, WorkerStats
+from queuectl_tui.tui.fmt import STATE_STYLE, cell, percent, size, span
+from queuectl_tui.tui.widgets.jobs_table import Column, KeyedTable
+
+COLUMNS = (
+    Column("id", "ID", 3), Column("pid", "PID", 7), Column("status", "Status", 8),
+    Column("job", "Job", 20), Column("runtime", "Runtime", 7), Column("cpu", "CPU", 5),
+    Column("mem", "Mem", 6), Column("uptime", "Uptime", 6), Column("beat", "Beat", 4),
+    Column("tree_cpu", "Job CPU", 7), Column("tree_mem", "Job mem", 9),
+)
+#: Below 100 columns uptime and heartbeat age go (``queuectl-tui worker list`` has them).
+NARROW = (
+    Column("id", "ID", 3), Column("pid", "PID", 7), Column("status", "Status", 8),
+    Column("job", "Job", 12), Column("runtime", "Runtime", 7), Column("cpu", "CPU", 5),
+    Column("mem", "Mem", 6), Column("tree_cpu", "Tree", 5), Column("tree_mem", "Tree mem", 8),
+)
+
+
+def columns_for(width: int) -> tuple[Column, ...]:
+    return COLUMNS if width >= 100 else NARROW
+
+
+def _usage(usage: Usage | None) -> tuple[str, str]:
+    if usage is None:
+        return "-", "-"
+    return percent(usage.cpu), size(usage.rss)
+
+
+class WorkersTable(KeyedTable):
+    """The cursor shows only while the pane has focus (it picks the worker '-' stops)."""
+
+    def on_mount(self) -> None:
+        self.show_cursor = False
+
+    def on_focus(self) -> None:
+        self.show_cursor = True
+
+    def on_blur(self) -> None:
+        self.show_cursor = False
+
+
+class WorkersPane(Vertical):
+    DEFAULT_CSS = """
+    WorkersPane { height: auto; }
+    WorkersPane #workers-title { height: 1; background: $boost; padding: 0 1; }
+    WorkersPane WorkersTable { height: auto; max-height: 7; }
+    WorkersPane #workers-none { height: 1; color: $text-muted; padding: 0 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static("Workers", id="workers-title")
+        yield WorkersTable(id="workers-table")
+        yield Static("no workers: press + to start one (or: queuectl-tui worker start)",
+                     id="workers-none")
+
+    def on_mount(self) -> None:
+        self.table.set_layout(columns_for(self.app.size.width))
+        self._last: tuple[list[WorkerStats], float] | None = None
+
+    def on_resize(self) -> None:
+        if self.table.set_layout(columns_for(self.size.width)) and self._last:
+            self.set_workers(*self._last)
+
+    @property
+    def table(self) -> WorkersTable:
+        return self.query_one(WorkersTable)
+
+    def set_workers(self, workers: list[WorkerStats], now: float) -> None:
+        self._last = (workers, now)
+        alive = sum(1 for w in workers if w.alive)
+        busy = sum(1 for w in workers if w.alive and w.status == "busy")
+        lost = len(workers) - alive
+        title = f"[b]Workers[/b]  {alive} alive · {busy} busy"
+        if lost:
+            title += f" · [red]{lost} lost[/red] (recovered by the next worker, or: queuectl-tui recover)"
+        self.query_one("#workers-title", Static).update(title)
+        self.query_one("#workers-none").display = not workers
+        self.table.display = bool(workers)
+        rows = []
+        for w in workers:
+            cpu, mem = _usage(w.process)
+            tree_cpu, tree_mem = _usage(w.job_tree)
+            if w.job_tree is not None and w.job_tree.processes > 1:
+                tree_mem += f"/{w.job_tree.processes}p"
+            cells = {
+                "id": cell(w.id, justify="right"), "pid": cell(w.pid if w.local else f"{w.pid}@{w.host}"),
+                "status": cell(w.status, STATE_STYLE.get(w.status, "")), "job": cell(w.current_job),
+                "runtime": cell(span(w.job_runtime(now))), "cpu": cell(cpu, justify="right"),
+                "mem": cell(mem, justify="right"), "uptime": cell(span(w.uptime(now))),
+                "beat": cell(span(w.heartbeat_age), "red" if not w.alive else ""),
+                "tree_cpu": cell(tree_cpu, justify="right"), "tree_mem": cell(tree_mem, justify="right"),
+            }
+            rows.append((str(w.id), tuple(cells[c.key] for c in self.table.layout)))
+        self.table.show(rows)
