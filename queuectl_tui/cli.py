@@ -618,6 +618,34 @@ def config_reset(app: App, key) -> None:
     click.echo(f"{name} = {json.dumps(value)} (default)")
 
 
+# --- demo ------------------------------------------------------------------------------------
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--workers", "-n", type=click.IntRange(0, 8), default=2, show_default=True,
+              help="Detached workers to start on the demo database.")
+@click.option("--keep", is_flag=True,
+              help="Keep the database and its workers when the console closes.")
+def demo(workers: int, keep: bool) -> None:
+    """Open the console on a throwaway database of sample jobs, with live workers.
+
+    The database is made in a new temporary directory (--db does not apply) with a realistic
+    mix: successes, a retried success, failures waiting out their backoff, dead jobs, scheduled
+    jobs, a long-running job and a trickle of short ones. When the console closes, the demo's
+    workers (and any started from the console) are stopped and the directory is deleted,
+    unless --keep. Without a terminal it only prepares the database, keeps it, and says where.
+    """
+    from queuectl_tui import demo as sample
+    on_terminal = sys.stdin.isatty() and sys.stdout.isatty()
+    with sample.session(workers=workers, keep=keep or not on_terminal) as db_path:
+        if on_terminal:
+            from queuectl_tui.tui.app import run_app  # the console, as for a bare queuectl-tui
+            run_app(db_path)
+    if keep or not on_terminal:
+        click.echo(f"demo database: {db_path}\n"
+                   f"  open the console: queuectl-tui --db {db_path}\n"
+                   f"  stop its workers: queuectl-tui --db {db_path} worker stop --force")
+
+
 # --- entry point -----------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> None:
