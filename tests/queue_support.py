@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 import pytest
 
-from helpers import Result
+from helpers import Result, wait_for
 
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 JOB_KEYS = {"id", "command", "state", "attempts", "max_retries", "created_at", "updated_at"}
@@ -85,6 +85,11 @@ def mark():
             proc.send_signal(signal.SIGKILL)
         except psutil.Error:
             pass
+
+
+def all_gone(marker: str, timeout: float = 10.0) -> None:
+    """Every process of the marked job is gone (SIGKILL is asynchronous: allow a deadline)."""
+    wait_for(lambda: not marked(marker), timeout=timeout, message=f"the processes marked {marker} to die")
 
 
 def marked_command(marker: str, command: str) -> str:

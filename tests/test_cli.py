@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cli_env, run_cli
+from helpers import cli_env, run_cli, wait_for
 from queue_support import (  # noqa: F401 (fixture)
-    check_job_json, mark, marked, marked_command, ok, parse_iso, snapshot, user_error,
+    all_gone, check_job_json, mark, marked_command, ok, parse_iso, snapshot, user_error,
 )
 
 BURST = ("worker", "start", "--foreground", "--burst")
@@ -237,7 +237,7 @@ def test_timeout_kills_grandchildren(cli, mark):
     ok(cli("enqueue", "--id", "long", "--timeout", "1", "--max-retries", "0",
            marked_command(mark, "sh -c 'sleep 60 & sleep 60'")))
     ok(cli(*BURST))
-    assert marked(mark) == []
+    all_gone(mark)
     job = show(cli, "long")
     assert (job["state"], job["last_error"]) == ("dead", "timed out after 1s")
     assert job["attempt_list"][0]["outcome"] == "timeout"
@@ -394,7 +394,6 @@ def test_files_are_private_whatever_the_umask(home):
         return proc
     run("enqueue", "--id", "j", "echo private")
     run("worker", "start", "--burst")  # detached: writes logs/workers.log too
-    from helpers import wait_for
     wait_for(lambda: json.loads(run("show", "j", "--json").stdout)["state"] == "completed", message="job done")
     wait_for(lambda: json.loads(run("worker", "list", "--json").stdout) == [], message="burst worker exit")
     files = sorted(p for p in home.rglob("*"))

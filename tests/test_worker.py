@@ -6,10 +6,8 @@ import os
 import threading
 from pathlib import Path
 
-import pytest
-
 from helpers import wait_for
-from queue_support import MARK_VAR, mark, marked, marked_command  # noqa: F401 (fixture)
+from queue_support import all_gone, mark, marked, marked_command  # noqa: F401 (fixture)
 from queuectl_tui import engine, runner, spec
 from queuectl_tui.models import Job, Worker, database
 from queuectl_tui.worker import Worker as QueueWorker
@@ -66,13 +64,13 @@ def test_timeout_kills_the_whole_tree(tmp_path, mark):
                     tick=lambda: seen.append(len(marked(mark, "sleep"))))
     assert max(seen) == 2, "the job's two sleeps never ran"
     assert (result.outcome, result.error) == ("timeout", "timed out after 1s")
-    assert marked(mark) == []
+    all_gone(mark)
 
 
 def test_what_the_shell_leaves_behind_dies_with_it(tmp_path, mark):
     result, log = run(tmp_path, marked_command(mark, "sleep 60 & echo left"))
     assert (result.outcome, log.read_text()) == ("completed", "left\n")
-    assert marked(mark) == []
+    all_gone(mark)
 
 
 def test_cancel_from_tick_kills_the_tree(tmp_path, mark):
@@ -80,7 +78,7 @@ def test_cancel_from_tick_kills_the_tree(tmp_path, mark):
         return "cancel" if len(marked(mark, "sleep")) == 2 else None
     result, _ = run(tmp_path, marked_command(mark, "sh -c 'sleep 60 & sleep 60'"), tick=tick)
     assert (result.outcome, result.error) == ("cancelled", "cancelled")
-    assert marked(mark) == []
+    all_gone(mark)
 
 
 def test_output_over_the_cap_is_dropped_and_counted(tmp_path):
@@ -168,7 +166,7 @@ def test_forced_stop_interrupts_the_job_and_keeps_its_retry_budget(db, tmp_path,
     thread = _in_thread(lambda: worker._on_force(None, None), tmp_path / "started")
     assert worker.run() == 0
     thread.join()
-    assert marked(mark) == []
+    all_gone(mark)
     job = Job.get(Job.id == "j")
     assert (job.state, job.attempts, job.max_retries) == ("pending", 0, 2)
     [attempt] = engine.attempts_of(job)
@@ -181,7 +179,7 @@ def test_a_cancel_from_another_connection_kills_the_running_job(db, tmp_path, ma
     thread = _in_thread(lambda: engine.cancel("j"), tmp_path / "started")
     assert worker.run() == 0
     thread.join()
-    assert marked(mark) == []
+    all_gone(mark)
     job = Job.get(Job.id == "j")
     assert (job.state, job.last_error) == ("dead", "cancelled")
     assert engine.attempts_of(job)[0].outcome == "cancelled"

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import psutil
 
-from helpers import wait_for
+from helpers import cli_env, wait_for
 from queue_support import (  # noqa: F401 (fixture)
-    mark, marked, marked_command, ok, parse_iso, worker_pids,
+    all_gone, mark, marked, marked_command, ok, parse_iso, worker_pids,
 )
 from queuectl_tui import engine
 from queuectl_tui.models import Attempt, Job
@@ -78,10 +80,10 @@ def test_forced_stop_kills_the_job_and_hands_it_back(cli, db, home, mark):
     [worker] = start_workers(cli)
     ok(cli("enqueue", "--id", "j", "--max-retries", "2", marked_command(mark, TREE)))
     wait_for(lambda: (home.parent / "started").exists() and running_with_pid("j"), message="j to start")
-    assert len(marked(mark, "sleep")) == 2
+    wait_for(lambda: len(marked(mark, "sleep")) == 2, message="both sleeps")
     assert ok(cli("worker", "stop", "--force")).out == f"stopped worker(s) {worker['id']}\n"
     assert gone(worker["pid"])
-    assert marked(mark) == []
+    all_gone(mark)
     row = job("j")
     assert (row.state, row.attempts, row.max_retries) == ("pending", 0, 2)
     [attempt] = engine.attempts_of(row)
@@ -101,7 +103,7 @@ def test_a_killed_workers_job_is_recovered_by_the_next_worker(cli, db, home, mar
     [second] = start_workers(cli)
     wait_for(lambda: job("j").state == "completed", message="j to be recovered and rerun")
     assert (home.parent / "out").read_text() == "second\n"
-    assert marked(mark) == []  # the orphaned first run was killed
+    all_gone(mark)  # the orphaned first run was killed
     attempts = engine.attempts_of(job("j"))
     assert [(a.number, a.outcome) for a in attempts] == [(1, "lost"), (2, "completed")]
     assert attempts[0].error.startswith("worker lost") and f"pid {first['pid']}" in attempts[0].error
@@ -115,7 +117,7 @@ def test_cancel_of_a_running_job_kills_its_tree(cli, db, home, mark):
     ok(cli("enqueue", "--id", "j", marked_command(mark, TREE)))
     wait_for(lambda: (home.parent / "started").exists() and running_with_pid("j"), message="j to start")
     assert ok(cli("cancel", "j")).out == "j: dead\n"
-    assert marked(mark) == []
+    all_gone(mark)
     row = job("j")
     assert (row.state, row.last_error) == ("dead", "cancelled")
     assert engine.attempts_of(row)[0].outcome == "cancelled"
@@ -179,9 +181,6 @@ time.sleep(120)  # inherits the detached worker and never reaps it
 def test_worker_stop_counts_an_exited_but_unreaped_worker_as_stopped(cli, home):
     # Where the process that inherits detached workers is slow to reap them (a container's
     # PID 1, a supervisor), an exited worker lingers as a zombie: it has still stopped.
-    import subprocess
-    import sys
-    from helpers import cli_env
     parent = subprocess.Popen([sys.executable, "-c", NON_REAPING_PARENT], stdout=subprocess.PIPE, text=True,
                               env=cli_env(home), cwd=home.parent)
     try:
