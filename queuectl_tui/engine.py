@@ -263,7 +263,9 @@ def recover_lost(*, now: float | None = None) -> list[str]:
             silent = now - worker.heartbeat_at
             why += (f" (worker {worker.id}, pid {worker.pid} on {worker.host}: "
                     + (f"no heartbeat for {silent:.0f}s)" if silent > lease else "process gone)"))
-        if finish(job, attempt, outcome="lost", error=why, now=now) is not None:
+        # A cancel asked of a worker that was gone already: recovery carries it out.
+        outcome, why = ("cancelled", "cancelled") if job.cancel_requested else ("lost", why)
+        if finish(job, attempt, outcome=outcome, error=why, now=now) is not None:
             recovered.append(job.id)
     if lost:
         Worker.delete().where(Worker.id.in_(list(lost))).execute()

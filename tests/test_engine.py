@@ -380,6 +380,18 @@ def test_a_worker_presumed_lost_cannot_overwrite_the_recovery(add, db):
     assert outcomes("j") == [(1, "lost")]
 
 
+def test_a_cancelled_job_of_a_lost_worker_stays_cancelled(add, db):
+    gone = engine.register_worker(pid=dead_pid(), now=T0)
+    add("j", max_retries=3, backoff_base=1)
+    engine.claim(gone, now=T0)
+    assert engine.cancel("j", now=T0 + 1).state == "processing"  # nobody left to act on it
+    assert engine.recover_lost(now=T0 + 2) == ["j"]
+    row = state("j")
+    assert (row.state, row.last_error) == ("dead", "cancelled")
+    assert outcomes("j") == [(1, "cancelled")]
+    assert engine.claim(engine.register_worker(now=T0 + 3), now=T0 + 100) is None
+
+
 def test_a_live_workers_job_is_left_alone(add, worker):
     add("j")
     engine.claim(worker, now=T0)
