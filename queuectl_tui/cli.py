@@ -151,15 +151,22 @@ def enqueue(app: App, spec_arg, file_, job_id, command, priority, max_retries, t
             click.echo(job.id)
 
 
+def _read_text(stream, what: str) -> str:
+    try:
+        return stream.read()
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{what} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
 def _read_specs(spec_arg: str | None, file_, command: str | None) -> list[dict[str, Any]]:
     if file_ is not None:
         if spec_arg is not None:
             raise InvalidInput("give SPEC or -f FILE, not both")
-        return spec.parse_text(file_.read())
+        return spec.parse_text(_read_text(file_, f"file {file_.name}"))
     if spec_arg is None and command is None and not sys.stdin.isatty():
         spec_arg = "-"
     if spec_arg == "-":
-        text = sys.stdin.read()
+        text = _read_text(sys.stdin, "standard input")
         if text.lstrip()[:1] in ("{", "["):
             return spec.parse_text(text)
         return [{"command": text.strip()}] if text.strip() else spec.parse_text(text)
@@ -171,6 +178,15 @@ def _read_specs(spec_arg: str | None, file_, command: str | None) -> list[dict[s
         raise InvalidInput("give SPEC or --command, not both")
     if spec_arg.lstrip().startswith("{"):
         return [spec.parse_object(spec_arg)]
+    if spec_arg.lstrip().startswith("["):
+        # "[ -f x ] && …" is a shell command; '[{"command": …}]' is JSON meant as a spec.
+        try:
+            json.loads(spec_arg)
+        except ValueError:
+            pass
+        else:
+            raise InvalidInput("SPEC is a JSON array, not a job object (a list goes in -f FILE or "
+                               "on standard input; a shell command that looks like JSON, in --command)")
     return [{"command": spec_arg}]
 
 

@@ -143,7 +143,11 @@ def check_command(value: Any) -> str:
         raise InvalidInput("command is empty")
     if "\x00" in value:
         raise InvalidInput("command contains a NUL byte")
-    if len(value.encode("utf-8", "surrogatepass")) > MAX_COMMAND_BYTES:
+    try:  # lone surrogates: bytes that were not UTF-8 (e.g. piped in), which nothing can store
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInput("command is not valid UTF-8 text") from None
+    if size > MAX_COMMAND_BYTES:
         raise InvalidInput(f"command is longer than {MAX_COMMAND_BYTES} bytes")
     return value
 
@@ -185,9 +189,14 @@ def parse_time(value: Any, name: str = "run_at") -> float:
         raise InvalidInput(f"{name} {value!r} is not an ISO-8601 time (e.g. 2030-01-31T09:00:00Z)") from None
     if moment.year < 1970:
         raise InvalidInput(f"{name} {value!r} is before 1970")
-    if moment.tzinfo is None:
-        moment = moment.astimezone()
-    return moment.timestamp()
+    try:
+        if moment.tzinfo is None:
+            moment = moment.astimezone()
+        stamp = moment.timestamp()
+        datetime.fromtimestamp(stamp, timezone.utc)  # printable: year 9999 at the latest, in UTC
+    except (OverflowError, OSError, ValueError):
+        raise InvalidInput(f"{name} {value!r} is out of range") from None
+    return stamp
 
 
 def iso(ts: float | None) -> str | None:

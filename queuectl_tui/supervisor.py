@@ -74,8 +74,14 @@ def stop(*, force: bool = False, wait: float = 10.0, worker_ids: list[int] | Non
     (row left by a dead process: never signalled, its job recovered).
     """
     sig = signal.SIGUSR1 if force else signal.SIGTERM
+    workers = local_workers()
+    if worker_ids is not None:
+        # Refuse before signalling anything: one unknown id stops no worker at all.
+        unknown = set(worker_ids) - {row.id for row, _ in workers}
+        if unknown:
+            raise QueueError(f"no worker with id {', '.join(map(str, sorted(unknown)))} on this host")
     targets, gone = [], []
-    for row, proc in local_workers():
+    for row, proc in workers:
         if worker_ids is not None and row.id not in worker_ids:
             continue
         if proc is None:
@@ -86,10 +92,6 @@ def stop(*, force: bool = False, wait: float = 10.0, worker_ids: list[int] | Non
             targets.append((row, proc))
         except psutil.NoSuchProcess:
             gone.append(row.id)
-    if worker_ids is not None:
-        unknown = set(worker_ids) - {r.id for r, _ in targets} - set(gone)
-        if unknown:
-            raise QueueError(f"no worker with id {', '.join(map(str, sorted(unknown)))} on this host")
     alive_pids = _wait_exit([p for _, p in targets], wait)
     if gone:
         engine.recover_lost()
