@@ -25,6 +25,13 @@ from queuectl_tui.paths import create_private_file
 TAIL_BYTES = 4096
 TICK = 0.05
 
+#: The job's shell first waits for "go" on its stdin, which the worker writes once it has
+#: recorded the shell's PID and start time. A worker that dies before that closes the pipe: the
+#: shell reads end-of-file and exits without running the command, so no job ever runs where
+#: recovery cannot find and kill it. Then stdin becomes /dev/null and the same process (same
+#: PID, start time and process group) becomes the job's own ``/bin/sh -c COMMAND``.
+_GATE = 'read -r go && [ "$go" = go ] || exit 125; exec </dev/null; exec /bin/sh -c "$1"'
+
 
 @dataclass
 class Result:
@@ -42,9 +49,15 @@ class _Drain(threading.Thread):
         super().__init__(daemon=True)
         self.fd, self.log_fd, self.cap = fd, log_fd, cap
         self.written = 0
-        self.dropped = 0
+        self.total = 0
+        self.log_error: str | None = None  # why the log stopped short (disk full, file too large)
         self.tail = bytearray()
         self.stop = threading.Event()
+
+    @property
+    def dropped(self) -> int:
+        """Bytes read from the job but not in its log (over the cap, or the log failed)."""
+        return self.total - self.written
 
     def run(self) -> None:
         while True:
@@ -59,12 +72,17 @@ class _Drain(threading.Thread):
                 return
             if not chunk:
                 return
-            room = self.cap - self.written
-            if room > 0:
-                part = chunk[:room]
-                os.write(self.log_fd, part)
-                self.written += len(part)
-            self.dropped += max(0, len(chunk) - max(room, 0))
+            self.total += len(chunk)
+            part = chunk[:max(self.cap - self.written, 0)] if self.log_error is None else b""
+            while part:
+                try:
+                    count = os.write(self.log_fd, part)
+                except OSError as exc:
+                    # Keep draining whatever happens to the log: a job must never block on it.
+                    self.log_error = exc.strerror or str(exc)
+                    break
+                self.written += count
+                part = part[count:]
             self.tail += chunk
             if len(self.tail) > 2 * TAIL_BYTES:
                 del self.tail[:-TAIL_BYTES]
@@ -94,18 +112,30 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
     started = time.monotonic()
     log_fd = create_private_file(log_path)
     try:
+        gate, opener = os.pipe()
         try:
             proc = subprocess.Popen(
-                ["/bin/sh", "-c", command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                ["/bin/sh", "-c", _GATE, "queuectl-gate", command], cwd=cwd, env=env, stdin=gate,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
                 close_fds=True,
             )
         except OSError as exc:
+            os.close(opener)
             message = f"cannot start: {exc.strerror or exc}" + (f": {cwd}" if exc.filename == cwd else "")
             os.write(log_fd, (message + "\n").encode())
             return Result("failed", None, message, message, 0.0)
+        finally:
+            os.close(gate)
         pid_started = procs.start_time(proc.pid)
-        on_start(proc.pid, pid_started)
+        try:
+            on_start(proc.pid, pid_started)  # recorded: from now on recovery can find the tree
+            os.write(opener, b"go\n")
+        except BaseException:
+            os.close(opener)  # the shell reads end-of-file and leaves without running anything
+            proc.wait()
+            proc.stdout.close()
+            raise
+        os.close(opener)
         drain = _Drain(proc.stdout.fileno(), log_fd, max_log_bytes)
         drain.start()
         outcome, error = None, None
@@ -135,10 +165,17 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
         drain.stop.set()
         drain.join(timeout=5)
         proc.stdout.close()
-        if drain.dropped:
-            os.write(log_fd, f"\n[queuectl: output over {max_log_bytes} bytes; "
-                             f"{drain.dropped} bytes not kept]\n".encode())
         tail = bytes(drain.tail[-TAIL_BYTES:]).decode("utf-8", "replace")
+        if drain.log_error is not None:
+            note = (f"\n[queuectl: the log stopped after {drain.written} bytes ({drain.log_error}); "
+                    f"{drain.dropped} bytes not kept]\n")
+            tail = (tail + note)[-TAIL_BYTES:]  # the log cannot say it; the database can
+        elif drain.dropped:
+            try:
+                os.write(log_fd, f"\n[queuectl: output over {max_log_bytes} bytes; "
+                                 f"{drain.dropped} bytes not kept]\n".encode())
+            except OSError:
+                pass
         if outcome is None:
             outcome = "completed" if code == 0 else "failed"
             error = describe_exit(code)

@@ -24,6 +24,15 @@ WAKE_POLL = 0.005
 BURST_HORIZON = 60.0  # --burst waits for jobs due this soon (retries in backoff, near schedules)
 
 
+def worker_settings() -> dict:
+    """The settings as a worker applies them: it beats at least three times per lease, whatever
+    heartbeat_interval says, so that a healthy worker is never presumed lost (which would have
+    its running job killed and run again) when the lease is set shorter than the interval."""
+    cfg = settings.load()
+    cfg["heartbeat_interval"] = min(cfg["heartbeat_interval"], cfg["lease"] / 3)
+    return cfg
+
+
 class Worker:
     def __init__(self, queues: list[str] | None = None, *, burst: bool = False,
                  echo: Callable[[str], None] | None = None):
@@ -64,7 +73,7 @@ class Worker:
         try:
             self._recover(force=True)
             while not self.stopping:
-                cfg = settings.load()
+                cfg = worker_settings()
                 self._changed()  # baseline first: a commit after this point wakes us
                 claimed = engine.claim(self.row)
                 if claimed:

@@ -1,0 +1,281 @@
+"""Real worker processes under signals, timeouts, SIGKILL, output floods and PID reuse.
+
+Workers here are the detached ``worker start`` kind, stopped and killed with real signals; job
+processes are found in the process table by a unique ``sleep`` argument, and every test checks
+that none is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from helpers import wait_for
+from reliability_support import gone, kill_processes_with, processes_with, succeeded, token
+
+MB = 1024 * 1024
+
+
+@pytest.fixture
+def tok():
+    """A unique sleep duration: the job processes of this test are the ones that carry it."""
+    value = token()
+    yield value
+    kill_processes_with(value)
+
+
+def sleeps(tok: str) -> list[psutil.Process]:
+    return [p for p in processes_with(tok) if p.name() == "sleep"]
+
+
+def start_worker(cli) -> dict:
+    return succeeded(cli("worker", "start", "--json")).json()[0]
+
+
+def show(cli, job_id: str) -> dict:
+    return succeeded(cli("show", job_id, "--json")).json()
+
+
+def worker_status(cli, worker_id: int) -> str | None:
+    rows = succeeded(cli("worker", "list", "--json")).json()
+    return next((w["status"] for w in rows if w["id"] == worker_id), None)
+
+
+def outcomes(job: dict) -> list[str]:
+    return [a["outcome"] for a in job["attempt_list"]]
+
+
+def tree_job(tmp_path: Path, tok: str) -> str:
+    """First run: a shell whose child starts two grandchildren and waits. Later runs: note
+    whether any process of an earlier run is still alive, then finish at once."""
+    runs, once, overlap = tmp_path / "runs", tmp_path / "once", tmp_path / "overlap"
+    return (f"echo run >> {runs}; "
+            f"if [ -e {once} ]; then "
+            f"  if pgrep -f '^sleep {tok}' >/dev/null; then touch {overlap}; fi; echo again; "
+            f"else touch {once}; sh -c 'sleep {tok} & sleep {tok}'; fi")
+
+
+def run_count(tmp_path: Path) -> int:
+    path = tmp_path / "runs"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+# --- graceful and forced stops ---------------------------------------------------------------
+
+def test_sigterm_lets_the_running_job_finish_and_claims_nothing_more(cli, tmp_path):
+    succeeded(cli("config", "set", "heartbeat_interval", "0.2"))
+    worker = start_worker(cli)
+    started, release = tmp_path / "started", tmp_path / "release"
+    succeeded(cli("enqueue", "--id", "long",
+                  f"touch {started}; while [ ! -e {release} ]; do sleep 0.02; done; echo finished"))
+    wait_for(started.exists, message="the job to start")
+
+    os.kill(worker["pid"], signal.SIGTERM)
+    wait_for(lambda: worker_status(cli, worker["id"]) == "stopping", message="the worker to take the signal")
+    succeeded(cli("enqueue", "--id", "next", "true"))
+    assert show(cli, "long")["state"] == "processing"  # the signal did not touch the job
+
+    release.touch()
+    wait_for(lambda: gone(worker["pid"]), message="the worker to exit after its job")
+    job = show(cli, "long")
+    assert (job["state"], job["attempts"], outcomes(job)) == ("completed", 1, ["completed"])
+    assert job["output_tail"] == "finished\n"
+    assert show(cli, "next")["state"] == "pending"  # a stopping worker takes no new job
+    assert succeeded(cli("worker", "list", "--json")).json() == []
+
+
+@pytest.mark.parametrize("how", ["second-sigterm", "stop-force"])
+def test_a_forced_stop_kills_the_job_tree_and_the_job_runs_again_later(cli, tmp_path, tok, how):
+    succeeded(cli("config", "set", "heartbeat_interval", "0.2"))
+    worker = start_worker(cli)
+    succeeded(cli("enqueue", "--id", "tree", "--max-retries", "0", tree_job(tmp_path, tok)))
+    wait_for(lambda: len(sleeps(tok)) == 2, message="the job's grandchildren")
+
+    if how == "second-sigterm":
+        os.kill(worker["pid"], signal.SIGTERM)
+        wait_for(lambda: worker_status(cli, worker["id"]) == "stopping", message="the first signal")
+        assert len(sleeps(tok)) == 2  # the first signal leaves the job alone
+        os.kill(worker["pid"], signal.SIGTERM)
+    else:
+        assert succeeded(cli("worker", "stop", "--force", "--json")).json()["stopped"] == [worker["id"]]
+    wait_for(lambda: gone(worker["pid"]), message="the worker to exit")
+    wait_for(lambda: not processes_with(tok), timeout=5, message="the job's whole tree to be gone")
+
+    job = show(cli, "tree")
+    # Back to pending, and the interrupted run did not use up the (zero) retries.
+    assert (job["state"], job["attempts"], outcomes(job)) == ("pending", 0, ["interrupted"])
+
+    succeeded(cli("worker", "start", "--foreground", "--burst"))
+    job = show(cli, "tree")
+    assert (job["state"], job["attempts"], outcomes(job)) == ("completed", 1, ["interrupted", "completed"])
+    assert run_count(tmp_path) == 2 and not (tmp_path / "overlap").exists()
+
+
+# --- no orphans ------------------------------------------------------------------------------
+
+def test_a_timeout_kills_the_grandchildren_too(cli, tok):
+    succeeded(cli("enqueue", "--id", "slow", "--timeout", "1", "--max-retries", "0",
+                  f"sh -c 'sleep {tok} & sleep {tok}'"))
+    succeeded(cli("worker", "start", "--foreground", "--burst"))
+    job = show(cli, "slow")
+    assert (job["state"], job["last_error"]) == ("dead", "timed out after 1s")
+    wait_for(lambda: not processes_with(tok), timeout=5, message="no process of the job left")
+
+
+@pytest.mark.parametrize("recovered_by", ["recover-command", "replacement-worker"])
+def test_a_sigkilled_workers_job_tree_is_killed_before_the_job_runs_again(cli, tmp_path, tok, recovered_by):
+    succeeded(cli("config", "set", "backoff_base", "1"))
+    worker = start_worker(cli)
+    succeeded(cli("enqueue", "--id", "victim", tree_job(tmp_path, tok)))
+    wait_for(lambda: len(sleeps(tok)) == 2 and show(cli, "victim")["attempt_list"][0]["pid"],
+             message="the job's tree, recorded")
+
+    os.kill(worker["pid"], signal.SIGKILL)
+    wait_for(lambda: gone(worker["pid"]), message="the worker to die")
+    assert len(sleeps(tok)) == 2  # the job outlives its worker: only recovery can stop it
+
+    if recovered_by == "recover-command":
+        assert succeeded(cli("recover", "--json")).json() == {"recovered": ["victim"]}
+        wait_for(lambda: not processes_with(tok), timeout=5, message="recovery to kill the tree")
+        job = show(cli, "victim")
+        assert job["state"] == "failed" and outcomes(job) == ["lost"]
+        assert job["last_error"].startswith("worker lost")
+    # A new worker recovers the job on start (when not done already), waits out the 1 s
+    # backoff and runs it again; the second run checks that nothing of the first is alive.
+    succeeded(cli("worker", "start", "--foreground", "--burst"))
+    job = show(cli, "victim")
+    assert (job["state"], job["attempts"], outcomes(job)) == ("completed", 2, ["lost", "completed"])
+    assert job["attempt_list"][0]["error"].startswith("worker lost")
+    assert run_count(tmp_path) == 2
+    assert not (tmp_path / "overlap").exists(), "the retry ran while the first run was still alive"
+    assert not processes_with(tok)
+
+
+def test_a_job_whose_process_could_not_be_recorded_never_starts(tmp_path, tok):
+    """The worker dies between starting the job's shell and recording its PID: recovery could
+    not find that process, so the shell must not run the command at all."""
+    ran = tmp_path / "ran"
+    script = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from queuectl_tui import runner\n"
+        "def die(pid, started):\n"
+        "    print(pid, flush=True)\n"
+        "    os._exit(9)\n"
+        f"runner.run('touch {ran}; sleep {tok}', cwd={str(tmp_path)!r},\n"
+        "           env={'PATH': os.environ['PATH']}, log_path=Path(%r), max_log_bytes=1 << 20,\n"
+        "           timeout=None, on_start=die)\n" % str(tmp_path / "log")
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 9, proc.stderr
+    shell = int(proc.stdout)
+    wait_for(lambda: gone(shell), timeout=10, message="the unrecorded shell to give up")
+    assert not ran.exists()
+    assert not processes_with(tok)
+
+
+# --- heartbeats ------------------------------------------------------------------------------
+
+def test_a_lease_shorter_than_the_heartbeat_interval_does_not_lose_a_live_worker(cli, tmp_path):
+    succeeded(cli("config", "set", "heartbeat_interval", "60"))
+    succeeded(cli("config", "set", "lease", "2"))
+    worker = start_worker(cli)
+    started, release = tmp_path / "started", tmp_path / "release"
+    succeeded(cli("enqueue", "--id", "steady",
+                  f"touch {started}; while [ ! -e {release} ]; do sleep 0.02; done"))
+    wait_for(started.exists, message="the job to start")
+    since = time.time()
+
+    def beat_after_lease() -> bool:
+        row = succeeded(cli("worker", "list", "--json")).json()[0]
+        return row["alive"] and parse(row["heartbeat_at"]) > since + 2
+
+    wait_for(beat_after_lease, timeout=20, message="a heartbeat later than a lease into the job")
+    assert succeeded(cli("recover", "--json")).json() == {"recovered": []}
+    release.touch()
+    wait_for(lambda: show(cli, "steady")["state"] == "completed", message="the job to complete")
+    assert outcomes(show(cli, "steady")) == ["completed"]
+    assert worker_status(cli, worker["id"]) in ("idle", "busy")
+
+
+def parse(text: str) -> float:
+    from datetime import datetime
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+# --- output flood ----------------------------------------------------------------------------
+
+def test_a_200mb_flood_keeps_the_log_capped_the_row_small_and_the_worker_flat(cli, home):
+    succeeded(cli("config", "set", "max_log_bytes", str(MB)))
+    worker = start_worker(cli)
+    proc = psutil.Process(worker["pid"])
+    flood = 200 * MB
+    succeeded(cli("enqueue", "--id", "flood",
+                  f"yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c {flood}; echo; echo end-of-flood"))
+    db = sqlite3.connect(f"file:{home / 'queuectl.db'}?mode=ro", uri=True)
+    baseline = proc.memory_info().rss
+    peak = baseline
+
+    def finished() -> bool:
+        nonlocal peak
+        peak = max(peak, proc.memory_info().rss)
+        return db.execute("SELECT state FROM job WHERE id = 'flood'").fetchone()[0] == "completed"
+
+    wait_for(finished, timeout=180, interval=0.01, message="the flood to end")
+    job = show(cli, "flood")
+    log = Path(job["attempt_list"][0]["log_file"])
+    total = flood + len("\nend-of-flood\n")
+    data = log.read_bytes()
+    note = f"\n[queuectl: output over {MB} bytes; {total - MB} bytes not kept]\n".encode()
+    assert data.startswith(b"0123456789abcdefghijklmnopqrstuvwxyz\n0123") and data.endswith(note)
+    assert len(data) == MB + len(note)
+    assert job["output_tail"].endswith("\nend-of-flood\n") and len(job["output_tail"].encode()) <= 4096
+    row_bytes = db.execute("SELECT sum(length(CAST(output_tail AS BLOB)) + length(command)"
+                           " + coalesce(length(last_error), 0)) FROM job").fetchone()[0]
+    assert row_bytes < 8192
+    db.close()
+    assert (home / "queuectl.db").stat().st_size < 2 * MB
+    assert peak - baseline < 50 * MB, f"worker RSS grew by {(peak - baseline) / MB:.1f} MB"
+
+
+# --- PID reuse -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [("worker", "stop"), ("worker", "stop", "--force"), ("recover",)])
+def test_a_worker_row_whose_pid_was_reused_is_dead_and_never_signalled(db, cli, tok, command):
+    from queuectl_tui import engine, procs, spec
+    from queuectl_tui.models import Worker
+
+    stranger = subprocess.Popen(["sleep", tok])  # an unrelated process now owns the PID
+    try:
+        born = psutil.Process(stranger.pid).create_time()
+        now = time.time()
+        row = Worker.create(host=procs.hostname(), pid=stranger.pid, proc_started=born - 1000,
+                            started_at=now, heartbeat_at=now, status="busy")
+        engine.enqueue([spec.normalize({"id": "orphan", "command": "true"})], cwd="/", env={})
+        job, attempt = engine.claim(row)
+        engine.record_process(attempt, stranger.pid, born - 1000)  # the job's shell: reused too
+
+        listed = succeeded(cli("worker", "list", "--json")).json()
+        assert [(w["id"], w["alive"]) for w in listed] == [(row.id, False)]
+        assert succeeded(cli("status", "--json")).json()["workers"]["alive"] == 0
+
+        result = succeeded(cli(*command, "--json")).json()
+        if command[0] == "worker":
+            assert result == {"stopped": [], "still_running": [], "gone": [row.id]}
+        else:
+            assert result == {"recovered": ["orphan"]}
+        assert stranger.poll() is None, "an unrelated process was signalled"
+        job = show(cli, "orphan")
+        assert job["state"] == "failed" and job["last_error"].startswith("worker lost")
+        assert succeeded(cli("worker", "list", "--json")).json() == []
+    finally:
+        stranger.kill()
+        stranger.wait()
