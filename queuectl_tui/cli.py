@@ -64,6 +64,11 @@ def ago(seconds: float | None) -> str:
     return f"{seconds // 86400:.0f}d{seconds % 86400 // 3600:02.0f}h"
 
 
+def _limit(limit: int) -> int | None:
+    """--limit: 0 means all, and so does anything beyond what SQLite can count to."""
+    return None if limit == 0 or limit >= 2**63 else limit
+
+
 def json_option(func):
     return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(func)
 
@@ -244,7 +249,7 @@ def _jobs_table(jobs, *, error_column: bool = False):
 def list_(app: App, state, queue, search, limit, as_json) -> None:
     """List jobs, oldest first."""
     app.open()
-    jobs = engine.list_jobs(state=state, queue=queue, search=search, limit=limit or None)
+    jobs = engine.list_jobs(state=state, queue=queue, search=search, limit=_limit(limit))
     if as_json:
         emit_json([engine.job_dict(j) for j in jobs])
     else:
@@ -428,7 +433,7 @@ def dlq() -> None:
 def dlq_list(app: App, limit, as_json) -> None:
     """Dead jobs with their last error."""
     app.open()
-    jobs = engine.list_jobs(state=DEAD, limit=limit or None)
+    jobs = engine.list_jobs(state=DEAD, limit=_limit(limit))
     if as_json:
         emit_json([engine.job_dict(j) for j in jobs])
     else:

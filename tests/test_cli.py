@@ -340,6 +340,15 @@ def test_json_outputs_parse_and_carry_job_fields(cli):
     assert isinstance(ok(cli("config", "list", "--json")).json(), dict)
 
 
+@pytest.mark.parametrize("command", [("list",), ("dlq", "list")])
+def test_limit_zero_or_huge_means_all(cli, command):
+    for n in range(3):
+        ok(cli("enqueue", "--id", f"j{n}", "--max-retries", "0", "false"))
+    ok(cli(*BURST))
+    for limit, count in [("2", 2), ("0", 3), ("99999999999999999999999", 3)]:
+        assert len(ok(cli(*command, "--limit", limit, "--json")).json()) == count
+
+
 def test_human_output_is_not_json_and_mentions_the_jobs(cli):
     ok(cli("enqueue", "--id", "visible-job", "true"))
     assert "visible-job" in ok(cli("list")).out
