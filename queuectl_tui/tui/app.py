@@ -41,6 +41,7 @@ class QueueApp(App[None]):
         self.clock = clock or time.time
         self.monitor = monitor or WorkerMonitor()
         self.refresh_interval = refresh_interval
+        self.slow_read_warning = 2.0  # seconds a refresh may wait on the database unremarked
         self.page_size = page_size
         self.theme = theme
         self.cursor_blink = cursor_blink  # text boxes follow it (tests turn blinking off)

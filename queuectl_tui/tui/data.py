@@ -1,9 +1,9 @@
 """What the console reads, run in worker threads: one call per refresh, plain data back.
 
-Nothing here imports textual. Every call opens the thread's own connection (peewee keeps one
-per thread), gives up waiting for a lock after ``READ_BUSY_MS`` (a refresh should report a
-locked database, not hang), and closes the connection before the thread ends. Failures come
-back as a one-line ``Problem`` for the screen to show, never as an exception.
+Nothing here imports textual. Every call uses the thread's own connection (peewee keeps one
+per thread) and closes it afterwards, so no connection outlives its call. Failures come back as
+a one-line ``Problem`` for the screen to show. A read that waits on a locked database waits in
+its thread (up to the busy timeout): the screen notices the wait and says so meanwhile.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from queuectl_tui.errors import DatabaseUnusable, QueueError
 from queuectl_tui.models import STATES, Job, database
 from queuectl_tui.monitor import WorkerStats
 
-READ_BUSY_MS = 1500
 THROUGHPUT_MINUTES = 30
 
 
@@ -29,8 +28,7 @@ class Problem(Exception):
     """The database cannot be read or written right now (missing, locked, corrupt)."""
 
 
-def call(db_path: Path, func: Callable[..., Any], *args: Any, busy_ms: int | None = None,
-         **kwargs: Any) -> Any:
+def call(db_path: Path, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run ``func`` against the database at ``db_path`` in this thread.
 
     Raises Problem for database trouble; QueueError (bad input, wrong state) passes through.
@@ -41,8 +39,6 @@ def call(db_path: Path, func: Callable[..., Any], *args: Any, busy_ms: int | Non
             raise Problem(f"no database at {db_path} (run a queuectl-tui command to create one, "
                           "or start the console with --db PATH)")
         open_db(db_path, create=False)
-        if busy_ms is not None:
-            database.execute_sql(f"PRAGMA busy_timeout = {int(busy_ms)}")
         return func(*args, **kwargs)
     except DatabaseUnusable as exc:
         raise Problem(str(exc)) from None

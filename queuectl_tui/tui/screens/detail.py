@@ -58,6 +58,7 @@ class JobDetailScreen(Screen):
         self._offset = 0
         self._log_for: tuple[int, str] | None = None
         self._busy = False
+        self._again = False  # something changed while a read was under way: read again after it
         self._gone = False
 
     def compose(self) -> ComposeResult:
@@ -78,16 +79,18 @@ class JobDetailScreen(Screen):
 
     # -- reading ------------------------------------------------------------------------
     def poll(self) -> None:
-        if self._busy or self._gone:
+        if self._gone:
             return
-        self._busy = True
+        if self._busy:
+            self._again = True
+            return
+        self._busy = self._again = False
         self._read(self.attempt, self._offset, self._log_for)
 
     @work(thread=True, group="detail", exit_on_error=False)
     def _read(self, attempt_no: int | None, offset: int, log_for) -> None:
         try:
-            detail = data.call(self.app.db_path, data.read_detail, self.job_id, self.app.clock(),
-                               busy_ms=data.READ_BUSY_MS)
+            detail = data.call(self.app.db_path, data.read_detail, self.job_id, self.app.clock())
         except (data.Problem, data.QueueError) as exc:
             self.app.from_thread(self._failed, exc)
             return
@@ -117,6 +120,9 @@ class JobDetailScreen(Screen):
 
     def _apply(self, detail: data.Detail, number: int | None, chunk) -> None:
         self._busy = False
+        if self._again or (self.attempt is not None and number != self.attempt):
+            chunk = None  # read for another attempt than the one now selected
+            self._again = True
         self.detail = detail
         fields = detail.fields
         title = Text.assemble((f"job {self.job_id}  ", "bold"),
@@ -166,6 +172,8 @@ class JobDetailScreen(Screen):
         state = "following" if self.follow and running else "paused" if running else "complete"
         self.query_one("#log-title", Static).update(
             f"Log of attempt {number}  ({state})" if number is not None else "Log")
+        if self._again:
+            self.poll()
 
     def _fields_table(self, fields: dict) -> Table:
         wide = self.size.width >= 110

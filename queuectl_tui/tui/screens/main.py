@@ -7,6 +7,8 @@ supervisor function that the matching CLI command calls (see the README's parity
 
 from __future__ import annotations
 
+import time
+
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -104,6 +106,7 @@ class MainScreen(Screen):
         self._page_again = False
         self._cursor_to: str | None = None
         self._problem: str | None = None
+        self._read_since = 0.0
 
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -144,6 +147,10 @@ class MainScreen(Screen):
 
     # -- reading ------------------------------------------------------------------------
     def tick(self) -> None:
+        waited = time.monotonic() - self._read_since if self._status_busy else 0.0
+        if waited > self.app.slow_read_warning:
+            self._set_problem(f"waiting {waited:.0f}s for the database: another process holds "
+                              "a lock on it")
         self.load_status()
         self.load_page()
 
@@ -158,8 +165,7 @@ class MainScreen(Screen):
     def _read_page(self, view: data.View) -> None:
         counts = self.status.counts if self.status is not None and not view.search else None
         try:
-            page = data.call(self.app.db_path, data.read_page, view, self.app.page_size, counts,
-                             busy_ms=data.READ_BUSY_MS)
+            page = data.call(self.app.db_path, data.read_page, view, self.app.page_size, counts)
         except data.Problem as exc:
             page = exc
         self.app.from_thread(self._page_read, page)
@@ -182,13 +188,13 @@ class MainScreen(Screen):
         if self._status_busy:
             return
         self._status_busy = True
+        self._read_since = time.monotonic()
         self._read_status()
 
     @work(thread=True, group="status", exit_on_error=False)
     def _read_status(self) -> None:
         try:
-            status = data.call(self.app.db_path, data.read_status, self.app.monitor, self.app.clock(),
-                               busy_ms=data.READ_BUSY_MS)
+            status = data.call(self.app.db_path, data.read_status, self.app.monitor, self.app.clock())
         except data.Problem as exc:
             status = exc
         self.app.from_thread(self._status_read, status)
@@ -199,6 +205,7 @@ class MainScreen(Screen):
             self._set_problem(str(status))
             return
         self.status = status
+        self._set_problem(None)
         now = self.app.clock()
         self.query_one(CountsHeader).set_counts(status.counts, status.alive, status.busy)
         self.query_one(WorkersPane).set_workers(status.workers, now)
@@ -210,9 +217,11 @@ class MainScreen(Screen):
             return
         self._problem = message
         banner = self.query_one("#banner", Static)
-        banner.update(Text.assemble(("database problem: ", "bold"), message,
+        banner.update(Text.assemble(("database: ", "bold"), message,
                                     ("  (retrying every second)", "dim")) if message else "")
         banner.set_class(bool(message), "-show")
+        if message and self.status is None:
+            self.query_one(CountsHeader).set_unknown()
         self._update_empty()
 
     # -- showing ------------------------------------------------------------------------

@@ -26,6 +26,10 @@ class CountsHeader(Static):
             self._data = (dict(counts), alive, busy)
             self.update(self._text(self.size.width or 80))
 
+    def set_unknown(self) -> None:
+        self._data = None
+        self.update(Text.assemble(("queuectl ", "bold"), ("│ ", "dim"), ("no data", "dim")))
+
     def on_resize(self) -> None:
         if self._data is not None:
             self.update(self._text(self.size.width))

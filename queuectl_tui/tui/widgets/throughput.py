@@ -18,10 +18,10 @@ class ThroughputLine(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield Label("done/min", classes="tp-title")
-        yield Sparkline([0], id="tp-done-chart")
+        yield Sparkline([0] * 30, id="tp-done-chart")
         yield Label("", id="tp-done")
         yield Label("failed/min", classes="tp-title")
-        yield Sparkline([0], id="tp-failed-chart")
+        yield Sparkline([0] * 30, id="tp-failed-chart")
         yield Label("", id="tp-failed")
 
     def set_series(self, series: list[tuple[int, int]]) -> None:

@@ -63,6 +63,7 @@ class WorkersPane(Vertical):
 
     def on_mount(self) -> None:
         self.table.set_layout(columns_for(self.app.size.width))
+        self.table.display = False
         self._last: tuple[list[WorkerStats], float] | None = None
 
     def on_resize(self) -> None:

@@ -1,0 +1,395 @@
+"""The console driven by its keys (Textual Pilot); every effect is checked in the database."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import pytest
+
+from tui_support import (  # noqa: F401
+    NOW, empty_db, make_app, seeded, settle, stable_terminal, stand_in, until,
+)
+
+SIZE = (120, 35)
+
+
+def job(job_id: str):
+    from queuectl_tui.models import Job
+    return Job.get_or_none(Job.id == job_id)
+
+
+def state(job_id: str) -> str | None:
+    row = job(job_id)
+    return row.state if row else None
+
+
+def main(app):
+    from queuectl_tui.tui.screens.main import MainScreen
+    assert isinstance(app.screen, MainScreen), app.screen
+    return app.screen
+
+
+async def select(pilot, job_id: str) -> None:
+    screen = main(pilot.app)
+    await until(pilot, lambda: job_id in screen.table.keys, message=f"{job_id} in the table")
+    screen.table.move_cursor(row=screen.table.keys.index(job_id), animate=False)
+    await pilot.pause()
+
+
+async def answer(pilot, key: str) -> None:
+    from queuectl_tui.tui.screens.modals import ConfirmModal
+    await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmModal), message="the question")
+    await pilot.press(key)
+
+
+# --- enqueue -----------------------------------------------------------------------------------
+
+async def test_n_enqueues_a_job_from_the_form(seeded):
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("n", *"echo from the console", "tab", *"console-1", "tab", *"7", "ctrl+s")
+        created = await until(pilot, lambda: job("console-1"), message="the new job")
+        assert created.command == "echo from the console" and created.priority == 7
+        assert created.state == "pending"
+        await until(pilot, lambda: "console-1" in main(app).table.keys, message="the row")
+
+
+async def test_enqueue_form_refuses_bad_values_inline(seeded):
+    from queuectl_tui.models import Job
+    from queuectl_tui.tui.screens.modals import EnqueueModal
+
+    before = Job.select().count()
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("n", "tab", *"warm-cache", "tab", *"x1", "ctrl+s")
+        modal = app.screen
+        assert isinstance(modal, EnqueueModal)
+        assert "required" in str(modal.query_one("#e-command").render())
+        assert "whole number" in str(modal.query_one("#e-priority").render())
+        # The first field in error has the focus. Fix both: the engine then refuses the id that
+        # exists, under the id field.
+        assert modal.focused is modal.query_one("#f-command")
+        await pilot.press(*"true", "tab", "tab", "ctrl+a", "ctrl+k", "ctrl+s")
+        await until(pilot, lambda: "already exists" in str(modal.query_one("#e-id").render()),
+                    message="the duplicate id error")
+        assert isinstance(app.screen, EnqueueModal)
+    assert Job.select().count() == before
+
+
+# --- retry, cancel, delete, the DLQ ------------------------------------------------------------
+
+async def test_r_retries_the_selected_dead_job(seeded):
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("6")
+        await select(pilot, "charge-card-7731")
+        await pilot.press("r")
+        await until(pilot, lambda: state("charge-card-7731") == "pending", message="back to pending")
+        assert job("charge-card-7731").attempts == 0
+        assert state("legacy-report") == "dead"
+
+
+async def test_r_on_a_failed_job_runs_it_now(seeded):
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        await select(pilot, "fetch-exchange-rates")
+        before = job("fetch-exchange-rates").run_at
+        await pilot.press("r")
+        await until(pilot, lambda: job("fetch-exchange-rates").run_at != before, message="run_at moved")
+        assert job("fetch-exchange-rates").run_at <= time.time()
+
+
+async def test_space_marks_jobs_for_a_bulk_retry(seeded):
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("6")
+        await select(pilot, "webhook-deliver-42")
+        await pilot.press("space")  # marks it and moves down
+        await select(pilot, "charge-card-7731")
+        await pilot.press("space")
+        assert main(app).marks == {"webhook-deliver-42", "charge-card-7731"}
+        await pilot.press("r")
+        await until(pilot, lambda: state("webhook-deliver-42") == state("charge-card-7731") == "pending",
+                    message="both retried")
+        assert state("legacy-report") == "dead" and state("cleanup-tmp") == "dead"
+        await until(pilot, lambda: not main(app).marks, message="marks cleared")
+
+
+async def test_shift_r_retries_the_whole_dlq_after_asking(seeded):
+    from queuectl_tui.engine import counts
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("R")
+        await answer(pilot, "y")
+        await until(pilot, lambda: counts()["dead"] == 0, message="an empty DLQ")
+
+
+async def test_c_cancels_after_asking_and_n_keeps_the_job(seeded):
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await select(pilot, "warm-cache")
+        await pilot.press("c")
+        await answer(pilot, "n")
+        await settle(pilot)
+        assert state("warm-cache") == "pending"
+        await pilot.press("c")
+        await answer(pilot, "y")
+        await until(pilot, lambda: state("warm-cache") == "dead", message="cancelled")
+        assert job("warm-cache").last_error == "cancelled"
+
+
+async def test_d_deletes_the_job_after_asking(seeded):
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, "thumb-001")
+        await pilot.press("d")
+        await answer(pilot, "y")
+        await until(pilot, lambda: job("thumb-001") is None, message="deleted")
+        await until(pilot, lambda: "thumb-001" not in main(app).table.keys, message="row gone")
+
+
+async def test_shift_d_clears_the_dlq_after_asking(seeded):
+    from queuectl_tui.engine import counts
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("D")
+        await answer(pilot, "y")
+        await until(pilot, lambda: counts()["dead"] == 0, message="DLQ cleared")
+        assert job("charge-card-7731") is None and state("fetch-exchange-rates") == "failed"
+
+
+# --- config ------------------------------------------------------------------------------------
+
+async def test_e_edits_settings_and_they_persist(seeded):
+    from queuectl_tui import settings
+    from queuectl_tui.tui.screens.modals import ConfigModal
+
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, ConfigModal) and app.screen.rows, message="settings")
+        modal = app.screen
+        await pilot.press("ctrl+a", "ctrl+k", *"-1", "ctrl+s")  # max_retries: refused
+        await settle(pilot)
+        assert "between 0 and 100" in str(modal.query_one("#ce-max_retries").render())
+        assert settings.get("max_retries") == 3
+        await pilot.press("ctrl+a", "ctrl+k", *"5", "tab", "ctrl+a", "ctrl+k", *"3", "ctrl+s")
+        await until(pilot, lambda: not isinstance(app.screen, ConfigModal), message="the editor closing")
+    assert settings.get("max_retries") == 5 and settings.get("backoff_base") == 3.0
+    assert settings.get("lease") == 30.0  # untouched fields are not written
+
+
+# --- reading: tabs, filter, sort, pages, detail, help ------------------------------------------
+
+async def test_number_keys_switch_tabs(seeded):
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = main(app)
+        for key, expected in [("5", {"failed"}), ("3", {"processing"}), ("6", {"dead"}), ("2", {"pending"})]:
+            await pilot.press(key)
+            await until(pilot, lambda: screen.page and screen.page.view.state == expected.copy().pop()
+                        and screen.table.keys, message=f"tab {key}")
+            assert {screen.jobs[k].state for k in screen.table.keys} == expected
+        await pilot.press("1")
+        await until(pilot, lambda: len(screen.table.keys) == 57, message="all jobs")
+
+
+async def test_slash_filters_the_table_and_escape_clears(seeded):
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = main(app)
+        await settle(pilot)
+        await pilot.press("slash", *"thumb-03", "enter")
+        await until(pilot, lambda: screen.table.keys and all(k.startswith("thumb-03") for k in screen.table.keys),
+                    message="a narrowed table")
+        assert len(screen.table.keys) == 10 and screen.page.total == 10
+        await pilot.press("escape")
+        await until(pilot, lambda: len(screen.table.keys) == 57, message="the whole table")
+
+
+async def test_s_sorts_and_shift_s_reverses(seeded):
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = main(app)
+        await settle(pilot)
+        await pilot.press("s")  # priority, highest first
+        await until(pilot, lambda: screen.table.keys[:1] == ["rotate-api-keys"], message="priority order")
+        await pilot.press("S")
+        await until(pilot, lambda: screen.table.keys[:1] == ["cleanup-tmp"], message="reversed")
+
+
+async def test_brackets_page_through_keyset_pages(seeded):
+    app = make_app(seeded, page_size=20)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = main(app)
+        await settle(pilot)
+        first = screen.table.keys
+        assert len(first) == 20 and screen.page.has_next
+        await pilot.press("right_square_bracket")
+        await until(pilot, lambda: screen.table.keys and screen.table.keys[0] not in first, message="page 2")
+        second = screen.table.keys
+        await pilot.press("right_square_bracket", "right_square_bracket")
+        await until(pilot, lambda: screen.page and not screen.page.has_next, message="the last page")
+        assert len(screen.table.keys) == 17
+        await pilot.press("left_square_bracket")
+        await until(pilot, lambda: screen.table.keys == second, message="back to page 2")
+
+
+async def test_enter_opens_the_detail_and_escape_returns(seeded):
+    from textual.widgets import Log
+
+    from queuectl_tui.tui.screens.detail import JobDetailScreen
+
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, "sync-crm-contacts")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, JobDetailScreen), message="the detail")
+        detail = app.screen
+        await until(pilot, lambda: detail.detail and "synced 1204" in "\n".join(detail.query_one(Log).lines),
+                    message="the latest attempt's log")
+        assert [a["outcome"] for a in detail.detail.attempts] == ["failed", "completed"]
+        await pilot.press("up")  # attempt 1 and its log
+        await until(pilot, lambda: "HTTP 503" in "\n".join(detail.query_one(Log).lines), message="attempt 1's log")
+        await pilot.press("escape")
+        main(app)
+        await pilot.press("l")
+        await until(pilot, lambda: isinstance(app.screen, JobDetailScreen) and app.screen.focused is
+                    app.screen.query_one(Log), message="the log, focused")
+
+
+async def test_detail_follows_a_running_jobs_log(seeded):
+    from textual.widgets import Log
+
+    from queuectl_tui.models import Attempt, Job
+    from queuectl_tui.tui.screens.detail import JobDetailScreen
+
+    app = make_app(seeded, refresh_interval=0.1)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.app.push_screen(JobDetailScreen("crawl-sitemap"))
+        log = app.screen.query_one(Log)
+        await until(pilot, lambda: "fetched page 12" in "\n".join(log.lines), message="the log so far")
+        attempt = Attempt.get(Attempt.job == Job.get(Job.id == "crawl-sitemap").seq)
+        with open(app.db_path.parent / "logs" / attempt.log_file, "a") as handle:
+            handle.write("fetched page 13\n")
+        await until(pilot, lambda: "fetched page 13" in "\n".join(log.lines), message="the new line")
+        assert "\n".join(log.lines).count("fetched page 12") == 1
+
+
+async def test_question_mark_shows_help_and_the_palette_has_the_actions(seeded):
+    from queuectl_tui.tui.screens.help import HelpScreen
+
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        titles = {command.title for command in app.get_system_commands(app.screen)}
+        assert {"Enqueue", "Retry", "Retry DLQ", "Cancel", "Delete", "Clear DLQ", "Config", "Worker",
+                "Stop worker", "Stop all workers", "Filter", "Help", "Quit"} <= titles
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), message="help")
+        await pilot.press("escape")
+        main(app)
+        await pilot.press("q")
+    assert app.return_code == 0
+
+
+# --- live --------------------------------------------------------------------------------------
+
+async def test_refresh_shows_changes_made_elsewhere(seeded):
+    from queuectl_tui import engine, spec
+
+    app = make_app(seeded, refresh_interval=0.1)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = main(app)
+        await settle(pilot)
+        engine.enqueue([spec.normalize({"id": "from-the-cli", "command": "true"})], now=NOW + 1)
+        await until(pilot, lambda: screen.table.keys[:1] == ["from-the-cli"], message="the new row")
+        # A change to a visible row is an in-place cell update, not a rebuild.
+        engine.cancel("from-the-cli")
+        await until(pilot, lambda: screen.jobs["from-the-cli"].state == "dead", message="the new state")
+        assert "dead" in str(screen.table.get_cell("from-the-cli", "state"))
+        await until(pilot, lambda: screen.status and screen.status.counts["dead"] == 5, message="counts")
+
+
+async def test_workers_started_from_the_console_run_jobs_and_outlive_it(empty_db, home, tmp_path):
+    from queuectl_tui import engine, procs, spec
+    from queuectl_tui.models import Worker
+
+    engine.enqueue([spec.normalize({"id": "hello", "command": "echo hi > out.txt"})], cwd=str(tmp_path))
+    app = make_app(empty_db, clock=time.time, monitor=None, refresh_interval=0.2)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = main(app)
+        await pilot.press("plus")
+        await until(pilot, lambda: state("hello") == "completed", timeout=30, message="the job done")
+        await until(pilot, lambda: screen.status and screen.status.alive == 1, message="the worker shown")
+        await pilot.press("q")
+    assert (tmp_path / "out.txt").read_text() == "hi\n"
+    (row,) = Worker.select()
+    assert procs.same_process(row.pid, row.proc_started) is not None  # still running
+
+
+async def test_minus_stops_one_worker_and_x_stops_all(empty_db):
+    from queuectl_tui import supervisor
+    from queuectl_tui.models import Worker
+
+    supervisor.start(empty_db, 2)  # as 'worker start -n 2' would: the console shows them
+    app = make_app(empty_db, clock=time.time, monitor=None, refresh_interval=0.2)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = main(app)
+        await until(pilot, lambda: screen.status and screen.status.alive == 2, message="two workers")
+        await pilot.press("minus")
+        await answer(pilot, "y")
+        await until(pilot, lambda: Worker.select().count() == 1, timeout=15, message="one stopped")
+        await pilot.press("X")
+        await answer(pilot, "y")
+        await until(pilot, lambda: Worker.select().count() == 0, timeout=15, message="all stopped")
+
+
+# --- trouble -----------------------------------------------------------------------------------
+
+async def test_a_locked_database_is_a_message_and_the_console_recovers(empty_db):
+    app = make_app(empty_db, refresh_interval=0.1)
+    app.slow_read_warning = 0.3
+    async with app.run_test(size=SIZE) as pilot:
+        screen = main(app)
+        await settle(pilot)
+        locker = sqlite3.connect(empty_db, isolation_level=None)
+        locker.execute("PRAGMA locking_mode=EXCLUSIVE")
+        locker.execute("BEGIN EXCLUSIVE")
+        locker.execute("INSERT INTO meta (key, value) VALUES ('lock', '1')")
+        try:
+            banner = screen.query_one("#banner")
+            await until(pilot, lambda: "lock" in str(banner.render()) and banner.has_class("-show"),
+                        message="the locked message")
+            await pilot.press("2")  # still answers keys
+            assert screen.view.state == "pending"
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        await until(pilot, lambda: not screen.query_one("#banner").has_class("-show"), timeout=20,
+                    message="recovery")
+
+
+@pytest.mark.parametrize("kind", ["missing", "not-a-database"])
+async def test_an_unusable_database_is_a_message_not_a_traceback(tmp_path, kind):
+    path = tmp_path / "queuectl.db"
+    if kind == "not-a-database":
+        path.write_bytes(b"this is not sqlite" * 100)
+    app = make_app(path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = main(app)
+        await settle(pilot)
+        text = str(screen.query_one("#banner").render())
+        assert ("no database" if kind == "missing" else "not a queuectl database") in text
+        await pilot.press("n", "escape", "question_mark", "escape", "2")
+        await settle(pilot)
+    assert app.return_code in (None, 0)
+    assert kind != "missing" or not path.exists()  # the console never creates a database

@@ -1,0 +1,91 @@
+"""Snapshots of the console's screens (pytest-textual-snapshot), on the seeded sample history.
+
+Time is frozen at NOW, ids are the seed's, the workers' PIDs/CPU/memory are pinned, TZ is UTC
+and live refresh is off, so a difference is a change in what the screen shows. Update after a
+deliberate change with ``pytest tests/test_tui_snapshots.py --snapshot-update`` and look at the
+SVGs before committing them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tui_support import empty_db, make_app, seeded, settle, stable_terminal, stand_in  # noqa: F401
+
+WIDE = (120, 35)
+
+
+def run(*keys: str, then=None):
+    async def before(pilot) -> None:
+        await settle(pilot)
+        for key in keys:
+            await pilot.press(key)
+            await settle(pilot)
+        if then is not None:
+            await then(pilot)
+            await settle(pilot)
+    return before
+
+
+@pytest.mark.parametrize("tab", ["1", "2", "3", "4", "5"])
+def test_main_screen_tabs(snap_compare, seeded, tab):
+    """Each state tab of the jobs table, with the workers pane and the throughput line."""
+    assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run(tab))
+
+
+def test_dlq_with_entries(snap_compare, seeded):
+    """The DLQ tab: each dead job with its last error."""
+    assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run("6"))
+
+
+def test_workers_pane_with_running_workers(snap_compare, seeded):
+    """Every worker column (wide terminal), the pane focused so its cursor shows."""
+    assert snap_compare(make_app(seeded), terminal_size=(150, 35), run_before=run("tab"))
+
+
+def test_job_detail_with_attempts_and_log(snap_compare, seeded):
+    """A job that failed three times: its fields, its attempts, the last attempt's log."""
+    async def open_detail(pilot) -> None:
+        from queuectl_tui.tui.screens.detail import JobDetailScreen
+        await pilot.app.push_screen(JobDetailScreen("fetch-exchange-rates"))
+
+    assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run(then=open_detail))
+
+
+def test_enqueue_modal_shows_validation_errors(snap_compare, seeded):
+    keys = ["n", *"echo hi", "tab", "tab", *"x1", "tab", "tab", *"-5", "ctrl+s"]
+    assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run(*keys))
+
+
+def test_config_editor_rejects_a_bad_value(snap_compare, seeded):
+    """Every setting with its default; a bad max_retries refused under its field."""
+    keys = ["e", "ctrl+a", "ctrl+k", *"101", "ctrl+s"]
+    assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run(*keys))
+
+
+def test_help_lists_the_keys(snap_compare, seeded):
+    assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run("question_mark"))
+
+
+def test_layout_80x24(snap_compare, seeded):
+    """The smallest supported terminal: narrower columns, every pane still there."""
+    assert snap_compare(make_app(seeded), terminal_size=(80, 24), run_before=run())
+
+
+def test_job_detail_80x24(snap_compare, seeded):
+    async def open_detail(pilot) -> None:
+        from queuectl_tui.tui.screens.detail import JobDetailScreen
+        await pilot.app.push_screen(JobDetailScreen("sync-crm-contacts"))
+
+    assert snap_compare(make_app(seeded), terminal_size=(80, 24), run_before=run(then=open_detail))
+
+
+def test_empty_database_says_how_to_start(snap_compare, empty_db):
+    assert snap_compare(make_app(empty_db), terminal_size=(80, 24), run_before=run())
+
+
+def test_missing_database_is_a_message(snap_compare):
+    assert snap_compare(make_app(Path("/nonexistent/queuectl.db")), terminal_size=(80, 24),
+                        run_before=run())

@@ -1,0 +1,99 @@
+"""Shared by the console tests: a frozen clock, seeded databases, pinned process figures."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+#: 2026-05-28 20:26:40 UTC: every snapshot's "now".
+NOW = 1_780_000_000.0
+#: The seeded jobs' working directory (they never run in these tests).
+SEED_CWD = "/srv/queue-demo"
+
+
+@pytest.fixture(autouse=True)
+def stable_terminal(monkeypatch: pytest.MonkeyPatch):
+    """Colours on, local time = UTC (the tables show local times)."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.fixture
+def stand_in():
+    """A harmless process standing in for the seeded 'running' workers and jobs: whatever a
+    test signals by their PIDs reaches this sleep, never the test process."""
+    proc = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def seeded(db, home: Path, stand_in: int) -> Path:
+    """The sample history at NOW, with three live-looking workers (two busy)."""
+    from queuectl_tui import demo
+
+    demo.seed(NOW, cwd=SEED_CWD, running_pid=stand_in)
+    return home / "queuectl.db"
+
+
+@pytest.fixture
+def empty_db(db, home: Path) -> Path:
+    return home / "queuectl.db"
+
+
+def pinned_monitor():
+    """The real monitor with its volatile figures (PID, CPU, memory) replaced by fixed ones."""
+    from queuectl_tui.monitor import Usage, WorkerMonitor
+
+    class Pinned(WorkerMonitor):
+        def sample(self, now=None):
+            rows = super().sample(now)
+            for index, row in enumerate(rows):
+                row.pid = 4100 + index
+                row.process = Usage(1.5 + index, (28 + index) * 1024 * 1024) if row.alive else None
+                if row.current_job is not None and row.alive:
+                    row.job_tree = Usage(42.0 + index, (96 + 10 * index) * 1024 * 1024, 3)
+            return rows
+
+    return Pinned()
+
+
+def make_app(path: Path, **options):
+    """The console on ``path`` with the clock frozen at NOW and pinned process figures."""
+    from queuectl_tui.tui.app import QueueApp
+
+    options.setdefault("clock", lambda: NOW)
+    options.setdefault("monitor", pinned_monitor())
+    options.setdefault("refresh_interval", 3600)  # snapshots: no refresh between two frames
+    return QueueApp(path, cursor_blink=False, **options)
+
+
+async def settle(pilot, rounds: int = 3) -> None:
+    """Let thread workers finish and their results reach the screen."""
+    for _ in range(rounds):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+async def until(pilot, condition, timeout: float = 10.0, message: str = "condition"):
+    """Keep the app running until ``condition()`` is truthy (deadline: ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        await pilot.pause(0.05)
+
+
+__all__ = ["NOW", "SEED_CWD", "stable_terminal", "stand_in", "seeded", "empty_db", "pinned_monitor",
+           "make_app", "settle", "until"]
