@@ -51,7 +51,7 @@ def test_enqueue_plain_command_and_json_spec(cli):
 def test_enqueue_reads_specs_from_stdin(cli, args, stdin, expected):
     ids = ok(cli("enqueue", *args, input=stdin)).out.split()
     jobs = ok(cli("list", "--json")).json()
-    assert [(j["command"]) for j in jobs] == [c for _, c in expected]
+    assert [j["command"] for j in jobs] == [c for _, c in expected]
     assert [j["id"] for j in jobs] == ids
     for (want_id, _), job in zip(expected, jobs):
         assert want_id is None or job["id"] == want_id
