@@ -11,6 +11,7 @@ import os
 import sqlite3
 from pathlib import Path
 
+from contextlib import contextmanager
 from typing import Callable
 
 from peewee import DatabaseError, OperationalError, SqliteDatabase
@@ -47,8 +48,7 @@ def open_db(path: Path | str | None = None, *, create: bool = True) -> SqliteDat
             raise DatabaseUnusable(f"cannot create database {path}: {exc.strerror}") from None
     db = SqliteDatabase(
         str(path),
-        pragmas={
-            "journal_mode": "wal",
+        pragmas={  # journal_mode=wal is set once the file is known to be ours (below)
             "synchronous": "normal",
             "foreign_keys": 1,
             "busy_timeout": BUSY_TIMEOUT_MS,
@@ -60,6 +60,9 @@ def open_db(path: Path | str | None = None, *, create: bool = True) -> SqliteDat
     try:
         db.connect(reuse_if_open=True)
         _ensure_schema(db)
+        # Persistent in the file, and a change to it: only now that the file is known to be a
+        # queuectl database (a foreign or newer one is refused above, byte for byte untouched).
+        db.execute_sql("PRAGMA journal_mode=wal")
     except DatabaseUnusable:
         close_db()
         raise
@@ -92,6 +95,8 @@ def describe_db_error(exc: Exception, path: Path | str | None = None) -> str:
         return f"cannot write database {path} ({msg})"
     if "disk" in msg and "full" in msg:
         return f"disk full while writing database {path}"
+    if "disk I/O error" in msg:
+        return f"input/output error on database {path} (is the disk full or failing?)"
     return f"database {path}: {msg}"
 
 
@@ -99,7 +104,7 @@ def _ensure_schema(db: SqliteDatabase) -> None:
     # The common case (an up-to-date database) is a single read, no write lock.
     if _current_version(db) == SCHEMA_VERSION:
         return
-    with db.atomic("IMMEDIATE"):
+    with write_transaction():
         version = _current_version(db)
         if version is None:
             if db.get_tables():
@@ -127,16 +132,29 @@ def _current_version(db: SqliteDatabase) -> int | None:
     return version
 
 
+@contextmanager
 def write_transaction():
     """A transaction that takes the write lock up front.
 
     On SQLite, BEGIN IMMEDIATE: readers never upgrade to writers mid-transaction (which could
     fail with SQLITE_BUSY despite the busy timeout), so competing claimers simply queue.
     Elsewhere an ordinary transaction (row locks, SKIP LOCKED, do the work).
+
+    After a disk-full or I/O error SQLite has already rolled the transaction back, and the
+    ROLLBACK that follows fails with "no transaction is active"; that error would hide the one
+    that matters, so the original is raised instead.
     """
-    if is_sqlite():
-        return database.atomic("IMMEDIATE")
-    return database.atomic()
+    atomic = database.atomic("IMMEDIATE") if is_sqlite() else database.atomic()
+    try:
+        with atomic:
+            yield
+    except DatabaseError as exc:
+        cause = exc
+        while cause is not None and "no transaction is active" in str(cause):
+            cause = cause.__context__  # the failed ROLLBACK, raw then wrapped, then the reason
+        if cause is not exc and isinstance(cause, (DatabaseError, sqlite3.Error)):
+            raise cause from None
+        raise
 
 
 def is_sqlite() -> bool:

@@ -56,8 +56,22 @@ def start(db_path: Path, count: int = 1, *, queues: list[str] | None = None, bur
         if burst and dead:
             return rows  # a burst worker may find nothing to do and exit at once
         if dead or time.monotonic() > deadline:
-            raise QueueError(f"worker(s) {dead or pids} did not start; see {log}")
+            raise QueueError(f"worker(s) {dead or pids} did not start{_last_error(log)}; see {log}")
         time.sleep(0.02)
+
+
+def _last_error(log: Path) -> str:
+    """The last line in the workers' log (a worker that cannot start says why there)."""
+    try:
+        with open(log, "rb") as handle:
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - 4096))
+            lines = handle.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        return ""
+    if not lines:
+        return ""
+    last = lines[-1].strip()
+    return ": " + (last[len("error: "):] if last.startswith("error: ") else last)
 
 
 def local_workers() -> list[tuple[Worker, psutil.Process | None]]:

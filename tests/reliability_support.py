@@ -29,11 +29,20 @@ SCALE = float(os.environ.get("QUEUECTL_STRESS_SCALE") or DEFAULT_SCALE)
 
 def tree_digest(root: Path) -> dict[str, str]:
     """Relative path -> sha256 of every file under ``root`` (the database and its logs):
-    byte-for-byte, so "unchanged" means unchanged, not "the same rows"."""
+    byte-for-byte, so "unchanged" means unchanged, not "the same rows".
+
+    Two SQLite side files are not data and are left out: ``-shm`` (the shared-memory index of
+    the write-ahead log, rebuilt by whoever opens the database, even a reader) and an empty
+    ``-wal`` (a log with nothing in it, which a reader that cannot delete it leaves behind).
+    A ``-wal`` with content is data and counts."""
     result = {}
     for path in sorted(root.rglob("*")):
-        if path.is_file():
-            result[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+        if not path.is_file() or path.name.endswith("-shm"):
+            continue
+        data = path.read_bytes()
+        if path.name.endswith("-wal") and not data:
+            continue
+        result[str(path.relative_to(root))] = hashlib.sha256(data).hexdigest()
     return result
 
 

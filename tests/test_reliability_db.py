@@ -1,0 +1,276 @@
+"""Database faults: corrupt files, newer schemas, read-only places, a full disk, long locks.
+
+Every failure must be one line naming the problem (and the file), exit 1, never a traceback,
+and leave the database as it was: no half-written change.
+
+"Full disk" is simulated honestly without root tricks: the command runs under RLIMIT_FSIZE
+(setrlimit in the child), so any write that would grow a file past the limit fails with EFBIG,
+which SQLite reports exactly as it reports a full disk (SQLITE_FULL). What it does not
+simulate is a disk that fills while other files shrink; the code path is the same.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from helpers import Result, cli_env, run_cli
+from reliability_support import one_line_error, permission_preexec, succeeded, tree_digest
+
+COMMANDS = [
+    ("status",), ("list",), ("show", "a"), ("enqueue", "true"), ("config", "list"),
+    ("config", "set", "max_retries", "2"), ("worker", "list"), ("worker", "start"),
+    ("worker", "start", "--foreground", "--burst"), ("recover",), ("dlq", "list"),
+    ("retry", "a"), ("cancel", "a"), ("delete", "a"),
+]
+
+
+def run_as(home: Path, *args: str, preexec=None, input: str | None = None) -> Result:
+    proc = subprocess.run([sys.executable, "-m", "queuectl_tui", *args], input=input or "",
+                          capture_output=True, text=True, timeout=120, cwd=home.parent.parent,
+                          env=cli_env(home), preexec_fn=preexec)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def rows(db: Path) -> dict:
+    """Every row, read from a copy: even a read-only connection would leave SQLite side files
+    next to the original, which changes what a read-only directory allows."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for suffix in ("", "-wal"):
+            if Path(f"{db}{suffix}").exists():
+                shutil.copyfile(f"{db}{suffix}", Path(tmp) / f"copy.db{suffix}")
+        con = sqlite3.connect(Path(tmp) / "copy.db")
+        try:
+            return {t: sorted(con.execute(f"SELECT * FROM {t}").fetchall(), key=repr)
+                    for t in ("job", "attempt", "setting", "environment", "meta")}
+        finally:
+            con.close()
+
+
+def db_digest(home: Path) -> dict[str, str]:
+    """The database's own files only (``worker start`` may legitimately create its log)."""
+    return {k: v for k, v in tree_digest(home).items() if k.startswith("queuectl.db")}
+
+
+def populate(home: Path, jobs: int = 3) -> None:
+    succeeded(run_cli(home, "enqueue", "--id", "a", "true"))
+    for n in range(1, jobs):
+        succeeded(run_cli(home, "enqueue", "--id", f"job{n}", f"echo {n}"))
+
+
+# --- corrupt and foreign files ---------------------------------------------------------------
+
+def test_random_bytes_are_refused_naming_the_file(cli, home):
+    home.mkdir()
+    db = home / "queuectl.db"
+    db.write_bytes(b"\x00not sqlite\xff" + os.urandom(64 * 1024))
+    before = tree_digest(home)
+    for args in COMMANDS:
+        line = one_line_error(cli(*args), 1)
+        assert str(db) in line and "corrupt" in line, (args, line)
+    assert tree_digest(home) == before
+
+
+def test_damaged_pages_give_a_clear_error_never_a_traceback(home, tmp_path):
+    populate(home, 60)
+    db = home / "queuectl.db"
+    data = bytearray(db.read_bytes())
+    page = 4096
+    data[2 * page:6 * page] = os.urandom(4 * page)  # keep the header, wreck the tables
+    db.write_bytes(bytes(data))
+    failed = []
+    for args in COMMANDS:  # each on a fresh copy of the damaged directory
+        copy = tmp_path / f"copy{len(failed)}-{args[0]}" / "qhome"
+        shutil.copytree(home, copy)
+        before = db_digest(copy)
+        result = run_cli(copy, *args)
+        assert "Traceback" not in result.err, (args, result.err)
+        if result.code != 0:
+            line = one_line_error(result, 1)
+            assert str(copy / "queuectl.db") in line, (args, line)
+            if args[:2] != ("worker", "start"):  # a worker registers before it meets the damage
+                assert db_digest(copy) == before, args
+            failed.append(args)
+        shutil.rmtree(copy.parent)
+    assert ("status",) in failed
+
+
+def test_a_database_from_a_newer_schema_is_refused(cli, home):
+    populate(home)
+    con = sqlite3.connect(home / "queuectl.db")
+    con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    before = tree_digest(home)
+    for args in COMMANDS:
+        line = one_line_error(cli(*args), 1)
+        assert "schema version 99" in line and "newer" in line, (args, line)
+    assert tree_digest(home) == before
+
+
+def test_an_sqlite_file_that_is_not_ours_is_refused(cli, home):
+    home.mkdir()
+    con = sqlite3.connect(home / "queuectl.db")
+    con.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY, path TEXT)")
+    con.execute("INSERT INTO photos (path) VALUES ('holiday.jpg')")
+    con.commit()
+    con.close()
+    before = tree_digest(home)
+    line = one_line_error(cli("enqueue", "true"), 1)
+    assert "not a queuectl one" in line
+    assert tree_digest(home) == before
+
+
+# --- read-only places ------------------------------------------------------------------------
+
+@pytest.fixture
+def as_user():
+    return permission_preexec()
+
+
+def test_a_read_only_data_directory_refuses_writes_cleanly(home, as_user):
+    populate(home)
+    db = home / "queuectl.db"
+    before, before_rows = tree_digest(home), rows(db)
+    home.chmod(0o500)
+    try:
+        for args in [("enqueue", "true"), ("config", "set", "max_retries", "1"), ("retry", "a"),
+                     ("worker", "start", "--foreground", "--burst")]:
+            line = one_line_error(run_as(home, *args, preexec=as_user), 1)
+            assert str(db) in line and ("write" in line or "read-only" in line), (args, line)
+        # Reading needs the write-ahead log's index file: it works if that exists, else the
+        # same clean refusal.
+        status = run_as(home, "status", preexec=as_user)
+        if status.code:
+            assert str(db) in one_line_error(status, 1)
+    finally:
+        home.chmod(0o700)
+    assert tree_digest(home) == before and rows(db) == before_rows
+
+
+def test_a_read_only_database_file_can_be_read_but_not_written(home, as_user):
+    populate(home)
+    db = home / "queuectl.db"
+    before_rows = rows(db)
+    db.chmod(0o400)
+    try:
+        status = succeeded(run_as(home, "status", "--json", preexec=as_user)).json()
+        assert status["total"] == 3
+        for args in [("enqueue", "true"), ("config", "set", "max_retries", "1"), ("cancel", "a")]:
+            line = one_line_error(run_as(home, *args, preexec=as_user), 1)
+            assert str(db) in line and "write" in line, (args, line)
+    finally:
+        db.chmod(0o600)
+    assert rows(db) == before_rows
+
+
+def test_no_database_can_be_created_under_a_read_only_directory(tmp_path, as_user):
+    parent = tmp_path / "locked"
+    parent.mkdir(mode=0o500)
+    home = parent / "qhome"
+    try:
+        line = one_line_error(run_as(home, "enqueue", "true", preexec=as_user), 1)
+        assert "cannot create database" in line and str(home / "queuectl.db") in line
+    finally:
+        parent.chmod(0o700)
+    assert list(parent.iterdir()) == []
+
+
+# --- full disk -------------------------------------------------------------------------------
+
+def file_size_limit(limit: int):
+    def preexec():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return preexec
+
+
+def test_a_full_disk_fails_a_bulk_enqueue_whole_and_names_the_cause(home, tmp_path):
+    populate(home)
+    db = home / "queuectl.db"
+    before, before_rows = tree_digest(home), rows(db)
+    bulk = tmp_path / "bulk.json"
+    bulk.write_text(json.dumps([{"id": f"big{n}", "command": "echo " + "x" * 4000} for n in range(300)]))
+    limited = file_size_limit(db.stat().st_size)  # about 1.2 MB of jobs cannot fit
+    line = one_line_error(run_as(home, "enqueue", "-f", str(bulk), preexec=limited), 1)
+    assert "disk full" in line and str(db) in line, line
+    assert rows(db) == before_rows
+    assert tree_digest(home) == before
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    con.close()
+
+
+def test_a_disk_with_no_room_at_all_refuses_every_write(home):
+    populate(home)
+    db = home / "queuectl.db"
+    before_rows = rows(db)
+    full = file_size_limit(0)
+    for args in [("enqueue", "true"), ("config", "set", "max_retries", "1"), ("cancel", "a"),
+                 ("delete", "job1")]:
+        line = one_line_error(run_as(home, *args, preexec=full), 1)
+        # A write refused outright is EFBIG, which SQLite reports as an I/O error (a real full
+        # disk, ENOSPC, and a short write both say "full"): either way, named as such.
+        assert ("disk full" in line or "is the disk full" in line) and str(db) in line, (args, line)
+    status = run_as(home, "status", "--json", preexec=full)  # reading needs room for the WAL index
+    assert status.json()["total"] == 3 if status.code == 0 else str(db) in one_line_error(status, 1)
+    assert rows(db) == before_rows
+
+
+def test_a_job_whose_log_hits_a_full_disk_still_finishes(home):
+    """The log cannot grow past 2 MB; the job writes 4 MB. It must run to its end (not block on
+    a pipe nobody drains) and say in its output tail why the log is short."""
+    succeeded(run_cli(home, "enqueue", "--id", "chatty", "--timeout", "60", "--max-retries", "0",
+                      "yes 0123456789 | head -c 4194304; echo done"))
+    limit = 2 * 1024 * 1024
+    succeeded(run_as(home, "worker", "start", "--foreground", "--burst", preexec=file_size_limit(limit)))
+    job = succeeded(run_cli(home, "show", "chatty", "--json")).json()
+    assert (job["state"], job["attempts"]) == ("completed", 1), job["last_error"]
+    assert "the log stopped after 2097152 bytes (File too large)" in job["output_tail"]
+    assert Path(job["attempt_list"][0]["log_file"]).stat().st_size == limit
+
+
+# --- a database locked by another process ----------------------------------------------------
+
+LOCKER = """
+import sqlite3, sys, time
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("BEGIN EXCLUSIVE")
+con.execute("INSERT INTO job (id, command, queue, state, priority, attempts, max_retries,"
+            " backoff_base, run_at, created_at, updated_at, cwd, cancel_requested)"
+            " VALUES ('from-locker', 'true', 'default', 'pending', 0, 0, 0, 2, 0, 0, 0, '/', 0)")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))  # the fault: hold the write lock this long
+con.execute("COMMIT")
+print("released", flush=True)
+"""
+
+
+def test_commands_wait_out_a_lock_held_for_a_few_seconds(cli, home):
+    populate(home)
+    db = home / "queuectl.db"
+    locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(db), "3"], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert locker.stdout.readline().strip() == "locked"
+        # Reads are not blocked by a writer (WAL); writes queue behind it and then succeed.
+        assert succeeded(cli("status", "--json")).json()["total"] == 3
+        succeeded(cli("enqueue", "--id", "patient", "true"))
+        succeeded(cli("config", "set", "max_retries", "5"))
+        assert locker.stdout.readline().strip() == "released"
+    finally:
+        locker.kill()
+        locker.wait()
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    order = dict(con.execute("SELECT id, seq FROM job WHERE id IN ('from-locker', 'patient')"))
+    con.close()
+    assert order["patient"] > order["from-locker"]  # it was written after the lock was released
+    assert succeeded(cli("config", "get", "max_retries")).out.strip() == "5"
