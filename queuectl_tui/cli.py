@@ -8,7 +8,6 @@ that failed (unknown job id, wrong state, unusable database).
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -349,7 +348,7 @@ def retry(app: App, job_ids, as_json) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("job_ids", nargs=-1, required=True)
-@click.option("--wait", type=float, default=10.0, show_default=True,
+@click.option("--wait", type=click.FloatRange(0, 86400), default=10.0, show_default=True,
               help="Seconds to wait for a running job's worker to kill it.")
 @json_option
 @pass_app
@@ -459,8 +458,8 @@ def dlq_retry(app: App, job_ids, all_dead, timeout, max_retries, as_json) -> Non
     if as_json:
         emit_json([engine.job_dict(j) for j in jobs])
     else:
-        click.echo(f"{len(jobs) if not all_dead else 'all'} dead job(s) back to pending"
-                   if all_dead else "\n".join(f"{j.id}: {j.state}" for j in jobs))
+        click.echo(f"{len(jobs)} dead job(s) back to pending" if all_dead
+                   else "\n".join(f"{j.id}: {j.state}" for j in jobs))
 
 
 @dlq.command("clear", context_settings=CONTEXT)
@@ -486,7 +485,8 @@ def worker() -> None:
 @click.option("--count", "-n", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--foreground", is_flag=True, help="Run here, one line per job, until Ctrl+C.")
 @click.option("--burst", is_flag=True, help="Exit when no job is due or due soon.")
-@click.option("--queue", "queues", multiple=True, help="Only these queues (repeatable).")
+@click.option("--queue", "queues", multiple=True, callback=lambda c, p, v: [spec.check_queue(q) for q in v],
+              help="Only these queues (repeatable).")
 @json_option
 @pass_app
 def worker_start(app: App, count, foreground, burst, queues, as_json) -> None:
@@ -518,7 +518,7 @@ def worker_start(app: App, count, foreground, burst, queues, as_json) -> None:
 
 
 @worker.command("run", hidden=True)
-@click.option("--queue", "queues", multiple=True)
+@click.option("--queue", "queues", multiple=True, callback=lambda c, p, v: [spec.check_queue(q) for q in v])
 @click.option("--burst", is_flag=True)
 @click.option("--echo", is_flag=True)
 @pass_app
@@ -532,7 +532,8 @@ def worker_run(app: App, queues, burst, echo) -> None:
 @worker.command("stop", context_settings=CONTEXT)
 @click.argument("worker_ids", nargs=-1, type=int)
 @click.option("--force", is_flag=True, help="Kill running jobs now (they are retried later).")
-@click.option("--wait", type=float, default=10.0, show_default=True, help="Seconds to wait for them to exit.")
+@click.option("--wait", type=click.FloatRange(0, 86400), default=10.0, show_default=True,
+              help="Seconds to wait for them to exit.")
 @json_option
 @pass_app
 def worker_stop(app: App, worker_ids, force, wait, as_json) -> None:

@@ -244,16 +244,23 @@ def recover_lost(*, now: float | None = None) -> list[str]:
     now = time.time() if now is None else now
     lease = settings.get("lease")
     lost = {w.id: w for w in Worker.select() if not worker_alive(w, now=now, lease=lease)}
-    candidates = Job.select().where(Job.state == PROCESSING)
+    # Read the candidates to the end first: a SELECT left open across the loop pins an old
+    # snapshot, and finish()'s BEGIN IMMEDIATE on it fails at once with "database is locked"
+    # (SQLITE_BUSY_SNAPSHOT, which no busy timeout waits out) whenever anyone committed.
+    candidates = list(Job.select().where(Job.state == PROCESSING))
     recovered = []
     for job in candidates:
         if job.worker_id not in lost and Worker.select().where(Worker.id == job.worker_id).exists():
             continue
-        attempt = (Attempt.select().where(Attempt.job == job.seq)
+        # That worker's attempt, not merely the latest: while this loop kills earlier trees the
+        # job may have been recovered elsewhere and claimed again by a live worker, whose run
+        # must be neither killed nor marked lost (finish is fenced on the attempt's worker).
+        attempt = (Attempt.select().where(Attempt.job == job.seq, Attempt.worker_id == job.worker_id)
                    .order_by(Attempt.number.desc()).first())
         if attempt is None:  # claimed by a worker that died before its attempt row existed
             Job.update(state=PENDING, worker_id=None, attempts=fn.MAX(Job.attempts - 1, 0),
-                       updated_at=now).where(Job.seq == job.seq, Job.state == PROCESSING).execute()
+                       updated_at=now).where(Job.seq == job.seq, Job.state == PROCESSING,
+                                             Job.worker_id == job.worker_id).execute()
             continue
         if attempt.host == procs.hostname():
             procs.kill_tree(attempt.pid, attempt.pid_started)
@@ -316,7 +323,8 @@ def dlq_retry(job_ids: list[str] | None = None, *, all_dead: bool = False, timeo
                 seqs.append(job.seq)
         for start in range(0, len(seqs), 500):
             Job.update(**values).where(Job.seq.in_(seqs[start:start + 500])).execute()
-    return list(Job.select().where(Job.seq.in_(seqs))) if len(seqs) <= 900 else []
+    return [job for start in range(0, len(seqs), 500)
+            for job in Job.select().where(Job.seq.in_(seqs[start:start + 500]))]
 
 
 def cancel(job_id: str, *, now: float | None = None) -> Job:
@@ -344,7 +352,13 @@ def retry_many(job_ids: list[str], *, now: float | None = None) -> list[Job]:
 def cancel_many(job_ids: list[str], *, now: float | None = None) -> list[Job]:
     """``cancel`` for several jobs in one transaction: every one of them, or none on an error."""
     with write_transaction():
-        return [cancel(job_id, now=now) for job_id in job_ids]
+        jobs = [cancel(job_id, now=now) for job_id in job_ids]
+    if any(job.state == PROCESSING for job in jobs):
+        # A running job whose worker is already gone has nobody to carry the cancel out: recovery
+        # does it now (it kills the job's tree and records it cancelled) instead of at next start.
+        recover_lost(now=now)
+        jobs = [get_job(job.id) for job in jobs]
+    return jobs
 
 
 def delete(job_ids: list[str]) -> int:

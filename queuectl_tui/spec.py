@@ -107,9 +107,7 @@ def _check(name: str, value: Any, now: float) -> Any:
     if name == "id":
         return check_id(value)
     if name == "queue":
-        if not isinstance(value, str) or not _QUEUE_RE.match(value):
-            raise InvalidInput(f"bad queue {value!r}: use 1-64 letters, digits, '_', '-', '.', ':'")
-        return value
+        return check_queue(value)
     if name == "priority":
         return _int(name, value, -MAX_PRIORITY, MAX_PRIORITY)
     if name == "max_retries":
@@ -149,6 +147,12 @@ def check_command(value: Any) -> str:
         raise InvalidInput("command is not valid UTF-8 text") from None
     if size > MAX_COMMAND_BYTES:
         raise InvalidInput(f"command is longer than {MAX_COMMAND_BYTES} bytes")
+    return value
+
+
+def check_queue(value: Any) -> str:
+    if not isinstance(value, str) or not _QUEUE_RE.match(value):
+        raise InvalidInput(f"bad queue {value!r}: use 1-64 letters, digits, '_', '-', '.', ':'")
     return value
 
 
