@@ -46,6 +46,11 @@ def open_db(path: Path | str | None = None, *, create: bool = True) -> SqliteDat
             os.close(paths.create_private_file(path))
         except OSError as exc:
             raise DatabaseUnusable(f"cannot create database {path}: {exc.strerror}") from None
+    else:
+        try:  # a database moved without its logs, or logs/ deleted to free space
+            paths.ensure_private_dir(paths.logs_dir(path))
+        except OSError:
+            pass  # a read-only place: reading works; a job says why it has no log
     db = SqliteDatabase(
         str(path),
         pragmas={  # journal_mode=wal is set once the file is known to be ours (below)

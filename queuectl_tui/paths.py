@@ -21,13 +21,22 @@ def logs_dir(db_path: Path) -> Path:
 
 
 def ensure_private_dir(path: Path) -> Path:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # mkdir's mode is filtered by the umask; set it explicitly on the leaf we own.
-    if path.stat().st_mode & 0o777 != 0o700:
+    """Create ``path`` and any missing parents, each 0700 whatever the umask.
+
+    Only directories created here are given that mode: one that already exists may be shared
+    (``--db /tmp/q.db`` must not make /tmp private) or set up so on purpose, and is left alone.
+    """
+    missing = []
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        missing.append(probe)
+        probe = probe.parent
+    for directory in reversed(missing):
         try:
-            os.chmod(path, 0o700)
-        except PermissionError:
-            pass
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # made meanwhile by another process: not ours to change
+        os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
     return path
 
 

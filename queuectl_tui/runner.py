@@ -110,7 +110,11 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
     """Run ``command`` to its end. ``tick`` is called about every 50 ms and may answer
     "cancel" or "interrupt" to have the process tree killed and the attempt recorded so."""
     started = time.monotonic()
-    log_fd = create_private_file(log_path)
+    try:
+        log_fd = create_private_file(log_path)
+    except OSError as exc:  # logs/ gone or unwritable: the attempt fails with the reason
+        message = f"cannot create the log file {log_path}: {exc.strerror or exc}"
+        return Result("failed", None, message, message, 0.0)
     try:
         gate, opener = os.pipe()
         try:

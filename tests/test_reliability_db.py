@@ -274,3 +274,28 @@ def test_commands_wait_out_a_lock_held_for_a_few_seconds(cli, home):
     con.close()
     assert order["patient"] > order["from-locker"]  # it was written after the lock was released
     assert succeeded(cli("config", "get", "max_retries")).out.strip() == "5"
+
+
+# --- logs directory gone or unwritable -------------------------------------------------------
+
+def test_a_database_moved_without_its_logs_directory_still_runs_jobs(home):
+    populate(home)
+    shutil.rmtree(home / "logs")  # moved without it, or deleted to free space
+    succeeded(run_cli(home, "worker", "start", "--foreground", "--burst"))
+    jobs = succeeded(run_cli(home, "list", "--json")).json()
+    assert {j["state"] for j in jobs} == {"completed"}
+    assert (home / "logs").stat().st_mode & 0o777 == 0o700
+
+
+def test_a_log_that_cannot_be_created_fails_the_attempt_not_the_worker(home, as_user):
+    succeeded(run_cli(home, "enqueue", "--id", "nolog", "--max-retries", "0", "echo hi"))
+    succeeded(run_cli(home, "enqueue", "--id", "after", "--max-retries", "0", "echo hi"))
+    (home / "logs").chmod(0o500)
+    try:
+        succeeded(run_as(home, "worker", "start", "--foreground", "--burst", preexec=as_user))
+    finally:
+        (home / "logs").chmod(0o700)
+    for job_id in ("nolog", "after"):  # the worker survived the first and ran the second
+        job = succeeded(run_cli(home, "show", job_id, "--json")).json()
+        assert job["state"] == "dead"
+        assert job["last_error"].startswith("cannot create the log file") and "Permission denied" in job["last_error"]

@@ -1,0 +1,139 @@
+"""Security: private files whatever the umask, shared directories left alone, log paths that
+user input never reaches, parameterised SQL, and jobs that run with what was recorded at
+enqueue (nothing of the worker's own environment)."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers import Result, cli_env, run_cli, wait_for
+from reliability_support import ROOT, succeeded, token
+
+
+def run_umask0(home: Path, *args: str, env: dict | None = None) -> Result:
+    proc = subprocess.run([sys.executable, "-m", "queuectl_tui", *args], capture_output=True, text=True,
+                          timeout=60, cwd=home.parent if home.parent.exists() else "/",
+                          env=env or cli_env(home), preexec_fn=lambda: os.umask(0))
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_every_directory_and_file_is_created_private_even_with_umask_0(tmp_path):
+    home = tmp_path / "made" / "by" / "queuectl" / "qhome"  # three parents that do not exist yet
+    succeeded(run_umask0(home, "enqueue", "--id", "j", "echo private"))
+    worker = succeeded(run_umask0(home, "worker", "start", "--json")).json()[0]
+    wait_for(lambda: succeeded(run_cli(home, "show", "j", "--json")).json()["state"] == "completed",
+             message="the job to run")
+    # While the worker holds the database open its WAL side files exist: private too.
+    side = [home / "queuectl.db-wal", home / "queuectl.db-shm"]
+    assert all(p.exists() for p in side)
+    for directory in [tmp_path / "made", tmp_path / "made" / "by", tmp_path / "made" / "by" / "queuectl",
+                      home, home / "logs"]:
+        assert mode(directory) == 0o700, f"{directory} is {oct(mode(directory))}"
+    files = [p for p in home.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"queuectl.db", "workers.log", "queuectl.db-wal"}
+    assert any(p.name.startswith("job") for p in files)
+    for path in files:
+        assert mode(path) == 0o600, f"{path} is {oct(mode(path))}"
+    succeeded(run_cli(home, "worker", "stop", str(worker["id"])))
+
+
+def test_an_existing_directory_keeps_its_mode(tmp_path):
+    """--db in a shared directory (think /tmp) must not make that directory private."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    db = shared / "team.db"
+    env = cli_env(tmp_path / "unused")
+    proc = subprocess.run([sys.executable, "-m", "queuectl_tui", "--db", str(db), "enqueue", "true"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert mode(shared) == 0o1777
+    assert mode(db) == 0o600 and mode(shared / "logs") == 0o700
+
+
+PATH_LIKE_IDS = ["../../escape", "..", ".", "logs", "logs/../../escape2", "a/b/c", "/tmp/abs-escape"]
+
+
+def test_log_paths_never_come_from_job_ids_or_commands(cli, home, tmp_path):
+    marker = token()
+    ids = [i + ("" if i in ("..", ".", "logs") else f"-{marker}") for i in PATH_LIKE_IDS]
+    for job_id in ids:
+        succeeded(cli("enqueue", "--id", job_id, f"echo output of {job_id}"))
+    succeeded(cli("worker", "start", "--foreground", "--burst"))
+    for job_id in ids:
+        job = succeeded(cli("show", job_id, "--json")).json()
+        assert job["state"] == "completed"
+        log = Path(job["attempt_list"][0]["log_file"])
+        assert log.parent == home / "logs" and re.fullmatch(r"job\d+-\d+\.log", log.name), log
+        assert succeeded(cli("logs", job_id)).out == f"output of {job_id}\n"
+    names = sorted(p.relative_to(home).as_posix() for p in home.rglob("*"))
+    assert all(n in ("queuectl.db", "logs", "logs/workers.log") or
+               (n.startswith("logs/job") and n.endswith(".log")) for n in names), names
+    # Nothing was created where the ids point.
+    found = [p for base in (Path("/tmp"), home.parent, home.parent.parent, tmp_path.parent)
+             for p in base.glob(f"*{marker}*")]
+    assert found == []
+
+
+def _sql_calls(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and node.args:
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            if name in ("execute_sql", "executescript", "raw", "SQL"):
+                yield node
+
+
+def test_sql_text_is_always_a_literal_values_travel_as_parameters():
+    """Every piece of raw SQL in the package is a string literal; values go in parameters.
+    (Everything else is built by peewee, which parameterises all values.)"""
+    offenders, seen = [], 0
+    for path in sorted((ROOT / "queuectl_tui").rglob("*.py")):
+        for call in _sql_calls(ast.parse(path.read_text(), str(path))):
+            seen += 1
+            first = call.args[0]
+            if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
+                offenders.append(f"{path.relative_to(ROOT)}:{call.lineno}")
+    assert seen and offenders == []
+
+
+def test_hostile_strings_are_data(cli):
+    hostile = "x');DROP/**/TABLE/**/job;--"  # ids take no whitespace; SQL does not need it
+    succeeded(cli("enqueue", "--id", hostile, "echo \"'; DELETE FROM job; --\""))
+    succeeded(cli("enqueue", "--id", "plain", "true"))
+    assert [j["id"] for j in succeeded(cli("list", "--search", "' OR '1'='1", "--json")).json()] == []
+    assert [j["id"] for j in succeeded(cli("list", "--search", "DROP/**/TABLE", "--json")).json()] == [hostile]
+    succeeded(cli("worker", "start", "--foreground", "--burst"))
+    assert succeeded(cli("logs", hostile)).out == "'; DELETE FROM job; --\n"
+    assert succeeded(cli("status", "--json")).json()["jobs"]["completed"] == 2
+
+
+def test_a_job_runs_with_the_enqueuers_environment_and_directory_only(home, tmp_path):
+    where = tmp_path / "project"
+    where.mkdir()
+    out = tmp_path / "seen"
+    enqueuer = cli_env(home, FOO="from-enqueue")
+    proc = subprocess.run([sys.executable, "-m", "queuectl_tui", "enqueue", "--id", "envjob",
+                           f"env > {out}.env; pwd > {out}.pwd"], capture_output=True, text=True,
+                          cwd=where, env=enqueuer, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    worker_env = cli_env(home, FOO="from-worker", WORKER_SECRET_TOKEN="hunter2",
+                         AWS_SECRET_ACCESS_KEY="worker-only")
+    proc = subprocess.run([sys.executable, "-m", "queuectl_tui", "worker", "start", "--foreground", "--burst"],
+                          capture_output=True, text=True, cwd="/", env=worker_env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    seen = dict(line.split("=", 1) for line in Path(f"{out}.env").read_text().splitlines() if "=" in line)
+    assert seen["FOO"] == "from-enqueue"
+    assert "WORKER_SECRET_TOKEN" not in seen and "AWS_SECRET_ACCESS_KEY" not in seen
+    assert set(seen) - {"PWD", "SHLVL", "_", "OLDPWD"} <= set(enqueuer)
+    assert Path(f"{out}.pwd").read_text().strip() == str(where)
