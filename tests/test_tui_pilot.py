@@ -8,10 +8,17 @@ import time
 import pytest
 
 from tui_support import (  # noqa: F401
-    NOW, empty_db, make_app, seeded, settle, stable_terminal, stand_in, until,
+    NOW, empty_db, seeded, settle, stable_terminal, stand_in, until,
 )
+from tui_support import make_app as _make_app
 
 SIZE = (120, 35)
+
+
+def make_app(path, **options):
+    """One page holds every seeded job unless a test says otherwise (the default is a screenful)."""
+    options.setdefault("page_size", 100)
+    return _make_app(path, **options)
 
 
 def job(job_id: str):
@@ -241,6 +248,22 @@ async def test_brackets_page_through_keyset_pages(seeded):
         assert len(screen.table.keys) == 17
         await pilot.press("left_square_bracket")
         await until(pilot, lambda: screen.table.keys == second, message="back to page 2")
+
+
+async def test_the_page_is_a_screenful_and_moving_past_it_reads_the_next(seeded):
+    app = make_app(seeded, page_size=None)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = main(app)
+        await settle(pilot)
+        first = screen.table.keys
+        assert len(first) == screen.table.visible_rows < 57
+        screen.table.move_cursor(row=len(first) - 1, animate=False)
+        await pilot.press("down")
+        await until(pilot, lambda: screen.table.keys and screen.table.keys[0] not in first, message="page 2")
+        assert screen.table.cursor_row == 0 and screen.page.has_prev
+        await pilot.press("up")
+        await until(pilot, lambda: screen.table.keys == first, message="page 1 again")
+        assert screen.table.cursor_key == first[-1]
 
 
 async def test_enter_opens_the_detail_and_escape_returns(seeded):

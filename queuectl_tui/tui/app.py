@@ -34,7 +34,7 @@ class QueueApp(App[None]):
     ]
 
     def __init__(self, db_path: Path | str, *, clock: Callable[[], float] | None = None,
-                 monitor: Any = None, refresh_interval: float = 1.0, page_size: int = 100,
+                 monitor: Any = None, refresh_interval: float = 1.0, page_size: int | None = None,
                  theme: str = THEME, cursor_blink: bool = True) -> None:
         super().__init__()
         self.db_path = Path(db_path)
@@ -42,8 +42,9 @@ class QueueApp(App[None]):
         self.monitor = monitor or WorkerMonitor()
         self.refresh_interval = refresh_interval
         self.slow_read_warning = 2.0  # seconds a refresh may wait on the database unremarked
-        self.page_size = page_size
+        self.page_size = page_size  # rows per page; None: as many as the jobs table shows
         self.theme = theme
+        self.animation_level = "none"  # a monitor redraws often; no tweening between frames
         self.cursor_blink = cursor_blink  # text boxes follow it (tests turn blinking off)
         self.sub_title = str(self.db_path)
 

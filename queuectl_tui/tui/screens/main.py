@@ -35,6 +35,7 @@ SORTS = [("seq", "newest first", "oldest first"), ("priority", "priority high→
          ("attempts", "most attempts", "fewest attempts")]
 MARK = "●"
 SCROLLBAR = 2  # a table's vertical scrollbar
+FILTER_DELAY = 0.15  # seconds of no typing before the filter applies
 
 
 def job_columns(width: int, dlq: bool) -> tuple[Column, ...]:
@@ -62,6 +63,7 @@ def job_columns(width: int, dlq: bool) -> tuple[Column, ...]:
 
 
 class MainScreen(Screen):
+    AUTO_FOCUS = "#jobs"
     BINDINGS = [
         Binding("n", "enqueue", "Enqueue", tooltip="Enqueue a new job (form)"),
         Binding("r", "retry", "Retry", tooltip="Retry the selected (or marked) failed/dead jobs"),
@@ -105,8 +107,10 @@ class MainScreen(Screen):
         self._page_busy = self._status_busy = False
         self._page_again = False
         self._cursor_to: str | None = None
+        self._cursor_edge = 0  # +1/-1: put the cursor on the first/last row of the next page shown
         self._problem: str | None = None
         self._read_since = 0.0
+        self._filter_timer = None
 
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -132,7 +136,6 @@ class MainScreen(Screen):
         self.query_one(Tabs).can_focus = False
         self.query_one("#filter").display = False
         self._layout_columns()
-        self.table.focus()
         self.load_page()
         self.load_status()
         self.set_interval(self.app.refresh_interval, self.tick)
@@ -140,6 +143,12 @@ class MainScreen(Screen):
     def on_resize(self) -> None:
         if self._layout_columns() and self.page is not None:
             self._show_page(self.page)
+        self.call_after_refresh(self._fit_page)
+
+    def _fit_page(self) -> None:
+        if self.page is not None and len(self.page.jobs) != self.page_rows() and (
+                self.page.has_next or len(self.page.jobs) > self.page_rows()):
+            self.load_page()
 
     def _layout_columns(self) -> bool:
         width = self.size.width or self.app.size.width
@@ -159,13 +168,17 @@ class MainScreen(Screen):
             self._page_again = True
             return
         self._page_busy = True
-        self._read_page(self.view)
+        self._read_page(self.view, self.page_rows())
+
+    def page_rows(self) -> int:
+        """Rows per page: what the table shows (only that is read), unless the app fixes it."""
+        return self.app.page_size or max(10, min(200, self.table.visible_rows))
 
     @work(thread=True, group="page", exit_on_error=False)
-    def _read_page(self, view: data.View) -> None:
+    def _read_page(self, view: data.View, limit: int) -> None:
         counts = self.status.counts if self.status is not None and not view.search else None
         try:
-            page = data.call(self.app.db_path, data.read_page, view, self.app.page_size, counts)
+            page = data.call(self.app.db_path, data.read_page, view, limit, counts)
         except data.Problem as exc:
             page = exc
         self.app.from_thread(self._page_read, page)
@@ -178,6 +191,8 @@ class MainScreen(Screen):
             self._set_problem(None)
             self.page = page
             self._show_page(page)
+            if len(page.jobs) < self.page_rows() and page.has_next:
+                self._page_again = True  # the table grew taller than the page read for it
         else:
             self._page_again = True
         if self._page_again:
@@ -244,6 +259,9 @@ class MainScreen(Screen):
     def _show_page(self, page: data.Page) -> None:
         now = self.app.clock()
         self.jobs = {job.id: job for job in page.jobs}
+        if self._cursor_edge and page.jobs:
+            self._cursor_to = page.jobs[0 if self._cursor_edge > 0 else -1].id
+            self._cursor_edge = 0
         self.table.show([(job.id, self._row(job, now)) for job in page.jobs],
                         cursor_key=self._cursor_to)
         self._cursor_to = None
@@ -255,8 +273,9 @@ class MainScreen(Screen):
         if page is None:
             return
         key, desc_label, asc_label = next(s for s in SORTS if s[0] == self.view.sort)
-        parts = [f"{len(page.jobs)} of {page.total:,}" + (" (more: ])" if page.has_next else "")
-                 + (" [: back" if page.has_prev else ""),
+        moves = [text for text, possible in (("[ previous", page.has_prev), ("] next", page.has_next))
+                 if possible]
+        parts = [f"{len(page.jobs)} shown of {page.total:,}" + (f" ({', '.join(moves)})" if moves else ""),
                  f"sort: {desc_label if self.view.descending else asc_label} (s/S)"]
         if self.view.search:
             parts.append(f"filter: {self.view.search!r} (Esc clears)")
@@ -310,11 +329,20 @@ class MainScreen(Screen):
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        if event.value.strip() != self.view.search:
-            self.set_view(search=event.value.strip())
+        """Filter as one types, once typing pauses (each filter is a scan of the jobs)."""
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        self._filter_timer = self.set_timer(FILTER_DELAY, self._apply_filter)
+
+    def _apply_filter(self) -> None:
+        self._filter_timer = None
+        text = self.query_one("#filter", Input).value.strip()
+        if text != self.view.search:
+            self.set_view(search=text)
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self) -> None:
+        self._apply_filter()
         box = self.query_one("#filter", Input)
         if not box.value.strip():
             box.display = False
@@ -322,6 +350,9 @@ class MainScreen(Screen):
 
     def action_clear(self) -> None:
         box = self.query_one("#filter", Input)
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+            self._filter_timer = None
         if box.display or self.view.search:
             box.value = ""
             box.display = False
@@ -339,6 +370,14 @@ class MainScreen(Screen):
 
     def action_reverse(self) -> None:
         self.set_view(descending=not self.view.descending)
+
+    @on(JobsTable.Edge)
+    def _edge(self, event: JobsTable.Edge) -> None:
+        """Past the last (first) row: the next (previous) page, cursor on its first (last) row."""
+        page = self.page
+        if page is not None and (page.has_next if event.step > 0 else page.has_prev):
+            self._cursor_edge = event.step
+            self.action_page(event.step)
 
     def action_page(self, step: int) -> None:
         page = self.page

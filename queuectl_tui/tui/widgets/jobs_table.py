@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from rich.text import Text
 from textual.binding import Binding
+from textual.message import Message
 from textual.widgets import DataTable
 
 
@@ -91,5 +92,38 @@ class KeyedTable(DataTable):
 
 
 class JobsTable(KeyedTable):
+    """Holds one page; moving past its first or last row asks for the page before or after."""
+
     BINDINGS = [Binding("enter", "select_cursor", "Detail",
                         tooltip="Open the job: every field, every attempt, the log")]
+
+    class Edge(Message):
+        def __init__(self, step: int) -> None:
+            super().__init__()
+            self.step = step
+
+    @property
+    def visible_rows(self) -> int:
+        return max(1, self.scrollable_content_region.height - (1 if self.show_header else 0))
+
+    def _at_edge(self, step: int) -> bool:
+        if self.row_count and self.cursor_row == (self.row_count - 1 if step > 0 else 0):
+            self.post_message(self.Edge(step))
+            return True
+        return False
+
+    def action_cursor_down(self) -> None:
+        if not self._at_edge(1):
+            super().action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        if not self._at_edge(-1):
+            super().action_cursor_up()
+
+    def action_page_down(self) -> None:
+        if not self._at_edge(1):
+            super().action_page_down()
+
+    def action_page_up(self) -> None:
+        if not self._at_edge(-1):
+            super().action_page_up()

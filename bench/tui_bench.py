@@ -1,0 +1,193 @@
+"""Console responsiveness on a big queue: UI time to open, switch tabs and refresh.
+
+Seeds a throwaway database with N jobs (default 100,000: 60% completed, 25% pending, 5% failed,
+10% dead, one attempt per finished job), runs the console headless (Textual's run_test, so the
+screen is laid out and rendered, but not written to a terminal) and measures, per operation:
+
+- ui_ms: time the event loop spent running callbacks between the operation's start and its
+  result on screen (every asyncio Handle is timed): how long input could have been delayed;
+- wall_ms: start to result on screen, including the database read in its thread;
+- read_ms: the thread's database read alone.
+
+Run: python bench/tui_bench.py [--jobs 100000] [--repeat 5] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from queuectl_tui import demo
+from queuectl_tui.db import close_db, open_db
+from queuectl_tui.tui import data
+
+
+class LoopClock:
+    """Records when every event-loop callback ran (start, end)."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[float, float]] = []
+        self._original = asyncio.events.Handle._run
+
+    def __enter__(self) -> "LoopClock":
+        spans, original = self.spans, self._original
+
+        def timed(handle):
+            start = time.perf_counter()
+            try:
+                return original(handle)
+            finally:
+                spans.append((start, time.perf_counter()))
+
+        asyncio.events.Handle._run = timed
+        return self
+
+    def __exit__(self, *exc) -> None:
+        asyncio.events.Handle._run = self._original
+
+    def busy(self, start: float, end: float) -> float:
+        return sum(min(e, end) - max(s, start) for s, e in self.spans if e > start and s < end)
+
+
+class ReadClock:
+    """Times the thread-side reads (data.read_page / read_status)."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, list[float]] = {"read_page": [], "read_status": []}
+
+    def __enter__(self) -> "ReadClock":
+        self._saved = {name: getattr(data, name) for name in self.times}
+        for name, func in self._saved.items():
+            setattr(data, name, self._wrap(name, func))
+        return self
+
+    def _wrap(self, name, func):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                self.times[name].append(time.perf_counter() - start)
+        return timed
+
+    def __exit__(self, *exc) -> None:
+        for name, func in self._saved.items():
+            setattr(data, name, func)
+
+
+async def until(pilot, condition, timeout: float = 30.0) -> float:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit("timed out")
+        await asyncio.sleep(0.0005)
+    return time.perf_counter()
+
+
+async def measure(db_path: Path, repeat: int, size: tuple[int, int]) -> dict:
+    from queuectl_tui.tui.app import QueueApp
+    from queuectl_tui.tui.screens.main import TABS, MainScreen
+
+    results: dict[str, list[tuple[float, float]]] = {
+        "open": [], "open: start-up": [], "open: data": [], "tab": [], "refresh": [],
+        "next_page": [], "filter": []}
+    mount_times: list[float] = []
+    original_on_mount = MainScreen.on_mount
+
+    def on_mount(screen) -> None:
+        original_on_mount(screen)
+        mount_times.append(time.perf_counter())
+
+    MainScreen.on_mount = on_mount
+    with LoopClock() as loop, ReadClock() as reads:
+        for _ in range(repeat):
+            app = QueueApp(db_path, refresh_interval=3600)
+            start = time.perf_counter()
+            async with app.run_test(size=size) as pilot:
+                screen = app.screen
+                end = await until(pilot, lambda: screen.page is not None and screen.status is not None
+                                  and screen.table.row_count == len(screen.page.jobs))
+                results["open"].append((loop.busy(start, end), end - start))
+                mounted = mount_times.pop()
+                results["open: start-up"].append((loop.busy(start, mounted), mounted - start))
+                results["open: data"].append((loop.busy(mounted, end), end - mounted))
+                await pilot.pause(0.05)
+                for key, (_, _, state) in [(str(n), tab) for n, tab in enumerate(TABS, 1)][1:] + [("1", TABS[0])]:
+                    start = time.perf_counter()
+                    await pilot.press(key)
+                    end = await until(pilot, lambda: screen.page is not None and screen.page.view.state == state
+                                      and not screen._page_busy)
+                    results["tab"].append((loop.busy(start, end), end - start))
+                    await pilot.pause(0.02)
+                for _ in range(5):
+                    start = time.perf_counter()
+                    screen.tick()
+                    end = await until(pilot, lambda: not screen._page_busy and not screen._status_busy)
+                    results["refresh"].append((loop.busy(start, end), end - start))
+                    await pilot.pause(0.02)
+                start = time.perf_counter()
+                await pilot.press("right_square_bracket")
+                end = await until(pilot, lambda: screen.page.view.after is not None and not screen._page_busy)
+                results["next_page"].append((loop.busy(start, end), end - start))
+                await pilot.press("slash", *"item 424")
+                start = time.perf_counter()
+                await pilot.press("2")  # the last keystroke: the filter applies once typing pauses
+                end = await until(pilot, lambda: screen.page.view.search == "item 4242" and not screen._page_busy)
+                results["filter"].append((loop.busy(start, end), end - start))
+                await pilot.press("escape", "q")
+    summary = {}
+    for name, values in results.items():
+        ui = [v[0] * 1000 for v in values]
+        wall = [v[1] * 1000 for v in values]
+        summary[name] = {"n": len(values), "ui_ms_median": round(statistics.median(ui), 1),
+                         "ui_ms_max": round(max(ui), 1), "wall_ms_median": round(statistics.median(wall), 1),
+                         "wall_ms_max": round(max(wall), 1)}
+    for name, values in reads.times.items():
+        summary[name] = {"n": len(values), "read_ms_median": round(statistics.median(values) * 1000, 1),
+                         "read_ms_max": round(max(values) * 1000, 1)}
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=5, help="times the console is opened")
+    parser.add_argument("--size", default="120x35", help="terminal size, WxH")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    size = tuple(int(n) for n in args.size.split("x"))
+    with tempfile.TemporaryDirectory() as tmp:
+        db_path = Path(tmp) / "queuectl.db"
+        open_db(db_path)
+        started = time.perf_counter()
+        demo.seed_bulk(args.jobs)
+        seeded = time.perf_counter() - started
+        close_db()
+        summary = asyncio.run(measure(db_path, args.repeat, size))
+    summary["setup"] = {"jobs": args.jobs, "seed_s": round(seeded, 1), "size": args.size,
+                        "python": sys.version.split()[0]}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(f"{args.jobs:,} jobs (seeded in {seeded:.1f}s), terminal {args.size}, console opened {args.repeat}x")
+    print(f"{'operation':<16}{'n':>4}{'UI ms (median / max)':>20}{'wall ms (median / max)':>26}")
+    for name in summary:
+        if "ui_ms_median" not in summary[name]:
+            continue
+        row = summary[name]
+        print(f"{name:<16}{row['n']:>4}{row['ui_ms_median']:>10.1f} / {row['ui_ms_max']:<7.1f}"
+              f"{row['wall_ms_median']:>16.1f} / {row['wall_ms_max']:<7.1f}")
+    for name in ("read_page", "read_status"):
+        row = summary[name]
+        print(f"{name:<16}{row['n']:>4}   database read in its thread: {row['read_ms_median']:.1f} ms median, "
+              f"{row['read_ms_max']:.1f} ms max")
+
+
+if __name__ == "__main__":
+    main()
