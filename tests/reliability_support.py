@@ -90,6 +90,27 @@ def kill_processes_with(text: str) -> None:
             pass
 
 
+@pytest.fixture
+def reap(tmp_path):
+    """After the test, kill whatever it left running that belongs to its tmp_path (detached
+    workers found by their --db or QUEUECTL_HOME, jobs by their command line), even when it
+    failed half-way. Test modules enable it with ``pytestmark``."""
+    yield
+    marker = str(tmp_path)
+    victims = []
+    for proc in psutil.process_iter(["cmdline", "environ", "status"]):
+        try:
+            if proc.pid == os.getpid() or proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            env = proc.info.get("environ") or {}
+            if marker in " ".join(proc.info["cmdline"] or []) or marker in env.get("QUEUECTL_HOME", ""):
+                proc.send_signal(signal.SIGKILL)
+                victims.append(proc)
+        except psutil.Error:
+            pass
+    psutil.wait_procs(victims, timeout=5)
+
+
 def gone(pid: int) -> bool:
     """The process has exited (a zombie waiting for a parent that is not us counts as gone)."""
     try:

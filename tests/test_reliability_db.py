@@ -24,7 +24,10 @@ from pathlib import Path
 import pytest
 
 from helpers import Result, cli_env, run_cli
-from reliability_support import one_line_error, permission_preexec, succeeded, tree_digest
+from reliability_support import one_line_error, permission_preexec, reap, succeeded, tree_digest
+
+# reap (imported above): kills whatever a test leaves running, even when it fails half-way.
+pytestmark = pytest.mark.usefixtures("reap")
 
 COMMANDS = [
     ("status",), ("list",), ("show", "a"), ("enqueue", "true"), ("config", "list"),

@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 
 from helpers import Result, cli_env, run_cli, wait_for
-from reliability_support import one_line_error, succeeded, tree_digest
+from reliability_support import one_line_error, reap, succeeded, tree_digest
+
+# reap (imported above): kills whatever a test leaves running, even when it fails half-way.
+pytestmark = pytest.mark.usefixtures("reap")
 
 MB = 1024 * 1024
 

@@ -19,7 +19,10 @@ import psutil
 import pytest
 
 from helpers import wait_for
-from reliability_support import gone, kill_processes_with, processes_with, succeeded, token
+from reliability_support import gone, kill_processes_with, processes_with, reap, succeeded, token
+
+# reap (imported above): kills whatever a test leaves running, even when it fails half-way.
+pytestmark = pytest.mark.usefixtures("reap")
 
 MB = 1024 * 1024
 

@@ -13,7 +13,10 @@ import subprocess
 import psutil
 import pytest
 
-from reliability_support import kill_processes_with, token
+from reliability_support import kill_processes_with, reap, token
+
+# reap (imported above): kills whatever a test leaves running, even when it fails half-way.
+pytestmark = pytest.mark.usefixtures("reap")
 
 
 @pytest.fixture

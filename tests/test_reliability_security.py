@@ -12,8 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from helpers import Result, cli_env, run_cli, wait_for
-from reliability_support import ROOT, succeeded, token
+from reliability_support import ROOT, reap, succeeded, token
+
+# reap (imported above): kills whatever a test leaves running, even when it fails half-way.
+pytestmark = pytest.mark.usefixtures("reap")
 
 
 def run_umask0(home: Path, *args: str, env: dict | None = None) -> Result:
