@@ -143,9 +143,13 @@ class MainScreen(Screen):
     def on_resize(self) -> None:
         if self._layout_columns() and self.page is not None:
             self._show_page(self.page)
+
+    @on(JobsTable.Resized)
+    def _table_resized(self) -> None:
         self.call_after_refresh(self._fit_page)
 
     def _fit_page(self) -> None:
+        """Read again when the table shows more or fewer rows than the page holds."""
         if self.page is not None and len(self.page.jobs) != self.page_rows() and (
                 self.page.has_next or len(self.page.jobs) > self.page_rows()):
             self.load_page()

@@ -102,6 +102,12 @@ class JobsTable(KeyedTable):
             super().__init__()
             self.step = step
 
+    class Resized(Message):
+        """The table shows a different number of rows now."""
+
+    def on_resize(self) -> None:
+        self.post_message(self.Resized())
+
     @property
     def visible_rows(self) -> int:
         return max(1, self.scrollable_content_region.height - (1 if self.show_header else 0))
