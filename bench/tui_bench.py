@@ -6,6 +6,8 @@ screen is laid out and rendered, but not written to a terminal) and measures, pe
 
 - ui_ms: time the event loop spent running callbacks between the operation's start and its
   result on screen (every asyncio Handle is timed): how long input could have been delayed;
+- cpu_ms: the event-loop thread's CPU time in those callbacks (the same work without the time
+  other processes took the CPU from it: steadier on a busy machine);
 - wall_ms: start to result on screen, including the database read in its thread;
 - read_ms: the thread's database read alone.
 
@@ -32,18 +34,18 @@ class LoopClock:
     """Records when every event-loop callback ran (start, end)."""
 
     def __init__(self) -> None:
-        self.spans: list[tuple[float, float]] = []
+        self.spans: list[tuple[float, float, float]] = []  # wall start, wall end, CPU seconds
         self._original = asyncio.events.Handle._run
 
     def __enter__(self) -> "LoopClock":
         spans, original = self.spans, self._original
 
         def timed(handle):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()
             try:
                 return original(handle)
             finally:
-                spans.append((start, time.perf_counter()))
+                spans.append((start, time.perf_counter(), time.thread_time() - cpu))
 
         asyncio.events.Handle._run = timed
         return self
@@ -51,8 +53,10 @@ class LoopClock:
     def __exit__(self, *exc) -> None:
         asyncio.events.Handle._run = self._original
 
-    def busy(self, start: float, end: float) -> float:
-        return sum(min(e, end) - max(s, start) for s, e in self.spans if e > start and s < end)
+    def busy(self, start: float, end: float) -> tuple[float, float]:
+        """(wall, CPU) seconds of callbacks run between start and end."""
+        inside = [(s, e, c) for s, e, c in self.spans if e > start and s < end]
+        return (sum(min(e, end) - max(s, start) for s, e, _ in inside), sum(c for _, _, c in inside))
 
 
 class ReadClock:
@@ -90,6 +94,46 @@ async def until(pilot, condition, timeout: float = 30.0) -> float:
     return time.perf_counter()
 
 
+def bare_app():
+    """A minimal Textual app (a line, a 25-row table, a footer): the floor any console pays."""
+    from textual.app import App
+    from textual.binding import Binding
+    from textual.widgets import DataTable, Footer, Static
+
+    class Bare(App):
+        BINDINGS = [Binding("q", "quit", "Quit"), Binding("n", "bell", "New")]
+
+        def compose(self):
+            yield Static("header")
+            yield DataTable()
+            yield Footer()
+
+        def on_mount(self) -> None:
+            table = self.query_one(DataTable)
+            table.add_columns("id", "command", "state")
+            for n in range(25):
+                table.add_row(f"job-{n}", "echo hello", "pending")
+
+    return Bare()
+
+
+async def measure_bare(repeat: int, size: tuple[int, int]) -> list[tuple[float, float, float]]:
+    from textual.widgets import DataTable
+
+    results = []
+    with LoopClock() as loop:
+        for _ in range(repeat):
+            app = bare_app()
+            start = time.perf_counter()
+            async with app.run_test(size=size) as pilot:
+                end = await until(pilot, lambda: app.query(DataTable) and app.query_one(DataTable).row_count == 25
+                                  and app.screen._compositor.size.area)
+                await pilot.pause()  # its first frame with the rows
+                end = time.perf_counter()
+                results.append((*loop.busy(start, end), end - start))
+    return results
+
+
 async def measure(db_path: Path, repeat: int, size: tuple[int, int]) -> dict:
     from queuectl_tui.tui.app import QueueApp
     from queuectl_tui.tui.screens.main import TABS, MainScreen
@@ -113,41 +157,43 @@ async def measure(db_path: Path, repeat: int, size: tuple[int, int]) -> dict:
                 screen = app.screen
                 end = await until(pilot, lambda: screen.page is not None and screen.status is not None
                                   and screen.table.row_count == len(screen.page.jobs))
-                results["open"].append((loop.busy(start, end), end - start))
+                results["open"].append((*loop.busy(start, end), end - start))
                 mounted = mount_times.pop()
-                results["open: start-up"].append((loop.busy(start, mounted), mounted - start))
-                results["open: data"].append((loop.busy(mounted, end), end - mounted))
+                results["open: start-up"].append((*loop.busy(start, mounted), mounted - start))
+                results["open: data"].append((*loop.busy(mounted, end), end - mounted))
                 await pilot.pause(0.05)
                 for key, (_, _, state) in [(str(n), tab) for n, tab in enumerate(TABS, 1)][1:] + [("1", TABS[0])]:
                     start = time.perf_counter()
                     await pilot.press(key)
                     end = await until(pilot, lambda: screen.page is not None and screen.page.view.state == state
                                       and not screen._page_busy)
-                    results["tab"].append((loop.busy(start, end), end - start))
+                    results["tab"].append((*loop.busy(start, end), end - start))
                     await pilot.pause(0.02)
                 for _ in range(5):
                     start = time.perf_counter()
                     screen.tick()
                     end = await until(pilot, lambda: not screen._page_busy and not screen._status_busy)
-                    results["refresh"].append((loop.busy(start, end), end - start))
+                    results["refresh"].append((*loop.busy(start, end), end - start))
                     await pilot.pause(0.02)
                 start = time.perf_counter()
                 await pilot.press("right_square_bracket")
                 end = await until(pilot, lambda: screen.page.view.after is not None and not screen._page_busy)
-                results["next_page"].append((loop.busy(start, end), end - start))
+                results["next_page"].append((*loop.busy(start, end), end - start))
                 await pilot.press("slash", *"item 424")
                 start = time.perf_counter()
                 await pilot.press("2")  # the last keystroke: the filter applies once typing pauses
                 end = await until(pilot, lambda: screen.page.view.search == "item 4242" and not screen._page_busy)
-                results["filter"].append((loop.busy(start, end), end - start))
+                results["filter"].append((*loop.busy(start, end), end - start))
                 await pilot.press("escape", "q")
+    results["open: bare Textual app"] = await measure_bare(repeat, size)
     summary = {}
     for name, values in results.items():
-        ui = [v[0] * 1000 for v in values]
-        wall = [v[1] * 1000 for v in values]
-        summary[name] = {"n": len(values), "ui_ms_median": round(statistics.median(ui), 1),
-                         "ui_ms_max": round(max(ui), 1), "wall_ms_median": round(statistics.median(wall), 1),
-                         "wall_ms_max": round(max(wall), 1)}
+        row = {"n": len(values)}
+        for index, kind in enumerate(("ui", "cpu", "wall")):
+            ms = [v[index] * 1000 for v in values]
+            row[f"{kind}_ms_median"] = round(statistics.median(ms), 1)
+            row[f"{kind}_ms_max"] = round(max(ms), 1)
+        summary[name] = row
     for name, values in reads.times.items():
         summary[name] = {"n": len(values), "read_ms_median": round(statistics.median(values) * 1000, 1),
                          "read_ms_max": round(max(values) * 1000, 1)}
@@ -176,13 +222,13 @@ def main() -> None:
         print(json.dumps(summary, indent=2))
         return
     print(f"{args.jobs:,} jobs (seeded in {seeded:.1f}s), terminal {args.size}, console opened {args.repeat}x")
-    print(f"{'operation':<16}{'n':>4}{'UI ms (median / max)':>20}{'wall ms (median / max)':>26}")
+    print(f"{'operation':<16}{'n':>4}  {'UI ms':>15}  {'UI CPU ms':>15}  {'wall ms':>15}   (median / max)")
     for name in summary:
         if "ui_ms_median" not in summary[name]:
             continue
         row = summary[name]
-        print(f"{name:<16}{row['n']:>4}{row['ui_ms_median']:>10.1f} / {row['ui_ms_max']:<7.1f}"
-              f"{row['wall_ms_median']:>16.1f} / {row['wall_ms_max']:<7.1f}")
+        print(f"{name:<16}{row['n']:>4}" + "".join(
+            f"  {row[kind + '_ms_median']:>6.1f} / {row[kind + '_ms_max']:<6.1f}" for kind in ("ui", "cpu", "wall")))
     for name in ("read_page", "read_status"):
         row = summary[name]
         print(f"{name:<16}{row['n']:>4}   database read in its thread: {row['read_ms_median']:.1f} ms median, "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
 from textual.message import Message
@@ -79,6 +81,40 @@ class KeyedTable(DataTable):
         if keys:
             target = keys.index(keep) if keep in self._cells else min(max(row_before, 0), len(keys) - 1)
             self.move_cursor(row=target, animate=False)
+
+    def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
+                     cursor: bool = False, hover: bool = False):
+        """A one-line Text cell drawn straight to segments: what DataTable's general path
+        (Padding through console.render_lines, for any renderable and any height) produces
+        for these cells, at a fraction of the cost. Other cells take the general path."""
+        if row_index < 0 or column_index < 0:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        row_key = self._row_locations.get_key(row_index)
+        column_key = self._column_locations.get_key(column_index)
+        key = (row_key, column_key, base_style, cursor, hover, self._show_hover_cursor,
+               self._update_count, self._pseudo_class_state)
+        lines = self._cell_render_cache.get(key)
+        if lines is not None:
+            return lines
+        cell = self.get_cell(row_key, column_key)
+        if not isinstance(cell, Text) or self.rows[row_key].height != 1 or "\n" in cell.plain:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        component_style, post_style = self._get_styles_to_render_cell(
+            False, False, row_index < self.fixed_rows or column_index < self.fixed_columns, hover,
+            cursor, self.show_cursor, self._show_hover_cursor,
+            self.cursor_foreground_priority == "css", self.cursor_background_priority == "css")
+        pre_style = base_style + Style.from_meta({"row": row_index, "column": column_index}) + component_style
+        pad = " " * self.cell_padding
+        inner = max(0, width - 2 * self.cell_padding)
+        text = cell.copy()
+        text.truncate(inner, overflow=cell.overflow or "ellipsis")
+        text.align(cell.justify if cell.justify in ("left", "center", "right") else "left", inner)
+        console = self.app.console
+        body = Segment.apply_style(text.render(console), style=console.get_style(cell.style or ""))
+        segments = [Segment(pad), *body, Segment(pad)]
+        lines = [list(Segment.apply_style(segments, style=pre_style, post_style=post_style))]
+        self._cell_render_cache[key] = lines
+        return lines
 
     def update_row(self, key: str, cells: tuple[Text, ...]) -> None:
         """Change one row now (a mark), without waiting for the next refresh."""
