@@ -141,6 +141,7 @@ def drive(args: argparse.Namespace, workdir: Path) -> dict:
     runs.touch()
     open_db(db)
     settings.set_value("backoff_base", args.backoff_base)
+    settings.set_value("max_retries", args.max_retries)
     settings.set_value("heartbeat_interval", 0.5)
     expected = {f"p{k}-{n}" for k in range(args.producers) for n in range(args.jobs_per_producer)}
 
@@ -243,7 +244,7 @@ def drive(args: argparse.Namespace, workdir: Path) -> dict:
         "producers": args.producers, "jobs_per_producer": args.jobs_per_producer,
         "workers": args.workers, "chaos": args.chaos,
         "kill_interval": args.kill_interval if args.chaos else None,
-        "seed": seed if args.chaos else None,
+        "seed": seed if args.chaos else None, "max_retries": args.max_retries,
         "jobs": len(expected), "accepted": accepted, "producer_errors": producer_errors,
         "workers_killed": fleet.killed,
         "jobs_interrupted": interrupted,
@@ -277,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backoff-base", type=float, default=1.0,
                         help="backoff_base setting for the run (a job lost by a killed worker "
                              "waits backoff_base ** attempts seconds)")
+    parser.add_argument("--max-retries", type=int, default=3,
+                        help="max_retries setting for the run (0: a job whose worker dies goes "
+                             "straight to the DLQ with a 'worker lost' attempt)")
     parser.add_argument("--deadline", type=float, default=1800.0,
                         help="give up waiting for the queue to drain after this many seconds")
     parser.add_argument("--seed", type=int, default=None, help="seed of the killer's choices")

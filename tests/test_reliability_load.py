@@ -48,8 +48,9 @@ def test_concurrent_producers_and_workers_run_every_job_exactly_once(workdir):
     assert r["ok"], figures
 
 
-def test_chaos_loses_nothing_and_reruns_only_interrupted_jobs(workdir):
-    r = stress(workdir, "--chaos", "--kill-interval", "0.3")
+@pytest.mark.parametrize("max_retries", [3, 0], ids=["lost-jobs-retried", "lost-jobs-to-dlq"])
+def test_chaos_loses_nothing_and_reruns_only_interrupted_jobs(workdir, max_retries):
+    r = stress(workdir, "--chaos", "--kill-interval", "0.3", "--max-retries", str(max_retries))
     jobs = PRODUCERS * PER_PRODUCER
     figures = json.dumps(r)
     assert r["workers_killed"] > 0 and r["jobs_interrupted"] > 0, figures  # the chaos happened
@@ -60,4 +61,6 @@ def test_chaos_loses_nothing_and_reruns_only_interrupted_jobs(workdir):
     # A job never interrupted ran exactly once; none ran more often than it was attempted.
     assert (r["duplicated_uninterrupted"], r["overrun"]) == (0, 0), figures
     assert r["status_matches"] and r["leftover_processes"] == [] and r["worker_errors"] == 0, figures
+    if max_retries == 0:  # every interrupted job was accounted for in the DLQ, none rerun
+        assert r["dead_worker_lost"] == r["jobs_interrupted"] and r["duplicated"] == 0, figures
     assert r["ok"], figures

@@ -246,6 +246,10 @@ def test_a_200mb_flood_keeps_the_log_capped_the_row_small_and_the_worker_flat(cl
     assert row_bytes < 8192
     db.close()
     assert (home / "queuectl.db").stat().st_size < 2 * MB
+    print(f"\nflood: {total} bytes written, log {len(data)} bytes, tail "
+          f"{len(job['output_tail'].encode())} bytes, job row {row_bytes} bytes, database "
+          f"{(home / 'queuectl.db').stat().st_size} bytes, worker RSS {baseline / MB:.1f} MB "
+          f"-> peak {peak / MB:.1f} MB (+{(peak - baseline) / MB:.1f} MB)")
     assert peak - baseline < 50 * MB, f"worker RSS grew by {(peak - baseline) / MB:.1f} MB"
 
 
