@@ -80,6 +80,9 @@ HISTORY = [
      (PENDING, 86400)),
 ]
 
+#: Spec fields beyond the columns above.
+EXTRA = {"import-orders-csv": {"timeout": 30}}
+
 # Running jobs (tests and screenshots only: in the demo real workers make their own).
 RUNNING = [
     ("transcode-video-11", 'echo "transcoding clip 11 (4K)"; sleep 120', "media", 1, 84.0,
@@ -91,7 +94,7 @@ RUNNING = [
 # Live work for the demo: a long job, a job that keeps failing, and a trickle of short ones.
 LIVE = [
     ("long-etl", 'for i in $(seq 1 900); do echo "batch $i: 500 rows loaded"; sleep 1; done', 0, 0, 3),
-    ("flaky-api", 'echo "calling https://api.example.invalid"; sleep 1; echo "HTTP 502" >&2; exit 1', 0, 0, 3),
+    ("flaky-api", 'echo "calling https://api.example.invalid"; sleep 1; echo "HTTP 502" >&2; exit 1', 0, 3, 3),
 ]
 
 
@@ -122,10 +125,16 @@ def seed(now: float | None = None, *, cwd: str | None = None, running_pid: int |
     logs.mkdir(parents=True, exist_ok=True)
     entries = sorted(HISTORY + _thumbs(now), key=lambda e: -e[5])
     with write_transaction():
+        if live:  # a batch scheduled half an hour ago, one chunk every 20 s from now on
+            queued = now - 1800
+            engine.enqueue([spec.normalize({"id": f"report-chunk-{n:02d}",
+                                            "command": f'echo "chunk {n}"; sleep 2; echo "chunk {n} done"',
+                                            "queue": "reports", "delay": now - queued + 20 * n}, now=queued)
+                            for n in range(1, 31)], cwd=cwd, env=ENV, now=queued)
         for job_id, command, queue, priority, retries, created, runs, then in entries:
             job = engine.enqueue([spec.normalize({"id": job_id, "command": command, "queue": queue,
                                                   "priority": priority, "max_retries": retries,
-                                                  "backoff_base": 2})],
+                                                  "backoff_base": 2, **EXTRA.get(job_id, {})})],
                                  cwd=cwd, env=ENV, now=now - created)[0]
             _write_history(job, runs, then, now, logs)
         if running_pid is not None:
@@ -135,10 +144,6 @@ def seed(now: float | None = None, *, cwd: str | None = None, running_pid: int |
                 engine.enqueue([spec.normalize({"id": job_id, "command": command, "priority": priority,
                                                 "max_retries": retries, "backoff_base": 3,
                                                 "delay": delay}, now=now)], cwd=cwd, env=ENV, now=now)
-            engine.enqueue([spec.normalize({"id": f"report-chunk-{n:02d}",
-                                            "command": f'echo "chunk {n}"; sleep 2; echo "chunk {n} done"',
-                                            "delay": 20 * n}, now=now) for n in range(1, 31)],
-                           cwd=cwd, env=ENV, now=now)
 
 
 def _write_history(job: Job, runs: list, then, now: float, logs: Path) -> None:

@@ -119,7 +119,7 @@ class MainScreen(Screen):
         yield Tabs(*(Tab(f"{n} {label}", id=f"tab-{tab}") for n, (tab, label, _) in enumerate(TABS, 1)),
                    id="tabs")
         yield Input(placeholder="filter: text in id, command or last error (Enter keeps it, Esc clears)",
-                    id="filter")
+                    id="filter", compact=True)
         with Vertical(id="jobs-area"):
             yield JobsTable(id="jobs")
             yield Static("", id="empty")

@@ -39,7 +39,7 @@ class CountsHeader(Static):
         for title, labels, workers in (
             ("queuectl ", LONG, f"workers {alive} alive · {busy} busy"),
             ("", LONG, f"workers {alive} alive · {busy} busy"),
-            ("", SHORT, f"workers {alive}/{busy} busy"),
+            ("", SHORT, f"workers {alive} · {busy} busy"),
         ):
             text = Text(no_wrap=True, overflow="ellipsis", end="")
             if title:
