@@ -89,7 +89,8 @@ def cli(ctx: click.Context, db: str | None, no_ui: bool) -> None:
     ctx.obj = App(db)
     if ctx.invoked_subcommand is None:
         if not no_ui and sys.stdin.isatty() and sys.stdout.isatty():
-            ctx.obj.open()
+            # The console opens the database itself: a locked or corrupt one is a message on
+            # its screen (it creates a missing one first, as any command would).
             from queuectl_tui.tui.app import run_app  # the only path that loads textual
             run_app(ctx.obj.db_path)
         else:

@@ -17,7 +17,8 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from queuectl_tui.errors import QueueError
+from queuectl_tui.db import open_db
+from queuectl_tui.errors import DatabaseUnusable, QueueError
 from queuectl_tui.monitor import WorkerMonitor
 from queuectl_tui.tui import data
 from queuectl_tui.tui.screens.main import MainScreen
@@ -97,5 +98,15 @@ class QueueApp(App[None]):
 
 
 def run_app(db_path: Path | str) -> None:
-    """Open the console on the database at ``db_path`` until the operator quits."""
+    """Open the console on the database at ``db_path`` until the operator quits.
+
+    A database that does not exist yet is created first, as any CLI command would; every other
+    problem (locked, corrupt, from a newer version) is shown in the console, which retries.
+    """
+    db_path = Path(db_path)
+    if not db_path.exists():
+        try:
+            open_db(db_path)
+        except DatabaseUnusable:
+            pass  # e.g. a directory that cannot be created: the console says so
     QueueApp(db_path).run()

@@ -162,8 +162,8 @@ class MainScreen(Screen):
     def tick(self) -> None:
         waited = time.monotonic() - self._read_since if self._status_busy else 0.0
         if waited > self.app.slow_read_warning:
-            self._set_problem(f"waiting {waited:.0f}s for the database: another process holds "
-                              "a lock on it")
+            self._set_problem(f"locked by another process; waiting for it ({waited:.0f}s so far)",
+                              retrying=False)
         self.load_status()
         self.load_page()
 
@@ -231,13 +231,14 @@ class MainScreen(Screen):
         self.query_one(ThroughputLine).set_series(status.throughput)
         self._update_empty()
 
-    def _set_problem(self, message: str | None) -> None:
+    def _set_problem(self, message: str | None, *, retrying: bool = True) -> None:
         if message == self._problem:
             return
         self._problem = message
         banner = self.query_one("#banner", Static)
         banner.update(Text.assemble(("database: ", "bold"), message,
-                                    ("  (retrying every second)", "dim")) if message else "")
+                                    ("  (retrying every second)" if retrying else "", "dim"))
+                      if message else "")
         banner.set_class(bool(message), "-show")
         if message and self.status is None:
             self.query_one(CountsHeader).set_unknown()
@@ -291,7 +292,7 @@ class MainScreen(Screen):
         empty = self.query_one("#empty", Static)
         message = ""
         if self._problem:
-            message = f"The database cannot be read: {self._problem}"
+            message = "The jobs appear here once the database can be read (see the message above)."
         elif self.page is not None and not self.page.jobs:
             total = sum(self.status.counts.values()) if self.status else self.page.total
             if self.view.search:
