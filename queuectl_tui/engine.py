@@ -37,6 +37,11 @@ def enqueue(specs: Iterable[dict[str, Any]], *, cwd: str | None = None,
     specs = list(specs)
     now = time.time() if now is None else now
     cwd = cwd if cwd is not None else os.getcwd()
+    try:  # a directory name that is not UTF-8 cannot be stored (nor shown) as text
+        cwd.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"the working directory {cwd.encode('utf-8', 'surrogateescape')!r} "
+                           "has a name that is not UTF-8; enqueue from another directory") from None
     env = dict(os.environ) if env is None else env
     given = [s["id"] for s in specs if s.get("id")]
     seen: set[str] = set()

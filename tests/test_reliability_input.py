@@ -8,6 +8,7 @@ Every case runs against a copy of one populated database with jobs in every stat
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -242,3 +243,12 @@ def test_a_path_like_id_is_just_data(populated):
     other id; where its output goes never depends on it (see the security tests)."""
     job = succeeded(run_cli(populated, "show", "../../etc/passwd", "--json")).json()
     assert job["id"] == "../../etc/passwd" and job["state"] == "pending"
+
+
+def test_enqueue_from_a_directory_whose_name_is_not_utf8(populated, tmp_path):
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))  # Latin-1, not UTF-8
+    odd.mkdir()
+    before = tree_digest(populated)
+    line = one_line_error(run_cli(populated, "enqueue", "true", cwd=odd), 2)
+    assert "not UTF-8" in line
+    assert tree_digest(populated) == before
