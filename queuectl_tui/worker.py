@@ -16,6 +16,8 @@ import sys
 import time
 from typing import Callable
 
+from peewee import DatabaseError
+
 from queuectl_tui import engine, runner, settings
 from queuectl_tui.db import change_token
 from queuectl_tui.models import Job
@@ -70,45 +72,96 @@ class Worker:
     def run(self) -> int:
         self.row = engine.register_worker(self.queues)
         self.echo(f"worker {self.row.id} started (pid {self.row.pid})")
+        errors = 0
         try:
             self._recover(force=True)
             while not self.stopping:
-                cfg = worker_settings()
-                self._changed()  # baseline first: a commit after this point wakes us
-                claimed = engine.claim(self.row)
-                if claimed:
-                    self._run_job(*claimed, cfg)
-                    continue
-                self._housekeeping(cfg)
-                if self.burst and not self._work_soon():
-                    break
-                self._wait_for_work(cfg)
+                try:
+                    cfg = worker_settings()
+                    self._changed()  # baseline first: a commit after this point wakes us
+                    claimed = engine.claim(self.row)
+                    if claimed:
+                        self._run_job(*claimed, cfg)
+                        errors = 0
+                        continue
+                    self._housekeeping(cfg)
+                    if self.burst and not self._work_soon():
+                        break
+                    self._wait_for_work(cfg)
+                    errors = 0
+                except DatabaseError as exc:
+                    # A lock held past the busy timeout, a full disk: wait and try again rather
+                    # than die (a dead worker's job would have to wait for recovery).
+                    errors += 1
+                    self._complain(f"database error ({exc}); retrying")
+                    self._pause(min(0.25 * 2 ** errors, 5.0))
         finally:
-            engine.unregister_worker(self.row.id)
+            try:
+                engine.unregister_worker(self.row.id)
+            except DatabaseError as exc:
+                self._complain(f"could not unregister ({exc}); recovery will clean up")
             self.echo(f"worker {self.row.id} stopped")
         return 0
 
+    def _complain(self, message: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')} worker {self.row.id}: {message}", file=sys.stderr,
+              flush=True)
+
+    def _pause(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not self.stopping:
+            time.sleep(0.05)
+
     def _run_job(self, job: Job, attempt, cfg: dict) -> None:
         self.echo(f"start  {job.id}  attempt {attempt.number}")
-        env = engine.job_environment(job)
-        result = runner.run(
-            job.command, cwd=job.cwd, env=env, log_path=engine.log_path(attempt),
-            max_log_bytes=cfg["max_log_bytes"], timeout=job.timeout,
-            on_start=lambda pid, started: engine.record_process(attempt, pid, started),
-            tick=lambda: self._tick(job, cfg),
-        )
-        state = engine.finish(job, attempt, outcome=result.outcome, exit_code=result.exit_code,
-                              error=result.error, tail=result.tail)
+        try:
+            env = engine.job_environment(job)
+            result = runner.run(
+                job.command, cwd=job.cwd, env=env, log_path=engine.log_path(attempt),
+                max_log_bytes=cfg["max_log_bytes"], timeout=job.timeout,
+                on_start=lambda pid, started: engine.record_process(attempt, pid, started),
+                tick=lambda: self._tick(job, cfg),
+            )
+        except DatabaseError as exc:
+            # The command never ran (runner gates it on record_process): hand the job back
+            # without using up a retry.
+            result = runner.Result("interrupted", None, f"not started: database error: {exc}", "", 0.0)
+        state = self._finish(job, attempt, result, cfg)
         code = "-" if result.exit_code is None else result.exit_code
         self.echo(f"finish {job.id}  attempt {attempt.number}  exit {code}  "
                   f"{result.duration:.2f}s  -> {state or 'taken back by recovery'}")
         if self.stopping and not self.force:
             engine.heartbeat(self.row.id, status="stopping", current_job=None)
 
+    def _finish(self, job: Job, attempt, result, cfg: dict) -> str | None:
+        """Record the outcome, retrying through transient database errors for up to a lease:
+        past that, other workers' recovery takes the job back and this record is fenced out."""
+        deadline = time.monotonic() + cfg["lease"]
+        delay = 0.1
+        while True:
+            try:
+                return engine.finish(job, attempt, outcome=result.outcome,
+                                     exit_code=result.exit_code, error=result.error,
+                                     tail=result.tail)
+            except DatabaseError as exc:
+                if time.monotonic() > deadline:
+                    self._complain(f"could not record {job.id} ({exc}); leaving it to recovery")
+                    return None
+                self._complain(f"database error recording {job.id} ({exc}); retrying")
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
     def _tick(self, job: Job, cfg: dict) -> str | None:
-        """Called while a job runs: heartbeats, cancellation and forced stops."""
+        """Called while a job runs: heartbeats, cancellation and forced stops. A database
+        error here skips one tick; it never disturbs the running job."""
         if self.force:
             return "interrupt"
+        try:
+            return self._check_in(job, cfg)
+        except DatabaseError:
+            return None
+
+    def _check_in(self, job: Job, cfg: dict) -> str | None:
         now = time.time()
         if now - self._last_beat >= cfg["heartbeat_interval"]:
             status = "stopping" if self.stopping else "busy"

@@ -183,3 +183,32 @@ def test_a_cancel_from_another_connection_kills_the_running_job(db, tmp_path, ma
     job = Job.get(Job.id == "j")
     assert (job.state, job.last_error) == ("dead", "cancelled")
     assert engine.attempts_of(job)[0].outcome == "cancelled"
+
+
+def test_transient_database_errors_neither_kill_the_worker_nor_lose_the_job(db, tmp_path,
+                                                                            monkeypatch):
+    """A lock held past the busy timeout (here: the first claim and the first two finishes
+    fail) makes the worker wait and retry; every job still completes, once."""
+    from peewee import OperationalError
+
+    out = tmp_path / "runs"
+    engine.enqueue([spec.normalize({"id": f"j{n}", "command": f"echo j{n} >> {out}"})
+                    for n in range(3)])
+    failures = {"claim": 1, "finish": 2}
+    real_claim, real_finish = engine.claim, engine.finish
+
+    def flaky(name, real):
+        def call(*args, **kwargs):
+            if failures[name]:
+                failures[name] -= 1
+                raise OperationalError("database is locked")
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(engine, "claim", flaky("claim", real_claim))
+    monkeypatch.setattr(engine, "finish", flaky("finish", real_finish))
+    assert QueueWorker(burst=True).run() == 0
+    assert failures == {"claim": 0, "finish": 0}
+    assert sorted(out.read_text().split()) == ["j0", "j1", "j2"]
+    assert {j.id: j.state for j in Job.select()} == {f"j{n}": "completed" for n in range(3)}
+    assert Worker.select().count() == 0
