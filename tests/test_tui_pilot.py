@@ -324,6 +324,21 @@ async def test_question_mark_shows_help_and_the_palette_has_the_actions(seeded):
     assert app.return_code == 0
 
 
+async def test_the_key_bar_shows_the_main_keys_and_a_click_presses_one(seeded):
+    from queuectl_tui.tui.screens.modals import EnqueueModal
+    from queuectl_tui.tui.widgets import KeyBar
+
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        bar = main(app).query_one(KeyBar)
+        text = str(bar.render())
+        assert "n Enqueue" in text and "⏎ Detail" in text and "palette" in text
+        start = text.index("n Enqueue")
+        await pilot.click(KeyBar, offset=(start + 1, 0))
+        await until(pilot, lambda: isinstance(app.screen, EnqueueModal), message="the form")
+
+
 # --- live --------------------------------------------------------------------------------------
 
 async def test_refresh_shows_changes_made_elsewhere(seeded):

@@ -76,11 +76,19 @@ def make_app(path: Path, **options):
     return QueueApp(path, cursor_blink=False, **options)
 
 
-async def settle(pilot, rounds: int = 3) -> None:
-    """Let thread workers finish and their results reach the screen."""
-    for _ in range(rounds):
+async def settle(pilot, quiet_rounds: int = 3) -> None:
+    """Let thread workers finish and their results reach the screen: until ``quiet_rounds``
+    rounds in a row find no worker running and every screen settled (a result can start
+    another read, e.g. a page refitted to the table's height)."""
+    quiet = 0
+    while quiet < quiet_rounds:
+        busy = any(worker.is_running for worker in pilot.app.workers)
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
+        await pilot.pause(0.01)
+        screens = [s for s in pilot.app.screen_stack if hasattr(s, "settled")]
+        busy = busy or not all(s.settled for s in screens)
+        quiet = 0 if busy else quiet + 1
 
 
 async def until(pilot, condition, timeout: float = 10.0, message: str = "condition"):

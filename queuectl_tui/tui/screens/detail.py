@@ -9,12 +9,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Log, Static
+from textual.widgets import DataTable, Log, Static
 
 from queuectl_tui import engine
 from queuectl_tui.tui import data
 from queuectl_tui.tui.fmt import STATE_STYLE, cell, precise, short_stamp
 from queuectl_tui.tui.widgets.jobs_table import Column, KeyedTable
+from queuectl_tui.tui.widgets.keybar import KeyBar
 
 ATTEMPT_COLUMNS = (
     Column("number", "#", 3), Column("worker", "Worker", 6), Column("start", "Started", 14),
@@ -69,7 +70,7 @@ class JobDetailScreen(Screen):
         yield AttemptsTable(id="attempts")
         yield Static("Log", id="log-title", classes="section")
         yield Log(id="log", max_lines=20000, highlight=False)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one(AttemptsTable).set_layout(attempt_columns(self.app.size.width))
@@ -105,6 +106,10 @@ class JobDetailScreen(Screen):
             chunk = data.read_log(chosen["log_path"], start, complete=chosen["finished_ts"] is not None)
             chunk = (key, start, chunk)
         self.app.from_thread(self._apply, detail, number, chunk)
+
+    @property
+    def settled(self) -> bool:
+        return not (self._busy or self._again)
 
     def on_resize(self) -> None:
         if self.query_one(AttemptsTable).set_layout(attempt_columns(self.size.width)) and self.detail:

@@ -15,13 +15,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static, Tab, Tabs
+from textual.widgets import DataTable, Input, Static, Tab, Tabs
 
 from queuectl_tui import engine, supervisor
 from queuectl_tui.models import DEAD, FAILED, PROCESSING, Job
 from queuectl_tui.tui import data
 from queuectl_tui.tui.fmt import STATE_LABEL, STATE_STYLE, cell, duration, when
-from queuectl_tui.tui.widgets import CountsHeader, JobsTable, ThroughputLine, WorkersPane
+from queuectl_tui.tui.widgets import CountsHeader, JobsTable, KeyBar, ThroughputLine, WorkersPane
 from queuectl_tui.tui.widgets.jobs_table import Column
 
 #: (tab id, label, state); the number keys pick them in this order.
@@ -34,7 +34,7 @@ SORTS = [("seq", "newest first", "oldest first"), ("priority", "priority high→
                                                               "least recently changed"),
          ("attempts", "most attempts", "fewest attempts")]
 MARK = "●"
-SCROLLBAR = 2  # a table's vertical scrollbar
+SCROLLBAR = 0  # the jobs table has no vertical scrollbar (see app.tcss)
 FILTER_DELAY = 0.15  # seconds of no typing before the filter applies
 
 
@@ -126,7 +126,7 @@ class MainScreen(Screen):
         yield Static("", id="pager")
         yield WorkersPane(id="workers")
         yield ThroughputLine(id="throughput")
-        yield Footer()
+        yield KeyBar()
 
     @property
     def table(self) -> JobsTable:
@@ -148,11 +148,19 @@ class MainScreen(Screen):
     def _table_resized(self) -> None:
         self.call_after_refresh(self._fit_page)
 
+    def _page_misfit(self) -> bool:
+        """Does the table show more or fewer rows than the page holds (when it could)?"""
+        return self.page is not None and len(self.page.jobs) != self.page_rows() and (
+            self.page.has_next or len(self.page.jobs) > self.page_rows())
+
     def _fit_page(self) -> None:
-        """Read again when the table shows more or fewer rows than the page holds."""
-        if self.page is not None and len(self.page.jobs) != self.page_rows() and (
-                self.page.has_next or len(self.page.jobs) > self.page_rows()):
+        if self._page_misfit():
             self.load_page()
+
+    @property
+    def settled(self) -> bool:
+        """No read under way or due and the page fits the table (what tests wait for)."""
+        return not (self._page_busy or self._status_busy or self._page_again or self._page_misfit())
 
     def _layout_columns(self) -> bool:
         width = self.size.width or self.app.size.width

@@ -1,8 +1,9 @@
-"""The main screen's parts: counts header, jobs table, workers pane, throughput line."""
+"""The screens' parts: counts header, jobs table, workers pane, throughput line, key bar."""
 
 from queuectl_tui.tui.widgets.counts import CountsHeader
 from queuectl_tui.tui.widgets.jobs_table import JobsTable, KeyedTable
+from queuectl_tui.tui.widgets.keybar import KeyBar
 from queuectl_tui.tui.widgets.throughput import ThroughputLine
 from queuectl_tui.tui.widgets.workers import WorkersPane
 
-__all__ = ["CountsHeader", "JobsTable", "KeyedTable", "ThroughputLine", "WorkersPane"]
+__all__ = ["CountsHeader", "JobsTable", "KeyBar", "KeyedTable", "ThroughputLine", "WorkersPane"]
