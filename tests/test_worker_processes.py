@@ -170,11 +170,11 @@ def test_three_workers_run_300_jobs_exactly_once(cli, db, home, tmp_path):
 
 
 NON_REAPING_PARENT = r"""
-import ctypes, subprocess, sys, time
+import ctypes, signal, subprocess, sys
 ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 subprocess.run([sys.executable, "-m", "queuectl_tui", "worker", "start"], check=True, stdout=subprocess.DEVNULL)
 print("ready", flush=True)
-time.sleep(120)  # inherits the detached worker and never reaps it
+signal.pause()  # inherits the detached worker and never reaps it (killed by the test)
 """
 
 
