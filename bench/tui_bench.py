@@ -4,14 +4,23 @@ Seeds a throwaway database with N jobs (default 100,000: 60% completed, 25% pend
 10% dead, one attempt per finished job), runs the console headless (Textual's run_test, so the
 screen is laid out and rendered, but not written to a terminal) and measures, per operation:
 
-- ui_ms: time the event loop spent running callbacks between the operation's start and its
-  result on screen (every asyncio Handle is timed): how long input could have been delayed;
+- ui_ms: time the event loop spent running callbacks between the operation's start and the
+  first screen update showing its result (every asyncio Handle is timed): how long input could
+  have been delayed;
 - cpu_ms: the event-loop thread's CPU time in those callbacks (the same work without the time
   other processes took the CPU from it: steadier on a busy machine);
-- wall_ms: start to result on screen, including the database read in its thread;
+- wall_ms: start to result on screen, including the database read in its thread. Tabs and
+  pages are switched by calling the key's action; the filter is typed through Textual's Pilot
+  (whose key press alone takes about 40 ms of wall time here) and applies 150 ms after the
+  last keystroke;
 - read_ms: the thread's database read alone.
 
-Run: python bench/tui_bench.py [--jobs 100000] [--repeat 5] [--json]
+"open" is measured twice: within one process (--repeat opens; Textual's caches are warm after
+the first) and as the first open of a new process each time (--fresh), which is what starting
+queuectl-tui does; a bare Textual app (a line, a table of 25 rows, a footer) is measured the same
+ways as the floor any Textual console pays.
+
+Run: python bench/tui_bench.py [--jobs 100000] [--repeat 5] [--fresh 5] [--json]
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -85,13 +95,36 @@ class ReadClock:
             setattr(data, name, func)
 
 
+#: When a screen last wrote its changes to the (headless) terminal: a result is "on screen"
+#: only after the next of these.
+PAINTED = [0.0]
+
+
+def track_painting() -> None:
+    from textual.screen import Screen
+
+    original = Screen._compositor_refresh
+
+    def painted(screen) -> None:
+        original(screen)
+        PAINTED[0] = time.perf_counter()
+
+    Screen._compositor_refresh = painted
+
+
 async def until(pilot, condition, timeout: float = 30.0) -> float:
+    """Wait for condition(), then for the screen to be painted after it; return that time."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise SystemExit("timed out")
         await asyncio.sleep(0.0005)
-    return time.perf_counter()
+    met = time.perf_counter()
+    while PAINTED[0] < met:
+        if time.monotonic() > deadline:
+            raise SystemExit("timed out")
+        await asyncio.sleep(0.0005)
+    return PAINTED[0]
 
 
 def bare_app():
@@ -126,15 +159,12 @@ async def measure_bare(repeat: int, size: tuple[int, int]) -> list[tuple[float, 
             app = bare_app()
             start = time.perf_counter()
             async with app.run_test(size=size) as pilot:
-                end = await until(pilot, lambda: app.query(DataTable) and app.query_one(DataTable).row_count == 25
-                                  and app.screen._compositor.size.area)
-                await pilot.pause()  # its first frame with the rows
-                end = time.perf_counter()
+                end = await until(pilot, lambda: app.query(DataTable) and app.query_one(DataTable).row_count == 25)
                 results.append((*loop.busy(start, end), end - start))
     return results
 
 
-async def measure(db_path: Path, repeat: int, size: tuple[int, int]) -> dict:
+async def measure(db_path: Path, repeat: int, size: tuple[int, int], fresh: dict) -> dict:
     from queuectl_tui.tui.app import QueueApp
     from queuectl_tui.tui.screens.main import TABS, MainScreen
 
@@ -162,9 +192,9 @@ async def measure(db_path: Path, repeat: int, size: tuple[int, int]) -> dict:
                 results["open: start-up"].append((*loop.busy(start, mounted), mounted - start))
                 results["open: data"].append((*loop.busy(mounted, end), end - mounted))
                 await pilot.pause(0.05)
-                for key, (_, _, state) in [(str(n), tab) for n, tab in enumerate(TABS, 1)][1:] + [("1", TABS[0])]:
+                for tab, _, state in TABS[1:] + TABS[:1]:
                     start = time.perf_counter()
-                    await pilot.press(key)
+                    screen.action_tab(tab)  # what the number key runs (Pilot.press adds ~40 ms of its own)
                     end = await until(pilot, lambda: screen.page is not None and screen.page.view.state == state
                                       and not screen._page_busy)
                     results["tab"].append((*loop.busy(start, end), end - start))
@@ -176,7 +206,7 @@ async def measure(db_path: Path, repeat: int, size: tuple[int, int]) -> dict:
                     results["refresh"].append((*loop.busy(start, end), end - start))
                     await pilot.pause(0.02)
                 start = time.perf_counter()
-                await pilot.press("right_square_bracket")
+                screen.action_page(1)  # what ] runs
                 end = await until(pilot, lambda: screen.page.view.after is not None and not screen._page_busy)
                 results["next_page"].append((*loop.busy(start, end), end - start))
                 await pilot.press("slash", *"item 424")
@@ -186,6 +216,8 @@ async def measure(db_path: Path, repeat: int, size: tuple[int, int]) -> dict:
                 results["filter"].append((*loop.busy(start, end), end - start))
                 await pilot.press("escape", "q")
     results["open: bare Textual app"] = await measure_bare(repeat, size)
+    results.update(fresh)
+    MainScreen.on_mount = original_on_mount
     summary = {}
     for name, values in results.items():
         row = {"n": len(values)}
@@ -200,14 +232,51 @@ async def measure(db_path: Path, repeat: int, size: tuple[int, int]) -> dict:
     return summary
 
 
+async def one_open(kind: str, db_path: Path, size: tuple[int, int]) -> tuple[float, float, float]:
+    """The first open in this process (what running queuectl-tui does): ours or the bare app."""
+    with LoopClock() as loop:
+        if kind == "bare":
+            from textual.widgets import DataTable
+            app = bare_app()
+            start = time.perf_counter()
+            async with app.run_test(size=size) as pilot:
+                end = await until(pilot, lambda: app.query(DataTable) and app.query_one(DataTable).row_count == 25)
+        else:
+            from queuectl_tui.tui.app import QueueApp
+            app = QueueApp(db_path, refresh_interval=3600)
+            start = time.perf_counter()
+            async with app.run_test(size=size) as pilot:
+                screen = app.screen
+                end = await until(pilot, lambda: screen.page is not None and screen.status is not None
+                                  and screen.table.row_count == len(screen.page.jobs))
+        return (*loop.busy(start, end), end - start)
+
+
+def fresh_opens(db_path: Path, count: int, size: str) -> dict[str, list[tuple[float, float, float]]]:
+    results: dict[str, list] = {"open, fresh process": [], "open: bare Textual app, fresh process": []}
+    for _ in range(count):
+        for kind, name in (("ours", "open, fresh process"), ("bare", "open: bare Textual app, fresh process")):
+            out = subprocess.run([sys.executable, __file__, "--one-open", kind, "--db", str(db_path),
+                                  "--size", size], capture_output=True, text=True, check=True).stdout
+            results[name].append(tuple(json.loads(out)))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5, help="times the console is opened")
+    parser.add_argument("--fresh", type=int, default=5, help="first opens, each in a new process")
     parser.add_argument("--size", default="120x35", help="terminal size, WxH")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--one-open", choices=["ours", "bare"], help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args()
     size = tuple(int(n) for n in args.size.split("x"))
+    if args.one_open:
+        track_painting()
+        print(json.dumps(asyncio.run(one_open(args.one_open, Path(args.db or "."), size))))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         db_path = Path(tmp) / "queuectl.db"
         open_db(db_path)
@@ -215,23 +284,25 @@ def main() -> None:
         demo.seed_bulk(args.jobs)
         seeded = time.perf_counter() - started
         close_db()
-        summary = asyncio.run(measure(db_path, args.repeat, size))
+        fresh = fresh_opens(db_path, args.fresh, args.size)
+        track_painting()
+        summary = asyncio.run(measure(db_path, args.repeat, size, fresh))
     summary["setup"] = {"jobs": args.jobs, "seed_s": round(seeded, 1), "size": args.size,
                         "python": sys.version.split()[0]}
     if args.json:
         print(json.dumps(summary, indent=2))
         return
     print(f"{args.jobs:,} jobs (seeded in {seeded:.1f}s), terminal {args.size}, console opened {args.repeat}x")
-    print(f"{'operation':<16}{'n':>4}  {'UI ms':>15}  {'UI CPU ms':>15}  {'wall ms':>15}   (median / max)")
+    print(f"{'operation':<40}{'n':>4}  {'UI ms':>15}  {'UI CPU ms':>15}  {'wall ms':>15}   (median / max)")
     for name in summary:
         if "ui_ms_median" not in summary[name]:
             continue
         row = summary[name]
-        print(f"{name:<16}{row['n']:>4}" + "".join(
+        print(f"{name:<40}{row['n']:>4}" + "".join(
             f"  {row[kind + '_ms_median']:>6.1f} / {row[kind + '_ms_max']:<6.1f}" for kind in ("ui", "cpu", "wall")))
     for name in ("read_page", "read_status"):
         row = summary[name]
-        print(f"{name:<16}{row['n']:>4}   database read in its thread: {row['read_ms_median']:.1f} ms median, "
+        print(f"{name:<40}{row['n']:>4}   database read in its thread: {row['read_ms_median']:.1f} ms median, "
               f"{row['read_ms_max']:.1f} ms max")
 
 

@@ -289,6 +289,39 @@ async def test_enter_opens_the_detail_and_escape_returns(seeded):
                     app.screen.query_one(Log), message="the log, focused")
 
 
+async def test_detail_keys_retry_and_delete_the_job(seeded):
+    from queuectl_tui.tui.screens.detail import JobDetailScreen
+
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.app.push_screen(JobDetailScreen("legacy-report"))
+        await settle(pilot)
+        await pilot.press("r")
+        await until(pilot, lambda: state("legacy-report") == "pending", message="retried from the detail")
+        await pilot.press("escape")
+        main(app)
+        await pilot.app.push_screen(JobDetailScreen("thumb-002"))
+        await settle(pilot)
+        await pilot.press("d")
+        await answer(pilot, "y")
+        await until(pilot, lambda: job("thumb-002") is None, message="deleted from the detail")
+        await until(pilot, lambda: not isinstance(app.screen, JobDetailScreen), message="back to the jobs")
+
+
+async def test_f5_refreshes_now(seeded):
+    from queuectl_tui import engine, spec
+
+    app = make_app(seeded)  # live refresh off: only the key can show the new job
+    async with app.run_test(size=SIZE) as pilot:
+        screen = main(app)
+        await settle(pilot)
+        engine.enqueue([spec.normalize({"id": "while-you-looked", "command": "true"})], now=NOW + 1)
+        await pilot.pause(0.2)
+        assert "while-you-looked" not in screen.table.keys
+        await pilot.press("f5")
+        await until(pilot, lambda: screen.table.keys[:1] == ["while-you-looked"], message="the refresh")
+
+
 async def test_detail_follows_a_running_jobs_log(seeded):
     from textual.widgets import Log
 

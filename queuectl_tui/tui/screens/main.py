@@ -15,13 +15,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Input, Static, Tab, Tabs
+from textual.widgets import DataTable, Input, Static
 
 from queuectl_tui import engine, supervisor
 from queuectl_tui.models import DEAD, FAILED, PROCESSING, Job
 from queuectl_tui.tui import data
 from queuectl_tui.tui.fmt import STATE_LABEL, STATE_STYLE, cell, duration, when
-from queuectl_tui.tui.widgets import CountsHeader, JobsTable, KeyBar, ThroughputLine, WorkersPane
+from queuectl_tui.tui.widgets import CountsHeader, JobsTable, KeyBar, TabBar, ThroughputLine, WorkersPane
 from queuectl_tui.tui.widgets.jobs_table import Column
 
 #: (tab id, label, state); the number keys pick them in this order.
@@ -116,8 +116,8 @@ class MainScreen(Screen):
     def compose(self) -> ComposeResult:
         yield CountsHeader(id="counts")
         yield Static("", id="banner")
-        yield Tabs(*(Tab(f"{n} {label}", id=f"tab-{tab}") for n, (tab, label, _) in enumerate(TABS, 1)),
-                   id="tabs")
+        yield TabBar([(tab, f"{n} {label}") for n, (tab, label, _) in enumerate(TABS, 1)],
+                     active="all", id="tabs")
         yield Input(placeholder="filter: text in id, command or last error (Enter keeps it, Esc clears)",
                     id="filter", compact=True)
         with Vertical(id="jobs-area"):
@@ -133,11 +133,10 @@ class MainScreen(Screen):
         return self.query_one(JobsTable)
 
     def on_mount(self) -> None:
-        self.query_one(Tabs).can_focus = False
         self.query_one("#filter").display = False
         self._layout_columns()
-        self.load_page()
         self.load_status()
+        self.call_after_refresh(self.load_page)  # once laid out: the page is what the table shows
         self.set_interval(self.app.refresh_interval, self.tick)
 
     def on_resize(self) -> None:
@@ -326,12 +325,11 @@ class MainScreen(Screen):
         self.load_page()
 
     def action_tab(self, tab: str) -> None:
-        self.query_one(Tabs).active = f"tab-{tab}"
+        self.query_one(TabBar).activate(tab)
 
-    @on(Tabs.TabActivated)
-    def _tab_activated(self, event: Tabs.TabActivated) -> None:
-        tab = event.tab.id.removeprefix("tab-")
-        state = next(state for key, _, state in TABS if key == tab)
+    @on(TabBar.Changed)
+    def _tab_activated(self, event: TabBar.Changed) -> None:
+        state = next(state for key, _, state in TABS if key == event.tab)
         if state != self.view.state:
             self.set_view(state=state)
 

@@ -49,7 +49,7 @@ class KeyedTable(DataTable):
             return False
         self.clear(columns=True)
         for column in columns:
-            self.add_column(column.label, key=column.key, width=column.width)
+            self.add_column(Text(column.label, end=""), key=column.key, width=column.width)
         self._layout = columns
         self._order, self._cells = [], {}
         return True

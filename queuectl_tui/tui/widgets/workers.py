@@ -49,9 +49,9 @@ class WorkersTable(KeyedTable):
 
 class WorkersPane(Vertical):
     DEFAULT_CSS = """
-    WorkersPane { height: auto; }
+    WorkersPane { height: 6; }
     WorkersPane #workers-title { height: 1; background: $boost; padding: 0 1; }
-    WorkersPane WorkersTable { height: auto; max-height: 7; }
+    WorkersPane WorkersTable { height: 1fr; }
     WorkersPane #workers-none { height: 1; color: $text-muted; padding: 0 1; }
     """
 
@@ -61,12 +61,20 @@ class WorkersPane(Vertical):
         yield Static("no workers: press + to start one (or: queuectl-tui worker start)",
                      id="workers-none")
 
+    @staticmethod
+    def height_for(screen_height: int) -> int:
+        """A fixed height (title, header and 4 to 10 workers; more scroll), so that workers
+        coming and going never move the jobs table: its page is sized to what it shows."""
+        return max(6, min(12, screen_height // 5))
+
     def on_mount(self) -> None:
+        self.styles.height = self.height_for(self.app.size.height)
         self.table.set_layout(columns_for(self.app.size.width))
         self.table.display = False
         self._last: tuple[list[WorkerStats], float] | None = None
 
     def on_resize(self) -> None:
+        self.styles.height = self.height_for(self.screen.size.height)
         if self.table.set_layout(columns_for(self.size.width)) and self._last:
             self.set_workers(*self._last)
 
