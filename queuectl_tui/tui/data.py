@@ -9,6 +9,7 @@ its thread (up to the busy timeout): the screen notices the wait and says so mea
 from __future__ import annotations
 
 import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -22,6 +23,9 @@ from queuectl_tui.models import STATES, Job, database
 from queuectl_tui.monitor import WorkerStats
 
 THROUGHPUT_MINUTES = 30
+
+
+_OPENING = threading.Lock()
 
 
 class Problem(Exception):
@@ -38,7 +42,8 @@ def call(db_path: Path, func: Callable[..., Any], *args: Any, **kwargs: Any) -> 
         if not db_path.exists():
             raise Problem(f"no database at {db_path} (run a queuectl-tui command to create one, "
                           "or start the console with --db PATH)")
-        open_db(db_path, create=False)
+        with _OPENING:  # the first reads of a console come from several threads at once
+            open_db(db_path, create=False)
         return func(*args, **kwargs)
     except DatabaseUnusable as exc:
         raise Problem(str(exc)) from None

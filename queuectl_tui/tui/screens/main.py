@@ -166,7 +166,13 @@ class MainScreen(Screen):
         return self.table.set_layout(job_columns(width, self.view.state == DEAD))
 
     # -- reading ------------------------------------------------------------------------
+    def on_screen_resume(self) -> None:
+        if self.is_mounted and self.page is not None:
+            self.action_refresh()  # back from the detail or a dialog: show what changed
+
     def tick(self) -> None:
+        if not self.is_current:
+            return  # the detail or a dialog covers the table: no reads behind it
         waited = time.monotonic() - self._read_since if self._status_busy else 0.0
         if waited > self.app.slow_read_warning:
             self._set_problem(f"locked by another process; waiting for it ({waited:.0f}s so far)",
