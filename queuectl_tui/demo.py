@@ -230,6 +230,28 @@ def seed_bulk(count: int, now: float | None = None, *, chunk: int = 2000) -> Non
                 Attempt.insert_many(attempts).execute()
 
 
+#: The "now" of the snapshot tests and the README screenshots: 2026-05-28 20:26:40 UTC.
+FIXED_NOW = 1_780_000_000.0
+
+
+def pinned_monitor():
+    """A worker monitor whose volatile figures (PID, CPU, memory) are fixed, so that pictures
+    of the workers pane come out the same every time (tests, screenshots)."""
+    from queuectl_tui.monitor import Usage, WorkerMonitor
+
+    class Pinned(WorkerMonitor):
+        def sample(self, now=None):
+            rows = super().sample(now)
+            for index, row in enumerate(rows):
+                row.pid = 4100 + index
+                row.process = Usage(1.5 + index, (28 + index) * 1024 * 1024) if row.alive else None
+                if row.current_job is not None and row.alive:
+                    row.job_tree = Usage(42.0 + index, (96 + 10 * index) * 1024 * 1024, 3)
+            return rows
+
+    return Pinned()
+
+
 @contextlib.contextmanager
 def session(*, workers: int = 2, keep: bool = False, now: float | None = None) -> Iterator[Path]:
     """A throwaway database seeded with the sample history and live jobs, with ``workers``

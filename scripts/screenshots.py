@@ -17,25 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-NOW = 1_780_000_000.0  # 2026-05-28 20:26:40 UTC, as in the snapshot tests
-
-
-def pinned_monitor():
-    from queuectl_tui.monitor import Usage, WorkerMonitor
-
-    class Pinned(WorkerMonitor):
-        def sample(self, now=None):
-            rows = super().sample(now)
-            for index, row in enumerate(rows):
-                row.pid = 4100 + index
-                row.process = Usage(1.5 + index, (28 + index) * 1024 * 1024)
-                if row.current_job:
-                    row.job_tree = Usage(42.0 + index, (96 + 10 * index) * 1024 * 1024, 3)
-            return rows
-
-    return Pinned()
-
-
 async def settle(pilot) -> None:
     for _ in range(3):
         await pilot.app.workers.wait_for_complete()
@@ -44,10 +25,11 @@ async def settle(pilot) -> None:
 
 async def shoot(db_path: Path, out: Path, size: tuple[int, int], name: str, *keys: str,
                 detail: str | None = None) -> None:
+    from queuectl_tui.demo import FIXED_NOW, pinned_monitor
     from queuectl_tui.tui.app import QueueApp
     from queuectl_tui.tui.screens.detail import JobDetailScreen
 
-    app = QueueApp(db_path, clock=lambda: NOW, monitor=pinned_monitor(), refresh_interval=3600,
+    app = QueueApp(db_path, clock=lambda: FIXED_NOW, monitor=pinned_monitor(), refresh_interval=3600,
                    cursor_blink=False)
     async with app.run_test(size=size) as pilot:
         await settle(pilot)
@@ -93,7 +75,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             db_path = Path(tmp) / "queuectl.db"
             open_db(db_path)
-            demo.seed(NOW, cwd="/srv/queue-demo", running_pid=stand_in.pid)
+            demo.seed(demo.FIXED_NOW, cwd="/srv/queue-demo", running_pid=stand_in.pid)
             close_db()
             asyncio.run(shoot_all(db_path, out, size))
     finally:

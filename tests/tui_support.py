@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-#: 2026-05-28 20:26:40 UTC: every snapshot's "now".
-NOW = 1_780_000_000.0
+from queuectl_tui.demo import FIXED_NOW as NOW  # every snapshot's "now"
+from queuectl_tui.demo import pinned_monitor
 #: The seeded jobs' working directory (they never run in these tests).
 SEED_CWD = "/srv/queue-demo"
 
@@ -47,23 +47,6 @@ def seeded(db, home: Path, stand_in: int) -> Path:
 @pytest.fixture
 def empty_db(db, home: Path) -> Path:
     return home / "queuectl.db"
-
-
-def pinned_monitor():
-    """The real monitor with its volatile figures (PID, CPU, memory) replaced by fixed ones."""
-    from queuectl_tui.monitor import Usage, WorkerMonitor
-
-    class Pinned(WorkerMonitor):
-        def sample(self, now=None):
-            rows = super().sample(now)
-            for index, row in enumerate(rows):
-                row.pid = 4100 + index
-                row.process = Usage(1.5 + index, (28 + index) * 1024 * 1024) if row.alive else None
-                if row.current_job is not None and row.alive:
-                    row.job_tree = Usage(42.0 + index, (96 + 10 * index) * 1024 * 1024, 3)
-            return rows
-
-    return Pinned()
 
 
 def make_app(path: Path, **options):
