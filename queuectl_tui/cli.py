@@ -51,16 +51,7 @@ def emit_json(data: Any) -> None:
 
 
 def ago(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = abs(seconds)
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    if seconds < 3600:
-        return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
-    if seconds < 86400:
-        return f"{seconds // 3600:.0f}h{seconds % 3600 // 60:02.0f}m"
-    return f"{seconds // 86400:.0f}d{seconds % 86400 // 3600:02.0f}h"
+    return "-" if seconds is None else spec.ago(seconds)
 
 
 def _limit(limit: int) -> int | None:
