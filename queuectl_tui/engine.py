@@ -53,12 +53,6 @@ def enqueue(specs: Iterable[dict[str, Any]], *, cwd: str | None = None,
     env_row = _environment(env)
     jobs = []
     with write_transaction():
-        if given:
-            clash = Job.select(Job.id).where(Job.id.in_(given[:900])).limit(1).scalar()
-            if clash is None and len(given) > 900:
-                clash = next((j for j in given if Job.select().where(Job.id == j).exists()), None)
-            if clash is not None:
-                raise InvalidInput(f"job id {clash!r} already exists; nothing enqueued")
         Environment.insert(digest=env_row[0], data=env_row[1]).on_conflict_ignore().execute()
         for spec in specs:
             row = {
@@ -76,7 +70,7 @@ def enqueue(specs: Iterable[dict[str, Any]], *, cwd: str | None = None,
                 "env_digest": env_row[0],
                 "state": PENDING,
             }
-            try:
+            try:  # the unique index is the check; raising here rolls back the whole input
                 jobs.append(Job.create(**row))
             except IntegrityError:
                 raise InvalidInput(f"job id {row['id']!r} already exists; nothing enqueued") from None
@@ -263,7 +257,7 @@ def recover_lost(*, now: float | None = None) -> list[str]:
         attempt = (Attempt.select().where(Attempt.job == job.seq, Attempt.worker_id == job.worker_id)
                    .order_by(Attempt.number.desc()).first())
         if attempt is None:  # claimed by a worker that died before its attempt row existed
-            Job.update(state=PENDING, worker_id=None, attempts=fn.MAX(Job.attempts - 1, 0),
+            Job.update(state=PENDING, worker_id=None, attempts=Job.attempts - 1,  # claim's +1
                        updated_at=now).where(Job.seq == job.seq, Job.state == PROCESSING,
                                              Job.worker_id == job.worker_id).execute()
             continue
