@@ -59,6 +59,19 @@ def _limit(limit: int) -> int | None:
     return None if limit == 0 or limit >= 2**63 else limit
 
 
+class _Seconds(click.FloatRange):
+    """0 to a day; NaN slips past a plain range check (every comparison with it is false)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if number != number:
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return number
+
+
+SECONDS = _Seconds(0, 86400)
+
+
 def json_option(func):
     return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(func)
 
@@ -340,7 +353,7 @@ def retry(app: App, job_ids, as_json) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("job_ids", nargs=-1, required=True)
-@click.option("--wait", type=click.FloatRange(0, 86400), default=10.0, show_default=True,
+@click.option("--wait", type=SECONDS, default=10.0, show_default=True,
               help="Seconds to wait for a running job's worker to kill it.")
 @json_option
 @pass_app
@@ -524,7 +537,7 @@ def worker_run(app: App, queues, burst, echo) -> None:
 @worker.command("stop", context_settings=CONTEXT)
 @click.argument("worker_ids", nargs=-1, type=int)
 @click.option("--force", is_flag=True, help="Kill running jobs now (they are retried later).")
-@click.option("--wait", type=click.FloatRange(0, 86400), default=10.0, show_default=True,
+@click.option("--wait", type=SECONDS, default=10.0, show_default=True,
               help="Seconds to wait for them to exit.")
 @json_option
 @pass_app

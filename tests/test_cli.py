@@ -438,3 +438,9 @@ def test_the_cli_never_imports_textual(home):
     modules = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
     assert "click" in modules and "queuectl_tui.engine" in modules  # the report is what we think it is
     assert [m for m in modules if m.split(".")[0] == "textual"] == []
+
+
+def test_wait_options_refuse_nan(cli):
+    for args in (("worker", "stop", "--wait", "nan"), ("cancel", "x", "--wait", "nan")):
+        result = cli(*args)
+        assert result.code == 2 and "not a number of seconds" in result.err
