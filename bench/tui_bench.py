@@ -129,6 +129,12 @@ async def until(pilot, condition, timeout: float = 30.0, paint_wait: float = 0.2
     return PAINTED[0]
 
 
+def first_page_shown(screen) -> bool:
+    """The console is open: counts read and the first page of jobs in the table."""
+    return (screen.page is not None and screen.status is not None
+            and screen.table.row_count == len(screen.page.jobs))
+
+
 def bare_app():
     """A minimal Textual app (a line, a 25-row table, a footer): the floor any console pays."""
     from textual.app import App
@@ -187,8 +193,7 @@ async def measure(db_path: Path, repeat: int, size: tuple[int, int], fresh: dict
             start = time.perf_counter()
             async with app.run_test(size=size) as pilot:
                 screen = app.screen
-                end = await until(pilot, lambda: screen.page is not None and screen.status is not None
-                                  and screen.table.row_count == len(screen.page.jobs))
+                end = await until(pilot, lambda: first_page_shown(screen))
                 results["open"].append((*loop.busy(start, end), end - start))
                 mounted = mount_times.pop()
                 results["open: start-up"].append((*loop.busy(start, mounted), mounted - start))
@@ -249,8 +254,7 @@ async def one_open(kind: str, db_path: Path, size: tuple[int, int]) -> tuple[flo
             start = time.perf_counter()
             async with app.run_test(size=size) as pilot:
                 screen = app.screen
-                end = await until(pilot, lambda: screen.page is not None and screen.status is not None
-                                  and screen.table.row_count == len(screen.page.jobs))
+                end = await until(pilot, lambda: first_page_shown(screen))
         return (*loop.busy(start, end), end - start)
 
 
