@@ -14,20 +14,33 @@ from pathlib import Path
 from contextlib import contextmanager
 from typing import Callable
 
-from peewee import DatabaseError, OperationalError, SqliteDatabase
-from playhouse.migrate import SchemaMigrator
+from peewee import BigIntegerField, DatabaseError, OperationalError, SqliteDatabase, fn
+from playhouse.migrate import SchemaMigrator, migrate
 
 from queuectl_tui import paths
 from queuectl_tui.errors import DatabaseUnusable
-from queuectl_tui.models import MODELS, Meta, database
+from queuectl_tui.models import MODELS, Attempt, Job, Meta, Worker, database
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 15_000
 
 #: version -> function(migrator) bringing a database from version-1 to version, written with
 #: playhouse.migrate operations (add_column, add_index, …) so they run on SQLite and PostgreSQL.
 #: Version 1 is the first released schema; tests/fixtures/schema_v1.sql keeps it verbatim.
-UPGRADES: dict[int, Callable[[SchemaMigrator], None]] = {}
+def _upgrade_to_2(migrator: SchemaMigrator) -> None:
+    """Claim tokens (jobs and attempts) and the never-reused worker id counter."""
+    migrate(migrator.add_column("job", "claim_token", BigIntegerField(null=True)),
+            migrator.add_column("attempt", "claim_token", BigIntegerField(null=True)))
+    # Past every id a worker ever had, so that no job or attempt can be confused with a new one.
+    last = max(Worker.select(fn.MAX(Worker.id)).scalar() or 0,
+               Job.select(fn.MAX(Job.worker_id)).scalar() or 0,
+               Attempt.select(fn.MAX(Attempt.worker_id)).scalar() or 0)
+    Meta.insert(key=LAST_WORKER_ID, value=str(last)).on_conflict_replace().execute()
+
+
+#: meta key of the counter worker ids are taken from (a rowid would be reused after a delete).
+LAST_WORKER_ID = "last_worker_id"
+UPGRADES: dict[int, Callable[[SchemaMigrator], None]] = {2: _upgrade_to_2}
 
 
 def open_db(path: Path | str | None = None, *, create: bool = True) -> SqliteDatabase:
@@ -116,6 +129,7 @@ def _ensure_schema(db: SqliteDatabase) -> None:
                 raise DatabaseUnusable(f"{db.database} is an SQLite database but not a queuectl one")
             db.create_tables(MODELS)
             Meta.create(key="schema_version", value=str(SCHEMA_VERSION))
+            Meta.create(key=LAST_WORKER_ID, value="0")
             return
         migrator = SchemaMigrator.from_database(db)
         while version < SCHEMA_VERSION:

@@ -1,8 +1,9 @@
 """Queue operations: plain functions over the models, shared by the CLI, the TUI and workers.
 
-Every state change is one transaction. Changes made on behalf of a worker are fenced on
-``(state = processing, worker_id = that worker)``, so a worker that was presumed lost cannot
-overwrite what recovery decided after it.
+Every state change is one transaction. Changes made on behalf of a worker about a job are
+fenced on ``(state = processing, claim_token = the attempt's token)``: the token is random and
+fresh at every claim, so a worker that was presumed lost (and whose job may have been claimed
+again since) cannot overwrite what recovery or the next claimer decided after it.
 """
 
 from __future__ import annotations
@@ -14,14 +15,17 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from peewee import IntegrityError, Tuple, fn
+import secrets
+
+import psutil
+from peewee import Case, IntegrityError, Tuple, fn
 
 from queuectl_tui import procs, settings
-from queuectl_tui.db import is_sqlite, write_transaction
+from queuectl_tui.db import LAST_WORKER_ID, is_sqlite, write_transaction
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
 from queuectl_tui.models import (
     CLAIMABLE, COMPLETED, DEAD, FAILED, PENDING, PROCESSING, STATES,
-    Attempt, Environment, Job, Worker, database,
+    Attempt, Environment, Job, Meta, Worker, database,
 )
 from queuectl_tui.spec import iso
 
@@ -95,20 +99,33 @@ def job_environment(job: Job) -> dict[str, str]:
 
 # --- workers ---------------------------------------------------------------------------------
 
+class Fenced(QueueError):
+    """The job is no longer held by this claim (recovered, maybe claimed again meanwhile)."""
+
+
 def register_worker(queues: list[str] | None = None, *, pid: int | None = None,
                     now: float | None = None) -> Worker:
+    """A new worker row under an id no worker ever had (taken from a counter in ``meta``): a
+    worker presumed lost whose row was deleted can then never update, nor be mistaken for, a
+    newer one, and every job and attempt names exactly one worker process."""
     now = time.time() if now is None else now
     pid = pid or os.getpid()
-    return Worker.create(
-        host=procs.hostname(), pid=pid, proc_started=procs.start_time(pid) or now,
-        started_at=now, heartbeat_at=now, status="idle",
-        queues=",".join(queues) if queues else None,
-    )
+    with write_transaction():
+        row = Meta.get_or_none(Meta.key == LAST_WORKER_ID)
+        last = int(row.value) if row else (Worker.select(fn.MAX(Worker.id)).scalar() or 0)
+        last = max(last, Worker.select(fn.MAX(Worker.id)).scalar() or 0) + 1
+        Meta.insert(key=LAST_WORKER_ID, value=str(last)).on_conflict_replace().execute()
+        return Worker.create(
+            id=last, host=procs.hostname(), pid=pid, proc_started=procs.start_time(pid) or now,
+            started_at=now, heartbeat_at=now, status="idle",
+            queues=",".join(queues) if queues else None,
+        )
 
 
 def heartbeat(worker_id: int, *, status: str | None = None, current_job: str | None = None,
               now: float | None = None) -> bool:
-    """Record that the worker is alive; False when its row is gone (it was presumed lost)."""
+    """Record that the worker is alive; False when its row is gone (it was presumed lost: the
+    worker must register again, under a new id, since ids are never reused)."""
     now = time.time() if now is None else now
     values: dict[str, Any] = {"heartbeat_at": now}
     if status is not None:
@@ -121,15 +138,41 @@ def unregister_worker(worker_id: int) -> None:
     Worker.delete().where(Worker.id == worker_id).execute()
 
 
+#: Process states of a worker that cannot be working: frozen (SIGSTOP, Ctrl+Z, a debugger) or
+#: exited. Any other state (running, sleeping, waiting on disk) is a worker at work.
+_NOT_RUNNING = (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP, psutil.STATUS_ZOMBIE,
+                psutil.STATUS_DEAD)
+
+
 def worker_alive(worker: Worker, *, now: float | None = None, lease: float | None = None) -> bool:
-    """Alive = heartbeat within the lease and, on this host, the same process still running."""
+    """Is this worker alive (so its job must be left alone)?
+
+    On this host: lost when its process (PID and start time) is gone; alive while that process
+    runs normally, even if its heartbeat is older than the lease (on the same host a late
+    heartbeat means a write lock held by someone else or CPU starvation, not a dead worker:
+    killing its job would be wrong); lost when the heartbeat is older than the lease AND the
+    process is not running normally (stopped by SIGSTOP/Ctrl+Z, a zombie).
+    On another host, where its process cannot be seen: alive = heartbeat within the lease.
+    """
     now = time.time() if now is None else now
     lease = settings.get("lease") if lease is None else lease
-    if now - worker.heartbeat_at > lease:
+    late = now - worker.heartbeat_at > lease
+    if worker.host != procs.hostname():
+        return not late
+    proc = procs.same_process(worker.pid, worker.proc_started)
+    if proc is None:
         return False
-    if worker.host == procs.hostname():
-        return procs.same_process(worker.pid, worker.proc_started) is not None
-    return True
+    if not late:
+        return True
+    try:
+        return proc.status() not in _NOT_RUNNING
+    except psutil.Error:
+        return False
+
+
+def busy(worker: Worker) -> bool:
+    """Running a job: busy, or stopping (after a normal stop) while it finishes its job."""
+    return worker.status == "busy" or (worker.status == "stopping" and worker.current_job is not None)
 
 
 def live_workers(now: float | None = None) -> list[Worker]:
@@ -155,10 +198,12 @@ def claim(worker: Worker, *, now: float | None = None) -> tuple[Job, Attempt] | 
         due = due.where(Job.queue.in_(worker.queues.split(",")))
     if not is_sqlite():
         due = due.for_update("FOR UPDATE SKIP LOCKED")
+    token = secrets.randbits(63)
     with write_transaction():
         rows = list(
             Job.update(state=PROCESSING, attempts=Job.attempts + 1, worker_id=worker.id,
-                       started_at=now, finished_at=None, updated_at=now, cancel_requested=False)
+                       started_at=now, finished_at=None, updated_at=now, cancel_requested=False,
+                       claim_token=token)
             .where(Job.seq.in_(due))
             .returning(Job)
             .execute()
@@ -168,15 +213,22 @@ def claim(worker: Worker, *, now: float | None = None) -> tuple[Job, Attempt] | 
         job = rows[0]
         number = (Attempt.select(fn.MAX(Attempt.number)).where(Attempt.job == job.seq).scalar() or 0) + 1
         attempt = Attempt.create(job=job.seq, number=number, worker_id=worker.id, host=worker.host,
-                                 started_at=now, log_file=f"job{job.seq}-{number}.log")
+                                 started_at=now, log_file=f"job{job.seq}-{number}.log",
+                                 claim_token=token)
         Worker.update(status="busy", current_job=job.id, heartbeat_at=now).where(
             Worker.id == worker.id).execute()
     return job, attempt
 
 
 def record_process(attempt: Attempt, pid: int, started: float | None) -> None:
-    """Remember the job's shell so that recovery can find and kill its tree."""
-    Attempt.update(pid=pid, pid_started=started).where(Attempt.seq == attempt.seq).execute()
+    """Remember the job's shell so that recovery can find and kill its tree. Raises Fenced
+    (and the runner then never starts the command) when the claim is no longer current."""
+    held = Job.select(Job.seq).where(Job.seq == attempt.job_seq, Job.state == PROCESSING,
+                                     Job.claim_token == attempt.claim_token)
+    updated = Attempt.update(pid=pid, pid_started=started).where(
+        Attempt.seq == attempt.seq, Attempt.outcome.is_null(), Attempt.job.in_(held)).execute()
+    if updated != 1:
+        raise Fenced(f"attempt {attempt.number} of job seq {attempt.job_seq} was taken back")
 
 
 def backoff_delay(base: float, failures: int, cap: float) -> float:
@@ -187,10 +239,10 @@ def backoff_delay(base: float, failures: int, cap: float) -> float:
 
 
 def finish(job: Job, attempt: Attempt, *, outcome: str, exit_code: int | None = None,
-           error: str | None = None, tail: str | None = None, now: float | None = None,
-           fence_worker: bool = True) -> str | None:
+           error: str | None = None, tail: str | None = None, now: float | None = None) -> str | None:
     """Record how an attempt ended and move the job on. Returns the job's new state, or None
-    when the job was no longer this worker's (recovered meanwhile): then nothing changes.
+    when the job is no longer held by this attempt's claim (recovered meanwhile, perhaps
+    claimed again): then nothing changes.
 
     outcome: completed | failed | timeout | lost (retry path), interrupted (back to pending,
     the run does not count), cancelled (straight to the DLQ).
@@ -200,10 +252,10 @@ def finish(job: Job, attempt: Attempt, *, outcome: str, exit_code: int | None = 
     with write_transaction():
         current = Job.get_or_none(Job.seq == job.seq)
         if current is None or current.state != PROCESSING or (
-                fence_worker and current.worker_id != attempt.worker_id):
+                current.claim_token != attempt.claim_token):
             return None
         values: dict[str, Any] = {"updated_at": now, "exit_code": exit_code, "worker_id": None,
-                                  "cancel_requested": False}
+                                  "cancel_requested": False, "claim_token": None}
         if tail is not None:
             values["output_tail"] = tail
         if outcome == "completed":
@@ -221,9 +273,10 @@ def finish(job: Job, attempt: Attempt, *, outcome: str, exit_code: int | None = 
         Attempt.update(finished_at=now, exit_code=exit_code, outcome=outcome, error=error,
                        duration=max(0.0, now - attempt.started_at)).where(
             Attempt.seq == attempt.seq, Attempt.outcome.is_null()).execute()
-        if attempt.worker_id is not None:
-            Worker.update(status="idle", current_job=None, heartbeat_at=now).where(
-                Worker.id == attempt.worker_id, Worker.status == "busy").execute()
+        if attempt.worker_id is not None:  # a stopping worker stays stopping, with no job
+            Worker.update(status=Case(None, [(Worker.status == "busy", "idle")], Worker.status),
+                          current_job=None, heartbeat_at=now).where(
+                Worker.id == attempt.worker_id).execute()
     return values["state"]
 
 
@@ -236,9 +289,10 @@ def cancel_requested(job: Job) -> bool:
 def recover_lost(*, now: float | None = None) -> list[str]:
     """Take back every job held by a worker that is gone; kill its process tree if it is here.
 
-    A worker is gone when its row is missing, its process is not alive on this host, or it has
-    not sent a heartbeat within the lease. Each such job gets a failed attempt "worker lost"
-    and follows the normal retry/DLQ path.
+    A worker is gone when its row is missing or ``worker_alive`` says so. Each such job whose
+    command started gets a failed attempt "worker lost" and follows the normal retry/DLQ path;
+    one whose command never started (no process recorded: the runner does not start it before)
+    goes back to pending as "interrupted", without using a retry.
     """
     now = time.time() if now is None else now
     lease = settings.get("lease")
@@ -251,15 +305,25 @@ def recover_lost(*, now: float | None = None) -> list[str]:
     for job in candidates:
         if job.worker_id not in lost and Worker.select().where(Worker.id == job.worker_id).exists():
             continue
-        # That worker's attempt, not merely the latest: while this loop kills earlier trees the
-        # job may have been recovered elsewhere and claimed again by a live worker, whose run
-        # must be neither killed nor marked lost (finish is fenced on the attempt's worker).
-        attempt = (Attempt.select().where(Attempt.job == job.seq, Attempt.worker_id == job.worker_id)
+        # The attempt of the claim we read, not merely the latest: while this loop kills earlier
+        # trees the job may have been recovered elsewhere and claimed again by a live worker,
+        # whose run must be neither killed nor marked lost (finish is fenced on the token).
+        attempt = (Attempt.select().where(Attempt.job == job.seq,
+                                          Attempt.claim_token == job.claim_token)
                    .order_by(Attempt.number.desc()).first())
         if attempt is None:  # claimed by a worker that died before its attempt row existed
             Job.update(state=PENDING, worker_id=None, attempts=Job.attempts - 1,  # claim's +1
-                       updated_at=now).where(Job.seq == job.seq, Job.state == PROCESSING,
-                                             Job.worker_id == job.worker_id).execute()
+                       claim_token=None, updated_at=now).where(
+                Job.seq == job.seq, Job.state == PROCESSING,
+                Job.claim_token == job.claim_token).execute()
+            continue
+        if attempt.pid is None:
+            # The command never started (the runner waits for its process to be recorded):
+            # nothing ran, nothing to kill, no retry used.
+            outcome = "cancelled" if job.cancel_requested else "interrupted"
+            why = "cancelled" if job.cancel_requested else "not started: worker lost before starting it"
+            if finish(job, attempt, outcome=outcome, error=why, now=now) is not None:
+                recovered.append(job.id)
             continue
         if attempt.host == procs.hostname():
             procs.kill_tree(attempt.pid, attempt.pid_started)
@@ -427,7 +491,7 @@ def stats(*, now: float | None = None) -> dict[str, Any]:
     return {
         "jobs": by_state,
         "total": sum(by_state.values()),
-        "workers": {"alive": len(workers), "busy": sum(1 for w in workers if w.status == "busy")},
+        "workers": {"alive": len(workers), "busy": sum(1 for w in workers if busy(w))},
         "oldest_pending_age": None if oldest is None else max(0.0, now - oldest),
     }
 
@@ -489,9 +553,9 @@ def explain(job: Job, *, now: float | None = None) -> str:
                if not w.queues or job.queue in w.queues.split(",")]
     if not workers:
         return f"due, waiting: no worker alive for queue {job.queue!r} (start one: worker start)"
-    busy = sum(1 for w in workers if w.status == "busy")
-    if busy == len(workers):
-        return f"due, waiting for a free worker ({busy} of {len(workers)} busy)"
+    working = sum(1 for w in workers if busy(w))
+    if working == len(workers):
+        return f"due, waiting for a free worker ({working} of {len(workers)} busy)"
     return "due; an idle worker will claim it next"
 
 
@@ -602,13 +666,16 @@ def throughput(*, minutes: int = 30, now: float | None = None) -> list[tuple[int
 
 
 def running_attempts() -> dict[str, tuple[Job, Attempt]]:
-    """Job id -> (job, its unfinished attempt) for every running job."""
+    """Job id -> (job, the attempt of its current claim) for every running job. Paired by claim
+    token: attempt numbers count the whole history while ``attempts`` is reset by a DLQ retry
+    or an interrupted run."""
     jobs = {j.seq: j for j in Job.select(*_PAGE_FIELDS).where(Job.state == PROCESSING)}
     if not jobs:
         return {}
     result = {}
     for attempt in Attempt.select().where(Attempt.job.in_(list(jobs)), Attempt.finished_at.is_null()):
         job = jobs[attempt.job_seq]
-        if attempt.number == job.attempts:
+        if attempt.claim_token == job.claim_token and (
+                job.claim_token is not None or attempt.number == job.attempts):  # pre-v2 claims
             result[job.id] = (job, attempt)
     return result

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from peewee import (
     AutoField,
+    BigIntegerField,
     BooleanField,
     CharField,
     DatabaseProxy,
@@ -58,6 +59,8 @@ class Environment(BaseModel):
 
 
 class Worker(BaseModel):
+    #: Never reused: allocated from the ``last_worker_id`` counter in ``meta`` (see
+    #: engine.register_worker), not from SQLite's rowid, which hands a deleted top id out again.
     id = AutoField()
     host = CharField()
     pid = IntegerField()
@@ -92,6 +95,9 @@ class Job(BaseModel):
     env_digest = CharField(null=True)  # -> Environment.digest
     worker_id = IntegerField(null=True)
     cancel_requested = BooleanField(default=False)
+    #: Random, fresh at every claim, also stored on that claim's attempt: every write about the
+    #: run (record_process, finish, recovery) is fenced on it, so a stale worker never lands.
+    claim_token = BigIntegerField(null=True)
 
 
 # Claim: the next due job in (priority desc, run_at, seq) order among claimable rows only.
@@ -122,6 +128,7 @@ class Attempt(BaseModel):
     outcome = CharField(null=True)  # completed | failed | timeout | lost | interrupted | cancelled
     error = TextField(null=True)
     log_file = CharField(null=True)  # relative to logs/, built from internal ids only
+    claim_token = BigIntegerField(null=True)  # the job's claim_token when this attempt was claimed
 
     class Meta:
         # finished_at: the console's throughput chart reads the last half hour of attempts.

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 
+import psutil
 import pytest
+
+from helpers import wait_for
 
 from queue_support import JOB_KEYS, check_job_json
 from queuectl_tui import engine, settings, spec
@@ -42,6 +46,13 @@ def dead_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait()
     return proc.pid
+
+
+def started(claimed) -> tuple:
+    """Record a (finished) process for the claimed attempt: its command had started."""
+    job, attempt = claimed
+    engine.record_process(attempt, dead_pid(), 0.0)
+    return job, attempt
 
 
 # --- success, failure, backoff, DLQ --------------------------------------------------------------
@@ -333,7 +344,7 @@ def test_clear_by_state_never_touches_running_jobs(add, worker):
 def test_jobs_of_a_dead_worker_process_are_recovered(add, db):
     gone = engine.register_worker(pid=dead_pid(), now=T0)
     add("j", max_retries=1, backoff_base=1)
-    engine.claim(gone, now=T0)
+    started(engine.claim(gone, now=T0))
     assert engine.recover_lost(now=T0 + 1) == ["j"]
     row = state("j")
     assert (row.state, row.attempts, row.run_at) == ("failed", 1, T0 + 2)
@@ -342,13 +353,32 @@ def test_jobs_of_a_dead_worker_process_are_recovered(add, db):
     assert not Worker.select().where(Worker.id == gone.id).exists()
 
 
-def test_a_silent_worker_is_presumed_lost_after_the_lease(add, db):
-    quiet = engine.register_worker(now=T0)  # this very process: alive, but no heartbeat
+def test_a_silent_worker_on_another_host_is_presumed_lost_after_the_lease(add, db):
+    quiet = engine.register_worker(now=T0)
+    Worker.update(host="elsewhere").where(Worker.id == quiet.id).execute()
     add("j")
-    engine.claim(quiet, now=T0)
+    started(engine.claim(Worker.get_by_id(quiet.id), now=T0))
     assert engine.recover_lost(now=T0 + 29) == []
     assert engine.recover_lost(now=T0 + 31) == ["j"]
     assert "no heartbeat for 31s" in engine.attempts_of(state("j"))[0].error
+
+
+def test_a_silent_worker_on_this_host_is_lost_only_if_its_process_is_not_running(add, db):
+    """A late heartbeat from a process that runs means a held lock or a starved CPU."""
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        quiet = engine.register_worker(pid=proc.pid, now=T0)
+        add("j")
+        started(engine.claim(quiet, now=T0))
+        assert engine.recover_lost(now=T0 + 1000) == []
+        proc.send_signal(signal.SIGSTOP)  # frozen: cannot be working
+        wait_for(lambda: psutil.Process(proc.pid).status() == psutil.STATUS_STOPPED)
+        assert engine.recover_lost(now=T0 + 29) == []  # within the lease all the same
+        assert engine.recover_lost(now=T0 + 31) == ["j"]
+        assert "no heartbeat for 31s" in engine.attempts_of(state("j"))[0].error
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_recovery_kills_the_lost_jobs_process_tree(add, db):
@@ -371,7 +401,7 @@ def test_recovery_kills_the_lost_jobs_process_tree(add, db):
 def test_a_worker_presumed_lost_cannot_overwrite_the_recovery(add, db):
     slow = engine.register_worker(pid=dead_pid(), now=T0)
     add("j", max_retries=0)
-    job, attempt = engine.claim(slow, now=T0)
+    job, attempt = started(engine.claim(slow, now=T0))
     engine.recover_lost(now=T0 + 1)
     assert state("j").state == "dead"
     assert engine.finish(job, attempt, outcome="completed", exit_code=0, now=T0 + 2) is None
@@ -390,6 +420,51 @@ def test_a_cancelled_job_of_a_lost_worker_stays_cancelled(add, db):
     assert (row.state, row.last_error) == ("dead", "cancelled")
     assert outcomes("j") == [(1, "cancelled")]
     assert engine.claim(engine.register_worker(now=T0 + 3), now=T0 + 100) is None
+
+
+def test_a_job_whose_command_never_started_goes_back_without_using_a_retry(add, db):
+    """Its worker died between the claim and recording the job's process: nothing ran."""
+    gone = engine.register_worker(pid=dead_pid(), now=T0)
+    add("j", max_retries=0)
+    engine.claim(gone, now=T0)
+    assert engine.recover_lost(now=T0 + 1) == ["j"]
+    row = state("j")
+    assert (row.state, row.attempts, row.run_at) == ("pending", 0, T0 + 1)
+    assert outcomes("j") == [(1, "interrupted")]
+    assert engine.attempts_of(row)[0].error.startswith("not started")
+
+
+def test_a_stale_claim_can_neither_record_a_process_nor_finish(add, db):
+    """A claim taken back and claimed again: the old claim's writes are fenced out, even when
+    both claims name the same worker."""
+    worker = engine.register_worker(pid=dead_pid(), now=T0)
+    add("j", max_retries=3, backoff_base=1)
+    old = started(engine.claim(worker, now=T0))
+    engine.recover_lost(now=T0 + 1)
+    again = engine.register_worker(now=T0 + 1)
+    assert again.id != worker.id  # ids are never reused
+    Worker.update(id=worker.id).where(Worker.id == again.id).execute()  # the worst case anyway
+    job, attempt = engine.claim(Worker.get_by_id(worker.id), now=T0 + 5)
+    with pytest.raises(engine.Fenced):
+        engine.record_process(old[1], 4242, 1.0)
+    assert engine.finish(*old, outcome="failed", exit_code=1, now=T0 + 6) is None
+    row = state("j")
+    assert (row.state, row.attempts) == ("processing", 2)
+    assert outcomes("j") == [(1, "lost"), (2, None)]
+    assert engine.finish(job, attempt, outcome="completed", exit_code=0, now=T0 + 7) == "completed"
+
+
+def test_a_job_retried_from_the_dlq_shows_its_running_attempt(add, worker):
+    add("j", max_retries=0)
+    engine.finish(*engine.claim(worker, now=T0), outcome="failed", error="exit code 1", now=T0)
+    engine.dlq_retry(["j"], now=T0 + 1)
+    job, attempt = engine.claim(worker, now=T0 + 2)
+    assert (job.attempts, attempt.number) == (1, 2)
+    running = engine.running_attempts()
+    assert running["j"][1].seq == attempt.seq
+    from queuectl_tui.monitor import WorkerMonitor
+    [shown] = WorkerMonitor().sample(now=T0 + 3)
+    assert shown.job_started_at == T0 + 2
 
 
 def test_a_live_workers_job_is_left_alone(add, worker):
@@ -414,7 +489,8 @@ def test_explain_says_why_a_job_waits(add, worker):
     assert "an idle worker will claim it next" in engine.explain(state("due"), now=T0 + 1)
     engine.claim(worker, now=T0 + 1)
     assert "waiting for a free worker (1 of 1 busy)" in engine.explain(state("flaky"), now=T0 + 11)
-    # The worker's heartbeat is older than the lease: nobody is alive to run it.
+    # A worker elsewhere whose heartbeat is older than the lease: nobody is alive to run it.
+    Worker.update(host="elsewhere").execute()
     text = engine.explain(state("flaky"), now=T0 + 100)
     assert "no worker alive" in text
 
@@ -423,6 +499,7 @@ def test_explain_of_finished_and_running_jobs(add, worker):
     add("r")
     engine.claim(worker, now=T0)
     assert engine.explain(state("r"), now=T0 + 1).startswith(f"running on worker {worker.id}")
+    Worker.update(host="elsewhere").execute()
     assert "that worker is lost" in engine.explain(state("r"), now=T0 + 100)
     engine.finish(state("r"), engine.attempts_of(state("r"))[0], outcome="completed", now=T0 + 2)
     assert engine.explain(state("r")) == f"completed at {spec.iso(T0 + 2)} after 1 attempt(s)"

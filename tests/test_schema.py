@@ -70,13 +70,15 @@ def test_upgrade_keeps_jobs_and_they_still_run(tmp_path):
 
 
 def test_upgrade_steps_run_in_order_inside_open(tmp_path, monkeypatch):
-    """The upgrade path itself: a v2 that adds a column reaches an old database on open."""
+    """The upgrade path itself: a next version that adds a column reaches a v1 database on
+    open, after every step in between."""
     old = make_v1(tmp_path / "old.db")
-    monkeypatch.setattr(dbmod, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(dbmod.UPGRADES, 2,
+    following = dbmod.SCHEMA_VERSION + 1
+    monkeypatch.setattr(dbmod, "SCHEMA_VERSION", following)
+    monkeypatch.setitem(dbmod.UPGRADES, following,
                         lambda m: migrate(m.add_column("job", "note", TextField(null=True))))
     dbmod.open_db(old)
-    assert dbmod.schema_version() == 2
+    assert dbmod.schema_version() == following
     dbmod.close_db()
     con = sqlite3.connect(old)
     assert "note" in [r[1] for r in con.execute("PRAGMA table_info(job)")]
