@@ -4,15 +4,25 @@ An idle worker notices new work without a fixed sleep: it polls SQLite's ``data_
 (which changes whenever another connection commits) every few milliseconds, and otherwise
 sleeps until the next scheduled job is due or ``poll_interval`` passes.
 
-Signals: the first SIGTERM/SIGINT stops claiming and lets the running job finish; a second
-one, or SIGUSR1 (``worker stop --force``), kills the running job's tree and hands the job
-back to the queue as interrupted.
+Heartbeats come from a thread of their own with its own database connection, so that a long
+job loop step, CPU starvation or a write lock held by someone else never silences them; that
+thread re-reads the settings, so a lease changed while a job runs applies at once.
+
+Signals: SIGTERM (``worker stop``) or a first SIGINT stops claiming and lets the running job
+finish; repeating SIGTERM changes nothing. Only SIGUSR1 (``worker stop --force``) or a second
+SIGINT (Ctrl+C twice on a foreground worker) kills the running job's tree and hands the job back
+to the queue as interrupted.
+
+The worker's own output (``--foreground`` echo, complaints on stderr) never stops it: when its
+reader goes away (``worker start --foreground | head -1``) it stops printing and goes on.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import threading
 import time
 from typing import Callable
 
@@ -20,9 +30,10 @@ from peewee import DatabaseError
 
 from queuectl_tui import engine, runner, settings
 from queuectl_tui.db import change_token
-from queuectl_tui.models import Job
+from queuectl_tui.models import Job, database
 
 WAKE_POLL = 0.005
+SETTINGS_REFRESH = 1.0  # how often the heartbeat thread re-reads the settings, seconds
 BURST_HORIZON = 60.0  # --burst waits for jobs due this soon (retries in backoff, near schedules)
 
 
@@ -42,9 +53,10 @@ class Worker:
         self.burst = burst
         self.echo = echo or (lambda line: None)
         self.stop_requests = 0
+        self.interrupts = 0
         self.force = False
         self.row = None
-        self._last_beat = 0.0
+        self._said_stopping = False
         self._last_recovery = 0.0
         self._last_cancel_check = 0.0
         self._data_version = None
@@ -56,9 +68,13 @@ class Worker:
         signal.signal(signal.SIGUSR1, self._on_force)
 
     def _on_stop(self, signum, frame) -> None:
+        """A normal stop: finish the running job. Only a second Ctrl+C (SIGINT) forces; a
+        repeated SIGTERM (``worker stop`` twice, or from the console) must not kill a job."""
         self.stop_requests += 1
-        if self.stop_requests > 1:
-            self.force = True
+        if signum == signal.SIGINT:
+            self.interrupts += 1
+            if self.interrupts > 1:
+                self.force = True
 
     def _on_force(self, signum, frame) -> None:
         self.stop_requests += 1
@@ -71,8 +87,10 @@ class Worker:
     # -- main loop ------------------------------------------------------------------------
     def run(self) -> int:
         self.row = engine.register_worker(self.queues)
-        self.echo(f"worker {self.row.id} started (pid {self.row.pid})")
+        self._say(f"worker {self.row.id} started (pid {self.row.pid})")
         errors = 0
+        beats = _Heartbeat(self)
+        beats.start()
         try:
             self._recover(force=True)
             while not self.stopping:
@@ -96,16 +114,28 @@ class Worker:
                     self._complain(f"database error ({exc}); retrying")
                     self._pause(min(0.25 * 2 ** errors, 5.0))
         finally:
+            beats.stop.set()
+            beats.join()
             try:
                 engine.unregister_worker(self.row.id)
             except DatabaseError as exc:
                 self._complain(f"could not unregister ({exc}); recovery will clean up")
-            self.echo(f"worker {self.row.id} stopped")
+            self._say(f"worker {self.row.id} stopped")
         return 0
 
+    def _say(self, line: str) -> None:
+        """Echo a line; a reader that went away silences the echo, never the worker."""
+        try:
+            self.echo(line)
+        except (OSError, ValueError):
+            self.echo = lambda line: None
+
     def _complain(self, message: str) -> None:
-        print(f"{time.strftime('%H:%M:%S')} worker {self.row.id}: {message}", file=sys.stderr,
-              flush=True)
+        try:
+            print(f"{time.strftime('%H:%M:%S')} worker {self.row.id}: {message}", file=sys.stderr,
+                  flush=True)
+        except (OSError, ValueError):
+            _to_devnull(sys.stderr)
 
     def _pause(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -113,7 +143,7 @@ class Worker:
             time.sleep(0.05)
 
     def _run_job(self, job: Job, attempt, cfg: dict) -> None:
-        self.echo(f"start  {job.id}  attempt {attempt.number}")
+        self._say(f"start  {job.id}  attempt {attempt.number}")
         try:
             env = engine.job_environment(job)
             result = runner.run(
@@ -126,9 +156,11 @@ class Worker:
             # The command never ran (runner gates it on record_process): hand the job back
             # without using up a retry.
             result = runner.Result("interrupted", None, f"not started: database error: {exc}", "", 0.0)
+        except engine.Fenced:  # recovered before it started: nothing ran; finish is fenced too
+            result = runner.Result("interrupted", None, "not started: taken back by recovery", "", 0.0)
         state = self._finish(job, attempt, result, cfg)
         code = "-" if result.exit_code is None else result.exit_code
-        self.echo(f"finish {job.id}  attempt {attempt.number}  exit {code}  "
+        self._say(f"finish {job.id}  attempt {attempt.number}  exit {code}  "
                   f"{result.duration:.2f}s  -> {state or 'taken back by recovery'}")
         if self.stopping and not self.force:
             engine.heartbeat(self.row.id, status="stopping", current_job=None)
@@ -152,8 +184,8 @@ class Worker:
                 delay = min(delay * 2, 2.0)
 
     def _tick(self, job: Job, cfg: dict) -> str | None:
-        """Called while a job runs: heartbeats, cancellation and forced stops. A database
-        error here skips one tick; it never disturbs the running job."""
+        """Called while a job runs: cancellation, stops and forced stops. A database error
+        here skips one tick; it never disturbs the running job."""
         if self.force:
             return "interrupt"
         try:
@@ -163,9 +195,9 @@ class Worker:
 
     def _check_in(self, job: Job, cfg: dict) -> str | None:
         now = time.time()
-        if now - self._last_beat >= cfg["heartbeat_interval"]:
-            status = "stopping" if self.stopping else "busy"
-            self._beat(now, status=status, current_job=job.id)
+        if self.stopping and not self._said_stopping:
+            engine.heartbeat(self.row.id, status="stopping", current_job=job.id)
+            self._said_stopping = True
         if now - self._last_cancel_check >= 0.2:
             self._last_cancel_check = now
             if self._changed() and engine.cancel_requested(job):
@@ -173,23 +205,22 @@ class Worker:
         return None
 
     def _housekeeping(self, cfg: dict) -> None:
-        now = time.time()
-        if now - self._last_beat >= cfg["heartbeat_interval"]:
-            self._beat(now, status="idle", current_job=None)
         self._recover(interval=max(2 * cfg["heartbeat_interval"], 1.0))
 
-    def _beat(self, now: float, **values) -> None:
-        self._last_beat = now
-        if not engine.heartbeat(self.row.id, now=now, **values):
-            # Our row was removed (we were presumed lost): come back under a new identity.
+    def beat(self) -> None:
+        """One heartbeat (from the heartbeat thread)."""
+        if not engine.heartbeat(self.row.id):
+            # Our row was removed (we were presumed lost): come back under a new identity;
+            # whatever we were running is fenced out by its claim token.
             self.row = engine.register_worker(self.queues)
+            self._complain(f"was presumed lost; registered again as worker {self.row.id}")
 
     def _recover(self, *, interval: float = 0.0, force: bool = False) -> None:
         now = time.time()
         if force or now - self._last_recovery >= interval:
             self._last_recovery = now
             for job_id in engine.recover_lost(now=now):
-                self.echo(f"recovered {job_id} from a lost worker")
+                self._say(f"recovered {job_id} from a lost worker")
 
     def _work_soon(self) -> bool:
         due = engine.next_due(self.queues)
@@ -205,7 +236,7 @@ class Worker:
 
     def _wait_for_work(self, cfg: dict) -> None:
         now = time.time()
-        deadline = now + min(cfg["poll_interval"], cfg["heartbeat_interval"])
+        deadline = now + cfg["poll_interval"]
         due = engine.next_due(self.queues)
         if due is not None:
             deadline = min(deadline, max(due, now))
@@ -216,9 +247,55 @@ class Worker:
                 return
 
 
+class _Heartbeat(threading.Thread):
+    """Beats every min(heartbeat_interval, lease / 3), re-reading the settings at least every
+    SETTINGS_REFRESH seconds, on this thread's own connection (peewee keeps one per thread)."""
+
+    def __init__(self, worker: Worker):
+        super().__init__(daemon=True, name="queuectl-heartbeat")
+        self.worker = worker
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        interval, read_at, beat_at = 1.0, None, None
+        try:
+            while not self.stop.is_set():
+                now = time.monotonic()
+                try:
+                    if read_at is None or now - read_at >= SETTINGS_REFRESH:
+                        interval, read_at = worker_settings()["heartbeat_interval"], now
+                    if beat_at is None or now - beat_at >= interval:
+                        beat_at = now
+                        self.worker.beat()
+                except DatabaseError as exc:  # a lock held past the busy timeout: try again
+                    self.worker._complain(f"heartbeat failed ({exc}); retrying")
+                self.stop.wait(min(interval, SETTINGS_REFRESH))
+        finally:
+            if database.obj is not None:
+                database.close()  # this thread's connection only
+
+
+def _to_devnull(stream) -> None:
+    """Point a stream whose reader went away at /dev/null, so that what is still buffered in it
+    (and the interpreter's flush at exit) goes nowhere instead of raising BrokenPipeError."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+        os.close(null)
+    except (OSError, ValueError):
+        pass
+
+
+def _print_line(line: str) -> None:
+    try:
+        print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
+    except (OSError, ValueError):
+        _to_devnull(sys.stdout)
+        raise
+
+
 def run_worker(queues: list[str] | None = None, *, burst: bool = False, echo: bool = False) -> int:
-    printer = (lambda line: print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)) if echo else None
-    worker = Worker(queues, burst=burst, echo=printer)
+    worker = Worker(queues, burst=burst, echo=_print_line if echo else None)
     worker.install_signals()
     try:
         return worker.run()

@@ -7,6 +7,7 @@ that none is left behind.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -18,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from helpers import wait_for
+from helpers import cli_env, wait_for
 from reliability_support import gone, kill_processes_with, processes_with, reap, succeeded, token
 
 # reap (imported above): kills whatever a test leaves running, even when it fails half-way.
@@ -95,18 +96,44 @@ def test_sigterm_lets_the_running_job_finish_and_claims_nothing_more(cli, tmp_pa
     assert succeeded(cli("worker", "list", "--json")).json() == []
 
 
-@pytest.mark.parametrize("how", ["second-sigterm", "stop-force"])
+def test_a_repeated_normal_stop_still_lets_the_job_finish(cli, tmp_path):
+    """`worker stop` twice (or the console's stop, then stop all) never kills the job, and the
+    stopping worker still counts as busy while it finishes it."""
+    worker = start_worker(cli)
+    started, release = tmp_path / "started", tmp_path / "release"
+    succeeded(cli("enqueue", "--id", "long",
+                  f"touch {started}; while [ ! -e {release} ]; do sleep 0.02; done; echo finished"))
+    wait_for(started.exists, message="the job to start")
+
+    os.kill(worker["pid"], signal.SIGTERM)
+    wait_for(lambda: worker_status(cli, worker["id"]) == "stopping", message="the first stop")
+    assert succeeded(cli("status", "--json")).json()["workers"] == {"alive": 1, "busy": 1}
+    # The second normal stop: waits a second for the worker, which goes on with its job.
+    again = succeeded(cli("worker", "stop", "--wait", "1", "--json")).json()
+    assert again == {"stopped": [], "still_running": [worker["id"]], "gone": []}
+    os.kill(worker["pid"], signal.SIGTERM)
+    assert succeeded(cli("worker", "stop", "--wait", "0.5", "--json")).json()["still_running"] == [worker["id"]]
+    assert show(cli, "long")["state"] == "processing"
+
+    release.touch()
+    wait_for(lambda: gone(worker["pid"]), message="the worker to exit after its job")
+    job = show(cli, "long")
+    assert (job["state"], job["attempts"], outcomes(job)) == ("completed", 1, ["completed"])
+    assert job["output_tail"] == "finished\n"
+
+
+@pytest.mark.parametrize("how", ["second-sigint", "stop-force"])
 def test_a_forced_stop_kills_the_job_tree_and_the_job_runs_again_later(cli, tmp_path, tok, how):
     succeeded(cli("config", "set", "heartbeat_interval", "0.2"))
     worker = start_worker(cli)
     succeeded(cli("enqueue", "--id", "tree", "--max-retries", "0", tree_job(tmp_path, tok)))
     wait_for(lambda: len(sleeps(tok)) == 2, message="the job's grandchildren")
 
-    if how == "second-sigterm":
-        os.kill(worker["pid"], signal.SIGTERM)
+    if how == "second-sigint":  # Ctrl+C twice on a foreground worker
+        os.kill(worker["pid"], signal.SIGINT)
         wait_for(lambda: worker_status(cli, worker["id"]) == "stopping", message="the first signal")
         assert len(sleeps(tok)) == 2  # the first signal leaves the job alone
-        os.kill(worker["pid"], signal.SIGTERM)
+        os.kill(worker["pid"], signal.SIGINT)
     else:
         assert succeeded(cli("worker", "stop", "--force", "--json")).json()["stopped"] == [worker["id"]]
     wait_for(lambda: gone(worker["pid"]), message="the worker to exit")
@@ -209,6 +236,63 @@ def test_a_lease_shorter_than_the_heartbeat_interval_does_not_lose_a_live_worker
     assert worker_status(cli, worker["id"]) in ("idle", "busy")
 
 
+def test_a_lease_changed_while_a_job_runs_applies_to_its_heartbeats(cli, tmp_path):
+    succeeded(cli("config", "set", "heartbeat_interval", "300"))
+    succeeded(cli("config", "set", "lease", "900"))  # a beat every 300 s
+    start_worker(cli)
+    started, release = tmp_path / "started", tmp_path / "release"
+    succeeded(cli("enqueue", "--id", "steady",
+                  f"touch {started}; while [ ! -e {release} ]; do sleep 0.02; done"))
+    wait_for(started.exists, message="the job to start")
+    succeeded(cli("config", "set", "lease", "3"))
+    since = time.time()
+
+    def beat_since() -> bool:
+        return parse(succeeded(cli("worker", "list", "--json")).json()[0]["heartbeat_at"]) > since
+
+    wait_for(beat_since, timeout=15, message="a heartbeat at the new lease's pace")
+    release.touch()
+    wait_for(lambda: show(cli, "steady")["state"] == "completed", message="the job to complete")
+    assert outcomes(show(cli, "steady")) == ["completed"]
+
+
+def test_a_write_lock_held_past_the_lease_does_not_lose_a_working_worker(cli, home, tmp_path):
+    """Another connection holds the write lock longer than the lease (a huge enqueue): the
+    worker's heartbeats are late, but its process runs, so recovery leaves its job alone."""
+    succeeded(cli("config", "set", "heartbeat_interval", "0.2"))
+    succeeded(cli("config", "set", "lease", "1"))
+    worker = start_worker(cli)
+    started, release = tmp_path / "started", tmp_path / "release"
+    succeeded(cli("enqueue", "--id", "steady",
+                  f"touch {started}; while [ ! -e {release} ]; do sleep 0.02; done; echo done"))
+    wait_for(started.exists, message="the job to start")
+    reader = sqlite3.connect(f"file:{home / 'queuectl.db'}?mode=ro", uri=True)
+    shell = wait_for(lambda: reader.execute("SELECT pid FROM attempt").fetchone()[0],
+                     message="the job's process, recorded")
+    holder = sqlite3.connect(home / "queuectl.db", isolation_level=None, timeout=30)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        wait_for(lambda: time.time() - reader.execute("SELECT heartbeat_at FROM worker").fetchone()[0] > 2,
+                 message="the heartbeat to be older than the lease")
+        recover = subprocess.Popen([sys.executable, "-m", "queuectl_tui", "recover", "--json"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env=cli_env(home))
+        # Unfixed, recovery kills the job's tree and then waits for the lock to record it.
+        wait_for(lambda: recover.poll() is not None or gone(shell), message="recovery to decide")
+        assert not gone(shell), "recovery killed a working worker's job"
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        reader.close()
+    out, err = recover.communicate(timeout=60)
+    assert recover.returncode == 0 and json.loads(out) == {"recovered": []}, err
+    release.touch()
+    wait_for(lambda: show(cli, "steady")["state"] == "completed", message="the job to complete")
+    job = show(cli, "steady")
+    assert (outcomes(job), job["output_tail"]) == (["completed"], "done\n")
+    assert not gone(worker["pid"])
+
+
 def parse(text: str) -> float:
     from datetime import datetime
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
@@ -286,3 +370,78 @@ def test_a_worker_row_whose_pid_was_reused_is_dead_and_never_signalled(db, cli, 
     finally:
         stranger.kill()
         stranger.wait()
+
+
+# --- identities and fences -------------------------------------------------------------------
+
+def test_a_frozen_worker_resumed_after_recovery_changes_nothing(cli, home, tmp_path):
+    """Worker A is frozen past the lease, recovered, its job claimed again by worker B; A
+    resumes. Its stale finish must not touch B's run, and A must come back as a new worker
+    (never B's id), so that `worker stop --force` reaches both processes."""
+    succeeded(cli("config", "set", "heartbeat_interval", "0.2"))
+    succeeded(cli("config", "set", "lease", "1"))
+    succeeded(cli("config", "set", "backoff_base", "1"))
+    runs, release = tmp_path / "runs", tmp_path / "release"
+    first = start_worker(cli)
+    succeeded(cli("enqueue", "--id", "j",
+                  f"echo run >> {runs}; while [ ! -e {release} ]; do sleep 0.02; done"))
+    wait_for(lambda: show(cli, "j")["attempt_list"][0]["pid"], message="the job's process, recorded")
+
+    os.kill(first["pid"], signal.SIGSTOP)
+    frozen = psutil.Process(first["pid"])
+    try:
+        wait_for(lambda: frozen.status() == psutil.STATUS_STOPPED, message="the worker to freeze")
+        wait_for(lambda: not succeeded(cli("worker", "list", "--json")).json()[0]["alive"],
+                 message="the frozen worker to be presumed lost")
+        assert succeeded(cli("recover", "--json")).json() == {"recovered": ["j"]}
+        second = start_worker(cli)
+        assert second["id"] != first["id"]
+        wait_for(lambda: run_count(tmp_path) == 2, message="the second run")
+        succeeded(cli("enqueue", "--id", "after", "true"))  # only a free worker (A) takes it
+    finally:
+        os.kill(first["pid"], signal.SIGCONT)
+    # A went back to its loop after its stale finish, and came back under a new id.
+    wait_for(lambda: show(cli, "after")["state"] == "completed", message="A to claim again")
+    def two_alive() -> list | None:
+        rows = succeeded(cli("worker", "list", "--json")).json()
+        return rows if len(rows) == 2 and all(w["alive"] for w in rows) else None
+
+    workers = wait_for(two_alive, message="A to register again")
+    ids = sorted(w["id"] for w in workers)
+    assert len(set(ids)) == 2 and first["id"] not in ids and second["id"] in ids
+    job = show(cli, "j")
+    assert (job["state"], job["attempts"], outcomes(job)) == ("processing", 2, ["lost", None])
+    assert run_count(tmp_path) == 2
+
+    stopped = succeeded(cli("worker", "stop", "--force", "--json")).json()
+    assert sorted(stopped["stopped"]) == ids
+    assert gone(first["pid"]) and gone(second["pid"])
+    job = show(cli, "j")
+    assert (job["state"], outcomes(job)) == ("pending", ["lost", "interrupted"])
+
+
+def test_a_foreground_worker_whose_reader_goes_away_keeps_working(cli, home, tmp_path):
+    """`worker start --foreground | head -1`: the echo hits a closed pipe; the worker stops
+    echoing and runs every job once, none is charged an attempt it never ran."""
+    closed, out = tmp_path / "closed", tmp_path / "out"
+    succeeded(cli("enqueue", "--id", "one",
+                  f"while [ ! -e {closed} ]; do sleep 0.02; done; echo one >> {out}"))
+    succeeded(cli("enqueue", "--id", "two", f"echo two >> {out}"))
+    proc = subprocess.Popen([sys.executable, "-m", "queuectl_tui", "worker", "start", "--foreground",
+                             "--burst"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=cli_env(home), cwd=tmp_path)
+    try:
+        assert b"started" in proc.stdout.readline()
+        proc.stdout.close()  # the reader leaves, as `head -1` does
+        closed.touch()
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in err, err
+    assert out.read_text() == "one\ntwo\n"
+    for job_id in ("one", "two"):
+        job = show(cli, job_id)
+        assert (job["state"], job["attempts"], outcomes(job)) == ("completed", 1, ["completed"])
