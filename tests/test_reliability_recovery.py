@@ -35,6 +35,16 @@ def lost_worker():
     return Worker.get_by_id(row.id)
 
 
+def started(claimed):
+    """Record a process (one that has exited) for the claim: its command ran, so recovery
+    goes through killing its tree (a claim with no process goes back untouched)."""
+    from queuectl_tui import engine
+    done = subprocess.Popen(["true"])
+    done.wait()
+    engine.record_process(claimed[1], done.pid, 0.0)
+    return claimed
+
+
 def add(*ids: str) -> None:
     from queuectl_tui import engine, spec
     engine.enqueue([spec.normalize({"id": i, "command": "true"}) for i in ids], cwd="/", env={})
@@ -48,8 +58,8 @@ def test_recovering_several_jobs_while_others_commit(db, home, monkeypatch):
 
     add("a", "b", "c")
     dead = lost_worker()
-    engine.claim(dead)
-    engine.claim(dead)
+    started(engine.claim(dead))
+    started(engine.claim(dead))
     other = sqlite3.connect(home / "queuectl.db", isolation_level=None, timeout=5)
     real_kill = procs.kill_tree
 
@@ -72,8 +82,8 @@ def test_recovery_never_touches_a_run_claimed_meanwhile_by_a_live_worker(db, mon
 
     add("a", "b")
     dead = lost_worker()
-    engine.claim(dead)
-    job_b, attempt_b = engine.claim(dead)
+    started(engine.claim(dead))
+    job_b, attempt_b = started(engine.claim(dead))
     live = engine.register_worker()  # this test process: alive
     live_run = subprocess.Popen(["sleep", tok])  # the live worker's run of b
     real_kill = procs.kill_tree
