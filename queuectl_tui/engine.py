@@ -394,6 +394,10 @@ def _delete_seqs(seqs: list[int]) -> int:
                     pass
         Attempt.delete().where(Attempt.job.in_(chunk)).execute()
         Job.delete().where(Job.seq.in_(chunk)).execute()
+    # An environment holds the enqueuer's variables, secrets included: it goes with the last
+    # job that refers to it (callers hold the write transaction, so no enqueue slips between).
+    used = Job.select(Job.env_digest).where(Job.env_digest.is_null(False))
+    Environment.delete().where(Environment.digest.not_in(used)).execute()
     return len(seqs)
 
 

@@ -142,3 +142,35 @@ def test_a_job_runs_with_the_enqueuers_environment_and_directory_only(home, tmp_
     assert "WORKER_SECRET_TOKEN" not in seen and "AWS_SECRET_ACCESS_KEY" not in seen
     assert set(seen) - {"PWD", "SHLVL", "_", "OLDPWD"} <= set(enqueuer)
     assert Path(f"{out}.pwd").read_text().strip() == str(where)
+
+
+def test_an_environment_is_deleted_with_the_last_job_that_uses_it(home):
+    """The enqueuer's environment (secrets included) is stored once per distinct content; it
+    must not outlive the jobs that refer to it (delete, clear, dlq clear)."""
+    import sqlite3
+
+    def enqueue(secret: str, *args: str) -> None:
+        succeeded(run_cli(home, "enqueue", *args, env=cli_env(home, API_TOKEN=secret)))
+
+    def stored() -> str:
+        con = sqlite3.connect(home / "queuectl.db")
+        try:
+            return " ".join(data for (data,) in con.execute("SELECT data FROM environment"))
+        finally:
+            con.close()
+
+    enqueue("secret-deleted", "--id", "d1", "true")
+    enqueue("secret-deleted", "--id", "d2", "true")  # the same environment, shared
+    enqueue("secret-cleared", "--id", "c1", "true")
+    enqueue("secret-dead", "--id", "x1", "--max-retries", "0", "false")
+    enqueue("secret-kept", "--id", "k1", "--delay", "3600", "true")
+    succeeded(run_cli(home, "worker", "start", "--foreground", "--burst"))
+    succeeded(run_cli(home, "delete", "d1"))
+    assert "secret-deleted" in stored()  # d2 still refers to it
+    succeeded(run_cli(home, "delete", "d2"))
+    assert "secret-deleted" not in stored()
+    succeeded(run_cli(home, "dlq", "clear", "--yes"))
+    assert "secret-dead" not in stored()
+    succeeded(run_cli(home, "clear", "--state", "completed", "--yes"))
+    assert "secret-cleared" not in stored()
+    assert "secret-kept" in stored()  # k1 waits: its environment stays
