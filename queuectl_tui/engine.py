@@ -442,9 +442,9 @@ def _filtered(query, *, state: str | None = None, queue: str | None = None,
         query = query.where(Job.state == state)
     if queue:
         query = query.where(Job.queue == queue)
-    if search:
-        needle = f"%{search}%"
-        query = query.where(Job.id ** needle | Job.command ** needle | Job.last_error ** needle)
+    if search:  # contains() escapes LIKE's wildcards: "_" and "%" are searched for as text
+        query = query.where(Job.id.contains(search) | Job.command.contains(search)
+                            | Job.last_error.contains(search))
     return query
 
 

@@ -444,3 +444,16 @@ def test_wait_options_refuse_nan(cli):
     for args in (("worker", "stop", "--wait", "nan"), ("cancel", "x", "--wait", "nan")):
         result = cli(*args)
         assert result.code == 2 and "not a number of seconds" in result.err
+
+
+def test_search_takes_like_wildcards_as_text(cli):
+    for job_id in ("a_b", "axb", "50%", "500", "back\\slash"):
+        ok(cli("enqueue", "--id", job_id, "true"))
+
+    def found(text: str) -> list[str]:
+        return sorted(j["id"] for j in ok(cli("list", "--search", text, "--json")).json())
+
+    assert found("_") == ["a_b"]
+    assert found("%") == ["50%"]
+    assert found("\\") == ["back\\slash"]
+    assert found("A_B") == ["a_b"]  # still case-insensitive
