@@ -72,6 +72,27 @@ class _Seconds(click.FloatRange):
 SECONDS = _Seconds(0, 86400)
 
 
+class _Utf8Text(click.ParamType):
+    """Text that can be stored and looked up: an argument that is not UTF-8 reaches Python as
+    lone surrogates, which SQLite cannot take (a UnicodeEncodeError deep in the driver)."""
+
+    name = "text"
+
+    def convert(self, value, param, ctx):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            try:  # the bytes as given (Python keeps them as surrogate escapes)
+                shown = repr(value.encode("utf-8", "surrogateescape"))
+            except UnicodeEncodeError:
+                shown = ascii(value)
+            self.fail(f"{shown} is not UTF-8 text", param, ctx)
+        return value
+
+
+TEXT = _Utf8Text()
+
+
 def json_option(func):
     return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(func)
 
@@ -245,8 +266,8 @@ def _jobs_table(jobs, *, error_column: bool = False):
 
 @cli.command("list", context_settings=CONTEXT)
 @click.option("--state", type=click.Choice(STATES), help="Only jobs in this state.")
-@click.option("--queue", help="Only jobs in this queue.")
-@click.option("--search", help="Only jobs whose id, command or error contains this text.")
+@click.option("--queue", type=TEXT, help="Only jobs in this queue.")
+@click.option("--search", type=TEXT, help="Only jobs whose id, command or error contains this text.")
 @click.option("--limit", type=click.IntRange(0), default=50, show_default=True, help="At most this many (0: all).")
 @json_option
 @pass_app
@@ -261,7 +282,7 @@ def list_(app: App, state, queue, search, limit, as_json) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("job_id")
+@click.argument("job_id", type=TEXT)
 @json_option
 @pass_app
 def show(app: App, job_id: str, as_json: bool) -> None:
@@ -300,7 +321,7 @@ def show(app: App, job_id: str, as_json: bool) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("job_id")
+@click.argument("job_id", type=TEXT)
 @click.option("--attempt", "number", type=int, help="Attempt number (default: the latest).")
 @click.option("--follow", "-F", is_flag=True, help="Keep printing while the attempt runs.")
 @pass_app
@@ -341,7 +362,7 @@ def logs(app: App, job_id: str, number: int | None, follow: bool) -> None:
 # --- operator actions ------------------------------------------------------------------------
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("job_ids", nargs=-1, required=True)
+@click.argument("job_ids", nargs=-1, required=True, type=TEXT)
 @json_option
 @pass_app
 def retry(app: App, job_ids, as_json) -> None:
@@ -352,7 +373,7 @@ def retry(app: App, job_ids, as_json) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("job_ids", nargs=-1, required=True)
+@click.argument("job_ids", nargs=-1, required=True, type=TEXT)
 @click.option("--wait", type=SECONDS, default=10.0, show_default=True,
               help="Seconds to wait for a running job's worker to kill it.")
 @json_option
@@ -372,7 +393,7 @@ def cancel(app: App, job_ids, wait, as_json) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("job_ids", nargs=-1, required=True)
+@click.argument("job_ids", nargs=-1, required=True, type=TEXT)
 @json_option
 @pass_app
 def delete(app: App, job_ids, as_json) -> None:
@@ -445,7 +466,7 @@ def dlq_list(app: App, limit, as_json) -> None:
 
 
 @dlq.command("retry", context_settings=CONTEXT)
-@click.argument("job_ids", nargs=-1)
+@click.argument("job_ids", nargs=-1, type=TEXT)
 @click.option("--all", "all_dead", is_flag=True, help="Every job in the DLQ.")
 @click.option("--timeout", type=float, help="New time limit, seconds.")
 @click.option("--max-retries", type=int, help="New retry budget.")
