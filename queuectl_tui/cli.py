@@ -518,6 +518,10 @@ def worker() -> None:
 def worker_start(app: App, count, foreground, burst, queues, as_json) -> None:
     """Start workers: detached (they outlive this shell) unless --foreground."""
     app.open()
+    try:  # said once here rather than as the error of every attempt
+        paths.check_private_dir(paths.logs_dir(app.db_path))
+    except OSError as exc:
+        raise QueueError(f"cannot start workers: {exc.strerror or exc}") from None
     from queuectl_tui import supervisor
     if not foreground:
         rows = supervisor.start(app.db_path, count, queues=list(queues), burst=burst)
