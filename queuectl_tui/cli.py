@@ -20,6 +20,7 @@ import click
 from queuectl_tui import __version__, engine, paths, settings, spec
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
 from queuectl_tui.models import DEAD, STATES
+from queuectl_tui.visible import visible
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -44,6 +45,14 @@ pass_app = click.make_pass_decorator(App)
 def console():
     from rich.console import Console
     return Console(highlight=False, soft_wrap=False)
+
+
+def plain(value: Any):
+    """A table or field cell from user data (ids, commands, errors, output): rich would read
+    ``[...]`` in it as markup (and crash on ``[/x]``), and a terminal would obey its control
+    characters, so it becomes literal Text with the controls shown visibly."""
+    from rich.text import Text
+    return Text(visible("-" if value is None else str(value)))
 
 
 def emit_json(data: Any) -> None:
@@ -259,8 +268,8 @@ def _jobs_table(jobs, *, error_column: bool = False):
         else:
             when = f"{ago(now - (job.finished_at or job.updated_at))} ago"
         last = (job.last_error or "") if error_column else ("" if job.exit_code is None else str(job.exit_code))
-        table.add_row(job.id, job.state, job.command, str(job.priority),
-                      f"{job.attempts}/{job.max_retries + 1}", when, last)
+        table.add_row(plain(job.id), job.state, plain(job.command), str(job.priority),
+                      f"{job.attempts}/{job.max_retries + 1}", when, plain(last))
     return table
 
 
@@ -303,7 +312,7 @@ def show(app: App, job_id: str, as_json: bool) -> None:
     fields.add_column(overflow="fold")
     for key, value in data.items():
         if key not in ("attempt_list", "output_tail"):
-            fields.add_row(key, "-" if value is None else str(value))
+            fields.add_row(key, plain(value))
     out.print(fields)
     if attempts:
         table = Table(title="attempts", header_style="bold")
@@ -313,11 +322,11 @@ def show(app: App, job_id: str, as_json: bool) -> None:
             table.add_row(str(a.number), str(a.worker_id or "-"), spec.iso(a.started_at),
                           "-" if a.duration is None else f"{a.duration:.2f}s",
                           "-" if a.exit_code is None else str(a.exit_code),
-                          a.outcome or "running", a.error or "")
+                          a.outcome or "running", plain(a.error or ""))
         out.print(table)
     if job.output_tail:
         out.print("[bold]output (tail)[/bold]")
-        out.print(job.output_tail, markup=False)
+        out.print(plain(job.output_tail))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -341,19 +350,25 @@ def logs(app: App, job_id: str, number: int | None, follow: bool) -> None:
         handle = open(path, "rb")
     except OSError:
         raise QueueError(f"the log of attempt {chosen.number} is gone ({path})") from None
+    write = out.write
+    if sys.stdout.isatty():  # a person reads it: escape sequences are shown, not obeyed
+        import codecs
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+        def write(chunk: bytes, final: bool = False) -> None:
+            out.write(visible(decoder.decode(chunk, final)).encode("utf-8"))
     with handle:
         while True:
             chunk = handle.read(65536)
             if chunk:
-                out.write(chunk)
+                write(chunk)
                 continue
             out.flush()
             if not follow:
                 break
             from queuectl_tui.models import Attempt
             if Attempt.get_by_id(chosen.seq).finished_at is not None:
-                rest = handle.read()
-                out.write(rest)
+                write(handle.read())
                 out.flush()
                 break
             time.sleep(0.2)
@@ -602,7 +617,7 @@ def worker_list(app: App, as_json) -> None:
     for name in ("id", "pid", "host", "status", "job", "up", "heartbeat", "alive"):
         table.add_column(name)
     for w, row in zip(Worker.select().order_by(Worker.id), rows):
-        table.add_row(str(w.id), str(w.pid), w.host, w.status, w.current_job or "-",
+        table.add_row(str(w.id), str(w.pid), plain(w.host), w.status, plain(w.current_job),
                       ago(now - w.started_at), f"{ago(row['heartbeat_age'])} ago",
                       "yes" if row["alive"] else "no")
     console().print(table)
@@ -630,7 +645,7 @@ def config_list(app: App, as_json) -> None:
     for name in ("key", "value", "default", "meaning"):
         table.add_column(name, overflow="fold")
     for r in rows:
-        table.add_row(r["key"], json.dumps(r["value"]), json.dumps(r["default"]), r["help"])
+        table.add_row(r["key"], plain(json.dumps(r["value"])), plain(json.dumps(r["default"])), r["help"])
     console().print(table)
 
 
