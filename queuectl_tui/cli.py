@@ -20,6 +20,7 @@ import click
 from queuectl_tui import __version__, engine, paths, settings, spec
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
 from queuectl_tui.models import DEAD, STATES
+from queuectl_tui.visible import visible
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -46,6 +47,14 @@ def console():
     return Console(highlight=False, soft_wrap=False)
 
 
+def plain(value: Any):
+    """A table or field cell from user data (ids, commands, errors, output): rich would read
+    ``[...]`` in it as markup (and crash on ``[/x]``), and a terminal would obey its control
+    characters, so it becomes literal Text with the controls shown visibly."""
+    from rich.text import Text
+    return Text(visible("-" if value is None else str(value)))
+
+
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
@@ -70,6 +79,27 @@ class _Seconds(click.FloatRange):
 
 
 SECONDS = _Seconds(0, 86400)
+
+
+class _Utf8Text(click.ParamType):
+    """Text that can be stored and looked up: an argument that is not UTF-8 reaches Python as
+    lone surrogates, which SQLite cannot take (a UnicodeEncodeError deep in the driver)."""
+
+    name = "text"
+
+    def convert(self, value, param, ctx):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            try:  # the bytes as given (Python keeps them as surrogate escapes)
+                shown = repr(value.encode("utf-8", "surrogateescape"))
+            except UnicodeEncodeError:
+                shown = ascii(value)
+            self.fail(f"{shown} is not UTF-8 text", param, ctx)
+        return value
+
+
+TEXT = _Utf8Text()
 
 
 def json_option(func):
@@ -238,15 +268,15 @@ def _jobs_table(jobs, *, error_column: bool = False):
         else:
             when = f"{ago(now - (job.finished_at or job.updated_at))} ago"
         last = (job.last_error or "") if error_column else ("" if job.exit_code is None else str(job.exit_code))
-        table.add_row(job.id, job.state, job.command, str(job.priority),
-                      f"{job.attempts}/{job.max_retries + 1}", when, last)
+        table.add_row(plain(job.id), job.state, plain(job.command), str(job.priority),
+                      f"{job.attempts}/{job.max_retries + 1}", when, plain(last))
     return table
 
 
 @cli.command("list", context_settings=CONTEXT)
 @click.option("--state", type=click.Choice(STATES), help="Only jobs in this state.")
-@click.option("--queue", help="Only jobs in this queue.")
-@click.option("--search", help="Only jobs whose id, command or error contains this text.")
+@click.option("--queue", type=TEXT, help="Only jobs in this queue.")
+@click.option("--search", type=TEXT, help="Only jobs whose id, command or error contains this text.")
 @click.option("--limit", type=click.IntRange(0), default=50, show_default=True, help="At most this many (0: all).")
 @json_option
 @pass_app
@@ -261,7 +291,7 @@ def list_(app: App, state, queue, search, limit, as_json) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("job_id")
+@click.argument("job_id", type=TEXT)
 @json_option
 @pass_app
 def show(app: App, job_id: str, as_json: bool) -> None:
@@ -282,7 +312,7 @@ def show(app: App, job_id: str, as_json: bool) -> None:
     fields.add_column(overflow="fold")
     for key, value in data.items():
         if key not in ("attempt_list", "output_tail"):
-            fields.add_row(key, "-" if value is None else str(value))
+            fields.add_row(key, plain(value))
     out.print(fields)
     if attempts:
         table = Table(title="attempts", header_style="bold")
@@ -292,15 +322,15 @@ def show(app: App, job_id: str, as_json: bool) -> None:
             table.add_row(str(a.number), str(a.worker_id or "-"), spec.iso(a.started_at),
                           "-" if a.duration is None else f"{a.duration:.2f}s",
                           "-" if a.exit_code is None else str(a.exit_code),
-                          a.outcome or "running", a.error or "")
+                          a.outcome or "running", plain(a.error or ""))
         out.print(table)
     if job.output_tail:
         out.print("[bold]output (tail)[/bold]")
-        out.print(job.output_tail, markup=False)
+        out.print(plain(job.output_tail))
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("job_id")
+@click.argument("job_id", type=TEXT)
 @click.option("--attempt", "number", type=int, help="Attempt number (default: the latest).")
 @click.option("--follow", "-F", is_flag=True, help="Keep printing while the attempt runs.")
 @pass_app
@@ -320,19 +350,25 @@ def logs(app: App, job_id: str, number: int | None, follow: bool) -> None:
         handle = open(path, "rb")
     except OSError:
         raise QueueError(f"the log of attempt {chosen.number} is gone ({path})") from None
+    write = out.write
+    if sys.stdout.isatty():  # a person reads it: escape sequences are shown, not obeyed
+        import codecs
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+        def write(chunk: bytes, final: bool = False) -> None:
+            out.write(visible(decoder.decode(chunk, final)).encode("utf-8"))
     with handle:
         while True:
             chunk = handle.read(65536)
             if chunk:
-                out.write(chunk)
+                write(chunk)
                 continue
             out.flush()
             if not follow:
                 break
             from queuectl_tui.models import Attempt
             if Attempt.get_by_id(chosen.seq).finished_at is not None:
-                rest = handle.read()
-                out.write(rest)
+                write(handle.read())
                 out.flush()
                 break
             time.sleep(0.2)
@@ -341,7 +377,7 @@ def logs(app: App, job_id: str, number: int | None, follow: bool) -> None:
 # --- operator actions ------------------------------------------------------------------------
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("job_ids", nargs=-1, required=True)
+@click.argument("job_ids", nargs=-1, required=True, type=TEXT)
 @json_option
 @pass_app
 def retry(app: App, job_ids, as_json) -> None:
@@ -352,7 +388,7 @@ def retry(app: App, job_ids, as_json) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("job_ids", nargs=-1, required=True)
+@click.argument("job_ids", nargs=-1, required=True, type=TEXT)
 @click.option("--wait", type=SECONDS, default=10.0, show_default=True,
               help="Seconds to wait for a running job's worker to kill it.")
 @json_option
@@ -372,7 +408,7 @@ def cancel(app: App, job_ids, wait, as_json) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("job_ids", nargs=-1, required=True)
+@click.argument("job_ids", nargs=-1, required=True, type=TEXT)
 @json_option
 @pass_app
 def delete(app: App, job_ids, as_json) -> None:
@@ -445,7 +481,7 @@ def dlq_list(app: App, limit, as_json) -> None:
 
 
 @dlq.command("retry", context_settings=CONTEXT)
-@click.argument("job_ids", nargs=-1)
+@click.argument("job_ids", nargs=-1, type=TEXT)
 @click.option("--all", "all_dead", is_flag=True, help="Every job in the DLQ.")
 @click.option("--timeout", type=float, help="New time limit, seconds.")
 @click.option("--max-retries", type=int, help="New retry budget.")
@@ -497,6 +533,10 @@ def worker() -> None:
 def worker_start(app: App, count, foreground, burst, queues, as_json) -> None:
     """Start workers: detached (they outlive this shell) unless --foreground."""
     app.open()
+    try:  # said once here rather than as the error of every attempt
+        paths.check_private_dir(paths.logs_dir(app.db_path))
+    except OSError as exc:
+        raise QueueError(f"cannot start workers: {exc.strerror or exc}") from None
     from queuectl_tui import supervisor
     if not foreground:
         rows = supervisor.start(app.db_path, count, queues=list(queues), burst=burst)
@@ -577,7 +617,7 @@ def worker_list(app: App, as_json) -> None:
     for name in ("id", "pid", "host", "status", "job", "up", "heartbeat", "alive"):
         table.add_column(name)
     for w, row in zip(Worker.select().order_by(Worker.id), rows):
-        table.add_row(str(w.id), str(w.pid), w.host, w.status, w.current_job or "-",
+        table.add_row(str(w.id), str(w.pid), plain(w.host), w.status, plain(w.current_job),
                       ago(now - w.started_at), f"{ago(row['heartbeat_age'])} ago",
                       "yes" if row["alive"] else "no")
     console().print(table)
@@ -605,7 +645,7 @@ def config_list(app: App, as_json) -> None:
     for name in ("key", "value", "default", "meaning"):
         table.add_column(name, overflow="fold")
     for r in rows:
-        table.add_row(r["key"], json.dumps(r["value"]), json.dumps(r["default"]), r["help"])
+        table.add_row(r["key"], plain(json.dumps(r["value"])), plain(json.dumps(r["default"])), r["help"])
     console().print(table)
 
 

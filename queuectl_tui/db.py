@@ -54,16 +54,15 @@ def open_db(path: Path | str | None = None, *, create: bool = True) -> SqliteDat
             raise DatabaseUnusable(f"no database at {path}")
         try:
             paths.ensure_private_dir(path.parent)
-            paths.ensure_private_dir(paths.logs_dir(path))
             # Create the file ourselves so that it is 0600 from its first byte.
-            os.close(paths.create_private_file(path))
+            os.close(paths.create_new_file(path))
         except OSError as exc:
             raise DatabaseUnusable(f"cannot create database {path}: {exc.strerror}") from None
-    else:
-        try:  # a database moved without its logs, or logs/ deleted to free space
-            paths.ensure_private_dir(paths.logs_dir(path))
-        except OSError:
-            pass  # a read-only place: reading works; a job says why it has no log
+    elif not path.is_file():
+        # SQLite would open a directory (and fail later) or a device such as /dev/null (and
+        # write a journal beside it): refused before anything is created next to it.
+        raise DatabaseUnusable(f"{path} is not a database file (it is a "
+                               f"{'directory' if path.is_dir() else 'special file'})")
     db = SqliteDatabase(
         str(path),
         pragmas={  # journal_mode=wal is set once the file is known to be ours (below)
@@ -87,6 +86,10 @@ def open_db(path: Path | str | None = None, *, create: bool = True) -> SqliteDat
     except (DatabaseError, sqlite3.DatabaseError) as exc:
         close_db()
         raise DatabaseUnusable(describe_db_error(exc, path)) from None
+    try:  # only beside a database known to be ours; also one moved without its logs
+        paths.ensure_private_dir(paths.logs_dir(path))
+    except OSError:
+        pass  # a read-only place: reading works; a job says why it has no log
     return db
 
 

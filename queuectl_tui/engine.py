@@ -458,6 +458,10 @@ def _delete_seqs(seqs: list[int]) -> int:
                     pass
         Attempt.delete().where(Attempt.job.in_(chunk)).execute()
         Job.delete().where(Job.seq.in_(chunk)).execute()
+    # An environment holds the enqueuer's variables, secrets included: it goes with the last
+    # job that refers to it (callers hold the write transaction, so no enqueue slips between).
+    used = Job.select(Job.env_digest).where(Job.env_digest.is_null(False))
+    Environment.delete().where(Environment.digest.not_in(used)).execute()
     return len(seqs)
 
 
@@ -502,9 +506,9 @@ def _filtered(query, *, state: str | None = None, queue: str | None = None,
         query = query.where(Job.state == state)
     if queue:
         query = query.where(Job.queue == queue)
-    if search:
-        needle = f"%{search}%"
-        query = query.where(Job.id ** needle | Job.command ** needle | Job.last_error ** needle)
+    if search:  # contains() escapes LIKE's wildcards: "_" and "%" are searched for as text
+        query = query.where(Job.id.contains(search) | Job.command.contains(search)
+                            | Job.last_error.contains(search))
     return query
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 
 
@@ -40,8 +42,92 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
-def create_private_file(path: Path) -> int:
-    """Open a new file for writing, 0600 from birth (O_CREAT with mode, then fchmod past umask)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+def create_new_file(path: Path) -> int:
+    """Create ``path`` for writing, 0600 from birth (mode, then fchmod past the umask); fail if
+    anything is already there, a symbolic link included (O_EXCL|O_NOFOLLOW)."""
+    fd = os.open(path, _NEW, 0o600)
     os.fchmod(fd, 0o600)
     return fd
+
+
+def create_private_file(path: Path) -> int:
+    """Create a job's log file in a private directory (see ``open_private_dir``), 0600.
+
+    Never through a symlink, never into a file made before (another process could hold it
+    open and read the job's output): O_EXCL|O_NOFOLLOW. Row ids, and so log names, are reused
+    after deletion, so a leftover of ours at the path is removed (unlink removes a symlink
+    itself, never its target) and the file made anew; anything else there is refused.
+    """
+    directory = open_private_dir(path.parent)
+    try:
+        try:
+            fd = os.open(path.name, _NEW, 0o600, dir_fd=directory)
+        except FileExistsError:
+            found = os.stat(path.name, dir_fd=directory, follow_symlinks=False)
+            if found.st_uid != os.geteuid():
+                raise OSError(errno.EEXIST, f"{path} already exists and belongs to uid "
+                                            f"{found.st_uid}, not to this user") from None
+            os.unlink(path.name, dir_fd=directory)
+            fd = os.open(path.name, _NEW, 0o600, dir_fd=directory)
+        os.fchmod(fd, 0o600)
+        return fd
+    finally:
+        os.close(directory)
+
+
+def open_private_append(path: Path) -> int:
+    """Open (or create) a log that is appended to across runs, such as workers.log: in a private
+    directory, not through a symlink, and only a plain file of ours with no other name."""
+    directory = open_private_dir(path.parent)
+    try:
+        try:
+            fd = os.open(path.name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o600, dir_fd=directory)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OSError(errno.ELOOP, f"{path} is a symbolic link; refusing to write through it") from None
+            raise
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode) or found.st_uid != os.geteuid() or found.st_nlink != 1:
+            os.close(fd)
+            raise OSError(errno.EPERM, f"{path} is not a plain file of this user; refusing to write to it")
+        os.fchmod(fd, 0o600)
+        return fd
+    finally:
+        os.close(directory)
+
+
+def open_private_dir(path: Path) -> int:
+    """A descriptor of ``path`` once it is known to be a directory (not a symlink) owned by this
+    user and writable by no one else; files are then made relative to it, so the directory
+    checked is the one written to. A directory someone else made first (``/tmp/logs`` for
+    ``--db /tmp/q.db``) could hold planted links or files: refused with the reason."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(path):
+            raise OSError(exc.errno, f"the logs directory {path} is a symbolic link; "
+                                     "refusing to write logs there") from None
+        raise
+    problem = _not_private(os.fstat(fd))
+    if problem:
+        os.close(fd)
+        raise OSError(errno.EPERM, f"the logs directory {path} {problem}; refusing to write logs "
+                                   "there (remove it, or keep the database in a private directory)")
+    return fd
+
+
+def check_private_dir(path: Path) -> None:
+    """Raise OSError (with the reason) unless ``path`` is a private directory of ours."""
+    os.close(open_private_dir(path))
+
+
+def _not_private(found: os.stat_result) -> str | None:
+    if found.st_uid != os.geteuid():
+        return f"belongs to uid {found.st_uid}, not to this user"
+    if found.st_mode & 0o022:
+        return f"is writable by others (mode {stat.S_IMODE(found.st_mode):o})"
+    return None
+
+
+_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -19,7 +19,7 @@ import psutil
 from queuectl_tui import engine, procs
 from queuectl_tui.errors import QueueError
 from queuectl_tui.models import Worker
-from queuectl_tui.paths import logs_dir
+from queuectl_tui.paths import logs_dir, open_private_append
 
 
 def worker_command(db_path: Path, queues: list[str] | None, burst: bool) -> list[str]:
@@ -35,7 +35,10 @@ def start(db_path: Path, count: int = 1, *, queues: list[str] | None = None, bur
           wait: float = 10.0) -> list[Worker]:
     """Spawn detached workers and return their rows once each has registered."""
     log = logs_dir(db_path) / "workers.log"
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    try:  # not through a planted symlink or into someone else's file (see paths)
+        fd = open_private_append(log)
+    except OSError as exc:
+        raise QueueError(f"cannot open the workers' log {log}: {exc.strerror or exc}") from None
     pids = []
     try:
         for _ in range(count):

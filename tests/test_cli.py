@@ -444,3 +444,76 @@ def test_wait_options_refuse_nan(cli):
     for args in (("worker", "stop", "--wait", "nan"), ("cancel", "x", "--wait", "nan")):
         result = cli(*args)
         assert result.code == 2 and "not a number of seconds" in result.err
+
+
+def test_search_takes_like_wildcards_as_text(cli):
+    for job_id in ("a_b", "axb", "50%", "500", "back\\slash"):
+        ok(cli("enqueue", "--id", job_id, "true"))
+
+    def found(text: str) -> list[str]:
+        return sorted(j["id"] for j in ok(cli("list", "--search", text, "--json")).json())
+
+    assert found("_") == ["a_b"]
+    assert found("%") == ["50%"]
+    assert found("\\") == ["back\\slash"]
+    assert found("A_B") == ["a_b"]  # still case-insensitive
+
+
+# --- user text is shown, never interpreted ---------------------------------------------------------
+
+def test_markup_in_ids_commands_and_errors_is_printed_as_text(cli, home):
+    ok(cli("enqueue", "--id", "a[/x]", "--max-retries", "0", "echo '[bold red]out[/]'; exit 3"))
+    ok(cli("enqueue", "--id", "[red]b", "--queue", "q", "sleep 30"))
+    ok(cli(*BURST, "--queue", "default"))
+    for args in (("list",), ("list", "--state", "dead"), ("show", "a[/x]"), ("dlq", "list")):
+        out = ok(cli(*args)).out
+        assert "a[/x]" in out, args
+    assert "[bold red]out[/]" in ok(cli("show", "a[/x]")).out
+    worker = ok(cli("worker", "start", "--queue", "q", "--json")).json()[0]
+    try:
+        wait_for(lambda: show(cli, "[red]b")["state"] == "processing", message="the job to start")
+        assert "[red]b" in ok(cli("worker", "list")).out
+    finally:
+        ok(cli("worker", "stop", "--force", str(worker["id"])))
+
+
+def _on_a_terminal(home, *args: str) -> bytes:
+    """What a command writes to a terminal (a pty), read to its end."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "queuectl_tui", *args], stdin=slave, stdout=slave,
+                            stderr=slave, env=cli_env(home, TERM="xterm", COLUMNS="200"), cwd=home.parent)
+    os.close(slave)
+    output = b""
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 30)
+            if not ready:
+                break
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the other side is closed
+                break
+            if not chunk:
+                break
+            output += chunk
+        assert proc.wait(timeout=30) == 0, output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    return output
+
+
+def test_escape_sequences_in_output_reach_a_terminal_visibly_and_a_pipe_as_they_were(cli, home):
+    raw = b"\x1b]2;renamed\x07\x1b[2Jafter\ttab\n"
+    ok(cli("enqueue", "--id", "esc", r"printf '\033]2;renamed\007\033[2Jafter\ttab\n'"))
+    ok(cli(*BURST))
+    piped = subprocess.run([sys.executable, "-m", "queuectl_tui", "logs", "esc"], capture_output=True,
+                           env=cli_env(home), cwd=home.parent, timeout=60)
+    assert piped.returncode == 0 and piped.stdout == raw
+    shown = _on_a_terminal(home, "logs", "esc")
+    assert b"\x1b" not in shown and b"\x07" not in shown
+    assert b"^[]2;renamed^G^[[2Jafter\ttab" in shown
+    tail = _on_a_terminal(home, "show", "esc")
+    assert b"renamed" in tail and b"\x1b]2" not in tail and b"^[]2;renamed^G" in tail

@@ -133,6 +133,45 @@ def test_an_sqlite_file_that_is_not_ours_is_refused(cli, home):
     assert tree_digest(home) == before
 
 
+def _foreign_sqlite(path: Path) -> None:
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY, path TEXT)")
+    con.commit()
+    con.close()
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param(_foreign_sqlite, id="foreign-sqlite"),
+    pytest.param(lambda path: path.write_bytes(os.urandom(8192)), id="random-bytes"),
+    pytest.param(lambda path: path.mkdir(), id="directory"),
+])
+def test_nothing_is_created_beside_a_refused_database(tmp_path, make):
+    place = tmp_path / "place"
+    place.mkdir()
+    make(place / "data.db")
+    before = sorted(os.listdir(place))
+    for args in (("status",), ("enqueue", "true"), ("worker", "start", "--foreground", "--burst")):
+        line = one_line_error(run_cli(tmp_path / "unused", "--db", str(place / "data.db"), *args), 1)
+        assert str(place / "data.db") in line
+        assert sorted(os.listdir(place)) == before, args  # no logs/, no journal
+
+
+def test_a_device_is_not_a_database(tmp_path):
+    """``--db /dev/null`` (as root) wrote a world-readable /dev/null-journal and made /dev/logs."""
+    beside = [Path("/dev/logs"), Path("/dev/null-journal")]
+    existed = [p for p in beside if os.path.lexists(p)]
+    try:
+        line = one_line_error(run_cli(tmp_path / "unused", "--db", "/dev/null", "enqueue", "true"), 1)
+        assert "/dev/null" in line and "not a database file" in line
+        assert [p for p in beside if os.path.lexists(p)] == existed
+    finally:  # put /dev back as it was if the refusal failed
+        for path in beside:
+            if path not in existed and path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            elif path not in existed and os.path.lexists(path):
+                path.unlink()
+
+
 # --- read-only places ------------------------------------------------------------------------
 
 @pytest.fixture

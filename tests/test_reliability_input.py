@@ -252,3 +252,26 @@ def test_enqueue_from_a_directory_whose_name_is_not_utf8(populated, tmp_path):
     line = one_line_error(run_cli(populated, "enqueue", "true", cwd=odd), 2)
     assert "not UTF-8" in line
     assert tree_digest(populated) == before
+
+
+NOT_UTF8 = os.fsdecode(b"caf\xe9")  # Latin-1 bytes in argv: Python holds them as surrogates
+
+NON_UTF8_ARGS = [
+    case("show", NOT_UTF8, id="show"),
+    case("logs", NOT_UTF8, id="logs"),
+    case("delete", NOT_UTF8, id="delete"),
+    case("delete", "done", NOT_UTF8, id="delete-known-and-not-utf8"),
+    case("cancel", NOT_UTF8, id="cancel"),
+    case("retry", NOT_UTF8, id="retry"),
+    case("dlq", "retry", NOT_UTF8, id="dlq-retry"),
+    case("list", "--search", NOT_UTF8, id="list-search"),
+    case("list", "--queue", NOT_UTF8, id="list-queue"),
+]
+
+
+@pytest.mark.parametrize("args, stdin, files", NON_UTF8_ARGS)
+def test_a_non_utf8_id_or_filter_is_one_line_exit_2(populated, tmp_path, args, stdin, files):
+    before = tree_digest(populated)
+    line = one_line_error(run(populated, args, stdin, files, tmp_path), 2)
+    assert "not UTF-8" in line and r"caf\xe9" in line
+    assert tree_digest(populated) == before

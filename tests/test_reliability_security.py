@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from helpers import Result, cli_env, run_cli, wait_for
-from reliability_support import ROOT, reap, succeeded, token
+from reliability_support import ROOT, one_line_error, reap, succeeded, token
 
 # reap (imported above): kills whatever a test leaves running, even when it fails half-way.
 pytestmark = pytest.mark.usefixtures("reap")
@@ -142,3 +142,121 @@ def test_a_job_runs_with_the_enqueuers_environment_and_directory_only(home, tmp_
     assert "WORKER_SECRET_TOKEN" not in seen and "AWS_SECRET_ACCESS_KEY" not in seen
     assert set(seen) - {"PWD", "SHLVL", "_", "OLDPWD"} <= set(enqueuer)
     assert Path(f"{out}.pwd").read_text().strip() == str(where)
+
+
+def test_an_environment_is_deleted_with_the_last_job_that_uses_it(home):
+    """The enqueuer's environment (secrets included) is stored once per distinct content; it
+    must not outlive the jobs that refer to it (delete, clear, dlq clear)."""
+    import sqlite3
+
+    def enqueue(secret: str, *args: str) -> None:
+        succeeded(run_cli(home, "enqueue", *args, env=cli_env(home, API_TOKEN=secret)))
+
+    def stored() -> str:
+        con = sqlite3.connect(home / "queuectl.db")
+        try:
+            return " ".join(data for (data,) in con.execute("SELECT data FROM environment"))
+        finally:
+            con.close()
+
+    enqueue("secret-deleted", "--id", "d1", "true")
+    enqueue("secret-deleted", "--id", "d2", "true")  # the same environment, shared
+    enqueue("secret-cleared", "--id", "c1", "true")
+    enqueue("secret-dead", "--id", "x1", "--max-retries", "0", "false")
+    enqueue("secret-kept", "--id", "k1", "--delay", "3600", "true")
+    succeeded(run_cli(home, "worker", "start", "--foreground", "--burst"))
+    succeeded(run_cli(home, "delete", "d1"))
+    assert "secret-deleted" in stored()  # d2 still refers to it
+    succeeded(run_cli(home, "delete", "d2"))
+    assert "secret-deleted" not in stored()
+    succeeded(run_cli(home, "dlq", "clear", "--yes"))
+    assert "secret-dead" not in stored()
+    succeeded(run_cli(home, "clear", "--state", "completed", "--yes"))
+    assert "secret-cleared" not in stored()
+    assert "secret-kept" in stored()  # k1 waits: its environment stays
+
+
+# --- files planted where logs go -------------------------------------------------------------
+
+NOBODY = 65534
+
+
+def _needs_root_for_chown() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("making a directory owned by another user needs root")
+
+
+@pytest.mark.parametrize("plant", ["other-owner", "world-writable", "symlink"])
+def test_a_logs_directory_that_is_not_ours_alone_is_never_written(tmp_path, plant):
+    """``--db /tmp/q.db`` with a /tmp/logs made first by someone else: workers refuse to start
+    there, and an attempt (a worker already running) fails with the reason, writing nothing."""
+    place = tmp_path / "shared"
+    place.mkdir()
+    db = str(place / "q.db")
+    if plant == "symlink":
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir(mode=0o700)
+        (place / "logs").symlink_to(elsewhere)
+        watched = elsewhere
+    else:
+        (place / "logs").mkdir()
+        (place / "logs").chmod(0o777)
+        if plant == "other-owner":
+            _needs_root_for_chown()
+            os.chown(place / "logs", NOBODY, NOBODY)
+        watched = place / "logs"
+    succeeded(run_cli(tmp_path / "unused", "--db", db, "enqueue", "--id", "j", "--max-retries", "0",
+                      "echo secret output"))
+    line = one_line_error(run_cli(tmp_path / "unused", "--db", db, "worker", "start"), 1)
+    assert "logs directory" in line and "refusing" in line
+    succeeded(run_cli(tmp_path / "unused", "--db", db, "worker", "run", "--burst"))
+    job = succeeded(run_cli(tmp_path / "unused", "--db", db, "show", "j", "--json")).json()
+    assert job["state"] == "dead"
+    assert "logs directory" in job["last_error"] and "refusing" in job["last_error"]
+    assert list(watched.iterdir()) == []
+
+
+def test_a_symlink_at_a_log_path_is_replaced_not_followed(cli, home, tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    succeeded(cli("enqueue", "--id", "j", "echo job output"))
+    log = home / "logs" / "job1-1.log"  # the first job's first attempt
+    log.symlink_to(victim)
+    succeeded(cli("worker", "start", "--foreground", "--burst"))
+    assert victim.read_text() == "precious\n"
+    assert not log.is_symlink() and log.read_text() == "job output\n"
+    assert succeeded(cli("show", "j", "--json")).json()["state"] == "completed"
+
+
+def test_a_log_file_made_before_the_attempt_never_sees_its_output(cli, home):
+    """A file already at the log's path (a leftover, or one held open by a reader) is not
+    reused: the attempt writes a new file, so an open handle on the old one reads nothing."""
+    succeeded(cli("enqueue", "--id", "j", "echo job output"))
+    log = home / "logs" / "job1-1.log"
+    log.write_text("")
+    with open(log) as held:
+        succeeded(cli("worker", "start", "--foreground", "--burst"))
+        assert held.read() == ""
+    assert log.read_text() == "job output\n"
+
+
+def test_a_log_path_held_by_another_user_fails_the_attempt(cli, home):
+    _needs_root_for_chown()
+    succeeded(cli("enqueue", "--id", "j", "--max-retries", "0", "echo job output"))
+    log = home / "logs" / "job1-1.log"
+    log.write_text("theirs\n")
+    os.chown(log, NOBODY, NOBODY)
+    succeeded(cli("worker", "start", "--foreground", "--burst"))
+    job = succeeded(cli("show", "j", "--json")).json()
+    assert job["state"] == "dead" and f"belongs to uid {NOBODY}" in job["last_error"]
+    assert log.read_text() == "theirs\n"
+
+
+def test_workers_log_is_never_written_through_a_symlink(cli, home, tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    succeeded(cli("status"))  # creates the database and its logs directory
+    (home / "logs" / "workers.log").symlink_to(victim)
+    line = one_line_error(cli("worker", "start"), 1)
+    assert "workers.log" in line and "symbolic link" in line
+    assert victim.read_text() == "precious\n"

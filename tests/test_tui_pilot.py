@@ -464,3 +464,51 @@ async def test_an_unusable_database_is_a_message_not_a_traceback(tmp_path, kind)
         await settle(pilot)
     assert app.return_code in (None, 0)
     assert kind != "missing" or not path.exists()  # the console never creates a database
+
+
+# --- user text is shown, never interpreted -------------------------------------------------------
+
+async def test_markup_in_ids_and_commands_is_shown_as_text(seeded):
+    """Rich markup in a legal id or command crashed the confirm dialogs (and the console)."""
+    from queuectl_tui import engine, spec
+    from queuectl_tui.tui.screens.modals import ConfirmModal
+
+    engine.enqueue([spec.normalize({"id": "a[/x]", "command": "echo [bold red]hi[/]"}),
+                    spec.normalize({"id": "[red]b", "command": "true"})], now=NOW)
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, "a[/x]")
+        await pilot.press("c")
+        await answer(pilot, "y")
+        await until(pilot, lambda: state("a[/x]") == "dead", message="cancelled")
+        await settle(pilot)
+        await select(pilot, "a[/x]")
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmModal), message="the question")
+        assert "job a[/x]" in str(app.screen.query_one(".confirm-text").render())
+        await pilot.press("y")
+        await until(pilot, lambda: job("a[/x]") is None, message="deleted")
+        await settle(pilot)
+        await select(pilot, "[red]b")
+        await pilot.press("slash", *"[/", "enter")  # a filter that is not valid markup either
+        await settle(pilot)
+        assert "'[/'" in str(app.screen.query_one("#pager").render())
+        assert app.is_running and main(app)
+
+
+async def test_escape_sequences_in_a_log_are_shown_not_sent_to_the_terminal(seeded):
+    from textual.widgets import Log
+
+    from queuectl_tui.models import Attempt, Job
+    from queuectl_tui.tui.screens.detail import JobDetailScreen
+
+    app = make_app(seeded, refresh_interval=0.1)
+    async with app.run_test(size=SIZE) as pilot:
+        attempt = Attempt.get(Attempt.job == Job.get(Job.id == "crawl-sitemap").seq)
+        with open(app.db_path.parent / "logs" / attempt.log_file, "a") as handle:
+            handle.write("\x1b]2;renamed\x07\x1b[2Jafter\ttab\n")
+        await pilot.app.push_screen(JobDetailScreen("crawl-sitemap"))
+        log = app.screen.query_one(Log)
+        await until(pilot, lambda: "after" in "\n".join(log.lines), message="the new line")
+        text = "\n".join(log.lines)
+        assert "^[]2;renamed^G^[[2Jafter\ttab" in text and "\x1b" not in text

@@ -57,6 +57,11 @@ class QueueApp(App[None]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
+    def notify(self, message: str, *, title: str = "", severity: str = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Notifications carry ids, commands and errors: plain text unless a caller says."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
     @work(thread=True, group="actions", exit_on_error=False)
     def perform(self, label: str, func: Callable[..., Any], *args: Any,
                 then: Callable[[Any], None] | None = None,

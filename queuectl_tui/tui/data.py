@@ -21,6 +21,7 @@ from queuectl_tui.db import describe_db_error, open_db, write_transaction
 from queuectl_tui.errors import DatabaseUnusable, QueueError
 from queuectl_tui.models import STATES, Job, database
 from queuectl_tui.monitor import WorkerStats
+from queuectl_tui.visible import visible
 
 THROUGHPUT_MINUTES = 30
 
@@ -176,7 +177,8 @@ def read_log(path: Path | None, offset: int, *, complete: bool = True,
     end = len(data)
     if not complete and data and not data.endswith(b"\n"):
         end = data.rfind(b"\n") + 1 or (len(data) if len(data) > 64 * 1024 else 0)
-    return LogChunk(data[:end].decode("utf-8", "replace"), offset + end, skipped)
+    # Shown on the operator's terminal: the job's escape sequences are shown, not obeyed.
+    return LogChunk(visible(data[:end].decode("utf-8", "replace")), offset + end, skipped)
 
 
 # --- modals ------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import time
 from rich.text import Text
 
 from queuectl_tui.spec import ago
+from queuectl_tui.visible import visible
 
 STATE_STYLE = {
     "pending": "cyan",
@@ -28,7 +29,7 @@ def cell(value: object, style: str = "", *, justify: str = "left") -> Text:
     if value is None or value == "" or value == "-":
         return Text("-", style="dim", no_wrap=True, end="", justify=justify)
     text = str(value)
-    text = text.replace("\r", "").replace("\n", " ⏎ ")
+    text = visible(text.replace("\r", "").replace("\n", " ⏎ "))  # a Text: no markup either
     return Text(text, style=style, no_wrap=True, overflow="ellipsis", end="", justify=justify)
 
 

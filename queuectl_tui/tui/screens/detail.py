@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Log, Static
 
 from queuectl_tui import engine
 from queuectl_tui.tui import data
+from queuectl_tui.visible import visible
 from queuectl_tui.tui.fmt import STATE_STYLE, cell, precise, short_stamp
 from queuectl_tui.tui.widgets.jobs_table import Column, KeyedTable
 from queuectl_tui.tui.widgets.keybar import KeyBar
@@ -132,7 +133,7 @@ class JobDetailScreen(Screen):
         fields = detail.fields
         title = Text.assemble((f"job {self.job_id}  ", "bold"),
                               (fields["state"], STATE_STYLE.get(fields["state"], "")), "  ",
-                              (detail.why, "italic"))
+                              (visible(detail.why), "italic"))
         self.query_one("#detail-title", Static).update(title)
         self.query_one("#fields", Static).update(self._fields_table(fields))
         table = self.query_one(AttemptsTable)
@@ -196,7 +197,7 @@ class JobDetailScreen(Screen):
                 if index < len(pairs):
                     key, value = pairs[index]
                     style = STATE_STYLE.get(value, "") if key == "state" else ""
-                    line += [key, Text("-" if value is None else str(value), style=style)]
+                    line += [key, Text(visible("-" if value is None else str(value)), style=style)]
                 else:
                     line += ["", ""]
             grid.add_row(*line)

@@ -299,7 +299,7 @@ class MainScreen(Screen):
             parts.append(f"filter: {self.view.search!r} (Esc clears)")
         if self.marks:
             parts.append(f"{len(self.marks)} marked (r/c/d act on them, Esc clears)")
-        self.query_one("#pager", Static).update("  ·  ".join(parts))
+        self.query_one("#pager", Static).update(Text("  ·  ".join(parts)))  # the filter is text
 
     def _update_empty(self) -> None:
         empty = self.query_one("#empty", Static)
@@ -318,7 +318,7 @@ class MainScreen(Screen):
                 message = f"No jobs in {label}."
             else:
                 message = "No jobs on this page. [ goes back."
-        empty.update(message)
+        empty.update(Text(message))
         empty.set_class(bool(message), "-show")
         self.table.set_class(bool(message), "-empty")
 

@@ -244,7 +244,7 @@ class ConfirmModal(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="dialog confirm"):
             yield Static(self.title_text, classes="dialog-title")
-            yield Static(self.question, classes="confirm-text")
+            yield Static(Text(self.question), classes="confirm-text")  # ids are text, not markup
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Yes (y)", variant="error", id="yes", compact=True)
                 yield Button("No (n)", id="no", compact=True)
