@@ -18,7 +18,7 @@ from typing import Any, Iterable
 import secrets
 
 import psutil
-from peewee import Case, IntegrityError, Tuple, fn
+from peewee import IntegrityError, Tuple, fn
 
 from queuectl_tui import procs, settings
 from queuectl_tui.db import LAST_WORKER_ID, is_sqlite, write_transaction
@@ -183,63 +183,18 @@ def live_workers(now: float | None = None) -> list[Worker]:
 # --- claim and finish ------------------------------------------------------------------------
 
 def claim(worker: Worker, *, now: float | None = None) -> tuple[Job, Attempt] | None:
-    """Atomically take the next due job for this worker, or None when nothing is due.
-
-    On SQLite the IMMEDIATE transaction serialises claimers; the single UPDATE … WHERE seq IN
-    (SELECT … LIMIT 1) RETURNING is the statement that becomes SELECT … FOR UPDATE SKIP LOCKED
-    on PostgreSQL.
-    """
+    """Atomically take the next due job for this worker, or None when nothing is due."""
     now = time.time() if now is None else now
-    due = (Job.select(Job.seq)
-           .where(Job.state.in_(CLAIMABLE), Job.run_at <= now)
-           .order_by(Job.priority.desc(), Job.run_at, Job.seq)
-           .limit(1))
-    if worker.queues:
-        due = due.where(Job.queue.in_(worker.queues.split(",")))
-    if not is_sqlite():
-        due = due.for_update("FOR UPDATE SKIP LOCKED")
-    token = secrets.randbits(63)
     with write_transaction():
-        rows = list(
-            Job.update(state=PROCESSING, attempts=Job.attempts + 1, worker_id=worker.id,
-                       started_at=now, finished_at=None, updated_at=now, cancel_requested=False,
-                       claim_token=token)
-            .where(Job.seq.in_(due))
-            .returning(Job)
-            .execute()
-        )
-        if not rows:
-            return None
-        job = rows[0]
-        number = (Attempt.select(fn.MAX(Attempt.number)).where(Attempt.job == job.seq).scalar() or 0) + 1
-        attempt = Attempt.create(job=job.seq, number=number, worker_id=worker.id, host=worker.host,
-                                 started_at=now, log_file=f"job{job.seq}-{number}.log",
-                                 claim_token=token)
-        Worker.update(status="busy", current_job=job.id, heartbeat_at=now).where(
-            Worker.id == worker.id).execute()
-    return job, attempt
-
-
-def record_process(attempt: Attempt, pid: int, started: float | None) -> None:
-    """Remember the job's shell so that recovery can find and kill its tree. Raises Fenced
-    (and the runner then never starts the command) when the claim is no longer current."""
-    held = Job.select(Job.seq).where(Job.seq == attempt.job_seq, Job.state == PROCESSING,
-                                     Job.claim_token == attempt.claim_token)
-    updated = Attempt.update(pid=pid, pid_started=started).where(
-        Attempt.seq == attempt.seq, Attempt.outcome.is_null(), Attempt.job.in_(held)).execute()
-    if updated != 1:
-        raise Fenced(f"attempt {attempt.number} of job seq {attempt.job_seq} was taken back")
-
-
-def backoff_delay(base: float, failures: int, cap: float) -> float:
-    try:
-        return min(base ** failures, cap)
-    except OverflowError:
-        return cap
+        claimed = _claim(worker, now)
+        if claimed:  # an empty poll writes nothing (a commit would wake every idle worker)
+            _set_worker(worker.id, claimed[0].id, now)
+    return claimed
 
 
 def finish(job: Job, attempt: Attempt, *, outcome: str, exit_code: int | None = None,
-           error: str | None = None, tail: str | None = None, now: float | None = None) -> str | None:
+           error: str | None = None, tail: str | None = None, now: float | None = None,
+           max_backoff: float | None = None) -> str | None:
     """Record how an attempt ended and move the job on. Returns the job's new state, or None
     when the job is no longer held by this attempt's claim (recovered meanwhile, perhaps
     claimed again): then nothing changes.
@@ -248,36 +203,141 @@ def finish(job: Job, attempt: Attempt, *, outcome: str, exit_code: int | None = 
     the run does not count), cancelled (straight to the DLQ).
     """
     now = time.time() if now is None else now
-    cfg = settings.load()
+    if max_backoff is None:
+        max_backoff = settings.get("max_backoff")
     with write_transaction():
-        current = Job.get_or_none(Job.seq == job.seq)
-        if current is None or current.state != PROCESSING or (
-                current.claim_token != attempt.claim_token):
+        state = _finish(job, attempt, outcome, exit_code, error, tail, now, max_backoff)
+        if state is not None and attempt.worker_id is not None:
+            _set_worker(attempt.worker_id, None, now)
+    return state
+
+
+def finish_and_claim(job: Job, attempt: Attempt, worker: Worker, *, outcome: str,
+                     exit_code: int | None, error: str | None, tail: str | None,
+                     max_backoff: float, now: float | None = None,
+                     claim_next: bool = True) -> tuple[str | None, tuple[Job, Attempt] | None]:
+    """``finish`` this attempt and ``claim`` the worker's next job in one transaction: a
+    worker draining a queue takes the write lock once per job, not twice."""
+    now = time.time() if now is None else now
+    with write_transaction():
+        state = _finish(job, attempt, outcome, exit_code, error, tail, now, max_backoff)
+        claimed = _claim(worker, now) if claim_next else None
+        _set_worker(worker.id, claimed[0].id if claimed else None, now)
+    return state, claimed
+
+
+# The claim, finish and process-record statements are the per-job hot path of every worker:
+# on SQLite they are fixed SQL on the connection (the ORM built them inside the write lock,
+# ~1.2 ms of CPU per job), and the claim names its partial index, which the planner would not
+# pick on its own (a scan and sort of every pending row: 16 ms at 100k pending, 3.5 us here).
+_JOB_COLUMNS = ("seq", "id", "command", "queue", "state", "priority", "attempts", "max_retries",
+                "backoff_base", "timeout", "run_at", "created_at", "updated_at", "started_at",
+                "cwd", "env_digest", "worker_id", "claim_token")
+_CLAIM_SET = ("UPDATE job SET state = 'processing', attempts = attempts + 1, worker_id = ?, "
+              "started_at = ?, finished_at = NULL, updated_at = ?, cancel_requested = 0, "
+              "claim_token = ? WHERE seq = (SELECT seq FROM job INDEXED BY job_claim "
+              "WHERE state IN ('pending', 'failed') AND run_at <= ?{queues} "
+              "ORDER BY priority DESC, run_at, seq LIMIT 1) RETURNING " + ", ".join(_JOB_COLUMNS))
+_NEXT_NUMBER = "SELECT COALESCE(MAX(number), 0) + 1 FROM attempt WHERE job_seq = ?"
+_NEW_ATTEMPT = ("INSERT INTO attempt (job_seq, number, worker_id, host, started_at, log_file, "
+                "claim_token) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq")
+_FINISH_JOB = ("UPDATE job SET state = ?, run_at = COALESCE(?, run_at), attempts = attempts - ?, "
+               "finished_at = ?, last_error = ?, exit_code = ?, output_tail = COALESCE(?, output_tail), "
+               "updated_at = ?, worker_id = NULL, cancel_requested = 0, claim_token = NULL "
+               "WHERE seq = ? AND state = 'processing' AND claim_token IS ?")
+_FINISH_ATTEMPT = ("UPDATE attempt SET finished_at = ?, exit_code = ?, outcome = ?, error = ?, "
+                   "duration = ? WHERE seq = ? AND outcome IS NULL")
+_SET_WORKER = ("UPDATE worker SET status = CASE WHEN status = 'stopping' THEN status "
+               "WHEN ? IS NULL THEN 'idle' ELSE 'busy' END, current_job = ?, heartbeat_at = ? "
+               "WHERE id = ?")
+
+
+def _sql(text: str) -> str:
+    """The hot-path statements are written for SQLite; other drivers take %s parameters."""
+    if is_sqlite():
+        return text
+    return text.replace(" IS ?", " IS NOT DISTINCT FROM ?").replace("?", "%s")
+
+
+def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
+    token = secrets.randbits(63)
+    queues = worker.queues.split(",") if worker.queues else []
+    if is_sqlite():
+        sql = _CLAIM_SET.format(queues=(" AND queue IN (%s)" % ", ".join("?" * len(queues)))
+                                if queues else "")
+        rows = database.execute_sql(sql, (worker.id, now, now, token, now, *queues)).fetchall()
+        if not rows:
             return None
-        values: dict[str, Any] = {"updated_at": now, "exit_code": exit_code, "worker_id": None,
-                                  "cancel_requested": False, "claim_token": None}
-        if tail is not None:
-            values["output_tail"] = tail
-        if outcome == "completed":
-            values.update(state=COMPLETED, finished_at=now, last_error=None)
-        elif outcome == "interrupted":
-            values.update(state=PENDING, run_at=now, attempts=current.attempts - 1, last_error=error)
-        elif outcome == "cancelled":
-            values.update(state=DEAD, finished_at=now, last_error=error or "cancelled")
-        elif current.attempts > current.max_retries:
-            values.update(state=DEAD, finished_at=now, last_error=error)
-        else:
-            wait = backoff_delay(current.backoff_base, current.attempts, cfg["max_backoff"])
-            values.update(state=FAILED, run_at=now + wait, finished_at=now, last_error=error)
-        Job.update(**values).where(Job.seq == job.seq).execute()
-        Attempt.update(finished_at=now, exit_code=exit_code, outcome=outcome, error=error,
-                       duration=max(0.0, now - attempt.started_at)).where(
-            Attempt.seq == attempt.seq, Attempt.outcome.is_null()).execute()
-        if attempt.worker_id is not None:  # a stopping worker stays stopping, with no job
-            Worker.update(status=Case(None, [(Worker.status == "busy", "idle")], Worker.status),
-                          current_job=None, heartbeat_at=now).where(
-                Worker.id == attempt.worker_id).execute()
-    return values["state"]
+        job = Job(**dict(zip(_JOB_COLUMNS, rows[0])))
+    else:
+        due = (Job.select(Job.seq).where(Job.state.in_(CLAIMABLE), Job.run_at <= now)
+               .order_by(Job.priority.desc(), Job.run_at, Job.seq).limit(1)
+               .for_update("FOR UPDATE SKIP LOCKED"))
+        if queues:
+            due = due.where(Job.queue.in_(queues))
+        rows = list(Job.update(state=PROCESSING, attempts=Job.attempts + 1, worker_id=worker.id,
+                               started_at=now, finished_at=None, updated_at=now,
+                               cancel_requested=False, claim_token=token)
+                    .where(Job.seq.in_(due)).returning(Job).execute())
+        if not rows:
+            return None
+        job = rows[0]
+    number = database.execute_sql(_sql(_NEXT_NUMBER), (job.seq,)).fetchone()[0]
+    log_file = f"job{job.seq}-{number}.log"
+    seq = database.execute_sql(_sql(_NEW_ATTEMPT), (job.seq, number, worker.id, worker.host, now,
+                                                    log_file, token)).fetchall()[0][0]
+    attempt = Attempt(seq=seq, job=job.seq, number=number, worker_id=worker.id, host=worker.host,
+                      started_at=now, log_file=log_file, claim_token=token)
+    return job, attempt
+
+
+def _finish(job: Job, attempt: Attempt, outcome: str, exit_code: int | None, error: str | None,
+            tail: str | None, now: float, max_backoff: float) -> str | None:
+    """The job's next state from the claim's own copy of it: nobody changes a job while it is
+    processing (edits, retries and deletes refuse), and the fence below makes sure it still is."""
+    run_at, finished_at, given_back = None, now, 0
+    if outcome == "completed":
+        state, error = COMPLETED, None
+    elif outcome == "interrupted":
+        state, run_at, finished_at, given_back = PENDING, now, None, 1
+    elif outcome == "cancelled":
+        state, error = DEAD, error or "cancelled"
+    elif job.attempts > job.max_retries:
+        state = DEAD
+    else:
+        state = FAILED
+        run_at = now + backoff_delay(job.backoff_base, job.attempts, max_backoff)
+    cursor = database.execute_sql(_sql(_FINISH_JOB), (
+        state, run_at, given_back, finished_at, error, exit_code, tail, now, job.seq,
+        attempt.claim_token))
+    if cursor.rowcount != 1:
+        return None
+    database.execute_sql(_sql(_FINISH_ATTEMPT), (now, exit_code, outcome, error,
+                                           max(0.0, now - attempt.started_at), attempt.seq))
+    return state
+
+
+def _set_worker(worker_id: int, job_id: str | None, now: float) -> None:
+    """Busy with ``job_id``, or idle; a stopping worker stays stopping."""
+    database.execute_sql(_sql(_SET_WORKER), (job_id, job_id, now, worker_id))
+
+
+def record_process(attempt: Attempt, pid: int, started: float | None) -> None:
+    """Remember the job's shell so that recovery can find and kill its tree. Raises Fenced
+    (and the runner then never starts the command) when the claim is no longer current."""
+    cursor = database.execute_sql(_sql(
+        "UPDATE attempt SET pid = ?, pid_started = ? WHERE seq = ? AND outcome IS NULL AND "
+        "job_seq IN (SELECT seq FROM job WHERE seq = ? AND state = 'processing' AND "
+        "claim_token IS ?)"), (pid, started, attempt.seq, attempt.job_seq, attempt.claim_token))
+    if cursor.rowcount != 1:
+        raise Fenced(f"attempt {attempt.number} of job seq {attempt.job_seq} was taken back")
+
+
+def backoff_delay(base: float, failures: int, cap: float) -> float:
+    try:
+        return min(base ** failures, cap)
+    except OverflowError:
+        return cap
 
 
 def cancel_requested(job: Job) -> bool:

@@ -60,6 +60,8 @@ class Worker:
         self._last_recovery = 0.0
         self._last_cancel_check = 0.0
         self._data_version = None
+        self._environments: dict[str | None, dict[str, str]] = {}
+        self.cfg: dict = {}
 
     # -- signals --------------------------------------------------------------------------
     def install_signals(self) -> None:
@@ -86,6 +88,7 @@ class Worker:
 
     # -- main loop ------------------------------------------------------------------------
     def run(self) -> int:
+        self.cfg = worker_settings()
         self.row = engine.register_worker(self.queues)
         self._say(f"worker {self.row.id} started (pid {self.row.pid})")
         errors = 0
@@ -93,19 +96,20 @@ class Worker:
         beats.start()
         try:
             self._recover(force=True)
+            claimed = None
             while not self.stopping:
                 try:
-                    cfg = worker_settings()
-                    self._changed()  # baseline first: a commit after this point wakes us
-                    claimed = engine.claim(self.row)
+                    if claimed is None:
+                        self._changed()  # baseline first: a commit after this point wakes us
+                        claimed = engine.claim(self.row)
                     if claimed:
-                        self._run_job(*claimed, cfg)
+                        claimed = self._run_job(*claimed)
                         errors = 0
                         continue
-                    self._housekeeping(cfg)
+                    self._housekeeping(self.cfg)
                     if self.burst and not self._work_soon():
                         break
-                    self._wait_for_work(cfg)
+                    self._wait_for_work(self.cfg)
                     errors = 0
                 except DatabaseError as exc:
                     # A lock held past the busy timeout, a full disk: wait and try again rather
@@ -142,13 +146,16 @@ class Worker:
         while time.monotonic() < deadline and not self.stopping:
             time.sleep(0.05)
 
-    def _run_job(self, job: Job, attempt, cfg: dict) -> None:
+    def _run_job(self, job: Job, attempt):
+        """Run one attempt, record it, and (unless stopping) claim the next job in the same
+        transaction; returns that next claim or None."""
+        cfg = self.cfg
         self._say(f"start  {job.id}  attempt {attempt.number}")
         try:
-            env = engine.job_environment(job)
             result = runner.run(
-                job.command, cwd=job.cwd, env=env, log_path=engine.log_path(attempt),
-                max_log_bytes=cfg["max_log_bytes"], timeout=job.timeout,
+                job.command, cwd=job.cwd, env=self._environment(job),
+                log_path=engine.log_path(attempt), max_log_bytes=cfg["max_log_bytes"],
+                timeout=job.timeout,
                 on_start=lambda pid, started: engine.record_process(attempt, pid, started),
                 tick=lambda: self._tick(job, cfg),
             )
@@ -158,27 +165,40 @@ class Worker:
             result = runner.Result("interrupted", None, f"not started: database error: {exc}", "", 0.0)
         except engine.Fenced:  # recovered before it started: nothing ran; finish is fenced too
             result = runner.Result("interrupted", None, "not started: taken back by recovery", "", 0.0)
-        state = self._finish(job, attempt, result, cfg)
+        state, claimed = self._finish(job, attempt, result, cfg)
         code = "-" if result.exit_code is None else result.exit_code
         self._say(f"finish {job.id}  attempt {attempt.number}  exit {code}  "
                   f"{result.duration:.2f}s  -> {state or 'taken back by recovery'}")
         if self.stopping and not self.force:
             engine.heartbeat(self.row.id, status="stopping", current_job=None)
+        return claimed
 
-    def _finish(self, job: Job, attempt, result, cfg: dict) -> str | None:
-        """Record the outcome, retrying through transient database errors for up to a lease:
-        past that, other workers' recovery takes the job back and this record is fenced out."""
+    def _environment(self, job: Job) -> dict[str, str]:
+        """Jobs of one enqueuer share an environment: read it once per worker."""
+        env = self._environments.get(job.env_digest)
+        if env is None:
+            if len(self._environments) > 16:
+                self._environments.clear()
+            env = self._environments[job.env_digest] = engine.job_environment(job)
+        return env
+
+    def _finish(self, job: Job, attempt, result, cfg: dict):
+        """Record the outcome and claim the next job, retrying through transient database
+        errors for up to a lease: past that, other workers' recovery takes the job back and
+        this record is fenced out. Returns (the job's new state or None, the next claim)."""
         deadline = time.monotonic() + cfg["lease"]
         delay = 0.1
         while True:
             try:
-                return engine.finish(job, attempt, outcome=result.outcome,
-                                     exit_code=result.exit_code, error=result.error,
-                                     tail=result.tail)
+                self._changed()  # baseline for the wait, should nothing be claimed
+                return engine.finish_and_claim(
+                    job, attempt, self.row, outcome=result.outcome, exit_code=result.exit_code,
+                    error=result.error, tail=result.tail, max_backoff=cfg["max_backoff"],
+                    claim_next=not self.stopping)
             except DatabaseError as exc:
                 if time.monotonic() > deadline:
                     self._complain(f"could not record {job.id} ({exc}); leaving it to recovery")
-                    return None
+                    return None, None
                 self._complain(f"database error recording {job.id} ({exc}); retrying")
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
@@ -263,7 +283,8 @@ class _Heartbeat(threading.Thread):
                 now = time.monotonic()
                 try:
                     if read_at is None or now - read_at >= SETTINGS_REFRESH:
-                        interval, read_at = worker_settings()["heartbeat_interval"], now
+                        self.worker.cfg = cfg = worker_settings()  # the main loop reads it
+                        interval, read_at = cfg["heartbeat_interval"], now
                     if beat_at is None or now - beat_at >= interval:
                         beat_at = now
                         self.worker.beat()
