@@ -162,6 +162,57 @@ def test_a_sigkilled_workers_job_tree_is_killed_before_the_job_runs_again(cli, t
     assert not processes_with(tok)
 
 
+@pytest.mark.parametrize("recovered_by", ["recover-command", "replacement-worker"])
+def test_recovery_kills_the_group_of_a_job_whose_shell_has_already_exited(cli, tmp_path, tok, recovered_by):
+    """``(sleep 10; echo late >> f) & sleep 2`` with its worker SIGKILLed during the sleep: the
+    shell ends, the background child lives on in the shell's process group. Recovery must kill
+    it (and say so by returning only once it is gone) before the job can run again."""
+    succeeded(cli("config", "set", "backoff_base", "1"))
+    worker = start_worker(cli)
+    runs, once, overlap = tmp_path / "runs", tmp_path / "once", tmp_path / "overlap"
+    late, release = tmp_path / "late", tmp_path / "release"
+    succeeded(cli("enqueue", "--id", "j", (
+        f"echo run >> {runs}; "
+        f"if [ -e {once} ]; then if pgrep -f '^sleep {tok}' >/dev/null; then touch {overlap}; fi; "
+        f"else touch {once}; (sleep {tok}; echo late >> {late}) & "
+        f"while [ ! -e {release} ]; do sleep 0.02; done; fi")))
+    wait_for(lambda: sleeps(tok) and show(cli, "j")["attempt_list"][0]["pid"], message="the job, recorded")
+    shell = show(cli, "j")["attempt_list"][0]["pid"]
+
+    os.kill(worker["pid"], signal.SIGKILL)
+    wait_for(lambda: gone(worker["pid"]), message="the worker to die")
+    release.touch()  # the job's shell ends now, with no worker to see it
+    wait_for(lambda: gone(shell), message="the job's shell to exit")
+    assert len(sleeps(tok)) == 1  # its background child has not
+
+    if recovered_by == "recover-command":
+        assert succeeded(cli("recover", "--json")).json() == {"recovered": ["j"]}
+        assert not processes_with(tok), "recovery returned with the job's group still running"
+    succeeded(cli("worker", "start", "--foreground", "--burst"))
+    job = show(cli, "j")
+    assert (job["state"], outcomes(job)) == ("completed", ["lost", "completed"])
+    assert run_count(tmp_path) == 2
+    assert not overlap.exists(), "the retry ran while the first run's background child was alive"
+    assert not processes_with(tok) and not late.exists()
+
+
+def test_recovery_kills_what_a_sigkilled_workers_job_moved_out_of_its_group(cli, tmp_path, tok):
+    """A job's ``setsid`` child leaves the group and, its worker SIGKILLed, is inherited by
+    init: recovery still finds it, by the marker in its environment."""
+    worker = start_worker(cli)
+    pid_file = tmp_path / "orphan.pid"
+    succeeded(cli("enqueue", "--id", "j", "--max-retries", "0",
+                  f"(setsid sh -c 'echo $$ > {pid_file}; exec sleep {tok}' &); sleep {tok}"))
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() and len(sleeps(tok)) == 2,
+             message="the job and its setsid child")
+    orphan = int(pid_file.read_text())
+    os.kill(worker["pid"], signal.SIGKILL)
+    wait_for(lambda: gone(worker["pid"]), message="the worker to die")
+
+    assert succeeded(cli("recover", "--json")).json() == {"recovered": ["j"]}
+    assert gone(orphan) and not processes_with(tok)
+
+
 def test_a_job_whose_process_could_not_be_recorded_never_starts(tmp_path, tok):
     """The worker dies between starting the job's shell and recording its PID: recovery could
     not find that process, so the shell must not run the command at all."""
