@@ -6,9 +6,11 @@ its PID and its start time match what we recorded, so nothing here ever signals 
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
+import sys
 import time
 
 import psutil
@@ -152,3 +154,59 @@ def _running(proc: psutil.Process) -> bool:
     except psutil.NoSuchProcess:
         return False
 
+
+# --- the worker as a child subreaper ---------------------------------------------------------
+
+_PR_SET_CHILD_SUBREAPER = 36
+_subreaper = False
+
+
+def become_subreaper() -> bool:
+    """Make this process inherit the orphans of its descendants instead of init (Linux), so
+    that a job's processes that left its group (setsid, setpgid, double fork) can still be
+    found and killed by ``kill_leftovers``. Only for a process that runs jobs and nothing
+    else: from then on, every descendant it has between jobs is a job's leftover."""
+    global _subreaper
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    _subreaper = True
+    return True
+
+
+def kill_leftovers(wait: float = 2.0) -> int:
+    """In a subreaper worker, between jobs: kill every descendant and reap them. Returns how
+    many were killed. Call only once the job's own shell has been reaped (this reaps any child).
+
+    Costs one ``waitpid`` when the job left nothing behind; a no-op in a process that is not
+    a subreaper (whose other children are none of its jobs' business)."""
+    if not _subreaper:
+        return 0
+    killed: set[int] = set()
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return len(killed)  # no child at all: nothing left behind
+        if pid:
+            continue  # reaped an exited one; look again
+        if time.monotonic() > deadline:
+            return len(killed)  # unkillable (e.g. stuck in the kernel): leave it
+        try:
+            descendants = psutil.Process().children(recursive=True)
+        except psutil.Error:
+            descendants = []
+        for proc in descendants:
+            if proc.pid not in killed:
+                try:
+                    proc.send_signal(signal.SIGKILL)
+                    killed.add(proc.pid)
+                except psutil.Error:
+                    pass
+        time.sleep(0.005)

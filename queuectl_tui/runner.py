@@ -4,7 +4,9 @@ The job's shell leads a new session (so its process group is its own and a termi
 does not reach it). Output goes through a pipe: the first ``max_log_bytes`` land in the
 attempt's log file, the last few KB are kept for the database, and the rest is drained and
 counted so that a flooding job neither blocks nor grows the worker's memory. When the shell
-ends, anything it left running in its group is killed: a job's lifetime is its shell's.
+ends, anything it left running is killed: a job's lifetime is its shell's. That covers its
+process group and, in a worker (a child subreaper, which inherits every orphan of its jobs),
+also the processes that left the group (setsid, setpgid as in coreutils ``timeout``).
 """
 
 from __future__ import annotations
@@ -169,6 +171,7 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        procs.kill_leftovers()  # and, in a worker (a subreaper), whatever left the group
         drain.stop.set()
         drain.join(timeout=5)
         proc.stdout.close()

@@ -18,7 +18,7 @@ from typing import Callable
 
 from peewee import DatabaseError
 
-from queuectl_tui import engine, runner, settings
+from queuectl_tui import engine, procs, runner, settings
 from queuectl_tui.db import change_token
 from queuectl_tui.models import Job
 
@@ -220,9 +220,11 @@ def run_worker(queues: list[str] | None = None, *, burst: bool = False, echo: bo
     printer = (lambda line: print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)) if echo else None
     worker = Worker(queues, burst=burst, echo=printer)
     worker.install_signals()
+    procs.become_subreaper()  # orphans of our jobs come back to us, to be killed after each job
     try:
         return worker.run()
     except KeyboardInterrupt:
         return 130
     finally:
+        procs.kill_leftovers()  # a worker leaves nothing of its jobs behind, however it ends
         sys.stdout.flush()

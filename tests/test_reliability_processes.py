@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from helpers import wait_for
+from helpers import cli_env, wait_for
 from reliability_support import gone, kill_processes_with, processes_with, reap, succeeded, token
 
 # reap (imported above): kills whatever a test leaves running, even when it fails half-way.
@@ -211,6 +211,66 @@ def test_recovery_kills_what_a_sigkilled_workers_job_moved_out_of_its_group(cli,
 
     assert succeeded(cli("recover", "--json")).json() == {"recovered": ["j"]}
     assert gone(orphan) and not processes_with(tok)
+
+
+#: Job processes that leave the job's process group and its parentage: a double fork with
+#: setsid, and coreutils ``timeout`` (which calls setpgid) likewise.
+ESCAPES = {
+    "setsid": "(setsid sh -c 'echo $$ > {pid_file}; exec sleep {tok}' &)",
+    "timeout": "(timeout {tok} sh -c 'echo $$ > {pid_file}; exec sleep {tok}' &)",
+}
+
+
+@pytest.mark.parametrize("end", ["normal", "timeout", "cancel", "stop-force"])
+@pytest.mark.parametrize("escape", sorted(ESCAPES))
+def test_processes_that_left_the_jobs_group_die_with_the_job(cli, tmp_path, tok, escape, end):
+    worker = start_worker(cli)
+    pid_file, started, release = tmp_path / "orphan.pid", tmp_path / "started", tmp_path / "release"
+    command = (ESCAPES[escape].format(pid_file=pid_file, tok=tok)
+               + f"; while [ ! -s {pid_file} ]; do sleep 0.02; done; touch {started}; "
+               f"while [ ! -e {release} ]; do sleep 0.02; done")
+    succeeded(cli("enqueue", "--id", "j", "--max-retries", "0",
+                  *(["--timeout", "2"] if end == "timeout" else []), command))
+    wait_for(started.exists, message="the job and its escaped child")
+    orphan = int(pid_file.read_text())
+    assert not gone(orphan)
+
+    if end == "normal":
+        release.touch()
+    elif end == "cancel":
+        succeeded(cli("cancel", "j"))
+    elif end == "stop-force":
+        assert succeeded(cli("worker", "stop", "--force", "--json")).json()["stopped"] == [worker["id"]]
+    wanted = {"normal": "completed", "timeout": "dead", "cancel": "dead", "stop-force": "pending"}[end]
+    wait_for(lambda: show(cli, "j")["state"] == wanted, message=f"the job to be {wanted}")
+    # Killed before the outcome was recorded: no wait here.
+    assert gone(orphan), f"the job's {escape} child outlived it"
+    assert not processes_with(tok)
+    if end != "stop-force":
+        assert worker_status(cli, worker["id"]) in ("idle", "busy")  # the worker carries on
+
+
+def test_a_worker_kills_only_its_own_jobs_leftovers(cli, home, tmp_path, tok):
+    """``worker start --count 2 --foreground``: one parent, two worker children. When one job
+    ends, its worker kills what it left behind, and not the sibling worker's running job."""
+    pid_file, b_started, b_release = tmp_path / "orphan.pid", tmp_path / "b-started", tmp_path / "b-release"
+    succeeded(cli("enqueue", "--id", "b", f"touch {b_started}; while [ ! -e {b_release} ]; do sleep 0.02; done"))
+    parent = subprocess.Popen([sys.executable, "-m", "queuectl_tui", "worker", "start", "--count", "2",
+                               "--foreground"], env=cli_env(home), cwd=home.parent,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(b_started.exists, message="b to start on one worker")
+        succeeded(cli("enqueue", "--id", "a", ESCAPES["setsid"].format(pid_file=pid_file, tok=tok)
+                      + f"; while [ ! -s {pid_file} ]; do sleep 0.02; done"))
+        wait_for(lambda: show(cli, "a")["state"] == "completed", message="a to run on the other")
+        assert gone(int(pid_file.read_text()))
+        assert show(cli, "b")["state"] == "processing"
+        b_release.touch()
+        wait_for(lambda: show(cli, "b")["state"] == "completed", message="b to finish")
+        assert outcomes(show(cli, "b")) == ["completed"]
+    finally:
+        parent.send_signal(signal.SIGTERM)
+        parent.wait(timeout=30)
 
 
 def test_a_job_whose_process_could_not_be_recorded_never_starts(tmp_path, tok):
