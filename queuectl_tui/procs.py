@@ -6,14 +6,21 @@ its PID and its start time match what we recorded, so nothing here ever signals 
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
+import sys
+import time
 
 import psutil
 
 _HOST = socket.gethostname()
 _TOLERANCE = 0.05  # seconds; create_time is derived from boot time and clock ticks
+
+#: Every process of a job carries ``marker(shell pid, shell start time)`` in this variable
+#: (unless it clears its environment), so recovery can find those that left the job's group.
+MARKER_VAR = "QUEUECTL_JOB_PROCESS"
 
 
 def hostname() -> str:
@@ -43,33 +50,163 @@ def same_process(pid: int | None, started: float | None) -> psutil.Process | Non
 
 
 def kill_tree(pid: int | None, started: float | None, *, sig: int = signal.SIGKILL,
-              wait: float = 2.0) -> int:
-    """Kill a job's shell, its process group and every descendant. Returns how many were hit.
+              wait: float = 2.0, search: bool = True) -> int:
+    """Kill everything of the job whose shell had this PID and start time. Returns how many
+    processes were signalled; with ``wait``, returns once they are gone (or zombies: exited).
 
-    Descendants are collected before anything is signalled, so children re-parented to init
-    by their parent's death are still found; the process group catches those started with
-    ``&`` that psutil missed, as long as they did not leave the group. The caller that owns
-    the root as a child passes ``wait=0`` and reaps it itself (psutil would steal its status).
+    Found are the shell with its descendants (collected before anything is signalled, so
+    children re-parented by their parent's death are still found) and, with ``search`` (a scan
+    of the process table, for recovery), two kinds of processes that outlive the shell:
+    members of its process group, which exists as long as one member lives and keeps the
+    kernel from reusing the PID, started at or after the shell; and processes carrying the
+    job's marker (``MARKER_VAR``), even those that left the group (setsid). Then their
+    descendants. A PID now owned by a stranger (other start time) means that group is not the
+    job's. The caller that owns the shell as a child passes ``wait=0`` and reaps it itself
+    (psutil would steal its status).
     """
-    root = same_process(pid, started)
-    if root is None:
+    if not pid or started is None:
         return 0
-    try:
-        victims = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        victims = [root]
-    hit = 0
-    try:
-        os.killpg(pid, sig)  # the job shell leads its own group (start_new_session)
-        hit += 1
-    except (ProcessLookupError, PermissionError):
-        pass
-    for proc in victims:
-        try:
-            proc.send_signal(sig)
-            hit += 1
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
+    root = same_process(pid, started)
+    group = search and not _someone_else(pid, started)
+    hit: set[int] = set()
+    victims: list[psutil.Process] = []
+    for round_ in range(5):  # again while new processes turn up (one forked before the signal)
+        found = _job_processes(pid, started, root, group, search)
+        fresh = [p for p in found if p.pid not in hit and p.pid != os.getpid()]
+        if not fresh:
+            break
+        if round_ == 0 and root is not None:
+            try:  # the live shell leads its own group (start_new_session): all of it is ours
+                os.killpg(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for proc in fresh:
+            try:
+                proc.send_signal(sig)
+                hit.add(proc.pid)
+                victims.append(proc)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
     if wait:
-        psutil.wait_procs(victims, timeout=wait)
-    return hit
+        _wait_exited(victims, wait)
+    return len(hit)
+
+
+def _someone_else(pid: int, started: float) -> bool:
+    """Is this PID now a different process than the job's shell (so its group is not ours)?"""
+    try:
+        return abs(psutil.Process(pid).create_time() - started) > _TOLERANCE
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return False
+
+
+def _job_processes(pid: int, started: float, root: psutil.Process | None, group: bool,
+                   search: bool) -> list[psutil.Process]:
+    found = {}
+    if root is not None:
+        found[root.pid] = root
+    if search:
+        for proc in psutil.process_iter():
+            try:
+                if proc.create_time() < started - _TOLERANCE:
+                    continue  # older than the job: cannot be one of its processes
+                if (group and os.getpgid(proc.pid) == pid) or _marked(proc, pid, started):
+                    found[proc.pid] = proc
+            except (psutil.Error, ProcessLookupError, PermissionError):
+                pass
+    for proc in list(found.values()):
+        try:
+            for child in proc.children(recursive=True):
+                found.setdefault(child.pid, child)
+        except psutil.Error:
+            pass
+    return list(found.values())
+
+
+def _marked(proc: psutil.Process, pid: int, started: float) -> bool:
+    value = proc.environ().get(MARKER_VAR, "")
+    mark_pid, _, mark_started = value.partition(":")
+    try:
+        return int(mark_pid) == pid and abs(float(mark_started) - started) <= _TOLERANCE
+    except ValueError:
+        return False
+
+
+def marker(pid: int, started: float | None) -> str:
+    """The value of ``MARKER_VAR`` in the environment of every process of this job."""
+    return f"{pid}:{started!r}"
+
+
+def _wait_exited(processes: list[psutil.Process], timeout: float) -> None:
+    """Until each has exited. A zombie has: only its reaping is left, to whoever inherited it
+    (a slow or non-reaping init may never do it), so psutil.wait_procs is no use here."""
+    deadline = time.monotonic() + timeout
+    alive = list(processes)
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if _running(p)]
+        if alive:
+            time.sleep(0.01)
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+# --- the worker as a child subreaper ---------------------------------------------------------
+
+_PR_SET_CHILD_SUBREAPER = 36
+_subreaper = False
+
+
+def become_subreaper() -> bool:
+    """Make this process inherit the orphans of its descendants instead of init (Linux), so
+    that a job's processes that left its group (setsid, setpgid, double fork) can still be
+    found and killed by ``kill_leftovers``. Only for a process that runs jobs and nothing
+    else: from then on, every descendant it has between jobs is a job's leftover."""
+    global _subreaper
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    _subreaper = True
+    return True
+
+
+def kill_leftovers(wait: float = 2.0) -> int:
+    """In a subreaper worker, between jobs: kill every descendant and reap them. Returns how
+    many were killed. Call only once the job's own shell has been reaped (this reaps any child).
+
+    Costs one ``waitpid`` when the job left nothing behind; a no-op in a process that is not
+    a subreaper (whose other children are none of its jobs' business)."""
+    if not _subreaper:
+        return 0
+    killed: set[int] = set()
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return len(killed)  # no child at all: nothing left behind
+        if pid:
+            continue  # reaped an exited one; look again
+        if time.monotonic() > deadline:
+            return len(killed)  # unkillable (e.g. stuck in the kernel): leave it
+        try:
+            descendants = psutil.Process().children(recursive=True)
+        except psutil.Error:
+            descendants = []
+        for proc in descendants:
+            if proc.pid not in killed:
+                try:
+                    proc.send_signal(signal.SIGKILL)
+                    killed.add(proc.pid)
+                except psutil.Error:
+                    pass
+        time.sleep(0.005)

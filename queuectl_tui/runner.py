@@ -4,7 +4,9 @@ The job's shell leads a new session (so its process group is its own and a termi
 does not reach it). Output goes through a pipe: the first ``max_log_bytes`` land in the
 attempt's log file, the last few KB are kept for the database, and the rest is drained and
 counted so that a flooding job neither blocks nor grows the worker's memory. When the shell
-ends, anything it left running in its group is killed: a job's lifetime is its shell's.
+ends, anything it left running is killed: a job's lifetime is its shell's. That covers its
+process group and, in a worker (a child subreaper, which inherits every orphan of its jobs),
+also the processes that left the group (setsid, setpgid as in coreutils ``timeout``).
 """
 
 from __future__ import annotations
@@ -28,9 +30,12 @@ TICK = 0.05
 #: The job's shell first waits for "go" on its stdin, which the worker writes once it has
 #: recorded the shell's PID and start time. A worker that dies before that closes the pipe: the
 #: shell reads end-of-file and exits without running the command, so no job ever runs where
-#: recovery cannot find and kill it. Then stdin becomes /dev/null and the same process (same
-#: PID, start time and process group) becomes the job's own ``/bin/sh -c COMMAND``.
-_GATE = 'read -r go && [ "$go" = go ] || exit 125; exec </dev/null; exec /bin/sh -c "$1"'
+#: recovery cannot find and kill it. The same line carries the job's marker, exported to all
+#: its processes (recovery finds by it those that left the group). Then stdin becomes /dev/null
+#: and the same process (same PID, start time and process group) becomes the job's own
+#: ``/bin/sh -c COMMAND``.
+_GATE = (f'read -r go mark && [ "$go" = go ] || exit 125; {procs.MARKER_VAR}=$mark; '
+         f'export {procs.MARKER_VAR}; exec </dev/null; exec /bin/sh -c "$1"')
 
 
 @dataclass
@@ -133,7 +138,7 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
         pid_started = procs.start_time(proc.pid)
         try:
             on_start(proc.pid, pid_started)  # recorded: from now on recovery can find the tree
-            os.write(opener, b"go\n")
+            os.write(opener, f"go {procs.marker(proc.pid, pid_started)}\n".encode())
         except BaseException:
             os.close(opener)  # the shell reads end-of-file and leaves without running anything
             proc.wait()
@@ -158,7 +163,7 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
                 elif action == "interrupt":
                     outcome, error = "interrupted", "interrupted: worker stopped by force"
             if outcome:
-                procs.kill_tree(proc.pid, pid_started, wait=0)
+                procs.kill_tree(proc.pid, pid_started, wait=0, search=False)
                 proc.wait()
                 break
         code = proc.returncode
@@ -166,6 +171,7 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        procs.kill_leftovers()  # and, in a worker (a subreaper), whatever left the group
         drain.stop.set()
         drain.join(timeout=5)
         proc.stdout.close()

@@ -28,7 +28,7 @@ from typing import Callable
 
 from peewee import DatabaseError
 
-from queuectl_tui import engine, runner, settings
+from queuectl_tui import engine, procs, runner, settings
 from queuectl_tui.db import change_token
 from queuectl_tui.models import Job, database
 
@@ -318,9 +318,11 @@ def _print_line(line: str) -> None:
 def run_worker(queues: list[str] | None = None, *, burst: bool = False, echo: bool = False) -> int:
     worker = Worker(queues, burst=burst, echo=_print_line if echo else None)
     worker.install_signals()
+    procs.become_subreaper()  # orphans of our jobs come back to us, to be killed after each job
     try:
         return worker.run()
     except KeyboardInterrupt:
         return 130
     finally:
+        procs.kill_leftovers()  # a worker leaves nothing of its jobs behind, however it ends
         sys.stdout.flush()

@@ -189,6 +189,117 @@ def test_a_sigkilled_workers_job_tree_is_killed_before_the_job_runs_again(cli, t
     assert not processes_with(tok)
 
 
+@pytest.mark.parametrize("recovered_by", ["recover-command", "replacement-worker"])
+def test_recovery_kills_the_group_of_a_job_whose_shell_has_already_exited(cli, tmp_path, tok, recovered_by):
+    """``(sleep 10; echo late >> f) & sleep 2`` with its worker SIGKILLed during the sleep: the
+    shell ends, the background child lives on in the shell's process group. Recovery must kill
+    it (and say so by returning only once it is gone) before the job can run again."""
+    succeeded(cli("config", "set", "backoff_base", "1"))
+    worker = start_worker(cli)
+    runs, once, overlap = tmp_path / "runs", tmp_path / "once", tmp_path / "overlap"
+    late, release = tmp_path / "late", tmp_path / "release"
+    succeeded(cli("enqueue", "--id", "j", (
+        f"echo run >> {runs}; "
+        f"if [ -e {once} ]; then if pgrep -f '^sleep {tok}' >/dev/null; then touch {overlap}; fi; "
+        f"else touch {once}; (sleep {tok}; echo late >> {late}) & "
+        f"while [ ! -e {release} ]; do sleep 0.02; done; fi")))
+    wait_for(lambda: sleeps(tok) and show(cli, "j")["attempt_list"][0]["pid"], message="the job, recorded")
+    shell = show(cli, "j")["attempt_list"][0]["pid"]
+
+    os.kill(worker["pid"], signal.SIGKILL)
+    wait_for(lambda: gone(worker["pid"]), message="the worker to die")
+    release.touch()  # the job's shell ends now, with no worker to see it
+    wait_for(lambda: gone(shell), message="the job's shell to exit")
+    assert len(sleeps(tok)) == 1  # its background child has not
+
+    if recovered_by == "recover-command":
+        assert succeeded(cli("recover", "--json")).json() == {"recovered": ["j"]}
+        assert not processes_with(tok), "recovery returned with the job's group still running"
+    succeeded(cli("worker", "start", "--foreground", "--burst"))
+    job = show(cli, "j")
+    assert (job["state"], outcomes(job)) == ("completed", ["lost", "completed"])
+    assert run_count(tmp_path) == 2
+    assert not overlap.exists(), "the retry ran while the first run's background child was alive"
+    assert not processes_with(tok) and not late.exists()
+
+
+def test_recovery_kills_what_a_sigkilled_workers_job_moved_out_of_its_group(cli, tmp_path, tok):
+    """A job's ``setsid`` child leaves the group and, its worker SIGKILLed, is inherited by
+    init: recovery still finds it, by the marker in its environment."""
+    worker = start_worker(cli)
+    pid_file = tmp_path / "orphan.pid"
+    succeeded(cli("enqueue", "--id", "j", "--max-retries", "0",
+                  f"(setsid sh -c 'echo $$ > {pid_file}; exec sleep {tok}' &); sleep {tok}"))
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() and len(sleeps(tok)) == 2,
+             message="the job and its setsid child")
+    orphan = int(pid_file.read_text())
+    os.kill(worker["pid"], signal.SIGKILL)
+    wait_for(lambda: gone(worker["pid"]), message="the worker to die")
+
+    assert succeeded(cli("recover", "--json")).json() == {"recovered": ["j"]}
+    assert gone(orphan) and not processes_with(tok)
+
+
+#: Job processes that leave the job's process group and its parentage: a double fork with
+#: setsid, and coreutils ``timeout`` (which calls setpgid) likewise.
+ESCAPES = {
+    "setsid": "(setsid sh -c 'echo $$ > {pid_file}; exec sleep {tok}' &)",
+    "timeout": "(timeout {tok} sh -c 'echo $$ > {pid_file}; exec sleep {tok}' &)",
+}
+
+
+@pytest.mark.parametrize("end", ["normal", "timeout", "cancel", "stop-force"])
+@pytest.mark.parametrize("escape", sorted(ESCAPES))
+def test_processes_that_left_the_jobs_group_die_with_the_job(cli, tmp_path, tok, escape, end):
+    worker = start_worker(cli)
+    pid_file, started, release = tmp_path / "orphan.pid", tmp_path / "started", tmp_path / "release"
+    command = (ESCAPES[escape].format(pid_file=pid_file, tok=tok)
+               + f"; while [ ! -s {pid_file} ]; do sleep 0.02; done; touch {started}; "
+               f"while [ ! -e {release} ]; do sleep 0.02; done")
+    succeeded(cli("enqueue", "--id", "j", "--max-retries", "0",
+                  *(["--timeout", "2"] if end == "timeout" else []), command))
+    wait_for(started.exists, message="the job and its escaped child")
+    orphan = int(pid_file.read_text())
+    assert not gone(orphan)
+
+    if end == "normal":
+        release.touch()
+    elif end == "cancel":
+        succeeded(cli("cancel", "j"))
+    elif end == "stop-force":
+        assert succeeded(cli("worker", "stop", "--force", "--json")).json()["stopped"] == [worker["id"]]
+    wanted = {"normal": "completed", "timeout": "dead", "cancel": "dead", "stop-force": "pending"}[end]
+    wait_for(lambda: show(cli, "j")["state"] == wanted, message=f"the job to be {wanted}")
+    # Killed before the outcome was recorded: no wait here.
+    assert gone(orphan), f"the job's {escape} child outlived it"
+    assert not processes_with(tok)
+    if end != "stop-force":
+        assert worker_status(cli, worker["id"]) in ("idle", "busy")  # the worker carries on
+
+
+def test_a_worker_kills_only_its_own_jobs_leftovers(cli, home, tmp_path, tok):
+    """``worker start --count 2 --foreground``: one parent, two worker children. When one job
+    ends, its worker kills what it left behind, and not the sibling worker's running job."""
+    pid_file, b_started, b_release = tmp_path / "orphan.pid", tmp_path / "b-started", tmp_path / "b-release"
+    succeeded(cli("enqueue", "--id", "b", f"touch {b_started}; while [ ! -e {b_release} ]; do sleep 0.02; done"))
+    parent = subprocess.Popen([sys.executable, "-m", "queuectl_tui", "worker", "start", "--count", "2",
+                               "--foreground"], env=cli_env(home), cwd=home.parent,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(b_started.exists, message="b to start on one worker")
+        succeeded(cli("enqueue", "--id", "a", ESCAPES["setsid"].format(pid_file=pid_file, tok=tok)
+                      + f"; while [ ! -s {pid_file} ]; do sleep 0.02; done"))
+        wait_for(lambda: show(cli, "a")["state"] == "completed", message="a to run on the other")
+        assert gone(int(pid_file.read_text()))
+        assert show(cli, "b")["state"] == "processing"
+        b_release.touch()
+        wait_for(lambda: show(cli, "b")["state"] == "completed", message="b to finish")
+        assert outcomes(show(cli, "b")) == ["completed"]
+    finally:
+        parent.send_signal(signal.SIGTERM)
+        parent.wait(timeout=30)
+
+
 def test_a_job_whose_process_could_not_be_recorded_never_starts(tmp_path, tok):
     """The worker dies between starting the job's shell and recording its PID: recovery could
     not find that process, so the shell must not run the command at all."""

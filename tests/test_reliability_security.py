@@ -140,7 +140,8 @@ def test_a_job_runs_with_the_enqueuers_environment_and_directory_only(home, tmp_
     seen = dict(line.split("=", 1) for line in Path(f"{out}.env").read_text().splitlines() if "=" in line)
     assert seen["FOO"] == "from-enqueue"
     assert "WORKER_SECRET_TOKEN" not in seen and "AWS_SECRET_ACCESS_KEY" not in seen
-    assert set(seen) - {"PWD", "SHLVL", "_", "OLDPWD"} <= set(enqueuer)
+    # Added: what the shell sets, and the marker by which recovery finds the job's processes.
+    assert set(seen) - {"PWD", "SHLVL", "_", "OLDPWD", "QUEUECTL_JOB_PROCESS"} <= set(enqueuer)
     assert Path(f"{out}.pwd").read_text().strip() == str(where)
 
 
