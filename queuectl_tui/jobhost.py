@@ -1,0 +1,422 @@
+"""A fast way to run jobs: one long-lived ``/bin/sh`` per worker forks a subshell per job.
+
+``runner.run`` execs a fresh ``/bin/sh`` per job; that exec (dynamic loading, shell start-up)
+costs more than everything else a tiny job needs. ``JobHost.run`` keeps the contract of
+``runner.run`` (same arguments, same ``Result``) but sends each job to a shell that is already
+running, which forks a subshell and ``eval``s the command there.
+
+Protocol. The host is ``/bin/sh -s`` in its own session: its stdin (the control pipe) is the
+script it runs, its stdout is the status pipe back to the worker. At start it takes a pseudo
+terminal as its controlling terminal only so that ``set -m`` (job control) is allowed; the
+worker then closes the terminal's master, which hangs it up and detaches every process of the
+session from it, so jobs have no terminal, as with ``runner.run``. For each job the worker writes
+one piece of shell code::
+
+    ( cd DIR || report "c"; exec >/proc/$PPID/fd/OUT 2>&1; read the gate from stdin;
+      exec </dev/null; set +m; eval COMMAND ) & echo "p $!"; wait $!; echo "x $?"
+
+Job control makes the subshell the leader of its own process group (``killpg`` takes its
+tree). It opens, through ``/proc``, the write end of a pipe the worker created for this job
+alone, so nothing a leftover process writes later can reach another job's log. It then waits
+for the gate: the worker reads ``p PID``, records the process (``on_start``) and writes
+``: go``; ``: no`` (``on_start`` raised) or end-of-file (the worker died) makes the job exit
+125 without running the command. A gate line that no job read is a no-op for the host. The
+worker drives the job with ``poll`` on the job's pipe and the status pipe, calls ``tick``
+about every ``TICK`` seconds, and reads ``x CODE`` when the subshell ends. The host ends when
+its control pipe closes: at ``close()``, or when the worker dies (an idle host reads
+end-of-file at once; a busy one when its job ends). A host that died is replaced at the next
+job; the job it was running fails with "job host died", and is killed with its tree.
+
+Differences from ``runner.run`` (the command still runs with exactly the given environment,
+directory, ``/dev/null`` stdin, default signal dispositions and its own process group):
+
+- ``$$`` is the host shell's PID, not the job's (``$PPID`` is the worker, as with ``sh -c``).
+- A job killed by a signal N reports exit code 128+N (as the shell's ``wait`` sees it), where
+  ``runner.run`` reports -N ("killed by SIGKILL"); a timeout or cancel reports 137.
+- ``$-`` contains ``s``; a syntax error is reported as ``eval: Syntax error``; builtins of the
+  job's own shell see one more descriptor: the hung-up terminal (close-on-exec, so no command
+  the job runs inherits it). Every other shell state is the subshell's own copy, so nothing
+  (variables, functions, traps, cwd, umask, descriptors) passes from one job to the next.
+- Jobs share the host's session instead of leading their own (they still lead their groups).
+- Where job control cannot be had (no ``/dev/ptmx``, no ``/proc``), every job falls back to
+  ``runner.run``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import shlex
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+from queuectl_tui import procs, runner
+from queuectl_tui.paths import create_private_file
+from queuectl_tui.runner import TAIL_BYTES, TICK, Result, describe_exit
+
+#: Resets every signal the worker may have inherited as ignored (``nohup``, ``cmd &`` from a
+#: script) before the host shell starts: a shell cannot undo an ignore it was started with.
+_RESET = ("--default-signal",)
+_ENV = next((p for p in ("/usr/bin/env", "/bin/env") if os.path.exists(p)), None)
+_DRAIN_IDLE = 0.1  # after a job: how long a silent pipe that is not at end-of-file is read
+
+
+class _HostGone(Exception):
+    """The host shell died or stopped answering."""
+
+
+class _Sink:
+    """The job's output: the first ``cap`` bytes to the log, the last few KB kept as the tail,
+    the rest counted and dropped (so neither the job nor the worker's memory notices a flood)."""
+
+    def __init__(self, log_fd: int, cap: int):
+        self.log_fd, self.cap = log_fd, cap
+        self.written = self.total = 0
+        self.log_error: str | None = None
+        self.tail = bytearray()
+
+    def feed(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        part = chunk[:max(self.cap - self.written, 0)] if self.log_error is None else b""
+        while part:
+            try:
+                count = os.write(self.log_fd, part)
+            except OSError as exc:  # a full disk stops the log, never the job
+                self.log_error = exc.strerror or str(exc)
+                break
+            self.written += count
+            part = part[count:]
+        self.tail += chunk
+        if len(self.tail) > 2 * TAIL_BYTES:
+            del self.tail[:-TAIL_BYTES]
+
+    def finish(self) -> str:
+        """The tail, with runner's note when output was not kept."""
+        tail = bytes(self.tail[-TAIL_BYTES:]).decode("utf-8", "replace")
+        dropped = self.total - self.written
+        if self.log_error is not None:
+            note = (f"\n[queuectl: the log stopped after {self.written} bytes ({self.log_error}); "
+                    f"{dropped} bytes not kept]\n")
+            return (tail + note)[-TAIL_BYTES:]
+        if dropped:
+            try:
+                os.write(self.log_fd, f"\n[queuectl: output over {self.cap} bytes; "
+                                      f"{dropped} bytes not kept]\n".encode())
+            except OSError:
+                pass
+        return tail
+
+
+class JobHost:
+    """One per worker process; not thread-safe (jobs of one host run one after another)."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen | None = None
+        self._env: dict[str, str] | None = None
+        self._ctl = self._status = -1
+        self._lines: list[bytes] = []
+        self._partial = b""
+        self._reset_signals = _ENV is not None
+        self.available = True  # False once job control proved impossible: runner.run is used
+
+    # --- the host shell ------------------------------------------------------------------
+
+    def close(self) -> None:
+        """End the host: it reads end-of-file on its control pipe and exits."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        os.close(self._ctl)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        os.close(self._status)
+        self._ctl = self._status = -1
+
+    def __enter__(self) -> JobHost:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _ensure(self, env: dict[str, str]) -> bool:
+        """A live host with exactly ``env``; False when no host can run here."""
+        if self._proc is not None and (self._env != env or self._proc.poll() is not None):
+            self.close()
+        if self._proc is None and self.available:
+            try:
+                self._start(env)
+            except _HostGone:
+                if not self._reset_signals:
+                    self.available = False
+                    return False
+                self._reset_signals = False  # an ``env`` without --default-signal: plain sh
+                try:
+                    self._start(env)
+                except _HostGone:
+                    self.available = False
+        return self.available
+
+    def _start(self, env: dict[str, str]) -> None:
+        try:
+            master, slave = os.openpty()
+        except OSError as exc:
+            raise _HostGone(str(exc)) from exc
+        tty = os.ttyname(slave)
+        os.close(slave)  # the host opens it again, as its controlling terminal
+        ctl_r, self._ctl = os.pipe()
+        self._status, st_w = os.pipe()
+        argv = ([_ENV, *_RESET] if self._reset_signals else []) + ["/bin/sh", "-s"]
+        try:
+            self._proc = subprocess.Popen(
+                argv, stdin=ctl_r, stdout=st_w, stderr=subprocess.DEVNULL, env=env, cwd="/",
+                start_new_session=True, close_fds=True,
+            )
+        except OSError as exc:
+            os.close(master)
+            os.close(self._ctl)
+            os.close(self._status)
+            raise _HostGone(str(exc)) from exc
+        finally:
+            os.close(ctl_r)
+        self._env = dict(env)
+        self._lines, self._partial = [], b""
+        try:
+            # The ready line goes through /proc, proving jobs can open their pipe that way.
+            self._send(f"trap : HUP; exec 9<>{shlex.quote(tty)} && set -m; exec 9>&-\n"
+                       f'{{ echo "r $-" >/proc/$PPID/fd/{st_w}; }} 2>/dev/null || echo "r -"\n')
+            ready = self._line(deadline=time.monotonic() + 10)
+        except _HostGone:
+            ready = b""
+        finally:
+            os.close(st_w)
+            os.close(master)  # hang the terminal up: no job gets a controlling terminal
+        if not (ready.startswith(b"r ") and b"m" in ready[2:]):
+            self._proc.kill()
+            self.close()
+            raise _HostGone(f"no job control in the host shell ({ready!r})")
+
+    def _send(self, text: str | bytes) -> None:
+        data = os.fsencode(text) if isinstance(text, str) else text
+        try:
+            while data:
+                data = data[os.write(self._ctl, data):]
+        except OSError as exc:  # EPIPE: the host is gone
+            raise _HostGone(str(exc)) from exc
+
+    def _read_status(self) -> None:
+        data = os.read(self._status, 4096)
+        if not data:
+            raise _HostGone("the host shell closed its status pipe")
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        self._lines.extend(lines)
+
+    def _line(self, deadline: float | None = None) -> bytes:
+        """The next status line (blocking; end-of-file or the deadline raises _HostGone)."""
+        while not self._lines:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([self._status], [], [], left)[0]:
+                    raise _HostGone("the host shell did not answer")
+            self._read_status()
+        return self._lines.pop(0)
+
+    def _script(self, command: str, cwd: str, env: dict[str, str], out_fd: int) -> bytes:
+        """The code that runs one job (see the module docstring)."""
+        pwd = env.get("PWD")
+        try:  # as ``sh -c`` started in cwd: $PWD kept when it names that directory
+            logical = bool(pwd) and pwd.startswith("/") and os.path.samefile(pwd, cwd)
+        except OSError:
+            logical = False
+        cd = f"cd -- {shlex.quote(pwd)}" if logical else f"cd -P -- {shlex.quote(cwd)}"
+        old = env.get("OLDPWD")
+        restore = f"OLDPWD={shlex.quote(old)}" if old is not None else "unset OLDPWD"
+        return os.fsencode(
+            f"( {cd} >/dev/null 2>&1 || {{ echo c; exit 1; }}; {restore}\n"
+            f"exec >/proc/$PPID/fd/{out_fd} 2>&1; IFS= read -r _qh_g"
+            f" && [ \"$_qh_g\" = ': go' ] || exit 125\n"
+            f"exec </dev/null; unset _qh_g; set +m; eval {shlex.quote(command)}\n"
+            f') & echo "p $!"; wait $!; echo "x $?"\n')
+
+    def _launch(self, command: str, cwd: str, env: dict[str, str], out_w: int) -> int:
+        """Send the job; its PID once the host has forked it."""
+        self._send(self._script(command, cwd, env, out_w))
+        line = self._line()
+        if not line.startswith(b"p "):
+            raise _HostGone(f"unexpected answer {line!r}")
+        return int(line[2:])
+
+    # --- one job -------------------------------------------------------------------------
+
+    def run(self, command: str, *, cwd: str, env: dict[str, str], log_path: Path,
+            max_log_bytes: int, timeout: float | None,
+            on_start: Callable[[int, float | None], None] = lambda pid, t: None,
+            tick: Callable[[], str | None] = lambda: None) -> Result:
+        """As ``runner.run``: run ``command`` to its end; ``tick`` may answer "cancel" or
+        "interrupt" to have its process tree killed and the attempt recorded so."""
+        if not self._ensure(env):
+            return runner.run(command, cwd=cwd, env=env, log_path=log_path,
+                              max_log_bytes=max_log_bytes, timeout=timeout, on_start=on_start,
+                              tick=tick)
+        started = time.monotonic()
+        try:
+            log_fd = create_private_file(log_path)
+        except OSError as exc:
+            message = f"cannot create the log file {log_path}: {exc.strerror or exc}"
+            return Result("failed", None, message, message, 0.0)
+        try:
+            cwd = os.path.abspath(cwd)
+            problem = _bad_directory(cwd)
+            if problem:
+                return _cannot_start(log_fd, problem, cwd)
+            return self._run(command, cwd, env, log_fd, max_log_bytes, timeout, on_start, tick,
+                             started)
+        finally:
+            os.close(log_fd)
+
+    def _run(self, command, cwd, env, log_fd, max_log_bytes, timeout, on_start, tick,
+             started) -> Result:
+        out_r, out_w = os.pipe()
+        try:
+            try:
+                pid = self._launch(command, cwd, env, out_w)
+            except _HostGone:
+                # Nothing ran (no PID, so no "go"): one more try with a fresh host.
+                self.close()
+                if not self._ensure(env):
+                    message = "cannot start: the job host shell did not start"
+                    return _cannot_start(log_fd, message, None)
+                pid = self._launch(command, cwd, env, out_w)
+            pid_started = procs.start_time(pid)
+            try:
+                on_start(pid, pid_started)
+            except BaseException:
+                try:
+                    self._send(b": no\n")  # the job exits without running the command
+                    self._exit_code()
+                except _HostGone:
+                    self.close()
+                raise
+            return self._drive(pid, pid_started, cwd, log_fd, out_r, out_w, max_log_bytes,
+                               timeout, tick, started)
+        except _HostGone as exc:
+            self.close()
+            message = f"cannot start: the job host shell died ({exc})"
+            return _cannot_start(log_fd, message, None)
+        finally:
+            for fd in (out_r, out_w):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+    def _exit_code(self) -> int | None:
+        """Wait for the job's end: its exit code, or None when it could not change directory."""
+        no_cd = False
+        while True:
+            line = self._line()
+            if line == b"c":
+                no_cd = True
+            elif line.startswith(b"x "):
+                return None if no_cd else int(line[2:])
+
+    def _drive(self, pid, pid_started, cwd, log_fd, out_r, out_w, cap, timeout, tick,
+               started) -> Result:
+        sink = _Sink(log_fd, cap)
+        poller = select.poll()
+        poller.register(out_r, select.POLLIN)
+        poller.register(self._status, select.POLLIN)
+        outcome = error = None
+        code: int | None = None
+        no_cd = ended = False
+        next_tick = started + TICK
+        try:
+            self._send(b": go\n")
+            while not ended:
+                wait = max(next_tick - time.monotonic(), 0)
+                for fd, _ in poller.poll(wait * 1000):
+                    if fd == out_r:
+                        sink.feed(os.read(out_r, 65536))
+                        continue
+                    self._read_status()
+                    while self._lines:
+                        line = self._lines.pop(0)
+                        if line == b"c":
+                            no_cd = True
+                        elif line.startswith(b"x "):
+                            code, ended = int(line[2:]), True
+                now = time.monotonic()
+                if ended or now < next_tick:
+                    continue
+                next_tick = now + TICK
+                if outcome:
+                    continue  # killed: waiting for the host to see it end
+                if timeout is not None and now - started > timeout:
+                    outcome, error = "timeout", f"timed out after {timeout:g}s"
+                else:
+                    action = tick()
+                    if action == "cancel":
+                        outcome, error = "cancelled", "cancelled"
+                    elif action == "interrupt":
+                        outcome, error = "interrupted", "interrupted: worker stopped by force"
+                if outcome:
+                    procs.kill_tree(pid, pid_started, wait=0)
+        except _HostGone as exc:
+            procs.kill_tree(pid, pid_started, wait=0)  # orphaned now: nobody else will end it
+            self.close()
+            if outcome is None:
+                outcome, error = "failed", f"job host died ({exc})"
+        try:  # whatever the job left behind in its group goes with it
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        os.close(out_w)  # from now on end-of-file means every writer is gone
+        _drain(out_r, sink)
+        if no_cd:
+            return _cannot_start(log_fd, _directory_error(cwd), cwd, started)
+        tail = sink.finish()
+        if outcome is None:
+            outcome = "completed" if code == 0 else "failed"
+            error = describe_exit(code)
+        return Result(outcome, code, error, tail, time.monotonic() - started)
+
+
+def _drain(fd: int, sink: _Sink) -> None:
+    """Read what the job wrote until end-of-file, or until the pipe stays silent for a moment
+    (a process that escaped the job's group may hold it open; its later writes fail)."""
+    while select.select([fd], [], [], _DRAIN_IDLE)[0]:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return
+        sink.feed(chunk)
+
+
+def _bad_directory(cwd: str) -> str | None:
+    try:
+        if os.path.isdir(cwd):
+            return None
+        os.stat(cwd)
+        return os.strerror(errno.ENOTDIR)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+
+
+def _directory_error(cwd: str) -> str:
+    return _bad_directory(cwd) or os.strerror(errno.EACCES)
+
+
+def _cannot_start(log_fd: int, problem: str, cwd: str | None, started: float | None = None) -> Result:
+    """runner's result for a job that could not start: the reason in the log and the row."""
+    message = problem if cwd is None else f"cannot start: {problem}: {cwd}"
+    try:
+        os.write(log_fd, (message + "\n").encode())
+    except OSError:
+        pass
+    duration = 0.0 if started is None else time.monotonic() - started
+    return Result("failed", None, message, message, duration)

@@ -1,0 +1,299 @@
+"""JobHost keeps runner.run's contract: shared behaviour runs through both; the rest is the
+host's own (isolation between jobs, its shell's lifetime, its documented differences)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from helpers import wait_for
+from queue_support import all_gone, mark, marked, marked_command  # noqa: F401 (fixture)
+from queuectl_tui import runner
+from queuectl_tui.jobhost import JobHost
+
+ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+
+
+@pytest.fixture(scope="module")
+def host():
+    with JobHost() as value:
+        yield value
+
+
+@pytest.fixture(params=["runner", "jobhost"])
+def run(request, tmp_path):
+    """``run(command, **options) -> (Result, log text)`` through runner.run or JobHost.run."""
+    function = runner.run if request.param == "runner" else request.getfixturevalue("host").run
+    counter = iter(range(1000))
+
+    def call(command: str, **kwargs):
+        log = tmp_path / f"attempt{next(counter)}.log"
+        options = {"cwd": str(tmp_path), "env": ENV, "log_path": log, "max_log_bytes": 1 << 20,
+                   "timeout": None}
+        options.update(kwargs)
+        result = function(command, **options)
+        return result, log.read_text(errors="replace") if log.exists() else None
+    call.kind = request.param
+    return call
+
+
+def both_sleeps(mark: str):
+    """True once the job's two sleeps have been seen running (scanning stops then)."""
+    state = {"seen": False}
+
+    def check() -> bool:
+        state["seen"] = state["seen"] or len(marked(mark, "sleep")) == 2
+        return state["seen"]
+    return check
+
+
+def killed(kind: str, sig: int) -> tuple[int, str]:
+    """How each runner reports a job that a signal killed (the documented difference)."""
+    if kind == "runner":
+        return -sig, f"killed by {signal.Signals(sig).name}"
+    return 128 + sig, f"exit code {128 + sig}"
+
+
+# --- shared behaviour ------------------------------------------------------------------------
+
+def test_output_exit_code_and_directory(run, tmp_path):
+    result, log = run("echo out; echo err >&2; pwd; echo made > made.txt; exit 3")
+    assert (result.outcome, result.exit_code, result.error) == ("failed", 3, "exit code 3")
+    assert log == f"out\nerr\n{tmp_path}\n" and result.tail == log
+    assert (tmp_path / "made.txt").read_text() == "made\n"
+    assert os.stat(tmp_path / "attempt0.log").st_mode & 0o777 == 0o600
+
+
+def test_sh_syntax_multiline_and_quotes(run):
+    command = "x='a b'\nfor w in $x; do printf '[%s]' \"$w\"; done\necho ' \"q\" \\'"
+    result, log = run(command)
+    assert (result.outcome, log) == ("completed", '[a][b] "q" \\\n')
+
+
+def test_command_not_found_is_127(run):
+    result, log = run("no_such_command_qx --flag")
+    assert (result.exit_code, result.error) == (127, "command not found (exit code 127)")
+    assert "no_such_command_qx" in log and "not found" in log
+
+
+def test_a_missing_directory_fails_with_runners_message_and_runs_nothing(run, tmp_path):
+    result, log = run("touch ran", cwd=str(tmp_path / "gone"))
+    message = f"cannot start: No such file or directory: {tmp_path / 'gone'}"
+    assert (result.outcome, result.exit_code, result.error, log) == ("failed", None, message, message + "\n")
+    assert not (tmp_path / "ran").exists()
+
+
+def test_exactly_the_given_environment(run, tmp_path):
+    result, log = run("env | sort", env={**ENV, "FOO": "bar baz", "PWD": "/elsewhere"})
+    # sh sets PWD to its directory when the inherited one names another; nothing else is added.
+    assert log == "".join(sorted(f"{k}={v}\n" for k, v in {**ENV, "FOO": "bar baz", "PWD": str(tmp_path)}.items()))
+
+
+def test_a_symlinked_pwd_naming_the_directory_is_kept(run, tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    result, log = run('echo "$PWD"; pwd; env | grep -c OLDPWD', cwd=str(tmp_path / "real"),
+                      env={**ENV, "PWD": str(tmp_path / "link")})
+    assert log == f"{tmp_path / 'link'}\n{tmp_path / 'link'}\n0\n"
+
+
+def test_stdin_is_dev_null_and_only_three_descriptors(run):
+    result, log = run("cat; ls /proc/self/fd | sort -n | tr '\\n' ' '")
+    assert result.outcome == "completed"
+    assert log == "0 1 2 3 "  # 3: the directory ls reads
+
+
+def test_default_signal_dispositions_even_when_the_worker_ignores_them(run):
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        result, log = run("grep SigIgn /proc/self/status; sleep 60 & kill -INT $!; wait $!; echo $?")
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    ignored = int(log.split()[1], 16)
+    if run.kind == "runner":
+        pytest.skip("runner.run passes the worker's ignored signals on (SIGHUP here)")
+    assert ignored == 0, log
+    assert log.split()[2] == "130"  # SIGINT reached the background sleep
+
+
+def test_the_job_leads_its_own_group_and_on_start_gets_it_before_the_command(run, tmp_path):
+    seen = {}
+
+    def on_start(pid, started):
+        proc = psutil.Process(pid)
+        seen.update(pid=pid, pgid=os.getpgid(pid), created=proc.create_time(), started=started,
+                    ran=(tmp_path / "ran").exists())
+    result, log = run("touch ran; ps -o pgid= -p $(sh -c 'echo $PPID')", on_start=on_start)
+    assert seen["pgid"] == seen["pid"] and seen["created"] == seen["started"]
+    assert not seen["ran"], "the command ran before on_start returned"
+    assert int(log) == seen["pid"]
+
+
+def test_if_on_start_raises_the_command_never_runs(run, tmp_path):
+    def refuse(pid, started):
+        raise RuntimeError("database is locked")
+    with pytest.raises(RuntimeError):
+        run("touch ran", on_start=refuse)
+    assert not (tmp_path / "ran").exists()
+    result, log = run("echo next")  # and the next job is fine
+    assert (result.outcome, log) == ("completed", "next\n")
+
+
+def test_timeout_kills_the_whole_tree(run, mark):
+    running = both_sleeps(mark)
+    result, _ = run(marked_command(mark, "sh -c 'sleep 60 & sleep 60'"), timeout=1,
+                    tick=running)
+    assert running(), "the job's two sleeps never ran"
+    assert (result.outcome, result.error) == ("timeout", "timed out after 1s")
+    assert result.exit_code == killed(run.kind, signal.SIGKILL)[0]
+    all_gone(mark)
+
+
+def test_cancel_and_interrupt_from_tick_kill_the_tree(run, mark):
+    for answer, outcome, error in (("cancel", "cancelled", "cancelled"),
+                                   ("interrupt", "interrupted", "interrupted: worker stopped by force")):
+        running = both_sleeps(mark)
+        result, _ = run(marked_command(mark, "sh -c 'sleep 60 & sleep 60'"),
+                        tick=lambda: answer if running() else None)
+        assert (result.outcome, result.error) == (outcome, error)
+        all_gone(mark)
+
+
+def test_what_the_job_leaves_behind_dies_with_it(run, mark):
+    result, log = run(marked_command(mark, "sleep 60 & echo left"))
+    assert (result.outcome, log) == ("completed", "left\n")
+    all_gone(mark)
+
+
+def test_a_signal_kill_is_reported(run):
+    result, _ = run("kill -TERM $(sh -c 'echo $PPID')")
+    code, error = killed(run.kind, signal.SIGTERM)
+    assert (result.outcome, result.exit_code, result.error) == ("failed", code, error)
+
+
+def test_output_over_the_cap_is_dropped_and_counted(run):
+    result, log = run("head -c 100000 /dev/zero | tr '\\0' a; echo; echo END", max_log_bytes=2048)
+    assert log.startswith("a" * 2048) and len(log) == 2048 + len("\n[queuectl: output over 2048 bytes; 97957 bytes not kept]\n")
+    assert log.endswith("[queuectl: output over 2048 bytes; 97957 bytes not kept]\n")
+    assert result.tail.endswith("a\nEND\n") and len(result.tail) == runner.TAIL_BYTES
+
+
+def test_tick_is_called_about_every_50ms(run):
+    calls = []
+    result, _ = run("sleep 0.5", tick=lambda: calls.append(1))
+    assert result.outcome == "completed" and 3 <= len(calls) <= 11
+
+
+# --- the host's own ---------------------------------------------------------------------------
+
+@pytest.fixture
+def fresh(tmp_path):
+    """A JobHost of its own and ``go(command, **options) -> (Result, log)`` on it."""
+    host = JobHost()
+    counter = iter(range(1000))
+
+    def go(command: str, **kwargs):
+        log = tmp_path / f"h{next(counter)}.log"
+        options = {"cwd": str(tmp_path), "env": ENV, "log_path": log, "max_log_bytes": 1 << 20,
+                   "timeout": None}
+        options.update(kwargs)
+        return host.run(command, **options), log.read_text()
+    go.host = host
+    yield go
+    host.close()
+
+
+def test_nothing_of_one_job_reaches_the_next(fresh, tmp_path):
+    (tmp_path / "sub").mkdir()
+    first, _ = fresh("x=1; export Y=2; f() { :; }; trap 'echo bye' EXIT; cd sub; umask 077;"
+                     "exec 7>/dev/null; set -eu; alias ll=ls")
+    assert first.outcome == "completed"
+    result, log = fresh('echo "${x-unset} ${Y-unset} $(pwd) $(umask)"; command -v f || echo nof;'
+                        "command -v ll || echo noalias; ls /proc/self/fd | sort -n | tr '\\n' ' '; "
+                        'echo "[$undefined]"; false; echo still')
+    assert log == f"unset unset {tmp_path} {os.popen('umask').read().strip()}\nnof\nnoalias\n0 1 2 3 []\nstill\n"
+
+
+def test_a_background_writer_never_lands_in_the_next_log(fresh, tmp_path):
+    """A writer that escaped the job's group (setsid) keeps writing; the next job's log holds
+    only the next job's output."""
+    result, log = fresh("setsid sh -c 'while :; do echo leak || exit; sleep 0.01; done' & echo first")
+    assert log.startswith("first\n")
+    result, log = fresh("sleep 0.2; echo second")
+    assert log == "second\n"
+
+
+def test_dollar_dollar_is_the_hosts_pid(fresh):
+    result, log = fresh('echo $$ $PPID')
+    shell, parent = map(int, log.split())
+    assert shell == fresh.host._proc.pid and parent == os.getpid()
+
+
+def test_a_different_environment_restarts_the_host(fresh):
+    fresh("true")
+    first = fresh.host._proc.pid
+    fresh("true")
+    assert fresh.host._proc.pid == first
+    result, log = fresh('echo "$A"', env={**ENV, "A": "1"})
+    assert log == "1\n" and fresh.host._proc.pid != first
+
+
+def test_a_killed_idle_host_is_replaced(fresh):
+    fresh("true")
+    os.kill(fresh.host._proc.pid, signal.SIGKILL)
+    result, log = fresh("echo again")
+    assert (result.outcome, log) == ("completed", "again\n")
+
+
+def test_a_host_killed_mid_job_fails_the_job_and_kills_it(fresh, mark):
+    def kill_host():
+        if fresh.host._proc and marked(mark, "sleep"):
+            os.kill(fresh.host._proc.pid, signal.SIGKILL)
+    result, _ = fresh(marked_command(mark, "sleep 60"), tick=kill_host)
+    assert result.outcome == "failed" and result.error.startswith("job host died")
+    all_gone(mark)
+    assert fresh("echo fine")[1] == "fine\n"
+
+
+def test_close_ends_the_host(fresh):
+    fresh("true")
+    proc = psutil.Process(fresh.host._proc.pid)
+    fresh.host.close()
+    assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+
+
+SCRIPT = """
+import os, sys
+from pathlib import Path
+from queuectl_tui.jobhost import JobHost
+host = JobHost()
+opts = dict(cwd=sys.argv[1], env={'PATH': os.environ['PATH']}, log_path=Path(sys.argv[1]) / 'log',
+            max_log_bytes=1 << 20, timeout=None)
+host.run('true', **opts)
+print(host._proc.pid, flush=True)
+if sys.argv[2] == 'idle':
+    os.kill(os.getpid(), 9)
+def die(pid, started):
+    print(pid, flush=True)
+    os._exit(9)
+host.run('touch ran', on_start=die, **opts)
+"""
+
+
+@pytest.mark.parametrize("when", ["idle", "before-go"])
+def test_the_host_does_not_outlive_a_killed_worker(tmp_path, when):
+    """A SIGKILLed worker's host ends (it reads end-of-file); a job not yet released by the
+    worker exits without running its command."""
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), when], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode in (-9, 9), proc.stderr
+    for pid in map(int, proc.stdout.split()):
+        wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+                 timeout=10, message=f"process {pid} to end")
+    assert not (tmp_path / "ran").exists()
