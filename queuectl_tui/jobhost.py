@@ -239,9 +239,10 @@ class JobHost:
         restore = f"OLDPWD={shlex.quote(old)}" if old is not None else "unset OLDPWD"
         return os.fsencode(
             f"( {cd} >/dev/null 2>&1 || {{ echo c; exit 1; }}; {restore}\n"
-            f"exec >/proc/$PPID/fd/{out_fd} 2>&1; IFS= read -r _qh_g"
-            f" && [ \"$_qh_g\" = ': go' ] || exit 125\n"
-            f"exec </dev/null; unset _qh_g; set +m; eval {shlex.quote(command)}\n"
+            f"exec >/proc/$PPID/fd/{out_fd} 2>&1; IFS=' ' read -r _qh_c _qh_g _qh_m"
+            f" && [ \"$_qh_c $_qh_g\" = ': go' ] || exit 125\n"
+            f"{procs.MARKER_VAR}=$_qh_m; export {procs.MARKER_VAR}\n"
+            f"exec </dev/null; unset _qh_c _qh_g _qh_m; set +m; eval {shlex.quote(command)}\n"
             f') & echo "p $!"; wait $!; echo "x $?"\n')
 
     def _launch(self, command: str, cwd: str, env: dict[str, str], out_w: int) -> int:
@@ -337,7 +338,7 @@ class JobHost:
         no_cd = ended = False
         next_tick = started + TICK
         try:
-            self._send(b": go\n")
+            self._send(f": go {procs.marker(pid, pid_started)}\n".encode())
             while not ended:
                 wait = max(next_tick - time.monotonic(), 0)
                 for fd, _ in poller.poll(wait * 1000):
@@ -376,6 +377,8 @@ class JobHost:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        # and, in a worker (a subreaper), whatever left the group
+        procs.kill_leftovers(keep=self._proc.pid if self._proc else None, group=pid)
         os.close(out_w)  # from now on end-of-file means every writer is gone
         _drain(out_r, sink)
         if no_cd:

@@ -28,7 +28,7 @@ from typing import Callable
 
 from peewee import DatabaseError
 
-from queuectl_tui import engine, procs, runner, settings
+from queuectl_tui import engine, jobhost, procs, runner, settings
 from queuectl_tui.db import change_token
 from queuectl_tui.models import Job, database
 
@@ -61,6 +61,7 @@ class Worker:
         self._last_cancel_check = 0.0
         self._data_version = None
         self._environments: dict[str | None, dict[str, str]] = {}
+        self.host = jobhost.JobHost()  # one long-lived shell that forks each job (see jobhost)
         self.cfg: dict = {}
 
     # -- signals --------------------------------------------------------------------------
@@ -118,6 +119,7 @@ class Worker:
                     self._complain(f"database error ({exc}); retrying")
                     self._pause(min(0.25 * 2 ** errors, 5.0))
         finally:
+            self.host.close()
             beats.stop.set()
             beats.join()
             try:
@@ -152,7 +154,7 @@ class Worker:
         cfg = self.cfg
         self._say(f"start  {job.id}  attempt {attempt.number}")
         try:
-            result = runner.run(
+            result = self.host.run(
                 job.command, cwd=job.cwd, env=self._environment(job),
                 log_path=engine.log_path(attempt), max_log_bytes=cfg["max_log_bytes"],
                 timeout=job.timeout,

@@ -4,6 +4,7 @@ host's own (isolation between jobs, its shell's lifetime, its documented differe
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 
 from helpers import wait_for
 from queue_support import all_gone, mark, marked, marked_command  # noqa: F401 (fixture)
-from queuectl_tui import runner
+from queuectl_tui import procs, runner
 from queuectl_tui.jobhost import JobHost
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
@@ -91,8 +92,13 @@ def test_a_missing_directory_fails_with_runners_message_and_runs_nothing(run, tm
 
 def test_exactly_the_given_environment(run, tmp_path):
     result, log = run("env | sort", env={**ENV, "FOO": "bar baz", "PWD": "/elsewhere"})
-    # sh sets PWD to its directory when the inherited one names another; nothing else is added.
-    assert log == "".join(sorted(f"{k}={v}\n" for k, v in {**ENV, "FOO": "bar baz", "PWD": str(tmp_path)}.items()))
+    # sh sets PWD to its directory when the inherited one names another; the only other addition
+    # is the marker recovery finds the job's processes by (PID:start time of the job's leader).
+    lines = log.splitlines(keepends=True)
+    markers = [line for line in lines if line.startswith(procs.MARKER_VAR + "=")]
+    assert len(markers) == 1 and re.fullmatch(rf"{procs.MARKER_VAR}=\d+:[\d.]+\n", markers[0])
+    expected = {**ENV, "FOO": "bar baz", "PWD": str(tmp_path)}
+    assert [line for line in lines if line not in markers] == sorted(f"{k}={v}\n" for k, v in expected.items())
 
 
 def test_a_symlinked_pwd_naming_the_directory_is_kept(run, tmp_path):
