@@ -2,7 +2,8 @@
 
 Each run writes N lines (varied specs: ids, priorities, queues, delays, some without an id) to a
 temporary directory, creates a fresh database, then times ``python -m queuectl_tui enqueue -f``
-(Python start-up included) and reads the child's peak RSS from wait4(). With --lock-probe a
+(Python start-up included) and reads the child's CPU time and peak RSS from wait4(); on a
+busy machine the CPU time is the steadier figure. With --lock-probe a
 thread writes to the database every millisecond and reports the longest any write waited: how
 long the enqueue kept other writers (worker heartbeats, claims) out.
 
@@ -78,7 +79,8 @@ def one_run(tmp: Path, jobs: Path, run: int, probe: bool) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"enqueue failed ({proc.returncode}): {err.strip()}")
     count = sqlite3.connect(home / "queuectl.db").execute("SELECT count(*) FROM job").fetchone()[0]
-    result = {"seconds": round(wall, 3), "jobs": count, "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+    result = {"seconds": round(wall, 3), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+              "jobs": count, "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
     if prober:
         result["longest_write_wait_s"] = round(prober.longest, 3)
     return result
@@ -100,6 +102,7 @@ def main() -> None:
     median = statistics.median(r["seconds"] for r in runs)
     summary = {
         "lines": args.lines, "runs": runs, "median_seconds": median,
+        "median_cpu_seconds": statistics.median(r["cpu_seconds"] for r in runs),
         "jobs_per_second": round(args.lines / median),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
     }
@@ -109,7 +112,7 @@ def main() -> None:
         print(json.dumps(summary, indent=2))
     else:
         print(f"{args.lines:,} lines, {args.repeat} runs: median {median:.2f} s = "
-              f"{summary['jobs_per_second']:,} jobs/s, peak RSS {summary['peak_rss_mb']} MB"
+              f"{summary['jobs_per_second']:,} jobs/s (CPU {summary['median_cpu_seconds']:.2f} s), peak RSS {summary['peak_rss_mb']} MB"
               + (f", longest write wait {summary['longest_write_wait_s']} s" if args.lock_probe else ""))
 
 
