@@ -1,13 +1,14 @@
 """Bulk enqueue speed and memory: the real CLI, ``enqueue -f FILE`` of N JSON Lines.
 
-Each run writes N lines (varied specs: ids, priorities, queues, delays, some without an id) to a
-temporary directory, creates a fresh database, then times ``python -m queuectl_tui enqueue -f``
-(Python start-up included) and reads the child's CPU time and peak RSS from wait4(); on a
-busy machine the CPU time is the steadier figure. With --lock-probe a
-thread writes to the database every millisecond and reports the longest any write waited: how
-long the enqueue kept other writers (worker heartbeats, claims) out.
+Each run writes N lines (varied specs: ids, priorities, queues, delays, one in ten without an
+id; with --simple just an id and a command) to a temporary directory, creates a fresh database,
+then times ``python -m queuectl_tui enqueue -f`` (Python start-up included) and reads the
+child's CPU time and peak RSS from wait4(); on a busy machine the CPU time is the steadier
+figure. With --lock-probe a thread writes to the database every millisecond and reports the
+longest any write waited: how long the enqueue kept other writers (worker heartbeats, claims)
+out.
 
-Run: python bench/bulk_enqueue.py [--lines 100000] [--repeat 5] [--lock-probe] [--json]
+Run: python bench/bulk_enqueue.py [--lines 100000] [--repeat 5] [--simple] [--lock-probe] [--json]
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ import time
 from pathlib import Path
 
 
-def write_jobs(path: Path, lines: int) -> None:
+def write_jobs(path: Path, lines: int, simple: bool = False) -> None:
     queues = ("default", "emails", "reports")
     with path.open("w") as out:
         for n in range(lines):
+            if simple:
+                out.write(json.dumps({"id": f"job-{n}", "command": f"echo {n}"}) + "\n")
+                continue
             job = {"command": f"echo job {n} >> /dev/null", "priority": n % 7,
                    "queue": queues[n % 3]}
             if n % 10:  # one in ten gets a generated id
@@ -91,17 +95,18 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--lock-probe", action="store_true", help="measure how long writers wait")
+    parser.add_argument("--simple", action="store_true", help='lines of just {"id", "command"}')
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         jobs = tmp / "jobs.jsonl"
-        write_jobs(jobs, args.lines)
+        write_jobs(jobs, args.lines, args.simple)
         runs = [one_run(tmp, jobs, n, args.lock_probe) for n in range(args.repeat)]
     assert all(r["jobs"] == args.lines for r in runs), runs
     median = statistics.median(r["seconds"] for r in runs)
     summary = {
-        "lines": args.lines, "runs": runs, "median_seconds": median,
+        "lines": args.lines, "simple": args.simple, "runs": runs, "median_seconds": median,
         "median_cpu_seconds": statistics.median(r["cpu_seconds"] for r in runs),
         "jobs_per_second": round(args.lines / median),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),

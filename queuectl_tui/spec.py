@@ -57,6 +57,8 @@ def read_specs(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any]]]:
             raise InvalidInput(f"invalid JSON: {exc}") from None
         yield from _whole(data)
         return
+    except InvalidInput as exc:  # JSON, but refused (a key twice, a number too long, ...)
+        raise InvalidInput(f"invalid JSON on line {first[0]}: {exc}") from None
     second = next(numbered, None)
     if second is None:
         yield from _whole(data)
@@ -104,8 +106,8 @@ def decode(text: str) -> Any:
 
 
 def _decode_line(line: str) -> Any:
-    """decode() without json's Python wrapper around its C scanner: a third of the time of a
-    usual JSON Line. Anything unusual goes to decode(), which says what is wrong."""
+    """decode() without json's Python wrapper around its C scanner (a quarter less time for a
+    usual JSON Line); anything unusual goes to decode(), which says what is wrong."""
     try:
         data, end = _DECODER.scan_once(line, 0)
     except Exception:
@@ -181,10 +183,12 @@ def parse_object(text: str) -> dict[str, Any]:
     """A single JSON object (the SPEC argument of ``enqueue``)."""
     try:
         data = decode(text)
-    except InvalidInput as exc:
+    except NotJSON as exc:
         raise InvalidInput(
             f"invalid JSON: {exc} (to enqueue a shell command that starts with '{{', use --command)"
         ) from None
+    except InvalidInput as exc:
+        raise InvalidInput(f"invalid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidInput(f"a job spec must be a JSON object, not {type(data).__name__}")
     return data
