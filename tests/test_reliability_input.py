@@ -278,10 +278,13 @@ def test_enqueue_from_a_directory_whose_name_is_not_utf8(populated, tmp_path):
     (*case("enqueue", stdin='{"command": "a", "id": "p", "id": "q"}', id="x").values, "duplicate key 'id'"),
     (*case("enqueue", '{"command": "x", "priority": ' + "9" * 5000 + "}", id="x").values, "4300 digits"),
     (*spec_file(b'{"command": "a"}\n' + b"[" * 100_000 + b"\n", id="x").values, "line 2: nested too deeply"),
+    (*spec_file(b'{"command": "a", "id": "p", "id": "q"}\n{"command": "b"}\n', id="x").values,
+     "line 1: duplicate key 'id'"),
 ])
 def test_json_faults_name_the_cause(populated, tmp_path, args, stdin, files, words):
     line = one_line_error(run(populated, args, stdin, files, tmp_path), 2)
     assert words in line
+    assert "--command" not in line  # that hint is for text that is not JSON at all
 
 
 def test_a_command_that_only_looks_like_json_is_still_a_command(populated):
