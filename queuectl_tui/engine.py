@@ -74,9 +74,10 @@ def enqueue(specs: Iterable[dict[str, Any]], *, cwd: str | None = None,
     return jobs
 
 
-_STAGE = "enqueue_stage"  # a TEMP table: private to this connection, written temp.<name>
 _STAGE_CHUNK = 5000
-_RANDOM_ID = "lower(hex(randomblob(6)))"  # the same shape as _new_id()
+# The stage is temp.enqueue_stage, a TEMP table: private to this connection. Its SQL is spelt
+# out in full (no interpolation: raw SQL here is always a literal). A generated id is
+# lower(hex(randomblob(6))), the same shape as _new_id().
 
 
 @contextmanager
@@ -97,12 +98,11 @@ def enqueue_stream(specs: Iterable[tuple[str, dict[str, Any]]], *, cwd: str | No
     digest, data = _environment(dict(os.environ) if env is None else env)
     defaults = settings.load()
     db = database.obj
-    db.execute_sql(f"DROP TABLE IF EXISTS temp.{_STAGE}")
-    db.execute_sql(f"CREATE TEMP TABLE {_STAGE} (id TEXT NOT NULL, "
-                   "generated INTEGER NOT NULL, command TEXT NOT NULL, queue TEXT NOT NULL, "
-                   "priority INTEGER NOT NULL, max_retries INTEGER NOT NULL, "
-                   "backoff_base REAL NOT NULL, timeout REAL, run_at REAL NOT NULL, "
-                   "src TEXT NOT NULL)")
+    db.execute_sql("DROP TABLE IF EXISTS temp.enqueue_stage")
+    db.execute_sql("CREATE TEMP TABLE enqueue_stage (id TEXT NOT NULL, generated INTEGER NOT NULL, "
+                   "command TEXT NOT NULL, queue TEXT NOT NULL, priority INTEGER NOT NULL, "
+                   "max_retries INTEGER NOT NULL, backoff_base REAL NOT NULL, timeout REAL, "
+                   "run_at REAL NOT NULL, src TEXT NOT NULL)")
     try:
         rows = ((spec.get("id"), spec["command"], spec.get("queue", "default"),
                  spec.get("priority", 0), spec.get("max_retries", defaults["max_retries"]),
@@ -111,17 +111,17 @@ def enqueue_stream(specs: Iterable[tuple[str, dict[str, Any]]], *, cwd: str | No
                 for where, spec in specs)
         count = 0
         with db.atomic():  # a deferred transaction that writes only the temp database
-            insert = (f"INSERT INTO temp.{_STAGE} VALUES (coalesce(?1, {_RANDOM_ID}), ?1 IS NULL, "
-                      "?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
             while chunk := list(itertools.islice(rows, _STAGE_CHUNK)):
-                db.cursor().executemany(insert, chunk)
+                db.cursor().executemany(
+                    "INSERT INTO temp.enqueue_stage VALUES (coalesce(?1, lower(hex(randomblob(6)))), "
+                    "?1 IS NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", chunk)
                 count += len(chunk)
             _check_stage_ids(db)
         if count:
             _move_stage(db, now, cwd, digest, data)
         yield Staged(count)
     finally:
-        db.execute_sql(f"DROP TABLE IF EXISTS temp.{_STAGE}")
+        db.execute_sql("DROP TABLE IF EXISTS temp.enqueue_stage")
 
 
 class Staged:
@@ -131,37 +131,38 @@ class Staged:
         self.count = count
 
     def ids(self) -> Iterator[str]:
-        cursor = database.obj.execute_sql(f"SELECT id FROM temp.{_STAGE} ORDER BY rowid")
+        cursor = database.obj.execute_sql("SELECT id FROM temp.enqueue_stage ORDER BY rowid")
         while batch := cursor.fetchmany(_STAGE_CHUNK):
             yield from (row[0] for row in batch)
 
     def jobs(self) -> Iterator[Job]:
-        return Job.raw(f"SELECT job.* FROM temp.{_STAGE} s JOIN job ON job.id = s.id "
+        return Job.raw("SELECT job.* FROM temp.enqueue_stage s JOIN job ON job.id = s.id "
                        "ORDER BY s.rowid").iterator()
 
 
 def _check_stage_ids(db) -> None:
     """Refuse an id given twice; draw again a generated id that repeats one (2**48 to pick from)."""
     try:
-        db.execute_sql(f"CREATE UNIQUE INDEX temp.{_STAGE}_id ON {_STAGE} (id)")
+        db.execute_sql("CREATE UNIQUE INDEX temp.enqueue_stage_id ON enqueue_stage (id)")
         return
     except IntegrityError:
         pass
-    db.execute_sql(f"CREATE INDEX temp.{_STAGE}_any_id ON {_STAGE} (id)")
-    repeated = f"SELECT id FROM temp.{_STAGE} GROUP BY id HAVING count(*) > 1"
-    while db.execute_sql(f"UPDATE temp.{_STAGE} SET id = {_RANDOM_ID} "
-                         f"WHERE generated AND id IN ({repeated})").rowcount:
+    db.execute_sql("CREATE INDEX temp.enqueue_stage_any_id ON enqueue_stage (id)")
+    while db.execute_sql(
+            "UPDATE temp.enqueue_stage SET id = lower(hex(randomblob(6))) WHERE generated AND id IN "
+            "(SELECT id FROM temp.enqueue_stage GROUP BY id HAVING count(*) > 1)").rowcount:
         pass
     row = db.execute_sql(
-        f"SELECT s.src, s.id, (SELECT f.src FROM temp.{_STAGE} f WHERE f.id = s.id ORDER BY f.rowid "
-        f"LIMIT 1) FROM temp.{_STAGE} s WHERE s.id IN ({repeated}) AND s.rowid > "
-        f"(SELECT min(f.rowid) FROM temp.{_STAGE} f WHERE f.id = s.id) ORDER BY s.rowid LIMIT 1").fetchone()
+        "SELECT s.src, s.id, (SELECT f.src FROM temp.enqueue_stage f WHERE f.id = s.id "
+        "ORDER BY f.rowid LIMIT 1) FROM temp.enqueue_stage s WHERE s.rowid > "
+        "(SELECT min(f.rowid) FROM temp.enqueue_stage f WHERE f.id = s.id) "
+        "ORDER BY s.rowid LIMIT 1").fetchone()
     if row is not None:
         src, job_id, first = row
         raise InvalidInput(f"{src}: duplicate job id {job_id!r} in the input (first on {first}); "
                            "nothing enqueued")
-    db.execute_sql(f"DROP INDEX temp.{_STAGE}_any_id")
-    db.execute_sql(f"CREATE UNIQUE INDEX temp.{_STAGE}_id ON {_STAGE} (id)")
+    db.execute_sql("DROP INDEX temp.enqueue_stage_any_id")
+    db.execute_sql("CREATE UNIQUE INDEX temp.enqueue_stage_id ON enqueue_stage (id)")
 
 
 def _move_stage(db, now: float, cwd: str, digest: str, data: str) -> None:
@@ -174,23 +175,24 @@ def _move_stage(db, now: float, cwd: str, digest: str, data: str) -> None:
                     "INSERT INTO job (id, command, queue, state, priority, attempts, max_retries, "
                     "backoff_base, timeout, run_at, created_at, updated_at, cwd, env_digest, "
                     "cancel_requested) SELECT id, command, queue, ?, priority, 0, max_retries, "
-                    f"backoff_base, timeout, run_at, ?, ?, ?, ?, 0 FROM temp.{_STAGE} ORDER BY rowid",
-                    (PENDING, now, now, cwd, digest))
+                    "backoff_base, timeout, run_at, ?, ?, ?, ?, 0 FROM temp.enqueue_stage "
+                    "ORDER BY rowid", (PENDING, now, now, cwd, digest))
             return
         except IntegrityError:  # the unique index on job.id is the check (also against races)
             clash = db.execute_sql(
-                f"SELECT s.src, s.id FROM temp.{_STAGE} s JOIN main.job j ON j.id = s.id "
+                "SELECT s.src, s.id FROM temp.enqueue_stage s JOIN main.job j ON j.id = s.id "
                 "WHERE NOT s.generated ORDER BY s.rowid LIMIT 1").fetchone()
             if clash is not None:
                 src, job_id = clash
                 raise InvalidInput(f"{src + ': ' if src else ''}job id {job_id!r} already exists; "
                                    "nothing enqueued") from None
-            taken = "generated AND id IN (SELECT id FROM main.job)"
-            if not db.execute_sql(f"SELECT count(*) FROM temp.{_STAGE} WHERE {taken}").fetchone()[0]:
+            if not db.execute_sql("SELECT count(*) FROM temp.enqueue_stage WHERE generated AND "
+                                  "id IN (SELECT id FROM main.job)").fetchone()[0]:
                 raise
             # A generated id that is taken: draw again (OR IGNORE: a draw that repeats another
             # staged id keeps the old one, drawn again on the next round).
-            db.execute_sql(f"UPDATE OR IGNORE temp.{_STAGE} SET id = {_RANDOM_ID} WHERE {taken}")
+            db.execute_sql("UPDATE OR IGNORE temp.enqueue_stage SET id = lower(hex(randomblob(6))) "
+                           "WHERE generated AND id IN (SELECT id FROM main.job)")
 
 
 def _check_cwd(cwd: str) -> str:

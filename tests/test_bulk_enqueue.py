@@ -101,13 +101,15 @@ def test_json_output_of_a_bulk_enqueue_is_the_list_of_jobs(queue, tmp_path):
     assert out == json.dumps(jobs, indent=2, ensure_ascii=False) + "\n"
 
 
-def test_generated_ids_that_repeat_are_drawn_again(db, tmp_path, monkeypatch):
+def test_generated_ids_that_repeat_are_drawn_again(db, tmp_path):
     """Ids are 48 random bits: a repeat is rare but possible, with a job already stored or
     within the input. It is drawn again; it never fails the enqueue."""
+    import random
     from queuectl_tui import engine, spec
-    engine.enqueue([spec.normalize({"id": "g0", "command": "true"})], cwd=str(tmp_path), env={})
-    monkeypatch.setattr(engine, "_RANDOM_ID", "printf('g%d', abs(random()) % 4)")
+    engine.enqueue([spec.normalize({"id": "00", "command": "true"})], cwd=str(tmp_path), env={})
+    # randomblob() drawing from 4 values (00 to 03) for this connection: repeats are certain
+    db.connection().create_function("randomblob", 1, lambda n: bytes([random.randrange(4)]))
     specs = [("", spec.normalize({"command": "true"})) for _ in range(3)]
     with engine.enqueue_stream(specs, cwd=str(tmp_path), env={}) as added:
         ids = list(added.ids())
-    assert sorted(ids) == ["g1", "g2", "g3"]
+    assert sorted(ids) == ["01", "02", "03"]
