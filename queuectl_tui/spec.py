@@ -285,6 +285,8 @@ def check_id(value: Any) -> str:
 
 
 def _int(name: str, value: Any, low: int, high: int) -> int:
+    if type(value) is int and low <= value <= high:  # the usual case, in one test (bulk input)
+        return value
     if (isinstance(value, bool) or not isinstance(value, (int, float))
             or (isinstance(value, float) and not math.isfinite(value)) or value != int(value)):
         raise InvalidInput(f"{name} must be a whole number, not {value!r}")
@@ -294,6 +296,8 @@ def _int(name: str, value: Any, low: int, high: int) -> int:
 
 
 def _float(name: str, value: Any, low: float, high: float) -> float:
+    if (type(value) is float or type(value) is int) and low <= value <= high:  # (NaN fails <=)
+        return float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InvalidInput(f"{name} must be a number, not {value!r}")
     if not low <= value <= high:
