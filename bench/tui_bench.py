@@ -20,7 +20,13 @@ the first) and as the first open of a new process each time (--fresh), which is 
 queuectl-tui does; a bare Textual app (a line, a table of 25 rows, a footer) is measured the same
 ways as the floor any Textual console pays.
 
-Run: python bench/tui_bench.py [--jobs 100000] [--repeat 5] [--fresh 5] [--json]
+Every row also gives the longest single event-loop callback in the operation (stall_ms): the
+longest time input could not be handled at all.
+
+--fast-seed seeds with plain SQL (bench/seed.py: seconds for a million jobs, where the demo's
+seeding takes minutes); its mix is 20% pending, 60% completed, 10% dead, 10% failed.
+
+Run: python bench/tui_bench.py [--jobs 100000] [--fast-seed] [--repeat 5] [--fresh 5] [--json]
 """
 
 from __future__ import annotations
@@ -63,10 +69,16 @@ class LoopClock:
     def __exit__(self, *exc) -> None:
         asyncio.events.Handle._run = self._original
 
-    def busy(self, start: float, end: float) -> tuple[float, float]:
-        """(wall, CPU) seconds of callbacks run between start and end."""
+    def busy(self, start: float, end: float) -> tuple[float, float, float]:
+        """(wall, CPU, longest single callback) seconds of callbacks run between start and end."""
         inside = [(s, e, c) for s, e, c in self.spans if e > start and s < end]
-        return (sum(min(e, end) - max(s, start) for s, e, _ in inside), sum(c for _, _, c in inside))
+        return (sum(min(e, end) - max(s, start) for s, e, _ in inside), sum(c for _, _, c in inside),
+                max((min(e, end) - max(s, start) for s, e, _ in inside), default=0.0))
+
+    def row(self, start: float, end: float) -> tuple[float, float, float, float]:
+        """One measurement: (UI wall, UI CPU, elapsed, longest callback) seconds."""
+        wall, cpu, longest = self.busy(start, end)
+        return wall, cpu, end - start, longest
 
 
 class ReadClock:
@@ -158,7 +170,7 @@ def bare_app():
     return Bare()
 
 
-async def measure_bare(repeat: int, size: tuple[int, int]) -> list[tuple[float, float, float]]:
+async def measure_bare(repeat: int, size: tuple[int, int]) -> list[tuple[float, float, float, float]]:
     from textual.widgets import DataTable
 
     results = []
@@ -168,7 +180,7 @@ async def measure_bare(repeat: int, size: tuple[int, int]) -> list[tuple[float, 
             start = time.perf_counter()
             async with app.run_test(size=size) as pilot:
                 end = await until(pilot, lambda: app.query(DataTable) and app.query_one(DataTable).row_count == 25)
-                results.append((*loop.busy(start, end), end - start))
+                results.append(loop.row(start, end))
     return results
 
 
@@ -194,33 +206,33 @@ async def measure(db_path: Path, repeat: int, size: tuple[int, int], fresh: dict
             async with app.run_test(size=size) as pilot:
                 screen = app.screen
                 end = await until(pilot, lambda: first_page_shown(screen))
-                results["open"].append((*loop.busy(start, end), end - start))
+                results["open"].append(loop.row(start, end))
                 mounted = mount_times.pop()
-                results["open: start-up"].append((*loop.busy(start, mounted), mounted - start))
-                results["open: data"].append((*loop.busy(mounted, end), end - mounted))
+                results["open: start-up"].append(loop.row(start, mounted))
+                results["open: data"].append(loop.row(mounted, end))
                 await pilot.pause(0.05)
                 for tab, _, state in TABS[1:] + TABS[:1]:
                     start = time.perf_counter()
                     screen.action_tab(tab)  # what the number key runs (Pilot.press adds ~40 ms of its own)
                     end = await until(pilot, lambda: screen.page is not None and screen.page.view.state == state
                                       and not screen._page_busy)
-                    results["tab"].append((*loop.busy(start, end), end - start))
+                    results["tab"].append(loop.row(start, end))
                     await pilot.pause(0.02)
                 for _ in range(5):
                     start = time.perf_counter()
                     screen.tick()
                     end = await until(pilot, lambda: not screen._page_busy and not screen._status_busy)
-                    results["refresh"].append((*loop.busy(start, end), end - start))
+                    results["refresh"].append(loop.row(start, end))
                     await pilot.pause(0.02)
                 start = time.perf_counter()
                 screen.action_page(1)  # what ] runs
                 end = await until(pilot, lambda: screen.page.view.after is not None and not screen._page_busy)
-                results["next_page"].append((*loop.busy(start, end), end - start))
+                results["next_page"].append(loop.row(start, end))
                 await pilot.press("slash", *"item 424")
                 start = time.perf_counter()
                 await pilot.press("2")  # the last keystroke: the filter applies once typing pauses
                 end = await until(pilot, lambda: screen.page.view.search == "item 4242" and not screen._page_busy)
-                results["filter"].append((*loop.busy(start, end), end - start))
+                results["filter"].append(loop.row(start, end))
                 await pilot.press("escape", "q")
     results["open: bare Textual app"] = await measure_bare(repeat, size)
     results.update(fresh)
@@ -228,6 +240,7 @@ async def measure(db_path: Path, repeat: int, size: tuple[int, int], fresh: dict
     summary = {}
     for name, values in results.items():
         row = {"n": len(values)}
+        row["stall_ms_max"] = round(max(v[3] for v in values) * 1000, 1)
         for index, kind in enumerate(("ui", "cpu", "wall")):
             ms = [v[index] * 1000 for v in values]
             row[f"{kind}_ms_median"] = round(statistics.median(ms), 1)
@@ -239,7 +252,7 @@ async def measure(db_path: Path, repeat: int, size: tuple[int, int], fresh: dict
     return summary
 
 
-async def one_open(kind: str, db_path: Path, size: tuple[int, int]) -> tuple[float, float, float]:
+async def one_open(kind: str, db_path: Path, size: tuple[int, int]) -> tuple[float, float, float, float]:
     """The first open in this process (what running queuectl-tui does): ours or the bare app."""
     with LoopClock() as loop:
         if kind == "bare":
@@ -255,7 +268,7 @@ async def one_open(kind: str, db_path: Path, size: tuple[int, int]) -> tuple[flo
             async with app.run_test(size=size) as pilot:
                 screen = app.screen
                 end = await until(pilot, lambda: first_page_shown(screen))
-        return (*loop.busy(start, end), end - start)
+        return loop.row(start, end)
 
 
 def fresh_opens(db_path: Path, count: int, size: str) -> dict[str, list[tuple[float, float, float]]]:
@@ -271,6 +284,7 @@ def fresh_opens(db_path: Path, count: int, size: str) -> dict[str, list[tuple[fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--fast-seed", action="store_true", help="seed with plain SQL (bench/seed.py)")
     parser.add_argument("--repeat", type=int, default=5, help="times the console is opened")
     parser.add_argument("--fresh", type=int, default=5, help="first opens, each in a new process")
     parser.add_argument("--size", default="120x35", help="terminal size, WxH")
@@ -285,11 +299,16 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         db_path = Path(tmp) / "queuectl.db"
-        open_db(db_path)
-        started = time.perf_counter()
-        demo.seed_bulk(args.jobs)
-        seeded = time.perf_counter() - started
-        close_db()
+        if args.fast_seed:
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            import seed
+            seeded = seed.seed(db_path, args.jobs)
+        else:
+            open_db(db_path)
+            started = time.perf_counter()
+            demo.seed_bulk(args.jobs)
+            seeded = time.perf_counter() - started
+            close_db()
         fresh = fresh_opens(db_path, args.fresh, args.size)
         track_painting()
         summary = asyncio.run(measure(db_path, args.repeat, size, fresh))
@@ -299,13 +318,15 @@ def main() -> None:
         print(json.dumps(summary, indent=2))
         return
     print(f"{args.jobs:,} jobs (seeded in {seeded:.1f}s), terminal {args.size}, console opened {args.repeat}x")
-    print(f"{'operation':<40}{'n':>4}  {'UI ms':>15}  {'UI CPU ms':>15}  {'wall ms':>15}   (median / max)")
+    print(f"{'operation':<40}{'n':>4}  {'UI ms':>15}  {'UI CPU ms':>15}  {'wall ms':>15}   (median / max)"
+          "  longest callback ms")
     for name in summary:
         if "ui_ms_median" not in summary[name]:
             continue
         row = summary[name]
         print(f"{name:<40}{row['n']:>4}" + "".join(
-            f"  {row[kind + '_ms_median']:>6.1f} / {row[kind + '_ms_max']:<6.1f}" for kind in ("ui", "cpu", "wall")))
+            f"  {row[kind + '_ms_median']:>6.1f} / {row[kind + '_ms_max']:<6.1f}" for kind in ("ui", "cpu", "wall"))
+            + f"  {row['stall_ms_max']:>6.1f}")
     for name in ("read_page", "read_status"):
         row = summary[name]
         print(f"{name:<40}{row['n']:>4}   database read in its thread: {row['read_ms_median']:.1f} ms median, "

@@ -7,6 +7,7 @@ that failed (unknown job id, wrong state, unusable database).
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -135,7 +136,7 @@ def cli(ctx: click.Context, db: str | None, no_ui: bool) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("spec_arg", metavar="[SPEC]", required=False)
-@click.option("-f", "--file", "file_", type=click.File("r"), help="JSON object, array or JSON Lines ('-' = stdin).")
+@click.option("-f", "--file", "file_", type=click.File("rb"), help="JSON object, array or JSON Lines ('-' = stdin).")
 @click.option("--id", "job_id", help="Job id (default: generated).")
 @click.option("--command", "command", help="Shell command (instead of SPEC).")
 @click.option("--priority", type=int, help="Higher runs first (default 0).")
@@ -157,76 +158,98 @@ def enqueue(app: App, spec_arg, file_, job_id, command, priority, max_retries, t
       queuectl-tui enqueue --id nightly --run-at 2030-01-01T02:00:00Z "make backup"
       queuectl-tui enqueue -f jobs.jsonl
     """
-    raws = _read_specs(spec_arg, file_, command)
+    raws, bulk = _read_specs(spec_arg, file_, command)
     overrides = {k: v for k, v in {
         "id": job_id, "command": command, "priority": priority, "max_retries": max_retries,
         "timeout": timeout, "backoff_base": backoff_base, "run_at": run_at, "delay": delay,
         "queue": queue}.items() if v is not None}
-    if len(raws) > 1 and ("id" in overrides or "command" in overrides):
-        raise InvalidInput("--id and --command apply to a single job, not to a list of specs")
     now = time.time()
-    specs = []
-    for index, raw in enumerate(raws):
-        merged = {**raw, **overrides}
-        if "delay" in overrides:
-            merged.pop("run_at", None)
-            merged.pop("scheduled_at", None)
-        if "run_at" in overrides:
-            merged.pop("delay", None)
-            merged.pop("scheduled_at", None)
+
+    def specs():
+        for count, (where, raw) in enumerate(raws):
+            if count == 1 and ("id" in overrides or "command" in overrides):
+                raise InvalidInput("--id and --command apply to a single job, not to a list of specs")
+            merged = {**raw, **overrides} if overrides else raw  # (normalize copies)
+            if "delay" in overrides:
+                merged.pop("run_at", None)
+                merged.pop("scheduled_at", None)
+            if "run_at" in overrides:
+                merged.pop("delay", None)
+                merged.pop("scheduled_at", None)
+            try:
+                yield where, spec.normalize(merged, now=now)
+            except InvalidInput as exc:
+                if where:
+                    raise InvalidInput(f"{where}: {exc}; nothing enqueued") from None
+                raise
+
+    if not bulk:  # one job from the command line: checked before the database is opened
+        checked = [s for _, s in specs()]
+        app.open()
+        jobs = engine.enqueue(checked, now=now)
+        if as_json:
+            emit_json(engine.job_dict(jobs[0]))
+        else:
+            click.echo(jobs[0].id)
+        return
+    app.open()  # a stream is checked as it is staged: in the database's TEMP space
+    with engine.enqueue_stream(specs(), now=now) as added:
+        if as_json and added.count == 1 and file_ is None:
+            emit_json(engine.job_dict(next(added.jobs())))
+        elif as_json:  # the list json.dumps(indent=2) would print, one job at a time
+            for n, job in enumerate(added.jobs()):
+                text = json.dumps(engine.job_dict(job), indent=2, ensure_ascii=False)
+                click.echo(("[\n  " if n == 0 else ",\n  ") + text.replace("\n", "\n  "), nl=False)
+            click.echo("\n]")
+        else:
+            ids = added.ids()
+            while chunk := list(itertools.islice(ids, 10_000)):
+                click.echo("\n".join(chunk))
+
+
+def _lines(stream, what: str):
+    """The stream's lines as text; bytes that are not UTF-8 are refused, naming the line."""
+    for number, line in enumerate(stream, 1):
         try:
-            specs.append(spec.normalize(merged, now=now))
-        except InvalidInput as exc:
-            if len(raws) > 1:
-                raise InvalidInput(f"job {index + 1} of {len(raws)}: {exc}; nothing enqueued") from None
-            raise
-    app.open()
-    jobs = engine.enqueue(specs, now=now)
-    if as_json:
-        emit_json(engine.job_dict(jobs[0]) if len(jobs) == 1 and not file_ else
-                  [engine.job_dict(j) for j in jobs])
-    else:
-        for job in jobs:
-            click.echo(job.id)
+            yield line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(f"{what} is not UTF-8 text ({exc.reason} at byte {exc.start + 1} "
+                               f"of line {number})") from None
 
 
-def _read_text(stream, what: str) -> str:
-    try:
-        return stream.read()
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(f"{what} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-
-
-def _read_specs(spec_arg: str | None, file_, command: str | None) -> list[dict[str, Any]]:
+def _read_specs(spec_arg: str | None, file_, command: str | None):
+    """(where, raw spec) pairs, and whether they come from a file or standard input (a stream
+    of any length: enqueued through a stage) rather than from the command line."""
     if file_ is not None:
         if spec_arg is not None:
             raise InvalidInput("give SPEC or -f FILE, not both")
-        return spec.parse_text(_read_text(file_, f"file {file_.name}"))
+        return spec.read_specs(_lines(file_, f"file {file_.name}")), True
     if spec_arg is None and command is None and not sys.stdin.isatty():
         spec_arg = "-"
     if spec_arg == "-":
-        text = _read_text(sys.stdin, "standard input")
-        if text.lstrip()[:1] in ("{", "["):
-            return spec.parse_text(text)
-        return [{"command": text.strip()}] if text.strip() else spec.parse_text(text)
+        lines = _lines(sys.stdin.buffer, "standard input")
+        head = []  # up to the first line that is not blank: JSON, or a shell command?
+        for line in lines:
+            head.append(line)
+            if line.strip():
+                break
+        if "".join(head).lstrip()[:1] in ("{", "["):
+            return spec.read_specs(itertools.chain(head, lines)), True
+        text = "".join(itertools.chain(head, lines)).replace("\r\n", "\n").replace("\r", "\n").strip()
+        return ([("", {"command": text})] if text else spec.read_specs([])), False
     if spec_arg is None:
         if command is None:
             raise InvalidInput("nothing to enqueue: give a SPEC, --command, -f FILE or pipe a spec")
-        return [{}]
+        return [("", {})], False
     if command is not None:
         raise InvalidInput("give SPEC or --command, not both")
     if spec_arg.lstrip().startswith("{"):
-        return [spec.parse_object(spec_arg)]
-    if spec_arg.lstrip().startswith("["):
-        # "[ -f x ] && …" is a shell command; '[{"command": …}]' is JSON meant as a spec.
-        try:
-            json.loads(spec_arg)
-        except ValueError:
-            pass
-        else:
-            raise InvalidInput("SPEC is a JSON array, not a job object (a list goes in -f FILE or "
-                               "on standard input; a shell command that looks like JSON, in --command)")
-    return [{"command": spec_arg}]
+        return [("", spec.parse_object(spec_arg))], False
+    # "[ -f x ] && …" is a shell command; '[{"command": …}]' is JSON meant as a spec.
+    if spec_arg.lstrip().startswith("[") and spec.is_json(spec_arg):
+        raise InvalidInput("SPEC is a JSON array, not a job object (a list goes in -f FILE or "
+                           "on standard input; a shell command that looks like JSON, in --command)")
+    return [("", {"command": spec_arg})], False
 
 
 # --- reading ---------------------------------------------------------------------------------

@@ -127,7 +127,7 @@ def test_bad_inputs_exit_2_with_one_line_and_the_database_unchanged(cli, db, hom
     before = snapshot(home / "queuectl.db")
     bad_file = tmp_path / "bad.jsonl"
     bad_file.write_text('{"id": "ok1", "command": "true"}\n{"id": "bad", "command": ""}\n')
-    cases = BAD_INPUTS + [(("enqueue", "-f", str(bad_file)), "job 2 of 2: command is empty; nothing enqueued")]
+    cases = BAD_INPUTS + [(("enqueue", "-f", str(bad_file)), "line 2: command is empty; nothing enqueued")]
     for args, words in cases:
         line = user_error(cli(*args), 2)
         assert line.startswith("error: ") and words in line, (args, line)

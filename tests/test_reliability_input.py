@@ -177,6 +177,23 @@ BAD_INPUT = [
     case("enqueue", "--id", "a b", "true", id="id-space"),
     case("enqueue", '{"id": "", "command": "true"}', id="id-empty"),
     case("enqueue", "--id", "x" * 129, "true", id="id-too-long"),
+    # numbers beyond Python's integer digit limit, nesting beyond json's recursion limit
+    case("enqueue", '{"command": "x", "priority": ' + "9" * 5000 + "}", id="int-5000-digits"),
+    spec_file(b'{"command": "x", "priority": ' + b"9" * 5000 + b"}", id="int-5000-digits-file"),
+    spec_file(b'{"command": "a"}\n{"command": "x", "timeout": ' + b"9" * 5000 + b"}\n",
+              id="int-5000-digits-jsonl"),
+    case("enqueue", stdin='{"command": "x", "priority": ' + "9" * 5000 + "}", id="int-5000-digits-stdin"),
+    case("enqueue", '{"command": ' + "[" * 50_000 + "]" * 50_000 + "}", id="nested-spec"),  # < 128 KiB
+    case("enqueue", "[" * 50_000 + "]" * 50_000, id="nested-array-argument"),
+    spec_file(b"[" * 100_000, id="nested-file"),
+    spec_file(b'{"command": "a"}\n' + b"[" * 100_000 + b"\n", id="nested-jsonl"),
+    case("enqueue", stdin="[" * 100_000, id="nested-stdin"),
+    case("enqueue", "-f", "-", stdin='{"command": ' + "[" * 100_000, id="nested-file-stdin"),
+    # a key given twice (json would keep the last silently)
+    case("enqueue", '{"command": "rm -rf /tmp/x", "command": "true"}', id="duplicate-key"),
+    spec_file(b'{"command": "a"}\n{"id": "x", "command": "b", "id": "y"}\n', id="duplicate-key-jsonl"),
+    spec_file(b'[{"command": "a", "queue": "q", "queue": "r"}]', id="duplicate-key-array"),
+    case("enqueue", stdin='{"command": "a", "priority": 1, "priority": 2}', id="duplicate-key-stdin"),
     # settings
     case("config", "set", "colour", "red", id="config-unknown-set"),
     case("config", "get", "colour", id="config-unknown-get"),
@@ -275,3 +292,27 @@ def test_a_non_utf8_id_or_filter_is_one_line_exit_2(populated, tmp_path, args, s
     line = one_line_error(run(populated, args, stdin, files, tmp_path), 2)
     assert "not UTF-8" in line and r"caf\xe9" in line
     assert tree_digest(populated) == before
+
+
+@pytest.mark.parametrize("args, stdin, files, words", [
+    (*case("enqueue", '{"command": "a", "command": "b"}', id="x").values, "duplicate key 'command'"),
+    (*spec_file(b'{"command": "a"}\n{"command": "b", "queue": "q", "queue": "r"}\n', id="x").values,
+     "line 2: duplicate key 'queue'"),
+    (*case("enqueue", stdin='{"command": "a", "id": "p", "id": "q"}', id="x").values, "duplicate key 'id'"),
+    (*case("enqueue", '{"command": "x", "priority": ' + "9" * 5000 + "}", id="x").values, "4300 digits"),
+    (*spec_file(b'{"command": "a"}\n' + b"[" * 100_000 + b"\n", id="x").values, "line 2: nested too deeply"),
+    (*spec_file(b'{"command": "a", "id": "p", "id": "q"}\n{"command": "b"}\n', id="x").values,
+     "line 1: duplicate key 'id'"),
+])
+def test_json_faults_name_the_cause(populated, tmp_path, args, stdin, files, words):
+    line = one_line_error(run(populated, args, stdin, files, tmp_path), 2)
+    assert words in line
+    assert "--command" not in line  # that hint is for text that is not JSON at all
+
+
+def test_a_command_that_only_looks_like_json_is_still_a_command(populated):
+    """The rule for a SPEC starting with '[': JSON is refused (above), anything else is a shell
+    command; input too deep for json to read is told apart without recursion."""
+    command = "[" * 50_000  # deeper than json can recurse, shorter than a command may be
+    job_id = succeeded(run_cli(populated, "enqueue", command)).out.strip()
+    assert succeeded(run_cli(populated, "show", job_id, "--json")).json()["command"] == command
