@@ -41,6 +41,12 @@ class WorkerStats:
     process: Usage | None = None  # the worker process itself
     job_tree: Usage | None = None  # the running job's shell and every descendant
 
+    @property
+    def busy(self) -> bool:
+        """Running a job: busy, or stopping while it finishes one (as ``engine.busy``)."""
+        return self.alive and (self.status == "busy"
+                               or (self.status == "stopping" and self.current_job is not None))
+
     def uptime(self, now: float) -> float:
         return max(0.0, now - self.started_at)
 

@@ -512,3 +512,21 @@ async def test_escape_sequences_in_a_log_are_shown_not_sent_to_the_terminal(seed
         await until(pilot, lambda: "after" in "\n".join(log.lines), message="the new line")
         text = "\n".join(log.lines)
         assert "^[]2;renamed^G^[[2Jafter\ttab" in text and "\x1b" not in text
+
+
+async def test_a_stopping_worker_still_running_its_job_counts_as_busy(seeded):
+    """After a normal stop a worker finishes its job: the header and the workers pane must still
+    count it busy (as `status` does), not idle."""
+    from queuectl_tui.models import Worker
+    from queuectl_tui.tui.widgets.counts import CountsHeader
+
+    busy = list(Worker.select().where(Worker.status == "busy"))
+    assert len(busy) == 2 and all(w.current_job for w in busy)
+    Worker.update(status="stopping").where(Worker.id == busy[0].id).execute()
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        header = main(app).query_one(CountsHeader)
+        assert header._data[2] == 2
+        title = str(main(app).query_one("#workers-title").render())
+        assert "2 busy" in title

@@ -95,7 +95,7 @@ class Status:
 
     @property
     def busy(self) -> int:
-        return sum(1 for w in self.workers if w.alive and w.status == "busy")
+        return sum(1 for w in self.workers if w.busy)
 
 
 def read_page(view: View, limit: int, counts: dict[str, int] | None = None) -> Page:

@@ -85,7 +85,7 @@ class WorkersPane(Vertical):
     def set_workers(self, workers: list[WorkerStats], now: float) -> None:
         self._last = (workers, now)
         alive = sum(1 for w in workers if w.alive)
-        busy = sum(1 for w in workers if w.alive and w.status == "busy")
+        busy = sum(1 for w in workers if w.busy)
         lost = len(workers) - alive
         title = f"[b]Workers[/b]  {alive} alive · {busy} busy"
         if lost:
