@@ -360,11 +360,12 @@ def finish_and_claim(job: Job, attempt: Attempt, worker: Worker, *, outcome: str
 _JOB_COLUMNS = ("seq", "id", "command", "queue", "state", "priority", "attempts", "max_retries",
                 "backoff_base", "timeout", "run_at", "created_at", "updated_at", "started_at",
                 "cwd", "env_digest", "worker_id", "claim_token")
-_CLAIM_SET = ("UPDATE job SET state = 'processing', attempts = attempts + 1, worker_id = ?, "
-              "started_at = ?, finished_at = NULL, updated_at = ?, cancel_requested = 0, "
-              "claim_token = ? WHERE seq = (SELECT seq FROM job INDEXED BY job_claim "
-              "WHERE state IN ('pending', 'failed') AND run_at <= ?{queues} "
-              "ORDER BY priority DESC, run_at, seq LIMIT 1) RETURNING " + ", ".join(_JOB_COLUMNS))
+_CLAIM = ("UPDATE job SET state = 'processing', attempts = attempts + 1, worker_id = ?, "
+          "started_at = ?, finished_at = NULL, updated_at = ?, cancel_requested = 0, "
+          "claim_token = ? WHERE seq = (SELECT seq FROM job INDEXED BY job_claim "
+          "WHERE state IN ('pending', 'failed') AND run_at <= ? "
+          "AND (? IS NULL OR queue IN (SELECT value FROM json_each(?))) "
+          "ORDER BY priority DESC, run_at, seq LIMIT 1) RETURNING " + ", ".join(_JOB_COLUMNS))
 _NEXT_NUMBER = "SELECT COALESCE(MAX(number), 0) + 1 FROM attempt WHERE job_seq = ?"
 _NEW_ATTEMPT = ("INSERT INTO attempt (job_seq, number, worker_id, host, started_at, log_file, "
                 "claim_token) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq")
@@ -390,9 +391,9 @@ def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
     token = secrets.randbits(63)
     queues = worker.queues.split(",") if worker.queues else []
     if is_sqlite():
-        sql = _CLAIM_SET.format(queues=(" AND queue IN (%s)" % ", ".join("?" * len(queues)))
-                                if queues else "")
-        rows = database.execute_sql(sql, (worker.id, now, now, token, now, *queues)).fetchall()
+        wanted = json.dumps(queues) if queues else None  # one statement for any queue list
+        rows = database.execute_sql(_CLAIM, (worker.id, now, now, token, now, wanted,
+                                             wanted)).fetchall()
         if not rows:
             return None
         job = Job(**dict(zip(_JOB_COLUMNS, rows[0])))
