@@ -63,6 +63,7 @@ from queuectl_tui.runner import TAIL_BYTES, TICK, Result, describe_exit
 _RESET = ("--default-signal",)
 _ENV = next((p for p in ("/usr/bin/env", "/bin/env") if os.path.exists(p)), None)
 _DRAIN_IDLE = 0.1  # after a job: how long a silent pipe that is not at end-of-file is read
+_DRAIN_LIMIT = 1.0  # and how long a pipe that escaped writers keep busy is read at most
 
 
 class _HostGone(Exception):
@@ -391,9 +392,11 @@ class JobHost:
 
 
 def _drain(fd: int, sink: _Sink) -> None:
-    """Read what the job wrote until end-of-file, or until the pipe stays silent for a moment
-    (a process that escaped the job's group may hold it open; its later writes fail)."""
-    while select.select([fd], [], [], _DRAIN_IDLE)[0]:
+    """Read what the job wrote until end-of-file, until the pipe stays silent for a moment, or
+    at most ``_DRAIN_LIMIT`` seconds: a process that escaped the job (and, outside a subreaper
+    worker, was not killed with it) may hold the pipe open and keep writing."""
+    deadline = time.monotonic() + _DRAIN_LIMIT
+    while time.monotonic() < deadline and select.select([fd], [], [], _DRAIN_IDLE)[0]:
         chunk = os.read(fd, 65536)
         if not chunk:
             return

@@ -61,6 +61,7 @@ class Worker:
         self._last_cancel_check = 0.0
         self._data_version = None
         self._environments: dict[str | None, dict[str, str]] = {}
+        self._unrecorded = None  # the running attempt, until its process is in the database
         self.host = jobhost.JobHost()  # one long-lived shell that forks each job (see jobhost)
         self.cfg: dict = {}
 
@@ -158,7 +159,7 @@ class Worker:
                 job.command, cwd=job.cwd, env=self._environment(job),
                 log_path=engine.log_path(attempt), max_log_bytes=cfg["max_log_bytes"],
                 timeout=job.timeout,
-                on_start=lambda pid, started: engine.record_process(attempt, pid, started),
+                on_start=lambda pid, started: self._started(attempt, pid, started),
                 tick=lambda: self._tick(job, cfg),
             )
         except DatabaseError as exc:
@@ -167,13 +168,25 @@ class Worker:
             result = runner.Result("interrupted", None, f"not started: database error: {exc}", "", 0.0)
         except engine.Fenced:  # recovered before it started: nothing ran; finish is fenced too
             result = runner.Result("interrupted", None, "not started: taken back by recovery", "", 0.0)
+        except OSError as exc:  # the process could not be noted: the command never ran
+            result = runner.Result("interrupted", None, f"not started: {exc}", "", 0.0)
+        finally:
+            self._unrecorded = None
         state, claimed = self._finish(job, attempt, result, cfg)
+        engine.forget_process(attempt)  # recorded with the attempt's end (or taken back)
         code = "-" if result.exit_code is None else result.exit_code
         self._say(f"finish {job.id}  attempt {attempt.number}  exit {code}  "
                   f"{result.duration:.2f}s  -> {state or 'taken back by recovery'}")
         if self.stopping and not self.force:
             engine.heartbeat(self.row.id, status="stopping", current_job=None)
         return claimed
+
+    def _started(self, attempt, pid: int, started: float | None) -> None:
+        """The job's shell exists and waits for our word: note it where recovery looks before
+        the command may run; the heartbeat thread copies it into the database."""
+        attempt.pid, attempt.pid_started = pid, started
+        engine.note_process(attempt, pid, started)
+        self._unrecorded = attempt
 
     def _environment(self, job: Job) -> dict[str, str]:
         """Jobs of one enqueuer share an environment: read it once per worker."""
@@ -231,6 +244,14 @@ class Worker:
 
     def beat(self) -> None:
         """One heartbeat (from the heartbeat thread)."""
+        attempt = self._unrecorded
+        if attempt is not None:  # the console and `ps` find a running job's tree by its PID
+            try:
+                engine.record_process(attempt, attempt.pid, attempt.pid_started)
+            except engine.Fenced:
+                pass
+            if self._unrecorded is attempt:
+                self._unrecorded = None
         if not engine.heartbeat(self.row.id):
             # Our row was removed (we were presumed lost): come back under a new identity;
             # whatever we were running is fenced out by its claim token.
