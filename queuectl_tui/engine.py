@@ -464,37 +464,51 @@ def record_process(attempt: Attempt, pid: int, started: float | None) -> None:
         raise Fenced(f"attempt {attempt.number} of job seq {attempt.job_seq} was taken back")
 
 
-def note_process(attempt: Attempt, pid: int, started: float | None) -> None:
-    """Remember the job's shell before it runs, in a file beside the logs rather than a
-    database commit: the worker's hot path (a commit there, with its wait for the write lock,
-    halved the drain rate of two workers). Recovery on this host reads it back
-    (``noted_process``); the database gets the PID later from the heartbeat thread
+class ProcessJournal:
+    """Where a worker notes each job's shell before the command may run: one small file per
+    worker process beside the logs, overwritten in place for every job (one ``pwrite``), rather
+    than a database commit on the worker's hot path (that commit, with its wait for the write
+    lock, halved the drain rate of two workers). Recovery on this host reads it back
+    (``noted_process``); the database gets the PID from the heartbeat thread
     (``record_process``) and, at the latest, with the attempt's end."""
-    fd = create_private_file(process_note_path(attempt))
-    try:
-        os.write(fd, f"{pid} {started!r}\n".encode())
-    finally:
-        os.close(fd)
+
+    def __init__(self) -> None:
+        self.path = logs_dir() / f"worker{os.getpid()}.pids"
+        self.owner = f"{os.getpid()} {procs.start_time(os.getpid())!r}"
+        self.fd = create_private_file(self.path)
+
+    def note(self, attempt: Attempt, pid: int, started: float | None) -> None:
+        record = f"{attempt.seq} {pid} {started!r} {self.owner}\n"
+        os.pwrite(self.fd, record.ljust(_JOURNAL_RECORD).encode(), 0)
+
+    def close(self) -> None:
+        os.close(self.fd)
+        try:
+            self.path.unlink()
+        except OSError:
+            pass
+
+
+_JOURNAL_RECORD = 128
 
 
 def noted_process(attempt: Attempt) -> tuple[int, float | None] | None:
-    """The process ``note_process`` wrote for this attempt, or None if it never started."""
-    try:
-        pid, started = process_note_path(attempt).read_text().split()
-        return int(pid), (None if started == "None" else float(started))
-    except (OSError, ValueError):
-        return None
-
-
-def forget_process(attempt: Attempt) -> None:
-    try:
-        process_note_path(attempt).unlink()
-    except OSError:
-        pass
-
-
-def process_note_path(attempt: Attempt) -> Path:
-    return logs_dir() / f"attempt{attempt.seq}.pid"
+    """The process a worker of this host noted for this attempt, or None if it never noted
+    one (the command never ran). Journals of worker processes that are gone are removed once
+    they hold nothing recovery still needs."""
+    found = None
+    for path in logs_dir().glob("worker*.pids"):
+        try:
+            seq, pid, started, owner, owner_started = path.read_text().split()
+            if int(seq) == attempt.seq:
+                found = int(pid), (None if started == "None" else float(started))
+            elif (procs.same_process(int(owner), float(owner_started)) is None
+                  and not Attempt.select().where(Attempt.seq == int(seq),
+                                                 Attempt.outcome.is_null()).exists()):
+                path.unlink()  # a SIGKILLed worker's, whose last attempt was recovered
+        except (OSError, ValueError):
+            continue
+    return found
 
 
 def backoff_delay(base: float, failures: int, cap: float) -> float:
@@ -556,7 +570,6 @@ def recover_lost(*, now: float | None = None) -> list[str]:
             continue
         if local:
             procs.kill_tree(attempt.pid, attempt.pid_started)
-            forget_process(attempt)
         worker = lost.get(job.worker_id)
         why = "worker lost"
         if worker is not None:

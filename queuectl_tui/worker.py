@@ -62,6 +62,7 @@ class Worker:
         self._data_version = None
         self._environments: dict[str | None, dict[str, str]] = {}
         self._unrecorded = None  # the running attempt, until its process is in the database
+        self.journal: engine.ProcessJournal | None = None
         self.host = jobhost.JobHost()  # one long-lived shell that forks each job (see jobhost)
         self.cfg: dict = {}
 
@@ -121,6 +122,8 @@ class Worker:
                     self._pause(min(0.25 * 2 ** errors, 5.0))
         finally:
             self.host.close()
+            if self.journal is not None:
+                self.journal.close()
             beats.stop.set()
             beats.join()
             try:
@@ -173,7 +176,6 @@ class Worker:
         finally:
             self._unrecorded = None
         state, claimed = self._finish(job, attempt, result, cfg)
-        engine.forget_process(attempt)  # recorded with the attempt's end (or taken back)
         code = "-" if result.exit_code is None else result.exit_code
         self._say(f"finish {job.id}  attempt {attempt.number}  exit {code}  "
                   f"{result.duration:.2f}s  -> {state or 'taken back by recovery'}")
@@ -185,7 +187,13 @@ class Worker:
         """The job's shell exists and waits for our word: note it where recovery looks before
         the command may run; the heartbeat thread copies it into the database."""
         attempt.pid, attempt.pid_started = pid, started
-        engine.note_process(attempt, pid, started)
+        try:
+            if self.journal is None:
+                self.journal = engine.ProcessJournal()
+            self.journal.note(attempt, pid, started)
+        except OSError:  # no journal here: the database it is, before the command runs
+            engine.record_process(attempt, pid, started)
+            return
         self._unrecorded = attempt
 
     def _environment(self, job: Job) -> dict[str, str]:
