@@ -206,10 +206,10 @@ class Worker:
         return env
 
     def _finish(self, job: Job, attempt, result, cfg: dict):
-        """Record the outcome and claim the next job, retrying through transient database
-        errors for up to a lease: past that, other workers' recovery takes the job back and
-        this record is fenced out. Returns (the job's new state or None, the next claim)."""
-        deadline = time.monotonic() + cfg["lease"]
+        """Record the outcome and claim the next job, retrying through database errors for as
+        long as this worker lives: a live worker's job is never taken back by recovery, so the
+        result is ours to record. Only a forced stop gives up (the job then goes to recovery
+        when this worker is gone). Returns (the job's new state or None, the next claim)."""
         delay = 0.1
         while True:
             try:
@@ -219,7 +219,7 @@ class Worker:
                     error=result.error, tail=result.tail, max_backoff=cfg["max_backoff"],
                     claim_next=not self.stopping)
             except DatabaseError as exc:
-                if time.monotonic() > deadline:
+                if self.force:
                     self._complain(f"could not record {job.id} ({exc}); leaving it to recovery")
                     return None, None
                 self._complain(f"database error recording {job.id} ({exc}); retrying")
