@@ -45,37 +45,34 @@ def _upgrade_to_2(migrator: SchemaMigrator) -> None:
 # takes one in the same transaction, so the counts are exact whoever writes (ORM, plain SQL,
 # another process) and cost two small writes per state change (claim, finish), none per
 # heartbeat or other update. A state met for the first time gets its row from the upsert.
-_JOB_COUNT_SQLITE = (
-    "CREATE TRIGGER job_count_insert AFTER INSERT ON job BEGIN "
-    "INSERT INTO job_count (state, n) VALUES (NEW.state, 1) "
-    "ON CONFLICT (state) DO UPDATE SET n = job_count.n + 1; END",
-    "CREATE TRIGGER job_count_update AFTER UPDATE OF state ON job "
-    "WHEN NEW.state IS NOT OLD.state BEGIN "
-    "UPDATE job_count SET n = n - 1 WHERE state = OLD.state; "
-    "INSERT INTO job_count (state, n) VALUES (NEW.state, 1) "
-    "ON CONFLICT (state) DO UPDATE SET n = job_count.n + 1; END",
-    "CREATE TRIGGER job_count_delete AFTER DELETE ON job BEGIN "
-    "UPDATE job_count SET n = n - 1 WHERE state = OLD.state; END",
-)
-_JOB_COUNT_POSTGRES = (
-    "CREATE OR REPLACE FUNCTION job_count_change() RETURNS trigger LANGUAGE plpgsql AS $$ "
-    "BEGIN "
-    "IF TG_OP <> 'INSERT' THEN UPDATE job_count SET n = n - 1 WHERE state = OLD.state; END IF; "
-    "IF TG_OP <> 'DELETE' THEN INSERT INTO job_count (state, n) VALUES (NEW.state, 1) "
-    "ON CONFLICT (state) DO UPDATE SET n = job_count.n + 1; END IF; "
-    "RETURN NULL; END $$",
-    "CREATE TRIGGER job_count_insert_delete AFTER INSERT OR DELETE ON job "
-    "FOR EACH ROW EXECUTE FUNCTION job_count_change()",
-    "CREATE TRIGGER job_count_update AFTER UPDATE OF state ON job FOR EACH ROW "
-    "WHEN (OLD.state IS DISTINCT FROM NEW.state) EXECUTE FUNCTION job_count_change()",
-)
-
+# The SQL is spelt out per dialect (raw SQL here is always a literal).
 
 def _count_jobs_by_trigger(db) -> None:
     """Install the triggers that keep ``job_count`` and fill it from the jobs there are (the
     caller holds the write transaction, so no job changes in between)."""
-    for sql in _JOB_COUNT_SQLITE if isinstance(db, SqliteDatabase) else _JOB_COUNT_POSTGRES:
-        db.execute_sql(sql)
+    if isinstance(db, SqliteDatabase):
+        db.execute_sql("CREATE TRIGGER job_count_insert AFTER INSERT ON job BEGIN "
+                       "INSERT INTO job_count (state, n) VALUES (NEW.state, 1) "
+                       "ON CONFLICT (state) DO UPDATE SET n = job_count.n + 1; END")
+        db.execute_sql("CREATE TRIGGER job_count_update AFTER UPDATE OF state ON job "
+                       "WHEN NEW.state IS NOT OLD.state BEGIN "
+                       "UPDATE job_count SET n = n - 1 WHERE state = OLD.state; "
+                       "INSERT INTO job_count (state, n) VALUES (NEW.state, 1) "
+                       "ON CONFLICT (state) DO UPDATE SET n = job_count.n + 1; END")
+        db.execute_sql("CREATE TRIGGER job_count_delete AFTER DELETE ON job BEGIN "
+                       "UPDATE job_count SET n = n - 1 WHERE state = OLD.state; END")
+    else:  # PostgreSQL
+        db.execute_sql("CREATE OR REPLACE FUNCTION job_count_change() RETURNS trigger "
+                       "LANGUAGE plpgsql AS $$ BEGIN "
+                       "IF TG_OP <> 'INSERT' THEN "
+                       "UPDATE job_count SET n = n - 1 WHERE state = OLD.state; END IF; "
+                       "IF TG_OP <> 'DELETE' THEN INSERT INTO job_count (state, n) "
+                       "VALUES (NEW.state, 1) ON CONFLICT (state) DO UPDATE SET n = job_count.n + 1; "
+                       "END IF; RETURN NULL; END $$")
+        db.execute_sql("CREATE TRIGGER job_count_insert_delete AFTER INSERT OR DELETE ON job "
+                       "FOR EACH ROW EXECUTE FUNCTION job_count_change()")
+        db.execute_sql("CREATE TRIGGER job_count_update AFTER UPDATE OF state ON job FOR EACH ROW "
+                       "WHEN (OLD.state IS DISTINCT FROM NEW.state) EXECUTE FUNCTION job_count_change()")
     JobCount.delete().execute()
     JobCount.insert_from(Job.select(Job.state, fn.COUNT(Job.seq)).group_by(Job.state),
                          [JobCount.state, JobCount.n]).execute()
