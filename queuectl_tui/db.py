@@ -19,7 +19,7 @@ from playhouse.migrate import SchemaMigrator, migrate
 
 from queuectl_tui import paths
 from queuectl_tui.errors import DatabaseUnusable
-from queuectl_tui.models import MODELS, Attempt, Job, Meta, Worker, database
+from queuectl_tui.models import MODELS, Attempt, Job, JobCount, Meta, Worker, database
 
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 15_000
@@ -28,7 +28,8 @@ BUSY_TIMEOUT_MS = 15_000
 #: playhouse.migrate operations (add_column, add_index, …) so they run on SQLite and PostgreSQL.
 #: Version 1 is the first released schema; tests/fixtures/schema_v1.sql keeps it verbatim.
 def _upgrade_to_2(migrator: SchemaMigrator) -> None:
-    """Claim tokens (jobs and attempts) and the never-reused worker id counter."""
+    """Claim tokens (jobs and attempts), the never-reused worker id counter, and the job
+    counts per state (filled from the rows already there)."""
     migrate(migrator.add_column("job", "claim_token", BigIntegerField(null=True)),
             migrator.add_column("attempt", "claim_token", BigIntegerField(null=True)))
     # Past every id a worker ever had, so that no job or attempt can be confused with a new one.
@@ -36,6 +37,45 @@ def _upgrade_to_2(migrator: SchemaMigrator) -> None:
                Job.select(fn.MAX(Job.worker_id)).scalar() or 0,
                Attempt.select(fn.MAX(Attempt.worker_id)).scalar() or 0)
     Meta.insert(key=LAST_WORKER_ID, value=str(last)).on_conflict_replace().execute()
+    JobCount.create_table()
+    _count_jobs_by_trigger(migrator.database)
+
+
+# job_count holds one row per state. Every insert, delete and change of state of a job adds or
+# takes one in the same transaction, so the counts are exact whoever writes (ORM, plain SQL,
+# another process) and cost two small writes per state change (claim, finish), none per
+# heartbeat or other update. A state met for the first time gets its row from the upsert.
+# The SQL is spelt out per dialect (raw SQL here is always a literal).
+
+def _count_jobs_by_trigger(db) -> None:
+    """Install the triggers that keep ``job_count`` and fill it from the jobs there are (the
+    caller holds the write transaction, so no job changes in between)."""
+    if isinstance(db, SqliteDatabase):
+        db.execute_sql("CREATE TRIGGER job_count_insert AFTER INSERT ON job BEGIN "
+                       "INSERT INTO job_count (state, n) VALUES (NEW.state, 1) "
+                       "ON CONFLICT (state) DO UPDATE SET n = job_count.n + 1; END")
+        db.execute_sql("CREATE TRIGGER job_count_update AFTER UPDATE OF state ON job "
+                       "WHEN NEW.state IS NOT OLD.state BEGIN "
+                       "UPDATE job_count SET n = n - 1 WHERE state = OLD.state; "
+                       "INSERT INTO job_count (state, n) VALUES (NEW.state, 1) "
+                       "ON CONFLICT (state) DO UPDATE SET n = job_count.n + 1; END")
+        db.execute_sql("CREATE TRIGGER job_count_delete AFTER DELETE ON job BEGIN "
+                       "UPDATE job_count SET n = n - 1 WHERE state = OLD.state; END")
+    else:  # PostgreSQL
+        db.execute_sql("CREATE OR REPLACE FUNCTION job_count_change() RETURNS trigger "
+                       "LANGUAGE plpgsql AS $$ BEGIN "
+                       "IF TG_OP <> 'INSERT' THEN "
+                       "UPDATE job_count SET n = n - 1 WHERE state = OLD.state; END IF; "
+                       "IF TG_OP <> 'DELETE' THEN INSERT INTO job_count (state, n) "
+                       "VALUES (NEW.state, 1) ON CONFLICT (state) DO UPDATE SET n = job_count.n + 1; "
+                       "END IF; RETURN NULL; END $$")
+        db.execute_sql("CREATE TRIGGER job_count_insert_delete AFTER INSERT OR DELETE ON job "
+                       "FOR EACH ROW EXECUTE FUNCTION job_count_change()")
+        db.execute_sql("CREATE TRIGGER job_count_update AFTER UPDATE OF state ON job FOR EACH ROW "
+                       "WHEN (OLD.state IS DISTINCT FROM NEW.state) EXECUTE FUNCTION job_count_change()")
+    JobCount.delete().execute()
+    JobCount.insert_from(Job.select(Job.state, fn.COUNT(Job.seq)).group_by(Job.state),
+                         [JobCount.state, JobCount.n]).execute()
 
 
 #: meta key of the counter worker ids are taken from (a rowid would be reused after a delete).
@@ -131,6 +171,7 @@ def _ensure_schema(db: SqliteDatabase) -> None:
             if db.get_tables():
                 raise DatabaseUnusable(f"{db.database} is an SQLite database but not a queuectl one")
             db.create_tables(MODELS)
+            _count_jobs_by_trigger(db)
             Meta.create(key="schema_version", value=str(SCHEMA_VERSION))
             Meta.create(key=LAST_WORKER_ID, value="0")
             return

@@ -27,7 +27,7 @@ from queuectl_tui.db import LAST_WORKER_ID, is_sqlite, write_transaction
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
 from queuectl_tui.models import (
     CLAIMABLE, COMPLETED, DEAD, FAILED, PENDING, PROCESSING, STATES,
-    Attempt, Environment, Job, Meta, Worker, database,
+    Attempt, Environment, Job, JobCount, Meta, Worker, database,
 )
 from queuectl_tui.paths import create_private_file
 from queuectl_tui.spec import iso
@@ -723,9 +723,11 @@ def log_path(attempt: Attempt) -> Path | None:
 
 
 def counts() -> dict[str, int]:
+    """Jobs per state, from ``job_count`` (kept by triggers): a few rows whatever the size."""
     result = {state: 0 for state in STATES}
-    for state, count in Job.select(Job.state, fn.COUNT(Job.seq)).group_by(Job.state).tuples():
-        result[state] = count
+    for state, count in JobCount.select(JobCount.state, JobCount.n).tuples():
+        if count or state in result:
+            result[state] = count
     return result
 
 
@@ -885,6 +887,10 @@ def jobs_page(*, state: str | None = None, queue: str | None = None, search: str
 
 def count_jobs(*, state: str | None = None, queue: str | None = None,
                search: str | None = None) -> int:
+    """Jobs matching the filters; by state alone (or all of them) from ``job_count``."""
+    if queue is None and not search:
+        by_state = counts()
+        return by_state.get(state, 0) if state else sum(by_state.values())
     return _filtered(Job.select(), state=state, queue=queue, search=search).count()
 
 

@@ -106,8 +106,16 @@ Job.add_index(
         Job.state.in_(CLAIMABLE)
     )
 )
-# Counts per state and per-state pages (ordered by seq) come from this one.
+# Per-state pages (ordered by seq) and the oldest pending job come from this one.
 Job.add_index(Job.index(Job.state, Job.seq, name="job_state_seq"))
+
+
+class JobCount(BaseModel):
+    """How many jobs are in each state, kept exact by triggers on ``job`` (db.py) in the same
+    transaction as every change: counts are read in a few rows, not a scan of every job."""
+
+    state = CharField(primary_key=True)
+    n = BigIntegerField(default=0)
 
 
 class Attempt(BaseModel):
@@ -135,4 +143,4 @@ class Attempt(BaseModel):
         indexes = ((("job", "number"), True), (("finished_at",), False))
 
 
-MODELS = [Meta, Setting, Environment, Worker, Job, Attempt]
+MODELS = [Meta, Setting, Environment, Worker, Job, JobCount, Attempt]

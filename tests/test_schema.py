@@ -29,7 +29,8 @@ def make_v1(path: Path) -> Path:
 
 
 def shape(path: Path) -> dict:
-    """Columns and indexes of every table, independent of how the DDL text was written."""
+    """Columns and indexes of every table, independent of how the DDL text was written, and
+    the triggers."""
     con = sqlite3.connect(path)
     tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
     result = {}
@@ -39,6 +40,9 @@ def shape(path: Path) -> dict:
             (r[1], r[2], tuple(c[2] for c in con.execute(f'PRAGMA index_info("{r[1]}")')))
             for r in con.execute(f'PRAGMA index_list("{table}")'))
         result[table] = (columns, indexes)
+    # Triggers are schema too (job_count is kept by them): same names, same SQL.
+    result["triggers"] = sorted(con.execute("SELECT name, tbl_name, sql FROM sqlite_master "
+                                            "WHERE type = 'trigger'"))
     con.close()
     return result
 
