@@ -28,8 +28,8 @@ BUSY_TIMEOUT_MS = 15_000
 #: playhouse.migrate operations (add_column, add_index, …) so they run on SQLite and PostgreSQL.
 #: Version 1 is the first released schema; tests/fixtures/schema_v1.sql keeps it verbatim.
 def _upgrade_to_2(migrator: SchemaMigrator) -> None:
-    """Claim tokens (jobs and attempts), the never-reused worker id counter, and the job
-    counts per state (filled from the rows already there)."""
+    """Claim tokens (jobs and attempts), the never-reused worker id counter, the job counts
+    per state (filled from the rows already there) and the index of due times."""
     migrate(migrator.add_column("job", "claim_token", BigIntegerField(null=True)),
             migrator.add_column("attempt", "claim_token", BigIntegerField(null=True)))
     # Past every id a worker ever had, so that no job or attempt can be confused with a new one.
@@ -39,6 +39,7 @@ def _upgrade_to_2(migrator: SchemaMigrator) -> None:
     Meta.insert(key=LAST_WORKER_ID, value=str(last)).on_conflict_replace().execute()
     JobCount.create_table()
     _count_jobs_by_trigger(migrator.database)
+    Job._schema.create_indexes(safe=True)  # job_due (the others exist: IF NOT EXISTS)
 
 
 # job_count holds one row per state. Every insert, delete and change of state of a job adds or

@@ -106,6 +106,8 @@ Job.add_index(
         Job.state.in_(CLAIMABLE)
     )
 )
+# When the next waiting job becomes due (an idle worker's sleep): MIN(run_at) of claimable rows.
+Job.add_index(Job.index(Job.run_at, name="job_due").where(Job.state.in_(CLAIMABLE)))
 # Per-state pages (ordered by seq) and the oldest pending job come from this one.
 Job.add_index(Job.index(Job.state, Job.seq, name="job_state_seq"))
 
