@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import signal
-import subprocess
+import os
 import sys
 import time
 from pathlib import Path
@@ -264,6 +263,11 @@ def status(app: App, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
+    plain_text = _status_lines(data)
+    width = _plain_width()
+    if width is not None and max(map(len, plain_text)) <= width:
+        click.echo("\n".join(plain_text))  # what rich prints here, without its ~30 ms import
+        return
     from rich.table import Table
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     for state in STATES:
@@ -274,6 +278,47 @@ def status(app: App, as_json: bool) -> None:
     out.print(table)
     out.print(f"workers: {data['workers']['alive']} alive, {data['workers']['busy']} busy")
     out.print(f"oldest pending: {ago(data['oldest_pending_age'])}")
+
+
+def _status_lines(data: dict[str, Any]) -> list[str]:
+    """The status table and lines as rich lays them out without wrapping (box=None, no edge
+    padding, right-justified columns two spaces apart), as plain text."""
+    cells = [(state, str(data["jobs"][state])) for state in STATES] + [("total", str(data["total"]))]
+    widths = [max(len(head), len(value)) for head, value in cells]
+    return ["  ".join(head.rjust(w) for (head, _), w in zip(cells, widths)),
+            "  ".join(value.rjust(w) for (_, value), w in zip(cells, widths)),
+            f"workers: {data['workers']['alive']} alive, {data['workers']['busy']} busy",
+            f"oldest pending: {ago(data['oldest_pending_age'])}"]
+
+
+def _plain_width() -> int | None:
+    """The width rich's console would wrap at when it would print plain text (no styles: not a
+    terminal by its rules), else None. Mirrors rich.console.Console.is_terminal and .size."""
+    env = os.environ
+    if sys.platform == "win32" or env.get("TTY_COMPATIBLE", "") == "1":
+        return None
+    if env.get("TTY_COMPATIBLE", "") != "0":
+        if env.get("FORCE_COLOR") is not None:
+            if env["FORCE_COLOR"] != "":
+                return None
+        elif _isatty(sys.stdout):
+            return None
+    columns = env.get("COLUMNS")
+    if columns is not None and columns.isdigit():
+        return int(columns)
+    for fd in (0, 1, 2):
+        try:
+            return os.get_terminal_size(fd).columns or 80
+        except (AttributeError, ValueError, OSError):
+            pass
+    return 80
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(getattr(stream, "isatty", None) and stream.isatty())
+    except ValueError:  # closed
+        return False
 
 
 def _jobs_table(jobs, *, error_column: bool = False):
@@ -573,6 +618,8 @@ def worker_start(app: App, count, foreground, burst, queues, as_json) -> None:
         from queuectl_tui.worker import run_worker
         sys.exit(run_worker(list(queues), burst=burst, echo=True))
     cmd = supervisor.worker_command(app.db_path, list(queues), burst) + ["--echo"]
+    import signal
+    import subprocess
     children = [subprocess.Popen(cmd) for _ in range(count)]
 
     def forward(signum, frame):

@@ -12,14 +12,16 @@ import sqlite3
 from pathlib import Path
 
 from contextlib import contextmanager
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from peewee import BigIntegerField, DatabaseError, OperationalError, SqliteDatabase, fn
-from playhouse.migrate import SchemaMigrator, migrate
 
 from queuectl_tui import paths
 from queuectl_tui.errors import DatabaseUnusable
 from queuectl_tui.models import MODELS, Attempt, Job, JobCount, Meta, Worker, database
+
+if TYPE_CHECKING:
+    from playhouse.migrate import SchemaMigrator
 
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 15_000
@@ -162,6 +164,12 @@ def describe_db_error(exc: Exception, path: Path | str | None = None) -> str:
     return f"database {path}: {msg}"
 
 
+def migrate(*operations) -> None:
+    """playhouse.migrate.migrate, loaded only when an upgrade runs (it costs ~3 ms a start)."""
+    from playhouse.migrate import migrate as run
+    run(*operations)
+
+
 def _ensure_schema(db: SqliteDatabase) -> None:
     # The common case (an up-to-date database) is a single read, no write lock.
     if _current_version(db) == SCHEMA_VERSION:
@@ -176,6 +184,7 @@ def _ensure_schema(db: SqliteDatabase) -> None:
             Meta.create(key="schema_version", value=str(SCHEMA_VERSION))
             Meta.create(key=LAST_WORKER_ID, value="0")
             return
+        from playhouse.migrate import SchemaMigrator
         migrator = SchemaMigrator.from_database(db)
         while version < SCHEMA_VERSION:
             version += 1

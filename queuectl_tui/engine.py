@@ -17,9 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-import secrets
-
-import psutil
 from peewee import IntegrityError, Tuple, fn
 
 from queuectl_tui import procs, settings
@@ -268,8 +265,7 @@ def unregister_worker(worker_id: int) -> None:
 
 #: Process states of a worker that cannot be working: frozen (SIGSTOP, Ctrl+Z, a debugger) or
 #: exited. Any other state (running, sleeping, waiting on disk) is a worker at work.
-_NOT_RUNNING = (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP, psutil.STATUS_ZOMBIE,
-                psutil.STATUS_DEAD)
+_NOT_RUNNING = ("stopped", "tracing-stop", "zombie", "dead")  # psutil.STATUS_* names
 
 
 def worker_alive(worker: Worker, *, now: float | None = None, lease: float | None = None) -> bool:
@@ -287,15 +283,10 @@ def worker_alive(worker: Worker, *, now: float | None = None, lease: float | Non
     late = now - worker.heartbeat_at > lease
     if worker.host != procs.hostname():
         return not late
-    proc = procs.same_process(worker.pid, worker.proc_started)
-    if proc is None:
+    status = procs.process_status(worker.pid, worker.proc_started)
+    if status is None:
         return False
-    if not late:
-        return True
-    try:
-        return proc.status() not in _NOT_RUNNING
-    except psutil.Error:
-        return False
+    return not late or status not in _NOT_RUNNING
 
 
 def busy(worker: Worker) -> bool:
@@ -390,6 +381,7 @@ def _sql(text: str) -> str:
 
 
 def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
+    import secrets  # here: it loads hmac and random, which nothing else at start-up needs
     token = secrets.randbits(63)
     queues = worker.queues.split(",") if worker.queues else []
     if is_sqlite():

@@ -2,21 +2,26 @@
 
 A PID alone is not an identity: the kernel reuses them. A process is "ours" only when both
 its PID and its start time match what we recorded, so nothing here ever signals a stranger.
+
+psutil is imported where a process is inspected beyond /proc/<pid>/stat (it costs ~10 ms of
+every command's start): on Linux, ``start_time`` and ``process_status`` read that file
+themselves, so ``status`` and ``enqueue`` never load it.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
 import socket
 import sys
 import time
+from typing import TYPE_CHECKING
 
-import psutil
+if TYPE_CHECKING:
+    import psutil
 
 _HOST = socket.gethostname()
 _TOLERANCE = 0.05  # seconds; create_time is derived from boot time and clock ticks
+SIGKILL = 9  # signal.SIGKILL (9 on every POSIX system): importing signal costs ~0.5 ms a start
 
 #: Every process of a job carries ``marker(shell pid, shell start time)`` in this variable
 #: (unless it clears its environment), so recovery can find those that left the job's group.
@@ -39,6 +44,7 @@ def start_time(pid: int) -> float | None:
         except (OSError, ValueError, IndexError):
             return None
         return ticks / _CLOCK_TICKS + _boot_time()
+    import psutil
     try:
         return psutil.Process(pid).create_time()
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, ValueError):
@@ -51,17 +57,58 @@ _boot = (0.0, 0.0)  # (monotonic time read, boot time)
 
 
 def _boot_time() -> float:
+    """psutil.boot_time() on Linux: the ``btime`` line of /proc/stat."""
     global _boot
     now = time.monotonic()
     if now - _boot[0] > 1.0:
-        _boot = (now, psutil.boot_time())
+        with open("/proc/stat", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"btime"):
+                    _boot = (now, float(line.split()[1]))
+                    break
+            else:
+                raise RuntimeError("line 'btime' not found in /proc/stat")
     return _boot[1]
+
+
+#: psutil's names of the process states in /proc/<pid>/stat (psutil.STATUS_*).
+_STATUSES = {b"R": "running", b"S": "sleeping", b"D": "disk-sleep", b"T": "stopped",
+             b"t": "tracing-stop", b"Z": "zombie", b"X": "dead", b"x": "dead",
+             b"K": "wake-kill", b"W": "waking", b"I": "idle", b"P": "parked"}
+
+
+def process_status(pid: int | None, started: float | None) -> str | None:
+    """``same_process(pid, started).status()`` (a psutil.STATUS_* name), or None when there
+    is no such live process. On Linux read from /proc/<pid>/stat alone, without psutil."""
+    if not pid or started is None:
+        return None
+    if not _PROC_STAT:
+        proc = same_process(pid, started)
+        if proc is None:
+            return None
+        import psutil
+        try:
+            return proc.status()
+        except psutil.Error:
+            return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            data = handle.read()
+        fields = data[data.rindex(b")") + 2:].split()
+        status, ticks = fields[0], int(fields[19])
+    except (OSError, ValueError, IndexError):
+        return None
+    if abs(ticks / _CLOCK_TICKS + _boot_time() - started) > _TOLERANCE:
+        return None
+    name = _STATUSES.get(status, "?")
+    return None if name == "zombie" else name
 
 
 def same_process(pid: int | None, started: float | None) -> psutil.Process | None:
     """The live process with this PID and start time, or None (gone, reused, or a zombie)."""
     if not pid or started is None:
         return None
+    import psutil
     try:
         proc = psutil.Process(pid)
         if abs(proc.create_time() - started) > _TOLERANCE:
@@ -73,7 +120,7 @@ def same_process(pid: int | None, started: float | None) -> psutil.Process | Non
         return None
 
 
-def kill_tree(pid: int | None, started: float | None, *, sig: int = signal.SIGKILL,
+def kill_tree(pid: int | None, started: float | None, *, sig: int = SIGKILL,
               wait: float = 2.0, search: bool = True) -> int:
     """Kill everything of the job whose shell had this PID and start time. Returns how many
     processes were signalled; with ``wait``, returns once they are gone (or zombies: exited).
@@ -90,6 +137,7 @@ def kill_tree(pid: int | None, started: float | None, *, sig: int = signal.SIGKI
     """
     if not pid or started is None:
         return 0
+    import psutil
     root = same_process(pid, started)
     group = search and not _someone_else(pid, started)
     hit: set[int] = set()
@@ -118,6 +166,7 @@ def kill_tree(pid: int | None, started: float | None, *, sig: int = signal.SIGKI
 
 def _someone_else(pid: int, started: float) -> bool:
     """Is this PID now a different process than the job's shell (so its group is not ours)?"""
+    import psutil
     try:
         return abs(psutil.Process(pid).create_time() - started) > _TOLERANCE
     except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
@@ -126,6 +175,7 @@ def _someone_else(pid: int, started: float) -> bool:
 
 def _job_processes(pid: int, started: float, root: psutil.Process | None, group: bool,
                    search: bool) -> list[psutil.Process]:
+    import psutil
     found = {}
     if root is not None:
         found[root.pid] = root
@@ -173,6 +223,7 @@ def _wait_exited(processes: list[psutil.Process], timeout: float) -> None:
 
 
 def _running(proc: psutil.Process) -> bool:
+    import psutil
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
@@ -193,6 +244,7 @@ def become_subreaper() -> bool:
     global _subreaper
     if not sys.platform.startswith("linux"):
         return False
+    import ctypes
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
@@ -251,6 +303,7 @@ def _children() -> list[int]:
                 pids.extend(int(pid) for pid in handle.read().split())
         return pids
     except OSError:  # no CONFIG_PROC_CHILDREN: ask psutil (a scan of /proc)
+        import psutil
         try:
             return [proc.pid for proc in psutil.Process().children()]
         except psutil.Error:
@@ -258,6 +311,7 @@ def _children() -> list[int]:
 
 
 def _kill_with_descendants(pid: int) -> None:
+    import psutil
     try:
         proc = psutil.Process(pid)
         victims = [proc, *proc.children(recursive=True)]
@@ -265,6 +319,6 @@ def _kill_with_descendants(pid: int) -> None:
         return
     for victim in victims:
         try:
-            victim.send_signal(signal.SIGKILL)
+            victim.send_signal(SIGKILL)
         except psutil.Error:
             pass

@@ -440,6 +440,51 @@ def test_the_cli_never_imports_textual(home):
     assert [m for m in modules if m.split(".")[0] == "textual"] == []
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="off Linux, liveness asks psutil")
+def test_enqueue_and_status_load_neither_psutil_nor_migrations_nor_rich(home, db):
+    """A cold start pays only for what the command does: the liveness check of a worker on
+    this host reads /proc, migrations load when an upgrade runs, rich only on a terminal."""
+    from queuectl_tui import engine
+    engine.register_worker(pid=os.getpid())  # a live worker of this host: status checks it
+    for args in (("enqueue", "true"), ("status",)):
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "queuectl_tui", *args],
+                              capture_output=True, text=True, env=cli_env(home), cwd=home.parent, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        modules = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
+                   if line.startswith("import time:")]
+        assert "queuectl_tui.engine" in modules  # the report is what we think it is
+        assert [m for m in modules if m.split(".")[0] in ("psutil", "rich") or m == "playhouse.migrate"] == []
+    assert "workers: 1 alive, 0 busy" in proc.stdout
+
+
+@pytest.mark.parametrize("jobs", [
+    {"pending": 1, "processing": 0, "completed": 0, "failed": 0, "dead": 0},
+    {"pending": 123456789, "processing": 12, "completed": 98765432101, "failed": 0, "dead": 7},
+])
+def test_status_without_a_terminal_prints_what_rich_prints(tmp_path, monkeypatch, jobs):
+    """Off a terminal status skips rich (its import is a third of a cold start): the same text,
+    at every width, and rich itself where it would wrap or shorten."""
+    from click.testing import CliRunner
+
+    from queuectl_tui import cli as climod, engine
+
+    data = {"jobs": jobs, "total": sum(jobs.values()), "workers": {"alive": 3, "busy": 12345},
+            "oldest_pending_age": 3725.0}
+    monkeypatch.setattr(engine, "stats", lambda: data)
+    plain = climod._plain_width
+
+    def status(columns: int, *, rich: bool) -> str:
+        monkeypatch.setattr(climod, "_plain_width", (lambda: None) if rich else plain)
+        env = {"COLUMNS": str(columns), "TTY_COMPATIBLE": None, "FORCE_COLOR": None}
+        result = CliRunner().invoke(climod.cli, ["--db", str(tmp_path / "q.db"), "status"], env=env)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    widest = max(map(len, status(500, rich=True).splitlines()))
+    for columns in (1, 20, widest - 1, widest, widest + 1, 80, 500):
+        assert status(columns, rich=False) == status(columns, rich=True), columns
+
+
 def test_wait_options_refuse_nan(cli):
     for args in (("worker", "stop", "--wait", "nan"), ("cancel", "x", "--wait", "nan")):
         result = cli(*args)

@@ -1,0 +1,47 @@
+"""Process identity read from /proc (Linux) agrees with psutil, which it stands in for."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import psutil
+import pytest
+
+from helpers import wait_for
+from queuectl_tui import engine, procs
+
+pytestmark = pytest.mark.skipif(not procs._PROC_STAT, reason="reads /proc/<pid>/stat (Linux)")
+
+
+def test_process_status_is_psutils_for_the_same_process():
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        started = procs.start_time(proc.pid)
+        assert started == pytest.approx(psutil.Process(proc.pid).create_time(), abs=procs._TOLERANCE)
+        assert procs.process_status(proc.pid, started) == procs.same_process(proc.pid, started).status()
+        assert procs.process_status(proc.pid, started + 1) is None  # a reused PID: a stranger
+        proc.send_signal(signal.SIGSTOP)
+        wait_for(lambda: procs.process_status(proc.pid, started) == psutil.STATUS_STOPPED,
+                 message="the stopped state")
+        assert procs.same_process(proc.pid, started).status() == psutil.STATUS_STOPPED
+        proc.kill()
+        wait_for(lambda: psutil.Process(proc.pid).status() == psutil.STATUS_ZOMBIE, message="a zombie")
+        assert procs.process_status(proc.pid, started) is None  # exited, not yet reaped
+        assert procs.same_process(proc.pid, started) is None
+    finally:
+        proc.kill()
+        proc.wait()
+    assert procs.process_status(proc.pid, started) is None
+    assert procs.process_status(os.getpid(), procs.start_time(os.getpid())) == psutil.STATUS_RUNNING
+    assert procs.process_status(0, 1.0) is None and procs.process_status(-1, 1.0) is None
+
+
+def test_the_state_names_are_psutils():
+    from psutil import _pslinux
+    assert {k.decode(): v for k, v in procs._STATUSES.items()} == _pslinux.PROC_STATUSES
+    assert engine._NOT_RUNNING == (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP,
+                                   psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    assert procs._boot_time() == psutil.boot_time()
+
