@@ -82,7 +82,7 @@ def test_log_paths_never_come_from_job_ids_or_commands(cli, home, tmp_path):
         assert log.parent == home / "logs" and re.fullmatch(r"job\d+-\d+\.log", log.name), log
         assert succeeded(cli("logs", job_id)).out == f"output of {job_id}\n"
     names = sorted(p.relative_to(home).as_posix() for p in home.rglob("*"))
-    assert all(n in ("queuectl.db", "logs", "logs/workers.log") or
+    assert all(n in ("queuectl.db", "logs", "logs/workers.log", "logs/writers.lock") or
                (n.startswith("logs/job") and n.endswith(".log")) for n in names), names
     # Nothing was created where the ids point.
     found = [p for base in (Path("/tmp"), home.parent, home.parent.parent, tmp_path.parent)
