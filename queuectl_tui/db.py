@@ -133,8 +133,11 @@ def open_db(path: Path | str | None = None, *, create: bool = True) -> SqliteDat
         raise DatabaseUnusable(describe_db_error(exc, path)) from None
     try:  # only beside a database known to be ours; also one moved without its logs
         paths.ensure_private_dir(paths.logs_dir(path))
+        os.close(_WriterQueue.open(path))  # there from the start: a refused write changes nothing
     except OSError:
         pass  # a read-only place: reading works; a job says why it has no log
+    global _opened
+    _opened += 1  # writers look for the lock file again (the schema's first write came before)
     return db
 
 
@@ -246,21 +249,24 @@ class _WriterQueue(threading.local):
     is waited for by the busy timeout as before. One descriptor per thread, closed with it."""
 
     lock = None  # the open lock file, or None where logs/ is not ours to write
-    path: str | None = None
+    opened: tuple[str, int] | None = None
     depth = 0
 
+    @staticmethod
+    def open(db_path: str | Path) -> int:
+        directory = paths.open_private_dir(paths.logs_dir(Path(db_path)))
+        try:
+            return os.open("writers.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                           0o600, dir_fd=directory)
+        finally:
+            os.close(directory)
+
     def enter(self) -> bool:
-        path = database.obj.database
-        if self.path != path:  # this thread's first write, or another database
-            self.path, self.lock, self.depth = path, None, 0
+        key = (database.obj.database, _opened)
+        if self.opened != key:  # this thread's first write, or the database was opened anew
+            self.opened, self.lock, self.depth = key, None, 0
             try:
-                directory = paths.open_private_dir(paths.logs_dir(Path(path)))
-                try:
-                    fd = os.open("writers.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
-                                 | os.O_CLOEXEC, 0o600, dir_fd=directory)
-                finally:
-                    os.close(directory)
-                self.lock = os.fdopen(fd, "rb", buffering=0)
+                self.lock = os.fdopen(self.open(key[0]), "rb", buffering=0)
             except OSError:
                 pass  # no private logs/ here: SQLite's busy timeout alone
         if self.lock is None:
@@ -277,6 +283,7 @@ class _WriterQueue(threading.local):
 
 
 _writers = _WriterQueue()
+_opened = 0
 
 
 def is_sqlite() -> bool:
