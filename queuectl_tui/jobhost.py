@@ -56,7 +56,7 @@ from typing import Callable
 
 from queuectl_tui import procs, runner
 from queuectl_tui.paths import create_private_file
-from queuectl_tui.runner import TAIL_BYTES, TICK, Result, describe_exit
+from queuectl_tui.runner import TICK, Result, Sink, describe_exit, verdict
 
 #: Resets every signal the worker may have inherited as ignored (``nohup``, ``cmd &`` from a
 #: script) before the host shell starts: a shell cannot undo an ignore it was started with.
@@ -68,48 +68,6 @@ _DRAIN_LIMIT = 1.0  # and how long a pipe that escaped writers keep busy is read
 
 class _HostGone(Exception):
     """The host shell died or stopped answering."""
-
-
-class _Sink:
-    """The job's output: the first ``cap`` bytes to the log, the last few KB kept as the tail,
-    the rest counted and dropped (so neither the job nor the worker's memory notices a flood)."""
-
-    def __init__(self, log_fd: int, cap: int):
-        self.log_fd, self.cap = log_fd, cap
-        self.written = self.total = 0
-        self.log_error: str | None = None
-        self.tail = bytearray()
-
-    def feed(self, chunk: bytes) -> None:
-        self.total += len(chunk)
-        part = chunk[:max(self.cap - self.written, 0)] if self.log_error is None else b""
-        while part:
-            try:
-                count = os.write(self.log_fd, part)
-            except OSError as exc:  # a full disk stops the log, never the job
-                self.log_error = exc.strerror or str(exc)
-                break
-            self.written += count
-            part = part[count:]
-        self.tail += chunk
-        if len(self.tail) > 2 * TAIL_BYTES:
-            del self.tail[:-TAIL_BYTES]
-
-    def finish(self) -> str:
-        """The tail, with runner's note when output was not kept."""
-        tail = bytes(self.tail[-TAIL_BYTES:]).decode("utf-8", "replace")
-        dropped = self.total - self.written
-        if self.log_error is not None:
-            note = (f"\n[queuectl: the log stopped after {self.written} bytes ({self.log_error}); "
-                    f"{dropped} bytes not kept]\n")
-            return (tail + note)[-TAIL_BYTES:]
-        if dropped:
-            try:
-                os.write(self.log_fd, f"\n[queuectl: output over {self.cap} bytes; "
-                                      f"{dropped} bytes not kept]\n".encode())
-            except OSError:
-                pass
-        return tail
 
 
 class JobHost:
@@ -330,7 +288,7 @@ class JobHost:
 
     def _drive(self, pid, pid_started, cwd, log_fd, out_r, out_w, cap, timeout, tick,
                started) -> Result:
-        sink = _Sink(log_fd, cap)
+        sink = Sink(log_fd, cap)
         poller = select.poll()
         poller.register(out_r, select.POLLIN)
         poller.register(self._status, select.POLLIN)
@@ -359,14 +317,7 @@ class JobHost:
                 next_tick = now + TICK
                 if outcome:
                     continue  # killed: waiting for the host to see it end
-                if timeout is not None and now - started > timeout:
-                    outcome, error = "timeout", f"timed out after {timeout:g}s"
-                else:
-                    action = tick()
-                    if action == "cancel":
-                        outcome, error = "cancelled", "cancelled"
-                    elif action == "interrupt":
-                        outcome, error = "interrupted", "interrupted: worker stopped by force"
+                outcome, error = verdict(started, timeout, tick) or (None, None)
                 if outcome:
                     procs.kill_tree(pid, pid_started, wait=0)
         except _HostGone as exc:
@@ -391,7 +342,7 @@ class JobHost:
         return Result(outcome, code, error, tail, time.monotonic() - started)
 
 
-def _drain(fd: int, sink: _Sink) -> None:
+def _drain(fd: int, sink: Sink) -> None:
     """Read what the job wrote until end-of-file, until the pipe stays silent for a moment, or
     at most ``_DRAIN_LIMIT`` seconds: a process that escaped the job (and, outside a subreaper
     worker, was not killed with it) may hold the pipe open and keep writing."""

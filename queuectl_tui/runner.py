@@ -47,22 +47,56 @@ class Result:
     duration: float
 
 
-class _Drain(threading.Thread):
-    """Copies the pipe into the log (up to a cap) and a rolling tail, and never blocks the job."""
+class Sink:
+    """The job's output: the first ``cap`` bytes to the log, the last few KB kept as the tail,
+    the rest counted and dropped (so neither the job nor the worker's memory notices a flood)."""
 
-    def __init__(self, fd: int, log_fd: int, cap: int):
-        super().__init__(daemon=True)
-        self.fd, self.log_fd, self.cap = fd, log_fd, cap
-        self.written = 0
-        self.total = 0
+    def __init__(self, log_fd: int, cap: int):
+        self.log_fd, self.cap = log_fd, cap
+        self.written = self.total = 0
         self.log_error: str | None = None  # why the log stopped short (disk full, file too large)
         self.tail = bytearray()
-        self.stop = threading.Event()
 
-    @property
-    def dropped(self) -> int:
-        """Bytes read from the job but not in its log (over the cap, or the log failed)."""
-        return self.total - self.written
+    def feed(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        part = chunk[:max(self.cap - self.written, 0)] if self.log_error is None else b""
+        while part:
+            try:
+                count = os.write(self.log_fd, part)
+            except OSError as exc:  # a full disk stops the log, never the job
+                self.log_error = exc.strerror or str(exc)
+                break
+            self.written += count
+            part = part[count:]
+        self.tail += chunk
+        if len(self.tail) > 2 * TAIL_BYTES:
+            del self.tail[:-TAIL_BYTES]
+
+    def finish(self) -> str:
+        """The tail, with a note of what the log lacks (in the log, or where the log cannot
+        say it, in the tail the database keeps)."""
+        tail = bytes(self.tail[-TAIL_BYTES:]).decode("utf-8", "replace")
+        dropped = self.total - self.written
+        if self.log_error is not None:
+            note = (f"\n[queuectl: the log stopped after {self.written} bytes ({self.log_error}); "
+                    f"{dropped} bytes not kept]\n")
+            return (tail + note)[-TAIL_BYTES:]
+        if dropped:
+            try:
+                os.write(self.log_fd, f"\n[queuectl: output over {self.cap} bytes; "
+                                      f"{dropped} bytes not kept]\n".encode())
+            except OSError:
+                pass
+        return tail
+
+
+class _Drain(threading.Thread):
+    """Feeds the pipe to a ``Sink`` on a thread of its own, so the job never blocks on it."""
+
+    def __init__(self, fd: int, sink: Sink):
+        super().__init__(daemon=True)
+        self.fd, self.sink = fd, sink
+        self.stop = threading.Event()
 
     def run(self) -> None:
         while True:
@@ -77,20 +111,21 @@ class _Drain(threading.Thread):
                 return
             if not chunk:
                 return
-            self.total += len(chunk)
-            part = chunk[:max(self.cap - self.written, 0)] if self.log_error is None else b""
-            while part:
-                try:
-                    count = os.write(self.log_fd, part)
-                except OSError as exc:
-                    # Keep draining whatever happens to the log: a job must never block on it.
-                    self.log_error = exc.strerror or str(exc)
-                    break
-                self.written += count
-                part = part[count:]
-            self.tail += chunk
-            if len(self.tail) > 2 * TAIL_BYTES:
-                del self.tail[:-TAIL_BYTES]
+            self.sink.feed(chunk)
+
+
+def verdict(started: float, timeout: float | None,
+            tick: Callable[[], str | None]) -> tuple[str, str] | None:
+    """While a job runs: (outcome, error) when it must be killed now (its time limit passed,
+    or ``tick`` asks for a cancel or a forced stop), else None."""
+    if timeout is not None and time.monotonic() - started > timeout:
+        return "timeout", f"timed out after {timeout:g}s"
+    action = tick()
+    if action == "cancel":
+        return "cancelled", "cancelled"
+    if action == "interrupt":
+        return "interrupted", "interrupted: worker stopped by force"
+    return None
 
 
 def describe_exit(code: int) -> str | None:
@@ -145,7 +180,7 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
             proc.stdout.close()
             raise
         os.close(opener)
-        drain = _Drain(proc.stdout.fileno(), log_fd, max_log_bytes)
+        drain = _Drain(proc.stdout.fileno(), Sink(log_fd, max_log_bytes))
         drain.start()
         outcome, error = None, None
         while proc.poll() is None:
@@ -154,14 +189,7 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
                 break
             except subprocess.TimeoutExpired:
                 pass
-            if timeout is not None and time.monotonic() - started > timeout:
-                outcome, error = "timeout", f"timed out after {timeout:g}s"
-            else:
-                action = tick()
-                if action == "cancel":
-                    outcome, error = "cancelled", "cancelled"
-                elif action == "interrupt":
-                    outcome, error = "interrupted", "interrupted: worker stopped by force"
+            outcome, error = verdict(started, timeout, tick) or (None, None)
             if outcome:
                 procs.kill_tree(proc.pid, pid_started, wait=0, search=False)
                 proc.wait()
@@ -175,17 +203,7 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
         drain.stop.set()
         drain.join(timeout=5)
         proc.stdout.close()
-        tail = bytes(drain.tail[-TAIL_BYTES:]).decode("utf-8", "replace")
-        if drain.log_error is not None:
-            note = (f"\n[queuectl: the log stopped after {drain.written} bytes ({drain.log_error}); "
-                    f"{drain.dropped} bytes not kept]\n")
-            tail = (tail + note)[-TAIL_BYTES:]  # the log cannot say it; the database can
-        elif drain.dropped:
-            try:
-                os.write(log_fd, f"\n[queuectl: output over {max_log_bytes} bytes; "
-                                 f"{drain.dropped} bytes not kept]\n".encode())
-            except OSError:
-                pass
+        tail = drain.sink.finish()
         if outcome is None:
             outcome = "completed" if code == 0 else "failed"
             error = describe_exit(code)
