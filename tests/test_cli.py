@@ -367,32 +367,7 @@ def test_without_a_terminal_prints_the_status(cli, args):
 
 
 def test_no_ui_on_a_terminal_prints_the_status(home):
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "queuectl_tui", "--no-ui"], stdin=slave, stdout=slave,
-                            stderr=slave, env=cli_env(home, TERM="xterm"), cwd=home.parent)
-    os.close(slave)
-    output = b""
-    deadline = time.monotonic() + 30
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.5)
-            if ready:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:  # EIO: the other side is closed
-                    break
-                if not chunk:
-                    break
-                output += chunk
-            elif proc.poll() is not None:
-                break
-        assert proc.wait(timeout=max(0.1, deadline - time.monotonic())) == 0, output
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-    assert b"workers: 0 alive, 0 busy" in output
+    assert b"workers: 0 alive, 0 busy" in _on_a_terminal(home, "--no-ui")
 
 
 def test_files_are_private_whatever_the_umask(home):

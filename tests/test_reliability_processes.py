@@ -74,13 +74,19 @@ def run_count(tmp_path: Path) -> int:
 
 # --- graceful and forced stops ---------------------------------------------------------------
 
-def test_sigterm_lets_the_running_job_finish_and_claims_nothing_more(cli, tmp_path):
-    succeeded(cli("config", "set", "heartbeat_interval", "0.2"))
+def running_long_job(cli, tmp_path: Path) -> tuple[dict, Path]:
+    """A detached worker running job "long", which prints "finished" once ``release`` exists."""
     worker = start_worker(cli)
     started, release = tmp_path / "started", tmp_path / "release"
     succeeded(cli("enqueue", "--id", "long",
                   f"touch {started}; while [ ! -e {release} ]; do sleep 0.02; done; echo finished"))
     wait_for(started.exists, message="the job to start")
+    return worker, release
+
+
+def test_sigterm_lets_the_running_job_finish_and_claims_nothing_more(cli, tmp_path):
+    succeeded(cli("config", "set", "heartbeat_interval", "0.2"))
+    worker, release = running_long_job(cli, tmp_path)
 
     os.kill(worker["pid"], signal.SIGTERM)
     wait_for(lambda: worker_status(cli, worker["id"]) == "stopping", message="the worker to take the signal")
@@ -99,11 +105,7 @@ def test_sigterm_lets_the_running_job_finish_and_claims_nothing_more(cli, tmp_pa
 def test_a_repeated_normal_stop_still_lets_the_job_finish(cli, tmp_path):
     """`worker stop` twice (or the console's stop, then stop all) never kills the job, and the
     stopping worker still counts as busy while it finishes it."""
-    worker = start_worker(cli)
-    started, release = tmp_path / "started", tmp_path / "release"
-    succeeded(cli("enqueue", "--id", "long",
-                  f"touch {started}; while [ ! -e {release} ]; do sleep 0.02; done; echo finished"))
-    wait_for(started.exists, message="the job to start")
+    worker, release = running_long_job(cli, tmp_path)
 
     os.kill(worker["pid"], signal.SIGTERM)
     wait_for(lambda: worker_status(cli, worker["id"]) == "stopping", message="the first stop")
