@@ -465,8 +465,11 @@ class ProcessJournal:
     (``record_process``) and, at the latest, with the attempt's end."""
 
     def __init__(self) -> None:
-        self.path = logs_dir() / f"worker{os.getpid()}.pids"
-        self.owner = f"{os.getpid()} {procs.start_time(os.getpid())!r}"
+        me, started = os.getpid(), procs.start_time(os.getpid())
+        # Named by PID and start time: a PID reused later never takes over a journal that
+        # recovery may still need.
+        self.path = logs_dir() / f"worker{me}-{int((started or 0) * 100)}.pids"
+        self.owner = f"{me} {started!r}"
         self.fd = create_private_file(self.path)
 
     def note(self, attempt: Attempt, pid: int, started: float | None) -> None:
@@ -486,21 +489,38 @@ _JOURNAL_RECORD = 128
 
 def noted_process(attempt: Attempt) -> tuple[int, float | None] | None:
     """The process a worker of this host noted for this attempt, or None if it never noted
-    one (the command never ran). Journals of worker processes that are gone are removed once
-    they hold nothing recovery still needs."""
-    found = None
+    one (the command never ran)."""
+    for _path, seq, pid, started, _owner in _journals():
+        if seq == attempt.seq:
+            return pid, started
+    return None
+
+
+def drop_dead_journals() -> None:
+    """Remove the journals of worker processes that are gone once their last attempt has been
+    recovered (a SIGKILLed worker cannot remove its own)."""
+    for path, seq, _pid, _started, (owner, owner_started) in _journals():
+        if (procs.same_process(owner, owner_started) is None
+                and not Attempt.select().where(Attempt.seq == seq,
+                                               Attempt.outcome.is_null()).exists()):
+            try:
+                path.unlink()
+            except OSError:
+                pass
+
+
+def _journals() -> Iterator[tuple[Path, int, int, float | None, tuple[int, float | None]]]:
+    """(path, attempt seq, job pid, its start time, (worker pid, its start time)) of each
+    worker journal here that can be read."""
+    def when(text: str) -> float | None:
+        return None if text == "None" else float(text)
+
     for path in logs_dir().glob("worker*.pids"):
         try:
             seq, pid, started, owner, owner_started = path.read_text().split()
-            if int(seq) == attempt.seq:
-                found = int(pid), (None if started == "None" else float(started))
-            elif (procs.same_process(int(owner), float(owner_started)) is None
-                  and not Attempt.select().where(Attempt.seq == int(seq),
-                                                 Attempt.outcome.is_null()).exists()):
-                path.unlink()  # a SIGKILLed worker's, whose last attempt was recovered
+            yield path, int(seq), int(pid), when(started), (int(owner), when(owner_started))
         except (OSError, ValueError):
             continue
-    return found
 
 
 def backoff_delay(base: float, failures: int, cap: float) -> float:
@@ -574,6 +594,7 @@ def recover_lost(*, now: float | None = None) -> list[str]:
             recovered.append(job.id)
     if lost:
         Worker.delete().where(Worker.id.in_(list(lost))).execute()
+        drop_dead_journals()
     return recovered
 
 

@@ -166,7 +166,7 @@ class Worker:
                 tick=lambda: self._tick(job, cfg),
             )
         except DatabaseError as exc:
-            # The command never ran (runner gates it on record_process): hand the job back
+            # The command never ran (it waits until its process is noted): hand the job back
             # without using up a retry.
             result = runner.Result("interrupted", None, f"not started: database error: {exc}", "", 0.0)
         except engine.Fenced:  # recovered before it started: nothing ran; finish is fenced too

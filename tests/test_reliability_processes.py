@@ -191,6 +191,27 @@ def test_a_sigkilled_workers_job_tree_is_killed_before_the_job_runs_again(cli, t
     assert not processes_with(tok)
 
 
+def test_a_job_whose_process_is_only_in_its_workers_journal_is_killed_and_charged(cli, tmp_path, tok):
+    """A worker notes each job's process in its journal before the command runs; the database
+    gets the PID only at the next heartbeat. SIGKILLed in between, the worker leaves a job that
+    did start: recovery must read the journal, kill the tree and charge the attempt ("lost"),
+    not hand it back as never started (which would run it next to its live first run)."""
+    for key, value in (("heartbeat_interval", "300"), ("lease", "900"), ("backoff_base", "1")):
+        succeeded(cli("config", "set", key, value))  # the first beat is at start: no second one
+    worker = start_worker(cli)
+    succeeded(cli("enqueue", "--id", "victim", tree_job(tmp_path, tok)))
+    wait_for(lambda: len(sleeps(tok)) == 2, message="the job's tree")
+    assert show(cli, "victim")["attempt_list"][0]["pid"] is None  # only in the journal
+
+    os.kill(worker["pid"], signal.SIGKILL)
+    wait_for(lambda: gone(worker["pid"]), message="the worker to die")
+    assert succeeded(cli("recover", "--json")).json() == {"recovered": ["victim"]}
+    wait_for(lambda: not processes_with(tok), timeout=5, message="recovery to kill the tree")
+    job = show(cli, "victim")
+    assert job["state"] == "failed" and outcomes(job) == ["lost"]
+    assert not list((tmp_path / "qhome" / "logs").glob("worker*.pids"))  # the dead one's is gone
+
+
 @pytest.mark.parametrize("recovered_by", ["recover-command", "replacement-worker"])
 def test_recovery_kills_the_group_of_a_job_whose_shell_has_already_exited(cli, tmp_path, tok, recovered_by):
     """``(sleep 10; echo late >> f) & sleep 2`` with its worker SIGKILLed during the sleep: the
