@@ -319,7 +319,7 @@ class JobHost:
                     continue  # killed: waiting for the host to see it end
                 outcome, error = verdict(started, timeout, tick) or (None, None)
                 if outcome:
-                    procs.kill_tree(pid, pid_started, wait=0)
+                    procs.kill_tree(pid, pid_started, wait=0, search=False)
         except _HostGone as exc:
             procs.kill_tree(pid, pid_started, wait=0)  # orphaned now: nobody else will end it
             self.close()
