@@ -16,24 +16,27 @@ from pathlib import Path
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable
 
-from peewee import BigIntegerField, DatabaseError, OperationalError, SqliteDatabase, fn
+from peewee import (BigIntegerField, DatabaseError, DoubleField,
+                    IntegerField, OperationalError, SqliteDatabase, fn)
 
 from queuectl_tui import paths
 from queuectl_tui.errors import DatabaseUnusable
-from queuectl_tui.models import MODELS, Attempt, Job, JobCount, Meta, Worker, database
+from queuectl_tui.models import (AGING_RATE_SQL, MODELS, Attempt, Dependency, Job, JobCount,
+                                 Meta, Queue, Worker, database)
 
 if TYPE_CHECKING:
     from playhouse.migrate import SchemaMigrator
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 15_000
 
 #: version -> function(migrator) bringing a database from version-1 to version, written with
 #: playhouse.migrate operations (add_column, add_index, …) so they run on SQLite and PostgreSQL.
 #: Version 1 is the first released schema; tests/fixtures/schema_v1.sql keeps it verbatim.
 def _upgrade_to_2(migrator: SchemaMigrator) -> None:
-    """Claim tokens (jobs and attempts), the never-reused worker id counter, the job counts
-    per state (filled from the rows already there) and the index of due times."""
+    """Claim tokens (jobs and attempts) and the never-reused worker id counter. (This step
+    also made job counts per state and an index of due times; version 3 replaces both, so an
+    upgrade from version 1 goes straight to those.)"""
     migrate(migrator.add_column("job", "claim_token", BigIntegerField(null=True)),
             migrator.add_column("attempt", "claim_token", BigIntegerField(null=True)))
     # Past every id a worker ever had, so that no job or attempt can be confused with a new one.
@@ -41,51 +44,90 @@ def _upgrade_to_2(migrator: SchemaMigrator) -> None:
                Job.select(fn.MAX(Job.worker_id)).scalar() or 0,
                Attempt.select(fn.MAX(Attempt.worker_id)).scalar() or 0)
     Meta.insert(key=LAST_WORKER_ID, value=str(last)).on_conflict_replace().execute()
+
+
+def _upgrade_to_3(migrator: SchemaMigrator) -> None:
+    """Queues (paused, limit), dependencies, the aging rank, per-queue job counts, the claim
+    and due indexes per queue, and what each attempt waited and cost."""
+    db = migrator.database
+    real = "REAL" if isinstance(db, SqliteDatabase) else "DOUBLE PRECISION"
+    # NOT NULL with a DEFAULT in one ALTER (playhouse's add_column would rebuild the table).
+    db.execute_sql("ALTER TABLE job ADD COLUMN waiting_on INTEGER NOT NULL DEFAULT 0")
+    db.execute_sql(f"ALTER TABLE job ADD COLUMN rank {real} NOT NULL DEFAULT 0")
+    migrate(migrator.add_column("attempt", "due_at", DoubleField(null=True)),
+            migrator.add_column("attempt", "cpu_seconds", DoubleField(null=True)),
+            migrator.add_column("attempt", "peak_rss_bytes", BigIntegerField(null=True)),
+            migrator.add_column("attempt", "processes", IntegerField(null=True)))
+    db.execute_sql("UPDATE job SET rank = priority")  # no aging before this version
+    Queue.create_table()
+    Dependency.create_table()
+    for name in ("job_count_insert", "job_count_update", "job_count_delete",
+                 "job_count_insert_delete"):
+        db.execute_sql(f"DROP TRIGGER IF EXISTS {name}" +
+                       ("" if isinstance(db, SqliteDatabase) else " ON job"))
+    JobCount.drop_table(safe=True)
     JobCount.create_table()
-    _count_jobs_by_trigger(migrator.database)
-    Job._schema.create_indexes(safe=True)  # job_due (the others exist: IF NOT EXISTS)
+    for name in ("job_claim", "job_due"):
+        db.execute_sql(f"DROP INDEX IF EXISTS {name}")
+    Job._schema.create_indexes(safe=True)
+    _install_triggers(db)
 
 
-# job_count holds one row per state. Every insert, delete and change of state of a job adds or
-# takes one in the same transaction, so the counts are exact whoever writes (ORM, plain SQL,
-# another process) and cost two small writes per state change (claim, finish), none per
-# heartbeat or other update. A state met for the first time gets its row from the upsert.
-# The SQL is spelt out per dialect (raw SQL here is always a literal).
+# job_count holds one row per queue and state. Every insert, delete and change of state or
+# queue of a job adds or takes one in the same transaction, so the counts are exact whoever
+# writes (ORM, plain SQL, another process) and cost two small writes per state change (claim,
+# finish), none per heartbeat or other update. A pair met for the first time gets its row from
+# the upsert. job_rank keeps job.rank when priority or run_at change (inserts set it
+# themselves: a trigger would write every enqueued row twice). The SQL is spelt out per
+# dialect (raw SQL here is always a literal).
 
-def _count_jobs_by_trigger(db) -> None:
-    """Install the triggers that keep ``job_count`` and fill it from the jobs there are (the
-    caller holds the write transaction, so no job changes in between)."""
+def _install_triggers(db) -> None:
+    """Install the triggers that keep ``job_count`` and ``job.rank``, and fill ``job_count``
+    from the jobs there are (the caller holds the write transaction, so no job changes in
+    between)."""
     if isinstance(db, SqliteDatabase):
         db.execute_sql("CREATE TRIGGER job_count_insert AFTER INSERT ON job BEGIN "
-                       "INSERT INTO job_count (state, n) VALUES (NEW.state, 1) "
-                       "ON CONFLICT (state) DO UPDATE SET n = job_count.n + 1; END")
-        db.execute_sql("CREATE TRIGGER job_count_update AFTER UPDATE OF state ON job "
-                       "WHEN NEW.state IS NOT OLD.state BEGIN "
-                       "UPDATE job_count SET n = n - 1 WHERE state = OLD.state; "
-                       "INSERT INTO job_count (state, n) VALUES (NEW.state, 1) "
-                       "ON CONFLICT (state) DO UPDATE SET n = job_count.n + 1; END")
+                       "INSERT INTO job_count (queue, state, n) VALUES (NEW.queue, NEW.state, 1) "
+                       "ON CONFLICT (queue, state) DO UPDATE SET n = job_count.n + 1; END")
+        db.execute_sql("CREATE TRIGGER job_count_update AFTER UPDATE OF state, queue ON job "
+                       "WHEN NEW.state IS NOT OLD.state OR NEW.queue IS NOT OLD.queue BEGIN "
+                       "UPDATE job_count SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state; "
+                       "INSERT INTO job_count (queue, state, n) VALUES (NEW.queue, NEW.state, 1) "
+                       "ON CONFLICT (queue, state) DO UPDATE SET n = job_count.n + 1; END")
         db.execute_sql("CREATE TRIGGER job_count_delete AFTER DELETE ON job BEGIN "
-                       "UPDATE job_count SET n = n - 1 WHERE state = OLD.state; END")
+                       "UPDATE job_count SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state; END")
+        db.execute_sql("CREATE TRIGGER job_rank AFTER UPDATE OF priority, run_at ON job "
+                       "WHEN NEW.priority IS NOT OLD.priority OR NEW.run_at IS NOT OLD.run_at BEGIN "
+                       f"UPDATE job SET rank = NEW.priority - {AGING_RATE_SQL} * NEW.run_at / 60.0 "
+                       "WHERE seq = NEW.seq; END")
     else:  # PostgreSQL
         db.execute_sql("CREATE OR REPLACE FUNCTION job_count_change() RETURNS trigger "
                        "LANGUAGE plpgsql AS $$ BEGIN "
-                       "IF TG_OP <> 'INSERT' THEN "
-                       "UPDATE job_count SET n = n - 1 WHERE state = OLD.state; END IF; "
-                       "IF TG_OP <> 'DELETE' THEN INSERT INTO job_count (state, n) "
-                       "VALUES (NEW.state, 1) ON CONFLICT (state) DO UPDATE SET n = job_count.n + 1; "
-                       "END IF; RETURN NULL; END $$")
+                       "IF TG_OP <> 'INSERT' THEN UPDATE job_count SET n = n - 1 "
+                       "WHERE queue = OLD.queue AND state = OLD.state; END IF; "
+                       "IF TG_OP <> 'DELETE' THEN INSERT INTO job_count (queue, state, n) "
+                       "VALUES (NEW.queue, NEW.state, 1) ON CONFLICT (queue, state) "
+                       "DO UPDATE SET n = job_count.n + 1; END IF; RETURN NULL; END $$")
         db.execute_sql("CREATE TRIGGER job_count_insert_delete AFTER INSERT OR DELETE ON job "
                        "FOR EACH ROW EXECUTE FUNCTION job_count_change()")
-        db.execute_sql("CREATE TRIGGER job_count_update AFTER UPDATE OF state ON job FOR EACH ROW "
-                       "WHEN (OLD.state IS DISTINCT FROM NEW.state) EXECUTE FUNCTION job_count_change()")
+        db.execute_sql("CREATE TRIGGER job_count_update AFTER UPDATE OF state, queue ON job "
+                       "FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state OR "
+                       "OLD.queue IS DISTINCT FROM NEW.queue) EXECUTE FUNCTION job_count_change()")
+        db.execute_sql("CREATE OR REPLACE FUNCTION job_rank_change() RETURNS trigger "
+                       "LANGUAGE plpgsql AS $$ BEGIN "
+                       f"NEW.rank := NEW.priority - {AGING_RATE_SQL} * NEW.run_at / 60.0; "
+                       "RETURN NEW; END $$")
+        db.execute_sql("CREATE TRIGGER job_rank BEFORE UPDATE OF priority, run_at ON job "
+                       "FOR EACH ROW EXECUTE FUNCTION job_rank_change()")
     JobCount.delete().execute()
-    JobCount.insert_from(Job.select(Job.state, fn.COUNT(Job.seq)).group_by(Job.state),
-                         [JobCount.state, JobCount.n]).execute()
+    JobCount.insert_from(Job.select(Job.queue, Job.state, fn.COUNT(Job.seq))
+                         .group_by(Job.queue, Job.state),
+                         [JobCount.queue, JobCount.state, JobCount.n]).execute()
 
 
 #: meta key of the counter worker ids are taken from (a rowid would be reused after a delete).
 LAST_WORKER_ID = "last_worker_id"
-UPGRADES: dict[int, Callable[[SchemaMigrator], None]] = {2: _upgrade_to_2}
+UPGRADES: dict[int, Callable[[SchemaMigrator], None]] = {2: _upgrade_to_2, 3: _upgrade_to_3}
 
 
 def open_db(path: Path | str | None = None, *, create: bool = True) -> SqliteDatabase:
@@ -185,7 +227,7 @@ def _ensure_schema(db: SqliteDatabase) -> None:
             if db.get_tables():
                 raise DatabaseUnusable(f"{db.database} is an SQLite database but not a queuectl one")
             db.create_tables(MODELS)
-            _count_jobs_by_trigger(db)
+            _install_triggers(db)
             Meta.create(key="schema_version", value=str(SCHEMA_VERSION))
             Meta.create(key=LAST_WORKER_ID, value="0")
             return

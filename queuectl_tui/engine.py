@@ -24,7 +24,8 @@ from queuectl_tui.db import LAST_WORKER_ID, is_sqlite, write_transaction
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
 from queuectl_tui.models import (
     CLAIMABLE, COMPLETED, DEAD, FAILED, PENDING, PROCESSING, STATES,
-    Attempt, Environment, Job, JobCount, Meta, Worker, database,
+    AGING_RATE_SQL, CLAIMABLE_WHERE, Attempt, Dependency, Environment, Job, JobCount, Meta, Queue, Worker,
+    database,
 )
 from queuectl_tui.paths import create_private_file
 from queuectl_tui.spec import iso
@@ -52,6 +53,7 @@ def enqueue(specs: Iterable[dict[str, Any]], *, cwd: str | None = None,
     env_row = _environment(env)
     jobs = []
     with write_transaction():
+        rate = aging_rate()
         Environment.insert(digest=env_row[0], data=env_row[1]).on_conflict_ignore().execute()
         for spec in specs:
             row = {
@@ -69,6 +71,7 @@ def enqueue(specs: Iterable[dict[str, Any]], *, cwd: str | None = None,
                 "env_digest": env_row[0],
                 "state": PENDING,
             }
+            row["rank"] = row["priority"] - rate * row["run_at"] / 60.0
             try:  # the unique index is the check; raising here rolls back the whole input
                 jobs.append(Job.create(**row))
             except IntegrityError:
@@ -176,9 +179,10 @@ def _move_stage(db, now: float, cwd: str, digest: str, data: str) -> None:
                 db.execute_sql(
                     "INSERT INTO job (id, command, queue, state, priority, attempts, max_retries, "
                     "backoff_base, timeout, run_at, created_at, updated_at, cwd, env_digest, "
-                    "cancel_requested) SELECT id, command, queue, ?, priority, 0, max_retries, "
-                    "backoff_base, timeout, run_at, ?, ?, ?, ?, 0 FROM temp.enqueue_stage "
-                    "ORDER BY rowid", (PENDING, now, now, cwd, digest))
+                    "cancel_requested, rank) SELECT id, command, queue, ?, priority, 0, "
+                    "max_retries, backoff_base, timeout, run_at, ?, ?, ?, ?, 0, "
+                    "priority - ? * run_at / 60.0 FROM temp.enqueue_stage ORDER BY rowid",
+                    (PENDING, now, now, cwd, digest, aging_rate()))
             return
         except IntegrityError:  # the unique index on job.id is the check (also against races)
             clash = db.execute_sql(
@@ -352,15 +356,27 @@ def finish_and_claim(job: Job, attempt: Attempt, worker: Worker, *, outcome: str
 _JOB_COLUMNS = ("seq", "id", "command", "queue", "state", "priority", "attempts", "max_retries",
                 "backoff_base", "timeout", "run_at", "created_at", "updated_at", "started_at",
                 "cwd", "env_digest", "worker_id", "claim_token")
-_CLAIM = ("UPDATE job SET state = 'processing', attempts = attempts + 1, worker_id = ?, "
-          "started_at = ?, finished_at = NULL, updated_at = ?, cancel_requested = 0, "
-          "claim_token = ? WHERE seq = (SELECT seq FROM job INDEXED BY job_claim "
-          "WHERE state IN ('pending', 'failed') AND run_at <= ? "
-          "AND (? IS NULL OR queue IN (SELECT value FROM json_each(?))) "
-          "ORDER BY priority DESC, run_at, seq LIMIT 1) RETURNING " + ", ".join(_JOB_COLUMNS))
+# The queues a worker may take from right now: those with waiting jobs (job_count, a few rows),
+# not paused (a queue's own flag, else the "every queue" flag in meta), under their limit
+# (their running jobs, also from job_count), and among the worker's queues (?2: a JSON list, or
+# NULL for every queue). The claim and the idle sleep then probe each such queue's head in its
+# own index: one step per queue, however many jobs a paused or full queue holds.
+_OPEN_QUEUES = (
+    "SELECT c.queue AS name FROM (SELECT DISTINCT queue FROM job_count "
+    "WHERE state IN ('pending', 'failed') AND n > 0) c LEFT JOIN queue q ON q.name = c.queue "
+    "WHERE NOT COALESCE(q.paused, (SELECT value = '1' FROM meta WHERE key = 'paused_all'), 0) "
+    "AND (q.max_running IS NULL OR q.max_running > COALESCE((SELECT r.n FROM job_count r "
+    "WHERE r.queue = c.queue AND r.state = 'processing'), 0)) "
+    "AND (?2 IS NULL OR c.queue IN (SELECT value FROM json_each(?2)))")
+_CLAIM = ("UPDATE job SET state = 'processing', attempts = attempts + 1, worker_id = ?3, "
+          "started_at = ?1, finished_at = NULL, updated_at = ?1, cancel_requested = 0, "
+          "claim_token = ?4 WHERE seq = (SELECT seq FROM job WHERE seq IN (SELECT "
+          "(SELECT seq FROM job INDEXED BY job_claim WHERE queue = o.name AND " + CLAIMABLE_WHERE
+          + " AND run_at <= ?1 ORDER BY rank DESC, run_at, seq LIMIT 1) FROM (" + _OPEN_QUEUES
+          + ") o) ORDER BY rank DESC, run_at, seq LIMIT 1) RETURNING " + ", ".join(_JOB_COLUMNS))
 _NEXT_NUMBER = "SELECT COALESCE(MAX(number), 0) + 1 FROM attempt WHERE job_seq = ?"
 _NEW_ATTEMPT = ("INSERT INTO attempt (job_seq, number, worker_id, host, started_at, log_file, "
-                "claim_token) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq")
+                "claim_token, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq")
 _FINISH_JOB = ("UPDATE job SET state = ?, run_at = COALESCE(?, run_at), attempts = attempts - ?, "
                "finished_at = ?, last_error = ?, exit_code = ?, output_tail = COALESCE(?, output_tail), "
                "updated_at = ?, worker_id = NULL, cancel_requested = 0, claim_token = NULL "
@@ -386,8 +402,7 @@ def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
     queues = worker.queues.split(",") if worker.queues else []
     if is_sqlite():
         wanted = json.dumps(queues) if queues else None  # one statement for any queue list
-        rows = database.execute_sql(_CLAIM, (worker.id, now, now, token, now, wanted,
-                                             wanted)).fetchall()
+        rows = database.execute_sql(_CLAIM, (now, wanted, worker.id, token)).fetchall()
         if not rows:
             return None
         job = Job(**dict(zip(_JOB_COLUMNS, rows[0])))
@@ -407,9 +422,9 @@ def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
     number = database.execute_sql(_sql(_NEXT_NUMBER), (job.seq,)).fetchone()[0]
     log_file = f"job{job.seq}-{number}.log"
     seq = database.execute_sql(_sql(_NEW_ATTEMPT), (job.seq, number, worker.id, worker.host, now,
-                                                    log_file, token)).fetchall()[0][0]
+                                                    log_file, token, job.run_at)).fetchall()[0][0]
     attempt = Attempt(seq=seq, job=job.seq, number=number, worker_id=worker.id, host=worker.host,
-                      started_at=now, log_file=log_file, claim_token=token)
+                      started_at=now, log_file=log_file, claim_token=token, due_at=job.run_at)
     return job, attempt
 
 
@@ -437,7 +452,37 @@ def _finish(job: Job, attempt: Attempt, outcome: str, exit_code: int | None, err
     database.execute_sql(_sql(_FINISH_ATTEMPT), (now, exit_code, outcome, error,
                                                  max(0.0, now - attempt.started_at), attempt.pid,
                                                  attempt.pid_started, attempt.seq))
+    if state == COMPLETED:  # its dependents wait for one job fewer (claimable at 0, in this txn)
+        database.execute_sql(_sql(_RELEASE_DEPENDENTS), (job.seq,))
+    elif state == DEAD:
+        fail_dependents([job.seq], now=now)
     return state
+
+
+_RELEASE_DEPENDENTS = ("UPDATE job SET waiting_on = waiting_on - 1 WHERE seq IN "
+                       "(SELECT job_seq FROM job_dep WHERE dep_seq = ?) AND waiting_on > 0 "
+                       "AND state IN ('pending', 'failed')")
+
+
+def fail_dependents(seqs: list[int], *, now: float) -> list[str]:
+    """Jobs waiting on any of ``seqs`` (which ended dead or were deleted) go to the DLQ, and so
+    do the jobs waiting on those, and so on. Returns the ids sent to the DLQ. The caller holds
+    the write transaction."""
+    sent: list[str] = []
+    while seqs:
+        rows = (Dependency.select(Dependency.job, Dependency.dep_id)
+                .join(Job, on=(Job.seq == Dependency.job))
+                .where(Dependency.dep_seq.in_(seqs), Job.state.in_(CLAIMABLE)).tuples())
+        first: dict[int, str] = {}
+        for job_seq, dep_id in rows:
+            first.setdefault(job_seq, dep_id)
+        for job_seq, dep_id in first.items():
+            Job.update(state=DEAD, last_error=f"dependency {dep_id} failed", finished_at=now,
+                       updated_at=now).where(Job.seq == job_seq,
+                                             Job.state.in_(CLAIMABLE)).execute()
+        sent += [j.id for j in Job.select(Job.id).where(Job.seq.in_(list(first)))]
+        seqs = list(first)
+    return sent
 
 
 def _set_worker(worker_id: int, job_id: str | None, now: float) -> None:
@@ -721,6 +766,73 @@ def _delete_seqs(seqs: list[int]) -> int:
     return len(seqs)
 
 
+# --- queues: pause, limits, aging -------------------------------------------------------------
+
+#: meta key: "1" when ``pause`` was given no queue. A queue's own ``paused`` (set by ``pause`` or
+#: ``resume`` naming it) wins over it; queues never named follow it, new ones included.
+PAUSED_ALL = "paused_all"
+
+
+def pause(queues: list[str] | None = None) -> None:
+    """Workers claim nothing more from these queues (every queue if None); running jobs finish."""
+    _set_paused(queues, True)
+
+
+def resume(queues: list[str] | None = None) -> None:
+    _set_paused(queues, False)
+
+
+def _set_paused(queues: list[str] | None, paused: bool) -> None:
+    with write_transaction():
+        if queues is None:
+            Meta.insert(key=PAUSED_ALL, value="1" if paused else "0").on_conflict_replace().execute()
+            Queue.update(paused=None).execute()
+        else:
+            for name in queues:
+                Queue.insert(name=name, paused=paused).on_conflict(
+                    conflict_target=[Queue.name], update={Queue.paused: paused}).execute()
+
+
+def set_limit(queue: str, limit: int | None) -> None:
+    """At most ``limit`` jobs of ``queue`` run at once across all workers (None: no limit);
+    checked inside every claim."""
+    if limit is not None and limit < 0:
+        raise InvalidInput(f"bad limit {limit!r}: expected a whole number >= 0 or 'none'")
+    with write_transaction():
+        Queue.insert(name=queue, max_running=limit).on_conflict(
+            conflict_target=[Queue.name], update={Queue.max_running: limit}).execute()
+
+
+def queue_rows() -> list[dict[str, Any]]:
+    """Every queue that has jobs or settings: name, jobs per state, paused, limit."""
+    paused_all = (Meta.get_or_none(Meta.key == PAUSED_ALL) or Meta(value="0")).value == "1"
+    rows: dict[str, dict[str, Any]] = {}
+
+    def row(name: str) -> dict[str, Any]:
+        return rows.setdefault(name, {"name": name, "jobs": {state: 0 for state in STATES},
+                                      "paused": paused_all, "limit": None})
+
+    for name, state, n in JobCount.select(JobCount.queue, JobCount.state, JobCount.n).tuples():
+        if n:
+            row(name)["jobs"][state] = n
+    for queue in Queue.select():
+        entry = row(queue.name)
+        entry["paused"] = paused_all if queue.paused is None else bool(queue.paused)
+        entry["limit"] = queue.max_running
+    return sorted(rows.values(), key=lambda r: r["name"])
+
+
+def aging_rate() -> float:
+    """``priority_aging`` as the claim reads it (points of priority per minute waited)."""
+    return database.execute_sql("SELECT " + AGING_RATE_SQL).fetchone()[0]
+
+
+def effective_priority(job: Job, *, now: float | None = None, rate: float | None = None) -> float:
+    now = time.time() if now is None else now
+    rate = aging_rate() if rate is None else rate
+    return job.priority + rate * max(0.0, now - job.run_at) / 60.0
+
+
 # --- reading ---------------------------------------------------------------------------------
 
 def logs_dir() -> Path:
@@ -738,7 +850,8 @@ def log_path(attempt: Attempt) -> Path | None:
 def counts() -> dict[str, int]:
     """Jobs per state, from ``job_count`` (kept by triggers): a few rows whatever the size."""
     result = {state: 0 for state in STATES}
-    for state, count in JobCount.select(JobCount.state, JobCount.n).tuples():
+    for state, count in (JobCount.select(JobCount.state, fn.SUM(JobCount.n))
+                         .group_by(JobCount.state).tuples()):
         if count or state in result:
             result[state] = count
     return result
@@ -788,7 +901,7 @@ def next_due(queues: list[str] | None = None) -> float | None:
     states are bound as parameters (a scan of every waiting row: 136 ms at 1M jobs)."""
     if is_sqlite():
         wanted = json.dumps(queues) if queues else None
-        row = database.execute_sql(_NEXT_DUE, (wanted, wanted)).fetchone()
+        row = database.execute_sql(_NEXT_DUE, (None, wanted)).fetchone()
         return row[0] if row else None
     query = Job.select(Job.run_at).where(Job.state.in_(CLAIMABLE)).order_by(Job.run_at).limit(1)
     if queues:
@@ -796,8 +909,8 @@ def next_due(queues: list[str] | None = None) -> float | None:
     return query.scalar()
 
 
-_NEXT_DUE = ("SELECT run_at FROM job INDEXED BY job_due WHERE state IN ('pending', 'failed') "
-             "AND (? IS NULL OR queue IN (SELECT value FROM json_each(?))) ORDER BY run_at LIMIT 1")
+_NEXT_DUE = ("SELECT MIN((SELECT run_at FROM job INDEXED BY job_due WHERE queue = o.name AND "
+             + CLAIMABLE_WHERE + " ORDER BY run_at LIMIT 1)) FROM (" + _OPEN_QUEUES + ") o")  # ?1 unused
 
 
 def explain(job: Job, *, now: float | None = None) -> str:

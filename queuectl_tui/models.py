@@ -13,11 +13,13 @@ from peewee import (
     BigIntegerField,
     BooleanField,
     CharField,
+    CompositeKey,
     DatabaseProxy,
     DoubleField,
     ForeignKeyField,
     IntegerField,
     Model,
+    SQL,
     TextField,
 )
 
@@ -98,26 +100,74 @@ class Job(BaseModel):
     #: Random, fresh at every claim, also stored on that claim's attempt: every write about the
     #: run (record_process, finish, recovery) is fenced on it, so a stale worker never lands.
     claim_token = BigIntegerField(null=True)
+    #: How many of the jobs named by ``--after`` have not completed yet; claimable only at 0.
+    waiting_on = IntegerField(default=0, constraints=[SQL("DEFAULT 0")])
+    #: The claim order: ``priority - priority_aging * run_at / 60``. Ordering by effective
+    #: priority ``priority + priority_aging * minutes waited since run_at`` is ordering by this,
+    #: which does not change with time and so can be indexed. Set at insert (engine) and kept
+    #: by a trigger when priority or run_at change (db.py); re-keyed when the setting changes.
+    rank = DoubleField(default=0, constraints=[SQL("DEFAULT 0")])
 
 
-# Claim: the next due job in (priority desc, run_at, seq) order among claimable rows only.
+#: The aging rate (``priority_aging``, points per minute) as SQL, read in the statement's own
+#: transaction. DOUBLE PRECISION is a REAL on SQLite too.
+AGING_RATE_SQL = ("COALESCE((SELECT CAST(value AS DOUBLE PRECISION) FROM setting "
+                  "WHERE key = 'priority_aging'), 0)")
+
+#: Rows a claim may take, given the index conditions below (spelt out literally: SQLite uses
+#: a partial index only when the query repeats its condition with literals, not parameters).
+CLAIMABLE_WHERE = "state IN ('pending', 'failed') AND waiting_on = 0"
+
+# Claim: per queue, the next job in (rank desc, run_at, seq) order among claimable rows only.
+# Per queue, so that a paused queue or one at its limit is skipped in one step, not row by row.
 Job.add_index(
-    Job.index(Job.priority.desc(), Job.run_at, Job.seq, name="job_claim").where(
-        Job.state.in_(CLAIMABLE)
+    Job.index(Job.queue, Job.rank.desc(), Job.run_at, Job.seq, name="job_claim").where(
+        SQL(CLAIMABLE_WHERE)
     )
 )
-# When the next waiting job becomes due (an idle worker's sleep): MIN(run_at) of claimable rows.
-Job.add_index(Job.index(Job.run_at, name="job_due").where(Job.state.in_(CLAIMABLE)))
+# When the next waiting job of a queue becomes due (an idle worker's sleep).
+Job.add_index(Job.index(Job.queue, Job.run_at, name="job_due").where(SQL(CLAIMABLE_WHERE)))
 # Per-state pages (ordered by seq) and the oldest pending job come from this one.
 Job.add_index(Job.index(Job.state, Job.seq, name="job_state_seq"))
 
 
 class JobCount(BaseModel):
-    """How many jobs are in each state, kept exact by triggers on ``job`` (db.py) in the same
-    transaction as every change: counts are read in a few rows, not a scan of every job."""
+    """How many jobs are in each state of each queue, kept exact by triggers on ``job`` (db.py)
+    in the same transaction as every change: counts (and a queue's running jobs, which its
+    limit is checked against at every claim) are read in a few rows, not a scan of every job."""
 
-    state = CharField(primary_key=True)
+    queue = CharField()
+    state = CharField()
     n = BigIntegerField(default=0)
+
+    class Meta:
+        primary_key = CompositeKey("queue", "state")
+
+
+class Queue(BaseModel):
+    """Every queue a job was ever put on, with what a person set on it. A row is added when a
+    job names a new queue; the claim visits the rows, so it costs one step per queue."""
+
+    name = CharField(primary_key=True)
+    #: True/False when ``pause``/``resume`` named this queue; NULL: as ``pause``/``resume``
+    #: without a queue last said (meta ``paused_all``).
+    paused = BooleanField(null=True)
+    #: At most this many of its jobs run at once across all workers (NULL: no limit).
+    max_running = IntegerField(null=True)
+
+
+class Dependency(BaseModel):
+    """``enqueue --after``: the job (``job_seq``) waits until the job ``dep_seq`` completes.
+    The id is kept too, to name a dependency that was deleted."""
+
+    job = ForeignKeyField(Job, field=Job.seq, column_name="job_seq", on_delete="CASCADE",
+                          index=False, backref="dependency_rows")
+    dep_seq = IntegerField(index=True)
+    dep_id = CharField()
+
+    class Meta:
+        table_name = "job_dep"
+        primary_key = CompositeKey("job", "dep_seq")
 
 
 class Attempt(BaseModel):
@@ -139,10 +189,15 @@ class Attempt(BaseModel):
     error = TextField(null=True)
     log_file = CharField(null=True)  # relative to logs/, built from internal ids only
     claim_token = BigIntegerField(null=True)  # the job's claim_token when this attempt was claimed
+    due_at = DoubleField(null=True)  # the job's run_at when claimed: waited = started_at - due_at
+    # What the attempt's process tree cost, recorded when it ends (NULL: not measured).
+    cpu_seconds = DoubleField(null=True)  # user + system, descendants included
+    peak_rss_bytes = BigIntegerField(null=True)
+    processes = IntegerField(null=True)  # how many processes the tree started
 
     class Meta:
         # finished_at: the console's throughput chart reads the last half hour of attempts.
         indexes = ((("job", "number"), True), (("finished_at",), False))
 
 
-MODELS = [Meta, Setting, Environment, Worker, Job, JobCount, Attempt]
+MODELS = [Meta, Setting, Environment, Worker, Job, JobCount, Queue, Dependency, Attempt]

@@ -11,7 +11,10 @@ import math
 from typing import Any, Callable, NamedTuple
 
 from queuectl_tui.errors import InvalidInput
-from queuectl_tui.models import Setting
+from peewee import SQL
+
+from queuectl_tui.db import write_transaction
+from queuectl_tui.models import AGING_RATE_SQL, CLAIMABLE, Job, Setting
 
 
 class Spec(NamedTuple):  # not a dataclass: importing and building one is ~1 ms of every start
@@ -53,6 +56,8 @@ SETTINGS: dict[str, Spec] = {
     "heartbeat_interval": Spec(1.0, _number(float, 0.05, 300, unit=" s"), "how often workers report they are alive, seconds"),
     "lease": Spec(30.0, _number(float, 1, DAY, unit=" s"),
                   "a worker silent for this long is presumed lost and its job is taken back, seconds"),
+    "priority_aging": Spec(0.0, _number(float, 0, 1e6, unit=" per minute"),
+                           "priority points a due job gains per minute it waits (0: strict priority)"),
     "max_log_bytes": Spec(10 * 1024 * 1024, _number(int, 1024, 10 * 1024**3, unit=" bytes"),
                           "output kept per attempt in its log file; the rest is dropped"),
 }
@@ -88,15 +93,28 @@ def get(key: str) -> Any:
 
 def set_value(key: str, raw: Any) -> tuple[str, Any]:
     name, value = validate(key, raw)
-    Setting.insert(key=name, value=json.dumps(value)).on_conflict(
-        conflict_target=[Setting.key], update={Setting.value: json.dumps(value)}).execute()
+    with write_transaction():
+        Setting.insert(key=name, value=json.dumps(value)).on_conflict(
+            conflict_target=[Setting.key], update={Setting.value: json.dumps(value)}).execute()
+        if name == "priority_aging":
+            _rerank()
     return name, value
 
 
 def reset(key: str) -> tuple[str, Any]:
     name = canonical(key)
-    Setting.delete().where(Setting.key == name).execute()
+    with write_transaction():
+        Setting.delete().where(Setting.key == name).execute()
+        if name == "priority_aging":
+            _rerank()
     return name, SETTINGS[name].default
+
+
+def _rerank() -> None:
+    """A new aging rate applies to the jobs already waiting as if it had always been in force:
+    their claim order (``job.rank``) is computed again, in the setting's own transaction."""
+    Job.update(rank=Job.priority - SQL(AGING_RATE_SQL) * Job.run_at / 60.0).where(
+        Job.state.in_(CLAIMABLE)).execute()
 
 
 def describe() -> list[dict[str, Any]]:
