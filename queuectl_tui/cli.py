@@ -690,7 +690,7 @@ def edit(app: App, job_id, command, priority, run_at, delay, max_retries, timeou
                                  "queue": queue}.items() if v is not None}
     if not changes:
         raise InvalidInput("nothing to change: give at least one option")
-    engine.normalize({"command": "-", **changes})  # bad input: exit 2 before the database opens
+    spec.normalize({"command": "-", **changes})  # bad input: exit 2 before the database opens
     app.open()
     job = engine.edit(job_id, changes)
     emit_json(engine.job_dict(job)) if as_json else click.echo(visible(f"{job.id}: edited"))
