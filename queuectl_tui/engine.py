@@ -973,32 +973,36 @@ def set_limit(queue: str, limit: int | None) -> None:
             conflict_target=[Queue.name], update={Queue.max_running: limit}).execute()
 
 
+def paused_all() -> bool:
+    """Whether ``pause`` without a queue is in force (for queues not named since)."""
+    return (Meta.get_or_none(Meta.key == PAUSED_ALL) or Meta(value="0")).value == "1"
+
+
 def queue_rows() -> list[dict[str, Any]]:
     """Every queue that has jobs or settings: name, jobs per state, paused, limit."""
-    paused_all = (Meta.get_or_none(Meta.key == PAUSED_ALL) or Meta(value="0")).value == "1"
+    paused_all_ = paused_all()
     rows: dict[str, dict[str, Any]] = {}
 
     def row(name: str) -> dict[str, Any]:
         return rows.setdefault(name, {"name": name, "jobs": {state: 0 for state in STATES},
-                                      "paused": paused_all, "limit": None})
+                                      "paused": paused_all_, "limit": None})
 
     for name, state, n in JobCount.select(JobCount.queue, JobCount.state, JobCount.n).tuples():
         if n:
             row(name)["jobs"][state] = n
     for queue in Queue.select():
         entry = row(queue.name)
-        entry["paused"] = paused_all if queue.paused is None else bool(queue.paused)
+        entry["paused"] = paused_all_ if queue.paused is None else bool(queue.paused)
         entry["limit"] = queue.max_running
     return sorted(rows.values(), key=lambda r: r["name"])
 
 
 def queue_state(name: str) -> dict[str, Any]:
     """One queue's paused flag, limit and running jobs (what its waiting jobs are held by)."""
-    paused_all = (Meta.get_or_none(Meta.key == PAUSED_ALL) or Meta(value="0")).value == "1"
     row = Queue.get_or_none(Queue.name == name)
     running = (JobCount.select(JobCount.n).where(JobCount.queue == name,
                                                   JobCount.state == PROCESSING).scalar() or 0)
-    return {"name": name, "paused": paused_all if row is None or row.paused is None else bool(row.paused),
+    return {"name": name, "paused": paused_all() if row is None or row.paused is None else bool(row.paused),
             "limit": None if row is None else row.max_running, "running": running}
 
 

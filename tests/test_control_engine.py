@@ -358,3 +358,25 @@ def test_wait_reports_unknown_and_deleted_jobs(add):
     gen = engine.wait(["a"], timeout=30)
     engine.delete(["a"])
     assert [(j.id, j.state) for j in gen] == [("a", engine.DELETED)]
+
+
+def test_wait_returns_within_100_ms_of_the_last_job_ending(add, worker):
+    """Woken by data_version (polled every 10 ms), not by its 1 s fallback."""
+    gaps = []
+    for n in range(3):
+        add(f"j{n}")
+        job, attempt = engine.claim(worker, now=T0 + 1)
+        ended = []
+
+        def finish_later():
+            time.sleep(0.1 + 0.07 * n)  # lands anywhere in the waiter's poll cycle
+            engine.finish(job, attempt, outcome="completed", now=T0 + 2)
+            ended.append(time.monotonic())
+
+        thread = threading.Thread(target=finish_later)
+        thread.start()
+        assert [j.id for j in engine.wait([job.id], timeout=30)] == [job.id]
+        returned = time.monotonic()
+        thread.join()
+        gaps.append(returned - ended[0])
+    assert min(gaps) < 0.1 and max(gaps) < 0.5, gaps  # ~0.01 s unloaded
