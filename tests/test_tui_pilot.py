@@ -751,3 +751,25 @@ async def test_detail_lists_dependencies_with_their_states_and_why_the_job_waits
         assert "queue default after nightly-backup completed, warm-cache pending priority" in fields
         title = shown(app.screen.query_one("#detail-title"))
         assert "warm-cache" in title
+
+
+async def test_detail_keys_pause_the_jobs_queue_and_edit_the_job(seeded):
+    from queuectl_tui.tui.screens.detail import JobDetailScreen
+    from queuectl_tui.tui.screens.modals import EditModal
+
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.app.push_screen(JobDetailScreen("transcode-video-17"))  # pending, queue media
+        detail = app.screen
+        await settle(pilot)
+        await pilot.press("p")
+        await until(pilot, lambda: queue_row("media")["paused"], message="media paused")
+        await until(pilot, lambda: "paused" in shown(detail.query_one("#detail-title")), message="why it waits")
+        await pilot.press("E")
+        modal = await until(pilot, lambda: isinstance(app.screen, EditModal) and app.screen, message="the form")
+        modal.query_one("#f-priority").value = "6"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: job("transcode-video-17").priority == 6, message="edited")
+        await until(pilot, lambda: app.screen is detail, message="back on the detail")
+        await pilot.press("p")
+        await until(pilot, lambda: not queue_row("media")["paused"], message="media resumed")

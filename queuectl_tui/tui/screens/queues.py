@@ -18,9 +18,9 @@ from queuectl_tui.tui.fmt import STATE_STYLE, cell
 from queuectl_tui.tui.widgets.jobs_table import Column, KeyedTable
 from queuectl_tui.tui.widgets.keybar import KeyBar
 
-#: (state, column label) for the counts, in the order the job moves through them.
-COUNTED = [("pending", "Pending"), ("failed", "Failed"), ("processing", "Running"),
-           ("completed", "Completed"), ("dead", "Dead")]
+#: (state, column label) for the counts, in the order of ``queue list``.
+COUNTED = [("pending", "Pending"), ("processing", "Running"), ("failed", "Failed"), ("dead", "Dead"),
+           ("completed", "Completed")]
 
 
 def queue_columns(width: int) -> tuple[Column, ...]:
