@@ -43,8 +43,27 @@ pass_app = click.make_pass_decorator(App)
 
 
 def console():
+    """On a terminal, as wide as the terminal. Piped, as wide as the content: every row of a
+    table stays one line, never cut or folded, so that ``grep`` and ``cut`` see whole rows
+    (rich writes no styles when the output is not a terminal)."""
     from rich.console import Console
-    return Console(highlight=False, soft_wrap=False)
+    if not piped():
+        return Console(highlight=False, soft_wrap=False)
+    return Console(highlight=False, soft_wrap=False, width=_PIPED_WIDTH, file=_Trimmed())
+
+
+_PIPED_WIDTH = 1_000_000
+
+
+class _Trimmed:
+    """stdout without the blanks rich pads each table line with (rich prints whole lines)."""
+
+    def write(self, text: str) -> int:
+        sys.stdout.write("\n".join(line.rstrip(" ") for line in text.split("\n")))
+        return len(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
 
 
 def plain(value: Any):
@@ -263,11 +282,13 @@ def status(app: App, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
-    plain_text = _status_lines(data)
-    width = _plain_width()
-    if width is not None and max(map(len, plain_text)) <= width:
-        click.echo("\n".join(plain_text))  # what rich prints here, without its ~30 ms import
+    if piped():
+        click.echo("\n".join(_status_lines(data)))  # what rich prints here, without its ~30 ms import
         return
+    _status_rich(data)
+
+
+def _status_rich(data: dict[str, Any]) -> None:
     from rich.table import Table
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     for state in STATES:
@@ -291,27 +312,19 @@ def _status_lines(data: dict[str, Any]) -> list[str]:
             f"oldest pending: {ago(data['oldest_pending_age'])}"]
 
 
-def _plain_width() -> int | None:
-    """The width rich's console would wrap at when it would print plain text (no styles: not a
-    terminal by its rules), else None. Mirrors rich.console.Console.is_terminal and .size."""
+def piped() -> bool:
+    """True when the output is not a terminal by rich's rules (which rich then writes without
+    styles); mirrors rich.console.Console.is_terminal, without importing rich."""
     env = os.environ
     if sys.platform == "win32" or env.get("TTY_COMPATIBLE", "") == "1":
-        return None
+        return False
     if env.get("TTY_COMPATIBLE", "") != "0":
         if env.get("FORCE_COLOR") is not None:
             if env["FORCE_COLOR"] != "":
-                return None
+                return False
         elif _isatty(sys.stdout):
-            return None
-    columns = env.get("COLUMNS")
-    if columns is not None and columns.isdigit():
-        return int(columns)
-    for fd in (0, 1, 2):
-        try:
-            return os.get_terminal_size(fd).columns or 80
-        except (AttributeError, ValueError, OSError):
-            pass
-    return 80
+            return False
+    return True
 
 
 def _isatty(stream) -> bool:
