@@ -187,6 +187,8 @@ def enqueue(app: App, spec_arg, file_, job_id, command, priority, max_retries, t
         for count, (where, raw) in enumerate(raws):
             if count == 1 and ("id" in overrides or "command" in overrides):
                 raise InvalidInput("--id and --command apply to a single job, not to a list of specs")
+            if "id" in overrides and raw.get("id") is not None:
+                raise InvalidInput("give the job id in SPEC or --id, not both")
             merged = {**raw, **overrides} if overrides else raw  # (normalize copies)
             if "delay" in overrides:
                 merged.pop("run_at", None)
@@ -728,7 +730,7 @@ def config_list(app: App, as_json) -> None:
     for name in ("key", "value", "default", "meaning"):
         table.add_column(name, overflow="fold")
     for r in rows:
-        table.add_row(r["key"], plain(json.dumps(r["value"])), plain(json.dumps(r["default"])), r["help"])
+        table.add_row(r["key"], settings.text(r["value"]), settings.text(r["default"]), r["help"])
     console().print(table)
 
 
@@ -741,7 +743,7 @@ def config_get(app: App, key, as_json) -> None:
     name = settings.canonical(key)
     app.open()
     value = settings.get(name)
-    emit_json({name: value}) if as_json else click.echo(json.dumps(value))
+    emit_json({name: value}) if as_json else click.echo(settings.text(value))
 
 
 @config.command("set", context_settings={**CONTEXT, "ignore_unknown_options": True})
@@ -754,7 +756,7 @@ def config_set(app: App, key, value, as_json) -> None:
     name, parsed = settings.validate(key, value)
     app.open()
     settings.set_value(name, parsed)
-    emit_json({name: parsed}) if as_json else click.echo(f"{name} = {json.dumps(parsed)}")
+    emit_json({name: parsed}) if as_json else click.echo(f"{name} = {settings.text(parsed)}")
 
 
 @config.command("reset", context_settings=CONTEXT)
@@ -765,7 +767,7 @@ def config_reset(app: App, key) -> None:
     settings.canonical(key)
     app.open()
     name, value = settings.reset(key)
-    click.echo(f"{name} = {json.dumps(value)} (default)")
+    click.echo(f"{name} = {settings.text(value)} (default)")
 
 
 # --- demo ------------------------------------------------------------------------------------

@@ -543,3 +543,24 @@ def test_escape_sequences_in_output_reach_a_terminal_visibly_and_a_pipe_as_they_
     assert b"^[]2;renamed^G^[[2Jafter\ttab" in shown
     tail = _on_a_terminal(home, "show", "esc")
     assert b"renamed" in tail and b"\x1b]2" not in tail and b"^[]2;renamed^G" in tail
+
+
+def test_values_are_written_the_same_way_everywhere(cli):
+    """`none` for no value (as the README and the console say), plain numbers, JSON spellings
+    in errors: never null, 2.592e+06 or Python's True."""
+    listed = ok(cli("config", "list")).out
+    row = next(line for line in listed.splitlines() if "default_timeout" in line)
+    assert "none" in row and "null" not in row
+    assert ok(cli("config", "get", "default_timeout")).out == "none\n"
+    assert ok(cli("config", "get", "default_timeout", "--json")).json() == {"default_timeout": None}
+    err = user_error(cli("config", "set", "max_backoff", "99999999999"), 2)
+    assert "2592000" in err and "e+" not in err
+    assert "not true" in user_error(cli("enqueue", '{"command": "x", "timeout": true}'), 2)
+    assert '"dead"' in user_error(cli("enqueue", '{"command": "x", "state": "dead"}'), 2)
+    assert ok(cli("config", "set", "poll_interval", "0.25")).out == "poll_interval = 0.25\n"
+
+
+def test_an_id_given_twice_is_refused_like_a_command_given_twice(cli):
+    assert "not both" in user_error(cli("enqueue", "--id", "a", '{"id": "b", "command": "true"}'), 2)
+    assert ok(cli("list", "--json")).json() == []
+    assert ok(cli("enqueue", "--id", "a", '{"command": "true"}')).out == "a\n"
