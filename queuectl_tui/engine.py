@@ -554,16 +554,11 @@ def _finish(job: Job, attempt: Attempt, outcome: str, exit_code: int | None, err
     database.execute_sql(_sql(_FINISH_ATTEMPT), (now, exit_code, outcome, error,
                                                  max(0.0, now - attempt.started_at), attempt.pid,
                                                  attempt.pid_started, attempt.seq))
-    if state == COMPLETED:  # its dependents wait for one job fewer (claimable at 0, in this txn)
-        database.execute_sql(_sql(_RELEASE_DEPENDENTS), (job.seq,))
-    elif state == DEAD:
+    # A completed job's dependents are released by the trigger job_release (db.py), in this
+    # transaction, so the claim that follows may take them.
+    if state == DEAD:
         fail_dependents([job.seq], now=now)
     return state
-
-
-_RELEASE_DEPENDENTS = ("UPDATE job SET waiting_on = waiting_on - 1 WHERE seq IN "
-                       "(SELECT job_seq FROM job_dep WHERE dep_seq = ?) AND waiting_on > 0 "
-                       "AND state IN ('pending', 'failed')")
 
 
 def fail_dependents(seqs: list[int], *, now: float) -> list[str]:
@@ -1008,7 +1003,10 @@ def queue_state(name: str) -> dict[str, Any]:
 
 def aging_rate() -> float:
     """``priority_aging`` as the claim reads it (points of priority per minute waited)."""
-    return database.execute_sql("SELECT " + AGING_RATE_SQL).fetchone()[0]
+    return database.execute_sql(_AGING_RATE).fetchone()[0]
+
+
+_AGING_RATE = "SELECT " + AGING_RATE_SQL
 
 
 def effective_priority(job: Job, *, now: float | None = None, rate: float | None = None) -> float:
