@@ -357,20 +357,25 @@ def _jobs_table(jobs, *, error_column: bool = False):
 
 
 @cli.command("list", context_settings=CONTEXT)
-@click.option("--state", type=click.Choice(STATES), help="Only jobs in this state.")
-@click.option("--queue", type=TEXT, help="Only jobs in this queue.")
+@click.option("--state", type=click.Choice(STATES), multiple=True,
+              help="Only jobs in this state (repeat for several).")
+@click.option("--queue", type=TEXT, multiple=True, help="Only jobs in this queue (repeat for several).")
 @click.option("--search", type=TEXT, help="Only jobs whose id, command or error contains this text.")
 @click.option("--limit", type=click.IntRange(0), default=50, show_default=True, help="At most this many (0: all).")
 @json_option
 @pass_app
 def list_(app: App, state, queue, search, limit, as_json) -> None:
-    """List jobs, oldest first."""
+    """List jobs, oldest first. Past --limit, says on stderr how many more match."""
     app.open()
     jobs = engine.list_jobs(state=state, queue=queue, search=search, limit=_limit(limit))
     if as_json:
         emit_json([engine.job_dict(j) for j in jobs])
     else:
-        console().print(_jobs_table(jobs, error_column=state in ("failed", "dead")))
+        console().print(_jobs_table(jobs, error_column=bool(set(state) & {"failed", "dead"})))
+    if _limit(limit) and len(jobs) == limit:
+        more = engine.count_jobs(state=state, queue=queue, search=search) - len(jobs)
+        if more > 0:
+            click.echo(f"… and {more:,} more (--limit 0 lists them all)", err=True)
 
 
 @cli.command(context_settings=CONTEXT)

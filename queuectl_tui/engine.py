@@ -869,19 +869,24 @@ def stats(*, now: float | None = None) -> dict[str, Any]:
     }
 
 
-def _filtered(query, *, state: str | None = None, queue: str | None = None,
-              search: str | None = None):
+def _filtered(query, *, state: str | Iterable[str] | None = None,
+              queue: str | Iterable[str] | None = None, search: str | None = None):
+    """Filters on jobs (or on job_count): a state or queue is one name or several (any of them)."""
+    model = query.model
     if state:
-        query = query.where(Job.state == state)
+        query = query.where(model.state == state if isinstance(state, str)
+                            else model.state.in_(list(state)))
     if queue:
-        query = query.where(Job.queue == queue)
+        query = query.where(model.queue == queue if isinstance(queue, str)
+                            else model.queue.in_(list(queue)))
     if search:  # contains() escapes LIKE's wildcards: "_" and "%" are searched for as text
         query = query.where(Job.id.contains(search) | Job.command.contains(search)
                             | Job.last_error.contains(search))
     return query
 
 
-def list_jobs(*, state: str | None = None, queue: str | None = None, limit: int | None = 50,
+def list_jobs(*, state: str | Iterable[str] | None = None,
+              queue: str | Iterable[str] | None = None, limit: int | None = 50,
               search: str | None = None, newest_first: bool = False,
               after_seq: int | None = None) -> list[Job]:
     query = _filtered(Job.select(), state=state, queue=queue, search=search)
@@ -1019,12 +1024,12 @@ def jobs_page(*, state: str | None = None, queue: str | None = None, search: str
     return rows[::-1] if backwards else rows
 
 
-def count_jobs(*, state: str | None = None, queue: str | None = None,
-               search: str | None = None) -> int:
-    """Jobs matching the filters; by state alone (or all of them) from ``job_count``."""
-    if queue is None and not search:
-        by_state = counts()
-        return by_state.get(state, 0) if state else sum(by_state.values())
+def count_jobs(*, state: str | Iterable[str] | None = None,
+               queue: str | Iterable[str] | None = None, search: str | None = None) -> int:
+    """Jobs matching the filters; by state and queue (or all of them) from ``job_count``."""
+    if not search:
+        query = _filtered(JobCount.select(fn.SUM(JobCount.n)), state=state, queue=queue)
+        return query.scalar() or 0
     return _filtered(Job.select(), state=state, queue=queue, search=search).count()
 
 
