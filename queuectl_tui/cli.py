@@ -278,7 +278,7 @@ def _read_specs(spec_arg: str | None, file_, command: str | None):
 @json_option
 @pass_app
 def status(app: App, as_json: bool) -> None:
-    """Counts per state, workers alive/busy, age of the oldest pending job."""
+    """Counts per state, workers alive/busy, how long the oldest due pending job has waited."""
     app.open()
     data = engine.stats()
     if as_json:

@@ -856,17 +856,29 @@ def counts() -> dict[str, int]:
 
 
 def stats(*, now: float | None = None) -> dict[str, Any]:
+    """Counts, workers, and ``oldest_pending_age``: how long the longest-waiting pending job
+    has been due (scheduled jobs not yet due and jobs waiting on others are not waiting for a
+    worker, so they do not count)."""
     now = time.time() if now is None else now
     workers = live_workers(now)
-    oldest = (Job.select(Job.created_at).where(Job.state == PENDING).order_by(Job.seq)
-              .limit(1).scalar())
+    if is_sqlite():
+        due = database.execute_sql(_OLDEST_DUE).fetchone()[0]
+    else:
+        due = (Job.select(fn.MIN(Job.run_at))
+               .where(Job.state == PENDING, Job.waiting_on == 0).scalar())
     by_state = counts()
     return {
         "jobs": by_state,
         "total": sum(by_state.values()),
         "workers": {"alive": len(workers), "busy": sum(1 for w in workers if busy(w))},
-        "oldest_pending_age": None if oldest is None else max(0.0, now - oldest),
+        "oldest_pending_age": None if due is None or due > now else now - due,
     }
+
+
+# Per queue with pending jobs, the first pending entry of its job_due index.
+_OLDEST_DUE = ("SELECT MIN((SELECT run_at FROM job INDEXED BY job_due WHERE queue = c.queue AND "
+               + CLAIMABLE_WHERE + " AND state = 'pending' ORDER BY run_at LIMIT 1)) "
+               "FROM (SELECT DISTINCT queue FROM job_count WHERE state = 'pending' AND n > 0) c")
 
 
 def _filtered(query, *, state: str | Iterable[str] | None = None,
