@@ -656,12 +656,13 @@ def worker_start(app: App, count, foreground, burst, queues, as_json) -> None:
 @click.option("--queue", "queues", multiple=True, callback=lambda c, p, v: [spec.check_queue(q) for q in v])
 @click.option("--burst", is_flag=True)
 @click.option("--echo", is_flag=True)
+@click.option("--log", type=click.Path(dir_okay=False))
 @pass_app
-def worker_run(app: App, queues, burst, echo) -> None:
+def worker_run(app: App, queues, burst, echo, log) -> None:
     """Run one worker in this process (what detached workers execute)."""
     app.open()
     from queuectl_tui.worker import run_worker
-    sys.exit(run_worker(list(queues), burst=burst, echo=echo))
+    sys.exit(run_worker(list(queues), burst=burst, echo=echo, log=log))
 
 
 @worker.command("stop", context_settings=CONTEXT)
