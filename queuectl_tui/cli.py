@@ -699,7 +699,8 @@ def worker_list(app: App, as_json) -> None:
     app.open()
     from queuectl_tui.models import Worker
     now = time.time()
-    rows = [engine.worker_dict(w, now=now) for w in Worker.select().order_by(Worker.id)]
+    workers = list(Worker.select().order_by(Worker.id))  # one read: rows and table agree
+    rows = [engine.worker_dict(w, now=now) for w in workers]
     if as_json:
         emit_json(rows)
         return
@@ -707,7 +708,7 @@ def worker_list(app: App, as_json) -> None:
     table = Table(header_style="bold")
     for name in ("id", "pid", "host", "status", "job", "up", "heartbeat", "alive"):
         table.add_column(name)
-    for w, row in zip(Worker.select().order_by(Worker.id), rows):
+    for w, row in zip(workers, rows):
         table.add_row(str(w.id), str(w.pid), plain(w.host), w.status, plain(w.current_job),
                       ago(now - w.started_at), f"{ago(row['heartbeat_age'])} ago",
                       "yes" if row["alive"] else "no")
