@@ -81,6 +81,7 @@ class JobHost:
         self._lines: list[bytes] = []
         self._partial = b""
         self._children_cpu: float | None = None  # the host's reaped children's CPU so far
+        self._stat_fd: int | None = None  # the host's /proc/PID/stat, for _children_cpu
         self._reset_signals = _ENV is not None
         self.available = True  # False once job control proved impossible: runner.run is used
 
@@ -99,6 +100,9 @@ class JobHost:
             proc.wait()
         os.close(self._status)
         self._ctl = self._status = -1
+        if self._stat_fd is not None:
+            os.close(self._stat_fd)
+            self._stat_fd = None
 
     def __enter__(self) -> JobHost:
         return self
@@ -162,7 +166,8 @@ class JobHost:
             self._proc.kill()
             self.close()
             raise _HostGone(f"no job control in the host shell ({ready!r})")
-        self._children_cpu = usage.children_cpu(self._proc.pid)
+        self._stat_fd = usage.open_stat(self._proc.pid)
+        self._children_cpu = usage.children_cpu(self._stat_fd)
 
     def _send(self, text: str | bytes) -> None:
         data = os.fsencode(text) if isinstance(text, str) else text
@@ -298,7 +303,7 @@ class JobHost:
         """CPU of the job that just ended: what the host's reaped children cost since the
         last job (the host reaps only job subshells, each with what it reaped)."""
         before = self._children_cpu
-        self._children_cpu = now = usage.children_cpu(self._proc.pid) if self._proc else None
+        self._children_cpu = now = usage.children_cpu(self._stat_fd) if self._proc else None
         return None if before is None or now is None else now - before
 
     def _drive(self, pid, pid_started, cwd, log_fd, out_r, out_w, cap, timeout, tick,
