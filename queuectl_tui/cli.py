@@ -395,17 +395,22 @@ def show(app: App, job_id: str, as_json: bool) -> None:
     out.print(fields)
     if attempts:
         table = Table(title="attempts", header_style="bold")
-        for name in ("#", "worker", "started", "duration", "exit", "outcome", "cpu", "peak",
-                     "procs", "error"):
+        for name in ("#", "worker", "started", "duration", "exit", "outcome", "error"):
             table.add_column(name, overflow="fold")
         for a in attempts:
             table.add_row(str(a.number), str(a.worker_id or "-"), spec.iso(a.started_at),
                           "-" if a.duration is None else f"{a.duration:.2f}s",
                           "-" if a.exit_code is None else str(a.exit_code),
-                          a.outcome or "running",
-                          "-" if a.cpu_seconds is None else f"{a.cpu_seconds:.2f}s",
-                          size(a.peak_rss_bytes), str(a.processes or "-"), plain(a.error or ""))
+                          a.outcome or "running", plain(a.error or ""))
         out.print(table)
+        costs = Table(title="what each attempt used", header_style="bold")
+        for name in ("#", "wall", "cpu", "peak rss", "processes"):
+            costs.add_column(name, justify="right")
+        for a in attempts:
+            costs.add_row(str(a.number), "-" if a.duration is None else f"{a.duration:.2f}s",
+                          "-" if a.cpu_seconds is None else f"{a.cpu_seconds:.2f}s",
+                          size(a.peak_rss_bytes), str(a.processes or "-"))
+        out.print(costs)
     if job.output_tail:
         out.print("[bold]output (tail)[/bold]")
         out.print(plain(job.output_tail))
