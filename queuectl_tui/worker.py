@@ -359,8 +359,54 @@ def _print_line(line: str) -> None:
         raise
 
 
-def run_worker(queues: list[str] | None = None, *, burst: bool = False, echo: bool = False) -> int:
-    worker = Worker(queues, burst=burst, echo=_print_line if echo else None)
+class WorkersLog:
+    """A detached worker's stdout and stderr are ``logs/workers.log``, shared by every detached
+    worker: the same line per job a foreground worker prints goes there. Past ``cap`` bytes the
+    worker that notices moves it to ``workers.log.1`` (under an flock, checked again inside) and
+    starts a new one; the others see the file behind their descriptor is no longer the log and
+    reopen it before their next line."""
+
+    def __init__(self, path, cap: int = 5 * 1024 * 1024):
+        from pathlib import Path
+        self.path, self.cap = Path(path), cap
+
+    def __call__(self, line: str) -> None:
+        try:
+            self._follow()
+        except OSError:
+            pass  # a log we cannot turn over is still written to
+        _print_line(line)
+
+    def _follow(self) -> None:
+        import fcntl
+        ours = os.fstat(1)
+        try:
+            current = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            current = None
+        if current is not None and (current.st_dev, current.st_ino) == (ours.st_dev, ours.st_ino):
+            if ours.st_size < self.cap:
+                return
+            fcntl.flock(1, fcntl.LOCK_EX)
+            try:  # still the log, still too big: nobody turned it over meanwhile
+                current = os.stat(self.path, follow_symlinks=False)
+                if (current.st_dev, current.st_ino) == (ours.st_dev, ours.st_ino):
+                    os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+            finally:
+                fcntl.flock(1, fcntl.LOCK_UN)
+        from queuectl_tui.paths import open_private_append
+        sys.stdout.flush()
+        fd = open_private_append(self.path)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+
+
+def run_worker(queues: list[str] | None = None, *, burst: bool = False, echo: bool = False,
+               log: str | None = None) -> int:
+    """``echo``: one line per job on stdout; ``log``: stdout is that shared, rotated log."""
+    worker = Worker(queues, burst=burst,
+                    echo=WorkersLog(log) if log else _print_line if echo else None)
     worker.install_signals()
     procs.become_subreaper()  # orphans of our jobs come back to us, to be killed after each job
     try:
