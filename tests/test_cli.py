@@ -564,3 +564,17 @@ def test_an_id_given_twice_is_refused_like_a_command_given_twice(cli):
     assert "not both" in user_error(cli("enqueue", "--id", "a", '{"id": "b", "command": "true"}'), 2)
     assert ok(cli("list", "--json")).json() == []
     assert ok(cli("enqueue", "--id", "a", '{"command": "true"}')).out == "a\n"
+
+
+def test_list_takes_several_states_and_says_how_many_more_there_are(cli, home):
+    for n in range(4):
+        ok(cli("enqueue", "--id", f"p{n}", "true"))
+    ok(cli("enqueue", "--id", "c0", "--command", "false", "--max-retries", "0"))
+    ok(cli(*BURST))
+    ok(cli("enqueue", "--id", "late", "true"))
+    both = ok(cli("list", "--state", "pending", "--state", "dead", "--json")).json()
+    assert sorted(j["id"] for j in both) == ["c0", "late"]
+    first = ok(cli("list", "--limit", "2"))
+    assert "and 4 more" in first.err and "--limit 0" in first.err
+    assert "more" not in ok(cli("list", "--limit", "6")).err
+    assert "and 1 more" in ok(cli("list", "--state", "completed", "--limit", "3")).err
