@@ -48,7 +48,8 @@ def _upgrade_to_2(migrator: SchemaMigrator) -> None:
 
 def _upgrade_to_3(migrator: SchemaMigrator) -> None:
     """Queues (paused, limit), dependencies, the aging rank, per-queue job counts, the claim
-    and due indexes per queue, and what each attempt waited and cost."""
+    and due indexes per queue, what each attempt waited and cost, and the indexes a window of
+    metrics reads (attempt_window replaces attempt_finished_at)."""
     db = migrator.database
     real = "REAL" if isinstance(db, SqliteDatabase) else "DOUBLE PRECISION"
     # NOT NULL with a DEFAULT in one ALTER (playhouse's add_column would rebuild the table).
@@ -67,9 +68,10 @@ def _upgrade_to_3(migrator: SchemaMigrator) -> None:
                        ("" if isinstance(db, SqliteDatabase) else " ON job"))
     JobCount.drop_table(safe=True)
     JobCount.create_table()
-    for name in ("job_claim", "job_due"):
+    for name in ("job_claim", "job_due", "attempt_finished_at"):
         db.execute_sql(f"DROP INDEX IF EXISTS {name}")
     Job._schema.create_indexes(safe=True)
+    Attempt._schema.create_indexes(safe=True)
     _install_triggers(db)
 
 
