@@ -64,7 +64,8 @@ def execution_stats(since: float, queues: list[str] | None = None,
     out, worker lost), dead (jobs that went to the DLQ in the window), throughput_per_min
     (completed per minute of the window), success_rate (completed / (completed + failed
     attempts)), retries_per_job (reruns, i.e. attempts numbered above 1, per first run),
-    wait (due -> started) and run (duration) as p50/p95/p99/max/mean seconds, oldest_due (the
+    wait (due -> started) and run (duration) as p50/p95/p99/max/mean seconds with the count and
+    sum of the attempts measured, oldest_due (the
     waiting job due the longest, now) and top_errors (most frequent last errors of the jobs
     that failed or died in the window). ``queues`` limits every figure to those queues.
     """
@@ -141,11 +142,14 @@ def _window_sql(single: str | None, scope: list[str], filtered: bool) -> tuple[s
 def _empty() -> dict[str, Any]:
     return {"attempts": 0, "completed": 0, "failed_attempts": 0, "dead": 0,
             "throughput_per_min": 0.0, "success_rate": None, "retries_per_job": None,
-            "wait": {"p50": None, "p95": None, "p99": None, "max": None, "mean": None},
-            "run": {"p50": None, "p95": None, "p99": None, "max": None, "mean": None},
+            "wait": _times(), "run": _times(),
             "oldest_due": None, "top_errors": [],
             "_reruns": 0, "_wait_sum": 0.0, "_wait_n": 0, "_run_sum": 0.0, "_run_n": 0,
             "_errors": Counter()}
+
+
+def _times() -> dict[str, Any]:
+    return {"p50": None, "p95": None, "p99": None, "max": None, "mean": None, "count": 0, "sum": 0.0}
 
 
 def _percentiles(fig: dict[str, Any], waits: list[float], runs: list[float]) -> None:
@@ -193,7 +197,7 @@ def _finish(fig: dict[str, Any], minutes: float) -> None:
     fig["retries_per_job"] = reruns / firsts if firsts else None
     for key in ("wait", "run"):
         total, count = fig.pop(f"_{key}_sum"), fig.pop(f"_{key}_n")
-        fig[key]["mean"] = total / count if count else None
+        fig[key].update(mean=total / count if count else None, count=count, sum=total)
     errors = fig.pop("_errors")
     fig["top_errors"] = [{"error": error, "count": n}
                          for error, n in sorted(errors.items(), key=lambda e: (-e[1], e[0]))[:TOP_ERRORS]]
