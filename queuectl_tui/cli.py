@@ -457,11 +457,15 @@ def show(app: App, job_id: str, as_json: bool) -> None:
     job = engine.get_job(job_id)
     attempts = engine.attempts_of(job)
     data = engine.job_dict(job, full=True)
+    rate = engine.aging_rate()
+    data = _with_effective_priority(data, job, rate)
     data["why"] = engine.explain(job)
     data["attempt_list"] = [engine.attempt_dict(a) for a in attempts]
     if as_json:
         emit_json(data)
         return
+    if not rate or data["effective_priority"] is None:
+        del data["effective_priority"]  # the same as priority, or the job is not waiting
     from rich.table import Table
     out = console()
     fields = Table.grid(padding=(0, 2))
@@ -484,6 +488,19 @@ def show(app: App, job_id: str, as_json: bool) -> None:
     if job.output_tail:
         out.print("[bold]output (tail)[/bold]")
         out.print(plain(job.output_tail))
+
+
+def _with_effective_priority(data: dict[str, Any], job, rate: float) -> dict[str, Any]:
+    """``effective_priority`` after ``priority``: what a waiting job's claim order goes by
+    (priority + priority_aging x minutes due); None for a job that is not waiting."""
+    value = (round(engine.effective_priority(job, rate=rate), 3)
+             if job.state in ("pending", "failed") else None)
+    result = {}
+    for key, item in data.items():
+        result[key] = item
+        if key == "priority":
+            result["effective_priority"] = value
+    return result
 
 
 @cli.command(context_settings=CONTEXT)
