@@ -335,7 +335,7 @@ def _print_stats(data: dict[str, Any]) -> None:
     out = console()
     out.print(f"window: last {spec.ago(data['window_seconds'])} "
               f"({spec.iso(data['since'])} to {spec.iso(data['now'])})"
-              + (f"; percentiles from every {data['sampled_every']}th attempt"
+              + (f"; percentiles from 1 attempt in {data['sampled_every']}"
                  if data["sampled_every"] > 1 else ""))
     rows = [("all queues", data["overall"])] + list(data["queues"].items())
 

@@ -4,9 +4,10 @@ failed. Plain functions over the models, shared by ``stats``, ``metrics serve`` 
 A window is ``since < attempt.finished_at <= now``: one range of the covering index
 ``attempt_window`` (models.py), so its cost follows the attempts in the window, not the size
 of the queue. Counts, rates, means and maxima are exact. Percentiles are exact up to
-``SAMPLE_MAX`` attempts in the window; beyond that they are taken from an even sample (every
-k-th attempt by id, ``sampled_every`` = k), as reading every row of a busy hour would cost
-more than the whole query budget.
+``SAMPLE_MAX`` attempts in the window; beyond that they come from an even sample (every k-th
+attempt id, ``sampled_every`` = k, each read by its rowid), since sorting every attempt of a
+busy hour would cost more than the whole query. Per-queue figures read each attempt's job (for
+its queue) unless there is only one queue.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from queuectl_tui.errors import InvalidInput
 from queuectl_tui.models import CLAIMABLE_WHERE, FAILED_OUTCOMES_SQL, JobCount, database
 
 PERCENTILES = (50, 95, 99)
-SAMPLE_MAX = 20_000
+SAMPLE_MAX = 10_000
 TOP_ERRORS = 5
 DEFAULT_WINDOW = 3600.0
 
@@ -78,23 +79,26 @@ def execution_stats(since: float, queues: list[str] | None = None,
     # one queue there and nothing filtered out, no attempt needs its job read for its queue.
     single = known[0] if len(known) == 1 and known[0] in scope else None
     join, where, args = _window_sql(single, scope, queues is not None or len(known) > 1)
-    label = "?" if single is not None or not join else "j.queue"
+    # Without the join, every row is the one queue's: no GROUP BY (a sort of the whole window).
+    label, group = ("j.queue", " GROUP BY j.queue") if join else ("NULL", "")
     base = [since, now] + args
-    head = [single] if label == "?" else []
 
-    total = 0
+    total, low = 0, None
     rows = database.execute_sql(_sql(
         f"SELECT {label}, count(*), "
         "sum(CASE WHEN a.outcome = 'completed' THEN 1 ELSE 0 END), "
         f"sum(CASE WHEN a.{FAILED_OUTCOMES_SQL} THEN 1 ELSE 0 END), "
         "sum(CASE WHEN a.number > 1 THEN 1 ELSE 0 END), "
         "max(a.started_at - a.due_at), sum(a.started_at - a.due_at), count(a.due_at), "
-        "max(a.duration), sum(a.duration), count(a.duration) "
-        f"FROM attempt a {join} WHERE {where} GROUP BY 1"), head + base).fetchall()
-    for name, n, done, failed, reruns, wmax, wsum, wn, rmax, rsum, rn in rows:
-        if name is None or name not in figures:
+        "max(a.duration), sum(a.duration), min(a.seq) "  # a finished attempt has a duration
+        f"FROM attempt a {join} WHERE {where}{group}"), base).fetchall()
+    for name, n, done, failed, reruns, wmax, wsum, wn, rmax, rsum, first in rows:
+        name = single if not join else name
+        if not n or name not in figures:
             continue
         total += n
+        rn = n
+        low = first if low is None else min(low, first)
         for fig in (figures[name], overall):
             fig["attempts"] += n
             fig["completed"] += done
@@ -106,11 +110,23 @@ def execution_stats(since: float, queues: list[str] | None = None,
                     fig[f"_{key}_sum"] += add
                     fig[f"_{key}_n"] += count
 
-    every = max(1, math.ceil(total / SAMPLE_MAX))
     samples: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in scope}
-    for name, wait, run in database.execute_sql(_sql(
-            f"SELECT {label}, a.started_at - a.due_at, a.duration FROM attempt a {join} "
-            f"WHERE {where} AND a.seq % ? = 0"), head + base + [every]):
+    every = 1
+    if total <= SAMPLE_MAX:  # exact: every attempt of the window
+        query, params = (f"SELECT {label}, a.started_at - a.due_at, a.duration FROM attempt a "
+                         f"{join} WHERE {where}"), base
+    else:
+        # An even sample without a second pass over the window: every k-th attempt id between
+        # the window's first and last, each read by its rowid (those that finished outside
+        # the window, still running or earlier, are left out by the same condition).
+        high = database.execute_sql("SELECT max(seq) FROM attempt").fetchone()[0]
+        every = math.ceil((high - low + 1) / SAMPLE_MAX)
+        query, params = (
+            "WITH RECURSIVE ids(seq) AS (SELECT ? UNION ALL SELECT seq + ? FROM ids WHERE seq + ? <= ?) "
+            f"SELECT {label}, a.started_at - a.due_at, a.duration FROM ids "
+            f"JOIN attempt a ON a.seq = ids.seq {join} WHERE {where}"), [low, every, every, high] + base
+    for name, wait, run in database.execute_sql(_sql(query), params):
+        name = single if not join else name
         if name in samples:
             if wait is not None:
                 samples[name][0].append(wait)
@@ -121,7 +137,7 @@ def execution_stats(since: float, queues: list[str] | None = None,
     _percentiles(overall, [w for ws, _ in samples.values() for w in ws],
                  [r for _, rs in samples.values() for r in rs])
 
-    _failures(figures, overall, scope, since, now)
+    _failures(figures, overall, scope, single, since, now)
     _oldest_due(figures, overall, scope, now)
     minutes = max(now - since, 1e-9) / 60
     for fig in [*figures.values(), overall]:
@@ -158,15 +174,22 @@ def _percentiles(fig: dict[str, Any], waits: list[float], runs: list[float]) -> 
             fig[key][f"p{p}"] = percentile(values, p)
 
 
-def _failures(figures: dict, overall: dict, scope: list[str], since: float, now: float) -> None:
+def _failures(figures: dict, overall: dict, scope: list[str], single: str | None, since: float,
+              now: float) -> None:
     """Jobs that went to the DLQ in the window, and the last errors of those that failed or
     died in it (partial index job_failed: only failing jobs are in it)."""
-    marks = ", ".join("?" * len(scope)) or "NULL"
-    rows = database.execute_sql(_sql(
-        "SELECT queue, state, last_error, count(*) FROM job WHERE state IN ('failed', 'dead') "
-        f"AND finished_at > ? AND finished_at <= ? AND queue IN ({marks}) GROUP BY 1, 2, 3"),
-        [since, now, *scope])
+    if single is not None:  # no need to read or group by the queue
+        rows = database.execute_sql(_sql(
+            "SELECT NULL, state, last_error, count(*) FROM job WHERE state IN ('failed', 'dead') "
+            "AND finished_at > ? AND finished_at <= ? GROUP BY 2, 3"), [since, now])
+    else:
+        marks = ", ".join("?" * len(scope)) or "NULL"
+        rows = database.execute_sql(_sql(
+            "SELECT queue, state, last_error, count(*) FROM job WHERE state IN ('failed', 'dead') "
+            f"AND finished_at > ? AND finished_at <= ? AND queue IN ({marks}) GROUP BY 1, 2, 3"),
+            [since, now, *scope])
     for name, state, error, n in rows:
+        name = single if single is not None else name
         for fig in (figures[name], overall):
             if state == "dead":
                 fig["dead"] += n

@@ -140,5 +140,5 @@ def render(stats: dict, series: list[dict]) -> Group:
     for item in errors:
         parts.append(Text.assemble((f"  {item['count']:>6}  ", "bold"), (visible(item["error"]), "red")))
     if stats["sampled_every"] > 1:
-        parts.append(Text(f"percentiles from every {stats['sampled_every']}th attempt", style="dim"))
+        parts.append(Text(f"percentiles from 1 attempt in {stats['sampled_every']}", style="dim"))
     return Group(*parts)
