@@ -43,8 +43,27 @@ pass_app = click.make_pass_decorator(App)
 
 
 def console():
+    """On a terminal, as wide as the terminal. Piped, as wide as the content: every row of a
+    table stays one line, never cut or folded, so that ``grep`` and ``cut`` see whole rows
+    (rich writes no styles when the output is not a terminal)."""
     from rich.console import Console
-    return Console(highlight=False, soft_wrap=False)
+    if not piped():
+        return Console(highlight=False, soft_wrap=False)
+    return Console(highlight=False, soft_wrap=False, width=_PIPED_WIDTH, file=_Trimmed())
+
+
+_PIPED_WIDTH = 1_000_000
+
+
+class _Trimmed:
+    """stdout without the blanks rich pads each table line with (rich prints whole lines)."""
+
+    def write(self, text: str) -> int:
+        sys.stdout.write("\n".join(line.rstrip(" ") for line in text.split("\n")))
+        return len(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
 
 
 def plain(value: Any):
@@ -168,6 +187,8 @@ def enqueue(app: App, spec_arg, file_, job_id, command, priority, max_retries, t
         for count, (where, raw) in enumerate(raws):
             if count == 1 and ("id" in overrides or "command" in overrides):
                 raise InvalidInput("--id and --command apply to a single job, not to a list of specs")
+            if "id" in overrides and raw.get("id") is not None:
+                raise InvalidInput("give the job id in SPEC or --id, not both")
             merged = {**raw, **overrides} if overrides else raw  # (normalize copies)
             if "delay" in overrides:
                 merged.pop("run_at", None)
@@ -257,17 +278,19 @@ def _read_specs(spec_arg: str | None, file_, command: str | None):
 @json_option
 @pass_app
 def status(app: App, as_json: bool) -> None:
-    """Counts per state, workers alive/busy, age of the oldest pending job."""
+    """Counts per state, workers alive/busy, how long the oldest due pending job has waited."""
     app.open()
     data = engine.stats()
     if as_json:
         emit_json(data)
         return
-    plain_text = _status_lines(data)
-    width = _plain_width()
-    if width is not None and max(map(len, plain_text)) <= width:
-        click.echo("\n".join(plain_text))  # what rich prints here, without its ~30 ms import
+    if piped():
+        click.echo("\n".join(_status_lines(data)))  # what rich prints here, without its ~30 ms import
         return
+    _status_rich(data)
+
+
+def _status_rich(data: dict[str, Any]) -> None:
     from rich.table import Table
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     for state in STATES:
@@ -380,27 +403,19 @@ def _status_lines(data: dict[str, Any]) -> list[str]:
             f"oldest pending: {ago(data['oldest_pending_age'])}"]
 
 
-def _plain_width() -> int | None:
-    """The width rich's console would wrap at when it would print plain text (no styles: not a
-    terminal by its rules), else None. Mirrors rich.console.Console.is_terminal and .size."""
+def piped() -> bool:
+    """True when the output is not a terminal by rich's rules (which rich then writes without
+    styles); mirrors rich.console.Console.is_terminal, without importing rich."""
     env = os.environ
     if sys.platform == "win32" or env.get("TTY_COMPATIBLE", "") == "1":
-        return None
+        return False
     if env.get("TTY_COMPATIBLE", "") != "0":
         if env.get("FORCE_COLOR") is not None:
             if env["FORCE_COLOR"] != "":
-                return None
+                return False
         elif _isatty(sys.stdout):
-            return None
-    columns = env.get("COLUMNS")
-    if columns is not None and columns.isdigit():
-        return int(columns)
-    for fd in (0, 1, 2):
-        try:
-            return os.get_terminal_size(fd).columns or 80
-        except (AttributeError, ValueError, OSError):
-            pass
-    return 80
+            return False
+    return True
 
 
 def _isatty(stream) -> bool:
@@ -431,20 +446,25 @@ def _jobs_table(jobs, *, error_column: bool = False):
 
 
 @cli.command("list", context_settings=CONTEXT)
-@click.option("--state", type=click.Choice(STATES), help="Only jobs in this state.")
-@click.option("--queue", type=TEXT, help="Only jobs in this queue.")
+@click.option("--state", type=click.Choice(STATES), multiple=True,
+              help="Only jobs in this state (repeat for several).")
+@click.option("--queue", type=TEXT, multiple=True, help="Only jobs in this queue (repeat for several).")
 @click.option("--search", type=TEXT, help="Only jobs whose id, command or error contains this text.")
 @click.option("--limit", type=click.IntRange(0), default=50, show_default=True, help="At most this many (0: all).")
 @json_option
 @pass_app
 def list_(app: App, state, queue, search, limit, as_json) -> None:
-    """List jobs, oldest first."""
+    """List jobs, oldest first. Past --limit, says on stderr how many more match."""
     app.open()
     jobs = engine.list_jobs(state=state, queue=queue, search=search, limit=_limit(limit))
     if as_json:
         emit_json([engine.job_dict(j) for j in jobs])
     else:
-        console().print(_jobs_table(jobs, error_column=state in ("failed", "dead")))
+        console().print(_jobs_table(jobs, error_column=bool(set(state) & {"failed", "dead"})))
+    if _limit(limit) and len(jobs) == limit:
+        more = engine.count_jobs(state=state, queue=queue, search=search) - len(jobs)
+        if more > 0:
+            click.echo(f"… and {more:,} more (--limit 0 lists them all)", err=True)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -821,7 +841,7 @@ def config_list(app: App, as_json) -> None:
     for name in ("key", "value", "default", "meaning"):
         table.add_column(name, overflow="fold")
     for r in rows:
-        table.add_row(r["key"], plain(json.dumps(r["value"])), plain(json.dumps(r["default"])), r["help"])
+        table.add_row(r["key"], settings.text(r["value"]), settings.text(r["default"]), r["help"])
     console().print(table)
 
 
@@ -834,7 +854,7 @@ def config_get(app: App, key, as_json) -> None:
     name = settings.canonical(key)
     app.open()
     value = settings.get(name)
-    emit_json({name: value}) if as_json else click.echo(json.dumps(value))
+    emit_json({name: value}) if as_json else click.echo(settings.text(value))
 
 
 @config.command("set", context_settings={**CONTEXT, "ignore_unknown_options": True})
@@ -847,7 +867,7 @@ def config_set(app: App, key, value, as_json) -> None:
     name, parsed = settings.validate(key, value)
     app.open()
     settings.set_value(name, parsed)
-    emit_json({name: parsed}) if as_json else click.echo(f"{name} = {json.dumps(parsed)}")
+    emit_json({name: parsed}) if as_json else click.echo(f"{name} = {settings.text(parsed)}")
 
 
 @config.command("reset", context_settings=CONTEXT)
@@ -858,7 +878,7 @@ def config_reset(app: App, key) -> None:
     settings.canonical(key)
     app.open()
     name, value = settings.reset(key)
-    click.echo(f"{name} = {json.dumps(value)} (default)")
+    click.echo(f"{name} = {settings.text(value)} (default)")
 
 
 # --- metrics ---------------------------------------------------------------------------------

@@ -51,10 +51,13 @@ def _upgrade_to_3(migrator: SchemaMigrator) -> None:
     and due indexes per queue, what each attempt waited and cost, and the indexes a window of
     metrics reads (attempt_window replaces attempt_finished_at)."""
     db = migrator.database
-    real = "REAL" if isinstance(db, SqliteDatabase) else "DOUBLE PRECISION"
+    sqlite = isinstance(db, SqliteDatabase)
     # NOT NULL with a DEFAULT in one ALTER (playhouse's add_column would rebuild the table).
     db.execute_sql("ALTER TABLE job ADD COLUMN waiting_on INTEGER NOT NULL DEFAULT 0")
-    db.execute_sql(f"ALTER TABLE job ADD COLUMN rank {real} NOT NULL DEFAULT 0")
+    if sqlite:
+        db.execute_sql("ALTER TABLE job ADD COLUMN rank REAL NOT NULL DEFAULT 0")
+    else:
+        db.execute_sql("ALTER TABLE job ADD COLUMN rank DOUBLE PRECISION NOT NULL DEFAULT 0")
     migrate(migrator.add_column("attempt", "due_at", DoubleField(null=True)),
             migrator.add_column("attempt", "cpu_seconds", DoubleField(null=True)),
             migrator.add_column("attempt", "peak_rss_bytes", BigIntegerField(null=True)),
@@ -62,14 +65,18 @@ def _upgrade_to_3(migrator: SchemaMigrator) -> None:
     db.execute_sql("UPDATE job SET rank = priority")  # no aging before this version
     Queue.create_table()
     Dependency.create_table()
-    for name in ("job_count_insert", "job_count_update", "job_count_delete",
-                 "job_count_insert_delete"):
-        db.execute_sql(f"DROP TRIGGER IF EXISTS {name}" +
-                       ("" if isinstance(db, SqliteDatabase) else " ON job"))
+    if sqlite:  # version 2's triggers counted per state only
+        db.execute_sql("DROP TRIGGER IF EXISTS job_count_insert")
+        db.execute_sql("DROP TRIGGER IF EXISTS job_count_update")
+        db.execute_sql("DROP TRIGGER IF EXISTS job_count_delete")
+    else:
+        db.execute_sql("DROP TRIGGER IF EXISTS job_count_insert_delete ON job")
+        db.execute_sql("DROP TRIGGER IF EXISTS job_count_update ON job")
     JobCount.drop_table(safe=True)
     JobCount.create_table()
-    for name in ("job_claim", "job_due", "attempt_finished_at"):
-        db.execute_sql(f"DROP INDEX IF EXISTS {name}")
+    db.execute_sql("DROP INDEX IF EXISTS job_claim")  # both now per queue
+    db.execute_sql("DROP INDEX IF EXISTS job_due")
+    db.execute_sql("DROP INDEX IF EXISTS attempt_finished_at")  # attempt_window covers it
     Job._schema.create_indexes(safe=True)
     Attempt._schema.create_indexes(safe=True)
     _install_triggers(db)
@@ -80,8 +87,19 @@ def _upgrade_to_3(migrator: SchemaMigrator) -> None:
 # writes (ORM, plain SQL, another process) and cost two small writes per state change (claim,
 # finish), none per heartbeat or other update. A pair met for the first time gets its row from
 # the upsert. job_rank keeps job.rank when priority or run_at change (inserts set it
-# themselves: a trigger would write every enqueued row twice). The SQL is spelt out per
+# themselves: a trigger would write every enqueued row twice); job_release lets the jobs waiting
+# on a job that completes go (in SQL: no round trip on the worker's hot path). The SQL is spelt out per
 # dialect (raw SQL here is always a literal).
+
+_RANK_TRIGGER_SQLITE = (
+    "CREATE TRIGGER job_rank AFTER UPDATE OF priority, run_at ON job "
+    "WHEN NEW.priority IS NOT OLD.priority OR NEW.run_at IS NOT OLD.run_at BEGIN "
+    "UPDATE job SET rank = NEW.priority - " + AGING_RATE_SQL + " * NEW.run_at / 60.0 "
+    "WHERE seq = NEW.seq; END")
+_RANK_FUNCTION_POSTGRES = (
+    "CREATE OR REPLACE FUNCTION job_rank_change() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "NEW.rank := NEW.priority - " + AGING_RATE_SQL + " * NEW.run_at / 60.0; RETURN NEW; END $$")
+
 
 def _install_triggers(db) -> None:
     """Install the triggers that keep ``job_count`` and ``job.rank``, and fill ``job_count``
@@ -98,10 +116,13 @@ def _install_triggers(db) -> None:
                        "ON CONFLICT (queue, state) DO UPDATE SET n = job_count.n + 1; END")
         db.execute_sql("CREATE TRIGGER job_count_delete AFTER DELETE ON job BEGIN "
                        "UPDATE job_count SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state; END")
-        db.execute_sql("CREATE TRIGGER job_rank AFTER UPDATE OF priority, run_at ON job "
-                       "WHEN NEW.priority IS NOT OLD.priority OR NEW.run_at IS NOT OLD.run_at BEGIN "
-                       f"UPDATE job SET rank = NEW.priority - {AGING_RATE_SQL} * NEW.run_at / 60.0 "
-                       "WHERE seq = NEW.seq; END")
+        db.execute_sql(_RANK_TRIGGER_SQLITE)
+        # A job that completes releases the jobs waiting on it, whoever wrote the change.
+        db.execute_sql("CREATE TRIGGER job_release AFTER UPDATE OF state ON job "
+                       "WHEN NEW.state = 'completed' AND OLD.state IS NOT 'completed' BEGIN "
+                       "UPDATE job SET waiting_on = waiting_on - 1 WHERE seq IN "
+                       "(SELECT job_seq FROM job_dep WHERE dep_seq = NEW.seq) AND waiting_on > 0 "
+                       "AND state IN ('pending', 'failed'); END")
     else:  # PostgreSQL
         db.execute_sql("CREATE OR REPLACE FUNCTION job_count_change() RETURNS trigger "
                        "LANGUAGE plpgsql AS $$ BEGIN "
@@ -115,12 +136,17 @@ def _install_triggers(db) -> None:
         db.execute_sql("CREATE TRIGGER job_count_update AFTER UPDATE OF state, queue ON job "
                        "FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state OR "
                        "OLD.queue IS DISTINCT FROM NEW.queue) EXECUTE FUNCTION job_count_change()")
-        db.execute_sql("CREATE OR REPLACE FUNCTION job_rank_change() RETURNS trigger "
-                       "LANGUAGE plpgsql AS $$ BEGIN "
-                       f"NEW.rank := NEW.priority - {AGING_RATE_SQL} * NEW.run_at / 60.0; "
-                       "RETURN NEW; END $$")
+        db.execute_sql(_RANK_FUNCTION_POSTGRES)
         db.execute_sql("CREATE TRIGGER job_rank BEFORE UPDATE OF priority, run_at ON job "
                        "FOR EACH ROW EXECUTE FUNCTION job_rank_change()")
+        db.execute_sql("CREATE OR REPLACE FUNCTION job_release() RETURNS trigger "
+                       "LANGUAGE plpgsql AS $$ BEGIN "
+                       "UPDATE job SET waiting_on = waiting_on - 1 WHERE seq IN "
+                       "(SELECT job_seq FROM job_dep WHERE dep_seq = NEW.seq) AND waiting_on > 0 "
+                       "AND state IN ('pending', 'failed'); RETURN NULL; END $$")
+        db.execute_sql("CREATE TRIGGER job_release AFTER UPDATE OF state ON job FOR EACH ROW "
+                       "WHEN (NEW.state = 'completed' AND OLD.state IS DISTINCT FROM 'completed') "
+                       "EXECUTE FUNCTION job_release()")
     JobCount.delete().execute()
     JobCount.insert_from(Job.select(Job.queue, Job.state, fn.COUNT(Job.seq))
                          .group_by(Job.queue, Job.state),

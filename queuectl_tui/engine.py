@@ -452,16 +452,11 @@ def _finish(job: Job, attempt: Attempt, outcome: str, exit_code: int | None, err
     database.execute_sql(_sql(_FINISH_ATTEMPT), (now, exit_code, outcome, error,
                                                  max(0.0, now - attempt.started_at), attempt.pid,
                                                  attempt.pid_started, attempt.seq))
-    if state == COMPLETED:  # its dependents wait for one job fewer (claimable at 0, in this txn)
-        database.execute_sql(_sql(_RELEASE_DEPENDENTS), (job.seq,))
-    elif state == DEAD:
+    # A completed job's dependents are released by the trigger job_release (db.py), in this
+    # transaction, so the claim that follows may take them.
+    if state == DEAD:
         fail_dependents([job.seq], now=now)
     return state
-
-
-_RELEASE_DEPENDENTS = ("UPDATE job SET waiting_on = waiting_on - 1 WHERE seq IN "
-                       "(SELECT job_seq FROM job_dep WHERE dep_seq = ?) AND waiting_on > 0 "
-                       "AND state IN ('pending', 'failed')")
 
 
 def fail_dependents(seqs: list[int], *, now: float) -> list[str]:
@@ -824,7 +819,10 @@ def queue_rows() -> list[dict[str, Any]]:
 
 def aging_rate() -> float:
     """``priority_aging`` as the claim reads it (points of priority per minute waited)."""
-    return database.execute_sql("SELECT " + AGING_RATE_SQL).fetchone()[0]
+    return database.execute_sql(_AGING_RATE).fetchone()[0]
+
+
+_AGING_RATE = "SELECT " + AGING_RATE_SQL
 
 
 def effective_priority(job: Job, *, now: float | None = None, rate: float | None = None) -> float:
@@ -858,32 +856,49 @@ def counts() -> dict[str, int]:
 
 
 def stats(*, now: float | None = None) -> dict[str, Any]:
+    """Counts, workers, and ``oldest_pending_age``: how long the longest-waiting pending job
+    has been due (scheduled jobs not yet due and jobs waiting on others are not waiting for a
+    worker, so they do not count)."""
     now = time.time() if now is None else now
     workers = live_workers(now)
-    oldest = (Job.select(Job.created_at).where(Job.state == PENDING).order_by(Job.seq)
-              .limit(1).scalar())
+    if is_sqlite():
+        due = database.execute_sql(_OLDEST_DUE).fetchone()[0]
+    else:
+        due = (Job.select(fn.MIN(Job.run_at))
+               .where(Job.state == PENDING, Job.waiting_on == 0).scalar())
     by_state = counts()
     return {
         "jobs": by_state,
         "total": sum(by_state.values()),
         "workers": {"alive": len(workers), "busy": sum(1 for w in workers if busy(w))},
-        "oldest_pending_age": None if oldest is None else max(0.0, now - oldest),
+        "oldest_pending_age": None if due is None or due > now else now - due,
     }
 
 
-def _filtered(query, *, state: str | None = None, queue: str | None = None,
-              search: str | None = None):
+# Per queue with pending jobs, the first pending entry of its job_due index.
+_OLDEST_DUE = ("SELECT MIN((SELECT run_at FROM job INDEXED BY job_due WHERE queue = c.queue AND "
+               + CLAIMABLE_WHERE + " AND state = 'pending' ORDER BY run_at LIMIT 1)) "
+               "FROM (SELECT DISTINCT queue FROM job_count WHERE state = 'pending' AND n > 0) c")
+
+
+def _filtered(query, *, state: str | Iterable[str] | None = None,
+              queue: str | Iterable[str] | None = None, search: str | None = None):
+    """Filters on jobs (or on job_count): a state or queue is one name or several (any of them)."""
+    model = query.model
     if state:
-        query = query.where(Job.state == state)
+        query = query.where(model.state == state if isinstance(state, str)
+                            else model.state.in_(list(state)))
     if queue:
-        query = query.where(Job.queue == queue)
+        query = query.where(model.queue == queue if isinstance(queue, str)
+                            else model.queue.in_(list(queue)))
     if search:  # contains() escapes LIKE's wildcards: "_" and "%" are searched for as text
         query = query.where(Job.id.contains(search) | Job.command.contains(search)
                             | Job.last_error.contains(search))
     return query
 
 
-def list_jobs(*, state: str | None = None, queue: str | None = None, limit: int | None = 50,
+def list_jobs(*, state: str | Iterable[str] | None = None,
+              queue: str | Iterable[str] | None = None, limit: int | None = 50,
               search: str | None = None, newest_first: bool = False,
               after_seq: int | None = None) -> list[Job]:
     query = _filtered(Job.select(), state=state, queue=queue, search=search)
@@ -1021,12 +1036,12 @@ def jobs_page(*, state: str | None = None, queue: str | None = None, search: str
     return rows[::-1] if backwards else rows
 
 
-def count_jobs(*, state: str | None = None, queue: str | None = None,
-               search: str | None = None) -> int:
-    """Jobs matching the filters; by state alone (or all of them) from ``job_count``."""
-    if queue is None and not search:
-        by_state = counts()
-        return by_state.get(state, 0) if state else sum(by_state.values())
+def count_jobs(*, state: str | Iterable[str] | None = None,
+               queue: str | Iterable[str] | None = None, search: str | None = None) -> int:
+    """Jobs matching the filters; by state and queue (or all of them) from ``job_count``."""
+    if not search:
+        query = _filtered(JobCount.select(fn.SUM(JobCount.n)), state=state, queue=queue)
+        return query.scalar() or 0
     return _filtered(Job.select(), state=state, queue=queue, search=search).count()
 
 
