@@ -238,12 +238,11 @@ def timeline(since: float, now: float, buckets: int = 30,
     if queues is not None and not scope:
         return series
     rows = database.execute_sql(_sql(
-        "SELECT CAST((a.finished_at - ?) / ? AS INTEGER) AS b, count(*), "
+        "SELECT min(CAST((a.finished_at - ?) / ? AS INTEGER), ?) AS b, count(*), "
         "avg(a.started_at - a.due_at), max(a.started_at - a.due_at), avg(a.duration), "
         f"max(a.duration) FROM attempt a {join} WHERE {where} GROUP BY b"),
-        [since, width, since, now, *args])
-    for index, n, wmean, wmax, rmean, rmax in rows:
-        slot = series[min(max(int(index), 0), buckets - 1)]
-        slot.update(attempts=slot["attempts"] + n, wait_mean=wmean, wait_max=wmax,
-                    run_mean=rmean, run_max=rmax)
+        [since, width, buckets - 1, since, now, *args])
+    for index, n, wmean, wmax, rmean, rmax in rows:  # the last slice includes ``now`` itself
+        series[int(index)].update(attempts=n, wait_mean=wmean, wait_max=wmax, run_mean=rmean,
+                                  run_max=rmax)
     return series

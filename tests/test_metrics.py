@@ -133,6 +133,8 @@ def test_timeline_cuts_the_window_in_slices(history):
     assert [s["attempts"] for s in series] == [0, 1, 1, 1, 1, 1, 1, 0, 0, 0]
     assert (series[1]["wait_max"], series[1]["run_max"]) == (10, 2)  # a1 finished at T0+12
     assert series[0]["wait_mean"] is None
+    edge = metrics.timeline(T0 + 4, T0 + 64, buckets=3)  # b4 finished at the window's end
+    assert [s["attempts"] for s in edge] == [1, 3, 2] and edge[2]["run_max"] == 8
 
 
 @pytest.mark.parametrize("text, seconds", [("90s", 90), ("30m", 1800), ("1h", 3600), ("2d", 172800),
