@@ -12,6 +12,7 @@ its queue) unless there is only one queue.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
@@ -49,7 +50,46 @@ def percentile(ordered: list[float], p: float) -> float | None:
 
 
 def _sql(text: str) -> str:
+    """The statements are SQLite's (json_each, INDEXED BY); other drivers take %s markers."""
     return text if is_sqlite() else text.replace("?", "%s")
+
+
+# The statements, spelt out as literals (values travel as parameters). Each comes in two forms:
+# for one queue (every attempt is that queue's: no job read, no GROUP BY, which would sort the
+# whole window) and per queue (each attempt's job gives its queue; ?: a JSON list of queues).
+_IN_WINDOW = "a.finished_at > ? AND a.finished_at <= ?"
+_JOIN_JOB = " JOIN job j ON j.seq = a.job_seq"
+_OF_QUEUES = " AND j.queue IN (SELECT value FROM json_each(?))"
+_FIGURES = ("count(*), count(*) FILTER (WHERE a.outcome = 'completed'), "
+            "count(*) FILTER (WHERE a." + FAILED_OUTCOMES_SQL + "), "
+            "count(*) FILTER (WHERE a.number > 1), "
+            "max(a.started_at - a.due_at), sum(a.started_at - a.due_at), count(a.due_at), "
+            "max(a.duration), sum(a.duration), min(a.seq)")  # a finished attempt has a duration
+_TOTALS = "SELECT NULL, " + _FIGURES + " FROM attempt a WHERE " + _IN_WINDOW
+_TOTALS_BY_QUEUE = ("SELECT j.queue, " + _FIGURES + " FROM attempt a" + _JOIN_JOB + " WHERE "
+                    + _IN_WINDOW + _OF_QUEUES + " GROUP BY j.queue")
+_TIMES = "SELECT NULL, a.started_at - a.due_at, a.duration FROM attempt a WHERE " + _IN_WINDOW
+_TIMES_BY_QUEUE = ("SELECT j.queue, a.started_at - a.due_at, a.duration FROM attempt a"
+                   + _JOIN_JOB + " WHERE " + _IN_WINDOW + _OF_QUEUES)
+# Every k-th attempt id from ?1 to ?4 (step ?2 = ?3), each read by its rowid.
+_IDS = "WITH RECURSIVE ids(seq) AS (SELECT ? UNION ALL SELECT seq + ? FROM ids WHERE seq + ? <= ?) "
+_SAMPLE = (_IDS + "SELECT NULL, a.started_at - a.due_at, a.duration FROM ids "
+           "JOIN attempt a ON a.seq = ids.seq WHERE " + _IN_WINDOW)
+_SAMPLE_BY_QUEUE = (_IDS + "SELECT j.queue, a.started_at - a.due_at, a.duration FROM ids "
+                    "JOIN attempt a ON a.seq = ids.seq" + _JOIN_JOB + " WHERE " + _IN_WINDOW
+                    + _OF_QUEUES)
+_FAILED_IN_WINDOW = ("FROM job WHERE state IN ('failed', 'dead') AND finished_at > ? "
+                     "AND finished_at <= ?")
+_FAILURES = "SELECT NULL, state, last_error, count(*) " + _FAILED_IN_WINDOW + " GROUP BY 2, 3"
+_FAILURES_BY_QUEUE = ("SELECT queue, state, last_error, count(*) " + _FAILED_IN_WINDOW
+                      + " AND queue IN (SELECT value FROM json_each(?)) GROUP BY 1, 2, 3")
+_OLDEST_DUE = ("SELECT id, run_at FROM job INDEXED BY job_due WHERE queue = ? AND "
+               + CLAIMABLE_WHERE + " ORDER BY run_at LIMIT 1")
+_SLICES_HEAD = ("SELECT min(CAST((a.finished_at - ?) / ? AS INTEGER), ?) AS b, count(*), "
+                "avg(a.started_at - a.due_at), max(a.started_at - a.due_at), avg(a.duration), "
+                "max(a.duration) FROM attempt a")
+_SLICES = _SLICES_HEAD + " WHERE " + _IN_WINDOW + " GROUP BY b"
+_SLICES_BY_QUEUE = _SLICES_HEAD + _JOIN_JOB + " WHERE " + _IN_WINDOW + _OF_QUEUES + " GROUP BY b"
 
 
 def queues_with_jobs() -> list[str]:
@@ -77,21 +117,16 @@ def execution_stats(since: float, queues: list[str] | None = None,
     overall = _empty()
     # Every attempt belongs to a job (they are deleted together) of a queue in job_count: with
     # one queue there and nothing filtered out, no attempt needs its job read for its queue.
-    single = known[0] if len(known) == 1 and known[0] in scope else None
-    join, where, args = _window_sql(single, scope, queues is not None or len(known) > 1)
-    # Without the join, every row is the one queue's: no GROUP BY (a sort of the whole window).
-    label, group = ("j.queue", " GROUP BY j.queue") if join else ("NULL", "")
-    base = [since, now] + args
+    single, by_queue, extra = _scope(known, scope, queues)
+    base = [since, now] + extra
 
     total, low = 0, None
-    rows = database.execute_sql(_sql(
-        f"SELECT {label}, count(*), count(*) FILTER (WHERE a.outcome = 'completed'), "
-        f"count(*) FILTER (WHERE a.{FAILED_OUTCOMES_SQL}), count(*) FILTER (WHERE a.number > 1), "
-        "max(a.started_at - a.due_at), sum(a.started_at - a.due_at), count(a.due_at), "
-        "max(a.duration), sum(a.duration), min(a.seq) "  # a finished attempt has a duration
-        f"FROM attempt a {join} WHERE {where}{group}"), base).fetchall()
+    if by_queue:
+        rows = database.execute_sql(_sql(_TOTALS_BY_QUEUE), base).fetchall()
+    else:
+        rows = database.execute_sql(_sql(_TOTALS), base).fetchall()
     for name, n, done, failed, reruns, wmax, wsum, wn, rmax, rsum, first in rows:
-        name = single if not join else name
+        name = name if by_queue else single
         if not n or name not in figures:
             continue
         total += n
@@ -111,20 +146,22 @@ def execution_stats(since: float, queues: list[str] | None = None,
     samples: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in scope}
     every = 1
     if total <= SAMPLE_MAX:  # exact: every attempt of the window
-        query, params = (f"SELECT {label}, a.started_at - a.due_at, a.duration FROM attempt a "
-                         f"{join} WHERE {where}"), base
+        if by_queue:
+            cursor = database.execute_sql(_sql(_TIMES_BY_QUEUE), base)
+        else:
+            cursor = database.execute_sql(_sql(_TIMES), base)
     else:
-        # An even sample without a second pass over the window: every k-th attempt id between
-        # the window's first and last, each read by its rowid (those that finished outside
-        # the window, still running or earlier, are left out by the same condition).
+        # An even sample without a second pass over the window: every k-th attempt id from the
+        # window's first to the last id there is, each read by its rowid (those that finished
+        # outside the window, earlier or not yet, are left out by the same condition).
         high = database.execute_sql("SELECT max(seq) FROM attempt").fetchone()[0]
         every = math.ceil((high - low + 1) / SAMPLE_MAX)
-        query, params = (
-            "WITH RECURSIVE ids(seq) AS (SELECT ? UNION ALL SELECT seq + ? FROM ids WHERE seq + ? <= ?) "
-            f"SELECT {label}, a.started_at - a.due_at, a.duration FROM ids "
-            f"JOIN attempt a ON a.seq = ids.seq {join} WHERE {where}"), [low, every, every, high] + base
-    for name, wait, run in database.execute_sql(_sql(query), params):
-        name = single if not join else name
+        if by_queue:
+            cursor = database.execute_sql(_sql(_SAMPLE_BY_QUEUE), [low, every, every, high] + base)
+        else:
+            cursor = database.execute_sql(_sql(_SAMPLE), [low, every, every, high] + base)
+    for name, wait, run in cursor:
+        name = name if by_queue else single
         if name in samples:
             if wait is not None:
                 samples[name][0].append(wait)
@@ -144,13 +181,14 @@ def execution_stats(since: float, queues: list[str] | None = None,
             "overall": overall, "queues": figures}
 
 
-def _window_sql(single: str | None, scope: list[str], filtered: bool) -> tuple[str, str, list]:
-    """(join, where, args) selecting the window's attempts of the queues in scope."""
-    where = "a.finished_at > ? AND a.finished_at <= ?"
-    if single is not None or not filtered:
-        return "", where, []
-    marks = ", ".join("?" * len(scope)) or "NULL"
-    return ("JOIN job j ON j.seq = a.job_seq", f"{where} AND j.queue IN ({marks})", list(scope))
+def _scope(known: list[str], scope: list[str], queues: list[str] | None) -> tuple[str | None, bool, list]:
+    """(the one queue every attempt belongs to, or None; whether to read each attempt's job
+    for its queue; the parameters that go with that). Every attempt belongs to a job (they are
+    deleted together) of a queue in job_count: with one queue there, and that queue wanted, no
+    attempt's job needs reading."""
+    single = known[0] if len(known) == 1 and known[0] in scope else None
+    by_queue = single is None and (queues is not None or len(known) > 1)
+    return single, by_queue, [json.dumps(scope)] if by_queue else []
 
 
 def _empty() -> dict[str, Any]:
@@ -177,15 +215,9 @@ def _failures(figures: dict, overall: dict, scope: list[str], single: str | None
     """Jobs that went to the DLQ in the window, and the last errors of those that failed or
     died in it (partial index job_failed: only failing jobs are in it)."""
     if single is not None:  # no need to read or group by the queue
-        rows = database.execute_sql(_sql(
-            "SELECT NULL, state, last_error, count(*) FROM job WHERE state IN ('failed', 'dead') "
-            "AND finished_at > ? AND finished_at <= ? GROUP BY 2, 3"), [since, now])
+        rows = database.execute_sql(_sql(_FAILURES), [since, now])
     else:
-        marks = ", ".join("?" * len(scope)) or "NULL"
-        rows = database.execute_sql(_sql(
-            "SELECT queue, state, last_error, count(*) FROM job WHERE state IN ('failed', 'dead') "
-            f"AND finished_at > ? AND finished_at <= ? AND queue IN ({marks}) GROUP BY 1, 2, 3"),
-            [since, now, *scope])
+        rows = database.execute_sql(_sql(_FAILURES_BY_QUEUE), [since, now, json.dumps(scope)])
     for name, state, error, n in rows:
         name = single if single is not None else name
         for fig in (figures[name], overall):
@@ -196,11 +228,8 @@ def _failures(figures: dict, overall: dict, scope: list[str], single: str | None
 
 def _oldest_due(figures: dict, overall: dict, scope: list[str], now: float) -> None:
     """Per queue, the waiting job due the longest: the head of its job_due index."""
-    indexed = "INDEXED BY job_due " if is_sqlite() else ""
     for name in scope:
-        row = database.execute_sql(_sql(
-            f"SELECT id, run_at FROM job {indexed}WHERE queue = ? AND {CLAIMABLE_WHERE} "
-            "ORDER BY run_at LIMIT 1"), [name]).fetchone()
+        row = database.execute_sql(_sql(_OLDEST_DUE), [name]).fetchone()
         if row is None or row[1] > now:
             continue
         due = {"id": row[0], "queue": name, "due_at": row[1], "waited": now - row[1]}
@@ -231,17 +260,14 @@ def timeline(since: float, now: float, buckets: int = 30,
     width = max(now - since, 1e-9) / buckets
     known = queues_with_jobs()
     scope = sorted(set(queues)) if queues else known
-    single = known[0] if len(known) == 1 and known[0] in scope else None
-    join, where, args = _window_sql(single, scope, queues is not None or len(known) > 1)
+    _single, by_queue, extra = _scope(known, scope, queues)
     series = [{"start": since + i * width, "attempts": 0, "wait_mean": None, "wait_max": None,
                "run_mean": None, "run_max": None} for i in range(buckets)]
-    if queues is not None and not scope:
-        return series
-    rows = database.execute_sql(_sql(
-        "SELECT min(CAST((a.finished_at - ?) / ? AS INTEGER), ?) AS b, count(*), "
-        "avg(a.started_at - a.due_at), max(a.started_at - a.due_at), avg(a.duration), "
-        f"max(a.duration) FROM attempt a {join} WHERE {where} GROUP BY b"),
-        [since, width, buckets - 1, since, now, *args])
+    params = [since, width, buckets - 1, since, now, *extra]
+    if by_queue:
+        rows = database.execute_sql(_sql(_SLICES_BY_QUEUE), params)
+    else:
+        rows = database.execute_sql(_sql(_SLICES), params)
     for index, n, wmean, wmax, rmean, rmax in rows:  # the last slice includes ``now`` itself
         series[int(index)].update(attempts=n, wait_mean=wmean, wait_max=wmax, run_mean=rmean,
                                   run_max=rmax)
