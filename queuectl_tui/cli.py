@@ -82,6 +82,17 @@ def ago(seconds: float | None) -> str:
     return "-" if seconds is None else spec.ago(seconds)
 
 
+def size(num: int | None) -> str:
+    """Bytes in K/M/G, as the console shows them."""
+    if num is None:
+        return "-"
+    for unit in ("B", "K", "M", "G"):
+        if num < 1024 or unit == "G":
+            return f"{num:.0f}{unit}" if unit == "B" or num >= 100 else f"{num:.1f}{unit}"
+        num /= 1024
+    return f"{num:.1f}T"
+
+
 def _limit(limit: int) -> int | None:
     """--limit: 0 means all, and so does anything beyond what SQLite can count to."""
     return None if limit == 0 or limit >= 2**63 else limit
@@ -505,6 +516,14 @@ def show(app: App, job_id: str, as_json: bool) -> None:
                           "-" if a.exit_code is None else str(a.exit_code),
                           a.outcome or "running", plain(a.error or ""))
         out.print(table)
+        costs = Table(title="what each attempt used", header_style="bold")
+        for name in ("#", "wall", "cpu", "peak rss", "processes"):
+            costs.add_column(name, justify="right")
+        for a in attempts:
+            costs.add_row(str(a.number), "-" if a.duration is None else f"{a.duration:.2f}s",
+                          "-" if a.cpu_seconds is None else f"{a.cpu_seconds:.2f}s",
+                          size(a.peak_rss_bytes), str(a.processes or "-"))
+        out.print(costs)
     if job.output_tail:
         out.print("[bold]output (tail)[/bold]")
         out.print(plain(job.output_tail))
@@ -566,6 +585,53 @@ def logs(app: App, job_id: str, number: int | None, follow: bool) -> None:
                 out.flush()
                 break
             time.sleep(0.2)
+
+
+@cli.command(context_settings=CONTEXT)
+@json_option
+@pass_app
+def ps(app: App, as_json: bool) -> None:
+    """The running jobs now, each with its process tree (like ps f).
+
+    CPU % is over each process's lifetime, as ps(1) shows it; RSS is resident memory. Jobs
+    running on another host are listed without their processes.
+    """
+    app.open()
+    from queuectl_tui.monitor import job_trees
+    now = time.time()
+    trees = job_trees(now=now)
+    if as_json:
+        emit_json(ps_tree(trees, now))
+        return
+    if not trees:
+        click.echo("no job is running")
+        return
+    lines = []
+    for t in trees:
+        lines.append(f"job {t.id}  attempt {t.attempt}  worker {t.worker_id or '-'}  "
+                     f"running {ago(t.runtime(now))}  pid {t.pid or '-'}")
+        if not t.local:
+            lines.append(f"  on host {t.host}: its processes cannot be read from here")
+        elif not t.processes:
+            lines.append("  (no process: starting, or just ended)")
+        else:
+            lines.append(f"  {'PID':>7} {'CPU%':>6} {'RSS':>7}  {'STATE':<10} COMMAND")
+            for p in t.processes:
+                branch = "    " * (p.depth - 1) + "\\_ " if p.depth else ""
+                lines.append(f"  {p.pid:>7} {p.cpu_percent or 0.0:>6.1f} {size(p.rss):>7}  "
+                             f"{p.state:<10} {branch}{p.command.replace(chr(10), ' ')}")
+        lines.append("")
+    click.echo(visible("\n".join(lines).rstrip("\n")))  # commands are shown, never obeyed
+
+
+def ps_tree(trees, now: float) -> list[dict]:
+    return [{"id": t.id, "worker_id": t.worker_id, "host": t.host, "attempt": t.attempt,
+             "started_at": spec.iso(t.started_at), "runtime": round(t.runtime(now), 3),
+             "pid": t.pid, "local": t.local,
+             "processes": [{"pid": p.pid, "ppid": p.ppid, "depth": p.depth, "command": p.command,
+                            "cpu_percent": round(p.cpu_percent or 0.0, 1), "rss_bytes": p.rss,
+                            "state": p.state} for p in t.processes]}
+            for t in trees]
 
 
 # --- operator actions ------------------------------------------------------------------------
@@ -762,12 +828,13 @@ def worker_start(app: App, count, foreground, burst, queues, as_json) -> None:
 @click.option("--queue", "queues", multiple=True, callback=lambda c, p, v: [spec.check_queue(q) for q in v])
 @click.option("--burst", is_flag=True)
 @click.option("--echo", is_flag=True)
+@click.option("--log", type=click.Path(dir_okay=False))
 @pass_app
-def worker_run(app: App, queues, burst, echo) -> None:
+def worker_run(app: App, queues, burst, echo, log) -> None:
     """Run one worker in this process (what detached workers execute)."""
     app.open()
     from queuectl_tui.worker import run_worker
-    sys.exit(run_worker(list(queues), burst=burst, echo=echo))
+    sys.exit(run_worker(list(queues), burst=burst, echo=echo, log=log))
 
 
 @worker.command("stop", context_settings=CONTEXT)
@@ -804,7 +871,8 @@ def worker_list(app: App, as_json) -> None:
     app.open()
     from queuectl_tui.models import Worker
     now = time.time()
-    rows = [engine.worker_dict(w, now=now) for w in Worker.select().order_by(Worker.id)]
+    workers = list(Worker.select().order_by(Worker.id))  # one read: rows and table agree
+    rows = [engine.worker_dict(w, now=now) for w in workers]
     if as_json:
         emit_json(rows)
         return
@@ -812,7 +880,7 @@ def worker_list(app: App, as_json) -> None:
     table = Table(header_style="bold")
     for name in ("id", "pid", "host", "status", "job", "up", "heartbeat", "alive"):
         table.add_column(name)
-    for w, row in zip(Worker.select().order_by(Worker.id), rows):
+    for w, row in zip(workers, rows):
         table.add_row(str(w.id), str(w.pid), plain(w.host), w.status, plain(w.current_job),
                       ago(now - w.started_at), f"{ago(row['heartbeat_age'])} ago",
                       "yes" if row["alive"] else "no")

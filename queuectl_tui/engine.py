@@ -337,13 +337,14 @@ def finish(job: Job, attempt: Attempt, *, outcome: str, exit_code: int | None = 
 
 def finish_and_claim(job: Job, attempt: Attempt, worker: Worker, *, outcome: str,
                      exit_code: int | None, error: str | None, tail: str | None,
-                     max_backoff: float, now: float | None = None,
-                     claim_next: bool = True) -> tuple[str | None, tuple[Job, Attempt] | None]:
+                     max_backoff: float, now: float | None = None, claim_next: bool = True,
+                     cost: Any = None) -> tuple[str | None, tuple[Job, Attempt] | None]:
     """``finish`` this attempt and ``claim`` the worker's next job in one transaction: a
-    worker draining a queue takes the write lock once per job, not twice."""
+    worker draining a queue takes the write lock once per job, not twice. ``cost`` (a
+    ``usage.Cost``) is what the attempt's tree used, recorded with its end."""
     now = time.time() if now is None else now
     with write_transaction():
-        state = _finish(job, attempt, outcome, exit_code, error, tail, now, max_backoff)
+        state = _finish(job, attempt, outcome, exit_code, error, tail, now, max_backoff, cost)
         claimed = _claim(worker, now) if claim_next else None
         _set_worker(worker.id, claimed[0].id if claimed else None, now)
     return state, claimed
@@ -382,7 +383,8 @@ _FINISH_JOB = ("UPDATE job SET state = ?, run_at = COALESCE(?, run_at), attempts
                "updated_at = ?, worker_id = NULL, cancel_requested = 0, claim_token = NULL "
                "WHERE seq = ? AND state = 'processing' AND claim_token IS ?")
 _FINISH_ATTEMPT = ("UPDATE attempt SET finished_at = ?, exit_code = ?, outcome = ?, error = ?, "
-                   "duration = ?, pid = COALESCE(pid, ?), pid_started = COALESCE(pid_started, ?) "
+                   "duration = ?, pid = COALESCE(pid, ?), pid_started = COALESCE(pid_started, ?), "
+                   "cpu_seconds = ?, peak_rss_bytes = ?, processes = ? "
                    "WHERE seq = ? AND outcome IS NULL")
 _SET_WORKER = ("UPDATE worker SET status = CASE WHEN status = 'stopping' THEN status "
                "WHEN ? IS NULL THEN 'idle' ELSE 'busy' END, current_job = ?, heartbeat_at = ? "
@@ -429,7 +431,7 @@ def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
 
 
 def _finish(job: Job, attempt: Attempt, outcome: str, exit_code: int | None, error: str | None,
-            tail: str | None, now: float, max_backoff: float) -> str | None:
+            tail: str | None, now: float, max_backoff: float, cost: Any = None) -> str | None:
     """The job's next state from the claim's own copy of it: nobody changes a job while it is
     processing (edits, retries and deletes refuse), and the fence below makes sure it still is."""
     run_at, finished_at, given_back = None, now, 0
@@ -449,9 +451,11 @@ def _finish(job: Job, attempt: Attempt, outcome: str, exit_code: int | None, err
         attempt.claim_token))
     if cursor.rowcount != 1:
         return None
+    figures = ((None, None, None) if cost is None else
+               (cost.cpu_seconds, cost.peak_rss_bytes, cost.processes))
     database.execute_sql(_sql(_FINISH_ATTEMPT), (now, exit_code, outcome, error,
                                                  max(0.0, now - attempt.started_at), attempt.pid,
-                                                 attempt.pid_started, attempt.seq))
+                                                 attempt.pid_started, *figures, attempt.seq))
     # A completed job's dependents are released by the trigger job_release (db.py), in this
     # transaction, so the claim that follows may take them.
     if state == DEAD:
@@ -983,6 +987,8 @@ def attempt_dict(attempt: Attempt) -> dict[str, Any]:
         "finished_at": iso(attempt.finished_at), "exit_code": attempt.exit_code,
         "duration": attempt.duration, "outcome": attempt.outcome, "error": attempt.error,
         "log_file": str(log_path(attempt)) if attempt.log_file else None,
+        "cpu_seconds": attempt.cpu_seconds, "peak_rss_bytes": attempt.peak_rss_bytes,
+        "processes": attempt.processes,
     }
 
 
@@ -1067,6 +1073,18 @@ def throughput(*, minutes: int = 30, now: float | None = None) -> list[tuple[int
         elif outcome in FAILED_OUTCOMES:
             failed[index] += count
     return list(zip(done, failed))
+
+
+def last_costs(seqs: list[int]) -> dict[int, tuple[float | None, int | None, int | None]]:
+    """Job seq -> (cpu_seconds, peak_rss_bytes, processes) of its latest attempt, for a page
+    of jobs (index attempt (job_seq, number): one probe per job)."""
+    if not seqs:
+        return {}
+    latest = (Attempt.select(fn.MAX(Attempt.seq)).where(Attempt.job.in_(seqs))
+              .group_by(Attempt.job))
+    rows = (Attempt.select(Attempt.job, Attempt.cpu_seconds, Attempt.peak_rss_bytes,
+                           Attempt.processes).where(Attempt.seq.in_(latest)).tuples())
+    return {seq: (cpu, peak, count) for seq, cpu, peak, count in rows}
 
 
 def running_attempts() -> dict[str, tuple[Job, Attempt]]:

@@ -22,8 +22,11 @@ from queuectl_tui.models import Worker
 from queuectl_tui.paths import logs_dir, open_private_append
 
 
-def worker_command(db_path: Path, queues: list[str] | None, burst: bool) -> list[str]:
+def worker_command(db_path: Path, queues: list[str] | None, burst: bool,
+                   log: Path | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "queuectl_tui", "--db", str(db_path), "worker", "run"]
+    if log is not None:
+        cmd += ["--log", str(log)]
     for queue in queues or []:
         cmd += ["--queue", queue]
     if burst:
@@ -43,7 +46,7 @@ def start(db_path: Path, count: int = 1, *, queues: list[str] | None = None, bur
     try:
         for _ in range(count):
             proc = subprocess.Popen(
-                worker_command(db_path, queues, burst), stdin=subprocess.DEVNULL, stdout=fd,
+                worker_command(db_path, queues, burst, log), stdin=subprocess.DEVNULL, stdout=fd,
                 stderr=fd, start_new_session=True, close_fds=True,
             )
             pids.append(proc.pid)
