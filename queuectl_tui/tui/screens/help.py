@@ -33,6 +33,7 @@ def sections():
     from queuectl_tui.tui.app import QueueApp
     from queuectl_tui.tui.screens.detail import JobDetailScreen
     from queuectl_tui.tui.screens.main import MainScreen
+    from queuectl_tui.tui.screens.stats import StatsScreen
     from queuectl_tui.tui.widgets.jobs_table import JobsTable
 
     def rows(*classes):
@@ -52,6 +53,7 @@ def sections():
         ("Everywhere", rows(QueueApp) + NAVIGATION),
         ("Jobs (main screen)", rows(JobsTable, MainScreen)),
         ("Job detail", rows(JobDetailScreen)),
+        ("Execution stats", rows(StatsScreen)),
         ("Forms and questions", rows(EnqueueModal, ConfigModal, ConfirmModal)),
     ]
 

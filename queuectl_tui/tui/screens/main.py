@@ -79,6 +79,8 @@ class MainScreen(Screen):
         Binding("D", "clear_dlq", "Clear DLQ", show=False, tooltip="Delete every dead job; asks first"),
         Binding("l", "logs", "Logs", show=False, tooltip="Open the selected job on its latest log"),
         Binding("e", "config", "Config", tooltip="Edit the settings"),
+        Binding("m", "stats", "Stats",
+                tooltip="Execution stats: throughput, wait and run times, errors, per queue"),
         Binding("plus", "worker_start", "Worker", key_display="+",
                 tooltip="Start one more detached worker"),
         Binding("o", "output", "Output",
@@ -564,6 +566,10 @@ class MainScreen(Screen):
                 self.app.notify(f"saved {', '.join(changed)}")
 
         self.app.push_screen(ConfigModal(), done)
+
+    def action_stats(self) -> None:
+        from queuectl_tui.tui.screens.stats import StatsScreen
+        self.app.push_screen(StatsScreen())
 
     def action_retry(self) -> None:
         ids = self.selected_ids()
