@@ -353,6 +353,95 @@ def _paused_line(data: dict[str, Any]) -> str | None:
     return f"paused: {', '.join(data['paused_queues'])}" if data.get("paused_queues") else None
 
 
+@cli.command(context_settings=CONTEXT)
+@click.option("--since", "since", default="1h", show_default=True, metavar="DURATION",
+              help="Window: attempts finished in the last DURATION (90s, 30m, 1h, 2d).")
+@click.option("--queue", "queues", multiple=True, type=TEXT, help="Only this queue (repeatable).")
+@click.option("--prometheus", is_flag=True,
+              help="Print Prometheus' text format (needs the 'metrics' extra).")
+@json_option
+@pass_app
+def stats(app: App, since: str, queues, prometheus: bool, as_json: bool) -> None:
+    """Execution metrics over a window: completed, failed, dead, throughput, success rate,
+    retries, wait and run time percentiles, the oldest due job, the most frequent errors."""
+    from queuectl_tui import metrics as figures
+    window = figures.parse_duration(since)
+    if prometheus:
+        if as_json or queues:
+            raise InvalidInput("--prometheus takes neither --json nor --queue (it gives every queue)")
+        from queuectl_tui import exporter
+        exporter.require()
+        app.open()
+        click.echo(exporter.text(window), nl=False)
+        return
+    app.open()
+    now = time.time()
+    data = figures.execution_stats(now - window, list(queues) or None, now)
+    if as_json:
+        emit_json(_stats_json(data))
+        return
+    _print_stats(data)
+
+
+def _stats_json(data: dict[str, Any]) -> dict[str, Any]:
+    """Times of day as ISO-8601 UTC, as in every other --json output."""
+    def fig(f: dict[str, Any]) -> dict[str, Any]:
+        due = f["oldest_due"]
+        return {**f, "oldest_due": due and {**due, "due_at": spec.iso(due["due_at"])}}
+
+    return {"since": spec.iso(data["since"]), "now": spec.iso(data["now"]),
+            "window_seconds": data["window_seconds"], "sampled_every": data["sampled_every"],
+            "overall": fig(data["overall"]),
+            "queues": {name: fig(f) for name, f in data["queues"].items()}}
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}s" if value < 10 else f"{value:.1f}s" if value < 60 else spec.ago(value)
+
+
+def _print_stats(data: dict[str, Any]) -> None:
+    """Three narrow tables (counts and rates, wait times, run times), then the oldest due job
+    and the most frequent errors: readable at 80 columns."""
+    from rich.table import Table
+    out = console()
+    out.print(f"window: last {spec.ago(data['window_seconds'])} "
+              f"({spec.iso(data['since'])} to {spec.iso(data['now'])})"
+              + (f"; percentiles from 1 attempt in {data['sampled_every']}"
+                 if data["sampled_every"] > 1 else ""))
+    rows = [("all queues", data["overall"])] + list(data["queues"].items())
+
+    def table(*columns: str) -> Table:
+        result = Table(header_style="bold", box=None, pad_edge=False, padding=(0, 2, 0, 0))
+        for index, name in enumerate(columns):
+            result.add_column(name, justify="left" if index == 0 else "right", overflow="fold")
+        return result
+
+    counts = table("queue", "completed", "failed", "dead", "per min", "success", "retries/job")
+    for name, f in rows:
+        counts.add_row(plain(name), str(f["completed"]), str(f["failed_attempts"]), str(f["dead"]),
+                       f"{f['throughput_per_min']:.2f}",
+                       "-" if f["success_rate"] is None else f"{f['success_rate']:.1%}",
+                       "-" if f["retries_per_job"] is None else f"{f['retries_per_job']:.2f}")
+    out.print(counts)
+    for key, title in (("wait", "wait (due to started)"), ("run", "run time")):
+        times = table(title, "p50", "p95", "p99", "max", "mean")
+        for name, f in rows:
+            times.add_row(plain(name), *(_seconds(f[key][p]) for p in ("p50", "p95", "p99", "max", "mean")))
+        out.print()
+        out.print(times)
+    due = data["overall"]["oldest_due"]
+    out.print()
+    out.print(plain("oldest due: " + (f"{due['id']} in queue {due['queue']}, due for "
+                                      f"{spec.ago(due['waited'])}" if due else "none")))
+    errors = data["overall"]["top_errors"]
+    if errors:
+        out.print("most frequent errors (jobs that failed or died in the window):")
+        for item in errors:
+            out.print(plain(f"  {item['count']:>6}  {item['error']}"))
+
+
 def _status_lines(data: dict[str, Any]) -> list[str]:
     """The status table and lines as rich lays them out without wrapping (box=None, no edge
     padding, right-justified columns two spaces apart), as plain text."""
@@ -439,6 +528,8 @@ def show(app: App, job_id: str, as_json: bool) -> None:
     job = engine.get_job(job_id)
     attempts = engine.attempts_of(job)
     data = engine.job_dict(job, full=True)
+    rate = engine.aging_rate()
+    data = _with_effective_priority(data, job, rate)
     data["why"] = engine.explain(job)
     data["queue_paused"] = engine.queue_state(job.queue)["paused"]
     data["dependencies"] = [{"id": dep_id, "state": dep_state or "deleted"}
@@ -447,6 +538,8 @@ def show(app: App, job_id: str, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
+    if not rate or data["effective_priority"] is None:
+        del data["effective_priority"]  # the same as priority, or the job is not waiting
     from rich.table import Table
     out = console()
     fields = Table.grid(padding=(0, 2))
@@ -479,6 +572,19 @@ def show(app: App, job_id: str, as_json: bool) -> None:
     if job.output_tail:
         out.print("[bold]output (tail)[/bold]")
         out.print(plain(job.output_tail))
+
+
+def _with_effective_priority(data: dict[str, Any], job, rate: float) -> dict[str, Any]:
+    """``effective_priority`` after ``priority``: what a waiting job's claim order goes by
+    (priority + priority_aging x minutes due); None for a job that is not waiting."""
+    value = (round(engine.effective_priority(job, rate=rate), 3)
+             if job.state in ("pending", "failed") else None)
+    result = {}
+    for key, item in data.items():
+        result[key] = item
+        if key == "priority":
+            result["effective_priority"] = value
+    return result
 
 
 @cli.command(context_settings=CONTEXT)
@@ -1095,6 +1201,45 @@ def config_reset(app: App, key) -> None:
     app.open()
     name, value = settings.reset(key)
     click.echo(f"{name} = {settings.text(value)} (default)")
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+@cli.group(context_settings=CONTEXT)
+def metrics() -> None:
+    """Expose the queue's figures to Prometheus (needs the 'metrics' extra)."""
+
+
+@metrics.command("serve", context_settings=CONTEXT)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=9464, show_default=True,
+              help="Port (0: any free one; the line printed says which).")
+@click.option("--since", "since", default="1h", show_default=True, metavar="DURATION",
+              help="Window of the window_* gauges and the wait/run summaries.")
+@pass_app
+def metrics_serve(app: App, host: str, port: int, since: str) -> None:
+    """Serve /metrics over HTTP, read from the database at each scrape, until stopped."""
+    from queuectl_tui import exporter
+    from queuectl_tui import metrics as figures
+    window = figures.parse_duration(since)
+    exporter.require()
+    app.open()
+    try:
+        server = exporter.serve(host, port, window)
+    except OSError as exc:
+        raise QueueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    bound = server.server_address
+    click.echo(f"serving metrics on http://{host}:{bound[1]}/metrics", err=False)
+    sys.stdout.flush()
+    import signal
+    import threading
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda s, f: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    server.shutdown()
 
 
 # --- demo ------------------------------------------------------------------------------------

@@ -48,7 +48,8 @@ def _upgrade_to_2(migrator: SchemaMigrator) -> None:
 
 def _upgrade_to_3(migrator: SchemaMigrator) -> None:
     """Queues (paused, limit), dependencies, the aging rank, per-queue job counts, the claim
-    and due indexes per queue, and what each attempt waited and cost."""
+    and due indexes per queue, what each attempt waited and cost, and the indexes a window of
+    metrics reads (attempt_window replaces attempt_finished_at)."""
     db = migrator.database
     sqlite = isinstance(db, SqliteDatabase)
     # NOT NULL with a DEFAULT in one ALTER (playhouse's add_column would rebuild the table).
@@ -75,7 +76,9 @@ def _upgrade_to_3(migrator: SchemaMigrator) -> None:
     JobCount.create_table()
     db.execute_sql("DROP INDEX IF EXISTS job_claim")  # both now per queue
     db.execute_sql("DROP INDEX IF EXISTS job_due")
+    db.execute_sql("DROP INDEX IF EXISTS attempt_finished_at")  # attempt_window covers it
     Job._schema.create_indexes(safe=True)
+    Attempt._schema.create_indexes(safe=True)
     _install_triggers(db)
 
 

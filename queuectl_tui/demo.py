@@ -149,6 +149,7 @@ def seed(now: float | None = None, *, cwd: str | None = None, running_pid: int |
 def _write_history(job: Job, runs: list, then, now: float, logs: Path) -> None:
     state, wait = then if isinstance(then, tuple) else (then, None)
     values: dict = {"state": state, "attempts": len(runs)}
+    due = job.run_at  # the first run was due at enqueue; each retry after its backoff
     for number, (start, duration, code, outcome, error, output) in enumerate(runs, 1):
         log_file = f"job{job.seq}-{number}.log"
         (logs / log_file).write_text(output)
@@ -160,7 +161,9 @@ def _write_history(job: Job, runs: list, then, now: float, logs: Path) -> None:
                        cpu_seconds=round(duration * 0.4, 2) if measured else None,
                        peak_rss_bytes=(6 + (job.seq * 37 + number * 11) % 180) * 1024 * 1024
                        if measured else None,
-                       processes=1 + (job.seq + number) % 4 if measured else None)
+                       processes=1 + (job.seq + number) % 4 if measured else None,
+                       due_at=min(due, now - start))
+        due = now - start + duration + 2 ** number
         values.update(started_at=now - start, finished_at=now - start + duration, exit_code=code,
                       last_error=error, output_tail=output, updated_at=now - start + duration)
     if state == PENDING:

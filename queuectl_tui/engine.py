@@ -1374,7 +1374,7 @@ FAILED_OUTCOMES = ("failed", "timeout", "lost")
 
 def throughput(*, minutes: int = 30, now: float | None = None) -> list[tuple[int, int]]:
     """(attempts completed, attempts failed) per minute over the last ``minutes`` minutes,
-    oldest first, from the attempts' finish times (index attempt_finished_at)."""
+    oldest first, from the attempts' finish times (index attempt_window)."""
     now = time.time() if now is None else now
     start = now - minutes * 60
     bucket = ((Attempt.finished_at - start) / 60).cast("INTEGER")

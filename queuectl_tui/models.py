@@ -196,8 +196,20 @@ class Attempt(BaseModel):
     processes = IntegerField(null=True)  # how many processes the tree started
 
     class Meta:
-        # finished_at: the console's throughput chart reads the last half hour of attempts.
-        indexes = ((("job", "number"), True), (("finished_at",), False))
+        indexes = ((("job", "number"), True),)
 
+
+#: Attempt outcomes that count as failed runs (metrics, the throughput chart).
+FAILED_OUTCOMES_SQL = "outcome IN ('failed', 'timeout', 'lost')"
+
+# Attempts by finish time, with what the metrics of a window read (metrics.execution_stats, the
+# console's throughput chart): a window is one range of this index, never the table's rows.
+Attempt.add_index(Attempt.index(Attempt.finished_at, Attempt.outcome, Attempt.number,
+                                Attempt.started_at, Attempt.due_at, Attempt.duration,
+                                Attempt.job, name="attempt_window"))
+# Jobs that failed or died, by when: the DLQ count and the most frequent errors of a window.
+# Partial: a job enters it only when it fails, so the completion path writes nothing here.
+Job.add_index(Job.index(Job.finished_at, Job.queue, Job.state, Job.last_error,
+                        name="job_failed").where(SQL("state IN ('failed', 'dead')")))
 
 MODELS = [Meta, Setting, Environment, Worker, Job, JobCount, Queue, Dependency, Attempt]

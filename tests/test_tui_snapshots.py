@@ -93,6 +93,15 @@ def test_config_editor_rejects_a_bad_value(snap_compare, seeded):
     assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run(*keys))
 
 
+def test_stats_screen(snap_compare, seeded):
+    """Execution stats of the sample history's last hour: per queue, the chart, the errors."""
+    assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run("m"))
+
+
+def test_stats_screen_80x24(snap_compare, seeded):
+    assert snap_compare(make_app(seeded), terminal_size=(80, 24), run_before=run("m"))
+
+
 def test_help_lists_the_keys(snap_compare, seeded):
     assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run("question_mark"))
 

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from peewee import DatabaseError
 
-from queuectl_tui import engine, settings
+from queuectl_tui import engine, metrics, settings
 from queuectl_tui.db import describe_db_error, open_db, write_transaction
 from queuectl_tui.errors import DatabaseUnusable, QueueError
 from queuectl_tui.models import STATES, Job, Meta, database
@@ -248,6 +248,14 @@ def read_log(path: Path | None, offset: int, *, complete: bool = True,
     return LogChunk(visible(data[:end].decode("utf-8", "replace")), offset + end, skipped)
 
 
+# --- the stats screen --------------------------------------------------------------------------
+
+def read_stats(window: float, now: float, slices: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``stats`` for the last ``window`` seconds, and the chart's slices of it."""
+    return (metrics.execution_stats(now - window, None, now),
+            metrics.timeline(now - window, now, slices))
+
+
 # --- modals ------------------------------------------------------------------------------------
 
 def read_settings() -> list[dict[str, Any]]:
@@ -268,4 +276,5 @@ def _save(changes: dict[str, Any], resets: list[str]) -> None:
 
 __all__ = ["Problem", "QueueError", "View", "Page", "Status", "Queues", "Detail", "LogChunk", "Output",
            "STATES", "COSTED", "call", "read_page", "read_status", "read_queues", "toggle_pause",
-           "paused_all", "read_detail", "read_log", "read_output", "read_settings", "save_settings"]
+           "paused_all", "read_detail", "read_log", "read_output", "read_stats", "read_settings",
+           "save_settings"]

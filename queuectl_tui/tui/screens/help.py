@@ -34,6 +34,7 @@ def sections():
     from queuectl_tui.tui.screens.detail import JobDetailScreen
     from queuectl_tui.tui.screens.main import MainScreen
     from queuectl_tui.tui.screens.queues import QueuesScreen
+    from queuectl_tui.tui.screens.stats import StatsScreen
     from queuectl_tui.tui.widgets.jobs_table import JobsTable
 
     def rows(*classes):
@@ -54,6 +55,7 @@ def sections():
         ("Jobs (main screen)", rows(JobsTable, MainScreen)),
         ("Job detail", rows(JobDetailScreen)),
         ("Queues (Q)", rows(QueuesScreen)),
+        ("Execution stats", rows(StatsScreen)),
         ("Forms and questions", rows(EnqueueModal, EditModal, ConfigModal, LimitModal, ConfirmModal)),
     ]
 

@@ -88,6 +88,8 @@ class MainScreen(Screen):
                 tooltip="Pause the selected job's queue (workers claim none of its jobs), or resume it"),
         Binding("P", "pause_all", "Pause/resume all", show=False,
                 tooltip="Pause every queue, or resume them all when all are paused"),
+        Binding("m", "stats", "Stats",
+                tooltip="Execution stats: throughput, wait and run times, errors, per queue"),
         Binding("plus", "worker_start", "Worker", key_display="+",
                 tooltip="Start one more detached worker"),
         Binding("o", "output", "Output",
@@ -598,6 +600,9 @@ class MainScreen(Screen):
         self.app.perform("pause or resume every queue", data.toggle_pause, None,
                          then=lambda paused: self._done("every queue paused" if paused
                                                         else "every queue resumed"))
+    def action_stats(self) -> None:
+        from queuectl_tui.tui.screens.stats import StatsScreen
+        self.app.push_screen(StatsScreen())
 
     def action_retry(self) -> None:
         ids = self.selected_ids()
