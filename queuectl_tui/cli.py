@@ -858,7 +858,7 @@ def edit(app: App, job_id, command, priority, run_at, delay, max_retries, timeou
                                  "queue": queue}.items() if v is not None}
     if not changes:
         raise InvalidInput("nothing to change: give at least one option")
-    spec.normalize({"command": "-", **changes})  # bad input: exit 2 before the database opens
+    spec.normalize(changes, partial=True)  # bad input: exit 2 before the database opens
     app.open()
     job = engine.edit(job_id, changes)
     emit_json(present.job_dict(job)) if as_json else click.echo(visible(f"{job.id}: edited"))
@@ -983,8 +983,8 @@ def dlq_retry(app: App, job_ids, all_dead, timeout, max_retries, as_json) -> Non
     """Move dead jobs back to pending with attempts reset."""
     if bool(job_ids) == all_dead:
         raise InvalidInput("give job ids or --all")
-    overrides = spec.normalize({"command": "x", **({"timeout": timeout} if timeout is not None else {}),
-                                **({"max_retries": max_retries} if max_retries is not None else {})})
+    given = {"timeout": timeout, "max_retries": max_retries}
+    overrides = spec.normalize({k: v for k, v in given.items() if v is not None}, partial=True)
     app.open()
     jobs = engine.dlq_retry(list(job_ids), all_dead=all_dead, timeout=overrides.get("timeout"),
                             max_retries=overrides.get("max_retries"))

@@ -23,9 +23,9 @@ from queuectl_tui import procs, settings
 from queuectl_tui.db import LAST_WORKER_ID, change_token, is_sqlite, write_transaction
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
 from queuectl_tui.models import (
-    CLAIMABLE, COMPLETED, DEAD, FAILED, PENDING, PROCESSING, STATES,
-    AGING_RATE_SQL, CLAIMABLE_WHERE, Attempt, Dependency, Environment, Job, JobCount, Meta, Queue, Worker,
-    database,
+    AGING_RATE_SQL, CLAIMABLE, CLAIMABLE_WHERE, COMPLETED, DEAD, FAILED, FAILED_OUTCOMES, PENDING,
+    PROCESSING, STATES, Attempt, Dependency, Environment, Job, JobCount, Meta, Outcome, Queue,
+    Worker, WorkerStatus, database,
 )
 from queuectl_tui.paths import create_private_file
 from queuectl_tui.spec import normalize
@@ -47,7 +47,8 @@ def enqueue(specs: Iterable[dict[str, Any]], *, cwd: str | None = None,
     seen: set[str] = set()
     for job_id in given:
         if job_id in seen:
-            raise InvalidInput(f"duplicate job id {job_id!r} in the input; nothing enqueued")
+            raise InvalidInput(f"duplicate job id {job_id!r} in the input; nothing enqueued",
+                               field="id")
         seen.add(job_id)
     defaults = settings.load()
     env_row = _environment(env)
@@ -61,9 +62,9 @@ def enqueue(specs: Iterable[dict[str, Any]], *, cwd: str | None = None,
                 "command": spec["command"],
                 "queue": spec.get("queue", "default"),
                 "priority": spec.get("priority", 0),
-                "max_retries": spec.get("max_retries", defaults["max_retries"]),
-                "backoff_base": spec.get("backoff_base", defaults["backoff_base"]),
-                "timeout": spec.get("timeout", defaults["default_timeout"]),
+                "max_retries": spec.get("max_retries", defaults.max_retries),
+                "backoff_base": spec.get("backoff_base", defaults.backoff_base),
+                "timeout": spec.get("timeout", defaults.default_timeout),
                 "run_at": spec.get("run_at", now),
                 "created_at": now,
                 "updated_at": now,
@@ -75,7 +76,8 @@ def enqueue(specs: Iterable[dict[str, Any]], *, cwd: str | None = None,
             try:  # the unique index is the check; raising here rolls back the whole input
                 job = Job.create(**row)
             except IntegrityError:
-                raise InvalidInput(f"job id {row['id']!r} already exists; nothing enqueued") from None
+                raise InvalidInput(f"job id {row['id']!r} already exists; nothing enqueued",
+                                   field="id") from None
             if spec.get("after"):
                 _add_dependencies(job.seq, spec["after"])
                 _settle([job.seq], now=now)
@@ -91,7 +93,7 @@ def _add_dependencies(job_seq: int, after: list[str], where: str = "") -> None:
     missing = [job_id for job_id in after if found.get(job_id, job_seq) == job_seq]
     if missing:
         raise InvalidInput(f"{where + ': ' if where else ''}after: no job with id "
-                           f"{', '.join(map(repr, missing))}; nothing enqueued")
+                           f"{', '.join(map(repr, missing))}; nothing enqueued", field="after")
     Dependency.insert_many([(job_seq, found[job_id], job_id) for job_id in after],
                            fields=[Dependency.job, Dependency.dep_seq, Dependency.dep_id]).execute()
 
@@ -177,9 +179,9 @@ def enqueue_stream(specs: Iterable[tuple[str, dict[str, Any]]], *, cwd: str | No
 
     try:
         rows = ((spec.get("id"), spec["command"], spec.get("queue", "default"),
-                 spec.get("priority", 0), spec.get("max_retries", defaults["max_retries"]),
-                 spec.get("backoff_base", defaults["backoff_base"]),
-                 spec.get("timeout", defaults["default_timeout"]), spec.get("run_at", now), where,
+                 spec.get("priority", 0), spec.get("max_retries", defaults.max_retries),
+                 spec.get("backoff_base", defaults.backoff_base),
+                 spec.get("timeout", defaults.default_timeout), spec.get("run_at", now), where,
                  after(spec))
                 for where, spec in specs)
         count = 0
@@ -241,7 +243,7 @@ def _check_stage_ids(db) -> None:
     if row is not None:
         src, job_id, first = row
         raise InvalidInput(f"{src}: duplicate job id {job_id!r} in the input (first on {first}); "
-                           "nothing enqueued")
+                           "nothing enqueued", field="id")
     db.execute_sql("DROP INDEX temp.enqueue_stage_any_id")
     db.execute_sql("CREATE UNIQUE INDEX temp.enqueue_stage_id ON enqueue_stage (id)")
 
@@ -270,7 +272,7 @@ def _move_stage(db, now: float, cwd: str, digest: str, data: str, chained: bool 
             if clash is not None:
                 src, job_id = clash
                 raise InvalidInput(f"{src + ': ' if src else ''}job id {job_id!r} already exists; "
-                                   "nothing enqueued") from None
+                                   "nothing enqueued", field="id") from None
             if not db.execute_sql("SELECT count(*) FROM temp.enqueue_stage WHERE generated AND "
                                   "id IN (SELECT id FROM main.job)").fetchone()[0]:
                 raise
@@ -292,7 +294,8 @@ def _stage_dependencies(db, now: float) -> None:
     if unknown is not None:
         src, job_id = unknown
         raise InvalidInput(f"{src + ': ' if src else ''}after: no job with id {job_id!r} "
-                           "(it must exist or come earlier in the input); nothing enqueued")
+                           "(it must exist or come earlier in the input); nothing enqueued",
+                           field="after")
     db.execute_sql(
         "INSERT INTO job_dep (job_seq, dep_seq, dep_id) SELECT j.seq, d.seq, d.id "
         "FROM temp.enqueue_stage s JOIN main.job j ON j.id = s.id, json_each(s.after) a "
@@ -348,7 +351,7 @@ def register_worker(queues: list[str] | None = None, *, pid: int | None = None,
         Meta.insert(key=LAST_WORKER_ID, value=str(last)).on_conflict_replace().execute()
         return Worker.create(
             id=last, host=procs.hostname(), pid=pid, proc_started=procs.start_time(pid) or now,
-            started_at=now, heartbeat_at=now, status="idle",
+            started_at=now, heartbeat_at=now, status=WorkerStatus.IDLE,
             queues=",".join(queues) if queues else None,
         )
 
@@ -397,7 +400,8 @@ def worker_alive(worker: Worker, *, now: float | None = None, lease: float | Non
 
 def busy(worker: Worker) -> bool:
     """Running a job: busy, or stopping (after a normal stop) while it finishes its job."""
-    return worker.status == "busy" or (worker.status == "stopping" and worker.current_job is not None)
+    return worker.status == WorkerStatus.BUSY or (worker.status == WorkerStatus.STOPPING
+                                                  and worker.current_job is not None)
 
 
 def live_workers(now: float | None = None) -> list[Worker]:
@@ -537,11 +541,11 @@ def _finish(job: Job, attempt: Attempt, outcome: str, exit_code: int | None, err
     """The job's next state from the claim's own copy of it: nobody changes a job while it is
     processing (edits, retries and deletes refuse), and the fence below makes sure it still is."""
     run_at, finished_at, given_back = None, now, 0
-    if outcome == "completed":
+    if outcome == Outcome.COMPLETED:
         state, error = COMPLETED, None
-    elif outcome == "interrupted":
+    elif outcome == Outcome.INTERRUPTED:
         state, run_at, finished_at, given_back = PENDING, now, None, 1
-    elif outcome == "cancelled":
+    elif outcome == Outcome.CANCELLED:
         state, error = DEAD, error or "cancelled"
     elif job.attempts > job.max_retries:
         state = DEAD
@@ -721,7 +725,7 @@ def recover_lost(*, now: float | None = None) -> list[str]:
         if attempt.pid is None and local:
             # The command never started (the runner waits for its process to be noted):
             # nothing ran, nothing to kill, no retry used.
-            outcome = "cancelled" if job.cancel_requested else "interrupted"
+            outcome = Outcome.CANCELLED if job.cancel_requested else Outcome.INTERRUPTED
             why = "cancelled" if job.cancel_requested else "not started: worker lost before starting it"
             if finish(job, attempt, outcome=outcome, error=why, now=now) is not None:
                 recovered.append(job.id)
@@ -735,7 +739,8 @@ def recover_lost(*, now: float | None = None) -> list[str]:
             why += (f" (worker {worker.id}, pid {worker.pid} on {worker.host}: "
                     + (f"no heartbeat for {silent:.0f}s)" if silent > lease else "process gone)"))
         # A cancel asked of a worker that was gone already: recovery carries it out.
-        outcome, why = ("cancelled", "cancelled") if job.cancel_requested else ("lost", why)
+        outcome, why = ((Outcome.CANCELLED, "cancelled") if job.cancel_requested
+                        else (Outcome.LOST, why))
         if finish(job, attempt, outcome=outcome, error=why, now=now) is not None:
             recovered.append(job.id)
     if lost:
@@ -921,10 +926,9 @@ def edit(job_id: str, changes: dict[str, Any], *, now: float | None = None) -> J
     now = time.time() if now is None else now
     unknown = [key for key in changes if key not in EDITABLE]
     if unknown:
-        raise InvalidInput(f"cannot edit {', '.join(map(repr, unknown))} (editable: {', '.join(EDITABLE)})")
-    checked = normalize({"command": "-", **changes}, now=now)
-    if "command" not in changes:
-        del checked["command"]
+        raise InvalidInput(f"cannot edit {', '.join(map(repr, unknown))} "
+                           f"(editable: {', '.join(EDITABLE)})", field=unknown[0])
+    checked = normalize(changes, now=now, partial=True)
     if not checked:
         raise InvalidInput("nothing to change")
     with write_transaction():  # the state is checked under the write lock: no claim slips in
@@ -966,7 +970,8 @@ def set_limit(queue: str, limit: int | None) -> None:
     """At most ``limit`` jobs of ``queue`` run at once across all workers (None: no limit);
     checked inside every claim."""
     if limit is not None and limit < 0:
-        raise InvalidInput(f"bad limit {limit!r}: expected a whole number >= 0 or 'none'")
+        raise InvalidInput(f"bad limit {limit!r}: expected a whole number >= 0 or 'none'",
+                           field="limit")
     with write_transaction():
         Queue.insert(name=queue, max_running=limit).on_conflict(
             conflict_target=[Queue.name], update={Queue.max_running: limit}).execute()
@@ -1273,10 +1278,6 @@ def count_jobs(*, state: str | Iterable[str] | None = None,
     return _filtered(Job.select(), state=state, queue=queue, search=search).count()
 
 
-#: Attempt outcomes that count as failures in the throughput chart.
-FAILED_OUTCOMES = ("failed", "timeout", "lost")
-
-
 def throughput(*, minutes: int = 30, now: float | None = None) -> list[tuple[int, int]]:
     """(attempts completed, attempts failed) per minute over the last ``minutes`` minutes,
     oldest first, from the attempts' finish times (index attempt_window)."""
@@ -1290,7 +1291,7 @@ def throughput(*, minutes: int = 30, now: float | None = None) -> list[tuple[int
             .group_by(bucket, Attempt.outcome).tuples())
     for index, outcome, count in rows:
         index = min(max(int(index), 0), minutes - 1)
-        if outcome == "completed":
+        if outcome == Outcome.COMPLETED:
             done[index] += count
         elif outcome in FAILED_OUTCOMES:
             failed[index] += count

@@ -15,7 +15,7 @@ from peewee import fn
 
 from queuectl_tui import engine, metrics, settings
 from queuectl_tui.errors import QueueError
-from queuectl_tui.models import Attempt, JobCount, Worker, database
+from queuectl_tui.models import Attempt, JobCount, Worker, WorkerStatus, database
 
 MISSING = ("Prometheus output needs the prometheus_client package: "
            "pip install 'queuectl-tui[metrics]'")
@@ -75,10 +75,10 @@ class QueueCollector:
 
         workers = GaugeMetricFamily("queuectl_workers", "Worker rows by status (lost: presumed dead).",
                                     labels=["status"])
-        by_status = {"idle": 0, "busy": 0, "stopping": 0, "lost": 0}
+        by_status = dict.fromkeys(WorkerStatus, 0)
         lease = settings.get("lease")
         for worker in Worker.select():
-            status = worker.status if engine.worker_alive(worker, now=now, lease=lease) else "lost"
+            status = worker.status if engine.worker_alive(worker, now=now, lease=lease) else WorkerStatus.LOST
             by_status[status] = by_status.get(status, 0) + 1
         for status, n in by_status.items():
             workers.add_metric([status], n)

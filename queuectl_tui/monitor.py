@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from queuectl_tui import engine, procs, settings, usage
-from queuectl_tui.models import Job, Worker
+from queuectl_tui.models import Job, Worker, WorkerStatus
 
 
 @dataclass
@@ -44,8 +44,9 @@ class WorkerStats:
     @property
     def busy(self) -> bool:
         """Running a job: busy, or stopping while it finishes one (as ``engine.busy``)."""
-        return self.alive and (self.status == "busy"
-                               or (self.status == "stopping" and self.current_job is not None))
+        return self.alive and (self.status == WorkerStatus.BUSY
+                               or (self.status == WorkerStatus.STOPPING
+                                   and self.current_job is not None))
 
     def uptime(self, now: float) -> float:
         return max(0.0, now - self.started_at)
@@ -71,7 +72,7 @@ class WorkerMonitor:
             alive = engine.worker_alive(row, now=now, lease=lease)
             local = row.host == procs.hostname()
             stats = WorkerStats(
-                id=row.id, host=row.host, pid=row.pid, status=row.status if alive else "lost",
+                id=row.id, host=row.host, pid=row.pid, status=row.status if alive else WorkerStatus.LOST,
                 alive=alive, local=local, started_at=row.started_at,
                 heartbeat_age=max(0.0, now - row.heartbeat_at), current_job=row.current_job,
             )

@@ -194,27 +194,35 @@ def parse_object(text: str) -> dict[str, Any]:
     return data
 
 
-def normalize(raw: dict[str, Any], now: float | None = None) -> dict[str, Any]:
-    """Validate one raw spec; return only the fields given, typed and checked."""
+def normalize(raw: dict[str, Any], now: float | None = None, *,
+              partial: bool = False) -> dict[str, Any]:
+    """Validate one raw spec; return only the fields given, typed and checked. ``partial``:
+    some fields of a job (``edit``, ``dlq retry`` overrides, one form field), no command needed.
+    An error names its field (``InvalidInput.field``)."""
     now = time.time() if now is None else now
     spec: dict[str, Any] = {}
     for key, value in raw.items():
         name = _NAMES.get(key)
         if name is None:
             if not isinstance(key, str) or (name := _NAMES.get(key.replace("-", "_"))) is None:
-                raise InvalidInput(f"unknown key {key!r} (allowed: {', '.join(FIELDS)})")
+                raise InvalidInput(f"unknown key {key!r} (allowed: {', '.join(FIELDS)})",
+                                   field=key if isinstance(key, str) else None)
         if value is None and name in _NULLABLE:
             continue
         if name == "run_at" and "run_at" in spec:
-            raise InvalidInput("give run_at or scheduled_at, not both")
-        checked = _CHECKS[name](value)
+            raise InvalidInput("give run_at or scheduled_at, not both", field="run_at")
+        try:
+            checked = _CHECKS[name](value)
+        except InvalidInput as exc:
+            exc.field = exc.field or name
+            raise
         if checked is not None:
             spec[name] = checked
-    if "command" not in spec:
-        raise InvalidInput("the job spec has no command")
+    if "command" not in spec and not partial:
+        raise InvalidInput("the job spec has no command", field="command")
     if "delay" in spec:
         if "run_at" in spec:
-            raise InvalidInput("give run_at or delay, not both")
+            raise InvalidInput("give run_at or delay, not both", field="delay")
         spec["run_at"] = now + spec.pop("delay")
     return spec
 

@@ -17,6 +17,16 @@ def test_defaults_then_stored_values(db):
     assert settings.get("max_retries") == 3
 
 
+def test_settings_load_as_one_typed_read_only_object(db):
+    settings.set_value("lease", "12")
+    values = settings.load()
+    assert isinstance(values, settings.Settings) and values.lease == 12.0
+    assert values.max_retries == 3 and values.default_timeout is None
+    assert set(values._fields) == set(settings.SETTINGS)
+    with pytest.raises(AttributeError):
+        values.lease = 1.0  # type: ignore[misc]
+
+
 def test_a_stored_value_survives_reopening_the_database(db, home):
     from queuectl_tui.db import close_db, open_db
     settings.set_value("backoff_base", "3.5")
@@ -43,8 +53,9 @@ def test_new_jobs_take_their_defaults_from_the_settings(db, tmp_path):
     ("poll_interval", "0"), ("lease", "0.5"), ("max_log_bytes", "10"), ("default_timeout", "-3"),
 ])
 def test_bad_values_are_refused_and_nothing_is_stored(db, key, value):
-    with pytest.raises(InvalidInput, match=f"bad value .* for {key}"):
+    with pytest.raises(InvalidInput, match=f"bad value .* for {key}") as caught:
         settings.set_value(key, value)
+    assert caught.value.field == key
     assert settings.get(key) == settings.SETTINGS[key].default
 
 

@@ -108,3 +108,27 @@ def test_normalize_rejects_bad_specs_naming_the_problem(raw, words):
 def test_iso_is_utc_with_milliseconds():
     assert spec.iso(1893456000.25) == "2030-01-01T00:00:00.250Z"
     assert spec.iso(None) is None
+
+
+@pytest.mark.parametrize("raw, field", [
+    ({"command": "true", "priority": "high"}, "priority"),
+    ({"command": "true", "max-retries": -1}, "max_retries"),
+    ({"command": "true", "queue": "a b"}, "queue"),
+    ({"command": "true", "run_at": "soon"}, "run_at"),
+    ({"command": "true", "delay": 5, "run_at": "2030-01-01T00:00:00Z"}, "delay"),
+    ({"command": ""}, "command"),
+    ({"priority": 1}, "command"),
+    ({"command": "true", "colour": "red"}, "colour"),
+])
+def test_an_invalid_spec_names_its_field(raw, field):
+    with pytest.raises(InvalidInput) as caught:
+        spec.normalize(raw)
+    assert caught.value.field == field
+
+
+def test_partial_specs_need_no_command():
+    assert spec.normalize({"timeout": 5, "max_retries": 0}, partial=True) == {
+        "timeout": 5.0, "max_retries": 0}
+    with pytest.raises(InvalidInput) as caught:
+        spec.normalize({"timeout": -1}, partial=True)
+    assert caught.value.field == "timeout"
