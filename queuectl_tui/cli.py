@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import sys
 import time
@@ -23,11 +24,12 @@ from queuectl_tui.models import COMPLETED, DEAD, STATES
 from queuectl_tui.present import ago, size
 from queuectl_tui.visible import visible
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+COMMAND_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-class App:
-    """What every command shares: where the database is, opened on first use."""
+class Context:
+    """What every command shares (click's ``ctx.obj``): where the database is, opened on
+    first use."""
 
     def __init__(self, db: str | None):
         self.db_path = Path(db).expanduser() if db else paths.default_db_path()
@@ -40,7 +42,7 @@ class App:
             self._open = True
 
 
-pass_app = click.make_pass_decorator(App)
+pass_ctx = click.make_pass_decorator(Context)
 
 
 def console():
@@ -89,7 +91,7 @@ class _Seconds(click.FloatRange):
 
     def convert(self, value, param, ctx):
         number = super().convert(value, param, ctx)
-        if number != number:
+        if math.isnan(number):
             self.fail(f"{value!r} is not a number of seconds", param, ctx)
         return number
 
@@ -125,32 +127,32 @@ def json_option(func):
 
 # --- the group -------------------------------------------------------------------------------
 
-@click.group(invoke_without_command=True, context_settings=CONTEXT)
+@click.group(invoke_without_command=True, context_settings=COMMAND_SETTINGS)
 @click.option("--db", metavar="PATH", envvar="QUEUECTL_DB",
               help="Database file (default $QUEUECTL_HOME/queuectl.db, ~/.queuectl/queuectl.db).")
 @click.option("--no-ui", is_flag=True, help="Never open the console; print the status summary.")
 @click.version_option(__version__, prog_name="queuectl-tui")
 @click.pass_context
-def cli(ctx: click.Context, db: str | None, no_ui: bool) -> None:
+def cli(click_ctx: click.Context, db: str | None, no_ui: bool) -> None:
     """A local background job queue for shell commands, with a terminal console.
 
     Without a command, opens the console on a terminal (or prints the status with --no-ui
     or when not on a terminal).
     """
-    ctx.obj = App(db)
-    if ctx.invoked_subcommand is None:
+    click_ctx.obj = Context(db)
+    if click_ctx.invoked_subcommand is None:
         if not no_ui and sys.stdin.isatty() and sys.stdout.isatty():
             # The console opens the database itself: a locked or corrupt one is a message on
             # its screen (it creates a missing one first, as any command would).
             from queuectl_tui.tui.app import run_app  # the only path that loads textual
-            run_app(ctx.obj.db_path)
+            run_app(click_ctx.obj.db_path)
         else:
-            ctx.invoke(status)
+            click_ctx.invoke(status)
 
 
 # --- enqueue ---------------------------------------------------------------------------------
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @click.argument("spec_arg", metavar="[SPEC]", required=False)
 @click.option("-f", "--file", "file_", type=click.File("rb"), help="JSON object, array or JSON Lines ('-' = stdin).")
 @click.option("--id", "job_id", help="Job id (default: generated).")
@@ -166,8 +168,8 @@ def cli(ctx: click.Context, db: str | None, no_ui: bool) -> None:
               help="Run only once this job has completed (repeatable).")
 @click.option("--wait", "wait_", is_flag=True, help="Then wait for the job(s) to end, as 'wait' does.")
 @json_option
-@pass_app
-def enqueue(app: App, spec_arg, file_, job_id, command, priority, max_retries, timeout,
+@pass_ctx
+def enqueue(ctx: Context, spec_arg, file_, job_id, command, priority, max_retries, timeout,
             backoff_base, run_at, delay, queue, after, wait_, as_json) -> None:
     """Queue a job. SPEC is a JSON object or a plain shell command.
 
@@ -207,7 +209,7 @@ def enqueue(app: App, spec_arg, file_, job_id, command, priority, max_retries, t
 
     if not bulk:  # one job from the command line: checked before the database is opened
         checked = [s for _, s in specs()]
-        app.open()
+        ctx.open()
         jobs = engine.enqueue(checked, now=now)
         if as_json:
             emit_json(present.job_dict(jobs[0]))
@@ -217,7 +219,7 @@ def enqueue(app: App, spec_arg, file_, job_id, command, priority, max_retries, t
         if wait_:
             _wait_and_exit([j.id for j in jobs], None, None, as_json)
         return
-    app.open()  # a stream is checked as it is staged: in the database's TEMP space
+    ctx.open()  # a stream is checked as it is staged: in the database's TEMP space
     waited: list[str] = []
     with engine.enqueue_stream(specs(), now=now) as added:
         _print_added(added, as_json, file_)
@@ -296,12 +298,12 @@ def _read_specs(spec_arg: str | None, file_, command: str | None):
 
 # --- reading ---------------------------------------------------------------------------------
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @json_option
-@pass_app
-def status(app: App, as_json: bool) -> None:
+@pass_ctx
+def status(ctx: Context, as_json: bool) -> None:
     """Counts per state, workers alive/busy, how long the oldest due pending job has waited."""
-    app.open()
+    ctx.open()
     data = engine.stats()
     rows = engine.queue_rows()
     data["paused_all"] = engine.paused_all()
@@ -339,15 +341,15 @@ def _paused_line(data: dict[str, Any]) -> str | None:
     return f"paused: {', '.join(data['paused_queues'])}" if data.get("paused_queues") else None
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @click.option("--since", "since", default="1h", show_default=True, metavar="DURATION",
               help="Window: attempts finished in the last DURATION (90s, 30m, 1h, 2d).")
 @click.option("--queue", "queues", multiple=True, type=TEXT, help="Only this queue (repeatable).")
 @click.option("--prometheus", is_flag=True,
               help="Print Prometheus' text format (needs the 'metrics' extra).")
 @json_option
-@pass_app
-def stats(app: App, since: str, queues, prometheus: bool, as_json: bool) -> None:
+@pass_ctx
+def stats(ctx: Context, since: str, queues, prometheus: bool, as_json: bool) -> None:
     """Execution metrics over a window: completed, failed, dead, throughput, success rate,
     retries, wait and run time percentiles, the oldest due job, the most frequent errors."""
     from queuectl_tui import metrics as figures
@@ -357,10 +359,10 @@ def stats(app: App, since: str, queues, prometheus: bool, as_json: bool) -> None
             raise InvalidInput("--prometheus takes neither --json nor --queue (it gives every queue)")
         from queuectl_tui import exporter
         exporter.require()
-        app.open()
+        ctx.open()
         click.echo(exporter.text(window), nl=False)
         return
-    app.open()
+    ctx.open()
     now = time.time()
     data = figures.execution_stats(now - window, list(queues) or None, now)
     if as_json:
@@ -470,17 +472,17 @@ def _jobs_table(jobs, *, error_column: bool = False):
     return table
 
 
-@cli.command("list", context_settings=CONTEXT)
+@cli.command("list", context_settings=COMMAND_SETTINGS)
 @click.option("--state", type=click.Choice(STATES), multiple=True,
               help="Only jobs in this state (repeat for several).")
 @click.option("--queue", type=TEXT, multiple=True, help="Only jobs in this queue (repeat for several).")
 @click.option("--search", type=TEXT, help="Only jobs whose id, command or error contains this text.")
 @click.option("--limit", type=click.IntRange(0), default=50, show_default=True, help="At most this many (0: all).")
 @json_option
-@pass_app
-def list_(app: App, state, queue, search, limit, as_json) -> None:
+@pass_ctx
+def list_(ctx: Context, state, queue, search, limit, as_json) -> None:
     """List jobs, oldest first. Past --limit, says on stderr how many more match."""
-    app.open()
+    ctx.open()
     jobs = engine.list_jobs(state=state, queue=queue, search=search, limit=_limit(limit))
     if as_json:
         emit_json([present.job_dict(j) for j in jobs])
@@ -492,13 +494,13 @@ def list_(app: App, state, queue, search, limit, as_json) -> None:
             click.echo(f"… and {more:,} more (--limit 0 lists them all)", err=True)
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @click.argument("job_id", type=TEXT)
 @json_option
-@pass_app
-def show(app: App, job_id: str, as_json: bool) -> None:
+@pass_ctx
+def show(ctx: Context, job_id: str, as_json: bool) -> None:
     """Every field and attempt of a job, and why it is where it is."""
-    app.open()
+    ctx.open()
     job = engine.get_job(job_id)
     attempts = engine.attempts_of(job)
     data = present.job_dict(job, full=True)
@@ -564,16 +566,16 @@ def _with_effective_priority(data: dict[str, Any], job, rate: float) -> dict[str
     return result
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @click.argument("job_id", type=TEXT)
 @click.option("--attempt", "number", type=int, help="Attempt number (default: the latest).")
 @click.option("--follow", "-f", "-F", is_flag=True,
               help="Keep printing until the job is completed or dead (waits for it to start, "
                    "follows its retries; exits as 'wait'). With --attempt: while that attempt runs.")
-@pass_app
-def logs(app: App, job_id: str, number: int | None, follow: bool) -> None:
+@pass_ctx
+def logs(ctx: Context, job_id: str, number: int | None, follow: bool) -> None:
     """Print the output of a job's attempt."""
-    app.open()
+    ctx.open()
     job = engine.get_job(job_id)
     attempts = engine.attempts_of(job)
     write = _log_writer()
@@ -665,15 +667,15 @@ def _follow_job(job, number: int, write) -> None:
             handle.close()
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @click.argument("job_ids", nargs=-1, type=TEXT)
 @click.option("--queue", "queues", multiple=True, callback=lambda c, p, v: [spec.check_queue(q) for q in v],
               help="Every job of this queue, those enqueued meanwhile too (repeatable).")
 @click.option("--all", "all_jobs", is_flag=True, help="Every job.")
 @click.option("--timeout", type=WAIT_SECONDS, help="Give up after this many seconds (exit 124).")
 @json_option
-@pass_app
-def wait(app: App, job_ids, queues, all_jobs, timeout, as_json) -> None:
+@pass_ctx
+def wait(ctx: Context, job_ids, queues, all_jobs, timeout, as_json) -> None:
     """Wait until jobs are completed or dead, printing each as it ends.
 
     Exit 0 if every one completed, 1 if one ended dead (or an id is unknown), 124 if
@@ -681,7 +683,7 @@ def wait(app: App, job_ids, queues, all_jobs, timeout, as_json) -> None:
     """
     if all_jobs == bool(job_ids or queues):
         raise InvalidInput("give job ids and/or --queue Q, or --all")
-    app.open()
+    ctx.open()
     _wait_and_exit(list(job_ids), list(queues), timeout, as_json)
 
 
@@ -708,16 +710,16 @@ def _wait_and_exit(job_ids: list[str], queues: list[str] | None, timeout: float 
             error = f" ({job.last_error})" if job.state == DEAD and job.last_error else ""
             click.echo(visible(f"{job.id}: {job.state}{error}"))
     sys.exit(1 if failed else 0)
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @json_option
-@pass_app
-def ps(app: App, as_json: bool) -> None:
+@pass_ctx
+def ps(ctx: Context, as_json: bool) -> None:
     """The running jobs now, each with its process tree (like ps f).
 
     CPU % is over each process's lifetime, as ps(1) shows it; RSS is resident memory. Jobs
     running on another host are listed without their processes.
     """
-    app.open()
+    ctx.open()
     from queuectl_tui.monitor import job_trees
     now = time.time()
     trees = job_trees(now=now)
@@ -757,26 +759,26 @@ def ps_tree(trees, now: float) -> list[dict]:
 
 # --- operator actions ------------------------------------------------------------------------
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @click.argument("job_ids", nargs=-1, required=True, type=TEXT)
 @json_option
-@pass_app
-def retry(app: App, job_ids, as_json) -> None:
+@pass_ctx
+def retry(ctx: Context, job_ids, as_json) -> None:
     """Run failed jobs now; bring dead jobs back from the DLQ."""
-    app.open()
+    ctx.open()
     jobs = engine.retry_many(list(job_ids))
     _report(jobs, as_json, "retrying")
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @click.argument("job_ids", nargs=-1, required=True, type=TEXT)
 @click.option("--wait", type=SECONDS, default=10.0, show_default=True,
               help="Seconds to wait for a running job's worker to kill it.")
 @json_option
-@pass_app
-def cancel(app: App, job_ids, wait, as_json) -> None:
+@pass_ctx
+def cancel(ctx: Context, job_ids, wait, as_json) -> None:
     """Cancel jobs: waiting ones go to the DLQ; running ones are killed by their worker."""
-    app.open()
+    ctx.open()
     jobs = engine.cancel_many(list(job_ids))
     deadline = time.monotonic() + wait
     while any(j.state == "processing" for j in jobs) and time.monotonic() < deadline:
@@ -788,49 +790,49 @@ def cancel(app: App, job_ids, wait, as_json) -> None:
                          "(its worker will kill it when it next checks)")
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @click.argument("job_ids", nargs=-1, required=True, type=TEXT)
 @json_option
-@pass_app
-def delete(app: App, job_ids, as_json) -> None:
+@pass_ctx
+def delete(ctx: Context, job_ids, as_json) -> None:
     """Delete jobs (not running ones) with their attempts and logs."""
-    app.open()
+    ctx.open()
     count = engine.delete(list(job_ids))
     emit_json({"deleted": count}) if as_json else click.echo(f"deleted {count} job(s)")
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @click.option("--state", "states", type=click.Choice([s for s in STATES if s != "processing"]),
               multiple=True, help="Only this state (repeatable; default: all but processing).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @json_option
-@pass_app
-def clear(app: App, states, yes, as_json) -> None:
+@pass_ctx
+def clear(ctx: Context, states, yes, as_json) -> None:
     """Delete jobs in bulk (never running ones)."""
     _confirm(yes, f"delete every {'/'.join(states) or 'non-running'} job")
-    app.open()
+    ctx.open()
     count = engine.clear(list(states) or None)
     emit_json({"deleted": count}) if as_json else click.echo(f"deleted {count} job(s)")
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @json_option
-@pass_app
-def recover(app: App, as_json) -> None:
+@pass_ctx
+def recover(ctx: Context, as_json) -> None:
     """Take back now the jobs of workers that are gone (workers also do this on their own)."""
-    app.open()
+    ctx.open()
     ids = engine.recover_lost()
     emit_json({"recovered": ids}) if as_json else click.echo(f"recovered {len(ids)} job(s)")
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @click.argument("job_ids", nargs=-1, required=True, type=TEXT)
 @json_option
-@pass_app
-def restart(app: App, job_ids, as_json) -> None:
+@pass_ctx
+def restart(ctx: Context, job_ids, as_json) -> None:
     """Run completed or dead jobs again: back to pending with a fresh retry budget; their
     attempts are kept and numbering continues. All or none (running or waiting jobs: exit 1)."""
-    app.open()
+    ctx.open()
     jobs = engine.restart(list(job_ids))
     if as_json:
         emit_json([present.job_dict(j) for j in jobs])
@@ -839,7 +841,7 @@ def restart(app: App, job_ids, as_json) -> None:
         click.echo(visible(f"{job.id}: {job.state}{error}"))
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @click.argument("job_id", type=TEXT)
 @click.option("--command", type=TEXT, help="New shell command.")
 @click.option("--priority", type=int, help="New priority.")
@@ -849,8 +851,8 @@ def restart(app: App, job_ids, as_json) -> None:
 @click.option("--timeout", type=float, help="New time limit, seconds.")
 @click.option("--queue", type=TEXT, help="Move to this queue.")
 @json_option
-@pass_app
-def edit(app: App, job_id, command, priority, run_at, delay, max_retries, timeout, queue,
+@pass_ctx
+def edit(ctx: Context, job_id, command, priority, run_at, delay, max_retries, timeout, queue,
          as_json) -> None:
     """Change a pending or failed job (validated as at enqueue); a running one is refused."""
     changes = {k: v for k, v in {"command": command, "priority": priority, "run_at": run_at,
@@ -859,7 +861,7 @@ def edit(app: App, job_id, command, priority, run_at, delay, max_retries, timeou
     if not changes:
         raise InvalidInput("nothing to change: give at least one option")
     spec.normalize(changes, partial=True)  # bad input: exit 2 before the database opens
-    app.open()
+    ctx.open()
     job = engine.edit(job_id, changes)
     emit_json(present.job_dict(job)) if as_json else click.echo(visible(f"{job.id}: edited"))
 
@@ -869,37 +871,37 @@ _QUEUES = click.option("--queue", "queues", multiple=True,
                        help="This queue (repeatable; default: every queue, new ones too).")
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @_QUEUES
-@pass_app
-def pause(app: App, queues) -> None:
+@pass_ctx
+def pause(ctx: Context, queues) -> None:
     """Workers claim nothing more from these queues; running jobs finish. Survives restarts."""
-    app.open()
+    ctx.open()
     engine.pause(list(queues) or None)
     click.echo(f"paused {'queue(s) ' + ', '.join(queues) if queues else 'every queue'}")
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @_QUEUES
-@pass_app
-def resume(app: App, queues) -> None:
+@pass_ctx
+def resume(ctx: Context, queues) -> None:
     """Let workers claim from these queues again."""
-    app.open()
+    ctx.open()
     engine.resume(list(queues) or None)
     click.echo(f"resumed {'queue(s) ' + ', '.join(queues) if queues else 'every queue'}")
 
 
-@cli.group("queue", context_settings=CONTEXT)
+@cli.group("queue", context_settings=COMMAND_SETTINGS)
 def queue_group() -> None:
     """Queues: their counts, pause state and running limit."""
 
 
-@queue_group.command("list", context_settings=CONTEXT)
+@queue_group.command("list", context_settings=COMMAND_SETTINGS)
 @json_option
-@pass_app
-def queue_list(app: App, as_json) -> None:
+@pass_ctx
+def queue_list(ctx: Context, as_json) -> None:
     """Every queue with jobs or settings: counts per state, paused, limit."""
-    app.open()
+    ctx.open()
     rows = engine.queue_rows()
     if as_json:
         emit_json(rows)
@@ -916,11 +918,11 @@ def queue_list(app: App, as_json) -> None:
     console().print(table)
 
 
-@queue_group.command("limit", context_settings=CONTEXT)
+@queue_group.command("limit", context_settings=COMMAND_SETTINGS)
 @click.argument("queue", type=TEXT)
 @click.argument("limit", metavar="N|none")
-@pass_app
-def queue_limit(app: App, queue, limit) -> None:
+@pass_ctx
+def queue_limit(ctx: Context, queue, limit) -> None:
     """At most N jobs of QUEUE run at once across all workers ('none': no limit)."""
     spec.check_queue(queue)
     if limit.lower() == "none":
@@ -929,7 +931,7 @@ def queue_limit(app: App, queue, limit) -> None:
         value = int(limit)
     else:
         raise InvalidInput(f"bad limit {limit!r}: expected a whole number >= 0 or 'none'")
-    app.open()
+    ctx.open()
     engine.set_limit(queue, value)
     click.echo(f"queue {queue}: " + ("no limit" if value is None else f"at most {value} running"))
 
@@ -953,18 +955,18 @@ def _report(jobs, as_json: bool, verb: str) -> None:
 
 # --- dlq -------------------------------------------------------------------------------------
 
-@cli.group(context_settings=CONTEXT)
+@cli.group(context_settings=COMMAND_SETTINGS)
 def dlq() -> None:
     """The dead-letter queue: jobs that used up their retries, or were cancelled."""
 
 
-@dlq.command("list", context_settings=CONTEXT)
+@dlq.command("list", context_settings=COMMAND_SETTINGS)
 @click.option("--limit", type=click.IntRange(0), default=50, show_default=True)
 @json_option
-@pass_app
-def dlq_list(app: App, limit, as_json) -> None:
+@pass_ctx
+def dlq_list(ctx: Context, limit, as_json) -> None:
     """Dead jobs with their last error."""
-    app.open()
+    ctx.open()
     jobs = engine.list_jobs(state=DEAD, limit=_limit(limit))
     if as_json:
         emit_json([present.job_dict(j) for j in jobs])
@@ -972,20 +974,20 @@ def dlq_list(app: App, limit, as_json) -> None:
         console().print(_jobs_table(jobs, error_column=True))
 
 
-@dlq.command("retry", context_settings=CONTEXT)
+@dlq.command("retry", context_settings=COMMAND_SETTINGS)
 @click.argument("job_ids", nargs=-1, type=TEXT)
 @click.option("--all", "all_dead", is_flag=True, help="Every job in the DLQ.")
 @click.option("--timeout", type=float, help="New time limit, seconds.")
 @click.option("--max-retries", type=int, help="New retry budget.")
 @json_option
-@pass_app
-def dlq_retry(app: App, job_ids, all_dead, timeout, max_retries, as_json) -> None:
+@pass_ctx
+def dlq_retry(ctx: Context, job_ids, all_dead, timeout, max_retries, as_json) -> None:
     """Move dead jobs back to pending with attempts reset."""
     if bool(job_ids) == all_dead:
         raise InvalidInput("give job ids or --all")
     given = {"timeout": timeout, "max_retries": max_retries}
     overrides = spec.normalize({k: v for k, v in given.items() if v is not None}, partial=True)
-    app.open()
+    ctx.open()
     jobs = engine.dlq_retry(list(job_ids), all_dead=all_dead, timeout=overrides.get("timeout"),
                             max_retries=overrides.get("max_retries"))
     if as_json:
@@ -995,43 +997,43 @@ def dlq_retry(app: App, job_ids, all_dead, timeout, max_retries, as_json) -> Non
                    else "\n".join(f"{j.id}: {j.state}" for j in jobs))
 
 
-@dlq.command("clear", context_settings=CONTEXT)
+@dlq.command("clear", context_settings=COMMAND_SETTINGS)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @json_option
-@pass_app
-def dlq_clear(app: App, yes, as_json) -> None:
+@pass_ctx
+def dlq_clear(ctx: Context, yes, as_json) -> None:
     """Delete every job in the DLQ."""
     _confirm(yes, "delete every job in the DLQ")
-    app.open()
+    ctx.open()
     count = engine.dlq_clear()
     emit_json({"deleted": count}) if as_json else click.echo(f"deleted {count} dead job(s)")
 
 
 # --- workers ---------------------------------------------------------------------------------
 
-@cli.group(context_settings=CONTEXT)
+@cli.group(context_settings=COMMAND_SETTINGS)
 def worker() -> None:
     """Start, stop and list worker processes."""
 
 
-@worker.command("start", context_settings=CONTEXT)
+@worker.command("start", context_settings=COMMAND_SETTINGS)
 @click.option("--count", "-n", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--foreground", is_flag=True, help="Run here, one line per job, until Ctrl+C.")
 @click.option("--burst", is_flag=True, help="Exit when no job is due or due soon.")
 @click.option("--queue", "queues", multiple=True, callback=lambda c, p, v: [spec.check_queue(q) for q in v],
               help="Only these queues (repeatable).")
 @json_option
-@pass_app
-def worker_start(app: App, count, foreground, burst, queues, as_json) -> None:
+@pass_ctx
+def worker_start(ctx: Context, count, foreground, burst, queues, as_json) -> None:
     """Start workers: detached (they outlive this shell) unless --foreground."""
-    app.open()
+    ctx.open()
     try:  # said once here rather than as the error of every attempt
-        paths.check_private_dir(paths.logs_dir(app.db_path))
+        paths.check_private_dir(paths.logs_dir(ctx.db_path))
     except OSError as exc:
         raise QueueError(f"cannot start workers: {exc.strerror or exc}") from None
     from queuectl_tui import supervisor
     if not foreground:
-        rows = supervisor.start(app.db_path, count, queues=list(queues), burst=burst)
+        rows = supervisor.start(ctx.db_path, count, queues=list(queues), burst=burst)
         if as_json:
             emit_json([present.worker_dict(r) for r in rows])
         else:
@@ -1041,7 +1043,7 @@ def worker_start(app: App, count, foreground, burst, queues, as_json) -> None:
     if count == 1:
         from queuectl_tui.worker import run_worker
         sys.exit(run_worker(list(queues), burst=burst, echo=True))
-    cmd = supervisor.worker_command(app.db_path, list(queues), burst) + ["--echo"]
+    cmd = supervisor.worker_command(ctx.db_path, list(queues), burst) + ["--echo"]
     import signal
     import subprocess
     children = [subprocess.Popen(cmd) for _ in range(count)]
@@ -1061,24 +1063,24 @@ def worker_start(app: App, count, foreground, burst, queues, as_json) -> None:
 @click.option("--burst", is_flag=True)
 @click.option("--echo", is_flag=True)
 @click.option("--log", type=click.Path(dir_okay=False))
-@pass_app
-def worker_run(app: App, queues, burst, echo, log) -> None:
+@pass_ctx
+def worker_run(ctx: Context, queues, burst, echo, log) -> None:
     """Run one worker in this process (what detached workers execute)."""
-    app.open()
+    ctx.open()
     from queuectl_tui.worker import run_worker
     sys.exit(run_worker(list(queues), burst=burst, echo=echo, log=log))
 
 
-@worker.command("stop", context_settings=CONTEXT)
+@worker.command("stop", context_settings=COMMAND_SETTINGS)
 @click.argument("worker_ids", nargs=-1, type=int)
 @click.option("--force", is_flag=True, help="Kill running jobs now (they are retried later).")
 @click.option("--wait", type=SECONDS, default=10.0, show_default=True,
               help="Seconds to wait for them to exit.")
 @json_option
-@pass_app
-def worker_stop(app: App, worker_ids, force, wait, as_json) -> None:
+@pass_ctx
+def worker_stop(ctx: Context, worker_ids, force, wait, as_json) -> None:
     """Stop this host's workers (all, or the given ids). They finish their job first."""
-    app.open()
+    ctx.open()
     from queuectl_tui import supervisor
     result = supervisor.stop(force=force, wait=wait, worker_ids=list(worker_ids) or None)
     if as_json:
@@ -1087,12 +1089,12 @@ def worker_stop(app: App, worker_ids, force, wait, as_json) -> None:
     click.echo("\n".join(present.stop_summary(result)))
 
 
-@worker.command("list", context_settings=CONTEXT)
+@worker.command("list", context_settings=COMMAND_SETTINGS)
 @json_option
-@pass_app
-def worker_list(app: App, as_json) -> None:
+@pass_ctx
+def worker_list(ctx: Context, as_json) -> None:
     """Workers with their process, status and current job."""
-    app.open()
+    ctx.open()
     from queuectl_tui.models import Worker
     now = time.time()
     workers = list(Worker.select().order_by(Worker.id))  # one read: rows and table agree
@@ -1113,17 +1115,17 @@ def worker_list(app: App, as_json) -> None:
 
 # --- config ----------------------------------------------------------------------------------
 
-@cli.group(context_settings=CONTEXT)
+@cli.group(context_settings=COMMAND_SETTINGS)
 def config() -> None:
     """Read and change settings (max_retries, backoff_base, timeouts, intervals…)."""
 
 
-@config.command("list", context_settings=CONTEXT)
+@config.command("list", context_settings=COMMAND_SETTINGS)
 @json_option
-@pass_app
-def config_list(app: App, as_json) -> None:
+@pass_ctx
+def config_list(ctx: Context, as_json) -> None:
     """Every setting with its value and default."""
-    app.open()
+    ctx.open()
     rows = settings.describe()
     if as_json:
         emit_json({r["key"]: r["value"] for r in rows})
@@ -1137,63 +1139,63 @@ def config_list(app: App, as_json) -> None:
     console().print(table)
 
 
-@config.command("get", context_settings=CONTEXT)
+@config.command("get", context_settings=COMMAND_SETTINGS)
 @click.argument("key")
 @json_option
-@pass_app
-def config_get(app: App, key, as_json) -> None:
+@pass_ctx
+def config_get(ctx: Context, key, as_json) -> None:
     """Print one setting."""
     name = settings.canonical(key)
-    app.open()
+    ctx.open()
     value = settings.get(name)
     emit_json({name: value}) if as_json else click.echo(settings.text(value))
 
 
-@config.command("set", context_settings={**CONTEXT, "ignore_unknown_options": True})
+@config.command("set", context_settings={**COMMAND_SETTINGS, "ignore_unknown_options": True})
 @click.argument("key")
 @click.argument("value")  # may look like an option ("-1"): validation, not click, judges it
 @json_option
-@pass_app
-def config_set(app: App, key, value, as_json) -> None:
+@pass_ctx
+def config_set(ctx: Context, key, value, as_json) -> None:
     """Change a setting (validated; new jobs take retry/timeout defaults from here)."""
     name, parsed = settings.validate(key, value)
-    app.open()
+    ctx.open()
     settings.set_value(name, parsed)
     emit_json({name: parsed}) if as_json else click.echo(f"{name} = {settings.text(parsed)}")
 
 
-@config.command("reset", context_settings=CONTEXT)
+@config.command("reset", context_settings=COMMAND_SETTINGS)
 @click.argument("key")
-@pass_app
-def config_reset(app: App, key) -> None:
+@pass_ctx
+def config_reset(ctx: Context, key) -> None:
     """Put a setting back to its default."""
     settings.canonical(key)
-    app.open()
+    ctx.open()
     name, value = settings.reset(key)
     click.echo(f"{name} = {settings.text(value)} (default)")
 
 
 # --- metrics ---------------------------------------------------------------------------------
 
-@cli.group(context_settings=CONTEXT)
+@cli.group(context_settings=COMMAND_SETTINGS)
 def metrics() -> None:
     """Expose the queue's figures to Prometheus (needs the 'metrics' extra)."""
 
 
-@metrics.command("serve", context_settings=CONTEXT)
+@metrics.command("serve", context_settings=COMMAND_SETTINGS)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=9464, show_default=True,
               help="Port (0: any free one; the line printed says which).")
 @click.option("--since", "since", default="1h", show_default=True, metavar="DURATION",
               help="Window of the window_* gauges and the wait/run summaries.")
-@pass_app
-def metrics_serve(app: App, host: str, port: int, since: str) -> None:
+@pass_ctx
+def metrics_serve(ctx: Context, host: str, port: int, since: str) -> None:
     """Serve /metrics over HTTP, read from the database at each scrape, until stopped."""
     from queuectl_tui import exporter
     from queuectl_tui import metrics as figures
     window = figures.parse_duration(since)
     exporter.require()
-    app.open()
+    ctx.open()
     try:
         server = exporter.serve(host, port, window)
     except OSError as exc:
@@ -1214,7 +1216,7 @@ def metrics_serve(app: App, host: str, port: int, since: str) -> None:
 
 # --- demo ------------------------------------------------------------------------------------
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @click.option("--workers", "-n", type=click.IntRange(0, 8), default=2, show_default=True,
               help="Detached workers to start on the demo database.")
 @click.option("--keep", is_flag=True,

@@ -9,7 +9,6 @@ again since) cannot overwrite what recovery or the next claimer decided after it
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import os
 import time
@@ -17,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from peewee import JOIN, IntegrityError, Tuple, fn
+from peewee import JOIN, IntegrityError, Tuple, chunked, fn
 
 from queuectl_tui import procs, settings
 from queuectl_tui.db import LAST_WORKER_ID, change_token, is_sqlite, write_transaction
@@ -31,6 +30,8 @@ from queuectl_tui.paths import create_private_file
 from queuectl_tui.spec import normalize
 
 TAIL_BYTES = 4096
+#: Ids per ``IN (...)`` list: well under SQLite's limit on bound parameters.
+IN_CHUNK = 500
 NOT_RUNNING = tuple(s for s in STATES if s != PROCESSING)
 
 
@@ -104,8 +105,7 @@ def _settle(seqs: list[int], *, now: float) -> None:
     the jobs waiting on it. For every path that puts a job (back) in the queue. The caller
     holds the write transaction."""
     failed: list[int] = []
-    for start in range(0, len(seqs), 500):
-        chunk = seqs[start:start + 500]
+    for chunk in chunked(seqs, IN_CHUNK):
         waiting: dict[int, int] = {}
         broken: dict[int, str] = {}
         for job_seq, dep_id, dep_state in _dependency_rows(chunk):
@@ -186,7 +186,7 @@ def enqueue_stream(specs: Iterable[tuple[str, dict[str, Any]]], *, cwd: str | No
                 for where, spec in specs)
         count = 0
         with db.atomic():  # a deferred transaction that writes only the temp database
-            while chunk := list(itertools.islice(rows, _STAGE_CHUNK)):
+            for chunk in chunked(rows, _STAGE_CHUNK):
                 db.cursor().executemany(
                     "INSERT INTO temp.enqueue_stage VALUES (coalesce(?1, lower(hex(randomblob(6)))), "
                     "?1 IS NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)", chunk)
@@ -793,11 +793,11 @@ def dlq_retry(job_ids: list[str] | None = None, *, all_dead: bool = False, timeo
                 if job.state != DEAD:
                     raise QueueError(f"job {job_id!r} is {job.state}, not in the DLQ")
                 seqs.append(job.seq)
-        for start in range(0, len(seqs), 500):
-            Job.update(**values).where(Job.seq.in_(seqs[start:start + 500])).execute()
+        for chunk in chunked(seqs, IN_CHUNK):
+            Job.update(**values).where(Job.seq.in_(chunk)).execute()
         _settle(seqs, now=now)  # their dependencies are checked again
-    return [job for start in range(0, len(seqs), 500)
-            for job in Job.select().where(Job.seq.in_(seqs[start:start + 500]))]
+    return [job for chunk in chunked(seqs, IN_CHUNK)
+            for job in Job.select().where(Job.seq.in_(chunk))]
 
 
 def cancel(job_id: str, *, now: float | None = None) -> Job:
@@ -861,8 +861,7 @@ def dlq_clear() -> int:
 def _delete_seqs(seqs: list[int]) -> int:
     logs = logs_dir()
     chained = Dependency.select().exists()
-    for start in range(0, len(seqs), 500):
-        chunk = seqs[start:start + 500]
+    for chunk in chunked(seqs, IN_CHUNK):
         if chained:
             _unchain(chunk, now=time.time())
         for (name,) in Attempt.select(Attempt.log_file).where(Attempt.job.in_(chunk)).tuples():
@@ -908,10 +907,10 @@ def restart(job_ids: list[str], *, now: float | None = None) -> list[Job]:
         waiting = [seq for (seq,) in Dependency.select(Dependency.job)
                    .join(Job, on=(Job.seq == Dependency.job))
                    .where(Dependency.dep_seq.in_(done), Job.state.in_(CLAIMABLE)).distinct().tuples()]
-        for start in range(0, len(seqs), 500):
+        for chunk in chunked(seqs, IN_CHUNK):
             Job.update(state=PENDING, attempts=0, run_at=now, updated_at=now, finished_at=None,
                        last_error=None, exit_code=None, cancel_requested=False, waiting_on=0).where(
-                Job.seq.in_(seqs[start:start + 500]), Job.state.in_((COMPLETED, DEAD))).execute()
+                Job.seq.in_(chunk), Job.state.in_((COMPLETED, DEAD))).execute()
         _settle(seqs + waiting, now=now)
     return [get_job(job.id) for job in jobs]
 
@@ -1205,9 +1204,9 @@ def _wait(named: dict[int, str], queues: list[str] | None, every: bool, waiting:
 def _unfinished(seqs: list[int], queues: list[str] | None, every: bool) -> set[int]:
     """Seqs of the jobs waited for that are not completed or dead yet."""
     found: set[int] = set()
-    for start in range(0, len(seqs), 500):
+    for chunk in chunked(seqs, IN_CHUNK):
         found.update(seq for (seq,) in Job.select(Job.seq).where(
-            Job.seq.in_(seqs[start:start + 500]), Job.state.in_(UNFINISHED)).tuples())
+            Job.seq.in_(chunk), Job.state.in_(UNFINISHED)).tuples())
     if queues or every:
         query = Job.select(Job.seq).where(Job.state.in_(UNFINISHED))
         if queues:
@@ -1219,8 +1218,7 @@ def _unfinished(seqs: list[int], queues: list[str] | None, every: bool) -> set[i
 def _ended(seqs: list[int], named: dict[int, str]) -> Iterator[Job]:
     """The jobs among ``seqs`` that ended (a job of a waited queue that was deleted or moved to
     another queue is no longer waited for; a named one that was deleted is yielded DELETED)."""
-    for start in range(0, len(seqs), 500):
-        chunk = seqs[start:start + 500]
+    for chunk in chunked(seqs, IN_CHUNK):
         rows = {job.seq: job for job in Job.select().where(Job.seq.in_(chunk))}
         for seq in chunk:
             job = rows.get(seq)

@@ -45,7 +45,10 @@ def worker_settings() -> settings.Settings:
     return cfg._replace(heartbeat_interval=min(cfg.heartbeat_interval, cfg.lease / 3))
 
 
-class Worker:
+class WorkerLoop:
+    """A worker process's main loop: claim, run, record; heartbeats and signals beside it
+    (``models.Worker`` is its row in the database)."""
+
     def __init__(self, queues: list[str] | None = None, *, burst: bool = False,
                  echo: Callable[[str], None] | None = None):
         self.queues = queues or None
@@ -314,7 +317,7 @@ class _Heartbeat(threading.Thread):
     """Beats every min(heartbeat_interval, lease / 3), re-reading the settings at least every
     SETTINGS_REFRESH seconds, on this thread's own connection (peewee keeps one per thread)."""
 
-    def __init__(self, worker: Worker):
+    def __init__(self, worker: WorkerLoop):
         super().__init__(daemon=True, name="queuectl-heartbeat")
         self.worker = worker
         self.stop = threading.Event()
@@ -404,7 +407,7 @@ class WorkersLog:
 def run_worker(queues: list[str] | None = None, *, burst: bool = False, echo: bool = False,
                log: str | None = None) -> int:
     """``echo``: one line per job on stdout; ``log``: stdout is that shared, rotated log."""
-    worker = Worker(queues, burst=burst,
+    worker = WorkerLoop(queues, burst=burst,
                     echo=WorkersLog(log) if log else _print_line if echo else None)
     worker.install_signals()
     procs.become_subreaper()  # orphans of our jobs come back to us, to be killed after each job
