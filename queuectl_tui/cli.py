@@ -481,15 +481,22 @@ def _jobs_table(jobs, *, error_column: bool = False):
 @json_option
 @pass_ctx
 def list_(ctx: Context, state, queue, search, limit, as_json) -> None:
-    """List jobs, oldest first. Past --limit, says on stderr how many more match."""
+    """List jobs, newest first (as the console does). Past --limit, says on stderr how many
+    more match."""
     ctx.open()
-    jobs = engine.list_jobs(state=state, queue=queue, search=search, limit=_limit(limit))
+    jobs = engine.list_jobs(state=state, queue=queue, search=search, limit=_limit(limit),
+                            newest_first=True)
     if as_json:
         emit_json([present.job_dict(j) for j in jobs])
     else:
         console().print(_jobs_table(jobs, error_column=bool(set(state) & {"failed", "dead"})))
+    _say_more(jobs, limit, state=state, queue=queue, search=search)
+
+
+def _say_more(jobs, limit: int, **where) -> None:
+    """On stderr, how many more jobs match than --limit let through (stdout stays data)."""
     if _limit(limit) and len(jobs) == limit:
-        more = engine.count_jobs(state=state, queue=queue, search=search) - len(jobs)
+        more = engine.count_jobs(**where) - len(jobs)
         if more > 0:
             click.echo(f"… and {more:,} more (--limit 0 lists them all)", err=True)
 
@@ -965,13 +972,15 @@ def dlq() -> None:
 @json_option
 @pass_ctx
 def dlq_list(ctx: Context, limit, as_json) -> None:
-    """Dead jobs with their last error."""
+    """Dead jobs with their last error, newest first. Past --limit, says on stderr how many
+    more there are."""
     ctx.open()
-    jobs = engine.list_jobs(state=DEAD, limit=_limit(limit))
+    jobs = engine.list_jobs(state=DEAD, limit=_limit(limit), newest_first=True)
     if as_json:
         emit_json([present.job_dict(j) for j in jobs])
     else:
         console().print(_jobs_table(jobs, error_column=True))
+    _say_more(jobs, limit, state=DEAD)
 
 
 @dlq.command("retry", context_settings=COMMAND_SETTINGS)

@@ -46,7 +46,7 @@ def test_a_large_file_is_enqueued_in_order(queue, tmp_path):
     out = succeeded(run_cli(queue, "enqueue", "-f", str(jsonl(tmp_path / "jobs.jsonl", jobs)))).out.split()
     assert len(out) == LINES == len(set(out))
     assert [i for i, job in zip(out, jobs) if "id" in job] == [job["id"] for job in jobs if "id" in job]
-    listed = succeeded(run_cli(queue, "list", "--limit", "0", "--json")).json()
+    listed = succeeded(run_cli(queue, "list", "--limit", "0", "--json")).json()[::-1]  # newest first
     assert [j["id"] for j in listed] == ["old"] + out
     assert [j["command"] for j in listed[1:]] == [job["command"] for job in jobs]
 

@@ -51,7 +51,7 @@ def test_enqueue_plain_command_and_json_spec(cli):
 ])
 def test_enqueue_reads_specs_from_stdin(cli, args, stdin, expected):
     ids = ok(cli("enqueue", *args, input=stdin)).out.split()
-    jobs = ok(cli("list", "--json")).json()
+    jobs = ok(cli("list", "--json")).json()[::-1]  # newest first
     assert [j["command"] for j in jobs] == [c for _, c in expected]
     assert [j["id"] for j in jobs] == ids
     for (want_id, _), job in zip(expected, jobs):
@@ -62,7 +62,7 @@ def test_enqueue_from_a_file_in_order(cli, tmp_path):
     path = tmp_path / "jobs.jsonl"
     path.write_text("".join(json.dumps({"id": f"f{i}", "command": f"echo {i}"}) + "\n" for i in range(3)))
     assert ok(cli("enqueue", "-f", str(path))).out.split() == ["f0", "f1", "f2"]
-    assert [j["id"] for j in ok(cli("list", "--json")).json()] == ["f0", "f1", "f2"]
+    assert [j["id"] for j in ok(cli("list", "--json")).json()] == ["f2", "f1", "f0"]  # newest first
 
 
 def test_duplicate_id_is_rejected_and_nothing_changes(cli, home, tmp_path):
@@ -336,11 +336,11 @@ def test_json_outputs_parse_and_carry_job_fields(cli):
     assert status["total"] == 3 and status["workers"] == {"alive": 0, "busy": 0}
     assert status["oldest_pending_age"] >= 0
     listed = ok(cli("list", "--json")).json()
-    assert [j["id"] for j in listed] == ["p", "d", "p2"]
+    assert [j["id"] for j in listed] == ["p2", "d", "p"]  # newest first
     for job in listed + [show(cli, "d")] + ok(cli("dlq", "list", "--json")).json():
         check_job_json(job)
     assert [j["id"] for j in ok(cli("list", "--state", "dead", "--json")).json()] == ["d"]
-    assert [j["id"] for j in ok(cli("list", "--search", "p", "--limit", "1", "--json")).json()] == ["p"]
+    assert [j["id"] for j in ok(cli("list", "--search", "p", "--limit", "1", "--json")).json()] == ["p2"]
     attempt = show(cli, "d")["attempt_list"][0]
     parse_iso(attempt["started_at"])
     parse_iso(attempt["finished_at"])
@@ -584,5 +584,10 @@ def test_list_takes_several_states_and_says_how_many_more_there_are(cli, home):
     assert sorted(j["id"] for j in both) == ["c0", "late"]
     first = ok(cli("list", "--limit", "2"))
     assert "and 4 more" in first.err and "--limit 0" in first.err
+    assert [j["id"] for j in ok(cli("list", "--limit", "2", "--json")).json()] == ["late", "c0"]
     assert "more" not in ok(cli("list", "--limit", "6")).err
     assert "and 1 more" in ok(cli("list", "--state", "completed", "--limit", "3")).err
+    ok(cli("enqueue", "--id", "c1", "--command", "false", "--max-retries", "0"))
+    ok(cli(*BURST))
+    dead = ok(cli("dlq", "list", "--limit", "1", "--json"))
+    assert [j["id"] for j in dead.json()] == ["c1"] and "and 1 more" in dead.err
