@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cli_env, run_cli, wait_for
-from queue_support import (  # noqa: F401 (fixture)
-    all_gone, check_job_json, mark, marked_command, ok, parse_iso, snapshot, user_error,
+from helpers import (
+    all_gone, check_job_json, cli_env, marked_command, ok, parse_iso, run_cli, snapshot,
+    user_error, wait_for,
 )
 
 BURST = ("worker", "start", "--foreground", "--burst")

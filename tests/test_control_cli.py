@@ -10,8 +10,7 @@ import time
 
 import pytest
 
-from helpers import cli_env, wait_for
-from queue_support import ok, snapshot, user_error
+from helpers import cli_env, ok, snapshot, user_error, wait_for
 
 BURST = ("worker", "start", "--foreground", "--burst")
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from test_engine import T0, add, started, state, worker  # noqa: F401 (fixtures)
+from helpers import T0, state
 from queuectl_tui import engine, present, settings, spec
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
 from queuectl_tui.models import Dependency, Job

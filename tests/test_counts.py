@@ -10,8 +10,7 @@ import sqlite3
 
 import pytest
 
-from queue_support import ok
-from test_engine import T0, add, dead_pid, started, worker  # noqa: F401 (fixtures)
+from helpers import T0, dead_pid, ok, started
 from queuectl_tui import engine, spec
 from queuectl_tui.db import close_db, open_db
 from queuectl_tui.errors import QueueError

@@ -8,52 +8,11 @@ import subprocess
 import psutil
 import pytest
 
-from helpers import wait_for
+from helpers import JOB_KEYS, T0, check_job_json, dead_pid, outcomes, started, state, wait_for
 
-from queue_support import JOB_KEYS, check_job_json
 from queuectl_tui import engine, present, settings, spec
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
 from queuectl_tui.models import Attempt, Job, Worker
-
-T0 = 1_800_000_000.0
-
-
-@pytest.fixture
-def add(db, tmp_path):
-    """add(id, command="true", now=T0, **spec_fields) -> Job"""
-    def add(job_id: str | None = None, command: str = "true", *, now: float = T0, **fields):
-        raw = {"command": command, **fields}
-        if job_id:
-            raw["id"] = job_id
-        return engine.enqueue([spec.normalize(raw, now=now)], cwd=str(tmp_path), env={}, now=now)[0]
-    return add
-
-
-@pytest.fixture
-def worker(db):
-    return engine.register_worker(now=T0)
-
-
-def state(job_id: str) -> Job:
-    return Job.get(Job.id == job_id)
-
-
-def outcomes(job_id: str) -> list[tuple]:
-    return [(a.number, a.outcome) for a in engine.attempts_of(state(job_id))]
-
-
-def dead_pid() -> int:
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid
-
-
-def started(claimed) -> tuple:
-    """Record a (finished) process for the claimed attempt: its command had started."""
-    job, attempt = claimed
-    engine.record_process(attempt, dead_pid(), 0.0)
-    return job, attempt
-
 
 # --- success, failure, backoff, DLQ --------------------------------------------------------------
 

@@ -8,13 +8,11 @@ import re
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import psutil
 import pytest
 
-from helpers import wait_for
-from queue_support import all_gone, mark, marked, marked_command  # noqa: F401 (fixture)
+from helpers import all_gone, marked, marked_command, wait_for
 from queuectl_tui import procs, runner
 from queuectl_tui.jobhost import JobHost
 

@@ -11,8 +11,7 @@ import urllib.request
 
 import pytest
 
-from helpers import cli_env
-from queue_support import ok, user_error
+from helpers import cli_env, ok, user_error
 from queuectl_tui import engine, metrics, spec
 from queuectl_tui.errors import InvalidInput
 

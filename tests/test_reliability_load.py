@@ -1,6 +1,6 @@
 """Load and chaos through bench/stress.py: nothing lost, nothing run twice unless its worker died.
 
-Sized by QUEUECTL_STRESS_SCALE (see reliability_support.SCALE): 1.0 is the full load of 4
+Sized by QUEUECTL_STRESS_SCALE (see helpers.SCALE): 1.0 is the full load of 4
 producers x 2,000 jobs with 4 workers. The same script, run by hand, produced the figures in
 docs/RELIABILITY.md.
 """
@@ -12,10 +12,10 @@ import subprocess
 import sys
 
 import pytest
+from helpers import SCALE, STRESS
 
-from reliability_support import SCALE, STRESS, reap
 
-# reap (imported above): kills whatever a test leaves running, even when it fails half-way.
+# reap (conftest.py): kills whatever a test leaves running, even when it fails half-way.
 pytestmark = pytest.mark.usefixtures("reap")
 
 PRODUCERS, WORKERS = 4, 4

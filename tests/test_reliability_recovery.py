@@ -12,10 +12,10 @@ import subprocess
 
 import psutil
 import pytest
+from helpers import kill_processes_with, token
 
-from reliability_support import kill_processes_with, reap, token
 
-# reap (imported above): kills whatever a test leaves running, even when it fails half-way.
+# reap (conftest.py): kills whatever a test leaves running, even when it fails half-way.
 pytestmark = pytest.mark.usefixtures("reap")
 
 

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Result, cli_env, run_cli, wait_for
-from reliability_support import ROOT, one_line_error, reap, succeeded, token
+from helpers import ROOT, cli_env, ok, Result, run_cli, token, user_error, wait_for
 
-# reap (imported above): kills whatever a test leaves running, even when it fails half-way.
+# reap (conftest.py): kills whatever a test leaves running, even when it fails half-way.
 pytestmark = pytest.mark.usefixtures("reap")
 
 
@@ -34,9 +33,9 @@ def mode(path: Path) -> int:
 
 def test_every_directory_and_file_is_created_private_even_with_umask_0(tmp_path):
     home = tmp_path / "made" / "by" / "queuectl" / "qhome"  # three parents that do not exist yet
-    succeeded(run_umask0(home, "enqueue", "--id", "j", "echo private"))
-    worker = succeeded(run_umask0(home, "worker", "start", "--json")).json()[0]
-    wait_for(lambda: succeeded(run_cli(home, "show", "j", "--json")).json()["state"] == "completed",
+    ok(run_umask0(home, "enqueue", "--id", "j", "echo private"))
+    worker = ok(run_umask0(home, "worker", "start", "--json")).json()[0]
+    wait_for(lambda: ok(run_cli(home, "show", "j", "--json")).json()["state"] == "completed",
              message="the job to run")
     # While the worker holds the database open its WAL side files exist: private too.
     side = [home / "queuectl.db-wal", home / "queuectl.db-shm"]
@@ -49,7 +48,7 @@ def test_every_directory_and_file_is_created_private_even_with_umask_0(tmp_path)
     assert any(p.name.startswith("job") for p in files)
     for path in files:
         assert mode(path) == 0o600, f"{path} is {oct(mode(path))}"
-    succeeded(run_cli(home, "worker", "stop", str(worker["id"])))
+    ok(run_cli(home, "worker", "stop", str(worker["id"])))
 
 
 def test_an_existing_directory_keeps_its_mode(tmp_path):
@@ -73,14 +72,14 @@ def test_log_paths_never_come_from_job_ids_or_commands(cli, home, tmp_path):
     marker = token()
     ids = [i + ("" if i in ("..", ".", "logs") else f"-{marker}") for i in PATH_LIKE_IDS]
     for job_id in ids:
-        succeeded(cli("enqueue", "--id", job_id, f"echo output of {job_id}"))
-    succeeded(cli("worker", "start", "--foreground", "--burst"))
+        ok(cli("enqueue", "--id", job_id, f"echo output of {job_id}"))
+    ok(cli("worker", "start", "--foreground", "--burst"))
     for job_id in ids:
-        job = succeeded(cli("show", job_id, "--json")).json()
+        job = ok(cli("show", job_id, "--json")).json()
         assert job["state"] == "completed"
         log = Path(job["attempt_list"][0]["log_file"])
         assert log.parent == home / "logs" and re.fullmatch(r"job\d+-\d+\.log", log.name), log
-        assert succeeded(cli("logs", job_id)).out == f"output of {job_id}\n"
+        assert ok(cli("logs", job_id)).out == f"output of {job_id}\n"
     names = sorted(p.relative_to(home).as_posix() for p in home.rglob("*"))
     assert all(n in ("queuectl.db", "logs", "logs/workers.log", "logs/writers.lock") or
                (n.startswith("logs/job") and n.endswith(".log")) for n in names), names
@@ -154,13 +153,13 @@ def test_sql_text_is_always_a_literal_values_travel_as_parameters():
 
 def test_hostile_strings_are_data(cli):
     hostile = "x');DROP/**/TABLE/**/job;--"  # ids take no whitespace; SQL does not need it
-    succeeded(cli("enqueue", "--id", hostile, "echo \"'; DELETE FROM job; --\""))
-    succeeded(cli("enqueue", "--id", "plain", "true"))
-    assert [j["id"] for j in succeeded(cli("list", "--search", "' OR '1'='1", "--json")).json()] == []
-    assert [j["id"] for j in succeeded(cli("list", "--search", "DROP/**/TABLE", "--json")).json()] == [hostile]
-    succeeded(cli("worker", "start", "--foreground", "--burst"))
-    assert succeeded(cli("logs", hostile)).out == "'; DELETE FROM job; --\n"
-    assert succeeded(cli("status", "--json")).json()["jobs"]["completed"] == 2
+    ok(cli("enqueue", "--id", hostile, "echo \"'; DELETE FROM job; --\""))
+    ok(cli("enqueue", "--id", "plain", "true"))
+    assert [j["id"] for j in ok(cli("list", "--search", "' OR '1'='1", "--json")).json()] == []
+    assert [j["id"] for j in ok(cli("list", "--search", "DROP/**/TABLE", "--json")).json()] == [hostile]
+    ok(cli("worker", "start", "--foreground", "--burst"))
+    assert ok(cli("logs", hostile)).out == "'; DELETE FROM job; --\n"
+    assert ok(cli("status", "--json")).json()["jobs"]["completed"] == 2
 
 
 def test_a_job_runs_with_the_enqueuers_environment_and_directory_only(home, tmp_path):
@@ -191,7 +190,7 @@ def test_an_environment_is_deleted_with_the_last_job_that_uses_it(home):
     import sqlite3
 
     def enqueue(secret: str, *args: str) -> None:
-        succeeded(run_cli(home, "enqueue", *args, env=cli_env(home, API_TOKEN=secret)))
+        ok(run_cli(home, "enqueue", *args, env=cli_env(home, API_TOKEN=secret)))
 
     def stored() -> str:
         con = sqlite3.connect(home / "queuectl.db")
@@ -205,14 +204,14 @@ def test_an_environment_is_deleted_with_the_last_job_that_uses_it(home):
     enqueue("secret-cleared", "--id", "c1", "true")
     enqueue("secret-dead", "--id", "x1", "--max-retries", "0", "false")
     enqueue("secret-kept", "--id", "k1", "--delay", "3600", "true")
-    succeeded(run_cli(home, "worker", "start", "--foreground", "--burst"))
-    succeeded(run_cli(home, "delete", "d1"))
+    ok(run_cli(home, "worker", "start", "--foreground", "--burst"))
+    ok(run_cli(home, "delete", "d1"))
     assert "secret-deleted" in stored()  # d2 still refers to it
-    succeeded(run_cli(home, "delete", "d2"))
+    ok(run_cli(home, "delete", "d2"))
     assert "secret-deleted" not in stored()
-    succeeded(run_cli(home, "dlq", "clear", "--yes"))
+    ok(run_cli(home, "dlq", "clear", "--yes"))
     assert "secret-dead" not in stored()
-    succeeded(run_cli(home, "clear", "--state", "completed", "--yes"))
+    ok(run_cli(home, "clear", "--state", "completed", "--yes"))
     assert "secret-cleared" not in stored()
     assert "secret-kept" in stored()  # k1 waits: its environment stays
 
@@ -246,12 +245,12 @@ def test_a_logs_directory_that_is_not_ours_alone_is_never_written(tmp_path, plan
             _needs_root_for_chown()
             os.chown(place / "logs", NOBODY, NOBODY)
         watched = place / "logs"
-    succeeded(run_cli(tmp_path / "unused", "--db", db, "enqueue", "--id", "j", "--max-retries", "0",
+    ok(run_cli(tmp_path / "unused", "--db", db, "enqueue", "--id", "j", "--max-retries", "0",
                       "echo secret output"))
-    line = one_line_error(run_cli(tmp_path / "unused", "--db", db, "worker", "start"), 1)
+    line = user_error(run_cli(tmp_path / "unused", "--db", db, "worker", "start"), 1)
     assert "logs directory" in line and "refusing" in line
-    succeeded(run_cli(tmp_path / "unused", "--db", db, "worker", "run", "--burst"))
-    job = succeeded(run_cli(tmp_path / "unused", "--db", db, "show", "j", "--json")).json()
+    ok(run_cli(tmp_path / "unused", "--db", db, "worker", "run", "--burst"))
+    job = ok(run_cli(tmp_path / "unused", "--db", db, "show", "j", "--json")).json()
     assert job["state"] == "dead"
     assert "logs directory" in job["last_error"] and "refusing" in job["last_error"]
     assert list(watched.iterdir()) == []
@@ -260,35 +259,35 @@ def test_a_logs_directory_that_is_not_ours_alone_is_never_written(tmp_path, plan
 def test_a_symlink_at_a_log_path_is_replaced_not_followed(cli, home, tmp_path):
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
-    succeeded(cli("enqueue", "--id", "j", "echo job output"))
+    ok(cli("enqueue", "--id", "j", "echo job output"))
     log = home / "logs" / "job1-1.log"  # the first job's first attempt
     log.symlink_to(victim)
-    succeeded(cli("worker", "start", "--foreground", "--burst"))
+    ok(cli("worker", "start", "--foreground", "--burst"))
     assert victim.read_text() == "precious\n"
     assert not log.is_symlink() and log.read_text() == "job output\n"
-    assert succeeded(cli("show", "j", "--json")).json()["state"] == "completed"
+    assert ok(cli("show", "j", "--json")).json()["state"] == "completed"
 
 
 def test_a_log_file_made_before_the_attempt_never_sees_its_output(cli, home):
     """A file already at the log's path (a leftover, or one held open by a reader) is not
     reused: the attempt writes a new file, so an open handle on the old one reads nothing."""
-    succeeded(cli("enqueue", "--id", "j", "echo job output"))
+    ok(cli("enqueue", "--id", "j", "echo job output"))
     log = home / "logs" / "job1-1.log"
     log.write_text("")
     with open(log) as held:
-        succeeded(cli("worker", "start", "--foreground", "--burst"))
+        ok(cli("worker", "start", "--foreground", "--burst"))
         assert held.read() == ""
     assert log.read_text() == "job output\n"
 
 
 def test_a_log_path_held_by_another_user_fails_the_attempt(cli, home):
     _needs_root_for_chown()
-    succeeded(cli("enqueue", "--id", "j", "--max-retries", "0", "echo job output"))
+    ok(cli("enqueue", "--id", "j", "--max-retries", "0", "echo job output"))
     log = home / "logs" / "job1-1.log"
     log.write_text("theirs\n")
     os.chown(log, NOBODY, NOBODY)
-    succeeded(cli("worker", "start", "--foreground", "--burst"))
-    job = succeeded(cli("show", "j", "--json")).json()
+    ok(cli("worker", "start", "--foreground", "--burst"))
+    job = ok(cli("show", "j", "--json")).json()
     assert job["state"] == "dead" and f"belongs to uid {NOBODY}" in job["last_error"]
     assert log.read_text() == "theirs\n"
 
@@ -296,8 +295,8 @@ def test_a_log_path_held_by_another_user_fails_the_attempt(cli, home):
 def test_workers_log_is_never_written_through_a_symlink(cli, home, tmp_path):
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
-    succeeded(cli("status"))  # creates the database and its logs directory
+    ok(cli("status"))  # creates the database and its logs directory
     (home / "logs" / "workers.log").symlink_to(victim)
-    line = one_line_error(cli("worker", "start"), 1)
+    line = user_error(cli("worker", "start"), 1)
     assert "workers.log" in line and "symbolic link" in line
     assert victim.read_text() == "precious\n"

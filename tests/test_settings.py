@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from queue_support import ok, snapshot, user_error
+from helpers import ok, snapshot, user_error
 from queuectl_tui import engine, settings, spec
 from queuectl_tui.errors import InvalidInput
 

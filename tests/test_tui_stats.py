@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from tui_support import NOW, make_app, seeded, settle, stable_terminal, stand_in  # noqa: F401
+import pytest
 
 from queuectl_tui import metrics
+from tui_support import NOW, make_app, settle
+
+pytestmark = pytest.mark.usefixtures("stable_terminal")
 
 
 def shown(app) -> str:

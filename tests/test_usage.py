@@ -7,8 +7,7 @@ import sys
 
 import pytest
 
-from helpers import wait_for
-from queue_support import mark, marked, marked_command, ok  # noqa: F401 (fixture)
+from helpers import marked, marked_command, ok, wait_for
 from queuectl_tui import runner
 from queuectl_tui.jobhost import JobHost
 

@@ -6,8 +6,7 @@ import os
 import threading
 from pathlib import Path
 
-from helpers import wait_for
-from queue_support import all_gone, mark, marked, marked_command  # noqa: F401 (fixture)
+from helpers import all_gone, marked, marked_command, wait_for
 from queuectl_tui import engine, runner, spec
 from queuectl_tui.models import Job, Worker, database
 from queuectl_tui.worker import WorkerLoop

@@ -11,9 +11,8 @@ import sys
 
 import psutil
 
-from helpers import cli_env, wait_for
-from queue_support import (  # noqa: F401 (fixture)
-    all_gone, mark, marked, marked_command, ok, parse_iso, worker_pids,
+from helpers import (
+    all_gone, cli_env, marked, marked_command, ok, parse_iso, wait_for, worker_pids,
 )
 from queuectl_tui import engine
 from queuectl_tui.models import Attempt, Job
