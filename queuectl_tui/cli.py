@@ -122,7 +122,9 @@ TEXT = _Utf8Text()
 
 
 def json_option(func):
-    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(func)
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(
+        func
+    )
 
 
 # --- the group -------------------------------------------------------------------------------
@@ -154,7 +156,13 @@ def cli(click_ctx: click.Context, db: str | None, no_ui: bool) -> None:
 
 @cli.command(context_settings=COMMAND_SETTINGS)
 @click.argument("spec_arg", metavar="[SPEC]", required=False)
-@click.option("-f", "--file", "file_", type=click.File("rb"), help="JSON object, array or JSON Lines ('-' = stdin).")
+@click.option(
+    "-f",
+    "--file",
+    "file_",
+    type=click.File("rb"),
+    help="JSON object, array or JSON Lines ('-' = stdin).",
+)
 @click.option("--id", "job_id", help="Job id (default: generated).")
 @click.option("--command", "command", help="Shell command (instead of SPEC).")
 @click.option("--priority", type=int, help="Higher runs first (default 0).")
@@ -166,7 +174,9 @@ def cli(click_ctx: click.Context, db: str | None, no_ui: bool) -> None:
 @click.option("--queue", help="Queue name (default 'default').")
 @click.option("--after", "after", multiple=True, type=TEXT, metavar="JOB_ID",
               help="Run only once this job has completed (repeatable).")
-@click.option("--wait", "wait_", is_flag=True, help="Then wait for the job(s) to end, as 'wait' does.")
+@click.option(
+    "--wait", "wait_", is_flag=True, help="Then wait for the job(s) to end, as 'wait' does."
+)
 @json_option
 @pass_ctx
 def enqueue(ctx: Context, spec_arg, file_, job_id, command, priority, max_retries, timeout,
@@ -190,7 +200,9 @@ def enqueue(ctx: Context, spec_arg, file_, job_id, command, priority, max_retrie
     def specs():
         for count, (where, raw) in enumerate(raws):
             if count == 1 and ("id" in overrides or "command" in overrides):
-                raise InvalidInput("--id and --command apply to a single job, not to a list of specs")
+                raise InvalidInput(
+                    "--id and --command apply to a single job, not to a list of specs"
+                )
             if "id" in overrides and raw.get("id") is not None:
                 raise InvalidInput("give the job id in SPEC or --id, not both")
             merged = {**raw, **overrides} if overrides else raw  # (normalize copies)
@@ -279,7 +291,9 @@ def _read_specs(spec_arg: str | None, file_, command: str | None):
                 break
         if "".join(head).lstrip()[:1] in ("{", "["):
             return spec.read_specs(itertools.chain(head, lines)), True
-        text = "".join(itertools.chain(head, lines)).replace("\r\n", "\n").replace("\r", "\n").strip()
+        text = (
+            "".join(itertools.chain(head, lines)).replace("\r\n", "\n").replace("\r", "\n").strip()
+        )
         return ([("", {"command": text})] if text else spec.read_specs([])), False
     if spec_arg is None:
         if command is None:
@@ -308,12 +322,16 @@ def status(ctx: Context, as_json: bool) -> None:
     rows = engine.queue_rows()
     data["paused_all"] = engine.paused_all()
     data["paused_queues"] = [row["name"] for row in rows if row["paused"]]
-    data["resumed_queues"] = [row["name"] for row in rows if not row["paused"]] if data["paused_all"] else []
+    data["resumed_queues"] = (
+        [row["name"] for row in rows if not row["paused"]] if data["paused_all"] else []
+    )
     if as_json:
         emit_json(data)
         return
     if piped():
-        click.echo("\n".join(_status_lines(data)))  # what rich prints here, without its ~30 ms import
+        click.echo(
+            "\n".join(_status_lines(data))
+        )  # what rich prints here, without its ~30 ms import
         return
     _status_rich(data)
 
@@ -356,7 +374,9 @@ def stats(ctx: Context, since: str, queues, prometheus: bool, as_json: bool) -> 
     window = figures.parse_duration(since)
     if prometheus:
         if as_json or queues:
-            raise InvalidInput("--prometheus takes neither --json nor --queue (it gives every queue)")
+            raise InvalidInput(
+                "--prometheus takes neither --json nor --queue (it gives every queue)"
+            )
         from queuectl_tui import exporter
         exporter.require()
         ctx.open()
@@ -410,7 +430,10 @@ def _print_stats(data: dict[str, Any]) -> None:
     for key, title in (("wait", "wait (due to started)"), ("run", "run time")):
         times = table(title, "p50", "p95", "p99", "max", "mean")
         for name, f in rows:
-            times.add_row(plain(name), *(present.seconds(f[key][p]) for p in ("p50", "p95", "p99", "max", "mean")))
+            times.add_row(
+                plain(name),
+                *(present.seconds(f[key][p]) for p in ("p50", "p95", "p99", "max", "mean")),
+            )
         out.print()
         out.print(times)
     due = data["overall"]["oldest_due"]
@@ -427,10 +450,12 @@ def _print_stats(data: dict[str, Any]) -> None:
 def _status_lines(data: dict[str, Any]) -> list[str]:
     """The status table and lines as rich lays them out without wrapping (box=None, no edge
     padding, right-justified columns two spaces apart), as plain text."""
-    cells = [(state, str(data["jobs"][state])) for state in STATES] + [("total", str(data["total"]))]
+    cells = [(state, str(data["jobs"][state])) for state in STATES] + [
+        ("total", str(data["total"]))
+    ]
     widths = [max(len(head), len(value)) for head, value in cells]
-    return ["  ".join(head.rjust(w) for (head, _), w in zip(cells, widths)),
-            "  ".join(value.rjust(w) for (_, value), w in zip(cells, widths)),
+    return ["  ".join(head.rjust(w) for (head, _), w in zip(cells, widths, strict=True)),
+            "  ".join(value.rjust(w) for (_, value), w in zip(cells, widths, strict=True)),
             f"workers: {data['workers']['alive']} alive, {data['workers']['busy']} busy",
             f"oldest pending: {ago(data['oldest_pending_age'])}"] + (
                 [visible(_paused_line(data))] if _paused_line(data) else [])
@@ -466,7 +491,11 @@ def _jobs_table(jobs, *, error_column: bool = False):
         table.add_column(name, overflow="fold" if name == "command" else "ellipsis")
     table.add_column("last error" if error_column else "exit", overflow="fold")
     for job in jobs:
-        last = (job.last_error or "") if error_column else ("" if job.exit_code is None else str(job.exit_code))
+        last = (
+            (job.last_error or "")
+            if error_column
+            else ("" if job.exit_code is None else str(job.exit_code))
+        )
         table.add_row(plain(job.id), present.state_label(job.state), plain(job.command),
                       str(job.priority), present.retries(job), present.when(job, now), plain(last))
     return table
@@ -475,9 +504,19 @@ def _jobs_table(jobs, *, error_column: bool = False):
 @cli.command("list", context_settings=COMMAND_SETTINGS)
 @click.option("--state", type=click.Choice(STATES), multiple=True,
               help="Only jobs in this state (repeat for several).")
-@click.option("--queue", type=TEXT, multiple=True, help="Only jobs in this queue (repeat for several).")
-@click.option("--search", type=TEXT, help="Only jobs whose id, command or error contains this text.")
-@click.option("--limit", type=click.IntRange(0), default=50, show_default=True, help="At most this many (0: all).")
+@click.option(
+    "--queue", type=TEXT, multiple=True, help="Only jobs in this queue (repeat for several)."
+)
+@click.option(
+    "--search", type=TEXT, help="Only jobs whose id, command or error contains this text."
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(0),
+    default=50,
+    show_default=True,
+    help="At most this many (0: all).",
+)
 @json_option
 @pass_ctx
 def list_(ctx: Context, state, queue, search, limit, as_json) -> None:
@@ -576,9 +615,14 @@ def _with_effective_priority(data: dict[str, Any], job, rate: float) -> dict[str
 @cli.command(context_settings=COMMAND_SETTINGS)
 @click.argument("job_id", type=TEXT)
 @click.option("--attempt", "number", type=int, help="Attempt number (default: the latest).")
-@click.option("--follow", "-f", "-F", is_flag=True,
-              help="Keep printing until the job is completed or dead (waits for it to start, "
-                   "follows its retries; exits as 'wait'). With --attempt: while that attempt runs.")
+@click.option(
+    "--follow",
+    "-f",
+    "-F",
+    is_flag=True,
+    help="Keep printing until the job is completed or dead (waits for it to start, "
+    "follows its retries; exits as 'wait'). With --attempt: while that attempt runs.",
+)
 @pass_ctx
 def logs(ctx: Context, job_id: str, number: int | None, follow: bool) -> None:
     """Print the output of a job's attempt."""
@@ -591,13 +635,15 @@ def logs(ctx: Context, job_id: str, number: int | None, follow: bool) -> None:
         return
     if not attempts:
         raise QueueError(f"job {job_id!r} has not run yet ({present.explain(job)})")
-    chosen = attempts[-1] if number is None else next((a for a in attempts if a.number == number), None)
+    chosen = (
+        attempts[-1] if number is None else next((a for a in attempts if a.number == number), None)
+    )
     if chosen is None:
         raise NotFound(f"job {job_id!r} has no attempt {number} (its attempts are numbered "
                        f"{attempts[0].number} to {attempts[-1].number})")
     path = engine.log_path(chosen)
     try:
-        handle = open(path, "rb")
+        handle = open(path, "rb")  # noqa: SIM115 (closed by the with below, once it is open)
     except OSError:
         raise QueueError(f"the log of attempt {chosen.number} is gone ({path})") from None
     from queuectl_tui.models import Attempt
@@ -642,8 +688,12 @@ def _follow_job(job, number: int, write) -> None:
             current = Job.get_or_none(Job.seq == job.seq, Job.id == job.id)  # before the logs:
             while True:  # an end read here has all its output written already
                 if attempt is None:
-                    attempt = (Attempt.select().where(Attempt.job == job.seq, Attempt.number >= number)
-                               .order_by(Attempt.number).first())
+                    attempt = (
+                        Attempt.select()
+                        .where(Attempt.job == job.seq, Attempt.number >= number)
+                        .order_by(Attempt.number)
+                        .first()
+                    )
                     if attempt is None:
                         break
                     number = attempt.number
@@ -652,7 +702,7 @@ def _follow_job(job, number: int, write) -> None:
                 finished = Attempt.get_by_id(attempt.seq).finished_at is not None  # before reading
                 if handle is None:
                     try:
-                        handle = open(engine.log_path(attempt), "rb")
+                        handle = open(engine.log_path(attempt), "rb")  # noqa: SIM115 (kept open across polls)
                     except (OSError, TypeError):  # not there yet (or none: TypeError)
                         handle = None
                 if handle:
@@ -676,8 +726,13 @@ def _follow_job(job, number: int, write) -> None:
 
 @cli.command(context_settings=COMMAND_SETTINGS)
 @click.argument("job_ids", nargs=-1, type=TEXT)
-@click.option("--queue", "queues", multiple=True, callback=lambda c, p, v: [spec.check_queue(q) for q in v],
-              help="Every job of this queue, those enqueued meanwhile too (repeatable).")
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    callback=lambda c, p, v: [spec.check_queue(q) for q in v],
+    help="Every job of this queue, those enqueued meanwhile too (repeatable).",
+)
 @click.option("--all", "all_jobs", is_flag=True, help="Every job.")
 @click.option("--timeout", type=WAIT_SECONDS, help="Give up after this many seconds (exit 124).")
 @json_option
@@ -919,9 +974,16 @@ def queue_list(ctx: Context, as_json) -> None:
         table.add_column(name, justify="left" if name == "queue" else "right")
     for r in rows:
         jobs = r["jobs"]
-        table.add_row(plain(r["name"]), str(jobs["pending"]), str(jobs["processing"]),
-                      str(jobs["failed"]), str(jobs["dead"]), str(jobs["completed"]),
-                      "yes" if r["paused"] else "no", "-" if r["limit"] is None else str(r["limit"]))
+        table.add_row(
+            plain(r["name"]),
+            str(jobs["pending"]),
+            str(jobs["processing"]),
+            str(jobs["failed"]),
+            str(jobs["dead"]),
+            str(jobs["completed"]),
+            "yes" if r["paused"] else "no",
+            "-" if r["limit"] is None else str(r["limit"]),
+        )
     console().print(table)
 
 
@@ -1029,8 +1091,13 @@ def worker() -> None:
 @click.option("--count", "-n", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--foreground", is_flag=True, help="Run here, one line per job, until Ctrl+C.")
 @click.option("--burst", is_flag=True, help="Exit when no job is due or due soon.")
-@click.option("--queue", "queues", multiple=True, callback=lambda c, p, v: [spec.check_queue(q) for q in v],
-              help="Only these queues (repeatable).")
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    callback=lambda c, p, v: [spec.check_queue(q) for q in v],
+    help="Only these queues (repeatable).",
+)
 @json_option
 @pass_ctx
 def worker_start(ctx: Context, count, foreground, burst, queues, as_json) -> None:
@@ -1068,7 +1135,9 @@ def worker_start(ctx: Context, count, foreground, burst, queues, as_json) -> Non
 
 
 @worker.command("run", hidden=True)
-@click.option("--queue", "queues", multiple=True, callback=lambda c, p, v: [spec.check_queue(q) for q in v])
+@click.option(
+    "--queue", "queues", multiple=True, callback=lambda c, p, v: [spec.check_queue(q) for q in v]
+)
 @click.option("--burst", is_flag=True)
 @click.option("--echo", is_flag=True)
 @click.option("--log", type=click.Path(dir_okay=False))
@@ -1115,7 +1184,7 @@ def worker_list(ctx: Context, as_json) -> None:
     table = Table(header_style="bold")
     for name in ("id", "pid", "host", "status", "job", "up", "heartbeat", "alive"):
         table.add_column(name)
-    for w, row in zip(workers, rows):
+    for w, row in zip(workers, rows, strict=True):
         table.add_row(str(w.id), str(w.pid), plain(w.host), w.status, plain(w.current_job),
                       ago(now - w.started_at), f"{ago(row['heartbeat_age'])} ago",
                       "yes" if row["alive"] else "no")
@@ -1254,8 +1323,9 @@ def demo(workers: int, keep: bool) -> None:
 # --- entry point -----------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> None:
-    from peewee import DatabaseError as PeeweeDatabaseError
     import sqlite3
+
+    from peewee import DatabaseError as PeeweeDatabaseError
     try:
         cli.main(args=argv, prog_name="queuectl-tui", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -1277,7 +1347,10 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"error: {describe_db_error(exc)}", err=True)
         sys.exit(1)
     except OSError as exc:
-        click.echo(f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), err=True)
+        click.echo(
+            f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""),
+            err=True,
+        )
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

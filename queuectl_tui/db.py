@@ -11,18 +11,35 @@ import fcntl
 import os
 import sqlite3
 import threading
-from pathlib import Path
-
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from peewee import (BigIntegerField, DatabaseError, DoubleField,
-                    IntegerField, OperationalError, SqliteDatabase, fn)
+from peewee import (
+    BigIntegerField,
+    DatabaseError,
+    DoubleField,
+    IntegerField,
+    OperationalError,
+    SqliteDatabase,
+    fn,
+)
 
 from queuectl_tui import paths
 from queuectl_tui.errors import DatabaseUnusable
-from queuectl_tui.models import (AGING_RATE_SQL, MODELS, Attempt, Dependency, Job, JobCount,
-                                 Meta, Queue, Worker, database)
+from queuectl_tui.models import (
+    AGING_RATE_SQL,
+    MODELS,
+    Attempt,
+    Dependency,
+    Job,
+    JobCount,
+    Meta,
+    Queue,
+    Worker,
+    database,
+)
 
 if TYPE_CHECKING:
     from playhouse.migrate import SchemaMigrator
@@ -88,8 +105,8 @@ def _upgrade_to_3(migrator: SchemaMigrator) -> None:
 # finish), none per heartbeat or other update. A pair met for the first time gets its row from
 # the upsert. job_rank keeps job.rank when priority or run_at change (inserts set it
 # themselves: a trigger would write every enqueued row twice); job_release lets the jobs waiting
-# on a job that completes go (in SQL: no round trip on the worker's hot path). The SQL is spelt out per
-# dialect (raw SQL here is always a literal).
+# on a job that completes go (in SQL: no round trip on the worker's hot path). The SQL is spelt
+# out per dialect (raw SQL here is always a literal).
 
 _RANK_TRIGGER_SQLITE = (
     "CREATE TRIGGER job_rank AFTER UPDATE OF priority, run_at ON job "
@@ -109,13 +126,17 @@ def _install_triggers(db) -> None:
         db.execute_sql("CREATE TRIGGER job_count_insert AFTER INSERT ON job BEGIN "
                        "INSERT INTO job_count (queue, state, n) VALUES (NEW.queue, NEW.state, 1) "
                        "ON CONFLICT (queue, state) DO UPDATE SET n = job_count.n + 1; END")
-        db.execute_sql("CREATE TRIGGER job_count_update AFTER UPDATE OF state, queue ON job "
-                       "WHEN NEW.state IS NOT OLD.state OR NEW.queue IS NOT OLD.queue BEGIN "
-                       "UPDATE job_count SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state; "
-                       "INSERT INTO job_count (queue, state, n) VALUES (NEW.queue, NEW.state, 1) "
-                       "ON CONFLICT (queue, state) DO UPDATE SET n = job_count.n + 1; END")
-        db.execute_sql("CREATE TRIGGER job_count_delete AFTER DELETE ON job BEGIN "
-                       "UPDATE job_count SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state; END")
+        db.execute_sql(
+            "CREATE TRIGGER job_count_update AFTER UPDATE OF state, queue ON job "
+            "WHEN NEW.state IS NOT OLD.state OR NEW.queue IS NOT OLD.queue BEGIN "
+            "UPDATE job_count SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state; "
+            "INSERT INTO job_count (queue, state, n) VALUES (NEW.queue, NEW.state, 1) "
+            "ON CONFLICT (queue, state) DO UPDATE SET n = job_count.n + 1; END"
+        )
+        db.execute_sql(
+            "CREATE TRIGGER job_count_delete AFTER DELETE ON job BEGIN "
+            "UPDATE job_count SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state; END"
+        )
         db.execute_sql(_RANK_TRIGGER_SQLITE)
         # A job that completes releases the jobs waiting on it, whoever wrote the change.
         db.execute_sql("CREATE TRIGGER job_release AFTER UPDATE OF state ON job "
@@ -253,7 +274,9 @@ def _ensure_schema(db: SqliteDatabase) -> None:
         version = _current_version(db)
         if version is None:
             if db.get_tables():
-                raise DatabaseUnusable(f"{db.database} is an SQLite database but not a queuectl one")
+                raise DatabaseUnusable(
+                    f"{db.database} is an SQLite database but not a queuectl one"
+                )
             db.create_tables(MODELS)
             _install_triggers(db)
             Meta.create(key="schema_version", value=str(SCHEMA_VERSION))

@@ -12,9 +12,10 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from peewee import JOIN, IntegrityError, Tuple, chunked, fn
 
@@ -22,9 +23,27 @@ from queuectl_tui import procs, settings
 from queuectl_tui.db import LAST_WORKER_ID, change_token, is_sqlite, write_transaction
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
 from queuectl_tui.models import (
-    AGING_RATE_SQL, CLAIMABLE, CLAIMABLE_WHERE, COMPLETED, DEAD, FAILED, FAILED_OUTCOMES, PENDING,
-    PROCESSING, STATES, Attempt, Dependency, Environment, Job, JobCount, Meta, Outcome, Queue,
-    Worker, WorkerStatus, database,
+    AGING_RATE_SQL,
+    CLAIMABLE,
+    CLAIMABLE_WHERE,
+    COMPLETED,
+    DEAD,
+    FAILED,
+    FAILED_OUTCOMES,
+    PENDING,
+    PROCESSING,
+    STATES,
+    Attempt,
+    Dependency,
+    Environment,
+    Job,
+    JobCount,
+    Meta,
+    Outcome,
+    Queue,
+    Worker,
+    WorkerStatus,
+    database,
 )
 from queuectl_tui.paths import create_private_file
 from queuectl_tui.spec import normalize
@@ -118,7 +137,10 @@ def _settle(seqs: list[int], *, now: float) -> None:
             query = (Job.update(state=DEAD, last_error=f"dependency {broken[job_seq]} failed",
                                 finished_at=now, updated_at=now, waiting_on=0)
                      if job_seq in broken else Job.update(waiting_on=count))
-            if query.where(Job.seq == job_seq, Job.state.in_(CLAIMABLE)).execute() and job_seq in broken:
+            if (
+                query.where(Job.seq == job_seq, Job.state.in_(CLAIMABLE)).execute()
+                and job_seq in broken
+            ):
                 failed.append(job_seq)
     if failed:
         fail_dependents(failed, now=now)
@@ -188,8 +210,11 @@ def enqueue_stream(specs: Iterable[tuple[str, dict[str, Any]]], *, cwd: str | No
         with db.atomic():  # a deferred transaction that writes only the temp database
             for chunk in chunked(rows, _STAGE_CHUNK):
                 db.cursor().executemany(
-                    "INSERT INTO temp.enqueue_stage VALUES (coalesce(?1, lower(hex(randomblob(6)))), "
-                    "?1 IS NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)", chunk)
+                    "INSERT INTO temp.enqueue_stage VALUES "
+                    "(coalesce(?1, lower(hex(randomblob(6)))), ?1 IS NULL, "
+                    "?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    chunk,
+                )
                 count += len(chunk)
             _check_stage_ids(db)
         if count:
@@ -232,8 +257,9 @@ def _check_stage_ids(db) -> None:
         pass
     db.execute_sql("CREATE INDEX temp.enqueue_stage_any_id ON enqueue_stage (id)")
     while db.execute_sql(
-            "UPDATE temp.enqueue_stage SET id = lower(hex(randomblob(6))) WHERE generated AND id IN "
-            "(SELECT id FROM temp.enqueue_stage GROUP BY id HAVING count(*) > 1)").rowcount:
+        "UPDATE temp.enqueue_stage SET id = lower(hex(randomblob(6))) WHERE generated AND id IN "
+        "(SELECT id FROM temp.enqueue_stage GROUP BY id HAVING count(*) > 1)"
+    ).rowcount:
         pass
     row = db.execute_sql(
         "SELECT s.src, s.id, (SELECT f.src FROM temp.enqueue_stage f WHERE f.id = s.id "
@@ -289,8 +315,10 @@ def _stage_dependencies(db, now: float) -> None:
     unknown = db.execute_sql(
         "SELECT s.src, a.value FROM temp.enqueue_stage s, json_each(s.after) a "
         "WHERE s.after IS NOT NULL AND NOT EXISTS (SELECT 1 FROM main.job d WHERE d.id = a.value "
-        "AND NOT EXISTS (SELECT 1 FROM temp.enqueue_stage l WHERE l.id = d.id AND l.rowid >= s.rowid)) "
-        "ORDER BY s.rowid LIMIT 1").fetchone()
+        "AND NOT EXISTS (SELECT 1 FROM temp.enqueue_stage l WHERE l.id = d.id "
+        "AND l.rowid >= s.rowid)) "
+        "ORDER BY s.rowid LIMIT 1"
+    ).fetchone()
     if unknown is not None:
         src, job_id = unknown
         raise InvalidInput(f"{src + ': ' if src else ''}after: no job with id {job_id!r} "
@@ -484,10 +512,12 @@ _CLAIM = ("UPDATE job SET state = 'processing', attempts = attempts + 1, worker_
 _NEXT_NUMBER = "SELECT COALESCE(MAX(number), 0) + 1 FROM attempt WHERE job_seq = ?"
 _NEW_ATTEMPT = ("INSERT INTO attempt (job_seq, number, worker_id, host, started_at, log_file, "
                 "claim_token, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq")
-_FINISH_JOB = ("UPDATE job SET state = ?, run_at = COALESCE(?, run_at), attempts = attempts - ?, "
-               "finished_at = ?, last_error = ?, exit_code = ?, output_tail = COALESCE(?, output_tail), "
-               "updated_at = ?, worker_id = NULL, cancel_requested = 0, claim_token = NULL "
-               "WHERE seq = ? AND state = 'processing' AND claim_token IS ?")
+_FINISH_JOB = (
+    "UPDATE job SET state = ?, run_at = COALESCE(?, run_at), attempts = attempts - ?, "
+    "finished_at = ?, last_error = ?, exit_code = ?, output_tail = COALESCE(?, output_tail), "
+    "updated_at = ?, worker_id = NULL, cancel_requested = 0, claim_token = NULL "
+    "WHERE seq = ? AND state = 'processing' AND claim_token IS ?"
+)
 _FINISH_ATTEMPT = ("UPDATE attempt SET finished_at = ?, exit_code = ?, outcome = ?, error = ?, "
                    "duration = ?, pid = COALESCE(pid, ?), pid_started = COALESCE(pid_started, ?), "
                    "cpu_seconds = ?, peak_rss_bytes = ?, processes = ? "
@@ -513,7 +543,7 @@ def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
         rows = database.execute_sql(_CLAIM, (now, wanted, worker.id, token)).fetchall()
         if not rows:
             return None
-        job = Job(**dict(zip(_JOB_COLUMNS, rows[0])))
+        job = Job(**dict(zip(_JOB_COLUMNS, rows[0], strict=True)))
     else:
         due = (Job.select(Job.seq).where(Job.state.in_(CLAIMABLE), Job.run_at <= now)
                .order_by(Job.priority.desc(), Job.run_at, Job.seq).limit(1)
@@ -726,7 +756,11 @@ def recover_lost(*, now: float | None = None) -> list[str]:
             # The command never started (the runner waits for its process to be noted):
             # nothing ran, nothing to kill, no retry used.
             outcome = Outcome.CANCELLED if job.cancel_requested else Outcome.INTERRUPTED
-            why = "cancelled" if job.cancel_requested else "not started: worker lost before starting it"
+            why = (
+                "cancelled"
+                if job.cancel_requested
+                else "not started: worker lost before starting it"
+            )
             if finish(job, attempt, outcome=outcome, error=why, now=now) is not None:
                 recovered.append(job.id)
             continue
@@ -767,13 +801,21 @@ def retry(job_id: str, *, now: float | None = None) -> Job:
         raise QueueError(f"job {job_id!r} is {job.state}; only failed or dead jobs can be retried")
     now = time.time() if now is None else now
     with write_transaction():
-        Job.update(run_at=now, updated_at=now).where(Job.seq == job.seq, Job.state == FAILED).execute()
+        Job.update(run_at=now, updated_at=now).where(
+            Job.seq == job.seq, Job.state == FAILED
+        ).execute()
         _settle([job.seq], now=now)  # its dependencies are checked again
     return get_job(job_id)
 
 
-def dlq_retry(job_ids: list[str] | None = None, *, all_dead: bool = False, timeout: float | None = None,
-              max_retries: int | None = None, now: float | None = None) -> list[Job]:
+def dlq_retry(
+    job_ids: list[str] | None = None,
+    *,
+    all_dead: bool = False,
+    timeout: float | None = None,
+    max_retries: int | None = None,
+    now: float | None = None,
+) -> list[Job]:
     """Move dead jobs back to pending with their attempts reset."""
     now = time.time() if now is None else now
     values: dict[str, Any] = {"state": PENDING, "attempts": 0, "run_at": now, "updated_at": now,
@@ -807,8 +849,11 @@ def cancel(job_id: str, *, now: float | None = None) -> Job:
     job = get_job(job_id)
     if job.state in (PENDING, FAILED):
         with write_transaction():
-            if Job.update(state=DEAD, last_error="cancelled", finished_at=now, updated_at=now).where(
-                    Job.seq == job.seq, Job.state.in_(CLAIMABLE)).execute():
+            if (
+                Job.update(state=DEAD, last_error="cancelled", finished_at=now, updated_at=now)
+                .where(Job.seq == job.seq, Job.state.in_(CLAIMABLE))
+                .execute()
+            ):
                 fail_dependents([job.seq], now=now)
     elif job.state == PROCESSING:
         Job.update(cancel_requested=True, updated_at=now).where(
@@ -883,7 +928,10 @@ def _unchain(seqs: list[int], *, now: float) -> None:
     """Before these jobs are deleted: the jobs waiting on one that had not completed go to the
     DLQ; the records of completed ones are dropped (they were met: a later retry of a job that
     waited on one must not find it missing and call it failed)."""
-    done = [seq for (seq,) in Job.select(Job.seq).where(Job.seq.in_(seqs), Job.state == COMPLETED).tuples()]
+    done = [
+        seq
+        for (seq,) in Job.select(Job.seq).where(Job.seq.in_(seqs), Job.state == COMPLETED).tuples()
+    ]
     if done:
         Dependency.delete().where(Dependency.dep_seq.in_(done)).execute()
     open_ = sorted(set(seqs) - set(done))
@@ -904,9 +952,14 @@ def restart(job_ids: list[str], *, now: float | None = None) -> list[Job]:
                                  "can be restarted")
         seqs = list(dict.fromkeys(job.seq for job in jobs))
         done = [job.seq for job in jobs if job.state == COMPLETED]
-        waiting = [seq for (seq,) in Dependency.select(Dependency.job)
-                   .join(Job, on=(Job.seq == Dependency.job))
-                   .where(Dependency.dep_seq.in_(done), Job.state.in_(CLAIMABLE)).distinct().tuples()]
+        waiting = [
+            seq
+            for (seq,) in Dependency.select(Dependency.job)
+            .join(Job, on=(Job.seq == Dependency.job))
+            .where(Dependency.dep_seq.in_(done), Job.state.in_(CLAIMABLE))
+            .distinct()
+            .tuples()
+        ]
         for chunk in chunked(seqs, IN_CHUNK):
             Job.update(state=PENDING, attempts=0, run_at=now, updated_at=now, finished_at=None,
                        last_error=None, exit_code=None, cancel_requested=False, waiting_on=0).where(
@@ -933,7 +986,9 @@ def edit(job_id: str, changes: dict[str, Any], *, now: float | None = None) -> J
     with write_transaction():  # the state is checked under the write lock: no claim slips in
         job = get_job(job_id)
         if job.state not in CLAIMABLE:
-            raise QueueError(f"job {job_id!r} is {job.state}; only pending or failed jobs can be edited")
+            raise QueueError(
+                f"job {job_id!r} is {job.state}; only pending or failed jobs can be edited"
+            )
         Job.update(**checked, updated_at=now).where(Job.seq == job.seq).execute()
     return get_job(job_id)
 
@@ -957,7 +1012,9 @@ def resume(queues: list[str] | None = None) -> None:
 def _set_paused(queues: list[str] | None, paused: bool) -> None:
     with write_transaction():
         if queues is None:
-            Meta.insert(key=PAUSED_ALL, value="1" if paused else "0").on_conflict_replace().execute()
+            Meta.insert(
+                key=PAUSED_ALL, value="1" if paused else "0"
+            ).on_conflict_replace().execute()
             Queue.update(paused=None).execute()
         else:
             for name in queues:
@@ -1005,8 +1062,12 @@ def queue_state(name: str) -> dict[str, Any]:
     row = Queue.get_or_none(Queue.name == name)
     running = (JobCount.select(JobCount.n).where(JobCount.queue == name,
                                                   JobCount.state == PROCESSING).scalar() or 0)
-    return {"name": name, "paused": paused_all() if row is None or row.paused is None else bool(row.paused),
-            "limit": None if row is None else row.max_running, "running": running}
+    return {
+        "name": name,
+        "paused": paused_all() if row is None or row.paused is None else bool(row.paused),
+        "limit": None if row is None else row.max_running,
+        "running": running,
+    }
 
 
 def aging_rate() -> float:
@@ -1122,8 +1183,13 @@ def next_due(queues: list[str] | None = None) -> float | None:
     return query.scalar()
 
 
-_NEXT_DUE = ("SELECT MIN((SELECT run_at FROM job INDEXED BY job_due WHERE queue = o.name AND "
-             + CLAIMABLE_WHERE + " ORDER BY run_at LIMIT 1)) FROM (" + _OPEN_QUEUES + ") o")  # ?1 unused
+_NEXT_DUE = (
+    "SELECT MIN((SELECT run_at FROM job INDEXED BY job_due WHERE queue = o.name AND "
+    + CLAIMABLE_WHERE
+    + " ORDER BY run_at LIMIT 1)) FROM ("
+    + _OPEN_QUEUES
+    + ") o"
+)  # ?1 unused
 
 
 # --- waiting for jobs to end ----------------------------------------------------------------
@@ -1293,7 +1359,7 @@ def throughput(*, minutes: int = 30, now: float | None = None) -> list[tuple[int
             done[index] += count
         elif outcome in FAILED_OUTCOMES:
             failed[index] += count
-    return list(zip(done, failed))
+    return list(zip(done, failed, strict=True))
 
 
 def last_costs(seqs: list[int]) -> dict[int, tuple[float | None, int | None, int | None]]:
@@ -1316,7 +1382,9 @@ def running_attempts() -> dict[str, tuple[Job, Attempt]]:
     if not jobs:
         return {}
     result = {}
-    for attempt in Attempt.select().where(Attempt.job.in_(list(jobs)), Attempt.finished_at.is_null()):
+    for attempt in Attempt.select().where(
+        Attempt.job.in_(list(jobs)), Attempt.finished_at.is_null()
+    ):
         job = jobs[attempt.job_seq]
         if attempt.claim_token == job.claim_token and (
                 job.claim_token is not None or attempt.number == job.attempts):  # pre-v2 claims

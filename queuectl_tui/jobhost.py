@@ -51,8 +51,8 @@ import shlex
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from queuectl_tui import procs, runner, usage
 from queuectl_tui.models import Outcome
@@ -393,7 +393,9 @@ def _directory_error(cwd: str) -> str:
     return _bad_directory(cwd) or os.strerror(errno.EACCES)
 
 
-def _cannot_start(log_fd: int, problem: str, cwd: str | None, started: float | None = None) -> Result:
+def _cannot_start(
+    log_fd: int, problem: str, cwd: str | None, started: float | None = None
+) -> Result:
     """runner's result for a job that could not start: the reason in the log and the row."""
     message = problem if cwd is None else f"cannot start: {problem}: {cwd}"
     try:

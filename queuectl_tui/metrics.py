@@ -181,7 +181,9 @@ def execution_stats(since: float, queues: list[str] | None = None,
             "overall": overall, "queues": figures}
 
 
-def _scope(known: list[str], scope: list[str], queues: list[str] | None) -> tuple[str | None, bool, list]:
+def _scope(
+    known: list[str], scope: list[str], queues: list[str] | None
+) -> tuple[str | None, bool, list]:
     """(the one queue every attempt belongs to, or None; whether to read each attempt's job
     for its queue; the parameters that go with that). Every attempt belongs to a job (they are
     deleted together) of a queue in job_count: with one queue there, and that queue wanted, no
@@ -201,7 +203,15 @@ def _empty() -> dict[str, Any]:
 
 
 def _times() -> dict[str, Any]:
-    return {"p50": None, "p95": None, "p99": None, "max": None, "mean": None, "count": 0, "sum": 0.0}
+    return {
+        "p50": None,
+        "p95": None,
+        "p99": None,
+        "max": None,
+        "mean": None,
+        "count": 0,
+        "sum": 0.0,
+    }
 
 
 def _percentiles(fig: dict[str, Any], waits: list[float], runs: list[float]) -> None:
@@ -249,8 +259,10 @@ def _finish(fig: dict[str, Any], minutes: float) -> None:
         total, count = fig.pop(f"_{key}_sum"), fig.pop(f"_{key}_n")
         fig[key].update(mean=total / count if count else None, count=count, sum=total)
     errors = fig.pop("_errors")
-    fig["top_errors"] = [{"error": error, "count": n}
-                         for error, n in sorted(errors.items(), key=lambda e: (-e[1], e[0]))[:TOP_ERRORS]]
+    fig["top_errors"] = [
+        {"error": error, "count": n}
+        for error, n in sorted(errors.items(), key=lambda e: (-e[1], e[0]))[:TOP_ERRORS]
+    ]
 
 
 def timeline(since: float, now: float, buckets: int = 30,

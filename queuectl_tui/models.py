@@ -11,6 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from peewee import (
+    SQL,
     AutoField,
     BigIntegerField,
     BooleanField,
@@ -21,7 +22,6 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
-    SQL,
     TextField,
 )
 

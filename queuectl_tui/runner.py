@@ -17,14 +17,14 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from queuectl_tui import procs
 from queuectl_tui.models import Outcome
-from queuectl_tui.usage import Cost
 from queuectl_tui.paths import create_private_file
+from queuectl_tui.usage import Cost
 
 TAIL_BYTES = 4096
 TICK = 0.05
@@ -168,7 +168,9 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
             )
         except OSError as exc:
             os.close(opener)
-            message = f"cannot start: {exc.strerror or exc}" + (f": {cwd}" if exc.filename == cwd else "")
+            message = f"cannot start: {exc.strerror or exc}" + (
+                f": {cwd}" if exc.filename == cwd else ""
+            )
             os.write(log_fd, (message + "\n").encode())
             return Result(Outcome.FAILED, None, message, message, 0.0)
         finally:

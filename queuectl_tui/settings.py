@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
-from queuectl_tui.errors import InvalidInput
 from peewee import SQL
 
 from queuectl_tui.db import write_transaction
+from queuectl_tui.errors import InvalidInput
 from queuectl_tui.models import AGING_RATE_SQL, CLAIMABLE, Job, Setting
 from queuectl_tui.spec import plain_number
 
 
-class SettingSpec(NamedTuple):  # not a dataclass: importing and building one is ~1 ms of every start
+class SettingSpec(NamedTuple):  # not a dataclass: ~1 ms less at every start
     """One setting's default, its parser (raises ValueError with the reason) and its help."""
 
     default: Any
@@ -43,14 +44,19 @@ class Settings(NamedTuple):
 
 def _number(kind: type, low: float, high: float, *, optional: bool = False, unit: str = ""):
     def parse(raw: Any) -> Any:
-        if optional and (raw is None or (isinstance(raw, str) and raw.strip().lower() in ("none", "null", "", "0"))):
+        if optional and (
+            raw is None
+            or (isinstance(raw, str) and raw.strip().lower() in ("none", "null", "", "0"))
+        ):
             return None
         if isinstance(raw, bool):
             raise ValueError("expected a number")
         try:
             value = kind(raw.strip()) if isinstance(raw, str) else kind(raw)
         except (TypeError, ValueError, OverflowError):
-            raise ValueError(f"expected {'a whole number' if kind is int else 'a number'}") from None
+            raise ValueError(
+                f"expected {'a whole number' if kind is int else 'a number'}"
+            ) from None
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError("expected a finite number")
         if kind is int and isinstance(raw, float) and raw != int(raw):
@@ -64,20 +70,45 @@ def _number(kind: type, low: float, high: float, *, optional: bool = False, unit
 
 DAY = 86400.0
 SETTINGS: dict[str, SettingSpec] = {
-    "max_retries": SettingSpec(3, _number(int, 0, 100), "retries after the first run before a job goes to the DLQ"),
-    "backoff_base": SettingSpec(2.0, _number(float, 1, 100), "after failure k a job waits backoff_base ** k seconds"),
-    "max_backoff": SettingSpec(3600.0, _number(float, 0, 30 * DAY, unit=" s"), "cap on any single backoff wait, seconds"),
-    "default_timeout": SettingSpec(None, _number(float, 0.001, 30 * DAY, optional=True, unit=" s"),
-                            "time limit for jobs that set none, seconds ('none' for no limit)"),
-    "poll_interval": SettingSpec(1.0, _number(float, 0.01, 60, unit=" s"),
-                          "longest an idle worker sleeps before looking for due jobs again, seconds"),
-    "heartbeat_interval": SettingSpec(1.0, _number(float, 0.05, 300, unit=" s"), "how often workers report they are alive, seconds"),
-    "lease": SettingSpec(30.0, _number(float, 1, DAY, unit=" s"),
-                  "a worker silent for this long is presumed lost and its job is taken back, seconds"),
-    "priority_aging": SettingSpec(0.0, _number(float, 0, 1e6, unit=" per minute"),
-                           "priority points a due job gains per minute it waits (0: strict priority)"),
-    "max_log_bytes": SettingSpec(10 * 1024 * 1024, _number(int, 1024, 10 * 1024**3, unit=" bytes"),
-                          "output kept per attempt in its log file; the rest is dropped"),
+    "max_retries": SettingSpec(
+        3, _number(int, 0, 100), "retries after the first run before a job goes to the DLQ"
+    ),
+    "backoff_base": SettingSpec(
+        2.0, _number(float, 1, 100), "after failure k a job waits backoff_base ** k seconds"
+    ),
+    "max_backoff": SettingSpec(
+        3600.0, _number(float, 0, 30 * DAY, unit=" s"), "cap on any single backoff wait, seconds"
+    ),
+    "default_timeout": SettingSpec(
+        None,
+        _number(float, 0.001, 30 * DAY, optional=True, unit=" s"),
+        "time limit for jobs that set none, seconds ('none' for no limit)",
+    ),
+    "poll_interval": SettingSpec(
+        1.0,
+        _number(float, 0.01, 60, unit=" s"),
+        "longest an idle worker sleeps before looking for due jobs again, seconds",
+    ),
+    "heartbeat_interval": SettingSpec(
+        1.0,
+        _number(float, 0.05, 300, unit=" s"),
+        "how often workers report they are alive, seconds",
+    ),
+    "lease": SettingSpec(
+        30.0,
+        _number(float, 1, DAY, unit=" s"),
+        "a worker silent for this long is presumed lost and its job is taken back, seconds",
+    ),
+    "priority_aging": SettingSpec(
+        0.0,
+        _number(float, 0, 1e6, unit=" per minute"),
+        "priority points a due job gains per minute it waits (0: strict priority)",
+    ),
+    "max_log_bytes": SettingSpec(
+        10 * 1024 * 1024,
+        _number(int, 1024, 10 * 1024**3, unit=" bytes"),
+        "output kept per attempt in its log file; the rest is dropped",
+    ),
 }
 
 

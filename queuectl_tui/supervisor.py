@@ -99,7 +99,9 @@ def stop(*, force: bool = False, wait: float = 10.0, worker_ids: list[int] | Non
         # Refuse before signalling anything: one unknown id stops no worker at all.
         unknown = set(worker_ids) - {row.id for row, _ in workers}
         if unknown:
-            raise QueueError(f"no worker with id {', '.join(map(str, sorted(unknown)))} on this host")
+            raise QueueError(
+                f"no worker with id {', '.join(map(str, sorted(unknown)))} on this host"
+            )
     targets, gone = [], []
     for row, proc in workers:
         if worker_ids is not None and row.id not in worker_ids:

@@ -24,7 +24,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from peewee import DatabaseError
 
@@ -173,9 +173,13 @@ class WorkerLoop:
         except DatabaseError as exc:
             # The command never ran (it waits until its process is noted): hand the job back
             # without using up a retry.
-            result = runner.Result(Outcome.INTERRUPTED, None, f"not started: database error: {exc}", "", 0.0)
+            result = runner.Result(
+                Outcome.INTERRUPTED, None, f"not started: database error: {exc}", "", 0.0
+            )
         except engine.Fenced:  # recovered before it started: nothing ran; finish is fenced too
-            result = runner.Result(Outcome.INTERRUPTED, None, "not started: taken back by recovery", "", 0.0)
+            result = runner.Result(
+                Outcome.INTERRUPTED, None, "not started: taken back by recovery", "", 0.0
+            )
         except OSError as exc:  # the process could not be noted: the command never ran
             result = runner.Result(Outcome.INTERRUPTED, None, f"not started: {exc}", "", 0.0)
         finally:

@@ -72,9 +72,12 @@ def _kill_workers(home: Path) -> None:
         try:
             cmd = " ".join(proc.info["cmdline"] or [])
             env = proc.info.get("environ") or {}
-            if "queuectl_tui" in cmd and (marker in cmd or env.get("QUEUECTL_HOME") == marker):
-                if proc.pid != os.getpid():
-                    os.killpg(proc.pid, signal.SIGKILL) if os.getpgid(proc.pid) == proc.pid else proc.kill()
+            ours = marker in cmd or env.get("QUEUECTL_HOME") == marker
+            if "queuectl_tui" in cmd and ours and proc.pid != os.getpid():
+                if os.getpgid(proc.pid) == proc.pid:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                else:
+                    proc.kill()
         except (psutil.Error, ProcessLookupError, PermissionError):
             pass
 
@@ -104,7 +107,9 @@ def reap(tmp_path):
             if proc.pid == os.getpid() or proc.info["status"] == psutil.STATUS_ZOMBIE:
                 continue
             env = proc.info.get("environ") or {}
-            if marker in " ".join(proc.info["cmdline"] or []) or marker in env.get("QUEUECTL_HOME", ""):
+            if marker in " ".join(proc.info["cmdline"] or []) or marker in env.get(
+                "QUEUECTL_HOME", ""
+            ):
                 proc.send_signal(signal.SIGKILL)
                 victims.append(proc)
         except psutil.Error:

@@ -168,7 +168,9 @@ def marked(marker: str, name: str | None = None) -> list[psutil.Process]:
 
 def all_gone(marker: str, timeout: float = 10.0) -> None:
     """Every process of the marked job is gone (SIGKILL is asynchronous: allow a deadline)."""
-    wait_for(lambda: not marked(marker), timeout=timeout, message=f"the processes marked {marker} to die")
+    wait_for(
+        lambda: not marked(marker), timeout=timeout, message=f"the processes marked {marker} to die"
+    )
 
 
 def marked_command(marker: str, command: str) -> str:
@@ -182,8 +184,13 @@ def worker_pids(home: Path) -> list[int]:
     for proc in psutil.process_iter(["cmdline", "environ", "status"]):
         cmd = " ".join(proc.info.get("cmdline") or [])
         env = proc.info.get("environ") or {}
-        if ("queuectl_tui" in cmd and " worker run" in cmd and proc.info.get("status") != psutil.STATUS_ZOMBIE
-                and (str(home) in cmd or env.get("QUEUECTL_HOME") == str(home)) and proc.pid != os.getpid()):
+        if (
+            "queuectl_tui" in cmd
+            and " worker run" in cmd
+            and proc.info.get("status") != psutil.STATUS_ZOMBIE
+            and (str(home) in cmd or env.get("QUEUECTL_HOME") == str(home))
+            and proc.pid != os.getpid()
+        ):
             pids.append(proc.pid)
     return pids
 

@@ -44,24 +44,40 @@ def test_a_large_file_is_enqueued_in_order(queue, tmp_path):
         del jobs[n]["id"]
     out = ok(run_cli(queue, "enqueue", "-f", str(jsonl(tmp_path / "jobs.jsonl", jobs)))).out.split()
     assert len(out) == LINES == len(set(out))
-    assert [i for i, job in zip(out, jobs) if "id" in job] == [job["id"] for job in jobs if "id" in job]
+    assert [i for i, job in zip(out, jobs, strict=False) if "id" in job] == [
+        job["id"] for job in jobs if "id" in job
+    ]
     listed = ok(run_cli(queue, "list", "--limit", "0", "--json")).json()[::-1]  # newest first
     assert [j["id"] for j in listed] == ["old"] + out
     assert [j["command"] for j in listed[1:]] == [job["command"] for job in jobs]
 
 
-@pytest.mark.parametrize("bad, words", [
-    pytest.param(lambda jobs: jobs.__setitem__(LINES - 2, {"command": ""}),
-                 f"line {LINES - 1}: command is empty; nothing enqueued", id="bad-line-near-the-end"),
-    pytest.param(lambda jobs: jobs.__setitem__(LINES - 2, "{oops"),
-                 f"invalid JSON on line {LINES - 1}", id="invalid-json-near-the-end"),
-    pytest.param(lambda jobs: jobs[LINES - 3].__setitem__("id", "b5"),
-                 f"line {LINES - 2}: duplicate job id 'b5' in the input (first on line 6); nothing enqueued",
-                 id="duplicate-within-the-file"),
-    pytest.param(lambda jobs: jobs[LINES - 4].__setitem__("id", "old"),
-                 f"line {LINES - 3}: job id 'old' already exists; nothing enqueued",
-                 id="id-already-in-the-database"),
-])
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        pytest.param(
+            lambda jobs: jobs.__setitem__(LINES - 2, {"command": ""}),
+            f"line {LINES - 1}: command is empty; nothing enqueued",
+            id="bad-line-near-the-end",
+        ),
+        pytest.param(
+            lambda jobs: jobs.__setitem__(LINES - 2, "{oops"),
+            f"invalid JSON on line {LINES - 1}",
+            id="invalid-json-near-the-end",
+        ),
+        pytest.param(
+            lambda jobs: jobs[LINES - 3].__setitem__("id", "b5"),
+            f"line {LINES - 2}: duplicate job id 'b5' in the input (first on line 6); "
+            "nothing enqueued",
+            id="duplicate-within-the-file",
+        ),
+        pytest.param(
+            lambda jobs: jobs[LINES - 4].__setitem__("id", "old"),
+            f"line {LINES - 3}: job id 'old' already exists; nothing enqueued",
+            id="id-already-in-the-database",
+        ),
+    ],
+)
 def test_one_bad_line_enqueues_nothing(queue, tmp_path, bad, words):
     jobs = many()
     bad(jobs)
@@ -104,6 +120,7 @@ def test_generated_ids_that_repeat_are_drawn_again(db, tmp_path):
     """Ids are 48 random bits: a repeat is rare but possible, with a job already stored or
     within the input. It is drawn again; it never fails the enqueue."""
     import random
+
     from queuectl_tui import engine, spec
     engine.enqueue([spec.normalize({"id": "00", "command": "true"})], cwd=str(tmp_path), env={})
     # randomblob() drawing from 4 values (00 to 03) for this connection: repeats are certain

@@ -86,11 +86,28 @@ def test_exact_figures_per_queue_and_overall(history):
     assert times(b["run"]) == {"p50": 3, "p95": 8, "p99": 8, "max": 8, "mean": 5.5}
     assert b["oldest_due"] == {"id": "b4", "queue": "b", "due_at": T0 + 66, "waited": 534}
     every = figures(stats)
-    assert (every["attempts"], every["completed"], every["failed_attempts"], every["dead"]) == (6, 3, 3, 1)
+    assert (every["attempts"], every["completed"], every["failed_attempts"], every["dead"]) == (
+        6,
+        3,
+        3,
+        1,
+    )
     assert every["throughput_per_min"] == pytest.approx(0.05)
     assert every["retries_per_job"] == pytest.approx(0.2)
-    assert times(every["wait"]) == {"p50": 10, "p95": 30, "p99": 30, "max": 30, "mean": pytest.approx(74 / 6)}
-    assert times(every["run"]) == {"p50": 3, "p95": 8, "p99": 8, "max": 8, "mean": pytest.approx(23 / 6)}
+    assert times(every["wait"]) == {
+        "p50": 10,
+        "p95": 30,
+        "p99": 30,
+        "max": 30,
+        "mean": pytest.approx(74 / 6),
+    }
+    assert times(every["run"]) == {
+        "p50": 3,
+        "p95": 8,
+        "p99": 8,
+        "max": 8,
+        "mean": pytest.approx(23 / 6),
+    }
     assert every["oldest_due"]["id"] == "b4"
     assert every["top_errors"] == [{"error": "exit code 1", "count": 1},
                                    {"error": "exit code 3", "count": 1}]
@@ -160,7 +177,11 @@ def recent(db, tmp_path):
 
 def test_stats_json_text_window_and_queue(recent, cli, home):
     data = ok(cli("stats", "--json")).json()
-    assert (data["overall"]["completed"], data["overall"]["failed_attempts"], data["overall"]["dead"]) == (3, 3, 1)
+    assert (
+        data["overall"]["completed"],
+        data["overall"]["failed_attempts"],
+        data["overall"]["dead"],
+    ) == (3, 3, 1)
     assert data["overall"]["wait"]["p50"] == pytest.approx(10) and data["sampled_every"] == 1
     assert data["overall"]["oldest_due"]["id"] == "b4" and data["since"].endswith("Z")
     assert ok(cli("stats", "--json", "--since", "5m")).json()["overall"]["attempts"] == 0
@@ -179,7 +200,10 @@ def test_stats_refuses_bad_input(cli, args):
 
 def test_stats_prometheus_is_valid_exposition(recent, cli):
     parser = pytest.importorskip("prometheus_client.parser")
-    families = {f.name: f for f in parser.text_string_to_metric_families(ok(cli("stats", "--prometheus")).out)}
+    families = {
+        f.name: f
+        for f in parser.text_string_to_metric_families(ok(cli("stats", "--prometheus")).out)
+    }
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for f in families.values() for s in f.samples}
     assert families["queuectl_jobs"].type == "gauge"
@@ -189,7 +213,9 @@ def test_stats_prometheus_is_valid_exposition(recent, cli):
     assert families["queuectl_attempts"].type == "counter"
     assert samples[("queuectl_attempts_total", (("outcome", "failed"),))] == 3
     assert families["queuectl_attempt_wait_seconds"].type == "summary"
-    assert samples[("queuectl_attempt_wait_seconds", (("quantile", "0.5"), ("queue", "a")))] == pytest.approx(13)
+    assert samples[
+        ("queuectl_attempt_wait_seconds", (("quantile", "0.5"), ("queue", "a")))
+    ] == pytest.approx(13)
     assert samples[("queuectl_attempt_run_seconds_sum", (("queue", "b"),))] == pytest.approx(11)
     assert samples[("queuectl_attempt_run_seconds_count", (("queue", "b"),))] == 2
     assert samples[("queuectl_oldest_due_seconds", (("queue", "b"),))] > 1000
@@ -198,8 +224,10 @@ def test_stats_prometheus_is_valid_exposition(recent, cli):
 
 @pytest.mark.parametrize("args", [["stats", "--prometheus"], ["metrics", "serve", "--port", "0"]])
 def test_prometheus_without_the_extra_is_one_line(home, args):
-    code = ("import sys; sys.modules['prometheus_client'] = None; from queuectl_tui.cli import main; "
-            f"main({['--db', str(home / 'queuectl.db'), *args]!r})")
+    code = (
+        "import sys; sys.modules['prometheus_client'] = None; from queuectl_tui.cli import main; "
+        f"main({['--db', str(home / 'queuectl.db'), *args]!r})"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           env=cli_env(home))
     from helpers import Result
@@ -209,11 +237,19 @@ def test_prometheus_without_the_extra_is_one_line(home, args):
 
 def test_metrics_serve_answers_a_scrape_on_loopback(recent, home):
     parser = pytest.importorskip("prometheus_client.parser")
-    proc = subprocess.Popen([sys.executable, "-m", "queuectl_tui", "metrics", "serve", "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(home))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "queuectl_tui", "metrics", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(home),
+    )
     try:
         line = proc.stdout.readline()  # the first line says where; the server is up by then
-        assert line.startswith("serving metrics on http://127.0.0.1:"), (line, proc.stderr.read() if proc.poll() is not None else "")
+        assert line.startswith("serving metrics on http://127.0.0.1:"), (
+            line,
+            proc.stderr.read() if proc.poll() is not None else "",
+        )
         url = line.split()[-1]
         for _ in range(2):  # two scrapes: each reads the database anew
             with urllib.request.urlopen(url, timeout=30) as response:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cli_env, ok, permission_preexec, Result, run_cli, tree_digest, user_error
+from helpers import Result, cli_env, ok, permission_preexec, run_cli, tree_digest, user_error
 
 # reap (conftest.py): kills whatever a test leaves running, even when it fails half-way.
 pytestmark = pytest.mark.usefixtures("reap")
@@ -239,7 +239,9 @@ def test_a_full_disk_fails_a_bulk_enqueue_whole_and_names_the_cause(home, tmp_pa
     db = home / "queuectl.db"
     before, before_rows = tree_digest(home), rows(db)
     bulk = tmp_path / "bulk.json"
-    bulk.write_text(json.dumps([{"id": f"big{n}", "command": "echo " + "x" * 4000} for n in range(300)]))
+    bulk.write_text(
+        json.dumps([{"id": f"big{n}", "command": "echo " + "x" * 4000} for n in range(300)])
+    )
     limited = file_size_limit(db.stat().st_size)  # about 1.2 MB of jobs cannot fit
     line = user_error(run_as(home, "enqueue", "-f", str(bulk), preexec=limited), 1)
     assert "disk full" in line and str(db) in line, line
@@ -339,4 +341,7 @@ def test_a_log_that_cannot_be_created_fails_the_attempt_not_the_worker(home, as_
     for job_id in ("nolog", "after"):  # the worker survived the first and ran the second
         job = ok(run_cli(home, "show", job_id, "--json")).json()
         assert job["state"] == "dead"
-        assert job["last_error"].startswith("cannot create the log file") and "Permission denied" in job["last_error"]
+        assert (
+            job["last_error"].startswith("cannot create the log file")
+            and "Permission denied" in job["last_error"]
+        )

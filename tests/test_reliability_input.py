@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cli_env, ok, Result, run_cli, tree_digest, user_error, wait_for
+from helpers import Result, cli_env, ok, run_cli, tree_digest, user_error, wait_for
 
 # reap (conftest.py): kills whatever a test leaves running, even when it fails half-way.
 pytestmark = pytest.mark.usefixtures("reap")
@@ -35,8 +35,18 @@ def template(tmp_path_factory) -> Path:
 
     cli("enqueue", "--id", "done", "--queue", "setup", "echo hello")
     cli("enqueue", "--id", "dead1", "--queue", "setup", "--max-retries", "0", "exit 3")
-    cli("enqueue", "--id", "flaky", "--queue", "setup", "--max-retries", "3", "--backoff-base", "100",
-        "exit 4")
+    cli(
+        "enqueue",
+        "--id",
+        "flaky",
+        "--queue",
+        "setup",
+        "--max-retries",
+        "3",
+        "--backoff-base",
+        "100",
+        "exit 4",
+    )
     cli("worker", "start", "--foreground", "--burst", "--queue", "setup")
     cli("enqueue", "--id", "waiting", "true")
     cli("enqueue", "--id", "later", "--delay", "3600", "true")
@@ -160,15 +170,29 @@ BAD_INPUT = [
     case("enqueue", "--run-at", "2030-01-01T00:00:00+25:00", "x", id="run-at-bad-zone"),
     case("enqueue", "--run-at", "0001-01-01T00:00:00", "x", id="run-at-year-1"),
     case("enqueue", "--run-at", "9999-12-31T23:59:59-12:00", "x", id="run-at-year-10000-utc"),
-    case("enqueue", '{"command": "x", "run_at": "2030-01-01T00:00:00Z", "delay": 5}', id="run-at-and-delay"),
+    case(
+        "enqueue",
+        '{"command": "x", "run_at": "2030-01-01T00:00:00Z", "delay": 5}',
+        id="run-at-and-delay",
+    ),
     # duplicate ids
     case("enqueue", "--id", "done", "true", id="dup-existing"),
     case("enqueue", '{"id": "waiting", "command": "true"}', id="dup-existing-json"),
-    spec_file([{"id": "n1", "command": "true"}, {"id": "n2", "command": "true"},
-               {"id": "n1", "command": "true"}], id="dup-within-file"),
-    spec_file([{"id": "n1", "command": "true"}, {"id": "done", "command": "true"}],
-              id="dup-file-vs-existing"),
-    spec_file(b'{"id": "n1", "command": "a"}\n{"id": "n1", "command": "b"}\n', id="dup-within-jsonl"),
+    spec_file(
+        [
+            {"id": "n1", "command": "true"},
+            {"id": "n2", "command": "true"},
+            {"id": "n1", "command": "true"},
+        ],
+        id="dup-within-file",
+    ),
+    spec_file(
+        [{"id": "n1", "command": "true"}, {"id": "done", "command": "true"}],
+        id="dup-file-vs-existing",
+    ),
+    spec_file(
+        b'{"id": "n1", "command": "a"}\n{"id": "n1", "command": "b"}\n', id="dup-within-jsonl"
+    ),
     spec_file([{"id": "n1", "command": "true"}, {"id": "n2", "command": ""}], id="one-bad-in-file"),
     # ids that are not data
     case("enqueue", "--id", "a\nb", "true", id="id-newline"),
@@ -179,10 +203,18 @@ BAD_INPUT = [
     # numbers beyond Python's integer digit limit, nesting beyond json's recursion limit
     case("enqueue", '{"command": "x", "priority": ' + "9" * 5000 + "}", id="int-5000-digits"),
     spec_file(b'{"command": "x", "priority": ' + b"9" * 5000 + b"}", id="int-5000-digits-file"),
-    spec_file(b'{"command": "a"}\n{"command": "x", "timeout": ' + b"9" * 5000 + b"}\n",
-              id="int-5000-digits-jsonl"),
-    case("enqueue", stdin='{"command": "x", "priority": ' + "9" * 5000 + "}", id="int-5000-digits-stdin"),
-    case("enqueue", '{"command": ' + "[" * 50_000 + "]" * 50_000 + "}", id="nested-spec"),  # < 128 KiB
+    spec_file(
+        b'{"command": "a"}\n{"command": "x", "timeout": ' + b"9" * 5000 + b"}\n",
+        id="int-5000-digits-jsonl",
+    ),
+    case(
+        "enqueue",
+        stdin='{"command": "x", "priority": ' + "9" * 5000 + "}",
+        id="int-5000-digits-stdin",
+    ),
+    case(
+        "enqueue", '{"command": ' + "[" * 50_000 + "]" * 50_000 + "}", id="nested-spec"
+    ),  # < 128 KiB
     case("enqueue", "[" * 50_000 + "]" * 50_000, id="nested-array-argument"),
     spec_file(b"[" * 100_000, id="nested-file"),
     spec_file(b'{"command": "a"}\n' + b"[" * 100_000 + b"\n", id="nested-jsonl"),
@@ -190,9 +222,13 @@ BAD_INPUT = [
     case("enqueue", "-f", "-", stdin='{"command": ' + "[" * 100_000, id="nested-file-stdin"),
     # a key given twice (json would keep the last silently)
     case("enqueue", '{"command": "rm -rf /tmp/x", "command": "true"}', id="duplicate-key"),
-    spec_file(b'{"command": "a"}\n{"id": "x", "command": "b", "id": "y"}\n', id="duplicate-key-jsonl"),
+    spec_file(
+        b'{"command": "a"}\n{"id": "x", "command": "b", "id": "y"}\n', id="duplicate-key-jsonl"
+    ),
     spec_file(b'[{"command": "a", "queue": "q", "queue": "r"}]', id="duplicate-key-array"),
-    case("enqueue", stdin='{"command": "a", "priority": 1, "priority": 2}', id="duplicate-key-stdin"),
+    case(
+        "enqueue", stdin='{"command": "a", "priority": 1, "priority": 2}', id="duplicate-key-stdin"
+    ),
     # settings
     case("config", "set", "colour", "red", id="config-unknown-set"),
     case("config", "get", "colour", id="config-unknown-get"),
@@ -234,7 +270,9 @@ UNKNOWN_IDS = [
 
 
 @pytest.mark.parametrize("args, stdin, files", UNKNOWN_IDS)
-def test_unknown_job_id_is_one_line_exit_1_and_changes_nothing(populated, tmp_path, args, stdin, files):
+def test_unknown_job_id_is_one_line_exit_1_and_changes_nothing(
+    populated, tmp_path, args, stdin, files
+):
     before = tree_digest(populated)
     line = user_error(run(populated, args, stdin, files, tmp_path), 1)
     assert "nosuch" in line or "shadow" in line or "attempt 7" in line
@@ -247,8 +285,10 @@ def test_stopping_an_unknown_worker_id_signals_no_worker(populated):
     assert "999" in line
     # Had the known worker been signalled it would stop claiming and leave; it still works.
     ok(run_cli(populated, "enqueue", "--id", "after-stop", "true"))
-    wait_for(lambda: run_cli(populated, "show", "after-stop", "--json").json()["state"] == "completed",
-             message="the worker to run a job after the refused stop")
+    wait_for(
+        lambda: run_cli(populated, "show", "after-stop", "--json").json()["state"] == "completed",
+        message="the worker to run a job after the refused stop",
+    )
     workers = ok(run_cli(populated, "worker", "list", "--json")).json()
     assert [(w["id"], w["alive"]) for w in workers] == [(started["id"], True)]
     assert ok(run_cli(populated, "worker", "stop", "--json")).json()["stopped"] == [started["id"]]
@@ -293,16 +333,39 @@ def test_a_non_utf8_id_or_filter_is_one_line_exit_2(populated, tmp_path, args, s
     assert tree_digest(populated) == before
 
 
-@pytest.mark.parametrize("args, stdin, files, words", [
-    (*case("enqueue", '{"command": "a", "command": "b"}', id="x").values, "duplicate key 'command'"),
-    (*spec_file(b'{"command": "a"}\n{"command": "b", "queue": "q", "queue": "r"}\n', id="x").values,
-     "line 2: duplicate key 'queue'"),
-    (*case("enqueue", stdin='{"command": "a", "id": "p", "id": "q"}', id="x").values, "duplicate key 'id'"),
-    (*case("enqueue", '{"command": "x", "priority": ' + "9" * 5000 + "}", id="x").values, "4300 digits"),
-    (*spec_file(b'{"command": "a"}\n' + b"[" * 100_000 + b"\n", id="x").values, "line 2: nested too deeply"),
-    (*spec_file(b'{"command": "a", "id": "p", "id": "q"}\n{"command": "b"}\n', id="x").values,
-     "line 1: duplicate key 'id'"),
-])
+@pytest.mark.parametrize(
+    "args, stdin, files, words",
+    [
+        (
+            *case("enqueue", '{"command": "a", "command": "b"}', id="x").values,
+            "duplicate key 'command'",
+        ),
+        (
+            *spec_file(
+                b'{"command": "a"}\n{"command": "b", "queue": "q", "queue": "r"}\n', id="x"
+            ).values,
+            "line 2: duplicate key 'queue'",
+        ),
+        (
+            *case("enqueue", stdin='{"command": "a", "id": "p", "id": "q"}', id="x").values,
+            "duplicate key 'id'",
+        ),
+        (
+            *case("enqueue", '{"command": "x", "priority": ' + "9" * 5000 + "}", id="x").values,
+            "4300 digits",
+        ),
+        (
+            *spec_file(b'{"command": "a"}\n' + b"[" * 100_000 + b"\n", id="x").values,
+            "line 2: nested too deeply",
+        ),
+        (
+            *spec_file(
+                b'{"command": "a", "id": "p", "id": "q"}\n{"command": "b"}\n', id="x"
+            ).values,
+            "line 1: duplicate key 'id'",
+        ),
+    ],
+)
 def test_json_faults_name_the_cause(populated, tmp_path, args, stdin, files, words):
     line = user_error(run(populated, args, stdin, files, tmp_path), 2)
     assert words in line

@@ -12,8 +12,8 @@ import subprocess
 import sys
 
 import pytest
-from helpers import SCALE, STRESS
 
+from helpers import SCALE, STRESS
 
 # reap (conftest.py): kills whatever a test leaves running, even when it fails half-way.
 pytestmark = pytest.mark.usefixtures("reap")
@@ -29,9 +29,26 @@ def workdir(tmp_path):
 
 def stress(workdir, *extra: str) -> dict:
     proc = subprocess.run(
-        [sys.executable, str(STRESS), "--json", "--producers", str(PRODUCERS), "--workers", str(WORKERS),
-         "--jobs-per-producer", str(PER_PRODUCER), "--deadline", "900", "--dir", str(workdir), *extra],
-        capture_output=True, text=True, timeout=1200)
+        [
+            sys.executable,
+            str(STRESS),
+            "--json",
+            "--producers",
+            str(PRODUCERS),
+            "--workers",
+            str(WORKERS),
+            "--jobs-per-producer",
+            str(PER_PRODUCER),
+            "--deadline",
+            "900",
+            "--dir",
+            str(workdir),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert proc.stdout.strip(), proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -43,8 +60,16 @@ def test_concurrent_producers_and_workers_run_every_job_exactly_once(workdir):
     assert r["accepted"] == jobs and r["producer_errors"] == [], figures
     assert (r["lost"], r["duplicated"], r["stuck"], r["overrun"]) == (0, 0, 0, 0), figures
     assert r["completed"] == jobs and r["runs_recorded"] == jobs, figures
-    assert r["status"] == {"pending": 0, "processing": 0, "completed": jobs, "failed": 0, "dead": 0}, figures
-    assert r["status_matches"] and r["leftover_processes"] == [] and r["worker_errors"] == 0, figures
+    assert r["status"] == {
+        "pending": 0,
+        "processing": 0,
+        "completed": jobs,
+        "failed": 0,
+        "dead": 0,
+    }, figures
+    assert r["status_matches"] and r["leftover_processes"] == [] and r["worker_errors"] == 0, (
+        figures
+    )
     assert r["ok"], figures
 
 
@@ -57,10 +82,14 @@ def test_chaos_loses_nothing_and_reruns_only_interrupted_jobs(workdir, max_retri
     assert r["accepted"] == jobs and r["producer_errors"] == [], figures
     # Every job completed, or is in the DLQ with a "worker lost" attempt; none lost or stuck.
     assert (r["lost"], r["stuck"]) == (0, 0), figures
-    assert r["completed"] + r["dead_worker_lost"] == jobs and r["dead"] == r["dead_worker_lost"], figures
+    assert r["completed"] + r["dead_worker_lost"] == jobs and r["dead"] == r["dead_worker_lost"], (
+        figures
+    )
     # A job never interrupted ran exactly once; none ran more often than it was attempted.
     assert (r["duplicated_uninterrupted"], r["overrun"]) == (0, 0), figures
-    assert r["status_matches"] and r["leftover_processes"] == [] and r["worker_errors"] == 0, figures
+    assert r["status_matches"] and r["leftover_processes"] == [] and r["worker_errors"] == 0, (
+        figures
+    )
     if max_retries == 0:  # every interrupted job was accounted for in the DLQ, none rerun
         assert r["dead_worker_lost"] == r["jobs_interrupted"] and r["duplicated"] == 0, figures
     assert r["ok"], figures

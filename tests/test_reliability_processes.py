@@ -88,7 +88,10 @@ def test_sigterm_lets_the_running_job_finish_and_claims_nothing_more(cli, tmp_pa
     worker, release = running_long_job(cli, tmp_path)
 
     os.kill(worker["pid"], signal.SIGTERM)
-    wait_for(lambda: worker_status(cli, worker["id"]) == "stopping", message="the worker to take the signal")
+    wait_for(
+        lambda: worker_status(cli, worker["id"]) == "stopping",
+        message="the worker to take the signal",
+    )
     ok(cli("enqueue", "--id", "next", "true"))
     assert show(cli, "long")["state"] == "processing"  # the signal did not touch the job
 
@@ -113,7 +116,9 @@ def test_a_repeated_normal_stop_still_lets_the_job_finish(cli, tmp_path):
     again = ok(cli("worker", "stop", "--wait", "1", "--json")).json()
     assert again == {"stopped": [], "still_running": [worker["id"]], "gone": []}
     os.kill(worker["pid"], signal.SIGTERM)
-    assert ok(cli("worker", "stop", "--wait", "0.5", "--json")).json()["still_running"] == [worker["id"]]
+    assert ok(cli("worker", "stop", "--wait", "0.5", "--json")).json()["still_running"] == [
+        worker["id"]
+    ]
     assert show(cli, "long")["state"] == "processing"
 
     release.touch()
@@ -146,7 +151,11 @@ def test_a_forced_stop_kills_the_job_tree_and_the_job_runs_again_later(cli, tmp_
 
     ok(cli("worker", "start", "--foreground", "--burst"))
     job = show(cli, "tree")
-    assert (job["state"], job["attempts"], outcomes(job)) == ("completed", 1, ["interrupted", "completed"])
+    assert (job["state"], job["attempts"], outcomes(job)) == (
+        "completed",
+        1,
+        ["interrupted", "completed"],
+    )
     assert run_count(tmp_path) == 2 and not (tmp_path / "overlap").exists()
 
 
@@ -162,7 +171,9 @@ def test_a_timeout_kills_the_grandchildren_too(cli, tok):
 
 
 @pytest.mark.parametrize("recovered_by", ["recover-command", "replacement-worker"])
-def test_a_sigkilled_workers_job_tree_is_killed_before_the_job_runs_again(cli, tmp_path, tok, recovered_by):
+def test_a_sigkilled_workers_job_tree_is_killed_before_the_job_runs_again(
+    cli, tmp_path, tok, recovered_by
+):
     ok(cli("config", "set", "backoff_base", "1"))
     worker = start_worker(cli)
     ok(cli("enqueue", "--id", "victim", tree_job(tmp_path, tok)))
@@ -190,7 +201,9 @@ def test_a_sigkilled_workers_job_tree_is_killed_before_the_job_runs_again(cli, t
     assert not processes_with(tok)
 
 
-def test_a_job_whose_process_is_only_in_its_workers_journal_is_killed_and_charged(cli, tmp_path, tok):
+def test_a_job_whose_process_is_only_in_its_workers_journal_is_killed_and_charged(
+    cli, tmp_path, tok
+):
     """A worker notes each job's process in its journal before the command runs; the database
     gets the PID only at the next heartbeat. SIGKILLed in between, the worker leaves a job that
     did start: recovery must read the journal, kill the tree and charge the attempt ("lost"),
@@ -212,7 +225,9 @@ def test_a_job_whose_process_is_only_in_its_workers_journal_is_killed_and_charge
 
 
 @pytest.mark.parametrize("recovered_by", ["recover-command", "replacement-worker"])
-def test_recovery_kills_the_group_of_a_job_whose_shell_has_already_exited(cli, tmp_path, tok, recovered_by):
+def test_recovery_kills_the_group_of_a_job_whose_shell_has_already_exited(
+    cli, tmp_path, tok, recovered_by
+):
     """``(sleep 10; echo late >> f) & sleep 2`` with its worker SIGKILLed during the sleep: the
     shell ends, the background child lives on in the shell's process group. Recovery must kill
     it (and say so by returning only once it is gone) before the job can run again."""
@@ -225,7 +240,10 @@ def test_recovery_kills_the_group_of_a_job_whose_shell_has_already_exited(cli, t
         f"if [ -e {once} ]; then if pgrep -f '^sleep {tok}' >/dev/null; then touch {overlap}; fi; "
         f"else touch {once}; (sleep {tok}; echo late >> {late}) & "
         f"while [ ! -e {release} ]; do sleep 0.02; done; fi")))
-    wait_for(lambda: sleeps(tok) and show(cli, "j")["attempt_list"][0]["pid"], message="the job, recorded")
+    wait_for(
+        lambda: sleeps(tok) and show(cli, "j")["attempt_list"][0]["pid"],
+        message="the job, recorded",
+    )
     shell = show(cli, "j")["attempt_list"][0]["pid"]
 
     os.kill(worker["pid"], signal.SIGKILL)
@@ -290,7 +308,9 @@ def test_processes_that_left_the_jobs_group_die_with_the_job(cli, tmp_path, tok,
         ok(cli("cancel", "j"))
     elif end == "stop-force":
         assert ok(cli("worker", "stop", "--force", "--json")).json()["stopped"] == [worker["id"]]
-    wanted = {"normal": "completed", "timeout": "dead", "cancel": "dead", "stop-force": "pending"}[end]
+    wanted = {"normal": "completed", "timeout": "dead", "cancel": "dead", "stop-force": "pending"}[
+        end
+    ]
     wait_for(lambda: show(cli, "j")["state"] == wanted, message=f"the job to be {wanted}")
     # Killed before the outcome was recorded: no wait here.
     assert gone(orphan), f"the job's {escape} child outlived it"
@@ -302,11 +322,26 @@ def test_processes_that_left_the_jobs_group_die_with_the_job(cli, tmp_path, tok,
 def test_a_worker_kills_only_its_own_jobs_leftovers(cli, home, tmp_path, tok):
     """``worker start --count 2 --foreground``: one parent, two worker children. When one job
     ends, its worker kills what it left behind, and not the sibling worker's running job."""
-    pid_file, b_started, b_release = tmp_path / "orphan.pid", tmp_path / "b-started", tmp_path / "b-release"
-    ok(cli("enqueue", "--id", "b", f"touch {b_started}; while [ ! -e {b_release} ]; do sleep 0.02; done"))
-    parent = subprocess.Popen([sys.executable, "-m", "queuectl_tui", "worker", "start", "--count", "2",
-                               "--foreground"], env=cli_env(home), cwd=home.parent,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid_file, b_started, b_release = (
+        tmp_path / "orphan.pid",
+        tmp_path / "b-started",
+        tmp_path / "b-release",
+    )
+    ok(
+        cli(
+            "enqueue",
+            "--id",
+            "b",
+            f"touch {b_started}; while [ ! -e {b_release} ]; do sleep 0.02; done",
+        )
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "queuectl_tui", "worker", "start", "--count", "2", "--foreground"],
+        env=cli_env(home),
+        cwd=home.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for(b_started.exists, message="b to start on one worker")
         ok(cli("enqueue", "--id", "a", ESCAPES["setsid"].format(pid_file=pid_file, tok=tok)
@@ -337,7 +372,9 @@ def test_a_job_whose_process_could_not_be_recorded_never_starts(tmp_path, tok):
         "           env={'PATH': os.environ['PATH']}, log_path=Path(%r), max_log_bytes=1 << 20,\n"
         "           timeout=None, on_start=die)\n" % str(tmp_path / "log")
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 9, proc.stderr
     shell = int(proc.stdout)
     wait_for(lambda: gone(shell), timeout=10, message="the unrecorded shell to give up")
@@ -405,8 +442,12 @@ def test_a_write_lock_held_past_the_lease_does_not_lose_a_working_worker(cli, ho
     holder = sqlite3.connect(home / "queuectl.db", isolation_level=None, timeout=30)
     holder.execute("BEGIN IMMEDIATE")
     try:
-        wait_for(lambda: time.time() - reader.execute("SELECT heartbeat_at FROM worker").fetchone()[0] > 2,
-                 message="the heartbeat to be older than the lease")
+        wait_for(
+            lambda: (
+                time.time() - reader.execute("SELECT heartbeat_at FROM worker").fetchone()[0] > 2
+            ),
+            message="the heartbeat to be older than the lease",
+        )
         recover = subprocess.Popen([sys.executable, "-m", "queuectl_tui", "recover", "--json"],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                    env=cli_env(home))
@@ -438,8 +479,14 @@ def test_a_200mb_flood_keeps_the_log_capped_the_row_small_and_the_worker_flat(cl
     worker = start_worker(cli)
     proc = psutil.Process(worker["pid"])
     flood = 200 * MB
-    ok(cli("enqueue", "--id", "flood",
-                  f"yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c {flood}; echo; echo end-of-flood"))
+    ok(
+        cli(
+            "enqueue",
+            "--id",
+            "flood",
+            f"yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c {flood}; echo; echo end-of-flood",
+        )
+    )
     db = sqlite3.connect(f"file:{home / 'queuectl.db'}?mode=ro", uri=True)
     baseline = proc.memory_info().rss
     peak = baseline
@@ -457,7 +504,9 @@ def test_a_200mb_flood_keeps_the_log_capped_the_row_small_and_the_worker_flat(cl
     note = f"\n[queuectl: output over {MB} bytes; {total - MB} bytes not kept]\n".encode()
     assert data.startswith(b"0123456789abcdefghijklmnopqrstuvwxyz\n0123") and data.endswith(note)
     assert len(data) == MB + len(note)
-    assert job["output_tail"].endswith("\nend-of-flood\n") and len(job["output_tail"].encode()) <= 4096
+    assert (
+        job["output_tail"].endswith("\nend-of-flood\n") and len(job["output_tail"].encode()) <= 4096
+    )
     row_bytes = db.execute("SELECT sum(length(CAST(output_tail AS BLOB)) + length(command)"
                            " + coalesce(length(last_error), 0)) FROM job").fetchone()[0]
     assert row_bytes < 8192
@@ -472,7 +521,9 @@ def test_a_200mb_flood_keeps_the_log_capped_the_row_small_and_the_worker_flat(cl
 
 # --- PID reuse -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("command", [("worker", "stop"), ("worker", "stop", "--force"), ("recover",)])
+@pytest.mark.parametrize(
+    "command", [("worker", "stop"), ("worker", "stop", "--force"), ("recover",)]
+)
 def test_a_worker_row_whose_pid_was_reused_is_dead_and_never_signalled(db, cli, tok, command):
     from queuectl_tui import engine, procs, spec
     from queuectl_tui.models import Worker
@@ -518,7 +569,9 @@ def test_a_frozen_worker_resumed_after_recovery_changes_nothing(cli, home, tmp_p
     first = start_worker(cli)
     ok(cli("enqueue", "--id", "j",
                   f"echo run >> {runs}; while [ ! -e {release} ]; do sleep 0.02; done"))
-    wait_for(lambda: show(cli, "j")["attempt_list"][0]["pid"], message="the job's process, recorded")
+    wait_for(
+        lambda: show(cli, "j")["attempt_list"][0]["pid"], message="the job's process, recorded"
+    )
 
     os.kill(first["pid"], signal.SIGSTOP)
     frozen = psutil.Process(first["pid"])
@@ -560,9 +613,13 @@ def test_a_foreground_worker_whose_reader_goes_away_keeps_working(cli, home, tmp
     ok(cli("enqueue", "--id", "one",
                   f"while [ ! -e {closed} ]; do sleep 0.02; done; echo one >> {out}"))
     ok(cli("enqueue", "--id", "two", f"echo two >> {out}"))
-    proc = subprocess.Popen([sys.executable, "-m", "queuectl_tui", "worker", "start", "--foreground",
-                             "--burst"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=cli_env(home), cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "queuectl_tui", "worker", "start", "--foreground", "--burst"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env(home),
+        cwd=tmp_path,
+    )
     try:
         assert b"started" in proc.stdout.readline()
         proc.stdout.close()  # the reader leaves, as `head -1` does

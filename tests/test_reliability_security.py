@@ -14,16 +14,22 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, cli_env, ok, Result, run_cli, token, user_error, wait_for
+from helpers import ROOT, Result, cli_env, ok, run_cli, token, user_error, wait_for
 
 # reap (conftest.py): kills whatever a test leaves running, even when it fails half-way.
 pytestmark = pytest.mark.usefixtures("reap")
 
 
 def run_umask0(home: Path, *args: str, env: dict | None = None) -> Result:
-    proc = subprocess.run([sys.executable, "-m", "queuectl_tui", *args], capture_output=True, text=True,
-                          timeout=60, cwd=home.parent if home.parent.exists() else "/",
-                          env=env or cli_env(home), preexec_fn=lambda: os.umask(0))
+    proc = subprocess.run(
+        [sys.executable, "-m", "queuectl_tui", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=home.parent if home.parent.exists() else "/",
+        env=env or cli_env(home),
+        preexec_fn=lambda: os.umask(0),
+    )
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -40,8 +46,13 @@ def test_every_directory_and_file_is_created_private_even_with_umask_0(tmp_path)
     # While the worker holds the database open its WAL side files exist: private too.
     side = [home / "queuectl.db-wal", home / "queuectl.db-shm"]
     assert all(p.exists() for p in side)
-    for directory in [tmp_path / "made", tmp_path / "made" / "by", tmp_path / "made" / "by" / "queuectl",
-                      home, home / "logs"]:
+    for directory in [
+        tmp_path / "made",
+        tmp_path / "made" / "by",
+        tmp_path / "made" / "by" / "queuectl",
+        home,
+        home / "logs",
+    ]:
         assert mode(directory) == 0o700, f"{directory} is {oct(mode(directory))}"
     files = [p for p in home.rglob("*") if p.is_file()]
     assert {p.name for p in files} >= {"queuectl.db", "workers.log", "queuectl.db-wal"}
@@ -58,14 +69,28 @@ def test_an_existing_directory_keeps_its_mode(tmp_path):
     shared.chmod(0o1777)
     db = shared / "team.db"
     env = cli_env(tmp_path / "unused")
-    proc = subprocess.run([sys.executable, "-m", "queuectl_tui", "--db", str(db), "enqueue", "true"],
-                          capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "queuectl_tui", "--db", str(db), "enqueue", "true"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     assert mode(shared) == 0o1777
     assert mode(db) == 0o600 and mode(shared / "logs") == 0o700
 
 
-PATH_LIKE_IDS = ["../../escape", "..", ".", "logs", "logs/../../escape2", "a/b/c", "/tmp/abs-escape"]
+PATH_LIKE_IDS = [
+    "../../escape",
+    "..",
+    ".",
+    "logs",
+    "logs/../../escape2",
+    "a/b/c",
+    "/tmp/abs-escape",
+]
 
 
 def test_log_paths_never_come_from_job_ids_or_commands(cli, home, tmp_path):
@@ -156,7 +181,9 @@ def test_hostile_strings_are_data(cli):
     ok(cli("enqueue", "--id", hostile, "echo \"'; DELETE FROM job; --\""))
     ok(cli("enqueue", "--id", "plain", "true"))
     assert [j["id"] for j in ok(cli("list", "--search", "' OR '1'='1", "--json")).json()] == []
-    assert [j["id"] for j in ok(cli("list", "--search", "DROP/**/TABLE", "--json")).json()] == [hostile]
+    assert [j["id"] for j in ok(cli("list", "--search", "DROP/**/TABLE", "--json")).json()] == [
+        hostile
+    ]
     ok(cli("worker", "start", "--foreground", "--burst"))
     assert ok(cli("logs", hostile)).out == "'; DELETE FROM job; --\n"
     assert ok(cli("status", "--json")).json()["jobs"]["completed"] == 2
@@ -173,10 +200,18 @@ def test_a_job_runs_with_the_enqueuers_environment_and_directory_only(home, tmp_
     assert proc.returncode == 0, proc.stderr
     worker_env = cli_env(home, FOO="from-worker", WORKER_SECRET_TOKEN="hunter2",
                          AWS_SECRET_ACCESS_KEY="worker-only")
-    proc = subprocess.run([sys.executable, "-m", "queuectl_tui", "worker", "start", "--foreground", "--burst"],
-                          capture_output=True, text=True, cwd="/", env=worker_env, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "queuectl_tui", "worker", "start", "--foreground", "--burst"],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        env=worker_env,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
-    seen = dict(line.split("=", 1) for line in Path(f"{out}.env").read_text().splitlines() if "=" in line)
+    seen = dict(
+        line.split("=", 1) for line in Path(f"{out}.env").read_text().splitlines() if "=" in line
+    )
     assert seen["FOO"] == "from-enqueue"
     assert "WORKER_SECRET_TOKEN" not in seen and "AWS_SECRET_ACCESS_KEY" not in seen
     # Added: what the shell sets, and the marker by which recovery finds the job's processes.

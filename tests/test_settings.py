@@ -42,16 +42,32 @@ def test_new_jobs_take_their_defaults_from_the_settings(db, tmp_path):
     job = engine.enqueue([spec.normalize({"command": "true"})], cwd=str(tmp_path), env={})[0]
     assert (job.max_retries, job.backoff_base, job.timeout) == (7, 1.5, 12.0)
     settings.set_value("default_timeout", "none")
-    job = engine.enqueue([spec.normalize({"command": "true", "max_retries": 1})], cwd=str(tmp_path), env={})[0]
+    job = engine.enqueue(
+        [spec.normalize({"command": "true", "max_retries": 1})], cwd=str(tmp_path), env={}
+    )[0]
     assert (job.max_retries, job.timeout) == (1, None)
 
 
-@pytest.mark.parametrize("key, value", [
-    ("max_retries", "-1"), ("max_retries", "101"), ("max_retries", "2.5"), ("max_retries", "abc"),
-    ("max_retries", ""), ("max_retries", float("inf")), ("max_retries", float("nan")), ("max_retries", True),
-    ("backoff_base", "0.5"), ("backoff_base", "nan"), ("backoff_base", "inf"),
-    ("poll_interval", "0"), ("lease", "0.5"), ("max_log_bytes", "10"), ("default_timeout", "-3"),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("max_retries", "-1"),
+        ("max_retries", "101"),
+        ("max_retries", "2.5"),
+        ("max_retries", "abc"),
+        ("max_retries", ""),
+        ("max_retries", float("inf")),
+        ("max_retries", float("nan")),
+        ("max_retries", True),
+        ("backoff_base", "0.5"),
+        ("backoff_base", "nan"),
+        ("backoff_base", "inf"),
+        ("poll_interval", "0"),
+        ("lease", "0.5"),
+        ("max_log_bytes", "10"),
+        ("default_timeout", "-3"),
+    ],
+)
 def test_bad_values_are_refused_and_nothing_is_stored(db, key, value):
     with pytest.raises(InvalidInput, match=f"bad value .* for {key}") as caught:
         settings.set_value(key, value)

@@ -18,7 +18,13 @@ ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 def run(tmp_path: Path, command: str, **kwargs) -> tuple[runner.Result, Path]:
     log = tmp_path / "attempt.log"
-    options = {"cwd": str(tmp_path), "env": ENV, "log_path": log, "max_log_bytes": 1 << 20, "timeout": None}
+    options = {
+        "cwd": str(tmp_path),
+        "env": ENV,
+        "log_path": log,
+        "max_log_bytes": 1 << 20,
+        "timeout": None,
+    }
     options.update(kwargs)
     return runner.run(command, **options), log
 
@@ -81,7 +87,9 @@ def test_cancel_from_tick_kills_the_tree(tmp_path, mark):
 
 
 def test_output_over_the_cap_is_dropped_and_counted(tmp_path):
-    result, log = run(tmp_path, "head -c 100000 /dev/zero | tr '\\0' a; echo; echo END", max_log_bytes=2048)
+    result, log = run(
+        tmp_path, "head -c 100000 /dev/zero | tr '\\0' a; echo; echo END", max_log_bytes=2048
+    )
     text = log.read_text()
     assert text.startswith("a" * 2048)
     assert "[queuectl: output over 2048 bytes; 97957 bytes not kept]" in text
@@ -105,21 +113,37 @@ def test_burst_worker_runs_due_jobs_in_order_and_leaves(db, tmp_path):
     assert WorkerLoop(burst=True, echo=lines.append).run() == 0
     assert (tmp_path / "order").read_text() == "b\na\n"
     states = {j.id: (j.state, j.attempts) for j in Job.select()}
-    assert states == {"a": ("completed", 1), "b": ("completed", 1), "c": ("dead", 1), "later": ("pending", 0)}
+    assert states == {
+        "a": ("completed", 1),
+        "b": ("completed", 1),
+        "c": ("dead", 1),
+        "later": ("pending", 0),
+    }
     assert Worker.select().count() == 0
     assert any("finish c" in line and "exit 4" in line and "-> dead" in line for line in lines)
 
 
 def test_jobs_run_in_the_enqueuers_directory_and_environment(db, tmp_path, monkeypatch):
     monkeypatch.setenv("FOO", "from-the-worker")
-    enqueue(tmp_path, {"command": 'echo "$FOO" > where; pwd >> where'}, env={**ENV, "FOO": "from-enqueue"})
+    enqueue(
+        tmp_path,
+        {"command": 'echo "$FOO" > where; pwd >> where'},
+        env={**ENV, "FOO": "from-enqueue"},
+    )
     WorkerLoop(burst=True).run()
     assert (tmp_path / "where").read_text() == f"from-enqueue\n{tmp_path}\n"
 
 
 def test_burst_worker_waits_out_a_short_backoff(db, tmp_path):
-    enqueue(tmp_path, {"id": "flaky", "command": "n=$(($(cat n 2>/dev/null || echo 0)+1)); echo $n > n; [ $n -ge 2 ]",
-                       "max_retries": 1, "backoff_base": 1})
+    enqueue(
+        tmp_path,
+        {
+            "id": "flaky",
+            "command": "n=$(($(cat n 2>/dev/null || echo 0)+1)); echo $n > n; [ $n -ge 2 ]",
+            "max_retries": 1,
+            "backoff_base": 1,
+        },
+    )
     WorkerLoop(burst=True).run()
     job = Job.get(Job.id == "flaky")
     assert (job.state, job.attempts) == ("completed", 2)
@@ -142,8 +166,14 @@ def _in_thread(action, gate: Path):
 
 
 def test_graceful_stop_lets_the_running_job_finish(db, tmp_path):
-    enqueue(tmp_path, {"id": "j", "command": "touch started; while [ ! -e go ]; do sleep 0.02; done; echo done > out"},
-            {"id": "next", "command": "true"})
+    enqueue(
+        tmp_path,
+        {
+            "id": "j",
+            "command": "touch started; while [ ! -e go ]; do sleep 0.02; done; echo done > out",
+        },
+        {"id": "next", "command": "true"},
+    )
     worker = WorkerLoop()
 
     def stop_then_release():
