@@ -1053,7 +1053,7 @@ def dlq_list(ctx: Context, limit, as_json) -> None:
 @json_option
 @pass_ctx
 def dlq_retry(ctx: Context, job_ids, all_dead, timeout, max_retries, as_json) -> None:
-    """Move dead jobs back to pending with attempts reset."""
+    """Move dead jobs back to pending with a fresh retry budget (attempt numbers continue)."""
     if bool(job_ids) == all_dead:
         raise InvalidInput("give job ids or --all")
     given = {"timeout": timeout, "max_retries": max_retries}
