@@ -185,16 +185,6 @@ def execution_stats(since: float, queues: list[str] | None = None,
             "overall": overall, "queues": figures}
 
 
-def _scope(known: list[str], scope: list[str], queues: list[str] | None) -> tuple[str | None, bool, list]:
-    """(the one queue every attempt belongs to, or None; whether to read each attempt's job
-    for its queue; the parameters that go with that). Every attempt belongs to a job (they are
-    deleted together) of a queue in job_count: with one queue there, and that queue wanted, no
-    attempt's job needs reading."""
-    single = known[0] if len(known) == 1 and known[0] in scope else None
-    by_queue = single is None and (queues is not None or len(known) > 1)
-    return single, by_queue, [json.dumps(scope)] if by_queue else []
-
-
 def _empty() -> dict[str, Any]:
     return {"attempts": 0, "completed": 0, "failed_attempts": 0, "dead": 0,
             "throughput_per_min": 0.0, "success_rate": None, "retries_per_job": None,
@@ -274,9 +264,10 @@ def timeline(since: float, now: float, buckets: int = 30,
     """The window cut in ``buckets`` equal slices, oldest first: per slice, attempts finished,
     mean and max wait and run time (None when nothing finished in it). The console's chart."""
     width = max(now - since, 1e-9) / buckets
-    known = queues_with_jobs()
-    scope = sorted(set(queues)) if queues else known
-    _single, by_queue, extra = _scope(known, scope, queues)
+    # Every attempt is of a job (they are deleted together), so of a queue that has jobs: only
+    # a list of queues given leaves some out.
+    by_queue = bool(queues)
+    extra = [json.dumps(sorted(set(queues)))] if by_queue else []
     series = [{"start": since + i * width, "attempts": 0, "wait_mean": None, "wait_max": None,
                "run_mean": None, "run_max": None} for i in range(buckets)]
     params = [since, width, buckets - 1, since, now, *extra]
