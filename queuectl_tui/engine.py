@@ -1160,7 +1160,7 @@ def _held(job: Job, now: float) -> list[str]:
     if job.waiting_on:
         deps = [f"{dep_id} ({dep_state or 'deleted'})" for dep_id, dep_state in dependencies(job)
                 if dep_state != COMPLETED]
-        reasons.append(f"waiting for dependencies: {', '.join(deps)}")
+        reasons.append(f"dependencies not completed yet: {', '.join(deps)}")
     queue = queue_state(job.queue)
     if queue["paused"]:
         reasons.append(f"its queue {job.queue!r} is paused (resume --queue {job.queue})")

@@ -46,7 +46,7 @@ def test_after_holds_a_job_until_its_dependencies_complete(cli, home):
            "echo c >> order"))
     job = show(cli, "c")
     assert job["dependencies"] == [{"id": "a", "state": "pending"}, {"id": "b", "state": "pending"}]
-    assert "waiting for dependencies: a (pending), b (pending)" in job["why"]
+    assert "dependencies not completed yet: a (pending), b (pending)" in job["why"]
     text = ok(cli("show", "c")).out
     assert "a (pending), b (pending)" in text
     ok(cli(*BURST))

@@ -300,7 +300,7 @@ def test_explain_says_what_holds_a_waiting_job(add, worker):
     add("b")
     add("c", after=["a", "b"])
     run(worker)
-    assert engine.explain(state("c"), now=T0 + 1) == "due, waiting: waiting for dependencies: b (pending)"
+    assert engine.explain(state("c"), now=T0 + 1) == "due, waiting: dependencies not completed yet: b (pending)"
     engine.pause(["default"])
     text = engine.explain(state("c"), now=T0 + 1)
     assert "its queue 'default' is paused" in text
