@@ -142,11 +142,11 @@ def test_timeline_cuts_the_window_in_slices(history):
 # --- the rollups: whole minutes from attempt_minute / job_failed_minute, edges from the rows -----
 
 def full_scan(since: float, now: float) -> dict:
-    """The figures execution_stats gives, computed from every attempt and job by hand."""
-    queue_of = dict(Job.select(Job.seq, Job.queue).tuples())
+    """The figures execution_stats gives, computed from every attempt and job by hand. An
+    attempt counts in the queue it ran in; a failed or dead job in the queue it is in now."""
     out: dict = {}
     for a in Attempt.select().where(Attempt.finished_at > since, Attempt.finished_at <= now):
-        for key in (queue_of[a.job_seq], None):
+        for key in (a.queue, None):
             fig = out.setdefault(key, {"attempts": 0, "completed": 0, "failed_attempts": 0,
                                        "reruns": 0, "waits": [], "runs": [], "dead": 0, "errors": {}})
             fig["attempts"] += 1
@@ -285,6 +285,14 @@ def test_the_rollups_agree_with_a_full_scan_of_a_random_history(db, tmp_path, se
 
     for since, now in windows():
         assert_agrees(since, now)
+    # A failed job moved to another queue: its failure moves, its attempts stay where they ran.
+    moved = [j.id for j in Job.select().where(Job.state == "failed")][:3]
+    for job_id in moved:
+        engine.edit(job_id, {"queue": "d"}, now=end)
+    assert moved
+    assert_rollups_match_rows()
+    moved_stats = metrics.execution_stats(T0 - 1, None, end)
+    assert figures(moved_stats, "d")["attempts"] == 0 and figures(moved_stats, "d")["top_errors"]
     # Deletes take attempts out (a maximum that goes marks its row dirty); edits move them.
     doomed = [j.id for j in Job.select().where(Job.state != "processing") if rng.random() < 0.3]
     engine.delete(doomed)
