@@ -254,6 +254,11 @@ def drive(args: argparse.Namespace, workdir: Path) -> dict:
         "duplicated": len(dup_interrupted) + len(dup_clean),
         "duplicated_interrupted": len(dup_interrupted),
         "duplicated_uninterrupted": len(dup_clean), "duplicated_uninterrupted_ids": dup_clean[:20],
+        # How each such job's attempts ended, to tell where a second run came from.
+        "duplicated_uninterrupted_attempts": {
+            job_id: [(a.number, a.outcome, a.error, a.pid, a.worker_id)
+                     for a in sorted(attempts[rows[job_id].seq], key=lambda a: a.number)]
+            for job_id in dup_clean[:5]},
         "overrun": len(overrun), "overrun_ids": overrun[:20],
         "stuck": len(stuck), "stuck_ids": stuck[:20],
         "runs_recorded": sum(ran.values()),
