@@ -29,7 +29,7 @@ class App:
     """What every command shares: where the database is, opened on first use."""
 
     def __init__(self, db: str | None):
-        self.db_path = Path(db).expanduser() if db else paths.default_db_path()
+        self.db_path = paths.db_target(db) if db else paths.default_db_path()
         self._open = False
 
     def open(self) -> None:
@@ -109,8 +109,9 @@ def json_option(func):
 # --- the group -------------------------------------------------------------------------------
 
 @click.group(invoke_without_command=True, context_settings=CONTEXT)
-@click.option("--db", metavar="PATH", envvar="QUEUECTL_DB",
-              help="Database file (default $QUEUECTL_HOME/queuectl.db, ~/.queuectl/queuectl.db).")
+@click.option("--db", metavar="PATH|URL", envvar="QUEUECTL_DB",
+              help="Database file (default $QUEUECTL_HOME/queuectl.db, ~/.queuectl/queuectl.db), "
+                   "or postgresql://user:password@host:port/dbname.")
 @click.option("--no-ui", is_flag=True, help="Never open the console; print the status summary.")
 @click.version_option(__version__, prog_name="queuectl-tui")
 @click.pass_context
@@ -260,9 +261,15 @@ def status(app: App, as_json: bool) -> None:
     """Counts per state, workers alive/busy, age of the oldest pending job."""
     app.open()
     data = engine.stats()
+    server = paths.is_url(app.db_path)  # a file needs no naming; a shared server does
+    if server:
+        from queuectl_tui.db import describe_target
+        data["database"] = {"backend": "postgresql", "url": describe_target(app.db_path)}
     if as_json:
         emit_json(data)
         return
+    if server:
+        click.echo(f"database: {data['database']['url']}")
     plain_text = _status_lines(data)
     width = _plain_width()
     if width is not None and max(map(len, plain_text)) <= width:
@@ -620,7 +627,7 @@ def worker_start(app: App, count, foreground, burst, queues, as_json) -> None:
     cmd = supervisor.worker_command(app.db_path, list(queues), burst) + ["--echo"]
     import signal
     import subprocess
-    children = [subprocess.Popen(cmd) for _ in range(count)]
+    children = [subprocess.Popen(cmd, env=supervisor.worker_env(app.db_path)) for _ in range(count)]
 
     def forward(signum, frame):
         for child in children:
