@@ -421,6 +421,15 @@ def logs(app: App, job_id: str, number: int | None, follow: bool) -> None:
         raise NotFound(f"job {job_id!r} has no attempt {number} (it has {len(attempts)})")
     path = engine.log_path(chosen)
     out = sys.stdout.buffer
+    elsewhere = engine.log_elsewhere(job, chosen, last=chosen is attempts[-1])
+    if elsewhere is not None:
+        where, tail = elsewhere
+        if tail is None:
+            raise QueueError(f"{where}; no output of it is kept in the database")
+        click.echo(f"{where}; its last output, kept in the database:", err=True)
+        out.write((visible(tail) if sys.stdout.isatty() else tail).encode("utf-8", "replace"))
+        out.flush()
+        return
     try:
         handle = open(path, "rb")
     except OSError:
@@ -793,7 +802,7 @@ def demo(workers: int, keep: bool) -> None:
 # --- entry point -----------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> None:
-    from peewee import DatabaseError as PeeweeDatabaseError
+    from peewee import DatabaseError as PeeweeDatabaseError, InterfaceError
     import sqlite3
     try:
         cli.main(args=argv, prog_name="queuectl-tui", standalone_mode=False)
@@ -811,7 +820,7 @@ def main(argv: list[str] | None = None) -> None:
     except QueueError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except (PeeweeDatabaseError, sqlite3.DatabaseError) as exc:
+    except (PeeweeDatabaseError, InterfaceError, sqlite3.DatabaseError) as exc:
         from queuectl_tui.db import describe_db_error
         click.echo(f"error: {describe_db_error(exc)}", err=True)
         sys.exit(1)

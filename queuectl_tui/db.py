@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
 import sqlite3
 import threading
 from pathlib import Path
@@ -202,6 +203,7 @@ def open_db(path: Path | str | None = None, *, create: bool = True) -> SqliteDat
 
 PG_SCHEMES = ("postgresql", "postgres")
 CONNECT_TIMEOUT = 5  # seconds: an unreachable server is one clear line, not a long hang
+IDLE_IN_TRANSACTION_MS = 30_000
 
 
 def redact(url: str) -> str:
@@ -239,6 +241,8 @@ def parse_pg_url(url: str) -> tuple[str, dict]:
     params = {key: value for key, value in params.items() if value is not None}
     params.update(parse_qsl(parts.query))
     params.setdefault("connect_timeout", CONNECT_TIMEOUT)
+    # Who each session is, in pg_stat_activity (the host and PID of a worker, say).
+    params.setdefault("application_name", f"queuectl-tui {socket.gethostname()} {os.getpid()}")
     return name, params
 
 
@@ -252,6 +256,15 @@ def _postgres_class():
 
         url = display = ""
 
+        def _initialize_connection(self, conn):
+            # As SQLite's busy timeout: a lock held too long fails the waiter with a message
+            # (a worker retries) instead of hanging. A session idle inside a transaction (a
+            # frozen process: SIGSTOP, a paused VM) is ended by the server, which releases
+            # the write lock for everyone else; that process's transaction is rolled back.
+            with conn.cursor() as cursor:
+                cursor.execute(f"SET lock_timeout = {BUSY_TIMEOUT_MS}; "
+                               f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
+
         def cursor(self, named_cursor=None):
             state = self._state
             if not state.closed and state.conn.closed and not self.in_transaction():
@@ -262,6 +275,27 @@ def _postgres_class():
             if not self._state.closed and self._state.conn.closed:
                 return  # the server already ended the transaction with the connection
             super().rollback()
+
+        # A statement on a connection that is gone raises InterfaceError, which is not a
+        # DatabaseError: made one, so that every caller's handling of a database failure
+        # (a worker's retry, the CLI's one line) covers a lost server too.
+        def execute_sql(self, sql, params=None):
+            try:
+                return super().execute_sql(sql, params)
+            except InterfaceError as exc:
+                raise OperationalError(f"connection lost ({exc})") from None
+
+        def begin(self, *args, **kwargs):
+            try:
+                return super().begin(*args, **kwargs)
+            except InterfaceError as exc:
+                raise OperationalError(f"connection lost ({exc})") from None
+
+        def commit(self):
+            try:
+                return super().commit()
+            except InterfaceError as exc:
+                raise OperationalError(f"connection lost ({exc})") from None
 
     return Postgres
 
@@ -325,7 +359,10 @@ def _listen():
 
 
 def _drain(conn) -> None:
-    conn.poll()
+    try:
+        conn.poll()
+    except Exception as exc:  # psycopg2's own error, not wrapped by peewee: a lost connection
+        raise OperationalError(f"connection lost ({' '.join(str(exc).split())})") from None
     me = conn.get_backend_pid()
     _listener.count += sum(1 for note in conn.notifies if note.pid != me)
     conn.notifies.clear()
@@ -338,8 +375,11 @@ def wait_change(timeout: float) -> None:
     import select
     try:
         conn = _listen()
-        select.select([conn], [], [], max(0.0, timeout))
-        _drain(conn)
+        seen = _listener.count
+        _drain(conn)  # read along with earlier statements' results: no need to sleep
+        if _listener.count == seen:
+            select.select([conn], [], [], max(0.0, timeout))
+            _drain(conn)
     except Exception as exc:  # a dropped connection: reported by the next real statement
         if not isinstance(exc, (DatabaseError, InterfaceError, OSError, ValueError)):
             raise
@@ -375,6 +415,8 @@ def describe_db_error(exc: Exception, path: Path | str | None = None) -> str:
             msg = msg.replace(secret, "***")
         if "could not connect" in msg or "failed:" in msg or "Connection refused" in msg:
             return f"cannot connect to database {path} ({msg})"
+        if "lock timeout" in msg:
+            return f"database {path} stayed locked by another session ({msg}); try again"
         if "server closed the connection" in msg or "terminating connection" in msg or (
                 "connection already closed" in msg):
             return f"lost the connection to database {path} ({msg}); try again"
@@ -403,8 +445,6 @@ def _ensure_schema(db: SqliteDatabase) -> None:
     if _current_version(db) == SCHEMA_VERSION:
         return
     with write_transaction():
-        if not isinstance(db, SqliteDatabase):  # one creator or upgrader at a time
-            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
         version = _current_version(db)
         if version is None:
             if db.get_tables():
@@ -425,7 +465,9 @@ def _ensure_schema(db: SqliteDatabase) -> None:
             Meta.update(value=str(version)).where(Meta.key == "schema_version").execute()
 
 
-_SCHEMA_LOCK = 0x71756575  # pg_advisory_xact_lock key of schema creation and upgrades
+# The advisory lock of every write transaction (see there), one per schema: advisory locks are
+# database-wide, and queues kept in different schemas of one database are independent.
+_PG_WRITE_LOCK = "SELECT pg_advisory_xact_lock(1903519093, hashtext(current_schema()))"
 
 
 def _current_version(db: SqliteDatabase) -> int | None:
@@ -447,7 +489,11 @@ def write_transaction():
 
     On SQLite, BEGIN IMMEDIATE: readers never upgrade to writers mid-transaction (which could
     fail with SQLITE_BUSY despite the busy timeout), so competing claimers simply queue.
-    Elsewhere an ordinary transaction (row locks, SKIP LOCKED, do the work).
+    On PostgreSQL the same queue is a transaction-scoped advisory lock taken first: every claim
+    and finish changes the same few ``job_count`` rows (by trigger) in orders that differ
+    (a claim: pending then processing; a finish and the next claim: processing, its end state,
+    then pending), which without it deadlocks under load; and a queue's limit is read and
+    used by one claimer at a time, so concurrent claimers cannot both take its last place.
 
     After a disk-full or I/O error SQLite has already rolled the transaction back, and the
     ROLLBACK that follows fails with "no transaction is active"; that error would hide the one
@@ -458,6 +504,8 @@ def write_transaction():
     queued = _writers.enter() if sqlite else False
     try:
         with atomic:
+            if not sqlite and database.transaction_depth() == 1:
+                database.execute_sql(_PG_WRITE_LOCK)
             yield
     except DatabaseError as exc:
         cause = exc

@@ -484,17 +484,10 @@ def _sql(text: str) -> str:
             .replace("cancel_requested = 0", "cancel_requested = false"))
 
 
-# PostgreSQL's claim, in the claim's transaction (READ COMMITTED: each statement sees what was
-# committed before it began). First the limited queues that have waiting jobs are locked FOR
-# UPDATE, in name order: two claimers of one limited queue take turns, and the second counts
-# the first one's job as running (without the lock both could read the same count and both
-# claim). Then the head of each open queue is locked with SKIP LOCKED (another claimer's
-# candidate is passed over, not waited for) and the best head is taken, as on SQLite.
-_PG_LOCK_LIMITED = (
-    "SELECT q.name FROM queue q WHERE q.max_running IS NOT NULL "
-    "AND (%(queues)s::text[] IS NULL OR q.name = ANY(%(queues)s::text[])) "
-    "AND EXISTS (SELECT 1 FROM job_count c WHERE c.queue = q.name "
-    "AND c.state IN ('pending', 'failed') AND c.n > 0) ORDER BY q.name FOR UPDATE OF q")
+# PostgreSQL's claim, in the claim's transaction: write_transaction's advisory lock makes
+# claimers take turns as on SQLite (so a queue's limit is counted with the previous claimer's
+# job in it); the head of each open queue is still locked with SKIP LOCKED, so that a row
+# some other writer holds is passed over rather than waited for.
 _PG_OPEN_QUEUES = (
     "SELECT c.queue AS name FROM (SELECT DISTINCT queue FROM job_count "
     "WHERE state IN ('pending', 'failed') AND n > 0) c LEFT JOIN queue q ON q.name = c.queue "
@@ -526,7 +519,6 @@ def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
         job = Job(**dict(zip(_JOB_COLUMNS, rows[0])))
     else:
         args = {"now": now, "queues": queues or None, "worker": worker.id, "token": token}
-        database.execute_sql(_PG_LOCK_LIMITED, args)
         rows = database.execute_sql(_PG_CLAIM, args).fetchall()
         if not rows:
             return None
@@ -957,6 +949,18 @@ def attempts_of(job: Job) -> list[Attempt]:
     return list(Attempt.select().where(Attempt.job == job.seq).order_by(Attempt.number))
 
 
+def log_elsewhere(job: Job, attempt: Attempt, *, last: bool) -> tuple[str, str | None] | None:
+    """For an attempt run on another host (whose log file stays there): where its log is, and
+    the tail of its output kept in the database (only the latest finished attempt's is kept).
+    None for an attempt of this host."""
+    if not attempt.host or attempt.host == procs.hostname():
+        return None
+    where = (f"the log of attempt {attempt.number} is on host {attempt.host} "
+             f"({attempt.log_file} in the logs directory of the worker there)")
+    tail = job.output_tail if last and attempt.finished_at is not None else None
+    return where, tail
+
+
 def log_path(attempt: Attempt) -> Path | None:
     return logs_dir() / attempt.log_file if attempt.log_file else None
 
@@ -967,7 +971,7 @@ def counts() -> dict[str, int]:
     for state, count in (JobCount.select(JobCount.state, fn.SUM(JobCount.n))
                          .group_by(JobCount.state).tuples()):
         if count or state in result:
-            result[state] = count
+            result[state] = int(count)  # PostgreSQL's SUM of a bigint is a numeric
     return result
 
 

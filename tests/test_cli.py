@@ -370,6 +370,7 @@ def test_no_ui_on_a_terminal_prints_the_status(home):
     assert b"workers: 0 alive, 0 busy" in _on_a_terminal(home, "--no-ui")
 
 
+@pytest.mark.sqlite_only
 def test_files_are_private_whatever_the_umask(home):
     def run(*args):
         proc = subprocess.run([sys.executable, "-m", "queuectl_tui", *args], capture_output=True, text=True,

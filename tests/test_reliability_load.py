@@ -13,24 +13,40 @@ import sys
 
 import pytest
 
+from pg_support import drop_schema, fresh_schema
 from reliability_support import SCALE, STRESS, reap
 
 # reap (imported above): kills whatever a test leaves running, even when it fails half-way.
-pytestmark = pytest.mark.usefixtures("reap")
+pytestmark = [pytest.mark.usefixtures("reap"), pytest.mark.both_backends]
 
 PRODUCERS, WORKERS = 4, 4
 PER_PRODUCER = max(25, round(2000 * SCALE))
 
 
 @pytest.fixture
-def workdir(tmp_path):
-    return tmp_path / "stress"
+def workdir(tmp_path, backend):
+    """The run's directory; on PostgreSQL, its database is a fresh schema (``workdir.url``)."""
+    path = tmp_path / "stress"
+    if backend != "postgres":
+        yield path
+        return
+    schema, url = fresh_schema()
+    _urls[path] = url
+    try:
+        yield path
+    finally:
+        drop_schema(schema)
+
+
+_urls: dict = {}
 
 
 def stress(workdir, *extra: str) -> dict:
+    url = ["--db-url", _urls[workdir]] if workdir in _urls else []
     proc = subprocess.run(
         [sys.executable, str(STRESS), "--json", "--producers", str(PRODUCERS), "--workers", str(WORKERS),
-         "--jobs-per-producer", str(PER_PRODUCER), "--deadline", "900", "--dir", str(workdir), *extra],
+         "--jobs-per-producer", str(PER_PRODUCER), "--deadline", "900", "--dir", str(workdir),
+         *url, *extra],
         capture_output=True, text=True, timeout=1200)
     assert proc.stdout.strip(), proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
