@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import helpers
 from helpers import cli_env, run_cli, wait_for
 from queue_support import (  # noqa: F401 (fixture)
     all_gone, check_job_json, mark, marked_command, ok, parse_iso, snapshot, user_error,
@@ -538,3 +539,17 @@ def test_escape_sequences_in_output_reach_a_terminal_visibly_and_a_pipe_as_they_
     assert b"^[]2;renamed^G^[[2Jafter\ttab" in shown
     tail = _on_a_terminal(home, "show", "esc")
     assert b"renamed" in tail and b"\x1b]2" not in tail and b"^[]2;renamed^G" in tail
+
+
+def test_logs_of_an_attempt_on_another_host_say_where_and_show_the_tail_kept(cli, home, db):
+    ok(cli("enqueue", "--id", "j", "echo from afar; echo line two"))
+    ok(run_cli(home, "worker", "start", "--foreground", "--burst",
+               env=cli_env(home / "afar", QUEUECTL_HOSTNAME="afar",
+                           QUEUECTL_DB=helpers.DB_URL or str(home / "queuectl.db"))))
+    shown = cli("logs", "j")
+    assert ok(shown).out == "from afar\nline two\n"
+    assert "is on host afar (job1-1.log in the logs directory of the worker there)" in shown.err
+    from queuectl_tui.tui import data
+    [attempt] = data.read_detail("j", time.time()).attempts
+    assert attempt["log_path"] is None and "on host afar" in attempt["log_note"]
+    assert attempt["log_note"].endswith("from afar\nline two\n")

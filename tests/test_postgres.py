@@ -205,3 +205,68 @@ def test_an_unreachable_server_midway_is_one_line(home):
         pytest.skip("QUEUECTL_TEST_PG is not on 127.0.0.1:5432")
     line = one_line_error(run_cli(home, "list", env=cli_env(home, QUEUECTL_DB=broken)), 1)
     assert line.startswith("error: cannot connect to database postgresql://")
+
+
+def _v1_on_postgres() -> str:
+    """The first release's schema (tests/fixtures/schema_v1.sql) as peewee made it on
+    PostgreSQL: serial keys, double precision, a boolean flag, tables in dependency order."""
+    from test_schema import V1
+    lines = [line for line in V1.read_text().splitlines() if line and not line.startswith("--")]
+    attempt = next(line for line in lines if line.startswith('CREATE TABLE "attempt"'))
+    lines.remove(attempt)
+    lines.insert(next(i for i, line in enumerate(lines) if line.startswith('CREATE UNIQUE INDEX')), attempt)
+    sql = "\n".join(lines).replace(" REAL", " DOUBLE PRECISION")
+    sql = sql.replace('"seq" INTEGER NOT NULL PRIMARY KEY', '"seq" SERIAL NOT NULL PRIMARY KEY')
+    sql = sql.replace('"id" INTEGER NOT NULL PRIMARY KEY', '"id" SERIAL NOT NULL PRIMARY KEY')
+    return sql.replace('"cancel_requested" INTEGER', '"cancel_requested" BOOLEAN')
+
+
+def _pg_shape(url: str) -> dict:
+    """Columns, indexes and triggers of the schema ``url`` names, free of the schema's name."""
+    import psycopg2
+    conn = psycopg2.connect(url)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT current_schema()")
+        schema = cur.fetchone()[0]
+        cur.execute("SELECT table_name, column_name, data_type, is_nullable, column_default "
+                    "FROM information_schema.columns WHERE table_schema = %s", (schema,))
+        columns = sorted(cur.fetchall())
+        cur.execute("SELECT indexname, replace(indexdef, %s, '') FROM pg_indexes "
+                    "WHERE schemaname = %s", (schema + ".", schema))
+        indexes = sorted(cur.fetchall())
+        cur.execute("SELECT trigger_name, event_manipulation, event_object_table, action_timing, "
+                    "action_orientation FROM information_schema.triggers "
+                    "WHERE trigger_schema = %s", (schema,))
+        triggers = sorted(cur.fetchall())
+        return {"columns": columns, "indexes": indexes, "triggers": triggers}
+    finally:
+        conn.close()
+
+
+@on_postgres
+def test_first_release_upgraded_on_postgres_has_the_shape_of_a_fresh_database(db):
+    import psycopg2
+    from pg_support import drop_schema, fresh_schema
+    from queuectl_tui import db as dbmod, engine
+    fresh = _pg_shape(helpers.DB_URL)
+    schema, old = fresh_schema()
+    try:
+        conn = psycopg2.connect(old)
+        conn.autocommit = True
+        conn.cursor().execute(_v1_on_postgres())
+        conn.cursor().execute(
+            "INSERT INTO job (id, command, queue, state, priority, attempts, max_retries, "
+            "backoff_base, run_at, created_at, updated_at, cwd, cancel_requested) VALUES "
+            "('old-job', 'echo from v1', 'default', 'pending', 0, 0, 3, 2, 0, 0, 0, '/', false)")
+        conn.close()
+        dbmod.open_db(old)
+        assert dbmod.schema_version() == dbmod.SCHEMA_VERSION
+        assert engine.counts()["pending"] == 1
+        claimed = engine.claim(engine.register_worker())
+        assert claimed is not None and claimed[0].id == "old-job"
+        dbmod.close_db()
+        assert _pg_shape(old) == fresh
+    finally:
+        dbmod.close_db()
+        drop_schema(schema)
