@@ -43,8 +43,27 @@ pass_app = click.make_pass_decorator(App)
 
 
 def console():
+    """On a terminal, as wide as the terminal. Piped, as wide as the content: every row of a
+    table stays one line, never cut or folded, so that ``grep`` and ``cut`` see whole rows
+    (rich writes no styles when the output is not a terminal)."""
     from rich.console import Console
-    return Console(highlight=False, soft_wrap=False)
+    if not piped():
+        return Console(highlight=False, soft_wrap=False)
+    return Console(highlight=False, soft_wrap=False, width=_PIPED_WIDTH, file=_Trimmed())
+
+
+_PIPED_WIDTH = 1_000_000
+
+
+class _Trimmed:
+    """stdout without the blanks rich pads each table line with (rich prints whole lines)."""
+
+    def write(self, text: str) -> int:
+        sys.stdout.write("\n".join(line.rstrip(" ") for line in text.split("\n")))
+        return len(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
 
 
 def plain(value: Any):
@@ -61,6 +80,17 @@ def emit_json(data: Any) -> None:
 
 def ago(seconds: float | None) -> str:
     return "-" if seconds is None else spec.ago(seconds)
+
+
+def size(num: int | None) -> str:
+    """Bytes in K/M/G, as the console shows them."""
+    if num is None:
+        return "-"
+    for unit in ("B", "K", "M", "G"):
+        if num < 1024 or unit == "G":
+            return f"{num:.0f}{unit}" if unit == "B" or num >= 100 else f"{num:.1f}{unit}"
+        num /= 1024
+    return f"{num:.1f}T"
 
 
 def _limit(limit: int) -> int | None:
@@ -169,6 +199,8 @@ def enqueue(app: App, spec_arg, file_, job_id, command, priority, max_retries, t
         for count, (where, raw) in enumerate(raws):
             if count == 1 and ("id" in overrides or "command" in overrides):
                 raise InvalidInput("--id and --command apply to a single job, not to a list of specs")
+            if "id" in overrides and raw.get("id") is not None:
+                raise InvalidInput("give the job id in SPEC or --id, not both")
             merged = {**raw, **overrides} if overrides else raw  # (normalize copies)
             if "delay" in overrides:
                 merged.pop("run_at", None)
@@ -258,7 +290,7 @@ def _read_specs(spec_arg: str | None, file_, command: str | None):
 @json_option
 @pass_app
 def status(app: App, as_json: bool) -> None:
-    """Counts per state, workers alive/busy, age of the oldest pending job."""
+    """Counts per state, workers alive/busy, how long the oldest due pending job has waited."""
     app.open()
     data = engine.stats()
     server = paths.is_url(app.db_path)  # a file needs no naming; a shared server does
@@ -270,11 +302,13 @@ def status(app: App, as_json: bool) -> None:
         return
     if server:
         click.echo(f"database: {data['database']['url']}")
-    plain_text = _status_lines(data)
-    width = _plain_width()
-    if width is not None and max(map(len, plain_text)) <= width:
-        click.echo("\n".join(plain_text))  # what rich prints here, without its ~30 ms import
+    if piped():
+        click.echo("\n".join(_status_lines(data)))  # what rich prints here, without its ~30 ms import
         return
+    _status_rich(data)
+
+
+def _status_rich(data: dict[str, Any]) -> None:
     from rich.table import Table
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     for state in STATES:
@@ -298,27 +332,19 @@ def _status_lines(data: dict[str, Any]) -> list[str]:
             f"oldest pending: {ago(data['oldest_pending_age'])}"]
 
 
-def _plain_width() -> int | None:
-    """The width rich's console would wrap at when it would print plain text (no styles: not a
-    terminal by its rules), else None. Mirrors rich.console.Console.is_terminal and .size."""
+def piped() -> bool:
+    """True when the output is not a terminal by rich's rules (which rich then writes without
+    styles); mirrors rich.console.Console.is_terminal, without importing rich."""
     env = os.environ
     if sys.platform == "win32" or env.get("TTY_COMPATIBLE", "") == "1":
-        return None
+        return False
     if env.get("TTY_COMPATIBLE", "") != "0":
         if env.get("FORCE_COLOR") is not None:
             if env["FORCE_COLOR"] != "":
-                return None
+                return False
         elif _isatty(sys.stdout):
-            return None
-    columns = env.get("COLUMNS")
-    if columns is not None and columns.isdigit():
-        return int(columns)
-    for fd in (0, 1, 2):
-        try:
-            return os.get_terminal_size(fd).columns or 80
-        except (AttributeError, ValueError, OSError):
-            pass
-    return 80
+            return False
+    return True
 
 
 def _isatty(stream) -> bool:
@@ -349,20 +375,25 @@ def _jobs_table(jobs, *, error_column: bool = False):
 
 
 @cli.command("list", context_settings=CONTEXT)
-@click.option("--state", type=click.Choice(STATES), help="Only jobs in this state.")
-@click.option("--queue", type=TEXT, help="Only jobs in this queue.")
+@click.option("--state", type=click.Choice(STATES), multiple=True,
+              help="Only jobs in this state (repeat for several).")
+@click.option("--queue", type=TEXT, multiple=True, help="Only jobs in this queue (repeat for several).")
 @click.option("--search", type=TEXT, help="Only jobs whose id, command or error contains this text.")
 @click.option("--limit", type=click.IntRange(0), default=50, show_default=True, help="At most this many (0: all).")
 @json_option
 @pass_app
 def list_(app: App, state, queue, search, limit, as_json) -> None:
-    """List jobs, oldest first."""
+    """List jobs, oldest first. Past --limit, says on stderr how many more match."""
     app.open()
     jobs = engine.list_jobs(state=state, queue=queue, search=search, limit=_limit(limit))
     if as_json:
         emit_json([engine.job_dict(j) for j in jobs])
     else:
-        console().print(_jobs_table(jobs, error_column=state in ("failed", "dead")))
+        console().print(_jobs_table(jobs, error_column=bool(set(state) & {"failed", "dead"})))
+    if _limit(limit) and len(jobs) == limit:
+        more = engine.count_jobs(state=state, queue=queue, search=search) - len(jobs)
+        if more > 0:
+            click.echo(f"… and {more:,} more (--limit 0 lists them all)", err=True)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -399,6 +430,14 @@ def show(app: App, job_id: str, as_json: bool) -> None:
                           "-" if a.exit_code is None else str(a.exit_code),
                           a.outcome or "running", plain(a.error or ""))
         out.print(table)
+        costs = Table(title="what each attempt used", header_style="bold")
+        for name in ("#", "wall", "cpu", "peak rss", "processes"):
+            costs.add_column(name, justify="right")
+        for a in attempts:
+            costs.add_row(str(a.number), "-" if a.duration is None else f"{a.duration:.2f}s",
+                          "-" if a.cpu_seconds is None else f"{a.cpu_seconds:.2f}s",
+                          size(a.peak_rss_bytes), str(a.processes or "-"))
+        out.print(costs)
     if job.output_tail:
         out.print("[bold]output (tail)[/bold]")
         out.print(plain(job.output_tail))
@@ -456,6 +495,53 @@ def logs(app: App, job_id: str, number: int | None, follow: bool) -> None:
                 out.flush()
                 break
             time.sleep(0.2)
+
+
+@cli.command(context_settings=CONTEXT)
+@json_option
+@pass_app
+def ps(app: App, as_json: bool) -> None:
+    """The running jobs now, each with its process tree (like ps f).
+
+    CPU % is over each process's lifetime, as ps(1) shows it; RSS is resident memory. Jobs
+    running on another host are listed without their processes.
+    """
+    app.open()
+    from queuectl_tui.monitor import job_trees
+    now = time.time()
+    trees = job_trees(now=now)
+    if as_json:
+        emit_json(ps_tree(trees, now))
+        return
+    if not trees:
+        click.echo("no job is running")
+        return
+    lines = []
+    for t in trees:
+        lines.append(f"job {t.id}  attempt {t.attempt}  worker {t.worker_id or '-'}  "
+                     f"running {ago(t.runtime(now))}  pid {t.pid or '-'}")
+        if not t.local:
+            lines.append(f"  on host {t.host}: its processes cannot be read from here")
+        elif not t.processes:
+            lines.append("  (no process: starting, or just ended)")
+        else:
+            lines.append(f"  {'PID':>7} {'CPU%':>6} {'RSS':>7}  {'STATE':<10} COMMAND")
+            for p in t.processes:
+                branch = "    " * (p.depth - 1) + "\\_ " if p.depth else ""
+                lines.append(f"  {p.pid:>7} {p.cpu_percent or 0.0:>6.1f} {size(p.rss):>7}  "
+                             f"{p.state:<10} {branch}{p.command.replace(chr(10), ' ')}")
+        lines.append("")
+    click.echo(visible("\n".join(lines).rstrip("\n")))  # commands are shown, never obeyed
+
+
+def ps_tree(trees, now: float) -> list[dict]:
+    return [{"id": t.id, "worker_id": t.worker_id, "host": t.host, "attempt": t.attempt,
+             "started_at": spec.iso(t.started_at), "runtime": round(t.runtime(now), 3),
+             "pid": t.pid, "local": t.local,
+             "processes": [{"pid": p.pid, "ppid": p.ppid, "depth": p.depth, "command": p.command,
+                            "cpu_percent": round(p.cpu_percent or 0.0, 1), "rss_bytes": p.rss,
+                            "state": p.state} for p in t.processes]}
+            for t in trees]
 
 
 # --- operator actions ------------------------------------------------------------------------
@@ -652,12 +738,13 @@ def worker_start(app: App, count, foreground, burst, queues, as_json) -> None:
 @click.option("--queue", "queues", multiple=True, callback=lambda c, p, v: [spec.check_queue(q) for q in v])
 @click.option("--burst", is_flag=True)
 @click.option("--echo", is_flag=True)
+@click.option("--log", type=click.Path(dir_okay=False))
 @pass_app
-def worker_run(app: App, queues, burst, echo) -> None:
+def worker_run(app: App, queues, burst, echo, log) -> None:
     """Run one worker in this process (what detached workers execute)."""
     app.open()
     from queuectl_tui.worker import run_worker
-    sys.exit(run_worker(list(queues), burst=burst, echo=echo))
+    sys.exit(run_worker(list(queues), burst=burst, echo=echo, log=log))
 
 
 @worker.command("stop", context_settings=CONTEXT)
@@ -694,7 +781,8 @@ def worker_list(app: App, as_json) -> None:
     app.open()
     from queuectl_tui.models import Worker
     now = time.time()
-    rows = [engine.worker_dict(w, now=now) for w in Worker.select().order_by(Worker.id)]
+    workers = list(Worker.select().order_by(Worker.id))  # one read: rows and table agree
+    rows = [engine.worker_dict(w, now=now) for w in workers]
     if as_json:
         emit_json(rows)
         return
@@ -702,7 +790,7 @@ def worker_list(app: App, as_json) -> None:
     table = Table(header_style="bold")
     for name in ("id", "pid", "host", "status", "job", "up", "heartbeat", "alive"):
         table.add_column(name)
-    for w, row in zip(Worker.select().order_by(Worker.id), rows):
+    for w, row in zip(workers, rows):
         table.add_row(str(w.id), str(w.pid), plain(w.host), w.status, plain(w.current_job),
                       ago(now - w.started_at), f"{ago(row['heartbeat_age'])} ago",
                       "yes" if row["alive"] else "no")
@@ -731,7 +819,7 @@ def config_list(app: App, as_json) -> None:
     for name in ("key", "value", "default", "meaning"):
         table.add_column(name, overflow="fold")
     for r in rows:
-        table.add_row(r["key"], plain(json.dumps(r["value"])), plain(json.dumps(r["default"])), r["help"])
+        table.add_row(r["key"], settings.text(r["value"]), settings.text(r["default"]), r["help"])
     console().print(table)
 
 
@@ -744,7 +832,7 @@ def config_get(app: App, key, as_json) -> None:
     name = settings.canonical(key)
     app.open()
     value = settings.get(name)
-    emit_json({name: value}) if as_json else click.echo(json.dumps(value))
+    emit_json({name: value}) if as_json else click.echo(settings.text(value))
 
 
 @config.command("set", context_settings={**CONTEXT, "ignore_unknown_options": True})
@@ -757,7 +845,7 @@ def config_set(app: App, key, value, as_json) -> None:
     name, parsed = settings.validate(key, value)
     app.open()
     settings.set_value(name, parsed)
-    emit_json({name: parsed}) if as_json else click.echo(f"{name} = {json.dumps(parsed)}")
+    emit_json({name: parsed}) if as_json else click.echo(f"{name} = {settings.text(parsed)}")
 
 
 @config.command("reset", context_settings=CONTEXT)
@@ -768,7 +856,7 @@ def config_reset(app: App, key) -> None:
     settings.canonical(key)
     app.open()
     name, value = settings.reset(key)
-    click.echo(f"{name} = {json.dumps(value)} (default)")
+    click.echo(f"{name} = {settings.text(value)} (default)")
 
 
 # --- demo ------------------------------------------------------------------------------------

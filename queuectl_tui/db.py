@@ -52,10 +52,13 @@ def _upgrade_to_3(migrator: SchemaMigrator) -> None:
     """Queues (paused, limit), dependencies, the aging rank, per-queue job counts, the claim
     and due indexes per queue, and what each attempt waited and cost."""
     db = migrator.database
-    real = "REAL" if isinstance(db, SqliteDatabase) else "DOUBLE PRECISION"
+    sqlite = isinstance(db, SqliteDatabase)
     # NOT NULL with a DEFAULT in one ALTER (playhouse's add_column would rebuild the table).
     db.execute_sql("ALTER TABLE job ADD COLUMN waiting_on INTEGER NOT NULL DEFAULT 0")
-    db.execute_sql(f"ALTER TABLE job ADD COLUMN rank {real} NOT NULL DEFAULT 0")
+    if sqlite:
+        db.execute_sql("ALTER TABLE job ADD COLUMN rank REAL NOT NULL DEFAULT 0")
+    else:
+        db.execute_sql("ALTER TABLE job ADD COLUMN rank DOUBLE PRECISION NOT NULL DEFAULT 0")
     migrate(migrator.add_column("attempt", "due_at", DoubleField(null=True)),
             migrator.add_column("attempt", "cpu_seconds", DoubleField(null=True)),
             migrator.add_column("attempt", "peak_rss_bytes", BigIntegerField(null=True)),
@@ -63,14 +66,17 @@ def _upgrade_to_3(migrator: SchemaMigrator) -> None:
     db.execute_sql("UPDATE job SET rank = priority")  # no aging before this version
     Queue.create_table()
     Dependency.create_table()
-    for name in ("job_count_insert", "job_count_update", "job_count_delete",
-                 "job_count_insert_delete"):
-        db.execute_sql(f"DROP TRIGGER IF EXISTS {name}" +
-                       ("" if isinstance(db, SqliteDatabase) else " ON job"))
+    if sqlite:  # version 2's triggers counted per state only
+        db.execute_sql("DROP TRIGGER IF EXISTS job_count_insert")
+        db.execute_sql("DROP TRIGGER IF EXISTS job_count_update")
+        db.execute_sql("DROP TRIGGER IF EXISTS job_count_delete")
+    else:
+        db.execute_sql("DROP TRIGGER IF EXISTS job_count_insert_delete ON job")
+        db.execute_sql("DROP TRIGGER IF EXISTS job_count_update ON job")
     JobCount.drop_table(safe=True)
     JobCount.create_table()
-    for name in ("job_claim", "job_due"):
-        db.execute_sql(f"DROP INDEX IF EXISTS {name}")
+    db.execute_sql("DROP INDEX IF EXISTS job_claim")  # both now per queue
+    db.execute_sql("DROP INDEX IF EXISTS job_due")
     Job._schema.create_indexes(safe=True)
     _install_triggers(db)
 
@@ -80,8 +86,19 @@ def _upgrade_to_3(migrator: SchemaMigrator) -> None:
 # writes (ORM, plain SQL, another process) and cost two small writes per state change (claim,
 # finish), none per heartbeat or other update. A pair met for the first time gets its row from
 # the upsert. job_rank keeps job.rank when priority or run_at change (inserts set it
-# themselves: a trigger would write every enqueued row twice). The SQL is spelt out per
+# themselves: a trigger would write every enqueued row twice); job_release lets the jobs waiting
+# on a job that completes go (in SQL: no round trip on the worker's hot path). The SQL is spelt out per
 # dialect (raw SQL here is always a literal).
+
+_RANK_TRIGGER_SQLITE = (
+    "CREATE TRIGGER job_rank AFTER UPDATE OF priority, run_at ON job "
+    "WHEN NEW.priority IS NOT OLD.priority OR NEW.run_at IS NOT OLD.run_at BEGIN "
+    "UPDATE job SET rank = NEW.priority - " + AGING_RATE_SQL + " * NEW.run_at / 60.0 "
+    "WHERE seq = NEW.seq; END")
+_RANK_FUNCTION_POSTGRES = (
+    "CREATE OR REPLACE FUNCTION job_rank_change() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "NEW.rank := NEW.priority - " + AGING_RATE_SQL + " * NEW.run_at / 60.0; RETURN NEW; END $$")
+
 
 def _install_triggers(db) -> None:
     """Install the triggers that keep ``job_count`` and ``job.rank``, and fill ``job_count``
@@ -98,10 +115,13 @@ def _install_triggers(db) -> None:
                        "ON CONFLICT (queue, state) DO UPDATE SET n = job_count.n + 1; END")
         db.execute_sql("CREATE TRIGGER job_count_delete AFTER DELETE ON job BEGIN "
                        "UPDATE job_count SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state; END")
-        db.execute_sql("CREATE TRIGGER job_rank AFTER UPDATE OF priority, run_at ON job "
-                       "WHEN NEW.priority IS NOT OLD.priority OR NEW.run_at IS NOT OLD.run_at BEGIN "
-                       f"UPDATE job SET rank = NEW.priority - {AGING_RATE_SQL} * NEW.run_at / 60.0 "
-                       "WHERE seq = NEW.seq; END")
+        db.execute_sql(_RANK_TRIGGER_SQLITE)
+        # A job that completes releases the jobs waiting on it, whoever wrote the change.
+        db.execute_sql("CREATE TRIGGER job_release AFTER UPDATE OF state ON job "
+                       "WHEN NEW.state = 'completed' AND OLD.state IS NOT 'completed' BEGIN "
+                       "UPDATE job SET waiting_on = waiting_on - 1 WHERE seq IN "
+                       "(SELECT job_seq FROM job_dep WHERE dep_seq = NEW.seq) AND waiting_on > 0 "
+                       "AND state IN ('pending', 'failed'); END")
     else:  # PostgreSQL
         db.execute_sql("CREATE OR REPLACE FUNCTION job_count_change() RETURNS trigger "
                        "LANGUAGE plpgsql AS $$ BEGIN "
@@ -115,22 +135,33 @@ def _install_triggers(db) -> None:
         db.execute_sql("CREATE TRIGGER job_count_update AFTER UPDATE OF state, queue ON job "
                        "FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state OR "
                        "OLD.queue IS DISTINCT FROM NEW.queue) EXECUTE FUNCTION job_count_change()")
-        db.execute_sql("CREATE OR REPLACE FUNCTION job_rank_change() RETURNS trigger "
-                       "LANGUAGE plpgsql AS $$ BEGIN "
-                       f"NEW.rank := NEW.priority - {AGING_RATE_SQL} * NEW.run_at / 60.0; "
-                       "RETURN NEW; END $$")
+        db.execute_sql(_RANK_FUNCTION_POSTGRES)
         db.execute_sql("CREATE TRIGGER job_rank BEFORE UPDATE OF priority, run_at ON job "
                        "FOR EACH ROW EXECUTE FUNCTION job_rank_change()")
+        db.execute_sql("CREATE OR REPLACE FUNCTION job_release() RETURNS trigger "
+                       "LANGUAGE plpgsql AS $$ BEGIN "
+                       "UPDATE job SET waiting_on = waiting_on - 1 WHERE seq IN "
+                       "(SELECT job_seq FROM job_dep WHERE dep_seq = NEW.seq) AND waiting_on > 0 "
+                       "AND state IN ('pending', 'failed'); RETURN NULL; END $$")
+        db.execute_sql("CREATE TRIGGER job_release AFTER UPDATE OF state ON job FOR EACH ROW "
+                       "WHEN (NEW.state = 'completed' AND OLD.state IS DISTINCT FROM 'completed') "
+                       "EXECUTE FUNCTION job_release()")
         # Idle workers LISTEN (db.wait_change): any committed change to jobs (enqueue, finish,
         # retry, cancel), queues (resume, limits), meta (resume all) or settings wakes them.
-        # One NOTIFY per statement; PostgreSQL folds repeats within a transaction.
+        # One NOTIFY per statement, naming the schema (queues in other schemas of the database
+        # share the channel); PostgreSQL folds repeats within a transaction.
         db.execute_sql("CREATE OR REPLACE FUNCTION queuectl_notify() RETURNS trigger "
                        "LANGUAGE plpgsql AS $$ BEGIN "
-                       "PERFORM pg_notify('queuectl_' || current_schema(), ''); "
+                       "PERFORM pg_notify('queuectl', current_schema()); "
                        "RETURN NULL; END $$")
-        for table in ("job", "queue", "meta", "setting"):
-            db.execute_sql(f"CREATE TRIGGER {table}_notify AFTER INSERT OR UPDATE OR DELETE "
-                           f"ON {table} FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify()")
+        db.execute_sql("CREATE TRIGGER job_notify AFTER INSERT OR UPDATE OR DELETE ON job "
+                       "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify()")
+        db.execute_sql("CREATE TRIGGER queue_notify AFTER INSERT OR UPDATE OR DELETE ON queue "
+                       "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify()")
+        db.execute_sql("CREATE TRIGGER meta_notify AFTER INSERT OR UPDATE OR DELETE ON meta "
+                       "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify()")
+        db.execute_sql("CREATE TRIGGER setting_notify AFTER INSERT OR UPDATE OR DELETE ON setting "
+                       "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify()")
     JobCount.delete().execute()
     JobCount.insert_from(Job.select(Job.queue, Job.state, fn.COUNT(Job.seq))
                          .group_by(Job.queue, Job.state),
@@ -279,9 +310,9 @@ def _postgres_class():
         # A statement on a connection that is gone raises InterfaceError, which is not a
         # DatabaseError: made one, so that every caller's handling of a database failure
         # (a worker's retry, the CLI's one line) covers a lost server too.
-        def execute_sql(self, sql, params=None):
+        def _execute_cursor(self, *args, **kwargs):
             try:
-                return super().execute_sql(sql, params)
+                return super()._execute_cursor(*args, **kwargs)
             except InterfaceError as exc:
                 raise OperationalError(f"connection lost ({exc})") from None
 
@@ -336,14 +367,10 @@ def describe_target(target: Path | str | None = None) -> str:
     return redact(target) if paths.is_url(target) else str(target)
 
 
-def notify_channel() -> str:
-    """LISTEN/NOTIFY channel of this queue: one per schema (tests keep queues in schemas)."""
-    return "queuectl_" + database.execute_sql("SELECT current_schema()").fetchone()[0]
-
-
 class _Listener(threading.local):
     conn = None  # the connection LISTEN was sent on (a reconnect needs it again)
-    count = 0  # notifications from other sessions seen so far
+    schema = None  # the queue's schema: notifications name theirs (one channel per database)
+    count = 0  # notifications about this queue from other sessions seen so far
 
 
 _listener = _Listener()
@@ -353,7 +380,8 @@ def _listen():
     """This thread's PostgreSQL connection, listening to the queue's channel."""
     conn = database.connection()
     if _listener.conn is not conn:
-        database.execute_sql(f'LISTEN "{notify_channel()}"')
+        _listener.schema = database.execute_sql("SELECT current_schema()").fetchone()[0]
+        database.execute_sql("LISTEN queuectl")
         _listener.conn = conn
     return conn
 
@@ -364,7 +392,8 @@ def _drain(conn) -> None:
     except Exception as exc:  # psycopg2's own error, not wrapped by peewee: a lost connection
         raise OperationalError(f"connection lost ({' '.join(str(exc).split())})") from None
     me = conn.get_backend_pid()
-    _listener.count += sum(1 for note in conn.notifies if note.pid != me)
+    _listener.count += sum(1 for note in conn.notifies
+                           if note.pid != me and note.payload == _listener.schema)
     conn.notifies.clear()
 
 

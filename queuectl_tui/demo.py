@@ -152,10 +152,15 @@ def _write_history(job: Job, runs: list, then, now: float, logs: Path) -> None:
     for number, (start, duration, code, outcome, error, output) in enumerate(runs, 1):
         log_file = f"job{job.seq}-{number}.log"
         (logs / log_file).write_text(output)
+        measured = outcome != "lost"  # a lost worker recorded nothing of what its job cost
         Attempt.create(job=job.seq, number=number, worker_id=1 + (job.seq + number) % 3,
                        host="demo", pid=None, started_at=now - start,
                        finished_at=now - start + duration, exit_code=code, duration=duration,
-                       outcome=outcome, error=error, log_file=log_file)
+                       outcome=outcome, error=error, log_file=log_file,
+                       cpu_seconds=round(duration * 0.4, 2) if measured else None,
+                       peak_rss_bytes=(6 + (job.seq * 37 + number * 11) % 180) * 1024 * 1024
+                       if measured else None,
+                       processes=1 + (job.seq + number) % 4 if measured else None)
         values.update(started_at=now - start, finished_at=now - start + duration, exit_code=code,
                       last_error=error, output_tail=output, updated_at=now - start + duration)
     if state == PENDING:
@@ -248,6 +253,29 @@ def pinned_monitor():
                 if row.current_job is not None and row.alive:
                     row.job_tree = Usage(42.0 + index, (96 + 10 * index) * 1024 * 1024, 3)
             return rows
+
+        def job_tree(self, job, attempt, now):
+            """A fixed tree under the job's shell and a fixed series over the attempt's life."""
+            from queuectl_tui.monitor import JobTree
+            from queuectl_tui.usage import ProcInfo
+
+            tree = JobTree(job.id, attempt.worker_id, attempt.host, attempt.number,
+                           attempt.started_at, 4200, True)
+            mb = 1024 * 1024
+            tree.processes = [
+                ProcInfo(4200, 4100, 0, attempt.started_at, "sleeping", 0.0, 2 * mb, 2 * mb,
+                         "/bin/sh -s", 0.0),
+                ProcInfo(4201, 4200, 1, attempt.started_at, "sleeping", 0.1, 3 * mb, 3 * mb,
+                         "python3 pipeline.py --input batch.csv", 1.5),
+                ProcInfo(4202, 4201, 2, attempt.started_at, "running", 40.0, 88 * mb, 120 * mb,
+                         "ffmpeg -i clip.mov -c:v libx264 out.mp4", 97.0),
+                ProcInfo(4203, 4201, 2, attempt.started_at, "sleeping", 0.2, 5 * mb, 5 * mb,
+                         "tee \x1b]0;title\x07 progress.log", 0.0),
+            ]
+            span = max(1.0, now - attempt.started_at)
+            history = [(attempt.started_at + span * i / 39, 20.0 + 80.0 * ((i * 7) % 10) / 9,
+                        (20 + 2 * i) * mb) for i in range(40)]
+            return tree, history
 
     return Pinned()
 

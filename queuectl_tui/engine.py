@@ -160,6 +160,11 @@ class Staged:
 # PostgreSQL: the same stage as a TEMP table of this session (pg_temp), its input order kept by
 # a serial rowid; generated ids are drawn here (the shape of _new_id) and drawn again on a clash.
 _PG_NEW_ID = "substr(md5(random()::text || clock_timestamp()::text), 1, 12)"
+_PG_REDRAW_REPEATED = ("UPDATE pg_temp.enqueue_stage SET id = " + _PG_NEW_ID + " WHERE generated "
+                       "AND id IN (SELECT id FROM pg_temp.enqueue_stage GROUP BY id "
+                       "HAVING count(*) > 1)")
+_PG_REDRAW_TAKEN = ("UPDATE pg_temp.enqueue_stage SET id = " + _PG_NEW_ID + " WHERE generated "
+                    "AND id IN (SELECT id FROM job)")
 
 
 @contextmanager
@@ -187,10 +192,7 @@ def _enqueue_stream_pg(db, specs, defaults: dict, now: float, cwd: str, digest: 
                                "queue, priority, max_retries, backoff_base, timeout, run_at, src) "
                                "VALUES %s", chunk, page_size=1000)
                 count += len(chunk)
-            while db.execute_sql(
-                    "UPDATE pg_temp.enqueue_stage SET id = " + _PG_NEW_ID + " WHERE generated AND "
-                    "id IN (SELECT id FROM pg_temp.enqueue_stage GROUP BY id HAVING count(*) > 1)"
-            ).rowcount:
+            while db.execute_sql(_PG_REDRAW_REPEATED).rowcount:
                 pass
             row = db.execute_sql(
                 "SELECT s.src, s.id, f.src FROM (SELECT src, id, rowid, min(rowid) OVER "
@@ -222,8 +224,7 @@ def _enqueue_stream_pg(db, specs, defaults: dict, now: float, cwd: str, digest: 
                     src, job_id = clash
                     raise InvalidInput(f"{src + ': ' if src else ''}job id {job_id!r} already "
                                        "exists; nothing enqueued") from None
-                if not db.execute_sql("UPDATE pg_temp.enqueue_stage SET id = " + _PG_NEW_ID +
-                                      " WHERE generated AND id IN (SELECT id FROM job)").rowcount:
+                if not db.execute_sql(_PG_REDRAW_TAKEN).rowcount:
                     raise
         yield Staged(count, "pg_temp.enqueue_stage")
     finally:
@@ -423,13 +424,14 @@ def finish(job: Job, attempt: Attempt, *, outcome: str, exit_code: int | None = 
 
 def finish_and_claim(job: Job, attempt: Attempt, worker: Worker, *, outcome: str,
                      exit_code: int | None, error: str | None, tail: str | None,
-                     max_backoff: float, now: float | None = None,
-                     claim_next: bool = True) -> tuple[str | None, tuple[Job, Attempt] | None]:
+                     max_backoff: float, now: float | None = None, claim_next: bool = True,
+                     cost: Any = None) -> tuple[str | None, tuple[Job, Attempt] | None]:
     """``finish`` this attempt and ``claim`` the worker's next job in one transaction: a
-    worker draining a queue takes the write lock once per job, not twice."""
+    worker draining a queue takes the write lock once per job, not twice. ``cost`` (a
+    ``usage.Cost``) is what the attempt's tree used, recorded with its end."""
     now = time.time() if now is None else now
     with write_transaction():
-        state = _finish(job, attempt, outcome, exit_code, error, tail, now, max_backoff)
+        state = _finish(job, attempt, outcome, exit_code, error, tail, now, max_backoff, cost)
         claimed = _claim(worker, now) if claim_next else None
         _set_worker(worker.id, claimed[0].id if claimed else None, now)
     return state, claimed
@@ -468,7 +470,8 @@ _FINISH_JOB = ("UPDATE job SET state = ?, run_at = COALESCE(?, run_at), attempts
                "updated_at = ?, worker_id = NULL, cancel_requested = 0, claim_token = NULL "
                "WHERE seq = ? AND state = 'processing' AND claim_token IS ?")
 _FINISH_ATTEMPT = ("UPDATE attempt SET finished_at = ?, exit_code = ?, outcome = ?, error = ?, "
-                   "duration = ?, pid = COALESCE(pid, ?), pid_started = COALESCE(pid_started, ?) "
+                   "duration = ?, pid = COALESCE(pid, ?), pid_started = COALESCE(pid_started, ?), "
+                   "cpu_seconds = ?, peak_rss_bytes = ?, processes = ? "
                    "WHERE seq = ? AND outcome IS NULL")
 _SET_WORKER = ("UPDATE worker SET status = CASE WHEN status = 'stopping' THEN status "
                "WHEN ? IS NULL THEN 'idle' ELSE 'busy' END, current_job = ?, heartbeat_at = ? "
@@ -533,7 +536,7 @@ def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
 
 
 def _finish(job: Job, attempt: Attempt, outcome: str, exit_code: int | None, error: str | None,
-            tail: str | None, now: float, max_backoff: float) -> str | None:
+            tail: str | None, now: float, max_backoff: float, cost: Any = None) -> str | None:
     """The job's next state from the claim's own copy of it: nobody changes a job while it is
     processing (edits, retries and deletes refuse), and the fence below makes sure it still is."""
     run_at, finished_at, given_back = None, now, 0
@@ -553,19 +556,16 @@ def _finish(job: Job, attempt: Attempt, outcome: str, exit_code: int | None, err
         attempt.claim_token))
     if cursor.rowcount != 1:
         return None
+    figures = ((None, None, None) if cost is None else
+               (cost.cpu_seconds, cost.peak_rss_bytes, cost.processes))
     database.execute_sql(_sql(_FINISH_ATTEMPT), (now, exit_code, outcome, error,
                                                  max(0.0, now - attempt.started_at), attempt.pid,
-                                                 attempt.pid_started, attempt.seq))
-    if state == COMPLETED:  # its dependents wait for one job fewer (claimable at 0, in this txn)
-        database.execute_sql(_sql(_RELEASE_DEPENDENTS), (job.seq,))
-    elif state == DEAD:
+                                                 attempt.pid_started, *figures, attempt.seq))
+    # A completed job's dependents are released by the trigger job_release (db.py), in this
+    # transaction, so the claim that follows may take them.
+    if state == DEAD:
         fail_dependents([job.seq], now=now)
     return state
-
-
-_RELEASE_DEPENDENTS = ("UPDATE job SET waiting_on = waiting_on - 1 WHERE seq IN "
-                       "(SELECT job_seq FROM job_dep WHERE dep_seq = ?) AND waiting_on > 0 "
-                       "AND state IN ('pending', 'failed')")
 
 
 def fail_dependents(seqs: list[int], *, now: float) -> list[str]:
@@ -930,7 +930,10 @@ def queue_rows() -> list[dict[str, Any]]:
 
 def aging_rate() -> float:
     """``priority_aging`` as the claim reads it (points of priority per minute waited)."""
-    return database.execute_sql("SELECT " + AGING_RATE_SQL).fetchone()[0]
+    return database.execute_sql(_AGING_RATE).fetchone()[0]
+
+
+_AGING_RATE = "SELECT " + AGING_RATE_SQL
 
 
 def effective_priority(job: Job, *, now: float | None = None, rate: float | None = None) -> float:
@@ -976,32 +979,49 @@ def counts() -> dict[str, int]:
 
 
 def stats(*, now: float | None = None) -> dict[str, Any]:
+    """Counts, workers, and ``oldest_pending_age``: how long the longest-waiting pending job
+    has been due (scheduled jobs not yet due and jobs waiting on others are not waiting for a
+    worker, so they do not count)."""
     now = time.time() if now is None else now
     workers = live_workers(now)
-    oldest = (Job.select(Job.created_at).where(Job.state == PENDING).order_by(Job.seq)
-              .limit(1).scalar())
+    if is_sqlite():
+        due = database.execute_sql(_OLDEST_DUE).fetchone()[0]
+    else:
+        due = (Job.select(fn.MIN(Job.run_at))
+               .where(Job.state == PENDING, Job.waiting_on == 0).scalar())
     by_state = counts()
     return {
         "jobs": by_state,
         "total": sum(by_state.values()),
         "workers": {"alive": len(workers), "busy": sum(1 for w in workers if busy(w))},
-        "oldest_pending_age": None if oldest is None else max(0.0, now - oldest),
+        "oldest_pending_age": None if due is None or due > now else now - due,
     }
 
 
-def _filtered(query, *, state: str | None = None, queue: str | None = None,
-              search: str | None = None):
+# Per queue with pending jobs, the first pending entry of its job_due index.
+_OLDEST_DUE = ("SELECT MIN((SELECT run_at FROM job INDEXED BY job_due WHERE queue = c.queue AND "
+               + CLAIMABLE_WHERE + " AND state = 'pending' ORDER BY run_at LIMIT 1)) "
+               "FROM (SELECT DISTINCT queue FROM job_count WHERE state = 'pending' AND n > 0) c")
+
+
+def _filtered(query, *, state: str | Iterable[str] | None = None,
+              queue: str | Iterable[str] | None = None, search: str | None = None):
+    """Filters on jobs (or on job_count): a state or queue is one name or several (any of them)."""
+    model = query.model
     if state:
-        query = query.where(Job.state == state)
+        query = query.where(model.state == state if isinstance(state, str)
+                            else model.state.in_(list(state)))
     if queue:
-        query = query.where(Job.queue == queue)
+        query = query.where(model.queue == queue if isinstance(queue, str)
+                            else model.queue.in_(list(queue)))
     if search:  # contains() escapes LIKE's wildcards: "_" and "%" are searched for as text
         query = query.where(Job.id.contains(search) | Job.command.contains(search)
                             | Job.last_error.contains(search))
     return query
 
 
-def list_jobs(*, state: str | None = None, queue: str | None = None, limit: int | None = 50,
+def list_jobs(*, state: str | Iterable[str] | None = None,
+              queue: str | Iterable[str] | None = None, limit: int | None = 50,
               search: str | None = None, newest_first: bool = False,
               after_seq: int | None = None) -> list[Job]:
     query = _filtered(Job.select(), state=state, queue=queue, search=search)
@@ -1083,6 +1103,8 @@ def attempt_dict(attempt: Attempt) -> dict[str, Any]:
         "finished_at": iso(attempt.finished_at), "exit_code": attempt.exit_code,
         "duration": attempt.duration, "outcome": attempt.outcome, "error": attempt.error,
         "log_file": str(log_path(attempt)) if attempt.log_file else None,
+        "cpu_seconds": attempt.cpu_seconds, "peak_rss_bytes": attempt.peak_rss_bytes,
+        "processes": attempt.processes,
     }
 
 
@@ -1136,12 +1158,12 @@ def jobs_page(*, state: str | None = None, queue: str | None = None, search: str
     return rows[::-1] if backwards else rows
 
 
-def count_jobs(*, state: str | None = None, queue: str | None = None,
-               search: str | None = None) -> int:
-    """Jobs matching the filters; by state alone (or all of them) from ``job_count``."""
-    if queue is None and not search:
-        by_state = counts()
-        return by_state.get(state, 0) if state else sum(by_state.values())
+def count_jobs(*, state: str | Iterable[str] | None = None,
+               queue: str | Iterable[str] | None = None, search: str | None = None) -> int:
+    """Jobs matching the filters; by state and queue (or all of them) from ``job_count``."""
+    if not search:
+        query = _filtered(JobCount.select(fn.SUM(JobCount.n)), state=state, queue=queue)
+        return query.scalar() or 0
     return _filtered(Job.select(), state=state, queue=queue, search=search).count()
 
 
@@ -1168,6 +1190,18 @@ def throughput(*, minutes: int = 30, now: float | None = None) -> list[tuple[int
         elif outcome in FAILED_OUTCOMES:
             failed[index] += count
     return list(zip(done, failed))
+
+
+def last_costs(seqs: list[int]) -> dict[int, tuple[float | None, int | None, int | None]]:
+    """Job seq -> (cpu_seconds, peak_rss_bytes, processes) of its latest attempt, for a page
+    of jobs (index attempt (job_seq, number): one probe per job)."""
+    if not seqs:
+        return {}
+    latest = (Attempt.select(fn.MAX(Attempt.seq)).where(Attempt.job.in_(seqs))
+              .group_by(Attempt.job))
+    rows = (Attempt.select(Attempt.job, Attempt.cpu_seconds, Attempt.peak_rss_bytes,
+                           Attempt.processes).where(Attempt.seq.in_(latest)).tuples())
+    return {seq: (cpu, peak, count) for seq, cpu, peak, count in rows}
 
 
 def running_attempts() -> dict[str, tuple[Job, Attempt]]:

@@ -54,9 +54,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from queuectl_tui import procs, runner
+from queuectl_tui import procs, runner, usage
 from queuectl_tui.paths import create_private_file
 from queuectl_tui.runner import TICK, Result, Sink, describe_exit, verdict
+from queuectl_tui.usage import Cost
 
 #: Resets every signal the worker may have inherited as ignored (``nohup``, ``cmd &`` from a
 #: script) before the host shell starts: a shell cannot undo an ignore it was started with.
@@ -79,6 +80,8 @@ class JobHost:
         self._ctl = self._status = -1
         self._lines: list[bytes] = []
         self._partial = b""
+        self._children_cpu: float | None = None  # the host's reaped children's CPU so far
+        self._stat_fd: int | None = None  # the host's /proc/PID/stat, for _children_cpu
         self._reset_signals = _ENV is not None
         self.available = True  # False once job control proved impossible: runner.run is used
 
@@ -97,6 +100,9 @@ class JobHost:
             proc.wait()
         os.close(self._status)
         self._ctl = self._status = -1
+        if self._stat_fd is not None:
+            os.close(self._stat_fd)
+            self._stat_fd = None
 
     def __enter__(self) -> JobHost:
         return self
@@ -160,6 +166,8 @@ class JobHost:
             self._proc.kill()
             self.close()
             raise _HostGone(f"no job control in the host shell ({ready!r})")
+        self._stat_fd = usage.open_stat(self._proc.pid)
+        self._children_cpu = usage.children_cpu(self._stat_fd)
 
     def _send(self, text: str | bytes) -> None:
         data = os.fsencode(text) if isinstance(text, str) else text
@@ -286,9 +294,22 @@ class JobHost:
             elif line.startswith(b"x "):
                 return None if no_cd else int(line[2:])
 
+    @property
+    def pid(self) -> int | None:
+        """The host shell's PID (None when no host runs)."""
+        return self._proc.pid if self._proc is not None else None
+
+    def _job_cpu(self) -> float | None:
+        """CPU of the job that just ended: what the host's reaped children cost since the
+        last job (the host reaps only job subshells, each with what it reaped)."""
+        before = self._children_cpu
+        self._children_cpu = now = usage.children_cpu(self._stat_fd) if self._proc else None
+        return None if before is None or now is None else now - before
+
     def _drive(self, pid, pid_started, cwd, log_fd, out_r, out_w, cap, timeout, tick,
                started) -> Result:
         sink = Sink(log_fd, cap)
+        cost = Cost(pids={pid})
         poller = select.poll()
         poller.register(out_r, select.POLLIN)
         poller.register(self._status, select.POLLIN)
@@ -325,12 +346,15 @@ class JobHost:
             self.close()
             if outcome is None:
                 outcome, error = "failed", f"job host died ({exc})"
+        if ended:
+            cost.add_cpu(self._job_cpu())
         try:  # whatever the job left behind in its group goes with it
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
         # and, in a worker (a subreaper), whatever left the group
-        procs.kill_leftovers(keep=self._proc.pid if self._proc else None, group=pid)
+        procs.kill_leftovers(keep=self._proc.pid if self._proc else None, group=pid,
+                             reaped=cost.reaped)
         os.close(out_w)  # from now on end-of-file means every writer is gone
         _drain(out_r, sink)
         if no_cd:
@@ -339,7 +363,7 @@ class JobHost:
         if outcome is None:
             outcome = "completed" if code == 0 else "failed"
             error = describe_exit(code)
-        return Result(outcome, code, error, tail, time.monotonic() - started)
+        return Result(outcome, code, error, tail, time.monotonic() - started, cost)
 
 
 def _drain(fd: int, sink: Sink) -> None:

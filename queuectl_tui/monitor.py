@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from queuectl_tui import engine, procs, settings
-from queuectl_tui.models import Worker
+from queuectl_tui import engine, procs, settings, usage
+from queuectl_tui.models import Job, Worker
 
 
 @dataclass
@@ -59,6 +59,7 @@ class WorkerMonitor:
     """Samples every worker row with its process figures; keeps psutil state between calls."""
 
     _procs: dict[tuple[int, float], psutil.Process] = field(default_factory=dict)
+    trees: TreeReader = field(default_factory=lambda: TreeReader())
 
     def sample(self, now: float | None = None) -> list[WorkerStats]:
         now = time.time() if now is None else now
@@ -82,10 +83,18 @@ class WorkerMonitor:
                 stats.job_started_at = attempt.started_at
                 if local and attempt.pid:
                     stats.job_tree = self.tree(attempt.pid, attempt.pid_started, seen)
+                    if stats.job_tree is not None:  # the job detail's chart
+                        self.trees.record(attempt.seq, now, stats.job_tree)
             result.append(stats)
         for key in set(self._procs) - seen:
             del self._procs[key]
+        self.trees.forget({attempt.seq for _, attempt in running.values()})
         return result
+
+    def job_tree(self, job: Job, attempt, now: float) -> tuple[JobTree, list[tuple[float, float, int]]]:
+        """A running job's tree now, and its (time, CPU %, RSS) series as seen so far."""
+        tree = self.trees.read(job, attempt, now)
+        return tree, list(self.trees.history.get(attempt.seq, ()))
 
     def tree(self, pid: int, started: float | None, seen: set | None = None) -> Usage | None:
         """Summed usage of a process and all its descendants (None when it is gone)."""
@@ -125,3 +134,90 @@ class WorkerMonitor:
             except psutil.Error:
                 continue
         return Usage(cpu, rss, count) if count else None
+
+
+# --- the running jobs' process trees (`ps`, the console's job detail) ---------------------------
+
+@dataclass
+class JobTree:
+    """A running job with its process tree as read now (``ps f`` order)."""
+
+    id: str
+    worker_id: int | None
+    host: str | None
+    attempt: int
+    started_at: float
+    pid: int | None
+    local: bool  # on this host: its processes can be read
+    processes: list[usage.ProcInfo] = field(default_factory=list)
+
+    def runtime(self, now: float) -> float:
+        return max(0.0, now - self.started_at)
+
+    def totals(self) -> Usage:
+        """CPU % and RSS summed over the tree."""
+        return Usage(sum(p.cpu_percent or 0.0 for p in self.processes),
+                     sum(p.rss for p in self.processes), len(self.processes))
+
+
+@dataclass
+class TreeReader:
+    """Reads job trees; CPU % of a process is over the time since this reader last saw it
+    (the first time: over its lifetime, as ps(1) shows it). Keeps, per attempt, the series
+    of its tree's CPU % and RSS seen by this reader (the console's chart)."""
+
+    _last: dict[tuple[int, float], tuple[float, float]] = field(default_factory=dict)
+    history: dict[int, list[tuple[float, float, int]]] = field(default_factory=dict)
+    max_points: int = 600
+
+    def read(self, job: Job, attempt, now: float | None = None) -> JobTree:
+        now = time.time() if now is None else now
+        tree = JobTree(job.id, attempt.worker_id, attempt.host, attempt.number, attempt.started_at,
+                       attempt.pid, attempt.host == procs.hostname())
+        pid, started = attempt.pid, attempt.pid_started
+        if tree.local and not pid:  # not in the database until the worker's next heartbeat
+            pid, started = engine.noted_process(attempt) or (None, None)
+        tree.pid = pid
+        if not tree.local or not pid:
+            return tree
+        worker = Worker.get_or_none(Worker.id == attempt.worker_id) if attempt.worker_id else None
+        leader = usage._stat(pid) if usage.PROC else None
+        tree.processes = usage.read_tree(
+            pid, started, commands=True,
+            worker=worker.pid if worker is not None and worker.host == procs.hostname() else None,
+            keep={leader[0]} if leader else None)
+        clock = time.monotonic()
+        for row in tree.processes:
+            key = (row.pid, row.started)
+            before = self._last.get(key)
+            if before is None:
+                spent, elapsed = row.cpu_seconds, max(time.time() - row.started, 1e-6)
+            else:
+                spent, elapsed = row.cpu_seconds - before[0], max(clock - before[1], 1e-6)
+            row.cpu_percent = max(0.0, 100.0 * spent / elapsed)
+            self._last[key] = (row.cpu_seconds, clock)
+        if tree.processes:
+            self.record(attempt.seq, now, tree.totals())
+        return tree
+
+    def record(self, seq: int, now: float, totals: Usage) -> None:
+        series = self.history.setdefault(seq, [])
+        if series and now - series[-1][0] < 0.5:
+            series[-1] = (series[-1][0], totals.cpu, totals.rss)  # two readers, one point
+        else:
+            series.append((now, totals.cpu, totals.rss))
+        del series[:-self.max_points]
+
+    def forget(self, keep: set[int]) -> None:
+        """Drop the series of attempts not in ``keep`` (seqs) and readings of gone processes."""
+        for seq in set(self.history) - keep:
+            del self.history[seq]
+        if len(self._last) > 4096:
+            self._last.clear()
+
+
+def job_trees(reader: TreeReader | None = None, now: float | None = None) -> list[JobTree]:
+    """Every running job with its process tree, oldest claim first."""
+    reader = reader or TreeReader()
+    running = sorted(engine.running_attempts().values(), key=lambda pair: pair[1].started_at)
+    return [reader.read(job, attempt, now) for job, attempt in running]

@@ -14,7 +14,7 @@ import os
 import socket
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     import psutil
@@ -257,12 +257,18 @@ def become_subreaper() -> bool:
     return True
 
 
+def is_subreaper() -> bool:
+    """Did ``become_subreaper`` make this process inherit its jobs' orphans?"""
+    return _subreaper
+
+
 def kill_leftovers(*, keep: int | None = None, group: int | None = None,
-                   wait: float = 2.0) -> int:
+                   wait: float = 2.0, reaped: Callable[[int, Any], None] | None = None) -> int:
     """In a subreaper worker, between jobs: kill every descendant but ``keep`` (the worker's
     job host shell) and reap them, and wait until process group ``group`` (the job's) is empty,
     so that an orphan still on its way to us (its parent dying in the group) is caught too.
     Returns how many were killed. Call only once the job's own shell has been reaped.
+    ``reaped(pid, rusage)`` is told of each process reaped (``os.wait4``: what it cost).
 
     Costs a read of /proc/self/task/*/children (and one kill(0)) when the job left nothing
     behind; a no-op in a process that is not a subreaper (whose other children are none of its
@@ -276,10 +282,12 @@ def kill_leftovers(*, keep: int | None = None, group: int | None = None,
         busy = False
         for pid in children:
             try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
+                done, _, rusage = os.wait4(pid, os.WNOHANG)
             except ChildProcessError:
                 continue
             if done:
+                if reaped is not None:
+                    reaped(done, rusage)
                 continue
             busy = True
             if pid not in killed:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from queuectl_tui import procs
+from queuectl_tui.usage import Cost
 from queuectl_tui.paths import create_private_file
 
 TAIL_BYTES = 4096
@@ -45,6 +46,7 @@ class Result:
     error: str | None
     tail: str
     duration: float
+    cost: Cost | None = None  # the kernel's accounting of the tree (None: nothing ran)
 
 
 class Sink:
@@ -183,23 +185,20 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
         drain = _Drain(proc.stdout.fileno(), Sink(log_fd, max_log_bytes))
         drain.start()
         outcome, error = None, None
-        while proc.poll() is None:
-            try:
-                proc.wait(timeout=TICK)
-                break
-            except subprocess.TimeoutExpired:
-                pass
+        cost = Cost(pids={proc.pid})
+        while not _reap(proc, TICK, cost):
             outcome, error = verdict(started, timeout, tick) or (None, None)
             if outcome:
                 procs.kill_tree(proc.pid, pid_started, wait=0, search=False)
-                proc.wait()
+                _reap(proc, None, cost)
                 break
         code = proc.returncode
         try:  # whatever the shell left behind in its group goes with it
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        procs.kill_leftovers()  # and, in a worker (a subreaper), whatever left the group
+        # and, in a worker (a subreaper), whatever left the group
+        procs.kill_leftovers(reaped=cost.reaped)
         drain.stop.set()
         drain.join(timeout=5)
         proc.stdout.close()
@@ -207,6 +206,29 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
         if outcome is None:
             outcome = "completed" if code == 0 else "failed"
             error = describe_exit(code)
-        return Result(outcome, code, error, tail, time.monotonic() - started)
+        return Result(outcome, code, error, tail, time.monotonic() - started, cost)
     finally:
         os.close(log_fd)
+
+
+def _reap(proc: subprocess.Popen, timeout: float | None, cost: Cost) -> bool:
+    """``proc.wait(timeout)`` through ``os.wait4``, whose usage of the shell (descendants it
+    reaped included) goes to ``cost``. True once it is reaped."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.0005
+    while proc.returncode is None:
+        try:
+            pid, status, rusage = os.wait4(proc.pid, os.WNOHANG if deadline is not None else 0)
+        except ChildProcessError:  # reaped elsewhere: its usage is lost, not its end
+            proc.wait()
+            break
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            cost.reaped(pid, rusage)
+            break
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        delay = min(delay * 2, left, 0.05)
+        time.sleep(delay)
+    return True

@@ -15,6 +15,7 @@ from peewee import SQL
 
 from queuectl_tui.db import write_transaction
 from queuectl_tui.models import AGING_RATE_SQL, CLAIMABLE, Job, Setting
+from queuectl_tui.spec import plain_number
 
 
 class Spec(NamedTuple):  # not a dataclass: importing and building one is ~1 ms of every start
@@ -38,7 +39,7 @@ def _number(kind: type, low: float, high: float, *, optional: bool = False, unit
         if kind is int and isinstance(raw, float) and raw != int(raw):
             raise ValueError("expected a whole number")
         if not low <= value <= high:
-            raise ValueError(f"must be between {low:g} and {high:g}{unit}")
+            raise ValueError(f"must be between {text(low)} and {text(high)}{unit}")
         return value
 
     return parse
@@ -61,6 +62,12 @@ SETTINGS: dict[str, Spec] = {
     "max_log_bytes": Spec(10 * 1024 * 1024, _number(int, 1024, 10 * 1024**3, unit=" bytes"),
                           "output kept per attempt in its log file; the rest is dropped"),
 }
+
+
+def text(value: Any) -> str:
+    """A setting's value as people write it, the same in the CLI, the console and errors:
+    ``none`` for no value, numbers without exponents (2592000, not 2.592e+06)."""
+    return "none" if value is None else plain_number(value)
 
 
 def canonical(key: str) -> str:

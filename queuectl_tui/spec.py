@@ -223,7 +223,7 @@ def _fixed(name: str, want: Any) -> Callable[[Any], None]:
     """A record-shape key that a new job may carry only with its initial value (not stored)."""
     def check(value: Any) -> None:
         if value != want or isinstance(value, bool):
-            raise InvalidInput(f"a new job's {name} must be {want!r}, not {value!r}")
+            raise InvalidInput(f"a new job's {name} must be {_json(want)}, not {_json(value)}")
     return check
 
 
@@ -289,9 +289,9 @@ def _int(name: str, value: Any, low: int, high: int) -> int:
         return value
     if (isinstance(value, bool) or not isinstance(value, (int, float))
             or (isinstance(value, float) and not math.isfinite(value)) or value != int(value)):
-        raise InvalidInput(f"{name} must be a whole number, not {value!r}")
+        raise InvalidInput(f"{name} must be a whole number, not {_json(value)}")
     if not low <= value <= high:
-        raise InvalidInput(f"{name} must be between {low} and {high}, not {value!r}")
+        raise InvalidInput(f"{name} must be between {low} and {high}, not {_json(value)}")
     return int(value)
 
 
@@ -299,16 +299,32 @@ def _float(name: str, value: Any, low: float, high: float) -> float:
     if (type(value) is float or type(value) is int) and low <= value <= high:  # (NaN fails <=)
         return float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidInput(f"{name} must be a number, not {value!r}")
+        raise InvalidInput(f"{name} must be a number, not {_json(value)}")
     if not low <= value <= high:
-        raise InvalidInput(f"{name} must be between {low:g} and {high:g}, not {value!r}")
+        raise InvalidInput(f"{name} must be between {plain_number(low)} and {plain_number(high)}, "
+                           f"not {_json(value)}")
     return float(value)
+
+
+def _json(value: Any) -> str:
+    """A value from a job spec as it was written in JSON (true, "high", null), not as Python."""
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=True)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def plain_number(value: float) -> str:
+    """A number in plain notation, as people write it: 31536000 (not 3.1536e+08), 2, 0.5."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e18:
+        return str(int(value))
+    return str(value) if not isinstance(value, float) else f"{value:.15f}".rstrip("0").rstrip(".")
 
 
 def parse_time(value: Any, name: str = "run_at") -> float:
     """ISO-8601 to UNIX seconds; a time without a zone is local time."""
     if not isinstance(value, str):
-        raise InvalidInput(f"{name} must be an ISO-8601 string, not {value!r}")
+        raise InvalidInput(f"{name} must be an ISO-8601 string, not {_json(value)}")
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:

@@ -22,11 +22,14 @@ from queuectl_tui.models import Worker
 from queuectl_tui.paths import logs_dir, open_private_append
 
 
-def worker_command(db_path: Path | str, queues: list[str] | None, burst: bool) -> list[str]:
+def worker_command(db_path: Path | str, queues: list[str] | None, burst: bool,
+                   log: Path | None = None) -> list[str]:
     """A database URL (and its password) goes to the worker in its environment (see
     ``worker_env``), never on a command line that ``ps`` shows to every user."""
     where = [] if paths.is_url(db_path) else ["--db", str(db_path)]
     cmd = [sys.executable, "-m", "queuectl_tui", *where, "worker", "run"]
+    if log is not None:
+        cmd += ["--log", str(log)]
     for queue in queues or []:
         cmd += ["--queue", queue]
     if burst:
@@ -52,7 +55,7 @@ def start(db_path: Path | str, count: int = 1, *, queues: list[str] | None = Non
     try:
         for _ in range(count):
             proc = subprocess.Popen(
-                worker_command(db_path, queues, burst), stdin=subprocess.DEVNULL, stdout=fd,
+                worker_command(db_path, queues, burst, log), stdin=subprocess.DEVNULL, stdout=fd,
                 stderr=fd, start_new_session=True, close_fds=True, env=worker_env(db_path),
             )
             pids.append(proc.pid)

@@ -30,7 +30,7 @@ from typing import Callable
 
 from peewee import DatabaseError
 
-from queuectl_tui import engine, jobhost, procs, runner, settings
+from queuectl_tui import engine, jobhost, procs, runner, settings, usage
 from queuectl_tui.db import change_token, is_sqlite, wait_change
 from queuectl_tui.models import Job, database
 
@@ -66,6 +66,9 @@ class Worker:
         self._unrecorded = None  # the running attempt, until its process is in the database
         self.journal: engine.ProcessJournal | None = None
         self.host = jobhost.JobHost()  # one long-lived shell that forks each job (see jobhost)
+        self.sampler = usage.Sampler()  # reads a running job's tree (started at the first need)
+        self._meter: usage.Meter | None = None  # the running job's, once its shell exists
+        self._sampled = False  # the sampler watches the running job
         self.cfg: dict = {}
 
     # -- signals --------------------------------------------------------------------------
@@ -177,6 +180,11 @@ class Worker:
             result = runner.Result("interrupted", None, f"not started: {exc}", "", 0.0)
         finally:
             self._unrecorded = None
+            if self._sampled:
+                self.sampler.unwatch()
+            meter, self._meter, self._sampled = self._meter, None, False
+        if result.cost is not None:
+            result.cost.merge(meter)
         state, claimed = self._finish(job, attempt, result, cfg)
         code = "-" if result.exit_code is None else result.exit_code
         self._say(f"finish {job.id}  attempt {attempt.number}  exit {code}  "
@@ -189,6 +197,8 @@ class Worker:
         """The job's shell exists and waits for our word: note it where recovery looks before
         the command may run; the heartbeat thread copies it into the database."""
         attempt.pid, attempt.pid_started = pid, started
+        self._meter = usage.Meter(pid, started, host=self.host.pid,
+                                  worker=os.getpid() if procs.is_subreaper() else None)
         try:
             if self.journal is None:
                 self.journal = engine.ProcessJournal()
@@ -219,7 +229,7 @@ class Worker:
                 return engine.finish_and_claim(
                     job, attempt, self.row, outcome=result.outcome, exit_code=result.exit_code,
                     error=result.error, tail=result.tail, max_backoff=cfg["max_backoff"],
-                    claim_next=not self.stopping)
+                    claim_next=not self.stopping, cost=result.cost)
             except DatabaseError as exc:
                 if self.force:
                     self._complain(f"could not record {job.id} ({exc}); leaving it to recovery")
@@ -233,6 +243,9 @@ class Worker:
         here skips one tick; it never disturbs the running job."""
         if self.force:
             return "interrupt"
+        if not self._sampled and self._meter is not None:
+            self._sampled = True  # past its first tick: worth sampling (a short job never is)
+            self.sampler.watch(self._meter)
         try:
             return self._check_in(job, cfg)
         except DatabaseError:
@@ -352,8 +365,54 @@ def _print_line(line: str) -> None:
         raise
 
 
-def run_worker(queues: list[str] | None = None, *, burst: bool = False, echo: bool = False) -> int:
-    worker = Worker(queues, burst=burst, echo=_print_line if echo else None)
+class WorkersLog:
+    """A detached worker's stdout and stderr are ``logs/workers.log``, shared by every detached
+    worker: the same line per job a foreground worker prints goes there. Past ``cap`` bytes the
+    worker that notices moves it to ``workers.log.1`` (under an flock, checked again inside) and
+    starts a new one; the others see the file behind their descriptor is no longer the log and
+    reopen it before their next line."""
+
+    def __init__(self, path, cap: int = 5 * 1024 * 1024):
+        from pathlib import Path
+        self.path, self.cap = Path(path), cap
+
+    def __call__(self, line: str) -> None:
+        try:
+            self._follow()
+        except OSError:
+            pass  # a log we cannot turn over is still written to
+        _print_line(line)
+
+    def _follow(self) -> None:
+        import fcntl
+        ours = os.fstat(1)
+        try:
+            current = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            current = None
+        if current is not None and (current.st_dev, current.st_ino) == (ours.st_dev, ours.st_ino):
+            if ours.st_size < self.cap:
+                return
+            fcntl.flock(1, fcntl.LOCK_EX)
+            try:  # still the log, still too big: nobody turned it over meanwhile
+                current = os.stat(self.path, follow_symlinks=False)
+                if (current.st_dev, current.st_ino) == (ours.st_dev, ours.st_ino):
+                    os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+            finally:
+                fcntl.flock(1, fcntl.LOCK_UN)
+        from queuectl_tui.paths import open_private_append
+        sys.stdout.flush()
+        fd = open_private_append(self.path)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+
+
+def run_worker(queues: list[str] | None = None, *, burst: bool = False, echo: bool = False,
+               log: str | None = None) -> int:
+    """``echo``: one line per job on stdout; ``log``: stdout is that shared, rotated log."""
+    worker = Worker(queues, burst=burst,
+                    echo=WorkersLog(log) if log else _print_line if echo else None)
     worker.install_signals()
     procs.become_subreaper()  # orphans of our jobs come back to us, to be killed after each job
     try:

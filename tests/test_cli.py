@@ -438,29 +438,35 @@ def test_enqueue_and_status_load_neither_psutil_nor_migrations_nor_rich(home, db
     {"pending": 1, "processing": 0, "completed": 0, "failed": 0, "dead": 0},
     {"pending": 123456789, "processing": 12, "completed": 98765432101, "failed": 0, "dead": 7},
 ])
-def test_status_without_a_terminal_prints_what_rich_prints(tmp_path, monkeypatch, jobs):
-    """Off a terminal status skips rich (its import is a third of a cold start): the same text,
-    at every width, and rich itself where it would wrap or shorten."""
-    from click.testing import CliRunner
-
-    from queuectl_tui import cli as climod, engine
+def test_status_without_a_terminal_prints_what_rich_prints(monkeypatch, capsys, jobs):
+    """Off a terminal status skips rich (its import is a third of a cold start): the same text
+    as rich prints there, however wide the figures."""
+    from queuectl_tui import cli as climod
 
     data = {"jobs": jobs, "total": sum(jobs.values()), "workers": {"alive": 3, "busy": 12345},
             "oldest_pending_age": 3725.0}
-    monkeypatch.setattr(engine, "stats", lambda: data)
-    plain = climod._plain_width
+    for env in ({}, {"COLUMNS": "1"}, {"COLUMNS": "20"}, {"TTY_COMPATIBLE": "0"}):
+        for key in ("COLUMNS", "TTY_COMPATIBLE", "FORCE_COLOR"):
+            monkeypatch.delenv(key, raising=False)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        assert climod.piped()
+        climod._status_rich(data)
+        assert capsys.readouterr().out == "\n".join(climod._status_lines(data)) + "\n", env
 
-    def status(columns: int, *, rich: bool) -> str:
-        monkeypatch.setattr(climod, "_plain_width", (lambda: None) if rich else plain)
-        env = {"COLUMNS": str(columns), "TTY_COMPATIBLE": None, "FORCE_COLOR": None}
-        result = CliRunner().invoke(climod.cli, ["--db", str(tmp_path / "q.db"), "status"], env=env)
-        assert result.exit_code == 0, result.output
-        return result.output
 
-    widest = max(map(len, status(500, rich=True).splitlines()))
-    for columns in (1, 20, widest - 1, widest, widest + 1, 80, 500):
-        assert status(columns, rich=False) == status(columns, rich=True), columns
-
+def test_piped_tables_keep_each_row_on_one_line_whole(cli, home):
+    """`list | grep` and `show | grep` see whole rows: nothing cut, folded or padded."""
+    long_id, command = "an-identifier-longer-than-a-narrow-column", "echo " + "x" * 300
+    ok(cli("enqueue", "--id", long_id, command))
+    ok(cli("enqueue", "--id", "short", "true"))
+    lines = ok(cli("list", env={**cli_env(home), "COLUMNS": "80"})).out.splitlines()
+    row = [line for line in lines if long_id in line]
+    assert len(row) == 1 and command in row[0]
+    assert any("short" in line and "true" in line for line in lines)
+    assert all(line == line.rstrip() for line in lines)
+    shown = ok(cli("show", long_id)).out.splitlines()
+    assert any(line.split()[:1] == ["command"] and command in line for line in shown)
 
 def test_wait_options_refuse_nan(cli):
     for args in (("worker", "stop", "--wait", "nan"), ("cancel", "x", "--wait", "nan")):
@@ -539,6 +545,41 @@ def test_escape_sequences_in_output_reach_a_terminal_visibly_and_a_pipe_as_they_
     assert b"^[]2;renamed^G^[[2Jafter\ttab" in shown
     tail = _on_a_terminal(home, "show", "esc")
     assert b"renamed" in tail and b"\x1b]2" not in tail and b"^[]2;renamed^G" in tail
+
+
+def test_values_are_written_the_same_way_everywhere(cli):
+    """`none` for no value (as the README and the console say), plain numbers, JSON spellings
+    in errors: never null, 2.592e+06 or Python's True."""
+    listed = ok(cli("config", "list")).out
+    row = next(line for line in listed.splitlines() if "default_timeout" in line)
+    assert "none" in row and "null" not in row
+    assert ok(cli("config", "get", "default_timeout")).out == "none\n"
+    assert ok(cli("config", "get", "default_timeout", "--json")).json() == {"default_timeout": None}
+    err = user_error(cli("config", "set", "max_backoff", "99999999999"), 2)
+    assert "2592000" in err and "e+" not in err
+    assert "not true" in user_error(cli("enqueue", '{"command": "x", "timeout": true}'), 2)
+    assert '"dead"' in user_error(cli("enqueue", '{"command": "x", "state": "dead"}'), 2)
+    assert ok(cli("config", "set", "poll_interval", "0.25")).out == "poll_interval = 0.25\n"
+
+
+def test_an_id_given_twice_is_refused_like_a_command_given_twice(cli):
+    assert "not both" in user_error(cli("enqueue", "--id", "a", '{"id": "b", "command": "true"}'), 2)
+    assert ok(cli("list", "--json")).json() == []
+    assert ok(cli("enqueue", "--id", "a", '{"command": "true"}')).out == "a\n"
+
+
+def test_list_takes_several_states_and_says_how_many_more_there_are(cli, home):
+    for n in range(4):
+        ok(cli("enqueue", "--id", f"p{n}", "true"))
+    ok(cli("enqueue", "--id", "c0", "--command", "false", "--max-retries", "0"))
+    ok(cli(*BURST))
+    ok(cli("enqueue", "--id", "late", "true"))
+    both = ok(cli("list", "--state", "pending", "--state", "dead", "--json")).json()
+    assert sorted(j["id"] for j in both) == ["c0", "late"]
+    first = ok(cli("list", "--limit", "2"))
+    assert "and 4 more" in first.err and "--limit 0" in first.err
+    assert "more" not in ok(cli("list", "--limit", "6")).err
+    assert "and 1 more" in ok(cli("list", "--state", "completed", "--limit", "3")).err
 
 
 def test_logs_of_an_attempt_on_another_host_say_where_and_show_the_tail_kept(cli, home, db):

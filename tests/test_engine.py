@@ -513,6 +513,11 @@ def test_stats_counts_states_workers_and_oldest_pending(add, worker):
     assert data["jobs"]["pending"] == 1 and data["jobs"]["processing"] == 1 and data["total"] == 2
     assert data["workers"] == {"alive": 1, "busy": 1}
     assert data["oldest_pending_age"] == 5
+    add("later", now=T0, delay=60)  # scheduled: not waiting for a worker yet
+    assert engine.stats(now=T0 + 10)["oldest_pending_age"] == 5
+    engine.claim(worker, now=T0 + 10)
+    assert engine.stats(now=T0 + 10)["oldest_pending_age"] is None
+    assert engine.stats(now=T0 + 70)["oldest_pending_age"] == 10
 
 
 def test_job_dict_carries_the_documented_fields_in_utc(add):

@@ -95,7 +95,7 @@ def test_time_without_zone_is_local_time(monkeypatch):
     ({"command": "x", "run_at": "1900-01-01T00:00:00Z"}, "before 1970"),
     ({"command": "x", "run_at": "2030-01-01T00:00:00Z", "delay": 5}, "not both"),
     ({"command": "x", "run_at": "2030-01-01T00:00:00Z", "scheduled_at": "2030-01-01T00:00:00Z"}, "not both"),
-    ({"command": "x", "state": "completed"}, "state must be 'pending'"),
+    ({"command": "x", "state": "completed"}, 'state must be "pending"'),
     ({"command": "x", "attempts": 2}, "attempts must be 0"),
     ({"command": "x", "attempts": False}, "attempts must be 0"),
     ({"command": "x", "created_at": "yesterday"}, "created_at"),

@@ -340,6 +340,35 @@ async def test_detail_follows_a_running_jobs_log(seeded):
         assert "\n".join(log.lines).count("fetched page 12") == 1
 
 
+async def test_output_pane_follows_the_selected_jobs_log_from_the_list(seeded):
+    """o opens the pane under the list: it shows the selected job's latest log, keeps
+    following it as it grows, changes with the cursor, and o hides it again."""
+    from textual.widgets import Log
+
+    from queuectl_tui.models import Attempt, Job
+
+    app = make_app(seeded, refresh_interval=0.1)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = main(app)
+        await select(pilot, "crawl-sitemap")
+        await pilot.press("o")
+        pane = screen.query_one("#output", Log)
+        assert pane.display
+        await until(pilot, lambda: "fetched page 12" in "\n".join(pane.lines), message="the log so far")
+        attempt = Attempt.get(Attempt.job == Job.get(Job.id == "crawl-sitemap").seq)
+        with open(app.db_path.parent / "logs" / attempt.log_file, "a") as handle:
+            handle.write("fetched page 13\n\x1b[2J\n")
+        await until(pilot, lambda: "fetched page 13" in "\n".join(pane.lines), message="the new line")
+        assert "\n".join(pane.lines).count("fetched page 12") == 1
+        assert "^[[2J" in "\n".join(pane.lines) and "\x1b" not in "\n".join(pane.lines)
+        await select(pilot, "transcode-video-11")
+        await until(pilot, lambda: "transcoding clip 11" in "\n".join(pane.lines), message="the other log")
+        assert "fetched page" not in "\n".join(pane.lines)
+        assert isinstance(app.screen, type(screen))  # still on the list
+        await pilot.press("o")
+        assert not pane.display
+
+
 async def test_question_mark_shows_help_and_the_palette_has_the_actions(seeded):
     from queuectl_tui.tui.screens.help import HelpScreen
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from queuectl_tui import procs
+
 from tui_support import empty_db, make_app, seeded, settle, stable_terminal, stand_in  # noqa: F401
 
 WIDE = (120, 35)
@@ -52,6 +54,32 @@ def test_job_detail_with_attempts_and_log(snap_compare, seeded):
         await pilot.app.push_screen(JobDetailScreen("fetch-exchange-rates"))
 
     assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run(then=open_detail))
+
+
+def test_job_detail_of_a_running_job_shows_its_process_tree(snap_compare, seeded, stand_in,
+                                                           monkeypatch):
+    """A running job: its live process tree (ps f order, control characters shown visibly)
+    and the chart of its CPU and memory over the attempt (pinned by the fake monitor)."""
+    from queuectl_tui import engine
+
+    explain = engine.explain  # "running on worker 1 (pid P on HOST)": P pinned as the monitor's
+    monkeypatch.setattr(engine, "explain", lambda job, **kw: explain(job, **kw).replace(
+        f"pid {stand_in} on {procs.hostname()}", "pid 4100 on demo"))
+    async def open_detail(pilot) -> None:
+        from queuectl_tui.tui.screens.detail import JobDetailScreen
+        await pilot.app.push_screen(JobDetailScreen("transcode-video-11"))
+
+    assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run(then=open_detail))
+
+
+def test_output_pane_follows_the_selected_running_job(snap_compare, seeded):
+    """o on the Processing tab: the pane shows the selected running job's log under the list."""
+    assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run("3", "o"))
+
+
+def test_output_pane_moves_with_the_cursor(snap_compare, seeded):
+    """The pane follows the cursor: the next row's log replaces the first one's."""
+    assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run("3", "o", "down"))
 
 
 def test_enqueue_modal_shows_validation_errors(snap_compare, seeded):

@@ -193,3 +193,41 @@ def test_worker_stop_counts_an_exited_but_unreaped_worker_as_stopped(cli, home):
     finally:
         parent.kill()
         parent.wait()
+
+
+def test_detached_workers_log_one_line_per_job_as_foreground_ones_print(cli, home):
+    ok(cli("enqueue", "--id", "logged-ok", "true"))
+    ok(cli("enqueue", "--id", "logged-bad", "--max-retries", "0", "exit 3"))
+    ok(cli("worker", "start", "--count", "2", "--burst"))
+    log = home / "logs" / "workers.log"
+    text = wait_for(lambda: (t := log.read_text()).count("stopped") == 2 and t, message="workers stop")
+    assert any("finish logged-ok" in line and "completed" in line for line in text.splitlines())
+    assert any("finish logged-bad" in line and "exit 3" in line for line in text.splitlines())
+
+
+def test_the_workers_log_turns_over_past_its_cap_and_every_writer_follows(tmp_path):
+    """Writers share workers.log as their stdout: past the cap the one that notices moves it
+    to workers.log.1, and a writer still holding the old file writes its next line to the new
+    log, not to the old one."""
+    logs = tmp_path / "logs"
+    logs.mkdir(mode=0o700)
+    script = (
+        "import sys\n"
+        "from queuectl_tui.worker import WorkersLog\n"
+        "log = WorkersLog(sys.argv[1], cap=2000)\n"
+        "for n in range(int(sys.argv[3])):\n"
+        "    log(f'{sys.argv[2]} line {n:03d} ' + 'x' * 40)\n")
+    shared = os.open(logs / "workers.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def write(name: str, lines: int) -> None:
+        writer = subprocess.Popen([sys.executable, "-c", script, str(logs / "workers.log"), name,
+                                   str(lines)], stdout=shared, stderr=shared, env=cli_env(tmp_path))
+        assert writer.wait(timeout=60) == 0
+
+    write("a", 50)  # about 33 lines fill 2,000 bytes: turned over once
+    write("b", 1)  # its stdout is still the first file, now workers.log.1
+    os.close(shared)
+    current, old = (logs / "workers.log").read_text(), (logs / "workers.log.1").read_text()
+    assert "a line 000" in old and "a line 049" in current and "b line 000" in current
+    assert len(old) < 2000 + 100 and sorted(p.name for p in logs.iterdir()) == [
+        "workers.log", "workers.log.1"]

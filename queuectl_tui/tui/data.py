@@ -83,6 +83,7 @@ class Page:
     total: int  # rows matching tab and filter
     has_next: bool
     has_prev: bool
+    costs: dict[int, tuple] | None = None  # job seq -> its last attempt's (cpu, peak, processes)
 
 
 @dataclass
@@ -116,7 +117,12 @@ def read_page(view: View, limit: int, counts: dict[str, int] | None = None) -> P
     else:
         counts = counts if counts is not None else engine.counts()
         total = counts[view.state] if view.state else sum(counts.values())
-    return Page(view, rows, total, has_next, has_prev)
+    costs = engine.last_costs([job.seq for job in rows]) if view.state in COSTED else None
+    return Page(view, rows, total, has_next, has_prev, costs)
+
+
+#: Tabs whose rows show what the job's last attempt cost.
+COSTED = ("completed", "dead")
 
 
 def read_status(monitor: Any, now: float) -> Status:
@@ -132,9 +138,12 @@ class Detail:
     why: str
     attempts: list[dict[str, Any]]
     running: bool
+    tree: Any = None  # monitor.JobTree of the running attempt (on this host), else None
+    history: list[tuple[float, float, int]] | None = None  # its (time, CPU %, RSS) so far
+    tree_read: bool = False  # the tree was read this time (about once a second)
 
 
-def read_detail(job_id: str, now: float) -> Detail:
+def read_detail(job_id: str, now: float, monitor: Any = None) -> Detail:
     job = engine.get_job(job_id)
     attempts = engine.attempts_of(job)
     data = engine.job_dict(job, full=True)
@@ -151,7 +160,35 @@ def read_detail(job_id: str, now: float) -> Detail:
             row["log_note"] = (f"({where}; its last output, kept in the database:)\n{visible(tail)}"
                                if tail else f"({where}; no output of it is kept in the database)")
         rows.append(row)
-    return Detail(data, engine.explain(job, now=now), rows, job.state == "processing")
+    detail = Detail(data, engine.explain(job, now=now), rows, job.state == "processing")
+    held = engine.running_attempts().get(job.id) if detail.running and monitor is not None else None
+    if held is not None:
+        detail.tree, detail.history = monitor.job_tree(held[0], held[1], now)
+    return detail
+
+
+@dataclass
+class Output:
+    """The output pane: the latest attempt of the selected job, and what its log added."""
+
+    job_id: str
+    attempt: int | None
+    running: bool
+    key: tuple | None  # (attempt number, log path): another key starts the pane over
+    chunk: LogChunk | None
+
+
+def read_output(job_id: str, key: tuple | None, offset: int) -> Output:
+    job = engine.get_job(job_id)
+    attempts = engine.attempts_of(job)
+    if not attempts:
+        return Output(job_id, None, False, None, None)
+    latest = attempts[-1]
+    path = engine.log_path(latest)
+    new_key = (latest.number, str(path))
+    running = latest.finished_at is None
+    chunk = read_log(path, offset if new_key == key else 0, complete=not running)
+    return Output(job_id, latest.number, running, new_key, chunk)
 
 
 @dataclass
@@ -208,6 +245,6 @@ def _save(changes: dict[str, Any], resets: list[str]) -> None:
         settings.set_value(key, value)
 
 
-__all__ = ["Problem", "QueueError", "View", "Page", "Status", "Detail", "LogChunk", "STATES",
-           "call", "read_page", "read_status", "read_detail", "read_log", "read_settings",
-           "save_settings"]
+__all__ = ["Problem", "QueueError", "View", "Page", "Status", "Detail", "LogChunk", "Output",
+           "STATES", "COSTED", "call", "read_page", "read_status", "read_detail", "read_log",
+           "read_output", "read_settings", "save_settings"]

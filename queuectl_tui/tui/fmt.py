@@ -89,3 +89,23 @@ def duration(job, now: float) -> str:
     if job.finished_at is None or job.state == "pending":
         return "-"
     return precise(max(0.0, job.finished_at - job.started_at))
+
+
+def cpu_time(seconds: float | None) -> str:
+    """CPU seconds an attempt used (user + system, its whole tree)."""
+    if seconds is None:
+        return "-"
+    return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s" if seconds < 100 else ago(seconds)
+
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def spark(values: list[float], width: int, top: float | None = None) -> str:
+    """The last ``width`` values as a one-line bar chart scaled to ``top`` (default: their max)."""
+    values = values[-width:] if width > 0 else []
+    if not values:
+        return ""
+    top = max(top or 0.0, max(values), 1e-9)
+    return "".join(_BARS[min(len(_BARS) - 1, max(0, round(v / top * (len(_BARS) - 1))))]
+                   for v in values)

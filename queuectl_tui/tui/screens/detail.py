@@ -1,6 +1,9 @@
-"""One job: every field, every attempt, and the log of the selected attempt (followed live)."""
+"""One job: every field, every attempt (with what it cost), the log of the selected attempt
+(followed live), and for a running job its process tree and a chart of its CPU and memory."""
 
 from __future__ import annotations
+
+import time
 
 from rich.table import Table
 from rich.text import Text
@@ -14,20 +17,24 @@ from textual.widgets import DataTable, Log, Static
 from queuectl_tui import engine
 from queuectl_tui.tui import data
 from queuectl_tui.visible import visible
-from queuectl_tui.tui.fmt import STATE_STYLE, cell, precise, short_stamp
+from queuectl_tui.tui.fmt import STATE_STYLE, cell, cpu_time, percent, precise, short_stamp, size, spark
 from queuectl_tui.tui.widgets.jobs_table import Column, KeyedTable
 from queuectl_tui.tui.widgets.keybar import KeyBar
 
 ATTEMPT_COLUMNS = (
     Column("number", "#", 3), Column("worker", "Worker", 6), Column("start", "Started", 14),
     Column("end", "Finished", 14), Column("exit", "Exit", 4), Column("duration", "Duration", 8),
-    Column("outcome", "Outcome", 11),
+    Column("outcome", "Outcome", 11), Column("cpu", "CPU", 7), Column("peak", "Peak", 6),
+    Column("procs", "Procs", 5),
 )
+NARROW_DROPS = ("worker", "end", "cpu", "peak", "procs")
+TREE_EVERY = 0.95  # seconds between two readings of a running job's tree (about each second)
 
 
 def attempt_columns(width: int) -> tuple[Column, ...]:
-    """Every column from 100 columns up; below, worker and finish time go (the error stays)."""
-    columns = [c for c in ATTEMPT_COLUMNS if width >= 100 or c.key not in ("worker", "end")]
+    """Every column from 100 columns up; below, worker, finish time and the costs go (the
+    error stays; ``show`` has them all)."""
+    columns = [c for c in ATTEMPT_COLUMNS if width >= 100 or c.key not in NARROW_DROPS]
     used = sum(c.width + 2 for c in columns) + 2 + 2
     return (*columns, Column("error", "Error", max(12, width - used)))
 #: Field order on screen (engine.job_dict's keys).
@@ -62,6 +69,7 @@ class JobDetailScreen(Screen):
         self._busy = False
         self._again = False  # something changed while a read was under way: read again after it
         self._gone = False
+        self._tree_at = float("-inf")  # monotonic time of the last tree reading
 
     def compose(self) -> ComposeResult:
         yield Static(Text(f"job {self.job_id}", style="bold"), id="detail-title")
@@ -69,11 +77,15 @@ class JobDetailScreen(Screen):
             yield Static("loading…", id="fields")
         yield Static("Attempts", classes="section")
         yield AttemptsTable(id="attempts")
+        yield Static("Processes", id="tree-title", classes="section")
+        yield Static("", id="tree")
+        yield Static("", id="chart")
         yield Static("Log", id="log-title", classes="section")
         yield Log(id="log", max_lines=20000, highlight=False)
         yield KeyBar()
 
     def on_mount(self) -> None:
+        self._show_tree(False)
         self.query_one(AttemptsTable).set_layout(attempt_columns(self.app.size.width))
         (self.query_one(Log) if self.focus_log else self.query_one(AttemptsTable)).focus()
         self.poll()
@@ -91,8 +103,13 @@ class JobDetailScreen(Screen):
 
     @work(thread=True, group="detail", exit_on_error=False)
     def _read(self, attempt_no: int | None, offset: int, log_for) -> None:
+        with_tree = time.monotonic() - self._tree_at >= TREE_EVERY
+        if with_tree:
+            self._tree_at = time.monotonic()
         try:
-            detail = data.call(self.app.db_path, data.read_detail, self.job_id, self.app.clock())
+            detail = data.call(self.app.db_path, data.read_detail, self.job_id, self.app.clock(),
+                               self.app.monitor if with_tree else None)
+            detail.tree_read = with_tree
         except (data.Problem, data.QueueError) as exc:
             self.app.from_thread(self._failed, exc)
             return
@@ -148,6 +165,9 @@ class JobDetailScreen(Screen):
                 "start": cell(short_stamp(a["started_ts"])), "end": cell(short_stamp(a["finished_ts"])),
                 "exit": cell(a["exit_code"], justify="right"), "duration": cell(precise(a["duration"])),
                 "outcome": cell(outcome, style), "error": cell(a["error"], "red"),
+                "cpu": cell(cpu_time(a["cpu_seconds"]), justify="right"),
+                "peak": cell(size(a["peak_rss_bytes"]), justify="right"),
+                "procs": cell(a["processes"], justify="right"),
             }
             rows.append((str(a["number"]), tuple(cells[c.key] for c in table.layout)))
         first = self.attempt is None and number is not None
@@ -180,8 +200,60 @@ class JobDetailScreen(Screen):
         state = "following" if self.follow and running else "paused" if running else "complete"
         self.query_one("#log-title", Static).update(
             f"Log of attempt {number}  ({state})" if number is not None else "Log")
+        if not detail.running:
+            self._show_tree(False)
+        elif detail.tree_read:
+            self._update_tree(detail)
         if self._again:
             self.poll()
+
+    # -- the running job's processes ------------------------------------------------------
+    def _show_tree(self, shown: bool) -> None:
+        for name in ("#tree-title", "#tree", "#chart"):
+            self.query_one(name).display = shown
+
+    def _update_tree(self, detail: data.Detail) -> None:
+        tree = detail.tree
+        if tree is None or not tree.local:
+            self._show_tree(True)
+            self.query_one("#chart").display = False
+            where = "" if tree is None else f" (on host {tree.host})"
+            self.query_one("#tree", Static).update(
+                Text(f"its processes cannot be read from here{visible(where)}", style="dim"))
+            return
+        self._show_tree(True)
+        now = self.app.clock()
+        totals = tree.totals()
+        self.query_one("#tree-title", Static).update(Text.assemble(
+            "Processes", (f"  {len(tree.processes)} · CPU {percent(totals.cpu)} · RSS "
+                          f"{size(totals.rss)} · running {precise(tree.runtime(now))}", "")))
+        table = Table(box=None, header_style="bold", padding=(0, 1), expand=True)
+        for name, justify in (("PID", "right"), ("CPU%", "right"), ("RSS", "right"),
+                              ("State", "left"), ("Command", "left")):
+            table.add_column(name, justify=justify, no_wrap=True,
+                             ratio=1 if name == "Command" else None, overflow="ellipsis")
+        for p in tree.processes:
+            branch = "    " * (p.depth - 1) + "\\_ " if p.depth else ""
+            command = visible(p.command.replace("\n", " "))
+            table.add_row(str(p.pid), percent(p.cpu_percent), size(p.rss), p.state,
+                          Text(branch + command, no_wrap=True, overflow="ellipsis"))
+        if not tree.processes:
+            table.add_row("", "", "", "", Text("(no process: starting, or just ended)", style="dim"))
+        self.query_one("#tree", Static).update(table)
+        history = detail.history or []
+        width = max(10, self.size.width - 40)
+        cpu = [point[1] for point in history]
+        rss = [point[2] for point in history]
+        chart = Text()
+        if history:
+            chart.append("CPU  ", "bold").append(spark(cpu, width, 100.0), "green")
+            chart.append(f"  {percent(cpu[-1])} now, {percent(max(cpu))} at most\n")
+            chart.append("Mem  ", "bold").append(spark([float(v) for v in rss], width), "cyan")
+            chart.append(f"  {size(rss[-1])} now, {size(max(rss))} at most")
+            span = history[-1][0] - history[0][0]
+            chart.append(f"  (over {precise(span)} seen)", "dim")
+        self.query_one("#chart", Static).update(chart)
+        self.query_one("#chart").display = bool(history)
 
     def _fields_table(self, fields: dict) -> Table:
         wide = self.size.width >= 110

@@ -15,14 +15,15 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Input, Log, Static
 
 from queuectl_tui import engine, supervisor
 from queuectl_tui.models import DEAD, FAILED, PROCESSING, Job
 from queuectl_tui.tui import data
-from queuectl_tui.tui.fmt import STATE_LABEL, STATE_STYLE, cell, duration, when
+from queuectl_tui.tui.fmt import STATE_LABEL, STATE_STYLE, cell, cpu_time, duration, size, when
 from queuectl_tui.tui.widgets import CountsHeader, JobsTable, KeyBar, TabBar, ThroughputLine, WorkersPane
 from queuectl_tui.tui.widgets.jobs_table import Column
+from queuectl_tui.visible import visible
 
 #: (tab id, label, state); the number keys pick them in this order.
 TABS = [("all", "All", None), ("pending", "Pending", "pending"),
@@ -38,9 +39,10 @@ SCROLLBAR = 0  # the jobs table has no vertical scrollbar (see app.tcss)
 FILTER_DELAY = 0.15  # seconds of no typing before the filter applies
 
 
-def job_columns(width: int, dlq: bool) -> tuple[Column, ...]:
+def job_columns(width: int, dlq: bool, costs: bool = False) -> tuple[Column, ...]:
     """Columns that fill the table's width exactly: fixed narrow ones, the rest shared out.
-    Below 100 columns the priority and duration columns go (the detail screen has them)."""
+    Below 100 columns the priority and duration columns go (the detail screen has them).
+    ``costs``: what the last attempt used (CPU time, peak memory), for finished jobs."""
     wide = width >= 100
     if dlq:
         fixed = [Column("tries", "Tries", 5), Column("when", "Died", 9 if not wide else 13)]
@@ -53,6 +55,8 @@ def job_columns(width: int, dlq: bool) -> tuple[Column, ...]:
         if wide:
             fixed.append(Column("duration", "Duration", 8))
         shares = (0.28, 0.4)
+    if costs:
+        fixed += [Column("cpu", "CPU", 6), Column("peak", "Peak", 6)]
     count = len(fixed) + 4  # mark, id, command, error
     flex = max(0, width - SCROLLBAR - 2 * count - 1 - sum(c.width for c in fixed))
     id_w = max(10, min(28, int(flex * shares[0])))
@@ -77,6 +81,8 @@ class MainScreen(Screen):
         Binding("e", "config", "Config", tooltip="Edit the settings"),
         Binding("plus", "worker_start", "Worker", key_display="+",
                 tooltip="Start one more detached worker"),
+        Binding("o", "output", "Output",
+                tooltip="Show or hide the output pane: the selected job's latest log, followed while it runs"),
         Binding("minus", "worker_stop", "Stop worker", key_display="-", show=False,
                 tooltip="Stop one worker (the one selected in the workers pane, else the newest); asks first"),
         Binding("X", "worker_stop_all", "Stop all workers", show=False,
@@ -111,6 +117,11 @@ class MainScreen(Screen):
         self._problem: str | None = None
         self._read_since = 0.0
         self._filter_timer = None
+        self.output_on = False  # the output pane (o) is shown
+        self._output_job: str | None = None  # whose log it shows
+        self._output_key: tuple | None = None  # (attempt number, log path) read so far
+        self._output_offset = 0
+        self._output_busy = self._output_again = False
 
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -124,6 +135,8 @@ class MainScreen(Screen):
             yield JobsTable(id="jobs")
             yield Static("", id="empty")
         yield Static("", id="pager")
+        yield Static("Output", id="output-title", classes="section")
+        yield Log(id="output", max_lines=5000, highlight=False)
         yield WorkersPane(id="workers")
         yield ThroughputLine(id="throughput")
         yield KeyBar()
@@ -134,6 +147,8 @@ class MainScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#filter").display = False
+        self.query_one("#output-title").display = self.query_one("#output").display = False
+        self.set_interval(min(0.5, self.app.refresh_interval), self._poll_output)
         self._layout_columns()
         self.load_status()
         self.call_after_refresh(self.load_page)  # once laid out: the page is what the table shows
@@ -159,11 +174,13 @@ class MainScreen(Screen):
     @property
     def settled(self) -> bool:
         """No read under way or due and the page fits the table (what tests wait for)."""
-        return not (self._page_busy or self._status_busy or self._page_again or self._page_misfit())
+        return not (self._page_busy or self._status_busy or self._page_again or self._page_misfit()
+                    or self._output_busy or self._output_again)
 
     def _layout_columns(self) -> bool:
         width = self.size.width or self.app.size.width
-        return self.table.set_layout(job_columns(width, self.view.state == DEAD))
+        return self.table.set_layout(job_columns(width, self.view.state == DEAD,
+                                                 self.view.state in data.COSTED))
 
     # -- reading ------------------------------------------------------------------------
     def on_screen_resume(self) -> None:
@@ -260,6 +277,7 @@ class MainScreen(Screen):
     # -- showing ------------------------------------------------------------------------
     def _row(self, job: Job, now: float) -> tuple[Text, ...]:
         when_text, when_style = when(job, now)
+        cost = (self.page.costs or {}).get(job.seq, (None, None, None)) if self.page else (None,) * 3
         marked = job.id in self.marks
         cells = {
             "mark": cell(MARK if marked else " ", "bold magenta"),
@@ -271,6 +289,8 @@ class MainScreen(Screen):
             "when": cell(when_text, when_style),
             "duration": cell(duration(job, now)),
             "error": cell(job.last_error, "red" if job.state == DEAD else "dark_orange"),
+            "cpu": cell(cpu_time(cost[0]), justify="right"),
+            "peak": cell(size(cost[1]), justify="right"),
         }
         return tuple(cells[c.key] for c in self.table.layout)
 
@@ -438,6 +458,82 @@ class MainScreen(Screen):
         key = self.table.cursor_key
         if key:
             self._open_detail(key, focus_log=True)
+
+    # -- the output pane ----------------------------------------------------------------
+    def action_output(self) -> None:
+        self.output_on = not self.output_on
+        self.query_one("#output-title").display = self.query_one("#output").display = self.output_on
+        self._output_job = None
+        if self.output_on:
+            self._poll_output()
+
+    @on(DataTable.RowHighlighted, "#jobs")
+    def _cursor_moved(self) -> None:
+        if self.output_on and self.table.cursor_key != self._output_job:
+            self._poll_output()
+
+    def _poll_output(self) -> None:
+        """Read what the selected job's latest log added (the whole tail for a new job)."""
+        if not self.output_on or not self.is_current:
+            return
+        if self._output_busy:
+            self._output_again = True
+            return
+        self._output_again = False
+        job_id = self.table.cursor_key
+        log = self.query_one("#output", Log)
+        if job_id != self._output_job:
+            self._output_job, self._output_key, self._output_offset = job_id, None, 0
+            log.clear()
+        if job_id is None:
+            self.query_one("#output-title", Static).update("Output  (no job selected)")
+            return
+        self._output_busy = True
+        self._read_output(job_id, self._output_key, self._output_offset)
+
+    @work(thread=True, group="output", exit_on_error=False)
+    def _read_output(self, job_id: str, key, offset: int) -> None:
+        try:
+            output = data.call(self.app.db_path, data.read_output, job_id, key, offset)
+        except (data.Problem, data.QueueError) as exc:
+            output = exc
+        self.app.from_thread(self._output_read, job_id, output)
+
+    def _output_read(self, job_id: str, output) -> None:
+        self._output_busy = False
+        if job_id != self._output_job or not self.output_on:
+            self._output_again = self.output_on  # the cursor moved meanwhile
+        else:
+            self._show_output(job_id, output)
+        if self._output_again:
+            self._poll_output()
+
+    def _show_output(self, job_id: str, output) -> None:
+        log = self.query_one("#output", Log)
+        title = self.query_one("#output-title", Static)
+        if isinstance(output, Exception):
+            title.update(Text.assemble("Output  ", (str(output), "red")))
+            return
+        if output.attempt is None:
+            log.clear()
+            log.write("(no attempt yet: the log appears when a worker runs the job)")
+            self._output_key = None
+        else:
+            chunk = output.chunk
+            if output.key != self._output_key:
+                log.clear()
+                self._output_key = output.key
+                if chunk.skipped:
+                    log.write_line(f"[… {chunk.skipped:,} earlier bytes not shown]")
+            if chunk.missing:
+                log.clear()
+                log.write("(no log file for this attempt)")
+            elif chunk.text:
+                log.write(chunk.text, scroll_end=True)
+            self._output_offset = chunk.offset
+        state = ("" if output.attempt is None else
+                 f"  attempt {output.attempt}, {'following' if output.running else 'finished'}")
+        title.update(Text.assemble("Output of ", (visible(job_id), "bold"), state, ("  (o hides)", "dim")))
 
     def _open_detail(self, job_id: str, *, focus_log: bool) -> None:
         from queuectl_tui.tui.screens.detail import JobDetailScreen
