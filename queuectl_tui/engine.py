@@ -955,8 +955,12 @@ def attempts_of(job: Job) -> list[Attempt]:
 def log_elsewhere(job: Job, attempt: Attempt, *, last: bool) -> tuple[str, str | None] | None:
     """For an attempt run on another host (whose log file stays there): where its log is, and
     the tail of its output kept in the database (only the latest finished attempt's is kept).
-    None for an attempt of this host."""
+    None for an attempt of this host, or whose log can be read here all the same (shared
+    storage, a database moved with its logs)."""
     if not attempt.host or attempt.host == procs.hostname():
+        return None
+    path = log_path(attempt)
+    if path is not None and path.exists():
         return None
     where = (f"the log of attempt {attempt.number} is on host {attempt.host} "
              f"({attempt.log_file} in the logs directory of the worker there)")

@@ -587,6 +587,8 @@ def test_logs_of_an_attempt_on_another_host_say_where_and_show_the_tail_kept(cli
     ok(run_cli(home, "worker", "start", "--foreground", "--burst",
                env=cli_env(home / "afar", QUEUECTL_HOSTNAME="afar",
                            QUEUECTL_DB=helpers.DB_URL or str(home / "queuectl.db"))))
+    for logs in (home / "logs", home / "afar" / "logs"):  # only on that machine's disk
+        (logs / "job1-1.log").unlink(missing_ok=True)
     shown = cli("logs", "j")
     assert ok(shown).out == "from afar\nline two\n"
     assert "is on host afar (job1-1.log in the logs directory of the worker there)" in shown.err
