@@ -331,7 +331,7 @@ def _postgres_class():
     return Postgres
 
 
-def _open_postgres(url: str) -> "Database":
+def _open_postgres(url: str):
     if database.obj is not None and getattr(database.obj, "url", None) == url:
         return database.obj
     close_db()
