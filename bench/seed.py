@@ -3,9 +3,10 @@
 ``open_db`` creates the tables and indexes; one recursive-CTE INSERT per table then writes the
 rows inside SQLite, about 20x faster than ``demo.seed_bulk`` for a million jobs. States by
 ``seq % 10``: 0-1 pending (20%), 2-7 completed (60%), 8 dead (10%), 9 failed waiting out a
-backoff (10%); one attempt per finished job. Commands are ``echo item N`` like the demo's.
+backoff (10%); one attempt per finished job, which waited 0 to 1.5 s after it was due.
+Commands are ``echo item N`` like the demo's. Queue ``default``, or ``--queues N`` of them.
 
-Run: python bench/seed.py DB [--jobs 1000000]
+Run: python bench/seed.py DB [--jobs 1000000] [--queues 1]
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < :count)
 INSERT INTO job (seq, id, command, queue, state, priority, attempts, max_retries, backoff_base,
                  timeout, run_at, created_at, updated_at, started_at, finished_at, last_error,
                  exit_code, output_tail, cwd, env_digest, worker_id, cancel_requested)
-SELECT n, printf('bulk-%07d', n), printf('echo item %d', n), 'default',
+SELECT n, printf('bulk-%07d', n), printf('echo item %d', n),
+       CASE WHEN :queues = 1 THEN 'default' ELSE 'q' || (n / 7 % :queues) END,
        CASE WHEN n % 10 < 2 THEN 'pending' WHEN n % 10 < 8 THEN 'completed'
             WHEN n % 10 = 8 THEN 'dead' ELSE 'failed' END,
        0, CASE WHEN n % 10 < 2 THEN 0 ELSE 1 END, 3, 2.0, NULL,
@@ -38,14 +40,15 @@ FROM c
 
 _ATTEMPTS = """
 INSERT INTO attempt (job_seq, number, worker_id, host, started_at, finished_at, exit_code,
-                     duration, outcome, error, log_file)
+                     duration, outcome, error, log_file, due_at, queue)
 SELECT seq, 1, 1, 'bench', started_at, finished_at, exit_code, 0.5,
-       CASE WHEN state = 'completed' THEN 'completed' ELSE 'failed' END, last_error, NULL
+       CASE WHEN state = 'completed' THEN 'completed' ELSE 'failed' END, last_error, NULL,
+       started_at - (seq % 7) * 0.25, queue
 FROM job WHERE state != 'pending'
 """
 
 
-def seed(db_path: Path, count: int, now: float | None = None) -> float:
+def seed(db_path: Path, count: int, now: float | None = None, queues: int = 1) -> float:
     """Create ``db_path`` with ``count`` jobs; return the seconds it took."""
     started = time.perf_counter()
     now = time.time() if now is None else now
@@ -53,7 +56,7 @@ def seed(db_path: Path, count: int, now: float | None = None) -> float:
     start = now - 7200
     with db.atomic():
         db.execute_sql(_JOBS.replace(":count", str(int(count))).replace(":now", repr(now))
-                       .replace(":start", repr(start)).replace(":step", repr(7000.0 / max(count, 1))))
+                       .replace(":start", repr(start)).replace(":queues", str(int(queues))).replace(":step", repr(7000.0 / max(count, 1))))
         db.execute_sql(_ATTEMPTS)
     db.execute_sql("ANALYZE")
     close_db()
@@ -64,8 +67,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("db", type=Path)
     parser.add_argument("--jobs", type=int, default=1_000_000)
+    parser.add_argument("--queues", type=int, default=1)
     args = parser.parse_args()
-    print(f"{args.jobs:,} jobs seeded in {seed(args.db, args.jobs):.1f} s")
+    print(f"{args.jobs:,} jobs seeded in {seed(args.db, args.jobs, queues=args.queues):.1f} s")
 
 
 if __name__ == "__main__":

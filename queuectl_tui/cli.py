@@ -18,7 +18,7 @@ import click
 
 from queuectl_tui import __version__, engine, paths, settings, spec
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
-from queuectl_tui.models import DEAD, STATES
+from queuectl_tui.models import COMPLETED, DEAD, STATES
 from queuectl_tui.visible import visible
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -108,6 +108,7 @@ class _Seconds(click.FloatRange):
 
 
 SECONDS = _Seconds(0, 86400)
+WAIT_SECONDS = _Seconds(0)
 
 
 class _Utf8Text(click.ParamType):
@@ -175,23 +176,27 @@ def cli(ctx: click.Context, db: str | None, no_ui: bool) -> None:
 @click.option("--run-at", help="ISO-8601 time to run at (local time if no zone).")
 @click.option("--delay", type=float, help="Seconds from now to run at.")
 @click.option("--queue", help="Queue name (default 'default').")
+@click.option("--after", "after", multiple=True, type=TEXT, metavar="JOB_ID",
+              help="Run only once this job has completed (repeatable).")
+@click.option("--wait", "wait_", is_flag=True, help="Then wait for the job(s) to end, as 'wait' does.")
 @json_option
 @pass_app
 def enqueue(app: App, spec_arg, file_, job_id, command, priority, max_retries, timeout,
-            backoff_base, run_at, delay, queue, as_json) -> None:
+            backoff_base, run_at, delay, queue, after, wait_, as_json) -> None:
     """Queue a job. SPEC is a JSON object or a plain shell command.
 
     \b
       queuectl-tui enqueue "sleep 5 && echo done"
       queuectl-tui enqueue '{"id":"job1","command":"echo hi","max_retries":2}'
       queuectl-tui enqueue --id nightly --run-at 2030-01-01T02:00:00Z "make backup"
+      queuectl-tui enqueue --after build --wait "make deploy"
       queuectl-tui enqueue -f jobs.jsonl
     """
     raws, bulk = _read_specs(spec_arg, file_, command)
     overrides = {k: v for k, v in {
         "id": job_id, "command": command, "priority": priority, "max_retries": max_retries,
         "timeout": timeout, "backoff_base": backoff_base, "run_at": run_at, "delay": delay,
-        "queue": queue}.items() if v is not None}
+        "queue": queue, "after": list(after) or None}.items() if v is not None}
     now = time.time()
 
     def specs():
@@ -222,20 +227,40 @@ def enqueue(app: App, spec_arg, file_, job_id, command, priority, max_retries, t
             emit_json(engine.job_dict(jobs[0]))
         else:
             click.echo(jobs[0].id)
+        _dead_on_arrival([(j.id, j.last_error) for j in jobs if j.state == DEAD])
+        if wait_:
+            _wait_and_exit([j.id for j in jobs], None, None, as_json)
         return
     app.open()  # a stream is checked as it is staged: in the database's TEMP space
+    waited: list[str] = []
     with engine.enqueue_stream(specs(), now=now) as added:
-        if as_json and added.count == 1 and file_ is None:
-            emit_json(engine.job_dict(next(added.jobs())))
-        elif as_json:  # the list json.dumps(indent=2) would print, one job at a time
-            for n, job in enumerate(added.jobs()):
-                text = json.dumps(engine.job_dict(job), indent=2, ensure_ascii=False)
-                click.echo(("[\n  " if n == 0 else ",\n  ") + text.replace("\n", "\n  "), nl=False)
-            click.echo("\n]")
-        else:
-            ids = added.ids()
-            while chunk := list(itertools.islice(ids, 10_000)):
-                click.echo("\n".join(chunk))
+        _print_added(added, as_json, file_)
+        _dead_on_arrival(added.dead())
+        if wait_:
+            waited = list(added.ids())
+    if wait_:
+        _wait_and_exit(waited, None, None, as_json)
+
+
+def _dead_on_arrival(rows: list[tuple[str, str]]) -> None:
+    """Say which new jobs went straight to the DLQ (stdout keeps only the ids)."""
+    for job_id, error in rows:
+        click.echo(f"note: job {visible(job_id)} went to the DLQ: {visible(error or '')}", err=True)
+
+
+def _print_added(added, as_json: bool, file_) -> None:
+    """The ids (or jobs, --json) a stream enqueued, in input order, a chunk at a time."""
+    if as_json and added.count == 1 and file_ is None:
+        emit_json(engine.job_dict(next(added.jobs())))
+    elif as_json:  # the list json.dumps(indent=2) would print, one job at a time
+        for n, job in enumerate(added.jobs()):
+            text = json.dumps(engine.job_dict(job), indent=2, ensure_ascii=False)
+            click.echo(("[\n  " if n == 0 else ",\n  ") + text.replace("\n", "\n  "), nl=False)
+        click.echo("\n]")
+    else:
+        ids = added.ids()
+        while chunk := list(itertools.islice(ids, 10_000)):
+            click.echo("\n".join(chunk))
 
 
 def _lines(stream, what: str):
@@ -292,6 +317,10 @@ def status(app: App, as_json: bool) -> None:
     """Counts per state, workers alive/busy, how long the oldest due pending job has waited."""
     app.open()
     data = engine.stats()
+    rows = engine.queue_rows()
+    data["paused_all"] = engine.paused_all()
+    data["paused_queues"] = [row["name"] for row in rows if row["paused"]]
+    data["resumed_queues"] = [row["name"] for row in rows if not row["paused"]] if data["paused_all"] else []
     server = paths.is_url(app.db_path)  # a file needs no naming; a shared server does
     if server:
         from queuectl_tui.db import describe_target
@@ -318,6 +347,105 @@ def _status_rich(data: dict[str, Any]) -> None:
     out.print(table)
     out.print(f"workers: {data['workers']['alive']} alive, {data['workers']['busy']} busy")
     out.print(f"oldest pending: {ago(data['oldest_pending_age'])}")
+    if _paused_line(data):
+        out.print(plain(_paused_line(data)))
+
+
+def _paused_line(data: dict[str, Any]) -> str | None:
+    """Which queues workers take nothing from (None: none)."""
+    if data.get("paused_all"):
+        return "paused: every queue" + (f" but {', '.join(data['resumed_queues'])}"
+                                        if data["resumed_queues"] else "")
+    return f"paused: {', '.join(data['paused_queues'])}" if data.get("paused_queues") else None
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--since", "since", default="1h", show_default=True, metavar="DURATION",
+              help="Window: attempts finished in the last DURATION (90s, 30m, 1h, 2d).")
+@click.option("--queue", "queues", multiple=True, type=TEXT, help="Only this queue (repeatable).")
+@click.option("--prometheus", is_flag=True,
+              help="Print Prometheus' text format (needs the 'metrics' extra).")
+@json_option
+@pass_app
+def stats(app: App, since: str, queues, prometheus: bool, as_json: bool) -> None:
+    """Execution metrics over a window: completed, failed, dead, throughput, success rate,
+    retries, wait and run time percentiles, the oldest due job, the most frequent errors."""
+    from queuectl_tui import metrics as figures
+    window = figures.parse_duration(since)
+    if prometheus:
+        if as_json or queues:
+            raise InvalidInput("--prometheus takes neither --json nor --queue (it gives every queue)")
+        from queuectl_tui import exporter
+        exporter.require()
+        app.open()
+        click.echo(exporter.text(window), nl=False)
+        return
+    app.open()
+    now = time.time()
+    data = figures.execution_stats(now - window, list(queues) or None, now)
+    if as_json:
+        emit_json(_stats_json(data))
+        return
+    _print_stats(data)
+
+
+def _stats_json(data: dict[str, Any]) -> dict[str, Any]:
+    """Times of day as ISO-8601 UTC, as in every other --json output."""
+    def fig(f: dict[str, Any]) -> dict[str, Any]:
+        due = f["oldest_due"]
+        return {**f, "oldest_due": due and {**due, "due_at": spec.iso(due["due_at"])}}
+
+    return {"since": spec.iso(data["since"]), "now": spec.iso(data["now"]),
+            "window_seconds": data["window_seconds"], "sampled_every": data["sampled_every"],
+            "overall": fig(data["overall"]),
+            "queues": {name: fig(f) for name, f in data["queues"].items()}}
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}s" if value < 10 else f"{value:.1f}s" if value < 60 else spec.ago(value)
+
+
+def _print_stats(data: dict[str, Any]) -> None:
+    """Three narrow tables (counts and rates, wait times, run times), then the oldest due job
+    and the most frequent errors: readable at 80 columns."""
+    from rich.table import Table
+    out = console()
+    out.print(f"window: last {spec.ago(data['window_seconds'])} "
+              f"({spec.iso(data['since'])} to {spec.iso(data['now'])})"
+              + (f"; percentiles from 1 attempt in {data['sampled_every']}"
+                 if data["sampled_every"] > 1 else ""))
+    rows = [("all queues", data["overall"])] + list(data["queues"].items())
+
+    def table(*columns: str) -> Table:
+        result = Table(header_style="bold", box=None, pad_edge=False, padding=(0, 2, 0, 0))
+        for index, name in enumerate(columns):
+            result.add_column(name, justify="left" if index == 0 else "right", overflow="fold")
+        return result
+
+    counts = table("queue", "completed", "failed", "dead", "per min", "success", "retries/job")
+    for name, f in rows:
+        counts.add_row(plain(name), str(f["completed"]), str(f["failed_attempts"]), str(f["dead"]),
+                       f"{f['throughput_per_min']:.2f}",
+                       "-" if f["success_rate"] is None else f"{f['success_rate']:.1%}",
+                       "-" if f["retries_per_job"] is None else f"{f['retries_per_job']:.2f}")
+    out.print(counts)
+    for key, title in (("wait", "wait (due to started)"), ("run", "run time")):
+        times = table(title, "p50", "p95", "p99", "max", "mean")
+        for name, f in rows:
+            times.add_row(plain(name), *(_seconds(f[key][p]) for p in ("p50", "p95", "p99", "max", "mean")))
+        out.print()
+        out.print(times)
+    due = data["overall"]["oldest_due"]
+    out.print()
+    out.print(plain("oldest due: " + (f"{due['id']} in queue {due['queue']}, due for "
+                                      f"{spec.ago(due['waited'])}" if due else "none")))
+    errors = data["overall"]["top_errors"]
+    if errors:
+        out.print("most frequent errors (jobs that failed or died in the window):")
+        for item in errors:
+            out.print(plain(f"  {item['count']:>6}  {item['error']}"))
 
 
 def _status_lines(data: dict[str, Any]) -> list[str]:
@@ -328,7 +456,8 @@ def _status_lines(data: dict[str, Any]) -> list[str]:
     return ["  ".join(head.rjust(w) for (head, _), w in zip(cells, widths)),
             "  ".join(value.rjust(w) for (_, value), w in zip(cells, widths)),
             f"workers: {data['workers']['alive']} alive, {data['workers']['busy']} busy",
-            f"oldest pending: {ago(data['oldest_pending_age'])}"]
+            f"oldest pending: {ago(data['oldest_pending_age'])}"] + (
+                [visible(_paused_line(data))] if _paused_line(data) else [])
 
 
 def piped() -> bool:
@@ -405,17 +534,26 @@ def show(app: App, job_id: str, as_json: bool) -> None:
     job = engine.get_job(job_id)
     attempts = engine.attempts_of(job)
     data = engine.job_dict(job, full=True)
+    rate = engine.aging_rate()
+    data = _with_effective_priority(data, job, rate)
     data["why"] = engine.explain(job)
+    data["queue_paused"] = engine.queue_state(job.queue)["paused"]
+    data["dependencies"] = [{"id": dep_id, "state": dep_state or "deleted"}
+                            for dep_id, dep_state in engine.dependencies(job)]
     data["attempt_list"] = [engine.attempt_dict(a) for a in attempts]
     if as_json:
         emit_json(data)
         return
+    if not rate or data["effective_priority"] is None:
+        del data["effective_priority"]  # the same as priority, or the job is not waiting
     from rich.table import Table
     out = console()
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="bold")
     fields.add_column(overflow="fold")
     for key, value in data.items():
+        if key == "dependencies":
+            value = ", ".join(f"{d['id']} ({d['state']})" for d in value) or None
         if key not in ("attempt_list", "output_tail"):
             fields.add_row(key, plain(value))
     out.print(fields)
@@ -442,60 +580,171 @@ def show(app: App, job_id: str, as_json: bool) -> None:
         out.print(plain(job.output_tail))
 
 
+def _with_effective_priority(data: dict[str, Any], job, rate: float) -> dict[str, Any]:
+    """``effective_priority`` after ``priority``: what a waiting job's claim order goes by
+    (priority + priority_aging x minutes due); None for a job that is not waiting."""
+    value = (round(engine.effective_priority(job, rate=rate), 3)
+             if job.state in ("pending", "failed") else None)
+    result = {}
+    for key, item in data.items():
+        result[key] = item
+        if key == "priority":
+            result["effective_priority"] = value
+    return result
+
+
 @cli.command(context_settings=CONTEXT)
 @click.argument("job_id", type=TEXT)
 @click.option("--attempt", "number", type=int, help="Attempt number (default: the latest).")
-@click.option("--follow", "-F", is_flag=True, help="Keep printing while the attempt runs.")
+@click.option("--follow", "-f", "-F", is_flag=True,
+              help="Keep printing until the job is completed or dead (waits for it to start, "
+                   "follows its retries; exits as 'wait'). With --attempt: while that attempt runs.")
 @pass_app
 def logs(app: App, job_id: str, number: int | None, follow: bool) -> None:
     """Print the output of a job's attempt."""
     app.open()
     job = engine.get_job(job_id)
     attempts = engine.attempts_of(job)
+    write = _log_writer()
+    if follow and number is None:
+        _follow_job(job, attempts[-1].number if attempts else 1, write)
+        return
     if not attempts:
         raise QueueError(f"job {job_id!r} has not run yet ({engine.explain(job)})")
     chosen = attempts[-1] if number is None else next((a for a in attempts if a.number == number), None)
     if chosen is None:
         raise NotFound(f"job {job_id!r} has no attempt {number} (it has {len(attempts)})")
     path = engine.log_path(chosen)
-    out = sys.stdout.buffer
     elsewhere = engine.log_elsewhere(job, chosen, last=chosen is attempts[-1])
     if elsewhere is not None:
         where, tail = elsewhere
         if tail is None:
             raise QueueError(f"{where}; no output of it is kept in the database")
         click.echo(f"{where}; its last output, kept in the database:", err=True)
-        out.write((visible(tail) if sys.stdout.isatty() else tail).encode("utf-8", "replace"))
-        out.flush()
+        write(tail.encode("utf-8", "replace"))
+        sys.stdout.buffer.flush()
         return
     try:
         handle = open(path, "rb")
     except OSError:
         raise QueueError(f"the log of attempt {chosen.number} is gone ({path})") from None
-    write = out.write
-    if sys.stdout.isatty():  # a person reads it: escape sequences are shown, not obeyed
-        import codecs
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
-
-        def write(chunk: bytes, final: bool = False) -> None:
-            out.write(visible(decoder.decode(chunk, final)).encode("utf-8"))
+    from queuectl_tui.models import Attempt
     with handle:
         while True:
-            chunk = handle.read(65536)
-            if chunk:
-                write(chunk)
-                continue
-            out.flush()
-            if not follow:
-                break
-            from queuectl_tui.models import Attempt
-            if Attempt.get_by_id(chosen.seq).finished_at is not None:
-                write(handle.read())
-                out.flush()
+            done = not follow or Attempt.get_by_id(chosen.seq).finished_at is not None
+            _pump(handle, write)  # after the check: an attempt's output is written before it ends
+            if done:
                 break
             time.sleep(0.2)
 
 
+def _log_writer():
+    """Writes log bytes to stdout: as they are when piped; on a terminal, escape sequences are
+    shown, not obeyed (a person reads it)."""
+    out = sys.stdout.buffer
+    if not sys.stdout.isatty():
+        return out.write
+    import codecs
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    return lambda chunk: out.write(visible(decoder.decode(chunk)).encode("utf-8"))
+
+
+def _pump(handle, write) -> bool:
+    """Copy what the log holds beyond what was read; True if there was anything."""
+    got = False
+    while chunk := handle.read(65536):
+        write(chunk)
+        got = True
+    sys.stdout.buffer.flush()
+    return got
+
+
+def _follow_job(job, number: int, write) -> None:
+    """Print attempt ``number`` of the job and every later one as they run, until the job is
+    completed (exit 0) or dead (exit 1). Woken by the database's commits, as ``wait`` is, and
+    every 0.1 s for the log file's growth."""
+    from queuectl_tui.models import Attempt, Job
+    attempt = handle = None
+    try:
+        for _ in engine.changes(fallback=0.1):
+            current = Job.get_or_none(Job.seq == job.seq, Job.id == job.id)  # before the logs:
+            while True:  # an end read here has all its output written already
+                if attempt is None:
+                    attempt = (Attempt.select().where(Attempt.job == job.seq, Attempt.number >= number)
+                               .order_by(Attempt.number).first())
+                    if attempt is None:
+                        break
+                    number = attempt.number
+                    if number > 1:
+                        click.echo(f"--- attempt {number} ---", err=True)
+                finished = Attempt.get_by_id(attempt.seq).finished_at is not None  # before reading
+                if handle is None:
+                    try:
+                        handle = open(engine.log_path(attempt), "rb")
+                    except (OSError, TypeError):  # not there yet (or none: TypeError)
+                        handle = None
+                if handle:
+                    _pump(handle, write)
+                if not finished:
+                    break
+                if handle:
+                    handle.close()
+                attempt = handle = None
+                number += 1
+            if current is None:
+                raise QueueError(f"job {job.id!r} was deleted")
+            if current.state in (COMPLETED, DEAD) and attempt is None:
+                if current.state == DEAD:
+                    raise QueueError(f"job {job.id!r} is dead: {current.last_error}")
+                return
+    finally:
+        if handle:
+            handle.close()
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("job_ids", nargs=-1, type=TEXT)
+@click.option("--queue", "queues", multiple=True, callback=lambda c, p, v: [spec.check_queue(q) for q in v],
+              help="Every job of this queue, those enqueued meanwhile too (repeatable).")
+@click.option("--all", "all_jobs", is_flag=True, help="Every job.")
+@click.option("--timeout", type=WAIT_SECONDS, help="Give up after this many seconds (exit 124).")
+@json_option
+@pass_app
+def wait(app: App, job_ids, queues, all_jobs, timeout, as_json) -> None:
+    """Wait until jobs are completed or dead, printing each as it ends.
+
+    Exit 0 if every one completed, 1 if one ended dead (or an id is unknown), 124 if
+    --timeout ran out first. Woken by the database's commits, not a fixed sleep.
+    """
+    if all_jobs == bool(job_ids or queues):
+        raise InvalidInput("give job ids and/or --queue Q, or --all")
+    app.open()
+    _wait_and_exit(list(job_ids), list(queues), timeout, as_json)
+
+
+def _wait_and_exit(job_ids: list[str], queues: list[str] | None, timeout: float | None,
+                   as_json: bool) -> None:
+    """``wait``: print each job as it ends; exit 0 when all completed, else 1 (124: timeout)."""
+    failed = False
+    known = []
+    for job_id in job_ids:
+        try:
+            engine.get_job(job_id)
+            known.append(job_id)
+        except NotFound as exc:
+            click.echo(f"error: {exc}", err=True)
+            failed = True
+    if job_ids and not known and not queues:
+        sys.exit(1)
+    for job in engine.wait(known, queues=queues, timeout=timeout):
+        failed |= job.state != COMPLETED
+        if as_json:
+            click.echo(json.dumps({"id": job.id, "state": job.state, "exit_code": job.exit_code,
+                                   "last_error": job.last_error}, ensure_ascii=False))
+        else:
+            error = f" ({job.last_error})" if job.state == DEAD and job.last_error else ""
+            click.echo(visible(f"{job.id}: {job.state}{error}"))
+    sys.exit(1 if failed else 0)
 @cli.command(context_settings=CONTEXT)
 @json_option
 @pass_app
@@ -609,6 +858,117 @@ def recover(app: App, as_json) -> None:
     app.open()
     ids = engine.recover_lost()
     emit_json({"recovered": ids}) if as_json else click.echo(f"recovered {len(ids)} job(s)")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("job_ids", nargs=-1, required=True, type=TEXT)
+@json_option
+@pass_app
+def restart(app: App, job_ids, as_json) -> None:
+    """Run completed or dead jobs again: back to pending with a fresh retry budget; their
+    attempts are kept and numbering continues. All or none (running or waiting jobs: exit 1)."""
+    app.open()
+    jobs = engine.restart(list(job_ids))
+    if as_json:
+        emit_json([engine.job_dict(j) for j in jobs])
+    for job in [] if as_json else jobs:  # a dependency dead or deleted: back in the DLQ
+        error = f" ({job.last_error})" if job.state == DEAD else ""
+        click.echo(visible(f"{job.id}: {job.state}{error}"))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("job_id", type=TEXT)
+@click.option("--command", type=TEXT, help="New shell command.")
+@click.option("--priority", type=int, help="New priority.")
+@click.option("--run-at", help="Run at this ISO-8601 time (local time if no zone).")
+@click.option("--delay", type=float, help="Run this many seconds from now.")
+@click.option("--max-retries", type=int, help="New retry budget.")
+@click.option("--timeout", type=float, help="New time limit, seconds.")
+@click.option("--queue", type=TEXT, help="Move to this queue.")
+@json_option
+@pass_app
+def edit(app: App, job_id, command, priority, run_at, delay, max_retries, timeout, queue,
+         as_json) -> None:
+    """Change a pending or failed job (validated as at enqueue); a running one is refused."""
+    changes = {k: v for k, v in {"command": command, "priority": priority, "run_at": run_at,
+                                 "delay": delay, "max_retries": max_retries, "timeout": timeout,
+                                 "queue": queue}.items() if v is not None}
+    if not changes:
+        raise InvalidInput("nothing to change: give at least one option")
+    spec.normalize({"command": "-", **changes})  # bad input: exit 2 before the database opens
+    app.open()
+    job = engine.edit(job_id, changes)
+    emit_json(engine.job_dict(job)) if as_json else click.echo(visible(f"{job.id}: edited"))
+
+
+_QUEUES = click.option("--queue", "queues", multiple=True,
+                       callback=lambda c, p, v: [spec.check_queue(q) for q in v],
+                       help="This queue (repeatable; default: every queue, new ones too).")
+
+
+@cli.command(context_settings=CONTEXT)
+@_QUEUES
+@pass_app
+def pause(app: App, queues) -> None:
+    """Workers claim nothing more from these queues; running jobs finish. Survives restarts."""
+    app.open()
+    engine.pause(list(queues) or None)
+    click.echo(f"paused {'queue(s) ' + ', '.join(queues) if queues else 'every queue'}")
+
+
+@cli.command(context_settings=CONTEXT)
+@_QUEUES
+@pass_app
+def resume(app: App, queues) -> None:
+    """Let workers claim from these queues again."""
+    app.open()
+    engine.resume(list(queues) or None)
+    click.echo(f"resumed {'queue(s) ' + ', '.join(queues) if queues else 'every queue'}")
+
+
+@cli.group("queue", context_settings=CONTEXT)
+def queue_group() -> None:
+    """Queues: their counts, pause state and running limit."""
+
+
+@queue_group.command("list", context_settings=CONTEXT)
+@json_option
+@pass_app
+def queue_list(app: App, as_json) -> None:
+    """Every queue with jobs or settings: counts per state, paused, limit."""
+    app.open()
+    rows = engine.queue_rows()
+    if as_json:
+        emit_json(rows)
+        return
+    from rich.table import Table
+    table = Table(header_style="bold")
+    for name in ("queue", "pending", "running", "failed", "dead", "completed", "paused", "limit"):
+        table.add_column(name, justify="left" if name == "queue" else "right")
+    for r in rows:
+        jobs = r["jobs"]
+        table.add_row(plain(r["name"]), str(jobs["pending"]), str(jobs["processing"]),
+                      str(jobs["failed"]), str(jobs["dead"]), str(jobs["completed"]),
+                      "yes" if r["paused"] else "no", "-" if r["limit"] is None else str(r["limit"]))
+    console().print(table)
+
+
+@queue_group.command("limit", context_settings=CONTEXT)
+@click.argument("queue", type=TEXT)
+@click.argument("limit", metavar="N|none")
+@pass_app
+def queue_limit(app: App, queue, limit) -> None:
+    """At most N jobs of QUEUE run at once across all workers ('none': no limit)."""
+    spec.check_queue(queue)
+    if limit.lower() == "none":
+        value = None
+    elif limit.isdigit() and int(limit) < 2**31:
+        value = int(limit)
+    else:
+        raise InvalidInput(f"bad limit {limit!r}: expected a whole number >= 0 or 'none'")
+    app.open()
+    engine.set_limit(queue, value)
+    click.echo(f"queue {queue}: " + ("no limit" if value is None else f"at most {value} running"))
 
 
 def _confirm(yes: bool, what: str) -> None:
@@ -856,6 +1216,45 @@ def config_reset(app: App, key) -> None:
     app.open()
     name, value = settings.reset(key)
     click.echo(f"{name} = {settings.text(value)} (default)")
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+@cli.group(context_settings=CONTEXT)
+def metrics() -> None:
+    """Expose the queue's figures to Prometheus (needs the 'metrics' extra)."""
+
+
+@metrics.command("serve", context_settings=CONTEXT)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=9464, show_default=True,
+              help="Port (0: any free one; the line printed says which).")
+@click.option("--since", "since", default="1h", show_default=True, metavar="DURATION",
+              help="Window of the window_* gauges and the wait/run summaries.")
+@pass_app
+def metrics_serve(app: App, host: str, port: int, since: str) -> None:
+    """Serve /metrics over HTTP, read from the database at each scrape, until stopped."""
+    from queuectl_tui import exporter
+    from queuectl_tui import metrics as figures
+    window = figures.parse_duration(since)
+    exporter.require()
+    app.open()
+    try:
+        server = exporter.serve(host, port, window)
+    except OSError as exc:
+        raise QueueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    bound = server.server_address
+    click.echo(f"serving metrics on http://{host}:{bound[1]}/metrics", err=False)
+    sys.stdout.flush()
+    import signal
+    import threading
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda s, f: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    server.shutdown()
 
 
 # --- demo ------------------------------------------------------------------------------------

@@ -17,10 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from peewee import IntegrityError, Tuple, fn
+from peewee import JOIN, IntegrityError, Tuple, fn
 
 from queuectl_tui import procs, settings
-from queuectl_tui.db import LAST_WORKER_ID, is_sqlite, write_transaction
+from queuectl_tui.db import LAST_WORKER_ID, change_token, is_sqlite, write_transaction
 from queuectl_tui.db import logs_dir as _logs_dir
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
 from queuectl_tui.models import (
@@ -29,7 +29,7 @@ from queuectl_tui.models import (
     database,
 )
 from queuectl_tui.paths import create_private_file
-from queuectl_tui.spec import iso
+from queuectl_tui.spec import iso, normalize
 
 TAIL_BYTES = 4096
 NOT_RUNNING = tuple(s for s in STATES if s != PROCESSING)
@@ -74,10 +74,68 @@ def enqueue(specs: Iterable[dict[str, Any]], *, cwd: str | None = None,
             }
             row["rank"] = row["priority"] - rate * row["run_at"] / 60.0
             try:  # the unique index is the check; raising here rolls back the whole input
-                jobs.append(Job.create(**row))
+                job = Job.create(**row)
             except IntegrityError:
                 raise InvalidInput(f"job id {row['id']!r} already exists; nothing enqueued") from None
+            if spec.get("after"):
+                _add_dependencies(job.seq, spec["after"])
+                _settle([job.seq], now=now)
+                job = Job.get_by_id(job.seq)
+            jobs.append(job)
     return jobs
+
+
+def _add_dependencies(job_seq: int, after: list[str], where: str = "") -> None:
+    """Record that the job waits for the jobs named in ``after``: jobs that exist (enqueued
+    before it, in this input or earlier). The caller holds the write transaction."""
+    found = dict(Job.select(Job.id, Job.seq).where(Job.id.in_(after)).tuples())
+    missing = [job_id for job_id in after if found.get(job_id, job_seq) == job_seq]
+    if missing:
+        raise InvalidInput(f"{where + ': ' if where else ''}after: no job with id "
+                           f"{', '.join(map(repr, missing))}; nothing enqueued")
+    Dependency.insert_many([(job_seq, found[job_id], job_id) for job_id in after],
+                           fields=[Dependency.job, Dependency.dep_seq, Dependency.dep_id]).execute()
+
+
+def _settle(seqs: list[int], *, now: float) -> None:
+    """Set ``waiting_on`` of these waiting jobs from their dependencies as they are now; one
+    whose dependency is dead or deleted goes to the DLQ ("dependency ID failed"), and so do
+    the jobs waiting on it. For every path that puts a job (back) in the queue. The caller
+    holds the write transaction."""
+    failed: list[int] = []
+    for start in range(0, len(seqs), 500):
+        chunk = seqs[start:start + 500]
+        waiting: dict[int, int] = {}
+        broken: dict[int, str] = {}
+        for job_seq, dep_id, dep_state in _dependency_rows(chunk):
+            waiting.setdefault(job_seq, 0)
+            if dep_state is None or dep_state == DEAD:
+                broken.setdefault(job_seq, dep_id)
+            elif dep_state != COMPLETED:
+                waiting[job_seq] += 1
+        for job_seq, count in waiting.items():
+            query = (Job.update(state=DEAD, last_error=f"dependency {broken[job_seq]} failed",
+                                finished_at=now, updated_at=now, waiting_on=0)
+                     if job_seq in broken else Job.update(waiting_on=count))
+            if query.where(Job.seq == job_seq, Job.state.in_(CLAIMABLE)).execute() and job_seq in broken:
+                failed.append(job_seq)
+    if failed:
+        fail_dependents(failed, now=now)
+
+
+def _dependency_rows(job_seqs: list[int]) -> Iterator[tuple[int, str, str | None]]:
+    """(job seq, dependency id, its state or None if deleted), in dependency order. A
+    dependency is matched by seq and id: a deleted job's seq may be given to a new job."""
+    return (Dependency.select(Dependency.job, Dependency.dep_id, Job.state)
+            .join(Job, JOIN.LEFT_OUTER, on=((Job.seq == Dependency.dep_seq)
+                                            & (Job.id == Dependency.dep_id)))
+            .where(Dependency.job.in_(job_seqs))
+            .order_by(Dependency.job, Dependency.dep_seq).tuples())
+
+
+def dependencies(job: Job) -> list[tuple[str, str | None]]:
+    """The jobs this one waits for (``--after``): (id, state, or None if deleted)."""
+    return [(dep_id, dep_state) for _, dep_id, dep_state in _dependency_rows([job.seq])]
 
 
 _STAGE_CHUNK = 5000
@@ -112,23 +170,33 @@ def enqueue_stream(specs: Iterable[tuple[str, dict[str, Any]]], *, cwd: str | No
     db.execute_sql("CREATE TEMP TABLE enqueue_stage (id TEXT NOT NULL, generated INTEGER NOT NULL, "
                    "command TEXT NOT NULL, queue TEXT NOT NULL, priority INTEGER NOT NULL, "
                    "max_retries INTEGER NOT NULL, backoff_base REAL NOT NULL, timeout REAL, "
-                   "run_at REAL NOT NULL, src TEXT NOT NULL)")
+                   "run_at REAL NOT NULL, src TEXT NOT NULL, after TEXT)")
+    chained = False
+
+    def after(spec: dict[str, Any]) -> str | None:
+        nonlocal chained
+        if not spec.get("after"):
+            return None
+        chained = True
+        return json.dumps(spec["after"])
+
     try:
         rows = ((spec.get("id"), spec["command"], spec.get("queue", "default"),
                  spec.get("priority", 0), spec.get("max_retries", defaults["max_retries"]),
                  spec.get("backoff_base", defaults["backoff_base"]),
-                 spec.get("timeout", defaults["default_timeout"]), spec.get("run_at", now), where)
+                 spec.get("timeout", defaults["default_timeout"]), spec.get("run_at", now), where,
+                 after(spec))
                 for where, spec in specs)
         count = 0
         with db.atomic():  # a deferred transaction that writes only the temp database
             while chunk := list(itertools.islice(rows, _STAGE_CHUNK)):
                 db.cursor().executemany(
                     "INSERT INTO temp.enqueue_stage VALUES (coalesce(?1, lower(hex(randomblob(6)))), "
-                    "?1 IS NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", chunk)
+                    "?1 IS NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)", chunk)
                 count += len(chunk)
             _check_stage_ids(db)
         if count:
-            _move_stage(db, now, cwd, digest, data)
+            _move_stage(db, now, cwd, digest, data, chained)
         yield Staged(count)
     finally:
         db.execute_sql("DROP TABLE IF EXISTS temp.enqueue_stage")
@@ -156,6 +224,18 @@ class Staged:
         return Job.raw("SELECT job.* FROM temp.enqueue_stage s JOIN job ON job.id = s.id "
                        "ORDER BY s.rowid").iterator()
 
+    def dead(self) -> list[tuple[str, str]]:
+        """(id, error) of the jobs that went straight to the DLQ: a dependency was dead."""
+        if not self.count:
+            return []
+        if self.table != "temp.enqueue_stage":
+            return database.obj.execute_sql(
+                "SELECT j.id, j.last_error FROM pg_temp.enqueue_stage s JOIN job j ON j.id = s.id "
+                "WHERE s.after IS NOT NULL AND j.state = 'dead' ORDER BY s.rowid").fetchall()
+        return database.obj.execute_sql(
+            "SELECT j.id, j.last_error FROM temp.enqueue_stage s JOIN job j ON j.id = s.id "
+            "WHERE s.after IS NOT NULL AND j.state = 'dead' ORDER BY s.rowid").fetchall()
+
 
 # PostgreSQL: the same stage as a TEMP table of this session (pg_temp), its input order kept by
 # a serial rowid; generated ids are drawn here (the shape of _new_id) and drawn again on a clash.
@@ -176,21 +256,31 @@ def _enqueue_stream_pg(db, specs, defaults: dict, now: float, cwd: str, digest: 
                    "generated BOOLEAN NOT NULL, command TEXT NOT NULL, queue TEXT NOT NULL, "
                    "priority INTEGER NOT NULL, max_retries INTEGER NOT NULL, "
                    "backoff_base DOUBLE PRECISION NOT NULL, timeout DOUBLE PRECISION, "
-                   "run_at DOUBLE PRECISION NOT NULL, src TEXT NOT NULL)")
+                   "run_at DOUBLE PRECISION NOT NULL, src TEXT NOT NULL, after TEXT)")
+    chained = False
+
+    def after(spec: dict[str, Any]) -> str | None:
+        nonlocal chained
+        if not spec.get("after"):
+            return None
+        chained = True
+        return json.dumps(spec["after"])
+
     try:
         rows = ((spec.get("id") or _new_id(), not spec.get("id"), spec["command"],
                  spec.get("queue", "default"), spec.get("priority", 0),
                  spec.get("max_retries", defaults["max_retries"]),
                  spec.get("backoff_base", defaults["backoff_base"]),
-                 spec.get("timeout", defaults["default_timeout"]), spec.get("run_at", now), where)
+                 spec.get("timeout", defaults["default_timeout"]), spec.get("run_at", now), where,
+                 after(spec))
                 for where, spec in specs)
         count = 0
         with db.atomic():
             cursor = db.cursor()
             while chunk := list(itertools.islice(rows, _STAGE_CHUNK)):
                 execute_values(cursor, "INSERT INTO pg_temp.enqueue_stage (id, generated, command, "
-                               "queue, priority, max_retries, backoff_base, timeout, run_at, src) "
-                               "VALUES %s", chunk, page_size=1000)
+                               "queue, priority, max_retries, backoff_base, timeout, run_at, src, "
+                               "after) VALUES %s", chunk, page_size=1000)
                 count += len(chunk)
             while db.execute_sql(_PG_REDRAW_REPEATED).rowcount:
                 pass
@@ -215,6 +305,8 @@ def _enqueue_stream_pg(db, specs, defaults: dict, now: float, cwd: str, digest: 
                         "priority, 0, max_retries, backoff_base, timeout, run_at, %s, %s, %s, %s, "
                         "false, priority - %s * run_at / 60.0 FROM pg_temp.enqueue_stage "
                         "ORDER BY rowid", (PENDING, now, now, cwd, digest, aging_rate()))
+                    if chained:
+                        _stage_dependencies_pg(db, now)
                 break
             except IntegrityError:
                 clash = db.execute_sql(
@@ -229,6 +321,28 @@ def _enqueue_stream_pg(db, specs, defaults: dict, now: float, cwd: str, digest: 
         yield Staged(count, "pg_temp.enqueue_stage")
     finally:
         db.execute_sql("DROP TABLE IF EXISTS pg_temp.enqueue_stage")
+
+
+def _stage_dependencies_pg(db, now: float) -> None:
+    """_stage_dependencies on PostgreSQL's stage."""
+    unknown = db.execute_sql(
+        "SELECT s.src, a.value FROM pg_temp.enqueue_stage s, json_array_elements_text(s.after::json) "
+        "a(value) WHERE s.after IS NOT NULL AND NOT EXISTS (SELECT 1 FROM job d WHERE d.id = a.value "
+        "AND NOT EXISTS (SELECT 1 FROM pg_temp.enqueue_stage l WHERE l.id = d.id AND l.rowid >= s.rowid)) "
+        "ORDER BY s.rowid LIMIT 1").fetchone()
+    if unknown is not None:
+        src, job_id = unknown
+        raise InvalidInput(f"{src + ': ' if src else ''}after: no job with id {job_id!r} "
+                           "(it must exist or come earlier in the input); nothing enqueued")
+    db.execute_sql(
+        "INSERT INTO job_dep (job_seq, dep_seq, dep_id) SELECT j.seq, d.seq, d.id "
+        "FROM pg_temp.enqueue_stage s JOIN job j ON j.id = s.id CROSS JOIN "
+        "json_array_elements_text(s.after::json) a(value) JOIN job d ON d.id = a.value "
+        "WHERE s.after IS NOT NULL ORDER BY s.rowid")
+    seqs = [row[0] for row in db.execute_sql(
+        "SELECT j.seq FROM pg_temp.enqueue_stage s JOIN job j ON j.id = s.id "
+        "WHERE s.after IS NOT NULL ORDER BY s.rowid")]
+    _settle(seqs, now=now)
 
 
 def _check_stage_ids(db) -> None:
@@ -256,8 +370,9 @@ def _check_stage_ids(db) -> None:
     db.execute_sql("CREATE UNIQUE INDEX temp.enqueue_stage_id ON enqueue_stage (id)")
 
 
-def _move_stage(db, now: float, cwd: str, digest: str, data: str) -> None:
-    """The only part under the write lock: one INSERT … SELECT of rows already checked."""
+def _move_stage(db, now: float, cwd: str, digest: str, data: str, chained: bool = False) -> None:
+    """The only part under the write lock: one INSERT … SELECT of rows already checked (and,
+    when some name ``after``, their dependencies)."""
     while True:
         try:
             with write_transaction():
@@ -269,6 +384,8 @@ def _move_stage(db, now: float, cwd: str, digest: str, data: str) -> None:
                     "max_retries, backoff_base, timeout, run_at, ?, ?, ?, ?, 0, "
                     "priority - ? * run_at / 60.0 FROM temp.enqueue_stage ORDER BY rowid",
                     (PENDING, now, now, cwd, digest, aging_rate()))
+                if chained:
+                    _stage_dependencies(db, now)
             return
         except IntegrityError:  # the unique index on job.id is the check (also against races)
             clash = db.execute_sql(
@@ -285,6 +402,29 @@ def _move_stage(db, now: float, cwd: str, digest: str, data: str) -> None:
             # staged id keeps the old one, drawn again on the next round).
             db.execute_sql("UPDATE OR IGNORE temp.enqueue_stage SET id = lower(hex(randomblob(6))) "
                            "WHERE generated AND id IN (SELECT id FROM main.job)")
+
+
+def _stage_dependencies(db, now: float) -> None:
+    """The staged jobs' ``after``: each names a job that existed before this input or comes
+    earlier in it (else nothing is enqueued); then their waiting counts, and the DLQ for those
+    naming a dead job. Inside _move_stage's transaction."""
+    unknown = db.execute_sql(
+        "SELECT s.src, a.value FROM temp.enqueue_stage s, json_each(s.after) a "
+        "WHERE s.after IS NOT NULL AND NOT EXISTS (SELECT 1 FROM main.job d WHERE d.id = a.value "
+        "AND NOT EXISTS (SELECT 1 FROM temp.enqueue_stage l WHERE l.id = d.id AND l.rowid >= s.rowid)) "
+        "ORDER BY s.rowid LIMIT 1").fetchone()
+    if unknown is not None:
+        src, job_id = unknown
+        raise InvalidInput(f"{src + ': ' if src else ''}after: no job with id {job_id!r} "
+                           "(it must exist or come earlier in the input); nothing enqueued")
+    db.execute_sql(
+        "INSERT INTO job_dep (job_seq, dep_seq, dep_id) SELECT j.seq, d.seq, d.id "
+        "FROM temp.enqueue_stage s JOIN main.job j ON j.id = s.id, json_each(s.after) a "
+        "JOIN main.job d ON d.id = a.value WHERE s.after IS NOT NULL ORDER BY s.rowid")
+    seqs = [row[0] for row in db.execute_sql(
+        "SELECT j.seq FROM temp.enqueue_stage s JOIN main.job j ON j.id = s.id "
+        "WHERE s.after IS NOT NULL ORDER BY s.rowid")]
+    _settle(seqs, now=now)
 
 
 def _check_cwd(cwd: str) -> str:
@@ -464,7 +604,7 @@ _CLAIM = ("UPDATE job SET state = 'processing', attempts = attempts + 1, worker_
           + ") o) ORDER BY rank DESC, run_at, seq LIMIT 1) RETURNING " + ", ".join(_JOB_COLUMNS))
 _NEXT_NUMBER = "SELECT COALESCE(MAX(number), 0) + 1 FROM attempt WHERE job_seq = ?"
 _NEW_ATTEMPT = ("INSERT INTO attempt (job_seq, number, worker_id, host, started_at, log_file, "
-                "claim_token, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq")
+                "claim_token, due_at, queue) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq")
 _FINISH_JOB = ("UPDATE job SET state = ?, run_at = COALESCE(?, run_at), attempts = attempts - ?, "
                "finished_at = ?, last_error = ?, exit_code = ?, output_tail = COALESCE(?, output_tail), "
                "updated_at = ?, worker_id = NULL, cancel_requested = 0, claim_token = NULL "
@@ -529,9 +669,11 @@ def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
     number = database.execute_sql(_sql(_NEXT_NUMBER), (job.seq,)).fetchone()[0]
     log_file = f"job{job.seq}-{number}.log"
     seq = database.execute_sql(_sql(_NEW_ATTEMPT), (job.seq, number, worker.id, worker.host, now,
-                                                    log_file, token, job.run_at)).fetchall()[0][0]
+                                                    log_file, token, job.run_at, job.queue)
+                                ).fetchall()[0][0]
     attempt = Attempt(seq=seq, job=job.seq, number=number, worker_id=worker.id, host=worker.host,
-                      started_at=now, log_file=log_file, claim_token=token, due_at=job.run_at)
+                      started_at=now, log_file=log_file, claim_token=token, due_at=job.run_at,
+                      queue=job.queue)
     return job, attempt
 
 
@@ -764,7 +906,9 @@ def retry(job_id: str, *, now: float | None = None) -> Job:
     if job.state != FAILED:
         raise QueueError(f"job {job_id!r} is {job.state}; only failed or dead jobs can be retried")
     now = time.time() if now is None else now
-    Job.update(run_at=now, updated_at=now).where(Job.seq == job.seq, Job.state == FAILED).execute()
+    with write_transaction():
+        Job.update(run_at=now, updated_at=now).where(Job.seq == job.seq, Job.state == FAILED).execute()
+        _settle([job.seq], now=now)  # its dependencies are checked again
     return get_job(job_id)
 
 
@@ -791,6 +935,7 @@ def dlq_retry(job_ids: list[str] | None = None, *, all_dead: bool = False, timeo
                 seqs.append(job.seq)
         for start in range(0, len(seqs), 500):
             Job.update(**values).where(Job.seq.in_(seqs[start:start + 500])).execute()
+        _settle(seqs, now=now)  # their dependencies are checked again
     return [job for start in range(0, len(seqs), 500)
             for job in Job.select().where(Job.seq.in_(seqs[start:start + 500]))]
 
@@ -801,8 +946,10 @@ def cancel(job_id: str, *, now: float | None = None) -> Job:
     now = time.time() if now is None else now
     job = get_job(job_id)
     if job.state in (PENDING, FAILED):
-        Job.update(state=DEAD, last_error="cancelled", finished_at=now, updated_at=now).where(
-            Job.seq == job.seq, Job.state.in_(CLAIMABLE)).execute()
+        with write_transaction():
+            if Job.update(state=DEAD, last_error="cancelled", finished_at=now, updated_at=now).where(
+                    Job.seq == job.seq, Job.state.in_(CLAIMABLE)).execute():
+                fail_dependents([job.seq], now=now)
     elif job.state == PROCESSING:
         Job.update(cancel_requested=True, updated_at=now).where(
             Job.seq == job.seq, Job.state == PROCESSING).execute()
@@ -853,8 +1000,11 @@ def dlq_clear() -> int:
 
 def _delete_seqs(seqs: list[int]) -> int:
     logs = logs_dir()
+    chained = Dependency.select().exists()
     for start in range(0, len(seqs), 500):
         chunk = seqs[start:start + 500]
+        if chained:
+            _unchain(chunk, now=time.time())
         for (name,) in Attempt.select(Attempt.log_file).where(Attempt.job.in_(chunk)).tuples():
             if name:
                 try:
@@ -868,6 +1018,66 @@ def _delete_seqs(seqs: list[int]) -> int:
     used = Job.select(Job.env_digest).where(Job.env_digest.is_null(False))
     Environment.delete().where(Environment.digest.not_in(used)).execute()
     return len(seqs)
+
+
+def _unchain(seqs: list[int], *, now: float) -> None:
+    """Before these jobs are deleted: the jobs waiting on one that had not completed go to the
+    DLQ; the records of completed ones are dropped (they were met: a later retry of a job that
+    waited on one must not find it missing and call it failed)."""
+    done = [seq for (seq,) in Job.select(Job.seq).where(Job.seq.in_(seqs), Job.state == COMPLETED).tuples()]
+    if done:
+        Dependency.delete().where(Dependency.dep_seq.in_(done)).execute()
+    open_ = sorted(set(seqs) - set(done))
+    if open_:
+        fail_dependents(open_, now=now)
+
+
+def restart(job_ids: list[str], *, now: float | None = None) -> list[Job]:
+    """Completed or dead jobs back to pending with a fresh retry budget, all or none. Their
+    attempts stay (numbering continues); their dependencies are checked again; the jobs still
+    waiting on a restarted completed job wait for it again."""
+    now = time.time() if now is None else now
+    with write_transaction():
+        jobs = [get_job(job_id) for job_id in job_ids]
+        for job in jobs:
+            if job.state not in (COMPLETED, DEAD):
+                raise QueueError(f"job {job.id!r} is {job.state}; only completed or dead jobs "
+                                 "can be restarted")
+        seqs = list(dict.fromkeys(job.seq for job in jobs))
+        done = [job.seq for job in jobs if job.state == COMPLETED]
+        waiting = [seq for (seq,) in Dependency.select(Dependency.job)
+                   .join(Job, on=(Job.seq == Dependency.job))
+                   .where(Dependency.dep_seq.in_(done), Job.state.in_(CLAIMABLE)).distinct().tuples()]
+        for start in range(0, len(seqs), 500):
+            Job.update(state=PENDING, attempts=0, run_at=now, updated_at=now, finished_at=None,
+                       last_error=None, exit_code=None, cancel_requested=False, waiting_on=0).where(
+                Job.seq.in_(seqs[start:start + 500]), Job.state.in_((COMPLETED, DEAD))).execute()
+        _settle(seqs + waiting, now=now)
+    return [get_job(job.id) for job in jobs]
+
+
+#: What ``edit`` may change (``delay`` sets run_at from now).
+EDITABLE = ("command", "priority", "run_at", "delay", "max_retries", "timeout", "queue")
+
+
+def edit(job_id: str, changes: dict[str, Any], *, now: float | None = None) -> Job:
+    """Change a waiting (pending or failed) job, validated as at enqueue; a job in any other
+    state is refused and nothing changes."""
+    now = time.time() if now is None else now
+    unknown = [key for key in changes if key not in EDITABLE]
+    if unknown:
+        raise InvalidInput(f"cannot edit {', '.join(map(repr, unknown))} (editable: {', '.join(EDITABLE)})")
+    checked = normalize({"command": "-", **changes}, now=now)
+    if "command" not in changes:
+        del checked["command"]
+    if not checked:
+        raise InvalidInput("nothing to change")
+    with write_transaction():  # the state is checked under the write lock: no claim slips in
+        job = get_job(job_id)
+        if job.state not in CLAIMABLE:
+            raise QueueError(f"job {job_id!r} is {job.state}; only pending or failed jobs can be edited")
+        Job.update(**checked, updated_at=now).where(Job.seq == job.seq).execute()
+    return get_job(job_id)
 
 
 # --- queues: pause, limits, aging -------------------------------------------------------------
@@ -909,23 +1119,37 @@ def set_limit(queue: str, limit: int | None) -> None:
             conflict_target=[Queue.name], update={Queue.max_running: limit}).execute()
 
 
+def paused_all() -> bool:
+    """Whether ``pause`` without a queue is in force (for queues not named since)."""
+    return (Meta.get_or_none(Meta.key == PAUSED_ALL) or Meta(value="0")).value == "1"
+
+
 def queue_rows() -> list[dict[str, Any]]:
     """Every queue that has jobs or settings: name, jobs per state, paused, limit."""
-    paused_all = (Meta.get_or_none(Meta.key == PAUSED_ALL) or Meta(value="0")).value == "1"
+    paused_all_ = paused_all()
     rows: dict[str, dict[str, Any]] = {}
 
     def row(name: str) -> dict[str, Any]:
         return rows.setdefault(name, {"name": name, "jobs": {state: 0 for state in STATES},
-                                      "paused": paused_all, "limit": None})
+                                      "paused": paused_all_, "limit": None})
 
     for name, state, n in JobCount.select(JobCount.queue, JobCount.state, JobCount.n).tuples():
         if n:
             row(name)["jobs"][state] = n
     for queue in Queue.select():
         entry = row(queue.name)
-        entry["paused"] = paused_all if queue.paused is None else bool(queue.paused)
+        entry["paused"] = paused_all_ if queue.paused is None else bool(queue.paused)
         entry["limit"] = queue.max_running
     return sorted(rows.values(), key=lambda r: r["name"])
+
+
+def queue_state(name: str) -> dict[str, Any]:
+    """One queue's paused flag, limit and running jobs (what its waiting jobs are held by)."""
+    row = Queue.get_or_none(Queue.name == name)
+    running = (JobCount.select(JobCount.n).where(JobCount.queue == name,
+                                                  JobCount.state == PROCESSING).scalar() or 0)
+    return {"name": name, "paused": paused_all() if row is None or row.paused is None else bool(row.paused),
+            "limit": None if row is None else row.max_running, "running": running}
 
 
 def aging_rate() -> float:
@@ -1068,19 +1292,152 @@ def explain(job: Job, *, now: float | None = None) -> str:
         if job.cancel_requested:
             text += "; cancellation requested"
         return text
+    held = _held(job, now)
     if job.run_at > now:
         if job.state == FAILED:
             return (f"backing off until {iso(job.run_at)} after attempt {job.attempts} failed: "
-                    f"{job.last_error}")
-        return f"scheduled for {iso(job.run_at)}"
+                    f"{job.last_error}" + "".join(f"; {why}" for why in held))
+        return f"scheduled for {iso(job.run_at)}" + "".join(f"; {why}" for why in held)
+    if held:
+        return "due, waiting: " + "; ".join(held)
     workers = [w for w in live_workers(now)
                if not w.queues or job.queue in w.queues.split(",")]
     if not workers:
         return f"due, waiting: no worker alive for queue {job.queue!r} (start one: worker start)"
     working = sum(1 for w in workers if busy(w))
+    aged = _aged(job, now)
     if working == len(workers):
-        return f"due, waiting for a free worker ({working} of {len(workers)} busy)"
-    return "due; an idle worker will claim it next"
+        return f"due, waiting for a free worker ({working} of {len(workers)} busy)" + aged
+    return "due; an idle worker will claim it next" + aged
+
+
+def _held(job: Job, now: float) -> list[str]:
+    """What holds a waiting job back besides time and workers: its dependencies, its queue
+    being paused or at its limit; with aging on, the priority it has reached."""
+    reasons = []
+    if job.waiting_on:
+        deps = [f"{dep_id} ({dep_state or 'deleted'})" for dep_id, dep_state in dependencies(job)
+                if dep_state != COMPLETED]
+        reasons.append(f"dependencies not completed yet: {', '.join(deps)}")
+    queue = queue_state(job.queue)
+    if queue["paused"]:
+        reasons.append(f"its queue {job.queue!r} is paused (resume --queue {job.queue})")
+    if queue["limit"] is not None and queue["running"] >= queue["limit"]:
+        reasons.append(f"its queue {job.queue!r} is at its limit "
+                       f"({queue['running']} of {queue['limit']} running)")
+    if reasons and (aged := _aged(job, now)):
+        reasons.append(aged[2:])
+    return reasons
+
+
+def _aged(job: Job, now: float) -> str:
+    rate = aging_rate()
+    if not rate:
+        return ""
+    return f"; effective priority {effective_priority(job, now=now, rate=rate):.1f} (aging)"
+
+
+# --- waiting for jobs to end ----------------------------------------------------------------
+
+#: How often a waiter looks at SQLite's data_version (as idle workers do): a job's end is seen
+#: within about this long, for next to no CPU.
+WAKE_POLL = 0.010
+#: State of a job that was deleted while someone waited for it (it will never end otherwise).
+DELETED = "deleted"
+UNFINISHED = (PENDING, PROCESSING, FAILED)
+
+
+class WaitTimeout(QueueError):
+    """``wait --timeout`` ran out before every job ended (exit 124, as timeout(1))."""
+
+    exit_code = 124
+
+
+def changes(*, fallback: float = 1.0, deadline: float | None = None) -> Iterator[None]:
+    """Yield now, then each time another connection commits: polls SQLite's data_version every
+    WAKE_POLL, as idle workers do (without it, as on PostgreSQL: every ``fallback`` seconds);
+    also after ``fallback`` seconds without a commit, and at ``deadline`` (time.monotonic)."""
+    while True:
+        token = change_token()
+        yield
+        until = time.monotonic() + fallback
+        if deadline is not None:
+            until = min(until, deadline)
+        while time.monotonic() < until:
+            time.sleep(WAKE_POLL if token is not None else min(fallback, 0.1))
+            if token is None or change_token() != token:
+                break
+
+
+def wait(job_ids: list[str] | None = None, *, queues: list[str] | None = None,
+         timeout: float | None = None) -> Iterator[Job]:
+    """Wait until the jobs named (and every job of ``queues``, jobs enqueued meanwhile
+    included; every job when neither is given) are completed or dead: an iterator that yields
+    each as it ends, the named ones that have ended already first, and stops when none is left.
+    A named job deleted meanwhile is yielded with state DELETED. Raises NotFound for an
+    unknown id here, before waiting; the iterator raises WaitTimeout when ``timeout`` seconds
+    (from this call) pass first. The jobs of queues are taken from this call on."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    named: dict[int, str] = {}
+    for job_id in job_ids or []:
+        named[get_job(job_id).seq] = job_id
+    every = not job_ids and not queues
+    high = Job.select(fn.MAX(Job.seq)).scalar() or 0
+    waiting = _unfinished(list(named), queues, every)
+    return _wait(named, queues, every, waiting, set(named) - waiting, high, deadline)
+
+
+def _wait(named: dict[int, str], queues: list[str] | None, every: bool, waiting: set[int],
+          ended: set[int], high: int, deadline: float | None) -> Iterator[Job]:
+    yield from _ended(sorted(ended), named)
+    for _ in changes(deadline=deadline):
+        began = time.monotonic()
+        if queues or every:  # jobs enqueued since the last look that have ended already
+            query = Job.select(Job.seq).where(Job.seq > high)
+            if queues:
+                query = query.where(Job.queue.in_(queues))
+            new = {seq for (seq,) in query.tuples()}
+            high = max(new, default=high)
+        else:
+            new = set()
+        now_open = _unfinished(list(named), queues, every)
+        ended, waiting = (waiting | new) - now_open, now_open
+        yield from _ended(sorted(ended), named)
+        if not waiting:
+            return
+        if deadline is not None and time.monotonic() >= deadline:
+            raise WaitTimeout(f"timed out with {len(waiting)} job(s) not finished")
+        spent = time.monotonic() - began
+        if spent > WAKE_POLL:  # a scan of many waiting jobs: half the time at most, not a core
+            time.sleep(min(spent, 0.05))
+
+
+def _unfinished(seqs: list[int], queues: list[str] | None, every: bool) -> set[int]:
+    """Seqs of the jobs waited for that are not completed or dead yet."""
+    found: set[int] = set()
+    for start in range(0, len(seqs), 500):
+        found.update(seq for (seq,) in Job.select(Job.seq).where(
+            Job.seq.in_(seqs[start:start + 500]), Job.state.in_(UNFINISHED)).tuples())
+    if queues or every:
+        query = Job.select(Job.seq).where(Job.state.in_(UNFINISHED))
+        if queues:
+            query = query.where(Job.queue.in_(queues))
+        found.update(seq for (seq,) in query.tuples())
+    return found
+
+
+def _ended(seqs: list[int], named: dict[int, str]) -> Iterator[Job]:
+    """The jobs among ``seqs`` that ended (a job of a waited queue that was deleted or moved to
+    another queue is no longer waited for; a named one that was deleted is yielded DELETED)."""
+    for start in range(0, len(seqs), 500):
+        chunk = seqs[start:start + 500]
+        rows = {job.seq: job for job in Job.select().where(Job.seq.in_(chunk))}
+        for seq in chunk:
+            job = rows.get(seq)
+            if seq in named and (job is None or job.id != named[seq]):
+                yield Job(seq=seq, id=named[seq], state=DELETED)
+            elif job is not None and job.state in (COMPLETED, DEAD):
+                yield job
 
 
 def job_dict(job: Job, *, full: bool = False) -> dict[str, Any]:
@@ -1177,7 +1534,7 @@ FAILED_OUTCOMES = ("failed", "timeout", "lost")
 
 def throughput(*, minutes: int = 30, now: float | None = None) -> list[tuple[int, int]]:
     """(attempts completed, attempts failed) per minute over the last ``minutes`` minutes,
-    oldest first, from the attempts' finish times (index attempt_finished_at)."""
+    oldest first, from the attempts' finish times (index attempt_window)."""
     now = time.time() if now is None else now
     start = now - minutes * 60
     bucket = ((Attempt.finished_at - start) / 60)

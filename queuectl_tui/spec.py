@@ -27,7 +27,7 @@ _QUEUE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 #: Keys a spec may carry; the record-shape keys are accepted for compatibility and checked.
 FIELDS = ("id", "command", "priority", "max_retries", "timeout", "backoff_base", "run_at",
-          "delay", "queue")
+          "delay", "queue", "after")
 RECORD_KEYS = ("scheduled_at", "state", "attempts", "created_at", "updated_at")
 
 
@@ -233,7 +233,7 @@ def _checked_only(_: Any) -> None:
 
 #: Accepted key -> field (a '-' may stand for '_': see normalize); a dict: one lookup per key.
 _NAMES = {**{name: name for name in FIELDS + RECORD_KEYS}, "scheduled_at": "run_at"}
-_NULLABLE = {"id", "timeout", "run_at", "delay", "created_at", "updated_at"}
+_NULLABLE = {"id", "timeout", "run_at", "delay", "created_at", "updated_at", "after"}
 #: Field -> its check: the value to store, or None for a record-shape key that is not stored.
 _CHECKS: dict[str, Callable[[Any], Any]] = {
     "command": lambda v: check_command(v),
@@ -244,6 +244,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "timeout": lambda v: _float("timeout", v, 0.001, MAX_TIMEOUT),
     "backoff_base": lambda v: _float("backoff_base", v, 1, 100),
     "delay": lambda v: _float("delay", v, 0, MAX_DELAY),
+    "after": lambda v: check_after(v),
     "run_at": lambda v: parse_time(v, "run_at"),
     "created_at": lambda v: _checked_only(parse_time(v, "created_at")),
     "updated_at": lambda v: _checked_only(parse_time(v, "updated_at")),
@@ -266,6 +267,18 @@ def check_command(value: Any) -> str:
     if size > MAX_COMMAND_BYTES:
         raise InvalidInput(f"command is longer than {MAX_COMMAND_BYTES} bytes")
     return value
+
+
+def check_after(value: Any) -> list[str] | None:
+    """``after``: the ids of jobs this one waits for, each once, in the order given (None: none)."""
+    if not isinstance(value, list):
+        raise InvalidInput(f"after must be a list of job ids, not {type(value).__name__}")
+    ids: dict[str, None] = {}
+    for item in value:
+        if not isinstance(item, str) or not item:
+            raise InvalidInput(f"after must hold non-empty job id strings, not {item!r}")
+        ids[check_id(item)] = None
+    return list(ids) or None
 
 
 def check_queue(value: Any) -> str:

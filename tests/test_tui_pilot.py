@@ -559,3 +559,246 @@ async def test_a_stopping_worker_still_running_its_job_counts_as_busy(seeded):
         assert header._data[2] == 2
         title = str(main(app).query_one("#workers-title").render())
         assert "2 busy" in title
+
+
+# --- queues: pause, resume, limits ---------------------------------------------------------------
+
+def queue_row(name: str) -> dict:
+    from queuectl_tui import engine
+    return next(row for row in engine.queue_rows() if row["name"] == name)
+
+
+async def test_p_pauses_and_resumes_the_selected_jobs_queue(seeded):
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, "charge-card-7731")  # queue payments
+        await pilot.press("p")
+        await until(pilot, lambda: queue_row("payments")["paused"], message="payments paused")
+        assert not queue_row("default")["paused"]
+        await until(pilot, lambda: "paused: payments" in str(main(app).query_one("#pager").render()),
+                    message="the pager saying so")
+        await pilot.press("p")
+        await until(pilot, lambda: not queue_row("payments")["paused"], message="payments resumed")
+
+
+async def test_shift_p_pauses_every_queue_then_resumes_them(seeded):
+    from queuectl_tui import engine
+    from queuectl_tui.tui.data import paused_all
+
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("P")
+        await until(pilot, paused_all, message="every queue paused")
+        assert all(row["paused"] for row in engine.queue_rows())
+        await pilot.press("P")
+        await until(pilot, lambda: not paused_all(), message="every queue resumed")
+        assert not any(row["paused"] for row in engine.queue_rows())
+
+
+async def test_queues_screen_pauses_and_sets_and_clears_a_limit(seeded):
+    from queuectl_tui import engine
+    from queuectl_tui.tui.screens.modals import LimitModal
+    from queuectl_tui.tui.screens.queues import QueuesScreen
+
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("Q")
+        screen = await until(pilot, lambda: isinstance(app.screen, QueuesScreen) and app.screen, message="queues")
+        await until(pilot, lambda: "media" in screen.table.keys, message="the rows")
+        assert screen.table.keys == ["default", "mail", "media", "payments", "reports"]
+        screen.table.move_cursor(row=screen.table.keys.index("media"), animate=False)
+        await pilot.press("p")
+        await until(pilot, lambda: queue_row("media")["paused"], message="media paused")
+        await until(pilot, lambda: "paused" in str(screen.table.get_cell("media", "paused")), message="shown")
+        await pilot.press("l")
+        modal = await until(pilot, lambda: isinstance(app.screen, LimitModal) and app.screen, message="the form")
+        await pilot.press(*"-1", "enter")
+        await settle(pilot)
+        assert "whole number >= 0" in str(modal.query_one("#e-limit").render())
+        assert queue_row("media")["limit"] is None
+        await pilot.press("ctrl+a", "ctrl+k", *"2", "ctrl+s")
+        await until(pilot, lambda: queue_row("media")["limit"] == 2, message="limit 2")
+        await until(pilot, lambda: app.screen is screen and "2" in str(screen.table.get_cell("media", "limit")),
+                    message="the limit shown")
+        await pilot.press("l", "ctrl+a", "ctrl+k", *"none", "enter")
+        await until(pilot, lambda: app.screen is screen and queue_row("media")["limit"] is None
+                    and "none" in str(screen.table.get_cell("media", "limit")), message="no limit")
+        await pilot.press("P")
+        await until(pilot, lambda: all(row["paused"] for row in engine.queue_rows()),
+                    message="every queue paused")
+        await pilot.press("escape")
+        main(app)
+
+
+# --- restart, edit, dependencies ------------------------------------------------------------------
+
+def shown(widget, width: int = 120) -> str:
+    """What a Static shows (a Text or a rich Table), as plain text."""
+    from rich.console import Console
+    console = Console(width=width, color_system=None)
+    with console.capture() as capture:
+        console.print(widget.content)
+    return capture.get()
+
+
+def notes(app) -> str:
+    """The notifications the console is showing, as one text."""
+    return "\n".join(n.message for n in app._notifications)
+
+
+def attempts_of(job_id: str) -> list[int]:
+    from queuectl_tui.models import Attempt
+    return [a.number for a in Attempt.select().where(Attempt.job == job(job_id).seq).order_by(Attempt.number)]
+
+
+async def test_t_restarts_completed_and_dead_jobs_keeping_their_attempts(seeded):
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, "sync-crm-contacts")  # completed on its second attempt
+        await pilot.press("t")
+        await until(pilot, lambda: state("sync-crm-contacts") == "pending", message="restarted")
+        assert job("sync-crm-contacts").attempts == 0 and attempts_of("sync-crm-contacts") == [1, 2]
+        await select(pilot, "legacy-report")  # dead
+        await pilot.press("t")
+        await until(pilot, lambda: state("legacy-report") == "pending", message="dead one restarted")
+        # A pending job is not restarted: the console says why and changes nothing.
+        await select(pilot, "warm-cache")
+        await pilot.press("t")
+        await until(pilot, lambda: "only completed or dead jobs" in notes(app), message="the refusal")
+        assert state("warm-cache") == "pending" and job("warm-cache").attempts == 0
+
+
+async def test_t_restarts_the_job_from_its_detail(seeded):
+    from queuectl_tui.tui.screens.detail import JobDetailScreen
+
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.app.push_screen(JobDetailScreen("nightly-backup"))
+        await settle(pilot)
+        await pilot.press("t")
+        await until(pilot, lambda: state("nightly-backup") == "pending", message="restarted from the detail")
+        assert attempts_of("nightly-backup") == [1]
+
+
+async def test_shift_e_edits_a_pending_job_and_refuses_bad_values_in_the_form(seeded):
+    from queuectl_tui.tui.screens.modals import EditModal
+
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, "warm-cache")
+        await pilot.press("E")
+        modal = await until(pilot, lambda: isinstance(app.screen, EditModal) and app.screen, message="the form")
+        assert modal.query_one("#f-command").value == job("warm-cache").command
+        modal.query_one("#f-max_retries").value = ""
+        await pilot.press("tab", "ctrl+a", "ctrl+k", *"high", "ctrl+s")  # priority
+        await settle(pilot)
+        assert "whole number" in str(modal.query_one("#e-priority").render())
+        assert "cannot empty" in str(modal.query_one("#e-max_retries").render())
+        assert job("warm-cache").priority == 3 and isinstance(app.screen, EditModal)
+        await pilot.press("ctrl+a", "ctrl+k", *"8")
+        modal.query_one("#f-max_retries").value = "3"
+        modal.query_one("#f-queue").value = "media"
+        modal.query_one("#f-delay").value = "60"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: not isinstance(app.screen, EditModal), message="the form closing")
+        edited = job("warm-cache")
+        assert (edited.priority, edited.queue, edited.state) == (8, "media", "pending")
+        assert edited.run_at == NOW + 60 and edited.max_retries == 3
+        assert edited.command == 'echo "warming 48 pages"; sleep 2; echo "cache warm"'  # untouched
+
+
+async def test_shift_e_refuses_a_running_job_with_the_reason(seeded):
+    from queuectl_tui.tui.screens.modals import EditModal
+
+    before = job("crawl-sitemap")
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, "crawl-sitemap")
+        await pilot.press("E")
+        await until(pilot, lambda: "crawl-sitemap is running: only pending or failed jobs can be edited"
+                    in notes(app), message="the refusal")
+        assert not isinstance(app.screen, EditModal)
+    after = job("crawl-sitemap")
+    assert (after.state, after.command, after.priority, after.updated_at) == \
+        (before.state, before.command, before.priority, before.updated_at)
+
+
+async def test_the_edit_form_shows_the_engines_refusal_when_the_job_started_meanwhile(seeded):
+    """The form was opened on a pending job that a worker then claimed: ``edit`` refuses it and
+    the form says so (nothing changes)."""
+    from queuectl_tui.models import Job
+    from queuectl_tui.tui.screens.modals import EditModal
+
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, "reindex-search")
+        await pilot.press("E")
+        modal = await until(pilot, lambda: isinstance(app.screen, EditModal) and app.screen, message="the form")
+        Job.update(state="processing").where(Job.id == "reindex-search").execute()
+        await pilot.press("tab", "ctrl+a", "ctrl+k", *"4", "ctrl+s")
+        await until(pilot, lambda: "processing" in str(modal.query_one("#e-form").render())
+                    or "running" in str(modal.query_one("#e-form").render()), message="the refusal")
+        assert job("reindex-search").priority == 0 and isinstance(app.screen, EditModal)
+
+
+async def test_enqueue_form_after_field_makes_the_job_wait_and_refuses_unknown_ids(seeded):
+    from queuectl_tui import engine
+    from queuectl_tui.models import Job
+    from queuectl_tui.tui.screens.modals import EnqueueModal
+
+    before = Job.select().count()
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("n", *"echo deploy", "tab", *"deploy-1")
+        modal = app.screen
+        modal.query_one("#f-after").value = "warm-cache, no-such-job"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: "no-such-job" in str(modal.query_one("#e-after").render()),
+                    message="the unknown id refused under the field")
+        assert Job.select().count() == before and isinstance(app.screen, EnqueueModal)
+        modal.query_one("#f-after").value = "warm-cache reindex-search"
+        await pilot.press("ctrl+s")
+        created = await until(pilot, lambda: job("deploy-1"), message="the new job")
+        assert set(engine.dependencies(created)) == {("warm-cache", "pending"), ("reindex-search", "pending")}
+        assert created.waiting_on == 2
+
+
+async def test_detail_lists_dependencies_with_their_states_and_why_the_job_waits(seeded):
+    from queuectl_tui import engine, spec
+    from queuectl_tui.tui.screens.detail import JobDetailScreen
+
+    engine.enqueue([spec.normalize({"id": "publish", "command": "true",
+                                    "after": ["nightly-backup", "warm-cache"]})], now=NOW)
+    app = make_app(seeded)
+    async with app.run_test(size=(100, 35)) as pilot:  # one column of fields
+        await pilot.app.push_screen(JobDetailScreen("publish"))
+        await settle(pilot)
+        fields = " ".join(shown(app.screen.query_one("#fields"), width=100).split())
+        assert "queue default after nightly-backup completed, warm-cache pending priority" in fields
+        title = shown(app.screen.query_one("#detail-title"))
+        assert "warm-cache" in title
+
+
+async def test_detail_keys_pause_the_jobs_queue_and_edit_the_job(seeded):
+    from queuectl_tui.tui.screens.detail import JobDetailScreen
+    from queuectl_tui.tui.screens.modals import EditModal
+
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.app.push_screen(JobDetailScreen("transcode-video-17"))  # pending, queue media
+        detail = app.screen
+        await settle(pilot)
+        await pilot.press("p")
+        await until(pilot, lambda: queue_row("media")["paused"], message="media paused")
+        await until(pilot, lambda: "paused" in shown(detail.query_one("#detail-title")), message="why it waits")
+        await pilot.press("E")
+        modal = await until(pilot, lambda: isinstance(app.screen, EditModal) and app.screen, message="the form")
+        modal.query_one("#f-priority").value = "6"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: job("transcode-video-17").priority == 6, message="edited")
+        await until(pilot, lambda: app.screen is detail, message="back on the detail")
+        await pilot.press("p")
+        await until(pilot, lambda: not queue_row("media")["paused"], message="media resumed")

@@ -93,6 +93,15 @@ def test_config_editor_rejects_a_bad_value(snap_compare, seeded):
     assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run(*keys))
 
 
+def test_stats_screen(snap_compare, seeded):
+    """Execution stats of the sample history's last hour: per queue, the chart, the errors."""
+    assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run("m"))
+
+
+def test_stats_screen_80x24(snap_compare, seeded):
+    assert snap_compare(make_app(seeded), terminal_size=(80, 24), run_before=run("m"))
+
+
 def test_help_lists_the_keys(snap_compare, seeded):
     assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run("question_mark"))
 
@@ -117,3 +126,63 @@ def test_empty_database_says_how_to_start(snap_compare, empty_db):
 def test_missing_database_is_a_message(snap_compare):
     assert snap_compare(make_app(Path("/nonexistent/queuectl.db")), terminal_size=(80, 24),
                         run_before=run())
+
+
+def _queue_settings() -> None:
+    """One queue paused, one limited: what the queues screen and the main screen show of them."""
+    from queuectl_tui import engine
+    engine.pause(["payments"])
+    engine.set_limit("reports", 2)
+
+
+def test_queues_screen(snap_compare, seeded):
+    """Every queue with its jobs per state, paused or not, and its running limit."""
+    _queue_settings()
+    assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run("Q"))
+
+
+def test_queues_screen_80x24(snap_compare, seeded):
+    _queue_settings()
+    assert snap_compare(make_app(seeded), terminal_size=(80, 24), run_before=run("Q"))
+
+
+def test_limit_form_refuses_a_bad_limit(snap_compare, seeded):
+    _queue_settings()
+    keys = ["Q", "down", "down", "down", "down", "l", "ctrl+a", "ctrl+k", *"two", "enter"]
+    assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run(*keys))
+
+
+def test_main_screen_says_which_queues_are_paused(snap_compare, seeded):
+    _queue_settings()
+    assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run("6"))
+
+
+def test_edit_form_refuses_a_bad_value(snap_compare, seeded):
+    """The edit form on a pending job (third row), its values filled in, a bad priority refused."""
+    keys = ["down", "down", "E", "tab", "ctrl+a", "ctrl+k", *"high", "ctrl+s"]
+    assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run(*keys))
+
+
+def test_edit_refused_for_a_running_job(snap_compare, seeded):
+    """E on a running job (the first row): no form, a notification saying why."""
+    assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run("E"))
+
+
+def test_enqueue_form_refuses_an_unknown_dependency(snap_compare, seeded):
+    keys = ["n", *"echo deploy", *["tab"] * 8, *"warm-cache no-such-job", "ctrl+s"]
+    assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run(*keys))
+
+
+def test_job_detail_with_dependencies(snap_compare, seeded):
+    """A job waiting for two others: each with its state, and why it waits in the title."""
+    from queuectl_tui import engine, spec
+    from tui_support import NOW, SEED_CWD
+
+    engine.enqueue([spec.normalize({"id": "publish-site", "command": "./publish.sh",
+                                    "after": ["build-frontend", "warm-cache"]})], cwd=SEED_CWD, now=NOW)
+
+    async def open_detail(pilot) -> None:
+        from queuectl_tui.tui.screens.detail import JobDetailScreen
+        await pilot.app.push_screen(JobDetailScreen("publish-site"))
+
+    assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run(then=open_detail))

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from peewee import DatabaseError, InterfaceError
 
-from queuectl_tui import engine, paths, settings
+from queuectl_tui import engine, metrics, paths, settings
 from queuectl_tui.db import describe_db_error, describe_target, open_db, write_transaction
 from queuectl_tui.errors import DatabaseUnusable, QueueError
-from queuectl_tui.models import STATES, Job, database
+from queuectl_tui.models import STATES, Job, Meta, database
 from queuectl_tui.monitor import WorkerStats
 from queuectl_tui.visible import visible
 
@@ -91,6 +91,7 @@ class Status:
     counts: dict[str, int]
     workers: list[WorkerStats]
     throughput: list[tuple[int, int]]
+    paused: list[str] = field(default_factory=list)  # queues workers claim nothing from
 
     @property
     def alive(self) -> int:
@@ -127,7 +128,34 @@ COSTED = ("completed", "dead")
 
 def read_status(monitor: Any, now: float) -> Status:
     counts = engine.counts()
-    return Status(counts, monitor.sample(now), engine.throughput(minutes=THROUGHPUT_MINUTES, now=now))
+    paused = [row["name"] for row in engine.queue_rows() if row["paused"]]
+    return Status(counts, monitor.sample(now), engine.throughput(minutes=THROUGHPUT_MINUTES, now=now),
+                  paused)
+
+
+# --- queues ------------------------------------------------------------------------------------
+
+@dataclass
+class Queues:
+    rows: list[dict[str, Any]]  # engine.queue_rows()
+    paused_all: bool  # ``pause`` without a queue is in force (queues not named follow it)
+
+
+def paused_all() -> bool:
+    row = Meta.get_or_none(Meta.key == engine.PAUSED_ALL)
+    return row is not None and row.value == "1"
+
+
+def read_queues() -> Queues:
+    return Queues(engine.queue_rows(), paused_all())
+
+
+def toggle_pause(queue: str | None) -> bool:
+    """Resume ``queue`` (every queue if None) when it is paused, else pause it, as
+    ``pause``/``resume [--queue Q]`` do. Returns True when it is now paused."""
+    paused = not (paused_all() if queue is None else engine.queue_state(queue)["paused"])
+    (engine.pause if paused else engine.resume)(None if queue is None else [queue])
+    return paused
 
 
 # --- the detail screen -------------------------------------------------------------------------
@@ -138,6 +166,7 @@ class Detail:
     why: str
     attempts: list[dict[str, Any]]
     running: bool
+    dependencies: list[tuple[str, str | None]] = field(default_factory=list)  # (id, state; None: deleted)
     tree: Any = None  # monitor.JobTree of the running attempt (on this host), else None
     history: list[tuple[float, float, int]] | None = None  # its (time, CPU %, RSS) so far
     tree_read: bool = False  # the tree was read this time (about once a second)
@@ -160,7 +189,8 @@ def read_detail(job_id: str, now: float, monitor: Any = None) -> Detail:
             row["log_note"] = (f"({where}; its last output, kept in the database:)\n{visible(tail)}"
                                if tail else f"({where}; no output of it is kept in the database)")
         rows.append(row)
-    detail = Detail(data, engine.explain(job, now=now), rows, job.state == "processing")
+    detail = Detail(data, engine.explain(job, now=now), rows, job.state == "processing",
+                    engine.dependencies(job))
     held = engine.running_attempts().get(job.id) if detail.running and monitor is not None else None
     if held is not None:
         detail.tree, detail.history = monitor.job_tree(held[0], held[1], now)
@@ -227,6 +257,14 @@ def read_log(path: Path | None, offset: int, *, complete: bool = True,
     return LogChunk(visible(data[:end].decode("utf-8", "replace")), offset + end, skipped)
 
 
+# --- the stats screen --------------------------------------------------------------------------
+
+def read_stats(window: float, now: float, slices: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``stats`` for the last ``window`` seconds, and the chart's slices of it."""
+    return (metrics.execution_stats(now - window, None, now),
+            metrics.timeline(now - window, now, slices))
+
+
 # --- modals ------------------------------------------------------------------------------------
 
 def read_settings() -> list[dict[str, Any]]:
@@ -245,6 +283,7 @@ def _save(changes: dict[str, Any], resets: list[str]) -> None:
         settings.set_value(key, value)
 
 
-__all__ = ["Problem", "QueueError", "View", "Page", "Status", "Detail", "LogChunk", "Output",
-           "STATES", "COSTED", "call", "read_page", "read_status", "read_detail", "read_log",
-           "read_output", "read_settings", "save_settings"]
+__all__ = ["Problem", "QueueError", "View", "Page", "Status", "Queues", "Detail", "LogChunk", "Output",
+           "STATES", "COSTED", "call", "read_page", "read_status", "read_queues", "toggle_pause",
+           "paused_all", "read_detail", "read_log", "read_output", "read_stats", "read_settings",
+           "save_settings"]

@@ -43,6 +43,17 @@ FIELDS = ("id", "state", "command", "queue", "priority", "attempts", "max_retrie
           "last_error", "worker_id", "cancel_requested", "cwd")
 
 
+def dependencies_text(dependencies: list[tuple[str, str | None]]) -> Text:
+    """'build-1 completed, lint-2 pending': the job runs once every one is completed."""
+    text = Text()
+    for n, (dep_id, state) in enumerate(dependencies):
+        if n:
+            text.append(", ")
+        text.append(visible(dep_id))
+        text.append(f" {state or 'deleted'}", STATE_STYLE.get(state, "bold red") if state else "bold red")
+    return text
+
+
 class AttemptsTable(KeyedTable):
     pass
 
@@ -51,6 +62,11 @@ class JobDetailScreen(Screen):
     BINDINGS = [
         Binding("escape", "back", "Back", tooltip="Back to the jobs"),
         Binding("r", "retry", "Retry", tooltip="Retry this job (failed or dead)"),
+        Binding("t", "restart", "Restart", show=False,
+                tooltip="Run this completed or dead job again, with a fresh retry budget"),
+        Binding("E", "edit", "Edit", tooltip="Edit this job (pending or failed)"),
+        Binding("p", "pause", "Pause/resume queue", show=False,
+                tooltip="Pause this job's queue (workers claim none of its jobs), or resume it"),
         Binding("c", "cancel", "Cancel", tooltip="Cancel this job; asks first"),
         Binding("d,delete", "delete", "Delete", show=False, tooltip="Delete this job; asks first"),
         Binding("l", "focus_log", "Log", tooltip="Move to the log (arrows, PgUp/PgDn scroll it)"),
@@ -135,7 +151,7 @@ class JobDetailScreen(Screen):
         if self.query_one(AttemptsTable).set_layout(attempt_columns(self.size.width)) and self.detail:
             self._apply(self.detail, self.attempt, None)
         if self.detail is not None:
-            self.query_one("#fields", Static).update(self._fields_table(self.detail.fields))
+            self.query_one("#fields", Static).update(self._fields_table(self.detail))
 
     def _failed(self, exc: Exception) -> None:
         self._busy = False
@@ -154,7 +170,7 @@ class JobDetailScreen(Screen):
                               (fields["state"], STATE_STYLE.get(fields["state"], "")), "  ",
                               (visible(detail.why), "italic"))
         self.query_one("#detail-title", Static).update(title)
-        self.query_one("#fields", Static).update(self._fields_table(fields))
+        self.query_one("#fields", Static).update(self._fields_table(detail))
         table = self.query_one(AttemptsTable)
         rows = []
         for a in detail.attempts:
@@ -255,10 +271,13 @@ class JobDetailScreen(Screen):
         self.query_one("#chart", Static).update(chart)
         self.query_one("#chart").display = bool(history)
 
-    def _fields_table(self, fields: dict) -> Table:
+    def _fields_table(self, detail: data.Detail) -> Table:
         wide = self.size.width >= 110
         grid = Table.grid(padding=(0, 2), expand=True)
+        fields = detail.fields
         pairs = [(k, fields.get(k)) for k in FIELDS]
+        if detail.dependencies:  # after the queue: what the job waits for, each with its state
+            pairs.insert(FIELDS.index("queue") + 1, ("after", dependencies_text(detail.dependencies)))
         columns = 2 if wide else 1
         for _ in range(columns):
             grid.add_column(style="bold", no_wrap=True)
@@ -271,7 +290,9 @@ class JobDetailScreen(Screen):
                 if index < len(pairs):
                     key, value = pairs[index]
                     style = STATE_STYLE.get(value, "") if key == "state" else ""
-                    line += [key, Text(visible("-" if value is None else str(value)), style=style)]
+                    if not isinstance(value, Text):
+                        value = Text(visible("-" if value is None else str(value)), style=style)
+                    line += [key, value]
                 else:
                     line += ["", ""]
             grid.add_row(*line)
@@ -302,6 +323,22 @@ class JobDetailScreen(Screen):
     def action_retry(self) -> None:
         self.app.perform(f"retry {self.job_id}", engine.retry, self.job_id,
                          then=lambda job: self._done(f"{job.id} retried → {job.state}"))
+
+    def action_restart(self) -> None:
+        self.app.perform(f"restart {self.job_id}", engine.restart, [self.job_id],
+                         then=lambda jobs: self._done(f"{jobs[0].id} restarted → {jobs[0].state}"))
+
+    def action_edit(self) -> None:
+        from queuectl_tui.tui.screens.main import edit_job
+        self.app.perform(f"edit {self.job_id}", engine.get_job, self.job_id,
+                         then=lambda job: edit_job(self.app, job, self._done))
+
+    def action_pause(self) -> None:
+        if self.detail is None:
+            return
+        queue = self.detail.fields["queue"]
+        self.app.perform(f"pause or resume queue {queue}", data.toggle_pause, queue,
+                         then=lambda paused: self._done(f"queue {queue} {'paused' if paused else 'resumed'}"))
 
     def action_cancel(self) -> None:
         from queuectl_tui.tui.screens.modals import ConfirmModal

@@ -10,7 +10,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from queuectl_tui.tui.screens.modals import ConfirmModal, ConfigModal, EnqueueModal
+from queuectl_tui.tui.screens.modals import ConfirmModal, ConfigModal, EditModal, EnqueueModal, LimitModal
 
 NAVIGATION = [
     ("↑ ↓  j k", "move in a table"),
@@ -33,6 +33,8 @@ def sections():
     from queuectl_tui.tui.app import QueueApp
     from queuectl_tui.tui.screens.detail import JobDetailScreen
     from queuectl_tui.tui.screens.main import MainScreen
+    from queuectl_tui.tui.screens.queues import QueuesScreen
+    from queuectl_tui.tui.screens.stats import StatsScreen
     from queuectl_tui.tui.widgets.jobs_table import JobsTable
 
     def rows(*classes):
@@ -52,7 +54,9 @@ def sections():
         ("Everywhere", rows(QueueApp) + NAVIGATION),
         ("Jobs (main screen)", rows(JobsTable, MainScreen)),
         ("Job detail", rows(JobDetailScreen)),
-        ("Forms and questions", rows(EnqueueModal, ConfigModal, ConfirmModal)),
+        ("Queues (Q)", rows(QueuesScreen)),
+        ("Execution stats", rows(StatsScreen)),
+        ("Forms and questions", rows(EnqueueModal, EditModal, ConfigModal, LimitModal, ConfirmModal)),
     ]
 
 

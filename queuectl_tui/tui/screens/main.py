@@ -18,7 +18,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Input, Log, Static
 
 from queuectl_tui import engine, supervisor
-from queuectl_tui.models import DEAD, FAILED, PROCESSING, Job
+from queuectl_tui.models import COMPLETED, DEAD, FAILED, PENDING, PROCESSING, Job
 from queuectl_tui.tui import data
 from queuectl_tui.tui.fmt import STATE_LABEL, STATE_STYLE, cell, cpu_time, duration, size, when
 from queuectl_tui.tui.widgets import CountsHeader, JobsTable, KeyBar, TabBar, ThroughputLine, WorkersPane
@@ -72,6 +72,11 @@ class MainScreen(Screen):
         Binding("n", "enqueue", "Enqueue", tooltip="Enqueue a new job (form)"),
         Binding("r", "retry", "Retry", tooltip="Retry the selected (or marked) failed/dead jobs"),
         Binding("R", "retry_dlq", "Retry DLQ", show=False, tooltip="Retry every job in the DLQ"),
+        Binding("t", "restart", "Restart", show=False,
+                tooltip="Run the selected (or marked) completed/dead jobs again, with a fresh retry budget"),
+        Binding("E", "edit", "Edit job", show=False,
+                tooltip="Edit the selected pending or failed job (command, priority, time, retries, "
+                        "timeout, queue)"),
         Binding("c", "cancel", "Cancel", show=False,
                 tooltip="Cancel the selected (or marked) jobs; asks first"),
         Binding("d,delete", "delete", "Delete", show=False,
@@ -79,6 +84,12 @@ class MainScreen(Screen):
         Binding("D", "clear_dlq", "Clear DLQ", show=False, tooltip="Delete every dead job; asks first"),
         Binding("l", "logs", "Logs", show=False, tooltip="Open the selected job on its latest log"),
         Binding("e", "config", "Config", tooltip="Edit the settings"),
+        Binding("p", "pause", "Pause/resume", show=False,
+                tooltip="Pause the selected job's queue (workers claim none of its jobs), or resume it"),
+        Binding("P", "pause_all", "Pause/resume all", show=False,
+                tooltip="Pause every queue, or resume them all when all are paused"),
+        Binding("m", "stats", "Stats",
+                tooltip="Execution stats: throughput, wait and run times, errors, per queue"),
         Binding("plus", "worker_start", "Worker", key_display="+",
                 tooltip="Start one more detached worker"),
         Binding("o", "output", "Output",
@@ -89,6 +100,7 @@ class MainScreen(Screen):
                 tooltip="Stop every worker on this host; asks first"),
         Binding("slash", "filter", "Filter", key_display="/",
                 tooltip="Filter the table by text in id, command or last error"),
+        Binding("Q", "queues", "Queues", tooltip="The queues: counts, paused, limits (pause, resume, limit)"),
         Binding("s", "sort", "Sort", show=False, tooltip="Cycle the sort order"),
         Binding("S", "reverse", "Reverse", show=False, tooltip="Reverse the sort order"),
         Binding("space", "mark", "Mark", show=False,
@@ -259,6 +271,7 @@ class MainScreen(Screen):
         self.query_one(CountsHeader).set_counts(status.counts, status.alive, status.busy)
         self.query_one(WorkersPane).set_workers(status.workers, now)
         self.query_one(ThroughputLine).set_series(status.throughput)
+        self._update_pager()
         self._update_empty()
 
     def _set_problem(self, message: str | None, *, retrying: bool = True) -> None:
@@ -319,7 +332,10 @@ class MainScreen(Screen):
             parts.append(f"filter: {self.view.search!r} (Esc clears)")
         if self.marks:
             parts.append(f"{len(self.marks)} marked (r/c/d act on them, Esc clears)")
-        self.query_one("#pager", Static).update(Text("  ·  ".join(parts)))  # the filter is text
+        text = Text("  ·  ".join(parts))  # the filter is text
+        if self.status is not None and self.status.paused:
+            text.append(f"  ·  paused: {', '.join(self.status.paused)} (p/P resume)", "bold yellow")
+        self.query_one("#pager", Static).update(text)
 
     def _update_empty(self) -> None:
         empty = self.query_one("#empty", Static)
@@ -565,6 +581,29 @@ class MainScreen(Screen):
 
         self.app.push_screen(ConfigModal(), done)
 
+    def action_queues(self) -> None:
+        from queuectl_tui.tui.screens.queues import QueuesScreen
+        self.app.push_screen(QueuesScreen())
+
+    def action_pause(self) -> None:
+        key = self.table.cursor_key
+        job = self.jobs.get(key) if key else None
+        if job is None:
+            self.app.notify("select a job: p pauses or resumes its queue (Q lists the queues)",
+                            severity="warning")
+            return
+        queue = job.queue
+        self.app.perform(f"pause or resume queue {queue}", data.toggle_pause, queue,
+                         then=lambda paused: self._done(f"queue {queue} {'paused' if paused else 'resumed'}"))
+
+    def action_pause_all(self) -> None:
+        self.app.perform("pause or resume every queue", data.toggle_pause, None,
+                         then=lambda paused: self._done("every queue paused" if paused
+                                                        else "every queue resumed"))
+    def action_stats(self) -> None:
+        from queuectl_tui.tui.screens.stats import StatsScreen
+        self.app.push_screen(StatsScreen())
+
     def action_retry(self) -> None:
         ids = self.selected_ids()
         if not ids:
@@ -576,6 +615,24 @@ class MainScreen(Screen):
             return
         self.app.perform(f"retry {len(ids)} job(s)", engine.retry_many, ids,
                          then=lambda jobs: self._done(_summary("retried", jobs), clear_marks=True))
+
+    def action_restart(self) -> None:
+        ids = self.selected_ids()
+        if not ids:
+            return
+        wrong = [i for i in ids if i in self.jobs and self.jobs[i].state not in (COMPLETED, DEAD)]
+        if wrong and not self.marks:
+            self.app.notify(f"{wrong[0]} is {self.jobs[wrong[0]].state}: only completed or dead jobs "
+                            "can be restarted", severity="warning")
+            return
+        self.app.perform(f"restart {len(ids)} job(s)", engine.restart, ids,
+                         then=lambda jobs: self._done(_summary("restarted", jobs), clear_marks=True))
+
+    def action_edit(self) -> None:
+        key = self.table.cursor_key
+        if key is None:
+            return
+        self.app.perform(f"edit {key}", engine.get_job, key, then=lambda job: edit_job(self.app, job, self._done))
 
     def action_retry_dlq(self) -> None:
         count = self.status.counts.get(DEAD, 0) if self.status else 0
@@ -658,6 +715,20 @@ class MainScreen(Screen):
         self.app.push_screen(ConfirmModal(question, title), lambda yes: then() if yes else None)
 
 
+def edit_job(app, job: Job, done) -> None:
+    """Open the edit form on a pending or failed job; any other is refused with the reason
+    (``edit`` refuses it too, should the job start meanwhile)."""
+    from queuectl_tui.tui.screens.modals import EditModal
+
+    if job.state not in (PENDING, FAILED):
+        what = "running" if job.state == PROCESSING else job.state
+        app.notify(f"{job.id} is {what}: only pending or failed jobs can be edited"
+                   + (" (cancel it, or wait for it to end)" if job.state == PROCESSING else
+                      " (t restarts it)"), severity="warning")
+        return
+    app.push_screen(EditModal(job), lambda edited: done(f"{edited.id} edited") if edited else None)
+
+
 def _names(ids: list[str]) -> str:
     return f"job {ids[0]}" if len(ids) == 1 else f"{len(ids)} jobs ({', '.join(ids[:3])}{'…' if len(ids) > 3 else ''})"
 
@@ -667,4 +738,4 @@ def _summary(verb: str, jobs: list[Job]) -> str:
         f" (+{len(jobs) - 3} more)" if len(jobs) > 3 else "")
 
 
-__all__ = ["MainScreen", "TABS", "SORTS", "job_columns"]
+__all__ = ["MainScreen", "TABS", "SORTS", "job_columns", "edit_job"]

@@ -31,7 +31,12 @@ ENQUEUE_FIELDS = [
     ("run_at", "Run at", "ISO-8601, e.g. 2030-01-31T09:00:00Z (local time if no zone)"),
     ("delay", "Delay (s)", "seconds from now (instead of run at)"),
     ("queue", "Queue", "default"),
+    ("after", "After", "ids of jobs that must complete first, e.g. build-1 build-2"),
 ]
+#: What ``edit`` can change (engine.edit's keys), labelled as in the enqueue form.
+_EDIT_PLACEHOLDERS = {"timeout": "none (no time limit)"}
+EDIT_FIELDS = [(name, label, _EDIT_PLACEHOLDERS.get(name, placeholder))
+               for name, label, placeholder in ENQUEUE_FIELDS if name in engine.EDITABLE]
 NUMERIC = {"priority", "max_retries", "timeout", "delay"}
 
 
@@ -45,70 +50,123 @@ def _number(text: str) -> Any:
     return text
 
 
-class EnqueueModal(ModalScreen[list[str] | None]):
-    BINDINGS = [
-        Binding("escape", "dismiss_none", "Close", tooltip="Close without enqueuing"),
-        Binding("ctrl+s", "submit", "Enqueue", tooltip="Enqueue the job"),
-    ]
+def _ids(text: str) -> list[str]:
+    """The after field: ids separated by spaces or commas."""
+    return [part for part in text.replace(",", " ").split() if part]
+
+
+def _field_of(message: str, fields: list[str]) -> str:
+    """The field an engine error names ("bad queue ...", "job id ... already exists"), else the form."""
+    if "depend" in message or "after" in message:
+        return "after" if "after" in fields else "form"
+    if "job id" in message or "already exists" in message:
+        return "id" if "id" in fields else "form"
+    for name in sorted(fields, key=len, reverse=True):
+        if name != "form" and (name in message or name.replace("_", " ") in message):
+            return name
+    return "form"
+
+
+class JobForm(ModalScreen):
+    """A form of job fields whose values go through the engine's validation (``spec``)."""
+
+    FIELDS: list[tuple[str, str, str]] = ENQUEUE_FIELDS
+    OK = ""
+
+    def heading(self) -> str:
+        return ""
+
+    def initial(self) -> dict[str, str]:
+        return {}
 
     def compose(self) -> ComposeResult:
+        values = self.initial()
         with Vertical(id="dialog", classes="dialog form"):
-            yield Static("Enqueue a job", classes="dialog-title")
+            yield Static(Text(self.heading()), classes="dialog-title")
             with VerticalScroll(classes="form-body"):
-                for name, label, placeholder in ENQUEUE_FIELDS:
+                for name, label, placeholder in self.FIELDS:
                     with Horizontal(classes="form-row"):
                         yield Label(label, classes="form-label")
                         with Vertical(classes="form-field"):
-                            yield Input(placeholder=placeholder, id=f"f-{name}", compact=True)
+                            yield Input(value=values.get(name, ""), placeholder=placeholder, id=f"f-{name}",
+                                        compact=True)
                             yield Static("", id=f"e-{name}", classes="form-error")
             yield Static("", id="e-form", classes="form-error")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Enqueue (ctrl+s)", variant="primary", id="ok", compact=True)
+                yield Button(f"{self.OK} (ctrl+s)", variant="primary", id="ok", compact=True)
                 yield Button("Close (esc)", id="close", compact=True)
 
     def on_mount(self) -> None:
         for box in self.query(Input):
             box.cursor_blink = self.app.cursor_blink
-        self.query_one("#f-command", Input).focus()
+        self.query_one(f"#f-{self.FIELDS[0][0]}", Input).focus()
 
-    def raw(self) -> dict[str, Any]:
-        values = {}
-        for name, _, _ in ENQUEUE_FIELDS:
-            text = self.query_one(f"#f-{name}", Input).value
-            text = text if name == "command" else text.strip()
-            if text:
-                values[name] = _number(text) if name in NUMERIC else text
-        return values
+    def texts(self) -> dict[str, str]:
+        """Each field's text (the command as typed, the others stripped)."""
+        return {name: self.query_one(f"#f-{name}", Input).value if name == "command"
+                else self.query_one(f"#f-{name}", Input).value.strip() for name, _, _ in self.FIELDS}
 
-    def validate(self) -> tuple[dict[str, Any] | None, dict[str, str]]:
-        """The normalized spec, or the errors by field (each checked on its own first)."""
-        raw = self.raw()
-        now = self.app.clock()
+    @staticmethod
+    def value(name: str, text: str) -> Any:
+        if name == "after":
+            return _ids(text)
+        return _number(text) if name in NUMERIC else text
+
+    def field_errors(self, raw: dict[str, Any]) -> dict[str, str]:
+        """Each field checked on its own, as a spec holding only it (and a command) would be."""
         errors: dict[str, str] = {}
-        if "command" not in raw:
-            errors["command"] = "a command is required"
+        now = self.app.clock()
         for name, value in raw.items():
             probe = {"command": "true", name: value} if name != "command" else {"command": value}
             try:
                 spec.normalize(probe, now=now)
             except InvalidInput as exc:
                 errors[name] = str(exc)
+        return errors
+
+    def show_errors(self, errors: dict[str, str]) -> None:
+        for name in [n for n, _, _ in self.FIELDS] + ["form"]:
+            box = self.query_one(f"#e-{name}", Static)
+            box.update(Text(errors.get(name, "")))
+            box.set_class(name in errors, "-show")
+        first = next((n for n, _, _ in self.FIELDS if n in errors), None)
+        if first:
+            self.query_one(f"#f-{first}", Input).focus()
+
+    def _refused(self, message: str) -> None:
+        self.show_errors({_field_of(message, [n for n, _, _ in self.FIELDS]): message})
+
+    @on(Button.Pressed, "#close")
+    def action_dismiss_none(self) -> None:
+        self.dismiss(None)
+
+
+class EnqueueModal(JobForm):
+    BINDINGS = [
+        Binding("escape", "dismiss_none", "Close", tooltip="Close without enqueuing"),
+        Binding("ctrl+s", "submit", "Enqueue", tooltip="Enqueue the job"),
+    ]
+    OK = "Enqueue"
+
+    def heading(self) -> str:
+        return "Enqueue a job"
+
+    def raw(self) -> dict[str, Any]:
+        return {name: self.value(name, text) for name, text in self.texts().items() if text}
+
+    def validate(self) -> tuple[dict[str, Any] | None, dict[str, str]]:
+        """The normalized spec, or the errors by field (each checked on its own first)."""
+        raw = self.raw()
+        errors = self.field_errors(raw)
+        if "command" not in raw:
+            errors["command"] = "a command is required"
         if errors:
             return None, errors
         try:
-            return spec.normalize(raw, now=now), {}
+            return spec.normalize(raw, now=self.app.clock()), {}
         except InvalidInput as exc:
             key = "delay" if "delay" in str(exc) else "form"
             return None, {key: str(exc)}
-
-    def show_errors(self, errors: dict[str, str]) -> None:
-        for name in [n for n, _, _ in ENQUEUE_FIELDS] + ["form"]:
-            box = self.query_one(f"#e-{name}", Static)
-            box.update(errors.get(name, ""))
-            box.set_class(name in errors, "-show")
-        first = next((n for n, _, _ in ENQUEUE_FIELDS if n in errors), None)
-        if first:
-            self.query_one(f"#f-{first}", Input).focus()
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#ok")
@@ -123,12 +181,59 @@ class EnqueueModal(ModalScreen[list[str] | None]):
     def _enqueued(self, jobs) -> None:
         self.dismiss([job.id for job in jobs])
 
-    @on(Button.Pressed, "#close")
-    def action_dismiss_none(self) -> None:
-        self.dismiss(None)
 
-    def _refused(self, message: str) -> None:
-        self.show_errors({"id" if "job id" in message else "form": message})
+class EditModal(JobForm):
+    """A pending or failed job's fields, changed as ``edit JOB_ID --field …`` changes them: only
+    the fields whose text changed are sent, and the engine refuses a job that started running."""
+
+    BINDINGS = [
+        Binding("escape", "dismiss_none", "Close", tooltip="Close without changing the job"),
+        Binding("ctrl+s", "submit", "Save", tooltip="Save the changed fields"),
+    ]
+    FIELDS = EDIT_FIELDS
+    OK = "Save"
+
+    def __init__(self, job) -> None:
+        super().__init__()
+        self.job = job
+        self.before = self.initial()
+
+    def heading(self) -> str:
+        return f"Edit job {self.job.id} ({self.job.state}; only the fields you change are saved)"
+
+    def initial(self) -> dict[str, str]:
+        job = self.job
+        return {"command": job.command, "priority": str(job.priority), "run_at": spec.iso(job.run_at) or "",
+                "delay": "", "max_retries": str(job.max_retries),
+                "timeout": "" if job.timeout is None else _shown(job.timeout), "queue": job.queue}
+
+    def changes(self) -> tuple[dict[str, Any], dict[str, str]]:
+        """The changed fields, and errors for fields emptied: ``edit`` sets values, it does
+        not clear them (a run at emptied for a delay is the one exception)."""
+        changed, errors = {}, {}
+        texts = self.texts()
+        for name, text in texts.items():
+            if text == self.before[name]:
+                continue
+            if text:
+                changed[name] = self.value(name, text)
+            elif not (name == "run_at" and texts["delay"]):
+                errors[name] = "give a value (edit changes a field, it cannot empty it)"
+        return changed, errors
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#ok")
+    def action_submit(self) -> None:
+        changes, errors = self.changes()
+        errors = {**self.field_errors(changes), **errors}
+        self.show_errors(errors)
+        if errors:
+            return
+        if not changes:
+            self.dismiss(None)
+            return
+        self.app.perform(f"edit {self.job.id}", engine.edit, self.job.id, changes, now=self.app.clock(),
+                         then=lambda job: self.dismiss(job), on_error=self._refused)
 
 
 def _shown(value: Any) -> str:
@@ -230,6 +335,76 @@ class ConfigModal(ModalScreen[list[str] | None]):
         self.dismiss(None)
 
 
+def parse_limit(text: str) -> int | None:
+    """A queue's running limit as ``queue limit Q N|none`` takes it (empty: none)."""
+    value = text.strip().lower()
+    if value in ("", "none"):
+        return None
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = -1
+    if limit < 0:
+        raise InvalidInput(f"bad limit {text.strip()!r}: expected a whole number >= 0 or 'none'")
+    return limit
+
+
+class LimitModal(ModalScreen[int | None | bool]):
+    """How many of one queue's jobs may run at once; dismissed with the new limit (None: no
+    limit), or False when closed unchanged."""
+
+    BINDINGS = [
+        Binding("escape", "close", "Close", tooltip="Close without changing the limit"),
+        Binding("ctrl+s", "save", "Save", tooltip="Save the limit"),
+    ]
+
+    def __init__(self, queue: str, current: int | None) -> None:
+        super().__init__()
+        self.queue = queue
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="dialog form limit"):
+            yield Static(Text(f"Running limit of queue {self.queue}", style="bold"), classes="dialog-title")
+            with Horizontal(classes="form-row"):
+                yield Label("At most", classes="form-label")
+                with Vertical(classes="form-field"):
+                    yield Input(value="" if self.current is None else str(self.current), id="f-limit",
+                                placeholder="jobs running at once; empty or none: no limit", compact=True)
+                    yield Static(Text("0 holds every job, like a pause of this queue only", style="dim"),
+                                 classes="form-help")
+                    yield Static("", id="e-limit", classes="form-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Save (ctrl+s)", variant="primary", id="save", compact=True)
+                yield Button("Close (esc)", id="close", compact=True)
+
+    def on_mount(self) -> None:
+        box = self.query_one("#f-limit", Input)
+        box.cursor_blink = self.app.cursor_blink
+        box.focus()
+
+    def _error(self, message: str) -> None:
+        box = self.query_one("#e-limit", Static)
+        box.update(Text(message))
+        box.set_class(bool(message), "-show")
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#save")
+    def action_save(self) -> None:
+        try:
+            limit = parse_limit(self.query_one("#f-limit", Input).value)
+        except InvalidInput as exc:
+            self._error(str(exc))
+            return
+        self._error("")
+        self.app.perform(f"set the limit of {self.queue}", engine.set_limit, self.queue, limit,
+                         then=lambda _: self.dismiss(limit), on_error=self._error)
+
+    @on(Button.Pressed, "#close")
+    def action_close(self) -> None:
+        self.dismiss(False)
+
+
 class ConfirmModal(ModalScreen[bool]):
     BINDINGS = [
         Binding("y", "answer(True)", "Yes"),
@@ -260,4 +435,4 @@ class ConfirmModal(ModalScreen[bool]):
         self.dismiss(yes)
 
 
-__all__ = ["EnqueueModal", "ConfigModal", "ConfirmModal"]
+__all__ = ["EnqueueModal", "EditModal", "ConfigModal", "LimitModal", "ConfirmModal", "parse_limit"]

@@ -1,0 +1,128 @@
+"""The queue's figures for Prometheus (``stats --prometheus``, ``metrics serve``).
+
+Needs the optional extra ``metrics`` (prometheus_client). A custom collector on a registry of
+its own reads the database at each scrape: nothing is kept between scrapes, so any number of
+workers and CLI processes may change the queue meanwhile. No click, no textual.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, Iterator
+
+from peewee import fn
+
+from queuectl_tui import engine, metrics, settings
+from queuectl_tui.errors import QueueError
+from queuectl_tui.models import Attempt, JobCount, Worker, database
+
+MISSING = ("Prometheus output needs the prometheus_client package: "
+           "pip install 'queuectl-tui[metrics]'")
+
+
+def require() -> None:
+    """Raise a one-line QueueError when the extra is not installed."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise QueueError(MISSING) from None
+
+
+def registry(window: float = metrics.DEFAULT_WINDOW, clock: Callable[[], float] = time.time):
+    """A fresh CollectorRegistry holding only the queue's collector."""
+    require()
+    from prometheus_client import CollectorRegistry
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(QueueCollector(window, clock))
+    return reg
+
+
+def text(window: float = metrics.DEFAULT_WINDOW, clock: Callable[[], float] = time.time) -> str:
+    """The text exposition format, as a scrape of ``metrics serve`` returns it."""
+    from prometheus_client import generate_latest
+    return generate_latest(registry(window, clock)).decode("utf-8")
+
+
+def serve(host: str, port: int, window: float = metrics.DEFAULT_WINDOW):
+    """Start the HTTP exporter in a daemon thread; returns the server (``server_address``
+    has the port actually bound, for port 0)."""
+    from prometheus_client import start_http_server
+    server, _thread = start_http_server(port, addr=host, registry=registry(window))
+    return server
+
+
+class QueueCollector:
+    def __init__(self, window: float, clock: Callable[[], float]) -> None:
+        self.window = window
+        self.clock = clock
+
+    def collect(self) -> Iterator:
+        try:
+            yield from self._collect(self.clock())
+        finally:
+            if threading.current_thread() is not threading.main_thread():
+                database.close()  # the server's thread for this scrape: no connection outlives it
+
+    def _collect(self, now: float) -> Iterator:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+        jobs = GaugeMetricFamily("queuectl_jobs", "Jobs per queue and state.", labels=["queue", "state"])
+        for queue, state, n in (JobCount.select(JobCount.queue, JobCount.state, JobCount.n)
+                                .order_by(JobCount.queue, JobCount.state).tuples()):
+            jobs.add_metric([queue, state], n)
+        yield jobs
+
+        workers = GaugeMetricFamily("queuectl_workers", "Worker rows by status (lost: presumed dead).",
+                                    labels=["status"])
+        by_status = {"idle": 0, "busy": 0, "stopping": 0, "lost": 0}
+        lease = settings.get("lease")
+        for worker in Worker.select():
+            status = worker.status if engine.worker_alive(worker, now=now, lease=lease) else "lost"
+            by_status[status] = by_status.get(status, 0) + 1
+        for status, n in by_status.items():
+            workers.add_metric([status], n)
+        yield workers
+
+        attempts = CounterMetricFamily(
+            "queuectl_attempts", "Finished attempts recorded in the database, by outcome "
+            "(deleting jobs deletes theirs: seen as a counter reset).", labels=["outcome"])
+        for outcome, n in (Attempt.select(Attempt.outcome, fn.COUNT(Attempt.seq))
+                           .where(Attempt.finished_at.is_null(False))
+                           .group_by(Attempt.outcome).order_by(Attempt.outcome).tuples()):
+            attempts.add_metric([outcome or "unknown"], n)
+        yield attempts
+
+        stats = metrics.execution_stats(now - self.window, None, now)
+        window = f" over the last {self.window:g} s"
+        gauges = [("completed", "Attempts completed" + window),
+                  ("failed_attempts", "Attempts failed, timed out or lost" + window),
+                  ("dead", "Jobs that went to the DLQ" + window),
+                  ("throughput_per_min", "Attempts completed per minute" + window),
+                  ("success_rate", "Completed / (completed + failed attempts)" + window),
+                  ("retries_per_job", "Reruns per first run" + window)]
+        for key, help_text in gauges:
+            family = GaugeMetricFamily(f"queuectl_window_{key}", help_text, labels=["queue"])
+            for queue, fig in stats["queues"].items():
+                if fig[key] is not None:
+                    family.add_metric([queue], fig[key])
+            yield family
+        oldest = GaugeMetricFamily("queuectl_oldest_due_seconds",
+                                   "How long the waiting job due the longest has been due.",
+                                   labels=["queue"])
+        for queue, fig in stats["queues"].items():
+            oldest.add_metric([queue], fig["oldest_due"]["waited"] if fig["oldest_due"] else 0.0)
+        yield oldest
+
+        for key, name, what in (("wait", "queuectl_attempt_wait_seconds", "From due to started"),
+                                ("run", "queuectl_attempt_run_seconds", "Run time")):
+            family = Metric(name, f"{what} of the attempts finished{window}.", "summary")
+            for queue, fig in stats["queues"].items():
+                times = fig[key]
+                for p in metrics.PERCENTILES:
+                    if times[f"p{p}"] is not None:
+                        family.add_sample(name, {"queue": queue, "quantile": str(p / 100)},
+                                          times[f"p{p}"])
+                family.add_sample(f"{name}_count", {"queue": queue}, times["count"])
+                family.add_sample(f"{name}_sum", {"queue": queue}, times["sum"])
+            yield family

@@ -1,0 +1,281 @@
+"""Execution metrics over a window of time: what finished, how long jobs waited and ran, what
+failed. Plain functions over the models, shared by ``stats``, ``metrics serve`` and the console.
+
+A window is ``since < attempt.finished_at <= now``. Its whole minutes are read from the
+rollup ``attempt_minute`` (one row per queue and minute, kept by triggers: models.AttemptMinute)
+and only the partial minutes at its edges from the attempts, one range each of the covering
+index ``attempt_window`` (models.py): the cost follows minutes x queues plus the attempts of
+two minutes, not the attempts of the window. Counts, rates, means and maxima are exact.
+Percentiles are exact up to ``SAMPLE_MAX`` attempts in the window; beyond that they come from
+an even sample (every k-th attempt id, ``sampled_every`` = k, each read by its rowid), since
+sorting every attempt of a busy hour would cost more than the whole query. Each attempt carries
+its queue (copied by the claim), so per-queue figures read no job.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections import Counter
+from typing import Any
+
+from queuectl_tui.db import is_sqlite
+from queuectl_tui.errors import InvalidInput
+from queuectl_tui.models import CLAIMABLE_WHERE, FAILED_OUTCOMES_SQL, JobCount, database
+
+PERCENTILES = (50, 95, 99)
+SAMPLE_MAX = 10_000
+TOP_ERRORS = 5
+DEFAULT_WINDOW = 3600.0
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``30m``, ``1h``, ``2d``, ``1w`` -> seconds (more than 0)."""
+    match = _DURATION.match(text or "")
+    seconds = float(match.group(1)) * _UNITS[match.group(2)] if match else 0.0
+    if not match or seconds <= 0 or not math.isfinite(seconds):
+        raise InvalidInput(f"bad duration {text!r}: expected a number and a unit (s, m, h, d, w), "
+                           "e.g. 90s, 30m, 1h, 2d")
+    return seconds
+
+
+def percentile(ordered: list[float], p: float) -> float | None:
+    """Nearest rank: the smallest value with at least p% of the values at or below it."""
+    if not ordered:
+        return None
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def _sql(text: str) -> str:
+    """The statements are SQLite's (json_each, INDEXED BY); other drivers take %s markers."""
+    return text if is_sqlite() else text.replace("?", "%s")
+
+
+# The statements, spelt out as literals (values travel as parameters). Attempts carry their
+# queue (copied by the claim, in the covering index attempt_window): none reads its job.
+_IN_WINDOW = "a.finished_at > ? AND a.finished_at <= ?"
+_OF_QUEUES = " AND a.queue IN (SELECT value FROM json_each(?))"
+_FIGURES = ("count(*), count(*) FILTER (WHERE a.outcome = 'completed'), "
+            "count(*) FILTER (WHERE a." + FAILED_OUTCOMES_SQL + "), "
+            "count(*) FILTER (WHERE a.number > 1), "
+            "max(a.started_at - a.due_at), sum(a.started_at - a.due_at), count(a.due_at), "
+            "max(a.duration), sum(a.duration), count(a.duration), min(a.seq)")
+# The whole minutes of a window, from the rollup kept by triggers (models.AttemptMinute): a
+# few rows per queue and minute, whatever the number of attempts.
+_MINUTES = ("SELECT minute, queue, attempts, completed, failed, reruns, wait_max, wait_sum, "
+            "wait_n, run_max, run_sum, run_n, min_seq, dirty FROM attempt_minute "
+            "WHERE minute BETWEEN ? AND ?")
+# The attempts of the window in minutes ?3 to ?4 (the same minute as the rollup's: the
+# finish time / 60, truncated), read from attempt_window: the partial minutes at the edges.
+_SCAN = ("SELECT a.queue, " + _FIGURES + " FROM attempt a WHERE " + _IN_WINDOW
+         + " AND CAST(a.finished_at / 60 AS INTEGER) BETWEEN ? AND ? GROUP BY a.queue")
+_TIMES = "SELECT a.queue, a.started_at - a.due_at, a.duration FROM attempt a WHERE " + _IN_WINDOW
+# Every k-th attempt id from ?1 to ?4 (step ?2 = ?3), each read by its rowid.
+_IDS = "WITH RECURSIVE ids(seq) AS (SELECT ? UNION ALL SELECT seq + ? FROM ids WHERE seq + ? <= ?) "
+_SAMPLE = (_IDS + "SELECT a.queue, a.started_at - a.due_at, a.duration FROM ids "
+           "JOIN attempt a ON a.seq = ids.seq WHERE " + _IN_WINDOW)
+# Jobs failed or dead with their last errors: whole minutes from the rollup job_failed_minute
+# (models.FailedMinute), the partial ones from the partial index job_failed.
+_FAILED_MINUTES = ("SELECT queue, state, error, sum(n) FROM job_failed_minute "
+                   "WHERE minute BETWEEN ? AND ? GROUP BY 1, 2, 3")
+_FAILURES = ("SELECT queue, state, last_error, count(*) FROM job WHERE state IN ('failed', "
+             "'dead') AND finished_at > ? AND finished_at <= ? "
+             "AND CAST(finished_at / 60 AS INTEGER) BETWEEN ? AND ? GROUP BY 1, 2, 3")
+_OLDEST_DUE = ("SELECT id, run_at FROM job INDEXED BY job_due WHERE queue = ? AND "
+               + CLAIMABLE_WHERE + " ORDER BY run_at LIMIT 1")
+_SLICES_HEAD = ("SELECT min(CAST((a.finished_at - ?) / ? AS INTEGER), ?) AS b, count(*), "
+                "avg(a.started_at - a.due_at), max(a.started_at - a.due_at), avg(a.duration), "
+                "max(a.duration) FROM attempt a")
+_SLICES = _SLICES_HEAD + " WHERE " + _IN_WINDOW + " GROUP BY b"
+_SLICES_BY_QUEUE = _SLICES_HEAD + " WHERE " + _IN_WINDOW + _OF_QUEUES + " GROUP BY b"
+
+
+def minute_of(at: float) -> int:
+    """The rollup's minute of a finish time: as the triggers compute it (db.py)."""
+    return int(at / 60)
+
+
+def queues_with_jobs() -> list[str]:
+    rows = JobCount.select(JobCount.queue).where(JobCount.n > 0).distinct().tuples()
+    return sorted(name for (name,) in rows)
+
+
+def execution_stats(since: float, queues: list[str] | None = None,
+                    now: float | None = None) -> dict[str, Any]:
+    """Figures per queue and overall for attempts that finished in ``(since, now]``.
+
+    Per queue (and under ``overall``): attempts, completed, failed_attempts (failed, timed
+    out, worker lost), dead (jobs that went to the DLQ in the window), throughput_per_min
+    (completed per minute of the window), success_rate (completed / (completed + failed
+    attempts)), retries_per_job (reruns, i.e. attempts numbered above 1, per first run),
+    wait (due -> started) and run (duration) as p50/p95/p99/max/mean seconds with the count and
+    sum of the attempts measured, oldest_due (the
+    waiting job due the longest, now) and top_errors (most frequent last errors of the jobs
+    that failed or died in the window). ``queues`` limits every figure to those queues.
+    """
+    now = time.time() if now is None else now
+    known = queues_with_jobs()
+    scope = sorted(set(queues)) if queues else known
+    figures = {name: _empty() for name in scope}
+    overall = _empty()
+    base = [since, now]
+
+    # The minutes wholly inside the window come from the rollup; the partial ones at its edges
+    # (and any whose maximum went with a deleted attempt) from the attempts themselves.
+    first, last = minute_of(since), minute_of(now)
+    rows: list = []
+    dirty: list[int] = []
+    if last - first >= 2:
+        minutes = database.execute_sql(_sql(_MINUTES), [first + 1, last - 1]).fetchall()
+        dirty = sorted({row[0] for row in minutes if row[-1]})
+        rows = [row[1:-1] for row in minutes if row[0] not in dirty]
+    for bounds in _edges(since, now, first, last, dirty):
+        rows += database.execute_sql(_sql(_SCAN), bounds).fetchall()
+
+    total, low = 0, None
+    for name, n, done, failed, reruns, wmax, wsum, wn, rmax, rsum, rn, seq in rows:
+        if not n or name not in figures:
+            continue
+        total += n
+        low = seq if low is None else min(low, seq)
+        for fig in (figures[name], overall):
+            fig["attempts"] += n
+            fig["completed"] += done
+            fig["failed_attempts"] += failed
+            fig["_reruns"] += reruns
+            for key, top, add, count in (("wait", wmax, wsum, wn), ("run", rmax, rsum, rn)):
+                if count:
+                    fig[key]["max"] = max(fig[key]["max"] or 0.0, top)
+                    fig[f"_{key}_sum"] += add
+                    fig[f"_{key}_n"] += count
+
+    samples: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in scope}
+    every = 1
+    if total <= SAMPLE_MAX:  # exact: every attempt of the window
+        cursor = database.execute_sql(_sql(_TIMES), base)
+    else:
+        # An even sample without a second pass over the window: every k-th attempt id from the
+        # window's first to the last id there is, each read by its rowid (those that finished
+        # outside the window, earlier or not yet, are left out by the same condition).
+        high = database.execute_sql("SELECT max(seq) FROM attempt").fetchone()[0]
+        every = math.ceil((high - low + 1) / SAMPLE_MAX)
+        cursor = database.execute_sql(_sql(_SAMPLE), [low, every, every, high] + base)
+    for name, wait, run in cursor:
+        if name in samples:
+            if wait is not None:
+                samples[name][0].append(wait)
+            if run is not None:
+                samples[name][1].append(run)
+    for name, (waits, runs) in samples.items():
+        _percentiles(figures[name], waits, runs)
+    _percentiles(overall, [w for ws, _ in samples.values() for w in ws],
+                 [r for _, rs in samples.values() for r in rs])
+
+    _failures(figures, overall, since, now, first, last)
+    _oldest_due(figures, overall, scope, now)
+    minutes = max(now - since, 1e-9) / 60
+    for fig in [*figures.values(), overall]:
+        _finish(fig, minutes)
+    return {"since": since, "now": now, "window_seconds": now - since, "sampled_every": every,
+            "overall": overall, "queues": figures}
+
+
+def _empty() -> dict[str, Any]:
+    return {"attempts": 0, "completed": 0, "failed_attempts": 0, "dead": 0,
+            "throughput_per_min": 0.0, "success_rate": None, "retries_per_job": None,
+            "wait": _times(), "run": _times(),
+            "oldest_due": None, "top_errors": [],
+            "_reruns": 0, "_wait_sum": 0.0, "_wait_n": 0, "_run_sum": 0.0, "_run_n": 0,
+            "_errors": Counter()}
+
+
+def _times() -> dict[str, Any]:
+    return {"p50": None, "p95": None, "p99": None, "max": None, "mean": None, "count": 0, "sum": 0.0}
+
+
+def _percentiles(fig: dict[str, Any], waits: list[float], runs: list[float]) -> None:
+    for key, values in (("wait", sorted(waits)), ("run", sorted(runs))):
+        for p in PERCENTILES:
+            fig[key][f"p{p}"] = percentile(values, p)
+
+
+def _edges(since: float, now: float, first: int, last: int, minutes: list[int]) -> list[list]:
+    """Parameters of the scans of the window's partial minutes (``first`` and ``last``, or
+    the whole window when it has no whole minute between them) and of ``minutes``. The index
+    range is each minute's times with a second to spare either way (a time's minute is its
+    quotient, rounded): the minute test then decides, as the triggers did."""
+    spans = ([(first, first), (last, last)] + [(m, m) for m in minutes] if last - first >= 2
+             else [(first, last)])
+    return [[max(since, low * 60 - 1), min(now, high * 60 + 61), low, high] for low, high in spans]
+
+
+def _failures(figures: dict, overall: dict, since: float, now: float, first: int,
+              last: int) -> None:
+    """Jobs that went to the DLQ in the window, and the last errors of those that failed or
+    died in it: whole minutes from the rollup, the edges from the partial index job_failed."""
+    rows: list = []
+    if last - first >= 2:
+        rows = database.execute_sql(_sql(_FAILED_MINUTES), [first + 1, last - 1]).fetchall()
+    for bounds in _edges(since, now, first, last, []):
+        rows += database.execute_sql(_sql(_FAILURES), bounds).fetchall()
+    for name, state, error, n in rows:
+        if name not in figures:
+            continue
+        for fig in (figures[name], overall):
+            if state == "dead":
+                fig["dead"] += n
+            fig["_errors"][error or "(no error recorded)"] += n
+
+
+def _oldest_due(figures: dict, overall: dict, scope: list[str], now: float) -> None:
+    """Per queue, the waiting job due the longest: the head of its job_due index."""
+    for name in scope:
+        row = database.execute_sql(_sql(_OLDEST_DUE), [name]).fetchone()
+        if row is None or row[1] > now:
+            continue
+        due = {"id": row[0], "queue": name, "due_at": row[1], "waited": now - row[1]}
+        figures[name]["oldest_due"] = due
+        if overall["oldest_due"] is None or due["due_at"] < overall["oldest_due"]["due_at"]:
+            overall["oldest_due"] = due
+
+
+def _finish(fig: dict[str, Any], minutes: float) -> None:
+    reruns, firsts = fig.pop("_reruns"), fig["attempts"]
+    firsts -= reruns
+    ended = fig["completed"] + fig["failed_attempts"]
+    fig["throughput_per_min"] = fig["completed"] / minutes
+    fig["success_rate"] = fig["completed"] / ended if ended else None
+    fig["retries_per_job"] = reruns / firsts if firsts else None
+    for key in ("wait", "run"):
+        total, count = fig.pop(f"_{key}_sum"), fig.pop(f"_{key}_n")
+        fig[key].update(mean=total / count if count else None, count=count, sum=total)
+    errors = fig.pop("_errors")
+    fig["top_errors"] = [{"error": error, "count": n}
+                         for error, n in sorted(errors.items(), key=lambda e: (-e[1], e[0]))[:TOP_ERRORS]]
+
+
+def timeline(since: float, now: float, buckets: int = 30,
+             queues: list[str] | None = None) -> list[dict[str, Any]]:
+    """The window cut in ``buckets`` equal slices, oldest first: per slice, attempts finished,
+    mean and max wait and run time (None when nothing finished in it). The console's chart."""
+    width = max(now - since, 1e-9) / buckets
+    # Every attempt is of a job (they are deleted together), so of a queue that has jobs: only
+    # a list of queues given leaves some out.
+    by_queue = bool(queues)
+    extra = [json.dumps(sorted(set(queues)))] if by_queue else []
+    series = [{"start": since + i * width, "attempts": 0, "wait_mean": None, "wait_max": None,
+               "run_mean": None, "run_max": None} for i in range(buckets)]
+    params = [since, width, buckets - 1, since, now, *extra]
+    if by_queue:
+        rows = database.execute_sql(_sql(_SLICES_BY_QUEUE), params)
+    else:
+        rows = database.execute_sql(_sql(_SLICES), params)
+    for index, n, wmean, wmax, rmean, rmax in rows:  # the last slice includes ``now`` itself
+        series[int(index)].update(attempts=n, wait_mean=wmean, wait_max=wmax, run_mean=rmean,
+                                  run_max=rmax)
+    return series

@@ -1,0 +1,165 @@
+"""The queues: jobs per state, paused or not, the running limit; pause, resume and limit them.
+
+Every action is the engine call of a CLI command (``pause``/``resume --queue Q``,
+``queue limit Q N|none``); reads run in a thread worker like the main screen's.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Static
+
+from queuectl_tui.tui import data
+from queuectl_tui.tui.fmt import STATE_STYLE, cell
+from queuectl_tui.tui.widgets.jobs_table import Column, KeyedTable
+from queuectl_tui.tui.widgets.keybar import KeyBar
+
+#: (state, column label) for the counts, in the order of ``queue list``.
+COUNTED = [("pending", "Pending"), ("processing", "Running"), ("failed", "Failed"), ("dead", "Dead"),
+           ("completed", "Completed")]
+
+
+def queue_columns(width: int) -> tuple[Column, ...]:
+    fixed = [Column(state, label, max(7, len(label))) for state, label in COUNTED]
+    fixed += [Column("paused", "Paused", 8), Column("limit", "Limit", 7)]
+    name = max(10, width - sum(c.width + 2 for c in fixed) - 4)
+    return (Column("name", "Queue", min(name, 40)), *fixed)
+
+
+class QueuesTable(KeyedTable):
+    pass
+
+
+class QueuesScreen(Screen):
+    AUTO_FOCUS = "#queues"
+    BINDINGS = [
+        Binding("escape,Q", "back", "Back", key_display="esc", tooltip="Back to the jobs"),
+        Binding("p", "pause", "Pause/resume",
+                tooltip="Pause the selected queue (workers claim none of its jobs), or resume it"),
+        Binding("P", "pause_all", "Pause/resume all",
+                tooltip="Pause every queue, or resume them all when all are paused"),
+        Binding("l", "limit", "Limit", tooltip="Set or clear how many of the queue's jobs run at once"),
+        Binding("f5,ctrl+r", "refresh", "Refresh", show=False, tooltip="Refresh now"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queues: data.Queues | None = None
+        self._busy = self._again = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text("Queues", style="bold"), id="queues-title")
+        yield QueuesTable(id="queues")
+        yield Static(Text("Workers claim nothing from a paused queue; its running jobs finish. "
+                          "A limit caps the queue's running jobs across all workers.", style="dim"),
+                     id="queues-hint")
+        yield KeyBar()
+
+    @property
+    def table(self) -> QueuesTable:
+        return self.query_one(QueuesTable)
+
+    def on_mount(self) -> None:
+        self.table.set_layout(queue_columns(self.app.size.width))
+        self.load()
+        self.set_interval(self.app.refresh_interval, self.load)
+
+    def on_resize(self) -> None:
+        if self.table.set_layout(queue_columns(self.size.width)) and self.queues is not None:
+            self._show(self.queues)
+
+    def on_screen_resume(self) -> None:
+        if self.is_mounted:
+            self.load()  # back from the limit form
+
+    @property
+    def settled(self) -> bool:
+        return not (self._busy or self._again)
+
+    def load(self) -> None:
+        if self._busy:
+            self._again = True
+            return
+        self._busy = True
+        self._read()
+
+    @work(thread=True, group="queues", exit_on_error=False)
+    def _read(self) -> None:
+        try:
+            result = data.call(self.app.db_path, data.read_queues)
+        except data.Problem as exc:
+            result = exc
+        self.app.from_thread(self._read_done, result)
+
+    def _read_done(self, result: data.Queues | data.Problem) -> None:
+        self._busy = False
+        title = self.query_one("#queues-title", Static)
+        if isinstance(result, data.Problem):
+            title.update(Text.assemble(("Queues  ", "bold"), ("database: ", "bold"), str(result)))
+        else:
+            self.queues = result
+            self._show(result)
+        if self._again:
+            self._again = False
+            self.load()
+
+    def _show(self, queues: data.Queues) -> None:
+        title = Text.assemble(("Queues", "bold"), f"  {len(queues.rows)} queue(s)")
+        if queues.paused_all:
+            title.append("  ·  every queue paused (P resumes them)", "bold yellow")
+        self.query_one("#queues-title", Static).update(title)
+        rows = []
+        for row in queues.rows:
+            cells = {"name": cell(row["name"], "bold"),
+                     "paused": cell("paused" if row["paused"] else "-", "bold yellow" if row["paused"] else "dim"),
+                     "limit": cell("none" if row["limit"] is None else row["limit"], justify="right")}
+            for state, _ in COUNTED:
+                n = row["jobs"].get(state, 0)
+                cells[state] = cell(f"{n:,}", STATE_STYLE[state] if n else "dim", justify="right")
+            rows.append((row["name"], tuple(cells[c.key] for c in self.table.layout)))
+        self.table.show(rows)
+
+    def selected(self) -> str | None:
+        return self.table.cursor_key
+
+    # -- actions ------------------------------------------------------------------------
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_refresh(self) -> None:
+        self.load()
+
+    def _done(self, message: str) -> None:
+        self.app.notify(message)
+        self.load()
+
+    def action_pause(self) -> None:
+        queue = self.selected()
+        if queue is None:
+            return
+        self.app.perform(f"pause or resume queue {queue}", data.toggle_pause, queue,
+                         then=lambda paused: self._done(f"queue {queue} {'paused' if paused else 'resumed'}"))
+
+    def action_pause_all(self) -> None:
+        self.app.perform("pause or resume every queue", data.toggle_pause, None,
+                         then=lambda paused: self._done("every queue paused" if paused else "every queue resumed"))
+
+    def action_limit(self) -> None:
+        from queuectl_tui.tui.screens.modals import LimitModal
+        queue = self.selected()
+        if queue is None or self.queues is None:
+            return
+        current = next((r["limit"] for r in self.queues.rows if r["name"] == queue), None)
+
+        def done(limit) -> None:
+            if limit is not False:
+                self._done(f"queue {queue}: " + ("no limit" if limit is None else f"at most {limit} running"))
+
+        self.app.push_screen(LimitModal(queue, current), done)
+
+
+__all__ = ["QueuesScreen", "queue_columns"]
