@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
 import sqlite3
 import threading
 from pathlib import Path
@@ -16,11 +17,11 @@ from pathlib import Path
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable
 
-from peewee import (BigIntegerField, CharField, DatabaseError, DoubleField,
-                    IntegerField, OperationalError, SqliteDatabase, fn)
+from peewee import (BigIntegerField, CharField, DatabaseError, DoubleField, IntegerField,
+                    InterfaceError, OperationalError, SqliteDatabase, fn)
 
 from queuectl_tui import paths
-from queuectl_tui.errors import DatabaseUnusable
+from queuectl_tui.errors import DatabaseUnusable, InvalidInput
 from queuectl_tui.models import (AGING_RATE_SQL, MODELS, Attempt, AttemptMinute, Dependency,
                                  FailedMinute, Job, JobCount, Meta, Queue, Worker, database)
 
@@ -43,7 +44,8 @@ def _upgrade_to_2(migrator: SchemaMigrator) -> None:
     last = max(Worker.select(fn.MAX(Worker.id)).scalar() or 0,
                Job.select(fn.MAX(Job.worker_id)).scalar() or 0,
                Attempt.select(fn.MAX(Attempt.worker_id)).scalar() or 0)
-    Meta.insert(key=LAST_WORKER_ID, value=str(last)).on_conflict_replace().execute()
+    Meta.insert(key=LAST_WORKER_ID, value=str(last)).on_conflict(
+        conflict_target=[Meta.key], update={Meta.value: str(last)}).execute()
 
 
 def _upgrade_to_3(migrator: SchemaMigrator) -> None:
@@ -302,6 +304,22 @@ def _install_triggers(db) -> None:
                        "NEW.state OR OLD.finished_at IS DISTINCT FROM NEW.finished_at OR "
                        "OLD.last_error IS DISTINCT FROM NEW.last_error OR OLD.queue IS DISTINCT "
                        "FROM NEW.queue) EXECUTE FUNCTION job_failed_change()")
+        # Idle workers LISTEN (db.wait_change): any committed change to jobs (enqueue, finish,
+        # retry, cancel), queues (resume, limits), meta (resume all) or settings wakes them.
+        # One NOTIFY per statement, naming the schema (queues in other schemas of the database
+        # share the channel); PostgreSQL folds repeats within a transaction.
+        db.execute_sql("CREATE OR REPLACE FUNCTION queuectl_notify() RETURNS trigger "
+                       "LANGUAGE plpgsql AS $$ BEGIN "
+                       "PERFORM pg_notify('queuectl', current_schema()); "
+                       "RETURN NULL; END $$")
+        db.execute_sql("CREATE TRIGGER job_notify AFTER INSERT OR UPDATE OR DELETE ON job "
+                       "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify()")
+        db.execute_sql("CREATE TRIGGER queue_notify AFTER INSERT OR UPDATE OR DELETE ON queue "
+                       "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify()")
+        db.execute_sql("CREATE TRIGGER meta_notify AFTER INSERT OR UPDATE OR DELETE ON meta "
+                       "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify()")
+        db.execute_sql("CREATE TRIGGER setting_notify AFTER INSERT OR UPDATE OR DELETE ON setting "
+                       "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify()")
     JobCount.delete().execute()
     JobCount.insert_from(Job.select(Job.queue, Job.state, fn.COUNT(Job.seq))
                          .group_by(Job.queue, Job.state),
@@ -322,8 +340,12 @@ UPGRADES: dict[int, Callable[[SchemaMigrator], None]] = {2: _upgrade_to_2, 3: _u
 
 
 def open_db(path: Path | str | None = None, *, create: bool = True) -> SqliteDatabase:
-    """Connect the models to the SQLite file at ``path`` (the configured default if None)."""
-    path = Path(path) if path is not None else paths.default_db_path()
+    """Connect the models to the SQLite file at ``path`` (the configured default if None), or
+    to the PostgreSQL database a ``postgresql://`` URL names."""
+    path = path if path is not None else paths.default_db_path()
+    if paths.is_url(path):
+        return _open_postgres(path)
+    path = Path(path)
     if database.obj is not None and getattr(database.obj, "database", None) == str(path):
         return database.obj
     close_db()
@@ -374,6 +396,192 @@ def open_db(path: Path | str | None = None, *, create: bool = True) -> SqliteDat
     return db
 
 
+# --- PostgreSQL ---------------------------------------------------------------------------------
+
+PG_SCHEMES = ("postgresql", "postgres")
+CONNECT_TIMEOUT = 5  # seconds: an unreachable server is one clear line, not a long hang
+IDLE_IN_TRANSACTION_MS = 30_000
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced by ``***``: what messages and screens show."""
+    from urllib.parse import urlsplit, urlunsplit
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+    except ValueError:
+        return url.split("://", 1)[0] + "://…"
+    user, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}"))
+
+
+def parse_pg_url(url: str) -> tuple[str, dict]:
+    """(database name, connect parameters) from ``postgresql://user:password@host:port/db?…``
+    (query parameters such as ``sslmode`` or ``options`` are passed on to libpq)."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+    shown = redact(url)
+    usage = "expected postgresql://user:password@host:port/dbname or a file path"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidInput(f"bad database URL {shown} ({exc}); {usage}") from None
+    if parts.scheme.lower() not in PG_SCHEMES:
+        raise InvalidInput(f"unsupported database URL {shown}; {usage}")
+    name = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
+    if not name or "/" in name:
+        raise InvalidInput(f"database URL {shown} names no database; {usage}")
+    params: dict = {"host": unquote(parts.hostname) if parts.hostname else None, "port": port,
+                    "user": unquote(parts.username) if parts.username else None,
+                    "password": unquote(parts.password) if parts.password is not None else None}
+    params = {key: value for key, value in params.items() if value is not None}
+    params.update(parse_qsl(parts.query))
+    params.setdefault("connect_timeout", CONNECT_TIMEOUT)
+    # Who each session is, in pg_stat_activity (the host and PID of a worker, say).
+    params.setdefault("application_name", f"queuectl-tui {socket.gethostname()} {os.getpid()}")
+    return name, params
+
+
+def _postgres_class():
+    from peewee import PostgresqlDatabase
+
+    class Postgres(PostgresqlDatabase):
+        """A connection the server dropped (restart, failover, idle kill) is replaced at the
+        next statement outside a transaction; inside one, the error reaches the caller, whose
+        transaction is then rolled back as a whole (a worker retries it)."""
+
+        url = display = ""
+
+        def _initialize_connection(self, conn):
+            # As SQLite's busy timeout: a lock held too long fails the waiter with a message
+            # (a worker retries) instead of hanging. A session idle inside a transaction (a
+            # frozen process: SIGSTOP, a paused VM) is ended by the server, which releases
+            # the write lock for everyone else; that process's transaction is rolled back.
+            with conn.cursor() as cursor:
+                cursor.execute(f"SET lock_timeout = {BUSY_TIMEOUT_MS}; "
+                               f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
+
+        def cursor(self, named_cursor=None):
+            state = self._state
+            if not state.closed and state.conn.closed and not self.in_transaction():
+                state.reset()  # the dead connection: nothing to close, connect anew
+            return super().cursor(named_cursor)
+
+        def rollback(self):
+            if not self._state.closed and self._state.conn.closed:
+                return  # the server already ended the transaction with the connection
+            super().rollback()
+
+        # A statement on a connection that is gone raises InterfaceError, which is not a
+        # DatabaseError: made one, so that every caller's handling of a database failure
+        # (a worker's retry, the CLI's one line) covers a lost server too.
+        def _execute_cursor(self, *args, **kwargs):
+            try:
+                return super()._execute_cursor(*args, **kwargs)
+            except InterfaceError as exc:
+                raise OperationalError(f"connection lost ({exc})") from None
+
+        def begin(self, *args, **kwargs):
+            try:
+                return super().begin(*args, **kwargs)
+            except InterfaceError as exc:
+                raise OperationalError(f"connection lost ({exc})") from None
+
+        def commit(self):
+            try:
+                return super().commit()
+            except InterfaceError as exc:
+                raise OperationalError(f"connection lost ({exc})") from None
+
+    return Postgres
+
+
+def _open_postgres(url: str):
+    if database.obj is not None and getattr(database.obj, "url", None) == url:
+        return database.obj
+    close_db()
+    name, params = parse_pg_url(url)
+    try:
+        import psycopg2  # noqa: F401  (peewee picks it up)
+    except ImportError:
+        raise DatabaseUnusable("PostgreSQL needs its driver: pip install 'queuectl-tui[postgres]'") from None
+    db = _postgres_class()(name, **params)
+    db.url, db.display = url, redact(url)
+    database.initialize(db)
+    try:
+        db.connect(reuse_if_open=True)
+        _ensure_schema(db)
+    except DatabaseUnusable:
+        close_db()
+        raise
+    except (DatabaseError, InterfaceError) as exc:
+        close_db()
+        raise DatabaseUnusable(describe_db_error(exc, db.display)) from None
+    try:  # this host's logs (a server has no directory beside it)
+        paths.ensure_private_dir(paths.home() / "logs")
+    except OSError:
+        pass
+    return db
+
+
+def describe_target(target: Path | str | None = None) -> str:
+    """Which database, as a person may see it: a file path, or the URL without its password."""
+    if target is None:
+        obj = database.obj
+        return getattr(obj, "display", "") or str(getattr(obj, "database", "?"))
+    return redact(target) if paths.is_url(target) else str(target)
+
+
+class _Listener(threading.local):
+    conn = None  # the connection LISTEN was sent on (a reconnect needs it again)
+    schema = None  # the queue's schema: notifications name theirs (one channel per database)
+    count = 0  # notifications about this queue from other sessions seen so far
+
+
+_listener = _Listener()
+
+
+def _listen():
+    """This thread's PostgreSQL connection, listening to the queue's channel."""
+    conn = database.connection()
+    if _listener.conn is not conn:
+        _listener.schema = database.execute_sql("SELECT current_schema()").fetchone()[0]
+        database.execute_sql("LISTEN queuectl")
+        _listener.conn = conn
+    return conn
+
+
+def _drain(conn) -> None:
+    try:
+        conn.poll()
+    except Exception as exc:  # psycopg2's own error, not wrapped by peewee: a lost connection
+        raise OperationalError(f"connection lost ({' '.join(str(exc).split())})") from None
+    me = conn.get_backend_pid()
+    _listener.count += sum(1 for note in conn.notifies
+                           if note.pid != me and note.payload == _listener.schema)
+    conn.notifies.clear()
+
+
+def wait_change(timeout: float) -> None:
+    """PostgreSQL: sleep until another session commits a change to jobs, queues or settings
+    (a NOTIFY from the triggers below) or ``timeout`` seconds pass. Callers compare
+    ``change_token()`` before and after."""
+    import select
+    try:
+        conn = _listen()
+        seen = _listener.count
+        _drain(conn)  # read along with earlier statements' results: no need to sleep
+        if _listener.count == seen:
+            select.select([conn], [], [], max(0.0, timeout))
+            _drain(conn)
+    except Exception as exc:  # a dropped connection: reported by the next real statement
+        if not isinstance(exc, (DatabaseError, InterfaceError, OSError, ValueError)):
+            raise
+        import time
+        time.sleep(min(timeout, 0.05))
+
+
 def close_db() -> None:
     if database.obj is not None:
         if not database.obj.is_closed():
@@ -385,10 +593,29 @@ def db_path() -> Path:
     return Path(database.obj.database)
 
 
+def logs_dir() -> Path:
+    """Where this database's job logs and worker journals are on this host."""
+    obj = database.obj
+    return paths.logs_dir(obj.url if getattr(obj, "url", None) else obj.database)
+
+
 def describe_db_error(exc: Exception, path: Path | str | None = None) -> str:
     """One line for a database failure a user can cause or meet (corrupt, locked, read-only)."""
-    path = path or (database.obj.database if database.obj is not None else "?")
+    path = path or (describe_target() if database.obj is not None else "?")
     msg = str(exc).strip() or exc.__class__.__name__
+    if paths.is_url(str(path)) or (database.obj is not None and not is_sqlite()):  # PostgreSQL: libpq's lines as one
+        msg = " ".join(msg.split())
+        secret = getattr(database.obj, "connect_params", {}).get("password")
+        if secret:
+            msg = msg.replace(secret, "***")
+        if "could not connect" in msg or "failed:" in msg or "Connection refused" in msg:
+            return f"cannot connect to database {path} ({msg})"
+        if "lock timeout" in msg:
+            return f"database {path} stayed locked by another session ({msg}); try again"
+        if "server closed the connection" in msg or "terminating connection" in msg or (
+                "connection already closed" in msg):
+            return f"lost the connection to database {path} ({msg}); try again"
+        return f"database {path}: {msg}"
     if "not a database" in msg or "malformed" in msg:
         return f"database {path} is corrupt or not a queuectl database ({msg})"
     if "locked" in msg or "busy" in msg:
@@ -416,6 +643,9 @@ def _ensure_schema(db: SqliteDatabase) -> None:
         version = _current_version(db)
         if version is None:
             if db.get_tables():
+                if not isinstance(db, SqliteDatabase):
+                    raise DatabaseUnusable(f"database {describe_target()} has tables but no "
+                                           "queuectl schema (use an empty database or schema)")
                 raise DatabaseUnusable(f"{db.database} is an SQLite database but not a queuectl one")
             db.create_tables(MODELS)
             _install_triggers(db)
@@ -430,6 +660,11 @@ def _ensure_schema(db: SqliteDatabase) -> None:
             Meta.update(value=str(version)).where(Meta.key == "schema_version").execute()
 
 
+# The advisory lock of every write transaction (see there), one per schema: advisory locks are
+# database-wide, and queues kept in different schemas of one database are independent.
+_PG_WRITE_LOCK = "SELECT pg_advisory_xact_lock(1903519093, hashtext(current_schema()))"
+
+
 def _current_version(db: SqliteDatabase) -> int | None:
     if not db.table_exists(Meta._meta.table_name):
         return None
@@ -437,7 +672,7 @@ def _current_version(db: SqliteDatabase) -> int | None:
     version = int(row.value) if row else 0
     if version > SCHEMA_VERSION:
         raise DatabaseUnusable(
-            f"database {db.database} has schema version {version}, newer than this "
+            f"database {describe_target()} has schema version {version}, newer than this "
             f"queuectl-tui supports ({SCHEMA_VERSION}); upgrade queuectl-tui"
         )
     return version
@@ -449,7 +684,11 @@ def write_transaction():
 
     On SQLite, BEGIN IMMEDIATE: readers never upgrade to writers mid-transaction (which could
     fail with SQLITE_BUSY despite the busy timeout), so competing claimers simply queue.
-    Elsewhere an ordinary transaction (row locks, SKIP LOCKED, do the work).
+    On PostgreSQL the same queue is a transaction-scoped advisory lock taken first: every claim
+    and finish changes the same few ``job_count`` rows (by trigger) in orders that differ
+    (a claim: pending then processing; a finish and the next claim: processing, its end state,
+    then pending), which without it deadlocks under load; and a queue's limit is read and
+    used by one claimer at a time, so concurrent claimers cannot both take its last place.
 
     After a disk-full or I/O error SQLite has already rolled the transaction back, and the
     ROLLBACK that follows fails with "no transaction is active"; that error would hide the one
@@ -460,6 +699,8 @@ def write_transaction():
     queued = _writers.enter() if sqlite else False
     try:
         with atomic:
+            if not sqlite and database.transaction_depth() == 1:
+                database.execute_sql(_PG_WRITE_LOCK)
             yield
     except DatabaseError as exc:
         cause = exc
@@ -528,10 +769,16 @@ def change_token():
 
     SQLite's data_version is read from shared memory: polling it every few milliseconds costs
     next to nothing, which lets idle workers react to new jobs at once without busy querying.
+    PostgreSQL: how many notifications (see ``_install_triggers``) other sessions sent since
+    this thread started listening; reading it is a non-blocking read of the socket.
     """
     if is_sqlite():
         return database.execute_sql("PRAGMA data_version").fetchone()[0]
-    return None
+    try:
+        _drain(_listen())
+    except (DatabaseError, InterfaceError):
+        return None  # no signal now: callers treat it as "maybe changed"
+    return _listener.count
 
 
 def schema_version() -> int:

@@ -23,7 +23,7 @@ from typing import Iterator
 from queuectl_tui import engine, procs, spec
 from queuectl_tui.db import close_db, open_db, write_transaction
 from queuectl_tui.models import (
-    COMPLETED, DEAD, FAILED, PENDING, PROCESSING, Attempt, Job, Worker, database,
+    COMPLETED, DEAD, FAILED, PENDING, PROCESSING, Attempt, Environment, Job, Worker, database,
 )
 
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -204,8 +204,8 @@ def seed_bulk(count: int, now: float | None = None, *, chunk: int = 2000) -> Non
     env_digest = engine._environment(ENV)[0]
     base = (Job.select(Job.seq).order_by(Job.seq.desc()).limit(1).scalar() or 0)
     with database.atomic():
-        database.execute_sql("INSERT OR IGNORE INTO environment (digest, data) VALUES (?, ?)",
-                             (env_digest, json.dumps(ENV, sort_keys=True)))
+        Environment.insert(digest=env_digest, data=json.dumps(ENV, sort_keys=True)
+                           ).on_conflict_ignore().execute()
         for first in range(0, count, chunk):
             jobs, attempts = [], []
             for n in range(first, min(first + chunk, count)):

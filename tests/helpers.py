@@ -22,9 +22,16 @@ class Result:
         return json.loads(self.out)
 
 
+#: The PostgreSQL URL of the running test (its own schema), or None on SQLite: set by the
+#: ``home`` fixture (conftest.py), passed to every CLI the test starts.
+DB_URL: str | None = None
+
+
 def cli_env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUEUECTL_")}
     env["QUEUECTL_HOME"] = str(home)
+    if DB_URL:
+        env["QUEUECTL_DB"] = DB_URL
     env.update(extra)
     return env
 

@@ -15,6 +15,7 @@ from typing import Any
 import psutil
 import pytest
 
+import helpers
 from helpers import Result, wait_for
 
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -52,7 +53,22 @@ def check_job_json(data: dict[str, Any]) -> None:
 
 
 def snapshot(db_file: Path) -> dict[str, list[tuple]] | None:
-    """Every row that a user-visible change would touch (workers excluded: they heartbeat)."""
+    """Every row that a user-visible change would touch (workers excluded: they heartbeat).
+    On PostgreSQL (helpers.DB_URL set), the test's schema instead of the file."""
+    if helpers.DB_URL:
+        import psycopg2
+        con = psycopg2.connect(helpers.DB_URL)
+        try:
+            cur = con.cursor()
+            if not _pg_has_tables(cur):
+                return None
+            result = {}
+            for table in ("job", "attempt", "setting", "environment", "meta"):
+                cur.execute(f"SELECT * FROM {table}")
+                result[table] = sorted(cur.fetchall(), key=repr)
+            return result
+        finally:
+            con.close()
     if not db_file.exists():
         return None
     con = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True)
@@ -61,6 +77,11 @@ def snapshot(db_file: Path) -> dict[str, list[tuple]] | None:
                 for table in ("job", "attempt", "setting", "environment", "meta")}
     finally:
         con.close()
+
+
+def _pg_has_tables(cur) -> bool:
+    cur.execute("SELECT to_regclass('meta') IS NOT NULL")
+    return cur.fetchone()[0]
 
 
 def marked(marker: str, name: str | None = None) -> list[psutil.Process]:
