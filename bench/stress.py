@@ -45,15 +45,22 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: With --db-url: the PostgreSQL database of the run, and where its workers keep their logs.
+DB_URL: str | None = None
+HOME: Path | None = None
+
+
 def _python_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUEUECTL_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    if DB_URL:
+        env["QUEUECTL_DB"], env["QUEUECTL_HOME"] = DB_URL, str(HOME)
     return env
 
 
 # --- producer mode (a child process) ---------------------------------------------------------
 
-def produce(db: Path, prefix: str, count: int, runs: Path) -> int:
+def produce(db: Path | str, prefix: str, count: int, runs: Path) -> int:
     """Enqueue ``count`` jobs, one transaction each; print how many were accepted."""
     from queuectl_tui import engine, spec
     from queuectl_tui.db import open_db
@@ -74,7 +81,7 @@ def produce(db: Path, prefix: str, count: int, runs: Path) -> int:
 class Fleet:
     """The worker processes; the killer replaces one at random under a lock."""
 
-    def __init__(self, db: Path, count: int, log: Path):
+    def __init__(self, db: Path | str, count: int, log: Path):
         self.db, self.log = db, log
         self.lock = threading.Lock()
         self.procs: list[subprocess.Popen] = []
@@ -136,7 +143,11 @@ def drive(args: argparse.Namespace, workdir: Path) -> dict:
     from queuectl_tui.db import open_db
     from queuectl_tui.models import CLAIMABLE, COMPLETED, DEAD, PROCESSING, Attempt, Job
 
-    db = workdir / "queuectl.db"
+    global HOME
+    HOME = workdir / "home"
+    if DB_URL:
+        os.environ["QUEUECTL_HOME"] = str(HOME)  # this process's logs directory too
+    db = DB_URL or workdir / "queuectl.db"
     runs = workdir / "runs.txt"
     runs.touch()
     open_db(db)
@@ -254,6 +265,11 @@ def drive(args: argparse.Namespace, workdir: Path) -> dict:
         "duplicated": len(dup_interrupted) + len(dup_clean),
         "duplicated_interrupted": len(dup_interrupted),
         "duplicated_uninterrupted": len(dup_clean), "duplicated_uninterrupted_ids": dup_clean[:20],
+        # How each such job's attempts ended, to tell where a second run came from.
+        "duplicated_uninterrupted_attempts": {
+            job_id: [(a.number, a.outcome, a.error, a.pid, a.worker_id)
+                     for a in sorted(attempts[rows[job_id].seq], key=lambda a: a.number)]
+            for job_id in dup_clean[:5]},
         "overrun": len(overrun), "overrun_ids": overrun[:20],
         "stuck": len(stuck), "stuck_ids": stuck[:20],
         "runs_recorded": sum(ran.values()),
@@ -287,11 +303,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, help="keep the run here (default: a temporary directory)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     parser.add_argument("--produce", help=argparse.SUPPRESS)
-    parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
+    parser.add_argument("--db-url", help="run on this PostgreSQL database (postgresql://…, an "
+                        "empty database or schema) instead of an SQLite file")
     parser.add_argument("--runs", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.produce:
         return produce(args.db, args.produce, args.jobs_per_producer, args.runs)
+    global DB_URL
+    DB_URL = args.db_url
 
     if args.dir:
         args.dir.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,6 @@ import math
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import click
@@ -32,7 +31,7 @@ class Context:
     first use."""
 
     def __init__(self, db: str | None):
-        self.db_path = Path(db).expanduser() if db else paths.default_db_path()
+        self.db_path = paths.db_target(db) if db else paths.default_db_path()
         self._open = False
 
     def open(self) -> None:
@@ -130,8 +129,9 @@ def json_option(func):
 # --- the group -------------------------------------------------------------------------------
 
 @click.group(invoke_without_command=True, context_settings=COMMAND_SETTINGS)
-@click.option("--db", metavar="PATH", envvar="QUEUECTL_DB",
-              help="Database file (default $QUEUECTL_HOME/queuectl.db, ~/.queuectl/queuectl.db).")
+@click.option("--db", metavar="PATH|URL", envvar="QUEUECTL_DB",
+              help="Database file (default $QUEUECTL_HOME/queuectl.db, ~/.queuectl/queuectl.db), "
+                   "or postgresql://user:password@host:port/dbname.")
 @click.option("--no-ui", is_flag=True, help="Never open the console; print the status summary.")
 @click.version_option(__version__, prog_name="queuectl-tui")
 @click.pass_context
@@ -325,9 +325,15 @@ def status(ctx: Context, as_json: bool) -> None:
     data["resumed_queues"] = (
         [row["name"] for row in rows if not row["paused"]] if data["paused_all"] else []
     )
+    server = paths.is_url(ctx.db_path)  # a file needs no naming; a shared server does
+    if server:
+        from queuectl_tui.db import describe_target
+        data["database"] = {"backend": "postgresql", "url": describe_target(ctx.db_path)}
     if as_json:
         emit_json(data)
         return
+    if server:
+        click.echo(f"database: {data['database']['url']}")
     if piped():
         click.echo(
             "\n".join(_status_lines(data))
@@ -642,6 +648,15 @@ def logs(ctx: Context, job_id: str, number: int | None, follow: bool) -> None:
         raise NotFound(f"job {job_id!r} has no attempt {number} (its attempts are numbered "
                        f"{attempts[0].number} to {attempts[-1].number})")
     path = engine.log_path(chosen)
+    elsewhere = engine.log_elsewhere(job, chosen, last=chosen is attempts[-1])
+    if elsewhere is not None:
+        where, tail = elsewhere
+        if tail is None:
+            raise QueueError(f"{where}; no output of it is kept in the database")
+        click.echo(f"{where}; its last output, kept in the database:", err=True)
+        write(tail.encode("utf-8", "replace"))
+        sys.stdout.buffer.flush()
+        return
     try:
         handle = open(path, "rb")  # noqa: SIM115 (closed by the with below, once it is open)
     except OSError:
@@ -1122,7 +1137,8 @@ def worker_start(ctx: Context, count, foreground, burst, queues, as_json) -> Non
     cmd = supervisor.worker_command(ctx.db_path, list(queues), burst) + ["--echo"]
     import signal
     import subprocess
-    children = [subprocess.Popen(cmd) for _ in range(count)]
+    children = [subprocess.Popen(cmd, env=supervisor.worker_env(ctx.db_path))
+                for _ in range(count)]
 
     def forward(signum, frame):
         for child in children:
@@ -1326,6 +1342,7 @@ def main(argv: list[str] | None = None) -> None:
     import sqlite3
 
     from peewee import DatabaseError as PeeweeDatabaseError
+    from peewee import InterfaceError
     try:
         cli.main(args=argv, prog_name="queuectl-tui", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -1342,7 +1359,7 @@ def main(argv: list[str] | None = None) -> None:
     except QueueError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except (PeeweeDatabaseError, sqlite3.DatabaseError) as exc:
+    except (PeeweeDatabaseError, InterfaceError, sqlite3.DatabaseError) as exc:
         from queuectl_tui.db import describe_db_error
         click.echo(f"error: {describe_db_error(exc)}", err=True)
         sys.exit(1)

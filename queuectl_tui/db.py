@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -18,21 +19,25 @@ from typing import TYPE_CHECKING
 
 from peewee import (
     BigIntegerField,
+    CharField,
     DatabaseError,
     DoubleField,
     IntegerField,
+    InterfaceError,
     OperationalError,
     SqliteDatabase,
     fn,
 )
 
 from queuectl_tui import paths
-from queuectl_tui.errors import DatabaseUnusable
+from queuectl_tui.errors import DatabaseUnusable, InvalidInput
 from queuectl_tui.models import (
     AGING_RATE_SQL,
     MODELS,
     Attempt,
+    AttemptMinute,
     Dependency,
+    FailedMinute,
     Job,
     JobCount,
     Meta,
@@ -60,13 +65,15 @@ def _upgrade_to_2(migrator: SchemaMigrator) -> None:
     last = max(Worker.select(fn.MAX(Worker.id)).scalar() or 0,
                Job.select(fn.MAX(Job.worker_id)).scalar() or 0,
                Attempt.select(fn.MAX(Attempt.worker_id)).scalar() or 0)
-    Meta.insert(key=LAST_WORKER_ID, value=str(last)).on_conflict_replace().execute()
+    Meta.insert(key=LAST_WORKER_ID, value=str(last)).on_conflict(
+        conflict_target=[Meta.key], update={Meta.value: str(last)}).execute()
 
 
 def _upgrade_to_3(migrator: SchemaMigrator) -> None:
     """Queues (paused, limit), dependencies, the aging rank, per-queue job counts, the claim
-    and due indexes per queue, what each attempt waited and cost, and the indexes a window of
-    metrics reads (attempt_window replaces attempt_finished_at)."""
+    and due indexes per queue, what each attempt waited and cost and its queue, and what a
+    window of metrics reads: the attempt_window index (it replaces attempt_finished_at) and
+    the per-minute rollup attempt_minute."""
     db = migrator.database
     sqlite = isinstance(db, SqliteDatabase)
     # NOT NULL with a DEFAULT in one ALTER (playhouse's add_column would rebuild the table).
@@ -78,10 +85,16 @@ def _upgrade_to_3(migrator: SchemaMigrator) -> None:
     migrate(migrator.add_column("attempt", "due_at", DoubleField(null=True)),
             migrator.add_column("attempt", "cpu_seconds", DoubleField(null=True)),
             migrator.add_column("attempt", "peak_rss_bytes", BigIntegerField(null=True)),
-            migrator.add_column("attempt", "processes", IntegerField(null=True)))
+            migrator.add_column("attempt", "processes", IntegerField(null=True)),
+            migrator.add_column("attempt", "queue", CharField(null=True)))
+    db.execute_sql(
+        "UPDATE attempt SET queue = (SELECT queue FROM job WHERE job.seq = attempt.job_seq)"
+    )
     db.execute_sql("UPDATE job SET rank = priority")  # no aging before this version
     Queue.create_table()
     Dependency.create_table()
+    AttemptMinute.create_table()  # both filled by _install_triggers
+    FailedMinute.create_table()
     if sqlite:  # version 2's triggers counted per state only
         db.execute_sql("DROP TRIGGER IF EXISTS job_count_insert")
         db.execute_sql("DROP TRIGGER IF EXISTS job_count_update")
@@ -118,10 +131,137 @@ _RANK_FUNCTION_POSTGRES = (
     "NEW.rank := NEW.priority - " + AGING_RATE_SQL + " * NEW.run_at / 60.0; RETURN NEW; END $$")
 
 
+# attempt_minute (models.AttemptMinute) is kept by triggers on attempt: an attempt that gets
+# its end (or is inserted with one) is added to the row of its queue and minute; one whose
+# figures change is taken out of its old row and added anew; a deleted one is taken out. The
+# worker's finish pays one upsert. The statements below are shared by both dialects but for
+# the minute (SQLite's CAST truncates, which is the floor for times after 1970; metrics.py
+# computes the same minute in Python) and the wrapping (trigger bodies, plpgsql function).
+_MINUTE_COLUMNS = ("(minute, queue, attempts, completed, failed, reruns, wait_n, wait_sum, "
+                   "wait_max, run_n, run_sum, run_max, min_seq, dirty)")
+_MINUTE_OF_NEW_SQLITE = "CAST(NEW.finished_at / 60 AS INTEGER)"
+_MINUTE_OF_OLD_SQLITE = "CAST(OLD.finished_at / 60 AS INTEGER)"
+_MINUTE_OF_NEW_POSTGRES = "FLOOR(NEW.finished_at / 60)::BIGINT"
+_MINUTE_OF_OLD_POSTGRES = "FLOOR(OLD.finished_at / 60)::BIGINT"
+_MINUTE_ADD_FIGURES = (
+    ", NEW.queue, 1, CASE WHEN NEW.outcome = 'completed' THEN 1 ELSE 0 END, "
+    "CASE WHEN NEW.outcome IN ('failed', 'timeout', 'lost') THEN 1 ELSE 0 END, "
+    "CASE WHEN NEW.number > 1 THEN 1 ELSE 0 END, CASE WHEN NEW.due_at IS NULL THEN 0 ELSE 1 END, "
+    "COALESCE(NEW.started_at - NEW.due_at, 0), NEW.started_at - NEW.due_at, "
+    "CASE WHEN NEW.duration IS NULL THEN 0 ELSE 1 END, COALESCE(NEW.duration, 0), NEW.duration, "
+    "NEW.seq, 0 WHERE NEW.finished_at IS NOT NULL "
+    "ON CONFLICT (minute, queue) DO UPDATE SET attempts = attempt_minute.attempts + 1, "
+    "completed = attempt_minute.completed + excluded.completed, "
+    "failed = attempt_minute.failed + excluded.failed, "
+    "reruns = attempt_minute.reruns + excluded.reruns, "
+    "wait_n = attempt_minute.wait_n + excluded.wait_n, "
+    "wait_sum = attempt_minute.wait_sum + excluded.wait_sum, "
+    "wait_max = CASE WHEN excluded.wait_max > attempt_minute.wait_max OR attempt_minute.wait_max "
+    "IS NULL THEN excluded.wait_max ELSE attempt_minute.wait_max END, "
+    "run_n = attempt_minute.run_n + excluded.run_n, "
+    "run_sum = attempt_minute.run_sum + excluded.run_sum, "
+    "run_max = CASE WHEN excluded.run_max > attempt_minute.run_max OR attempt_minute.run_max "
+    "IS NULL THEN excluded.run_max ELSE attempt_minute.run_max END, "
+    "min_seq = CASE WHEN excluded.min_seq < attempt_minute.min_seq THEN excluded.min_seq "
+    "ELSE attempt_minute.min_seq END")
+_MINUTE_REMOVE_FIGURES = (
+    "UPDATE attempt_minute SET attempts = attempts - 1, "
+    "completed = completed - CASE WHEN OLD.outcome = 'completed' THEN 1 ELSE 0 END, "
+    "failed = failed - CASE WHEN OLD.outcome IN ('failed', 'timeout', 'lost') THEN 1 ELSE 0 END, "
+    "reruns = reruns - CASE WHEN OLD.number > 1 THEN 1 ELSE 0 END, "
+    "wait_n = wait_n - CASE WHEN OLD.due_at IS NULL THEN 0 ELSE 1 END, "
+    "wait_sum = wait_sum - COALESCE(OLD.started_at - OLD.due_at, 0), "
+    "run_n = run_n - CASE WHEN OLD.duration IS NULL THEN 0 ELSE 1 END, "
+    "run_sum = run_sum - COALESCE(OLD.duration, 0), "
+    "dirty = CASE WHEN OLD.started_at - OLD.due_at >= wait_max OR OLD.duration >= run_max "
+    "THEN 1 ELSE dirty END WHERE queue = OLD.queue AND minute = ")
+_MINUTE_PRUNE = "DELETE FROM attempt_minute WHERE attempts = 0 AND queue = OLD.queue AND minute = "
+_MINUTE_ADD_SQLITE = ("INSERT INTO attempt_minute " + _MINUTE_COLUMNS + " SELECT "
+                      + _MINUTE_OF_NEW_SQLITE + _MINUTE_ADD_FIGURES)
+_MINUTE_REMOVE_SQLITE = (_MINUTE_REMOVE_FIGURES + _MINUTE_OF_OLD_SQLITE + "; " + _MINUTE_PRUNE
+                         + _MINUTE_OF_OLD_SQLITE)
+_MINUTE_CHANGED = ("OLD.finished_at IS NOT NEW.finished_at OR OLD.outcome IS NOT NEW.outcome OR "
+                   "OLD.number IS NOT NEW.number OR OLD.started_at IS NOT NEW.started_at OR "
+                   "OLD.due_at IS NOT NEW.due_at OR OLD.duration IS NOT NEW.duration OR "
+                   "OLD.queue IS NOT NEW.queue")
+_MINUTE_INSERT_SQLITE = ("CREATE TRIGGER attempt_minute_insert AFTER INSERT ON attempt "
+                         "WHEN NEW.finished_at IS NOT NULL BEGIN " + _MINUTE_ADD_SQLITE + "; END")
+_MINUTE_FINISH_SQLITE = ("CREATE TRIGGER attempt_minute_finish AFTER UPDATE OF finished_at ON "
+                         "attempt WHEN OLD.finished_at IS NULL AND NEW.finished_at IS NOT NULL "
+                         "BEGIN " + _MINUTE_ADD_SQLITE + "; END")
+_MINUTE_UPDATE_SQLITE = ("CREATE TRIGGER attempt_minute_update AFTER UPDATE OF finished_at, "
+                         "outcome, number, started_at, due_at, duration, queue ON attempt "
+                         "WHEN OLD.finished_at IS NOT NULL AND (" + _MINUTE_CHANGED + ") BEGIN "
+                         + _MINUTE_REMOVE_SQLITE + "; " + _MINUTE_ADD_SQLITE + "; END")
+_MINUTE_DELETE_SQLITE = (
+    "CREATE TRIGGER attempt_minute_delete AFTER DELETE ON attempt "
+    "WHEN OLD.finished_at IS NOT NULL BEGIN " + _MINUTE_REMOVE_SQLITE + "; END"
+)
+_MINUTE_FUNCTION_POSTGRES = (
+    "CREATE OR REPLACE FUNCTION attempt_minute_change() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    "BEGIN IF TG_OP <> 'INSERT' AND OLD.finished_at IS NOT NULL THEN " + _MINUTE_REMOVE_FIGURES
+    + _MINUTE_OF_OLD_POSTGRES + "; " + _MINUTE_PRUNE + _MINUTE_OF_OLD_POSTGRES + "; END IF; "
+    "IF TG_OP <> 'DELETE' THEN INSERT INTO attempt_minute " + _MINUTE_COLUMNS + " SELECT "
+    + _MINUTE_OF_NEW_POSTGRES + _MINUTE_ADD_FIGURES + "; END IF; RETURN NULL; END $$")
+_MINUTE_FILL_FIGURES = (
+    ", queue, count(*), SUM(CASE WHEN outcome = 'completed' THEN 1 ELSE 0 END), "
+    "SUM(CASE WHEN outcome IN ('failed', 'timeout', 'lost') THEN 1 ELSE 0 END), "
+    "SUM(CASE WHEN number > 1 THEN 1 ELSE 0 END), count(due_at), "
+    "COALESCE(SUM(started_at - due_at), 0), MAX(started_at - due_at), count(duration), "
+    "COALESCE(SUM(duration), 0), MAX(duration), MIN(seq), 0 FROM attempt "
+    "WHERE finished_at IS NOT NULL GROUP BY 1, 2")
+_MINUTE_FILL_SQLITE = ("INSERT INTO attempt_minute " + _MINUTE_COLUMNS + " SELECT "
+                       "CAST(finished_at / 60 AS INTEGER)" + _MINUTE_FILL_FIGURES)
+_MINUTE_FILL_POSTGRES = ("INSERT INTO attempt_minute " + _MINUTE_COLUMNS + " SELECT "
+                         "FLOOR(finished_at / 60)::BIGINT" + _MINUTE_FILL_FIGURES)
+
+# job_failed_minute (models.FailedMinute): a job counts in the row of its queue, state, last
+# error and finish minute while it is failed or dead with a finish time; a change of any of
+# those moves it (out of the old row, into the new), a delete takes it out. A completion
+# writes nothing here; a failure one upsert, the claim of a failed job one update.
+_FAILED_SET_NEW = "NEW.state IN ('failed', 'dead') AND NEW.finished_at IS NOT NULL"
+_FAILED_SET_OLD = "OLD.state IN ('failed', 'dead') AND OLD.finished_at IS NOT NULL"
+_FAILED_ADD = (", NEW.queue, NEW.state, COALESCE(NEW.last_error, ''), 1 WHERE " + _FAILED_SET_NEW
+               + " ON CONFLICT (minute, queue, state, error) DO UPDATE SET "
+               "n = job_failed_minute.n + 1")
+_FAILED_KEY_OLD = ("queue = OLD.queue AND state = OLD.state AND "
+                   "error = COALESCE(OLD.last_error, '') AND minute = ")
+_FAILED_ADD_SQLITE = ("INSERT INTO job_failed_minute (minute, queue, state, error, n) SELECT "
+                      + _MINUTE_OF_NEW_SQLITE + _FAILED_ADD)
+_FAILED_REMOVE_SQLITE = ("UPDATE job_failed_minute SET n = n - 1 WHERE " + _FAILED_KEY_OLD
+                         + _MINUTE_OF_OLD_SQLITE + "; DELETE FROM job_failed_minute WHERE n = 0 "
+                         "AND " + _FAILED_KEY_OLD + _MINUTE_OF_OLD_SQLITE)
+_FAILED_INSERT_SQLITE = ("CREATE TRIGGER job_failed_insert AFTER INSERT ON job WHEN "
+                         + _FAILED_SET_NEW + " BEGIN " + _FAILED_ADD_SQLITE + "; END")
+_FAILED_UPDATE_SQLITE = (
+    "CREATE TRIGGER job_failed_update AFTER UPDATE OF state, finished_at, last_error, queue ON "
+    "job WHEN ((" + _FAILED_SET_OLD + ") OR (" + _FAILED_SET_NEW + ")) AND (OLD.state IS NOT "
+    "NEW.state OR OLD.finished_at IS NOT NEW.finished_at OR OLD.last_error IS NOT "
+    "NEW.last_error OR OLD.queue IS NOT NEW.queue) BEGIN UPDATE job_failed_minute SET n = n - 1 "
+    "WHERE " + _FAILED_SET_OLD + " AND " + _FAILED_KEY_OLD + _MINUTE_OF_OLD_SQLITE + "; "
+    "DELETE FROM job_failed_minute WHERE n = 0 AND " + _FAILED_SET_OLD + " AND "
+    + _FAILED_KEY_OLD + _MINUTE_OF_OLD_SQLITE + "; " + _FAILED_ADD_SQLITE + "; END")
+_FAILED_DELETE_SQLITE = ("CREATE TRIGGER job_failed_delete AFTER DELETE ON job WHEN "
+                         + _FAILED_SET_OLD + " BEGIN " + _FAILED_REMOVE_SQLITE + "; END")
+_FAILED_FUNCTION_POSTGRES = (
+    "CREATE OR REPLACE FUNCTION job_failed_change() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "IF TG_OP <> 'INSERT' THEN IF " + _FAILED_SET_OLD + " THEN UPDATE job_failed_minute "
+    "SET n = n - 1 WHERE " + _FAILED_KEY_OLD + _MINUTE_OF_OLD_POSTGRES + "; DELETE FROM "
+    "job_failed_minute WHERE n = 0 AND " + _FAILED_KEY_OLD + _MINUTE_OF_OLD_POSTGRES + "; END IF; "
+    "END IF; IF TG_OP <> 'DELETE' THEN INSERT INTO job_failed_minute (minute, queue, state, "
+    "error, n) SELECT " + _MINUTE_OF_NEW_POSTGRES + _FAILED_ADD + "; END IF; RETURN NULL; END $$")
+_FAILED_FILL = (", queue, state, COALESCE(last_error, ''), count(*) FROM job WHERE state IN "
+                "('failed', 'dead') AND finished_at IS NOT NULL GROUP BY 1, 2, 3, 4")
+_FAILED_FILL_SQLITE = ("INSERT INTO job_failed_minute (minute, queue, state, error, n) SELECT "
+                       "CAST(finished_at / 60 AS INTEGER)" + _FAILED_FILL)
+_FAILED_FILL_POSTGRES = ("INSERT INTO job_failed_minute (minute, queue, state, error, n) SELECT "
+                         "FLOOR(finished_at / 60)::BIGINT" + _FAILED_FILL)
+
+
 def _install_triggers(db) -> None:
-    """Install the triggers that keep ``job_count`` and ``job.rank``, and fill ``job_count``
-    from the jobs there are (the caller holds the write transaction, so no job changes in
-    between)."""
+    """Install the triggers that keep ``job_count``, ``job.rank``, ``attempt_minute`` and
+    ``job_failed_minute``, and fill the counts and rollups from the jobs and attempts there
+    are (the caller holds the write transaction, so nothing changes in between)."""
     if isinstance(db, SqliteDatabase):
         db.execute_sql("CREATE TRIGGER job_count_insert AFTER INSERT ON job BEGIN "
                        "INSERT INTO job_count (queue, state, n) VALUES (NEW.queue, NEW.state, 1) "
@@ -144,6 +284,13 @@ def _install_triggers(db) -> None:
                        "UPDATE job SET waiting_on = waiting_on - 1 WHERE seq IN "
                        "(SELECT job_seq FROM job_dep WHERE dep_seq = NEW.seq) AND waiting_on > 0 "
                        "AND state IN ('pending', 'failed'); END")
+        db.execute_sql(_MINUTE_INSERT_SQLITE)
+        db.execute_sql(_MINUTE_FINISH_SQLITE)
+        db.execute_sql(_MINUTE_UPDATE_SQLITE)
+        db.execute_sql(_MINUTE_DELETE_SQLITE)
+        db.execute_sql(_FAILED_INSERT_SQLITE)
+        db.execute_sql(_FAILED_UPDATE_SQLITE)
+        db.execute_sql(_FAILED_DELETE_SQLITE)
     else:  # PostgreSQL
         db.execute_sql("CREATE OR REPLACE FUNCTION job_count_change() RETURNS trigger "
                        "LANGUAGE plpgsql AS $$ BEGIN "
@@ -168,10 +315,54 @@ def _install_triggers(db) -> None:
         db.execute_sql("CREATE TRIGGER job_release AFTER UPDATE OF state ON job FOR EACH ROW "
                        "WHEN (NEW.state = 'completed' AND OLD.state IS DISTINCT FROM 'completed') "
                        "EXECUTE FUNCTION job_release()")
+        db.execute_sql(_MINUTE_FUNCTION_POSTGRES)
+        db.execute_sql("CREATE TRIGGER attempt_minute_insert_delete AFTER INSERT OR DELETE ON "
+                       "attempt FOR EACH ROW EXECUTE FUNCTION attempt_minute_change()")
+        db.execute_sql(
+            "CREATE TRIGGER attempt_minute_update AFTER UPDATE OF finished_at, outcome, "
+            "number, started_at, due_at, duration, queue ON attempt FOR EACH ROW WHEN ("
+            "OLD.finished_at IS DISTINCT FROM NEW.finished_at OR OLD.outcome IS "
+            "DISTINCT FROM NEW.outcome OR OLD.number IS DISTINCT FROM NEW.number OR "
+            "OLD.started_at IS DISTINCT FROM NEW.started_at OR OLD.due_at IS DISTINCT "
+            "FROM NEW.due_at OR OLD.duration IS DISTINCT FROM NEW.duration OR "
+            "OLD.queue IS DISTINCT FROM NEW.queue) EXECUTE FUNCTION attempt_minute_change()"
+        )
+        db.execute_sql(_FAILED_FUNCTION_POSTGRES)
+        db.execute_sql("CREATE TRIGGER job_failed_insert_delete AFTER INSERT OR DELETE ON job "
+                       "FOR EACH ROW EXECUTE FUNCTION job_failed_change()")
+        db.execute_sql("CREATE TRIGGER job_failed_update AFTER UPDATE OF state, finished_at, "
+                       "last_error, queue ON job FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM "
+                       "NEW.state OR OLD.finished_at IS DISTINCT FROM NEW.finished_at OR "
+                       "OLD.last_error IS DISTINCT FROM NEW.last_error OR OLD.queue IS DISTINCT "
+                       "FROM NEW.queue) EXECUTE FUNCTION job_failed_change()")
+        # Idle workers LISTEN (db.wait_change): any committed change to jobs (enqueue, finish,
+        # retry, cancel), queues (resume, limits), meta (resume all) or settings wakes them.
+        # One NOTIFY per statement, naming the schema (queues in other schemas of the database
+        # share the channel); PostgreSQL folds repeats within a transaction.
+        db.execute_sql("CREATE OR REPLACE FUNCTION queuectl_notify() RETURNS trigger "
+                       "LANGUAGE plpgsql AS $$ BEGIN "
+                       "PERFORM pg_notify('queuectl', current_schema()); "
+                       "RETURN NULL; END $$")
+        db.execute_sql("CREATE TRIGGER job_notify AFTER INSERT OR UPDATE OR DELETE ON job "
+                       "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify()")
+        db.execute_sql("CREATE TRIGGER queue_notify AFTER INSERT OR UPDATE OR DELETE ON queue "
+                       "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify()")
+        db.execute_sql("CREATE TRIGGER meta_notify AFTER INSERT OR UPDATE OR DELETE ON meta "
+                       "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify()")
+        db.execute_sql("CREATE TRIGGER setting_notify AFTER INSERT OR UPDATE OR DELETE ON setting "
+                       "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify()")
     JobCount.delete().execute()
     JobCount.insert_from(Job.select(Job.queue, Job.state, fn.COUNT(Job.seq))
                          .group_by(Job.queue, Job.state),
                          [JobCount.queue, JobCount.state, JobCount.n]).execute()
+    AttemptMinute.delete().execute()
+    FailedMinute.delete().execute()
+    if isinstance(db, SqliteDatabase):
+        db.execute_sql(_MINUTE_FILL_SQLITE)
+        db.execute_sql(_FAILED_FILL_SQLITE)
+    else:
+        db.execute_sql(_MINUTE_FILL_POSTGRES)
+        db.execute_sql(_FAILED_FILL_POSTGRES)
 
 
 #: meta key of the counter worker ids are taken from (a rowid would be reused after a delete).
@@ -180,8 +371,12 @@ UPGRADES: dict[int, Callable[[SchemaMigrator], None]] = {2: _upgrade_to_2, 3: _u
 
 
 def open_db(path: Path | str | None = None, *, create: bool = True) -> SqliteDatabase:
-    """Connect the models to the SQLite file at ``path`` (the configured default if None)."""
-    path = Path(path) if path is not None else paths.default_db_path()
+    """Connect the models to the SQLite file at ``path`` (the configured default if None), or
+    to the PostgreSQL database a ``postgresql://`` URL names."""
+    path = path if path is not None else paths.default_db_path()
+    if paths.is_url(path):
+        return _open_postgres(path)
+    path = Path(path)
     if database.obj is not None and getattr(database.obj, "database", None) == str(path):
         return database.obj
     close_db()
@@ -232,6 +427,196 @@ def open_db(path: Path | str | None = None, *, create: bool = True) -> SqliteDat
     return db
 
 
+# --- PostgreSQL ---------------------------------------------------------------------------------
+
+PG_SCHEMES = ("postgresql", "postgres")
+CONNECT_TIMEOUT = 5  # seconds: an unreachable server is one clear line, not a long hang
+IDLE_IN_TRANSACTION_MS = 30_000
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced by ``***``: what messages and screens show."""
+    from urllib.parse import urlsplit, urlunsplit
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+    except ValueError:
+        return url.split("://", 1)[0] + "://…"
+    user, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}"))
+
+
+def parse_pg_url(url: str) -> tuple[str, dict]:
+    """(database name, connect parameters) from ``postgresql://user:password@host:port/db?…``
+    (query parameters such as ``sslmode`` or ``options`` are passed on to libpq)."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+    shown = redact(url)
+    usage = "expected postgresql://user:password@host:port/dbname or a file path"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidInput(f"bad database URL {shown} ({exc}); {usage}") from None
+    if parts.scheme.lower() not in PG_SCHEMES:
+        raise InvalidInput(f"unsupported database URL {shown}; {usage}")
+    name = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
+    if not name or "/" in name:
+        raise InvalidInput(f"database URL {shown} names no database; {usage}")
+    params: dict = {"host": unquote(parts.hostname) if parts.hostname else None, "port": port,
+                    "user": unquote(parts.username) if parts.username else None,
+                    "password": unquote(parts.password) if parts.password is not None else None}
+    params = {key: value for key, value in params.items() if value is not None}
+    params.update(parse_qsl(parts.query))
+    params.setdefault("connect_timeout", CONNECT_TIMEOUT)
+    # Who each session is, in pg_stat_activity (the host and PID of a worker, say).
+    params.setdefault("application_name", f"queuectl-tui {socket.gethostname()} {os.getpid()}")
+    return name, params
+
+
+def _postgres_class():
+    from peewee import PostgresqlDatabase
+
+    class Postgres(PostgresqlDatabase):
+        """A connection the server dropped (restart, failover, idle kill) is replaced at the
+        next statement outside a transaction; inside one, the error reaches the caller, whose
+        transaction is then rolled back as a whole (a worker retries it)."""
+
+        url = display = ""
+
+        def _initialize_connection(self, conn):
+            # As SQLite's busy timeout: a lock held too long fails the waiter with a message
+            # (a worker retries) instead of hanging. A session idle inside a transaction (a
+            # frozen process: SIGSTOP, a paused VM) is ended by the server, which releases
+            # the write lock for everyone else; that process's transaction is rolled back.
+            with conn.cursor() as cursor:
+                cursor.execute(
+                    f"SET lock_timeout = {BUSY_TIMEOUT_MS}; "
+                    f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}"
+                )
+
+        def cursor(self, named_cursor=None):
+            state = self._state
+            if not state.closed and state.conn.closed and not self.in_transaction():
+                state.reset()  # the dead connection: nothing to close, connect anew
+            return super().cursor(named_cursor)
+
+        def rollback(self):
+            if not self._state.closed and self._state.conn.closed:
+                return  # the server already ended the transaction with the connection
+            super().rollback()
+
+        # A statement on a connection that is gone raises InterfaceError, which is not a
+        # DatabaseError: made one, so that every caller's handling of a database failure
+        # (a worker's retry, the CLI's one line) covers a lost server too.
+        def _execute_cursor(self, *args, **kwargs):
+            try:
+                return super()._execute_cursor(*args, **kwargs)
+            except InterfaceError as exc:
+                raise OperationalError(f"connection lost ({exc})") from None
+
+        def begin(self, *args, **kwargs):
+            try:
+                return super().begin(*args, **kwargs)
+            except InterfaceError as exc:
+                raise OperationalError(f"connection lost ({exc})") from None
+
+        def commit(self):
+            try:
+                return super().commit()
+            except InterfaceError as exc:
+                raise OperationalError(f"connection lost ({exc})") from None
+
+    return Postgres
+
+
+def _open_postgres(url: str):
+    if database.obj is not None and getattr(database.obj, "url", None) == url:
+        return database.obj
+    close_db()
+    name, params = parse_pg_url(url)
+    try:
+        import psycopg2  # noqa: F401  (peewee picks it up)
+    except ImportError:
+        raise DatabaseUnusable(
+            "PostgreSQL needs its driver: pip install 'queuectl-tui[postgres]'"
+        ) from None
+    db = _postgres_class()(name, **params)
+    db.url, db.display = url, redact(url)
+    database.initialize(db)
+    try:
+        db.connect(reuse_if_open=True)
+        _ensure_schema(db)
+    except DatabaseUnusable:
+        close_db()
+        raise
+    except (DatabaseError, InterfaceError) as exc:
+        close_db()
+        raise DatabaseUnusable(describe_db_error(exc, db.display)) from None
+    try:  # this host's logs (a server has no directory beside it)
+        paths.ensure_private_dir(paths.home() / "logs")
+    except OSError:
+        pass
+    return db
+
+
+def describe_target(target: Path | str | None = None) -> str:
+    """Which database, as a person may see it: a file path, or the URL without its password."""
+    if target is None:
+        obj = database.obj
+        return getattr(obj, "display", "") or str(getattr(obj, "database", "?"))
+    return redact(target) if paths.is_url(target) else str(target)
+
+
+class _Listener(threading.local):
+    conn = None  # the connection LISTEN was sent on (a reconnect needs it again)
+    schema = None  # the queue's schema: notifications name theirs (one channel per database)
+    count = 0  # notifications about this queue from other sessions seen so far
+
+
+_listener = _Listener()
+
+
+def _listen():
+    """This thread's PostgreSQL connection, listening to the queue's channel."""
+    conn = database.connection()
+    if _listener.conn is not conn:
+        _listener.schema = database.execute_sql("SELECT current_schema()").fetchone()[0]
+        database.execute_sql("LISTEN queuectl")
+        _listener.conn = conn
+    return conn
+
+
+def _drain(conn) -> None:
+    try:
+        conn.poll()
+    except Exception as exc:  # psycopg2's own error, not wrapped by peewee: a lost connection
+        raise OperationalError(f"connection lost ({' '.join(str(exc).split())})") from None
+    me = conn.get_backend_pid()
+    _listener.count += sum(1 for note in conn.notifies
+                           if note.pid != me and note.payload == _listener.schema)
+    conn.notifies.clear()
+
+
+def wait_change(timeout: float) -> None:
+    """PostgreSQL: sleep until another session commits a change to jobs, queues or settings
+    (a NOTIFY from the triggers below) or ``timeout`` seconds pass. Callers compare
+    ``change_token()`` before and after."""
+    import select
+    try:
+        conn = _listen()
+        seen = _listener.count
+        _drain(conn)  # read along with earlier statements' results: no need to sleep
+        if _listener.count == seen:
+            select.select([conn], [], [], max(0.0, timeout))
+            _drain(conn)
+    except Exception as exc:  # a dropped connection: reported by the next real statement
+        if not isinstance(exc, (DatabaseError, InterfaceError, OSError, ValueError)):
+            raise
+        import time
+        time.sleep(min(timeout, 0.05))
+
+
 def close_db() -> None:
     if database.obj is not None:
         if not database.obj.is_closed():
@@ -243,10 +628,31 @@ def db_path() -> Path:
     return Path(database.obj.database)
 
 
+def logs_dir() -> Path:
+    """Where this database's job logs and worker journals are on this host."""
+    obj = database.obj
+    return paths.logs_dir(obj.url if getattr(obj, "url", None) else obj.database)
+
+
 def describe_db_error(exc: Exception, path: Path | str | None = None) -> str:
     """One line for a database failure a user can cause or meet (corrupt, locked, read-only)."""
-    path = path or (database.obj.database if database.obj is not None else "?")
+    path = path or (describe_target() if database.obj is not None else "?")
     msg = str(exc).strip() or exc.__class__.__name__
+    if paths.is_url(str(path)) or (
+        database.obj is not None and not is_sqlite()
+    ):  # PostgreSQL: libpq's lines as one
+        msg = " ".join(msg.split())
+        secret = getattr(database.obj, "connect_params", {}).get("password")
+        if secret:
+            msg = msg.replace(secret, "***")
+        if "could not connect" in msg or "failed:" in msg or "Connection refused" in msg:
+            return f"cannot connect to database {path} ({msg})"
+        if "lock timeout" in msg:
+            return f"database {path} stayed locked by another session ({msg}); try again"
+        if "server closed the connection" in msg or "terminating connection" in msg or (
+                "connection already closed" in msg):
+            return f"lost the connection to database {path} ({msg}); try again"
+        return f"database {path}: {msg}"
     if "not a database" in msg or "malformed" in msg:
         return f"database {path} is corrupt or not a queuectl database ({msg})"
     if "locked" in msg or "busy" in msg:
@@ -274,6 +680,9 @@ def _ensure_schema(db: SqliteDatabase) -> None:
         version = _current_version(db)
         if version is None:
             if db.get_tables():
+                if not isinstance(db, SqliteDatabase):
+                    raise DatabaseUnusable(f"database {describe_target()} has tables but no "
+                                           "queuectl schema (use an empty database or schema)")
                 raise DatabaseUnusable(
                     f"{db.database} is an SQLite database but not a queuectl one"
                 )
@@ -290,6 +699,11 @@ def _ensure_schema(db: SqliteDatabase) -> None:
             Meta.update(value=str(version)).where(Meta.key == "schema_version").execute()
 
 
+# The advisory lock of every write transaction (see there), one per schema: advisory locks are
+# database-wide, and queues kept in different schemas of one database are independent.
+_PG_WRITE_LOCK = "SELECT pg_advisory_xact_lock(1903519093, hashtext(current_schema()))"
+
+
 def _current_version(db: SqliteDatabase) -> int | None:
     if not db.table_exists(Meta._meta.table_name):
         return None
@@ -297,7 +711,7 @@ def _current_version(db: SqliteDatabase) -> int | None:
     version = int(row.value) if row else 0
     if version > SCHEMA_VERSION:
         raise DatabaseUnusable(
-            f"database {db.database} has schema version {version}, newer than this "
+            f"database {describe_target()} has schema version {version}, newer than this "
             f"queuectl-tui supports ({SCHEMA_VERSION}); upgrade queuectl-tui"
         )
     return version
@@ -309,7 +723,11 @@ def write_transaction():
 
     On SQLite, BEGIN IMMEDIATE: readers never upgrade to writers mid-transaction (which could
     fail with SQLITE_BUSY despite the busy timeout), so competing claimers simply queue.
-    Elsewhere an ordinary transaction (row locks, SKIP LOCKED, do the work).
+    On PostgreSQL the same queue is a transaction-scoped advisory lock taken first: every claim
+    and finish changes the same few ``job_count`` rows (by trigger) in orders that differ
+    (a claim: pending then processing; a finish and the next claim: processing, its end state,
+    then pending), which without it deadlocks under load; and a queue's limit is read and
+    used by one claimer at a time, so concurrent claimers cannot both take its last place.
 
     After a disk-full or I/O error SQLite has already rolled the transaction back, and the
     ROLLBACK that follows fails with "no transaction is active"; that error would hide the one
@@ -320,6 +738,8 @@ def write_transaction():
     queued = _writers.enter() if sqlite else False
     try:
         with atomic:
+            if not sqlite and database.transaction_depth() == 1:
+                database.execute_sql(_PG_WRITE_LOCK)
             yield
     except DatabaseError as exc:
         cause = exc
@@ -388,10 +808,16 @@ def change_token():
 
     SQLite's data_version is read from shared memory: polling it every few milliseconds costs
     next to nothing, which lets idle workers react to new jobs at once without busy querying.
+    PostgreSQL: how many notifications (see ``_install_triggers``) other sessions sent since
+    this thread started listening; reading it is a non-blocking read of the socket.
     """
     if is_sqlite():
         return database.execute_sql("PRAGMA data_version").fetchone()[0]
-    return None
+    try:
+        _drain(_listen())
+    except (DatabaseError, InterfaceError):
+        return None  # no signal now: callers treat it as "maybe changed"
+    return _listener.count
 
 
 def schema_version() -> int:

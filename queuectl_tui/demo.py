@@ -29,6 +29,7 @@ from queuectl_tui.models import (
     PENDING,
     PROCESSING,
     Attempt,
+    Environment,
     Job,
     Worker,
     database,
@@ -402,7 +403,7 @@ def _write_history(job: Job, runs: list, then, now: float, logs: Path) -> None:
                        peak_rss_bytes=(6 + (job.seq * 37 + number * 11) % 180) * 1024 * 1024
                        if measured else None,
                        processes=1 + (job.seq + number) % 4 if measured else None,
-                       due_at=min(due, now - start))
+                       due_at=min(due, now - start), queue=job.queue)
         due = now - start + duration + 2 ** number
         values.update(started_at=now - start, finished_at=now - start + duration, exit_code=code,
                       last_error=error, output_tail=output, updated_at=now - start + duration)
@@ -430,7 +431,8 @@ def _running(now: float, cwd: str, pid: int, logs: Path) -> None:
         log_file = f"job{job.seq}-1.log"
         (logs / log_file).write_text(output)
         Attempt.create(job=job.seq, number=1, worker_id=worker.id, host=worker.host, pid=pid,
-                       pid_started=started, started_at=now - age, log_file=log_file)
+                       pid_started=started, started_at=now - age, log_file=log_file,
+                       queue=queue)
         Job.update(state=PROCESSING, attempts=1, worker_id=worker.id, started_at=now - age,
                    updated_at=now - age).where(Job.seq == job.seq).execute()
         Worker.update(status="busy", current_job=job_id).where(Worker.id == worker.id).execute()
@@ -444,8 +446,8 @@ def seed_bulk(count: int, now: float | None = None, *, chunk: int = 2000) -> Non
     env_digest = engine._environment(ENV)[0]
     base = (Job.select(Job.seq).order_by(Job.seq.desc()).limit(1).scalar() or 0)
     with database.atomic():
-        database.execute_sql("INSERT OR IGNORE INTO environment (digest, data) VALUES (?, ?)",
-                             (env_digest, json.dumps(ENV, sort_keys=True)))
+        Environment.insert(digest=env_digest, data=json.dumps(ENV, sort_keys=True)
+                           ).on_conflict_ignore().execute()
         for first in range(0, count, chunk):
             jobs, attempts = [], []
             for n in range(first, min(first + chunk, count)):
@@ -472,7 +474,7 @@ def seed_bulk(count: int, now: float | None = None, *, chunk: int = 2000) -> Non
                         "started_at": finished - 1, "finished_at": finished,
                         "exit_code": jobs[-1]["exit_code"], "duration": 1.0,
                         "outcome": "completed" if state == COMPLETED else "failed",
-                        "error": error, "log_file": None,
+                        "error": error, "log_file": None, "queue": "default",
                     })
             Job.insert_many(jobs).execute()
             if attempts:

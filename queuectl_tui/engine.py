@@ -21,6 +21,7 @@ from peewee import JOIN, IntegrityError, Tuple, chunked, fn
 
 from queuectl_tui import procs, settings
 from queuectl_tui.db import LAST_WORKER_ID, change_token, is_sqlite, write_transaction
+from queuectl_tui.db import logs_dir as _logs_dir
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
 from queuectl_tui.models import (
     AGING_RATE_SQL,
@@ -185,6 +186,10 @@ def enqueue_stream(specs: Iterable[tuple[str, dict[str, Any]]], *, cwd: str | No
     digest, data = _environment(dict(os.environ) if env is None else env)
     defaults = settings.load()
     db = database.obj
+    if not is_sqlite():
+        with _enqueue_stream_pg(db, specs, defaults, now, cwd, digest, data) as staged:
+            yield staged
+        return
     db.execute_sql("DROP TABLE IF EXISTS temp.enqueue_stage")
     db.execute_sql("CREATE TEMP TABLE enqueue_stage (id TEXT NOT NULL, generated INTEGER NOT NULL, "
                    "command TEXT NOT NULL, queue TEXT NOT NULL, priority INTEGER NOT NULL, "
@@ -227,15 +232,22 @@ def enqueue_stream(specs: Iterable[tuple[str, dict[str, Any]]], *, cwd: str | No
 class Staged:
     """What ``enqueue_stream`` added, read back in input order without holding it in memory."""
 
-    def __init__(self, count: int):
+    def __init__(self, count: int, table: str = "temp.enqueue_stage"):
         self.count = count
+        self.table = table
 
     def ids(self) -> Iterator[str]:
-        cursor = database.obj.execute_sql("SELECT id FROM temp.enqueue_stage ORDER BY rowid")
+        if self.table != "temp.enqueue_stage":
+            cursor = database.obj.execute_sql("SELECT id FROM pg_temp.enqueue_stage ORDER BY rowid")
+        else:
+            cursor = database.obj.execute_sql("SELECT id FROM temp.enqueue_stage ORDER BY rowid")
         while batch := cursor.fetchmany(_STAGE_CHUNK):
             yield from (row[0] for row in batch)
 
     def jobs(self) -> Iterator[Job]:
+        if self.table != "temp.enqueue_stage":
+            return Job.raw("SELECT job.* FROM pg_temp.enqueue_stage s JOIN job ON job.id = s.id "
+                           "ORDER BY s.rowid").iterator()
         return Job.raw("SELECT job.* FROM temp.enqueue_stage s JOIN job ON job.id = s.id "
                        "ORDER BY s.rowid").iterator()
 
@@ -243,9 +255,123 @@ class Staged:
         """(id, error) of the jobs that went straight to the DLQ: a dependency was dead."""
         if not self.count:
             return []
+        if self.table != "temp.enqueue_stage":
+            return database.obj.execute_sql(
+                "SELECT j.id, j.last_error FROM pg_temp.enqueue_stage s JOIN job j ON j.id = s.id "
+                "WHERE s.after IS NOT NULL AND j.state = 'dead' ORDER BY s.rowid").fetchall()
         return database.obj.execute_sql(
             "SELECT j.id, j.last_error FROM temp.enqueue_stage s JOIN job j ON j.id = s.id "
             "WHERE s.after IS NOT NULL AND j.state = 'dead' ORDER BY s.rowid").fetchall()
+
+
+# PostgreSQL: the same stage as a TEMP table of this session (pg_temp), its input order kept by
+# a serial rowid; generated ids are drawn here (the shape of _new_id) and drawn again on a clash.
+_PG_NEW_ID = "substr(md5(random()::text || clock_timestamp()::text), 1, 12)"
+_PG_REDRAW_REPEATED = ("UPDATE pg_temp.enqueue_stage SET id = " + _PG_NEW_ID + " WHERE generated "
+                       "AND id IN (SELECT id FROM pg_temp.enqueue_stage GROUP BY id "
+                       "HAVING count(*) > 1)")
+_PG_REDRAW_TAKEN = ("UPDATE pg_temp.enqueue_stage SET id = " + _PG_NEW_ID + " WHERE generated "
+                    "AND id IN (SELECT id FROM job)")
+
+
+@contextmanager
+def _enqueue_stream_pg(db, specs, defaults: dict, now: float, cwd: str, digest: str,
+                       data: str) -> Iterator[Staged]:
+    from psycopg2.extras import execute_values
+    db.execute_sql("DROP TABLE IF EXISTS pg_temp.enqueue_stage")
+    db.execute_sql("CREATE TEMP TABLE enqueue_stage (rowid BIGSERIAL, id TEXT NOT NULL, "
+                   "generated BOOLEAN NOT NULL, command TEXT NOT NULL, queue TEXT NOT NULL, "
+                   "priority INTEGER NOT NULL, max_retries INTEGER NOT NULL, "
+                   "backoff_base DOUBLE PRECISION NOT NULL, timeout DOUBLE PRECISION, "
+                   "run_at DOUBLE PRECISION NOT NULL, src TEXT NOT NULL, after TEXT)")
+    chained = False
+
+    def after(spec: dict[str, Any]) -> str | None:
+        nonlocal chained
+        if not spec.get("after"):
+            return None
+        chained = True
+        return json.dumps(spec["after"])
+
+    try:
+        rows = ((spec.get("id") or _new_id(), not spec.get("id"), spec["command"],
+                 spec.get("queue", "default"), spec.get("priority", 0),
+                 spec.get("max_retries", defaults.max_retries),
+                 spec.get("backoff_base", defaults.backoff_base),
+                 spec.get("timeout", defaults.default_timeout), spec.get("run_at", now), where,
+                 after(spec))
+                for where, spec in specs)
+        count = 0
+        with db.atomic():
+            cursor = db.cursor()
+            for chunk in chunked(rows, _STAGE_CHUNK):
+                execute_values(cursor, "INSERT INTO pg_temp.enqueue_stage (id, generated, command, "
+                               "queue, priority, max_retries, backoff_base, timeout, run_at, src, "
+                               "after) VALUES %s", chunk, page_size=1000)
+                count += len(chunk)
+            while db.execute_sql(_PG_REDRAW_REPEATED).rowcount:
+                pass
+            row = db.execute_sql(
+                "SELECT s.src, s.id, f.src FROM (SELECT src, id, rowid, min(rowid) OVER "
+                "(PARTITION BY id) AS first FROM pg_temp.enqueue_stage) s JOIN "
+                "pg_temp.enqueue_stage f ON f.rowid = s.first WHERE s.rowid > s.first "
+                "ORDER BY s.rowid LIMIT 1").fetchone()
+            if row is not None:
+                src, job_id, first = row
+                raise InvalidInput(f"{src}: duplicate job id {job_id!r} in the input (first on "
+                                   f"{first}); nothing enqueued")
+            db.execute_sql("CREATE UNIQUE INDEX ON pg_temp.enqueue_stage (id)")
+        while count:
+            try:
+                with write_transaction():
+                    Environment.insert(digest=digest, data=data).on_conflict_ignore().execute()
+                    db.execute_sql(
+                        "INSERT INTO job (id, command, queue, state, priority, attempts, "
+                        "max_retries, backoff_base, timeout, run_at, created_at, updated_at, cwd, "
+                        "env_digest, cancel_requested, rank) SELECT id, command, queue, %s, "
+                        "priority, 0, max_retries, backoff_base, timeout, run_at, %s, %s, %s, %s, "
+                        "false, priority - %s * run_at / 60.0 FROM pg_temp.enqueue_stage "
+                        "ORDER BY rowid", (PENDING, now, now, cwd, digest, aging_rate()))
+                    if chained:
+                        _stage_dependencies_pg(db, now)
+                break
+            except IntegrityError:
+                clash = db.execute_sql(
+                    "SELECT s.src, s.id FROM pg_temp.enqueue_stage s JOIN job j ON j.id = s.id "
+                    "WHERE NOT s.generated ORDER BY s.rowid LIMIT 1").fetchone()
+                if clash is not None:
+                    src, job_id = clash
+                    raise InvalidInput(f"{src + ': ' if src else ''}job id {job_id!r} already "
+                                       "exists; nothing enqueued") from None
+                if not db.execute_sql(_PG_REDRAW_TAKEN).rowcount:
+                    raise
+        yield Staged(count, "pg_temp.enqueue_stage")
+    finally:
+        db.execute_sql("DROP TABLE IF EXISTS pg_temp.enqueue_stage")
+
+
+def _stage_dependencies_pg(db, now: float) -> None:
+    """_stage_dependencies on PostgreSQL's stage."""
+    unknown = db.execute_sql(
+        "SELECT s.src, a.value FROM pg_temp.enqueue_stage s, "
+        "json_array_elements_text(s.after::json) a(value) WHERE s.after IS NOT NULL "
+        "AND NOT EXISTS (SELECT 1 FROM job d WHERE d.id = a.value "
+        "AND NOT EXISTS (SELECT 1 FROM pg_temp.enqueue_stage l WHERE l.id = d.id "
+        "AND l.rowid >= s.rowid)) ORDER BY s.rowid LIMIT 1"
+    ).fetchone()
+    if unknown is not None:
+        src, job_id = unknown
+        raise InvalidInput(f"{src + ': ' if src else ''}after: no job with id {job_id!r} "
+                           "(it must exist or come earlier in the input); nothing enqueued")
+    db.execute_sql(
+        "INSERT INTO job_dep (job_seq, dep_seq, dep_id) SELECT j.seq, d.seq, d.id "
+        "FROM pg_temp.enqueue_stage s JOIN job j ON j.id = s.id CROSS JOIN "
+        "json_array_elements_text(s.after::json) a(value) JOIN job d ON d.id = a.value "
+        "WHERE s.after IS NOT NULL ORDER BY s.rowid")
+    seqs = [row[0] for row in db.execute_sql(
+        "SELECT j.seq FROM pg_temp.enqueue_stage s JOIN job j ON j.id = s.id "
+        "WHERE s.after IS NOT NULL ORDER BY s.rowid")]
+    _settle(seqs, now=now)
 
 
 def _check_stage_ids(db) -> None:
@@ -376,7 +502,8 @@ def register_worker(queues: list[str] | None = None, *, pid: int | None = None,
         row = Meta.get_or_none(Meta.key == LAST_WORKER_ID)
         last = int(row.value) if row else (Worker.select(fn.MAX(Worker.id)).scalar() or 0)
         last = max(last, Worker.select(fn.MAX(Worker.id)).scalar() or 0) + 1
-        Meta.insert(key=LAST_WORKER_ID, value=str(last)).on_conflict_replace().execute()
+        Meta.insert(key=LAST_WORKER_ID, value=str(last)).on_conflict(
+            conflict_target=[Meta.key], update={Meta.value: str(last)}).execute()
         return Worker.create(
             id=last, host=procs.hostname(), pid=pid, proc_started=procs.start_time(pid) or now,
             started_at=now, heartbeat_at=now, status=WorkerStatus.IDLE,
@@ -511,7 +638,7 @@ _CLAIM = ("UPDATE job SET state = 'processing', attempts = attempts + 1, worker_
           + ") o) ORDER BY rank DESC, run_at, seq LIMIT 1) RETURNING " + ", ".join(_JOB_COLUMNS))
 _NEXT_NUMBER = "SELECT COALESCE(MAX(number), 0) + 1 FROM attempt WHERE job_seq = ?"
 _NEW_ATTEMPT = ("INSERT INTO attempt (job_seq, number, worker_id, host, started_at, log_file, "
-                "claim_token, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq")
+                "claim_token, due_at, queue) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq")
 _FINISH_JOB = (
     "UPDATE job SET state = ?, run_at = COALESCE(?, run_at), attempts = attempts - ?, "
     "finished_at = ?, last_error = ?, exit_code = ?, output_tail = COALESCE(?, output_tail), "
@@ -528,10 +655,35 @@ _SET_WORKER = ("UPDATE worker SET status = CASE WHEN status = 'stopping' THEN st
 
 
 def _sql(text: str) -> str:
-    """The hot-path statements are written for SQLite; other drivers take %s parameters."""
+    """The hot-path statements are written for SQLite; other drivers take %s parameters (and
+    PostgreSQL a boolean for a boolean column)."""
     if is_sqlite():
         return text
-    return text.replace(" IS ?", " IS NOT DISTINCT FROM ?").replace("?", "%s")
+    return (text.replace(" IS ?", " IS NOT DISTINCT FROM ?").replace("?", "%s")
+            .replace("cancel_requested = 0", "cancel_requested = false"))
+
+
+# PostgreSQL's claim, in the claim's transaction: write_transaction's advisory lock makes
+# claimers take turns as on SQLite (so a queue's limit is counted with the previous claimer's
+# job in it); the head of each open queue is still locked with SKIP LOCKED, so that a row
+# some other writer holds is passed over rather than waited for.
+_PG_OPEN_QUEUES = (
+    "SELECT c.queue AS name FROM (SELECT DISTINCT queue FROM job_count "
+    "WHERE state IN ('pending', 'failed') AND n > 0) c LEFT JOIN queue q ON q.name = c.queue "
+    "WHERE NOT COALESCE(q.paused, (SELECT value = '1' FROM meta WHERE key = 'paused_all'), false) "
+    "AND (q.max_running IS NULL OR q.max_running > COALESCE((SELECT r.n FROM job_count r "
+    "WHERE r.queue = c.queue AND r.state = 'processing'), 0)) "
+    "AND (%(queues)s::text[] IS NULL OR c.queue = ANY(%(queues)s::text[]))")
+_PG_CLAIM = (
+    "UPDATE job SET state = 'processing', attempts = attempts + 1, worker_id = %(worker)s, "
+    "started_at = %(now)s, finished_at = NULL, updated_at = %(now)s, cancel_requested = false, "
+    "claim_token = %(token)s WHERE seq = (SELECT h.seq FROM (" + _PG_OPEN_QUEUES + ") o "
+    "CROSS JOIN LATERAL (SELECT seq, rank, run_at FROM job WHERE queue = o.name AND "
+    + CLAIMABLE_WHERE + " AND run_at <= %(now)s ORDER BY rank DESC, run_at, seq LIMIT 1 "
+    "FOR UPDATE SKIP LOCKED) h ORDER BY h.rank DESC, h.run_at, h.seq LIMIT 1) "
+    "AND " + CLAIMABLE_WHERE + " RETURNING " + ", ".join(_JOB_COLUMNS))
+_PG_NEXT_DUE = ("SELECT MIN((SELECT run_at FROM job WHERE queue = o.name AND " + CLAIMABLE_WHERE
+                + " ORDER BY run_at LIMIT 1)) FROM (" + _PG_OPEN_QUEUES + ") o")
 
 
 def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
@@ -545,24 +697,19 @@ def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
             return None
         job = Job(**dict(zip(_JOB_COLUMNS, rows[0], strict=True)))
     else:
-        due = (Job.select(Job.seq).where(Job.state.in_(CLAIMABLE), Job.run_at <= now)
-               .order_by(Job.priority.desc(), Job.run_at, Job.seq).limit(1)
-               .for_update("FOR UPDATE SKIP LOCKED"))
-        if queues:
-            due = due.where(Job.queue.in_(queues))
-        rows = list(Job.update(state=PROCESSING, attempts=Job.attempts + 1, worker_id=worker.id,
-                               started_at=now, finished_at=None, updated_at=now,
-                               cancel_requested=False, claim_token=token)
-                    .where(Job.seq.in_(due)).returning(Job).execute())
+        args = {"now": now, "queues": queues or None, "worker": worker.id, "token": token}
+        rows = database.execute_sql(_PG_CLAIM, args).fetchall()
         if not rows:
             return None
-        job = rows[0]
+        job = Job(**dict(zip(_JOB_COLUMNS, rows[0], strict=True)))
     number = database.execute_sql(_sql(_NEXT_NUMBER), (job.seq,)).fetchone()[0]
     log_file = f"job{job.seq}-{number}.log"
     seq = database.execute_sql(_sql(_NEW_ATTEMPT), (job.seq, number, worker.id, worker.host, now,
-                                                    log_file, token, job.run_at)).fetchall()[0][0]
+                                                    log_file, token, job.run_at, job.queue)
+                                ).fetchall()[0][0]
     attempt = Attempt(seq=seq, job=job.seq, number=number, worker_id=worker.id, host=worker.host,
-                      started_at=now, log_file=log_file, claim_token=token, due_at=job.run_at)
+                      started_at=now, log_file=log_file, claim_token=token, due_at=job.run_at,
+                      queue=job.queue)
     return job, attempt
 
 
@@ -1012,9 +1159,9 @@ def resume(queues: list[str] | None = None) -> None:
 def _set_paused(queues: list[str] | None, paused: bool) -> None:
     with write_transaction():
         if queues is None:
-            Meta.insert(
-                key=PAUSED_ALL, value="1" if paused else "0"
-            ).on_conflict_replace().execute()
+            flag = "1" if paused else "0"
+            Meta.insert(key=PAUSED_ALL, value=flag).on_conflict(
+                conflict_target=[Meta.key], update={Meta.value: flag}).execute()
             Queue.update(paused=None).execute()
         else:
             for name in queues:
@@ -1087,7 +1234,7 @@ def effective_priority(job: Job, *, now: float | None = None, rate: float | None
 # --- reading ---------------------------------------------------------------------------------
 
 def logs_dir() -> Path:
-    return Path(database.obj.database).parent / "logs"
+    return _logs_dir()
 
 
 def attempts_of(job: Job) -> list[Attempt]:
@@ -1100,6 +1247,22 @@ def attempts_run(job: Job) -> int:
     return Attempt.select(fn.MAX(Attempt.number)).where(Attempt.job == job.seq).scalar() or 0
 
 
+def log_elsewhere(job: Job, attempt: Attempt, *, last: bool) -> tuple[str, str | None] | None:
+    """For an attempt run on another host (whose log file stays there): where its log is, and
+    the tail of its output kept in the database (only the latest finished attempt's is kept).
+    None for an attempt of this host, or whose log can be read here all the same (shared
+    storage, a database moved with its logs)."""
+    if not attempt.host or attempt.host == procs.hostname():
+        return None
+    path = log_path(attempt)
+    if path is not None and path.exists():
+        return None
+    where = (f"the log of attempt {attempt.number} is on host {attempt.host} "
+             f"({attempt.log_file} in the logs directory of the worker there)")
+    tail = job.output_tail if last and attempt.finished_at is not None else None
+    return where, tail
+
+
 def log_path(attempt: Attempt) -> Path | None:
     return logs_dir() / attempt.log_file if attempt.log_file else None
 
@@ -1110,7 +1273,7 @@ def counts() -> dict[str, int]:
     for state, count in (JobCount.select(JobCount.state, fn.SUM(JobCount.n))
                          .group_by(JobCount.state).tuples()):
         if count or state in result:
-            result[state] = count
+            result[state] = int(count)  # PostgreSQL's SUM of a bigint is a numeric
     return result
 
 
@@ -1177,10 +1340,7 @@ def next_due(queues: list[str] | None = None) -> float | None:
         wanted = json.dumps(queues) if queues else None
         row = database.execute_sql(_NEXT_DUE, (None, wanted)).fetchone()
         return row[0] if row else None
-    query = Job.select(Job.run_at).where(Job.state.in_(CLAIMABLE)).order_by(Job.run_at).limit(1)
-    if queues:
-        query = query.where(Job.queue.in_(queues))
-    return query.scalar()
+    return database.execute_sql(_PG_NEXT_DUE, {"queues": queues or None}).fetchone()[0]
 
 
 _NEXT_DUE = (
@@ -1347,7 +1507,8 @@ def throughput(*, minutes: int = 30, now: float | None = None) -> list[tuple[int
     oldest first, from the attempts' finish times (index attempt_window)."""
     now = time.time() if now is None else now
     start = now - minutes * 60
-    bucket = ((Attempt.finished_at - start) / 60).cast("INTEGER")
+    bucket = ((Attempt.finished_at - start) / 60)
+    bucket = bucket.cast("INTEGER") if is_sqlite() else fn.FLOOR(bucket)  # a cast rounds there
     done = [0] * minutes
     failed = [0] * minutes
     rows = (Attempt.select(bucket, Attempt.outcome, fn.COUNT(Attempt.seq))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -12,14 +13,28 @@ def home() -> Path:
     return Path(os.environ.get("QUEUECTL_HOME") or Path.home() / ".queuectl").expanduser()
 
 
-def default_db_path() -> Path:
+def default_db_path() -> Path | str:
     env = os.environ.get("QUEUECTL_DB")
-    return Path(env).expanduser() if env else home() / "queuectl.db"
+    return db_target(env) if env else home() / "queuectl.db"
 
 
-def logs_dir(db_path: Path) -> Path:
-    """Logs sit beside the database, so a database and its output move together."""
-    return db_path.parent / "logs"
+def is_url(target: object) -> bool:
+    """``scheme://…``: a database server, never a file name (``postgresql://u:p@h/q`` taken for
+    a path would silently become an SQLite file in a directory tree named ``postgresql:``)."""
+    return isinstance(target, str) and _URL.match(target) is not None
+
+
+def db_target(value: str | Path) -> Path | str:
+    """``--db``/``QUEUECTL_DB``: a URL stays as given, anything else is a file path."""
+    return value if is_url(value) else Path(value).expanduser()
+
+
+def logs_dir(db_path: Path | str) -> Path:
+    """Logs sit beside the database, so a database and its output move together; with a
+    database server they stay on the worker's host, in ``$QUEUECTL_HOME/logs``."""
+    if is_url(db_path):
+        return home() / "logs"
+    return Path(db_path).parent / "logs"
 
 
 def ensure_private_dir(path: Path) -> Path:
@@ -134,4 +149,5 @@ def _not_private(found: os.stat_result) -> str | None:
     return None
 
 
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import psutil
 
-_HOST = socket.gethostname()
+#: The host name recorded with workers and attempts. QUEUECTL_HOSTNAME overrides it where the
+#: system's name is not unique among the machines sharing a database (cloned containers).
+_HOST = os.environ.get("QUEUECTL_HOSTNAME") or socket.gethostname()
 _TOLERANCE = 0.05  # seconds; create_time is derived from boot time and clock ticks
 SIGKILL = 9  # signal.SIGKILL (9 on every POSIX system): importing signal costs ~0.5 ms a start
 

@@ -16,15 +16,18 @@ from pathlib import Path
 
 import psutil
 
-from queuectl_tui import engine, procs
+from queuectl_tui import engine, paths, procs
 from queuectl_tui.errors import QueueError
 from queuectl_tui.models import Worker
 from queuectl_tui.paths import logs_dir, open_private_append
 
 
-def worker_command(db_path: Path, queues: list[str] | None, burst: bool,
+def worker_command(db_path: Path | str, queues: list[str] | None, burst: bool,
                    log: Path | None = None) -> list[str]:
-    cmd = [sys.executable, "-m", "queuectl_tui", "--db", str(db_path), "worker", "run"]
+    """A database URL (and its password) goes to the worker in its environment (see
+    ``worker_env``), never on a command line that ``ps`` shows to every user."""
+    where = [] if paths.is_url(db_path) else ["--db", str(db_path)]
+    cmd = [sys.executable, "-m", "queuectl_tui", *where, "worker", "run"]
     if log is not None:
         cmd += ["--log", str(log)]
     for queue in queues or []:
@@ -34,8 +37,20 @@ def worker_command(db_path: Path, queues: list[str] | None, burst: bool,
     return cmd
 
 
-def start(db_path: Path, count: int = 1, *, queues: list[str] | None = None, burst: bool = False,
-          wait: float = 10.0) -> list[Worker]:
+def worker_env(db_path: Path | str) -> dict[str, str] | None:
+    if not paths.is_url(db_path):
+        return None
+    return {**os.environ, "QUEUECTL_DB": str(db_path)}
+
+
+def start(
+    db_path: Path | str,
+    count: int = 1,
+    *,
+    queues: list[str] | None = None,
+    burst: bool = False,
+    wait: float = 10.0,
+) -> list[Worker]:
     """Spawn detached workers and return their rows once each has registered."""
     log = logs_dir(db_path) / "workers.log"
     try:  # not through a planted symlink or into someone else's file (see paths)
@@ -47,7 +62,7 @@ def start(db_path: Path, count: int = 1, *, queues: list[str] | None = None, bur
         for _ in range(count):
             proc = subprocess.Popen(
                 worker_command(db_path, queues, burst, log), stdin=subprocess.DEVNULL, stdout=fd,
-                stderr=fd, start_new_session=True, close_fds=True,
+                stderr=fd, start_new_session=True, close_fds=True, env=worker_env(db_path),
             )
             pids.append(proc.pid)
     finally:

@@ -2,7 +2,9 @@
 
 An idle worker notices new work without a fixed sleep: it polls SQLite's ``data_version``
 (which changes whenever another connection commits) every few milliseconds, and otherwise
-sleeps until the next scheduled job is due or ``poll_interval`` passes.
+sleeps until the next scheduled job is due or ``poll_interval`` passes. On PostgreSQL it
+LISTENs instead and sleeps in ``select`` until a NOTIFY (sent by triggers on every change to
+jobs, queues and settings) arrives, with the same deadlines as a safety net.
 
 Heartbeats come from a thread of their own with its own database connection, so that a long
 job loop step, CPU starvation or a write lock held by someone else never silences them; that
@@ -29,7 +31,7 @@ from collections.abc import Callable
 from peewee import DatabaseError
 
 from queuectl_tui import engine, jobhost, procs, runner, settings, usage
-from queuectl_tui.db import change_token
+from queuectl_tui.db import change_token, is_sqlite, wait_change
 from queuectl_tui.models import Job, Outcome, WorkerStatus, database
 
 WAKE_POLL = 0.010  # pickup median ~5 ms (bench); idle CPU 1.2% at 5 ms -> under 1% of a core
@@ -311,8 +313,12 @@ class WorkerLoop:
         if due is not None:
             deadline = min(deadline, max(due, now))
         signalled = self._data_version is not None
+        listening = signalled and not is_sqlite()  # PostgreSQL: NOTIFY wakes the wait
         while time.time() < deadline and not self.stopping:
-            time.sleep(WAKE_POLL if signalled else 0.05)
+            if listening:  # slices short enough to notice a stop signal
+                wait_change(min(0.25, deadline - time.time()))
+            else:
+                time.sleep(WAKE_POLL if signalled else 0.05)
             if signalled and self._changed():
                 return
 

@@ -36,9 +36,16 @@ class Result:
         return json.loads(self.out)
 
 
+#: The PostgreSQL URL of the running test (its own schema), or None on SQLite: set by the
+#: ``home`` fixture (conftest.py), passed to every CLI the test starts.
+DB_URL: str | None = None
+
+
 def cli_env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUEUECTL_")}
     env["QUEUECTL_HOME"] = str(home)
+    if DB_URL:
+        env["QUEUECTL_DB"] = DB_URL
     env.update(extra)
     return env
 
@@ -143,7 +150,22 @@ def check_job_json(data: dict[str, Any]) -> None:
 
 
 def snapshot(db_file: Path) -> dict[str, list[tuple]] | None:
-    """Every row that a user-visible change would touch (workers excluded: they heartbeat)."""
+    """Every row that a user-visible change would touch (workers excluded: they heartbeat).
+    On PostgreSQL (DB_URL set), the test's schema instead of the file."""
+    if DB_URL:
+        import psycopg2
+        con = psycopg2.connect(DB_URL)
+        try:
+            cur = con.cursor()
+            if not _pg_has_tables(cur):
+                return None
+            result = {}
+            for table in ("job", "attempt", "setting", "environment", "meta"):
+                cur.execute(f"SELECT * FROM {table}")
+                result[table] = sorted(cur.fetchall(), key=repr)
+            return result
+        finally:
+            con.close()
     if not db_file.exists():
         return None
     con = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True)
@@ -152,6 +174,11 @@ def snapshot(db_file: Path) -> dict[str, list[tuple]] | None:
                 for table in ("job", "attempt", "setting", "environment", "meta")}
     finally:
         con.close()
+
+
+def _pg_has_tables(cur) -> bool:
+    cur.execute("SELECT to_regclass('meta') IS NOT NULL")
+    return cur.fetchone()[0]
 
 
 def marked(marker: str, name: str | None = None) -> list[psutil.Process]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import helpers
 from helpers import (
     all_gone,
     check_job_json,
@@ -460,6 +461,7 @@ def test_no_ui_on_a_terminal_prints_the_status(home):
     assert b"workers: 0 alive, 0 busy" in _on_a_terminal(home, "--no-ui")
 
 
+@pytest.mark.sqlite_only
 def test_files_are_private_whatever_the_umask(home):
     def run(*args):
         proc = subprocess.run(
@@ -724,3 +726,19 @@ def test_list_takes_several_states_and_says_how_many_more_there_are(cli, home):
     ok(cli(*BURST))
     dead = ok(cli("dlq", "list", "--limit", "1", "--json"))
     assert [j["id"] for j in dead.json()] == ["c1"] and "and 1 more" in dead.err
+
+
+def test_logs_of_an_attempt_on_another_host_say_where_and_show_the_tail_kept(cli, home, db):
+    ok(cli("enqueue", "--id", "j", "echo from afar; echo line two"))
+    ok(run_cli(home, "worker", "start", "--foreground", "--burst",
+               env=cli_env(home / "afar", QUEUECTL_HOSTNAME="afar",
+                           QUEUECTL_DB=helpers.DB_URL or str(home / "queuectl.db"))))
+    for logs in (home / "logs", home / "afar" / "logs"):  # only on that machine's disk
+        (logs / "job1-1.log").unlink(missing_ok=True)
+    shown = cli("logs", "j")
+    assert ok(shown).out == "from afar\nline two\n"
+    assert "is on host afar (job1-1.log in the logs directory of the worker there)" in shown.err
+    from queuectl_tui.tui import data
+    [attempt] = data.read_detail("j", time.time()).attempts
+    assert attempt["log_path"] is None and "on host afar" in attempt["log_note"]
+    assert attempt["log_note"].endswith("from afar\nline two\n")

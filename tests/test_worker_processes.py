@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import psutil
+import pytest
 
 from helpers import (
     all_gone,
@@ -52,6 +53,7 @@ def gone(pid: int) -> bool:
         return True
 
 
+@pytest.mark.both_backends  # PostgreSQL: woken by LISTEN/NOTIFY
 def test_an_idle_worker_is_woken_by_a_new_job(cli, db, home):
     # Neither polling nor heartbeats would bring the worker round within the deadline below.
     for key, value in [("poll_interval", "60"), ("heartbeat_interval", "60"), ("lease", "600")]:

@@ -17,7 +17,8 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from queuectl_tui.db import open_db
+from queuectl_tui import paths
+from queuectl_tui.db import describe_target, open_db
 from queuectl_tui.errors import DatabaseUnusable, QueueError
 from queuectl_tui.monitor import WorkerMonitor
 from queuectl_tui.tui import data
@@ -38,7 +39,7 @@ class QueueApp(App[None]):
                  monitor: Any = None, refresh_interval: float = 1.0, page_size: int | None = None,
                  theme: str = THEME, cursor_blink: bool = True) -> None:
         super().__init__()
-        self.db_path = Path(db_path)
+        self.db_path = paths.db_target(db_path)
         self.clock = clock or time.time
         self.monitor = monitor or WorkerMonitor()
         self.refresh_interval = refresh_interval
@@ -47,7 +48,7 @@ class QueueApp(App[None]):
         self.theme = theme
         self.animation_level = "none"  # a monitor redraws often; no tweening between frames
         self.cursor_blink = cursor_blink  # text boxes follow it (tests turn blinking off)
-        self.sub_title = str(self.db_path)
+        self.sub_title = describe_target(self.db_path)  # a server's URL without its password
 
     def get_default_screen(self) -> Screen:
         return MainScreen()
@@ -108,8 +109,8 @@ def run_app(db_path: Path | str) -> None:
     A database that does not exist yet is created first, as any CLI command would; every other
     problem (locked, corrupt, from a newer version) is shown in the console, which retries.
     """
-    db_path = Path(db_path)
-    if not db_path.exists():
+    db_path = paths.db_target(db_path)
+    if paths.is_url(db_path) or not db_path.exists():
         try:
             open_db(db_path)
         except DatabaseUnusable:

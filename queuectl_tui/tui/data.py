@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from peewee import DatabaseError
+from peewee import DatabaseError, InterfaceError
 
-from queuectl_tui import engine, metrics, present, settings
-from queuectl_tui.db import describe_db_error, open_db, write_transaction
+from queuectl_tui import engine, metrics, paths, present, settings
+from queuectl_tui.db import describe_db_error, describe_target, open_db, write_transaction
 from queuectl_tui.errors import DatabaseUnusable, QueueError
 from queuectl_tui.models import STATES, Job, Meta, database
 from queuectl_tui.monitor import WorkerStats
@@ -40,7 +40,7 @@ def call(db_path: Path, func: Callable[..., Any], *args: Any, **kwargs: Any) -> 
     The console never creates a database: a missing file is reported as such.
     """
     try:
-        if not db_path.exists():
+        if not paths.is_url(db_path) and not db_path.exists():
             raise Problem(f"no database at {db_path} (run a queuectl-tui command to create one, "
                           "or start the console with --db PATH)")
         with _OPENING:  # the first reads of a console come from several threads at once
@@ -49,7 +49,9 @@ def call(db_path: Path, func: Callable[..., Any], *args: Any, **kwargs: Any) -> 
     except DatabaseUnusable as exc:
         raise Problem(str(exc)) from None
     except (DatabaseError, sqlite3.Error) as exc:
-        raise Problem(describe_db_error(exc, db_path)) from None
+        raise Problem(describe_db_error(exc, describe_target(db_path))) from None
+    except InterfaceError as exc:  # PostgreSQL: a connection the server dropped mid-call
+        raise Problem(describe_db_error(exc, describe_target(db_path))) from None
     except OSError as exc:
         raise Problem(f"{exc.strerror or exc}: {exc.filename or db_path}") from None
     finally:
@@ -180,6 +182,12 @@ def read_detail(job_id: str, now: float, monitor: Any = None) -> Detail:
         row = present.attempt_dict(attempt)
         row["started_ts"], row["finished_ts"] = attempt.started_at, attempt.finished_at
         row["log_path"] = engine.log_path(attempt)
+        elsewhere = engine.log_elsewhere(job, attempt, last=attempt is attempts[-1])
+        if elsewhere is not None:  # run on another host: say where, show the tail kept here
+            where, tail = elsewhere
+            row["log_path"] = None
+            row["log_note"] = (f"({where}; its last output, kept in the database:)\n{visible(tail)}"
+                               if tail else f"({where}; no output of it is kept in the database)")
         rows.append(row)
     detail = Detail(data, present.explain(job, now=now), rows, job.state == "processing",
                     engine.dependencies(job))
@@ -219,6 +227,7 @@ class LogChunk:
     offset: int
     skipped: int = 0  # bytes before the first one shown
     missing: bool = False
+    note: str | None = None  # said instead of "no log file" (a log on another host)
 
 
 def read_log(path: Path | None, offset: int, *, complete: bool = True,

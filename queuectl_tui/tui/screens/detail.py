@@ -139,6 +139,8 @@ class JobDetailScreen(Screen):
             key = (number, str(chosen["log_path"]))
             start = offset if key == log_for else 0
             chunk = data.read_log(chosen["log_path"], start, complete=chosen["finished_ts"] is not None)
+            if chosen.get("log_note"):
+                chunk = data.LogChunk("", 0, missing=True, note=chosen["log_note"])
             chunk = (key, start, chunk)
         self.app.from_thread(self._apply, detail, number, chunk)
 
@@ -204,7 +206,7 @@ class JobDetailScreen(Screen):
                                    f"queuectl-tui logs {self.job_id} --attempt {number} prints them]")
             if piece.missing:
                 log.clear()
-                log.write("(no log file for this attempt)")
+                log.write(piece.note or "(no log file for this attempt)")
             elif piece.text:
                 log.write(piece.text, scroll_end=self.follow)
                 if self.follow:

@@ -1,0 +1,297 @@
+"""The queue on a PostgreSQL server: URLs, connection trouble, several hosts, concurrent claims.
+
+The first tests need no server (a URL is refused or fails cleanly before any connection);
+the others run on the schema the ``home`` fixture makes for each test on QUEUECTL_TEST_PG and
+are skipped, with the reason, without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+import helpers
+from helpers import cli_env, marked, marked_command, ok, run_cli, user_error, wait_for
+
+on_postgres = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+
+
+# --- no server needed ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url, code, words", [
+    ("mysql://u:sekrit@127.0.0.1/q", 2, "unsupported database URL"),
+    ("postgresql://u:sekrit@127.0.0.1:99999/q", 2, "bad database URL"),
+    ("postgresql://u:sekrit@127.0.0.1:5432", 2, "names no database"),
+    ("postgresql://u:sekrit@127.0.0.1:1/q", 1, "cannot connect to database postgresql://u:***@127.0.0.1:1/q"),
+    ("postgres://u:sekrit@127.0.0.1:1/q", 1, "cannot connect to database postgres://u:***@127.0.0.1:1/q"),
+])
+def test_a_database_url_is_never_a_path_and_its_password_never_shown(
+    home, tmp_path, url, code, words
+):
+    work = tmp_path / "cwd"
+    work.mkdir()
+    for args, env in (((("--db", url, "enqueue", "true")), cli_env(home)),
+                      (("enqueue", "true"), cli_env(home, QUEUECTL_DB=url)),
+                      (("status", "--json"), cli_env(home, QUEUECTL_DB=url))):
+        line = user_error(run_cli(home, *args, cwd=work, env=env), code)
+        assert words in line and "sekrit" not in line, line
+    assert list(work.iterdir()) == [], "a URL was taken for a path"
+    assert not (home / "queuectl.db").exists()
+
+
+def test_without_the_driver_a_url_says_how_to_install_it(home, tmp_path):
+    code = ("import sys; sys.modules['psycopg2'] = None\n"
+            "from queuectl_tui.cli import main; main()")
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "--db", "postgresql://u:sekrit@h/q", "status"],
+        capture_output=True,
+        text=True,
+        env=cli_env(home),
+        cwd=tmp_path,
+        timeout=60,
+    )
+    line = user_error(helpers.Result(proc.returncode, proc.stdout, proc.stderr), 1)
+    assert "pip install 'queuectl-tui[postgres]'" in line and "sekrit" not in line
+
+
+# --- on a server ----------------------------------------------------------------------------------
+
+@on_postgres
+def test_status_and_the_console_header_name_the_server_without_its_password(home, db):
+    url = helpers.DB_URL
+    password = url.split("://", 1)[1].split("@", 1)[0].partition(":")[2]
+    status = ok(run_cli(home, "status"))
+    assert status.out.startswith("database: postgresql://") and ":***@" in status.out
+    assert f":{password}@" not in status.out
+    assert ok(run_cli(home, "status", "--json")).json()["database"]["backend"] == "postgresql"
+    from queuectl_tui.tui.app import QueueApp
+    header = QueueApp(url).sub_title
+    assert ":***@" in header and f":{password}@" not in header
+
+
+@on_postgres
+def test_a_queue_limit_holds_under_concurrent_claimers(db):
+    from queuectl_tui import engine, spec
+    engine.set_limit("q", 2)
+    engine.enqueue([spec.normalize({"command": "true", "queue": "q"}) for _ in range(20)])
+    workers = [engine.register_worker() for _ in range(8)]
+    claimed, start = [], threading.Barrier(len(workers))
+
+    def claimer(worker):
+        start.wait()
+        for _ in range(5):
+            got = engine.claim(worker)
+            if got:
+                claimed.append(got[0].id)
+        from queuectl_tui.models import database
+        database.close()
+
+    threads = [threading.Thread(target=claimer, args=(w,)) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(claimed) == 2 and len(set(claimed)) == 2
+    assert engine.counts()["processing"] == 2
+
+
+@on_postgres
+def test_recovery_run_by_two_hosts_at_once_recovers_the_job_once(db, home):
+    from queuectl_tui import engine, spec
+    from queuectl_tui.models import Job, Worker
+    engine.enqueue([spec.normalize({"id": "j", "command": "true", "max_retries": 3})])
+    gone = engine.register_worker()
+    Worker.update(host="vanished").where(Worker.id == gone.id).execute()
+    job, attempt = engine.claim(Worker.get_by_id(gone.id))
+    engine.record_process(attempt, 999_999, 1.0)  # its process was on the vanished host
+    Worker.update(heartbeat_at=time.time() - 3600).where(Worker.id == gone.id).execute()
+    script = (
+        "import json, sys\nfrom queuectl_tui.db import open_db\nfrom queuectl_tui import engine\n"
+        "open_db(); sys.stdin.read(); print(json.dumps(engine.recover_lost()))"
+    )
+    hosts = [subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True,
+                              env=cli_env(home, QUEUECTL_HOSTNAME=f"host{n}"))
+             for n in (1, 2)]
+    outs = [proc.communicate("go", timeout=60)[0] for proc in hosts]  # both released together
+    assert all(proc.returncode == 0 for proc in hosts)
+    assert sorted(id for out in outs for id in json.loads(out)) == ["j"]
+    attempts = engine.attempts_of(Job.get(Job.id == "j"))
+    assert [(a.outcome, a.host) for a in attempts] == [("lost", "vanished")]
+    assert Job.get(Job.id == "j").state == "failed"
+
+
+def _group(home: Path, host: str, count: int, **extra: str) -> list[dict]:
+    """Start ``count`` detached workers as if on machine ``host`` (its own QUEUECTL_HOME)."""
+    env = cli_env(home / host, QUEUECTL_HOSTNAME=host, **extra)
+    return ok(run_cli(home, "worker", "start", "-n", str(count), "--json", env=env)).json()
+
+
+@on_postgres
+def test_two_hosts_share_one_queue_and_recover_each_others_jobs(home, tmp_path, mark):
+    runs = tmp_path / "runs.txt"
+    ok(run_cli(home, "config", "set", "lease", "2"))
+    ok(run_cli(home, "config", "set", "heartbeat_interval", "0.2"))
+    ids = [f"j{n}" for n in range(40)]
+    for job_id in ids:
+        ok(run_cli(home, "enqueue", "--id", job_id, f"echo {job_id} >> {runs}"))
+    a = _group(home, "host-a", 2)
+    b = _group(home, "host-b", 2)
+    wait_for(lambda: ok(run_cli(home, "status", "--json")).json()["jobs"]["completed"] == 40,
+             timeout=60, message="every job done")
+    assert sorted(runs.read_text().split()) == sorted(ids)  # each ran exactly once
+    listed = ok(run_cli(home, "list", "--limit", "0", "--json")).json()
+    assert {j["state"] for j in listed} == {"completed"}
+    # host-b stops; host-a dies while it runs a long job; host-b, back, takes the job back
+    # once host-a's heartbeats are older than the lease (it cannot see host-a's processes).
+    ok(run_cli(home, "worker", "stop", env=cli_env(home / "host-b", QUEUECTL_HOSTNAME="host-b")))
+    wait_for(
+        lambda: (
+            not any(
+                psutil.pid_exists(w["pid"]) and psutil.Process(w["pid"]).status() != "zombie"
+                for w in b
+            )
+        ),
+        message="host-b's workers to stop",
+    )
+    script = "if [ -e first ]; then echo again > out; else touch first; sleep 600; fi"
+    ok(run_cli(home, "enqueue", "--id", "long", "--max-retries", "2", "--backoff-base", "1",
+               marked_command(mark, script)))
+    wait_for(lambda: marked(mark, "sleep"), message="the long job to start on host-a")
+    for worker in a:
+        os.kill(worker["pid"], signal.SIGKILL)
+    for proc in marked(mark):  # the machine went down with its jobs
+        proc.kill()
+    _group(home, "host-b", 1)
+    wait_for(lambda: (tmp_path / "out").exists(), timeout=60, message="host-b to rerun the job")
+    shown = ok(run_cli(home, "show", "long", "--json")).json()
+    tries = [(t["outcome"], t["host"]) for t in shown["attempt_list"]]
+    assert tries == [("lost", "host-a"), ("completed", "host-b")], tries
+    assert "no heartbeat" in shown["attempt_list"][0]["error"]
+
+
+@on_postgres
+def test_a_worker_whose_connections_drop_carries_on_without_rerunning_its_job(home, tmp_path):
+    out = tmp_path / "out"
+    [worker] = ok(run_cli(home, "worker", "start", "--json")).json()
+    ok(
+        run_cli(
+            home, "enqueue", "--id", "j", f"touch {tmp_path}/started; sleep 1; echo once >> {out}"
+        )
+    )
+    wait_for(lambda: (tmp_path / "started").exists(), message="j to start")
+    dropped = _drop_sessions(worker["pid"])
+    assert dropped >= 1
+    wait_for(lambda: ok(run_cli(home, "show", "j", "--json")).json()["state"] == "completed",
+             message="j to be recorded after the reconnect")
+    _drop_sessions(worker["pid"])  # idle now: it notices at its next statement
+    ok(run_cli(home, "enqueue", "--id", "k", f"echo k >> {out}"))
+    wait_for(lambda: out.exists() and out.read_text() == "once\nk\n", message="k to run")
+    shown = ok(run_cli(home, "show", "j", "--json")).json()
+    assert [t["outcome"] for t in shown["attempt_list"]] == ["completed"]
+    alive = ok(run_cli(home, "worker", "list", "--json")).json()
+    assert [w["pid"] for w in alive] == [worker["pid"]] and psutil.pid_exists(worker["pid"])
+
+
+def _drop_sessions(pid: int) -> int:
+    """Terminate every server session of process ``pid`` (as a server restart would)."""
+    import psycopg2
+    conn = psycopg2.connect(helpers.DB_URL)
+    conn.autocommit = True
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name LIKE %s", (f"queuectl-tui % {pid}",))
+        return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+@on_postgres
+def test_an_unreachable_server_midway_is_one_line(home):
+    ok(run_cli(home, "enqueue", "--id", "j", "true"))
+    broken = helpers.DB_URL.replace("@127.0.0.1:5432/", "@127.0.0.1:1/").replace(
+        "@localhost:5432/", "@127.0.0.1:1/"
+    )
+    if broken == helpers.DB_URL:
+        pytest.skip("QUEUECTL_TEST_PG is not on 127.0.0.1:5432")
+    line = user_error(run_cli(home, "list", env=cli_env(home, QUEUECTL_DB=broken)), 1)
+    assert line.startswith("error: cannot connect to database postgresql://")
+
+
+def _v1_on_postgres() -> str:
+    """The first release's schema (tests/fixtures/schema_v1.sql) as peewee made it on
+    PostgreSQL: serial keys, double precision, a boolean flag, tables in dependency order."""
+    from test_schema import V1
+    lines = [line for line in V1.read_text().splitlines() if line and not line.startswith("--")]
+    attempt = next(line for line in lines if line.startswith('CREATE TABLE "attempt"'))
+    lines.remove(attempt)
+    lines.insert(
+        next(i for i, line in enumerate(lines) if line.startswith("CREATE UNIQUE INDEX")), attempt
+    )
+    sql = "\n".join(lines).replace(" REAL", " DOUBLE PRECISION")
+    sql = sql.replace('"seq" INTEGER NOT NULL PRIMARY KEY', '"seq" SERIAL NOT NULL PRIMARY KEY')
+    sql = sql.replace('"id" INTEGER NOT NULL PRIMARY KEY', '"id" SERIAL NOT NULL PRIMARY KEY')
+    return sql.replace('"cancel_requested" INTEGER', '"cancel_requested" BOOLEAN')
+
+
+def _pg_shape(url: str) -> dict:
+    """Columns, indexes and triggers of the schema ``url`` names, free of the schema's name."""
+    import psycopg2
+    conn = psycopg2.connect(url)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT current_schema()")
+        schema = cur.fetchone()[0]
+        cur.execute("SELECT table_name, column_name, data_type, is_nullable, column_default "
+                    "FROM information_schema.columns WHERE table_schema = %s", (schema,))
+        columns = sorted(cur.fetchall())
+        cur.execute("SELECT indexname, replace(indexdef, %s, '') FROM pg_indexes "
+                    "WHERE schemaname = %s", (schema + ".", schema))
+        indexes = sorted(cur.fetchall())
+        cur.execute("SELECT trigger_name, event_manipulation, event_object_table, action_timing, "
+                    "action_orientation FROM information_schema.triggers "
+                    "WHERE trigger_schema = %s", (schema,))
+        triggers = sorted(cur.fetchall())
+        return {"columns": columns, "indexes": indexes, "triggers": triggers}
+    finally:
+        conn.close()
+
+
+@on_postgres
+def test_first_release_upgraded_on_postgres_has_the_shape_of_a_fresh_database(db):
+    import psycopg2
+    from pg_support import drop_schema, fresh_schema
+
+    from queuectl_tui import db as dbmod
+    from queuectl_tui import engine
+    fresh = _pg_shape(helpers.DB_URL)
+    schema, old = fresh_schema()
+    try:
+        conn = psycopg2.connect(old)
+        conn.autocommit = True
+        conn.cursor().execute(_v1_on_postgres())
+        conn.cursor().execute(
+            "INSERT INTO job (id, command, queue, state, priority, attempts, max_retries, "
+            "backoff_base, run_at, created_at, updated_at, cwd, cancel_requested) VALUES "
+            "('old-job', 'echo from v1', 'default', 'pending', 0, 0, 3, 2, 0, 0, 0, '/', false)")
+        conn.close()
+        dbmod.open_db(old)
+        assert dbmod.schema_version() == dbmod.SCHEMA_VERSION
+        assert engine.counts()["pending"] == 1
+        claimed = engine.claim(engine.register_worker())
+        assert claimed is not None and claimed[0].id == "old-job"
+        dbmod.close_db()
+        assert _pg_shape(old) == fresh
+    finally:
+        dbmod.close_db()
+        drop_schema(schema)
