@@ -72,6 +72,7 @@ class View:
     descending: bool = True
     after: tuple | None = None
     before: tuple | None = None
+    offset: int = 0  # rows of the view before this page: only for "page N of M"
 
 
 @dataclass

@@ -20,8 +20,6 @@ STATE_STYLE = {
     "stopping": "magenta",
     "lost": "bold red",
 }
-STATE_LABEL = {"pending": "pending", "processing": "running", "completed": "completed",
-               "failed": "failed", "dead": "dead"}
 
 
 def cell(value: object, style: str = "", *, justify: str = "left") -> Text:

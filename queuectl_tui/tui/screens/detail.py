@@ -345,10 +345,15 @@ class JobDetailScreen(Screen):
                          "tree is killed.", "Cancel job"),
             lambda yes: yes and self.app.perform(
                 f"cancel {self.job_id}", engine.cancel, self.job_id,
-                then=lambda job: self._done(f"{job.id} cancel → {job.state}")))
+                then=lambda job: self._done(self.app.cancelled([job]))))
 
     def action_delete(self) -> None:
         from queuectl_tui.tui.screens.modals import ConfirmModal
+
+        if self.detail is not None and self.detail.fields["state"] == "processing":
+            self.app.notify(f"{self.job_id} is processing: cancel it first (c), then delete it",
+                            severity="warning")
+            return
 
         def deleted(count: int) -> None:
             self.app.notify(f"deleted job {self.job_id}")

@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Input, Log, Static
 from queuectl_tui import engine, supervisor
 from queuectl_tui.models import COMPLETED, DEAD, FAILED, PENDING, PROCESSING, Job
 from queuectl_tui.tui import data
-from queuectl_tui.tui.fmt import STATE_LABEL, STATE_STYLE, cell, cpu_time, duration, size, when
+from queuectl_tui.tui.fmt import STATE_STYLE, cell, cpu_time, duration, size, when
 from queuectl_tui.tui.widgets import CountsHeader, JobsTable, KeyBar, TabBar, ThroughputLine, WorkersPane
 from queuectl_tui.tui.widgets.jobs_table import Column
 from queuectl_tui.visible import visible
@@ -29,11 +29,13 @@ from queuectl_tui.visible import visible
 TABS = [("all", "All", None), ("pending", "Pending", "pending"),
         ("processing", "Processing", "processing"), ("completed", "Completed", "completed"),
         ("failed", "Failed", "failed"), ("dead", "DLQ", "dead")]
-#: (sort key, label when descending, label when ascending)
-SORTS = [("seq", "newest first", "oldest first"), ("priority", "priority high→low", "priority low→high"),
-         ("run_at", "next run latest", "next run soonest"), ("updated_at", "recently changed",
-                                                              "least recently changed"),
-         ("attempts", "most attempts", "fewest attempts")]
+#: (sort key, label when descending, label when ascending, descending when first picked): each
+#: order starts with what one looks for first (the next run: the soonest).
+SORTS = [("seq", "newest first", "oldest first", True),
+         ("priority", "priority high→low", "priority low→high", True),
+         ("run_at", "next run latest", "next run soonest", False),
+         ("updated_at", "recently changed", "least recently changed", True),
+         ("attempts", "most attempts", "fewest attempts", True)]
 MARK = "●"
 SCROLLBAR = 0  # the jobs table has no vertical scrollbar (see app.tcss)
 FILTER_DELAY = 0.15  # seconds of no typing before the filter applies
@@ -48,7 +50,7 @@ def job_columns(width: int, dlq: bool, costs: bool = False) -> tuple[Column, ...
         fixed = [Column("tries", "Tries", 5), Column("when", "Died", 9 if not wide else 13)]
         shares = (0.25, 0.3)
     else:
-        fixed = [Column("state", "State", 9)]
+        fixed = [Column("state", "State", 10)]  # "processing"
         if wide:
             fixed.append(Column("priority", "Pri", 3))
         fixed += [Column("tries", "Tries", 5), Column("when", "Next/finished" if wide else "Next/fin", 13 if wide else 9)]
@@ -95,7 +97,8 @@ class MainScreen(Screen):
         Binding("o", "output", "Output",
                 tooltip="Show or hide the output pane: the selected job's latest log, followed while it runs"),
         Binding("minus", "worker_stop", "Stop worker", key_display="-", show=False,
-                tooltip="Stop one worker (the one selected in the workers pane, else the newest); asks first"),
+                tooltip="Stop one worker: the one selected in the workers pane, else the newest idle one "
+                        "(else the newest, after its job); asks first"),
         Binding("X", "worker_stop_all", "Stop all workers", show=False,
                 tooltip="Stop every worker on this host; asks first"),
         Binding("slash", "filter", "Filter", key_display="/",
@@ -296,7 +299,7 @@ class MainScreen(Screen):
             "mark": cell(MARK if marked else " ", "bold magenta"),
             "id": cell(job.id, "bold magenta" if marked else ""),
             "command": cell(job.command),
-            "state": cell(STATE_LABEL[job.state], STATE_STYLE[job.state]),
+            "state": cell(job.state, STATE_STYLE[job.state]),
             "priority": cell(job.priority, justify="right"),
             "tries": cell(f"{job.attempts}/{job.max_retries + 1}"),
             "when": cell(when_text, when_style),
@@ -323,10 +326,11 @@ class MainScreen(Screen):
         page = self.page
         if page is None:
             return
-        key, desc_label, asc_label = next(s for s in SORTS if s[0] == self.view.sort)
+        key, desc_label, asc_label, _ = next(s for s in SORTS if s[0] == self.view.sort)
         moves = [text for text, possible in (("[ previous", page.has_prev), ("] next", page.has_next))
                  if possible]
-        parts = [f"{len(page.jobs)} shown of {page.total:,}" + (f" ({', '.join(moves)})" if moves else ""),
+        parts = [f"page {page_number(page, self.page_rows())}, {len(page.jobs)} of {page.total:,} jobs"
+                 + (f" ({', '.join(moves)})" if moves else ""),
                  f"sort: {desc_label if self.view.descending else asc_label} (s/S)"]
         if self.view.search:
             parts.append(f"filter: {self.view.search!r} (Esc clears)")
@@ -360,7 +364,7 @@ class MainScreen(Screen):
 
     # -- tabs, filter, sort, pages ------------------------------------------------------
     def set_view(self, **changes) -> None:
-        fields = {"after": None, "before": None, **changes}
+        fields = {"after": None, "before": None, "offset": 0, **changes}
         self.view = data.View(**{**self.view.__dict__, **fields})
         if self._layout_columns() and self.page is not None:
             self.page = None
@@ -419,7 +423,8 @@ class MainScreen(Screen):
 
     def action_sort(self) -> None:
         keys = [s[0] for s in SORTS]
-        self.set_view(sort=keys[(keys.index(self.view.sort) + 1) % len(keys)])
+        key, _, _, descending = SORTS[(keys.index(self.view.sort) + 1) % len(keys)]
+        self.set_view(sort=key, descending=descending)
 
     def action_reverse(self) -> None:
         self.set_view(descending=not self.view.descending)
@@ -439,9 +444,11 @@ class MainScreen(Screen):
                 self.set_view()
             return
         if step > 0 and page.has_next:
-            self.set_view(after=engine.page_key(page.jobs[-1], self.view.sort))
+            self.set_view(after=engine.page_key(page.jobs[-1], self.view.sort),
+                          offset=page.view.offset + len(page.jobs))
         elif step < 0 and page.has_prev:
-            self.set_view(before=engine.page_key(page.jobs[0], self.view.sort))
+            self.set_view(before=engine.page_key(page.jobs[0], self.view.sort),
+                          offset=max(0, page.view.offset - self.page_rows()))
 
     def action_refresh(self) -> None:
         self.load_status()
@@ -653,19 +660,28 @@ class MainScreen(Screen):
         text += f"; {running} running job(s) have their process tree killed." if running else "."
         self._confirm(text, "Cancel jobs", lambda: self.app.perform(
             f"cancel {len(ids)} job(s)", engine.cancel_many, ids,
-            then=lambda jobs: self._done(_summary("cancelled", jobs), clear_marks=True)))
+            then=lambda jobs: self._done(self.app.cancelled(jobs), clear_marks=True)))
 
     def action_delete(self) -> None:
         ids = self.selected_ids()
         if not ids:
             return
-        self._confirm(f"Delete {_names(ids)} with their attempts and logs?\nThis cannot be undone.",
+        running = [i for i in ids if i in self.jobs and self.jobs[i].state == PROCESSING]
+        if running:  # the engine refuses it: say so before asking
+            self.app.notify(f"{running[0]} is processing: cancel it first (c), then delete it",
+                            severity="warning")
+            return
+        its = "its" if len(ids) == 1 else "their"
+        self._confirm(f"Delete {_names(ids)} with {its} attempts and logs?\nThis cannot be undone.",
                       "Delete jobs", lambda: self.app.perform(
                           f"delete {len(ids)} job(s)", engine.delete, ids,
                           then=lambda n: self._done(f"deleted {n} job(s)", clear_marks=True)))
 
     def action_clear_dlq(self) -> None:
         count = self.status.counts.get(DEAD, 0) if self.status else 0
+        if not count:
+            self.app.notify("the DLQ is empty")
+            return
         self._confirm(f"Delete all {count:,} dead job(s) in the DLQ with their logs?\n"
                       "This cannot be undone.", "Clear the DLQ",
                       lambda: self.app.perform("clear the DLQ", engine.dlq_clear,
@@ -715,14 +731,26 @@ class MainScreen(Screen):
         self.app.push_screen(ConfirmModal(question, title), lambda yes: then() if yes else None)
 
 
+def page_number(page: data.Page, rows: int) -> str:
+    """'2 of 9': pages of ``rows`` rows; the first and last pages are known for sure, the
+    others counted from the rows paged past (rows added or removed meanwhile shift them)."""
+    pages = max(1, -(-page.total // max(1, rows)))
+    if not page.has_prev:
+        number = 1
+    elif not page.has_next:
+        number = pages
+    else:
+        number = min(pages - 1, max(2, page.view.offset // max(1, rows) + 1))
+    return f"{number} of {pages}"
+
+
 def edit_job(app, job: Job, done) -> None:
     """Open the edit form on a pending or failed job; any other is refused with the reason
     (``edit`` refuses it too, should the job start meanwhile)."""
     from queuectl_tui.tui.screens.modals import EditModal
 
     if job.state not in (PENDING, FAILED):
-        what = "running" if job.state == PROCESSING else job.state
-        app.notify(f"{job.id} is {what}: only pending or failed jobs can be edited"
+        app.notify(f"{job.id} is {job.state}: only pending or failed jobs can be edited"
                    + (" (cancel it, or wait for it to end)" if job.state == PROCESSING else
                       " (t restarts it)"), severity="warning")
         return
