@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from peewee import DatabaseError
 
-from queuectl_tui import engine, metrics, settings
+from queuectl_tui import engine, metrics, present, settings
 from queuectl_tui.db import describe_db_error, open_db, write_transaction
 from queuectl_tui.errors import DatabaseUnusable, QueueError
 from queuectl_tui.models import STATES, Job, Meta, database
@@ -174,15 +174,15 @@ class Detail:
 def read_detail(job_id: str, now: float, monitor: Any = None) -> Detail:
     job = engine.get_job(job_id)
     attempts = engine.attempts_of(job)
-    data = engine.job_dict(job, full=True)
+    data = present.job_dict(job, full=True)
     data.pop("output_tail", None)
     rows = []
     for attempt in attempts:
-        row = engine.attempt_dict(attempt)
+        row = present.attempt_dict(attempt)
         row["started_ts"], row["finished_ts"] = attempt.started_at, attempt.finished_at
         row["log_path"] = engine.log_path(attempt)
         rows.append(row)
-    detail = Detail(data, engine.explain(job, now=now), rows, job.state == "processing",
+    detail = Detail(data, present.explain(job, now=now), rows, job.state == "processing",
                     engine.dependencies(job))
     held = engine.running_attempts().get(job.id) if detail.running and monitor is not None else None
     if held is not None:

@@ -17,7 +17,8 @@ from textual.widgets import DataTable, Log, Static
 from queuectl_tui import engine
 from queuectl_tui.tui import data
 from queuectl_tui.visible import visible
-from queuectl_tui.tui.fmt import STATE_STYLE, cell, cpu_time, percent, precise, short_stamp, size, spark
+from queuectl_tui.present import cpu_time, percent, precise, short_stamp, size, spark
+from queuectl_tui.tui.fmt import STATE_STYLE, cell
 from queuectl_tui.tui.widgets.jobs_table import Column, KeyedTable
 from queuectl_tui.tui.widgets.keybar import KeyBar
 
@@ -37,7 +38,7 @@ def attempt_columns(width: int) -> tuple[Column, ...]:
     columns = [c for c in ATTEMPT_COLUMNS if width >= 100 or c.key not in NARROW_DROPS]
     used = sum(c.width + 2 for c in columns) + 2 + 2
     return (*columns, Column("error", "Error", max(12, width - used)))
-#: Field order on screen (engine.job_dict's keys).
+#: Field order on screen (present.job_dict's keys).
 FIELDS = ("id", "state", "command", "queue", "priority", "attempts", "max_retries", "backoff_base",
           "timeout", "run_at", "created_at", "updated_at", "started_at", "finished_at", "exit_code",
           "last_error", "worker_id", "cancel_requested", "cwd")

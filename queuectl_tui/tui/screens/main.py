@@ -20,7 +20,8 @@ from textual.widgets import DataTable, Input, Log, Static
 from queuectl_tui import engine, supervisor
 from queuectl_tui.models import COMPLETED, DEAD, FAILED, PENDING, PROCESSING, Job
 from queuectl_tui.tui import data
-from queuectl_tui.tui.fmt import STATE_STYLE, cell, cpu_time, duration, size, when
+from queuectl_tui.present import cpu_time, run_time, size
+from queuectl_tui.tui.fmt import STATE_STYLE, cell, when
 from queuectl_tui.tui.widgets import CountsHeader, JobsTable, KeyBar, TabBar, ThroughputLine, WorkersPane
 from queuectl_tui.tui.widgets.jobs_table import Column
 from queuectl_tui.visible import visible
@@ -303,7 +304,7 @@ class MainScreen(Screen):
             "priority": cell(job.priority, justify="right"),
             "tries": cell(f"{job.attempts}/{job.max_retries + 1}"),
             "when": cell(when_text, when_style),
-            "duration": cell(duration(job, now)),
+            "duration": cell(run_time(job, now)),
             "error": cell(job.last_error, "red" if job.state == DEAD else "dark_orange"),
             "cpu": cell(cpu_time(cost[0]), justify="right"),
             "peak": cell(size(cost[1]), justify="right"),

@@ -13,7 +13,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Static
 
-from queuectl_tui.spec import ago
+from queuectl_tui.present import ago, seconds
 from queuectl_tui.tui import data
 from queuectl_tui.tui.widgets.keybar import KeyBar
 from queuectl_tui.tui.widgets.throughput import sparkline
@@ -22,12 +22,6 @@ from queuectl_tui.visible import visible
 #: The windows ``w`` cycles through (seconds); the first is where the screen opens.
 WINDOWS = (3600.0, 6 * 3600.0, 86400.0, 900.0)
 CHART_SLICES = 30
-
-
-def seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.2f}s" if value < 10 else f"{value:.1f}s" if value < 60 else ago(value)
 
 
 class StatsScreen(Screen):
