@@ -460,13 +460,13 @@ def _jobs_table(jobs, *, error_column: bool = False):
     from rich.table import Table
     now = time.time()
     table = Table(header_style="bold")
-    for name in ("id", "state", "command", "pri", "tries", "when"):
+    for name in ("id", "state", "command", "pri", "retries", "when"):
         table.add_column(name, overflow="fold" if name == "command" else "ellipsis")
     table.add_column("last error" if error_column else "exit", overflow="fold")
     for job in jobs:
         last = (job.last_error or "") if error_column else ("" if job.exit_code is None else str(job.exit_code))
-        table.add_row(plain(job.id), job.state, plain(job.command), str(job.priority),
-                      f"{job.attempts}/{job.max_retries + 1}", present.when(job, now), plain(last))
+        table.add_row(plain(job.id), present.state_label(job.state), plain(job.command),
+                      str(job.priority), present.retries(job), present.when(job, now), plain(last))
     return table
 
 
@@ -519,9 +519,12 @@ def show(app: App, job_id: str, as_json: bool) -> None:
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="bold")
     fields.add_column(overflow="fold")
+    data["attempts"] = len(attempts)  # every run; the budget's count is on its own row
     for key, value in data.items():
         if key == "dependencies":
             value = ", ".join(f"{d['id']} ({d['state']})" for d in value) or None
+        if key == "max_retries":
+            key, value = "retry budget", present.budget(job)
         if key not in ("attempt_list", "output_tail"):
             fields.add_row(key, plain(value))
     out.print(fields)
@@ -581,7 +584,8 @@ def logs(app: App, job_id: str, number: int | None, follow: bool) -> None:
         raise QueueError(f"job {job_id!r} has not run yet ({present.explain(job)})")
     chosen = attempts[-1] if number is None else next((a for a in attempts if a.number == number), None)
     if chosen is None:
-        raise NotFound(f"job {job_id!r} has no attempt {number} (it has {len(attempts)})")
+        raise NotFound(f"job {job_id!r} has no attempt {number} (its attempts are numbered "
+                       f"{attempts[0].number} to {attempts[-1].number})")
     path = engine.log_path(chosen)
     try:
         handle = open(path, "rb")
@@ -1080,15 +1084,7 @@ def worker_stop(app: App, worker_ids, force, wait, as_json) -> None:
     if as_json:
         emit_json(result)
         return
-    if not any(result.values()):
-        click.echo("no workers running")
-    if result["stopped"]:
-        click.echo(f"stopped worker(s) {', '.join(map(str, result['stopped']))}")
-    if result["still_running"]:
-        click.echo(f"still finishing their job: worker(s) {', '.join(map(str, result['still_running']))} "
-                   "(use --force to kill the jobs)")
-    if result["gone"]:
-        click.echo(f"removed dead worker(s) {', '.join(map(str, result['gone']))}")
+    click.echo("\n".join(present.stop_summary(result)))
 
 
 @worker.command("list", context_settings=CONTEXT)

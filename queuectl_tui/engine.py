@@ -1029,6 +1029,12 @@ def attempts_of(job: Job) -> list[Attempt]:
     return list(Attempt.select().where(Attempt.job == job.seq).order_by(Attempt.number))
 
 
+def attempts_run(job: Job) -> int:
+    """How many times the job has run in all: its latest attempt's number (numbers continue
+    after dlq retry and restart, which reset only ``job.attempts``, the retry budget's count)."""
+    return Attempt.select(fn.MAX(Attempt.number)).where(Attempt.job == job.seq).scalar() or 0
+
+
 def log_path(attempt: Attempt) -> Path | None:
     return logs_dir() / attempt.log_file if attempt.log_file else None
 

@@ -11,7 +11,9 @@ import time
 from typing import Any
 
 from queuectl_tui import engine
-from queuectl_tui.models import COMPLETED, DEAD, FAILED, PENDING, PROCESSING, Attempt, Job, Worker
+from queuectl_tui.models import (
+    COMPLETED, DEAD, FAILED, PENDING, PROCESSING, STATES, Attempt, Job, Worker,
+)
 from queuectl_tui.spec import iso
 
 __all__ = ["iso"]  # re-exported: times of day in --json and in `show`
@@ -99,6 +101,46 @@ def spark(values: list[float], width: int, top: float | None = None) -> str:
 
 # --- jobs ----------------------------------------------------------------------------------------
 
+#: One word per state, the same in the data, in --json, in the CLI and on the console.
+STATE_LABEL = {state: state for state in STATES}
+
+
+def state_label(state: str) -> str:
+    return STATE_LABEL.get(state, state)
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def retries_used(job: Job) -> int:
+    """Retries charged to the job's current budget: its runs since enqueue, ``dlq retry`` or
+    ``restart`` (``job.attempts``), less the first. Not an attempt number: those continue."""
+    return max(0, job.attempts - 1)
+
+
+def retries(job: Job) -> str:
+    """The retry budget in a narrow column: ``1/3`` (1 of its 3 retries used)."""
+    return f"{retries_used(job)}/{job.max_retries}"
+
+
+def budget(job: Job) -> str:
+    """The retry budget in words: ``1 of 3 used``."""
+    return f"{retries_used(job)} of {job.max_retries} used"
+
+
+def stop_summary(result: dict[str, list[int]]) -> list[str]:
+    """What ``worker stop`` (supervisor.stop) did, one line per kind of outcome."""
+    lines = []
+    if result.get("stopped"):
+        lines.append(f"stopped worker(s) {', '.join(map(str, result['stopped']))}")
+    if result.get("still_running"):
+        lines.append("still finishing their job: worker(s) "
+                     f"{', '.join(map(str, result['still_running']))} (use --force to kill the jobs)")
+    if result.get("gone"):
+        lines.append(f"removed dead worker(s) {', '.join(map(str, result['gone']))}")
+    return lines or ["no workers running"]
+
 
 def when(job: Job, now: float) -> str:
     """When a job runs next (waiting), since when it runs, or how long ago it ended."""
@@ -171,9 +213,10 @@ def explain(job: Job, *, now: float | None = None) -> str:
     """Why the job is where it is, in one sentence a person can act on."""
     now = time.time() if now is None else now
     if job.state == COMPLETED:
-        return f"completed at {iso(job.finished_at)} after {job.attempts} attempt(s)"
+        return f"completed at {iso(job.finished_at)} after {plural(engine.attempts_run(job), 'attempt')}"
     if job.state == DEAD:
-        return f"in the DLQ after {job.attempts} attempt(s): {job.last_error or 'no error recorded'}"
+        return (f"in the DLQ after {plural(engine.attempts_run(job), 'attempt')}: "
+                f"{job.last_error or 'no error recorded'}")
     if job.state == PROCESSING:
         worker = Worker.get_or_none(Worker.id == job.worker_id)
         where = f"worker {job.worker_id}" + (f" (pid {worker.pid} on {worker.host})" if worker
@@ -187,8 +230,9 @@ def explain(job: Job, *, now: float | None = None) -> str:
     held = _held(job, now)
     if job.run_at > now:
         if job.state == FAILED:
-            return (f"backing off until {iso(job.run_at)} after attempt {job.attempts} failed: "
-                    f"{job.last_error}" + "".join(f"; {why}" for why in held))
+            return (f"backing off until {iso(job.run_at)} after attempt {engine.attempts_run(job)} "
+                    f"failed: {job.last_error}; retry budget {budget(job)}"
+                    + "".join(f"; {why}" for why in held))
         return f"scheduled for {iso(job.run_at)}" + "".join(f"; {why}" for why in held)
     if held:
         return "due, waiting: " + "; ".join(held)

@@ -483,7 +483,8 @@ def test_explain_says_why_a_job_waits(add, worker):
     add("flaky", max_retries=2, backoff_base=10, priority=9)
     engine.finish(*engine.claim(worker, now=T0), outcome="failed", error="exit code 1", now=T0)
     assert present.explain(state("flaky"), now=T0 + 1) == (
-        f"backing off until {spec.iso(T0 + 10)} after attempt 1 failed: exit code 1")
+        f"backing off until {spec.iso(T0 + 10)} after attempt 1 failed: exit code 1; "
+        "retry budget 0 of 2 used")
 
     add("due")
     assert "an idle worker will claim it next" in present.explain(state("due"), now=T0 + 1)
@@ -502,7 +503,24 @@ def test_explain_of_finished_and_running_jobs(add, worker):
     Worker.update(host="elsewhere").execute()
     assert "that worker is lost" in present.explain(state("r"), now=T0 + 100)
     engine.finish(state("r"), engine.attempts_of(state("r"))[0], outcome="completed", now=T0 + 2)
-    assert present.explain(state("r")) == f"completed at {spec.iso(T0 + 2)} after 1 attempt(s)"
+    assert present.explain(state("r")) == f"completed at {spec.iso(T0 + 2)} after 1 attempt"
+
+
+def test_attempt_numbers_continue_after_dlq_retry_and_the_budget_starts_over(add, worker):
+    add("f", max_retries=1, backoff_base=10, command="exit 1")
+    for now in (T0, T0 + 10):
+        engine.finish(*engine.claim(worker, now=now), outcome="failed", error="exit code 1", now=now)
+    assert present.explain(state("f")) == "in the DLQ after 2 attempts: exit code 1"
+    assert present.retries(state("f")) == "1/1"
+    engine.dlq_retry(["f"], now=T0 + 20)
+    assert present.budget(state("f")) == "0 of 1 used"
+    engine.finish(*engine.claim(worker, now=T0 + 20), outcome="failed", error="exit code 1", now=T0 + 20)
+    assert present.explain(state("f"), now=T0 + 21) == (
+        f"backing off until {spec.iso(T0 + 30)} after attempt 3 failed: exit code 1; "
+        "retry budget 0 of 1 used")
+    engine.finish(*engine.claim(worker, now=T0 + 30), outcome="failed", error="exit code 1", now=T0 + 30)
+    assert outcomes("f") == [(1, "failed"), (2, "failed"), (3, "failed"), (4, "failed")]
+    assert present.explain(state("f")) == "in the DLQ after 4 attempts: exit code 1"
 
 
 def test_stats_counts_states_workers_and_oldest_pending(add, worker):
