@@ -201,3 +201,35 @@ async def test_cancelling_a_running_job_says_cancel_requested_then_how_it_ended(
                         message="how it ended")
     finally:
         supervisor.stop()
+
+
+# --- attempts and the retry budget -------------------------------------------------------------
+
+async def test_the_attempt_number_goes_on_after_a_dlq_retry_and_the_budget_starts_over(seeded):
+    from queuectl_tui import engine
+
+    engine.dlq_retry(["charge-card-7731"])  # dead after 3 runs (2 retries): a fresh budget
+    app = make_app(seeded, page_size=100)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table = main(app).table
+        assert [c.label for c in table.layout if c.key in ("attempt", "retries")] == ["Attempt", "Retries"]
+        row = {c.key: str(table.get_cell("charge-card-7731", c.key)) for c in table.layout}
+        assert (row["state"], row["attempt"], row["retries"]) == ("pending", "3", "0/2")
+        row = {c.key: str(table.get_cell("fetch-exchange-rates", c.key)) for c in table.layout}
+        assert (row["attempt"], row["retries"]) == ("3", "2/4")  # failed twice, backing off
+        assert str(table.get_cell("warm-cache", "attempt")) == "-"  # never ran
+
+
+async def test_the_detail_counts_every_run_and_names_the_retry_budget(seeded):
+    from queuectl_tui import engine
+    from queuectl_tui.tui.screens.detail import JobDetailScreen
+
+    engine.dlq_retry(["charge-card-7731"])
+    app = make_app(seeded, page_size=100)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.app.push_screen(JobDetailScreen("charge-card-7731"))
+        await settle(pilot)
+        fields = app.screen.detail.fields
+        assert (fields["attempts"], fields["retry budget"]) == (3, "0 of 2 used")
+        assert [a["number"] for a in app.screen.detail.attempts] == [1, 2, 3]

@@ -38,8 +38,8 @@ def attempt_columns(width: int) -> tuple[Column, ...]:
     columns = [c for c in ATTEMPT_COLUMNS if width >= 100 or c.key not in NARROW_DROPS]
     used = sum(c.width + 2 for c in columns) + 2 + 2
     return (*columns, Column("error", "Error", max(12, width - used)))
-#: Field order on screen (present.job_dict's keys).
-FIELDS = ("id", "state", "command", "queue", "priority", "attempts", "max_retries", "backoff_base",
+#: Field order on screen (present.job_dict's keys, the attempts and budget as ``show`` has them).
+FIELDS = ("id", "state", "command", "queue", "priority", "attempts", "retry budget", "backoff_base",
           "timeout", "run_at", "created_at", "updated_at", "started_at", "finished_at", "exit_code",
           "last_error", "worker_id", "cancel_requested", "cwd")
 

@@ -20,6 +20,10 @@ NAVIGATION = [
     ("ctrl+p", "command palette: every action by name"),
 ]
 
+COLUMNS = ("columns", "Attempt (Att when narrow): the number of the job's latest run, counting every "
+           "run; Retries: retries used of its budget (R and t give a fresh budget; the attempt "
+           "numbers go on)")
+
 
 def header_row() -> tuple[str, str]:
     from queuectl_tui.tui.widgets.counts import LEGEND
@@ -58,7 +62,7 @@ def sections():
 
     return [
         ("Everywhere", rows(QueueApp) + NAVIGATION + [header_row()]),
-        ("Jobs (main screen)", rows(JobsTable, MainScreen)),
+        ("Jobs (main screen)", rows(JobsTable, MainScreen) + [COLUMNS]),
         ("Job detail", rows(JobDetailScreen)),
         ("Queues (Q)", rows(QueuesScreen)),
         ("Execution stats", rows(StatsScreen)),

@@ -20,8 +20,8 @@ from textual.widgets import DataTable, Input, Log, Static
 from queuectl_tui import engine, supervisor
 from queuectl_tui.models import COMPLETED, DEAD, FAILED, PENDING, PROCESSING, Job
 from queuectl_tui.tui import data
-from queuectl_tui.present import cpu_time, run_time, size
-from queuectl_tui.tui.fmt import STATE_STYLE, cell, when
+from queuectl_tui.present import cpu_time, retries, run_time, size, when
+from queuectl_tui.tui.fmt import STATE_STYLE, cell, when_style
 from queuectl_tui.tui.widgets import CountsHeader, JobsTable, KeyBar, TabBar, ThroughputLine, WorkersPane
 from queuectl_tui.tui.widgets.jobs_table import Column
 from queuectl_tui.visible import visible
@@ -47,14 +47,18 @@ def job_columns(width: int, dlq: bool, costs: bool = False) -> tuple[Column, ...
     Below 100 columns the priority and duration columns go (the detail screen has them).
     ``costs``: what the last attempt used (CPU time, peak memory), for finished jobs."""
     wide = width >= 100
+    # The attempt number counts every run; the retry budget is apart (``present.retries``).
+    tries = [Column("attempt", "Attempt" if wide else "Att", 7 if wide else 3),
+             Column("retries", "Retries", 7)]
     if dlq:
-        fixed = [Column("tries", "Tries", 5), Column("when", "Died", 9 if not wide else 13)]
+        # Narrow: no room for the budget beside the costs (a dead job has mostly used it up).
+        fixed = [*(tries if wide else tries[:1]), Column("when", "Died", 11 if not wide else 13)]
         shares = (0.25, 0.3)
     else:
         fixed = [Column("state", "State", 10)]  # "processing"
         if wide:
             fixed.append(Column("priority", "Pri", 3))
-        fixed += [Column("tries", "Tries", 5), Column("when", "Next/finished" if wide else "Next/fin", 13 if wide else 9)]
+        fixed += [*tries, Column("when", "When", 13 if wide else 11)]
         if wide:
             fixed.append(Column("duration", "Duration", 8))
         shares = (0.28, 0.4)
@@ -64,7 +68,7 @@ def job_columns(width: int, dlq: bool, costs: bool = False) -> tuple[Column, ...
     flex = max(0, width - SCROLLBAR - 2 * count - 1 - sum(c.width for c in fixed))
     id_w = max(10, min(28, int(flex * shares[0])))
     cmd_w = max(12, min(60, int(flex * shares[1])))
-    err_w = max(12, flex - id_w - cmd_w)
+    err_w = max(10, flex - id_w - cmd_w)
     return (Column("mark", "", 1), Column("id", "ID", id_w), Column("command", "Command", cmd_w),
             *fixed, Column("error", "Last error", err_w))
 
@@ -293,7 +297,6 @@ class MainScreen(Screen):
 
     # -- showing ------------------------------------------------------------------------
     def _row(self, job: Job, now: float) -> tuple[Text, ...]:
-        when_text, when_style = when(job, now)
         cost = (self.page.costs or {}).get(job.seq, (None, None, None)) if self.page else (None,) * 3
         marked = job.id in self.marks
         cells = {
@@ -302,8 +305,9 @@ class MainScreen(Screen):
             "command": cell(job.command),
             "state": cell(job.state, STATE_STYLE[job.state]),
             "priority": cell(job.priority, justify="right"),
-            "tries": cell(f"{job.attempts}/{job.max_retries + 1}"),
-            "when": cell(when_text, when_style),
+            "attempt": cell(self.page.runs.get(job.seq) if self.page else None, justify="right"),
+            "retries": cell(retries(job), justify="right"),
+            "when": cell(when(job, now), when_style(job, now)),
             "duration": cell(run_time(job, now)),
             "error": cell(job.last_error, "red" if job.state == DEAD else "dark_orange"),
             "cpu": cell(cpu_time(cost[0]), justify="right"),
