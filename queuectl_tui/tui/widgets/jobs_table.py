@@ -82,13 +82,38 @@ class KeyedTable(DataTable):
             target = keys.index(keep) if keep in self._cells else min(max(row_before, 0), len(keys) - 1)
             self.move_cursor(row=target, animate=False)
 
+    #: DataTable's private names the fast path below reads. Should a Textual release drop one,
+    #: every cell takes the stock path (tests/test_tui_render_cell.py checks both agree).
+    PRIVATE = ("_row_locations", "_column_locations", "_cell_render_cache", "_show_hover_cursor",
+               "_update_count", "_pseudo_class_state", "_get_styles_to_render_cell")
+
+    @property
+    def fast_cells(self) -> bool:
+        """Does this Textual still have every private name the fast path reads?"""
+        fast = self.__dict__.get("_fast_cells")
+        if fast is None:
+            fast = self.__dict__["_fast_cells"] = all(hasattr(self, name) for name in self.PRIVATE)
+        return fast
+
     def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
                      cursor: bool = False, hover: bool = False):
         """A one-line Text cell drawn straight to segments: what DataTable's general path
         (Padding through console.render_lines, for any renderable and any height) produces
-        for these cells, at a fraction of the cost. Other cells take the general path."""
-        if row_index < 0 or column_index < 0:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        for these cells, at a fraction of the cost. Other cells take the general path, and so
+        does every cell once a private name the fast path reads is missing."""
+        if row_index >= 0 and column_index >= 0 and self.fast_cells:
+            try:
+                lines = self._render_text_cell(row_index, column_index, base_style, width, cursor, hover)
+            except (AttributeError, TypeError):  # DataTable's internals changed under us
+                self.__dict__["_fast_cells"] = False
+                lines = None
+            if lines is not None:
+                return lines
+        return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+
+    def _render_text_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
+                          cursor: bool, hover: bool):
+        """The fast path's lines, or None for a cell it does not draw."""
         row_key = self._row_locations.get_key(row_index)
         column_key = self._column_locations.get_key(column_index)
         key = (row_key, column_key, base_style, cursor, hover, self._show_hover_cursor,
@@ -98,7 +123,7 @@ class KeyedTable(DataTable):
             return lines
         cell = self.get_cell(row_key, column_key)
         if not isinstance(cell, Text) or self.rows[row_key].height != 1 or "\n" in cell.plain:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+            return None
         component_style, post_style = self._get_styles_to_render_cell(
             False, False, row_index < self.fixed_rows or column_index < self.fixed_columns, hover,
             cursor, self.show_cursor, self._show_hover_cursor,
