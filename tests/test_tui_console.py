@@ -233,3 +233,39 @@ async def test_the_detail_counts_every_run_and_names_the_retry_budget(seeded):
         fields = app.screen.detail.fields
         assert (fields["attempts"], fields["retry budget"]) == (3, "0 of 2 used")
         assert [a["number"] for a in app.screen.detail.attempts] == [1, 2, 3]
+
+
+# --- one read at a time ------------------------------------------------------------------------
+
+def test_requests_during_a_read_make_one_more_read_after_it():
+    from queuectl_tui.tui.reads import OneRead
+
+    started = []
+    reads = OneRead(lambda: started.append(len(started)))
+    reads.request()
+    reads.request()
+    reads.request()  # while the first runs: one more read is due, not two
+    assert started == [0] and reads.busy and reads.again and not reads.settled
+    reads.done()  # the first ends: the second starts
+    assert started == [0, 1] and reads.busy and not reads.again
+    reads.done()
+    assert reads.settled and started == [0, 1]
+    nothing = OneRead(lambda: False)  # found nothing to read: not busy
+    nothing.request()
+    assert nothing.settled
+
+
+async def test_tabs_switched_during_reads_end_on_the_last_one(seeded):
+    app = make_app(seeded, page_size=100)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = main(app)
+        reads = []
+        original = screen._read_page
+        screen._read_page = lambda view, limit: (reads.append(view.state), original(view, limit))[1]
+        for state in ("pending", "processing", "completed", "failed", "dead"):  # in one go
+            screen.set_view(state=state)
+        await settle(pilot)
+        assert screen.page.view.state == "dead" and set(screen.table.keys) == {
+            "cleanup-tmp", "webhook-deliver-42", "legacy-report", "charge-card-7731"}
+        assert reads == ["pending", "dead"]  # the first, then one for all that came meanwhile

@@ -20,10 +20,9 @@ from textual.widgets import DataTable, Input, Log, Static
 from queuectl_tui import engine, supervisor
 from queuectl_tui.models import COMPLETED, DEAD, FAILED, PENDING, PROCESSING, Job
 from queuectl_tui.tui import data
-from queuectl_tui.present import cpu_time, retries, run_time, size, when
-from queuectl_tui.tui.fmt import STATE_STYLE, cell, when_style
+from queuectl_tui.tui.reads import OneRead
 from queuectl_tui.tui.widgets import CountsHeader, JobsTable, KeyBar, TabBar, ThroughputLine, WorkersPane
-from queuectl_tui.tui.widgets.jobs_table import Column
+from queuectl_tui.tui.widgets.jobs_table import job_columns
 from queuectl_tui.visible import visible
 
 #: (tab id, label, state); the number keys pick them in this order.
@@ -37,40 +36,7 @@ SORTS = [("seq", "newest first", "oldest first", True),
          ("run_at", "next run latest", "next run soonest", False),
          ("updated_at", "recently changed", "least recently changed", True),
          ("attempts", "most attempts", "fewest attempts", True)]
-MARK = "●"
-SCROLLBAR = 0  # the jobs table has no vertical scrollbar (see app.tcss)
 FILTER_DELAY = 0.15  # seconds of no typing before the filter applies
-
-
-def job_columns(width: int, dlq: bool, costs: bool = False) -> tuple[Column, ...]:
-    """Columns that fill the table's width exactly: fixed narrow ones, the rest shared out.
-    Below 100 columns the priority and duration columns go (the detail screen has them).
-    ``costs``: what the last attempt used (CPU time, peak memory), for finished jobs."""
-    wide = width >= 100
-    # The attempt number counts every run; the retry budget is apart (``present.retries``).
-    tries = [Column("attempt", "Attempt" if wide else "Att", 7 if wide else 3),
-             Column("retries", "Retries", 7)]
-    if dlq:
-        # Narrow: no room for the budget beside the costs (a dead job has mostly used it up).
-        fixed = [*(tries if wide else tries[:1]), Column("when", "Died", 11 if not wide else 13)]
-        shares = (0.25, 0.3)
-    else:
-        fixed = [Column("state", "State", 10)]  # "processing"
-        if wide:
-            fixed.append(Column("priority", "Pri", 3))
-        fixed += [*tries, Column("when", "When", 13 if wide else 11)]
-        if wide:
-            fixed.append(Column("duration", "Duration", 8))
-        shares = (0.28, 0.4)
-    if costs:
-        fixed += [Column("cpu", "CPU", 6), Column("peak", "Peak", 6)]
-    count = len(fixed) + 4  # mark, id, command, error
-    flex = max(0, width - SCROLLBAR - 2 * count - 1 - sum(c.width for c in fixed))
-    id_w = max(10, min(28, int(flex * shares[0])))
-    cmd_w = max(12, min(60, int(flex * shares[1])))
-    err_w = max(10, flex - id_w - cmd_w)
-    return (Column("mark", "", 1), Column("id", "ID", id_w), Column("command", "Command", cmd_w),
-            *fixed, Column("error", "Last error", err_w))
 
 
 class MainScreen(Screen):
@@ -130,8 +96,8 @@ class MainScreen(Screen):
         self.jobs: dict[str, Job] = {}
         self.page: data.Page | None = None
         self.status: data.Status | None = None
-        self._page_busy = self._status_busy = False
-        self._page_again = False
+        self.page_reads = OneRead(lambda: self._read_page(self.view, self.page_rows()))
+        self._status_busy = False
         self._cursor_to: str | None = None
         self._cursor_edge = 0  # +1/-1: put the cursor on the first/last row of the next page shown
         self._problem: str | None = None
@@ -141,7 +107,7 @@ class MainScreen(Screen):
         self._output_job: str | None = None  # whose log it shows
         self._output_key: tuple | None = None  # (attempt number, log path) read so far
         self._output_offset = 0
-        self._output_busy = self._output_again = False
+        self.output_reads = OneRead(self._start_output_read)
 
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -194,8 +160,8 @@ class MainScreen(Screen):
     @property
     def settled(self) -> bool:
         """No read under way or due and the page fits the table (what tests wait for)."""
-        return not (self._page_busy or self._status_busy or self._page_again or self._page_misfit()
-                    or self._output_busy or self._output_again)
+        return (self.page_reads.settled and not self._status_busy and not self._page_misfit()
+                and self.output_reads.settled)
 
     def _layout_columns(self) -> bool:
         width = self.size.width or self.app.size.width
@@ -218,11 +184,7 @@ class MainScreen(Screen):
         self.load_page()
 
     def load_page(self) -> None:
-        if self._page_busy:
-            self._page_again = True
-            return
-        self._page_busy = True
-        self._read_page(self.view, self.page_rows())
+        self.page_reads.request()
 
     def page_rows(self) -> int:
         """Rows per page: what the table shows (only that is read), unless the app fixes it."""
@@ -238,7 +200,6 @@ class MainScreen(Screen):
         self.app.from_thread(self._page_read, page)
 
     def _page_read(self, page: data.Page | data.Problem) -> None:
-        self._page_busy = False
         if isinstance(page, data.Problem):
             self._set_problem(str(page))
         elif page.view == self.view:
@@ -246,12 +207,10 @@ class MainScreen(Screen):
             self.page = page
             self._show_page(page)
             if len(page.jobs) < self.page_rows() and page.has_next:
-                self._page_again = True  # the table grew taller than the page read for it
+                self.page_reads.again = True  # the table grew taller than the page read for it
         else:
-            self._page_again = True
-        if self._page_again:
-            self._page_again = False
-            self.load_page()
+            self.page_reads.again = True  # read for a view no longer shown
+        self.page_reads.done()
 
     def load_status(self) -> None:
         if self._status_busy:
@@ -296,33 +255,13 @@ class MainScreen(Screen):
         self._update_empty()
 
     # -- showing ------------------------------------------------------------------------
-    def _row(self, job: Job, now: float) -> tuple[Text, ...]:
-        cost = (self.page.costs or {}).get(job.seq, (None, None, None)) if self.page else (None,) * 3
-        marked = job.id in self.marks
-        cells = {
-            "mark": cell(MARK if marked else " ", "bold magenta"),
-            "id": cell(job.id, "bold magenta" if marked else ""),
-            "command": cell(job.command),
-            "state": cell(job.state, STATE_STYLE[job.state]),
-            "priority": cell(job.priority, justify="right"),
-            "attempt": cell(self.page.runs.get(job.seq) if self.page else None, justify="right"),
-            "retries": cell(retries(job), justify="right"),
-            "when": cell(when(job, now), when_style(job, now)),
-            "duration": cell(run_time(job, now)),
-            "error": cell(job.last_error, "red" if job.state == DEAD else "dark_orange"),
-            "cpu": cell(cpu_time(cost[0]), justify="right"),
-            "peak": cell(size(cost[1]), justify="right"),
-        }
-        return tuple(cells[c.key] for c in self.table.layout)
-
     def _show_page(self, page: data.Page) -> None:
         now = self.app.clock()
         self.jobs = {job.id: job for job in page.jobs}
         if self._cursor_edge and page.jobs:
             self._cursor_to = page.jobs[0 if self._cursor_edge > 0 else -1].id
             self._cursor_edge = 0
-        self.table.show([(job.id, self._row(job, now)) for job in page.jobs],
-                        cursor_key=self._cursor_to)
+        self.table.show_jobs(page, now, self.marks, cursor_key=self._cursor_to)
         self._cursor_to = None
         self._update_pager()
         self._update_empty()
@@ -474,7 +413,8 @@ class MainScreen(Screen):
         self.marks.symmetric_difference_update({key})
         job = self.jobs.get(key)
         if job is not None:
-            self.table.update_row(key, self._row(job, self.app.clock()))
+            self.table.update_row(key, self.table.job_row(job, self.app.clock(), key in self.marks,
+                                                          self.page))
         self.table.action_cursor_down()
         self._update_pager()
 
@@ -502,12 +442,12 @@ class MainScreen(Screen):
 
     def _poll_output(self) -> None:
         """Read what the selected job's latest log added (the whole tail for a new job)."""
+        if self.output_on and self.is_current:
+            self.output_reads.request()
+
+    def _start_output_read(self) -> bool:
         if not self.output_on or not self.is_current:
-            return
-        if self._output_busy:
-            self._output_again = True
-            return
-        self._output_again = False
+            return False
         job_id = self.table.cursor_key
         log = self.query_one("#output", Log)
         if job_id != self._output_job:
@@ -515,9 +455,9 @@ class MainScreen(Screen):
             log.clear()
         if job_id is None:
             self.query_one("#output-title", Static).update("Output  (no job selected)")
-            return
-        self._output_busy = True
+            return False
         self._read_output(job_id, self._output_key, self._output_offset)
+        return True
 
     @work(thread=True, group="output", exit_on_error=False)
     def _read_output(self, job_id: str, key, offset: int) -> None:
@@ -528,13 +468,11 @@ class MainScreen(Screen):
         self.app.from_thread(self._output_read, job_id, output)
 
     def _output_read(self, job_id: str, output) -> None:
-        self._output_busy = False
         if job_id != self._output_job or not self.output_on:
-            self._output_again = self.output_on  # the cursor moved meanwhile
+            self.output_reads.again = self.output_on  # the cursor moved meanwhile
         else:
             self._show_output(job_id, output)
-        if self._output_again:
-            self._poll_output()
+        self.output_reads.done()
 
     def _show_output(self, job_id: str, output) -> None:
         log = self.query_one("#output", Log)

@@ -11,12 +11,51 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
+from queuectl_tui.models import DEAD, Job
+from queuectl_tui.present import cpu_time, retries, run_time, size, when
+from queuectl_tui.tui.fmt import STATE_STYLE, cell, when_style
+
 
 @dataclass(frozen=True)
 class Column:
     key: str
     label: str
     width: int
+
+
+MARK = "●"
+SCROLLBAR = 0  # the jobs table has no vertical scrollbar (see app.tcss)
+
+
+def job_columns(width: int, dlq: bool, costs: bool = False) -> tuple[Column, ...]:
+    """Columns that fill the table's width exactly: fixed narrow ones, the rest shared out.
+    Below 100 columns the priority and duration columns go (the detail screen has them).
+    ``costs``: what the last attempt used (CPU time, peak memory), for finished jobs."""
+    wide = width >= 100
+    # The attempt number counts every run; the retry budget is apart (``present.retries``).
+    tries = [Column("attempt", "Attempt" if wide else "Att", 7 if wide else 3),
+             Column("retries", "Retries", 7)]
+    if dlq:
+        # Narrow: no room for the budget beside the costs (a dead job has mostly used it up).
+        fixed = [*(tries if wide else tries[:1]), Column("when", "Died", 11 if not wide else 13)]
+        shares = (0.25, 0.3)
+    else:
+        fixed = [Column("state", "State", 10)]  # "processing"
+        if wide:
+            fixed.append(Column("priority", "Pri", 3))
+        fixed += [*tries, Column("when", "When", 13 if wide else 11)]
+        if wide:
+            fixed.append(Column("duration", "Duration", 8))
+        shares = (0.28, 0.4)
+    if costs:
+        fixed += [Column("cpu", "CPU", 6), Column("peak", "Peak", 6)]
+    count = len(fixed) + 4  # mark, id, command, error
+    flex = max(0, width - SCROLLBAR - 2 * count - 1 - sum(c.width for c in fixed))
+    id_w = max(10, min(28, int(flex * shares[0])))
+    cmd_w = max(12, min(60, int(flex * shares[1])))
+    err_w = max(10, flex - id_w - cmd_w)
+    return (Column("mark", "", 1), Column("id", "ID", id_w), Column("command", "Command", cmd_w),
+            *fixed, Column("error", "Last error", err_w))
 
 
 class KeyedTable(DataTable):
@@ -157,6 +196,31 @@ class JobsTable(KeyedTable):
 
     BINDINGS = [Binding("enter", "select_cursor", "Detail",
                         tooltip="Open the job: every field, every attempt, the log")]
+
+    def job_row(self, job: Job, now: float, marked: bool, page) -> tuple[Text, ...]:
+        """One job's cells for the current columns; ``page`` (data.Page) has its attempt number
+        and, on the costed tabs, what its last attempt used."""
+        cost = ((page.costs or {}).get(job.seq) if page is not None else None) or (None, None, None)
+        cells = {
+            "mark": cell(MARK if marked else " ", "bold magenta"),
+            "id": cell(job.id, "bold magenta" if marked else ""),
+            "command": cell(job.command),
+            "state": cell(job.state, STATE_STYLE[job.state]),
+            "priority": cell(job.priority, justify="right"),
+            "attempt": cell(page.runs.get(job.seq) if page is not None else None, justify="right"),
+            "retries": cell(retries(job), justify="right"),
+            "when": cell(when(job, now), when_style(job, now)),
+            "duration": cell(run_time(job, now)),
+            "error": cell(job.last_error, "red" if job.state == DEAD else "dark_orange"),
+            "cpu": cell(cpu_time(cost[0]), justify="right"),
+            "peak": cell(size(cost[1]), justify="right"),
+        }
+        return tuple(cells[c.key] for c in self.layout)
+
+    def show_jobs(self, page, now: float, marks: set[str], *, cursor_key: str | None = None) -> None:
+        """Show a page of jobs (a data.Page), marked ones highlighted."""
+        self.show([(job.id, self.job_row(job, now, job.id in marks, page)) for job in page.jobs],
+                  cursor_key=cursor_key)
 
     class Edge(Message):
         def __init__(self, step: int) -> None:
