@@ -11,8 +11,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
-from queuectl_tui.models import DEAD, Job
-from queuectl_tui.present import cpu_time, retries, run_time, size, when
+from queuectl_tui.models import DEAD, FAILED, PENDING, PROCESSING, Job
+from queuectl_tui.present import clock, cpu_time, retries, run_time, size, when
 from queuectl_tui.tui.fmt import STATE_STYLE, cell, when_style
 
 
@@ -24,6 +24,10 @@ class Column:
 
 
 MARK = "●"
+#: States whose When cell is present.when ("due", "in 5m", "running 12s"); a finished job's is
+#: the clock time it ended, which stays the same from one refresh to the next (present.when's
+#: "5m ago" would rewrite every finished row each second: a third of a refresh's time).
+WAITING_OR_RUNNING = (PENDING, FAILED, PROCESSING)
 SCROLLBAR = 0  # the jobs table has no vertical scrollbar (see app.tcss)
 
 
@@ -209,7 +213,8 @@ class JobsTable(KeyedTable):
             "priority": cell(job.priority, justify="right"),
             "attempt": cell(page.runs.get(job.seq) if page is not None else None, justify="right"),
             "retries": cell(retries(job), justify="right"),
-            "when": cell(when(job, now), when_style(job, now)),
+            "when": cell(when(job, now) if job.state in WAITING_OR_RUNNING
+                         else clock(job.finished_at or job.updated_at, now), when_style(job, now)),
             "duration": cell(run_time(job, now)),
             "error": cell(job.last_error, "red" if job.state == DEAD else "dark_orange"),
             "cpu": cell(cpu_time(cost[0]), justify="right"),
