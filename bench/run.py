@@ -386,8 +386,9 @@ def bench_scale(cfg: dict, tmp: Path) -> dict:
 
 def bench_stats(db: Path) -> dict:
     """``metrics.execution_stats`` (the query time of ``stats``) on the seeded database, whose
-    history spans its last two hours: a 1 h window holds ~39% of its attempts. Then the same on
-    a copy of it spread over 4 queues (per-queue figures read each attempt's job)."""
+    history spans its last two hours: a 1 h window holds ~39% of its attempts (its whole minutes
+    come from the per-minute rollups, its edges from the attempts). Then the same on a copy of it
+    spread over 4 queues."""
     import seed
     from queuectl_tui import metrics
     from queuectl_tui.db import close_db, open_db

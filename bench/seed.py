@@ -40,10 +40,10 @@ FROM c
 
 _ATTEMPTS = """
 INSERT INTO attempt (job_seq, number, worker_id, host, started_at, finished_at, exit_code,
-                     duration, outcome, error, log_file, due_at)
+                     duration, outcome, error, log_file, due_at, queue)
 SELECT seq, 1, 1, 'bench', started_at, finished_at, exit_code, 0.5,
        CASE WHEN state = 'completed' THEN 'completed' ELSE 'failed' END, last_error, NULL,
-       started_at - (seq % 7) * 0.25
+       started_at - (seq % 7) * 0.25, queue
 FROM job WHERE state != 'pending'
 """
 

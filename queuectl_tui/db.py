@@ -16,13 +16,13 @@ from pathlib import Path
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable
 
-from peewee import (BigIntegerField, DatabaseError, DoubleField,
+from peewee import (BigIntegerField, CharField, DatabaseError, DoubleField,
                     IntegerField, OperationalError, SqliteDatabase, fn)
 
 from queuectl_tui import paths
 from queuectl_tui.errors import DatabaseUnusable
-from queuectl_tui.models import (AGING_RATE_SQL, MODELS, Attempt, Dependency, Job, JobCount,
-                                 Meta, Queue, Worker, database)
+from queuectl_tui.models import (AGING_RATE_SQL, MODELS, Attempt, AttemptMinute, Dependency,
+                                 FailedMinute, Job, JobCount, Meta, Queue, Worker, database)
 
 if TYPE_CHECKING:
     from playhouse.migrate import SchemaMigrator
@@ -48,8 +48,9 @@ def _upgrade_to_2(migrator: SchemaMigrator) -> None:
 
 def _upgrade_to_3(migrator: SchemaMigrator) -> None:
     """Queues (paused, limit), dependencies, the aging rank, per-queue job counts, the claim
-    and due indexes per queue, what each attempt waited and cost, and the indexes a window of
-    metrics reads (attempt_window replaces attempt_finished_at)."""
+    and due indexes per queue, what each attempt waited and cost and its queue, and what a
+    window of metrics reads: the attempt_window index (it replaces attempt_finished_at) and
+    the per-minute rollup attempt_minute."""
     db = migrator.database
     sqlite = isinstance(db, SqliteDatabase)
     # NOT NULL with a DEFAULT in one ALTER (playhouse's add_column would rebuild the table).
@@ -61,10 +62,14 @@ def _upgrade_to_3(migrator: SchemaMigrator) -> None:
     migrate(migrator.add_column("attempt", "due_at", DoubleField(null=True)),
             migrator.add_column("attempt", "cpu_seconds", DoubleField(null=True)),
             migrator.add_column("attempt", "peak_rss_bytes", BigIntegerField(null=True)),
-            migrator.add_column("attempt", "processes", IntegerField(null=True)))
+            migrator.add_column("attempt", "processes", IntegerField(null=True)),
+            migrator.add_column("attempt", "queue", CharField(null=True)))
+    db.execute_sql("UPDATE attempt SET queue = (SELECT queue FROM job WHERE job.seq = attempt.job_seq)")
     db.execute_sql("UPDATE job SET rank = priority")  # no aging before this version
     Queue.create_table()
     Dependency.create_table()
+    AttemptMinute.create_table()  # both filled by _install_triggers
+    FailedMinute.create_table()
     if sqlite:  # version 2's triggers counted per state only
         db.execute_sql("DROP TRIGGER IF EXISTS job_count_insert")
         db.execute_sql("DROP TRIGGER IF EXISTS job_count_update")
@@ -101,10 +106,135 @@ _RANK_FUNCTION_POSTGRES = (
     "NEW.rank := NEW.priority - " + AGING_RATE_SQL + " * NEW.run_at / 60.0; RETURN NEW; END $$")
 
 
+# attempt_minute (models.AttemptMinute) is kept by triggers on attempt: an attempt that gets
+# its end (or is inserted with one) is added to the row of its queue and minute; one whose
+# figures change is taken out of its old row and added anew; a deleted one is taken out. The
+# worker's finish pays one upsert. The statements below are shared by both dialects but for
+# the minute (SQLite's CAST truncates, which is the floor for times after 1970; metrics.py
+# computes the same minute in Python) and the wrapping (trigger bodies, plpgsql function).
+_MINUTE_COLUMNS = ("(minute, queue, attempts, completed, failed, reruns, wait_n, wait_sum, "
+                   "wait_max, run_n, run_sum, run_max, min_seq, dirty)")
+_MINUTE_OF_NEW_SQLITE = "CAST(NEW.finished_at / 60 AS INTEGER)"
+_MINUTE_OF_OLD_SQLITE = "CAST(OLD.finished_at / 60 AS INTEGER)"
+_MINUTE_OF_NEW_POSTGRES = "FLOOR(NEW.finished_at / 60)::BIGINT"
+_MINUTE_OF_OLD_POSTGRES = "FLOOR(OLD.finished_at / 60)::BIGINT"
+_MINUTE_ADD_FIGURES = (
+    ", NEW.queue, 1, CASE WHEN NEW.outcome = 'completed' THEN 1 ELSE 0 END, "
+    "CASE WHEN NEW.outcome IN ('failed', 'timeout', 'lost') THEN 1 ELSE 0 END, "
+    "CASE WHEN NEW.number > 1 THEN 1 ELSE 0 END, CASE WHEN NEW.due_at IS NULL THEN 0 ELSE 1 END, "
+    "COALESCE(NEW.started_at - NEW.due_at, 0), NEW.started_at - NEW.due_at, "
+    "CASE WHEN NEW.duration IS NULL THEN 0 ELSE 1 END, COALESCE(NEW.duration, 0), NEW.duration, "
+    "NEW.seq, 0 WHERE NEW.finished_at IS NOT NULL "
+    "ON CONFLICT (minute, queue) DO UPDATE SET attempts = attempt_minute.attempts + 1, "
+    "completed = attempt_minute.completed + excluded.completed, "
+    "failed = attempt_minute.failed + excluded.failed, "
+    "reruns = attempt_minute.reruns + excluded.reruns, "
+    "wait_n = attempt_minute.wait_n + excluded.wait_n, "
+    "wait_sum = attempt_minute.wait_sum + excluded.wait_sum, "
+    "wait_max = CASE WHEN excluded.wait_max > attempt_minute.wait_max OR attempt_minute.wait_max "
+    "IS NULL THEN excluded.wait_max ELSE attempt_minute.wait_max END, "
+    "run_n = attempt_minute.run_n + excluded.run_n, "
+    "run_sum = attempt_minute.run_sum + excluded.run_sum, "
+    "run_max = CASE WHEN excluded.run_max > attempt_minute.run_max OR attempt_minute.run_max "
+    "IS NULL THEN excluded.run_max ELSE attempt_minute.run_max END, "
+    "min_seq = CASE WHEN excluded.min_seq < attempt_minute.min_seq THEN excluded.min_seq "
+    "ELSE attempt_minute.min_seq END")
+_MINUTE_REMOVE_FIGURES = (
+    "UPDATE attempt_minute SET attempts = attempts - 1, "
+    "completed = completed - CASE WHEN OLD.outcome = 'completed' THEN 1 ELSE 0 END, "
+    "failed = failed - CASE WHEN OLD.outcome IN ('failed', 'timeout', 'lost') THEN 1 ELSE 0 END, "
+    "reruns = reruns - CASE WHEN OLD.number > 1 THEN 1 ELSE 0 END, "
+    "wait_n = wait_n - CASE WHEN OLD.due_at IS NULL THEN 0 ELSE 1 END, "
+    "wait_sum = wait_sum - COALESCE(OLD.started_at - OLD.due_at, 0), "
+    "run_n = run_n - CASE WHEN OLD.duration IS NULL THEN 0 ELSE 1 END, "
+    "run_sum = run_sum - COALESCE(OLD.duration, 0), "
+    "dirty = CASE WHEN OLD.started_at - OLD.due_at >= wait_max OR OLD.duration >= run_max "
+    "THEN 1 ELSE dirty END WHERE queue = OLD.queue AND minute = ")
+_MINUTE_PRUNE = "DELETE FROM attempt_minute WHERE attempts = 0 AND queue = OLD.queue AND minute = "
+_MINUTE_ADD_SQLITE = ("INSERT INTO attempt_minute " + _MINUTE_COLUMNS + " SELECT "
+                      + _MINUTE_OF_NEW_SQLITE + _MINUTE_ADD_FIGURES)
+_MINUTE_REMOVE_SQLITE = (_MINUTE_REMOVE_FIGURES + _MINUTE_OF_OLD_SQLITE + "; " + _MINUTE_PRUNE
+                         + _MINUTE_OF_OLD_SQLITE)
+_MINUTE_CHANGED = ("OLD.finished_at IS NOT NEW.finished_at OR OLD.outcome IS NOT NEW.outcome OR "
+                   "OLD.number IS NOT NEW.number OR OLD.started_at IS NOT NEW.started_at OR "
+                   "OLD.due_at IS NOT NEW.due_at OR OLD.duration IS NOT NEW.duration OR "
+                   "OLD.queue IS NOT NEW.queue")
+_MINUTE_INSERT_SQLITE = ("CREATE TRIGGER attempt_minute_insert AFTER INSERT ON attempt "
+                         "WHEN NEW.finished_at IS NOT NULL BEGIN " + _MINUTE_ADD_SQLITE + "; END")
+_MINUTE_FINISH_SQLITE = ("CREATE TRIGGER attempt_minute_finish AFTER UPDATE OF finished_at ON "
+                         "attempt WHEN OLD.finished_at IS NULL AND NEW.finished_at IS NOT NULL "
+                         "BEGIN " + _MINUTE_ADD_SQLITE + "; END")
+_MINUTE_UPDATE_SQLITE = ("CREATE TRIGGER attempt_minute_update AFTER UPDATE OF finished_at, "
+                         "outcome, number, started_at, due_at, duration, queue ON attempt "
+                         "WHEN OLD.finished_at IS NOT NULL AND (" + _MINUTE_CHANGED + ") BEGIN "
+                         + _MINUTE_REMOVE_SQLITE + "; " + _MINUTE_ADD_SQLITE + "; END")
+_MINUTE_DELETE_SQLITE = ("CREATE TRIGGER attempt_minute_delete AFTER DELETE ON attempt "
+                         "WHEN OLD.finished_at IS NOT NULL BEGIN " + _MINUTE_REMOVE_SQLITE + "; END")
+_MINUTE_FUNCTION_POSTGRES = (
+    "CREATE OR REPLACE FUNCTION attempt_minute_change() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    "BEGIN IF TG_OP <> 'INSERT' AND OLD.finished_at IS NOT NULL THEN " + _MINUTE_REMOVE_FIGURES
+    + _MINUTE_OF_OLD_POSTGRES + "; " + _MINUTE_PRUNE + _MINUTE_OF_OLD_POSTGRES + "; END IF; "
+    "IF TG_OP <> 'DELETE' THEN INSERT INTO attempt_minute " + _MINUTE_COLUMNS + " SELECT "
+    + _MINUTE_OF_NEW_POSTGRES + _MINUTE_ADD_FIGURES + "; END IF; RETURN NULL; END $$")
+_MINUTE_FILL_FIGURES = (
+    ", queue, count(*), SUM(CASE WHEN outcome = 'completed' THEN 1 ELSE 0 END), "
+    "SUM(CASE WHEN outcome IN ('failed', 'timeout', 'lost') THEN 1 ELSE 0 END), "
+    "SUM(CASE WHEN number > 1 THEN 1 ELSE 0 END), count(due_at), "
+    "COALESCE(SUM(started_at - due_at), 0), MAX(started_at - due_at), count(duration), "
+    "COALESCE(SUM(duration), 0), MAX(duration), MIN(seq), 0 FROM attempt "
+    "WHERE finished_at IS NOT NULL GROUP BY 1, 2")
+_MINUTE_FILL_SQLITE = ("INSERT INTO attempt_minute " + _MINUTE_COLUMNS + " SELECT "
+                       "CAST(finished_at / 60 AS INTEGER)" + _MINUTE_FILL_FIGURES)
+_MINUTE_FILL_POSTGRES = ("INSERT INTO attempt_minute " + _MINUTE_COLUMNS + " SELECT "
+                         "FLOOR(finished_at / 60)::BIGINT" + _MINUTE_FILL_FIGURES)
+
+# job_failed_minute (models.FailedMinute): a job counts in the row of its queue, state, last
+# error and finish minute while it is failed or dead with a finish time; a change of any of
+# those moves it (out of the old row, into the new), a delete takes it out. A completion
+# writes nothing here; a failure one upsert, the claim of a failed job one update.
+_FAILED_SET_NEW = "NEW.state IN ('failed', 'dead') AND NEW.finished_at IS NOT NULL"
+_FAILED_SET_OLD = "OLD.state IN ('failed', 'dead') AND OLD.finished_at IS NOT NULL"
+_FAILED_ADD = (", NEW.queue, NEW.state, COALESCE(NEW.last_error, ''), 1 WHERE " + _FAILED_SET_NEW
+               + " ON CONFLICT (minute, queue, state, error) DO UPDATE SET "
+               "n = job_failed_minute.n + 1")
+_FAILED_KEY_OLD = ("queue = OLD.queue AND state = OLD.state AND "
+                   "error = COALESCE(OLD.last_error, '') AND minute = ")
+_FAILED_ADD_SQLITE = ("INSERT INTO job_failed_minute (minute, queue, state, error, n) SELECT "
+                      + _MINUTE_OF_NEW_SQLITE + _FAILED_ADD)
+_FAILED_REMOVE_SQLITE = ("UPDATE job_failed_minute SET n = n - 1 WHERE " + _FAILED_KEY_OLD
+                         + _MINUTE_OF_OLD_SQLITE + "; DELETE FROM job_failed_minute WHERE n = 0 "
+                         "AND " + _FAILED_KEY_OLD + _MINUTE_OF_OLD_SQLITE)
+_FAILED_INSERT_SQLITE = ("CREATE TRIGGER job_failed_insert AFTER INSERT ON job WHEN "
+                         + _FAILED_SET_NEW + " BEGIN " + _FAILED_ADD_SQLITE + "; END")
+_FAILED_UPDATE_SQLITE = (
+    "CREATE TRIGGER job_failed_update AFTER UPDATE OF state, finished_at, last_error, queue ON "
+    "job WHEN ((" + _FAILED_SET_OLD + ") OR (" + _FAILED_SET_NEW + ")) AND (OLD.state IS NOT "
+    "NEW.state OR OLD.finished_at IS NOT NEW.finished_at OR OLD.last_error IS NOT "
+    "NEW.last_error OR OLD.queue IS NOT NEW.queue) BEGIN UPDATE job_failed_minute SET n = n - 1 "
+    "WHERE " + _FAILED_SET_OLD + " AND " + _FAILED_KEY_OLD + _MINUTE_OF_OLD_SQLITE + "; "
+    "DELETE FROM job_failed_minute WHERE n = 0 AND " + _FAILED_SET_OLD + " AND "
+    + _FAILED_KEY_OLD + _MINUTE_OF_OLD_SQLITE + "; " + _FAILED_ADD_SQLITE + "; END")
+_FAILED_DELETE_SQLITE = ("CREATE TRIGGER job_failed_delete AFTER DELETE ON job WHEN "
+                         + _FAILED_SET_OLD + " BEGIN " + _FAILED_REMOVE_SQLITE + "; END")
+_FAILED_FUNCTION_POSTGRES = (
+    "CREATE OR REPLACE FUNCTION job_failed_change() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "IF TG_OP <> 'INSERT' THEN IF " + _FAILED_SET_OLD + " THEN UPDATE job_failed_minute "
+    "SET n = n - 1 WHERE " + _FAILED_KEY_OLD + _MINUTE_OF_OLD_POSTGRES + "; DELETE FROM "
+    "job_failed_minute WHERE n = 0 AND " + _FAILED_KEY_OLD + _MINUTE_OF_OLD_POSTGRES + "; END IF; "
+    "END IF; IF TG_OP <> 'DELETE' THEN INSERT INTO job_failed_minute (minute, queue, state, "
+    "error, n) SELECT " + _MINUTE_OF_NEW_POSTGRES + _FAILED_ADD + "; END IF; RETURN NULL; END $$")
+_FAILED_FILL = (", queue, state, COALESCE(last_error, ''), count(*) FROM job WHERE state IN "
+                "('failed', 'dead') AND finished_at IS NOT NULL GROUP BY 1, 2, 3, 4")
+_FAILED_FILL_SQLITE = ("INSERT INTO job_failed_minute (minute, queue, state, error, n) SELECT "
+                       "CAST(finished_at / 60 AS INTEGER)" + _FAILED_FILL)
+_FAILED_FILL_POSTGRES = ("INSERT INTO job_failed_minute (minute, queue, state, error, n) SELECT "
+                         "FLOOR(finished_at / 60)::BIGINT" + _FAILED_FILL)
+
+
 def _install_triggers(db) -> None:
-    """Install the triggers that keep ``job_count`` and ``job.rank``, and fill ``job_count``
-    from the jobs there are (the caller holds the write transaction, so no job changes in
-    between)."""
+    """Install the triggers that keep ``job_count``, ``job.rank``, ``attempt_minute`` and
+    ``job_failed_minute``, and fill the counts and rollups from the jobs and attempts there
+    are (the caller holds the write transaction, so nothing changes in between)."""
     if isinstance(db, SqliteDatabase):
         db.execute_sql("CREATE TRIGGER job_count_insert AFTER INSERT ON job BEGIN "
                        "INSERT INTO job_count (queue, state, n) VALUES (NEW.queue, NEW.state, 1) "
@@ -123,6 +253,13 @@ def _install_triggers(db) -> None:
                        "UPDATE job SET waiting_on = waiting_on - 1 WHERE seq IN "
                        "(SELECT job_seq FROM job_dep WHERE dep_seq = NEW.seq) AND waiting_on > 0 "
                        "AND state IN ('pending', 'failed'); END")
+        db.execute_sql(_MINUTE_INSERT_SQLITE)
+        db.execute_sql(_MINUTE_FINISH_SQLITE)
+        db.execute_sql(_MINUTE_UPDATE_SQLITE)
+        db.execute_sql(_MINUTE_DELETE_SQLITE)
+        db.execute_sql(_FAILED_INSERT_SQLITE)
+        db.execute_sql(_FAILED_UPDATE_SQLITE)
+        db.execute_sql(_FAILED_DELETE_SQLITE)
     else:  # PostgreSQL
         db.execute_sql("CREATE OR REPLACE FUNCTION job_count_change() RETURNS trigger "
                        "LANGUAGE plpgsql AS $$ BEGIN "
@@ -147,10 +284,36 @@ def _install_triggers(db) -> None:
         db.execute_sql("CREATE TRIGGER job_release AFTER UPDATE OF state ON job FOR EACH ROW "
                        "WHEN (NEW.state = 'completed' AND OLD.state IS DISTINCT FROM 'completed') "
                        "EXECUTE FUNCTION job_release()")
+        db.execute_sql(_MINUTE_FUNCTION_POSTGRES)
+        db.execute_sql("CREATE TRIGGER attempt_minute_insert_delete AFTER INSERT OR DELETE ON "
+                       "attempt FOR EACH ROW EXECUTE FUNCTION attempt_minute_change()")
+        db.execute_sql("CREATE TRIGGER attempt_minute_update AFTER UPDATE OF finished_at, outcome, "
+                       "number, started_at, due_at, duration, queue ON attempt FOR EACH ROW WHEN ("
+                       "OLD.finished_at IS DISTINCT FROM NEW.finished_at OR OLD.outcome IS "
+                       "DISTINCT FROM NEW.outcome OR OLD.number IS DISTINCT FROM NEW.number OR "
+                       "OLD.started_at IS DISTINCT FROM NEW.started_at OR OLD.due_at IS DISTINCT "
+                       "FROM NEW.due_at OR OLD.duration IS DISTINCT FROM NEW.duration OR "
+                       "OLD.queue IS DISTINCT FROM NEW.queue) EXECUTE FUNCTION attempt_minute_change()")
+        db.execute_sql(_FAILED_FUNCTION_POSTGRES)
+        db.execute_sql("CREATE TRIGGER job_failed_insert_delete AFTER INSERT OR DELETE ON job "
+                       "FOR EACH ROW EXECUTE FUNCTION job_failed_change()")
+        db.execute_sql("CREATE TRIGGER job_failed_update AFTER UPDATE OF state, finished_at, "
+                       "last_error, queue ON job FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM "
+                       "NEW.state OR OLD.finished_at IS DISTINCT FROM NEW.finished_at OR "
+                       "OLD.last_error IS DISTINCT FROM NEW.last_error OR OLD.queue IS DISTINCT "
+                       "FROM NEW.queue) EXECUTE FUNCTION job_failed_change()")
     JobCount.delete().execute()
     JobCount.insert_from(Job.select(Job.queue, Job.state, fn.COUNT(Job.seq))
                          .group_by(Job.queue, Job.state),
                          [JobCount.queue, JobCount.state, JobCount.n]).execute()
+    AttemptMinute.delete().execute()
+    FailedMinute.delete().execute()
+    if isinstance(db, SqliteDatabase):
+        db.execute_sql(_MINUTE_FILL_SQLITE)
+        db.execute_sql(_FAILED_FILL_SQLITE)
+    else:
+        db.execute_sql(_MINUTE_FILL_POSTGRES)
+        db.execute_sql(_FAILED_FILL_POSTGRES)
 
 
 #: meta key of the counter worker ids are taken from (a rowid would be reused after a delete).

@@ -162,7 +162,7 @@ def _write_history(job: Job, runs: list, then, now: float, logs: Path) -> None:
                        peak_rss_bytes=(6 + (job.seq * 37 + number * 11) % 180) * 1024 * 1024
                        if measured else None,
                        processes=1 + (job.seq + number) % 4 if measured else None,
-                       due_at=min(due, now - start))
+                       due_at=min(due, now - start), queue=job.queue)
         due = now - start + duration + 2 ** number
         values.update(started_at=now - start, finished_at=now - start + duration, exit_code=code,
                       last_error=error, output_tail=output, updated_at=now - start + duration)
@@ -189,7 +189,8 @@ def _running(now: float, cwd: str, pid: int, logs: Path) -> None:
         log_file = f"job{job.seq}-1.log"
         (logs / log_file).write_text(output)
         Attempt.create(job=job.seq, number=1, worker_id=worker.id, host=worker.host, pid=pid,
-                       pid_started=started, started_at=now - age, log_file=log_file)
+                       pid_started=started, started_at=now - age, log_file=log_file,
+                       queue=queue)
         Job.update(state=PROCESSING, attempts=1, worker_id=worker.id, started_at=now - age,
                    updated_at=now - age).where(Job.seq == job.seq).execute()
         Worker.update(status="busy", current_job=job_id).where(Worker.id == worker.id).execute()
@@ -231,7 +232,7 @@ def seed_bulk(count: int, now: float | None = None, *, chunk: int = 2000) -> Non
                         "started_at": finished - 1, "finished_at": finished,
                         "exit_code": jobs[-1]["exit_code"], "duration": 1.0,
                         "outcome": "completed" if state == COMPLETED else "failed",
-                        "error": error, "log_file": None,
+                        "error": error, "log_file": None, "queue": "default",
                     })
             Job.insert_many(jobs).execute()
             if attempts:

@@ -479,7 +479,7 @@ _CLAIM = ("UPDATE job SET state = 'processing', attempts = attempts + 1, worker_
           + ") o) ORDER BY rank DESC, run_at, seq LIMIT 1) RETURNING " + ", ".join(_JOB_COLUMNS))
 _NEXT_NUMBER = "SELECT COALESCE(MAX(number), 0) + 1 FROM attempt WHERE job_seq = ?"
 _NEW_ATTEMPT = ("INSERT INTO attempt (job_seq, number, worker_id, host, started_at, log_file, "
-                "claim_token, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq")
+                "claim_token, due_at, queue) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq")
 _FINISH_JOB = ("UPDATE job SET state = ?, run_at = COALESCE(?, run_at), attempts = attempts - ?, "
                "finished_at = ?, last_error = ?, exit_code = ?, output_tail = COALESCE(?, output_tail), "
                "updated_at = ?, worker_id = NULL, cancel_requested = 0, claim_token = NULL "
@@ -526,9 +526,11 @@ def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
     number = database.execute_sql(_sql(_NEXT_NUMBER), (job.seq,)).fetchone()[0]
     log_file = f"job{job.seq}-{number}.log"
     seq = database.execute_sql(_sql(_NEW_ATTEMPT), (job.seq, number, worker.id, worker.host, now,
-                                                    log_file, token, job.run_at)).fetchall()[0][0]
+                                                    log_file, token, job.run_at, job.queue)
+                                ).fetchall()[0][0]
     attempt = Attempt(seq=seq, job=job.seq, number=number, worker_id=worker.id, host=worker.host,
-                      started_at=now, log_file=log_file, claim_token=token, due_at=job.run_at)
+                      started_at=now, log_file=log_file, claim_token=token, due_at=job.run_at,
+                      queue=job.queue)
     return job, attempt
 
 

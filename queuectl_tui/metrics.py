@@ -1,13 +1,15 @@
 """Execution metrics over a window of time: what finished, how long jobs waited and ran, what
 failed. Plain functions over the models, shared by ``stats``, ``metrics serve`` and the console.
 
-A window is ``since < attempt.finished_at <= now``: one range of the covering index
-``attempt_window`` (models.py), so its cost follows the attempts in the window, not the size
-of the queue. Counts, rates, means and maxima are exact. Percentiles are exact up to
-``SAMPLE_MAX`` attempts in the window; beyond that they come from an even sample (every k-th
-attempt id, ``sampled_every`` = k, each read by its rowid), since sorting every attempt of a
-busy hour would cost more than the whole query. Per-queue figures read each attempt's job (for
-its queue) unless there is only one queue.
+A window is ``since < attempt.finished_at <= now``. Its whole minutes are read from the
+rollup ``attempt_minute`` (one row per queue and minute, kept by triggers: models.AttemptMinute)
+and only the partial minutes at its edges from the attempts, one range each of the covering
+index ``attempt_window`` (models.py): the cost follows minutes x queues plus the attempts of
+two minutes, not the attempts of the window. Counts, rates, means and maxima are exact.
+Percentiles are exact up to ``SAMPLE_MAX`` attempts in the window; beyond that they come from
+an even sample (every k-th attempt id, ``sampled_every`` = k, each read by its rowid), since
+sorting every attempt of a busy hour would cost more than the whole query. Each attempt carries
+its queue (copied by the claim), so per-queue figures read no job.
 """
 
 from __future__ import annotations
@@ -54,42 +56,48 @@ def _sql(text: str) -> str:
     return text if is_sqlite() else text.replace("?", "%s")
 
 
-# The statements, spelt out as literals (values travel as parameters). Each comes in two forms:
-# for one queue (every attempt is that queue's: no job read, no GROUP BY, which would sort the
-# whole window) and per queue (each attempt's job gives its queue; ?: a JSON list of queues).
+# The statements, spelt out as literals (values travel as parameters). Attempts carry their
+# queue (copied by the claim, in the covering index attempt_window): none reads its job.
 _IN_WINDOW = "a.finished_at > ? AND a.finished_at <= ?"
-_JOIN_JOB = " JOIN job j ON j.seq = a.job_seq"
-_OF_QUEUES = " AND j.queue IN (SELECT value FROM json_each(?))"
+_OF_QUEUES = " AND a.queue IN (SELECT value FROM json_each(?))"
 _FIGURES = ("count(*), count(*) FILTER (WHERE a.outcome = 'completed'), "
             "count(*) FILTER (WHERE a." + FAILED_OUTCOMES_SQL + "), "
             "count(*) FILTER (WHERE a.number > 1), "
             "max(a.started_at - a.due_at), sum(a.started_at - a.due_at), count(a.due_at), "
-            "max(a.duration), sum(a.duration), min(a.seq)")  # a finished attempt has a duration
-_TOTALS = "SELECT NULL, " + _FIGURES + " FROM attempt a WHERE " + _IN_WINDOW
-_TOTALS_BY_QUEUE = ("SELECT j.queue, " + _FIGURES + " FROM attempt a" + _JOIN_JOB + " WHERE "
-                    + _IN_WINDOW + _OF_QUEUES + " GROUP BY j.queue")
-_TIMES = "SELECT NULL, a.started_at - a.due_at, a.duration FROM attempt a WHERE " + _IN_WINDOW
-_TIMES_BY_QUEUE = ("SELECT j.queue, a.started_at - a.due_at, a.duration FROM attempt a"
-                   + _JOIN_JOB + " WHERE " + _IN_WINDOW + _OF_QUEUES)
+            "max(a.duration), sum(a.duration), count(a.duration), min(a.seq)")
+# The whole minutes of a window, from the rollup kept by triggers (models.AttemptMinute): a
+# few rows per queue and minute, whatever the number of attempts.
+_MINUTES = ("SELECT minute, queue, attempts, completed, failed, reruns, wait_max, wait_sum, "
+            "wait_n, run_max, run_sum, run_n, min_seq, dirty FROM attempt_minute "
+            "WHERE minute BETWEEN ? AND ?")
+# The attempts of the window in minutes ?3 to ?4 (the same minute as the rollup's: the
+# finish time / 60, truncated), read from attempt_window: the partial minutes at the edges.
+_SCAN = ("SELECT a.queue, " + _FIGURES + " FROM attempt a WHERE " + _IN_WINDOW
+         + " AND CAST(a.finished_at / 60 AS INTEGER) BETWEEN ? AND ? GROUP BY a.queue")
+_TIMES = "SELECT a.queue, a.started_at - a.due_at, a.duration FROM attempt a WHERE " + _IN_WINDOW
 # Every k-th attempt id from ?1 to ?4 (step ?2 = ?3), each read by its rowid.
 _IDS = "WITH RECURSIVE ids(seq) AS (SELECT ? UNION ALL SELECT seq + ? FROM ids WHERE seq + ? <= ?) "
-_SAMPLE = (_IDS + "SELECT NULL, a.started_at - a.due_at, a.duration FROM ids "
+_SAMPLE = (_IDS + "SELECT a.queue, a.started_at - a.due_at, a.duration FROM ids "
            "JOIN attempt a ON a.seq = ids.seq WHERE " + _IN_WINDOW)
-_SAMPLE_BY_QUEUE = (_IDS + "SELECT j.queue, a.started_at - a.due_at, a.duration FROM ids "
-                    "JOIN attempt a ON a.seq = ids.seq" + _JOIN_JOB + " WHERE " + _IN_WINDOW
-                    + _OF_QUEUES)
-_FAILED_IN_WINDOW = ("FROM job WHERE state IN ('failed', 'dead') AND finished_at > ? "
-                     "AND finished_at <= ?")
-_FAILURES = "SELECT NULL, state, last_error, count(*) " + _FAILED_IN_WINDOW + " GROUP BY 2, 3"
-_FAILURES_BY_QUEUE = ("SELECT queue, state, last_error, count(*) " + _FAILED_IN_WINDOW
-                      + " AND queue IN (SELECT value FROM json_each(?)) GROUP BY 1, 2, 3")
+# Jobs failed or dead with their last errors: whole minutes from the rollup job_failed_minute
+# (models.FailedMinute), the partial ones from the partial index job_failed.
+_FAILED_MINUTES = ("SELECT queue, state, error, sum(n) FROM job_failed_minute "
+                   "WHERE minute BETWEEN ? AND ? GROUP BY 1, 2, 3")
+_FAILURES = ("SELECT queue, state, last_error, count(*) FROM job WHERE state IN ('failed', "
+             "'dead') AND finished_at > ? AND finished_at <= ? "
+             "AND CAST(finished_at / 60 AS INTEGER) BETWEEN ? AND ? GROUP BY 1, 2, 3")
 _OLDEST_DUE = ("SELECT id, run_at FROM job INDEXED BY job_due WHERE queue = ? AND "
                + CLAIMABLE_WHERE + " ORDER BY run_at LIMIT 1")
 _SLICES_HEAD = ("SELECT min(CAST((a.finished_at - ?) / ? AS INTEGER), ?) AS b, count(*), "
                 "avg(a.started_at - a.due_at), max(a.started_at - a.due_at), avg(a.duration), "
                 "max(a.duration) FROM attempt a")
 _SLICES = _SLICES_HEAD + " WHERE " + _IN_WINDOW + " GROUP BY b"
-_SLICES_BY_QUEUE = _SLICES_HEAD + _JOIN_JOB + " WHERE " + _IN_WINDOW + _OF_QUEUES + " GROUP BY b"
+_SLICES_BY_QUEUE = _SLICES_HEAD + " WHERE " + _IN_WINDOW + _OF_QUEUES + " GROUP BY b"
+
+
+def minute_of(at: float) -> int:
+    """The rollup's minute of a finish time: as the triggers compute it (db.py)."""
+    return int(at / 60)
 
 
 def queues_with_jobs() -> list[str]:
@@ -115,23 +123,26 @@ def execution_stats(since: float, queues: list[str] | None = None,
     scope = sorted(set(queues)) if queues else known
     figures = {name: _empty() for name in scope}
     overall = _empty()
-    # Every attempt belongs to a job (they are deleted together) of a queue in job_count: with
-    # one queue there and nothing filtered out, no attempt needs its job read for its queue.
-    single, by_queue, extra = _scope(known, scope, queues)
-    base = [since, now] + extra
+    base = [since, now]
+
+    # The minutes wholly inside the window come from the rollup; the partial ones at its edges
+    # (and any whose maximum went with a deleted attempt) from the attempts themselves.
+    first, last = minute_of(since), minute_of(now)
+    rows: list = []
+    dirty: list[int] = []
+    if last - first >= 2:
+        minutes = database.execute_sql(_sql(_MINUTES), [first + 1, last - 1]).fetchall()
+        dirty = sorted({row[0] for row in minutes if row[-1]})
+        rows = [row[1:-1] for row in minutes if row[0] not in dirty]
+    for bounds in _edges(since, now, first, last, dirty):
+        rows += database.execute_sql(_sql(_SCAN), bounds).fetchall()
 
     total, low = 0, None
-    if by_queue:
-        rows = database.execute_sql(_sql(_TOTALS_BY_QUEUE), base).fetchall()
-    else:
-        rows = database.execute_sql(_sql(_TOTALS), base).fetchall()
-    for name, n, done, failed, reruns, wmax, wsum, wn, rmax, rsum, first in rows:
-        name = name if by_queue else single
+    for name, n, done, failed, reruns, wmax, wsum, wn, rmax, rsum, rn, seq in rows:
         if not n or name not in figures:
             continue
         total += n
-        rn = n
-        low = first if low is None else min(low, first)
+        low = seq if low is None else min(low, seq)
         for fig in (figures[name], overall):
             fig["attempts"] += n
             fig["completed"] += done
@@ -146,22 +157,15 @@ def execution_stats(since: float, queues: list[str] | None = None,
     samples: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in scope}
     every = 1
     if total <= SAMPLE_MAX:  # exact: every attempt of the window
-        if by_queue:
-            cursor = database.execute_sql(_sql(_TIMES_BY_QUEUE), base)
-        else:
-            cursor = database.execute_sql(_sql(_TIMES), base)
+        cursor = database.execute_sql(_sql(_TIMES), base)
     else:
         # An even sample without a second pass over the window: every k-th attempt id from the
         # window's first to the last id there is, each read by its rowid (those that finished
         # outside the window, earlier or not yet, are left out by the same condition).
         high = database.execute_sql("SELECT max(seq) FROM attempt").fetchone()[0]
         every = math.ceil((high - low + 1) / SAMPLE_MAX)
-        if by_queue:
-            cursor = database.execute_sql(_sql(_SAMPLE_BY_QUEUE), [low, every, every, high] + base)
-        else:
-            cursor = database.execute_sql(_sql(_SAMPLE), [low, every, every, high] + base)
+        cursor = database.execute_sql(_sql(_SAMPLE), [low, every, every, high] + base)
     for name, wait, run in cursor:
-        name = name if by_queue else single
         if name in samples:
             if wait is not None:
                 samples[name][0].append(wait)
@@ -172,23 +176,13 @@ def execution_stats(since: float, queues: list[str] | None = None,
     _percentiles(overall, [w for ws, _ in samples.values() for w in ws],
                  [r for _, rs in samples.values() for r in rs])
 
-    _failures(figures, overall, scope, single, since, now)
+    _failures(figures, overall, since, now, first, last)
     _oldest_due(figures, overall, scope, now)
     minutes = max(now - since, 1e-9) / 60
     for fig in [*figures.values(), overall]:
         _finish(fig, minutes)
     return {"since": since, "now": now, "window_seconds": now - since, "sampled_every": every,
             "overall": overall, "queues": figures}
-
-
-def _scope(known: list[str], scope: list[str], queues: list[str] | None) -> tuple[str | None, bool, list]:
-    """(the one queue every attempt belongs to, or None; whether to read each attempt's job
-    for its queue; the parameters that go with that). Every attempt belongs to a job (they are
-    deleted together) of a queue in job_count: with one queue there, and that queue wanted, no
-    attempt's job needs reading."""
-    single = known[0] if len(known) == 1 and known[0] in scope else None
-    by_queue = single is None and (queues is not None or len(known) > 1)
-    return single, by_queue, [json.dumps(scope)] if by_queue else []
 
 
 def _empty() -> dict[str, Any]:
@@ -210,16 +204,28 @@ def _percentiles(fig: dict[str, Any], waits: list[float], runs: list[float]) -> 
             fig[key][f"p{p}"] = percentile(values, p)
 
 
-def _failures(figures: dict, overall: dict, scope: list[str], single: str | None, since: float,
-              now: float) -> None:
+def _edges(since: float, now: float, first: int, last: int, minutes: list[int]) -> list[list]:
+    """Parameters of the scans of the window's partial minutes (``first`` and ``last``, or
+    the whole window when it has no whole minute between them) and of ``minutes``. The index
+    range is each minute's times with a second to spare either way (a time's minute is its
+    quotient, rounded): the minute test then decides, as the triggers did."""
+    spans = ([(first, first), (last, last)] + [(m, m) for m in minutes] if last - first >= 2
+             else [(first, last)])
+    return [[max(since, low * 60 - 1), min(now, high * 60 + 61), low, high] for low, high in spans]
+
+
+def _failures(figures: dict, overall: dict, since: float, now: float, first: int,
+              last: int) -> None:
     """Jobs that went to the DLQ in the window, and the last errors of those that failed or
-    died in it (partial index job_failed: only failing jobs are in it)."""
-    if single is not None:  # no need to read or group by the queue
-        rows = database.execute_sql(_sql(_FAILURES), [since, now])
-    else:
-        rows = database.execute_sql(_sql(_FAILURES_BY_QUEUE), [since, now, json.dumps(scope)])
+    died in it: whole minutes from the rollup, the edges from the partial index job_failed."""
+    rows: list = []
+    if last - first >= 2:
+        rows = database.execute_sql(_sql(_FAILED_MINUTES), [first + 1, last - 1]).fetchall()
+    for bounds in _edges(since, now, first, last, []):
+        rows += database.execute_sql(_sql(_FAILURES), bounds).fetchall()
     for name, state, error, n in rows:
-        name = single if single is not None else name
+        if name not in figures:
+            continue
         for fig in (figures[name], overall):
             if state == "dead":
                 fig["dead"] += n
@@ -258,9 +264,10 @@ def timeline(since: float, now: float, buckets: int = 30,
     """The window cut in ``buckets`` equal slices, oldest first: per slice, attempts finished,
     mean and max wait and run time (None when nothing finished in it). The console's chart."""
     width = max(now - since, 1e-9) / buckets
-    known = queues_with_jobs()
-    scope = sorted(set(queues)) if queues else known
-    _single, by_queue, extra = _scope(known, scope, queues)
+    # Every attempt is of a job (they are deleted together), so of a queue that has jobs: only
+    # a list of queues given leaves some out.
+    by_queue = bool(queues)
+    extra = [json.dumps(sorted(set(queues)))] if by_queue else []
     series = [{"start": since + i * width, "attempts": 0, "wait_mean": None, "wait_max": None,
                "run_mean": None, "run_max": None} for i in range(buckets)]
     params = [since, width, buckets - 1, since, now, *extra]

@@ -194,6 +194,9 @@ class Attempt(BaseModel):
     cpu_seconds = DoubleField(null=True)  # user + system, descendants included
     peak_rss_bytes = BigIntegerField(null=True)
     processes = IntegerField(null=True)  # how many processes the tree started
+    #: The job's queue, copied by the claim: the metrics group attempts by it without reading
+    #: their jobs, and the rollup below is keyed by it (also when the job is being deleted).
+    queue = CharField(null=True)
 
     class Meta:
         indexes = ((("job", "number"), True),)
@@ -206,10 +209,58 @@ FAILED_OUTCOMES_SQL = "outcome IN ('failed', 'timeout', 'lost')"
 # console's throughput chart): a window is one range of this index, never the table's rows.
 Attempt.add_index(Attempt.index(Attempt.finished_at, Attempt.outcome, Attempt.number,
                                 Attempt.started_at, Attempt.due_at, Attempt.duration,
-                                Attempt.job, name="attempt_window"))
+                                Attempt.queue, name="attempt_window"))
 # Jobs that failed or died, by when: the DLQ count and the most frequent errors of a window.
 # Partial: a job enters it only when it fails, so the completion path writes nothing here.
 Job.add_index(Job.index(Job.finished_at, Job.queue, Job.state, Job.last_error,
                         name="job_failed").where(SQL("state IN ('failed', 'dead')")))
 
-MODELS = [Meta, Setting, Environment, Worker, Job, JobCount, Queue, Dependency, Attempt]
+
+
+class AttemptMinute(BaseModel):
+    """Finished attempts per minute of ``finished_at`` (``minute`` = int(finished_at / 60)) and
+    queue, kept by triggers on ``attempt`` (db.py) in the same transaction as every change, so
+    that a window's whole minutes cost one row per queue, not one per attempt (metrics.py).
+    Counts and sums follow inserts, updates and deletes exactly; a maximum cannot be taken
+    back, so a row whose maximum went away is marked ``dirty`` and its minute is read from
+    the attempts instead (a row left with no attempts is deleted)."""
+
+    minute = BigIntegerField()
+    queue = CharField()
+    attempts = BigIntegerField(default=0)
+    completed = BigIntegerField(default=0)
+    failed = BigIntegerField(default=0)  # outcomes failed, timeout, lost
+    reruns = BigIntegerField(default=0)  # attempts numbered above 1
+    wait_n = BigIntegerField(default=0)  # attempts with a due time: wait = started_at - due_at
+    wait_sum = DoubleField(default=0)
+    wait_max = DoubleField(null=True)
+    run_n = BigIntegerField(default=0)  # attempts with a duration
+    run_sum = DoubleField(default=0)
+    run_max = DoubleField(null=True)
+    min_seq = BigIntegerField(null=True)  # at or below the first attempt's seq (the sample's start)
+    dirty = IntegerField(default=0)
+
+    class Meta:
+        table_name = "attempt_minute"
+        primary_key = CompositeKey("minute", "queue")
+
+
+class FailedMinute(BaseModel):
+    """Jobs that are failed or dead, per minute of their ``finished_at``, queue, state and last
+    error, kept by triggers on ``job`` (db.py): a window's DLQ count and most frequent errors
+    in one row per (minute, queue, state, error), not one per job. Plain counts, so exact
+    through every change (a failed job that is claimed again leaves its row)."""
+
+    minute = BigIntegerField()
+    queue = CharField()
+    state = CharField()
+    error = TextField()  # last_error, '' for none
+    n = BigIntegerField(default=0)
+
+    class Meta:
+        table_name = "job_failed_minute"
+        primary_key = CompositeKey("minute", "queue", "state", "error")
+
+
+MODELS = [Meta, Setting, Environment, Worker, Job, JobCount, Queue, Dependency, Attempt,
+          AttemptMinute, FailedMinute]

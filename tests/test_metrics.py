@@ -3,6 +3,7 @@ figures per queue and overall, windows, queue filters, the sample, and the CLI's
 
 from __future__ import annotations
 
+import random
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from helpers import cli_env
 from queue_support import ok, user_error
 from queuectl_tui import engine, metrics, spec
 from queuectl_tui.errors import InvalidInput
+from queuectl_tui.models import Attempt, AttemptMinute, FailedMinute, Job, database
 
 T0 = 1_800_000_000.0
 NOW = T0 + 600
@@ -135,6 +137,172 @@ def test_timeline_cuts_the_window_in_slices(history):
     assert series[0]["wait_mean"] is None
     edge = metrics.timeline(T0 + 4, T0 + 64, buckets=3)  # b4 finished at the window's end
     assert [s["attempts"] for s in edge] == [1, 3, 2] and edge[2]["run_max"] == 8
+
+
+# --- the rollups: whole minutes from attempt_minute / job_failed_minute, edges from the rows -----
+
+def full_scan(since: float, now: float) -> dict:
+    """The figures execution_stats gives, computed from every attempt and job by hand. An
+    attempt counts in the queue it ran in; a failed or dead job in the queue it is in now."""
+    out: dict = {}
+    for a in Attempt.select().where(Attempt.finished_at > since, Attempt.finished_at <= now):
+        for key in (a.queue, None):
+            fig = out.setdefault(key, {"attempts": 0, "completed": 0, "failed_attempts": 0,
+                                       "reruns": 0, "waits": [], "runs": [], "dead": 0, "errors": {}})
+            fig["attempts"] += 1
+            fig["completed"] += a.outcome == "completed"
+            fig["failed_attempts"] += a.outcome in ("failed", "timeout", "lost")
+            fig["reruns"] += a.number > 1
+            if a.due_at is not None:
+                fig["waits"].append(a.started_at - a.due_at)
+            fig["runs"].append(a.duration)
+    for job in Job.select().where(Job.state.in_(["failed", "dead"]), Job.finished_at > since,
+                                  Job.finished_at <= now):
+        for key in (job.queue, None):
+            fig = out.setdefault(key, {"attempts": 0, "completed": 0, "failed_attempts": 0,
+                                       "reruns": 0, "waits": [], "runs": [], "dead": 0, "errors": {}})
+            fig["dead"] += job.state == "dead"
+            error = job.last_error or "(no error recorded)"
+            fig["errors"][error] = fig["errors"].get(error, 0) + 1
+    return out
+
+
+def assert_agrees(since: float, now: float) -> None:
+    stats = metrics.execution_stats(since, None, now)
+    expected = full_scan(since, now)
+    for key in [None, *stats["queues"]]:
+        got, want = figures(stats, key), expected.get(key)
+        where = (since - T0, now - T0, key)
+        if want is None:
+            assert got["attempts"] == 0 and got["dead"] == 0 and got["top_errors"] == [], where
+            continue
+        assert (got["attempts"], got["completed"], got["failed_attempts"], got["dead"]) == (
+            want["attempts"], want["completed"], want["failed_attempts"], want["dead"]), where
+        firsts = want["attempts"] - want["reruns"]
+        assert got["retries_per_job"] == (want["reruns"] / firsts if firsts else None), where
+        for name, values in (("wait", want["waits"]), ("run", want["runs"])):
+            assert got[name]["count"] == len(values), where
+            assert got[name]["max"] == (max(values) if values else None), where
+            assert got[name]["sum"] == pytest.approx(sum(values)), where
+            ordered = sorted(values)
+            assert got[name]["p50"] == metrics.percentile(ordered, 50), where
+        top = sorted(want["errors"].items(), key=lambda e: (-e[1], e[0]))[:metrics.TOP_ERRORS]
+        assert got["top_errors"] == [{"error": e, "count": n} for e, n in top], where
+
+
+def assert_rollups_match_rows() -> None:
+    """attempt_minute and job_failed_minute hold what a GROUP BY of the rows gives (a dirty
+    row's maximum may be stale: its minute is read from the attempts)."""
+    groups = {}
+    for a in Attempt.select().where(Attempt.finished_at.is_null(False)):
+        g = groups.setdefault((metrics.minute_of(a.finished_at), a.queue),
+                              [0, 0, 0, 0, 0, 0.0, None, 0, 0.0, None])
+        wait = None if a.due_at is None else a.started_at - a.due_at
+        g[0] += 1
+        g[1] += a.outcome == "completed"
+        g[2] += a.outcome in ("failed", "timeout", "lost")
+        g[3] += a.number > 1
+        if wait is not None:
+            g[4] += 1
+            g[5] += wait
+            g[6] = wait if g[6] is None else max(g[6], wait)
+        if a.duration is not None:
+            g[7] += 1
+            g[8] += a.duration
+            g[9] = a.duration if g[9] is None else max(g[9], a.duration)
+    rows = {(r.minute, r.queue): r for r in AttemptMinute.select()}
+    assert sorted(rows) == sorted(groups)
+    for key, g in groups.items():
+        r = rows[key]
+        assert [r.attempts, r.completed, r.failed, r.reruns, r.wait_n, r.run_n] == g[:5] + [g[7]], key
+        assert (r.wait_sum, r.run_sum) == (pytest.approx(g[5]), pytest.approx(g[8])), key
+        if not r.dirty:
+            assert (r.wait_max, r.run_max) == (g[6], g[9]), key
+    failed = {}
+    for job in Job.select().where(Job.state.in_(["failed", "dead"]), Job.finished_at.is_null(False)):
+        key = (metrics.minute_of(job.finished_at), job.queue, job.state, job.last_error or "")
+        failed[key] = failed.get(key, 0) + 1
+    assert {(r.minute, r.queue, r.state, r.error): r.n for r in FailedMinute.select()} == failed
+
+
+def test_a_window_edge_inside_a_minute_counts_exactly(db, tmp_path):
+    """Finishes on and around minute boundaries (runs of 1 s, 1.125 s, ... 1.75 s): the whole
+    minutes come from the rollup, the partial ones at the edges from the attempts, and none is
+    counted twice or missed."""
+    worker = engine.register_worker(["a"], now=T0 - 10)
+    ends = [T0 + 59.75, T0 + 60, T0 + 60.25, T0 + 119.999, T0 + 120, T0 + 180, T0 + 240.5]
+    for i, end in enumerate(ends):
+        engine.enqueue([spec.normalize({"id": f"e{i}", "command": "true", "queue": "a"}, now=end - 5)],
+                       cwd=str(tmp_path), env={}, now=end - 5)
+        job, attempt = engine.claim(worker, now=end - 1 - i / 8)
+        engine.finish(job, attempt, outcome="completed", exit_code=0, now=end)
+    for since, now, count, run_max in (
+            (T0 + 60, T0 + 240.5, 5, 1.75),       # T0+60 itself is out, T0+240.5 in
+            (T0 + 59.75, T0 + 180, 5, 1.625),     # from T0+60 to T0+180, both edges in
+            (T0 + 59.7, T0 + 179.99, 5, 1.5),     # T0+59.75 in, T0+180 out
+            (T0, T0 + 60, 2, 1.125),              # shorter than two minutes: all scanned
+            (T0 - 600, T0 + 3600, 7, 1.75),       # every minute whole but the two edges
+            (T0 + 60.25, T0 + 60.26, 0, None)):
+        stats = metrics.execution_stats(since, None, now)
+        assert (figures(stats)["attempts"], figures(stats)["run"]["max"]) == (count, run_max), (since - T0, now - T0)
+        assert figures(stats)["completed"] == count
+        assert_agrees(since, now)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_rollups_agree_with_a_full_scan_of_a_random_history(db, tmp_path, seed):
+    """Queues, outcomes, retries, deletes and edited attempts on a fixed clock: every window's
+    figures equal those of a scan of every row, and the rollup rows equal a GROUP BY."""
+    rng = random.Random(seed)
+    queues = ["a", "b", "c"]
+    workers = {q: engine.register_worker([q], now=T0 - 10) for q in queues}
+    t = T0
+    for i in range(90):
+        t += rng.uniform(0, 20)
+        raw = {"id": f"j{i}", "command": "true", "queue": rng.choice(queues),
+               "max_retries": rng.randint(0, 2), "backoff_base": 1.5}
+        engine.enqueue([spec.normalize(raw, now=t)], cwd=str(tmp_path), env={}, now=t)
+        for _ in range(rng.randint(0, 2)):
+            claimed = engine.claim(workers[rng.choice(queues)], now=t)
+            if claimed is None:
+                continue
+            job, attempt = claimed
+            t += rng.choice([0.0, 0.5, rng.uniform(0, 150)])
+            outcome = rng.choice(["completed"] * 4 + ["failed", "timeout", "lost", "interrupted", "cancelled"])
+            error = None if outcome == "completed" else rng.choice(["exit code 1", "exit code 2", None])
+            engine.finish(job, attempt, outcome=outcome, exit_code=0 if outcome == "completed" else 1,
+                          error=error, now=t)
+    end = t + 1
+    assert_rollups_match_rows()
+
+    def windows():
+        for _ in range(25):
+            since = T0 + rng.uniform(-100, end - T0)
+            yield since, since + rng.choice([30, 90, 600, 3600, rng.uniform(0, end - T0)])
+        for k in range(0, int((end - T0) / 60), 7):  # edges exactly on a minute
+            yield T0 + 60 * k, T0 + 60 * (k + 3)
+        yield T0 - 1, end
+
+    for since, now in windows():
+        assert_agrees(since, now)
+    # A failed job moved to another queue: its failure moves, its attempts stay where they ran.
+    moved = [j.id for j in Job.select().where(Job.state == "failed")][:3]
+    for job_id in moved:
+        engine.edit(job_id, {"queue": "d"}, now=end)
+    assert moved
+    assert_rollups_match_rows()
+    moved_stats = metrics.execution_stats(T0 - 1, None, end)
+    assert figures(moved_stats, "d")["attempts"] == 0 and figures(moved_stats, "d")["top_errors"]
+    # Deletes take attempts out (a maximum that goes marks its row dirty); edits move them.
+    doomed = [j.id for j in Job.select().where(Job.state != "processing") if rng.random() < 0.3]
+    engine.delete(doomed)
+    database.execute_sql("UPDATE attempt SET duration = duration + 0.5 WHERE seq % 4 = 0")
+    database.execute_sql("UPDATE attempt SET finished_at = finished_at + 45 WHERE seq % 5 = 0")
+    database.execute_sql("UPDATE job SET last_error = 'edited' WHERE seq % 3 = 0")
+    assert_rollups_match_rows()
+    assert AttemptMinute.select().where(AttemptMinute.dirty == 1).exists()
+    for since, now in windows():
+        assert_agrees(since, now)
 
 
 @pytest.mark.parametrize("text, seconds", [("90s", 90), ("30m", 1800), ("1h", 3600), ("2d", 172800),
