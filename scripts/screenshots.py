@@ -63,14 +63,17 @@ async def shoot_all(db_path: Path, out: Path, size: tuple[int, int], now: float)
 
 
 def retries_ended(now: float) -> bool:
-    """No job is backing off or due and unclaimed: every retry has run to its end (jobs
-    scheduled for later, the demo's trickle, stay pending)."""
-    from queuectl_tui.models import FAILED, PENDING, Job
+    """Every retry has run to its end: no job is backing off, running (but the demo's long one)
+    or due and unclaimed. The demo's trickle of short jobs, due every 20 s, does not count."""
+    from queuectl_tui import demo
+    from queuectl_tui.models import FAILED, PENDING, PROCESSING, Job
 
-    if Job.select().where(Job.state == FAILED).exists():
-        return False
-    return not Job.select().where(Job.state == PENDING, Job.run_at <= now,
-                                  ~Job.id.startswith("report-chunk-")).exists()
+    ours = ~Job.id.startswith("report-chunk-")
+    busy = Job.select().where(ours & (
+        (Job.state == FAILED)
+        | ((Job.state == PROCESSING) & (Job.id != demo.LIVE[0][0]))  # the long job runs on
+        | ((Job.state == PENDING) & (Job.run_at <= now))))
+    return not busy.exists()
 
 
 def check_detail_log() -> None:
@@ -80,8 +83,8 @@ def check_detail_log() -> None:
 
     job = engine.get_job(DETAIL)
     latest = engine.attempts_of(job)[-1]
-    if latest.pid is None:
-        raise SystemExit(f"{DETAIL}'s latest attempt was not run by a worker: no screenshots")
+    if latest.pid is None or latest.finished_at is None:
+        raise SystemExit(f"{DETAIL}'s latest attempt was not run to its end by a worker")
     print(f"{DETAIL}: attempt {latest.number} ran as pid {latest.pid}, {job.state}; its log:")
     print(engine.log_path(latest).read_text().rstrip())
 
