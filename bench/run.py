@@ -336,7 +336,7 @@ def bench_scale(cfg: dict, tmp: Path) -> dict:
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(BENCH))
     import seed
-    from queuectl_tui import engine
+    from queuectl_tui import engine, present
     from queuectl_tui.db import close_db, open_db
 
     db = tmp / "big" / "queuectl.db"
@@ -348,9 +348,9 @@ def bench_scale(cfg: dict, tmp: Path) -> dict:
 
     def show() -> None:
         job = engine.get_job(some_id)
-        [engine.attempt_dict(a) for a in engine.attempts_of(job)]
-        engine.job_dict(job, full=True)
-        engine.explain(job)
+        [present.attempt_dict(a) for a in engine.attempts_of(job)]
+        present.job_dict(job, full=True)
+        present.explain(job)
 
     res["query_ms"] = {
         "status": timed(engine.stats, 10),

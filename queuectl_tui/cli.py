@@ -16,9 +16,10 @@ from typing import Any
 
 import click
 
-from queuectl_tui import __version__, engine, paths, settings, spec
+from queuectl_tui import __version__, engine, paths, present, settings, spec
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
 from queuectl_tui.models import COMPLETED, DEAD, STATES
+from queuectl_tui.present import ago, size
 from queuectl_tui.visible import visible
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -75,21 +76,6 @@ def plain(value: Any):
 
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
-
-
-def ago(seconds: float | None) -> str:
-    return "-" if seconds is None else spec.ago(seconds)
-
-
-def size(num: int | None) -> str:
-    """Bytes in K/M/G, as the console shows them."""
-    if num is None:
-        return "-"
-    for unit in ("B", "K", "M", "G"):
-        if num < 1024 or unit == "G":
-            return f"{num:.0f}{unit}" if unit == "B" or num >= 100 else f"{num:.1f}{unit}"
-        num /= 1024
-    return f"{num:.1f}T"
 
 
 def _limit(limit: int) -> int | None:
@@ -224,7 +210,7 @@ def enqueue(app: App, spec_arg, file_, job_id, command, priority, max_retries, t
         app.open()
         jobs = engine.enqueue(checked, now=now)
         if as_json:
-            emit_json(engine.job_dict(jobs[0]))
+            emit_json(present.job_dict(jobs[0]))
         else:
             click.echo(jobs[0].id)
         _dead_on_arrival([(j.id, j.last_error) for j in jobs if j.state == DEAD])
@@ -251,10 +237,10 @@ def _dead_on_arrival(rows: list[tuple[str, str]]) -> None:
 def _print_added(added, as_json: bool, file_) -> None:
     """The ids (or jobs, --json) a stream enqueued, in input order, a chunk at a time."""
     if as_json and added.count == 1 and file_ is None:
-        emit_json(engine.job_dict(next(added.jobs())))
+        emit_json(present.job_dict(next(added.jobs())))
     elif as_json:  # the list json.dumps(indent=2) would print, one job at a time
         for n, job in enumerate(added.jobs()):
-            text = json.dumps(engine.job_dict(job), indent=2, ensure_ascii=False)
+            text = json.dumps(present.job_dict(job), indent=2, ensure_ascii=False)
             click.echo(("[\n  " if n == 0 else ",\n  ") + text.replace("\n", "\n  "), nl=False)
         click.echo("\n]")
     else:
@@ -401,18 +387,12 @@ def _stats_json(data: dict[str, Any]) -> dict[str, Any]:
             "queues": {name: fig(f) for name, f in data["queues"].items()}}
 
 
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.3f}s" if value < 10 else f"{value:.1f}s" if value < 60 else spec.ago(value)
-
-
 def _print_stats(data: dict[str, Any]) -> None:
     """Three narrow tables (counts and rates, wait times, run times), then the oldest due job
     and the most frequent errors: readable at 80 columns."""
     from rich.table import Table
     out = console()
-    out.print(f"window: last {spec.ago(data['window_seconds'])} "
+    out.print(f"window: last {ago(data['window_seconds'])} "
               f"({spec.iso(data['since'])} to {spec.iso(data['now'])})"
               + (f"; percentiles from 1 attempt in {data['sampled_every']}"
                  if data["sampled_every"] > 1 else ""))
@@ -434,13 +414,13 @@ def _print_stats(data: dict[str, Any]) -> None:
     for key, title in (("wait", "wait (due to started)"), ("run", "run time")):
         times = table(title, "p50", "p95", "p99", "max", "mean")
         for name, f in rows:
-            times.add_row(plain(name), *(_seconds(f[key][p]) for p in ("p50", "p95", "p99", "max", "mean")))
+            times.add_row(plain(name), *(present.seconds(f[key][p]) for p in ("p50", "p95", "p99", "max", "mean")))
         out.print()
         out.print(times)
     due = data["overall"]["oldest_due"]
     out.print()
     out.print(plain("oldest due: " + (f"{due['id']} in queue {due['queue']}, due for "
-                                      f"{spec.ago(due['waited'])}" if due else "none")))
+                                      f"{ago(due['waited'])}" if due else "none")))
     errors = data["overall"]["top_errors"]
     if errors:
         out.print("most frequent errors (jobs that failed or died in the window):")
@@ -486,19 +466,13 @@ def _jobs_table(jobs, *, error_column: bool = False):
     from rich.table import Table
     now = time.time()
     table = Table(header_style="bold")
-    for name in ("id", "state", "command", "pri", "tries", "when"):
+    for name in ("id", "state", "command", "pri", "retries", "when"):
         table.add_column(name, overflow="fold" if name == "command" else "ellipsis")
     table.add_column("last error" if error_column else "exit", overflow="fold")
     for job in jobs:
-        if job.state in ("pending", "failed"):
-            when = ("due" if job.run_at <= now else f"in {ago(job.run_at - now)}")
-        elif job.state == "processing":
-            when = f"running {ago(now - (job.started_at or now))}"
-        else:
-            when = f"{ago(now - (job.finished_at or job.updated_at))} ago"
         last = (job.last_error or "") if error_column else ("" if job.exit_code is None else str(job.exit_code))
-        table.add_row(plain(job.id), job.state, plain(job.command), str(job.priority),
-                      f"{job.attempts}/{job.max_retries + 1}", when, plain(last))
+        table.add_row(plain(job.id), present.state_label(job.state), plain(job.command),
+                      str(job.priority), present.retries(job), present.when(job, now), plain(last))
     return table
 
 
@@ -515,7 +489,7 @@ def list_(app: App, state, queue, search, limit, as_json) -> None:
     app.open()
     jobs = engine.list_jobs(state=state, queue=queue, search=search, limit=_limit(limit))
     if as_json:
-        emit_json([engine.job_dict(j) for j in jobs])
+        emit_json([present.job_dict(j) for j in jobs])
     else:
         console().print(_jobs_table(jobs, error_column=bool(set(state) & {"failed", "dead"})))
     if _limit(limit) and len(jobs) == limit:
@@ -533,14 +507,14 @@ def show(app: App, job_id: str, as_json: bool) -> None:
     app.open()
     job = engine.get_job(job_id)
     attempts = engine.attempts_of(job)
-    data = engine.job_dict(job, full=True)
+    data = present.job_dict(job, full=True)
     rate = engine.aging_rate()
     data = _with_effective_priority(data, job, rate)
-    data["why"] = engine.explain(job)
+    data["why"] = present.explain(job)
     data["queue_paused"] = engine.queue_state(job.queue)["paused"]
     data["dependencies"] = [{"id": dep_id, "state": dep_state or "deleted"}
                             for dep_id, dep_state in engine.dependencies(job)]
-    data["attempt_list"] = [engine.attempt_dict(a) for a in attempts]
+    data["attempt_list"] = [present.attempt_dict(a) for a in attempts]
     if as_json:
         emit_json(data)
         return
@@ -551,9 +525,12 @@ def show(app: App, job_id: str, as_json: bool) -> None:
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="bold")
     fields.add_column(overflow="fold")
+    data["attempts"] = len(attempts)  # every run; the budget's count is on its own row
     for key, value in data.items():
         if key == "dependencies":
             value = ", ".join(f"{d['id']} ({d['state']})" for d in value) or None
+        if key == "max_retries":
+            key, value = "retry budget", present.budget(job)
         if key not in ("attempt_list", "output_tail"):
             fields.add_row(key, plain(value))
     out.print(fields)
@@ -610,10 +587,11 @@ def logs(app: App, job_id: str, number: int | None, follow: bool) -> None:
         _follow_job(job, attempts[-1].number if attempts else 1, write)
         return
     if not attempts:
-        raise QueueError(f"job {job_id!r} has not run yet ({engine.explain(job)})")
+        raise QueueError(f"job {job_id!r} has not run yet ({present.explain(job)})")
     chosen = attempts[-1] if number is None else next((a for a in attempts if a.number == number), None)
     if chosen is None:
-        raise NotFound(f"job {job_id!r} has no attempt {number} (it has {len(attempts)})")
+        raise NotFound(f"job {job_id!r} has no attempt {number} (its attempts are numbered "
+                       f"{attempts[0].number} to {attempts[-1].number})")
     path = engine.log_path(chosen)
     elsewhere = engine.log_elsewhere(job, chosen, last=chosen is attempts[-1])
     if elsewhere is not None:
@@ -870,7 +848,7 @@ def restart(app: App, job_ids, as_json) -> None:
     app.open()
     jobs = engine.restart(list(job_ids))
     if as_json:
-        emit_json([engine.job_dict(j) for j in jobs])
+        emit_json([present.job_dict(j) for j in jobs])
     for job in [] if as_json else jobs:  # a dependency dead or deleted: back in the DLQ
         error = f" ({job.last_error})" if job.state == DEAD else ""
         click.echo(visible(f"{job.id}: {job.state}{error}"))
@@ -898,7 +876,7 @@ def edit(app: App, job_id, command, priority, run_at, delay, max_retries, timeou
     spec.normalize({"command": "-", **changes})  # bad input: exit 2 before the database opens
     app.open()
     job = engine.edit(job_id, changes)
-    emit_json(engine.job_dict(job)) if as_json else click.echo(visible(f"{job.id}: edited"))
+    emit_json(present.job_dict(job)) if as_json else click.echo(visible(f"{job.id}: edited"))
 
 
 _QUEUES = click.option("--queue", "queues", multiple=True,
@@ -982,7 +960,7 @@ def _confirm(yes: bool, what: str) -> None:
 
 def _report(jobs, as_json: bool, verb: str) -> None:
     if as_json:
-        emit_json([engine.job_dict(j) for j in jobs])
+        emit_json([present.job_dict(j) for j in jobs])
     else:
         for job in jobs:
             click.echo(f"{job.id}: {job.state}")
@@ -1004,7 +982,7 @@ def dlq_list(app: App, limit, as_json) -> None:
     app.open()
     jobs = engine.list_jobs(state=DEAD, limit=_limit(limit))
     if as_json:
-        emit_json([engine.job_dict(j) for j in jobs])
+        emit_json([present.job_dict(j) for j in jobs])
     else:
         console().print(_jobs_table(jobs, error_column=True))
 
@@ -1026,7 +1004,7 @@ def dlq_retry(app: App, job_ids, all_dead, timeout, max_retries, as_json) -> Non
     jobs = engine.dlq_retry(list(job_ids), all_dead=all_dead, timeout=overrides.get("timeout"),
                             max_retries=overrides.get("max_retries"))
     if as_json:
-        emit_json([engine.job_dict(j) for j in jobs])
+        emit_json([present.job_dict(j) for j in jobs])
     else:
         click.echo(f"{len(jobs)} dead job(s) back to pending" if all_dead
                    else "\n".join(f"{j.id}: {j.state}" for j in jobs))
@@ -1070,7 +1048,7 @@ def worker_start(app: App, count, foreground, burst, queues, as_json) -> None:
     if not foreground:
         rows = supervisor.start(app.db_path, count, queues=list(queues), burst=burst)
         if as_json:
-            emit_json([engine.worker_dict(r) for r in rows])
+            emit_json([present.worker_dict(r) for r in rows])
         else:
             for row in rows:
                 click.echo(f"started worker {row.id} (pid {row.pid})")
@@ -1121,15 +1099,7 @@ def worker_stop(app: App, worker_ids, force, wait, as_json) -> None:
     if as_json:
         emit_json(result)
         return
-    if not any(result.values()):
-        click.echo("no workers running")
-    if result["stopped"]:
-        click.echo(f"stopped worker(s) {', '.join(map(str, result['stopped']))}")
-    if result["still_running"]:
-        click.echo(f"still finishing their job: worker(s) {', '.join(map(str, result['still_running']))} "
-                   "(use --force to kill the jobs)")
-    if result["gone"]:
-        click.echo(f"removed dead worker(s) {', '.join(map(str, result['gone']))}")
+    click.echo("\n".join(present.stop_summary(result)))
 
 
 @worker.command("list", context_settings=CONTEXT)
@@ -1141,7 +1111,7 @@ def worker_list(app: App, as_json) -> None:
     from queuectl_tui.models import Worker
     now = time.time()
     workers = list(Worker.select().order_by(Worker.id))  # one read: rows and table agree
-    rows = [engine.worker_dict(w, now=now) for w in workers]
+    rows = [present.worker_dict(w, now=now) for w in workers]
     if as_json:
         emit_json(rows)
         return

@@ -29,7 +29,7 @@ from queuectl_tui.models import (
     database,
 )
 from queuectl_tui.paths import create_private_file
-from queuectl_tui.spec import iso, normalize
+from queuectl_tui.spec import normalize
 
 TAIL_BYTES = 4096
 NOT_RUNNING = tuple(s for s in STATES if s != PROCESSING)
@@ -1192,6 +1192,12 @@ def log_elsewhere(job: Job, attempt: Attempt, *, last: bool) -> tuple[str, str |
     return where, tail
 
 
+def attempts_run(job: Job) -> int:
+    """How many times the job has run in all: its latest attempt's number (numbers continue
+    after dlq retry and restart, which reset only ``job.attempts``, the retry budget's count)."""
+    return Attempt.select(fn.MAX(Attempt.number)).where(Attempt.job == job.seq).scalar() or 0
+
+
 def log_path(attempt: Attempt) -> Path | None:
     return logs_dir() / attempt.log_file if attempt.log_file else None
 
@@ -1274,67 +1280,6 @@ def next_due(queues: list[str] | None = None) -> float | None:
 
 _NEXT_DUE = ("SELECT MIN((SELECT run_at FROM job INDEXED BY job_due WHERE queue = o.name AND "
              + CLAIMABLE_WHERE + " ORDER BY run_at LIMIT 1)) FROM (" + _OPEN_QUEUES + ") o")  # ?1 unused
-
-
-def explain(job: Job, *, now: float | None = None) -> str:
-    """Why the job is where it is, in one sentence a person can act on."""
-    now = time.time() if now is None else now
-    if job.state == COMPLETED:
-        return f"completed at {iso(job.finished_at)} after {job.attempts} attempt(s)"
-    if job.state == DEAD:
-        return f"in the DLQ after {job.attempts} attempt(s): {job.last_error or 'no error recorded'}"
-    if job.state == PROCESSING:
-        worker = Worker.get_or_none(Worker.id == job.worker_id)
-        where = f"worker {job.worker_id}" + (f" (pid {worker.pid} on {worker.host})" if worker else " (gone)")
-        text = f"running on {where} since {iso(job.started_at)}"
-        if worker is None or not worker_alive(worker, now=now):
-            text += "; that worker is lost, the job will be taken back when a worker runs recovery"
-        if job.cancel_requested:
-            text += "; cancellation requested"
-        return text
-    held = _held(job, now)
-    if job.run_at > now:
-        if job.state == FAILED:
-            return (f"backing off until {iso(job.run_at)} after attempt {job.attempts} failed: "
-                    f"{job.last_error}" + "".join(f"; {why}" for why in held))
-        return f"scheduled for {iso(job.run_at)}" + "".join(f"; {why}" for why in held)
-    if held:
-        return "due, waiting: " + "; ".join(held)
-    workers = [w for w in live_workers(now)
-               if not w.queues or job.queue in w.queues.split(",")]
-    if not workers:
-        return f"due, waiting: no worker alive for queue {job.queue!r} (start one: worker start)"
-    working = sum(1 for w in workers if busy(w))
-    aged = _aged(job, now)
-    if working == len(workers):
-        return f"due, waiting for a free worker ({working} of {len(workers)} busy)" + aged
-    return "due; an idle worker will claim it next" + aged
-
-
-def _held(job: Job, now: float) -> list[str]:
-    """What holds a waiting job back besides time and workers: its dependencies, its queue
-    being paused or at its limit; with aging on, the priority it has reached."""
-    reasons = []
-    if job.waiting_on:
-        deps = [f"{dep_id} ({dep_state or 'deleted'})" for dep_id, dep_state in dependencies(job)
-                if dep_state != COMPLETED]
-        reasons.append(f"dependencies not completed yet: {', '.join(deps)}")
-    queue = queue_state(job.queue)
-    if queue["paused"]:
-        reasons.append(f"its queue {job.queue!r} is paused (resume --queue {job.queue})")
-    if queue["limit"] is not None and queue["running"] >= queue["limit"]:
-        reasons.append(f"its queue {job.queue!r} is at its limit "
-                       f"({queue['running']} of {queue['limit']} running)")
-    if reasons and (aged := _aged(job, now)):
-        reasons.append(aged[2:])
-    return reasons
-
-
-def _aged(job: Job, now: float) -> str:
-    rate = aging_rate()
-    if not rate:
-        return ""
-    return f"; effective priority {effective_priority(job, now=now, rate=rate):.1f} (aging)"
 
 
 # --- waiting for jobs to end ----------------------------------------------------------------
@@ -1438,46 +1383,6 @@ def _ended(seqs: list[int], named: dict[int, str]) -> Iterator[Job]:
                 yield Job(seq=seq, id=named[seq], state=DELETED)
             elif job is not None and job.state in (COMPLETED, DEAD):
                 yield job
-
-
-def job_dict(job: Job, *, full: bool = False) -> dict[str, Any]:
-    data = {
-        "id": job.id, "command": job.command, "state": job.state, "attempts": job.attempts,
-        "max_retries": job.max_retries, "backoff_base": job.backoff_base, "timeout": job.timeout,
-        "priority": job.priority, "queue": job.queue, "run_at": iso(job.run_at),
-        "created_at": iso(job.created_at), "updated_at": iso(job.updated_at),
-        "started_at": iso(job.started_at), "finished_at": iso(job.finished_at),
-        "last_error": job.last_error, "exit_code": job.exit_code,
-    }
-    if full:
-        data["cwd"] = job.cwd
-        data["output_tail"] = job.output_tail
-        data["worker_id"] = job.worker_id
-        data["cancel_requested"] = job.cancel_requested
-    return data
-
-
-def attempt_dict(attempt: Attempt) -> dict[str, Any]:
-    return {
-        "number": attempt.number, "worker_id": attempt.worker_id, "host": attempt.host,
-        "pid": attempt.pid, "started_at": iso(attempt.started_at),
-        "finished_at": iso(attempt.finished_at), "exit_code": attempt.exit_code,
-        "duration": attempt.duration, "outcome": attempt.outcome, "error": attempt.error,
-        "log_file": str(log_path(attempt)) if attempt.log_file else None,
-        "cpu_seconds": attempt.cpu_seconds, "peak_rss_bytes": attempt.peak_rss_bytes,
-        "processes": attempt.processes,
-    }
-
-
-def worker_dict(worker: Worker, *, now: float | None = None) -> dict[str, Any]:
-    now = time.time() if now is None else now
-    return {
-        "id": worker.id, "host": worker.host, "pid": worker.pid, "status": worker.status,
-        "current_job": worker.current_job, "queues": worker.queues.split(",") if worker.queues else None,
-        "started_at": iso(worker.started_at), "heartbeat_at": iso(worker.heartbeat_at),
-        "heartbeat_age": round(max(0.0, now - worker.heartbeat_at), 3),
-        "alive": worker_alive(worker, now=now),
-    }
 
 
 # --- console reads (one page, one chart: only what a screen shows) ---------------------------

@@ -360,15 +360,3 @@ def iso(ts: float | None) -> str | None:
         return None
     text = datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
     return text.replace("+00:00", "Z")
-
-
-def ago(seconds: float) -> str:
-    """A compact span, two units at most, truncated to whole seconds: 5s, 3m05s, 2h03m, 1d02h."""
-    total = int(abs(seconds))
-    if total < 60:
-        return f"{total}s"
-    if total < 3600:
-        return f"{total // 60}m{total % 60:02d}s"
-    if total < 86400:
-        return f"{total // 3600}h{total % 3600 // 60:02d}m"
-    return f"{total // 86400}d{total % 86400 // 3600:02d}h"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -195,7 +196,7 @@ def test_failures_go_to_the_dlq_after_backoff_and_come_back(cli, db, home):
     rows = list(Attempt.select().join(Job).where(Job.id == "flaky").order_by(Attempt.number))
     for previous, following in zip(rows, rows[1:]):
         assert following.started_at >= previous.finished_at + 1.0  # backoff_base ** k with base 1
-    assert job["why"] == "in the DLQ after 3 attempt(s): exit code 3"
+    assert job["why"] == "in the DLQ after 3 attempts: exit code 3"
     # Each attempt keeps its own output.
     assert ok(cli("logs", "flaky", "--attempt", "2")).out == "run 2\n"
     assert ok(cli("logs", "flaky")).out == "run 3\n"
@@ -210,6 +211,12 @@ def test_failures_go_to_the_dlq_after_backoff_and_come_back(cli, db, home):
     job = show(cli, "flaky")
     assert (job["state"], job["attempts"], len(job["attempt_list"])) == ("dead", 1, 4)
     assert (home.parent / "runs").read_text() == "4\n"
+    # One numbering: the fourth run is attempt 4 everywhere; the budget is shown as such.
+    assert job["why"] == "in the DLQ after 4 attempts: exit code 3"
+    text = ok(cli("show", "flaky")).out
+    assert re.search(r"^attempts +4$", text, re.M) and re.search(r"^retry budget +0 of 0 used$", text, re.M)
+    assert ok(cli("logs", "flaky", "--attempt", "4")).out == "run 4\n"
+    assert "numbered 1 to 4" in user_error(cli("logs", "flaky", "--attempt", "5"), 1)
 
 
 def test_retry_runs_a_backing_off_job_now(cli):
@@ -217,7 +224,8 @@ def test_retry_runs_a_backing_off_job_now(cli):
     ok(cli(*BURST))  # one failure, then a 100 s backoff: the burst worker does not wait for it
     job = show(cli, "slow")
     assert (job["state"], job["attempts"]) == ("failed", 1)
-    assert job["why"] == f"backing off until {job['run_at']} after attempt 1 failed: exit code 1"
+    assert job["why"] == (f"backing off until {job['run_at']} after attempt 1 failed: exit code 1; "
+                          "retry budget 0 of 1 used")
     assert parse_iso(job["run_at"]) - parse_iso(job["attempt_list"][0]["finished_at"]) == pytest.approx(100, abs=0.01)
     assert ok(cli("retry", "slow")).out == "slow: failed\n"
     assert parse_iso(show(cli, "slow")["run_at"]) <= time.time()

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from test_engine import T0, add, started, state, worker  # noqa: F401 (fixtures)
-from queuectl_tui import engine, settings, spec
+from queuectl_tui import engine, present, settings, spec
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
 from queuectl_tui.models import Dependency, Job
 
@@ -300,18 +300,18 @@ def test_explain_says_what_holds_a_waiting_job(add, worker):
     add("b")
     add("c", after=["a", "b"])
     run(worker)
-    assert engine.explain(state("c"), now=T0 + 1) == "due, waiting: dependencies not completed yet: b (pending)"
+    assert present.explain(state("c"), now=T0 + 1) == "due, waiting: dependencies not completed yet: b (pending)"
     engine.pause(["default"])
-    text = engine.explain(state("c"), now=T0 + 1)
+    text = present.explain(state("c"), now=T0 + 1)
     assert "its queue 'default' is paused" in text
     engine.resume()
     engine.set_limit("default", 1)
     engine.claim(worker, now=T0 + 2)
-    assert "its queue 'default' is at its limit (1 of 1 running)" in engine.explain(state("c"))
+    assert "its queue 'default' is at its limit (1 of 1 running)" in present.explain(state("c"))
     settings.set_value("priority_aging", 1.0)
-    assert "effective priority 2.0 (aging)" in engine.explain(state("c"), now=T0 + 120)
+    assert "effective priority 2.0 (aging)" in present.explain(state("c"), now=T0 + 120)
     add("d", delay=60)
-    assert engine.explain(state("d"), now=T0).startswith(f"scheduled for {spec.iso(T0 + 60)}; its queue")
+    assert present.explain(state("d"), now=T0).startswith(f"scheduled for {spec.iso(T0 + 60)}; its queue")
 
 
 # --- waiting ------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 from helpers import wait_for
 
 from queue_support import JOB_KEYS, check_job_json
-from queuectl_tui import engine, settings, spec
+from queuectl_tui import engine, present, settings, spec
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
 from queuectl_tui.models import Attempt, Job, Worker
 
@@ -478,31 +478,49 @@ def test_a_live_workers_job_is_left_alone(add, worker):
 
 def test_explain_says_why_a_job_waits(add, worker):
     add("sched", delay=3600)
-    assert engine.explain(state("sched"), now=T0) == f"scheduled for {spec.iso(T0 + 3600)}"
+    assert present.explain(state("sched"), now=T0) == f"scheduled for {spec.iso(T0 + 3600)}"
 
     add("flaky", max_retries=2, backoff_base=10, priority=9)
     engine.finish(*engine.claim(worker, now=T0), outcome="failed", error="exit code 1", now=T0)
-    assert engine.explain(state("flaky"), now=T0 + 1) == (
-        f"backing off until {spec.iso(T0 + 10)} after attempt 1 failed: exit code 1")
+    assert present.explain(state("flaky"), now=T0 + 1) == (
+        f"backing off until {spec.iso(T0 + 10)} after attempt 1 failed: exit code 1; "
+        "retry budget 0 of 2 used")
 
     add("due")
-    assert "an idle worker will claim it next" in engine.explain(state("due"), now=T0 + 1)
+    assert "an idle worker will claim it next" in present.explain(state("due"), now=T0 + 1)
     engine.claim(worker, now=T0 + 1)
-    assert "waiting for a free worker (1 of 1 busy)" in engine.explain(state("flaky"), now=T0 + 11)
+    assert "waiting for a free worker (1 of 1 busy)" in present.explain(state("flaky"), now=T0 + 11)
     # A worker elsewhere whose heartbeat is older than the lease: nobody is alive to run it.
     Worker.update(host="elsewhere").execute()
-    text = engine.explain(state("flaky"), now=T0 + 100)
+    text = present.explain(state("flaky"), now=T0 + 100)
     assert "no worker alive" in text
 
 
 def test_explain_of_finished_and_running_jobs(add, worker):
     add("r")
     engine.claim(worker, now=T0)
-    assert engine.explain(state("r"), now=T0 + 1).startswith(f"running on worker {worker.id}")
+    assert present.explain(state("r"), now=T0 + 1).startswith(f"running on worker {worker.id}")
     Worker.update(host="elsewhere").execute()
-    assert "that worker is lost" in engine.explain(state("r"), now=T0 + 100)
+    assert "that worker is lost" in present.explain(state("r"), now=T0 + 100)
     engine.finish(state("r"), engine.attempts_of(state("r"))[0], outcome="completed", now=T0 + 2)
-    assert engine.explain(state("r")) == f"completed at {spec.iso(T0 + 2)} after 1 attempt(s)"
+    assert present.explain(state("r")) == f"completed at {spec.iso(T0 + 2)} after 1 attempt"
+
+
+def test_attempt_numbers_continue_after_dlq_retry_and_the_budget_starts_over(add, worker):
+    add("f", max_retries=1, backoff_base=10, command="exit 1")
+    for now in (T0, T0 + 10):
+        engine.finish(*engine.claim(worker, now=now), outcome="failed", error="exit code 1", now=now)
+    assert present.explain(state("f")) == "in the DLQ after 2 attempts: exit code 1"
+    assert present.retries(state("f")) == "1/1"
+    engine.dlq_retry(["f"], now=T0 + 20)
+    assert present.budget(state("f")) == "0 of 1 used"
+    engine.finish(*engine.claim(worker, now=T0 + 20), outcome="failed", error="exit code 1", now=T0 + 20)
+    assert present.explain(state("f"), now=T0 + 21) == (
+        f"backing off until {spec.iso(T0 + 30)} after attempt 3 failed: exit code 1; "
+        "retry budget 0 of 1 used")
+    engine.finish(*engine.claim(worker, now=T0 + 30), outcome="failed", error="exit code 1", now=T0 + 30)
+    assert outcomes("f") == [(1, "failed"), (2, "failed"), (3, "failed"), (4, "failed")]
+    assert present.explain(state("f")) == "in the DLQ after 4 attempts: exit code 1"
 
 
 def test_stats_counts_states_workers_and_oldest_pending(add, worker):
@@ -522,7 +540,7 @@ def test_stats_counts_states_workers_and_oldest_pending(add, worker):
 
 def test_job_dict_carries_the_documented_fields_in_utc(add):
     add("j", priority=3)
-    data = engine.job_dict(state("j"))
+    data = present.job_dict(state("j"))
     assert JOB_KEYS <= set(data)
     check_job_json(data)
     assert data["created_at"] == spec.iso(T0) == "2027-01-15T08:00:00.000Z"

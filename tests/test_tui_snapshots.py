@@ -60,10 +60,10 @@ def test_job_detail_of_a_running_job_shows_its_process_tree(snap_compare, seeded
                                                            monkeypatch):
     """A running job: its live process tree (ps f order, control characters shown visibly)
     and the chart of its CPU and memory over the attempt (pinned by the fake monitor)."""
-    from queuectl_tui import engine
+    from queuectl_tui import present
 
-    explain = engine.explain  # "running on worker 1 (pid P on HOST)": P pinned as the monitor's
-    monkeypatch.setattr(engine, "explain", lambda job, **kw: explain(job, **kw).replace(
+    explain = present.explain  # "running on worker 1 (pid P on HOST)": P pinned as the monitor's
+    monkeypatch.setattr(present, "explain", lambda job, **kw: explain(job, **kw).replace(
         f"pid {stand_in} on {procs.hostname()}", "pid 4100 on demo"))
     async def open_detail(pilot) -> None:
         from queuectl_tui.tui.screens.detail import JobDetailScreen

@@ -7,7 +7,8 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from queuectl_tui.monitor import Usage, WorkerStats
-from queuectl_tui.tui.fmt import STATE_STYLE, cell, percent, size, span
+from queuectl_tui.present import ago, percent, size
+from queuectl_tui.tui.fmt import STATE_STYLE, cell
 from queuectl_tui.tui.widgets.jobs_table import Column, KeyedTable
 
 COLUMNS = (
@@ -102,9 +103,9 @@ class WorkersPane(Vertical):
             cells = {
                 "id": cell(w.id, justify="right"), "pid": cell(w.pid if w.local else f"{w.pid}@{w.host}"),
                 "status": cell(w.status, STATE_STYLE.get(w.status, "")), "job": cell(w.current_job),
-                "runtime": cell(span(w.job_runtime(now))), "cpu": cell(cpu, justify="right"),
-                "mem": cell(mem, justify="right"), "uptime": cell(span(w.uptime(now))),
-                "beat": cell(span(w.heartbeat_age), "red" if not w.alive else ""),
+                "runtime": cell(ago(w.job_runtime(now))), "cpu": cell(cpu, justify="right"),
+                "mem": cell(mem, justify="right"), "uptime": cell(ago(w.uptime(now))),
+                "beat": cell(ago(w.heartbeat_age), "red" if not w.alive else ""),
                 "tree_cpu": cell(tree_cpu, justify="right"), "tree_mem": cell(tree_mem, justify="right"),
             }
             rows.append((str(w.id), tuple(cells[c.key] for c in self.table.layout)))
