@@ -215,23 +215,23 @@ async def measure(db_path: Path, repeat: int, size: tuple[int, int], fresh: dict
                     start = time.perf_counter()
                     screen.action_tab(tab)  # what the number key runs (Pilot.press adds ~40 ms of its own)
                     end = await until(pilot, lambda: screen.page is not None and screen.page.view.state == state
-                                      and not screen._page_busy)
+                                      and not screen.page_reads.busy)
                     results["tab"].append(loop.row(start, end))
                     await pilot.pause(0.02)
                 for _ in range(5):
                     start = time.perf_counter()
                     screen.tick()
-                    end = await until(pilot, lambda: not screen._page_busy and not screen._status_busy)
+                    end = await until(pilot, lambda: not screen.page_reads.busy and not screen._status_busy)
                     results["refresh"].append(loop.row(start, end))
                     await pilot.pause(0.02)
                 start = time.perf_counter()
                 screen.action_page(1)  # what ] runs
-                end = await until(pilot, lambda: screen.page.view.after is not None and not screen._page_busy)
+                end = await until(pilot, lambda: screen.page.view.after is not None and not screen.page_reads.busy)
                 results["next_page"].append(loop.row(start, end))
                 await pilot.press("slash", *"item 424")
                 start = time.perf_counter()
                 await pilot.press("2")  # the last keystroke: the filter applies once typing pauses
-                end = await until(pilot, lambda: screen.page.view.search == "item 4242" and not screen._page_busy)
+                end = await until(pilot, lambda: screen.page.view.search == "item 4242" and not screen.page_reads.busy)
                 results["filter"].append(loop.row(start, end))
                 await pilot.press("escape", "q")
     results["open: bare Textual app"] = await measure_bare(repeat, size)

@@ -1241,12 +1241,6 @@ def attempts_of(job: Job) -> list[Attempt]:
     return list(Attempt.select().where(Attempt.job == job.seq).order_by(Attempt.number))
 
 
-def attempts_run(job: Job) -> int:
-    """How many times the job has run in all: its latest attempt's number (numbers continue
-    after dlq retry and restart, which reset only ``job.attempts``, the retry budget's count)."""
-    return Attempt.select(fn.MAX(Attempt.number)).where(Attempt.job == job.seq).scalar() or 0
-
-
 def log_elsewhere(job: Job, attempt: Attempt, *, last: bool) -> tuple[str, str | None] | None:
     """For an attempt run on another host (whose log file stays there): where its log is, and
     the tail of its output kept in the database (only the latest finished attempt's is kept).
@@ -1261,6 +1255,12 @@ def log_elsewhere(job: Job, attempt: Attempt, *, last: bool) -> tuple[str, str |
              f"({attempt.log_file} in the logs directory of the worker there)")
     tail = job.output_tail if last and attempt.finished_at is not None else None
     return where, tail
+
+
+def attempts_run(job: Job) -> int:
+    """How many times the job has run in all: its latest attempt's number (numbers continue
+    after dlq retry and restart, which reset only ``job.attempts``, the retry budget's count)."""
+    return Attempt.select(fn.MAX(Attempt.number)).where(Attempt.job == job.seq).scalar() or 0
 
 
 def log_path(attempt: Attempt) -> Path | None:

@@ -717,7 +717,7 @@ async def test_shift_e_refuses_a_running_job_with_the_reason(seeded):
     async with app.run_test(size=SIZE) as pilot:
         await select(pilot, "crawl-sitemap")
         await pilot.press("E")
-        await until(pilot, lambda: "crawl-sitemap is running: only pending or failed jobs can be edited"
+        await until(pilot, lambda: "crawl-sitemap is processing: only pending or failed jobs can be edited"
                     in notes(app), message="the refusal")
         assert not isinstance(app.screen, EditModal)
     after = job("crawl-sitemap")

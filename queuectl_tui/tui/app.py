@@ -25,6 +25,7 @@ from queuectl_tui.tui import data
 from queuectl_tui.tui.screens.main import MainScreen
 
 THEME = "textual-dark"
+END_POLL = 0.25  # seconds between two looks at a job whose cancel was requested
 
 
 class QueueApp(App[None]):
@@ -83,6 +84,34 @@ class QueueApp(App[None]):
             self.from_thread(on_error, message)
         else:
             self.from_thread(self.notify, message, title=f"could not {label}", severity="error")
+
+    def cancelled(self, jobs: list[Any]) -> str:
+        """What a cancel did, job by job: a waiting job is dead now; a running one has a cancel
+        requested, and a notification tells how it ended once its worker is done with it."""
+        running = [job.id for job in jobs if job.state == "processing"]
+        if running:
+            self._follow_ends(running)
+        parts = [f"{job.id}: cancel requested" if job.id in running else f"{job.id} cancelled ({job.state})"
+                 for job in jobs[:3]]
+        return "; ".join(parts) + (f" (+{len(jobs) - 3} more)" if len(jobs) > 3 else "")
+
+    @work(thread=True, group="ends", exit_on_error=False)
+    def _follow_ends(self, job_ids: list[str]) -> None:
+        from textual.worker import get_current_worker
+
+        from queuectl_tui.models import Job
+        worker, waiting = get_current_worker(), list(job_ids)
+        while waiting and not worker.is_cancelled:
+            time.sleep(END_POLL)
+            try:
+                jobs = data.call(self.db_path, lambda: [Job.get_or_none(Job.id == i) for i in waiting])
+            except data.Problem:
+                continue
+            for job_id, job in zip(list(waiting), jobs):
+                if job is None or job.state != "processing":
+                    waiting.remove(job_id)
+                    end = "deleted" if job is None else job.state + (f" ({job.last_error})" if job.last_error else "")
+                    self.from_thread(self.notify, f"{job_id} ended: {end}")
 
     def from_thread(self, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         try:

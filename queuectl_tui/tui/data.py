@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from peewee import DatabaseError, InterfaceError
+from peewee import DatabaseError, InterfaceError, fn
 
 from queuectl_tui import engine, metrics, paths, present, settings
 from queuectl_tui.db import describe_db_error, describe_target, open_db, write_transaction
 from queuectl_tui.errors import DatabaseUnusable, QueueError
-from queuectl_tui.models import STATES, Job, Meta, database
+from queuectl_tui.models import STATES, Attempt, Job, Meta, database
 from queuectl_tui.monitor import WorkerStats
 from queuectl_tui.visible import visible
 
@@ -74,6 +74,7 @@ class View:
     descending: bool = True
     after: tuple | None = None
     before: tuple | None = None
+    offset: int = 0  # rows of the view before this page: only for "page N of M"
 
 
 @dataclass
@@ -84,6 +85,7 @@ class Page:
     has_next: bool
     has_prev: bool
     costs: dict[int, tuple] | None = None  # job seq -> its last attempt's (cpu, peak, processes)
+    runs: dict[int, int] = field(default_factory=dict)  # job seq -> its latest attempt's number
 
 
 @dataclass
@@ -119,7 +121,16 @@ def read_page(view: View, limit: int, counts: dict[str, int] | None = None) -> P
         counts = counts if counts is not None else engine.counts()
         total = counts[view.state] if view.state else sum(counts.values())
     costs = engine.last_costs([job.seq for job in rows]) if view.state in COSTED else None
-    return Page(view, rows, total, has_next, has_prev, costs)
+    return Page(view, rows, total, has_next, has_prev, costs, latest_attempts([job.seq for job in rows]))
+
+
+def latest_attempts(seqs: list[int]) -> dict[int, int]:
+    """Job seq -> its latest attempt's number (``engine.attempts_run`` for a page of jobs: the
+    numbers continue through dlq retry and restart), one index probe per job."""
+    if not seqs:
+        return {}
+    return dict(Attempt.select(Attempt.job, fn.MAX(Attempt.number)).where(Attempt.job.in_(seqs))
+                .group_by(Attempt.job).tuples())
 
 
 #: Tabs whose rows show what the job's last attempt cost.
@@ -177,6 +188,8 @@ def read_detail(job_id: str, now: float, monitor: Any = None) -> Detail:
     attempts = engine.attempts_of(job)
     data = present.job_dict(job, full=True)
     data.pop("output_tail", None)
+    # As ``show`` says it: every run counted, the retry budget on its own.
+    data["attempts"], data["retry budget"] = len(attempts), present.budget(job)
     rows = []
     for attempt in attempts:
         row = present.attempt_dict(attempt)

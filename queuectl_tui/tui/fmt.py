@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from queuectl_tui.present import ago, clock
 from queuectl_tui.visible import visible
 
 STATE_STYLE = {
@@ -19,8 +18,6 @@ STATE_STYLE = {
     "stopping": "magenta",
     "lost": "bold red",
 }
-STATE_LABEL = {"pending": "pending", "processing": "running", "completed": "completed",
-               "failed": "failed", "dead": "dead"}
 
 
 def cell(value: object, style: str = "", *, justify: str = "left") -> Text:
@@ -32,12 +29,8 @@ def cell(value: object, style: str = "", *, justify: str = "left") -> Text:
     return Text(text, style=style, no_wrap=True, overflow="ellipsis", end="", justify=justify)
 
 
-def when(job, now: float) -> tuple[str, str]:
-    """Next run (waiting jobs) or finish time (finished ones), with a style."""
+def when_style(job, now: float) -> str:
+    """The style of ``present.when``'s text: due jobs bold, later ones dim, running ones yellow."""
     if job.state in ("pending", "failed"):
-        if job.run_at <= now:
-            return "due", "bold"
-        return f"in {ago(job.run_at - now)}", "dim"
-    if job.state == "processing":
-        return "running", "yellow"
-    return clock(job.finished_at or job.updated_at, now), ""
+        return "bold" if job.run_at <= now else "dim"
+    return "yellow" if job.state == "processing" else ""

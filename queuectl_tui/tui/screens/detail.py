@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Log, Static
 
 from queuectl_tui import engine
 from queuectl_tui.tui import data
+from queuectl_tui.tui.reads import OneRead
 from queuectl_tui.visible import visible
 from queuectl_tui.present import cpu_time, percent, precise, short_stamp, size, spark
 from queuectl_tui.tui.fmt import STATE_STYLE, cell
@@ -38,8 +39,8 @@ def attempt_columns(width: int) -> tuple[Column, ...]:
     columns = [c for c in ATTEMPT_COLUMNS if width >= 100 or c.key not in NARROW_DROPS]
     used = sum(c.width + 2 for c in columns) + 2 + 2
     return (*columns, Column("error", "Error", max(12, width - used)))
-#: Field order on screen (present.job_dict's keys).
-FIELDS = ("id", "state", "command", "queue", "priority", "attempts", "max_retries", "backoff_base",
+#: Field order on screen (present.job_dict's keys, the attempts and budget as ``show`` has them).
+FIELDS = ("id", "state", "command", "queue", "priority", "attempts", "retry budget", "backoff_base",
           "timeout", "run_at", "created_at", "updated_at", "started_at", "finished_at", "exit_code",
           "last_error", "worker_id", "cancel_requested", "cwd")
 
@@ -83,8 +84,7 @@ class JobDetailScreen(Screen):
         self.follow = True
         self._offset = 0
         self._log_for: tuple[int, str] | None = None
-        self._busy = False
-        self._again = False  # something changed while a read was under way: read again after it
+        self.reads = OneRead(self._start_read)
         self._gone = False
         self._tree_at = float("-inf")  # monotonic time of the last tree reading
 
@@ -110,13 +110,13 @@ class JobDetailScreen(Screen):
 
     # -- reading ------------------------------------------------------------------------
     def poll(self) -> None:
+        self.reads.request()
+
+    def _start_read(self) -> bool:
         if self._gone:
-            return
-        if self._busy:
-            self._again = True
-            return
-        self._busy = self._again = False
+            return False  # deleted meanwhile
         self._read(self.attempt, self._offset, self._log_for)
+        return True
 
     @work(thread=True, group="detail", exit_on_error=False)
     def _read(self, attempt_no: int | None, offset: int, log_for) -> None:
@@ -142,11 +142,11 @@ class JobDetailScreen(Screen):
             if chosen.get("log_note"):
                 chunk = data.LogChunk("", 0, missing=True, note=chosen["log_note"])
             chunk = (key, start, chunk)
-        self.app.from_thread(self._apply, detail, number, chunk)
+        self.app.from_thread(self._read_done, detail, number, chunk)
 
     @property
     def settled(self) -> bool:
-        return not (self._busy or self._again)
+        return self.reads.settled
 
     def on_resize(self) -> None:
         if self.query_one(AttemptsTable).set_layout(attempt_columns(self.size.width)) and self.detail:
@@ -155,16 +155,19 @@ class JobDetailScreen(Screen):
             self.query_one("#fields", Static).update(self._fields_table(self.detail))
 
     def _failed(self, exc: Exception) -> None:
-        self._busy = False
+        self.reads.done()
         if isinstance(exc, data.QueueError) and not isinstance(exc, data.Problem):
             self._gone = True  # deleted meanwhile
         self.query_one("#fields", Static).update(Text(str(exc), style="bold red"))
 
+    def _read_done(self, detail: data.Detail, number: int | None, chunk) -> None:
+        self._apply(detail, number, chunk)
+        self.reads.done()
+
     def _apply(self, detail: data.Detail, number: int | None, chunk) -> None:
-        self._busy = False
-        if self._again or (self.attempt is not None and number != self.attempt):
+        if self.reads.again or (self.attempt is not None and number != self.attempt):
             chunk = None  # read for another attempt than the one now selected
-            self._again = True
+            self.reads.again = True
         self.detail = detail
         fields = detail.fields
         title = Text.assemble((f"job {self.job_id}  ", "bold"),
@@ -221,8 +224,6 @@ class JobDetailScreen(Screen):
             self._show_tree(False)
         elif detail.tree_read:
             self._update_tree(detail)
-        if self._again:
-            self.poll()
 
     # -- the running job's processes ------------------------------------------------------
     def _show_tree(self, shown: bool) -> None:
@@ -348,10 +349,15 @@ class JobDetailScreen(Screen):
                          "tree is killed.", "Cancel job"),
             lambda yes: yes and self.app.perform(
                 f"cancel {self.job_id}", engine.cancel, self.job_id,
-                then=lambda job: self._done(f"{job.id} cancel → {job.state}")))
+                then=lambda job: self._done(self.app.cancelled([job]))))
 
     def action_delete(self) -> None:
         from queuectl_tui.tui.screens.modals import ConfirmModal
+
+        if self.detail is not None and self.detail.fields["state"] == "processing":
+            self.app.notify(f"{self.job_id} is processing: cancel it first (c), then delete it",
+                            severity="warning")
+            return
 
         def deleted(count: int) -> None:
             self.app.notify(f"deleted job {self.job_id}")

@@ -10,6 +10,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from queuectl_tui.tui.widgets.keybar import KeyBar
 from queuectl_tui.tui.screens.modals import ConfirmModal, ConfigModal, EditModal, EnqueueModal, LimitModal
 
 NAVIGATION = [
@@ -18,6 +19,15 @@ NAVIGATION = [
     ("tab  shift+tab", "move between the jobs table, the workers pane and the filter"),
     ("ctrl+p", "command palette: every action by name"),
 ]
+
+COLUMNS = ("columns", "Attempt (Att when narrow): the number of the job's latest run, counting every "
+           "run; Retries: retries used of its budget (R and t give a fresh budget; the attempt "
+           "numbers go on)")
+
+
+def header_row() -> tuple[str, str]:
+    from queuectl_tui.tui.widgets.counts import LEGEND
+    return ("header", f"jobs per state and workers; when it is too narrow for the names: {LEGEND}")
 
 
 def key_label(binding: Binding) -> str:
@@ -51,13 +61,24 @@ def sections():
         return result
 
     return [
-        ("Everywhere", rows(QueueApp) + NAVIGATION),
-        ("Jobs (main screen)", rows(JobsTable, MainScreen)),
+        ("Everywhere", rows(QueueApp) + NAVIGATION + [header_row()]),
+        ("Jobs (main screen)", rows(JobsTable, MainScreen) + [COLUMNS]),
         ("Job detail", rows(JobDetailScreen)),
         ("Queues (Q)", rows(QueuesScreen)),
         ("Execution stats", rows(StatsScreen)),
-        ("Forms and questions", rows(EnqueueModal, EditModal, ConfigModal, LimitModal, ConfirmModal)),
+        ("Forms and questions", dialog_rows(EnqueueModal, EditModal, ConfigModal, LimitModal,
+                                            ConfirmModal)),
     ]
+
+
+def dialog_rows(*classes) -> list[tuple[str, str]]:
+    """One row per key, naming what it does in each dialog (esc and ctrl+s do something in every
+    form: closing without saving, saving)."""
+    uses: dict[str, list[str]] = {}
+    for cls in classes:
+        for b in cls.BINDINGS:
+            uses.setdefault(key_label(b), []).append(f"{cls.HELP_NAME}: {b.tooltip or b.description}")
+    return [(keys, "; ".join(what)) for keys, what in uses.items()]
 
 
 class HelpScreen(ModalScreen[None]):
@@ -80,6 +101,7 @@ class HelpScreen(ModalScreen[None]):
             yield Static(table)
             yield Static(Text("Every action has a CLI command: see the README's parity table.",
                               style="dim"))
+        yield KeyBar()  # its own keys, over the screen's
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -20,51 +20,23 @@ from textual.widgets import DataTable, Input, Log, Static
 from queuectl_tui import engine, supervisor
 from queuectl_tui.models import COMPLETED, DEAD, FAILED, PENDING, PROCESSING, Job
 from queuectl_tui.tui import data
-from queuectl_tui.present import cpu_time, run_time, size
-from queuectl_tui.tui.fmt import STATE_LABEL, STATE_STYLE, cell, when
+from queuectl_tui.tui.reads import OneRead
 from queuectl_tui.tui.widgets import CountsHeader, JobsTable, KeyBar, TabBar, ThroughputLine, WorkersPane
-from queuectl_tui.tui.widgets.jobs_table import Column
+from queuectl_tui.tui.widgets.jobs_table import job_columns
 from queuectl_tui.visible import visible
 
 #: (tab id, label, state); the number keys pick them in this order.
 TABS = [("all", "All", None), ("pending", "Pending", "pending"),
         ("processing", "Processing", "processing"), ("completed", "Completed", "completed"),
         ("failed", "Failed", "failed"), ("dead", "DLQ", "dead")]
-#: (sort key, label when descending, label when ascending)
-SORTS = [("seq", "newest first", "oldest first"), ("priority", "priority high→low", "priority low→high"),
-         ("run_at", "next run latest", "next run soonest"), ("updated_at", "recently changed",
-                                                              "least recently changed"),
-         ("attempts", "most attempts", "fewest attempts")]
-MARK = "●"
-SCROLLBAR = 0  # the jobs table has no vertical scrollbar (see app.tcss)
+#: (sort key, label when descending, label when ascending, descending when first picked): each
+#: order starts with what one looks for first (the next run: the soonest).
+SORTS = [("seq", "newest first", "oldest first", True),
+         ("priority", "priority high→low", "priority low→high", True),
+         ("run_at", "next run latest", "next run soonest", False),
+         ("updated_at", "recently changed", "least recently changed", True),
+         ("attempts", "most attempts", "fewest attempts", True)]
 FILTER_DELAY = 0.15  # seconds of no typing before the filter applies
-
-
-def job_columns(width: int, dlq: bool, costs: bool = False) -> tuple[Column, ...]:
-    """Columns that fill the table's width exactly: fixed narrow ones, the rest shared out.
-    Below 100 columns the priority and duration columns go (the detail screen has them).
-    ``costs``: what the last attempt used (CPU time, peak memory), for finished jobs."""
-    wide = width >= 100
-    if dlq:
-        fixed = [Column("tries", "Tries", 5), Column("when", "Died", 9 if not wide else 13)]
-        shares = (0.25, 0.3)
-    else:
-        fixed = [Column("state", "State", 9)]
-        if wide:
-            fixed.append(Column("priority", "Pri", 3))
-        fixed += [Column("tries", "Tries", 5), Column("when", "Next/finished" if wide else "Next/fin", 13 if wide else 9)]
-        if wide:
-            fixed.append(Column("duration", "Duration", 8))
-        shares = (0.28, 0.4)
-    if costs:
-        fixed += [Column("cpu", "CPU", 6), Column("peak", "Peak", 6)]
-    count = len(fixed) + 4  # mark, id, command, error
-    flex = max(0, width - SCROLLBAR - 2 * count - 1 - sum(c.width for c in fixed))
-    id_w = max(10, min(28, int(flex * shares[0])))
-    cmd_w = max(12, min(60, int(flex * shares[1])))
-    err_w = max(12, flex - id_w - cmd_w)
-    return (Column("mark", "", 1), Column("id", "ID", id_w), Column("command", "Command", cmd_w),
-            *fixed, Column("error", "Last error", err_w))
 
 
 class MainScreen(Screen):
@@ -96,7 +68,8 @@ class MainScreen(Screen):
         Binding("o", "output", "Output",
                 tooltip="Show or hide the output pane: the selected job's latest log, followed while it runs"),
         Binding("minus", "worker_stop", "Stop worker", key_display="-", show=False,
-                tooltip="Stop one worker (the one selected in the workers pane, else the newest); asks first"),
+                tooltip="Stop one worker: the one selected in the workers pane, else the newest idle one "
+                        "(else the newest, after its job); asks first"),
         Binding("X", "worker_stop_all", "Stop all workers", show=False,
                 tooltip="Stop every worker on this host; asks first"),
         Binding("slash", "filter", "Filter", key_display="/",
@@ -123,8 +96,8 @@ class MainScreen(Screen):
         self.jobs: dict[str, Job] = {}
         self.page: data.Page | None = None
         self.status: data.Status | None = None
-        self._page_busy = self._status_busy = False
-        self._page_again = False
+        self.page_reads = OneRead(lambda: self._read_page(self.view, self.page_rows()))
+        self._status_busy = False
         self._cursor_to: str | None = None
         self._cursor_edge = 0  # +1/-1: put the cursor on the first/last row of the next page shown
         self._problem: str | None = None
@@ -134,7 +107,7 @@ class MainScreen(Screen):
         self._output_job: str | None = None  # whose log it shows
         self._output_key: tuple | None = None  # (attempt number, log path) read so far
         self._output_offset = 0
-        self._output_busy = self._output_again = False
+        self.output_reads = OneRead(self._start_output_read)
 
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -187,8 +160,8 @@ class MainScreen(Screen):
     @property
     def settled(self) -> bool:
         """No read under way or due and the page fits the table (what tests wait for)."""
-        return not (self._page_busy or self._status_busy or self._page_again or self._page_misfit()
-                    or self._output_busy or self._output_again)
+        return (self.page_reads.settled and not self._status_busy and not self._page_misfit()
+                and self.output_reads.settled)
 
     def _layout_columns(self) -> bool:
         width = self.size.width or self.app.size.width
@@ -211,11 +184,7 @@ class MainScreen(Screen):
         self.load_page()
 
     def load_page(self) -> None:
-        if self._page_busy:
-            self._page_again = True
-            return
-        self._page_busy = True
-        self._read_page(self.view, self.page_rows())
+        self.page_reads.request()
 
     def page_rows(self) -> int:
         """Rows per page: what the table shows (only that is read), unless the app fixes it."""
@@ -231,7 +200,6 @@ class MainScreen(Screen):
         self.app.from_thread(self._page_read, page)
 
     def _page_read(self, page: data.Page | data.Problem) -> None:
-        self._page_busy = False
         if isinstance(page, data.Problem):
             self._set_problem(str(page))
         elif page.view == self.view:
@@ -239,12 +207,10 @@ class MainScreen(Screen):
             self.page = page
             self._show_page(page)
             if len(page.jobs) < self.page_rows() and page.has_next:
-                self._page_again = True  # the table grew taller than the page read for it
+                self.page_reads.again = True  # the table grew taller than the page read for it
         else:
-            self._page_again = True
-        if self._page_again:
-            self._page_again = False
-            self.load_page()
+            self.page_reads.again = True  # read for a view no longer shown
+        self.page_reads.done()
 
     def load_status(self) -> None:
         if self._status_busy:
@@ -289,33 +255,13 @@ class MainScreen(Screen):
         self._update_empty()
 
     # -- showing ------------------------------------------------------------------------
-    def _row(self, job: Job, now: float) -> tuple[Text, ...]:
-        when_text, when_style = when(job, now)
-        cost = (self.page.costs or {}).get(job.seq, (None, None, None)) if self.page else (None,) * 3
-        marked = job.id in self.marks
-        cells = {
-            "mark": cell(MARK if marked else " ", "bold magenta"),
-            "id": cell(job.id, "bold magenta" if marked else ""),
-            "command": cell(job.command),
-            "state": cell(STATE_LABEL[job.state], STATE_STYLE[job.state]),
-            "priority": cell(job.priority, justify="right"),
-            "tries": cell(f"{job.attempts}/{job.max_retries + 1}"),
-            "when": cell(when_text, when_style),
-            "duration": cell(run_time(job, now)),
-            "error": cell(job.last_error, "red" if job.state == DEAD else "dark_orange"),
-            "cpu": cell(cpu_time(cost[0]), justify="right"),
-            "peak": cell(size(cost[1]), justify="right"),
-        }
-        return tuple(cells[c.key] for c in self.table.layout)
-
     def _show_page(self, page: data.Page) -> None:
         now = self.app.clock()
         self.jobs = {job.id: job for job in page.jobs}
         if self._cursor_edge and page.jobs:
             self._cursor_to = page.jobs[0 if self._cursor_edge > 0 else -1].id
             self._cursor_edge = 0
-        self.table.show([(job.id, self._row(job, now)) for job in page.jobs],
-                        cursor_key=self._cursor_to)
+        self.table.show_jobs(page, now, self.marks, cursor_key=self._cursor_to)
         self._cursor_to = None
         self._update_pager()
         self._update_empty()
@@ -324,10 +270,11 @@ class MainScreen(Screen):
         page = self.page
         if page is None:
             return
-        key, desc_label, asc_label = next(s for s in SORTS if s[0] == self.view.sort)
+        key, desc_label, asc_label, _ = next(s for s in SORTS if s[0] == self.view.sort)
         moves = [text for text, possible in (("[ previous", page.has_prev), ("] next", page.has_next))
                  if possible]
-        parts = [f"{len(page.jobs)} shown of {page.total:,}" + (f" ({', '.join(moves)})" if moves else ""),
+        parts = [f"page {page_number(page, self.page_rows())}, {len(page.jobs)} of {page.total:,} jobs"
+                 + (f" ({', '.join(moves)})" if moves else ""),
                  f"sort: {desc_label if self.view.descending else asc_label} (s/S)"]
         if self.view.search:
             parts.append(f"filter: {self.view.search!r} (Esc clears)")
@@ -361,7 +308,7 @@ class MainScreen(Screen):
 
     # -- tabs, filter, sort, pages ------------------------------------------------------
     def set_view(self, **changes) -> None:
-        fields = {"after": None, "before": None, **changes}
+        fields = {"after": None, "before": None, "offset": 0, **changes}
         self.view = data.View(**{**self.view.__dict__, **fields})
         if self._layout_columns() and self.page is not None:
             self.page = None
@@ -420,7 +367,8 @@ class MainScreen(Screen):
 
     def action_sort(self) -> None:
         keys = [s[0] for s in SORTS]
-        self.set_view(sort=keys[(keys.index(self.view.sort) + 1) % len(keys)])
+        key, _, _, descending = SORTS[(keys.index(self.view.sort) + 1) % len(keys)]
+        self.set_view(sort=key, descending=descending)
 
     def action_reverse(self) -> None:
         self.set_view(descending=not self.view.descending)
@@ -440,9 +388,11 @@ class MainScreen(Screen):
                 self.set_view()
             return
         if step > 0 and page.has_next:
-            self.set_view(after=engine.page_key(page.jobs[-1], self.view.sort))
+            self.set_view(after=engine.page_key(page.jobs[-1], self.view.sort),
+                          offset=page.view.offset + len(page.jobs))
         elif step < 0 and page.has_prev:
-            self.set_view(before=engine.page_key(page.jobs[0], self.view.sort))
+            self.set_view(before=engine.page_key(page.jobs[0], self.view.sort),
+                          offset=max(0, page.view.offset - self.page_rows()))
 
     def action_refresh(self) -> None:
         self.load_status()
@@ -463,7 +413,8 @@ class MainScreen(Screen):
         self.marks.symmetric_difference_update({key})
         job = self.jobs.get(key)
         if job is not None:
-            self.table.update_row(key, self._row(job, self.app.clock()))
+            self.table.update_row(key, self.table.job_row(job, self.app.clock(), key in self.marks,
+                                                          self.page))
         self.table.action_cursor_down()
         self._update_pager()
 
@@ -491,12 +442,12 @@ class MainScreen(Screen):
 
     def _poll_output(self) -> None:
         """Read what the selected job's latest log added (the whole tail for a new job)."""
+        if self.output_on and self.is_current:
+            self.output_reads.request()
+
+    def _start_output_read(self) -> bool:
         if not self.output_on or not self.is_current:
-            return
-        if self._output_busy:
-            self._output_again = True
-            return
-        self._output_again = False
+            return False
         job_id = self.table.cursor_key
         log = self.query_one("#output", Log)
         if job_id != self._output_job:
@@ -504,9 +455,9 @@ class MainScreen(Screen):
             log.clear()
         if job_id is None:
             self.query_one("#output-title", Static).update("Output  (no job selected)")
-            return
-        self._output_busy = True
+            return False
         self._read_output(job_id, self._output_key, self._output_offset)
+        return True
 
     @work(thread=True, group="output", exit_on_error=False)
     def _read_output(self, job_id: str, key, offset: int) -> None:
@@ -517,13 +468,11 @@ class MainScreen(Screen):
         self.app.from_thread(self._output_read, job_id, output)
 
     def _output_read(self, job_id: str, output) -> None:
-        self._output_busy = False
         if job_id != self._output_job or not self.output_on:
-            self._output_again = self.output_on  # the cursor moved meanwhile
+            self.output_reads.again = self.output_on  # the cursor moved meanwhile
         else:
             self._show_output(job_id, output)
-        if self._output_again:
-            self._poll_output()
+        self.output_reads.done()
 
     def _show_output(self, job_id: str, output) -> None:
         log = self.query_one("#output", Log)
@@ -654,19 +603,28 @@ class MainScreen(Screen):
         text += f"; {running} running job(s) have their process tree killed." if running else "."
         self._confirm(text, "Cancel jobs", lambda: self.app.perform(
             f"cancel {len(ids)} job(s)", engine.cancel_many, ids,
-            then=lambda jobs: self._done(_summary("cancelled", jobs), clear_marks=True)))
+            then=lambda jobs: self._done(self.app.cancelled(jobs), clear_marks=True)))
 
     def action_delete(self) -> None:
         ids = self.selected_ids()
         if not ids:
             return
-        self._confirm(f"Delete {_names(ids)} with their attempts and logs?\nThis cannot be undone.",
+        running = [i for i in ids if i in self.jobs and self.jobs[i].state == PROCESSING]
+        if running:  # the engine refuses it: say so before asking
+            self.app.notify(f"{running[0]} is processing: cancel it first (c), then delete it",
+                            severity="warning")
+            return
+        its = "its" if len(ids) == 1 else "their"
+        self._confirm(f"Delete {_names(ids)} with {its} attempts and logs?\nThis cannot be undone.",
                       "Delete jobs", lambda: self.app.perform(
                           f"delete {len(ids)} job(s)", engine.delete, ids,
                           then=lambda n: self._done(f"deleted {n} job(s)", clear_marks=True)))
 
     def action_clear_dlq(self) -> None:
         count = self.status.counts.get(DEAD, 0) if self.status else 0
+        if not count:
+            self.app.notify("the DLQ is empty")
+            return
         self._confirm(f"Delete all {count:,} dead job(s) in the DLQ with their logs?\n"
                       "This cannot be undone.", "Clear the DLQ",
                       lambda: self.app.perform("clear the DLQ", engine.dlq_clear,
@@ -716,14 +674,26 @@ class MainScreen(Screen):
         self.app.push_screen(ConfirmModal(question, title), lambda yes: then() if yes else None)
 
 
+def page_number(page: data.Page, rows: int) -> str:
+    """'2 of 9': pages of ``rows`` rows; the first and last pages are known for sure, the
+    others counted from the rows paged past (rows added or removed meanwhile shift them)."""
+    pages = max(1, -(-page.total // max(1, rows)))
+    if not page.has_prev:
+        number = 1
+    elif not page.has_next:
+        number = pages
+    else:
+        number = min(pages - 1, max(2, page.view.offset // max(1, rows) + 1))
+    return f"{number} of {pages}"
+
+
 def edit_job(app, job: Job, done) -> None:
     """Open the edit form on a pending or failed job; any other is refused with the reason
     (``edit`` refuses it too, should the job start meanwhile)."""
     from queuectl_tui.tui.screens.modals import EditModal
 
     if job.state not in (PENDING, FAILED):
-        what = "running" if job.state == PROCESSING else job.state
-        app.notify(f"{job.id} is {what}: only pending or failed jobs can be edited"
+        app.notify(f"{job.id} is {job.state}: only pending or failed jobs can be edited"
                    + (" (cancel it, or wait for it to end)" if job.state == PROCESSING else
                       " (t restarts it)"), severity="warning")
         return

@@ -20,6 +20,7 @@ from textual.widgets import Button, Input, Label, Static
 from queuectl_tui import engine, settings, spec
 from queuectl_tui.errors import InvalidInput
 from queuectl_tui.tui import data
+from queuectl_tui.tui.widgets.keybar import KeyBar
 
 #: (field, label, placeholder) in the order of the form; numeric fields are parsed as numbers.
 ENQUEUE_FIELDS = [
@@ -95,6 +96,7 @@ class JobForm(ModalScreen):
             with Horizontal(classes="dialog-buttons"):
                 yield Button(f"{self.OK} (ctrl+s)", variant="primary", id="ok", compact=True)
                 yield Button("Close (esc)", id="close", compact=True)
+        yield KeyBar()  # the dialog's keys, over the screen's
 
     def on_mount(self) -> None:
         for box in self.query(Input):
@@ -142,6 +144,7 @@ class JobForm(ModalScreen):
 
 
 class EnqueueModal(JobForm):
+    HELP_NAME = "enqueue form (n)"  # in the help
     BINDINGS = [
         Binding("escape", "dismiss_none", "Close", tooltip="Close without enqueuing"),
         Binding("ctrl+s", "submit", "Enqueue", tooltip="Enqueue the job"),
@@ -185,6 +188,7 @@ class EnqueueModal(JobForm):
 class EditModal(JobForm):
     """A pending or failed job's fields, changed as ``edit JOB_ID --field …`` changes them: only
     the fields whose text changed are sent, and the engine refuses a job that started running."""
+    HELP_NAME = "edit form (E)"  # in the help
 
     BINDINGS = [
         Binding("escape", "dismiss_none", "Close", tooltip="Close without changing the job"),
@@ -246,6 +250,7 @@ def _shown(value: Any) -> str:
 
 class ConfigModal(ModalScreen[list[str] | None]):
     """Every setting with its default; a bad value is refused under its field."""
+    HELP_NAME = "settings form (e)"  # in the help
 
     BINDINGS = [
         Binding("escape", "dismiss_none", "Close", tooltip="Close without saving"),
@@ -272,6 +277,7 @@ class ConfigModal(ModalScreen[list[str] | None]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save (ctrl+s)", variant="primary", id="save", compact=True)
                 yield Button("Close (esc)", id="close", compact=True)
+        yield KeyBar()  # the dialog's keys, over the screen's
 
     def on_mount(self) -> None:
         for box in self.query(Input):
@@ -352,6 +358,7 @@ def parse_limit(text: str) -> int | None:
 class LimitModal(ModalScreen[int | None | bool]):
     """How many of one queue's jobs may run at once; dismissed with the new limit (None: no
     limit), or False when closed unchanged."""
+    HELP_NAME = "limit form (l in Queues)"  # in the help
 
     BINDINGS = [
         Binding("escape", "close", "Close", tooltip="Close without changing the limit"),
@@ -377,6 +384,7 @@ class LimitModal(ModalScreen[int | None | bool]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save (ctrl+s)", variant="primary", id="save", compact=True)
                 yield Button("Close (esc)", id="close", compact=True)
+        yield KeyBar()  # the dialog's keys, over the screen's
 
     def on_mount(self) -> None:
         box = self.query_one("#f-limit", Input)
@@ -406,9 +414,10 @@ class LimitModal(ModalScreen[int | None | bool]):
 
 
 class ConfirmModal(ModalScreen[bool]):
+    HELP_NAME = "a question"  # in the help
     BINDINGS = [
-        Binding("y", "answer(True)", "Yes"),
-        Binding("n,escape", "answer(False)", "No"),
+        Binding("y", "answer(True)", "Yes", tooltip="Yes: do what it asks"),
+        Binding("n,escape", "answer(False)", "No", tooltip="No: change nothing"),
     ]
 
     def __init__(self, question: str, title: str = "Are you sure?") -> None:
@@ -423,6 +432,7 @@ class ConfirmModal(ModalScreen[bool]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Yes (y)", variant="error", id="yes", compact=True)
                 yield Button("No (n)", id="no", compact=True)
+        yield KeyBar()  # the dialog's keys, over the screen's
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()

@@ -15,6 +15,7 @@ from textual.widgets import Static
 
 from queuectl_tui.tui import data
 from queuectl_tui.tui.fmt import STATE_STYLE, cell
+from queuectl_tui.tui.reads import OneRead
 from queuectl_tui.tui.widgets.jobs_table import Column, KeyedTable
 from queuectl_tui.tui.widgets.keybar import KeyBar
 
@@ -49,7 +50,7 @@ class QueuesScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.queues: data.Queues | None = None
-        self._busy = self._again = False
+        self.reads = OneRead(self._read)
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Queues", style="bold"), id="queues-title")
@@ -78,14 +79,10 @@ class QueuesScreen(Screen):
 
     @property
     def settled(self) -> bool:
-        return not (self._busy or self._again)
+        return self.reads.settled
 
     def load(self) -> None:
-        if self._busy:
-            self._again = True
-            return
-        self._busy = True
-        self._read()
+        self.reads.request()
 
     @work(thread=True, group="queues", exit_on_error=False)
     def _read(self) -> None:
@@ -96,16 +93,13 @@ class QueuesScreen(Screen):
         self.app.from_thread(self._read_done, result)
 
     def _read_done(self, result: data.Queues | data.Problem) -> None:
-        self._busy = False
         title = self.query_one("#queues-title", Static)
         if isinstance(result, data.Problem):
             title.update(Text.assemble(("Queues  ", "bold"), ("database: ", "bold"), str(result)))
         else:
             self.queues = result
             self._show(result)
-        if self._again:
-            self._again = False
-            self.load()
+        self.reads.done()
 
     def _show(self, queues: data.Queues) -> None:
         title = Text.assemble(("Queues", "bold"), f"  {len(queues.rows)} queue(s)")

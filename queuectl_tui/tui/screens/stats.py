@@ -15,6 +15,7 @@ from textual.widgets import Static
 
 from queuectl_tui.present import ago, seconds
 from queuectl_tui.tui import data
+from queuectl_tui.tui.reads import OneRead
 from queuectl_tui.tui.widgets.keybar import KeyBar
 from queuectl_tui.tui.widgets.throughput import sparkline
 from queuectl_tui.visible import visible
@@ -34,8 +35,7 @@ class StatsScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.window = WINDOWS[0]
-        self._busy = False
-        self._again = False
+        self.reads = OneRead(lambda: self._read(self.window, self.app.clock()))
 
     def compose(self) -> ComposeResult:
         yield Static("", id="stats-title")
@@ -49,18 +49,14 @@ class StatsScreen(Screen):
 
     @property
     def settled(self) -> bool:
-        return not (self._busy or self._again)
+        return self.reads.settled
 
     def _tick(self) -> None:
         if self.is_current:
             self.action_refresh()
 
     def action_refresh(self) -> None:
-        if self._busy:
-            self._again = True
-            return
-        self._busy = True
-        self._read(self.window, self.app.clock())
+        self.reads.request()
 
     def action_window(self) -> None:
         self.window = WINDOWS[(WINDOWS.index(self.window) + 1) % len(WINDOWS)]
@@ -78,10 +74,7 @@ class StatsScreen(Screen):
         self.app.from_thread(self._show, result)
 
     def _show(self, result) -> None:
-        self._busy = False
-        if self._again:
-            self._again = False
-            self.action_refresh()
+        self.reads.done()
         title = Text.assemble(("Execution stats", "bold"), f"  last {ago(self.window)}",
                               ("  (w: another window)", "dim"))
         self.query_one("#stats-title", Static).update(title)

@@ -8,10 +8,11 @@ from textual.widgets import Static
 from queuectl_tui.models import STATES
 from queuectl_tui.tui.fmt import STATE_STYLE
 
-LONG = {"pending": "pending", "processing": "processing", "completed": "completed",
-        "failed": "failed", "dead": "dead"}
-SHORT = {"pending": "pend", "processing": "run", "completed": "done", "failed": "fail",
+LONG = {state: state for state in STATES}
+#: Only when the full names cannot fit (the help's legend spells them out): their first letters.
+SHORT = {"pending": "pend", "processing": "proc", "completed": "comp", "failed": "fail",
          "dead": "dead"}
+LEGEND = ", ".join(f"{SHORT[s]} {s}" for s in STATES if SHORT[s] != s)
 
 
 class CountsHeader(Static):
@@ -39,6 +40,7 @@ class CountsHeader(Static):
         for title, labels, workers in (
             ("queuectl ", LONG, f"workers {alive} alive · {busy} busy"),
             ("", LONG, f"workers {alive} alive · {busy} busy"),
+            ("", LONG, f"workers {alive} · {busy} busy"),
             ("", SHORT, f"workers {alive} · {busy} busy"),
         ):
             text = Text(no_wrap=True, overflow="ellipsis", end="")

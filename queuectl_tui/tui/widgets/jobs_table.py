@@ -11,12 +11,55 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
+from queuectl_tui.models import DEAD, FAILED, PENDING, PROCESSING, Job
+from queuectl_tui.present import clock, cpu_time, retries, run_time, size, when
+from queuectl_tui.tui.fmt import STATE_STYLE, cell, when_style
+
 
 @dataclass(frozen=True)
 class Column:
     key: str
     label: str
     width: int
+
+
+MARK = "●"
+#: States whose When cell is present.when ("due", "in 5m", "running 12s"); a finished job's is
+#: the clock time it ended, which stays the same from one refresh to the next (present.when's
+#: "5m ago" would rewrite every finished row each second: a third of a refresh's time).
+WAITING_OR_RUNNING = (PENDING, FAILED, PROCESSING)
+SCROLLBAR = 0  # the jobs table has no vertical scrollbar (see app.tcss)
+
+
+def job_columns(width: int, dlq: bool, costs: bool = False) -> tuple[Column, ...]:
+    """Columns that fill the table's width exactly: fixed narrow ones, the rest shared out.
+    Below 100 columns the priority and duration columns go (the detail screen has them).
+    ``costs``: what the last attempt used (CPU time, peak memory), for finished jobs."""
+    wide = width >= 100
+    # The attempt number counts every run; the retry budget is apart (``present.retries``).
+    tries = [Column("attempt", "Attempt" if wide else "Att", 7 if wide else 3),
+             Column("retries", "Retries", 7)]
+    if dlq:
+        # Narrow: no room for the budget beside the costs (a dead job has mostly used it up).
+        fixed = [*(tries if wide else tries[:1]), Column("when", "Died", 11 if not wide else 13)]
+        shares = (0.25, 0.3)
+    else:
+        fixed = [Column("state", "State", 10)]  # "processing"
+        if wide:
+            fixed.append(Column("priority", "Pri", 3))
+        fixed += [*tries, Column("when", "When", 13 if wide else 11)]
+        if wide:
+            fixed.append(Column("duration", "Duration", 8))
+        shares = (0.28, 0.4)
+    if costs:
+        fixed += [Column("cpu", "CPU", 6), Column("peak", "Peak", 6)]
+    count = len(fixed) + 4  # mark, id, command, error
+    flex = max(0, width - SCROLLBAR - 2 * count - 1 - sum(c.width for c in fixed))
+    id_w = max(10, min(28, int(flex * shares[0])))
+    cmd_w = max(12, min(60, int(flex * shares[1])))
+    err_w = max(10, flex - id_w - cmd_w)
+    return (Column("mark", "", 1), Column("id", "ID", id_w), Column("command", "Command", cmd_w),
+            *fixed, Column("error", "Last error", err_w))
 
 
 class KeyedTable(DataTable):
@@ -82,13 +125,38 @@ class KeyedTable(DataTable):
             target = keys.index(keep) if keep in self._cells else min(max(row_before, 0), len(keys) - 1)
             self.move_cursor(row=target, animate=False)
 
+    #: DataTable's private names the fast path below reads. Should a Textual release drop one,
+    #: every cell takes the stock path (tests/test_tui_render_cell.py checks both agree).
+    PRIVATE = ("_row_locations", "_column_locations", "_cell_render_cache", "_show_hover_cursor",
+               "_update_count", "_pseudo_class_state", "_get_styles_to_render_cell")
+
+    @property
+    def fast_cells(self) -> bool:
+        """Does this Textual still have every private name the fast path reads?"""
+        fast = self.__dict__.get("_fast_cells")
+        if fast is None:
+            fast = self.__dict__["_fast_cells"] = all(hasattr(self, name) for name in self.PRIVATE)
+        return fast
+
     def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
                      cursor: bool = False, hover: bool = False):
         """A one-line Text cell drawn straight to segments: what DataTable's general path
         (Padding through console.render_lines, for any renderable and any height) produces
-        for these cells, at a fraction of the cost. Other cells take the general path."""
-        if row_index < 0 or column_index < 0:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        for these cells, at a fraction of the cost. Other cells take the general path, and so
+        does every cell once a private name the fast path reads is missing."""
+        if row_index >= 0 and column_index >= 0 and self.fast_cells:
+            try:
+                lines = self._render_text_cell(row_index, column_index, base_style, width, cursor, hover)
+            except (AttributeError, TypeError):  # DataTable's internals changed under us
+                self.__dict__["_fast_cells"] = False
+                lines = None
+            if lines is not None:
+                return lines
+        return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+
+    def _render_text_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
+                          cursor: bool, hover: bool):
+        """The fast path's lines, or None for a cell it does not draw."""
         row_key = self._row_locations.get_key(row_index)
         column_key = self._column_locations.get_key(column_index)
         key = (row_key, column_key, base_style, cursor, hover, self._show_hover_cursor,
@@ -98,7 +166,7 @@ class KeyedTable(DataTable):
             return lines
         cell = self.get_cell(row_key, column_key)
         if not isinstance(cell, Text) or self.rows[row_key].height != 1 or "\n" in cell.plain:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+            return None
         component_style, post_style = self._get_styles_to_render_cell(
             False, False, row_index < self.fixed_rows or column_index < self.fixed_columns, hover,
             cursor, self.show_cursor, self._show_hover_cursor,
@@ -132,6 +200,32 @@ class JobsTable(KeyedTable):
 
     BINDINGS = [Binding("enter", "select_cursor", "Detail",
                         tooltip="Open the job: every field, every attempt, the log")]
+
+    def job_row(self, job: Job, now: float, marked: bool, page) -> tuple[Text, ...]:
+        """One job's cells for the current columns; ``page`` (data.Page) has its attempt number
+        and, on the costed tabs, what its last attempt used."""
+        cost = ((page.costs or {}).get(job.seq) if page is not None else None) or (None, None, None)
+        cells = {
+            "mark": cell(MARK if marked else " ", "bold magenta"),
+            "id": cell(job.id, "bold magenta" if marked else ""),
+            "command": cell(job.command),
+            "state": cell(job.state, STATE_STYLE[job.state]),
+            "priority": cell(job.priority, justify="right"),
+            "attempt": cell(page.runs.get(job.seq) if page is not None else None, justify="right"),
+            "retries": cell(retries(job), justify="right"),
+            "when": cell(when(job, now) if job.state in WAITING_OR_RUNNING
+                         else clock(job.finished_at or job.updated_at, now), when_style(job, now)),
+            "duration": cell(run_time(job, now)),
+            "error": cell(job.last_error, "red" if job.state == DEAD else "dark_orange"),
+            "cpu": cell(cpu_time(cost[0]), justify="right"),
+            "peak": cell(size(cost[1]), justify="right"),
+        }
+        return tuple(cells[c.key] for c in self.layout)
+
+    def show_jobs(self, page, now: float, marks: set[str], *, cursor_key: str | None = None) -> None:
+        """Show a page of jobs (a data.Page), marked ones highlighted."""
+        self.show([(job.id, self.job_row(job, now, job.id in marks, page)) for job in page.jobs],
+                  cursor_key=cursor_key)
 
     class Edge(Message):
         def __init__(self, step: int) -> None:
