@@ -20,7 +20,7 @@ from queuectl_tui.tui.widgets.jobs_table import Column, KeyedTable
 from queuectl_tui.tui.widgets.keybar import KeyBar
 
 #: (state, column label) for the counts, in the order of ``queue list``.
-COUNTED = [("pending", "Pending"), ("processing", "Running"), ("failed", "Failed"), ("dead", "Dead"),
+COUNTED = [("pending", "Pending"), ("processing", "Processing"), ("failed", "Failed"), ("dead", "Dead"),
            ("completed", "Completed")]
 
 
