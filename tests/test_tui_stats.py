@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tui_support import NOW, make_app, seeded, settle, stable_terminal, stand_in  # noqa: F401
 
 from queuectl_tui import metrics
@@ -17,6 +19,7 @@ def shown(app) -> str:
     return console.export_text()
 
 
+@pytest.mark.both_backends
 async def test_stats_screen_shows_the_windows_figures_and_goes_back(seeded):
     from queuectl_tui.tui.screens.main import MainScreen
     from queuectl_tui.tui.screens.stats import StatsScreen

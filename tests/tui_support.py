@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import helpers
 from queuectl_tui.demo import FIXED_NOW as NOW  # every snapshot's "now"
 from queuectl_tui.demo import pinned_monitor
 #: The seeded jobs' working directory (they never run in these tests).
@@ -36,12 +37,12 @@ def stand_in():
 
 
 @pytest.fixture
-def seeded(db, home: Path, stand_in: int) -> Path:
+def seeded(db, home: Path, stand_in: int) -> Path | str:
     """The sample history at NOW, with three live-looking workers (two busy)."""
     from queuectl_tui import demo
 
     demo.seed(NOW, cwd=SEED_CWD, running_pid=stand_in)
-    return home / "queuectl.db"
+    return helpers.DB_URL or home / "queuectl.db"  # the URL on PostgreSQL
 
 
 @pytest.fixture
