@@ -96,7 +96,8 @@ _SLICES = _SLICES_HEAD + " WHERE " + _IN_WINDOW + " GROUP BY b"
 _SLICES_BY_QUEUE = _SLICES_HEAD + " WHERE " + _IN_WINDOW + _OF_QUEUES + " GROUP BY b"
 
 # PostgreSQL's forms of those that differ: no json_each (json_array_elements_text), no INDEXED
-# BY (the planner picks job_due, whose condition the query repeats), LEAST for SQLite's scalar
+# BY (the planner picks job_due, whose condition the query repeats; seq breaks ties in run_at
+# as SQLite's index, which ends with the rowid, does), LEAST for SQLite's scalar
 # min(), and FLOOR where SQLite's CAST truncates (PostgreSQL's CAST rounds): the minute is the
 # one the PostgreSQL triggers compute (db.py), the slice the one SQLite's CAST gives.
 _OF_QUEUES_PG = " AND a.queue IN (SELECT json_array_elements_text(?::json))"
@@ -108,7 +109,7 @@ _FAILURES_PG = ("SELECT queue, state, last_error, count(*) FROM job WHERE state 
 _FAILED_MINUTES_PG = ("SELECT queue, state, error, sum(n)::BIGINT FROM job_failed_minute "
                       "WHERE minute BETWEEN ? AND ? GROUP BY 1, 2, 3")  # sum(bigint) is numeric
 _OLDEST_DUE_PG = ("SELECT id, run_at FROM job WHERE queue = ? AND " + CLAIMABLE_WHERE
-                  + " ORDER BY run_at LIMIT 1")
+                  + " ORDER BY run_at, seq LIMIT 1")
 _SLICES_HEAD_PG = ("SELECT LEAST(FLOOR((a.finished_at - ?) / ?)::BIGINT, ?) AS b, count(*), "
                    "avg(a.started_at - a.due_at), max(a.started_at - a.due_at), avg(a.duration), "
                    "max(a.duration) FROM attempt a")

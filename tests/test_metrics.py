@@ -414,3 +414,13 @@ def test_metrics_serve_answers_a_scrape_on_loopback(recent, home):
         proc.stdout.close()
         proc.stderr.close()
 
+
+@pytest.mark.both_backends
+def test_oldest_due_among_jobs_due_at_once_is_the_first_enqueued(db, tmp_path):
+    """Jobs enqueued together are due at the same time: the oldest is the first of them, also
+    after the first was edited (PostgreSQL then keeps it elsewhere in the table and index)."""
+    jobs = [spec.normalize({"id": f"t{i}", "command": "true"}, now=T0) for i in range(3)]
+    engine.enqueue(jobs, cwd=str(tmp_path), env={}, now=T0)
+    engine.edit("t0", {"priority": 5}, now=T0)
+    engine.edit("t0", {"priority": 0}, now=T0)
+    assert figures(metrics.execution_stats(T0, None, NOW))["oldest_due"]["id"] == "t0"
