@@ -81,11 +81,10 @@ def huey(args: argparse.Namespace) -> dict:
 def rq(args: argparse.Namespace) -> dict:
     (args.dir / "benchrqtasks.py").write_text(RQ_TASKS)
     sys.path.insert(0, str(args.dir))
+    import benchrqtasks as tasks
     from redis import Redis
     from rq import Queue
     from rq.registry import FinishedJobRegistry
-
-    import benchrqtasks as tasks
 
     redis = Redis(host="127.0.0.1", port=args.port)
     redis.flushdb()  # a clean slate: the finished-job registry is what we count

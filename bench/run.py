@@ -141,7 +141,7 @@ def peer_driver(args: list[str]) -> dict:
     out = subprocess.run([str(PEERS / "venv/bin/python"), str(BENCH / "peer_driver.py"), *args],
                          capture_output=True, text=True, timeout=900, env=deb_env())
     if out.returncode:
-        raise RuntimeError((out.stderr.strip().splitlines() or ["exit %d" % out.returncode])[-1])
+        raise RuntimeError((out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1])
     return json.loads(out.stdout)
 
 
@@ -162,7 +162,7 @@ def drain_rq(jobs: int, tmp: Path, worker_class: str) -> dict:
                 break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("redis-server did not start")
+                    raise RuntimeError("redis-server did not start") from None
                 time.sleep(0.02)
         return peer_driver(["rq", "--dir", str(tmp), "--jobs", str(jobs), "--workers", "2",
                             "--port", str(port), "--worker-class", worker_class])
@@ -336,6 +336,7 @@ def bench_scale(cfg: dict, tmp: Path) -> dict:
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(BENCH))
     import seed
+
     from queuectl_tui import engine, present
     from queuectl_tui.db import close_db, open_db
 
@@ -360,7 +361,7 @@ def bench_scale(cfg: dict, tmp: Path) -> dict:
     worker = engine.register_worker(pid=os.getpid())
     res["claim_ms"] = timed(lambda: engine.claim(worker), cfg["claims"])
     log("scale: claims with priority aging on, execution stats")
-    from queuectl_tui import metrics, settings
+    from queuectl_tui import settings
     started = time.perf_counter()
     settings.set_value("priority_aging", 1)  # re-ranks every waiting job in one transaction
     res["aging_rerank_s"] = time.perf_counter() - started
@@ -390,6 +391,7 @@ def bench_stats(db: Path) -> dict:
     come from the per-minute rollups, its edges from the attempts). Then the same on a copy of it
     spread over 4 queues."""
     import seed
+
     from queuectl_tui import metrics
     from queuectl_tui.db import close_db, open_db
 
@@ -405,8 +407,9 @@ def bench_stats(db: Path) -> dict:
         return out
 
     def engine_now() -> float:
-        from queuectl_tui.models import Attempt
         from peewee import fn
+
+        from queuectl_tui.models import Attempt
         return Attempt.select(fn.MAX(Attempt.finished_at)).scalar() + 200  # the seed's "now"
 
     res = {"one_queue": measure(db)}
@@ -594,7 +597,7 @@ def report(r: dict, command: str) -> str:
         for name, st in (s.get("stats") or {}).items():
             label = name.replace("_", " ")
             lines.append(f"| `stats` (metrics.execution_stats), {label}, 1 h window ({st['attempts_1h']:,} "
-                         f"attempts{', percentiles from 1 in %d' % st['sampled_every_1h'] if st['sampled_every_1h'] > 1 else ''}), "
+                         f"attempts{', percentiles from 1 in ' + str(st['sampled_every_1h']) if st['sampled_every_1h'] > 1 else ''}), "
                          f"median | {st['ms_1h']:.0f} ms | < 100 ms | {check(st['ms_1h'], 100)} |")
             lines.append(f"| `stats --since 10m`, {label}, median (console chart, 1 h: {st['ms_timeline_1h']:.0f} ms) | "
                          f"{st['ms_10m']:.0f} ms | < 100 ms | {check(st['ms_10m'], 100)} |")
@@ -678,7 +681,7 @@ def svg(drain: dict) -> str:
     x = lambda v: label_w + bar_w * v / top  # noqa: E731
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + bar_w + 70}" height="{height}" '
            'font-family="sans-serif" font-size="13">',
-           f'<rect width="100%" height="100%" fill="white"/>',
+           '<rect width="100%" height="100%" fill="white"/>',
            f'<text x="10" y="20" font-weight="bold">Drain rate of {next(iter(drain["rows"].values())).get("jobs", "")} '
            f'jobs of true, x the 2-process spawn ceiling ({drain["ceiling_jobs_per_s"]:,.0f}/s)</text>']
     for i, (name, v) in enumerate(rows):

@@ -53,7 +53,7 @@ class LoopClock:
         self.spans: list[tuple[float, float, float]] = []  # wall start, wall end, CPU seconds
         self._original = asyncio.events.Handle._run
 
-    def __enter__(self) -> "LoopClock":
+    def __enter__(self) -> LoopClock:
         spans, original = self.spans, self._original
 
         def timed(handle):
@@ -87,7 +87,7 @@ class ReadClock:
     def __init__(self) -> None:
         self.times: dict[str, list[float]] = {"read_page": [], "read_status": []}
 
-    def __enter__(self) -> "ReadClock":
+    def __enter__(self) -> ReadClock:
         self._saved = {name: getattr(data, name) for name in self.times}
         for name, func in self._saved.items():
             setattr(data, name, self._wrap(name, func))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import sys
 import time
@@ -22,11 +23,12 @@ from queuectl_tui.models import COMPLETED, DEAD, STATES
 from queuectl_tui.present import ago, size
 from queuectl_tui.visible import visible
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+COMMAND_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-class App:
-    """What every command shares: where the database is, opened on first use."""
+class Context:
+    """What every command shares (click's ``ctx.obj``): where the database is, opened on
+    first use."""
 
     def __init__(self, db: str | None):
         self.db_path = paths.db_target(db) if db else paths.default_db_path()
@@ -39,7 +41,7 @@ class App:
             self._open = True
 
 
-pass_app = click.make_pass_decorator(App)
+pass_ctx = click.make_pass_decorator(Context)
 
 
 def console():
@@ -88,7 +90,7 @@ class _Seconds(click.FloatRange):
 
     def convert(self, value, param, ctx):
         number = super().convert(value, param, ctx)
-        if number != number:
+        if math.isnan(number):
             self.fail(f"{value!r} is not a number of seconds", param, ctx)
         return number
 
@@ -119,40 +121,48 @@ TEXT = _Utf8Text()
 
 
 def json_option(func):
-    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(func)
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(
+        func
+    )
 
 
 # --- the group -------------------------------------------------------------------------------
 
-@click.group(invoke_without_command=True, context_settings=CONTEXT)
+@click.group(invoke_without_command=True, context_settings=COMMAND_SETTINGS)
 @click.option("--db", metavar="PATH|URL", envvar="QUEUECTL_DB",
               help="Database file (default $QUEUECTL_HOME/queuectl.db, ~/.queuectl/queuectl.db), "
                    "or postgresql://user:password@host:port/dbname.")
 @click.option("--no-ui", is_flag=True, help="Never open the console; print the status summary.")
 @click.version_option(__version__, prog_name="queuectl-tui")
 @click.pass_context
-def cli(ctx: click.Context, db: str | None, no_ui: bool) -> None:
+def cli(click_ctx: click.Context, db: str | None, no_ui: bool) -> None:
     """A local background job queue for shell commands, with a terminal console.
 
     Without a command, opens the console on a terminal (or prints the status with --no-ui
     or when not on a terminal).
     """
-    ctx.obj = App(db)
-    if ctx.invoked_subcommand is None:
+    click_ctx.obj = Context(db)
+    if click_ctx.invoked_subcommand is None:
         if not no_ui and sys.stdin.isatty() and sys.stdout.isatty():
             # The console opens the database itself: a locked or corrupt one is a message on
             # its screen (it creates a missing one first, as any command would).
             from queuectl_tui.tui.app import run_app  # the only path that loads textual
-            run_app(ctx.obj.db_path)
+            run_app(click_ctx.obj.db_path)
         else:
-            ctx.invoke(status)
+            click_ctx.invoke(status)
 
 
 # --- enqueue ---------------------------------------------------------------------------------
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @click.argument("spec_arg", metavar="[SPEC]", required=False)
-@click.option("-f", "--file", "file_", type=click.File("rb"), help="JSON object, array or JSON Lines ('-' = stdin).")
+@click.option(
+    "-f",
+    "--file",
+    "file_",
+    type=click.File("rb"),
+    help="JSON object, array or JSON Lines ('-' = stdin).",
+)
 @click.option("--id", "job_id", help="Job id (default: generated).")
 @click.option("--command", "command", help="Shell command (instead of SPEC).")
 @click.option("--priority", type=int, help="Higher runs first (default 0).")
@@ -164,10 +174,12 @@ def cli(ctx: click.Context, db: str | None, no_ui: bool) -> None:
 @click.option("--queue", help="Queue name (default 'default').")
 @click.option("--after", "after", multiple=True, type=TEXT, metavar="JOB_ID",
               help="Run only once this job has completed (repeatable).")
-@click.option("--wait", "wait_", is_flag=True, help="Then wait for the job(s) to end, as 'wait' does.")
+@click.option(
+    "--wait", "wait_", is_flag=True, help="Then wait for the job(s) to end, as 'wait' does."
+)
 @json_option
-@pass_app
-def enqueue(app: App, spec_arg, file_, job_id, command, priority, max_retries, timeout,
+@pass_ctx
+def enqueue(ctx: Context, spec_arg, file_, job_id, command, priority, max_retries, timeout,
             backoff_base, run_at, delay, queue, after, wait_, as_json) -> None:
     """Queue a job. SPEC is a JSON object or a plain shell command.
 
@@ -188,7 +200,9 @@ def enqueue(app: App, spec_arg, file_, job_id, command, priority, max_retries, t
     def specs():
         for count, (where, raw) in enumerate(raws):
             if count == 1 and ("id" in overrides or "command" in overrides):
-                raise InvalidInput("--id and --command apply to a single job, not to a list of specs")
+                raise InvalidInput(
+                    "--id and --command apply to a single job, not to a list of specs"
+                )
             if "id" in overrides and raw.get("id") is not None:
                 raise InvalidInput("give the job id in SPEC or --id, not both")
             merged = {**raw, **overrides} if overrides else raw  # (normalize copies)
@@ -207,7 +221,7 @@ def enqueue(app: App, spec_arg, file_, job_id, command, priority, max_retries, t
 
     if not bulk:  # one job from the command line: checked before the database is opened
         checked = [s for _, s in specs()]
-        app.open()
+        ctx.open()
         jobs = engine.enqueue(checked, now=now)
         if as_json:
             emit_json(present.job_dict(jobs[0]))
@@ -217,7 +231,7 @@ def enqueue(app: App, spec_arg, file_, job_id, command, priority, max_retries, t
         if wait_:
             _wait_and_exit([j.id for j in jobs], None, None, as_json)
         return
-    app.open()  # a stream is checked as it is staged: in the database's TEMP space
+    ctx.open()  # a stream is checked as it is staged: in the database's TEMP space
     waited: list[str] = []
     with engine.enqueue_stream(specs(), now=now) as added:
         _print_added(added, as_json, file_)
@@ -277,7 +291,9 @@ def _read_specs(spec_arg: str | None, file_, command: str | None):
                 break
         if "".join(head).lstrip()[:1] in ("{", "["):
             return spec.read_specs(itertools.chain(head, lines)), True
-        text = "".join(itertools.chain(head, lines)).replace("\r\n", "\n").replace("\r", "\n").strip()
+        text = (
+            "".join(itertools.chain(head, lines)).replace("\r\n", "\n").replace("\r", "\n").strip()
+        )
         return ([("", {"command": text})] if text else spec.read_specs([])), False
     if spec_arg is None:
         if command is None:
@@ -296,28 +312,32 @@ def _read_specs(spec_arg: str | None, file_, command: str | None):
 
 # --- reading ---------------------------------------------------------------------------------
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @json_option
-@pass_app
-def status(app: App, as_json: bool) -> None:
+@pass_ctx
+def status(ctx: Context, as_json: bool) -> None:
     """Counts per state, workers alive/busy, how long the oldest due pending job has waited."""
-    app.open()
+    ctx.open()
     data = engine.stats()
     rows = engine.queue_rows()
     data["paused_all"] = engine.paused_all()
     data["paused_queues"] = [row["name"] for row in rows if row["paused"]]
-    data["resumed_queues"] = [row["name"] for row in rows if not row["paused"]] if data["paused_all"] else []
-    server = paths.is_url(app.db_path)  # a file needs no naming; a shared server does
+    data["resumed_queues"] = (
+        [row["name"] for row in rows if not row["paused"]] if data["paused_all"] else []
+    )
+    server = paths.is_url(ctx.db_path)  # a file needs no naming; a shared server does
     if server:
         from queuectl_tui.db import describe_target
-        data["database"] = {"backend": "postgresql", "url": describe_target(app.db_path)}
+        data["database"] = {"backend": "postgresql", "url": describe_target(ctx.db_path)}
     if as_json:
         emit_json(data)
         return
     if server:
         click.echo(f"database: {data['database']['url']}")
     if piped():
-        click.echo("\n".join(_status_lines(data)))  # what rich prints here, without its ~30 ms import
+        click.echo(
+            "\n".join(_status_lines(data))
+        )  # what rich prints here, without its ~30 ms import
         return
     _status_rich(data)
 
@@ -345,28 +365,30 @@ def _paused_line(data: dict[str, Any]) -> str | None:
     return f"paused: {', '.join(data['paused_queues'])}" if data.get("paused_queues") else None
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @click.option("--since", "since", default="1h", show_default=True, metavar="DURATION",
               help="Window: attempts finished in the last DURATION (90s, 30m, 1h, 2d).")
 @click.option("--queue", "queues", multiple=True, type=TEXT, help="Only this queue (repeatable).")
 @click.option("--prometheus", is_flag=True,
               help="Print Prometheus' text format (needs the 'metrics' extra).")
 @json_option
-@pass_app
-def stats(app: App, since: str, queues, prometheus: bool, as_json: bool) -> None:
+@pass_ctx
+def stats(ctx: Context, since: str, queues, prometheus: bool, as_json: bool) -> None:
     """Execution metrics over a window: completed, failed, dead, throughput, success rate,
     retries, wait and run time percentiles, the oldest due job, the most frequent errors."""
     from queuectl_tui import metrics as figures
     window = figures.parse_duration(since)
     if prometheus:
         if as_json or queues:
-            raise InvalidInput("--prometheus takes neither --json nor --queue (it gives every queue)")
+            raise InvalidInput(
+                "--prometheus takes neither --json nor --queue (it gives every queue)"
+            )
         from queuectl_tui import exporter
         exporter.require()
-        app.open()
+        ctx.open()
         click.echo(exporter.text(window), nl=False)
         return
-    app.open()
+    ctx.open()
     now = time.time()
     data = figures.execution_stats(now - window, list(queues) or None, now)
     if as_json:
@@ -414,7 +436,10 @@ def _print_stats(data: dict[str, Any]) -> None:
     for key, title in (("wait", "wait (due to started)"), ("run", "run time")):
         times = table(title, "p50", "p95", "p99", "max", "mean")
         for name, f in rows:
-            times.add_row(plain(name), *(present.seconds(f[key][p]) for p in ("p50", "p95", "p99", "max", "mean")))
+            times.add_row(
+                plain(name),
+                *(present.seconds(f[key][p]) for p in ("p50", "p95", "p99", "max", "mean")),
+            )
         out.print()
         out.print(times)
     due = data["overall"]["oldest_due"]
@@ -431,10 +456,12 @@ def _print_stats(data: dict[str, Any]) -> None:
 def _status_lines(data: dict[str, Any]) -> list[str]:
     """The status table and lines as rich lays them out without wrapping (box=None, no edge
     padding, right-justified columns two spaces apart), as plain text."""
-    cells = [(state, str(data["jobs"][state])) for state in STATES] + [("total", str(data["total"]))]
+    cells = [(state, str(data["jobs"][state])) for state in STATES] + [
+        ("total", str(data["total"]))
+    ]
     widths = [max(len(head), len(value)) for head, value in cells]
-    return ["  ".join(head.rjust(w) for (head, _), w in zip(cells, widths)),
-            "  ".join(value.rjust(w) for (_, value), w in zip(cells, widths)),
+    return ["  ".join(head.rjust(w) for (head, _), w in zip(cells, widths, strict=True)),
+            "  ".join(value.rjust(w) for (_, value), w in zip(cells, widths, strict=True)),
             f"workers: {data['workers']['alive']} alive, {data['workers']['busy']} busy",
             f"oldest pending: {ago(data['oldest_pending_age'])}"] + (
                 [visible(_paused_line(data))] if _paused_line(data) else [])
@@ -470,41 +497,62 @@ def _jobs_table(jobs, *, error_column: bool = False):
         table.add_column(name, overflow="fold" if name == "command" else "ellipsis")
     table.add_column("last error" if error_column else "exit", overflow="fold")
     for job in jobs:
-        last = (job.last_error or "") if error_column else ("" if job.exit_code is None else str(job.exit_code))
+        last = (
+            (job.last_error or "")
+            if error_column
+            else ("" if job.exit_code is None else str(job.exit_code))
+        )
         table.add_row(plain(job.id), present.state_label(job.state), plain(job.command),
                       str(job.priority), present.retries(job), present.when(job, now), plain(last))
     return table
 
 
-@cli.command("list", context_settings=CONTEXT)
+@cli.command("list", context_settings=COMMAND_SETTINGS)
 @click.option("--state", type=click.Choice(STATES), multiple=True,
               help="Only jobs in this state (repeat for several).")
-@click.option("--queue", type=TEXT, multiple=True, help="Only jobs in this queue (repeat for several).")
-@click.option("--search", type=TEXT, help="Only jobs whose id, command or error contains this text.")
-@click.option("--limit", type=click.IntRange(0), default=50, show_default=True, help="At most this many (0: all).")
+@click.option(
+    "--queue", type=TEXT, multiple=True, help="Only jobs in this queue (repeat for several)."
+)
+@click.option(
+    "--search", type=TEXT, help="Only jobs whose id, command or error contains this text."
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(0),
+    default=50,
+    show_default=True,
+    help="At most this many (0: all).",
+)
 @json_option
-@pass_app
-def list_(app: App, state, queue, search, limit, as_json) -> None:
-    """List jobs, oldest first. Past --limit, says on stderr how many more match."""
-    app.open()
-    jobs = engine.list_jobs(state=state, queue=queue, search=search, limit=_limit(limit))
+@pass_ctx
+def list_(ctx: Context, state, queue, search, limit, as_json) -> None:
+    """List jobs, newest first (as the console does). Past --limit, says on stderr how many
+    more match."""
+    ctx.open()
+    jobs = engine.list_jobs(state=state, queue=queue, search=search, limit=_limit(limit),
+                            newest_first=True)
     if as_json:
         emit_json([present.job_dict(j) for j in jobs])
     else:
         console().print(_jobs_table(jobs, error_column=bool(set(state) & {"failed", "dead"})))
+    _say_more(jobs, limit, state=state, queue=queue, search=search)
+
+
+def _say_more(jobs, limit: int, **where) -> None:
+    """On stderr, how many more jobs match than --limit let through (stdout stays data)."""
     if _limit(limit) and len(jobs) == limit:
-        more = engine.count_jobs(state=state, queue=queue, search=search) - len(jobs)
+        more = engine.count_jobs(**where) - len(jobs)
         if more > 0:
             click.echo(f"… and {more:,} more (--limit 0 lists them all)", err=True)
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @click.argument("job_id", type=TEXT)
 @json_option
-@pass_app
-def show(app: App, job_id: str, as_json: bool) -> None:
+@pass_ctx
+def show(ctx: Context, job_id: str, as_json: bool) -> None:
     """Every field and attempt of a job, and why it is where it is."""
-    app.open()
+    ctx.open()
     job = engine.get_job(job_id)
     attempts = engine.attempts_of(job)
     data = present.job_dict(job, full=True)
@@ -570,16 +618,21 @@ def _with_effective_priority(data: dict[str, Any], job, rate: float) -> dict[str
     return result
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @click.argument("job_id", type=TEXT)
 @click.option("--attempt", "number", type=int, help="Attempt number (default: the latest).")
-@click.option("--follow", "-f", "-F", is_flag=True,
-              help="Keep printing until the job is completed or dead (waits for it to start, "
-                   "follows its retries; exits as 'wait'). With --attempt: while that attempt runs.")
-@pass_app
-def logs(app: App, job_id: str, number: int | None, follow: bool) -> None:
+@click.option(
+    "--follow",
+    "-f",
+    "-F",
+    is_flag=True,
+    help="Keep printing until the job is completed or dead (waits for it to start, "
+    "follows its retries; exits as 'wait'). With --attempt: while that attempt runs.",
+)
+@pass_ctx
+def logs(ctx: Context, job_id: str, number: int | None, follow: bool) -> None:
     """Print the output of a job's attempt."""
-    app.open()
+    ctx.open()
     job = engine.get_job(job_id)
     attempts = engine.attempts_of(job)
     write = _log_writer()
@@ -588,7 +641,9 @@ def logs(app: App, job_id: str, number: int | None, follow: bool) -> None:
         return
     if not attempts:
         raise QueueError(f"job {job_id!r} has not run yet ({present.explain(job)})")
-    chosen = attempts[-1] if number is None else next((a for a in attempts if a.number == number), None)
+    chosen = (
+        attempts[-1] if number is None else next((a for a in attempts if a.number == number), None)
+    )
     if chosen is None:
         raise NotFound(f"job {job_id!r} has no attempt {number} (its attempts are numbered "
                        f"{attempts[0].number} to {attempts[-1].number})")
@@ -603,7 +658,7 @@ def logs(app: App, job_id: str, number: int | None, follow: bool) -> None:
         sys.stdout.buffer.flush()
         return
     try:
-        handle = open(path, "rb")
+        handle = open(path, "rb")  # noqa: SIM115 (closed by the with below, once it is open)
     except OSError:
         raise QueueError(f"the log of attempt {chosen.number} is gone ({path})") from None
     from queuectl_tui.models import Attempt
@@ -648,8 +703,12 @@ def _follow_job(job, number: int, write) -> None:
             current = Job.get_or_none(Job.seq == job.seq, Job.id == job.id)  # before the logs:
             while True:  # an end read here has all its output written already
                 if attempt is None:
-                    attempt = (Attempt.select().where(Attempt.job == job.seq, Attempt.number >= number)
-                               .order_by(Attempt.number).first())
+                    attempt = (
+                        Attempt.select()
+                        .where(Attempt.job == job.seq, Attempt.number >= number)
+                        .order_by(Attempt.number)
+                        .first()
+                    )
                     if attempt is None:
                         break
                     number = attempt.number
@@ -658,7 +717,7 @@ def _follow_job(job, number: int, write) -> None:
                 finished = Attempt.get_by_id(attempt.seq).finished_at is not None  # before reading
                 if handle is None:
                     try:
-                        handle = open(engine.log_path(attempt), "rb")
+                        handle = open(engine.log_path(attempt), "rb")  # noqa: SIM115 (kept open across polls)
                     except (OSError, TypeError):  # not there yet (or none: TypeError)
                         handle = None
                 if handle:
@@ -680,15 +739,20 @@ def _follow_job(job, number: int, write) -> None:
             handle.close()
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @click.argument("job_ids", nargs=-1, type=TEXT)
-@click.option("--queue", "queues", multiple=True, callback=lambda c, p, v: [spec.check_queue(q) for q in v],
-              help="Every job of this queue, those enqueued meanwhile too (repeatable).")
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    callback=lambda c, p, v: [spec.check_queue(q) for q in v],
+    help="Every job of this queue, those enqueued meanwhile too (repeatable).",
+)
 @click.option("--all", "all_jobs", is_flag=True, help="Every job.")
 @click.option("--timeout", type=WAIT_SECONDS, help="Give up after this many seconds (exit 124).")
 @json_option
-@pass_app
-def wait(app: App, job_ids, queues, all_jobs, timeout, as_json) -> None:
+@pass_ctx
+def wait(ctx: Context, job_ids, queues, all_jobs, timeout, as_json) -> None:
     """Wait until jobs are completed or dead, printing each as it ends.
 
     Exit 0 if every one completed, 1 if one ended dead (or an id is unknown), 124 if
@@ -696,7 +760,7 @@ def wait(app: App, job_ids, queues, all_jobs, timeout, as_json) -> None:
     """
     if all_jobs == bool(job_ids or queues):
         raise InvalidInput("give job ids and/or --queue Q, or --all")
-    app.open()
+    ctx.open()
     _wait_and_exit(list(job_ids), list(queues), timeout, as_json)
 
 
@@ -723,16 +787,16 @@ def _wait_and_exit(job_ids: list[str], queues: list[str] | None, timeout: float 
             error = f" ({job.last_error})" if job.state == DEAD and job.last_error else ""
             click.echo(visible(f"{job.id}: {job.state}{error}"))
     sys.exit(1 if failed else 0)
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @json_option
-@pass_app
-def ps(app: App, as_json: bool) -> None:
+@pass_ctx
+def ps(ctx: Context, as_json: bool) -> None:
     """The running jobs now, each with its process tree (like ps f).
 
     CPU % is over each process's lifetime, as ps(1) shows it; RSS is resident memory. Jobs
     running on another host are listed without their processes.
     """
-    app.open()
+    ctx.open()
     from queuectl_tui.monitor import job_trees
     now = time.time()
     trees = job_trees(now=now)
@@ -772,26 +836,26 @@ def ps_tree(trees, now: float) -> list[dict]:
 
 # --- operator actions ------------------------------------------------------------------------
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @click.argument("job_ids", nargs=-1, required=True, type=TEXT)
 @json_option
-@pass_app
-def retry(app: App, job_ids, as_json) -> None:
+@pass_ctx
+def retry(ctx: Context, job_ids, as_json) -> None:
     """Run failed jobs now; bring dead jobs back from the DLQ."""
-    app.open()
+    ctx.open()
     jobs = engine.retry_many(list(job_ids))
     _report(jobs, as_json, "retrying")
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @click.argument("job_ids", nargs=-1, required=True, type=TEXT)
 @click.option("--wait", type=SECONDS, default=10.0, show_default=True,
               help="Seconds to wait for a running job's worker to kill it.")
 @json_option
-@pass_app
-def cancel(app: App, job_ids, wait, as_json) -> None:
+@pass_ctx
+def cancel(ctx: Context, job_ids, wait, as_json) -> None:
     """Cancel jobs: waiting ones go to the DLQ; running ones are killed by their worker."""
-    app.open()
+    ctx.open()
     jobs = engine.cancel_many(list(job_ids))
     deadline = time.monotonic() + wait
     while any(j.state == "processing" for j in jobs) and time.monotonic() < deadline:
@@ -803,49 +867,49 @@ def cancel(app: App, job_ids, wait, as_json) -> None:
                          "(its worker will kill it when it next checks)")
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @click.argument("job_ids", nargs=-1, required=True, type=TEXT)
 @json_option
-@pass_app
-def delete(app: App, job_ids, as_json) -> None:
+@pass_ctx
+def delete(ctx: Context, job_ids, as_json) -> None:
     """Delete jobs (not running ones) with their attempts and logs."""
-    app.open()
+    ctx.open()
     count = engine.delete(list(job_ids))
     emit_json({"deleted": count}) if as_json else click.echo(f"deleted {count} job(s)")
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @click.option("--state", "states", type=click.Choice([s for s in STATES if s != "processing"]),
               multiple=True, help="Only this state (repeatable; default: all but processing).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @json_option
-@pass_app
-def clear(app: App, states, yes, as_json) -> None:
+@pass_ctx
+def clear(ctx: Context, states, yes, as_json) -> None:
     """Delete jobs in bulk (never running ones)."""
     _confirm(yes, f"delete every {'/'.join(states) or 'non-running'} job")
-    app.open()
+    ctx.open()
     count = engine.clear(list(states) or None)
     emit_json({"deleted": count}) if as_json else click.echo(f"deleted {count} job(s)")
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @json_option
-@pass_app
-def recover(app: App, as_json) -> None:
+@pass_ctx
+def recover(ctx: Context, as_json) -> None:
     """Take back now the jobs of workers that are gone (workers also do this on their own)."""
-    app.open()
+    ctx.open()
     ids = engine.recover_lost()
     emit_json({"recovered": ids}) if as_json else click.echo(f"recovered {len(ids)} job(s)")
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @click.argument("job_ids", nargs=-1, required=True, type=TEXT)
 @json_option
-@pass_app
-def restart(app: App, job_ids, as_json) -> None:
+@pass_ctx
+def restart(ctx: Context, job_ids, as_json) -> None:
     """Run completed or dead jobs again: back to pending with a fresh retry budget; their
     attempts are kept and numbering continues. All or none (running or waiting jobs: exit 1)."""
-    app.open()
+    ctx.open()
     jobs = engine.restart(list(job_ids))
     if as_json:
         emit_json([present.job_dict(j) for j in jobs])
@@ -854,7 +918,7 @@ def restart(app: App, job_ids, as_json) -> None:
         click.echo(visible(f"{job.id}: {job.state}{error}"))
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @click.argument("job_id", type=TEXT)
 @click.option("--command", type=TEXT, help="New shell command.")
 @click.option("--priority", type=int, help="New priority.")
@@ -864,8 +928,8 @@ def restart(app: App, job_ids, as_json) -> None:
 @click.option("--timeout", type=float, help="New time limit, seconds.")
 @click.option("--queue", type=TEXT, help="Move to this queue.")
 @json_option
-@pass_app
-def edit(app: App, job_id, command, priority, run_at, delay, max_retries, timeout, queue,
+@pass_ctx
+def edit(ctx: Context, job_id, command, priority, run_at, delay, max_retries, timeout, queue,
          as_json) -> None:
     """Change a pending or failed job (validated as at enqueue); a running one is refused."""
     changes = {k: v for k, v in {"command": command, "priority": priority, "run_at": run_at,
@@ -873,8 +937,8 @@ def edit(app: App, job_id, command, priority, run_at, delay, max_retries, timeou
                                  "queue": queue}.items() if v is not None}
     if not changes:
         raise InvalidInput("nothing to change: give at least one option")
-    spec.normalize({"command": "-", **changes})  # bad input: exit 2 before the database opens
-    app.open()
+    spec.normalize(changes, partial=True)  # bad input: exit 2 before the database opens
+    ctx.open()
     job = engine.edit(job_id, changes)
     emit_json(present.job_dict(job)) if as_json else click.echo(visible(f"{job.id}: edited"))
 
@@ -884,37 +948,37 @@ _QUEUES = click.option("--queue", "queues", multiple=True,
                        help="This queue (repeatable; default: every queue, new ones too).")
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @_QUEUES
-@pass_app
-def pause(app: App, queues) -> None:
+@pass_ctx
+def pause(ctx: Context, queues) -> None:
     """Workers claim nothing more from these queues; running jobs finish. Survives restarts."""
-    app.open()
+    ctx.open()
     engine.pause(list(queues) or None)
     click.echo(f"paused {'queue(s) ' + ', '.join(queues) if queues else 'every queue'}")
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @_QUEUES
-@pass_app
-def resume(app: App, queues) -> None:
+@pass_ctx
+def resume(ctx: Context, queues) -> None:
     """Let workers claim from these queues again."""
-    app.open()
+    ctx.open()
     engine.resume(list(queues) or None)
     click.echo(f"resumed {'queue(s) ' + ', '.join(queues) if queues else 'every queue'}")
 
 
-@cli.group("queue", context_settings=CONTEXT)
+@cli.group("queue", context_settings=COMMAND_SETTINGS)
 def queue_group() -> None:
     """Queues: their counts, pause state and running limit."""
 
 
-@queue_group.command("list", context_settings=CONTEXT)
+@queue_group.command("list", context_settings=COMMAND_SETTINGS)
 @json_option
-@pass_app
-def queue_list(app: App, as_json) -> None:
+@pass_ctx
+def queue_list(ctx: Context, as_json) -> None:
     """Every queue with jobs or settings: counts per state, paused, limit."""
-    app.open()
+    ctx.open()
     rows = engine.queue_rows()
     if as_json:
         emit_json(rows)
@@ -925,17 +989,24 @@ def queue_list(app: App, as_json) -> None:
         table.add_column(name, justify="left" if name == "queue" else "right")
     for r in rows:
         jobs = r["jobs"]
-        table.add_row(plain(r["name"]), str(jobs["pending"]), str(jobs["processing"]),
-                      str(jobs["failed"]), str(jobs["dead"]), str(jobs["completed"]),
-                      "yes" if r["paused"] else "no", "-" if r["limit"] is None else str(r["limit"]))
+        table.add_row(
+            plain(r["name"]),
+            str(jobs["pending"]),
+            str(jobs["processing"]),
+            str(jobs["failed"]),
+            str(jobs["dead"]),
+            str(jobs["completed"]),
+            "yes" if r["paused"] else "no",
+            "-" if r["limit"] is None else str(r["limit"]),
+        )
     console().print(table)
 
 
-@queue_group.command("limit", context_settings=CONTEXT)
+@queue_group.command("limit", context_settings=COMMAND_SETTINGS)
 @click.argument("queue", type=TEXT)
 @click.argument("limit", metavar="N|none")
-@pass_app
-def queue_limit(app: App, queue, limit) -> None:
+@pass_ctx
+def queue_limit(ctx: Context, queue, limit) -> None:
     """At most N jobs of QUEUE run at once across all workers ('none': no limit)."""
     spec.check_queue(queue)
     if limit.lower() == "none":
@@ -944,7 +1015,7 @@ def queue_limit(app: App, queue, limit) -> None:
         value = int(limit)
     else:
         raise InvalidInput(f"bad limit {limit!r}: expected a whole number >= 0 or 'none'")
-    app.open()
+    ctx.open()
     engine.set_limit(queue, value)
     click.echo(f"queue {queue}: " + ("no limit" if value is None else f"at most {value} running"))
 
@@ -968,39 +1039,41 @@ def _report(jobs, as_json: bool, verb: str) -> None:
 
 # --- dlq -------------------------------------------------------------------------------------
 
-@cli.group(context_settings=CONTEXT)
+@cli.group(context_settings=COMMAND_SETTINGS)
 def dlq() -> None:
     """The dead-letter queue: jobs that used up their retries, or were cancelled."""
 
 
-@dlq.command("list", context_settings=CONTEXT)
+@dlq.command("list", context_settings=COMMAND_SETTINGS)
 @click.option("--limit", type=click.IntRange(0), default=50, show_default=True)
 @json_option
-@pass_app
-def dlq_list(app: App, limit, as_json) -> None:
-    """Dead jobs with their last error."""
-    app.open()
-    jobs = engine.list_jobs(state=DEAD, limit=_limit(limit))
+@pass_ctx
+def dlq_list(ctx: Context, limit, as_json) -> None:
+    """Dead jobs with their last error, newest first. Past --limit, says on stderr how many
+    more there are."""
+    ctx.open()
+    jobs = engine.list_jobs(state=DEAD, limit=_limit(limit), newest_first=True)
     if as_json:
         emit_json([present.job_dict(j) for j in jobs])
     else:
         console().print(_jobs_table(jobs, error_column=True))
+    _say_more(jobs, limit, state=DEAD)
 
 
-@dlq.command("retry", context_settings=CONTEXT)
+@dlq.command("retry", context_settings=COMMAND_SETTINGS)
 @click.argument("job_ids", nargs=-1, type=TEXT)
 @click.option("--all", "all_dead", is_flag=True, help="Every job in the DLQ.")
 @click.option("--timeout", type=float, help="New time limit, seconds.")
 @click.option("--max-retries", type=int, help="New retry budget.")
 @json_option
-@pass_app
-def dlq_retry(app: App, job_ids, all_dead, timeout, max_retries, as_json) -> None:
-    """Move dead jobs back to pending with attempts reset."""
+@pass_ctx
+def dlq_retry(ctx: Context, job_ids, all_dead, timeout, max_retries, as_json) -> None:
+    """Move dead jobs back to pending with a fresh retry budget (attempt numbers continue)."""
     if bool(job_ids) == all_dead:
         raise InvalidInput("give job ids or --all")
-    overrides = spec.normalize({"command": "x", **({"timeout": timeout} if timeout is not None else {}),
-                                **({"max_retries": max_retries} if max_retries is not None else {})})
-    app.open()
+    given = {"timeout": timeout, "max_retries": max_retries}
+    overrides = spec.normalize({k: v for k, v in given.items() if v is not None}, partial=True)
+    ctx.open()
     jobs = engine.dlq_retry(list(job_ids), all_dead=all_dead, timeout=overrides.get("timeout"),
                             max_retries=overrides.get("max_retries"))
     if as_json:
@@ -1010,43 +1083,48 @@ def dlq_retry(app: App, job_ids, all_dead, timeout, max_retries, as_json) -> Non
                    else "\n".join(f"{j.id}: {j.state}" for j in jobs))
 
 
-@dlq.command("clear", context_settings=CONTEXT)
+@dlq.command("clear", context_settings=COMMAND_SETTINGS)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @json_option
-@pass_app
-def dlq_clear(app: App, yes, as_json) -> None:
+@pass_ctx
+def dlq_clear(ctx: Context, yes, as_json) -> None:
     """Delete every job in the DLQ."""
     _confirm(yes, "delete every job in the DLQ")
-    app.open()
+    ctx.open()
     count = engine.dlq_clear()
     emit_json({"deleted": count}) if as_json else click.echo(f"deleted {count} dead job(s)")
 
 
 # --- workers ---------------------------------------------------------------------------------
 
-@cli.group(context_settings=CONTEXT)
+@cli.group(context_settings=COMMAND_SETTINGS)
 def worker() -> None:
     """Start, stop and list worker processes."""
 
 
-@worker.command("start", context_settings=CONTEXT)
+@worker.command("start", context_settings=COMMAND_SETTINGS)
 @click.option("--count", "-n", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--foreground", is_flag=True, help="Run here, one line per job, until Ctrl+C.")
 @click.option("--burst", is_flag=True, help="Exit when no job is due or due soon.")
-@click.option("--queue", "queues", multiple=True, callback=lambda c, p, v: [spec.check_queue(q) for q in v],
-              help="Only these queues (repeatable).")
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    callback=lambda c, p, v: [spec.check_queue(q) for q in v],
+    help="Only these queues (repeatable).",
+)
 @json_option
-@pass_app
-def worker_start(app: App, count, foreground, burst, queues, as_json) -> None:
+@pass_ctx
+def worker_start(ctx: Context, count, foreground, burst, queues, as_json) -> None:
     """Start workers: detached (they outlive this shell) unless --foreground."""
-    app.open()
+    ctx.open()
     try:  # said once here rather than as the error of every attempt
-        paths.check_private_dir(paths.logs_dir(app.db_path))
+        paths.check_private_dir(paths.logs_dir(ctx.db_path))
     except OSError as exc:
         raise QueueError(f"cannot start workers: {exc.strerror or exc}") from None
     from queuectl_tui import supervisor
     if not foreground:
-        rows = supervisor.start(app.db_path, count, queues=list(queues), burst=burst)
+        rows = supervisor.start(ctx.db_path, count, queues=list(queues), burst=burst)
         if as_json:
             emit_json([present.worker_dict(r) for r in rows])
         else:
@@ -1056,10 +1134,11 @@ def worker_start(app: App, count, foreground, burst, queues, as_json) -> None:
     if count == 1:
         from queuectl_tui.worker import run_worker
         sys.exit(run_worker(list(queues), burst=burst, echo=True))
-    cmd = supervisor.worker_command(app.db_path, list(queues), burst) + ["--echo"]
+    cmd = supervisor.worker_command(ctx.db_path, list(queues), burst) + ["--echo"]
     import signal
     import subprocess
-    children = [subprocess.Popen(cmd, env=supervisor.worker_env(app.db_path)) for _ in range(count)]
+    children = [subprocess.Popen(cmd, env=supervisor.worker_env(ctx.db_path))
+                for _ in range(count)]
 
     def forward(signum, frame):
         for child in children:
@@ -1072,28 +1151,30 @@ def worker_start(app: App, count, foreground, burst, queues, as_json) -> None:
 
 
 @worker.command("run", hidden=True)
-@click.option("--queue", "queues", multiple=True, callback=lambda c, p, v: [spec.check_queue(q) for q in v])
+@click.option(
+    "--queue", "queues", multiple=True, callback=lambda c, p, v: [spec.check_queue(q) for q in v]
+)
 @click.option("--burst", is_flag=True)
 @click.option("--echo", is_flag=True)
 @click.option("--log", type=click.Path(dir_okay=False))
-@pass_app
-def worker_run(app: App, queues, burst, echo, log) -> None:
+@pass_ctx
+def worker_run(ctx: Context, queues, burst, echo, log) -> None:
     """Run one worker in this process (what detached workers execute)."""
-    app.open()
+    ctx.open()
     from queuectl_tui.worker import run_worker
     sys.exit(run_worker(list(queues), burst=burst, echo=echo, log=log))
 
 
-@worker.command("stop", context_settings=CONTEXT)
+@worker.command("stop", context_settings=COMMAND_SETTINGS)
 @click.argument("worker_ids", nargs=-1, type=int)
 @click.option("--force", is_flag=True, help="Kill running jobs now (they are retried later).")
 @click.option("--wait", type=SECONDS, default=10.0, show_default=True,
               help="Seconds to wait for them to exit.")
 @json_option
-@pass_app
-def worker_stop(app: App, worker_ids, force, wait, as_json) -> None:
+@pass_ctx
+def worker_stop(ctx: Context, worker_ids, force, wait, as_json) -> None:
     """Stop this host's workers (all, or the given ids). They finish their job first."""
-    app.open()
+    ctx.open()
     from queuectl_tui import supervisor
     result = supervisor.stop(force=force, wait=wait, worker_ids=list(worker_ids) or None)
     if as_json:
@@ -1102,12 +1183,12 @@ def worker_stop(app: App, worker_ids, force, wait, as_json) -> None:
     click.echo("\n".join(present.stop_summary(result)))
 
 
-@worker.command("list", context_settings=CONTEXT)
+@worker.command("list", context_settings=COMMAND_SETTINGS)
 @json_option
-@pass_app
-def worker_list(app: App, as_json) -> None:
+@pass_ctx
+def worker_list(ctx: Context, as_json) -> None:
     """Workers with their process, status and current job."""
-    app.open()
+    ctx.open()
     from queuectl_tui.models import Worker
     now = time.time()
     workers = list(Worker.select().order_by(Worker.id))  # one read: rows and table agree
@@ -1119,7 +1200,7 @@ def worker_list(app: App, as_json) -> None:
     table = Table(header_style="bold")
     for name in ("id", "pid", "host", "status", "job", "up", "heartbeat", "alive"):
         table.add_column(name)
-    for w, row in zip(workers, rows):
+    for w, row in zip(workers, rows, strict=True):
         table.add_row(str(w.id), str(w.pid), plain(w.host), w.status, plain(w.current_job),
                       ago(now - w.started_at), f"{ago(row['heartbeat_age'])} ago",
                       "yes" if row["alive"] else "no")
@@ -1128,17 +1209,17 @@ def worker_list(app: App, as_json) -> None:
 
 # --- config ----------------------------------------------------------------------------------
 
-@cli.group(context_settings=CONTEXT)
+@cli.group(context_settings=COMMAND_SETTINGS)
 def config() -> None:
     """Read and change settings (max_retries, backoff_base, timeouts, intervals…)."""
 
 
-@config.command("list", context_settings=CONTEXT)
+@config.command("list", context_settings=COMMAND_SETTINGS)
 @json_option
-@pass_app
-def config_list(app: App, as_json) -> None:
+@pass_ctx
+def config_list(ctx: Context, as_json) -> None:
     """Every setting with its value and default."""
-    app.open()
+    ctx.open()
     rows = settings.describe()
     if as_json:
         emit_json({r["key"]: r["value"] for r in rows})
@@ -1152,63 +1233,63 @@ def config_list(app: App, as_json) -> None:
     console().print(table)
 
 
-@config.command("get", context_settings=CONTEXT)
+@config.command("get", context_settings=COMMAND_SETTINGS)
 @click.argument("key")
 @json_option
-@pass_app
-def config_get(app: App, key, as_json) -> None:
+@pass_ctx
+def config_get(ctx: Context, key, as_json) -> None:
     """Print one setting."""
     name = settings.canonical(key)
-    app.open()
+    ctx.open()
     value = settings.get(name)
     emit_json({name: value}) if as_json else click.echo(settings.text(value))
 
 
-@config.command("set", context_settings={**CONTEXT, "ignore_unknown_options": True})
+@config.command("set", context_settings={**COMMAND_SETTINGS, "ignore_unknown_options": True})
 @click.argument("key")
 @click.argument("value")  # may look like an option ("-1"): validation, not click, judges it
 @json_option
-@pass_app
-def config_set(app: App, key, value, as_json) -> None:
+@pass_ctx
+def config_set(ctx: Context, key, value, as_json) -> None:
     """Change a setting (validated; new jobs take retry/timeout defaults from here)."""
     name, parsed = settings.validate(key, value)
-    app.open()
+    ctx.open()
     settings.set_value(name, parsed)
     emit_json({name: parsed}) if as_json else click.echo(f"{name} = {settings.text(parsed)}")
 
 
-@config.command("reset", context_settings=CONTEXT)
+@config.command("reset", context_settings=COMMAND_SETTINGS)
 @click.argument("key")
-@pass_app
-def config_reset(app: App, key) -> None:
+@pass_ctx
+def config_reset(ctx: Context, key) -> None:
     """Put a setting back to its default."""
     settings.canonical(key)
-    app.open()
+    ctx.open()
     name, value = settings.reset(key)
     click.echo(f"{name} = {settings.text(value)} (default)")
 
 
 # --- metrics ---------------------------------------------------------------------------------
 
-@cli.group(context_settings=CONTEXT)
+@cli.group(context_settings=COMMAND_SETTINGS)
 def metrics() -> None:
     """Expose the queue's figures to Prometheus (needs the 'metrics' extra)."""
 
 
-@metrics.command("serve", context_settings=CONTEXT)
+@metrics.command("serve", context_settings=COMMAND_SETTINGS)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=9464, show_default=True,
               help="Port (0: any free one; the line printed says which).")
 @click.option("--since", "since", default="1h", show_default=True, metavar="DURATION",
               help="Window of the window_* gauges and the wait/run summaries.")
-@pass_app
-def metrics_serve(app: App, host: str, port: int, since: str) -> None:
+@pass_ctx
+def metrics_serve(ctx: Context, host: str, port: int, since: str) -> None:
     """Serve /metrics over HTTP, read from the database at each scrape, until stopped."""
     from queuectl_tui import exporter
     from queuectl_tui import metrics as figures
     window = figures.parse_duration(since)
     exporter.require()
-    app.open()
+    ctx.open()
     try:
         server = exporter.serve(host, port, window)
     except OSError as exc:
@@ -1229,7 +1310,7 @@ def metrics_serve(app: App, host: str, port: int, since: str) -> None:
 
 # --- demo ------------------------------------------------------------------------------------
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=COMMAND_SETTINGS)
 @click.option("--workers", "-n", type=click.IntRange(0, 8), default=2, show_default=True,
               help="Detached workers to start on the demo database.")
 @click.option("--keep", is_flag=True,
@@ -1258,8 +1339,10 @@ def demo(workers: int, keep: bool) -> None:
 # --- entry point -----------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> None:
-    from peewee import DatabaseError as PeeweeDatabaseError, InterfaceError
     import sqlite3
+
+    from peewee import DatabaseError as PeeweeDatabaseError
+    from peewee import InterfaceError
     try:
         cli.main(args=argv, prog_name="queuectl-tui", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -1281,7 +1364,10 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"error: {describe_db_error(exc)}", err=True)
         sys.exit(1)
     except OSError as exc:
-        click.echo(f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), err=True)
+        click.echo(
+            f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""),
+            err=True,
+        )
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -12,18 +12,39 @@ import os
 import socket
 import sqlite3
 import threading
-from pathlib import Path
-
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from peewee import (BigIntegerField, CharField, DatabaseError, DoubleField, IntegerField,
-                    InterfaceError, OperationalError, SqliteDatabase, fn)
+from peewee import (
+    BigIntegerField,
+    CharField,
+    DatabaseError,
+    DoubleField,
+    IntegerField,
+    InterfaceError,
+    OperationalError,
+    SqliteDatabase,
+    fn,
+)
 
 from queuectl_tui import paths
 from queuectl_tui.errors import DatabaseUnusable, InvalidInput
-from queuectl_tui.models import (AGING_RATE_SQL, MODELS, Attempt, AttemptMinute, Dependency,
-                                 FailedMinute, Job, JobCount, Meta, Queue, Worker, database)
+from queuectl_tui.models import (
+    AGING_RATE_SQL,
+    MODELS,
+    Attempt,
+    AttemptMinute,
+    Dependency,
+    FailedMinute,
+    Job,
+    JobCount,
+    Meta,
+    Queue,
+    Worker,
+    database,
+)
 
 if TYPE_CHECKING:
     from playhouse.migrate import SchemaMigrator
@@ -66,7 +87,9 @@ def _upgrade_to_3(migrator: SchemaMigrator) -> None:
             migrator.add_column("attempt", "peak_rss_bytes", BigIntegerField(null=True)),
             migrator.add_column("attempt", "processes", IntegerField(null=True)),
             migrator.add_column("attempt", "queue", CharField(null=True)))
-    db.execute_sql("UPDATE attempt SET queue = (SELECT queue FROM job WHERE job.seq = attempt.job_seq)")
+    db.execute_sql(
+        "UPDATE attempt SET queue = (SELECT queue FROM job WHERE job.seq = attempt.job_seq)"
+    )
     db.execute_sql("UPDATE job SET rank = priority")  # no aging before this version
     Queue.create_table()
     Dependency.create_table()
@@ -95,8 +118,8 @@ def _upgrade_to_3(migrator: SchemaMigrator) -> None:
 # finish), none per heartbeat or other update. A pair met for the first time gets its row from
 # the upsert. job_rank keeps job.rank when priority or run_at change (inserts set it
 # themselves: a trigger would write every enqueued row twice); job_release lets the jobs waiting
-# on a job that completes go (in SQL: no round trip on the worker's hot path). The SQL is spelt out per
-# dialect (raw SQL here is always a literal).
+# on a job that completes go (in SQL: no round trip on the worker's hot path). The SQL is spelt
+# out per dialect (raw SQL here is always a literal).
 
 _RANK_TRIGGER_SQLITE = (
     "CREATE TRIGGER job_rank AFTER UPDATE OF priority, run_at ON job "
@@ -170,8 +193,10 @@ _MINUTE_UPDATE_SQLITE = ("CREATE TRIGGER attempt_minute_update AFTER UPDATE OF f
                          "outcome, number, started_at, due_at, duration, queue ON attempt "
                          "WHEN OLD.finished_at IS NOT NULL AND (" + _MINUTE_CHANGED + ") BEGIN "
                          + _MINUTE_REMOVE_SQLITE + "; " + _MINUTE_ADD_SQLITE + "; END")
-_MINUTE_DELETE_SQLITE = ("CREATE TRIGGER attempt_minute_delete AFTER DELETE ON attempt "
-                         "WHEN OLD.finished_at IS NOT NULL BEGIN " + _MINUTE_REMOVE_SQLITE + "; END")
+_MINUTE_DELETE_SQLITE = (
+    "CREATE TRIGGER attempt_minute_delete AFTER DELETE ON attempt "
+    "WHEN OLD.finished_at IS NOT NULL BEGIN " + _MINUTE_REMOVE_SQLITE + "; END"
+)
 _MINUTE_FUNCTION_POSTGRES = (
     "CREATE OR REPLACE FUNCTION attempt_minute_change() RETURNS trigger LANGUAGE plpgsql AS $$ "
     "BEGIN IF TG_OP <> 'INSERT' AND OLD.finished_at IS NOT NULL THEN " + _MINUTE_REMOVE_FIGURES
@@ -241,13 +266,17 @@ def _install_triggers(db) -> None:
         db.execute_sql("CREATE TRIGGER job_count_insert AFTER INSERT ON job BEGIN "
                        "INSERT INTO job_count (queue, state, n) VALUES (NEW.queue, NEW.state, 1) "
                        "ON CONFLICT (queue, state) DO UPDATE SET n = job_count.n + 1; END")
-        db.execute_sql("CREATE TRIGGER job_count_update AFTER UPDATE OF state, queue ON job "
-                       "WHEN NEW.state IS NOT OLD.state OR NEW.queue IS NOT OLD.queue BEGIN "
-                       "UPDATE job_count SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state; "
-                       "INSERT INTO job_count (queue, state, n) VALUES (NEW.queue, NEW.state, 1) "
-                       "ON CONFLICT (queue, state) DO UPDATE SET n = job_count.n + 1; END")
-        db.execute_sql("CREATE TRIGGER job_count_delete AFTER DELETE ON job BEGIN "
-                       "UPDATE job_count SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state; END")
+        db.execute_sql(
+            "CREATE TRIGGER job_count_update AFTER UPDATE OF state, queue ON job "
+            "WHEN NEW.state IS NOT OLD.state OR NEW.queue IS NOT OLD.queue BEGIN "
+            "UPDATE job_count SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state; "
+            "INSERT INTO job_count (queue, state, n) VALUES (NEW.queue, NEW.state, 1) "
+            "ON CONFLICT (queue, state) DO UPDATE SET n = job_count.n + 1; END"
+        )
+        db.execute_sql(
+            "CREATE TRIGGER job_count_delete AFTER DELETE ON job BEGIN "
+            "UPDATE job_count SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state; END"
+        )
         db.execute_sql(_RANK_TRIGGER_SQLITE)
         # A job that completes releases the jobs waiting on it, whoever wrote the change.
         db.execute_sql("CREATE TRIGGER job_release AFTER UPDATE OF state ON job "
@@ -289,13 +318,15 @@ def _install_triggers(db) -> None:
         db.execute_sql(_MINUTE_FUNCTION_POSTGRES)
         db.execute_sql("CREATE TRIGGER attempt_minute_insert_delete AFTER INSERT OR DELETE ON "
                        "attempt FOR EACH ROW EXECUTE FUNCTION attempt_minute_change()")
-        db.execute_sql("CREATE TRIGGER attempt_minute_update AFTER UPDATE OF finished_at, outcome, "
-                       "number, started_at, due_at, duration, queue ON attempt FOR EACH ROW WHEN ("
-                       "OLD.finished_at IS DISTINCT FROM NEW.finished_at OR OLD.outcome IS "
-                       "DISTINCT FROM NEW.outcome OR OLD.number IS DISTINCT FROM NEW.number OR "
-                       "OLD.started_at IS DISTINCT FROM NEW.started_at OR OLD.due_at IS DISTINCT "
-                       "FROM NEW.due_at OR OLD.duration IS DISTINCT FROM NEW.duration OR "
-                       "OLD.queue IS DISTINCT FROM NEW.queue) EXECUTE FUNCTION attempt_minute_change()")
+        db.execute_sql(
+            "CREATE TRIGGER attempt_minute_update AFTER UPDATE OF finished_at, outcome, "
+            "number, started_at, due_at, duration, queue ON attempt FOR EACH ROW WHEN ("
+            "OLD.finished_at IS DISTINCT FROM NEW.finished_at OR OLD.outcome IS "
+            "DISTINCT FROM NEW.outcome OR OLD.number IS DISTINCT FROM NEW.number OR "
+            "OLD.started_at IS DISTINCT FROM NEW.started_at OR OLD.due_at IS DISTINCT "
+            "FROM NEW.due_at OR OLD.duration IS DISTINCT FROM NEW.duration OR "
+            "OLD.queue IS DISTINCT FROM NEW.queue) EXECUTE FUNCTION attempt_minute_change()"
+        )
         db.execute_sql(_FAILED_FUNCTION_POSTGRES)
         db.execute_sql("CREATE TRIGGER job_failed_insert_delete AFTER INSERT OR DELETE ON job "
                        "FOR EACH ROW EXECUTE FUNCTION job_failed_change()")
@@ -459,8 +490,10 @@ def _postgres_class():
             # frozen process: SIGSTOP, a paused VM) is ended by the server, which releases
             # the write lock for everyone else; that process's transaction is rolled back.
             with conn.cursor() as cursor:
-                cursor.execute(f"SET lock_timeout = {BUSY_TIMEOUT_MS}; "
-                               f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
+                cursor.execute(
+                    f"SET lock_timeout = {BUSY_TIMEOUT_MS}; "
+                    f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}"
+                )
 
         def cursor(self, named_cursor=None):
             state = self._state
@@ -505,7 +538,9 @@ def _open_postgres(url: str):
     try:
         import psycopg2  # noqa: F401  (peewee picks it up)
     except ImportError:
-        raise DatabaseUnusable("PostgreSQL needs its driver: pip install 'queuectl-tui[postgres]'") from None
+        raise DatabaseUnusable(
+            "PostgreSQL needs its driver: pip install 'queuectl-tui[postgres]'"
+        ) from None
     db = _postgres_class()(name, **params)
     db.url, db.display = url, redact(url)
     database.initialize(db)
@@ -603,7 +638,9 @@ def describe_db_error(exc: Exception, path: Path | str | None = None) -> str:
     """One line for a database failure a user can cause or meet (corrupt, locked, read-only)."""
     path = path or (describe_target() if database.obj is not None else "?")
     msg = str(exc).strip() or exc.__class__.__name__
-    if paths.is_url(str(path)) or (database.obj is not None and not is_sqlite()):  # PostgreSQL: libpq's lines as one
+    if paths.is_url(str(path)) or (
+        database.obj is not None and not is_sqlite()
+    ):  # PostgreSQL: libpq's lines as one
         msg = " ".join(msg.split())
         secret = getattr(database.obj, "connect_params", {}).get("password")
         if secret:
@@ -646,7 +683,9 @@ def _ensure_schema(db: SqliteDatabase) -> None:
                 if not isinstance(db, SqliteDatabase):
                     raise DatabaseUnusable(f"database {describe_target()} has tables but no "
                                            "queuectl schema (use an empty database or schema)")
-                raise DatabaseUnusable(f"{db.database} is an SQLite database but not a queuectl one")
+                raise DatabaseUnusable(
+                    f"{db.database} is an SQLite database but not a queuectl one"
+                )
             db.create_tables(MODELS)
             _install_triggers(db)
             Meta.create(key="schema_version", value=str(SCHEMA_VERSION))

@@ -17,13 +17,22 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from queuectl_tui import engine, procs, spec
 from queuectl_tui.db import close_db, open_db, write_transaction
 from queuectl_tui.models import (
-    COMPLETED, DEAD, FAILED, PENDING, PROCESSING, Attempt, Environment, Job, Worker, database,
+    COMPLETED,
+    DEAD,
+    FAILED,
+    PENDING,
+    PROCESSING,
+    Attempt,
+    Environment,
+    Job,
+    Worker,
+    database,
 )
 
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -31,53 +40,216 @@ ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 # (id, command, queue, priority, max_retries, created (s before now), runs, then)
 # runs: (start, duration, exit code, outcome, error, output) with start in seconds before now.
 # then: the job's state after its runs, and for failed ones the delay until the next try.
-_RATES_LOG = "GET https://rates.example.invalid/latest\ncurl: (6) Could not resolve host: rates.example.invalid\n"
+_RATES_LOG = ("GET https://rates.example.invalid/latest\n"
+              "curl: (6) Could not resolve host: rates.example.invalid\n")
 _CHARGE_LOG = ("charging card ending 7731 for order 7731 (49.90 EUR)\n"
                "gateway: 402 card declined (insufficient funds)\n")
 HISTORY = [
-    ("nightly-backup", 'echo "dumping 14 tables"; sleep 2; echo "wrote backup-0412.tar.gz (182 MB)"',
-     "default", 0, 3, 1790, [(1785, 42.31, 0, "completed", None,
-                              "dumping 14 tables\nwrote backup-0412.tar.gz (182 MB)\n")], COMPLETED),
-    ("build-frontend", 'echo "vite v5.2 building for production..."; sleep 3; echo "142 modules transformed"',
-     "default", 5, 3, 1500, [(1498, 18.72, 0, "completed", None,
-                              "vite v5.2 building for production...\n142 modules transformed\n"
-                              "dist/index.html  0.46 kB\ndist/assets/index.js  143.20 kB\n")], COMPLETED),
-    ("sync-crm-contacts", 'echo "syncing contacts"; sleep 2; echo "synced 1204 contacts"',
-     "default", 0, 3, 1300, [(1295, 3.05, 1, "failed", "exit code 1",
-                              "syncing contacts\nHTTP 503 Service Unavailable, giving up\n"),
-                             (1290, 11.4, 0, "completed", None,
-                              "syncing contacts\nsynced 1204 contacts\n")], COMPLETED),
-    ("send-digest-emails", 'echo "rendering 312 digests"; sleep 2; echo "queued 312 emails"',
-     "mail", 2, 3, 950, [(940, 27.9, 0, "completed", None,
-                          "rendering 312 digests\nqueued 312 emails\n")], COMPLETED),
-    ("fetch-exchange-rates", "echo GET https://rates.example.invalid/latest; sleep 1; exit 6",
-     "default", 1, 4, 400, [(395, 1.02, 6, "failed", "exit code 6", _RATES_LOG),
-                            (392, 1.01, 6, "failed", "exit code 6", _RATES_LOG),
-                            (60, 1.03, 6, "failed", "exit code 6", _RATES_LOG)], (FAILED, 95)),
-    ("import-orders-csv", 'echo "importing orders.csv"; sleep 600',
-     "default", 0, 3, 200, [(150, 30.0, -9, "timeout", "timed out after 30s",
-                             "importing orders.csv\nrow 1..5000 ok\nrow 5001..10000 ok\n")], (FAILED, 12)),
-    ("charge-card-7731", 'echo "charging card ending 7731"; sleep 1; echo "card declined" >&2; exit 2',
-     "payments", 8, 2, 1200, [(1190, 1.2, 2, "failed", "exit code 2", _CHARGE_LOG),
-                              (1187, 1.1, 2, "failed", "exit code 2", _CHARGE_LOG),
-                              (1180, 1.2, 2, "failed", "exit code 2", _CHARGE_LOG)], DEAD),
-    ("legacy-report", "generate-legacy-report --month 2024-03", "reports", 0, 0, 1100,
-     [(1099, 0.01, 127, "failed", "command not found (exit code 127)",
-       "/bin/sh: 1: generate-legacy-report: not found\n")], DEAD),
-    ("webhook-deliver-42", 'echo "POST https://hooks.example.invalid/42"; sleep 5',
-     "default", 0, 0, 700, [(690, 36.0, None, "lost",
-                             "worker lost (worker 3, pid 48211 on build-01: no heartbeat for 31s)",
-                             "POST https://hooks.example.invalid/42\n")], DEAD),
-    ("cleanup-tmp", 'find /tmp/queuectl-demo -mtime +7 -print', "default", -1, 3, 600, [], DEAD),
-    ("reindex-search", 'for i in 1 2 3 4 5; do echo "indexed shard $i/5"; sleep 1; done',
-     "default", 0, 3, 40, [], PENDING),
-    ("warm-cache", 'echo "warming 48 pages"; sleep 2; echo "cache warm"', "default", 3, 3, 25, [], PENDING),
-    ("transcode-video-17", 'echo "transcoding clip 17 (1080p)"; sleep 8; echo "wrote clip-17.mp4"',
-     "media", 1, 3, 20, [], PENDING),
-    ("weekly-report", 'echo "building the weekly report"; sleep 3; echo "report.pdf ready"',
-     "reports", 0, 3, 300, [], (PENDING, 5 * 3600)),
-    ("rotate-api-keys", 'echo "rotating 3 keys"; sleep 1; echo "done"', "default", 9, 3, 300, [],
-     (PENDING, 86400)),
+    (
+        "nightly-backup",
+        'echo "dumping 14 tables"; sleep 2; echo "wrote backup-0412.tar.gz (182 MB)"',
+        "default",
+        0,
+        3,
+        1790,
+        [
+            (
+                1785,
+                42.31,
+                0,
+                "completed",
+                None,
+                "dumping 14 tables\nwrote backup-0412.tar.gz (182 MB)\n",
+            )
+        ],
+        COMPLETED,
+    ),
+    (
+        "build-frontend",
+        'echo "vite v5.2 building for production..."; sleep 3; echo "142 modules transformed"',
+        "default",
+        5,
+        3,
+        1500,
+        [
+            (
+                1498,
+                18.72,
+                0,
+                "completed",
+                None,
+                "vite v5.2 building for production...\n142 modules transformed\n"
+                "dist/index.html  0.46 kB\ndist/assets/index.js  143.20 kB\n",
+            )
+        ],
+        COMPLETED,
+    ),
+    (
+        "sync-crm-contacts",
+        'echo "syncing contacts"; sleep 2; echo "synced 1204 contacts"',
+        "default",
+        0,
+        3,
+        1300,
+        [
+            (
+                1295,
+                3.05,
+                1,
+                "failed",
+                "exit code 1",
+                "syncing contacts\nHTTP 503 Service Unavailable, giving up\n",
+            ),
+            (1290, 11.4, 0, "completed", None, "syncing contacts\nsynced 1204 contacts\n"),
+        ],
+        COMPLETED,
+    ),
+    (
+        "send-digest-emails",
+        'echo "rendering 312 digests"; sleep 2; echo "queued 312 emails"',
+        "mail",
+        2,
+        3,
+        950,
+        [(940, 27.9, 0, "completed", None, "rendering 312 digests\nqueued 312 emails\n")],
+        COMPLETED,
+    ),
+    (
+        "fetch-exchange-rates",
+        "echo GET https://rates.example.invalid/latest; sleep 1; exit 6",
+        "default",
+        1,
+        4,
+        400,
+        [
+            (395, 1.02, 6, "failed", "exit code 6", _RATES_LOG),
+            (392, 1.01, 6, "failed", "exit code 6", _RATES_LOG),
+            (60, 1.03, 6, "failed", "exit code 6", _RATES_LOG),
+        ],
+        (FAILED, 95),
+    ),
+    (
+        "import-orders-csv",
+        'echo "importing orders.csv"; sleep 600',
+        "default",
+        0,
+        3,
+        200,
+        [
+            (
+                150,
+                30.0,
+                -9,
+                "timeout",
+                "timed out after 30s",
+                "importing orders.csv\nrow 1..5000 ok\nrow 5001..10000 ok\n",
+            )
+        ],
+        (FAILED, 12),
+    ),
+    (
+        "charge-card-7731",
+        'echo "charging card ending 7731"; sleep 1; echo "card declined" >&2; exit 2',
+        "payments",
+        8,
+        2,
+        1200,
+        [
+            (1190, 1.2, 2, "failed", "exit code 2", _CHARGE_LOG),
+            (1187, 1.1, 2, "failed", "exit code 2", _CHARGE_LOG),
+            (1180, 1.2, 2, "failed", "exit code 2", _CHARGE_LOG),
+        ],
+        DEAD,
+    ),
+    (
+        "legacy-report",
+        "generate-legacy-report --month 2024-03",
+        "reports",
+        0,
+        0,
+        1100,
+        [
+            (
+                1099,
+                0.01,
+                127,
+                "failed",
+                "command not found (exit code 127)",
+                "/bin/sh: 1: generate-legacy-report: not found\n",
+            )
+        ],
+        DEAD,
+    ),
+    (
+        "webhook-deliver-42",
+        'echo "POST https://hooks.example.invalid/42"; sleep 5',
+        "default",
+        0,
+        0,
+        700,
+        [
+            (
+                690,
+                36.0,
+                None,
+                "lost",
+                "worker lost (worker 3, pid 48211 on build-01: no heartbeat for 31s)",
+                "POST https://hooks.example.invalid/42\n",
+            )
+        ],
+        DEAD,
+    ),
+    ("cleanup-tmp", "find /tmp/queuectl-demo -mtime +7 -print", "default", -1, 3, 600, [], DEAD),
+    (
+        "reindex-search",
+        'for i in 1 2 3 4 5; do echo "indexed shard $i/5"; sleep 1; done',
+        "default",
+        0,
+        3,
+        40,
+        [],
+        PENDING,
+    ),
+    (
+        "warm-cache",
+        'echo "warming 48 pages"; sleep 2; echo "cache warm"',
+        "default",
+        3,
+        3,
+        25,
+        [],
+        PENDING,
+    ),
+    (
+        "transcode-video-17",
+        'echo "transcoding clip 17 (1080p)"; sleep 8; echo "wrote clip-17.mp4"',
+        "media",
+        1,
+        3,
+        20,
+        [],
+        PENDING,
+    ),
+    (
+        "weekly-report",
+        'echo "building the weekly report"; sleep 3; echo "report.pdf ready"',
+        "reports",
+        0,
+        3,
+        300,
+        [],
+        (PENDING, 5 * 3600),
+    ),
+    (
+        "rotate-api-keys",
+        'echo "rotating 3 keys"; sleep 1; echo "done"',
+        "default",
+        9,
+        3,
+        300,
+        [],
+        (PENDING, 86400),
+    ),
 ]
 
 #: Spec fields beyond the columns above.
@@ -85,16 +257,40 @@ EXTRA = {"import-orders-csv": {"timeout": 30}}
 
 # Running jobs (tests and screenshots only: in the demo real workers make their own).
 RUNNING = [
-    ("transcode-video-11", 'echo "transcoding clip 11 (4K)"; sleep 120', "media", 1, 84.0,
-     "transcoding clip 11 (4K)\nframe  1200 fps 48 q=28.0 size 20480kB time=00:00:50\n"),
-    ("crawl-sitemap", 'for p in $(seq 1 200); do echo "fetched page $p"; sleep 1; done', "default", 0, 12.0,
-     "".join(f"fetched page {p}\n" for p in range(1, 13))),
+    (
+        "transcode-video-11",
+        'echo "transcoding clip 11 (4K)"; sleep 120',
+        "media",
+        1,
+        84.0,
+        "transcoding clip 11 (4K)\nframe  1200 fps 48 q=28.0 size 20480kB time=00:00:50\n",
+    ),
+    (
+        "crawl-sitemap",
+        'for p in $(seq 1 200); do echo "fetched page $p"; sleep 1; done',
+        "default",
+        0,
+        12.0,
+        "".join(f"fetched page {p}\n" for p in range(1, 13)),
+    ),
 ]
 
 # Live work for the demo: a long job, a job that keeps failing, and a trickle of short ones.
 LIVE = [
-    ("long-etl", 'for i in $(seq 1 900); do echo "batch $i: 500 rows loaded"; sleep 1; done', 0, 0, 3),
-    ("flaky-api", 'echo "calling https://api.example.invalid"; sleep 1; echo "HTTP 502" >&2; exit 1', 0, 3, 3),
+    (
+        "long-etl",
+        'for i in $(seq 1 900); do echo "batch $i: 500 rows loaded"; sleep 1; done',
+        0,
+        0,
+        3,
+    ),
+    (
+        "flaky-api",
+        'echo "calling https://api.example.invalid"; sleep 1; echo "HTTP 502" >&2; exit 1',
+        0,
+        3,
+        3,
+    ),
 ]
 
 
@@ -104,10 +300,27 @@ def _thumbs(now: float) -> list[tuple]:
     for n in range(1, 41):
         start = 1780 - n * 43 - (n * 7919) % 37
         duration = 0.4 + (n * 31 % 17) / 10
-        rows.append((f"thumb-{n:03d}", f'echo "resizing image {n}"; sleep 1; echo "thumb-{n:03d}.webp"',
-                     "media", 0, 3, start + 5,
-                     [(start, duration, 0, "completed", None,
-                       f"resizing image {n}\nthumb-{n:03d}.webp\n")], COMPLETED))
+        rows.append(
+            (
+                f"thumb-{n:03d}",
+                f'echo "resizing image {n}"; sleep 1; echo "thumb-{n:03d}.webp"',
+                "media",
+                0,
+                3,
+                start + 5,
+                [
+                    (
+                        start,
+                        duration,
+                        0,
+                        "completed",
+                        None,
+                        f"resizing image {n}\nthumb-{n:03d}.webp\n",
+                    )
+                ],
+                COMPLETED,
+            )
+        )
     return rows
 
 
@@ -127,10 +340,23 @@ def seed(now: float | None = None, *, cwd: str | None = None, running_pid: int |
     with write_transaction():
         if live:  # a batch scheduled half an hour ago, one chunk every 20 s from now on
             queued = now - 1800
-            engine.enqueue([spec.normalize({"id": f"report-chunk-{n:02d}",
-                                            "command": f'echo "chunk {n}"; sleep 2; echo "chunk {n} done"',
-                                            "queue": "reports", "delay": now - queued + 20 * n}, now=queued)
-                            for n in range(1, 31)], cwd=cwd, env=ENV, now=queued)
+            engine.enqueue(
+                [
+                    spec.normalize(
+                        {
+                            "id": f"report-chunk-{n:02d}",
+                            "command": f'echo "chunk {n}"; sleep 2; echo "chunk {n} done"',
+                            "queue": "reports",
+                            "delay": now - queued + 20 * n,
+                        },
+                        now=queued,
+                    )
+                    for n in range(1, 31)
+                ],
+                cwd=cwd,
+                env=ENV,
+                now=queued,
+            )
         for job_id, command, queue, priority, retries, created, runs, then in entries:
             job = engine.enqueue([spec.normalize({"id": job_id, "command": command, "queue": queue,
                                                   "priority": priority, "max_retries": retries,
@@ -141,9 +367,24 @@ def seed(now: float | None = None, *, cwd: str | None = None, running_pid: int |
             _running(now, cwd, running_pid, logs)
         if live:
             for job_id, command, priority, retries, delay in LIVE:
-                engine.enqueue([spec.normalize({"id": job_id, "command": command, "priority": priority,
-                                                "max_retries": retries, "backoff_base": 3,
-                                                "delay": delay}, now=now)], cwd=cwd, env=ENV, now=now)
+                engine.enqueue(
+                    [
+                        spec.normalize(
+                            {
+                                "id": job_id,
+                                "command": command,
+                                "priority": priority,
+                                "max_retries": retries,
+                                "backoff_base": 3,
+                                "delay": delay,
+                            },
+                            now=now,
+                        )
+                    ],
+                    cwd=cwd,
+                    env=ENV,
+                    now=now,
+                )
 
 
 def _write_history(job: Job, runs: list, then, now: float, logs: Path) -> None:
@@ -182,7 +423,8 @@ def _running(now: float, cwd: str, pid: int, logs: Path) -> None:
     workers = [Worker.create(host=procs.hostname(), pid=pid, proc_started=started,
                              started_at=now - age, heartbeat_at=now - 0.4, status="idle")
                for age in (3725.0, 3720.0, 610.0)]
-    for worker, (job_id, command, queue, priority, age, output) in zip(workers, RUNNING):
+    for worker, running in zip(workers, RUNNING, strict=False):
+        job_id, command, queue, priority, age, output = running
         job = engine.enqueue([spec.normalize({"id": job_id, "command": command, "queue": queue,
                                               "priority": priority})],
                              cwd=cwd, env=ENV, now=now - age - 1)[0]

@@ -9,29 +9,49 @@ again since) cannot overwrite what recovery or the next claimer decided after it
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import os
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
-from peewee import JOIN, IntegrityError, Tuple, fn
+from peewee import JOIN, IntegrityError, Tuple, chunked, fn
 
 from queuectl_tui import procs, settings
 from queuectl_tui.db import LAST_WORKER_ID, change_token, is_sqlite, write_transaction
 from queuectl_tui.db import logs_dir as _logs_dir
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
 from queuectl_tui.models import (
-    CLAIMABLE, COMPLETED, DEAD, FAILED, PENDING, PROCESSING, STATES,
-    AGING_RATE_SQL, CLAIMABLE_WHERE, Attempt, Dependency, Environment, Job, JobCount, Meta, Queue, Worker,
+    AGING_RATE_SQL,
+    CLAIMABLE,
+    CLAIMABLE_WHERE,
+    COMPLETED,
+    DEAD,
+    FAILED,
+    FAILED_OUTCOMES,
+    PENDING,
+    PROCESSING,
+    STATES,
+    Attempt,
+    Dependency,
+    Environment,
+    Job,
+    JobCount,
+    Meta,
+    Outcome,
+    Queue,
+    Worker,
+    WorkerStatus,
     database,
 )
 from queuectl_tui.paths import create_private_file
 from queuectl_tui.spec import normalize
 
 TAIL_BYTES = 4096
+#: Ids per ``IN (...)`` list: well under SQLite's limit on bound parameters.
+IN_CHUNK = 500
 NOT_RUNNING = tuple(s for s in STATES if s != PROCESSING)
 
 
@@ -48,7 +68,8 @@ def enqueue(specs: Iterable[dict[str, Any]], *, cwd: str | None = None,
     seen: set[str] = set()
     for job_id in given:
         if job_id in seen:
-            raise InvalidInput(f"duplicate job id {job_id!r} in the input; nothing enqueued")
+            raise InvalidInput(f"duplicate job id {job_id!r} in the input; nothing enqueued",
+                               field="id")
         seen.add(job_id)
     defaults = settings.load()
     env_row = _environment(env)
@@ -62,9 +83,9 @@ def enqueue(specs: Iterable[dict[str, Any]], *, cwd: str | None = None,
                 "command": spec["command"],
                 "queue": spec.get("queue", "default"),
                 "priority": spec.get("priority", 0),
-                "max_retries": spec.get("max_retries", defaults["max_retries"]),
-                "backoff_base": spec.get("backoff_base", defaults["backoff_base"]),
-                "timeout": spec.get("timeout", defaults["default_timeout"]),
+                "max_retries": spec.get("max_retries", defaults.max_retries),
+                "backoff_base": spec.get("backoff_base", defaults.backoff_base),
+                "timeout": spec.get("timeout", defaults.default_timeout),
                 "run_at": spec.get("run_at", now),
                 "created_at": now,
                 "updated_at": now,
@@ -76,7 +97,8 @@ def enqueue(specs: Iterable[dict[str, Any]], *, cwd: str | None = None,
             try:  # the unique index is the check; raising here rolls back the whole input
                 job = Job.create(**row)
             except IntegrityError:
-                raise InvalidInput(f"job id {row['id']!r} already exists; nothing enqueued") from None
+                raise InvalidInput(f"job id {row['id']!r} already exists; nothing enqueued",
+                                   field="id") from None
             if spec.get("after"):
                 _add_dependencies(job.seq, spec["after"])
                 _settle([job.seq], now=now)
@@ -92,7 +114,7 @@ def _add_dependencies(job_seq: int, after: list[str], where: str = "") -> None:
     missing = [job_id for job_id in after if found.get(job_id, job_seq) == job_seq]
     if missing:
         raise InvalidInput(f"{where + ': ' if where else ''}after: no job with id "
-                           f"{', '.join(map(repr, missing))}; nothing enqueued")
+                           f"{', '.join(map(repr, missing))}; nothing enqueued", field="after")
     Dependency.insert_many([(job_seq, found[job_id], job_id) for job_id in after],
                            fields=[Dependency.job, Dependency.dep_seq, Dependency.dep_id]).execute()
 
@@ -103,8 +125,7 @@ def _settle(seqs: list[int], *, now: float) -> None:
     the jobs waiting on it. For every path that puts a job (back) in the queue. The caller
     holds the write transaction."""
     failed: list[int] = []
-    for start in range(0, len(seqs), 500):
-        chunk = seqs[start:start + 500]
+    for chunk in chunked(seqs, IN_CHUNK):
         waiting: dict[int, int] = {}
         broken: dict[int, str] = {}
         for job_seq, dep_id, dep_state in _dependency_rows(chunk):
@@ -117,7 +138,10 @@ def _settle(seqs: list[int], *, now: float) -> None:
             query = (Job.update(state=DEAD, last_error=f"dependency {broken[job_seq]} failed",
                                 finished_at=now, updated_at=now, waiting_on=0)
                      if job_seq in broken else Job.update(waiting_on=count))
-            if query.where(Job.seq == job_seq, Job.state.in_(CLAIMABLE)).execute() and job_seq in broken:
+            if (
+                query.where(Job.seq == job_seq, Job.state.in_(CLAIMABLE)).execute()
+                and job_seq in broken
+            ):
                 failed.append(job_seq)
     if failed:
         fail_dependents(failed, now=now)
@@ -182,17 +206,20 @@ def enqueue_stream(specs: Iterable[tuple[str, dict[str, Any]]], *, cwd: str | No
 
     try:
         rows = ((spec.get("id"), spec["command"], spec.get("queue", "default"),
-                 spec.get("priority", 0), spec.get("max_retries", defaults["max_retries"]),
-                 spec.get("backoff_base", defaults["backoff_base"]),
-                 spec.get("timeout", defaults["default_timeout"]), spec.get("run_at", now), where,
+                 spec.get("priority", 0), spec.get("max_retries", defaults.max_retries),
+                 spec.get("backoff_base", defaults.backoff_base),
+                 spec.get("timeout", defaults.default_timeout), spec.get("run_at", now), where,
                  after(spec))
                 for where, spec in specs)
         count = 0
         with db.atomic():  # a deferred transaction that writes only the temp database
-            while chunk := list(itertools.islice(rows, _STAGE_CHUNK)):
+            for chunk in chunked(rows, _STAGE_CHUNK):
                 db.cursor().executemany(
-                    "INSERT INTO temp.enqueue_stage VALUES (coalesce(?1, lower(hex(randomblob(6)))), "
-                    "?1 IS NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)", chunk)
+                    "INSERT INTO temp.enqueue_stage VALUES "
+                    "(coalesce(?1, lower(hex(randomblob(6)))), ?1 IS NULL, "
+                    "?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    chunk,
+                )
                 count += len(chunk)
             _check_stage_ids(db)
         if count:
@@ -269,15 +296,15 @@ def _enqueue_stream_pg(db, specs, defaults: dict, now: float, cwd: str, digest: 
     try:
         rows = ((spec.get("id") or _new_id(), not spec.get("id"), spec["command"],
                  spec.get("queue", "default"), spec.get("priority", 0),
-                 spec.get("max_retries", defaults["max_retries"]),
-                 spec.get("backoff_base", defaults["backoff_base"]),
-                 spec.get("timeout", defaults["default_timeout"]), spec.get("run_at", now), where,
+                 spec.get("max_retries", defaults.max_retries),
+                 spec.get("backoff_base", defaults.backoff_base),
+                 spec.get("timeout", defaults.default_timeout), spec.get("run_at", now), where,
                  after(spec))
                 for where, spec in specs)
         count = 0
         with db.atomic():
             cursor = db.cursor()
-            while chunk := list(itertools.islice(rows, _STAGE_CHUNK)):
+            for chunk in chunked(rows, _STAGE_CHUNK):
                 execute_values(cursor, "INSERT INTO pg_temp.enqueue_stage (id, generated, command, "
                                "queue, priority, max_retries, backoff_base, timeout, run_at, src, "
                                "after) VALUES %s", chunk, page_size=1000)
@@ -326,10 +353,12 @@ def _enqueue_stream_pg(db, specs, defaults: dict, now: float, cwd: str, digest: 
 def _stage_dependencies_pg(db, now: float) -> None:
     """_stage_dependencies on PostgreSQL's stage."""
     unknown = db.execute_sql(
-        "SELECT s.src, a.value FROM pg_temp.enqueue_stage s, json_array_elements_text(s.after::json) "
-        "a(value) WHERE s.after IS NOT NULL AND NOT EXISTS (SELECT 1 FROM job d WHERE d.id = a.value "
-        "AND NOT EXISTS (SELECT 1 FROM pg_temp.enqueue_stage l WHERE l.id = d.id AND l.rowid >= s.rowid)) "
-        "ORDER BY s.rowid LIMIT 1").fetchone()
+        "SELECT s.src, a.value FROM pg_temp.enqueue_stage s, "
+        "json_array_elements_text(s.after::json) a(value) WHERE s.after IS NOT NULL "
+        "AND NOT EXISTS (SELECT 1 FROM job d WHERE d.id = a.value "
+        "AND NOT EXISTS (SELECT 1 FROM pg_temp.enqueue_stage l WHERE l.id = d.id "
+        "AND l.rowid >= s.rowid)) ORDER BY s.rowid LIMIT 1"
+    ).fetchone()
     if unknown is not None:
         src, job_id = unknown
         raise InvalidInput(f"{src + ': ' if src else ''}after: no job with id {job_id!r} "
@@ -354,8 +383,9 @@ def _check_stage_ids(db) -> None:
         pass
     db.execute_sql("CREATE INDEX temp.enqueue_stage_any_id ON enqueue_stage (id)")
     while db.execute_sql(
-            "UPDATE temp.enqueue_stage SET id = lower(hex(randomblob(6))) WHERE generated AND id IN "
-            "(SELECT id FROM temp.enqueue_stage GROUP BY id HAVING count(*) > 1)").rowcount:
+        "UPDATE temp.enqueue_stage SET id = lower(hex(randomblob(6))) WHERE generated AND id IN "
+        "(SELECT id FROM temp.enqueue_stage GROUP BY id HAVING count(*) > 1)"
+    ).rowcount:
         pass
     row = db.execute_sql(
         "SELECT s.src, s.id, (SELECT f.src FROM temp.enqueue_stage f WHERE f.id = s.id "
@@ -365,7 +395,7 @@ def _check_stage_ids(db) -> None:
     if row is not None:
         src, job_id, first = row
         raise InvalidInput(f"{src}: duplicate job id {job_id!r} in the input (first on {first}); "
-                           "nothing enqueued")
+                           "nothing enqueued", field="id")
     db.execute_sql("DROP INDEX temp.enqueue_stage_any_id")
     db.execute_sql("CREATE UNIQUE INDEX temp.enqueue_stage_id ON enqueue_stage (id)")
 
@@ -394,7 +424,7 @@ def _move_stage(db, now: float, cwd: str, digest: str, data: str, chained: bool 
             if clash is not None:
                 src, job_id = clash
                 raise InvalidInput(f"{src + ': ' if src else ''}job id {job_id!r} already exists; "
-                                   "nothing enqueued") from None
+                                   "nothing enqueued", field="id") from None
             if not db.execute_sql("SELECT count(*) FROM temp.enqueue_stage WHERE generated AND "
                                   "id IN (SELECT id FROM main.job)").fetchone()[0]:
                 raise
@@ -411,12 +441,15 @@ def _stage_dependencies(db, now: float) -> None:
     unknown = db.execute_sql(
         "SELECT s.src, a.value FROM temp.enqueue_stage s, json_each(s.after) a "
         "WHERE s.after IS NOT NULL AND NOT EXISTS (SELECT 1 FROM main.job d WHERE d.id = a.value "
-        "AND NOT EXISTS (SELECT 1 FROM temp.enqueue_stage l WHERE l.id = d.id AND l.rowid >= s.rowid)) "
-        "ORDER BY s.rowid LIMIT 1").fetchone()
+        "AND NOT EXISTS (SELECT 1 FROM temp.enqueue_stage l WHERE l.id = d.id "
+        "AND l.rowid >= s.rowid)) "
+        "ORDER BY s.rowid LIMIT 1"
+    ).fetchone()
     if unknown is not None:
         src, job_id = unknown
         raise InvalidInput(f"{src + ': ' if src else ''}after: no job with id {job_id!r} "
-                           "(it must exist or come earlier in the input); nothing enqueued")
+                           "(it must exist or come earlier in the input); nothing enqueued",
+                           field="after")
     db.execute_sql(
         "INSERT INTO job_dep (job_seq, dep_seq, dep_id) SELECT j.seq, d.seq, d.id "
         "FROM temp.enqueue_stage s JOIN main.job j ON j.id = s.id, json_each(s.after) a "
@@ -473,7 +506,7 @@ def register_worker(queues: list[str] | None = None, *, pid: int | None = None,
             conflict_target=[Meta.key], update={Meta.value: str(last)}).execute()
         return Worker.create(
             id=last, host=procs.hostname(), pid=pid, proc_started=procs.start_time(pid) or now,
-            started_at=now, heartbeat_at=now, status="idle",
+            started_at=now, heartbeat_at=now, status=WorkerStatus.IDLE,
             queues=",".join(queues) if queues else None,
         )
 
@@ -522,7 +555,8 @@ def worker_alive(worker: Worker, *, now: float | None = None, lease: float | Non
 
 def busy(worker: Worker) -> bool:
     """Running a job: busy, or stopping (after a normal stop) while it finishes its job."""
-    return worker.status == "busy" or (worker.status == "stopping" and worker.current_job is not None)
+    return worker.status == WorkerStatus.BUSY or (worker.status == WorkerStatus.STOPPING
+                                                  and worker.current_job is not None)
 
 
 def live_workers(now: float | None = None) -> list[Worker]:
@@ -605,10 +639,12 @@ _CLAIM = ("UPDATE job SET state = 'processing', attempts = attempts + 1, worker_
 _NEXT_NUMBER = "SELECT COALESCE(MAX(number), 0) + 1 FROM attempt WHERE job_seq = ?"
 _NEW_ATTEMPT = ("INSERT INTO attempt (job_seq, number, worker_id, host, started_at, log_file, "
                 "claim_token, due_at, queue) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq")
-_FINISH_JOB = ("UPDATE job SET state = ?, run_at = COALESCE(?, run_at), attempts = attempts - ?, "
-               "finished_at = ?, last_error = ?, exit_code = ?, output_tail = COALESCE(?, output_tail), "
-               "updated_at = ?, worker_id = NULL, cancel_requested = 0, claim_token = NULL "
-               "WHERE seq = ? AND state = 'processing' AND claim_token IS ?")
+_FINISH_JOB = (
+    "UPDATE job SET state = ?, run_at = COALESCE(?, run_at), attempts = attempts - ?, "
+    "finished_at = ?, last_error = ?, exit_code = ?, output_tail = COALESCE(?, output_tail), "
+    "updated_at = ?, worker_id = NULL, cancel_requested = 0, claim_token = NULL "
+    "WHERE seq = ? AND state = 'processing' AND claim_token IS ?"
+)
 _FINISH_ATTEMPT = ("UPDATE attempt SET finished_at = ?, exit_code = ?, outcome = ?, error = ?, "
                    "duration = ?, pid = COALESCE(pid, ?), pid_started = COALESCE(pid_started, ?), "
                    "cpu_seconds = ?, peak_rss_bytes = ?, processes = ? "
@@ -659,13 +695,13 @@ def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
         rows = database.execute_sql(_CLAIM, (now, wanted, worker.id, token)).fetchall()
         if not rows:
             return None
-        job = Job(**dict(zip(_JOB_COLUMNS, rows[0])))
+        job = Job(**dict(zip(_JOB_COLUMNS, rows[0], strict=True)))
     else:
         args = {"now": now, "queues": queues or None, "worker": worker.id, "token": token}
         rows = database.execute_sql(_PG_CLAIM, args).fetchall()
         if not rows:
             return None
-        job = Job(**dict(zip(_JOB_COLUMNS, rows[0])))
+        job = Job(**dict(zip(_JOB_COLUMNS, rows[0], strict=True)))
     number = database.execute_sql(_sql(_NEXT_NUMBER), (job.seq,)).fetchone()[0]
     log_file = f"job{job.seq}-{number}.log"
     seq = database.execute_sql(_sql(_NEW_ATTEMPT), (job.seq, number, worker.id, worker.host, now,
@@ -682,11 +718,11 @@ def _finish(job: Job, attempt: Attempt, outcome: str, exit_code: int | None, err
     """The job's next state from the claim's own copy of it: nobody changes a job while it is
     processing (edits, retries and deletes refuse), and the fence below makes sure it still is."""
     run_at, finished_at, given_back = None, now, 0
-    if outcome == "completed":
+    if outcome == Outcome.COMPLETED:
         state, error = COMPLETED, None
-    elif outcome == "interrupted":
+    elif outcome == Outcome.INTERRUPTED:
         state, run_at, finished_at, given_back = PENDING, now, None, 1
-    elif outcome == "cancelled":
+    elif outcome == Outcome.CANCELLED:
         state, error = DEAD, error or "cancelled"
     elif job.attempts > job.max_retries:
         state = DEAD
@@ -866,8 +902,12 @@ def recover_lost(*, now: float | None = None) -> list[str]:
         if attempt.pid is None and local:
             # The command never started (the runner waits for its process to be noted):
             # nothing ran, nothing to kill, no retry used.
-            outcome = "cancelled" if job.cancel_requested else "interrupted"
-            why = "cancelled" if job.cancel_requested else "not started: worker lost before starting it"
+            outcome = Outcome.CANCELLED if job.cancel_requested else Outcome.INTERRUPTED
+            why = (
+                "cancelled"
+                if job.cancel_requested
+                else "not started: worker lost before starting it"
+            )
             if finish(job, attempt, outcome=outcome, error=why, now=now) is not None:
                 recovered.append(job.id)
             continue
@@ -880,7 +920,8 @@ def recover_lost(*, now: float | None = None) -> list[str]:
             why += (f" (worker {worker.id}, pid {worker.pid} on {worker.host}: "
                     + (f"no heartbeat for {silent:.0f}s)" if silent > lease else "process gone)"))
         # A cancel asked of a worker that was gone already: recovery carries it out.
-        outcome, why = ("cancelled", "cancelled") if job.cancel_requested else ("lost", why)
+        outcome, why = ((Outcome.CANCELLED, "cancelled") if job.cancel_requested
+                        else (Outcome.LOST, why))
         if finish(job, attempt, outcome=outcome, error=why, now=now) is not None:
             recovered.append(job.id)
     if lost:
@@ -907,13 +948,21 @@ def retry(job_id: str, *, now: float | None = None) -> Job:
         raise QueueError(f"job {job_id!r} is {job.state}; only failed or dead jobs can be retried")
     now = time.time() if now is None else now
     with write_transaction():
-        Job.update(run_at=now, updated_at=now).where(Job.seq == job.seq, Job.state == FAILED).execute()
+        Job.update(run_at=now, updated_at=now).where(
+            Job.seq == job.seq, Job.state == FAILED
+        ).execute()
         _settle([job.seq], now=now)  # its dependencies are checked again
     return get_job(job_id)
 
 
-def dlq_retry(job_ids: list[str] | None = None, *, all_dead: bool = False, timeout: float | None = None,
-              max_retries: int | None = None, now: float | None = None) -> list[Job]:
+def dlq_retry(
+    job_ids: list[str] | None = None,
+    *,
+    all_dead: bool = False,
+    timeout: float | None = None,
+    max_retries: int | None = None,
+    now: float | None = None,
+) -> list[Job]:
     """Move dead jobs back to pending with their attempts reset."""
     now = time.time() if now is None else now
     values: dict[str, Any] = {"state": PENDING, "attempts": 0, "run_at": now, "updated_at": now,
@@ -933,11 +982,11 @@ def dlq_retry(job_ids: list[str] | None = None, *, all_dead: bool = False, timeo
                 if job.state != DEAD:
                     raise QueueError(f"job {job_id!r} is {job.state}, not in the DLQ")
                 seqs.append(job.seq)
-        for start in range(0, len(seqs), 500):
-            Job.update(**values).where(Job.seq.in_(seqs[start:start + 500])).execute()
+        for chunk in chunked(seqs, IN_CHUNK):
+            Job.update(**values).where(Job.seq.in_(chunk)).execute()
         _settle(seqs, now=now)  # their dependencies are checked again
-    return [job for start in range(0, len(seqs), 500)
-            for job in Job.select().where(Job.seq.in_(seqs[start:start + 500]))]
+    return [job for chunk in chunked(seqs, IN_CHUNK)
+            for job in Job.select().where(Job.seq.in_(chunk))]
 
 
 def cancel(job_id: str, *, now: float | None = None) -> Job:
@@ -947,8 +996,11 @@ def cancel(job_id: str, *, now: float | None = None) -> Job:
     job = get_job(job_id)
     if job.state in (PENDING, FAILED):
         with write_transaction():
-            if Job.update(state=DEAD, last_error="cancelled", finished_at=now, updated_at=now).where(
-                    Job.seq == job.seq, Job.state.in_(CLAIMABLE)).execute():
+            if (
+                Job.update(state=DEAD, last_error="cancelled", finished_at=now, updated_at=now)
+                .where(Job.seq == job.seq, Job.state.in_(CLAIMABLE))
+                .execute()
+            ):
                 fail_dependents([job.seq], now=now)
     elif job.state == PROCESSING:
         Job.update(cancel_requested=True, updated_at=now).where(
@@ -1001,8 +1053,7 @@ def dlq_clear() -> int:
 def _delete_seqs(seqs: list[int]) -> int:
     logs = logs_dir()
     chained = Dependency.select().exists()
-    for start in range(0, len(seqs), 500):
-        chunk = seqs[start:start + 500]
+    for chunk in chunked(seqs, IN_CHUNK):
         if chained:
             _unchain(chunk, now=time.time())
         for (name,) in Attempt.select(Attempt.log_file).where(Attempt.job.in_(chunk)).tuples():
@@ -1024,7 +1075,10 @@ def _unchain(seqs: list[int], *, now: float) -> None:
     """Before these jobs are deleted: the jobs waiting on one that had not completed go to the
     DLQ; the records of completed ones are dropped (they were met: a later retry of a job that
     waited on one must not find it missing and call it failed)."""
-    done = [seq for (seq,) in Job.select(Job.seq).where(Job.seq.in_(seqs), Job.state == COMPLETED).tuples()]
+    done = [
+        seq
+        for (seq,) in Job.select(Job.seq).where(Job.seq.in_(seqs), Job.state == COMPLETED).tuples()
+    ]
     if done:
         Dependency.delete().where(Dependency.dep_seq.in_(done)).execute()
     open_ = sorted(set(seqs) - set(done))
@@ -1045,13 +1099,18 @@ def restart(job_ids: list[str], *, now: float | None = None) -> list[Job]:
                                  "can be restarted")
         seqs = list(dict.fromkeys(job.seq for job in jobs))
         done = [job.seq for job in jobs if job.state == COMPLETED]
-        waiting = [seq for (seq,) in Dependency.select(Dependency.job)
-                   .join(Job, on=(Job.seq == Dependency.job))
-                   .where(Dependency.dep_seq.in_(done), Job.state.in_(CLAIMABLE)).distinct().tuples()]
-        for start in range(0, len(seqs), 500):
+        waiting = [
+            seq
+            for (seq,) in Dependency.select(Dependency.job)
+            .join(Job, on=(Job.seq == Dependency.job))
+            .where(Dependency.dep_seq.in_(done), Job.state.in_(CLAIMABLE))
+            .distinct()
+            .tuples()
+        ]
+        for chunk in chunked(seqs, IN_CHUNK):
             Job.update(state=PENDING, attempts=0, run_at=now, updated_at=now, finished_at=None,
                        last_error=None, exit_code=None, cancel_requested=False, waiting_on=0).where(
-                Job.seq.in_(seqs[start:start + 500]), Job.state.in_((COMPLETED, DEAD))).execute()
+                Job.seq.in_(chunk), Job.state.in_((COMPLETED, DEAD))).execute()
         _settle(seqs + waiting, now=now)
     return [get_job(job.id) for job in jobs]
 
@@ -1066,16 +1125,17 @@ def edit(job_id: str, changes: dict[str, Any], *, now: float | None = None) -> J
     now = time.time() if now is None else now
     unknown = [key for key in changes if key not in EDITABLE]
     if unknown:
-        raise InvalidInput(f"cannot edit {', '.join(map(repr, unknown))} (editable: {', '.join(EDITABLE)})")
-    checked = normalize({"command": "-", **changes}, now=now)
-    if "command" not in changes:
-        del checked["command"]
+        raise InvalidInput(f"cannot edit {', '.join(map(repr, unknown))} "
+                           f"(editable: {', '.join(EDITABLE)})", field=unknown[0])
+    checked = normalize(changes, now=now, partial=True)
     if not checked:
         raise InvalidInput("nothing to change")
     with write_transaction():  # the state is checked under the write lock: no claim slips in
         job = get_job(job_id)
         if job.state not in CLAIMABLE:
-            raise QueueError(f"job {job_id!r} is {job.state}; only pending or failed jobs can be edited")
+            raise QueueError(
+                f"job {job_id!r} is {job.state}; only pending or failed jobs can be edited"
+            )
         Job.update(**checked, updated_at=now).where(Job.seq == job.seq).execute()
     return get_job(job_id)
 
@@ -1113,7 +1173,8 @@ def set_limit(queue: str, limit: int | None) -> None:
     """At most ``limit`` jobs of ``queue`` run at once across all workers (None: no limit);
     checked inside every claim."""
     if limit is not None and limit < 0:
-        raise InvalidInput(f"bad limit {limit!r}: expected a whole number >= 0 or 'none'")
+        raise InvalidInput(f"bad limit {limit!r}: expected a whole number >= 0 or 'none'",
+                           field="limit")
     with write_transaction():
         Queue.insert(name=queue, max_running=limit).on_conflict(
             conflict_target=[Queue.name], update={Queue.max_running: limit}).execute()
@@ -1148,8 +1209,12 @@ def queue_state(name: str) -> dict[str, Any]:
     row = Queue.get_or_none(Queue.name == name)
     running = (JobCount.select(JobCount.n).where(JobCount.queue == name,
                                                   JobCount.state == PROCESSING).scalar() or 0)
-    return {"name": name, "paused": paused_all() if row is None or row.paused is None else bool(row.paused),
-            "limit": None if row is None else row.max_running, "running": running}
+    return {
+        "name": name,
+        "paused": paused_all() if row is None or row.paused is None else bool(row.paused),
+        "limit": None if row is None else row.max_running,
+        "running": running,
+    }
 
 
 def aging_rate() -> float:
@@ -1278,8 +1343,13 @@ def next_due(queues: list[str] | None = None) -> float | None:
     return database.execute_sql(_PG_NEXT_DUE, {"queues": queues or None}).fetchone()[0]
 
 
-_NEXT_DUE = ("SELECT MIN((SELECT run_at FROM job INDEXED BY job_due WHERE queue = o.name AND "
-             + CLAIMABLE_WHERE + " ORDER BY run_at LIMIT 1)) FROM (" + _OPEN_QUEUES + ") o")  # ?1 unused
+_NEXT_DUE = (
+    "SELECT MIN((SELECT run_at FROM job INDEXED BY job_due WHERE queue = o.name AND "
+    + CLAIMABLE_WHERE
+    + " ORDER BY run_at LIMIT 1)) FROM ("
+    + _OPEN_QUEUES
+    + ") o"
+)  # ?1 unused
 
 
 # --- waiting for jobs to end ----------------------------------------------------------------
@@ -1360,9 +1430,9 @@ def _wait(named: dict[int, str], queues: list[str] | None, every: bool, waiting:
 def _unfinished(seqs: list[int], queues: list[str] | None, every: bool) -> set[int]:
     """Seqs of the jobs waited for that are not completed or dead yet."""
     found: set[int] = set()
-    for start in range(0, len(seqs), 500):
+    for chunk in chunked(seqs, IN_CHUNK):
         found.update(seq for (seq,) in Job.select(Job.seq).where(
-            Job.seq.in_(seqs[start:start + 500]), Job.state.in_(UNFINISHED)).tuples())
+            Job.seq.in_(chunk), Job.state.in_(UNFINISHED)).tuples())
     if queues or every:
         query = Job.select(Job.seq).where(Job.state.in_(UNFINISHED))
         if queues:
@@ -1374,8 +1444,7 @@ def _unfinished(seqs: list[int], queues: list[str] | None, every: bool) -> set[i
 def _ended(seqs: list[int], named: dict[int, str]) -> Iterator[Job]:
     """The jobs among ``seqs`` that ended (a job of a waited queue that was deleted or moved to
     another queue is no longer waited for; a named one that was deleted is yielded DELETED)."""
-    for start in range(0, len(seqs), 500):
-        chunk = seqs[start:start + 500]
+    for chunk in chunked(seqs, IN_CHUNK):
         rows = {job.seq: job for job in Job.select().where(Job.seq.in_(chunk))}
         for seq in chunk:
             job = rows.get(seq)
@@ -1433,10 +1502,6 @@ def count_jobs(*, state: str | Iterable[str] | None = None,
     return _filtered(Job.select(), state=state, queue=queue, search=search).count()
 
 
-#: Attempt outcomes that count as failures in the throughput chart.
-FAILED_OUTCOMES = ("failed", "timeout", "lost")
-
-
 def throughput(*, minutes: int = 30, now: float | None = None) -> list[tuple[int, int]]:
     """(attempts completed, attempts failed) per minute over the last ``minutes`` minutes,
     oldest first, from the attempts' finish times (index attempt_window)."""
@@ -1451,11 +1516,11 @@ def throughput(*, minutes: int = 30, now: float | None = None) -> list[tuple[int
             .group_by(bucket, Attempt.outcome).tuples())
     for index, outcome, count in rows:
         index = min(max(int(index), 0), minutes - 1)
-        if outcome == "completed":
+        if outcome == Outcome.COMPLETED:
             done[index] += count
         elif outcome in FAILED_OUTCOMES:
             failed[index] += count
-    return list(zip(done, failed))
+    return list(zip(done, failed, strict=True))
 
 
 def last_costs(seqs: list[int]) -> dict[int, tuple[float | None, int | None, int | None]]:
@@ -1478,7 +1543,9 @@ def running_attempts() -> dict[str, tuple[Job, Attempt]]:
     if not jobs:
         return {}
     result = {}
-    for attempt in Attempt.select().where(Attempt.job.in_(list(jobs)), Attempt.finished_at.is_null()):
+    for attempt in Attempt.select().where(
+        Attempt.job.in_(list(jobs)), Attempt.finished_at.is_null()
+    ):
         job = jobs[attempt.job_seq]
         if attempt.claim_token == job.claim_token and (
                 job.claim_token is not None or attempt.number == job.attempts):  # pre-v2 claims

@@ -12,9 +12,15 @@ class NotFound(QueueError):
 
 
 class InvalidInput(QueueError):
-    """Input that fails validation (bad JSON, bad value): exit 2, nothing written."""
+    """Input that fails validation (bad JSON, bad value): exit 2, nothing written. ``field``
+    names the job field or setting it is about (None: the input as a whole), so that a form
+    puts the message under that field without reading the message."""
 
     exit_code = 2
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class DatabaseUnusable(QueueError):

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from peewee import fn
 
 from queuectl_tui import engine, metrics, settings
 from queuectl_tui.errors import QueueError
-from queuectl_tui.models import Attempt, JobCount, Worker, database
+from queuectl_tui.models import Attempt, JobCount, Worker, WorkerStatus, database
 
 MISSING = ("Prometheus output needs the prometheus_client package: "
            "pip install 'queuectl-tui[metrics]'")
@@ -67,18 +67,25 @@ class QueueCollector:
     def _collect(self, now: float) -> Iterator:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-        jobs = GaugeMetricFamily("queuectl_jobs", "Jobs per queue and state.", labels=["queue", "state"])
+        jobs = GaugeMetricFamily(
+            "queuectl_jobs", "Jobs per queue and state.", labels=["queue", "state"]
+        )
         for queue, state, n in (JobCount.select(JobCount.queue, JobCount.state, JobCount.n)
                                 .order_by(JobCount.queue, JobCount.state).tuples()):
             jobs.add_metric([queue, state], n)
         yield jobs
 
-        workers = GaugeMetricFamily("queuectl_workers", "Worker rows by status (lost: presumed dead).",
-                                    labels=["status"])
-        by_status = {"idle": 0, "busy": 0, "stopping": 0, "lost": 0}
+        workers = GaugeMetricFamily(
+            "queuectl_workers", "Worker rows by status (lost: presumed dead).", labels=["status"]
+        )
+        by_status = dict.fromkeys(WorkerStatus, 0)
         lease = settings.get("lease")
         for worker in Worker.select():
-            status = worker.status if engine.worker_alive(worker, now=now, lease=lease) else "lost"
+            status = (
+                worker.status
+                if engine.worker_alive(worker, now=now, lease=lease)
+                else WorkerStatus.LOST
+            )
             by_status[status] = by_status.get(status, 0) + 1
         for status, n in by_status.items():
             workers.add_metric([status], n)

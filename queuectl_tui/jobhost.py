@@ -51,10 +51,11 @@ import shlex
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from queuectl_tui import procs, runner, usage
+from queuectl_tui.models import Outcome
 from queuectl_tui.paths import create_private_file
 from queuectl_tui.runner import TICK, Result, Sink, describe_exit, verdict
 from queuectl_tui.usage import Cost
@@ -237,7 +238,7 @@ class JobHost:
             log_fd = create_private_file(log_path)
         except OSError as exc:
             message = f"cannot create the log file {log_path}: {exc.strerror or exc}"
-            return Result("failed", None, message, message, 0.0)
+            return Result(Outcome.FAILED, None, message, message, 0.0)
         try:
             cwd = os.path.abspath(cwd)
             problem = _bad_directory(cwd)
@@ -345,7 +346,7 @@ class JobHost:
             procs.kill_tree(pid, pid_started, wait=0)  # orphaned now: nobody else will end it
             self.close()
             if outcome is None:
-                outcome, error = "failed", f"job host died ({exc})"
+                outcome, error = Outcome.FAILED, f"job host died ({exc})"
         if ended:
             cost.add_cpu(self._job_cpu())
         try:  # whatever the job left behind in its group goes with it
@@ -361,7 +362,7 @@ class JobHost:
             return _cannot_start(log_fd, _directory_error(cwd), cwd, started)
         tail = sink.finish()
         if outcome is None:
-            outcome = "completed" if code == 0 else "failed"
+            outcome = Outcome.COMPLETED if code == 0 else Outcome.FAILED
             error = describe_exit(code)
         return Result(outcome, code, error, tail, time.monotonic() - started, cost)
 
@@ -392,7 +393,9 @@ def _directory_error(cwd: str) -> str:
     return _bad_directory(cwd) or os.strerror(errno.EACCES)
 
 
-def _cannot_start(log_fd: int, problem: str, cwd: str | None, started: float | None = None) -> Result:
+def _cannot_start(
+    log_fd: int, problem: str, cwd: str | None, started: float | None = None
+) -> Result:
     """runner's result for a job that could not start: the reason in the log and the row."""
     message = problem if cwd is None else f"cannot start: {problem}: {cwd}"
     try:
@@ -400,4 +403,4 @@ def _cannot_start(log_fd: int, problem: str, cwd: str | None, started: float | N
     except OSError:
         pass
     duration = 0.0 if started is None else time.monotonic() - started
-    return Result("failed", None, message, message, duration)
+    return Result(Outcome.FAILED, None, message, message, duration)

@@ -217,7 +217,15 @@ def _empty() -> dict[str, Any]:
 
 
 def _times() -> dict[str, Any]:
-    return {"p50": None, "p95": None, "p99": None, "max": None, "mean": None, "count": 0, "sum": 0.0}
+    return {
+        "p50": None,
+        "p95": None,
+        "p99": None,
+        "max": None,
+        "mean": None,
+        "count": 0,
+        "sum": 0.0,
+    }
 
 
 def _percentiles(fig: dict[str, Any], waits: list[float], runs: list[float]) -> None:
@@ -278,8 +286,10 @@ def _finish(fig: dict[str, Any], minutes: float) -> None:
         total, count = fig.pop(f"_{key}_sum"), fig.pop(f"_{key}_n")
         fig[key].update(mean=total / count if count else None, count=count, sum=total)
     errors = fig.pop("_errors")
-    fig["top_errors"] = [{"error": error, "count": n}
-                         for error, n in sorted(errors.items(), key=lambda e: (-e[1], e[0]))[:TOP_ERRORS]]
+    fig["top_errors"] = [
+        {"error": error, "count": n}
+        for error, n in sorted(errors.items(), key=lambda e: (-e[1], e[0]))[:TOP_ERRORS]
+    ]
 
 
 def timeline(since: float, now: float, buckets: int = 30,

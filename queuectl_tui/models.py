@@ -8,7 +8,10 @@ integer ``seq`` (insertion order, keyset pagination, log file names) besides the
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from peewee import (
+    SQL,
     AutoField,
     BigIntegerField,
     BooleanField,
@@ -19,20 +22,53 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
-    SQL,
     TextField,
 )
 
 database = DatabaseProxy()
 
-PENDING = "pending"
-PROCESSING = "processing"
-COMPLETED = "completed"
-FAILED = "failed"
-DEAD = "dead"
-STATES = (PENDING, PROCESSING, COMPLETED, FAILED, DEAD)
+
+
+class JobState(StrEnum):
+    """Where a job is. The same five words in the data, in --json and on both faces."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"  # waiting out its backoff before a retry
+    DEAD = "dead"  # in the DLQ
+
+
+PENDING, PROCESSING, COMPLETED, FAILED, DEAD = JobState
+#: The state names as plain strings (click's Choice would match enum members by name).
+STATES = tuple(state.value for state in JobState)
 #: States a worker may claim from (a failed job is waiting out its backoff).
 CLAIMABLE = (PENDING, FAILED)
+
+
+class Outcome(StrEnum):
+    """How one attempt ended (``attempt.outcome``; NULL while it runs)."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"  # a non-zero exit, or the command could not start
+    TIMEOUT = "timeout"
+    LOST = "lost"  # its worker died; found by recovery
+    INTERRUPTED = "interrupted"  # a forced stop, or never started: gives its retry back
+    CANCELLED = "cancelled"
+
+
+#: Outcomes that count as failed runs (metrics, the throughput chart).
+FAILED_OUTCOMES = (Outcome.FAILED, Outcome.TIMEOUT, Outcome.LOST)
+
+
+class WorkerStatus(StrEnum):
+    """What a worker says it is doing (``worker.status``), or ``lost`` on the faces for one
+    whose heartbeat stopped (never stored)."""
+
+    IDLE = "idle"
+    BUSY = "busy"
+    STOPPING = "stopping"  # finishing its job, then exits
+    LOST = "lost"
 
 
 class BaseModel(Model):
@@ -69,7 +105,7 @@ class Worker(BaseModel):
     proc_started = DoubleField()  # psutil create_time: tells our process from a reused PID
     started_at = DoubleField()
     heartbeat_at = DoubleField()
-    status = CharField(default="idle")  # idle | busy | stopping
+    status = CharField(default=WorkerStatus.IDLE)  # a WorkerStatus but LOST
     current_job = CharField(null=True)
     queues = CharField(null=True)  # comma-separated, NULL = every queue
 
@@ -185,7 +221,7 @@ class Attempt(BaseModel):
     finished_at = DoubleField(null=True)
     exit_code = IntegerField(null=True)
     duration = DoubleField(null=True)
-    outcome = CharField(null=True)  # completed | failed | timeout | lost | interrupted | cancelled
+    outcome = CharField(null=True)  # an Outcome
     error = TextField(null=True)
     log_file = CharField(null=True)  # relative to logs/, built from internal ids only
     claim_token = BigIntegerField(null=True)  # the job's claim_token when this attempt was claimed

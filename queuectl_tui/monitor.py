@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from queuectl_tui import engine, procs, settings, usage
-from queuectl_tui.models import Job, Worker
+from queuectl_tui.models import Job, Worker, WorkerStatus
 
 
 @dataclass
@@ -44,8 +44,9 @@ class WorkerStats:
     @property
     def busy(self) -> bool:
         """Running a job: busy, or stopping while it finishes one (as ``engine.busy``)."""
-        return self.alive and (self.status == "busy"
-                               or (self.status == "stopping" and self.current_job is not None))
+        return self.alive and (self.status == WorkerStatus.BUSY
+                               or (self.status == WorkerStatus.STOPPING
+                                   and self.current_job is not None))
 
     def uptime(self, now: float) -> float:
         return max(0.0, now - self.started_at)
@@ -71,9 +72,15 @@ class WorkerMonitor:
             alive = engine.worker_alive(row, now=now, lease=lease)
             local = row.host == procs.hostname()
             stats = WorkerStats(
-                id=row.id, host=row.host, pid=row.pid, status=row.status if alive else "lost",
-                alive=alive, local=local, started_at=row.started_at,
-                heartbeat_age=max(0.0, now - row.heartbeat_at), current_job=row.current_job,
+                id=row.id,
+                host=row.host,
+                pid=row.pid,
+                status=row.status if alive else WorkerStatus.LOST,
+                alive=alive,
+                local=local,
+                started_at=row.started_at,
+                heartbeat_age=max(0.0, now - row.heartbeat_at),
+                current_job=row.current_job,
             )
             if local and alive:
                 stats.process = self._usage([self._process(row.pid, row.proc_started, seen)])
@@ -91,7 +98,9 @@ class WorkerMonitor:
         self.trees.forget({attempt.seq for _, attempt in running.values()})
         return result
 
-    def job_tree(self, job: Job, attempt, now: float) -> tuple[JobTree, list[tuple[float, float, int]]]:
+    def job_tree(
+        self, job: Job, attempt, now: float
+    ) -> tuple[JobTree, list[tuple[float, float, int]]]:
         """A running job's tree now, and its (time, CPU %, RSS) series as seen so far."""
         tree = self.trees.read(job, attempt, now)
         return tree, list(self.trees.history.get(attempt.seq, ()))
@@ -103,7 +112,9 @@ class WorkerMonitor:
         if root is None:
             return None
         try:
-            members = [root] + [self._cached(child, seen) for child in root.children(recursive=True)]
+            members = [root] + [
+                self._cached(child, seen) for child in root.children(recursive=True)
+            ]
         except psutil.Error:
             members = [root]
         return self._usage(members)

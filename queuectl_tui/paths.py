@@ -100,12 +100,16 @@ def open_private_append(path: Path) -> int:
                          | os.O_CLOEXEC, 0o600, dir_fd=directory)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise OSError(errno.ELOOP, f"{path} is a symbolic link; refusing to write through it") from None
+                raise OSError(
+                    errno.ELOOP, f"{path} is a symbolic link; refusing to write through it"
+                ) from None
             raise
         found = os.fstat(fd)
         if not stat.S_ISREG(found.st_mode) or found.st_uid != os.geteuid() or found.st_nlink != 1:
             os.close(fd)
-            raise OSError(errno.EPERM, f"{path} is not a plain file of this user; refusing to write to it")
+            raise OSError(
+                errno.EPERM, f"{path} is not a plain file of this user; refusing to write to it"
+            )
         os.fchmod(fd, 0o600)
         return fd
     finally:

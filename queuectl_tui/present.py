@@ -12,7 +12,15 @@ from typing import Any
 
 from queuectl_tui import engine
 from queuectl_tui.models import (
-    COMPLETED, DEAD, FAILED, PENDING, PROCESSING, STATES, Attempt, Job, Worker,
+    COMPLETED,
+    DEAD,
+    FAILED,
+    PENDING,
+    PROCESSING,
+    STATES,
+    Attempt,
+    Job,
+    Worker,
 )
 from queuectl_tui.spec import iso
 
@@ -135,8 +143,10 @@ def stop_summary(result: dict[str, list[int]]) -> list[str]:
     if result.get("stopped"):
         lines.append(f"stopped worker(s) {', '.join(map(str, result['stopped']))}")
     if result.get("still_running"):
-        lines.append("still finishing their job: worker(s) "
-                     f"{', '.join(map(str, result['still_running']))} (use --force to kill the jobs)")
+        lines.append(
+            "still finishing their job: worker(s) "
+            f"{', '.join(map(str, result['still_running']))} (use --force to kill the jobs)"
+        )
     if result.get("gone"):
         lines.append(f"removed dead worker(s) {', '.join(map(str, result['gone']))}")
     return lines or ["no workers running"]
@@ -213,7 +223,8 @@ def explain(job: Job, *, now: float | None = None) -> str:
     """Why the job is where it is, in one sentence a person can act on."""
     now = time.time() if now is None else now
     if job.state == COMPLETED:
-        return f"completed at {iso(job.finished_at)} after {plural(engine.attempts_run(job), 'attempt')}"
+        runs = plural(engine.attempts_run(job), "attempt")
+        return f"completed at {iso(job.finished_at)} after {runs}"
     if job.state == DEAD:
         return (f"in the DLQ after {plural(engine.attempts_run(job), 'attempt')}: "
                 f"{job.last_error or 'no error recorded'}")

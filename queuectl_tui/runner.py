@@ -17,13 +17,14 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from queuectl_tui import procs
-from queuectl_tui.usage import Cost
+from queuectl_tui.models import Outcome
 from queuectl_tui.paths import create_private_file
+from queuectl_tui.usage import Cost
 
 TAIL_BYTES = 4096
 TICK = 0.05
@@ -121,12 +122,12 @@ def verdict(started: float, timeout: float | None,
     """While a job runs: (outcome, error) when it must be killed now (its time limit passed,
     or ``tick`` asks for a cancel or a forced stop), else None."""
     if timeout is not None and time.monotonic() - started > timeout:
-        return "timeout", f"timed out after {timeout:g}s"
+        return Outcome.TIMEOUT, f"timed out after {timeout:g}s"
     action = tick()
     if action == "cancel":
-        return "cancelled", "cancelled"
+        return Outcome.CANCELLED, "cancelled"
     if action == "interrupt":
-        return "interrupted", "interrupted: worker stopped by force"
+        return Outcome.INTERRUPTED, "interrupted: worker stopped by force"
     return None
 
 
@@ -156,7 +157,7 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
         log_fd = create_private_file(log_path)
     except OSError as exc:  # logs/ gone or unwritable: the attempt fails with the reason
         message = f"cannot create the log file {log_path}: {exc.strerror or exc}"
-        return Result("failed", None, message, message, 0.0)
+        return Result(Outcome.FAILED, None, message, message, 0.0)
     try:
         gate, opener = os.pipe()
         try:
@@ -167,9 +168,11 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
             )
         except OSError as exc:
             os.close(opener)
-            message = f"cannot start: {exc.strerror or exc}" + (f": {cwd}" if exc.filename == cwd else "")
+            message = f"cannot start: {exc.strerror or exc}" + (
+                f": {cwd}" if exc.filename == cwd else ""
+            )
             os.write(log_fd, (message + "\n").encode())
-            return Result("failed", None, message, message, 0.0)
+            return Result(Outcome.FAILED, None, message, message, 0.0)
         finally:
             os.close(gate)
         pid_started = procs.start_time(proc.pid)
@@ -204,7 +207,7 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
         proc.stdout.close()
         tail = drain.sink.finish()
         if outcome is None:
-            outcome = "completed" if code == 0 else "failed"
+            outcome = Outcome.COMPLETED if code == 0 else Outcome.FAILED
             error = describe_exit(code)
         return Result(outcome, code, error, tail, time.monotonic() - started, cost)
     finally:

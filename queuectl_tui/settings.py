@@ -8,32 +8,55 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
-from queuectl_tui.errors import InvalidInput
 from peewee import SQL
 
 from queuectl_tui.db import write_transaction
+from queuectl_tui.errors import InvalidInput
 from queuectl_tui.models import AGING_RATE_SQL, CLAIMABLE, Job, Setting
 from queuectl_tui.spec import plain_number
 
 
-class Spec(NamedTuple):  # not a dataclass: importing and building one is ~1 ms of every start
+class SettingSpec(NamedTuple):  # not a dataclass: ~1 ms less at every start
+    """One setting's default, its parser (raises ValueError with the reason) and its help."""
+
     default: Any
     parse: Callable[[Any], Any]
     help: str
 
 
+class Settings(NamedTuple):
+    """Every setting's value, typed and read-only; workers read fields of it every second (a
+    tuple's field is a C-level getter, cheaper than a dict lookup by name)."""
+
+    max_retries: int
+    backoff_base: float
+    max_backoff: float
+    default_timeout: float | None
+    poll_interval: float
+    heartbeat_interval: float
+    lease: float
+    priority_aging: float
+    max_log_bytes: int
+
+
 def _number(kind: type, low: float, high: float, *, optional: bool = False, unit: str = ""):
     def parse(raw: Any) -> Any:
-        if optional and (raw is None or (isinstance(raw, str) and raw.strip().lower() in ("none", "null", "", "0"))):
+        if optional and (
+            raw is None
+            or (isinstance(raw, str) and raw.strip().lower() in ("none", "null", "", "0"))
+        ):
             return None
         if isinstance(raw, bool):
             raise ValueError("expected a number")
         try:
             value = kind(raw.strip()) if isinstance(raw, str) else kind(raw)
         except (TypeError, ValueError, OverflowError):
-            raise ValueError(f"expected {'a whole number' if kind is int else 'a number'}") from None
+            raise ValueError(
+                f"expected {'a whole number' if kind is int else 'a number'}"
+            ) from None
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError("expected a finite number")
         if kind is int and isinstance(raw, float) and raw != int(raw):
@@ -46,21 +69,46 @@ def _number(kind: type, low: float, high: float, *, optional: bool = False, unit
 
 
 DAY = 86400.0
-SETTINGS: dict[str, Spec] = {
-    "max_retries": Spec(3, _number(int, 0, 100), "retries after the first run before a job goes to the DLQ"),
-    "backoff_base": Spec(2.0, _number(float, 1, 100), "after failure k a job waits backoff_base ** k seconds"),
-    "max_backoff": Spec(3600.0, _number(float, 0, 30 * DAY, unit=" s"), "cap on any single backoff wait, seconds"),
-    "default_timeout": Spec(None, _number(float, 0.001, 30 * DAY, optional=True, unit=" s"),
-                            "time limit for jobs that set none, seconds ('none' for no limit)"),
-    "poll_interval": Spec(1.0, _number(float, 0.01, 60, unit=" s"),
-                          "longest an idle worker sleeps before looking for due jobs again, seconds"),
-    "heartbeat_interval": Spec(1.0, _number(float, 0.05, 300, unit=" s"), "how often workers report they are alive, seconds"),
-    "lease": Spec(30.0, _number(float, 1, DAY, unit=" s"),
-                  "a worker silent for this long is presumed lost and its job is taken back, seconds"),
-    "priority_aging": Spec(0.0, _number(float, 0, 1e6, unit=" per minute"),
-                           "priority points a due job gains per minute it waits (0: strict priority)"),
-    "max_log_bytes": Spec(10 * 1024 * 1024, _number(int, 1024, 10 * 1024**3, unit=" bytes"),
-                          "output kept per attempt in its log file; the rest is dropped"),
+SETTINGS: dict[str, SettingSpec] = {
+    "max_retries": SettingSpec(
+        3, _number(int, 0, 100), "retries after the first run before a job goes to the DLQ"
+    ),
+    "backoff_base": SettingSpec(
+        2.0, _number(float, 1, 100), "after failure k a job waits backoff_base ** k seconds"
+    ),
+    "max_backoff": SettingSpec(
+        3600.0, _number(float, 0, 30 * DAY, unit=" s"), "cap on any single backoff wait, seconds"
+    ),
+    "default_timeout": SettingSpec(
+        None,
+        _number(float, 0.001, 30 * DAY, optional=True, unit=" s"),
+        "time limit for jobs that set none, seconds ('none' for no limit)",
+    ),
+    "poll_interval": SettingSpec(
+        1.0,
+        _number(float, 0.01, 60, unit=" s"),
+        "longest an idle worker sleeps before looking for due jobs again, seconds",
+    ),
+    "heartbeat_interval": SettingSpec(
+        1.0,
+        _number(float, 0.05, 300, unit=" s"),
+        "how often workers report they are alive, seconds",
+    ),
+    "lease": SettingSpec(
+        30.0,
+        _number(float, 1, DAY, unit=" s"),
+        "a worker silent for this long is presumed lost and its job is taken back, seconds",
+    ),
+    "priority_aging": SettingSpec(
+        0.0,
+        _number(float, 0, 1e6, unit=" per minute"),
+        "priority points a due job gains per minute it waits (0: strict priority)",
+    ),
+    "max_log_bytes": SettingSpec(
+        10 * 1024 * 1024,
+        _number(int, 1024, 10 * 1024**3, unit=" bytes"),
+        "output kept per attempt in its log file; the rest is dropped",
+    ),
 }
 
 
@@ -73,7 +121,7 @@ def text(value: Any) -> str:
 def canonical(key: str) -> str:
     name = key.strip().replace("-", "_").lower()
     if name not in SETTINGS:
-        raise InvalidInput(f"unknown setting {key!r} (known: {', '.join(SETTINGS)})")
+        raise InvalidInput(f"unknown setting {key!r} (known: {', '.join(SETTINGS)})", field=key)
     return name
 
 
@@ -82,20 +130,20 @@ def validate(key: str, raw: Any) -> tuple[str, Any]:
     try:
         return name, SETTINGS[name].parse(raw)
     except ValueError as exc:
-        raise InvalidInput(f"bad value {raw!r} for {name}: {exc}") from None
+        raise InvalidInput(f"bad value {raw!r} for {name}: {exc}", field=name) from None
 
 
-def load() -> dict[str, Any]:
+DEFAULTS = Settings(**{name: spec.default for name, spec in SETTINGS.items()})
+
+
+def load() -> Settings:
     """Every setting, stored value or default."""
-    values = {name: spec.default for name, spec in SETTINGS.items()}
-    for row in Setting.select():
-        if row.key in values:
-            values[row.key] = json.loads(row.value)
-    return values
+    stored = {row.key: json.loads(row.value) for row in Setting.select() if row.key in SETTINGS}
+    return DEFAULTS._replace(**stored) if stored else DEFAULTS
 
 
 def get(key: str) -> Any:
-    return load()[canonical(key)]
+    return getattr(load(), canonical(key))
 
 
 def set_value(key: str, raw: Any) -> tuple[str, Any]:
@@ -127,6 +175,6 @@ def _rerank() -> None:
 def describe() -> list[dict[str, Any]]:
     values = load()
     return [
-        {"key": name, "value": values[name], "default": spec.default, "help": spec.help}
+        {"key": name, "value": getattr(values, name), "default": spec.default, "help": spec.help}
         for name, spec in SETTINGS.items()
     ]

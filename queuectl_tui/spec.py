@@ -12,8 +12,9 @@ import math
 import re
 import sys
 import time
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 from queuectl_tui.errors import InvalidInput
 
@@ -100,7 +101,9 @@ def decode(text: str) -> Any:
     except json.JSONDecodeError as exc:
         raise NotJSON(str(exc)) from None
     except ValueError:  # int() refused a number: the only other ValueError json raises
-        raise InvalidInput(f"a number has more than {sys.get_int_max_str_digits()} digits") from None
+        raise InvalidInput(
+            f"a number has more than {sys.get_int_max_str_digits()} digits"
+        ) from None
     except RecursionError:
         raise InvalidInput("nested too deeply") from None
 
@@ -130,8 +133,10 @@ def is_json(text: str) -> bool:
     return True
 
 
-_JSON_TOKEN = re.compile(r"""[ \t\n\r]*(?:([][{}:,])|("(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*")"""
-                         r"|(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|true|false|null|NaN|-?Infinity))")
+_JSON_TOKEN = re.compile(
+    r"""[ \t\n\r]*(?:([][{}:,])|("(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*")"""
+    r"|(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|true|false|null|NaN|-?Infinity))"
+)
 
 
 def _is_json_flat(text: str) -> bool:
@@ -194,27 +199,35 @@ def parse_object(text: str) -> dict[str, Any]:
     return data
 
 
-def normalize(raw: dict[str, Any], now: float | None = None) -> dict[str, Any]:
-    """Validate one raw spec; return only the fields given, typed and checked."""
+def normalize(raw: dict[str, Any], now: float | None = None, *,
+              partial: bool = False) -> dict[str, Any]:
+    """Validate one raw spec; return only the fields given, typed and checked. ``partial``:
+    some fields of a job (``edit``, ``dlq retry`` overrides, one form field), no command needed.
+    An error names its field (``InvalidInput.field``)."""
     now = time.time() if now is None else now
     spec: dict[str, Any] = {}
     for key, value in raw.items():
         name = _NAMES.get(key)
-        if name is None:
-            if not isinstance(key, str) or (name := _NAMES.get(key.replace("-", "_"))) is None:
-                raise InvalidInput(f"unknown key {key!r} (allowed: {', '.join(FIELDS)})")
+        if name is None and (
+                not isinstance(key, str) or (name := _NAMES.get(key.replace("-", "_"))) is None):
+            raise InvalidInput(f"unknown key {key!r} (allowed: {', '.join(FIELDS)})",
+                               field=key if isinstance(key, str) else None)
         if value is None and name in _NULLABLE:
             continue
         if name == "run_at" and "run_at" in spec:
-            raise InvalidInput("give run_at or scheduled_at, not both")
-        checked = _CHECKS[name](value)
+            raise InvalidInput("give run_at or scheduled_at, not both", field="run_at")
+        try:
+            checked = _CHECKS[name](value)
+        except InvalidInput as exc:
+            exc.field = exc.field or name
+            raise
         if checked is not None:
             spec[name] = checked
-    if "command" not in spec:
-        raise InvalidInput("the job spec has no command")
+    if "command" not in spec and not partial:
+        raise InvalidInput("the job spec has no command", field="command")
     if "delay" in spec:
         if "run_at" in spec:
-            raise InvalidInput("give run_at or delay, not both")
+            raise InvalidInput("give run_at or delay, not both", field="delay")
         spec["run_at"] = now + spec.pop("delay")
     return spec
 
@@ -341,14 +354,16 @@ def parse_time(value: Any, name: str = "run_at") -> float:
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise InvalidInput(f"{name} {value!r} is not an ISO-8601 time (e.g. 2030-01-31T09:00:00Z)") from None
+        raise InvalidInput(
+            f"{name} {value!r} is not an ISO-8601 time (e.g. 2030-01-31T09:00:00Z)"
+        ) from None
     if moment.year < 1970:
         raise InvalidInput(f"{name} {value!r} is before 1970")
     try:
         if moment.tzinfo is None:
             moment = moment.astimezone()
         stamp = moment.timestamp()
-        datetime.fromtimestamp(stamp, timezone.utc)  # printable: year 9999 at the latest, in UTC
+        datetime.fromtimestamp(stamp, UTC)  # printable: year 9999 at the latest, in UTC
     except (OverflowError, OSError, ValueError):
         raise InvalidInput(f"{name} {value!r} is out of range") from None
     return stamp
@@ -358,5 +373,5 @@ def iso(ts: float | None) -> str | None:
     """UNIX seconds to ISO-8601 UTC with a Z, millisecond precision."""
     if ts is None:
         return None
-    text = datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+    text = datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
     return text.replace("+00:00", "Z")

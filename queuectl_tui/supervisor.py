@@ -43,8 +43,14 @@ def worker_env(db_path: Path | str) -> dict[str, str] | None:
     return {**os.environ, "QUEUECTL_DB": str(db_path)}
 
 
-def start(db_path: Path | str, count: int = 1, *, queues: list[str] | None = None, burst: bool = False,
-          wait: float = 10.0) -> list[Worker]:
+def start(
+    db_path: Path | str,
+    count: int = 1,
+    *,
+    queues: list[str] | None = None,
+    burst: bool = False,
+    wait: float = 10.0,
+) -> list[Worker]:
     """Spawn detached workers and return their rows once each has registered."""
     log = logs_dir(db_path) / "workers.log"
     try:  # not through a planted symlink or into someone else's file (see paths)
@@ -108,7 +114,9 @@ def stop(*, force: bool = False, wait: float = 10.0, worker_ids: list[int] | Non
         # Refuse before signalling anything: one unknown id stops no worker at all.
         unknown = set(worker_ids) - {row.id for row, _ in workers}
         if unknown:
-            raise QueueError(f"no worker with id {', '.join(map(str, sorted(unknown)))} on this host")
+            raise QueueError(
+                f"no worker with id {', '.join(map(str, sorted(unknown)))} on this host"
+            )
     targets, gone = [], []
     for row, proc in workers:
         if worker_ids is not None and row.id not in worker_ids:

@@ -163,8 +163,16 @@ def read_tree(pid: int, started: float | None, *, worker: int | None = None,
         if info is None:
             return
         ppid, letter, cpu, rss, ticks = info
-        row = ProcInfo(p, ppid, depth, ticks / _TICKS + boot, procs._STATUSES.get(letter.encode(), "?"),
-                       cpu, rss, _hwm(p))
+        row = ProcInfo(
+            p,
+            ppid,
+            depth,
+            ticks / _TICKS + boot,
+            procs._STATUSES.get(letter.encode(), "?"),
+            cpu,
+            rss,
+            _hwm(p),
+        )
         if commands:
             row.command = command_line(p)
         found.append(row)
@@ -181,7 +189,10 @@ def read_tree(pid: int, started: float | None, *, worker: int | None = None,
             if orphan not in skip and orphan not in seen:
                 orphan_info = _stat(orphan)
                 # An orphan of this job started after its shell (older ones belong to no job).
-                if orphan_info is not None and orphan_info[4] / _TICKS + boot >= started - procs._TOLERANCE:
+                if (
+                    orphan_info is not None
+                    and orphan_info[4] / _TICKS + boot >= started - procs._TOLERANCE
+                ):
                     visit(orphan, 0)
     return found
 

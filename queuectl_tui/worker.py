@@ -26,29 +26,31 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from peewee import DatabaseError
 
 from queuectl_tui import engine, jobhost, procs, runner, settings, usage
 from queuectl_tui.db import change_token, is_sqlite, wait_change
-from queuectl_tui.models import Job, database
+from queuectl_tui.models import Job, Outcome, WorkerStatus, database
 
 WAKE_POLL = 0.010  # pickup median ~5 ms (bench); idle CPU 1.2% at 5 ms -> under 1% of a core
 SETTINGS_REFRESH = 1.0  # how often the heartbeat thread re-reads the settings, seconds
 BURST_HORIZON = 60.0  # --burst waits for jobs due this soon (retries in backoff, near schedules)
 
 
-def worker_settings() -> dict:
+def worker_settings() -> settings.Settings:
     """The settings as a worker applies them: it beats at least three times per lease, whatever
     heartbeat_interval says, so that a healthy worker is never presumed lost (which would have
     its running job killed and run again) when the lease is set shorter than the interval."""
     cfg = settings.load()
-    cfg["heartbeat_interval"] = min(cfg["heartbeat_interval"], cfg["lease"] / 3)
-    return cfg
+    return cfg._replace(heartbeat_interval=min(cfg.heartbeat_interval, cfg.lease / 3))
 
 
-class Worker:
+class WorkerLoop:
+    """A worker process's main loop: claim, run, record; heartbeats and signals beside it
+    (``models.Worker`` is its row in the database)."""
+
     def __init__(self, queues: list[str] | None = None, *, burst: bool = False,
                  echo: Callable[[str], None] | None = None):
         self.queues = queues or None
@@ -69,7 +71,7 @@ class Worker:
         self.sampler = usage.Sampler()  # reads a running job's tree (started at the first need)
         self._meter: usage.Meter | None = None  # the running job's, once its shell exists
         self._sampled = False  # the sampler watches the running job
-        self.cfg: dict = {}
+        self.cfg: settings.Settings = settings.DEFAULTS
 
     # -- signals --------------------------------------------------------------------------
     def install_signals(self) -> None:
@@ -165,7 +167,7 @@ class Worker:
         try:
             result = self.host.run(
                 job.command, cwd=job.cwd, env=self._environment(job),
-                log_path=engine.log_path(attempt), max_log_bytes=cfg["max_log_bytes"],
+                log_path=engine.log_path(attempt), max_log_bytes=cfg.max_log_bytes,
                 timeout=job.timeout,
                 on_start=lambda pid, started: self._started(attempt, pid, started),
                 tick=lambda: self._tick(job, cfg),
@@ -173,11 +175,15 @@ class Worker:
         except DatabaseError as exc:
             # The command never ran (it waits until its process is noted): hand the job back
             # without using up a retry.
-            result = runner.Result("interrupted", None, f"not started: database error: {exc}", "", 0.0)
+            result = runner.Result(
+                Outcome.INTERRUPTED, None, f"not started: database error: {exc}", "", 0.0
+            )
         except engine.Fenced:  # recovered before it started: nothing ran; finish is fenced too
-            result = runner.Result("interrupted", None, "not started: taken back by recovery", "", 0.0)
+            result = runner.Result(
+                Outcome.INTERRUPTED, None, "not started: taken back by recovery", "", 0.0
+            )
         except OSError as exc:  # the process could not be noted: the command never ran
-            result = runner.Result("interrupted", None, f"not started: {exc}", "", 0.0)
+            result = runner.Result(Outcome.INTERRUPTED, None, f"not started: {exc}", "", 0.0)
         finally:
             self._unrecorded = None
             if self._sampled:
@@ -190,7 +196,7 @@ class Worker:
         self._say(f"finish {job.id}  attempt {attempt.number}  exit {code}  "
                   f"{result.duration:.2f}s  -> {state or 'taken back by recovery'}")
         if self.stopping and not self.force:
-            engine.heartbeat(self.row.id, status="stopping", current_job=None)
+            engine.heartbeat(self.row.id, status=WorkerStatus.STOPPING, current_job=None)
         return claimed
 
     def _started(self, attempt, pid: int, started: float | None) -> None:
@@ -217,7 +223,7 @@ class Worker:
             env = self._environments[job.env_digest] = engine.job_environment(job)
         return env
 
-    def _finish(self, job: Job, attempt, result, cfg: dict):
+    def _finish(self, job: Job, attempt, result, cfg: settings.Settings):
         """Record the outcome and claim the next job, retrying through database errors for as
         long as this worker lives: a live worker's job is never taken back by recovery, so the
         result is ours to record. Only a forced stop gives up (the job then goes to recovery
@@ -228,7 +234,7 @@ class Worker:
                 self._changed()  # baseline for the wait, should nothing be claimed
                 return engine.finish_and_claim(
                     job, attempt, self.row, outcome=result.outcome, exit_code=result.exit_code,
-                    error=result.error, tail=result.tail, max_backoff=cfg["max_backoff"],
+                    error=result.error, tail=result.tail, max_backoff=cfg.max_backoff,
                     claim_next=not self.stopping, cost=result.cost)
             except DatabaseError as exc:
                 if self.force:
@@ -238,7 +244,7 @@ class Worker:
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    def _tick(self, job: Job, cfg: dict) -> str | None:
+    def _tick(self, job: Job, cfg: settings.Settings) -> str | None:
         """Called while a job runs: cancellation, stops and forced stops. A database error
         here skips one tick; it never disturbs the running job."""
         if self.force:
@@ -251,10 +257,10 @@ class Worker:
         except DatabaseError:
             return None
 
-    def _check_in(self, job: Job, cfg: dict) -> str | None:
+    def _check_in(self, job: Job, cfg: settings.Settings) -> str | None:
         now = time.time()
         if self.stopping and not self._said_stopping:
-            engine.heartbeat(self.row.id, status="stopping", current_job=job.id)
+            engine.heartbeat(self.row.id, status=WorkerStatus.STOPPING, current_job=job.id)
             self._said_stopping = True
         if now - self._last_cancel_check >= 0.2:
             self._last_cancel_check = now
@@ -262,8 +268,8 @@ class Worker:
                 return "cancel"
         return None
 
-    def _housekeeping(self, cfg: dict) -> None:
-        self._recover(interval=max(2 * cfg["heartbeat_interval"], 1.0))
+    def _housekeeping(self, cfg: settings.Settings) -> None:
+        self._recover(interval=max(2 * cfg.heartbeat_interval, 1.0))
 
     def beat(self) -> None:
         """One heartbeat (from the heartbeat thread)."""
@@ -300,9 +306,9 @@ class Worker:
         self._data_version = version
         return changed
 
-    def _wait_for_work(self, cfg: dict) -> None:
+    def _wait_for_work(self, cfg: settings.Settings) -> None:
         now = time.time()
-        deadline = now + cfg["poll_interval"]
+        deadline = now + cfg.poll_interval
         due = engine.next_due(self.queues)
         if due is not None:
             deadline = min(deadline, max(due, now))
@@ -321,7 +327,7 @@ class _Heartbeat(threading.Thread):
     """Beats every min(heartbeat_interval, lease / 3), re-reading the settings at least every
     SETTINGS_REFRESH seconds, on this thread's own connection (peewee keeps one per thread)."""
 
-    def __init__(self, worker: Worker):
+    def __init__(self, worker: WorkerLoop):
         super().__init__(daemon=True, name="queuectl-heartbeat")
         self.worker = worker
         self.stop = threading.Event()
@@ -334,7 +340,7 @@ class _Heartbeat(threading.Thread):
                 try:
                     if read_at is None or now - read_at >= SETTINGS_REFRESH:
                         self.worker.cfg = cfg = worker_settings()  # the main loop reads it
-                        interval, read_at = cfg["heartbeat_interval"], now
+                        interval, read_at = cfg.heartbeat_interval, now
                     if beat_at is None or now - beat_at >= interval:
                         beat_at = now
                         self.worker.beat()
@@ -411,7 +417,7 @@ class WorkersLog:
 def run_worker(queues: list[str] | None = None, *, burst: bool = False, echo: bool = False,
                log: str | None = None) -> int:
     """``echo``: one line per job on stdout; ``log``: stdout is that shared, rotated log."""
-    worker = Worker(queues, burst=burst,
+    worker = WorkerLoop(queues, burst=burst,
                     echo=WorkersLog(log) if log else _print_line if echo else None)
     worker.install_signals()
     procs.become_subreaper()  # orphans of our jobs come back to us, to be killed after each job

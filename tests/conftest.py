@@ -1,15 +1,20 @@
+"""Fixtures for every test module (helpers are plain functions in helpers.py)."""
+
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import time
+import uuid
 from pathlib import Path
 
 import psutil
 import pytest
+from pg_support import PG_URL, SKIP_REASON, drop_schema, fresh_schema
 
 import helpers
-from helpers import Result, run_cli
-from pg_support import PG_URL, SKIP_REASON, fresh_schema, drop_schema
+from helpers import T0, Result, marked, run_cli
 
 #: Test modules whose tests run on both backends (the ``backend`` parameter); elsewhere, and for
 #: tests marked ``sqlite_only`` (they read the SQLite file or its locks), SQLite alone. Tests
@@ -85,6 +90,26 @@ def db(home: Path):
 
 
 @pytest.fixture
+def add(db, tmp_path):
+    """add(id, command="true", now=T0, **spec_fields) -> Job, enqueued in-process."""
+    from queuectl_tui import engine, spec
+
+    def add(job_id: str | None = None, command: str = "true", *, now: float = T0, **fields):
+        raw = {"command": command, **fields}
+        if job_id:
+            raw["id"] = job_id
+        return engine.enqueue([spec.normalize(raw, now=now)], cwd=str(tmp_path), env={}, now=now)[0]
+    return add
+
+
+@pytest.fixture
+def worker(db):
+    """A worker row registered at T0 (no process: the test claims and finishes for it)."""
+    from queuectl_tui import engine
+    return engine.register_worker(now=T0)
+
+
+@pytest.fixture
 def cli(home: Path):
     """``cli("status", "--json")`` runs the real CLI in a subprocess on ``home``."""
     def call(*args: str, **kwargs) -> Result:
@@ -102,9 +127,85 @@ def _kill_workers(home: Path) -> None:
             cmd = " ".join(proc.info["cmdline"] or [])
             env = proc.info.get("environ") or {}
             where = env.get("QUEUECTL_HOME") or ""
-            if "queuectl_tui" in cmd and (marker in cmd or where == marker
-                                          or where.startswith(marker + "/")):
-                if proc.pid != os.getpid():
-                    os.killpg(proc.pid, signal.SIGKILL) if os.getpgid(proc.pid) == proc.pid else proc.kill()
+            ours = marker in cmd or where == marker or where.startswith(marker + "/")
+            if "queuectl_tui" in cmd and ours and proc.pid != os.getpid():
+                if os.getpgid(proc.pid) == proc.pid:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                else:
+                    proc.kill()
         except (psutil.Error, ProcessLookupError, PermissionError):
             pass
+
+
+@pytest.fixture
+def mark():
+    """A unique marker for the processes of this test's jobs; leftovers are killed after."""
+    marker = uuid.uuid4().hex
+    yield marker
+    for proc in marked(marker):
+        try:
+            proc.send_signal(signal.SIGKILL)
+        except psutil.Error:
+            pass
+
+
+@pytest.fixture
+def reap(tmp_path):
+    """After the test, kill whatever it left running that belongs to its tmp_path (detached
+    workers found by their --db or QUEUECTL_HOME, jobs by their command line), even when it
+    failed half-way. Test modules enable it with ``pytestmark``."""
+    yield
+    marker = str(tmp_path)
+    victims = []
+    for proc in psutil.process_iter(["cmdline", "environ", "status"]):
+        try:
+            if proc.pid == os.getpid() or proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            env = proc.info.get("environ") or {}
+            if marker in " ".join(proc.info["cmdline"] or []) or marker in env.get(
+                "QUEUECTL_HOME", ""
+            ):
+                proc.send_signal(signal.SIGKILL)
+                victims.append(proc)
+        except psutil.Error:
+            pass
+    psutil.wait_procs(victims, timeout=5)
+
+
+# --- the console tests ---------------------------------------------------------------------
+
+@pytest.fixture
+def stable_terminal(monkeypatch: pytest.MonkeyPatch):
+    """Colours on, local time = UTC (the tables show local times). The console tests use it
+    for every test (``pytestmark``)."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.fixture
+def stand_in():
+    """A harmless process standing in for the seeded 'running' workers and jobs: whatever a
+    test signals by their PIDs reaches this sleep, never the test process."""
+    proc = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def seeded(db, home: Path, stand_in: int) -> Path | str:
+    """The sample history at NOW, with three live-looking workers (two busy)."""
+    from queuectl_tui import demo
+    from tui_support import NOW, SEED_CWD
+
+    demo.seed(NOW, cwd=SEED_CWD, running_pid=stand_in)
+    return helpers.DB_URL or home / "queuectl.db"  # the URL on PostgreSQL
+
+
+@pytest.fixture
+def empty_db(db, home: Path) -> Path:
+    return home / "queuectl.db"

@@ -1,15 +1,29 @@
-"""Shared test helpers: run the real CLI in a subprocess, poll a condition with a deadline."""
+"""The test helpers (fixtures are in conftest.py): run the real CLI in a subprocess and check
+what it printed, poll a condition with a deadline, snapshot a database (rows) or a data
+directory (bytes), find the processes a test's jobs started (by a marker in their environment
+or a token on their command line), and make file modes bind a root child."""
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import json
 import os
+import re
+import signal
+import sqlite3
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+import psutil
+import pytest
 
 
 @dataclass
@@ -58,3 +72,251 @@ def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
+
+
+# --- the engine in-process, on a fixed clock (fixtures add and worker: conftest.py) ---------
+
+#: The clock of in-process engine tests: every timing decision is driven by ``now=``.
+T0 = 1_800_000_000.0
+
+
+def state(job_id: str):
+    """The job's row as it is now."""
+    from queuectl_tui.models import Job
+    return Job.get(Job.id == job_id)
+
+
+def outcomes(job_id: str) -> list[tuple]:
+    """(number, outcome) of each of the job's attempts."""
+    from queuectl_tui import engine
+    return [(a.number, a.outcome) for a in engine.attempts_of(state(job_id))]
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def started(claimed) -> tuple:
+    """Record a (finished) process for the claimed attempt: its command had started."""
+    from queuectl_tui import engine
+    job, attempt = claimed
+    engine.record_process(attempt, dead_pid(), 0.0)
+    return job, attempt
+
+
+# --- results, JSON, snapshots ------------------------------------------------------------
+
+ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+JOB_KEYS = {"id", "command", "state", "attempts", "max_retries", "created_at", "updated_at"}
+MARK_VAR = "QT_TEST_MARK"
+
+
+def _shown(result: Result) -> str:
+    """The end of what a command printed, for a failed assertion's message."""
+    return f"stdout: {result.out[-2000:]}\nstderr: {result.err[-2000:]}"
+
+
+def ok(result: Result) -> Result:
+    """The command succeeded and wrote no traceback."""
+    assert result.code == 0, f"exit {result.code}\n{_shown(result)}"
+    assert "Traceback" not in result.err, result.err
+    return result
+
+
+def user_error(result: Result, code: int) -> str:
+    """A user error: the expected exit code, exactly one non-empty line on stderr, no
+    traceback; returns the line."""
+    assert result.code == code, f"exit {result.code} (wanted {code})\n{_shown(result)}"
+    assert "Traceback" not in result.err, result.err
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, f"wanted one line on stderr, got:\n{result.err}"
+    assert lines[0].strip(), "the error line is empty"
+    return lines[0]
+
+
+def parse_iso(text: str) -> float:
+    assert ISO_UTC.match(text), f"{text!r} is not ISO-8601 UTC with a Z"
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def check_job_json(data: dict[str, Any]) -> None:
+    missing = JOB_KEYS - set(data)
+    assert not missing, f"job JSON lacks {missing}: {data}"
+    for key in ("created_at", "updated_at"):
+        parse_iso(data[key])
+    assert isinstance(data["attempts"], int) and isinstance(data["max_retries"], int)
+
+
+def snapshot(db_file: Path) -> dict[str, list[tuple]] | None:
+    """Every row that a user-visible change would touch (workers excluded: they heartbeat).
+    On PostgreSQL (DB_URL set), the test's schema instead of the file."""
+    if DB_URL:
+        import psycopg2
+        con = psycopg2.connect(DB_URL)
+        try:
+            cur = con.cursor()
+            if not _pg_has_tables(cur):
+                return None
+            result = {}
+            for table in ("job", "attempt", "setting", "environment", "meta"):
+                cur.execute(f"SELECT * FROM {table}")
+                result[table] = sorted(cur.fetchall(), key=repr)
+            return result
+        finally:
+            con.close()
+    if not db_file.exists():
+        return None
+    con = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True)
+    try:
+        return {table: sorted(con.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
+                for table in ("job", "attempt", "setting", "environment", "meta")}
+    finally:
+        con.close()
+
+
+def _pg_has_tables(cur) -> bool:
+    cur.execute("SELECT to_regclass('meta') IS NOT NULL")
+    return cur.fetchone()[0]
+
+
+def marked(marker: str, name: str | None = None) -> list[psutil.Process]:
+    """Live processes whose environment carries this test's marker (optionally by name)."""
+    found = []
+    for proc in psutil.process_iter(["environ", "name", "status"]):
+        env = proc.info.get("environ") or {}
+        if env.get(MARK_VAR) != marker or proc.info.get("status") == psutil.STATUS_ZOMBIE:
+            continue
+        if name is None or proc.info.get("name") == name:
+            found.append(proc)
+    return found
+
+
+def all_gone(marker: str, timeout: float = 10.0) -> None:
+    """Every process of the marked job is gone (SIGKILL is asynchronous: allow a deadline)."""
+    wait_for(
+        lambda: not marked(marker), timeout=timeout, message=f"the processes marked {marker} to die"
+    )
+
+
+def marked_command(marker: str, command: str) -> str:
+    """``command`` run with the marker exported, so every process it starts carries it."""
+    return f"export {MARK_VAR}={marker}; {command}"
+
+
+def worker_pids(home: Path) -> list[int]:
+    """PIDs of live worker processes on the database in ``home`` (from the process table)."""
+    pids = []
+    for proc in psutil.process_iter(["cmdline", "environ", "status"]):
+        cmd = " ".join(proc.info.get("cmdline") or [])
+        env = proc.info.get("environ") or {}
+        if (
+            "queuectl_tui" in cmd
+            and " worker run" in cmd
+            and proc.info.get("status") != psutil.STATUS_ZOMBIE
+            and (str(home) in cmd or env.get("QUEUECTL_HOME") == str(home))
+            and proc.pid != os.getpid()
+        ):
+            pids.append(proc.pid)
+    return pids
+
+
+# --- the reliability suite ---------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+STRESS = ROOT / "bench" / "stress.py"
+
+#: Size of the load and chaos scenarios: 1.0 is the full 4 producers x 2,000 jobs. The default
+#: keeps the whole reliability suite to a couple of minutes on a 2-core CI machine; run
+#: QUEUECTL_STRESS_SCALE=1 pytest tests/test_reliability_load.py for the full size.
+DEFAULT_SCALE = 0.5
+SCALE = float(os.environ.get("QUEUECTL_STRESS_SCALE") or DEFAULT_SCALE)
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under ``root`` (the database and its logs):
+    byte-for-byte, so "unchanged" means unchanged, not "the same rows".
+
+    Two SQLite side files are not data and are left out: ``-shm`` (the shared-memory index of
+    the write-ahead log, rebuilt by whoever opens the database, even a reader) and an empty
+    ``-wal`` (a log with nothing in it, which a reader that cannot delete it leaves behind).
+    A ``-wal`` with content is data and counts."""
+    result = {}
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or path.name.endswith("-shm"):
+            continue
+        data = path.read_bytes()
+        if path.name.endswith("-wal") and not data:
+            continue
+        result[str(path.relative_to(root))] = hashlib.sha256(data).hexdigest()
+    return result
+
+
+def token() -> str:
+    """A unique number usable as a ``sleep`` argument, so its processes can be found."""
+    return f"{600 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6:06d}"
+
+
+def processes_with(text: str) -> list[psutil.Process]:
+    """Live (non-zombie) processes whose command line contains ``text``."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE or proc.pid == os.getpid():
+                continue
+            if text in " ".join(proc.info["cmdline"] or []):
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found
+
+
+def kill_processes_with(text: str) -> None:
+    for proc in processes_with(text):
+        try:
+            proc.send_signal(signal.SIGKILL)
+        except psutil.Error:
+            pass
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (a zombie waiting for a parent that is not us counts as gone)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+# --- permissions -----------------------------------------------------------------------------
+
+_PR_CAPBSET_DROP = 24
+_DAC_CAPS = (1, 2, 3)  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER
+
+
+def _drop_dac() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in _DAC_CAPS:
+        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def permission_preexec():
+    """A preexec_fn under which file modes bind the child like any user.
+
+    Not root: nothing to do. Root (as in CI): the child keeps uid 0 (so it can still run the
+    interpreter under /root) but loses the capabilities that let root ignore file modes
+    (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER) from its bounding set before exec, so a
+    0500 directory is read-only to it exactly as to its owner. Skips the test if that is not
+    possible here (no CAP_SETPCAP, not Linux)."""
+    if os.geteuid() != 0:
+        return None
+    if not sys.platform.startswith("linux"):
+        pytest.skip("running as root and cannot drop the DAC capabilities on this platform")
+    import subprocess
+    try:
+        subprocess.run([sys.executable, "-c", "pass"], preexec_fn=_drop_dac, check=True,
+                       capture_output=True)
+    except (subprocess.SubprocessError, OSError):
+        pytest.skip("running as root without CAP_SETPCAP: cannot make file modes bind a child")
+    return _drop_dac

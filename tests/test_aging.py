@@ -7,29 +7,20 @@ import time
 
 import pytest
 
-from queue_support import ok
+from helpers import T0, ok
 from queuectl_tui import engine, settings, spec
 
-T0 = 1_800_000_000.0
 STEP = 30.0  # one urgent job arrives and one job is claimed every 30 s
-
-
-@pytest.fixture
-def add(db, tmp_path):
-    def add(job_id: str, priority: int, now: float) -> None:
-        raw = {"id": job_id, "command": "true", "priority": priority}
-        engine.enqueue([spec.normalize(raw, now=now)], cwd=str(tmp_path), env={}, now=now)
-    return add
 
 
 def run_stream(add, steps: int) -> float | None:
     """A priority-1 job enqueued at T0, then at every step a new priority-9 job and one claim
     (finished at once). When was the priority-1 job claimed (None: never)?"""
     worker = engine.register_worker(now=T0)
-    add("low", 1, T0)
+    add("low", priority=1, now=T0)
     for n in range(1, steps + 1):
         now = T0 + n * STEP
-        add(f"urgent{n}", 9, now)
+        add(f"urgent{n}", priority=9, now=now)
         job, attempt = engine.claim(worker, now=now)
         engine.finish(job, attempt, outcome="completed", exit_code=0, now=now)
         if job.id == "low":
@@ -52,19 +43,19 @@ def test_without_aging_a_stream_of_urgent_jobs_starves_it(add):
 
 def test_a_change_of_the_rate_applies_to_waiting_jobs_as_if_always_in_force(add, db):
     worker = engine.register_worker(now=T0)
-    add("low", 1, T0)
-    add("high", 9, T0 + 600)
+    add("low", priority=1, now=T0)
+    add("high", priority=9, now=T0 + 600)
     settings.set_value("priority_aging", 1)  # low has been due 10 min: 1 + 10 > 9 + 0
     job, attempt = engine.claim(worker, now=T0 + 600)
     assert job.id == "low"
     engine.finish(job, attempt, outcome="completed", exit_code=0, now=T0 + 600)
-    add("low2", 1, T0)  # ranked at enqueue with the rate in force (1)
+    add("low2", priority=1, now=T0)  # ranked at enqueue with the rate in force (1)
     settings.reset("priority_aging")  # back to strict priority, for every waiting job
     assert [engine.claim(worker, now=T0 + 601)[0].id for _ in range(2)] == ["high", "low2"]
 
 
 def test_effective_priority_grows_with_the_time_due(add):
-    add("low", 1, T0)
+    add("low", priority=1, now=T0)
     job = engine.get_job("low")
     assert engine.effective_priority(job, now=T0 + 600) == 1  # aging off
     settings.set_value("priority_aging", 0.5)

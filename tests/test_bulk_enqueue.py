@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cli_env, run_cli, wait_for
-from reliability_support import one_line_error, reap, succeeded, tree_digest
+from helpers import cli_env, ok, run_cli, tree_digest, user_error, wait_for
 
 pytestmark = pytest.mark.usefixtures("reap")
 
@@ -31,45 +30,61 @@ def many(n: int = LINES, prefix: str = "b"):
 @pytest.fixture
 def queue(home):
     """A database holding one job, 'old'."""
-    succeeded(run_cli(home, "enqueue", "--id", "old", "true"))
+    ok(run_cli(home, "enqueue", "--id", "old", "true"))
     return home
 
 
 def count(home: Path) -> int:
-    return succeeded(run_cli(home, "status", "--json")).json()["total"]
+    return ok(run_cli(home, "status", "--json")).json()["total"]
 
 
 def test_a_large_file_is_enqueued_in_order(queue, tmp_path):
     jobs = many()
     for n in range(0, LINES, 7):  # some without an id: generated
         del jobs[n]["id"]
-    out = succeeded(run_cli(queue, "enqueue", "-f", str(jsonl(tmp_path / "jobs.jsonl", jobs)))).out.split()
+    out = ok(run_cli(queue, "enqueue", "-f", str(jsonl(tmp_path / "jobs.jsonl", jobs)))).out.split()
     assert len(out) == LINES == len(set(out))
-    assert [i for i, job in zip(out, jobs) if "id" in job] == [job["id"] for job in jobs if "id" in job]
-    listed = succeeded(run_cli(queue, "list", "--limit", "0", "--json")).json()
+    assert [i for i, job in zip(out, jobs, strict=False) if "id" in job] == [
+        job["id"] for job in jobs if "id" in job
+    ]
+    listed = ok(run_cli(queue, "list", "--limit", "0", "--json")).json()[::-1]  # newest first
     assert [j["id"] for j in listed] == ["old"] + out
     assert [j["command"] for j in listed[1:]] == [job["command"] for job in jobs]
 
 
-@pytest.mark.parametrize("bad, words", [
-    pytest.param(lambda jobs: jobs.__setitem__(LINES - 2, {"command": ""}),
-                 f"line {LINES - 1}: command is empty; nothing enqueued", id="bad-line-near-the-end"),
-    pytest.param(lambda jobs: jobs.__setitem__(LINES - 2, "{oops"),
-                 f"invalid JSON on line {LINES - 1}", id="invalid-json-near-the-end"),
-    pytest.param(lambda jobs: jobs[LINES - 3].__setitem__("id", "b5"),
-                 f"line {LINES - 2}: duplicate job id 'b5' in the input (first on line 6); nothing enqueued",
-                 id="duplicate-within-the-file"),
-    pytest.param(lambda jobs: jobs[LINES - 4].__setitem__("id", "old"),
-                 f"line {LINES - 3}: job id 'old' already exists; nothing enqueued",
-                 id="id-already-in-the-database"),
-])
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        pytest.param(
+            lambda jobs: jobs.__setitem__(LINES - 2, {"command": ""}),
+            f"line {LINES - 1}: command is empty; nothing enqueued",
+            id="bad-line-near-the-end",
+        ),
+        pytest.param(
+            lambda jobs: jobs.__setitem__(LINES - 2, "{oops"),
+            f"invalid JSON on line {LINES - 1}",
+            id="invalid-json-near-the-end",
+        ),
+        pytest.param(
+            lambda jobs: jobs[LINES - 3].__setitem__("id", "b5"),
+            f"line {LINES - 2}: duplicate job id 'b5' in the input (first on line 6); "
+            "nothing enqueued",
+            id="duplicate-within-the-file",
+        ),
+        pytest.param(
+            lambda jobs: jobs[LINES - 4].__setitem__("id", "old"),
+            f"line {LINES - 3}: job id 'old' already exists; nothing enqueued",
+            id="id-already-in-the-database",
+        ),
+    ],
+)
 def test_one_bad_line_enqueues_nothing(queue, tmp_path, bad, words):
     jobs = many()
     bad(jobs)
     path = tmp_path / "jobs.jsonl"
     path.write_text("".join((j if isinstance(j, str) else json.dumps(j)) + "\n" for j in jobs))
     before = tree_digest(queue)
-    line = one_line_error(run_cli(queue, "enqueue", "-f", str(path)), 2)
+    line = user_error(run_cli(queue, "enqueue", "-f", str(path)), 2)
     assert words in line
     assert tree_digest(queue) == before
     assert count(queue) == 1
@@ -95,7 +110,7 @@ def test_standard_input_is_read_as_a_stream(queue):
 
 def test_json_output_of_a_bulk_enqueue_is_the_list_of_jobs(queue, tmp_path):
     path = jsonl(tmp_path / "jobs.jsonl", many(3))
-    out = succeeded(run_cli(queue, "enqueue", "-f", str(path), "--json")).out
+    out = ok(run_cli(queue, "enqueue", "-f", str(path), "--json")).out
     jobs = json.loads(out)
     assert [j["id"] for j in jobs] == ["b0", "b1", "b2"] and jobs[0]["state"] == "pending"
     assert out == json.dumps(jobs, indent=2, ensure_ascii=False) + "\n"
@@ -105,6 +120,7 @@ def test_generated_ids_that_repeat_are_drawn_again(db, tmp_path):
     """Ids are 48 random bits: a repeat is rare but possible, with a job already stored or
     within the input. It is drawn again; it never fails the enqueue."""
     import random
+
     from queuectl_tui import engine, spec
     engine.enqueue([spec.normalize({"id": "00", "command": "true"})], cwd=str(tmp_path), env={})
     # randomblob() drawing from 4 values (00 to 03) for this connection: repeats are certain

@@ -15,9 +15,17 @@ from pathlib import Path
 import pytest
 
 import helpers
-from helpers import cli_env, run_cli, wait_for
-from queue_support import (  # noqa: F401 (fixture)
-    all_gone, check_job_json, mark, marked_command, ok, parse_iso, snapshot, user_error,
+from helpers import (
+    all_gone,
+    check_job_json,
+    cli_env,
+    marked_command,
+    ok,
+    parse_iso,
+    run_cli,
+    snapshot,
+    user_error,
+    wait_for,
 )
 
 BURST = ("worker", "start", "--foreground", "--burst")
@@ -32,38 +40,68 @@ def show(cli, job_id: str) -> dict:
 def test_enqueue_plain_command_and_json_spec(cli):
     job_id = ok(cli("enqueue", "echo hi")).out.strip()
     assert len(job_id) >= 8 and show(cli, job_id)["command"] == "echo hi"
-    assert ok(cli("enqueue", '{"id": "j1", "command": "make test", "max_retries": 2}')).out == "j1\n"
+    assert (
+        ok(cli("enqueue", '{"id": "j1", "command": "make test", "max_retries": 2}')).out == "j1\n"
+    )
     job = show(cli, "j1")
-    assert (job["command"], job["max_retries"], job["state"], job["attempts"]) == ("make test", 2, "pending", 0)
+    assert (job["command"], job["max_retries"], job["state"], job["attempts"]) == (
+        "make test",
+        2,
+        "pending",
+        0,
+    )
     data = ok(cli("enqueue", "--json", "--id", "j2", "--priority", "4", "--queue", "q",
                   "--timeout", "9", "--backoff-base", "3", "--command", "true")).json()
     check_job_json(data)
-    assert (data["id"], data["priority"], data["queue"], data["timeout"], data["backoff_base"]) == ("j2", 4, "q", 9, 3)
+    assert (data["id"], data["priority"], data["queue"], data["timeout"], data["backoff_base"]) == (
+        "j2",
+        4,
+        "q",
+        9,
+        3,
+    )
 
 
-@pytest.mark.parametrize("args, stdin, expected", [
-    (("-",), '{"id": "a", "command": "echo a"}', [("a", "echo a")]),
-    ((), '{"id": "a", "command": "echo a"}', [("a", "echo a")]),
-    ((), '{"id": "a", "command": "echo a"}\n{"id": "b", "command": "echo b"}\n', [("a", "echo a"), ("b", "echo b")]),
-    ((), '[{"id": "a", "command": "echo a"}, {"id": "b", "command": "echo b"}]', [("a", "echo a"), ("b", "echo b")]),
-    ((), "echo plain && echo command\n", [(None, "echo plain && echo command")]),
-    (("-",), "echo plain\n", [(None, "echo plain")]),
-    (("-f", "-"), '{"id": "a", "command": "echo a"}\n{"id": "b", "command": "echo b"}', [("a", "echo a"), ("b", "echo b")]),
-])
+@pytest.mark.parametrize(
+    "args, stdin, expected",
+    [
+        (("-",), '{"id": "a", "command": "echo a"}', [("a", "echo a")]),
+        ((), '{"id": "a", "command": "echo a"}', [("a", "echo a")]),
+        (
+            (),
+            '{"id": "a", "command": "echo a"}\n{"id": "b", "command": "echo b"}\n',
+            [("a", "echo a"), ("b", "echo b")],
+        ),
+        (
+            (),
+            '[{"id": "a", "command": "echo a"}, {"id": "b", "command": "echo b"}]',
+            [("a", "echo a"), ("b", "echo b")],
+        ),
+        ((), "echo plain && echo command\n", [(None, "echo plain && echo command")]),
+        (("-",), "echo plain\n", [(None, "echo plain")]),
+        (
+            ("-f", "-"),
+            '{"id": "a", "command": "echo a"}\n{"id": "b", "command": "echo b"}',
+            [("a", "echo a"), ("b", "echo b")],
+        ),
+    ],
+)
 def test_enqueue_reads_specs_from_stdin(cli, args, stdin, expected):
     ids = ok(cli("enqueue", *args, input=stdin)).out.split()
-    jobs = ok(cli("list", "--json")).json()
+    jobs = ok(cli("list", "--json")).json()[::-1]  # newest first
     assert [j["command"] for j in jobs] == [c for _, c in expected]
     assert [j["id"] for j in jobs] == ids
-    for (want_id, _), job in zip(expected, jobs):
+    for (want_id, _), job in zip(expected, jobs, strict=False):
         assert want_id is None or job["id"] == want_id
 
 
 def test_enqueue_from_a_file_in_order(cli, tmp_path):
     path = tmp_path / "jobs.jsonl"
-    path.write_text("".join(json.dumps({"id": f"f{i}", "command": f"echo {i}"}) + "\n" for i in range(3)))
+    path.write_text(
+        "".join(json.dumps({"id": f"f{i}", "command": f"echo {i}"}) + "\n" for i in range(3))
+    )
     assert ok(cli("enqueue", "-f", str(path))).out.split() == ["f0", "f1", "f2"]
-    assert [j["id"] for j in ok(cli("list", "--json")).json()] == ["f0", "f1", "f2"]
+    assert [j["id"] for j in ok(cli("list", "--json")).json()] == ["f2", "f1", "f0"]  # newest first
 
 
 def test_duplicate_id_is_rejected_and_nothing_changes(cli, home, tmp_path):
@@ -72,11 +110,17 @@ def test_duplicate_id_is_rejected_and_nothing_changes(cli, home, tmp_path):
     assert "'dup' already exists" in user_error(cli("enqueue", "--id", "dup", "echo second"), 2)
     # A file where one job clashes with an existing id: nothing of the file is enqueued.
     clash = tmp_path / "clash.jsonl"
-    clash.write_text('{"id": "new1", "command": "true"}\n{"id": "dup", "command": "true"}\n{"id": "new2", "command": "true"}\n')
+    clash.write_text(
+        '{"id": "new1", "command": "true"}\n{"id": "dup", "command": "true"}\n'
+        '{"id": "new2", "command": "true"}\n'
+    )
     assert "nothing enqueued" in user_error(cli("enqueue", "-f", str(clash)), 2)
     # A file that repeats an id within itself.
     twice = tmp_path / "twice.json"
-    twice.write_text('[{"id": "x", "command": "true"}, {"id": "y", "command": "true"}, {"id": "x", "command": "true"}]')
+    twice.write_text(
+        '[{"id": "x", "command": "true"}, {"id": "y", "command": "true"}, '
+        '{"id": "x", "command": "true"}]'
+    )
     assert "duplicate job id 'x'" in user_error(cli("enqueue", "-f", str(twice)), 2)
     assert snapshot(home / "queuectl.db") == before
     assert [j["id"] for j in ok(cli("list", "--json")).json()] == ["dup"]
@@ -129,7 +173,9 @@ def test_bad_inputs_exit_2_with_one_line_and_the_database_unchanged(cli, db, hom
     before = snapshot(home / "queuectl.db")
     bad_file = tmp_path / "bad.jsonl"
     bad_file.write_text('{"id": "ok1", "command": "true"}\n{"id": "bad", "command": ""}\n')
-    cases = BAD_INPUTS + [(("enqueue", "-f", str(bad_file)), "line 2: command is empty; nothing enqueued")]
+    cases = BAD_INPUTS + [
+        (("enqueue", "-f", str(bad_file)), "line 2: command is empty; nothing enqueued")
+    ]
     for args, words in cases:
         line = user_error(cli(*args), 2)
         assert line.startswith("error: ") and words in line, (args, line)
@@ -189,12 +235,17 @@ def test_failures_go_to_the_dlq_after_backoff_and_come_back(cli, db, home):
     ok(cli("enqueue", "--id", "flaky", "--max-retries", "2", "--backoff-base", "1", count))
     ok(cli(*BURST))
     job = show(cli, "flaky")
-    assert (job["state"], job["attempts"], job["exit_code"], job["last_error"]) == ("dead", 3, 3, "exit code 3")
+    assert (job["state"], job["attempts"], job["exit_code"], job["last_error"]) == (
+        "dead",
+        3,
+        3,
+        "exit code 3",
+    )
     assert [(a["number"], a["outcome"], a["exit_code"]) for a in job["attempt_list"]] == [
         (1, "failed", 3), (2, "failed", 3), (3, "failed", 3)]
     assert (home.parent / "runs").read_text() == "3\n"
     rows = list(Attempt.select().join(Job).where(Job.id == "flaky").order_by(Attempt.number))
-    for previous, following in zip(rows, rows[1:]):
+    for previous, following in zip(rows, rows[1:], strict=False):
         assert following.started_at >= previous.finished_at + 1.0  # backoff_base ** k with base 1
     assert job["why"] == "in the DLQ after 3 attempts: exit code 3"
     # Each attempt keeps its own output.
@@ -205,7 +256,9 @@ def test_failures_go_to_the_dlq_after_backoff_and_come_back(cli, db, home):
     dead = ok(cli("dlq", "list", "--json")).json()
     assert [d["id"] for d in dead] == ["flaky"] and dead[0]["last_error"] == "exit code 3"
     back = ok(cli("dlq", "retry", "flaky", "--max-retries", "0", "--timeout", "5", "--json")).json()
-    assert [(b["state"], b["attempts"], b["max_retries"], b["timeout"]) for b in back] == [("pending", 0, 0, 5)]
+    assert [(b["state"], b["attempts"], b["max_retries"], b["timeout"]) for b in back] == [
+        ("pending", 0, 0, 5)
+    ]
     assert ok(cli("dlq", "list", "--json")).json() == []
     ok(cli(*BURST))
     job = show(cli, "flaky")
@@ -214,7 +267,9 @@ def test_failures_go_to_the_dlq_after_backoff_and_come_back(cli, db, home):
     # One numbering: the fourth run is attempt 4 everywhere; the budget is shown as such.
     assert job["why"] == "in the DLQ after 4 attempts: exit code 3"
     text = ok(cli("show", "flaky")).out
-    assert re.search(r"^attempts +4$", text, re.M) and re.search(r"^retry budget +0 of 0 used$", text, re.M)
+    assert re.search(r"^attempts +4$", text, re.M) and re.search(
+        r"^retry budget +0 of 0 used$", text, re.M
+    )
     assert ok(cli("logs", "flaky", "--attempt", "4")).out == "run 4\n"
     assert "numbered 1 to 4" in user_error(cli("logs", "flaky", "--attempt", "5"), 1)
 
@@ -226,7 +281,9 @@ def test_retry_runs_a_backing_off_job_now(cli):
     assert (job["state"], job["attempts"]) == ("failed", 1)
     assert job["why"] == (f"backing off until {job['run_at']} after attempt 1 failed: exit code 1; "
                           "retry budget 0 of 1 used")
-    assert parse_iso(job["run_at"]) - parse_iso(job["attempt_list"][0]["finished_at"]) == pytest.approx(100, abs=0.01)
+    assert parse_iso(job["run_at"]) - parse_iso(
+        job["attempt_list"][0]["finished_at"]
+    ) == pytest.approx(100, abs=0.01)
     assert ok(cli("retry", "slow")).out == "slow: failed\n"
     assert parse_iso(show(cli, "slow")["run_at"]) <= time.time()
     ok(cli(*BURST))
@@ -238,7 +295,11 @@ def test_command_not_found_is_a_readable_failure(cli):
     ok(cli("enqueue", "--id", "typo", "--max-retries", "0", "no_such_command_qx arg"))
     ok(cli(*BURST))
     job = show(cli, "typo")
-    assert (job["state"], job["exit_code"], job["last_error"]) == ("dead", 127, "command not found (exit code 127)")
+    assert (job["state"], job["exit_code"], job["last_error"]) == (
+        "dead",
+        127,
+        "command not found (exit code 127)",
+    )
     assert "no_such_command_qx" in ok(cli("logs", "typo")).out
 
 
@@ -256,14 +317,27 @@ def test_scheduled_jobs_wait_until_due(cli, home):
     before = time.time()
     ok(cli("enqueue", "--id", "delayed", "--delay", "3600", "echo delayed >> ran"))
     ok(cli("enqueue", "--id", "at", "--run-at", "2100-01-01T00:00:00Z", "echo at >> ran"))
-    ok(cli("enqueue", '{"id": "sched", "command": "echo sched >> ran", "scheduled_at": "2100-01-02T00:00:00Z"}'))
-    ok(cli("enqueue", '{"id": "past", "command": "echo past >> ran", "run_at": "2001-01-01T00:00:00Z"}'))
+    ok(
+        cli(
+            "enqueue",
+            '{"id": "sched", "command": "echo sched >> ran", '
+            '"scheduled_at": "2100-01-02T00:00:00Z"}',
+        )
+    )
+    ok(
+        cli(
+            "enqueue",
+            '{"id": "past", "command": "echo past >> ran", "run_at": "2001-01-01T00:00:00Z"}',
+        )
+    )
     ok(cli("enqueue", "--id", "now", "echo now >> ran"))
     ok(cli(*BURST))
     assert (home.parent / "ran").read_text() == "past\nnow\n"
     delayed = show(cli, "delayed")
     assert delayed["state"] == "pending" and delayed["attempts"] == 0
-    assert before + 3600 - 0.001 <= parse_iso(delayed["run_at"]) <= time.time() + 3600  # ISO keeps ms
+    assert (
+        before + 3600 - 0.001 <= parse_iso(delayed["run_at"]) <= time.time() + 3600
+    )  # ISO keeps ms
     assert delayed["why"] == f"scheduled for {delayed['run_at']}"
     assert show(cli, "at")["run_at"] == "2100-01-01T00:00:00.000Z"
     assert show(cli, "sched")["why"] == "scheduled for 2100-01-02T00:00:00.000Z"
@@ -271,8 +345,14 @@ def test_scheduled_jobs_wait_until_due(cli, home):
 
 def test_run_at_without_a_zone_is_local_time(home):
     env = cli_env(home, TZ="XXX-05:30")
-    ok(run_cli(home, "enqueue", "--id", "local", "--run-at", "2100-01-01T00:00:00", "true", env=env))
-    assert ok(run_cli(home, "show", "local", "--json")).json()["run_at"] == "2099-12-31T18:30:00.000Z"
+    ok(
+        run_cli(
+            home, "enqueue", "--id", "local", "--run-at", "2100-01-01T00:00:00", "true", env=env
+        )
+    )
+    assert (
+        ok(run_cli(home, "show", "local", "--json")).json()["run_at"] == "2099-12-31T18:30:00.000Z"
+    )
 
 
 def test_priority_then_fifo(cli, home):
@@ -337,11 +417,13 @@ def test_json_outputs_parse_and_carry_job_fields(cli):
     assert status["total"] == 3 and status["workers"] == {"alive": 0, "busy": 0}
     assert status["oldest_pending_age"] >= 0
     listed = ok(cli("list", "--json")).json()
-    assert [j["id"] for j in listed] == ["p", "d", "p2"]
+    assert [j["id"] for j in listed] == ["p2", "d", "p"]  # newest first
     for job in listed + [show(cli, "d")] + ok(cli("dlq", "list", "--json")).json():
         check_job_json(job)
     assert [j["id"] for j in ok(cli("list", "--state", "dead", "--json")).json()] == ["d"]
-    assert [j["id"] for j in ok(cli("list", "--search", "p", "--limit", "1", "--json")).json()] == ["p"]
+    assert [j["id"] for j in ok(cli("list", "--search", "p", "--limit", "1", "--json")).json()] == [
+        "p2"
+    ]
     attempt = show(cli, "d")["attempt_list"][0]
     parse_iso(attempt["started_at"])
     parse_iso(attempt["finished_at"])
@@ -382,17 +464,32 @@ def test_no_ui_on_a_terminal_prints_the_status(home):
 @pytest.mark.sqlite_only
 def test_files_are_private_whatever_the_umask(home):
     def run(*args):
-        proc = subprocess.run([sys.executable, "-m", "queuectl_tui", *args], capture_output=True, text=True,
-                              env=cli_env(home), cwd=home.parent, preexec_fn=lambda: os.umask(0), timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "queuectl_tui", *args],
+            capture_output=True,
+            text=True,
+            env=cli_env(home),
+            cwd=home.parent,
+            preexec_fn=lambda: os.umask(0),
+            timeout=60,
+        )
         assert proc.returncode == 0, proc.stderr
         return proc
     run("enqueue", "--id", "j", "echo private")
     run("worker", "start", "--burst")  # detached: writes logs/workers.log too
-    wait_for(lambda: json.loads(run("show", "j", "--json").stdout)["state"] == "completed", message="job done")
-    wait_for(lambda: json.loads(run("worker", "list", "--json").stdout) == [], message="burst worker exit")
+    wait_for(
+        lambda: json.loads(run("show", "j", "--json").stdout)["state"] == "completed",
+        message="job done",
+    )
+    wait_for(
+        lambda: json.loads(run("worker", "list", "--json").stdout) == [],
+        message="burst worker exit",
+    )
     files = sorted(p for p in home.rglob("*"))
     names = {p.relative_to(home).as_posix() for p in files}
-    assert {"queuectl.db", "logs", "logs/workers.log"} <= names and any(n.endswith(".log") and "job" in n for n in names)
+    assert {"queuectl.db", "logs", "logs/workers.log"} <= names and any(
+        n.endswith(".log") and "job" in n for n in names
+    )
     assert home.stat().st_mode & 0o777 == 0o700
     for path in files:
         want = 0o700 if path.is_dir() else 0o600
@@ -410,18 +507,32 @@ def test_queuectl_db_and_db_option_point_elsewhere(home, tmp_path):
     assert ok(run_cli(home, "show", "there", "--json", env=env)).json()["state"] == "completed"
     # --db wins over QUEUECTL_DB
     ok(run_cli(home, "--db", str(third), "enqueue", "--id", "third", "true", env=env))
-    assert [j["id"] for j in ok(run_cli(home, "--db", str(third), "list", "--json", env=env)).json()] == ["third"]
+    assert [
+        j["id"] for j in ok(run_cli(home, "--db", str(third), "list", "--json", env=env)).json()
+    ] == ["third"]
     assert [j["id"] for j in ok(run_cli(home, "list", "--json", env=env)).json()] == ["there"]
     # and without either, the home database knows none of them
     assert ok(run_cli(home, "list", "--json")).json() == []
 
 
 def test_the_cli_never_imports_textual(home):
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "queuectl_tui", "status"],
-                          capture_output=True, text=True, env=cli_env(home), cwd=home.parent, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "queuectl_tui", "status"],
+        capture_output=True,
+        text=True,
+        env=cli_env(home),
+        cwd=home.parent,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
-    modules = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
-    assert "click" in modules and "queuectl_tui.engine" in modules  # the report is what we think it is
+    modules = [
+        line.rsplit("|", 1)[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    ]
+    assert (
+        "click" in modules and "queuectl_tui.engine" in modules
+    )  # the report is what we think it is
     assert [m for m in modules if m.split(".")[0] == "textual"] == []
 
 
@@ -432,13 +543,21 @@ def test_enqueue_and_status_load_neither_psutil_nor_migrations_nor_rich(home, db
     from queuectl_tui import engine
     engine.register_worker(pid=os.getpid())  # a live worker of this host: status checks it
     for args in (("enqueue", "true"), ("status",)):
-        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "queuectl_tui", *args],
-                              capture_output=True, text=True, env=cli_env(home), cwd=home.parent, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "queuectl_tui", *args],
+            capture_output=True,
+            text=True,
+            env=cli_env(home),
+            cwd=home.parent,
+            timeout=60,
+        )
         assert proc.returncode == 0, proc.stderr
         modules = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
                    if line.startswith("import time:")]
         assert "queuectl_tui.engine" in modules  # the report is what we think it is
-        assert [m for m in modules if m.split(".")[0] in ("psutil", "rich") or m == "playhouse.migrate"] == []
+        assert [
+            m for m in modules if m.split(".")[0] in ("psutil", "rich") or m == "playhouse.migrate"
+        ] == []
     assert "workers: 1 alive, 0 busy" in proc.stdout
 
 
@@ -495,7 +614,8 @@ def test_search_takes_like_wildcards_as_text(cli):
     assert found("A_B") == ["a_b"]  # still case-insensitive
 
 
-# --- user text is shown, never interpreted ---------------------------------------------------------
+# --- user text is shown, never interpreted ------------------------------------------------------
+
 
 def test_markup_in_ids_commands_and_errors_is_printed_as_text(cli, home):
     ok(cli("enqueue", "--id", "a[/x]", "--max-retries", "0", "echo '[bold red]out[/]'; exit 3"))
@@ -516,8 +636,14 @@ def test_markup_in_ids_commands_and_errors_is_printed_as_text(cli, home):
 def _on_a_terminal(home, *args: str) -> bytes:
     """What a command writes to a terminal (a pty), read to its end."""
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "queuectl_tui", *args], stdin=slave, stdout=slave,
-                            stderr=slave, env=cli_env(home, TERM="xterm", COLUMNS="200"), cwd=home.parent)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "queuectl_tui", *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=cli_env(home, TERM="xterm", COLUMNS="200"),
+        cwd=home.parent,
+    )
     os.close(slave)
     output = b""
     try:
@@ -545,8 +671,13 @@ def test_escape_sequences_in_output_reach_a_terminal_visibly_and_a_pipe_as_they_
     raw = b"\x1b]2;renamed\x07\x1b[2Jafter\ttab\n"
     ok(cli("enqueue", "--id", "esc", r"printf '\033]2;renamed\007\033[2Jafter\ttab\n'"))
     ok(cli(*BURST))
-    piped = subprocess.run([sys.executable, "-m", "queuectl_tui", "logs", "esc"], capture_output=True,
-                           env=cli_env(home), cwd=home.parent, timeout=60)
+    piped = subprocess.run(
+        [sys.executable, "-m", "queuectl_tui", "logs", "esc"],
+        capture_output=True,
+        env=cli_env(home),
+        cwd=home.parent,
+        timeout=60,
+    )
     assert piped.returncode == 0 and piped.stdout == raw
     shown = _on_a_terminal(home, "logs", "esc")
     assert b"\x1b" not in shown and b"\x07" not in shown
@@ -571,7 +702,9 @@ def test_values_are_written_the_same_way_everywhere(cli):
 
 
 def test_an_id_given_twice_is_refused_like_a_command_given_twice(cli):
-    assert "not both" in user_error(cli("enqueue", "--id", "a", '{"id": "b", "command": "true"}'), 2)
+    assert "not both" in user_error(
+        cli("enqueue", "--id", "a", '{"id": "b", "command": "true"}'), 2
+    )
     assert ok(cli("list", "--json")).json() == []
     assert ok(cli("enqueue", "--id", "a", '{"command": "true"}')).out == "a\n"
 
@@ -586,8 +719,13 @@ def test_list_takes_several_states_and_says_how_many_more_there_are(cli, home):
     assert sorted(j["id"] for j in both) == ["c0", "late"]
     first = ok(cli("list", "--limit", "2"))
     assert "and 4 more" in first.err and "--limit 0" in first.err
+    assert [j["id"] for j in ok(cli("list", "--limit", "2", "--json")).json()] == ["late", "c0"]
     assert "more" not in ok(cli("list", "--limit", "6")).err
     assert "and 1 more" in ok(cli("list", "--state", "completed", "--limit", "3")).err
+    ok(cli("enqueue", "--id", "c1", "--command", "false", "--max-retries", "0"))
+    ok(cli(*BURST))
+    dead = ok(cli("dlq", "list", "--limit", "1", "--json"))
+    assert [j["id"] for j in dead.json()] == ["c1"] and "and 1 more" in dead.err
 
 
 def test_logs_of_an_attempt_on_another_host_say_where_and_show_the_tail_kept(cli, home, db):

@@ -10,8 +10,7 @@ import time
 
 import pytest
 
-from helpers import cli_env, wait_for
-from queue_support import ok, snapshot, user_error
+from helpers import cli_env, ok, snapshot, user_error, wait_for
 
 BURST = ("worker", "start", "--foreground", "--burst")
 
@@ -58,7 +57,8 @@ def test_after_an_unknown_job_is_refused_and_nothing_changes(cli, home):
     ok(cli("enqueue", "--id", "a", "true"))
     before = snapshot(home / "queuectl.db")
     assert "no job with id 'nope'" in user_error(cli("enqueue", "--after", "nope", "true"), 2)
-    lines = '{"id": "x", "command": "true", "after": ["a"]}\n{"id": "y", "command": "true", "after": ["z"]}\n'
+    lines = ('{"id": "x", "command": "true", "after": ["a"]}\n'
+             '{"id": "y", "command": "true", "after": ["z"]}\n')
     line = user_error(cli("enqueue", "-f", "-", input=lines), 2)
     assert "line 2" in line and "'z'" in line
     assert "after" in user_error(cli("enqueue", '{"command": "true", "after": "a"}'), 2)
@@ -78,8 +78,13 @@ def test_after_a_dead_job_goes_to_the_dlq_and_says_so(cli):
     result = ok(cli("enqueue", "--id", "next", "--after", "bad", "true"))
     assert result.out == "next\n"
     assert "next went to the DLQ: dependency bad failed" in result.err
-    assert (show(cli, "next")["state"], show(cli, "next")["last_error"]) == ("dead", "dependency bad failed")
-    result = ok(cli("enqueue", "-f", "-", input='{"id": "n2", "command": "true", "after": ["bad"]}\n'))
+    assert (show(cli, "next")["state"], show(cli, "next")["last_error"]) == (
+        "dead",
+        "dependency bad failed",
+    )
+    result = ok(
+        cli("enqueue", "-f", "-", input='{"id": "n2", "command": "true", "after": ["bad"]}\n')
+    )
     assert "n2 went to the DLQ" in result.err
 
 
@@ -96,7 +101,13 @@ def test_a_dependency_that_dies_sends_its_dependents_to_the_dlq_exactly_once(cli
                     **{f"d{n}": ("dead", "dependency root failed") for n in range(3)},
                     **{f"d{n}": ("dead", f"dependency d{n - 3} failed") for n in range(3, 6)}}
     assert Attempt.select().count() == 1  # none of the dependents ran
-    assert engine.counts() == {"pending": 0, "processing": 0, "completed": 0, "failed": 0, "dead": 7}
+    assert engine.counts() == {
+        "pending": 0,
+        "processing": 0,
+        "completed": 0,
+        "failed": 0,
+        "dead": 7,
+    }
 
 
 def test_a_job_whose_dependency_completes_is_claimed_by_the_finishing_worker_at_once(cli, db):
@@ -121,7 +132,11 @@ def test_wait_exit_codes_and_lines(cli):
     result = cli("wait", "good", "bad")
     assert (result.code, result.out) == (1, "good: completed\nbad: dead (exit code 4)\n")
     result = cli("wait", "good", "ghost")
-    assert (result.code, result.out, result.err) == (1, "good: completed\n", "error: no job with id 'ghost'\n")
+    assert (result.code, result.out, result.err) == (
+        1,
+        "good: completed\n",
+        "error: no job with id 'ghost'\n",
+    )
     lines = [json.loads(line) for line in cli("wait", "--all", "--json").out.splitlines()]
     assert lines == []  # nothing was left unfinished: --all waits for jobs not ended yet
     ok(cli("enqueue", "--id", "later", "--delay", "3600", "true"))
@@ -277,7 +292,7 @@ def test_two_workers_never_exceed_a_queue_limit(cli, home):
     than two of them run, and two do run side by side."""
     ok(cli("queue", "limit", "q", "2"))
     stamp = 'python3 -c "import time; print(\\"%s\\", time.time())" >> stamps'
-    for n in range(12):
+    for _ in range(12):
         ok(cli("enqueue", "--queue", "q", f"{stamp % 'start'}; sleep 0.3; {stamp % 'end'}"))
     ok(cli("worker", "start", "-n", "3", "--burst"))
     wait_for(lambda: ok(cli("status", "--json")).json()["jobs"]["completed"] == 12, timeout=120,
@@ -297,8 +312,13 @@ def test_edit_changes_a_pending_job(cli):
     ok(cli("enqueue", "--id", "e", "--delay", "3600", "echo old"))
     data = ok(cli("edit", "e", "--command", "echo new", "--priority", "5", "--max-retries", "1",
                   "--timeout", "7", "--queue", "other", "--delay", "0", "--json")).json()
-    assert (data["command"], data["priority"], data["max_retries"], data["timeout"], data["queue"]) == (
-        "echo new", 5, 1, 7, "other")
+    assert (
+        data["command"],
+        data["priority"],
+        data["max_retries"],
+        data["timeout"],
+        data["queue"],
+    ) == ("echo new", 5, 1, 7, "other")
     assert ok(cli("edit", "e", "--run-at", "2030-01-01T00:00:00Z")).out == "e: edited\n"
     assert show(cli, "e")["run_at"] == "2030-01-01T00:00:00.000Z"
 

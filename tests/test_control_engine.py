@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from test_engine import T0, add, started, state, worker  # noqa: F401 (fixtures)
+from helpers import T0, state
 from queuectl_tui import engine, present, settings, spec
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
 from queuectl_tui.models import Dependency, Job
@@ -103,9 +103,9 @@ def test_stream_enqueue_refuses_a_later_or_unknown_dependency(db, tmp_path, afte
     lines = [("line 1", {"command": "true"}),
              ("line 2", {"id": "me", "command": "true", "after": after}),
              ("line 3", {"id": "later", "command": "true"})]
-    with pytest.raises(InvalidInput, match=f"line 2: after: no job with id '{after[0]}'"):
-        with engine.enqueue_stream(lines, cwd=str(tmp_path), env={}):
-            pass
+    with (pytest.raises(InvalidInput, match=f"line 2: after: no job with id '{after[0]}'"),
+          engine.enqueue_stream(lines, cwd=str(tmp_path), env={})):
+        pass
     assert Job.select().count() == 0 and Dependency.select().count() == 0
 
 
@@ -237,9 +237,14 @@ def test_edit_changes_a_waiting_job_with_enqueue_validation(add, worker):
     assert engine.counts()["pending"] == 1
     job = engine.edit("x", {"run_at": "2030-01-01T00:00:00Z"}, now=T0 + 2)
     assert spec.iso(job.run_at) == "2030-01-01T00:00:00.000Z"
-    for bad, words in [({"priority": "high"}, "priority"), ({"queue": "a b"}, "bad queue"),
-                       ({"command": ""}, "empty"), ({"id": "y"}, "cannot edit 'id'"),
-                       ({"delay": 1, "run_at": "2030-01-01T00:00:00Z"}, "not both"), ({}, "nothing")]:
+    for bad, words in [
+        ({"priority": "high"}, "priority"),
+        ({"queue": "a b"}, "bad queue"),
+        ({"command": ""}, "empty"),
+        ({"id": "y"}, "cannot edit 'id'"),
+        ({"delay": 1, "run_at": "2030-01-01T00:00:00Z"}, "not both"),
+        ({}, "nothing"),
+    ]:
         with pytest.raises(InvalidInput, match=words):
             engine.edit("x", bad)
     assert state("x").command == "echo new"
@@ -300,7 +305,10 @@ def test_explain_says_what_holds_a_waiting_job(add, worker):
     add("b")
     add("c", after=["a", "b"])
     run(worker)
-    assert present.explain(state("c"), now=T0 + 1) == "due, waiting: dependencies not completed yet: b (pending)"
+    assert (
+        present.explain(state("c"), now=T0 + 1)
+        == "due, waiting: dependencies not completed yet: b (pending)"
+    )
     engine.pause(["default"])
     text = present.explain(state("c"), now=T0 + 1)
     assert "its queue 'default' is paused" in text
@@ -311,7 +319,9 @@ def test_explain_says_what_holds_a_waiting_job(add, worker):
     settings.set_value("priority_aging", 1.0)
     assert "effective priority 2.0 (aging)" in present.explain(state("c"), now=T0 + 120)
     add("d", delay=60)
-    assert present.explain(state("d"), now=T0).startswith(f"scheduled for {spec.iso(T0 + 60)}; its queue")
+    assert present.explain(state("d"), now=T0).startswith(
+        f"scheduled for {spec.iso(T0 + 60)}; its queue"
+    )
 
 
 # --- waiting ------------------------------------------------------------------------------------
@@ -368,7 +378,7 @@ def test_wait_returns_within_100_ms_of_the_last_job_ending(add, worker):
         job, attempt = engine.claim(worker, now=T0 + 1)
         ended = []
 
-        def finish_later():
+        def finish_later(n=n, job=job, attempt=attempt, ended=ended):
             time.sleep(0.1 + 0.07 * n)  # lands anywhere in the waiter's poll cycle
             engine.finish(job, attempt, outcome="completed", now=T0 + 2)
             ended.append(time.monotonic())

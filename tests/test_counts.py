@@ -10,8 +10,7 @@ import sqlite3
 
 import pytest
 
-from queue_support import ok
-from test_engine import T0, add, dead_pid, started, worker  # noqa: F401 (fixtures)
+from helpers import T0, dead_pid, ok, started
 from queuectl_tui import engine, spec
 from queuectl_tui.db import close_db, open_db
 from queuectl_tui.errors import QueueError
@@ -110,9 +109,14 @@ def test_counts_follow_recovery_of_a_lost_worker(add, db):
 
 def test_a_bulk_enqueue_counts_every_line_or_none(cli, db, home, tmp_path):
     jobs = tmp_path / "jobs.jsonl"
-    jobs.write_text("".join(json.dumps({"command": "true", "id": f"j{i}"}) + "\n" for i in range(2000)))
+    jobs.write_text(
+        "".join(json.dumps({"command": "true", "id": f"j{i}"}) + "\n" for i in range(2000))
+    )
     ok(cli("enqueue", "-f", str(jobs)))
-    assert ok(cli("status", "--json")).json()["jobs"] == {**dict.fromkeys(STATES, 0), "pending": 2000}
+    assert ok(cli("status", "--json")).json()["jobs"] == {
+        **dict.fromkeys(STATES, 0),
+        "pending": 2000,
+    }
     clash = tmp_path / "clash.jsonl"
     clash.write_text('{"command": "true"}\n{"command": "true", "id": "j7"}\n')
     assert cli("enqueue", "-f", str(clash)).code != 0
@@ -130,8 +134,10 @@ def test_status_counts_equal_the_rows_after_a_random_mix_of_operations(cli, db, 
         ids = [j.id for j in engine.list_jobs(limit=0)]
         try:
             if op == "enqueue":
-                specs = [spec.normalize({"command": "true", "max_retries": rng.randint(0, 2)}, now=now)
-                         for _ in range(rng.randint(1, 5))]
+                specs = [
+                    spec.normalize({"command": "true", "max_retries": rng.randint(0, 2)}, now=now)
+                    for _ in range(rng.randint(1, 5))
+                ]
                 engine.enqueue(specs, cwd=str(tmp_path), env={}, now=now)
             elif op == "claim":
                 claimed = engine.claim(rng.choice(workers), now=now)
@@ -206,7 +212,9 @@ def test_an_upgraded_first_release_database_counts_its_rows(tmp_path):
 
     path = make_v1(tmp_path / "old.db")
     con = sqlite3.connect(path)
-    for i, state in enumerate(["pending", "completed", "completed", "dead", "failed", "processing"]):
+    for i, state in enumerate(
+        ["pending", "completed", "completed", "dead", "failed", "processing"]
+    ):
         con.execute("INSERT INTO job (id, command, queue, state, priority, attempts, max_retries, "
                     "backoff_base, run_at, created_at, updated_at, cwd, cancel_requested) VALUES "
                     "(?, 'true', 'default', ?, 0, 0, 3, 2, 0, 0, 0, '/', 0)", (f"v1-{i}", state))

@@ -8,13 +8,11 @@ import re
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import psutil
 import pytest
 
-from helpers import wait_for
-from queue_support import all_gone, mark, marked, marked_command  # noqa: F401 (fixture)
+from helpers import all_gone, marked, marked_command, wait_for
 from queuectl_tui import procs, runner
 from queuectl_tui.jobhost import JobHost
 
@@ -86,7 +84,12 @@ def test_command_not_found_is_127(run):
 def test_a_missing_directory_fails_with_runners_message_and_runs_nothing(run, tmp_path):
     result, log = run("touch ran", cwd=str(tmp_path / "gone"))
     message = f"cannot start: No such file or directory: {tmp_path / 'gone'}"
-    assert (result.outcome, result.exit_code, result.error, log) == ("failed", None, message, message + "\n")
+    assert (result.outcome, result.exit_code, result.error, log) == (
+        "failed",
+        None,
+        message,
+        message + "\n",
+    )
     assert not (tmp_path / "ran").exists()
 
 
@@ -98,7 +101,9 @@ def test_exactly_the_given_environment(run, tmp_path):
     markers = [line for line in lines if line.startswith(procs.MARKER_VAR + "=")]
     assert len(markers) == 1 and re.fullmatch(rf"{procs.MARKER_VAR}=\d+:[\d.]+\n", markers[0])
     expected = {**ENV, "FOO": "bar baz", "PWD": str(tmp_path)}
-    assert [line for line in lines if line not in markers] == sorted(f"{k}={v}\n" for k, v in expected.items())
+    assert [line for line in lines if line not in markers] == sorted(
+        f"{k}={v}\n" for k, v in expected.items()
+    )
 
 
 def test_a_symlinked_pwd_naming_the_directory_is_kept(run, tmp_path):
@@ -118,7 +123,9 @@ def test_stdin_is_dev_null_and_only_three_descriptors(run):
 def test_default_signal_dispositions_even_when_the_worker_ignores_them(run):
     previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
-        result, log = run("grep SigIgn /proc/self/status; sleep 60 & kill -INT $!; wait $!; echo $?")
+        result, log = run(
+            "grep SigIgn /proc/self/status; sleep 60 & kill -INT $!; wait $!; echo $?"
+        )
     finally:
         signal.signal(signal.SIGHUP, previous)
     ignored = int(log.split()[1], 16)
@@ -162,11 +169,13 @@ def test_timeout_kills_the_whole_tree(run, mark):
 
 
 def test_cancel_and_interrupt_from_tick_kill_the_tree(run, mark):
-    for answer, outcome, error in (("cancel", "cancelled", "cancelled"),
-                                   ("interrupt", "interrupted", "interrupted: worker stopped by force")):
+    for answer, outcome, error in (
+        ("cancel", "cancelled", "cancelled"),
+        ("interrupt", "interrupted", "interrupted: worker stopped by force"),
+    ):
         running = both_sleeps(mark)
         result, _ = run(marked_command(mark, "sh -c 'sleep 60 & sleep 60'"),
-                        tick=lambda: answer if running() else None)
+                        tick=lambda answer=answer, running=running: answer if running() else None)
         assert (result.outcome, result.error) == (outcome, error)
         all_gone(mark)
 
@@ -185,7 +194,9 @@ def test_a_signal_kill_is_reported(run):
 
 def test_output_over_the_cap_is_dropped_and_counted(run):
     result, log = run("head -c 100000 /dev/zero | tr '\\0' a; echo; echo END", max_log_bytes=2048)
-    assert log.startswith("a" * 2048) and len(log) == 2048 + len("\n[queuectl: output over 2048 bytes; 97957 bytes not kept]\n")
+    assert log.startswith("a" * 2048) and len(log) == 2048 + len(
+        "\n[queuectl: output over 2048 bytes; 97957 bytes not kept]\n"
+    )
     assert log.endswith("[queuectl: output over 2048 bytes; 97957 bytes not kept]\n")
     assert result.tail.endswith("a\nEND\n") and len(result.tail) == runner.TAIL_BYTES
 
@@ -223,13 +234,19 @@ def test_nothing_of_one_job_reaches_the_next(fresh, tmp_path):
     result, log = fresh('echo "${x-unset} ${Y-unset} $(pwd) $(umask)"; command -v f || echo nof;'
                         "command -v ll || echo noalias; ls /proc/self/fd | sort -n | tr '\\n' ' '; "
                         'echo "[$undefined]"; false; echo still')
-    assert log == f"unset unset {tmp_path} {os.popen('umask').read().strip()}\nnof\nnoalias\n0 1 2 3 []\nstill\n"
+    assert (
+        log
+        == f"unset unset {tmp_path} {os.popen('umask').read().strip()}\n"
+        "nof\nnoalias\n0 1 2 3 []\nstill\n"
+    )
 
 
 def test_a_background_writer_never_lands_in_the_next_log(fresh, tmp_path):
     """A writer that escaped the job's group (setsid) keeps writing; the next job's log holds
     only the next job's output."""
-    result, log = fresh("setsid sh -c 'while :; do echo leak || exit; sleep 0.01; done' & echo first")
+    result, log = fresh(
+        "setsid sh -c 'while :; do echo leak || exit; sleep 0.01; done' & echo first"
+    )
     assert log.startswith("first\n")
     result, log = fresh("sleep 0.2; echo second")
     assert log == "second\n"
@@ -300,6 +317,11 @@ def test_the_host_does_not_outlive_a_killed_worker(tmp_path, when):
                           text=True, timeout=60)
     assert proc.returncode in (-9, 9), proc.stderr
     for pid in map(int, proc.stdout.split()):
-        wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
-                 timeout=10, message=f"process {pid} to end")
+        wait_for(
+            lambda pid=pid: (
+                not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+            ),
+            timeout=10,
+            message=f"process {pid} to end",
+        )
     assert not (tmp_path / "ran").exists()

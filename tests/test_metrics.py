@@ -13,8 +13,7 @@ import urllib.request
 
 import pytest
 
-from helpers import cli_env
-from queue_support import ok, user_error
+from helpers import cli_env, ok, user_error
 from queuectl_tui import engine, metrics, spec
 from queuectl_tui.db import is_sqlite
 from queuectl_tui.errors import InvalidInput
@@ -92,11 +91,28 @@ def test_exact_figures_per_queue_and_overall(history):
     assert times(b["run"]) == {"p50": 3, "p95": 8, "p99": 8, "max": 8, "mean": 5.5}
     assert b["oldest_due"] == {"id": "b4", "queue": "b", "due_at": T0 + 66, "waited": 534}
     every = figures(stats)
-    assert (every["attempts"], every["completed"], every["failed_attempts"], every["dead"]) == (6, 3, 3, 1)
+    assert (every["attempts"], every["completed"], every["failed_attempts"], every["dead"]) == (
+        6,
+        3,
+        3,
+        1,
+    )
     assert every["throughput_per_min"] == pytest.approx(0.05)
     assert every["retries_per_job"] == pytest.approx(0.2)
-    assert times(every["wait"]) == {"p50": 10, "p95": 30, "p99": 30, "max": 30, "mean": pytest.approx(74 / 6)}
-    assert times(every["run"]) == {"p50": 3, "p95": 8, "p99": 8, "max": 8, "mean": pytest.approx(23 / 6)}
+    assert times(every["wait"]) == {
+        "p50": 10,
+        "p95": 30,
+        "p99": 30,
+        "max": 30,
+        "mean": pytest.approx(74 / 6),
+    }
+    assert times(every["run"]) == {
+        "p50": 3,
+        "p95": 8,
+        "p99": 8,
+        "max": 8,
+        "mean": pytest.approx(23 / 6),
+    }
     assert every["oldest_due"]["id"] == "b4"
     assert every["top_errors"] == [{"error": "exit code 1", "count": 1},
                                    {"error": "exit code 3", "count": 1}]
@@ -156,8 +172,19 @@ def full_scan(since: float, now: float) -> dict:
     out: dict = {}
     for a in Attempt.select().where(Attempt.finished_at > since, Attempt.finished_at <= now):
         for key in (a.queue, None):
-            fig = out.setdefault(key, {"attempts": 0, "completed": 0, "failed_attempts": 0,
-                                       "reruns": 0, "waits": [], "runs": [], "dead": 0, "errors": {}})
+            fig = out.setdefault(
+                key,
+                {
+                    "attempts": 0,
+                    "completed": 0,
+                    "failed_attempts": 0,
+                    "reruns": 0,
+                    "waits": [],
+                    "runs": [],
+                    "dead": 0,
+                    "errors": {},
+                },
+            )
             fig["attempts"] += 1
             fig["completed"] += a.outcome == "completed"
             fig["failed_attempts"] += a.outcome in ("failed", "timeout", "lost")
@@ -168,8 +195,19 @@ def full_scan(since: float, now: float) -> dict:
     for job in Job.select().where(Job.state.in_(["failed", "dead"]), Job.finished_at > since,
                                   Job.finished_at <= now):
         for key in (job.queue, None):
-            fig = out.setdefault(key, {"attempts": 0, "completed": 0, "failed_attempts": 0,
-                                       "reruns": 0, "waits": [], "runs": [], "dead": 0, "errors": {}})
+            fig = out.setdefault(
+                key,
+                {
+                    "attempts": 0,
+                    "completed": 0,
+                    "failed_attempts": 0,
+                    "reruns": 0,
+                    "waits": [],
+                    "runs": [],
+                    "dead": 0,
+                    "errors": {},
+                },
+            )
             fig["dead"] += job.state == "dead"
             error = job.last_error or "(no error recorded)"
             fig["errors"][error] = fig["errors"].get(error, 0) + 1
@@ -223,12 +261,16 @@ def assert_rollups_match_rows() -> None:
     assert sorted(rows) == sorted(groups)
     for key, g in groups.items():
         r = rows[key]
-        assert [r.attempts, r.completed, r.failed, r.reruns, r.wait_n, r.run_n] == g[:5] + [g[7]], key
+        assert [r.attempts, r.completed, r.failed, r.reruns, r.wait_n, r.run_n] == g[:5] + [g[7]], (
+            key
+        )
         assert (r.wait_sum, r.run_sum) == (pytest.approx(g[5]), pytest.approx(g[8])), key
         if not r.dirty:
             assert (r.wait_max, r.run_max) == (g[6], g[9]), key
     failed = {}
-    for job in Job.select().where(Job.state.in_(["failed", "dead"]), Job.finished_at.is_null(False)):
+    for job in Job.select().where(
+        Job.state.in_(["failed", "dead"]), Job.finished_at.is_null(False)
+    ):
         key = (metrics.minute_of(job.finished_at), job.queue, job.state, job.last_error or "")
         failed[key] = failed.get(key, 0) + 1
     assert {(r.minute, r.queue, r.state, r.error): r.n for r in FailedMinute.select()} == failed
@@ -242,8 +284,12 @@ def test_a_window_edge_inside_a_minute_counts_exactly(db, tmp_path):
     worker = engine.register_worker(["a"], now=T0 - 10)
     ends = [T0 + 59.75, T0 + 60, T0 + 60.25, T0 + 119.999, T0 + 120, T0 + 180, T0 + 240.5]
     for i, end in enumerate(ends):
-        engine.enqueue([spec.normalize({"id": f"e{i}", "command": "true", "queue": "a"}, now=end - 5)],
-                       cwd=str(tmp_path), env={}, now=end - 5)
+        engine.enqueue(
+            [spec.normalize({"id": f"e{i}", "command": "true", "queue": "a"}, now=end - 5)],
+            cwd=str(tmp_path),
+            env={},
+            now=end - 5,
+        )
         job, attempt = engine.claim(worker, now=end - 1 - i / 8)
         engine.finish(job, attempt, outcome="completed", exit_code=0, now=end)
     for since, now, count, run_max in (
@@ -254,7 +300,10 @@ def test_a_window_edge_inside_a_minute_counts_exactly(db, tmp_path):
             (T0 - 600, T0 + 3600, 7, 1.75),       # every minute whole but the two edges
             (T0 + 60.25, T0 + 60.26, 0, None)):
         stats = metrics.execution_stats(since, None, now)
-        assert (figures(stats)["attempts"], figures(stats)["run"]["max"]) == (count, run_max), (since - T0, now - T0)
+        assert (figures(stats)["attempts"], figures(stats)["run"]["max"]) == (count, run_max), (
+            since - T0,
+            now - T0,
+        )
         assert figures(stats)["completed"] == count
         assert_agrees(since, now)
 
@@ -279,10 +328,20 @@ def test_the_rollups_agree_with_a_full_scan_of_a_random_history(db, tmp_path, se
                 continue
             job, attempt = claimed
             t += rng.choice([0.0, 0.5, rng.uniform(0, 150)])
-            outcome = rng.choice(["completed"] * 4 + ["failed", "timeout", "lost", "interrupted", "cancelled"])
-            error = None if outcome == "completed" else rng.choice(["exit code 1", "exit code 2", None])
-            engine.finish(job, attempt, outcome=outcome, exit_code=0 if outcome == "completed" else 1,
-                          error=error, now=t)
+            outcome = rng.choice(
+                ["completed"] * 4 + ["failed", "timeout", "lost", "interrupted", "cancelled"]
+            )
+            error = (
+                None if outcome == "completed" else rng.choice(["exit code 1", "exit code 2", None])
+            )
+            engine.finish(
+                job,
+                attempt,
+                outcome=outcome,
+                exit_code=0 if outcome == "completed" else 1,
+                error=error,
+                now=t,
+            )
     end = t + 1
     assert_rollups_match_rows()
 
@@ -342,7 +401,11 @@ def recent(db, tmp_path):
 @pytest.mark.both_backends
 def test_stats_json_text_window_and_queue(recent, cli, home):
     data = ok(cli("stats", "--json")).json()
-    assert (data["overall"]["completed"], data["overall"]["failed_attempts"], data["overall"]["dead"]) == (3, 3, 1)
+    assert (
+        data["overall"]["completed"],
+        data["overall"]["failed_attempts"],
+        data["overall"]["dead"],
+    ) == (3, 3, 1)
     assert data["overall"]["wait"]["p50"] == pytest.approx(10) and data["sampled_every"] == 1
     assert data["overall"]["oldest_due"]["id"] == "b4" and data["since"].endswith("Z")
     assert ok(cli("stats", "--json", "--since", "5m")).json()["overall"]["attempts"] == 0
@@ -362,7 +425,10 @@ def test_stats_refuses_bad_input(cli, args):
 @pytest.mark.both_backends
 def test_stats_prometheus_is_valid_exposition(recent, cli):
     parser = pytest.importorskip("prometheus_client.parser")
-    families = {f.name: f for f in parser.text_string_to_metric_families(ok(cli("stats", "--prometheus")).out)}
+    families = {
+        f.name: f
+        for f in parser.text_string_to_metric_families(ok(cli("stats", "--prometheus")).out)
+    }
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for f in families.values() for s in f.samples}
     assert families["queuectl_jobs"].type == "gauge"
@@ -372,7 +438,9 @@ def test_stats_prometheus_is_valid_exposition(recent, cli):
     assert families["queuectl_attempts"].type == "counter"
     assert samples[("queuectl_attempts_total", (("outcome", "failed"),))] == 3
     assert families["queuectl_attempt_wait_seconds"].type == "summary"
-    assert samples[("queuectl_attempt_wait_seconds", (("quantile", "0.5"), ("queue", "a")))] == pytest.approx(13)
+    assert samples[
+        ("queuectl_attempt_wait_seconds", (("quantile", "0.5"), ("queue", "a")))
+    ] == pytest.approx(13)
     assert samples[("queuectl_attempt_run_seconds_sum", (("queue", "b"),))] == pytest.approx(11)
     assert samples[("queuectl_attempt_run_seconds_count", (("queue", "b"),))] == 2
     assert samples[("queuectl_oldest_due_seconds", (("queue", "b"),))] > 1000
@@ -381,8 +449,10 @@ def test_stats_prometheus_is_valid_exposition(recent, cli):
 
 @pytest.mark.parametrize("args", [["stats", "--prometheus"], ["metrics", "serve", "--port", "0"]])
 def test_prometheus_without_the_extra_is_one_line(home, args):
-    code = ("import sys; sys.modules['prometheus_client'] = None; from queuectl_tui.cli import main; "
-            f"main({['--db', str(home / 'queuectl.db'), *args]!r})")
+    code = (
+        "import sys; sys.modules['prometheus_client'] = None; from queuectl_tui.cli import main; "
+        f"main({['--db', str(home / 'queuectl.db'), *args]!r})"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           env=cli_env(home))
     from helpers import Result
@@ -393,11 +463,19 @@ def test_prometheus_without_the_extra_is_one_line(home, args):
 @pytest.mark.both_backends
 def test_metrics_serve_answers_a_scrape_on_loopback(recent, home):
     parser = pytest.importorskip("prometheus_client.parser")
-    proc = subprocess.Popen([sys.executable, "-m", "queuectl_tui", "metrics", "serve", "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(home))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "queuectl_tui", "metrics", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(home),
+    )
     try:
         line = proc.stdout.readline()  # the first line says where; the server is up by then
-        assert line.startswith("serving metrics on http://127.0.0.1:"), (line, proc.stderr.read() if proc.poll() is not None else "")
+        assert line.startswith("serving metrics on http://127.0.0.1:"), (
+            line,
+            proc.stderr.read() if proc.poll() is not None else "",
+        )
         url = line.split()[-1]
         for _ in range(2):  # two scrapes: each reads the database anew
             with urllib.request.urlopen(url, timeout=30) as response:

@@ -20,9 +20,7 @@ import psutil
 import pytest
 
 import helpers
-from helpers import cli_env, run_cli, wait_for
-from queue_support import mark, marked, marked_command, ok  # noqa: F401  (mark: a fixture)
-from reliability_support import one_line_error
+from helpers import cli_env, marked, marked_command, ok, run_cli, user_error, wait_for
 
 on_postgres = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 
@@ -36,13 +34,15 @@ on_postgres = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
     ("postgresql://u:sekrit@127.0.0.1:1/q", 1, "cannot connect to database postgresql://u:***@127.0.0.1:1/q"),
     ("postgres://u:sekrit@127.0.0.1:1/q", 1, "cannot connect to database postgres://u:***@127.0.0.1:1/q"),
 ])
-def test_a_database_url_is_never_a_path_and_its_password_never_shown(home, tmp_path, url, code, words):
+def test_a_database_url_is_never_a_path_and_its_password_never_shown(
+    home, tmp_path, url, code, words
+):
     work = tmp_path / "cwd"
     work.mkdir()
     for args, env in (((("--db", url, "enqueue", "true")), cli_env(home)),
                       (("enqueue", "true"), cli_env(home, QUEUECTL_DB=url)),
                       (("status", "--json"), cli_env(home, QUEUECTL_DB=url))):
-        line = one_line_error(run_cli(home, *args, cwd=work, env=env), code)
+        line = user_error(run_cli(home, *args, cwd=work, env=env), code)
         assert words in line and "sekrit" not in line, line
     assert list(work.iterdir()) == [], "a URL was taken for a path"
     assert not (home / "queuectl.db").exists()
@@ -51,9 +51,15 @@ def test_a_database_url_is_never_a_path_and_its_password_never_shown(home, tmp_p
 def test_without_the_driver_a_url_says_how_to_install_it(home, tmp_path):
     code = ("import sys; sys.modules['psycopg2'] = None\n"
             "from queuectl_tui.cli import main; main()")
-    proc = subprocess.run([sys.executable, "-c", code, "--db", "postgresql://u:sekrit@h/q", "status"],
-                          capture_output=True, text=True, env=cli_env(home), cwd=tmp_path, timeout=60)
-    line = one_line_error(helpers.Result(proc.returncode, proc.stdout, proc.stderr), 1)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "--db", "postgresql://u:sekrit@h/q", "status"],
+        capture_output=True,
+        text=True,
+        env=cli_env(home),
+        cwd=tmp_path,
+        timeout=60,
+    )
+    line = user_error(helpers.Result(proc.returncode, proc.stdout, proc.stderr), 1)
     assert "pip install 'queuectl-tui[postgres]'" in line and "sekrit" not in line
 
 
@@ -108,8 +114,10 @@ def test_recovery_run_by_two_hosts_at_once_recovers_the_job_once(db, home):
     job, attempt = engine.claim(Worker.get_by_id(gone.id))
     engine.record_process(attempt, 999_999, 1.0)  # its process was on the vanished host
     Worker.update(heartbeat_at=time.time() - 3600).where(Worker.id == gone.id).execute()
-    script = ("import json, sys\nfrom queuectl_tui.db import open_db\nfrom queuectl_tui import engine\n"
-              "open_db(); sys.stdin.read(); print(json.dumps(engine.recover_lost()))")
+    script = (
+        "import json, sys\nfrom queuectl_tui.db import open_db\nfrom queuectl_tui import engine\n"
+        "open_db(); sys.stdin.read(); print(json.dumps(engine.recover_lost()))"
+    )
     hosts = [subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True,
                               env=cli_env(home, QUEUECTL_HOSTNAME=f"host{n}"))
@@ -146,8 +154,15 @@ def test_two_hosts_share_one_queue_and_recover_each_others_jobs(home, tmp_path, 
     # host-b stops; host-a dies while it runs a long job; host-b, back, takes the job back
     # once host-a's heartbeats are older than the lease (it cannot see host-a's processes).
     ok(run_cli(home, "worker", "stop", env=cli_env(home / "host-b", QUEUECTL_HOSTNAME="host-b")))
-    wait_for(lambda: not any(psutil.pid_exists(w["pid"]) and psutil.Process(w["pid"]).status() != "zombie"
-                             for w in b), message="host-b's workers to stop")
+    wait_for(
+        lambda: (
+            not any(
+                psutil.pid_exists(w["pid"]) and psutil.Process(w["pid"]).status() != "zombie"
+                for w in b
+            )
+        ),
+        message="host-b's workers to stop",
+    )
     script = "if [ -e first ]; then echo again > out; else touch first; sleep 600; fi"
     ok(run_cli(home, "enqueue", "--id", "long", "--max-retries", "2", "--backoff-base", "1",
                marked_command(mark, script)))
@@ -168,7 +183,11 @@ def test_two_hosts_share_one_queue_and_recover_each_others_jobs(home, tmp_path, 
 def test_a_worker_whose_connections_drop_carries_on_without_rerunning_its_job(home, tmp_path):
     out = tmp_path / "out"
     [worker] = ok(run_cli(home, "worker", "start", "--json")).json()
-    ok(run_cli(home, "enqueue", "--id", "j", f"touch {tmp_path}/started; sleep 1; echo once >> {out}"))
+    ok(
+        run_cli(
+            home, "enqueue", "--id", "j", f"touch {tmp_path}/started; sleep 1; echo once >> {out}"
+        )
+    )
     wait_for(lambda: (tmp_path / "started").exists(), message="j to start")
     dropped = _drop_sessions(worker["pid"])
     assert dropped >= 1
@@ -200,10 +219,12 @@ def _drop_sessions(pid: int) -> int:
 @on_postgres
 def test_an_unreachable_server_midway_is_one_line(home):
     ok(run_cli(home, "enqueue", "--id", "j", "true"))
-    broken = helpers.DB_URL.replace("@127.0.0.1:5432/", "@127.0.0.1:1/").replace("@localhost:5432/", "@127.0.0.1:1/")
+    broken = helpers.DB_URL.replace("@127.0.0.1:5432/", "@127.0.0.1:1/").replace(
+        "@localhost:5432/", "@127.0.0.1:1/"
+    )
     if broken == helpers.DB_URL:
         pytest.skip("QUEUECTL_TEST_PG is not on 127.0.0.1:5432")
-    line = one_line_error(run_cli(home, "list", env=cli_env(home, QUEUECTL_DB=broken)), 1)
+    line = user_error(run_cli(home, "list", env=cli_env(home, QUEUECTL_DB=broken)), 1)
     assert line.startswith("error: cannot connect to database postgresql://")
 
 
@@ -214,7 +235,9 @@ def _v1_on_postgres() -> str:
     lines = [line for line in V1.read_text().splitlines() if line and not line.startswith("--")]
     attempt = next(line for line in lines if line.startswith('CREATE TABLE "attempt"'))
     lines.remove(attempt)
-    lines.insert(next(i for i, line in enumerate(lines) if line.startswith('CREATE UNIQUE INDEX')), attempt)
+    lines.insert(
+        next(i for i, line in enumerate(lines) if line.startswith("CREATE UNIQUE INDEX")), attempt
+    )
     sql = "\n".join(lines).replace(" REAL", " DOUBLE PRECISION")
     sql = sql.replace('"seq" INTEGER NOT NULL PRIMARY KEY', '"seq" SERIAL NOT NULL PRIMARY KEY')
     sql = sql.replace('"id" INTEGER NOT NULL PRIMARY KEY', '"id" SERIAL NOT NULL PRIMARY KEY')
@@ -248,7 +271,9 @@ def _pg_shape(url: str) -> dict:
 def test_first_release_upgraded_on_postgres_has_the_shape_of_a_fresh_database(db):
     import psycopg2
     from pg_support import drop_schema, fresh_schema
-    from queuectl_tui import db as dbmod, engine
+
+    from queuectl_tui import db as dbmod
+    from queuectl_tui import engine
     fresh = _pg_shape(helpers.DB_URL)
     schema, old = fresh_schema()
     try:

@@ -19,15 +19,22 @@ def test_process_status_is_psutils_for_the_same_process():
     proc = subprocess.Popen(["sleep", "60"])
     try:
         started = procs.start_time(proc.pid)
-        assert started == pytest.approx(psutil.Process(proc.pid).create_time(), abs=procs._TOLERANCE)
-        assert procs.process_status(proc.pid, started) == procs.same_process(proc.pid, started).status()
+        assert started == pytest.approx(
+            psutil.Process(proc.pid).create_time(), abs=procs._TOLERANCE
+        )
+        assert (
+            procs.process_status(proc.pid, started)
+            == procs.same_process(proc.pid, started).status()
+        )
         assert procs.process_status(proc.pid, started + 1) is None  # a reused PID: a stranger
         proc.send_signal(signal.SIGSTOP)
         wait_for(lambda: procs.process_status(proc.pid, started) == psutil.STATUS_STOPPED,
                  message="the stopped state")
         assert procs.same_process(proc.pid, started).status() == psutil.STATUS_STOPPED
         proc.kill()
-        wait_for(lambda: psutil.Process(proc.pid).status() == psutil.STATUS_ZOMBIE, message="a zombie")
+        wait_for(
+            lambda: psutil.Process(proc.pid).status() == psutil.STATUS_ZOMBIE, message="a zombie"
+        )
         assert procs.process_status(proc.pid, started) is None  # exited, not yet reaped
         assert procs.same_process(proc.pid, started) is None
     finally:

@@ -23,10 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Result, cli_env, run_cli
-from reliability_support import one_line_error, permission_preexec, reap, succeeded, tree_digest
+from helpers import Result, cli_env, ok, permission_preexec, run_cli, tree_digest, user_error
 
-# reap (imported above): kills whatever a test leaves running, even when it fails half-way.
+# reap (conftest.py): kills whatever a test leaves running, even when it fails half-way.
 pytestmark = pytest.mark.usefixtures("reap")
 
 COMMANDS = [
@@ -65,9 +64,9 @@ def db_digest(home: Path) -> dict[str, str]:
 
 
 def populate(home: Path, jobs: int = 3) -> None:
-    succeeded(run_cli(home, "enqueue", "--id", "a", "true"))
+    ok(run_cli(home, "enqueue", "--id", "a", "true"))
     for n in range(1, jobs):
-        succeeded(run_cli(home, "enqueue", "--id", f"job{n}", f"echo {n}"))
+        ok(run_cli(home, "enqueue", "--id", f"job{n}", f"echo {n}"))
 
 
 # --- corrupt and foreign files ---------------------------------------------------------------
@@ -78,7 +77,7 @@ def test_random_bytes_are_refused_naming_the_file(cli, home):
     db.write_bytes(b"\x00not sqlite\xff" + os.urandom(64 * 1024))
     before = tree_digest(home)
     for args in COMMANDS:
-        line = one_line_error(cli(*args), 1)
+        line = user_error(cli(*args), 1)
         assert str(db) in line and "corrupt" in line, (args, line)
     assert tree_digest(home) == before
 
@@ -98,7 +97,7 @@ def test_damaged_pages_give_a_clear_error_never_a_traceback(home, tmp_path):
         result = run_cli(copy, *args)
         assert "Traceback" not in result.err, (args, result.err)
         if result.code != 0:
-            line = one_line_error(result, 1)
+            line = user_error(result, 1)
             assert str(copy / "queuectl.db") in line, (args, line)
             if args[:2] != ("worker", "start"):  # a worker registers before it meets the damage
                 assert db_digest(copy) == before, args
@@ -115,7 +114,7 @@ def test_a_database_from_a_newer_schema_is_refused(cli, home):
     con.close()
     before = tree_digest(home)
     for args in COMMANDS:
-        line = one_line_error(cli(*args), 1)
+        line = user_error(cli(*args), 1)
         assert "schema version 99" in line and "newer" in line, (args, line)
     assert tree_digest(home) == before
 
@@ -128,7 +127,7 @@ def test_an_sqlite_file_that_is_not_ours_is_refused(cli, home):
     con.commit()
     con.close()
     before = tree_digest(home)
-    line = one_line_error(cli("enqueue", "true"), 1)
+    line = user_error(cli("enqueue", "true"), 1)
     assert "not a queuectl one" in line
     assert tree_digest(home) == before
 
@@ -151,7 +150,7 @@ def test_nothing_is_created_beside_a_refused_database(tmp_path, make):
     make(place / "data.db")
     before = sorted(os.listdir(place))
     for args in (("status",), ("enqueue", "true"), ("worker", "start", "--foreground", "--burst")):
-        line = one_line_error(run_cli(tmp_path / "unused", "--db", str(place / "data.db"), *args), 1)
+        line = user_error(run_cli(tmp_path / "unused", "--db", str(place / "data.db"), *args), 1)
         assert str(place / "data.db") in line
         assert sorted(os.listdir(place)) == before, args  # no logs/, no journal
 
@@ -161,7 +160,7 @@ def test_a_device_is_not_a_database(tmp_path):
     beside = [Path("/dev/logs"), Path("/dev/null-journal")]
     existed = [p for p in beside if os.path.lexists(p)]
     try:
-        line = one_line_error(run_cli(tmp_path / "unused", "--db", "/dev/null", "enqueue", "true"), 1)
+        line = user_error(run_cli(tmp_path / "unused", "--db", "/dev/null", "enqueue", "true"), 1)
         assert "/dev/null" in line and "not a database file" in line
         assert [p for p in beside if os.path.lexists(p)] == existed
     finally:  # put /dev back as it was if the refusal failed
@@ -187,13 +186,13 @@ def test_a_read_only_data_directory_refuses_writes_cleanly(home, as_user):
     try:
         for args in [("enqueue", "true"), ("config", "set", "max_retries", "1"), ("retry", "a"),
                      ("worker", "start", "--foreground", "--burst")]:
-            line = one_line_error(run_as(home, *args, preexec=as_user), 1)
+            line = user_error(run_as(home, *args, preexec=as_user), 1)
             assert str(db) in line and ("write" in line or "read-only" in line), (args, line)
         # Reading needs the write-ahead log's index file: it works if that exists, else the
         # same clean refusal.
         status = run_as(home, "status", preexec=as_user)
         if status.code:
-            assert str(db) in one_line_error(status, 1)
+            assert str(db) in user_error(status, 1)
     finally:
         home.chmod(0o700)
     assert tree_digest(home) == before and rows(db) == before_rows
@@ -205,10 +204,10 @@ def test_a_read_only_database_file_can_be_read_but_not_written(home, as_user):
     before_rows = rows(db)
     db.chmod(0o400)
     try:
-        status = succeeded(run_as(home, "status", "--json", preexec=as_user)).json()
+        status = ok(run_as(home, "status", "--json", preexec=as_user)).json()
         assert status["total"] == 3
         for args in [("enqueue", "true"), ("config", "set", "max_retries", "1"), ("cancel", "a")]:
-            line = one_line_error(run_as(home, *args, preexec=as_user), 1)
+            line = user_error(run_as(home, *args, preexec=as_user), 1)
             assert str(db) in line and "write" in line, (args, line)
     finally:
         db.chmod(0o600)
@@ -220,7 +219,7 @@ def test_no_database_can_be_created_under_a_read_only_directory(tmp_path, as_use
     parent.mkdir(mode=0o500)
     home = parent / "qhome"
     try:
-        line = one_line_error(run_as(home, "enqueue", "true", preexec=as_user), 1)
+        line = user_error(run_as(home, "enqueue", "true", preexec=as_user), 1)
         assert "cannot create database" in line and str(home / "queuectl.db") in line
     finally:
         parent.chmod(0o700)
@@ -240,9 +239,11 @@ def test_a_full_disk_fails_a_bulk_enqueue_whole_and_names_the_cause(home, tmp_pa
     db = home / "queuectl.db"
     before, before_rows = tree_digest(home), rows(db)
     bulk = tmp_path / "bulk.json"
-    bulk.write_text(json.dumps([{"id": f"big{n}", "command": "echo " + "x" * 4000} for n in range(300)]))
+    bulk.write_text(
+        json.dumps([{"id": f"big{n}", "command": "echo " + "x" * 4000} for n in range(300)])
+    )
     limited = file_size_limit(db.stat().st_size)  # about 1.2 MB of jobs cannot fit
-    line = one_line_error(run_as(home, "enqueue", "-f", str(bulk), preexec=limited), 1)
+    line = user_error(run_as(home, "enqueue", "-f", str(bulk), preexec=limited), 1)
     assert "disk full" in line and str(db) in line, line
     assert rows(db) == before_rows
     assert tree_digest(home) == before
@@ -258,23 +259,23 @@ def test_a_disk_with_no_room_at_all_refuses_every_write(home):
     full = file_size_limit(0)
     for args in [("enqueue", "true"), ("config", "set", "max_retries", "1"), ("cancel", "a"),
                  ("delete", "job1")]:
-        line = one_line_error(run_as(home, *args, preexec=full), 1)
+        line = user_error(run_as(home, *args, preexec=full), 1)
         # A write refused outright is EFBIG, which SQLite reports as an I/O error (a real full
         # disk, ENOSPC, and a short write both say "full"): either way, named as such.
         assert ("disk full" in line or "is the disk full" in line) and str(db) in line, (args, line)
     status = run_as(home, "status", "--json", preexec=full)  # reading needs room for the WAL index
-    assert status.json()["total"] == 3 if status.code == 0 else str(db) in one_line_error(status, 1)
+    assert status.json()["total"] == 3 if status.code == 0 else str(db) in user_error(status, 1)
     assert rows(db) == before_rows
 
 
 def test_a_job_whose_log_hits_a_full_disk_still_finishes(home):
     """The log cannot grow past 2 MB; the job writes 4 MB. It must run to its end (not block on
     a pipe nobody drains) and say in its output tail why the log is short."""
-    succeeded(run_cli(home, "enqueue", "--id", "chatty", "--timeout", "60", "--max-retries", "0",
+    ok(run_cli(home, "enqueue", "--id", "chatty", "--timeout", "60", "--max-retries", "0",
                       "yes 0123456789 | head -c 4194304; echo done"))
     limit = 2 * 1024 * 1024
-    succeeded(run_as(home, "worker", "start", "--foreground", "--burst", preexec=file_size_limit(limit)))
-    job = succeeded(run_cli(home, "show", "chatty", "--json")).json()
+    ok(run_as(home, "worker", "start", "--foreground", "--burst", preexec=file_size_limit(limit)))
+    job = ok(run_cli(home, "show", "chatty", "--json")).json()
     assert (job["state"], job["attempts"]) == ("completed", 1), job["last_error"]
     assert "the log stopped after 2097152 bytes (File too large)" in job["output_tail"]
     assert Path(job["attempt_list"][0]["log_file"]).stat().st_size == limit
@@ -304,9 +305,9 @@ def test_commands_wait_out_a_lock_held_for_a_few_seconds(cli, home):
     try:
         assert locker.stdout.readline().strip() == "locked"
         # Reads are not blocked by a writer (WAL); writes queue behind it and then succeed.
-        assert succeeded(cli("status", "--json")).json()["total"] == 3
-        succeeded(cli("enqueue", "--id", "patient", "true"))
-        succeeded(cli("config", "set", "max_retries", "5"))
+        assert ok(cli("status", "--json")).json()["total"] == 3
+        ok(cli("enqueue", "--id", "patient", "true"))
+        ok(cli("config", "set", "max_retries", "5"))
         assert locker.stdout.readline().strip() == "released"
     finally:
         locker.kill()
@@ -315,7 +316,7 @@ def test_commands_wait_out_a_lock_held_for_a_few_seconds(cli, home):
     order = dict(con.execute("SELECT id, seq FROM job WHERE id IN ('from-locker', 'patient')"))
     con.close()
     assert order["patient"] > order["from-locker"]  # it was written after the lock was released
-    assert succeeded(cli("config", "get", "max_retries")).out.strip() == "5"
+    assert ok(cli("config", "get", "max_retries")).out.strip() == "5"
 
 
 # --- logs directory gone or unwritable -------------------------------------------------------
@@ -323,21 +324,24 @@ def test_commands_wait_out_a_lock_held_for_a_few_seconds(cli, home):
 def test_a_database_moved_without_its_logs_directory_still_runs_jobs(home):
     populate(home)
     shutil.rmtree(home / "logs")  # moved without it, or deleted to free space
-    succeeded(run_cli(home, "worker", "start", "--foreground", "--burst"))
-    jobs = succeeded(run_cli(home, "list", "--json")).json()
+    ok(run_cli(home, "worker", "start", "--foreground", "--burst"))
+    jobs = ok(run_cli(home, "list", "--json")).json()
     assert {j["state"] for j in jobs} == {"completed"}
     assert (home / "logs").stat().st_mode & 0o777 == 0o700
 
 
 def test_a_log_that_cannot_be_created_fails_the_attempt_not_the_worker(home, as_user):
-    succeeded(run_cli(home, "enqueue", "--id", "nolog", "--max-retries", "0", "echo hi"))
-    succeeded(run_cli(home, "enqueue", "--id", "after", "--max-retries", "0", "echo hi"))
+    ok(run_cli(home, "enqueue", "--id", "nolog", "--max-retries", "0", "echo hi"))
+    ok(run_cli(home, "enqueue", "--id", "after", "--max-retries", "0", "echo hi"))
     (home / "logs").chmod(0o500)
     try:
-        succeeded(run_as(home, "worker", "start", "--foreground", "--burst", preexec=as_user))
+        ok(run_as(home, "worker", "start", "--foreground", "--burst", preexec=as_user))
     finally:
         (home / "logs").chmod(0o700)
     for job_id in ("nolog", "after"):  # the worker survived the first and ran the second
-        job = succeeded(run_cli(home, "show", job_id, "--json")).json()
+        job = ok(run_cli(home, "show", job_id, "--json")).json()
         assert job["state"] == "dead"
-        assert job["last_error"].startswith("cannot create the log file") and "Permission denied" in job["last_error"]
+        assert (
+            job["last_error"].startswith("cannot create the log file")
+            and "Permission denied" in job["last_error"]
+        )

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Result, cli_env, run_cli, wait_for
-from reliability_support import one_line_error, reap, succeeded, tree_digest
+from helpers import Result, cli_env, ok, run_cli, tree_digest, user_error, wait_for
 
-# reap (imported above): kills whatever a test leaves running, even when it fails half-way.
+# reap (conftest.py): kills whatever a test leaves running, even when it fails half-way.
 pytestmark = pytest.mark.usefixtures("reap")
 
 MB = 1024 * 1024
@@ -32,12 +31,22 @@ def template(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("input-template") / "qhome"
 
     def cli(*args, **kw):
-        return succeeded(run_cli(home, *args, **kw))
+        return ok(run_cli(home, *args, **kw))
 
     cli("enqueue", "--id", "done", "--queue", "setup", "echo hello")
     cli("enqueue", "--id", "dead1", "--queue", "setup", "--max-retries", "0", "exit 3")
-    cli("enqueue", "--id", "flaky", "--queue", "setup", "--max-retries", "3", "--backoff-base", "100",
-        "exit 4")
+    cli(
+        "enqueue",
+        "--id",
+        "flaky",
+        "--queue",
+        "setup",
+        "--max-retries",
+        "3",
+        "--backoff-base",
+        "100",
+        "exit 4",
+    )
     cli("worker", "start", "--foreground", "--burst", "--queue", "setup")
     cli("enqueue", "--id", "waiting", "true")
     cli("enqueue", "--id", "later", "--delay", "3600", "true")
@@ -161,15 +170,29 @@ BAD_INPUT = [
     case("enqueue", "--run-at", "2030-01-01T00:00:00+25:00", "x", id="run-at-bad-zone"),
     case("enqueue", "--run-at", "0001-01-01T00:00:00", "x", id="run-at-year-1"),
     case("enqueue", "--run-at", "9999-12-31T23:59:59-12:00", "x", id="run-at-year-10000-utc"),
-    case("enqueue", '{"command": "x", "run_at": "2030-01-01T00:00:00Z", "delay": 5}', id="run-at-and-delay"),
+    case(
+        "enqueue",
+        '{"command": "x", "run_at": "2030-01-01T00:00:00Z", "delay": 5}',
+        id="run-at-and-delay",
+    ),
     # duplicate ids
     case("enqueue", "--id", "done", "true", id="dup-existing"),
     case("enqueue", '{"id": "waiting", "command": "true"}', id="dup-existing-json"),
-    spec_file([{"id": "n1", "command": "true"}, {"id": "n2", "command": "true"},
-               {"id": "n1", "command": "true"}], id="dup-within-file"),
-    spec_file([{"id": "n1", "command": "true"}, {"id": "done", "command": "true"}],
-              id="dup-file-vs-existing"),
-    spec_file(b'{"id": "n1", "command": "a"}\n{"id": "n1", "command": "b"}\n', id="dup-within-jsonl"),
+    spec_file(
+        [
+            {"id": "n1", "command": "true"},
+            {"id": "n2", "command": "true"},
+            {"id": "n1", "command": "true"},
+        ],
+        id="dup-within-file",
+    ),
+    spec_file(
+        [{"id": "n1", "command": "true"}, {"id": "done", "command": "true"}],
+        id="dup-file-vs-existing",
+    ),
+    spec_file(
+        b'{"id": "n1", "command": "a"}\n{"id": "n1", "command": "b"}\n', id="dup-within-jsonl"
+    ),
     spec_file([{"id": "n1", "command": "true"}, {"id": "n2", "command": ""}], id="one-bad-in-file"),
     # ids that are not data
     case("enqueue", "--id", "a\nb", "true", id="id-newline"),
@@ -180,10 +203,18 @@ BAD_INPUT = [
     # numbers beyond Python's integer digit limit, nesting beyond json's recursion limit
     case("enqueue", '{"command": "x", "priority": ' + "9" * 5000 + "}", id="int-5000-digits"),
     spec_file(b'{"command": "x", "priority": ' + b"9" * 5000 + b"}", id="int-5000-digits-file"),
-    spec_file(b'{"command": "a"}\n{"command": "x", "timeout": ' + b"9" * 5000 + b"}\n",
-              id="int-5000-digits-jsonl"),
-    case("enqueue", stdin='{"command": "x", "priority": ' + "9" * 5000 + "}", id="int-5000-digits-stdin"),
-    case("enqueue", '{"command": ' + "[" * 50_000 + "]" * 50_000 + "}", id="nested-spec"),  # < 128 KiB
+    spec_file(
+        b'{"command": "a"}\n{"command": "x", "timeout": ' + b"9" * 5000 + b"}\n",
+        id="int-5000-digits-jsonl",
+    ),
+    case(
+        "enqueue",
+        stdin='{"command": "x", "priority": ' + "9" * 5000 + "}",
+        id="int-5000-digits-stdin",
+    ),
+    case(
+        "enqueue", '{"command": ' + "[" * 50_000 + "]" * 50_000 + "}", id="nested-spec"
+    ),  # < 128 KiB
     case("enqueue", "[" * 50_000 + "]" * 50_000, id="nested-array-argument"),
     spec_file(b"[" * 100_000, id="nested-file"),
     spec_file(b'{"command": "a"}\n' + b"[" * 100_000 + b"\n", id="nested-jsonl"),
@@ -191,9 +222,13 @@ BAD_INPUT = [
     case("enqueue", "-f", "-", stdin='{"command": ' + "[" * 100_000, id="nested-file-stdin"),
     # a key given twice (json would keep the last silently)
     case("enqueue", '{"command": "rm -rf /tmp/x", "command": "true"}', id="duplicate-key"),
-    spec_file(b'{"command": "a"}\n{"id": "x", "command": "b", "id": "y"}\n', id="duplicate-key-jsonl"),
+    spec_file(
+        b'{"command": "a"}\n{"id": "x", "command": "b", "id": "y"}\n', id="duplicate-key-jsonl"
+    ),
     spec_file(b'[{"command": "a", "queue": "q", "queue": "r"}]', id="duplicate-key-array"),
-    case("enqueue", stdin='{"command": "a", "priority": 1, "priority": 2}', id="duplicate-key-stdin"),
+    case(
+        "enqueue", stdin='{"command": "a", "priority": 1, "priority": 2}', id="duplicate-key-stdin"
+    ),
     # settings
     case("config", "set", "colour", "red", id="config-unknown-set"),
     case("config", "get", "colour", id="config-unknown-get"),
@@ -212,7 +247,7 @@ BAD_INPUT = [
 @pytest.mark.parametrize("args, stdin, files", BAD_INPUT)
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(populated, tmp_path, args, stdin, files):
     before = tree_digest(populated)
-    line = one_line_error(run(populated, args, stdin, files, tmp_path), 2)
+    line = user_error(run(populated, args, stdin, files, tmp_path), 2)
     assert line.startswith("error: ")
     assert tree_digest(populated) == before
 
@@ -235,30 +270,34 @@ UNKNOWN_IDS = [
 
 
 @pytest.mark.parametrize("args, stdin, files", UNKNOWN_IDS)
-def test_unknown_job_id_is_one_line_exit_1_and_changes_nothing(populated, tmp_path, args, stdin, files):
+def test_unknown_job_id_is_one_line_exit_1_and_changes_nothing(
+    populated, tmp_path, args, stdin, files
+):
     before = tree_digest(populated)
-    line = one_line_error(run(populated, args, stdin, files, tmp_path), 1)
+    line = user_error(run(populated, args, stdin, files, tmp_path), 1)
     assert "nosuch" in line or "shadow" in line or "attempt 7" in line
     assert tree_digest(populated) == before
 
 
 def test_stopping_an_unknown_worker_id_signals_no_worker(populated):
-    started = succeeded(run_cli(populated, "worker", "start", "--json")).json()[0]
-    line = one_line_error(run_cli(populated, "worker", "stop", str(started["id"]), "999"), 1)
+    started = ok(run_cli(populated, "worker", "start", "--json")).json()[0]
+    line = user_error(run_cli(populated, "worker", "stop", str(started["id"]), "999"), 1)
     assert "999" in line
     # Had the known worker been signalled it would stop claiming and leave; it still works.
-    succeeded(run_cli(populated, "enqueue", "--id", "after-stop", "true"))
-    wait_for(lambda: run_cli(populated, "show", "after-stop", "--json").json()["state"] == "completed",
-             message="the worker to run a job after the refused stop")
-    workers = succeeded(run_cli(populated, "worker", "list", "--json")).json()
+    ok(run_cli(populated, "enqueue", "--id", "after-stop", "true"))
+    wait_for(
+        lambda: run_cli(populated, "show", "after-stop", "--json").json()["state"] == "completed",
+        message="the worker to run a job after the refused stop",
+    )
+    workers = ok(run_cli(populated, "worker", "list", "--json")).json()
     assert [(w["id"], w["alive"]) for w in workers] == [(started["id"], True)]
-    assert succeeded(run_cli(populated, "worker", "stop", "--json")).json()["stopped"] == [started["id"]]
+    assert ok(run_cli(populated, "worker", "stop", "--json")).json()["stopped"] == [started["id"]]
 
 
 def test_a_path_like_id_is_just_data(populated):
     """Accepted as data (it has no whitespace or control characters), shown and run like any
     other id; where its output goes never depends on it (see the security tests)."""
-    job = succeeded(run_cli(populated, "show", "../../etc/passwd", "--json")).json()
+    job = ok(run_cli(populated, "show", "../../etc/passwd", "--json")).json()
     assert job["id"] == "../../etc/passwd" and job["state"] == "pending"
 
 
@@ -266,7 +305,7 @@ def test_enqueue_from_a_directory_whose_name_is_not_utf8(populated, tmp_path):
     odd = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))  # Latin-1, not UTF-8
     odd.mkdir()
     before = tree_digest(populated)
-    line = one_line_error(run_cli(populated, "enqueue", "true", cwd=odd), 2)
+    line = user_error(run_cli(populated, "enqueue", "true", cwd=odd), 2)
     assert "not UTF-8" in line
     assert tree_digest(populated) == before
 
@@ -289,23 +328,46 @@ NON_UTF8_ARGS = [
 @pytest.mark.parametrize("args, stdin, files", NON_UTF8_ARGS)
 def test_a_non_utf8_id_or_filter_is_one_line_exit_2(populated, tmp_path, args, stdin, files):
     before = tree_digest(populated)
-    line = one_line_error(run(populated, args, stdin, files, tmp_path), 2)
+    line = user_error(run(populated, args, stdin, files, tmp_path), 2)
     assert "not UTF-8" in line and r"caf\xe9" in line
     assert tree_digest(populated) == before
 
 
-@pytest.mark.parametrize("args, stdin, files, words", [
-    (*case("enqueue", '{"command": "a", "command": "b"}', id="x").values, "duplicate key 'command'"),
-    (*spec_file(b'{"command": "a"}\n{"command": "b", "queue": "q", "queue": "r"}\n', id="x").values,
-     "line 2: duplicate key 'queue'"),
-    (*case("enqueue", stdin='{"command": "a", "id": "p", "id": "q"}', id="x").values, "duplicate key 'id'"),
-    (*case("enqueue", '{"command": "x", "priority": ' + "9" * 5000 + "}", id="x").values, "4300 digits"),
-    (*spec_file(b'{"command": "a"}\n' + b"[" * 100_000 + b"\n", id="x").values, "line 2: nested too deeply"),
-    (*spec_file(b'{"command": "a", "id": "p", "id": "q"}\n{"command": "b"}\n', id="x").values,
-     "line 1: duplicate key 'id'"),
-])
+@pytest.mark.parametrize(
+    "args, stdin, files, words",
+    [
+        (
+            *case("enqueue", '{"command": "a", "command": "b"}', id="x").values,
+            "duplicate key 'command'",
+        ),
+        (
+            *spec_file(
+                b'{"command": "a"}\n{"command": "b", "queue": "q", "queue": "r"}\n', id="x"
+            ).values,
+            "line 2: duplicate key 'queue'",
+        ),
+        (
+            *case("enqueue", stdin='{"command": "a", "id": "p", "id": "q"}', id="x").values,
+            "duplicate key 'id'",
+        ),
+        (
+            *case("enqueue", '{"command": "x", "priority": ' + "9" * 5000 + "}", id="x").values,
+            "4300 digits",
+        ),
+        (
+            *spec_file(b'{"command": "a"}\n' + b"[" * 100_000 + b"\n", id="x").values,
+            "line 2: nested too deeply",
+        ),
+        (
+            *spec_file(
+                b'{"command": "a", "id": "p", "id": "q"}\n{"command": "b"}\n', id="x"
+            ).values,
+            "line 1: duplicate key 'id'",
+        ),
+    ],
+)
 def test_json_faults_name_the_cause(populated, tmp_path, args, stdin, files, words):
-    line = one_line_error(run(populated, args, stdin, files, tmp_path), 2)
+    line = user_error(run(populated, args, stdin, files, tmp_path), 2)
     assert words in line
     assert "--command" not in line  # that hint is for text that is not JSON at all
 
@@ -314,5 +376,5 @@ def test_a_command_that_only_looks_like_json_is_still_a_command(populated):
     """The rule for a SPEC starting with '[': JSON is refused (above), anything else is a shell
     command; input too deep for json to read is told apart without recursion."""
     command = "[" * 50_000  # deeper than json can recurse, shorter than a command may be
-    job_id = succeeded(run_cli(populated, "enqueue", command)).out.strip()
-    assert succeeded(run_cli(populated, "show", job_id, "--json")).json()["command"] == command
+    job_id = ok(run_cli(populated, "enqueue", command)).out.strip()
+    assert ok(run_cli(populated, "show", job_id, "--json")).json()["command"] == command

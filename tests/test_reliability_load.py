@@ -1,6 +1,6 @@
 """Load and chaos through bench/stress.py: nothing lost, nothing run twice unless its worker died.
 
-Sized by QUEUECTL_STRESS_SCALE (see reliability_support.SCALE): 1.0 is the full load of 4
+Sized by QUEUECTL_STRESS_SCALE (see helpers.SCALE): 1.0 is the full load of 4
 producers x 2,000 jobs with 4 workers. The same script, run by hand, produced the figures in
 docs/RELIABILITY.md.
 """
@@ -12,11 +12,11 @@ import subprocess
 import sys
 
 import pytest
-
 from pg_support import drop_schema, fresh_schema
-from reliability_support import SCALE, STRESS, reap
 
-# reap (imported above): kills whatever a test leaves running, even when it fails half-way.
+from helpers import SCALE, STRESS
+
+# reap (conftest.py): kills whatever a test leaves running, even when it fails half-way.
 pytestmark = [pytest.mark.usefixtures("reap"), pytest.mark.both_backends]
 
 PRODUCERS, WORKERS = 4, 4
@@ -52,10 +52,27 @@ def per_producer(workdir) -> int:
 def stress(workdir, *extra: str) -> dict:
     url = ["--db-url", _urls[workdir]] if workdir in _urls else []
     proc = subprocess.run(
-        [sys.executable, str(STRESS), "--json", "--producers", str(PRODUCERS), "--workers", str(WORKERS),
-         "--jobs-per-producer", str(per_producer(workdir)), "--deadline", "900", "--dir", str(workdir),
-         *url, *extra],
-        capture_output=True, text=True, timeout=1200)
+        [
+            sys.executable,
+            str(STRESS),
+            "--json",
+            "--producers",
+            str(PRODUCERS),
+            "--workers",
+            str(WORKERS),
+            "--jobs-per-producer",
+            str(per_producer(workdir)),
+            "--deadline",
+            "900",
+            "--dir",
+            str(workdir),
+            *url,
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert proc.stdout.strip(), proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -67,8 +84,16 @@ def test_concurrent_producers_and_workers_run_every_job_exactly_once(workdir):
     assert r["accepted"] == jobs and r["producer_errors"] == [], figures
     assert (r["lost"], r["duplicated"], r["stuck"], r["overrun"]) == (0, 0, 0, 0), figures
     assert r["completed"] == jobs and r["runs_recorded"] == jobs, figures
-    assert r["status"] == {"pending": 0, "processing": 0, "completed": jobs, "failed": 0, "dead": 0}, figures
-    assert r["status_matches"] and r["leftover_processes"] == [] and r["worker_errors"] == 0, figures
+    assert r["status"] == {
+        "pending": 0,
+        "processing": 0,
+        "completed": jobs,
+        "failed": 0,
+        "dead": 0,
+    }, figures
+    assert r["status_matches"] and r["leftover_processes"] == [] and r["worker_errors"] == 0, (
+        figures
+    )
     assert r["ok"], figures
 
 
@@ -82,10 +107,14 @@ def test_chaos_loses_nothing_and_reruns_only_interrupted_jobs(workdir, max_retri
     assert r["accepted"] == jobs and r["producer_errors"] == [], figures
     # Every job completed, or is in the DLQ with a "worker lost" attempt; none lost or stuck.
     assert (r["lost"], r["stuck"]) == (0, 0), figures
-    assert r["completed"] + r["dead_worker_lost"] == jobs and r["dead"] == r["dead_worker_lost"], figures
+    assert r["completed"] + r["dead_worker_lost"] == jobs and r["dead"] == r["dead_worker_lost"], (
+        figures
+    )
     # A job never interrupted ran exactly once; none ran more often than it was attempted.
     assert (r["duplicated_uninterrupted"], r["overrun"]) == (0, 0), figures
-    assert r["status_matches"] and r["leftover_processes"] == [] and r["worker_errors"] == 0, figures
+    assert r["status_matches"] and r["leftover_processes"] == [] and r["worker_errors"] == 0, (
+        figures
+    )
     if max_retries == 0:  # every interrupted job was accounted for in the DLQ, none rerun
         assert r["dead_worker_lost"] == r["jobs_interrupted"] and r["duplicated"] == 0, figures
     assert r["ok"], figures

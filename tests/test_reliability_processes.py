@@ -19,10 +19,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from helpers import cli_env, wait_for
-from reliability_support import gone, kill_processes_with, processes_with, reap, succeeded, token
+from helpers import cli_env, gone, kill_processes_with, ok, processes_with, token, wait_for
 
-# reap (imported above): kills whatever a test leaves running, even when it fails half-way.
+# reap (conftest.py): kills whatever a test leaves running, even when it fails half-way.
 pytestmark = pytest.mark.usefixtures("reap")
 
 MB = 1024 * 1024
@@ -41,15 +40,15 @@ def sleeps(tok: str) -> list[psutil.Process]:
 
 
 def start_worker(cli) -> dict:
-    return succeeded(cli("worker", "start", "--json")).json()[0]
+    return ok(cli("worker", "start", "--json")).json()[0]
 
 
 def show(cli, job_id: str) -> dict:
-    return succeeded(cli("show", job_id, "--json")).json()
+    return ok(cli("show", job_id, "--json")).json()
 
 
 def worker_status(cli, worker_id: int) -> str | None:
-    rows = succeeded(cli("worker", "list", "--json")).json()
+    rows = ok(cli("worker", "list", "--json")).json()
     return next((w["status"] for w in rows if w["id"] == worker_id), None)
 
 
@@ -78,19 +77,22 @@ def running_long_job(cli, tmp_path: Path) -> tuple[dict, Path]:
     """A detached worker running job "long", which prints "finished" once ``release`` exists."""
     worker = start_worker(cli)
     started, release = tmp_path / "started", tmp_path / "release"
-    succeeded(cli("enqueue", "--id", "long",
+    ok(cli("enqueue", "--id", "long",
                   f"touch {started}; while [ ! -e {release} ]; do sleep 0.02; done; echo finished"))
     wait_for(started.exists, message="the job to start")
     return worker, release
 
 
 def test_sigterm_lets_the_running_job_finish_and_claims_nothing_more(cli, tmp_path):
-    succeeded(cli("config", "set", "heartbeat_interval", "0.2"))
+    ok(cli("config", "set", "heartbeat_interval", "0.2"))
     worker, release = running_long_job(cli, tmp_path)
 
     os.kill(worker["pid"], signal.SIGTERM)
-    wait_for(lambda: worker_status(cli, worker["id"]) == "stopping", message="the worker to take the signal")
-    succeeded(cli("enqueue", "--id", "next", "true"))
+    wait_for(
+        lambda: worker_status(cli, worker["id"]) == "stopping",
+        message="the worker to take the signal",
+    )
+    ok(cli("enqueue", "--id", "next", "true"))
     assert show(cli, "long")["state"] == "processing"  # the signal did not touch the job
 
     release.touch()
@@ -99,7 +101,7 @@ def test_sigterm_lets_the_running_job_finish_and_claims_nothing_more(cli, tmp_pa
     assert (job["state"], job["attempts"], outcomes(job)) == ("completed", 1, ["completed"])
     assert job["output_tail"] == "finished\n"
     assert show(cli, "next")["state"] == "pending"  # a stopping worker takes no new job
-    assert succeeded(cli("worker", "list", "--json")).json() == []
+    assert ok(cli("worker", "list", "--json")).json() == []
 
 
 def test_a_repeated_normal_stop_still_lets_the_job_finish(cli, tmp_path):
@@ -109,12 +111,14 @@ def test_a_repeated_normal_stop_still_lets_the_job_finish(cli, tmp_path):
 
     os.kill(worker["pid"], signal.SIGTERM)
     wait_for(lambda: worker_status(cli, worker["id"]) == "stopping", message="the first stop")
-    assert succeeded(cli("status", "--json")).json()["workers"] == {"alive": 1, "busy": 1}
+    assert ok(cli("status", "--json")).json()["workers"] == {"alive": 1, "busy": 1}
     # The second normal stop: waits a second for the worker, which goes on with its job.
-    again = succeeded(cli("worker", "stop", "--wait", "1", "--json")).json()
+    again = ok(cli("worker", "stop", "--wait", "1", "--json")).json()
     assert again == {"stopped": [], "still_running": [worker["id"]], "gone": []}
     os.kill(worker["pid"], signal.SIGTERM)
-    assert succeeded(cli("worker", "stop", "--wait", "0.5", "--json")).json()["still_running"] == [worker["id"]]
+    assert ok(cli("worker", "stop", "--wait", "0.5", "--json")).json()["still_running"] == [
+        worker["id"]
+    ]
     assert show(cli, "long")["state"] == "processing"
 
     release.touch()
@@ -126,9 +130,9 @@ def test_a_repeated_normal_stop_still_lets_the_job_finish(cli, tmp_path):
 
 @pytest.mark.parametrize("how", ["second-sigint", "stop-force"])
 def test_a_forced_stop_kills_the_job_tree_and_the_job_runs_again_later(cli, tmp_path, tok, how):
-    succeeded(cli("config", "set", "heartbeat_interval", "0.2"))
+    ok(cli("config", "set", "heartbeat_interval", "0.2"))
     worker = start_worker(cli)
-    succeeded(cli("enqueue", "--id", "tree", "--max-retries", "0", tree_job(tmp_path, tok)))
+    ok(cli("enqueue", "--id", "tree", "--max-retries", "0", tree_job(tmp_path, tok)))
     wait_for(lambda: len(sleeps(tok)) == 2, message="the job's grandchildren")
 
     if how == "second-sigint":  # Ctrl+C twice on a foreground worker
@@ -137,7 +141,7 @@ def test_a_forced_stop_kills_the_job_tree_and_the_job_runs_again_later(cli, tmp_
         assert len(sleeps(tok)) == 2  # the first signal leaves the job alone
         os.kill(worker["pid"], signal.SIGINT)
     else:
-        assert succeeded(cli("worker", "stop", "--force", "--json")).json()["stopped"] == [worker["id"]]
+        assert ok(cli("worker", "stop", "--force", "--json")).json()["stopped"] == [worker["id"]]
     wait_for(lambda: gone(worker["pid"]), message="the worker to exit")
     wait_for(lambda: not processes_with(tok), timeout=5, message="the job's whole tree to be gone")
 
@@ -145,28 +149,34 @@ def test_a_forced_stop_kills_the_job_tree_and_the_job_runs_again_later(cli, tmp_
     # Back to pending, and the interrupted run did not use up the (zero) retries.
     assert (job["state"], job["attempts"], outcomes(job)) == ("pending", 0, ["interrupted"])
 
-    succeeded(cli("worker", "start", "--foreground", "--burst"))
+    ok(cli("worker", "start", "--foreground", "--burst"))
     job = show(cli, "tree")
-    assert (job["state"], job["attempts"], outcomes(job)) == ("completed", 1, ["interrupted", "completed"])
+    assert (job["state"], job["attempts"], outcomes(job)) == (
+        "completed",
+        1,
+        ["interrupted", "completed"],
+    )
     assert run_count(tmp_path) == 2 and not (tmp_path / "overlap").exists()
 
 
 # --- no orphans ------------------------------------------------------------------------------
 
 def test_a_timeout_kills_the_grandchildren_too(cli, tok):
-    succeeded(cli("enqueue", "--id", "slow", "--timeout", "1", "--max-retries", "0",
+    ok(cli("enqueue", "--id", "slow", "--timeout", "1", "--max-retries", "0",
                   f"sh -c 'sleep {tok} & sleep {tok}'"))
-    succeeded(cli("worker", "start", "--foreground", "--burst"))
+    ok(cli("worker", "start", "--foreground", "--burst"))
     job = show(cli, "slow")
     assert (job["state"], job["last_error"]) == ("dead", "timed out after 1s")
     wait_for(lambda: not processes_with(tok), timeout=5, message="no process of the job left")
 
 
 @pytest.mark.parametrize("recovered_by", ["recover-command", "replacement-worker"])
-def test_a_sigkilled_workers_job_tree_is_killed_before_the_job_runs_again(cli, tmp_path, tok, recovered_by):
-    succeeded(cli("config", "set", "backoff_base", "1"))
+def test_a_sigkilled_workers_job_tree_is_killed_before_the_job_runs_again(
+    cli, tmp_path, tok, recovered_by
+):
+    ok(cli("config", "set", "backoff_base", "1"))
     worker = start_worker(cli)
-    succeeded(cli("enqueue", "--id", "victim", tree_job(tmp_path, tok)))
+    ok(cli("enqueue", "--id", "victim", tree_job(tmp_path, tok)))
     wait_for(lambda: len(sleeps(tok)) == 2 and show(cli, "victim")["attempt_list"][0]["pid"],
              message="the job's tree, recorded")
 
@@ -175,14 +185,14 @@ def test_a_sigkilled_workers_job_tree_is_killed_before_the_job_runs_again(cli, t
     assert len(sleeps(tok)) == 2  # the job outlives its worker: only recovery can stop it
 
     if recovered_by == "recover-command":
-        assert succeeded(cli("recover", "--json")).json() == {"recovered": ["victim"]}
+        assert ok(cli("recover", "--json")).json() == {"recovered": ["victim"]}
         wait_for(lambda: not processes_with(tok), timeout=5, message="recovery to kill the tree")
         job = show(cli, "victim")
         assert job["state"] == "failed" and outcomes(job) == ["lost"]
         assert job["last_error"].startswith("worker lost")
     # A new worker recovers the job on start (when not done already), waits out the 1 s
     # backoff and runs it again; the second run checks that nothing of the first is alive.
-    succeeded(cli("worker", "start", "--foreground", "--burst"))
+    ok(cli("worker", "start", "--foreground", "--burst"))
     job = show(cli, "victim")
     assert (job["state"], job["attempts"], outcomes(job)) == ("completed", 2, ["lost", "completed"])
     assert job["attempt_list"][0]["error"].startswith("worker lost")
@@ -191,21 +201,23 @@ def test_a_sigkilled_workers_job_tree_is_killed_before_the_job_runs_again(cli, t
     assert not processes_with(tok)
 
 
-def test_a_job_whose_process_is_only_in_its_workers_journal_is_killed_and_charged(cli, tmp_path, tok):
+def test_a_job_whose_process_is_only_in_its_workers_journal_is_killed_and_charged(
+    cli, tmp_path, tok
+):
     """A worker notes each job's process in its journal before the command runs; the database
     gets the PID only at the next heartbeat. SIGKILLed in between, the worker leaves a job that
     did start: recovery must read the journal, kill the tree and charge the attempt ("lost"),
     not hand it back as never started (which would run it next to its live first run)."""
     for key, value in (("heartbeat_interval", "300"), ("lease", "900"), ("backoff_base", "1")):
-        succeeded(cli("config", "set", key, value))  # the first beat is at start: no second one
+        ok(cli("config", "set", key, value))  # the first beat is at start: no second one
     worker = start_worker(cli)
-    succeeded(cli("enqueue", "--id", "victim", tree_job(tmp_path, tok)))
+    ok(cli("enqueue", "--id", "victim", tree_job(tmp_path, tok)))
     wait_for(lambda: len(sleeps(tok)) == 2, message="the job's tree")
     assert show(cli, "victim")["attempt_list"][0]["pid"] is None  # only in the journal
 
     os.kill(worker["pid"], signal.SIGKILL)
     wait_for(lambda: gone(worker["pid"]), message="the worker to die")
-    assert succeeded(cli("recover", "--json")).json() == {"recovered": ["victim"]}
+    assert ok(cli("recover", "--json")).json() == {"recovered": ["victim"]}
     wait_for(lambda: not processes_with(tok), timeout=5, message="recovery to kill the tree")
     job = show(cli, "victim")
     assert job["state"] == "failed" and outcomes(job) == ["lost"]
@@ -213,20 +225,25 @@ def test_a_job_whose_process_is_only_in_its_workers_journal_is_killed_and_charge
 
 
 @pytest.mark.parametrize("recovered_by", ["recover-command", "replacement-worker"])
-def test_recovery_kills_the_group_of_a_job_whose_shell_has_already_exited(cli, tmp_path, tok, recovered_by):
+def test_recovery_kills_the_group_of_a_job_whose_shell_has_already_exited(
+    cli, tmp_path, tok, recovered_by
+):
     """``(sleep 10; echo late >> f) & sleep 2`` with its worker SIGKILLed during the sleep: the
     shell ends, the background child lives on in the shell's process group. Recovery must kill
     it (and say so by returning only once it is gone) before the job can run again."""
-    succeeded(cli("config", "set", "backoff_base", "1"))
+    ok(cli("config", "set", "backoff_base", "1"))
     worker = start_worker(cli)
     runs, once, overlap = tmp_path / "runs", tmp_path / "once", tmp_path / "overlap"
     late, release = tmp_path / "late", tmp_path / "release"
-    succeeded(cli("enqueue", "--id", "j", (
+    ok(cli("enqueue", "--id", "j", (
         f"echo run >> {runs}; "
         f"if [ -e {once} ]; then if pgrep -f '^sleep {tok}' >/dev/null; then touch {overlap}; fi; "
         f"else touch {once}; (sleep {tok}; echo late >> {late}) & "
         f"while [ ! -e {release} ]; do sleep 0.02; done; fi")))
-    wait_for(lambda: sleeps(tok) and show(cli, "j")["attempt_list"][0]["pid"], message="the job, recorded")
+    wait_for(
+        lambda: sleeps(tok) and show(cli, "j")["attempt_list"][0]["pid"],
+        message="the job, recorded",
+    )
     shell = show(cli, "j")["attempt_list"][0]["pid"]
 
     os.kill(worker["pid"], signal.SIGKILL)
@@ -236,9 +253,9 @@ def test_recovery_kills_the_group_of_a_job_whose_shell_has_already_exited(cli, t
     assert len(sleeps(tok)) == 1  # its background child has not
 
     if recovered_by == "recover-command":
-        assert succeeded(cli("recover", "--json")).json() == {"recovered": ["j"]}
+        assert ok(cli("recover", "--json")).json() == {"recovered": ["j"]}
         assert not processes_with(tok), "recovery returned with the job's group still running"
-    succeeded(cli("worker", "start", "--foreground", "--burst"))
+    ok(cli("worker", "start", "--foreground", "--burst"))
     job = show(cli, "j")
     assert (job["state"], outcomes(job)) == ("completed", ["lost", "completed"])
     assert run_count(tmp_path) == 2
@@ -251,7 +268,7 @@ def test_recovery_kills_what_a_sigkilled_workers_job_moved_out_of_its_group(cli,
     init: recovery still finds it, by the marker in its environment."""
     worker = start_worker(cli)
     pid_file = tmp_path / "orphan.pid"
-    succeeded(cli("enqueue", "--id", "j", "--max-retries", "0",
+    ok(cli("enqueue", "--id", "j", "--max-retries", "0",
                   f"(setsid sh -c 'echo $$ > {pid_file}; exec sleep {tok}' &); sleep {tok}"))
     wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() and len(sleeps(tok)) == 2,
              message="the job and its setsid child")
@@ -259,7 +276,7 @@ def test_recovery_kills_what_a_sigkilled_workers_job_moved_out_of_its_group(cli,
     os.kill(worker["pid"], signal.SIGKILL)
     wait_for(lambda: gone(worker["pid"]), message="the worker to die")
 
-    assert succeeded(cli("recover", "--json")).json() == {"recovered": ["j"]}
+    assert ok(cli("recover", "--json")).json() == {"recovered": ["j"]}
     assert gone(orphan) and not processes_with(tok)
 
 
@@ -279,7 +296,7 @@ def test_processes_that_left_the_jobs_group_die_with_the_job(cli, tmp_path, tok,
     command = (ESCAPES[escape].format(pid_file=pid_file, tok=tok)
                + f"; while [ ! -s {pid_file} ]; do sleep 0.02; done; touch {started}; "
                f"while [ ! -e {release} ]; do sleep 0.02; done")
-    succeeded(cli("enqueue", "--id", "j", "--max-retries", "0",
+    ok(cli("enqueue", "--id", "j", "--max-retries", "0",
                   *(["--timeout", "2"] if end == "timeout" else []), command))
     wait_for(started.exists, message="the job and its escaped child")
     orphan = int(pid_file.read_text())
@@ -288,10 +305,12 @@ def test_processes_that_left_the_jobs_group_die_with_the_job(cli, tmp_path, tok,
     if end == "normal":
         release.touch()
     elif end == "cancel":
-        succeeded(cli("cancel", "j"))
+        ok(cli("cancel", "j"))
     elif end == "stop-force":
-        assert succeeded(cli("worker", "stop", "--force", "--json")).json()["stopped"] == [worker["id"]]
-    wanted = {"normal": "completed", "timeout": "dead", "cancel": "dead", "stop-force": "pending"}[end]
+        assert ok(cli("worker", "stop", "--force", "--json")).json()["stopped"] == [worker["id"]]
+    wanted = {"normal": "completed", "timeout": "dead", "cancel": "dead", "stop-force": "pending"}[
+        end
+    ]
     wait_for(lambda: show(cli, "j")["state"] == wanted, message=f"the job to be {wanted}")
     # Killed before the outcome was recorded: no wait here.
     assert gone(orphan), f"the job's {escape} child outlived it"
@@ -303,14 +322,29 @@ def test_processes_that_left_the_jobs_group_die_with_the_job(cli, tmp_path, tok,
 def test_a_worker_kills_only_its_own_jobs_leftovers(cli, home, tmp_path, tok):
     """``worker start --count 2 --foreground``: one parent, two worker children. When one job
     ends, its worker kills what it left behind, and not the sibling worker's running job."""
-    pid_file, b_started, b_release = tmp_path / "orphan.pid", tmp_path / "b-started", tmp_path / "b-release"
-    succeeded(cli("enqueue", "--id", "b", f"touch {b_started}; while [ ! -e {b_release} ]; do sleep 0.02; done"))
-    parent = subprocess.Popen([sys.executable, "-m", "queuectl_tui", "worker", "start", "--count", "2",
-                               "--foreground"], env=cli_env(home), cwd=home.parent,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid_file, b_started, b_release = (
+        tmp_path / "orphan.pid",
+        tmp_path / "b-started",
+        tmp_path / "b-release",
+    )
+    ok(
+        cli(
+            "enqueue",
+            "--id",
+            "b",
+            f"touch {b_started}; while [ ! -e {b_release} ]; do sleep 0.02; done",
+        )
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "queuectl_tui", "worker", "start", "--count", "2", "--foreground"],
+        env=cli_env(home),
+        cwd=home.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for(b_started.exists, message="b to start on one worker")
-        succeeded(cli("enqueue", "--id", "a", ESCAPES["setsid"].format(pid_file=pid_file, tok=tok)
+        ok(cli("enqueue", "--id", "a", ESCAPES["setsid"].format(pid_file=pid_file, tok=tok)
                       + f"; while [ ! -s {pid_file} ]; do sleep 0.02; done"))
         wait_for(lambda: show(cli, "a")["state"] == "completed", message="a to run on the other")
         assert gone(int(pid_file.read_text()))
@@ -338,7 +372,9 @@ def test_a_job_whose_process_could_not_be_recorded_never_starts(tmp_path, tok):
         "           env={'PATH': os.environ['PATH']}, log_path=Path(%r), max_log_bytes=1 << 20,\n"
         "           timeout=None, on_start=die)\n" % str(tmp_path / "log")
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 9, proc.stderr
     shell = int(proc.stdout)
     wait_for(lambda: gone(shell), timeout=10, message="the unrecorded shell to give up")
@@ -349,21 +385,21 @@ def test_a_job_whose_process_could_not_be_recorded_never_starts(tmp_path, tok):
 # --- heartbeats ------------------------------------------------------------------------------
 
 def test_a_lease_shorter_than_the_heartbeat_interval_does_not_lose_a_live_worker(cli, tmp_path):
-    succeeded(cli("config", "set", "heartbeat_interval", "60"))
-    succeeded(cli("config", "set", "lease", "2"))
+    ok(cli("config", "set", "heartbeat_interval", "60"))
+    ok(cli("config", "set", "lease", "2"))
     worker = start_worker(cli)
     started, release = tmp_path / "started", tmp_path / "release"
-    succeeded(cli("enqueue", "--id", "steady",
+    ok(cli("enqueue", "--id", "steady",
                   f"touch {started}; while [ ! -e {release} ]; do sleep 0.02; done"))
     wait_for(started.exists, message="the job to start")
     since = time.time()
 
     def beat_after_lease() -> bool:
-        row = succeeded(cli("worker", "list", "--json")).json()[0]
+        row = ok(cli("worker", "list", "--json")).json()[0]
         return row["alive"] and parse(row["heartbeat_at"]) > since + 2
 
     wait_for(beat_after_lease, timeout=20, message="a heartbeat later than a lease into the job")
-    assert succeeded(cli("recover", "--json")).json() == {"recovered": []}
+    assert ok(cli("recover", "--json")).json() == {"recovered": []}
     release.touch()
     wait_for(lambda: show(cli, "steady")["state"] == "completed", message="the job to complete")
     assert outcomes(show(cli, "steady")) == ["completed"]
@@ -371,18 +407,18 @@ def test_a_lease_shorter_than_the_heartbeat_interval_does_not_lose_a_live_worker
 
 
 def test_a_lease_changed_while_a_job_runs_applies_to_its_heartbeats(cli, tmp_path):
-    succeeded(cli("config", "set", "heartbeat_interval", "300"))
-    succeeded(cli("config", "set", "lease", "900"))  # a beat every 300 s
+    ok(cli("config", "set", "heartbeat_interval", "300"))
+    ok(cli("config", "set", "lease", "900"))  # a beat every 300 s
     start_worker(cli)
     started, release = tmp_path / "started", tmp_path / "release"
-    succeeded(cli("enqueue", "--id", "steady",
+    ok(cli("enqueue", "--id", "steady",
                   f"touch {started}; while [ ! -e {release} ]; do sleep 0.02; done"))
     wait_for(started.exists, message="the job to start")
-    succeeded(cli("config", "set", "lease", "3"))
+    ok(cli("config", "set", "lease", "3"))
     since = time.time()
 
     def beat_since() -> bool:
-        return parse(succeeded(cli("worker", "list", "--json")).json()[0]["heartbeat_at"]) > since
+        return parse(ok(cli("worker", "list", "--json")).json()[0]["heartbeat_at"]) > since
 
     wait_for(beat_since, timeout=15, message="a heartbeat at the new lease's pace")
     release.touch()
@@ -393,11 +429,11 @@ def test_a_lease_changed_while_a_job_runs_applies_to_its_heartbeats(cli, tmp_pat
 def test_a_write_lock_held_past_the_lease_does_not_lose_a_working_worker(cli, home, tmp_path):
     """Another connection holds the write lock longer than the lease (a huge enqueue): the
     worker's heartbeats are late, but its process runs, so recovery leaves its job alone."""
-    succeeded(cli("config", "set", "heartbeat_interval", "0.2"))
-    succeeded(cli("config", "set", "lease", "1"))
+    ok(cli("config", "set", "heartbeat_interval", "0.2"))
+    ok(cli("config", "set", "lease", "1"))
     worker = start_worker(cli)
     started, release = tmp_path / "started", tmp_path / "release"
-    succeeded(cli("enqueue", "--id", "steady",
+    ok(cli("enqueue", "--id", "steady",
                   f"touch {started}; while [ ! -e {release} ]; do sleep 0.02; done; echo done"))
     wait_for(started.exists, message="the job to start")
     reader = sqlite3.connect(f"file:{home / 'queuectl.db'}?mode=ro", uri=True)
@@ -406,8 +442,12 @@ def test_a_write_lock_held_past_the_lease_does_not_lose_a_working_worker(cli, ho
     holder = sqlite3.connect(home / "queuectl.db", isolation_level=None, timeout=30)
     holder.execute("BEGIN IMMEDIATE")
     try:
-        wait_for(lambda: time.time() - reader.execute("SELECT heartbeat_at FROM worker").fetchone()[0] > 2,
-                 message="the heartbeat to be older than the lease")
+        wait_for(
+            lambda: (
+                time.time() - reader.execute("SELECT heartbeat_at FROM worker").fetchone()[0] > 2
+            ),
+            message="the heartbeat to be older than the lease",
+        )
         recover = subprocess.Popen([sys.executable, "-m", "queuectl_tui", "recover", "--json"],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                    env=cli_env(home))
@@ -435,12 +475,18 @@ def parse(text: str) -> float:
 # --- output flood ----------------------------------------------------------------------------
 
 def test_a_200mb_flood_keeps_the_log_capped_the_row_small_and_the_worker_flat(cli, home):
-    succeeded(cli("config", "set", "max_log_bytes", str(MB)))
+    ok(cli("config", "set", "max_log_bytes", str(MB)))
     worker = start_worker(cli)
     proc = psutil.Process(worker["pid"])
     flood = 200 * MB
-    succeeded(cli("enqueue", "--id", "flood",
-                  f"yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c {flood}; echo; echo end-of-flood"))
+    ok(
+        cli(
+            "enqueue",
+            "--id",
+            "flood",
+            f"yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c {flood}; echo; echo end-of-flood",
+        )
+    )
     db = sqlite3.connect(f"file:{home / 'queuectl.db'}?mode=ro", uri=True)
     baseline = proc.memory_info().rss
     peak = baseline
@@ -458,7 +504,9 @@ def test_a_200mb_flood_keeps_the_log_capped_the_row_small_and_the_worker_flat(cl
     note = f"\n[queuectl: output over {MB} bytes; {total - MB} bytes not kept]\n".encode()
     assert data.startswith(b"0123456789abcdefghijklmnopqrstuvwxyz\n0123") and data.endswith(note)
     assert len(data) == MB + len(note)
-    assert job["output_tail"].endswith("\nend-of-flood\n") and len(job["output_tail"].encode()) <= 4096
+    assert (
+        job["output_tail"].endswith("\nend-of-flood\n") and len(job["output_tail"].encode()) <= 4096
+    )
     row_bytes = db.execute("SELECT sum(length(CAST(output_tail AS BLOB)) + length(command)"
                            " + coalesce(length(last_error), 0)) FROM job").fetchone()[0]
     assert row_bytes < 8192
@@ -473,7 +521,9 @@ def test_a_200mb_flood_keeps_the_log_capped_the_row_small_and_the_worker_flat(cl
 
 # --- PID reuse -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("command", [("worker", "stop"), ("worker", "stop", "--force"), ("recover",)])
+@pytest.mark.parametrize(
+    "command", [("worker", "stop"), ("worker", "stop", "--force"), ("recover",)]
+)
 def test_a_worker_row_whose_pid_was_reused_is_dead_and_never_signalled(db, cli, tok, command):
     from queuectl_tui import engine, procs, spec
     from queuectl_tui.models import Worker
@@ -488,11 +538,11 @@ def test_a_worker_row_whose_pid_was_reused_is_dead_and_never_signalled(db, cli, 
         job, attempt = engine.claim(row)
         engine.record_process(attempt, stranger.pid, born - 1000)  # the job's shell: reused too
 
-        listed = succeeded(cli("worker", "list", "--json")).json()
+        listed = ok(cli("worker", "list", "--json")).json()
         assert [(w["id"], w["alive"]) for w in listed] == [(row.id, False)]
-        assert succeeded(cli("status", "--json")).json()["workers"]["alive"] == 0
+        assert ok(cli("status", "--json")).json()["workers"]["alive"] == 0
 
-        result = succeeded(cli(*command, "--json")).json()
+        result = ok(cli(*command, "--json")).json()
         if command[0] == "worker":
             assert result == {"stopped": [], "still_running": [], "gone": [row.id]}
         else:
@@ -500,7 +550,7 @@ def test_a_worker_row_whose_pid_was_reused_is_dead_and_never_signalled(db, cli, 
         assert stranger.poll() is None, "an unrelated process was signalled"
         job = show(cli, "orphan")
         assert job["state"] == "failed" and job["last_error"].startswith("worker lost")
-        assert succeeded(cli("worker", "list", "--json")).json() == []
+        assert ok(cli("worker", "list", "--json")).json() == []
     finally:
         stranger.kill()
         stranger.wait()
@@ -512,32 +562,34 @@ def test_a_frozen_worker_resumed_after_recovery_changes_nothing(cli, home, tmp_p
     """Worker A is frozen past the lease, recovered, its job claimed again by worker B; A
     resumes. Its stale finish must not touch B's run, and A must come back as a new worker
     (never B's id), so that `worker stop --force` reaches both processes."""
-    succeeded(cli("config", "set", "heartbeat_interval", "0.2"))
-    succeeded(cli("config", "set", "lease", "1"))
-    succeeded(cli("config", "set", "backoff_base", "1"))
+    ok(cli("config", "set", "heartbeat_interval", "0.2"))
+    ok(cli("config", "set", "lease", "1"))
+    ok(cli("config", "set", "backoff_base", "1"))
     runs, release = tmp_path / "runs", tmp_path / "release"
     first = start_worker(cli)
-    succeeded(cli("enqueue", "--id", "j",
+    ok(cli("enqueue", "--id", "j",
                   f"echo run >> {runs}; while [ ! -e {release} ]; do sleep 0.02; done"))
-    wait_for(lambda: show(cli, "j")["attempt_list"][0]["pid"], message="the job's process, recorded")
+    wait_for(
+        lambda: show(cli, "j")["attempt_list"][0]["pid"], message="the job's process, recorded"
+    )
 
     os.kill(first["pid"], signal.SIGSTOP)
     frozen = psutil.Process(first["pid"])
     try:
         wait_for(lambda: frozen.status() == psutil.STATUS_STOPPED, message="the worker to freeze")
-        wait_for(lambda: not succeeded(cli("worker", "list", "--json")).json()[0]["alive"],
+        wait_for(lambda: not ok(cli("worker", "list", "--json")).json()[0]["alive"],
                  message="the frozen worker to be presumed lost")
-        assert succeeded(cli("recover", "--json")).json() == {"recovered": ["j"]}
+        assert ok(cli("recover", "--json")).json() == {"recovered": ["j"]}
         second = start_worker(cli)
         assert second["id"] != first["id"]
         wait_for(lambda: run_count(tmp_path) == 2, message="the second run")
-        succeeded(cli("enqueue", "--id", "after", "true"))  # only a free worker (A) takes it
+        ok(cli("enqueue", "--id", "after", "true"))  # only a free worker (A) takes it
     finally:
         os.kill(first["pid"], signal.SIGCONT)
     # A went back to its loop after its stale finish, and came back under a new id.
     wait_for(lambda: show(cli, "after")["state"] == "completed", message="A to claim again")
     def two_alive() -> list | None:
-        rows = succeeded(cli("worker", "list", "--json")).json()
+        rows = ok(cli("worker", "list", "--json")).json()
         return rows if len(rows) == 2 and all(w["alive"] for w in rows) else None
 
     workers = wait_for(two_alive, message="A to register again")
@@ -547,7 +599,7 @@ def test_a_frozen_worker_resumed_after_recovery_changes_nothing(cli, home, tmp_p
     assert (job["state"], job["attempts"], outcomes(job)) == ("processing", 2, ["lost", None])
     assert run_count(tmp_path) == 2
 
-    stopped = succeeded(cli("worker", "stop", "--force", "--json")).json()
+    stopped = ok(cli("worker", "stop", "--force", "--json")).json()
     assert sorted(stopped["stopped"]) == ids
     assert gone(first["pid"]) and gone(second["pid"])
     job = show(cli, "j")
@@ -558,12 +610,16 @@ def test_a_foreground_worker_whose_reader_goes_away_keeps_working(cli, home, tmp
     """`worker start --foreground | head -1`: the echo hits a closed pipe; the worker stops
     echoing and runs every job once, none is charged an attempt it never ran."""
     closed, out = tmp_path / "closed", tmp_path / "out"
-    succeeded(cli("enqueue", "--id", "one",
+    ok(cli("enqueue", "--id", "one",
                   f"while [ ! -e {closed} ]; do sleep 0.02; done; echo one >> {out}"))
-    succeeded(cli("enqueue", "--id", "two", f"echo two >> {out}"))
-    proc = subprocess.Popen([sys.executable, "-m", "queuectl_tui", "worker", "start", "--foreground",
-                             "--burst"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=cli_env(home), cwd=tmp_path)
+    ok(cli("enqueue", "--id", "two", f"echo two >> {out}"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "queuectl_tui", "worker", "start", "--foreground", "--burst"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env(home),
+        cwd=tmp_path,
+    )
     try:
         assert b"started" in proc.stdout.readline()
         proc.stdout.close()  # the reader leaves, as `head -1` does

@@ -13,9 +13,9 @@ import subprocess
 import psutil
 import pytest
 
-from reliability_support import kill_processes_with, reap, token
+from helpers import kill_processes_with, token
 
-# reap (imported above): kills whatever a test leaves running, even when it fails half-way.
+# reap (conftest.py): kills whatever a test leaves running, even when it fails half-way.
 pytestmark = pytest.mark.usefixtures("reap")
 
 
@@ -92,7 +92,9 @@ def test_recovery_never_touches_a_run_claimed_meanwhile_by_a_live_worker(db, mon
     def elsewhere_meanwhile(pid, started, **kw):
         if not interleaved:
             interleaved.append(True)
-            engine.finish(job_b, attempt_b, outcome="lost", error="worker lost")  # another recoverer
+            engine.finish(
+                job_b, attempt_b, outcome="lost", error="worker lost"
+            )  # another recoverer
             Job.update(run_at=0).where(Job.seq == job_b.seq).execute()  # its backoff is over
             job, attempt = engine.claim(live)
             assert job.id == "b"

@@ -14,17 +14,22 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Result, cli_env, run_cli, wait_for
-from reliability_support import ROOT, one_line_error, reap, succeeded, token
+from helpers import ROOT, Result, cli_env, ok, run_cli, token, user_error, wait_for
 
-# reap (imported above): kills whatever a test leaves running, even when it fails half-way.
+# reap (conftest.py): kills whatever a test leaves running, even when it fails half-way.
 pytestmark = pytest.mark.usefixtures("reap")
 
 
 def run_umask0(home: Path, *args: str, env: dict | None = None) -> Result:
-    proc = subprocess.run([sys.executable, "-m", "queuectl_tui", *args], capture_output=True, text=True,
-                          timeout=60, cwd=home.parent if home.parent.exists() else "/",
-                          env=env or cli_env(home), preexec_fn=lambda: os.umask(0))
+    proc = subprocess.run(
+        [sys.executable, "-m", "queuectl_tui", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=home.parent if home.parent.exists() else "/",
+        env=env or cli_env(home),
+        preexec_fn=lambda: os.umask(0),
+    )
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -34,22 +39,27 @@ def mode(path: Path) -> int:
 
 def test_every_directory_and_file_is_created_private_even_with_umask_0(tmp_path):
     home = tmp_path / "made" / "by" / "queuectl" / "qhome"  # three parents that do not exist yet
-    succeeded(run_umask0(home, "enqueue", "--id", "j", "echo private"))
-    worker = succeeded(run_umask0(home, "worker", "start", "--json")).json()[0]
-    wait_for(lambda: succeeded(run_cli(home, "show", "j", "--json")).json()["state"] == "completed",
+    ok(run_umask0(home, "enqueue", "--id", "j", "echo private"))
+    worker = ok(run_umask0(home, "worker", "start", "--json")).json()[0]
+    wait_for(lambda: ok(run_cli(home, "show", "j", "--json")).json()["state"] == "completed",
              message="the job to run")
     # While the worker holds the database open its WAL side files exist: private too.
     side = [home / "queuectl.db-wal", home / "queuectl.db-shm"]
     assert all(p.exists() for p in side)
-    for directory in [tmp_path / "made", tmp_path / "made" / "by", tmp_path / "made" / "by" / "queuectl",
-                      home, home / "logs"]:
+    for directory in [
+        tmp_path / "made",
+        tmp_path / "made" / "by",
+        tmp_path / "made" / "by" / "queuectl",
+        home,
+        home / "logs",
+    ]:
         assert mode(directory) == 0o700, f"{directory} is {oct(mode(directory))}"
     files = [p for p in home.rglob("*") if p.is_file()]
     assert {p.name for p in files} >= {"queuectl.db", "workers.log", "queuectl.db-wal"}
     assert any(p.name.startswith("job") for p in files)
     for path in files:
         assert mode(path) == 0o600, f"{path} is {oct(mode(path))}"
-    succeeded(run_cli(home, "worker", "stop", str(worker["id"])))
+    ok(run_cli(home, "worker", "stop", str(worker["id"])))
 
 
 def test_an_existing_directory_keeps_its_mode(tmp_path):
@@ -59,28 +69,42 @@ def test_an_existing_directory_keeps_its_mode(tmp_path):
     shared.chmod(0o1777)
     db = shared / "team.db"
     env = cli_env(tmp_path / "unused")
-    proc = subprocess.run([sys.executable, "-m", "queuectl_tui", "--db", str(db), "enqueue", "true"],
-                          capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "queuectl_tui", "--db", str(db), "enqueue", "true"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     assert mode(shared) == 0o1777
     assert mode(db) == 0o600 and mode(shared / "logs") == 0o700
 
 
-PATH_LIKE_IDS = ["../../escape", "..", ".", "logs", "logs/../../escape2", "a/b/c", "/tmp/abs-escape"]
+PATH_LIKE_IDS = [
+    "../../escape",
+    "..",
+    ".",
+    "logs",
+    "logs/../../escape2",
+    "a/b/c",
+    "/tmp/abs-escape",
+]
 
 
 def test_log_paths_never_come_from_job_ids_or_commands(cli, home, tmp_path):
     marker = token()
     ids = [i + ("" if i in ("..", ".", "logs") else f"-{marker}") for i in PATH_LIKE_IDS]
     for job_id in ids:
-        succeeded(cli("enqueue", "--id", job_id, f"echo output of {job_id}"))
-    succeeded(cli("worker", "start", "--foreground", "--burst"))
+        ok(cli("enqueue", "--id", job_id, f"echo output of {job_id}"))
+    ok(cli("worker", "start", "--foreground", "--burst"))
     for job_id in ids:
-        job = succeeded(cli("show", job_id, "--json")).json()
+        job = ok(cli("show", job_id, "--json")).json()
         assert job["state"] == "completed"
         log = Path(job["attempt_list"][0]["log_file"])
         assert log.parent == home / "logs" and re.fullmatch(r"job\d+-\d+\.log", log.name), log
-        assert succeeded(cli("logs", job_id)).out == f"output of {job_id}\n"
+        assert ok(cli("logs", job_id)).out == f"output of {job_id}\n"
     names = sorted(p.relative_to(home).as_posix() for p in home.rglob("*"))
     assert all(n in ("queuectl.db", "logs", "logs/workers.log", "logs/writers.lock") or
                (n.startswith("logs/job") and n.endswith(".log")) for n in names), names
@@ -154,13 +178,15 @@ def test_sql_text_is_always_a_literal_values_travel_as_parameters():
 
 def test_hostile_strings_are_data(cli):
     hostile = "x');DROP/**/TABLE/**/job;--"  # ids take no whitespace; SQL does not need it
-    succeeded(cli("enqueue", "--id", hostile, "echo \"'; DELETE FROM job; --\""))
-    succeeded(cli("enqueue", "--id", "plain", "true"))
-    assert [j["id"] for j in succeeded(cli("list", "--search", "' OR '1'='1", "--json")).json()] == []
-    assert [j["id"] for j in succeeded(cli("list", "--search", "DROP/**/TABLE", "--json")).json()] == [hostile]
-    succeeded(cli("worker", "start", "--foreground", "--burst"))
-    assert succeeded(cli("logs", hostile)).out == "'; DELETE FROM job; --\n"
-    assert succeeded(cli("status", "--json")).json()["jobs"]["completed"] == 2
+    ok(cli("enqueue", "--id", hostile, "echo \"'; DELETE FROM job; --\""))
+    ok(cli("enqueue", "--id", "plain", "true"))
+    assert [j["id"] for j in ok(cli("list", "--search", "' OR '1'='1", "--json")).json()] == []
+    assert [j["id"] for j in ok(cli("list", "--search", "DROP/**/TABLE", "--json")).json()] == [
+        hostile
+    ]
+    ok(cli("worker", "start", "--foreground", "--burst"))
+    assert ok(cli("logs", hostile)).out == "'; DELETE FROM job; --\n"
+    assert ok(cli("status", "--json")).json()["jobs"]["completed"] == 2
 
 
 def test_a_job_runs_with_the_enqueuers_environment_and_directory_only(home, tmp_path):
@@ -174,10 +200,18 @@ def test_a_job_runs_with_the_enqueuers_environment_and_directory_only(home, tmp_
     assert proc.returncode == 0, proc.stderr
     worker_env = cli_env(home, FOO="from-worker", WORKER_SECRET_TOKEN="hunter2",
                          AWS_SECRET_ACCESS_KEY="worker-only")
-    proc = subprocess.run([sys.executable, "-m", "queuectl_tui", "worker", "start", "--foreground", "--burst"],
-                          capture_output=True, text=True, cwd="/", env=worker_env, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "queuectl_tui", "worker", "start", "--foreground", "--burst"],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        env=worker_env,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
-    seen = dict(line.split("=", 1) for line in Path(f"{out}.env").read_text().splitlines() if "=" in line)
+    seen = dict(
+        line.split("=", 1) for line in Path(f"{out}.env").read_text().splitlines() if "=" in line
+    )
     assert seen["FOO"] == "from-enqueue"
     assert "WORKER_SECRET_TOKEN" not in seen and "AWS_SECRET_ACCESS_KEY" not in seen
     # Added: what the shell sets, and the marker by which recovery finds the job's processes.
@@ -191,7 +225,7 @@ def test_an_environment_is_deleted_with_the_last_job_that_uses_it(home):
     import sqlite3
 
     def enqueue(secret: str, *args: str) -> None:
-        succeeded(run_cli(home, "enqueue", *args, env=cli_env(home, API_TOKEN=secret)))
+        ok(run_cli(home, "enqueue", *args, env=cli_env(home, API_TOKEN=secret)))
 
     def stored() -> str:
         con = sqlite3.connect(home / "queuectl.db")
@@ -205,14 +239,14 @@ def test_an_environment_is_deleted_with_the_last_job_that_uses_it(home):
     enqueue("secret-cleared", "--id", "c1", "true")
     enqueue("secret-dead", "--id", "x1", "--max-retries", "0", "false")
     enqueue("secret-kept", "--id", "k1", "--delay", "3600", "true")
-    succeeded(run_cli(home, "worker", "start", "--foreground", "--burst"))
-    succeeded(run_cli(home, "delete", "d1"))
+    ok(run_cli(home, "worker", "start", "--foreground", "--burst"))
+    ok(run_cli(home, "delete", "d1"))
     assert "secret-deleted" in stored()  # d2 still refers to it
-    succeeded(run_cli(home, "delete", "d2"))
+    ok(run_cli(home, "delete", "d2"))
     assert "secret-deleted" not in stored()
-    succeeded(run_cli(home, "dlq", "clear", "--yes"))
+    ok(run_cli(home, "dlq", "clear", "--yes"))
     assert "secret-dead" not in stored()
-    succeeded(run_cli(home, "clear", "--state", "completed", "--yes"))
+    ok(run_cli(home, "clear", "--state", "completed", "--yes"))
     assert "secret-cleared" not in stored()
     assert "secret-kept" in stored()  # k1 waits: its environment stays
 
@@ -246,12 +280,12 @@ def test_a_logs_directory_that_is_not_ours_alone_is_never_written(tmp_path, plan
             _needs_root_for_chown()
             os.chown(place / "logs", NOBODY, NOBODY)
         watched = place / "logs"
-    succeeded(run_cli(tmp_path / "unused", "--db", db, "enqueue", "--id", "j", "--max-retries", "0",
+    ok(run_cli(tmp_path / "unused", "--db", db, "enqueue", "--id", "j", "--max-retries", "0",
                       "echo secret output"))
-    line = one_line_error(run_cli(tmp_path / "unused", "--db", db, "worker", "start"), 1)
+    line = user_error(run_cli(tmp_path / "unused", "--db", db, "worker", "start"), 1)
     assert "logs directory" in line and "refusing" in line
-    succeeded(run_cli(tmp_path / "unused", "--db", db, "worker", "run", "--burst"))
-    job = succeeded(run_cli(tmp_path / "unused", "--db", db, "show", "j", "--json")).json()
+    ok(run_cli(tmp_path / "unused", "--db", db, "worker", "run", "--burst"))
+    job = ok(run_cli(tmp_path / "unused", "--db", db, "show", "j", "--json")).json()
     assert job["state"] == "dead"
     assert "logs directory" in job["last_error"] and "refusing" in job["last_error"]
     assert list(watched.iterdir()) == []
@@ -260,35 +294,35 @@ def test_a_logs_directory_that_is_not_ours_alone_is_never_written(tmp_path, plan
 def test_a_symlink_at_a_log_path_is_replaced_not_followed(cli, home, tmp_path):
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
-    succeeded(cli("enqueue", "--id", "j", "echo job output"))
+    ok(cli("enqueue", "--id", "j", "echo job output"))
     log = home / "logs" / "job1-1.log"  # the first job's first attempt
     log.symlink_to(victim)
-    succeeded(cli("worker", "start", "--foreground", "--burst"))
+    ok(cli("worker", "start", "--foreground", "--burst"))
     assert victim.read_text() == "precious\n"
     assert not log.is_symlink() and log.read_text() == "job output\n"
-    assert succeeded(cli("show", "j", "--json")).json()["state"] == "completed"
+    assert ok(cli("show", "j", "--json")).json()["state"] == "completed"
 
 
 def test_a_log_file_made_before_the_attempt_never_sees_its_output(cli, home):
     """A file already at the log's path (a leftover, or one held open by a reader) is not
     reused: the attempt writes a new file, so an open handle on the old one reads nothing."""
-    succeeded(cli("enqueue", "--id", "j", "echo job output"))
+    ok(cli("enqueue", "--id", "j", "echo job output"))
     log = home / "logs" / "job1-1.log"
     log.write_text("")
     with open(log) as held:
-        succeeded(cli("worker", "start", "--foreground", "--burst"))
+        ok(cli("worker", "start", "--foreground", "--burst"))
         assert held.read() == ""
     assert log.read_text() == "job output\n"
 
 
 def test_a_log_path_held_by_another_user_fails_the_attempt(cli, home):
     _needs_root_for_chown()
-    succeeded(cli("enqueue", "--id", "j", "--max-retries", "0", "echo job output"))
+    ok(cli("enqueue", "--id", "j", "--max-retries", "0", "echo job output"))
     log = home / "logs" / "job1-1.log"
     log.write_text("theirs\n")
     os.chown(log, NOBODY, NOBODY)
-    succeeded(cli("worker", "start", "--foreground", "--burst"))
-    job = succeeded(cli("show", "j", "--json")).json()
+    ok(cli("worker", "start", "--foreground", "--burst"))
+    job = ok(cli("show", "j", "--json")).json()
     assert job["state"] == "dead" and f"belongs to uid {NOBODY}" in job["last_error"]
     assert log.read_text() == "theirs\n"
 
@@ -296,8 +330,8 @@ def test_a_log_path_held_by_another_user_fails_the_attempt(cli, home):
 def test_workers_log_is_never_written_through_a_symlink(cli, home, tmp_path):
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
-    succeeded(cli("status"))  # creates the database and its logs directory
+    ok(cli("status"))  # creates the database and its logs directory
     (home / "logs" / "workers.log").symlink_to(victim)
-    line = one_line_error(cli("worker", "start"), 1)
+    line = user_error(cli("worker", "start"), 1)
     assert "workers.log" in line and "symbolic link" in line
     assert victim.read_text() == "precious\n"

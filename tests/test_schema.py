@@ -35,7 +35,9 @@ def shape(path: Path) -> dict:
     tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
     result = {}
     for table in tables:
-        columns = sorted((r[1], r[2].upper(), r[3], r[5]) for r in con.execute(f'PRAGMA table_info("{table}")'))
+        columns = sorted(
+            (r[1], r[2].upper(), r[3], r[5]) for r in con.execute(f'PRAGMA table_info("{table}")')
+        )
         indexes = sorted(
             (r[1], r[2], tuple(c[2] for c in con.execute(f'PRAGMA index_info("{r[1]}")')))
             for r in con.execute(f'PRAGMA index_list("{table}")'))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from queue_support import ok, snapshot, user_error
+from helpers import ok, snapshot, user_error
 from queuectl_tui import engine, settings, spec
 from queuectl_tui.errors import InvalidInput
 
@@ -15,6 +15,16 @@ def test_defaults_then_stored_values(db):
     assert settings.get("max_retries") == 5
     assert settings.reset("max_retries") == ("max_retries", 3)
     assert settings.get("max_retries") == 3
+
+
+def test_settings_load_as_one_typed_read_only_object(db):
+    settings.set_value("lease", "12")
+    values = settings.load()
+    assert isinstance(values, settings.Settings) and values.lease == 12.0
+    assert values.max_retries == 3 and values.default_timeout is None
+    assert set(values._fields) == set(settings.SETTINGS)
+    with pytest.raises(AttributeError):
+        values.lease = 1.0  # type: ignore[misc]
 
 
 def test_a_stored_value_survives_reopening_the_database(db, home):
@@ -32,19 +42,36 @@ def test_new_jobs_take_their_defaults_from_the_settings(db, tmp_path):
     job = engine.enqueue([spec.normalize({"command": "true"})], cwd=str(tmp_path), env={})[0]
     assert (job.max_retries, job.backoff_base, job.timeout) == (7, 1.5, 12.0)
     settings.set_value("default_timeout", "none")
-    job = engine.enqueue([spec.normalize({"command": "true", "max_retries": 1})], cwd=str(tmp_path), env={})[0]
+    job = engine.enqueue(
+        [spec.normalize({"command": "true", "max_retries": 1})], cwd=str(tmp_path), env={}
+    )[0]
     assert (job.max_retries, job.timeout) == (1, None)
 
 
-@pytest.mark.parametrize("key, value", [
-    ("max_retries", "-1"), ("max_retries", "101"), ("max_retries", "2.5"), ("max_retries", "abc"),
-    ("max_retries", ""), ("max_retries", float("inf")), ("max_retries", float("nan")), ("max_retries", True),
-    ("backoff_base", "0.5"), ("backoff_base", "nan"), ("backoff_base", "inf"),
-    ("poll_interval", "0"), ("lease", "0.5"), ("max_log_bytes", "10"), ("default_timeout", "-3"),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("max_retries", "-1"),
+        ("max_retries", "101"),
+        ("max_retries", "2.5"),
+        ("max_retries", "abc"),
+        ("max_retries", ""),
+        ("max_retries", float("inf")),
+        ("max_retries", float("nan")),
+        ("max_retries", True),
+        ("backoff_base", "0.5"),
+        ("backoff_base", "nan"),
+        ("backoff_base", "inf"),
+        ("poll_interval", "0"),
+        ("lease", "0.5"),
+        ("max_log_bytes", "10"),
+        ("default_timeout", "-3"),
+    ],
+)
 def test_bad_values_are_refused_and_nothing_is_stored(db, key, value):
-    with pytest.raises(InvalidInput, match=f"bad value .* for {key}"):
+    with pytest.raises(InvalidInput, match=f"bad value .* for {key}") as caught:
         settings.set_value(key, value)
+    assert caught.value.field == key
     assert settings.get(key) == settings.SETTINGS[key].default
 
 

@@ -1,4 +1,4 @@
-from helpers import wait_for
+"""The shortest path a new user takes: enqueue a job, run a burst worker, see it done."""
 
 
 def test_enqueue_and_burst_worker_complete_a_job(cli, home):

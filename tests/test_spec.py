@@ -12,8 +12,14 @@ NOW = 1_800_000_000.0
 
 def test_parse_text_reads_object_array_and_json_lines():
     assert spec.parse_text('{"command": "a"}') == [{"command": "a"}]
-    assert spec.parse_text('[{"command": "a"}, {"command": "b"}]') == [{"command": "a"}, {"command": "b"}]
-    assert spec.parse_text('{"command": "a"}\n\n{"command": "b"}\n') == [{"command": "a"}, {"command": "b"}]
+    assert spec.parse_text('[{"command": "a"}, {"command": "b"}]') == [
+        {"command": "a"},
+        {"command": "b"},
+    ]
+    assert spec.parse_text('{"command": "a"}\n\n{"command": "b"}\n') == [
+        {"command": "a"},
+        {"command": "b"},
+    ]
 
 
 @pytest.mark.parametrize("text, words", [
@@ -64,42 +70,52 @@ def test_time_without_zone_is_local_time(monkeypatch):
         time.tzset()
 
 
-@pytest.mark.parametrize("raw, words", [
-    ({}, "no command"),
-    ({"command": ""}, "empty"),
-    ({"command": "   "}, "empty"),
-    ({"command": 5}, "must be a string"),
-    ({"command": ["ls"]}, "must be a string"),
-    ({"command": "a\x00b"}, "NUL"),
-    ({"command": "x" * (spec.MAX_COMMAND_BYTES + 1)}, "longer"),
-    ({"command": "x", "colour": "red"}, "unknown key 'colour'"),
-    ({"command": "x", "id": ""}, "id must be"),
-    ({"command": "x", "id": "a b"}, "whitespace"),
-    ({"command": "x", "id": 7}, "id must be a string"),
-    ({"command": "x", "priority": "high"}, "priority must be a whole number"),
-    ({"command": "x", "priority": 1.5}, "whole number"),
-    ({"command": "x", "priority": True}, "whole number"),
-    ({"command": "x", "priority": float("inf")}, "priority"),
-    ({"command": "x", "priority": float("nan")}, "priority"),
-    ({"command": "x", "max_retries": -1}, "between 0 and 100"),
-    ({"command": "x", "max_retries": float("nan")}, "max_retries"),
-    ({"command": "x", "max_retries": 1e300}, "between"),
-    ({"command": "x", "timeout": 0}, "timeout must be between"),
-    ({"command": "x", "timeout": float("inf")}, "timeout must be a number"),
-    ({"command": "x", "timeout": "10"}, "timeout must be a number"),
-    ({"command": "x", "backoff_base": 0.5}, "backoff_base"),
-    ({"command": "x", "delay": -1}, "delay"),
-    ({"command": "x", "queue": "has space"}, "bad queue"),
-    ({"command": "x", "run_at": "tomorrow"}, "not an ISO-8601 time"),
-    ({"command": "x", "run_at": 1893456000}, "ISO-8601 string"),
-    ({"command": "x", "run_at": "1900-01-01T00:00:00Z"}, "before 1970"),
-    ({"command": "x", "run_at": "2030-01-01T00:00:00Z", "delay": 5}, "not both"),
-    ({"command": "x", "run_at": "2030-01-01T00:00:00Z", "scheduled_at": "2030-01-01T00:00:00Z"}, "not both"),
-    ({"command": "x", "state": "completed"}, 'state must be "pending"'),
-    ({"command": "x", "attempts": 2}, "attempts must be 0"),
-    ({"command": "x", "attempts": False}, "attempts must be 0"),
-    ({"command": "x", "created_at": "yesterday"}, "created_at"),
-])
+@pytest.mark.parametrize(
+    "raw, words",
+    [
+        ({}, "no command"),
+        ({"command": ""}, "empty"),
+        ({"command": "   "}, "empty"),
+        ({"command": 5}, "must be a string"),
+        ({"command": ["ls"]}, "must be a string"),
+        ({"command": "a\x00b"}, "NUL"),
+        ({"command": "x" * (spec.MAX_COMMAND_BYTES + 1)}, "longer"),
+        ({"command": "x", "colour": "red"}, "unknown key 'colour'"),
+        ({"command": "x", "id": ""}, "id must be"),
+        ({"command": "x", "id": "a b"}, "whitespace"),
+        ({"command": "x", "id": 7}, "id must be a string"),
+        ({"command": "x", "priority": "high"}, "priority must be a whole number"),
+        ({"command": "x", "priority": 1.5}, "whole number"),
+        ({"command": "x", "priority": True}, "whole number"),
+        ({"command": "x", "priority": float("inf")}, "priority"),
+        ({"command": "x", "priority": float("nan")}, "priority"),
+        ({"command": "x", "max_retries": -1}, "between 0 and 100"),
+        ({"command": "x", "max_retries": float("nan")}, "max_retries"),
+        ({"command": "x", "max_retries": 1e300}, "between"),
+        ({"command": "x", "timeout": 0}, "timeout must be between"),
+        ({"command": "x", "timeout": float("inf")}, "timeout must be a number"),
+        ({"command": "x", "timeout": "10"}, "timeout must be a number"),
+        ({"command": "x", "backoff_base": 0.5}, "backoff_base"),
+        ({"command": "x", "delay": -1}, "delay"),
+        ({"command": "x", "queue": "has space"}, "bad queue"),
+        ({"command": "x", "run_at": "tomorrow"}, "not an ISO-8601 time"),
+        ({"command": "x", "run_at": 1893456000}, "ISO-8601 string"),
+        ({"command": "x", "run_at": "1900-01-01T00:00:00Z"}, "before 1970"),
+        ({"command": "x", "run_at": "2030-01-01T00:00:00Z", "delay": 5}, "not both"),
+        (
+            {
+                "command": "x",
+                "run_at": "2030-01-01T00:00:00Z",
+                "scheduled_at": "2030-01-01T00:00:00Z",
+            },
+            "not both",
+        ),
+        ({"command": "x", "state": "completed"}, 'state must be "pending"'),
+        ({"command": "x", "attempts": 2}, "attempts must be 0"),
+        ({"command": "x", "attempts": False}, "attempts must be 0"),
+        ({"command": "x", "created_at": "yesterday"}, "created_at"),
+    ],
+)
 def test_normalize_rejects_bad_specs_naming_the_problem(raw, words):
     with pytest.raises(InvalidInput, match=words):
         spec.normalize(raw, now=NOW)
@@ -108,3 +124,27 @@ def test_normalize_rejects_bad_specs_naming_the_problem(raw, words):
 def test_iso_is_utc_with_milliseconds():
     assert spec.iso(1893456000.25) == "2030-01-01T00:00:00.250Z"
     assert spec.iso(None) is None
+
+
+@pytest.mark.parametrize("raw, field", [
+    ({"command": "true", "priority": "high"}, "priority"),
+    ({"command": "true", "max-retries": -1}, "max_retries"),
+    ({"command": "true", "queue": "a b"}, "queue"),
+    ({"command": "true", "run_at": "soon"}, "run_at"),
+    ({"command": "true", "delay": 5, "run_at": "2030-01-01T00:00:00Z"}, "delay"),
+    ({"command": ""}, "command"),
+    ({"priority": 1}, "command"),
+    ({"command": "true", "colour": "red"}, "colour"),
+])
+def test_an_invalid_spec_names_its_field(raw, field):
+    with pytest.raises(InvalidInput) as caught:
+        spec.normalize(raw)
+    assert caught.value.field == field
+
+
+def test_partial_specs_need_no_command():
+    assert spec.normalize({"timeout": 5, "max_retries": 0}, partial=True) == {
+        "timeout": 5.0, "max_retries": 0}
+    with pytest.raises(InvalidInput) as caught:
+        spec.normalize({"timeout": -1}, partial=True)
+    assert caught.value.field == "timeout"

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import time
 
-from tui_support import (  # noqa: F401
-    NOW, empty_db, seeded, settle, stable_terminal, stand_in, until,
-)
-from tui_support import make_app
+import pytest
+
+from tui_support import make_app, settle, until
+
+pytestmark = pytest.mark.usefixtures("stable_terminal")
 
 SIZE = (120, 35)
 

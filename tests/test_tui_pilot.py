@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from tui_support import (  # noqa: F401
-    NOW, empty_db, seeded, settle, stable_terminal, stand_in, until,
-)
+from tui_support import NOW, settle, until
 from tui_support import make_app as _make_app
+
+pytestmark = pytest.mark.usefixtures("stable_terminal")
 
 SIZE = (120, 35)
 

@@ -3,9 +3,11 @@ must be the stock method's, cell for cell, and a missing private name must fall 
 
 from __future__ import annotations
 
-from tui_support import (  # noqa: F401
-    NOW, make_app, seeded, settle, stable_terminal, stand_in,
-)
+import pytest
+
+from tui_support import make_app, settle
+
+pytestmark = pytest.mark.usefixtures("stable_terminal")
 
 
 def compare_every_cell(table, *, expect_fast: bool) -> int:

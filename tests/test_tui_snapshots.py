@@ -14,7 +14,9 @@ import pytest
 
 from queuectl_tui import procs
 
-from tui_support import empty_db, make_app, seeded, settle, stable_terminal, stand_in  # noqa: F401
+from tui_support import make_app, settle
+
+pytestmark = pytest.mark.usefixtures("stable_terminal")
 
 WIDE = (120, 35)
 

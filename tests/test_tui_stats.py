@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tui_support import NOW, make_app, seeded, settle, stable_terminal, stand_in  # noqa: F401
-
 from queuectl_tui import metrics
+from tui_support import NOW, make_app, settle
+
+pytestmark = pytest.mark.usefixtures("stable_terminal")
 
 
 def shown(app) -> str:

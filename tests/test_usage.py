@@ -7,8 +7,7 @@ import sys
 
 import pytest
 
-from helpers import wait_for
-from queue_support import mark, marked, marked_command, ok  # noqa: F401 (fixture)
+from helpers import marked, marked_command, ok, wait_for
 from queuectl_tui import runner
 from queuectl_tui.jobhost import JobHost
 
@@ -53,7 +52,9 @@ def test_a_job_of_true_records_near_zero_figures(cli, home):
 def test_an_orphan_that_left_the_job_is_charged_to_it(cli, home):
     """A process that outlives its parent (re-parented to the worker, which reaps it) still
     counts: its CPU through wait4."""
-    burn = f"{PY} -c \"import time; t = time.process_time()\nwhile time.process_time() - t < 0.5: pass\""
+    burn = (
+        f'{PY} -c "import time; t = time.process_time()\nwhile time.process_time() - t < 0.5: pass"'
+    )
     # The job ends once the orphan has burnt its CPU (it says so with a file), under any load.
     ok(cli("enqueue", "--id", "orphan",
            f"sh -c '({burn}; touch burnt) & exit 0'; until [ -e burnt ]; do sleep 0.05; done"))
@@ -66,7 +67,9 @@ def test_an_orphan_that_left_the_job_is_charged_to_it(cli, home):
 def test_the_kernel_accounts_for_reaped_processes_without_sampling(tmp_path, way):
     """Both ways to run a job report the tree's CPU from the kernel's accounting alone (no
     sampler here): the job host from its shell's reaped children, runner from wait4."""
-    burn = f"{PY} -c 'import time; t = time.process_time()\nwhile time.process_time() - t < 0.5: pass'"
+    burn = (
+        f"{PY} -c 'import time; t = time.process_time()\nwhile time.process_time() - t < 0.5: pass'"
+    )
     options = dict(cwd=str(tmp_path), env={"PATH": "/usr/bin:/bin"}, log_path=tmp_path / "log",
                    max_log_bytes=10_000, timeout=None)
     if way == "host":
@@ -88,7 +91,9 @@ def test_ps_lists_a_running_jobs_grandchild(cli, home, mark):
     wait_for(lambda: (home.parent / "started").exists() and marked(mark, "sleep"), timeout=30,
              message="the job's grandchild")
     [sleeper] = marked(mark, "sleep")
-    rows = wait_for(lambda: ok(cli("ps", "--json")).json(), timeout=10, message="ps to list the job")
+    rows = wait_for(
+        lambda: ok(cli("ps", "--json")).json(), timeout=10, message="ps to list the job"
+    )
     [job] = rows
     assert job["id"] == "tree" and job["worker_id"] == 1 and job["runtime"] >= 0
     by_pid = {p["pid"]: p for p in job["processes"]}
@@ -102,7 +107,14 @@ def test_ps_lists_a_running_jobs_grandchild(cli, home, mark):
 
 
 def test_ps_shows_control_characters_visibly(cli, home, mark):
-    ok(cli("enqueue", "--id", "esc", marked_command(mark, "sh -c 'sleep 62; : \"\x1b]0;owned\x07\"'")))
+    ok(
+        cli(
+            "enqueue",
+            "--id",
+            "esc",
+            marked_command(mark, "sh -c 'sleep 62; : \"\x1b]0;owned\x07\"'"),
+        )
+    )
     ok(cli("worker", "start", "--json"))
     wait_for(lambda: marked(mark, "sleep"), timeout=30, message="the job's sleep")
     text = wait_for(lambda: (lambda out: "sleep 62" in out and out)(ok(cli("ps")).out), timeout=10,

@@ -6,11 +6,10 @@ import os
 import threading
 from pathlib import Path
 
-from helpers import wait_for
-from queue_support import all_gone, mark, marked, marked_command  # noqa: F401 (fixture)
+from helpers import all_gone, marked, marked_command, wait_for
 from queuectl_tui import engine, runner, spec
 from queuectl_tui.models import Job, Worker, database
-from queuectl_tui.worker import Worker as QueueWorker
+from queuectl_tui.worker import WorkerLoop
 
 #: A job with grandchildren that writes "started" once they exist.
 TREE = "sh -c 'sleep 60 & sleep 60 & touch started; wait'"
@@ -19,7 +18,13 @@ ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 def run(tmp_path: Path, command: str, **kwargs) -> tuple[runner.Result, Path]:
     log = tmp_path / "attempt.log"
-    options = {"cwd": str(tmp_path), "env": ENV, "log_path": log, "max_log_bytes": 1 << 20, "timeout": None}
+    options = {
+        "cwd": str(tmp_path),
+        "env": ENV,
+        "log_path": log,
+        "max_log_bytes": 1 << 20,
+        "timeout": None,
+    }
     options.update(kwargs)
     return runner.run(command, **options), log
 
@@ -82,7 +87,9 @@ def test_cancel_from_tick_kills_the_tree(tmp_path, mark):
 
 
 def test_output_over_the_cap_is_dropped_and_counted(tmp_path):
-    result, log = run(tmp_path, "head -c 100000 /dev/zero | tr '\\0' a; echo; echo END", max_log_bytes=2048)
+    result, log = run(
+        tmp_path, "head -c 100000 /dev/zero | tr '\\0' a; echo; echo END", max_log_bytes=2048
+    )
     text = log.read_text()
     assert text.startswith("a" * 2048)
     assert "[queuectl: output over 2048 bytes; 97957 bytes not kept]" in text
@@ -103,25 +110,41 @@ def test_burst_worker_runs_due_jobs_in_order_and_leaves(db, tmp_path):
             {"id": "c", "command": "exit 4", "max_retries": 0},
             {"id": "later", "command": "echo later >> order", "delay": 3600})
     lines = []
-    assert QueueWorker(burst=True, echo=lines.append).run() == 0
+    assert WorkerLoop(burst=True, echo=lines.append).run() == 0
     assert (tmp_path / "order").read_text() == "b\na\n"
     states = {j.id: (j.state, j.attempts) for j in Job.select()}
-    assert states == {"a": ("completed", 1), "b": ("completed", 1), "c": ("dead", 1), "later": ("pending", 0)}
+    assert states == {
+        "a": ("completed", 1),
+        "b": ("completed", 1),
+        "c": ("dead", 1),
+        "later": ("pending", 0),
+    }
     assert Worker.select().count() == 0
     assert any("finish c" in line and "exit 4" in line and "-> dead" in line for line in lines)
 
 
 def test_jobs_run_in_the_enqueuers_directory_and_environment(db, tmp_path, monkeypatch):
     monkeypatch.setenv("FOO", "from-the-worker")
-    enqueue(tmp_path, {"command": 'echo "$FOO" > where; pwd >> where'}, env={**ENV, "FOO": "from-enqueue"})
-    QueueWorker(burst=True).run()
+    enqueue(
+        tmp_path,
+        {"command": 'echo "$FOO" > where; pwd >> where'},
+        env={**ENV, "FOO": "from-enqueue"},
+    )
+    WorkerLoop(burst=True).run()
     assert (tmp_path / "where").read_text() == f"from-enqueue\n{tmp_path}\n"
 
 
 def test_burst_worker_waits_out_a_short_backoff(db, tmp_path):
-    enqueue(tmp_path, {"id": "flaky", "command": "n=$(($(cat n 2>/dev/null || echo 0)+1)); echo $n > n; [ $n -ge 2 ]",
-                       "max_retries": 1, "backoff_base": 1})
-    QueueWorker(burst=True).run()
+    enqueue(
+        tmp_path,
+        {
+            "id": "flaky",
+            "command": "n=$(($(cat n 2>/dev/null || echo 0)+1)); echo $n > n; [ $n -ge 2 ]",
+            "max_retries": 1,
+            "backoff_base": 1,
+        },
+    )
+    WorkerLoop(burst=True).run()
     job = Job.get(Job.id == "flaky")
     assert (job.state, job.attempts) == ("completed", 2)
     first, second = engine.attempts_of(job)
@@ -143,9 +166,15 @@ def _in_thread(action, gate: Path):
 
 
 def test_graceful_stop_lets_the_running_job_finish(db, tmp_path):
-    enqueue(tmp_path, {"id": "j", "command": "touch started; while [ ! -e go ]; do sleep 0.02; done; echo done > out"},
-            {"id": "next", "command": "true"})
-    worker = QueueWorker()
+    enqueue(
+        tmp_path,
+        {
+            "id": "j",
+            "command": "touch started; while [ ! -e go ]; do sleep 0.02; done; echo done > out",
+        },
+        {"id": "next", "command": "true"},
+    )
+    worker = WorkerLoop()
 
     def stop_then_release():
         worker._on_stop(None, None)
@@ -162,7 +191,7 @@ def test_graceful_stop_lets_the_running_job_finish(db, tmp_path):
 def test_forced_stop_interrupts_the_job_and_keeps_its_retry_budget(db, tmp_path, mark):
     enqueue(tmp_path, {"id": "j", "max_retries": 2,
                        "command": marked_command(mark, TREE)})
-    worker = QueueWorker()
+    worker = WorkerLoop()
     thread = _in_thread(lambda: worker._on_force(None, None), tmp_path / "started")
     assert worker.run() == 0
     thread.join()
@@ -175,7 +204,7 @@ def test_forced_stop_interrupts_the_job_and_keeps_its_retry_budget(db, tmp_path,
 
 def test_a_cancel_from_another_connection_kills_the_running_job(db, tmp_path, mark):
     enqueue(tmp_path, {"id": "j", "command": marked_command(mark, TREE)})
-    worker = QueueWorker(burst=True)
+    worker = WorkerLoop(burst=True)
     thread = _in_thread(lambda: engine.cancel("j"), tmp_path / "started")
     assert worker.run() == 0
     thread.join()
@@ -207,7 +236,7 @@ def test_transient_database_errors_neither_kill_the_worker_nor_lose_the_job(db, 
 
     monkeypatch.setattr(engine, "claim", flaky("claim", real_claim))
     monkeypatch.setattr(engine, "finish_and_claim", flaky("finish", real_finish))
-    assert QueueWorker(burst=True).run() == 0
+    assert WorkerLoop(burst=True).run() == 0
     assert failures == {"claim": 0, "finish": 0}
     assert sorted(out.read_text().split()) == ["j0", "j1", "j2"]
     assert {j.id: j.state for j in Job.select()} == {f"j{n}": "completed" for n in range(3)}

@@ -12,9 +12,15 @@ import sys
 import psutil
 import pytest
 
-from helpers import cli_env, wait_for
-from queue_support import (  # noqa: F401 (fixture)
-    all_gone, mark, marked, marked_command, ok, parse_iso, worker_pids,
+from helpers import (
+    all_gone,
+    cli_env,
+    marked,
+    marked_command,
+    ok,
+    parse_iso,
+    wait_for,
+    worker_pids,
 )
 from queuectl_tui import engine
 from queuectl_tui.models import Attempt, Job
@@ -54,11 +60,15 @@ def test_an_idle_worker_is_woken_by_a_new_job(cli, db, home):
         ok(cli("config", "set", key, value))
     [worker] = start_workers(cli)
     listed = ok(cli("worker", "list", "--json")).json()
-    assert [(w["id"], w["pid"], w["alive"]) for w in listed] == [(worker["id"], worker["pid"], True)]
+    assert [(w["id"], w["pid"], w["alive"]) for w in listed] == [
+        (worker["id"], worker["pid"], True)
+    ]
     parse_iso(listed[0]["heartbeat_at"])
     for n in range(3):  # after the first, the worker is certainly idle when the job arrives
         ok(cli("enqueue", "--id", f"wake{n}", f"echo {n} > wake{n}"))
-        wait_for(lambda: job(f"wake{n}").state == "completed", timeout=20, message=f"wake{n} to run")
+        wait_for(
+            lambda n=n: job(f"wake{n}").state == "completed", timeout=20, message=f"wake{n} to run"
+        )
     assert (home.parent / "wake2").read_text() == "2\n"
     assert "stopped worker(s)" in ok(cli("worker", "stop")).out
     assert gone(worker["pid"])
@@ -66,9 +76,18 @@ def test_an_idle_worker_is_woken_by_a_new_job(cli, db, home):
 
 def test_sigterm_lets_the_running_job_finish(cli, db, home):
     [worker] = start_workers(cli)
-    ok(cli("enqueue", "--id", "j", "touch started; while [ ! -e go ]; do sleep 0.02; done; sleep 1; echo done > out"))
+    ok(
+        cli(
+            "enqueue",
+            "--id",
+            "j",
+            "touch started; while [ ! -e go ]; do sleep 0.02; done; sleep 1; echo done > out",
+        )
+    )
     ok(cli("enqueue", "--id", "next", "--priority", "-1", "true"))
-    wait_for(lambda: (home.parent / "started").exists() and running_with_pid("j"), message="j to start")
+    wait_for(
+        lambda: (home.parent / "started").exists() and running_with_pid("j"), message="j to start"
+    )
     os.kill(worker["pid"], signal.SIGTERM)
     (home.parent / "go").touch()
     wait_for(lambda: gone(worker["pid"]), message="the worker to exit")
@@ -81,7 +100,9 @@ def test_sigterm_lets_the_running_job_finish(cli, db, home):
 def test_forced_stop_kills_the_job_and_hands_it_back(cli, db, home, mark):
     [worker] = start_workers(cli)
     ok(cli("enqueue", "--id", "j", "--max-retries", "2", marked_command(mark, TREE)))
-    wait_for(lambda: (home.parent / "started").exists() and running_with_pid("j"), message="j to start")
+    wait_for(
+        lambda: (home.parent / "started").exists() and running_with_pid("j"), message="j to start"
+    )
     wait_for(lambda: len(marked(mark, "sleep")) == 2, message="both sleeps")
     assert ok(cli("worker", "stop", "--force")).out == f"stopped worker(s) {worker['id']}\n"
     assert gone(worker["pid"])
@@ -96,9 +117,24 @@ def test_forced_stop_kills_the_job_and_hands_it_back(cli, db, home, mark):
 def test_a_killed_workers_job_is_recovered_by_the_next_worker(cli, db, home, mark):
     [first] = start_workers(cli)
     script = "if [ -e first-run ]; then echo second > out; else touch first-run; sleep 60; fi"
-    ok(cli("enqueue", "--id", "j", "--max-retries", "2", "--backoff-base", "1", marked_command(mark, script)))
-    wait_for(lambda: (home.parent / "first-run").exists() and running_with_pid("j") and marked(mark, "sleep"),
-             message="j to start")
+    ok(
+        cli(
+            "enqueue",
+            "--id",
+            "j",
+            "--max-retries",
+            "2",
+            "--backoff-base",
+            "1",
+            marked_command(mark, script),
+        )
+    )
+    wait_for(
+        lambda: (
+            (home.parent / "first-run").exists() and running_with_pid("j") and marked(mark, "sleep")
+        ),
+        message="j to start",
+    )
     os.kill(first["pid"], signal.SIGKILL)
     wait_for(lambda: gone(first["pid"]), message="the first worker to die")
     assert job("j").state == "processing"  # nobody knows yet
@@ -108,7 +144,9 @@ def test_a_killed_workers_job_is_recovered_by_the_next_worker(cli, db, home, mar
     all_gone(mark)  # the orphaned first run was killed
     attempts = engine.attempts_of(job("j"))
     assert [(a.number, a.outcome) for a in attempts] == [(1, "lost"), (2, "completed")]
-    assert attempts[0].error.startswith("worker lost") and f"pid {first['pid']}" in attempts[0].error
+    assert (
+        attempts[0].error.startswith("worker lost") and f"pid {first['pid']}" in attempts[0].error
+    )
     assert attempts[1].worker_id == second["id"]
     ok(cli("worker", "stop"))
     assert gone(second["pid"])
@@ -117,7 +155,9 @@ def test_a_killed_workers_job_is_recovered_by_the_next_worker(cli, db, home, mar
 def test_cancel_of_a_running_job_kills_its_tree(cli, db, home, mark):
     [worker] = start_workers(cli)
     ok(cli("enqueue", "--id", "j", marked_command(mark, TREE)))
-    wait_for(lambda: (home.parent / "started").exists() and running_with_pid("j"), message="j to start")
+    wait_for(
+        lambda: (home.parent / "started").exists() and running_with_pid("j"), message="j to start"
+    )
     assert ok(cli("cancel", "j")).out == "j: dead\n"
     all_gone(mark)
     row = job("j")
@@ -142,9 +182,12 @@ def test_jobs_survive_worker_restarts_and_new_processes(cli, home):
     assert status["jobs"]["pending"] == 2 and status["jobs"]["completed"] == 1
     assert status["workers"]["alive"] == 0
     [second] = start_workers(cli)
-    wait_for(lambda: ok(cli("status", "--json")).json()["jobs"]["completed"] == 3, message="b and c")
+    wait_for(
+        lambda: ok(cli("status", "--json")).json()["jobs"]["completed"] == 3, message="b and c"
+    )
     assert (home.parent / "out").read_text() == "a\nc\nb\n"
-    assert [(j["id"], j["attempts"]) for j in ok(cli("list", "--json")).json()] == [("a", 1), ("b", 1), ("c", 1)]
+    listed = ok(cli("list", "--json")).json()  # newest first
+    assert [(j["id"], j["attempts"]) for j in listed] == [("c", 1), ("b", 1), ("a", 1)]
     ok(cli("worker", "stop"))
     assert gone(second["pid"])
 
@@ -153,14 +196,22 @@ def test_three_workers_run_300_jobs_exactly_once(cli, db, home, tmp_path):
     out = tmp_path / "ids.txt"
     specs = tmp_path / "jobs.jsonl"
     ids = [f"job{n:03d}" for n in range(300)]
-    specs.write_text("".join(json.dumps({"id": i, "command": f"echo {i} >> {out}"}) + "\n" for i in ids))
+    specs.write_text(
+        "".join(json.dumps({"id": i, "command": f"echo {i} >> {out}"}) + "\n" for i in ids)
+    )
     assert ok(cli("enqueue", "-f", str(specs))).out.split() == ids
     workers = start_workers(cli, 3)
     assert len({w["pid"] for w in workers}) == 3
     wait_for(lambda: engine.counts()["completed"] == 300, timeout=120, message="300 jobs")
     lines = out.read_text().splitlines()
     assert sorted(lines) == ids  # every id exactly once
-    assert engine.counts() == {"pending": 0, "processing": 0, "completed": 300, "failed": 0, "dead": 0}
+    assert engine.counts() == {
+        "pending": 0,
+        "processing": 0,
+        "completed": 300,
+        "failed": 0,
+        "dead": 0,
+    }
     assert Attempt.select().count() == 300
     used = {a.worker_id for a in Attempt.select(Attempt.worker_id)}
     assert used <= {w["id"] for w in workers}
@@ -174,7 +225,8 @@ def test_three_workers_run_300_jobs_exactly_once(cli, db, home, tmp_path):
 NON_REAPING_PARENT = r"""
 import ctypes, signal, subprocess, sys
 ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-subprocess.run([sys.executable, "-m", "queuectl_tui", "worker", "start"], check=True, stdout=subprocess.DEVNULL)
+subprocess.run([sys.executable, "-m", "queuectl_tui", "worker", "start"], check=True,
+               stdout=subprocess.DEVNULL)
 print("ready", flush=True)
 signal.pause()  # inherits the detached worker and never reaps it (killed by the test)
 """
@@ -183,8 +235,13 @@ signal.pause()  # inherits the detached worker and never reaps it (killed by the
 def test_worker_stop_counts_an_exited_but_unreaped_worker_as_stopped(cli, home):
     # Where the process that inherits detached workers is slow to reap them (a container's
     # PID 1, a supervisor), an exited worker lingers as a zombie: it has still stopped.
-    parent = subprocess.Popen([sys.executable, "-c", NON_REAPING_PARENT], stdout=subprocess.PIPE, text=True,
-                              env=cli_env(home), cwd=home.parent)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", NON_REAPING_PARENT],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=cli_env(home),
+        cwd=home.parent,
+    )
     try:
         assert parent.stdout.readline() == "ready\n"
         [worker] = ok(cli("worker", "list", "--json")).json()
@@ -202,7 +259,9 @@ def test_detached_workers_log_one_line_per_job_as_foreground_ones_print(cli, hom
     ok(cli("enqueue", "--id", "logged-bad", "--max-retries", "0", "exit 3"))
     ok(cli("worker", "start", "--count", "2", "--burst"))
     log = home / "logs" / "workers.log"
-    text = wait_for(lambda: (t := log.read_text()).count("stopped") == 2 and t, message="workers stop")
+    text = wait_for(
+        lambda: (t := log.read_text()).count("stopped") == 2 and t, message="workers stop"
+    )
     assert any("finish logged-ok" in line and "completed" in line for line in text.splitlines())
     assert any("finish logged-bad" in line and "exit 3" in line for line in text.splitlines())
 

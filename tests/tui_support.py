@@ -1,53 +1,16 @@
-"""Shared by the console tests: a frozen clock, seeded databases, pinned process figures."""
+"""Helpers of the console tests: the frozen clock, the app on it with pinned process figures,
+waiting for it to settle (their fixtures, seeded databases among them, are in conftest.py)."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
-import helpers
 from queuectl_tui.demo import FIXED_NOW as NOW  # every snapshot's "now"
 from queuectl_tui.demo import pinned_monitor
+
 #: The seeded jobs' working directory (they never run in these tests).
 SEED_CWD = "/srv/queue-demo"
-
-
-@pytest.fixture(autouse=True)
-def stable_terminal(monkeypatch: pytest.MonkeyPatch):
-    """Colours on, local time = UTC (the tables show local times)."""
-    monkeypatch.delenv("NO_COLOR", raising=False)
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
-
-
-@pytest.fixture
-def stand_in():
-    """A harmless process standing in for the seeded 'running' workers and jobs: whatever a
-    test signals by their PIDs reaches this sleep, never the test process."""
-    proc = subprocess.Popen(["sleep", "600"], start_new_session=True)
-    yield proc.pid
-    proc.kill()
-    proc.wait()
-
-
-@pytest.fixture
-def seeded(db, home: Path, stand_in: int) -> Path | str:
-    """The sample history at NOW, with three live-looking workers (two busy)."""
-    from queuectl_tui import demo
-
-    demo.seed(NOW, cwd=SEED_CWD, running_pid=stand_in)
-    return helpers.DB_URL or home / "queuectl.db"  # the URL on PostgreSQL
-
-
-@pytest.fixture
-def empty_db(db, home: Path) -> Path:
-    return home / "queuectl.db"
 
 
 def make_app(path: Path, **options):
@@ -87,5 +50,4 @@ async def until(pilot, condition, timeout: float = 10.0, message: str = "conditi
         await pilot.pause(0.05)
 
 
-__all__ = ["NOW", "SEED_CWD", "stable_terminal", "stand_in", "seeded", "empty_db", "pinned_monitor",
-           "make_app", "settle", "until"]
+__all__ = ["NOW", "SEED_CWD", "pinned_monitor", "make_app", "settle", "until"]

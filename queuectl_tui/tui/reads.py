@@ -9,7 +9,7 @@ requests came, one read follows, and it sees everything they changed.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 
 class OneRead:

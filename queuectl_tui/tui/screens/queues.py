@@ -14,8 +14,8 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from queuectl_tui.tui import data
-from queuectl_tui.tui.reads import OneRead
 from queuectl_tui.tui.fmt import STATE_STYLE, cell
+from queuectl_tui.tui.reads import OneRead
 from queuectl_tui.tui.widgets.jobs_table import Column, KeyedTable
 from queuectl_tui.tui.widgets.keybar import KeyBar
 
