@@ -195,22 +195,8 @@ def enqueue_stream(specs: Iterable[tuple[str, dict[str, Any]]], *, cwd: str | No
                    "command TEXT NOT NULL, queue TEXT NOT NULL, priority INTEGER NOT NULL, "
                    "max_retries INTEGER NOT NULL, backoff_base REAL NOT NULL, timeout REAL, "
                    "run_at REAL NOT NULL, src TEXT NOT NULL, after TEXT)")
-    chained = False
-
-    def after(spec: dict[str, Any]) -> str | None:
-        nonlocal chained
-        if not spec.get("after"):
-            return None
-        chained = True
-        return json.dumps(spec["after"])
-
+    rows = _StageRows(specs, defaults, now)
     try:
-        rows = ((spec.get("id"), spec["command"], spec.get("queue", "default"),
-                 spec.get("priority", 0), spec.get("max_retries", defaults.max_retries),
-                 spec.get("backoff_base", defaults.backoff_base),
-                 spec.get("timeout", defaults.default_timeout), spec.get("run_at", now), where,
-                 after(spec))
-                for where, spec in specs)
         count = 0
         with db.atomic():  # a deferred transaction that writes only the temp database
             for chunk in chunked(rows, _STAGE_CHUNK):
@@ -223,7 +209,7 @@ def enqueue_stream(specs: Iterable[tuple[str, dict[str, Any]]], *, cwd: str | No
                 count += len(chunk)
             _check_stage_ids(db)
         if count:
-            _move_stage(db, now, cwd, digest, data, chained)
+            _move_stage(db, now, cwd, digest, data, rows.chained)
         yield Staged(count)
     finally:
         db.execute_sql("DROP TABLE IF EXISTS temp.enqueue_stage")
@@ -274,6 +260,27 @@ _PG_REDRAW_TAKEN = ("UPDATE pg_temp.enqueue_stage SET id = " + _PG_NEW_ID + " WH
                     "AND id IN (SELECT id FROM job)")
 
 
+class _StageRows:
+    """The stage's rows from ``(where, spec)`` pairs, defaults filled in: (id or None, command,
+    queue, priority, max_retries, backoff_base, timeout, run_at, where, after as JSON or None).
+    ``chained`` tells afterwards whether any spec named jobs to wait for."""
+
+    def __init__(self, specs, defaults, now: float):
+        self.specs, self.defaults, self.now, self.chained = specs, defaults, now, False
+
+    def __iter__(self):
+        defaults, now = self.defaults, self.now
+        for where, spec in self.specs:
+            after = spec.get("after")
+            if after:
+                self.chained = True
+            yield (spec.get("id"), spec["command"], spec.get("queue", "default"),
+                   spec.get("priority", 0), spec.get("max_retries", defaults.max_retries),
+                   spec.get("backoff_base", defaults.backoff_base),
+                   spec.get("timeout", defaults.default_timeout), spec.get("run_at", now), where,
+                   json.dumps(after) if after else None)
+
+
 @contextmanager
 def _enqueue_stream_pg(db, specs, defaults: dict, now: float, cwd: str, digest: str,
                        data: str) -> Iterator[Staged]:
@@ -284,23 +291,10 @@ def _enqueue_stream_pg(db, specs, defaults: dict, now: float, cwd: str, digest: 
                    "priority INTEGER NOT NULL, max_retries INTEGER NOT NULL, "
                    "backoff_base DOUBLE PRECISION NOT NULL, timeout DOUBLE PRECISION, "
                    "run_at DOUBLE PRECISION NOT NULL, src TEXT NOT NULL, after TEXT)")
-    chained = False
-
-    def after(spec: dict[str, Any]) -> str | None:
-        nonlocal chained
-        if not spec.get("after"):
-            return None
-        chained = True
-        return json.dumps(spec["after"])
-
+    staged = _StageRows(specs, defaults, now)
     try:
-        rows = ((spec.get("id") or _new_id(), not spec.get("id"), spec["command"],
-                 spec.get("queue", "default"), spec.get("priority", 0),
-                 spec.get("max_retries", defaults.max_retries),
-                 spec.get("backoff_base", defaults.backoff_base),
-                 spec.get("timeout", defaults.default_timeout), spec.get("run_at", now), where,
-                 after(spec))
-                for where, spec in specs)
+        # The id is drawn here (no randomblob()); "generated" says whether it was.
+        rows = ((row[0] or _new_id(), row[0] is None, *row[1:]) for row in staged)
         count = 0
         with db.atomic():
             cursor = db.cursor()
@@ -332,7 +326,7 @@ def _enqueue_stream_pg(db, specs, defaults: dict, now: float, cwd: str, digest: 
                         "priority, 0, max_retries, backoff_base, timeout, run_at, %s, %s, %s, %s, "
                         "false, priority - %s * run_at / 60.0 FROM pg_temp.enqueue_stage "
                         "ORDER BY rowid", (PENDING, now, now, cwd, digest, aging_rate()))
-                    if chained:
+                    if staged.chained:
                         _stage_dependencies_pg(db, now)
                 break
             except IntegrityError:

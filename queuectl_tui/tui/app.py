@@ -67,13 +67,16 @@ class QueueApp(App[None]):
     @work(thread=True, group="actions", exit_on_error=False)
     def perform(self, label: str, func: Callable[..., Any], *args: Any,
                 then: Callable[[Any], None] | None = None,
-                on_error: Callable[[str], None] | None = None, **kwargs: Any) -> None:
+                on_error: Callable[[str, str | None], None] | None = None,
+                **kwargs: Any) -> None:
         """Run an engine/supervisor call off the event loop: ``then(result)`` on success;
-        on failure ``on_error(message)`` or an error notification (never a traceback)."""
+        on failure ``on_error(message, field)`` (``field``: the input the error is about, from
+        ``InvalidInput.field``, or None) or an error notification (never a traceback)."""
+        field = None
         try:
             result = data.call(self.db_path, func, *args, **kwargs)
         except (QueueError, data.Problem) as exc:
-            message = str(exc)
+            message, field = str(exc), getattr(exc, "field", None)
         except Exception as exc:  # an unexpected failure is reported, not raised into the UI
             message = f"{type(exc).__name__}: {exc}"
         else:
@@ -81,7 +84,7 @@ class QueueApp(App[None]):
                 self.from_thread(then, result)
             return
         if on_error is not None:
-            self.from_thread(on_error, message)
+            self.from_thread(on_error, message, field)
         else:
             self.from_thread(self.notify, message, title=f"could not {label}", severity="error")
 

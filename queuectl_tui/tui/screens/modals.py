@@ -56,18 +56,6 @@ def _ids(text: str) -> list[str]:
     return [part for part in text.replace(",", " ").split() if part]
 
 
-def _field_of(message: str, fields: list[str]) -> str:
-    """The field an engine error names ("bad queue ...", "job id ... already exists"), else the form."""
-    if "depend" in message or "after" in message:
-        return "after" if "after" in fields else "form"
-    if "job id" in message or "already exists" in message:
-        return "id" if "id" in fields else "form"
-    for name in sorted(fields, key=len, reverse=True):
-        if name != "form" and (name in message or name.replace("_", " ") in message):
-            return name
-    return "form"
-
-
 class JobForm(ModalScreen):
     """A form of job fields whose values go through the engine's validation (``spec``)."""
 
@@ -119,9 +107,8 @@ class JobForm(ModalScreen):
         errors: dict[str, str] = {}
         now = self.app.clock()
         for name, value in raw.items():
-            probe = {"command": "true", name: value} if name != "command" else {"command": value}
             try:
-                spec.normalize(probe, now=now)
+                spec.normalize({name: value}, now=now, partial=True)
             except InvalidInput as exc:
                 errors[name] = str(exc)
         return errors
@@ -135,8 +122,10 @@ class JobForm(ModalScreen):
         if first:
             self.query_one(f"#f-{first}", Input).focus()
 
-    def _refused(self, message: str) -> None:
-        self.show_errors({_field_of(message, [n for n, _, _ in self.FIELDS]): message})
+    def _refused(self, message: str, field: str | None = None) -> None:
+        """The engine's refusal under the field it names (``InvalidInput.field``), else the form's."""
+        names = [n for n, _, _ in self.FIELDS]
+        self.show_errors({field if field in names else "form": message})
 
     @on(Button.Pressed, "#close")
     def action_dismiss_none(self) -> None:
@@ -331,7 +320,7 @@ class ConfigModal(ModalScreen[list[str] | None]):
                          then=lambda _: self.dismiss(sorted([*changes, *resets])),
                          on_error=self._refused)
 
-    def _refused(self, message: str) -> None:
+    def _refused(self, message: str, field: str | None = None) -> None:
         box = self.query_one("#ce-form", Static)
         box.update(message)
         box.add_class("-show")
@@ -391,7 +380,7 @@ class LimitModal(ModalScreen[int | None | bool]):
         box.cursor_blink = self.app.cursor_blink
         box.focus()
 
-    def _error(self, message: str) -> None:
+    def _error(self, message: str, field: str | None = None) -> None:
         box = self.query_one("#e-limit", Static)
         box.update(Text(message))
         box.set_class(bool(message), "-show")
