@@ -51,9 +51,10 @@ def percentile(ordered: list[float], p: float) -> float | None:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-def _sql(text: str) -> str:
-    """The statements are SQLite's (json_each, INDEXED BY); other drivers take %s markers."""
-    return text if is_sqlite() else text.replace("?", "%s")
+def _sql(sqlite: str, postgres: str | None = None) -> str:
+    """The statement for the open database: SQLite's as written (its query plans are measured),
+    else PostgreSQL's own form where the dialects differ (``postgres``), with %s markers."""
+    return sqlite if is_sqlite() else (postgres or sqlite).replace("?", "%s")
 
 
 # The statements, spelt out as literals (values travel as parameters). Attempts carry their
@@ -93,6 +94,27 @@ _SLICES_HEAD = ("SELECT min(CAST((a.finished_at - ?) / ? AS INTEGER), ?) AS b, c
                 "max(a.duration) FROM attempt a")
 _SLICES = _SLICES_HEAD + " WHERE " + _IN_WINDOW + " GROUP BY b"
 _SLICES_BY_QUEUE = _SLICES_HEAD + " WHERE " + _IN_WINDOW + _OF_QUEUES + " GROUP BY b"
+
+# PostgreSQL's forms of those that differ: no json_each (json_array_elements_text), no INDEXED
+# BY (the planner picks job_due, whose condition the query repeats; seq breaks ties in run_at
+# as SQLite's index, which ends with the rowid, does), LEAST for SQLite's scalar
+# min(), and FLOOR where SQLite's CAST truncates (PostgreSQL's CAST rounds): the minute is the
+# one the PostgreSQL triggers compute (db.py), the slice the one SQLite's CAST gives.
+_OF_QUEUES_PG = " AND a.queue IN (SELECT json_array_elements_text(?::json))"
+_SCAN_PG = ("SELECT a.queue, " + _FIGURES + " FROM attempt a WHERE " + _IN_WINDOW
+            + " AND FLOOR(a.finished_at / 60)::BIGINT BETWEEN ? AND ? GROUP BY a.queue")
+_FAILURES_PG = ("SELECT queue, state, last_error, count(*) FROM job WHERE state IN ('failed', "
+                "'dead') AND finished_at > ? AND finished_at <= ? "
+                "AND FLOOR(finished_at / 60)::BIGINT BETWEEN ? AND ? GROUP BY 1, 2, 3")
+_FAILED_MINUTES_PG = ("SELECT queue, state, error, sum(n)::BIGINT FROM job_failed_minute "
+                      "WHERE minute BETWEEN ? AND ? GROUP BY 1, 2, 3")  # sum(bigint) is numeric
+_OLDEST_DUE_PG = ("SELECT id, run_at FROM job WHERE queue = ? AND " + CLAIMABLE_WHERE
+                  + " ORDER BY run_at, seq LIMIT 1")
+_SLICES_HEAD_PG = ("SELECT LEAST(FLOOR((a.finished_at - ?) / ?)::BIGINT, ?) AS b, count(*), "
+                   "avg(a.started_at - a.due_at), max(a.started_at - a.due_at), avg(a.duration), "
+                   "max(a.duration) FROM attempt a")
+_SLICES_PG = _SLICES_HEAD_PG + " WHERE " + _IN_WINDOW + " GROUP BY b"
+_SLICES_BY_QUEUE_PG = _SLICES_HEAD_PG + " WHERE " + _IN_WINDOW + _OF_QUEUES_PG + " GROUP BY b"
 
 
 def minute_of(at: float) -> int:
@@ -135,7 +157,7 @@ def execution_stats(since: float, queues: list[str] | None = None,
         dirty = sorted({row[0] for row in minutes if row[-1]})
         rows = [row[1:-1] for row in minutes if row[0] not in dirty]
     for bounds in _edges(since, now, first, last, dirty):
-        rows += database.execute_sql(_sql(_SCAN), bounds).fetchall()
+        rows += database.execute_sql(_sql(_SCAN, _SCAN_PG), bounds).fetchall()
 
     total, low = 0, None
     for name, n, done, failed, reruns, wmax, wsum, wn, rmax, rsum, rn, seq in rows:
@@ -228,9 +250,10 @@ def _failures(figures: dict, overall: dict, since: float, now: float, first: int
     died in it: whole minutes from the rollup, the edges from the partial index job_failed."""
     rows: list = []
     if last - first >= 2:
-        rows = database.execute_sql(_sql(_FAILED_MINUTES), [first + 1, last - 1]).fetchall()
+        rows = database.execute_sql(_sql(_FAILED_MINUTES, _FAILED_MINUTES_PG),
+                                    [first + 1, last - 1]).fetchall()
     for bounds in _edges(since, now, first, last, []):
-        rows += database.execute_sql(_sql(_FAILURES), bounds).fetchall()
+        rows += database.execute_sql(_sql(_FAILURES, _FAILURES_PG), bounds).fetchall()
     for name, state, error, n in rows:
         if name not in figures:
             continue
@@ -243,7 +266,7 @@ def _failures(figures: dict, overall: dict, since: float, now: float, first: int
 def _oldest_due(figures: dict, overall: dict, scope: list[str], now: float) -> None:
     """Per queue, the waiting job due the longest: the head of its job_due index."""
     for name in scope:
-        row = database.execute_sql(_sql(_OLDEST_DUE), [name]).fetchone()
+        row = database.execute_sql(_sql(_OLDEST_DUE, _OLDEST_DUE_PG), [name]).fetchone()
         if row is None or row[1] > now:
             continue
         due = {"id": row[0], "queue": name, "due_at": row[1], "waited": now - row[1]}
@@ -282,9 +305,9 @@ def timeline(since: float, now: float, buckets: int = 30,
                "run_mean": None, "run_max": None} for i in range(buckets)]
     params = [since, width, buckets - 1, since, now, *extra]
     if by_queue:
-        rows = database.execute_sql(_sql(_SLICES_BY_QUEUE), params)
+        rows = database.execute_sql(_sql(_SLICES_BY_QUEUE, _SLICES_BY_QUEUE_PG), params)
     else:
-        rows = database.execute_sql(_sql(_SLICES), params)
+        rows = database.execute_sql(_sql(_SLICES, _SLICES_PG), params)
     for index, n, wmean, wmax, rmean, rmax in rows:  # the last slice includes ``now`` itself
         series[int(index)].update(attempts=n, wait_mean=wmean, wait_max=wmax, run_mean=rmean,
                                   run_max=rmax)

@@ -197,13 +197,13 @@ def stand_in():
 
 
 @pytest.fixture
-def seeded(db, home: Path, stand_in: int) -> Path:
+def seeded(db, home: Path, stand_in: int) -> Path | str:
     """The sample history at NOW, with three live-looking workers (two busy)."""
     from queuectl_tui import demo
     from tui_support import NOW, SEED_CWD
 
     demo.seed(NOW, cwd=SEED_CWD, running_pid=stand_in)
-    return home / "queuectl.db"
+    return helpers.DB_URL or home / "queuectl.db"  # the URL on PostgreSQL
 
 
 @pytest.fixture

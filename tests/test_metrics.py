@@ -1,5 +1,6 @@
 """Execution metrics (queuectl_tui.metrics) on a history built with a fixed clock: exact
-figures per queue and overall, windows, queue filters, the sample, and the CLI's faces."""
+figures per queue and overall, windows, queue filters, the sample, and the CLI's faces. The
+tests marked ``both_backends`` run on PostgreSQL too (its statements differ: metrics.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 
 from helpers import cli_env, ok, user_error
 from queuectl_tui import engine, metrics, spec
+from queuectl_tui.db import is_sqlite
 from queuectl_tui.errors import InvalidInput
 from queuectl_tui.models import Attempt, AttemptMinute, FailedMinute, Job, database
 
@@ -69,6 +71,7 @@ def figures(stats, name=None):
     return stats["overall"] if name is None else stats["queues"][name]
 
 
+@pytest.mark.both_backends
 def test_exact_figures_per_queue_and_overall(history):
     stats = metrics.execution_stats(NOW - HOUR, None, NOW)
     assert stats["sampled_every"] == 1 and sorted(stats["queues"]) == ["a", "b"]
@@ -115,6 +118,7 @@ def test_exact_figures_per_queue_and_overall(history):
                                    {"error": "exit code 3", "count": 1}]
 
 
+@pytest.mark.both_backends
 def test_window_bounds_and_queue_filter(history):
     later = metrics.execution_stats(T0 + 30, None, NOW)  # a3, a2's rerun, b1, b4
     assert figures(later)["attempts"] == 4 and figures(later, "a")["attempts"] == 2
@@ -129,6 +133,7 @@ def test_window_bounds_and_queue_filter(history):
     assert figures(unknown)["attempts"] == 0 and figures(unknown)["success_rate"] is None
 
 
+@pytest.mark.both_backends
 def test_one_queue_reads_no_job_rows_and_gives_the_same_figures(history):
     before = metrics.execution_stats(NOW - HOUR, None, NOW)
     engine.delete(["b1", "b2", "b3", "b4"])
@@ -137,6 +142,7 @@ def test_one_queue_reads_no_job_rows_and_gives_the_same_figures(history):
     assert figures(after, "a") == figures(before, "a") == figures(after)
 
 
+@pytest.mark.both_backends
 def test_a_big_window_takes_percentiles_from_an_even_sample(history, monkeypatch):
     monkeypatch.setattr(metrics, "SAMPLE_MAX", 2)
     stats = metrics.execution_stats(NOW - HOUR, None, NOW)
@@ -146,6 +152,7 @@ def test_a_big_window_takes_percentiles_from_an_even_sample(history, monkeypatch
     assert every["wait"]["p50"] in (0, 1, 10, 13, 20, 30)
 
 
+@pytest.mark.both_backends
 def test_timeline_cuts_the_window_in_slices(history):
     series = metrics.timeline(T0, T0 + 100, buckets=10)
     assert [s["attempts"] for s in series] == [0, 1, 1, 1, 1, 1, 1, 0, 0, 0]
@@ -153,6 +160,8 @@ def test_timeline_cuts_the_window_in_slices(history):
     assert series[0]["wait_mean"] is None
     edge = metrics.timeline(T0 + 4, T0 + 64, buckets=3)  # b4 finished at the window's end
     assert [s["attempts"] for s in edge] == [1, 3, 2] and edge[2]["run_max"] == 8
+    only_b = metrics.timeline(T0, T0 + 100, buckets=10, queues=["b"])  # b1 at T0+58, b4 at T0+64
+    assert [s["attempts"] for s in only_b] == [0, 0, 0, 0, 0, 1, 1, 0, 0, 0]
 
 
 # --- the rollups: whole minutes from attempt_minute / job_failed_minute, edges from the rows -----
@@ -267,6 +276,7 @@ def assert_rollups_match_rows() -> None:
     assert {(r.minute, r.queue, r.state, r.error): r.n for r in FailedMinute.select()} == failed
 
 
+@pytest.mark.both_backends
 def test_a_window_edge_inside_a_minute_counts_exactly(db, tmp_path):
     """Finishes on and around minute boundaries (runs of 1 s, 1.125 s, ... 1.75 s): the whole
     minutes come from the rollup, the partial ones at the edges from the attempts, and none is
@@ -298,6 +308,7 @@ def test_a_window_edge_inside_a_minute_counts_exactly(db, tmp_path):
         assert_agrees(since, now)
 
 
+@pytest.mark.both_backends
 @pytest.mark.parametrize("seed", [1, 2])
 def test_the_rollups_agree_with_a_full_scan_of_a_random_history(db, tmp_path, seed):
     """Queues, outcomes, retries, deletes and edited attempts on a fixed clock: every window's
@@ -355,9 +366,10 @@ def test_the_rollups_agree_with_a_full_scan_of_a_random_history(db, tmp_path, se
     # Deletes take attempts out (a maximum that goes marks its row dirty); edits move them.
     doomed = [j.id for j in Job.select().where(Job.state != "processing") if rng.random() < 0.3]
     engine.delete(doomed)
-    database.execute_sql("UPDATE attempt SET duration = duration + 0.5 WHERE seq % 4 = 0")
-    database.execute_sql("UPDATE attempt SET finished_at = finished_at + 45 WHERE seq % 5 = 0")
-    database.execute_sql("UPDATE job SET last_error = 'edited' WHERE seq % 3 = 0")
+    for sql in ("UPDATE attempt SET duration = duration + 0.5 WHERE seq % 4 = 0",
+                "UPDATE attempt SET finished_at = finished_at + 45 WHERE seq % 5 = 0",
+                "UPDATE job SET last_error = 'edited' WHERE seq % 3 = 0"):
+        database.execute_sql(sql if is_sqlite() else sql.replace("%", "%%"))  # psycopg2's markers
     assert_rollups_match_rows()
     assert AttemptMinute.select().where(AttemptMinute.dirty == 1).exists()
     for since, now in windows():
@@ -386,6 +398,7 @@ def recent(db, tmp_path):
     return start
 
 
+@pytest.mark.both_backends
 def test_stats_json_text_window_and_queue(recent, cli, home):
     data = ok(cli("stats", "--json")).json()
     assert (
@@ -409,6 +422,7 @@ def test_stats_refuses_bad_input(cli, args):
     assert user_error(cli("stats", *args), 2)
 
 
+@pytest.mark.both_backends
 def test_stats_prometheus_is_valid_exposition(recent, cli):
     parser = pytest.importorskip("prometheus_client.parser")
     families = {
@@ -446,6 +460,7 @@ def test_prometheus_without_the_extra_is_one_line(home, args):
     assert "pip install 'queuectl-tui[metrics]'" in line
 
 
+@pytest.mark.both_backends
 def test_metrics_serve_answers_a_scrape_on_loopback(recent, home):
     parser = pytest.importorskip("prometheus_client.parser")
     proc = subprocess.Popen(
@@ -476,3 +491,14 @@ def test_metrics_serve_answers_a_scrape_on_loopback(recent, home):
         proc.wait()
         proc.stdout.close()
         proc.stderr.close()
+
+
+@pytest.mark.both_backends
+def test_oldest_due_among_jobs_due_at_once_is_the_first_enqueued(db, tmp_path):
+    """Jobs enqueued together are due at the same time: the oldest is the first of them, also
+    after the first was edited (PostgreSQL then keeps it elsewhere in the table and index)."""
+    jobs = [spec.normalize({"id": f"t{i}", "command": "true"}, now=T0) for i in range(3)]
+    engine.enqueue(jobs, cwd=str(tmp_path), env={}, now=T0)
+    engine.edit("t0", {"priority": 5}, now=T0)
+    engine.edit("t0", {"priority": 0}, now=T0)
+    assert figures(metrics.execution_stats(T0, None, NOW))["oldest_due"]["id"] == "t0"

@@ -151,9 +151,9 @@ def _literal_constants(tree: ast.Module, found: set[str] | None = None) -> set[s
 
 def test_sql_text_is_always_a_literal_values_travel_as_parameters():
     """Every piece of raw SQL in the package is literal text (a string literal, or a module
-    constant made of literals, possibly passed through ``_sql``, which only rewrites parameter
-    markers for another driver); values go in parameters. (Everything else is built by peewee,
-    which parameterises all values.)"""
+    constant made of literals, possibly passed through ``_sql``, which picks SQLite's or
+    PostgreSQL's form and rewrites parameter markers for the driver); values go in parameters.
+    (Everything else is built by peewee, which parameterises all values.)"""
     offenders, seen = [], 0
     trees = {path: ast.parse(path.read_text(), str(path))
              for path in sorted((ROOT / "queuectl_tui").rglob("*.py"))}
@@ -165,14 +165,15 @@ def test_sql_text_is_always_a_literal_values_travel_as_parameters():
     for path, tree in trees.items():
         for call in _sql_calls(tree):
             seen += 1
-            first = call.args[0]
-            if (isinstance(first, ast.Call) and isinstance(first.func, ast.Name)
-                    and first.func.id == "_sql" and len(first.args) == 1):
-                first = first.args[0]
-            if isinstance(first, ast.Name) and first.id in constants:
-                continue
-            if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
-                offenders.append(f"{path.relative_to(ROOT)}:{call.lineno}")
+            texts = [call.args[0]]
+            if (isinstance(texts[0], ast.Call) and isinstance(texts[0].func, ast.Name)
+                    and texts[0].func.id == "_sql" and texts[0].args and not texts[0].keywords):
+                texts = texts[0].args
+            for text in texts:
+                if isinstance(text, ast.Name) and text.id in constants:
+                    continue
+                if not (isinstance(text, ast.Constant) and isinstance(text.value, str)):
+                    offenders.append(f"{path.relative_to(ROOT)}:{call.lineno}")
     assert seen and offenders == []
 
 

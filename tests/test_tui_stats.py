@@ -20,6 +20,7 @@ def shown(app) -> str:
     return console.export_text()
 
 
+@pytest.mark.both_backends
 async def test_stats_screen_shows_the_windows_figures_and_goes_back(seeded):
     from queuectl_tui.tui.screens.main import MainScreen
     from queuectl_tui.tui.screens.stats import StatsScreen
