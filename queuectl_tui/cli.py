@@ -985,7 +985,8 @@ def queue_list(ctx: Context, as_json) -> None:
         return
     from rich.table import Table
     table = Table(header_style="bold")
-    for name in ("queue", "pending", "processing", "failed", "dead", "completed", "paused", "limit"):
+    columns = ("queue", "pending", "processing", "failed", "dead", "completed", "paused", "limit")
+    for name in columns:
         table.add_column(name, justify="left" if name == "queue" else "right")
     for r in rows:
         jobs = r["jobs"]
