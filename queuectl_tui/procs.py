@@ -41,8 +41,11 @@ def start_time(pid: int) -> float | None:
     a worker asks this once per job, and psutil.Process() costs ~90 us of it."""
     if _PROC_STAT:
         try:
-            with open(f"/proc/{pid}/stat", "rb") as handle:
-                data = handle.read()
+            fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+            try:  # not open(): a buffered file object costs six more system calls
+                data = os.read(fd, 4096)
+            finally:
+                os.close(fd)
             ticks = int(data[data.rindex(b")") + 2:].split()[19])
         except (OSError, ValueError, IndexError):
             return None
