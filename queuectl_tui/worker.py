@@ -135,6 +135,7 @@ class WorkerLoop:
                         self._run_next()
                         errors = 0
                         continue
+                    self.batch = 1  # what comes after a pause may not be short
                     self._housekeeping(self.cfg)
                     if self.burst and not self._work_soon():
                         break
