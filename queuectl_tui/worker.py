@@ -257,7 +257,7 @@ class WorkerLoop:
                 log_path=engine.log_path(attempt), max_log_bytes=cfg.max_log_bytes,
                 timeout=job.timeout,
                 on_start=lambda pid, started: self._started(attempt, pid, started),
-                tick=lambda: self._tick(job, cfg),
+                tick=lambda: self._tick(job, cfg), then=self._next_launch(),
             )
         except DatabaseError as exc:
             # The command never ran (it waits until its process is noted): hand the job back
@@ -280,6 +280,13 @@ class WorkerLoop:
         if result.cost is not None:
             result.cost.merge(meter)
         return result
+
+    def _next_launch(self) -> tuple[str, str, dict[str, str]] | None:
+        """The held job that will run next, for the host to fork as soon as this one ends."""
+        if not self.held or self.stopping:
+            return None
+        job = self.held[0][0]
+        return job.command, job.cwd, self._environment(job)
 
     def _started(self, attempt, pid: int, started: float | None) -> None:
         """The job's shell exists and waits for our word: note it where recovery looks before
