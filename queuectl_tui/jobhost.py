@@ -27,6 +27,11 @@ its control pipe closes: at ``close()``, or when the worker dies (an idle host r
 end-of-file at once; a busy one when its job ends). A host that died is replaced at the next
 job; the job it was running fails with "job host died", and is killed with its tree.
 
+The next job may be sent ahead (``run``'s ``then``): its code follows the running job's gate
+line in the control pipe, so the host forks it as soon as the running job ends and its ``p PID``
+comes back right behind ``x CODE``, saving the worker a round trip per job. It waits at its gate
+like any job; if the worker asks for another job instead, it is told ``: no``.
+
 Differences from ``runner.run`` (the command still runs with exactly the given environment,
 directory, ``/dev/null`` stdin, default signal dispositions and its own process group):
 
