@@ -76,7 +76,9 @@ class WorkerLoop:
         self._unrecorded = None  # the running attempt, until its process is in the database
         self.held: deque[tuple[Job, engine.Attempt]] = deque()  # claimed, not started yet
         self._held_at = 0.0  # monotonic time of the claim of the held jobs
-        self.ended: list[tuple[engine.Ended, runner.Result]] = []  # ran, not recorded yet
+        # Ran, not recorded yet: with the result, and the job's "start" line if it waits too.
+        self.ended: list[tuple[engine.Ended, runner.Result, str | None]] = []
+        self._start_line: str | None = None  # the running job's, held back (see _run_job)
         self._ended_at = 0.0  # monotonic time the first of them ended
         self.batch = 1  # how many jobs the next claim takes
         self._running: Job | None = None
@@ -169,11 +171,11 @@ class WorkerLoop:
         ``claim`` more, in one transaction (``engine.settle``). With something to record it
         retries through database errors for as long as this worker lives (a live worker's job is
         never taken back by recovery, so its result is ours to record) unless not ``persist``."""
-        ended, given = [e for e, _ in self.ended], list(self.held) if hand_back else []
+        ended, given = [e for e, _, _ in self.ended], list(self.held) if hand_back else []
         if not ended and not given and not claim:
             return
         if ended:
-            short = all(r.duration < SHORT for _, r in self.ended)
+            short = all(r.duration < SHORT for _, r, _ in self.ended)
             self.batch = min(2 * self.batch, BATCH_MAX) if short else 1
         if given:
             self.batch = 1
@@ -193,11 +195,16 @@ class WorkerLoop:
                 self._complain(f"database error recording {ended[0].job.id} ({exc}); retrying")
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
-        for (done, result), state in zip(self.ended, states, strict=True):
+        for (done, result, start), state in zip(self.ended, states, strict=True):
+            if start:
+                self._say(start)
             code = "-" if result.exit_code is None else result.exit_code
             self._say(f"finish {done.job.id}  attempt {done.attempt.number}  exit {code}  "
                       f"{result.duration:.2f}s  -> {state or 'taken back by recovery'}")
         self.ended.clear()
+        if self._start_line:
+            self._say(self._start_line)
+            self._start_line = None
         if given:
             self.held.clear()
         if claimed:
@@ -216,7 +223,8 @@ class WorkerLoop:
             self._ended_at = time.monotonic()
         self.ended.append((engine.Ended(job, attempt, result.outcome, result.exit_code,
                                         result.error, result.tail, result.cost, time.time()),
-                           result))
+                           result, self._start_line))
+        self._start_line = None
         if self.stopping:
             self._settle(hand_back=True, persist=not self.force)
             if not self.force:
@@ -250,7 +258,11 @@ class WorkerLoop:
         cfg = self.cfg
         attempt.started_at = time.time()  # a held job starts now, not at its claim
         self._running = job
-        self._say(f"start  {job.id}  attempt {attempt.number}")
+        line = f"start  {job.id}  attempt {attempt.number}"
+        if self.ended:  # said after the "finish" lines of the jobs before it, in order
+            self._start_line = line
+        else:
+            self._say(line)
         try:
             result = self.host.run(
                 job.command, cwd=job.cwd, env=self._environment(job),

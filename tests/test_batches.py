@@ -111,8 +111,12 @@ def test_a_draining_worker_runs_every_job_once_with_its_own_times(db, tmp_path, 
         batches.append(len(claimed))
         return states, claimed
     monkeypatch.setattr(engine, "settle", settle)
-    worker = WorkerLoop(burst=True)
+    lines = []
+    worker = WorkerLoop(burst=True, echo=lines.append)
     assert worker.run() == 0
+    # Its lines read job by job, each "finish" once the end is recorded.
+    said = [line.split()[:2] for line in lines if line.startswith(("start", "finish"))]
+    assert said == [[word, f"j{n:02}"] for n in range(40) for word in ("start", "finish")]
     assert (tmp_path / "ran").read_text().split() == [f"j{n:02}" for n in range(40)]
     attempts = list(Attempt.select().order_by(Attempt.started_at))
     assert [a.number for a in attempts] == [1] * 40
