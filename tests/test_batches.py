@@ -9,12 +9,15 @@ import threading
 from itertools import pairwise
 from pathlib import Path
 
+import pytest
+
 from helpers import T0, state, wait_for
 from queuectl_tui import engine, spec
 from queuectl_tui import worker as worker_module
 from queuectl_tui.models import Attempt, Job, JobCount, Worker, database
 from queuectl_tui.worker import WorkerLoop
 
+pytestmark = pytest.mark.both_backends
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 
