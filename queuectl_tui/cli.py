@@ -1320,8 +1320,14 @@ def metrics_serve(ctx: Context, host: str, port: int, since: str) -> None:
     window = figures.parse_duration(since)
     exporter.require()
     ctx.open()
+
+    def told(error: Exception | None) -> None:  # one line when scrapes fail, one when they read
+        from queuectl_tui.db import describe_db_error, describe_target
+        click.echo(f"metrics: {describe_db_error(error)}; answering queuectl_up 0" if error
+                   else f"metrics: database {describe_target()} readable again", err=True)
+
     try:
-        server = exporter.serve(host, port, window)
+        server = exporter.serve(host, port, window, on_change=told)
     except OSError as exc:
         raise QueueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     bound = server.server_address
