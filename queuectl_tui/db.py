@@ -426,10 +426,13 @@ def _install_triggers(db) -> None:
 
 
 def _upgrade_to_4(migrator: SchemaMigrator) -> None:
-    """PostgreSQL: inserts and deletes of jobs and attempts counted per statement, not per
-    row (see _COUNT_INSERT_POSTGRES). SQLite's triggers are unchanged."""
-    if not isinstance(migrator.database, SqliteDatabase):
-        _install_triggers(migrator.database)
+    """PostgreSQL: jobs counted per statement, not per row (see _JOBS_INSERT_POSTGRES; SQLite's
+    triggers are unchanged). Both: seq ends the job_due index (the oldest due in one step)."""
+    db = migrator.database
+    db.execute_sql("DROP INDEX IF EXISTS job_due")
+    Job._schema.create_indexes(safe=True)
+    if not isinstance(db, SqliteDatabase):
+        _install_triggers(db)
 
 
 #: meta key of the counter worker ids are taken from (a rowid would be reused after a delete).

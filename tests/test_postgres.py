@@ -392,3 +392,36 @@ def test_a_version_3_database_gets_the_per_statement_counts_on_open(db, tmp_path
     assert engine.counts()["pending"] == 2
     dbmod.close_db()
     assert _pg_shape(helpers.DB_URL) == fresh
+
+
+@on_postgres
+def test_the_oldest_due_job_is_one_index_step_among_many_due_at_once(db):
+    """5,000 jobs enqueued together are due at the same moment: ``stats`` names the first of
+    them and ``status`` its age after reading a few rows of job, not all of those due then
+    (ties broken by seq needed every one of them)."""
+    from queuectl_tui import engine, metrics
+    from queuectl_tui.models import database
+    database.execute_sql(
+        "INSERT INTO job (id, command, queue, state, priority, attempts, max_retries, "
+        "backoff_base, run_at, created_at, updated_at, cwd, cancel_requested) SELECT 'j' || n, "
+        "'true', 'q' || (n %% 2), 'pending', 0, 0, 3, 2, 1000, 0, 0, '/', false "
+        "FROM generate_series(1, 5000) n")
+    database.execute_sql("ANALYZE job")
+
+    def rows_read(func):
+        with database.atomic():  # pg_stat_xact_* counts this transaction's reads
+            before = _job_rows_read()
+            result = func()
+            return result, _job_rows_read() - before
+
+    stats, read = rows_read(lambda: metrics.execution_stats(1500, None, 2000))
+    assert stats["queues"]["q1"]["oldest_due"]["id"] == "j1" and read < 20
+    status, read = rows_read(lambda: engine.stats(now=2000))
+    assert status["oldest_pending_age"] == 1000 and read < 20
+
+
+def _job_rows_read() -> int:
+    from queuectl_tui.models import database
+    return database.execute_sql(
+        "SELECT COALESCE(sum(seq_tup_read + idx_tup_fetch), 0) FROM pg_stat_xact_user_tables "
+        "WHERE relname = 'job' AND schemaname = current_schema()").fetchone()[0]
