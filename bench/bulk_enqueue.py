@@ -27,6 +27,8 @@ import threading
 import time
 from pathlib import Path
 
+import pgschema  # bench/, beside this script
+
 
 def write_jobs(path: Path, lines: int, simple: bool = False) -> None:
     queues = ("default", "emails", "reports")
@@ -62,38 +64,12 @@ class LockProbe(threading.Thread):
         conn.close()
 
 
-def pg_schema(pg: str, run: int) -> tuple[str, str]:
-    """(schema, URL selecting it) of a fresh schema for one run on PostgreSQL."""
-    from urllib.parse import quote
-
-    import psycopg2
-    schema = f"bench_bulk_{os.getpid()}_{run}"
-    conn = psycopg2.connect(pg)
-    conn.autocommit = True
-    conn.cursor().execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE; CREATE SCHEMA "{schema}"')
-    conn.close()
-    sep = "&" if "?" in pg else "?"
-    return schema, f"{pg}{sep}options={quote(f'-csearch_path={schema}')}"
-
-
-def pg_count_and_drop(pg: str, schema: str) -> int:
-    import psycopg2
-    conn = psycopg2.connect(pg)
-    conn.autocommit = True
-    cursor = conn.cursor()
-    cursor.execute(f'SELECT count(*) FROM "{schema}".job')
-    count = cursor.fetchone()[0]
-    cursor.execute(f'DROP SCHEMA "{schema}" CASCADE')
-    conn.close()
-    return count
-
-
 def one_run(tmp: Path, jobs: Path, run: int, probe: bool, pg: str | None = None) -> dict:
     home = tmp / f"home{run}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUEUECTL_")}
     env["QUEUECTL_HOME"] = str(home)
     if pg:
-        schema, env["QUEUECTL_DB"] = pg_schema(pg, run)
+        schema, env["QUEUECTL_DB"] = pgschema.fresh(pg, f"bench_bulk_{run}")
     cmd = [sys.executable, "-m", "queuectl_tui"]
     subprocess.run(cmd + ["status"], env=env, check=True, capture_output=True)  # a fresh database
     prober = LockProbe(home / "queuectl.db") if probe and not pg else None
@@ -113,7 +89,8 @@ def one_run(tmp: Path, jobs: Path, run: int, probe: bool, pg: str | None = None)
     if proc.returncode != 0:
         raise SystemExit(f"enqueue failed ({proc.returncode}): {err.strip()}")
     if pg:
-        count = pg_count_and_drop(pg, schema)
+        count = pgschema.count(pg, schema)
+        pgschema.drop(pg, schema)
     else:
         count = sqlite3.connect(home / "queuectl.db").execute("SELECT count(*) FROM job").fetchone()[0]
     result = {"seconds": round(wall, 3), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
