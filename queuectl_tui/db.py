@@ -203,13 +203,14 @@ _MINUTE_FUNCTION_POSTGRES = (
     + _MINUTE_OF_OLD_POSTGRES + "; " + _MINUTE_PRUNE + _MINUTE_OF_OLD_POSTGRES + "; END IF; "
     "IF TG_OP <> 'DELETE' THEN INSERT INTO attempt_minute " + _MINUTE_COLUMNS + " SELECT "
     + _MINUTE_OF_NEW_POSTGRES + _MINUTE_ADD_FIGURES + "; END IF; RETURN NULL; END $$")
-_MINUTE_FILL_FIGURES = (
+_MINUTE_SUMS = (
     ", queue, count(*), SUM(CASE WHEN outcome = 'completed' THEN 1 ELSE 0 END), "
     "SUM(CASE WHEN outcome IN ('failed', 'timeout', 'lost') THEN 1 ELSE 0 END), "
     "SUM(CASE WHEN number > 1 THEN 1 ELSE 0 END), count(due_at), "
     "COALESCE(SUM(started_at - due_at), 0), MAX(started_at - due_at), count(duration), "
-    "COALESCE(SUM(duration), 0), MAX(duration), MIN(seq), 0 FROM attempt "
-    "WHERE finished_at IS NOT NULL GROUP BY 1, 2")
+    "COALESCE(SUM(duration), 0), MAX(duration), MIN(seq), 0")
+_MINUTE_FILL_FIGURES = (_MINUTE_SUMS + " FROM attempt WHERE finished_at IS NOT NULL "
+                        "GROUP BY 1, 2")
 _MINUTE_FILL_SQLITE = ("INSERT INTO attempt_minute " + _MINUTE_COLUMNS + " SELECT "
                        "CAST(finished_at / 60 AS INTEGER)" + _MINUTE_FILL_FIGURES)
 _MINUTE_FILL_POSTGRES = ("INSERT INTO attempt_minute " + _MINUTE_COLUMNS + " SELECT "
@@ -256,9 +257,12 @@ _FAILED_FILL_POSTGRES = ("INSERT INTO job_failed_minute (minute, queue, state, e
 # take, one upsert per (queue, state) or rollup row. Per row (as on SQLite), a bulk enqueue,
 # retry or delete of n jobs updates the same few rows n times in one transaction, each update
 # walking past all the row's earlier versions there: n**2 (100,000 lines took 40 s).
-_FAILED_OF_ROWS = ("SELECT FLOOR(finished_at / 60)::BIGINT, queue, state, COALESCE(last_error, "
-                   "''), count(*) FROM {} WHERE state IN ('failed', 'dead') AND finished_at IS "
-                   "NOT NULL GROUP BY 1, 2, 3, 4")
+_FAILED_OF = ("SELECT FLOOR(finished_at / 60)::BIGINT, queue, state, COALESCE(last_error, ''), "
+              "count(*) FROM ")
+_FAILED_OF_WHERE = (" WHERE state IN ('failed', 'dead') AND finished_at IS NOT NULL "
+                    "GROUP BY 1, 2, 3, 4")
+_FAILED_OF_NEW = _FAILED_OF + "new_rows" + _FAILED_OF_WHERE
+_FAILED_OF_OLD = _FAILED_OF + "old_rows" + _FAILED_OF_WHERE
 _FAILED_PRUNE = ("DELETE FROM job_failed_minute WHERE n = 0 AND (minute, queue, state, error) IN "
                  "(SELECT FLOOR(finished_at / 60)::BIGINT, queue, state, COALESCE(last_error, '') "
                  "FROM old_rows WHERE state IN ('failed', 'dead') AND finished_at IS NOT NULL); ")
@@ -268,7 +272,7 @@ _JOBS_INSERT_POSTGRES = (
     "GROUP BY queue, state ORDER BY queue, state ON CONFLICT (queue, state) "
     "DO UPDATE SET n = job_count.n + excluded.n; "
     "INSERT INTO job_failed_minute (minute, queue, state, error, n) "
-    + _FAILED_OF_ROWS.format("new_rows") + " ON CONFLICT (minute, queue, state, error) "
+    + _FAILED_OF_NEW + " ON CONFLICT (minute, queue, state, error) "
     "DO UPDATE SET n = job_failed_minute.n + excluded.n; RETURN NULL; END $$")
 # Every claim and finish is an update: the rollup of failures is left alone unless a row was
 # or is a failure (the common completion costs one upsert, as per row).
@@ -281,8 +285,8 @@ _JOBS_UPDATE_POSTGRES = (
     "IF EXISTS (SELECT 1 FROM new_rows WHERE state IN ('failed', 'dead')) OR EXISTS (SELECT 1 "
     "FROM old_rows WHERE state IN ('failed', 'dead')) THEN "
     "INSERT INTO job_failed_minute (minute, queue, state, error, n) SELECT minute, queue, state, "
-    "error, sum(n) FROM (" + _FAILED_OF_ROWS.format("new_rows") + " UNION ALL SELECT minute, "
-    "queue, state, error, -n FROM (" + _FAILED_OF_ROWS.format("old_rows") + ") o (minute, queue, "
+    "error, sum(n) FROM (" + _FAILED_OF_NEW + " UNION ALL SELECT minute, "
+    "queue, state, error, -n FROM (" + _FAILED_OF_OLD + ") o (minute, queue, "
     "state, error, n)) c (minute, queue, state, error, n) GROUP BY 1, 2, 3, 4 HAVING sum(n) <> 0 "
     "ORDER BY 1, 2, 3, 4 ON CONFLICT (minute, queue, state, error) DO UPDATE SET "
     "n = job_failed_minute.n + excluded.n; " + _FAILED_PRUNE + "END IF; RETURN NULL; END $$")
@@ -290,7 +294,7 @@ _JOBS_DELETE_POSTGRES = (
     "CREATE OR REPLACE FUNCTION job_counts_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
     "UPDATE job_count c SET n = c.n - d.n FROM (SELECT queue, state, count(*) AS n FROM old_rows "
     "GROUP BY queue, state) d WHERE c.queue = d.queue AND c.state = d.state; "
-    "UPDATE job_failed_minute f SET n = f.n - d.n FROM (" + _FAILED_OF_ROWS.format("old_rows")
+    "UPDATE job_failed_minute f SET n = f.n - d.n FROM (" + _FAILED_OF_OLD
     + ") d (minute, queue, state, error, n) WHERE f.minute = d.minute AND f.queue = d.queue "
     "AND f.state = d.state AND f.error = d.error; " + _FAILED_PRUNE + "RETURN NULL; END $$")
 # A maximum that leaves (one of the deleted is at or above its row's) marks the row dirty.
@@ -302,20 +306,28 @@ _MINUTE_DELETE_POSTGRES = (
     "wait_sum = m.wait_sum - d.wait_sum, run_n = m.run_n - d.run_n, "
     "run_sum = m.run_sum - d.run_sum, dirty = CASE WHEN d.wait_max >= m.wait_max OR "
     "d.run_max >= m.run_max THEN 1 ELSE m.dirty END FROM (SELECT FLOOR(finished_at / 60)::BIGINT"
-    + _MINUTE_FILL_FIGURES.replace("FROM attempt", "FROM old_rows") + ") d " + _MINUTE_COLUMNS
+    + _MINUTE_SUMS + " FROM old_rows WHERE finished_at IS NOT NULL GROUP BY 1, 2) d "
+    + _MINUTE_COLUMNS
     + " WHERE m.minute = d.minute AND m.queue = d.queue; DELETE FROM attempt_minute WHERE "
     "attempts = 0 AND (minute, queue) IN (SELECT FLOOR(finished_at / 60)::BIGINT, queue FROM "
     "old_rows WHERE finished_at IS NOT NULL); RETURN NULL; END $$")
-#: (name, table) of every trigger installed on PostgreSQL, now or by an earlier version.
-_PG_TRIGGERS = (
-    ("job_count_insert_delete", "job"), ("job_count_update", "job"),  # version 3's
-    ("job_failed_insert_delete", "job"), ("job_failed_update", "job"),
-    ("attempt_minute_insert_delete", "attempt"),
-    ("job_counts_insert", "job"), ("job_counts_update", "job"), ("job_counts_delete", "job"),
-    ("job_rank", "job"), ("job_release", "job"), ("attempt_minute_insert", "attempt"),
-    ("attempt_minute_delete", "attempt"), ("attempt_minute_update", "attempt"),
-    ("job_notify", "job"), ("queue_notify", "queue"), ("meta_notify", "meta"),
-    ("setting_notify", "setting"))
+#: Every trigger installed on PostgreSQL, now or by an earlier version, dropped before installing.
+_DROP_PG_TRIGGERS = (
+    "DROP TRIGGER IF EXISTS job_count_insert_delete ON job; "  # version 3's
+    "DROP TRIGGER IF EXISTS job_count_update ON job; "
+    "DROP TRIGGER IF EXISTS job_failed_insert_delete ON job; "
+    "DROP TRIGGER IF EXISTS job_failed_update ON job; "
+    "DROP TRIGGER IF EXISTS attempt_minute_insert_delete ON attempt; "
+    "DROP TRIGGER IF EXISTS job_counts_insert ON job; "
+    "DROP TRIGGER IF EXISTS job_counts_update ON job; "
+    "DROP TRIGGER IF EXISTS job_counts_delete ON job; "
+    "DROP TRIGGER IF EXISTS job_rank ON job; DROP TRIGGER IF EXISTS job_release ON job; "
+    "DROP TRIGGER IF EXISTS attempt_minute_insert ON attempt; "
+    "DROP TRIGGER IF EXISTS attempt_minute_delete ON attempt; "
+    "DROP TRIGGER IF EXISTS attempt_minute_update ON attempt; "
+    "DROP TRIGGER IF EXISTS job_notify ON job; DROP TRIGGER IF EXISTS queue_notify ON queue; "
+    "DROP TRIGGER IF EXISTS meta_notify ON meta; "
+    "DROP TRIGGER IF EXISTS setting_notify ON setting")
 
 
 def _install_triggers(db) -> None:
@@ -352,8 +364,7 @@ def _install_triggers(db) -> None:
         db.execute_sql(_FAILED_UPDATE_SQLITE)
         db.execute_sql(_FAILED_DELETE_SQLITE)
     else:  # PostgreSQL
-        for name, table in _PG_TRIGGERS:  # an upgrade installs them anew
-            db.execute_sql(f"DROP TRIGGER IF EXISTS {name} ON {table}")
+        db.execute_sql(_DROP_PG_TRIGGERS)  # an upgrade installs them anew
         db.execute_sql(_JOBS_INSERT_POSTGRES)
         db.execute_sql(_JOBS_UPDATE_POSTGRES)
         db.execute_sql(_JOBS_DELETE_POSTGRES)
@@ -364,8 +375,8 @@ def _install_triggers(db) -> None:
                        "EXECUTE FUNCTION job_counts_update()")
         db.execute_sql("CREATE TRIGGER job_counts_delete AFTER DELETE ON job REFERENCING OLD "
                        "TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION job_counts_delete()")
-        for name in ("job_count_change", "job_failed_change"):  # version 3's, per row
-            db.execute_sql(f"DROP FUNCTION IF EXISTS {name}()")
+        db.execute_sql("DROP FUNCTION IF EXISTS job_count_change(); "  # version 3's, per row
+                       "DROP FUNCTION IF EXISTS job_failed_change()")
         db.execute_sql(_RANK_FUNCTION_POSTGRES)
         db.execute_sql("CREATE TRIGGER job_rank BEFORE UPDATE OF priority, run_at ON job "
                        "FOR EACH ROW EXECUTE FUNCTION job_rank_change()")

@@ -1291,7 +1291,10 @@ def stats(*, now: float | None = None) -> dict[str, Any]:
     worker, so they do not count)."""
     now = time.time() if now is None else now
     workers = live_workers(now)
-    due = database.execute_sql(_OLDEST_DUE if is_sqlite() else _OLDEST_DUE_PG).fetchone()[0]
+    if is_sqlite():
+        due = database.execute_sql(_OLDEST_DUE).fetchone()[0]
+    else:
+        due = database.execute_sql(_OLDEST_DUE_PG).fetchone()[0]
     by_state = counts()
     return {
         "jobs": by_state,
@@ -1301,12 +1304,13 @@ def stats(*, now: float | None = None) -> dict[str, Any]:
     }
 
 
-# Per queue with pending jobs, the first pending entry of its job_due index.
-_OLDEST_DUE = ("SELECT MIN((SELECT run_at FROM job INDEXED BY job_due WHERE queue = c.queue AND "
-               + CLAIMABLE_WHERE + " AND state = 'pending' ORDER BY run_at LIMIT 1)) "
-               "FROM (SELECT DISTINCT queue FROM job_count WHERE state = 'pending' AND n > 0) c")
-# PostgreSQL has no INDEXED BY: the planner takes job_due, whose condition the query repeats.
-_OLDEST_DUE_PG = _OLDEST_DUE.replace("INDEXED BY job_due ", "")
+# Per queue with pending jobs, the first pending entry of its job_due index (PostgreSQL has no
+# INDEXED BY: its planner takes job_due, whose condition the query repeats).
+_OLDEST_DUE_TAIL = (" WHERE queue = c.queue AND " + CLAIMABLE_WHERE + " AND state = 'pending' "
+                    "ORDER BY run_at LIMIT 1)) FROM (SELECT DISTINCT queue FROM job_count "
+                    "WHERE state = 'pending' AND n > 0) c")
+_OLDEST_DUE = "SELECT MIN((SELECT run_at FROM job INDEXED BY job_due" + _OLDEST_DUE_TAIL
+_OLDEST_DUE_PG = "SELECT MIN((SELECT run_at FROM job" + _OLDEST_DUE_TAIL
 
 
 def _filtered(query, *, state: str | Iterable[str] | None = None,
