@@ -1161,23 +1161,11 @@ def worker_start(ctx: Context, count, foreground, burst, queues, as_json) -> Non
             for row in rows:
                 click.echo(f"started worker {row.id} (pid {row.pid})")
         return
+    from queuectl_tui.worker import run_worker
     if count == 1:
-        from queuectl_tui.worker import run_worker
         sys.exit(run_worker(list(queues), burst=burst, echo=True))
-    cmd = supervisor.worker_command(ctx.db_path, list(queues), burst) + ["--echo"]
-    import signal
-    import subprocess
-    children = [subprocess.Popen(cmd, env=supervisor.worker_env(ctx.db_path))
-                for _ in range(count)]
-
-    def forward(signum, frame):
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, lambda s, f: None)  # Ctrl+C already reaches the children
-    sys.exit(max(child.wait() for child in children))
+    sys.exit(supervisor.run_forked(ctx.db_path, count, lambda: run_worker(
+        list(queues), burst=burst, echo=True)))
 
 
 @worker.command("run", hidden=True)

@@ -711,9 +711,17 @@ def db_path() -> Path:
 
 
 def logs_dir() -> Path:
-    """Where this database's job logs and worker journals are on this host."""
+    """Where this database's job logs and worker journals are on this host (worked out once
+    per database: a worker asks for every job)."""
+    global _logs
     obj = database.obj
-    return paths.logs_dir(obj.url if getattr(obj, "url", None) else obj.database)
+    key = (obj, obj.database, os.environ.get("QUEUECTL_HOME"))
+    if _logs[0] != key:
+        _logs = (key, paths.logs_dir(obj.url if getattr(obj, "url", None) else obj.database))
+    return _logs[1]
+
+
+_logs: tuple = (None, None)
 
 
 def describe_db_error(exc: Exception, path: Path | str | None = None) -> str:

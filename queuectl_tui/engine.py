@@ -12,10 +12,10 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from peewee import JOIN, IntegrityError, Tuple, chunked, fn
 
@@ -594,15 +594,52 @@ def finish_and_claim(job: Job, attempt: Attempt, worker: Worker, *, outcome: str
                      exit_code: int | None, error: str | None, tail: str | None,
                      max_backoff: float, now: float | None = None, claim_next: bool = True,
                      cost: Any = None) -> tuple[str | None, tuple[Job, Attempt] | None]:
-    """``finish`` this attempt and ``claim`` the worker's next job in one transaction: a
-    worker draining a queue takes the write lock once per job, not twice. ``cost`` (a
-    ``usage.Cost``) is what the attempt's tree used, recorded with its end."""
+    """``finish`` this attempt and ``claim`` the worker's next job in one transaction (see
+    ``settle``, which this is for one job). ``cost`` (a ``usage.Cost``) is what the attempt's
+    tree used, recorded with its end."""
+    states, claimed = settle(worker, [Ended(job, attempt, outcome, exit_code, error, tail, cost)],
+                             claim=1 if claim_next else 0, max_backoff=max_backoff, now=now)
+    return states[0], claimed[0] if claimed else None
+
+
+class Ended(NamedTuple):
+    """An attempt that ran to its end, as a worker reports it."""
+
+    job: Job
+    attempt: Attempt
+    outcome: str
+    exit_code: int | None = None
+    error: str | None = None
+    tail: str | None = None
+    cost: Any = None  # a usage.Cost, or None when nothing ran
+    at: float | None = None  # when it ended (recorded later, with others): else the record's time
+
+
+def settle(worker: Worker, ended: Sequence[Ended] = (), *, claim: int = 0,
+           hand_back: Sequence[tuple[Job, Attempt]] = (), next_job: str | None = None,
+           max_backoff: float, now: float | None = None
+           ) -> tuple[list[str | None], list[tuple[Job, Attempt]]]:
+    """A worker's bookkeeping in one write transaction: record the attempts that ``ended``,
+    give back the jobs it holds but has not started (``hand_back``), and claim up to ``claim``
+    more. A worker draining short jobs takes the write lock once per few jobs, not once per
+    job. The worker row says it is on ``next_job`` (the first held job it will run), or on the
+    first one claimed here. Returns the ended jobs' new states (None: taken back meanwhile)
+    and the claims, best first."""
     now = time.time() if now is None else now
     with write_transaction():
-        state = _finish(job, attempt, outcome, exit_code, error, tail, now, max_backoff, cost)
-        claimed = _claim(worker, now) if claim_next else None
-        _set_worker(worker.id, claimed[0].id if claimed else None, now)
-    return state, claimed
+        states = [_finish(e.job, e.attempt, e.outcome, e.exit_code, e.error, e.tail,
+                          now if e.at is None else e.at, max_backoff, e.cost) for e in ended]
+        for job, attempt in hand_back:
+            _hand_back(job, attempt, now)
+        claimed: list[tuple[Job, Attempt]] = []
+        while len(claimed) < claim:
+            got = _claim(worker, now)
+            if got is None:
+                break
+            claimed.append(got)
+        current = next_job or (claimed[0][0].id if claimed else None)
+        _set_worker(worker.id, current, now)
+    return states, claimed
 
 
 # The claim, finish and process-record statements are the per-job hot path of every worker:
@@ -636,13 +673,13 @@ _NEW_ATTEMPT = ("INSERT INTO attempt (job_seq, number, worker_id, host, started_
 _FINISH_JOB = (
     "UPDATE job SET state = ?, run_at = COALESCE(?, run_at), attempts = attempts - ?, "
     "finished_at = ?, last_error = ?, exit_code = ?, output_tail = COALESCE(?, output_tail), "
-    "updated_at = ?, worker_id = NULL, cancel_requested = 0, claim_token = NULL "
+    "updated_at = ?, started_at = ?, worker_id = NULL, cancel_requested = 0, claim_token = NULL "
     "WHERE seq = ? AND state = 'processing' AND claim_token IS ?"
 )
 _FINISH_ATTEMPT = ("UPDATE attempt SET finished_at = ?, exit_code = ?, outcome = ?, error = ?, "
-                   "duration = ?, pid = COALESCE(pid, ?), pid_started = COALESCE(pid_started, ?), "
-                   "cpu_seconds = ?, peak_rss_bytes = ?, processes = ? "
-                   "WHERE seq = ? AND outcome IS NULL")
+                   "started_at = ?, duration = ?, pid = COALESCE(pid, ?), "
+                   "pid_started = COALESCE(pid_started, ?), cpu_seconds = ?, peak_rss_bytes = ?, "
+                   "processes = ? WHERE seq = ? AND outcome IS NULL")
 _SET_WORKER = ("UPDATE worker SET status = CASE WHEN status = 'stopping' THEN status "
                "WHEN ? IS NULL THEN 'idle' ELSE 'busy' END, current_job = ?, heartbeat_at = ? "
                "WHERE id = ?")
@@ -724,13 +761,14 @@ def _finish(job: Job, attempt: Attempt, outcome: str, exit_code: int | None, err
         state = FAILED
         run_at = now + backoff_delay(job.backoff_base, job.attempts, max_backoff)
     cursor = database.execute_sql(_sql(_FINISH_JOB), (
-        state, run_at, given_back, finished_at, error, exit_code, tail, now, job.seq,
-        attempt.claim_token))
+        state, run_at, given_back, finished_at, error, exit_code, tail, now, attempt.started_at,
+        job.seq, attempt.claim_token))
     if cursor.rowcount != 1:
         return None
     figures = ((None, None, None) if cost is None else
                (cost.cpu_seconds, cost.peak_rss_bytes, cost.processes))
     database.execute_sql(_sql(_FINISH_ATTEMPT), (now, exit_code, outcome, error,
+                                                 attempt.started_at,
                                                  max(0.0, now - attempt.started_at), attempt.pid,
                                                  attempt.pid_started, *figures, attempt.seq))
     # A completed job's dependents are released by the trigger job_release (db.py), in this
@@ -738,6 +776,35 @@ def _finish(job: Job, attempt: Attempt, outcome: str, exit_code: int | None, err
     if state == DEAD:
         fail_dependents([job.seq], now=now)
     return state
+
+
+# A held job goes back as it was before the claim: its charge undone, the attempt row that was
+# never used deleted, and its times those of its last real run.
+_HAND_BACK_JOB = (
+    "UPDATE job SET state = ?, attempts = attempts - 1, worker_id = NULL, claim_token = NULL, "
+    "updated_at = ?, "
+    "started_at = (SELECT MAX(started_at) FROM attempt WHERE job_seq = ? AND seq <> ?), "
+    "finished_at = (SELECT MAX(finished_at) FROM attempt WHERE job_seq = ? AND seq <> ?) "
+    "WHERE seq = ? AND state = 'processing' AND claim_token IS ?")
+_DROP_ATTEMPT = "DELETE FROM attempt WHERE seq = ? AND outcome IS NULL"
+
+
+def _hand_back(job: Job, attempt: Attempt, now: float) -> None:
+    """Un-claim a job whose command never started (a worker held it behind another job). One
+    cancelled meanwhile is not handed back but ends as cancelled, as it would have at its start."""
+    asked = database.execute_sql(_sql("SELECT cancel_requested FROM job WHERE seq = ? AND "
+                                      "claim_token IS ?"), (job.seq, attempt.claim_token)
+                                 ).fetchone()
+    if asked is None:
+        return  # taken back already
+    if asked[0]:
+        _finish(job, attempt, Outcome.CANCELLED, None, "cancelled", None, now, 0.0)
+        return
+    state = FAILED if job.attempts > 1 else PENDING  # a job that failed before waits as failed
+    cursor = database.execute_sql(_sql(_HAND_BACK_JOB), (
+        state, now, job.seq, attempt.seq, job.seq, attempt.seq, job.seq, attempt.claim_token))
+    if cursor.rowcount == 1:
+        database.execute_sql(_sql(_DROP_ATTEMPT), (attempt.seq,))
 
 
 def fail_dependents(seqs: list[int], *, now: float) -> list[str]:
@@ -779,11 +846,13 @@ def record_process(attempt: Attempt, pid: int, started: float | None) -> None:
 
 class ProcessJournal:
     """Where a worker notes each job's shell before the command may run: one small file per
-    worker process beside the logs, overwritten in place for every job (one ``pwrite``), rather
-    than a database commit on the worker's hot path (that commit, with its wait for the write
-    lock, halved the drain rate of two workers). Recovery on this host reads it back
-    (``noted_process``); the database gets the PID from the heartbeat thread
-    (``record_process``) and, at the latest, with the attempt's end."""
+    worker process beside the logs, a ring of fixed-size records written in place (one
+    ``pwrite`` per job), rather than a database commit on the worker's hot path (that commit,
+    with its wait for the write lock, halved the drain rate of two workers). Recovery on this
+    host reads it back (``noted_process``); the database gets the PID from the heartbeat
+    thread (``record_process``) and, at the latest, with the attempt's end. The ring is longer
+    than the attempts a worker may have ended but not yet recorded (its batch) plus the one it
+    runs, so no note is overwritten before the database has the attempt's end."""
 
     def __init__(self) -> None:
         me, started = os.getpid(), procs.start_time(os.getpid())
@@ -792,10 +861,13 @@ class ProcessJournal:
         self.path = logs_dir() / f"worker{me}-{int((started or 0) * 100)}.pids"
         self.owner = f"{me} {started!r}"
         self.fd = create_private_file(self.path)
+        self.notes = 0
 
     def note(self, attempt: Attempt, pid: int, started: float | None) -> None:
         record = f"{attempt.seq} {pid} {started!r} {self.owner}\n"
-        os.pwrite(self.fd, record.ljust(_JOURNAL_RECORD).encode(), 0)
+        slot = self.notes % _JOURNAL_SLOTS
+        os.pwrite(self.fd, record.ljust(_JOURNAL_RECORD).encode(), slot * _JOURNAL_RECORD)
+        self.notes += 1
 
     def close(self) -> None:
         os.close(self.fd)
@@ -806,23 +878,24 @@ class ProcessJournal:
 
 
 _JOURNAL_RECORD = 128
+_JOURNAL_SLOTS = 64  # > worker.BATCH_MAX + 1
 
 
 def noted_process(attempt: Attempt) -> tuple[int, float | None] | None:
     """The process a worker of this host noted for this attempt, or None if it never noted
     one (the command never ran)."""
-    for _path, seq, pid, started, _owner in _journals():
-        if seq == attempt.seq:
-            return pid, started
+    for _path, notes, _owner in _journals():
+        if attempt.seq in notes:
+            return notes[attempt.seq]
     return None
 
 
 def drop_dead_journals() -> None:
     """Remove the journals of worker processes that are gone once their last attempt has been
     recovered (a SIGKILLed worker cannot remove its own)."""
-    for path, seq, _pid, _started, (owner, owner_started) in _journals():
+    for path, notes, (owner, owner_started) in _journals():
         if (procs.same_process(owner, owner_started) is None
-                and not Attempt.select().where(Attempt.seq == seq,
+                and not Attempt.select().where(Attempt.seq.in_(list(notes)),
                                                Attempt.outcome.is_null()).exists()):
             try:
                 path.unlink()
@@ -830,18 +903,28 @@ def drop_dead_journals() -> None:
                 pass
 
 
-def _journals() -> Iterator[tuple[Path, int, int, float | None, tuple[int, float | None]]]:
-    """(path, attempt seq, job pid, its start time, (worker pid, its start time)) of each
+def _journals() -> Iterator[tuple[Path, dict[int, tuple[int, float | None]],
+                                  tuple[int, float | None]]]:
+    """(path, {attempt seq: (job pid, its start time)}, (worker pid, its start time)) of each
     worker journal here that can be read."""
     def when(text: str) -> float | None:
         return None if text == "None" else float(text)
 
     for path in logs_dir().glob("worker*.pids"):
         try:
-            seq, pid, started, owner, owner_started = path.read_text().split()
-            yield path, int(seq), int(pid), when(started), (int(owner), when(owner_started))
-        except (OSError, ValueError):
+            data = path.read_bytes()
+        except OSError:
             continue
+        notes, owner = {}, None
+        for at in range(0, len(data), _JOURNAL_RECORD):
+            try:
+                seq, pid, started, worker, worker_started = data[at:at + _JOURNAL_RECORD].split()
+                notes[int(seq)] = (int(pid), when(started.decode()))
+                owner = (int(worker), when(worker_started.decode()))
+            except ValueError:
+                continue  # a slot never written (zeros) or torn
+        if owner is not None:
+            yield path, notes, owner
 
 
 def backoff_delay(base: float, failures: int, cap: float) -> float:

@@ -27,6 +27,11 @@ its control pipe closes: at ``close()``, or when the worker dies (an idle host r
 end-of-file at once; a busy one when its job ends). A host that died is replaced at the next
 job; the job it was running fails with "job host died", and is killed with its tree.
 
+The next job may be sent ahead (``run``'s ``then``): its code follows the running job's gate
+line in the control pipe, so the host forks it as soon as the running job ends and its ``p PID``
+comes back right behind ``x CODE``, saving the worker a round trip per job. It waits at its gate
+like any job; if the worker asks for another job instead, it is told ``: no``.
+
 Differences from ``runner.run`` (the command still runs with exactly the given environment,
 directory, ``/dev/null`` stdin, default signal dispositions and its own process group):
 
@@ -85,11 +90,16 @@ class JobHost:
         self._stat_fd: int | None = None  # the host's /proc/PID/stat, for _children_cpu
         self._reset_signals = _ENV is not None
         self.available = True  # False once job control proved impossible: runner.run is used
+        self._queued: _Queued | None = None  # the next job, sent ahead (see ``run``'s ``then``)
 
     # --- the host shell ------------------------------------------------------------------
 
     def close(self) -> None:
-        """End the host: it reads end-of-file on its control pipe and exits."""
+        """End the host: it reads end-of-file on its control pipe and exits (a job sent ahead
+        reads end-of-file at its gate and exits without running)."""
+        queued, self._queued = self._queued, None
+        if queued is not None:
+            queued.close()
         proc, self._proc = self._proc, None
         if proc is None:
             return
@@ -216,20 +226,67 @@ class JobHost:
     def _launch(self, command: str, cwd: str, env: dict[str, str], out_w: int) -> int:
         """Send the job; its PID once the host has forked it."""
         self._send(self._script(command, cwd, env, out_w))
-        line = self._line()
-        if not line.startswith(b"p "):
-            raise _HostGone(f"unexpected answer {line!r}")
-        return int(line[2:])
+        return self._started_pid()
+
+    def _started_pid(self) -> int:
+        """The PID of the job the host forked last (its "c", should it come first, stays for
+        ``_drive``)."""
+        early = []
+        while True:
+            line = self._line()
+            if line == b"c":
+                early.append(line)
+                continue
+            self._lines[:0] = early
+            if not line.startswith(b"p "):
+                raise _HostGone(f"unexpected answer {line!r}")
+            return int(line[2:])
+
+    def _queue(self, command: str, cwd: str, env: dict[str, str]) -> None:
+        """Send ``command`` behind the running job (see ``run``'s ``then``)."""
+        where = os.path.abspath(cwd)
+        if _bad_directory(where):
+            return  # sent in full when asked for: it fails there with its reason
+        out_r, out_w = os.pipe()
+        queued = _Queued((command, cwd, env), out_r, out_w)
+        try:
+            self._send(self._script(command, where, env, out_w))
+        except BaseException:
+            queued.close()
+            raise
+        self._queued = queued
+
+    def _discard(self, queued: _Queued) -> None:
+        """The job sent ahead is not wanted: once forked it is told ``: no`` and exits 125
+        without running anything."""
+        try:
+            self._started_pid()
+            self._send(b": no\n")
+            self._exit_code()
+        except _HostGone:
+            self.close()
+        finally:
+            queued.close()
 
     # --- one job -------------------------------------------------------------------------
 
     def run(self, command: str, *, cwd: str, env: dict[str, str], log_path: Path,
             max_log_bytes: int, timeout: float | None,
             on_start: Callable[[int, float | None], None] = lambda pid, t: None,
-            tick: Callable[[], str | None] = lambda: None) -> Result:
+            tick: Callable[[], str | None] = lambda: None,
+            then: tuple[str, str, dict[str, str]] | None = None) -> Result:
         """As ``runner.run``: run ``command`` to its end; ``tick`` may answer "cancel" or
-        "interrupt" to have its process tree killed and the attempt recorded so."""
-        if not self._ensure(env):
+        "interrupt" to have its process tree killed and the attempt recorded so.
+
+        ``then`` (command, cwd, env) is the job that will probably be asked for next: it is sent
+        right behind this one, so that the host forks it the moment this one ends, and it waits
+        at its gate as any job does. If the next ``run`` asks for another job (or none comes),
+        it is told ``: no`` and exits without running anything."""
+        queued, self._queued = self._queued, None
+        if queued is not None and queued.job != (command, cwd, env):
+            self._discard(queued)
+            queued = None
+        if queued is None and not self._ensure(env):
             return runner.run(command, cwd=cwd, env=env, log_path=log_path,
                               max_log_bytes=max_log_bytes, timeout=timeout, on_start=on_start,
                               tick=tick)
@@ -237,31 +294,48 @@ class JobHost:
         try:
             log_fd = create_private_file(log_path)
         except OSError as exc:
+            if queued is not None:
+                self._discard(queued)
             message = f"cannot create the log file {log_path}: {exc.strerror or exc}"
             return Result(Outcome.FAILED, None, message, message, 0.0)
         try:
             cwd = os.path.abspath(cwd)
             problem = _bad_directory(cwd)
             if problem:
+                if queued is not None:
+                    self._discard(queued)
                 return _cannot_start(log_fd, problem, cwd)
             return self._run(command, cwd, env, log_fd, max_log_bytes, timeout, on_start, tick,
-                             started)
+                             started, queued, then)
         finally:
             os.close(log_fd)
 
     def _run(self, command, cwd, env, log_fd, max_log_bytes, timeout, on_start, tick,
-             started) -> Result:
-        out_r, out_w = os.pipe()
+             started, queued, then) -> Result:
+        if queued is not None:
+            out_r, out_w = queued.out_r, queued.out_w
+        else:
+            out_r, out_w = os.pipe()
         try:
-            try:
-                pid = self._launch(command, cwd, env, out_w)
-            except _HostGone:
-                # Nothing ran (no PID, so no "go"): one more try with a fresh host.
-                self.close()
-                if not self._ensure(env):
-                    message = "cannot start: the job host shell did not start"
-                    return _cannot_start(log_fd, message, None)
-                pid = self._launch(command, cwd, env, out_w)
+            pid = None
+            if queued is not None:
+                try:
+                    pid = self._started_pid()
+                except _HostGone:  # the host died before forking it: nothing ran
+                    self.close()
+                    if not self._ensure(env):
+                        message = "cannot start: the job host shell did not start"
+                        return _cannot_start(log_fd, message, None)
+            if pid is None:
+                try:
+                    pid = self._launch(command, cwd, env, out_w)
+                except _HostGone:
+                    # Nothing ran (no PID, so no "go"): one more try with a fresh host.
+                    self.close()
+                    if not self._ensure(env):
+                        message = "cannot start: the job host shell did not start"
+                        return _cannot_start(log_fd, message, None)
+                    pid = self._launch(command, cwd, env, out_w)
             pid_started = procs.start_time(pid)
             try:
                 on_start(pid, pid_started)
@@ -272,6 +346,9 @@ class JobHost:
                 except _HostGone:
                     self.close()
                 raise
+            self._send(f": go {procs.marker(pid, pid_started)}\n".encode())
+            if then is not None and then[2] == env:  # a new environment needs a new host
+                self._queue(*then)
             return self._drive(pid, pid_started, cwd, log_fd, out_r, out_w, max_log_bytes,
                                timeout, tick, started)
         except _HostGone as exc:
@@ -319,7 +396,6 @@ class JobHost:
         no_cd = ended = False
         next_tick = started + TICK
         try:
-            self._send(f": go {procs.marker(pid, pid_started)}\n".encode())
             while not ended:
                 wait = max(next_tick - time.monotonic(), 0)
                 for fd, _ in poller.poll(wait * 1000):
@@ -327,7 +403,7 @@ class JobHost:
                         sink.feed(os.read(out_r, 65536))
                         continue
                     self._read_status()
-                    while self._lines:
+                    while self._lines and not ended:  # what follows is the next job's
                         line = self._lines.pop(0)
                         if line == b"c":
                             no_cd = True
@@ -404,3 +480,17 @@ def _cannot_start(
         pass
     duration = 0.0 if started is None else time.monotonic() - started
     return Result(Outcome.FAILED, None, message, message, duration)
+
+
+class _Queued:
+    """A job sent ahead of its turn: what it is, and the pipe its output will come through."""
+
+    def __init__(self, job: tuple[str, str, dict[str, str]], out_r: int, out_w: int) -> None:
+        self.job, self.out_r, self.out_w = job, out_r, out_w
+
+    def close(self) -> None:
+        for fd in (self.out_r, self.out_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass

@@ -12,11 +12,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 
 from queuectl_tui import engine, paths, procs
+from queuectl_tui.db import close_db, open_db
 from queuectl_tui.errors import QueueError
 from queuectl_tui.models import Worker
 from queuectl_tui.paths import logs_dir, open_private_append
@@ -79,6 +81,55 @@ def start(
         if dead or time.monotonic() > deadline:
             raise QueueError(f"worker(s) {dead or pids} did not start{_last_error(log)}; see {log}")
         time.sleep(0.02)
+
+
+def run_forked(db_path: Path | str, count: int, work: Callable[[], int]) -> int:
+    """Run ``work`` (a worker) in ``count`` children forked from this process, and wait for
+    them (``worker start --foreground --count N``). Forked rather than started anew: the
+    modules are imported already, so the workers start at once (a fresh interpreter each took
+    about 0.1 s of CPU, a tenth of a second before a burst could begin). Each child opens its
+    own database connection: none is carried across the fork. SIGTERM is passed on to them;
+    Ctrl+C reaches them from the terminal. Returns the highest exit status."""
+    close_db()
+    children = []
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                open_db(db_path)
+                code = work()
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except Exception as exc:  # one line, then leave without running the parent's exit
+                print(f"error: worker could not run: {exc}", file=sys.stderr)
+            finally:
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                finally:
+                    os._exit(code)
+        children.append(pid)
+
+    def forward(signum, frame):
+        for child in children:
+            try:
+                os.kill(child, signum)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, lambda s, f: None)  # Ctrl+C already reaches the children
+    codes = []
+    for child in children:
+        while True:
+            try:
+                _, status = os.waitpid(child, 0)
+                break
+            except InterruptedError:
+                continue
+        codes.append(os.waitstatus_to_exitcode(status))
+    return max(codes)
 
 
 def _last_error(log: Path) -> str:

@@ -26,6 +26,7 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 from peewee import DatabaseError
@@ -37,6 +38,13 @@ from queuectl_tui.models import Job, Outcome, WorkerStatus, database
 WAKE_POLL = 0.010  # pickup median ~5 ms (bench); idle CPU 1.2% at 5 ms -> under 1% of a core
 SETTINGS_REFRESH = 1.0  # how often the heartbeat thread re-reads the settings, seconds
 BURST_HORIZON = 60.0  # --burst waits for jobs due this soon (retries in backoff, near schedules)
+# Claiming in batches (see WorkerLoop.run): at most BATCH_MAX jobs held at once, a batch doubles
+# only while every job ends within SHORT seconds, and an ended job waits at most RECORD_WITHIN
+# seconds for the next write. A job still running at its first tick (runner.TICK) hands back
+# the jobs held behind it.
+BATCH_MAX = 16
+SHORT = 0.005
+RECORD_WITHIN = 0.010
 
 
 def worker_settings() -> settings.Settings:
@@ -66,6 +74,14 @@ class WorkerLoop:
         self._data_version = None
         self._environments: dict[str | None, dict[str, str]] = {}
         self._unrecorded = None  # the running attempt, until its process is in the database
+        self.held: deque[tuple[Job, engine.Attempt]] = deque()  # claimed, not started yet
+        self._held_at = 0.0  # monotonic time of the claim of the held jobs
+        # Ran, not recorded yet: with the result, and the job's "start" line if it waits too.
+        self.ended: list[tuple[engine.Ended, runner.Result, str | None]] = []
+        self._start_line: str | None = None  # the running job's, held back (see _run_job)
+        self._ended_at = 0.0  # monotonic time the first of them ended
+        self.batch = 1  # how many jobs the next claim takes
+        self._running: Job | None = None
         self.journal: engine.ProcessJournal | None = None
         self.host = jobhost.JobHost()  # one long-lived shell that forks each job (see jobhost)
         self.sampler = usage.Sampler()  # reads a running job's tree (started at the first need)
@@ -98,6 +114,12 @@ class WorkerLoop:
 
     # -- main loop ------------------------------------------------------------------------
     def run(self) -> int:
+        """Claim, run, record. While jobs are short (``SHORT``), a claim takes a few at once
+        (up to ``BATCH_MAX``) and their ends are recorded together with the next claim, so a
+        draining worker takes the write lock once per batch rather than once per job. The
+        batch shrinks back to one the moment a job runs longer; held jobs are handed back when
+        a job reaches its first tick, when the worker stops, and before they could outlive half
+        a lease (the time within which nobody may take them back)."""
         self.cfg = worker_settings()
         self.row = engine.register_worker(self.queues)
         self._say(f"worker {self.row.id} started (pid {self.row.pid})")
@@ -106,16 +128,16 @@ class WorkerLoop:
         beats.start()
         try:
             self._recover(force=True)
-            claimed = None
             while not self.stopping:
                 try:
-                    if claimed is None:
+                    if not self.held:
                         self._changed()  # baseline first: a commit after this point wakes us
-                        claimed = engine.claim(self.row)
-                    if claimed:
-                        claimed = self._run_job(*claimed)
+                        self._settle(claim=self.batch)
+                    if self.held:
+                        self._run_next()
                         errors = 0
                         continue
+                    self.batch = 1  # what comes after a pause may not be short
                     self._housekeeping(self.cfg)
                     if self.burst and not self._work_soon():
                         break
@@ -128,6 +150,10 @@ class WorkerLoop:
                     self._complain(f"database error ({exc}); retrying")
                     self._pause(min(0.25 * 2 ** errors, 5.0))
         finally:
+            try:  # what ran is recorded, what is held goes back (else recovery does both)
+                self._settle(hand_back=True, persist=not self.force)
+            except DatabaseError as exc:
+                self._complain(f"could not record the last jobs ({exc}); leaving them to recovery")
             self.host.close()
             if self.journal is not None:
                 self.journal.close()
@@ -139,6 +165,74 @@ class WorkerLoop:
                 self._complain(f"could not unregister ({exc}); recovery will clean up")
             self._say(f"worker {self.row.id} stopped")
         return 0
+
+    def _settle(self, *, claim: int = 0, hand_back: bool = False, persist: bool = True) -> None:
+        """Record the ended jobs, hand back the held ones (``hand_back``) and claim up to
+        ``claim`` more, in one transaction (``engine.settle``). With something to record it
+        retries through database errors for as long as this worker lives (a live worker's job is
+        never taken back by recovery, so its result is ours to record) unless not ``persist``."""
+        ended, given = [e for e, _, _ in self.ended], list(self.held) if hand_back else []
+        if not ended and not given and not claim:
+            return
+        if ended:
+            short = all(r.duration < SHORT for _, r, _ in self.ended)
+            self.batch = min(2 * self.batch, BATCH_MAX) if short else 1
+        if given:
+            self.batch = 1
+        following = self._running or (self.held[0][0] if self.held and not given else None)
+        delay = 0.1
+        while True:
+            try:
+                self._changed()  # baseline for the wait, should nothing be claimed
+                states, claimed = engine.settle(
+                    self.row, ended, claim=claim, hand_back=given,
+                    next_job=following.id if following else None,
+                    max_backoff=self.cfg.max_backoff)
+                break
+            except DatabaseError as exc:
+                if not ended or not persist or self.force:
+                    raise
+                self._complain(f"database error recording {ended[0].job.id} ({exc}); retrying")
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        for (done, result, start), state in zip(self.ended, states, strict=True):
+            if start:
+                self._say(start)
+            code = "-" if result.exit_code is None else result.exit_code
+            self._say(f"finish {done.job.id}  attempt {done.attempt.number}  exit {code}  "
+                      f"{result.duration:.2f}s  -> {state or 'taken back by recovery'}")
+        self.ended.clear()
+        if self._start_line:
+            self._say(self._start_line)
+            self._start_line = None
+        if given:
+            self.held.clear()
+        if claimed:
+            self.held.extend(claimed)
+            self._held_at = time.monotonic()
+
+    def _run_next(self) -> None:
+        """Run the first held job (unless the hold is too old to trust), then record it now or
+        with the next claim."""
+        if time.monotonic() - self._held_at > self.cfg.lease / 2:
+            self._settle(hand_back=True)  # frozen or starved that long: claim afresh
+            return
+        job, attempt = self.held.popleft()
+        result = self._run_job(job, attempt)
+        if not self.ended:
+            self._ended_at = time.monotonic()
+        self.ended.append((engine.Ended(job, attempt, result.outcome, result.exit_code,
+                                        result.error, result.tail, result.cost, time.time()),
+                           result, self._start_line))
+        self._start_line = None
+        if self.stopping:
+            self._settle(hand_back=True, persist=not self.force)
+            if not self.force:
+                engine.heartbeat(self.row.id, status=WorkerStatus.STOPPING, current_job=None)
+        elif not self.held:
+            self._settle(claim=self.batch)
+        elif time.monotonic() - self._ended_at >= RECORD_WITHIN:
+            self._settle()
 
     def _say(self, line: str) -> None:
         """Echo a line; a reader that went away silences the echo, never the worker."""
@@ -159,18 +253,23 @@ class WorkerLoop:
         while time.monotonic() < deadline and not self.stopping:
             time.sleep(0.05)
 
-    def _run_job(self, job: Job, attempt):
-        """Run one attempt, record it, and (unless stopping) claim the next job in the same
-        transaction; returns that next claim or None."""
+    def _run_job(self, job: Job, attempt) -> runner.Result:
+        """Run one attempt to its end."""
         cfg = self.cfg
-        self._say(f"start  {job.id}  attempt {attempt.number}")
+        attempt.started_at = time.time()  # a held job starts now, not at its claim
+        self._running = job
+        line = f"start  {job.id}  attempt {attempt.number}"
+        if self.ended:  # said after the "finish" lines of the jobs before it, in order
+            self._start_line = line
+        else:
+            self._say(line)
         try:
             result = self.host.run(
                 job.command, cwd=job.cwd, env=self._environment(job),
                 log_path=engine.log_path(attempt), max_log_bytes=cfg.max_log_bytes,
                 timeout=job.timeout,
                 on_start=lambda pid, started: self._started(attempt, pid, started),
-                tick=lambda: self._tick(job, cfg),
+                tick=lambda: self._tick(job, cfg), then=self._next_launch(),
             )
         except DatabaseError as exc:
             # The command never ran (it waits until its process is noted): hand the job back
@@ -185,19 +284,21 @@ class WorkerLoop:
         except OSError as exc:  # the process could not be noted: the command never ran
             result = runner.Result(Outcome.INTERRUPTED, None, f"not started: {exc}", "", 0.0)
         finally:
+            self._running = None
             self._unrecorded = None
             if self._sampled:
                 self.sampler.unwatch()
             meter, self._meter, self._sampled = self._meter, None, False
         if result.cost is not None:
             result.cost.merge(meter)
-        state, claimed = self._finish(job, attempt, result, cfg)
-        code = "-" if result.exit_code is None else result.exit_code
-        self._say(f"finish {job.id}  attempt {attempt.number}  exit {code}  "
-                  f"{result.duration:.2f}s  -> {state or 'taken back by recovery'}")
-        if self.stopping and not self.force:
-            engine.heartbeat(self.row.id, status=WorkerStatus.STOPPING, current_job=None)
-        return claimed
+        return result
+
+    def _next_launch(self) -> tuple[str, str, dict[str, str]] | None:
+        """The held job that will run next, for the host to fork as soon as this one ends."""
+        if not self.held or self.stopping:
+            return None
+        job = self.held[0][0]
+        return job.command, job.cwd, self._environment(job)
 
     def _started(self, attempt, pid: int, started: float | None) -> None:
         """The job's shell exists and waits for our word: note it where recovery looks before
@@ -223,27 +324,6 @@ class WorkerLoop:
             env = self._environments[job.env_digest] = engine.job_environment(job)
         return env
 
-    def _finish(self, job: Job, attempt, result, cfg: settings.Settings):
-        """Record the outcome and claim the next job, retrying through database errors for as
-        long as this worker lives: a live worker's job is never taken back by recovery, so the
-        result is ours to record. Only a forced stop gives up (the job then goes to recovery
-        when this worker is gone). Returns (the job's new state or None, the next claim)."""
-        delay = 0.1
-        while True:
-            try:
-                self._changed()  # baseline for the wait, should nothing be claimed
-                return engine.finish_and_claim(
-                    job, attempt, self.row, outcome=result.outcome, exit_code=result.exit_code,
-                    error=result.error, tail=result.tail, max_backoff=cfg.max_backoff,
-                    claim_next=not self.stopping, cost=result.cost)
-            except DatabaseError as exc:
-                if self.force:
-                    self._complain(f"could not record {job.id} ({exc}); leaving it to recovery")
-                    return None, None
-                self._complain(f"database error recording {job.id} ({exc}); retrying")
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
-
     def _tick(self, job: Job, cfg: settings.Settings) -> str | None:
         """Called while a job runs: cancellation, stops and forced stops. A database error
         here skips one tick; it never disturbs the running job."""
@@ -252,6 +332,11 @@ class WorkerLoop:
         if not self._sampled and self._meter is not None:
             self._sampled = True  # past its first tick: worth sampling (a short job never is)
             self.sampler.watch(self._meter)
+        if self.held or self.ended:  # not a short job: others wait for nothing behind it
+            try:
+                self._settle(hand_back=True, persist=False)
+            except DatabaseError:
+                pass  # the next tick tries again
         try:
             return self._check_in(job, cfg)
         except DatabaseError:

@@ -291,6 +291,41 @@ def test_close_ends_the_host(fresh):
     assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
 
 
+# --- the next job, sent ahead -------------------------------------------------------------------
+
+def test_a_job_sent_ahead_runs_when_asked_for_with_its_own_output(fresh, tmp_path):
+    started = []
+    nxt = ("echo second; exit 3", str(tmp_path), ENV)
+    first, log1 = fresh("echo first", then=nxt)
+    second, log2 = fresh(*nxt[:1], on_start=lambda pid, t: started.append(pid))
+    assert (first.exit_code, log1) == (0, "first\n")
+    assert (second.outcome, second.exit_code, log2) == ("failed", 3, "second\n")
+    assert started and second.cost.pids == {started[0]}
+
+
+def test_a_job_sent_ahead_but_not_asked_for_never_runs(fresh, tmp_path):
+    fresh("true", then=("touch ran", str(tmp_path), ENV))
+    result, log = fresh("echo other")
+    assert (result.outcome, log) == ("completed", "other\n")
+    assert not (tmp_path / "ran").exists()
+    fresh("true", then=("touch ran", str(tmp_path), ENV))
+    fresh.host.close()  # nothing asked for at all
+    assert fresh("echo again")[1] == "again\n" and not (tmp_path / "ran").exists()
+
+
+def test_a_job_sent_ahead_waits_for_its_gate(fresh, tmp_path):
+    """It is forked as soon as the job before it ends, but runs nothing until its process is
+    noted: if noting it fails, it exits without running."""
+    fresh("true", then=("touch ran", str(tmp_path), ENV))
+
+    def refuse(pid, started):
+        raise OSError("cannot note it")
+    with pytest.raises(OSError):
+        fresh("touch ran", on_start=refuse)
+    assert not (tmp_path / "ran").exists()
+    assert fresh("echo fine")[1] == "fine\n"
+
+
 SCRIPT = """
 import os, sys
 from pathlib import Path

@@ -224,18 +224,16 @@ def test_transient_database_errors_neither_kill_the_worker_nor_lose_the_job(db, 
     engine.enqueue([spec.normalize({"id": f"j{n}", "command": f"echo j{n} >> {out}"})
                     for n in range(3)])
     failures = {"claim": 1, "finish": 2}
-    real_claim, real_finish = engine.claim, engine.finish_and_claim
+    real_settle = engine.settle
 
-    def flaky(name, real):
-        def call(*args, **kwargs):
-            if failures[name]:
-                failures[name] -= 1
-                raise OperationalError("database is locked")
-            return real(*args, **kwargs)
-        return call
+    def flaky(worker, ended=(), **kwargs):
+        name = "finish" if ended else "claim"
+        if failures[name]:
+            failures[name] -= 1
+            raise OperationalError("database is locked")
+        return real_settle(worker, ended, **kwargs)
 
-    monkeypatch.setattr(engine, "claim", flaky("claim", real_claim))
-    monkeypatch.setattr(engine, "finish_and_claim", flaky("finish", real_finish))
+    monkeypatch.setattr(engine, "settle", flaky)
     assert WorkerLoop(burst=True).run() == 0
     assert failures == {"claim": 0, "finish": 0}
     assert sorted(out.read_text().split()) == ["j0", "j1", "j2"]

@@ -254,6 +254,20 @@ def test_worker_stop_counts_an_exited_but_unreaped_worker_as_stopped(cli, home):
         parent.wait()
 
 
+def test_foreground_workers_drain_the_queue_together_and_exit(cli, home):
+    """``--count 2 --foreground --burst``: two workers (forked from the command) run every job
+    once, print their lines, and the command exits 0 when the queue is empty."""
+    ok(cli("enqueue", "-f", "-", input="".join(
+        f'{{"id": "f{n}", "command": "echo f{n} >> ran"}}\n' for n in range(30))))
+    result = ok(cli("worker", "start", "--count", "2", "--foreground", "--burst"))
+    started = {line.split()[2] for line in result.out.splitlines() if "started" in line}
+    stopped = {line.split()[2] for line in result.out.splitlines() if "stopped" in line}
+    assert len(started) == 2 and stopped == started
+    assert sorted((home.parent / "ran").read_text().split()) == sorted(f"f{n}" for n in range(30))
+    assert {j["state"] for j in ok(cli("list", "--json")).json()} == {"completed"}
+    assert ok(cli("worker", "list", "--json")).json() == []
+
+
 def test_detached_workers_log_one_line_per_job_as_foreground_ones_print(cli, home):
     ok(cli("enqueue", "--id", "logged-ok", "true"))
     ok(cli("enqueue", "--id", "logged-bad", "--max-retries", "0", "exit 3"))
