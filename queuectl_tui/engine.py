@@ -14,8 +14,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from peewee import JOIN, IntegrityError, Tuple, chunked, fn
 
@@ -48,6 +47,9 @@ from queuectl_tui.models import (
 )
 from queuectl_tui.paths import create_private_file
 from queuectl_tui.spec import normalize
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 TAIL_BYTES = 4096
 #: Ids per ``IN (...)`` list: well under SQLite's limit on bound parameters.
