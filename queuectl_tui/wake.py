@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import select
+import struct
 import time
 
 from queuectl_tui.db import is_sqlite
@@ -28,6 +29,7 @@ HOT = 0.05  # after a wake-up, sleeps are at most POLL for this long
 RETRY = 1.0  # a watch that could not be set is tried again after this long
 
 _IN_MODIFY = 0x002
+_IN_GONE = 0x400 | 0x800 | 0x8000  # IN_DELETE_SELF, IN_MOVE_SELF, IN_IGNORED (watch removed)
 _IN_NONBLOCK = os.O_NONBLOCK
 _IN_CLOEXEC = os.O_CLOEXEC
 
@@ -71,7 +73,7 @@ class _Watch:
         fd = init(_IN_NONBLOCK | _IN_CLOEXEC)
         if fd < 0:
             return False  # EMFILE: the per-user instance limit
-        if add(fd, os.fsencode(self.path + "-wal"), _IN_MODIFY) < 0:
+        if add(fd, os.fsencode(self.path + "-wal"), _IN_MODIFY | _IN_GONE) < 0:
             os.close(fd)  # ENOENT (no WAL: rollback-journal mode), ENOSPC (the watch limit), ...
             return False
         self.fd = fd
@@ -89,9 +91,18 @@ class _Watch:
             self.hot_until = time.monotonic() + HOT
 
     def _drain(self) -> None:
+        """Read the events; a -wal file that went away (journal mode changed, the database
+        closed by its last user) drops the watch, to be set again on the new file."""
         try:
-            while os.read(self.fd, 4096):
-                pass
+            while events := os.read(self.fd, 4096):
+                offset = 0
+                while offset < len(events):  # struct inotify_event: wd, mask, cookie, len, name
+                    _, mask, _, size = struct.unpack_from("iIII", events, offset)
+                    offset += 16 + size
+                    if mask & _IN_GONE:
+                        self.close()
+                        self.retry_at = 0.0
+                        return
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
                 self.close()  # something is wrong with it: poll instead, set a new one later

@@ -32,6 +32,14 @@ def procs():
         proc.wait()
 
 
+def _watching(db) -> bool:
+    """Set the watch as an idle worker or ``wait`` would: after reading (which makes SQLite
+    create the -wal file of a database just opened)."""
+    db.execute_sql("SELECT count(*) FROM job").fetchone()
+    wake.sleep(0)
+    return wake._watch.fd is not None
+
+
 def _sleep_until_changed(limit: float) -> float:
     """Sleep with wake.sleep until the change token moves; the seconds it took."""
     token, start = change_token(), time.monotonic()
@@ -44,10 +52,27 @@ def test_a_commit_by_another_process_wakes_the_sleeper_at_once(db, home, procs, 
     # The safety-net poll pushed past the test's limit: only the watch can end the sleep.
     monkeypatch.setattr(wake, "SLOW_POLL", 60.0)
     monkeypatch.setattr(wake, "_watch", None)
+    assert _watching(db)
     proc = _enqueue_from_another_process(home, procs)
     took = _sleep_until_changed(limit=20.0)
     assert proc.wait(timeout=60) == 0
     assert took < 10, f"woken after {took:.1f} s: the -wal watch did not fire"
+
+
+def test_a_new_wal_file_is_watched_again(db, home, procs, monkeypatch):
+    """The -wal file goes when the journal mode changes (or its last user closes the database)
+    and comes back as a new file: the watch follows it."""
+    monkeypatch.setattr(wake, "SLOW_POLL", 60.0)
+    monkeypatch.setattr(wake, "_watch", None)
+    assert _watching(db)
+    db.execute_sql("PRAGMA journal_mode=delete")
+    db.execute_sql("PRAGMA journal_mode=wal")
+    db.execute_sql("SELECT count(*) FROM job").fetchone()
+    assert (home / "queuectl.db-wal").exists()
+    proc = _enqueue_from_another_process(home, procs)
+    took = _sleep_until_changed(limit=20.0)
+    assert proc.wait(timeout=60) == 0
+    assert took < 10, f"woken after {took:.1f} s: the new -wal file was not watched"
 
 
 @pytest.mark.parametrize("without", ["inotify", "wal"])
