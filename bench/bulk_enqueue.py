@@ -6,9 +6,11 @@ then times ``python -m queuectl_tui enqueue -f`` (Python start-up included) and 
 child's CPU time and peak RSS from wait4(); on a busy machine the CPU time is the steadier
 figure. With --lock-probe a thread writes to the database every millisecond and reports the
 longest any write waited: how long the enqueue kept other writers (worker heartbeats, claims)
-out.
+out. With --pg URL (or QUEUECTL_BENCH_PG) each run gets a fresh schema of that PostgreSQL
+database instead of an SQLite file.
 
 Run: python bench/bulk_enqueue.py [--lines 100000] [--repeat 5] [--simple] [--lock-probe] [--json]
+                                  [--pg postgresql://user:password@host:port/db]
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import pgschema  # bench/, beside this script
 
 
 def write_jobs(path: Path, lines: int, simple: bool = False) -> None:
@@ -60,13 +64,15 @@ class LockProbe(threading.Thread):
         conn.close()
 
 
-def one_run(tmp: Path, jobs: Path, run: int, probe: bool) -> dict:
+def one_run(tmp: Path, jobs: Path, run: int, probe: bool, pg: str | None = None) -> dict:
     home = tmp / f"home{run}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUEUECTL_")}
     env["QUEUECTL_HOME"] = str(home)
+    if pg:
+        schema, env["QUEUECTL_DB"] = pgschema.fresh(pg, f"bench_bulk_{run}")
     cmd = [sys.executable, "-m", "queuectl_tui"]
     subprocess.run(cmd + ["status"], env=env, check=True, capture_output=True)  # a fresh database
-    prober = LockProbe(home / "queuectl.db") if probe else None
+    prober = LockProbe(home / "queuectl.db") if probe and not pg else None
     if prober:
         prober.start()
     start = time.perf_counter()
@@ -82,7 +88,11 @@ def one_run(tmp: Path, jobs: Path, run: int, probe: bool) -> dict:
         prober.join()
     if proc.returncode != 0:
         raise SystemExit(f"enqueue failed ({proc.returncode}): {err.strip()}")
-    count = sqlite3.connect(home / "queuectl.db").execute("SELECT count(*) FROM job").fetchone()[0]
+    if pg:
+        count = pgschema.count(pg, schema)
+        pgschema.drop(pg, schema)
+    else:
+        count = sqlite3.connect(home / "queuectl.db").execute("SELECT count(*) FROM job").fetchone()[0]
     result = {"seconds": round(wall, 3), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
               "jobs": count, "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
     if prober:
@@ -97,12 +107,14 @@ def main() -> None:
     parser.add_argument("--lock-probe", action="store_true", help="measure how long writers wait")
     parser.add_argument("--simple", action="store_true", help='lines of just {"id", "command"}')
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--pg", default=os.environ.get("QUEUECTL_BENCH_PG"),
+                        help="a PostgreSQL URL: each run in a fresh schema of it")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         jobs = tmp / "jobs.jsonl"
         write_jobs(jobs, args.lines, args.simple)
-        runs = [one_run(tmp, jobs, n, args.lock_probe) for n in range(args.repeat)]
+        runs = [one_run(tmp, jobs, n, args.lock_probe, args.pg) for n in range(args.repeat)]
     assert all(r["jobs"] == args.lines for r in runs), runs
     median = statistics.median(r["seconds"] for r in runs)
     summary = {

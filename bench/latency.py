@@ -2,21 +2,26 @@
 
 Starts one detached worker on a throwaway database, lets it go idle, then enqueues jobs one at a
 time, each writing the moment its shell started; latency = that moment minus the enqueue's
-commit. Run: python bench/latency.py [--jobs 100] [--json]
+commit. With --pg URL (or QUEUECTL_BENCH_PG) the database is a fresh schema of that PostgreSQL
+database, where the idle worker is woken by LISTEN/NOTIFY.
+Run: python bench/latency.py [--jobs 100] [--json] [--pg postgresql://user:password@host/db]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import pgschema  # bench/, beside this script
+
 from queuectl_tui import engine, spec, supervisor
-from queuectl_tui.db import open_db
+from queuectl_tui.db import close_db, open_db
 
 
 def main() -> None:
@@ -24,9 +29,15 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=100)
     parser.add_argument("--idle", type=float, default=0.3, help="seconds of idleness before each job")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--pg", default=os.environ.get("QUEUECTL_BENCH_PG"),
+                        help="a PostgreSQL URL: the queue in a fresh schema of it")
     args = parser.parse_args()
+    schema = None
     with tempfile.TemporaryDirectory() as tmp:
         db_path = Path(tmp) / "queuectl.db"
+        if args.pg:
+            os.environ["QUEUECTL_HOME"] = tmp  # this host's logs, the worker's too
+            schema, db_path = pgschema.fresh(args.pg, "bench_latency")
         open_db(db_path)
         worker = supervisor.start(db_path, 1)[0]
         out = Path(tmp) / "starts"
@@ -45,6 +56,9 @@ def main() -> None:
                 claims.append(engine.attempts_of(job)[0].started_at - t0)
         finally:
             supervisor.stop(wait=5)
+            if schema:
+                close_db()
+                pgschema.drop(args.pg, schema)
     ms = sorted(x * 1000 for x in latencies)
     result = {
         "jobs": len(ms), "median_ms": round(statistics.median(ms), 2),
@@ -52,6 +66,7 @@ def main() -> None:
         "p99_ms": round(ms[max(0, int(len(ms) * 0.99) - 1)], 2), "max_ms": round(ms[-1], 2),
         "claim_median_ms": round(statistics.median(claims) * 1000, 2),
         "python": sys.version.split()[0], "worker_pid": worker.pid,
+        "backend": "postgresql" if args.pg else "sqlite",
     }
     if args.json:
         print(json.dumps(result))

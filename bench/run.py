@@ -12,7 +12,10 @@ is reported as such. Then measures, each figure the median of its runs:
   status/list/show query times, the execution stats of a window (one queue and four),
   draining 200 jobs there vs on an empty database, and the console (bench/tui_bench.py);
 - bulk enqueue (bench/bulk_enqueue.py), cold start of the CLI, pickup latency
-  (bench/latency.py), idle worker CPU and RSS, worker RSS under a 200 MB output flood.
+  (bench/latency.py), idle worker CPU and RSS, worker RSS under a 200 MB output flood;
+- postgres, when a server is named (``--pg URL`` or QUEUECTL_BENCH_PG; each run in a fresh
+  schema of that database): the same drain with 2 and 8 workers, pickup latency from idle
+  (woken by LISTEN/NOTIFY) and bulk enqueue.
 
 queuectl is measured from the checkout this file lives in (PYTHONPATH = its root), so re-run it
 after engine changes. Writes bench/BENCHMARKS.md, bench/drain.svg and bench/out/results.json.
@@ -20,6 +23,7 @@ after engine changes. Writes bench/BENCHMARKS.md, bench/drain.svg and bench/out/
 Run: python bench/run.py                (full: about 15 minutes on 2 cores)
      python bench/run.py --quick        (small sizes, for iteration: a minute or two)
      python bench/run.py --only drain   (some groups only; also with --quick)
+     python bench/run.py --only postgres --pg postgresql://user:password@host:port/db
      python bench/run.py --report-only  (re-render from bench/out/results.json)
 bench/notes.md, when present, is copied into BENCHMARKS.md as "Why the misses": keep it true
 to the engine being measured.
@@ -62,13 +66,15 @@ QUICK = dict(drain_jobs=300, drain_repeat=1, workers=[1, 2, 4, 8], scale_jobs=10
              tui_fresh=1, flood_mb=20)
 
 
-def env() -> dict[str, str]:
+def env(home: Path | None = None) -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith("QUEUECTL_")}
     e["PYTHONPATH"] = str(ROOT)
+    if home is not None:  # on PostgreSQL: this host's logs go there, not to ~/.queuectl
+        e["QUEUECTL_HOME"] = str(home)
     return e
 
 
-def cli(db: Path, *args: str) -> list[str]:
+def cli(db: Path | str, *args: str) -> list[str]:
     return [PY, "-m", "queuectl_tui", "--db", str(db), *args]
 
 
@@ -210,18 +216,28 @@ def ceiling(spawns: int) -> dict:
     return {"jobs": spawns, "wall_s": wall, "jobs_per_s": spawns / wall, "cpu_ms_per_job": cpu * 1000 / spawns}
 
 
-def enqueue_file(db: Path, lines: list[str]) -> None:
-    path = db.parent / "jobs.jsonl"
+def enqueue_file(db: Path | str, lines: list[str], tmp: Path | None = None) -> None:
+    path = (tmp or db.parent) / "jobs.jsonl"
     path.write_text("".join(line + "\n" for line in lines))
-    subprocess.run(cli(db, "enqueue", "-f", str(path)), check=True, stdout=subprocess.DEVNULL, env=env())
+    subprocess.run(cli(db, "enqueue", "-f", str(path)), check=True, stdout=subprocess.DEVNULL, env=env(tmp))
 
 
-def count_done(db: Path, after_seq: int = 0):
+def count_done(db: Path | str, after_seq: int = 0):
+    sql = "SELECT count(*) FROM job WHERE seq > %s AND state IN ('completed', 'dead')"
+    if isinstance(db, str):  # a PostgreSQL URL
+        import psycopg2
+        pg = psycopg2.connect(db)
+        pg.autocommit = True
+
+        def done_pg() -> int:
+            with pg.cursor() as cursor:
+                cursor.execute(sql, (after_seq,))
+                return cursor.fetchone()[0]
+        return done_pg
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
 
     def done() -> int:
-        return conn.execute("SELECT count(*) FROM job WHERE seq > ? AND state IN ('completed', 'dead')",
-                            (after_seq,)).fetchone()[0]
+        return conn.execute(sql.replace("%s", "?"), (after_seq,)).fetchone()[0]
     return done
 
 
@@ -234,17 +250,26 @@ def wait_count(done, jobs: int, timeout: float = 900) -> float:
     return time.perf_counter()
 
 
-def drain_queuectl(jobs: int, workers: int, tmp: Path) -> dict:
-    db = tmp / "queuectl.db"
-    enqueue_file(db, ['{"command": "true"}'] * jobs)
-    done = count_done(db)
-    start = time.perf_counter()
-    proc = subprocess.Popen(cli(db, "worker", "start", "--count", str(workers), "--foreground", "--burst"),
-                            stdout=subprocess.DEVNULL, env=env())
+def drain_queuectl(jobs: int, workers: int, tmp: Path, pg: str | None = None) -> dict:
+    """With ``pg`` (a server's URL) the queue is a fresh schema there, dropped after."""
+    schema = None
+    db: Path | str = tmp / "queuectl.db"
+    if pg:
+        import pgschema
+        schema, db = pgschema.fresh(pg, "bench_drain")
     try:
-        end = wait_count(done, jobs)
+        enqueue_file(db, ['{"command": "true"}'] * jobs, tmp)
+        done = count_done(db)
+        start = time.perf_counter()
+        proc = subprocess.Popen(cli(db, "worker", "start", "--count", str(workers), "--foreground", "--burst"),
+                                stdout=subprocess.DEVNULL, env=env(tmp))
+        try:
+            end = wait_count(done, jobs)
+        finally:
+            cpu = reap(proc)  # --burst: it exits once the queue is empty
     finally:
-        cpu = reap(proc)  # --burst: it exits once the queue is empty
+        if schema:
+            pgschema.drop(pg, schema)
     return {"jobs": jobs, "wall_s": end - start, "jobs_per_s": jobs / (end - start),
             "cpu_ms_per_job": cpu * 1000 / jobs}
 
@@ -492,10 +517,44 @@ def bench_cold(cfg: dict, tmp: Path) -> dict:
     return res
 
 
-def bench_latency(cfg: dict) -> dict:
+def bench_latency(cfg: dict, pg: str | None = None) -> dict:
     out = subprocess.run([PY, str(BENCH / "latency.py"), "--jobs", str(cfg["latency_jobs"]), "--idle",
-                          str(cfg["latency_idle"]), "--json"], capture_output=True, text=True, env=env(), check=True)
+                          str(cfg["latency_idle"]), "--json", *(["--pg", pg] if pg else [])],
+                         capture_output=True, text=True, env=env(), check=True)
     return json.loads(out.stdout)
+
+
+def bench_postgres(cfg: dict, pg: str | None) -> dict:
+    """Drain (2 and 8 workers, against the spawn ceiling measured here), pickup latency from
+    idle and bulk enqueue, on the PostgreSQL server ``pg`` names."""
+    if not pg:
+        raise RuntimeError("no server named: --pg postgresql://user:password@host:port/db "
+                           "(or QUEUECTL_BENCH_PG)")
+    import psycopg2
+    conn = psycopg2.connect(pg)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SHOW server_version")
+            server = f"PostgreSQL {cursor.fetchone()[0].split()[0]}"
+    finally:
+        conn.close()
+    jobs, times = cfg["drain_jobs"], cfg["drain_repeat"]
+    res: dict = {"server": server, "ceiling_jobs_per_s": ceiling(max(jobs, 2000))["jobs_per_s"],
+                 "drain": {}}
+    for n in (2, 8):
+        log(f"postgres: drain, {n} workers")
+        row = repeat(lambda tmp, n=n: drain_queuectl(jobs, n, tmp, pg), times)
+        row["x_ceiling"] = row["jobs_per_s"] / res["ceiling_jobs_per_s"]
+        res["drain"][f"queuectl, {n} workers"] = row
+    log("postgres: pickup latency")
+    res["latency"] = bench_latency(cfg, pg)
+    log("postgres: bulk enqueue")
+    lines = cfg["bulk_lines"]
+    out = subprocess.run([PY, str(BENCH / "bulk_enqueue.py"), "--lines", str(lines), "--repeat",
+                          str(cfg["bulk_repeat"]), "--json", "--pg", pg],
+                         capture_output=True, text=True, env=env(), check=True)
+    res["bulk"] = json.loads(out.stdout)
+    return res
 
 
 def bench_worker(cfg: dict, tmp: Path) -> dict:
@@ -562,7 +621,7 @@ def report(r: dict, command: str) -> str:
         f"- load average (1/5/15 min) at start {'/'.join(f'{x:.1f}' for x in m['load_start'])}, at end "
         f"{'/'.join(f'{x:.1f}' for x in m['load_end'])} (other processes shared the cores: ratios to the "
         "ceiling measured in the same run are the figures to compare)",
-        f"- peers: {', '.join(f'{k} {v}' for k, v in r['peers'].items())}", "",
+        f"- peers: {', '.join(f'{k} {v}' for k, v in r['peers'].items()) or 'not needed by these groups'}", "",
     ]
     d = r.get("drain")
     if d:
@@ -663,6 +722,21 @@ def report(r: dict, command: str) -> str:
                       f"{f['before']:.1f} / {f['max']:.1f} / {f['after']:.1f} MB | flat (max within 5 MB of before) | "
                       f"{verdict(f['max'] - f['before'] <= 5)} |"]
         lines.append("")
+    p = r.get("postgres")
+    if p:
+        lat, bulk = p["latency"], p["bulk"]
+        lines += [f"## PostgreSQL ({p.get('server', 'server')}, on this machine)", "",
+                  "The same measures on a PostgreSQL server, each run in a fresh schema. Spawn "
+                  f"ceiling measured here: {p['ceiling_jobs_per_s']:,.0f} spawns/s.", "",
+                  "| figure | measured | x ceiling | CPU ms/job |", "| --- | --- | --- | --- |"]
+        for name, row in p["drain"].items():
+            lines.append(f"| drain {row['jobs']:,} jobs of `true`, {name} | {row['jobs_per_s']:,.0f} jobs/s | "
+                         f"{row['x_ceiling']:.2f} | {fmt(row['cpu_ms_per_job'], 2)} |")
+        lines += [f"| pickup latency from idle (LISTEN/NOTIFY), median ({lat['jobs']} jobs) | "
+                  f"{lat['median_ms']:.1f} ms | | |",
+                  f"| pickup latency from idle, p99 | {lat['p99_ms']:.1f} ms | | |",
+                  f"| bulk enqueue, {bulk['lines']:,} lines (median of {len(bulk['runs'])}) | "
+                  f"{bulk['median_seconds']:.2f} s = {bulk['jobs_per_second']:,} jobs/s | | |", ""]
     if r.get("errors"):
         lines += ["## Not measured", ""] + [f"- {k}: {v}" for k, v in r["errors"].items()] + [""]
     notes = BENCH / "notes.md"  # hand-written: why the misses of the engine measured here
@@ -708,11 +782,15 @@ def write(results: dict, command: str) -> None:
         (BENCH / "drain.svg").write_text(svg(results["drain"]))
 
 
+GROUPS = ["drain", "scale", "tui", "bulk", "cold", "latency", "worker", "postgres"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, for iteration")
-    parser.add_argument("--only", nargs="*", choices=["drain", "scale", "tui", "bulk", "cold", "latency", "worker"],
-                        help="run only these groups")
+    parser.add_argument("--only", nargs="*", choices=GROUPS, help="run only these groups")
+    parser.add_argument("--pg", default=os.environ.get("QUEUECTL_BENCH_PG"),
+                        help="a PostgreSQL URL: adds the postgres group (fresh schemas there)")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite BENCHMARKS.md and drain.svg from bench/out/results.json, measuring nothing")
     args = parser.parse_args()
@@ -721,20 +799,23 @@ def main() -> None:
         write(results, results["command"])
         return
     cfg = QUICK if args.quick else FULL
-    groups = args.only or ["drain", "scale", "tui", "bulk", "cold", "latency", "worker"]
+    groups = args.only or [g for g in GROUPS if g != "postgres" or args.pg]
     command = "python bench/run.py" + (" --quick" if args.quick else "") + (
-        f" --only {' '.join(args.only)}" if args.only else "")
+        f" --only {' '.join(args.only)}" if args.only else "") + (" --pg URL" if args.pg else "")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     results: dict = {"date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), "commit": commit,
                      "command": command, "config": cfg, "machine": machine(), "errors": {}}
-    log("installing peers into bench/out/peers")
-    results["peers"] = install_peers()
+    results["peers"] = {}
+    if "drain" in groups:  # the peers are drained there only
+        log("installing peers into bench/out/peers")
+        results["peers"] = install_peers()
     with tempfile.TemporaryDirectory(prefix="qbench-") as name:
         tmp = Path(name)
         for group, fn in (("drain", lambda: bench_drain(cfg, results["peers"])),
                           ("scale", lambda: bench_scale(cfg, tmp)), ("tui", lambda: bench_tui(cfg)),
                           ("bulk", lambda: bench_bulk(cfg, tmp)), ("cold", lambda: bench_cold(cfg, tmp)),
-                          ("latency", lambda: bench_latency(cfg)), ("worker", lambda: bench_worker(cfg, tmp))):
+                          ("latency", lambda: bench_latency(cfg)), ("worker", lambda: bench_worker(cfg, tmp)),
+                          ("postgres", lambda: bench_postgres(cfg, args.pg))):
             if group not in groups:
                 continue
             log(f"{group}")

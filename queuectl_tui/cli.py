@@ -662,12 +662,26 @@ def logs(ctx: Context, job_id: str, number: int | None, follow: bool) -> None:
         raise NotFound(f"job {job_id!r} has no attempt {number} (its attempts are numbered "
                        f"{attempts[0].number} to {attempts[-1].number})")
     path = engine.log_path(chosen)
-    elsewhere = engine.log_elsewhere(job, chosen, last=chosen is attempts[-1])
+    # The job keeps the output of the attempt that ended last (a later one may be running).
+    last = all(a.finished_at is None for a in attempts if a.number > chosen.number)
+    elsewhere = engine.log_elsewhere(job, chosen, last=last)
     if elsewhere is not None:
         where, tail = elsewhere
+        if chosen.finished_at is None:
+            if not follow:
+                raise QueueError(f"{where}; it is still running there: its last output reaches "
+                                 "the database when it ends (logs -f waits for that)")
+            click.echo(f"{where}; waiting for it to end, to print its last output kept in the "
+                       "database", err=True)
+            for _ in engine.changes(fallback=0.5):
+                done, tail = engine.kept_output(job, chosen)
+                if done:
+                    break
+        elif tail is not None:
+            click.echo(f"{where}; its last output, kept in the database:", err=True)
         if tail is None:
-            raise QueueError(f"{where}; no output of it is kept in the database")
-        click.echo(f"{where}; its last output, kept in the database:", err=True)
+            raise QueueError(f"{where}; no output of it is kept in the database (only the "
+                             "latest attempt's last 4 KB is)")
         write(tail.encode("utf-8", "replace"))
         sys.stdout.buffer.flush()
         return
@@ -709,9 +723,10 @@ def _pump(handle, write) -> bool:
 def _follow_job(job, number: int, write) -> None:
     """Print attempt ``number`` of the job and every later one as they run, until the job is
     completed (exit 0) or dead (exit 1). Woken by the database's commits, as ``wait`` is, and
-    every 0.1 s for the log file's growth."""
+    every 0.1 s for the log file's growth. An attempt run on another host (its log is there)
+    is followed in the database: where its log is, then, when it ends, its last output."""
     from queuectl_tui.models import Attempt, Job
-    attempt = handle = None
+    attempt = handle = remote = None
     try:
         for _ in engine.changes(fallback=0.1):
             current = Job.get_or_none(Job.seq == job.seq, Job.id == job.id)  # before the logs:
@@ -729,7 +744,13 @@ def _follow_job(job, number: int, write) -> None:
                     if number > 1:
                         click.echo(f"--- attempt {number} ---", err=True)
                 finished = Attempt.get_by_id(attempt.seq).finished_at is not None  # before reading
-                if handle is None:
+                if handle is None and remote is None:
+                    elsewhere = engine.log_elsewhere(job, attempt, last=False)
+                    if elsewhere is not None:
+                        remote = elsewhere[0]
+                        click.echo(f"{remote}; its last output is printed when it ends, from "
+                                   "the database", err=True)
+                if handle is None and remote is None:
                     try:
                         handle = open(engine.log_path(attempt), "rb")  # noqa: SIM115 (kept open across polls)
                     except (OSError, TypeError):  # not there yet (or none: TypeError)
@@ -740,7 +761,15 @@ def _follow_job(job, number: int, write) -> None:
                     break
                 if handle:
                     handle.close()
-                attempt = handle = None
+                if remote is not None:
+                    tail = engine.kept_output(job, attempt)[1]
+                    if tail is None:
+                        click.echo(f"(no output of attempt {number} is kept in the database)",
+                                   err=True)
+                    else:
+                        write(tail.encode("utf-8", "replace"))
+                        sys.stdout.buffer.flush()
+                attempt = handle = remote = None
                 number += 1
             if current is None:
                 raise QueueError(f"job {job.id!r} was deleted")
@@ -1305,8 +1334,14 @@ def metrics_serve(ctx: Context, host: str, port: int, since: str) -> None:
     window = figures.parse_duration(since)
     exporter.require()
     ctx.open()
+
+    def told(error: Exception | None) -> None:  # one line when scrapes fail, one when they read
+        from queuectl_tui.db import describe_db_error, describe_target
+        click.echo(f"metrics: {describe_db_error(error)}; answering queuectl_up 0" if error
+                   else f"metrics: database {describe_target()} readable again", err=True)
+
     try:
-        server = exporter.serve(host, port, window)
+        server = exporter.serve(host, port, window, on_change=told)
     except OSError as exc:
         raise QueueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     bound = server.server_address

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
     from playhouse.migrate import SchemaMigrator
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_MS = 15_000
 
 #: version -> function(migrator) bringing a database from version-1 to version, written with
@@ -204,13 +204,14 @@ _MINUTE_FUNCTION_POSTGRES = (
     + _MINUTE_OF_OLD_POSTGRES + "; " + _MINUTE_PRUNE + _MINUTE_OF_OLD_POSTGRES + "; END IF; "
     "IF TG_OP <> 'DELETE' THEN INSERT INTO attempt_minute " + _MINUTE_COLUMNS + " SELECT "
     + _MINUTE_OF_NEW_POSTGRES + _MINUTE_ADD_FIGURES + "; END IF; RETURN NULL; END $$")
-_MINUTE_FILL_FIGURES = (
+_MINUTE_SUMS = (
     ", queue, count(*), SUM(CASE WHEN outcome = 'completed' THEN 1 ELSE 0 END), "
     "SUM(CASE WHEN outcome IN ('failed', 'timeout', 'lost') THEN 1 ELSE 0 END), "
     "SUM(CASE WHEN number > 1 THEN 1 ELSE 0 END), count(due_at), "
     "COALESCE(SUM(started_at - due_at), 0), MAX(started_at - due_at), count(duration), "
-    "COALESCE(SUM(duration), 0), MAX(duration), MIN(seq), 0 FROM attempt "
-    "WHERE finished_at IS NOT NULL GROUP BY 1, 2")
+    "COALESCE(SUM(duration), 0), MAX(duration), MIN(seq), 0")
+_MINUTE_FILL_FIGURES = (_MINUTE_SUMS + " FROM attempt WHERE finished_at IS NOT NULL "
+                        "GROUP BY 1, 2")
 _MINUTE_FILL_SQLITE = ("INSERT INTO attempt_minute " + _MINUTE_COLUMNS + " SELECT "
                        "CAST(finished_at / 60 AS INTEGER)" + _MINUTE_FILL_FIGURES)
 _MINUTE_FILL_POSTGRES = ("INSERT INTO attempt_minute " + _MINUTE_COLUMNS + " SELECT "
@@ -244,19 +245,90 @@ _FAILED_UPDATE_SQLITE = (
     + _FAILED_KEY_OLD + _MINUTE_OF_OLD_SQLITE + "; " + _FAILED_ADD_SQLITE + "; END")
 _FAILED_DELETE_SQLITE = ("CREATE TRIGGER job_failed_delete AFTER DELETE ON job WHEN "
                          + _FAILED_SET_OLD + " BEGIN " + _FAILED_REMOVE_SQLITE + "; END")
-_FAILED_FUNCTION_POSTGRES = (
-    "CREATE OR REPLACE FUNCTION job_failed_change() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-    "IF TG_OP <> 'INSERT' THEN IF " + _FAILED_SET_OLD + " THEN UPDATE job_failed_minute "
-    "SET n = n - 1 WHERE " + _FAILED_KEY_OLD + _MINUTE_OF_OLD_POSTGRES + "; DELETE FROM "
-    "job_failed_minute WHERE n = 0 AND " + _FAILED_KEY_OLD + _MINUTE_OF_OLD_POSTGRES + "; END IF; "
-    "END IF; IF TG_OP <> 'DELETE' THEN INSERT INTO job_failed_minute (minute, queue, state, "
-    "error, n) SELECT " + _MINUTE_OF_NEW_POSTGRES + _FAILED_ADD + "; END IF; RETURN NULL; END $$")
 _FAILED_FILL = (", queue, state, COALESCE(last_error, ''), count(*) FROM job WHERE state IN "
                 "('failed', 'dead') AND finished_at IS NOT NULL GROUP BY 1, 2, 3, 4")
 _FAILED_FILL_SQLITE = ("INSERT INTO job_failed_minute (minute, queue, state, error, n) SELECT "
                        "CAST(finished_at / 60 AS INTEGER)" + _FAILED_FILL)
 _FAILED_FILL_POSTGRES = ("INSERT INTO job_failed_minute (minute, queue, state, error, n) SELECT "
                          "FLOOR(finished_at / 60)::BIGINT" + _FAILED_FILL)
+
+
+# PostgreSQL: job_count and job_failed_minute follow inserts, updates and deletes of jobs once
+# per statement, from its transition tables: what the new rows add less what the old rows
+# take, one upsert per (queue, state) or rollup row. Per row (as on SQLite), a bulk enqueue,
+# retry or delete of n jobs updates the same few rows n times in one transaction, each update
+# walking past all the row's earlier versions there: n**2 (100,000 lines took 40 s).
+_FAILED_OF = ("SELECT FLOOR(finished_at / 60)::BIGINT, queue, state, COALESCE(last_error, ''), "
+              "count(*) FROM ")
+_FAILED_OF_WHERE = (" WHERE state IN ('failed', 'dead') AND finished_at IS NOT NULL "
+                    "GROUP BY 1, 2, 3, 4")
+_FAILED_OF_NEW = _FAILED_OF + "new_rows" + _FAILED_OF_WHERE
+_FAILED_OF_OLD = _FAILED_OF + "old_rows" + _FAILED_OF_WHERE
+_FAILED_PRUNE = ("DELETE FROM job_failed_minute WHERE n = 0 AND (minute, queue, state, error) IN "
+                 "(SELECT FLOOR(finished_at / 60)::BIGINT, queue, state, COALESCE(last_error, '') "
+                 "FROM old_rows WHERE state IN ('failed', 'dead') AND finished_at IS NOT NULL); ")
+_JOBS_INSERT_POSTGRES = (
+    "CREATE OR REPLACE FUNCTION job_counts_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "INSERT INTO job_count (queue, state, n) SELECT queue, state, count(*) FROM new_rows "
+    "GROUP BY queue, state ORDER BY queue, state ON CONFLICT (queue, state) "
+    "DO UPDATE SET n = job_count.n + excluded.n; "
+    "INSERT INTO job_failed_minute (minute, queue, state, error, n) "
+    + _FAILED_OF_NEW + " ON CONFLICT (minute, queue, state, error) "
+    "DO UPDATE SET n = job_failed_minute.n + excluded.n; RETURN NULL; END $$")
+# Every claim and finish is an update: the rollup of failures is left alone unless a row was
+# or is a failure (the common completion costs one upsert, as per row).
+_JOBS_UPDATE_POSTGRES = (
+    "CREATE OR REPLACE FUNCTION job_counts_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "INSERT INTO job_count (queue, state, n) SELECT queue, state, sum(d) FROM (SELECT queue, "
+    "state, 1 AS d FROM new_rows UNION ALL SELECT queue, state, -1 FROM old_rows) c "
+    "GROUP BY queue, state HAVING sum(d) <> 0 ORDER BY queue, state "
+    "ON CONFLICT (queue, state) DO UPDATE SET n = job_count.n + excluded.n; "
+    "IF EXISTS (SELECT 1 FROM new_rows WHERE state IN ('failed', 'dead')) OR EXISTS (SELECT 1 "
+    "FROM old_rows WHERE state IN ('failed', 'dead')) THEN "
+    "INSERT INTO job_failed_minute (minute, queue, state, error, n) SELECT minute, queue, state, "
+    "error, sum(n) FROM (" + _FAILED_OF_NEW + " UNION ALL SELECT minute, "
+    "queue, state, error, -n FROM (" + _FAILED_OF_OLD + ") o (minute, queue, "
+    "state, error, n)) c (minute, queue, state, error, n) GROUP BY 1, 2, 3, 4 HAVING sum(n) <> 0 "
+    "ORDER BY 1, 2, 3, 4 ON CONFLICT (minute, queue, state, error) DO UPDATE SET "
+    "n = job_failed_minute.n + excluded.n; " + _FAILED_PRUNE + "END IF; RETURN NULL; END $$")
+_JOBS_DELETE_POSTGRES = (
+    "CREATE OR REPLACE FUNCTION job_counts_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "UPDATE job_count c SET n = c.n - d.n FROM (SELECT queue, state, count(*) AS n FROM old_rows "
+    "GROUP BY queue, state) d WHERE c.queue = d.queue AND c.state = d.state; "
+    "UPDATE job_failed_minute f SET n = f.n - d.n FROM (" + _FAILED_OF_OLD
+    + ") d (minute, queue, state, error, n) WHERE f.minute = d.minute AND f.queue = d.queue "
+    "AND f.state = d.state AND f.error = d.error; " + _FAILED_PRUNE + "RETURN NULL; END $$")
+# A maximum that leaves (one of the deleted is at or above its row's) marks the row dirty.
+_MINUTE_DELETE_POSTGRES = (
+    "CREATE OR REPLACE FUNCTION attempt_minute_delete() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    "BEGIN UPDATE attempt_minute m SET attempts = m.attempts - d.attempts, "
+    "completed = m.completed - d.completed, failed = m.failed - d.failed, "
+    "reruns = m.reruns - d.reruns, wait_n = m.wait_n - d.wait_n, "
+    "wait_sum = m.wait_sum - d.wait_sum, run_n = m.run_n - d.run_n, "
+    "run_sum = m.run_sum - d.run_sum, dirty = CASE WHEN d.wait_max >= m.wait_max OR "
+    "d.run_max >= m.run_max THEN 1 ELSE m.dirty END FROM (SELECT FLOOR(finished_at / 60)::BIGINT"
+    + _MINUTE_SUMS + " FROM old_rows WHERE finished_at IS NOT NULL GROUP BY 1, 2) d "
+    + _MINUTE_COLUMNS
+    + " WHERE m.minute = d.minute AND m.queue = d.queue; DELETE FROM attempt_minute WHERE "
+    "attempts = 0 AND (minute, queue) IN (SELECT FLOOR(finished_at / 60)::BIGINT, queue FROM "
+    "old_rows WHERE finished_at IS NOT NULL); RETURN NULL; END $$")
+#: Every trigger installed on PostgreSQL, now or by an earlier version, dropped before installing.
+_DROP_PG_TRIGGERS = (
+    "DROP TRIGGER IF EXISTS job_count_insert_delete ON job; "  # version 3's
+    "DROP TRIGGER IF EXISTS job_count_update ON job; "
+    "DROP TRIGGER IF EXISTS job_failed_insert_delete ON job; "
+    "DROP TRIGGER IF EXISTS job_failed_update ON job; "
+    "DROP TRIGGER IF EXISTS attempt_minute_insert_delete ON attempt; "
+    "DROP TRIGGER IF EXISTS job_counts_insert ON job; "
+    "DROP TRIGGER IF EXISTS job_counts_update ON job; "
+    "DROP TRIGGER IF EXISTS job_counts_delete ON job; "
+    "DROP TRIGGER IF EXISTS job_rank ON job; DROP TRIGGER IF EXISTS job_release ON job; "
+    "DROP TRIGGER IF EXISTS attempt_minute_insert ON attempt; "
+    "DROP TRIGGER IF EXISTS attempt_minute_delete ON attempt; "
+    "DROP TRIGGER IF EXISTS attempt_minute_update ON attempt; "
+    "DROP TRIGGER IF EXISTS job_notify ON job; DROP TRIGGER IF EXISTS queue_notify ON queue; "
+    "DROP TRIGGER IF EXISTS meta_notify ON meta; "
+    "DROP TRIGGER IF EXISTS setting_notify ON setting")
 
 
 def _install_triggers(db) -> None:
@@ -293,18 +365,19 @@ def _install_triggers(db) -> None:
         db.execute_sql(_FAILED_UPDATE_SQLITE)
         db.execute_sql(_FAILED_DELETE_SQLITE)
     else:  # PostgreSQL
-        db.execute_sql("CREATE OR REPLACE FUNCTION job_count_change() RETURNS trigger "
-                       "LANGUAGE plpgsql AS $$ BEGIN "
-                       "IF TG_OP <> 'INSERT' THEN UPDATE job_count SET n = n - 1 "
-                       "WHERE queue = OLD.queue AND state = OLD.state; END IF; "
-                       "IF TG_OP <> 'DELETE' THEN INSERT INTO job_count (queue, state, n) "
-                       "VALUES (NEW.queue, NEW.state, 1) ON CONFLICT (queue, state) "
-                       "DO UPDATE SET n = job_count.n + 1; END IF; RETURN NULL; END $$")
-        db.execute_sql("CREATE TRIGGER job_count_insert_delete AFTER INSERT OR DELETE ON job "
-                       "FOR EACH ROW EXECUTE FUNCTION job_count_change()")
-        db.execute_sql("CREATE TRIGGER job_count_update AFTER UPDATE OF state, queue ON job "
-                       "FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state OR "
-                       "OLD.queue IS DISTINCT FROM NEW.queue) EXECUTE FUNCTION job_count_change()")
+        db.execute_sql(_DROP_PG_TRIGGERS)  # an upgrade installs them anew
+        db.execute_sql(_JOBS_INSERT_POSTGRES)
+        db.execute_sql(_JOBS_UPDATE_POSTGRES)
+        db.execute_sql(_JOBS_DELETE_POSTGRES)
+        db.execute_sql("CREATE TRIGGER job_counts_insert AFTER INSERT ON job REFERENCING NEW "
+                       "TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION job_counts_insert()")
+        db.execute_sql("CREATE TRIGGER job_counts_update AFTER UPDATE ON job REFERENCING OLD "
+                       "TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT "
+                       "EXECUTE FUNCTION job_counts_update()")
+        db.execute_sql("CREATE TRIGGER job_counts_delete AFTER DELETE ON job REFERENCING OLD "
+                       "TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION job_counts_delete()")
+        db.execute_sql("DROP FUNCTION IF EXISTS job_count_change(); "  # version 3's, per row
+                       "DROP FUNCTION IF EXISTS job_failed_change()")
         db.execute_sql(_RANK_FUNCTION_POSTGRES)
         db.execute_sql("CREATE TRIGGER job_rank BEFORE UPDATE OF priority, run_at ON job "
                        "FOR EACH ROW EXECUTE FUNCTION job_rank_change()")
@@ -317,8 +390,14 @@ def _install_triggers(db) -> None:
                        "WHEN (NEW.state = 'completed' AND OLD.state IS DISTINCT FROM 'completed') "
                        "EXECUTE FUNCTION job_release()")
         db.execute_sql(_MINUTE_FUNCTION_POSTGRES)
-        db.execute_sql("CREATE TRIGGER attempt_minute_insert_delete AFTER INSERT OR DELETE ON "
-                       "attempt FOR EACH ROW EXECUTE FUNCTION attempt_minute_change()")
+        db.execute_sql(_MINUTE_DELETE_POSTGRES)
+        # An attempt is inserted unfinished by every claim: WHEN spares that the call.
+        db.execute_sql("CREATE TRIGGER attempt_minute_insert AFTER INSERT ON attempt "
+                       "FOR EACH ROW WHEN (NEW.finished_at IS NOT NULL) "
+                       "EXECUTE FUNCTION attempt_minute_change()")
+        db.execute_sql("CREATE TRIGGER attempt_minute_delete AFTER DELETE ON attempt REFERENCING "
+                       "OLD TABLE AS old_rows FOR EACH STATEMENT "
+                       "EXECUTE FUNCTION attempt_minute_delete()")
         db.execute_sql(
             "CREATE TRIGGER attempt_minute_update AFTER UPDATE OF finished_at, outcome, "
             "number, started_at, due_at, duration, queue ON attempt FOR EACH ROW WHEN ("
@@ -328,14 +407,6 @@ def _install_triggers(db) -> None:
             "FROM NEW.due_at OR OLD.duration IS DISTINCT FROM NEW.duration OR "
             "OLD.queue IS DISTINCT FROM NEW.queue) EXECUTE FUNCTION attempt_minute_change()"
         )
-        db.execute_sql(_FAILED_FUNCTION_POSTGRES)
-        db.execute_sql("CREATE TRIGGER job_failed_insert_delete AFTER INSERT OR DELETE ON job "
-                       "FOR EACH ROW EXECUTE FUNCTION job_failed_change()")
-        db.execute_sql("CREATE TRIGGER job_failed_update AFTER UPDATE OF state, finished_at, "
-                       "last_error, queue ON job FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM "
-                       "NEW.state OR OLD.finished_at IS DISTINCT FROM NEW.finished_at OR "
-                       "OLD.last_error IS DISTINCT FROM NEW.last_error OR OLD.queue IS DISTINCT "
-                       "FROM NEW.queue) EXECUTE FUNCTION job_failed_change()")
         # Idle workers LISTEN (db.wait_change): any committed change to jobs (enqueue, finish,
         # retry, cancel), queues (resume, limits), meta (resume all) or settings wakes them.
         # One NOTIFY per statement, naming the schema (queues in other schemas of the database
@@ -366,9 +437,20 @@ def _install_triggers(db) -> None:
         db.execute_sql(_FAILED_FILL_POSTGRES)
 
 
+def _upgrade_to_4(migrator: SchemaMigrator) -> None:
+    """PostgreSQL: jobs counted per statement, not per row (see _JOBS_INSERT_POSTGRES; SQLite's
+    triggers are unchanged). Both: seq ends the job_due index (the oldest due in one step)."""
+    db = migrator.database
+    db.execute_sql("DROP INDEX IF EXISTS job_due")
+    Job._schema.create_indexes(safe=True)
+    if not isinstance(db, SqliteDatabase):
+        _install_triggers(db)
+
+
 #: meta key of the counter worker ids are taken from (a rowid would be reused after a delete).
 LAST_WORKER_ID = "last_worker_id"
-UPGRADES: dict[int, Callable[[SchemaMigrator], None]] = {2: _upgrade_to_2, 3: _upgrade_to_3}
+UPGRADES: dict[int, Callable[[SchemaMigrator], None]] = {2: _upgrade_to_2, 3: _upgrade_to_3,
+                                                         4: _upgrade_to_4}
 
 
 def open_db(path: Path | str | None = None, *, create: bool = True) -> SqliteDatabase:

@@ -1239,9 +1239,9 @@ def attempts_of(job: Job) -> list[Attempt]:
 
 def log_elsewhere(job: Job, attempt: Attempt, *, last: bool) -> tuple[str, str | None] | None:
     """For an attempt run on another host (whose log file stays there): where its log is, and
-    the tail of its output kept in the database (only the latest finished attempt's is kept).
-    None for an attempt of this host, or whose log can be read here all the same (shared
-    storage, a database moved with its logs)."""
+    the tail of its output kept in the database (``last``: no later attempt has ended; the job
+    keeps the output of the attempt that ended last). None for an attempt of this host, or
+    whose log can be read here all the same (shared storage, a database moved with its logs)."""
     if not attempt.host or attempt.host == procs.hostname():
         return None
     path = log_path(attempt)
@@ -1251,6 +1251,20 @@ def log_elsewhere(job: Job, attempt: Attempt, *, last: bool) -> tuple[str, str |
              f"({attempt.log_file} in the logs directory of the worker there)")
     tail = job.output_tail if last and attempt.finished_at is not None else None
     return where, tail
+
+
+def kept_output(job: Job, attempt: Attempt) -> tuple[bool, str | None]:
+    """(ended, output kept in the database) of an attempt, read afresh: the job's last output
+    once the attempt has ended, until a later attempt ends (its end replaces it)."""
+    current = Job.get_or_none(Job.seq == job.seq)  # first: a later end not seen below had
+    now = Attempt.get_or_none(Attempt.seq == attempt.seq)  # not happened when this was read
+    if current is None or now is None:
+        raise NotFound(f"job {job.id!r} was deleted")
+    if now.finished_at is None:
+        return False, None
+    replaced = Attempt.select().where(Attempt.job == job.seq, Attempt.number > now.number,
+                                      Attempt.finished_at.is_null(False)).exists()
+    return True, None if replaced else current.output_tail
 
 
 def attempts_run(job: Job) -> int:
@@ -1282,8 +1296,7 @@ def stats(*, now: float | None = None) -> dict[str, Any]:
     if is_sqlite():
         due = database.execute_sql(_OLDEST_DUE).fetchone()[0]
     else:
-        due = (Job.select(fn.MIN(Job.run_at))
-               .where(Job.state == PENDING, Job.waiting_on == 0).scalar())
+        due = database.execute_sql(_OLDEST_DUE_PG).fetchone()[0]
     by_state = counts()
     return {
         "jobs": by_state,
@@ -1293,10 +1306,13 @@ def stats(*, now: float | None = None) -> dict[str, Any]:
     }
 
 
-# Per queue with pending jobs, the first pending entry of its job_due index.
-_OLDEST_DUE = ("SELECT MIN((SELECT run_at FROM job INDEXED BY job_due WHERE queue = c.queue AND "
-               + CLAIMABLE_WHERE + " AND state = 'pending' ORDER BY run_at LIMIT 1)) "
-               "FROM (SELECT DISTINCT queue FROM job_count WHERE state = 'pending' AND n > 0) c")
+# Per queue with pending jobs, the first pending entry of its job_due index (PostgreSQL has no
+# INDEXED BY: its planner takes job_due, whose condition the query repeats).
+_OLDEST_DUE_TAIL = (" WHERE queue = c.queue AND " + CLAIMABLE_WHERE + " AND state = 'pending' "
+                    "ORDER BY run_at LIMIT 1)) FROM (SELECT DISTINCT queue FROM job_count "
+                    "WHERE state = 'pending' AND n > 0) c")
+_OLDEST_DUE = "SELECT MIN((SELECT run_at FROM job INDEXED BY job_due" + _OLDEST_DUE_TAIL
+_OLDEST_DUE_PG = "SELECT MIN((SELECT run_at FROM job" + _OLDEST_DUE_TAIL
 
 
 def _filtered(query, *, state: str | Iterable[str] | None = None,

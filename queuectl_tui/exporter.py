@@ -2,7 +2,9 @@
 
 Needs the optional extra ``metrics`` (prometheus_client). A custom collector on a registry of
 its own reads the database at each scrape: nothing is kept between scrapes, so any number of
-workers and CLI processes may change the queue meanwhile. No click, no textual.
+workers and CLI processes may change the queue meanwhile. A scrape of ``metrics serve`` that
+cannot read the database (a server away, a file unreadable) answers ``queuectl_up 0`` alone,
+as exporters do for their backend, and the next one tries again. No click, no textual.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from peewee import fn
+from peewee import DatabaseError, InterfaceError, fn
 
 from queuectl_tui import engine, metrics, settings
 from queuectl_tui.errors import QueueError
@@ -29,12 +31,13 @@ def require() -> None:
         raise QueueError(MISSING) from None
 
 
-def registry(window: float = metrics.DEFAULT_WINDOW, clock: Callable[[], float] = time.time):
-    """A fresh CollectorRegistry holding only the queue's collector."""
+def registry(window: float = metrics.DEFAULT_WINDOW, clock: Callable[[], float] = time.time,
+             on_change: Callable[[Exception | None], None] | None = None):
+    """A fresh CollectorRegistry holding only the queue's collector (see QueueCollector)."""
     require()
     from prometheus_client import CollectorRegistry
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(QueueCollector(window, clock))
+    reg.register(QueueCollector(window, clock, on_change))
     return reg
 
 
@@ -44,25 +47,56 @@ def text(window: float = metrics.DEFAULT_WINDOW, clock: Callable[[], float] = ti
     return generate_latest(registry(window, clock)).decode("utf-8")
 
 
-def serve(host: str, port: int, window: float = metrics.DEFAULT_WINDOW):
+def serve(host: str, port: int, window: float = metrics.DEFAULT_WINDOW,
+          on_change: Callable[[Exception | None], None] | None = None):
     """Start the HTTP exporter in a daemon thread; returns the server (``server_address``
-    has the port actually bound, for port 0)."""
+    has the port actually bound, for port 0). ``on_change(error)`` is told when scrapes stop
+    reading the database (the error) and when they read it again (None)."""
     from prometheus_client import start_http_server
-    server, _thread = start_http_server(port, addr=host, registry=registry(window))
+    server, _thread = start_http_server(port, addr=host,
+                                        registry=registry(window, on_change=on_change or _quiet))
     return server
 
 
+def _quiet(error: Exception | None) -> None:
+    pass
+
+
 class QueueCollector:
-    def __init__(self, window: float, clock: Callable[[], float]) -> None:
+    """Without ``on_change`` a database error reaches the caller (``stats --prometheus``: one
+    line, exit 1). With it (the server) a scrape that fails answers ``queuectl_up 0`` and no
+    other figure (a partial set would read as real values), and ``on_change`` is told once
+    per outage and once at its end."""
+
+    def __init__(self, window: float, clock: Callable[[], float],
+                 on_change: Callable[[Exception | None], None] | None = None) -> None:
         self.window = window
         self.clock = clock
+        self.on_change = on_change
+        self.failing = False
 
     def collect(self) -> Iterator:
+        from prometheus_client.core import GaugeMetricFamily
+        up = GaugeMetricFamily("queuectl_up", "1 if this scrape read the database, 0 if it "
+                               "could not (then no other figure is given).")
         try:
-            yield from self._collect(self.clock())
+            families, read = list(self._collect(self.clock())), True
+        except (DatabaseError, InterfaceError) as exc:
+            if self.on_change is None:
+                raise
+            families, read = [], False
+            if not self.failing:
+                self.failing = True
+                self.on_change(exc)
         finally:
             if threading.current_thread() is not threading.main_thread():
                 database.close()  # the server's thread for this scrape: no connection outlives it
+        if read and self.failing:
+            self.failing = False
+            self.on_change(None)
+        up.add_metric([], 1 if read else 0)
+        yield up
+        yield from families
 
     def _collect(self, now: float) -> Iterator:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric

@@ -96,8 +96,8 @@ _SLICES = _SLICES_HEAD + " WHERE " + _IN_WINDOW + " GROUP BY b"
 _SLICES_BY_QUEUE = _SLICES_HEAD + " WHERE " + _IN_WINDOW + _OF_QUEUES + " GROUP BY b"
 
 # PostgreSQL's forms of those that differ: no json_each (json_array_elements_text), no INDEXED
-# BY (the planner picks job_due, whose condition the query repeats; seq breaks ties in run_at
-# as SQLite's index, which ends with the rowid, does), LEAST for SQLite's scalar
+# BY (the planner picks job_due, whose condition the query repeats; seq, its last column,
+# breaks ties in run_at as SQLite's rowid does), LEAST for SQLite's scalar
 # min(), and FLOOR where SQLite's CAST truncates (PostgreSQL's CAST rounds): the minute is the
 # one the PostgreSQL triggers compute (db.py), the slice the one SQLite's CAST gives.
 _OF_QUEUES_PG = " AND a.queue IN (SELECT json_array_elements_text(?::json))"

@@ -161,8 +161,11 @@ Job.add_index(
         SQL(CLAIMABLE_WHERE)
     )
 )
-# When the next waiting job of a queue becomes due (an idle worker's sleep).
-Job.add_index(Job.index(Job.queue, Job.run_at, name="job_due").where(SQL(CLAIMABLE_WHERE)))
+# When the next waiting job of a queue becomes due (an idle worker's sleep), and which job has
+# been due the longest (``stats``): seq breaks ties, as the claim's order does, in one step on
+# PostgreSQL too (SQLite's index ends with the rowid, which is seq, anyway).
+Job.add_index(Job.index(Job.queue, Job.run_at, Job.seq, name="job_due")
+              .where(SQL(CLAIMABLE_WHERE)))
 # Per-state pages (ordered by seq) and the oldest pending job come from this one.
 Job.add_index(Job.index(Job.state, Job.seq, name="job_state_seq"))
 

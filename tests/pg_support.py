@@ -45,3 +45,59 @@ def drop_schema(schema: str) -> None:
         conn.cursor().execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         conn.close()
+
+
+class TcpProxy:
+    """127.0.0.1:``port`` forwarded to ``target`` (host, port): a server that can go away
+    (``stop``: connections cut, new ones refused) and come back (``start``, the same port)."""
+
+    def __init__(self, target: tuple[str, int]):
+        self.target, self.port, self.listener, self.sockets = target, 0, None, []
+
+    def start(self) -> TcpProxy:
+        import socket
+        import threading
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen()
+        self.port, self.listener = listener.getsockname()[1], listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return self
+
+    def _accept(self, listener) -> None:
+        import socket
+        import threading
+        while True:
+            try:
+                client, _ = listener.accept()
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                return
+            self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b) -> None:
+        import socket
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        for end in (a, b):
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        import socket
+        for sock in [self.listener, *self.sockets]:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() of the listener's thread
+            except OSError:
+                pass
+            sock.close()
+        self.sockets = []

@@ -746,6 +746,49 @@ def test_logs_of_an_attempt_on_another_host_say_where_and_show_the_tail_kept(cli
     assert attempt["log_note"].endswith("from afar\nline two\n")
 
 
+def test_logs_follow_an_attempt_running_on_another_host_through_the_database(cli, home, db):
+    """Its log file is on that host: ``logs`` says so and that it still runs (exit 1);
+    ``logs -f`` (with or without --attempt) says where the log is, waits for the attempt to
+    end and prints the last output kept in the database, instead of waiting for a local file
+    that never comes; then it follows the next attempt as usual."""
+    from queuectl_tui import engine
+    from queuectl_tui.models import Attempt
+    ok(cli("enqueue", "--id", "j", "--max-retries", "1", "true"))
+    job, attempt = engine.claim(engine.register_worker())
+    Attempt.update(host="afar").where(Attempt.seq == attempt.seq).execute()
+    line = user_error(cli("logs", "j"), 1)
+    assert "attempt 1 is on host afar" in line and "still running there" in line
+    followers = [subprocess.Popen([sys.executable, "-m", "queuectl_tui", "logs", *args, "j"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=cli_env(home), cwd=home.parent)
+                 for args in (("-f",), ("-f", "--attempt", "1"))]
+    try:
+        said = []
+        for proc in followers:  # each has seen the attempt running before it ends
+            assert select.select([proc.stderr], [], [], 30)[0], "logs -f says nothing"
+            said.append(proc.stderr.readline())
+        engine.finish(job, attempt, outcome="failed", exit_code=1, tail="from afar\n")
+        job, attempt = engine.claim(engine.register_worker(), now=time.time() + 60)  # the retry
+        printed = []
+        for proc in followers:  # attempt 1's output, kept until attempt 2 ends
+            assert select.select([proc.stdout], [], [], 30)[0], "no output printed"
+            printed.append(proc.stdout.readline())
+        engine.finish(job, attempt, outcome="completed", exit_code=0, tail="")
+        outs = [(first + out, line + err)
+                for proc, first, line in zip(followers, printed, said, strict=True)
+                for out, err in [proc.communicate(timeout=60)]]
+    finally:
+        for proc in followers:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert [proc.returncode for proc in followers] == [0, 0], outs
+    for out, err in outs:
+        assert out == "from afar\n"
+        assert "the log of attempt 1 is on host afar (job1-1.log" in err
+        assert "Traceback" not in err
+
+
 @pytest.mark.parametrize("path", ["q.db", "./q.db", "/a//b/./c/", "//x/y", "///x", "a/../b", ".",
                                   "/", "a/b/..", "./", "~user/x"])
 def test_database_paths_read_as_pathlib_reads_them(path):

@@ -36,6 +36,7 @@ def counted(**expected: int) -> dict[str, int]:
     return counts
 
 
+@pytest.mark.both_backends
 @pytest.mark.parametrize("outcome, max_retries, final", [
     ("completed", 1, "completed"), ("failed", 1, "failed"), ("failed", 0, "dead"),
     ("timeout", 1, "failed"), ("lost", 1, "failed"), ("interrupted", 1, "pending"),
@@ -52,6 +53,7 @@ def test_counts_follow_enqueue_claim_and_every_finish(add, worker, outcome, max_
     counted(**expected)
 
 
+@pytest.mark.both_backends
 def test_counts_follow_retry_dlq_retry_cancel_delete_and_clear(add, worker):
     for name in "abcdef":
         add(name, max_retries=0)
@@ -85,6 +87,7 @@ def test_counts_follow_retry_dlq_retry_cancel_delete_and_clear(add, worker):
     counted()
 
 
+@pytest.mark.both_backends
 def test_a_failed_job_retried_keeps_its_count(add, worker):
     add("j", max_retries=2)
     engine.finish(*engine.claim(worker, now=T0), outcome="failed", now=T0)
@@ -95,6 +98,7 @@ def test_a_failed_job_retried_keeps_its_count(add, worker):
     counted(dead=1)
 
 
+@pytest.mark.both_backends
 def test_counts_follow_recovery_of_a_lost_worker(add, db):
     gone = engine.register_worker(pid=dead_pid(), now=T0)
     for name in ("ran", "never-started", "cancelled"):
@@ -107,6 +111,7 @@ def test_counts_follow_recovery_of_a_lost_worker(add, db):
     counted(pending=1, failed=1, dead=1)
 
 
+@pytest.mark.both_backends
 def test_a_bulk_enqueue_counts_every_line_or_none(cli, db, home, tmp_path):
     jobs = tmp_path / "jobs.jsonl"
     jobs.write_text(
@@ -123,6 +128,7 @@ def test_a_bulk_enqueue_counts_every_line_or_none(cli, db, home, tmp_path):
     counted(pending=2000)
 
 
+@pytest.mark.both_backends
 def test_status_counts_equal_the_rows_after_a_random_mix_of_operations(cli, db, home, tmp_path):
     rng = random.Random(20240607)
     workers = [engine.register_worker(now=T0), engine.register_worker(pid=dead_pid(), now=T0)]

@@ -13,6 +13,7 @@ import urllib.request
 
 import pytest
 
+import helpers
 from helpers import cli_env, ok, user_error
 from queuectl_tui import engine, metrics, spec
 from queuectl_tui.db import is_sqlite
@@ -491,6 +492,74 @@ def test_metrics_serve_answers_a_scrape_on_loopback(recent, home):
         proc.wait()
         proc.stdout.close()
         proc.stderr.close()
+
+
+def _scrape(url: str) -> tuple[int, dict]:
+    from prometheus_client.parser import text_string_to_metric_families
+    with urllib.request.urlopen(url, timeout=30) as response:
+        body = response.read().decode()
+    return response.status, {(s.name, tuple(sorted(s.labels.items()))): s.value
+                             for f in text_string_to_metric_families(body) for s in f.samples}
+
+
+@pytest.mark.both_backends
+def test_metrics_serve_answers_up_0_while_the_database_is_away_and_recovers(recent, home):
+    """A scrape that cannot read the database gets queuectl_up 0 and no other figure (HTTP
+    200, as exporters answer for a backend that is down), the server says so once on stderr
+    and lives on; once the database is back, the next scrape has every figure again. SQLite:
+    the file replaced by one that is not a database; PostgreSQL: the server behind a proxy
+    that goes away."""
+    pytest.importorskip("prometheus_client")
+    from pg_support import TcpProxy
+    url, proxy = helpers.DB_URL, None
+    if url is not None:
+        if "@127.0.0.1:5432/" not in url:
+            pytest.skip("QUEUECTL_TEST_PG is not on 127.0.0.1:5432")
+        proxy = TcpProxy(("127.0.0.1", 5432)).start()
+        url = url.replace("@127.0.0.1:5432/", f"@127.0.0.1:{proxy.port}/")
+    db_file = home / "queuectl.db"
+    env = cli_env(home, **({"QUEUECTL_DB": url} if url else {}))
+    proc = subprocess.Popen([sys.executable, "-m", "queuectl_tui", "metrics", "serve", "--port",
+                             "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        endpoint = proc.stdout.readline().split()[-1]
+        status, values = _scrape(endpoint)
+        assert status == 200 and values[("queuectl_up", ())] == 1
+        assert values[("queuectl_window_completed", (("queue", "b"),))] == 1
+        if proxy:
+            proxy.stop()
+        else:
+            for suffix in ("", "-wal", "-shm"):  # the file with its WAL, all put aside
+                if (home / f"queuectl.db{suffix}").exists():
+                    (home / f"queuectl.db{suffix}").rename(home / f"away.db{suffix}")
+            db_file.write_bytes(b"not a database" * 512)
+        for _ in range(2):
+            status, values = _scrape(endpoint)
+            assert status == 200 and values == {("queuectl_up", ()): 0}
+        if proxy:
+            proxy.start()
+        else:
+            for suffix in ("-wal", "-shm", ""):
+                if (home / f"away.db{suffix}").exists():
+                    (home / f"away.db{suffix}").replace(home / f"queuectl.db{suffix}")
+        status, values = _scrape(endpoint)
+        assert status == 200 and values[("queuectl_up", ())] == 1
+        assert values[("queuectl_window_completed", (("queue", "b"),))] == 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        lines = proc.stderr.read().splitlines()
+        assert len(lines) == 2 and "Traceback" not in "\n".join(lines), lines
+        assert lines[0].startswith("metrics: ") and lines[0].endswith("answering queuectl_up 0")
+        assert "readable again" in lines[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+        if proxy:
+            proxy.stop()
 
 
 @pytest.mark.both_backends

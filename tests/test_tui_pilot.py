@@ -369,6 +369,35 @@ async def test_output_pane_follows_the_selected_jobs_log_from_the_list(seeded):
         assert not pane.display
 
 
+async def test_output_pane_of_a_job_running_on_another_host_says_where_its_log_is(seeded):
+    """The log stays on the worker's host: the pane says which host and file hold it, then,
+    once the attempt ends, shows the last output kept in the database."""
+    from textual.widgets import Log
+
+    from queuectl_tui import engine
+    from queuectl_tui.models import Attempt, Job
+
+    job_row = Job.get(Job.id == "crawl-sitemap")
+    attempt = Attempt.get(Attempt.job == job_row.seq)
+    Attempt.update(host="afar").where(Attempt.seq == attempt.seq).execute()
+    (seeded.parent / "logs" / attempt.log_file).unlink()  # on that host's disk only
+    app = make_app(seeded, refresh_interval=0.1)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = main(app)
+        await select(pilot, "crawl-sitemap")
+        await pilot.press("o")
+        pane = screen.query_one("#output", Log)
+        await until(pilot, lambda: "is on host afar" in "\n".join(pane.lines),
+                    message="where the log is")
+        assert "shown here when it ends" in "\n".join(pane.lines)
+        assert "no log file" not in "\n".join(pane.lines)
+        engine.finish(Job.get_by_id(job_row.seq), Attempt.get_by_id(attempt.seq),
+                      outcome="completed", exit_code=0, tail="fetched the last page\n")
+        await until(pilot, lambda: "fetched the last page" in "\n".join(pane.lines),
+                    message="the output kept in the database")
+        assert "is on host afar" in "\n".join(pane.lines)
+
+
 async def test_question_mark_shows_help_and_the_palette_has_the_actions(seeded):
     from queuectl_tui.tui.screens.help import HelpScreen
 

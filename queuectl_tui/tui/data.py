@@ -195,7 +195,8 @@ def read_detail(job_id: str, now: float, monitor: Any = None) -> Detail:
         row = present.attempt_dict(attempt)
         row["started_ts"], row["finished_ts"] = attempt.started_at, attempt.finished_at
         row["log_path"] = engine.log_path(attempt)
-        elsewhere = engine.log_elsewhere(job, attempt, last=attempt is attempts[-1])
+        last = all(a.finished_at is None for a in attempts if a.number > attempt.number)
+        elsewhere = engine.log_elsewhere(job, attempt, last=last)
         if elsewhere is not None:  # run on another host: say where, show the tail kept here
             where, tail = elsewhere
             row["log_path"] = None
@@ -228,8 +229,16 @@ def read_output(job_id: str, key: tuple | None, offset: int) -> Output:
         return Output(job_id, None, False, None, None)
     latest = attempts[-1]
     path = engine.log_path(latest)
-    new_key = (latest.number, str(path))
     running = latest.finished_at is None
+    elsewhere = engine.log_elsewhere(job, latest, last=True)
+    if elsewhere is not None:  # run on another host: where its log is, and the tail kept here
+        where, tail = elsewhere
+        note = (f"({where}; its last output, kept in the database:)\n{visible(tail)}" if tail
+                else f"({where}; its last output is shown here when it ends)" if running
+                else f"({where}; no output of it is kept in the database)")
+        return Output(job_id, latest.number, running, (latest.number, None, note),
+                      LogChunk("", 0, missing=True, note=note))
+    new_key = (latest.number, str(path))
     chunk = read_log(path, offset if new_key == key else 0, complete=not running)
     return Output(job_id, latest.number, running, new_key, chunk)
 

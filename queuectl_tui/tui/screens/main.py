@@ -493,7 +493,7 @@ class MainScreen(Screen):
                     log.write_line(f"[… {chunk.skipped:,} earlier bytes not shown]")
             if chunk.missing:
                 log.clear()
-                log.write("(no log file for this attempt)")
+                log.write(chunk.note or "(no log file for this attempt)")
             elif chunk.text:
                 log.write(chunk.text, scroll_end=True)
             self._output_offset = chunk.offset
