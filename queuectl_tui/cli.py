@@ -7,6 +7,8 @@ that failed (unknown job id, wrong state, unusable database).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import itertools
 import json
 import math
@@ -31,7 +33,7 @@ class Context:
     first use."""
 
     def __init__(self, db: str | None):
-        self.db_path = paths.db_target(db) if db else paths.default_db_path()
+        self.db_path = paths.target(db)  # text: pathlib would cost ~3 ms a start
         self._open = False
 
     def open(self) -> None:
@@ -233,13 +235,25 @@ def enqueue(ctx: Context, spec_arg, file_, job_id, command, priority, max_retrie
         return
     ctx.open()  # a stream is checked as it is staged: in the database's TEMP space
     waited: list[str] = []
-    with engine.enqueue_stream(specs(), now=now) as added:
+    with _collector_off(), engine.enqueue_stream(specs(), now=now) as added:
         _print_added(added, as_json, file_)
         _dead_on_arrival(added.dead())
         if wait_:
             waited = list(added.ids())
     if wait_:
         _wait_and_exit(waited, None, None, as_json)
+
+
+@contextlib.contextmanager
+def _collector_off():
+    """A stream makes ~10 objects per line and no reference cycle: the cyclic garbage collector
+    would look at each of them for nothing (~5% of a bulk enqueue's time); memory stays flat,
+    as reference counting frees every line's objects."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _dead_on_arrival(rows: list[tuple[str, str]]) -> None:

@@ -14,7 +14,6 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from peewee import (
@@ -47,6 +46,8 @@ from queuectl_tui.models import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from playhouse.migrate import SchemaMigrator
 
 SCHEMA_VERSION = 4
@@ -455,29 +456,29 @@ UPGRADES: dict[int, Callable[[SchemaMigrator], None]] = {2: _upgrade_to_2, 3: _u
 def open_db(path: Path | str | None = None, *, create: bool = True) -> SqliteDatabase:
     """Connect the models to the SQLite file at ``path`` (the configured default if None), or
     to the PostgreSQL database a ``postgresql://`` URL names."""
-    path = path if path is not None else paths.default_db_path()
+    path = path if path is not None else paths.target(None)
     if paths.is_url(path):
         return _open_postgres(path)
-    path = Path(path)
-    if database.obj is not None and getattr(database.obj, "database", None) == str(path):
+    path = paths.clean(os.fspath(path))  # as str(Path(path)), without loading pathlib
+    if database.obj is not None and getattr(database.obj, "database", None) == path:
         return database.obj
     close_db()
-    if not path.exists():
+    if not os.path.exists(path):
         if not create:
             raise DatabaseUnusable(f"no database at {path}")
         try:
-            paths.ensure_private_dir(path.parent)
+            paths.ensure_private_dir(os.path.dirname(path) or ".")
             # Create the file ourselves so that it is 0600 from its first byte.
             os.close(paths.create_new_file(path))
         except OSError as exc:
             raise DatabaseUnusable(f"cannot create database {path}: {exc.strerror}") from None
-    elif not path.is_file():
+    elif not os.path.isfile(path):
         # SQLite would open a directory (and fail later) or a device such as /dev/null (and
         # write a journal beside it): refused before anything is created next to it.
         raise DatabaseUnusable(f"{path} is not a database file (it is a "
-                               f"{'directory' if path.is_dir() else 'special file'})")
+                               f"{'directory' if os.path.isdir(path) else 'special file'})")
     db = SqliteDatabase(
-        str(path),
+        path,
         pragmas={  # journal_mode=wal is set once the file is known to be ours (below)
             "synchronous": "normal",
             "foreign_keys": 1,
@@ -500,7 +501,7 @@ def open_db(path: Path | str | None = None, *, create: bool = True) -> SqliteDat
         close_db()
         raise DatabaseUnusable(describe_db_error(exc, path)) from None
     try:  # only beside a database known to be ours; also one moved without its logs
-        paths.ensure_private_dir(paths.logs_dir(path))
+        paths.ensure_private_dir(paths.logs_path(path))
         os.close(_WriterQueue.open(path))  # there from the start: a refused write changes nothing
     except OSError:
         pass  # a read-only place: reading works; a job says why it has no log
@@ -707,6 +708,7 @@ def close_db() -> None:
 
 
 def db_path() -> Path:
+    from pathlib import Path
     return Path(database.obj.database)
 
 
@@ -795,10 +797,19 @@ _PG_WRITE_LOCK = "SELECT pg_advisory_xact_lock(1903519093, hashtext(current_sche
 
 
 def _current_version(db: SqliteDatabase) -> int | None:
-    if not db.table_exists(Meta._meta.table_name):
+    if isinstance(db, SqliteDatabase):  # one plain query: this runs at every command's start
+        try:
+            row = db.execute_sql("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            return None
+    elif not db.table_exists(Meta._meta.table_name):
         return None
-    row = Meta.get_or_none(Meta.key == "schema_version")
-    version = int(row.value) if row else 0
+    else:
+        found = Meta.get_or_none(Meta.key == "schema_version")
+        row = (found.value,) if found else None
+    version = int(row[0]) if row else 0
     if version > SCHEMA_VERSION:
         raise DatabaseUnusable(
             f"database {describe_target()} has schema version {version}, newer than this "
@@ -857,7 +868,7 @@ class _WriterQueue(threading.local):
 
     @staticmethod
     def open(db_path: str | Path) -> int:
-        directory = paths.open_private_dir(paths.logs_dir(Path(db_path)))
+        directory = paths.open_private_dir(paths.logs_path(db_path))
         try:
             return os.open("writers.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
                            0o600, dir_fd=directory)

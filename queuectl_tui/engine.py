@@ -14,12 +14,11 @@ import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from peewee import JOIN, IntegrityError, Tuple, chunked, fn
 
-from queuectl_tui import procs, settings
+from queuectl_tui import procs, settings, wake
 from queuectl_tui.db import LAST_WORKER_ID, change_token, is_sqlite, write_transaction
 from queuectl_tui.db import logs_dir as _logs_dir
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
@@ -48,6 +47,9 @@ from queuectl_tui.models import (
 )
 from queuectl_tui.paths import create_private_file
 from queuectl_tui.spec import normalize
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 TAIL_BYTES = 4096
 #: Ids per ``IN (...)`` list: well under SQLite's limit on bound parameters.
@@ -1462,9 +1464,10 @@ class WaitTimeout(QueueError):
 
 
 def changes(*, fallback: float = 1.0, deadline: float | None = None) -> Iterator[None]:
-    """Yield now, then each time another connection commits: polls SQLite's data_version every
-    WAKE_POLL, as idle workers do (without it, as on PostgreSQL: every ``fallback`` seconds);
-    also after ``fallback`` seconds without a commit, and at ``deadline`` (time.monotonic)."""
+    """Yield now, then each time another connection commits: looks at the change token when
+    ``wake.sleep`` says a commit may have come (SQLite; elsewhere every WAKE_POLL), as idle
+    workers do (without a token: every ``fallback`` seconds); also after ``fallback`` seconds
+    without a commit, and at ``deadline`` (time.monotonic)."""
     while True:
         token = change_token()
         yield
@@ -1472,7 +1475,10 @@ def changes(*, fallback: float = 1.0, deadline: float | None = None) -> Iterator
         if deadline is not None:
             until = min(until, deadline)
         while time.monotonic() < until:
-            time.sleep(WAKE_POLL if token is not None else min(fallback, 0.1))
+            if token is not None:
+                wake.sleep(until - time.monotonic())
+            else:
+                time.sleep(min(fallback, 0.1))
             if token is None or change_token() != token:
                 break
 

@@ -6,16 +6,39 @@ import errno
 import os
 import re
 import stat
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pathlib loads urllib and ipaddress (~3 ms): not on a command's way
+    from pathlib import Path
 
 
 def home() -> Path:
-    return Path(os.environ.get("QUEUECTL_HOME") or Path.home() / ".queuectl").expanduser()
+    from pathlib import Path
+    return Path(_home())
+
+
+def _home() -> str:
+    return os.path.expanduser(os.environ.get("QUEUECTL_HOME") or "~/.queuectl")
 
 
 def default_db_path() -> Path | str:
     env = os.environ.get("QUEUECTL_DB")
     return db_target(env) if env else home() / "queuectl.db"
+
+
+def target(value: str | None) -> str:
+    """What ``--db`` (None: not given) opens, as text: a URL as given, else the file's path
+    (default ``$QUEUECTL_DB``, else ``$QUEUECTL_HOME/queuectl.db``, ``~`` expanded)."""
+    value = value or os.environ.get("QUEUECTL_DB")
+    if not value:
+        return clean(os.path.join(_home(), "queuectl.db"))
+    return value if is_url(value) else clean(os.path.expanduser(value))
+
+
+def clean(path: str) -> str:
+    """``str(Path(path))`` without loading pathlib: no repeated ``/``, no ``.`` parts."""
+    root = "//" if path.startswith("//") and not path.startswith("///") else path[:1] == "/" and "/"
+    return (root or "") + "/".join(p for p in path.split("/") if p and p != ".") or "."
 
 
 def is_url(target: object) -> bool:
@@ -26,31 +49,38 @@ def is_url(target: object) -> bool:
 
 def db_target(value: str | Path) -> Path | str:
     """``--db``/``QUEUECTL_DB``: a URL stays as given, anything else is a file path."""
+    from pathlib import Path
     return value if is_url(value) else Path(value).expanduser()
 
 
 def logs_dir(db_path: Path | str) -> Path:
     """Logs sit beside the database, so a database and its output move together; with a
     database server they stay on the worker's host, in ``$QUEUECTL_HOME/logs``."""
+    from pathlib import Path
+    return Path(logs_path(db_path))
+
+
+def logs_path(db_path: Path | str) -> str:
+    """``logs_dir`` as text."""
     if is_url(db_path):
-        return home() / "logs"
-    return Path(db_path).parent / "logs"
+        return os.path.join(_home(), "logs")
+    return os.path.join(os.path.dirname(os.fspath(db_path)), "logs")
 
 
-def ensure_private_dir(path: Path) -> Path:
+def ensure_private_dir(path: Path | str) -> Path | str:
     """Create ``path`` and any missing parents, each 0700 whatever the umask.
 
     Only directories created here are given that mode: one that already exists may be shared
     (``--db /tmp/q.db`` must not make /tmp private) or set up so on purpose, and is left alone.
     """
     missing = []
-    probe = path
-    while not probe.exists() and probe.parent != probe:
+    probe = os.fspath(path)
+    while not os.path.exists(probe) and (parent := os.path.dirname(probe) or ".") != probe:
         missing.append(probe)
-        probe = probe.parent
+        probe = parent
     for directory in reversed(missing):
         try:
-            directory.mkdir(mode=0o700)
+            os.mkdir(directory, 0o700)
         except FileExistsError:
             continue  # made meanwhile by another process: not ours to change
         os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask

@@ -44,7 +44,7 @@ def read_specs(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any]]]:
     first line is not a whole JSON value (a pretty-printed object or array) is read whole.
     ``where`` names the job in messages ("line 7", "job 2 of 3", "" for a lone object).
     """
-    numbered = ((n, line) for n, line in enumerate(lines, 1) if line.strip())
+    numbered = ((n, line) for n, line in enumerate(lines, 1) if line and not line.isspace())
     first = next(numbered, None)
     if first is None:
         raise InvalidInput("no job spec given (empty input)")
@@ -247,25 +247,6 @@ def _checked_only(_: Any) -> None:
 #: Accepted key -> field (a '-' may stand for '_': see normalize); a dict: one lookup per key.
 _NAMES = {**{name: name for name in FIELDS + RECORD_KEYS}, "scheduled_at": "run_at"}
 _NULLABLE = {"id", "timeout", "run_at", "delay", "created_at", "updated_at", "after"}
-#: Field -> its check: the value to store, or None for a record-shape key that is not stored.
-_CHECKS: dict[str, Callable[[Any], Any]] = {
-    "command": lambda v: check_command(v),
-    "id": lambda v: check_id(v),
-    "queue": lambda v: check_queue(v),
-    "priority": lambda v: _int("priority", v, -MAX_PRIORITY, MAX_PRIORITY),
-    "max_retries": lambda v: _int("max_retries", v, 0, MAX_RETRIES),
-    "timeout": lambda v: _float("timeout", v, 0.001, MAX_TIMEOUT),
-    "backoff_base": lambda v: _float("backoff_base", v, 1, 100),
-    "delay": lambda v: _float("delay", v, 0, MAX_DELAY),
-    "after": lambda v: check_after(v),
-    "run_at": lambda v: parse_time(v, "run_at"),
-    "created_at": lambda v: _checked_only(parse_time(v, "created_at")),
-    "updated_at": lambda v: _checked_only(parse_time(v, "updated_at")),
-    "state": _fixed("state", "pending"),
-    "attempts": _fixed("attempts", 0),
-}
-
-
 def check_command(value: Any) -> str:
     if not isinstance(value, str):
         raise InvalidInput(f"command must be a string, not {type(value).__name__}")
@@ -274,7 +255,7 @@ def check_command(value: Any) -> str:
     if "\x00" in value:
         raise InvalidInput("command contains a NUL byte")
     try:  # lone surrogates: bytes that were not UTF-8 (e.g. piped in), which nothing can store
-        size = len(value.encode("utf-8"))
+        size = len(value) if value.isascii() else len(value.encode("utf-8"))
     except UnicodeEncodeError:
         raise InvalidInput("command is not valid UTF-8 text") from None
     if size > MAX_COMMAND_BYTES:
@@ -295,9 +276,16 @@ def check_after(value: Any) -> list[str] | None:
 
 
 def check_queue(value: Any) -> str:
+    if type(value) is str and value in _GOOD_QUEUES:  # a bulk input names a few queues
+        return value
     if not isinstance(value, str) or not _QUEUE_RE.match(value):
         raise InvalidInput(f"bad queue {value!r}: use 1-64 letters, digits, '_', '-', '.', ':'")
+    if len(_GOOD_QUEUES) < 1000:
+        _GOOD_QUEUES.add(value)
     return value
+
+
+_GOOD_QUEUES: set[str] = set()
 
 
 def check_id(value: Any) -> str:
@@ -367,6 +355,26 @@ def parse_time(value: Any, name: str = "run_at") -> float:
     except (OverflowError, OSError, ValueError):
         raise InvalidInput(f"{name} {value!r} is out of range") from None
     return stamp
+
+
+#: Field -> its check: the value to store, or None for a record-shape key that is not stored.
+#: The functions themselves (no lambda around them): normalize calls one per key of each job.
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "command": check_command,
+    "id": check_id,
+    "queue": check_queue,
+    "priority": lambda v: _int("priority", v, -MAX_PRIORITY, MAX_PRIORITY),
+    "max_retries": lambda v: _int("max_retries", v, 0, MAX_RETRIES),
+    "timeout": lambda v: _float("timeout", v, 0.001, MAX_TIMEOUT),
+    "backoff_base": lambda v: _float("backoff_base", v, 1, 100),
+    "delay": lambda v: _float("delay", v, 0, MAX_DELAY),
+    "after": check_after,
+    "run_at": lambda v: parse_time(v, "run_at"),
+    "created_at": lambda v: _checked_only(parse_time(v, "created_at")),
+    "updated_at": lambda v: _checked_only(parse_time(v, "updated_at")),
+    "state": _fixed("state", "pending"),
+    "attempts": _fixed("attempts", 0),
+}
 
 
 def iso(ts: float | None) -> str | None:

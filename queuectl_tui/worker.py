@@ -1,7 +1,8 @@
 """The worker loop: claim, run, record, heartbeat, recover, and stop cleanly on signals.
 
-An idle worker notices new work without a fixed sleep: it polls SQLite's ``data_version``
-(which changes whenever another connection commits) every few milliseconds, and otherwise
+An idle worker notices new work without a fixed sleep: it looks at SQLite's ``data_version``
+(which changes whenever another connection commits) each time ``wake.sleep`` returns (at once
+after a write to the ``-wal`` file, else within a quarter second), and otherwise
 sleeps until the next scheduled job is due or ``poll_interval`` passes. On PostgreSQL it
 LISTENs instead and sleeps in ``select`` until a NOTIFY (sent by triggers on every change to
 jobs, queues and settings) arrives, with the same deadlines as a safety net.
@@ -31,11 +32,10 @@ from collections.abc import Callable
 
 from peewee import DatabaseError
 
-from queuectl_tui import engine, jobhost, procs, runner, settings, usage
+from queuectl_tui import engine, jobhost, procs, runner, settings, usage, wake
 from queuectl_tui.db import change_token, is_sqlite, wait_change
 from queuectl_tui.models import Job, Outcome, WorkerStatus, database
 
-WAKE_POLL = 0.010  # pickup median ~5 ms (bench); idle CPU 1.2% at 5 ms -> under 1% of a core
 SETTINGS_REFRESH = 1.0  # how often the heartbeat thread re-reads the settings, seconds
 BURST_HORIZON = 60.0  # --burst waits for jobs due this soon (retries in backoff, near schedules)
 # Claiming in batches (see WorkerLoop.run): at most BATCH_MAX jobs held at once, a batch doubles
@@ -402,8 +402,10 @@ class WorkerLoop:
         while time.time() < deadline and not self.stopping:
             if listening:  # slices short enough to notice a stop signal
                 wait_change(min(0.25, deadline - time.time()))
+            elif signalled:  # SQLite: woken by a write to the -wal file (see wake)
+                wake.sleep(deadline - time.time())
             else:
-                time.sleep(WAKE_POLL if signalled else 0.05)
+                time.sleep(0.05)
             if signalled and self._changed():
                 return
 

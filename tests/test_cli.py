@@ -539,10 +539,11 @@ def test_the_cli_never_imports_textual(home):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="off Linux, liveness asks psutil")
 def test_enqueue_and_status_load_neither_psutil_nor_migrations_nor_rich(home, db):
     """A cold start pays only for what the command does: the liveness check of a worker on
-    this host reads /proc, migrations load when an upgrade runs, rich only on a terminal."""
+    this host reads /proc, migrations load when an upgrade runs, rich only on a terminal;
+    paths are text (pathlib loads urllib and ipaddress)."""
     from queuectl_tui import engine
     engine.register_worker(pid=os.getpid())  # a live worker of this host: status checks it
-    for args in (("enqueue", "true"), ("status",)):
+    for args in (("enqueue", "true"), ("status",), ("--db", str(home / "queuectl.db"), "status")):
         proc = subprocess.run(
             [sys.executable, "-X", "importtime", "-m", "queuectl_tui", *args],
             capture_output=True,
@@ -556,7 +557,8 @@ def test_enqueue_and_status_load_neither_psutil_nor_migrations_nor_rich(home, db
                    if line.startswith("import time:")]
         assert "queuectl_tui.engine" in modules  # the report is what we think it is
         assert [
-            m for m in modules if m.split(".")[0] in ("psutil", "rich") or m == "playhouse.migrate"
+            m for m in modules if m.split(".")[0] in ("psutil", "rich", "pathlib", "urllib")
+            or m == "playhouse.migrate"
         ] == []
     assert "workers: 1 alive, 0 busy" in proc.stdout
 
@@ -785,3 +787,14 @@ def test_logs_follow_an_attempt_running_on_another_host_through_the_database(cli
         assert out == "from afar\n"
         assert "the log of attempt 1 is on host afar (job1-1.log" in err
         assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("path", ["q.db", "./q.db", "/a//b/./c/", "//x/y", "///x", "a/../b", ".",
+                                  "/", "a/b/..", "./", "~user/x"])
+def test_database_paths_read_as_pathlib_reads_them(path):
+    """The CLI keeps the database path as text (no pathlib at start-up), spelt as before."""
+    from pathlib import Path
+
+    from queuectl_tui import paths
+    assert paths.clean(path) == str(Path(path))
+    assert paths.logs_path(paths.clean(path)) == str(Path(path).parent / "logs")

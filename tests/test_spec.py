@@ -148,3 +148,17 @@ def test_partial_specs_need_no_command():
     with pytest.raises(InvalidInput) as caught:
         spec.normalize({"timeout": -1}, partial=True)
     assert caught.value.field == "timeout"
+
+
+def test_values_seen_before_are_checked_as_strictly():
+    """Queue names checked once are remembered (a bulk input repeats a few): the same text is
+    accepted again, anything else is still judged in full, with the same message."""
+    assert [spec.normalize({"command": "x", "queue": "emails"})["queue"] for _ in range(3)] == [
+        "emails"] * 3
+    for value, words in [(["emails"], "bad queue ['emails']"), ({"emails": 1}, "bad queue"),
+                         ("emails ", "bad queue 'emails '"), (7, "bad queue 7")]:
+        with pytest.raises(InvalidInput, match=words.replace("[", r"\[").replace("]", r"\]")):
+            spec.normalize({"command": "x", "queue": value})
+    assert spec.normalize({"command": "échos é", "queue": "emails"})["command"] == "échos é"
+    with pytest.raises(InvalidInput, match="longer than"):
+        spec.normalize({"command": "é" * (spec.MAX_COMMAND_BYTES // 2 + 1)})
