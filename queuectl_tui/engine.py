@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
+from weakref import WeakKeyDictionary
 
-from peewee import JOIN, IntegrityError, Tuple, chunked, fn
+from peewee import JOIN, DatabaseError, IntegrityError, Tuple, chunked, fn
 
 from queuectl_tui import procs, settings, wake
 from queuectl_tui.db import LAST_WORKER_ID, change_token, is_sqlite, write_transaction
@@ -683,8 +685,8 @@ _FINISH_ATTEMPT = ("UPDATE attempt SET finished_at = ?, exit_code = ?, outcome =
                    "pid_started = COALESCE(pid_started, ?), cpu_seconds = ?, peak_rss_bytes = ?, "
                    "processes = ? WHERE seq = ? AND outcome IS NULL")
 _SET_WORKER = ("UPDATE worker SET status = CASE WHEN status = 'stopping' THEN status "
-               "WHEN ? IS NULL THEN 'idle' ELSE 'busy' END, current_job = ?, heartbeat_at = ? "
-               "WHERE id = ?")
+               "WHEN CAST(? AS TEXT) IS NULL THEN 'idle' ELSE 'busy' END, current_job = ?, "
+               "heartbeat_at = ? WHERE id = ?")
 
 
 def _sql(text: str) -> str:
@@ -694,6 +696,66 @@ def _sql(text: str) -> str:
         return text
     return (text.replace(" IS ?", " IS NOT DISTINCT FROM ?").replace("?", "%s")
             .replace("cancel_requested = 0", "cancel_requested = false"))
+
+
+def _hot(text: str, params: Sequence | dict = ()):
+    """Run one of the per-job statements (written for SQLite, see ``_sql``). On PostgreSQL each
+    is prepared once per connection and EXECUTEd after that: the server planned the claim
+    anew each time, which cost as much as running it (0.3-0.4 ms). A statement the server
+    cannot prepare runs as it is."""
+    if is_sqlite():
+        return database.execute_sql(text, params)
+    sql = _sql(text)
+    connection = database.connection()
+    known = _prepared.setdefault(connection, {})
+    if sql not in known:
+        known[sql] = _prepare(sql, len(known))
+    found = known[sql]
+    if found is None:
+        return database.execute_sql(sql, params)
+    name, keys = found
+    values = [params[key] for key in keys] if keys else list(params)
+    return database.execute_sql(_EXECUTE[len(values)].replace("NAME", name), values)
+
+
+def _prepare(sql: str, number: int) -> tuple[str, list[str]] | None:
+    """PREPARE ``sql`` as queuectl_hot_N: its %s or %(key)s markers become $1, $2...; returns
+    the name and the keys in order (empty for positional markers), or None if refused. A
+    prepared statement outlives the transaction it was made in, even a rolled-back one; a
+    refusal is undone by a savepoint so that it never aborts the caller's transaction."""
+    keys: list[str] = []
+    positions = 0
+
+    def marker(match: re.Match) -> str:
+        nonlocal positions
+        key = match.group(1)
+        if key is None:
+            positions += 1
+            return f"${positions}"
+        if key not in keys:
+            keys.append(key)
+        return f"${keys.index(key) + 1}"
+
+    body = re.sub(r"%(?:\((\w+)\))?s", marker, sql)
+    name = f"queuectl_hot_{number}"
+    inside = database.in_transaction()
+    try:
+        if inside:
+            database.execute_sql("SAVEPOINT queuectl_prepare")
+        database.execute_sql(_PREPARE.replace("NAME", name) + body)
+        if inside:
+            database.execute_sql("RELEASE SAVEPOINT queuectl_prepare")
+    except DatabaseError:
+        if inside:
+            database.execute_sql("ROLLBACK TO SAVEPOINT queuectl_prepare")
+        return None
+    return name, keys
+
+
+_prepared: WeakKeyDictionary = WeakKeyDictionary()  # connection -> {statement: (name, keys)}
+_PREPARE = "PREPARE NAME AS "
+_EXECUTE = ["EXECUTE NAME"] + ["EXECUTE NAME (" + ", ".join(["%s"] * n) + ")"
+                               for n in range(1, 20)]
 
 
 # PostgreSQL's claim, in the claim's transaction: write_transaction's advisory lock makes
@@ -731,13 +793,13 @@ def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
         job = Job(**dict(zip(_JOB_COLUMNS, rows[0], strict=True)))
     else:
         args = {"now": now, "queues": queues or None, "worker": worker.id, "token": token}
-        rows = database.execute_sql(_PG_CLAIM, args).fetchall()
+        rows = _hot(_PG_CLAIM, args).fetchall()
         if not rows:
             return None
         job = Job(**dict(zip(_JOB_COLUMNS, rows[0], strict=True)))
-    number = database.execute_sql(_sql(_NEXT_NUMBER), (job.seq,)).fetchone()[0]
+    number = _hot(_NEXT_NUMBER, (job.seq,)).fetchone()[0]
     log_file = f"job{job.seq}-{number}.log"
-    seq = database.execute_sql(_sql(_NEW_ATTEMPT), (job.seq, number, worker.id, worker.host, now,
+    seq = _hot(_NEW_ATTEMPT, (job.seq, number, worker.id, worker.host, now,
                                                     log_file, token, job.run_at, job.queue)
                                 ).fetchall()[0][0]
     attempt = Attempt(seq=seq, job=job.seq, number=number, worker_id=worker.id, host=worker.host,
@@ -762,14 +824,14 @@ def _finish(job: Job, attempt: Attempt, outcome: str, exit_code: int | None, err
     else:
         state = FAILED
         run_at = now + backoff_delay(job.backoff_base, job.attempts, max_backoff)
-    cursor = database.execute_sql(_sql(_FINISH_JOB), (
+    cursor = _hot(_FINISH_JOB, (
         state, run_at, given_back, finished_at, error, exit_code, tail, now, attempt.started_at,
         job.seq, attempt.claim_token))
     if cursor.rowcount != 1:
         return None
     figures = ((None, None, None) if cost is None else
                (cost.cpu_seconds, cost.peak_rss_bytes, cost.processes))
-    database.execute_sql(_sql(_FINISH_ATTEMPT), (now, exit_code, outcome, error,
+    _hot(_FINISH_ATTEMPT, (now, exit_code, outcome, error,
                                                  attempt.started_at,
                                                  max(0.0, now - attempt.started_at), attempt.pid,
                                                  attempt.pid_started, *figures, attempt.seq))
@@ -794,19 +856,18 @@ _DROP_ATTEMPT = "DELETE FROM attempt WHERE seq = ? AND outcome IS NULL"
 def _hand_back(job: Job, attempt: Attempt, now: float) -> None:
     """Un-claim a job whose command never started (a worker held it behind another job). One
     cancelled meanwhile is not handed back but ends as cancelled, as it would have at its start."""
-    asked = database.execute_sql(_sql("SELECT cancel_requested FROM job WHERE seq = ? AND "
-                                      "claim_token IS ?"), (job.seq, attempt.claim_token)
-                                 ).fetchone()
+    asked = _hot("SELECT cancel_requested FROM job WHERE seq = ? AND claim_token IS ?",
+                 (job.seq, attempt.claim_token)).fetchone()
     if asked is None:
         return  # taken back already
     if asked[0]:
         _finish(job, attempt, Outcome.CANCELLED, None, "cancelled", None, now, 0.0)
         return
     state = FAILED if job.attempts > 1 else PENDING  # a job that failed before waits as failed
-    cursor = database.execute_sql(_sql(_HAND_BACK_JOB), (
+    cursor = _hot(_HAND_BACK_JOB, (
         state, now, job.seq, attempt.seq, job.seq, attempt.seq, job.seq, attempt.claim_token))
     if cursor.rowcount == 1:
-        database.execute_sql(_sql(_DROP_ATTEMPT), (attempt.seq,))
+        _hot(_DROP_ATTEMPT, (attempt.seq,))
 
 
 def fail_dependents(seqs: list[int], *, now: float) -> list[str]:
@@ -832,16 +893,16 @@ def fail_dependents(seqs: list[int], *, now: float) -> list[str]:
 
 def _set_worker(worker_id: int, job_id: str | None, now: float) -> None:
     """Busy with ``job_id``, or idle; a stopping worker stays stopping."""
-    database.execute_sql(_sql(_SET_WORKER), (job_id, job_id, now, worker_id))
+    _hot(_SET_WORKER, (job_id, job_id, now, worker_id))
 
 
 def record_process(attempt: Attempt, pid: int, started: float | None) -> None:
     """Remember the job's shell so that recovery can find and kill its tree. Raises Fenced
     (and the runner then never starts the command) when the claim is no longer current."""
-    cursor = database.execute_sql(_sql(
+    cursor = _hot(
         "UPDATE attempt SET pid = ?, pid_started = ? WHERE seq = ? AND outcome IS NULL AND "
         "job_seq IN (SELECT seq FROM job WHERE seq = ? AND state = 'processing' AND "
-        "claim_token IS ?)"), (pid, started, attempt.seq, attempt.job_seq, attempt.claim_token))
+        "claim_token IS ?)", (pid, started, attempt.seq, attempt.job_seq, attempt.claim_token))
     if cursor.rowcount != 1:
         raise Fenced(f"attempt {attempt.number} of job seq {attempt.job_seq} was taken back")
 

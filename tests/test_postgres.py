@@ -425,3 +425,27 @@ def _job_rows_read() -> int:
     return database.execute_sql(
         "SELECT COALESCE(sum(seq_tup_read + idx_tup_fetch), 0) FROM pg_stat_xact_user_tables "
         "WHERE relname = 'job' AND schemaname = current_schema()").fetchone()[0]
+
+
+@on_postgres
+def test_the_workers_statements_are_prepared_once_per_connection(db, tmp_path):
+    """The claim and the record of a job's end are planned once per connection, not per job;
+    a statement the server will not prepare still runs, without spoiling its transaction."""
+    from queuectl_tui import engine, spec
+    from queuectl_tui.db import write_transaction
+    from queuectl_tui.models import Job, database
+    from queuectl_tui.worker import WorkerLoop
+
+    engine.enqueue([spec.normalize({"command": f"echo {n}"}) for n in range(20)],
+                   cwd=str(tmp_path), env={"PATH": os.environ["PATH"]})
+    assert WorkerLoop(burst=True).run() == 0
+    assert {j.state for j in Job.select()} == {"completed"}
+    prepared = database.execute_sql("SELECT name, statement FROM pg_prepared_statements")
+    texts = " ".join(text for name, text in prepared if name.startswith("queuectl_hot_"))
+    assert "UPDATE job SET state = 'processing'" in texts  # the claim
+    assert "UPDATE attempt SET finished_at" in texts  # the end of an attempt
+    assert "UPDATE worker SET status" in texts
+    with write_transaction():
+        assert engine._hot("SELECT ? IS NULL", (None,)).fetchone() == (True,)  # $1 has no type
+        engine.enqueue([spec.normalize({"id": "after", "command": "true"})])
+    assert Job.get(Job.id == "after").state == "pending"
