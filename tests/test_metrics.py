@@ -487,11 +487,16 @@ def test_metrics_serve_answers_a_scrape_on_loopback(recent, home):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+        _reap(proc)
+
+
+def _reap(proc) -> None:
+    """Whatever happened, the server is gone and its pipes closed."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    proc.stderr.close()
 
 
 def _scrape(url: str) -> tuple[int, dict]:
@@ -553,11 +558,7 @@ def test_metrics_serve_answers_up_0_while_the_database_is_away_and_recovers(rece
         assert lines[0].startswith("metrics: ") and lines[0].endswith("answering queuectl_up 0")
         assert "readable again" in lines[1]
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+        _reap(proc)
         if proxy:
             proxy.stop()
 

@@ -340,19 +340,25 @@ async def test_detail_follows_a_running_jobs_log(seeded):
         assert "\n".join(log.lines).count("fetched page 12") == 1
 
 
+async def output_pane(pilot, app, job_id: str):
+    """The main screen and its output pane, opened with o on ``job_id``."""
+    from textual.widgets import Log
+
+    screen = main(app)
+    await select(pilot, job_id)
+    await pilot.press("o")
+    return screen, screen.query_one("#output", Log)
+
+
 async def test_output_pane_follows_the_selected_jobs_log_from_the_list(seeded):
     """o opens the pane under the list: it shows the selected job's latest log, keeps
     following it as it grows, changes with the cursor, and o hides it again."""
-    from textual.widgets import Log
 
     from queuectl_tui.models import Attempt, Job
 
     app = make_app(seeded, refresh_interval=0.1)
     async with app.run_test(size=SIZE) as pilot:
-        screen = main(app)
-        await select(pilot, "crawl-sitemap")
-        await pilot.press("o")
-        pane = screen.query_one("#output", Log)
+        screen, pane = await output_pane(pilot, app, "crawl-sitemap")
         assert pane.display
         await until(pilot, lambda: "fetched page 12" in "\n".join(pane.lines), message="the log so far")
         attempt = Attempt.get(Attempt.job == Job.get(Job.id == "crawl-sitemap").seq)
@@ -372,7 +378,6 @@ async def test_output_pane_follows_the_selected_jobs_log_from_the_list(seeded):
 async def test_output_pane_of_a_job_running_on_another_host_says_where_its_log_is(seeded):
     """The log stays on the worker's host: the pane says which host and file hold it, then,
     once the attempt ends, shows the last output kept in the database."""
-    from textual.widgets import Log
 
     from queuectl_tui import engine
     from queuectl_tui.models import Attempt, Job
@@ -383,10 +388,7 @@ async def test_output_pane_of_a_job_running_on_another_host_says_where_its_log_i
     (seeded.parent / "logs" / attempt.log_file).unlink()  # on that host's disk only
     app = make_app(seeded, refresh_interval=0.1)
     async with app.run_test(size=SIZE) as pilot:
-        screen = main(app)
-        await select(pilot, "crawl-sitemap")
-        await pilot.press("o")
-        pane = screen.query_one("#output", Log)
+        screen, pane = await output_pane(pilot, app, "crawl-sitemap")
         await until(pilot, lambda: "is on host afar" in "\n".join(pane.lines),
                     message="where the log is")
         assert "shown here when it ends" in "\n".join(pane.lines)
