@@ -348,7 +348,10 @@ class JobHost:
                 raise
             self._send(f": go {procs.marker(pid, pid_started)}\n".encode())
             if then is not None and then[2] == env:  # a new environment needs a new host
-                self._queue(*then)
+                try:
+                    self._queue(*then)
+                except _HostGone:
+                    pass  # the job is let go: _drive sees the host gone and ends it
             return self._drive(pid, pid_started, cwd, log_fd, out_r, out_w, max_log_bytes,
                                timeout, tick, started)
         except _HostGone as exc:

@@ -313,6 +313,23 @@ def test_a_job_sent_ahead_but_not_asked_for_never_runs(fresh, tmp_path):
     assert fresh("echo again")[1] == "again\n" and not (tmp_path / "ran").exists()
 
 
+def test_a_host_lost_while_sending_the_next_job_still_ends_the_running_one(fresh, tmp_path,
+                                                                           monkeypatch, mark):
+    """The running job is already let go when the next one is sent: if that send finds the
+    host gone, the running job is still driven to its end (here: killed with its tree, as a
+    job whose host died is), never left running unwatched."""
+    from queuectl_tui import jobhost
+
+    def host_gone(*args):
+        os.kill(fresh.host._proc.pid, signal.SIGKILL)
+        raise jobhost._HostGone("broken pipe")
+    monkeypatch.setattr(fresh.host, "_queue", host_gone)
+    result, _ = fresh(marked_command(mark, "sleep 60"), then=("true", str(tmp_path), ENV))
+    assert result.outcome == "failed" and result.error.startswith("job host died")
+    all_gone(mark)
+    assert fresh("echo fine")[1] == "fine\n"
+
+
 def test_a_job_sent_ahead_waits_for_its_gate(fresh, tmp_path):
     """It is forked as soon as the job before it ends, but runs nothing until its process is
     noted: if noting it fails, it exits without running."""
