@@ -285,6 +285,9 @@ class _StageRows:
                    json.dumps(after) if after else None)
 
 
+_ANALYZE_AFTER = 10_000  # rows added by one bulk enqueue on PostgreSQL
+
+
 @contextmanager
 def _enqueue_stream_pg(db, specs, defaults: dict, now: float, cwd: str, digest: str,
                        data: str) -> Iterator[Staged]:
@@ -343,6 +346,12 @@ def _enqueue_stream_pg(db, specs, defaults: dict, now: float, cwd: str, digest: 
                                        "exists; nothing enqueued") from None
                 if not db.execute_sql(_PG_REDRAW_TAKEN).rowcount:
                     raise
+        if count >= _ANALYZE_AFTER:
+            # The server's statistics of a table that just grew this much are stale until
+            # autovacuum's next pass, and with them a claim could pick a partial index over the
+            # primary key and read every waiting job (5 ms a claim at 200,000 waiting, 0.2 ms
+            # once analysed). A table this queue does not own is skipped with a warning.
+            db.execute_sql("ANALYZE job")
         yield Staged(count, "pg_temp.enqueue_stage")
     finally:
         db.execute_sql("DROP TABLE IF EXISTS pg_temp.enqueue_stage")

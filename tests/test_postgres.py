@@ -449,3 +449,24 @@ def test_the_workers_statements_are_prepared_once_per_connection(db, tmp_path):
         assert engine._hot("SELECT ? IS NULL", (None,)).fetchone() == (True,)  # $1 has no type
         engine.enqueue([spec.normalize({"id": "after", "command": "true"})])
     assert Job.get(Job.id == "after").state == "pending"
+
+
+@on_postgres
+def test_a_large_bulk_enqueue_leaves_the_planner_fresh_statistics(db, tmp_path):
+    """Until the table is analysed the server may plan a claim as a read of every waiting job:
+    a bulk enqueue of 10,000 jobs or more analyses it on the spot."""
+    from queuectl_tui import engine, spec
+    from queuectl_tui.models import database
+
+    def planned_rows() -> float:
+        return database.execute_sql(
+            "SELECT reltuples FROM pg_class WHERE oid = 'job'::regclass").fetchone()[0]
+
+    small = ((f"line {n}", spec.normalize({"command": "true"})) for n in range(100))
+    with engine.enqueue_stream(small, cwd=str(tmp_path), env={}):
+        pass
+    assert planned_rows() < 100  # never analysed (-1), as a fresh table is
+    big = ((f"line {n}", spec.normalize({"command": "true"})) for n in range(10_000))
+    with engine.enqueue_stream(big, cwd=str(tmp_path), env={}):
+        pass
+    assert planned_rows() == 10_100
