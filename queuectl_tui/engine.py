@@ -357,6 +357,13 @@ def _enqueue_stream_pg(db, specs, defaults: dict, now: float, cwd: str, digest: 
         db.execute_sql("DROP TABLE IF EXISTS pg_temp.enqueue_stage")
 
 
+def _unknown_dependency(src: str | None, job_id: str) -> InvalidInput:
+    """A staged line's ``after`` names no stored job and no earlier line (either backend)."""
+    return InvalidInput(f"{src + ': ' if src else ''}after: no job with id {job_id!r} "
+                        "(it must exist or come earlier in the input); nothing enqueued",
+                        field="after")
+
+
 def _stage_dependencies_pg(db, now: float) -> None:
     """_stage_dependencies on PostgreSQL's stage."""
     unknown = db.execute_sql(
@@ -367,9 +374,7 @@ def _stage_dependencies_pg(db, now: float) -> None:
         "AND l.rowid >= s.rowid)) ORDER BY s.rowid LIMIT 1"
     ).fetchone()
     if unknown is not None:
-        src, job_id = unknown
-        raise InvalidInput(f"{src + ': ' if src else ''}after: no job with id {job_id!r} "
-                           "(it must exist or come earlier in the input); nothing enqueued")
+        raise _unknown_dependency(*unknown)
     db.execute_sql(
         "INSERT INTO job_dep (job_seq, dep_seq, dep_id) SELECT j.seq, d.seq, d.id "
         "FROM pg_temp.enqueue_stage s JOIN job j ON j.id = s.id CROSS JOIN "
@@ -453,10 +458,7 @@ def _stage_dependencies(db, now: float) -> None:
         "ORDER BY s.rowid LIMIT 1"
     ).fetchone()
     if unknown is not None:
-        src, job_id = unknown
-        raise InvalidInput(f"{src + ': ' if src else ''}after: no job with id {job_id!r} "
-                           "(it must exist or come earlier in the input); nothing enqueued",
-                           field="after")
+        raise _unknown_dependency(*unknown)
     db.execute_sql(
         "INSERT INTO job_dep (job_seq, dep_seq, dep_id) SELECT j.seq, d.seq, d.id "
         "FROM temp.enqueue_stage s JOIN main.job j ON j.id = s.id, json_each(s.after) a "

@@ -98,14 +98,16 @@ def test_stream_enqueue_takes_after_including_jobs_earlier_in_the_input(db, tmp_
     assert engine.dependencies(state("y")) == [("old", "pending"), ("x", "pending")]
 
 
+@pytest.mark.both_backends
 @pytest.mark.parametrize("after", [["later"], ["ghost"], ["me"]])
 def test_stream_enqueue_refuses_a_later_or_unknown_dependency(db, tmp_path, after):
     lines = [("line 1", {"command": "true"}),
              ("line 2", {"id": "me", "command": "true", "after": after}),
              ("line 3", {"id": "later", "command": "true"})]
-    with (pytest.raises(InvalidInput, match=f"line 2: after: no job with id '{after[0]}'"),
+    with (pytest.raises(InvalidInput, match=f"line 2: after: no job with id '{after[0]}'") as err,
           engine.enqueue_stream(lines, cwd=str(tmp_path), env={})):
         pass
+    assert err.value.field == "after"  # the console's form puts it under that field
     assert Job.select().count() == 0 and Dependency.select().count() == 0
 
 
