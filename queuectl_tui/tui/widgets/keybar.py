@@ -47,8 +47,9 @@ class KeyBar(Widget, can_focus=False):
         """([(key, key display, description)], palette key) as the Footer would show them."""
         shown, seen = [], set()
         active = self.screen.active_bindings
-        for _node, binding, enabled, _tooltip in active.values():
-            if binding.show and enabled and binding.action not in seen:
+        refuses = getattr(self.app, "refuses", lambda node, action: False)  # read-only mode
+        for node, binding, enabled, _tooltip in active.values():
+            if binding.show and enabled and binding.action not in seen and not refuses(node, binding.action):
                 seen.add(binding.action)
                 shown.append((binding.key, self.app.get_key_display(binding), binding.description))
         palette = None
