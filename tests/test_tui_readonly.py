@@ -106,6 +106,7 @@ async def test_the_key_bar_leaves_out_the_refused_keys(seeded):
         shown = {description for _key, _display, description in keys}
         assert {"Stats", "Output", "Filter", "Queues", "Quit", "Help"} <= shown
         assert not shown & {"Enqueue", "Retry", "Config", "Worker"}, shown
+        assert "read-only" in str(app.screen.query_one(KeyBar).render())
 
 
 def console_actions() -> dict[str, set[str]]:

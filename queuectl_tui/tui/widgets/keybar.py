@@ -67,6 +67,8 @@ class KeyBar(Widget, can_focus=False):
         width = self.size.width
         self._spans: list[tuple[int, int, str]] = []  # (first cell, end cell, key) for clicks
         right = Text.assemble(("▏", "dim"), self._item(*palette[1:])) if palette else Text()
+        if getattr(self.app, "read_only", False):  # and the keys that change something are gone
+            right = Text.assemble(("read-only ", self.get_component_rich_style("keybar--key")), right)
         # The help key always shows (it lists the rest); the others while they fit, in order.
         help_keys = [item for item in shown if item[2] == "Help"]
         reserved = sum(self._item(*item[1:]).cell_len for item in help_keys)
