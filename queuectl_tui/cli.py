@@ -1357,7 +1357,8 @@ WEB_MISSING = "queuectl-tui web needs the web extra: pip install 'queuectl-tui[w
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
               help="Port (0: any free one; the URL printed says which).")
 @click.option("--token", envvar="QUEUECTL_WEB_TOKEN", metavar="TOKEN",
-              help="The access token [env QUEUECTL_WEB_TOKEN; default: a new random one].")
+              help="The access token (default: a new random one). Other users see a command "
+                   "line in ps: prefer QUEUECTL_WEB_TOKEN.")
 @click.option("--read-only", is_flag=True,
               help="Serve a console that shows everything and refuses every change.")
 @pass_ctx

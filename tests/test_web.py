@@ -186,3 +186,12 @@ def test_without_the_web_extra_it_says_how_to_install_it(home):
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr == ("error: queuectl-tui web needs the web extra: "
                            "pip install 'queuectl-tui[web]'\n")
+
+
+def test_the_parity_table_has_the_web_face_with_commands_that_exist():
+    from test_tui_parity import commands_in, parity_rows, resolve
+
+    (row,) = [row for row in parity_rows() if row[0] == "web"]
+    commands = commands_in(row[3])
+    assert "queuectl-tui web --read-only" in commands
+    assert {resolve(command).name for command in commands} == {"web"}

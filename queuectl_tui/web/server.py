@@ -69,7 +69,7 @@ class Guard:
             return response
         response = await handler(request)
         if not response.prepared:  # the websocket and downloads have sent their headers
-            protect(response)
+            protect(response, cache=route == "static")
         return response
 
     def set_cookie(self, response: web.StreamResponse, request: web.Request) -> None:
@@ -83,11 +83,14 @@ def refusal(status: int, text: str) -> web.Response:
     return response
 
 
-def protect(response: web.StreamResponse) -> None:
+def protect(response: web.StreamResponse, cache: bool = False) -> None:
+    """What the browser may do with a response: load nothing from elsewhere, tell no one where
+    it came from, keep only the static files (textual.js is half a megabyte)."""
     response.headers["Content-Security-Policy"] = POLICY
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Cache-Control"] = "no-store"
+    if not cache:
+        response.headers["Cache-Control"] = "no-store"
 
 
 class ConsoleServer(Server):
