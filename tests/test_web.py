@@ -140,9 +140,36 @@ async def test_read_only_serves_a_console_that_refuses_an_enqueue(tmp_path):
             await ws.send_json(["stdin", "n"])
             shown = await screen_until(ws, "read-only console: enqueue refused")
             assert "Enqueue" not in shown  # neither in the key bar nor as a form
-            await ws.close()
+            # Stopped with a tab open: its console quits, and the tab is told.
+            (console,) = server.consoles()
+            code, _out, err = await asyncio.to_thread(server.stop, signal.SIGTERM)
+            assert code == 0 and err == ""
+            while (await ws.receive(timeout=30)).type not in (aiohttp.WSMsgType.CLOSE,
+                                                              aiohttp.WSMsgType.CLOSED):
+                pass  # the frames sent before the end
+    assert not console.is_running() or console.status() == "zombie"
     result = run_cli(home, "status", "--json")
     assert result.json()["total"] == 0
+
+
+async def test_every_route_textual_serve_makes_is_behind_the_token():
+    """ConsoleServer adds its guard in textual-serve's private ``_make_app``: this pins that
+    every route made there answers 401 without the token (and that they are the ones the
+    guard knows by name)."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from queuectl_tui.web.server import ConsoleServer
+
+    server = ConsoleServer("exit 1", token="t" * 24, cookie="c", title="queuectl")
+    app = await server._make_app()
+    names = {resource.name for resource in app.router.resources()}
+    assert names == {"index", "websocket", "download", "static"}
+    async with TestClient(TestServer(app)) as http:
+        for resource in app.router.resources():
+            info = resource.get_info()
+            path = info.get("path") or info.get("formatter") or info["prefix"] + "/js/textual.js"
+            response = await http.get(path.replace("{key}", "any"))
+            assert response.status == 401, path
 
 
 # --- the command ----------------------------------------------------------------------------
@@ -195,3 +222,12 @@ def test_the_parity_table_has_the_web_face_with_commands_that_exist():
     commands = commands_in(row[3])
     assert "queuectl-tui web --read-only" in commands
     assert {resolve(command).name for command in commands} == {"web"}
+
+
+def test_the_server_never_imports_textual(home):
+    """The consoles are the tabs' processes; the server is aiohttp and textual-serve alone."""
+    code = ("import sys; from queuectl_tui import cli; from queuectl_tui.web import server; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'textual'))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=cli_env(home), timeout=60)
+    assert proc.returncode == 0 and proc.stdout == "[]\n", proc.stdout + proc.stderr
