@@ -13,6 +13,8 @@ is reported as such. Then measures, each figure the median of its runs:
   draining 200 jobs there vs on an empty database, and the console (bench/tui_bench.py);
 - bulk enqueue (bench/bulk_enqueue.py), cold start of the CLI, pickup latency
   (bench/latency.py), idle worker CPU and RSS, worker RSS under a 200 MB output flood;
+- web: ``queuectl-tui web`` at rest with one page open in Debian's Chromium (bench/web_bench.py):
+  CPU of the server, of the tab's console and of Chromium;
 - postgres, when a server is named (``--pg URL`` or QUEUECTL_BENCH_PG; each run in a fresh
   schema of that database): the same drain with 2 and 8 workers, pickup latency from idle
   (woken by LISTEN/NOTIFY) and bulk enqueue.
@@ -59,11 +61,11 @@ DEBS = ["redis-server", "redis-tools", "libjemalloc2", "liblzf1", "task-spooler"
 FULL = dict(drain_jobs=2000, drain_repeat=3, workers=[1, 2, 4, 8], scale_jobs=1_000_000,
             claims=50, scale_drain=200, bulk_lines=100_000, bulk_repeat=3, bulk_big=1_000_000,
             bulk_cap_s=120, cold_runs=20, latency_jobs=100, latency_idle=0.3, tui_repeat=3,
-            tui_fresh=3, flood_mb=200)
+            tui_fresh=3, flood_mb=200, web_idle_s=10)
 QUICK = dict(drain_jobs=300, drain_repeat=1, workers=[1, 2, 4, 8], scale_jobs=100_000,
              claims=20, scale_drain=50, bulk_lines=10_000, bulk_repeat=1, bulk_big=100_000,
              bulk_cap_s=30, cold_runs=5, latency_jobs=20, latency_idle=0.1, tui_repeat=1,
-             tui_fresh=1, flood_mb=20)
+             tui_fresh=1, flood_mb=20, web_idle_s=5)
 
 
 def env(home: Path | None = None) -> dict[str, str]:
@@ -594,6 +596,15 @@ def bench_worker(cfg: dict, tmp: Path) -> dict:
     return res
 
 
+def bench_web(cfg: dict) -> dict:
+    """The web console at rest, one page open (bench/web_bench.py; needs Debian's chromium)."""
+    out = subprocess.run([PY, str(BENCH / "web_bench.py"), "--seconds", str(cfg["web_idle_s"]), "--json"],
+                         capture_output=True, text=True, env=env(), timeout=600)
+    if out.returncode:
+        return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(out.stdout)
+
+
 # --- report ----------------------------------------------------------------------------------
 
 def machine() -> dict:
@@ -733,6 +744,20 @@ def report(r: dict, command: str) -> str:
                       f"{f['before']:.1f} / {f['max']:.1f} / {f['after']:.1f} MB | flat (max within 5 MB of before) | "
                       f"{verdict(f['max'] - f['before'] <= 5)} |"]
         lines.append("")
+    wb = r.get("web")
+    if wb:
+        lines += ["## The console in a browser (bench/web_bench.py)", ""]
+        if "error" in wb:
+            lines += [f"Not measured: {wb['error']}", ""]
+        else:
+            lines += [f"`queuectl-tui web` on an empty queue, one page open in headless Chromium (first screen "
+                      f"after {wb['first_screen_s']:.1f} s), CPU over {wb['window_s']:.0f} s from /proc/PID/stat; "
+                      f"load average then {'/'.join(f'{x:.1f}' for x in wb['load'])}.", "",
+                      "| process | CPU, % of a core | target | result |", "| --- | --- | --- | --- |",
+                      f"| the server (aiohttp, textual-serve) | {wb['server_cpu_pct']:.2f} | < 1 | "
+                      f"{check(wb['server_cpu_pct'], 1)} |",
+                      f"| the tab's console (the console's own idle figure) | {wb['console_cpu_pct']:.2f} | | |",
+                      f"| Chromium, every process | {wb['chromium_cpu_pct']:.2f} | | |", ""]
     p = r.get("postgres")
     if p:
         lat, bulk = p["latency"], p["bulk"]
@@ -793,7 +818,7 @@ def write(results: dict, command: str) -> None:
         (BENCH / "drain.svg").write_text(svg(results["drain"]))
 
 
-GROUPS = ["drain", "scale", "tui", "bulk", "cold", "latency", "worker", "postgres"]
+GROUPS = ["drain", "scale", "tui", "bulk", "cold", "latency", "worker", "web", "postgres"]
 
 
 def main() -> None:
@@ -826,6 +851,7 @@ def main() -> None:
                           ("scale", lambda: bench_scale(cfg, tmp)), ("tui", lambda: bench_tui(cfg)),
                           ("bulk", lambda: bench_bulk(cfg, tmp)), ("cold", lambda: bench_cold(cfg, tmp)),
                           ("latency", lambda: bench_latency(cfg)), ("worker", lambda: bench_worker(cfg, tmp)),
+                          ("web", lambda: bench_web(cfg)),
                           ("postgres", lambda: bench_postgres(cfg, args.pg))):
             if group not in groups:
                 continue

@@ -1346,6 +1346,65 @@ def metrics_serve(ctx: Context, host: str, port: int, since: str) -> None:
     server.shutdown()
 
 
+# --- web -------------------------------------------------------------------------------------
+
+WEB_MISSING = "queuectl-tui web needs the web extra: pip install 'queuectl-tui[web]'"
+
+
+@cli.command(context_settings=COMMAND_SETTINGS)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback lets other machines try.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port (0: any free one; the URL printed says which).")
+@click.option("--token", envvar="QUEUECTL_WEB_TOKEN", metavar="TOKEN",
+              help="The access token (default: a new random one). Other users see a command "
+                   "line in ps: prefer QUEUECTL_WEB_TOKEN.")
+@click.option("--read-only", is_flag=True,
+              help="Serve a console that shows everything and refuses every change.")
+@pass_ctx
+def web(ctx: Context, host: str, port: int, token: str | None, read_only: bool) -> None:
+    """Serve the console to web browsers until stopped (needs the 'web' extra).
+
+    Prints the URL to open, with its token, on the first line. Each browser tab gets its own
+    console on this database, with every key. Whoever has the token has a shell as you (the
+    console enqueues commands): keep it on loopback, or behind an HTTPS reverse proxy.
+    Stops on Ctrl+C (exit 130) or SIGTERM (exit 0), closing the tabs' consoles.
+    """
+    try:
+        import textual_serve  # noqa: F401
+    except ImportError:
+        raise QueueError(WEB_MISSING) from None
+    from queuectl_tui.web import tokens
+    if token is not None and (problem := tokens.problem(token)):
+        raise InvalidInput(problem)
+    ctx.open()  # an unusable database fails here, once, rather than in every tab
+    import signal
+
+    from queuectl_tui.db import close_db, describe_target
+    from queuectl_tui.web import server
+    close_db()
+    db = ctx.db_path if paths.is_url(ctx.db_path) else os.path.abspath(ctx.db_path)
+    try:
+        sock = server.listening_socket(host, port)
+    except OSError as exc:
+        raise QueueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    token = token or tokens.new()
+    server.environment_for(db)
+
+    def ready() -> None:
+        click.echo(server.url_of(host, sock, token))
+        sys.stdout.flush()
+        if not server.is_loopback(sock):
+            click.echo(f"warning: listening on {host}, beyond this machine: whoever reaches it "
+                       "with the token has a remote shell as this user (the console runs "
+                       "commands), and plain HTTP shows the token to the network; prefer "
+                       "127.0.0.1 behind an HTTPS reverse proxy, or --read-only", err=True)
+
+    stopped_by = server.serve(sock, token=token, title=f"queuectl · {describe_target(db)}",
+                              read_only=read_only, ready=ready)
+    sys.exit(130 if stopped_by == signal.SIGINT else 0)
+
+
 # --- demo ------------------------------------------------------------------------------------
 
 @cli.command(context_settings=COMMAND_SETTINGS)

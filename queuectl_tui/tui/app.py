@@ -21,7 +21,7 @@ from queuectl_tui import paths
 from queuectl_tui.db import describe_target, open_db
 from queuectl_tui.errors import DatabaseUnusable, QueueError
 from queuectl_tui.monitor import WorkerMonitor
-from queuectl_tui.tui import data
+from queuectl_tui.tui import data, readonly
 from queuectl_tui.tui.screens.main import MainScreen
 
 THEME = "textual-dark"
@@ -38,8 +38,9 @@ class QueueApp(App[None]):
 
     def __init__(self, db_path: Path | str, *, clock: Callable[[], float] | None = None,
                  monitor: Any = None, refresh_interval: float = 1.0, page_size: int | None = None,
-                 theme: str = THEME, cursor_blink: bool = True) -> None:
+                 theme: str = THEME, cursor_blink: bool = True, read_only: bool = False) -> None:
         super().__init__()
+        self.read_only = read_only  # shows everything, changes nothing (tui/readonly.py)
         self.db_path = paths.db_target(db_path)
         self.clock = clock or time.time
         self.monitor = monitor or WorkerMonitor()
@@ -50,6 +51,24 @@ class QueueApp(App[None]):
         self.animation_level = "none"  # a monitor redraws often; no tweening between frames
         self.cursor_blink = cursor_blink  # text boxes follow it (tests turn blinking off)
         self.sub_title = describe_target(self.db_path)  # a server's URL without its password
+        if read_only:
+            self.sub_title += " · read-only"
+
+    async def run_action(self, action: Any, default_namespace: Any = None,
+                         namespaces: Any = None) -> bool:
+        """Every key, click and palette entry runs its action here: read-only mode refuses
+        those that would change something, and says so."""
+        if self.read_only:
+            node, name = readonly.target(self, action, default_namespace, namespaces)
+            if readonly.refused(node, name):
+                self.notify(f"read-only console: {name.replace('_', ' ')} refused",
+                            severity="warning")
+                return True
+        return await super().run_action(action, default_namespace, namespaces)
+
+    def refuses(self, node: Any, action: str) -> bool:
+        """Whether a key's action is refused here (the footer leaves such keys out)."""
+        return self.read_only and readonly.refused(*readonly.target(self, action, node, None))
 
     def get_default_screen(self) -> Screen:
         return MainScreen()
@@ -135,7 +154,7 @@ class QueueApp(App[None]):
                                     partial(node.run_action, binding.action))
 
 
-def run_app(db_path: Path | str) -> None:
+def run_app(db_path: Path | str, *, read_only: bool = False) -> None:
     """Open the console on the database at ``db_path`` until the operator quits.
 
     A database that does not exist yet is created first, as any CLI command would; every other
@@ -147,4 +166,4 @@ def run_app(db_path: Path | str) -> None:
             open_db(db_path)
         except DatabaseUnusable:
             pass  # e.g. a directory that cannot be created: the console says so
-    QueueApp(db_path).run()
+    QueueApp(db_path, read_only=read_only).run()

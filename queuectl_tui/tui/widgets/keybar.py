@@ -47,8 +47,9 @@ class KeyBar(Widget, can_focus=False):
         """([(key, key display, description)], palette key) as the Footer would show them."""
         shown, seen = [], set()
         active = self.screen.active_bindings
-        for _node, binding, enabled, _tooltip in active.values():
-            if binding.show and enabled and binding.action not in seen:
+        refuses = getattr(self.app, "refuses", lambda node, action: False)  # read-only mode
+        for node, binding, enabled, _tooltip in active.values():
+            if binding.show and enabled and binding.action not in seen and not refuses(node, binding.action):
                 seen.add(binding.action)
                 shown.append((binding.key, self.app.get_key_display(binding), binding.description))
         palette = None
@@ -66,6 +67,8 @@ class KeyBar(Widget, can_focus=False):
         width = self.size.width
         self._spans: list[tuple[int, int, str]] = []  # (first cell, end cell, key) for clicks
         right = Text.assemble(("▏", "dim"), self._item(*palette[1:])) if palette else Text()
+        if getattr(self.app, "read_only", False):  # and the keys that change something are gone
+            right = Text.assemble(("read-only ", self.get_component_rich_style("keybar--key")), right)
         # The help key always shows (it lists the rest); the others while they fit, in order.
         help_keys = [item for item in shown if item[2] == "Help"]
         reserved = sum(self._item(*item[1:]).cell_len for item in help_keys)
