@@ -69,14 +69,14 @@ class Server:
         try:
             rows = query(conn, "SELECT current_setting('server_version'), pg_backend_pid(), "
                                "current_setting('log_line_prefix'), current_setting('cluster_name'), "
-                               "pg_current_logfile()")
-            version, backend, self.log_prefix, self.cluster, logfile = rows[0]
+                               "pg_current_logfile(), (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)")
+            version, backend, self.log_prefix, self.cluster, logfile, superuser = rows[0]
             data_dir = query(conn, "SELECT current_setting('data_directory')")[0][0] if logfile else None
         finally:
             conn.close()
         self.version = f"PostgreSQL {version.split()[0]}"
         self.postmaster, self.why_no_cpu = self._postmaster(backend)
-        self.log_path, self.why_no_statements = self._log(logfile, data_dir)
+        self.log_path, self.why_no_statements = self._log(logfile, data_dir, superuser)
 
     @staticmethod
     def _postmaster(backend: int) -> tuple[int | None, str | None]:
@@ -89,7 +89,9 @@ class Server:
             return None, "cannot read the server's processes in /proc"
         return ppid, None
 
-    def _log(self, logfile: str | None, data_dir: str | None) -> tuple[str | None, str | None]:
+    def _log(self, logfile: str | None, data_dir: str | None, superuser: bool) -> tuple[str | None, str | None]:
+        if not superuser:
+            return None, "log_statement is a superuser's setting, and the role is not one"
         if "%d" not in self.log_prefix:
             return None, f"log_line_prefix '{self.log_prefix}' does not name the database"
         if logfile:  # the logging collector's current file
