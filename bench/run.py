@@ -31,7 +31,8 @@ Run: python bench/run.py                (full: about 15 minutes on 2 cores)
      python bench/run.py --quick        (small sizes, for iteration: a minute or two)
      python bench/run.py --only drain   (some groups only; also with --quick)
      python bench/run.py --only postgres --pg postgresql://user:password@host:port/db
-                                        (about 5 minutes; with --quick about 2)
+                                        (30-36 minutes at a load average of 12-20 on 2 cores,
+                                        about 6 by estimate when quiet; --quick: 3 at a load of 8)
      python bench/run.py --report-only  (re-render from bench/out/results.json)
 bench/notes.md, when present, is copied into BENCHMARKS.md as "Why the misses": keep it true
 to the engine being measured.
