@@ -15,17 +15,26 @@ is reported as such. Then measures, each figure the median of its runs:
   (bench/latency.py), idle worker CPU and RSS, worker RSS under a 200 MB output flood;
 - web: ``queuectl-tui web`` at rest with one page open in Debian's Chromium (bench/web_bench.py):
   CPU of the server, of the tab's console and of Chromium;
-- postgres, when a server is named (``--pg URL`` or QUEUECTL_BENCH_PG; each run in a fresh
-  schema of that database): the same drain with 2 and 8 workers, pickup latency from idle
-  (woken by LISTEN/NOTIFY) and bulk enqueue.
+- postgres, when a server is named (``--pg URL`` or QUEUECTL_BENCH_PG; a role that may create
+  databases): queuectl beside pgqueuer and procrastinate (installed into bench/out/peers/pgvenv,
+  driven by bench/pg_peer_driver.py), each measurement in a fresh database dropped after it:
+  drains with 1, 2, 4, 8 queuectl workers and 2, 8 of each peer's (a shell and a no-op task),
+  each against a spawn ceiling measured right before it, with the server's CPU per job
+  (bench/pgserver.py); statements, transactions and rows per job (a logged drain apart); bulk
+  enqueue of the same jobs; and, kept from before, queuectl's pickup latency from idle (woken by
+  LISTEN/NOTIFY) and bulk enqueue of varied specs, each in a fresh schema. The old engine
+  (``--pg-old REV``) is drained beside this checkout's, for the bars that compare with it.
 
 queuectl is measured from the checkout this file lives in (PYTHONPATH = its root), so re-run it
-after engine changes. Writes bench/BENCHMARKS.md, bench/drain.svg and bench/out/results.json.
+after engine changes. Writes bench/BENCHMARKS.md (a run of some groups replaces their sections
+only), bench/drain.svg and bench/out/results.json.
 
 Run: python bench/run.py                (full: about 15 minutes on 2 cores)
      python bench/run.py --quick        (small sizes, for iteration: a minute or two)
      python bench/run.py --only drain   (some groups only; also with --quick)
      python bench/run.py --only postgres --pg postgresql://user:password@host:port/db
+                                        (30-36 minutes at a load average of 12-20 on 2 cores,
+                                        about 6 by estimate when quiet; --quick: 3 at a load of 8)
      python bench/run.py --report-only  (re-render from bench/out/results.json)
 bench/notes.md, when present, is copied into BENCHMARKS.md as "Why the misses": keep it true
 to the engine being measured.
@@ -61,11 +70,13 @@ DEBS = ["redis-server", "redis-tools", "libjemalloc2", "liblzf1", "task-spooler"
 FULL = dict(drain_jobs=2000, drain_repeat=3, workers=[1, 2, 4, 8], scale_jobs=1_000_000,
             claims=50, scale_drain=200, bulk_lines=100_000, bulk_repeat=3, bulk_big=1_000_000,
             bulk_cap_s=120, cold_runs=20, latency_jobs=100, latency_idle=0.3, tui_repeat=3,
-            tui_fresh=3, flood_mb=200, web_idle_s=10)
+            tui_fresh=3, flood_mb=200, web_idle_s=10, pg_jobs=2000, pg_passes=2, pg_ceiling_spawns=2000,
+            pg_statement_jobs=1000, pg_bulk_lines=100_000)
 QUICK = dict(drain_jobs=300, drain_repeat=1, workers=[1, 2, 4, 8], scale_jobs=100_000,
              claims=20, scale_drain=50, bulk_lines=10_000, bulk_repeat=1, bulk_big=100_000,
              bulk_cap_s=30, cold_runs=5, latency_jobs=20, latency_idle=0.1, tui_repeat=1,
-             tui_fresh=1, flood_mb=20, web_idle_s=5)
+             tui_fresh=1, flood_mb=20, web_idle_s=5, pg_jobs=300, pg_passes=1, pg_ceiling_spawns=600,
+             pg_statement_jobs=200, pg_bulk_lines=10_000)
 
 
 def env(home: Path | None = None) -> dict[str, str]:
@@ -218,28 +229,18 @@ def ceiling(spawns: int) -> dict:
     return {"jobs": spawns, "wall_s": wall, "jobs_per_s": spawns / wall, "cpu_ms_per_job": cpu * 1000 / spawns}
 
 
-def enqueue_file(db: Path | str, lines: list[str], tmp: Path | None = None) -> None:
+def enqueue_file(db: Path, lines: list[str], tmp: Path | None = None) -> None:
     path = (tmp or db.parent) / "jobs.jsonl"
     path.write_text("".join(line + "\n" for line in lines))
     subprocess.run(cli(db, "enqueue", "-f", str(path)), check=True, stdout=subprocess.DEVNULL, env=env(tmp))
 
 
-def count_done(db: Path | str, after_seq: int = 0):
-    sql = "SELECT count(*) FROM job WHERE seq > %s AND state IN ('completed', 'dead')"
-    if isinstance(db, str):  # a PostgreSQL URL
-        import psycopg2
-        pg = psycopg2.connect(db)
-        pg.autocommit = True
-
-        def done_pg() -> int:
-            with pg.cursor() as cursor:
-                cursor.execute(sql, (after_seq,))
-                return cursor.fetchone()[0]
-        return done_pg
+def count_done(db: Path, after_seq: int = 0):
+    sql = "SELECT count(*) FROM job WHERE seq > ? AND state IN ('completed', 'dead')"
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
 
     def done() -> int:
-        return conn.execute(sql.replace("%s", "?"), (after_seq,)).fetchone()[0]
+        return conn.execute(sql, (after_seq,)).fetchone()[0]
     return done
 
 
@@ -252,26 +253,17 @@ def wait_count(done, jobs: int, timeout: float = 900) -> float:
     return time.perf_counter()
 
 
-def drain_queuectl(jobs: int, workers: int, tmp: Path, pg: str | None = None) -> dict:
-    """With ``pg`` (a server's URL) the queue is a fresh schema there, dropped after."""
-    schema = None
-    db: Path | str = tmp / "queuectl.db"
-    if pg:
-        import pgschema
-        schema, db = pgschema.fresh(pg, "bench_drain")
+def drain_queuectl(jobs: int, workers: int, tmp: Path) -> dict:
+    db = tmp / "queuectl.db"
+    enqueue_file(db, ['{"command": "true"}'] * jobs, tmp)
+    done = count_done(db)
+    start = time.perf_counter()
+    proc = subprocess.Popen(cli(db, "worker", "start", "--count", str(workers), "--foreground", "--burst"),
+                            stdout=subprocess.DEVNULL, env=env(tmp))
     try:
-        enqueue_file(db, ['{"command": "true"}'] * jobs, tmp)
-        done = count_done(db)
-        start = time.perf_counter()
-        proc = subprocess.Popen(cli(db, "worker", "start", "--count", str(workers), "--foreground", "--burst"),
-                                stdout=subprocess.DEVNULL, env=env(tmp))
-        try:
-            end = wait_count(done, jobs)
-        finally:
-            cpu = reap(proc)  # --burst: it exits once the queue is empty
+        end = wait_count(done, jobs)
     finally:
-        if schema:
-            pgschema.drop(pg, schema)
+        cpu = reap(proc)  # --burst: it exits once the queue is empty
     return {"jobs": jobs, "wall_s": end - start, "jobs_per_s": jobs / (end - start),
             "cpu_ms_per_job": cpu * 1000 / jobs}
 
@@ -535,41 +527,6 @@ def bench_latency(cfg: dict, pg: str | None = None) -> dict:
     return json.loads(out.stdout)
 
 
-def bench_postgres(cfg: dict, pg: str | None) -> dict:
-    """Drain (2 and 8 workers, against the spawn ceiling measured here), pickup latency from
-    idle and bulk enqueue, on the PostgreSQL server ``pg`` names."""
-    if not pg:
-        raise RuntimeError("no server named: --pg postgresql://user:password@host:port/db "
-                           "(or QUEUECTL_BENCH_PG)")
-    import psycopg2
-    conn = psycopg2.connect(pg)
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute("SHOW server_version")
-            server = f"PostgreSQL {cursor.fetchone()[0].split()[0]}"
-    finally:
-        conn.close()
-    jobs, times = cfg["drain_jobs"], cfg["drain_repeat"]
-    res: dict = {"server": server, "ceiling_jobs_per_s": ceiling(max(jobs, 2000))["jobs_per_s"],
-                 "drain": {}}
-    for n in (2, 8):
-        log(f"postgres: drain, {n} workers")
-        row = repeat(lambda tmp, n=n: drain_queuectl(jobs, n, tmp, pg), times)
-        row["x_ceiling"] = row["jobs_per_s"] / res["ceiling_jobs_per_s"]
-        res["drain"][f"queuectl, {n} workers"] = row
-    while _RUN_DIRS:
-        _RUN_DIRS.pop().cleanup()
-    log("postgres: pickup latency")
-    res["latency"] = bench_latency(cfg, pg)
-    log("postgres: bulk enqueue")
-    lines = cfg["bulk_lines"]
-    out = subprocess.run([PY, str(BENCH / "bulk_enqueue.py"), "--lines", str(lines), "--repeat",
-                          str(cfg["bulk_repeat"]), "--json", "--pg", pg],
-                         capture_output=True, text=True, env=env(), check=True)
-    res["bulk"] = json.loads(out.stdout)
-    return res
-
-
 def bench_worker(cfg: dict, tmp: Path) -> dict:
     db = tmp / "idle" / "queuectl.db"
     out = subprocess.run(cli(db, "worker", "start", "--json"), capture_output=True, text=True, env=env(), check=True)
@@ -605,6 +562,333 @@ def bench_web(cfg: dict) -> dict:
     return json.loads(out.stdout)
 
 
+# --- postgres --------------------------------------------------------------------------------
+
+PG_VENV = PEERS / "pgvenv"
+#: The PostgreSQL peers, pinned to the minor versions measured beside queuectl so far.
+PG_PEERS = ["pgqueuer~=1.6.0", "procrastinate~=3.10.0", "asyncpg", "psycopg[binary,pool]"]
+#: The engine the scale-out bars are measured against ("2 workers drain at twice the old
+#: rate"): the last one with the global advisory lock. Drained in the same run, beside this
+#: checkout's, unless its queuectl_tui/ is this checkout's (then the ratio is 1 by definition).
+PG_OLD_ENGINE = "012f555"
+
+
+def install_pg_peers() -> dict:
+    """bench/out/peers/pgvenv with pgqueuer and procrastinate (once); their versions."""
+    python = PG_VENV / "bin" / "python"
+    probe = [str(python), "-c", "import importlib.metadata as m; print(*(m.version(p) for p in "
+             "('pgqueuer', 'asyncpg', 'procrastinate', 'psycopg')))"]
+    if not python.exists() or subprocess.run(probe, capture_output=True).returncode:
+        subprocess.run([PY, "-m", "venv", "--clear", str(PG_VENV)], check=True, capture_output=True)
+        subprocess.run([str(PG_VENV / "bin" / "pip"), "install", "-q", *PG_PEERS],
+                       check=True, capture_output=True, timeout=900)
+    versions = subprocess.run(probe, check=True, capture_output=True, text=True).stdout.split()
+    return dict(zip(("pgqueuer", "asyncpg", "procrastinate", "psycopg"), versions, strict=True))
+
+
+def old_engine(rev: str | None) -> tuple[Path | None, str | None]:
+    """(source root of the engine at ``rev``, its commit); root None when it is this checkout's."""
+    if not rev or rev == "none":
+        return None, None
+    git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()  # noqa: E731
+    commit = git("rev-parse", "--verify", "--short", f"{rev}^{{commit}}")
+    if not subprocess.run(["git", "diff", "--quiet", commit, "--", "queuectl_tui"], cwd=ROOT).returncode:
+        return None, commit
+    dest = OUT / "old-engine" / commit
+    if not (dest / "queuectl_tui").exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", commit, "queuectl_tui"], cwd=ROOT, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest, commit
+
+
+def pg_peer_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("QUEUECTL_")}
+
+
+def pg_peer(*args: str, timeout: float = 600) -> dict:
+    out = subprocess.run([str(PG_VENV / "bin/python"), str(BENCH / "pg_peer_driver.py"), *args],
+                         capture_output=True, text=True, timeout=timeout, env=pg_peer_env())
+    if out.returncode:
+        raise RuntimeError((out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1])
+    return json.loads(out.stdout)
+
+
+class PgSystem:
+    """How one system is set up, fed, worked and counted in a fresh database."""
+
+    def __init__(self, name: str, task: str, root: Path = ROOT):
+        self.name, self.task, self.root = name, task, root
+
+    def queuectl_env(self, tmp: Path) -> dict[str, str]:
+        return dict(env(tmp), PYTHONPATH=str(self.root))
+
+    def install(self, url: str, tmp: Path) -> None:
+        if self.name == "queuectl":
+            subprocess.run(cli(url, "status"), check=True, capture_output=True, env=self.queuectl_env(tmp))
+        else:
+            pg_peer("install", self.name, "--dsn", url)
+
+    def enqueue(self, url: str, jobs: int, tmp: Path) -> dict:
+        """Enqueue ``jobs`` in one call of a fresh process; wall seconds of the process (and of
+        the call alone, for the peers)."""
+        start = time.perf_counter()
+        if self.name == "queuectl":
+            path = tmp / f"jobs-{jobs}.jsonl"
+            if not path.exists():
+                path.write_text('{"command": "true"}\n' * jobs)
+            subprocess.run(cli(url, "enqueue", "-f", str(path)), check=True, stdout=subprocess.DEVNULL,
+                           env=self.queuectl_env(tmp))
+            call = None
+        else:
+            call = pg_peer("enqueue", self.name, "--dsn", url, "--jobs", str(jobs), "--task", self.task)["call_s"]
+        return {"process_s": time.perf_counter() - start, "call_s": call}
+
+    def workers(self, url: str, n: int, tmp: Path) -> list[subprocess.Popen]:
+        if self.name == "queuectl":  # one command forks the n workers
+            cmds, e = [cli(url, "worker", "start", "--count", str(n), "--foreground", "--burst")], self.queuectl_env(tmp)
+        else:
+            cmds = [[str(PG_VENV / "bin/python"), str(BENCH / "pg_peer_driver.py"), "worker", self.name,
+                     "--dsn", url]] * n
+            e = pg_peer_env()
+        procs = []
+        for i, cmd in enumerate(cmds):
+            with open(tmp / f"worker-{i}.err", "wb") as err:
+                procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=e))
+        return procs
+
+    def done_sql(self, jobs: int) -> str:
+        return {"queuectl": "SELECT count(*) FROM job WHERE state IN ('completed', 'dead')",
+                "pgqueuer": f"SELECT {jobs} - count(*) FROM pgqueuer",  # an ended job leaves the queue table
+                "procrastinate": "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('succeeded', 'failed')",
+                }[self.name]
+
+
+def exited(proc: subprocess.Popen) -> bool:
+    """Whether ``proc`` has ended, leaving it unreaped (reap() then reads its CPU)."""
+    return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+def reap_all(procs: list[subprocess.Popen], tmp: Path, timeout: float = 120) -> float:
+    """Wait for the workers to exit by themselves (burst / drain / one-shot); their CPU seconds."""
+    deadline = time.monotonic() + timeout
+    while not all(exited(p) for p in procs) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for p in procs:
+        if not exited(p):
+            p.kill()
+    cpu = sum(reap(p) for p in procs)
+    failed = [i for i, p in enumerate(procs) if p.returncode]
+    if failed:
+        import pgserver
+        raise RuntimeError(f"worker exited {procs[failed[0]].returncode}: "
+                           f"{pgserver.log_tail(tmp / f'worker-{failed[0]}.err') or 'no message'}")
+    return cpu
+
+
+def drain_pg(server, system: PgSystem, workers: int, jobs: int, tmp: Path, count_statements: bool = False) -> dict:
+    """Drain ``jobs`` in a fresh database. Timed: wall from the workers' start to the moment a
+    count of done jobs (polled every 10 ms on a connection of its own, left out of the server's
+    CPU) reaches ``jobs``; CPU of the workers and of the server. With ``count_statements``: not
+    timed; the statements, transactions and rows the drain cost the server."""
+    import pgserver
+    with server.database(f"{system.name}_{system.task}_{workers}") as (db, url):
+        system.install(url, tmp)
+        system.enqueue(url, jobs, tmp)
+        if count_statements:
+            server.quiet(db)
+            before = server.db_stats(db)
+            with server.statement_log(db) as statements:
+                procs = system.workers(url, workers, tmp)
+                reap_all(procs, tmp, timeout=600)
+                server.quiet(db)
+                conn = pgserver.connect(url)
+                done = pgserver.query(conn, system.done_sql(jobs))[0][0]
+                conn.close()
+                if done != jobs:
+                    raise RuntimeError(f"the workers exited with {done} of {jobs} jobs done")
+                after = server.db_stats(db)
+                return {"jobs": jobs, "statements_per_job": statements() / jobs,
+                        **{f"{k}_per_job": (after[k] - before[k]) / jobs for k in after}}
+        poller = pgserver.connect(url)
+        try:
+            me = pgserver.query(poller, "SELECT pg_backend_pid()")[0][0]
+            sql = system.done_sql(jobs)
+            meter = server.cpu_meter(db, exclude={me})
+            if meter:
+                meter.start()
+            start = time.perf_counter()
+            procs = system.workers(url, workers, tmp)
+            try:
+                deadline = time.monotonic() + 600
+                while pgserver.query(poller, sql)[0][0] < jobs:
+                    if time.monotonic() > deadline or all(exited(p) for p in procs):
+                        raise RuntimeError(f"{pgserver.query(poller, sql)[0][0]} of {jobs} done: "
+                                           + ("timed out" if time.monotonic() > deadline else "the workers exited"))
+                    time.sleep(0.01)
+                end = time.perf_counter()
+                server_cpu = meter.stop() if meter else None
+            finally:
+                cpu = reap_all(procs, tmp)
+        finally:
+            poller.close()
+    wall = end - start
+    out = {"jobs": jobs, "wall_s": wall, "jobs_per_s": jobs / wall, "cpu_ms_per_job": cpu * 1000 / jobs}
+    if server_cpu:
+        out["server_ms_per_job"] = (server_cpu["backend"] + server_cpu["background"]) * 1000 / jobs
+        out["server_background_ms_per_job"] = server_cpu["background"] * 1000 / jobs
+    return out
+
+
+def pg_rows(old_root: Path | None, peers: bool) -> list[tuple[str, PgSystem, list[int]]]:
+    """(label, system, worker counts) of the drain table, in its order."""
+    rows = [("queuectl, `true`", PgSystem("queuectl", "true"), [1, 2, 4, 8])]
+    if old_root:
+        rows.append(("queuectl, old engine", PgSystem("queuectl", "true", old_root), [2]))
+    for peer in ("pgqueuer", "procrastinate") if peers else ():
+        for task, what in (("shell", "shell task"), ("noop", "no-op task")):
+            rows.append((f"{peer}, {what}", PgSystem(peer, task), [2, 8]))
+    return rows
+
+
+def bench_postgres(cfg: dict, pg: str | None, old_rev: str | None = PG_OLD_ENGINE) -> dict:
+    """queuectl beside pgqueuer and procrastinate on the PostgreSQL server ``pg`` names, each
+    measurement in a fresh database: drains (each after its own spawn ceiling; passes in a
+    rotated order), statements per job (a logged drain apart), bulk enqueue, and queuectl's
+    pickup latency from idle."""
+    import pgserver
+    import psycopg2
+    if not pg:
+        raise RuntimeError("no server named: --pg postgresql://user:password@host:port/db "
+                           "(or QUEUECTL_BENCH_PG)")
+    server = pgserver.Server(pg)
+    failures = (RuntimeError, subprocess.SubprocessError, OSError, psycopg2.Error)
+    log("postgres: installing pgqueuer and procrastinate into bench/out/peers/pgvenv")
+    old_root, old_commit = old_engine(old_rev)
+    try:
+        peers = install_pg_peers()
+    except (subprocess.SubprocessError, OSError, ValueError) as exc:
+        peers = {"error": f"pip install {' '.join(PG_PEERS)} failed: {str(exc)[:200]}"}
+        log(f"postgres: {peers['error']}")
+    res: dict = {"server": server.version, "peers": peers, "old_engine": old_commit,
+                 "old_engine_measured": old_root is not None, "why_no_server_cpu": server.why_no_cpu,
+                 "why_no_statements": server.why_no_statements, "rows": {}, "ceilings": []}
+    rows = pg_rows(old_root, "error" not in peers)
+    jobs, passes, spawns = cfg["pg_jobs"], cfg["pg_passes"], cfg["pg_ceiling_spawns"]
+    plan = [(label, system, n) for label, system, counts in rows for n in counts]
+    runs: dict[tuple[str, int], list[dict]] = {(label, n): [] for label, _, n in plan}
+    for p in range(passes):
+        shift = p * len(plan) // passes
+        for label, system, n in plan[shift:] + plan[:shift]:
+            log(f"postgres: drain {jobs} jobs, {label}, {n} worker(s) (pass {p + 1}/{passes})")
+            with tempfile.TemporaryDirectory(prefix="qbench-") as name:
+                ceiling_now = ceiling(spawns)["jobs_per_s"]
+                res["ceilings"].append(ceiling_now)
+                try:
+                    run = drain_pg(server, system, n, jobs, Path(name))
+                except failures as exc:
+                    run = {"error": str(exc)[:300]}
+                    log(f"postgres: failed: {run['error']}")
+            run["ceiling"] = ceiling_now
+            if "jobs_per_s" in run:
+                run["x_ceiling"] = run["jobs_per_s"] / ceiling_now
+            runs[(label, n)].append(run)
+    for label, _, counts in rows:
+        res["rows"][label] = {"drains": {str(n): summarize(runs[(label, n)]) for n in counts}}
+    res["ratios"] = pass_ratios(runs, old_root is not None)
+    for label, system, _ in rows:  # queuectl's at 2 and 8 workers, the others' at 2
+        if "no-op" in label or not server.log_path:
+            continue
+        for n in ([2, 8] if label == "queuectl, `true`" else [2]):
+            log(f"postgres: statements per job, {label}, {n} workers")
+            with tempfile.TemporaryDirectory(prefix="qbench-") as name:
+                try:
+                    got = drain_pg(server, system, n, cfg["pg_statement_jobs"], Path(name), count_statements=True)
+                except failures as exc:
+                    got = {"error": str(exc)[:300]}
+            res["rows"][label].setdefault("statements", {})[str(n)] = got
+    res["bulk"] = bench_pg_bulk(server, cfg, "error" not in peers, failures)
+    log("postgres: pickup latency")
+    res["latency"] = bench_latency(cfg, pg)
+    log("postgres: bulk enqueue of varied specs (bench/bulk_enqueue.py)")
+    out = subprocess.run([PY, str(BENCH / "bulk_enqueue.py"), "--lines", str(cfg["bulk_lines"]), "--repeat",
+                          str(cfg["bulk_repeat"]), "--json", "--pg", pg],
+                         capture_output=True, text=True, env=env(), check=True)
+    res["bulk_varied"] = json.loads(out.stdout)
+    res["ceiling_jobs_per_s"] = med(res["ceilings"])
+    return res
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Medians over the passes of one drain, and the spread (min-max) of its rate."""
+    good = [r for r in runs if "jobs_per_s" in r]
+    if not good:
+        return {"error": runs[0].get("error", "not measured") if runs else "not measured"}
+    out = {"jobs": good[0]["jobs"], "passes": len(good)}
+    for key in ("jobs_per_s", "x_ceiling", "cpu_ms_per_job", "server_ms_per_job", "server_background_ms_per_job",
+                "ceiling"):
+        values = [r[key] for r in good if r.get(key) is not None]
+        if values:
+            out[key] = med(values)
+    out["jobs_per_s_range"] = [min(r["jobs_per_s"] for r in good), max(r["jobs_per_s"] for r in good)]
+    if len(good) < len(runs):
+        out["failed_passes"] = [r["error"] for r in runs if "error" in r]
+    return out
+
+
+def pass_ratios(runs: dict, have_old: bool) -> dict:
+    """Ratios of x-ceiling figures within each pass (median over the passes): what the bars
+    compare, so that a pass slowed by other programs slows both sides of a ratio."""
+    q = "queuectl, `true`"
+
+    def ratio(a: tuple[str, int], b: tuple[str, int]) -> float | None:
+        if a not in runs or b not in runs:
+            return None
+        pairs = [(x["x_ceiling"], y["x_ceiling"]) for x, y in zip(runs[a], runs[b], strict=True)
+                 if "x_ceiling" in x and "x_ceiling" in y]
+        return med([x / y for x, y in pairs]) if pairs else None
+
+    out = {"2w_vs_pgqueuer_shell": ratio((q, 2), ("pgqueuer, shell task", 2)),
+           "4w_vs_2w": ratio((q, 4), (q, 2)), "8w_vs_2w": ratio((q, 8), (q, 2))}
+    out["2w_vs_old"] = ratio((q, 2), ("queuectl, old engine", 2)) if have_old else 1.0
+    return out
+
+
+def bench_pg_bulk(server, cfg: dict, peers: bool, failures: tuple) -> dict:
+    """``enqueue -f`` of N lines ``{"command": "true"}`` against pgqueuer's list enqueue and
+    procrastinate's batch defer of N jobs, each into a fresh database whose schema is made
+    before the clock starts; whole process (start-up, imports, connecting included)."""
+    lines, times = cfg["pg_bulk_lines"], cfg["bulk_repeat"]
+    systems = [PgSystem("queuectl", "true")]
+    if peers:
+        systems += [PgSystem("pgqueuer", "shell"), PgSystem("procrastinate", "shell")]
+    runs: dict[str, list[dict]] = {s.name: [] for s in systems}
+    with tempfile.TemporaryDirectory(prefix="qbench-") as name:
+        tmp = Path(name)
+        for p in range(times):
+            for system in systems[p % len(systems):] + systems[:p % len(systems)]:
+                log(f"postgres: bulk enqueue of {lines:,}, {system.name} ({p + 1}/{times})")
+                try:
+                    with server.database(f"bulk_{system.name}") as (_, url):
+                        system.install(url, tmp)
+                        runs[system.name].append(system.enqueue(url, lines, tmp))
+                except failures as exc:
+                    runs[system.name].append({"error": str(exc)[:300]})
+    out = {"lines": lines}
+    for sysname, got in runs.items():
+        good = [r for r in got if "process_s" in r]
+        if not good:
+            out[sysname] = {"error": got[0]["error"] if got else "not measured"}
+            continue
+        row = {"runs": len(good), "process_s": med(r["process_s"] for r in good)}
+        row["jobs_per_s"] = lines / row["process_s"]
+        calls = [r["call_s"] for r in good if r["call_s"] is not None]
+        if calls:
+            row["call_jobs_per_s"] = lines / med(calls)
+        out[sysname] = row
+    return out
+
+
 # --- report ----------------------------------------------------------------------------------
 
 def machine() -> dict:
@@ -630,6 +914,144 @@ def check(value: float, target: float, higher_is_better: bool = False) -> str:
 
 def fmt(v, digits=1) -> str:
     return "n/a" if v is None else f"{v:,.{digits}f}"
+
+
+def met(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("met" if ok else "**missed**")
+
+
+def pg_report(p: dict, r: dict) -> list[str]:
+    """The PostgreSQL section: queuectl beside the peers, the scale-out bars, kept figures."""
+    peers = p.get("peers", {})
+    load = lambda xs: "/".join(f"{x:.1f}" for x in xs)  # noqa: E731
+    rows, ratios = p["rows"], p["ratios"]
+    q = rows["queuectl, `true`"]
+    jobs = next((d["jobs"] for d in q["drains"].values() if "jobs" in d), r["config"]["pg_jobs"])
+    ceilings = p["ceilings"]
+    old = p.get("old_engine")
+    peer_line = (f"Peers not measured: {peers['error']}." if "error" in peers else
+                 f"Peers: pgqueuer {peers.get('pgqueuer', '?')} (asyncpg {peers.get('asyncpg', '?')}), "
+                 f"procrastinate {peers.get('procrastinate', '?')} (psycopg {peers.get('psycopg', '?')}).")
+    lines = [f"## PostgreSQL ({p['server']}, on this machine)", "",
+             f"Measured {r['date']} at commit `{r['commit']}` (`{r['command']}`); load average "
+             f"(1/5/15 min) {load(r['machine']['load_start'])} at the start, {load(r['machine']['load_end'])} "
+             f"at the end. {peer_line}", "",
+             f"Every measurement in a fresh database, dropped after it. **Drain**: {jobs:,} jobs enqueued in "
+             "one call, then the workers start; wall time from their start until a count of done jobs "
+             "(polled every 10 ms) reaches them all. Each drain comes right after its own spawn ceiling "
+             "(`subprocess.run(\"true\", shell=True)` in a loop over 2 processes: median "
+             f"{med(ceilings):,.0f}/s, {min(ceilings):,.0f}-{max(ceilings):,.0f} in this run), and \"x ceiling\" "
+             f"divides the drain by it; {r['config']['pg_passes']} pass{'es' if r['config']['pg_passes'] > 1 else ''} "
+             "in a rotated order, medians. "
+             "queuectl: `worker start --count N --foreground --burst`, jobs of `true` (its job host runs "
+             "them in a subshell of a long-lived `sh`, no exec: cheaper than the peers' spawn). pgqueuer: N "
+             "processes in drain mode with its defaults (a batch of 10 per dequeue, run at once; ends "
+             "written back in batches), through its supervisor API (`pgq run` of 1.6.0 fails at start-up). "
+             "procrastinate: N processes of `run_worker(concurrency=1, wait=False)` (`--one-shot`). Shell "
+             "task: `subprocess.run(\"true\", shell=True)` in a thread; no-op: an async task that does "
+             "nothing. **Server CPU**: the backends of the measured database (less the benchmark's poller) "
+             "and the server's background processes, from `/proc/PID/schedstat` during the drain "
+             "(bench/pgserver.py). **Statements**: `pg_stat_statements` would need a restart of a shared "
+             "server, so a separate drain of "
+             f"{r['config']['pg_statement_jobs']:,} jobs with `log_statement = 'all'` set on its database "
+             "alone, whose lines of the server's log are counted (one per statement sent, BEGIN and COMMIT "
+             "included); transactions and rows written come from `pg_stat_database` after its sessions end.",
+             ""]
+    if p.get("why_no_server_cpu"):
+        lines += [f"Server CPU not measured: {p['why_no_server_cpu']}.", ""]
+    if p.get("why_no_statements"):
+        lines += [f"Statements not counted: {p['why_no_statements']}.", ""]
+
+    def per_workers(row: dict, key: str, digits: int) -> str:
+        cells = []
+        for n in ("1", "2", "4", "8"):
+            d = row["drains"].get(n)
+            cells.append("–" if d is None else ("err" if key not in d else f"{d[key]:,.{digits}f}"))
+        return " / ".join(cells)
+
+    def statements(row: dict) -> tuple[str, str]:
+        got = row.get("statements", {})
+        if not got:
+            return "n/a", "n/a"
+        first = " / ".join(f"{fmt(s.get('statements_per_job'), 2)} ({n} w)" for n, s in got.items())
+        second = " / ".join(f"{fmt(s.get('transactions_per_job'), 2)}, {fmt(s.get('rows_written_per_job'), 1)} ({n} w)"
+                            for n, s in got.items())
+        return first, second
+
+    lines += ["| system | jobs/s, 1 / 2 / 4 / 8 workers | x ceiling | server CPU ms/job | statements per job | "
+              "transactions, rows written per job | workers' CPU ms/job |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for label, row in rows.items():
+        name = f"{label} (`{old}`)" if label == "queuectl, old engine" else label
+        stmts, xacts = statements(row)
+        lines.append(f"| {name} | {per_workers(row, 'jobs_per_s', 0)} | {per_workers(row, 'x_ceiling', 2)} | "
+                     f"{per_workers(row, 'server_ms_per_job', 2)} | {stmts} | {xacts} | "
+                     f"{per_workers(row, 'cpu_ms_per_job', 2)} |")
+    errors = [f"- {label}, {n} workers: {d.get('error') or '; '.join(d['failed_passes'])}"
+              for label, row in rows.items() for n, d in row["drains"].items()
+              if "error" in d or "failed_passes" in d]
+    errors += [f"- statements, {label}, {n} workers: {s['error']}" for label, row in rows.items()
+               for n, s in row.get("statements", {}).items() if "error" in s]
+    lines += [""] + (["Failed:", ""] + errors + [""] if errors else [])
+
+    bulk = p.get("bulk", {})
+    lines += [f"Bulk enqueue of {bulk.get('lines', 0):,} jobs, each system into a fresh database whose schema "
+              "exists; whole process (Python start-up, imports, connecting; queuectl also reads and checks "
+              "the file of lines `{\"command\": \"true\"}`), median of "
+              f"{r['config']['bulk_repeat']}:", "",
+              "| system | jobs/s (whole process) | wall s | jobs/s (the call alone) |", "| --- | --- | --- | --- |"]
+    for name, label in (("queuectl", "queuectl `enqueue -f FILE.jsonl`"), ("pgqueuer", "pgqueuer `Queries.enqueue` of lists"),
+                        ("procrastinate", "procrastinate `batch_defer_async`")):
+        b = bulk.get(name, {"error": "not measured"})
+        if "error" in b:
+            lines.append(f"| {label} | n/a | n/a | {b['error']} |")
+        else:
+            lines.append(f"| {label} | {b['jobs_per_s']:,.0f} | {b['process_s']:.2f} | {fmt(b.get('call_jobs_per_s'), 0)} |")
+    lines.append("")
+
+    lat = p.get("latency", {})
+    two = q["drains"].get("2", {})
+    worst_cpu = [d["server_ms_per_job"] for d in q["drains"].values() if "server_ms_per_job" in d]
+    worst_stmt = [s["statements_per_job"] for s in q.get("statements", {}).values() if "statements_per_job" in s]
+    qb, pb = bulk.get("queuectl", {}), bulk.get("pgqueuer", {})
+    bulk_ratio = qb["jobs_per_s"] / pb["jobs_per_s"] if "jobs_per_s" in qb and "jobs_per_s" in pb else None
+    x = lambda v: "n/a" if v is None else f"{v:.2f}x"  # noqa: E731
+    old_note = (f"`{old}` drained in this run" if p.get("old_engine_measured")
+                else f"the engine measured is `{old}`'s: 1 by definition" if old else "no old engine named")
+    checks = [
+        (f"2 workers drain ≥ 2x the old engine's rate ({old_note}; x ceiling, within each pass)",
+         x(ratios.get("2w_vs_old")), None if ratios.get("2w_vs_old") is None else ratios["2w_vs_old"] >= 2),
+        (f"2 workers drain ≥ pgqueuer's shell-task rate (x ceiling, within each pass; queuectl {fmt(two.get('x_ceiling'), 2)})",
+         x(ratios.get("2w_vs_pgqueuer_shell")),
+         None if ratios.get("2w_vs_pgqueuer_shell") is None else ratios["2w_vs_pgqueuer_shell"] >= 1),
+        ("4 workers no slower than 2 (x ceiling, within each pass)", x(ratios.get("4w_vs_2w")),
+         None if ratios.get("4w_vs_2w") is None else ratios["4w_vs_2w"] >= 1),
+        ("8 workers no slower than 2 (x ceiling, within each pass)", x(ratios.get("8w_vs_2w")),
+         None if ratios.get("8w_vs_2w") is None else ratios["8w_vs_2w"] >= 1),
+        ("server CPU per job ≤ 0.3 ms (the most of 1, 2, 4, 8 workers)",
+         f"{max(worst_cpu):.2f} ms" if worst_cpu else "n/a", max(worst_cpu) <= 0.3 if worst_cpu else None),
+        ("statements per job ≤ 1 (the most of 2, 8 workers)",
+         f"{max(worst_stmt):.2f}" if worst_stmt else "n/a", max(worst_stmt) <= 1 if worst_stmt else None),
+        (f"bulk enqueue of {bulk.get('lines', 0):,} lines ≥ pgqueuer's list enqueue (whole process)",
+         x(bulk_ratio), None if bulk_ratio is None else bulk_ratio >= 1),
+        (f"pickup latency from idle, median ≤ 10 ms ({lat.get('jobs', 0)} jobs)",
+         f"{lat['median_ms']:.1f} ms" if "median_ms" in lat else "n/a",
+         lat["median_ms"] <= 10 if "median_ms" in lat else None),
+    ]
+    lines += ["The scale-out bars (issue 21):", "", "| bar | measured | result |", "| --- | --- | --- |"]
+    lines += [f"| {label} | {value} | {met(ok)} |" for label, value, ok in checks]
+    lines.append("")
+
+    bv = p.get("bulk_varied")
+    lines += ["Kept figures (queuectl alone, each in a fresh schema):", "", "| figure | measured |", "| --- | --- |"]
+    if lat:
+        lines.append(f"| pickup latency from idle (LISTEN/NOTIFY), {lat['jobs']} jobs: median / p90 / p99 | "
+                     f"{lat['median_ms']:.1f} / {lat['p90_ms']:.1f} / {lat['p99_ms']:.1f} ms |")
+    if bv:
+        lines.append(f"| bulk enqueue, {bv['lines']:,} lines of varied specs (bench/bulk_enqueue.py), median of "
+                     f"{len(bv['runs'])} | {bv['median_seconds']:.2f} s = {bv['jobs_per_second']:,} jobs/s |")
+    lines.append("")
+    return lines
 
 
 def report(r: dict, command: str) -> str:
@@ -746,7 +1168,7 @@ def report(r: dict, command: str) -> str:
         lines.append("")
     wb = r.get("web")
     if wb:
-        lines += ["## The console in a browser (bench/web_bench.py)", ""]
+        lines += ["## Web: the console in a browser (bench/web_bench.py)", ""]
         if "error" in wb:
             lines += [f"Not measured: {wb['error']}", ""]
         else:
@@ -758,21 +1180,8 @@ def report(r: dict, command: str) -> str:
                       f"{check(wb['server_cpu_pct'], 1)} |",
                       f"| the tab's console (the console's own idle figure) | {wb['console_cpu_pct']:.2f} | | |",
                       f"| Chromium, every process | {wb['chromium_cpu_pct']:.2f} | | |", ""]
-    p = r.get("postgres")
-    if p:
-        lat, bulk = p["latency"], p["bulk"]
-        lines += [f"## PostgreSQL ({p.get('server', 'server')}, on this machine)", "",
-                  "The same measures on a PostgreSQL server, each run in a fresh schema. Spawn "
-                  f"ceiling measured here: {p['ceiling_jobs_per_s']:,.0f} spawns/s.", "",
-                  "| figure | measured | x ceiling | CPU ms/job |", "| --- | --- | --- | --- |"]
-        for name, row in p["drain"].items():
-            lines.append(f"| drain {row['jobs']:,} jobs of `true`, {name} | {row['jobs_per_s']:,.0f} jobs/s | "
-                         f"{row['x_ceiling']:.2f} | {fmt(row['cpu_ms_per_job'], 2)} |")
-        lines += [f"| pickup latency from idle (LISTEN/NOTIFY), median ({lat['jobs']} jobs) | "
-                  f"{lat['median_ms']:.1f} ms | | |",
-                  f"| pickup latency from idle, p99 | {lat['p99_ms']:.1f} ms | | |",
-                  f"| bulk enqueue, {bulk['lines']:,} lines (median of {len(bulk['runs'])}) | "
-                  f"{bulk['median_seconds']:.2f} s = {bulk['jobs_per_second']:,} jobs/s | | |", ""]
+    if r.get("postgres"):
+        lines += pg_report(r["postgres"], r)
     if r.get("errors"):
         lines += ["## Not measured", ""] + [f"- {k}: {v}" for k, v in r["errors"].items()] + [""]
     notes = BENCH / "notes.md"  # hand-written: why the misses of the engine measured here
@@ -813,9 +1222,57 @@ def svg(drain: dict) -> str:
 
 
 def write(results: dict, command: str) -> None:
-    (BENCH / "BENCHMARKS.md").write_text(report(results, command))
+    text = report(results, command)
+    path = BENCH / "BENCHMARKS.md"
+    tried = [g for g in GROUPS if g in results or g in results.get("errors", {})]
+    if set(tried) != set(GROUPS) and path.exists():
+        text = splice(path.read_text(), text, tried, [g for g in tried if g in results])
+    path.write_text(text)
     if "drain" in results:
         (BENCH / "drain.svg").write_text(svg(results["drain"]))
+
+
+#: The first word of each group's heading in BENCHMARKS.md.
+HEADINGS = {"drain": "Drain", "scale": "Scale", "tui": "Console", "bulk": "Bulk", "cold": "Cold",
+            "latency": "Kept", "worker": "Kept", "web": "Web",
+            "postgres": "PostgreSQL"}
+
+
+def sections(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """(what precedes the first "## " heading, [(heading's first word, section text)])."""
+    parts = text.split("\n## ")
+    return parts[0], [(part.split(None, 1)[0], "## " + part) for part in parts[1:]]
+
+
+def splice(old: str, new: str, tried: list[str], measured: list[str]) -> str:
+    """BENCHMARKS.md after a run of some groups only: the sections of those it measured from
+    ``new``, every other section (and the header, which describes the run that measured those)
+    from ``old``; "Not measured" lists the failures of both runs, but of the groups not tried now."""
+    mine = {HEADINGS[g] for g in measured}
+    if "Kept" in mine and not {"latency", "worker"} <= set(measured):
+        mine.discard("Kept")  # one of its two groups alone: the old section stays whole
+    head, old_parts = sections(old.split("\nRaw figures:")[0])
+    new_parts = dict(sections(new.split("\nRaw figures:")[0])[1])
+    out, placed = [head.rstrip("\n")], set()
+    for word, part in old_parts:
+        if word in mine:
+            if word in new_parts:
+                out.append(new_parts[word].rstrip("\n"))
+                placed.add(word)
+        elif word == "Not":  # "Not measured": the old lines of groups not measured now, the new ones
+            keep = [line for line in part.splitlines()[2:]
+                    if line.startswith("- ") and line[2:].split(":", 1)[0] not in tried]
+            fresh = [line for line in new_parts.get("Not", "").splitlines()[2:] if line.startswith("- ")]
+            if keep or fresh:
+                out.append("\n".join(["## Not measured", "", *keep, *fresh]))
+            placed.add("Not")
+        else:
+            if word == "Why":  # new sections not in the old file go before the notes
+                out += [new_parts[w].rstrip("\n") for w in new_parts if w in mine and w not in placed]
+                placed |= mine
+            out.append(part.rstrip("\n"))
+    out += [new_parts[w].rstrip("\n") for w in new_parts if (w in mine or w == "Not") and w not in placed]
+    return "\n\n".join(out) + "\n\nRaw figures: `bench/out/results.json` (not committed).\n"
 
 
 GROUPS = ["drain", "scale", "tui", "bulk", "cold", "latency", "worker", "web", "postgres"]
@@ -827,6 +1284,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=GROUPS, help="run only these groups")
     parser.add_argument("--pg", default=os.environ.get("QUEUECTL_BENCH_PG"),
                         help="a PostgreSQL URL: adds the postgres group (fresh schemas there)")
+    parser.add_argument("--pg-old", default=PG_OLD_ENGINE, metavar="REV",
+                        help="the engine the postgres group's bars compare with, drained in the same run "
+                             f"(a git revision; default {PG_OLD_ENGINE}, the last with the global lock; 'none': skip)")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite BENCHMARKS.md and drain.svg from bench/out/results.json, measuring nothing")
     args = parser.parse_args()
@@ -852,7 +1312,7 @@ def main() -> None:
                           ("bulk", lambda: bench_bulk(cfg, tmp)), ("cold", lambda: bench_cold(cfg, tmp)),
                           ("latency", lambda: bench_latency(cfg)), ("worker", lambda: bench_worker(cfg, tmp)),
                           ("web", lambda: bench_web(cfg)),
-                          ("postgres", lambda: bench_postgres(cfg, args.pg))):
+                          ("postgres", lambda: bench_postgres(cfg, args.pg, args.pg_old))):
             if group not in groups:
                 continue
             log(f"{group}")
