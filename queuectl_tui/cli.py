@@ -1056,7 +1056,7 @@ def queue_limit(ctx: Context, queue, limit) -> None:
     spec.check_queue(queue)
     if limit.lower() == "none":
         value = None
-    elif limit.isdigit() and int(limit) < 2**31:
+    elif limit.isascii() and limit.isdigit() and int(limit) < 2**31:  # not "٣", "３" or "²"
         value = int(limit)
     else:
         raise InvalidInput(f"bad limit {limit!r}: expected a whole number >= 0 or 'none'")
