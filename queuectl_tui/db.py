@@ -517,17 +517,45 @@ CONNECT_TIMEOUT = 5  # seconds: an unreachable server is one clear line, not a l
 IDLE_IN_TRANSACTION_MS = 30_000
 
 
+#: libpq connection parameters whose value is a secret; a URL can carry any of them in its query
+#: string (``?password=…``). Those that name files (passfile, sslkey) are shown.
+SECRET_PARAMS = frozenset({"password", "sslpassword", "oauth_client_secret"})
+
+
 def redact(url: str) -> str:
-    """The URL with its password replaced by ``***``: what messages and screens show."""
-    from urllib.parse import urlsplit, urlunsplit
+    """The URL with every secret it carries replaced by ``***``: the password before the host,
+    each secret parameter of the query string (``SECRET_PARAMS``, their names percent-encoded
+    or not) and any parameter whose value itself holds one (``dbname=host=h password=p``, a
+    URL). What messages, screens and ``status --json`` show: the one place that hides them."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
     try:
         parts = urlsplit(url)
-        if parts.password is None:
-            return url
+        password = parts.password
     except ValueError:
         return url.split("://", 1)[0] + "://…"
-    user, _, host = parts.netloc.rpartition("@")
-    return urlunsplit(parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}"))
+    changed = password is not None
+    if changed:
+        user, _, host = parts.netloc.rpartition("@")
+        parts = parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}")
+    if parts.query:
+        fields = []
+        for field in parts.query.split("&"):
+            key, eq, value = field.partition("=")
+            if eq and (unquote(key.replace("+", " ")).strip().lower() in SECRET_PARAMS
+                       or _holds_secret(unquote(value.replace("+", " ")))):
+                field, changed = f"{key}=***", True
+            fields.append(field)
+        parts = parts._replace(query="&".join(fields))
+    return urlunsplit(parts) if changed else url
+
+
+def _holds_secret(value: str) -> bool:
+    """A parameter's value that is a connection string of its own with a secret in it."""
+    if paths.is_url(value.strip()):
+        return redact(value.strip()) != value.strip()
+    import re
+    return re.search(r"(?i)(?:^|[\s'\"])(?:" + "|".join(sorted(SECRET_PARAMS)) + r")\s*=",
+                     value) is not None
 
 
 def parse_pg_url(url: str) -> tuple[str, dict]:
@@ -734,9 +762,10 @@ def describe_db_error(exc: Exception, path: Path | str | None = None) -> str:
         database.obj is not None and not is_sqlite()
     ):  # PostgreSQL: libpq's lines as one
         msg = " ".join(msg.split())
-        secret = getattr(database.obj, "connect_params", {}).get("password")
-        if secret:
-            msg = msg.replace(secret, "***")
+        given = getattr(database.obj, "connect_params", {})
+        for key in SECRET_PARAMS:  # libpq rarely echoes one, but never let it through
+            if given.get(key):
+                msg = msg.replace(str(given[key]), "***")
         if "could not connect" in msg or "failed:" in msg or "Connection refused" in msg:
             return f"cannot connect to database {path} ({msg})"
         if "lock timeout" in msg:
