@@ -459,7 +459,7 @@ def open_db(path: Path | str | None = None, *, create: bool = True) -> SqliteDat
     path = path if path is not None else paths.target(None)
     if paths.is_url(path):
         return _open_postgres(path)
-    path = paths.clean(os.fspath(path))  # as str(Path(path)), without loading pathlib
+    path = paths.real(os.fspath(path))  # links resolved, as str(Path(path)) without pathlib
     if database.obj is not None and getattr(database.obj, "database", None) == path:
         return database.obj
     close_db()

@@ -330,6 +330,27 @@ def test_a_database_moved_without_its_logs_directory_still_runs_jobs(home):
     assert (home / "logs").stat().st_mode & 0o777 == 0o700
 
 
+def test_a_database_reached_through_a_symlink_is_the_same_database_in_every_respect(home):
+    """SQLite follows a link to the file (its -wal is beside the real one); so must everything
+    else: the logs, the workers' log and journals, the writers' lock."""
+    real, there = home / "real", home / "there"
+    there.mkdir(parents=True)
+    ok(run_cli(home, "--db", str(real / "q.db"), "status"))
+    (there / "q.db").symlink_to(real / "q.db")
+    (home.parent / "alias").symlink_to(there)  # a link in the directory chain as well
+    links = {"a": there / "q.db", "b": home.parent / "alias" / "q.db"}
+    for job_id, link in links.items():
+        ok(run_cli(home, "--db", str(link), "enqueue", "--id", job_id, "echo hi"))
+        ok(run_cli(home, "--db", str(link), "worker", "start", "--foreground", "--burst"))
+    ok(run_cli(home, "--db", str(links["a"]), "worker", "start"))
+    ok(run_cli(home, "--db", str(links["a"]), "worker", "stop"))
+    for job_id in links:  # by the real path, the logs written through either link
+        assert ok(run_cli(home, "--db", str(real / "q.db"), "logs", job_id)).out == "hi\n"
+    assert (real / "logs" / "workers.log").exists()
+    assert [p.name for p in there.iterdir()] == ["q.db"]  # no logs/, -wal, -shm beside the link
+    assert not (home.parent / "logs").exists()
+
+
 def test_a_log_that_cannot_be_created_fails_the_attempt_not_the_worker(home, as_user):
     ok(run_cli(home, "enqueue", "--id", "nolog", "--max-retries", "0", "echo hi"))
     ok(run_cli(home, "enqueue", "--id", "after", "--max-retries", "0", "echo hi"))
