@@ -938,7 +938,10 @@ class ProcessJournal:
         self.notes = 0
 
     def note(self, attempt: Attempt, pid: int, started: float | None) -> None:
-        record = f"{attempt.seq} {pid} {started!r} {self.owner}\n"
+        # By claim token as well as attempt seq: seqs (and numbers) are given again after
+        # ``clear``/``delete``, so a note of an old attempt, still in a live worker's ring, could
+        # otherwise be taken for a new attempt's and send recovery to a long-gone process.
+        record = f"{attempt.seq} {attempt.claim_token} {pid} {started!r} {self.owner}\n"
         slot = self.notes % _JOURNAL_SLOTS
         os.pwrite(self.fd, record.ljust(_JOURNAL_RECORD).encode(), slot * _JOURNAL_RECORD)
         self.notes += 1
@@ -955,12 +958,25 @@ _JOURNAL_RECORD = 128
 _JOURNAL_SLOTS = 64  # > worker.BATCH_MAX + 1
 
 
+#: How much earlier than its attempt's claim a noted process may seem to have started: process
+#: start times are the boot time (whole seconds) plus clock ticks, claim times the wall clock.
+_START_SLACK = 2.0
+
+
 def noted_process(attempt: Attempt) -> tuple[int, float | None] | None:
-    """The process a worker of this host noted for this attempt, or None if it never noted
-    one (the command never ran)."""
+    """The process a worker of this host noted for this attempt (this claim: its token), or
+    None if it never noted one (the command never ran). A process that started before the
+    attempt was claimed cannot be its job, whatever the note says (a note of the previous
+    format, which has no token, is only trusted that far)."""
     for _path, notes, _owner in _journals():
-        if attempt.seq in notes:
-            return notes[attempt.seq]
+        found = notes.get((attempt.seq, attempt.claim_token)) or notes.get((attempt.seq, None))
+        if found is None:
+            continue
+        pid, started = found
+        if (started is not None and attempt.started_at is not None
+                and started < attempt.started_at - _START_SLACK):
+            continue  # an older run's process (its attempt seq given again since)
+        return found
     return None
 
 
@@ -968,19 +984,25 @@ def drop_dead_journals() -> None:
     """Remove the journals of worker processes that are gone once their last attempt has been
     recovered (a SIGKILLed worker cannot remove its own)."""
     for path, notes, (owner, owner_started) in _journals():
-        if (procs.same_process(owner, owner_started) is None
-                and not Attempt.select().where(Attempt.seq.in_(list(notes)),
-                                               Attempt.outcome.is_null()).exists()):
+        if procs.same_process(owner, owner_started) is not None:
+            continue
+        tokens = [token for _, token in notes if token is not None]
+        seqs = [seq for seq, token in notes if token is None]
+        if not (Attempt.select().where(Attempt.claim_token.in_(tokens or [None]),
+                                       Attempt.outcome.is_null()).exists()
+                or Attempt.select().where(Attempt.seq.in_(seqs or [None]),
+                                          Attempt.outcome.is_null()).exists()):
             try:
                 path.unlink()
             except OSError:
                 pass
 
 
-def _journals() -> Iterator[tuple[Path, dict[int, tuple[int, float | None]],
+def _journals() -> Iterator[tuple[Path, dict[tuple[int, int | None], tuple[int, float | None]],
                                   tuple[int, float | None]]]:
-    """(path, {attempt seq: (job pid, its start time)}, (worker pid, its start time)) of each
-    worker journal here that can be read."""
+    """(path, {(attempt seq, claim token): (job pid, its start time)}, (worker pid, its start
+    time)) of each worker journal here that can be read. A record without a token (written by
+    the previous version) has None for it."""
     def when(text: str) -> float | None:
         return None if text == "None" else float(text)
 
@@ -991,9 +1013,13 @@ def _journals() -> Iterator[tuple[Path, dict[int, tuple[int, float | None]],
             continue
         notes, owner = {}, None
         for at in range(0, len(data), _JOURNAL_RECORD):
+            fields = data[at:at + _JOURNAL_RECORD].split()
             try:
-                seq, pid, started, worker, worker_started = data[at:at + _JOURNAL_RECORD].split()
-                notes[int(seq)] = (int(pid), when(started.decode()))
+                if len(fields) == 5:  # seq pid started worker worker_started: no token
+                    fields.insert(1, b"None")
+                seq, token, pid, started, worker, worker_started = fields
+                notes[(int(seq), None if token == b"None" else int(token))] = (
+                    int(pid), when(started.decode()))
                 owner = (int(worker), when(worker_started.decode()))
             except ValueError:
                 continue  # a slot never written (zeros) or torn
