@@ -915,7 +915,7 @@ class _WriterQueue(threading.local):
         if self.lock is None:
             return False
         if self.depth == 0:
-            fcntl.flock(self.lock, fcntl.LOCK_EX)
+            _take(self.lock)
         self.depth += 1
         return True
 
@@ -927,6 +927,79 @@ class _WriterQueue(threading.local):
 
 _writers = _WriterQueue()
 _opened = 0
+#: The longest a writer waits for ``writers.lock``: as long as SQLite waits for its own lock,
+#: then the same "stayed locked" error. A holder frozen inside its transaction (SIGSTOP, Ctrl+Z)
+#: would otherwise hang every writer for good (see ``engine.free_locks``).
+WRITERS_WAIT = BUSY_TIMEOUT_MS / 1000
+
+
+def _take(lock) -> None:
+    """flock ``lock`` within ``WRITERS_WAIT`` seconds, else raise OperationalError ("locked").
+    flock has no timeout: taken at once when free; else tried again after a pause that starts
+    at 50 us (a holder's transaction takes about half a millisecond) and doubles up to 2 ms."""
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        pass
+    import time
+    deadline = time.monotonic() + WRITERS_WAIT
+    pause = 0.00005
+    while True:
+        time.sleep(pause)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise OperationalError(
+                    f"database is locked: the writers' lock (logs/writers.lock) stayed taken "
+                    f"for {WRITERS_WAIT:g}s{_holder(lock)}") from None
+            pause = min(pause * 2, 0.002)
+
+
+def _holder(lock) -> str:
+    """", by process N (stopped)": who holds this flock, from /proc/locks, if known."""
+    found = os.fstat(lock.fileno())
+    for pid in _lock_holders({(found.st_dev, found.st_ino)}):
+        from queuectl_tui import procs
+        state = procs.process_status(pid, procs.start_time(pid))
+        return f", by process {pid}" + (f" ({state})" if state else "")
+    return ""
+
+
+def lock_holders() -> set[int]:
+    """PIDs of the processes holding a write lock of this SQLite database: SQLite's own (on the
+    file, its -wal or -shm) or the writers' lock. Linux (/proc/locks); elsewhere none known."""
+    path = database.obj.database
+    files = set()
+    for name in (path, path + "-wal", path + "-shm",
+                 os.path.join(paths.logs_path(path), "writers.lock")):
+        try:
+            found = os.stat(name)
+        except OSError:
+            continue
+        files.add((found.st_dev, found.st_ino))
+    return _lock_holders(files)
+
+
+def _lock_holders(files: set[tuple[int, int]]) -> set[int]:
+    """PIDs holding (not waiting for) a write lock, flock or POSIX, on any of these
+    (device, inode) pairs. A line of /proc/locks: ``3: FLOCK ADVISORY WRITE 1234 fe:00:5678 0
+    EOF``; a waiter's has ``->`` after the number."""
+    holders = set()
+    try:
+        with open("/proc/locks", "rb") as table:
+            for line in table:
+                fields = line.split()
+                if len(fields) < 6 or fields[1] == b"->" or fields[3] != b"WRITE":
+                    continue
+                major, minor, inode = fields[5].split(b":")
+                if (os.makedev(int(major, 16), int(minor, 16)), int(inode)) in files:
+                    holders.add(int(fields[4]))
+    except (OSError, ValueError):
+        pass
+    return holders
 
 
 def is_sqlite() -> bool:

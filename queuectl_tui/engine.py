@@ -21,7 +21,13 @@ from weakref import WeakKeyDictionary
 from peewee import JOIN, DatabaseError, IntegrityError, Tuple, chunked, fn
 
 from queuectl_tui import procs, settings, wake
-from queuectl_tui.db import LAST_WORKER_ID, change_token, is_sqlite, write_transaction
+from queuectl_tui.db import (
+    LAST_WORKER_ID,
+    change_token,
+    is_sqlite,
+    lock_holders,
+    write_transaction,
+)
 from queuectl_tui.db import logs_dir as _logs_dir
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
 from queuectl_tui.models import (
@@ -1050,7 +1056,9 @@ def recover_lost(*, now: float | None = None) -> list[str]:
     """
     now = time.time() if now is None else now
     lease = settings.get("lease")
-    lost = {w.id: w for w in Worker.select() if not worker_alive(w, now=now, lease=lease)}
+    lost = {w.id: w for w in lost_workers(now=now, lease=lease)}
+    if lost:
+        free_locks(lost.values())  # before the first write here, which would wait for them
     # Read the candidates to the end first: a SELECT left open across the loop pins an old
     # snapshot, and finish()'s BEGIN IMMEDIATE on it fails at once with "database is locked"
     # (SQLITE_BUSY_SNAPSHOT, which no busy timeout waits out) whenever anyone committed.
@@ -1105,6 +1113,32 @@ def recover_lost(*, now: float | None = None) -> list[str]:
         Worker.delete().where(Worker.id.in_(list(lost))).execute()
         drop_dead_journals()
     return recovered
+
+
+def lost_workers(*, now: float | None = None, lease: float | None = None) -> list[Worker]:
+    """The worker rows ``worker_alive`` says are lost (a read: no write lock needed)."""
+    lease = settings.get("lease") if lease is None else lease
+    return [w for w in Worker.select() if not worker_alive(w, now=now, lease=lease)]
+
+
+def free_locks(workers: Iterable[Worker]) -> list[int]:
+    """Kill the processes of these lost workers that run on this host and still hold a write
+    lock of the SQLite database (SQLite's own, or the writers' lock): a worker frozen (SIGSTOP,
+    Ctrl+Z) inside its write transaction keeps both, and every writer, recovery's own writes
+    included, would wait for it in vain. Such a worker is lost already (frozen past the lease),
+    is known by PID and start time (no other process is ever signalled), and dies with its
+    locks; one frozen outside a transaction holds none and is left to resume (it is fenced
+    out). Returns the PIDs killed. PostgreSQL ends a session idle in a transaction itself."""
+    here = [w for w in workers if w.host == procs.hostname()]
+    if not here or not is_sqlite():
+        return []
+    holders = lock_holders()
+    killed = []
+    for worker in here:
+        if worker.pid in holders and procs.process_status(worker.pid, worker.proc_started):
+            procs.kill_tree(worker.pid, worker.proc_started, search=False)
+            killed.append(worker.pid)
+    return killed
 
 
 # --- operator actions ------------------------------------------------------------------------

@@ -121,6 +121,7 @@ class WorkerLoop:
         a job reaches its first tick, when the worker stops, and before they could outlive half
         a lease (the time within which nobody may take them back)."""
         self.cfg = worker_settings()
+        engine.free_locks(engine.lost_workers())  # a frozen lost worker's: registering writes
         self.row = engine.register_worker(self.queues)
         self._say(f"worker {self.row.id} started (pid {self.row.pid})")
         errors = 0
@@ -148,6 +149,7 @@ class WorkerLoop:
                     # than die (a dead worker's job would have to wait for recovery).
                     errors += 1
                     self._complain(f"database error ({exc}); retrying")
+                    self._recover_while_blocked()
                     self._pause(min(0.25 * 2 ** errors, 5.0))
         finally:
             try:  # what ran is recorded, what is held goes back (else recovery does both)
@@ -193,6 +195,7 @@ class WorkerLoop:
                 if not ended or not persist or self.force:
                     raise
                 self._complain(f"database error recording {ended[0].job.id} ({exc}); retrying")
+                self._recover_while_blocked()
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
         for (done, result, start), state in zip(self.ended, states, strict=True):
@@ -378,6 +381,15 @@ class WorkerLoop:
             self._last_recovery = now
             for job_id in engine.recover_lost(now=now):
                 self._say(f"recovered {job_id} from a lost worker")
+
+    def _recover_while_blocked(self) -> None:
+        """Between retries of a write that failed: a worker frozen inside its transaction holds
+        the locks every write waits for, and once it is presumed lost recovery frees them
+        (``engine.free_locks``); a busy or blocked worker must not wait for an idle one to."""
+        try:
+            self._recover(interval=max(2 * self.cfg.heartbeat_interval, 1.0))
+        except DatabaseError:
+            pass  # still blocked: the next retry tries again
 
     def _work_soon(self) -> bool:
         due = engine.next_due(self.queues)

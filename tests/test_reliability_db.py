@@ -23,7 +23,16 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Result, cli_env, ok, permission_preexec, run_cli, tree_digest, user_error
+from helpers import (
+    Result,
+    cli_env,
+    ok,
+    permission_preexec,
+    run_cli,
+    tree_digest,
+    user_error,
+    wait_for,
+)
 
 # reap (conftest.py): kills whatever a test leaves running, even when it fails half-way.
 pytestmark = pytest.mark.usefixtures("reap")
@@ -317,6 +326,105 @@ def test_commands_wait_out_a_lock_held_for_a_few_seconds(cli, home):
     con.close()
     assert order["patient"] > order["from-locker"]  # it was written after the lock was released
     assert ok(cli("config", "get", "max_retries")).out.strip() == "5"
+
+
+#: A worker that freezes (SIGSTOP) inside its write transaction: it has registered and claimed
+#: the job "held", and keeps the writers' lock and SQLite's write lock while stopped.
+FROZEN_WRITER = """
+import os, signal, sys
+from queuectl_tui import engine
+from queuectl_tui.db import open_db, write_transaction
+open_db(sys.argv[1])
+worker = engine.register_worker()
+engine.claim(worker)
+with write_transaction():
+    engine.heartbeat(worker.id)
+    print(worker.id, flush=True)
+    os.kill(os.getpid(), signal.SIGSTOP)
+"""
+
+
+def frozen_writer(home: Path) -> tuple[subprocess.Popen, int]:
+    """(its process, its worker id), once it is stopped with both locks held."""
+    import psutil
+    proc = subprocess.Popen([sys.executable, "-c", FROZEN_WRITER, str(home / "queuectl.db")],
+                            stdout=subprocess.PIPE, text=True, env=cli_env(home))
+    worker_id = int(proc.stdout.readline())
+    wait_for(lambda: psutil.Process(proc.pid).status() == psutil.STATUS_STOPPED,
+             message="the writer to freeze")
+    return proc, worker_id
+
+
+def test_a_writer_frozen_with_the_writers_lock_holds_up_others_only_for_the_busy_timeout(
+    home, monkeypatch
+):
+    """Ctrl+Z (or SIGSTOP) of a writer inside its transaction: every other writer gave up after
+    the busy timeout on SQLite's own lock, but waited for the writers' lock (taken first) for
+    good. Both waits are bounded now, and the error says who holds the lock."""
+    import threading
+
+    from queuectl_tui import db as database_module
+    from queuectl_tui import engine, spec
+    from queuectl_tui.db import describe_db_error, open_db
+    ok(run_cli(home, "config", "set", "lease", "600"))  # frozen but not lost: nobody kills it
+    holder, _ = frozen_writer(home)
+    try:
+        open_db(home / "queuectl.db")
+        monkeypatch.setattr(database_module, "WRITERS_WAIT", 1.0, raising=False)
+        outcome = []
+
+        def write() -> None:
+            try:
+                engine.enqueue([spec.normalize({"command": "true"})], cwd=str(home), env={})
+                outcome.append("written")
+            except Exception as exc:  # noqa: BLE001 (what the writer met is the result)
+                outcome.append(exc)
+
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        writer.join(timeout=60)  # a hang detector, not a timing: the wait is 1 s here
+        assert outcome, "the writer still waits for the frozen holder's lock"
+        assert isinstance(outcome[0], database_module.OperationalError), outcome
+        line = describe_db_error(outcome[0])
+        assert "stayed locked by another process" in line, line
+        assert f"by process {holder.pid} (stopped)" in line, line
+    finally:
+        holder.kill()
+        holder.wait()
+        database_module.close_db()
+    ok(run_cli(home, "enqueue", "true"))  # the holder gone, its locks are free
+
+
+@pytest.mark.parametrize("recovered_by", ["recover", "new-worker"])
+def test_recovery_takes_back_the_job_of_a_worker_frozen_holding_the_write_locks(
+    home, recovered_by
+):
+    """A worker frozen inside its write transaction keeps the writers' lock and SQLite's: once
+    it is lost (stopped, heartbeat past the lease), recovery (``recover``, a worker's start, or
+    a worker whose write failed) kills it, known by PID and start time, which frees both
+    locks, and takes its job back; the job then runs."""
+    import psutil
+    ok(run_cli(home, "config", "set", "lease", "1"))
+    ok(run_cli(home, "enqueue", "--id", "held", "true"))
+    holder, worker_id = frozen_writer(home)
+    try:
+        wait_for(lambda: ok(run_cli(home, "worker", "list", "--json")).json()[0]["alive"] is False,
+                 message="the frozen worker to be presumed lost")
+        if recovered_by == "recover":
+            assert ok(run_cli(home, "recover", "--json", timeout=60)).json() == {
+                "recovered": ["held"]}
+            job = ok(run_cli(home, "show", "held", "--json")).json()
+            assert job["state"] == "pending" and job["attempt_list"][0]["outcome"] == "interrupted"
+        ok(run_cli(home, "worker", "start", "--foreground", "--burst", timeout=60))
+        assert holder.wait(timeout=10) == -9 and not psutil.pid_exists(holder.pid)
+        job = ok(run_cli(home, "show", "held", "--json")).json()
+        assert job["state"] == "completed"
+        assert [a["outcome"] for a in job["attempt_list"]] == ["interrupted", "completed"]
+        assert worker_id not in [w["id"] for w in ok(run_cli(home, "worker", "list",
+                                                             "--json")).json()]
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 # --- logs directory gone or unwritable -------------------------------------------------------
