@@ -1380,6 +1380,18 @@ def _set_paused(queues: list[str] | None, paused: bool) -> None:
                     conflict_target=[Queue.name], update={Queue.paused: paused}).execute()
 
 
+# Every pause flag in one read: the "every queue" flag (name NULL) and each queue's own.
+_PAUSES = ("SELECT NULL, value FROM meta WHERE key = 'paused_all' UNION ALL SELECT name, "
+           "CASE WHEN paused THEN '1' ELSE '0' END FROM queue WHERE paused IS NOT NULL")
+
+
+def any_paused(queues: Iterable[str]) -> bool:
+    """Is any of these queues paused now? (A worker asks before it starts a job it holds.)"""
+    flags = dict(_hot(_PAUSES).fetchall())
+    every = flags.pop(None, "0")
+    return any(flags.get(name, every) == "1" for name in queues)
+
+
 def set_limit(queue: str, limit: int | None) -> None:
     """At most ``limit`` jobs of ``queue`` run at once across all workers (None: no limit);
     checked inside every claim."""

@@ -76,6 +76,7 @@ class WorkerLoop:
         self._unrecorded = None  # the running attempt, until its process is in the database
         self.held: deque[tuple[Job, engine.Attempt]] = deque()  # claimed, not started yet
         self._held_at = 0.0  # monotonic time of the claim of the held jobs
+        self._held_token = None  # the change token read before that claim (see _paused)
         # Ran, not recorded yet: with the result, and the job's "start" line if it waits too.
         self.ended: list[tuple[engine.Ended, runner.Result, str | None]] = []
         self._start_line: str | None = None  # the running job's, held back (see _run_job)
@@ -186,6 +187,7 @@ class WorkerLoop:
         while True:
             try:
                 self._changed()  # baseline for the wait, should nothing be claimed
+                before = self._data_version
                 states, claimed = engine.settle(
                     self.row, ended, claim=claim, hand_back=given,
                     next_job=following.id if following else None,
@@ -213,12 +215,16 @@ class WorkerLoop:
         if claimed:
             self.held.extend(claimed)
             self._held_at = time.monotonic()
+            self._held_token = before
 
     def _run_next(self) -> None:
         """Run the first held job (unless the hold is too old to trust), then record it now or
         with the next claim."""
         if time.monotonic() - self._held_at > self.cfg.lease / 2:
             self._settle(hand_back=True)  # frozen or starved that long: claim afresh
+            return
+        if self._paused():
+            self._settle(hand_back=True)  # the next claim takes what is still open
             return
         job, attempt = self.held.popleft()
         result = self._run_job(job, attempt)
@@ -236,6 +242,16 @@ class WorkerLoop:
             self._settle(claim=self.batch)
         elif time.monotonic() - self._ended_at >= RECORD_WITHIN:
             self._settle()
+
+    def _paused(self) -> bool:
+        """Was a queue of the held jobs paused since their claim? Then none of them may start:
+        ``pause`` has returned. Read only when another connection committed since the claim
+        (the change token: a pause is a commit), so a lone worker's drain reads nothing."""
+        token = change_token()
+        if token is not None and token == self._held_token:
+            return False
+        self._held_token = token
+        return engine.any_paused({job.queue for job, _ in self.held})
 
     def _say(self, line: str) -> None:
         """Echo a line; a reader that went away silences the echo, never the worker."""
