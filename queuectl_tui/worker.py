@@ -33,7 +33,7 @@ from collections.abc import Callable
 from peewee import DatabaseError
 
 from queuectl_tui import engine, jobhost, procs, runner, settings, usage, wake
-from queuectl_tui.db import change_token, is_sqlite, wait_change
+from queuectl_tui.db import SCHEMA_VERSION, change_token, is_sqlite, schema_version, wait_change
 from queuectl_tui.models import Job, Outcome, WorkerStatus, database
 
 SETTINGS_REFRESH = 1.0  # how often the heartbeat thread re-reads the settings, seconds
@@ -89,6 +89,7 @@ class WorkerLoop:
         self._meter: usage.Meter | None = None  # the running job's, once its shell exists
         self._sampled = False  # the sampler watches the running job
         self.cfg: settings.Settings = settings.DEFAULTS
+        self.outdated: int | None = None  # the newer schema version found (see _check_schema)
 
     # -- signals --------------------------------------------------------------------------
     def install_signals(self) -> None:
@@ -147,14 +148,17 @@ class WorkerLoop:
                     errors = 0
                 except DatabaseError as exc:
                     # A lock held past the busy timeout, a full disk: wait and try again rather
-                    # than die (a dead worker's job would have to wait for recovery).
+                    # than die (a dead worker's job would have to wait for recovery). A schema
+                    # upgraded under us fails statements for good: then stop (see _check_schema).
+                    if self._check_schema():
+                        break
                     errors += 1
                     self._complain(f"database error ({exc}); retrying")
                     self._recover_while_blocked()
                     self._pause(min(0.25 * 2 ** errors, 5.0))
         finally:
             try:  # what ran is recorded, what is held goes back (else recovery does both)
-                self._settle(hand_back=True, persist=not self.force)
+                self._settle(hand_back=True, persist=not self.force and self.outdated is None)
             except DatabaseError as exc:
                 self._complain(f"could not record the last jobs ({exc}); leaving them to recovery")
             self.host.close()
@@ -167,7 +171,27 @@ class WorkerLoop:
             except DatabaseError as exc:
                 self._complain(f"could not unregister ({exc}); recovery will clean up")
             self._say(f"worker {self.row.id} stopped")
-        return 0
+        return 0 if self.outdated is None else 1
+
+    def _check_schema(self) -> bool:
+        """Has the database been upgraded past what this worker knows? Then its statements
+        may fail or mean something else ("no query solution" for a changed index): it stops
+        as on SIGTERM (the running job finishes and is recorded, held jobs go back, claims
+        end) and exits saying why. Read by the heartbeat thread every second and after a
+        failed statement: one row of ``meta``."""
+        if self.outdated is None:
+            try:
+                version = schema_version()
+            except (DatabaseError, ValueError):
+                return False
+            if version <= SCHEMA_VERSION:
+                return False
+            self.outdated = version
+            self.stop_requests = max(self.stop_requests, 1)
+            self._complain(f"the database was upgraded to schema version {version}, newer than "
+                           f"this queuectl-tui knows ({SCHEMA_VERSION}): stopping (its running "
+                           "job finishes; start workers of the new version)")
+        return True
 
     def _settle(self, *, claim: int = 0, hand_back: bool = False, persist: bool = True) -> None:
         """Record the ended jobs, hand back the held ones (``hand_back``) and claim up to
@@ -196,6 +220,11 @@ class WorkerLoop:
             except DatabaseError as exc:
                 if not ended or not persist or self.force:
                     raise
+                if self._check_schema():
+                    if not claim:
+                        raise  # the newer schema refuses even the record: recovery's to do
+                    claim = 0  # what it fails on may be the claim: record alone, then stop
+                    continue
                 self._complain(f"database error recording {ended[0].job.id} ({exc}); retrying")
                 self._recover_while_blocked()
                 time.sleep(delay)
@@ -454,6 +483,7 @@ class _Heartbeat(threading.Thread):
                 now = time.monotonic()
                 try:
                     if read_at is None or now - read_at >= SETTINGS_REFRESH:
+                        self.worker._check_schema()  # first: a newer schema may fail the rest
                         self.worker.cfg = cfg = worker_settings()  # the main loop reads it
                         interval, read_at = cfg.heartbeat_interval, now
                     if beat_at is None or now - beat_at >= interval:
