@@ -1640,34 +1640,101 @@ def wait(job_ids: list[str] | None = None, *, queues: list[str] | None = None,
     for job_id in job_ids or []:
         named[get_job(job_id).seq] = job_id
     every = not job_ids and not queues
+    looked = (time.time(), time.monotonic())  # before the first look: what ends after is news
     high = Job.select(fn.MAX(Job.seq)).scalar() or 0
     waiting = _unfinished(list(named), queues, every)
-    return _wait(named, queues, every, waiting, set(named) - waiting, high, deadline)
+    return _wait(named, queues, every, waiting, set(named) - waiting, high, deadline, looked)
+
+
+#: How long after it happened an end may be recorded and still be found by ``wait``'s quick look
+#: (a batch's ends are recorded with the worker's next claim, at most its next job's first
+#: check later); a later one is found by the full look, which the counts call for at once
+#: (``--queue``, ``--all``) and which runs every FULL_LOOK seconds anyway (or less often: at
+#: most 5% of the time).
+END_SLACK = 0.5
+FULL_LOOK = 2.0
 
 
 def _wait(named: dict[int, str], queues: list[str] | None, every: bool, waiting: set[int],
-          ended: set[int], high: int, deadline: float | None) -> Iterator[Job]:
+          ended: set[int], high: int, deadline: float | None,
+          first_look: tuple[float, float]) -> Iterator[Job]:
+    """Incremental: at each change only what may have changed is read (jobs past the ``high``
+    seq watermark, attempts and dead jobs that ended since the last look, the counts), not
+    every open job; a full look (every open job, as at the start) runs when the counts do not
+    add up (a job deleted, moved, or whose end was recorded late) and every FULL_LOOK seconds."""
     yield from _ended(sorted(ended), named)
+    looked, full_at = first_look
+    full_cost = 0.0
+    scope = bool(queues or every)
     for _ in changes(deadline=deadline):
-        began = time.monotonic()
-        if queues or every:  # jobs enqueued since the last look that have ended already
-            query = Job.select(Job.seq).where(Job.seq > high)
-            if queues:
-                query = query.where(Job.queue.in_(queues))
-            new = {seq for (seq,) in query.tuples()}
-            high = max(new, default=high)
-        else:
-            new = set()
-        now_open = _unfinished(list(named), queues, every)
-        ended, waiting = (waiting | new) - now_open, now_open
+        began, now = time.monotonic(), time.time()
+        with _read_snapshot():  # one view: the counts agree with the rows read
+            ended = set()
+            if scope:  # jobs enqueued since the last look (some may have ended already)
+                query = Job.select(Job.seq, Job.state).where(Job.seq > high)
+                if queues:
+                    query = query.where(Job.queue.in_(queues))
+                for seq, job_state in query.tuples():
+                    high = max(high, seq)
+                    (ended if job_state in (COMPLETED, DEAD) else waiting).add(seq)
+            ended |= _ended_since(waiting, looked - END_SLACK)
+            waiting -= ended
+            full = began - full_at >= max(FULL_LOOK, 20 * full_cost)
+            if not full and scope and not named:
+                full = _open_count(queues) != len(waiting)
+            if full:
+                now_open = _unfinished(list(named), queues, every)
+                ended |= waiting - now_open
+                waiting = now_open
+                full_at = time.monotonic()
+                full_cost = full_at - began
+        looked = now
         yield from _ended(sorted(ended), named)
         if not waiting:
             return
         if deadline is not None and time.monotonic() >= deadline:
             raise WaitTimeout(f"timed out with {len(waiting)} job(s) not finished")
         spent = time.monotonic() - began
-        if spent > WAKE_POLL:  # a scan of many waiting jobs: half the time at most, not a core
+        if spent > WAKE_POLL:  # a full look over many jobs: half the time at most, not a core
             time.sleep(min(spent, 0.05))
+
+
+@contextmanager
+def _read_snapshot():
+    """Reads that see one state of the database: SQLite's deferred transaction keeps the
+    snapshot of its first read (and takes no write lock); PostgreSQL needs REPEATABLE READ."""
+    with database.atomic():
+        if not is_sqlite():
+            database.execute_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield
+
+
+# Jobs that ended since a time: by their attempt's end (index attempt_window), or dead without
+# a run (cancelled while waiting, a dependency failed; the partial index job_failed, whose
+# condition the query repeats as a literal for SQLite to use it).
+_ATTEMPTS_ENDED = "SELECT job_seq FROM attempt WHERE finished_at >= ?"
+_DEAD_SINCE = "SELECT seq FROM job WHERE state IN ('failed', 'dead') AND finished_at >= ?"
+
+
+def _ended_since(waiting: set[int], since: float) -> set[int]:
+    """The jobs among ``waiting`` that are completed or dead and whose end was recorded at
+    ``since`` or later: what changed since the last look, read without visiting every job."""
+    touched = {seq for (seq,) in database.execute_sql(_sql(_ATTEMPTS_ENDED), (since,))}
+    touched.update(seq for (seq,) in database.execute_sql(_sql(_DEAD_SINCE), (since,)))
+    touched &= waiting
+    found: set[int] = set()
+    for chunk in chunked(sorted(touched), IN_CHUNK):
+        found.update(seq for (seq,) in Job.select(Job.seq).where(
+            Job.seq.in_(chunk), Job.state.in_((COMPLETED, DEAD))).tuples())
+    return found
+
+
+def _open_count(queues: list[str] | None) -> int:
+    """How many jobs of these queues (all if None) are not completed or dead: from job_count."""
+    query = JobCount.select(fn.SUM(JobCount.n)).where(JobCount.state.in_(UNFINISHED))
+    if queues:
+        query = query.where(JobCount.queue.in_(queues))
+    return int(query.scalar() or 0)
 
 
 def _unfinished(seqs: list[int], queues: list[str] | None, every: bool) -> set[int]:
