@@ -862,15 +862,20 @@ def write_transaction():
     After a disk-full or I/O error SQLite has already rolled the transaction back, and the
     ROLLBACK that follows fails with "no transaction is active"; that error would hide the one
     that matters, so the original is raised instead.
+
+    What ``after_commit`` asked for runs once the outermost one has committed.
     """
     sqlite = is_sqlite()
+    outermost = not database.in_transaction()
     atomic = database.atomic("IMMEDIATE") if sqlite else database.atomic()
     queued = _writers.enter() if sqlite else False
+    committed = False
     try:
         with atomic:
             if not sqlite and database.transaction_depth() == 1:
                 database.execute_sql(_PG_WRITE_LOCK)
             yield
+        committed = True
     except DatabaseError as exc:
         cause = exc
         while cause is not None and "no transaction is active" in str(cause):
@@ -881,6 +886,30 @@ def write_transaction():
     finally:
         if queued:
             _writers.leave()
+        if outermost:
+            calls, _after.calls = _after.calls, []
+    if outermost and committed:
+        for call in calls:
+            try:
+                call()
+            except DatabaseError:
+                pass  # its own steps are each whole; what is left is recovery's (see callers)
+
+
+class _AfterCommit(threading.local):
+    calls: list = []
+
+
+_after = _AfterCommit()
+
+
+def after_commit(call: Callable[[], object]) -> None:
+    """Run ``call()`` once the outermost write transaction of this thread has committed (never
+    if it rolls back): follow-up work that must not hold that transaction's write lock, such
+    as sending a long chain of dependents to the DLQ in short steps. A database error in it is
+    not the committed change's: it is dropped, and the caller arranges for recovery to redo
+    what it left (see ``engine.fail_dependents``)."""
+    _after.calls = [*_after.calls, call]
 
 
 class _WriterQueue(threading.local):
@@ -935,27 +964,64 @@ WRITERS_WAIT = BUSY_TIMEOUT_MS / 1000
 
 def _take(lock) -> None:
     """flock ``lock`` within ``WRITERS_WAIT`` seconds, else raise OperationalError ("locked").
-    flock has no timeout: taken at once when free; else tried again after a pause that starts
-    at 50 us (a holder's transaction takes about half a millisecond) and doubles up to 2 ms."""
+    flock has no timeout of its own. Taken at once when free. Else, in the main thread (a
+    worker's loop, every command): a blocking flock, which the kernel wakes the moment the lock
+    is let go, cut short by a SIGALRM timer; in other threads (signals reach only the main
+    one), tried again after a pause that starts at 50 us and doubles up to 1 ms (a holder's
+    transaction takes about half a millisecond)."""
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return
     except BlockingIOError:
         pass
-    import time
-    deadline = time.monotonic() + WRITERS_WAIT
-    pause = 0.00005
-    while True:
-        time.sleep(pause)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    if threading.current_thread() is threading.main_thread():
+        if _take_blocking(lock):
             return
+    else:
+        import time
+        deadline = time.monotonic() + WRITERS_WAIT
+        pause = 0.00005
+        while time.monotonic() < deadline:
+            time.sleep(pause)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                pause = min(pause * 2, 0.001)
+    raise OperationalError(f"database is locked: the writers' lock (logs/writers.lock) stayed "
+                           f"taken for {WRITERS_WAIT:g}s{_holder(lock)}") from None
+
+
+class _Expired(Exception):
+    pass
+
+
+def _take_blocking(lock) -> bool:
+    """A blocking flock for at most WRITERS_WAIT seconds (main thread: SIGALRM ends the wait).
+    Returns whether the lock is ours; the timer and handler in place before are put back."""
+    import signal
+    waiting = True
+
+    def expired(signum, frame):
+        if waiting:
+            raise _Expired
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    delay, interval = signal.setitimer(signal.ITIMER_REAL, WRITERS_WAIT)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        waiting = False
+        return True
+    except _Expired:
+        try:  # the alarm may have come just as the lock was given: then it is ours
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
         except BlockingIOError:
-            if time.monotonic() >= deadline:
-                raise OperationalError(
-                    f"database is locked: the writers' lock (logs/writers.lock) stayed taken "
-                    f"for {WRITERS_WAIT:g}s{_holder(lock)}") from None
-            pause = min(pause * 2, 0.002)
+            return False
+    finally:
+        waiting = False
+        signal.setitimer(signal.ITIMER_REAL, delay, interval)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL if previous is None else previous)
 
 
 def _holder(lock) -> str:

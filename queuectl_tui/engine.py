@@ -23,6 +23,7 @@ from peewee import JOIN, DatabaseError, IntegrityError, Tuple, chunked, fn
 from queuectl_tui import procs, settings, wake
 from queuectl_tui.db import (
     LAST_WORKER_ID,
+    after_commit,
     change_token,
     is_sqlite,
     lock_holders,
@@ -887,25 +888,97 @@ def _hand_back(job: Job, attempt: Attempt, now: float) -> None:
         _hot(_DROP_ATTEMPT, (attempt.seq,))
 
 
+#: Jobs sent to the DLQ per write transaction when a job others wait on dies or is deleted: a
+#: chain of 10,000 behind one job held the write lock 5-15 s in one transaction; in steps of at
+#: most this many jobs and CASCADE_SECONDS (on a loaded machine a job costs milliseconds: its
+#: counts and rollups change with it), every other writer gets in between, and each step
+#: leaves the queue whole.
+CASCADE_STEP = 64
+CASCADE_SECONDS = 0.05
+#: meta key, "1" while a cascade that needed more than one step may not be finished: set in
+#: its first step, removed by the step that finds nothing left; recovery finishes one left by
+#: a crash (``finish_cascades``).
+CASCADE_PENDING = "cascade_pending"
+
+
 def fail_dependents(seqs: list[int], *, now: float) -> list[str]:
-    """Jobs waiting on any of ``seqs`` (which ended dead or were deleted) go to the DLQ, and so
-    do the jobs waiting on those, and so on. Returns the ids sent to the DLQ. The caller holds
-    the write transaction."""
-    sent: list[str] = []
-    while seqs:
-        rows = (Dependency.select(Dependency.job, Dependency.dep_id)
-                .join(Job, on=(Job.seq == Dependency.job))
-                .where(Dependency.dep_seq.in_(seqs), Job.state.in_(CLAIMABLE)).tuples())
-        first: dict[int, str] = {}
-        for job_seq, dep_id in rows:
-            first.setdefault(job_seq, dep_id)
-        for job_seq, dep_id in first.items():
-            Job.update(state=DEAD, last_error=f"dependency {dep_id} failed", finished_at=now,
-                       updated_at=now).where(Job.seq == job_seq,
-                                             Job.state.in_(CLAIMABLE)).execute()
-        sent += [j.id for j in Job.select(Job.id).where(Job.seq.in_(list(first)))]
-        seqs = list(first)
+    """Jobs waiting on any of ``seqs`` (which ended dead or are being deleted) go to the DLQ,
+    and so do the jobs waiting on those, and so on. The caller holds the write transaction;
+    this takes up to CASCADE_STEP jobs in it, and if more wait, the rest follows in steps of
+    their own once it has committed (before the caller returns: no job is left waiting on a
+    dead one). Returns the ids sent to the DLQ in the caller's transaction."""
+    sent, frontier = _fail_step(seqs, now=now, budget=CASCADE_STEP)
+    if frontier:
+        Meta.insert(key=CASCADE_PENDING, value="1").on_conflict(
+            conflict_target=[Meta.key], update={Meta.value: "1"}).execute()
+        after_commit(lambda: finish_cascades(frontier))
     return sent
+
+
+def finish_cascades(frontier: list[int] | None = None) -> int:
+    """Send to the DLQ, CASCADE_STEP at a time (a write transaction each), every job still
+    waiting on a dead or deleted job: the dependents of ``frontier`` (the jobs a step left),
+    then any others a scan finds (a cascade cut short by a crash). The step that finds none
+    left clears CASCADE_PENDING. Returns how many were sent."""
+    total, first = 0, True
+    while True:
+        if not first:
+            time.sleep(0.002)  # the writers that queued meanwhile go first (the lock is free)
+        first = False
+        with write_transaction():
+            now = time.time()
+            sent, frontier = _fail_step(frontier, now=now, budget=CASCADE_STEP, broken=True)
+            if not sent and not frontier:
+                sent, frontier = _fail_step(None, now=now, budget=CASCADE_STEP, broken=True)
+            total += len(sent)
+            if not sent and not frontier:
+                Meta.delete().where(Meta.key == CASCADE_PENDING).execute()
+                return total
+
+
+def cascade_pending() -> bool:
+    return Meta.select().where(Meta.key == CASCADE_PENDING).exists()
+
+
+def _fail_step(seqs: list[int] | None, *, now: float, budget: int,
+               broken: bool = False) -> tuple[list[str], list[int]]:
+    """Up to ``budget`` jobs that wait on one of ``seqs``, then on those, … go to the DLQ.
+    Returns their ids and the seqs whose waiting dependents are not all handled yet (empty
+    when done). ``broken``: only dependencies that are dead or deleted now, matched by seq and
+    id (a later step: a job may have been retried meanwhile, and a deleted job's seq given to
+    a new one); ``seqs`` None then means every such dependency (a scan)."""
+    sent: list[str] = []
+    frontier = list(seqs) if seqs is not None else None
+    until = time.monotonic() + CASCADE_SECONDS
+    while frontier is None or frontier:
+        room = budget - len(sent)
+        if room <= 0 or (sent and time.monotonic() >= until):
+            return sent, frontier or []
+        query = (Dependency.select(Dependency.job, Dependency.dep_id, Job.id)
+                 .join(Job, on=(Job.seq == Dependency.job)).where(Job.state.in_(CLAIMABLE)))
+        if frontier is not None:
+            query = query.where(Dependency.dep_seq.in_(frontier))
+        if broken:
+            dep = Job.alias("dep")
+            query = query.join_from(Dependency, dep, JOIN.LEFT_OUTER, on=(
+                (dep.seq == Dependency.dep_seq) & (dep.id == Dependency.dep_id))).where(
+                dep.seq.is_null() | (dep.state == DEAD))
+        first: dict[int, tuple[str, str]] = {}
+        more = False
+        for job_seq, dep_id, job_id in query.tuples():
+            if job_seq not in first and len(first) == room:
+                more = True
+                break
+            first.setdefault(job_seq, (dep_id, job_id))
+        for job_seq, (dep_id, job_id) in first.items():
+            if Job.update(state=DEAD, last_error=f"dependency {dep_id} failed", finished_at=now,
+                          updated_at=now).where(Job.seq == job_seq,
+                                                Job.state.in_(CLAIMABLE)).execute():
+                sent.append(job_id)
+        if more:
+            return sent, (frontier or []) + list(first)
+        frontier = list(first)
+    return sent, []
 
 
 def _set_worker(worker_id: int, job_id: str | None, now: float) -> None:
@@ -1112,6 +1185,8 @@ def recover_lost(*, now: float | None = None) -> list[str]:
     if lost:
         Worker.delete().where(Worker.id.in_(list(lost))).execute()
         drop_dead_journals()
+    if cascade_pending():  # a cascade cut short (its process died between two steps)
+        finish_cascades()
     return recovered
 
 

@@ -355,12 +355,24 @@ def frozen_writer(home: Path) -> tuple[subprocess.Popen, int]:
     return proc, worker_id
 
 
+#: A command whose writers' lock wait is cut to 1 s (the real one is 15 s, as SQLite's).
+SHORT_WAIT_COMMAND = """
+import sys
+from queuectl_tui import db
+db.WRITERS_WAIT = 1.0
+from queuectl_tui.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("where", ["command", "thread"])
 def test_a_writer_frozen_with_the_writers_lock_holds_up_others_only_for_the_busy_timeout(
-    home, monkeypatch
+    home, monkeypatch, where
 ):
     """Ctrl+Z (or SIGSTOP) of a writer inside its transaction: every other writer gave up after
     the busy timeout on SQLite's own lock, but waited for the writers' lock (taken first) for
-    good. Both waits are bounded now, and the error says who holds the lock."""
+    good. Both waits are bounded now, and the error says who holds the lock: in a command (the
+    main thread, woken by the kernel or a timer) and in another thread (which polls)."""
     import threading
 
     from queuectl_tui import db as database_module
@@ -369,23 +381,29 @@ def test_a_writer_frozen_with_the_writers_lock_holds_up_others_only_for_the_busy
     ok(run_cli(home, "config", "set", "lease", "600"))  # frozen but not lost: nobody kills it
     holder, _ = frozen_writer(home)
     try:
-        open_db(home / "queuectl.db")
-        monkeypatch.setattr(database_module, "WRITERS_WAIT", 1.0, raising=False)
-        outcome = []
+        if where == "command":
+            proc = subprocess.run([sys.executable, "-c", SHORT_WAIT_COMMAND, "enqueue", "true"],
+                                  capture_output=True, text=True, timeout=60, env=cli_env(home),
+                                  cwd=home)
+            line = user_error(Result(proc.returncode, proc.stdout, proc.stderr), 1)
+        else:
+            open_db(home / "queuectl.db")
+            monkeypatch.setattr(database_module, "WRITERS_WAIT", 1.0, raising=False)
+            outcome = []
 
-        def write() -> None:
-            try:
-                engine.enqueue([spec.normalize({"command": "true"})], cwd=str(home), env={})
-                outcome.append("written")
-            except Exception as exc:  # noqa: BLE001 (what the writer met is the result)
-                outcome.append(exc)
+            def write() -> None:
+                try:
+                    engine.enqueue([spec.normalize({"command": "true"})], cwd=str(home), env={})
+                    outcome.append("written")
+                except Exception as exc:  # noqa: BLE001 (what the writer met is the result)
+                    outcome.append(exc)
 
-        writer = threading.Thread(target=write, daemon=True)
-        writer.start()
-        writer.join(timeout=60)  # a hang detector, not a timing: the wait is 1 s here
-        assert outcome, "the writer still waits for the frozen holder's lock"
-        assert isinstance(outcome[0], database_module.OperationalError), outcome
-        line = describe_db_error(outcome[0])
+            writer = threading.Thread(target=write, daemon=True)
+            writer.start()
+            writer.join(timeout=60)  # a hang detector, not a timing: the wait is 1 s here
+            assert outcome, "the writer still waits for the frozen holder's lock"
+            assert isinstance(outcome[0], database_module.OperationalError), outcome
+            line = describe_db_error(outcome[0])
         assert "stayed locked by another process" in line, line
         assert f"by process {holder.pid} (stopped)" in line, line
     finally:
