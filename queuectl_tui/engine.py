@@ -1706,7 +1706,8 @@ def wait(job_ids: list[str] | None = None, *, queues: list[str] | None = None,
          timeout: float | None = None) -> Iterator[Job]:
     """Wait until the jobs named (and every job of ``queues``, jobs enqueued meanwhile
     included; every job when neither is given) are completed or dead: an iterator that yields
-    each as it ends, the named ones that have ended already first, and stops when none is left.
+    each as it ends (its id, state, exit code and last error), the named ones that have ended
+    already first, and stops when none is left.
     A named job deleted meanwhile is yielded with state DELETED. Raises NotFound for an
     unknown id here, before waiting; the iterator raises WaitTimeout when ``timeout`` seconds
     (from this call) pass first. The jobs of queues are taken from this call on."""
@@ -1725,9 +1726,11 @@ def wait(job_ids: list[str] | None = None, *, queues: list[str] | None = None,
 #: (a batch's ends are recorded with the worker's next claim, at most its next job's first
 #: check later); a later one is found by the full look, which the counts call for at once
 #: (``--queue``, ``--all``) and which runs every FULL_LOOK seconds anyway (or less often: at
-#: most 5% of the time).
+#: most 1% of the time). The reads of a look are fixed SQL: peewee building them cost more
+#: than running them.
 END_SLACK = 0.5
 FULL_LOOK = 2.0
+LOOK_EVERY = 0.02
 
 
 def _wait(named: dict[int, str], queues: list[str] | None, every: bool, waiting: set[int],
@@ -1746,15 +1749,13 @@ def _wait(named: dict[int, str], queues: list[str] | None, every: bool, waiting:
         with _read_snapshot():  # one view: the counts agree with the rows read
             ended = set()
             if scope:  # jobs enqueued since the last look (some may have ended already)
-                query = Job.select(Job.seq, Job.state).where(Job.seq > high)
-                if queues:
-                    query = query.where(Job.queue.in_(queues))
-                for seq, job_state in query.tuples():
+                for seq, job_state, queue in database.execute_sql(_sql(_NEW_JOBS), (high,)):
                     high = max(high, seq)
-                    (ended if job_state in (COMPLETED, DEAD) else waiting).add(seq)
+                    if not queues or queue in queues:
+                        (ended if job_state in (COMPLETED, DEAD) else waiting).add(seq)
             ended |= _ended_since(waiting, looked - END_SLACK)
             waiting -= ended
-            full = began - full_at >= max(FULL_LOOK, 20 * full_cost)
+            full = began - full_at >= max(FULL_LOOK, 100 * full_cost)
             if not full and scope and not named:
                 full = _open_count(queues) != len(waiting)
             if full:
@@ -1770,8 +1771,11 @@ def _wait(named: dict[int, str], queues: list[str] | None, every: bool, waiting:
         if deadline is not None and time.monotonic() >= deadline:
             raise WaitTimeout(f"timed out with {len(waiting)} job(s) not finished")
         spent = time.monotonic() - began
-        if spent > WAKE_POLL:  # a full look over many jobs: half the time at most, not a core
-            time.sleep(min(spent, 0.05))
+        # One look per LOOK_EVERY at most (draining workers commit hundreds of times a second):
+        # each end is still reported within that long; a slow look, half the time at most.
+        pause = max(LOOK_EVERY - spent, min(spent, 0.05) if spent > WAKE_POLL else 0.0)
+        if pause > 0:
+            time.sleep(pause)
 
 
 @contextmanager
@@ -1791,25 +1795,32 @@ _ATTEMPTS_ENDED = "SELECT job_seq FROM attempt WHERE finished_at >= ?"
 _DEAD_SINCE = "SELECT seq FROM job WHERE state IN ('failed', 'dead') AND finished_at >= ?"
 
 
+_NEW_JOBS = "SELECT seq, state, queue FROM job WHERE seq > ?"
+_OPEN_COUNTS = ("SELECT queue, n FROM job_count WHERE state IN ('pending', 'processing', "
+                "'failed') AND n <> 0")
+
+
 def _ended_since(waiting: set[int], since: float) -> set[int]:
     """The jobs among ``waiting`` that are completed or dead and whose end was recorded at
     ``since`` or later: what changed since the last look, read without visiting every job."""
     touched = {seq for (seq,) in database.execute_sql(_sql(_ATTEMPTS_ENDED), (since,))}
     touched.update(seq for (seq,) in database.execute_sql(_sql(_DEAD_SINCE), (since,)))
-    touched &= waiting
-    found: set[int] = set()
-    for chunk in chunked(sorted(touched), IN_CHUNK):
-        found.update(seq for (seq,) in Job.select(Job.seq).where(
-            Job.seq.in_(chunk), Job.state.in_((COMPLETED, DEAD))).tuples())
-    return found
+    return {row[0] for row in _job_rows(sorted(touched & waiting))
+            if row[2] in (COMPLETED, DEAD)}
 
 
 def _open_count(queues: list[str] | None) -> int:
     """How many jobs of these queues (all if None) are not completed or dead: from job_count."""
-    query = JobCount.select(fn.SUM(JobCount.n)).where(JobCount.state.in_(UNFINISHED))
-    if queues:
-        query = query.where(JobCount.queue.in_(queues))
-    return int(query.scalar() or 0)
+    return sum(int(n) for queue, n in database.execute_sql(_OPEN_COUNTS)
+               if not queues or queue in queues)
+
+
+def _job_rows(seqs: list[int]) -> Iterator[tuple]:
+    """(seq, id, state, exit_code, last_error) of these jobs (those that exist)."""
+    for chunk in chunked(seqs, IN_CHUNK):
+        yield from database.execute_sql(_sql(
+            "SELECT seq, id, state, exit_code, last_error FROM job WHERE seq IN ("
+            + ", ".join("?" * len(chunk)) + ")"), chunk)
 
 
 def _unfinished(seqs: list[int], queues: list[str] | None, every: bool) -> set[int]:
@@ -1830,13 +1841,13 @@ def _ended(seqs: list[int], named: dict[int, str]) -> Iterator[Job]:
     """The jobs among ``seqs`` that ended (a job of a waited queue that was deleted or moved to
     another queue is no longer waited for; a named one that was deleted is yielded DELETED)."""
     for chunk in chunked(seqs, IN_CHUNK):
-        rows = {job.seq: job for job in Job.select().where(Job.seq.in_(chunk))}
+        rows = {row[0]: row for row in _job_rows(chunk)}
         for seq in chunk:
-            job = rows.get(seq)
-            if seq in named and (job is None or job.id != named[seq]):
+            row = rows.get(seq)
+            if seq in named and (row is None or row[1] != named[seq]):
                 yield Job(seq=seq, id=named[seq], state=DELETED)
-            elif job is not None and job.state in (COMPLETED, DEAD):
-                yield job
+            elif row is not None and row[2] in (COMPLETED, DEAD):
+                yield Job(seq=seq, id=row[1], state=row[2], exit_code=row[3], last_error=row[4])
 
 
 # --- console reads (one page, one chart: only what a screen shows) ---------------------------
