@@ -1730,7 +1730,7 @@ def wait(job_ids: list[str] | None = None, *, queues: list[str] | None = None,
 #: than running them.
 END_SLACK = 0.5
 FULL_LOOK = 2.0
-LOOK_EVERY = 0.02
+LOOK_EVERY = 0.05
 
 
 def _wait(named: dict[int, str], queues: list[str] | None, every: bool, waiting: set[int],
