@@ -1739,7 +1739,8 @@ def _wait(named: dict[int, str], queues: list[str] | None, every: bool, waiting:
     """Incremental: at each change only what may have changed is read (jobs past the ``high``
     seq watermark, attempts and dead jobs that ended since the last look, the counts), not
     every open job; a full look (every open job, as at the start) runs when the counts do not
-    add up (a job deleted, moved, or whose end was recorded late) and every FULL_LOOK seconds."""
+    add up (a job deleted, moved, or whose end was recorded late), every FULL_LOOK seconds,
+    and at every look for up to IN_CHUNK named jobs (one statement)."""
     yield from _ended(sorted(ended), named)
     looked, full_at = first_look
     full_cost = 0.0
@@ -1758,6 +1759,8 @@ def _wait(named: dict[int, str], queues: list[str] | None, every: bool, waiting:
             full = began - full_at >= max(FULL_LOOK, 100 * full_cost)
             if not full and scope and not named:
                 full = _open_count(queues) != len(waiting)
+            elif not full and not scope:  # a few named jobs: all of them in one statement
+                full = len(waiting) <= IN_CHUNK
             if full:
                 now_open = _unfinished(list(named), queues, every)
                 ended |= waiting - now_open
@@ -1815,12 +1818,20 @@ def _open_count(queues: list[str] | None) -> int:
                if not queues or queue in queues)
 
 
+_JOB_ROWS = ("SELECT seq, id, state, exit_code, last_error FROM job "
+             "WHERE seq IN (SELECT value FROM json_each(?))")
+_JOB_ROWS_PG = "SELECT seq, id, state, exit_code, last_error FROM job WHERE seq = ANY(%s)"
+
+
 def _job_rows(seqs: list[int]) -> Iterator[tuple]:
-    """(seq, id, state, exit_code, last_error) of these jobs (those that exist)."""
+    """(seq, id, state, exit_code, last_error) of these jobs (those that exist): the list is
+    one parameter (a JSON array on SQLite, an array on PostgreSQL)."""
+    sqlite = is_sqlite()
     for chunk in chunked(seqs, IN_CHUNK):
-        yield from database.execute_sql(_sql(
-            "SELECT seq, id, state, exit_code, last_error FROM job WHERE seq IN ("
-            + ", ".join("?" * len(chunk)) + ")"), chunk)
+        if sqlite:
+            yield from database.execute_sql(_JOB_ROWS, (json.dumps(chunk),))
+        else:
+            yield from database.execute_sql(_JOB_ROWS_PG, (list(chunk),))
 
 
 def _unfinished(seqs: list[int], queues: list[str] | None, every: bool) -> set[int]:
