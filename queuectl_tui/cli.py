@@ -799,7 +799,8 @@ def wait(ctx: Context, job_ids, queues, all_jobs, timeout, as_json) -> None:
     """Wait until jobs are completed or dead, printing each as it ends.
 
     Exit 0 if every one completed, 1 if one ended dead (or an id is unknown), 124 if
-    --timeout ran out first. Woken by the database's commits, not a fixed sleep.
+    --timeout ran out first, 130 on Ctrl+C. Woken by the database's commits, not a fixed
+    sleep.
     """
     if all_jobs == bool(job_ids or queues):
         raise InvalidInput("give job ids and/or --queue Q, or --all")
@@ -1055,7 +1056,7 @@ def queue_limit(ctx: Context, queue, limit) -> None:
     spec.check_queue(queue)
     if limit.lower() == "none":
         value = None
-    elif limit.isdigit() and int(limit) < 2**31:
+    elif limit.isascii() and limit.isdigit() and int(limit) < 2**31:  # not "٣", "３" or "²"
         value = int(limit)
     else:
         raise InvalidInput(f"bad limit {limit!r}: expected a whole number >= 0 or 'none'")
@@ -1450,7 +1451,9 @@ def main(argv: list[str] | None = None) -> None:
         hint = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
         click.echo(f"error: {exc.format_message()}{hint}", err=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            sys.exit(130)  # Ctrl+C (click made it an Abort): 128 + SIGINT, as shells expect
         click.echo("aborted", err=True)
         sys.exit(1)
     except QueueError as exc:

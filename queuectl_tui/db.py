@@ -459,7 +459,7 @@ def open_db(path: Path | str | None = None, *, create: bool = True) -> SqliteDat
     path = path if path is not None else paths.target(None)
     if paths.is_url(path):
         return _open_postgres(path)
-    path = paths.clean(os.fspath(path))  # as str(Path(path)), without loading pathlib
+    path = paths.real(os.fspath(path))  # links resolved, as str(Path(path)) without pathlib
     if database.obj is not None and getattr(database.obj, "database", None) == path:
         return database.obj
     close_db()
@@ -517,17 +517,45 @@ CONNECT_TIMEOUT = 5  # seconds: an unreachable server is one clear line, not a l
 IDLE_IN_TRANSACTION_MS = 30_000
 
 
+#: libpq connection parameters whose value is a secret; a URL can carry any of them in its query
+#: string (``?password=…``). Those that name files (passfile, sslkey) are shown.
+SECRET_PARAMS = frozenset({"password", "sslpassword", "oauth_client_secret"})
+
+
 def redact(url: str) -> str:
-    """The URL with its password replaced by ``***``: what messages and screens show."""
-    from urllib.parse import urlsplit, urlunsplit
+    """The URL with every secret it carries replaced by ``***``: the password before the host,
+    each secret parameter of the query string (``SECRET_PARAMS``, their names percent-encoded
+    or not) and any parameter whose value itself holds one (``dbname=host=h password=p``, a
+    URL). What messages, screens and ``status --json`` show: the one place that hides them."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
     try:
         parts = urlsplit(url)
-        if parts.password is None:
-            return url
+        password = parts.password
     except ValueError:
         return url.split("://", 1)[0] + "://…"
-    user, _, host = parts.netloc.rpartition("@")
-    return urlunsplit(parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}"))
+    changed = password is not None
+    if changed:
+        user, _, host = parts.netloc.rpartition("@")
+        parts = parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}")
+    if parts.query:
+        fields = []
+        for field in parts.query.split("&"):
+            key, eq, value = field.partition("=")
+            if eq and (unquote(key.replace("+", " ")).strip().lower() in SECRET_PARAMS
+                       or _holds_secret(unquote(value.replace("+", " ")))):
+                field, changed = f"{key}=***", True
+            fields.append(field)
+        parts = parts._replace(query="&".join(fields))
+    return urlunsplit(parts) if changed else url
+
+
+def _holds_secret(value: str) -> bool:
+    """A parameter's value that is a connection string of its own with a secret in it."""
+    if paths.is_url(value.strip()):
+        return redact(value.strip()) != value.strip()
+    import re
+    return re.search(r"(?i)(?:^|[\s'\"])(?:" + "|".join(sorted(SECRET_PARAMS)) + r")\s*=",
+                     value) is not None
 
 
 def parse_pg_url(url: str) -> tuple[str, dict]:
@@ -734,9 +762,10 @@ def describe_db_error(exc: Exception, path: Path | str | None = None) -> str:
         database.obj is not None and not is_sqlite()
     ):  # PostgreSQL: libpq's lines as one
         msg = " ".join(msg.split())
-        secret = getattr(database.obj, "connect_params", {}).get("password")
-        if secret:
-            msg = msg.replace(secret, "***")
+        given = getattr(database.obj, "connect_params", {})
+        for key in SECRET_PARAMS:  # libpq rarely echoes one, but never let it through
+            if given.get(key):
+                msg = msg.replace(str(given[key]), "***")
         if "could not connect" in msg or "failed:" in msg or "Connection refused" in msg:
             return f"cannot connect to database {path} ({msg})"
         if "lock timeout" in msg:
@@ -833,15 +862,20 @@ def write_transaction():
     After a disk-full or I/O error SQLite has already rolled the transaction back, and the
     ROLLBACK that follows fails with "no transaction is active"; that error would hide the one
     that matters, so the original is raised instead.
+
+    What ``after_commit`` asked for runs once the outermost one has committed.
     """
     sqlite = is_sqlite()
+    outermost = not database.in_transaction()
     atomic = database.atomic("IMMEDIATE") if sqlite else database.atomic()
     queued = _writers.enter() if sqlite else False
+    committed = False
     try:
         with atomic:
             if not sqlite and database.transaction_depth() == 1:
                 database.execute_sql(_PG_WRITE_LOCK)
             yield
+        committed = True
     except DatabaseError as exc:
         cause = exc
         while cause is not None and "no transaction is active" in str(cause):
@@ -852,6 +886,30 @@ def write_transaction():
     finally:
         if queued:
             _writers.leave()
+        if outermost:
+            calls, _after.calls = _after.calls, []
+    if outermost and committed:
+        for call in calls:
+            try:
+                call()
+            except DatabaseError:
+                pass  # its own steps are each whole; what is left is recovery's (see callers)
+
+
+class _AfterCommit(threading.local):
+    calls: list = []
+
+
+_after = _AfterCommit()
+
+
+def after_commit(call: Callable[[], object]) -> None:
+    """Run ``call()`` once the outermost write transaction of this thread has committed (never
+    if it rolls back): follow-up work that must not hold that transaction's write lock, such
+    as sending a long chain of dependents to the DLQ in short steps. A database error in it is
+    not the committed change's: it is dropped, and the caller arranges for recovery to redo
+    what it left (see ``engine.fail_dependents``)."""
+    _after.calls = [*_after.calls, call]
 
 
 class _WriterQueue(threading.local):
@@ -886,7 +944,7 @@ class _WriterQueue(threading.local):
         if self.lock is None:
             return False
         if self.depth == 0:
-            fcntl.flock(self.lock, fcntl.LOCK_EX)
+            _take(self.lock)
         self.depth += 1
         return True
 
@@ -898,6 +956,116 @@ class _WriterQueue(threading.local):
 
 _writers = _WriterQueue()
 _opened = 0
+#: The longest a writer waits for ``writers.lock``: as long as SQLite waits for its own lock,
+#: then the same "stayed locked" error. A holder frozen inside its transaction (SIGSTOP, Ctrl+Z)
+#: would otherwise hang every writer for good (see ``engine.free_locks``).
+WRITERS_WAIT = BUSY_TIMEOUT_MS / 1000
+
+
+def _take(lock) -> None:
+    """flock ``lock`` within ``WRITERS_WAIT`` seconds, else raise OperationalError ("locked").
+    flock has no timeout of its own. Taken at once when free. Else, in the main thread (a
+    worker's loop, every command): a blocking flock, which the kernel wakes the moment the lock
+    is let go, cut short by a SIGALRM timer; in other threads (signals reach only the main
+    one), tried again after a pause that starts at 50 us and doubles up to 1 ms (a holder's
+    transaction takes about half a millisecond)."""
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        pass
+    if threading.current_thread() is threading.main_thread():
+        if _take_blocking(lock):
+            return
+    else:
+        import time
+        deadline = time.monotonic() + WRITERS_WAIT
+        pause = 0.00005
+        while time.monotonic() < deadline:
+            time.sleep(pause)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                pause = min(pause * 2, 0.001)
+    raise OperationalError(f"database is locked: the writers' lock (logs/writers.lock) stayed "
+                           f"taken for {WRITERS_WAIT:g}s{_holder(lock)}") from None
+
+
+class _Expired(Exception):
+    pass
+
+
+def _take_blocking(lock) -> bool:
+    """A blocking flock for at most WRITERS_WAIT seconds (main thread: SIGALRM ends the wait).
+    Returns whether the lock is ours; the timer and handler in place before are put back."""
+    import signal
+    waiting = True
+
+    def expired(signum, frame):
+        if waiting:
+            raise _Expired
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    delay, interval = signal.setitimer(signal.ITIMER_REAL, WRITERS_WAIT)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        waiting = False
+        return True
+    except _Expired:
+        try:  # the alarm may have come just as the lock was given: then it is ours
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+    finally:
+        waiting = False
+        signal.setitimer(signal.ITIMER_REAL, delay, interval)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL if previous is None else previous)
+
+
+def _holder(lock) -> str:
+    """", by process N (stopped)": who holds this flock, from /proc/locks, if known."""
+    found = os.fstat(lock.fileno())
+    for pid in _lock_holders({(found.st_dev, found.st_ino)}):
+        from queuectl_tui import procs
+        state = procs.process_status(pid, procs.start_time(pid))
+        return f", by process {pid}" + (f" ({state})" if state else "")
+    return ""
+
+
+def lock_holders() -> set[int]:
+    """PIDs of the processes holding a write lock of this SQLite database: SQLite's own (on the
+    file, its -wal or -shm) or the writers' lock. Linux (/proc/locks); elsewhere none known."""
+    path = database.obj.database
+    files = set()
+    for name in (path, path + "-wal", path + "-shm",
+                 os.path.join(paths.logs_path(path), "writers.lock")):
+        try:
+            found = os.stat(name)
+        except OSError:
+            continue
+        files.add((found.st_dev, found.st_ino))
+    return _lock_holders(files)
+
+
+def _lock_holders(files: set[tuple[int, int]]) -> set[int]:
+    """PIDs holding (not waiting for) a write lock, flock or POSIX, on any of these
+    (device, inode) pairs. A line of /proc/locks: ``3: FLOCK ADVISORY WRITE 1234 fe:00:5678 0
+    EOF``; a waiter's has ``->`` after the number."""
+    holders = set()
+    try:
+        with open("/proc/locks", "rb") as table:
+            for line in table:
+                fields = line.split()
+                if len(fields) < 6 or fields[1] == b"->" or fields[3] != b"WRITE":
+                    continue
+                major, minor, inode = fields[5].split(b":")
+                if (os.makedev(int(major, 16), int(minor, 16)), int(inode)) in files:
+                    holders.add(int(fields[4]))
+    except (OSError, ValueError):
+        pass
+    return holders
 
 
 def is_sqlite() -> bool:

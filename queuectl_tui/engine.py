@@ -21,7 +21,14 @@ from weakref import WeakKeyDictionary
 from peewee import JOIN, DatabaseError, IntegrityError, Tuple, chunked, fn
 
 from queuectl_tui import procs, settings, wake
-from queuectl_tui.db import LAST_WORKER_ID, change_token, is_sqlite, write_transaction
+from queuectl_tui.db import (
+    LAST_WORKER_ID,
+    after_commit,
+    change_token,
+    is_sqlite,
+    lock_holders,
+    write_transaction,
+)
 from queuectl_tui.db import logs_dir as _logs_dir
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
 from queuectl_tui.models import (
@@ -881,25 +888,97 @@ def _hand_back(job: Job, attempt: Attempt, now: float) -> None:
         _hot(_DROP_ATTEMPT, (attempt.seq,))
 
 
+#: Jobs sent to the DLQ per write transaction when a job others wait on dies or is deleted: a
+#: chain of 10,000 behind one job held the write lock 5-15 s in one transaction; in steps of at
+#: most this many jobs and CASCADE_SECONDS (on a loaded machine a job costs milliseconds: its
+#: counts and rollups change with it), every other writer gets in between, and each step
+#: leaves the queue whole.
+CASCADE_STEP = 64
+CASCADE_SECONDS = 0.05
+#: meta key, "1" while a cascade that needed more than one step may not be finished: set in
+#: its first step, removed by the step that finds nothing left; recovery finishes one left by
+#: a crash (``finish_cascades``).
+CASCADE_PENDING = "cascade_pending"
+
+
 def fail_dependents(seqs: list[int], *, now: float) -> list[str]:
-    """Jobs waiting on any of ``seqs`` (which ended dead or were deleted) go to the DLQ, and so
-    do the jobs waiting on those, and so on. Returns the ids sent to the DLQ. The caller holds
-    the write transaction."""
-    sent: list[str] = []
-    while seqs:
-        rows = (Dependency.select(Dependency.job, Dependency.dep_id)
-                .join(Job, on=(Job.seq == Dependency.job))
-                .where(Dependency.dep_seq.in_(seqs), Job.state.in_(CLAIMABLE)).tuples())
-        first: dict[int, str] = {}
-        for job_seq, dep_id in rows:
-            first.setdefault(job_seq, dep_id)
-        for job_seq, dep_id in first.items():
-            Job.update(state=DEAD, last_error=f"dependency {dep_id} failed", finished_at=now,
-                       updated_at=now).where(Job.seq == job_seq,
-                                             Job.state.in_(CLAIMABLE)).execute()
-        sent += [j.id for j in Job.select(Job.id).where(Job.seq.in_(list(first)))]
-        seqs = list(first)
+    """Jobs waiting on any of ``seqs`` (which ended dead or are being deleted) go to the DLQ,
+    and so do the jobs waiting on those, and so on. The caller holds the write transaction;
+    this takes up to CASCADE_STEP jobs in it, and if more wait, the rest follows in steps of
+    their own once it has committed (before the caller returns: no job is left waiting on a
+    dead one). Returns the ids sent to the DLQ in the caller's transaction."""
+    sent, frontier = _fail_step(seqs, now=now, budget=CASCADE_STEP)
+    if frontier:
+        Meta.insert(key=CASCADE_PENDING, value="1").on_conflict(
+            conflict_target=[Meta.key], update={Meta.value: "1"}).execute()
+        after_commit(lambda: finish_cascades(frontier))
     return sent
+
+
+def finish_cascades(frontier: list[int] | None = None) -> int:
+    """Send to the DLQ, CASCADE_STEP at a time (a write transaction each), every job still
+    waiting on a dead or deleted job: the dependents of ``frontier`` (the jobs a step left),
+    then any others a scan finds (a cascade cut short by a crash). The step that finds none
+    left clears CASCADE_PENDING. Returns how many were sent."""
+    total, first = 0, True
+    while True:
+        if not first:
+            time.sleep(0.002)  # the writers that queued meanwhile go first (the lock is free)
+        first = False
+        with write_transaction():
+            now = time.time()
+            sent, frontier = _fail_step(frontier, now=now, budget=CASCADE_STEP, broken=True)
+            if not sent and not frontier:
+                sent, frontier = _fail_step(None, now=now, budget=CASCADE_STEP, broken=True)
+            total += len(sent)
+            if not sent and not frontier:
+                Meta.delete().where(Meta.key == CASCADE_PENDING).execute()
+                return total
+
+
+def cascade_pending() -> bool:
+    return Meta.select().where(Meta.key == CASCADE_PENDING).exists()
+
+
+def _fail_step(seqs: list[int] | None, *, now: float, budget: int,
+               broken: bool = False) -> tuple[list[str], list[int]]:
+    """Up to ``budget`` jobs that wait on one of ``seqs``, then on those, … go to the DLQ.
+    Returns their ids and the seqs whose waiting dependents are not all handled yet (empty
+    when done). ``broken``: only dependencies that are dead or deleted now, matched by seq and
+    id (a later step: a job may have been retried meanwhile, and a deleted job's seq given to
+    a new one); ``seqs`` None then means every such dependency (a scan)."""
+    sent: list[str] = []
+    frontier = list(seqs) if seqs is not None else None
+    until = time.monotonic() + CASCADE_SECONDS
+    while frontier is None or frontier:
+        room = budget - len(sent)
+        if room <= 0 or (sent and time.monotonic() >= until):
+            return sent, frontier or []
+        query = (Dependency.select(Dependency.job, Dependency.dep_id, Job.id)
+                 .join(Job, on=(Job.seq == Dependency.job)).where(Job.state.in_(CLAIMABLE)))
+        if frontier is not None:
+            query = query.where(Dependency.dep_seq.in_(frontier))
+        if broken:
+            dep = Job.alias("dep")
+            query = query.join_from(Dependency, dep, JOIN.LEFT_OUTER, on=(
+                (dep.seq == Dependency.dep_seq) & (dep.id == Dependency.dep_id))).where(
+                dep.seq.is_null() | (dep.state == DEAD))
+        first: dict[int, tuple[str, str]] = {}
+        more = False
+        for job_seq, dep_id, job_id in query.tuples():
+            if job_seq not in first and len(first) == room:
+                more = True
+                break
+            first.setdefault(job_seq, (dep_id, job_id))
+        for job_seq, (dep_id, job_id) in first.items():
+            if Job.update(state=DEAD, last_error=f"dependency {dep_id} failed", finished_at=now,
+                          updated_at=now).where(Job.seq == job_seq,
+                                                Job.state.in_(CLAIMABLE)).execute():
+                sent.append(job_id)
+        if more:
+            return sent, (frontier or []) + list(first)
+        frontier = list(first)
+    return sent, []
 
 
 def _set_worker(worker_id: int, job_id: str | None, now: float) -> None:
@@ -938,7 +1017,10 @@ class ProcessJournal:
         self.notes = 0
 
     def note(self, attempt: Attempt, pid: int, started: float | None) -> None:
-        record = f"{attempt.seq} {pid} {started!r} {self.owner}\n"
+        # By claim token as well as attempt seq: seqs (and numbers) are given again after
+        # ``clear``/``delete``, so a note of an old attempt, still in a live worker's ring, could
+        # otherwise be taken for a new attempt's and send recovery to a long-gone process.
+        record = f"{attempt.seq} {attempt.claim_token} {pid} {started!r} {self.owner}\n"
         slot = self.notes % _JOURNAL_SLOTS
         os.pwrite(self.fd, record.ljust(_JOURNAL_RECORD).encode(), slot * _JOURNAL_RECORD)
         self.notes += 1
@@ -955,12 +1037,25 @@ _JOURNAL_RECORD = 128
 _JOURNAL_SLOTS = 64  # > worker.BATCH_MAX + 1
 
 
+#: How much earlier than its attempt's claim a noted process may seem to have started: process
+#: start times are the boot time (whole seconds) plus clock ticks, claim times the wall clock.
+_START_SLACK = 2.0
+
+
 def noted_process(attempt: Attempt) -> tuple[int, float | None] | None:
-    """The process a worker of this host noted for this attempt, or None if it never noted
-    one (the command never ran)."""
+    """The process a worker of this host noted for this attempt (this claim: its token), or
+    None if it never noted one (the command never ran). A process that started before the
+    attempt was claimed cannot be its job, whatever the note says (a note of the previous
+    format, which has no token, is only trusted that far)."""
     for _path, notes, _owner in _journals():
-        if attempt.seq in notes:
-            return notes[attempt.seq]
+        found = notes.get((attempt.seq, attempt.claim_token)) or notes.get((attempt.seq, None))
+        if found is None:
+            continue
+        pid, started = found
+        if (started is not None and attempt.started_at is not None
+                and started < attempt.started_at - _START_SLACK):
+            continue  # an older run's process (its attempt seq given again since)
+        return found
     return None
 
 
@@ -968,19 +1063,25 @@ def drop_dead_journals() -> None:
     """Remove the journals of worker processes that are gone once their last attempt has been
     recovered (a SIGKILLed worker cannot remove its own)."""
     for path, notes, (owner, owner_started) in _journals():
-        if (procs.same_process(owner, owner_started) is None
-                and not Attempt.select().where(Attempt.seq.in_(list(notes)),
-                                               Attempt.outcome.is_null()).exists()):
+        if procs.same_process(owner, owner_started) is not None:
+            continue
+        tokens = [token for _, token in notes if token is not None]
+        seqs = [seq for seq, token in notes if token is None]
+        if not (Attempt.select().where(Attempt.claim_token.in_(tokens or [None]),
+                                       Attempt.outcome.is_null()).exists()
+                or Attempt.select().where(Attempt.seq.in_(seqs or [None]),
+                                          Attempt.outcome.is_null()).exists()):
             try:
                 path.unlink()
             except OSError:
                 pass
 
 
-def _journals() -> Iterator[tuple[Path, dict[int, tuple[int, float | None]],
+def _journals() -> Iterator[tuple[Path, dict[tuple[int, int | None], tuple[int, float | None]],
                                   tuple[int, float | None]]]:
-    """(path, {attempt seq: (job pid, its start time)}, (worker pid, its start time)) of each
-    worker journal here that can be read."""
+    """(path, {(attempt seq, claim token): (job pid, its start time)}, (worker pid, its start
+    time)) of each worker journal here that can be read. A record without a token (written by
+    the previous version) has None for it."""
     def when(text: str) -> float | None:
         return None if text == "None" else float(text)
 
@@ -991,9 +1092,13 @@ def _journals() -> Iterator[tuple[Path, dict[int, tuple[int, float | None]],
             continue
         notes, owner = {}, None
         for at in range(0, len(data), _JOURNAL_RECORD):
+            fields = data[at:at + _JOURNAL_RECORD].split()
             try:
-                seq, pid, started, worker, worker_started = data[at:at + _JOURNAL_RECORD].split()
-                notes[int(seq)] = (int(pid), when(started.decode()))
+                if len(fields) == 5:  # seq pid started worker worker_started: no token
+                    fields.insert(1, b"None")
+                seq, token, pid, started, worker, worker_started = fields
+                notes[(int(seq), None if token == b"None" else int(token))] = (
+                    int(pid), when(started.decode()))
                 owner = (int(worker), when(worker_started.decode()))
             except ValueError:
                 continue  # a slot never written (zeros) or torn
@@ -1024,7 +1129,9 @@ def recover_lost(*, now: float | None = None) -> list[str]:
     """
     now = time.time() if now is None else now
     lease = settings.get("lease")
-    lost = {w.id: w for w in Worker.select() if not worker_alive(w, now=now, lease=lease)}
+    lost = {w.id: w for w in lost_workers(now=now, lease=lease)}
+    if lost:
+        free_locks(lost.values())  # before the first write here, which would wait for them
     # Read the candidates to the end first: a SELECT left open across the loop pins an old
     # snapshot, and finish()'s BEGIN IMMEDIATE on it fails at once with "database is locked"
     # (SQLITE_BUSY_SNAPSHOT, which no busy timeout waits out) whenever anyone committed.
@@ -1078,7 +1185,35 @@ def recover_lost(*, now: float | None = None) -> list[str]:
     if lost:
         Worker.delete().where(Worker.id.in_(list(lost))).execute()
         drop_dead_journals()
+    if cascade_pending():  # a cascade cut short (its process died between two steps)
+        finish_cascades()
     return recovered
+
+
+def lost_workers(*, now: float | None = None, lease: float | None = None) -> list[Worker]:
+    """The worker rows ``worker_alive`` says are lost (a read: no write lock needed)."""
+    lease = settings.get("lease") if lease is None else lease
+    return [w for w in Worker.select() if not worker_alive(w, now=now, lease=lease)]
+
+
+def free_locks(workers: Iterable[Worker]) -> list[int]:
+    """Kill the processes of these lost workers that run on this host and still hold a write
+    lock of the SQLite database (SQLite's own, or the writers' lock): a worker frozen (SIGSTOP,
+    Ctrl+Z) inside its write transaction keeps both, and every writer, recovery's own writes
+    included, would wait for it in vain. Such a worker is lost already (frozen past the lease),
+    is known by PID and start time (no other process is ever signalled), and dies with its
+    locks; one frozen outside a transaction holds none and is left to resume (it is fenced
+    out). Returns the PIDs killed. PostgreSQL ends a session idle in a transaction itself."""
+    here = [w for w in workers if w.host == procs.hostname()]
+    if not here or not is_sqlite():
+        return []
+    holders = lock_holders()
+    killed = []
+    for worker in here:
+        if worker.pid in holders and procs.process_status(worker.pid, worker.proc_started):
+            procs.kill_tree(worker.pid, worker.proc_started, search=False)
+            killed.append(worker.pid)
+    return killed
 
 
 # --- operator actions ------------------------------------------------------------------------
@@ -1320,6 +1455,18 @@ def _set_paused(queues: list[str] | None, paused: bool) -> None:
                     conflict_target=[Queue.name], update={Queue.paused: paused}).execute()
 
 
+# Every pause flag in one read: the "every queue" flag (name NULL) and each queue's own.
+_PAUSES = ("SELECT NULL, value FROM meta WHERE key = 'paused_all' UNION ALL SELECT name, "
+           "CASE WHEN paused THEN '1' ELSE '0' END FROM queue WHERE paused IS NOT NULL")
+
+
+def any_paused(queues: Iterable[str]) -> bool:
+    """Is any of these queues paused now? (A worker asks before it starts a job it holds.)"""
+    flags = dict(_hot(_PAUSES).fetchall())
+    every = flags.pop(None, "0")
+    return any(flags.get(name, every) == "1" for name in queues)
+
+
 def set_limit(queue: str, limit: int | None) -> None:
     """At most ``limit`` jobs of ``queue`` run at once across all workers (None: no limit);
     checked inside every claim."""
@@ -1559,7 +1706,8 @@ def wait(job_ids: list[str] | None = None, *, queues: list[str] | None = None,
          timeout: float | None = None) -> Iterator[Job]:
     """Wait until the jobs named (and every job of ``queues``, jobs enqueued meanwhile
     included; every job when neither is given) are completed or dead: an iterator that yields
-    each as it ends, the named ones that have ended already first, and stops when none is left.
+    each as it ends (its id, state, exit code and last error), the named ones that have ended
+    already first, and stops when none is left.
     A named job deleted meanwhile is yielded with state DELETED. Raises NotFound for an
     unknown id here, before waiting; the iterator raises WaitTimeout when ``timeout`` seconds
     (from this call) pass first. The jobs of queues are taken from this call on."""
@@ -1568,34 +1716,122 @@ def wait(job_ids: list[str] | None = None, *, queues: list[str] | None = None,
     for job_id in job_ids or []:
         named[get_job(job_id).seq] = job_id
     every = not job_ids and not queues
+    looked = (time.time(), time.monotonic())  # before the first look: what ends after is news
     high = Job.select(fn.MAX(Job.seq)).scalar() or 0
     waiting = _unfinished(list(named), queues, every)
-    return _wait(named, queues, every, waiting, set(named) - waiting, high, deadline)
+    return _wait(named, queues, every, waiting, set(named) - waiting, high, deadline, looked)
+
+
+#: How long after it happened an end may be recorded and still be found by ``wait``'s quick look
+#: (a batch's ends are recorded with the worker's next claim, at most its next job's first
+#: check later); a later one is found by the full look, which the counts call for at once
+#: (``--queue``, ``--all``) and which runs every FULL_LOOK seconds anyway (or less often: at
+#: most 1% of the time). The reads of a look are fixed SQL: peewee building them cost more
+#: than running them.
+END_SLACK = 0.5
+FULL_LOOK = 2.0
+LOOK_EVERY = 0.05
 
 
 def _wait(named: dict[int, str], queues: list[str] | None, every: bool, waiting: set[int],
-          ended: set[int], high: int, deadline: float | None) -> Iterator[Job]:
+          ended: set[int], high: int, deadline: float | None,
+          first_look: tuple[float, float]) -> Iterator[Job]:
+    """Incremental: at each change only what may have changed is read (jobs past the ``high``
+    seq watermark, attempts and dead jobs that ended since the last look, the counts), not
+    every open job; a full look (every open job, as at the start) runs when the counts do not
+    add up (a job deleted, moved, or whose end was recorded late), every FULL_LOOK seconds,
+    and at every look for up to IN_CHUNK named jobs (one statement)."""
     yield from _ended(sorted(ended), named)
+    looked, full_at = first_look
+    full_cost = 0.0
+    scope = bool(queues or every)
     for _ in changes(deadline=deadline):
-        began = time.monotonic()
-        if queues or every:  # jobs enqueued since the last look that have ended already
-            query = Job.select(Job.seq).where(Job.seq > high)
-            if queues:
-                query = query.where(Job.queue.in_(queues))
-            new = {seq for (seq,) in query.tuples()}
-            high = max(new, default=high)
-        else:
-            new = set()
-        now_open = _unfinished(list(named), queues, every)
-        ended, waiting = (waiting | new) - now_open, now_open
+        began, now = time.monotonic(), time.time()
+        with _read_snapshot():  # one view: the counts agree with the rows read
+            ended = set()
+            if scope:  # jobs enqueued since the last look (some may have ended already)
+                for seq, job_state, queue in database.execute_sql(_sql(_NEW_JOBS), (high,)):
+                    high = max(high, seq)
+                    if not queues or queue in queues:
+                        (ended if job_state in (COMPLETED, DEAD) else waiting).add(seq)
+            ended |= _ended_since(waiting, looked - END_SLACK)
+            waiting -= ended
+            full = began - full_at >= max(FULL_LOOK, 100 * full_cost)
+            if not full and scope and not named:
+                full = _open_count(queues) != len(waiting)
+            elif not full and not scope:  # a few named jobs: all of them in one statement
+                full = len(waiting) <= IN_CHUNK
+            if full:
+                now_open = _unfinished(list(named), queues, every)
+                ended |= waiting - now_open
+                waiting = now_open
+                full_at = time.monotonic()
+                full_cost = full_at - began
+        looked = now
         yield from _ended(sorted(ended), named)
         if not waiting:
             return
         if deadline is not None and time.monotonic() >= deadline:
             raise WaitTimeout(f"timed out with {len(waiting)} job(s) not finished")
         spent = time.monotonic() - began
-        if spent > WAKE_POLL:  # a scan of many waiting jobs: half the time at most, not a core
-            time.sleep(min(spent, 0.05))
+        # One look per LOOK_EVERY at most (draining workers commit hundreds of times a second):
+        # each end is still reported within that long; a slow look, half the time at most.
+        pause = max(LOOK_EVERY - spent, min(spent, 0.05) if spent > WAKE_POLL else 0.0)
+        if pause > 0:
+            time.sleep(pause)
+
+
+@contextmanager
+def _read_snapshot():
+    """Reads that see one state of the database: SQLite's deferred transaction keeps the
+    snapshot of its first read (and takes no write lock); PostgreSQL needs REPEATABLE READ."""
+    with database.atomic():
+        if not is_sqlite():
+            database.execute_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield
+
+
+# Jobs that ended since a time: by their attempt's end (index attempt_window), or dead without
+# a run (cancelled while waiting, a dependency failed; the partial index job_failed, whose
+# condition the query repeats as a literal for SQLite to use it).
+_ATTEMPTS_ENDED = "SELECT job_seq FROM attempt WHERE finished_at >= ?"
+_DEAD_SINCE = "SELECT seq FROM job WHERE state IN ('failed', 'dead') AND finished_at >= ?"
+
+
+_NEW_JOBS = "SELECT seq, state, queue FROM job WHERE seq > ?"
+_OPEN_COUNTS = ("SELECT queue, n FROM job_count WHERE state IN ('pending', 'processing', "
+                "'failed') AND n <> 0")
+
+
+def _ended_since(waiting: set[int], since: float) -> set[int]:
+    """The jobs among ``waiting`` that are completed or dead and whose end was recorded at
+    ``since`` or later: what changed since the last look, read without visiting every job."""
+    touched = {seq for (seq,) in database.execute_sql(_sql(_ATTEMPTS_ENDED), (since,))}
+    touched.update(seq for (seq,) in database.execute_sql(_sql(_DEAD_SINCE), (since,)))
+    return {row[0] for row in _job_rows(sorted(touched & waiting))
+            if row[2] in (COMPLETED, DEAD)}
+
+
+def _open_count(queues: list[str] | None) -> int:
+    """How many jobs of these queues (all if None) are not completed or dead: from job_count."""
+    return sum(int(n) for queue, n in database.execute_sql(_OPEN_COUNTS)
+               if not queues or queue in queues)
+
+
+_JOB_ROWS = ("SELECT seq, id, state, exit_code, last_error FROM job "
+             "WHERE seq IN (SELECT value FROM json_each(?))")
+_JOB_ROWS_PG = "SELECT seq, id, state, exit_code, last_error FROM job WHERE seq = ANY(%s)"
+
+
+def _job_rows(seqs: list[int]) -> Iterator[tuple]:
+    """(seq, id, state, exit_code, last_error) of these jobs (those that exist): the list is
+    one parameter (a JSON array on SQLite, an array on PostgreSQL)."""
+    sqlite = is_sqlite()
+    for chunk in chunked(seqs, IN_CHUNK):
+        if sqlite:
+            yield from database.execute_sql(_JOB_ROWS, (json.dumps(chunk),))
+        else:
+            yield from database.execute_sql(_JOB_ROWS_PG, (list(chunk),))
 
 
 def _unfinished(seqs: list[int], queues: list[str] | None, every: bool) -> set[int]:
@@ -1616,13 +1852,13 @@ def _ended(seqs: list[int], named: dict[int, str]) -> Iterator[Job]:
     """The jobs among ``seqs`` that ended (a job of a waited queue that was deleted or moved to
     another queue is no longer waited for; a named one that was deleted is yielded DELETED)."""
     for chunk in chunked(seqs, IN_CHUNK):
-        rows = {job.seq: job for job in Job.select().where(Job.seq.in_(chunk))}
+        rows = {row[0]: row for row in _job_rows(chunk)}
         for seq in chunk:
-            job = rows.get(seq)
-            if seq in named and (job is None or job.id != named[seq]):
+            row = rows.get(seq)
+            if seq in named and (row is None or row[1] != named[seq]):
                 yield Job(seq=seq, id=named[seq], state=DELETED)
-            elif job is not None and job.state in (COMPLETED, DEAD):
-                yield job
+            elif row is not None and row[2] in (COMPLETED, DEAD):
+                yield Job(seq=seq, id=row[1], state=row[2], exit_code=row[3], last_error=row[4])
 
 
 # --- console reads (one page, one chart: only what a screen shows) ---------------------------

@@ -47,15 +47,92 @@ def text(window: float = metrics.DEFAULT_WINDOW, clock: Callable[[], float] = ti
     return generate_latest(registry(window, clock)).decode("utf-8")
 
 
+#: Seconds a client may leave its socket idle (its request not sent, the answer not read), and
+#: the most one connection may take in all (a client trickling its request a byte at a time):
+#: a slow or stuck client must never hold a server thread for good.
+CLIENT_TIMEOUT = 10.0
+CONNECTION_LIMIT = 60.0
+
+
 def serve(host: str, port: int, window: float = metrics.DEFAULT_WINDOW,
           on_change: Callable[[Exception | None], None] | None = None):
     """Start the HTTP exporter in a daemon thread; returns the server (``server_address``
     has the port actually bound, for port 0). ``on_change(error)`` is told when scrapes stop
-    reading the database (the error) and when they read it again (None)."""
-    from prometheus_client import start_http_server
-    server, _thread = start_http_server(port, addr=host,
-                                        registry=registry(window, on_change=on_change or _quiet))
+    reading the database (the error) and when they read it again (None).
+
+    prometheus_client's WSGI app behind a server of our own: a thread per connection, as
+    ``start_http_server``, but each with a socket timeout and a deadline (``CLIENT_TIMEOUT``,
+    ``CONNECTION_LIMIT``), and ``HEAD`` answered as ``GET`` without the body (the app says 405)."""
+    import socket
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    from prometheus_client import make_wsgi_app
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True  # a scrape never keeps the process alive
+        address_family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                            flags=socket.AI_PASSIVE)[0][0]
+
+    class Handler(WSGIRequestHandler):
+        timeout = CLIENT_TIMEOUT  # applied to the socket by StreamRequestHandler.setup
+
+        def setup(self) -> None:
+            super().setup()
+            # Past the deadline the socket is shut: a read or write blocked on it returns.
+            self._deadline = threading.Timer(CONNECTION_LIMIT, self._cut)
+            self._deadline.daemon = True
+            self._deadline.start()
+
+        def _cut(self) -> None:
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except OSError:
+                pass  # timed out, cut at the deadline or gone: nothing to answer
+
+        def finish(self) -> None:
+            self._deadline.cancel()
+            try:
+                super().finish()
+            except OSError:
+                pass
+
+        def log_message(self, format, *args) -> None:  # noqa: A002 (the base class's name)
+            pass  # no line per scrape
+
+    app = _with_head(make_wsgi_app(registry(window, on_change=on_change or _quiet)))
+    server = make_server(host, port, app, Server, handler_class=Handler)
+    threading.Thread(target=server.serve_forever, daemon=True, name="queuectl-metrics").start()
     return server
+
+
+def _with_head(app):
+    """``app`` answering HEAD as it answers GET, less the body (RFC 9110: a server that
+    answers GET should answer HEAD), and saying so in its Allow header."""
+    def allow(headers: list) -> list:
+        return [(name, "OPTIONS,GET,HEAD" if name.lower() == "allow" else value)
+                for name, value in headers]
+
+    def wrapped(environ, start_response):
+        if environ.get("REQUEST_METHOD") != "HEAD":
+            return app(environ, lambda status, headers, exc_info=None: start_response(
+                status, allow(headers), exc_info))
+        answer = []
+        body = b"".join(app({**environ, "REQUEST_METHOD": "GET"},
+                            lambda status, headers, exc_info=None: answer.append((status,
+                                                                                  headers))))
+        status, headers = answer[0]
+        start_response(status, [h for h in allow(headers) if h[0].lower() != "content-length"]
+                       + [("Content-Length", str(len(body)))])
+        return []
+
+    return wrapped
 
 
 def _quiet(error: Exception | None) -> None:

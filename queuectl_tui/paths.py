@@ -31,8 +31,16 @@ def target(value: str | None) -> str:
     (default ``$QUEUECTL_DB``, else ``$QUEUECTL_HOME/queuectl.db``, ``~`` expanded)."""
     value = value or os.environ.get("QUEUECTL_DB")
     if not value:
-        return clean(os.path.join(_home(), "queuectl.db"))
-    return value if is_url(value) else clean(os.path.expanduser(value))
+        return real(os.path.join(_home(), "queuectl.db"))
+    return value if is_url(value) else real(os.path.expanduser(value))
+
+
+def real(path: str) -> str:
+    """The database file's real path (symbolic links resolved, absolute): what its logs,
+    worker journals, writers' lock and ``-wal`` watch are found by. SQLite itself follows a
+    link to the file, so a database reached through one must be the same database in every
+    other respect too (its ``-wal`` is beside the real file, never beside the link)."""
+    return clean(os.path.realpath(path))
 
 
 def clean(path: str) -> str:
@@ -50,7 +58,7 @@ def is_url(target: object) -> bool:
 def db_target(value: str | Path) -> Path | str:
     """``--db``/``QUEUECTL_DB``: a URL stays as given, anything else is a file path."""
     from pathlib import Path
-    return value if is_url(value) else Path(value).expanduser()
+    return value if is_url(value) else Path(real(os.path.expanduser(value)))
 
 
 def logs_dir(db_path: Path | str) -> Path:

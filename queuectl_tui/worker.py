@@ -33,7 +33,7 @@ from collections.abc import Callable
 from peewee import DatabaseError
 
 from queuectl_tui import engine, jobhost, procs, runner, settings, usage, wake
-from queuectl_tui.db import change_token, is_sqlite, wait_change
+from queuectl_tui.db import SCHEMA_VERSION, change_token, is_sqlite, schema_version, wait_change
 from queuectl_tui.models import Job, Outcome, WorkerStatus, database
 
 SETTINGS_REFRESH = 1.0  # how often the heartbeat thread re-reads the settings, seconds
@@ -76,6 +76,7 @@ class WorkerLoop:
         self._unrecorded = None  # the running attempt, until its process is in the database
         self.held: deque[tuple[Job, engine.Attempt]] = deque()  # claimed, not started yet
         self._held_at = 0.0  # monotonic time of the claim of the held jobs
+        self._held_token = None  # the change token read before that claim (see _paused)
         # Ran, not recorded yet: with the result, and the job's "start" line if it waits too.
         self.ended: list[tuple[engine.Ended, runner.Result, str | None]] = []
         self._start_line: str | None = None  # the running job's, held back (see _run_job)
@@ -88,6 +89,7 @@ class WorkerLoop:
         self._meter: usage.Meter | None = None  # the running job's, once its shell exists
         self._sampled = False  # the sampler watches the running job
         self.cfg: settings.Settings = settings.DEFAULTS
+        self.outdated: int | None = None  # the newer schema version found (see _check_schema)
 
     # -- signals --------------------------------------------------------------------------
     def install_signals(self) -> None:
@@ -121,6 +123,7 @@ class WorkerLoop:
         a job reaches its first tick, when the worker stops, and before they could outlive half
         a lease (the time within which nobody may take them back)."""
         self.cfg = worker_settings()
+        engine.free_locks(engine.lost_workers())  # a frozen lost worker's: registering writes
         self.row = engine.register_worker(self.queues)
         self._say(f"worker {self.row.id} started (pid {self.row.pid})")
         errors = 0
@@ -145,13 +148,17 @@ class WorkerLoop:
                     errors = 0
                 except DatabaseError as exc:
                     # A lock held past the busy timeout, a full disk: wait and try again rather
-                    # than die (a dead worker's job would have to wait for recovery).
+                    # than die (a dead worker's job would have to wait for recovery). A schema
+                    # upgraded under us fails statements for good: then stop (see _check_schema).
+                    if self._check_schema():
+                        break
                     errors += 1
                     self._complain(f"database error ({exc}); retrying")
+                    self._recover_while_blocked()
                     self._pause(min(0.25 * 2 ** errors, 5.0))
         finally:
             try:  # what ran is recorded, what is held goes back (else recovery does both)
-                self._settle(hand_back=True, persist=not self.force)
+                self._settle(hand_back=True, persist=not self.force and self.outdated is None)
             except DatabaseError as exc:
                 self._complain(f"could not record the last jobs ({exc}); leaving them to recovery")
             self.host.close()
@@ -164,7 +171,27 @@ class WorkerLoop:
             except DatabaseError as exc:
                 self._complain(f"could not unregister ({exc}); recovery will clean up")
             self._say(f"worker {self.row.id} stopped")
-        return 0
+        return 0 if self.outdated is None else 1
+
+    def _check_schema(self) -> bool:
+        """Has the database been upgraded past what this worker knows? Then its statements
+        may fail or mean something else ("no query solution" for a changed index): it stops
+        as on SIGTERM (the running job finishes and is recorded, held jobs go back, claims
+        end) and exits saying why. Read by the heartbeat thread every second and after a
+        failed statement: one row of ``meta``."""
+        if self.outdated is None:
+            try:
+                version = schema_version()
+            except (DatabaseError, ValueError):
+                return False
+            if version <= SCHEMA_VERSION:
+                return False
+            self.outdated = version
+            self.stop_requests = max(self.stop_requests, 1)
+            self._complain(f"the database was upgraded to schema version {version}, newer than "
+                           f"this queuectl-tui knows ({SCHEMA_VERSION}): stopping (its running "
+                           "job finishes; start workers of the new version)")
+        return True
 
     def _settle(self, *, claim: int = 0, hand_back: bool = False, persist: bool = True) -> None:
         """Record the ended jobs, hand back the held ones (``hand_back``) and claim up to
@@ -184,6 +211,7 @@ class WorkerLoop:
         while True:
             try:
                 self._changed()  # baseline for the wait, should nothing be claimed
+                before = self._data_version
                 states, claimed = engine.settle(
                     self.row, ended, claim=claim, hand_back=given,
                     next_job=following.id if following else None,
@@ -192,7 +220,13 @@ class WorkerLoop:
             except DatabaseError as exc:
                 if not ended or not persist or self.force:
                     raise
+                if self._check_schema():
+                    if not claim:
+                        raise  # the newer schema refuses even the record: recovery's to do
+                    claim = 0  # what it fails on may be the claim: record alone, then stop
+                    continue
                 self._complain(f"database error recording {ended[0].job.id} ({exc}); retrying")
+                self._recover_while_blocked()
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
         for (done, result, start), state in zip(self.ended, states, strict=True):
@@ -210,12 +244,16 @@ class WorkerLoop:
         if claimed:
             self.held.extend(claimed)
             self._held_at = time.monotonic()
+            self._held_token = before
 
     def _run_next(self) -> None:
         """Run the first held job (unless the hold is too old to trust), then record it now or
         with the next claim."""
         if time.monotonic() - self._held_at > self.cfg.lease / 2:
             self._settle(hand_back=True)  # frozen or starved that long: claim afresh
+            return
+        if self._paused():
+            self._settle(hand_back=True)  # the next claim takes what is still open
             return
         job, attempt = self.held.popleft()
         result = self._run_job(job, attempt)
@@ -233,6 +271,16 @@ class WorkerLoop:
             self._settle(claim=self.batch)
         elif time.monotonic() - self._ended_at >= RECORD_WITHIN:
             self._settle()
+
+    def _paused(self) -> bool:
+        """Was a queue of the held jobs paused since their claim? Then none of them may start:
+        ``pause`` has returned. Read only when another connection committed since the claim
+        (the change token: a pause is a commit), so a lone worker's drain reads nothing."""
+        token = change_token()
+        if token is not None and token == self._held_token:
+            return False
+        self._held_token = token
+        return engine.any_paused({job.queue for job, _ in self.held})
 
     def _say(self, line: str) -> None:
         """Echo a line; a reader that went away silences the echo, never the worker."""
@@ -379,6 +427,15 @@ class WorkerLoop:
             for job_id in engine.recover_lost(now=now):
                 self._say(f"recovered {job_id} from a lost worker")
 
+    def _recover_while_blocked(self) -> None:
+        """Between retries of a write that failed: a worker frozen inside its transaction holds
+        the locks every write waits for, and once it is presumed lost recovery frees them
+        (``engine.free_locks``); a busy or blocked worker must not wait for an idle one to."""
+        try:
+            self._recover(interval=max(2 * self.cfg.heartbeat_interval, 1.0))
+        except DatabaseError:
+            pass  # still blocked: the next retry tries again
+
     def _work_soon(self) -> bool:
         due = engine.next_due(self.queues)
         return due is not None and due <= time.time() + BURST_HORIZON
@@ -426,6 +483,7 @@ class _Heartbeat(threading.Thread):
                 now = time.monotonic()
                 try:
                     if read_at is None or now - read_at >= SETTINGS_REFRESH:
+                        self.worker._check_schema()  # first: a newer schema may fail the rest
                         self.worker.cfg = cfg = worker_settings()  # the main loop reads it
                         interval, read_at = cfg.heartbeat_interval, now
                     if beat_at is None or now - beat_at >= interval:

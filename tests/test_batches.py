@@ -14,6 +14,7 @@ import pytest
 from helpers import T0, state, wait_for
 from queuectl_tui import engine, spec
 from queuectl_tui import worker as worker_module
+from queuectl_tui.db import change_token, is_sqlite
 from queuectl_tui.models import Attempt, Job, JobCount, Worker, database
 from queuectl_tui.worker import WorkerLoop
 
@@ -191,6 +192,35 @@ def test_a_dead_workers_ended_but_unrecorded_jobs_count_as_run(db, tmp_path, mon
     assert outcomes == {"j0": ["lost"], "j1": ["lost"], "j2": ["interrupted"],
                         "j3": ["interrupted"]}
     assert (tmp_path / "ran").read_text() == "ran\nran\n"
+    worker.journal.close()
+
+
+@pytest.mark.parametrize("paused", ["its queue", "every queue"])
+def test_no_held_job_starts_once_pause_has_returned(db, tmp_path, monkeypatch, paused):
+    """A worker holds jobs it claimed before the pause; ``pause`` (another connection) returns
+    while the first of them runs: the others go back as they were and none of them starts."""
+    monkeypatch.setattr(worker_module, "RECORD_WITHIN", 3600.0)
+    enqueue(tmp_path, *({"id": f"j{n}", "command": f"echo j{n} >> ran"} for n in range(4)))
+    worker = WorkerLoop()
+    worker.row = engine.register_worker()
+    worker._settle(claim=4)
+    assert len(worker.held) == 4
+    worker._run_next()
+    before = change_token()
+    pauser = threading.Thread(target=lambda: (engine.pause(["default"] if paused == "its queue"
+                                                           else None), database.close()))
+    pauser.start()
+    pauser.join()
+    if before is not None and not is_sqlite():  # PostgreSQL: the NOTIFY is on its way
+        wait_for(lambda: change_token() != before, message="the pause to be notified")
+    while worker.held:
+        worker._run_next()
+    worker._settle()
+    assert (tmp_path / "ran").read_text() == "j0\n"
+    assert [(j.id, j.state) for j in Job.select().order_by(Job.id)] == [
+        ("j0", "completed"), ("j1", "pending"), ("j2", "pending"), ("j3", "pending")]
+    assert Attempt.select().count() == 1 and state("j1").attempts == 0
+    worker.host.close()
     worker.journal.close()
 
 

@@ -7,6 +7,7 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -806,3 +807,35 @@ def test_database_paths_read_as_pathlib_reads_them(path):
     from queuectl_tui import paths
     assert paths.clean(path) == str(Path(path))
     assert paths.logs_path(paths.clean(path)) == str(Path(path).parent / "logs")
+
+
+@pytest.mark.sqlite_only  # "waiting" is seen as the database file open in the process
+@pytest.mark.parametrize("args", [("wait", "--all"), ("logs", "-f", "j"),
+                                  ("enqueue", "--wait", "sleep 600")])
+def test_ctrl_c_on_a_waiting_command_exits_130_without_a_traceback(cli, home, args):
+    """Exit 1 is `wait`'s "a job died": an interrupted wait is 130 (128 + SIGINT), as shells
+    expect of a command stopped by Ctrl+C."""
+    ok(cli("enqueue", "--id", "j", "sleep 600"))  # no worker: it never ends
+    proc = subprocess.Popen([sys.executable, "-m", "queuectl_tui", *args], env=cli_env(home),
+                            cwd=home.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        database = str(home / "queuectl.db")
+
+        def waiting() -> bool:  # past its start: inside the command, with the database open
+            try:
+                return any(os.readlink(f"/proc/{proc.pid}/fd/{fd}") == database
+                           for fd in os.listdir(f"/proc/{proc.pid}/fd"))
+            except OSError:
+                return False
+
+        wait_for(waiting, message="the command to wait")
+        if args[0] == "enqueue":
+            assert proc.stdout.readline().strip()  # its id, then it waits
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err and "aborted" not in err and not err.strip()

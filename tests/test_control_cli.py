@@ -288,6 +288,14 @@ def test_queue_list_and_limit(cli):
     assert "bad queue" in user_error(cli("queue", "limit", "a b", "1"), 2)
 
 
+def test_queue_limit_refuses_digits_that_are_not_ascii(cli):
+    """``str.isdigit`` and ``int`` take Arabic-Indic, full-width and superscript digits: a
+    limit must be written as the usage says (0-9), so each is refused and nothing is set."""
+    for bad in ("\u0663", "\uff13", "\u00b2", "1\u0660"):  # ٣, ３, ², 1٠
+        assert "bad limit" in user_error(cli("queue", "limit", "q", bad), 2)
+    assert ok(cli("queue", "list", "--json")).json() == []
+
+
 def test_two_workers_never_exceed_a_queue_limit(cli, home):
     """Stress: 3 workers, limit 2. Each job writes its start and end; at no instant do more
     than two of them run, and two do run side by side."""

@@ -3,6 +3,7 @@ job waits, and waiting for jobs to end. Every timing decision is driven by ``now
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -125,6 +126,65 @@ def test_cancel_of_a_job_others_wait_on_sends_them_to_the_dlq(add):
     add("b", after=["a"])
     engine.cancel("a", now=T0)
     assert (state("b").state, state("b").last_error) == ("dead", "dependency a failed")
+
+
+def chain(length: int) -> None:
+    """c0 <- c1 <- … : each job waits on the one before it."""
+    specs = ((f"line {n}", spec.normalize({"id": f"c{n}", "command": "true",
+                                           **({"after": [f"c{n - 1}"]} if n else {})}, now=T0))
+             for n in range(length))
+    with engine.enqueue_stream(specs, cwd="/", env={}, now=T0):
+        pass
+
+
+def dlq_size() -> int:
+    return engine.counts()["dead"]
+
+
+@pytest.mark.both_backends
+@pytest.mark.parametrize("how", ["cancel", "delete"])
+def test_a_long_chain_goes_to_the_dlq_in_short_transactions(db, monkeypatch, how):
+    """Cancelling (or deleting) the head of a 10,000-job chain sent all of it to the DLQ in
+    one transaction, holding the write lock 5-15 s. Counted here: the jobs each write
+    transaction sends to the DLQ, a step at most; yet when the command returns the whole
+    chain is dead (none left waiting on a dead job) and nothing says a cascade is pending."""
+    monkeypatch.setattr(engine, "CASCADE_STEP", 20, raising=False)
+    chain(150)
+    real, per_transaction = engine.write_transaction, []
+
+    @contextlib.contextmanager
+    def measured():
+        with real():
+            before = dlq_size()
+            yield
+            per_transaction.append(dlq_size() - before)  # before its commit and what follows
+
+    monkeypatch.setattr(engine, "write_transaction", measured)
+    getattr(engine, how)("c0" if how == "cancel" else ["c0"])
+    dead = {j.id for j in Job.select().where(Job.state == "dead")}
+    assert dead == {f"c{n}" for n in range(1 if how == "delete" else 0, 150)}
+    assert max(per_transaction) <= 21, per_transaction  # the head, and one step
+    assert not engine.cascade_pending()
+
+
+def test_a_cascade_cut_short_by_a_crash_leaves_nothing_runnable_and_recovery_ends_it(
+    db, monkeypatch, worker
+):
+    """The process dies after the first step committed: what it left is whole (the rest of
+    the chain waits, so none of it can be claimed; the counts are right) and recovery, run by
+    any worker or ``recover``, sends the rest to the DLQ."""
+    monkeypatch.setattr(engine, "CASCADE_STEP", 20)
+    monkeypatch.setattr(engine, "CASCADE_SECONDS", 3600.0)  # steps of 20 whatever the load
+    monkeypatch.setattr(engine, "after_commit", lambda call: None)  # died right after commit
+    chain(150)
+    engine.cancel("c0")
+    assert dlq_size() == 21 and engine.cascade_pending()
+    assert engine.claim(worker, now=T0 + 1) is None
+    assert engine.counts()["pending"] == 129
+    monkeypatch.undo()
+    engine.recover_lost()
+    assert dlq_size() == 150 and not engine.cascade_pending()
+    assert state("c149").last_error == "dependency c148 failed"
 
 
 def test_deleting_a_job_others_wait_on_sends_them_to_the_dlq(add, worker):
@@ -361,6 +421,52 @@ def test_wait_for_a_queue_or_every_job_includes_jobs_added_meanwhile(add, worker
     assert [(j.id, j.state) for j in gen] == [("a", "completed"), ("b", "dead")]
     with pytest.raises(engine.WaitTimeout, match="1 job"):
         list(engine.wait(timeout=0.05))  # "other" is still pending
+
+
+@pytest.mark.both_backends
+def test_waiting_for_every_job_reads_only_what_changed(add, worker, monkeypatch):
+    """``wait --all`` looked at every open job at each change (10 s of CPU over 50,000 jobs):
+    now a change costs what changed. Counted: the full looks while 100 jobs end one at a time
+    (the waiter sees each before the next ends), a job is deleted and 3 are added meanwhile;
+    every job is still reported, the added ones included, and the deleted one is let go."""
+    from queuectl_tui.models import database
+    start = time.time() - 10
+    for n in range(100):
+        add(f"j{n:03}", now=start)
+    full_looks, real = [], engine._unfinished
+    monkeypatch.setattr(engine, "_unfinished", lambda *args: full_looks.append(1) or real(*args))
+    monkeypatch.setattr(engine, "FULL_LOOK", 3600.0, raising=False)  # only when counts call
+    seen: list[str] = []
+    trouble: list[BaseException] = []
+
+    def another_process() -> None:
+        try:
+            ends = 0
+            while claimed := engine.claim(worker, now=time.time()):
+                engine.finish(*claimed, outcome="completed", now=time.time())
+                ends += 1
+                deadline = time.monotonic() + 30
+                while len(seen) < ends and time.monotonic() < deadline:
+                    time.sleep(0.002)
+                if ends == 30:
+                    engine.delete(["j099"])
+                if ends == 50:
+                    for n in range(3):
+                        add(f"new{n}", now=start)
+        except BaseException as exc:  # noqa: BLE001 (reported by the test below)
+            trouble.append(exc)
+        finally:
+            database.close()
+
+    thread = threading.Thread(target=another_process)
+    gen = engine.wait(timeout=120)
+    thread.start()
+    for job in gen:
+        seen.append(job.id)
+    thread.join()
+    assert not trouble, trouble
+    assert sorted(seen) == sorted([f"j{n:03}" for n in range(99)] + ["new0", "new1", "new2"])
+    assert len(full_looks) <= 3, len(full_looks)  # the first, the delete's, one spare
 
 
 def test_wait_reports_unknown_and_deleted_jobs(add):

@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 import helpers
-from helpers import cli_env, ok, user_error
+from helpers import cli_env, ok, user_error, wait_for
 from queuectl_tui import engine, metrics, spec
 from queuectl_tui.db import is_sqlite
 from queuectl_tui.errors import InvalidInput
@@ -561,6 +561,54 @@ def test_metrics_serve_answers_up_0_while_the_database_is_away_and_recovers(rece
         _reap(proc)
         if proxy:
             proxy.stop()
+
+
+def test_metrics_serve_answers_head_and_lets_no_slow_client_hold_a_thread(db, monkeypatch):
+    """HEAD gets GET's status and headers without the body (not 405); a client that connects
+    and says nothing, or trickles its request a byte at a time, is cut off (each would hold a
+    server thread for as long as it liked)."""
+    pytest.importorskip("prometheus_client")
+    import http.client
+    import socket
+
+    from queuectl_tui import exporter
+    monkeypatch.setattr(exporter, "CLIENT_TIMEOUT", 0.5, raising=False)
+    monkeypatch.setattr(exporter, "CONNECTION_LIMIT", 2.0, raising=False)
+    server = exporter.serve("127.0.0.1", 0)
+    port = server.server_address[1]
+    try:
+        answers = {}
+        for method in ("GET", "HEAD"):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request(method, "/metrics")
+            response = conn.getresponse()
+            answers[method] = (response.status, response.getheader("Content-Type"),
+                               response.getheader("Content-Length"), response.read())
+            conn.close()
+        assert answers["HEAD"][:2] == answers["GET"][:2] and answers["GET"][0] == 200
+        assert int(answers["HEAD"][2]) > 0 and answers["HEAD"][3] == b""
+        assert b"queuectl_up 1.0" in answers["GET"][3]
+
+        idle = socket.create_connection(("127.0.0.1", port), timeout=30)
+        trickle = socket.create_connection(("127.0.0.1", port), timeout=0.2)
+        try:
+            def cut_off() -> bool:
+                try:
+                    trickle.send(b"G")  # more often than CLIENT_TIMEOUT: only the deadline ends it
+                    return trickle.recv(1) == b""
+                except TimeoutError:
+                    return False
+                except OSError:
+                    return True
+
+            wait_for(cut_off, timeout=30, interval=0.1, message="the trickling client cut off")
+            assert idle.recv(1) == b""  # closed by the server well before this socket's 30 s
+        finally:
+            idle.close()
+            trickle.close()
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.mark.both_backends

@@ -48,6 +48,44 @@ def test_a_database_url_is_never_a_path_and_its_password_never_shown(
     assert not (home / "queuectl.db").exists()
 
 
+#: Every place a libpq URL can carry a secret: the password before the host, the secret
+#: parameters of its query string (their names percent-encoded too), and a parameter whose
+#: value is a connection string or URL of its own.
+SECRET_URLS = [
+    "postgresql://u:sekrit@127.0.0.1:1/q",
+    "postgresql://u@127.0.0.1:1/q?password=sekrit",
+    "postgresql://u@127.0.0.1:1/q?sslmode=disable&sslpassword=sekrit",
+    "postgresql://u@127.0.0.1:1/q?pass%77ord=sekrit",
+    "postgresql://u@127.0.0.1:1/q?PASSWORD=sekrit&password=sekrit",
+    "postgresql://u@127.0.0.1:1/q?dbname=host%3Dh%20password%3Dsekrit",
+    "postgresql://u@127.0.0.1:1/q?dbname=postgresql://v:sekrit@h/r",
+    "postgresql://u@127.0.0.1:1/q?oauth_client_secret=sekrit",
+]
+
+
+@pytest.mark.parametrize("url", SECRET_URLS)
+def test_no_secret_a_url_carries_is_ever_shown(url):
+    from queuectl_tui.db import redact
+    shown = redact(url)
+    assert "sekrit" not in shown and "***" in shown
+    assert shown.startswith("postgresql://u") and "127.0.0.1:1/q" in shown
+
+
+def test_what_is_not_a_secret_is_shown_as_given():
+    from queuectl_tui.db import redact
+    for url in ("postgresql://u@h:5/q?passfile=/home/u/.pgpass&sslkey=/k&sslmode=require",
+                "postgresql://h/q?options=-csearch_path%3Ds&application_name=x", "postgresql://h/q"):
+        assert redact(url) == url
+
+
+@pytest.mark.parametrize("url", SECRET_URLS[1:4])
+def test_error_messages_show_no_secret_of_the_query_string(home, tmp_path, url):
+    for args in (("status",), ("status", "--json"), ("enqueue", "true")):
+        line = user_error(run_cli(home, *args, env=cli_env(home, QUEUECTL_DB=url)), 1)
+        assert "cannot connect to database postgresql://u@127.0.0.1:1/q?" in line, line
+        assert "sekrit" not in line, line
+
+
 def test_without_the_driver_a_url_says_how_to_install_it(home, tmp_path):
     code = ("import sys; sys.modules['psycopg2'] = None\n"
             "from queuectl_tui.cli import main; main()")
@@ -76,6 +114,33 @@ def test_status_and_the_console_header_name_the_server_without_its_password(home
     from queuectl_tui.tui.app import QueueApp
     header = QueueApp(url).sub_title
     assert ":***@" in header and f":{password}@" not in header
+
+
+@on_postgres
+def test_status_shows_no_password_given_in_the_query_string(home, db):
+    """A role of its own, whose password is nowhere else in the URL (the test server's user,
+    password and database share one name), given as ``?password=`` and with ``sslpassword``."""
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    import psycopg2
+    role, password = f"r_{os.getpid()}_{time.monotonic_ns()}", f"pw-{time.monotonic_ns()}"
+    admin = psycopg2.connect(helpers.DB_URL)
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{password}'")
+    try:
+        parts = urlsplit(helpers.DB_URL)
+        url = urlunsplit(parts._replace(
+            netloc=f"{role}@{parts.hostname}:{parts.port}",
+            query=f"{parts.query}&password={quote(password)}&sslpassword=other-{password}"))
+        env = cli_env(home, QUEUECTL_DB=url)
+        shown = ok(run_cli(home, "status", env=env)).out.splitlines()[0]
+        data = ok(run_cli(home, "status", "--json", env=env)).json()["database"]
+        for text in (shown, data["url"]):
+            assert password not in text and "password=***" in text and "sslpassword=***" in text
+            assert f"{role}@" in text
+    finally:
+        admin.cursor().execute(f"DROP ROLE {role}")
+        admin.close()
 
 
 @on_postgres

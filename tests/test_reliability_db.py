@@ -23,7 +23,16 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Result, cli_env, ok, permission_preexec, run_cli, tree_digest, user_error
+from helpers import (
+    Result,
+    cli_env,
+    ok,
+    permission_preexec,
+    run_cli,
+    tree_digest,
+    user_error,
+    wait_for,
+)
 
 # reap (conftest.py): kills whatever a test leaves running, even when it fails half-way.
 pytestmark = pytest.mark.usefixtures("reap")
@@ -319,6 +328,123 @@ def test_commands_wait_out_a_lock_held_for_a_few_seconds(cli, home):
     assert ok(cli("config", "get", "max_retries")).out.strip() == "5"
 
 
+#: A worker that freezes (SIGSTOP) inside its write transaction: it has registered and claimed
+#: the job "held", and keeps the writers' lock and SQLite's write lock while stopped.
+FROZEN_WRITER = """
+import os, signal, sys
+from queuectl_tui import engine
+from queuectl_tui.db import open_db, write_transaction
+open_db(sys.argv[1])
+worker = engine.register_worker()
+engine.claim(worker)
+with write_transaction():
+    engine.heartbeat(worker.id)
+    print(worker.id, flush=True)
+    os.kill(os.getpid(), signal.SIGSTOP)
+"""
+
+
+def frozen_writer(home: Path) -> tuple[subprocess.Popen, int]:
+    """(its process, its worker id), once it is stopped with both locks held."""
+    import psutil
+    proc = subprocess.Popen([sys.executable, "-c", FROZEN_WRITER, str(home / "queuectl.db")],
+                            stdout=subprocess.PIPE, text=True, env=cli_env(home))
+    worker_id = int(proc.stdout.readline())
+    wait_for(lambda: psutil.Process(proc.pid).status() == psutil.STATUS_STOPPED,
+             message="the writer to freeze")
+    return proc, worker_id
+
+
+#: A command whose writers' lock wait is cut to 1 s (the real one is 15 s, as SQLite's).
+SHORT_WAIT_COMMAND = """
+import sys
+from queuectl_tui import db
+db.WRITERS_WAIT = 1.0
+from queuectl_tui.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("where", ["command", "thread"])
+def test_a_writer_frozen_with_the_writers_lock_holds_up_others_only_for_the_busy_timeout(
+    home, monkeypatch, where
+):
+    """Ctrl+Z (or SIGSTOP) of a writer inside its transaction: every other writer gave up after
+    the busy timeout on SQLite's own lock, but waited for the writers' lock (taken first) for
+    good. Both waits are bounded now, and the error says who holds the lock: in a command (the
+    main thread, woken by the kernel or a timer) and in another thread (which polls)."""
+    import threading
+
+    from queuectl_tui import db as database_module
+    from queuectl_tui import engine, spec
+    from queuectl_tui.db import describe_db_error, open_db
+    ok(run_cli(home, "config", "set", "lease", "600"))  # frozen but not lost: nobody kills it
+    holder, _ = frozen_writer(home)
+    try:
+        if where == "command":
+            proc = subprocess.run([sys.executable, "-c", SHORT_WAIT_COMMAND, "enqueue", "true"],
+                                  capture_output=True, text=True, timeout=60, env=cli_env(home),
+                                  cwd=home)
+            line = user_error(Result(proc.returncode, proc.stdout, proc.stderr), 1)
+        else:
+            open_db(home / "queuectl.db")
+            monkeypatch.setattr(database_module, "WRITERS_WAIT", 1.0, raising=False)
+            outcome = []
+
+            def write() -> None:
+                try:
+                    engine.enqueue([spec.normalize({"command": "true"})], cwd=str(home), env={})
+                    outcome.append("written")
+                except Exception as exc:  # noqa: BLE001 (what the writer met is the result)
+                    outcome.append(exc)
+
+            writer = threading.Thread(target=write, daemon=True)
+            writer.start()
+            writer.join(timeout=60)  # a hang detector, not a timing: the wait is 1 s here
+            assert outcome, "the writer still waits for the frozen holder's lock"
+            assert isinstance(outcome[0], database_module.OperationalError), outcome
+            line = describe_db_error(outcome[0])
+        assert "stayed locked by another process" in line, line
+        assert f"by process {holder.pid} (stopped)" in line, line
+    finally:
+        holder.kill()
+        holder.wait()
+        database_module.close_db()
+    ok(run_cli(home, "enqueue", "true"))  # the holder gone, its locks are free
+
+
+@pytest.mark.parametrize("recovered_by", ["recover", "new-worker"])
+def test_recovery_takes_back_the_job_of_a_worker_frozen_holding_the_write_locks(
+    home, recovered_by
+):
+    """A worker frozen inside its write transaction keeps the writers' lock and SQLite's: once
+    it is lost (stopped, heartbeat past the lease), recovery (``recover``, a worker's start, or
+    a worker whose write failed) kills it, known by PID and start time, which frees both
+    locks, and takes its job back; the job then runs."""
+    import psutil
+    ok(run_cli(home, "config", "set", "lease", "1"))
+    ok(run_cli(home, "enqueue", "--id", "held", "true"))
+    holder, worker_id = frozen_writer(home)
+    try:
+        wait_for(lambda: ok(run_cli(home, "worker", "list", "--json")).json()[0]["alive"] is False,
+                 message="the frozen worker to be presumed lost")
+        if recovered_by == "recover":
+            assert ok(run_cli(home, "recover", "--json", timeout=60)).json() == {
+                "recovered": ["held"]}
+            job = ok(run_cli(home, "show", "held", "--json")).json()
+            assert job["state"] == "pending" and job["attempt_list"][0]["outcome"] == "interrupted"
+        ok(run_cli(home, "worker", "start", "--foreground", "--burst", timeout=60))
+        assert holder.wait(timeout=10) == -9 and not psutil.pid_exists(holder.pid)
+        job = ok(run_cli(home, "show", "held", "--json")).json()
+        assert job["state"] == "completed"
+        assert [a["outcome"] for a in job["attempt_list"]] == ["interrupted", "completed"]
+        assert worker_id not in [w["id"] for w in ok(run_cli(home, "worker", "list",
+                                                             "--json")).json()]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 # --- logs directory gone or unwritable -------------------------------------------------------
 
 def test_a_database_moved_without_its_logs_directory_still_runs_jobs(home):
@@ -328,6 +454,27 @@ def test_a_database_moved_without_its_logs_directory_still_runs_jobs(home):
     jobs = ok(run_cli(home, "list", "--json")).json()
     assert {j["state"] for j in jobs} == {"completed"}
     assert (home / "logs").stat().st_mode & 0o777 == 0o700
+
+
+def test_a_database_reached_through_a_symlink_is_the_same_database_in_every_respect(home):
+    """SQLite follows a link to the file (its -wal is beside the real one); so must everything
+    else: the logs, the workers' log and journals, the writers' lock."""
+    real, there = home / "real", home / "there"
+    there.mkdir(parents=True)
+    ok(run_cli(home, "--db", str(real / "q.db"), "status"))
+    (there / "q.db").symlink_to(real / "q.db")
+    (home.parent / "alias").symlink_to(there)  # a link in the directory chain as well
+    links = {"a": there / "q.db", "b": home.parent / "alias" / "q.db"}
+    for job_id, link in links.items():
+        ok(run_cli(home, "--db", str(link), "enqueue", "--id", job_id, "echo hi"))
+        ok(run_cli(home, "--db", str(link), "worker", "start", "--foreground", "--burst"))
+    ok(run_cli(home, "--db", str(links["a"]), "worker", "start"))
+    ok(run_cli(home, "--db", str(links["a"]), "worker", "stop"))
+    for job_id in links:  # by the real path, the logs written through either link
+        assert ok(run_cli(home, "--db", str(real / "q.db"), "logs", job_id)).out == "hi\n"
+    assert (real / "logs" / "workers.log").exists()
+    assert [p.name for p in there.iterdir()] == ["q.db"]  # no logs/, -wal, -shm beside the link
+    assert not (home.parent / "logs").exists()
 
 
 def test_a_log_that_cannot_be_created_fails_the_attempt_not_the_worker(home, as_user):

@@ -224,6 +224,47 @@ def test_a_job_whose_process_is_only_in_its_workers_journal_is_killed_and_charge
     assert not list((tmp_path / "qhome" / "logs").glob("worker*.pids"))  # the dead one's is gone
 
 
+@pytest.mark.parametrize("recovered_by", ["recover", "stop-force"])
+def test_a_note_left_from_before_a_clear_never_hides_a_sigkilled_workers_job(
+    cli, tmp_path, tok, recovered_by
+):
+    """Attempt seqs are given again after ``clear``, and a worker's journal is a ring of 64
+    notes that outlives it. Worker notes 60 attempts, is cleared, runs 4 more (seqs 1-4 again)
+    and the victim (seq 5, its note in slot 0): the note of the old seq 5 sits in slot 4. The
+    worker SIGKILLed, recovery (``recover``, or ``worker stop --force`` finding it gone) must
+    kill the victim's tree, not the old note's long-gone process, before the job runs again."""
+    for key, value in (("heartbeat_interval", "300"), ("lease", "900"), ("backoff_base", "1")):
+        ok(cli("config", "set", key, value))  # the database never gets the victim's PID
+    specs = "".join(json.dumps({"id": f"old{i}", "command": "true"}) + "\n" for i in range(60))
+    ok(cli("enqueue", "-f", "-", input=specs))
+    worker = start_worker(cli)
+    wait_for(lambda: ok(cli("status", "--json")).json()["jobs"]["completed"] == 60,
+             message="the first 60 jobs")
+    ok(cli("clear", "--yes"))
+    specs = "".join(json.dumps({"id": f"new{i}", "command": "true"}) + "\n" for i in range(4))
+    ok(cli("enqueue", "-f", "-", input=specs))
+    wait_for(lambda: ok(cli("status", "--json")).json()["jobs"]["completed"] == 4,
+             message="4 more jobs")
+    ok(cli("enqueue", "--id", "victim", tree_job(tmp_path, tok)))
+    wait_for(lambda: len(sleeps(tok)) == 2, message="the victim's tree")
+    assert show(cli, "victim")["attempt_list"][0]["pid"] is None  # only in the journal
+
+    os.kill(worker["pid"], signal.SIGKILL)
+    wait_for(lambda: gone(worker["pid"]), message="the worker to die")
+    if recovered_by == "recover":
+        assert ok(cli("recover", "--json")).json() == {"recovered": ["victim"]}
+    else:
+        assert ok(cli("worker", "stop", "--force", "--json")).json()["gone"] == [worker["id"]]
+    assert not processes_with(tok), "recovery returned with the victim's tree alive"
+    job = show(cli, "victim")
+    assert job["state"] == "failed" and outcomes(job) == ["lost"]
+    ok(cli("worker", "start", "--foreground", "--burst"))
+    job = show(cli, "victim")
+    assert (job["state"], outcomes(job)) == ("completed", ["lost", "completed"])
+    assert not (tmp_path / "overlap").exists(), "the retry ran while the first run was alive"
+    assert not processes_with(tok)
+
+
 @pytest.mark.parametrize("recovered_by", ["recover-command", "replacement-worker"])
 def test_recovery_kills_the_group_of_a_job_whose_shell_has_already_exited(
     cli, tmp_path, tok, recovered_by

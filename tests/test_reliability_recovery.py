@@ -111,3 +111,26 @@ def test_recovery_never_touches_a_run_claimed_meanwhile_by_a_live_worker(db, mon
     finally:
         live_run.kill()
         live_run.wait()
+
+
+def test_a_noted_process_that_started_before_its_attempt_is_not_its_job(db, home):
+    """A journal note names a process by attempt seq (and, from this version on, by claim
+    token); a process that started before the attempt was claimed is an older run's, whose
+    seq was given again after a delete. A note without a token (the previous format) for such
+    a process must not be taken for the job's (recovery would kill nothing, and the job's real
+    process would run beside its retry); one that started after the claim is."""
+    import os
+    import time
+
+    from helpers import dead_pid
+    from queuectl_tui import engine, procs, spec
+    engine.enqueue([spec.normalize({"id": "j", "command": "true"})], cwd=str(home.parent), env={})
+    _, attempt = engine.claim(lost_worker())
+    me, my_start = os.getpid(), procs.start_time(os.getpid())
+    journal = engine.logs_dir() / f"worker{me}-{int(my_start * 100)}.pids"
+    for started, trusted in ((attempt.started_at - 600, False), (time.time(), True)):
+        record = f"{attempt.seq} {dead_pid()} {started!r} {me} {my_start!r}\n"
+        journal.write_bytes(record.ljust(128).encode())
+        noted = engine.noted_process(attempt)
+        assert (noted is not None and noted[1] == started) is trusted, noted
+    journal.unlink()

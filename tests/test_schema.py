@@ -116,3 +116,39 @@ def test_foreign_sqlite_database_is_refused(tmp_path, cli, home):
     con.close()
     result = cli("list")
     assert result.code == 1 and "not a queuectl one" in result.err
+
+
+def test_a_worker_stops_cleanly_when_the_schema_is_upgraded_under_it(cli, home, tmp_path):
+    """A newer queuectl upgrades the database while a worker of this version runs a job; the
+    upgrade changed the claim's index, so this worker's claim fails from then on. It must not
+    loop on the error with its job left `processing`: it notices the newer schema, records
+    the job it ran, unregisters and exits, saying why (here in the workers' log)."""
+    import os
+
+    from helpers import gone, ok, wait_for
+    started, release = tmp_path / "started", tmp_path / "release"
+    ok(cli("enqueue", "--id", "running",
+           f"touch {started}; while [ ! -e {release} ]; do sleep 0.02; done"))
+    ok(cli("enqueue", "--id", "next", "true"))
+    worker = ok(cli("worker", "start", "--json")).json()[0]
+    try:
+        wait_for(started.exists, message="the job to start")
+        con = sqlite3.connect(home / "queuectl.db")
+        con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                    (str(dbmod.SCHEMA_VERSION + 1),))
+        con.execute("DROP INDEX job_claim")  # INDEXED BY job_claim: "no such index"
+        con.commit()
+        release.touch()
+        wait_for(lambda: gone(worker["pid"]), timeout=60, message="the worker to exit")
+        states = dict(con.execute("SELECT id, state FROM job"))
+        assert states == {"running": "completed", "next": "pending"}
+        assert con.execute("SELECT count(*) FROM attempt").fetchone() == (1,)
+        assert con.execute("SELECT count(*) FROM worker").fetchone() == (0,)
+        con.close()
+        log = (home / "logs" / "workers.log").read_text()
+        assert (f"upgraded to schema version {dbmod.SCHEMA_VERSION + 1}, newer than this "
+                f"queuectl-tui knows ({dbmod.SCHEMA_VERSION})") in log
+        assert "Traceback" not in log
+    finally:
+        if not gone(worker["pid"]):
+            os.kill(worker["pid"], 9)
