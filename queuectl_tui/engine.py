@@ -500,6 +500,12 @@ class Fenced(QueueError):
     """The job is no longer held by this claim (recovered, maybe claimed again meanwhile)."""
 
 
+class Unregistered(Fenced):
+    """The worker's row is gone: it was presumed lost and its jobs taken back. It may claim
+    nothing more under that id (a job claimed so would look abandoned to every recovery, and
+    run twice); it registers again under a new one."""
+
+
 def register_worker(queues: list[str] | None = None, *, pid: int | None = None,
                     now: float | None = None) -> Worker:
     """A new worker row under an id no worker ever had (taken from a counter in ``meta``): a
@@ -580,8 +586,9 @@ def claim(worker: Worker, *, now: float | None = None) -> tuple[Job, Attempt] | 
     now = time.time() if now is None else now
     with write_transaction():
         claimed = _claim(worker, now)
-        if claimed:  # an empty poll writes nothing (a commit would wake every idle worker)
-            _set_worker(worker.id, claimed[0].id, now)
+        # an empty poll writes nothing (a commit would wake every idle worker)
+        if claimed and not _set_worker(worker.id, claimed[0].id, now):
+            raise Unregistered(f"worker {worker.id} is no longer registered")  # rolled back
     return claimed
 
 
@@ -639,7 +646,8 @@ def settle(worker: Worker, ended: Sequence[Ended] = (), *, claim: int = 0,
     more. A worker draining short jobs takes the write lock once per few jobs, not once per
     job. The worker row says it is on ``next_job`` (the first held job it will run), or on the
     first one claimed here. Returns the ended jobs' new states (None: taken back meanwhile)
-    and the claims, best first."""
+    and the claims, best first. Raises Unregistered, and changes nothing, when it would claim
+    for a worker whose row is gone."""
     now = time.time() if now is None else now
     with write_transaction():
         states = [_finish(e.job, e.attempt, e.outcome, e.exit_code, e.error, e.tail,
@@ -653,7 +661,8 @@ def settle(worker: Worker, ended: Sequence[Ended] = (), *, claim: int = 0,
                 break
             claimed.append(got)
         current = next_job or (claimed[0][0].id if claimed else None)
-        _set_worker(worker.id, current, now)
+        if not _set_worker(worker.id, current, now) and claimed:
+            raise Unregistered(f"worker {worker.id} is no longer registered")  # rolled back
     return states, claimed
 
 
@@ -902,9 +911,10 @@ def fail_dependents(seqs: list[int], *, now: float) -> list[str]:
     return sent
 
 
-def _set_worker(worker_id: int, job_id: str | None, now: float) -> None:
-    """Busy with ``job_id``, or idle; a stopping worker stays stopping."""
-    _hot(_SET_WORKER, (job_id, job_id, now, worker_id))
+def _set_worker(worker_id: int, job_id: str | None, now: float) -> bool:
+    """Busy with ``job_id``, or idle; a stopping worker stays stopping. False when the worker's
+    row is gone."""
+    return _hot(_SET_WORKER, (job_id, job_id, now, worker_id)).rowcount == 1
 
 
 def record_process(attempt: Attempt, pid: int, started: float | None) -> None:

@@ -130,3 +130,83 @@ def test_two_hosts_drain_one_queue_running_every_job_once(two_hosts, tmp_path):
     assert all([(n, outcome) for n, outcome, _, _ in tries] == [(1, "completed")]
                for tries in ran.values()), ran
     assert {tries[0][2] for tries in ran.values()} == {a.name, b.name}, ran
+
+
+def test_a_cut_shorter_than_the_lease_changes_nothing(two_hosts, tmp_path):
+    """Lease 5.9 s, host A cut off for 3.7 s while its job runs. Left to TCP's resends, which
+    back off (0.2, 0.6, 1.4, 3.0, 6.2 s after a statement was sent), A's heartbeat stalled
+    6.2 s: its job was taken back and ran on both hosts. Now it is renewed about a second
+    after the network heals."""
+    a, b = two_hosts.hosts
+    runs = tmp_path / "runs"
+    configure(two_hosts.url, lease=5.9, heartbeat_interval=0.1)
+    a.start_worker()
+    enqueue(tmp_path, {"job": f"echo start >> {runs}; sleep 8; echo end >> {runs}"})
+    wait_for(lambda: running_on(a, "job"), timeout=30, message="the job running on A")
+    b.start_worker()
+    wait_for(lambda: workers_on(b), timeout=30, message="B's worker")
+    (first,) = workers_on(a)
+    lateness, recovery = Lateness(first.id), Recovery()
+    lateness.start()
+    recovery.start()
+    try:
+        a.cut()
+        time.sleep(3.7)  # the outage itself: nothing to wait for
+        a.heal()
+        wait_for(lambda: job_state("job") != "processing", timeout=60, interval=0.1,
+                 message="the job's end")
+    finally:
+        recovery.stop()
+        lateness.stop()
+    seen = f"A's heartbeat looked {lateness.worst:.1f}s late at worst\n{a.log()}{b.log()}"
+    assert runs.read_text() == "start\nend\n", seen
+    assert [(n, outcome, host) for n, outcome, host, _ in attempts("job")] == [
+        (1, "completed", a.name)], seen
+    assert [w.id for w in workers_on(a)] == [first.id], seen  # never presumed lost
+
+
+def test_a_cut_past_the_lease_is_recovered_and_the_stale_copy_is_killed(two_hosts, tmp_path):
+    """Lease 3 s, host A cut off for 6 s while its job runs: host B takes the job back and
+    runs it; A kills its own copy once its lease has passed without a heartbeat (the copy
+    used to run on to its end), and its late result changes nothing."""
+    a, b = two_hosts.hosts
+    runs, lease = tmp_path / "runs", 3.0
+    configure(two_hosts.url, lease=lease, heartbeat_interval=BEAT)
+    a.start_worker()
+    # Each copy of the job notes the time every 0.1 s in a file of its own ($$ differs).
+    enqueue(tmp_path, {"job": f"echo start >> {runs}; i=0; while [ $i -lt 60 ]; do "
+                              f"date +%s.%N >> {tmp_path}/ticks.$$; sleep 0.1; i=$((i+1)); "
+                              f"done; echo end >> {runs}"})
+    wait_for(lambda: running_on(a, "job"), timeout=30, message="the job running on A")
+    b.start_worker()
+    wait_for(lambda: workers_on(b), timeout=30, message="B's worker")
+    (first,) = workers_on(a)
+    lateness = Lateness(first.id)
+    lateness.start()
+    try:
+        a.cut()
+        wait_for(lambda: running_on(b, "job"), timeout=30, interval=0.1,
+                 message="the job taken back and running on B")
+        time.sleep(2 * lease - 3)  # the rest of the 6 s outage
+        a.heal()
+        wait_for(lambda: job_state("job") == "completed", timeout=60, interval=0.1,
+                 message="the job completed on B")
+        wait_for(lambda: [w for w in workers_on(a) if w.id != first.id], timeout=30,
+                 message="A back under a new id")
+    finally:
+        lateness.stop()
+    seen = f"\n{a.log()}{b.log()}"
+    assert runs.read_text() == "start\nstart\nend\n", seen  # A's copy never reached its end
+    tries = attempts("job")
+    assert [(n, outcome, host) for n, outcome, host, _ in tries] == [
+        (1, "lost", a.name), (2, "completed", b.name)], seen
+    assert tries[0][3].startswith("worker lost"), tries  # recovery's record: A's was fenced off
+    # A's copy stopped within the bound: once its lease had passed since its last heartbeat,
+    # plus the time to notice and kill it (one sixth of the lease at most, then one tick).
+    copies = sorted((path.read_text().split() for path in tmp_path.glob("ticks.*")),
+                    key=lambda ticks: float(ticks[0]))
+    assert len(copies) == 2, copies
+    stale_end, rerun_start = float(copies[0][-1]), float(copies[1][0])
+    assert stale_end <= lateness.last + lease + lease / 6 + 0.5, (
+        f"A's copy ran {stale_end - lateness.last:.2f}s past A's last heartbeat; B's copy "
+        f"started {rerun_start - lateness.last:.2f}s after it" + seen)
