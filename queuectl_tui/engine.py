@@ -976,39 +976,51 @@ def noted_process(attempt: Attempt) -> tuple[int, float | None] | None:
 
 def drop_dead_journals() -> None:
     """Remove the journals of worker processes that are gone once their last attempt has been
-    recovered (a SIGKILLed worker cannot remove its own)."""
-    for path, notes, (owner, owner_started) in _journals():
-        if (procs.same_process(owner, owner_started) is None
-                and not Attempt.select().where(Attempt.seq.in_(list(notes)),
-                                               Attempt.outcome.is_null()).exists()):
-            try:
-                path.unlink()
-            except OSError:
-                pass
+    recovered (a SIGKILLed worker cannot remove its own). The notes that decide it are read
+    after the owner was found gone: read before, they could miss one the owner wrote just
+    before it died, and its job, which ran, would then be recovered as never started."""
+    for path, _notes, (owner, owner_started) in _journals():
+        if procs.same_process(owner, owner_started) is not None:
+            continue
+        notes = _read_journal(path)
+        if notes is None or Attempt.select().where(Attempt.seq.in_(list(notes[0])),
+                                                   Attempt.outcome.is_null()).exists():
+            continue
+        try:
+            path.unlink()
+        except OSError:
+            pass
 
 
 def _journals() -> Iterator[tuple[Path, dict[int, tuple[int, float | None]],
                                   tuple[int, float | None]]]:
     """(path, {attempt seq: (job pid, its start time)}, (worker pid, its start time)) of each
     worker journal here that can be read."""
+    for path in logs_dir().glob("worker*.pids"):
+        read = _read_journal(path)
+        if read is not None:
+            yield path, *read
+
+
+def _read_journal(path: Path) -> tuple[dict[int, tuple[int, float | None]],
+                                        tuple[int, float | None]] | None:
+    """A journal's notes and owner, or None if it cannot be read or holds no note."""
     def when(text: str) -> float | None:
         return None if text == "None" else float(text)
 
-    for path in logs_dir().glob("worker*.pids"):
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    notes, owner = {}, None
+    for at in range(0, len(data), _JOURNAL_RECORD):
         try:
-            data = path.read_bytes()
-        except OSError:
-            continue
-        notes, owner = {}, None
-        for at in range(0, len(data), _JOURNAL_RECORD):
-            try:
-                seq, pid, started, worker, worker_started = data[at:at + _JOURNAL_RECORD].split()
-                notes[int(seq)] = (int(pid), when(started.decode()))
-                owner = (int(worker), when(worker_started.decode()))
-            except ValueError:
-                continue  # a slot never written (zeros) or torn
-        if owner is not None:
-            yield path, notes, owner
+            seq, pid, started, worker, worker_started = data[at:at + _JOURNAL_RECORD].split()
+            notes[int(seq)] = (int(pid), when(started.decode()))
+            owner = (int(worker), when(worker_started.decode()))
+        except ValueError:
+            continue  # a slot never written (zeros) or torn
+    return None if owner is None else (notes, owner)
 
 
 def backoff_delay(base: float, failures: int, cap: float) -> float:
@@ -1029,12 +1041,20 @@ def recover_lost(*, now: float | None = None) -> list[str]:
 
     A worker is gone when its row is missing or ``worker_alive`` says so. Each such job whose
     command started gets a failed attempt "worker lost" and follows the normal retry/DLQ path;
-    one whose command never started (no process recorded: the runner does not start it before)
-    goes back to pending as "interrupted", without using a retry.
+    one whose command never started goes back to pending as "interrupted", without using a
+    retry. "Never started" is known only of a worker of this host whose process has exited:
+    its job's shell runs the command only once the worker has noted the process (in its
+    journal or the database), and a worker that has exited notes nothing more, so a journal
+    read after that without the note is final. A worker presumed lost whose process still
+    exists (stopped, or whose row is gone) or that runs on another host might still let its job
+    start: its job is charged "worker lost" like one that ran (at least once).
     """
     now = time.time() if now is None else now
     lease = settings.get("lease")
     lost = {w.id: w for w in Worker.select() if not worker_alive(w, now=now, lease=lease)}
+    here = procs.hostname()  # checked before any journal is read (see above)
+    exited = {w.id for w in lost.values()
+              if w.host == here and procs.process_status(w.pid, w.proc_started) is None}
     # Read the candidates to the end first: a SELECT left open across the loop pins an old
     # snapshot, and finish()'s BEGIN IMMEDIATE on it fails at once with "database is locked"
     # (SQLITE_BUSY_SNAPSHOT, which no busy timeout waits out) whenever anyone committed.
@@ -1060,7 +1080,7 @@ def recover_lost(*, now: float | None = None) -> list[str]:
             noted = noted_process(attempt)
             if noted is not None:
                 attempt.pid, attempt.pid_started = noted
-        if attempt.pid is None and local:
+        if attempt.pid is None and local and job.worker_id in exited:
             # The command never started (the runner waits for its process to be noted):
             # nothing ran, nothing to kill, no retry used.
             outcome = Outcome.CANCELLED if job.cancel_requested else Outcome.INTERRUPTED
@@ -1080,6 +1100,8 @@ def recover_lost(*, now: float | None = None) -> list[str]:
             silent = now - worker.heartbeat_at
             why += (f" (worker {worker.id}, pid {worker.pid} on {worker.host}: "
                     + (f"no heartbeat for {silent:.0f}s)" if silent > lease else "process gone)"))
+        if attempt.pid is None and local:
+            why += " before its job's process was noted; it may have started"
         # A cancel asked of a worker that was gone already: recovery carries it out.
         outcome, why = ((Outcome.CANCELLED, "cancelled") if job.cancel_requested
                         else (Outcome.LOST, why))
