@@ -567,6 +567,7 @@ def _postgres_class():
         transaction is then rolled back as a whole (a worker retries it)."""
 
         url = display = ""
+        liveness: dict | None = None  # what keep_alive asks of new connections
 
         def _initialize_connection(self, conn):
             # As SQLite's busy timeout: a lock held too long fails the waiter with a message
@@ -581,7 +582,7 @@ def _postgres_class():
                     f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}"
                     + (f"; SET statement_timeout = {limit}" if limit else "")
                 )
-            _session.liveness = _liveness
+            _session.liveness = self.liveness
 
         def cursor(self, named_cursor=None):
             state = self._state
@@ -660,7 +661,6 @@ class _Session(threading.local):
 
 
 _session = _Session()
-_liveness: dict | None = None  # what keep_alive last asked of new connections
 
 
 def unanswered_limit(lease: float) -> float:
@@ -677,7 +677,6 @@ def keep_alive(lease: float, *, bound_statements: bool = False) -> None:
     transaction is open; ``bound_statements`` also sets its ``statement_timeout`` to that
     limit, so that a statement stuck on the server side (a lock) fails as fast. No-op on
     SQLite."""
-    global _liveness
     obj = database.obj
     if obj is None or isinstance(obj, SqliteDatabase):
         return
@@ -688,9 +687,9 @@ def keep_alive(lease: float, *, bound_statements: bool = False) -> None:
     from urllib.parse import parse_qsl, urlsplit
     own = {key for key, _ in parse_qsl(urlsplit(obj.url).query)}
     wanted = {key: value for key, value in wanted.items() if key not in own}
-    if _liveness != wanted:
+    if obj.liveness != wanted:
         obj.connect_params.update(wanted)
-        _liveness = wanted
+        obj.liveness = wanted
     statement_ms = round(limit * 1000) if bound_statements else 0
     if _session.liveness != wanted or _session.statement_ms != statement_ms:
         _session.statement_ms = statement_ms
