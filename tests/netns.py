@@ -132,11 +132,17 @@ class Host:
         self.is_cut = False
 
     def stop_workers(self) -> None:
+        """``worker stop --force`` (SIGUSR1: the running job's tree is killed), then SIGKILL for
+        whatever is left of a worker after 5 s."""
         for proc in self.procs:
+            with suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGUSR1)
+        for proc in self.procs:
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
             with suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            with suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
+            proc.wait()
 
 
 def _drop(table: str, device: str) -> str:
