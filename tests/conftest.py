@@ -139,7 +139,7 @@ def _kill_workers(home: Path) -> None:
 
 
 @pytest.fixture
-def two_hosts(tmp_path: Path):
+def two_hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Two hosts (tests/netns.py) on a fresh PostgreSQL schema: ``network.hosts`` (each with its
     ``url``, ``cli()``, ``start_worker()``, ``cut()``, ``heal()``), ``network.url`` for this
     process. Skipped with the reason where they cannot be had, except on CI (CI=true), where
@@ -150,6 +150,8 @@ def two_hosts(tmp_path: Path):
         if os.environ.get("CI") == "true":
             pytest.fail(f"two hosts: {reason}")
         pytest.skip(f"two hosts: {reason}")
+    monkeypatch.setenv("QUEUECTL_HOME", str(tmp_path / "here"))  # this process, a third host
+    monkeypatch.delenv("QUEUECTL_DB", raising=False)
     schema, url = fresh_schema()
     network = netns.Network(url, tmp_path)
     try:
