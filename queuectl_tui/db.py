@@ -8,6 +8,7 @@ transaction, by the functions in ``UPGRADES``.
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import socket
 import sqlite3
@@ -594,17 +595,22 @@ def _postgres_class():
         transaction is then rolled back as a whole (a worker retries it)."""
 
         url = display = ""
+        liveness: dict | None = None  # what keep_alive asks of new connections
 
         def _initialize_connection(self, conn):
             # As SQLite's busy timeout: a lock held too long fails the waiter with a message
             # (a worker retries) instead of hanging. A session idle inside a transaction (a
             # frozen process: SIGSTOP, a paused VM) is ended by the server, which releases
             # the write lock for everyone else; that process's transaction is rolled back.
+            # A worker's heartbeat session also bounds each statement (see keep_alive).
+            limit = _session.statement_ms
             with conn.cursor() as cursor:
                 cursor.execute(
                     f"SET lock_timeout = {BUSY_TIMEOUT_MS}; "
                     f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}"
+                    + (f"; SET statement_timeout = {limit}" if limit else "")
                 )
+            _session.liveness = self.liveness
 
         def cursor(self, named_cursor=None):
             state = self._state
@@ -669,6 +675,54 @@ def _open_postgres(url: str):
     except OSError:
         pass
     return db
+
+
+# A worker on another host than the server must notice a silent network (packets dropped, no
+# reset) well within its lease: other hosts take its job back once the lease has passed
+# without a heartbeat. Left to the kernel, a statement sent into a cut waits for TCP's
+# retransmissions, which back off exponentially (a 7.5 s cut held a heartbeat for 14.5 s),
+# and an idle connection notices nothing for two hours. keep_alive bounds both by the lease.
+
+class _Session(threading.local):
+    statement_ms = 0  # this thread's statement_timeout (the heartbeat's session), 0: none
+    liveness: dict | None = None  # the keep_alive parameters its connection was opened with
+
+
+_session = _Session()
+
+
+def unanswered_limit(lease: float) -> float:
+    """How long a worker waits for the network to answer a statement before it gives the
+    connection up and opens another: a sixth of the lease, from half a second to ten."""
+    return min(max(lease / 6, 0.5), 10.0)
+
+
+def keep_alive(lease: float, *, bound_statements: bool = False) -> None:
+    """PostgreSQL: give up, within ``unanswered_limit(lease)``, a connection the network no
+    longer carries, and reopen it (libpq's ``tcp_user_timeout``, TCP keepalives and
+    ``connect_timeout``, as parameters of every connection opened from now on, except those
+    the URL sets itself). The calling thread's own connection is reopened with them unless a
+    transaction is open; ``bound_statements`` also sets its ``statement_timeout`` to that
+    limit, so that a statement stuck on the server side (a lock) fails as fast. No-op on
+    SQLite."""
+    obj = database.obj
+    if obj is None or isinstance(obj, SqliteDatabase):
+        return
+    limit = unanswered_limit(lease)
+    wanted = {"tcp_user_timeout": round(limit * 1000), "keepalives": 1,
+              "keepalives_idle": max(1, round(limit)), "keepalives_interval": 1,
+              "keepalives_count": 3, "connect_timeout": max(2, math.ceil(limit))}
+    from urllib.parse import parse_qsl, urlsplit
+    own = {key for key, _ in parse_qsl(urlsplit(obj.url).query)}
+    wanted = {key: value for key, value in wanted.items() if key not in own}
+    if obj.liveness != wanted:
+        obj.connect_params.update(wanted)
+        obj.liveness = wanted
+    statement_ms = round(limit * 1000) if bound_statements else 0
+    if _session.liveness != wanted or _session.statement_ms != statement_ms:
+        _session.statement_ms = statement_ms
+        if not database.is_closed() and not database.in_transaction():
+            database.close()  # opened anew, with them, at the next statement
 
 
 def describe_target(target: Path | str | None = None) -> str:

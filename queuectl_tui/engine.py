@@ -507,6 +507,12 @@ class Fenced(QueueError):
     """The job is no longer held by this claim (recovered, maybe claimed again meanwhile)."""
 
 
+class Unregistered(Fenced):
+    """The worker's row is gone: it was presumed lost and its jobs taken back. It may claim
+    nothing more under that id (a job claimed so would look abandoned to every recovery, and
+    run twice); it registers again under a new one."""
+
+
 def register_worker(queues: list[str] | None = None, *, pid: int | None = None,
                     now: float | None = None) -> Worker:
     """A new worker row under an id no worker ever had (taken from a counter in ``meta``): a
@@ -587,8 +593,9 @@ def claim(worker: Worker, *, now: float | None = None) -> tuple[Job, Attempt] | 
     now = time.time() if now is None else now
     with write_transaction():
         claimed = _claim(worker, now)
-        if claimed:  # an empty poll writes nothing (a commit would wake every idle worker)
-            _set_worker(worker.id, claimed[0].id, now)
+        # an empty poll writes nothing (a commit would wake every idle worker)
+        if claimed and not _set_worker(worker.id, claimed[0].id, now):
+            raise Unregistered(f"worker {worker.id} is no longer registered")  # rolled back
     return claimed
 
 
@@ -646,7 +653,8 @@ def settle(worker: Worker, ended: Sequence[Ended] = (), *, claim: int = 0,
     more. A worker draining short jobs takes the write lock once per few jobs, not once per
     job. The worker row says it is on ``next_job`` (the first held job it will run), or on the
     first one claimed here. Returns the ended jobs' new states (None: taken back meanwhile)
-    and the claims, best first."""
+    and the claims, best first. Raises Unregistered, and changes nothing, when it would claim
+    for a worker whose row is gone."""
     now = time.time() if now is None else now
     with write_transaction():
         states = [_finish(e.job, e.attempt, e.outcome, e.exit_code, e.error, e.tail,
@@ -660,7 +668,8 @@ def settle(worker: Worker, ended: Sequence[Ended] = (), *, claim: int = 0,
                 break
             claimed.append(got)
         current = next_job or (claimed[0][0].id if claimed else None)
-        _set_worker(worker.id, current, now)
+        if not _set_worker(worker.id, current, now) and claimed:
+            raise Unregistered(f"worker {worker.id} is no longer registered")  # rolled back
     return states, claimed
 
 
@@ -981,9 +990,10 @@ def _fail_step(seqs: list[int] | None, *, now: float, budget: int,
     return sent, []
 
 
-def _set_worker(worker_id: int, job_id: str | None, now: float) -> None:
-    """Busy with ``job_id``, or idle; a stopping worker stays stopping."""
-    _hot(_SET_WORKER, (job_id, job_id, now, worker_id))
+def _set_worker(worker_id: int, job_id: str | None, now: float) -> bool:
+    """Busy with ``job_id``, or idle; a stopping worker stays stopping. False when the worker's
+    row is gone."""
+    return _hot(_SET_WORKER, (job_id, job_id, now, worker_id)).rowcount == 1
 
 
 def record_process(attempt: Attempt, pid: int, started: float | None) -> None:
@@ -1061,20 +1071,27 @@ def noted_process(attempt: Attempt) -> tuple[int, float | None] | None:
 
 def drop_dead_journals() -> None:
     """Remove the journals of worker processes that are gone once their last attempt has been
-    recovered (a SIGKILLed worker cannot remove its own)."""
-    for path, notes, (owner, owner_started) in _journals():
+    recovered (a SIGKILLed worker cannot remove its own). The notes that decide it are read
+    after the owner was found gone: read before, they could miss one the owner wrote just
+    before it died, and its job, which ran, would then be recovered as never started."""
+    for path, _notes, (owner, owner_started) in _journals():
         if procs.same_process(owner, owner_started) is not None:
             continue
+        read = _read_journal(path)
+        if read is None:
+            continue
+        notes = read[0]
         tokens = [token for _, token in notes if token is not None]
         seqs = [seq for seq, token in notes if token is None]
-        if not (Attempt.select().where(Attempt.claim_token.in_(tokens or [None]),
-                                       Attempt.outcome.is_null()).exists()
+        if (Attempt.select().where(Attempt.claim_token.in_(tokens or [None]),
+                                   Attempt.outcome.is_null()).exists()
                 or Attempt.select().where(Attempt.seq.in_(seqs or [None]),
                                           Attempt.outcome.is_null()).exists()):
-            try:
-                path.unlink()
-            except OSError:
-                pass
+            continue
+        try:
+            path.unlink()
+        except OSError:
+            pass
 
 
 def _journals() -> Iterator[tuple[Path, dict[tuple[int, int | None], tuple[int, float | None]],
@@ -1082,28 +1099,35 @@ def _journals() -> Iterator[tuple[Path, dict[tuple[int, int | None], tuple[int, 
     """(path, {(attempt seq, claim token): (job pid, its start time)}, (worker pid, its start
     time)) of each worker journal here that can be read. A record without a token (written by
     the previous version) has None for it."""
+    for path in logs_dir().glob("worker*.pids"):
+        read = _read_journal(path)
+        if read is not None:
+            yield path, *read
+
+
+def _read_journal(path: Path) -> tuple[dict[tuple[int, int | None], tuple[int, float | None]],
+                                        tuple[int, float | None]] | None:
+    """A journal's notes and owner, or None if it cannot be read or holds no note."""
     def when(text: str) -> float | None:
         return None if text == "None" else float(text)
 
-    for path in logs_dir().glob("worker*.pids"):
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    notes, owner = {}, None
+    for at in range(0, len(data), _JOURNAL_RECORD):
         try:
-            data = path.read_bytes()
-        except OSError:
-            continue
-        notes, owner = {}, None
-        for at in range(0, len(data), _JOURNAL_RECORD):
             fields = data[at:at + _JOURNAL_RECORD].split()
-            try:
-                if len(fields) == 5:  # seq pid started worker worker_started: no token
-                    fields.insert(1, b"None")
-                seq, token, pid, started, worker, worker_started = fields
-                notes[(int(seq), None if token == b"None" else int(token))] = (
-                    int(pid), when(started.decode()))
-                owner = (int(worker), when(worker_started.decode()))
-            except ValueError:
-                continue  # a slot never written (zeros) or torn
-        if owner is not None:
-            yield path, notes, owner
+            if len(fields) == 5:  # seq pid started worker worker_started: no token
+                fields.insert(1, b"None")
+            seq, token, pid, started, worker, worker_started = fields
+            notes[(int(seq), None if token == b"None" else int(token))] = (
+                int(pid), when(started.decode()))
+            owner = (int(worker), when(worker_started.decode()))
+        except ValueError:
+            continue  # a slot never written (zeros) or torn
+    return None if owner is None else (notes, owner)
 
 
 def backoff_delay(base: float, failures: int, cap: float) -> float:
@@ -1124,14 +1148,22 @@ def recover_lost(*, now: float | None = None) -> list[str]:
 
     A worker is gone when its row is missing or ``worker_alive`` says so. Each such job whose
     command started gets a failed attempt "worker lost" and follows the normal retry/DLQ path;
-    one whose command never started (no process recorded: the runner does not start it before)
-    goes back to pending as "interrupted", without using a retry.
+    one whose command never started goes back to pending as "interrupted", without using a
+    retry. "Never started" is known only of a worker of this host whose process has exited:
+    its job's shell runs the command only once the worker has noted the process (in its
+    journal or the database), and a worker that has exited notes nothing more, so a journal
+    read after that without the note is final. A worker presumed lost whose process still
+    exists (stopped, or whose row is gone) or that runs on another host might still let its job
+    start: its job is charged "worker lost" like one that ran (at least once).
     """
     now = time.time() if now is None else now
     lease = settings.get("lease")
     lost = {w.id: w for w in lost_workers(now=now, lease=lease)}
     if lost:
         free_locks(lost.values())  # before the first write here, which would wait for them
+    here = procs.hostname()  # checked before any journal is read (see above)
+    exited = {w.id for w in lost.values()
+              if w.host == here and procs.process_status(w.pid, w.proc_started) is None}
     # Read the candidates to the end first: a SELECT left open across the loop pins an old
     # snapshot, and finish()'s BEGIN IMMEDIATE on it fails at once with "database is locked"
     # (SQLITE_BUSY_SNAPSHOT, which no busy timeout waits out) whenever anyone committed.
@@ -1157,7 +1189,7 @@ def recover_lost(*, now: float | None = None) -> list[str]:
             noted = noted_process(attempt)
             if noted is not None:
                 attempt.pid, attempt.pid_started = noted
-        if attempt.pid is None and local:
+        if attempt.pid is None and local and job.worker_id in exited:
             # The command never started (the runner waits for its process to be noted):
             # nothing ran, nothing to kill, no retry used.
             outcome = Outcome.CANCELLED if job.cancel_requested else Outcome.INTERRUPTED
@@ -1177,6 +1209,8 @@ def recover_lost(*, now: float | None = None) -> list[str]:
             silent = now - worker.heartbeat_at
             why += (f" (worker {worker.id}, pid {worker.pid} on {worker.host}: "
                     + (f"no heartbeat for {silent:.0f}s)" if silent > lease else "process gone)"))
+        if attempt.pid is None and local:
+            why += " before its job's process was noted; it may have started"
         # A cancel asked of a worker that was gone already: recovery carries it out.
         outcome, why = ((Outcome.CANCELLED, "cancelled") if job.cancel_requested
                         else (Outcome.LOST, why))

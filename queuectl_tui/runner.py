@@ -118,12 +118,15 @@ class _Drain(threading.Thread):
 
 
 def verdict(started: float, timeout: float | None,
-            tick: Callable[[], str | None]) -> tuple[str, str] | None:
+            tick: Callable[[], str | tuple[str, str] | None]) -> tuple[str, str] | None:
     """While a job runs: (outcome, error) when it must be killed now (its time limit passed,
-    or ``tick`` asks for a cancel or a forced stop), else None."""
+    or ``tick`` asks for a cancel or a forced stop, or answers with an (outcome, error) of its
+    own), else None."""
     if timeout is not None and time.monotonic() - started > timeout:
         return Outcome.TIMEOUT, f"timed out after {timeout:g}s"
     action = tick()
+    if isinstance(action, tuple):
+        return action
     if action == "cancel":
         return Outcome.CANCELLED, "cancelled"
     if action == "interrupt":

@@ -11,6 +11,14 @@ Heartbeats come from a thread of their own with its own database connection, so 
 job loop step, CPU starvation or a write lock held by someone else never silences them; that
 thread re-reads the settings, so a lease changed while a job runs applies at once.
 
+The lease binds the worker too. On PostgreSQL, where workers on other hosts take a job back
+once its worker has sent no heartbeat for a lease, a worker whose heartbeats have failed for
+longer than the lease kills its running job itself: by then it may be running elsewhere. A
+worker that learns its job was taken back (its row is gone: it was presumed lost; or the job's
+process can no longer be recorded) kills it at once. Neither starts a job in that state. Its
+connections give up a silent network within a sixth of the lease (``db.keep_alive``), so a
+short outage delays a heartbeat by about its own length, not by TCP's backed-off resends.
+
 Signals: SIGTERM (``worker stop``) or a first SIGINT stops claiming and lets the running job
 finish; repeating SIGTERM changes nothing. Only SIGUSR1 (``worker stop --force``) or a second
 SIGINT (Ctrl+C twice on a foreground worker) kills the running job's tree and hands the job back
@@ -33,10 +41,18 @@ from collections.abc import Callable
 from peewee import DatabaseError
 
 from queuectl_tui import engine, jobhost, procs, runner, settings, usage, wake
-from queuectl_tui.db import SCHEMA_VERSION, change_token, is_sqlite, schema_version, wait_change
+from queuectl_tui.db import (
+    SCHEMA_VERSION,
+    change_token,
+    is_sqlite,
+    keep_alive,
+    schema_version,
+    wait_change,
+)
 from queuectl_tui.models import Job, Outcome, WorkerStatus, database
 
 SETTINGS_REFRESH = 1.0  # how often the heartbeat thread re-reads the settings, seconds
+BEAT_RETRY = 0.25  # after a failed heartbeat, the next try comes this soon (or sooner), seconds
 BURST_HORIZON = 60.0  # --burst waits for jobs due this soon (retries in backoff, near schedules)
 # Claiming in batches (see WorkerLoop.run): at most BATCH_MAX jobs held at once, a batch doubles
 # only while every job ends within SHORT seconds, and an ended job waits at most RECORD_WITHIN
@@ -90,6 +106,12 @@ class WorkerLoop:
         self._sampled = False  # the sampler watches the running job
         self.cfg: settings.Settings = settings.DEFAULTS
         self.outdated: int | None = None  # the newer schema version found (see _check_schema)
+        self.beats = _Heartbeat(self)  # started by run()
+        self._attempt: engine.Attempt | None = None  # the running one (the heartbeat reads it)
+        self._revoked: tuple[engine.Attempt, str] | None = None  # taken back while it ran
+        self._rejoining = threading.Lock()
+        self._held_by = 0  # the worker id the held jobs were claimed under
+        self._tuned = None  # the lease this thread's connection is tuned for (keep_alive)
 
     # -- signals --------------------------------------------------------------------------
     def install_signals(self) -> None:
@@ -123,11 +145,13 @@ class WorkerLoop:
         a job reaches its first tick, when the worker stops, and before they could outlive half
         a lease (the time within which nobody may take them back)."""
         self.cfg = worker_settings()
+        self._keep_alive()
+        beats = self.beats
+        beats.renewed_at = time.monotonic()
         engine.free_locks(engine.lost_workers())  # a frozen lost worker's: registering writes
         self.row = engine.register_worker(self.queues)
         self._say(f"worker {self.row.id} started (pid {self.row.pid})")
         errors = 0
-        beats = _Heartbeat(self)
         beats.start()
         try:
             self._recover(force=True)
@@ -217,6 +241,8 @@ class WorkerLoop:
                     next_job=following.id if following else None,
                     max_backoff=self.cfg.max_backoff)
                 break
+            except engine.Unregistered:  # presumed lost meanwhile: undone, claimed anew
+                self._rejoin(self.row)
             except DatabaseError as exc:
                 if not ended or not persist or self.force:
                     raise
@@ -245,11 +271,15 @@ class WorkerLoop:
             self.held.extend(claimed)
             self._held_at = time.monotonic()
             self._held_token = before
+            self._held_by = self.row.id
 
     def _run_next(self) -> None:
-        """Run the first held job (unless the hold is too old to trust), then record it now or
-        with the next claim."""
-        if time.monotonic() - self._held_at > self.cfg.lease / 2:
+        """Run the first held job (unless the hold is too old to trust, or was claimed under an
+        id this worker lost), then record it now or with the next claim."""
+        if self._tuned != self.cfg.lease:
+            self._keep_alive()
+        if (time.monotonic() - self._held_at > self.cfg.lease / 2
+                or self._held_by != self.row.id):
             self._settle(hand_back=True)  # frozen or starved that long: claim afresh
             return
         if self._paused():
@@ -305,7 +335,7 @@ class WorkerLoop:
         """Run one attempt to its end."""
         cfg = self.cfg
         attempt.started_at = time.time()  # a held job starts now, not at its claim
-        self._running = job
+        self._running, self._attempt = job, attempt
         line = f"start  {job.id}  attempt {attempt.number}"
         if self.ended:  # said after the "finish" lines of the jobs before it, in order
             self._start_line = line
@@ -317,7 +347,7 @@ class WorkerLoop:
                 log_path=engine.log_path(attempt), max_log_bytes=cfg.max_log_bytes,
                 timeout=job.timeout,
                 on_start=lambda pid, started: self._started(attempt, pid, started),
-                tick=lambda: self._tick(job, cfg), then=self._next_launch(),
+                tick=lambda: self._tick(job, attempt, cfg), then=self._next_launch(),
             )
         except DatabaseError as exc:
             # The command never ran (it waits until its process is noted): hand the job back
@@ -325,14 +355,13 @@ class WorkerLoop:
             result = runner.Result(
                 Outcome.INTERRUPTED, None, f"not started: database error: {exc}", "", 0.0
             )
-        except engine.Fenced:  # recovered before it started: nothing ran; finish is fenced too
-            result = runner.Result(
-                Outcome.INTERRUPTED, None, "not started: taken back by recovery", "", 0.0
-            )
+        except engine.Fenced as exc:  # taken back before it started: nothing ran
+            why = str(exc) if isinstance(exc, _Stale) else "taken back by recovery"
+            result = runner.Result(Outcome.INTERRUPTED, None, f"not started: {why}", "", 0.0)
         except OSError as exc:  # the process could not be noted: the command never ran
             result = runner.Result(Outcome.INTERRUPTED, None, f"not started: {exc}", "", 0.0)
         finally:
-            self._running = None
+            self._running = self._attempt = None
             self._unrecorded = None
             if self._sampled:
                 self.sampler.unwatch()
@@ -360,8 +389,28 @@ class WorkerLoop:
             self.journal.note(attempt, pid, started)
         except OSError:  # no journal here: the database it is, before the command runs
             engine.record_process(attempt, pid, started)
-            return
-        self._unrecorded = attempt
+        else:
+            self._unrecorded = attempt
+        # Checked after the note: a recovery that missed the note (it read the journal before)
+        # found this worker presumed lost, which this check sees too; the gate then stays shut.
+        stale = self._stale(attempt, starting=True)
+        if stale is not None:
+            raise _Stale(stale)
+
+    def _stale(self, attempt, *, starting: bool = False) -> str | None:
+        """Why ``attempt`` may run elsewhere by now, so that this worker must not start it, or
+        must kill it: it was taken back, or this worker's lease has passed without a heartbeat.
+        A running job is killed for a lapsed lease only where another host may take it back
+        (PostgreSQL): on this host a live worker's job is never taken back for a late heartbeat,
+        but one that was stopped past its lease may have been, so a job's start checks it."""
+        revoked = self._revoked
+        if revoked is not None and revoked[0] is attempt:
+            return revoked[1]
+        silent = time.monotonic() - self.beats.renewed_at
+        if silent > self.cfg.lease and (starting or not is_sqlite()):
+            return (f"its worker lost its lease (no heartbeat for {silent:.1f}s, "
+                    f"lease {self.cfg.lease:g}s)")
+        return None
 
     def _environment(self, job: Job) -> dict[str, str]:
         """Jobs of one enqueuer share an environment: read it once per worker."""
@@ -372,14 +421,21 @@ class WorkerLoop:
             env = self._environments[job.env_digest] = engine.job_environment(job)
         return env
 
-    def _tick(self, job: Job, cfg: settings.Settings) -> str | None:
-        """Called while a job runs: cancellation, stops and forced stops. A database error
-        here skips one tick; it never disturbs the running job."""
+    def _tick(self, job: Job, attempt, cfg: settings.Settings) -> str | tuple[str, str] | None:
+        """Called while a job runs: cancellation, stops and forced stops, and a job taken back
+        or a lease lapsed (``_stale``). A database error here skips one tick; it never disturbs
+        the running job; nor is the database tried while heartbeats fail (the check above
+        must come every tick)."""
         if self.force:
             return "interrupt"
+        stale = self._stale(attempt)
+        if stale is not None:
+            return Outcome.LOST, f"{stale}; killed by its worker"
         if not self._sampled and self._meter is not None:
             self._sampled = True  # past its first tick: worth sampling (a short job never is)
             self.sampler.watch(self._meter)
+        if self.beats.failing:
+            return None
         if self.held or self.ended:  # not a short job: others wait for nothing behind it
             try:
                 self._settle(hand_back=True, persist=False)
@@ -405,20 +461,43 @@ class WorkerLoop:
         self._recover(interval=max(2 * cfg.heartbeat_interval, 1.0))
 
     def beat(self) -> None:
-        """One heartbeat (from the heartbeat thread)."""
+        """One heartbeat (from the heartbeat thread). The lease counts as renewed from the
+        moment the heartbeat was sent, as others see it."""
         attempt = self._unrecorded
         if attempt is not None:  # the console and `ps` find a running job's tree by its PID
             try:
                 engine.record_process(attempt, attempt.pid, attempt.pid_started)
             except engine.Fenced:
-                pass
+                self._revoke(attempt, "its claim was taken back")
             if self._unrecorded is attempt:
                 self._unrecorded = None
-        if not engine.heartbeat(self.row.id):
-            # Our row was removed (we were presumed lost): come back under a new identity;
-            # whatever we were running is fenced out by its claim token.
-            self.row = engine.register_worker(self.queues)
-            self._complain(f"was presumed lost; registered again as worker {self.row.id}")
+        row, sent = self.row, time.monotonic()
+        if not engine.heartbeat(row.id):
+            # Our row was removed (we were presumed lost): our jobs were taken back, or will be
+            # (a claim under a missing row looks abandoned). Kill the running one; come back
+            # under a new identity.
+            self._revoke(self._attempt, f"worker {row.id} was presumed lost")
+            self._rejoin(row)
+        self.beats.renewed_at = max(self.beats.renewed_at, sent)
+
+    def _revoke(self, attempt, why: str) -> None:
+        """``attempt`` is no longer this worker's to run: the next tick kills it."""
+        if attempt is not None:
+            self._revoked = (attempt, why)
+
+    def _rejoin(self, row) -> None:
+        """Register again under a new id, once (both threads may find the row gone)."""
+        with self._rejoining:
+            if self.row is row:
+                sent = time.monotonic()
+                self.row = engine.register_worker(self.queues)  # a fresh lease
+                self.beats.renewed_at = max(self.beats.renewed_at, sent)
+                self._complain(f"was presumed lost; registered again as worker {self.row.id}")
+
+    def _keep_alive(self) -> None:
+        """This thread's connection gives up a silent network within the lease's bound."""
+        self._tuned = self.cfg.lease
+        keep_alive(self._tuned)
 
     def _recover(self, *, interval: float = 0.0, force: bool = False) -> None:
         now = time.time()
@@ -469,32 +548,51 @@ class WorkerLoop:
 
 class _Heartbeat(threading.Thread):
     """Beats every min(heartbeat_interval, lease / 3), re-reading the settings at least every
-    SETTINGS_REFRESH seconds, on this thread's own connection (peewee keeps one per thread)."""
+    SETTINGS_REFRESH seconds, on this thread's own connection (peewee keeps one per thread),
+    whose statements may take no longer than ``db.unanswered_limit(lease)``. A failed beat is
+    tried again within BEAT_RETRY seconds, on a new connection if the old one is gone."""
 
     def __init__(self, worker: WorkerLoop):
         super().__init__(daemon=True, name="queuectl-heartbeat")
         self.worker = worker
         self.stop = threading.Event()
+        self.renewed_at = time.monotonic()  # when the last heartbeat that got through was sent
+        self.failing = False  # the last one failed: the database is out of reach
 
     def run(self) -> None:
-        interval, read_at, beat_at = 1.0, None, None
+        worker = self.worker
+        interval, read_at, beat_at, lease = 1.0, None, None, worker.cfg.lease
+        keep_alive(lease, bound_statements=True)  # before this thread's first connection
         try:
             while not self.stop.is_set():
                 now = time.monotonic()
                 try:
-                    if read_at is None or now - read_at >= SETTINGS_REFRESH:
-                        self.worker._check_schema()  # first: a newer schema may fail the rest
-                        self.worker.cfg = cfg = worker_settings()  # the main loop reads it
+                    if not self.failing and (read_at is None or now - read_at >= SETTINGS_REFRESH):
+                        worker._check_schema()  # first: a newer schema may fail the rest
+                        worker.cfg = cfg = worker_settings()  # the main loop reads it
                         interval, read_at = cfg.heartbeat_interval, now
-                    if beat_at is None or now - beat_at >= interval:
+                        if cfg.lease != lease:
+                            lease = cfg.lease
+                            keep_alive(lease, bound_statements=True)
+                    if self.failing or beat_at is None or now - beat_at >= interval:
                         beat_at = now
-                        self.worker.beat()
-                except DatabaseError as exc:  # a lock held past the busy timeout: try again
-                    self.worker._complain(f"heartbeat failed ({exc}); retrying")
-                self.stop.wait(min(interval, SETTINGS_REFRESH))
+                        worker.beat()
+                        if self.failing:
+                            self.failing = False
+                            worker._complain("heartbeat renewed after the failure")
+                except DatabaseError as exc:  # out of reach, or a lock held too long: again
+                    if not self.failing:
+                        worker._complain(f"heartbeat failed ({exc}); retrying")
+                    self.failing = True
+                self.stop.wait(min(interval, BEAT_RETRY) if self.failing
+                               else min(interval, SETTINGS_REFRESH))
         finally:
             if database.obj is not None:
                 database.close()  # this thread's connection only
+
+
+class _Stale(engine.Fenced):
+    """The job must not start: this worker may have been presumed lost (see ``_stale``)."""
 
 
 def _to_devnull(stream) -> None:

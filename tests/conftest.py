@@ -25,6 +25,7 @@ BOTH_BACKENDS = {"test_engine", "test_cli"}
 def pytest_configure(config):
     config.addinivalue_line("markers", "sqlite_only: reads or locks the SQLite file itself")
     config.addinivalue_line("markers", "both_backends: runs on SQLite and on PostgreSQL")
+    config.addinivalue_line("markers", "netns: two hosts in network namespaces (root, PostgreSQL)")
 
 
 def pytest_generate_tests(metafunc):
@@ -135,6 +136,31 @@ def _kill_workers(home: Path) -> None:
                     proc.kill()
         except (psutil.Error, ProcessLookupError, PermissionError):
             pass
+
+
+@pytest.fixture
+def two_hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Two hosts (tests/netns.py) on a fresh PostgreSQL schema: ``network.hosts`` (each with its
+    ``url``, ``cli()``, ``start_worker()``, ``cut()``, ``heal()``), ``network.url`` for this
+    process. Skipped with the reason where they cannot be had, except on CI (CI=true), where
+    that is a failure. Namespaces, rules and workers are removed whatever the test did."""
+    import netns
+    reason = netns.unavailable(PG_URL)
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"two hosts: {reason}")
+        pytest.skip(f"two hosts: {reason}")
+    monkeypatch.setenv("QUEUECTL_HOME", str(tmp_path / "here"))  # this process, a third host
+    monkeypatch.delenv("QUEUECTL_DB", raising=False)
+    schema, url = fresh_schema()
+    network = netns.Network(url, tmp_path)
+    try:
+        yield network.up()
+    finally:
+        network.down()
+        from queuectl_tui.db import close_db
+        close_db()
+        drop_schema(schema)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import T0, state, wait_for
+from helpers import T0, dead_pid, state, wait_for
 from queuectl_tui import engine, spec
 from queuectl_tui import worker as worker_module
 from queuectl_tui.db import change_token, is_sqlite
@@ -87,16 +87,18 @@ def test_a_held_job_cancelled_meanwhile_ends_cancelled_instead_of_going_back(add
 
 
 def test_a_held_job_taken_back_by_recovery_is_left_alone(add, worker):
+    """Its worker's row is gone but its process lives on (this one): recovery cannot know that
+    the job never started, so it charges it lost; the stale hand back then changes nothing."""
     add("j")
     _, held = engine.settle(worker, claim=1, max_backoff=60, now=T0 + 1)
     Worker.delete().where(Worker.id == worker.id).execute()  # presumed lost
     assert engine.recover_lost(now=T0 + 2) == ["j"]
-    assert state("j").state == "pending"
+    assert state("j").state == "failed"
     engine.settle(engine.register_worker(now=T0 + 3), hand_back=held, max_backoff=60,
                   now=T0 + 3)
     job = state("j")
-    assert (job.state, job.attempts) == ("pending", 0)
-    assert [a.outcome for a in engine.attempts_of(job)] == ["interrupted"]
+    assert (job.state, job.attempts) == ("failed", 1)
+    assert [a.outcome for a in engine.attempts_of(job)] == ["lost"]
 
 
 # --- the worker ------------------------------------------------------------------------------
@@ -180,12 +182,11 @@ def test_a_dead_workers_ended_but_unrecorded_jobs_count_as_run(db, tmp_path, mon
     monkeypatch.setattr(worker_module, "RECORD_WITHIN", 3600.0)
     enqueue(tmp_path, *({"id": f"j{n}", "command": "echo ran >> ran"} for n in range(4)))
     worker = WorkerLoop()
-    worker.row = engine.register_worker()
+    worker.row = engine.register_worker(pid=dead_pid())  # its process is gone: as if SIGKILLed
     worker._settle(claim=4)
     worker._run_next()
     worker._run_next()
     assert len(worker.ended) == 2 and len(worker.held) == 2  # nothing recorded yet
-    Worker.delete().where(Worker.id == worker.row.id).execute()  # as if SIGKILLed
     worker.host.close()
     engine.recover_lost()
     outcomes = {j.id: [a.outcome for a in engine.attempts_of(j)] for j in Job.select()}

@@ -423,6 +423,20 @@ def test_a_job_whose_command_never_started_goes_back_without_using_a_retry(add, 
     assert engine.attempts_of(row)[0].error.startswith("not started")
 
 
+def test_a_worker_presumed_lost_claims_nothing_until_it_registers_again(add, worker):
+    """Its row was removed by recovery elsewhere while it could not be reached. A job claimed
+    under that id would look abandoned to every recovery and be run twice."""
+    add("j")
+    Worker.delete().where(Worker.id == worker.id).execute()
+    with pytest.raises(engine.Unregistered):
+        engine.settle(worker, claim=1, max_backoff=60, now=T0 + 1)
+    with pytest.raises(engine.Unregistered):
+        engine.claim(worker, now=T0 + 1)
+    assert (state("j").state, state("j").attempts, Attempt.select().count()) == ("pending", 0, 0)
+    again = engine.register_worker(now=T0 + 2)
+    assert engine.claim(again, now=T0 + 2)[0].id == "j"
+
+
 def test_a_stale_claim_can_neither_record_a_process_nor_finish(add, db):
     """A claim taken back and claimed again: the old claim's writes are fenced out, even when
     both claims name the same worker."""

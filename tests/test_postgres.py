@@ -535,3 +535,28 @@ def test_a_large_bulk_enqueue_leaves_the_planner_fresh_statistics(db, tmp_path):
     with engine.enqueue_stream(big, cwd=str(tmp_path), env={}):
         pass
     assert planned_rows() == 10_100
+
+
+@on_postgres
+def test_a_workers_connections_give_up_a_silent_network_within_a_sixth_of_the_lease(db):
+    """What libpq is asked for (the two-host tests show the effect): the worker's sessions
+    are opened anew with them, the heartbeat's also bounds its statements, and a parameter
+    the URL sets itself is left as it is."""
+    from queuectl_tui.db import close_db, keep_alive, open_db
+    from queuectl_tui.models import database
+
+    keep_alive(12.0, bound_statements=True)
+    params = database.connection().get_dsn_parameters()
+    assert {key: params.get(key) for key in ("tcp_user_timeout", "keepalives", "keepalives_idle",
+                                             "keepalives_interval", "keepalives_count",
+                                             "connect_timeout")} == {
+        "tcp_user_timeout": "2000", "keepalives": "1", "keepalives_idle": "2",
+        "keepalives_interval": "1", "keepalives_count": "3", "connect_timeout": "2"}
+    assert database.execute_sql("SHOW statement_timeout").fetchone()[0] == "2s"
+    keep_alive(12.0)  # the main loop's session: no statement bound
+    assert database.execute_sql("SHOW statement_timeout").fetchone()[0] == "0"
+    close_db()
+    open_db(helpers.DB_URL + "&tcp_user_timeout=7000")
+    keep_alive(600.0)
+    params = database.connection().get_dsn_parameters()
+    assert (params["tcp_user_timeout"], params["connect_timeout"]) == ("7000", "10")

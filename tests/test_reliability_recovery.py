@@ -7,13 +7,15 @@ SQLite connection or through the engine.
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import subprocess
 
 import psutil
 import pytest
 
-from helpers import kill_processes_with, token
+from helpers import kill_processes_with, token, wait_for
 
 # reap (conftest.py): kills whatever a test leaves running, even when it fails half-way.
 pytestmark = pytest.mark.usefixtures("reap")
@@ -134,3 +136,99 @@ def test_a_noted_process_that_started_before_its_attempt_is_not_its_job(db, home
         noted = engine.noted_process(attempt)
         assert (noted is not None and noted[1] == started) is trusted, noted
     journal.unlink()
+
+
+# --- "not started" must be final: a job recorded so never runs afterwards -------------------
+
+def test_a_note_written_by_a_dying_worker_is_not_removed_with_its_journal(db, monkeypatch, tok):
+    """Recovery removes the journals of dead workers whose jobs are all recorded. It read one
+    such journal while its worker still lived; the worker then noted its next job's process,
+    let the job run and was SIGKILLed; recovery found it dead and removed the journal, note and
+    all. Recovering that job, it found no note: "not started", the running job left alive and
+    run again. (The chaos runs' rare job run twice although "not started".)"""
+    from queuectl_tui import engine, procs
+    from queuectl_tui.models import Job
+
+    add("first", "second")
+    owner = subprocess.Popen(["sleep", tok])  # the worker process
+    owner_started = procs.start_time(owner.pid)
+    worker = engine.register_worker(pid=owner.pid)
+    journal = engine.ProcessJournal()
+    journal.owner = f"{owner.pid} {owner_started!r}"  # its journal, as it writes it
+    job, attempt = engine.claim(worker)
+    journal.note(attempt, owner.pid, owner_started)
+    engine.finish(job, attempt, outcome="completed")  # every note so far has its end recorded
+    _, second = engine.claim(worker)
+    run = subprocess.Popen(["sleep", tok])  # the second job, once its gate opened
+    real = procs.same_process
+
+    def dies_meanwhile(pid, started):  # after the journal was read, before the owner's check
+        if pid == owner.pid and owner.poll() is None:
+            journal.note(second, run.pid, procs.start_time(run.pid))
+            owner.kill()
+            owner.wait()
+        return real(pid, started)
+
+    monkeypatch.setattr(procs, "same_process", dies_meanwhile)
+    try:
+        engine.drop_dead_journals()  # another worker's recovery, cleaning up
+        monkeypatch.setattr(procs, "same_process", real)
+        assert engine.recover_lost() == ["second"]
+        tries = engine.attempts_of(Job.get(Job.id == "second"))
+        assert [(a.outcome, a.pid) for a in tries] == [("lost", run.pid)]
+        assert run.wait(timeout=10) == -signal.SIGKILL  # recovery found it, and killed it
+    finally:
+        run.kill()
+        run.wait()
+        journal.close()
+
+
+def test_a_frozen_workers_job_without_a_note_is_charged_as_possibly_run(db, tok):
+    """Frozen (SIGSTOP, Ctrl+Z) past the lease between a claim and noting the job's process,
+    a worker is presumed lost. Its job was recorded "not started"; resumed, the worker noted the
+    process and ran it, beside the retry. Only a worker that has exited is known never to start
+    it: one that may resume is charged "worker lost", like a run."""
+    from queuectl_tui import engine
+    from queuectl_tui.models import Job, Worker
+
+    add("j")
+    frozen = subprocess.Popen(["sleep", tok])
+    os.kill(frozen.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: psutil.Process(frozen.pid).status() == psutil.STATUS_STOPPED,
+                 message="the worker to freeze")
+        worker = engine.register_worker(pid=frozen.pid)
+        engine.claim(worker)
+        Worker.update(heartbeat_at=1000.0).where(Worker.id == worker.id).execute()  # silent
+        assert engine.recover_lost() == ["j"]
+        job = Job.get(Job.id == "j")
+        (attempt,) = engine.attempts_of(job)
+        assert (job.state, job.attempts, attempt.outcome) == ("failed", 1, "lost")
+        assert "it may have started" in attempt.error
+    finally:
+        frozen.kill()
+        frozen.wait()
+
+
+def test_a_worker_resumed_past_its_lease_does_not_start_its_job(db, tmp_path):
+    """The frozen worker's side: resumed with its lease passed (so recovery may have taken the
+    job back), it notes the job's process but keeps its gate shut: the command never runs."""
+    from queuectl_tui import engine, spec
+    from queuectl_tui.worker import WorkerLoop
+
+    engine.enqueue([spec.normalize({"id": "j", "command": "echo ran >> ran"})],
+                   cwd=str(tmp_path), env={})
+    worker = WorkerLoop()
+    worker.row = engine.register_worker()
+    worker._settle(claim=1)
+    job, attempt = worker.held.popleft()
+    worker.beats.renewed_at -= worker.cfg.lease + 1  # its last heartbeat, before the freeze
+    try:
+        result = worker._run_job(job, attempt)
+    finally:
+        worker.host.close()
+        if worker.journal is not None:
+            worker.journal.close()
+    assert (result.outcome, result.error.split(" (")[0]) == (
+        "interrupted", "not started: its worker lost its lease")
+    assert not (tmp_path / "ran").exists()
