@@ -36,7 +36,9 @@ stopped job continue. A stopped job is paused, not ended. So when the job is sti
 ``wait`` (``kill -0``), the host says ``w`` and waits for the worker's word instead. The worker
 reads the job's state in /proc at every tick (stopped: paused, reported to ``on_pause``), and
 once the job has ended (a zombie the host has not reaped yet) it writes the exit status it reads
-there to the word pipe; the host reaps the job (``jobs``) and reports ``x CODE``.
+there to the word pipe; the host reaps the job (``jobs``) and reports ``x CODE``. (A shell
+that reaps in its signal handler, as bash does, leaves no zombie to read: the worker says
+``?`` and the host asks its own ``wait``, which remembers.)
 
 Bounds. The worker never waits on the host for long: the control pipe is non-blocking, and an
 answer the host owes (``p PID`` after a job was sent, ``x CODE`` once the job has ended or was
@@ -107,6 +109,10 @@ from queuectl_tui.usage import Cost
 #: script) before the host shell starts: a shell cannot undo an ignore it was started with.
 _RESET = ("--default-signal",)
 _ENV = next((p for p in ("/usr/bin/env", "/bin/env") if os.path.exists(p)), None)
+#: And has the host killed when the worker's thread that started it dies (PR_SET_PDEATHSIG,
+#: util-linux's setpriv): a host that a job stopped would never read the end of its input.
+_SETPRIV = next((p for p in ("/usr/bin/setpriv", "/bin/setpriv") if os.path.exists(p)), None)
+_PDEATHSIG = ("--pdeathsig", "KILL")
 _DRAIN_IDLE = 0.1  # after a job: how long a silent pipe that is not at end-of-file is read
 _DRAIN_LIMIT = 1.0  # and how long a pipe that escaped writers keep busy is read at most
 #: Seconds the host may take to give an answer it owes (see "Bounds"); a host that is not
@@ -137,7 +143,7 @@ class JobHost:
         self._partial = b""
         self._children_cpu: float | None = None  # the host's reaped children's CPU so far
         self._stat_fd: int | None = None  # the host's /proc/PID/stat, for _children_cpu
-        self._reset_signals = _ENV is not None
+        self._reset_signals = _ENV is not None  # and _SETPRIV's, if any: a first try
         self.available = True  # False once job control proved impossible: runner.run is used
         self._queued: _Queued | None = None  # the next job, sent ahead (see ``run``'s ``then``)
         self._shell_rss: int | None = None  # a job shell's size (see "Peak memory")
@@ -187,7 +193,7 @@ class JobHost:
                 if not self._reset_signals:
                     self.available = False
                     return False
-                self._reset_signals = False  # an ``env`` without --default-signal: plain sh
+                self._reset_signals = False  # an old ``env`` or ``setpriv``: plain sh
                 try:
                     self._start(env)
                 except _HostGone:
@@ -234,7 +240,8 @@ class JobHost:
         ctl_r, self._ctl = os.pipe()
         self._status, st_w = os.pipe()
         self._word_r, self._word = os.pipe()
-        argv = ([_ENV, *_RESET] if self._reset_signals else []) + ["/bin/sh", "-s"]
+        argv = ([_SETPRIV, *_PDEATHSIG] if self._reset_signals and _SETPRIV else []) + (
+            [_ENV, *_RESET] if self._reset_signals else []) + ["/bin/sh", "-s"]
         try:
             self._proc = subprocess.Popen(
                 argv, stdin=ctl_r, stdout=st_w, stderr=subprocess.DEVNULL, env=env, cwd="/",
@@ -315,10 +322,12 @@ class JobHost:
             deadline = time.monotonic() + ANSWER
         while not self._lines:
             left = deadline - time.monotonic()
-            if left <= 0 or self._stopped():
+            if left <= 0:
                 raise _HostGone("the host shell did not answer")
             if select.select([self._status], [], [], min(left, 0.1))[0]:
                 self._read_status()
+            elif self._stopped():  # silent for a while: no use waiting if it cannot answer
+                raise _HostGone("the host shell is stopped")
         return self._lines.pop(0)
 
     def _stopped(self) -> bool:
@@ -349,7 +358,8 @@ class JobHost:
             f"exec </dev/null; unset _qh_c _qh_g _qh_m _qh_s; set +m;"
             f" {run} {shlex.quote(command)}\n"
             f') & echo "p $!"; wait $!; _qh_s=$?; while kill -0 $!; do echo w;'
-            f' read -r _qh_s <{word} || exit; jobs >/dev/null; done; echo "x $_qh_s"\n')
+            f' read -r _qh_s <{word} || exit; case $_qh_s in "?") wait $!; _qh_s=$?;; esac;'
+            f' jobs >/dev/null; done; echo "x $_qh_s"\n')
 
     def _launch(self, command: str, cwd: str, env: dict[str, str], out_w: int) -> int:
         """Send the job; its PID once the host has forked it."""

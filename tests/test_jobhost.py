@@ -357,7 +357,9 @@ opts = dict(cwd=sys.argv[1], env={'PATH': os.environ['PATH']}, log_path=Path(sys
             max_log_bytes=1 << 20, timeout=None)
 host.run('true', **opts)
 print(host._proc.pid, flush=True)
-if sys.argv[2] == 'idle':
+if sys.argv[2] == 'stopped':  # by a job, say: it would never read the end of its input
+    os.kill(host._proc.pid, 19)
+if sys.argv[2] in ('idle', 'stopped'):
     os.kill(os.getpid(), 9)
 def die(pid, started):
     print(pid, flush=True)
@@ -366,10 +368,11 @@ host.run('touch ran', on_start=die, **opts)
 """
 
 
-@pytest.mark.parametrize("when", ["idle", "before-go"])
+@pytest.mark.parametrize("when", ["idle", "before-go", "stopped"])
 def test_the_host_does_not_outlive_a_killed_worker(tmp_path, when):
-    """A SIGKILLed worker's host ends (it reads end-of-file); a job not yet released by the
-    worker exits without running its command."""
+    """A SIGKILLed worker's host ends (it reads end-of-file; a stopped one is killed by the
+    kernel: its parent-death signal); a job not yet released by the worker exits without
+    running its command."""
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), when], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode in (-9, 9), proc.stderr
