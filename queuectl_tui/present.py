@@ -117,6 +117,11 @@ def state_label(state: str) -> str:
     return STATE_LABEL.get(state, state)
 
 
+def job_state(job: Job) -> str:
+    """The job's state as the tables show it: a paused running job stays processing."""
+    return f"{state_label(job.state)} (paused)" if job.paused else state_label(job.state)
+
+
 def plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
@@ -182,7 +187,7 @@ def job_dict(job: Job, *, full: bool = False) -> dict[str, Any]:
         "priority": job.priority, "queue": job.queue, "run_at": iso(job.run_at),
         "created_at": iso(job.created_at), "updated_at": iso(job.updated_at),
         "started_at": iso(job.started_at), "finished_at": iso(job.finished_at),
-        "last_error": job.last_error, "exit_code": job.exit_code,
+        "last_error": job.last_error, "exit_code": job.exit_code, "paused": job.paused,
     }
     if full:
         data["cwd"] = job.cwd
@@ -235,6 +240,9 @@ def explain(job: Job, *, now: float | None = None) -> str:
         text = f"running on {where} since {iso(job.started_at)}"
         if worker is None or not engine.worker_alive(worker, now=now):
             text += "; that worker is lost, the job will be taken back when a worker runs recovery"
+        if job.paused:
+            text += (f"; paused (stopped; resume {job.id} continues it"
+                     + ("; its timeout keeps counting)" if job.timeout else ")"))
         if job.cancel_requested:
             text += "; cancellation requested"
         return text
