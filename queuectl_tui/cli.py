@@ -1246,8 +1246,10 @@ def worker_stop(ctx: Context, worker_ids, force, wait, as_json) -> None:
     result = supervisor.stop(force=force, wait=wait, worker_ids=list(worker_ids) or None)
     if as_json:
         emit_json(result)
-        return
-    click.echo("\n".join(present.stop_summary(result)))
+    elif lines := present.stop_summary(result, force=force):
+        click.echo("\n".join(lines))
+    if force and (failure := present.stop_failure(result, wait)):
+        raise QueueError(failure)
 
 
 @worker.command("list", context_settings=COMMAND_SETTINGS)

@@ -142,19 +142,31 @@ def budget(job: Job) -> str:
     return f"{retries_used(job)} of {job.max_retries} used"
 
 
-def stop_summary(result: dict[str, list[int]]) -> list[str]:
-    """What ``worker stop`` (supervisor.stop) did, one line per kind of outcome."""
+def stop_summary(result: dict[str, list[int]], *, force: bool = False) -> list[str]:
+    """What ``worker stop`` (supervisor.stop) did, one line per kind of outcome. A worker still
+    running after a normal stop is finishing its job, which ``--force`` would kill; one still
+    running after a forced stop is a failure the caller reports (``stop_failure``)."""
     lines = []
     if result.get("stopped"):
         lines.append(f"stopped worker(s) {', '.join(map(str, result['stopped']))}")
-    if result.get("still_running"):
+    if result.get("still_running") and not force:
         lines.append(
             "still finishing their job: worker(s) "
             f"{', '.join(map(str, result['still_running']))} (use --force to kill the jobs)"
         )
     if result.get("gone"):
         lines.append(f"removed dead worker(s) {', '.join(map(str, result['gone']))}")
-    return lines or ["no workers running"]
+    if not any(result.get(kind) for kind in ("stopped", "still_running", "gone")):
+        lines.append("no workers running")
+    return lines
+
+
+def stop_failure(result: dict[str, list[int]], wait: float) -> str | None:
+    """After ``worker stop --force``: the workers that did not exit within ``wait`` seconds."""
+    if not result.get("still_running"):
+        return None
+    return (f"worker(s) {', '.join(map(str, result['still_running']))} did not stop within "
+            f"{wait:g}s")
 
 
 def when(job: Job, now: float) -> str:
