@@ -15,8 +15,11 @@ the session from it, so jobs have no terminal, as with ``runner.run``. For each 
 writes one piece of shell code::
 
     ( cd DIR || report "c"; exec >/proc/$PPID/fd/OUT 2>&1; read the gate from stdin;
-      exec </dev/null; set +m; eval COMMAND ) & echo "p $!"; wait $!; S=$?
-    while kill -0 $!; do echo w; read S from the word pipe; jobs; done; echo "x $S"
+      exec </dev/null; set +m; eval COMMAND ) & echo "p $!"; wait $!; _qh_x $?
+
+where ``_qh_x S``, defined once when the host starts, is
+``while [ $S -gt 128 ] && kill -0 $!; do echo w; read S from the word pipe; jobs; done;
+echo "x $S"``.
 
 Job control makes the subshell the leader of its own process group (``killpg`` takes its
 tree). It opens, through ``/proc``, the write end of a pipe the worker created for this job
@@ -32,13 +35,13 @@ job; the job it was running fails with "job host died", and is killed with its t
 
 Stopped jobs. With job control the host's ``wait`` also returns when the job stops (SIGSTOP,
 ``pause JOB_ID``), with 128+N, and every later ``wait`` returns at once: the shell never sees a
-stopped job continue. A stopped job is paused, not ended. So when the job is still there after
-``wait`` (``kill -0``), the host says ``w`` and waits for the worker's word instead. The worker
-reads the job's state in /proc at every tick (stopped: paused, reported to ``on_pause``), and
-once the job has ended (a zombie the host has not reaped yet) it writes the exit status it reads
-there to the word pipe; the host reaps the job (``jobs``) and reports ``x CODE``. (A shell
-that reaps in its signal handler, as bash does, leaves no zombie to read: the worker says
-``?`` and the host asks its own ``wait``, which remembers.)
+stopped job continue. A stopped job is paused, not ended. So when ``wait`` says 128+N and the
+job is still there (``kill -0``), the host says ``w`` and waits for the worker's word instead.
+The worker reads the job's state in /proc at every tick (stopped: paused, reported to
+``on_pause``), and once the job has ended (a zombie the host has not reaped yet) it writes the
+exit status it reads there to the word pipe; the host reaps the job (``jobs``) and reports
+``x CODE``. (A shell that reaps in its signal handler, as bash does, leaves no zombie to read:
+the worker says ``?`` and the host asks its own ``wait``, which remembers.)
 
 Bounds. The worker never waits on the host for long: the control pipe is non-blocking, and an
 answer the host owes (``p PID`` after a job was sent, ``x CODE`` once the job has ended or was
@@ -261,6 +264,7 @@ class JobHost:
         try:
             # The ready line goes through /proc, proving jobs can open their pipe that way.
             self._send(f"trap : HUP; exec 9<>{shlex.quote(tty)} && set -m; exec 9>&-\n"
+                       + self._ender() +
                        f'{{ echo "r $-" >/proc/$PPID/fd/{st_w}; }} 2>/dev/null || echo "r -"\n')
             ready = self._line(deadline=time.monotonic() + 10)
         except _HostGone:
@@ -348,18 +352,23 @@ class JobHost:
         cd = f"cd -- {shlex.quote(pwd)}" if logical else f"cd -P -- {shlex.quote(cwd)}"
         old = env.get("OLDPWD")
         restore = f"OLDPWD={shlex.quote(old)}" if old is not None else "unset OLDPWD"
-        word = f"/proc/$PPID/fd/{self._word_r}"
         run = "exec /bin/sh -c" if needs_own_shell(command) else "eval"
         return os.fsencode(
             f"( {cd} >/dev/null 2>&1 || {{ echo c; exit 1; }}; {restore}\n"
             f"exec >/proc/$PPID/fd/{out_fd} 2>&1; IFS=' ' read -r _qh_c _qh_g _qh_m"
             f" && [ \"$_qh_c $_qh_g\" = ': go' ] || exit 125\n"
             f"{procs.MARKER_VAR}=$_qh_m; export {procs.MARKER_VAR}\n"
-            f"exec </dev/null; unset _qh_c _qh_g _qh_m _qh_s; set +m;"
+            f"exec </dev/null; unset _qh_c _qh_g _qh_m _qh_s; unset -f _qh_x; set +m;"
             f" {run} {shlex.quote(command)}\n"
-            f') & echo "p $!"; wait $!; _qh_s=$?; while kill -0 $!; do echo w;'
-            f' read -r _qh_s <{word} || exit; case $_qh_s in "?") wait $!; _qh_s=$?;; esac;'
-            f' jobs >/dev/null; done; echo "x $_qh_s"\n')
+            f') & echo "p $!"; wait $!; _qh_x $?\n')
+
+    def _ender(self) -> str:
+        """The host's function that reports a job's end (``_qh_x``, defined once per host so
+        that each job's code stays short to parse; jobs unset it). See "Stopped jobs"."""
+        word = f"/proc/$PPID/fd/{self._word_r}"
+        return ("_qh_x() { _qh_s=$1; while [ $_qh_s -gt 128 ] && kill -0 $!; do echo w;"
+                f' read -r _qh_s <{word} || exit; case $_qh_s in "?") wait $!; _qh_s=$?;; esac;'
+                ' jobs >/dev/null; done; echo "x $_qh_s"; }\n')
 
     def _launch(self, command: str, cwd: str, env: dict[str, str], out_w: int) -> int:
         """Send the job; its PID once the host has forked it."""
