@@ -8,10 +8,10 @@ running, which forks a subshell and ``eval``s the command there.
 Protocol. The host is ``/bin/sh -s`` in its own session: its stdin (the control pipe) is the
 script it runs, its stdout is the status pipe back to the worker, and a third pipe (the word
 pipe, which the host opens through ``/proc`` when it needs it) carries the worker's word to a
-host that waits on a stopped job (below). At start it takes
-a pseudo terminal as its controlling terminal only so that ``set -m`` (job control) is allowed;
-the worker then closes the terminal's master, which hangs it up and detaches every process of
-the session from it, so jobs have no terminal, as with ``runner.run``. For each job the worker
+host that waits on a stopped job (below). At start it takes a pseudo terminal as its
+controlling terminal only so that ``set -m`` (job control) is allowed; the worker then closes
+the terminal's master, which hangs it up and detaches every process of the session from it,
+so jobs have no terminal, as with ``runner.run``. For each job the worker
 writes one piece of shell code::
 
     ( cd DIR || report "c"; exec >/proc/$PPID/fd/OUT 2>&1; read the gate from stdin;
@@ -30,7 +30,9 @@ for the gate: the worker reads ``p PID``, records the process (``on_start``) and
 worker drives the job with ``poll`` on the job's pipe and the status pipe, calls ``tick``
 about every ``TICK`` seconds, and reads ``x CODE`` when the subshell ends. The host ends when
 its control pipe closes: at ``close()``, or when the worker dies (an idle host reads
-end-of-file at once; a busy one when its job ends). A host that died is replaced at the next
+end-of-file at once; a busy one when its job ends; where util-linux's ``setpriv`` is there,
+the host is also started with SIGKILL as its parent-death signal, which ends a host that a job
+stopped: it is tied to the worker thread that started it). A host that died is replaced at the next
 job; the job it was running fails with "job host died", and is killed with its tree.
 
 Stopped jobs. With job control the host's ``wait`` also returns when the job stops (SIGSTOP,
@@ -80,11 +82,12 @@ directory, ``/dev/null`` stdin, default signal dispositions and its own process 
 - Jobs share the host's session instead of leading their own (they still lead their groups).
 - Peak memory: the host reaps the job's shell and keeps no figure of it (``wait`` discards
   the kernel's ``ru_maxrss``, and a zombie has no ``VmHWM``), so a job's ``peak_rss_bytes`` is
-  the larger of the size of a job's shell that has run a builtin (measured once per host: a
-  probe job stops itself with ``kill -STOP 0`` and its ``VmHWM`` is read), what sampling saw
-  while the job ran past its first tick (each process's ``VmHWM``, every ``SAMPLE_EVERY``
-  seconds), and the kernel's figure for every process the worker reaped itself. ``runner.run``
-  has the kernel's figure for the whole tree.
+  the larger of the size of a job's shell that has run a builtin (measured once, at the first
+  host: a probe job stops itself with ``kill -STOP 0`` and its ``VmHWM`` is read), what
+  sampling saw while the job ran past its first tick (each process's ``VmHWM``, every
+  ``SAMPLE_EVERY`` seconds), and the kernel's figure for every process the worker reaped
+  itself. ``runner.run`` has the kernel's figure for the whole tree where it is above the
+  worker's own (see there).
 - Where job control cannot be had (no ``/dev/ptmx``, no ``/proc``), every job falls back to
   ``runner.run``.
 """
