@@ -581,7 +581,8 @@ class JobHost:
                 next_tick = now + TICK
                 # Past its first tick: the job's state, read from /proc (10 us, 20 times a second).
                 seen = job_state(pid, pid_started)
-                if seen is None or seen[0] == "Z":  # it has ended: the host owes its exit line
+                if pid_started is not None and (seen is None or seen[0] == "Z"):
+                    # It has ended (or its reaping is under way): the host owes its exit line.
                     if waiting:
                         self._tell(seen)
                         waiting = False
