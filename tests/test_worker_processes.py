@@ -310,6 +310,7 @@ def test_the_workers_log_turns_over_past_its_cap_and_every_writer_follows(tmp_pa
         "workers.log", "workers.log.1"]
 
 
+@pytest.mark.both_backends
 def test_pause_and_resume_a_running_job_by_id(cli, db, home, tmp_path, mark):
     """``pause JOB_ID`` stops the job's processes (SIGSTOP), which is not its end: the job stays
     processing, shown as paused everywhere, until ``resume JOB_ID``; then it ends as it would
