@@ -516,7 +516,7 @@ def _jobs_table(jobs, *, error_column: bool = False):
             if error_column
             else ("" if job.exit_code is None else str(job.exit_code))
         )
-        table.add_row(plain(job.id), present.state_label(job.state), plain(job.command),
+        table.add_row(plain(job.id), present.job_state(job), plain(job.command),
                       str(job.priority), present.retries(job), present.when(job, now), plain(last))
     return table
 
@@ -853,7 +853,8 @@ def ps(ctx: Context, as_json: bool) -> None:
     lines = []
     for t in trees:
         lines.append(f"job {t.id}  attempt {t.attempt}  worker {t.worker_id or '-'}  "
-                     f"running {ago(t.runtime(now))}  pid {t.pid or '-'}")
+                     f"running {ago(t.runtime(now))}{'  paused' if t.paused else ''}  "
+                     f"pid {t.pid or '-'}")
         if not t.local:
             lines.append(f"  on host {t.host}: its processes cannot be read from here")
         elif not t.processes:
@@ -871,7 +872,7 @@ def ps(ctx: Context, as_json: bool) -> None:
 def ps_tree(trees, now: float) -> list[dict]:
     return [{"id": t.id, "worker_id": t.worker_id, "host": t.host, "attempt": t.attempt,
              "started_at": spec.iso(t.started_at), "runtime": round(t.runtime(now), 3),
-             "pid": t.pid, "local": t.local,
+             "pid": t.pid, "local": t.local, "paused": t.paused,
              "processes": [{"pid": p.pid, "ppid": p.ppid, "depth": p.depth, "command": p.command,
                             "cpu_percent": round(p.cpu_percent or 0.0, 1), "rss_bytes": p.rss,
                             "state": p.state} for p in t.processes]}
@@ -993,23 +994,57 @@ _QUEUES = click.option("--queue", "queues", multiple=True,
 
 
 @cli.command(context_settings=COMMAND_SETTINGS)
+@click.argument("job_ids", nargs=-1, type=TEXT, metavar="[JOB_ID]...")
 @_QUEUES
+@json_option
 @pass_ctx
-def pause(ctx: Context, queues) -> None:
-    """Workers claim nothing more from these queues; running jobs finish. Survives restarts."""
+def pause(ctx: Context, job_ids, queues, as_json) -> None:
+    """Workers claim nothing more from these queues; running jobs finish. Survives restarts.
+
+    With JOB_IDs instead: pause those running jobs (SIGSTOP of their processes, on this host).
+    A paused job stays processing and keeps its worker; its --timeout keeps counting."""
     ctx.open()
+    if job_ids:
+        _pause_jobs(job_ids, queues, as_json, resume=False)
+        return
     engine.pause(list(queues) or None)
     click.echo(f"paused {'queue(s) ' + ', '.join(queues) if queues else 'every queue'}")
 
 
 @cli.command(context_settings=COMMAND_SETTINGS)
+@click.argument("job_ids", nargs=-1, type=TEXT, metavar="[JOB_ID]...")
 @_QUEUES
+@json_option
 @pass_ctx
-def resume(ctx: Context, queues) -> None:
-    """Let workers claim from these queues again."""
+def resume(ctx: Context, job_ids, queues, as_json) -> None:
+    """Let workers claim from these queues again.
+
+    With JOB_IDs instead: resume those paused jobs (SIGCONT, on this host)."""
     ctx.open()
+    if job_ids:
+        _pause_jobs(job_ids, queues, as_json, resume=True)
+        return
     engine.resume(list(queues) or None)
     click.echo(f"resumed {'queue(s) ' + ', '.join(queues) if queues else 'every queue'}")
+
+
+def _pause_jobs(job_ids, queues, as_json: bool, *, resume: bool) -> None:
+    if queues:
+        raise InvalidInput("give job ids or --queue, not both")
+    from queuectl_tui import supervisor
+    jobs = supervisor.pause_jobs(list(job_ids), resume=resume)
+    if as_json:
+        emit_json([{**present.job_dict(j), "paused": j.paused} for j in jobs])
+        return
+    for job in jobs:
+        if resume and not job.paused:  # running on, or already ended
+            click.echo(visible(f"resumed job {job.id}"))
+        elif job.state != "processing":
+            click.echo(visible(f"{job.id}: {job.state} (it ended meanwhile)"))
+        elif job.paused and not resume:
+            click.echo(visible(f"paused job {job.id}"))
+        else:
+            click.echo(visible(f"{job.id}: signalled; its worker has not noted it yet"))
 
 
 @cli.group("queue", context_settings=COMMAND_SETTINGS)
@@ -1212,8 +1247,10 @@ def worker_stop(ctx: Context, worker_ids, force, wait, as_json) -> None:
     result = supervisor.stop(force=force, wait=wait, worker_ids=list(worker_ids) or None)
     if as_json:
         emit_json(result)
-        return
-    click.echo("\n".join(present.stop_summary(result)))
+    elif lines := present.stop_summary(result, force=force):
+        click.echo("\n".join(lines))
+    if force and (failure := present.stop_failure(result, wait)):
+        raise QueueError(failure)
 
 
 @worker.command("list", context_settings=COMMAND_SETTINGS)

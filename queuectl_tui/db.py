@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
     from playhouse.migrate import SchemaMigrator
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 BUSY_TIMEOUT_MS = 15_000
 
 #: version -> function(migrator) bringing a database from version-1 to version, written with
@@ -448,10 +448,16 @@ def _upgrade_to_4(migrator: SchemaMigrator) -> None:
         _install_triggers(db)
 
 
+def _upgrade_to_5(migrator: SchemaMigrator) -> None:
+    """Paused running jobs (``pause JOB_ID``): job.paused_token, the claim token of the run
+    that is paused."""
+    migrate(migrator.add_column("job", "paused_token", BigIntegerField(null=True)))
+
+
 #: meta key of the counter worker ids are taken from (a rowid would be reused after a delete).
 LAST_WORKER_ID = "last_worker_id"
 UPGRADES: dict[int, Callable[[SchemaMigrator], None]] = {2: _upgrade_to_2, 3: _upgrade_to_3,
-                                                         4: _upgrade_to_4}
+                                                         4: _upgrade_to_4, 5: _upgrade_to_5}
 
 
 def open_db(path: Path | str | None = None, *, create: bool = True) -> SqliteDatabase:

@@ -1130,6 +1130,23 @@ def _read_journal(path: Path) -> tuple[dict[tuple[int, int | None], tuple[int, f
     return None if owner is None else (notes, owner)
 
 
+def set_paused(attempt: Attempt, paused: bool) -> None:
+    """The worker saw its running job's shell stopped (paused) or running again: say so on the
+    job, fenced on the claim (a job taken back meanwhile is not touched). Not a state: a paused
+    job is still processing, and its worker still waits for it."""
+    Job.update(paused_token=attempt.claim_token if paused else None).where(
+        Job.seq == attempt.job_seq, Job.state == PROCESSING,
+        Job.claim_token == attempt.claim_token).execute()
+
+
+def current_attempt(job: Job) -> Attempt | None:
+    """The attempt of a running job's current claim (None: not running, or not started)."""
+    if job.state != PROCESSING or job.claim_token is None:
+        return None
+    return (Attempt.select().where(Attempt.job == job.seq, Attempt.claim_token == job.claim_token,
+                                   Attempt.finished_at.is_null()).first())
+
+
 def backoff_delay(base: float, failures: int, cap: float) -> float:
     try:
         return min(base ** failures, cap)

@@ -6,14 +6,20 @@ costs more than everything else a tiny job needs. ``JobHost.run`` keeps the cont
 running, which forks a subshell and ``eval``s the command there.
 
 Protocol. The host is ``/bin/sh -s`` in its own session: its stdin (the control pipe) is the
-script it runs, its stdout is the status pipe back to the worker. At start it takes a pseudo
-terminal as its controlling terminal only so that ``set -m`` (job control) is allowed; the
-worker then closes the terminal's master, which hangs it up and detaches every process of the
-session from it, so jobs have no terminal, as with ``runner.run``. For each job the worker writes
-one piece of shell code::
+script it runs, its stdout is the status pipe back to the worker, and a third pipe (the word
+pipe, which the host opens through ``/proc`` when it needs it) carries the worker's word to a
+host that waits on a stopped job (below). At start it takes a pseudo terminal as its
+controlling terminal only so that ``set -m`` (job control) is allowed; the worker then closes
+the terminal's master, which hangs it up and detaches every process of the session from it,
+so jobs have no terminal, as with ``runner.run``. For each job the worker
+writes one piece of shell code::
 
     ( cd DIR || report "c"; exec >/proc/$PPID/fd/OUT 2>&1; read the gate from stdin;
-      exec </dev/null; set +m; eval COMMAND ) & echo "p $!"; wait $!; echo "x $?"
+      exec </dev/null; set +m; eval COMMAND ) & echo "p $!"; wait $!; _qh_x $?
+
+where ``_qh_x S``, defined once when the host starts, is
+``while [ $S -gt 128 ] && kill -0 $!; do echo w; read S from the word pipe; jobs; done;
+echo "x $S"``.
 
 Job control makes the subshell the leader of its own process group (``killpg`` takes its
 tree). It opens, through ``/proc``, the write end of a pipe the worker created for this job
@@ -24,25 +30,64 @@ for the gate: the worker reads ``p PID``, records the process (``on_start``) and
 worker drives the job with ``poll`` on the job's pipe and the status pipe, calls ``tick``
 about every ``TICK`` seconds, and reads ``x CODE`` when the subshell ends. The host ends when
 its control pipe closes: at ``close()``, or when the worker dies (an idle host reads
-end-of-file at once; a busy one when its job ends). A host that died is replaced at the next
+end-of-file at once; a busy one when its job ends; where util-linux's ``setpriv`` is there,
+the host is also started with SIGKILL as its parent-death signal, which ends a host that a job
+stopped: it is tied to the worker thread that started it). A host that died is replaced at the next
 job; the job it was running fails with "job host died", and is killed with its tree.
+
+Stopped jobs. With job control the host's ``wait`` also returns when the job stops (SIGSTOP,
+``pause JOB_ID``), with 128+N, and every later ``wait`` returns at once: the shell never sees a
+stopped job continue. A stopped job is paused, not ended. So when ``wait`` says 128+N and the
+job is still there (``kill -0``), the host says ``w`` and waits for the worker's word instead.
+The worker reads the job's state in /proc at every tick (stopped: paused, reported to
+``on_pause``), and once the job has ended (a zombie the host has not reaped yet) it writes the
+exit status it reads there to the word pipe; the host reaps the job (``jobs``) and reports
+``x CODE``. (A shell that reaps in its signal handler, as bash does, leaves no zombie to read:
+the worker says ``?`` and the host asks its own ``wait``, which remembers.)
+
+Bounds. The worker never waits on the host for long: the control pipe is non-blocking, and an
+answer the host owes (``p PID`` after a job was sent, ``x CODE`` once the job has ended or was
+killed, its reading of what the worker sent) is awaited at most ``ANSWER`` seconds. A host
+that does not answer in time (stopped, say, by a job that found its PID) counts as gone: it
+is killed and replaced, and the job is recorded as what it was: timed out, cancelled or
+interrupted when the worker killed it, else its own exit code read from /proc.
 
 The next job may be sent ahead (``run``'s ``then``): its code follows the running job's gate
 line in the control pipe, so the host forks it as soon as the running job ends and its ``p PID``
 comes back right behind ``x CODE``, saving the worker a round trip per job. It waits at its gate
-like any job; if the worker asks for another job instead, it is told ``: no``.
+like any job; if the worker asks for another job instead, it is told ``: no``. The host reads
+nothing while the running job lasts, so only code the pipe takes at once is sent ahead: at most
+``PIPE_BUF`` bytes in one non-blocking write, which the kernel makes all or nothing. Longer
+code, or a pipe without room, is sent when that job is asked for (one round trip more): a
+write that blocked would leave the running job unwatched (its output, timeout, cancel and a
+forced stop).
 
 Differences from ``runner.run`` (the command still runs with exactly the given environment,
 directory, ``/dev/null`` stdin, default signal dispositions and its own process group):
 
-- ``$$`` is the host shell's PID, not the job's (``$PPID`` is the worker, as with ``sh -c``).
+- A command that mentions ``$$`` or ``$!`` (``$$``, ``${$``, ``$!``, ``${!``) is not
+  ``eval``ed by the subshell but run by ``exec /bin/sh -c COMMAND`` from it: in a subshell of
+  the host, ``$$`` would be the host's PID (``kill $$`` would kill the host, a trap on a signal
+  sent to ``$$`` would never run, files named with ``$$`` would be shared by every job of the
+  worker) and ``$!`` the previous job's subshell. Only such jobs pay for the exec, and they keep
+  everything else (gate, group, pipe, bounds); their ``$PPID`` is the host. Any other job's
+  ``$PPID`` is the worker, as with ``sh -c``.
 - A job killed by a signal N reports exit code 128+N (as the shell's ``wait`` sees it), where
   ``runner.run`` reports -N ("killed by SIGKILL"); a timeout or cancel reports 137.
 - ``$-`` contains ``s``; a syntax error is reported as ``eval: Syntax error``; builtins of the
   job's own shell see one more descriptor: the hung-up terminal (close-on-exec, so no command
   the job runs inherits it). Every other shell state is the subshell's own copy, so nothing
-  (variables, functions, traps, cwd, umask, descriptors) passes from one job to the next.
+  (variables, functions, aliases, traps, options, ``$?``, cwd, ``OLDPWD``, umask, descriptors)
+  passes from one job to the next.
 - Jobs share the host's session instead of leading their own (they still lead their groups).
+- Peak memory: the host reaps the job's shell and keeps no figure of it (``wait`` discards
+  the kernel's ``ru_maxrss``, and a zombie has no ``VmHWM``), so a job's ``peak_rss_bytes`` is
+  the larger of the size of a job's shell that has run a builtin (measured once, at the first
+  host: a probe job stops itself with ``kill -STOP 0`` and its ``VmHWM`` is read), what
+  sampling saw while the job ran past its first tick (each process's ``VmHWM``, every
+  ``SAMPLE_EVERY`` seconds), and the kernel's figure for every process the worker reaped
+  itself. ``runner.run`` has the kernel's figure for the whole tree where it is above the
+  worker's own (see there).
 - Where job control cannot be had (no ``/dev/ptmx``, no ``/proc``), every job falls back to
   ``runner.run``.
 """
@@ -51,6 +96,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import select
 import shlex
 import signal
@@ -62,19 +108,33 @@ from pathlib import Path
 from queuectl_tui import procs, runner, usage
 from queuectl_tui.models import Outcome
 from queuectl_tui.paths import create_private_file
-from queuectl_tui.runner import TICK, Result, Sink, describe_exit, verdict
+from queuectl_tui.runner import TICK, Result, Sink, describe_exit, job_state, verdict
 from queuectl_tui.usage import Cost
 
 #: Resets every signal the worker may have inherited as ignored (``nohup``, ``cmd &`` from a
 #: script) before the host shell starts: a shell cannot undo an ignore it was started with.
 _RESET = ("--default-signal",)
 _ENV = next((p for p in ("/usr/bin/env", "/bin/env") if os.path.exists(p)), None)
+#: And has the host killed when the worker's thread that started it dies (PR_SET_PDEATHSIG,
+#: util-linux's setpriv): a host that a job stopped would never read the end of its input.
+_SETPRIV = next((p for p in ("/usr/bin/setpriv", "/bin/setpriv") if os.path.exists(p)), None)
+_PDEATHSIG = ("--pdeathsig", "KILL")
 _DRAIN_IDLE = 0.1  # after a job: how long a silent pipe that is not at end-of-file is read
 _DRAIN_LIMIT = 1.0  # and how long a pipe that escaped writers keep busy is read at most
+#: Seconds the host may take to give an answer it owes (see "Bounds"); a host that is not
+#: stopped answers in microseconds, so this only has to outlast a loaded machine's scheduling.
+ANSWER = 3.0
+#: Commands that need a shell of their own (``$$``, ``$!``: see the differences above).
+_OWN_SHELL = re.compile(r"\$\{?[$!]")
 
 
 class _HostGone(Exception):
     """The host shell died or stopped answering."""
+
+
+def needs_own_shell(command: str) -> bool:
+    """Does ``command`` mention ``$$`` or ``$!``, which only a shell of its own gets right?"""
+    return _OWN_SHELL.search(command) is not None
 
 
 class JobHost:
@@ -84,33 +144,40 @@ class JobHost:
         self._proc: subprocess.Popen | None = None
         self._env: dict[str, str] | None = None
         self._ctl = self._status = -1
+        self._word = self._word_r = -1  # the word pipe (the host opens its read end by /proc)
         self._lines: list[bytes] = []
         self._partial = b""
         self._children_cpu: float | None = None  # the host's reaped children's CPU so far
         self._stat_fd: int | None = None  # the host's /proc/PID/stat, for _children_cpu
-        self._reset_signals = _ENV is not None
+        self._reset_signals = _ENV is not None  # and _SETPRIV's, if any: a first try
         self.available = True  # False once job control proved impossible: runner.run is used
         self._queued: _Queued | None = None  # the next job, sent ahead (see ``run``'s ``then``)
+        self._shell_rss: int | None = None  # a job shell's size (see "Peak memory")
+        self._probed = False
 
     # --- the host shell ------------------------------------------------------------------
 
-    def close(self) -> None:
+    def close(self, *, kill: bool = False) -> None:
         """End the host: it reads end-of-file on its control pipe and exits (a job sent ahead
-        reads end-of-file at its gate and exits without running)."""
+        reads end-of-file at its gate and exits without running). ``kill``: at once, for a
+        host that stopped answering (SIGKILL ends a stopped process too)."""
         queued, self._queued = self._queued, None
         if queued is not None:
             queued.close()
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        os.close(self._ctl)
+        if kill:
+            proc.kill()
+        for fd in (self._ctl, self._word, self._word_r):
+            os.close(fd)
         try:
-            proc.wait(timeout=5)
+            proc.wait(timeout=ANSWER)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
         os.close(self._status)
-        self._ctl = self._status = -1
+        self._ctl = self._status = self._word = self._word_r = -1
         if self._stat_fd is not None:
             os.close(self._stat_fd)
             self._stat_fd = None
@@ -132,12 +199,42 @@ class JobHost:
                 if not self._reset_signals:
                     self.available = False
                     return False
-                self._reset_signals = False  # an ``env`` without --default-signal: plain sh
+                self._reset_signals = False  # an old ``env`` or ``setpriv``: plain sh
                 try:
                     self._start(env)
                 except _HostGone:
                     self.available = False
+            if self.available and not self._probed:
+                self._probed = True
+                try:
+                    self._shell_rss = self._probe()
+                except _HostGone:  # no figure, and a fresh host: this one's state is unknown
+                    self.close(kill=True)
+                    return self._ensure(env)
         return self.available
+
+    def _probe(self) -> int | None:
+        """The peak size of a job's shell that has run a builtin: a job of ``kill -STOP 0``
+        stops itself there (the host says ``w``), its ``VmHWM`` is read, and it is killed."""
+        out = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            pid = self._launch("kill -STOP 0", "/", self._env, out)
+            started = procs.start_time(pid)
+            self._send(b": go -\n")
+            if self._line() != b"w":
+                raise _HostGone("the probe job did not stop")
+            size = usage.hwm(pid) or None
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + ANSWER
+            while (seen := job_state(pid, started)) is not None and seen[0] != "Z":
+                if time.monotonic() > deadline:
+                    raise _HostGone("the probe job did not end")
+                time.sleep(0.001)
+            self._tell(seen)
+            self._exit_code()
+            return size
+        finally:
+            os.close(out)
 
     def _start(self, env: dict[str, str]) -> None:
         try:
@@ -148,7 +245,9 @@ class JobHost:
         os.close(slave)  # the host opens it again, as its controlling terminal
         ctl_r, self._ctl = os.pipe()
         self._status, st_w = os.pipe()
-        argv = ([_ENV, *_RESET] if self._reset_signals else []) + ["/bin/sh", "-s"]
+        self._word_r, self._word = os.pipe()
+        argv = ([_SETPRIV, *_PDEATHSIG] if self._reset_signals and _SETPRIV else []) + (
+            [_ENV, *_RESET] if self._reset_signals else []) + ["/bin/sh", "-s"]
         try:
             self._proc = subprocess.Popen(
                 argv, stdin=ctl_r, stdout=st_w, stderr=subprocess.DEVNULL, env=env, cwd="/",
@@ -156,16 +255,19 @@ class JobHost:
             )
         except OSError as exc:
             os.close(master)
-            os.close(self._ctl)
-            os.close(self._status)
+            for fd in (self._ctl, self._status, st_w, self._word, self._word_r):
+                os.close(fd)
             raise _HostGone(str(exc)) from exc
         finally:
             os.close(ctl_r)
+        os.set_blocking(self._ctl, False)  # see _send: never blocked by a host that stopped
+        os.set_blocking(self._word, False)
         self._env = dict(env)
         self._lines, self._partial = [], b""
         try:
             # The ready line goes through /proc, proving jobs can open their pipe that way.
             self._send(f"trap : HUP; exec 9<>{shlex.quote(tty)} && set -m; exec 9>&-\n"
+                       + self._ender() +
                        f'{{ echo "r $-" >/proc/$PPID/fd/{st_w}; }} 2>/dev/null || echo "r -"\n')
             ready = self._line(deadline=time.monotonic() + 10)
         except _HostGone:
@@ -174,18 +276,43 @@ class JobHost:
             os.close(st_w)
             os.close(master)  # hang the terminal up: no job gets a controlling terminal
         if not (ready.startswith(b"r ") and b"m" in ready[2:]):
-            self._proc.kill()
-            self.close()
+            self.close(kill=True)
             raise _HostGone(f"no job control in the host shell ({ready!r})")
         self._stat_fd = usage.open_stat(self._proc.pid)
         self._children_cpu = usage.children_cpu(self._stat_fd)
 
-    def _send(self, text: str | bytes) -> None:
-        data = os.fsencode(text) if isinstance(text, str) else text
+    def _send(self, data: str | bytes) -> None:
+        """Write all of ``data`` to the host. The pipe is non-blocking: a host that takes none
+        of it for ``ANSWER`` seconds is gone (a blocked write would stop the worker)."""
+        data = os.fsencode(data) if isinstance(data, str) else data
         try:
             while data:
-                data = data[os.write(self._ctl, data):]
+                try:
+                    data = data[os.write(self._ctl, data):]
+                except BlockingIOError:
+                    if not select.select([], [self._ctl], [], ANSWER)[1]:
+                        raise _HostGone("the host shell stopped reading") from None
         except OSError as exc:  # EPIPE: the host is gone
+            raise _HostGone(str(exc)) from exc
+
+    def _send_ahead(self, data: bytes) -> bool:
+        """Write ``data`` only if the pipe takes all of it at once (see "The next job")."""
+        if len(data) > select.PIPE_BUF:
+            return False
+        try:  # non-blocking and at most PIPE_BUF bytes: all written, or nothing
+            os.write(self._ctl, data)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            raise _HostGone(str(exc)) from exc
+        return True
+
+    def _tell(self, seen: tuple[str, int | None] | None) -> None:
+        """Give a host that waits on an ended job (``w``) the job's exit code."""
+        word = b"?\n" if seen is None or seen[1] is None else b"%d\n" % seen[1]
+        try:
+            os.write(self._word, word)
+        except OSError as exc:
             raise _HostGone(str(exc)) from exc
 
     def _read_status(self) -> None:
@@ -196,14 +323,27 @@ class JobHost:
         self._lines.extend(lines)
 
     def _line(self, deadline: float | None = None) -> bytes:
-        """The next status line (blocking; end-of-file or the deadline raises _HostGone)."""
+        """The next status line (at most until ``deadline``, ``ANSWER`` seconds from now by
+        default; end-of-file or the deadline raises _HostGone)."""
+        if deadline is None:
+            deadline = time.monotonic() + ANSWER
         while not self._lines:
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0 or not select.select([self._status], [], [], left)[0]:
-                    raise _HostGone("the host shell did not answer")
-            self._read_status()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _HostGone("the host shell did not answer")
+            if select.select([self._status], [], [], min(left, 0.1))[0]:
+                self._read_status()
+            elif self._stopped():  # silent for a while: no use waiting if it cannot answer
+                raise _HostGone("the host shell is stopped")
         return self._lines.pop(0)
+
+    def _stopped(self) -> bool:
+        """Is the host stopped (SIGSTOP)? It cannot answer then: no use waiting for it."""
+        try:
+            data = os.pread(self._stat_fd, 1024, 0) if self._stat_fd is not None else b""
+            return data[data.rindex(b")") + 2:][:1] in (b"T", b"t")
+        except (OSError, ValueError):
+            return False
 
     def _script(self, command: str, cwd: str, env: dict[str, str], out_fd: int) -> bytes:
         """The code that runs one job (see the module docstring)."""
@@ -215,13 +355,23 @@ class JobHost:
         cd = f"cd -- {shlex.quote(pwd)}" if logical else f"cd -P -- {shlex.quote(cwd)}"
         old = env.get("OLDPWD")
         restore = f"OLDPWD={shlex.quote(old)}" if old is not None else "unset OLDPWD"
+        run = "exec /bin/sh -c" if needs_own_shell(command) else "eval"
         return os.fsencode(
             f"( {cd} >/dev/null 2>&1 || {{ echo c; exit 1; }}; {restore}\n"
             f"exec >/proc/$PPID/fd/{out_fd} 2>&1; IFS=' ' read -r _qh_c _qh_g _qh_m"
             f" && [ \"$_qh_c $_qh_g\" = ': go' ] || exit 125\n"
             f"{procs.MARKER_VAR}=$_qh_m; export {procs.MARKER_VAR}\n"
-            f"exec </dev/null; unset _qh_c _qh_g _qh_m; set +m; eval {shlex.quote(command)}\n"
-            f') & echo "p $!"; wait $!; echo "x $?"\n')
+            f"exec </dev/null; unset _qh_c _qh_g _qh_m _qh_s; unset -f _qh_x; set +m;"
+            f" {run} {shlex.quote(command)}\n"
+            f') & echo "p $!"; wait $!; _qh_x $?\n')
+
+    def _ender(self) -> str:
+        """The host's function that reports a job's end (``_qh_x``, defined once per host so
+        that each job's code stays short to parse; jobs unset it). See "Stopped jobs"."""
+        word = f"/proc/$PPID/fd/{self._word_r}"
+        return ("_qh_x() { _qh_s=$1; while [ $_qh_s -gt 128 ] && kill -0 $!; do echo w;"
+                f' read -r _qh_s <{word} || exit; case $_qh_s in "?") wait $!; _qh_s=$?;; esac;'
+                ' jobs >/dev/null; done; echo "x $_qh_s"; }\n')
 
     def _launch(self, command: str, cwd: str, env: dict[str, str], out_w: int) -> int:
         """Send the job; its PID once the host has forked it."""
@@ -232,8 +382,9 @@ class JobHost:
         """The PID of the job the host forked last (its "c", should it come first, stays for
         ``_drive``)."""
         early = []
+        deadline = time.monotonic() + ANSWER
         while True:
-            line = self._line()
+            line = self._line(deadline)
             if line == b"c":
                 early.append(line)
                 continue
@@ -243,18 +394,22 @@ class JobHost:
             return int(line[2:])
 
     def _queue(self, command: str, cwd: str, env: dict[str, str]) -> None:
-        """Send ``command`` behind the running job (see ``run``'s ``then``)."""
+        """Send ``command`` behind the running job if the pipe takes it at once (see ``run``'s
+        ``then``); else it is sent when asked for."""
         where = os.path.abspath(cwd)
         if _bad_directory(where):
             return  # sent in full when asked for: it fails there with its reason
         out_r, out_w = os.pipe()
         queued = _Queued((command, cwd, env), out_r, out_w)
         try:
-            self._send(self._script(command, where, env, out_w))
+            sent = self._send_ahead(self._script(command, where, env, out_w))
         except BaseException:
             queued.close()
             raise
-        self._queued = queued
+        if sent:
+            self._queued = queued
+        else:
+            queued.close()
 
     def _discard(self, queued: _Queued) -> None:
         """The job sent ahead is not wanted: once forked it is told ``: no`` and exits 125
@@ -264,7 +419,7 @@ class JobHost:
             self._send(b": no\n")
             self._exit_code()
         except _HostGone:
-            self.close()
+            self.close(kill=True)
         finally:
             queued.close()
 
@@ -274,9 +429,11 @@ class JobHost:
             max_log_bytes: int, timeout: float | None,
             on_start: Callable[[int, float | None], None] = lambda pid, t: None,
             tick: Callable[[], str | None] = lambda: None,
+            on_pause: Callable[[bool], None] = lambda paused: None,
             then: tuple[str, str, dict[str, str]] | None = None) -> Result:
         """As ``runner.run``: run ``command`` to its end; ``tick`` may answer "cancel" or
-        "interrupt" to have its process tree killed and the attempt recorded so.
+        "interrupt" to have its process tree killed and the attempt recorded so; ``on_pause``
+        hears at every tick whether the job is stopped (paused).
 
         ``then`` (command, cwd, env) is the job that will probably be asked for next: it is sent
         right behind this one, so that the host forks it the moment this one ends, and it waits
@@ -289,7 +446,7 @@ class JobHost:
         if queued is None and not self._ensure(env):
             return runner.run(command, cwd=cwd, env=env, log_path=log_path,
                               max_log_bytes=max_log_bytes, timeout=timeout, on_start=on_start,
-                              tick=tick)
+                              tick=tick, on_pause=on_pause, keep=self.pid)
         started = time.monotonic()
         try:
             log_fd = create_private_file(log_path)
@@ -306,11 +463,11 @@ class JobHost:
                     self._discard(queued)
                 return _cannot_start(log_fd, problem, cwd)
             return self._run(command, cwd, env, log_fd, max_log_bytes, timeout, on_start, tick,
-                             started, queued, then)
+                             on_pause, started, queued, then)
         finally:
             os.close(log_fd)
 
-    def _run(self, command, cwd, env, log_fd, max_log_bytes, timeout, on_start, tick,
+    def _run(self, command, cwd, env, log_fd, max_log_bytes, timeout, on_start, tick, on_pause,
              started, queued, then) -> Result:
         if queued is not None:
             out_r, out_w = queued.out_r, queued.out_w
@@ -322,7 +479,7 @@ class JobHost:
                 try:
                     pid = self._started_pid()
                 except _HostGone:  # the host died before forking it: nothing ran
-                    self.close()
+                    self.close(kill=True)
                     if not self._ensure(env):
                         message = "cannot start: the job host shell did not start"
                         return _cannot_start(log_fd, message, None)
@@ -331,7 +488,7 @@ class JobHost:
                     pid = self._launch(command, cwd, env, out_w)
                 except _HostGone:
                     # Nothing ran (no PID, so no "go"): one more try with a fresh host.
-                    self.close()
+                    self.close(kill=True)
                     if not self._ensure(env):
                         message = "cannot start: the job host shell did not start"
                         return _cannot_start(log_fd, message, None)
@@ -344,7 +501,7 @@ class JobHost:
                     self._send(b": no\n")  # the job exits without running the command
                     self._exit_code()
                 except _HostGone:
-                    self.close()
+                    self.close(kill=True)
                 raise
             self._send(f": go {procs.marker(pid, pid_started)}\n".encode())
             if then is not None and then[2] == env:  # a new environment needs a new host
@@ -352,10 +509,12 @@ class JobHost:
                     self._queue(*then)
                 except _HostGone:
                     pass  # the job is let go: _drive sees the host gone and ends it
+            cost = Cost(pids={pid})
+            cost.add_peak(self._shell_rss)
             return self._drive(pid, pid_started, cwd, log_fd, out_r, out_w, max_log_bytes,
-                               timeout, tick, started)
+                               timeout, tick, on_pause, started, cost)
         except _HostGone as exc:
-            self.close()
+            self.close(kill=True)
             message = f"cannot start: the job host shell died ({exc})"
             return _cannot_start(log_fd, message, None)
         finally:
@@ -366,14 +525,16 @@ class JobHost:
                     pass
 
     def _exit_code(self) -> int | None:
-        """Wait for the job's end: its exit code, or None when it could not change directory."""
+        """Wait for the end of a job that was told ``: no`` (it exits at once): its exit code,
+        or None when it could not change directory."""
         no_cd = False
+        deadline = time.monotonic() + ANSWER
         while True:
-            line = self._line()
+            line = self._line(deadline)
             if line == b"c":
                 no_cd = True
             elif line.startswith(b"x "):
-                return None if no_cd else int(line[2:])
+                return None if no_cd else _code(line)
 
     @property
     def pid(self) -> int | None:
@@ -387,16 +548,16 @@ class JobHost:
         self._children_cpu = now = usage.children_cpu(self._stat_fd) if self._proc else None
         return None if before is None or now is None else now - before
 
-    def _drive(self, pid, pid_started, cwd, log_fd, out_r, out_w, cap, timeout, tick,
-               started) -> Result:
+    def _drive(self, pid, pid_started, cwd, log_fd, out_r, out_w, cap, timeout, tick, on_pause,
+               started, cost) -> Result:
         sink = Sink(log_fd, cap)
-        cost = Cost(pids={pid})
         poller = select.poll()
         poller.register(out_r, select.POLLIN)
         poller.register(self._status, select.POLLIN)
         outcome = error = None
         code: int | None = None
-        no_cd = ended = False
+        no_cd = ended = waiting = False  # waiting: the host said "w" (it waits for our word)
+        owed: float | None = None  # the host owes us "x CODE" by then (the job ended or was killed)
         next_tick = started + TICK
         try:
             while not ended:
@@ -410,21 +571,38 @@ class JobHost:
                         line = self._lines.pop(0)
                         if line == b"c":
                             no_cd = True
+                        elif line == b"w":
+                            waiting = True
                         elif line.startswith(b"x "):
-                            code, ended = int(line[2:]), True
+                            code, ended = _code(line), True
                 now = time.monotonic()
                 if ended or now < next_tick:
                     continue
                 next_tick = now + TICK
+                # Past its first tick: the job's state, read from /proc (10 us, 20 times a second).
+                seen = job_state(pid, pid_started)
+                if pid_started is not None and (seen is None or seen[0] == "Z"):
+                    # It has ended (or its reaping is under way): the host owes its exit line.
+                    if waiting:
+                        self._tell(seen)
+                        waiting = False
+                    owed = owed or now + ANSWER
+                on_pause(seen is not None and seen[0] == "T")
+                if owed is not None and (now > owed or self._stopped()):
+                    raise _HostGone("the host shell did not answer")
                 if outcome:
                     continue  # killed: waiting for the host to see it end
                 outcome, error = verdict(started, timeout, tick) or (None, None)
                 if outcome:
                     procs.kill_tree(pid, pid_started, wait=0, search=False)
+                    owed = now + ANSWER  # dead in microseconds, unless stuck in the kernel
         except _HostGone as exc:
+            seen = job_state(pid, pid_started)  # before its host goes: how an ended job ended
             procs.kill_tree(pid, pid_started, wait=0)  # orphaned now: nobody else will end it
-            self.close()
-            if outcome is None:
+            self.close(kill=True)
+            if seen is not None and seen[0] == "Z" and seen[1] is not None:
+                code = seen[1]  # it had ended: recorded as it ended
+            elif outcome is None:
                 outcome, error = Outcome.FAILED, f"job host died ({exc})"
         if ended:
             cost.add_cpu(self._job_cpu())
@@ -442,8 +620,16 @@ class JobHost:
         tail = sink.finish()
         if outcome is None:
             outcome = Outcome.COMPLETED if code == 0 else Outcome.FAILED
-            error = describe_exit(code)
+            error = describe_exit(code) if code is not None else "exit code unknown"
         return Result(outcome, code, error, tail, time.monotonic() - started, cost)
+
+
+def _code(line: bytes) -> int | None:
+    """The code of an ``x CODE`` line (``?``: the worker could not read it, see ``_tell``)."""
+    try:
+        return int(line[2:])
+    except ValueError:
+        return None
 
 
 def _drain(fd: int, sink: Sink) -> None:

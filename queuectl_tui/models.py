@@ -143,6 +143,16 @@ class Job(BaseModel):
     #: which does not change with time and so can be indexed. Set at insert (engine) and kept
     #: by a trigger when priority or run_at change (db.py); re-keyed when the setting changes.
     rank = DoubleField(default=0, constraints=[SQL("DEFAULT 0")])
+    #: The claim_token of the run that is paused (its shell stopped by SIGSTOP: ``pause
+    #: JOB_ID``, or any stop), set and cleared by the worker that runs it. Compared with
+    #: ``claim_token``, so it needs no clearing when that run ends (see ``paused``).
+    paused_token = BigIntegerField(null=True)
+
+    @property
+    def paused(self) -> bool:
+        """Running, but stopped (SIGSTOP): its state stays processing, its worker waits."""
+        return (self.state == PROCESSING and self.paused_token is not None
+                and self.paused_token == self.claim_token)
 
 
 #: The aging rate (``priority_aging``, points per minute) as SQL, read in the statement's own

@@ -161,6 +161,7 @@ class JobTree:
     pid: int | None
     local: bool  # on this host: its processes can be read
     processes: list[usage.ProcInfo] = field(default_factory=list)
+    paused: bool = False  # stopped (SIGSTOP), as its worker recorded
 
     def runtime(self, now: float) -> float:
         return max(0.0, now - self.started_at)
@@ -184,7 +185,7 @@ class TreeReader:
     def read(self, job: Job, attempt, now: float | None = None) -> JobTree:
         now = time.time() if now is None else now
         tree = JobTree(job.id, attempt.worker_id, attempt.host, attempt.number, attempt.started_at,
-                       attempt.pid, attempt.host == procs.hostname())
+                       attempt.pid, attempt.host == procs.hostname(), paused=job.paused)
         pid, started = attempt.pid, attempt.pid_started
         if tree.local and not pid:  # not in the database until the worker's next heartbeat
             pid, started = engine.noted_process(attempt) or (None, None)

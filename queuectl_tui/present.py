@@ -117,6 +117,11 @@ def state_label(state: str) -> str:
     return STATE_LABEL.get(state, state)
 
 
+def job_state(job: Job) -> str:
+    """The job's state as the tables show it: a paused running job stays processing."""
+    return f"{state_label(job.state)} (paused)" if job.paused else state_label(job.state)
+
+
 def plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
@@ -137,19 +142,31 @@ def budget(job: Job) -> str:
     return f"{retries_used(job)} of {job.max_retries} used"
 
 
-def stop_summary(result: dict[str, list[int]]) -> list[str]:
-    """What ``worker stop`` (supervisor.stop) did, one line per kind of outcome."""
+def stop_summary(result: dict[str, list[int]], *, force: bool = False) -> list[str]:
+    """What ``worker stop`` (supervisor.stop) did, one line per kind of outcome. A worker still
+    running after a normal stop is finishing its job, which ``--force`` would kill; one still
+    running after a forced stop is a failure the caller reports (``stop_failure``)."""
     lines = []
     if result.get("stopped"):
         lines.append(f"stopped worker(s) {', '.join(map(str, result['stopped']))}")
-    if result.get("still_running"):
+    if result.get("still_running") and not force:
         lines.append(
             "still finishing their job: worker(s) "
             f"{', '.join(map(str, result['still_running']))} (use --force to kill the jobs)"
         )
     if result.get("gone"):
         lines.append(f"removed dead worker(s) {', '.join(map(str, result['gone']))}")
-    return lines or ["no workers running"]
+    if not any(result.get(kind) for kind in ("stopped", "still_running", "gone")):
+        lines.append("no workers running")
+    return lines
+
+
+def stop_failure(result: dict[str, list[int]], wait: float) -> str | None:
+    """After ``worker stop --force``: the workers that did not exit within ``wait`` seconds."""
+    if not result.get("still_running"):
+        return None
+    return (f"worker(s) {', '.join(map(str, result['still_running']))} did not stop within "
+            f"{wait:g}s")
 
 
 def when(job: Job, now: float) -> str:
@@ -182,7 +199,7 @@ def job_dict(job: Job, *, full: bool = False) -> dict[str, Any]:
         "priority": job.priority, "queue": job.queue, "run_at": iso(job.run_at),
         "created_at": iso(job.created_at), "updated_at": iso(job.updated_at),
         "started_at": iso(job.started_at), "finished_at": iso(job.finished_at),
-        "last_error": job.last_error, "exit_code": job.exit_code,
+        "last_error": job.last_error, "exit_code": job.exit_code, "paused": job.paused,
     }
     if full:
         data["cwd"] = job.cwd
@@ -235,6 +252,9 @@ def explain(job: Job, *, now: float | None = None) -> str:
         text = f"running on {where} since {iso(job.started_at)}"
         if worker is None or not engine.worker_alive(worker, now=now):
             text += "; that worker is lost, the job will be taken back when a worker runs recovery"
+        if job.paused:
+            text += (f"; paused (stopped; resume {job.id} continues it"
+                     + ("; its timeout keeps counting)" if job.timeout else ")"))
         if job.cancel_requested:
             text += "; cancellation requested"
         return text

@@ -12,6 +12,7 @@ also the processes that left the group (setsid, setpgid as in coreutils ``timeou
 from __future__ import annotations
 
 import os
+import resource
 import select
 import signal
 import subprocess
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from queuectl_tui import procs
+from queuectl_tui import procs, usage
 from queuectl_tui.models import Outcome
 from queuectl_tui.paths import create_private_file
 from queuectl_tui.usage import Cost
@@ -134,6 +135,35 @@ def verdict(started: float, timeout: float | None,
     return None
 
 
+def job_state(pid: int, started: float | None) -> tuple[str, int | None] | None:
+    """The job's shell as the kernel shows it now: its state letter (``T``: stopped, ``Z``:
+    ended, not reaped yet) and, once ended, its exit code as a shell reports it (128+N for
+    signal N); None when it is gone (reaped), is another process (PID reused) or /proc is
+    not there."""
+    if not procs._PROC_STAT or started is None:
+        return None
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        fields = data[data.rindex(b")") + 2:].split()
+        letter, ticks = fields[0].decode(), int(fields[19])
+        status = int(fields[49]) if letter == "Z" and len(fields) > 49 else None
+    except (OSError, ValueError, IndexError):
+        return None
+    if abs(ticks / procs._CLOCK_TICKS + procs._boot_time() - started) > procs._TOLERANCE:
+        return None
+    if status is None:
+        return letter, None
+    try:
+        code = os.waitstatus_to_exitcode(status)
+    except ValueError:
+        return letter, None
+    return letter, 128 - code if code < 0 else code
+
+
 def describe_exit(code: int) -> str | None:
     if code == 0:
         return None
@@ -152,9 +182,13 @@ def describe_exit(code: int) -> str | None:
 
 def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_bytes: int,
         timeout: float | None, on_start: Callable[[int, float | None], None] = lambda pid, t: None,
-        tick: Callable[[], str | None] = lambda: None) -> Result:
+        tick: Callable[[], str | None] = lambda: None,
+        on_pause: Callable[[bool], None] = lambda paused: None, keep: int | None = None) -> Result:
     """Run ``command`` to its end. ``tick`` is called about every 50 ms and may answer
-    "cancel" or "interrupt" to have the process tree killed and the attempt recorded so."""
+    "cancel" or "interrupt" to have the process tree killed and the attempt recorded so;
+    ``on_pause`` hears as often whether the job's shell is stopped (SIGSTOP: paused, which
+    ``wait4`` without WUNTRACED never reports as an end). ``keep``: a child of the worker that
+    is not the job's (its job host), left alone when the job's leftovers are killed."""
     started = time.monotonic()
     try:
         log_fd = create_private_file(log_path)
@@ -179,6 +213,7 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
         finally:
             os.close(gate)
         pid_started = procs.start_time(proc.pid)
+        floor = usage.hwm(proc.pid)  # the shell's own peak so far: the figure of a short job
         try:
             on_start(proc.pid, pid_started)  # recorded: from now on recovery can find the tree
             os.write(opener, f"go {procs.marker(proc.pid, pid_started)}\n".encode())
@@ -192,7 +227,10 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
         drain.start()
         outcome, error = None, None
         cost = Cost(pids={proc.pid})
+        cost.add_peak(floor)
         while not _reap(proc, TICK, cost):
+            seen = job_state(proc.pid, pid_started)
+            on_pause(seen is not None and seen[0] == "T")
             outcome, error = verdict(started, timeout, tick) or (None, None)
             if outcome:
                 procs.kill_tree(proc.pid, pid_started, wait=0, search=False)
@@ -204,7 +242,7 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
         except (ProcessLookupError, PermissionError):
             pass
         # and, in a worker (a subreaper), whatever left the group
-        procs.kill_leftovers(reaped=cost.reaped)
+        procs.kill_leftovers(keep=keep, reaped=cost.reaped)
         drain.stop.set()
         drain.join(timeout=5)
         proc.stdout.close()
@@ -219,7 +257,9 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
 
 def _reap(proc: subprocess.Popen, timeout: float | None, cost: Cost) -> bool:
     """``proc.wait(timeout)`` through ``os.wait4``, whose usage of the shell (descendants it
-    reaped included) goes to ``cost``. True once it is reaped."""
+    reaped included) goes to ``cost``, with the shell's own peak (``VmHWM``) at every look
+    before its end: the job's figure when the kernel's is the worker's (below). True once it
+    is reaped."""
     deadline = None if timeout is None else time.monotonic() + timeout
     delay = 0.0005
     while proc.returncode is None:
@@ -230,8 +270,13 @@ def _reap(proc: subprocess.Popen, timeout: float | None, cost: Cost) -> bool:
             break
         if pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
-            cost.reaped(pid, rusage)
+            # A child of the worker starts out with the worker's own size as its peak (vfork
+            # shares the worker's memory until exec, and exec keeps that figure), so the
+            # kernel's peak says something of the job only above the worker's own.
+            own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            cost.reaped(pid, rusage, peak=rusage.ru_maxrss > own)
             break
+        cost.add_peak(usage.hwm(proc.pid))
         left = deadline - time.monotonic()
         if left <= 0:
             return False

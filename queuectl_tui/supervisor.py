@@ -20,7 +20,7 @@ import psutil
 from queuectl_tui import engine, paths, procs
 from queuectl_tui.db import close_db, open_db
 from queuectl_tui.errors import QueueError
-from queuectl_tui.models import Worker
+from queuectl_tui.models import Job, Worker
 from queuectl_tui.paths import logs_dir, open_private_append
 
 
@@ -188,6 +188,43 @@ def stop(*, force: bool = False, wait: float = 10.0, worker_ids: list[int] | Non
         "still_running": [r.id for r, p in targets if p.pid in alive_pids],
         "gone": gone,
     }
+
+
+def pause_jobs(job_ids: list[str], *, resume: bool = False, wait: float = 5.0) -> list[Job]:
+    """Pause (SIGSTOP) or resume (SIGCONT) running jobs of this host: each one's process group
+    and the descendants of its shell, once the PID and start time recorded for it are still
+    its process's. Every job is checked before any is signalled (one that cannot be leaves
+    all alone). Its worker sees the stop at its next tick and marks the job paused (or no
+    longer); returns the jobs once that is recorded, or after ``wait`` seconds."""
+    targets = []
+    for job_id in dict.fromkeys(job_ids):
+        job = engine.get_job(job_id)
+        targets.append((job, *_running_process(job)))
+    for _job, pid, started in targets:
+        procs.kill_tree(pid, started, sig=signal.SIGCONT if resume else signal.SIGSTOP, wait=0,
+                        search=False)
+    deadline = time.monotonic() + wait
+    while True:
+        jobs = [engine.get_job(job.id) for job, _, _ in targets]
+        if time.monotonic() >= deadline or all(
+                j.paused != resume or j.state != "processing" for j in jobs):
+            return jobs
+        time.sleep(0.02)
+
+
+def _running_process(job: Job) -> tuple[int, float]:
+    """The PID and start time of a running job's shell on this host, or why not (QueueError)."""
+    attempt = engine.current_attempt(job)
+    if attempt is None:
+        raise QueueError(f"job {job.id!r} is not running ({job.state})")
+    if attempt.host and attempt.host != procs.hostname():
+        raise QueueError(f"job {job.id!r} runs on host {attempt.host}: pause or resume it "
+                         "there")
+    noted = (attempt.pid, attempt.pid_started) if attempt.pid else engine.noted_process(attempt)
+    if noted is None or procs.same_process(*noted) is None:
+        raise QueueError(f"job {job.id!r} has no process to signal (starting or ending): "
+                         "try again")
+    return noted
 
 
 def _wait_exit(processes: list[psutil.Process], timeout: float) -> set[int]:

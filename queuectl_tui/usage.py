@@ -11,9 +11,10 @@ Two sources, combined when the attempt ends (``Cost.merge``):
 - Sampling (``Meter``, driven by ``Sampler``): while a job runs past its first tick, the tree
   is read from /proc at least every ``SAMPLE_EVERY`` seconds: the sum of RSS over the tree
   (the peak of that sum is the attempt's peak), each process's own peak (``VmHWM``), and the
-  processes seen. A job that ends before its first sample costs nothing to measure; its peak
-  is then what the kernel reported for processes the worker reaped (none for a plain job run
-  by the job host: the figure stays empty, not zero).
+  processes seen. A job that ends before its first sample costs nothing more to measure: its
+  peak is what the kernel reported for the processes the worker reaped (``runner``: the whole
+  tree, through its shell's ``wait4``) and, for a job run by the job host (whose shell the
+  host reaps, keeping no figure), the size of a job's shell (see ``jobhost``).
 
 Linux only (/proc); elsewhere the figures stay empty (NULL). Nothing here imports textual.
 """
@@ -52,12 +53,13 @@ class Cost:
         if rss:
             self.peak_rss_bytes = max(self.peak_rss_bytes or 0, rss)
 
-    def reaped(self, pid: int, rusage) -> None:
+    def reaped(self, pid: int, rusage, *, peak: bool = True) -> None:
         """A process of the job reaped with ``os.wait4``: its CPU (descendants it reaped
-        included) and its kernel peak (ru_maxrss: kilobytes on Linux)."""
+        included) and, unless not ``peak``, its kernel peak (ru_maxrss: kilobytes on Linux)."""
         self.pids.add(pid)
         self.add_cpu(rusage.ru_utime + rusage.ru_stime)
-        self.add_peak(rusage.ru_maxrss * 1024)
+        if peak:
+            self.add_peak(rusage.ru_maxrss * 1024)
 
     def merge(self, meter: Meter | None) -> Cost:
         """The kernel's figures with what sampling saw: the larger CPU (sampling covers
@@ -99,7 +101,8 @@ def _stat(pid: int) -> tuple[int, str, float, int, float] | None:
         return None
 
 
-def _hwm(pid: int) -> int:
+def hwm(pid: int) -> int:
+    """The process's peak resident size so far (``VmHWM``), bytes; 0 when unknown."""
     try:
         with open(f"/proc/{pid}/status", "rb") as handle:
             for line in handle:
@@ -171,7 +174,7 @@ def read_tree(pid: int, started: float | None, *, worker: int | None = None,
             procs._STATUSES.get(letter.encode(), "?"),
             cpu,
             rss,
-            _hwm(p),
+            hwm(p),
         )
         if commands:
             row.command = command_line(p)

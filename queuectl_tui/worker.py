@@ -104,6 +104,7 @@ class WorkerLoop:
         self.sampler = usage.Sampler()  # reads a running job's tree (started at the first need)
         self._meter: usage.Meter | None = None  # the running job's, once its shell exists
         self._sampled = False  # the sampler watches the running job
+        self._job_paused = False  # the running job is recorded as paused (see _pause_seen)
         self.cfg: settings.Settings = settings.DEFAULTS
         self.outdated: int | None = None  # the newer schema version found (see _check_schema)
         self.beats = _Heartbeat(self)  # started by run()
@@ -336,6 +337,7 @@ class WorkerLoop:
         cfg = self.cfg
         attempt.started_at = time.time()  # a held job starts now, not at its claim
         self._running, self._attempt = job, attempt
+        self._job_paused = False
         line = f"start  {job.id}  attempt {attempt.number}"
         if self.ended:  # said after the "finish" lines of the jobs before it, in order
             self._start_line = line
@@ -347,7 +349,9 @@ class WorkerLoop:
                 log_path=engine.log_path(attempt), max_log_bytes=cfg.max_log_bytes,
                 timeout=job.timeout,
                 on_start=lambda pid, started: self._started(attempt, pid, started),
-                tick=lambda: self._tick(job, attempt, cfg), then=self._next_launch(),
+                tick=lambda: self._tick(job, attempt, cfg),
+                on_pause=lambda paused: self._pause_seen(job, attempt, paused),
+                then=self._next_launch(),
             )
         except DatabaseError as exc:
             # The command never ran (it waits until its process is noted): hand the job back
@@ -420,6 +424,19 @@ class WorkerLoop:
                 self._environments.clear()
             env = self._environments[job.env_digest] = engine.job_environment(job)
         return env
+
+    def _pause_seen(self, job: Job, attempt, paused: bool) -> None:
+        """At every tick: is the running job stopped (SIGSTOP, ``pause JOB_ID``)? A stopped job
+        is paused, not ended: the worker keeps waiting for it (its timeout keeps counting) and
+        records the change on the job (after a database error, at the next tick)."""
+        if paused == self._job_paused:
+            return
+        try:
+            engine.set_paused(attempt, paused)
+        except DatabaseError:
+            return
+        self._job_paused = paused
+        self._say(f"{'paused ' if paused else 'resumed'} {job.id}  attempt {attempt.number}")
 
     def _tick(self, job: Job, attempt, cfg: settings.Settings) -> str | tuple[str, str] | None:
         """Called while a job runs: cancellation, stops and forced stops, and a job taken back

@@ -3,6 +3,7 @@ host's own (isolation between jobs, its shell's lifetime, its documented differe
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -252,10 +253,14 @@ def test_a_background_writer_never_lands_in_the_next_log(fresh, tmp_path):
     assert log == "second\n"
 
 
-def test_dollar_dollar_is_the_hosts_pid(fresh):
-    result, log = fresh('echo $$ $PPID')
+def test_dollar_dollar_is_the_jobs_own_pid(fresh):
+    """A job that mentions ``$$`` gets a shell of its own (exec'd by its subshell of the host,
+    which is then its parent); any other job's ``$PPID`` is the worker, as under ``sh -c``."""
+    started = []
+    result, log = fresh('echo $$ $PPID', on_start=lambda pid, t: started.append(pid))
     shell, parent = map(int, log.split())
-    assert shell == fresh.host._proc.pid and parent == os.getpid()
+    assert shell == started[0] and parent == fresh.host.pid
+    assert int(fresh("echo $PPID")[1]) == os.getpid()
 
 
 def test_a_different_environment_restarts_the_host(fresh):
@@ -352,7 +357,9 @@ opts = dict(cwd=sys.argv[1], env={'PATH': os.environ['PATH']}, log_path=Path(sys
             max_log_bytes=1 << 20, timeout=None)
 host.run('true', **opts)
 print(host._proc.pid, flush=True)
-if sys.argv[2] == 'idle':
+if sys.argv[2] == 'stopped':  # by a job, say: it would never read the end of its input
+    os.kill(host._proc.pid, 19)
+if sys.argv[2] in ('idle', 'stopped'):
     os.kill(os.getpid(), 9)
 def die(pid, started):
     print(pid, flush=True)
@@ -361,10 +368,11 @@ host.run('touch ran', on_start=die, **opts)
 """
 
 
-@pytest.mark.parametrize("when", ["idle", "before-go"])
+@pytest.mark.parametrize("when", ["idle", "before-go", "stopped"])
 def test_the_host_does_not_outlive_a_killed_worker(tmp_path, when):
-    """A SIGKILLed worker's host ends (it reads end-of-file); a job not yet released by the
-    worker exits without running its command."""
+    """A SIGKILLed worker's host ends (it reads end-of-file; a stopped one is killed by the
+    kernel: its parent-death signal); a job not yet released by the worker exits without
+    running its command."""
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), when], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode in (-9, 9), proc.stderr
@@ -377,3 +385,201 @@ def test_the_host_does_not_outlive_a_killed_worker(tmp_path, when):
             message=f"process {pid} to end",
         )
     assert not (tmp_path / "ran").exists()
+
+
+# --- nothing a job does may wedge its worker (each in a process of its own, with a deadline) ---
+
+HARNESS = """
+import json, os, signal, sys
+from pathlib import Path
+from queuectl_tui import runner
+from queuectl_tui.jobhost import JobHost
+
+tmp = Path(sys.argv[1])
+ENV = {"PATH": os.environ["PATH"]}
+counter = iter(range(1000))
+host = JobHost()
+results = []
+
+
+def run(command, way="host", **options):
+    log = tmp / f"job{next(counter)}.log"
+    options = {"cwd": str(tmp), "env": ENV, "log_path": log, "max_log_bytes": 1 << 20,
+               "timeout": None, **options}
+    result = (host.run if way == "host" else runner.run)(command, **options)
+    results.append({"outcome": str(result.outcome), "code": result.exit_code,
+                    "error": result.error, "log": log.read_text(errors="replace"),
+                    "peak": result.cost.peak_rss_bytes if result.cost else None})
+
+
+def once(name, answer):
+    # A tick that answers once the file ``name`` exists.
+    return lambda: answer if (tmp / name).exists() else None
+
+
+exec(sys.argv[2])
+host.close()
+print(json.dumps(results))
+"""
+
+
+def scenario(tmp_path, body: str, timeout: float = 45) -> list[dict]:
+    """Run ``body`` (Python with ``run``, ``host``, ``once``, ``ENV``, ``tmp``) in a process of
+    its own: a worker that a job wedges fails the test at ``timeout`` instead of hanging the
+    suite. Returns one dict per ``run`` (outcome, code, error, log, peak)."""
+    try:
+        proc = subprocess.run([sys.executable, "-c", HARNESS, str(tmp_path), body],
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"wedged: the jobs had not all ended after {timeout}s")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+#: A command over 64 KiB (a pipe's size) once quoted, which says it ran (as harness code).
+HUGE = """(\"printf ran > huge.txt; : '\" + 'a' * 70_000 + \"'\")"""
+
+
+@pytest.mark.parametrize("running", ["timeout", "flood", "force"])
+def test_a_held_job_larger_than_a_pipe_never_wedges_the_one_running(tmp_path, mark, running):
+    """The next job is sent ahead only if the pipe takes it at once: behind a running job the
+    host reads nothing, and a blocked send would leave that job unwatched (its timeout, its
+    output, a forced stop)."""
+    command, options, expected = {
+        "timeout": (marked_command(mark, "sleep 120"), "timeout=1", "timeout"),
+        "flood": ("yes | head -c 1000000; echo end", "", "completed"),
+        "force": (marked_command(mark, "touch started; sleep 120"),
+                  "tick=once('started', 'interrupt')", "interrupted"),
+    }[running]
+    first, second = scenario(tmp_path, f"run({command!r}, then=({HUGE}, str(tmp), ENV), "
+                                       f"{options})\nrun({HUGE})")
+    assert first["outcome"] == expected, first
+    if running == "flood":
+        assert len(first["log"]) == 1_000_004 and first["log"].endswith("y\nend\n")
+    assert second["outcome"] == "completed" and (tmp_path / "huge.txt").read_text() == "ran"
+    all_gone(mark)
+
+
+#: The job's shell is ``$$`` (it mentions it); the host is its parent.
+STOP_HOST = "kill -STOP $(ps -o ppid= -p $$)"
+
+
+@pytest.mark.parametrize("end", ["timeout", "cancel", "interrupt", "its-own"])
+def test_a_job_that_stops_its_host_is_recorded_as_it_was_and_the_host_replaced(tmp_path, mark,
+                                                                                end):
+    """A host that does not answer counts as gone: killed, replaced, and the job recorded as
+    what it was (timed out, cancelled, killed by a forced stop, or its own exit code)."""
+    command, options, expected = {
+        "timeout": (f"echo x; {STOP_HOST}; sleep 120", "timeout=2",
+                    ("timeout", "timed out after 2s")),
+        "cancel": (f"echo x; {STOP_HOST}; touch stopped; sleep 120",
+                   "tick=once('stopped', 'cancel')", ("cancelled", "cancelled")),
+        "interrupt": (f"echo x; {STOP_HOST}; touch stopped; sleep 120",
+                      "tick=once('stopped', 'interrupt')",
+                      ("interrupted", "interrupted: worker stopped by force")),
+        "its-own": (f"echo x; {STOP_HOST}; exit 4", "", ("failed", "exit code 4")),
+    }[end]
+    body = (f"run('true')\nbefore = host.pid\nrun({marked_command(mark, command)!r}, {options})\n"
+            "run('echo fine')\nresults.append(host.pid != before)")
+    _, job, after, replaced = scenario(tmp_path, body)
+    assert ((job["outcome"], job["error"]), job["log"]) == (expected, "x\n"), job
+    assert (after["outcome"], after["log"], replaced) == ("completed", "fine\n", True)
+    all_gone(mark)
+
+
+def test_a_stopped_idle_host_is_replaced(tmp_path):
+    _, job = scenario(tmp_path, "run('true')\nos.kill(host.pid, signal.SIGSTOP)\n"
+                                "run('echo again')")
+    assert (job["outcome"], job["log"]) == ("completed", "again\n")
+
+
+@pytest.mark.parametrize("way", ["host", "runner"])
+def test_a_job_that_stops_itself_is_paused_until_its_timeout(tmp_path, way):
+    [job] = scenario(tmp_path, f"run('echo x; kill -STOP $$', way={way!r}, timeout=2)")
+    assert (job["outcome"], job["error"], job["log"]) == ("timeout", "timed out after 2s", "x\n")
+
+
+@pytest.mark.parametrize("way", ["host", "runner"])
+def test_dollar_dollar_and_self_signals_are_the_jobs_own(tmp_path, way):
+    """As under ``sh -c``: ``$$`` is the job's shell, a signal it sends itself reaches it (its
+    trap runs, or it dies of it), and files named with ``$$`` are its own."""
+    body = "\n".join(f"run({command!r}, way={way!r}, timeout=20, on_start=lambda pid, t: "
+                     f"(tmp / 'pids').open('a').write(f'{{pid}}\\n'))" for command in (
+        "echo $$ > pid; kill $$; echo survived",
+        "trap 'echo caught; exit 0' USR1; kill -USR1 $$; sleep 10; echo missed",
+        "kill -INT $$; echo survived",
+        "set -C; : > lock.$$ && echo locked",
+        "set -C; : > lock.$$ && echo locked",
+    ))
+    term, usr1, intr, lock1, lock2 = scenario(tmp_path, body)
+    killed_by = {"host": lambda sig: (128 + sig, f"exit code {128 + sig}"),
+                 "runner": lambda sig: (-sig, f"killed by {signal.Signals(sig).name}")}[way]
+    assert ((term["outcome"], term["code"], term["error"]), term["log"]) == (
+        ("failed", *killed_by(signal.SIGTERM)), "")
+    assert int((tmp_path / "pid").read_text()) == int((tmp_path / "pids").read_text().split()[0])
+    assert (usr1["outcome"], usr1["log"]) == ("completed", "caught\n")
+    assert ((intr["outcome"], intr["code"], intr["error"]), intr["log"]) == (
+        ("failed", *killed_by(signal.SIGINT)), "")
+    assert [(j["outcome"], j["log"]) for j in (lock1, lock2)] == [("completed", "locked\n")] * 2
+
+
+def test_no_shell_state_of_one_job_reaches_the_next_not_even_dollar_bang(tmp_path):
+    """The next job sees what the first job of a fresh host sees: no ``$!`` (the previous
+    job's subshell), ``$?``, options, traps, functions or aliases of an earlier job."""
+    state = ('echo "[$?] [${OLDPWD-unset}] [$-]"; trap; set +o | sort | tr "\\n" " "; echo; '
+             "alias; command -v f || echo nof")
+    body = (f"run({state!r})\nrun('echo \"[$!]\"')\n"
+            "run(\"sleep 0 & wait; x=1; f() { :; }; alias ll=ls; trap 'echo bye' EXIT INT; "
+            "set -o noglob -o errexit -o nounset; cd /; false\")\n"
+            f"run({state!r})\nrun('echo \"[$!]\"')")
+    fresh_state, fresh_bang, _, state_after, bang_after = scenario(tmp_path, body)
+    assert state_after["log"] == fresh_state["log"] and "nof\n" in state_after["log"]
+    assert bang_after["log"] == fresh_bang["log"] == "[]\n"
+
+
+# --- paused, not ended ----------------------------------------------------------------------------
+
+def test_a_job_stopped_by_sigstop_is_paused_and_runs_on_when_continued(run, tmp_path, mark):
+    """A stopped job is paused, not ended (the host's ``wait`` returns 147 for it): the runner
+    keeps waiting, says so to ``on_pause``, and the job ends as it would have."""
+    pids, seen = [], []
+
+    def tick():
+        if not (tmp_path / "started").exists():
+            return None
+        if not seen:
+            os.killpg(pids[0], signal.SIGSTOP)
+        elif seen[-1]:
+            os.killpg(pids[0], signal.SIGCONT)
+        return None
+
+    result, log = run(marked_command(mark, "touch started; sleep 0.3; echo done"), timeout=30,
+                      on_start=lambda pid, t: pids.append(pid), tick=tick,
+                      on_pause=lambda paused: seen.append(paused) if paused or seen else None)
+    assert (result.outcome, result.exit_code, log) == ("completed", 0, "done\n")
+    assert seen[0] is True and seen[-1] is False
+
+
+def test_a_paused_job_still_times_out(run, tmp_path, mark):
+    pids = []
+
+    def tick():
+        if (tmp_path / "started").exists():
+            os.killpg(pids[0], signal.SIGSTOP)
+
+    result, _ = run(marked_command(mark, "touch started; sleep 60"), timeout=1,
+                    on_start=lambda pid, t: pids.append(pid), tick=tick)
+    assert (result.outcome, result.error) == ("timeout", "timed out after 1s")
+    all_gone(mark)
+
+
+# --- what a job cost ------------------------------------------------------------------------------
+
+def test_a_job_of_true_has_a_peak_memory_figure_of_its_own(run):
+    """Not empty, and not the worker's own size (a child of the worker starts out with it as
+    its kernel peak)."""
+    result, _ = run("true")
+    peak = result.cost.peak_rss_bytes
+    assert peak is not None and peak < 20 * 1024 * 1024, result.cost
+    if run.kind == "jobhost":  # a job's shell that has run a builtin: about 1 MB
+        assert peak >= 256 * 1024, result.cost

@@ -448,6 +448,7 @@ def test_a_version_3_database_gets_the_per_statement_counts_on_open(db, tmp_path
         "INSERT INTO job (id, command, queue, state, priority, attempts, max_retries, "
         "backoff_base, run_at, created_at, updated_at, cwd, cancel_requested) VALUES "
         "('old-job', 'true', 'default', 'pending', 0, 0, 3, 2, 0, 0, 0, '/', false); "
+        "ALTER TABLE job DROP COLUMN paused_token; "  # added by version 5
         "UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     conn.close()
     dbmod.open_db(helpers.DB_URL)

@@ -159,6 +159,80 @@ def test_a_forced_stop_kills_the_job_tree_and_the_job_runs_again_later(cli, tmp_
     assert run_count(tmp_path) == 2 and not (tmp_path / "overlap").exists()
 
 
+# --- nothing a job does may wedge its worker -------------------------------------------------
+
+#: A worker of this test's database, in-process in a child, that claims two jobs at once.
+BATCH_OF_TWO = """
+import sys
+from queuectl_tui.db import open_db
+from queuectl_tui.worker import WorkerLoop
+open_db()
+worker = WorkerLoop(burst=True)
+worker.install_signals()
+worker.batch = 2
+sys.exit(worker.run())
+"""
+
+
+@pytest.mark.parametrize("end", ["timeout", "stop-force"])
+def test_a_held_job_larger_than_a_pipe_never_wedges_its_worker(cli, home, tmp_path, tok, end):
+    """Held behind a running job, a command over 64 KiB once quoted is not sent ahead into the
+    host's pipe (which nobody reads while the job runs): the running job's timeout fires and is
+    recorded, and ``worker stop --force`` stops the worker."""
+    started = tmp_path / "started"
+    timeout = ["--timeout", "1"] if end == "timeout" else []
+    ok(cli("enqueue", "--id", "running", "--priority", "1", "--max-retries", "0", *timeout,
+           f"touch {started}; sleep {tok}"))
+    # 14 KB as given (under the 64 KiB a command may have), 70 KB once quoted (each ' is 5).
+    ok(cli("enqueue", "--id", "huge", f"touch {tmp_path / 'ran'}; : \"{chr(39) * 14_000}\""))
+    worker = subprocess.Popen([sys.executable, "-c", BATCH_OF_TWO], env=cli_env(home),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        if end == "stop-force":
+            wait_for(started.exists, message="the running job to start")
+            stop = ok(cli("worker", "stop", "--force", "--wait", "20"))
+            assert stop.out.startswith("stopped worker(s)") and "--force" not in stop.out
+        assert worker.wait(timeout=60) == 0, worker.stderr.read()
+    finally:
+        worker.kill()
+    running, huge = show(cli, "running"), show(cli, "huge")
+    if end == "timeout":
+        assert (running["state"], running["last_error"]) == ("dead", "timed out after 1s")
+        assert huge["state"] == "completed" and (tmp_path / "ran").exists()
+    else:
+        assert (running["state"], outcomes(running)) == ("pending", ["interrupted"])
+        assert (huge["state"], huge["attempts"]) == ("pending", 0)  # handed back, never run
+    assert not processes_with(tok)
+
+
+def test_a_job_that_stops_its_host_still_times_out_and_the_next_job_runs(cli, tok):
+    """``kill -STOP`` of the job host's shell (the parent of the job's ``$$``): the host that
+    does not answer is killed and replaced, and the job is recorded as timed out."""
+    ok(cli("enqueue", "--id", "stopper", "--timeout", "2", "--max-retries", "0",
+           f"echo x; kill -STOP $(ps -o ppid= -p $$); sleep {tok}"))
+    ok(cli("enqueue", "--id", "next", "echo next"))
+    ok(cli("worker", "start", "--foreground", "--burst", timeout=60))
+    job = show(cli, "stopper")
+    assert (job["state"], job["last_error"], job["output_tail"]) == (
+        "dead", "timed out after 2s", "x\n")
+    assert (show(cli, "next")["state"], show(cli, "next")["output_tail"]) == ("completed", "next\n")
+    assert not processes_with(tok)
+
+
+def test_a_forced_stop_that_does_not_stop_a_worker_says_so_and_fails(cli):
+    """Never "use --force" after --force: a worker that did not exit (here: frozen) within
+    --wait is a failure, one line on stderr and exit 1."""
+    worker = start_worker(cli)
+    os.kill(worker["pid"], signal.SIGSTOP)
+    try:
+        result = cli("worker", "stop", "--force", "--wait", "0.5")
+    finally:
+        os.kill(worker["pid"], signal.SIGKILL)
+    assert result.code == 1, result
+    assert result.err == f"error: worker(s) {worker['id']} did not stop within 0.5s\n"
+    assert "--force" not in result.out + result.err
+
+
 # --- no orphans ------------------------------------------------------------------------------
 
 def test_a_timeout_kills_the_grandchildren_too(cli, tok):

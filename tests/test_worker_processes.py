@@ -13,12 +13,14 @@ import psutil
 import pytest
 
 from helpers import (
+    T0,
     all_gone,
     cli_env,
     marked,
     marked_command,
     ok,
     parse_iso,
+    user_error,
     wait_for,
     worker_pids,
 )
@@ -306,3 +308,45 @@ def test_the_workers_log_turns_over_past_its_cap_and_every_writer_follows(tmp_pa
     assert "a line 000" in old and "a line 049" in current and "b line 000" in current
     assert len(old) < 2000 + 100 and sorted(p.name for p in logs.iterdir()) == [
         "workers.log", "workers.log.1"]
+
+
+@pytest.mark.both_backends
+def test_pause_and_resume_a_running_job_by_id(cli, db, home, tmp_path, mark):
+    """``pause JOB_ID`` stops the job's processes (SIGSTOP), which is not its end: the job stays
+    processing, shown as paused everywhere, until ``resume JOB_ID``; then it ends as it would
+    have."""
+    start_workers(cli)
+    started, release = tmp_path / "started", tmp_path / "release"
+    ok(cli("enqueue", "--id", "long", "--timeout", "600", marked_command(
+        mark, f"touch {started}; until [ -e {release} ]; do sleep 0.05; done; echo finished")))
+    wait_for(started.exists, message="the job to start")
+
+    assert ok(cli("pause", "long")).out == "paused job long\n"
+    assert marked(mark) and all(p.status() == psutil.STATUS_STOPPED for p in marked(mark))
+    shown = ok(cli("show", "long", "--json")).json()
+    assert (shown["state"], shown["paused"]) == ("processing", True)
+    assert "paused" in shown["why"]
+    assert "processing (paused)" in ok(cli("list")).out
+    assert "  paused  " in ok(cli("ps")).out.splitlines()[0]
+    release.touch()  # a paused job does not see it
+    assert ok(cli("show", "long", "--json")).json()["state"] == "processing"
+
+    assert ok(cli("resume", "long")).out == "resumed job long\n"
+    wait_for(lambda: job("long").state == "completed", message="the resumed job to end")
+    done = ok(cli("show", "long", "--json")).json()
+    assert (done["exit_code"], done["output_tail"], done["paused"]) == (0, "finished\n", False)
+    assert [a["outcome"] for a in done["attempt_list"]] == ["completed"]
+
+
+def test_pause_of_a_job_that_is_not_running_here_changes_nothing(cli, db, add, worker):
+    add("waiting")
+    add("elsewhere", priority=1)
+    _, claimed = engine.settle(worker, claim=1, max_backoff=60, now=T0 + 1)
+    [(_, attempt)] = claimed
+    Attempt.update(host="another-host", pid=12345, pid_started=1.0).where(
+        Attempt.seq == attempt.seq).execute()
+    assert "job 'elsewhere' runs on host another-host" in user_error(cli("pause", "elsewhere"), 1)
+    assert "job 'waiting' is not running (pending)" in user_error(
+        cli("resume", "waiting", "elsewhere"), 1)
+    assert "not both" in user_error(cli("pause", "waiting", "--queue", "default"), 2)
+    assert not job("elsewhere").paused and job("elsewhere").state == "processing"
