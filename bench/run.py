@@ -13,6 +13,9 @@ is reported as such. Then measures, each figure the median of its runs:
   draining 200 jobs there vs on an empty database, and the console (bench/tui_bench.py);
 - bulk enqueue (bench/bulk_enqueue.py), cold start of the CLI, pickup latency
   (bench/latency.py), idle worker CPU and RSS, worker RSS under a 200 MB output flood;
+- idle, a day at rest (bench/idle.py): 1, 2, 4 and 8 idle workers, a ``wait --all``, a
+  ``logs -f`` of a pending job and the console on its main screen, CPU of each over a window
+  (60 s; ``--idle-window`` for a quick look), on SQLite and on PostgreSQL when one is named;
 - postgres, when a server is named (``--pg URL`` or QUEUECTL_BENCH_PG; each run in a fresh
   schema of that database): the same drain with 2 and 8 workers, pickup latency from idle
   (woken by LISTEN/NOTIFY) and bulk enqueue.
@@ -24,6 +27,7 @@ Run: python bench/run.py                (full: about 15 minutes on 2 cores)
      python bench/run.py --quick        (small sizes, for iteration: a minute or two)
      python bench/run.py --only drain   (some groups only; also with --quick)
      python bench/run.py --only postgres --pg postgresql://user:password@host:port/db
+     python bench/run.py --only idle --idle-window 10   (a quick look at idle CPU)
      python bench/run.py --report-only  (re-render from bench/out/results.json)
 bench/notes.md, when present, is copied into BENCHMARKS.md as "Why the misses": keep it true
 to the engine being measured.
@@ -568,6 +572,22 @@ def bench_postgres(cfg: dict, pg: str | None) -> dict:
     return res
 
 
+def bench_idle(window: float, pg: str | None) -> dict:
+    """A day at rest (bench/idle.py) on SQLite, and on PostgreSQL when a server is named."""
+    res: dict = {}
+    for name, url in (("sqlite", None), ("postgres", pg)):
+        if name == "postgres" and not url:
+            continue
+        log(f"idle: {name}, {window:.0f} s per row")
+        out = subprocess.run([PY, str(BENCH / "idle.py"), "--window", str(window), "--json",
+                              *(["--pg", url] if url else [])],
+                             capture_output=True, text=True, env=env(), check=True)
+        res[name] = json.loads(out.stdout)
+    # The console on every page and tab while jobs arrive (bar: under 2 % of a core) is
+    # measured by its own function, beside this one, into res["console_pages"].
+    return res
+
+
 def bench_worker(cfg: dict, tmp: Path) -> dict:
     db = tmp / "idle" / "queuectl.db"
     out = subprocess.run(cli(db, "worker", "start", "--json"), capture_output=True, text=True, env=env(), check=True)
@@ -733,6 +753,9 @@ def report(r: dict, command: str) -> str:
                       f"{f['before']:.1f} / {f['max']:.1f} / {f['after']:.1f} MB | flat (max within 5 MB of before) | "
                       f"{verdict(f['max'] - f['before'] <= 5)} |"]
         lines.append("")
+    idle = r.get("idle")
+    if idle:
+        lines += idle_report(idle)
     p = r.get("postgres")
     if p:
         lat, bulk = p["latency"], p["bulk"]
@@ -755,6 +778,33 @@ def report(r: dict, command: str) -> str:
         lines += ["## Why the misses", "", notes.read_text().strip(), ""]
     lines += ["Raw figures: `bench/out/results.json` (not committed).", ""]
     return "\n".join(lines)
+
+
+def idle_report(idle: dict) -> list[str]:
+    """The day-at-rest tables: one row per worker count, one column per process."""
+    lines = ["## A day at rest (bench/idle.py)", "",
+             "Idle workers (`worker start --count N`, detached) on an empty queue, beside them a "
+             "`wait --all` and a `logs -f` of a job scheduled a day ahead, and the console on its "
+             "main screen in a pseudo-terminal (tmux). CPU of each process from /proc/PID/stat "
+             "(a worker with its job host shell) over the window, after 4 s of settling. Bar: "
+             "each under 1 % of a core.", ""]
+    for backend, res in idle.items():
+        if backend not in ("sqlite", "postgres"):
+            continue
+        lines += [f"### {'SQLite' if backend == 'sqlite' else 'PostgreSQL'}, {res['window_s']:.0f} s "
+                  "per row", "",
+                  "| idle workers | each worker, % of a core (max) | `wait --all` | `logs -f` | "
+                  "console | load (1 min) | result |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        for row in res["rows"]:
+            cpu = row["cpu_pct"]
+            workers = [v for k, v in cpu.items() if k.startswith("worker ")]
+            others = [cpu.get(k) for k in ("wait --all", "logs -f", "console")]
+            every = [v for v in workers + others if v is not None]
+            lines.append(f"| {row['workers']} | {fmt(max(workers, default=None), 2)} | "
+                         + " | ".join(fmt(v, 2) for v in others)
+                         + f" | {row['load'][0]:.1f} | {check(max(every, default=0), res['bar_pct'])} |")
+        lines.append("")
+    return lines
 
 
 def svg(drain: dict) -> str:
@@ -793,7 +843,7 @@ def write(results: dict, command: str) -> None:
         (BENCH / "drain.svg").write_text(svg(results["drain"]))
 
 
-GROUPS = ["drain", "scale", "tui", "bulk", "cold", "latency", "worker", "postgres"]
+GROUPS = ["drain", "scale", "tui", "bulk", "cold", "latency", "worker", "idle", "postgres"]
 
 
 def main() -> None:
@@ -802,6 +852,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=GROUPS, help="run only these groups")
     parser.add_argument("--pg", default=os.environ.get("QUEUECTL_BENCH_PG"),
                         help="a PostgreSQL URL: adds the postgres group (fresh schemas there)")
+    parser.add_argument("--idle-window", type=float, default=60.0,
+                        help="seconds each idle row is measured (default 60; less for a quick look)")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite BENCHMARKS.md and drain.svg from bench/out/results.json, measuring nothing")
     args = parser.parse_args()
@@ -826,6 +878,7 @@ def main() -> None:
                           ("scale", lambda: bench_scale(cfg, tmp)), ("tui", lambda: bench_tui(cfg)),
                           ("bulk", lambda: bench_bulk(cfg, tmp)), ("cold", lambda: bench_cold(cfg, tmp)),
                           ("latency", lambda: bench_latency(cfg)), ("worker", lambda: bench_worker(cfg, tmp)),
+                          ("idle", lambda: bench_idle(args.idle_window, args.pg)),
                           ("postgres", lambda: bench_postgres(cfg, args.pg))):
             if group not in groups:
                 continue
