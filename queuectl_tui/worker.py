@@ -22,6 +22,7 @@ reader goes away (``worker start --foreground | head -1``) it stops printing and
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import sys
@@ -243,8 +244,7 @@ class WorkerLoop:
 
     def _complain(self, message: str) -> None:
         try:
-            print(f"{time.strftime('%H:%M:%S')} worker {self.row.id}: {message}", file=sys.stderr,
-                  flush=True)
+            write_line(sys.stderr, f"{time.strftime('%H:%M:%S')} worker {self.row.id}: {message}")
         except (OSError, ValueError):
             _to_devnull(sys.stderr)
 
@@ -450,9 +450,26 @@ def _to_devnull(stream) -> None:
         pass
 
 
+def write_line(stream, line: str) -> None:
+    """Write ``line`` and its newline in one write(2). Workers forked from one command share
+    their stdout and stderr (and detached ones ``workers.log``): print() wrote the text and
+    the newline apart when unbuffered (PYTHONUNBUFFERED=1), and two workers tore each other's
+    lines. What the stream still holds goes first."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, io.UnsupportedOperation):  # not a file (an in-process capture)
+        stream.write(line + "\n")
+        stream.flush()
+        return
+    data = (line + "\n").encode(getattr(stream, "encoding", None) or "utf-8", "backslashreplace")
+    stream.flush()
+    while data:
+        data = data[os.write(fd, data):]
+
+
 def _print_line(line: str) -> None:
     try:
-        print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
+        write_line(sys.stdout, f"{time.strftime('%H:%M:%S')} {line}")
     except (OSError, ValueError):
         _to_devnull(sys.stdout)
         raise
