@@ -13,7 +13,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 from weakref import WeakKeyDictionary
@@ -653,7 +653,10 @@ def settle(worker: Worker, ended: Sequence[Ended] = (), *, claim: int = 0,
                 break
             claimed.append(got)
         current = next_job or (claimed[0][0].id if claimed else None)
-        _set_worker(worker.id, current, now)
+        if ended or hand_back or claimed or next_job:
+            # An empty look for work writes nothing: its commit would wake every idle worker
+            # and waiter, whose own empty looks would wake this one (heartbeats say alive).
+            _set_worker(worker.id, current, now)
     return states, claimed
 
 
@@ -1535,24 +1538,50 @@ class WaitTimeout(QueueError):
     exit_code = 124
 
 
-def changes(*, fallback: float = 1.0, deadline: float | None = None) -> Iterator[None]:
+def changes(*, fallback: float | Callable[[], float] = 1.0,
+            deadline: float | None = None) -> Iterator[None]:
     """Yield now, then each time another connection commits: looks at the change token when
-    ``wake.sleep`` says a commit may have come (SQLite; elsewhere every WAKE_POLL), as idle
-    workers do (without a token: every ``fallback`` seconds); also after ``fallback`` seconds
-    without a commit, and at ``deadline`` (time.monotonic)."""
+    ``wake.sleep`` says a commit may have come (SQLite: a write to the -wal file; PostgreSQL:
+    a NOTIFY), as idle workers do (without a token: every ``fallback`` seconds); also after
+    ``fallback`` seconds without a commit (a function: asked after each yield), and at
+    ``deadline`` (time.monotonic)."""
     while True:
         token = change_token()
         yield
-        until = time.monotonic() + fallback
+        longest = fallback() if callable(fallback) else fallback
+        until = time.monotonic() + longest
         if deadline is not None:
             until = min(until, deadline)
         while time.monotonic() < until:
             if token is not None:
                 wake.sleep(until - time.monotonic())
             else:
-                time.sleep(min(fallback, 0.1))
-            if token is None or change_token() != token:
+                time.sleep(min(longest, 0.1))
+            if token is None:
                 break
+            if change_token() != token:
+                wake.noticed()
+                break
+
+
+class FollowLook(NamedTuple):
+    """A job as ``logs -f`` looks at it at each wake-up."""
+
+    state: str
+    last_error: str | None
+    attempt_seq: int | None  # its first attempt numbered the number asked or later, if any
+
+
+_FOLLOW_LOOK = ("SELECT state, last_error, (SELECT seq FROM attempt WHERE job_seq = job.seq "
+                "AND number >= ? ORDER BY number LIMIT 1) FROM job WHERE seq = ? AND id = ?")
+
+
+def follow_look(job: Job, number: int) -> FollowLook | None:
+    """The job's state and whether attempt ``number`` (or a later one) exists, in one fixed
+    read (None: the job was deleted). Fixed SQL: it runs at every commit anyone makes, and
+    two ORM reads cost a follower ~1.5 ms each time, 1.5 % of a core beside 8 idle workers."""
+    row = database.execute_sql(_sql(_FOLLOW_LOOK), (number, job.seq, job.id)).fetchone()
+    return None if row is None else FollowLook(*row)
 
 
 def wait(job_ids: list[str] | None = None, *, queues: list[str] | None = None,
@@ -1579,10 +1608,8 @@ def _wait(named: dict[int, str], queues: list[str] | None, every: bool, waiting:
     for _ in changes(deadline=deadline):
         began = time.monotonic()
         if queues or every:  # jobs enqueued since the last look that have ended already
-            query = Job.select(Job.seq).where(Job.seq > high)
-            if queues:
-                query = query.where(Job.queue.in_(queues))
-            new = {seq for (seq,) in query.tuples()}
+            new = _seqs("SELECT seq FROM job WHERE seq > ?" + _in_queues(queues),
+                        [high, *(queues or [])])
             high = max(new, default=high)
         else:
             new = set()
@@ -1602,14 +1629,24 @@ def _unfinished(seqs: list[int], queues: list[str] | None, every: bool) -> set[i
     """Seqs of the jobs waited for that are not completed or dead yet."""
     found: set[int] = set()
     for chunk in chunked(seqs, IN_CHUNK):
-        found.update(seq for (seq,) in Job.select(Job.seq).where(
-            Job.seq.in_(chunk), Job.state.in_(UNFINISHED)).tuples())
+        found |= _seqs(_UNFINISHED + " AND seq IN (" + ", ".join("?" * len(chunk)) + ")", chunk)
     if queues or every:
-        query = Job.select(Job.seq).where(Job.state.in_(UNFINISHED))
-        if queues:
-            query = query.where(Job.queue.in_(queues))
-        found.update(seq for (seq,) in query.tuples())
+        found |= _seqs(_UNFINISHED + _in_queues(queues), queues or [])
     return found
+
+
+# A waiter reads these at every commit anyone makes (each heartbeat of each idle worker): fixed
+# SQL, since building them with the ORM cost ~0.5 ms each time, and their run ~0.01 ms.
+_UNFINISHED = ("SELECT seq FROM job WHERE state IN ("
+               + ", ".join(f"'{state}'" for state in UNFINISHED) + ")")
+
+
+def _in_queues(queues: list[str] | None) -> str:
+    return " AND queue IN (" + ", ".join("?" * len(queues)) + ")" if queues else ""
+
+
+def _seqs(text: str, params: Sequence) -> set[int]:
+    return {seq for (seq,) in database.execute_sql(_sql(text), params).fetchall()}
 
 
 def _ended(seqs: list[int], named: dict[int, str]) -> Iterator[Job]:

@@ -8,8 +8,13 @@ sleeper at once, whoever wrote it. The wake-up is only a hint: callers still com
 
 The commit's frames reach the ``-wal`` file a moment before the shared index that
 ``data_version`` reads, so for ``HOT`` seconds after a wake-up sleeps are cut to ``POLL``: a
-commit seen early is still noticed within one ``POLL``. Without inotify (not Linux, its limits
+commit seen early is still noticed within one ``POLL``. A caller that saw the change says so
+(``noticed``): one more ``POLL`` after the wake-up then covers a commit whose write came with
+the same event, and the sleeps are long again (five looks per commit made each heartbeat of
+each idle worker cost every other sleeper five reads). Without inotify (not Linux, its limits
 reached, no ``-wal`` file: rollback-journal mode), every sleep is at most ``POLL`` as before.
+On PostgreSQL the sleep is a ``select`` on the session's LISTEN socket (``db.wait_change``),
+woken by the NOTIFY of a change, at most ``SLOW_POLL`` long.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import select
 import struct
 import time
 
-from queuectl_tui.db import is_sqlite
+from queuectl_tui.db import is_sqlite, wait_change
 from queuectl_tui.models import database
 
 POLL = 0.010  # the plain poll: a commit is seen within about this long
@@ -55,6 +60,7 @@ class _Watch:
 
     def __init__(self, path: str):
         self.path, self.fd, self.hot_until, self.retry_at = path, None, 0.0, 0.0
+        self.woken_at = 0.0
 
     def ready(self) -> bool:
         """Is there a watch? (Tries to set one, at most once per RETRY.)"""
@@ -88,7 +94,11 @@ class _Watch:
             woken = []
         if woken:
             self._drain()
-            self.hot_until = time.monotonic() + HOT
+            self.woken_at = time.monotonic()
+            self.hot_until = self.woken_at + HOT
+
+    def noticed(self) -> None:
+        self.hot_until = min(self.hot_until, self.woken_at + POLL)
 
     def _drain(self) -> None:
         """Read the events; a -wal file that went away (journal mode changed, the database
@@ -120,8 +130,11 @@ def sleep(timeout: float) -> None:
     """Sleep up to ``timeout`` seconds, less when another process may have committed to the
     SQLite database open here. Callers check ``db.change_token()`` afterwards, and loop."""
     global _watch
-    path = database.obj.database if is_sqlite() else None
-    if path is None or path == ":memory:":
+    if not is_sqlite():
+        wait_change(max(0.0, min(timeout, SLOW_POLL)))
+        return
+    path = database.obj.database
+    if path == ":memory:":
         time.sleep(max(0.0, min(timeout, POLL)))
         return
     if _watch is None or _watch.path != path:
@@ -132,3 +145,9 @@ def sleep(timeout: float) -> None:
         _watch.sleep(timeout)
     else:
         time.sleep(max(0.0, min(timeout, POLL)))
+
+
+def noticed() -> None:
+    """The caller saw the change that woke it: short sleeps for one more ``POLL`` at most."""
+    if _watch is not None:
+        _watch.noticed()

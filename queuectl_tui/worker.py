@@ -5,7 +5,9 @@ An idle worker notices new work without a fixed sleep: it looks at SQLite's ``da
 after a write to the ``-wal`` file, else within a quarter second), and otherwise
 sleeps until the next scheduled job is due or ``poll_interval`` passes. On PostgreSQL it
 LISTENs instead and sleeps in ``select`` until a NOTIFY (sent by triggers on every change to
-jobs, queues and settings) arrives, with the same deadlines as a safety net.
+jobs, queues and settings) arrives, with the same deadlines as a safety net. Idle means idle:
+a wake-up costs one read (is a job due?), and only a due job is worth a claim; an empty claim
+writes nothing, so it wakes no one (see ``engine.settle``).
 
 Heartbeats come from a thread of their own with its own database connection, so that a long
 job loop step, CPU starvation or a write lock held by someone else never silences them; that
@@ -38,6 +40,7 @@ from queuectl_tui.db import change_token, is_sqlite, wait_change
 from queuectl_tui.models import Job, Outcome, WorkerStatus, database
 
 SETTINGS_REFRESH = 1.0  # how often the heartbeat thread re-reads the settings, seconds
+RECHECK = 0.1  # a job seen due right after a claim found none is looked at again this late
 BURST_HORIZON = 60.0  # --burst waits for jobs due this soon (retries in backoff, near schedules)
 # Claiming in batches (see WorkerLoop.run): at most BATCH_MAX jobs held at once, a batch doubles
 # only while every job ends within SHORT seconds, and an ended job waits at most RECORD_WITHIN
@@ -89,6 +92,8 @@ class WorkerLoop:
         self._meter: usage.Meter | None = None  # the running job's, once its shell exists
         self._sampled = False  # the sampler watches the running job
         self.cfg: settings.Settings = settings.DEFAULTS
+        self._look = True  # a claim may find something (else: wait until a job is due)
+        self._fruitless = False  # the last claim found nothing, and no wait came since
 
     # -- signals --------------------------------------------------------------------------
     def install_signals(self) -> None:
@@ -131,7 +136,7 @@ class WorkerLoop:
             self._recover(force=True)
             while not self.stopping:
                 try:
-                    if not self.held:
+                    if not self.held and self._look:
                         self._changed()  # baseline first: a commit after this point wakes us
                         self._settle(claim=self.batch)
                     if self.held:
@@ -142,12 +147,13 @@ class WorkerLoop:
                     self._housekeeping(self.cfg)
                     if self.burst and not self._work_soon():
                         break
-                    self._wait_for_work(self.cfg)
+                    self._wait_for_work()
                     errors = 0
                 except DatabaseError as exc:
                     # A lock held past the busy timeout, a full disk: wait and try again rather
                     # than die (a dead worker's job would have to wait for recovery).
                     errors += 1
+                    self._look = True
                     self._complain(f"database error ({exc}); retrying")
                     self._pause(min(0.25 * 2 ** errors, 5.0))
         finally:
@@ -206,8 +212,11 @@ class WorkerLoop:
         if self._start_line:
             self._say(self._start_line)
             self._start_line = None
+        if claim:  # found nothing: wait until a job is due before the next claim
+            self._look, self._fruitless = bool(claimed), not claimed
         if given:
             self.held.clear()
+            self._look = True  # they are due: claim afresh
         if claimed:
             self.held.extend(claimed)
             self._held_at = time.monotonic()
@@ -391,22 +400,43 @@ class WorkerLoop:
         self._data_version = version
         return changed
 
-    def _wait_for_work(self, cfg: settings.Settings) -> None:
-        now = time.time()
-        deadline = now + cfg.poll_interval
-        due = engine.next_due(self.queues)
-        if due is not None:
-            deadline = min(deadline, max(due, now))
+    def _wait_for_work(self) -> None:
+        """Sleep until a job is due (then ``_look`` is set) or ``poll_interval`` passes. Every
+        commit of another session wakes the sleep (heartbeats too); each wake-up costs one read,
+        ``engine.next_due``, never a write."""
+        deadline = time.time() + self.cfg.poll_interval
+        fruitless, self._fruitless = self._fruitless, False
+        while not self.stopping:
+            changed = self._changed()  # baseline first: a commit after this point wakes us
+            due = engine.next_due(self.queues)
+            now = time.time()
+            if due is not None and due <= now:
+                if changed or not fruitless:
+                    self._look = True
+                    return
+                # Due, yet the claim just before found nothing and nothing changed since (a
+                # row another session holds): look again after a change or in a moment.
+                until = min(deadline, now + RECHECK)
+            elif now >= deadline:
+                return
+            else:
+                until = deadline if due is None else min(deadline, due)
+            fruitless = False
+            self._sleep_until_change(until)
+
+    def _sleep_until_change(self, until: float) -> None:
+        """Sleep until ``until`` (time.time) or another session's commit, whichever first."""
         signalled = self._data_version is not None
         listening = signalled and not is_sqlite()  # PostgreSQL: NOTIFY wakes the wait
-        while time.time() < deadline and not self.stopping:
+        while time.time() < until and not self.stopping:
             if listening:  # slices short enough to notice a stop signal
-                wait_change(min(0.25, deadline - time.time()))
+                wait_change(min(0.25, until - time.time()))
             elif signalled:  # SQLite: woken by a write to the -wal file (see wake)
-                wake.sleep(deadline - time.time())
+                wake.sleep(until - time.time())
             else:
                 time.sleep(0.05)
             if signalled and self._changed():
+                wake.noticed()
                 return
 
 
