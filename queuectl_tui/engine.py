@@ -679,12 +679,16 @@ _OPEN_QUEUES = (
     "AND (q.max_running IS NULL OR q.max_running > COALESCE((SELECT r.n FROM job_count r "
     "WHERE r.queue = c.queue AND r.state = 'processing'), 0)) "
     "AND (?2 IS NULL OR c.queue IN (SELECT value FROM json_each(?2)))")
+# The claim and the idle look for work also return the settings' version (settings.py), read
+# in the same statement: a worker reloads its settings when it changed, at no extra round trip.
+_SETTINGS_VERSION = "(SELECT value FROM meta WHERE key = '" + settings.VERSION_KEY + "')"
 _CLAIM = ("UPDATE job SET state = 'processing', attempts = attempts + 1, worker_id = ?3, "
           "started_at = ?1, finished_at = NULL, updated_at = ?1, cancel_requested = 0, "
           "claim_token = ?4 WHERE seq = (SELECT seq FROM job WHERE seq IN (SELECT "
           "(SELECT seq FROM job INDEXED BY job_claim WHERE queue = o.name AND " + CLAIMABLE_WHERE
           + " AND run_at <= ?1 ORDER BY rank DESC, run_at, seq LIMIT 1) FROM (" + _OPEN_QUEUES
-          + ") o) ORDER BY rank DESC, run_at, seq LIMIT 1) RETURNING " + ", ".join(_JOB_COLUMNS))
+          + ") o) ORDER BY rank DESC, run_at, seq LIMIT 1) RETURNING " + ", ".join(_JOB_COLUMNS)
+          + ", " + _SETTINGS_VERSION)
 _NEXT_NUMBER = "SELECT COALESCE(MAX(number), 0) + 1 FROM attempt WHERE job_seq = ?"
 _NEW_ATTEMPT = ("INSERT INTO attempt (job_seq, number, worker_id, host, started_at, log_file, "
                 "claim_token, due_at, queue) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq")
@@ -790,27 +794,28 @@ _PG_CLAIM = (
     "CROSS JOIN LATERAL (SELECT seq, rank, run_at FROM job WHERE queue = o.name AND "
     + CLAIMABLE_WHERE + " AND run_at <= %(now)s ORDER BY rank DESC, run_at, seq LIMIT 1 "
     "FOR UPDATE SKIP LOCKED) h ORDER BY h.rank DESC, h.run_at, h.seq LIMIT 1) "
-    "AND " + CLAIMABLE_WHERE + " RETURNING " + ", ".join(_JOB_COLUMNS))
+    "AND " + CLAIMABLE_WHERE + " RETURNING " + ", ".join(_JOB_COLUMNS) + ", " + _SETTINGS_VERSION)
 _PG_NEXT_DUE = ("SELECT MIN((SELECT run_at FROM job WHERE queue = o.name AND " + CLAIMABLE_WHERE
-                + " ORDER BY run_at LIMIT 1)) FROM (" + _PG_OPEN_QUEUES + ") o")
+                + " ORDER BY run_at LIMIT 1)), " + _SETTINGS_VERSION + " FROM (" + _PG_OPEN_QUEUES
+                + ") o")
 
 
 def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
+    """The next due job, claimed; its attempt carries ``settings_version``, the settings'
+    version as of this claim (the worker runs it under those settings or newer ones)."""
     import secrets  # here: it loads hmac and random, which nothing else at start-up needs
     token = secrets.randbits(63)
     queues = worker.queues.split(",") if worker.queues else []
     if is_sqlite():
         wanted = json.dumps(queues) if queues else None  # one statement for any queue list
         rows = database.execute_sql(_CLAIM, (now, wanted, worker.id, token)).fetchall()
-        if not rows:
-            return None
-        job = Job(**dict(zip(_JOB_COLUMNS, rows[0], strict=True)))
     else:
         args = {"now": now, "queues": queues or None, "worker": worker.id, "token": token}
         rows = _hot(_PG_CLAIM, args).fetchall()
-        if not rows:
-            return None
-        job = Job(**dict(zip(_JOB_COLUMNS, rows[0], strict=True)))
+    if not rows:
+        return None
+    *columns, version = rows[0]
+    job = Job(**dict(zip(_JOB_COLUMNS, columns, strict=True)))
     number = _hot(_NEXT_NUMBER, (job.seq,)).fetchone()[0]
     log_file = f"job{job.seq}-{number}.log"
     seq = _hot(_NEW_ATTEMPT, (job.seq, number, worker.id, worker.host, now,
@@ -819,6 +824,7 @@ def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
     attempt = Attempt(seq=seq, job=job.seq, number=number, worker_id=worker.id, host=worker.host,
                       started_at=now, log_file=log_file, claim_token=token, due_at=job.run_at,
                       queue=job.queue)
+    attempt.settings_version = version
     return job, attempt
 
 
@@ -1506,17 +1512,25 @@ def next_due(queues: list[str] | None = None) -> float | None:
     """When the earliest waiting job becomes due (None if nothing waits): the first entry of
     the partial index job_due, named on SQLite, whose planner skips partial indexes when the
     states are bound as parameters (a scan of every waiting row: 136 ms at 1M jobs)."""
+    return look_for_work(queues)[0]
+
+
+def look_for_work(queues: list[str] | None = None) -> tuple[float | None, str | None]:
+    """(``next_due``, the settings' version) in one read: what an idle worker does when
+    another session commits, a heartbeat included; a claim (a write transaction) only follows
+    when a job is due."""
     if is_sqlite():
         wanted = json.dumps(queues) if queues else None
         row = database.execute_sql(_NEXT_DUE, (None, wanted)).fetchone()
-        return row[0] if row else None
-    return database.execute_sql(_PG_NEXT_DUE, {"queues": queues or None}).fetchone()[0]
+    else:
+        row = database.execute_sql(_PG_NEXT_DUE, {"queues": queues or None}).fetchone()
+    return (row[0], row[1]) if row else (None, None)
 
 
 _NEXT_DUE = (
     "SELECT MIN((SELECT run_at FROM job INDEXED BY job_due WHERE queue = o.name AND "
     + CLAIMABLE_WHERE
-    + " ORDER BY run_at LIMIT 1)) FROM ("
+    + " ORDER BY run_at LIMIT 1)), " + _SETTINGS_VERSION + " FROM ("
     + _OPEN_QUEUES
     + ") o"
 )  # ?1 unused

@@ -6,12 +6,14 @@ after a write to the ``-wal`` file, else within a quarter second), and otherwise
 sleeps until the next scheduled job is due or ``poll_interval`` passes. On PostgreSQL it
 LISTENs instead and sleeps in ``select`` until a NOTIFY (sent by triggers on every change to
 jobs, queues and settings) arrives, with the same deadlines as a safety net. Idle means idle:
-a wake-up costs one read (is a job due?), and only a due job is worth a claim; an empty claim
-writes nothing, so it wakes no one (see ``engine.settle``).
+a wake-up costs one read (is a job due? which settings' version?), and only a due job is worth
+a claim; an empty claim writes nothing, so it wakes no one (see ``engine.settle``).
 
+Settings apply to every job claimed after the change that set them: the claim returns the
+settings' version, and the worker reloads them when it differs from the one it holds.
 Heartbeats come from a thread of their own with its own database connection, so that a long
 job loop step, CPU starvation or a write lock held by someone else never silences them; that
-thread re-reads the settings, so a lease changed while a job runs applies at once.
+thread checks the settings' version too, so a lease changed while a job runs applies at once.
 
 Signals: SIGTERM (``worker stop``) or a first SIGINT stops claiming and lets the running job
 finish; repeating SIGTERM changes nothing. Only SIGUSR1 (``worker stop --force``) or a second
@@ -39,7 +41,7 @@ from queuectl_tui import engine, jobhost, procs, runner, settings, usage, wake
 from queuectl_tui.db import change_token, is_sqlite, wait_change
 from queuectl_tui.models import Job, Outcome, WorkerStatus, database
 
-SETTINGS_REFRESH = 1.0  # how often the heartbeat thread re-reads the settings, seconds
+SETTINGS_REFRESH = 1.0  # how often the heartbeat thread checks the settings' version, seconds
 RECHECK = 0.1  # a job seen due right after a claim found none is looked at again this late
 BURST_HORIZON = 60.0  # --burst waits for jobs due this soon (retries in backoff, near schedules)
 # Claiming in batches (see WorkerLoop.run): at most BATCH_MAX jobs held at once, a batch doubles
@@ -51,12 +53,13 @@ SHORT = 0.005
 RECORD_WITHIN = 0.010
 
 
-def worker_settings() -> settings.Settings:
-    """The settings as a worker applies them: it beats at least three times per lease, whatever
-    heartbeat_interval says, so that a healthy worker is never presumed lost (which would have
-    its running job killed and run again) when the lease is set shorter than the interval."""
-    cfg = settings.load()
-    return cfg._replace(heartbeat_interval=min(cfg.heartbeat_interval, cfg.lease / 3))
+def worker_settings() -> tuple[str | None, settings.Settings]:
+    """(version, settings) as a worker applies them: it beats at least three times per lease,
+    whatever heartbeat_interval says, so that a healthy worker is never presumed lost (which
+    would have its running job killed and run again) when the lease is set shorter than the
+    interval."""
+    version, cfg = settings.load_versioned()
+    return version, cfg._replace(heartbeat_interval=min(cfg.heartbeat_interval, cfg.lease / 3))
 
 
 class WorkerLoop:
@@ -91,7 +94,8 @@ class WorkerLoop:
         self.sampler = usage.Sampler()  # reads a running job's tree (started at the first need)
         self._meter: usage.Meter | None = None  # the running job's, once its shell exists
         self._sampled = False  # the sampler watches the running job
-        self.cfg: settings.Settings = settings.DEFAULTS
+        self.cfg: settings.Settings = settings.DEFAULTS  # the main loop's (the heartbeat
+        self.cfg_version: str | None = None  # thread keeps its own): of the version seen
         self._look = True  # a claim may find something (else: wait until a job is due)
         self._fruitless = False  # the last claim found nothing, and no wait came since
 
@@ -126,7 +130,7 @@ class WorkerLoop:
         batch shrinks back to one the moment a job runs longer; held jobs are handed back when
         a job reaches its first tick, when the worker stops, and before they could outlive half
         a lease (the time within which nobody may take them back)."""
-        self.cfg = worker_settings()
+        self.cfg_version, self.cfg = worker_settings()
         self.row = engine.register_worker(self.queues)
         self._say(f"worker {self.row.id} started (pid {self.row.pid})")
         errors = 0
@@ -220,6 +224,7 @@ class WorkerLoop:
         if claimed:
             self.held.extend(claimed)
             self._held_at = time.monotonic()
+            self._settings_seen(claimed[0][1].settings_version)
 
     def _run_next(self) -> None:
         """Run the first held job (unless the hold is too old to trust), then record it now or
@@ -400,15 +405,23 @@ class WorkerLoop:
         self._data_version = version
         return changed
 
+    def _settings_seen(self, version: str | None) -> None:
+        """A claim or a look for work saw this version of the settings: reload on a change."""
+        if version != self.cfg_version:
+            self.cfg_version, self.cfg = worker_settings()
+
     def _wait_for_work(self) -> None:
         """Sleep until a job is due (then ``_look`` is set) or ``poll_interval`` passes. Every
         commit of another session wakes the sleep (heartbeats too); each wake-up costs one read,
-        ``engine.next_due``, never a write."""
+        ``engine.look_for_work``, never a write."""
         deadline = time.time() + self.cfg.poll_interval
         fruitless, self._fruitless = self._fruitless, False
         while not self.stopping:
             changed = self._changed()  # baseline first: a commit after this point wakes us
-            due = engine.next_due(self.queues)
+            due, version = engine.look_for_work(self.queues)
+            if version != self.cfg_version:
+                self._settings_seen(version)
+                deadline = min(deadline, time.time() + self.cfg.poll_interval)
             now = time.time()
             if due is not None and due <= now:
                 if changed or not fruitless:
@@ -441,8 +454,9 @@ class WorkerLoop:
 
 
 class _Heartbeat(threading.Thread):
-    """Beats every min(heartbeat_interval, lease / 3), re-reading the settings at least every
-    SETTINGS_REFRESH seconds, on this thread's own connection (peewee keeps one per thread)."""
+    """Beats every min(heartbeat_interval, lease / 3), checking the settings' version at least
+    every SETTINGS_REFRESH seconds (its own copy of the settings: the main loop's changes only
+    in the main loop), on this thread's own connection (peewee keeps one per thread)."""
 
     def __init__(self, worker: WorkerLoop):
         super().__init__(daemon=True, name="queuectl-heartbeat")
@@ -450,14 +464,16 @@ class _Heartbeat(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        interval, read_at, beat_at = 1.0, None, None
+        interval, read_at, beat_at, version = 1.0, None, None, False
         try:
             while not self.stop.is_set():
                 now = time.monotonic()
                 try:
                     if read_at is None or now - read_at >= SETTINGS_REFRESH:
-                        self.worker.cfg = cfg = worker_settings()  # the main loop reads it
-                        interval, read_at = cfg.heartbeat_interval, now
+                        read_at = now
+                        if settings.version() != version:
+                            version, cfg = worker_settings()
+                            interval = cfg.heartbeat_interval
                     if beat_at is None or now - beat_at >= interval:
                         beat_at = now
                         self.worker.beat()
