@@ -325,14 +325,26 @@ _DROP_PG_TRIGGERS = (
     "DROP TRIGGER IF EXISTS job_rank ON job; DROP TRIGGER IF EXISTS job_release ON job; "
     "DROP TRIGGER IF EXISTS attempt_minute_insert ON attempt; "
     "DROP TRIGGER IF EXISTS attempt_minute_delete ON attempt; "
-    "DROP TRIGGER IF EXISTS attempt_minute_update ON attempt; ")
+    "DROP TRIGGER IF EXISTS attempt_minute_update ON attempt; "
+    "DROP TRIGGER IF EXISTS job_notify ON job; DROP TRIGGER IF EXISTS queue_notify ON queue; "
+    "DROP TRIGGER IF EXISTS meta_notify ON meta; "
+    "DROP TRIGGER IF EXISTS setting_notify ON setting")
 _DROP_PG_NOTIFY = (  # before version 5 one trigger per table, then one per table and event
     "DROP TRIGGER IF EXISTS job_notify ON job; DROP TRIGGER IF EXISTS queue_notify ON queue; "
     "DROP TRIGGER IF EXISTS meta_notify ON meta; "
     "DROP TRIGGER IF EXISTS setting_notify ON setting; "
-    + "".join(f"DROP TRIGGER IF EXISTS {table}_notify_{event} ON {table}; "
-              for table in ("job", "queue", "meta", "setting")
-              for event in ("insert", "update", "delete")))
+    "DROP TRIGGER IF EXISTS job_notify_insert ON job; "
+    "DROP TRIGGER IF EXISTS job_notify_update ON job; "
+    "DROP TRIGGER IF EXISTS job_notify_delete ON job; "
+    "DROP TRIGGER IF EXISTS queue_notify_insert ON queue; "
+    "DROP TRIGGER IF EXISTS queue_notify_update ON queue; "
+    "DROP TRIGGER IF EXISTS queue_notify_delete ON queue; "
+    "DROP TRIGGER IF EXISTS meta_notify_insert ON meta; "
+    "DROP TRIGGER IF EXISTS meta_notify_update ON meta; "
+    "DROP TRIGGER IF EXISTS meta_notify_delete ON meta; "
+    "DROP TRIGGER IF EXISTS setting_notify_insert ON setting; "
+    "DROP TRIGGER IF EXISTS setting_notify_update ON setting; "
+    "DROP TRIGGER IF EXISTS setting_notify_delete ON setting")
 
 
 def _install_notify_postgres(db) -> None:
@@ -343,20 +355,41 @@ def _install_notify_postgres(db) -> None:
     statement trigger also fires for a statement that changed nothing (an idle worker's empty
     claim): the transition table says so, and such a statement wakes no one (else two idle
     workers would wake each other in a loop). Transition tables need one trigger per event."""
-    db.execute_sql(_DROP_PG_NOTIFY + "DROP FUNCTION IF EXISTS queuectl_notify()")
+    db.execute_sql(_DROP_PG_NOTIFY)
+    db.execute_sql("DROP FUNCTION IF EXISTS queuectl_notify()")
     db.execute_sql("CREATE OR REPLACE FUNCTION queuectl_notify_changed() RETURNS trigger "
                    "LANGUAGE plpgsql AS $$ BEGIN "
                    "IF EXISTS (SELECT FROM changed) THEN "
                    "PERFORM pg_notify('queuectl', current_schema()); END IF; "
                    "RETURN NULL; END $$")
-    for table in _NOTIFYING:
-        for event, rows in (("insert", "NEW"), ("update", "NEW"), ("delete", "OLD")):
-            db.execute_sql(f"CREATE TRIGGER {table}_notify_{event} AFTER {event.upper()} ON "
-                           f"{table} REFERENCING {rows} TABLE AS changed FOR EACH STATEMENT "
-                           "EXECUTE FUNCTION queuectl_notify_changed()")
+    db.execute_sql(_NOTIFY_TRIGGERS_POSTGRES)
 
 
-_NOTIFYING = ("job", "queue", "meta", "setting")  # the tables whose changes wake the listeners
+_NOTIFY_TRIGGERS_POSTGRES = (  # the tables whose changes wake the listeners, each event
+    "CREATE TRIGGER job_notify_insert AFTER INSERT ON job REFERENCING NEW TABLE AS changed "
+    "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed(); "
+    "CREATE TRIGGER job_notify_update AFTER UPDATE ON job REFERENCING NEW TABLE AS changed "
+    "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed(); "
+    "CREATE TRIGGER job_notify_delete AFTER DELETE ON job REFERENCING OLD TABLE AS changed "
+    "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed(); "
+    "CREATE TRIGGER queue_notify_insert AFTER INSERT ON queue REFERENCING NEW TABLE AS changed "
+    "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed(); "
+    "CREATE TRIGGER queue_notify_update AFTER UPDATE ON queue REFERENCING NEW TABLE AS changed "
+    "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed(); "
+    "CREATE TRIGGER queue_notify_delete AFTER DELETE ON queue REFERENCING OLD TABLE AS changed "
+    "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed(); "
+    "CREATE TRIGGER meta_notify_insert AFTER INSERT ON meta REFERENCING NEW TABLE AS changed "
+    "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed(); "
+    "CREATE TRIGGER meta_notify_update AFTER UPDATE ON meta REFERENCING NEW TABLE AS changed "
+    "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed(); "
+    "CREATE TRIGGER meta_notify_delete AFTER DELETE ON meta REFERENCING OLD TABLE AS changed "
+    "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed(); "
+    "CREATE TRIGGER setting_notify_insert AFTER INSERT ON setting REFERENCING NEW TABLE AS "
+    "changed FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed(); "
+    "CREATE TRIGGER setting_notify_update AFTER UPDATE ON setting REFERENCING NEW TABLE AS "
+    "changed FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed(); "
+    "CREATE TRIGGER setting_notify_delete AFTER DELETE ON setting REFERENCING OLD TABLE AS "
+    "changed FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed()")
 
 
 def _install_triggers(db) -> None:

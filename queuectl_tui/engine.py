@@ -48,6 +48,7 @@ from queuectl_tui.models import (
     database,
 )
 from queuectl_tui.paths import create_private_file
+from queuectl_tui.settings import VERSION_KEY
 from queuectl_tui.spec import normalize
 
 if TYPE_CHECKING:
@@ -681,7 +682,7 @@ _OPEN_QUEUES = (
     "AND (?2 IS NULL OR c.queue IN (SELECT value FROM json_each(?2)))")
 # The claim and the idle look for work also return the settings' version (settings.py), read
 # in the same statement: a worker reloads its settings when it changed, at no extra round trip.
-_SETTINGS_VERSION = "(SELECT value FROM meta WHERE key = '" + settings.VERSION_KEY + "')"
+_SETTINGS_VERSION = "(SELECT value FROM meta WHERE key = '" + VERSION_KEY + "')"
 _CLAIM = ("UPDATE job SET state = 'processing', attempts = attempts + 1, worker_id = ?3, "
           "started_at = ?1, finished_at = NULL, updated_at = ?1, cancel_requested = 0, "
           "claim_token = ?4 WHERE seq = (SELECT seq FROM job WHERE seq IN (SELECT "
@@ -1621,9 +1622,12 @@ def _wait(named: dict[int, str], queues: list[str] | None, every: bool, waiting:
     yield from _ended(sorted(ended), named)
     for _ in changes(deadline=deadline):
         began = time.monotonic()
-        if queues or every:  # jobs enqueued since the last look that have ended already
-            new = _seqs("SELECT seq FROM job WHERE seq > ?" + _in_queues(queues),
-                        [high, *(queues or [])])
+        if every:  # jobs enqueued since the last look that have ended already
+            new = {seq for (seq,) in database.execute_sql(_sql(_NEWER_JOBS), (high,))}
+            high = max(new, default=high)
+        elif queues:
+            new = {seq for (seq,) in Job.select(Job.seq).where(
+                Job.seq > high, Job.queue.in_(queues)).tuples()}
             high = max(new, default=high)
         else:
             new = set()
@@ -1643,24 +1647,21 @@ def _unfinished(seqs: list[int], queues: list[str] | None, every: bool) -> set[i
     """Seqs of the jobs waited for that are not completed or dead yet."""
     found: set[int] = set()
     for chunk in chunked(seqs, IN_CHUNK):
-        found |= _seqs(_UNFINISHED + " AND seq IN (" + ", ".join("?" * len(chunk)) + ")", chunk)
-    if queues or every:
-        found |= _seqs(_UNFINISHED + _in_queues(queues), queues or [])
+        found.update(seq for (seq,) in Job.select(Job.seq).where(
+            Job.seq.in_(chunk), Job.state.in_(UNFINISHED)).tuples())
+    if every:
+        found.update(seq for (seq,) in database.execute_sql(_UNFINISHED_JOBS))
+    elif queues:
+        found.update(seq for (seq,) in Job.select(Job.seq).where(
+            Job.state.in_(UNFINISHED), Job.queue.in_(queues)).tuples())
     return found
 
 
-# A waiter reads these at every commit anyone makes (each heartbeat of each idle worker): fixed
-# SQL, since building them with the ORM cost ~0.5 ms each time, and their run ~0.01 ms.
-_UNFINISHED = ("SELECT seq FROM job WHERE state IN ("
-               + ", ".join(f"'{state}'" for state in UNFINISHED) + ")")
-
-
-def _in_queues(queues: list[str] | None) -> str:
-    return " AND queue IN (" + ", ".join("?" * len(queues)) + ")" if queues else ""
-
-
-def _seqs(text: str, params: Sequence) -> set[int]:
-    return {seq for (seq,) in database.execute_sql(_sql(text), params).fetchall()}
+# ``wait --all`` reads these at every commit anyone makes (each heartbeat of each idle worker):
+# fixed SQL, since building them with the ORM cost ~0.5 ms each time, and their run ~0.01 ms.
+# The states are those of UNFINISHED.
+_NEWER_JOBS = "SELECT seq FROM job WHERE seq > ?"
+_UNFINISHED_JOBS = "SELECT seq FROM job WHERE state IN ('pending', 'processing', 'failed')"
 
 
 def _ended(seqs: list[int], named: dict[int, str]) -> Iterator[Job]:
