@@ -24,6 +24,9 @@ is reported as such. Then measures, each figure the median of its runs:
   enqueue of the same jobs; and, kept from before, queuectl's pickup latency from idle (woken by
   LISTEN/NOTIFY) and bulk enqueue of varied specs, each in a fresh schema. The old engine
   (``--pg-old REV``) is drained beside this checkout's, for the bars that compare with it.
+- idle, a day at rest (bench/idle.py): 1, 2, 4 and 8 idle workers, a ``wait --all``, a
+  ``logs -f`` of a pending job and the console on its main screen, CPU of each over a window
+  (60 s; ``--idle-window`` for a quick look), on SQLite and on PostgreSQL when one is named;
 
 queuectl is measured from the checkout this file lives in (PYTHONPATH = its root), so re-run it
 after engine changes. Writes bench/BENCHMARKS.md (a run of some groups replaces their sections
@@ -35,6 +38,7 @@ Run: python bench/run.py                (full: about 15 minutes on 2 cores)
      python bench/run.py --only postgres --pg postgresql://user:password@host:port/db
                                         (30-36 minutes at a load average of 12-20 on 2 cores,
                                         about 6 by estimate when quiet; --quick: 3 at a load of 8)
+     python bench/run.py --only idle --idle-window 10   (a quick look at idle CPU)
      python bench/run.py --report-only  (re-render from bench/out/results.json)
 bench/notes.md, when present, is copied into BENCHMARKS.md as "Why the misses": keep it true
 to the engine being measured.
@@ -525,6 +529,28 @@ def bench_latency(cfg: dict, pg: str | None = None) -> dict:
                           str(cfg["latency_idle"]), "--json", *(["--pg", pg] if pg else [])],
                          capture_output=True, text=True, env=env(), check=True)
     return json.loads(out.stdout)
+
+
+def bench_idle(window: float, pg: str | None) -> dict:
+    """A day at rest (bench/idle.py) on SQLite, and on PostgreSQL when a server is named."""
+    res: dict = {}
+    for name, url in (("sqlite", None), ("postgres", pg)):
+        if name == "postgres" and not url:
+            continue
+        log(f"idle: {name}, {window:.0f} s per row")
+        out = subprocess.run([PY, str(BENCH / "idle.py"), "--window", str(window), "--json",
+                              *(["--pg", url] if url else [])],
+                             capture_output=True, text=True, env=env(), check=True)
+        res[name] = json.loads(out.stdout)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    res["measured"] = {"date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+                       "commit": commit, "command": f"python bench/run.py --only idle"
+                       f"{'' if window == 60 else f' --idle-window {window:g}'}"
+                       f"{' --pg URL' if pg else ''}"}
+    # The console on every page and tab while jobs arrive (bar: under 2 % of a core) is
+    # measured by its own function, beside this one, into res["console_pages"].
+    return res
 
 
 def bench_worker(cfg: dict, tmp: Path) -> dict:
@@ -1180,6 +1206,9 @@ def report(r: dict, command: str) -> str:
                       f"{check(wb['server_cpu_pct'], 1)} |",
                       f"| the tab's console (the console's own idle figure) | {wb['console_cpu_pct']:.2f} | | |",
                       f"| Chromium, every process | {wb['chromium_cpu_pct']:.2f} | | |", ""]
+    idle = r.get("idle")
+    if idle:
+        lines += idle_report(idle)
     if r.get("postgres"):
         lines += pg_report(r["postgres"], r)
     if r.get("errors"):
@@ -1189,6 +1218,39 @@ def report(r: dict, command: str) -> str:
         lines += ["## Why the misses", "", notes.read_text().strip(), ""]
     lines += ["Raw figures: `bench/out/results.json` (not committed).", ""]
     return "\n".join(lines)
+
+
+def idle_report(idle: dict) -> list[str]:
+    """The day-at-rest tables: one row per worker count, one column per process."""
+    lines = ["## A day at rest (bench/idle.py)", "",
+             "Idle workers (`worker start --count N`, detached) on an empty queue, beside them a "
+             "`wait --all` and a `logs -f` of a job scheduled a day ahead, and the console on its "
+             "main screen in a pseudo-terminal (tmux). CPU of each process from /proc/PID/stat "
+             "(a worker with its job host shell) over the window, after 4 s of settling. Bar: "
+             "each under 1 % of a core."]
+    if "measured" in idle:
+        m = idle["measured"]
+        lines[-1] += f" Measured on {m['date']} at commit `{m['commit']}` (`{m['command']}`)."
+    lines.append("")
+    for backend, res in idle.items():
+        if backend not in ("sqlite", "postgres"):
+            continue
+        lines += [f"### {'SQLite' if backend == 'sqlite' else 'PostgreSQL'}, {res['window_s']:.0f} s "
+                  "per row", "",
+                  "| idle workers | each worker, % of a core (max) | `wait --all` | `logs -f` | "
+                  "console | load (1 min) | result |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        for row in res["rows"]:
+            cpu = row["cpu_pct"]
+            workers = [v for k, v in cpu.items() if k.startswith("worker ")]
+            others = [cpu.get(k) for k in ("wait --all", "logs -f", "console")]
+            over = [f"{name} {v / res['bar_pct']:.2f}x the limit" for name, v in cpu.items()
+                    if v is not None and v >= res["bar_pct"]]
+            result = f"**miss**: {', '.join(over)}" if over else "pass"
+            lines.append(f"| {row['workers']} | {fmt(max(workers, default=None), 2)} | "
+                         + " | ".join(fmt(v, 2) for v in others)
+                         + f" | {row['load'][0]:.1f} | {result} |")
+        lines.append("")
+    return lines
 
 
 def svg(drain: dict) -> str:
@@ -1234,7 +1296,7 @@ def write(results: dict, command: str) -> None:
 
 #: The first word of each group's heading in BENCHMARKS.md.
 HEADINGS = {"drain": "Drain", "scale": "Scale", "tui": "Console", "bulk": "Bulk", "cold": "Cold",
-            "latency": "Kept", "worker": "Kept", "web": "Web",
+            "latency": "Kept", "worker": "Kept", "web": "Web", "idle": "A",
             "postgres": "PostgreSQL"}
 
 
@@ -1275,7 +1337,7 @@ def splice(old: str, new: str, tried: list[str], measured: list[str]) -> str:
     return "\n\n".join(out) + "\n\nRaw figures: `bench/out/results.json` (not committed).\n"
 
 
-GROUPS = ["drain", "scale", "tui", "bulk", "cold", "latency", "worker", "web", "postgres"]
+GROUPS = ["drain", "scale", "tui", "bulk", "cold", "latency", "worker", "web", "idle", "postgres"]
 
 
 def main() -> None:
@@ -1287,6 +1349,8 @@ def main() -> None:
     parser.add_argument("--pg-old", default=PG_OLD_ENGINE, metavar="REV",
                         help="the engine the postgres group's bars compare with, drained in the same run "
                              f"(a git revision; default {PG_OLD_ENGINE}, the last with the global lock; 'none': skip)")
+    parser.add_argument("--idle-window", type=float, default=60.0,
+                        help="seconds each idle row is measured (default 60; less for a quick look)")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite BENCHMARKS.md and drain.svg from bench/out/results.json, measuring nothing")
     args = parser.parse_args()
@@ -1312,6 +1376,7 @@ def main() -> None:
                           ("bulk", lambda: bench_bulk(cfg, tmp)), ("cold", lambda: bench_cold(cfg, tmp)),
                           ("latency", lambda: bench_latency(cfg)), ("worker", lambda: bench_worker(cfg, tmp)),
                           ("web", lambda: bench_web(cfg)),
+                          ("idle", lambda: bench_idle(args.idle_window, args.pg)),
                           ("postgres", lambda: bench_postgres(cfg, args.pg, args.pg_old))):
             if group not in groups:
                 continue

@@ -723,15 +723,22 @@ def _pump(handle, write) -> bool:
 def _follow_job(job, number: int, write) -> None:
     """Print attempt ``number`` of the job and every later one as they run, until the job is
     completed (exit 0) or dead (exit 1). Woken by the database's commits, as ``wait`` is, and
-    every 0.1 s for the log file's growth. An attempt run on another host (its log is there)
+    while an attempt runs every 0.1 s for its log file's growth (a job still waiting has no
+    log: once a second, as ``wait``). An attempt run on another host (its log is there)
     is followed in the database: where its log is, then, when it ends, its last output."""
-    from queuectl_tui.models import Attempt, Job
+    from queuectl_tui.models import Attempt
     attempt = handle = remote = None
     try:
-        for _ in engine.changes(fallback=0.1):
-            current = Job.get_or_none(Job.seq == job.seq, Job.id == job.id)  # before the logs:
-            while True:  # an end read here has all its output written already
+        # The fallback reads ``attempt`` as it is at each wait (late binding wanted).
+        for _ in engine.changes(fallback=lambda: 1.0 if attempt is None else 0.1):  # noqa: B023
+            # Before the logs: an end read here has all its output written already. One light
+            # read per wake-up (every commit wakes it, idle workers' heartbeats too).
+            current = engine.follow_look(job, number)
+            looked = number
+            while True:
                 if attempt is None:
+                    if current is None or (number == looked and current.attempt_seq is None):
+                        break  # no attempt to follow yet
                     attempt = (
                         Attempt.select()
                         .where(Attempt.job == job.seq, Attempt.number >= number)

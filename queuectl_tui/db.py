@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
     from playhouse.migrate import SchemaMigrator
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 BUSY_TIMEOUT_MS = 15_000
 
 #: version -> function(migrator) bringing a database from version-1 to version, written with
@@ -330,6 +330,67 @@ _DROP_PG_TRIGGERS = (
     "DROP TRIGGER IF EXISTS job_notify ON job; DROP TRIGGER IF EXISTS queue_notify ON queue; "
     "DROP TRIGGER IF EXISTS meta_notify ON meta; "
     "DROP TRIGGER IF EXISTS setting_notify ON setting")
+_DROP_PG_NOTIFY = (  # before version 6 one trigger per table, then one per table and event
+    "DROP TRIGGER IF EXISTS job_notify ON job; DROP TRIGGER IF EXISTS queue_notify ON queue; "
+    "DROP TRIGGER IF EXISTS meta_notify ON meta; "
+    "DROP TRIGGER IF EXISTS setting_notify ON setting; "
+    "DROP TRIGGER IF EXISTS job_notify_insert ON job; "
+    "DROP TRIGGER IF EXISTS job_notify_update ON job; "
+    "DROP TRIGGER IF EXISTS job_notify_delete ON job; "
+    "DROP TRIGGER IF EXISTS queue_notify_insert ON queue; "
+    "DROP TRIGGER IF EXISTS queue_notify_update ON queue; "
+    "DROP TRIGGER IF EXISTS queue_notify_delete ON queue; "
+    "DROP TRIGGER IF EXISTS meta_notify_insert ON meta; "
+    "DROP TRIGGER IF EXISTS meta_notify_update ON meta; "
+    "DROP TRIGGER IF EXISTS meta_notify_delete ON meta; "
+    "DROP TRIGGER IF EXISTS setting_notify_insert ON setting; "
+    "DROP TRIGGER IF EXISTS setting_notify_update ON setting; "
+    "DROP TRIGGER IF EXISTS setting_notify_delete ON setting")
+
+
+def _install_notify_postgres(db) -> None:
+    """Idle workers and waiters LISTEN (``wait_change``): a committed change to jobs (enqueue,
+    finish, retry, cancel), queues (resume, limits), meta (resume all) or settings wakes them.
+    One NOTIFY per statement that changed a row, naming the schema (queues in other schemas of
+    the database share the channel); PostgreSQL folds repeats within a transaction. A
+    statement trigger also fires for a statement that changed nothing (an idle worker's empty
+    claim): the transition table says so, and such a statement wakes no one (else two idle
+    workers would wake each other in a loop). Transition tables need one trigger per event."""
+    db.execute_sql(_DROP_PG_NOTIFY)
+    db.execute_sql("DROP FUNCTION IF EXISTS queuectl_notify()")
+    db.execute_sql("CREATE OR REPLACE FUNCTION queuectl_notify_changed() RETURNS trigger "
+                   "LANGUAGE plpgsql AS $$ BEGIN "
+                   "IF EXISTS (SELECT FROM changed) THEN "
+                   "PERFORM pg_notify('queuectl', current_schema()); END IF; "
+                   "RETURN NULL; END $$")
+    db.execute_sql(_NOTIFY_TRIGGERS_POSTGRES)
+
+
+_NOTIFY_TRIGGERS_POSTGRES = (  # the tables whose changes wake the listeners, each event
+    "CREATE TRIGGER job_notify_insert AFTER INSERT ON job REFERENCING NEW TABLE AS changed "
+    "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed(); "
+    "CREATE TRIGGER job_notify_update AFTER UPDATE ON job REFERENCING NEW TABLE AS changed "
+    "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed(); "
+    "CREATE TRIGGER job_notify_delete AFTER DELETE ON job REFERENCING OLD TABLE AS changed "
+    "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed(); "
+    "CREATE TRIGGER queue_notify_insert AFTER INSERT ON queue REFERENCING NEW TABLE AS changed "
+    "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed(); "
+    "CREATE TRIGGER queue_notify_update AFTER UPDATE ON queue REFERENCING NEW TABLE AS changed "
+    "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed(); "
+    "CREATE TRIGGER queue_notify_delete AFTER DELETE ON queue REFERENCING OLD TABLE AS changed "
+    "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed(); "
+    "CREATE TRIGGER meta_notify_insert AFTER INSERT ON meta REFERENCING NEW TABLE AS changed "
+    "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed(); "
+    "CREATE TRIGGER meta_notify_update AFTER UPDATE ON meta REFERENCING NEW TABLE AS changed "
+    "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed(); "
+    "CREATE TRIGGER meta_notify_delete AFTER DELETE ON meta REFERENCING OLD TABLE AS changed "
+    "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed(); "
+    "CREATE TRIGGER setting_notify_insert AFTER INSERT ON setting REFERENCING NEW TABLE AS "
+    "changed FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed(); "
+    "CREATE TRIGGER setting_notify_update AFTER UPDATE ON setting REFERENCING NEW TABLE AS "
+    "changed FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed(); "
+    "CREATE TRIGGER setting_notify_delete AFTER DELETE ON setting REFERENCING OLD TABLE AS "
+    "changed FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed()")
 
 
 def _install_triggers(db) -> None:
@@ -366,7 +427,7 @@ def _install_triggers(db) -> None:
         db.execute_sql(_FAILED_UPDATE_SQLITE)
         db.execute_sql(_FAILED_DELETE_SQLITE)
     else:  # PostgreSQL
-        db.execute_sql(_DROP_PG_TRIGGERS)  # an upgrade installs them anew
+        db.execute_sql(_DROP_PG_TRIGGERS)  # an upgrade installs them anew (notify: below)
         db.execute_sql(_JOBS_INSERT_POSTGRES)
         db.execute_sql(_JOBS_UPDATE_POSTGRES)
         db.execute_sql(_JOBS_DELETE_POSTGRES)
@@ -408,22 +469,7 @@ def _install_triggers(db) -> None:
             "FROM NEW.due_at OR OLD.duration IS DISTINCT FROM NEW.duration OR "
             "OLD.queue IS DISTINCT FROM NEW.queue) EXECUTE FUNCTION attempt_minute_change()"
         )
-        # Idle workers LISTEN (db.wait_change): any committed change to jobs (enqueue, finish,
-        # retry, cancel), queues (resume, limits), meta (resume all) or settings wakes them.
-        # One NOTIFY per statement, naming the schema (queues in other schemas of the database
-        # share the channel); PostgreSQL folds repeats within a transaction.
-        db.execute_sql("CREATE OR REPLACE FUNCTION queuectl_notify() RETURNS trigger "
-                       "LANGUAGE plpgsql AS $$ BEGIN "
-                       "PERFORM pg_notify('queuectl', current_schema()); "
-                       "RETURN NULL; END $$")
-        db.execute_sql("CREATE TRIGGER job_notify AFTER INSERT OR UPDATE OR DELETE ON job "
-                       "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify()")
-        db.execute_sql("CREATE TRIGGER queue_notify AFTER INSERT OR UPDATE OR DELETE ON queue "
-                       "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify()")
-        db.execute_sql("CREATE TRIGGER meta_notify AFTER INSERT OR UPDATE OR DELETE ON meta "
-                       "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify()")
-        db.execute_sql("CREATE TRIGGER setting_notify AFTER INSERT OR UPDATE OR DELETE ON setting "
-                       "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify()")
+        _install_notify_postgres(db)
     JobCount.delete().execute()
     JobCount.insert_from(Job.select(Job.queue, Job.state, fn.COUNT(Job.seq))
                          .group_by(Job.queue, Job.state),
@@ -454,10 +500,19 @@ def _upgrade_to_5(migrator: SchemaMigrator) -> None:
     migrate(migrator.add_column("job", "paused_token", BigIntegerField(null=True)))
 
 
+def _upgrade_to_6(migrator: SchemaMigrator) -> None:
+    """PostgreSQL: a statement that changed no row (an idle worker's empty claim) sends no
+    NOTIFY (see _install_notify_postgres). SQLite: nothing to change."""
+    db = migrator.database
+    if not isinstance(db, SqliteDatabase):
+        _install_notify_postgres(db)
+
+
 #: meta key of the counter worker ids are taken from (a rowid would be reused after a delete).
 LAST_WORKER_ID = "last_worker_id"
 UPGRADES: dict[int, Callable[[SchemaMigrator], None]] = {2: _upgrade_to_2, 3: _upgrade_to_3,
-                                                         4: _upgrade_to_4, 5: _upgrade_to_5}
+                                                         4: _upgrade_to_4, 5: _upgrade_to_5,
+                                                         6: _upgrade_to_6}
 
 
 def open_db(path: Path | str | None = None, *, create: bool = True) -> SqliteDatabase:

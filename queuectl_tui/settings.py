@@ -2,12 +2,18 @@
 
 Values are validated when they are set, so that a worker never meets a bad one. Keys accept
 either spelling (``max-retries`` or ``max_retries``); the canonical form uses underscores.
+
+Every change also gives the settings a new version (``VERSION_KEY`` in ``meta``), in the same
+transaction: a worker reads it with each claim and each look for work (no statement of its
+own) and reloads its settings when it differs from the one it holds, so a change applies to
+every job claimed after ``config set`` returned.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -15,7 +21,7 @@ from peewee import SQL
 
 from queuectl_tui.db import write_transaction
 from queuectl_tui.errors import InvalidInput
-from queuectl_tui.models import AGING_RATE_SQL, CLAIMABLE, Job, Setting
+from queuectl_tui.models import AGING_RATE_SQL, CLAIMABLE, Job, Meta, Setting, database
 from queuectl_tui.spec import plain_number
 
 
@@ -136,10 +142,45 @@ def validate(key: str, raw: Any) -> tuple[str, Any]:
 DEFAULTS = Settings(**{name: spec.default for name, spec in SETTINGS.items()})
 
 
+#: meta key of the settings' version: a new random token at every change (None: never changed).
+VERSION_KEY = "settings_version"
+#: The version and every stored value in one statement (one snapshot: never a version newer
+#: than the values read with it).
+_LOAD_VERSIONED = ("SELECT key, value FROM setting UNION ALL "
+                   "SELECT key, value FROM meta WHERE key = '" + VERSION_KEY + "'")
+
+
 def load() -> Settings:
     """Every setting, stored value or default."""
     stored = {row.key: json.loads(row.value) for row in Setting.select() if row.key in SETTINGS}
     return DEFAULTS._replace(**stored) if stored else DEFAULTS
+
+
+def load_versioned() -> tuple[str | None, Settings]:
+    """(version, settings) as of one moment: compare the version with the one a claim saw."""
+    version, stored = None, {}
+    for key, value in database.execute_sql(_LOAD_VERSIONED).fetchall():
+        if key == VERSION_KEY:
+            version = value
+        elif key in SETTINGS:
+            stored[key] = json.loads(value)
+    return version, DEFAULTS._replace(**stored) if stored else DEFAULTS
+
+
+def version() -> str | None:
+    """The settings' version alone (one row): cheaper than ``load_versioned`` when unchanged."""
+    row = database.execute_sql(_VERSION).fetchone()
+    return row[0] if row else None
+
+
+_VERSION = "SELECT value FROM meta WHERE key = '" + VERSION_KEY + "'"
+
+
+def _new_version() -> None:
+    """In the changing transaction: workers see another version at their next claim."""
+    token = os.urandom(8).hex()
+    Meta.insert(key=VERSION_KEY, value=token).on_conflict(
+        conflict_target=[Meta.key], update={Meta.value: token}).execute()
 
 
 def get(key: str) -> Any:
@@ -151,6 +192,7 @@ def set_value(key: str, raw: Any) -> tuple[str, Any]:
     with write_transaction():
         Setting.insert(key=name, value=json.dumps(value)).on_conflict(
             conflict_target=[Setting.key], update={Setting.value: json.dumps(value)}).execute()
+        _new_version()
         if name == "priority_aging":
             _rerank()
     return name, value
@@ -160,6 +202,7 @@ def reset(key: str) -> tuple[str, Any]:
     name = canonical(key)
     with write_transaction():
         Setting.delete().where(Setting.key == name).execute()
+        _new_version()
         if name == "priority_aging":
             _rerank()
     return name, SETTINGS[name].default

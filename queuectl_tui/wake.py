@@ -8,8 +8,14 @@ sleeper at once, whoever wrote it. The wake-up is only a hint: callers still com
 
 The commit's frames reach the ``-wal`` file a moment before the shared index that
 ``data_version`` reads, so for ``HOT`` seconds after a wake-up sleeps are cut to ``POLL``: a
-commit seen early is still noticed within one ``POLL``. Without inotify (not Linux, its limits
+commit seen early is still noticed within one ``POLL``. A caller that saw the change says so
+(``noticed``): the window then ends with one more look at its end, which still finds a commit
+whose write came with the same event (its writer held up before it published the commit),
+instead of five looks (each heartbeat of each idle worker cost every other sleeper five
+reads). Without inotify (not Linux, its limits
 reached, no ``-wal`` file: rollback-journal mode), every sleep is at most ``POLL`` as before.
+On PostgreSQL the sleep is a ``select`` on the session's LISTEN socket (``db.wait_change``),
+woken by the NOTIFY of a change, at most ``SLOW_POLL`` long.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import select
 import struct
 import time
 
-from queuectl_tui.db import is_sqlite
+from queuectl_tui.db import is_sqlite, wait_change
 from queuectl_tui.models import database
 
 POLL = 0.010  # the plain poll: a commit is seen within about this long
@@ -55,6 +61,7 @@ class _Watch:
 
     def __init__(self, path: str):
         self.path, self.fd, self.hot_until, self.retry_at = path, None, 0.0, 0.0
+        self.calm = False  # the change that woke it was seen: one look at the window's end
 
     def ready(self) -> bool:
         """Is there a watch? (Tries to set one, at most once per RETRY.)"""
@@ -81,14 +88,20 @@ class _Watch:
 
     def sleep(self, timeout: float) -> None:
         now = time.monotonic()
-        limit = POLL if now < self.hot_until else SLOW_POLL
+        if now >= self.hot_until:
+            limit = SLOW_POLL
+        else:
+            limit = max(POLL, self.hot_until - now) if self.calm else POLL
         try:
             woken, _, _ = select.select([self.fd], [], [], max(0.0, min(timeout, limit)))
         except OSError:
             woken = []
         if woken:
             self._drain()
-            self.hot_until = time.monotonic() + HOT
+            self.hot_until, self.calm = time.monotonic() + HOT, False
+
+    def noticed(self) -> None:
+        self.calm = True
 
     def _drain(self) -> None:
         """Read the events; a -wal file that went away (journal mode changed, the database
@@ -120,8 +133,11 @@ def sleep(timeout: float) -> None:
     """Sleep up to ``timeout`` seconds, less when another process may have committed to the
     SQLite database open here. Callers check ``db.change_token()`` afterwards, and loop."""
     global _watch
-    path = database.obj.database if is_sqlite() else None
-    if path is None or path == ":memory:":
+    if not is_sqlite():
+        wait_change(max(0.0, min(timeout, SLOW_POLL)))
+        return
+    path = database.obj.database
+    if path == ":memory:":
         time.sleep(max(0.0, min(timeout, POLL)))
         return
     if _watch is None or _watch.path != path:
@@ -132,3 +148,9 @@ def sleep(timeout: float) -> None:
         _watch.sleep(timeout)
     else:
         time.sleep(max(0.0, min(timeout, POLL)))
+
+
+def noticed() -> None:
+    """The caller saw the change that woke it: one more look, at the end of ``HOT``."""
+    if _watch is not None:
+        _watch.noticed()

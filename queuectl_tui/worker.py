@@ -5,11 +5,15 @@ An idle worker notices new work without a fixed sleep: it looks at SQLite's ``da
 after a write to the ``-wal`` file, else within a quarter second), and otherwise
 sleeps until the next scheduled job is due or ``poll_interval`` passes. On PostgreSQL it
 LISTENs instead and sleeps in ``select`` until a NOTIFY (sent by triggers on every change to
-jobs, queues and settings) arrives, with the same deadlines as a safety net.
+jobs, queues and settings) arrives, with the same deadlines as a safety net. Idle means idle:
+a wake-up costs one read (is a job due? which settings' version?), and only a due job is worth
+a claim; an empty claim writes nothing, so it wakes no one (see ``engine.settle``).
 
+Settings apply to every job claimed after the change that set them: the claim returns the
+settings' version, and the worker reloads them when it differs from the one it holds.
 Heartbeats come from a thread of their own with its own database connection, so that a long
 job loop step, CPU starvation or a write lock held by someone else never silences them; that
-thread re-reads the settings, so a lease changed while a job runs applies at once.
+thread checks the settings' version too, so a lease changed while a job runs applies at once.
 
 The lease binds the worker too. On PostgreSQL, where workers on other hosts take a job back
 once its worker has sent no heartbeat for a lease, a worker whose heartbeats have failed for
@@ -30,6 +34,7 @@ reader goes away (``worker start --foreground | head -1``) it stops printing and
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import sys
@@ -51,8 +56,9 @@ from queuectl_tui.db import (
 )
 from queuectl_tui.models import Job, Outcome, WorkerStatus, database
 
-SETTINGS_REFRESH = 1.0  # how often the heartbeat thread re-reads the settings, seconds
+SETTINGS_REFRESH = 1.0  # how often the heartbeat thread checks the settings' version, seconds
 BEAT_RETRY = 0.25  # after a failed heartbeat, the next try comes this soon (or sooner), seconds
+RECHECK = 0.1  # a job seen due right after a claim found none is looked at again this late
 BURST_HORIZON = 60.0  # --burst waits for jobs due this soon (retries in backoff, near schedules)
 # Claiming in batches (see WorkerLoop.run): at most BATCH_MAX jobs held at once, a batch doubles
 # only while every job ends within SHORT seconds, and an ended job waits at most RECORD_WITHIN
@@ -63,12 +69,13 @@ SHORT = 0.005
 RECORD_WITHIN = 0.010
 
 
-def worker_settings() -> settings.Settings:
-    """The settings as a worker applies them: it beats at least three times per lease, whatever
-    heartbeat_interval says, so that a healthy worker is never presumed lost (which would have
-    its running job killed and run again) when the lease is set shorter than the interval."""
-    cfg = settings.load()
-    return cfg._replace(heartbeat_interval=min(cfg.heartbeat_interval, cfg.lease / 3))
+def worker_settings() -> tuple[str | None, settings.Settings]:
+    """(version, settings) as a worker applies them: it beats at least three times per lease,
+    whatever heartbeat_interval says, so that a healthy worker is never presumed lost (which
+    would have its running job killed and run again) when the lease is set shorter than the
+    interval."""
+    version, cfg = settings.load_versioned()
+    return version, cfg._replace(heartbeat_interval=min(cfg.heartbeat_interval, cfg.lease / 3))
 
 
 class WorkerLoop:
@@ -105,7 +112,10 @@ class WorkerLoop:
         self._meter: usage.Meter | None = None  # the running job's, once its shell exists
         self._sampled = False  # the sampler watches the running job
         self._job_paused = False  # the running job is recorded as paused (see _pause_seen)
-        self.cfg: settings.Settings = settings.DEFAULTS
+        self.cfg: settings.Settings = settings.DEFAULTS  # the main loop's (the heartbeat
+        self.cfg_version: str | None = None  # thread keeps its own): of the version seen
+        self._look = True  # a claim may find something (else: wait until a job is due)
+        self._fruitless = False  # the last claim found nothing, and no wait came since
         self.outdated: int | None = None  # the newer schema version found (see _check_schema)
         self.beats = _Heartbeat(self)  # started by run()
         self._attempt: engine.Attempt | None = None  # the running one (the heartbeat reads it)
@@ -145,9 +155,10 @@ class WorkerLoop:
         batch shrinks back to one the moment a job runs longer; held jobs are handed back when
         a job reaches its first tick, when the worker stops, and before they could outlive half
         a lease (the time within which nobody may take them back)."""
-        self.cfg = worker_settings()
+        self.cfg_version, self.cfg = worker_settings()
         self._keep_alive()
         beats = self.beats
+        beats.lease = self.cfg.lease
         beats.renewed_at = time.monotonic()
         engine.free_locks(engine.lost_workers())  # a frozen lost worker's: registering writes
         self.row = engine.register_worker(self.queues)
@@ -158,7 +169,7 @@ class WorkerLoop:
             self._recover(force=True)
             while not self.stopping:
                 try:
-                    if not self.held:
+                    if not self.held and self._look:
                         self._changed()  # baseline first: a commit after this point wakes us
                         self._settle(claim=self.batch)
                     if self.held:
@@ -169,7 +180,7 @@ class WorkerLoop:
                     self._housekeeping(self.cfg)
                     if self.burst and not self._work_soon():
                         break
-                    self._wait_for_work(self.cfg)
+                    self._wait_for_work()
                     errors = 0
                 except DatabaseError as exc:
                     # A lock held past the busy timeout, a full disk: wait and try again rather
@@ -178,6 +189,7 @@ class WorkerLoop:
                     if self._check_schema():
                         break
                     errors += 1
+                    self._look = True
                     self._complain(f"database error ({exc}); retrying")
                     self._recover_while_blocked()
                     self._pause(min(0.25 * 2 ** errors, 5.0))
@@ -266,13 +278,17 @@ class WorkerLoop:
         if self._start_line:
             self._say(self._start_line)
             self._start_line = None
+        if claim:  # found nothing: wait until a job is due before the next claim
+            self._look, self._fruitless = bool(claimed), not claimed
         if given:
             self.held.clear()
+            self._look = True  # they are due: claim afresh
         if claimed:
             self.held.extend(claimed)
             self._held_at = time.monotonic()
             self._held_token = before
             self._held_by = self.row.id
+            self._settings_seen(claimed[0][1].settings_version)
 
     def _run_next(self) -> None:
         """Run the first held job (unless the hold is too old to trust, or was claimed under an
@@ -322,8 +338,7 @@ class WorkerLoop:
 
     def _complain(self, message: str) -> None:
         try:
-            print(f"{time.strftime('%H:%M:%S')} worker {self.row.id}: {message}", file=sys.stderr,
-                  flush=True)
+            write_line(sys.stderr, f"{time.strftime('%H:%M:%S')} worker {self.row.id}: {message}")
         except (OSError, ValueError):
             _to_devnull(sys.stderr)
 
@@ -410,10 +425,10 @@ class WorkerLoop:
         revoked = self._revoked
         if revoked is not None and revoked[0] is attempt:
             return revoked[1]
-        silent = time.monotonic() - self.beats.renewed_at
-        if silent > self.cfg.lease and (starting or not is_sqlite()):
+        silent, lease = time.monotonic() - self.beats.renewed_at, self.beats.lease
+        if silent > lease and (starting or not is_sqlite()):
             return (f"its worker lost its lease (no heartbeat for {silent:.1f}s, "
-                    f"lease {self.cfg.lease:g}s)")
+                    f"lease {lease:g}s)")
         return None
 
     def _environment(self, job: Job) -> dict[str, str]:
@@ -544,30 +559,60 @@ class WorkerLoop:
         self._data_version = version
         return changed
 
-    def _wait_for_work(self, cfg: settings.Settings) -> None:
-        now = time.time()
-        deadline = now + cfg.poll_interval
-        due = engine.next_due(self.queues)
-        if due is not None:
-            deadline = min(deadline, max(due, now))
+    def _settings_seen(self, version: str | None) -> None:
+        """A claim or a look for work saw this version of the settings: reload on a change."""
+        if version != self.cfg_version:
+            self.cfg_version, self.cfg = worker_settings()
+
+    def _wait_for_work(self) -> None:
+        """Sleep until a job is due (then ``_look`` is set) or ``poll_interval`` passes. Every
+        commit of another session wakes the sleep (heartbeats too); each wake-up costs one read,
+        ``engine.look_for_work``, never a write."""
+        deadline = time.time() + self.cfg.poll_interval
+        fruitless, self._fruitless = self._fruitless, False
+        while not self.stopping:
+            changed = self._changed()  # baseline first: a commit after this point wakes us
+            due, version = engine.look_for_work(self.queues)
+            if version != self.cfg_version:
+                self._settings_seen(version)
+                deadline = min(deadline, time.time() + self.cfg.poll_interval)
+            now = time.time()
+            if due is not None and due <= now:
+                if changed or not fruitless:
+                    self._look = True
+                    return
+                # Due, yet the claim just before found nothing and nothing changed since (a
+                # row another session holds): look again after a change or in a moment.
+                until = min(deadline, now + RECHECK)
+            elif now >= deadline:
+                return
+            else:
+                until = deadline if due is None else min(deadline, due)
+            fruitless = False
+            self._sleep_until_change(until)
+
+    def _sleep_until_change(self, until: float) -> None:
+        """Sleep until ``until`` (time.time) or another session's commit, whichever first."""
         signalled = self._data_version is not None
         listening = signalled and not is_sqlite()  # PostgreSQL: NOTIFY wakes the wait
-        while time.time() < deadline and not self.stopping:
+        while time.time() < until and not self.stopping:
             if listening:  # slices short enough to notice a stop signal
-                wait_change(min(0.25, deadline - time.time()))
+                wait_change(min(0.25, until - time.time()))
             elif signalled:  # SQLite: woken by a write to the -wal file (see wake)
-                wake.sleep(deadline - time.time())
+                wake.sleep(until - time.time())
             else:
                 time.sleep(0.05)
             if signalled and self._changed():
+                wake.noticed()
                 return
 
 
 class _Heartbeat(threading.Thread):
-    """Beats every min(heartbeat_interval, lease / 3), re-reading the settings at least every
-    SETTINGS_REFRESH seconds, on this thread's own connection (peewee keeps one per thread),
-    whose statements may take no longer than ``db.unanswered_limit(lease)``. A failed beat is
-    tried again within BEAT_RETRY seconds, on a new connection if the old one is gone."""
+    """Beats every min(heartbeat_interval, lease / 3), checking the settings' version at least
+    every SETTINGS_REFRESH seconds (its own copy of the settings: the main loop's changes only
+    in the main loop), on this thread's own connection (peewee keeps one per thread), whose
+    statements may take no longer than ``db.unanswered_limit(lease)``. A failed beat is tried
+    again within BEAT_RETRY seconds, on a new connection if the old one is gone."""
 
     def __init__(self, worker: WorkerLoop):
         super().__init__(daemon=True, name="queuectl-heartbeat")
@@ -575,22 +620,27 @@ class _Heartbeat(threading.Thread):
         self.stop = threading.Event()
         self.renewed_at = time.monotonic()  # when the last heartbeat that got through was sent
         self.failing = False  # the last one failed: the database is out of reach
+        self.lease = worker.cfg.lease  # the lease as this thread last read it (others use it)
 
     def run(self) -> None:
         worker = self.worker
-        interval, read_at, beat_at, lease = 1.0, None, None, worker.cfg.lease
+        read_at, beat_at, version = None, None, worker.cfg_version
+        interval, lease = worker.cfg.heartbeat_interval, worker.cfg.lease
+        self.lease = lease
         keep_alive(lease, bound_statements=True)  # before this thread's first connection
         try:
             while not self.stop.is_set():
                 now = time.monotonic()
                 try:
                     if not self.failing and (read_at is None or now - read_at >= SETTINGS_REFRESH):
+                        read_at = now
                         worker._check_schema()  # first: a newer schema may fail the rest
-                        worker.cfg = cfg = worker_settings()  # the main loop reads it
-                        interval, read_at = cfg.heartbeat_interval, now
-                        if cfg.lease != lease:
-                            lease = cfg.lease
-                            keep_alive(lease, bound_statements=True)
+                        if settings.version() != version:
+                            version, cfg = worker_settings()
+                            interval = cfg.heartbeat_interval
+                            if cfg.lease != lease:
+                                lease = self.lease = cfg.lease  # the stale check reads it
+                                keep_alive(lease, bound_statements=True)
                     if self.failing or beat_at is None or now - beat_at >= interval:
                         beat_at = now
                         worker.beat()
@@ -623,9 +673,26 @@ def _to_devnull(stream) -> None:
         pass
 
 
+def write_line(stream, line: str) -> None:
+    """Write ``line`` and its newline in one write(2). Workers forked from one command share
+    their stdout and stderr (and detached ones ``workers.log``): print() wrote the text and
+    the newline apart when unbuffered (PYTHONUNBUFFERED=1), and two workers tore each other's
+    lines. What the stream still holds goes first."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, io.UnsupportedOperation):  # not a file (an in-process capture)
+        stream.write(line + "\n")
+        stream.flush()
+        return
+    data = (line + "\n").encode(getattr(stream, "encoding", None) or "utf-8", "backslashreplace")
+    stream.flush()
+    while data:
+        data = data[os.write(fd, data):]
+
+
 def _print_line(line: str) -> None:
     try:
-        print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
+        write_line(sys.stdout, f"{time.strftime('%H:%M:%S')} {line}")
     except (OSError, ValueError):
         _to_devnull(sys.stdout)
         raise

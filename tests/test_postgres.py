@@ -461,6 +461,44 @@ def test_a_version_3_database_gets_the_per_statement_counts_on_open(db, tmp_path
 
 
 @on_postgres
+def test_a_version_5_database_stops_notifying_for_statements_that_change_nothing(db):
+    """Versions 4 and 5 sent a NOTIFY for every statement on job, even one that changed no row (an
+    idle worker's empty claim, which woke every other idle worker): opened by this version,
+    its trigger is replaced, and the shape is a fresh database's."""
+    import psycopg2
+
+    from queuectl_tui import db as dbmod
+    fresh = _pg_shape(helpers.DB_URL)
+    dbmod.close_db()
+    conn = psycopg2.connect(helpers.DB_URL)
+    conn.autocommit = True
+    conn.cursor().execute(
+        "DROP TRIGGER job_notify_insert ON job; DROP TRIGGER job_notify_update ON job; "
+        "DROP TRIGGER job_notify_delete ON job; "
+        "CREATE FUNCTION queuectl_notify() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "PERFORM pg_notify('queuectl', current_schema()); RETURN NULL; END $$; "
+        "CREATE TRIGGER job_notify AFTER INSERT OR UPDATE OR DELETE ON job "
+        "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify(); "
+        "UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+    dbmod.open_db(helpers.DB_URL)
+    assert dbmod.schema_version() == dbmod.SCHEMA_VERSION
+    cursor = conn.cursor()
+    cursor.execute("LISTEN queuectl; SELECT current_schema()")
+    ours = cursor.fetchone()[0]  # the channel is shared by every schema's queue
+    marker = f"marker {ours}"
+    cursor.execute("UPDATE job SET priority = 1 WHERE id = 'no such job'; "
+                   "SELECT pg_notify('queuectl', %s)", (marker,))
+    got: list[str] = []
+    wait_for(lambda: conn.poll() or got.extend(n.payload for n in conn.notifies
+                                               if n.payload in (ours, marker))
+             or conn.notifies.clear() or marker in got, timeout=10, message="the marker")
+    assert got == [marker]
+    conn.close()
+    dbmod.close_db()
+    assert _pg_shape(helpers.DB_URL) == fresh
+
+
+@on_postgres
 def test_the_oldest_due_job_is_one_index_step_among_many_due_at_once(db):
     """5,000 jobs enqueued together are due at the same moment: ``stats`` names the first of
     them and ``status`` its age after reading a few rows of job, not all of those due then

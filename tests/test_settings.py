@@ -116,3 +116,65 @@ def test_config_bad_key_or_value_exits_2_and_changes_nothing(cli, home, args):
     assert line.startswith("error: ")
     assert snapshot(home / "queuectl.db") == before
     assert ok(cli("config", "get", "max_retries")).out.strip() == "4"
+
+
+# --- a change applies to every job claimed after it ---------------------------------------------
+
+def _log_of(job_id: str) -> str:
+    from queuectl_tui.models import Job
+    [attempt] = engine.attempts_of(Job.get(Job.id == job_id))
+    return engine.log_path(attempt).read_text()
+
+
+@pytest.mark.both_backends
+def test_a_setting_applies_to_the_next_job_a_running_worker_claims(db, tmp_path):
+    """``config set max-log-bytes`` then at once a job printing 200 kB: its log is capped,
+    whether the worker was idle or busy with another job when the setting changed (it
+    applied a second later, when the worker re-read its settings on a timer)."""
+    import threading
+
+    from helpers import wait_for
+    from queuectl_tui.models import Job, Worker, database
+    from queuectl_tui.worker import WorkerLoop
+
+    flood = "head -c 200000 /dev/zero | tr '\\0' x"
+    loop = WorkerLoop()
+    errors: list[BaseException] = []
+
+    def ended(job_id: str):
+        return lambda: Job.get(Job.id == job_id).state in ("completed", "dead")
+
+    def drive():
+        try:
+            wait_for(Worker.select().exists, message="the worker")
+            # An idle worker.
+            settings.set_value("max-log-bytes", 2000)
+            engine.enqueue([spec.normalize({"id": "idle", "command": flood})],
+                           cwd=str(tmp_path), env={})
+            wait_for(ended("idle"), message="the first job")
+            # A busy one: "after" is claimed once "gate" ends, after the change.
+            engine.enqueue([spec.normalize({"id": "gate", "priority": 1, "command":
+                                            "touch started; while [ ! -e go ]; do sleep 0.02; "
+                                            "done"}),
+                            spec.normalize({"id": "after", "command": flood})],
+                           cwd=str(tmp_path), env={})
+            wait_for((tmp_path / "started").exists, message="the gate job")
+            settings.set_value("max-log-bytes", 3000)
+            (tmp_path / "go").touch()
+            wait_for(ended("after"), message="the job after the gate")
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            loop._on_stop(None, None)
+            database.close()
+
+    thread = threading.Thread(target=drive, daemon=True)
+    thread.start()
+    assert loop.run() == 0
+    thread.join()
+    if errors:
+        raise errors[0]
+    assert "[queuectl: output over 2000 bytes" in _log_of("idle")
+    assert len(_log_of("idle")) < 2200
+    assert "[queuectl: output over 3000 bytes" in _log_of("after")
+    assert len(_log_of("after")) < 3200

@@ -270,6 +270,43 @@ def test_foreground_workers_drain_the_queue_together_and_exit(cli, home):
     assert ok(cli("worker", "list", "--json")).json() == []
 
 
+def test_each_line_a_worker_prints_is_one_write_so_forked_workers_never_tear_lines(tmp_path):
+    """Forked foreground workers share stdout and stderr. With PYTHONUNBUFFERED=1, print()
+    wrote a line and its newline in two write(2)s, and two writers tore each other's lines
+    (the drain test above failed about half the time with it set). Two writers, 3,000 echoed
+    lines and 3,000 complaints each at the same time, on one pipe: every line arrives whole."""
+    import re
+    script = (
+        "import os, pathlib, sys\n"
+        "from queuectl_tui import worker\n"
+        "name, here = sys.argv[1], pathlib.Path(sys.argv[2])\n"
+        "loop = worker.WorkerLoop()\n"
+        "loop.row = type('Row', (), {'id': name})\n"
+        "(here / f'ready-{name}').touch()\n"
+        "while not (here / 'go').exists():\n"
+        "    pass\n"
+        "for n in range(3000):\n"
+        "    worker._print_line(f'{name} line {n:04d} ' + 'x' * 60)\n"
+        "    loop._complain(f'complaint {n:04d} ' + 'y' * 60)\n")
+    read, write = os.pipe()
+    env = cli_env(tmp_path, PYTHONUNBUFFERED="1")
+    writers = [subprocess.Popen([sys.executable, "-c", script, name, str(tmp_path)],
+                                stdout=write, stderr=write, env=env) for name in ("a", "b")]
+    os.close(write)
+    try:
+        wait_for(lambda: all((tmp_path / f"ready-{name}").exists() for name in ("a", "b")),
+                 message="both writers")
+    finally:
+        (tmp_path / "go").touch()  # both write at once (each spins on the file until then)
+    with os.fdopen(read, "rb") as pipe:
+        lines = pipe.read().decode().splitlines()
+    assert [w.wait(timeout=60) for w in writers] == [0, 0]
+    whole = re.compile(r"\d\d:\d\d:\d\d ((a|b) line \d{4} x{60}|worker (a|b): complaint "
+                       r"\d{4} y{60})")
+    torn = [line for line in lines if not whole.fullmatch(line)]
+    assert not torn and len(lines) == 12000, torn[:5]
+
+
 def test_detached_workers_log_one_line_per_job_as_foreground_ones_print(cli, home):
     ok(cli("enqueue", "--id", "logged-ok", "true"))
     ok(cli("enqueue", "--id", "logged-bad", "--max-retries", "0", "exit 3"))
