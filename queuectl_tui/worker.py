@@ -35,6 +35,7 @@ from peewee import DatabaseError
 from queuectl_tui import engine, jobhost, procs, runner, settings, usage, wake
 from queuectl_tui.db import change_token, is_sqlite, wait_change
 from queuectl_tui.models import Job, Outcome, WorkerStatus, database
+from queuectl_tui.visible import visible
 
 SETTINGS_REFRESH = 1.0  # how often the heartbeat thread re-reads the settings, seconds
 BURST_HORIZON = 60.0  # --burst waits for jobs due this soon (retries in backoff, near schedules)
@@ -103,6 +104,18 @@ class WorkerLoop:
             self.interrupts += 1
             if self.interrupts > 1:
                 self.force = True
+            elif self._running is not None:  # else it stops at once, and says so
+                self._tell(f"stopping after {self._running.id} ends; Ctrl+C again kills it")
+
+    def _tell(self, message: str) -> None:
+        """A line on stderr from a signal handler: one os.write, no buffered stream (the
+        main thread may be inside print on the same stream)."""
+        worker = f"worker {self.row.id}: " if self.row is not None else ""
+        try:
+            os.write(2, f"{time.strftime('%H:%M:%S')} {worker}{visible(message)}\n"
+                     .encode("utf-8", "replace"))
+        except OSError:
+            pass
 
     def _on_force(self, signum, frame) -> None:
         self.stop_requests += 1
