@@ -565,7 +565,8 @@ def _ids_only(ids) -> None:
     "--queue", type=TEXT, multiple=True, help="Only jobs in this queue (repeat for several)."
 )
 @click.option(
-    "--search", type=TEXT, help="Only jobs whose id, command or error contains this text."
+    "--search", type=TEXT,
+    help="Only jobs whose id, label, command or error contains this text."
 )
 @click.option(
     "--limit",

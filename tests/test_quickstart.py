@@ -84,3 +84,4 @@ def test_quickstart_runs_as_written_in_a_fresh_clone(tmp_path):
     assert {(row["id"], row["state"]) for row in rows} == {
         (first_id, "completed"), ("job1", "completed"), ("report", "completed")}, after
     assert "hello from job1" in out
+    assert (clone / ".venv" / "bin" / "qctl").exists()  # the short name, installed beside it
