@@ -102,12 +102,13 @@ class _Drawn(Bar):
             counted = (TextColumn(f"{{task.fields[count]:,}} of {{task.total:,.0f}} {unit}")
                        if self.total is not None and self.size is None
                        else TextColumn(f"{{task.fields[count]:,}} {unit}"))
-            self.progress = Progress(
+            shown = Progress(
                 TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), counted,
                 Rate(), TimeRemainingColumn(), console=console, transient=True,
                 redirect_stdout=sys.stdout.isatty(), redirect_stderr=True)
-            self.task = self.progress.add_task(self.description, **self._state())
-            self.progress.start()
+            self.task = shown.add_task(self.description, **self._state())
+            shown.start()
+            self.progress = shown  # last: advance() (another thread) uses it from then on
 
     def _state(self) -> dict[str, Any]:
         """The task's figures: done of total, or (a stream of known size) bytes of its size,
