@@ -896,6 +896,8 @@ def _print_ended(ended, as_json: bool, shown: progress.Bar) -> bool:
             error = f" ({job.last_error})" if job.state == DEAD and job.last_error else ""
             click.echo(visible(f"{job.id}: {job.state}{error}"))
     return failed
+
+
 @cli.command(context_settings=COMMAND_SETTINGS)
 @json_option
 @pass_ctx
