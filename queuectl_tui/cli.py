@@ -11,7 +11,6 @@ import contextlib
 import gc
 import itertools
 import json
-import math
 import os
 import sys
 import time
@@ -19,7 +18,7 @@ from typing import Any
 
 import click
 
-from queuectl_tui import __version__, engine, paths, present, settings, spec
+from queuectl_tui import __version__, engine, paths, present, progress, settings, spec, tabular
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
 from queuectl_tui.models import COMPLETED, DEAD, STATES
 from queuectl_tui.present import ago, size
@@ -39,43 +38,11 @@ class Context:
     def open(self) -> None:
         if not self._open:
             from queuectl_tui.db import open_db
-            open_db(self.db_path)
+            open_db(self.db_path, progress=True)
             self._open = True
 
 
 pass_ctx = click.make_pass_decorator(Context)
-
-
-def console():
-    """On a terminal, as wide as the terminal. Piped, as wide as the content: every row of a
-    table stays one line, never cut or folded, so that ``grep`` and ``cut`` see whole rows
-    (rich writes no styles when the output is not a terminal)."""
-    from rich.console import Console
-    if not piped():
-        return Console(highlight=False, soft_wrap=False)
-    return Console(highlight=False, soft_wrap=False, width=_PIPED_WIDTH, file=_Trimmed())
-
-
-_PIPED_WIDTH = 1_000_000
-
-
-class _Trimmed:
-    """stdout without the blanks rich pads each table line with (rich prints whole lines)."""
-
-    def write(self, text: str) -> int:
-        sys.stdout.write("\n".join(line.rstrip(" ") for line in text.split("\n")))
-        return len(text)
-
-    def flush(self) -> None:
-        sys.stdout.flush()
-
-
-def plain(value: Any):
-    """A table or field cell from user data (ids, commands, errors, output): rich would read
-    ``[...]`` in it as markup (and crash on ``[/x]``), and a terminal would obey its control
-    characters, so it becomes literal Text with the controls shown visibly."""
-    from rich.text import Text
-    return Text(visible("-" if value is None else str(value)))
 
 
 def emit_json(data: Any) -> None:
@@ -88,17 +55,47 @@ def _limit(limit: int) -> int | None:
 
 
 class _Seconds(click.FloatRange):
-    """0 to a day; NaN slips past a plain range check (every comparison with it is false)."""
+    """Seconds or a duration (90s, 15m, 2h30m, 1d: ``spec.parse_seconds``, the one parser of
+    every option that takes seconds), in a range."""
+
+    name = "duration"
 
     def convert(self, value, param, ctx):
-        number = super().convert(value, param, ctx)
-        if math.isnan(number):
-            self.fail(f"{value!r} is not a number of seconds", param, ctx)
-        return number
+        if not isinstance(value, float | int):
+            try:
+                value = spec.parse_seconds(value)
+            except InvalidInput:
+                self.fail(f"{value!r} is not a number of seconds or a duration "
+                          "(90s, 15m, 2h30m, 1d)", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 SECONDS = _Seconds(0, 86400)
 WAIT_SECONDS = _Seconds(0)
+
+
+class _Duration(click.ParamType):
+    """A job's seconds option (``--timeout``, ``--delay``): seconds or a duration, read by
+    ``spec.parse_seconds`` (a bad one is named by its option); ``none`` passes through where
+    allowed. The range is the spec's, checked with the rest of the job."""
+
+    name = "duration"
+
+    def __init__(self, none: bool = False):
+        self.none = none
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float | int) or (self.none and str(value).strip().lower() == "none"):
+            return value
+        try:
+            return spec.parse_seconds(TEXT.convert(value, param, ctx))
+        except InvalidInput:
+            self.fail(f"{value!r} is not a number of seconds or a duration (90s, 15m, 2h30m, 1d)"
+                      + (" or 'none'" if self.none else ""), param, ctx)
+
+
+DURATION = _Duration()
+TIMEOUT = _Duration(none=True)
 
 
 class _Utf8Text(click.ParamType):
@@ -120,6 +117,10 @@ class _Utf8Text(click.ParamType):
 
 
 TEXT = _Utf8Text()
+
+
+QUIET = click.option("-q", "--quiet", is_flag=True,
+                     help="Only the ids, one a line (for xargs).")
 
 
 def json_option(func):
@@ -169,11 +170,15 @@ def cli(click_ctx: click.Context, db: str | None, no_ui: bool) -> None:
 @click.option("--command", "command", help="Shell command (instead of SPEC).")
 @click.option("--priority", type=int, help="Higher runs first (default 0).")
 @click.option("--max-retries", type=int, help="Retries after the first run (default: setting).")
-@click.option("--timeout", type=float, help="Seconds before the job's process tree is killed.")
+@click.option("--timeout", type=TIMEOUT, metavar="DURATION|none",
+              help="Kill the job's process tree after this long: seconds or 90s, 15m, 2h30m, "
+                   "1d; 'none': no limit (default: the default_timeout setting).")
 @click.option("--backoff-base", type=float, help="After failure k wait base**k seconds.")
 @click.option("--run-at", help="ISO-8601 time to run at (local time if no zone).")
-@click.option("--delay", type=float, help="Seconds from now to run at.")
+@click.option("--delay", type=DURATION, metavar="DURATION",
+              help="Run this long from now: seconds or 90s, 15m, 2h30m, 1d.")
 @click.option("--queue", help="Queue name (default 'default').")
+@click.option("--label", type=TEXT, help="A tag shown beside the id, found by list --search.")
 @click.option("--after", "after", multiple=True, type=TEXT, metavar="JOB_ID",
               help="Run only once this job has completed (repeatable).")
 @click.option(
@@ -182,21 +187,27 @@ def cli(click_ctx: click.Context, db: str | None, no_ui: bool) -> None:
 @json_option
 @pass_ctx
 def enqueue(ctx: Context, spec_arg, file_, job_id, command, priority, max_retries, timeout,
-            backoff_base, run_at, delay, queue, after, wait_, as_json) -> None:
+            backoff_base, run_at, delay, queue, label, after, wait_, as_json) -> None:
     """Queue a job. SPEC is a JSON object or a plain shell command.
+
+    In a JSON spec, "timeout" and "delay" take seconds or a duration text ("15m"); a spec
+    without "timeout" takes the default_timeout setting, and "timeout": null (or "none") means
+    no time limit.
 
     \b
       queuectl-tui enqueue "sleep 5 && echo done"
       queuectl-tui enqueue '{"id":"job1","command":"echo hi","max_retries":2}'
       queuectl-tui enqueue --id nightly --run-at 2030-01-01T02:00:00Z "make backup"
+      queuectl-tui enqueue --delay 2h30m --label cleanup "./prune.sh"
       queuectl-tui enqueue --after build --wait "make deploy"
       queuectl-tui enqueue -f jobs.jsonl
     """
-    raws, bulk = _read_specs(spec_arg, file_, command)
+    shown = progress.bar("reading", unit="lines", size=_file_size(file_))
+    raws, bulk = _read_specs(spec_arg, file_, command, shown)
     overrides = {k: v for k, v in {
         "id": job_id, "command": command, "priority": priority, "max_retries": max_retries,
         "timeout": timeout, "backoff_base": backoff_base, "run_at": run_at, "delay": delay,
-        "queue": queue, "after": list(after) or None}.items() if v is not None}
+        "queue": queue, "label": label, "after": list(after) or None}.items() if v is not None}
     now = time.time()
 
     def specs():
@@ -235,7 +246,10 @@ def enqueue(ctx: Context, spec_arg, file_, job_id, command, priority, max_retrie
         return
     ctx.open()  # a stream is checked as it is staged: in the database's TEMP space
     waited: list[str] = []
-    with _collector_off(), engine.enqueue_stream(specs(), now=now) as added:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_collector_off())
+        with shown:  # while the lines are read and added; gone before the ids are printed
+            added = stack.enter_context(engine.enqueue_stream(specs(), now=now))
         _print_added(added, as_json, file_)
         _dead_on_arrival(added.dead())
         if wait_:
@@ -277,8 +291,12 @@ def _print_added(added, as_json: bool, file_) -> None:
             click.echo("\n".join(chunk))
 
 
-def _lines(stream, what: str):
-    """The stream's lines as text; bytes that are not UTF-8 are refused, naming the line."""
+def _lines(stream, what: str, shown: progress.Bar | None = None):
+    """The stream's lines as text; bytes that are not UTF-8 are refused, naming the line.
+    ``shown``: a progress bar counting them (on a terminal; the plain loop otherwise)."""
+    if shown is not None and shown.drawn:
+        yield from _counted_lines(stream, what, shown)
+        return
     for number, line in enumerate(stream, 1):
         try:
             yield line.decode("utf-8")
@@ -287,17 +305,42 @@ def _lines(stream, what: str):
                                f"of line {number})") from None
 
 
-def _read_specs(spec_arg: str | None, file_, command: str | None):
+def _counted_lines(stream, what: str, shown: progress.Bar):
+    """``_lines`` telling the bar every 1,000 lines, then that the jobs are being added."""
+    lines = nbytes = 0
+    for line in _lines(stream, what):
+        lines += 1
+        nbytes += len(line)  # characters: near enough to bytes for a bar
+        if lines == 1000:
+            shown.advance(lines, nbytes)
+            lines = nbytes = 0
+        yield line
+    shown.advance(lines, nbytes)
+    shown.update(description="adding to the queue")
+
+
+def _file_size(file_) -> int | None:
+    """The bytes of a regular file given to -f (a pipe's are unknown)."""
+    import stat
+    try:
+        info = os.fstat(file_.fileno())
+    except (AttributeError, OSError, ValueError):
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+
+def _read_specs(spec_arg: str | None, file_, command: str | None,
+                shown: progress.Bar | None = None):
     """(where, raw spec) pairs, and whether they come from a file or standard input (a stream
     of any length: enqueued through a stage) rather than from the command line."""
     if file_ is not None:
         if spec_arg is not None:
             raise InvalidInput("give SPEC or -f FILE, not both")
-        return spec.read_specs(_lines(file_, f"file {file_.name}")), True
+        return spec.read_specs(_lines(file_, f"file {file_.name}", shown)), True
     if spec_arg is None and command is None and not sys.stdin.isatty():
         spec_arg = "-"
     if spec_arg == "-":
-        lines = _lines(sys.stdin.buffer, "standard input")
+        lines = _lines(sys.stdin.buffer, "standard input", shown)
         head = []  # up to the first line that is not blank: JSON, or a shell command?
         for line in lines:
             head.append(line)
@@ -348,27 +391,24 @@ def status(ctx: Context, as_json: bool) -> None:
         return
     if server:
         click.echo(f"database: {data['database']['url']}")
-    if piped():
-        click.echo(
-            "\n".join(_status_lines(data))
-        )  # what rich prints here, without its ~30 ms import
-        return
-    _status_rich(data)
+    _print_status(data, piped())
 
 
-def _status_rich(data: dict[str, Any]) -> None:
-    from rich.table import Table
-    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-    for state in STATES:
-        table.add_column(state, justify="right")
-    table.add_column("total", justify="right")
-    table.add_row(*(str(data["jobs"][s]) for s in STATES), str(data["total"]))
-    out = console()
-    out.print(table)
-    out.print(f"workers: {data['workers']['alive']} alive, {data['workers']['busy']} busy")
-    out.print(f"oldest pending: {ago(data['oldest_pending_age'])}")
-    if _paused_line(data):
-        out.print(plain(_paused_line(data)))
+def _print_status(data: dict[str, Any], piped_: bool) -> None:
+    """The counts as a table (tab-separated when piped: rich is not even imported), then a line
+    each for the workers, the oldest pending job and the paused queues."""
+    table = tabular.Table([(name, {"justify": "right"}) for name in (*STATES, "total")],
+                          piped=piped_, box=None, pad_edge=False)
+    table.add_row(*(data["jobs"][s] for s in STATES), data["total"])
+    table.print()
+    sys.stdout.write("".join(f"{line}\n" for line in _status_lines(data)))
+
+
+def _status_lines(data: dict[str, Any]) -> list[str]:
+    """The lines under the counts (user text in them shown, never obeyed)."""
+    return [f"workers: {data['workers']['alive']} alive, {data['workers']['busy']} busy",
+            f"oldest pending: {ago(data['oldest_pending_age'])}"] + (
+                [visible(_paused_line(data))] if _paused_line(data) else [])
 
 
 def _paused_line(data: dict[str, Any]) -> str | None:
@@ -426,59 +466,47 @@ def _stats_json(data: dict[str, Any]) -> dict[str, Any]:
 def _print_stats(data: dict[str, Any]) -> None:
     """Three narrow tables (counts and rates, wait times, run times), then the oldest due job
     and the most frequent errors: readable at 80 columns."""
-    from rich.table import Table
-    out = console()
-    out.print(f"window: last {ago(data['window_seconds'])} "
-              f"({spec.iso(data['since'])} to {spec.iso(data['now'])})"
-              + (f"; percentiles from 1 attempt in {data['sampled_every']}"
-                 if data["sampled_every"] > 1 else ""))
+    say = _say_line
+    say(f"window: last {ago(data['window_seconds'])} "
+        f"({spec.iso(data['since'])} to {spec.iso(data['now'])})"
+        + (f"; percentiles from 1 attempt in {data['sampled_every']}"
+           if data["sampled_every"] > 1 else ""))
     rows = [("all queues", data["overall"])] + list(data["queues"].items())
+    flat = piped()
 
-    def table(*columns: str) -> Table:
-        result = Table(header_style="bold", box=None, pad_edge=False, padding=(0, 2, 0, 0))
-        for index, name in enumerate(columns):
-            result.add_column(name, justify="left" if index == 0 else "right", overflow="fold")
-        return result
+    def table(*columns: str) -> tabular.Table:
+        return tabular.Table([(name, {"justify": "left" if index == 0 else "right",
+                                      "overflow": "fold"}) for index, name in enumerate(columns)],
+                             piped=flat, box=None, pad_edge=False, padding=(0, 2, 0, 0))
 
     counts = table("queue", "completed", "failed", "dead", "per min", "success", "retries/job")
     for name, f in rows:
-        counts.add_row(plain(name), str(f["completed"]), str(f["failed_attempts"]), str(f["dead"]),
+        counts.add_row(name, f["completed"], f["failed_attempts"], f["dead"],
                        f"{f['throughput_per_min']:.2f}",
                        "-" if f["success_rate"] is None else f"{f['success_rate']:.1%}",
                        "-" if f["retries_per_job"] is None else f"{f['retries_per_job']:.2f}")
-    out.print(counts)
+    counts.print()
     for key, title in (("wait", "wait (due to started)"), ("run", "run time")):
         times = table(title, "p50", "p95", "p99", "max", "mean")
         for name, f in rows:
-            times.add_row(
-                plain(name),
-                *(present.seconds(f[key][p]) for p in ("p50", "p95", "p99", "max", "mean")),
-            )
-        out.print()
-        out.print(times)
+            times.add_row(name, *(present.seconds(f[key][p])
+                                  for p in ("p50", "p95", "p99", "max", "mean")))
+        say("")
+        times.print()
     due = data["overall"]["oldest_due"]
-    out.print()
-    out.print(plain("oldest due: " + (f"{due['id']} in queue {due['queue']}, due for "
-                                      f"{ago(due['waited'])}" if due else "none")))
+    say("")
+    say("oldest due: " + (f"{due['id']} in queue {due['queue']}, due for "
+                          f"{ago(due['waited'])}" if due else "none"))
     errors = data["overall"]["top_errors"]
     if errors:
-        out.print("most frequent errors (jobs that failed or died in the window):")
+        say("most frequent errors (jobs that failed or died in the window):")
         for item in errors:
-            out.print(plain(f"  {item['count']:>6}  {item['error']}"))
+            say(f"  {item['count']:>6}  {tabular.one_line(item['error'])}")
 
 
-def _status_lines(data: dict[str, Any]) -> list[str]:
-    """The status table and lines as rich lays them out without wrapping (box=None, no edge
-    padding, right-justified columns two spaces apart), as plain text."""
-    cells = [(state, str(data["jobs"][state])) for state in STATES] + [
-        ("total", str(data["total"]))
-    ]
-    widths = [max(len(head), len(value)) for head, value in cells]
-    return ["  ".join(head.rjust(w) for (head, _), w in zip(cells, widths, strict=True)),
-            "  ".join(value.rjust(w) for (_, value), w in zip(cells, widths, strict=True)),
-            f"workers: {data['workers']['alive']} alive, {data['workers']['busy']} busy",
-            f"oldest pending: {ago(data['oldest_pending_age'])}"] + (
-                [visible(_paused_line(data))] if _paused_line(data) else [])
+def _say_line(text: str) -> None:
+    """A line of text among tables, user text in it shown, never obeyed."""
+    sys.stdout.write(visible(text) + "\n")
 
 
 def piped() -> bool:
@@ -503,22 +531,31 @@ def _isatty(stream) -> bool:
         return False
 
 
-def _jobs_table(jobs, *, error_column: bool = False):
-    from rich.table import Table
+def _jobs_table(jobs, *, error_column: bool = False) -> tabular.Table:
+    """Jobs as ``list`` and ``dlq list`` show them; a label column when a job has a label; the
+    When column says what a due job waits for (``present.when``), read for all rows at once."""
     now = time.time()
-    table = Table(header_style="bold")
-    for name in ("id", "state", "command", "pri", "retries", "when"):
-        table.add_column(name, overflow="fold" if name == "command" else "ellipsis")
-    table.add_column("last error" if error_column else "exit", overflow="fold")
+    holds = engine.holds(jobs)
+    labels = any(job.label for job in jobs)
+    names = ["id", *(["label"] if labels else []), "state", "command", "pri", "retries", "when",
+             "last error" if error_column else "exit"]
+    table = tabular.Table([(name, {"overflow": "fold" if name in ("command", "last error", "exit")
+                                   else "ellipsis"}) for name in names], piped=piped())
     for job in jobs:
         last = (
             (job.last_error or "")
             if error_column
             else ("" if job.exit_code is None else str(job.exit_code))
         )
-        table.add_row(plain(job.id), present.job_state(job), plain(job.command),
-                      str(job.priority), present.retries(job), present.when(job, now), plain(last))
+        table.add_row(job.id, *([job.label] if labels else []), present.job_state(job),
+                      job.command, job.priority, present.retries(job),
+                      present.when(job, now, holds.get(job.seq)), last)
     return table
+
+
+def _ids_only(ids) -> None:
+    """``-q``: one id a line, nothing else (for ``xargs``)."""
+    sys.stdout.write("".join(f"{job_id}\n" for job_id in ids))
 
 
 @cli.command("list", context_settings=COMMAND_SETTINGS)
@@ -528,7 +565,8 @@ def _jobs_table(jobs, *, error_column: bool = False):
     "--queue", type=TEXT, multiple=True, help="Only jobs in this queue (repeat for several)."
 )
 @click.option(
-    "--search", type=TEXT, help="Only jobs whose id, command or error contains this text."
+    "--search", type=TEXT,
+    help="Only jobs whose id, label, command or error contains this text."
 )
 @click.option(
     "--limit",
@@ -537,18 +575,26 @@ def _jobs_table(jobs, *, error_column: bool = False):
     show_default=True,
     help="At most this many (0: all).",
 )
+@QUIET
 @json_option
 @pass_ctx
-def list_(ctx: Context, state, queue, search, limit, as_json) -> None:
+def list_(ctx: Context, state, queue, search, limit, quiet, as_json) -> None:
     """List jobs, newest first (as the console does). Past --limit, says on stderr how many
-    more match."""
+    more match. The When column says what a due job waits for (after JOB, paused, limit N/M).
+
+    \b
+      queuectl-tui list --state failed --state dead
+      queuectl-tui list --state dead -q | xargs queuectl-tui retry
+    """
     ctx.open()
     jobs = engine.list_jobs(state=state, queue=queue, search=search, limit=_limit(limit),
                             newest_first=True)
     if as_json:
         emit_json([present.job_dict(j) for j in jobs])
+    elif quiet:
+        _ids_only(job.id for job in jobs)
     else:
-        console().print(_jobs_table(jobs, error_column=bool(set(state) & {"failed", "dead"})))
+        _jobs_table(jobs, error_column=bool(set(state) & {"failed", "dead"})).print()
     _say_more(jobs, limit, state=state, queue=queue, search=search)
 
 
@@ -582,11 +628,10 @@ def show(ctx: Context, job_id: str, as_json: bool) -> None:
         return
     if not rate or data["effective_priority"] is None:
         del data["effective_priority"]  # the same as priority, or the job is not waiting
-    from rich.table import Table
-    out = console()
-    fields = Table.grid(padding=(0, 2))
-    fields.add_column(style="bold")
-    fields.add_column(overflow="fold")
+    flat = piped()
+    fields = tabular.Table([("field", {"style": "bold"}), ("value", {"overflow": "fold"})],
+                           piped=flat, header=False, box=None, padding=(0, 2), pad_edge=False,
+                           show_edge=False)
     data["attempts"] = len(attempts)  # every run; the budget's count is on its own row
     for key, value in data.items():
         if key == "dependencies":
@@ -594,29 +639,37 @@ def show(ctx: Context, job_id: str, as_json: bool) -> None:
         if key == "max_retries":
             key, value = "retry budget", present.budget(job)
         if key not in ("attempt_list", "output_tail"):
-            fields.add_row(key, plain(value))
-    out.print(fields)
+            fields.add_row(key, value)
+    fields.print()
     if attempts:
-        table = Table(title="attempts", header_style="bold")
-        for name in ("#", "worker", "started", "duration", "exit", "outcome", "error"):
-            table.add_column(name, overflow="fold")
+        table = tabular.Table([(name, {"overflow": "fold"}) for name in
+                               ("#", "worker", "started", "duration", "exit", "outcome", "error")],
+                              piped=flat, title="attempts")
         for a in attempts:
-            table.add_row(str(a.number), str(a.worker_id or "-"), spec.iso(a.started_at),
-                          "-" if a.duration is None else f"{a.duration:.2f}s",
-                          "-" if a.exit_code is None else str(a.exit_code),
-                          a.outcome or "running", plain(a.error or ""))
-        out.print(table)
-        costs = Table(title="what each attempt used", header_style="bold")
-        for name in ("#", "wall", "cpu", "peak rss", "processes"):
-            costs.add_column(name, justify="right")
+            table.add_row(a.number, a.worker_id, spec.iso(a.started_at),
+                          None if a.duration is None else f"{a.duration:.2f}s",
+                          a.exit_code, a.outcome or "running", a.error)
+        _gap(flat)
+        table.print()
+        costs = tabular.Table([(name, {"justify": "right"}) for name in
+                               ("#", "wall", "cpu", "peak rss", "processes")],
+                              piped=flat, title="what each attempt used")
         for a in attempts:
-            costs.add_row(str(a.number), "-" if a.duration is None else f"{a.duration:.2f}s",
-                          "-" if a.cpu_seconds is None else f"{a.cpu_seconds:.2f}s",
-                          size(a.peak_rss_bytes), str(a.processes or "-"))
-        out.print(costs)
+            costs.add_row(a.number, None if a.duration is None else f"{a.duration:.2f}s",
+                          None if a.cpu_seconds is None else f"{a.cpu_seconds:.2f}s",
+                          size(a.peak_rss_bytes), a.processes)
+        _gap(flat)
+        costs.print()
     if job.output_tail:
-        out.print("[bold]output (tail)[/bold]")
-        out.print(plain(job.output_tail))
+        _gap(flat)
+        click.echo("output (tail)" if flat else click.style("output (tail)", bold=True))
+        click.echo(visible(job.output_tail.rstrip("\n")))
+
+
+def _gap(flat: bool) -> None:
+    """Piped, a blank line between the tables of one output (each has its header line)."""
+    if flat:
+        click.echo("")
 
 
 def _with_effective_priority(data: dict[str, Any], job, rate: float) -> dict[str, Any]:
@@ -799,7 +852,9 @@ def _follow_job(job, number: int, write) -> None:
     help="Every job of this queue, those enqueued meanwhile too (repeatable).",
 )
 @click.option("--all", "all_jobs", is_flag=True, help="Every job.")
-@click.option("--timeout", type=WAIT_SECONDS, help="Give up after this many seconds (exit 124).")
+@click.option("--timeout", type=WAIT_SECONDS,
+              help="Give up after this long (seconds or 90s, 15m, 2h; exit 124), naming the "
+                   "jobs not finished.")
 @json_option
 @pass_ctx
 def wait(ctx: Context, job_ids, queues, all_jobs, timeout, as_json) -> None:
@@ -829,7 +884,18 @@ def _wait_and_exit(job_ids: list[str], queues: list[str] | None, timeout: float 
             failed = True
     if job_ids and not known and not queues:
         sys.exit(1)
-    for job in engine.wait(known, queues=queues, timeout=timeout):
+    with progress.bar("waiting", len(known), "ended") as shown:
+        failed |= _print_ended(engine.wait(known, queues=queues, timeout=timeout,
+                                           watching=lambda total: shown.update(total=total)),
+                               as_json, shown)
+    sys.exit(1 if failed else 0)
+
+
+def _print_ended(ended, as_json: bool, shown: progress.Bar) -> bool:
+    """A line per job as it ends; True if one did not complete."""
+    failed = False
+    for job in ended:
+        shown.advance()
         failed |= job.state != COMPLETED
         if as_json:
             click.echo(json.dumps({"id": job.id, "state": job.state, "exit_code": job.exit_code,
@@ -837,7 +903,9 @@ def _wait_and_exit(job_ids: list[str], queues: list[str] | None, timeout: float 
         else:
             error = f" ({job.last_error})" if job.state == DEAD and job.last_error else ""
             click.echo(visible(f"{job.id}: {job.state}{error}"))
-    sys.exit(1 if failed else 0)
+    return failed
+
+
 @cli.command(context_settings=COMMAND_SETTINGS)
 @json_option
 @pass_ctx
@@ -902,7 +970,7 @@ def retry(ctx: Context, job_ids, as_json) -> None:
 @cli.command(context_settings=COMMAND_SETTINGS)
 @click.argument("job_ids", nargs=-1, required=True, type=TEXT)
 @click.option("--wait", type=SECONDS, default=10.0, show_default=True,
-              help="Seconds to wait for a running job's worker to kill it.")
+              help="How long to wait for a running job's worker to kill it (seconds or 1m).")
 @json_option
 @pass_ctx
 def cancel(ctx: Context, job_ids, wait, as_json) -> None:
@@ -940,7 +1008,9 @@ def clear(ctx: Context, states, yes, as_json) -> None:
     """Delete jobs in bulk (never running ones)."""
     _confirm(yes, f"delete every {'/'.join(states) or 'non-running'} job")
     ctx.open()
-    count = engine.clear(list(states) or None)
+    wanted = list(states) or list(engine.NOT_RUNNING)
+    with progress.bar("deleting", engine.count_jobs(state=wanted)) as shown:
+        count = engine.clear(list(states) or None, progress=shown.advance)
     emit_json({"deleted": count}) if as_json else click.echo(f"deleted {count} job(s)")
 
 
@@ -975,23 +1045,58 @@ def restart(ctx: Context, job_ids, as_json) -> None:
 @click.option("--command", type=TEXT, help="New shell command.")
 @click.option("--priority", type=int, help="New priority.")
 @click.option("--run-at", help="Run at this ISO-8601 time (local time if no zone).")
-@click.option("--delay", type=float, help="Run this many seconds from now.")
+@click.option("--delay", type=DURATION, metavar="DURATION",
+              help="Run this long from now: seconds or 90s, 15m, 2h30m, 1d.")
 @click.option("--max-retries", type=int, help="New retry budget.")
-@click.option("--timeout", type=float, help="New time limit, seconds.")
+@click.option("--timeout", type=TIMEOUT, metavar="DURATION|none",
+              help="New time limit (seconds or 90s, 15m, 2h30m, 1d); 'none': no limit.")
 @click.option("--queue", type=TEXT, help="Move to this queue.")
+@click.option("--label", type=TEXT, help="New label ('' removes it).")
 @json_option
 @pass_ctx
 def edit(ctx: Context, job_id, command, priority, run_at, delay, max_retries, timeout, queue,
-         as_json) -> None:
-    """Change a pending or failed job (validated as at enqueue); a running one is refused."""
+         label, as_json) -> None:
+    """Change a pending or failed job (validated as at enqueue); a running one is refused.
+
+    Without options, opens the job's command in $VISUAL or $EDITOR (as 'pueue edit') and saves
+    it if it changed. '--timeout none' and '--label ""' clear those fields.
+
+    \b
+      queuectl-tui edit job1 --priority 9 --delay 15m
+      queuectl-tui edit job1
+    """
     changes = {k: v for k, v in {"command": command, "priority": priority, "run_at": run_at,
                                  "delay": delay, "max_retries": max_retries, "timeout": timeout,
-                                 "queue": queue}.items() if v is not None}
+                                 "queue": queue, "label": label}.items() if v is not None}
     if not changes:
-        raise InvalidInput("nothing to change: give at least one option")
+        if not (os.environ.get("VISUAL") or os.environ.get("EDITOR")) and not (
+                sys.stdin.isatty() and sys.stdout.isatty()):
+            raise InvalidInput("nothing to change: give an option, or set $EDITOR (or run on a "
+                               "terminal) to edit the command")
+        _edit_in_editor(ctx, job_id, as_json)
+        return
     spec.normalize(changes, partial=True)  # bad input: exit 2 before the database opens
     ctx.open()
     job = engine.edit(job_id, changes)
+    emit_json(present.job_dict(job)) if as_json else click.echo(visible(f"{job.id}: edited"))
+
+
+def _edit_in_editor(ctx: Context, job_id: str, as_json: bool) -> None:
+    """``edit JOB_ID`` alone: the command in an editor; saved (through ``engine.edit``, which
+    checks the state again) only if it changed. A job that cannot be edited is refused before
+    the editor opens."""
+    ctx.open()
+    job = engine.get_job(job_id)
+    if job.state not in ("pending", "failed"):
+        raise QueueError(f"job {job_id!r} is {job.state}; only pending or failed jobs can be "
+                         "edited")
+    edited = click.edit(job.command + "\n", extension=".sh", require_save=True)
+    if edited is None or edited.rstrip("\n") == job.command.rstrip("\n"):
+        click.echo(visible(f"{job.id}: not changed"), err=True)
+        if as_json:
+            emit_json(present.job_dict(job))
+        return
+    job = engine.edit(job_id, {"command": edited.rstrip("\n")})
     emit_json(present.job_dict(job)) if as_json else click.echo(visible(f"{job.id}: edited"))
 
 
@@ -1069,32 +1174,24 @@ def queue_list(ctx: Context, as_json) -> None:
     if as_json:
         emit_json(rows)
         return
-    from rich.table import Table
-    table = Table(header_style="bold")
     columns = ("queue", "pending", "processing", "failed", "dead", "completed", "paused", "limit")
-    for name in columns:
-        table.add_column(name, justify="left" if name == "queue" else "right")
+    table = tabular.Table([(name, {"justify": "left" if name == "queue" else "right"})
+                           for name in columns], piped=piped())
     for r in rows:
         jobs = r["jobs"]
-        table.add_row(
-            plain(r["name"]),
-            str(jobs["pending"]),
-            str(jobs["processing"]),
-            str(jobs["failed"]),
-            str(jobs["dead"]),
-            str(jobs["completed"]),
-            "yes" if r["paused"] else "no",
-            "-" if r["limit"] is None else str(r["limit"]),
-        )
-    console().print(table)
+        table.add_row(r["name"], jobs["pending"], jobs["processing"], jobs["failed"], jobs["dead"],
+                      jobs["completed"], "yes" if r["paused"] else "no", r["limit"])
+    table.print()
 
 
-@queue_group.command("limit", context_settings=COMMAND_SETTINGS)
+@queue_group.command("limit", context_settings={**COMMAND_SETTINGS,
+                                                 "ignore_unknown_options": True})
 @click.argument("queue", type=TEXT)
-@click.argument("limit", metavar="N|none")
+@click.argument("limit", metavar="N|none")  # "-1" is a value to refuse, not an option
 @pass_ctx
 def queue_limit(ctx: Context, queue, limit) -> None:
-    """At most N jobs of QUEUE run at once across all workers ('none': no limit)."""
+    """At most N jobs of QUEUE run at once across all workers ('none': no limit). A queue that
+    no job and no worker names yet is set all the same (a warning says so: a typo?)."""
     spec.check_queue(queue)
     if limit.lower() == "none":
         value = None
@@ -1103,6 +1200,9 @@ def queue_limit(ctx: Context, queue, limit) -> None:
     else:
         raise InvalidInput(f"bad limit {limit!r}: expected a whole number >= 0 or 'none'")
     ctx.open()
+    if not engine.queue_known(queue):
+        click.echo(f"warning: queue {queue!r} has no jobs and no worker names it "
+                   "(the limit is set all the same)", err=True)
     engine.set_limit(queue, value)
     click.echo(f"queue {queue}: " + ("no limit" if value is None else f"at most {value} running"))
 
@@ -1132,25 +1232,30 @@ def dlq() -> None:
 
 
 @dlq.command("list", context_settings=COMMAND_SETTINGS)
-@click.option("--limit", type=click.IntRange(0), default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(0), default=50, show_default=True,
+              help="At most this many (0: all).")
+@QUIET
 @json_option
 @pass_ctx
-def dlq_list(ctx: Context, limit, as_json) -> None:
+def dlq_list(ctx: Context, limit, quiet, as_json) -> None:
     """Dead jobs with their last error, newest first. Past --limit, says on stderr how many
     more there are."""
     ctx.open()
     jobs = engine.list_jobs(state=DEAD, limit=_limit(limit), newest_first=True)
     if as_json:
         emit_json([present.job_dict(j) for j in jobs])
+    elif quiet:
+        _ids_only(job.id for job in jobs)
     else:
-        console().print(_jobs_table(jobs, error_column=True))
+        _jobs_table(jobs, error_column=True).print()
     _say_more(jobs, limit, state=DEAD)
 
 
 @dlq.command("retry", context_settings=COMMAND_SETTINGS)
 @click.argument("job_ids", nargs=-1, type=TEXT)
 @click.option("--all", "all_dead", is_flag=True, help="Every job in the DLQ.")
-@click.option("--timeout", type=float, help="New time limit, seconds.")
+@click.option("--timeout", type=TIMEOUT, metavar="DURATION|none",
+              help="New time limit (seconds or 90s, 15m, 2h30m, 1d); 'none': no limit.")
 @click.option("--max-retries", type=int, help="New retry budget.")
 @json_option
 @pass_ctx
@@ -1161,8 +1266,13 @@ def dlq_retry(ctx: Context, job_ids, all_dead, timeout, max_retries, as_json) ->
     given = {"timeout": timeout, "max_retries": max_retries}
     overrides = spec.normalize({k: v for k, v in given.items() if v is not None}, partial=True)
     ctx.open()
-    jobs = engine.dlq_retry(list(job_ids), all_dead=all_dead, timeout=overrides.get("timeout"),
-                            max_retries=overrides.get("max_retries"))
+    with progress.bar("moving to pending", engine.count_jobs(state=DEAD) if all_dead
+                      else len(job_ids)) as shown:
+        jobs = engine.dlq_retry(list(job_ids), all_dead=all_dead,
+                                timeout=overrides.get("timeout"),
+                                max_retries=overrides.get("max_retries"),
+                                no_timeout="timeout" in overrides and overrides["timeout"] is None,
+                                progress=shown.advance)
     if as_json:
         emit_json([present.job_dict(j) for j in jobs])
     else:
@@ -1178,7 +1288,8 @@ def dlq_clear(ctx: Context, yes, as_json) -> None:
     """Delete every job in the DLQ."""
     _confirm(yes, "delete every job in the DLQ")
     ctx.open()
-    count = engine.dlq_clear()
+    with progress.bar("deleting", engine.count_jobs(state=DEAD)) as shown:
+        count = engine.dlq_clear(progress=shown.advance)
     emit_json({"deleted": count}) if as_json else click.echo(f"deleted {count} dead job(s)")
 
 
@@ -1244,14 +1355,23 @@ def worker_run(ctx: Context, queues, burst, echo, log) -> None:
 @click.argument("worker_ids", nargs=-1, type=int)
 @click.option("--force", is_flag=True, help="Kill running jobs now (they are retried later).")
 @click.option("--wait", type=SECONDS, default=10.0, show_default=True,
-              help="Seconds to wait for them to exit.")
+              help="How long to wait for them to exit (seconds or 1m), saying meanwhile which "
+                   "still run which job.")
 @json_option
 @pass_ctx
 def worker_stop(ctx: Context, worker_ids, force, wait, as_json) -> None:
     """Stop this host's workers (all, or the given ids). They finish their job first."""
     ctx.open()
     from queuectl_tui import supervisor
-    result = supervisor.stop(force=force, wait=wait, worker_ids=list(worker_ids) or None)
+    deadline = time.monotonic() + wait
+
+    def waiting(rows: list[tuple[int, str | None]]) -> None:  # on stderr: stdout is the result
+        if rows:
+            left = max(0.0, deadline - time.monotonic())
+            click.echo(visible(present.stop_waiting(rows, left)), err=True)
+
+    result = supervisor.stop(force=force, wait=wait, worker_ids=list(worker_ids) or None,
+                             waiting=waiting)
     if as_json:
         emit_json(result)
     elif lines := present.stop_summary(result, force=force):
@@ -1261,27 +1381,29 @@ def worker_stop(ctx: Context, worker_ids, force, wait, as_json) -> None:
 
 
 @worker.command("list", context_settings=COMMAND_SETTINGS)
+@QUIET
 @json_option
 @pass_ctx
-def worker_list(ctx: Context, as_json) -> None:
+def worker_list(ctx: Context, quiet, as_json) -> None:
     """Workers with their process, status and current job."""
     ctx.open()
     from queuectl_tui.models import Worker
     now = time.time()
     workers = list(Worker.select().order_by(Worker.id))  # one read: rows and table agree
+    if quiet:
+        _ids_only(str(w.id) for w in workers)
+        return
     rows = [present.worker_dict(w, now=now) for w in workers]
     if as_json:
         emit_json(rows)
         return
-    from rich.table import Table
-    table = Table(header_style="bold")
-    for name in ("id", "pid", "host", "status", "job", "up", "heartbeat", "alive"):
-        table.add_column(name)
+    table = tabular.Table(["id", "pid", "host", "status", "job", "up", "heartbeat", "alive"],
+                          piped=piped())
     for w, row in zip(workers, rows, strict=True):
-        table.add_row(str(w.id), str(w.pid), plain(w.host), w.status, plain(w.current_job),
+        table.add_row(w.id, w.pid, w.host, w.status, w.current_job,
                       ago(now - w.started_at), f"{ago(row['heartbeat_age'])} ago",
                       "yes" if row["alive"] else "no")
-    console().print(table)
+    table.print()
 
 
 # --- config ----------------------------------------------------------------------------------
@@ -1301,13 +1423,11 @@ def config_list(ctx: Context, as_json) -> None:
     if as_json:
         emit_json({r["key"]: r["value"] for r in rows})
         return
-    from rich.table import Table
-    table = Table(header_style="bold")
-    for name in ("key", "value", "default", "meaning"):
-        table.add_column(name, overflow="fold")
+    table = tabular.Table([(name, {"overflow": "fold"})
+                           for name in ("key", "value", "default", "meaning")], piped=piped())
     for r in rows:
         table.add_row(r["key"], settings.text(r["value"]), settings.text(r["default"]), r["help"])
-    console().print(table)
+    table.print()
 
 
 @config.command("get", context_settings=COMMAND_SETTINGS)
@@ -1485,8 +1605,10 @@ def main(argv: list[str] | None = None) -> None:
 
     from peewee import DatabaseError as PeeweeDatabaseError
     from peewee import InterfaceError
+    # Messages name the command as typed: the short alias qctl, else queuectl-tui.
+    name = "qctl" if os.path.basename(sys.argv[0]) == "qctl" else "queuectl-tui"
     try:
-        cli.main(args=argv, prog_name="queuectl-tui", standalone_mode=False)
+        cli.main(args=argv, prog_name=name, standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:

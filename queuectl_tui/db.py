@@ -26,6 +26,7 @@ from peewee import (
     InterfaceError,
     OperationalError,
     SqliteDatabase,
+    TextField,
     fn,
 )
 
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
 
     from playhouse.migrate import SchemaMigrator
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 BUSY_TIMEOUT_MS = 15_000
 
 #: version -> function(migrator) bringing a database from version-1 to version, written with
@@ -508,19 +509,26 @@ def _upgrade_to_6(migrator: SchemaMigrator) -> None:
         _install_notify_postgres(db)
 
 
+def _upgrade_to_7(migrator: SchemaMigrator) -> None:
+    """Job labels (``enqueue --label``): a nullable column, added without a table rewrite."""
+    migrate(migrator.add_column("job", "label", TextField(null=True)))
+
+
 #: meta key of the counter worker ids are taken from (a rowid would be reused after a delete).
 LAST_WORKER_ID = "last_worker_id"
 UPGRADES: dict[int, Callable[[SchemaMigrator], None]] = {2: _upgrade_to_2, 3: _upgrade_to_3,
                                                          4: _upgrade_to_4, 5: _upgrade_to_5,
-                                                         6: _upgrade_to_6}
+                                                         6: _upgrade_to_6, 7: _upgrade_to_7}
 
 
-def open_db(path: Path | str | None = None, *, create: bool = True) -> SqliteDatabase:
+def open_db(path: Path | str | None = None, *, create: bool = True,
+            progress: bool = False) -> SqliteDatabase:
     """Connect the models to the SQLite file at ``path`` (the configured default if None), or
-    to the PostgreSQL database a ``postgresql://`` URL names."""
+    to the PostgreSQL database a ``postgresql://`` URL names. ``progress``: an upgrade of the
+    schema shows a progress bar on a terminal (a command; never a worker or the console)."""
     path = path if path is not None else paths.target(None)
     if paths.is_url(path):
-        return _open_postgres(path)
+        return _open_postgres(path, progress)
     path = paths.real(os.fspath(path))  # links resolved, as str(Path(path)) without pathlib
     if database.obj is not None and getattr(database.obj, "database", None) == path:
         return database.obj
@@ -552,7 +560,7 @@ def open_db(path: Path | str | None = None, *, create: bool = True) -> SqliteDat
     database.initialize(db)
     try:
         db.connect(reuse_if_open=True)
-        _ensure_schema(db)
+        _ensure_schema(db, progress)
         # Persistent in the file, and a change to it: only now that the file is known to be a
         # queuectl database (a foreign or newer one is refused above, byte for byte untouched).
         db.execute_sql("PRAGMA journal_mode=wal")
@@ -708,7 +716,7 @@ def _postgres_class():
     return Postgres
 
 
-def _open_postgres(url: str):
+def _open_postgres(url: str, progress: bool = False):
     if database.obj is not None and getattr(database.obj, "url", None) == url:
         return database.obj
     close_db()
@@ -724,7 +732,7 @@ def _open_postgres(url: str):
     database.initialize(db)
     try:
         db.connect(reuse_if_open=True)
-        _ensure_schema(db)
+        _ensure_schema(db, progress)
     except DatabaseUnusable:
         close_db()
         raise
@@ -908,7 +916,7 @@ def migrate(*operations) -> None:
     run(*operations)
 
 
-def _ensure_schema(db: SqliteDatabase) -> None:
+def _ensure_schema(db: SqliteDatabase, progress: bool = False) -> None:
     # The common case (an up-to-date database) is a single read, no write lock.
     if _current_version(db) == SCHEMA_VERSION:
         return
@@ -928,11 +936,18 @@ def _ensure_schema(db: SqliteDatabase) -> None:
             Meta.create(key=LAST_WORKER_ID, value="0")
             return
         from playhouse.migrate import SchemaMigrator
+
+        from queuectl_tui.progress import Bar, bar
         migrator = SchemaMigrator.from_database(db)
-        while version < SCHEMA_VERSION:
-            version += 1
-            UPGRADES[version](migrator)
-            Meta.update(value=str(version)).where(Meta.key == "schema_version").execute()
+        # A step rewrites tables or builds indexes: minutes on a big database, said on a terminal.
+        with bar("upgrading the database", SCHEMA_VERSION - version, "steps") if progress \
+                else Bar() as shown:
+            while version < SCHEMA_VERSION:
+                version += 1
+                shown.update(description=f"upgrading the database to schema version {version}")
+                UPGRADES[version](migrator)
+                Meta.update(value=str(version)).where(Meta.key == "schema_version").execute()
+                shown.advance()
 
 
 # The advisory lock of every write transaction (see there), one per schema: advisory locks are

@@ -392,7 +392,7 @@ def _write_history(job: Job, runs: list, then, now: float, logs: Path) -> None:
     values: dict = {"state": state, "attempts": len(runs)}
     due = job.run_at  # the first run was due at enqueue; each retry after its backoff
     for number, (start, duration, code, outcome, error, output) in enumerate(runs, 1):
-        log_file = f"job{job.seq}-{number}.log"
+        log_file = engine.log_name(job.id, job.seq, number)
         (logs / log_file).write_text(output)
         measured = outcome != "lost"  # a lost worker recorded nothing of what its job cost
         Attempt.create(job=job.seq, number=number, worker_id=1 + (job.seq + number) % 3,
@@ -428,7 +428,7 @@ def _running(now: float, cwd: str, pid: int, logs: Path) -> None:
         job = engine.enqueue([spec.normalize({"id": job_id, "command": command, "queue": queue,
                                               "priority": priority})],
                              cwd=cwd, env=ENV, now=now - age - 1)[0]
-        log_file = f"job{job.seq}-1.log"
+        log_file = engine.log_name(job.id, job.seq, 1)
         (logs / log_file).write_text(output)
         Attempt.create(job=job.seq, number=1, worker_id=worker.id, host=worker.host, pid=pid,
                        pid_started=started, started_at=now - age, log_file=log_file,

@@ -99,6 +99,7 @@ def enqueue(specs: Iterable[dict[str, Any]], *, cwd: str | None = None,
                 "backoff_base": spec.get("backoff_base", defaults.backoff_base),
                 "timeout": spec.get("timeout", defaults.default_timeout),
                 "run_at": spec.get("run_at", now),
+                "label": spec.get("label"),
                 "created_at": now,
                 "updated_at": now,
                 "cwd": cwd,
@@ -206,7 +207,7 @@ def enqueue_stream(specs: Iterable[tuple[str, dict[str, Any]]], *, cwd: str | No
     db.execute_sql("CREATE TEMP TABLE enqueue_stage (id TEXT NOT NULL, generated INTEGER NOT NULL, "
                    "command TEXT NOT NULL, queue TEXT NOT NULL, priority INTEGER NOT NULL, "
                    "max_retries INTEGER NOT NULL, backoff_base REAL NOT NULL, timeout REAL, "
-                   "run_at REAL NOT NULL, src TEXT NOT NULL, after TEXT)")
+                   "run_at REAL NOT NULL, src TEXT NOT NULL, after TEXT, label TEXT)")
     rows = _StageRows(specs, defaults, now)
     try:
         count = 0
@@ -215,7 +216,7 @@ def enqueue_stream(specs: Iterable[tuple[str, dict[str, Any]]], *, cwd: str | No
                 db.cursor().executemany(
                     "INSERT INTO temp.enqueue_stage VALUES "
                     "(coalesce(?1, lower(hex(randomblob(6)))), ?1 IS NULL, "
-                    "?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    "?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                     chunk,
                 )
                 count += len(chunk)
@@ -274,7 +275,8 @@ _PG_REDRAW_TAKEN = ("UPDATE pg_temp.enqueue_stage SET id = " + _PG_NEW_ID + " WH
 
 class _StageRows:
     """The stage's rows from ``(where, spec)`` pairs, defaults filled in: (id or None, command,
-    queue, priority, max_retries, backoff_base, timeout, run_at, where, after as JSON or None).
+    queue, priority, max_retries, backoff_base, timeout, run_at, where, after as JSON or None,
+    label).
     ``chained`` tells afterwards whether any spec named jobs to wait for."""
 
     def __init__(self, specs, defaults, now: float):
@@ -290,7 +292,7 @@ class _StageRows:
                    spec.get("priority", 0), spec.get("max_retries", defaults.max_retries),
                    spec.get("backoff_base", defaults.backoff_base),
                    spec.get("timeout", defaults.default_timeout), spec.get("run_at", now), where,
-                   json.dumps(after) if after else None)
+                   json.dumps(after) if after else None, spec.get("label"))
 
 
 _ANALYZE_AFTER = 10_000  # rows added by one bulk enqueue on PostgreSQL
@@ -305,7 +307,7 @@ def _enqueue_stream_pg(db, specs, defaults: dict, now: float, cwd: str, digest: 
                    "generated BOOLEAN NOT NULL, command TEXT NOT NULL, queue TEXT NOT NULL, "
                    "priority INTEGER NOT NULL, max_retries INTEGER NOT NULL, "
                    "backoff_base DOUBLE PRECISION NOT NULL, timeout DOUBLE PRECISION, "
-                   "run_at DOUBLE PRECISION NOT NULL, src TEXT NOT NULL, after TEXT)")
+                   "run_at DOUBLE PRECISION NOT NULL, src TEXT NOT NULL, after TEXT, label TEXT)")
     staged = _StageRows(specs, defaults, now)
     try:
         # The id is drawn here (no randomblob()); "generated" says whether it was.
@@ -316,7 +318,7 @@ def _enqueue_stream_pg(db, specs, defaults: dict, now: float, cwd: str, digest: 
             for chunk in chunked(rows, _STAGE_CHUNK):
                 execute_values(cursor, "INSERT INTO pg_temp.enqueue_stage (id, generated, command, "
                                "queue, priority, max_retries, backoff_base, timeout, run_at, src, "
-                               "after) VALUES %s", chunk, page_size=1000)
+                               "after, label) VALUES %s", chunk, page_size=1000)
                 count += len(chunk)
             while db.execute_sql(_PG_REDRAW_REPEATED).rowcount:
                 pass
@@ -337,9 +339,9 @@ def _enqueue_stream_pg(db, specs, defaults: dict, now: float, cwd: str, digest: 
                     db.execute_sql(
                         "INSERT INTO job (id, command, queue, state, priority, attempts, "
                         "max_retries, backoff_base, timeout, run_at, created_at, updated_at, cwd, "
-                        "env_digest, cancel_requested, rank) SELECT id, command, queue, %s, "
+                        "env_digest, cancel_requested, rank, label) SELECT id, command, queue, %s, "
                         "priority, 0, max_retries, backoff_base, timeout, run_at, %s, %s, %s, %s, "
-                        "false, priority - %s * run_at / 60.0 FROM pg_temp.enqueue_stage "
+                        "false, priority - %s * run_at / 60.0, label FROM pg_temp.enqueue_stage "
                         "ORDER BY rowid", (PENDING, now, now, cwd, digest, aging_rate()))
                     if staged.chained:
                         _stage_dependencies_pg(db, now)
@@ -430,9 +432,9 @@ def _move_stage(db, now: float, cwd: str, digest: str, data: str, chained: bool 
                 db.execute_sql(
                     "INSERT INTO job (id, command, queue, state, priority, attempts, max_retries, "
                     "backoff_base, timeout, run_at, created_at, updated_at, cwd, env_digest, "
-                    "cancel_requested, rank) SELECT id, command, queue, ?, priority, 0, "
+                    "cancel_requested, rank, label) SELECT id, command, queue, ?, priority, 0, "
                     "max_retries, backoff_base, timeout, run_at, ?, ?, ?, ?, 0, "
-                    "priority - ? * run_at / 60.0 FROM temp.enqueue_stage ORDER BY rowid",
+                    "priority - ? * run_at / 60.0, label FROM temp.enqueue_stage ORDER BY rowid",
                     (PENDING, now, now, cwd, digest, aging_rate()))
                 if chained:
                     _stage_dependencies(db, now)
@@ -834,7 +836,7 @@ def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
     *columns, version = rows[0]
     job = Job(**dict(zip(_JOB_COLUMNS, columns, strict=True)))
     number = _hot(_NEXT_NUMBER, (job.seq,)).fetchone()[0]
-    log_file = f"job{job.seq}-{number}.log"
+    log_file = log_name(job.id, job.seq, number)
     seq = _hot(_NEW_ATTEMPT, (job.seq, number, worker.id, worker.host, now,
                                                     log_file, token, job.run_at, job.queue)
                                 ).fetchall()[0][0]
@@ -843,6 +845,31 @@ def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
                       queue=job.queue)
     attempt.settings_version = version
     return job, attempt
+
+
+#: Characters a job id keeps in its log file's name; every other one is written %XX (UTF-8).
+_LOG_NAME_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+_LOG_NAME_PLAIN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+_LOG_NAME_ID_MAX = 100  # characters of the escaped id; the name stays far below NAME_MAX
+
+
+def log_name(job_id: str, seq: int, number: int) -> str:
+    """``ID@SEQ-ATTEMPT.log``: the job's id first, so that a file is found by its job (the
+    names once were ``job{seq}-{n}.log``, which read like the log of a job named ``job1``).
+    The id is made safe (``/``, ``@``, ``%``, spaces, a leading dot... written ``%XX``) and cut
+    at 100 characters; the internal number after ``@`` (never part of an escaped id) keeps
+    two jobs' names apart. Old attempts keep the name their row records."""
+    if not _LOG_NAME_PLAIN.fullmatch(job_id):
+        safe = "".join(ch if ch in _LOG_NAME_SAFE else "".join(
+            f"%{byte:02X}" for byte in ch.encode("utf-8", "surrogateescape")) for ch in job_id)
+        if safe.startswith("."):
+            safe = "%2E" + safe[1:]
+        if len(safe) > _LOG_NAME_ID_MAX:
+            safe = safe[:_LOG_NAME_ID_MAX]
+            cut = safe.rfind("%", len(safe) - 2)  # not inside an escape
+            safe = safe[:cut] if cut != -1 else safe
+        job_id = safe
+    return f"{job_id}@{seq}-{number}.log"
 
 
 def _finish(job: Job, attempt: Attempt, outcome: str, exit_code: int | None, error: str | None,
@@ -1309,13 +1336,16 @@ def dlq_retry(
     timeout: float | None = None,
     max_retries: int | None = None,
     now: float | None = None,
+    no_timeout: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> list[Job]:
-    """Move dead jobs back to pending with their attempts reset."""
+    """Move dead jobs back to pending with their attempts reset (``timeout``: a new time
+    limit; ``no_timeout``: none at all; ``progress`` hears how many moved, chunk by chunk)."""
     now = time.time() if now is None else now
     values: dict[str, Any] = {"state": PENDING, "attempts": 0, "run_at": now, "updated_at": now,
                               "finished_at": None, "last_error": None, "exit_code": None,
                               "cancel_requested": False}
-    if timeout is not None:
+    if timeout is not None or no_timeout:
         values["timeout"] = timeout
     if max_retries is not None:
         values["max_retries"] = max_retries
@@ -1331,6 +1361,8 @@ def dlq_retry(
                 seqs.append(job.seq)
         for chunk in chunked(seqs, IN_CHUNK):
             Job.update(**values).where(Job.seq.in_(chunk)).execute()
+            if progress is not None:
+                progress(len(chunk))
         _settle(seqs, now=now)  # their dependencies are checked again
     return [job for chunk in chunked(seqs, IN_CHUNK)
             for job in Job.select().where(Job.seq.in_(chunk))]
@@ -1385,19 +1417,21 @@ def delete(job_ids: list[str]) -> int:
         return _delete_seqs([j.seq for j in jobs])
 
 
-def clear(states: list[str] | None = None) -> int:
-    """Delete every job in the given states (default: all but running ones)."""
+def clear(states: list[str] | None = None, *,
+          progress: Callable[[int], None] | None = None) -> int:
+    """Delete every job in the given states (default: all but running ones); ``progress``
+    hears how many went, chunk by chunk."""
     states = [s for s in (states or NOT_RUNNING) if s != PROCESSING]
     with write_transaction():
         seqs = [j.seq for j in Job.select(Job.seq).where(Job.state.in_(states))]
-        return _delete_seqs(seqs)
+        return _delete_seqs(seqs, progress)
 
 
-def dlq_clear() -> int:
-    return clear([DEAD])
+def dlq_clear(*, progress: Callable[[int], None] | None = None) -> int:
+    return clear([DEAD], progress=progress)
 
 
-def _delete_seqs(seqs: list[int]) -> int:
+def _delete_seqs(seqs: list[int], progress: Callable[[int], None] | None = None) -> int:
     logs = logs_dir()
     chained = Dependency.select().exists()
     for chunk in chunked(seqs, IN_CHUNK):
@@ -1411,6 +1445,8 @@ def _delete_seqs(seqs: list[int]) -> int:
                     pass
         Attempt.delete().where(Attempt.job.in_(chunk)).execute()
         Job.delete().where(Job.seq.in_(chunk)).execute()
+        if progress is not None:
+            progress(len(chunk))
     # An environment holds the enqueuer's variables, secrets included: it goes with the last
     # job that refers to it (callers hold the write transaction, so no enqueue slips between).
     used = Job.select(Job.env_digest).where(Job.env_digest.is_null(False))
@@ -1463,7 +1499,7 @@ def restart(job_ids: list[str], *, now: float | None = None) -> list[Job]:
 
 
 #: What ``edit`` may change (``delay`` sets run_at from now).
-EDITABLE = ("command", "priority", "run_at", "delay", "max_retries", "timeout", "queue")
+EDITABLE = ("command", "priority", "run_at", "delay", "max_retries", "timeout", "queue", "label")
 
 
 def edit(job_id: str, changes: dict[str, Any], *, now: float | None = None) -> Job:
@@ -1539,6 +1575,15 @@ def set_limit(queue: str, limit: int | None) -> None:
             conflict_target=[Queue.name], update={Queue.max_running: limit}).execute()
 
 
+def queue_known(name: str) -> bool:
+    """Whether a job is in the queue or a worker takes from it by name (a worker of every
+    queue does not count: it would take from any name, typos included)."""
+    if JobCount.select().where(JobCount.queue == name, JobCount.n > 0).exists():
+        return True
+    return any(name in (row.queues or "").split(",")
+               for row in Worker.select(Worker.queues).where(Worker.queues.is_null(False)))
+
+
 def paused_all() -> bool:
     """Whether ``pause`` without a queue is in force (for queues not named since)."""
     return (Meta.get_or_none(Meta.key == PAUSED_ALL) or Meta(value="0")).value == "1"
@@ -1574,6 +1619,45 @@ def queue_state(name: str) -> dict[str, Any]:
         "limit": None if row is None else row.max_running,
         "running": running,
     }
+
+
+class Hold(NamedTuple):
+    """What holds a waiting job back besides time and workers (``holds``)."""
+
+    after: tuple[tuple[str, str | None], ...]  # dependencies not completed: (id, state)
+    paused: bool  # its queue is paused
+    running: int  # its queue's running jobs
+    limit: int | None  # its queue's running limit (None: no limit)
+
+    @property
+    def at_limit(self) -> bool:
+        return self.limit is not None and self.running >= self.limit
+
+
+def holds(jobs: Sequence[Job]) -> dict[int, Hold]:
+    """Job seq -> what holds it back, for the waiting (pending or failed) jobs among ``jobs``
+    (a page of a list or of the console): a few reads for the whole page, none per row."""
+    waiting = [job for job in jobs if job.state in CLAIMABLE]
+    if not waiting:
+        return {}
+    after: dict[int, list[tuple[str, str | None]]] = {}
+    chained = [job.seq for job in waiting if job.waiting_on]
+    for chunk in chunked(chained, IN_CHUNK):
+        for job_seq, dep_id, dep_state in _dependency_rows(chunk):
+            if dep_state != COMPLETED:
+                after.setdefault(job_seq, []).append((dep_id, dep_state))
+    every = paused_all()  # queues and their running counts: a row per queue, read whole
+    queues = {row.name: row for row in Queue.select()}
+    running = dict(JobCount.select(JobCount.queue, JobCount.n).where(
+        JobCount.state == PROCESSING).tuples())
+    result = {}
+    for job in waiting:
+        row = queues.get(job.queue)
+        paused = every if row is None or row.paused is None else bool(row.paused)
+        result[job.seq] = Hold(tuple(after.get(job.seq, ())), paused,
+                               int(running.get(job.queue) or 0),
+                               None if row is None else row.max_running)
+    return result
 
 
 def aging_rate() -> float:
@@ -1619,12 +1703,16 @@ def log_elsewhere(job: Job, attempt: Attempt, *, last: bool) -> tuple[str, str |
 def kept_output(job: Job, attempt: Attempt) -> tuple[bool, str | None]:
     """(ended, output kept in the database) of an attempt, read afresh: the job's last output
     once the attempt has ended, until a later attempt ends (its end replaces it)."""
-    current = Job.get_or_none(Job.seq == job.seq)  # first: a later end not seen below had
-    now = Attempt.get_or_none(Attempt.seq == attempt.seq)  # not happened when this was read
-    if current is None or now is None:
+    # In this order: the attempt, then the job (whose tail is then at least that end's: both
+    # are written in one transaction), then later ends (one after the job was read says None).
+    now = Attempt.get_or_none(Attempt.seq == attempt.seq)
+    if now is None:
         raise NotFound(f"job {job.id!r} was deleted")
     if now.finished_at is None:
         return False, None
+    current = Job.get_or_none(Job.seq == job.seq)
+    if current is None:
+        raise NotFound(f"job {job.id!r} was deleted")
     replaced = Attempt.select().where(Attempt.job == job.seq, Attempt.number > now.number,
                                       Attempt.finished_at.is_null(False)).exists()
     return True, None if replaced else current.output_tail
@@ -1690,7 +1778,7 @@ def _filtered(query, *, state: str | Iterable[str] | None = None,
                             else model.queue.in_(list(queue)))
     if search:  # contains() escapes LIKE's wildcards: "_" and "%" are searched for as text
         query = query.where(Job.id.contains(search) | Job.command.contains(search)
-                            | Job.last_error.contains(search))
+                            | Job.last_error.contains(search) | Job.label.contains(search))
     return query
 
 
@@ -1798,14 +1886,16 @@ def follow_look(job: Job, number: int) -> FollowLook | None:
 
 
 def wait(job_ids: list[str] | None = None, *, queues: list[str] | None = None,
-         timeout: float | None = None) -> Iterator[Job]:
+         timeout: float | None = None,
+         watching: Callable[[int], None] | None = None) -> Iterator[Job]:
     """Wait until the jobs named (and every job of ``queues``, jobs enqueued meanwhile
     included; every job when neither is given) are completed or dead: an iterator that yields
     each as it ends (its id, state, exit code and last error), the named ones that have ended
     already first, and stops when none is left.
     A named job deleted meanwhile is yielded with state DELETED. Raises NotFound for an
     unknown id here, before waiting; the iterator raises WaitTimeout when ``timeout`` seconds
-    (from this call) pass first. The jobs of queues are taken from this call on."""
+    (from this call) pass first. The jobs of queues are taken from this call on. ``watching``
+    hears how many jobs are waited for in all (ended ones included) as that grows."""
     deadline = None if timeout is None else time.monotonic() + timeout
     named: dict[int, str] = {}
     for job_id in job_ids or []:
@@ -1814,7 +1904,8 @@ def wait(job_ids: list[str] | None = None, *, queues: list[str] | None = None,
     looked = (time.time(), time.monotonic())  # before the first look: what ends after is news
     high = Job.select(fn.MAX(Job.seq)).scalar() or 0
     waiting = _unfinished(list(named), queues, every)
-    return _wait(named, queues, every, waiting, set(named) - waiting, high, deadline, looked)
+    return _wait(named, queues, every, waiting, set(named) - waiting, high, deadline, looked,
+                 watching)
 
 
 #: How long after it happened an end may be recorded and still be found by ``wait``'s quick look
@@ -1830,12 +1921,17 @@ LOOK_EVERY = 0.05
 
 def _wait(named: dict[int, str], queues: list[str] | None, every: bool, waiting: set[int],
           ended: set[int], high: int, deadline: float | None,
-          first_look: tuple[float, float]) -> Iterator[Job]:
+          first_look: tuple[float, float],
+          watching: Callable[[int], None] | None = None) -> Iterator[Job]:
     """Incremental: at each change only what may have changed is read (jobs past the ``high``
     seq watermark, attempts and dead jobs that ended since the last look, the counts), not
     every open job; a full look (every open job, as at the start) runs when the counts do not
     add up (a job deleted, moved, or whose end was recorded late), every FULL_LOOK seconds,
-    and at every look for up to IN_CHUNK named jobs (one statement)."""
+    and at every look for up to IN_CHUNK named jobs (one statement). ``watching`` hears how
+    many jobs are waited for in all (ended ones included) as that grows."""
+    total = len(waiting | ended)
+    if watching is not None:
+        watching(total)
     yield from _ended(sorted(ended), named)
     looked, full_at = first_look
     full_cost = 0.0
@@ -1845,10 +1941,15 @@ def _wait(named: dict[int, str], queues: list[str] | None, every: bool, waiting:
         with _read_snapshot():  # one view: the counts agree with the rows read
             ended = set()
             if scope:  # jobs enqueued since the last look (some may have ended already)
+                fresh = 0
                 for seq, job_state, queue in database.execute_sql(_sql(_NEW_JOBS), (high,)):
                     high = max(high, seq)
                     if not queues or queue in queues:
                         (ended if job_state in (COMPLETED, DEAD) else waiting).add(seq)
+                        fresh += 1
+                if fresh and watching is not None:
+                    total += fresh
+                    watching(total)
             ended |= _ended_since(waiting, looked - END_SLACK)
             waiting -= ended
             full = began - full_at >= max(FULL_LOOK, 100 * full_cost)
@@ -1867,7 +1968,7 @@ def _wait(named: dict[int, str], queues: list[str] | None, every: bool, waiting:
         if not waiting:
             return
         if deadline is not None and time.monotonic() >= deadline:
-            raise WaitTimeout(f"timed out with {len(waiting)} job(s) not finished")
+            raise WaitTimeout(_not_finished(waiting, named))
         spent = time.monotonic() - began
         # One look per LOOK_EVERY at most (draining workers commit hundreds of times a second):
         # each end is still reported within that long; a slow look, half the time at most.
@@ -1927,6 +2028,20 @@ def _job_rows(seqs: list[int]) -> Iterator[tuple]:
             yield from database.execute_sql(_JOB_ROWS, (json.dumps(chunk),))
         else:
             yield from database.execute_sql(_JOB_ROWS_PG, (list(chunk),))
+
+
+#: How many unfinished jobs a timed-out wait names (then a count of the rest).
+NAMED_AT_TIMEOUT = 10
+
+
+def _not_finished(waiting: set[int], named: dict[int, str]) -> str:
+    """The timeout's message: the first jobs still unfinished (by enqueue order), by id."""
+    first = sorted(waiting)[:NAMED_AT_TIMEOUT]
+    ids = dict(Job.select(Job.seq, Job.id).where(Job.seq.in_(first)).tuples())
+    shown = ", ".join(ids.get(seq) or named.get(seq) or f"#{seq}" for seq in first)
+    more = len(waiting) - len(first)
+    return (f"timed out with {len(waiting)} job(s) not finished: {shown}"
+            + (f" and {more} more" if more else ""))
 
 
 def _unfinished(seqs: list[int], queues: list[str] | None, every: bool) -> set[int]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from collections import Counter
 from typing import Any
@@ -24,23 +23,25 @@ from typing import Any
 from queuectl_tui.db import is_sqlite
 from queuectl_tui.errors import InvalidInput
 from queuectl_tui.models import CLAIMABLE_WHERE, FAILED_OUTCOMES_SQL, JobCount, database
+from queuectl_tui.spec import parse_seconds
 
 PERCENTILES = (50, 95, 99)
 SAMPLE_MAX = 10_000
 TOP_ERRORS = 5
 DEFAULT_WINDOW = 3600.0
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 
 
 def parse_duration(text: str) -> float:
-    """``90s``, ``30m``, ``1h``, ``2d``, ``1w`` -> seconds (more than 0)."""
-    match = _DURATION.match(text or "")
-    seconds = float(match.group(1)) * _UNITS[match.group(2)] if match else 0.0
-    if not match or seconds <= 0 or not math.isfinite(seconds):
-        raise InvalidInput(f"bad duration {text!r}: expected a number and a unit (s, m, h, d, w), "
-                           "e.g. 90s, 30m, 1h, 2d")
+    """``90s``, ``30m``, ``1h``, ``2d``, ``1w``, ``2h30m`` or plain seconds -> seconds (more
+    than 0), by ``spec.parse_seconds``."""
+    try:
+        seconds = parse_seconds(text)
+    except InvalidInput:
+        seconds = 0.0
+    if not seconds or seconds <= 0:
+        raise InvalidInput(f"bad duration {text!r}: expected seconds or a number and a unit "
+                           "(s, m, h, d, w), e.g. 90s, 30m, 1h, 2h30m, 2d")
     return seconds
 
 

@@ -2,8 +2,8 @@
 
 Times are UNIX seconds (floats) so that ordering and arithmetic are cheap and identical on
 SQLite and PostgreSQL; the faces render them as ISO-8601 UTC. Every job has an internal
-integer ``seq`` (insertion order, keyset pagination, log file names) besides the user-facing
-``id``, which is data only and never becomes part of a path.
+integer ``seq`` (insertion order, keyset pagination, what keeps log file names apart) besides
+the user-facing ``id``, which enters a path only escaped (``engine.log_name``).
 """
 
 from __future__ import annotations
@@ -154,6 +154,9 @@ class Job(BaseModel):
         return (self.state == PROCESSING and self.paused_token is not None
                 and self.paused_token == self.claim_token)
 
+    #: A free-text tag shown beside the id and found by ``--search`` (NULL: none).
+    label = TextField(null=True)
+
 
 #: The aging rate (``priority_aging``, points per minute) as SQL, read in the statement's own
 #: transaction. DOUBLE PRECISION is a REAL on SQLite too.
@@ -236,7 +239,7 @@ class Attempt(BaseModel):
     duration = DoubleField(null=True)
     outcome = CharField(null=True)  # an Outcome
     error = TextField(null=True)
-    log_file = CharField(null=True)  # relative to logs/, built from internal ids only
+    log_file = CharField(null=True)  # relative to logs/ (engine.log_name; older: job{seq}-{n}.log)
     claim_token = BigIntegerField(null=True)  # the job's claim_token when this attempt was claimed
     due_at = DoubleField(null=True)  # the job's run_at when claimed: waited = started_at - due_at
     # What the attempt's process tree cost, recorded when it ends (NULL: not measured).

@@ -7,6 +7,7 @@ and no click here (the CLI never imports textual; a worker imports neither).
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -169,13 +170,36 @@ def stop_failure(result: dict[str, list[int]], wait: float) -> str | None:
             f"{wait:g}s")
 
 
-def when(job: Job, now: float) -> str:
-    """When a job runs next (waiting), since when it runs, or how long ago it ended."""
+def stop_waiting(rows: list[tuple[int, str | None]], left: float) -> str:
+    """What ``worker stop`` waits for, as it waits: the workers still running and their jobs."""
+    each = ", ".join(f"worker {worker_id}" + (f" (running {job_id})" if job_id else "")
+                     for worker_id, job_id in rows)
+    return f"waiting up to {ago(math.ceil(left))} for {each} to finish"
+
+
+def when(job: Job, now: float, hold: engine.Hold | None = None) -> str:
+    """When a job runs next (waiting), since when it runs, or how long ago it ended. A due job
+    that something holds back (``hold``, from ``engine.holds``) says what: ``held``'s words."""
     if job.state in (PENDING, FAILED):
-        return "due" if job.run_at <= now else f"in {ago(job.run_at - now)}"
+        if job.run_at > now:
+            return f"in {ago(job.run_at - now)}"
+        return (held(hold) if hold is not None else None) or "due"
     if job.state == PROCESSING:
         return f"running {ago(now - (job.started_at or now))}"
     return f"{ago(now - (job.finished_at or job.updated_at))} ago"
+
+
+def held(hold: engine.Hold) -> str | None:
+    """What a due job waits for, in a narrow column (the short forms of ``explain``): ``after
+    build`` (``after build +2`` for three), ``paused``, ``limit 1/1``; None: nothing."""
+    if hold.after:
+        first = hold.after[0][0]
+        return f"after {first}" + (f" +{len(hold.after) - 1}" if len(hold.after) > 1 else "")
+    if hold.paused:
+        return "paused"
+    if hold.at_limit:
+        return f"limit {hold.running}/{hold.limit}"
+    return None
 
 
 def run_time(job: Job, now: float) -> str:
@@ -194,7 +218,8 @@ def run_time(job: Job, now: float) -> str:
 
 def job_dict(job: Job, *, full: bool = False) -> dict[str, Any]:
     data = {
-        "id": job.id, "command": job.command, "state": job.state, "attempts": job.attempts,
+        "id": job.id, "label": job.label, "command": job.command, "state": job.state,
+        "attempts": job.attempts,
         "max_retries": job.max_retries, "backoff_base": job.backoff_base, "timeout": job.timeout,
         "priority": job.priority, "queue": job.queue, "run_at": iso(job.run_at),
         "created_at": iso(job.created_at), "updated_at": iso(job.updated_at),
@@ -282,16 +307,17 @@ def _held(job: Job, now: float) -> list[str]:
     """What holds a waiting job back besides time and workers: its dependencies, its queue
     being paused or at its limit; with aging on, the priority it has reached."""
     reasons = []
-    if job.waiting_on:
-        deps = [f"{dep_id} ({dep_state or 'deleted'})"
-                for dep_id, dep_state in engine.dependencies(job) if dep_state != COMPLETED]
+    hold = engine.holds([job]).get(job.seq)  # the facts the When column's short forms come from
+    if hold is None:
+        return reasons
+    if hold.after:
+        deps = [f"{dep_id} ({dep_state or 'deleted'})" for dep_id, dep_state in hold.after]
         reasons.append(f"dependencies not completed yet: {', '.join(deps)}")
-    queue = engine.queue_state(job.queue)
-    if queue["paused"]:
+    if hold.paused:
         reasons.append(f"its queue {job.queue!r} is paused (resume --queue {job.queue})")
-    if queue["limit"] is not None and queue["running"] >= queue["limit"]:
+    if hold.at_limit:
         reasons.append(f"its queue {job.queue!r} is at its limit "
-                       f"({queue['running']} of {queue['limit']} running)")
+                       f"({hold.running} of {hold.limit} running)")
     if reasons and (aged := _aged(job, now)):
         reasons.append(aged[2:])
     return reasons

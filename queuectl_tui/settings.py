@@ -22,7 +22,7 @@ from peewee import SQL
 from queuectl_tui.db import write_transaction
 from queuectl_tui.errors import InvalidInput
 from queuectl_tui.models import AGING_RATE_SQL, CLAIMABLE, Job, Meta, Setting, database
-from queuectl_tui.spec import plain_number
+from queuectl_tui.spec import parse_seconds, plain_number
 
 
 class SettingSpec(NamedTuple):  # not a dataclass: ~1 ms less at every start
@@ -58,10 +58,14 @@ def _number(kind: type, low: float, high: float, *, optional: bool = False, unit
         if isinstance(raw, bool):
             raise ValueError("expected a number")
         try:
-            value = kind(raw.strip()) if isinstance(raw, str) else kind(raw)
-        except (TypeError, ValueError, OverflowError):
+            if unit == " s" and isinstance(raw, str):  # seconds: a duration too (5m, 1h30m)
+                value = parse_seconds(raw)
+            else:
+                value = kind(raw.strip()) if isinstance(raw, str) else kind(raw)
+        except (TypeError, ValueError, OverflowError, InvalidInput):
             raise ValueError(
-                f"expected {'a whole number' if kind is int else 'a number'}"
+                "expected a number of seconds or a duration such as 90s, 15m, 2h30m, 1d"
+                if unit == " s" else f"expected {'a whole number' if kind is int else 'a number'}"
             ) from None
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError("expected a finite number")

@@ -26,9 +26,11 @@ MAX_TIMEOUT = 30 * 86400.0
 MAX_DELAY = 10 * 365 * 86400.0
 _QUEUE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
+MAX_LABEL_CHARS = 200
+
 #: Keys a spec may carry; the record-shape keys are accepted for compatibility and checked.
 FIELDS = ("id", "command", "priority", "max_retries", "timeout", "backoff_base", "run_at",
-          "delay", "queue", "after")
+          "delay", "queue", "after", "label")
 RECORD_KEYS = ("scheduled_at", "state", "attempts", "created_at", "updated_at")
 
 
@@ -221,7 +223,7 @@ def normalize(raw: dict[str, Any], now: float | None = None, *,
         except InvalidInput as exc:
             exc.field = exc.field or name
             raise
-        if checked is not None:
+        if checked is not None or name in CLEARABLE:
             spec[name] = checked
     if "command" not in spec and not partial:
         raise InvalidInput("the job spec has no command", field="command")
@@ -246,7 +248,13 @@ def _checked_only(_: Any) -> None:
 
 #: Accepted key -> field (a '-' may stand for '_': see normalize); a dict: one lookup per key.
 _NAMES = {**{name: name for name in FIELDS + RECORD_KEYS}, "scheduled_at": "run_at"}
-_NULLABLE = {"id", "timeout", "run_at", "delay", "created_at", "updated_at", "after"}
+_NULLABLE = {"id", "run_at", "delay", "created_at", "updated_at", "after"}
+#: Optional fields whose "no value" is a value of its own, kept as None: a spec's
+#: ``"timeout": null`` (or ``"none"``) means no time limit, whatever ``default_timeout`` says
+#: (leaving the key out takes the default); ``edit`` clears these with it.
+CLEARABLE = frozenset({"timeout", "label"})
+
+
 def check_command(value: Any) -> str:
     if not isinstance(value, str):
         raise InvalidInput(f"command must be a string, not {type(value).__name__}")
@@ -273,6 +281,21 @@ def check_after(value: Any) -> list[str] | None:
             raise InvalidInput(f"after must hold non-empty job id strings, not {item!r}")
         ids[check_id(item)] = None
     return list(ids) or None
+
+
+def check_label(value: Any) -> str | None:
+    """A free-text tag shown beside the id (pueue's ``--label``); '' or null: none."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"label must be a string, not {_json(value)}")
+    if not value.strip():
+        return None
+    if len(value) > MAX_LABEL_CHARS:
+        raise InvalidInput(f"label must be at most {MAX_LABEL_CHARS} characters")
+    if not value.isprintable():  # one line, nothing a terminal would obey
+        raise InvalidInput(f"label {value!r} contains control characters")
+    return value
 
 
 def check_queue(value: Any) -> str:
@@ -320,8 +343,61 @@ def _float(name: str, value: Any, low: float, high: float) -> float:
     return float(value)
 
 
+#: A duration: parts of a number and a unit, largest unit first (``2h30m``, ``1d``, ``1.5h``).
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
+_UNIT_SECONDS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+DURATION_HELP = "a number of seconds or a duration such as 90s, 15m, 2h30m, 1d"
+
+
+def parse_seconds(value: Any, name: str = "seconds", *, none: bool = False) -> float | None:
+    """Seconds from a number or a text: ``90``, ``1.5``, or a duration ``90s``, ``15m``,
+    ``2h30m``, ``1d``, ``1w`` (plain numbers stay seconds). ``none``: ``none`` (and null)
+    means no value. The one parser of every option, spec key, setting and form field that
+    takes seconds; ranges are the caller's."""
+    if none and (value is None or (isinstance(value, str) and value.strip().lower() == "none")):
+        return None
+    if type(value) is float or type(value) is int:  # a JSON number (range checked by the caller)
+        if math.isfinite(value):
+            return float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        if _PLAIN_NUMBER.fullmatch(text):
+            number = float(text)
+            if math.isfinite(number):
+                return number
+        elif text:
+            parts = _DURATION_PART.findall(text)
+            units = [unit for _, unit in parts]
+            if ("".join(amount + unit for amount, unit in parts) == text
+                    and units == sorted(set(units), key=list(_UNIT_SECONDS).index)):
+                total = sum(float(amount) * _UNIT_SECONDS[unit] for amount, unit in parts)
+                if math.isfinite(total):
+                    return total
+    raise InvalidInput(f"{name} must be {DURATION_HELP}{' (or none)' if none else ''}, "
+                       f"not {_json(value)}")
+
+
+def _seconds(name: str, value: Any, low: float, high: float, *, none: bool = False
+             ) -> float | None:
+    """A field in seconds: a number or a duration text, within [low, high]."""
+    if (type(value) not in (str, float, int)) and (value is not None or not none):
+        return _float(name, value, low, high)  # says "must be a number, not true"
+    seconds = parse_seconds(value, name, none=none)
+    if seconds is None:
+        return None
+    if not low <= seconds <= high:
+        plain = isinstance(value, str) and _PLAIN_NUMBER.fullmatch(value.strip())
+        raise InvalidInput(f"{name} must be between {plain_number(low)} and {plain_number(high)}, "
+                           f"not {_json(seconds if plain else value)}")  # -5 as given, "40d"
+    return seconds
+
+
 def _json(value: Any) -> str:
-    """A value from a job spec as it was written in JSON (true, "high", null), not as Python."""
+    """A value from a job spec as it was written in JSON (true, "high", null), not as Python;
+    a whole number as one (-5, not -5.0: a command-line option may have made it a float)."""
+    if type(value) is float and value.is_integer() and abs(value) < 1e18:
+        return str(int(value))
     try:
         return json.dumps(value, ensure_ascii=False, allow_nan=True)
     except (TypeError, ValueError):
@@ -365,10 +441,11 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "queue": check_queue,
     "priority": lambda v: _int("priority", v, -MAX_PRIORITY, MAX_PRIORITY),
     "max_retries": lambda v: _int("max_retries", v, 0, MAX_RETRIES),
-    "timeout": lambda v: _float("timeout", v, 0.001, MAX_TIMEOUT),
+    "timeout": lambda v: _seconds("timeout", v, 0.001, MAX_TIMEOUT, none=True),
     "backoff_base": lambda v: _float("backoff_base", v, 1, 100),
-    "delay": lambda v: _float("delay", v, 0, MAX_DELAY),
+    "delay": lambda v: _seconds("delay", v, 0, MAX_DELAY),
     "after": check_after,
+    "label": check_label,
     "run_at": lambda v: parse_time(v, "run_at"),
     "created_at": lambda v: _checked_only(parse_time(v, "created_at")),
     "updated_at": lambda v: _checked_only(parse_time(v, "updated_at")),

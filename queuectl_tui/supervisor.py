@@ -153,9 +153,12 @@ def local_workers() -> list[tuple[Worker, psutil.Process | None]]:
     return [(row, procs.same_process(row.pid, row.proc_started)) for row in rows]
 
 
-def stop(*, force: bool = False, wait: float = 10.0, worker_ids: list[int] | None = None
+def stop(*, force: bool = False, wait: float = 10.0, worker_ids: list[int] | None = None,
+         waiting: Callable[[list[tuple[int, str | None]]], None] | None = None
          ) -> dict[str, list[int]]:
     """Signal our live workers (SIGTERM, or SIGUSR1 with force) and wait up to ``wait`` s.
+    ``waiting`` hears which workers still run and their jobs, (worker id, job id or None),
+    once the wait outlasts a moment and whenever that changes.
 
     Returns worker ids by what happened: stopped, still_running (finishing a job), gone
     (row left by a dead process: never signalled, its job recovered).
@@ -181,7 +184,17 @@ def stop(*, force: bool = False, wait: float = 10.0, worker_ids: list[int] | Non
             targets.append((row, proc))
         except psutil.NoSuchProcess:
             gone.append(row.id)
-    alive_pids = _wait_exit([p for _, p in targets], wait)
+    told: list[int] = []
+
+    def still(alive: set[int]) -> None:  # what the waiting caller is told, when it changes
+        ids = sorted(row.id for row, proc in targets if proc.pid in alive)
+        if ids != told:
+            told[:] = ids
+            jobs = dict(Worker.select(Worker.id, Worker.current_job)
+                        .where(Worker.id.in_(ids)).tuples()) if ids else {}
+            waiting([(worker_id, jobs.get(worker_id)) for worker_id in ids])
+
+    alive_pids = _wait_exit([p for _, p in targets], wait, still if waiting else None)
     if gone:
         engine.recover_lost()
     return {
@@ -228,16 +241,25 @@ def _running_process(job: Job) -> tuple[int, float]:
     return noted
 
 
-def _wait_exit(processes: list[psutil.Process], timeout: float) -> set[int]:
-    """PIDs of those still running after up to ``timeout`` s. A zombie has exited: only its
-    reaping is left, to whichever process inherited it (psutil.wait_procs would wait for that,
-    which a slow or non-reaping init never does)."""
-    deadline = time.monotonic() + timeout
+#: How long ``stop`` waits quietly: workers that were idle are gone by then.
+QUIET_WAIT = 0.5
+
+
+def _wait_exit(processes: list[psutil.Process], timeout: float,
+               waiting: Callable[[set[int]], None] | None = None) -> set[int]:
+    """PIDs of those still running after up to ``timeout`` s (``waiting`` hears them after
+    QUIET_WAIT s, at each look). A zombie has exited: only its reaping is left, to whichever
+    process inherited it (psutil.wait_procs would wait for that, which a slow or non-reaping
+    init never does)."""
+    start = time.monotonic()
+    deadline = start + timeout
     alive = list(processes)
     while True:
         alive = [p for p in alive if _running(p)]
         if not alive or time.monotonic() >= deadline:
             return {p.pid for p in alive}
+        if waiting is not None and time.monotonic() - start >= QUIET_WAIT:
+            waiting({p.pid for p in alive})
         time.sleep(0.02)
 
 

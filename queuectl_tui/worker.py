@@ -55,6 +55,7 @@ from queuectl_tui.db import (
     wait_change,
 )
 from queuectl_tui.models import Job, Outcome, WorkerStatus, database
+from queuectl_tui.visible import visible
 
 SETTINGS_REFRESH = 1.0  # how often the heartbeat thread checks the settings' version, seconds
 BEAT_RETRY = 0.25  # after a failed heartbeat, the next try comes this soon (or sooner), seconds
@@ -138,6 +139,18 @@ class WorkerLoop:
             self.interrupts += 1
             if self.interrupts > 1:
                 self.force = True
+            elif self._running is not None:  # else it stops at once, and says so
+                self._tell(f"stopping after {self._running.id} ends; Ctrl+C again kills it")
+
+    def _tell(self, message: str) -> None:
+        """A line on stderr from a signal handler: one os.write, no buffered stream (the
+        main thread may be inside print on the same stream)."""
+        worker = f"worker {self.row.id}: " if self.row is not None else ""
+        try:
+            os.write(2, f"{time.strftime('%H:%M:%S')} {worker}{visible(message)}\n"
+                     .encode("utf-8", "replace"))
+        except OSError:
+            pass
 
     def _on_force(self, signum, frame) -> None:
         self.stop_requests += 1

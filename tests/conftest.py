@@ -26,6 +26,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "sqlite_only: reads or locks the SQLite file itself")
     config.addinivalue_line("markers", "both_backends: runs on SQLite and on PostgreSQL")
     config.addinivalue_line("markers", "netns: two hosts in network namespaces (root, PostgreSQL)")
+    config.addinivalue_line("markers", "slow: takes a minute or more (installs a virtualenv); "
+                                       "-m 'not slow' leaves it out, the whole suite runs it")
 
 
 def pytest_generate_tests(metafunc):

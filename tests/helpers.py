@@ -61,6 +61,39 @@ def run_cli(home: Path, *args: str, input: str | None = None, timeout: float = 6
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+def run_here(*args: str, input: str = "", env: dict[str, str] | None = None) -> Result:
+    """The CLI in this process, on the database the test opened (``db``): what it printed and
+    its exit code, without a new interpreter (~0.15 s a call). Standard input and output are
+    pipes as far as it can tell; for what needs a process of its own (workers, signals, a
+    terminal), run_cli."""
+    import contextlib
+    import io
+
+    from queuectl_tui import cli
+
+    stdin = io.TextIOWrapper(io.BytesIO(input.encode()), encoding="utf-8")
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)
+    err = io.StringIO()
+    code = 0
+    saved = {key: os.environ.get(key) for key in env or {}}
+    os.environ.update(env or {})
+    old_stdin, sys.stdin = sys.stdin, stdin
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                cli.main(list(args))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.stdin = old_stdin
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return Result(code, out.buffer.getvalue().decode(), err.getvalue())
+
+
 def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.02,
              message: str = "condition") -> Any:
     """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""

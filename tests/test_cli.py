@@ -268,8 +268,8 @@ def test_failures_go_to_the_dlq_after_backoff_and_come_back(cli, db, home):
     # One numbering: the fourth run is attempt 4 everywhere; the budget is shown as such.
     assert job["why"] == "in the DLQ after 4 attempts: exit code 3"
     text = ok(cli("show", "flaky")).out
-    assert re.search(r"^attempts +4$", text, re.M) and re.search(
-        r"^retry budget +0 of 0 used$", text, re.M
+    assert re.search(r"^attempts\s+4$", text, re.M) and re.search(
+        r"^retry budget\s+0 of 0 used$", text, re.M
     )
     assert ok(cli("logs", "flaky", "--attempt", "4")).out == "run 4\n"
     assert "numbered 1 to 4" in user_error(cli("logs", "flaky", "--attempt", "5"), 1)
@@ -488,9 +488,7 @@ def test_files_are_private_whatever_the_umask(home):
     )
     files = sorted(p for p in home.rglob("*"))
     names = {p.relative_to(home).as_posix() for p in files}
-    assert {"queuectl.db", "logs", "logs/workers.log"} <= names and any(
-        n.endswith(".log") and "job" in n for n in names
-    )
+    assert {"queuectl.db", "logs", "logs/workers.log", "logs/j@1-1.log"} <= names
     assert home.stat().st_mode & 0o777 == 0o700
     for path in files:
         want = 0o700 if path.is_dir() else 0o600
@@ -504,7 +502,7 @@ def test_queuectl_db_and_db_option_point_elsewhere(home, tmp_path):
     ok(run_cli(home, "enqueue", "--id", "there", "echo there", env=env))
     ok(run_cli(home, "worker", "start", "--foreground", "--burst", env=env))
     assert other.exists() and not home.exists()
-    assert (other.parent / "logs").is_dir() and list((other.parent / "logs").glob("job*.log"))
+    assert (other.parent / "logs").is_dir() and list((other.parent / "logs").glob("there@*.log"))
     assert ok(run_cli(home, "show", "there", "--json", env=env)).json()["state"] == "completed"
     # --db wins over QUEUECTL_DB
     ok(run_cli(home, "--db", str(third), "enqueue", "--id", "third", "true", env=env))
@@ -540,7 +538,8 @@ def test_the_cli_never_imports_textual(home):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="off Linux, liveness asks psutil")
 def test_enqueue_and_status_load_neither_psutil_nor_migrations_nor_rich(home, db, backend):
     """A cold start pays only for what the command does: the liveness check of a worker on
-    this host reads /proc, migrations load when an upgrade runs, rich only on a terminal;
+    this host reads /proc, migrations load when an upgrade runs, rich (tables, progress bars)
+    only on a terminal;
     paths are text (pathlib loads urllib and ipaddress); on a database file, the PostgreSQL
     driver peewee would import stays out. A database URL is read with urllib.parse, and its
     logs live under a home directory (pathlib)."""
@@ -557,7 +556,8 @@ def test_enqueue_and_status_load_neither_psutil_nor_migrations_nor_rich(home, db
     # What the interpreter loads before any of ours (an editable install's import hook loads
     # pathlib, say) is not the command's doing.
     _, startup = imported("-c", "pass")
-    for args in (("enqueue", "true"), ("status",), ("--db", str(home / "queuectl.db"), "status")):
+    for args in (("enqueue", "true"), ("status",), ("--db", str(home / "queuectl.db"), "status"),
+                 ("list",), ("clear", "--yes", "--state", "completed")):  # tables, bars: piped
         proc, modules = imported("-m", "queuectl_tui", *args)
         modules = [m for m in modules if m not in startup]
         assert "queuectl_tui.engine" in modules  # the report is what we think it is
@@ -576,9 +576,10 @@ def test_enqueue_and_status_load_neither_psutil_nor_migrations_nor_rich(home, db
     {"pending": 1, "processing": 0, "completed": 0, "failed": 0, "dead": 0},
     {"pending": 123456789, "processing": 12, "completed": 98765432101, "failed": 0, "dead": 7},
 ])
-def test_status_without_a_terminal_prints_what_rich_prints(monkeypatch, capsys, jobs):
-    """Off a terminal status skips rich (its import is a third of a cold start): the same text
-    as rich prints there, however wide the figures."""
+def test_status_without_a_terminal_is_a_tab_separated_table_then_lines(monkeypatch, capsys,
+                                                                        jobs):
+    """Off a terminal status is the counts as a header line and a row, tab-separated (rich, a
+    third of a cold start, is not loaded), then its lines; on any COLUMNS."""
     from queuectl_tui import cli as climod
 
     data = {"jobs": jobs, "total": sum(jobs.values()), "workers": {"alive": 3, "busy": 12345},
@@ -589,8 +590,12 @@ def test_status_without_a_terminal_prints_what_rich_prints(monkeypatch, capsys, 
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         assert climod.piped()
-        climod._status_rich(data)
-        assert capsys.readouterr().out == "\n".join(climod._status_lines(data)) + "\n", env
+        climod._print_status(data, climod.piped())
+        assert capsys.readouterr().out.splitlines() == [
+            "pending\tprocessing\tcompleted\tfailed\tdead\ttotal",
+            "\t".join(str(jobs[s]) for s in ("pending", "processing", "completed", "failed",
+                                            "dead")) + f"\t{sum(jobs.values())}",
+            "workers: 3 alive, 12345 busy", "oldest pending: 1h02m"], env
 
 
 def test_piped_tables_keep_each_row_on_one_line_whole(cli, home):
@@ -745,10 +750,10 @@ def test_logs_of_an_attempt_on_another_host_say_where_and_show_the_tail_kept(cli
                env=cli_env(home / "afar", QUEUECTL_HOSTNAME="afar",
                            QUEUECTL_DB=helpers.DB_URL or str(home / "queuectl.db"))))
     for logs in (home / "logs", home / "afar" / "logs"):  # only on that machine's disk
-        (logs / "job1-1.log").unlink(missing_ok=True)
+        (logs / "j@1-1.log").unlink(missing_ok=True)
     shown = cli("logs", "j")
     assert ok(shown).out == "from afar\nline two\n"
-    assert "is on host afar (job1-1.log in the logs directory of the worker there)" in shown.err
+    assert "is on host afar (j@1-1.log in the logs directory of the worker there)" in shown.err
     from queuectl_tui.tui import data
     [attempt] = data.read_detail("j", time.time()).attempts
     assert attempt["log_path"] is None and "on host afar" in attempt["log_note"]
@@ -794,7 +799,7 @@ def test_logs_follow_an_attempt_running_on_another_host_through_the_database(cli
     assert [proc.returncode for proc in followers] == [0, 0], outs
     for out, err in outs:
         assert out == "from afar\n"
-        assert "the log of attempt 1 is on host afar (job1-1.log" in err
+        assert "the log of attempt 1 is on host afar (j@1-1.log" in err
         assert "Traceback" not in err
 
 

@@ -553,3 +553,74 @@ def test_job_dict_carries_the_documented_fields_in_utc(add):
     assert set(data) >= JOB_KEYS
     check_job_json(data)
     assert data["created_at"] == spec.iso(T0) == "2027-01-15T08:00:00.000Z"
+
+
+# --- what holds a due job back (the When column) -------------------------------------------------
+
+def test_holds_say_what_each_waiting_job_of_a_page_waits_for_in_a_few_reads(add, worker, db):
+    add("build", queue="ci")
+    add("test", queue="ci")
+    add("deploy", queue="ci", after=["build", "test"])
+    add("gpu1", queue="gpu")
+    add("gpu2", queue="gpu")
+    add("held", queue="frozen")
+    add("free")
+    engine.set_limit("gpu", 1)
+    engine.pause(["frozen"])
+    engine.claim(engine.register_worker(["gpu"], now=T0), now=T0 + 1)  # gpu1 runs
+    page = engine.jobs_page(limit=100)
+    statements = []
+    db.execute_sql = _counting(db.execute_sql, statements)
+    try:
+        holds = engine.holds(page)
+    finally:
+        del db.execute_sql
+    assert 1 <= len(statements) <= 4  # deps, paused_all, queues, running counts: not per row
+    said = {job.id: present.when(job, T0 + 2, holds.get(job.seq)) for job in page}
+    assert said == {"build": "due", "test": "due", "deploy": "after build +1",
+                    "gpu1": "running 1s", "gpu2": "limit 1/1", "held": "paused", "free": "due"}
+    by_id = {job.id: job for job in page}
+    assert holds[by_id["deploy"].seq].after == (("build", "pending"), ("test", "pending"))
+    # explain says the same, in words
+    assert "dependencies not completed yet: build (pending), test (pending)" in present.explain(
+        by_id["deploy"], now=T0 + 2)
+    assert "at its limit (1 of 1 running)" in present.explain(by_id["gpu2"], now=T0 + 2)
+    # a job not yet due says when, whatever holds it
+    assert present.when(by_id["held"], T0 - 60, holds[by_id["held"].seq]) == "in 1m00s"
+
+
+def _counting(execute, statements):
+    def run(sql, *args, **kwargs):
+        statements.append(sql)
+        return execute(sql, *args, **kwargs)
+    return run
+
+
+# --- log file names -------------------------------------------------------------------------------
+
+def test_log_files_are_named_by_their_job_not_like_another_jobs_id(add, worker, tmp_path):
+    """``job1-1.log`` once belonged to internal number 1, whatever its id: a job named job1
+    had someone else's log name. The name now starts with the job's own id (made safe)."""
+    add("first")  # internal number 1
+    add("job1")  # internal number 2
+    add("../a%b/c")
+    names = {}
+    for _ in range(3):
+        job, attempt = engine.claim(worker, now=T0 + 1)
+        names[job.id] = attempt.log_file
+        engine.finish(job, attempt, outcome="completed", exit_code=0, now=T0 + 2)
+    assert names == {"first": "first@1-1.log", "job1": "job1@2-1.log",
+                     "../a%b/c": "%2E.%2Fa%25b%2Fc@3-1.log"}
+    assert engine.log_path(Attempt.get(Attempt.log_file == names["../a%b/c"])).parent == (
+        engine.logs_dir())
+
+
+def test_an_old_databases_log_names_are_still_read(add, worker, cli):
+    """Attempts keep the name their row records: those of before stay readable."""
+    add("j")
+    job, attempt = engine.claim(worker, now=T0 + 1)
+    engine.finish(job, attempt, outcome="completed", exit_code=0, now=T0 + 2)
+    Attempt.update(log_file="job1-1.log").where(Attempt.seq == attempt.seq).execute()
+    (engine.logs_dir() / "job1-1.log").write_text("from an older release\n")
+    result = cli("logs", "j")
+    assert (result.code, result.out) == (0, "from an older release\n")

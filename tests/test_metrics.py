@@ -378,12 +378,13 @@ def test_the_rollups_agree_with_a_full_scan_of_a_random_history(db, tmp_path, se
 
 
 @pytest.mark.parametrize("text, seconds", [("90s", 90), ("30m", 1800), ("1h", 3600), ("2d", 172800),
-                                           ("1.5h", 5400), ("1w", 604800)])
+                                           ("1.5h", 5400), ("1w", 604800), ("2h30m", 9000),
+                                           ("10", 10)])
 def test_parse_duration(text, seconds):
     assert metrics.parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "10", "5x", "-1h", "0m", "h", "1e999h"])
+@pytest.mark.parametrize("text", ["", "0", "5x", "-1h", "0m", "h", "1e999h"])
 def test_parse_duration_refuses(text):
     with pytest.raises(InvalidInput):
         metrics.parse_duration(text)
@@ -413,7 +414,7 @@ def test_stats_json_text_window_and_queue(recent, cli, home):
     only_b = ok(cli("stats", "--json", "--queue", "b", "--since", "2h")).json()
     assert list(only_b["queues"]) == ["b"] and only_b["overall"]["completed"] == 1
     text = ok(cli("stats", env=cli_env(home, COLUMNS="80"))).out
-    assert "all queues          3       3     1     0.05    50.0%         0.20" in text
+    assert "all queues\t3\t3\t1\t0.05\t50.0%\t0.20\n" in text  # piped: tab-separated
     assert "oldest due: b4 in queue b" in text and "exit code 3" in text
     assert max(map(len, text.splitlines())) <= 80
 

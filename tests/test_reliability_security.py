@@ -56,7 +56,7 @@ def test_every_directory_and_file_is_created_private_even_with_umask_0(tmp_path)
         assert mode(directory) == 0o700, f"{directory} is {oct(mode(directory))}"
     files = [p for p in home.rglob("*") if p.is_file()]
     assert {p.name for p in files} >= {"queuectl.db", "workers.log", "queuectl.db-wal"}
-    assert any(p.name.startswith("job") for p in files)
+    assert any(p.name == "j@1-1.log" for p in files)  # the job's log
     for path in files:
         assert mode(path) == 0o600, f"{path} is {oct(mode(path))}"
     ok(run_cli(home, "worker", "stop", str(worker["id"])))
@@ -103,11 +103,13 @@ def test_log_paths_never_come_from_job_ids_or_commands(cli, home, tmp_path):
         job = ok(cli("show", job_id, "--json")).json()
         assert job["state"] == "completed"
         log = Path(job["attempt_list"][0]["log_file"])
-        assert log.parent == home / "logs" and re.fullmatch(r"job\d+-\d+\.log", log.name), log
+        assert log.parent == home / "logs" and re.fullmatch(r"[\w%-][\w.%-]*@\d+-\d+\.log",
+                                                            log.name), log
         assert ok(cli("logs", job_id)).out == f"output of {job_id}\n"
     names = sorted(p.relative_to(home).as_posix() for p in home.rglob("*"))
     assert all(n in ("queuectl.db", "logs", "logs/workers.log", "logs/writers.lock") or
-               (n.startswith("logs/job") and n.endswith(".log")) for n in names), names
+               (n.startswith("logs/") and n.count("/") == 1 and "@" in n and n.endswith(".log"))
+               for n in names), names
     # Nothing was created where the ids point.
     found = [p for base in (Path("/tmp"), home.parent, home.parent.parent, tmp_path.parent)
              for p in base.glob(f"*{marker}*")]
@@ -305,7 +307,7 @@ def test_a_symlink_at_a_log_path_is_replaced_not_followed(cli, home, tmp_path):
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
     ok(cli("enqueue", "--id", "j", "echo job output"))
-    log = home / "logs" / "job1-1.log"  # the first job's first attempt
+    log = home / "logs" / "j@1-1.log"  # the first job's first attempt
     log.symlink_to(victim)
     ok(cli("worker", "start", "--foreground", "--burst"))
     assert victim.read_text() == "precious\n"
@@ -317,7 +319,7 @@ def test_a_log_file_made_before_the_attempt_never_sees_its_output(cli, home):
     """A file already at the log's path (a leftover, or one held open by a reader) is not
     reused: the attempt writes a new file, so an open handle on the old one reads nothing."""
     ok(cli("enqueue", "--id", "j", "echo job output"))
-    log = home / "logs" / "job1-1.log"
+    log = home / "logs" / "j@1-1.log"
     log.write_text("")
     with open(log) as held:
         ok(cli("worker", "start", "--foreground", "--burst"))
@@ -328,7 +330,7 @@ def test_a_log_file_made_before_the_attempt_never_sees_its_output(cli, home):
 def test_a_log_path_held_by_another_user_fails_the_attempt(cli, home):
     _needs_root_for_chown()
     ok(cli("enqueue", "--id", "j", "--max-retries", "0", "echo job output"))
-    log = home / "logs" / "job1-1.log"
+    log = home / "logs" / "j@1-1.log"
     log.write_text("theirs\n")
     os.chown(log, NOBODY, NOBODY)
     ok(cli("worker", "start", "--foreground", "--burst"))

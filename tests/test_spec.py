@@ -94,7 +94,11 @@ def test_time_without_zone_is_local_time(monkeypatch):
         ({"command": "x", "max_retries": 1e300}, "between"),
         ({"command": "x", "timeout": 0}, "timeout must be between"),
         ({"command": "x", "timeout": float("inf")}, "timeout must be a number"),
-        ({"command": "x", "timeout": "10"}, "timeout must be a number"),
+        ({"command": "x", "timeout": "ten"}, "timeout must be a number of seconds or a duration"),
+        ({"command": "x", "timeout": "30m2h"}, "timeout must be a number of seconds"),
+        ({"command": "x", "delay": "40000d"}, "delay must be between"),
+        ({"command": "x", "label": 5}, "label must be a string"),
+        ({"command": "x", "label": "two\nlines"}, "control characters"),
         ({"command": "x", "backoff_base": 0.5}, "backoff_base"),
         ({"command": "x", "delay": -1}, "delay"),
         ({"command": "x", "queue": "has space"}, "bad queue"),
@@ -162,3 +166,37 @@ def test_values_seen_before_are_checked_as_strictly():
     assert spec.normalize({"command": "échos é", "queue": "emails"})["command"] == "échos é"
     with pytest.raises(InvalidInput, match="longer than"):
         spec.normalize({"command": "é" * (spec.MAX_COMMAND_BYTES // 2 + 1)})
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("90", 90), ("1.5", 1.5), ("90s", 90), ("15m", 900), ("2h30m", 9000), ("1d", 86400),
+    ("1.5h", 5400), ("1w2d", 9 * 86400), (" 2H ", 7200), (45, 45), (2.5, 2.5)])
+def test_durations_are_seconds_wherever_seconds_are_taken(text, seconds):
+    assert spec.parse_seconds(text) == seconds
+    assert spec.normalize({"command": "x", "timeout": text})["timeout"] == seconds
+    assert spec.normalize({"command": "x", "delay": text}, now=NOW)["run_at"] == NOW + seconds
+
+
+@pytest.mark.parametrize("text", ["", "h", "5x", "-1h", "30m2h", "1h1h", "nan", "inf", "1e999"])
+def test_what_is_not_a_duration_is_refused(text):
+    with pytest.raises(InvalidInput, match="a number of seconds or a duration"):
+        spec.parse_seconds(text)
+
+
+def test_a_null_timeout_means_no_time_limit_and_a_missing_one_the_default():
+    """Leaving "timeout" out takes default_timeout (engine); null or "none" is no limit."""
+    assert "timeout" not in spec.normalize({"command": "x"})
+    for value in (None, "none", "NONE"):
+        assert spec.normalize({"command": "x", "timeout": value}) == {"command": "x",
+                                                                      "timeout": None}
+    assert spec.normalize({"timeout": None, "label": ""}, partial=True) == {"timeout": None,
+                                                                         "label": None}
+
+
+def test_whole_numbers_are_written_whole_in_errors():
+    with pytest.raises(InvalidInput, match=r"not -5$"):
+        spec.normalize({"command": "x", "timeout": -5.0})
+    with pytest.raises(InvalidInput, match=r"not -5$"):
+        spec.normalize({"command": "x", "timeout": "-5"})
+    with pytest.raises(InvalidInput, match=r"not 1000$"):
+        spec.normalize({"command": "x", "max_retries": 1000.0})

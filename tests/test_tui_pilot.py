@@ -833,3 +833,33 @@ async def test_detail_keys_pause_the_jobs_queue_and_edit_the_job(seeded):
         await until(pilot, lambda: app.screen is detail, message="back on the detail")
         await pilot.press("p")
         await until(pilot, lambda: not queue_row("media")["paused"], message="media resumed")
+
+
+async def test_the_forms_take_durations_and_none_for_no_time_limit(seeded):
+    """With default_timeout set, the enqueue form's 'none' gives a job no time limit and the
+    edit form's takes one away; delays are durations, as on the command line."""
+    from queuectl_tui import engine, settings
+    from queuectl_tui.tui.screens.modals import EditModal, EnqueueModal
+
+    settings.set_value("default_timeout", "1h")
+    engine.edit("warm-cache", {"timeout": 30})
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("n")
+        modal = await until(pilot, lambda: isinstance(app.screen, EnqueueModal) and app.screen, message="the form")
+        for name, value in (("command", "echo unlimited"), ("id", "unlimited"), ("timeout", "none"),
+                            ("delay", "15m")):
+            modal.query_one(f"#f-{name}").value = value
+        await pilot.press("ctrl+s")
+        created = await until(pilot, lambda: job("unlimited"), message="the new job")
+        assert (created.timeout, created.run_at) == (None, NOW + 900)
+        await until(pilot, lambda: not isinstance(app.screen, EnqueueModal), message="the form closing")
+        await select(pilot, "warm-cache")
+        await pilot.press("E")
+        modal = await until(pilot, lambda: isinstance(app.screen, EditModal) and app.screen, message="the edit form")
+        assert modal.query_one("#f-timeout").value == "30"
+        modal.query_one("#f-timeout").value = "none"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: not isinstance(app.screen, EditModal), message="the edit form closing")
+        assert job("warm-cache").timeout is None

@@ -159,6 +159,23 @@ def test_main_screen_says_which_queues_are_paused(snap_compare, seeded):
     assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run("6"))
 
 
+def test_blocked_jobs_say_what_they_wait_for(snap_compare, seeded):
+    """The Pending tab: a due job's When says what holds it (after a job, a paused queue, a
+    queue at its limit) instead of "due"; a label is shown beside its job's id."""
+    from queuectl_tui import engine, spec
+    from tui_support import NOW, SEED_CWD
+
+    _queue_settings()
+    engine.set_limit("reports", 0)
+    engine.enqueue([spec.normalize({"id": "site", "command": "./publish.sh",
+                                    "label": "weekly", "after": ["warm-cache"]}),
+                    spec.normalize({"id": "refund-batch", "command": "./refunds.sh",
+                                    "queue": "payments"}),
+                    spec.normalize({"id": "report-q4", "command": "./report.sh q4",
+                                    "queue": "reports"})], cwd=SEED_CWD, now=NOW)
+    assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run("2"))
+
+
 def test_edit_form_refuses_a_bad_value(snap_compare, seeded):
     """The edit form on a pending job (third row), its values filled in, a bad priority refused."""
     keys = ["down", "down", "E", "tab", "ctrl+a", "ctrl+k", *"high", "ctrl+s"]

@@ -86,6 +86,7 @@ class Page:
     has_prev: bool
     costs: dict[int, tuple] | None = None  # job seq -> its last attempt's (cpu, peak, processes)
     runs: dict[int, int] = field(default_factory=dict)  # job seq -> its latest attempt's number
+    holds: dict[int, Any] = field(default_factory=dict)  # job seq -> engine.Hold (waiting jobs)
 
 
 @dataclass
@@ -121,7 +122,8 @@ def read_page(view: View, limit: int, counts: dict[str, int] | None = None) -> P
         counts = counts if counts is not None else engine.counts()
         total = counts[view.state] if view.state else sum(counts.values())
     costs = engine.last_costs([job.seq for job in rows]) if view.state in COSTED else None
-    return Page(view, rows, total, has_next, has_prev, costs, latest_attempts([job.seq for job in rows]))
+    return Page(view, rows, total, has_next, has_prev, costs, latest_attempts([job.seq for job in rows]),
+                engine.holds(rows))
 
 
 def latest_attempts(seqs: list[int]) -> dict[int, int]:

@@ -280,6 +280,8 @@ class JobDetailScreen(Screen):
         pairs = [(k, fields.get(k)) for k in FIELDS]
         if detail.dependencies:  # after the queue: what the job waits for, each with its state
             pairs.insert(FIELDS.index("queue") + 1, ("after", dependencies_text(detail.dependencies)))
+        if fields.get("label"):  # beside the id, as on the main screen
+            pairs.insert(1, ("label", fields["label"]))
         columns = 2 if wide else 1
         for _ in range(columns):
             grid.add_column(style="bold", no_wrap=True)

@@ -22,7 +22,7 @@ from queuectl_tui.models import COMPLETED, DEAD, FAILED, PENDING, PROCESSING, Jo
 from queuectl_tui.tui import data
 from queuectl_tui.tui.reads import OneRead
 from queuectl_tui.tui.widgets import CountsHeader, JobsTable, KeyBar, TabBar, ThroughputLine, WorkersPane
-from queuectl_tui.tui.widgets.jobs_table import job_columns
+from queuectl_tui.tui.widgets.jobs_table import job_columns, when_width
 from queuectl_tui.visible import visible
 
 #: (tab id, label, state); the number keys pick them in this order.
@@ -100,6 +100,7 @@ class MainScreen(Screen):
         self._status_busy = False
         self._cursor_to: str | None = None
         self._cursor_edge = 0  # +1/-1: put the cursor on the first/last row of the next page shown
+        self._when_width = 0  # the widest When text of the page shown (job_columns fits it)
         self._problem: str | None = None
         self._read_since = 0.0
         self._filter_timer = None
@@ -166,7 +167,8 @@ class MainScreen(Screen):
     def _layout_columns(self) -> bool:
         width = self.size.width or self.app.size.width
         return self.table.set_layout(job_columns(width, self.view.state == DEAD,
-                                                 self.view.state in data.COSTED))
+                                                 self.view.state in data.COSTED,
+                                                 self._when_width))
 
     # -- reading ------------------------------------------------------------------------
     def on_screen_resume(self) -> None:
@@ -258,6 +260,10 @@ class MainScreen(Screen):
     def _show_page(self, page: data.Page) -> None:
         now = self.app.clock()
         self.jobs = {job.id: job for job in page.jobs}
+        fit = when_width(page, now)  # the When column as wide as what its jobs wait for
+        if fit != self._when_width:
+            self._when_width = fit
+            self._layout_columns()
         if self._cursor_edge and page.jobs:
             self._cursor_to = page.jobs[0 if self._cursor_edge > 0 else -1].id
             self._cursor_edge = 0

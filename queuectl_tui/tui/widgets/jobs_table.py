@@ -31,10 +31,21 @@ WAITING_OR_RUNNING = (PENDING, FAILED, PROCESSING)
 SCROLLBAR = 0  # the jobs table has no vertical scrollbar (see app.tcss)
 
 
-def job_columns(width: int, dlq: bool, costs: bool = False) -> tuple[Column, ...]:
+#: The widest the When column grows to fit what its jobs wait for ("after report-chunk-17").
+WHEN_MAX = 24
+
+
+def when_width(page, now: float) -> int:
+    """The widest When text of a page of jobs (data.Page): what job_columns sizes it to."""
+    return max((len(when(job, now, page.holds.get(job.seq))) for job in page.jobs
+                if job.state in WAITING_OR_RUNNING), default=0)
+
+
+def job_columns(width: int, dlq: bool, costs: bool = False, when: int = 0) -> tuple[Column, ...]:
     """Columns that fill the table's width exactly: fixed narrow ones, the rest shared out.
     Below 100 columns the priority and duration columns go (the detail screen has them).
-    ``costs``: what the last attempt used (CPU time, peak memory), for finished jobs."""
+    ``costs``: what the last attempt used (CPU time, peak memory), for finished jobs.
+    ``when``: the widest When text shown (up to WHEN_MAX), which the column grows to fit."""
     wide = width >= 100
     # The attempt number counts every run; the retry budget is apart (``present.retries``).
     tries = [Column("attempt", "Attempt" if wide else "Att", 7 if wide else 3),
@@ -55,6 +66,13 @@ def job_columns(width: int, dlq: bool, costs: bool = False) -> tuple[Column, ...
         fixed += [Column("cpu", "CPU", 6), Column("peak", "Peak", 6)]
     count = len(fixed) + 4  # mark, id, command, error
     flex = max(0, width - SCROLLBAR - 2 * count - 1 - sum(c.width for c in fixed))
+    # The When column grows into the room left beyond the other columns' least widths (never
+    # past the table's width: a horizontal scrollbar would take a row).
+    at = next(i for i, c in enumerate(fixed) if c.key == "when")
+    grow = min(max(0, min(when, WHEN_MAX) - fixed[at].width), max(0, flex - 10 - 12 - 10))
+    if grow:
+        fixed[at] = Column("when", fixed[at].label, fixed[at].width + grow)
+        flex -= grow
     id_w = max(10, min(28, int(flex * shares[0])))
     cmd_w = max(12, min(60, int(flex * shares[1])))
     err_w = max(10, flex - id_w - cmd_w)
@@ -195,6 +213,15 @@ class KeyedTable(DataTable):
         self._cells[key] = cells
 
 
+def _id_cell(job: Job, marked: bool) -> Text:
+    """The id, and its label beside it, dim (cut first when the column is narrow)."""
+    text = cell(job.id, "bold magenta" if marked else "")
+    if job.label:
+        text.append("  ")
+        text.append_text(cell(job.label, "dim"))
+    return text
+
+
 class JobsTable(KeyedTable):
     """Holds one page; moving past its first or last row asks for the page before or after."""
 
@@ -207,13 +234,14 @@ class JobsTable(KeyedTable):
         cost = ((page.costs or {}).get(job.seq) if page is not None else None) or (None, None, None)
         cells = {
             "mark": cell(MARK if marked else " ", "bold magenta"),
-            "id": cell(job.id, "bold magenta" if marked else ""),
+            "id": _id_cell(job, marked),
             "command": cell(job.command),
             "state": cell(job.state, STATE_STYLE[job.state]),
             "priority": cell(job.priority, justify="right"),
             "attempt": cell(page.runs.get(job.seq) if page is not None else None, justify="right"),
             "retries": cell(retries(job), justify="right"),
-            "when": cell(when(job, now) if job.state in WAITING_OR_RUNNING
+            "when": cell(when(job, now, page.holds.get(job.seq) if page is not None else None)
+                         if job.state in WAITING_OR_RUNNING
                          else clock(job.finished_at or job.updated_at, now), when_style(job, now)),
             "duration": cell(run_time(job, now)),
             "error": cell(job.last_error, "red" if job.state == DEAD else "dark_orange"),
