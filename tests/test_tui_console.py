@@ -270,3 +270,71 @@ async def test_tabs_switched_during_reads_end_on_the_last_one(seeded):
         assert screen.page.view.state == "dead" and set(screen.table.keys) == {
             "cleanup-tmp", "webhook-deliver-42", "legacy-report", "charge-card-7731"}
         assert reads == ["pending", "dead"]  # the first, then one for all that came meanwhile
+
+
+# --- pages while rows arrive; a console at rest reads nothing ----------------------------------
+
+async def quiet_reads(pilot, reads: list, rounds: int = 20) -> int:
+    """Reads made over ``rounds`` turns of the event loop once the screen has settled (with the
+    refresh timer off, a console at rest makes none: a read that starts another is a loop)."""
+    screen = pilot.app.screen
+    await until(pilot, lambda: screen.settled, message="the screen to settle")
+    before = len(reads)
+    for _ in range(rounds):
+        await pilot.pause(0.02)
+    return len(reads) - before
+
+
+async def test_back_to_page_one_after_a_job_arrived_shows_the_head_and_the_console_rests(
+        empty_db, add, monkeypatch):
+    """The report: on page 2 of 45 jobs, one job arrives, [ twice: page 1 showed the new job
+    alone ("page 1 of 3, 1 of 46 jobs") and the console read that page again and again."""
+    from queuectl_tui.tui import data
+
+    for n in range(45):
+        add(f"job-{n:02d}")
+    reads = []
+    read_page = data.read_page
+    monkeypatch.setattr(data, "read_page", lambda *a: (reads.append(a), read_page(*a))[1])
+    app = make_app(empty_db)  # a page is a screenful: 21 rows at 120x35
+    async with app.run_test(size=SIZE) as pilot:
+        screen = main(app)
+        await settle(pilot)
+        assert "page 1 of 3, 21 of 45 jobs" in pager(app)
+        await pilot.press("right_square_bracket")
+        await until(pilot, lambda: "page 2 of 3" in pager(app), message="page 2")
+        add("new-one")
+        await pilot.press("left_square_bracket", "left_square_bracket")
+        await until(pilot, lambda: "page 1 of 3, 21 of 46 jobs" in pager(app), message="page 1")
+        assert screen.table.keys == ["new-one"] + [f"job-{n:02d}" for n in range(44, 24, -1)]
+        assert await quiet_reads(pilot, reads) == 0
+
+
+async def test_end_and_home_go_to_the_pages_last_row_then_the_lists(seeded):
+    app = make_app(seeded, page_size=20)  # 57 jobs: three pages
+    async with app.run_test(size=SIZE) as pilot:
+        screen = main(app)
+        await settle(pilot)
+        first = screen.table.keys
+        await pilot.press("end")
+        assert screen.table.cursor_row == 19 and "page 1 of 3" in pager(app)
+        await pilot.press("G")
+        await until(pilot, lambda: "page 3 of 3, 17 of 57" in pager(app), message="the last page")
+        assert screen.table.cursor_row == 16
+        await pilot.press("g")
+        await settle(pilot)
+        assert screen.table.cursor_row == 0 and "page 3 of 3" in pager(app)
+        await pilot.press("home")
+        await until(pilot, lambda: "page 1 of 3" in pager(app), message="the first page")
+        assert screen.table.keys == first and screen.table.cursor_row == 0
+
+
+async def test_space_marks_the_job_and_moves_down(seeded):
+    app = make_app(seeded, page_size=20)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = main(app)
+        await settle(pilot)
+        first, second = screen.table.keys[:2]
+        await pilot.press("space")
+        assert screen.marks == {first} and screen.table.cursor_key == second
+

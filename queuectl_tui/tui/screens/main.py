@@ -8,6 +8,7 @@ supervisor function that the matching CLI command calls (see the README's parity
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from rich.text import Text
 from textual import on, work
@@ -149,9 +150,8 @@ class MainScreen(Screen):
         self.call_after_refresh(self._fit_page)
 
     def _page_misfit(self) -> bool:
-        """Does the table show more or fewer rows than the page holds (when it could)?"""
-        return self.page is not None and len(self.page.jobs) != self.page_rows() and (
-            self.page.has_next or len(self.page.jobs) > self.page_rows())
+        """Was the page read for another height of the table than it has now?"""
+        return self.page is not None and self.page.limit != self.page_rows()
 
     def _fit_page(self) -> None:
         if self._page_misfit():
@@ -192,22 +192,25 @@ class MainScreen(Screen):
 
     @work(thread=True, group="page", exit_on_error=False)
     def _read_page(self, view: data.View, limit: int) -> None:
-        counts = self.status.counts if self.status is not None and not view.search else None
         try:
-            page = data.call(self.app.db_path, data.read_page, view, limit, counts)
+            page = data.call(self.app.db_path, data.read_page, view, limit)
         except data.Problem as exc:
             page = exc
         self.app.from_thread(self._page_read, page)
 
     def _page_read(self, page: data.Page | data.Problem) -> None:
+        """Show a page read for the view still asked for; read once more when the view or the
+        table's height changed meanwhile (the next read is for what is asked now, so this ends:
+        a result never asks for the same read again)."""
         if isinstance(page, data.Problem):
             self._set_problem(str(page))
         elif page.view == self.view:
             self._set_problem(None)
+            self.view = page.view = page.here  # LAST, or a page rows left: the page shown
             self.page = page
             self._show_page(page)
-            if len(page.jobs) < self.page_rows() and page.has_next:
-                self.page_reads.again = True  # the table grew taller than the page read for it
+            if page.limit != self.page_rows():
+                self.page_reads.again = True  # the table changed height while it was read
         else:
             self.page_reads.again = True  # read for a view no longer shown
         self.page_reads.done()
@@ -273,7 +276,7 @@ class MainScreen(Screen):
         key, desc_label, asc_label, _ = next(s for s in SORTS if s[0] == self.view.sort)
         moves = [text for text, possible in (("[ previous", page.has_prev), ("] next", page.has_next))
                  if possible]
-        parts = [f"page {page_number(page, self.page_rows())}, {len(page.jobs)} of {page.total:,} jobs"
+        parts = [f"page {page.number} of {page.pages}, {len(page.jobs)} of {page.total:,} jobs"
                  + (f" ({', '.join(moves)})" if moves else ""),
                  f"sort: {desc_label if self.view.descending else asc_label} (s/S)"]
         if self.view.search:
@@ -308,8 +311,8 @@ class MainScreen(Screen):
 
     # -- tabs, filter, sort, pages ------------------------------------------------------
     def set_view(self, **changes) -> None:
-        fields = {"after": None, "before": None, "offset": 0, **changes}
-        self.view = data.View(**{**self.view.__dict__, **fields})
+        """Show another tab, filter, order or page (from the first page unless a start is given)."""
+        self.view = replace(self.view, **{"start": 0, **changes})
         if self._layout_columns() and self.page is not None:
             self.page = None
         self.load_page()
@@ -375,24 +378,18 @@ class MainScreen(Screen):
 
     @on(JobsTable.Edge)
     def _edge(self, event: JobsTable.Edge) -> None:
-        """Past the last (first) row: the next (previous) page, cursor on its first (last) row."""
+        """Past the last (first) row: the next (previous) page, cursor on its first (last) row;
+        End (Home) on the last (first) row: the last (first) page, cursor on its last (first)."""
         page = self.page
         if page is not None and (page.has_next if event.step > 0 else page.has_prev):
-            self._cursor_edge = event.step
-            self.action_page(event.step)
+            self._cursor_edge = -event.step if event.far else event.step
+            view = data.far(page, event.step) if event.far else data.turn(page, event.step)
+            self.set_view(start=view.start)
 
     def action_page(self, step: int) -> None:
         page = self.page
-        if page is None or not page.jobs:
-            if step < 0 and (self.view.after or self.view.before):
-                self.set_view()
-            return
-        if step > 0 and page.has_next:
-            self.set_view(after=engine.page_key(page.jobs[-1], self.view.sort),
-                          offset=page.view.offset + len(page.jobs))
-        elif step < 0 and page.has_prev:
-            self.set_view(before=engine.page_key(page.jobs[0], self.view.sort),
-                          offset=max(0, page.view.offset - self.page_rows()))
+        if page is not None and (page.has_next if step > 0 else page.has_prev):
+            self.set_view(start=data.turn(page, step).start)
 
     def action_refresh(self) -> None:
         self.load_status()
@@ -672,19 +669,6 @@ class MainScreen(Screen):
     def _confirm(self, question: str, title: str, then) -> None:
         from queuectl_tui.tui.screens.modals import ConfirmModal
         self.app.push_screen(ConfirmModal(question, title), lambda yes: then() if yes else None)
-
-
-def page_number(page: data.Page, rows: int) -> str:
-    """'2 of 9': pages of ``rows`` rows; the first and last pages are known for sure, the
-    others counted from the rows paged past (rows added or removed meanwhile shift them)."""
-    pages = max(1, -(-page.total // max(1, rows)))
-    if not page.has_prev:
-        number = 1
-    elif not page.has_next:
-        number = pages
-    else:
-        number = min(pages - 1, max(2, page.view.offset // max(1, rows) + 1))
-    return f"{number} of {pages}"
 
 
 def edit_job(app, job: Job, done) -> None:

@@ -70,6 +70,8 @@ class KeyedTable(DataTable):
     BINDINGS = [
         Binding("j", "cursor_down", "Down", show=False),
         Binding("k", "cursor_up", "Up", show=False),
+        Binding("home,g", "first_row", "First row", show=False),
+        Binding("end,G", "last_row", "Last row", show=False),
     ]
 
     def __init__(self, **kwargs) -> None:
@@ -184,6 +186,14 @@ class KeyedTable(DataTable):
         self._cell_render_cache[key] = lines
         return lines
 
+    def action_first_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0, animate=False)
+
+    def action_last_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1, animate=False)
+
     def update_row(self, key: str, cells: tuple[Text, ...]) -> None:
         """Change one row now (a mark), without waiting for the next refresh."""
         old = self._cells.get(key)
@@ -199,7 +209,11 @@ class JobsTable(KeyedTable):
     """Holds one page; moving past its first or last row asks for the page before or after."""
 
     BINDINGS = [Binding("enter", "select_cursor", "Detail",
-                        tooltip="Open the job: every field, every attempt, the log")]
+                        tooltip="Open the job: every field, every attempt, the log"),
+                Binding("home,g", "first_row", "First row", show=False,
+                        tooltip="The page's first row; from there, the first row of the list"),
+                Binding("end,G", "last_row", "Last row", show=False,
+                        tooltip="The page's last row; from there, the last row of the list")]
 
     def job_row(self, job: Job, now: float, marked: bool, page) -> tuple[Text, ...]:
         """One job's cells for the current columns; ``page`` (data.Page) has its attempt number
@@ -228,9 +242,13 @@ class JobsTable(KeyedTable):
                   cursor_key=cursor_key)
 
     class Edge(Message):
-        def __init__(self, step: int) -> None:
+        """The cursor would leave the page: by one row (step +1/-1), or to the list's end
+        (``far``: End/G on the last row, Home/g on the first)."""
+
+        def __init__(self, step: int, far: bool = False) -> None:
             super().__init__()
             self.step = step
+            self.far = far
 
     class Resized(Message):
         """The table shows a different number of rows now."""
@@ -242,11 +260,21 @@ class JobsTable(KeyedTable):
     def visible_rows(self) -> int:
         return max(1, self.scrollable_content_region.height - (1 if self.show_header else 0))
 
-    def _at_edge(self, step: int) -> bool:
+    def _at_edge(self, step: int, far: bool = False) -> bool:
         if self.row_count and self.cursor_row == (self.row_count - 1 if step > 0 else 0):
-            self.post_message(self.Edge(step))
+            self.post_message(self.Edge(step, far))
             return True
         return False
+
+    def action_first_row(self) -> None:
+        """The page's first row; from there, the list's first row."""
+        if not self._at_edge(-1, far=True):
+            super().action_first_row()
+
+    def action_last_row(self) -> None:
+        """The page's last row; from there, the list's last row."""
+        if not self._at_edge(1, far=True):
+            super().action_last_row()
 
     def action_cursor_down(self) -> None:
         if not self._at_edge(1):
