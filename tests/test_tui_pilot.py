@@ -487,15 +487,19 @@ async def test_minus_stops_one_worker_and_x_stops_all(empty_db):
 # --- trouble -----------------------------------------------------------------------------------
 
 async def test_a_locked_database_is_a_message_and_the_console_recovers(empty_db):
+    from queuectl_tui.db import close_db
+
+    close_db()  # only the locker below has the file open (an open WAL reader would stop it)
+    # Taken before the console opens: the console keeps its connections, and no process can
+    # lock a WAL database exclusively while another has it open.
+    locker = sqlite3.connect(empty_db, isolation_level=None)
+    locker.execute("PRAGMA locking_mode=EXCLUSIVE")
+    locker.execute("BEGIN EXCLUSIVE")
+    locker.execute("INSERT INTO meta (key, value) VALUES ('lock', '1')")
     app = make_app(empty_db, refresh_interval=0.1)
     app.slow_read_warning = 0.3
     async with app.run_test(size=SIZE) as pilot:
         screen = main(app)
-        await settle(pilot)
-        locker = sqlite3.connect(empty_db, isolation_level=None)
-        locker.execute("PRAGMA locking_mode=EXCLUSIVE")
-        locker.execute("BEGIN EXCLUSIVE")
-        locker.execute("INSERT INTO meta (key, value) VALUES ('lock', '1')")
         try:
             banner = screen.query_one("#banner")
             await until(pilot, lambda: "lock" in str(banner.render()) and banner.has_class("-show"),

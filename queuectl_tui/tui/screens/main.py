@@ -108,7 +108,9 @@ class MainScreen(Screen):
         self._output_job: str | None = None  # whose log it shows
         self._output_key: tuple | None = None  # (attempt number, log path) read so far
         self._output_offset = 0
+        self._output_said: str | None = None  # the message the pane shows instead of a log
         self.output_reads = OneRead(self._start_output_read)
+        self._shown: dict[str, object] = {}  # the pager's and the empty note's text on screen
 
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -173,8 +175,14 @@ class MainScreen(Screen):
         if self.is_mounted and self.page is not None:
             self.action_refresh()  # back from the detail or a dialog: show what changed
 
+    @property
+    def in_front(self) -> bool:
+        """Is this screen the one in front? (Textual's ``is_current`` holds for the screen
+        just behind too, which may show through: the main screen read on behind the detail.)"""
+        return self.app.screen is self
+
     def tick(self) -> None:
-        if not self.is_current:
+        if not self.in_front:
             return  # the detail or a dialog covers the table: no reads behind it
         waited = time.monotonic() - self._read_since if self._status_busy else 0.0
         if waited > self.app.slow_read_warning:
@@ -286,7 +294,9 @@ class MainScreen(Screen):
         text = Text("  ·  ".join(parts))  # the filter is text
         if self.status is not None and self.status.paused:
             text.append(f"  ·  paused: {', '.join(self.status.paused)} (p/P resume)", "bold yellow")
-        self.query_one("#pager", Static).update(text)
+        if text != self._shown.get("pager"):  # each refresh: only a change is drawn
+            self._shown["pager"] = text
+            self.query_one("#pager", Static).update(text, layout=False)  # one line, always
 
     def _update_empty(self) -> None:
         empty = self.query_one("#empty", Static)
@@ -305,9 +315,11 @@ class MainScreen(Screen):
                 message = f"No jobs in {label}."
             else:
                 message = "No jobs on this page. [ goes back."
-        empty.update(Text(message))
-        empty.set_class(bool(message), "-show")
-        self.table.set_class(bool(message), "-empty")
+        if message != self._shown.get("empty"):
+            self._shown["empty"] = message
+            empty.update(Text(message))
+            empty.set_class(bool(message), "-show")
+            self.table.set_class(bool(message), "-empty")
 
     # -- tabs, filter, sort, pages ------------------------------------------------------
     def set_view(self, **changes) -> None:
@@ -439,18 +451,20 @@ class MainScreen(Screen):
 
     def _poll_output(self) -> None:
         """Read what the selected job's latest log added (the whole tail for a new job)."""
-        if self.output_on and self.is_current:
+        if self.output_on and self.in_front:
             self.output_reads.request()
 
     def _start_output_read(self) -> bool:
-        if not self.output_on or not self.is_current:
+        if not self.output_on or not self.in_front:
             return False
         job_id = self.table.cursor_key
         log = self.query_one("#output", Log)
         if job_id != self._output_job:
             self._output_job, self._output_key, self._output_offset = job_id, None, 0
             log.clear()
+            self._output_said = None
         if job_id is None:
+            self._shown["output-title"] = None
             self.query_one("#output-title", Static).update("Output  (no job selected)")
             return False
         self._read_output(job_id, self._output_key, self._output_offset)
@@ -475,28 +489,39 @@ class MainScreen(Screen):
         log = self.query_one("#output", Log)
         title = self.query_one("#output-title", Static)
         if isinstance(output, Exception):
+            self._shown["output-title"] = None
             title.update(Text.assemble("Output  ", (str(output), "red")))
             return
         if output.attempt is None:
-            log.clear()
-            log.write("(no attempt yet: the log appears when a worker runs the job)")
+            self._say_output(log, "(no attempt yet: the log appears when a worker runs the job)")
             self._output_key = None
         else:
             chunk = output.chunk
             if output.key != self._output_key:
                 log.clear()
+                self._output_said = None
                 self._output_key = output.key
                 if chunk.skipped:
                     log.write_line(f"[… {chunk.skipped:,} earlier bytes not shown]")
             if chunk.missing:
-                log.clear()
-                log.write(chunk.note or "(no log file for this attempt)")
+                self._say_output(log, chunk.note or "(no log file for this attempt)")
             elif chunk.text:
                 log.write(chunk.text, scroll_end=True)
             self._output_offset = chunk.offset
         state = ("" if output.attempt is None else
                  f"  attempt {output.attempt}, {'following' if output.running else 'finished'}")
-        title.update(Text.assemble("Output of ", (visible(job_id), "bold"), state, ("  (o hides)", "dim")))
+        text = Text.assemble("Output of ", (visible(job_id), "bold"), state, ("  (o hides)", "dim"))
+        if text != self._shown.get("output-title"):
+            self._shown["output-title"] = text
+            title.update(text, layout=False)  # one line
+
+    def _say_output(self, log: Log, message: str) -> None:
+        """The pane shows a message instead of a log: written once, not again at every read
+        (twice a second: each time the whole screen was laid out and drawn again)."""
+        if self._output_said != message:
+            log.clear()
+            log.write(message)
+            self._output_said = message
 
     def _open_detail(self, job_id: str, *, focus_log: bool) -> None:
         from queuectl_tui.tui.screens.detail import JobDetailScreen

@@ -106,31 +106,56 @@ class KeyedTable(DataTable):
         return self._order[self.cursor_row]
 
     def show(self, rows: list[tuple[str, tuple[Text, ...]]], *, cursor_key: str | None = None) -> None:
+        """Show these rows, the cursor on ``cursor_key`` (else on the key it was on, else on
+        the same place). Rows mostly kept (a live refresh: a job arrived on top, one left) are
+        changed in place, only their changed cells rewritten; mostly new ones (another page,
+        tab or order) are rebuilt. Measuring a new row's cells costs more than drawing them."""
         keys = [key for key, _ in rows]
-        if keys == self._order and cursor_key is None:
-            columns = [c.key for c in self._layout]
-            for key, cells in rows:
-                old = self._cells[key]
-                for column, new, before in zip(columns, cells, old):
-                    if new != before:
-                        self.update_cell(key, column, new)
-                self._cells[key] = cells
-            return
         keep = cursor_key or self.cursor_key
         row_before = self.cursor_row
-        self.clear()
-        for key, cells in rows:
-            self.add_row(*cells, key=key)
+        kept = set(keys) & set(self._order)
+        if not self._change_in_place(rows, kept):
+            self.clear()
+            for key, cells in rows:
+                self.add_row(*cells, key=key)
+            self._cells = dict(rows)
         self._order = keys
-        self._cells = dict(rows)
         if keys:
             target = keys.index(keep) if keep in self._cells else min(max(row_before, 0), len(keys) - 1)
-            self.move_cursor(row=target, animate=False)
+            if target != self.cursor_row:
+                self.move_cursor(row=target, animate=False)
+
+    def _change_in_place(self, rows: list[tuple[str, tuple[Text, ...]]], kept: set[str]) -> bool:
+        keys = [key for key, _ in rows]
+        if len(kept) * 2 < len(keys) or len(set(keys)) != len(keys):
+            return False
+        for key in self._order:
+            if key not in kept:
+                self.remove_row(key)
+                del self._cells[key]
+        columns = [c.key for c in self._layout]
+        for key, cells in rows:
+            if key not in kept:
+                self.add_row(*cells, key=key)
+                self._cells[key] = cells
+                continue
+            held = []
+            for column, new, before in zip(columns, cells, self._cells[key]):
+                if new != before:
+                    self.update_cell(key, column, new)
+                held.append(new if new != before else before)  # the object the table holds
+            self._cells[key] = tuple(held)
+        if [key for key in self._order if key in kept] + [k for k in keys if k not in kept] != keys:
+            # Into the new order by the public sort, which sees cells only: each row's first
+            # cell is its own object, so its identity names the row.
+            rank = {id(self._cells[key][0]): n for n, key in enumerate(keys)}
+            self.sort(key=lambda values: rank[id(values[0])])
+        return True
 
     #: DataTable's private names the fast path below reads. Should a Textual release drop one,
     #: every cell takes the stock path (tests/test_tui_render_cell.py checks both agree).
-    PRIVATE = ("_row_locations", "_column_locations", "_cell_render_cache", "_show_hover_cursor",
-               "_update_count", "_pseudo_class_state", "_get_styles_to_render_cell")
+    PRIVATE = ("_row_locations", "_column_locations", "_show_hover_cursor",
+               "_get_styles_to_render_cell")
 
     @property
     def fast_cells(self) -> bool:
@@ -158,14 +183,11 @@ class KeyedTable(DataTable):
 
     def _render_text_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
                           cursor: bool, hover: bool):
-        """The fast path's lines, or None for a cell it does not draw."""
+        """The fast path's lines, or None for a cell it does not draw. Kept by what they
+        depend on (place, text, width, styles), not by DataTable's change counter: a change
+        anywhere redraws the whole table, and most cells then draw what they drew before."""
         row_key = self._row_locations.get_key(row_index)
         column_key = self._column_locations.get_key(column_index)
-        key = (row_key, column_key, base_style, cursor, hover, self._show_hover_cursor,
-               self._update_count, self._pseudo_class_state)
-        lines = self._cell_render_cache.get(key)
-        if lines is not None:
-            return lines
         cell = self.get_cell(row_key, column_key)
         if not isinstance(cell, Text) or self.rows[row_key].height != 1 or "\n" in cell.plain:
             return None
@@ -173,18 +195,41 @@ class KeyedTable(DataTable):
             False, False, row_index < self.fixed_rows or column_index < self.fixed_columns, hover,
             cursor, self.show_cursor, self._show_hover_cursor,
             self.cursor_foreground_priority == "css", self.cursor_background_priority == "css")
-        pre_style = base_style + Style.from_meta({"row": row_index, "column": column_index}) + component_style
-        pad = " " * self.cell_padding
-        inner = max(0, width - 2 * self.cell_padding)
-        text = cell.copy()
-        text.truncate(inner, overflow=cell.overflow or "ellipsis")
-        text.align(cell.justify if cell.justify in ("left", "center", "right") else "left", inner)
-        console = self.app.console
-        body = Segment.apply_style(text.render(console), style=console.get_style(cell.style or ""))
-        segments = [Segment(pad), *body, Segment(pad)]
-        lines = [list(Segment.apply_style(segments, style=pre_style, post_style=post_style))]
-        self._cell_render_cache[key] = lines
+        drawn = self.__dict__.setdefault("_drawn", {})
+        key = (row_index, column_index, cell.plain, cell.style, cell.justify, cell.overflow,
+               width, self.cell_padding, base_style, component_style, post_style)
+        lines = None if cell.spans else drawn.get(key)
+        if lines is None:
+            meta = Style.from_meta({"row": row_index, "column": column_index})  # where a click lands
+            pre_style = base_style + meta + component_style
+            lines = [list(Segment.apply_style(self._cell_body(cell, width), style=pre_style,
+                                              post_style=post_style))]
+            if not cell.spans:
+                if len(drawn) >= 16384:
+                    drawn.clear()
+                drawn[key] = lines
         return lines
+
+    def _cell_body(self, cell: Text, width: int) -> list[Segment]:
+        """A cell's padded text in its own style, kept by what it shows: when rows move (a job
+        arrives on top) most cells show a text drawn before elsewhere ("pending", "due")."""
+        bodies = self.__dict__.setdefault("_bodies", {})
+        shape = (cell.plain, cell.style, cell.justify, cell.overflow, width, self.cell_padding)
+        segments = None if cell.spans else bodies.get(shape)
+        if segments is None:
+            pad = " " * self.cell_padding
+            inner = max(0, width - 2 * self.cell_padding)
+            text = cell.copy()
+            text.truncate(inner, overflow=cell.overflow or "ellipsis")
+            text.align(cell.justify if cell.justify in ("left", "center", "right") else "left", inner)
+            console = self.app.console
+            body = Segment.apply_style(text.render(console), style=console.get_style(cell.style or ""))
+            segments = [Segment(pad), *body, Segment(pad)]
+            if not cell.spans:
+                if len(bodies) >= 4096:
+                    bodies.clear()
+                bodies[shape] = segments
+        return segments
 
     def action_first_row(self) -> None:
         if self.row_count:

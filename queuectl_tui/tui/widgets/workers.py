@@ -73,6 +73,7 @@ class WorkersPane(Vertical):
         self.table.set_layout(columns_for(self.app.size.width))
         self.table.display = False
         self._last: tuple[list[WorkerStats], float] | None = None
+        self._title = ""
 
     def on_resize(self) -> None:
         self.styles.height = self.height_for(self.screen.size.height)
@@ -91,9 +92,12 @@ class WorkersPane(Vertical):
         title = f"[b]Workers[/b]  {alive} alive · {busy} busy"
         if lost:
             title += f" · [red]{lost} lost[/red] (recovered by the next worker, or: queuectl-tui recover)"
-        self.query_one("#workers-title", Static).update(title)
-        self.query_one("#workers-none").display = not workers
-        self.table.display = bool(workers)
+        if title != self._title:  # each refresh: only a change is drawn
+            self._title = title
+            self.query_one("#workers-title", Static).update(title, layout=False)  # one line
+        if self.table.display != bool(workers):
+            self.query_one("#workers-none").display = not workers
+            self.table.display = bool(workers)
         rows = []
         for w in workers:
             cpu, mem = _usage(w.process)
