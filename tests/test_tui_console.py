@@ -338,3 +338,27 @@ async def test_space_marks_the_job_and_moves_down(seeded):
         await pilot.press("space")
         assert screen.marks == {first} and screen.table.cursor_key == second
 
+
+
+async def test_the_jobs_behind_the_detail_are_not_read(seeded, monkeypatch):
+    """The detail covers the jobs table: refreshing it meanwhile is work no one sees (the main
+    screen read on behind the detail, the queues and the stats)."""
+    from queuectl_tui.tui import data
+    from queuectl_tui.tui.screens.detail import JobDetailScreen
+
+    reads = []
+    for name in ("read_page", "read_status"):
+        read = getattr(data, name)
+        monkeypatch.setattr(data, name, lambda *a, read=read: (reads.append(a), read(*a))[1])
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        jobs = main(app)
+        await app.push_screen(JobDetailScreen("fetch-exchange-rates"))
+        await settle(pilot)
+        before = len(reads)
+        jobs.tick()  # what the refresh timer runs every second
+        await settle(pilot)
+        assert len(reads) == before
+        await pilot.press("escape")  # back: read at once
+        await until(pilot, lambda: len(reads) == before + 2, message="the jobs read again")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 
@@ -482,6 +483,31 @@ async def test_minus_stops_one_worker_and_x_stops_all(empty_db):
         await pilot.press("X")
         await answer(pilot, "y")
         await until(pilot, lambda: Worker.select().count() == 0, timeout=15, message="all stopped")
+
+
+async def test_a_worker_started_with_plus_leaves_no_zombie_once_stopped(empty_db):
+    import psutil
+
+    from queuectl_tui.models import Worker
+
+    def zombie(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    app = make_app(empty_db, clock=time.time, monitor=None, refresh_interval=0.2)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = main(app)
+        await pilot.press("plus")
+        await until(pilot, lambda: screen.status and screen.status.alive == 1, timeout=15,
+                    message="the worker shown")
+        (row,) = Worker.select()
+        assert psutil.Process(row.pid).ppid() == os.getpid()  # the console's child
+        await pilot.press("minus")
+        await answer(pilot, "y")
+        await until(pilot, lambda: Worker.select().count() == 0, timeout=15, message="stopped")
+        await until(pilot, lambda: not zombie(row.pid), timeout=5, message="the worker reaped")
 
 
 # --- trouble -----------------------------------------------------------------------------------
