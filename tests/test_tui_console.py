@@ -362,3 +362,33 @@ async def test_the_jobs_behind_the_detail_are_not_read(seeded, monkeypatch):
         assert len(reads) == before
         await pilot.press("escape")  # back: read at once
         await until(pilot, lambda: len(reads) == before + 2, message="the jobs read again")
+
+
+# --- columns sized by their content ------------------------------------------------------------
+
+def test_columns_fill_the_width_and_the_last_error_gives_way_first():
+    from queuectl_tui.tui.widgets.jobs_table import ERROR_LEAST, job_columns
+
+    needs = {"id": 24, "command": 40, "error": 30, "state": 10, "when": 13, "attempt": 1,
+             "retries": 3, "priority": 1, "duration": 6}
+    widths = {}
+    for width in range(170, 79, -1):
+        columns = job_columns(width, False, False, needs)
+        assert sum(c.width + 2 for c in columns) == width
+        widths[width] = {c.key: c.width for c in columns}
+    assert widths[120]["id"] == 24  # whole at 120 columns
+    assert widths[170]["error"] >= 30 and widths[170]["command"] == 40  # room for everything
+    # Narrowing: the error gives way first, down to its least; the id is cut last.
+    first_short = {key: max(w for w, row in widths.items() if row[key] < needs[key])
+                   for key in ("error", "command", "id")}
+    assert first_short["error"] > first_short["command"] > first_short["id"]
+    assert all(row["error"] >= ERROR_LEAST for row in widths.values())
+
+
+def test_an_id_cut_keeps_its_end():
+    from queuectl_tui.tui.fmt import middle_cut
+
+    assert middle_cut("report-chunk-17", 11) == "report-…-17"
+    assert middle_cut("transcode-video-17", 14) == "transcode-…-17"
+    assert middle_cut("28d03ef9a1ab1234", 10) == "28d03e…234"  # no part: a third for the end
+    assert middle_cut("report-chunk-17", 15) == "report-chunk-17"

@@ -113,6 +113,25 @@ def test_layout_80x24(snap_compare, seeded):
     assert snap_compare(make_app(seeded), terminal_size=(80, 24), run_before=run())
 
 
+@pytest.fixture
+def chunks(seeded):
+    """The sample history and a batch of 30 jobs whose ids differ only at their end."""
+    from queuectl_tui import engine, spec
+    from tui_support import NOW, SEED_CWD
+
+    engine.enqueue([spec.normalize({"id": f"report-chunk-{n:02d}", "queue": "reports",
+                                    "command": f'echo "chunk {n}"; sleep 2', "delay": 20 * n},
+                                   now=NOW) for n in range(1, 31)], cwd=SEED_CWD, env={}, now=NOW)
+    return seeded
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 35)], ids=["80x24", "120x35"])
+def test_ids_are_whole_where_they_fit_and_cut_in_their_middle_where_not(snap_compare, chunks, size):
+    """Pending, next run soonest: transcode-video-17 and report-chunk-01, -02 … Whole at 120
+    columns; at 80 cut in the middle (their ends stay), the last error giving way first."""
+    assert snap_compare(make_app(chunks), terminal_size=size, run_before=run("2", "s", "s"))
+
+
 def test_job_detail_80x24(snap_compare, seeded):
     async def open_detail(pilot) -> None:
         from queuectl_tui.tui.screens.detail import JobDetailScreen

@@ -138,14 +138,14 @@ class MainScreen(Screen):
         self.query_one("#filter").display = False
         self.query_one("#output-title").display = self.query_one("#output").display = False
         self.set_interval(min(0.5, self.app.refresh_interval), self._poll_output)
-        self._layout_columns()
+        self.table.set_layout(job_columns(self.size.width or self.app.size.width, False))
         self.load_status()
         self.call_after_refresh(self.load_page)  # once laid out: the page is what the table shows
         self.set_interval(self.app.refresh_interval, self.tick)
 
     def on_resize(self) -> None:
-        if self._layout_columns() and self.page is not None:
-            self._show_page(self.page)
+        if self.page is not None:
+            self._show_page(self.page)  # columns sized anew for the width
 
     @on(JobsTable.Resized)
     def _table_resized(self) -> None:
@@ -164,11 +164,6 @@ class MainScreen(Screen):
         """No read under way or due and the page fits the table (what tests wait for)."""
         return (self.page_reads.settled and not self._status_busy and not self._page_misfit()
                 and self.output_reads.settled)
-
-    def _layout_columns(self) -> bool:
-        width = self.size.width or self.app.size.width
-        return self.table.set_layout(job_columns(width, self.view.state == DEAD,
-                                                 self.view.state in data.COSTED))
 
     # -- reading ------------------------------------------------------------------------
     def on_screen_resume(self) -> None:
@@ -272,7 +267,8 @@ class MainScreen(Screen):
         if self._cursor_edge and page.jobs:
             self._cursor_to = page.jobs[0 if self._cursor_edge > 0 else -1].id
             self._cursor_edge = 0
-        self.table.show_jobs(page, now, self.marks, cursor_key=self._cursor_to)
+        self.table.show_jobs(page, now, self.marks, self.size.width or self.app.size.width,
+                             cursor_key=self._cursor_to)
         self._cursor_to = None
         self._update_pager()
         self._update_empty()
@@ -325,8 +321,6 @@ class MainScreen(Screen):
     def set_view(self, **changes) -> None:
         """Show another tab, filter, order or page (from the first page unless a start is given)."""
         self.view = replace(self.view, **{"start": 0, **changes})
-        if self._layout_columns() and self.page is not None:
-            self.page = None
         self.load_page()
 
     def action_tab(self, tab: str) -> None:

@@ -13,7 +13,8 @@ from textual.widgets import DataTable
 
 from queuectl_tui.models import DEAD, FAILED, PENDING, PROCESSING, Job
 from queuectl_tui.present import clock, cpu_time, retries, run_time, size, when
-from queuectl_tui.tui.fmt import STATE_STYLE, cell, when_style
+from queuectl_tui.tui.data import COSTED
+from queuectl_tui.tui.fmt import STATE_STYLE, cell, middle_cut, when_style
 
 
 @dataclass(frozen=True)
@@ -31,35 +32,54 @@ WAITING_OR_RUNNING = (PENDING, FAILED, PROCESSING)
 SCROLLBAR = 0  # the jobs table has no vertical scrollbar (see app.tcss)
 
 
-def job_columns(width: int, dlq: bool, costs: bool = False) -> tuple[Column, ...]:
-    """Columns that fill the table's width exactly: fixed narrow ones, the rest shared out.
-    Below 100 columns the priority and duration columns go (the detail screen has them).
-    ``costs``: what the last attempt used (CPU time, peak memory), for finished jobs."""
+#: The id, command and last error share what the other columns leave: the id whole up to
+#: ID_MOST cells, then the error gives way first, then the command, then the id (cut in its
+#: middle, so that ids differing only at their end stay apart).
+ID_LEAST, ID_MOST, COMMAND_LEAST, ERROR_LEAST = 10, 32, 12, 5
+
+
+def job_columns(width: int, dlq: bool, costs: bool = False,
+                needs: dict[str, int] | None = None) -> tuple[Column, ...]:
+    """Columns that fill the table's width exactly, each sized by its content: ``needs`` (key
+    -> cells of its widest cell on the page; without it, each column's most) within the
+    column's bounds, never narrower than its label. Below 100 columns the priority and
+    duration columns go (the detail screen has them). ``costs``: what the last attempt used
+    (CPU time, peak memory), for finished jobs."""
+    needs = needs or {}
     wide = width >= 100
+
+    def sized(key: str, label: str, usual: int, most: int) -> Column:
+        """As wide as its widest cell (``usual`` when not told) up to ``most``."""
+        return Column(key, label, max(len(label), min(most, needs.get(key, usual))))
+
     # The attempt number counts every run; the retry budget is apart (``present.retries``).
-    tries = [Column("attempt", "Attempt" if wide else "Att", 7 if wide else 3),
-             Column("retries", "Retries", 7)]
+    tries = [sized("attempt", "Attempt" if wide else "Att", 7 if wide else 3, 7 if wide else 4),
+             sized("retries", "Retries", 7, 7)]
+    when = 13 if wide else 11  # "running 1m24s", "in 1d00h", a clock time, what a job waits for
     if dlq:
         # Narrow: no room for the budget beside the costs (a dead job has mostly used it up).
-        fixed = [*(tries if wide else tries[:1]), Column("when", "Died", 11 if not wide else 13)]
-        shares = (0.25, 0.3)
+        fixed = [*(tries if wide else tries[:1]), sized("when", "Died", when, when)]
     else:
-        fixed = [Column("state", "State", 10)]  # "processing"
+        fixed = [sized("state", "State", 10, 10)]  # "processing"
         if wide:
-            fixed.append(Column("priority", "Pri", 3))
-        fixed += [*tries, Column("when", "When", 13 if wide else 11)]
+            fixed.append(sized("priority", "Pri", 3, 4))
+        fixed += [*tries, sized("when", "When", when, 16 if wide else 11)]
         if wide:
-            fixed.append(Column("duration", "Duration", 8))
-        shares = (0.28, 0.4)
+            fixed.append(sized("duration", "Duration", 8, 9))
     if costs:
-        fixed += [Column("cpu", "CPU", 6), Column("peak", "Peak", 6)]
+        fixed += [sized("cpu", "CPU", 6, 6), sized("peak", "Peak", 6, 6)]
     count = len(fixed) + 4  # mark, id, command, error
-    flex = max(0, width - SCROLLBAR - 2 * count - 1 - sum(c.width for c in fixed))
-    id_w = max(10, min(28, int(flex * shares[0])))
-    cmd_w = max(12, min(60, int(flex * shares[1])))
-    err_w = max(10, flex - id_w - cmd_w)
-    return (Column("mark", "", 1), Column("id", "ID", id_w), Column("command", "Command", cmd_w),
-            *fixed, Column("error", "Last error", err_w))
+    flex = max(0, width - SCROLLBAR - 2 * count - 1 - sum(c.width for c in fixed))  # 1: mark
+    id_w = max(ID_LEAST, min(needs.get("id", 28), ID_MOST, flex - COMMAND_LEAST - ERROR_LEAST))
+    rest = max(COMMAND_LEAST + ERROR_LEAST, flex - id_w)
+    # The error: what it needs up to 2/5 of the rest; the command the rest, up to what it
+    # needs; what neither needs fills the error column (the table fills its width).
+    error = max(ERROR_LEAST, min(needs.get("error", rest), rest * 2 // 5))
+    command = max(COMMAND_LEAST, min(rest - error, needs.get("command", rest)))
+    error = rest - command
+    return (Column("mark", "", 1), Column("id", "ID", id_w),
+            Column("command", "Command", max(len("Command"), command)), *fixed,
+            Column("error", "Last error" if error >= len("Last error") else "Error", error))
 
 
 class KeyedTable(DataTable):
@@ -79,6 +99,7 @@ class KeyedTable(DataTable):
         self._layout: tuple[Column, ...] = ()
         self._order: list[str] = []
         self._cells: dict[str, tuple[Text, ...]] = {}
+        self._cursor_was: tuple[str | None, int] | None = None  # where it was before set_layout
 
     @property
     def layout(self) -> tuple[Column, ...]:
@@ -92,6 +113,7 @@ class KeyedTable(DataTable):
         """Use these columns; True when they changed (the rows were dropped)."""
         if columns == self._layout:
             return False
+        self._cursor_was = (self.cursor_key, self.cursor_row)  # for the rows shown next
         self.clear(columns=True)
         for column in columns:
             self.add_column(Text(column.label, end=""), key=column.key, width=column.width)
@@ -111,8 +133,9 @@ class KeyedTable(DataTable):
         changed in place, only their changed cells rewritten; mostly new ones (another page,
         tab or order) are rebuilt. Measuring a new row's cells costs more than drawing them."""
         keys = [key for key, _ in rows]
-        keep = cursor_key or self.cursor_key
-        row_before = self.cursor_row
+        was_key, row_before = self._cursor_was or (self.cursor_key, self.cursor_row)
+        self._cursor_was = None
+        keep = cursor_key or was_key
         kept = set(keys) & set(self._order)
         if not self._change_in_place(rows, kept):
             self.clear()
@@ -260,11 +283,11 @@ class JobsTable(KeyedTable):
                 Binding("end,G", "last_row", "Last row", show=False,
                         tooltip="The page's last row; from there, the last row of the list")]
 
-    def job_row(self, job: Job, now: float, marked: bool, page) -> tuple[Text, ...]:
-        """One job's cells for the current columns; ``page`` (data.Page) has its attempt number
-        and, on the costed tabs, what its last attempt used."""
+    def job_cells(self, job: Job, now: float, marked: bool, page) -> dict[str, Text]:
+        """One job's cell for every column there is (``page``, a data.Page, has its attempt
+        number and, on the costed tabs, what its last attempt used); the id is whole."""
         cost = ((page.costs or {}).get(job.seq) if page is not None else None) or (None, None, None)
-        cells = {
+        return {
             "mark": cell(MARK if marked else " ", "bold magenta"),
             "id": cell(job.id, "bold magenta" if marked else ""),
             "command": cell(job.command),
@@ -279,12 +302,34 @@ class JobsTable(KeyedTable):
             "cpu": cell(cpu_time(cost[0]), justify="right"),
             "peak": cell(size(cost[1]), justify="right"),
         }
-        return tuple(cells[c.key] for c in self.layout)
 
-    def show_jobs(self, page, now: float, marks: set[str], *, cursor_key: str | None = None) -> None:
-        """Show a page of jobs (a data.Page), marked ones highlighted."""
-        self.show([(job.id, self.job_row(job, now, job.id in marks, page)) for job in page.jobs],
-                  cursor_key=cursor_key)
+    def _row(self, cells: dict[str, Text]) -> tuple[Text, ...]:
+        """The cells of the current columns, the id cut in its middle to its column."""
+        row = []
+        for column in self.layout:
+            text = cells[column.key]
+            if column.key == "id" and text.cell_len > column.width:
+                text = Text(middle_cut(text.plain, column.width), style=text.style, no_wrap=True,
+                            end="")
+            row.append(text)
+        return tuple(row)
+
+    def job_row(self, job: Job, now: float, marked: bool, page) -> tuple[Text, ...]:
+        """One job's cells for the current columns."""
+        return self._row(self.job_cells(job, now, marked, page))
+
+    def show_jobs(self, page, now: float, marks: set[str], width: int, *,
+                  cursor_key: str | None = None) -> None:
+        """Show a page of jobs (a data.Page), marked ones highlighted, in columns sized by
+        what this page shows and the table's ``width``."""
+        cells = [(job.id, self.job_cells(job, now, job.id in marks, page)) for job in page.jobs]
+        needs: dict[str, int] = {}
+        for _, row in cells:
+            for key, text in row.items():
+                needs[key] = max(needs.get(key, 0), text.cell_len)
+        state = page.view.state
+        self.set_layout(job_columns(width, state == DEAD, state in COSTED, needs))
+        self.show([(key, self._row(row)) for key, row in cells], cursor_key=cursor_key)
 
     class Edge(Message):
         """The cursor would leave the page: by one row (step +1/-1), or to the list's end
