@@ -1028,20 +1028,15 @@ def queue_list(ctx: Context, as_json) -> None:
         return
     from rich.table import Table
     table = Table(header_style="bold")
-    columns = ("queue", "pending", "processing", "failed", "dead", "completed", "paused", "limit")
-    for name in columns:
+    # The states in the order of status and the console; "none" as `queue limit Q none` says.
+    for name in ("queue", *STATES, "paused", "limit"):
         table.add_column(name, justify="left" if name == "queue" else "right")
     for r in rows:
-        jobs = r["jobs"]
         table.add_row(
             plain(r["name"]),
-            str(jobs["pending"]),
-            str(jobs["processing"]),
-            str(jobs["failed"]),
-            str(jobs["dead"]),
-            str(jobs["completed"]),
+            *(str(r["jobs"][state]) for state in STATES),
             "yes" if r["paused"] else "no",
-            "-" if r["limit"] is None else str(r["limit"]),
+            "none" if r["limit"] is None else str(r["limit"]),
         )
     console().print(table)
 

@@ -170,6 +170,76 @@ async def test_shift_d_on_an_empty_dlq_says_it_is_empty(seeded):
         assert not isinstance(app.screen, ConfirmModal)
 
 
+async def test_the_dlq_questions_count_the_dlq_as_it_is_when_they_open(seeded):
+    """The header's count is the last refresh's: R and D ask about the DLQ as it is now."""
+    from queuectl_tui import engine
+    from queuectl_tui.tui.screens.modals import ConfirmModal
+
+    app = make_app(seeded, page_size=100)  # no refresh in the test: the header stays at 4
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        engine.cancel("warm-cache")  # elsewhere: a waiting job cancelled goes to the DLQ
+        assert "dead 4" in str(main(app).query_one("#counts").render())  # not refreshed yet
+        for key, words in (("D", "Delete all 5 dead job(s)"), ("R", "Move all 5 dead job(s)")):
+            await pilot.press(key)
+            await until(pilot, lambda: isinstance(app.screen, ConfirmModal), message="the question")
+            assert words in str(app.screen.question)
+            await pilot.press("n")
+            await settle(pilot)
+
+
+async def test_the_dlq_retry_question_says_the_budget_starts_over_and_the_numbers_go_on(seeded):
+    from queuectl_tui.tui.screens.modals import ConfirmModal
+
+    app = make_app(seeded, page_size=100)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("R")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmModal), message="the question")
+        assert "fresh retry budget" in app.screen.question
+        assert "attempt numbers go on" in app.screen.question
+
+
+async def test_a_completed_jobs_detail_offers_restart_not_retry_edit_or_cancel(seeded):
+    from queuectl_tui.tui.screens.detail import JobDetailScreen
+    from queuectl_tui.tui.widgets.keybar import KeyBar
+
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        for job_id, offered, not_offered in (
+                ("nightly-backup", {"Restart"}, {"Retry", "Edit", "Cancel"}),  # completed
+                ("charge-card-7731", {"Retry", "Restart"}, {"Edit", "Cancel"}),  # dead
+                ("warm-cache", {"Edit", "Cancel"}, {"Retry", "Restart"})):  # pending
+            await app.push_screen(JobDetailScreen(job_id))
+            await settle(pilot)
+            keys = {description for _, _, description in app.screen.query_one(KeyBar).keys()[0]}
+            assert offered <= keys and not keys & not_offered, (job_id, keys)
+            await pilot.press("escape")
+            await settle(pilot)
+
+
+async def test_the_help_says_it_scrolls_when_it_does_not_fit(seeded):
+    from textual.containers import VerticalScroll
+
+    app = make_app(seeded)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await settle(pilot)
+        title = str(app.screen.query_one("#help-title").render())
+        assert "scroll" in title
+        box = app.screen.query_one("#help", VerticalScroll)
+        await pilot.press("pagedown")
+        await until(pilot, lambda: box.scroll_y > 0, message="the help scrolled")
+    app = make_app(seeded)
+    async with app.run_test(size=(200, 120)) as pilot:  # all of it fits: no word of scrolling
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await settle(pilot)
+        assert "scroll" not in str(app.screen.query_one("#help-title").render())
+
+
 async def test_deleting_one_job_asks_about_its_attempts(seeded):
     from queuectl_tui.tui.screens.modals import ConfirmModal
 

@@ -108,6 +108,28 @@ def test_help_lists_the_keys(snap_compare, seeded):
     assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run("question_mark"))
 
 
+def test_help_80x24_says_it_scrolls(snap_compare, seeded):
+    assert snap_compare(make_app(seeded), terminal_size=(80, 24), run_before=run("question_mark"))
+
+
+def test_retry_dlq_question(snap_compare, seeded):
+    """R: how many jobs, and that each gets a fresh retry budget while its numbers go on."""
+    assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run("R"))
+
+
+def test_clear_dlq_question(snap_compare, seeded):
+    assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run("D"))
+
+
+def test_completed_job_detail_offers_restart(snap_compare, seeded):
+    """A completed job's footer: t Restart, and none of the keys that would refuse it."""
+    async def open_detail(pilot) -> None:
+        from queuectl_tui.tui.screens.detail import JobDetailScreen
+        await pilot.app.push_screen(JobDetailScreen("nightly-backup"))
+
+    assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run(then=open_detail))
+
+
 def test_layout_80x24(snap_compare, seeded):
     """The smallest supported terminal: narrower columns, every pane still there."""
     assert snap_compare(make_app(seeded), terminal_size=(80, 24), run_before=run())

@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Log, Static
 
 from queuectl_tui import engine
+from queuectl_tui.models import COMPLETED, DEAD, FAILED, PENDING, PROCESSING
 from queuectl_tui.tui import data
 from queuectl_tui.tui.reads import OneRead
 from queuectl_tui.visible import visible
@@ -60,11 +61,17 @@ class AttemptsTable(KeyedTable):
     pass
 
 
+#: Actions the detail's footer offers only for jobs in these states (the engine refuses the
+#: others; pressed anyway, the key says why).
+OFFERED_IN = {"retry": (FAILED, DEAD), "restart": (COMPLETED, DEAD), "edit": (PENDING, FAILED),
+              "cancel": (PENDING, FAILED, PROCESSING)}
+
+
 class JobDetailScreen(Screen):
     BINDINGS = [
         Binding("escape", "back", "Back", tooltip="Back to the jobs"),
         Binding("r", "retry", "Retry", tooltip="Retry this job (failed or dead)"),
-        Binding("t", "restart", "Restart", show=False,
+        Binding("t", "restart", "Restart",
                 tooltip="Run this completed or dead job again, with a fresh retry budget"),
         Binding("E", "edit", "Edit", tooltip="Edit this job (pending or failed)"),
         Binding("p", "pause", "Pause/resume queue", show=False,
@@ -172,6 +179,8 @@ class JobDetailScreen(Screen):
         if self.reads.again or (self.attempt is not None and number != self.attempt):
             chunk = None  # read for another attempt than the one now selected
             self.reads.again = True
+        if self.detail is None or self.detail.fields["state"] != detail.fields["state"]:
+            self.call_later(self.refresh_bindings)  # the footer offers what this state allows
         self.detail = detail
         fields = detail.fields
         title = Text.assemble((f"job {self.job_id}  ", "bold"),
@@ -236,6 +245,12 @@ class JobDetailScreen(Screen):
             log.clear()
             log.write(message)
             self._said = message
+
+    def offers(self, action: str) -> bool:
+        """Does the footer offer this action for the job as it is? (A completed job: t, not
+        r, E or c.)"""
+        states = OFFERED_IN.get(action)
+        return states is None or self.detail is None or self.detail.fields["state"] in states
 
     def _put(self, name: str, shown, content) -> None:
         """Update a Static only when what it shows changed: it is read twice a second, and an

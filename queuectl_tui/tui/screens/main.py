@@ -45,7 +45,8 @@ class MainScreen(Screen):
     BINDINGS = [
         Binding("n", "enqueue", "Enqueue", tooltip="Enqueue a new job (form)"),
         Binding("r", "retry", "Retry", tooltip="Retry the selected (or marked) failed/dead jobs"),
-        Binding("R", "retry_dlq", "Retry DLQ", show=False, tooltip="Retry every job in the DLQ"),
+        Binding("R", "retry_dlq", "Retry DLQ", show=False,
+                tooltip="Retry every job in the DLQ (a fresh retry budget each); asks first"),
         Binding("t", "restart", "Restart", show=False,
                 tooltip="Run the selected (or marked) completed/dead jobs again, with a fresh retry budget"),
         Binding("E", "edit", "Edit job", show=False,
@@ -79,7 +80,8 @@ class MainScreen(Screen):
         Binding("s", "sort", "Sort", show=False, tooltip="Cycle the sort order"),
         Binding("S", "reverse", "Reverse", show=False, tooltip="Reverse the sort order"),
         Binding("space", "mark", "Mark", show=False,
-                tooltip="Mark/unmark the selected job for a bulk retry, cancel or delete"),
+                tooltip="Mark/unmark the selected job for a bulk retry, cancel or delete, and move "
+                        "down to the next"),
         Binding("escape", "clear", "Clear", show=False, tooltip="Clear the filter, then the marks"),
         Binding("right_square_bracket", "page(1)", "Next page", key_display="]", show=False,
                 tooltip="Next page of jobs"),
@@ -600,15 +602,25 @@ class MainScreen(Screen):
             return
         self.app.perform(f"edit {key}", engine.get_job, key, then=lambda job: edit_job(self.app, job, self._done))
 
+    def _ask_about_the_dlq(self, question, title: str, then) -> None:
+        """Ask ``question(count)`` with the DLQ's count as it is now (the header's may be a
+        refresh old, or more behind another screen); an empty DLQ is only said."""
+        def counted(count: int) -> None:
+            if not count:
+                self.app.notify("the DLQ is empty")
+            else:
+                self._confirm(question(count), title, then)
+
+        self.app.perform("count the DLQ", engine.count_jobs, state=DEAD, then=counted)
+
     def action_retry_dlq(self) -> None:
-        count = self.status.counts.get(DEAD, 0) if self.status else 0
-        if not count:
-            self.app.notify("the DLQ is empty")
-            return
-        self._confirm(f"Move all {count:,} dead job(s) back to pending, attempts reset?",
-                      "Retry the DLQ",
-                      lambda: self.app.perform("retry the DLQ", engine.dlq_retry, all_dead=True,
-                                               then=lambda _: self._done("DLQ retried: jobs are pending again")))
+        self._ask_about_the_dlq(
+            lambda count: f"Move all {count:,} dead job(s) back to pending?\nEach gets a fresh retry "
+                          "budget; its attempt numbers go on from its last run.",
+            "Retry the DLQ",
+            lambda: self.app.perform("retry the DLQ", engine.dlq_retry, all_dead=True,
+                                     then=lambda jobs: self._done(f"DLQ retried: {len(jobs):,} "
+                                                                  "job(s) pending again")))
 
     def action_cancel(self) -> None:
         ids = self.selected_ids()
@@ -637,14 +649,12 @@ class MainScreen(Screen):
                           then=lambda n: self._done(f"deleted {n} job(s)", clear_marks=True)))
 
     def action_clear_dlq(self) -> None:
-        count = self.status.counts.get(DEAD, 0) if self.status else 0
-        if not count:
-            self.app.notify("the DLQ is empty")
-            return
-        self._confirm(f"Delete all {count:,} dead job(s) in the DLQ with their logs?\n"
-                      "This cannot be undone.", "Clear the DLQ",
-                      lambda: self.app.perform("clear the DLQ", engine.dlq_clear,
-                                               then=lambda n: self._done(f"deleted {n} dead job(s)")))
+        self._ask_about_the_dlq(
+            lambda count: f"Delete all {count:,} dead job(s) in the DLQ with their logs?\n"
+                          "This cannot be undone.",
+            "Clear the DLQ",
+            lambda: self.app.perform("clear the DLQ", engine.dlq_clear,
+                                     then=lambda n: self._done(f"deleted {n} dead job(s)")))
 
     def action_worker_start(self) -> None:
         self.app.notify("starting a worker…", timeout=2)

@@ -1,4 +1,5 @@
-"""The footer line: the screen's main keys (bindings with show=True) and the palette key.
+"""The footer line: the screen's main keys (bindings with show=True, less those the screen
+does not offer as things stand: ``screen.offers(action)``) and the palette key.
 
 It shows what Textual's Footer shows, picked the same way from ``screen.active_bindings``, but
 as one line of text in one widget. The stock Footer mounts a widget per key and recomposes them
@@ -47,7 +48,10 @@ class KeyBar(Widget, can_focus=False):
         """([(key, key display, description)], palette key) as the Footer would show them."""
         shown, seen = [], set()
         active = self.screen.active_bindings
+        offers = getattr(self.screen, "offers", None)  # a screen may offer keys by its state
         for _node, binding, enabled, _tooltip in active.values():
+            if offers is not None and not offers(binding.action):
+                continue
             if binding.show and enabled and binding.action not in seen:
                 seen.add(binding.action)
                 shown.append((binding.key, self.app.get_key_display(binding), binding.description))
