@@ -13,6 +13,8 @@ is reported as such. Then measures, each figure the median of its runs:
   draining 200 jobs there vs on an empty database, and the console (bench/tui_bench.py);
 - bulk enqueue (bench/bulk_enqueue.py), cold start of the CLI, pickup latency
   (bench/latency.py), idle worker CPU and RSS, worker RSS under a 200 MB output flood;
+- console: a real console idle on every tab and page while jobs arrive, CPU per place
+  (bench/console_idle.py; needs tmux);
 - postgres, when a server is named (``--pg URL`` or QUEUECTL_BENCH_PG; each run in a fresh
   schema of that database): the same drain with 2 and 8 workers, pickup latency from idle
   (woken by LISTEN/NOTIFY) and bulk enqueue.
@@ -59,11 +61,11 @@ DEBS = ["redis-server", "redis-tools", "libjemalloc2", "liblzf1", "task-spooler"
 FULL = dict(drain_jobs=2000, drain_repeat=3, workers=[1, 2, 4, 8], scale_jobs=1_000_000,
             claims=50, scale_drain=200, bulk_lines=100_000, bulk_repeat=3, bulk_big=1_000_000,
             bulk_cap_s=120, cold_runs=20, latency_jobs=100, latency_idle=0.3, tui_repeat=3,
-            tui_fresh=3, flood_mb=200)
+            tui_fresh=3, flood_mb=200, console_seconds=10)
 QUICK = dict(drain_jobs=300, drain_repeat=1, workers=[1, 2, 4, 8], scale_jobs=100_000,
              claims=20, scale_drain=50, bulk_lines=10_000, bulk_repeat=1, bulk_big=100_000,
              bulk_cap_s=30, cold_runs=5, latency_jobs=20, latency_idle=0.1, tui_repeat=1,
-             tui_fresh=1, flood_mb=20)
+             tui_fresh=1, flood_mb=20, console_seconds=3)
 
 
 def env(home: Path | None = None) -> dict[str, str]:
@@ -471,6 +473,16 @@ def bench_tui(cfg: dict) -> dict:
     return json.loads(out.stdout)
 
 
+def bench_console(cfg: dict) -> dict:
+    """The console idle on every tab and page while jobs arrive (bench/console_idle.py)."""
+    out = subprocess.run([PY, str(BENCH / "console_idle.py"), "--json", "--seconds",
+                          str(cfg["console_seconds"])], capture_output=True, text=True, env=env(),
+                         timeout=900)
+    if out.returncode:
+        return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(out.stdout)
+
+
 # --- enqueue, cold start, worker -------------------------------------------------------------
 
 def bench_bulk(cfg: dict, tmp: Path) -> dict:
@@ -733,6 +745,16 @@ def report(r: dict, command: str) -> str:
                       f"{f['before']:.1f} / {f['max']:.1f} / {f['after']:.1f} MB | flat (max within 5 MB of before) | "
                       f"{verdict(f['max'] - f['before'] <= 5)} |"]
         lines.append("")
+    ci = r.get("console")
+    if ci and "places" in ci:
+        lines += ["## The console idle while jobs arrive (bench/console_idle.py)", "",
+                  f"A real console in a {ci['size']} pseudo-terminal (tmux) on {ci['jobs']} jobs, one "
+                  f"more every {ci['every_s']} s; CPU of its process from /proc over "
+                  f"{ci['seconds_per_place']} s in each place (load average {ci['load'][0]:.1f}).", "",
+                  "| place | CPU, % of a core | target | result |", "| --- | --- | --- | --- |"]
+        lines += [f"| {place} | {pct:.2f} | < {ci['bar_pct']:g} | {check(pct, ci['bar_pct'])} |"
+                  for place, pct in ci["places"].items()]
+        lines.append("")
     p = r.get("postgres")
     if p:
         lat, bulk = p["latency"], p["bulk"]
@@ -793,7 +815,7 @@ def write(results: dict, command: str) -> None:
         (BENCH / "drain.svg").write_text(svg(results["drain"]))
 
 
-GROUPS = ["drain", "scale", "tui", "bulk", "cold", "latency", "worker", "postgres"]
+GROUPS = ["drain", "scale", "tui", "bulk", "cold", "latency", "worker", "console", "postgres"]
 
 
 def main() -> None:
@@ -826,6 +848,7 @@ def main() -> None:
                           ("scale", lambda: bench_scale(cfg, tmp)), ("tui", lambda: bench_tui(cfg)),
                           ("bulk", lambda: bench_bulk(cfg, tmp)), ("cold", lambda: bench_cold(cfg, tmp)),
                           ("latency", lambda: bench_latency(cfg)), ("worker", lambda: bench_worker(cfg, tmp)),
+                          ("console", lambda: bench_console(cfg)),
                           ("postgres", lambda: bench_postgres(cfg, args.pg))):
             if group not in groups:
                 continue
