@@ -462,3 +462,18 @@ def test_an_id_cut_keeps_its_end():
     assert middle_cut("transcode-video-17", 14) == "transcode-…-17"
     assert middle_cut("28d03ef9a1ab1234", 10) == "28d03e…234"  # no part: a third for the end
     assert middle_cut("report-chunk-17", 15) == "report-chunk-17"
+
+
+async def test_at_80x24_with_the_output_pane_the_screen_fits_and_a_page_is_what_shows(seeded):
+    """The output pane at 80x24 made the screen taller than the terminal (it scrolled, the
+    throughput line went under), and a page was 10 rows of which 3 showed."""
+    app = make_app(seeded)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = main(app)
+        await settle(pilot)
+        await pilot.press("o")
+        await settle(pilot)
+        assert screen.max_scroll_y == 0
+        assert screen.query_one("#throughput").region.bottom <= 23  # above the key bar
+        shown = screen.table.visible_rows
+        assert len(screen.page.jobs) == shown and f"{shown} of 57 jobs" in pager(app)

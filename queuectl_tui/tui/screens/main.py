@@ -139,6 +139,7 @@ class MainScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#filter").display = False
         self.query_one("#output-title").display = self.query_one("#output").display = False
+        self._fit_output()
         self.set_interval(min(0.5, self.app.refresh_interval), self._poll_output)
         self.table.set_layout(job_columns(self.size.width or self.app.size.width, False))
         self.load_status()
@@ -146,8 +147,16 @@ class MainScreen(Screen):
         self.set_interval(self.app.refresh_interval, self.tick)
 
     def on_resize(self) -> None:
+        self._fit_output()
         if self.page is not None:
             self._show_page(self.page)  # columns sized anew for the width
+
+    def _fit_output(self) -> None:
+        """The output pane takes at most what the other panes leave (9 lines, at least 3): at
+        80x24 it made the screen taller than the terminal, which then scrolled."""
+        height = self.size.height or self.app.size.height
+        others = 1 + 2 + 5 + 1 + 1 + WorkersPane.height_for(height) + 1 + 1  # header … key bar
+        self.query_one("#output").styles.height = max(3, min(9, height - others))
 
     @on(JobsTable.Resized)
     def _table_resized(self) -> None:
@@ -192,8 +201,11 @@ class MainScreen(Screen):
         self.page_reads.request()
 
     def page_rows(self) -> int:
-        """Rows per page: what the table shows (only that is read), unless the app fixes it."""
-        return self.app.page_size or max(10, min(200, self.table.visible_rows))
+        """Rows per page: what the table's area shows (only that is read), unless the app fixes
+        it. The area, not the table: an empty table is only its header high."""
+        area = self.query_one("#jobs-area").content_region.height
+        shown = area - (1 if self.table.show_header else 0) if area else self.table.visible_rows
+        return self.app.page_size or max(1, min(200, shown))
 
     @work(thread=True, group="page", exit_on_error=False)
     def _read_page(self, view: data.View, limit: int) -> None:
