@@ -27,6 +27,8 @@ is reported as such. Then measures, each figure the median of its runs:
 - idle, a day at rest (bench/idle.py): 1, 2, 4 and 8 idle workers, a ``wait --all``, a
   ``logs -f`` of a pending job and the console on its main screen, CPU of each over a window
   (60 s; ``--idle-window`` for a quick look), on SQLite and on PostgreSQL when one is named;
+- console: a real console idle on every tab and page while jobs arrive, CPU per place
+  (bench/console_idle.py; needs tmux);
 
 queuectl is measured from the checkout this file lives in (PYTHONPATH = its root), so re-run it
 after engine changes. Writes bench/BENCHMARKS.md (a run of some groups replaces their sections
@@ -75,12 +77,12 @@ FULL = dict(drain_jobs=2000, drain_repeat=3, workers=[1, 2, 4, 8], scale_jobs=1_
             claims=50, scale_drain=200, bulk_lines=100_000, bulk_repeat=3, bulk_big=1_000_000,
             bulk_cap_s=120, cold_runs=20, latency_jobs=100, latency_idle=0.3, tui_repeat=3,
             tui_fresh=3, flood_mb=200, web_idle_s=10, pg_jobs=2000, pg_passes=2, pg_ceiling_spawns=2000,
-            pg_statement_jobs=1000, pg_bulk_lines=100_000)
+            pg_statement_jobs=1000, pg_bulk_lines=100_000, console_seconds=10)
 QUICK = dict(drain_jobs=300, drain_repeat=1, workers=[1, 2, 4, 8], scale_jobs=100_000,
              claims=20, scale_drain=50, bulk_lines=10_000, bulk_repeat=1, bulk_big=100_000,
              bulk_cap_s=30, cold_runs=5, latency_jobs=20, latency_idle=0.1, tui_repeat=1,
              tui_fresh=1, flood_mb=20, web_idle_s=5, pg_jobs=300, pg_passes=1, pg_ceiling_spawns=600,
-             pg_statement_jobs=200, pg_bulk_lines=10_000)
+             pg_statement_jobs=200, pg_bulk_lines=10_000, console_seconds=3)
 
 
 def env(home: Path | None = None) -> dict[str, str]:
@@ -464,6 +466,16 @@ def bench_tui(cfg: dict) -> dict:
     out = subprocess.run([PY, str(BENCH / "tui_bench.py"), "--jobs", str(cfg["scale_jobs"]), "--fast-seed",
                           "--repeat", str(cfg["tui_repeat"]), "--fresh", str(cfg["tui_fresh"]), "--json"],
                          capture_output=True, text=True, env=env(), timeout=1200)
+    if out.returncode:
+        return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(out.stdout)
+
+
+def bench_console(cfg: dict) -> dict:
+    """The console idle on every tab and page while jobs arrive (bench/console_idle.py)."""
+    out = subprocess.run([PY, str(BENCH / "console_idle.py"), "--json", "--seconds",
+                          str(cfg["console_seconds"])], capture_output=True, text=True, env=env(),
+                         timeout=900)
     if out.returncode:
         return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(out.stdout)
@@ -1206,6 +1218,16 @@ def report(r: dict, command: str) -> str:
                       f"{check(wb['server_cpu_pct'], 1)} |",
                       f"| the tab's console (the console's own idle figure) | {wb['console_cpu_pct']:.2f} | | |",
                       f"| Chromium, every process | {wb['chromium_cpu_pct']:.2f} | | |", ""]
+    ci = r.get("console")
+    if ci and "places" in ci:
+        lines += ["## Idle console while jobs arrive (bench/console_idle.py)", "",
+                  f"A real console in a {ci['size']} pseudo-terminal (tmux) on {ci['jobs']} jobs, one "
+                  f"more every {ci['every_s']} s; CPU of its process from /proc over "
+                  f"{ci['seconds_per_place']} s in each place (load average {ci['load'][0]:.1f}).", "",
+                  "| place | CPU, % of a core | target | result |", "| --- | --- | --- | --- |"]
+        lines += [f"| {place} | {pct:.2f} | < {ci['bar_pct']:g} | {check(pct, ci['bar_pct'])} |"
+                  for place, pct in ci["places"].items()]
+        lines.append("")
     idle = r.get("idle")
     if idle:
         lines += idle_report(idle)
@@ -1296,7 +1318,7 @@ def write(results: dict, command: str) -> None:
 
 #: The first word of each group's heading in BENCHMARKS.md.
 HEADINGS = {"drain": "Drain", "scale": "Scale", "tui": "Console", "bulk": "Bulk", "cold": "Cold",
-            "latency": "Kept", "worker": "Kept", "web": "Web", "idle": "A",
+            "latency": "Kept", "worker": "Kept", "web": "Web", "idle": "A", "console": "Idle",
             "postgres": "PostgreSQL"}
 
 
@@ -1337,7 +1359,7 @@ def splice(old: str, new: str, tried: list[str], measured: list[str]) -> str:
     return "\n\n".join(out) + "\n\nRaw figures: `bench/out/results.json` (not committed).\n"
 
 
-GROUPS = ["drain", "scale", "tui", "bulk", "cold", "latency", "worker", "web", "idle", "postgres"]
+GROUPS = ["drain", "scale", "tui", "bulk", "cold", "latency", "worker", "web", "idle", "console", "postgres"]
 
 
 def main() -> None:
@@ -1377,6 +1399,7 @@ def main() -> None:
                           ("latency", lambda: bench_latency(cfg)), ("worker", lambda: bench_worker(cfg, tmp)),
                           ("web", lambda: bench_web(cfg)),
                           ("idle", lambda: bench_idle(args.idle_window, args.pg)),
+                          ("console", lambda: bench_console(cfg)),
                           ("postgres", lambda: bench_postgres(cfg, args.pg, args.pg_old))):
             if group not in groups:
                 continue

@@ -226,7 +226,7 @@ async def measure(db_path: Path, repeat: int, size: tuple[int, int], fresh: dict
                     await pilot.pause(0.02)
                 start = time.perf_counter()
                 screen.action_page(1)  # what ] runs
-                end = await until(pilot, lambda: screen.page.view.after is not None and not screen.page_reads.busy)
+                end = await until(pilot, lambda: screen.page.start > 0 and not screen.page_reads.busy)
                 results["next_page"].append(loop.row(start, end))
                 await pilot.press("slash", *"item 424")
                 start = time.perf_counter()

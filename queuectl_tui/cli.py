@@ -1174,13 +1174,13 @@ def queue_list(ctx: Context, as_json) -> None:
     if as_json:
         emit_json(rows)
         return
-    columns = ("queue", "pending", "processing", "failed", "dead", "completed", "paused", "limit")
+    # The states in the order of status and the console; "none" as `queue limit Q none` says.
+    columns = ("queue", *STATES, "paused", "limit")
     table = tabular.Table([(name, {"justify": "left" if name == "queue" else "right"})
                            for name in columns], piped=piped())
     for r in rows:
-        jobs = r["jobs"]
-        table.add_row(r["name"], jobs["pending"], jobs["processing"], jobs["failed"], jobs["dead"],
-                      jobs["completed"], "yes" if r["paused"] else "no", r["limit"])
+        table.add_row(r["name"], *(r["jobs"][state] for state in STATES),
+                      "yes" if r["paused"] else "no", "none" if r["limit"] is None else r["limit"])
     table.print()
 
 

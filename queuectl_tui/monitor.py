@@ -111,13 +111,27 @@ class WorkerMonitor:
         root = self._process(pid, started, seen)
         if root is None:
             return None
-        try:
-            members = [root] + [
-                self._cached(child, seen) for child in root.children(recursive=True)
-            ]
-        except psutil.Error:
-            members = [root]
+        members = [root]
+        for child in self._descendants(pid):
+            try:
+                members.append(self._cached(psutil.Process(child), seen))
+            except psutil.Error:
+                continue
         return self._usage(members)
+
+    @staticmethod
+    def _descendants(pid: int) -> list[int]:
+        """Every descendant of ``pid``, through /proc/PID/task/*/children: psutil's recursive
+        children() reads every process of the host, for each busy worker at every refresh
+        (most of a console's CPU on a busy host)."""
+        found: list[int] = []
+        todo = usage.children(pid)
+        while todo:
+            child = todo.pop()
+            if child not in found:
+                found.append(child)
+                todo.extend(usage.children(child))
+        return found
 
     def _process(self, pid: int, started: float | None, seen: set) -> psutil.Process | None:
         proc = procs.same_process(pid, started)

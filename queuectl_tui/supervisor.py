@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -67,6 +68,7 @@ def start(
                 stderr=fd, start_new_session=True, close_fds=True, env=worker_env(db_path),
             )
             pids.append(proc.pid)
+            _reap_when_done(proc)
     finally:
         os.close(fd)
     deadline = time.monotonic() + wait
@@ -81,6 +83,14 @@ def start(
         if dead or time.monotonic() > deadline:
             raise QueueError(f"worker(s) {dead or pids} did not start{_last_error(log)}; see {log}")
         time.sleep(0.02)
+
+
+def _reap_when_done(proc: subprocess.Popen) -> None:
+    """Wait for a started worker in a thread of its own, so that a process that starts workers
+    and lives on (the console's '+') does not keep each one that stops as a zombie until it
+    quits. A blocking wait for that one child: no SIGCHLD handler, which would also take the
+    exit status of children that others wait for."""
+    threading.Thread(target=proc.wait, name=f"reap worker {proc.pid}", daemon=True).start()
 
 
 def run_forked(db_path: Path | str, count: int, work: Callable[[], int]) -> int:

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from helpers import cli_env, ok, snapshot, user_error, wait_for
+from queuectl_tui.models import STATES
 
 BURST = ("worker", "start", "--foreground", "--burst")
 
@@ -281,6 +282,12 @@ def test_queue_list_and_limit(cli):
                                                           ("q", 1, 1, 1, False, 2)]
     text = ok(cli("queue", "list")).out
     assert "idle" in text and "yes" in text
+    # The states in the order of status and the console, and no limit said as it is typed.
+    status = ok(cli("status")).out.splitlines()[0].split()
+    header = next(line for line in text.splitlines() if "pending" in line)
+    assert sorted(status[:5], key=header.index) == status[:5] == list(STATES)
+    idle = next(line for line in text.splitlines() if "idle" in line)
+    assert "none" in idle and "-" not in idle
     ok(cli("queue", "limit", "q", "none"))
     assert ok(cli("queue", "list", "--json")).json()[1]["limit"] is None
     for bad in ("-1", "two", "1.5"):

@@ -52,3 +52,20 @@ def test_the_state_names_are_psutils():
                                    psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
     assert procs._boot_time() == psutil.boot_time()
 
+
+
+def test_the_workers_pane_counts_a_jobs_whole_tree():
+    """What the workers pane shows for a busy worker's job: the shell and every descendant
+    (found through /proc/PID/task/*/children, not a read of every process on the host)."""
+    from queuectl_tui.monitor import WorkerMonitor
+
+    shell = subprocess.Popen(["sh", "-c", "sh -c 'sleep 30 & wait' & sleep 30 & wait"],
+                             start_new_session=True)
+    try:
+        wait_for(lambda: len(psutil.Process(shell.pid).children(recursive=True)) == 3,
+                 message="the shell's children and grandchild")
+        usage = WorkerMonitor().tree(shell.pid, procs.start_time(shell.pid))
+        assert usage is not None and usage.processes == 4 and usage.rss > 0
+    finally:
+        os.killpg(shell.pid, signal.SIGKILL)
+        shell.wait()

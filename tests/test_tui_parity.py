@@ -18,7 +18,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 #: Actions that only change what the console shows (no queue state is read or written apart
 #: from the display itself); everything else needs a CLI command.
 VIEW_ONLY = {"quit", "help", "sort", "reverse", "mark", "clear", "page", "back", "cursor_down",
-             "cursor_up"}
+             "cursor_up", "first_row", "last_row"}
 KEY_NAMES = {"question_mark": "?", "slash": "/", "plus": "+", "minus": "-", "escape": "esc",
              "left_square_bracket": "[", "right_square_bracket": "]"}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 
@@ -484,18 +485,47 @@ async def test_minus_stops_one_worker_and_x_stops_all(empty_db):
         await until(pilot, lambda: Worker.select().count() == 0, timeout=15, message="all stopped")
 
 
+async def test_a_worker_started_with_plus_leaves_no_zombie_once_stopped(empty_db):
+    import psutil
+
+    from queuectl_tui.models import Worker
+
+    def zombie(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    app = make_app(empty_db, clock=time.time, monitor=None, refresh_interval=0.2)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = main(app)
+        await pilot.press("plus")
+        await until(pilot, lambda: screen.status and screen.status.alive == 1, timeout=15,
+                    message="the worker shown")
+        (row,) = Worker.select()
+        assert psutil.Process(row.pid).ppid() == os.getpid()  # the console's child
+        await pilot.press("minus")
+        await answer(pilot, "y")
+        await until(pilot, lambda: Worker.select().count() == 0, timeout=15, message="stopped")
+        await until(pilot, lambda: not zombie(row.pid), timeout=5, message="the worker reaped")
+
+
 # --- trouble -----------------------------------------------------------------------------------
 
 async def test_a_locked_database_is_a_message_and_the_console_recovers(empty_db):
+    from queuectl_tui.db import close_db
+
+    close_db()  # only the locker below has the file open (an open WAL reader would stop it)
+    # Taken before the console opens: the console keeps its connections, and no process can
+    # lock a WAL database exclusively while another has it open.
+    locker = sqlite3.connect(empty_db, isolation_level=None)
+    locker.execute("PRAGMA locking_mode=EXCLUSIVE")
+    locker.execute("BEGIN EXCLUSIVE")
+    locker.execute("INSERT INTO meta (key, value) VALUES ('lock', '1')")
     app = make_app(empty_db, refresh_interval=0.1)
     app.slow_read_warning = 0.3
     async with app.run_test(size=SIZE) as pilot:
         screen = main(app)
-        await settle(pilot)
-        locker = sqlite3.connect(empty_db, isolation_level=None)
-        locker.execute("PRAGMA locking_mode=EXCLUSIVE")
-        locker.execute("BEGIN EXCLUSIVE")
-        locker.execute("INSERT INTO meta (key, value) VALUES ('lock', '1')")
         try:
             banner = screen.query_one("#banner")
             await until(pilot, lambda: "lock" in str(banner.render()) and banner.has_class("-show"),

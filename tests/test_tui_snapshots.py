@@ -108,9 +108,50 @@ def test_help_lists_the_keys(snap_compare, seeded):
     assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run("question_mark"))
 
 
+def test_help_80x24_says_it_scrolls(snap_compare, seeded):
+    assert snap_compare(make_app(seeded), terminal_size=(80, 24), run_before=run("question_mark"))
+
+
+def test_retry_dlq_question(snap_compare, seeded):
+    """R: how many jobs, and that each gets a fresh retry budget while its numbers go on."""
+    assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run("R"))
+
+
+def test_clear_dlq_question(snap_compare, seeded):
+    assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run("D"))
+
+
+def test_completed_job_detail_offers_restart(snap_compare, seeded):
+    """A completed job's footer: t Restart, and none of the keys that would refuse it."""
+    async def open_detail(pilot) -> None:
+        from queuectl_tui.tui.screens.detail import JobDetailScreen
+        await pilot.app.push_screen(JobDetailScreen("nightly-backup"))
+
+    assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run(then=open_detail))
+
+
 def test_layout_80x24(snap_compare, seeded):
     """The smallest supported terminal: narrower columns, every pane still there."""
     assert snap_compare(make_app(seeded), terminal_size=(80, 24), run_before=run())
+
+
+@pytest.fixture
+def chunks(seeded):
+    """The sample history and a batch of 30 jobs whose ids differ only at their end."""
+    from queuectl_tui import engine, spec
+    from tui_support import NOW, SEED_CWD
+
+    engine.enqueue([spec.normalize({"id": f"report-chunk-{n:02d}", "queue": "reports",
+                                    "command": f'echo "chunk {n}"; sleep 2', "delay": 20 * n},
+                                   now=NOW) for n in range(1, 31)], cwd=SEED_CWD, env={}, now=NOW)
+    return seeded
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 35)], ids=["80x24", "120x35"])
+def test_ids_are_whole_where_they_fit_and_cut_in_their_middle_where_not(snap_compare, chunks, size):
+    """Pending, next run soonest: transcode-video-17 and report-chunk-01, -02 … Whole at 120
+    columns; at 80 cut in the middle (their ends stay), the last error giving way first."""
+    assert snap_compare(make_app(chunks), terminal_size=size, run_before=run("2", "s", "s"))
 
 
 def test_job_detail_80x24(snap_compare, seeded):

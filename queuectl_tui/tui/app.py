@@ -33,7 +33,8 @@ class QueueApp(App[None]):
     TITLE = "queuectl"
     BINDINGS = [
         Binding("q", "quit", "Quit", tooltip="Quit the console (workers keep running)"),
-        Binding("question_mark", "help", "Help", key_display="?", tooltip="Every key, on one screen"),
+        Binding("question_mark", "help", "Help", key_display="?",
+                tooltip="Every key, and what it does where (the help scrolls)"),
     ]
 
     def __init__(self, db_path: Path | str, *, clock: Callable[[], float] | None = None,

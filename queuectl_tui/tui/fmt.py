@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.text import Text
 
 from queuectl_tui.visible import visible
@@ -27,6 +28,40 @@ def cell(value: object, style: str = "", *, justify: str = "left") -> Text:
     text = str(value)
     text = visible(text.replace("\r", "").replace("\n", " ⏎ "))  # a Text: no markup either
     return Text(text, style=style, no_wrap=True, overflow="ellipsis", end="", justify=justify)
+
+
+SEPARATORS = "-_.:/@ "
+
+
+def middle_cut(text: str, width: int) -> str:
+    """``text`` in ``width`` cells, cut in its middle so that its end stays: ids that differ
+    only at their end stay apart ("report-…-17", not "report-ch…"). The last part after a
+    separator stays whole while it takes at most half the width."""
+    if cell_len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:width]
+    last = max(text.rfind(sep) for sep in SEPARATORS)
+    tail = text[last:] if last > 0 and cell_len(text[last:]) <= (width - 1) // 2 else ""
+    keep = width - 1 - cell_len(tail)
+    if not tail:  # no part to keep whole: a third of the room for the end
+        tail = _cells_from_end(text, keep // 3)
+        keep -= cell_len(tail)
+    return _cells_from_start(text, keep) + "…" + tail
+
+
+def _cells_from_start(text: str, cells: int) -> str:
+    out, used = [], 0
+    for char in text:
+        used += cell_len(char)
+        if used > cells:
+            break
+        out.append(char)
+    return "".join(out)
+
+
+def _cells_from_end(text: str, cells: int) -> str:
+    return _cells_from_start(text[::-1], cells)[::-1]
 
 
 def when_style(job, now: float) -> str:

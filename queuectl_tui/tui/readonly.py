@@ -24,7 +24,8 @@ READS: dict[str, set[str]] = {
     "QueuesScreen": {"back", "refresh"},
     "StatsScreen": {"back", "window", "refresh"},
     "HelpScreen": {"close"},
-    "JobsTable": {"cursor_down", "cursor_up", "page_down", "page_up"},
+    "JobsTable": {"cursor_down", "cursor_up", "page_down", "page_up", "first_row", "last_row"},
+    "KeyedTable": {"first_row", "last_row"},
     # The dialogs cannot open in read-only mode; closing one changes nothing.
     "JobForm": {"dismiss_none"},
     "ConfigModal": {"dismiss_none"},

@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Log, Static
 
 from queuectl_tui import engine
+from queuectl_tui.models import COMPLETED, DEAD, FAILED, PENDING, PROCESSING
 from queuectl_tui.tui import data
 from queuectl_tui.tui.reads import OneRead
 from queuectl_tui.visible import visible
@@ -60,11 +61,17 @@ class AttemptsTable(KeyedTable):
     pass
 
 
+#: Actions the detail's footer offers only for jobs in these states (the engine refuses the
+#: others; pressed anyway, the key says why).
+OFFERED_IN = {"retry": (FAILED, DEAD), "restart": (COMPLETED, DEAD), "edit": (PENDING, FAILED),
+              "cancel": (PENDING, FAILED, PROCESSING)}
+
+
 class JobDetailScreen(Screen):
     BINDINGS = [
         Binding("escape", "back", "Back", tooltip="Back to the jobs"),
         Binding("r", "retry", "Retry", tooltip="Retry this job (failed or dead)"),
-        Binding("t", "restart", "Restart", show=False,
+        Binding("t", "restart", "Restart",
                 tooltip="Run this completed or dead job again, with a fresh retry budget"),
         Binding("E", "edit", "Edit", tooltip="Edit this job (pending or failed)"),
         Binding("p", "pause", "Pause/resume queue", show=False,
@@ -87,6 +94,8 @@ class JobDetailScreen(Screen):
         self.reads = OneRead(self._start_read)
         self._gone = False
         self._tree_at = float("-inf")  # monotonic time of the last tree reading
+        self._shown: dict[str, object] = {}  # what the title, fields and log title show
+        self._said: str | None = None  # the message the log shows instead of a log
 
     def compose(self) -> ComposeResult:
         yield Static(Text(f"job {self.job_id}", style="bold"), id="detail-title")
@@ -152,13 +161,15 @@ class JobDetailScreen(Screen):
         if self.query_one(AttemptsTable).set_layout(attempt_columns(self.size.width)) and self.detail:
             self._apply(self.detail, self.attempt, None)
         if self.detail is not None:
-            self.query_one("#fields", Static).update(self._fields_table(self.detail))
+            detail = self.detail
+            self._put("#fields", (detail.fields, detail.dependencies, self.size.width),
+                      lambda: self._fields_table(detail))
 
     def _failed(self, exc: Exception) -> None:
         self.reads.done()
         if isinstance(exc, data.QueueError) and not isinstance(exc, data.Problem):
             self._gone = True  # deleted meanwhile
-        self.query_one("#fields", Static).update(Text(str(exc), style="bold red"))
+        self._put("#fields", str(exc), Text(str(exc), style="bold red"))
 
     def _read_done(self, detail: data.Detail, number: int | None, chunk) -> None:
         self._apply(detail, number, chunk)
@@ -168,13 +179,16 @@ class JobDetailScreen(Screen):
         if self.reads.again or (self.attempt is not None and number != self.attempt):
             chunk = None  # read for another attempt than the one now selected
             self.reads.again = True
+        if self.detail is None or self.detail.fields["state"] != detail.fields["state"]:
+            self.call_later(self.refresh_bindings)  # the footer offers what this state allows
         self.detail = detail
         fields = detail.fields
         title = Text.assemble((f"job {self.job_id}  ", "bold"),
                               (fields["state"], STATE_STYLE.get(fields["state"], "")), "  ",
                               (visible(detail.why), "italic"))
-        self.query_one("#detail-title", Static).update(title)
-        self.query_one("#fields", Static).update(self._fields_table(detail))
+        self._put("#detail-title", title, title)
+        self._put("#fields", (fields, detail.dependencies, self.size.width),
+                  lambda: self._fields_table(detail))
         table = self.query_one(AttemptsTable)
         rows = []
         for a in detail.attempts:
@@ -196,20 +210,19 @@ class JobDetailScreen(Screen):
             self.attempt = number
         log = self.query_one(Log)
         if number is None:
-            log.clear()
-            log.write("(no attempt yet: the log appears when a worker runs the job)")
+            self._say(log, "(no attempt yet: the log appears when a worker runs the job)")
             self._log_for = None
         elif chunk is not None:
             key, start, piece = chunk
             if key != self._log_for or start == 0 and self._offset:
                 log.clear()
+                self._said = None
                 self._log_for = key
                 if piece.skipped:
                     log.write_line(f"[… {piece.skipped:,} earlier bytes not shown; "
                                    f"queuectl-tui logs {self.job_id} --attempt {number} prints them]")
             if piece.missing:
-                log.clear()
-                log.write(piece.note or "(no log file for this attempt)")
+                self._say(log, piece.note or "(no log file for this attempt)")
             elif piece.text:
                 log.write(piece.text, scroll_end=self.follow)
                 if self.follow:
@@ -218,12 +231,33 @@ class JobDetailScreen(Screen):
         running = number is not None and next(
             (a for a in detail.attempts if a["number"] == number), {}).get("finished_ts") is None
         state = "following" if self.follow and running else "paused" if running else "complete"
-        self.query_one("#log-title", Static).update(
-            f"Log of attempt {number}  ({state})" if number is not None else "Log")
+        log_title = f"Log of attempt {number}  ({state})" if number is not None else "Log"
+        self._put("#log-title", log_title, log_title)
         if not detail.running:
             self._show_tree(False)
         elif detail.tree_read:
             self._update_tree(detail)
+
+    def _say(self, log: Log, message: str) -> None:
+        """The log shows a message instead of a log: written once, not again at every read
+        (twice a second: each time the whole screen was laid out and drawn again)."""
+        if self._said != message:
+            log.clear()
+            log.write(message)
+            self._said = message
+
+    def offers(self, action: str) -> bool:
+        """Does the footer offer this action for the job as it is? (A completed job: t, not
+        r, E or c.)"""
+        states = OFFERED_IN.get(action)
+        return states is None or self.detail is None or self.detail.fields["state"] in states
+
+    def _put(self, name: str, shown, content) -> None:
+        """Update a Static only when what it shows changed: it is read twice a second, and an
+        update lays out and draws the whole screen again (``content``: it, or how to make it)."""
+        if self._shown.get(name) != shown:
+            self._shown[name] = shown
+            self.query_one(name, Static).update(content() if callable(content) else content)
 
     # -- the running job's processes ------------------------------------------------------
     def _show_tree(self, shown: bool) -> None:

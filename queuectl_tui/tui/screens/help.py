@@ -15,7 +15,9 @@ from queuectl_tui.tui.screens.modals import ConfirmModal, ConfigModal, EditModal
 
 NAVIGATION = [
     ("↑ ↓  j k", "move in a table"),
-    ("PgUp PgDn Home End", "scroll a table or the log"),
+    ("PgUp PgDn", "a screenful up or down in a table or the log"),
+    ("Home End  g G", "the first or last row of a table (in the jobs table: of the page, then "
+                      "of the list); Home End: the start or end of the log"),
     ("tab  shift+tab", "move between the jobs table, the workers pane and the filter"),
     ("ctrl+p", "command palette: every action by name"),
 ]
@@ -81,12 +83,16 @@ def dialog_rows(*classes) -> list[tuple[str, str]]:
     return [(keys, "; ".join(what)) for keys, what in uses.items()]
 
 
+TITLE = "Keys  (esc closes)"
+SCROLLS = "Keys  (↑ ↓ PgUp PgDn scroll: there is more than fits; esc closes)"
+
+
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,question_mark,q", "close", "Close", key_display="esc")]
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help", classes="dialog"):
-            yield Static("Keys  (esc closes)", classes="dialog-title")
+            yield Static(TITLE, id="help-title", classes="dialog-title")
             table = Table.grid(padding=(0, 2))
             table.add_column(style="bold cyan", no_wrap=True, min_width=12)
             table.add_column(ratio=1)
@@ -102,6 +108,17 @@ class HelpScreen(ModalScreen[None]):
             yield Static(Text("Every action has a CLI command: see the README's parity table.",
                               style="dim"))
         yield KeyBar()  # its own keys, over the screen's
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self._say_if_it_scrolls)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._say_if_it_scrolls)
+
+    def _say_if_it_scrolls(self) -> None:
+        """The title says the help scrolls whenever it does not fit the screen."""
+        box = self.query_one("#help", VerticalScroll)
+        self.query_one("#help-title", Static).update(SCROLLS if box.max_scroll_y > 0 else TITLE)
 
     def action_close(self) -> None:
         self.dismiss(None)

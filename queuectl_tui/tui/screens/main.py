@@ -8,6 +8,7 @@ supervisor function that the matching CLI command calls (see the README's parity
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from rich.text import Text
 from textual import on, work
@@ -22,7 +23,7 @@ from queuectl_tui.models import COMPLETED, DEAD, FAILED, PENDING, PROCESSING, Jo
 from queuectl_tui.tui import data
 from queuectl_tui.tui.reads import OneRead
 from queuectl_tui.tui.widgets import CountsHeader, JobsTable, KeyBar, TabBar, ThroughputLine, WorkersPane
-from queuectl_tui.tui.widgets.jobs_table import job_columns, when_width
+from queuectl_tui.tui.widgets.jobs_table import job_columns
 from queuectl_tui.visible import visible
 
 #: (tab id, label, state); the number keys pick them in this order.
@@ -44,7 +45,8 @@ class MainScreen(Screen):
     BINDINGS = [
         Binding("n", "enqueue", "Enqueue", tooltip="Enqueue a new job (form)"),
         Binding("r", "retry", "Retry", tooltip="Retry the selected (or marked) failed/dead jobs"),
-        Binding("R", "retry_dlq", "Retry DLQ", show=False, tooltip="Retry every job in the DLQ"),
+        Binding("R", "retry_dlq", "Retry DLQ", show=False,
+                tooltip="Retry every job in the DLQ (a fresh retry budget each); asks first"),
         Binding("t", "restart", "Restart", show=False,
                 tooltip="Run the selected (or marked) completed/dead jobs again, with a fresh retry budget"),
         Binding("E", "edit", "Edit job", show=False,
@@ -78,7 +80,8 @@ class MainScreen(Screen):
         Binding("s", "sort", "Sort", show=False, tooltip="Cycle the sort order"),
         Binding("S", "reverse", "Reverse", show=False, tooltip="Reverse the sort order"),
         Binding("space", "mark", "Mark", show=False,
-                tooltip="Mark/unmark the selected job for a bulk retry, cancel or delete"),
+                tooltip="Mark/unmark the selected job for a bulk retry, cancel or delete, and move "
+                        "down to the next"),
         Binding("escape", "clear", "Clear", show=False, tooltip="Clear the filter, then the marks"),
         Binding("right_square_bracket", "page(1)", "Next page", key_display="]", show=False,
                 tooltip="Next page of jobs"),
@@ -100,7 +103,6 @@ class MainScreen(Screen):
         self._status_busy = False
         self._cursor_to: str | None = None
         self._cursor_edge = 0  # +1/-1: put the cursor on the first/last row of the next page shown
-        self._when_width = 0  # the widest When text of the page shown (job_columns fits it)
         self._problem: str | None = None
         self._read_since = 0.0
         self._filter_timer = None
@@ -108,7 +110,9 @@ class MainScreen(Screen):
         self._output_job: str | None = None  # whose log it shows
         self._output_key: tuple | None = None  # (attempt number, log path) read so far
         self._output_offset = 0
+        self._output_said: str | None = None  # the message the pane shows instead of a log
         self.output_reads = OneRead(self._start_output_read)
+        self._shown: dict[str, object] = {}  # the pager's and the empty note's text on screen
 
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -135,24 +139,32 @@ class MainScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#filter").display = False
         self.query_one("#output-title").display = self.query_one("#output").display = False
+        self._fit_output()
         self.set_interval(min(0.5, self.app.refresh_interval), self._poll_output)
-        self._layout_columns()
+        self.table.set_layout(job_columns(self.size.width or self.app.size.width, False))
         self.load_status()
         self.call_after_refresh(self.load_page)  # once laid out: the page is what the table shows
         self.set_interval(self.app.refresh_interval, self.tick)
 
     def on_resize(self) -> None:
-        if self._layout_columns() and self.page is not None:
-            self._show_page(self.page)
+        self._fit_output()
+        if self.page is not None:
+            self._show_page(self.page)  # columns sized anew for the width
+
+    def _fit_output(self) -> None:
+        """The output pane takes at most what the other panes leave (9 lines, at least 3): at
+        80x24 it made the screen taller than the terminal, which then scrolled."""
+        height = self.size.height or self.app.size.height
+        others = 1 + 2 + 5 + 1 + 1 + WorkersPane.height_for(height) + 1 + 1  # header … key bar
+        self.query_one("#output").styles.height = max(3, min(9, height - others))
 
     @on(JobsTable.Resized)
     def _table_resized(self) -> None:
         self.call_after_refresh(self._fit_page)
 
     def _page_misfit(self) -> bool:
-        """Does the table show more or fewer rows than the page holds (when it could)?"""
-        return self.page is not None and len(self.page.jobs) != self.page_rows() and (
-            self.page.has_next or len(self.page.jobs) > self.page_rows())
+        """Was the page read for another height of the table than it has now?"""
+        return self.page is not None and self.page.limit != self.page_rows()
 
     def _fit_page(self) -> None:
         if self._page_misfit():
@@ -164,19 +176,19 @@ class MainScreen(Screen):
         return (self.page_reads.settled and not self._status_busy and not self._page_misfit()
                 and self.output_reads.settled)
 
-    def _layout_columns(self) -> bool:
-        width = self.size.width or self.app.size.width
-        return self.table.set_layout(job_columns(width, self.view.state == DEAD,
-                                                 self.view.state in data.COSTED,
-                                                 self._when_width))
-
     # -- reading ------------------------------------------------------------------------
     def on_screen_resume(self) -> None:
         if self.is_mounted and self.page is not None:
             self.action_refresh()  # back from the detail or a dialog: show what changed
 
+    @property
+    def in_front(self) -> bool:
+        """Is this screen the one in front? (Textual's ``is_current`` holds for the screen
+        just behind too, which may show through: the main screen read on behind the detail.)"""
+        return self.app.screen is self
+
     def tick(self) -> None:
-        if not self.is_current:
+        if not self.in_front:
             return  # the detail or a dialog covers the table: no reads behind it
         waited = time.monotonic() - self._read_since if self._status_busy else 0.0
         if waited > self.app.slow_read_warning:
@@ -189,27 +201,33 @@ class MainScreen(Screen):
         self.page_reads.request()
 
     def page_rows(self) -> int:
-        """Rows per page: what the table shows (only that is read), unless the app fixes it."""
-        return self.app.page_size or max(10, min(200, self.table.visible_rows))
+        """Rows per page: what the table's area shows (only that is read), unless the app fixes
+        it. The area, not the table: an empty table is only its header high."""
+        area = self.query_one("#jobs-area").content_region.height
+        shown = area - (1 if self.table.show_header else 0) if area else self.table.visible_rows
+        return self.app.page_size or max(1, min(200, shown))
 
     @work(thread=True, group="page", exit_on_error=False)
     def _read_page(self, view: data.View, limit: int) -> None:
-        counts = self.status.counts if self.status is not None and not view.search else None
         try:
-            page = data.call(self.app.db_path, data.read_page, view, limit, counts)
+            page = data.call(self.app.db_path, data.read_page, view, limit)
         except data.Problem as exc:
             page = exc
         self.app.from_thread(self._page_read, page)
 
     def _page_read(self, page: data.Page | data.Problem) -> None:
+        """Show a page read for the view still asked for; read once more when the view or the
+        table's height changed meanwhile (the next read is for what is asked now, so this ends:
+        a result never asks for the same read again)."""
         if isinstance(page, data.Problem):
             self._set_problem(str(page))
         elif page.view == self.view:
             self._set_problem(None)
+            self.view = page.view = page.here  # LAST, or a page rows left: the page shown
             self.page = page
             self._show_page(page)
-            if len(page.jobs) < self.page_rows() and page.has_next:
-                self.page_reads.again = True  # the table grew taller than the page read for it
+            if page.limit != self.page_rows():
+                self.page_reads.again = True  # the table changed height while it was read
         else:
             self.page_reads.again = True  # read for a view no longer shown
         self.page_reads.done()
@@ -260,14 +278,11 @@ class MainScreen(Screen):
     def _show_page(self, page: data.Page) -> None:
         now = self.app.clock()
         self.jobs = {job.id: job for job in page.jobs}
-        fit = when_width(page, now)  # the When column as wide as what its jobs wait for
-        if fit != self._when_width:
-            self._when_width = fit
-            self._layout_columns()
         if self._cursor_edge and page.jobs:
             self._cursor_to = page.jobs[0 if self._cursor_edge > 0 else -1].id
             self._cursor_edge = 0
-        self.table.show_jobs(page, now, self.marks, cursor_key=self._cursor_to)
+        self.table.show_jobs(page, now, self.marks, self.size.width or self.app.size.width,
+                             cursor_key=self._cursor_to)
         self._cursor_to = None
         self._update_pager()
         self._update_empty()
@@ -279,7 +294,7 @@ class MainScreen(Screen):
         key, desc_label, asc_label, _ = next(s for s in SORTS if s[0] == self.view.sort)
         moves = [text for text, possible in (("[ previous", page.has_prev), ("] next", page.has_next))
                  if possible]
-        parts = [f"page {page_number(page, self.page_rows())}, {len(page.jobs)} of {page.total:,} jobs"
+        parts = [f"page {page.number} of {page.pages}, {len(page.jobs)} of {page.total:,} jobs"
                  + (f" ({', '.join(moves)})" if moves else ""),
                  f"sort: {desc_label if self.view.descending else asc_label} (s/S)"]
         if self.view.search:
@@ -289,7 +304,9 @@ class MainScreen(Screen):
         text = Text("  ·  ".join(parts))  # the filter is text
         if self.status is not None and self.status.paused:
             text.append(f"  ·  paused: {', '.join(self.status.paused)} (p/P resume)", "bold yellow")
-        self.query_one("#pager", Static).update(text)
+        if text != self._shown.get("pager"):  # each refresh: only a change is drawn
+            self._shown["pager"] = text
+            self.query_one("#pager", Static).update(text, layout=False)  # one line, always
 
     def _update_empty(self) -> None:
         empty = self.query_one("#empty", Static)
@@ -308,16 +325,16 @@ class MainScreen(Screen):
                 message = f"No jobs in {label}."
             else:
                 message = "No jobs on this page. [ goes back."
-        empty.update(Text(message))
-        empty.set_class(bool(message), "-show")
-        self.table.set_class(bool(message), "-empty")
+        if message != self._shown.get("empty"):
+            self._shown["empty"] = message
+            empty.update(Text(message))
+            empty.set_class(bool(message), "-show")
+            self.table.set_class(bool(message), "-empty")
 
     # -- tabs, filter, sort, pages ------------------------------------------------------
     def set_view(self, **changes) -> None:
-        fields = {"after": None, "before": None, "offset": 0, **changes}
-        self.view = data.View(**{**self.view.__dict__, **fields})
-        if self._layout_columns() and self.page is not None:
-            self.page = None
+        """Show another tab, filter, order or page (from the first page unless a start is given)."""
+        self.view = replace(self.view, **{"start": 0, **changes})
         self.load_page()
 
     def action_tab(self, tab: str) -> None:
@@ -381,24 +398,18 @@ class MainScreen(Screen):
 
     @on(JobsTable.Edge)
     def _edge(self, event: JobsTable.Edge) -> None:
-        """Past the last (first) row: the next (previous) page, cursor on its first (last) row."""
+        """Past the last (first) row: the next (previous) page, cursor on its first (last) row;
+        End (Home) on the last (first) row: the last (first) page, cursor on its last (first)."""
         page = self.page
         if page is not None and (page.has_next if event.step > 0 else page.has_prev):
-            self._cursor_edge = event.step
-            self.action_page(event.step)
+            self._cursor_edge = -event.step if event.far else event.step
+            view = data.far(page, event.step) if event.far else data.turn(page, event.step)
+            self.set_view(start=view.start)
 
     def action_page(self, step: int) -> None:
         page = self.page
-        if page is None or not page.jobs:
-            if step < 0 and (self.view.after or self.view.before):
-                self.set_view()
-            return
-        if step > 0 and page.has_next:
-            self.set_view(after=engine.page_key(page.jobs[-1], self.view.sort),
-                          offset=page.view.offset + len(page.jobs))
-        elif step < 0 and page.has_prev:
-            self.set_view(before=engine.page_key(page.jobs[0], self.view.sort),
-                          offset=max(0, page.view.offset - self.page_rows()))
+        if page is not None and (page.has_next if step > 0 else page.has_prev):
+            self.set_view(start=data.turn(page, step).start)
 
     def action_refresh(self) -> None:
         self.load_status()
@@ -448,18 +459,20 @@ class MainScreen(Screen):
 
     def _poll_output(self) -> None:
         """Read what the selected job's latest log added (the whole tail for a new job)."""
-        if self.output_on and self.is_current:
+        if self.output_on and self.in_front:
             self.output_reads.request()
 
     def _start_output_read(self) -> bool:
-        if not self.output_on or not self.is_current:
+        if not self.output_on or not self.in_front:
             return False
         job_id = self.table.cursor_key
         log = self.query_one("#output", Log)
         if job_id != self._output_job:
             self._output_job, self._output_key, self._output_offset = job_id, None, 0
             log.clear()
+            self._output_said = None
         if job_id is None:
+            self._shown["output-title"] = None
             self.query_one("#output-title", Static).update("Output  (no job selected)")
             return False
         self._read_output(job_id, self._output_key, self._output_offset)
@@ -484,28 +497,39 @@ class MainScreen(Screen):
         log = self.query_one("#output", Log)
         title = self.query_one("#output-title", Static)
         if isinstance(output, Exception):
+            self._shown["output-title"] = None
             title.update(Text.assemble("Output  ", (str(output), "red")))
             return
         if output.attempt is None:
-            log.clear()
-            log.write("(no attempt yet: the log appears when a worker runs the job)")
+            self._say_output(log, "(no attempt yet: the log appears when a worker runs the job)")
             self._output_key = None
         else:
             chunk = output.chunk
             if output.key != self._output_key:
                 log.clear()
+                self._output_said = None
                 self._output_key = output.key
                 if chunk.skipped:
                     log.write_line(f"[… {chunk.skipped:,} earlier bytes not shown]")
             if chunk.missing:
-                log.clear()
-                log.write(chunk.note or "(no log file for this attempt)")
+                self._say_output(log, chunk.note or "(no log file for this attempt)")
             elif chunk.text:
                 log.write(chunk.text, scroll_end=True)
             self._output_offset = chunk.offset
         state = ("" if output.attempt is None else
                  f"  attempt {output.attempt}, {'following' if output.running else 'finished'}")
-        title.update(Text.assemble("Output of ", (visible(job_id), "bold"), state, ("  (o hides)", "dim")))
+        text = Text.assemble("Output of ", (visible(job_id), "bold"), state, ("  (o hides)", "dim"))
+        if text != self._shown.get("output-title"):
+            self._shown["output-title"] = text
+            title.update(text, layout=False)  # one line
+
+    def _say_output(self, log: Log, message: str) -> None:
+        """The pane shows a message instead of a log: written once, not again at every read
+        (twice a second: each time the whole screen was laid out and drawn again)."""
+        if self._output_said != message:
+            log.clear()
+            log.write(message)
+            self._output_said = message
 
     def _open_detail(self, job_id: str, *, focus_log: bool) -> None:
         from queuectl_tui.tui.screens.detail import JobDetailScreen
@@ -590,15 +614,25 @@ class MainScreen(Screen):
             return
         self.app.perform(f"edit {key}", engine.get_job, key, then=lambda job: edit_job(self.app, job, self._done))
 
+    def _ask_about_the_dlq(self, question, title: str, then) -> None:
+        """Ask ``question(count)`` with the DLQ's count as it is now (the header's may be a
+        refresh old, or more behind another screen); an empty DLQ is only said."""
+        def counted(count: int) -> None:
+            if not count:
+                self.app.notify("the DLQ is empty")
+            else:
+                self._confirm(question(count), title, then)
+
+        self.app.perform("count the DLQ", engine.count_jobs, state=DEAD, then=counted)
+
     def action_retry_dlq(self) -> None:
-        count = self.status.counts.get(DEAD, 0) if self.status else 0
-        if not count:
-            self.app.notify("the DLQ is empty")
-            return
-        self._confirm(f"Move all {count:,} dead job(s) back to pending, attempts reset?",
-                      "Retry the DLQ",
-                      lambda: self.app.perform("retry the DLQ", engine.dlq_retry, all_dead=True,
-                                               then=lambda _: self._done("DLQ retried: jobs are pending again")))
+        self._ask_about_the_dlq(
+            lambda count: f"Move all {count:,} dead job(s) back to pending?\nEach gets a fresh retry "
+                          "budget; its attempt numbers go on from its last run.",
+            "Retry the DLQ",
+            lambda: self.app.perform("retry the DLQ", engine.dlq_retry, all_dead=True,
+                                     then=lambda jobs: self._done(f"DLQ retried: {len(jobs):,} "
+                                                                  "job(s) pending again")))
 
     def action_cancel(self) -> None:
         ids = self.selected_ids()
@@ -627,14 +661,12 @@ class MainScreen(Screen):
                           then=lambda n: self._done(f"deleted {n} job(s)", clear_marks=True)))
 
     def action_clear_dlq(self) -> None:
-        count = self.status.counts.get(DEAD, 0) if self.status else 0
-        if not count:
-            self.app.notify("the DLQ is empty")
-            return
-        self._confirm(f"Delete all {count:,} dead job(s) in the DLQ with their logs?\n"
-                      "This cannot be undone.", "Clear the DLQ",
-                      lambda: self.app.perform("clear the DLQ", engine.dlq_clear,
-                                               then=lambda n: self._done(f"deleted {n} dead job(s)")))
+        self._ask_about_the_dlq(
+            lambda count: f"Delete all {count:,} dead job(s) in the DLQ with their logs?\n"
+                          "This cannot be undone.",
+            "Clear the DLQ",
+            lambda: self.app.perform("clear the DLQ", engine.dlq_clear,
+                                     then=lambda n: self._done(f"deleted {n} dead job(s)")))
 
     def action_worker_start(self) -> None:
         self.app.notify("starting a worker…", timeout=2)
@@ -678,19 +710,6 @@ class MainScreen(Screen):
     def _confirm(self, question: str, title: str, then) -> None:
         from queuectl_tui.tui.screens.modals import ConfirmModal
         self.app.push_screen(ConfirmModal(question, title), lambda yes: then() if yes else None)
-
-
-def page_number(page: data.Page, rows: int) -> str:
-    """'2 of 9': pages of ``rows`` rows; the first and last pages are known for sure, the
-    others counted from the rows paged past (rows added or removed meanwhile shift them)."""
-    pages = max(1, -(-page.total // max(1, rows)))
-    if not page.has_prev:
-        number = 1
-    elif not page.has_next:
-        number = pages
-    else:
-        number = min(pages - 1, max(2, page.view.offset // max(1, rows) + 1))
-    return f"{number} of {pages}"
 
 
 def edit_job(app, job: Job, done) -> None:

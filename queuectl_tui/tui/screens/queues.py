@@ -13,15 +13,15 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Static
 
+from queuectl_tui.models import STATES
 from queuectl_tui.tui import data
 from queuectl_tui.tui.fmt import STATE_STYLE, cell
 from queuectl_tui.tui.reads import OneRead
 from queuectl_tui.tui.widgets.jobs_table import Column, KeyedTable
 from queuectl_tui.tui.widgets.keybar import KeyBar
 
-#: (state, column label) for the counts, in the order of ``queue list``.
-COUNTED = [("pending", "Pending"), ("processing", "Processing"), ("failed", "Failed"), ("dead", "Dead"),
-           ("completed", "Completed")]
+#: (state, column label) for the counts, in the order of ``status``, ``queue list`` and the tabs.
+COUNTED = [(state, state.capitalize()) for state in STATES]
 
 
 def queue_columns(width: int) -> tuple[Column, ...]:

@@ -25,7 +25,7 @@ class CountsHeader(Static):
     def set_counts(self, counts: dict[str, int], alive: int, busy: int) -> None:
         if (counts, alive, busy) != self._data:
             self._data = (dict(counts), alive, busy)
-            self.update(self._text(self.size.width or 80))
+            self.update(self._text(self.size.width or 80), layout=False)  # one line, always
 
     def set_unknown(self) -> None:
         self._data = None

@@ -13,7 +13,8 @@ from textual.widgets import DataTable
 
 from queuectl_tui.models import DEAD, FAILED, PENDING, PROCESSING, Job
 from queuectl_tui.present import clock, cpu_time, retries, run_time, size, when
-from queuectl_tui.tui.fmt import STATE_STYLE, cell, when_style
+from queuectl_tui.tui.data import COSTED
+from queuectl_tui.tui.fmt import STATE_STYLE, cell, middle_cut, when_style
 
 
 @dataclass(frozen=True)
@@ -35,49 +36,54 @@ SCROLLBAR = 0  # the jobs table has no vertical scrollbar (see app.tcss)
 WHEN_MAX = 24
 
 
-def when_width(page, now: float) -> int:
-    """The widest When text of a page of jobs (data.Page): what job_columns sizes it to."""
-    return max((len(when(job, now, page.holds.get(job.seq))) for job in page.jobs
-                if job.state in WAITING_OR_RUNNING), default=0)
+#: The id, command and last error share what the other columns leave: the id whole up to
+#: ID_MOST cells, then the error gives way first, then the command, then the id (cut in its
+#: middle, so that ids differing only at their end stay apart).
+ID_LEAST, ID_MOST, COMMAND_LEAST, ERROR_LEAST = 10, 32, 12, 5
 
 
-def job_columns(width: int, dlq: bool, costs: bool = False, when: int = 0) -> tuple[Column, ...]:
-    """Columns that fill the table's width exactly: fixed narrow ones, the rest shared out.
-    Below 100 columns the priority and duration columns go (the detail screen has them).
-    ``costs``: what the last attempt used (CPU time, peak memory), for finished jobs.
-    ``when``: the widest When text shown (up to WHEN_MAX), which the column grows to fit."""
+def job_columns(width: int, dlq: bool, costs: bool = False,
+                needs: dict[str, int] | None = None) -> tuple[Column, ...]:
+    """Columns that fill the table's width exactly, each sized by its content: ``needs`` (key
+    -> cells of its widest cell on the page; without it, each column's most) within the
+    column's bounds, never narrower than its label. Below 100 columns the priority and
+    duration columns go (the detail screen has them). ``costs``: what the last attempt used
+    (CPU time, peak memory), for finished jobs."""
+    needs = needs or {}
     wide = width >= 100
+
+    def sized(key: str, label: str, usual: int, most: int) -> Column:
+        """As wide as its widest cell (``usual`` when not told) up to ``most``."""
+        return Column(key, label, max(len(label), min(most, needs.get(key, usual))))
+
     # The attempt number counts every run; the retry budget is apart (``present.retries``).
-    tries = [Column("attempt", "Attempt" if wide else "Att", 7 if wide else 3),
-             Column("retries", "Retries", 7)]
+    tries = [sized("attempt", "Attempt" if wide else "Att", 7 if wide else 3, 7 if wide else 4),
+             sized("retries", "Retries", 7, 7)]
+    when = 13 if wide else 11  # "running 1m24s", "in 1d00h", a clock time, what a job waits for
     if dlq:
         # Narrow: no room for the budget beside the costs (a dead job has mostly used it up).
-        fixed = [*(tries if wide else tries[:1]), Column("when", "Died", 11 if not wide else 13)]
-        shares = (0.25, 0.3)
+        fixed = [*(tries if wide else tries[:1]), sized("when", "Died", when, when)]
     else:
-        fixed = [Column("state", "State", 10)]  # "processing"
+        fixed = [sized("state", "State", 10, 10)]  # "processing"
         if wide:
-            fixed.append(Column("priority", "Pri", 3))
-        fixed += [*tries, Column("when", "When", 13 if wide else 11)]
+            fixed.append(sized("priority", "Pri", 3, 4))
+        fixed += [*tries, sized("when", "When", when, WHEN_MAX if wide else 11)]
         if wide:
-            fixed.append(Column("duration", "Duration", 8))
-        shares = (0.28, 0.4)
+            fixed.append(sized("duration", "Duration", 8, 9))
     if costs:
-        fixed += [Column("cpu", "CPU", 6), Column("peak", "Peak", 6)]
+        fixed += [sized("cpu", "CPU", 6, 6), sized("peak", "Peak", 6, 6)]
     count = len(fixed) + 4  # mark, id, command, error
-    flex = max(0, width - SCROLLBAR - 2 * count - 1 - sum(c.width for c in fixed))
-    # The When column grows into the room left beyond the other columns' least widths (never
-    # past the table's width: a horizontal scrollbar would take a row).
-    at = next(i for i, c in enumerate(fixed) if c.key == "when")
-    grow = min(max(0, min(when, WHEN_MAX) - fixed[at].width), max(0, flex - 10 - 12 - 10))
-    if grow:
-        fixed[at] = Column("when", fixed[at].label, fixed[at].width + grow)
-        flex -= grow
-    id_w = max(10, min(28, int(flex * shares[0])))
-    cmd_w = max(12, min(60, int(flex * shares[1])))
-    err_w = max(10, flex - id_w - cmd_w)
-    return (Column("mark", "", 1), Column("id", "ID", id_w), Column("command", "Command", cmd_w),
-            *fixed, Column("error", "Last error", err_w))
+    flex = max(0, width - SCROLLBAR - 2 * count - 1 - sum(c.width for c in fixed))  # 1: mark
+    id_w = max(ID_LEAST, min(needs.get("id", 28), ID_MOST, flex - COMMAND_LEAST - ERROR_LEAST))
+    rest = max(COMMAND_LEAST + ERROR_LEAST, flex - id_w)
+    # The error: what it needs up to 2/5 of the rest; the command the rest, up to what it
+    # needs; what neither needs fills the error column (the table fills its width).
+    error = max(ERROR_LEAST, min(needs.get("error", rest), rest * 2 // 5))
+    command = max(COMMAND_LEAST, min(rest - error, needs.get("command", rest)))
+    error = rest - command
+    return (Column("mark", "", 1), Column("id", "ID", id_w),
+            Column("command", "Command", max(len("Command"), command)), *fixed,
+            Column("error", "Last error" if error >= len("Last error") else "Error", error))
 
 
 class KeyedTable(DataTable):
@@ -88,6 +94,8 @@ class KeyedTable(DataTable):
     BINDINGS = [
         Binding("j", "cursor_down", "Down", show=False),
         Binding("k", "cursor_up", "Up", show=False),
+        Binding("home,g", "first_row", "First row", show=False),
+        Binding("end,G", "last_row", "Last row", show=False),
     ]
 
     def __init__(self, **kwargs) -> None:
@@ -95,6 +103,7 @@ class KeyedTable(DataTable):
         self._layout: tuple[Column, ...] = ()
         self._order: list[str] = []
         self._cells: dict[str, tuple[Text, ...]] = {}
+        self._cursor_was: tuple[str | None, int] | None = None  # where it was before set_layout
 
     @property
     def layout(self) -> tuple[Column, ...]:
@@ -108,6 +117,7 @@ class KeyedTable(DataTable):
         """Use these columns; True when they changed (the rows were dropped)."""
         if columns == self._layout:
             return False
+        self._cursor_was = (self.cursor_key, self.cursor_row)  # for the rows shown next
         self.clear(columns=True)
         for column in columns:
             self.add_column(Text(column.label, end=""), key=column.key, width=column.width)
@@ -122,31 +132,57 @@ class KeyedTable(DataTable):
         return self._order[self.cursor_row]
 
     def show(self, rows: list[tuple[str, tuple[Text, ...]]], *, cursor_key: str | None = None) -> None:
+        """Show these rows, the cursor on ``cursor_key`` (else on the key it was on, else on
+        the same place). Rows mostly kept (a live refresh: a job arrived on top, one left) are
+        changed in place, only their changed cells rewritten; mostly new ones (another page,
+        tab or order) are rebuilt. Measuring a new row's cells costs more than drawing them."""
         keys = [key for key, _ in rows]
-        if keys == self._order and cursor_key is None:
-            columns = [c.key for c in self._layout]
+        was_key, row_before = self._cursor_was or (self.cursor_key, self.cursor_row)
+        self._cursor_was = None
+        keep = cursor_key or was_key
+        kept = set(keys) & set(self._order)
+        if not self._change_in_place(rows, kept):
+            self.clear()
             for key, cells in rows:
-                old = self._cells[key]
-                for column, new, before in zip(columns, cells, old):
-                    if new != before:
-                        self.update_cell(key, column, new)
-                self._cells[key] = cells
-            return
-        keep = cursor_key or self.cursor_key
-        row_before = self.cursor_row
-        self.clear()
-        for key, cells in rows:
-            self.add_row(*cells, key=key)
+                self.add_row(*cells, key=key)
+            self._cells = dict(rows)
         self._order = keys
-        self._cells = dict(rows)
         if keys:
             target = keys.index(keep) if keep in self._cells else min(max(row_before, 0), len(keys) - 1)
-            self.move_cursor(row=target, animate=False)
+            if target != self.cursor_row:
+                self.move_cursor(row=target, animate=False)
+
+    def _change_in_place(self, rows: list[tuple[str, tuple[Text, ...]]], kept: set[str]) -> bool:
+        keys = [key for key, _ in rows]
+        if len(kept) * 2 < len(keys) or len(set(keys)) != len(keys):
+            return False
+        for key in self._order:
+            if key not in kept:
+                self.remove_row(key)
+                del self._cells[key]
+        columns = [c.key for c in self._layout]
+        for key, cells in rows:
+            if key not in kept:
+                self.add_row(*cells, key=key)
+                self._cells[key] = cells
+                continue
+            held = []
+            for column, new, before in zip(columns, cells, self._cells[key]):
+                if new != before:
+                    self.update_cell(key, column, new)
+                held.append(new if new != before else before)  # the object the table holds
+            self._cells[key] = tuple(held)
+        if [key for key in self._order if key in kept] + [k for k in keys if k not in kept] != keys:
+            # Into the new order by the public sort, which sees cells only: each row's first
+            # cell is its own object, so its identity names the row.
+            rank = {id(self._cells[key][0]): n for n, key in enumerate(keys)}
+            self.sort(key=lambda values: rank[id(values[0])])
+        return True
 
     #: DataTable's private names the fast path below reads. Should a Textual release drop one,
     #: every cell takes the stock path (tests/test_tui_render_cell.py checks both agree).
-    PRIVATE = ("_row_locations", "_column_locations", "_cell_render_cache", "_show_hover_cursor",
-               "_update_count", "_pseudo_class_state", "_get_styles_to_render_cell")
+    PRIVATE = ("_row_locations", "_column_locations", "_show_hover_cursor",
+               "_get_styles_to_render_cell")
 
     @property
     def fast_cells(self) -> bool:
@@ -174,14 +210,11 @@ class KeyedTable(DataTable):
 
     def _render_text_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
                           cursor: bool, hover: bool):
-        """The fast path's lines, or None for a cell it does not draw."""
+        """The fast path's lines, or None for a cell it does not draw. Kept by what they
+        depend on (place, text, width, styles), not by DataTable's change counter: a change
+        anywhere redraws the whole table, and most cells then draw what they drew before."""
         row_key = self._row_locations.get_key(row_index)
         column_key = self._column_locations.get_key(column_index)
-        key = (row_key, column_key, base_style, cursor, hover, self._show_hover_cursor,
-               self._update_count, self._pseudo_class_state)
-        lines = self._cell_render_cache.get(key)
-        if lines is not None:
-            return lines
         cell = self.get_cell(row_key, column_key)
         if not isinstance(cell, Text) or self.rows[row_key].height != 1 or "\n" in cell.plain:
             return None
@@ -189,18 +222,49 @@ class KeyedTable(DataTable):
             False, False, row_index < self.fixed_rows or column_index < self.fixed_columns, hover,
             cursor, self.show_cursor, self._show_hover_cursor,
             self.cursor_foreground_priority == "css", self.cursor_background_priority == "css")
-        pre_style = base_style + Style.from_meta({"row": row_index, "column": column_index}) + component_style
-        pad = " " * self.cell_padding
-        inner = max(0, width - 2 * self.cell_padding)
-        text = cell.copy()
-        text.truncate(inner, overflow=cell.overflow or "ellipsis")
-        text.align(cell.justify if cell.justify in ("left", "center", "right") else "left", inner)
-        console = self.app.console
-        body = Segment.apply_style(text.render(console), style=console.get_style(cell.style or ""))
-        segments = [Segment(pad), *body, Segment(pad)]
-        lines = [list(Segment.apply_style(segments, style=pre_style, post_style=post_style))]
-        self._cell_render_cache[key] = lines
+        drawn = self.__dict__.setdefault("_drawn", {})
+        key = (row_index, column_index, cell.plain, cell.style, cell.justify, cell.overflow,
+               width, self.cell_padding, base_style, component_style, post_style)
+        lines = None if cell.spans else drawn.get(key)
+        if lines is None:
+            meta = Style.from_meta({"row": row_index, "column": column_index})  # where a click lands
+            pre_style = base_style + meta + component_style
+            lines = [list(Segment.apply_style(self._cell_body(cell, width), style=pre_style,
+                                              post_style=post_style))]
+            if not cell.spans:
+                if len(drawn) >= 16384:
+                    drawn.clear()
+                drawn[key] = lines
         return lines
+
+    def _cell_body(self, cell: Text, width: int) -> list[Segment]:
+        """A cell's padded text in its own style, kept by what it shows: when rows move (a job
+        arrives on top) most cells show a text drawn before elsewhere ("pending", "due")."""
+        bodies = self.__dict__.setdefault("_bodies", {})
+        shape = (cell.plain, cell.style, cell.justify, cell.overflow, width, self.cell_padding)
+        segments = None if cell.spans else bodies.get(shape)
+        if segments is None:
+            pad = " " * self.cell_padding
+            inner = max(0, width - 2 * self.cell_padding)
+            text = cell.copy()
+            text.truncate(inner, overflow=cell.overflow or "ellipsis")
+            text.align(cell.justify if cell.justify in ("left", "center", "right") else "left", inner)
+            console = self.app.console
+            body = Segment.apply_style(text.render(console), style=console.get_style(cell.style or ""))
+            segments = [Segment(pad), *body, Segment(pad)]
+            if not cell.spans:
+                if len(bodies) >= 4096:
+                    bodies.clear()
+                bodies[shape] = segments
+        return segments
+
+    def action_first_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0, animate=False)
+
+    def action_last_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1, animate=False)
 
     def update_row(self, key: str, cells: tuple[Text, ...]) -> None:
         """Change one row now (a mark), without waiting for the next refresh."""
@@ -226,13 +290,17 @@ class JobsTable(KeyedTable):
     """Holds one page; moving past its first or last row asks for the page before or after."""
 
     BINDINGS = [Binding("enter", "select_cursor", "Detail",
-                        tooltip="Open the job: every field, every attempt, the log")]
+                        tooltip="Open the job: every field, every attempt, the log"),
+                Binding("home,g", "first_row", "First row", show=False,
+                        tooltip="The page's first row; from there, the first row of the list"),
+                Binding("end,G", "last_row", "Last row", show=False,
+                        tooltip="The page's last row; from there, the last row of the list")]
 
-    def job_row(self, job: Job, now: float, marked: bool, page) -> tuple[Text, ...]:
-        """One job's cells for the current columns; ``page`` (data.Page) has its attempt number
-        and, on the costed tabs, what its last attempt used."""
+    def job_cells(self, job: Job, now: float, marked: bool, page) -> dict[str, Text]:
+        """One job's cell for every column there is (``page``, a data.Page, has its attempt
+        number and, on the costed tabs, what its last attempt used); the id is whole."""
         cost = ((page.costs or {}).get(job.seq) if page is not None else None) or (None, None, None)
-        cells = {
+        return {
             "mark": cell(MARK if marked else " ", "bold magenta"),
             "id": _id_cell(job, marked),
             "command": cell(job.command),
@@ -248,17 +316,43 @@ class JobsTable(KeyedTable):
             "cpu": cell(cpu_time(cost[0]), justify="right"),
             "peak": cell(size(cost[1]), justify="right"),
         }
-        return tuple(cells[c.key] for c in self.layout)
 
-    def show_jobs(self, page, now: float, marks: set[str], *, cursor_key: str | None = None) -> None:
-        """Show a page of jobs (a data.Page), marked ones highlighted."""
-        self.show([(job.id, self.job_row(job, now, job.id in marks, page)) for job in page.jobs],
-                  cursor_key=cursor_key)
+    def _row(self, cells: dict[str, Text]) -> tuple[Text, ...]:
+        """The cells of the current columns, the id cut in its middle to its column."""
+        row = []
+        for column in self.layout:
+            text = cells[column.key]
+            if column.key == "id" and text.cell_len > column.width:
+                text = Text(middle_cut(text.plain, column.width), style=text.style, no_wrap=True,
+                            end="")
+            row.append(text)
+        return tuple(row)
+
+    def job_row(self, job: Job, now: float, marked: bool, page) -> tuple[Text, ...]:
+        """One job's cells for the current columns."""
+        return self._row(self.job_cells(job, now, marked, page))
+
+    def show_jobs(self, page, now: float, marks: set[str], width: int, *,
+                  cursor_key: str | None = None) -> None:
+        """Show a page of jobs (a data.Page), marked ones highlighted, in columns sized by
+        what this page shows and the table's ``width``."""
+        cells = [(job.id, self.job_cells(job, now, job.id in marks, page)) for job in page.jobs]
+        needs: dict[str, int] = {}
+        for _, row in cells:
+            for key, text in row.items():
+                needs[key] = max(needs.get(key, 0), text.cell_len)
+        state = page.view.state
+        self.set_layout(job_columns(width, state == DEAD, state in COSTED, needs))
+        self.show([(key, self._row(row)) for key, row in cells], cursor_key=cursor_key)
 
     class Edge(Message):
-        def __init__(self, step: int) -> None:
+        """The cursor would leave the page: by one row (step +1/-1), or to the list's end
+        (``far``: End/G on the last row, Home/g on the first)."""
+
+        def __init__(self, step: int, far: bool = False) -> None:
             super().__init__()
             self.step = step
+            self.far = far
 
     class Resized(Message):
         """The table shows a different number of rows now."""
@@ -270,11 +364,21 @@ class JobsTable(KeyedTable):
     def visible_rows(self) -> int:
         return max(1, self.scrollable_content_region.height - (1 if self.show_header else 0))
 
-    def _at_edge(self, step: int) -> bool:
+    def _at_edge(self, step: int, far: bool = False) -> bool:
         if self.row_count and self.cursor_row == (self.row_count - 1 if step > 0 else 0):
-            self.post_message(self.Edge(step))
+            self.post_message(self.Edge(step, far))
             return True
         return False
+
+    def action_first_row(self) -> None:
+        """The page's first row; from there, the list's first row."""
+        if not self._at_edge(-1, far=True):
+            super().action_first_row()
+
+    def action_last_row(self) -> None:
+        """The page's last row; from there, the list's last row."""
+        if not self._at_edge(1, far=True):
+            super().action_last_row()
 
     def action_cursor_down(self) -> None:
         if not self._at_edge(1):

@@ -1,4 +1,5 @@
-"""The footer line: the screen's main keys (bindings with show=True) and the palette key.
+"""The footer line: the screen's main keys (bindings with show=True, less those the screen
+does not offer as things stand: ``screen.offers(action)``) and the palette key.
 
 It shows what Textual's Footer shows, picked the same way from ``screen.active_bindings``, but
 as one line of text in one widget. The stock Footer mounts a widget per key and recomposes them
@@ -48,7 +49,10 @@ class KeyBar(Widget, can_focus=False):
         shown, seen = [], set()
         active = self.screen.active_bindings
         refuses = getattr(self.app, "refuses", lambda node, action: False)  # read-only mode
+        offers = getattr(self.screen, "offers", None)  # a screen may offer keys by its state
         for node, binding, enabled, _tooltip in active.values():
+            if offers is not None and not offers(binding.action):
+                continue
             if binding.show and enabled and binding.action not in seen and not refuses(node, binding.action):
                 seen.add(binding.action)
                 shown.append((binding.key, self.app.get_key_display(binding), binding.description))

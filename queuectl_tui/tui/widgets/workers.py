@@ -8,7 +8,7 @@ from textual.widgets import Static
 
 from queuectl_tui.monitor import Usage, WorkerStats
 from queuectl_tui.present import ago, percent, size
-from queuectl_tui.tui.fmt import STATE_STYLE, cell
+from queuectl_tui.tui.fmt import STATE_STYLE, cell, middle_cut
 from queuectl_tui.tui.widgets.jobs_table import Column, KeyedTable
 
 COLUMNS = (
@@ -73,6 +73,7 @@ class WorkersPane(Vertical):
         self.table.set_layout(columns_for(self.app.size.width))
         self.table.display = False
         self._last: tuple[list[WorkerStats], float] | None = None
+        self._title = ""
 
     def on_resize(self) -> None:
         self.styles.height = self.height_for(self.screen.size.height)
@@ -91,10 +92,14 @@ class WorkersPane(Vertical):
         title = f"[b]Workers[/b]  {alive} alive · {busy} busy"
         if lost:
             title += f" · [red]{lost} lost[/red] (recovered by the next worker, or: queuectl-tui recover)"
-        self.query_one("#workers-title", Static).update(title)
-        self.query_one("#workers-none").display = not workers
-        self.table.display = bool(workers)
+        if title != self._title:  # each refresh: only a change is drawn
+            self._title = title
+            self.query_one("#workers-title", Static).update(title, layout=False)  # one line
+        if self.table.display != bool(workers):
+            self.query_one("#workers-none").display = not workers
+            self.table.display = bool(workers)
         rows = []
+        job_width = next(c.width for c in self.table.layout if c.key == "job")
         for w in workers:
             cpu, mem = _usage(w.process)
             tree_cpu, tree_mem = _usage(w.job_tree)
@@ -102,7 +107,7 @@ class WorkersPane(Vertical):
                 tree_mem += f"/{w.job_tree.processes}p"
             cells = {
                 "id": cell(w.id, justify="right"), "pid": cell(w.pid if w.local else f"{w.pid}@{w.host}"),
-                "status": cell(w.status, STATE_STYLE.get(w.status, "")), "job": cell(w.current_job),
+                "status": cell(w.status, STATE_STYLE.get(w.status, "")), "job": cell(w.current_job and middle_cut(w.current_job, job_width)),
                 "runtime": cell(ago(w.job_runtime(now))), "cpu": cell(cpu, justify="right"),
                 "mem": cell(mem, justify="right"), "uptime": cell(ago(w.uptime(now))),
                 "beat": cell(ago(w.heartbeat_age), "red" if not w.alive else ""),
