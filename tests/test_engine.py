@@ -568,7 +568,7 @@ def test_holds_say_what_each_waiting_job_of_a_page_waits_for_in_a_few_reads(add,
     engine.set_limit("gpu", 1)
     engine.pause(["frozen"])
     engine.claim(engine.register_worker(["gpu"], now=T0), now=T0 + 1)  # gpu1 runs
-    page = engine.jobs_page(limit=100)
+    page, _, _ = engine.jobs_window(limit=100)
     statements = []
     db.execute_sql = _counting(db.execute_sql, statements)
     try:
