@@ -1144,7 +1144,16 @@ def _pause_jobs(job_ids, queues, as_json: bool, *, resume: bool) -> None:
     if queues:
         raise InvalidInput("give job ids or --queue, not both")
     from queuectl_tui import supervisor
-    jobs = supervisor.pause_jobs(list(job_ids), resume=resume)
+    try:
+        jobs = supervisor.pause_jobs(list(job_ids), resume=resume)
+    except NotFound as exc:  # `pause gpu` meant the queue: say how to name one
+        queues_known = {row["name"] for row in engine.queue_rows()}
+        named = [job_id for job_id in job_ids if job_id in queues_known]
+        if not named:
+            raise
+        verb = "resume" if resume else "pause"
+        raise NotFound(f"{exc} (to {verb} the queue {named[0]}: "
+                       f"{verb} --queue {named[0]})") from None
     if as_json:
         emit_json([{**present.job_dict(j), "paused": j.paused} for j in jobs])
         return

@@ -249,6 +249,16 @@ def test_pause_a_queue_shows_in_status_and_show_and_survives(cli):
     assert "bad queue" in user_error(cli("pause", "--queue", "a b"), 2)
 
 
+def test_pausing_a_queue_by_its_name_alone_says_how(cli):
+    """``pause gpu`` takes gpu for a job id (``pause JOB_ID`` pauses a running job): it fails
+    without pausing anything, and says how to name the queue."""
+    ok(cli("enqueue", "--id", "train", "--queue", "gpu", "true"))
+    line = user_error(cli("pause", "gpu"), 1)
+    assert "no job with id 'gpu'" in line and "pause --queue gpu" in line
+    assert "resume --queue gpu" in user_error(cli("resume", "gpu"), 1)
+    assert ok(cli("status", "--json")).json()["paused_queues"] == []
+
+
 def test_pause_takes_effect_for_the_next_claim_of_every_worker(cli, db):
     from queuectl_tui.models import Job
     ok(cli("worker", "start", "-n", "2"))
