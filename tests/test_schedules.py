@@ -336,3 +336,46 @@ def test_schedule_list_piped_is_one_tab_separated_line_per_schedule(cli):
     assert resumed.startswith("resumed schedule nightly; next run ")
     ok(cli("schedule", "remove", "nightly"))
     assert ok(cli("schedule", "list", "--json")).json() == []
+
+
+def test_an_idle_worker_s_sleep_ends_at_the_next_due_time(db, tmp_path):
+    """No poll and no heartbeat comes within a minute here (each beat would wake the sleep):
+    the due time itself ends the idle worker's sleep, and the worker makes the job and runs
+    it. The loop runs in this process; a thread watches and stops it."""
+    from queuectl_tui import settings
+    from queuectl_tui.models import database
+    from queuectl_tui.worker import WorkerLoop
+    for key, value in (("poll_interval", 60), ("lease", 600), ("heartbeat_interval", 300)):
+        settings.set_value(key, value)
+    schedules.add("soon", {"command": f"touch {tmp_path}/ran"}, every="2s", cwd=str(tmp_path),
+                  env={})
+    lines: list[str] = []
+    loop = WorkerLoop(echo=lines.append)
+    errors: list[BaseException] = []
+
+    def drive():
+        try:
+            wait_for(lambda: (tmp_path / "ran").exists(), timeout=20, message="the job ran")
+        except BaseException as exc:  # re-raised below
+            errors.append(exc)
+        finally:
+            loop._on_stop(None, None)
+            database.close()
+
+    thread = threading.Thread(target=drive, daemon=True)
+    thread.start()
+    assert loop.run() == 0
+    thread.join()
+    assert errors == []
+    assert any(line.startswith("start  soon@") for line in lines), lines
+
+
+def test_a_skipped_due_time_is_said_in_the_worker_s_log(sched):
+    from queuectl_tui.worker import WorkerLoop
+    sched("slow", every="1m", no_overlap=True)
+    lines: list[str] = []
+    loop = WorkerLoop(echo=lines.append)
+    loop.make_scheduled(T0 + 60)
+    loop.make_scheduled(T0 + 120)
+    assert lines == ["schedule slow: skipped 2027-01-15T08:02:00Z: slow@2027-01-15T08:01:00Z "
+                     "had not finished (no-overlap)"]
