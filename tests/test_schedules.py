@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from helpers import T0, ok, user_error, wait_for
+from helpers import T0, ok, run_here, user_error, wait_for
 from queuectl_tui import schedules
 from queuectl_tui.models import Job, Schedule
 
@@ -307,7 +307,8 @@ def test_two_running_workers_make_each_due_time_once(cli, home):
 
 # --- the command -----------------------------------------------------------------------------
 
-def test_schedule_command_errors_are_one_line_with_the_exit_code(cli):
+def test_schedule_command_errors_are_one_line_with_the_exit_code(db):
+    cli = run_here
     assert "expected five fields" in user_error(
         cli("schedule", "add", "x", "--cron", "0 3 * *", "true"), 2)
     assert "unknown time zone" in user_error(
@@ -320,7 +321,8 @@ def test_schedule_command_errors_are_one_line_with_the_exit_code(cli):
         cli("schedule", "add", "y", "--every", "1m", "--catch-up", "some", "true"), 2)
 
 
-def test_schedule_list_piped_is_one_tab_separated_line_per_schedule(cli):
+def test_schedule_list_piped_is_one_tab_separated_line_per_schedule(db):
+    cli = run_here
     ok(cli("schedule", "add", "nightly", "--cron", "30 3 * * *", "--tz", "Europe/Paris",
            "--no-overlap", "tar czf /tmp/b.tgz ."))
     ok(cli("schedule", "pause", "nightly"))
