@@ -268,14 +268,14 @@ def run_now(name: str, *, now: float | None = None) -> Job:
     with write_transaction():
         row = get(name)
         defaults, rate = settings.load(), engine.aging_rate()
-        at = math.floor(now * 1000) / 1000
+        ms = round(now * 1000)  # whole milliseconds, so that the id says exactly when
         while True:
-            job_id = f"{name}@{datetime.fromtimestamp(at, UTC).isoformat(timespec='milliseconds')}"
-            job_id = job_id.replace("+00:00", "Z")
-            if _insert(row, job_id, at, now, defaults, rate):
+            job_id = f"{name}@{stamp(ms // 1000)[:-1]}.{ms % 1000:03d}Z"
+            if _insert(row, job_id, ms / 1000, now, defaults, rate):
                 break
-            at += 0.001  # two runs within a millisecond: the next one
-        Schedule.update(last_at=at, last_job=job_id).where(Schedule.name == name).execute()
+            ms += 1  # two runs within a millisecond: the next one
+        Schedule.update(last_at=ms / 1000, last_job=job_id).where(
+            Schedule.name == name).execute()
         return Job.get(Job.id == job_id)
 
 

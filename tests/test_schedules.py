@@ -154,10 +154,10 @@ def test_a_paused_schedule_makes_nothing_and_resumes_from_its_next_due_time(sche
 def test_run_now_makes_one_job_besides_the_due_times_and_remove_keeps_the_jobs(sched):
     sched("r", every="1h")
     schedules.pause("r")
-    job = schedules.run_now("r", now=T0 + 5.25)
-    assert job.id == "r@2027-01-15T08:00:05.250Z" and job.schedule == "r"
-    again = schedules.run_now("r", now=T0 + 5.25)  # within the same millisecond: the next one
-    assert again.id == "r@2027-01-15T08:00:05.251Z"
+    job = schedules.run_now("r", now=T0 + 5.251)
+    assert job.id == "r@2027-01-15T08:00:05.251Z" and job.schedule == "r"
+    again = schedules.run_now("r", now=T0 + 5.251)  # within the same millisecond: the next one
+    assert again.id == "r@2027-01-15T08:00:05.252Z"
     assert schedules.rows()[0]["last_job"] == again.id
     schedules.remove("r")
     assert schedules.rows() == [] and job_ids("r") == [job.id, again.id]
