@@ -29,6 +29,9 @@ is reported as such. Then measures, each figure the median of its runs:
   (60 s; ``--idle-window`` for a quick look), on SQLite and on PostgreSQL when one is named;
 - console: a real console idle on every tab and page while jobs arrive, CPU per place
   (bench/console_idle.py; needs tmux);
+- schedules: a schedule of ``--every 1s`` with two workers running (detached) for 60 s (20 s with
+  --quick): jobs made per due time (bar: the window's seconds, +-1), how late each was made and
+  started after its due time, and the workers' CPU meanwhile;
 
 queuectl is measured from the checkout this file lives in (PYTHONPATH = its root), so re-run it
 after engine changes. Writes bench/BENCHMARKS.md (a run of some groups replaces their sections
@@ -76,12 +79,12 @@ DEBS = ["redis-server", "redis-tools", "libjemalloc2", "liblzf1", "task-spooler"
 FULL = dict(drain_jobs=2000, drain_repeat=3, workers=[1, 2, 4, 8], scale_jobs=1_000_000,
             claims=50, scale_drain=200, bulk_lines=100_000, bulk_repeat=3, bulk_big=1_000_000,
             bulk_cap_s=120, cold_runs=20, latency_jobs=100, latency_idle=0.3, tui_repeat=3,
-            tui_fresh=3, flood_mb=200, web_idle_s=10, pg_jobs=2000, pg_passes=2, pg_ceiling_spawns=2000,
+            tui_fresh=3, flood_mb=200, web_idle_s=10, schedule_s=60, pg_jobs=2000, pg_passes=2, pg_ceiling_spawns=2000,
             pg_statement_jobs=1000, pg_bulk_lines=100_000, console_seconds=10)
 QUICK = dict(drain_jobs=300, drain_repeat=1, workers=[1, 2, 4, 8], scale_jobs=100_000,
              claims=20, scale_drain=50, bulk_lines=10_000, bulk_repeat=1, bulk_big=100_000,
              bulk_cap_s=30, cold_runs=5, latency_jobs=20, latency_idle=0.1, tui_repeat=1,
-             tui_fresh=1, flood_mb=20, web_idle_s=5, pg_jobs=300, pg_passes=1, pg_ceiling_spawns=600,
+             tui_fresh=1, flood_mb=20, web_idle_s=5, schedule_s=20, pg_jobs=300, pg_passes=1, pg_ceiling_spawns=600,
              pg_statement_jobs=200, pg_bulk_lines=10_000, console_seconds=3)
 
 
@@ -589,6 +592,66 @@ def bench_worker(cfg: dict, tmp: Path) -> dict:
     finally:
         subprocess.run(cli(db, "worker", "stop"), capture_output=True, env=env())
     return res
+
+
+def bench_schedules(cfg: dict, tmp: Path) -> dict:
+    """``schedule add tick --every 1s true`` with two detached workers for ``schedule_s``
+    seconds: each due time in the window must make one job (ids are NAME@due time, so a repeat
+    would be refused; a missing one is a due time no worker made)."""
+    db = tmp / "schedules" / "queuectl.db"
+    window = cfg["schedule_s"]
+    subprocess.run(cli(db, "config", "set", "poll_interval", "5"), capture_output=True, env=env(), check=True)
+    out = subprocess.run(cli(db, "worker", "start", "--count", "2", "--json"), capture_output=True, text=True,
+                         env=env(), check=True)
+    procs = [psutil.Process(row["pid"]) for row in json.loads(out.stdout)]
+    try:
+        time.sleep(1.0)  # the workers settle: idle from here on
+        cpu_before = [p.cpu_times() for p in procs]
+        added = time.time()
+        subprocess.run(cli(db, "schedule", "add", "tick", "--every", "1s", "--", "true"), capture_output=True,
+                       env=env(), check=True)
+        start = time.monotonic()
+        time.sleep(window + 2.0)  # the window's last due time and a margin to run it
+        span = time.monotonic() - start
+        cpu_after = [p.cpu_times() for p in procs]
+        load = os.getloadavg()
+    finally:
+        subprocess.run(cli(db, "worker", "stop"), capture_output=True, env=env())
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    rows = conn.execute("SELECT j.id, j.run_at, j.created_at, a.started_at, j.state FROM job j LEFT JOIN attempt a "
+                        "ON a.job_seq = j.seq AND a.number = 1 WHERE j.schedule = 'tick' ORDER BY j.run_at").fetchall()
+    first = conn.execute("SELECT created_at FROM schedule WHERE name = 'tick'").fetchone()[0]
+    conn.close()
+    # The window: the due times first + 1 ... first + window (every schedule counts from its creation).
+    inside = [r for r in rows if first < r[1] <= first + window]
+    made_late = [r[2] - r[1] for r in inside]
+    started_late = [r[3] - r[1] for r in inside if r[3] is not None]
+    cpu = [100 * (a.user + a.system - b.user - b.system) / span for a, b in zip(cpu_after, cpu_before, strict=True)]
+    return {"window_s": window, "due_times": window, "jobs": len(inside), "distinct": len({r[1] for r in inside}),
+            "completed": sum(1 for r in inside if r[4] == "completed"),
+            "made_late_ms": {"p50": 1000 * med(made_late), "max": 1000 * max(made_late)} if made_late else None,
+            "started_late_ms": {"p50": 1000 * med(started_late), "max": 1000 * max(started_late)}
+            if started_late else None,
+            "worker_cpu_pct": cpu, "load": load, "added_at": added}
+
+
+def schedules_report(res: dict) -> list[str]:
+    ok = abs(res["jobs"] - res["due_times"]) <= 1 and res["distinct"] == res["jobs"]
+    made, started = res["made_late_ms"] or {}, res["started_late_ms"] or {}
+    return ["## Schedules (a job every second, two workers)", "",
+            f"`schedule add tick --every 1s -- true` with two detached workers (`worker start --count 2`, "
+            f"poll_interval 5 s, so the due times end the idle workers' sleep, not a poll) for "
+            f"{res['window_s']:.0f} s; load average then {'/'.join(f'{x:.1f}' for x in res['load'])}. "
+            "Each due time must make exactly one job, whichever worker looks first.", "",
+            "| figure | value | target | result |", "| --- | --- | --- | --- |",
+            f"| jobs made for the window's {res['due_times']} due times | {res['jobs']} "
+            f"({res['distinct']} distinct due times, {res['completed']} completed) | "
+            f"{res['due_times']} +-1, no repeat | {verdict(ok)} |",
+            f"| made after its due time, median (max) | {fmt(made.get('p50'))} ms ({fmt(made.get('max'))}) | | |",
+            f"| started after its due time, median (max) | {fmt(started.get('p50'))} ms "
+            f"({fmt(started.get('max'))}) | | |",
+            f"| each worker's CPU meanwhile, % of a core | "
+            f"{', '.join(f'{c:.2f}' for c in res['worker_cpu_pct'])} | | |", ""]
 
 
 def bench_web(cfg: dict) -> dict:
@@ -1231,6 +1294,8 @@ def report(r: dict, command: str) -> str:
     idle = r.get("idle")
     if idle:
         lines += idle_report(idle)
+    if r.get("schedules"):
+        lines += schedules_report(r["schedules"])
     if r.get("postgres"):
         lines += pg_report(r["postgres"], r)
     if r.get("errors"):
@@ -1319,7 +1384,7 @@ def write(results: dict, command: str) -> None:
 #: The first word of each group's heading in BENCHMARKS.md.
 HEADINGS = {"drain": "Drain", "scale": "Scale", "tui": "Console", "bulk": "Bulk", "cold": "Cold",
             "latency": "Kept", "worker": "Kept", "web": "Web", "idle": "A", "console": "Idle",
-            "postgres": "PostgreSQL"}
+            "schedules": "Schedules", "postgres": "PostgreSQL"}
 
 
 def sections(text: str) -> tuple[str, list[tuple[str, str]]]:
@@ -1359,7 +1424,8 @@ def splice(old: str, new: str, tried: list[str], measured: list[str]) -> str:
     return "\n\n".join(out) + "\n\nRaw figures: `bench/out/results.json` (not committed).\n"
 
 
-GROUPS = ["drain", "scale", "tui", "bulk", "cold", "latency", "worker", "web", "idle", "console", "postgres"]
+GROUPS = ["drain", "scale", "tui", "bulk", "cold", "latency", "worker", "web", "idle", "console",
+          "schedules", "postgres"]
 
 
 def main() -> None:
@@ -1400,6 +1466,7 @@ def main() -> None:
                           ("web", lambda: bench_web(cfg)),
                           ("idle", lambda: bench_idle(args.idle_window, args.pg)),
                           ("console", lambda: bench_console(cfg)),
+                          ("schedules", lambda: bench_schedules(cfg, tmp)),
                           ("postgres", lambda: bench_postgres(cfg, args.pg, args.pg_old))):
             if group not in groups:
                 continue

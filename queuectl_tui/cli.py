@@ -18,7 +18,17 @@ from typing import Any
 
 import click
 
-from queuectl_tui import __version__, engine, paths, present, progress, settings, spec, tabular
+from queuectl_tui import (
+    __version__,
+    engine,
+    paths,
+    present,
+    progress,
+    schedules,
+    settings,
+    spec,
+    tabular,
+)
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
 from queuectl_tui.models import COMPLETED, DEAD, STATES
 from queuectl_tui.present import ago, size
@@ -638,6 +648,8 @@ def show(ctx: Context, job_id: str, as_json: bool) -> None:
             value = ", ".join(f"{d['id']} ({d['state']})" for d in value) or None
         if key == "max_retries":
             key, value = "retry budget", present.budget(job)
+        if key == "schedule" and value is None:
+            continue  # enqueued by hand
         if key not in ("attempt_list", "output_tail"):
             fields.add_row(key, value)
     fields.print()
@@ -1300,6 +1312,129 @@ def dlq_clear(ctx: Context, yes, as_json) -> None:
     with progress.bar("deleting", engine.count_jobs(state=DEAD)) as shown:
         count = engine.dlq_clear(progress=shown.advance)
     emit_json({"deleted": count}) if as_json else click.echo(f"deleted {count} dead job(s)")
+
+
+# --- schedules -------------------------------------------------------------------------------
+
+@cli.group(context_settings=COMMAND_SETTINGS)
+def schedule() -> None:
+    """Recurring jobs: every DURATION or at cron times, made by the running workers."""
+
+
+@schedule.command("add", context_settings=COMMAND_SETTINGS)
+@click.argument("name", type=TEXT)
+@click.argument("command", nargs=-1, required=True, type=TEXT)
+@click.option("--cron", type=TEXT, metavar="EXPR",
+              help="Five cron fields: minute hour day-of-month month day-of-week.")
+@click.option("--every", type=TEXT, metavar="DURATION", help="90s, 15m, 2h30m, 1d (whole seconds).")
+@click.option("--tz", default="UTC", show_default=True, type=TEXT, metavar="ZONE",
+              help="Read --cron in this zone (e.g. Europe/Paris); DST as cron handles it.")
+@click.option("--queue", type=TEXT, help="Queue of its jobs (default 'default').")
+@click.option("--priority", type=int, help="Priority of its jobs (default 0).")
+@click.option("--timeout", type=TIMEOUT, metavar="DURATION|none",
+              help="Time limit of each job (default: the setting); 'none': no limit.")
+@click.option("--max-retries", type=int, help="Retries of each job (default: the setting).")
+@click.option("--no-overlap", is_flag=True,
+              help="Skip a due time while the previous job has not finished.")
+@click.option("--catch-up", type=click.Choice(schedules.CATCH_UP), default="latest",
+              show_default=True,
+              help="Due times missed while no worker ran: one job (latest), each, or none.")
+@json_option
+@pass_ctx
+def schedule_add(ctx: Context, name, command, cron, every, tz, queue, priority, timeout,
+                 max_retries, no_overlap, catch_up, as_json) -> None:
+    """Add schedule NAME running COMMAND (quote it, or put -- before it). Each due time makes
+    one job, NAME@<due time UTC>, whatever the number of workers; a worker must be running.
+
+    \b
+      queuectl-tui schedule add backup --cron '30 3 * * *' --tz Europe/Paris -- tar czf b.tgz .
+      queuectl-tui schedule add ping --every 5m --no-overlap 'curl -fsS https://example.org'
+    """
+    given = {"command": " ".join(command), "queue": queue, "priority": priority,
+             "timeout": timeout, "max_retries": max_retries}
+    job = {k: v for k, v in given.items() if v is not None}
+    if timeout is not None and str(timeout).strip().lower() == "none":
+        job["timeout"] = None
+    schedules.check_name(name)
+    ctx.open()
+    row = schedules.add(name, job, cron=cron, every=every, tz=tz, catch_up=catch_up,
+                        no_overlap=no_overlap)
+    if as_json:
+        emit_json(next(r for r in schedules.rows() if r["name"] == name))
+        return
+    click.echo(visible(f"added schedule {name} ({schedules.Rule.of(row).describe()}); "
+                       f"next run {schedules.stamp(row.next_at)}"))
+
+
+@schedule.command("list", context_settings=COMMAND_SETTINGS)
+@json_option
+@pass_ctx
+def schedule_list(ctx: Context, as_json) -> None:
+    """Every schedule: its rule, next run, last run and its job's state, paused, and the last
+    due time that made no job (no-overlap, catch-up) and why."""
+    ctx.open()
+    rows = schedules.rows()
+    if as_json:
+        emit_json(rows)
+        return
+    table = tabular.Table(["name", "rule", "next run", "last run", "last job", "state",
+                           "paused", "skipped"], piped=piped())
+    for r in rows:
+        table.add_row(r["name"], r["rule"], _second(r["next_run"]), _second(r["last_run"]),
+                      r["last_job"], r["last_state"] or ("deleted" if r["last_job"] else None),
+                      "yes" if r["paused"] else "no",
+                      f"{_second(r['skipped_at'])}: {r['skipped']}" if r["skipped"] else None)
+    table.print()
+
+
+def _second(iso: str | None) -> str | None:
+    """2026-12-06T03:00:00.000Z -> 2026-12-06T03:00:00Z (due times are whole seconds)."""
+    return iso.replace(".000Z", "Z") if iso else iso
+
+
+@schedule.command("remove", context_settings=COMMAND_SETTINGS)
+@click.argument("name", type=TEXT)
+@pass_ctx
+def schedule_remove(ctx: Context, name) -> None:
+    """Delete schedule NAME (the jobs it made stay)."""
+    ctx.open()
+    schedules.remove(name)
+    click.echo(visible(f"removed schedule {name}"))
+
+
+@schedule.command("pause", context_settings=COMMAND_SETTINGS)
+@click.argument("name", type=TEXT)
+@pass_ctx
+def schedule_pause(ctx: Context, name) -> None:
+    """Make no jobs of NAME until resumed (the due times meanwhile are skipped)."""
+    ctx.open()
+    schedules.pause(name)
+    click.echo(visible(f"paused schedule {name}"))
+
+
+@schedule.command("resume", context_settings=COMMAND_SETTINGS)
+@click.argument("name", type=TEXT)
+@pass_ctx
+def schedule_resume(ctx: Context, name) -> None:
+    """Make jobs of NAME again, from its next due time."""
+    ctx.open()
+    row = schedules.resume(name)
+    nxt = "none" if row.next_at is None else schedules.stamp(row.next_at)
+    click.echo(visible(f"resumed schedule {name}; next run {nxt}"))
+
+
+@schedule.command("run", context_settings=COMMAND_SETTINGS)
+@click.argument("name", type=TEXT)
+@json_option
+@pass_ctx
+def schedule_run(ctx: Context, name, as_json) -> None:
+    """Enqueue one job of NAME now (paused or not), besides its due times."""
+    ctx.open()
+    job = schedules.run_now(name)
+    if as_json:
+        emit_json(present.job_dict(job))
+    else:
+        click.echo(visible(f"enqueued {job.id}"))
 
 
 # --- workers ---------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from queuectl_tui.models import (
     JobCount,
     Meta,
     Queue,
+    Schedule,
     Worker,
     database,
 )
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 
     from playhouse.migrate import SchemaMigrator
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 BUSY_TIMEOUT_MS = 15_000
 
 #: version -> function(migrator) bringing a database from version-1 to version, written with
@@ -514,11 +515,40 @@ def _upgrade_to_7(migrator: SchemaMigrator) -> None:
     migrate(migrator.add_column("job", "label", TextField(null=True)))
 
 
+def _upgrade_to_8(migrator: SchemaMigrator) -> None:
+    """Recurring schedules (``schedule add``): the schedule table, and job.schedule, the name of
+    the schedule that made a job (nullable: no table rewrite)."""
+    migrate(migrator.add_column("job", "schedule", CharField(null=True)))
+    Schedule.create_table()
+    _install_schedule_notify(migrator.database)
+
+
+_SCHEDULE_NOTIFY_POSTGRES = (
+    "DROP TRIGGER IF EXISTS schedule_notify_insert ON schedule; "
+    "DROP TRIGGER IF EXISTS schedule_notify_update ON schedule; "
+    "DROP TRIGGER IF EXISTS schedule_notify_delete ON schedule; "
+    "CREATE TRIGGER schedule_notify_insert AFTER INSERT ON schedule REFERENCING NEW TABLE AS "
+    "changed FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed(); "
+    "CREATE TRIGGER schedule_notify_update AFTER UPDATE ON schedule REFERENCING NEW TABLE AS "
+    "changed FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed(); "
+    "CREATE TRIGGER schedule_notify_delete AFTER DELETE ON schedule REFERENCING OLD TABLE AS "
+    "changed FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed()")
+
+
+def _install_schedule_notify(db) -> None:
+    """PostgreSQL: a schedule added, paused, resumed or moved on wakes the idle workers (their
+    sleep ends at the earliest due time, which may now be sooner), as a job change does. SQLite
+    needs nothing: every commit wakes them (``wake``)."""
+    if not isinstance(db, SqliteDatabase):
+        db.execute_sql(_SCHEDULE_NOTIFY_POSTGRES)
+
+
 #: meta key of the counter worker ids are taken from (a rowid would be reused after a delete).
 LAST_WORKER_ID = "last_worker_id"
 UPGRADES: dict[int, Callable[[SchemaMigrator], None]] = {2: _upgrade_to_2, 3: _upgrade_to_3,
                                                          4: _upgrade_to_4, 5: _upgrade_to_5,
-                                                         6: _upgrade_to_6, 7: _upgrade_to_7}
+                                                         6: _upgrade_to_6, 7: _upgrade_to_7,
+                                                         8: _upgrade_to_8}
 
 
 def open_db(path: Path | str | None = None, *, create: bool = True,
@@ -932,6 +962,7 @@ def _ensure_schema(db: SqliteDatabase, progress: bool = False) -> None:
                 )
             db.create_tables(MODELS)
             _install_triggers(db)
+            _install_schedule_notify(db)
             Meta.create(key="schema_version", value=str(SCHEMA_VERSION))
             Meta.create(key=LAST_WORKER_ID, value="0")
             return

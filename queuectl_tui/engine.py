@@ -497,6 +497,19 @@ def _environment(env: dict[str, str]) -> tuple[str, str]:
     return hashlib.sha256(data.encode("utf-8", "surrogateescape")).hexdigest(), data
 
 
+def check_cwd(cwd: str) -> str:
+    """A working directory a job (or a schedule's jobs) may be given: one whose name is UTF-8."""
+    return _check_cwd(cwd)
+
+
+def save_environment(env: dict[str, str]) -> str:
+    """Store ``env`` once (jobs and schedules share environments); its digest. The caller
+    holds the write transaction."""
+    digest, data = _environment(env)
+    Environment.insert(digest=digest, data=data).on_conflict_ignore().execute()
+    return digest
+
+
 def job_environment(job: Job) -> dict[str, str]:
     if job.env_digest is None:
         return {}

@@ -156,6 +156,9 @@ class Job(BaseModel):
 
     #: A free-text tag shown beside the id and found by ``--search`` (NULL: none).
     label = TextField(null=True)
+    #: The schedule that made this job (``schedule add``; NULL: enqueued by hand). A name, not
+    #: a key: the job keeps it after its schedule is removed.
+    schedule = CharField(null=True)
 
 
 #: The aging rate (``priority_aging``, points per minute) as SQL, read in the statement's own
@@ -314,5 +317,36 @@ class FailedMinute(BaseModel):
         primary_key = CompositeKey("minute", "queue", "state", "error")
 
 
+class Schedule(BaseModel):
+    """A recurring job (``schedule add``, schedules.py): every DURATION or at the times of a
+    cron expression. ``next_at`` is the earliest due time not yet turned into a job; the live
+    worker that finds it due makes the job (id ``NAME@<due time>``, unique in ``job``) and moves
+    ``next_at`` on in the same transaction, so each due time makes one job however many workers
+    look."""
+
+    name = CharField(primary_key=True)
+    #: The job each due time makes, as an enqueue spec (JSON: command, queue, priority,
+    #: max_retries, timeout): a key left out takes the setting's default at each run.
+    spec = TextField()
+    cron = CharField(null=True)  # five fields; NULL for an ``every`` schedule
+    every = DoubleField(null=True)  # whole seconds between due times, counted from created_at
+    tz = CharField(default="UTC")  # the zone the cron fields are read in
+    catch_up = CharField(default="latest")  # latest, all or none: due times missed by all workers
+    no_overlap = BooleanField(default=False)  # skip a due time while the last job is unfinished
+    paused = BooleanField(default=False)
+    cwd = TextField()
+    env_digest = CharField(null=True)  # -> Environment.digest: the environment of ``schedule add``
+    created_at = DoubleField()
+    next_at = DoubleField(null=True)  # NULL: no due time left (a cron date that never comes)
+    last_at = DoubleField(null=True)  # the due time (or ``schedule run`` time) of the last job made
+    last_job = CharField(null=True)  # that job's id
+    skipped_at = DoubleField(null=True)  # the last due time that made no job, and why
+    skipped_why = TextField(null=True)
+
+
+# The earliest due time, read by every idle worker's wait: one step of this index.
+Schedule.add_index(Schedule.index(Schedule.paused, Schedule.next_at, name="schedule_next"))
+
+
 MODELS = [Meta, Setting, Environment, Worker, Job, JobCount, Queue, Dependency, Attempt,
-          AttemptMinute, FailedMinute]
+          AttemptMinute, FailedMinute, Schedule]

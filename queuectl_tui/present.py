@@ -231,6 +231,7 @@ def job_dict(job: Job, *, full: bool = False) -> dict[str, Any]:
         data["output_tail"] = job.output_tail
         data["worker_id"] = job.worker_id
         data["cancel_requested"] = job.cancel_requested
+        data["schedule"] = job.schedule  # the schedule that made it (None: enqueued by hand)
     return data
 
 

@@ -28,6 +28,10 @@ finish; repeating SIGTERM changes nothing. Only SIGUSR1 (``worker stop --force``
 SIGINT (Ctrl+C twice on a foreground worker) kills the running job's tree and hands the job back
 to the queue as interrupted.
 
+Recurring schedules need no process of their own (schedules.py): an idle worker's sleep ends
+at the earliest due time as well, and it makes the due jobs before it claims; a busy worker's
+heartbeat thread makes them. Nothing due costs one read, never a write.
+
 The worker's own output (``--foreground`` echo, complaints on stderr) never stops it: when its
 reader goes away (``worker start --foreground | head -1``) it stops printing and goes on.
 """
@@ -45,7 +49,7 @@ from collections.abc import Callable
 
 from peewee import DatabaseError
 
-from queuectl_tui import engine, jobhost, procs, runner, settings, usage, wake
+from queuectl_tui import engine, jobhost, procs, runner, schedules, settings, usage, wake
 from queuectl_tui.db import (
     SCHEMA_VERSION,
     change_token,
@@ -124,6 +128,9 @@ class WorkerLoop:
         self._rejoining = threading.Lock()
         self._held_by = 0  # the worker id the held jobs were claimed under
         self._tuned = None  # the lease this thread's connection is tuned for (keep_alive)
+        #: In ``_wait_for_work``: due schedules are the main loop's (its sleep ends at the next
+        #: due time); otherwise the heartbeat thread's (a busy worker makes them too).
+        self.waiting = False
 
     # -- signals --------------------------------------------------------------------------
     def install_signals(self) -> None:
@@ -578,31 +585,49 @@ class WorkerLoop:
             self.cfg_version, self.cfg = worker_settings()
 
     def _wait_for_work(self) -> None:
-        """Sleep until a job is due (then ``_look`` is set) or ``poll_interval`` passes. Every
-        commit of another session wakes the sleep (heartbeats too); each wake-up costs one read,
-        ``engine.look_for_work``, never a write."""
+        """Sleep until a job is due (then ``_look`` is set) or ``poll_interval`` passes, or
+        until a schedule is due: then make its jobs (``schedules.enqueue_due``) and look. Every
+        commit of another session wakes the sleep (heartbeats too); each wake-up costs two
+        reads, ``engine.look_for_work`` and ``schedules.next_run``, never a write."""
         deadline = time.time() + self.cfg.poll_interval
         fruitless, self._fruitless = self._fruitless, False
-        while not self.stopping:
-            changed = self._changed()  # baseline first: a commit after this point wakes us
-            due, version = engine.look_for_work(self.queues)
-            if version != self.cfg_version:
-                self._settings_seen(version)
-                deadline = min(deadline, time.time() + self.cfg.poll_interval)
-            now = time.time()
-            if due is not None and due <= now:
-                if changed or not fruitless:
+        self.waiting = True
+        try:
+            while not self.stopping:
+                changed = self._changed()  # baseline first: a commit after this point wakes us
+                due, version = engine.look_for_work(self.queues)
+                slot = schedules.next_run()
+                if version != self.cfg_version:
+                    self._settings_seen(version)
+                    deadline = min(deadline, time.time() + self.cfg.poll_interval)
+                now = time.time()
+                if slot is not None and slot <= now:
+                    self.make_scheduled(now)
                     self._look = True
                     return
-                # Due, yet the claim just before found nothing and nothing changed since (a
-                # row another session holds): look again after a change or in a moment.
-                until = min(deadline, now + RECHECK)
-            elif now >= deadline:
-                return
-            else:
-                until = deadline if due is None else min(deadline, due)
-            fruitless = False
-            self._sleep_until_change(until)
+                if due is not None and due <= now:
+                    if changed or not fruitless:
+                        self._look = True
+                        return
+                    # Due, yet the claim just before found nothing and nothing changed since (a
+                    # row another session holds): look again after a change or in a moment.
+                    until = min(deadline, now + RECHECK)
+                elif now >= deadline:
+                    return
+                else:
+                    until = deadline if due is None else min(deadline, due)
+                if slot is not None:
+                    until = min(until, slot)
+                fruitless = False
+                self._sleep_until_change(until)
+        finally:
+            self.waiting = False
+
+    def make_scheduled(self, now: float | None = None) -> None:
+        """Make the jobs of the schedules that are due (nothing due: one read, no write), and
+        say what was skipped in this worker's log."""
+        for note in schedules.enqueue_due(now=now, grace=self.cfg.lease).notes:
+            self._say(note)
 
     def _sleep_until_change(self, until: float) -> None:
         """Sleep until ``until`` (time.time) or another session's commit, whichever first."""
@@ -625,7 +650,8 @@ class _Heartbeat(threading.Thread):
     every SETTINGS_REFRESH seconds (its own copy of the settings: the main loop's changes only
     in the main loop), on this thread's own connection (peewee keeps one per thread), whose
     statements may take no longer than ``db.unanswered_limit(lease)``. A failed beat is tried
-    again within BEAT_RETRY seconds, on a new connection if the old one is gone."""
+    again within BEAT_RETRY seconds, on a new connection if the old one is gone. While the main
+    loop is not waiting for work, it also makes the jobs of due schedules."""
 
     def __init__(self, worker: WorkerLoop):
         super().__init__(daemon=True, name="queuectl-heartbeat")
@@ -634,10 +660,11 @@ class _Heartbeat(threading.Thread):
         self.renewed_at = time.monotonic()  # when the last heartbeat that got through was sent
         self.failing = False  # the last one failed: the database is out of reach
         self.lease = worker.cfg.lease  # the lease as this thread last read it (others use it)
+        self.schedules_failing = False
 
     def run(self) -> None:
         worker = self.worker
-        read_at, beat_at, version = None, None, worker.cfg_version
+        read_at, beat_at, slots_at, version = None, None, None, worker.cfg_version
         interval, lease = worker.cfg.heartbeat_interval, worker.cfg.lease
         self.lease = lease
         keep_alive(lease, bound_statements=True)  # before this thread's first connection
@@ -660,6 +687,10 @@ class _Heartbeat(threading.Thread):
                         if self.failing:
                             self.failing = False
                             worker._complain("heartbeat renewed after the failure")
+                    if not self.failing and not worker.waiting and (
+                            slots_at is None or now - slots_at >= SETTINGS_REFRESH):
+                        slots_at = now
+                        self.make_scheduled()
                 except DatabaseError as exc:  # out of reach, or a lock held too long: again
                     if not self.failing:
                         worker._complain(f"heartbeat failed ({exc}); retrying")
@@ -669,6 +700,19 @@ class _Heartbeat(threading.Thread):
         finally:
             if database.obj is not None:
                 database.close()  # this thread's connection only
+
+
+    def make_scheduled(self) -> None:
+        """A busy worker makes due schedules' jobs from here (the idle one's sleep ends at
+        them): within a second of their due time. A database error here is not a failed
+        heartbeat: said once, tried again at the next turn."""
+        try:
+            self.worker.make_scheduled()
+            self.schedules_failing = False
+        except DatabaseError as exc:
+            if not self.schedules_failing:
+                self.worker._complain(f"could not make scheduled jobs ({exc}); retrying")
+            self.schedules_failing = True
 
 
 class _Stale(engine.Fenced):

@@ -29,12 +29,14 @@ def console_bindings() -> dict[tuple[str, str], str]:
     from queuectl_tui.tui.screens.detail import JobDetailScreen
     from queuectl_tui.tui.screens.main import MainScreen
     from queuectl_tui.tui.screens.queues import QueuesScreen
+    from queuectl_tui.tui.screens.schedules import SchedulesScreen
     from queuectl_tui.tui.screens.stats import StatsScreen
     from queuectl_tui.tui.widgets.jobs_table import JobsTable, KeyedTable
 
     result = {}
     for screen, classes in (("any", [QueueApp]), ("main", [KeyedTable, JobsTable, MainScreen]),
                             ("detail", [JobDetailScreen]), ("queues", [KeyedTable, QueuesScreen]),
+                            ("schedules", [KeyedTable, SchedulesScreen]),
                             ("stats", [StatsScreen])):
         for cls in classes:
             for binding in cls.BINDINGS:

@@ -893,3 +893,53 @@ async def test_the_forms_take_durations_and_none_for_no_time_limit(seeded):
         await pilot.press("ctrl+s")
         await until(pilot, lambda: not isinstance(app.screen, EditModal), message="the edit form closing")
         assert job("warm-cache").timeout is None
+
+
+# --- schedules ------------------------------------------------------------------------------------
+
+async def test_schedules_screen_adds_pauses_runs_and_removes_a_schedule(seeded):
+    from queuectl_tui import schedules
+    from queuectl_tui.models import Job
+    from queuectl_tui.tui.screens.schedules import ScheduleModal, SchedulesScreen
+
+    def listed(name: str):
+        return next((r for r in schedules.rows() if r["name"] == name), None)
+
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("C")
+        screen = await until(pilot, lambda: isinstance(app.screen, SchedulesScreen) and app.screen,
+                             message="schedules")
+        await pilot.press("n")
+        form = await until(pilot, lambda: isinstance(app.screen, ScheduleModal) and app.screen,
+                           message="the form")
+        await pilot.press(*"tick", "tab", *"echo tick", "tab", "tab", *"15m", "tab", *"Mars/Olympus",
+                          "enter")
+        await settle(pilot)
+        assert "--tz applies to --cron" in str(form.query_one("#e-tz").render())
+        assert listed("tick") is None  # refused: nothing added
+        form.query_one("#f-tz").value = ""
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: app.screen is screen and "tick" in screen.table.keys, message="added")
+        assert (listed("tick")["rule"], listed("tick")["command"]) == ("every 15m", "echo tick")
+        await pilot.press("p")
+        await until(pilot, lambda: listed("tick")["paused"], message="paused")
+        await until(pilot, lambda: "paused" in str(screen.table.get_cell("tick", "next")), message="shown")
+        await pilot.press("p")
+        await until(pilot, lambda: not listed("tick")["paused"], message="resumed")
+        await pilot.press("r")
+        await until(pilot, lambda: Job.select().where(Job.schedule == "tick").count() == 1,
+                    message="one job now")
+        await until(pilot, lambda: "tick@" in str(screen.table.get_cell("tick", "last")),
+                    message="its job shown")
+        await pilot.press("d")
+        await answer(pilot, "n")
+        await settle(pilot)
+        assert listed("tick") is not None  # no: nothing removed
+        await pilot.press("d")
+        await answer(pilot, "y")
+        await until(pilot, lambda: listed("tick") is None and screen.table.keys == [], message="removed")
+        assert Job.select().where(Job.schedule == "tick").count() == 1  # its job stays
+        await pilot.press("escape")
+        main(app)

@@ -246,3 +246,32 @@ def test_job_detail_with_dependencies(snap_compare, seeded):
         await pilot.app.push_screen(JobDetailScreen("publish-site"))
 
     assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run(then=open_detail))
+
+
+def _schedules() -> None:
+    """Three schedules on the frozen clock: one that made a job, a paused one in a zone, and a
+    no-overlap one that skipped a due time."""
+    from queuectl_tui import schedules
+    from tui_support import NOW, SEED_CWD
+    add = {"cwd": str(SEED_CWD), "env": {}}
+    schedules.add("backup", {"command": "./backup.sh --full", "queue": "reports"},
+                  cron="30 3 * * *", tz="Europe/Paris", now=NOW - 86400, **add)
+    schedules.add("ping", {"command": "curl -fsS https://example.org/health"}, every="5m",
+                  now=NOW - 600, **add)
+    schedules.add("sync", {"command": "./sync.sh"}, every="1m", no_overlap=True,
+                  now=NOW - 150, **add)
+    schedules.enqueue_due(now=NOW - 89, grace=30)  # sync's first
+    schedules.enqueue_due(now=NOW - 20, grace=30)  # ping's second, sync skipped
+    schedules.pause("backup")
+
+
+def test_schedules_screen(snap_compare, seeded):
+    """Each schedule with its rule, next run, last run, last job's state, paused, and the last
+    due time that made no job and why."""
+    _schedules()
+    assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run("C", "down", "down"))
+
+
+def test_schedule_form_refuses_a_bad_cron(snap_compare, seeded):
+    keys = ["C", "n", *"nightly", "tab", *"true", "tab", *"0 3 * *", "enter"]
+    assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run(*keys))

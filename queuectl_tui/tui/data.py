@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from peewee import DatabaseError, InterfaceError, fn
 
-from queuectl_tui import engine, metrics, paths, present, settings
+from queuectl_tui import engine, metrics, paths, present, schedules, settings
 from queuectl_tui.db import describe_db_error, describe_target, open_db, write_transaction
 from queuectl_tui.errors import DatabaseUnusable, QueueError
 from queuectl_tui.models import STATES, Attempt, Job, Meta, database
@@ -218,6 +218,23 @@ def toggle_pause(queue: str | None) -> bool:
     paused = not (paused_all() if queue is None else engine.queue_state(queue)["paused"])
     (engine.pause if paused else engine.resume)(None if queue is None else [queue])
     return paused
+
+
+# --- the schedules screen -----------------------------------------------------------------------
+
+def read_schedules(now: float) -> list[dict[str, Any]]:
+    """Every schedule as ``schedule list --json`` gives it."""
+    return schedules.rows(now=now)
+
+
+def toggle_schedule(name: str) -> bool:
+    """Resume the schedule when it is paused, else pause it (``schedule pause|resume NAME``).
+    Returns True when it is now paused."""
+    if schedules.get(name).paused:
+        schedules.resume(name)
+        return False
+    schedules.pause(name)
+    return True
 
 
 # --- the detail screen -------------------------------------------------------------------------

@@ -19,9 +19,10 @@ from textual import actions
 READS: dict[str, set[str]] = {
     "QueueApp": {"help"},
     "MainScreen": {"tab", "filter", "clear", "sort", "reverse", "page", "refresh", "mark", "logs",
-                   "output", "queues", "stats"},
+                   "output", "queues", "stats", "schedules"},
     "JobDetailScreen": {"back", "focus_log", "follow"},
     "QueuesScreen": {"back", "refresh"},
+    "SchedulesScreen": {"back", "refresh"},
     "StatsScreen": {"back", "window", "refresh"},
     "HelpScreen": {"close"},
     "JobsTable": {"cursor_down", "cursor_up", "page_down", "page_up", "first_row", "last_row"},
@@ -30,6 +31,7 @@ READS: dict[str, set[str]] = {
     "JobForm": {"dismiss_none"},
     "ConfigModal": {"dismiss_none"},
     "LimitModal": {"close"},
+    "ScheduleModal": {"close"},
 }
 
 #: The console's actions that change the queue, its settings or its workers: refused.
@@ -39,6 +41,8 @@ CHANGES: dict[str, set[str]] = {
                    "worker_stop_all"},
     "JobDetailScreen": {"retry", "restart", "edit", "pause", "cancel", "delete"},
     "QueuesScreen": {"pause", "pause_all", "limit"},
+    "SchedulesScreen": {"add", "pause", "run", "remove"},
+    "ScheduleModal": {"save"},
     "EnqueueModal": {"submit"},
     "EditModal": {"submit"},
     "ConfigModal": {"save"},

@@ -316,6 +316,8 @@ class JobDetailScreen(Screen):
             pairs.insert(FIELDS.index("queue") + 1, ("after", dependencies_text(detail.dependencies)))
         if fields.get("label"):  # beside the id, as on the main screen
             pairs.insert(1, ("label", fields["label"]))
+        if fields.get("schedule"):  # the schedule that made it (C lists the schedules)
+            pairs.insert(FIELDS.index("queue") + 1, ("schedule", fields["schedule"]))
         columns = 2 if wide else 1
         for _ in range(columns):
             grid.add_column(style="bold", no_wrap=True)

@@ -46,6 +46,7 @@ def sections():
     from queuectl_tui.tui.screens.detail import JobDetailScreen
     from queuectl_tui.tui.screens.main import MainScreen
     from queuectl_tui.tui.screens.queues import QueuesScreen
+    from queuectl_tui.tui.screens.schedules import ScheduleModal, SchedulesScreen
     from queuectl_tui.tui.screens.stats import StatsScreen
     from queuectl_tui.tui.widgets.jobs_table import JobsTable
 
@@ -67,9 +68,10 @@ def sections():
         ("Jobs (main screen)", rows(JobsTable, MainScreen) + [COLUMNS]),
         ("Job detail", rows(JobDetailScreen)),
         ("Queues (Q)", rows(QueuesScreen)),
+        ("Schedules (C)", rows(SchedulesScreen)),
         ("Execution stats", rows(StatsScreen)),
         ("Forms and questions", dialog_rows(EnqueueModal, EditModal, ConfigModal, LimitModal,
-                                            ConfirmModal)),
+                                            ScheduleModal, ConfirmModal)),
     ]
 
 

@@ -77,6 +77,8 @@ class MainScreen(Screen):
         Binding("slash", "filter", "Filter", key_display="/",
                 tooltip="Filter the table by text in id, command or last error"),
         Binding("Q", "queues", "Queues", tooltip="The queues: counts, paused, limits (pause, resume, limit)"),
+        Binding("C", "schedules", "Schedules",
+                tooltip="The recurring schedules: rule, next run, last job (add, pause, resume, run, remove)"),
         Binding("s", "sort", "Sort", show=False, tooltip="Cycle the sort order"),
         Binding("S", "reverse", "Reverse", show=False, tooltip="Reverse the sort order"),
         Binding("space", "mark", "Mark", show=False,
@@ -564,6 +566,10 @@ class MainScreen(Screen):
     def action_queues(self) -> None:
         from queuectl_tui.tui.screens.queues import QueuesScreen
         self.app.push_screen(QueuesScreen())
+
+    def action_schedules(self) -> None:
+        from queuectl_tui.tui.screens.schedules import SchedulesScreen
+        self.app.push_screen(SchedulesScreen())
 
     def action_pause(self) -> None:
         key = self.table.cursor_key
