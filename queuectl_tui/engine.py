@@ -20,13 +20,16 @@ from weakref import WeakKeyDictionary
 
 from peewee import JOIN, DatabaseError, IntegrityError, Tuple, chunked, fn
 
-from queuectl_tui import procs, settings, wake
+from queuectl_tui import pgsql, procs, settings, wake
 from queuectl_tui.db import (
     LAST_WORKER_ID,
     after_commit,
     change_token,
+    fold,
+    held_limited,
     is_sqlite,
     lock_holders,
+    set_held_limited,
     write_transaction,
 )
 from queuectl_tui.db import logs_dir as _logs_dir
@@ -543,7 +546,9 @@ def heartbeat(worker_id: int, *, status: str | None = None, current_job: str | N
     if status is not None:
         values["status"] = status
         values["current_job"] = current_job
-    return Worker.update(**values).where(Worker.id == worker_id).execute() == 1
+    alive = Worker.update(**values).where(Worker.id == worker_id).execute() == 1
+    fold()  # PostgreSQL: the sessions' count rows into one per key (a try-lock; else nothing)
+    return alive
 
 
 def unregister_worker(worker_id: int) -> None:
@@ -592,7 +597,7 @@ def live_workers(now: float | None = None) -> list[Worker]:
 def claim(worker: Worker, *, now: float | None = None) -> tuple[Job, Attempt] | None:
     """Atomically take the next due job for this worker, or None when nothing is due."""
     now = time.time() if now is None else now
-    with write_transaction():
+    with write_transaction(hot=True, claiming=_queues_of(worker)):
         claimed = _claim(worker, now)
         # an empty poll writes nothing (a commit would wake every idle worker)
         if claimed and not _set_worker(worker.id, claimed[0].id, now):
@@ -613,7 +618,7 @@ def finish(job: Job, attempt: Attempt, *, outcome: str, exit_code: int | None = 
     now = time.time() if now is None else now
     if max_backoff is None:
         max_backoff = settings.get("max_backoff")
-    with write_transaction():
+    with write_transaction(hot=True):
         state = _finish(job, attempt, outcome, exit_code, error, tail, now, max_backoff)
         if state is not None and attempt.worker_id is not None:
             _set_worker(attempt.worker_id, None, now)
@@ -657,7 +662,7 @@ def settle(worker: Worker, ended: Sequence[Ended] = (), *, claim: int = 0,
     and the claims, best first. Raises Unregistered, and changes nothing, when it would claim
     for a worker whose row is gone."""
     now = time.time() if now is None else now
-    with write_transaction():
+    with write_transaction(hot=True, claiming=_queues_of(worker) if claim else None):
         states = [_finish(e.job, e.attempt, e.outcome, e.exit_code, e.error, e.tail,
                           now if e.at is None else e.at, max_backoff, e.cost) for e in ended]
         for job, attempt in hand_back:
@@ -793,28 +798,35 @@ _EXECUTE = ["EXECUTE NAME"] + ["EXECUTE NAME (" + ", ".join(["%s"] * n) + ")"
                                for n in range(1, 20)]
 
 
-# PostgreSQL's claim, in the claim's transaction: write_transaction's advisory lock makes
-# claimers take turns as on SQLite (so a queue's limit is counted with the previous claimer's
-# job in it); the head of each open queue is still locked with SKIP LOCKED, so that a row
-# some other writer holds is passed over rather than waited for.
-_PG_OPEN_QUEUES = (
-    "SELECT c.queue AS name FROM (SELECT DISTINCT queue FROM job_count "
-    "WHERE state IN ('pending', 'failed') AND n > 0) c LEFT JOIN queue q ON q.name = c.queue "
-    "WHERE NOT COALESCE(q.paused, (SELECT value = '1' FROM meta WHERE key = 'paused_all'), false) "
-    "AND (q.max_running IS NULL OR q.max_running > COALESCE((SELECT r.n FROM job_count r "
-    "WHERE r.queue = c.queue AND r.state = 'processing'), 0)) "
-    "AND (%(queues)s::text[] IS NULL OR c.queue = ANY(%(queues)s::text[]))")
+# PostgreSQL's claim (pgsql.py): claimers run side by side; the head of each open queue is
+# locked with SKIP LOCKED, so that a row another claimer holds is passed over rather than
+# waited for; a limited queue is open only to the claimer holding its lock.
 _PG_CLAIM = (
     "UPDATE job SET state = 'processing', attempts = attempts + 1, worker_id = %(worker)s, "
     "started_at = %(now)s, finished_at = NULL, updated_at = %(now)s, cancel_requested = false, "
-    "claim_token = %(token)s WHERE seq = (SELECT h.seq FROM (" + _PG_OPEN_QUEUES + ") o "
+    "claim_token = %(token)s WHERE seq = (SELECT h.seq FROM (" + pgsql.CLAIM_QUEUES + ") o "
     "CROSS JOIN LATERAL (SELECT seq, rank, run_at FROM job WHERE queue = o.name AND "
     + CLAIMABLE_WHERE + " AND run_at <= %(now)s ORDER BY rank DESC, run_at, seq LIMIT 1 "
     "FOR UPDATE SKIP LOCKED) h ORDER BY h.rank DESC, h.run_at, h.seq LIMIT 1) "
     "AND " + CLAIMABLE_WHERE + " RETURNING " + ", ".join(_JOB_COLUMNS) + ", " + _SETTINGS_VERSION)
 _PG_NEXT_DUE = ("SELECT MIN((SELECT run_at FROM job WHERE queue = o.name AND " + CLAIMABLE_WHERE
-                + " ORDER BY run_at LIMIT 1)), " + _SETTINGS_VERSION + " FROM (" + _PG_OPEN_QUEUES
-                + ") o")
+                + " ORDER BY run_at LIMIT 1)), " + _SETTINGS_VERSION + " FROM ("
+                + pgsql.OPEN_QUEUES + ") o")
+
+
+def _queues_of(worker: Worker) -> list[str]:
+    return worker.queues.split(",") if worker.queues else []
+
+
+def _limited_held(queues: list[str]) -> list[str]:
+    """PostgreSQL: the limited queues this transaction may claim from (their locks taken with
+    its BEGIN, or now: a claim in a transaction not opened for claiming)."""
+    held = held_limited()
+    if held is None:
+        held = list(database.execute_sql(pgsql.CLAIM_LOCKS, {"queues": queues or None})
+                    .fetchone()[1])
+        set_held_limited(held)
+    return held
 
 
 def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
@@ -827,7 +839,8 @@ def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
         wanted = json.dumps(queues) if queues else None  # one statement for any queue list
         rows = database.execute_sql(_CLAIM, (now, wanted, worker.id, token)).fetchall()
     else:
-        args = {"now": now, "queues": queues or None, "worker": worker.id, "token": token}
+        args = {"now": now, "queues": queues or None, "worker": worker.id, "token": token,
+                "limited": _limited_held(queues)}
         rows = _hot(_PG_CLAIM, args).fetchall()
     if not rows:
         return None
@@ -1553,9 +1566,10 @@ def queue_rows() -> list[dict[str, Any]]:
         return rows.setdefault(name, {"name": name, "jobs": {state: 0 for state in STATES},
                                       "paused": paused_all_, "limit": None})
 
-    for name, state, n in JobCount.select(JobCount.queue, JobCount.state, JobCount.n).tuples():
-        if n:
-            row(name)["jobs"][state] = n
+    for name, state, n in (JobCount.select(JobCount.queue, JobCount.state, fn.SUM(JobCount.n))
+                           .group_by(JobCount.queue, JobCount.state).tuples()):
+        if n:  # summed: PostgreSQL keeps a row per writing session (pgsql.py)
+            row(name)["jobs"][state] = int(n)
     for queue in Queue.select():
         entry = row(queue.name)
         entry["paused"] = paused_all_ if queue.paused is None else bool(queue.paused)
@@ -1566,8 +1580,8 @@ def queue_rows() -> list[dict[str, Any]]:
 def queue_state(name: str) -> dict[str, Any]:
     """One queue's paused flag, limit and running jobs (what its waiting jobs are held by)."""
     row = Queue.get_or_none(Queue.name == name)
-    running = (JobCount.select(JobCount.n).where(JobCount.queue == name,
-                                                  JobCount.state == PROCESSING).scalar() or 0)
+    running = int(JobCount.select(fn.SUM(JobCount.n)).where(
+        JobCount.queue == name, JobCount.state == PROCESSING).scalar() or 0)
     return {
         "name": name,
         "paused": paused_all() if row is None or row.paused is None else bool(row.paused),
@@ -1672,10 +1686,11 @@ def stats(*, now: float | None = None) -> dict[str, Any]:
 # Per queue with pending jobs, the first pending entry of its job_due index (PostgreSQL has no
 # INDEXED BY: its planner takes job_due, whose condition the query repeats).
 _OLDEST_DUE_TAIL = (" WHERE queue = c.queue AND " + CLAIMABLE_WHERE + " AND state = 'pending' "
-                    "ORDER BY run_at LIMIT 1)) FROM (SELECT DISTINCT queue FROM job_count "
-                    "WHERE state = 'pending' AND n > 0) c")
-_OLDEST_DUE = "SELECT MIN((SELECT run_at FROM job INDEXED BY job_due" + _OLDEST_DUE_TAIL
-_OLDEST_DUE_PG = "SELECT MIN((SELECT run_at FROM job" + _OLDEST_DUE_TAIL
+                    "ORDER BY run_at LIMIT 1)) FROM ")
+_OLDEST_DUE = ("SELECT MIN((SELECT run_at FROM job INDEXED BY job_due" + _OLDEST_DUE_TAIL
+               + "(SELECT DISTINCT queue FROM job_count WHERE state = 'pending' AND n > 0) c")
+_OLDEST_DUE_PG = ("SELECT MIN((SELECT run_at FROM job" + _OLDEST_DUE_TAIL + "("
+                  + pgsql.OLDEST_DUE_QUEUES + ") c")
 
 
 def _filtered(query, *, state: str | Iterable[str] | None = None,

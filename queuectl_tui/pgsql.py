@@ -1,0 +1,260 @@
+"""The PostgreSQL dialect of the store: the rollups' triggers, their folding, the locks, and the
+batched claim and finish of the worker's hot path (SQLite's forms stay in db.py and engine.py).
+
+Concurrency without one lock for the whole schema:
+
+- **Counts and rollups per session.** ``job_count``, ``attempt_minute`` and ``job_failed_minute``
+  carry a ``slot`` in their key: the triggers add what a statement changed to the rows of the
+  session that ran it (``pg_backend_pid()``), never to a row another session may be writing.
+  A session runs one transaction at a time, so two transactions never update the same rollup
+  row: no deadlock (rows updated in place in differing orders deadlocked without a global
+  lock), no waiting. Readers sum the slots of a key (``SUM ... GROUP BY``); a slot may hold a
+  negative figure. ``queuectl_fold()`` moves the slot rows of sessions that are not writing
+  right now (``FOR UPDATE SKIP LOCKED``) into slot 0, so a key keeps a few rows; it runs on a
+  worker's heartbeat and after a command's write, one folder at a time (a try-lock).
+- **A shared lock for the hot path.** Claims, finishes and hand-backs take the schema's
+  advisory lock shared (they run side by side); every other write (enqueue, retry, edit,
+  cancel, pause, limits, delete) takes it exclusive, so what an operator changes is still
+  decided against a queue that no claim is changing, as before. A ``pause`` that has returned
+  waited for every claim under way, and claims after it read the flag it committed.
+- **A queue's limit.** A claiming transaction try-locks each limited queue (a lock of its own
+  per queue) in the statement that opens the transaction, and claims from a limited queue only
+  if it holds that lock: its running count is then read in a later statement, so it includes
+  every claim the lock's previous holder committed. Queues without a limit lock nothing.
+"""
+
+from __future__ import annotations
+
+#: The advisory lock keys (first half; the second is a hash of the schema or the queue).
+WRITE_KEY = 1903519093  # the schema's writers: hot path shared, everything else exclusive
+FOLD_KEY = 1903519094  # one folder at a time
+QUEUE_KEY = 1903519095  # one claimer at a time per limited queue
+
+WRITE_LOCK = f"SELECT pg_advisory_xact_lock({WRITE_KEY}, hashtext(current_schema()))"
+WRITE_LOCK_SHARED = f"SELECT pg_advisory_xact_lock_shared({WRITE_KEY}, hashtext(current_schema()))"
+#: A claiming transaction's first statement (after BEGIN, in the same round trip): the shared
+#: lock, then a try-lock on each limited queue the worker serves; returns those it holds.
+CLAIM_LOCKS = (
+    f"SELECT pg_advisory_xact_lock_shared({WRITE_KEY}, hashtext(current_schema())), "
+    "ARRAY(SELECT name FROM (SELECT name FROM queue WHERE max_running IS NOT NULL AND "
+    "(%(queues)s::text[] IS NULL OR name = ANY(%(queues)s::text[])) ORDER BY name OFFSET 0) l "
+    f"WHERE pg_try_advisory_xact_lock({QUEUE_KEY}, hashtext(current_schema() || '/' || name)))")
+FOLD = "SELECT queuectl_fold()"
+
+SLOT = "pg_backend_pid()"
+
+# --- the slots ------------------------------------------------------------------------------
+
+#: Idempotent: the slot column and the keys that include it (run by every trigger install).
+ADD_SLOTS = (
+    "ALTER TABLE job_count ADD COLUMN IF NOT EXISTS slot INTEGER NOT NULL DEFAULT 0; "
+    "ALTER TABLE job_count DROP CONSTRAINT IF EXISTS job_count_pkey; "
+    "ALTER TABLE job_count ADD CONSTRAINT job_count_pkey PRIMARY KEY (queue, state, slot); "
+    "ALTER TABLE attempt_minute ADD COLUMN IF NOT EXISTS slot INTEGER NOT NULL DEFAULT 0; "
+    "ALTER TABLE attempt_minute DROP CONSTRAINT IF EXISTS attempt_minute_pkey; "
+    "ALTER TABLE attempt_minute ADD CONSTRAINT attempt_minute_pkey "
+    "PRIMARY KEY (minute, queue, slot); "
+    "ALTER TABLE job_failed_minute ADD COLUMN IF NOT EXISTS slot INTEGER NOT NULL DEFAULT 0; "
+    "ALTER TABLE job_failed_minute DROP CONSTRAINT IF EXISTS job_failed_minute_pkey; "
+    "ALTER TABLE job_failed_minute ADD CONSTRAINT job_failed_minute_pkey "
+    "PRIMARY KEY (minute, queue, state, error, slot)")
+
+_COUNT_MERGE = "ON CONFLICT (queue, state, slot) DO UPDATE SET n = job_count.n + excluded.n"
+_FAILED_MERGE = ("ON CONFLICT (minute, queue, state, error, slot) DO UPDATE SET "
+                 "n = job_failed_minute.n + excluded.n")
+_MINUTE_COLUMNS = ("(minute, slot, queue, attempts, completed, failed, reruns, wait_n, wait_sum, "
+                   "wait_max, run_n, run_sum, run_max, min_seq, dirty)")
+_MINUTE_MERGE = (
+    "ON CONFLICT (minute, queue, slot) DO UPDATE SET "
+    "attempts = attempt_minute.attempts + excluded.attempts, "
+    "completed = attempt_minute.completed + excluded.completed, "
+    "failed = attempt_minute.failed + excluded.failed, "
+    "reruns = attempt_minute.reruns + excluded.reruns, "
+    "wait_n = attempt_minute.wait_n + excluded.wait_n, "
+    "wait_sum = attempt_minute.wait_sum + excluded.wait_sum, "
+    "wait_max = GREATEST(attempt_minute.wait_max, excluded.wait_max), "
+    "run_n = attempt_minute.run_n + excluded.run_n, "
+    "run_sum = attempt_minute.run_sum + excluded.run_sum, "
+    "run_max = GREATEST(attempt_minute.run_max, excluded.run_max), "
+    "min_seq = LEAST(attempt_minute.min_seq, excluded.min_seq), "
+    "dirty = GREATEST(attempt_minute.dirty, excluded.dirty)")
+
+# Failed or dead jobs with a finish time, per (minute, queue, state, error), of a transition table.
+_FAILED_OF = ("SELECT FLOOR(finished_at / 60)::BIGINT, queue, state, COALESCE(last_error, ''), "
+              "count(*) FROM {} WHERE state IN ('failed', 'dead') AND finished_at IS NOT NULL "
+              "GROUP BY 1, 2, 3, 4")
+
+JOBS_INSERT = (
+    "CREATE OR REPLACE FUNCTION job_counts_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "INSERT INTO job_count (queue, state, slot, n) SELECT queue, state, " + SLOT + ", count(*) "
+    "FROM new_rows GROUP BY queue, state " + _COUNT_MERGE + "; "
+    "INSERT INTO job_failed_minute (minute, queue, state, error, slot, n) SELECT minute, queue, "
+    "state, error, " + SLOT + ", n FROM (" + _FAILED_OF.format("new_rows") + ") f (minute, "
+    "queue, state, error, n) " + _FAILED_MERGE + "; RETURN NULL; END $$")
+# Every claim and finish is an update: the rollup of failures is left alone unless a row was
+# or is a failure; the jobs waiting on one that completed here are released (one statement
+# for all of them, and none unless a dependency row names one of them).
+JOBS_UPDATE = (
+    "CREATE OR REPLACE FUNCTION job_counts_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "INSERT INTO job_count (queue, state, slot, n) SELECT queue, state, " + SLOT + ", sum(d) "
+    "FROM (SELECT queue, state, 1 AS d FROM new_rows UNION ALL SELECT queue, state, -1 "
+    "FROM old_rows) c GROUP BY queue, state HAVING sum(d) <> 0 " + _COUNT_MERGE + "; "
+    "IF EXISTS (SELECT 1 FROM new_rows WHERE state IN ('failed', 'dead')) OR EXISTS (SELECT 1 "
+    "FROM old_rows WHERE state IN ('failed', 'dead')) THEN "
+    "INSERT INTO job_failed_minute (minute, queue, state, error, slot, n) SELECT minute, queue, "
+    "state, error, " + SLOT + ", sum(n) FROM (" + _FAILED_OF.format("new_rows") + " UNION ALL "
+    "SELECT minute, queue, state, error, -n FROM (" + _FAILED_OF.format("old_rows") + ") o "
+    "(minute, queue, state, error, n)) c (minute, queue, state, error, n) GROUP BY 1, 2, 3, 4 "
+    "HAVING sum(n) <> 0 " + _FAILED_MERGE + "; END IF; "
+    "IF EXISTS (SELECT 1 FROM new_rows n JOIN job_dep d ON d.dep_seq = n.seq "
+    "WHERE n.state = 'completed') THEN "
+    "UPDATE job SET waiting_on = GREATEST(job.waiting_on - r.n, 0) FROM "
+    "(SELECT d.job_seq, count(*) AS n "
+    "FROM new_rows n JOIN old_rows o ON o.seq = n.seq JOIN job_dep d ON d.dep_seq = n.seq "
+    "WHERE n.state = 'completed' AND o.state <> 'completed' GROUP BY d.job_seq) r "
+    "WHERE job.seq = r.job_seq AND job.waiting_on > 0 AND job.state IN ('pending', 'failed'); "
+    "END IF; RETURN NULL; END $$")
+JOBS_DELETE = (
+    "CREATE OR REPLACE FUNCTION job_counts_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "INSERT INTO job_count (queue, state, slot, n) SELECT queue, state, " + SLOT + ", -count(*) "
+    "FROM old_rows GROUP BY queue, state " + _COUNT_MERGE + "; "
+    "INSERT INTO job_failed_minute (minute, queue, state, error, slot, n) SELECT minute, queue, "
+    "state, error, " + SLOT + ", -n FROM (" + _FAILED_OF.format("old_rows") + ") f (minute, "
+    "queue, state, error, n) " + _FAILED_MERGE + "; RETURN NULL; END $$")
+
+# attempt_minute: an attempt that gets its end adds itself to its session's row of its queue
+# and minute; one whose figures change, or that is deleted, is taken out there (negative
+# figures) and marks the row dirty when it held the key's maximum (a maximum cannot be taken
+# back: metrics reads a dirty minute from the attempts).
+_MINUTE_OF = "FLOOR({}.finished_at / 60)::BIGINT"
+_MINUTE_ADD = (
+    "INSERT INTO attempt_minute " + _MINUTE_COLUMNS + " SELECT " + _MINUTE_OF.format("NEW")
+    + ", " + SLOT + ", NEW.queue, 1, CASE WHEN NEW.outcome = 'completed' THEN 1 ELSE 0 END, "
+    "CASE WHEN NEW.outcome IN ('failed', 'timeout', 'lost') THEN 1 ELSE 0 END, "
+    "CASE WHEN NEW.number > 1 THEN 1 ELSE 0 END, CASE WHEN NEW.due_at IS NULL THEN 0 ELSE 1 END, "
+    "COALESCE(NEW.started_at - NEW.due_at, 0), NEW.started_at - NEW.due_at, "
+    "CASE WHEN NEW.duration IS NULL THEN 0 ELSE 1 END, COALESCE(NEW.duration, 0), NEW.duration, "
+    "NEW.seq, 0 WHERE NEW.finished_at IS NOT NULL " + _MINUTE_MERGE)
+_MINUTE_REMOVE = (
+    "INSERT INTO attempt_minute " + _MINUTE_COLUMNS + " SELECT " + _MINUTE_OF.format("OLD")
+    + ", " + SLOT + ", OLD.queue, -1, -(CASE WHEN OLD.outcome = 'completed' THEN 1 ELSE 0 END), "
+    "-(CASE WHEN OLD.outcome IN ('failed', 'timeout', 'lost') THEN 1 ELSE 0 END), "
+    "-(CASE WHEN OLD.number > 1 THEN 1 ELSE 0 END), "
+    "-(CASE WHEN OLD.due_at IS NULL THEN 0 ELSE 1 END), "
+    "-COALESCE(OLD.started_at - OLD.due_at, 0), NULL, "
+    "-(CASE WHEN OLD.duration IS NULL THEN 0 ELSE 1 END), -COALESCE(OLD.duration, 0), NULL, "
+    "NULL, CASE WHEN OLD.started_at - OLD.due_at >= m.wait_max OR OLD.duration >= m.run_max "
+    "THEN 1 ELSE 0 END FROM (SELECT max(wait_max) AS wait_max, max(run_max) AS run_max "
+    "FROM attempt_minute WHERE queue = OLD.queue AND minute = " + _MINUTE_OF.format("OLD")
+    + ") m " + _MINUTE_MERGE)
+MINUTE_CHANGE = (
+    "CREATE OR REPLACE FUNCTION attempt_minute_change() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    "BEGIN IF TG_OP <> 'INSERT' AND OLD.finished_at IS NOT NULL THEN " + _MINUTE_REMOVE
+    + "; END IF; IF TG_OP <> 'DELETE' THEN " + _MINUTE_ADD + "; END IF; RETURN NULL; END $$")
+MINUTE_DELETE = (
+    "CREATE OR REPLACE FUNCTION attempt_minute_delete() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    "BEGIN INSERT INTO attempt_minute " + _MINUTE_COLUMNS + " SELECT d.minute, " + SLOT
+    + ", d.queue, -d.attempts, -d.completed, -d.failed, -d.reruns, -d.wait_n, -d.wait_sum, NULL, "
+    "-d.run_n, -d.run_sum, NULL, NULL, CASE WHEN d.wait_max >= m.wait_max OR "
+    "d.run_max >= m.run_max THEN 1 ELSE 0 END FROM (SELECT FLOOR(finished_at / 60)::BIGINT "
+    "AS minute, queue, count(*) AS attempts, "
+    "count(*) FILTER (WHERE outcome = 'completed') AS completed, "
+    "count(*) FILTER (WHERE outcome IN ('failed', 'timeout', 'lost')) AS failed, "
+    "count(*) FILTER (WHERE number > 1) AS reruns, count(due_at) AS wait_n, "
+    "COALESCE(sum(started_at - due_at), 0) AS wait_sum, max(started_at - due_at) AS wait_max, "
+    "count(duration) AS run_n, COALESCE(sum(duration), 0) AS run_sum, "
+    "max(duration) AS run_max FROM old_rows WHERE finished_at IS NOT NULL GROUP BY 1, 2) d "
+    "CROSS JOIN LATERAL (SELECT max(wait_max) AS wait_max, max(run_max) AS run_max "
+    "FROM attempt_minute a WHERE a.minute = d.minute AND a.queue = d.queue) m "
+    + _MINUTE_MERGE + "; RETURN NULL; END $$")
+
+# The fold: rows of sessions not writing now (skip locked) into slot 0, then the keys left at
+# zero with no other slot are removed (job_count keeps its zero rows, as before).
+FOLD_FUNCTION = (
+    "CREATE OR REPLACE FUNCTION queuectl_fold() RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN "
+    f"IF NOT pg_try_advisory_xact_lock({FOLD_KEY}, hashtext(current_schema())) THEN "
+    "RETURN false; END IF; "
+    "WITH gone AS (DELETE FROM job_count WHERE (queue, state, slot) IN (SELECT queue, state, "
+    "slot FROM job_count WHERE slot <> 0 FOR UPDATE SKIP LOCKED) RETURNING queue, state, n) "
+    "INSERT INTO job_count (queue, state, slot, n) SELECT queue, state, 0, sum(n) FROM gone "
+    "GROUP BY 1, 2 ORDER BY 1, 2 " + _COUNT_MERGE + "; "
+    "WITH gone AS (DELETE FROM attempt_minute WHERE (minute, queue, slot) IN (SELECT minute, "
+    "queue, slot FROM attempt_minute WHERE slot <> 0 FOR UPDATE SKIP LOCKED) RETURNING *) "
+    "INSERT INTO attempt_minute " + _MINUTE_COLUMNS + " SELECT minute, 0, queue, sum(attempts), "
+    "sum(completed), sum(failed), sum(reruns), sum(wait_n), sum(wait_sum), max(wait_max), "
+    "sum(run_n), sum(run_sum), max(run_max), min(min_seq), max(dirty) FROM gone "
+    "GROUP BY minute, queue ORDER BY 1, 3 " + _MINUTE_MERGE + "; "
+    "DELETE FROM attempt_minute m WHERE slot = 0 AND attempts = 0 AND NOT EXISTS (SELECT FROM "
+    "attempt_minute o WHERE o.minute = m.minute AND o.queue = m.queue AND o.slot <> 0); "
+    "WITH gone AS (DELETE FROM job_failed_minute WHERE (minute, queue, state, error, slot) IN "
+    "(SELECT minute, queue, state, error, slot FROM job_failed_minute WHERE slot <> 0 "
+    "FOR UPDATE SKIP LOCKED) RETURNING minute, queue, state, error, n) "
+    "INSERT INTO job_failed_minute (minute, queue, state, error, slot, n) SELECT minute, queue, "
+    "state, error, 0, sum(n) FROM gone GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 "
+    + _FAILED_MERGE + "; "
+    "DELETE FROM job_failed_minute f WHERE slot = 0 AND n = 0 AND NOT EXISTS (SELECT FROM "
+    "job_failed_minute o WHERE o.minute = f.minute AND o.queue = f.queue AND o.state = f.state "
+    "AND o.error = f.error AND o.slot <> 0); RETURN true; END $$")
+
+#: The job triggers (statement level, with transition tables) and attempt triggers.
+TRIGGERS = (
+    "CREATE TRIGGER job_counts_insert AFTER INSERT ON job REFERENCING NEW TABLE AS new_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION job_counts_insert(); "
+    "CREATE TRIGGER job_counts_update AFTER UPDATE ON job REFERENCING OLD TABLE AS old_rows "
+    "NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION job_counts_update(); "
+    "CREATE TRIGGER job_counts_delete AFTER DELETE ON job REFERENCING OLD TABLE AS old_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION job_counts_delete(); "
+    # rank only when priority or run_at really change (a finish lists run_at: no call then)
+    "CREATE TRIGGER job_rank BEFORE UPDATE OF priority, run_at ON job FOR EACH ROW "
+    "WHEN (OLD.priority IS DISTINCT FROM NEW.priority OR OLD.run_at IS DISTINCT FROM NEW.run_at) "
+    "EXECUTE FUNCTION job_rank_change(); "
+    # An attempt is inserted unfinished by every claim: WHEN spares that the call.
+    "CREATE TRIGGER attempt_minute_insert AFTER INSERT ON attempt FOR EACH ROW "
+    "WHEN (NEW.finished_at IS NOT NULL) EXECUTE FUNCTION attempt_minute_change(); "
+    "CREATE TRIGGER attempt_minute_delete AFTER DELETE ON attempt REFERENCING OLD TABLE AS "
+    "old_rows FOR EACH STATEMENT EXECUTE FUNCTION attempt_minute_delete(); "
+    "CREATE TRIGGER attempt_minute_update AFTER UPDATE OF finished_at, outcome, number, "
+    "started_at, due_at, duration, queue ON attempt FOR EACH ROW WHEN ("
+    "OLD.finished_at IS DISTINCT FROM NEW.finished_at OR OLD.outcome IS DISTINCT FROM "
+    "NEW.outcome OR OLD.number IS DISTINCT FROM NEW.number OR OLD.started_at IS DISTINCT FROM "
+    "NEW.started_at OR OLD.due_at IS DISTINCT FROM NEW.due_at OR OLD.duration IS DISTINCT FROM "
+    "NEW.duration OR OLD.queue IS DISTINCT FROM NEW.queue) "
+    "EXECUTE FUNCTION attempt_minute_change()")
+
+
+def install(db) -> None:
+    """The slots, the rollups' functions and the triggers (the caller dropped the old triggers
+    and refills the rollups afterwards, under the exclusive lock)."""
+    db.execute_sql(ADD_SLOTS)
+    for function in (JOBS_INSERT, JOBS_UPDATE, JOBS_DELETE, MINUTE_CHANGE, MINUTE_DELETE,
+                     FOLD_FUNCTION):
+        db.execute_sql(function)
+    db.execute_sql("DROP FUNCTION IF EXISTS job_release()")  # folded into job_counts_update
+    db.execute_sql(TRIGGERS)
+
+
+# --- readers: the sum of a key's slots ------------------------------------------------------
+
+#: The queues with waiting jobs, their running jobs (summed over slots).
+_WAITING_QUEUES = ("SELECT queue FROM job_count WHERE state IN ('pending', 'failed') "
+                   "GROUP BY queue HAVING sum(n) > 0")
+_RUNNING = ("COALESCE((SELECT sum(r.n) FROM job_count r WHERE r.queue = c.queue "
+            "AND r.state = 'processing'), 0)")
+_NOT_PAUSED = ("NOT COALESCE(q.paused, (SELECT value = '1' FROM meta WHERE key = 'paused_all'), "
+               "false)")
+_OF_WORKER = "AND (%(queues)s::text[] IS NULL OR c.queue = ANY(%(queues)s::text[]))"
+#: Queues a look for work may find due jobs in (no lock: an idle worker's read).
+OPEN_QUEUES = (
+    "SELECT c.queue AS name FROM (" + _WAITING_QUEUES + ") c LEFT JOIN queue q ON "
+    "q.name = c.queue WHERE " + _NOT_PAUSED + " AND (q.max_running IS NULL OR "
+    "q.max_running > " + _RUNNING + ") " + _OF_WORKER)
+#: Queues a claim may take from: unlimited ones, and limited ones whose lock it holds
+#: (%(limited)s, from CLAIM_LOCKS) with room under their limit.
+CLAIM_QUEUES = (
+    "SELECT c.queue AS name, CASE WHEN q.max_running IS NULL THEN NULL ELSE "
+    "q.max_running - " + _RUNNING + " END AS room FROM (" + _WAITING_QUEUES + ") c "
+    "LEFT JOIN queue q ON q.name = c.queue WHERE " + _NOT_PAUSED + " AND (q.max_running IS NULL "
+    "OR (c.queue = ANY(%(limited)s::text[]) AND q.max_running > " + _RUNNING + ")) "
+    + _OF_WORKER)
+OLDEST_DUE_QUEUES = ("SELECT queue FROM job_count WHERE state = 'pending' GROUP BY queue "
+                     "HAVING sum(n) > 0")
