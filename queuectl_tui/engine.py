@@ -662,13 +662,19 @@ def settle(worker: Worker, ended: Sequence[Ended] = (), *, claim: int = 0,
     and the claims, best first. Raises Unregistered, and changes nothing, when it would claim
     for a worker whose row is gone."""
     now = time.time() if now is None else now
+    sqlite = is_sqlite()
     with write_transaction(hot=True, claiming=_queues_of(worker) if claim else None):
-        states = [_finish(e.job, e.attempt, e.outcome, e.exit_code, e.error, e.tail,
-                          now if e.at is None else e.at, max_backoff, e.cost) for e in ended]
+        if sqlite:
+            states = [_finish(e.job, e.attempt, e.outcome, e.exit_code, e.error, e.tail,
+                              now if e.at is None else e.at, max_backoff, e.cost) for e in ended]
+        else:  # PostgreSQL: the batch's ends in one statement, its claims in another
+            states = _finish_batch(ended, now, max_backoff)
         for job, attempt in hand_back:
             _hand_back(job, attempt, now)
         claimed: list[tuple[Job, Attempt]] = []
-        while len(claimed) < claim:
+        if not sqlite and claim:
+            claimed = _claim_batch(worker, now, claim)
+        while sqlite and len(claimed) < claim:
             got = _claim(worker, now)
             if got is None:
                 break
@@ -801,14 +807,7 @@ _EXECUTE = ["EXECUTE NAME"] + ["EXECUTE NAME (" + ", ".join(["%s"] * n) + ")"
 # PostgreSQL's claim (pgsql.py): claimers run side by side; the head of each open queue is
 # locked with SKIP LOCKED, so that a row another claimer holds is passed over rather than
 # waited for; a limited queue is open only to the claimer holding its lock.
-_PG_CLAIM = (
-    "UPDATE job SET state = 'processing', attempts = attempts + 1, worker_id = %(worker)s, "
-    "started_at = %(now)s, finished_at = NULL, updated_at = %(now)s, cancel_requested = false, "
-    "claim_token = %(token)s WHERE seq = (SELECT h.seq FROM (" + pgsql.CLAIM_QUEUES + ") o "
-    "CROSS JOIN LATERAL (SELECT seq, rank, run_at FROM job WHERE queue = o.name AND "
-    + CLAIMABLE_WHERE + " AND run_at <= %(now)s ORDER BY rank DESC, run_at, seq LIMIT 1 "
-    "FOR UPDATE SKIP LOCKED) h ORDER BY h.rank DESC, h.run_at, h.seq LIMIT 1) "
-    "AND " + CLAIMABLE_WHERE + " RETURNING " + ", ".join(_JOB_COLUMNS) + ", " + _SETTINGS_VERSION)
+_PG_CLAIM = pgsql.claim_batch(_JOB_COLUMNS, CLAIMABLE_WHERE, _SETTINGS_VERSION)
 _PG_NEXT_DUE = ("SELECT MIN((SELECT run_at FROM job WHERE queue = o.name AND " + CLAIMABLE_WHERE
                 + " ORDER BY run_at LIMIT 1)), " + _SETTINGS_VERSION + " FROM ("
                 + pgsql.OPEN_QUEUES + ") o")
@@ -832,16 +831,14 @@ def _limited_held(queues: list[str]) -> list[str]:
 def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
     """The next due job, claimed; its attempt carries ``settings_version``, the settings'
     version as of this claim (the worker runs it under those settings or newer ones)."""
+    if not is_sqlite():
+        claimed = _claim_batch(worker, now, 1)
+        return claimed[0] if claimed else None
     import secrets  # here: it loads hmac and random, which nothing else at start-up needs
     token = secrets.randbits(63)
     queues = worker.queues.split(",") if worker.queues else []
-    if is_sqlite():
-        wanted = json.dumps(queues) if queues else None  # one statement for any queue list
-        rows = database.execute_sql(_CLAIM, (now, wanted, worker.id, token)).fetchall()
-    else:
-        args = {"now": now, "queues": queues or None, "worker": worker.id, "token": token,
-                "limited": _limited_held(queues)}
-        rows = _hot(_PG_CLAIM, args).fetchall()
+    wanted = json.dumps(queues) if queues else None  # one statement for any queue list
+    rows = database.execute_sql(_CLAIM, (now, wanted, worker.id, token)).fetchall()
     if not rows:
         return None
     *columns, version = rows[0]
@@ -858,10 +855,28 @@ def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
     return job, attempt
 
 
-def _finish(job: Job, attempt: Attempt, outcome: str, exit_code: int | None, error: str | None,
-            tail: str | None, now: float, max_backoff: float, cost: Any = None) -> str | None:
-    """The job's next state from the claim's own copy of it: nobody changes a job while it is
-    processing (edits, retries and deletes refuse), and the fence below makes sure it still is."""
+def _claim_batch(worker: Worker, now: float, n: int) -> list[tuple[Job, Attempt]]:
+    """PostgreSQL: up to ``n`` due jobs and their attempts, best first, in one statement
+    (pgsql.claim_batch); each claim's token is distinct."""
+    import secrets
+    queues = _queues_of(worker)
+    args = {"now": now, "queues": queues or None, "worker": worker.id, "host": worker.host,
+            "token": secrets.randbits(62), "n": n, "limited": _limited_held(queues)}
+    claimed = []
+    for *columns, seq, number, version in _hot(_PG_CLAIM, args).fetchall():
+        job = Job(**dict(zip(_JOB_COLUMNS, columns, strict=True)))
+        attempt = Attempt(seq=seq, job=job.seq, number=number, worker_id=worker.id,
+                          host=worker.host, started_at=now, log_file=f"job{job.seq}-{number}.log",
+                          claim_token=job.claim_token, due_at=job.run_at, queue=job.queue)
+        attempt.settings_version = version
+        claimed.append((job, attempt))
+    return claimed
+
+
+def _next_state(job: Job, outcome: str, error: str | None, now: float, max_backoff: float
+                ) -> tuple[str, float | None, float | None, int, str | None]:
+    """Where an attempt's end takes its job: (state, new run_at or None, finished_at, the retry
+    given back (0/1), last error)."""
     run_at, finished_at, given_back = None, now, 0
     if outcome == Outcome.COMPLETED:
         state, error = COMPLETED, None
@@ -874,6 +889,49 @@ def _finish(job: Job, attempt: Attempt, outcome: str, exit_code: int | None, err
     else:
         state = FAILED
         run_at = now + backoff_delay(job.backoff_base, job.attempts, max_backoff)
+    return state, run_at, finished_at, given_back, error
+
+
+def _finish_batch(ended: Sequence[Ended], now: float, max_backoff: float) -> list[str | None]:
+    """PostgreSQL: ``_finish`` of every attempt that ended, in one statement
+    (pgsql.FINISH_BATCH); then the dependents of those that died go to the DLQ."""
+    if not ended:
+        return []
+    columns: dict[str, list] = {key: [] for key in (
+        "seq", "token", "state", "run_at", "given", "finished", "error", "code", "tail", "now",
+        "started", "attempt", "outcome", "pid", "pid_started", "cpu", "rss", "procs")}
+    states = []
+    for e in ended:
+        at = now if e.at is None else e.at
+        state, run_at, finished_at, given_back, error = _next_state(
+            e.job, e.outcome, e.error, at, max_backoff)
+        states.append(state)
+        cost = e.cost
+        for key, value in (
+                ("seq", e.job.seq), ("token", e.attempt.claim_token), ("state", state),
+                ("run_at", run_at), ("given", given_back), ("finished", finished_at),
+                ("error", error), ("code", e.exit_code), ("tail", e.tail), ("now", at),
+                ("started", e.attempt.started_at), ("attempt", e.attempt.seq),
+                ("outcome", e.outcome), ("pid", e.attempt.pid),
+                ("pid_started", e.attempt.pid_started),
+                ("cpu", None if cost is None else cost.cpu_seconds),
+                ("rss", None if cost is None else cost.peak_rss_bytes),
+                ("procs", None if cost is None else cost.processes)):
+            columns[key].append(value)
+    done = {seq for (seq,) in _hot(pgsql.FINISH_BATCH, columns).fetchall()}
+    result = [state if e.job.seq in done else None for e, state in zip(ended, states, strict=True)]
+    dead = [e.job.seq for e, state in zip(ended, result, strict=True) if state == DEAD]
+    if dead:
+        fail_dependents(dead, now=now)
+    return result
+
+
+def _finish(job: Job, attempt: Attempt, outcome: str, exit_code: int | None, error: str | None,
+            tail: str | None, now: float, max_backoff: float, cost: Any = None) -> str | None:
+    """The job's next state from the claim's own copy of it: nobody changes a job while it is
+    processing (edits, retries and deletes refuse), and the fence below makes sure it still is."""
+    state, run_at, finished_at, given_back, error = _next_state(job, outcome, error, now,
+                                                                max_backoff)
     cursor = _hot(_FINISH_JOB, (
         state, run_at, given_back, finished_at, error, exit_code, tail, now, attempt.started_at,
         job.seq, attempt.claim_token))

@@ -258,3 +258,63 @@ CLAIM_QUEUES = (
     + _OF_WORKER)
 OLDEST_DUE_QUEUES = ("SELECT queue FROM job_count WHERE state = 'pending' GROUP BY queue "
                      "HAVING sum(n) > 0")
+
+
+# --- the hot path in one statement per batch ------------------------------------------------
+
+#: The job columns a claim returns (engine._JOB_COLUMNS, qualified: the claim joins others).
+def _returning(columns: tuple[str, ...]) -> str:
+    return ", ".join("c." + name for name in columns)
+
+
+def claim_batch(columns: tuple[str, ...], claimable: str, settings_version: str) -> str:
+    """Up to %(n)s due jobs, best first, claimed with their attempts in one statement: the
+    head of each open queue (CLAIM_QUEUES; a limited one no further than its room) locked with
+    SKIP LOCKED, the best %(n)s of those marked processing with tokens %(token)s + 1, + 2, ...,
+    and an attempt row each, numbered after the job's last (the unique (job_seq, number)
+    index's last entry). Returns the job columns, the attempt's seq and number, and the
+    settings' version."""
+    job_columns = ", ".join("job." + name for name in columns)
+    return (
+        "WITH h AS (SELECT j.seq, row_number() OVER (ORDER BY j.rank DESC, j.run_at, j.seq) "
+        "AS k FROM (" + CLAIM_QUEUES + ") o CROSS JOIN LATERAL (SELECT seq, rank, run_at "
+        "FROM job WHERE queue = o.name AND " + claimable + " AND run_at <= %(now)s "
+        "ORDER BY rank DESC, run_at, seq LIMIT LEAST(%(n)s, COALESCE(o.room, %(n)s)) "
+        "FOR UPDATE SKIP LOCKED) j ORDER BY j.rank DESC, j.run_at, j.seq LIMIT %(n)s), "
+        "c AS (UPDATE job SET state = 'processing', attempts = job.attempts + 1, "
+        "worker_id = %(worker)s, started_at = %(now)s, finished_at = NULL, "
+        "updated_at = %(now)s, cancel_requested = false, claim_token = %(token)s + h.k "
+        "FROM h WHERE job.seq = h.seq AND job." + claimable.replace(" AND ", " AND job.")
+        + " RETURNING " + job_columns + ", h.k), "
+        "a AS (INSERT INTO attempt (job_seq, number, worker_id, host, started_at, log_file, "
+        "claim_token, due_at, queue) SELECT c.seq, n.number, %(worker)s, %(host)s, %(now)s, "
+        "'job' || c.seq || '-' || n.number || '.log', c.claim_token, c.run_at, c.queue "
+        "FROM c CROSS JOIN LATERAL (SELECT COALESCE(MAX(number), 0) + 1 AS number "
+        "FROM attempt WHERE job_seq = c.seq) n RETURNING seq, job_seq, number) "
+        "SELECT " + _returning(columns) + ", a.seq, a.number, " + settings_version
+        + " FROM c JOIN a ON a.job_seq = c.seq ORDER BY c.k")
+
+
+#: The ends of a batch in one statement: each job moved on (fenced: still processing under the
+#: claim's token) and, for those that were, their attempts given their end. The values come as
+#: one array per column (a fixed statement, prepared once, whatever the batch's size).
+FINISH_BATCH = (
+    "WITH v AS (SELECT * FROM unnest(%(seq)s::bigint[], %(token)s::bigint[], "
+    "%(state)s::text[], %(run_at)s::float8[], %(given)s::int[], %(finished)s::float8[], "
+    "%(error)s::text[], %(code)s::int[], %(tail)s::text[], %(now)s::float8[], "
+    "%(started)s::float8[], %(attempt)s::bigint[], %(outcome)s::text[], %(pid)s::int[], "
+    "%(pid_started)s::float8[], %(cpu)s::float8[], %(rss)s::bigint[], %(procs)s::int[]) "
+    "AS v (seq, token, state, run_at, given, finished, error, code, tail, now, started, "
+    "attempt, outcome, pid, pid_started, cpu, rss, procs)), "
+    "j AS (UPDATE job SET state = v.state, run_at = COALESCE(v.run_at, job.run_at), "
+    "attempts = job.attempts - v.given, finished_at = v.finished, last_error = v.error, "
+    "exit_code = v.code, output_tail = COALESCE(v.tail, job.output_tail), updated_at = v.now, "
+    "started_at = v.started, worker_id = NULL, cancel_requested = false, claim_token = NULL "
+    "FROM v WHERE job.seq = v.seq AND job.state = 'processing' "
+    "AND job.claim_token IS NOT DISTINCT FROM v.token RETURNING job.seq), "
+    "a AS (UPDATE attempt SET finished_at = v.now, exit_code = v.code, outcome = v.outcome, "
+    "error = v.error, started_at = v.started, duration = GREATEST(0, v.now - v.started), "
+    "pid = COALESCE(attempt.pid, v.pid), pid_started = COALESCE(attempt.pid_started, "
+    "v.pid_started), cpu_seconds = v.cpu, peak_rss_bytes = v.rss, processes = v.procs "
+    "FROM v JOIN j ON j.seq = v.seq WHERE attempt.seq = v.attempt AND attempt.outcome IS NULL) "
+    "SELECT seq FROM j")
