@@ -125,7 +125,9 @@ JOBS_DELETE = (
 # attempt_minute: an attempt that gets its end adds itself to its session's row of its queue
 # and minute; one whose figures change, or that is deleted, is taken out there (negative
 # figures) and marks the row dirty when it held the key's maximum (a maximum cannot be taken
-# back: metrics reads a dirty minute from the attempts).
+# back: metrics reads a dirty minute from the attempts). Updates and deletes are handled once
+# per statement (a batch's ends are one statement); an attempt inserted with its end (rare:
+# claims insert unfinished ones) per row.
 _MINUTE_OF = "FLOOR({}.finished_at / 60)::BIGINT"
 _MINUTE_ADD = (
     "INSERT INTO attempt_minute " + _MINUTE_COLUMNS + " SELECT " + _MINUTE_OF.format("NEW")
@@ -135,22 +137,9 @@ _MINUTE_ADD = (
     "COALESCE(NEW.started_at - NEW.due_at, 0), NEW.started_at - NEW.due_at, "
     "CASE WHEN NEW.duration IS NULL THEN 0 ELSE 1 END, COALESCE(NEW.duration, 0), NEW.duration, "
     "NEW.seq, 0 WHERE NEW.finished_at IS NOT NULL " + _MINUTE_MERGE)
-_MINUTE_REMOVE = (
-    "INSERT INTO attempt_minute " + _MINUTE_COLUMNS + " SELECT " + _MINUTE_OF.format("OLD")
-    + ", " + SLOT + ", OLD.queue, -1, -(CASE WHEN OLD.outcome = 'completed' THEN 1 ELSE 0 END), "
-    "-(CASE WHEN OLD.outcome IN ('failed', 'timeout', 'lost') THEN 1 ELSE 0 END), "
-    "-(CASE WHEN OLD.number > 1 THEN 1 ELSE 0 END), "
-    "-(CASE WHEN OLD.due_at IS NULL THEN 0 ELSE 1 END), "
-    "-COALESCE(OLD.started_at - OLD.due_at, 0), NULL, "
-    "-(CASE WHEN OLD.duration IS NULL THEN 0 ELSE 1 END), -COALESCE(OLD.duration, 0), NULL, "
-    "NULL, CASE WHEN OLD.started_at - OLD.due_at >= m.wait_max OR OLD.duration >= m.run_max "
-    "THEN 1 ELSE 0 END FROM (SELECT max(wait_max) AS wait_max, max(run_max) AS run_max "
-    "FROM attempt_minute WHERE queue = OLD.queue AND minute = " + _MINUTE_OF.format("OLD")
-    + ") m " + _MINUTE_MERGE)
 MINUTE_CHANGE = (
     "CREATE OR REPLACE FUNCTION attempt_minute_change() RETURNS trigger LANGUAGE plpgsql AS $$ "
-    "BEGIN IF TG_OP <> 'INSERT' AND OLD.finished_at IS NOT NULL THEN " + _MINUTE_REMOVE
-    + "; END IF; IF TG_OP <> 'DELETE' THEN " + _MINUTE_ADD + "; END IF; RETURN NULL; END $$")
+    "BEGIN " + _MINUTE_ADD + "; RETURN NULL; END $$")
 MINUTE_DELETE = (
     "CREATE OR REPLACE FUNCTION attempt_minute_delete() RETURNS trigger LANGUAGE plpgsql AS $$ "
     "BEGIN INSERT INTO attempt_minute " + _MINUTE_COLUMNS + " SELECT d.minute, " + SLOT
@@ -166,6 +155,46 @@ MINUTE_DELETE = (
     "max(duration) AS run_max FROM old_rows WHERE finished_at IS NOT NULL GROUP BY 1, 2) d "
     "CROSS JOIN LATERAL (SELECT max(wait_max) AS wait_max, max(run_max) AS run_max "
     "FROM attempt_minute a WHERE a.minute = d.minute AND a.queue = d.queue) m "
+    + _MINUTE_MERGE + "; RETURN NULL; END $$")
+
+# The ends of attempts, once per statement (a batch's finish is one statement): what the
+# changed rows of old_rows took out (with a dirty mark where one held its key's maximum) and
+# what those of new_rows add, grouped per minute and queue, into the session's rows. An update
+# that changes no figure (a process recorded) returns at once.
+_ATTEMPT_CHANGED = (
+    "o.finished_at IS DISTINCT FROM n.finished_at OR o.outcome IS DISTINCT FROM n.outcome OR "
+    "o.number IS DISTINCT FROM n.number OR o.started_at IS DISTINCT FROM n.started_at OR "
+    "o.due_at IS DISTINCT FROM n.due_at OR o.duration IS DISTINCT FROM n.duration OR "
+    "o.queue IS DISTINCT FROM n.queue")
+MINUTE_UPDATE = (
+    "CREATE OR REPLACE FUNCTION attempt_minute_update() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    "BEGIN IF NOT EXISTS (SELECT 1 FROM old_rows o JOIN new_rows n ON n.seq = o.seq WHERE "
+    "(o.finished_at IS NOT NULL OR n.finished_at IS NOT NULL) AND (" + _ATTEMPT_CHANGED + ")) "
+    "THEN RETURN NULL; END IF; "
+    "INSERT INTO attempt_minute " + _MINUTE_COLUMNS + " SELECT minute, " + SLOT + ", queue, "
+    "sum(attempts), sum(completed), sum(failed), sum(reruns), sum(wait_n), sum(wait_sum), "
+    "max(wait_max), sum(run_n), sum(run_sum), max(run_max), min(min_seq), max(dirty) FROM ("
+    "SELECT FLOOR(o.finished_at / 60)::BIGINT AS minute, o.queue, -1 AS attempts, "
+    "-(CASE WHEN o.outcome = 'completed' THEN 1 ELSE 0 END) AS completed, "
+    "-(CASE WHEN o.outcome IN ('failed', 'timeout', 'lost') THEN 1 ELSE 0 END) AS failed, "
+    "-(CASE WHEN o.number > 1 THEN 1 ELSE 0 END) AS reruns, "
+    "-(CASE WHEN o.due_at IS NULL THEN 0 ELSE 1 END) AS wait_n, "
+    "-COALESCE(o.started_at - o.due_at, 0) AS wait_sum, NULL::float8 AS wait_max, "
+    "-(CASE WHEN o.duration IS NULL THEN 0 ELSE 1 END) AS run_n, "
+    "-COALESCE(o.duration, 0) AS run_sum, NULL::float8 AS run_max, NULL::bigint AS min_seq, "
+    "CASE WHEN o.started_at - o.due_at >= m.wait_max OR o.duration >= m.run_max THEN 1 "
+    "ELSE 0 END AS dirty FROM old_rows o JOIN new_rows n ON n.seq = o.seq "
+    "CROSS JOIN LATERAL (SELECT max(wait_max) AS wait_max, max(run_max) AS run_max "
+    "FROM attempt_minute a WHERE a.minute = FLOOR(o.finished_at / 60)::BIGINT "
+    "AND a.queue = o.queue) m WHERE o.finished_at IS NOT NULL AND (" + _ATTEMPT_CHANGED + ") "
+    "UNION ALL SELECT FLOOR(n.finished_at / 60)::BIGINT, n.queue, 1, "
+    "CASE WHEN n.outcome = 'completed' THEN 1 ELSE 0 END, "
+    "CASE WHEN n.outcome IN ('failed', 'timeout', 'lost') THEN 1 ELSE 0 END, "
+    "CASE WHEN n.number > 1 THEN 1 ELSE 0 END, CASE WHEN n.due_at IS NULL THEN 0 ELSE 1 END, "
+    "COALESCE(n.started_at - n.due_at, 0), n.started_at - n.due_at, "
+    "CASE WHEN n.duration IS NULL THEN 0 ELSE 1 END, COALESCE(n.duration, 0), n.duration, "
+    "n.seq, 0 FROM old_rows o JOIN new_rows n ON n.seq = o.seq WHERE n.finished_at IS NOT NULL "
+    "AND (" + _ATTEMPT_CHANGED + ")) d GROUP BY minute, queue ORDER BY 1, 3 "
     + _MINUTE_MERGE + "; RETURN NULL; END $$")
 
 # The fold: rows of sessions not writing now (skip locked) into slot 0, then the keys left at
@@ -213,21 +242,16 @@ TRIGGERS = (
     "WHEN (NEW.finished_at IS NOT NULL) EXECUTE FUNCTION attempt_minute_change(); "
     "CREATE TRIGGER attempt_minute_delete AFTER DELETE ON attempt REFERENCING OLD TABLE AS "
     "old_rows FOR EACH STATEMENT EXECUTE FUNCTION attempt_minute_delete(); "
-    "CREATE TRIGGER attempt_minute_update AFTER UPDATE OF finished_at, outcome, number, "
-    "started_at, due_at, duration, queue ON attempt FOR EACH ROW WHEN ("
-    "OLD.finished_at IS DISTINCT FROM NEW.finished_at OR OLD.outcome IS DISTINCT FROM "
-    "NEW.outcome OR OLD.number IS DISTINCT FROM NEW.number OR OLD.started_at IS DISTINCT FROM "
-    "NEW.started_at OR OLD.due_at IS DISTINCT FROM NEW.due_at OR OLD.duration IS DISTINCT FROM "
-    "NEW.duration OR OLD.queue IS DISTINCT FROM NEW.queue) "
-    "EXECUTE FUNCTION attempt_minute_change()")
+    "CREATE TRIGGER attempt_minute_update AFTER UPDATE ON attempt REFERENCING OLD TABLE AS "
+    "old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION attempt_minute_update()")
 
 
 def install(db) -> None:
     """The slots, the rollups' functions and the triggers (the caller dropped the old triggers
     and refills the rollups afterwards, under the exclusive lock)."""
     db.execute_sql(ADD_SLOTS)
-    for function in (JOBS_INSERT, JOBS_UPDATE, JOBS_DELETE, MINUTE_CHANGE, MINUTE_DELETE,
-                     FOLD_FUNCTION):
+    for function in (JOBS_INSERT, JOBS_UPDATE, JOBS_DELETE, MINUTE_CHANGE, MINUTE_UPDATE,
+                     MINUTE_DELETE, FOLD_FUNCTION):
         db.execute_sql(function)
     db.execute_sql("DROP FUNCTION IF EXISTS job_release()")  # folded into job_counts_update
     db.execute_sql(TRIGGERS)
