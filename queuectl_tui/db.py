@@ -299,7 +299,8 @@ def _install_notify_postgres(db) -> None:
     db.execute_sql("CREATE OR REPLACE FUNCTION queuectl_notify_changed() RETURNS trigger "
                    "LANGUAGE plpgsql AS $$ BEGIN "
                    "IF EXISTS (SELECT FROM changed) THEN "
-                   "PERFORM pg_notify('queuectl', current_schema()); END IF; "
+                   "PERFORM pg_notify('queuectl', CASE WHEN TG_TABLE_NAME = 'job' THEN "
+                   "current_schema() ELSE current_schema() || ' control' END); END IF; "
                    "RETURN NULL; END $$")
     db.execute_sql(_NOTIFY_TRIGGERS_POSTGRES)
 
@@ -715,6 +716,7 @@ class _Listener(threading.local):
     conn = None  # the connection LISTEN was sent on (a reconnect needs it again)
     schema = None  # the queue's schema: notifications name theirs (one channel per database)
     count = 0  # notifications about this queue from other sessions seen so far
+    control = 0  # those of them about queues, meta or settings (pause, resume, limits)
 
 
 _listener = _Listener()
@@ -735,9 +737,13 @@ def _drain(conn) -> None:
         conn.poll()
     except Exception as exc:  # psycopg2's own error, not wrapped by peewee: a lost connection
         raise OperationalError(f"connection lost ({' '.join(str(exc).split())})") from None
-    me = conn.get_backend_pid()
-    _listener.count += sum(1 for note in conn.notifies
-                           if note.pid != me and note.payload == _listener.schema)
+    me, schema = conn.get_backend_pid(), _listener.schema
+    for note in conn.notifies:
+        if note.pid != me and note.payload == schema:
+            _listener.count += 1
+        elif note.pid != me and note.payload == schema + " control":
+            _listener.count += 1
+            _listener.control += 1
     conn.notifies.clear()
 
 
@@ -1159,6 +1165,21 @@ def change_token():
     except (DatabaseError, InterfaceError):
         return None  # no signal now: callers treat it as "maybe changed"
     return _listener.count
+
+
+def control_token(change=None):
+    """Something that changes whenever another connection commits a change to queues, meta or
+    settings (``pause`` among them), or None if unknown: what a worker holding claimed jobs
+    watches before it starts one. SQLite: the change token (``change``, when just read). On
+    PostgreSQL, jobs changed by other workers (every claim and finish) do not move it, so a
+    draining worker does not read the pause flags before every job."""
+    if is_sqlite():
+        return change_token() if change is None else change
+    try:
+        _drain(_listen())
+    except (DatabaseError, InterfaceError):
+        return None
+    return _listener.control
 
 
 def schema_version() -> int:

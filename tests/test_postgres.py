@@ -792,3 +792,20 @@ def test_concurrent_settles_keep_counts_and_rollups_exact(db, tmp_path):
     from queuectl_tui.models import database
     slots = database.execute_sql("SELECT count(*) FROM job_count WHERE slot <> 0").fetchone()[0]
     assert slots == 0
+
+
+@on_postgres
+def test_only_changes_to_queues_or_settings_move_the_control_token(db):
+    """A worker holding claimed jobs reads the pause flags before starting one only when the
+    control token moved: other workers' claims and finishes (changes to jobs) do not move it,
+    a pause does."""
+    from queuectl_tui import engine, spec
+    from queuectl_tui.db import change_token, control_token
+    change, control = change_token(), control_token()
+    done, _ = _in_thread(lambda: engine.enqueue([spec.normalize({"command": "true"})]))
+    done.join()
+    wait_for(lambda: change_token() != change, message="the enqueue to be notified")
+    assert control_token() == control
+    done, _ = _in_thread(lambda: engine.pause(["default"]))
+    done.join()
+    wait_for(lambda: control_token() != control, message="the pause to be notified")
