@@ -672,9 +672,13 @@ def settle(worker: Worker, ended: Sequence[Ended] = (), *, claim: int = 0,
         for job, attempt in hand_back:
             _hand_back(job, attempt, now)
         claimed: list[tuple[Job, Attempt]] = []
-        if not sqlite and claim:
-            claimed = _claim_batch(worker, now, claim)
-        while sqlite and len(claimed) < claim:
+        wrote = bool(ended or hand_back or next_job)
+        if not sqlite and claim:  # the worker's row is marked in the claim's statement
+            claimed, marked = _claim_batch(worker, now, claim, mark=(next_job, wrote))
+            if claimed and not marked:
+                raise Unregistered(f"worker {worker.id} is no longer registered")  # rolled back
+            return states, claimed
+        while len(claimed) < claim:
             got = _claim(worker, now)
             if got is None:
                 break
@@ -682,8 +686,7 @@ def settle(worker: Worker, ended: Sequence[Ended] = (), *, claim: int = 0,
         current = next_job or (claimed[0][0].id if claimed else None)
         # An empty look for work writes nothing: its commit would wake every idle worker and
         # waiter, whose own empty looks would wake this one (heartbeats say alive).
-        if ((ended or hand_back or claimed or next_job)
-                and not _set_worker(worker.id, current, now) and claimed):
+        if ((wrote or claimed) and not _set_worker(worker.id, current, now) and claimed):
             raise Unregistered(f"worker {worker.id} is no longer registered")  # rolled back
     return states, claimed
 
@@ -832,7 +835,7 @@ def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
     """The next due job, claimed; its attempt carries ``settings_version``, the settings'
     version as of this claim (the worker runs it under those settings or newer ones)."""
     if not is_sqlite():
-        claimed = _claim_batch(worker, now, 1)
+        claimed = _claim_batch(worker, now, 1)[0]
         return claimed[0] if claimed else None
     import secrets  # here: it loads hmac and random, which nothing else at start-up needs
     token = secrets.randbits(63)
@@ -855,22 +858,29 @@ def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
     return job, attempt
 
 
-def _claim_batch(worker: Worker, now: float, n: int) -> list[tuple[Job, Attempt]]:
+def _claim_batch(worker: Worker, now: float, n: int,
+                 mark: tuple[str | None, bool] | None = None
+                 ) -> tuple[list[tuple[Job, Attempt]], bool]:
     """PostgreSQL: up to ``n`` due jobs and their attempts, best first, in one statement
-    (pgsql.claim_batch); each claim's token is distinct."""
+    (pgsql.claim_batch); each claim's token is distinct. ``mark`` (the job the worker is on,
+    whether it recorded something): the worker's row is set as ``_set_worker`` would, in the
+    same statement. Returns the claims and whether the worker's row was marked."""
     import secrets
     queues = _queues_of(worker)
     args = {"now": now, "queues": queues or None, "worker": worker.id, "host": worker.host,
-            "token": secrets.randbits(62), "n": n, "limited": _limited_held(queues)}
-    claimed = []
-    for *columns, seq, number, version in _hot(_PG_CLAIM, args).fetchall():
+            "token": secrets.randbits(62), "n": n, "limited": _limited_held(queues),
+            "mark": mark is not None, "next": mark[0] if mark else None,
+            "wrote": bool(mark and mark[1])}
+    claimed, marked = [], False
+    for *columns, seq, number, version, marks in _hot(_PG_CLAIM, args).fetchall():
+        marked = marks > 0
         job = Job(**dict(zip(_JOB_COLUMNS, columns, strict=True)))
         attempt = Attempt(seq=seq, job=job.seq, number=number, worker_id=worker.id,
                           host=worker.host, started_at=now, log_file=f"job{job.seq}-{number}.log",
                           claim_token=job.claim_token, due_at=job.run_at, queue=job.queue)
         attempt.settings_version = version
         claimed.append((job, attempt))
-    return claimed
+    return claimed, marked
 
 
 def _next_state(job: Job, outcome: str, error: str | None, now: float, max_backoff: float

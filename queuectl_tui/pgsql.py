@@ -296,8 +296,10 @@ def claim_batch(columns: tuple[str, ...], claimable: str, settings_version: str)
     head of each open queue (CLAIM_QUEUES; a limited one no further than its room) locked with
     SKIP LOCKED, the best %(n)s of those marked processing with tokens %(token)s + 1, + 2, ...,
     and an attempt row each, numbered after the job's last (the unique (job_seq, number)
-    index's last entry). Returns the job columns, the attempt's seq and number, and the
-    settings' version."""
+    index's last entry). With %(mark)s, the worker's row says what it is on (%(next)s, else
+    the first job claimed) when it claimed some or %(wrote)s (ends recorded: an empty look
+    writes nothing). Returns the job columns, the attempt's seq and number, the settings'
+    version, and whether the worker's row was there to mark."""
     job_columns = ", ".join("job." + name for name in columns)
     return (
         "WITH h AS (SELECT j.seq, row_number() OVER (ORDER BY j.rank DESC, j.run_at, j.seq) "
@@ -314,9 +316,16 @@ def claim_batch(columns: tuple[str, ...], claimable: str, settings_version: str)
         "claim_token, due_at, queue) SELECT c.seq, n.number, %(worker)s, %(host)s, %(now)s, "
         "'job' || c.seq || '-' || n.number || '.log', c.claim_token, c.run_at, c.queue "
         "FROM c CROSS JOIN LATERAL (SELECT COALESCE(MAX(number), 0) + 1 AS number "
-        "FROM attempt WHERE job_seq = c.seq) n RETURNING seq, job_seq, number) "
+        "FROM attempt WHERE job_seq = c.seq) n RETURNING seq, job_seq, number), "
+        "f AS (SELECT COALESCE(%(next)s::text, (SELECT c.id FROM c ORDER BY c.k LIMIT 1)) "
+        "AS job), "
+        "w AS (UPDATE worker SET status = CASE WHEN status = 'stopping' THEN status "
+        "WHEN (SELECT job FROM f) IS NULL THEN 'idle' ELSE 'busy' END, "
+        "current_job = (SELECT job FROM f), heartbeat_at = %(now)s WHERE id = %(worker)s "
+        "AND %(mark)s::boolean AND (%(wrote)s::boolean OR EXISTS (SELECT 1 FROM c)) "
+        "RETURNING id) "
         "SELECT " + _returning(columns) + ", a.seq, a.number, " + settings_version
-        + " FROM c JOIN a ON a.job_seq = c.seq ORDER BY c.k")
+        + ", (SELECT count(*) FROM w) FROM c JOIN a ON a.job_seq = c.seq ORDER BY c.k")
 
 
 #: The ends of a batch in one statement: each job moved on (fenced: still processing under the
