@@ -45,6 +45,7 @@ from queuectl_tui.models import (
     Worker,
     database,
 )
+from queuectl_tui.pgsql import FOLD
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -969,7 +970,7 @@ def fold() -> None:
     if database.obj is None or is_sqlite() or database.in_transaction():
         return
     try:
-        database.execute_sql(pgsql.FOLD)
+        database.execute_sql(FOLD)
     except DatabaseError:
         pass
 

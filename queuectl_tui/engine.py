@@ -20,7 +20,7 @@ from weakref import WeakKeyDictionary
 
 from peewee import JOIN, DatabaseError, IntegrityError, Tuple, chunked, fn
 
-from queuectl_tui import pgsql, procs, settings, wake
+from queuectl_tui import procs, settings, wake
 from queuectl_tui.db import (
     LAST_WORKER_ID,
     after_commit,
@@ -58,6 +58,13 @@ from queuectl_tui.models import (
     database,
 )
 from queuectl_tui.paths import create_private_file
+from queuectl_tui.pgsql import (
+    CLAIM_BATCH,
+    CLAIM_LOCKS,
+    FINISH_BATCH,
+    OLDEST_DUE_QUEUES,
+    OPEN_QUEUES,
+)
 from queuectl_tui.settings import VERSION_KEY
 from queuectl_tui.spec import normalize
 
@@ -810,10 +817,9 @@ _EXECUTE = ["EXECUTE NAME"] + ["EXECUTE NAME (" + ", ".join(["%s"] * n) + ")"
 # PostgreSQL's claim (pgsql.py): claimers run side by side; the head of each open queue is
 # locked with SKIP LOCKED, so that a row another claimer holds is passed over rather than
 # waited for; a limited queue is open only to the claimer holding its lock.
-_PG_CLAIM = pgsql.claim_batch(_JOB_COLUMNS, CLAIMABLE_WHERE, _SETTINGS_VERSION)
 _PG_NEXT_DUE = ("SELECT MIN((SELECT run_at FROM job WHERE queue = o.name AND " + CLAIMABLE_WHERE
                 + " ORDER BY run_at LIMIT 1)), " + _SETTINGS_VERSION + " FROM ("
-                + pgsql.OPEN_QUEUES + ") o")
+                + OPEN_QUEUES + ") o")
 
 
 def _queues_of(worker: Worker) -> list[str]:
@@ -825,7 +831,7 @@ def _limited_held(queues: list[str]) -> list[str]:
     its BEGIN, or now: a claim in a transaction not opened for claiming)."""
     held = held_limited()
     if held is None:
-        held = list(database.execute_sql(pgsql.CLAIM_LOCKS, {"queues": queues or None})
+        held = list(database.execute_sql(CLAIM_LOCKS, {"queues": queues or None})
                     .fetchone()[1])
         set_held_limited(held)
     return held
@@ -862,7 +868,7 @@ def _claim_batch(worker: Worker, now: float, n: int,
                  mark: tuple[str | None, bool] | None = None
                  ) -> tuple[list[tuple[Job, Attempt]], bool]:
     """PostgreSQL: up to ``n`` due jobs and their attempts, best first, in one statement
-    (pgsql.claim_batch); each claim's token is distinct. ``mark`` (the job the worker is on,
+    (pgsql.CLAIM_BATCH); each claim's token is distinct. ``mark`` (the job the worker is on,
     whether it recorded something): the worker's row is set as ``_set_worker`` would, in the
     same statement. Returns the claims and whether the worker's row was marked."""
     import secrets
@@ -872,7 +878,7 @@ def _claim_batch(worker: Worker, now: float, n: int,
             "mark": mark is not None, "next": mark[0] if mark else None,
             "wrote": bool(mark and mark[1])}
     claimed, marked = [], False
-    for *columns, seq, number, version, marks in _hot(_PG_CLAIM, args).fetchall():
+    for *columns, seq, number, version, marks in _hot(CLAIM_BATCH, args).fetchall():
         marked = marks > 0
         job = Job(**dict(zip(_JOB_COLUMNS, columns, strict=True)))
         attempt = Attempt(seq=seq, job=job.seq, number=number, worker_id=worker.id,
@@ -928,7 +934,7 @@ def _finish_batch(ended: Sequence[Ended], now: float, max_backoff: float) -> lis
                 ("rss", None if cost is None else cost.peak_rss_bytes),
                 ("procs", None if cost is None else cost.processes)):
             columns[key].append(value)
-    done = {seq for (seq,) in _hot(pgsql.FINISH_BATCH, columns).fetchall()}
+    done = {seq for (seq,) in _hot(FINISH_BATCH, columns).fetchall()}
     result = [state if e.job.seq in done else None for e, state in zip(ended, states, strict=True)]
     dead = [e.job.seq for e, state in zip(ended, result, strict=True) if state == DEAD]
     if dead:
@@ -1758,7 +1764,7 @@ _OLDEST_DUE_TAIL = (" WHERE queue = c.queue AND " + CLAIMABLE_WHERE + " AND stat
 _OLDEST_DUE = ("SELECT MIN((SELECT run_at FROM job INDEXED BY job_due" + _OLDEST_DUE_TAIL
                + "(SELECT DISTINCT queue FROM job_count WHERE state = 'pending' AND n > 0) c")
 _OLDEST_DUE_PG = ("SELECT MIN((SELECT run_at FROM job" + _OLDEST_DUE_TAIL + "("
-                  + pgsql.OLDEST_DUE_QUEUES + ") c")
+                  + OLDEST_DUE_QUEUES + ") c")
 
 
 def _filtered(query, *, state: str | Iterable[str] | None = None,

@@ -25,20 +25,21 @@ Concurrency without one lock for the whole schema:
 
 from __future__ import annotations
 
-#: The advisory lock keys (first half; the second is a hash of the schema or the queue).
-WRITE_KEY = 1903519093  # the schema's writers: hot path shared, everything else exclusive
-FOLD_KEY = 1903519094  # one folder at a time
-QUEUE_KEY = 1903519095  # one claimer at a time per limited queue
+from queuectl_tui.models import CLAIMABLE_WHERE
 
-WRITE_LOCK = f"SELECT pg_advisory_xact_lock({WRITE_KEY}, hashtext(current_schema()))"
-WRITE_LOCK_SHARED = f"SELECT pg_advisory_xact_lock_shared({WRITE_KEY}, hashtext(current_schema()))"
+# The advisory locks, keyed (1903519093, hash of the schema): the schema's writers (the hot
+# path shared, everything else exclusive); (1903519094, schema): one folder at a time;
+# (1903519095, hash of schema/queue): one claimer at a time per limited queue.
+# (The keys are spelt out in the statements: raw SQL here is always literal text.)
+WRITE_LOCK = "SELECT pg_advisory_xact_lock(1903519093, hashtext(current_schema()))"
+WRITE_LOCK_SHARED = "SELECT pg_advisory_xact_lock_shared(1903519093, hashtext(current_schema()))"
 #: A claiming transaction's first statement (after BEGIN, in the same round trip): the shared
 #: lock, then a try-lock on each limited queue the worker serves; returns those it holds.
 CLAIM_LOCKS = (
-    f"SELECT pg_advisory_xact_lock_shared({WRITE_KEY}, hashtext(current_schema())), "
+    "SELECT pg_advisory_xact_lock_shared(1903519093, hashtext(current_schema())), "
     "ARRAY(SELECT name FROM (SELECT name FROM queue WHERE max_running IS NOT NULL AND "
     "(%(queues)s::text[] IS NULL OR name = ANY(%(queues)s::text[])) ORDER BY name OFFSET 0) l "
-    f"WHERE pg_try_advisory_xact_lock({QUEUE_KEY}, hashtext(current_schema() || '/' || name)))")
+    "WHERE pg_try_advisory_xact_lock(1903519095, hashtext(current_schema() || '/' || name)))")
 FOLD = "SELECT queuectl_fold()"
 
 SLOT = "pg_backend_pid()"
@@ -81,15 +82,18 @@ _MINUTE_MERGE = (
 
 # Failed or dead jobs with a finish time, per (minute, queue, state, error), of a transition table.
 _FAILED_OF = ("SELECT FLOOR(finished_at / 60)::BIGINT, queue, state, COALESCE(last_error, ''), "
-              "count(*) FROM {} WHERE state IN ('failed', 'dead') AND finished_at IS NOT NULL "
-              "GROUP BY 1, 2, 3, 4")
+              "count(*) FROM ")
+_FAILED_WHERE = (" WHERE state IN ('failed', 'dead') AND finished_at IS NOT NULL "
+                 "GROUP BY 1, 2, 3, 4")
+_FAILED_OF_NEW = _FAILED_OF + "new_rows" + _FAILED_WHERE
+_FAILED_OF_OLD = _FAILED_OF + "old_rows" + _FAILED_WHERE
 
 JOBS_INSERT = (
     "CREATE OR REPLACE FUNCTION job_counts_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
     "INSERT INTO job_count (queue, state, slot, n) SELECT queue, state, " + SLOT + ", count(*) "
     "FROM new_rows GROUP BY queue, state " + _COUNT_MERGE + "; "
     "INSERT INTO job_failed_minute (minute, queue, state, error, slot, n) SELECT minute, queue, "
-    "state, error, " + SLOT + ", n FROM (" + _FAILED_OF.format("new_rows") + ") f (minute, "
+    "state, error, " + SLOT + ", n FROM (" + _FAILED_OF_NEW + ") f (minute, "
     "queue, state, error, n) " + _FAILED_MERGE + "; RETURN NULL; END $$")
 # Every claim and finish is an update: the rollup of failures is left alone unless a row was
 # or is a failure; the jobs waiting on one that completed here are released (one statement
@@ -102,8 +106,8 @@ JOBS_UPDATE = (
     "IF EXISTS (SELECT 1 FROM new_rows WHERE state IN ('failed', 'dead')) OR EXISTS (SELECT 1 "
     "FROM old_rows WHERE state IN ('failed', 'dead')) THEN "
     "INSERT INTO job_failed_minute (minute, queue, state, error, slot, n) SELECT minute, queue, "
-    "state, error, " + SLOT + ", sum(n) FROM (" + _FAILED_OF.format("new_rows") + " UNION ALL "
-    "SELECT minute, queue, state, error, -n FROM (" + _FAILED_OF.format("old_rows") + ") o "
+    "state, error, " + SLOT + ", sum(n) FROM (" + _FAILED_OF_NEW + " UNION ALL "
+    "SELECT minute, queue, state, error, -n FROM (" + _FAILED_OF_OLD + ") o "
     "(minute, queue, state, error, n)) c (minute, queue, state, error, n) GROUP BY 1, 2, 3, 4 "
     "HAVING sum(n) <> 0 " + _FAILED_MERGE + "; END IF; "
     "IF EXISTS (SELECT 1 FROM new_rows n JOIN job_dep d ON d.dep_seq = n.seq "
@@ -119,7 +123,7 @@ JOBS_DELETE = (
     "INSERT INTO job_count (queue, state, slot, n) SELECT queue, state, " + SLOT + ", -count(*) "
     "FROM old_rows GROUP BY queue, state " + _COUNT_MERGE + "; "
     "INSERT INTO job_failed_minute (minute, queue, state, error, slot, n) SELECT minute, queue, "
-    "state, error, " + SLOT + ", -n FROM (" + _FAILED_OF.format("old_rows") + ") f (minute, "
+    "state, error, " + SLOT + ", -n FROM (" + _FAILED_OF_OLD + ") f (minute, "
     "queue, state, error, n) " + _FAILED_MERGE + "; RETURN NULL; END $$")
 
 # attempt_minute: an attempt that gets its end adds itself to its session's row of its queue
@@ -128,10 +132,10 @@ JOBS_DELETE = (
 # back: metrics reads a dirty minute from the attempts). Updates and deletes are handled once
 # per statement (a batch's ends are one statement); an attempt inserted with its end (rare:
 # claims insert unfinished ones) per row.
-_MINUTE_OF = "FLOOR({}.finished_at / 60)::BIGINT"
 _MINUTE_ADD = (
-    "INSERT INTO attempt_minute " + _MINUTE_COLUMNS + " SELECT " + _MINUTE_OF.format("NEW")
-    + ", " + SLOT + ", NEW.queue, 1, CASE WHEN NEW.outcome = 'completed' THEN 1 ELSE 0 END, "
+    "INSERT INTO attempt_minute " + _MINUTE_COLUMNS
+    + " SELECT FLOOR(NEW.finished_at / 60)::BIGINT, " + SLOT
+    + ", NEW.queue, 1, CASE WHEN NEW.outcome = 'completed' THEN 1 ELSE 0 END, "
     "CASE WHEN NEW.outcome IN ('failed', 'timeout', 'lost') THEN 1 ELSE 0 END, "
     "CASE WHEN NEW.number > 1 THEN 1 ELSE 0 END, CASE WHEN NEW.due_at IS NULL THEN 0 ELSE 1 END, "
     "COALESCE(NEW.started_at - NEW.due_at, 0), NEW.started_at - NEW.due_at, "
@@ -201,7 +205,7 @@ MINUTE_UPDATE = (
 # zero with no other slot are removed (job_count keeps its zero rows, as before).
 FOLD_FUNCTION = (
     "CREATE OR REPLACE FUNCTION queuectl_fold() RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN "
-    f"IF NOT pg_try_advisory_xact_lock({FOLD_KEY}, hashtext(current_schema())) THEN "
+    "IF NOT pg_try_advisory_xact_lock(1903519094, hashtext(current_schema())) THEN "
     "RETURN false; END IF; "
     "WITH gone AS (DELETE FROM job_count WHERE (queue, state, slot) IN (SELECT queue, state, "
     "slot FROM job_count WHERE slot <> 0 FOR UPDATE SKIP LOCKED) RETURNING queue, state, n) "
@@ -250,9 +254,13 @@ def install(db) -> None:
     """The slots, the rollups' functions and the triggers (the caller dropped the old triggers
     and refills the rollups afterwards, under the exclusive lock)."""
     db.execute_sql(ADD_SLOTS)
-    for function in (JOBS_INSERT, JOBS_UPDATE, JOBS_DELETE, MINUTE_CHANGE, MINUTE_UPDATE,
-                     MINUTE_DELETE, FOLD_FUNCTION):
-        db.execute_sql(function)
+    db.execute_sql(JOBS_INSERT)
+    db.execute_sql(JOBS_UPDATE)
+    db.execute_sql(JOBS_DELETE)
+    db.execute_sql(MINUTE_CHANGE)
+    db.execute_sql(MINUTE_UPDATE)
+    db.execute_sql(MINUTE_DELETE)
+    db.execute_sql(FOLD_FUNCTION)
     db.execute_sql("DROP FUNCTION IF EXISTS job_release()")  # folded into job_counts_update
     db.execute_sql(TRIGGERS)
 
@@ -286,46 +294,49 @@ OLDEST_DUE_QUEUES = ("SELECT queue FROM job_count WHERE state = 'pending' GROUP 
 
 # --- the hot path in one statement per batch ------------------------------------------------
 
-#: The job columns a claim returns (engine._JOB_COLUMNS, qualified: the claim joins others).
-def _returning(columns: tuple[str, ...]) -> str:
-    return ", ".join("c." + name for name in columns)
-
-
-def claim_batch(columns: tuple[str, ...], claimable: str, settings_version: str) -> str:
-    """Up to %(n)s due jobs, best first, claimed with their attempts in one statement: the
-    head of each open queue (CLAIM_QUEUES; a limited one no further than its room) locked with
-    SKIP LOCKED, the best %(n)s of those marked processing with tokens %(token)s + 1, + 2, ...,
-    and an attempt row each, numbered after the job's last (the unique (job_seq, number)
-    index's last entry). With %(mark)s, the worker's row says what it is on (%(next)s, else
-    the first job claimed) when it claimed some or %(wrote)s (ends recorded: an empty look
-    writes nothing). Returns the job columns, the attempt's seq and number, the settings'
-    version, and whether the worker's row was there to mark."""
-    job_columns = ", ".join("job." + name for name in columns)
-    return (
-        "WITH h AS (SELECT j.seq, row_number() OVER (ORDER BY j.rank DESC, j.run_at, j.seq) "
-        "AS k FROM (" + CLAIM_QUEUES + ") o CROSS JOIN LATERAL (SELECT seq, rank, run_at "
-        "FROM job WHERE queue = o.name AND " + claimable + " AND run_at <= %(now)s "
-        "ORDER BY rank DESC, run_at, seq LIMIT LEAST(%(n)s, COALESCE(o.room, %(n)s)) "
-        "FOR UPDATE SKIP LOCKED) j ORDER BY j.rank DESC, j.run_at, j.seq LIMIT %(n)s), "
-        "c AS (UPDATE job SET state = 'processing', attempts = job.attempts + 1, "
-        "worker_id = %(worker)s, started_at = %(now)s, finished_at = NULL, "
-        "updated_at = %(now)s, cancel_requested = false, claim_token = %(token)s + h.k "
-        "FROM h WHERE job.seq = h.seq AND job." + claimable.replace(" AND ", " AND job.")
-        + " RETURNING " + job_columns + ", h.k), "
-        "a AS (INSERT INTO attempt (job_seq, number, worker_id, host, started_at, log_file, "
-        "claim_token, due_at, queue) SELECT c.seq, n.number, %(worker)s, %(host)s, %(now)s, "
-        "'job' || c.seq || '-' || n.number || '.log', c.claim_token, c.run_at, c.queue "
-        "FROM c CROSS JOIN LATERAL (SELECT COALESCE(MAX(number), 0) + 1 AS number "
-        "FROM attempt WHERE job_seq = c.seq) n RETURNING seq, job_seq, number), "
-        "f AS (SELECT COALESCE(%(next)s::text, (SELECT c.id FROM c ORDER BY c.k LIMIT 1)) "
-        "AS job), "
-        "w AS (UPDATE worker SET status = CASE WHEN status = 'stopping' THEN status "
-        "WHEN (SELECT job FROM f) IS NULL THEN 'idle' ELSE 'busy' END, "
-        "current_job = (SELECT job FROM f), heartbeat_at = %(now)s WHERE id = %(worker)s "
-        "AND %(mark)s::boolean AND (%(wrote)s::boolean OR EXISTS (SELECT 1 FROM c)) "
-        "RETURNING id) "
-        "SELECT " + _returning(columns) + ", a.seq, a.number, " + settings_version
-        + ", (SELECT count(*) FROM w) FROM c JOIN a ON a.job_seq = c.seq ORDER BY c.k")
+#: What a claim returns of each job (engine._JOB_COLUMNS, in that order) and the settings'
+#: version (settings.VERSION_KEY in meta), spelt out.
+_CLAIMED = ("c.seq, c.id, c.command, c.queue, c.state, c.priority, c.attempts, c.max_retries, "
+            "c.backoff_base, c.timeout, c.run_at, c.created_at, c.updated_at, c.started_at, "
+            "c.cwd, c.env_digest, c.worker_id, c.claim_token")
+_CLAIMED_JOB = ("job.seq, job.id, job.command, job.queue, job.state, job.priority, job.attempts, "
+                "job.max_retries, job.backoff_base, job.timeout, job.run_at, job.created_at, "
+                "job.updated_at, job.started_at, job.cwd, job.env_digest, job.worker_id, "
+                "job.claim_token")
+_SETTINGS_VERSION = "(SELECT value FROM meta WHERE key = 'settings_version')"
+#: Up to %(n)s due jobs, best first, claimed with their attempts in one statement: the head of
+#: each open queue (CLAIM_QUEUES; a limited one no further than its room) locked with SKIP
+#: LOCKED, the best %(n)s of those marked processing with tokens %(token)s + 1, + 2, ..., and an
+#: attempt row each, numbered after the job's last (the unique (job_seq, number) index's last
+#: entry). With %(mark)s, the worker's row says what it is on (%(next)s, else the first job
+#: claimed) when it claimed some or %(wrote)s (ends recorded: an empty look writes nothing).
+#: Returns the job columns, the attempt's seq and number, the settings' version, and whether
+#: the worker's row was there to mark.
+CLAIM_BATCH = (
+    "WITH h AS (SELECT j.seq, row_number() OVER (ORDER BY j.rank DESC, j.run_at, j.seq) "
+    "AS k FROM (" + CLAIM_QUEUES + ") o CROSS JOIN LATERAL (SELECT seq, rank, run_at "
+    "FROM job WHERE queue = o.name AND " + CLAIMABLE_WHERE + " AND run_at <= %(now)s "
+    "ORDER BY rank DESC, run_at, seq LIMIT LEAST(%(n)s, COALESCE(o.room, %(n)s)) "
+    "FOR UPDATE SKIP LOCKED) j ORDER BY j.rank DESC, j.run_at, j.seq LIMIT %(n)s), "
+    "c AS (UPDATE job SET state = 'processing', attempts = job.attempts + 1, "
+    "worker_id = %(worker)s, started_at = %(now)s, finished_at = NULL, "
+    "updated_at = %(now)s, cancel_requested = false, claim_token = %(token)s + h.k "
+    "FROM h WHERE job.seq = h.seq AND job.state IN ('pending', 'failed') "
+    "AND job.waiting_on = 0 RETURNING " + _CLAIMED_JOB + ", h.k), "
+    "a AS (INSERT INTO attempt (job_seq, number, worker_id, host, started_at, log_file, "
+    "claim_token, due_at, queue) SELECT c.seq, n.number, %(worker)s, %(host)s, %(now)s, "
+    "'job' || c.seq || '-' || n.number || '.log', c.claim_token, c.run_at, c.queue "
+    "FROM c CROSS JOIN LATERAL (SELECT COALESCE(MAX(number), 0) + 1 AS number "
+    "FROM attempt WHERE job_seq = c.seq) n RETURNING seq, job_seq, number), "
+    "f AS (SELECT COALESCE(%(next)s::text, (SELECT c.id FROM c ORDER BY c.k LIMIT 1)) "
+    "AS job), "
+    "w AS (UPDATE worker SET status = CASE WHEN status = 'stopping' THEN status "
+    "WHEN (SELECT job FROM f) IS NULL THEN 'idle' ELSE 'busy' END, "
+    "current_job = (SELECT job FROM f), heartbeat_at = %(now)s WHERE id = %(worker)s "
+    "AND %(mark)s::boolean AND (%(wrote)s::boolean OR EXISTS (SELECT 1 FROM c)) "
+    "RETURNING id) "
+    "SELECT " + _CLAIMED + ", a.seq, a.number, " + _SETTINGS_VERSION
+    + ", (SELECT count(*) FROM w) FROM c JOIN a ON a.job_seq = c.seq ORDER BY c.k")
 
 
 #: The ends of a batch in one statement: each job moved on (fenced: still processing under the
