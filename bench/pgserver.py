@@ -72,10 +72,12 @@ class Server:
                                "pg_current_logfile(), (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)")
             version, backend, self.log_prefix, self.cluster, logfile, superuser = rows[0]
             data_dir = query(conn, "SELECT current_setting('data_directory')")[0][0] if logfile else None
+            # while the connection is open: its backend exits with it (read after the close, its
+            # /proc entry was gone on a loaded machine, and the server taken for a remote one)
+            self.postmaster, self.why_no_cpu = self._postmaster(backend)
         finally:
             conn.close()
         self.version = f"PostgreSQL {version.split()[0]}"
-        self.postmaster, self.why_no_cpu = self._postmaster(backend)
         self.log_path, self.why_no_statements = self._log(logfile, data_dir, superuser)
 
     @staticmethod

@@ -30,7 +30,7 @@ from peewee import (
     fn,
 )
 
-from queuectl_tui import paths
+from queuectl_tui import paths, pgsql
 from queuectl_tui.errors import DatabaseUnusable, InvalidInput
 from queuectl_tui.models import (
     AGING_RATE_SQL,
@@ -47,13 +47,14 @@ from queuectl_tui.models import (
     Worker,
     database,
 )
+from queuectl_tui.pgsql import FOLD
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from playhouse.migrate import SchemaMigrator
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 BUSY_TIMEOUT_MS = 15_000
 
 #: version -> function(migrator) bringing a database from version-1 to version, written with
@@ -145,8 +146,6 @@ _MINUTE_COLUMNS = ("(minute, queue, attempts, completed, failed, reruns, wait_n,
                    "wait_max, run_n, run_sum, run_max, min_seq, dirty)")
 _MINUTE_OF_NEW_SQLITE = "CAST(NEW.finished_at / 60 AS INTEGER)"
 _MINUTE_OF_OLD_SQLITE = "CAST(OLD.finished_at / 60 AS INTEGER)"
-_MINUTE_OF_NEW_POSTGRES = "FLOOR(NEW.finished_at / 60)::BIGINT"
-_MINUTE_OF_OLD_POSTGRES = "FLOOR(OLD.finished_at / 60)::BIGINT"
 _MINUTE_ADD_FIGURES = (
     ", NEW.queue, 1, CASE WHEN NEW.outcome = 'completed' THEN 1 ELSE 0 END, "
     "CASE WHEN NEW.outcome IN ('failed', 'timeout', 'lost') THEN 1 ELSE 0 END, "
@@ -201,12 +200,6 @@ _MINUTE_DELETE_SQLITE = (
     "CREATE TRIGGER attempt_minute_delete AFTER DELETE ON attempt "
     "WHEN OLD.finished_at IS NOT NULL BEGIN " + _MINUTE_REMOVE_SQLITE + "; END"
 )
-_MINUTE_FUNCTION_POSTGRES = (
-    "CREATE OR REPLACE FUNCTION attempt_minute_change() RETURNS trigger LANGUAGE plpgsql AS $$ "
-    "BEGIN IF TG_OP <> 'INSERT' AND OLD.finished_at IS NOT NULL THEN " + _MINUTE_REMOVE_FIGURES
-    + _MINUTE_OF_OLD_POSTGRES + "; " + _MINUTE_PRUNE + _MINUTE_OF_OLD_POSTGRES + "; END IF; "
-    "IF TG_OP <> 'DELETE' THEN INSERT INTO attempt_minute " + _MINUTE_COLUMNS + " SELECT "
-    + _MINUTE_OF_NEW_POSTGRES + _MINUTE_ADD_FIGURES + "; END IF; RETURN NULL; END $$")
 _MINUTE_SUMS = (
     ", queue, count(*), SUM(CASE WHEN outcome = 'completed' THEN 1 ELSE 0 END), "
     "SUM(CASE WHEN outcome IN ('failed', 'timeout', 'lost') THEN 1 ELSE 0 END), "
@@ -257,64 +250,10 @@ _FAILED_FILL_POSTGRES = ("INSERT INTO job_failed_minute (minute, queue, state, e
 
 
 # PostgreSQL: job_count and job_failed_minute follow inserts, updates and deletes of jobs once
-# per statement, from its transition tables: what the new rows add less what the old rows
-# take, one upsert per (queue, state) or rollup row. Per row (as on SQLite), a bulk enqueue,
-# retry or delete of n jobs updates the same few rows n times in one transaction, each update
-# walking past all the row's earlier versions there: n**2 (100,000 lines took 40 s).
-_FAILED_OF = ("SELECT FLOOR(finished_at / 60)::BIGINT, queue, state, COALESCE(last_error, ''), "
-              "count(*) FROM ")
-_FAILED_OF_WHERE = (" WHERE state IN ('failed', 'dead') AND finished_at IS NOT NULL "
-                    "GROUP BY 1, 2, 3, 4")
-_FAILED_OF_NEW = _FAILED_OF + "new_rows" + _FAILED_OF_WHERE
-_FAILED_OF_OLD = _FAILED_OF + "old_rows" + _FAILED_OF_WHERE
-_FAILED_PRUNE = ("DELETE FROM job_failed_minute WHERE n = 0 AND (minute, queue, state, error) IN "
-                 "(SELECT FLOOR(finished_at / 60)::BIGINT, queue, state, COALESCE(last_error, '') "
-                 "FROM old_rows WHERE state IN ('failed', 'dead') AND finished_at IS NOT NULL); ")
-_JOBS_INSERT_POSTGRES = (
-    "CREATE OR REPLACE FUNCTION job_counts_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-    "INSERT INTO job_count (queue, state, n) SELECT queue, state, count(*) FROM new_rows "
-    "GROUP BY queue, state ORDER BY queue, state ON CONFLICT (queue, state) "
-    "DO UPDATE SET n = job_count.n + excluded.n; "
-    "INSERT INTO job_failed_minute (minute, queue, state, error, n) "
-    + _FAILED_OF_NEW + " ON CONFLICT (minute, queue, state, error) "
-    "DO UPDATE SET n = job_failed_minute.n + excluded.n; RETURN NULL; END $$")
-# Every claim and finish is an update: the rollup of failures is left alone unless a row was
-# or is a failure (the common completion costs one upsert, as per row).
-_JOBS_UPDATE_POSTGRES = (
-    "CREATE OR REPLACE FUNCTION job_counts_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-    "INSERT INTO job_count (queue, state, n) SELECT queue, state, sum(d) FROM (SELECT queue, "
-    "state, 1 AS d FROM new_rows UNION ALL SELECT queue, state, -1 FROM old_rows) c "
-    "GROUP BY queue, state HAVING sum(d) <> 0 ORDER BY queue, state "
-    "ON CONFLICT (queue, state) DO UPDATE SET n = job_count.n + excluded.n; "
-    "IF EXISTS (SELECT 1 FROM new_rows WHERE state IN ('failed', 'dead')) OR EXISTS (SELECT 1 "
-    "FROM old_rows WHERE state IN ('failed', 'dead')) THEN "
-    "INSERT INTO job_failed_minute (minute, queue, state, error, n) SELECT minute, queue, state, "
-    "error, sum(n) FROM (" + _FAILED_OF_NEW + " UNION ALL SELECT minute, "
-    "queue, state, error, -n FROM (" + _FAILED_OF_OLD + ") o (minute, queue, "
-    "state, error, n)) c (minute, queue, state, error, n) GROUP BY 1, 2, 3, 4 HAVING sum(n) <> 0 "
-    "ORDER BY 1, 2, 3, 4 ON CONFLICT (minute, queue, state, error) DO UPDATE SET "
-    "n = job_failed_minute.n + excluded.n; " + _FAILED_PRUNE + "END IF; RETURN NULL; END $$")
-_JOBS_DELETE_POSTGRES = (
-    "CREATE OR REPLACE FUNCTION job_counts_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-    "UPDATE job_count c SET n = c.n - d.n FROM (SELECT queue, state, count(*) AS n FROM old_rows "
-    "GROUP BY queue, state) d WHERE c.queue = d.queue AND c.state = d.state; "
-    "UPDATE job_failed_minute f SET n = f.n - d.n FROM (" + _FAILED_OF_OLD
-    + ") d (minute, queue, state, error, n) WHERE f.minute = d.minute AND f.queue = d.queue "
-    "AND f.state = d.state AND f.error = d.error; " + _FAILED_PRUNE + "RETURN NULL; END $$")
-# A maximum that leaves (one of the deleted is at or above its row's) marks the row dirty.
-_MINUTE_DELETE_POSTGRES = (
-    "CREATE OR REPLACE FUNCTION attempt_minute_delete() RETURNS trigger LANGUAGE plpgsql AS $$ "
-    "BEGIN UPDATE attempt_minute m SET attempts = m.attempts - d.attempts, "
-    "completed = m.completed - d.completed, failed = m.failed - d.failed, "
-    "reruns = m.reruns - d.reruns, wait_n = m.wait_n - d.wait_n, "
-    "wait_sum = m.wait_sum - d.wait_sum, run_n = m.run_n - d.run_n, "
-    "run_sum = m.run_sum - d.run_sum, dirty = CASE WHEN d.wait_max >= m.wait_max OR "
-    "d.run_max >= m.run_max THEN 1 ELSE m.dirty END FROM (SELECT FLOOR(finished_at / 60)::BIGINT"
-    + _MINUTE_SUMS + " FROM old_rows WHERE finished_at IS NOT NULL GROUP BY 1, 2) d "
-    + _MINUTE_COLUMNS
-    + " WHERE m.minute = d.minute AND m.queue = d.queue; DELETE FROM attempt_minute WHERE "
-    "attempts = 0 AND (minute, queue) IN (SELECT FLOOR(finished_at / 60)::BIGINT, queue FROM "
-    "old_rows WHERE finished_at IS NOT NULL); RETURN NULL; END $$")
+# per statement, from its transition tables, into rows of the writing session (see pgsql.py).
+# Per row (as on SQLite), a bulk enqueue, retry or delete of n jobs updates the same few rows
+# n times in one transaction, each update walking past all the row's earlier versions there:
+# n**2 (100,000 lines took 40 s).
 #: Every trigger installed on PostgreSQL, now or by an earlier version, dropped before installing.
 _DROP_PG_TRIGGERS = (
     "DROP TRIGGER IF EXISTS job_count_insert_delete ON job; "  # version 3's
@@ -363,7 +302,8 @@ def _install_notify_postgres(db) -> None:
     db.execute_sql("CREATE OR REPLACE FUNCTION queuectl_notify_changed() RETURNS trigger "
                    "LANGUAGE plpgsql AS $$ BEGIN "
                    "IF EXISTS (SELECT FROM changed) THEN "
-                   "PERFORM pg_notify('queuectl', current_schema()); END IF; "
+                   "PERFORM pg_notify('queuectl', CASE WHEN TG_TABLE_NAME = 'job' THEN "
+                   "current_schema() ELSE current_schema() || ' control' END); END IF; "
                    "RETURN NULL; END $$")
     db.execute_sql(_NOTIFY_TRIGGERS_POSTGRES)
 
@@ -430,47 +370,10 @@ def _install_triggers(db) -> None:
         db.execute_sql(_FAILED_DELETE_SQLITE)
     else:  # PostgreSQL
         db.execute_sql(_DROP_PG_TRIGGERS)  # an upgrade installs them anew (notify: below)
-        db.execute_sql(_JOBS_INSERT_POSTGRES)
-        db.execute_sql(_JOBS_UPDATE_POSTGRES)
-        db.execute_sql(_JOBS_DELETE_POSTGRES)
-        db.execute_sql("CREATE TRIGGER job_counts_insert AFTER INSERT ON job REFERENCING NEW "
-                       "TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION job_counts_insert()")
-        db.execute_sql("CREATE TRIGGER job_counts_update AFTER UPDATE ON job REFERENCING OLD "
-                       "TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT "
-                       "EXECUTE FUNCTION job_counts_update()")
-        db.execute_sql("CREATE TRIGGER job_counts_delete AFTER DELETE ON job REFERENCING OLD "
-                       "TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION job_counts_delete()")
         db.execute_sql("DROP FUNCTION IF EXISTS job_count_change(); "  # version 3's, per row
                        "DROP FUNCTION IF EXISTS job_failed_change()")
         db.execute_sql(_RANK_FUNCTION_POSTGRES)
-        db.execute_sql("CREATE TRIGGER job_rank BEFORE UPDATE OF priority, run_at ON job "
-                       "FOR EACH ROW EXECUTE FUNCTION job_rank_change()")
-        db.execute_sql("CREATE OR REPLACE FUNCTION job_release() RETURNS trigger "
-                       "LANGUAGE plpgsql AS $$ BEGIN "
-                       "UPDATE job SET waiting_on = waiting_on - 1 WHERE seq IN "
-                       "(SELECT job_seq FROM job_dep WHERE dep_seq = NEW.seq) AND waiting_on > 0 "
-                       "AND state IN ('pending', 'failed'); RETURN NULL; END $$")
-        db.execute_sql("CREATE TRIGGER job_release AFTER UPDATE OF state ON job FOR EACH ROW "
-                       "WHEN (NEW.state = 'completed' AND OLD.state IS DISTINCT FROM 'completed') "
-                       "EXECUTE FUNCTION job_release()")
-        db.execute_sql(_MINUTE_FUNCTION_POSTGRES)
-        db.execute_sql(_MINUTE_DELETE_POSTGRES)
-        # An attempt is inserted unfinished by every claim: WHEN spares that the call.
-        db.execute_sql("CREATE TRIGGER attempt_minute_insert AFTER INSERT ON attempt "
-                       "FOR EACH ROW WHEN (NEW.finished_at IS NOT NULL) "
-                       "EXECUTE FUNCTION attempt_minute_change()")
-        db.execute_sql("CREATE TRIGGER attempt_minute_delete AFTER DELETE ON attempt REFERENCING "
-                       "OLD TABLE AS old_rows FOR EACH STATEMENT "
-                       "EXECUTE FUNCTION attempt_minute_delete()")
-        db.execute_sql(
-            "CREATE TRIGGER attempt_minute_update AFTER UPDATE OF finished_at, outcome, "
-            "number, started_at, due_at, duration, queue ON attempt FOR EACH ROW WHEN ("
-            "OLD.finished_at IS DISTINCT FROM NEW.finished_at OR OLD.outcome IS "
-            "DISTINCT FROM NEW.outcome OR OLD.number IS DISTINCT FROM NEW.number OR "
-            "OLD.started_at IS DISTINCT FROM NEW.started_at OR OLD.due_at IS DISTINCT "
-            "FROM NEW.due_at OR OLD.duration IS DISTINCT FROM NEW.duration OR "
-            "OLD.queue IS DISTINCT FROM NEW.queue) EXECUTE FUNCTION attempt_minute_change()"
-        )
+        pgsql.install(db)
         _install_notify_postgres(db)
     JobCount.delete().execute()
     JobCount.insert_from(Job.select(Job.queue, Job.state, fn.COUNT(Job.seq))
@@ -487,7 +390,7 @@ def _install_triggers(db) -> None:
 
 
 def _upgrade_to_4(migrator: SchemaMigrator) -> None:
-    """PostgreSQL: jobs counted per statement, not per row (see _JOBS_INSERT_POSTGRES; SQLite's
+    """PostgreSQL: jobs counted per statement, not per row (see pgsql.JOBS_INSERT; SQLite's
     triggers are unchanged). Both: seq ends the job_due index (the oldest due in one step)."""
     db = migrator.database
     db.execute_sql("DROP INDEX IF EXISTS job_due")
@@ -543,12 +446,22 @@ def _install_schedule_notify(db) -> None:
         db.execute_sql(_SCHEDULE_NOTIFY_POSTGRES)
 
 
+def _upgrade_to_9(migrator: SchemaMigrator) -> None:
+    """PostgreSQL without one lock for every writer: the counts and rollups keep a row per
+    writing session (``slot``), folded by ``queuectl_fold()``; dependents are released once per
+    statement and only when some exist; the rank trigger runs only when the rank changes
+    (pgsql.py). SQLite: nothing to change (its writers take turns anyway)."""
+    db = migrator.database
+    if not isinstance(db, SqliteDatabase):
+        _install_triggers(db)
+
+
 #: meta key of the counter worker ids are taken from (a rowid would be reused after a delete).
 LAST_WORKER_ID = "last_worker_id"
 UPGRADES: dict[int, Callable[[SchemaMigrator], None]] = {2: _upgrade_to_2, 3: _upgrade_to_3,
                                                          4: _upgrade_to_4, 5: _upgrade_to_5,
                                                          6: _upgrade_to_6, 7: _upgrade_to_7,
-                                                         8: _upgrade_to_8}
+                                                         8: _upgrade_to_8, 9: _upgrade_to_9}
 
 
 def open_db(path: Path | str | None = None, *, create: bool = True,
@@ -686,7 +599,7 @@ def parse_pg_url(url: str) -> tuple[str, dict]:
 
 
 def _postgres_class():
-    from peewee import PostgresqlDatabase
+    from peewee import PostgresqlDatabase, __exception_wrapper__
 
     class Postgres(PostgresqlDatabase):
         """A connection the server dropped (restart, failover, idle kill) is replaced at the
@@ -732,8 +645,14 @@ def _postgres_class():
                 raise OperationalError(f"connection lost ({exc})") from None
 
         def begin(self, *args, **kwargs):
+            first, _begin.first = _begin.first, None
             try:
-                return super().begin(*args, **kwargs)
+                if first is None:
+                    return super().begin(*args, **kwargs)
+                with __exception_wrapper__:  # BEGIN and the write lock in one round trip
+                    cursor = self.cursor()
+                    cursor.execute("BEGIN; " + first[0], first[1])
+                    _begin.result = cursor.fetchone()
             except InterfaceError as exc:
                 raise OperationalError(f"connection lost ({exc})") from None
 
@@ -836,6 +755,7 @@ class _Listener(threading.local):
     conn = None  # the connection LISTEN was sent on (a reconnect needs it again)
     schema = None  # the queue's schema: notifications name theirs (one channel per database)
     count = 0  # notifications about this queue from other sessions seen so far
+    control = 0  # those of them about queues, meta or settings (pause, resume, limits)
 
 
 _listener = _Listener()
@@ -856,9 +776,13 @@ def _drain(conn) -> None:
         conn.poll()
     except Exception as exc:  # psycopg2's own error, not wrapped by peewee: a lost connection
         raise OperationalError(f"connection lost ({' '.join(str(exc).split())})") from None
-    me = conn.get_backend_pid()
-    _listener.count += sum(1 for note in conn.notifies
-                           if note.pid != me and note.payload == _listener.schema)
+    me, schema = conn.get_backend_pid(), _listener.schema
+    for note in conn.notifies:
+        if note.pid != me and note.payload == schema:
+            _listener.count += 1
+        elif note.pid != me and note.payload == schema + " control":
+            _listener.count += 1
+            _listener.control += 1
     conn.notifies.clear()
 
 
@@ -981,11 +905,6 @@ def _ensure_schema(db: SqliteDatabase, progress: bool = False) -> None:
                 shown.advance()
 
 
-# The advisory lock of every write transaction (see there), one per schema: advisory locks are
-# database-wide, and queues kept in different schemas of one database are independent.
-_PG_WRITE_LOCK = "SELECT pg_advisory_xact_lock(1903519093, hashtext(current_schema()))"
-
-
 def _current_version(db: SqliteDatabase) -> int | None:
     if isinstance(db, SqliteDatabase):  # one plain query: this runs at every command's start
         try:
@@ -1009,32 +928,40 @@ def _current_version(db: SqliteDatabase) -> int | None:
 
 
 @contextmanager
-def write_transaction():
+def write_transaction(*, hot: bool = False, claiming: list[str] | None = None):
     """A transaction that takes the write lock up front.
 
     On SQLite, BEGIN IMMEDIATE: readers never upgrade to writers mid-transaction (which could
     fail with SQLITE_BUSY despite the busy timeout), so competing claimers simply queue.
-    On PostgreSQL the same queue is a transaction-scoped advisory lock taken first: every claim
-    and finish changes the same few ``job_count`` rows (by trigger) in orders that differ
-    (a claim: pending then processing; a finish and the next claim: processing, its end state,
-    then pending), which without it deadlocks under load; and a queue's limit is read and
-    used by one claimer at a time, so concurrent claimers cannot both take its last place.
+    On PostgreSQL a transaction-scoped advisory lock per schema, taken in the round trip of
+    BEGIN (pgsql.py): shared for the worker's hot path (``hot``: claims, finishes, hand-backs,
+    which run side by side), exclusive for every other write, which so still sees a queue no
+    claim is changing (a ``pause`` that has returned waited for the claims under way). A
+    transaction that will claim (``claiming``: the worker's queues, empty for all) also
+    try-locks the limited queues it may take from (``held_limited``).
 
     After a disk-full or I/O error SQLite has already rolled the transaction back, and the
     ROLLBACK that follows fails with "no transaction is active"; that error would hide the one
     that matters, so the original is raised instead.
 
-    What ``after_commit`` asked for runs once the outermost one has committed.
+    What ``after_commit`` asked for runs once the outermost one has committed; on PostgreSQL,
+    an outermost exclusive write then folds the sessions' count rows (pgsql.FOLD).
     """
     sqlite = is_sqlite()
     outermost = not database.in_transaction()
     atomic = database.atomic("IMMEDIATE") if sqlite else database.atomic()
     queued = _writers.enter() if sqlite else False
     committed = False
+    if outermost and not sqlite:
+        if claiming is not None:
+            _begin.first = (pgsql.CLAIM_LOCKS, {"queues": claiming or None})
+        else:
+            _begin.first = (pgsql.WRITE_LOCK_SHARED if hot else pgsql.WRITE_LOCK, ())
     try:
         with atomic:
-            if not sqlite and database.transaction_depth() == 1:
-                database.execute_sql(_PG_WRITE_LOCK)
+            if outermost and not sqlite:
+                found = _begin.result
+                _begin.limited = list(found[1]) if claiming is not None and found else None
             yield
         committed = True
     except DatabaseError as exc:
@@ -1049,12 +976,49 @@ def write_transaction():
             _writers.leave()
         if outermost:
             calls, _after.calls = _after.calls, []
+            if not sqlite:
+                _begin.first = _begin.result = _begin.limited = None
     if outermost and committed:
+        if not sqlite and not hot and claiming is None:
+            fold()
         for call in calls:
             try:
                 call()
             except DatabaseError:
                 pass  # its own steps are each whole; what is left is recovery's (see callers)
+
+
+class _Begin(threading.local):
+    """PostgreSQL: the statement sent with this thread's next BEGIN (one round trip), its row,
+    and the limited queues the open claiming transaction holds (None: not asked yet)."""
+
+    first: tuple[str, object] | None = None
+    result: tuple | None = None
+    limited: list[str] | None = None
+
+
+_begin = _Begin()
+
+
+def held_limited() -> list[str] | None:
+    """The limited queues whose claim lock this thread's PostgreSQL transaction holds (None
+    when it did not ask: the claim then asks itself)."""
+    return _begin.limited
+
+
+def set_held_limited(queues: list[str]) -> None:
+    _begin.limited = queues
+
+
+def fold() -> None:
+    """PostgreSQL: fold the count and rollup rows of sessions not writing now into one row per
+    key (``queuectl_fold``; one folder at a time, the others return at once). Best effort."""
+    if database.obj is None or is_sqlite() or database.in_transaction():
+        return
+    try:
+        database.execute_sql(FOLD)
+    except DatabaseError:
+        pass
 
 
 class _AfterCommit(threading.local):
@@ -1248,6 +1212,21 @@ def change_token():
     except (DatabaseError, InterfaceError):
         return None  # no signal now: callers treat it as "maybe changed"
     return _listener.count
+
+
+def control_token(change=None):
+    """Something that changes whenever another connection commits a change to queues, meta or
+    settings (``pause`` among them), or None if unknown: what a worker holding claimed jobs
+    watches before it starts one. SQLite: the change token (``change``, when just read). On
+    PostgreSQL, jobs changed by other workers (every claim and finish) do not move it, so a
+    draining worker does not read the pause flags before every job."""
+    if is_sqlite():
+        return change_token() if change is None else change
+    try:
+        _drain(_listen())
+    except (DatabaseError, InterfaceError):
+        return None
+    return _listener.control
 
 
 def schema_version() -> int:

@@ -25,8 +25,11 @@ from queuectl_tui.db import (
     LAST_WORKER_ID,
     after_commit,
     change_token,
+    fold,
+    held_limited,
     is_sqlite,
     lock_holders,
+    set_held_limited,
     write_transaction,
 )
 from queuectl_tui.db import logs_dir as _logs_dir
@@ -55,6 +58,13 @@ from queuectl_tui.models import (
     database,
 )
 from queuectl_tui.paths import create_private_file
+from queuectl_tui.pgsql import (
+    CLAIM_BATCH,
+    CLAIM_LOCKS,
+    FINISH_BATCH,
+    OLDEST_DUE_QUEUES,
+    OPEN_QUEUES,
+)
 from queuectl_tui.settings import VERSION_KEY
 from queuectl_tui.spec import normalize
 
@@ -558,7 +568,9 @@ def heartbeat(worker_id: int, *, status: str | None = None, current_job: str | N
     if status is not None:
         values["status"] = status
         values["current_job"] = current_job
-    return Worker.update(**values).where(Worker.id == worker_id).execute() == 1
+    alive = Worker.update(**values).where(Worker.id == worker_id).execute() == 1
+    fold()  # PostgreSQL: the sessions' count rows into one per key (a try-lock; else nothing)
+    return alive
 
 
 def unregister_worker(worker_id: int) -> None:
@@ -607,7 +619,7 @@ def live_workers(now: float | None = None) -> list[Worker]:
 def claim(worker: Worker, *, now: float | None = None) -> tuple[Job, Attempt] | None:
     """Atomically take the next due job for this worker, or None when nothing is due."""
     now = time.time() if now is None else now
-    with write_transaction():
+    with write_transaction(hot=True, claiming=_queues_of(worker)):
         claimed = _claim(worker, now)
         # an empty poll writes nothing (a commit would wake every idle worker)
         if claimed and not _set_worker(worker.id, claimed[0].id, now):
@@ -628,7 +640,7 @@ def finish(job: Job, attempt: Attempt, *, outcome: str, exit_code: int | None = 
     now = time.time() if now is None else now
     if max_backoff is None:
         max_backoff = settings.get("max_backoff")
-    with write_transaction():
+    with write_transaction(hot=True):
         state = _finish(job, attempt, outcome, exit_code, error, tail, now, max_backoff)
         if state is not None and attempt.worker_id is not None:
             _set_worker(attempt.worker_id, None, now)
@@ -672,12 +684,22 @@ def settle(worker: Worker, ended: Sequence[Ended] = (), *, claim: int = 0,
     and the claims, best first. Raises Unregistered, and changes nothing, when it would claim
     for a worker whose row is gone."""
     now = time.time() if now is None else now
-    with write_transaction():
-        states = [_finish(e.job, e.attempt, e.outcome, e.exit_code, e.error, e.tail,
-                          now if e.at is None else e.at, max_backoff, e.cost) for e in ended]
+    sqlite = is_sqlite()
+    with write_transaction(hot=True, claiming=_queues_of(worker) if claim else None):
+        if sqlite:
+            states = [_finish(e.job, e.attempt, e.outcome, e.exit_code, e.error, e.tail,
+                              now if e.at is None else e.at, max_backoff, e.cost) for e in ended]
+        else:  # PostgreSQL: the batch's ends in one statement, its claims in another
+            states = _finish_batch(ended, now, max_backoff)
         for job, attempt in hand_back:
             _hand_back(job, attempt, now)
         claimed: list[tuple[Job, Attempt]] = []
+        wrote = bool(ended or hand_back or next_job)
+        if not sqlite and claim:  # the worker's row is marked in the claim's statement
+            claimed, marked = _claim_batch(worker, now, claim, mark=(next_job, wrote))
+            if claimed and not marked:
+                raise Unregistered(f"worker {worker.id} is no longer registered")  # rolled back
+            return states, claimed
         while len(claimed) < claim:
             got = _claim(worker, now)
             if got is None:
@@ -686,8 +708,7 @@ def settle(worker: Worker, ended: Sequence[Ended] = (), *, claim: int = 0,
         current = next_job or (claimed[0][0].id if claimed else None)
         # An empty look for work writes nothing: its commit would wake every idle worker and
         # waiter, whose own empty looks would wake this one (heartbeats say alive).
-        if ((ended or hand_back or claimed or next_job)
-                and not _set_worker(worker.id, current, now) and claimed):
+        if ((wrote or claimed) and not _set_worker(worker.id, current, now) and claimed):
             raise Unregistered(f"worker {worker.id} is no longer registered")  # rolled back
     return states, claimed
 
@@ -808,42 +829,40 @@ _EXECUTE = ["EXECUTE NAME"] + ["EXECUTE NAME (" + ", ".join(["%s"] * n) + ")"
                                for n in range(1, 20)]
 
 
-# PostgreSQL's claim, in the claim's transaction: write_transaction's advisory lock makes
-# claimers take turns as on SQLite (so a queue's limit is counted with the previous claimer's
-# job in it); the head of each open queue is still locked with SKIP LOCKED, so that a row
-# some other writer holds is passed over rather than waited for.
-_PG_OPEN_QUEUES = (
-    "SELECT c.queue AS name FROM (SELECT DISTINCT queue FROM job_count "
-    "WHERE state IN ('pending', 'failed') AND n > 0) c LEFT JOIN queue q ON q.name = c.queue "
-    "WHERE NOT COALESCE(q.paused, (SELECT value = '1' FROM meta WHERE key = 'paused_all'), false) "
-    "AND (q.max_running IS NULL OR q.max_running > COALESCE((SELECT r.n FROM job_count r "
-    "WHERE r.queue = c.queue AND r.state = 'processing'), 0)) "
-    "AND (%(queues)s::text[] IS NULL OR c.queue = ANY(%(queues)s::text[]))")
-_PG_CLAIM = (
-    "UPDATE job SET state = 'processing', attempts = attempts + 1, worker_id = %(worker)s, "
-    "started_at = %(now)s, finished_at = NULL, updated_at = %(now)s, cancel_requested = false, "
-    "claim_token = %(token)s WHERE seq = (SELECT h.seq FROM (" + _PG_OPEN_QUEUES + ") o "
-    "CROSS JOIN LATERAL (SELECT seq, rank, run_at FROM job WHERE queue = o.name AND "
-    + CLAIMABLE_WHERE + " AND run_at <= %(now)s ORDER BY rank DESC, run_at, seq LIMIT 1 "
-    "FOR UPDATE SKIP LOCKED) h ORDER BY h.rank DESC, h.run_at, h.seq LIMIT 1) "
-    "AND " + CLAIMABLE_WHERE + " RETURNING " + ", ".join(_JOB_COLUMNS) + ", " + _SETTINGS_VERSION)
+# PostgreSQL's claim (pgsql.py): claimers run side by side; the head of each open queue is
+# locked with SKIP LOCKED, so that a row another claimer holds is passed over rather than
+# waited for; a limited queue is open only to the claimer holding its lock.
 _PG_NEXT_DUE = ("SELECT MIN((SELECT run_at FROM job WHERE queue = o.name AND " + CLAIMABLE_WHERE
-                + " ORDER BY run_at LIMIT 1)), " + _SETTINGS_VERSION + " FROM (" + _PG_OPEN_QUEUES
-                + ") o")
+                + " ORDER BY run_at LIMIT 1)), " + _SETTINGS_VERSION + " FROM ("
+                + OPEN_QUEUES + ") o")
+
+
+def _queues_of(worker: Worker) -> list[str]:
+    return worker.queues.split(",") if worker.queues else []
+
+
+def _limited_held(queues: list[str]) -> list[str]:
+    """PostgreSQL: the limited queues this transaction may claim from (their locks taken with
+    its BEGIN, or now: a claim in a transaction not opened for claiming)."""
+    held = held_limited()
+    if held is None:
+        held = list(database.execute_sql(CLAIM_LOCKS, {"queues": queues or None})
+                    .fetchone()[1])
+        set_held_limited(held)
+    return held
 
 
 def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
     """The next due job, claimed; its attempt carries ``settings_version``, the settings'
     version as of this claim (the worker runs it under those settings or newer ones)."""
+    if not is_sqlite():
+        claimed = _claim_batch(worker, now, 1)[0]
+        return claimed[0] if claimed else None
     import secrets  # here: it loads hmac and random, which nothing else at start-up needs
     token = secrets.randbits(63)
     queues = worker.queues.split(",") if worker.queues else []
-    if is_sqlite():
-        wanted = json.dumps(queues) if queues else None  # one statement for any queue list
-        rows = database.execute_sql(_CLAIM, (now, wanted, worker.id, token)).fetchall()
-    else:
-        args = {"now": now, "queues": queues or None, "worker": worker.id, "token": token}
-        rows = _hot(_PG_CLAIM, args).fetchall()
+    wanted = json.dumps(queues) if queues else None  # one statement for any queue list
+    rows = database.execute_sql(_CLAIM, (now, wanted, worker.id, token)).fetchall()
     if not rows:
         return None
     *columns, version = rows[0]
@@ -885,10 +904,35 @@ def log_name(job_id: str, seq: int, number: int) -> str:
     return f"{job_id}@{seq}-{number}.log"
 
 
-def _finish(job: Job, attempt: Attempt, outcome: str, exit_code: int | None, error: str | None,
-            tail: str | None, now: float, max_backoff: float, cost: Any = None) -> str | None:
-    """The job's next state from the claim's own copy of it: nobody changes a job while it is
-    processing (edits, retries and deletes refuse), and the fence below makes sure it still is."""
+def _claim_batch(worker: Worker, now: float, n: int,
+                 mark: tuple[str | None, bool] | None = None
+                 ) -> tuple[list[tuple[Job, Attempt]], bool]:
+    """PostgreSQL: up to ``n`` due jobs and their attempts, best first, in one statement
+    (pgsql.CLAIM_BATCH); each claim's token is distinct. ``mark`` (the job the worker is on,
+    whether it recorded something): the worker's row is set as ``_set_worker`` would, in the
+    same statement. Returns the claims and whether the worker's row was marked."""
+    import secrets
+    queues = _queues_of(worker)
+    args = {"now": now, "queues": queues or None, "worker": worker.id, "host": worker.host,
+            "token": secrets.randbits(62), "n": n, "limited": _limited_held(queues),
+            "mark": mark is not None, "next": mark[0] if mark else None,
+            "wrote": bool(mark and mark[1])}
+    claimed, marked = [], False
+    for *columns, seq, number, log_file, version, marks in _hot(CLAIM_BATCH, args).fetchall():
+        marked = marks > 0
+        job = Job(**dict(zip(_JOB_COLUMNS, columns, strict=True)))
+        attempt = Attempt(seq=seq, job=job.seq, number=number, worker_id=worker.id,
+                          host=worker.host, started_at=now, log_file=log_file,
+                          claim_token=job.claim_token, due_at=job.run_at, queue=job.queue)
+        attempt.settings_version = version
+        claimed.append((job, attempt))
+    return claimed, marked
+
+
+def _next_state(job: Job, outcome: str, error: str | None, now: float, max_backoff: float
+                ) -> tuple[str, float | None, float | None, int, str | None]:
+    """Where an attempt's end takes its job: (state, new run_at or None, finished_at, the retry
+    given back (0/1), last error)."""
     run_at, finished_at, given_back = None, now, 0
     if outcome == Outcome.COMPLETED:
         state, error = COMPLETED, None
@@ -901,6 +945,49 @@ def _finish(job: Job, attempt: Attempt, outcome: str, exit_code: int | None, err
     else:
         state = FAILED
         run_at = now + backoff_delay(job.backoff_base, job.attempts, max_backoff)
+    return state, run_at, finished_at, given_back, error
+
+
+def _finish_batch(ended: Sequence[Ended], now: float, max_backoff: float) -> list[str | None]:
+    """PostgreSQL: ``_finish`` of every attempt that ended, in one statement
+    (pgsql.FINISH_BATCH); then the dependents of those that died go to the DLQ."""
+    if not ended:
+        return []
+    columns: dict[str, list] = {key: [] for key in (
+        "seq", "token", "state", "run_at", "given", "finished", "error", "code", "tail", "now",
+        "started", "attempt", "outcome", "pid", "pid_started", "cpu", "rss", "procs")}
+    states = []
+    for e in ended:
+        at = now if e.at is None else e.at
+        state, run_at, finished_at, given_back, error = _next_state(
+            e.job, e.outcome, e.error, at, max_backoff)
+        states.append(state)
+        cost = e.cost
+        for key, value in (
+                ("seq", e.job.seq), ("token", e.attempt.claim_token), ("state", state),
+                ("run_at", run_at), ("given", given_back), ("finished", finished_at),
+                ("error", error), ("code", e.exit_code), ("tail", e.tail), ("now", at),
+                ("started", e.attempt.started_at), ("attempt", e.attempt.seq),
+                ("outcome", e.outcome), ("pid", e.attempt.pid),
+                ("pid_started", e.attempt.pid_started),
+                ("cpu", None if cost is None else cost.cpu_seconds),
+                ("rss", None if cost is None else cost.peak_rss_bytes),
+                ("procs", None if cost is None else cost.processes)):
+            columns[key].append(value)
+    done = {seq for (seq,) in _hot(FINISH_BATCH, columns).fetchall()}
+    result = [state if e.job.seq in done else None for e, state in zip(ended, states, strict=True)]
+    dead = [e.job.seq for e, state in zip(ended, result, strict=True) if state == DEAD]
+    if dead:
+        fail_dependents(dead, now=now)
+    return result
+
+
+def _finish(job: Job, attempt: Attempt, outcome: str, exit_code: int | None, error: str | None,
+            tail: str | None, now: float, max_backoff: float, cost: Any = None) -> str | None:
+    """The job's next state from the claim's own copy of it: nobody changes a job while it is
+    processing (edits, retries and deletes refuse), and the fence below makes sure it still is."""
+    state, run_at, finished_at, given_back, error = _next_state(job, outcome, error, now,
+                                                                max_backoff)
     cursor = _hot(_FINISH_JOB, (
         state, run_at, given_back, finished_at, error, exit_code, tail, now, attempt.started_at,
         job.seq, attempt.claim_token))
@@ -1611,9 +1698,10 @@ def queue_rows() -> list[dict[str, Any]]:
         return rows.setdefault(name, {"name": name, "jobs": {state: 0 for state in STATES},
                                       "paused": paused_all_, "limit": None})
 
-    for name, state, n in JobCount.select(JobCount.queue, JobCount.state, JobCount.n).tuples():
-        if n:
-            row(name)["jobs"][state] = n
+    for name, state, n in (JobCount.select(JobCount.queue, JobCount.state, fn.SUM(JobCount.n))
+                           .group_by(JobCount.queue, JobCount.state).tuples()):
+        if n:  # summed: PostgreSQL keeps a row per writing session (pgsql.py)
+            row(name)["jobs"][state] = int(n)
     for queue in Queue.select():
         entry = row(queue.name)
         entry["paused"] = paused_all_ if queue.paused is None else bool(queue.paused)
@@ -1624,8 +1712,8 @@ def queue_rows() -> list[dict[str, Any]]:
 def queue_state(name: str) -> dict[str, Any]:
     """One queue's paused flag, limit and running jobs (what its waiting jobs are held by)."""
     row = Queue.get_or_none(Queue.name == name)
-    running = (JobCount.select(JobCount.n).where(JobCount.queue == name,
-                                                  JobCount.state == PROCESSING).scalar() or 0)
+    running = int(JobCount.select(fn.SUM(JobCount.n)).where(
+        JobCount.queue == name, JobCount.state == PROCESSING).scalar() or 0)
     return {
         "name": name,
         "paused": paused_all() if row is None or row.paused is None else bool(row.paused),
@@ -1773,10 +1861,11 @@ def stats(*, now: float | None = None) -> dict[str, Any]:
 # Per queue with pending jobs, the first pending entry of its job_due index (PostgreSQL has no
 # INDEXED BY: its planner takes job_due, whose condition the query repeats).
 _OLDEST_DUE_TAIL = (" WHERE queue = c.queue AND " + CLAIMABLE_WHERE + " AND state = 'pending' "
-                    "ORDER BY run_at LIMIT 1)) FROM (SELECT DISTINCT queue FROM job_count "
-                    "WHERE state = 'pending' AND n > 0) c")
-_OLDEST_DUE = "SELECT MIN((SELECT run_at FROM job INDEXED BY job_due" + _OLDEST_DUE_TAIL
-_OLDEST_DUE_PG = "SELECT MIN((SELECT run_at FROM job" + _OLDEST_DUE_TAIL
+                    "ORDER BY run_at LIMIT 1)) FROM ")
+_OLDEST_DUE = ("SELECT MIN((SELECT run_at FROM job INDEXED BY job_due" + _OLDEST_DUE_TAIL
+               + "(SELECT DISTINCT queue FROM job_count WHERE state = 'pending' AND n > 0) c")
+_OLDEST_DUE_PG = ("SELECT MIN((SELECT run_at FROM job" + _OLDEST_DUE_TAIL + "("
+                  + OLDEST_DUE_QUEUES + ") c")
 
 
 def _filtered(query, *, state: str | Iterable[str] | None = None,

@@ -181,9 +181,11 @@ class QueueCollector:
         jobs = GaugeMetricFamily(
             "queuectl_jobs", "Jobs per queue and state.", labels=["queue", "state"]
         )
-        for queue, state, n in (JobCount.select(JobCount.queue, JobCount.state, JobCount.n)
+        summed = fn.SUM(JobCount.n)  # PostgreSQL keeps a row per writing session (pgsql.py)
+        for queue, state, n in (JobCount.select(JobCount.queue, JobCount.state, summed)
+                                .group_by(JobCount.queue, JobCount.state)
                                 .order_by(JobCount.queue, JobCount.state).tuples()):
-            jobs.add_metric([queue, state], n)
+            jobs.add_metric([queue, state], int(n))
         yield jobs
 
         workers = GaugeMetricFamily(

@@ -20,6 +20,8 @@ import time
 from collections import Counter
 from typing import Any
 
+from peewee import fn
+
 from queuectl_tui.db import is_sqlite
 from queuectl_tui.errors import InvalidInput
 from queuectl_tui.models import CLAIMABLE_WHERE, FAILED_OUTCOMES_SQL, JobCount, database
@@ -108,7 +110,14 @@ _FAILURES_PG = ("SELECT queue, state, last_error, count(*) FROM job WHERE state 
                 "'dead') AND finished_at > ? AND finished_at <= ? "
                 "AND FLOOR(finished_at / 60)::BIGINT BETWEEN ? AND ? GROUP BY 1, 2, 3")
 _FAILED_MINUTES_PG = ("SELECT queue, state, error, sum(n)::BIGINT FROM job_failed_minute "
-                      "WHERE minute BETWEEN ? AND ? GROUP BY 1, 2, 3")  # sum(bigint) is numeric
+                      "WHERE minute BETWEEN ? AND ? GROUP BY 1, 2, 3 HAVING sum(n) <> 0")
+# sum(bigint) is numeric. PostgreSQL's rollups keep a row per writing session (pgsql.py): a
+# minute's figures are the sum of its rows (a session's row may hold negative figures).
+_MINUTES_PG = ("SELECT minute, queue, sum(attempts)::BIGINT, sum(completed)::BIGINT, "
+               "sum(failed)::BIGINT, sum(reruns)::BIGINT, max(wait_max), sum(wait_sum), "
+               "sum(wait_n)::BIGINT, max(run_max), sum(run_sum), sum(run_n)::BIGINT, "
+               "min(min_seq), max(dirty) FROM attempt_minute WHERE minute BETWEEN ? AND ? "
+               "GROUP BY minute, queue HAVING sum(attempts) <> 0")
 _OLDEST_DUE_PG = ("SELECT id, run_at FROM job WHERE queue = ? AND " + CLAIMABLE_WHERE
                   + " ORDER BY run_at, seq LIMIT 1")
 _SLICES_HEAD_PG = ("SELECT LEAST(FLOOR((a.finished_at - ?) / ?)::BIGINT, ?) AS b, count(*), "
@@ -124,7 +133,8 @@ def minute_of(at: float) -> int:
 
 
 def queues_with_jobs() -> list[str]:
-    rows = JobCount.select(JobCount.queue).where(JobCount.n > 0).distinct().tuples()
+    rows = (JobCount.select(JobCount.queue).group_by(JobCount.queue)  # PostgreSQL: summed slots
+            .having(fn.SUM(JobCount.n) > 0).tuples())
     return sorted(name for (name,) in rows)
 
 
@@ -154,7 +164,8 @@ def execution_stats(since: float, queues: list[str] | None = None,
     rows: list = []
     dirty: list[int] = []
     if last - first >= 2:
-        minutes = database.execute_sql(_sql(_MINUTES), [first + 1, last - 1]).fetchall()
+        minutes = database.execute_sql(_sql(_MINUTES, _MINUTES_PG),
+                                       [first + 1, last - 1]).fetchall()
         dirty = sorted({row[0] for row in minutes if row[-1]})
         rows = [row[1:-1] for row in minutes if row[0] not in dirty]
     for bounds in _edges(since, now, first, last, dirty):

@@ -53,6 +53,7 @@ from queuectl_tui import engine, jobhost, procs, runner, schedules, settings, us
 from queuectl_tui.db import (
     SCHEMA_VERSION,
     change_token,
+    control_token,
     is_sqlite,
     keep_alive,
     schema_version,
@@ -306,7 +307,7 @@ class WorkerLoop:
         if claimed:
             self.held.extend(claimed)
             self._held_at = time.monotonic()
-            self._held_token = before
+            self._held_token = control_token(before)
             self._held_by = self.row.id
             self._settings_seen(claimed[0][1].settings_version)
 
@@ -341,9 +342,10 @@ class WorkerLoop:
 
     def _paused(self) -> bool:
         """Was a queue of the held jobs paused since their claim? Then none of them may start:
-        ``pause`` has returned. Read only when another connection committed since the claim
-        (the change token: a pause is a commit), so a lone worker's drain reads nothing."""
-        token = change_token()
+        ``pause`` has returned. Read only when another connection committed a change to
+        queues or settings since the claim (the control token: a pause is one; on SQLite any
+        commit), so a draining worker reads nothing here while others claim and finish."""
+        token = control_token()
         if token is not None and token == self._held_token:
             return False
         self._held_token = token

@@ -23,7 +23,10 @@ ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 
 def counts() -> dict[tuple[str, str], int]:
-    return {(c.queue, c.state): c.n for c in JobCount.select() if c.n}
+    summed: dict[tuple[str, str], int] = {}
+    for c in JobCount.select():  # PostgreSQL: a row per writing session, summed
+        summed[(c.queue, c.state)] = summed.get((c.queue, c.state), 0) + c.n
+    return {key: n for key, n in summed.items() if n}
 
 
 def held_ids(claimed) -> list[str]:

@@ -438,6 +438,12 @@ def test_a_version_3_database_gets_the_per_statement_counts_on_open(db, tmp_path
     conn.cursor().execute(
         "DROP TRIGGER job_counts_insert ON job; DROP TRIGGER job_counts_update ON job; "
         "DROP TRIGGER job_counts_delete ON job; "
+        "ALTER TABLE job_count DROP COLUMN slot; "  # added by version 9, with the keys
+        "ALTER TABLE job_count ADD PRIMARY KEY (queue, state); "
+        "ALTER TABLE attempt_minute DROP COLUMN slot; "
+        "ALTER TABLE attempt_minute ADD PRIMARY KEY (minute, queue); "
+        "ALTER TABLE job_failed_minute DROP COLUMN slot; "
+        "ALTER TABLE job_failed_minute ADD PRIMARY KEY (minute, queue, state, error); "
         "CREATE FUNCTION job_count_change() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
         "IF TG_OP <> 'INSERT' THEN UPDATE job_count SET n = n - 1 WHERE queue = OLD.queue "
         "AND state = OLD.state; END IF; IF TG_OP <> 'DELETE' THEN INSERT INTO job_count "
@@ -603,3 +609,221 @@ def test_a_workers_connections_give_up_a_silent_network_within_a_sixth_of_the_le
     keep_alive(600.0)
     params = database.connection().get_dsn_parameters()
     assert (params["tcp_user_timeout"], params["connect_timeout"]) == ("7000", "10")
+
+
+# --- no lock for the whole schema on the worker's hot path --------------------------------------
+
+def _claim_held_open(worker, inside: threading.Event, release: threading.Event, monkeypatch):
+    """A thread whose claim stops inside its transaction (after the claim, before the commit)
+    until ``release`` is set; returns the thread and where its result lands."""
+    from queuectl_tui import engine
+    real, result = engine._set_worker, []
+
+    def held(*args):
+        if threading.current_thread() is thread:
+            inside.set()
+            release.wait(60)
+        return real(*args)
+
+    monkeypatch.setattr(engine, "_set_worker", held)
+
+    def run():
+        from queuectl_tui.models import database
+        try:
+            result.append(engine.claim(worker))
+        finally:
+            database.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    wait_for(inside.is_set, message="the first claim to be inside its transaction")
+    return thread, result
+
+
+def _in_thread(call):
+    """``call()`` in a thread of its own (a connection of its own); returns the thread and the
+    list its result lands in."""
+    result = []
+
+    def run():
+        from queuectl_tui.models import database
+        try:
+            result.append(call())
+        finally:
+            database.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, result
+
+
+@on_postgres
+def test_two_workers_claim_side_by_side_and_the_counts_stay_exact(db, monkeypatch):
+    """A claim still inside its transaction does not hold up another worker's claim (every
+    write transaction took one lock for the whole schema: the second claim waited)."""
+    from test_counts import counted
+
+    from queuectl_tui import engine, spec
+    engine.enqueue([spec.normalize({"id": f"j{n}", "command": "true"}) for n in range(3)])
+    first, second = engine.register_worker(), engine.register_worker()
+    inside, release = threading.Event(), threading.Event()
+    held, held_result = _claim_held_open(first, inside, release, monkeypatch)
+    try:
+        other, other_result = _in_thread(lambda: engine.claim(second))
+        wait_for(lambda: not other.is_alive(), timeout=10,
+                 message="the second claim to return while the first is open")
+        assert other_result[0] is not None
+    finally:
+        release.set()
+        held.join()
+    assert held_result[0] is not None
+    assert {held_result[0][0].id, other_result[0][0].id} < {"j0", "j1", "j2"}
+    assert held_result[0][0].id != other_result[0][0].id
+    counted(pending=1, processing=2)
+
+
+@on_postgres
+def test_a_claim_inside_a_limited_queue_keeps_others_out_without_waiting(db, monkeypatch):
+    """Queue q may run one job: while one claim of it is inside its transaction another
+    worker's claim returns at once with nothing (it neither waits nor takes a second place),
+    and still nothing once the first has committed; when that job ends, the next claim gets
+    one. A queue without a limit is claimed from meanwhile."""
+    from queuectl_tui import engine, spec
+    engine.set_limit("q", 1)
+    engine.enqueue([spec.normalize({"id": f"q{n}", "command": "true", "queue": "q"})
+                    for n in range(3)] + [spec.normalize({"id": "f", "command": "true",
+                                                          "queue": "free"})])
+    first, second = engine.register_worker(["q"]), engine.register_worker(["q"])
+    free = engine.register_worker(["free"])
+    inside, release = threading.Event(), threading.Event()
+    held, held_result = _claim_held_open(first, inside, release, monkeypatch)
+    try:
+        other, other_result = _in_thread(lambda: engine.claim(second))
+        wait_for(lambda: not other.is_alive(), timeout=10,
+                 message="the second claim to return while the first is open")
+        assert other_result == [None]
+        elsewhere, elsewhere_result = _in_thread(lambda: engine.claim(free))
+        wait_for(lambda: not elsewhere.is_alive(), timeout=10,
+                 message="a claim of another queue to return while the first is open")
+        assert elsewhere_result[0][0].id == "f"
+    finally:
+        release.set()
+        held.join()
+    job, attempt = held_result[0]
+    assert engine.claim(second) is None
+    assert engine.queue_state("q")["running"] == 1
+    engine.finish(job, attempt, outcome="completed", exit_code=0)
+    got = engine.claim(second)
+    assert got is not None and got[0].queue == "q"
+    assert engine.queue_state("q")["running"] == 1
+
+
+@on_postgres
+def test_a_pause_returns_only_after_the_claims_under_way_and_none_claims_after_it(
+        db, monkeypatch):
+    """``pause`` waits for a claim already inside its transaction (its lock is exclusive,
+    the claims' shared), and once it has returned no claim takes a job of that queue."""
+    from queuectl_tui import engine, spec
+    from queuectl_tui.models import database
+    engine.enqueue([spec.normalize({"id": f"j{n}", "command": "true"}) for n in range(3)])
+    first, second = engine.register_worker(), engine.register_worker()
+    inside, release = threading.Event(), threading.Event()
+    held, held_result = _claim_held_open(first, inside, release, monkeypatch)
+    try:
+        pauser, _ = _in_thread(lambda: engine.pause(["default"]))
+        wait_for(lambda: database.execute_sql(  # this process's sessions only
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND pid "
+            "IN (SELECT pid FROM pg_stat_activity WHERE application_name = "
+            "current_setting('application_name'))").fetchone()[0] == 1,
+            message="pause to wait for the claim under way")
+        assert pauser.is_alive()
+    finally:
+        release.set()
+        held.join()
+    pauser.join(60)
+    assert not pauser.is_alive()
+    assert held_result[0] is not None  # it had begun before the pause
+    assert engine.claim(second) is None
+    engine.resume(["default"])
+    assert engine.claim(second) is not None
+
+
+@on_postgres
+def test_concurrent_settles_keep_counts_and_rollups_exact(db, tmp_path):
+    """Four workers claim and record ends of jobs in two queues side by side (completions,
+    failures with retries, deaths): no deadlock, and counts and rollups equal the rows, also
+    after the sessions' rows are folded."""
+    from test_counts import counted
+    from test_metrics import assert_rollups_match_rows
+
+    from queuectl_tui import db as dbmod
+    from queuectl_tui import engine, spec
+    from queuectl_tui.models import JobCount
+    engine.enqueue([spec.normalize({"id": f"j{n}", "command": "true", "queue": "ab"[n % 2],
+                                    "max_retries": n % 3})
+                    for n in range(160)], cwd=str(tmp_path))
+    errors = []
+
+    def drain():
+        from queuectl_tui.models import database
+        worker = engine.register_worker()
+        held: list = []
+        try:
+            for _ in range(400):
+                ended = [engine.Ended(job, attempt, "completed" if job.seq % 4 else "failed",
+                                      0 if job.seq % 4 else 1) for job, attempt in held]
+                _, held = engine.settle(worker, ended, claim=3, max_backoff=0.0)
+                if not held and not ended:
+                    break
+        except Exception as exc:  # noqa: BLE001  (reported below)
+            errors.append(exc)
+        finally:
+            database.close()
+
+    threads = [threading.Thread(target=drain) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    counts = engine.counts()
+    assert counts["pending"] == counts["processing"] == 0
+    assert counts["completed"] + counts["dead"] + counts["failed"] == 160
+    counted(**{k: v for k, v in counts.items() if v})
+    assert_rollups_match_rows()
+    assert JobCount.select().where(JobCount.n != 0).count() > 4  # rows of several sessions
+    dbmod.fold()
+    counted(**{k: v for k, v in counts.items() if v})
+    assert_rollups_match_rows()
+    from queuectl_tui.models import database
+    slots = database.execute_sql("SELECT count(*) FROM job_count WHERE slot <> 0").fetchone()[0]
+    assert slots == 0
+
+
+@on_postgres
+def test_only_changes_to_queues_or_settings_move_the_control_token(db):
+    """A worker holding claimed jobs reads the pause flags before starting one only when the
+    control token moved: other workers' claims and finishes (changes to jobs) do not move it,
+    a pause does."""
+    from queuectl_tui import engine, spec
+    from queuectl_tui.db import change_token, control_token
+    change, control = change_token(), control_token()
+    done, _ = _in_thread(lambda: engine.enqueue([spec.normalize({"command": "true"})]))
+    done.join()
+    wait_for(lambda: change_token() != change, message="the enqueue to be notified")
+    assert control_token() == control
+    done, _ = _in_thread(lambda: engine.pause(["default"]))
+    done.join()
+    wait_for(lambda: control_token() != control, message="the pause to be notified")
+
+
+@on_postgres
+def test_a_batch_claims_log_names_are_the_engines(db):
+    """A batch claim names its attempts' log files in SQL (queuectl_log_name): the names are
+    engine.log_name's, for plain ids and for those it must escape or cut."""
+    from queuectl_tui import engine
+    ids = ["plain-id_1", "job1", "../a%b/c", ".hidden", "with space", "ünï©ødé", "a/" * 60,
+           "x" * 98 + "é", "x" * 99 + "/", "x" * 150, "@at", "tab\there"]
+    for job_id in ids:
+        (name,) = db.execute_sql("SELECT queuectl_log_name(%s, 7, 2)", (job_id,)).fetchone()
+        assert name == engine.log_name(job_id, 7, 2), job_id
