@@ -1001,16 +1001,25 @@ def delete(ctx: Context, job_ids, as_json) -> None:
 @cli.command(context_settings=COMMAND_SETTINGS)
 @click.option("--state", "states", type=click.Choice([s for s in STATES if s != "processing"]),
               multiple=True, help="Only this state (repeatable; default: all but processing).")
+@click.option("--older-than", "older_than", type=WAIT_SECONDS, metavar="DURATION",
+              help="Only jobs that ended (or, never run, were enqueued) longer ago than this "
+                   "(7d, 12h); past stats keep them, and jobs others wait on stay.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @json_option
 @pass_ctx
-def clear(ctx: Context, states, yes, as_json) -> None:
+def clear(ctx: Context, states, older_than, yes, as_json) -> None:
     """Delete jobs in bulk (never running ones)."""
-    _confirm(yes, f"delete every {'/'.join(states) or 'non-running'} job")
+    age = "" if older_than is None else f" older than {spec.plain_number(older_than)}s"
+    _confirm(yes, f"delete every {'/'.join(states) or 'non-running'} job{age}")
     ctx.open()
     wanted = list(states) or list(engine.NOT_RUNNING)
-    with progress.bar("deleting", engine.count_jobs(state=wanted)) as shown:
-        count = engine.clear(list(states) or None, progress=shown.advance)
+    if older_than is not None:
+        from queuectl_tui import retention
+        with progress.bar("deleting", retention.count_older_than(older_than, wanted)) as shown:
+            count = retention.clear_older_than(older_than, wanted, progress=shown.advance)
+    else:
+        with progress.bar("deleting", engine.count_jobs(state=wanted)) as shown:
+            count = engine.clear(list(states) or None, progress=shown.advance)
     emit_json({"deleted": count}) if as_json else click.echo(f"deleted {count} job(s)")
 
 

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
     from playhouse.migrate import SchemaMigrator
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 BUSY_TIMEOUT_MS = 15_000
 
 #: version -> function(migrator) bringing a database from version-1 to version, written with
@@ -196,9 +196,16 @@ _MINUTE_UPDATE_SQLITE = ("CREATE TRIGGER attempt_minute_update AFTER UPDATE OF f
                          "outcome, number, started_at, due_at, duration, queue ON attempt "
                          "WHEN OLD.finished_at IS NOT NULL AND (" + _MINUTE_CHANGED + ") BEGIN "
                          + _MINUTE_REMOVE_SQLITE + "; " + _MINUTE_ADD_SQLITE + "; END")
+#: meta key present (inserted and deleted again) only inside a transaction that prunes old jobs
+#: (retention.py): the rollups of past windows keep what is pruned, so the delete triggers of
+#: attempt_minute and job_failed_minute leave them alone while it is there. Never committed.
+PRUNING = "pruning"
+_PRUNING_NOW = "EXISTS (SELECT 1 FROM meta WHERE key = '" + PRUNING + "')"
+_NOT_PRUNING = "NOT " + _PRUNING_NOW
 _MINUTE_DELETE_SQLITE = (
     "CREATE TRIGGER attempt_minute_delete AFTER DELETE ON attempt "
-    "WHEN OLD.finished_at IS NOT NULL BEGIN " + _MINUTE_REMOVE_SQLITE + "; END"
+    "WHEN OLD.finished_at IS NOT NULL AND " + _NOT_PRUNING + " BEGIN " + _MINUTE_REMOVE_SQLITE
+    + "; END"
 )
 _MINUTE_FUNCTION_POSTGRES = (
     "CREATE OR REPLACE FUNCTION attempt_minute_change() RETURNS trigger LANGUAGE plpgsql AS $$ "
@@ -246,7 +253,8 @@ _FAILED_UPDATE_SQLITE = (
     "DELETE FROM job_failed_minute WHERE n = 0 AND " + _FAILED_SET_OLD + " AND "
     + _FAILED_KEY_OLD + _MINUTE_OF_OLD_SQLITE + "; " + _FAILED_ADD_SQLITE + "; END")
 _FAILED_DELETE_SQLITE = ("CREATE TRIGGER job_failed_delete AFTER DELETE ON job WHEN "
-                         + _FAILED_SET_OLD + " BEGIN " + _FAILED_REMOVE_SQLITE + "; END")
+                         + _FAILED_SET_OLD + " AND " + _NOT_PRUNING + " BEGIN "
+                         + _FAILED_REMOVE_SQLITE + "; END")
 _FAILED_FILL = (", queue, state, COALESCE(last_error, ''), count(*) FROM job WHERE state IN "
                 "('failed', 'dead') AND finished_at IS NOT NULL GROUP BY 1, 2, 3, 4")
 _FAILED_FILL_SQLITE = ("INSERT INTO job_failed_minute (minute, queue, state, error, n) SELECT "
@@ -297,13 +305,16 @@ _JOBS_DELETE_POSTGRES = (
     "CREATE OR REPLACE FUNCTION job_counts_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
     "UPDATE job_count c SET n = c.n - d.n FROM (SELECT queue, state, count(*) AS n FROM old_rows "
     "GROUP BY queue, state) d WHERE c.queue = d.queue AND c.state = d.state; "
+    "IF " + _NOT_PRUNING + " THEN "
     "UPDATE job_failed_minute f SET n = f.n - d.n FROM (" + _FAILED_OF_OLD
     + ") d (minute, queue, state, error, n) WHERE f.minute = d.minute AND f.queue = d.queue "
-    "AND f.state = d.state AND f.error = d.error; " + _FAILED_PRUNE + "RETURN NULL; END $$")
+    "AND f.state = d.state AND f.error = d.error; " + _FAILED_PRUNE + "END IF; "
+    "RETURN NULL; END $$")
 # A maximum that leaves (one of the deleted is at or above its row's) marks the row dirty.
 _MINUTE_DELETE_POSTGRES = (
     "CREATE OR REPLACE FUNCTION attempt_minute_delete() RETURNS trigger LANGUAGE plpgsql AS $$ "
-    "BEGIN UPDATE attempt_minute m SET attempts = m.attempts - d.attempts, "
+    "BEGIN IF " + _PRUNING_NOW + " THEN RETURN NULL; END IF; "
+    "UPDATE attempt_minute m SET attempts = m.attempts - d.attempts, "
     "completed = m.completed - d.completed, failed = m.failed - d.failed, "
     "reruns = m.reruns - d.reruns, wait_n = m.wait_n - d.wait_n, "
     "wait_sum = m.wait_sum - d.wait_sum, run_n = m.run_n - d.run_n, "
@@ -514,11 +525,26 @@ def _upgrade_to_7(migrator: SchemaMigrator) -> None:
     migrate(migrator.add_column("job", "label", TextField(null=True)))
 
 
+def _upgrade_to_8(migrator: SchemaMigrator) -> None:
+    """Retention: the delete triggers of the rollups (attempt_minute, job_failed_minute) leave
+    them alone inside a pruning transaction (``PRUNING``), so stats of past windows survive."""
+    db = migrator.database
+    if isinstance(db, SqliteDatabase):
+        db.execute_sql("DROP TRIGGER IF EXISTS attempt_minute_delete")
+        db.execute_sql("DROP TRIGGER IF EXISTS job_failed_delete")
+        db.execute_sql(_MINUTE_DELETE_SQLITE)
+        db.execute_sql(_FAILED_DELETE_SQLITE)
+    else:
+        db.execute_sql(_JOBS_DELETE_POSTGRES)
+        db.execute_sql(_MINUTE_DELETE_POSTGRES)
+
+
 #: meta key of the counter worker ids are taken from (a rowid would be reused after a delete).
 LAST_WORKER_ID = "last_worker_id"
 UPGRADES: dict[int, Callable[[SchemaMigrator], None]] = {2: _upgrade_to_2, 3: _upgrade_to_3,
                                                          4: _upgrade_to_4, 5: _upgrade_to_5,
-                                                         6: _upgrade_to_6, 7: _upgrade_to_7}
+                                                         6: _upgrade_to_6, 7: _upgrade_to_7,
+                                                         8: _upgrade_to_8}
 
 
 def open_db(path: Path | str | None = None, *, create: bool = True,

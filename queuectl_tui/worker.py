@@ -45,7 +45,7 @@ from collections.abc import Callable
 
 from peewee import DatabaseError
 
-from queuectl_tui import engine, jobhost, procs, runner, settings, usage, wake
+from queuectl_tui import engine, jobhost, procs, retention, runner, settings, usage, wake
 from queuectl_tui.db import (
     SCHEMA_VERSION,
     change_token,
@@ -68,6 +68,13 @@ BURST_HORIZON = 60.0  # --burst waits for jobs due this soon (retries in backoff
 BATCH_MAX = 16
 SHORT = 0.005
 RECORD_WITHIN = 0.010
+# Pruning old jobs (retention.py): a look (a read) this long after the start and then every
+# PRUNE_EVERY seconds while nothing is due; while a pass goes on, a step's time is followed by
+# PRUNE_BUSY_GAP times as long between steps when jobs run (about 5 % of one worker's time and
+# of the write lock), by as long when idle.
+PRUNE_FIRST = 1.0
+PRUNE_EVERY = 60.0
+PRUNE_BUSY_GAP = 19
 
 
 def worker_settings() -> tuple[str | None, settings.Settings]:
@@ -124,6 +131,7 @@ class WorkerLoop:
         self._rejoining = threading.Lock()
         self._held_by = 0  # the worker id the held jobs were claimed under
         self._tuned = None  # the lease this thread's connection is tuned for (keep_alive)
+        self._prune_at = time.monotonic() + PRUNE_FIRST  # the next pruning look (monotonic)
 
     # -- signals --------------------------------------------------------------------------
     def install_signals(self) -> None:
@@ -182,6 +190,8 @@ class WorkerLoop:
             self._recover(force=True)
             while not self.stopping:
                 try:
+                    if time.monotonic() >= self._prune_at:
+                        self._prune()
                     if not self.held and self._look:
                         self._changed()  # baseline first: a commit after this point wakes us
                         self._settle(claim=self.batch)
@@ -505,6 +515,22 @@ class WorkerLoop:
     def _housekeeping(self, cfg: settings.Settings) -> None:
         self._recover(interval=max(2 * cfg.heartbeat_interval, 1.0))
 
+    def _prune(self) -> None:
+        """One step of pruning old jobs, if any are due and no other worker prunes (a look that
+        finds nothing is a read: it writes nothing and wakes no one)."""
+        busy = bool(self.held or self.ended)
+        started = time.monotonic()
+        try:
+            went = retention.prune_step(self.cfg, holder=str(self.row.id))
+        except DatabaseError as exc:
+            self._complain(f"pruning old jobs failed ({exc}); trying again later")
+            went = 0
+        now = time.monotonic()
+        if went:
+            self._prune_at = now + max(0.005, (now - started) * (PRUNE_BUSY_GAP if busy else 1))
+        else:
+            self._prune_at = now + PRUNE_EVERY
+
     def beat(self) -> None:
         """One heartbeat (from the heartbeat thread). The lease counts as renewed from the
         moment the heartbeat was sent, as others see it."""
@@ -581,7 +607,8 @@ class WorkerLoop:
         """Sleep until a job is due (then ``_look`` is set) or ``poll_interval`` passes. Every
         commit of another session wakes the sleep (heartbeats too); each wake-up costs one read,
         ``engine.look_for_work``, never a write."""
-        deadline = time.time() + self.cfg.poll_interval
+        deadline = time.time() + min(self.cfg.poll_interval,
+                                     max(0.0, self._prune_at - time.monotonic()))
         fruitless, self._fruitless = self._fruitless, False
         while not self.stopping:
             changed = self._changed()  # baseline first: a commit after this point wakes us

@@ -1,0 +1,207 @@
+"""Retention: old ended jobs are deleted (with their attempts, dependency rows and log files)
+in small steps, by workers in the background (``keep_completed``, ``keep_dead``) or by hand
+(``clear --older-than``).
+
+Why small steps: every claim takes the same write lock, so a step deletes at most
+``STEP_ROWS`` jobs and stops early past ``STEP_SECONDS``; the lock is free in between.
+Why a lease: one worker prunes at a time (``meta`` key ``pruner``, taken in the first step's
+own transaction, so an idle check costs no write). Why the ``PRUNING`` marker: the per-minute
+rollups behind ``stats`` keep what is pruned (db.py's delete triggers skip it), so counts of
+past windows do not change; ``job_count`` (current counts) follows every delete as always.
+A job others wait on (``--after``, a dependent not yet ended) is kept until they end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from peewee import SQL, fn
+
+from queuectl_tui import engine
+from queuectl_tui.db import PRUNING, write_transaction
+from queuectl_tui.models import (
+    COMPLETED,
+    DEAD,
+    PROCESSING,
+    Attempt,
+    Dependency,
+    Environment,
+    Job,
+    Meta,
+)
+from queuectl_tui.settings import Settings
+
+#: A step looks for at most this many jobs, deletes them CHUNK per write transaction (a few
+#: ms of lock each), and stops taking more chunks past STEP_SECONDS (a loaded machine is
+#: slower per row).
+STEP_ROWS = 200
+CHUNK = 50
+STEP_SECONDS = 0.02
+#: How many of a state's oldest jobs (by seq) a worker's look reads: a bounded read however
+#: many jobs are kept; a job that ended late behind younger ones goes once those have.
+LOOK_ROWS = 1000
+#: meta key: "HOLDER UNTIL" of the worker pruning now; renewed by each of its steps.
+LEASE_KEY = "pruner"
+LEASE_SECONDS = 30.0
+
+
+def _age():
+    """When a job counts from: its end, or its enqueue for one that never ended."""
+    return fn.COALESCE(Job.finished_at, Job.created_at)
+
+
+def _nobody_waits():
+    """No job that has not ended waits on this one (``--after``)."""
+    waiter = Job.alias("waiter")
+    waiting = (Dependency.select(SQL("1")).join(waiter, on=(waiter.seq == Dependency.job))
+               .where(Dependency.dep_seq == Job.seq, waiter.state.not_in([COMPLETED, DEAD])))
+    return ~fn.EXISTS(waiting)
+
+
+def cutoffs(cfg: Settings, now: float) -> dict[str, float]:
+    """state -> jobs of that state that ended before this are due to go."""
+    rules = {COMPLETED: cfg.keep_completed, DEAD: cfg.keep_dead}
+    return {state: now - keep for state, keep in rules.items() if keep is not None}
+
+
+def find(cutoff: dict[str, float], *, limit: int = STEP_ROWS, look: int | None = LOOK_ROWS,
+         after: int = 0) -> list[int]:
+    """Up to ``limit`` seqs due to go (a read, no lock): per state, among its first ``look``
+    jobs past seq ``after`` (None: all of them), those older than the state's cutoff."""
+    found: list[int] = []
+    for state, before in cutoff.items():
+        head = Job.select(Job.seq).where(Job.state == state, Job.seq > after).order_by(Job.seq)
+        if look is not None:
+            head = head.limit(look)
+        query = (Job.select(Job.seq).where(Job.seq.in_(head), Job.state == state,
+                                           _age() < before, _nobody_waits())
+                 .order_by(Job.seq).limit(limit - len(found)))
+        found.extend(seq for (seq,) in query.tuples())
+        if len(found) >= limit:
+            break
+    return sorted(found)
+
+
+def lease_holder(now: float) -> str | None:
+    """Who prunes now (None: nobody's lease is current)."""
+    row = Meta.get_or_none(Meta.key == LEASE_KEY)
+    if row is None:
+        return None
+    holder, _, until = row.value.partition(" ")
+    try:
+        return holder if float(until) > now else None
+    except ValueError:
+        return None
+
+
+def delete_step(seqs: list[int], cutoff: dict[str, float], *, holder: str | None = None,
+                now: float | None = None) -> int | None:
+    """Delete the jobs among ``seqs`` still due to go (checked again under the lock), their
+    attempts, dependency rows and log files, in one write transaction that leaves the rollups
+    as they are. ``holder``: take or renew the pruning lease first; None when another holds
+    it (nothing is written). Returns how many went."""
+    now = time.time() if now is None else now
+    names: list[str] = []
+    with write_transaction():
+        if holder is not None:
+            other = lease_holder(now)
+            if other is not None and other != holder:
+                return None
+            value = f"{holder} {now + LEASE_SECONDS}"
+            Meta.insert(key=LEASE_KEY, value=value).on_conflict(
+                conflict_target=[Meta.key], update={Meta.value: value}).execute()
+        due = None
+        for state, before in cutoff.items():
+            term = (Job.state == state) & (_age() < before)
+            due = term if due is None else due | term
+        if due is None or not seqs:
+            return 0
+        rows = list(Job.select(Job.seq, Job.env_digest)
+                    .where(Job.seq.in_(seqs), Job.state != PROCESSING, due, _nobody_waits())
+                    .tuples())
+        gone = [seq for seq, _ in rows]
+        if not gone:
+            return 0
+        Meta.insert(key=PRUNING, value="1").on_conflict(
+            conflict_target=[Meta.key], update={Meta.value: "1"}).execute()
+        engine._unchain(gone, now=now)
+        names = [name for (name,) in Attempt.select(Attempt.log_file)
+                 .where(Attempt.job.in_(gone)).tuples() if name]
+        Attempt.delete().where(Attempt.job.in_(gone)).execute()
+        Dependency.delete().where(Dependency.job.in_(gone)).execute()
+        Job.delete().where(Job.seq.in_(gone)).execute()
+        Meta.delete().where(Meta.key == PRUNING).execute()
+        # An environment holds the enqueuer's variables, secrets included: it goes with the
+        # last job that refers to it (only those of this step are looked at).
+        digests = {digest for _, digest in rows if digest}
+        if digests:
+            used = Job.select(SQL("1")).where(Job.env_digest == Environment.digest)
+            Environment.delete().where(Environment.digest.in_(sorted(digests)),
+                                       ~fn.EXISTS(used)).execute()
+    _unlink(names)
+    return len(gone)
+
+
+def _unlink(names: Iterable[str]) -> None:
+    logs = engine.logs_dir()
+    for name in names:
+        try:
+            (logs / name).unlink()
+        except OSError:
+            pass  # gone already, or kept on another host
+
+
+def prune_step(cfg: Settings, *, holder: str, now: float | None = None,
+               rows: int = STEP_ROWS) -> int | None:
+    """One background step of a worker: a read, then (only if something is due and nobody
+    else prunes) one short write. Returns how many jobs went (0: nothing due; None: another
+    worker prunes)."""
+    now = time.time() if now is None else now
+    cutoff = cutoffs(cfg, now)
+    if not cutoff:
+        return 0
+    other = lease_holder(now)
+    if other is not None and other != holder:
+        return None
+    seqs = find(cutoff, limit=rows)
+    if not seqs:
+        return 0
+    total, until = 0, time.monotonic() + STEP_SECONDS
+    for start in range(0, len(seqs), CHUNK):
+        went = delete_step(seqs[start:start + CHUNK], cutoff, holder=holder, now=now)
+        if went is None:
+            return total or None
+        total += went
+        if time.monotonic() >= until:
+            break
+    return total
+
+
+def clear_older_than(seconds: float, states: list[str], *, now: float | None = None,
+                     progress: Callable[[int], None] | None = None) -> int:
+    """``clear --older-than``: every job of ``states`` that ended (or, never having ended, was
+    enqueued) more than ``seconds`` ago, in the same short steps as the workers' pruning (the
+    stats of past windows keep them). Jobs others still wait on stay."""
+    now = time.time() if now is None else now
+    total = 0
+    for state in dict.fromkeys(s for s in states if s != PROCESSING):
+        cutoff, after = {state: now - seconds}, 0
+        while True:
+            seqs = find(cutoff, limit=STEP_ROWS, look=None, after=after)
+            if not seqs:
+                break
+            went = delete_step(seqs, cutoff, now=now) or 0
+            total += went
+            after = seqs[-1]
+            if progress is not None and went:
+                progress(went)
+            time.sleep(0.001)  # the writers that queued meanwhile go first
+    return total
+
+
+def count_older_than(seconds: float, states: list[str], *, now: float | None = None) -> int:
+    """How many jobs ``clear --older-than`` would look at (for its progress bar)."""
+    now = time.time() if now is None else now
+    return Job.select().where(Job.state.in_([s for s in states if s != PROCESSING]),
+                              _age() < now - seconds).count()

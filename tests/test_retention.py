@@ -1,0 +1,189 @@
+"""Retention: old ended jobs go (with attempts, dependency rows and log files) in short steps,
+one worker at a time, leaving the stats of past windows and the current counts exact."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from helpers import T0, ok, wait_for
+from queuectl_tui import engine, metrics, retention, settings
+from queuectl_tui.models import Attempt, Dependency, Job, JobCount
+
+DAY = 86400.0
+CFG = settings.DEFAULTS._replace(keep_completed=7 * DAY, keep_dead=30 * DAY)
+
+
+def run(worker, outcome: str, now: float) -> Job:
+    """Claim the next job at ``now`` and end it with ``outcome``; its log file is written."""
+    job, attempt = engine.claim(worker, now=now)
+    path = engine.log_path(attempt)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"output of {job.id}\n")
+    engine.finish(job, attempt, outcome=outcome, exit_code=0 if outcome == "completed" else 1,
+                  now=now + 1)
+    return job
+
+
+def figures(now: float) -> dict:
+    overall = metrics.execution_stats(T0 - 3600, now=now)["overall"]
+    return {key: overall[key] for key in ("attempts", "completed", "failed_attempts", "dead")}
+
+
+def exact_counts() -> None:
+    """job_count says what the rows say."""
+    kept = {(q, s): n for q, s, n in JobCount.select(JobCount.queue, JobCount.state, JobCount.n)
+            .tuples() if n}
+    rows: dict = {}
+    for job in Job.select():
+        rows[(job.queue, job.state)] = rows.get((job.queue, job.state), 0) + 1
+    assert kept == rows
+
+
+@pytest.mark.both_backends
+def test_pruning_deletes_old_jobs_with_attempts_and_logs_and_keeps_past_stats(add, worker):
+    for name in ("old1", "old2", "old3"):
+        add(name, max_retries=0)
+    add("dead1", max_retries=0)
+    add("young", max_retries=0, now=T0 + 6 * DAY)
+    old = [run(worker, "completed", T0) for _ in range(3)]
+    run(worker, "failed", T0 + 10)
+    run(worker, "completed", T0 + 6 * DAY)
+    files = [engine.log_path(a) for j in old for a in engine.attempts_of(j)]
+    assert all(f.exists() for f in files)
+    at = T0 + 8 * DAY
+    before = figures(at)
+    assert before == {"attempts": 5, "completed": 4, "failed_attempts": 1, "dead": 1}
+
+    assert retention.prune_step(CFG, holder="1", now=at) == 3
+
+    left = sorted(j.id for j in Job.select())
+    assert left == ["dead1", "young"]  # dead jobs are kept 30 days, the young one 7
+    assert not Attempt.select().where(Attempt.job.in_([j.seq for j in old])).exists()
+    assert not any(f.exists() for f in files)
+    assert figures(at) == before  # the past windows keep what was pruned
+    exact_counts()
+    assert retention.prune_step(CFG, holder="1", now=at) == 0  # nothing more due
+
+    assert retention.prune_step(CFG, holder="1", now=T0 + 14 * DAY) == 1  # the young one
+    assert retention.prune_step(CFG, holder="1", now=T0 + 29 * DAY) == 0
+    assert retention.prune_step(CFG, holder="1", now=T0 + 31 * DAY) == 1  # the DLQ's turn
+    assert Job.select().count() == 0
+    assert figures(at) == before
+    exact_counts()
+
+
+@pytest.mark.both_backends
+def test_a_delete_by_hand_still_takes_jobs_out_of_past_stats(add, worker):
+    add("a", max_retries=0)
+    add("b", max_retries=0)
+    run(worker, "completed", T0)
+    run(worker, "failed", T0)
+    engine.delete(["a", "b"])
+    assert figures(T0 + DAY) == {"attempts": 0, "completed": 0, "failed_attempts": 0, "dead": 0}
+
+
+@pytest.mark.both_backends
+def test_none_keeps_forever(add, worker):
+    add("a", max_retries=0)
+    run(worker, "completed", T0)
+    cfg = CFG._replace(keep_completed=None, keep_dead=None)
+    assert retention.prune_step(cfg, holder="1", now=T0 + 3650 * DAY) == 0
+    assert Job.select().count() == 1
+
+
+@pytest.mark.both_backends
+def test_a_job_others_wait_on_is_kept_until_they_end(add, worker):
+    add("first", max_retries=0)
+    add("then", max_retries=0, after=["first"], now=T0 + 9 * DAY)
+    run(worker, "completed", T0)
+    at = T0 + 8 * DAY
+    assert retention.prune_step(CFG, holder="1", now=at) == 0  # "then" has not run yet
+    assert Job.get_or_none(Job.id == "first") is not None
+    run(worker, "completed", T0 + 9 * DAY)
+    assert retention.prune_step(CFG, holder="1", now=T0 + 17 * DAY) == 2
+    assert Job.select().count() == 0 and Dependency.select().count() == 0
+
+
+@pytest.mark.both_backends
+def test_one_worker_prunes_at_a_time(add, worker):
+    for name in ("a", "b"):
+        add(name, max_retries=0)
+    for _ in range(2):
+        run(worker, "completed", T0)
+    at = T0 + 8 * DAY
+    assert retention.prune_step(CFG, holder="1", now=at, rows=1) == 1
+    assert retention.prune_step(CFG, holder="2", now=at) is None  # the lease is worker 1's
+    assert Job.select().count() == 1
+    later = at + retention.LEASE_SECONDS + 1  # worker 1 went quiet: its lease lapsed
+    assert retention.prune_step(CFG, holder="2", now=later) == 1
+
+
+@pytest.mark.both_backends
+def test_a_look_with_nothing_due_writes_nothing(add, worker, monkeypatch):
+    add("a", max_retries=0)
+    run(worker, "completed", T0)
+
+    def no_write():
+        raise AssertionError("a look with nothing due opened a write transaction")
+    monkeypatch.setattr(retention, "write_transaction", no_write)
+    assert retention.prune_step(CFG, holder="1", now=T0 + DAY) == 0
+
+
+def test_bad_retention_values_are_refused_in_one_line(cli):
+    for key, value in (("keep_completed", "soon"), ("keep_dead", "-1d"),
+                       ("max_logs_total", "10")):
+        result = cli("config", "set", key, value)
+        assert result.code == 2, result
+        assert result.err.count("\n") == 1 and "Traceback" not in result.err
+    assert ok(cli("config", "set", "keep-completed", "2d")).out.strip() == "keep_completed = 172800"
+    assert ok(cli("config", "set", "keep_dead", "none")).out.strip() == "keep_dead = none"
+    listed = ok(cli("config", "list", "--json")).json()
+    assert listed["keep_completed"] == 172800 and listed["keep_dead"] is None
+
+
+def test_clear_older_than_deletes_only_old_jobs_of_the_states_named(cli, db, add, worker):
+    now = time.time()
+    for name in ("old", "old-dead", "new"):
+        add(name, max_retries=0, now=now - 3 * DAY)
+    run(worker, "completed", now - 3 * DAY)
+    run(worker, "failed", now - 3 * DAY)
+    run(worker, "completed", now)
+    refused = cli("clear", "--older-than", "2d")  # stdin is not a terminal: asks for --yes
+    assert refused.code == 2 and "--yes" in refused.err
+    assert ok(cli("clear", "--older-than", "2d", "--state", "completed", "--yes",
+                  "--json")).json() == {"deleted": 1}
+    assert ok(cli("clear", "--older-than", "2d", "--yes")).out.strip() == "deleted 1 job(s)"
+    assert [j.id for j in Job.select()] == ["new"]
+    bad = cli("clear", "--older-than", "soon", "--yes")
+    assert bad.code == 2 and "duration" in bad.err
+
+
+def test_workers_prune_in_steps_while_they_claim(cli, db, add, worker, home):
+    """Old completed jobs go in many short steps while two workers run new ones: the database
+    ends with the new jobs only, counts exact, the old log files gone, past stats unchanged."""
+    old_at = time.time() - 10 * DAY
+    n = retention.STEP_ROWS * 2 + 37
+    for i in range(n):
+        add(f"old{i}", max_retries=0, now=old_at)
+    for _ in range(n):
+        run(worker, "completed", old_at)
+    files = list(engine.logs_dir().glob("old*.log"))
+    assert len(files) == n
+    engine.unregister_worker(worker.id)
+    window = metrics.execution_stats(old_at - 3600, now=old_at + 3600)["overall"]
+    for i in range(40):
+        add(f"new{i}", "true", now=time.time())
+    ok(cli("config", "set", "keep_completed", "1d"))
+    ok(cli("worker", "start", "--count", "2"))
+    try:
+        wait_for(lambda: Job.select().where(Job.id.startswith("old")).count() == 0
+                 and Job.select().where(Job.state == "completed").count() == 40,
+                 timeout=60, message="the old jobs pruned and the new ones done")
+    finally:
+        ok(cli("worker", "stop", "--wait", "20"))
+    assert not any(f.exists() for f in files)
+    exact_counts()
+    after = metrics.execution_stats(old_at - 3600, now=old_at + 3600)["overall"]
+    assert (after["attempts"], after["completed"]) == (window["attempts"], window["completed"])
