@@ -382,6 +382,8 @@ def status(ctx: Context, as_json: bool) -> None:
     data["resumed_queues"] = (
         [row["name"] for row in rows if not row["paused"]] if data["paused_all"] else []
     )
+    from queuectl_tui import hooks
+    data["hook_failure"] = hooks.last_failure()
     server = paths.is_url(ctx.db_path)  # a file needs no naming; a shared server does
     if server:
         from queuectl_tui.db import describe_target
@@ -408,7 +410,22 @@ def _status_lines(data: dict[str, Any]) -> list[str]:
     """The lines under the counts (user text in them shown, never obeyed)."""
     return [f"workers: {data['workers']['alive']} alive, {data['workers']['busy']} busy",
             f"oldest pending: {ago(data['oldest_pending_age'])}"] + (
-                [visible(_paused_line(data))] if _paused_line(data) else [])
+                [visible(_paused_line(data))] if _paused_line(data) else []) + (
+                [visible(_hook_line(data["hook_failure"]))] if _hook_line(
+                    data.get("hook_failure")) else [])
+
+
+#: ``status`` shows the last hook failure for this long (``--json`` always has it).
+HOOK_FAILURE_SHOWN = 86400.0
+
+
+def _hook_line(failure: dict[str, Any] | None) -> str | None:
+    """The last hook failure, if recent (None: none)."""
+    if not failure or time.time() - failure.get("at", 0) > HOOK_FAILURE_SHOWN:
+        return None
+    return (f"hook failed: {failure['hook']} for {failure['job']} "
+            f"({ago(time.time() - failure['at'])} ago, worker {failure.get('worker')}): "
+            f"{failure['why']}")
 
 
 def _paused_line(data: dict[str, Any]) -> str | None:

@@ -45,7 +45,7 @@ from collections.abc import Callable
 
 from peewee import DatabaseError
 
-from queuectl_tui import engine, jobhost, procs, retention, runner, settings, usage, wake
+from queuectl_tui import engine, hooks, jobhost, procs, retention, runner, settings, usage, wake
 from queuectl_tui.db import (
     SCHEMA_VERSION,
     change_token,
@@ -54,7 +54,7 @@ from queuectl_tui.db import (
     schema_version,
     wait_change,
 )
-from queuectl_tui.models import Job, Outcome, WorkerStatus, database
+from queuectl_tui.models import COMPLETED, DEAD, Job, Outcome, WorkerStatus, database
 from queuectl_tui.visible import visible
 
 SETTINGS_REFRESH = 1.0  # how often the heartbeat thread checks the settings' version, seconds
@@ -132,6 +132,7 @@ class WorkerLoop:
         self._held_by = 0  # the worker id the held jobs were claimed under
         self._tuned = None  # the lease this thread's connection is tuned for (keep_alive)
         self._prune_at = time.monotonic() + PRUNE_FIRST  # the next pruning look (monotonic)
+        self.hooks = hooks.Hooks(self._hook_failed)  # on_completed / on_dead still running
 
     # -- signals --------------------------------------------------------------------------
     def install_signals(self) -> None:
@@ -190,6 +191,7 @@ class WorkerLoop:
             self._recover(force=True)
             while not self.stopping:
                 try:
+                    self.hooks.reap()
                     if time.monotonic() >= self._prune_at:
                         self._prune()
                     if not self.held and self._look:
@@ -222,6 +224,7 @@ class WorkerLoop:
             except DatabaseError as exc:
                 self._complain(f"could not record the last jobs ({exc}); leaving them to recovery")
             self.host.close()
+            self.hooks.close()  # the last ends' hooks get their time, then go
             if self.journal is not None:
                 self.journal.close()
             beats.stop.set()
@@ -297,6 +300,10 @@ class WorkerLoop:
             code = "-" if result.exit_code is None else result.exit_code
             self._say(f"finish {done.job.id}  attempt {done.attempt.number}  exit {code}  "
                       f"{result.duration:.2f}s  -> {state or 'taken back by recovery'}")
+            if state in (COMPLETED, DEAD):
+                self._hook(hooks.JobEnd(done.job.id, state, done.exit_code,
+                                        None if state == COMPLETED else done.error,
+                                        done.job.queue, done.attempt.number))
         self.ended.clear()
         if self._start_line:
             self._say(self._start_line)
@@ -483,6 +490,7 @@ class WorkerLoop:
         must come every tick)."""
         if self.force:
             return "interrupt"
+        self.hooks.reap()  # a long job: the hooks of the ends before it still end on time
         stale = self._stale(attempt)
         if stale is not None:
             return Outcome.LOST, f"{stale}; killed by its worker"
@@ -514,6 +522,27 @@ class WorkerLoop:
 
     def _housekeeping(self, cfg: settings.Settings) -> None:
         self._recover(interval=max(2 * cfg.heartbeat_interval, 1.0))
+
+    def _hook(self, end: hooks.JobEnd) -> None:
+        """Run the hook of this end, if one is set (its end is committed already)."""
+        name = "on_completed" if end.state == COMPLETED else "on_dead"
+        command = getattr(self.cfg, name)
+        if command:
+            self.hooks.fire(name, command, end)
+
+    def _hook_failed(self, name: str, end: hooks.JobEnd, why: str) -> None:
+        self._complain(f"hook {name} for {end.job_id} failed: {why}")
+        try:
+            hooks.record_failure(name, end, why, worker=self.row.id if self.row else None)
+        except DatabaseError:
+            pass  # the line above says it
+
+    def _next_housework(self) -> float:
+        """When (time.time) the idle wait must end for pruning or a running hook."""
+        until = self._prune_at - time.monotonic()
+        if self.hooks.running:
+            until = min(until, 0.1)  # reaped promptly: no zombie waits for the poll
+        return time.time() + max(0.0, until)
 
     def _prune(self) -> None:
         """One step of pruning old jobs, if any are due and no other worker prunes (a look that
@@ -576,6 +605,11 @@ class WorkerLoop:
             self._last_recovery = now
             for job_id in engine.recover_lost(now=now):
                 self._say(f"recovered {job_id} from a lost worker")
+                if self.cfg.on_dead:  # sent to the DLQ by this recovery: its hook runs here
+                    job = Job.get_or_none(Job.id == job_id)
+                    if job is not None and job.state == DEAD:
+                        self._hook(hooks.JobEnd(job.id, DEAD, job.exit_code, job.last_error,
+                                                job.queue, engine.attempts_run(job)))
 
     def _recover_while_blocked(self) -> None:
         """Between retries of a write that failed: a worker frozen inside its transaction holds
@@ -607,8 +641,7 @@ class WorkerLoop:
         """Sleep until a job is due (then ``_look`` is set) or ``poll_interval`` passes. Every
         commit of another session wakes the sleep (heartbeats too); each wake-up costs one read,
         ``engine.look_for_work``, never a write."""
-        deadline = time.time() + min(self.cfg.poll_interval,
-                                     max(0.0, self._prune_at - time.monotonic()))
+        deadline = min(time.time() + self.cfg.poll_interval, self._next_housework())
         fruitless, self._fruitless = self._fruitless, False
         while not self.stopping:
             changed = self._changed()  # baseline first: a commit after this point wakes us

@@ -187,3 +187,79 @@ def test_workers_prune_in_steps_while_they_claim(cli, db, add, worker, home):
     exact_counts()
     after = metrics.execution_stats(old_at - 3600, now=old_at + 3600)["overall"]
     assert (after["attempts"], after["completed"]) == (window["attempts"], window["completed"])
+
+
+# --- hooks -----------------------------------------------------------------------------------
+
+def hook_record(path) -> str:
+    """A hook command appending one line of its environment to ``path``."""
+    fields = " ".join(f'"${name}"' for name in (
+        "QUEUECTL_JOB_ID", "QUEUECTL_JOB_STATE", "QUEUECTL_JOB_EXIT_CODE", "QUEUECTL_JOB_ERROR",
+        "QUEUECTL_JOB_QUEUE", "QUEUECTL_JOB_ATTEMPT"))
+    return f"printf '%s|%s|%s|%s|%s|%s\\n' {fields} >> {path}"
+
+
+def test_hooks_run_once_per_change_with_the_documented_environment(cli, tmp_path):
+    out = tmp_path / "hooks.txt"
+    ok(cli("config", "set", "on_completed", hook_record(out)))
+    ok(cli("config", "set", "on_dead", hook_record(out)))
+    ok(cli("enqueue", "--id", "ok", "true"))
+    ok(cli("enqueue", "--id", "bad", "--queue", "q2", "--max-retries", "1", "exit 3"))
+    ok(cli("worker", "start", "--foreground", "--burst"))  # exits once its hooks have ended
+    lines = sorted(out.read_text().splitlines())
+    assert lines == ["bad|dead|3|exit code 3|q2|2", "ok|completed|0||default|1"]
+
+
+def test_a_hook_never_holds_up_the_worker_and_its_failure_shows_in_status(cli, tmp_path, home):
+    gate = tmp_path / "gate"
+    ok(cli("config", "set", "on_completed",
+           f"while [ ! -e {gate} ]; do sleep 0.02; done; echo boom >&2; exit 7"))
+    for name in ("a", "b", "c"):
+        ok(cli("enqueue", "--id", name, "true"))
+    ok(cli("worker", "start"))
+    try:
+        # Every job ends while the hooks of the first ones still wait for the gate.
+        wait_for(lambda: ok(cli("status", "--json")).json()["jobs"]["completed"] == 3,
+                 message="the three jobs done behind their waiting hooks")
+        assert ok(cli("status", "--json")).json()["hook_failure"] is None
+        gate.touch()
+        failure = wait_for(lambda: ok(cli("status", "--json")).json()["hook_failure"],
+                           message="a hook failure recorded")
+        assert failure["hook"] == "on_completed" and failure["why"] == "exit status 7: boom"
+        shown = ok(cli("status")).out
+        assert "hook failed: on_completed for " in shown and "exit status 7: boom" in shown
+        log = home / "logs" / "workers.log"
+        wait_for(lambda: log.read_text().count("hook on_completed for ") == 3,
+                 message="each failure logged in workers.log")
+    finally:
+        ok(cli("worker", "stop", "--wait", "20"))
+
+
+def test_a_hook_past_its_time_limit_is_killed_with_its_group(monkeypatch, tmp_path):
+    from queuectl_tui import hooks
+    monkeypatch.setattr(hooks, "TIME_LIMIT", 0.2)
+    marker = tmp_path / "child-alive"
+    failures = []
+    runner = hooks.Hooks(lambda name, end, why: failures.append((name, end.job_id, why)))
+    end = hooks.JobEnd("j", "dead", 1, "exit code 1", "default", 1)
+    runner.fire("on_dead", f"(sleep 30; touch {marker}) & sleep 30", end)
+    pid = runner.running[0].proc.pid
+    wait_for(lambda: (runner.reap(), failures)[1], message="the hook killed")
+    assert failures == [("on_dead", "j", "killed after its time limit of 0.2s")]
+    assert not runner.running
+    wait_for(lambda: not group_alive(pid), timeout=5,
+             message="its whole group gone, the background sleep too")
+
+
+def group_alive(pgid: int) -> list:
+    import os
+
+    import psutil
+    alive = []
+    for proc in psutil.process_iter(["pid", "status"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                alive.append(proc.pid)
+        except (ProcessLookupError, psutil.Error):
+            pass
+    return alive
