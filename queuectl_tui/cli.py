@@ -755,6 +755,18 @@ def logs(ctx: Context, job_id: str, number: int | None, follow: bool) -> None:
         write(tail.encode("utf-8", "replace"))
         sys.stdout.buffer.flush()
         return
+    if chosen.log_dropped is not None:
+        why = (f"the log of attempt {chosen.number} was dropped "
+               f"{ago(time.time() - chosen.log_dropped)} ago: the logs directory was past its "
+               "size cap (max_logs_total)")
+        done, tail = engine.kept_output(job, chosen)
+        if not done or tail is None:
+            raise QueueError(f"{why}; no output of it is kept in the database (only the latest "
+                             "attempt's last 4 KB is)")
+        click.echo(f"{why}; its last output, kept in the database:", err=True)
+        write(tail.encode("utf-8", "replace"))
+        sys.stdout.buffer.flush()
+        return
     try:
         handle = open(path, "rb")  # noqa: SIM115 (closed by the with below, once it is open)
     except OSError:

@@ -527,8 +527,10 @@ def _upgrade_to_7(migrator: SchemaMigrator) -> None:
 
 def _upgrade_to_8(migrator: SchemaMigrator) -> None:
     """Retention: the delete triggers of the rollups (attempt_minute, job_failed_minute) leave
-    them alone inside a pruning transaction (``PRUNING``), so stats of past windows survive."""
+    them alone inside a pruning transaction (``PRUNING``), so stats of past windows survive;
+    attempt.log_dropped says a log file went for the logs directory's cap."""
     db = migrator.database
+    migrate(migrator.add_column("attempt", "log_dropped", DoubleField(null=True)))
     if isinstance(db, SqliteDatabase):
         db.execute_sql("DROP TRIGGER IF EXISTS attempt_minute_delete")
         db.execute_sql("DROP TRIGGER IF EXISTS job_failed_delete")

@@ -13,12 +13,13 @@ A job others wait on (``--after``, a dependent not yet ended) is kept until they
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
 
-from peewee import SQL, fn
+from peewee import SQL, Tuple, fn
 
-from queuectl_tui import engine
+from queuectl_tui import engine, procs
 from queuectl_tui.db import PRUNING, write_transaction
 from queuectl_tui.models import (
     COMPLETED,
@@ -205,3 +206,69 @@ def count_older_than(seconds: float, states: list[str], *, now: float | None = N
     now = time.time() if now is None else now
     return Job.select().where(Job.state.in_([s for s in states if s != PROCESSING]),
                               _age() < now - seconds).count()
+
+
+# --- the logs directory's cap ---------------------------------------------------------------
+
+#: Past the cap, files go until the directory is at this share of it (not one file per look).
+CAP_TARGET = 0.9
+
+
+def logs_total() -> int:
+    """Bytes in the attempts' log files of this host's logs directory (a listing, no write)."""
+    total = 0
+    try:
+        with os.scandir(engine.logs_dir()) as entries:
+            for entry in entries:
+                if entry.name.endswith(".log") and not entry.name.startswith("workers.log"):
+                    try:
+                        total += entry.stat(follow_symlinks=False).st_size
+                    except OSError:
+                        pass
+    except OSError:
+        return 0
+    return total
+
+
+def cap_logs(cap: int, *, now: float | None = None, total: int | None = None) -> int:
+    """Keep the log files of this host under ``cap`` bytes: past it, delete those of the
+    attempts that ended first until the total is under CAP_TARGET of it, each attempt marked
+    ``log_dropped`` (its job's last 4 KB of output stays in the database). Returns how many
+    files went; a look under the cap writes nothing."""
+    total = logs_total() if total is None else total
+    if total <= cap:
+        return 0
+    now = time.time() if now is None else now
+    logs, here, dropped, after = engine.logs_dir(), procs.hostname(), 0, None
+    while total > cap * CAP_TARGET:
+        query = (Attempt.select(Attempt.seq, Attempt.log_file, Attempt.finished_at)
+                 .where(Attempt.finished_at.is_null(False), Attempt.log_file.is_null(False),
+                        Attempt.log_dropped.is_null(), (Attempt.host == here)
+                        | Attempt.host.is_null())
+                 .order_by(Attempt.finished_at, Attempt.seq).limit(STEP_ROWS))
+        if after is not None:
+            query = query.where(Tuple(Attempt.finished_at, Attempt.seq) > Tuple(*after))
+        rows = list(query.tuples())
+        if not rows:
+            break
+        after = rows[-1][2], rows[-1][0]
+        chosen, sizes = [], []
+        for seq, name, _ in rows:
+            try:
+                size = (logs / name).stat().st_size
+            except OSError:
+                continue  # gone already
+            chosen.append((seq, name))
+            sizes.append(size)
+            total -= size
+            if total <= cap * CAP_TARGET:
+                break
+        if not chosen:
+            continue
+        with write_transaction():  # marked first: a crash between leaves a file, not a lie
+            Attempt.update(log_dropped=now).where(
+                Attempt.seq.in_([seq for seq, _ in chosen]), Attempt.log_dropped.is_null()
+            ).execute()
+        _unlink(name for _, name in chosen)
+        dropped += len(chosen)
+    return dropped

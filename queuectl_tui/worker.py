@@ -551,6 +551,11 @@ class WorkerLoop:
         started = time.monotonic()
         try:
             went = retention.prune_step(self.cfg, holder=str(self.row.id))
+            if went == 0:  # nothing to prune, and nobody else prunes: the logs' cap
+                dropped = retention.cap_logs(self.cfg.max_logs_total)
+                if dropped:
+                    self._say(f"dropped {dropped} old log file(s): the logs directory was past "
+                              f"max_logs_total ({self.cfg.max_logs_total} bytes)")
         except DatabaseError as exc:
             self._complain(f"pruning old jobs failed ({exc}); trying again later")
             went = 0

@@ -15,14 +15,15 @@ DAY = 86400.0
 CFG = settings.DEFAULTS._replace(keep_completed=7 * DAY, keep_dead=30 * DAY)
 
 
-def run(worker, outcome: str, now: float) -> Job:
-    """Claim the next job at ``now`` and end it with ``outcome``; its log file is written."""
+def run(worker, outcome: str, now: float, size: int = 0) -> Job:
+    """Claim the next job at ``now`` and end it with ``outcome``; its log file is written
+    (``size`` bytes more than its last line), the last line kept in the database."""
     job, attempt = engine.claim(worker, now=now)
     path = engine.log_path(attempt)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"output of {job.id}\n")
+    path.write_text("x" * size + f"output of {job.id}\n")
     engine.finish(job, attempt, outcome=outcome, exit_code=0 if outcome == "completed" else 1,
-                  now=now + 1)
+                  tail=f"output of {job.id}\n", now=now + 1)
     return job
 
 
@@ -187,6 +188,24 @@ def test_workers_prune_in_steps_while_they_claim(cli, db, add, worker, home):
     exact_counts()
     after = metrics.execution_stats(old_at - 3600, now=old_at + 3600)["overall"]
     assert (after["attempts"], after["completed"]) == (window["attempts"], window["completed"])
+
+
+@pytest.mark.both_backends
+def test_past_the_logs_cap_the_oldest_logs_go_first_and_logs_says_so(cli, add, worker):
+    for name in "abcd":
+        add(name)
+    jobs = [run(worker, "completed", T0 + i, size=600 * 1024) for i in range(4)]
+    files = [engine.log_path(engine.attempts_of(j)[0]) for j in jobs]
+    assert retention.cap_logs(2**22) == 0  # under the cap: nothing goes
+    assert retention.cap_logs(2**20) == 3  # down to 90 % of 1 MiB: the three oldest
+    assert [f.exists() for f in files] == [False, False, False, True]
+    assert [a.log_dropped is not None for a in Attempt.select().order_by(Attempt.seq)] == [
+        True, True, True, False]
+    shown = cli("logs", "a")
+    assert shown.code == 0 and shown.out == "output of a\n"
+    assert "dropped" in shown.err and "max_logs_total" in shown.err
+    assert ok(cli("logs", "d")).out.endswith("output of d\n")
+    assert retention.cap_logs(2**20) == 0
 
 
 # --- hooks -----------------------------------------------------------------------------------
