@@ -78,7 +78,7 @@ FULL = dict(drain_jobs=2000, drain_repeat=3, workers=[1, 2, 4, 8], scale_jobs=1_
             bulk_cap_s=120, cold_runs=20, latency_jobs=100, latency_idle=0.3, tui_repeat=3,
             tui_fresh=3, flood_mb=200, web_idle_s=10, pg_jobs=2000, pg_passes=2, pg_ceiling_spawns=2000,
             pg_statement_jobs=1000, pg_bulk_lines=100_000, retention_completed=500_000,
-            retention_drain=10_000, retention_passes=2)
+            retention_drain=10_000, retention_passes=3)
 QUICK = dict(drain_jobs=300, drain_repeat=1, workers=[1, 2, 4, 8], scale_jobs=100_000,
              claims=20, scale_drain=50, bulk_lines=10_000, bulk_repeat=1, bulk_big=100_000,
              bulk_cap_s=30, cold_runs=5, latency_jobs=20, latency_idle=0.1, tui_repeat=1,

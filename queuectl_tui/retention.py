@@ -96,6 +96,16 @@ def lease_holder(now: float) -> str | None:
         return None
 
 
+def release(holder: str, *, now: float | None = None) -> None:
+    """A worker that stops gives its lease back (else the next worker waits for it to lapse).
+    A read when it holds none."""
+    now = time.time() if now is None else now
+    if lease_holder(now) != holder:
+        return
+    with write_transaction():
+        Meta.delete().where(Meta.key == LEASE_KEY, Meta.value.startswith(holder + " ")).execute()
+
+
 def delete_step(seqs: list[int], cutoff: dict[str, float], *, holder: str | None = None,
                 now: float | None = None) -> int | None:
     """Delete the jobs among ``seqs`` still due to go (checked again under the lock), their

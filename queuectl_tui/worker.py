@@ -230,6 +230,7 @@ class WorkerLoop:
             beats.stop.set()
             beats.join()
             try:
+                retention.release(str(self.row.id))
                 engine.unregister_worker(self.row.id)
             except DatabaseError as exc:
                 self._complain(f"could not unregister ({exc}); recovery will clean up")
@@ -562,8 +563,8 @@ class WorkerLoop:
         now = time.monotonic()
         if went:
             self._prune_at = now + max(0.005, (now - started) * (PRUNE_BUSY_GAP if busy else 1))
-        else:
-            self._prune_at = now + PRUNE_EVERY
+        else:  # nothing due, or another worker prunes (then: when its lease would lapse)
+            self._prune_at = now + (PRUNE_EVERY if went == 0 else retention.LEASE_SECONDS)
 
     def beat(self) -> None:
         """One heartbeat (from the heartbeat thread). The lease counts as renewed from the

@@ -3,6 +3,7 @@ one worker at a time, leaving the stats of past windows and the current counts e
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -76,6 +77,25 @@ def test_pruning_deletes_old_jobs_with_attempts_and_logs_and_keeps_past_stats(ad
 
 
 @pytest.mark.both_backends
+def test_an_environment_goes_with_the_last_job_pruned_that_used_it(db, worker, tmp_path):
+    from queuectl_tui import spec
+    from queuectl_tui.models import Environment
+
+    def enqueue(job_id: str, secret: str, now: float) -> None:
+        engine.enqueue([spec.normalize({"id": job_id, "command": "true"}, now=now)],
+                       cwd=str(tmp_path), env={"TOKEN": secret}, now=now)
+    enqueue("a", "one", T0)
+    enqueue("b", "two", T0)
+    enqueue("c", "two", T0 + 20 * DAY)  # same environment as b, not due to go
+    for _ in range(2):
+        run(worker, "completed", T0)
+    assert Environment.select().count() == 2
+    assert retention.prune_step(CFG, holder="1", now=T0 + 8 * DAY) == 2
+    assert [j.id for j in Job.select()] == ["c"]
+    assert [json.loads(e.data) for e in Environment.select()] == [{"TOKEN": "two"}]
+
+
+@pytest.mark.both_backends
 def test_a_delete_by_hand_still_takes_jobs_out_of_past_stats(add, worker):
     add("a", max_retries=0)
     add("b", max_retries=0)
@@ -119,6 +139,20 @@ def test_one_worker_prunes_at_a_time(add, worker):
     assert Job.select().count() == 1
     later = at + retention.LEASE_SECONDS + 1  # worker 1 went quiet: its lease lapsed
     assert retention.prune_step(CFG, holder="2", now=later) == 1
+
+
+@pytest.mark.both_backends
+def test_a_worker_that_stops_gives_its_lease_back(add, worker):
+    for name in ("a", "b"):
+        add(name, max_retries=0)
+    for _ in range(2):
+        run(worker, "completed", T0)
+    at = T0 + 8 * DAY
+    assert retention.prune_step(CFG, holder="1", now=at, rows=1) == 1
+    retention.release("2", now=at)  # not its lease: nothing changes
+    assert retention.prune_step(CFG, holder="2", now=at) is None
+    retention.release("1", now=at)
+    assert retention.prune_step(CFG, holder="2", now=at) == 1
 
 
 @pytest.mark.both_backends
