@@ -17,20 +17,11 @@ import os
 import time
 from collections.abc import Callable, Iterable
 
-from peewee import SQL, Tuple, fn
+from peewee import Tuple
 
 from queuectl_tui import engine, procs
 from queuectl_tui.db import PRUNING, write_transaction
-from queuectl_tui.models import (
-    COMPLETED,
-    DEAD,
-    PROCESSING,
-    Attempt,
-    Dependency,
-    Environment,
-    Job,
-    Meta,
-)
+from queuectl_tui.models import COMPLETED, DEAD, PROCESSING, Attempt, Meta, database
 from queuectl_tui.settings import Settings
 
 #: A step looks for at most this many jobs, deletes them CHUNK per write transaction (a few
@@ -47,17 +38,29 @@ LEASE_KEY = "pruner"
 LEASE_SECONDS = 30.0
 
 
-def _age():
-    """When a job counts from: its end, or its enqueue for one that never ended."""
-    return fn.COALESCE(Job.finished_at, Job.created_at)
+# The statements of a step are fixed SQL (engine._sql makes them PostgreSQL's): built by the
+# ORM they cost ~20 ms of CPU per 25 jobs, most of it inside the write lock (bench: retention).
+_WAITED_ON = ("EXISTS (SELECT 1 FROM job_dep d JOIN job w ON w.seq = d.job_seq "
+              "WHERE d.dep_seq = job.seq AND w.state NOT IN ('completed', 'dead'))")
+_AGE = "COALESCE(finished_at, created_at)"  # a job counts from its end, or its enqueue
+_FIND = ("SELECT seq FROM job WHERE seq IN (SELECT seq FROM job WHERE state = ? AND seq > ? "
+         "ORDER BY seq LIMIT ?) AND state = ? AND " + _AGE + " < ? AND NOT " + _WAITED_ON
+         + " ORDER BY seq LIMIT ?")
+_LEASE = "SELECT value FROM meta WHERE key = '" + LEASE_KEY + "'"
+_TAKE_LEASE = ("INSERT INTO meta (key, value) VALUES ('" + LEASE_KEY + "', ?) "
+               "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+_MARK = ("INSERT INTO meta (key, value) VALUES ('" + PRUNING + "', '1') "
+         "ON CONFLICT (key) DO NOTHING")
+_UNMARK = "DELETE FROM meta WHERE key = '" + PRUNING + "'"
+_EVERY_SEQ = 2**62  # "all of them" for a LIMIT
 
 
-def _nobody_waits():
-    """No job that has not ended waits on this one (``--after``)."""
-    waiter = Job.alias("waiter")
-    waiting = (Dependency.select(SQL("1")).join(waiter, on=(waiter.seq == Dependency.job))
-               .where(Dependency.dep_seq == Job.seq, waiter.state.not_in([COMPLETED, DEAD])))
-    return ~fn.EXISTS(waiting)
+def _in(values: list) -> str:
+    return "(" + ", ".join("?" * len(values)) + ")"
+
+
+def _run(text: str, params: list | tuple = ()):
+    return database.execute_sql(engine._sql(text), list(params))
 
 
 def cutoffs(cfg: Settings, now: float) -> dict[str, float]:
@@ -69,16 +72,13 @@ def cutoffs(cfg: Settings, now: float) -> dict[str, float]:
 def find(cutoff: dict[str, float], *, limit: int = STEP_ROWS, look: int | None = LOOK_ROWS,
          after: int = 0) -> list[int]:
     """Up to ``limit`` seqs due to go (a read, no lock): per state, among its first ``look``
-    jobs past seq ``after`` (None: all of them), those older than the state's cutoff."""
+    jobs past seq ``after`` (None: all of them), those older than the state's cutoff and
+    that no job still waits on."""
     found: list[int] = []
     for state, before in cutoff.items():
-        head = Job.select(Job.seq).where(Job.state == state, Job.seq > after).order_by(Job.seq)
-        if look is not None:
-            head = head.limit(look)
-        query = (Job.select(Job.seq).where(Job.seq.in_(head), Job.state == state,
-                                           _age() < before, _nobody_waits())
-                 .order_by(Job.seq).limit(limit - len(found)))
-        found.extend(seq for (seq,) in query.tuples())
+        rows = _run(_FIND, (state, after, _EVERY_SEQ if look is None else look, state, before,
+                            limit - len(found))).fetchall()
+        found.extend(seq for (seq,) in rows)
         if len(found) >= limit:
             break
     return sorted(found)
@@ -86,10 +86,10 @@ def find(cutoff: dict[str, float], *, limit: int = STEP_ROWS, look: int | None =
 
 def lease_holder(now: float) -> str | None:
     """Who prunes now (None: nobody's lease is current)."""
-    row = Meta.get_or_none(Meta.key == LEASE_KEY)
+    row = _run(_LEASE).fetchone()
     if row is None:
         return None
-    holder, _, until = row.value.partition(" ")
+    holder, _, until = row[0].partition(" ")
     try:
         return holder if float(until) > now else None
     except ValueError:
@@ -113,43 +113,42 @@ def delete_step(seqs: list[int], cutoff: dict[str, float], *, holder: str | None
     as they are. ``holder``: take or renew the pruning lease first; None when another holds
     it (nothing is written). Returns how many went."""
     now = time.time() if now is None else now
+    if not seqs or not cutoff:
+        return 0
     names: list[str] = []
+    due = " OR ".join(f"(state = ? AND {_AGE} < ?)" for _ in cutoff)
+    due_params = [value for item in cutoff.items() for value in item]
     with write_transaction():
         if holder is not None:
             other = lease_holder(now)
             if other is not None and other != holder:
                 return None
-            value = f"{holder} {now + LEASE_SECONDS}"
-            Meta.insert(key=LEASE_KEY, value=value).on_conflict(
-                conflict_target=[Meta.key], update={Meta.value: value}).execute()
-        due = None
-        for state, before in cutoff.items():
-            term = (Job.state == state) & (_age() < before)
-            due = term if due is None else due | term
-        if due is None or not seqs:
+            _run(_TAKE_LEASE, (f"{holder} {now + LEASE_SECONDS}",))
+        rows = _run("SELECT seq, env_digest, state FROM job WHERE seq IN " + _in(seqs)
+                    + " AND (" + due + ") AND NOT " + _WAITED_ON, [*seqs, *due_params]
+                    ).fetchall()
+        if not rows:
             return 0
-        rows = list(Job.select(Job.seq, Job.env_digest)
-                    .where(Job.seq.in_(seqs), Job.state != PROCESSING, due, _nobody_waits())
-                    .tuples())
-        gone = [seq for seq, _ in rows]
-        if not gone:
-            return 0
-        Meta.insert(key=PRUNING, value="1").on_conflict(
-            conflict_target=[Meta.key], update={Meta.value: "1"}).execute()
-        engine._unchain(gone, now=now)
-        names = [name for (name,) in Attempt.select(Attempt.log_file)
-                 .where(Attempt.job.in_(gone)).tuples() if name]
-        Attempt.delete().where(Attempt.job.in_(gone)).execute()
-        Dependency.delete().where(Dependency.job.in_(gone)).execute()
-        Job.delete().where(Job.seq.in_(gone)).execute()
-        Meta.delete().where(Meta.key == PRUNING).execute()
+        gone = [seq for seq, _, _ in rows]
+        where = _in(gone)
+        _run(_MARK)
+        met = [seq for seq, _, state in rows if state == COMPLETED]
+        if met:  # their dependents have what they waited for (engine._unchain)
+            _run("DELETE FROM job_dep WHERE dep_seq IN " + _in(met), met)
+        if len(met) < len(gone):  # dead ones: any job still waiting on them goes to the DLQ
+            engine._unchain([seq for seq in gone if seq not in set(met)], now=now)
+        names = [name for (name,) in _run("SELECT log_file FROM attempt WHERE job_seq IN "
+                                          + where, gone).fetchall() if name]
+        _run("DELETE FROM attempt WHERE job_seq IN " + where, gone)
+        _run("DELETE FROM job_dep WHERE job_seq IN " + where, gone)
+        _run("DELETE FROM job WHERE seq IN " + where, gone)
+        _run(_UNMARK)
         # An environment holds the enqueuer's variables, secrets included: it goes with the
         # last job that refers to it (only those of this step are looked at).
-        digests = {digest for _, digest in rows if digest}
+        digests = sorted({digest for _, digest, _ in rows if digest})
         if digests:
-            used = Job.select(SQL("1")).where(Job.env_digest == Environment.digest)
-            Environment.delete().where(Environment.digest.in_(sorted(digests)),
-                                       ~fn.EXISTS(used)).execute()
+            _run("DELETE FROM environment WHERE digest IN " + _in(digests) + " AND NOT EXISTS "
+                 "(SELECT 1 FROM job WHERE job.env_digest = environment.digest)", digests)
     _unlink(names)
     return len(gone)
 
@@ -214,8 +213,11 @@ def clear_older_than(seconds: float, states: list[str], *, now: float | None = N
 def count_older_than(seconds: float, states: list[str], *, now: float | None = None) -> int:
     """How many jobs ``clear --older-than`` would look at (for its progress bar)."""
     now = time.time() if now is None else now
-    return Job.select().where(Job.state.in_([s for s in states if s != PROCESSING]),
-                              _age() < now - seconds).count()
+    wanted = [s for s in states if s != PROCESSING]
+    if not wanted:
+        return 0
+    return _run("SELECT count(*) FROM job WHERE state IN " + _in(wanted) + " AND " + _AGE
+                + " < ?", [*wanted, now - seconds]).fetchone()[0]
 
 
 # --- the logs directory's cap ---------------------------------------------------------------
