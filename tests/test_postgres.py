@@ -450,6 +450,7 @@ def test_a_version_3_database_gets_the_per_statement_counts_on_open(db, tmp_path
         "('old-job', 'true', 'default', 'pending', 0, 0, 3, 2, 0, 0, 0, '/', false); "
         "ALTER TABLE job DROP COLUMN paused_token; "  # added by version 5
         "ALTER TABLE job DROP COLUMN label; "  # added by version 7
+        "ALTER TABLE attempt DROP COLUMN log_dropped; "  # added by version 8
         "UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     conn.close()
     dbmod.open_db(helpers.DB_URL)
@@ -481,6 +482,7 @@ def test_a_version_5_database_stops_notifying_for_statements_that_change_nothing
         "CREATE TRIGGER job_notify AFTER INSERT OR UPDATE OR DELETE ON job "
         "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify(); "
         "ALTER TABLE job DROP COLUMN label; "  # added by version 7
+        "ALTER TABLE attempt DROP COLUMN log_dropped; "  # added by version 8
         "UPDATE meta SET value = '5' WHERE key = 'schema_version'")
     dbmod.open_db(helpers.DB_URL)
     assert dbmod.schema_version() == dbmod.SCHEMA_VERSION
