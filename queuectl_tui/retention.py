@@ -21,6 +21,7 @@ from peewee import Tuple
 
 from queuectl_tui import engine, procs
 from queuectl_tui.db import PRUNING, write_transaction
+from queuectl_tui.engine import _sql
 from queuectl_tui.models import COMPLETED, DEAD, PROCESSING, Attempt, Meta, database
 from queuectl_tui.settings import Settings
 
@@ -53,14 +54,30 @@ _MARK = ("INSERT INTO meta (key, value) VALUES ('" + PRUNING + "', '1') "
          "ON CONFLICT (key) DO NOTHING")
 _UNMARK = "DELETE FROM meta WHERE key = '" + PRUNING + "'"
 _EVERY_SEQ = 2**62  # "all of them" for a LIMIT
+# Lists go in a fixed IN list of CHUNK markers (SQL text stays literal), padded with values no
+# row has; states and their cutoffs in up to four (state, cutoff) pairs.
+_LIST = ("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+         "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_DUE = ("((state = ? AND " + _AGE + " < ?) OR (state = ? AND " + _AGE + " < ?) OR "
+        "(state = ? AND " + _AGE + " < ?) OR (state = ? AND " + _AGE + " < ?))")
+_SELECT = ("SELECT seq, env_digest, state FROM job WHERE seq IN " + _LIST + " AND " + _DUE
+           + " AND NOT " + _WAITED_ON)
+_DROP_MET = "DELETE FROM job_dep WHERE dep_seq IN " + _LIST
+_LOG_FILES = "SELECT log_file FROM attempt WHERE job_seq IN " + _LIST
+_DROP_ATTEMPTS = "DELETE FROM attempt WHERE job_seq IN " + _LIST
+_DROP_DEPS = "DELETE FROM job_dep WHERE job_seq IN " + _LIST
+_DROP_JOBS = "DELETE FROM job WHERE seq IN " + _LIST
+_DROP_ENVIRONMENTS = ("DELETE FROM environment WHERE digest IN " + _LIST + " AND NOT EXISTS "
+                      "(SELECT 1 FROM job WHERE job.env_digest = environment.digest)")
+_COUNT_DUE = "SELECT count(*) FROM job WHERE " + _DUE
 
 
-def _in(values: list) -> str:
-    return "(" + ", ".join("?" * len(values)) + ")"
+def _padded(values: list, pad: object = -1) -> list:
+    return [*values, *[pad] * (CHUNK - len(values))]
 
 
-def _run(text: str, params: list | tuple = ()):
-    return database.execute_sql(engine._sql(text), list(params))
+def _pairs(cutoff: dict[str, float]) -> list:
+    return [v for item in [*cutoff.items(), *[("", -1.0)] * (4 - len(cutoff))] for v in item]
 
 
 def cutoffs(cfg: Settings, now: float) -> dict[str, float]:
@@ -76,8 +93,9 @@ def find(cutoff: dict[str, float], *, limit: int = STEP_ROWS, look: int | None =
     that no job still waits on."""
     found: list[int] = []
     for state, before in cutoff.items():
-        rows = _run(_FIND, (state, after, _EVERY_SEQ if look is None else look, state, before,
-                            limit - len(found))).fetchall()
+        rows = database.execute_sql(_sql(_FIND), [
+            state, after, _EVERY_SEQ if look is None else look, state, before,
+            limit - len(found)]).fetchall()
         found.extend(seq for (seq,) in rows)
         if len(found) >= limit:
             break
@@ -86,7 +104,7 @@ def find(cutoff: dict[str, float], *, limit: int = STEP_ROWS, look: int | None =
 
 def lease_holder(now: float) -> str | None:
     """Who prunes now (None: nobody's lease is current)."""
-    row = _run(_LEASE).fetchone()
+    row = database.execute_sql(_LEASE).fetchone()
     if row is None:
         return None
     holder, _, until = row[0].partition(" ")
@@ -115,42 +133,38 @@ def delete_step(seqs: list[int], cutoff: dict[str, float], *, holder: str | None
     now = time.time() if now is None else now
     if not seqs or not cutoff:
         return 0
+    if len(seqs) > CHUNK:
+        raise ValueError(f"at most {CHUNK} jobs per step")
     names: list[str] = []
-    due = " OR ".join(f"(state = ? AND {_AGE} < ?)" for _ in cutoff)
-    due_params = [value for item in cutoff.items() for value in item]
     with write_transaction():
         if holder is not None:
             other = lease_holder(now)
             if other is not None and other != holder:
                 return None
-            _run(_TAKE_LEASE, (f"{holder} {now + LEASE_SECONDS}",))
-        rows = _run("SELECT seq, env_digest, state FROM job WHERE seq IN " + _in(seqs)
-                    + " AND (" + due + ") AND NOT " + _WAITED_ON, [*seqs, *due_params]
-                    ).fetchall()
+            database.execute_sql(_sql(_TAKE_LEASE), [f"{holder} {now + LEASE_SECONDS}"])
+        rows = database.execute_sql(_sql(_SELECT), [*_padded(seqs), *_pairs(cutoff)]).fetchall()
         if not rows:
             return 0
-        gone = [seq for seq, _, _ in rows]
-        where = _in(gone)
-        _run(_MARK)
+        gone = _padded([seq for seq, _, _ in rows])
+        database.execute_sql(_MARK)
         met = [seq for seq, _, state in rows if state == COMPLETED]
         if met:  # their dependents have what they waited for (engine._unchain)
-            _run("DELETE FROM job_dep WHERE dep_seq IN " + _in(met), met)
-        if len(met) < len(gone):  # dead ones: any job still waiting on them goes to the DLQ
-            engine._unchain([seq for seq in gone if seq not in set(met)], now=now)
-        names = [name for (name,) in _run("SELECT log_file FROM attempt WHERE job_seq IN "
-                                          + where, gone).fetchall() if name]
-        _run("DELETE FROM attempt WHERE job_seq IN " + where, gone)
-        _run("DELETE FROM job_dep WHERE job_seq IN " + where, gone)
-        _run("DELETE FROM job WHERE seq IN " + where, gone)
-        _run(_UNMARK)
+            database.execute_sql(_sql(_DROP_MET), _padded(met))
+        if len(met) < len(rows):  # dead ones: any job still waiting on them goes to the DLQ
+            engine._unchain([seq for seq, _, state in rows if state != COMPLETED], now=now)
+        names = [name for (name,) in database.execute_sql(_sql(_LOG_FILES), gone).fetchall()
+                 if name]
+        database.execute_sql(_sql(_DROP_ATTEMPTS), gone)
+        database.execute_sql(_sql(_DROP_DEPS), gone)
+        database.execute_sql(_sql(_DROP_JOBS), gone)
+        database.execute_sql(_UNMARK)
         # An environment holds the enqueuer's variables, secrets included: it goes with the
         # last job that refers to it (only those of this step are looked at).
         digests = sorted({digest for _, digest, _ in rows if digest})
         if digests:
-            _run("DELETE FROM environment WHERE digest IN " + _in(digests) + " AND NOT EXISTS "
-                 "(SELECT 1 FROM job WHERE job.env_digest = environment.digest)", digests)
+            database.execute_sql(_sql(_DROP_ENVIRONMENTS), _padded(digests, ""))
     _unlink(names)
-    return len(gone)
+    return len(rows)
 
 
 def _unlink(names: Iterable[str]) -> None:
@@ -213,11 +227,10 @@ def clear_older_than(seconds: float, states: list[str], *, now: float | None = N
 def count_older_than(seconds: float, states: list[str], *, now: float | None = None) -> int:
     """How many jobs ``clear --older-than`` would look at (for its progress bar)."""
     now = time.time() if now is None else now
-    wanted = [s for s in states if s != PROCESSING]
-    if not wanted:
+    cutoff = {s: now - seconds for s in states if s != PROCESSING}
+    if not cutoff:
         return 0
-    return _run("SELECT count(*) FROM job WHERE state IN " + _in(wanted) + " AND " + _AGE
-                + " < ?", [*wanted, now - seconds]).fetchone()[0]
+    return database.execute_sql(_sql(_COUNT_DUE), _pairs(cutoff)).fetchone()[0]
 
 
 # --- the logs directory's cap ---------------------------------------------------------------
