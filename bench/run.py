@@ -24,6 +24,8 @@ is reported as such. Then measures, each figure the median of its runs:
   enqueue of the same jobs; and, kept from before, queuectl's pickup latency from idle (woken by
   LISTEN/NOTIFY) and bulk enqueue of varied specs, each in a fresh schema. The old engine
   (``--pg-old REV``) is drained beside this checkout's, for the bars that compare with it.
+- retention: 500,000 completed jobs pruned by 2 workers while they drain new ones, beside the
+  same drain without pruning, and the longest wait for the write lock meanwhile;
 - idle, a day at rest (bench/idle.py): 1, 2, 4 and 8 idle workers, a ``wait --all``, a
   ``logs -f`` of a pending job and the console on its main screen, CPU of each over a window
   (60 s; ``--idle-window`` for a quick look), on SQLite and on PostgreSQL when one is named;
@@ -80,12 +82,14 @@ FULL = dict(drain_jobs=2000, drain_repeat=3, workers=[1, 2, 4, 8], scale_jobs=1_
             claims=50, scale_drain=200, bulk_lines=100_000, bulk_repeat=3, bulk_big=1_000_000,
             bulk_cap_s=120, cold_runs=20, latency_jobs=100, latency_idle=0.3, tui_repeat=3,
             tui_fresh=3, flood_mb=200, web_idle_s=10, schedule_s=60, pg_jobs=2000, pg_passes=2, pg_ceiling_spawns=2000,
-            pg_statement_jobs=1000, pg_bulk_lines=100_000, console_seconds=10)
+            pg_statement_jobs=1000, pg_bulk_lines=100_000, console_seconds=10,
+            retention_completed=500_000, retention_drain=10_000, retention_passes=3)
 QUICK = dict(drain_jobs=300, drain_repeat=1, workers=[1, 2, 4, 8], scale_jobs=100_000,
              claims=20, scale_drain=50, bulk_lines=10_000, bulk_repeat=1, bulk_big=100_000,
              bulk_cap_s=30, cold_runs=5, latency_jobs=20, latency_idle=0.1, tui_repeat=1,
              tui_fresh=1, flood_mb=20, web_idle_s=5, schedule_s=20, pg_jobs=300, pg_passes=1, pg_ceiling_spawns=600,
-             pg_statement_jobs=200, pg_bulk_lines=10_000, console_seconds=3)
+             pg_statement_jobs=200, pg_bulk_lines=10_000, console_seconds=3,
+             retention_completed=50_000, retention_drain=2_000, retention_passes=1)
 
 
 def env(home: Path | None = None) -> dict[str, str]:
@@ -566,6 +570,210 @@ def bench_idle(window: float, pg: str | None) -> dict:
     # The console on every page and tab while jobs arrive (bar: under 2 % of a core) is
     # measured by its own function, beside this one, into res["console_pages"].
     return res
+
+
+def _retention_seed(db: Path, completed: int) -> float:
+    """A database holding ``completed`` completed jobs (ended 2 h to 3 min ago, one attempt
+    each; bench/seed.py, the other states deleted). Returns the seconds it took."""
+    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(BENCH))
+    import seed
+
+    from queuectl_tui.db import close_db, open_db
+    started = time.perf_counter()
+    seed.seed(db, int(completed / 0.6) + 10)
+    database = open_db(db)
+    with database.atomic():
+        database.execute_sql("DELETE FROM attempt WHERE job_seq IN "
+                             "(SELECT seq FROM job WHERE state != 'completed')")
+        database.execute_sql("DELETE FROM job WHERE state != 'completed'")
+        extra = database.execute_sql("SELECT count(*) FROM job").fetchone()[0] - completed
+        database.execute_sql(f"DELETE FROM job WHERE seq IN (SELECT seq FROM job ORDER BY seq DESC "
+                             f"LIMIT {max(extra, 0)})")
+    database.execute_sql("VACUUM")
+    close_db()
+    return time.perf_counter() - started
+
+
+def _retention_pass(db: Path, tmp: Path, prune: bool, jobs: int) -> dict:
+    """Drain ``jobs`` new jobs of ``true`` with 2 workers (``worker start --count 2
+    --foreground``) on ``db``, pruning (keep_completed 60 s: every seeded job is due) or not
+    (none), while a probe in this process takes the write lock as a claim does
+    (``write_transaction``) every 10 ms and times each wait."""
+    import threading
+
+    from queuectl_tui.db import close_db, open_db, write_transaction
+    subprocess.run(cli(db, "config", "set", "keep_completed", "60" if prune else "none"),
+                   check=True, stdout=subprocess.DEVNULL, env=env(tmp))
+    conn = sqlite3.connect(db, timeout=30)
+    last = conn.execute("SELECT coalesce(max(seq), 0) FROM job").fetchone()[0]
+    seeded = lambda: conn.execute("SELECT count(*) FROM job WHERE seq <= ?", (last,)).fetchone()[0]  # noqa: E731
+    before = seeded()
+    enqueue_file(db, ['{"command": "true", "priority": 10}'] * jobs, tmp)
+    done = count_done(db, last)
+    waits: list[float] = []
+    stop = threading.Event()
+
+    def probe() -> None:
+        open_db(db)
+        try:
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                with write_transaction():
+                    pass
+                waits.append(time.perf_counter() - t0)
+                stop.wait(0.01)
+        finally:
+            close_db()
+    prober = threading.Thread(target=probe, daemon=True)
+    start = time.perf_counter()
+    proc = subprocess.Popen(cli(db, "worker", "start", "--count", "2", "--foreground"),
+                            stdout=subprocess.DEVNULL, env=env(tmp))
+    prober.start()
+    try:
+        end = wait_count(done, jobs)
+    finally:
+        stop.set()
+        prober.join()
+        proc.send_signal(signal.SIGTERM)
+        reap(proc)
+    pruned = before - seeded()
+    conn.close()
+    waits.sort()
+    return {"prune": prune, "jobs": jobs, "wall_s": end - start, "jobs_per_s": jobs / (end - start),
+            "pruned": pruned, "pruned_per_s": pruned / (end - start), "probes": len(waits),
+            "wait_max_ms": waits[-1] * 1000 if waits else None,
+            "wait_p99_ms": waits[int(0.99 * (len(waits) - 1))] * 1000 if waits else None,
+            "load": os.getloadavg()}
+
+
+def _retention_holds(db: Path, tmp: Path, jobs: int) -> dict:
+    """How long each pruning transaction holds the write lock (what a claim can wait behind
+    it): 2 workers drain ``jobs`` jobs on ``db`` without pruning, while this process prunes
+    with the workers' own step (``retention.prune_step``) and pacing, timing each of its write
+    transactions from the lock taken to the commit."""
+    import threading
+    from contextlib import contextmanager
+
+    from queuectl_tui import retention, settings, worker
+    from queuectl_tui.db import close_db, open_db, write_transaction
+    subprocess.run(cli(db, "config", "set", "keep_completed", "none"),
+                   check=True, stdout=subprocess.DEVNULL, env=env(tmp))
+    conn = sqlite3.connect(db, timeout=30)
+    last = conn.execute("SELECT coalesce(max(seq), 0) FROM job").fetchone()[0]
+    conn.close()
+    enqueue_file(db, ['{"command": "true", "priority": 10}'] * jobs, tmp)
+    done = count_done(db, last)
+    holds: list[float] = []
+    steps: list[float] = []
+
+    @contextmanager
+    def timed():
+        with write_transaction():
+            started = time.perf_counter()
+            yield
+        holds.append(time.perf_counter() - started)
+    stop = threading.Event()
+    cfg = settings.DEFAULTS._replace(keep_completed=60.0)
+
+    def prune() -> None:
+        open_db(db)
+        retention.write_transaction = timed
+        try:
+            while not stop.is_set():
+                started = time.perf_counter()
+                went = retention.prune_step(cfg, holder="bench")
+                elapsed = time.perf_counter() - started
+                if went:
+                    steps.append(elapsed)
+                stop.wait(max(0.005, elapsed * worker.PRUNE_BUSY_GAP) if went else 1.0)
+        finally:
+            retention.write_transaction = write_transaction
+            close_db()
+    pruner = threading.Thread(target=prune, daemon=True)
+    start = time.perf_counter()
+    proc = subprocess.Popen(cli(db, "worker", "start", "--count", "2", "--foreground"),
+                            stdout=subprocess.DEVNULL, env=env(tmp))
+    pruner.start()
+    try:
+        end = wait_count(done, jobs)
+    finally:
+        stop.set()
+        pruner.join()
+        proc.send_signal(signal.SIGTERM)
+        reap(proc)
+    holds.sort()
+    return {"jobs_per_s": jobs / (end - start), "transactions": len(holds),
+            "rows_per_transaction": retention.CHUNK,
+            "hold_p50_ms": holds[len(holds) // 2] * 1000 if holds else None,
+            "hold_p99_ms": holds[int(0.99 * (len(holds) - 1))] * 1000 if holds else None,
+            "hold_max_ms": holds[-1] * 1000 if holds else None,
+            "step_max_ms": max(steps) * 1000 if steps else None, "load": os.getloadavg()}
+
+
+def bench_retention(cfg: dict, tmp: Path) -> dict:
+    """Pruning while 2 workers drain: the drain rate beside the same drain without pruning
+    (bar: within 10 %), and the longest wait for the write lock (bar: 50 ms)."""
+    completed, jobs = cfg["retention_completed"], cfg["retention_drain"]
+    base, pruned = tmp / "keep" / "queuectl.db", tmp / "prune" / "queuectl.db"
+    base.parent.mkdir()
+    pruned.parent.mkdir()
+    log(f"retention: seeding {completed:,} completed jobs")
+    res: dict = {"completed": completed, "seed_s": _retention_seed(base, completed), "passes": []}
+    shutil.copy(base, pruned)
+    for i in range(cfg["retention_passes"]):
+        for prune in (False, True):
+            log(f"retention: pass {i + 1}, {'pruning' if prune else 'not pruning'}")
+            res["passes"].append(_retention_pass(pruned if prune else base,
+                                                 pruned.parent if prune else base.parent,
+                                                 prune, jobs))
+    for key, prune in (("keep", False), ("prune", True)):
+        rows = [p for p in res["passes"] if p["prune"] is prune]
+        res[key] = {"jobs_per_s": med(r["jobs_per_s"] for r in rows),
+                    "wait_max_ms": max(r["wait_max_ms"] or 0 for r in rows),
+                    "wait_p99_ms": med(r["wait_p99_ms"] or 0 for r in rows),
+                    "pruned_per_s": med(r["pruned_per_s"] for r in rows)}
+    res["drain_ratio"] = res["prune"]["jobs_per_s"] / res["keep"]["jobs_per_s"]
+    log("retention: the write lock held by each pruning transaction")
+    res["holds"] = _retention_holds(pruned, pruned.parent, jobs)
+    shutil.rmtree(base.parent)
+    shutil.rmtree(pruned.parent)
+    return res
+
+
+def retention_report(rt: dict) -> list[str]:
+    keep, prune = rt["keep"], rt["prune"]
+    lines = [f"## Retention: pruning {rt['completed']:,} completed jobs while 2 workers drain", "",
+             "A database of completed jobs (bench/seed.py, one attempt each, no log files) copied "
+             "twice; on each, 2 workers (`worker start --count 2 --foreground`) drain "
+             f"{rt['passes'][0]['jobs']:,} new jobs of `true`, once with `keep_completed` none "
+             "and once with 60 s (every seeded job due: the workers prune while they drain), "
+             "alternating, median of the passes. A probe thread takes the write lock as a claim "
+             "does (`write_transaction`) every 10 ms and times its wait.", "",
+             "| | jobs/s | probe wait p99 ms | probe wait max ms | pruned jobs/s | target | result |",
+             "| --- | --- | --- | --- | --- | --- | --- |",
+             f"| not pruning | {keep['jobs_per_s']:,.0f} | {keep['wait_p99_ms']:.1f} | "
+             f"{keep['wait_max_ms']:.1f} | | | |",
+             f"| pruning | {prune['jobs_per_s']:,.0f} | {prune['wait_p99_ms']:.1f} | "
+             f"{prune['wait_max_ms']:.1f} | {prune['pruned_per_s']:,.0f} | drain >= 0.9x | "
+             f"{verdict(rt['drain_ratio'] >= 0.9)} |", "",
+             f"Drain with pruning: {rt['drain_ratio']:.2f}x the drain without. Passes (load, 1 min): "
+             + "; ".join(f"{'prune' if p['prune'] else 'keep'} {p['jobs_per_s']:,.0f}/s "
+                         f"({p['load'][0]:.1f})" for p in rt["passes"]) + ". The probe's waits "
+             "move with the load as much as with pruning: the wait pruning can cause is the time "
+             "one of its transactions holds the lock, measured below.", ""]
+    h = rt.get("holds")
+    if h and h["hold_max_ms"] is not None:
+        lines += ["The same drain without the workers pruning, this process pruning beside them "
+                  "with their step and pacing (`retention.prune_step`, then 19x the step's time): "
+                  "how long each pruning transaction held the write lock, from taking it to its "
+                  f"commit ({h['transactions']:,} transactions of up to {h['rows_per_transaction']} "
+                  f"jobs; load {h['load'][0]:.1f}).", "",
+                  "| hold p50 ms | hold p99 ms | hold max ms | longest step ms | target | result |",
+                  "| --- | --- | --- | --- | --- | --- |",
+                  f"| {h['hold_p50_ms']:.1f} | {h['hold_p99_ms']:.1f} | {h['hold_max_ms']:.1f} | "
+                  f"{h['step_max_ms']:.1f} | max < 50 ms | {check(h['hold_max_ms'], 50)} |", ""]
+    return lines
 
 
 def bench_worker(cfg: dict, tmp: Path) -> dict:
@@ -1296,6 +1504,8 @@ def report(r: dict, command: str) -> str:
         lines += idle_report(idle)
     if r.get("schedules"):
         lines += schedules_report(r["schedules"])
+    if r.get("retention"):
+        lines += retention_report(r["retention"])
     if r.get("postgres"):
         lines += pg_report(r["postgres"], r)
     if r.get("errors"):
@@ -1384,7 +1594,8 @@ def write(results: dict, command: str) -> None:
 #: The first word of each group's heading in BENCHMARKS.md.
 HEADINGS = {"drain": "Drain", "scale": "Scale", "tui": "Console", "bulk": "Bulk", "cold": "Cold",
             "latency": "Kept", "worker": "Kept", "web": "Web", "idle": "A", "console": "Idle",
-            "schedules": "Schedules", "postgres": "PostgreSQL"}
+            "schedules": "Schedules", "retention": "Retention:",
+            "postgres": "PostgreSQL"}
 
 
 def sections(text: str) -> tuple[str, list[tuple[str, str]]]:
@@ -1425,7 +1636,7 @@ def splice(old: str, new: str, tried: list[str], measured: list[str]) -> str:
 
 
 GROUPS = ["drain", "scale", "tui", "bulk", "cold", "latency", "worker", "web", "idle", "console",
-          "schedules", "postgres"]
+          "schedules", "retention", "postgres"]
 
 
 def main() -> None:
@@ -1467,6 +1678,7 @@ def main() -> None:
                           ("idle", lambda: bench_idle(args.idle_window, args.pg)),
                           ("console", lambda: bench_console(cfg)),
                           ("schedules", lambda: bench_schedules(cfg, tmp)),
+                          ("retention", lambda: bench_retention(cfg, tmp)),
                           ("postgres", lambda: bench_postgres(cfg, args.pg, args.pg_old))):
             if group not in groups:
                 continue

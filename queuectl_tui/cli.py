@@ -392,6 +392,8 @@ def status(ctx: Context, as_json: bool) -> None:
     data["resumed_queues"] = (
         [row["name"] for row in rows if not row["paused"]] if data["paused_all"] else []
     )
+    from queuectl_tui import hooks
+    data["hook_failure"] = hooks.last_failure()
     server = paths.is_url(ctx.db_path)  # a file needs no naming; a shared server does
     if server:
         from queuectl_tui.db import describe_target
@@ -418,7 +420,22 @@ def _status_lines(data: dict[str, Any]) -> list[str]:
     """The lines under the counts (user text in them shown, never obeyed)."""
     return [f"workers: {data['workers']['alive']} alive, {data['workers']['busy']} busy",
             f"oldest pending: {ago(data['oldest_pending_age'])}"] + (
-                [visible(_paused_line(data))] if _paused_line(data) else [])
+                [visible(_paused_line(data))] if _paused_line(data) else []) + (
+                [visible(_hook_line(data["hook_failure"]))] if _hook_line(
+                    data.get("hook_failure")) else [])
+
+
+#: ``status`` shows the last hook failure for this long (``--json`` always has it).
+HOOK_FAILURE_SHOWN = 86400.0
+
+
+def _hook_line(failure: dict[str, Any] | None) -> str | None:
+    """The last hook failure, if recent (None: none)."""
+    if not failure or time.time() - failure.get("at", 0) > HOOK_FAILURE_SHOWN:
+        return None
+    return (f"hook failed: {failure['hook']} for {failure['job']} "
+            f"({ago(time.time() - failure['at'])} ago, worker {failure.get('worker')}): "
+            f"{failure['why']}")
 
 
 def _paused_line(data: dict[str, Any]) -> str | None:
@@ -750,6 +767,18 @@ def logs(ctx: Context, job_id: str, number: int | None, follow: bool) -> None:
         write(tail.encode("utf-8", "replace"))
         sys.stdout.buffer.flush()
         return
+    if chosen.log_dropped is not None:
+        why = (f"the log of attempt {chosen.number} was dropped "
+               f"{ago(time.time() - chosen.log_dropped)} ago: the logs directory was past its "
+               "size cap (max_logs_total)")
+        done, tail = engine.kept_output(job, chosen)
+        if not done or tail is None:
+            raise QueueError(f"{why}; no output of it is kept in the database (only the latest "
+                             "attempt's last 4 KB is)")
+        click.echo(f"{why}; its last output, kept in the database:", err=True)
+        write(tail.encode("utf-8", "replace"))
+        sys.stdout.buffer.flush()
+        return
     try:
         handle = open(path, "rb")  # noqa: SIM115 (closed by the with below, once it is open)
     except OSError:
@@ -1013,16 +1042,25 @@ def delete(ctx: Context, job_ids, as_json) -> None:
 @cli.command(context_settings=COMMAND_SETTINGS)
 @click.option("--state", "states", type=click.Choice([s for s in STATES if s != "processing"]),
               multiple=True, help="Only this state (repeatable; default: all but processing).")
+@click.option("--older-than", "older_than", type=WAIT_SECONDS, metavar="DURATION",
+              help="Only jobs that ended (or, never run, were enqueued) longer ago than this "
+                   "(7d, 12h); past stats keep them, and jobs others wait on stay.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @json_option
 @pass_ctx
-def clear(ctx: Context, states, yes, as_json) -> None:
+def clear(ctx: Context, states, older_than, yes, as_json) -> None:
     """Delete jobs in bulk (never running ones)."""
-    _confirm(yes, f"delete every {'/'.join(states) or 'non-running'} job")
+    age = "" if older_than is None else f" older than {spec.plain_number(older_than)}s"
+    _confirm(yes, f"delete every {'/'.join(states) or 'non-running'} job{age}")
     ctx.open()
     wanted = list(states) or list(engine.NOT_RUNNING)
-    with progress.bar("deleting", engine.count_jobs(state=wanted)) as shown:
-        count = engine.clear(list(states) or None, progress=shown.advance)
+    if older_than is not None:
+        from queuectl_tui import retention
+        with progress.bar("deleting", retention.count_older_than(older_than, wanted)) as shown:
+            count = retention.clear_older_than(older_than, wanted, progress=shown.advance)
+    else:
+        with progress.bar("deleting", engine.count_jobs(state=wanted)) as shown:
+            count = engine.clear(list(states) or None, progress=shown.advance)
     emit_json({"deleted": count}) if as_json else click.echo(f"deleted {count} job(s)")
 
 

@@ -47,14 +47,14 @@ from queuectl_tui.models import (
     Worker,
     database,
 )
-from queuectl_tui.pgsql import FOLD
+from queuectl_tui.pgsql import FOLD, JOBS_DELETE, MINUTE_DELETE
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from playhouse.migrate import SchemaMigrator
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 BUSY_TIMEOUT_MS = 15_000
 
 #: version -> function(migrator) bringing a database from version-1 to version, written with
@@ -196,9 +196,16 @@ _MINUTE_UPDATE_SQLITE = ("CREATE TRIGGER attempt_minute_update AFTER UPDATE OF f
                          "outcome, number, started_at, due_at, duration, queue ON attempt "
                          "WHEN OLD.finished_at IS NOT NULL AND (" + _MINUTE_CHANGED + ") BEGIN "
                          + _MINUTE_REMOVE_SQLITE + "; " + _MINUTE_ADD_SQLITE + "; END")
+#: meta key present (inserted and deleted again) only inside a transaction that prunes old jobs
+#: (retention.py): the rollups of past windows keep what is pruned, so the delete triggers of
+#: attempt_minute and job_failed_minute leave them alone while it is there. Never committed.
+PRUNING = "pruning"
+_PRUNING_NOW = "EXISTS (SELECT 1 FROM meta WHERE key = '" + PRUNING + "')"
+_NOT_PRUNING = "NOT " + _PRUNING_NOW
 _MINUTE_DELETE_SQLITE = (
     "CREATE TRIGGER attempt_minute_delete AFTER DELETE ON attempt "
-    "WHEN OLD.finished_at IS NOT NULL BEGIN " + _MINUTE_REMOVE_SQLITE + "; END"
+    "WHEN OLD.finished_at IS NOT NULL AND " + _NOT_PRUNING + " BEGIN " + _MINUTE_REMOVE_SQLITE
+    + "; END"
 )
 _MINUTE_SUMS = (
     ", queue, count(*), SUM(CASE WHEN outcome = 'completed' THEN 1 ELSE 0 END), "
@@ -240,7 +247,8 @@ _FAILED_UPDATE_SQLITE = (
     "DELETE FROM job_failed_minute WHERE n = 0 AND " + _FAILED_SET_OLD + " AND "
     + _FAILED_KEY_OLD + _MINUTE_OF_OLD_SQLITE + "; " + _FAILED_ADD_SQLITE + "; END")
 _FAILED_DELETE_SQLITE = ("CREATE TRIGGER job_failed_delete AFTER DELETE ON job WHEN "
-                         + _FAILED_SET_OLD + " BEGIN " + _FAILED_REMOVE_SQLITE + "; END")
+                         + _FAILED_SET_OLD + " AND " + _NOT_PRUNING + " BEGIN "
+                         + _FAILED_REMOVE_SQLITE + "; END")
 _FAILED_FILL = (", queue, state, COALESCE(last_error, ''), count(*) FROM job WHERE state IN "
                 "('failed', 'dead') AND finished_at IS NOT NULL GROUP BY 1, 2, 3, 4")
 _FAILED_FILL_SQLITE = ("INSERT INTO job_failed_minute (minute, queue, state, error, n) SELECT "
@@ -456,12 +464,29 @@ def _upgrade_to_9(migrator: SchemaMigrator) -> None:
         _install_triggers(db)
 
 
+def _upgrade_to_10(migrator: SchemaMigrator) -> None:
+    """Retention: the delete triggers of the rollups (attempt_minute, job_failed_minute) leave
+    them alone inside a pruning transaction (``PRUNING``), so stats of past windows survive;
+    attempt.log_dropped says a log file went for the logs directory's cap."""
+    db = migrator.database
+    migrate(migrator.add_column("attempt", "log_dropped", DoubleField(null=True)))
+    if isinstance(db, SqliteDatabase):
+        db.execute_sql("DROP TRIGGER IF EXISTS attempt_minute_delete")
+        db.execute_sql("DROP TRIGGER IF EXISTS job_failed_delete")
+        db.execute_sql(_MINUTE_DELETE_SQLITE)
+        db.execute_sql(_FAILED_DELETE_SQLITE)
+    else:  # version 9's functions, with the pruning guard (pgsql.py)
+        db.execute_sql(JOBS_DELETE)
+        db.execute_sql(MINUTE_DELETE)
+
+
 #: meta key of the counter worker ids are taken from (a rowid would be reused after a delete).
 LAST_WORKER_ID = "last_worker_id"
 UPGRADES: dict[int, Callable[[SchemaMigrator], None]] = {2: _upgrade_to_2, 3: _upgrade_to_3,
                                                          4: _upgrade_to_4, 5: _upgrade_to_5,
                                                          6: _upgrade_to_6, 7: _upgrade_to_7,
-                                                         8: _upgrade_to_8, 9: _upgrade_to_9}
+                                                         8: _upgrade_to_8, 9: _upgrade_to_9,
+                                                         10: _upgrade_to_10}
 
 
 def open_db(path: Path | str | None = None, *, create: bool = True,

@@ -173,7 +173,7 @@ def execution_stats(since: float, queues: list[str] | None = None,
 
     total, low = 0, None
     for name, n, done, failed, reruns, wmax, wsum, wn, rmax, rsum, rn, seq in rows:
-        if not n or name not in figures:
+        if not n or (name not in figures and not _grow(figures, name, queues)):
             continue
         total += n
         low = seq if low is None else min(low, seq)
@@ -210,7 +210,7 @@ def execution_stats(since: float, queues: list[str] | None = None,
     _percentiles(overall, [w for ws, _ in samples.values() for w in ws],
                  [r for _, rs in samples.values() for r in rs])
 
-    _failures(figures, overall, since, now, first, last)
+    _failures(figures, overall, since, now, first, last, queues)
     _oldest_due(figures, overall, scope, now)
     minutes = max(now - since, 1e-9) / 60
     for fig in [*figures.values(), overall]:
@@ -256,8 +256,17 @@ def _edges(since: float, now: float, first: int, last: int, minutes: list[int]) 
     return [[max(since, low * 60 - 1), min(now, high * 60 + 61), low, high] for low, high in spans]
 
 
+def _grow(figures: dict, name: str, queues: list[str] | None) -> bool:
+    """Every queue's figures were asked for: a queue with no jobs left (all pruned by
+    retention) still has its past windows, from the rollups."""
+    if queues:
+        return False
+    figures[name] = _empty()
+    return True
+
+
 def _failures(figures: dict, overall: dict, since: float, now: float, first: int,
-              last: int) -> None:
+              last: int, queues: list[str] | None = None) -> None:
     """Jobs that went to the DLQ in the window, and the last errors of those that failed or
     died in it: whole minutes from the rollup, the edges from the partial index job_failed."""
     rows: list = []
@@ -267,7 +276,7 @@ def _failures(figures: dict, overall: dict, since: float, now: float, first: int
     for bounds in _edges(since, now, first, last, []):
         rows += database.execute_sql(_sql(_FAILURES, _FAILURES_PG), bounds).fetchall()
     for name, state, error, n in rows:
-        if name not in figures:
+        if name not in figures and not _grow(figures, name, queues):
             continue
         for fig in (figures[name], overall):
             if state == "dead":

@@ -252,6 +252,9 @@ class Attempt(BaseModel):
     #: The job's queue, copied by the claim: the metrics group attempts by it without reading
     #: their jobs, and the rollup below is keyed by it (also when the job is being deleted).
     queue = CharField(null=True)
+    #: When its log file was deleted to keep the logs directory under ``max_logs_total``
+    #: (retention.cap_logs); NULL: not dropped.
+    log_dropped = DoubleField(null=True)
 
     class Meta:
         indexes = ((("job", "number"), True),)

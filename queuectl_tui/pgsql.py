@@ -118,13 +118,17 @@ JOBS_UPDATE = (
     "WHERE n.state = 'completed' AND o.state <> 'completed' GROUP BY d.job_seq) r "
     "WHERE job.seq = r.job_seq AND job.waiting_on > 0 AND job.state IN ('pending', 'failed'); "
     "END IF; RETURN NULL; END $$")
+#: db.PRUNING's meta row exists only inside a pruning transaction (retention.py): the rollups
+#: of past windows keep what is pruned, so the delete triggers leave them alone meanwhile.
+PRUNING_NOW = "EXISTS (SELECT 1 FROM meta WHERE key = 'pruning')"
 JOBS_DELETE = (
     "CREATE OR REPLACE FUNCTION job_counts_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
     "INSERT INTO job_count (queue, state, slot, n) SELECT queue, state, " + SLOT + ", -count(*) "
     "FROM old_rows GROUP BY queue, state " + _COUNT_MERGE + "; "
+    "IF NOT " + PRUNING_NOW + " THEN "
     "INSERT INTO job_failed_minute (minute, queue, state, error, slot, n) SELECT minute, queue, "
     "state, error, " + SLOT + ", -n FROM (" + _FAILED_OF_OLD + ") f (minute, "
-    "queue, state, error, n) " + _FAILED_MERGE + "; RETURN NULL; END $$")
+    "queue, state, error, n) " + _FAILED_MERGE + "; END IF; RETURN NULL; END $$")
 
 # attempt_minute: an attempt that gets its end adds itself to its session's row of its queue
 # and minute; one whose figures change, or that is deleted, is taken out there (negative
@@ -146,7 +150,8 @@ MINUTE_CHANGE = (
     "BEGIN " + _MINUTE_ADD + "; RETURN NULL; END $$")
 MINUTE_DELETE = (
     "CREATE OR REPLACE FUNCTION attempt_minute_delete() RETURNS trigger LANGUAGE plpgsql AS $$ "
-    "BEGIN INSERT INTO attempt_minute " + _MINUTE_COLUMNS + " SELECT d.minute, " + SLOT
+    "BEGIN IF " + PRUNING_NOW + " THEN RETURN NULL; END IF; "
+    "INSERT INTO attempt_minute " + _MINUTE_COLUMNS + " SELECT d.minute, " + SLOT
     + ", d.queue, -d.attempts, -d.completed, -d.failed, -d.reruns, -d.wait_n, -d.wait_sum, NULL, "
     "-d.run_n, -d.run_sum, NULL, NULL, CASE WHEN d.wait_max >= m.wait_max OR "
     "d.run_max >= m.run_max THEN 1 ELSE 0 END FROM (SELECT FLOOR(finished_at / 60)::BIGINT "

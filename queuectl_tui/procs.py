@@ -266,6 +266,23 @@ def is_subreaper() -> bool:
     return _subreaper
 
 
+_spared: set[int] = set()
+
+
+def spare(pid: int) -> None:
+    """A child of the worker that is none of a job's leftovers (a hook it runs): never killed
+    or reaped by ``kill_leftovers``, never counted as a job's orphan (usage)."""
+    _spared.add(pid)
+
+
+def unspare(pid: int) -> None:
+    _spared.discard(pid)
+
+
+def spared() -> frozenset[int]:
+    return frozenset(_spared)
+
+
 def kill_leftovers(*, keep: int | None = None, group: int | None = None,
                    wait: float = 2.0, reaped: Callable[[int, Any], None] | None = None) -> int:
     """In a subreaper worker, between jobs: kill every descendant but ``keep`` (the worker's
@@ -282,7 +299,7 @@ def kill_leftovers(*, keep: int | None = None, group: int | None = None,
     killed: set[int] = set()
     deadline = time.monotonic() + wait
     while True:
-        children = [pid for pid in _children() if pid != keep]
+        children = [pid for pid in _children() if pid != keep and pid not in _spared]
         busy = False
         for pid in children:
             try:

@@ -46,6 +46,11 @@ class Settings(NamedTuple):
     lease: float
     priority_aging: float
     max_log_bytes: int
+    keep_completed: float | None
+    keep_dead: float | None
+    max_logs_total: int
+    on_completed: str | None
+    on_dead: str | None
 
 
 def _number(kind: type, low: float, high: float, *, optional: bool = False, unit: str = ""):
@@ -76,6 +81,36 @@ def _number(kind: type, low: float, high: float, *, optional: bool = False, unit
         return value
 
     return parse
+
+
+def _keep(raw: Any) -> float | None:
+    """How long an ended job is kept: a duration, or ``none`` (also ``forever``) to keep it."""
+    if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("none", "forever")):
+        return None
+    if isinstance(raw, bool):
+        raise ValueError("expected a duration")
+    try:
+        value = parse_seconds(raw)
+    except InvalidInput:
+        raise ValueError("expected a duration such as 12h, 7d, 30d, or none to keep forever"
+                         ) from None
+    if not 0 <= value <= 100 * 365 * DAY:
+        raise ValueError("must be between 0 and 100 years (or none to keep forever)")
+    return value
+
+
+def _hook(raw: Any) -> str | None:
+    """A shell command (run by ``sh -c``), or ``none`` / empty for no hook."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise ValueError("expected a shell command, or none")
+    text = raw.strip()
+    if not text or text.lower() == "none":
+        return None
+    if "\0" in text:
+        raise ValueError("a command cannot contain a NUL character")
+    return text
 
 
 DAY = 86400.0
@@ -118,6 +153,30 @@ SETTINGS: dict[str, SettingSpec] = {
         10 * 1024 * 1024,
         _number(int, 1024, 10 * 1024**3, unit=" bytes"),
         "output kept per attempt in its log file; the rest is dropped",
+    ),
+    "keep_completed": SettingSpec(
+        7 * DAY, _keep,
+        "completed jobs (attempts, logs) are deleted by workers this long after they end "
+        "('none': keep forever)",
+    ),
+    "keep_dead": SettingSpec(
+        30 * DAY, _keep,
+        "dead jobs (the DLQ) are deleted by workers this long after they end "
+        "('none': keep forever)",
+    ),
+    "max_logs_total": SettingSpec(
+        1024**3,
+        _number(int, 1024 * 1024, 2**50, unit=" bytes"),
+        "cap on the logs directory; past it the oldest ended attempts' log files go first "
+        "(their last 4 KB stay in the database)",
+    ),
+    "on_completed": SettingSpec(
+        None, _hook,
+        "shell command a worker runs after a job completes (QUEUECTL_JOB_* set; 'none': no hook)",
+    ),
+    "on_dead": SettingSpec(
+        None, _hook,
+        "shell command a worker runs after a job dies (QUEUECTL_JOB_* set; 'none': no hook)",
     ),
 }
 

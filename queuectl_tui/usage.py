@@ -187,7 +187,7 @@ def read_tree(pid: int, started: float | None, *, worker: int | None = None,
         return []
     visit(pid, 0)
     if worker:
-        skip = {pid, *(keep or ())}
+        skip = {pid, *(keep or ()), *procs.spared()}  # hooks are the worker's own
         for orphan in sorted(children(worker)):
             if orphan not in skip and orphan not in seen:
                 orphan_info = _stat(orphan)

@@ -49,7 +49,18 @@ from collections.abc import Callable
 
 from peewee import DatabaseError
 
-from queuectl_tui import engine, jobhost, procs, runner, schedules, settings, usage, wake
+from queuectl_tui import (
+    engine,
+    hooks,
+    jobhost,
+    procs,
+    retention,
+    runner,
+    schedules,
+    settings,
+    usage,
+    wake,
+)
 from queuectl_tui.db import (
     SCHEMA_VERSION,
     change_token,
@@ -59,7 +70,7 @@ from queuectl_tui.db import (
     schema_version,
     wait_change,
 )
-from queuectl_tui.models import Job, Outcome, WorkerStatus, database
+from queuectl_tui.models import COMPLETED, DEAD, Job, Outcome, WorkerStatus, database
 from queuectl_tui.visible import visible
 
 SETTINGS_REFRESH = 1.0  # how often the heartbeat thread checks the settings' version, seconds
@@ -73,6 +84,13 @@ BURST_HORIZON = 60.0  # --burst waits for jobs due this soon (retries in backoff
 BATCH_MAX = 16
 SHORT = 0.005
 RECORD_WITHIN = 0.010
+# Pruning old jobs (retention.py): a look (a read) this long after the start and then every
+# PRUNE_EVERY seconds while nothing is due; while a pass goes on, a step's time is followed by
+# PRUNE_BUSY_GAP times as long between steps when jobs run (about 5 % of one worker's time and
+# of the write lock), by as long when idle.
+PRUNE_FIRST = 1.0
+PRUNE_EVERY = 60.0
+PRUNE_BUSY_GAP = 19
 
 
 def worker_settings() -> tuple[str | None, settings.Settings]:
@@ -132,6 +150,8 @@ class WorkerLoop:
         #: In ``_wait_for_work``: due schedules are the main loop's (its sleep ends at the next
         #: due time); otherwise the heartbeat thread's (a busy worker makes them too).
         self.waiting = False
+        self._prune_at = time.monotonic() + PRUNE_FIRST  # the next pruning look (monotonic)
+        self.hooks = hooks.Hooks(self._hook_failed)  # on_completed / on_dead still running
 
     # -- signals --------------------------------------------------------------------------
     def install_signals(self) -> None:
@@ -190,6 +210,9 @@ class WorkerLoop:
             self._recover(force=True)
             while not self.stopping:
                 try:
+                    self.hooks.reap()
+                    if time.monotonic() >= self._prune_at:
+                        self._prune()
                     if not self.held and self._look:
                         self._changed()  # baseline first: a commit after this point wakes us
                         self._settle(claim=self.batch)
@@ -220,11 +243,13 @@ class WorkerLoop:
             except DatabaseError as exc:
                 self._complain(f"could not record the last jobs ({exc}); leaving them to recovery")
             self.host.close()
+            self.hooks.close()  # the last ends' hooks get their time, then go
             if self.journal is not None:
                 self.journal.close()
             beats.stop.set()
             beats.join()
             try:
+                retention.release(str(self.row.id))
                 engine.unregister_worker(self.row.id)
             except DatabaseError as exc:
                 self._complain(f"could not unregister ({exc}); recovery will clean up")
@@ -295,6 +320,10 @@ class WorkerLoop:
             code = "-" if result.exit_code is None else result.exit_code
             self._say(f"finish {done.job.id}  attempt {done.attempt.number}  exit {code}  "
                       f"{result.duration:.2f}s  -> {state or 'taken back by recovery'}")
+            if state in (COMPLETED, DEAD):
+                self._hook(hooks.JobEnd(done.job.id, state, done.exit_code,
+                                        None if state == COMPLETED else done.error,
+                                        done.job.queue, done.attempt.number))
         self.ended.clear()
         if self._start_line:
             self._say(self._start_line)
@@ -482,6 +511,7 @@ class WorkerLoop:
         must come every tick)."""
         if self.force:
             return "interrupt"
+        self.hooks.reap()  # a long job: the hooks of the ends before it still end on time
         stale = self._stale(attempt)
         if stale is not None:
             return Outcome.LOST, f"{stale}; killed by its worker"
@@ -513,6 +543,48 @@ class WorkerLoop:
 
     def _housekeeping(self, cfg: settings.Settings) -> None:
         self._recover(interval=max(2 * cfg.heartbeat_interval, 1.0))
+
+    def _hook(self, end: hooks.JobEnd) -> None:
+        """Run the hook of this end, if one is set (its end is committed already)."""
+        name = "on_completed" if end.state == COMPLETED else "on_dead"
+        command = getattr(self.cfg, name)
+        if command:
+            self.hooks.fire(name, command, end)
+
+    def _hook_failed(self, name: str, end: hooks.JobEnd, why: str) -> None:
+        self._complain(f"hook {name} for {end.job_id} failed: {why}")
+        try:
+            hooks.record_failure(name, end, why, worker=self.row.id if self.row else None)
+        except DatabaseError:
+            pass  # the line above says it
+
+    def _next_housework(self) -> float:
+        """When (time.time) the idle wait must end for pruning or a running hook."""
+        until = self._prune_at - time.monotonic()
+        if self.hooks.running:
+            until = min(until, 0.1)  # reaped promptly: no zombie waits for the poll
+        return time.time() + max(0.0, until)
+
+    def _prune(self) -> None:
+        """One step of pruning old jobs, if any are due and no other worker prunes (a look that
+        finds nothing is a read: it writes nothing and wakes no one)."""
+        busy = bool(self.held or self.ended)
+        started = time.monotonic()
+        try:
+            went = retention.prune_step(self.cfg, holder=str(self.row.id))
+            if went == 0:  # nothing to prune, and nobody else prunes: the logs' cap
+                dropped = retention.cap_logs(self.cfg.max_logs_total)
+                if dropped:
+                    self._say(f"dropped {dropped} old log file(s): the logs directory was past "
+                              f"max_logs_total ({self.cfg.max_logs_total} bytes)")
+        except DatabaseError as exc:
+            self._complain(f"pruning old jobs failed ({exc}); trying again later")
+            went = 0
+        now = time.monotonic()
+        if went:
+            self._prune_at = now + max(0.005, (now - started) * (PRUNE_BUSY_GAP if busy else 1))
+        else:  # nothing due, or another worker prunes (then: when its lease would lapse)
+            self._prune_at = now + (PRUNE_EVERY if went == 0 else retention.LEASE_SECONDS)
 
     def beat(self) -> None:
         """One heartbeat (from the heartbeat thread). The lease counts as renewed from the
@@ -559,6 +631,11 @@ class WorkerLoop:
             self._last_recovery = now
             for job_id in engine.recover_lost(now=now):
                 self._say(f"recovered {job_id} from a lost worker")
+                if self.cfg.on_dead:  # sent to the DLQ by this recovery: its hook runs here
+                    job = Job.get_or_none(Job.id == job_id)
+                    if job is not None and job.state == DEAD:
+                        self._hook(hooks.JobEnd(job.id, DEAD, job.exit_code, job.last_error,
+                                                job.queue, engine.attempts_run(job)))
 
     def _recover_while_blocked(self) -> None:
         """Between retries of a write that failed: a worker frozen inside its transaction holds
@@ -591,7 +668,7 @@ class WorkerLoop:
         until a schedule is due: then make its jobs (``schedules.enqueue_due``) and look. Every
         commit of another session wakes the sleep (heartbeats too); each wake-up costs two
         reads, ``engine.look_for_work`` and ``schedules.next_run``, never a write."""
-        deadline = time.time() + self.cfg.poll_interval
+        deadline = min(time.time() + self.cfg.poll_interval, self._next_housework())
         fruitless, self._fruitless = self._fruitless, False
         self.waiting = True
         try:

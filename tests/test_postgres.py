@@ -457,6 +457,7 @@ def test_a_version_3_database_gets_the_per_statement_counts_on_open(db, tmp_path
         "ALTER TABLE job DROP COLUMN paused_token; "  # added by version 5
         "ALTER TABLE job DROP COLUMN label; "  # added by version 7
         "ALTER TABLE job DROP COLUMN schedule; DROP TABLE schedule; "  # added by version 8
+        "ALTER TABLE attempt DROP COLUMN log_dropped; "  # added by version 10
         "UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     conn.close()
     dbmod.open_db(helpers.DB_URL)
@@ -489,6 +490,7 @@ def test_a_version_5_database_stops_notifying_for_statements_that_change_nothing
         "FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify(); "
         "ALTER TABLE job DROP COLUMN label; "  # added by version 7
         "ALTER TABLE job DROP COLUMN schedule; DROP TABLE schedule; "  # added by version 8
+        "ALTER TABLE attempt DROP COLUMN log_dropped; "  # added by version 10
         "UPDATE meta SET value = '5' WHERE key = 'schema_version'")
     dbmod.open_db(helpers.DB_URL)
     assert dbmod.schema_version() == dbmod.SCHEMA_VERSION
