@@ -36,3 +36,78 @@ def test_the_workers_pane_shows_ages_that_do_not_change_every_second():
     assert beat_text(7.2, True) == "7s" and beat_text(0.5, False) == "0s"  # late or lost
     assert {uptime_text(s) for s in range(600, 660)} == {"10m"}
     assert [uptime_text(s) for s in (3, 15, 59, 61, 3725)] == ["<10s", "10s", "50s", "1m", "1h02m"]
+
+
+SIZE = (120, 35)
+
+
+def spy_refreshes(table) -> list[tuple]:
+    """The regions of each ``refresh`` of ``table`` from now on (``()``: the whole table)."""
+    from textual.widgets import DataTable
+
+    calls: list[tuple] = []
+
+    def refresh(*regions, **options):
+        calls.append(regions)
+        return DataTable.refresh(table, *regions, **options)
+
+    table.refresh = refresh
+    return calls
+
+
+async def test_a_changed_cell_repaints_its_own_region_not_the_whole_table(seeded):
+    """DataTable.update_cell repaints the whole table: a heartbeat's cell redrew every row."""
+    from rich.text import Text
+
+    from tui_support import make_app, settle
+
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table = app.screen.table
+        rows = [(key, table._cells[key]) for key in table.keys]
+        calls = spy_refreshes(table)
+        table.show(rows)
+        assert calls == []  # nothing changed: nothing repainted
+        key, cells = rows[2]
+        changed = (*cells[:-1], Text("a new error"))
+        table.show([*rows[:2], (key, changed), *rows[3:]])
+        assert calls and all(regions for regions in calls)  # a region each time, never all
+        assert table.get_cell(key, table.layout[-1].key).plain == "a new error"
+        await pilot.pause()
+        line = table.get_row_index(key) + 1  # the header is line 0
+        assert "a new error" in table.render_line(line).text
+
+
+@pytest.mark.both_backends
+async def test_a_tick_reads_the_page_only_after_a_commit_and_redraws_nothing_at_rest(
+        seeded, add, monkeypatch):
+    """At rest the refresh timer reads the change token only (no page read) and repaints no
+    table; a job enqueued elsewhere is read and shown at the next tick."""
+    from queuectl_tui.tui import data
+    from tui_support import NOW, make_app, settle, until
+
+    reads = []
+    read_page = data.read_page
+    monkeypatch.setattr(data, "read_page", lambda *a: (reads.append(a), read_page(*a))[1])
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await settle(pilot)
+        jobs = spy_refreshes(screen.table)
+        workers = spy_refreshes(screen.query_one("#workers-table"))
+
+        async def tick() -> int:
+            """Page reads made by one tick of the refresh timer."""
+            before = len(reads)
+            screen.tick()
+            await settle(pilot)
+            return len(reads) - before
+
+        before = len(reads)
+        assert [await tick() for _ in range(4)] == [0, 0, 0, 0]
+        assert jobs == [] and workers == []
+        add("arrived-elsewhere", now=NOW)
+        await until(pilot, lambda: (screen.tick(), "arrived-elsewhere" in screen.table.keys)[1],
+                    message="the new job on the page")
+        assert len(reads) > before
