@@ -111,3 +111,30 @@ async def test_a_tick_reads_the_page_only_after_a_commit_and_redraws_nothing_at_
         await until(pilot, lambda: (screen.tick(), "arrived-elsewhere" in screen.table.keys)[1],
                     message="the new job on the page")
         assert len(reads) > before
+
+
+async def test_at_rest_the_status_is_read_every_few_ticks_and_a_key_reads_it_again(seeded,
+                                                                                 monkeypatch):
+    from queuectl_tui.tui import data
+    from queuectl_tui.tui.screens.main import REST_EVERY
+    from tui_support import make_app, settle
+
+    reads = []
+    read_status = data.read_status
+    monkeypatch.setattr(data, "read_status", lambda *a: (reads.append(a), read_status(*a))[1])
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await settle(pilot)
+
+        async def tick() -> int:
+            before = len(reads)
+            screen.tick()
+            await settle(pilot)
+            return len(reads) - before
+
+        made = [await tick() for _ in range(2 + 2 * REST_EVERY)]
+        assert made[:2] == [1, 1]  # two reads that show nothing new: at rest
+        assert made[2:] == ([0] * (REST_EVERY - 1) + [1]) * 2
+        await pilot.press("j")  # a key: at every tick again
+        assert [await tick() for _ in range(2)] == [1, 1]

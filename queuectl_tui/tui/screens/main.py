@@ -38,6 +38,11 @@ SORTS = [("seq", "newest first", "oldest first", True),
          ("updated_at", "recently changed", "least recently changed", True),
          ("attempts", "most attempts", "fewest attempts", True)]
 FILTER_DELAY = 0.15  # seconds of no typing before the filter applies
+#: At rest (two status reads in a row showed nothing new) the status (counts, workers,
+#: throughput: a third of a console's CPU at rest, the workers' /proc reads among it) is read
+#: every REST_EVERY ticks; a key, an action or a page that changed reads it at once, and at
+#: every tick again until it rests.
+REST_EVERY = 5
 
 
 class MainScreen(Screen):
@@ -105,6 +110,9 @@ class MainScreen(Screen):
         self._must_read = True  # the next page read reads, whatever the change token says
         self.page_changes = data.Changes()
         self._status_busy = False
+        self._status_seen: tuple | None = None  # what the last status read showed
+        self._status_quiet = 0  # status reads in a row that showed nothing new
+        self._status_age = 0  # ticks since the last status read
         self._cursor_to: str | None = None
         self._cursor_edge = 0  # +1/-1: put the cursor on the first/last row of the next page shown
         self._problem: str | None = None
@@ -198,8 +206,17 @@ class MainScreen(Screen):
         if waited > self.app.slow_read_warning:
             self._set_problem(f"locked by another process; waiting for it ({waited:.0f}s so far)",
                               retrying=False)
-        self.load_status()
+        self._status_age += 1
+        if self._status_quiet < 2 or self._status_age >= REST_EVERY:
+            self.load_status()
         self.load_page(quiet=True)
+
+    def wake(self) -> None:
+        """Something moved (a key, a page that changed): read the status at every tick again."""
+        self._status_quiet = 0
+
+    def on_key(self) -> None:
+        self.wake()
 
     def load_page(self, *, quiet: bool = False) -> None:
         """Read the page; ``quiet`` (the timer's): only when something was committed since
@@ -244,6 +261,10 @@ class MainScreen(Screen):
             self._set_problem(str(page))
         elif page.view == self.view:
             self._set_problem(None)
+            if self.page is None or _shown_page(page) != _shown_page(self.page):
+                self.wake()
+                if self._status_age:
+                    self.load_status()  # counts and workers move with the jobs
             self.view = page.view = page.here  # LAST, or a page rows left: the page shown
             self.page = page
             self._page_shown = number
@@ -258,6 +279,7 @@ class MainScreen(Screen):
         if self._status_busy:
             return
         self._status_busy = True
+        self._status_age = 0
         self._read_since = time.monotonic()
         self._read_status()
 
@@ -275,6 +297,9 @@ class MainScreen(Screen):
             self._set_problem(str(status))
             return
         self.status = status
+        seen = _shown_status(status)
+        self._status_quiet = self._status_quiet + 1 if seen == self._status_seen else 0
+        self._status_seen = seen
         self._set_problem(None)
         now = self.app.clock()
         self.query_one(CountsHeader).set_counts(status.counts, status.alive, status.busy)
@@ -745,6 +770,19 @@ def edit_job(app, job: Job, done) -> None:
                       " (t restarts it)"), severity="warning")
         return
     app.push_screen(EditModal(job), lambda edited: done(f"{edited.id} edited") if edited else None)
+
+
+def _shown_status(status: data.Status) -> tuple:
+    """What of a status read tells that something happened: not what moves by itself (a
+    heartbeat's age, an idle worker's own CPU and memory, read every few seconds anyway)."""
+    return (status.counts, status.paused, status.throughput,
+            [(w.id, w.host, w.pid, w.status, w.alive, w.current_job, w.job_started_at,
+              w.process if w.busy else None, w.job_tree) for w in status.workers])
+
+
+def _shown_page(page: data.Page) -> tuple:
+    """What of a page read shows (peewee compares rows by key alone)."""
+    return (page.total, page.start, [(job.id, job.state, job.updated_at) for job in page.jobs])
 
 
 def _names(ids: list[str]) -> str:
