@@ -61,6 +61,12 @@ class WorkerMonitor:
 
     _procs: dict[tuple[int, float], psutil.Process] = field(default_factory=dict)
     trees: TreeReader = field(default_factory=lambda: TreeReader())
+    #: An idle worker's own figures are read again only after this many seconds (its CPU %
+    #: is then the average since the last reading): at one reading a second, /proc reads of
+    #: every idle worker were half of a console's reads at rest, and the figures' flicker
+    #: (0.0 %, 0.1 %) redrew the workers pane every second.
+    idle_every: float = 5.0
+    _idle_usage: dict[tuple[int, float], tuple[float, Usage | None]] = field(default_factory=dict)
 
     def sample(self, now: float | None = None) -> list[WorkerStats]:
         now = time.time() if now is None else now
@@ -83,7 +89,7 @@ class WorkerMonitor:
                 current_job=row.current_job,
             )
             if local and alive:
-                stats.process = self._usage([self._process(row.pid, row.proc_started, seen)])
+                stats.process = self._worker_usage(row, now, seen)
             held = running.get(row.current_job) if row.current_job else None
             if held is not None and held[0].worker_id == row.id:
                 job, attempt = held
@@ -95,8 +101,29 @@ class WorkerMonitor:
             result.append(stats)
         for key in set(self._procs) - seen:
             del self._procs[key]
+        for key in set(self._idle_usage) - seen:
+            del self._idle_usage[key]
         self.trees.forget({attempt.seq for _, attempt in running.values()})
         return result
+
+    def _worker_usage(self, row: Worker, now: float, seen: set) -> Usage | None:
+        """The worker process's own CPU and memory; an idle one's at most every ``idle_every``
+        seconds (its last figures meanwhile: no /proc read at all)."""
+        key = (row.pid, row.proc_started)
+        kept = self._idle_usage.get(key)
+        idle = row.status == WorkerStatus.IDLE
+        if idle and kept is not None and 0 <= now - kept[0] < self.idle_every:
+            seen.add(key)  # keep its psutil.Process (the CPU % is measured from its last reading)
+            for known in self._procs:
+                if known[0] == row.pid:
+                    seen.add(known)
+            return kept[1]
+        usage_now = self._usage([self._process(row.pid, row.proc_started, seen)])
+        if idle:
+            self._idle_usage[key] = (now, usage_now)
+        else:
+            self._idle_usage.pop(key, None)
+        return usage_now
 
     def job_tree(
         self, job: Job, attempt, now: float

@@ -333,7 +333,7 @@ async def test_tabs_switched_during_reads_end_on_the_last_one(seeded):
         screen = main(app)
         reads = []
         original = screen._read_page
-        screen._read_page = lambda view, limit: (reads.append(view.state), original(view, limit))[1]
+        screen._read_page = lambda view, limit, *more: (reads.append(view.state), original(view, limit, *more))[1]
         for state in ("pending", "processing", "completed", "failed", "dead"):  # in one go
             screen.set_view(state=state)
         await settle(pilot)

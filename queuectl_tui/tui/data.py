@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -20,7 +21,13 @@ from typing import Any, Callable
 from peewee import DatabaseError, InterfaceError, fn
 
 from queuectl_tui import engine, metrics, paths, present, schedules, settings
-from queuectl_tui.db import describe_db_error, describe_target, open_db, write_transaction
+from queuectl_tui.db import (
+    change_token,
+    describe_db_error,
+    describe_target,
+    open_db,
+    write_transaction,
+)
 from queuectl_tui.errors import DatabaseUnusable, QueueError
 from queuectl_tui.models import STATES, Attempt, Job, Meta, database
 from queuectl_tui.monitor import WorkerStats
@@ -182,6 +189,51 @@ def latest_attempts(seqs: list[int]) -> dict[int, int]:
         return {}
     return dict(Attempt.select(Attempt.job, fn.MAX(Attempt.number)).where(Attempt.job.in_(seqs))
                 .group_by(Attempt.job).tuples())
+
+
+#: The change tokens come from one thread, on its own kept connection: a token is per
+#: connection (SQLite's data_version; PostgreSQL's count of notifications heard on it), and
+#: the reads run on whichever thread of the pool is free, so tokens taken there would not
+#: compare from one read to the next.
+_TOKENS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="queuectl-token")
+
+
+def _token() -> tuple[Any, Any]:
+    return database.connection(), change_token()
+
+
+class Changes:
+    """One screen's reads of one kind (its page): ``read`` skips a read when nothing was
+    committed since the one on screen started."""
+
+    def __init__(self) -> None:
+        self._last: tuple[Any, Any, int] | None = None  # (connection, token, number) of the last full read
+        self._lock = threading.Lock()
+
+    def read(self, db_path: Path, number: int, shown: int | None, func: Callable[..., Any],
+             *args: Any) -> Any:
+        """``call(db_path, func, *args)``, or UNCHANGED when nothing was committed since
+        read number ``shown`` (the one on screen) started. Reads are numbered as they start,
+        one at a time, each taking the change token first: the token as it was before the
+        last full read, that read numbered at most ``shown``, means nothing was committed
+        since the read shown. Anything else (another connection, no token, no ``shown``)
+        reads. At rest a console then reads nothing but the token (shared memory, a socket)."""
+        conn, token = _TOKENS.submit(call, db_path, _token).result()
+        with self._lock:
+            before = self._last
+        if (token is not None and shown is not None and before is not None
+                and before[:2] == (conn, token) and before[2] <= shown):
+            return UNCHANGED
+        result = call(db_path, func, *args)
+        if token is not None:
+            with self._lock:
+                if self._last is None or self._last[2] < number:
+                    self._last = (conn, token, number)
+        return result
+
+
+#: What ``Changes.read`` returns for a read it did not need to make.
+UNCHANGED = object()
 
 
 #: Tabs whose rows show what the job's last attempt cost.
@@ -374,6 +426,6 @@ def _save(changes: dict[str, Any], resets: list[str]) -> None:
 
 
 __all__ = ["Problem", "QueueError", "View", "LAST", "Page", "turn", "far", "Status", "Queues", "Detail", "LogChunk", "Output",
-           "STATES", "COSTED", "call", "read_page", "read_status", "read_queues", "toggle_pause",
+           "STATES", "COSTED", "UNCHANGED", "Changes", "call", "read_page", "read_status", "read_queues", "toggle_pause",
            "paused_all", "read_detail", "read_log", "read_output", "read_stats", "read_settings",
            "save_settings"]

@@ -23,7 +23,7 @@ from queuectl_tui.models import COMPLETED, DEAD, FAILED, PENDING, PROCESSING, Jo
 from queuectl_tui.tui import data
 from queuectl_tui.tui.reads import OneRead
 from queuectl_tui.tui.widgets import CountsHeader, JobsTable, KeyBar, TabBar, ThroughputLine, WorkersPane
-from queuectl_tui.tui.widgets.jobs_table import job_columns
+from queuectl_tui.tui.widgets.jobs_table import WAITING_OR_RUNNING, job_columns
 from queuectl_tui.visible import visible
 
 #: (tab id, label, state); the number keys pick them in this order.
@@ -38,6 +38,11 @@ SORTS = [("seq", "newest first", "oldest first", True),
          ("updated_at", "recently changed", "least recently changed", True),
          ("attempts", "most attempts", "fewest attempts", True)]
 FILTER_DELAY = 0.15  # seconds of no typing before the filter applies
+#: At rest (two status reads in a row showed nothing new) the status (counts, workers,
+#: throughput: a third of a console's CPU at rest, the workers' /proc reads among it) is read
+#: every REST_EVERY ticks; a key, an action or a page that changed reads it at once, and at
+#: every tick again until it rests.
+REST_EVERY = 5
 
 
 class MainScreen(Screen):
@@ -101,8 +106,15 @@ class MainScreen(Screen):
         self.jobs: dict[str, Job] = {}
         self.page: data.Page | None = None
         self.status: data.Status | None = None
-        self.page_reads = OneRead(lambda: self._read_page(self.view, self.page_rows()))
+        self.page_reads = OneRead(self._start_page_read)
+        self._page_number = 0  # page reads started so far (each one's number)
+        self._page_shown: int | None = None  # the number of the read on screen
+        self._must_read = True  # the next page read reads, whatever the change token says
+        self.page_changes = data.Changes()
         self._status_busy = False
+        self._status_seen: tuple | None = None  # what the last status read showed
+        self._status_quiet = 0  # status reads in a row that showed nothing new
+        self._status_age = 0  # ticks since the last status read
         self._cursor_to: str | None = None
         self._cursor_edge = 0  # +1/-1: put the cursor on the first/last row of the next page shown
         self._problem: str | None = None
@@ -196,11 +208,33 @@ class MainScreen(Screen):
         if waited > self.app.slow_read_warning:
             self._set_problem(f"locked by another process; waiting for it ({waited:.0f}s so far)",
                               retrying=False)
-        self.load_status()
-        self.load_page()
+        self._status_age += 1
+        if self._status_quiet < 2 or self._status_age >= REST_EVERY:
+            self.load_status()
+        self.load_page(quiet=True)
 
-    def load_page(self) -> None:
+    def wake(self) -> None:
+        """Something moved (a key, a page that changed): read the status at every tick again."""
+        self._status_quiet = 0
+
+    def on_key(self) -> None:
+        self.wake()
+
+    def load_page(self, *, quiet: bool = False) -> None:
+        """Read the page; ``quiet`` (the timer's): only when something was committed since
+        the page shown was read (a change token, see ``data.Changes``)."""
+        if not quiet:
+            self._must_read = True
         self.page_reads.request()
+
+    def _start_page_read(self) -> None:
+        limit = self.page_rows()
+        self._page_number += 1
+        page, shown = self.page, None
+        if not self._must_read and page is not None and page.view == self.view and page.limit == limit:
+            shown = self._page_shown
+        self._must_read = False
+        self._read_page(self.view, limit, self._page_number, shown)
 
     def page_rows(self) -> int:
         """Rows per page: what the table's area shows (only that is read), unless the app fixes
@@ -210,23 +244,32 @@ class MainScreen(Screen):
         return self.app.page_size or max(1, min(200, shown))
 
     @work(thread=True, group="page", exit_on_error=False)
-    def _read_page(self, view: data.View, limit: int) -> None:
+    def _read_page(self, view: data.View, limit: int, number: int, shown: int | None) -> None:
         try:
-            page = data.call(self.app.db_path, data.read_page, view, limit)
+            page = self.page_changes.read(self.app.db_path, number, shown, data.read_page, view, limit)
         except data.Problem as exc:
             page = exc
-        self.app.from_thread(self._page_read, page)
+        self.app.from_thread(self._page_read, page, number)
 
-    def _page_read(self, page: data.Page | data.Problem) -> None:
+    def _page_read(self, page: data.Page | data.Problem | object, number: int = 0) -> None:
         """Show a page read for the view still asked for; read once more when the view or the
         table's height changed meanwhile (the next read is for what is asked now, so this ends:
-        a result never asks for the same read again)."""
-        if isinstance(page, data.Problem):
+        a result never asks for the same read again). Nothing committed since the page shown
+        was read: only its times move on (a waiting or running job's When)."""
+        if page is data.UNCHANGED:
+            if self.page is not None and any(job.state in WAITING_OR_RUNNING for job in self.page.jobs):
+                self._show_page(self.page)
+        elif isinstance(page, data.Problem):
             self._set_problem(str(page))
         elif page.view == self.view:
             self._set_problem(None)
+            if self.page is None or _shown_page(page) != _shown_page(self.page):
+                self.wake()
+                if self._status_age:
+                    self.load_status()  # counts and workers move with the jobs
             self.view = page.view = page.here  # LAST, or a page rows left: the page shown
             self.page = page
+            self._page_shown = number
             self._show_page(page)
             if page.limit != self.page_rows():
                 self.page_reads.again = True  # the table changed height while it was read
@@ -238,6 +281,7 @@ class MainScreen(Screen):
         if self._status_busy:
             return
         self._status_busy = True
+        self._status_age = 0
         self._read_since = time.monotonic()
         self._read_status()
 
@@ -255,6 +299,9 @@ class MainScreen(Screen):
             self._set_problem(str(status))
             return
         self.status = status
+        seen = _shown_status(status)
+        self._status_quiet = self._status_quiet + 1 if seen == self._status_seen else 0
+        self._status_seen = seen
         self._set_problem(None)
         now = self.app.clock()
         self.query_one(CountsHeader).set_counts(status.counts, status.alive, status.busy)
@@ -729,6 +776,19 @@ def edit_job(app, job: Job, done) -> None:
                       " (t restarts it)"), severity="warning")
         return
     app.push_screen(EditModal(job), lambda edited: done(f"{edited.id} edited") if edited else None)
+
+
+def _shown_status(status: data.Status) -> tuple:
+    """What of a status read tells that something happened: not what moves by itself (a
+    heartbeat's age, an idle worker's own CPU and memory, read every few seconds anyway)."""
+    return (status.counts, status.paused, status.throughput,
+            [(w.id, w.host, w.pid, w.status, w.alive, w.current_job, w.job_started_at,
+              w.process if w.busy else None, w.job_tree) for w in status.workers])
+
+
+def _shown_page(page: data.Page) -> tuple:
+    """What of a page read shows (peewee compares rows by key alone)."""
+    return (page.total, page.start, [(job.id, job.state, job.updated_at) for job in page.jobs])
 
 
 def _names(ids: list[str]) -> str:

@@ -8,8 +8,10 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
+from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey, RowKey
 
 from queuectl_tui.models import DEAD, FAILED, PENDING, PROCESSING, Job
 from queuectl_tui.present import clock, cpu_time, retries, run_time, size, when
@@ -169,7 +171,7 @@ class KeyedTable(DataTable):
             held = []
             for column, new, before in zip(columns, cells, self._cells[key]):
                 if new != before:
-                    self.update_cell(key, column, new)
+                    self._put_cell(key, column, new)
                 held.append(new if new != before else before)  # the object the table holds
             self._cells[key] = tuple(held)
         if [key for key in self._order if key in kept] + [k for k in keys if k not in kept] != keys:
@@ -179,10 +181,23 @@ class KeyedTable(DataTable):
             self.sort(key=lambda values: rank[id(values[0])])
         return True
 
-    #: DataTable's private names the fast path below reads. Should a Textual release drop one,
-    #: every cell takes the stock path (tests/test_tui_render_cell.py checks both agree).
+    def _put_cell(self, key: str, column: str, value: Text) -> None:
+        """``update_cell`` repaints the whole table (it calls ``refresh()``): one heartbeat's
+        cell redrew every row of it, each second. This repaints the cell's own region only
+        (what a changed cell needs: same width, same height)."""
+        if not self.fast_cells:
+            self.update_cell(key, column, value)
+            return
+        row_key, column_key = RowKey(key), ColumnKey(column)
+        self._data[row_key][column_key] = value
+        self._update_count += 1  # DataTable's line cache is keyed by it
+        self.refresh_coordinate(Coordinate(self._row_locations.get(row_key),
+                                           self._column_locations.get(column_key)))
+
+    #: DataTable's private names the fast paths below and above read. Should a Textual release
+    #: drop one, every cell takes the stock path (tests/test_tui_render_cell.py checks both agree).
     PRIVATE = ("_row_locations", "_column_locations", "_show_hover_cursor",
-               "_get_styles_to_render_cell")
+               "_get_styles_to_render_cell", "_data", "_update_count")
 
     @property
     def fast_cells(self) -> bool:
@@ -273,7 +288,7 @@ class KeyedTable(DataTable):
             return
         for column, new, before in zip(self._layout, cells, old):
             if new != before:
-                self.update_cell(key, column.key, new)
+                self._put_cell(key, column.key, new)
         self._cells[key] = cells
 
 

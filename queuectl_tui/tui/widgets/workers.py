@@ -29,6 +29,30 @@ def columns_for(width: int) -> tuple[Column, ...]:
     return COLUMNS if width >= 100 else NARROW
 
 
+#: A live worker's heartbeat is at most a second or two old: under this many seconds its age
+#: shows as "<Ns" (a heartbeat late past it counts up by the second).
+BEAT_FRESH = 5
+
+
+def beat_text(age: float, alive: bool) -> str:
+    """The heartbeat's age at the grain that matters: "<5s" while it beats (0s, 1s, 0s ...
+    rewrote the cell, and so redrew the pane, every second), by the second once it is late."""
+    return f"<{BEAT_FRESH}s" if alive and age < BEAT_FRESH else ago(age)
+
+
+def uptime_text(seconds: float) -> str:
+    """How long a worker has run: by 10 s in its first minute, by the minute in its first
+    hour, then as ``ago`` (hours and minutes): never a cell that changes every second."""
+    whole = int(seconds)
+    if whole < 10:
+        return "<10s"
+    if whole < 60:
+        return f"{whole // 10 * 10}s"
+    if whole < 3600:
+        return f"{whole // 60}m"
+    return ago(whole)
+
+
 def _usage(usage: Usage | None) -> tuple[str, str]:
     if usage is None:
         return "-", "-"
@@ -109,8 +133,8 @@ class WorkersPane(Vertical):
                 "id": cell(w.id, justify="right"), "pid": cell(w.pid if w.local else f"{w.pid}@{w.host}"),
                 "status": cell(w.status, STATE_STYLE.get(w.status, "")), "job": cell(w.current_job and middle_cut(w.current_job, job_width)),
                 "runtime": cell(ago(w.job_runtime(now))), "cpu": cell(cpu, justify="right"),
-                "mem": cell(mem, justify="right"), "uptime": cell(ago(w.uptime(now))),
-                "beat": cell(ago(w.heartbeat_age), "red" if not w.alive else ""),
+                "mem": cell(mem, justify="right"), "uptime": cell(uptime_text(w.uptime(now))),
+                "beat": cell(beat_text(w.heartbeat_age, w.alive), "red" if not w.alive else ""),
                 "tree_cpu": cell(tree_cpu, justify="right"), "tree_mem": cell(tree_mem, justify="right"),
             }
             rows.append((str(w.id), tuple(cells[c.key] for c in self.table.layout)))

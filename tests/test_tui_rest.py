@@ -1,0 +1,140 @@
+"""A console at rest does next to nothing: what it reads and redraws when nothing changed.
+
+These assert the causes of the console's CPU at rest (issue 18), not timings: the figures are
+in the benchmark (bench/console_idle.py, bench/idle.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import T0
+
+pytestmark = pytest.mark.usefixtures("stable_terminal")
+
+
+def test_an_idle_workers_process_figures_are_read_every_few_seconds(db, worker, monkeypatch):
+    from queuectl_tui import monitor, procs
+
+    looks = []
+    same_process = procs.same_process
+    monkeypatch.setattr(procs, "same_process", lambda *a: (looks.append(a), same_process(*a))[1])
+    watch = monitor.WorkerMonitor()
+    [first] = watch.sample(now=T0 + 1)
+    assert first.alive and first.local and first.process is not None and len(looks) == 1
+    for second in range(2, 2 + int(watch.idle_every) - 1):
+        [again] = watch.sample(now=T0 + second)
+        assert again.process == first.process  # shown as read, no /proc read
+    assert len(looks) == 1
+    watch.sample(now=T0 + 1 + watch.idle_every)
+    assert len(looks) == 2
+
+
+def test_the_workers_pane_shows_ages_that_do_not_change_every_second():
+    from queuectl_tui.tui.widgets.workers import beat_text, uptime_text
+
+    assert {beat_text(age / 10, True) for age in range(50)} == {"<5s"}
+    assert beat_text(7.2, True) == "7s" and beat_text(0.5, False) == "0s"  # late or lost
+    assert {uptime_text(s) for s in range(600, 660)} == {"10m"}
+    assert [uptime_text(s) for s in (3, 15, 59, 61, 3725)] == ["<10s", "10s", "50s", "1m", "1h02m"]
+
+
+SIZE = (120, 35)
+
+
+def spy_refreshes(table) -> list[tuple]:
+    """The regions of each ``refresh`` of ``table`` from now on (``()``: the whole table)."""
+    from textual.widgets import DataTable
+
+    calls: list[tuple] = []
+
+    def refresh(*regions, **options):
+        calls.append(regions)
+        return DataTable.refresh(table, *regions, **options)
+
+    table.refresh = refresh
+    return calls
+
+
+async def test_a_changed_cell_repaints_its_own_region_not_the_whole_table(seeded):
+    """DataTable.update_cell repaints the whole table: a heartbeat's cell redrew every row."""
+    from rich.text import Text
+
+    from tui_support import make_app, settle
+
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table = app.screen.table
+        rows = [(key, table._cells[key]) for key in table.keys]
+        calls = spy_refreshes(table)
+        table.show(rows)
+        assert calls == []  # nothing changed: nothing repainted
+        key, cells = rows[2]
+        changed = (*cells[:-1], Text("a new error"))
+        table.show([*rows[:2], (key, changed), *rows[3:]])
+        assert calls and all(regions for regions in calls)  # a region each time, never all
+        assert table.get_cell(key, table.layout[-1].key).plain == "a new error"
+        await pilot.pause()
+        line = table.get_row_index(key) + 1  # the header is line 0
+        assert "a new error" in table.render_line(line).text
+
+
+@pytest.mark.both_backends
+async def test_a_tick_reads_the_page_only_after_a_commit_and_redraws_nothing_at_rest(
+        seeded, add, monkeypatch):
+    """At rest the refresh timer reads the change token only (no page read) and repaints no
+    table; a job enqueued elsewhere is read and shown at the next tick."""
+    from queuectl_tui.tui import data
+    from tui_support import NOW, make_app, settle, until
+
+    reads = []
+    read_page = data.read_page
+    monkeypatch.setattr(data, "read_page", lambda *a: (reads.append(a), read_page(*a))[1])
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await settle(pilot)
+        jobs = spy_refreshes(screen.table)
+        workers = spy_refreshes(screen.query_one("#workers-table"))
+
+        async def tick() -> int:
+            """Page reads made by one tick of the refresh timer."""
+            before = len(reads)
+            screen.tick()
+            await settle(pilot)
+            return len(reads) - before
+
+        before = len(reads)
+        assert [await tick() for _ in range(4)] == [0, 0, 0, 0]
+        assert jobs == [] and workers == []
+        add("arrived-elsewhere", now=NOW)
+        await until(pilot, lambda: (screen.tick(), "arrived-elsewhere" in screen.table.keys)[1],
+                    message="the new job on the page")
+        assert len(reads) > before
+
+
+async def test_at_rest_the_status_is_read_every_few_ticks_and_a_key_reads_it_again(seeded,
+                                                                                 monkeypatch):
+    from queuectl_tui.tui import data
+    from queuectl_tui.tui.screens.main import REST_EVERY
+    from tui_support import make_app, settle
+
+    reads = []
+    read_status = data.read_status
+    monkeypatch.setattr(data, "read_status", lambda *a: (reads.append(a), read_status(*a))[1])
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await settle(pilot)
+
+        async def tick() -> int:
+            before = len(reads)
+            screen.tick()
+            await settle(pilot)
+            return len(reads) - before
+
+        made = [await tick() for _ in range(2 + 2 * REST_EVERY)]
+        assert made[:2] == [1, 1]  # two reads that show nothing new: at rest
+        assert made[2:] == ([0] * (REST_EVERY - 1) + [1]) * 2
+        await pilot.press("j")  # a key: at every tick again
+        assert [await tick() for _ in range(2)] == [1, 1]
