@@ -7,16 +7,14 @@ Every action is the engine call of a CLI command (``pause``/``resume --queue Q``
 from __future__ import annotations
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import Static
 
 from queuectl_tui.models import STATES
 from queuectl_tui.tui import data
 from queuectl_tui.tui.fmt import STATE_STYLE, cell
-from queuectl_tui.tui.reads import OneRead
+from queuectl_tui.tui.screens.live_table import LiveTableScreen
 from queuectl_tui.tui.widgets.jobs_table import Column, KeyedTable
 from queuectl_tui.tui.widgets.keybar import KeyBar
 
@@ -35,7 +33,7 @@ class QueuesTable(KeyedTable):
     pass
 
 
-class QueuesScreen(Screen):
+class QueuesScreen(LiveTableScreen):
     AUTO_FOCUS = "#queues"
     BINDINGS = [
         Binding("escape,Q", "back", "Back", key_display="esc", tooltip="Back to the jobs"),
@@ -47,10 +45,11 @@ class QueuesScreen(Screen):
         Binding("f5,ctrl+r", "refresh", "Refresh", show=False, tooltip="Refresh now"),
     ]
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.queues: data.Queues | None = None
-        self.reads = OneRead(self._read)
+    NAME, TITLE = "queues", "Queues"
+
+    @property
+    def queues(self) -> data.Queues | None:
+        return self.result
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Queues", style="bold"), id="queues-title")
@@ -60,48 +59,13 @@ class QueuesScreen(Screen):
                      id="queues-hint")
         yield KeyBar()
 
-    @property
-    def table(self) -> QueuesTable:
-        return self.query_one(QueuesTable)
+    def columns(self, width: int) -> tuple[Column, ...]:
+        return queue_columns(width)
 
-    def on_mount(self) -> None:
-        self.table.set_layout(queue_columns(self.app.size.width))
-        self.load()
-        self.set_interval(self.app.refresh_interval, self.load)
+    def fetch(self) -> data.Queues:
+        return data.read_queues()
 
-    def on_resize(self) -> None:
-        if self.table.set_layout(queue_columns(self.size.width)) and self.queues is not None:
-            self._show(self.queues)
-
-    def on_screen_resume(self) -> None:
-        if self.is_mounted:
-            self.load()  # back from the limit form
-
-    @property
-    def settled(self) -> bool:
-        return self.reads.settled
-
-    def load(self) -> None:
-        self.reads.request()
-
-    @work(thread=True, group="queues", exit_on_error=False)
-    def _read(self) -> None:
-        try:
-            result = data.call(self.app.db_path, data.read_queues)
-        except data.Problem as exc:
-            result = exc
-        self.app.from_thread(self._read_done, result)
-
-    def _read_done(self, result: data.Queues | data.Problem) -> None:
-        title = self.query_one("#queues-title", Static)
-        if isinstance(result, data.Problem):
-            title.update(Text.assemble(("Queues  ", "bold"), ("database: ", "bold"), str(result)))
-        else:
-            self.queues = result
-            self._show(result)
-        self.reads.done()
-
-    def _show(self, queues: data.Queues) -> None:
+    def show(self, queues: data.Queues) -> None:
         title = Text.assemble(("Queues", "bold"), f"  {len(queues.rows)} queue(s)")
         if queues.paused_all:
             title.append("  ·  every queue paused (P resumes them)", "bold yellow")
@@ -117,20 +81,7 @@ class QueuesScreen(Screen):
             rows.append((row["name"], tuple(cells[c.key] for c in self.table.layout)))
         self.table.show(rows)
 
-    def selected(self) -> str | None:
-        return self.table.cursor_key
-
-    # -- actions ------------------------------------------------------------------------
-    def action_back(self) -> None:
-        self.app.pop_screen()
-
-    def action_refresh(self) -> None:
-        self.load()
-
-    def _done(self, message: str) -> None:
-        self.app.notify(message)
-        self.load()
-
+    # -- actions (back and refresh: LiveTableScreen's) ------------------------------------
     def action_pause(self) -> None:
         queue = self.selected()
         if queue is None:

@@ -10,18 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from queuectl_tui import schedules
 from queuectl_tui.errors import InvalidInput
 from queuectl_tui.tui import data
 from queuectl_tui.tui.fmt import STATE_STYLE, cell
-from queuectl_tui.tui.reads import OneRead
+from queuectl_tui.tui.screens.live_table import LiveTableScreen
 from queuectl_tui.tui.widgets.jobs_table import Column, KeyedTable
 from queuectl_tui.tui.widgets.keybar import KeyBar
 
@@ -63,7 +63,7 @@ class SchedulesTable(KeyedTable):
     pass
 
 
-class SchedulesScreen(Screen):
+class SchedulesScreen(LiveTableScreen):
     AUTO_FOCUS = "#schedules"
     BINDINGS = [
         Binding("escape", "back", "Back", key_display="esc", tooltip="Back to the jobs"),
@@ -76,10 +76,11 @@ class SchedulesScreen(Screen):
         Binding("f5,ctrl+r", "refresh", "Refresh", show=False, tooltip="Refresh now"),
     ]
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.rows: list[dict[str, Any]] | None = None
-        self.reads = OneRead(self._read)
+    NAME, TITLE = "schedules", "Schedules"
+
+    @property
+    def rows(self) -> list[dict[str, Any]] | None:
+        return self.result
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Schedules", style="bold"), id="schedules-title")
@@ -89,48 +90,13 @@ class SchedulesScreen(Screen):
                           "A paused schedule makes none.", style="dim"), id="schedules-hint")
         yield KeyBar()
 
-    @property
-    def table(self) -> SchedulesTable:
-        return self.query_one(SchedulesTable)
+    def columns(self, width: int) -> tuple[Column, ...]:
+        return schedule_columns(width)
 
-    def on_mount(self) -> None:
-        self.table.set_layout(schedule_columns(self.app.size.width))
-        self.load()
-        self.set_interval(self.app.refresh_interval, self.load)
+    def fetch(self) -> list[dict[str, Any]]:
+        return data.read_schedules(self.app.clock())
 
-    def on_resize(self) -> None:
-        if self.table.set_layout(schedule_columns(self.size.width)) and self.rows is not None:
-            self._show(self.rows)
-
-    def on_screen_resume(self) -> None:
-        if self.is_mounted:
-            self.load()  # back from the form
-
-    @property
-    def settled(self) -> bool:
-        return self.reads.settled
-
-    def load(self) -> None:
-        self.reads.request()
-
-    @work(thread=True, group="schedules", exit_on_error=False)
-    def _read(self) -> None:
-        try:
-            result = data.call(self.app.db_path, data.read_schedules, self.app.clock())
-        except data.Problem as exc:
-            result = exc
-        self.app.from_thread(self._read_done, result)
-
-    def _read_done(self, result: list[dict[str, Any]] | data.Problem) -> None:
-        if isinstance(result, data.Problem):
-            self.query_one("#schedules-title", Static).update(
-                Text.assemble(("Schedules  ", "bold"), ("database: ", "bold"), str(result)))
-        else:
-            self.rows = result
-            self._show(result)
-        self.reads.done()
-
-    def _show(self, rows: list[dict[str, Any]]) -> None:
+    def show(self, rows: list[dict[str, Any]]) -> None:
         self.query_one("#schedules-title", Static).update(
             Text.assemble(("Schedules", "bold"), f"  {len(rows)} schedule(s)"))
         shown = []
@@ -157,20 +123,7 @@ class SchedulesScreen(Screen):
             describe(row) if row else Text("No schedule yet: n adds one (or schedule add).",
                                            style="dim"))
 
-    def selected(self) -> str | None:
-        return self.table.cursor_key
-
-    # -- actions ------------------------------------------------------------------------
-    def action_back(self) -> None:
-        self.app.pop_screen()
-
-    def action_refresh(self) -> None:
-        self.load()
-
-    def _done(self, message: str) -> None:
-        self.app.notify(message)
-        self.load()
-
+    # -- actions (back and refresh: LiveTableScreen's) ------------------------------------
     def action_add(self) -> None:
         def added(name) -> None:
             if name:
