@@ -259,15 +259,19 @@ def test_pausing_a_queue_by_its_name_alone_says_how(cli):
     assert ok(cli("status", "--json")).json()["paused_queues"] == []
 
 
-def test_pause_takes_effect_for_the_next_claim_of_every_worker(cli, db):
+def test_pause_takes_effect_for_the_next_claim_of_every_worker(cli, db, tmp_path):
     from queuectl_tui.models import Job
     ok(cli("worker", "start", "-n", "2"))
     wait_for(lambda: len(ok(cli("worker", "list", "--json")).json()) == 2, message="2 workers")
     ok(cli("pause", "--queue", "held"))
     for n in range(3):
         ok(cli("enqueue", "--id", f"h{n}", "--queue", "held", "true"))
-    for n in range(8):  # after the held jobs: every worker claims past them, again and again
-        ok(cli("enqueue", "--id", f"o{n}", "--queue", "open", "sleep 0.1"))
+    # After the held jobs, all at once (one at a time, one worker could take each as it came):
+    # every worker claims past the held jobs, again and again.
+    lines = tmp_path / "open.jsonl"
+    lines.write_text("".join(json.dumps({"id": f"o{n}", "queue": "open", "command": "sleep 0.3"})
+                             + "\n" for n in range(8)))
+    ok(cli("enqueue", "-f", str(lines)))
     wait_for(lambda: Job.select().where(Job.queue == "open", Job.state == "completed").count() == 8,
              message="open queue drained")
     assert {j.state for j in Job.select().where(Job.queue == "held")} == {"pending"}
