@@ -22,6 +22,10 @@ def test_process_status_is_psutils_for_the_same_process():
         assert started == pytest.approx(
             psutil.Process(proc.pid).create_time(), abs=procs._TOLERANCE
         )
+        # Once asleep (a process just started may still be exec'ing: running, then disk-sleep,
+        # which two reads in a row could each see).
+        wait_for(lambda: procs.process_status(proc.pid, started) == psutil.STATUS_SLEEPING,
+                 message="the sleeping state")
         assert (
             procs.process_status(proc.pid, started)
             == procs.same_process(proc.pid, started).status()
