@@ -443,7 +443,7 @@ def seed_bulk(count: int, now: float | None = None, *, chunk: int = 2000) -> Non
     attempt each for the finished ones, spread over the last two hours. For benchmarks."""
     now = time.time() if now is None else now
     states = [COMPLETED] * 12 + [PENDING] * 5 + [FAILED] + [DEAD] * 2
-    env_digest = engine._environment(ENV)[0]
+    env_digest = engine.environment_row(ENV)[0]
     base = (Job.select(Job.seq).order_by(Job.seq.desc()).limit(1).scalar() or 0)
     with database.atomic():
         Environment.insert(digest=env_digest, data=json.dumps(ENV, sort_keys=True)

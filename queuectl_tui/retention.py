@@ -21,7 +21,7 @@ from peewee import Tuple
 
 from queuectl_tui import engine, procs
 from queuectl_tui.db import PRUNING, write_transaction
-from queuectl_tui.engine import _sql
+from queuectl_tui.engine.statements import dialect_sql as _sql
 from queuectl_tui.models import COMPLETED, DEAD, PROCESSING, Attempt, Meta, database
 from queuectl_tui.settings import Settings
 
@@ -39,7 +39,7 @@ LEASE_KEY = "pruner"
 LEASE_SECONDS = 30.0
 
 
-# The statements of a step are fixed SQL (engine._sql makes them PostgreSQL's): built by the
+# The statements of a step are fixed SQL (engine.dialect_sql makes them PostgreSQL's): built by the
 # ORM they cost ~20 ms of CPU per 25 jobs, most of it inside the write lock (bench: retention).
 _WAITED_ON = ("EXISTS (SELECT 1 FROM job_dep d JOIN job w ON w.seq = d.job_seq "
               "WHERE d.dep_seq = job.seq AND w.state NOT IN ('completed', 'dead'))")
@@ -148,10 +148,10 @@ def delete_step(seqs: list[int], cutoff: dict[str, float], *, holder: str | None
         gone = _padded([seq for seq, _, _ in rows])
         database.execute_sql(_MARK)
         met = [seq for seq, _, state in rows if state == COMPLETED]
-        if met:  # their dependents have what they waited for (engine._unchain)
+        if met:  # their dependents have what they waited for (engine.unchain)
             database.execute_sql(_sql(_DROP_MET), _padded(met))
         if len(met) < len(rows):  # dead ones: any job still waiting on them goes to the DLQ
-            engine._unchain([seq for seq, _, state in rows if state != COMPLETED], now=now)
+            engine.unchain([seq for seq, _, state in rows if state != COMPLETED], now=now)
         names = [name for (name,) in database.execute_sql(_sql(_LOG_FILES), gone).fetchall()
                  if name]
         database.execute_sql(_sql(_DROP_ATTEMPTS), gone)

@@ -229,5 +229,5 @@ def test_no_held_job_starts_once_pause_has_returned(db, tmp_path, monkeypatch, p
 
 
 def test_the_journal_outlasts_a_whole_batch():
-    assert engine._JOURNAL_SLOTS > worker_module.BATCH_MAX + 1
+    assert engine.JOURNAL_SLOTS > worker_module.BATCH_MAX + 1
 

@@ -148,7 +148,7 @@ def test_a_long_chain_goes_to_the_dlq_in_short_transactions(db, monkeypatch, how
     one transaction, holding the write lock 5-15 s. Counted here: the jobs each write
     transaction sends to the DLQ, a step at most; yet when the command returns the whole
     chain is dead (none left waiting on a dead job) and nothing says a cascade is pending."""
-    monkeypatch.setattr(engine, "CASCADE_STEP", 20, raising=False)
+    monkeypatch.setattr(engine.chains, "CASCADE_STEP", 20)
     chain(150)
     real, per_transaction = engine.write_transaction, []
 
@@ -159,7 +159,8 @@ def test_a_long_chain_goes_to_the_dlq_in_short_transactions(db, monkeypatch, how
             yield
             per_transaction.append(dlq_size() - before)  # before its commit and what follows
 
-    monkeypatch.setattr(engine, "write_transaction", measured)
+    for module in (engine.actions, engine.chains):  # the head, then each step
+        monkeypatch.setattr(module, "write_transaction", measured)
     getattr(engine, how)("c0" if how == "cancel" else ["c0"])
     dead = {j.id for j in Job.select().where(Job.state == "dead")}
     assert dead == {f"c{n}" for n in range(1 if how == "delete" else 0, 150)}
@@ -173,9 +174,9 @@ def test_a_cascade_cut_short_by_a_crash_leaves_nothing_runnable_and_recovery_end
     """The process dies after the first step committed: what it left is whole (the rest of
     the chain waits, so none of it can be claimed; the counts are right) and recovery, run by
     any worker or ``recover``, sends the rest to the DLQ."""
-    monkeypatch.setattr(engine, "CASCADE_STEP", 20)
-    monkeypatch.setattr(engine, "CASCADE_SECONDS", 3600.0)  # steps of 20 whatever the load
-    monkeypatch.setattr(engine, "after_commit", lambda call: None)  # died right after commit
+    monkeypatch.setattr(engine.chains, "CASCADE_STEP", 20)
+    monkeypatch.setattr(engine.chains, "CASCADE_SECONDS", 3600.0)  # steps of 20 whatever the load
+    monkeypatch.setattr(engine.chains, "after_commit", lambda call: None)  # died right after commit
     chain(150)
     engine.cancel("c0")
     assert dlq_size() == 21 and engine.cascade_pending()
@@ -433,9 +434,10 @@ def test_waiting_for_every_job_reads_only_what_changed(add, worker, monkeypatch)
     start = time.time() - 10
     for n in range(100):
         add(f"j{n:03}", now=start)
-    full_looks, real = [], engine._unfinished
-    monkeypatch.setattr(engine, "_unfinished", lambda *args: full_looks.append(1) or real(*args))
-    monkeypatch.setattr(engine, "FULL_LOOK", 3600.0, raising=False)  # only when counts call
+    full_looks, real = [], engine.waiting._unfinished
+    monkeypatch.setattr(engine.waiting, "_unfinished",
+                        lambda *args: full_looks.append(1) or real(*args))
+    monkeypatch.setattr(engine.waiting, "FULL_LOOK", 3600.0)  # only when counts call
     seen: list[str] = []
     trouble: list[BaseException] = []
 

@@ -163,7 +163,7 @@ def test_a_waiter_with_nothing_to_wait_for_sleeps(db, monkeypatch):
     PostgreSQL they slept 10 ms at a time instead of in select on their LISTEN socket)."""
     looks = []
     real = engine.change_token
-    monkeypatch.setattr(engine, "change_token", lambda: looks.append(1) or real())
+    monkeypatch.setattr(engine.waiting, "change_token", lambda: looks.append(1) or real())
     ends = time.monotonic() + 1.0
     for _ in engine.changes(fallback=60, deadline=ends):
         if time.monotonic() >= ends:

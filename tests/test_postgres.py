@@ -562,7 +562,8 @@ def test_the_workers_statements_are_prepared_once_per_connection(db, tmp_path):
     assert "UPDATE attempt SET finished_at" in texts  # the end of an attempt
     assert "UPDATE worker SET status" in texts
     with write_transaction():
-        assert engine._hot("SELECT ? IS NULL", (None,)).fetchone() == (True,)  # $1 has no type
+        # $1 has no type
+        assert engine.statements.hot("SELECT ? IS NULL", (None,)).fetchone() == (True,)
         engine.enqueue([spec.normalize({"id": "after", "command": "true"})])
     assert Job.get(Job.id == "after").state == "pending"
 
@@ -619,7 +620,7 @@ def _claim_held_open(worker, inside: threading.Event, release: threading.Event, 
     """A thread whose claim stops inside its transaction (after the claim, before the commit)
     until ``release`` is set; returns the thread and where its result lands."""
     from queuectl_tui import engine
-    real, result = engine._set_worker, []
+    real, result = engine.claims._set_worker, []
 
     def held(*args):
         if threading.current_thread() is thread:
@@ -627,7 +628,7 @@ def _claim_held_open(worker, inside: threading.Event, release: threading.Event, 
             release.wait(60)
         return real(*args)
 
-    monkeypatch.setattr(engine, "_set_worker", held)
+    monkeypatch.setattr(engine.claims, "_set_worker", held)
 
     def run():
         from queuectl_tui.models import database

@@ -52,7 +52,7 @@ def test_process_status_is_psutils_for_the_same_process():
 def test_the_state_names_are_psutils():
     from psutil import _pslinux
     assert {k.decode(): v for k, v in procs._STATUSES.items()} == _pslinux.PROC_STATUSES
-    assert engine._NOT_RUNNING == (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP,
+    assert engine.STOPPED_STATUSES == (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP,
                                    psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
     assert procs._boot_time() == psutil.boot_time()
 
