@@ -20,8 +20,8 @@ from pathlib import Path
 
 WRITER = r"""
 import os, sys, time
-from queuectl_tui.db import open_db, write_transaction
-from queuectl_tui.models import Meta
+from queuectl_tui.store import open_db, write_transaction
+from queuectl_tui.store.models import Meta
 open_db()
 waits = []
 print("ready", flush=True)
@@ -45,7 +45,7 @@ def main() -> None:
         os.environ["QUEUECTL_HOME"] = home
         sys.path.insert(0, str(root))
         from queuectl_tui import engine, spec
-        from queuectl_tui.db import open_db
+        from queuectl_tui.store import open_db
         open_db()
         specs = ((f"line {n}", spec.normalize({"id": f"c{n}", "command": "true",
                                                **({"after": [f"c{n - 1}"]} if n else {})}))

@@ -81,7 +81,7 @@ class Arrivals(threading.Thread):
 
     def run(self) -> None:
         from queuectl_tui import engine, spec
-        from queuectl_tui.db import open_db
+        from queuectl_tui.store import open_db
         open_db(self.db)
         while not self.stopped.wait(self.every):
             self.count += 1
@@ -95,7 +95,7 @@ def measure(jobs: int = 500, seconds: float = 5.0, settle: float = 1.5, every: f
         raise SystemExit("tmux is needed (apt-get install -y tmux)")
     sys.path.insert(0, str(ROOT))
     from queuectl_tui import demo
-    from queuectl_tui.db import close_db, open_db
+    from queuectl_tui.store import close_db, open_db
 
     with tempfile.TemporaryDirectory(prefix="qconsole-") as tmp:
         db = Path(tmp) / "queuectl.db"

@@ -21,7 +21,7 @@ from pathlib import Path
 import pgschema  # bench/, beside this script
 
 from queuectl_tui import engine, spec, supervisor
-from queuectl_tui.db import close_db, open_db
+from queuectl_tui.store import close_db, open_db
 
 
 def main() -> None:

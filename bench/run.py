@@ -379,7 +379,7 @@ def bench_scale(cfg: dict, tmp: Path) -> dict:
     import seed
 
     from queuectl_tui import engine, present
-    from queuectl_tui.db import close_db, open_db
+    from queuectl_tui.store import close_db, open_db
 
     db = tmp / "big" / "queuectl.db"
     db.parent.mkdir()
@@ -434,7 +434,7 @@ def bench_stats(db: Path) -> dict:
     import seed
 
     from queuectl_tui import metrics
-    from queuectl_tui.db import close_db, open_db
+    from queuectl_tui.store import close_db, open_db
 
     def measure(path: Path) -> dict:
         open_db(path)
@@ -450,7 +450,7 @@ def bench_stats(db: Path) -> dict:
     def engine_now() -> float:
         from peewee import fn
 
-        from queuectl_tui.models import Attempt
+        from queuectl_tui.store.models import Attempt
         return Attempt.select(fn.MAX(Attempt.finished_at)).scalar() + 200  # the seed's "now"
 
     res = {"one_queue": measure(db)}
@@ -579,7 +579,7 @@ def _retention_seed(db: Path, completed: int) -> float:
     sys.path.insert(0, str(BENCH))
     import seed
 
-    from queuectl_tui.db import close_db, open_db
+    from queuectl_tui.store import close_db, open_db
     started = time.perf_counter()
     seed.seed(db, int(completed / 0.6) + 10)
     database = open_db(db)
@@ -602,7 +602,7 @@ def _retention_pass(db: Path, tmp: Path, prune: bool, jobs: int) -> dict:
     (``write_transaction``) every 10 ms and times each wait."""
     import threading
 
-    from queuectl_tui.db import close_db, open_db, write_transaction
+    from queuectl_tui.store import close_db, open_db, write_transaction
     subprocess.run(cli(db, "config", "set", "keep_completed", "60" if prune else "none"),
                    check=True, stdout=subprocess.DEVNULL, env=env(tmp))
     conn = sqlite3.connect(db, timeout=30)
@@ -656,7 +656,7 @@ def _retention_holds(db: Path, tmp: Path, jobs: int) -> dict:
     from contextlib import contextmanager
 
     from queuectl_tui import retention, settings, worker
-    from queuectl_tui.db import close_db, open_db, write_transaction
+    from queuectl_tui.store import close_db, open_db, write_transaction
     subprocess.run(cli(db, "config", "set", "keep_completed", "none"),
                    check=True, stdout=subprocess.DEVNULL, env=env(tmp))
     conn = sqlite3.connect(db, timeout=30)

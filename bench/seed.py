@@ -15,7 +15,7 @@ import argparse
 import time
 from pathlib import Path
 
-from queuectl_tui.db import close_db, open_db
+from queuectl_tui.store import close_db, open_db
 
 _JOBS = """
 WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < :count)

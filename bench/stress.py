@@ -63,7 +63,7 @@ def _python_env() -> dict[str, str]:
 def produce(db: Path | str, prefix: str, count: int, runs: Path) -> int:
     """Enqueue ``count`` jobs, one transaction each; print how many were accepted."""
     from queuectl_tui import engine, spec
-    from queuectl_tui.db import open_db
+    from queuectl_tui.store import open_db
 
     open_db(db)
     target = shlex.quote(str(runs))
@@ -140,8 +140,8 @@ def leftovers(marker: str) -> list[str]:
 
 def drive(args: argparse.Namespace, workdir: Path) -> dict:
     from queuectl_tui import engine, settings
-    from queuectl_tui.db import open_db
-    from queuectl_tui.models import CLAIMABLE, COMPLETED, DEAD, PROCESSING, Attempt, Job
+    from queuectl_tui.store import open_db
+    from queuectl_tui.store.models import CLAIMABLE, COMPLETED, DEAD, PROCESSING, Attempt, Job
 
     global HOME
     HOME = workdir / "home"

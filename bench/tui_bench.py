@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 from queuectl_tui import demo
-from queuectl_tui.db import close_db, open_db
+from queuectl_tui.store import close_db, open_db
 from queuectl_tui.tui import data
 
 

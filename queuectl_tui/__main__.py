@@ -5,7 +5,7 @@ made is then frozen (never scanned again): a few hundred thousand objects that a
 as the process, which the collector would otherwise walk over and over for nothing (~5 ms of a
 ~100 ms start). Each command runs with it on.
 
-peewee imports the PostgreSQL drivers at its own import whenever they are installed (psycopg2:
+peewee imports the PostgreSQL drivers at its own import whenever they are installed (the driver:
 ~10 ms and 6 MB of every process); a process whose database is a file (no URL in ``--db`` or
 ``QUEUECTL_DB``) never uses them, so it does not load them.
 """
@@ -26,8 +26,8 @@ def _uses_a_server(argv: list[str]) -> bool:
 
 
 if not _uses_a_server(sys.argv[1:]):
-    for driver in ("psycopg2", "psycopg"):
-        sys.modules.setdefault(driver, None)  # peewee's import of it fails: "not installed"
+    from queuectl_tui.store.drivers import skip_server_drivers
+    skip_server_drivers()  # peewee's import of them fails: "not installed"
 
 gc.disable()
 try:

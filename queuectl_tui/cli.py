@@ -30,8 +30,8 @@ from queuectl_tui import (
     tabular,
 )
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
-from queuectl_tui.models import COMPLETED, DEAD, STATES
 from queuectl_tui.present import ago, size
+from queuectl_tui.store.models import COMPLETED, DEAD, STATES
 from queuectl_tui.visible import visible
 
 COMMAND_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -47,7 +47,7 @@ class Context:
 
     def open(self) -> None:
         if not self._open:
-            from queuectl_tui.db import open_db
+            from queuectl_tui.store import open_db
             open_db(self.db_path, progress=True)
             self._open = True
 
@@ -396,7 +396,7 @@ def status(ctx: Context, as_json: bool) -> None:
     data["hook_failure"] = hooks.last_failure()
     server = paths.is_url(ctx.db_path)  # a file needs no naming; a shared server does
     if server:
-        from queuectl_tui.db import describe_target
+        from queuectl_tui.store import describe_target
         data["database"] = {"backend": "postgresql", "url": describe_target(ctx.db_path)}
     if as_json:
         emit_json(data)
@@ -783,7 +783,7 @@ def logs(ctx: Context, job_id: str, number: int | None, follow: bool) -> None:
         handle = open(path, "rb")  # noqa: SIM115 (closed by the with below, once it is open)
     except OSError:
         raise QueueError(f"the log of attempt {chosen.number} is gone ({path})") from None
-    from queuectl_tui.models import Attempt
+    from queuectl_tui.store.models import Attempt
     with handle:
         while True:
             done = not follow or Attempt.get_by_id(chosen.seq).finished_at is not None
@@ -820,7 +820,7 @@ def _follow_job(job, number: int, write) -> None:
     while an attempt runs every 0.1 s for its log file's growth (a job still waiting has no
     log: once a second, as ``wait``). An attempt run on another host (its log is there)
     is followed in the database: where its log is, then, when it ends, its last output."""
-    from queuectl_tui.models import Attempt
+    from queuectl_tui.store.models import Attempt
     attempt = handle = remote = None
     try:
         # The fallback reads ``attempt`` as it is at each wait (late binding wanted).
@@ -1569,7 +1569,7 @@ def worker_stop(ctx: Context, worker_ids, force, wait, as_json) -> None:
 def worker_list(ctx: Context, quiet, as_json) -> None:
     """Workers with their process, status and current job."""
     ctx.open()
-    from queuectl_tui.models import Worker
+    from queuectl_tui.store.models import Worker
     now = time.time()
     workers = list(Worker.select().order_by(Worker.id))  # one read: rows and table agree
     if quiet:
@@ -1671,7 +1671,7 @@ def metrics_serve(ctx: Context, host: str, port: int, since: str) -> None:
     ctx.open()
 
     def told(error: Exception | None) -> None:  # one line when scrapes fail, one when they read
-        from queuectl_tui.db import describe_db_error, describe_target
+        from queuectl_tui.store import describe_db_error, describe_target
         click.echo(f"metrics: {describe_db_error(error)}; answering queuectl_up 0" if error
                    else f"metrics: database {describe_target()} readable again", err=True)
 
@@ -1727,7 +1727,7 @@ def web(ctx: Context, host: str, port: int, token: str | None, read_only: bool) 
     ctx.open()  # an unusable database fails here, once, rather than in every tab
     import signal
 
-    from queuectl_tui.db import close_db, describe_target
+    from queuectl_tui.store import close_db, describe_target
     from queuectl_tui.web import server
     close_db()
     db = ctx.db_path if paths.is_url(ctx.db_path) else os.path.abspath(ctx.db_path)
@@ -1808,7 +1808,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except (PeeweeDatabaseError, InterfaceError, sqlite3.DatabaseError) as exc:
-        from queuectl_tui.db import describe_db_error
+        from queuectl_tui.store import describe_db_error
         click.echo(f"error: {describe_db_error(exc)}", err=True)
         sys.exit(1)
     except OSError as exc:

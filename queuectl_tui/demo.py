@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from queuectl_tui import engine, procs, spec
-from queuectl_tui.db import close_db, open_db, write_transaction
-from queuectl_tui.models import (
+from queuectl_tui.store import close_db, open_db, write_transaction
+from queuectl_tui.store.models import (
     COMPLETED,
     DEAD,
     FAILED,

@@ -17,7 +17,7 @@ from peewee import DatabaseError, InterfaceError, fn
 
 from queuectl_tui import engine, metrics, settings
 from queuectl_tui.errors import QueueError
-from queuectl_tui.models import Attempt, JobCount, Worker, WorkerStatus, database
+from queuectl_tui.store.models import Attempt, JobCount, Worker, WorkerStatus, database
 
 MISSING = ("Prometheus output needs the prometheus_client package: "
            "pip install 'queuectl-tui[metrics]'")
@@ -181,7 +181,7 @@ class QueueCollector:
         jobs = GaugeMetricFamily(
             "queuectl_jobs", "Jobs per queue and state.", labels=["queue", "state"]
         )
-        summed = fn.SUM(JobCount.n)  # PostgreSQL keeps a row per writing session (pgsql.py)
+        summed = fn.SUM(JobCount.n)  # PostgreSQL keeps a row per writing session (store/pgsql.py)
         for queue, state, n in (JobCount.select(JobCount.queue, JobCount.state, summed)
                                 .group_by(JobCount.queue, JobCount.state)
                                 .order_by(JobCount.queue, JobCount.state).tuples()):

@@ -147,8 +147,8 @@ def _kill_group(proc: subprocess.Popen) -> None:
 def record_failure(name: str, end: JobEnd, why: str, *, worker: int | None,
                    now: float | None = None) -> None:
     """Keep the last failure in ``meta`` (one small write, only when a hook failed)."""
-    from queuectl_tui.db import write_transaction
-    from queuectl_tui.models import Meta
+    from queuectl_tui.store import write_transaction
+    from queuectl_tui.store.models import Meta
     value = json.dumps({"hook": name, "job": end.job_id, "state": end.state, "why": why,
                         "worker": worker, "at": time.time() if now is None else now})
     with write_transaction():
@@ -158,7 +158,7 @@ def record_failure(name: str, end: JobEnd, why: str, *, worker: int | None,
 
 def last_failure() -> dict[str, Any] | None:
     """The last hook failure any worker recorded (None: none)."""
-    from queuectl_tui.models import Meta
+    from queuectl_tui.store.models import Meta
     row = Meta.get_or_none(Meta.key == LAST_FAILURE)
     if row is None:
         return None

@@ -106,9 +106,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from queuectl_tui import procs, runner, usage
-from queuectl_tui.models import Outcome
 from queuectl_tui.paths import create_private_file
 from queuectl_tui.runner import TICK, Result, Sink, describe_exit, job_state, verdict
+from queuectl_tui.store.models import Outcome
 from queuectl_tui.usage import Cost
 
 #: Resets every signal the worker may have inherited as ignored (``nohup``, ``cmd &`` from a

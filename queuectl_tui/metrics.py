@@ -4,7 +4,7 @@ failed. Plain functions over the models, shared by ``stats``, ``metrics serve`` 
 A window is ``since < attempt.finished_at <= now``. Its whole minutes are read from the
 rollup ``attempt_minute`` (one row per queue and minute, kept by triggers: models.AttemptMinute)
 and only the partial minutes at its edges from the attempts, one range each of the covering
-index ``attempt_window`` (models.py): the cost follows minutes x queues plus the attempts of
+index ``attempt_window`` (store/models.py): the cost follows minutes x queues plus the attempts of
 two minutes, not the attempts of the window. Counts, rates, means and maxima are exact.
 Percentiles are exact up to ``SAMPLE_MAX`` attempts in the window; beyond that they come from
 an even sample (every k-th attempt id, ``sampled_every`` = k, each read by its rowid), since
@@ -22,10 +22,10 @@ from typing import Any
 
 from peewee import fn
 
-from queuectl_tui.db import is_sqlite
 from queuectl_tui.errors import InvalidInput
-from queuectl_tui.models import CLAIMABLE_WHERE, FAILED_OUTCOMES_SQL, JobCount, database
 from queuectl_tui.spec import parse_seconds
+from queuectl_tui.store.dialects import dialect
+from queuectl_tui.store.models import CLAIMABLE_WHERE, FAILED_OUTCOMES_SQL, JobCount, database
 
 PERCENTILES = (50, 95, 99)
 SAMPLE_MAX = 10_000
@@ -57,7 +57,7 @@ def percentile(ordered: list[float], p: float) -> float | None:
 def _sql(sqlite: str, postgres: str | None = None) -> str:
     """The statement for the open database: SQLite's as written (its query plans are measured),
     else PostgreSQL's own form where the dialects differ (``postgres``), with %s markers."""
-    return sqlite if is_sqlite() else (postgres or sqlite).replace("?", "%s")
+    return dialect().sql(sqlite, postgres)
 
 
 # The statements, spelt out as literals (values travel as parameters). Attempts carry their
@@ -102,7 +102,7 @@ _SLICES_BY_QUEUE = _SLICES_HEAD + " WHERE " + _IN_WINDOW + _OF_QUEUES + " GROUP 
 # BY (the planner picks job_due, whose condition the query repeats; seq, its last column,
 # breaks ties in run_at as SQLite's rowid does), LEAST for SQLite's scalar
 # min(), and FLOOR where SQLite's CAST truncates (PostgreSQL's CAST rounds): the minute is the
-# one the PostgreSQL triggers compute (db.py), the slice the one SQLite's CAST gives.
+# one the PostgreSQL triggers compute (store/schema.py), the slice the one SQLite's CAST gives.
 _OF_QUEUES_PG = " AND a.queue IN (SELECT json_array_elements_text(?::json))"
 _SCAN_PG = ("SELECT a.queue, " + _FIGURES + " FROM attempt a WHERE " + _IN_WINDOW
             + " AND FLOOR(a.finished_at / 60)::BIGINT BETWEEN ? AND ? GROUP BY a.queue")
@@ -111,7 +111,7 @@ _FAILURES_PG = ("SELECT queue, state, last_error, count(*) FROM job WHERE state 
                 "AND FLOOR(finished_at / 60)::BIGINT BETWEEN ? AND ? GROUP BY 1, 2, 3")
 _FAILED_MINUTES_PG = ("SELECT queue, state, error, sum(n)::BIGINT FROM job_failed_minute "
                       "WHERE minute BETWEEN ? AND ? GROUP BY 1, 2, 3 HAVING sum(n) <> 0")
-# sum(bigint) is numeric. PostgreSQL's rollups keep a row per writing session (pgsql.py): a
+# sum(bigint) is numeric. PostgreSQL's rollups keep a row per writing session (store/pgsql.py): a
 # minute's figures are the sum of its rows (a session's row may hold negative figures).
 _MINUTES_PG = ("SELECT minute, queue, sum(attempts)::BIGINT, sum(completed)::BIGINT, "
                "sum(failed)::BIGINT, sum(reruns)::BIGINT, max(wait_max), sum(wait_sum), "
@@ -128,7 +128,7 @@ _SLICES_BY_QUEUE_PG = _SLICES_HEAD_PG + " WHERE " + _IN_WINDOW + _OF_QUEUES_PG +
 
 
 def minute_of(at: float) -> int:
-    """The rollup's minute of a finish time: as the triggers compute it (db.py)."""
+    """The rollup's minute of a finish time: as the triggers compute it (store/schema.py)."""
     return int(at / 60)
 
 

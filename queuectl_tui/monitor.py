@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from queuectl_tui import engine, procs, settings, usage
-from queuectl_tui.models import Job, Worker, WorkerStatus
+from queuectl_tui.store.models import Job, Worker, WorkerStatus
 
 
 @dataclass

@@ -12,7 +12,8 @@ import time
 from typing import Any
 
 from queuectl_tui import engine
-from queuectl_tui.models import (
+from queuectl_tui.spec import iso
+from queuectl_tui.store.models import (
     COMPLETED,
     DEAD,
     FAILED,
@@ -23,7 +24,6 @@ from queuectl_tui.models import (
     Job,
     Worker,
 )
-from queuectl_tui.spec import iso
 
 __all__ = ["iso"]  # re-exported: times of day in --json and in `show`
 

@@ -6,7 +6,7 @@ Why small steps: every claim takes the same write lock, so a step deletes at mos
 ``STEP_ROWS`` jobs and stops early past ``STEP_SECONDS``; the lock is free in between.
 Why a lease: one worker prunes at a time (``meta`` key ``pruner``, taken in the first step's
 own transaction, so an idle check costs no write). Why the ``PRUNING`` marker: the per-minute
-rollups behind ``stats`` keep what is pruned (db.py's delete triggers skip it), so counts of
+rollups behind ``stats`` keep what is pruned (the schema's delete triggers skip it), so counts of
 past windows do not change; ``job_count`` (current counts) follows every delete as always.
 A job others wait on (``--after``, a dependent not yet ended) is kept until they end.
 """
@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterable
 from peewee import Tuple
 
 from queuectl_tui import engine, procs
-from queuectl_tui.db import PRUNING, write_transaction
-from queuectl_tui.engine.statements import dialect_sql as _sql
-from queuectl_tui.models import COMPLETED, DEAD, PROCESSING, Attempt, Meta, database
 from queuectl_tui.settings import Settings
+from queuectl_tui.store import PRUNING, write_transaction
+from queuectl_tui.store.dialects import dialect
+from queuectl_tui.store.models import COMPLETED, DEAD, PROCESSING, Attempt, Meta, database
 
 #: A step looks for at most this many jobs, deletes them CHUNK per write transaction (a few
 #: ms of lock each), and stops taking more chunks past STEP_SECONDS (a loaded machine is
@@ -39,7 +39,11 @@ LEASE_KEY = "pruner"
 LEASE_SECONDS = 30.0
 
 
-# The statements of a step are fixed SQL (engine.dialect_sql makes them PostgreSQL's): built by the
+def _sql(text: str) -> str:
+    return dialect().sql(text)
+
+
+# The statements of a step are fixed SQL (the dialect makes them PostgreSQL's): built by the
 # ORM they cost ~20 ms of CPU per 25 jobs, most of it inside the write lock (bench: retention).
 _WAITED_ON = ("EXISTS (SELECT 1 FROM job_dep d JOIN job w ON w.seq = d.job_seq "
               "WHERE d.dep_seq = job.seq AND w.state NOT IN ('completed', 'dead'))")

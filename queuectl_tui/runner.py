@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from queuectl_tui import procs, usage
-from queuectl_tui.models import Outcome
 from queuectl_tui.paths import create_private_file
+from queuectl_tui.store.models import Outcome
 from queuectl_tui.usage import Cost
 
 TAIL_BYTES = 4096

@@ -33,9 +33,9 @@ from typing import Any, NamedTuple
 from peewee import fn
 
 from queuectl_tui import engine, settings, spec
-from queuectl_tui.db import write_transaction
 from queuectl_tui.errors import InvalidInput, NotFound
-from queuectl_tui.models import PENDING, Job, Schedule, database
+from queuectl_tui.store import write_transaction
+from queuectl_tui.store.models import PENDING, Job, Schedule, database
 
 CATCH_UP = ("latest", "all", "none")
 #: Jobs one schedule makes in one transaction: a long gap with ``--catch-up all`` is made in

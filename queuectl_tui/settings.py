@@ -19,10 +19,10 @@ from typing import Any, NamedTuple
 
 from peewee import SQL
 
-from queuectl_tui.db import write_transaction
 from queuectl_tui.errors import InvalidInput
-from queuectl_tui.models import AGING_RATE_SQL, CLAIMABLE, Job, Meta, Setting, database
 from queuectl_tui.spec import parse_seconds, plain_number
+from queuectl_tui.store import write_transaction
+from queuectl_tui.store.models import AGING_RATE_SQL, CLAIMABLE, Job, Meta, Setting, database
 
 
 class SettingSpec(NamedTuple):  # not a dataclass: ~1 ms less at every start

@@ -19,10 +19,10 @@ from pathlib import Path
 import psutil
 
 from queuectl_tui import engine, paths, procs
-from queuectl_tui.db import close_db, open_db
 from queuectl_tui.errors import QueueError
-from queuectl_tui.models import Job, Worker
 from queuectl_tui.paths import logs_dir, open_private_append
+from queuectl_tui.store import close_db, open_db
+from queuectl_tui.store.models import Job, Worker
 
 
 def worker_command(db_path: Path | str, queues: list[str] | None, burst: bool,

@@ -26,8 +26,8 @@ import select
 import struct
 import time
 
-from queuectl_tui.db import is_sqlite, wait_change
-from queuectl_tui.models import database
+from queuectl_tui.store import dialect, wait_change
+from queuectl_tui.store.models import database
 
 POLL = 0.010  # the plain poll: a commit is seen within about this long
 SLOW_POLL = 0.25  # with a watch: the longest sleep between two looks at data_version
@@ -133,7 +133,7 @@ def sleep(timeout: float) -> None:
     """Sleep up to ``timeout`` seconds, less when another process may have committed to the
     SQLite database open here. Callers check ``db.change_token()`` afterwards, and loop."""
     global _watch
-    if not is_sqlite():
+    if dialect().listens:
         wait_change(max(0.0, min(timeout, SLOW_POLL)))
         return
     path = database.obj.database

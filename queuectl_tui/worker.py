@@ -61,16 +61,16 @@ from queuectl_tui import (
     usage,
     wake,
 )
-from queuectl_tui.db import (
+from queuectl_tui.store import (
     SCHEMA_VERSION,
     change_token,
     control_token,
-    is_sqlite,
+    dialect,
     keep_alive,
     schema_version,
     wait_change,
 )
-from queuectl_tui.models import COMPLETED, DEAD, Job, Outcome, WorkerStatus, database
+from queuectl_tui.store.models import COMPLETED, DEAD, Job, Outcome, WorkerStatus, database
 from queuectl_tui.visible import visible
 
 SETTINGS_REFRESH = 1.0  # how often the heartbeat thread checks the settings' version, seconds
@@ -477,7 +477,7 @@ class WorkerLoop:
         if revoked is not None and revoked[0] is attempt:
             return revoked[1]
         silent, lease = time.monotonic() - self.beats.renewed_at, self.beats.lease
-        if silent > lease and (starting or not is_sqlite()):
+        if silent > lease and (starting or dialect().many_hosts):
             return (f"its worker lost its lease (no heartbeat for {silent:.1f}s, "
                     f"lease {lease:g}s)")
         return None
@@ -711,7 +711,7 @@ class WorkerLoop:
     def _sleep_until_change(self, until: float) -> None:
         """Sleep until ``until`` (time.time) or another session's commit, whichever first."""
         signalled = self._data_version is not None
-        listening = signalled and not is_sqlite()  # PostgreSQL: NOTIFY wakes the wait
+        listening = signalled and dialect().listens  # PostgreSQL: NOTIFY wakes the wait
         while time.time() < until and not self.stopping:
             if listening:  # slices short enough to notice a stop signal
                 wait_change(min(0.25, until - time.time()))

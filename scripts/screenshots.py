@@ -66,7 +66,7 @@ def retries_ended(now: float) -> bool:
     """Every retry has run to its end: no job is backing off, running (but the demo's long one)
     or due and unclaimed. The demo's trickle of short jobs, due every 20 s, does not count."""
     from queuectl_tui import demo
-    from queuectl_tui.models import FAILED, PENDING, PROCESSING, Job
+    from queuectl_tui.store.models import FAILED, PENDING, PROCESSING, Job
 
     ours = ~Job.id.startswith("report-chunk-")
     busy = Job.select().where(ours & (

@@ -76,7 +76,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str) -> Path:
         yield path
     finally:
         _kill_workers(path)
-        from queuectl_tui.db import close_db
+        from queuectl_tui.store import close_db
         close_db()
         drop_schema(schema)
 
@@ -84,7 +84,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str) -> Path:
 @pytest.fixture
 def db(home: Path):
     """The engine's database opened in-process on ``home``; closed (and workers reaped) after."""
-    from queuectl_tui.db import close_db, open_db
+    from queuectl_tui.store import close_db, open_db
 
     database = open_db(helpers.DB_URL or home / "queuectl.db")
     yield database
@@ -160,7 +160,7 @@ def two_hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         yield network.up()
     finally:
         network.down()
-        from queuectl_tui.db import close_db
+        from queuectl_tui.store import close_db
         close_db()
         drop_schema(schema)
 

@@ -115,7 +115,7 @@ T0 = 1_800_000_000.0
 
 def state(job_id: str):
     """The job's row as it is now."""
-    from queuectl_tui.models import Job
+    from queuectl_tui.store.models import Job
     return Job.get(Job.id == job_id)
 
 

@@ -14,8 +14,8 @@ import pytest
 from helpers import T0, dead_pid, state, wait_for
 from queuectl_tui import engine, spec
 from queuectl_tui import worker as worker_module
-from queuectl_tui.db import change_token, is_sqlite
-from queuectl_tui.models import Attempt, Job, JobCount, Worker, database
+from queuectl_tui.store import change_token, is_sqlite
+from queuectl_tui.store.models import Attempt, Job, JobCount, Worker, database
 from queuectl_tui.worker import WorkerLoop
 
 pytestmark = pytest.mark.both_backends

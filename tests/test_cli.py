@@ -231,7 +231,7 @@ def test_success_is_recorded_with_output(cli, home):
 
 
 def test_failures_go_to_the_dlq_after_backoff_and_come_back(cli, db, home):
-    from queuectl_tui.models import Attempt, Job
+    from queuectl_tui.store.models import Attempt, Job
     count = 'n=$(($(cat runs 2>/dev/null || echo 0)+1)); echo $n > runs; echo "run $n"; exit 3'
     ok(cli("enqueue", "--id", "flaky", "--max-retries", "2", "--backoff-base", "1", count))
     ok(cli(*BURST))
@@ -766,7 +766,7 @@ def test_logs_follow_an_attempt_running_on_another_host_through_the_database(cli
     end and prints the last output kept in the database, instead of waiting for a local file
     that never comes; then it follows the next attempt as usual."""
     from queuectl_tui import engine
-    from queuectl_tui.models import Attempt
+    from queuectl_tui.store.models import Attempt
     ok(cli("enqueue", "--id", "j", "--max-retries", "1", "true"))
     job, attempt = engine.claim(engine.register_worker())
     Attempt.update(host="afar").where(Attempt.seq == attempt.seq).execute()

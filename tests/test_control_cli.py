@@ -11,7 +11,7 @@ import time
 import pytest
 
 from helpers import cli_env, ok, snapshot, user_error, wait_for
-from queuectl_tui.models import STATES
+from queuectl_tui.store.models import STATES
 
 BURST = ("worker", "start", "--foreground", "--burst")
 
@@ -91,7 +91,7 @@ def test_after_a_dead_job_goes_to_the_dlq_and_says_so(cli):
 
 def test_a_dependency_that_dies_sends_its_dependents_to_the_dlq_exactly_once(cli, db, home):
     from queuectl_tui import engine
-    from queuectl_tui.models import Attempt, Job
+    from queuectl_tui.store.models import Attempt, Job
     ok(cli("enqueue", "--id", "root", "--max-retries", "0", "sleep 0.2; exit 1"))
     for n in range(6):
         ok(cli("enqueue", "--id", f"d{n}", "--after", "root" if n < 3 else f"d{n - 3}", "true"))
@@ -112,7 +112,7 @@ def test_a_dependency_that_dies_sends_its_dependents_to_the_dlq_exactly_once(cli
 
 
 def test_a_job_whose_dependency_completes_is_claimed_by_the_finishing_worker_at_once(cli, db):
-    from queuectl_tui.models import Attempt, Job
+    from queuectl_tui.store.models import Attempt, Job
     ok(cli("enqueue", "--id", "first", "sleep 0.2"))
     ok(cli("enqueue", "--id", "second", "--after", "first", "true"))
     ok(cli("worker", "start", "-n", "2", "--burst"))
@@ -173,7 +173,7 @@ def test_enqueue_wait_prints_the_id_then_waits(cli, home, procs):
 def test_wait_returns_right_after_the_last_job_ends(cli, db, home, procs):
     """Woken by the database's change counter, as idle workers are, not by a 1 s poll: three
     times over, the gap from the job's end to wait's exit stays well under a second."""
-    from queuectl_tui.models import Job
+    from queuectl_tui.store.models import Job
     ok(cli("worker", "start"))
     gaps = []
     for n in range(3):
@@ -260,7 +260,7 @@ def test_pausing_a_queue_by_its_name_alone_says_how(cli):
 
 
 def test_pause_takes_effect_for_the_next_claim_of_every_worker(cli, db, tmp_path):
-    from queuectl_tui.models import Job
+    from queuectl_tui.store.models import Job
     ok(cli("worker", "start", "-n", "2"))
     wait_for(lambda: len(ok(cli("worker", "list", "--json")).json()) == 2, message="2 workers")
     ok(cli("pause", "--queue", "held"))
@@ -275,7 +275,7 @@ def test_pause_takes_effect_for_the_next_claim_of_every_worker(cli, db, tmp_path
     wait_for(lambda: Job.select().where(Job.queue == "open", Job.state == "completed").count() == 8,
              message="open queue drained")
     assert {j.state for j in Job.select().where(Job.queue == "held")} == {"pending"}
-    from queuectl_tui.models import Attempt
+    from queuectl_tui.store.models import Attempt
     runners = {a.worker_id for a in Attempt.select().join(Job).where(Job.queue == "open")}
     assert len(runners) == 2  # both workers claimed after the pause, neither took a held job
     ok(cli("resume", "--queue", "held"))

@@ -12,7 +12,7 @@ import pytest
 from helpers import T0, state
 from queuectl_tui import engine, present, settings, spec
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
-from queuectl_tui.models import Dependency, Job
+from queuectl_tui.store.models import Dependency, Job
 
 
 def run(worker, outcome="completed", now=T0 + 1):
@@ -110,6 +110,25 @@ def test_stream_enqueue_refuses_a_later_or_unknown_dependency(db, tmp_path, afte
         pass
     assert err.value.field == "after"  # the console's form puts it under that field
     assert Job.select().count() == 0 and Dependency.select().count() == 0
+
+
+@pytest.mark.both_backends
+@pytest.mark.parametrize("taken", [False, True], ids=["repeated", "taken"])
+def test_stream_enqueue_names_the_id_field_of_a_repeated_or_taken_id(db, tmp_path, taken):
+    """A repeated id in the input, or one a job already has, is the same error on both
+    backends, under the ``id`` field (the console's form puts it there): PostgreSQL's staging
+    raised it without the field."""
+    if taken:
+        engine.enqueue([spec.normalize({"id": "x", "command": "true"})], cwd=str(tmp_path),
+                       env={})
+    lines = [("line 1", {"id": "x", "command": "true"}),
+             ("line 2", {"id": "y" if taken else "x", "command": "true"})]
+    with (pytest.raises(InvalidInput, match="line 1: job id 'x' already exists" if taken
+                        else "line 2: duplicate job id 'x' in the input") as err,
+          engine.enqueue_stream(lines, cwd=str(tmp_path), env={})):
+        pass
+    assert err.value.field == "id"
+    assert Job.select().count() == (1 if taken else 0)
 
 
 def test_stream_enqueue_after_a_dead_job_goes_to_the_dlq(add, worker, tmp_path):
@@ -430,7 +449,7 @@ def test_waiting_for_every_job_reads_only_what_changed(add, worker, monkeypatch)
     now a change costs what changed. Counted: the full looks while 100 jobs end one at a time
     (the waiter sees each before the next ends), a job is deleted and 3 are added meanwhile;
     every job is still reported, the added ones included, and the deleted one is let go."""
-    from queuectl_tui.models import database
+    from queuectl_tui.store.models import database
     start = time.time() - 10
     for n in range(100):
         add(f"j{n:03}", now=start)

@@ -12,9 +12,9 @@ import pytest
 
 from helpers import T0, dead_pid, ok, started
 from queuectl_tui import engine, spec
-from queuectl_tui.db import close_db, open_db
 from queuectl_tui.errors import QueueError
-from queuectl_tui.models import STATES, database
+from queuectl_tui.store import close_db, open_db
+from queuectl_tui.store.models import STATES, database
 from queuectl_tui.tui import data
 
 

@@ -11,7 +11,7 @@ import pytest
 from helpers import JOB_KEYS, T0, check_job_json, dead_pid, outcomes, started, state, wait_for
 from queuectl_tui import engine, present, settings, spec
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
-from queuectl_tui.models import Attempt, Job, Worker
+from queuectl_tui.store.models import Attempt, Job, Worker
 
 # --- success, failure, backoff, DLQ --------------------------------------------------------------
 

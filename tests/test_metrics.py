@@ -16,9 +16,9 @@ import pytest
 import helpers
 from helpers import cli_env, ok, user_error, wait_for
 from queuectl_tui import engine, metrics, spec
-from queuectl_tui.db import is_sqlite
 from queuectl_tui.errors import InvalidInput
-from queuectl_tui.models import Attempt, AttemptMinute, FailedMinute, Job, database
+from queuectl_tui.store import is_sqlite
+from queuectl_tui.store.models import Attempt, AttemptMinute, FailedMinute, Job, database
 
 T0 = 1_800_000_000.0
 NOW = T0 + 600
@@ -283,7 +283,7 @@ def assert_rollups_match_rows() -> None:
 
 def _summed_minutes() -> dict:
     """attempt_minute per (minute, queue) as readers see it: PostgreSQL keeps a row per writing
-    session (db.py's pgsql), summed (maxima: the greatest; dirty: any); keys at zero left out."""
+    session (store/pgsql.py), summed (maxima: the greatest; dirty: any); keys at zero left out."""
     rows: dict = {}
     for r in AttemptMinute.select().order_by(AttemptMinute.minute):
         key = (r.minute, r.queue)

@@ -65,14 +65,14 @@ SECRET_URLS = [
 
 @pytest.mark.parametrize("url", SECRET_URLS)
 def test_no_secret_a_url_carries_is_ever_shown(url):
-    from queuectl_tui.db import redact
+    from queuectl_tui.store import redact
     shown = redact(url)
     assert "sekrit" not in shown and "***" in shown
     assert shown.startswith("postgresql://u") and "127.0.0.1:1/q" in shown
 
 
 def test_what_is_not_a_secret_is_shown_as_given():
-    from queuectl_tui.db import redact
+    from queuectl_tui.store import redact
     for url in ("postgresql://u@h:5/q?passfile=/home/u/.pgpass&sslkey=/k&sslmode=require",
                 "postgresql://h/q?options=-csearch_path%3Ds&application_name=x", "postgresql://h/q"):
         assert redact(url) == url
@@ -157,7 +157,7 @@ def test_a_queue_limit_holds_under_concurrent_claimers(db):
             got = engine.claim(worker)
             if got:
                 claimed.append(got[0].id)
-        from queuectl_tui.models import database
+        from queuectl_tui.store.models import database
         database.close()
 
     threads = [threading.Thread(target=claimer, args=(w,)) for w in workers]
@@ -172,7 +172,7 @@ def test_a_queue_limit_holds_under_concurrent_claimers(db):
 @on_postgres
 def test_recovery_run_by_two_hosts_at_once_recovers_the_job_once(db, home):
     from queuectl_tui import engine, spec
-    from queuectl_tui.models import Job, Worker
+    from queuectl_tui.store.models import Job, Worker
     engine.enqueue([spec.normalize({"id": "j", "command": "true", "max_retries": 3})])
     gone = engine.register_worker()
     Worker.update(host="vanished").where(Worker.id == gone.id).execute()
@@ -180,7 +180,8 @@ def test_recovery_run_by_two_hosts_at_once_recovers_the_job_once(db, home):
     engine.record_process(attempt, 999_999, 1.0)  # its process was on the vanished host
     Worker.update(heartbeat_at=time.time() - 3600).where(Worker.id == gone.id).execute()
     script = (
-        "import json, sys\nfrom queuectl_tui.db import open_db\nfrom queuectl_tui import engine\n"
+        "import json, sys\nfrom queuectl_tui.store import open_db\n"
+        "from queuectl_tui import engine\n"
         "open_db(); sys.stdin.read(); print(json.dumps(engine.recover_lost()))"
     )
     hosts = [subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
@@ -337,8 +338,8 @@ def test_first_release_upgraded_on_postgres_has_the_shape_of_a_fresh_database(db
     import psycopg2
     from pg_support import drop_schema, fresh_schema
 
-    from queuectl_tui import db as dbmod
     from queuectl_tui import engine
+    from queuectl_tui import store as dbmod
     fresh = _pg_shape(helpers.DB_URL)
     schema, old = fresh_schema()
     try:
@@ -366,7 +367,7 @@ def test_first_release_upgraded_on_postgres_has_the_shape_of_a_fresh_database(db
 
 def _rollup_writes() -> int:
     """Rows of job_count and job_failed_minute written so far in this transaction."""
-    from queuectl_tui.models import database
+    from queuectl_tui.store.models import database
     return database.execute_sql(
         "SELECT COALESCE(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_xact_user_tables "
         "WHERE relname IN ('job_count', 'job_failed_minute') AND schemaname = current_schema()"
@@ -383,7 +384,7 @@ def test_a_bulk_enqueue_retry_and_clear_write_the_counts_once_per_statement(db, 
     from test_metrics import assert_rollups_match_rows
 
     from queuectl_tui import engine
-    from queuectl_tui.models import database
+    from queuectl_tui.store.models import database
     lines = ((f"line {n}", {"id": f"b{n}", "command": "true", "queue": "abc"[n % 3]})
              for n in range(3000))
     steps = [
@@ -417,7 +418,7 @@ def test_counts_stay_exact_when_workers_claim_during_a_bulk_enqueue(home, tmp_pa
              timeout=120, message="every job done")
     from test_counts import counted
 
-    from queuectl_tui.db import open_db
+    from queuectl_tui.store import open_db
     open_db(helpers.DB_URL)
     counted(completed=301)
     assert len(runs.read_text().split()) == 301
@@ -429,8 +430,8 @@ def test_a_version_3_database_gets_the_per_statement_counts_on_open(db, tmp_path
     triggers are replaced, not added to (a job counted twice), and it has a fresh shape."""
     import psycopg2
 
-    from queuectl_tui import db as dbmod
     from queuectl_tui import engine, spec
+    from queuectl_tui import store as dbmod
     fresh = _pg_shape(helpers.DB_URL)
     dbmod.close_db()
     conn = psycopg2.connect(helpers.DB_URL)
@@ -476,7 +477,7 @@ def test_a_version_5_database_stops_notifying_for_statements_that_change_nothing
     its trigger is replaced, and the shape is a fresh database's."""
     import psycopg2
 
-    from queuectl_tui import db as dbmod
+    from queuectl_tui import store as dbmod
     fresh = _pg_shape(helpers.DB_URL)
     dbmod.close_db()
     conn = psycopg2.connect(helpers.DB_URL)
@@ -516,7 +517,7 @@ def test_the_oldest_due_job_is_one_index_step_among_many_due_at_once(db):
     them and ``status`` its age after reading a few rows of job, not all of those due then
     (ties broken by seq needed every one of them)."""
     from queuectl_tui import engine, metrics
-    from queuectl_tui.models import database
+    from queuectl_tui.store.models import database
     database.execute_sql(
         "INSERT INTO job (id, command, queue, state, priority, attempts, max_retries, "
         "backoff_base, run_at, created_at, updated_at, cwd, cancel_requested) SELECT 'j' || n, "
@@ -537,7 +538,7 @@ def test_the_oldest_due_job_is_one_index_step_among_many_due_at_once(db):
 
 
 def _job_rows_read() -> int:
-    from queuectl_tui.models import database
+    from queuectl_tui.store.models import database
     return database.execute_sql(
         "SELECT COALESCE(sum(seq_tup_read + idx_tup_fetch), 0) FROM pg_stat_xact_user_tables "
         "WHERE relname = 'job' AND schemaname = current_schema()").fetchone()[0]
@@ -548,8 +549,8 @@ def test_the_workers_statements_are_prepared_once_per_connection(db, tmp_path):
     """The claim and the record of a job's end are planned once per connection, not per job;
     a statement the server will not prepare still runs, without spoiling its transaction."""
     from queuectl_tui import engine, spec
-    from queuectl_tui.db import write_transaction
-    from queuectl_tui.models import Job, database
+    from queuectl_tui.store import dialect, write_transaction
+    from queuectl_tui.store.models import Job, database
     from queuectl_tui.worker import WorkerLoop
 
     engine.enqueue([spec.normalize({"command": f"echo {n}"}) for n in range(20)],
@@ -563,7 +564,7 @@ def test_the_workers_statements_are_prepared_once_per_connection(db, tmp_path):
     assert "UPDATE worker SET status" in texts
     with write_transaction():
         # $1 has no type
-        assert engine.statements.hot("SELECT ? IS NULL", (None,)).fetchone() == (True,)
+        assert dialect().hot("SELECT ? IS NULL", (None,)).fetchone() == (True,)
         engine.enqueue([spec.normalize({"id": "after", "command": "true"})])
     assert Job.get(Job.id == "after").state == "pending"
 
@@ -573,7 +574,7 @@ def test_a_large_bulk_enqueue_leaves_the_planner_fresh_statistics(db, tmp_path):
     """Until the table is analysed the server may plan a claim as a read of every waiting job:
     a bulk enqueue of 10,000 jobs or more analyses it on the spot."""
     from queuectl_tui import engine, spec
-    from queuectl_tui.models import database
+    from queuectl_tui.store.models import database
 
     def planned_rows() -> float:
         return database.execute_sql(
@@ -594,8 +595,8 @@ def test_a_workers_connections_give_up_a_silent_network_within_a_sixth_of_the_le
     """What libpq is asked for (the two-host tests show the effect): the worker's sessions
     are opened anew with them, the heartbeat's also bounds its statements, and a parameter
     the URL sets itself is left as it is."""
-    from queuectl_tui.db import close_db, keep_alive, open_db
-    from queuectl_tui.models import database
+    from queuectl_tui.store import close_db, keep_alive, open_db
+    from queuectl_tui.store.models import database
 
     keep_alive(12.0, bound_statements=True)
     params = database.connection().get_dsn_parameters()
@@ -631,7 +632,7 @@ def _claim_held_open(worker, inside: threading.Event, release: threading.Event, 
     monkeypatch.setattr(engine.claims, "_set_worker", held)
 
     def run():
-        from queuectl_tui.models import database
+        from queuectl_tui.store.models import database
         try:
             result.append(engine.claim(worker))
         finally:
@@ -649,7 +650,7 @@ def _in_thread(call):
     result = []
 
     def run():
-        from queuectl_tui.models import database
+        from queuectl_tui.store.models import database
         try:
             result.append(call())
         finally:
@@ -727,7 +728,7 @@ def test_a_pause_returns_only_after_the_claims_under_way_and_none_claims_after_i
     """``pause`` waits for a claim already inside its transaction (its lock is exclusive,
     the claims' shared), and once it has returned no claim takes a job of that queue."""
     from queuectl_tui import engine, spec
-    from queuectl_tui.models import database
+    from queuectl_tui.store.models import database
     engine.enqueue([spec.normalize({"id": f"j{n}", "command": "true"}) for n in range(3)])
     first, second = engine.register_worker(), engine.register_worker()
     inside, release = threading.Event(), threading.Event()
@@ -759,16 +760,16 @@ def test_concurrent_settles_keep_counts_and_rollups_exact(db, tmp_path):
     from test_counts import counted
     from test_metrics import assert_rollups_match_rows
 
-    from queuectl_tui import db as dbmod
     from queuectl_tui import engine, spec
-    from queuectl_tui.models import JobCount
+    from queuectl_tui import store as dbmod
+    from queuectl_tui.store.models import JobCount
     engine.enqueue([spec.normalize({"id": f"j{n}", "command": "true", "queue": "ab"[n % 2],
                                     "max_retries": n % 3})
                     for n in range(160)], cwd=str(tmp_path))
     errors = []
 
     def drain():
-        from queuectl_tui.models import database
+        from queuectl_tui.store.models import database
         worker = engine.register_worker()
         held: list = []
         try:
@@ -798,7 +799,7 @@ def test_concurrent_settles_keep_counts_and_rollups_exact(db, tmp_path):
     dbmod.fold()
     counted(**{k: v for k, v in counts.items() if v})
     assert_rollups_match_rows()
-    from queuectl_tui.models import database
+    from queuectl_tui.store.models import database
     slots = database.execute_sql("SELECT count(*) FROM job_count WHERE slot <> 0").fetchone()[0]
     assert slots == 0
 
@@ -809,7 +810,7 @@ def test_only_changes_to_queues_or_settings_move_the_control_token(db):
     control token moved: other workers' claims and finishes (changes to jobs) do not move it,
     a pause does."""
     from queuectl_tui import engine, spec
-    from queuectl_tui.db import change_token, control_token
+    from queuectl_tui.store import change_token, control_token
     change, control = change_token(), control_token()
     done, _ = _in_thread(lambda: engine.enqueue([spec.normalize({"command": "true"})]))
     done.join()

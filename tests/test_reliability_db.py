@@ -333,7 +333,7 @@ def test_commands_wait_out_a_lock_held_for_a_few_seconds(cli, home):
 FROZEN_WRITER = """
 import os, signal, sys
 from queuectl_tui import engine
-from queuectl_tui.db import open_db, write_transaction
+from queuectl_tui.store import open_db, write_transaction
 open_db(sys.argv[1])
 worker = engine.register_worker()
 engine.claim(worker)
@@ -358,8 +358,8 @@ def frozen_writer(home: Path) -> tuple[subprocess.Popen, int]:
 #: A command whose writers' lock wait is cut to 1 s (the real one is 15 s, as SQLite's).
 SHORT_WAIT_COMMAND = """
 import sys
-from queuectl_tui import db
-db.WRITERS_WAIT = 1.0
+from queuectl_tui.store import sqlite
+sqlite.WRITERS_WAIT = 1.0
 from queuectl_tui.cli import main
 main(sys.argv[1:])
 """
@@ -375,9 +375,9 @@ def test_a_writer_frozen_with_the_writers_lock_holds_up_others_only_for_the_busy
     main thread, woken by the kernel or a timer) and in another thread (which polls)."""
     import threading
 
-    from queuectl_tui import db as database_module
     from queuectl_tui import engine, spec
-    from queuectl_tui.db import describe_db_error, open_db
+    from queuectl_tui import store as database_module
+    from queuectl_tui.store import describe_db_error, open_db
     ok(run_cli(home, "config", "set", "lease", "600"))  # frozen but not lost: nobody kills it
     holder, _ = frozen_writer(home)
     try:
@@ -388,7 +388,7 @@ def test_a_writer_frozen_with_the_writers_lock_holds_up_others_only_for_the_busy
             line = user_error(Result(proc.returncode, proc.stdout, proc.stderr), 1)
         else:
             open_db(home / "queuectl.db")
-            monkeypatch.setattr(database_module, "WRITERS_WAIT", 1.0, raising=False)
+            monkeypatch.setattr(database_module.sqlite, "WRITERS_WAIT", 1.0)
             outcome = []
 
             def write() -> None:

@@ -164,7 +164,7 @@ def test_a_forced_stop_kills_the_job_tree_and_the_job_runs_again_later(cli, tmp_
 #: A worker of this test's database, in-process in a child, that claims two jobs at once.
 BATCH_OF_TWO = """
 import sys
-from queuectl_tui.db import open_db
+from queuectl_tui.store import open_db
 from queuectl_tui.worker import WorkerLoop
 open_db()
 worker = WorkerLoop(burst=True)
@@ -641,7 +641,7 @@ def test_a_200mb_flood_keeps_the_log_capped_the_row_small_and_the_worker_flat(cl
 )
 def test_a_worker_row_whose_pid_was_reused_is_dead_and_never_signalled(db, cli, tok, command):
     from queuectl_tui import engine, procs, spec
-    from queuectl_tui.models import Worker
+    from queuectl_tui.store.models import Worker
 
     stranger = subprocess.Popen(["sleep", tok])  # an unrelated process now owns the PID
     try:

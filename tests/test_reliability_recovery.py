@@ -31,7 +31,7 @@ def tok():
 def lost_worker():
     """A worker row for a process that is gone (this PID, another start time)."""
     from queuectl_tui import engine
-    from queuectl_tui.models import Worker
+    from queuectl_tui.store.models import Worker
     row = engine.register_worker()
     Worker.update(proc_started=row.proc_started - 1000).where(Worker.id == row.id).execute()
     return Worker.get_by_id(row.id)
@@ -56,7 +56,7 @@ def test_recovering_several_jobs_while_others_commit(db, home, monkeypatch):
     """Workers and producers commit all the time. Recovery of two lost jobs must not fail with
     'database is locked' because a commit landed while it was killing the first tree."""
     from queuectl_tui import engine, procs
-    from queuectl_tui.models import Job
+    from queuectl_tui.store.models import Job
 
     add("a", "b", "c")
     dead = lost_worker()
@@ -80,7 +80,7 @@ def test_recovery_never_touches_a_run_claimed_meanwhile_by_a_live_worker(db, mon
     another worker recovered one of them and a live worker claimed it again, that new run must
     be neither killed nor marked lost."""
     from queuectl_tui import engine, procs
-    from queuectl_tui.models import Job
+    from queuectl_tui.store.models import Job
 
     add("a", "b")
     dead = lost_worker()
@@ -147,7 +147,7 @@ def test_a_note_written_by_a_dying_worker_is_not_removed_with_its_journal(db, mo
     all. Recovering that job, it found no note: "not started", the running job left alive and
     run again. (The chaos runs' rare job run twice although "not started".)"""
     from queuectl_tui import engine, procs
-    from queuectl_tui.models import Job
+    from queuectl_tui.store.models import Job
 
     add("first", "second")
     owner = subprocess.Popen(["sleep", tok])  # the worker process
@@ -189,7 +189,7 @@ def test_a_frozen_workers_job_without_a_note_is_charged_as_possibly_run(db, tok)
     process and ran it, beside the retry. Only a worker that has exited is known never to start
     it: one that may resume is charged "worker lost", like a run."""
     from queuectl_tui import engine
-    from queuectl_tui.models import Job, Worker
+    from queuectl_tui.store.models import Job, Worker
 
     add("j")
     frozen = subprocess.Popen(["sleep", tok])

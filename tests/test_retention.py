@@ -10,7 +10,7 @@ import pytest
 
 from helpers import T0, ok, wait_for
 from queuectl_tui import engine, metrics, retention, settings
-from queuectl_tui.models import Attempt, Dependency, Job, JobCount
+from queuectl_tui.store.models import Attempt, Dependency, Job, JobCount
 
 DAY = 86400.0
 CFG = settings.DEFAULTS._replace(keep_completed=7 * DAY, keep_dead=30 * DAY)
@@ -79,7 +79,7 @@ def test_pruning_deletes_old_jobs_with_attempts_and_logs_and_keeps_past_stats(ad
 @pytest.mark.both_backends
 def test_an_environment_goes_with_the_last_job_pruned_that_used_it(db, worker, tmp_path):
     from queuectl_tui import spec
-    from queuectl_tui.models import Environment
+    from queuectl_tui.store.models import Environment
 
     def enqueue(job_id: str, secret: str, now: float) -> None:
         engine.enqueue([spec.normalize({"id": job_id, "command": "true"}, now=now)],
@@ -322,7 +322,7 @@ def test_both_backends_delete_triggers_watch_the_same_pruning_marker():
     """The PostgreSQL functions (pgsql.py) spell the marker's check out for themselves: it must
     name the row retention inserts (db.PRUNING), or pruning there would take jobs out of past
     stats."""
-    from queuectl_tui import db as dbmod
-    from queuectl_tui import pgsql
-    assert pgsql.PRUNING_NOW == dbmod._PRUNING_NOW
+    from queuectl_tui import store as dbmod
+    from queuectl_tui.store import pgsql
+    assert pgsql.PRUNING_NOW == dbmod.schema._PRUNING_NOW
     assert pgsql.PRUNING_NOW in pgsql.JOBS_DELETE and pgsql.PRUNING_NOW in pgsql.MINUTE_DELETE

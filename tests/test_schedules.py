@@ -12,7 +12,7 @@ import pytest
 
 from helpers import T0, ok, run_here, user_error, wait_for
 from queuectl_tui import schedules
-from queuectl_tui.models import Job, Schedule
+from queuectl_tui.store.models import Job, Schedule
 
 pytestmark = pytest.mark.both_backends
 
@@ -205,7 +205,7 @@ def test_sessions_racing_for_the_same_due_times_make_one_job_each(sched):
         except BaseException as exc:  # reported below
             errors.append(exc)
         finally:
-            from queuectl_tui.models import database
+            from queuectl_tui.store.models import database
             database.close()
 
     threads = [threading.Thread(target=race) for _ in range(4)]
@@ -223,7 +223,7 @@ def test_inserting_a_due_time_s_job_another_session_is_inserting_is_a_no_op(sche
     due time's job; the second waits for the first to commit, then inserts nothing (no
     error, no second job)."""
     from queuectl_tui import engine, settings
-    from queuectl_tui.models import database
+    from queuectl_tui.store.models import database
     row_ = sched("x", every="1m")
     slot, defaults = T0 + 60, settings.load()
     job_id = schedules.slot_id("x", slot)
@@ -345,7 +345,7 @@ def test_an_idle_worker_s_sleep_ends_at_the_next_due_time(db, tmp_path):
     the due time itself ends the idle worker's sleep, and the worker makes the job and runs
     it. The loop runs in this process; a thread watches and stops it."""
     from queuectl_tui import settings
-    from queuectl_tui.models import database
+    from queuectl_tui.store.models import database
     from queuectl_tui.worker import WorkerLoop
     for key, value in (("poll_interval", 60), ("lease", 600), ("heartbeat_interval", 300)):
         settings.set_value(key, value)

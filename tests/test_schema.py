@@ -9,8 +9,8 @@ import pytest
 from peewee import TextField
 from playhouse.migrate import migrate
 
-from queuectl_tui import db as dbmod
 from queuectl_tui import engine, spec
+from queuectl_tui import store as dbmod
 from queuectl_tui.errors import DatabaseUnusable
 
 V1 = Path(__file__).parent / "fixtures" / "schema_v1.sql"
@@ -80,7 +80,7 @@ def test_upgrade_steps_run_in_order_inside_open(tmp_path, monkeypatch):
     open, after every step in between."""
     old = make_v1(tmp_path / "old.db")
     following = dbmod.SCHEMA_VERSION + 1
-    monkeypatch.setattr(dbmod, "SCHEMA_VERSION", following)
+    monkeypatch.setattr(dbmod.schema, "SCHEMA_VERSION", following)
     monkeypatch.setitem(dbmod.UPGRADES, following,
                         lambda m: migrate(m.add_column("job", "note", TextField(null=True))))
     dbmod.open_db(old)

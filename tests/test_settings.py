@@ -28,7 +28,7 @@ def test_settings_load_as_one_typed_read_only_object(db):
 
 
 def test_a_stored_value_survives_reopening_the_database(db, home):
-    from queuectl_tui.db import close_db, open_db
+    from queuectl_tui.store import close_db, open_db
     settings.set_value("backoff_base", "3.5")
     close_db()
     open_db(home / "queuectl.db")
@@ -121,7 +121,7 @@ def test_config_bad_key_or_value_exits_2_and_changes_nothing(cli, home, args):
 # --- a change applies to every job claimed after it ---------------------------------------------
 
 def _log_of(job_id: str) -> str:
-    from queuectl_tui.models import Job
+    from queuectl_tui.store.models import Job
     [attempt] = engine.attempts_of(Job.get(Job.id == job_id))
     return engine.log_path(attempt).read_text()
 
@@ -134,7 +134,7 @@ def test_a_setting_applies_to_the_next_job_a_running_worker_claims(db, tmp_path)
     import threading
 
     from helpers import wait_for
-    from queuectl_tui.models import Job, Worker, database
+    from queuectl_tui.store.models import Job, Worker, database
     from queuectl_tui.worker import WorkerLoop
 
     flood = "head -c 200000 /dev/zero | tr '\\0' x"

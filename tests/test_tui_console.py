@@ -15,7 +15,7 @@ SIZE = (120, 35)
 
 
 def job(job_id: str):
-    from queuectl_tui.models import Job
+    from queuectl_tui.store.models import Job
     return Job.get_or_none(Job.id == job_id)
 
 
@@ -71,7 +71,7 @@ def test_the_header_abbreviates_only_when_the_names_cannot_fit_and_the_help_says
 # --- sort, pages, footer, help -----------------------------------------------------------------
 
 async def test_the_next_run_sort_starts_with_the_soonest(seeded):
-    from queuectl_tui.models import Job
+    from queuectl_tui.store.models import Job
 
     soonest = Job.select().order_by(Job.run_at, Job.seq).first().id
     app = make_app(seeded, page_size=100)

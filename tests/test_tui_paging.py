@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from queuectl_tui import engine, spec
-from queuectl_tui.models import COMPLETED, DEAD, FAILED, PENDING, Job
+from queuectl_tui.store.models import COMPLETED, DEAD, FAILED, PENDING, Job
 from queuectl_tui.tui import data
 
 pytestmark = pytest.mark.both_backends

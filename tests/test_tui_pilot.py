@@ -23,7 +23,7 @@ def make_app(path, **options):
 
 
 def job(job_id: str):
-    from queuectl_tui.models import Job
+    from queuectl_tui.store.models import Job
     return Job.get_or_none(Job.id == job_id)
 
 
@@ -65,7 +65,7 @@ async def test_n_enqueues_a_job_from_the_form(seeded):
 
 
 async def test_enqueue_form_refuses_bad_values_inline(seeded):
-    from queuectl_tui.models import Job
+    from queuectl_tui.store.models import Job
     from queuectl_tui.tui.screens.modals import EnqueueModal
 
     before = Job.select().count()
@@ -326,7 +326,7 @@ async def test_f5_refreshes_now(seeded):
 async def test_detail_follows_a_running_jobs_log(seeded):
     from textual.widgets import Log
 
-    from queuectl_tui.models import Attempt, Job
+    from queuectl_tui.store.models import Attempt, Job
     from queuectl_tui.tui.screens.detail import JobDetailScreen
 
     app = make_app(seeded, refresh_interval=0.1)
@@ -355,7 +355,7 @@ async def test_output_pane_follows_the_selected_jobs_log_from_the_list(seeded):
     """o opens the pane under the list: it shows the selected job's latest log, keeps
     following it as it grows, changes with the cursor, and o hides it again."""
 
-    from queuectl_tui.models import Attempt, Job
+    from queuectl_tui.store.models import Attempt, Job
 
     app = make_app(seeded, refresh_interval=0.1)
     async with app.run_test(size=SIZE) as pilot:
@@ -381,7 +381,7 @@ async def test_output_pane_of_a_job_running_on_another_host_says_where_its_log_i
     once the attempt ends, shows the last output kept in the database."""
 
     from queuectl_tui import engine
-    from queuectl_tui.models import Attempt, Job
+    from queuectl_tui.store.models import Attempt, Job
 
     job_row = Job.get(Job.id == "crawl-sitemap")
     attempt = Attempt.get(Attempt.job == job_row.seq)
@@ -453,7 +453,7 @@ async def test_refresh_shows_changes_made_elsewhere(seeded):
 
 async def test_workers_started_from_the_console_run_jobs_and_outlive_it(empty_db, home, tmp_path):
     from queuectl_tui import engine, procs, spec
-    from queuectl_tui.models import Worker
+    from queuectl_tui.store.models import Worker
 
     engine.enqueue([spec.normalize({"id": "hello", "command": "echo hi > out.txt"})], cwd=str(tmp_path))
     app = make_app(empty_db, clock=time.time, monitor=None, refresh_interval=0.2)
@@ -470,7 +470,7 @@ async def test_workers_started_from_the_console_run_jobs_and_outlive_it(empty_db
 
 async def test_minus_stops_one_worker_and_x_stops_all(empty_db):
     from queuectl_tui import supervisor
-    from queuectl_tui.models import Worker
+    from queuectl_tui.store.models import Worker
 
     supervisor.start(empty_db, 2)  # as 'worker start -n 2' would: the console shows them
     app = make_app(empty_db, clock=time.time, monitor=None, refresh_interval=0.2)
@@ -488,7 +488,7 @@ async def test_minus_stops_one_worker_and_x_stops_all(empty_db):
 async def test_a_worker_started_with_plus_leaves_no_zombie_once_stopped(empty_db):
     import psutil
 
-    from queuectl_tui.models import Worker
+    from queuectl_tui.store.models import Worker
 
     def zombie(pid: int) -> bool:
         try:
@@ -513,7 +513,7 @@ async def test_a_worker_started_with_plus_leaves_no_zombie_once_stopped(empty_db
 # --- trouble -----------------------------------------------------------------------------------
 
 async def test_a_locked_database_is_a_message_and_the_console_recovers(empty_db):
-    from queuectl_tui.db import close_db
+    from queuectl_tui.store import close_db
 
     close_db()  # only the locker below has the file open (an open WAL reader would stop it)
     # Taken before the console opens: the console keeps its connections, and no process can
@@ -589,7 +589,7 @@ async def test_markup_in_ids_and_commands_is_shown_as_text(seeded):
 async def test_escape_sequences_in_a_log_are_shown_not_sent_to_the_terminal(seeded):
     from textual.widgets import Log
 
-    from queuectl_tui.models import Attempt, Job
+    from queuectl_tui.store.models import Attempt, Job
     from queuectl_tui.tui.screens.detail import JobDetailScreen
 
     app = make_app(seeded, refresh_interval=0.1)
@@ -607,7 +607,7 @@ async def test_escape_sequences_in_a_log_are_shown_not_sent_to_the_terminal(seed
 async def test_a_stopping_worker_still_running_its_job_counts_as_busy(seeded):
     """After a normal stop a worker finishes its job: the header and the workers pane must still
     count it busy (as `status` does), not idle."""
-    from queuectl_tui.models import Worker
+    from queuectl_tui.store.models import Worker
     from queuectl_tui.tui.widgets.counts import CountsHeader
 
     busy = list(Worker.select().where(Worker.status == "busy"))
@@ -710,7 +710,7 @@ def notes(app) -> str:
 
 
 def attempts_of(job_id: str) -> list[int]:
-    from queuectl_tui.models import Attempt
+    from queuectl_tui.store.models import Attempt
     return [a.number for a in Attempt.select().where(Attempt.job == job(job_id).seq).order_by(Attempt.number)]
 
 
@@ -789,7 +789,7 @@ async def test_shift_e_refuses_a_running_job_with_the_reason(seeded):
 async def test_the_edit_form_shows_the_engines_refusal_when_the_job_started_meanwhile(seeded):
     """The form was opened on a pending job that a worker then claimed: ``edit`` refuses it and
     the form says so (nothing changes)."""
-    from queuectl_tui.models import Job
+    from queuectl_tui.store.models import Job
     from queuectl_tui.tui.screens.modals import EditModal
 
     app = make_app(seeded)
@@ -806,7 +806,7 @@ async def test_the_edit_form_shows_the_engines_refusal_when_the_job_started_mean
 
 async def test_enqueue_form_after_field_makes_the_job_wait_and_refuses_unknown_ids(seeded):
     from queuectl_tui import engine
-    from queuectl_tui.models import Job
+    from queuectl_tui.store.models import Job
     from queuectl_tui.tui.screens.modals import EnqueueModal
 
     before = Job.select().count()
@@ -899,7 +899,7 @@ async def test_the_forms_take_durations_and_none_for_no_time_limit(seeded):
 
 async def test_schedules_screen_adds_pauses_runs_and_removes_a_schedule(seeded):
     from queuectl_tui import schedules
-    from queuectl_tui.models import Job
+    from queuectl_tui.store.models import Job
     from queuectl_tui.tui.screens.schedules import ScheduleModal, SchedulesScreen
 
     def listed(name: str):

@@ -30,7 +30,7 @@ def told(app) -> list[str]:
 
 def snapshot() -> list[tuple]:
     """Every job's state and run time, the settings, the queues' pauses and limits."""
-    from queuectl_tui.models import Job, Meta, Queue, Setting
+    from queuectl_tui.store.models import Job, Meta, Queue, Setting
     return [sorted((j.id, j.state, j.run_at, j.attempts) for j in Job.select()),
             sorted((s.key, s.value) for s in Setting.select()),
             sorted((m.key, m.value) for m in Meta.select()),

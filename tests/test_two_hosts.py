@@ -26,7 +26,7 @@ BEAT = 0.25  # heartbeat_interval of these tests, seconds
 
 def configure(url: str, **values: float) -> None:
     from queuectl_tui import settings
-    from queuectl_tui.db import open_db
+    from queuectl_tui.store import open_db
     open_db(url)
     for key, value in values.items():
         settings.set_value(key, value)
@@ -42,19 +42,19 @@ def enqueue(tmp_path, jobs: dict[str, str]) -> None:
 def attempts(job_id: str) -> list[tuple]:
     """(number, outcome, host, error) of each attempt of the job."""
     from queuectl_tui import engine
-    from queuectl_tui.models import Job
+    from queuectl_tui.store.models import Job
     job = Job.get(Job.id == job_id)
     return [(a.number, a.outcome, a.host, a.error) for a in engine.attempts_of(job)]
 
 
 def job_state(job_id: str) -> str:
-    from queuectl_tui.models import Job
+    from queuectl_tui.store.models import Job
     return Job.get(Job.id == job_id).state
 
 
 def running_on(host, job_id: str):
     """The job's attempt once it runs on ``host`` with its process recorded."""
-    from queuectl_tui.models import Attempt, Job
+    from queuectl_tui.store.models import Attempt, Job
     job = Job.get(Job.id == job_id)
     return (Attempt.select().where(Attempt.job == job.seq, Attempt.host == host.name,
                                    Attempt.outcome.is_null(), Attempt.pid.is_null(False))
@@ -62,7 +62,7 @@ def running_on(host, job_id: str):
 
 
 def workers_on(host) -> list:
-    from queuectl_tui.models import Worker
+    from queuectl_tui.store.models import Worker
     return list(Worker.select().where(Worker.host == host.name).order_by(Worker.id))
 
 
@@ -76,7 +76,7 @@ class Lateness(threading.Thread):
         self.done = threading.Event()
 
     def run(self) -> None:
-        from queuectl_tui.models import Worker, database
+        from queuectl_tui.store.models import Worker, database
         try:
             while not self.done.wait(0.05):
                 row = Worker.get_or_none(Worker.id == self.worker_id)
@@ -103,7 +103,7 @@ class Recovery(threading.Thread):
 
     def run(self) -> None:
         from queuectl_tui import engine
-        from queuectl_tui.models import database
+        from queuectl_tui.store.models import database
         try:
             while not self.done.wait(0.1):
                 engine.recover_lost()

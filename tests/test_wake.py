@@ -10,7 +10,7 @@ import pytest
 
 from helpers import cli_env
 from queuectl_tui import wake
-from queuectl_tui.db import change_token
+from queuectl_tui.store import change_token
 
 pytestmark = pytest.mark.sqlite_only
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from helpers import all_gone, marked, marked_command, wait_for
 from queuectl_tui import engine, runner, spec
-from queuectl_tui.models import Job, Worker, database
+from queuectl_tui.store.models import Job, Worker, database
 from queuectl_tui.worker import WorkerLoop
 
 #: A job with grandchildren that writes "started" once they exist.

@@ -25,7 +25,7 @@ from helpers import (
     worker_pids,
 )
 from queuectl_tui import engine
-from queuectl_tui.models import Attempt, Job
+from queuectl_tui.store.models import Attempt, Job
 
 #: A job with grandchildren that writes "started" once they exist, then waits for them.
 TREE = "sh -c 'sleep 60 & sleep 60 & touch started; wait'"

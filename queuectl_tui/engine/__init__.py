@@ -4,7 +4,6 @@ workers, one module per concern. Every state change is one transaction.
 The names are re-exported here: callers use ``engine.claim``, ``engine.enqueue`` ...
 """
 
-from queuectl_tui.db import change_token, write_transaction
 from queuectl_tui.engine.actions import (
     EDITABLE,
     cancel,
@@ -99,10 +98,6 @@ from queuectl_tui.engine.recovery import (
     noted_process,
     recover_lost,
 )
-from queuectl_tui.engine.statements import (
-    dialect_sql,
-    hot,
-)
 from queuectl_tui.engine.waiting import (
     DELETED,
     END_SLACK,
@@ -128,7 +123,8 @@ from queuectl_tui.engine.workers import (
     unregister_worker,
     worker_alive,
 )
-from queuectl_tui.models import Attempt
+from queuectl_tui.store import change_token, write_transaction
+from queuectl_tui.store.models import Attempt
 
 __all__ = [
     "change_token",
@@ -141,8 +137,6 @@ __all__ = [
     "environment_row",
     "job_environment",
     "save_environment",
-    "dialect_sql",
-    "hot",
     "Fenced",
     "STOPPED_STATUSES",
     "Unregistered",

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from peewee import chunked
 
-from queuectl_tui.db import (
+from queuectl_tui.errors import InvalidInput, NotFound, QueueError
+from queuectl_tui.spec import normalize
+from queuectl_tui.store import (
     write_transaction,
 )
-from queuectl_tui.errors import InvalidInput, NotFound, QueueError
-from queuectl_tui.models import (
+from queuectl_tui.store.models import (
     CLAIMABLE,
     COMPLETED,
     DEAD,
@@ -25,7 +26,6 @@ from queuectl_tui.models import (
     Environment,
     Job,
 )
-from queuectl_tui.spec import normalize
 
 if TYPE_CHECKING:
     pass

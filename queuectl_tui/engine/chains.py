@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 
 from peewee import JOIN, chunked
 
-from queuectl_tui.db import (
+from queuectl_tui.errors import InvalidInput
+from queuectl_tui.store import (
     after_commit,
     write_transaction,
 )
-from queuectl_tui.errors import InvalidInput
-from queuectl_tui.models import (
+from queuectl_tui.store.models import (
     CLAIMABLE,
     COMPLETED,
     DEAD,

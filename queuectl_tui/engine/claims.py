@@ -14,13 +14,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from queuectl_tui import settings
-from queuectl_tui.db import (
+from queuectl_tui.store import (
     held_limited,
-    is_sqlite,
     set_held_limited,
     write_transaction,
 )
-from queuectl_tui.models import (
+from queuectl_tui.store.models import (
     COMPLETED,
     DEAD,
     FAILED,
@@ -32,27 +31,16 @@ from queuectl_tui.models import (
     Worker,
     database,
 )
-from queuectl_tui.pgsql import (
-    CLAIM_BATCH,
-    CLAIM_LOCKS,
-    FINISH_BATCH,
-)
 
 if TYPE_CHECKING:
     pass
 from queuectl_tui.engine.chains import fail_dependents
 from queuectl_tui.engine.common import _queues_of
-from queuectl_tui.engine.statements import (
-    _CLAIM,
-    _FINISH_ATTEMPT,
-    _FINISH_JOB,
-    _JOB_COLUMNS,
-    _NEW_ATTEMPT,
-    _NEXT_NUMBER,
-    _SET_WORKER,
-    hot,
-)
 from queuectl_tui.engine.workers import Fenced, Unregistered
+from queuectl_tui.store.dialects import dialect
+from queuectl_tui.store.queries import (
+    JOB_COLUMNS,
+)
 
 
 def claim(worker: Worker, *, now: float | None = None) -> tuple[Job, Attempt] | None:
@@ -123,9 +111,9 @@ def settle(worker: Worker, ended: Sequence[Ended] = (), *, claim: int = 0,
     and the claims, best first. Raises Unregistered, and changes nothing, when it would claim
     for a worker whose row is gone."""
     now = time.time() if now is None else now
-    sqlite = is_sqlite()
+    batches = dialect().batch_statements
     with write_transaction(hot=True, claiming=_queues_of(worker) if claim else None):
-        if sqlite:
+        if not batches:
             states = [_finish(e.job, e.attempt, e.outcome, e.exit_code, e.error, e.tail,
                               now if e.at is None else e.at, max_backoff, e.cost) for e in ended]
         else:  # PostgreSQL: the batch's ends in one statement, its claims in another
@@ -134,7 +122,7 @@ def settle(worker: Worker, ended: Sequence[Ended] = (), *, claim: int = 0,
             _hand_back(job, attempt, now)
         claimed: list[tuple[Job, Attempt]] = []
         wrote = bool(ended or hand_back or next_job)
-        if not sqlite and claim:  # the worker's row is marked in the claim's statement
+        if batches and claim:  # the worker's row is marked in the claim's statement
             claimed, marked = _claim_batch(worker, now, claim, mark=(next_job, wrote))
             if claimed and not marked:
                 raise Unregistered(f"worker {worker.id} is no longer registered")  # rolled back
@@ -157,8 +145,8 @@ def _limited_held(queues: list[str]) -> list[str]:
     its BEGIN, or now: a claim in a transaction not opened for claiming)."""
     held = held_limited()
     if held is None:
-        held = list(database.execute_sql(CLAIM_LOCKS, {"queues": queues or None})
-                    .fetchone()[1])
+        locks = dialect().queries["claim_locks"]
+        held = list(database.execute_sql(locks, {"queues": queues or None}).fetchone()[1])
         set_held_limited(held)
     return held
 
@@ -166,21 +154,22 @@ def _limited_held(queues: list[str]) -> list[str]:
 def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
     """The next due job, claimed; its attempt carries ``settings_version``, the settings'
     version as of this claim (the worker runs it under those settings or newer ones)."""
-    if not is_sqlite():
+    if dialect().batch_statements:
         claimed = _claim_batch(worker, now, 1)[0]
         return claimed[0] if claimed else None
     import secrets  # here: it loads hmac and random, which nothing else at start-up needs
     token = secrets.randbits(63)
     queues = worker.queues.split(",") if worker.queues else []
     wanted = json.dumps(queues) if queues else None  # one statement for any queue list
-    rows = database.execute_sql(_CLAIM, (now, wanted, worker.id, token)).fetchall()
+    claim = dialect().queries["claim"]
+    rows = database.execute_sql(claim, (now, wanted, worker.id, token)).fetchall()
     if not rows:
         return None
     *columns, version = rows[0]
-    job = Job(**dict(zip(_JOB_COLUMNS, columns, strict=True)))
-    number = hot(_NEXT_NUMBER, (job.seq,)).fetchone()[0]
+    job = Job(**dict(zip(JOB_COLUMNS, columns, strict=True)))
+    number = dialect().run("next_number", (job.seq,)).fetchone()[0]
     log_file = log_name(job.id, job.seq, number)
-    seq = hot(_NEW_ATTEMPT, (job.seq, number, worker.id, worker.host, now,
+    seq = dialect().run("new_attempt", (job.seq, number, worker.id, worker.host, now,
                                                     log_file, token, job.run_at, job.queue)
                                 ).fetchall()[0][0]
     attempt = Attempt(seq=seq, job=job.seq, number=number, worker_id=worker.id, host=worker.host,
@@ -219,7 +208,7 @@ def _claim_batch(worker: Worker, now: float, n: int,
                  mark: tuple[str | None, bool] | None = None
                  ) -> tuple[list[tuple[Job, Attempt]], bool]:
     """PostgreSQL: up to ``n`` due jobs and their attempts, best first, in one statement
-    (pgsql.CLAIM_BATCH); each claim's token is distinct. ``mark`` (the job the worker is on,
+    (the claim_batch query); each claim's token is distinct. ``mark`` (the job the worker is on,
     whether it recorded something): the worker's row is set as ``_set_worker`` would, in the
     same statement. Returns the claims and whether the worker's row was marked."""
     import secrets
@@ -229,9 +218,10 @@ def _claim_batch(worker: Worker, now: float, n: int,
             "mark": mark is not None, "next": mark[0] if mark else None,
             "wrote": bool(mark and mark[1])}
     claimed, marked = [], False
-    for *columns, seq, number, log_file, version, marks in hot(CLAIM_BATCH, args).fetchall():
+    rows = dialect().run("claim_batch", args).fetchall()
+    for *columns, seq, number, log_file, version, marks in rows:
         marked = marks > 0
-        job = Job(**dict(zip(_JOB_COLUMNS, columns, strict=True)))
+        job = Job(**dict(zip(JOB_COLUMNS, columns, strict=True)))
         attempt = Attempt(seq=seq, job=job.seq, number=number, worker_id=worker.id,
                           host=worker.host, started_at=now, log_file=log_file,
                           claim_token=job.claim_token, due_at=job.run_at, queue=job.queue)
@@ -261,7 +251,7 @@ def _next_state(job: Job, outcome: str, error: str | None, now: float, max_backo
 
 def _finish_batch(ended: Sequence[Ended], now: float, max_backoff: float) -> list[str | None]:
     """PostgreSQL: ``_finish`` of every attempt that ended, in one statement
-    (pgsql.FINISH_BATCH); then the dependents of those that died go to the DLQ."""
+    (the finish_batch query); then the dependents of those that died go to the DLQ."""
     if not ended:
         return []
     columns: dict[str, list] = {key: [] for key in (
@@ -285,7 +275,7 @@ def _finish_batch(ended: Sequence[Ended], now: float, max_backoff: float) -> lis
                 ("rss", None if cost is None else cost.peak_rss_bytes),
                 ("procs", None if cost is None else cost.processes)):
             columns[key].append(value)
-    done = {seq for (seq,) in hot(FINISH_BATCH, columns).fetchall()}
+    done = {seq for (seq,) in dialect().run("finish_batch", columns).fetchall()}
     result = [state if e.job.seq in done else None for e, state in zip(ended, states, strict=True)]
     dead = [e.job.seq for e, state in zip(ended, result, strict=True) if state == DEAD]
     if dead:
@@ -299,18 +289,18 @@ def _finish(job: Job, attempt: Attempt, outcome: str, exit_code: int | None, err
     processing (edits, retries and deletes refuse), and the fence below makes sure it still is."""
     state, run_at, finished_at, given_back, error = _next_state(job, outcome, error, now,
                                                                 max_backoff)
-    cursor = hot(_FINISH_JOB, (
+    cursor = dialect().run("finish_job", (
         state, run_at, given_back, finished_at, error, exit_code, tail, now, attempt.started_at,
         job.seq, attempt.claim_token))
     if cursor.rowcount != 1:
         return None
     figures = ((None, None, None) if cost is None else
                (cost.cpu_seconds, cost.peak_rss_bytes, cost.processes))
-    hot(_FINISH_ATTEMPT, (now, exit_code, outcome, error,
+    dialect().run("finish_attempt", (now, exit_code, outcome, error,
                                                  attempt.started_at,
                                                  max(0.0, now - attempt.started_at), attempt.pid,
                                                  attempt.pid_started, *figures, attempt.seq))
-    # A completed job's dependents are released by the trigger job_release (db.py), in this
+    # A completed job's dependents are released by the trigger job_release (the schema), in this
     # transaction, so the claim that follows may take them.
     if state == DEAD:
         fail_dependents([job.seq], now=now)
@@ -331,7 +321,7 @@ _DROP_ATTEMPT = "DELETE FROM attempt WHERE seq = ? AND outcome IS NULL"
 def _hand_back(job: Job, attempt: Attempt, now: float) -> None:
     """Un-claim a job whose command never started (a worker held it behind another job). One
     cancelled meanwhile is not handed back but ends as cancelled, as it would have at its start."""
-    asked = hot("SELECT cancel_requested FROM job WHERE seq = ? AND claim_token IS ?",
+    asked = dialect().hot("SELECT cancel_requested FROM job WHERE seq = ? AND claim_token IS ?",
                  (job.seq, attempt.claim_token)).fetchone()
     if asked is None:
         return  # taken back already
@@ -339,22 +329,22 @@ def _hand_back(job: Job, attempt: Attempt, now: float) -> None:
         _finish(job, attempt, Outcome.CANCELLED, None, "cancelled", None, now, 0.0)
         return
     state = FAILED if job.attempts > 1 else PENDING  # a job that failed before waits as failed
-    cursor = hot(_HAND_BACK_JOB, (
+    cursor = dialect().hot(_HAND_BACK_JOB, (
         state, now, job.seq, attempt.seq, job.seq, attempt.seq, job.seq, attempt.claim_token))
     if cursor.rowcount == 1:
-        hot(_DROP_ATTEMPT, (attempt.seq,))
+        dialect().hot(_DROP_ATTEMPT, (attempt.seq,))
 
 
 def _set_worker(worker_id: int, job_id: str | None, now: float) -> bool:
     """Busy with ``job_id``, or idle; a stopping worker stays stopping. False when the worker's
     row is gone."""
-    return hot(_SET_WORKER, (job_id, job_id, now, worker_id)).rowcount == 1
+    return dialect().run("set_worker", (job_id, job_id, now, worker_id)).rowcount == 1
 
 
 def record_process(attempt: Attempt, pid: int, started: float | None) -> None:
     """Remember the job's shell so that recovery can find and kill its tree. Raises Fenced
     (and the runner then never starts the command) when the claim is no longer current."""
-    cursor = hot(
+    cursor = dialect().hot(
         "UPDATE attempt SET pid = ?, pid_started = ? WHERE seq = ? AND outcome IS NULL AND "
         "job_seq IN (SELECT seq FROM job WHERE seq = ? AND state = 'processing' AND "
         "claim_token IS ?)", (pid, started, attempt.seq, attempt.job_seq, attempt.claim_token))

@@ -9,7 +9,7 @@ import os
 from typing import TYPE_CHECKING
 
 from queuectl_tui.errors import InvalidInput
-from queuectl_tui.models import (
+from queuectl_tui.store.models import (
     PROCESSING,
     STATES,
     Environment,

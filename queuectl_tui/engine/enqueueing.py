@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING, Any
 from peewee import IntegrityError, chunked
 
 from queuectl_tui import settings
-from queuectl_tui.db import (
-    is_sqlite,
+from queuectl_tui.errors import InvalidInput
+from queuectl_tui.store import (
     write_transaction,
 )
-from queuectl_tui.errors import InvalidInput
-from queuectl_tui.models import (
+from queuectl_tui.store.models import (
     PENDING,
     Environment,
     Job,
@@ -29,6 +28,7 @@ if TYPE_CHECKING:
 from queuectl_tui.engine.chains import _add_dependencies, _settle
 from queuectl_tui.engine.common import _check_cwd, _new_id, environment_row
 from queuectl_tui.engine.queues import aging_rate
+from queuectl_tui.store.dialects import dialect
 
 
 def enqueue(specs: Iterable[dict[str, Any]], *, cwd: str | None = None,
@@ -106,7 +106,7 @@ def enqueue_stream(specs: Iterable[tuple[str, dict[str, Any]]], *, cwd: str | No
     digest, data = environment_row(dict(os.environ) if env is None else env)
     defaults = settings.load()
     db = database.obj
-    if not is_sqlite():
+    if dialect().concurrent_writers:
         with _enqueue_stream_pg(db, specs, defaults, now, cwd, digest, data) as staged:
             yield staged
         return
@@ -136,37 +136,28 @@ def enqueue_stream(specs: Iterable[tuple[str, dict[str, Any]]], *, cwd: str | No
 
 
 class Staged:
-    """What ``enqueue_stream`` added, read back in input order without holding it in memory."""
+    """What ``enqueue_stream`` added, read back in input order without holding it in memory
+    (from the stage, ``dialect().stage_table``, until ``enqueue_stream`` drops it)."""
 
-    def __init__(self, count: int, table: str = "temp.enqueue_stage"):
+    def __init__(self, count: int):
         self.count = count
-        self.table = table
+        self.table = dialect().stage_table
 
     def ids(self) -> Iterator[str]:
-        if self.table != "temp.enqueue_stage":
-            cursor = database.obj.execute_sql("SELECT id FROM pg_temp.enqueue_stage ORDER BY rowid")
-        else:
-            cursor = database.obj.execute_sql("SELECT id FROM temp.enqueue_stage ORDER BY rowid")
+        cursor = database.obj.execute_sql(f"SELECT id FROM {self.table} ORDER BY rowid")
         while batch := cursor.fetchmany(_STAGE_CHUNK):
             yield from (row[0] for row in batch)
 
     def jobs(self) -> Iterator[Job]:
-        if self.table != "temp.enqueue_stage":
-            return Job.raw("SELECT job.* FROM pg_temp.enqueue_stage s JOIN job ON job.id = s.id "
-                           "ORDER BY s.rowid").iterator()
-        return Job.raw("SELECT job.* FROM temp.enqueue_stage s JOIN job ON job.id = s.id "
+        return Job.raw(f"SELECT job.* FROM {self.table} s JOIN job ON job.id = s.id "
                        "ORDER BY s.rowid").iterator()
 
     def dead(self) -> list[tuple[str, str]]:
         """(id, error) of the jobs that went straight to the DLQ: a dependency was dead."""
         if not self.count:
             return []
-        if self.table != "temp.enqueue_stage":
-            return database.obj.execute_sql(
-                "SELECT j.id, j.last_error FROM pg_temp.enqueue_stage s JOIN job j ON j.id = s.id "
-                "WHERE s.after IS NOT NULL AND j.state = 'dead' ORDER BY s.rowid").fetchall()
         return database.obj.execute_sql(
-            "SELECT j.id, j.last_error FROM temp.enqueue_stage s JOIN job j ON j.id = s.id "
+            f"SELECT j.id, j.last_error FROM {self.table} s JOIN job j ON j.id = s.id "
             "WHERE s.after IS NOT NULL AND j.state = 'dead' ORDER BY s.rowid").fetchall()
 
 
@@ -208,7 +199,6 @@ _ANALYZE_AFTER = 10_000  # rows added by one bulk enqueue on PostgreSQL
 @contextmanager
 def _enqueue_stream_pg(db, specs, defaults: dict, now: float, cwd: str, digest: str,
                        data: str) -> Iterator[Staged]:
-    from psycopg2.extras import execute_values
     db.execute_sql("DROP TABLE IF EXISTS pg_temp.enqueue_stage")
     db.execute_sql("CREATE TEMP TABLE enqueue_stage (rowid BIGSERIAL, id TEXT NOT NULL, "
                    "generated BOOLEAN NOT NULL, command TEXT NOT NULL, queue TEXT NOT NULL, "
@@ -223,9 +213,10 @@ def _enqueue_stream_pg(db, specs, defaults: dict, now: float, cwd: str, digest: 
         with db.atomic():
             cursor = db.cursor()
             for chunk in chunked(rows, _STAGE_CHUNK):
-                execute_values(cursor, "INSERT INTO pg_temp.enqueue_stage (id, generated, command, "
-                               "queue, priority, max_retries, backoff_base, timeout, run_at, src, "
-                               "after, label) VALUES %s", chunk, page_size=1000)
+                dialect().insert_values(
+                    cursor, "INSERT INTO pg_temp.enqueue_stage (id, generated, command, queue, "
+                    "priority, max_retries, backoff_base, timeout, run_at, src, after, label) "
+                    "VALUES %s", chunk)
                 count += len(chunk)
             while db.execute_sql(_PG_REDRAW_REPEATED).rowcount:
                 pass
@@ -235,9 +226,7 @@ def _enqueue_stream_pg(db, specs, defaults: dict, now: float, cwd: str, digest: 
                 "pg_temp.enqueue_stage f ON f.rowid = s.first WHERE s.rowid > s.first "
                 "ORDER BY s.rowid LIMIT 1").fetchone()
             if row is not None:
-                src, job_id, first = row
-                raise InvalidInput(f"{src}: duplicate job id {job_id!r} in the input (first on "
-                                   f"{first}); nothing enqueued")
+                raise _repeated_id(*row)
             db.execute_sql("CREATE UNIQUE INDEX ON pg_temp.enqueue_stage (id)")
         while count:
             try:
@@ -258,9 +247,7 @@ def _enqueue_stream_pg(db, specs, defaults: dict, now: float, cwd: str, digest: 
                     "SELECT s.src, s.id FROM pg_temp.enqueue_stage s JOIN job j ON j.id = s.id "
                     "WHERE NOT s.generated ORDER BY s.rowid LIMIT 1").fetchone()
                 if clash is not None:
-                    src, job_id = clash
-                    raise InvalidInput(f"{src + ': ' if src else ''}job id {job_id!r} already "
-                                       "exists; nothing enqueued") from None
+                    raise _taken_id(*clash) from None
                 if not db.execute_sql(_PG_REDRAW_TAKEN).rowcount:
                     raise
         if count >= _ANALYZE_AFTER:
@@ -269,9 +256,21 @@ def _enqueue_stream_pg(db, specs, defaults: dict, now: float, cwd: str, digest: 
             # primary key and read every waiting job (5 ms a claim at 200,000 waiting, 0.2 ms
             # once analysed). A table this queue does not own is skipped with a warning.
             db.execute_sql("ANALYZE job")
-        yield Staged(count, "pg_temp.enqueue_stage")
+        yield Staged(count)
     finally:
         db.execute_sql("DROP TABLE IF EXISTS pg_temp.enqueue_stage")
+
+
+def _repeated_id(src: str, job_id: str, first: str) -> InvalidInput:
+    """A staged line repeats the id of an earlier line (either backend)."""
+    return InvalidInput(f"{src}: duplicate job id {job_id!r} in the input (first on {first}); "
+                        "nothing enqueued", field="id")
+
+
+def _taken_id(src: str | None, job_id: str) -> InvalidInput:
+    """A staged line's id is a stored job's (either backend)."""
+    return InvalidInput(f"{src + ': ' if src else ''}job id {job_id!r} already exists; "
+                        "nothing enqueued", field="id")
 
 
 def _unknown_dependency(src: str | None, job_id: str) -> InvalidInput:
@@ -322,9 +321,7 @@ def _check_stage_ids(db) -> None:
         "(SELECT min(f.rowid) FROM temp.enqueue_stage f WHERE f.id = s.id) "
         "ORDER BY s.rowid LIMIT 1").fetchone()
     if row is not None:
-        src, job_id, first = row
-        raise InvalidInput(f"{src}: duplicate job id {job_id!r} in the input (first on {first}); "
-                           "nothing enqueued", field="id")
+        raise _repeated_id(*row)
     db.execute_sql("DROP INDEX temp.enqueue_stage_any_id")
     db.execute_sql("CREATE UNIQUE INDEX temp.enqueue_stage_id ON enqueue_stage (id)")
 
@@ -351,9 +348,7 @@ def _move_stage(db, now: float, cwd: str, digest: str, data: str, chained: bool 
                 "SELECT s.src, s.id FROM temp.enqueue_stage s JOIN main.job j ON j.id = s.id "
                 "WHERE NOT s.generated ORDER BY s.rowid LIMIT 1").fetchone()
             if clash is not None:
-                src, job_id = clash
-                raise InvalidInput(f"{src + ': ' if src else ''}job id {job_id!r} already exists; "
-                                   "nothing enqueued", field="id") from None
+                raise _taken_id(*clash) from None
             if not db.execute_sql("SELECT count(*) FROM temp.enqueue_stage WHERE generated AND "
                                   "id IN (SELECT id FROM main.job)").fetchone()[0]:
                 raise

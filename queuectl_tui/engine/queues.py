@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from peewee import chunked, fn
 
-from queuectl_tui.db import (
+from queuectl_tui.errors import InvalidInput
+from queuectl_tui.store import (
     write_transaction,
 )
-from queuectl_tui.errors import InvalidInput
-from queuectl_tui.models import (
+from queuectl_tui.store.models import (
     AGING_RATE_SQL,
     CLAIMABLE,
     COMPLETED,
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     pass
 from queuectl_tui.engine.chains import _dependency_rows
 from queuectl_tui.engine.common import IN_CHUNK
-from queuectl_tui.engine.statements import hot
+from queuectl_tui.store.dialects import dialect
 
 #: meta key: "1" when ``pause`` was given no queue. A queue's own ``paused`` (set by ``pause`` or
 #: ``resume`` naming it) wins over it; queues never named follow it, new ones included.
@@ -66,7 +66,7 @@ _PAUSES = ("SELECT NULL, value FROM meta WHERE key = 'paused_all' UNION ALL SELE
 
 def any_paused(queues: Iterable[str]) -> bool:
     """Is any of these queues paused now? (A worker asks before it starts a job it holds.)"""
-    flags = dict(hot(_PAUSES).fetchall())
+    flags = dict(dialect().hot(_PAUSES).fetchall())
     every = flags.pop(None, "0")
     return any(flags.get(name, every) == "1" for name in queues)
 
@@ -107,7 +107,7 @@ def queue_rows() -> list[dict[str, Any]]:
 
     for name, state, n in (JobCount.select(JobCount.queue, JobCount.state, fn.SUM(JobCount.n))
                            .group_by(JobCount.queue, JobCount.state).tuples()):
-        if n:  # summed: PostgreSQL keeps a row per writing session (pgsql.py)
+        if n:  # summed: PostgreSQL keeps a row per writing session (store/pgsql.py)
             row(name)["jobs"][state] = int(n)
     for queue in Queue.select():
         entry = row(queue.name)

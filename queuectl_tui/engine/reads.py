@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable
 from contextlib import contextmanager
@@ -11,12 +10,9 @@ from typing import TYPE_CHECKING, Any
 from peewee import fn
 
 from queuectl_tui import procs
-from queuectl_tui.db import (
-    is_sqlite,
-)
-from queuectl_tui.db import logs_dir as _logs_dir
 from queuectl_tui.errors import NotFound
-from queuectl_tui.models import (
+from queuectl_tui.store import logs_dir as _logs_dir
+from queuectl_tui.store.models import (
     FAILED_OUTCOMES,
     PROCESSING,
     STATES,
@@ -29,8 +25,8 @@ from queuectl_tui.models import (
 
 if TYPE_CHECKING:
     from pathlib import Path
-from queuectl_tui.engine.statements import _NEXT_DUE, _OLDEST_DUE, _OLDEST_DUE_PG, _PG_NEXT_DUE
 from queuectl_tui.engine.workers import busy, live_workers
+from queuectl_tui.store.dialects import dialect
 
 
 def logs_dir() -> Path:
@@ -101,10 +97,7 @@ def stats(*, now: float | None = None) -> dict[str, Any]:
     worker, so they do not count)."""
     now = time.time() if now is None else now
     workers = live_workers(now)
-    if is_sqlite():
-        due = database.execute_sql(_OLDEST_DUE).fetchone()[0]
-    else:
-        due = database.execute_sql(_OLDEST_DUE_PG).fetchone()[0]
+    due = database.execute_sql(dialect().queries["oldest_due"]).fetchone()[0]
     by_state = counts()
     return {
         "jobs": by_state,
@@ -154,11 +147,8 @@ def look_for_work(queues: list[str] | None = None) -> tuple[float | None, str | 
     """(``next_due``, the settings' version) in one read: what an idle worker does when
     another session commits, a heartbeat included; a claim (a write transaction) only follows
     when a job is due."""
-    if is_sqlite():
-        wanted = json.dumps(queues) if queues else None
-        row = database.execute_sql(_NEXT_DUE, (None, wanted)).fetchone()
-    else:
-        row = database.execute_sql(_PG_NEXT_DUE, {"queues": queues or None}).fetchone()
+    found = dialect()
+    row = database.execute_sql(found.queries["next_due"], found.next_due_params(queues)).fetchone()
     return (row[0], row[1]) if row else (None, None)
 
 
@@ -174,8 +164,8 @@ def _snapshot():
     """Reads that must agree (a count and the rows it counts) in one transaction; on PostgreSQL
     a repeatable-read one, where each statement would otherwise see a moment of its own."""
     with database.atomic():
-        if not is_sqlite() and database.transaction_depth() == 1:
-            database.execute_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        if database.transaction_depth() == 1:
+            dialect().begin_snapshot(read_only=True)
         yield
 
 
@@ -226,7 +216,7 @@ def throughput(*, minutes: int = 30, now: float | None = None) -> list[tuple[int
     now = time.time() if now is None else now
     start = now - minutes * 60
     bucket = ((Attempt.finished_at - start) / 60)
-    bucket = bucket.cast("INTEGER") if is_sqlite() else fn.FLOOR(bucket)  # a cast rounds there
+    bucket = dialect().minute_bucket(bucket)
     done = [0] * minutes
     failed = [0] * minutes
     rows = (Attempt.select(bucket, Attempt.outcome, fn.COUNT(Attempt.seq))

@@ -8,11 +8,12 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from queuectl_tui import procs, settings
-from queuectl_tui.db import (
-    is_sqlite,
+from queuectl_tui.paths import create_private_file
+from queuectl_tui.store import (
     lock_holders,
 )
-from queuectl_tui.models import (
+from queuectl_tui.store.dialects import dialect
+from queuectl_tui.store.models import (
     PENDING,
     PROCESSING,
     Attempt,
@@ -20,7 +21,6 @@ from queuectl_tui.models import (
     Outcome,
     Worker,
 )
-from queuectl_tui.paths import create_private_file
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -250,7 +250,7 @@ def free_locks(workers: Iterable[Worker]) -> list[int]:
     locks; one frozen outside a transaction holds none and is left to resume (it is fenced
     out). Returns the PIDs killed. PostgreSQL ends a session idle in a transaction itself."""
     here = [w for w in workers if w.host == procs.hostname()]
-    if not here or not is_sqlite():
+    if not here or not dialect().frees_frozen_writers:
         return []
     holders = lock_holders()
     killed = []

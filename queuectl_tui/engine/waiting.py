@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,12 +10,11 @@ from typing import TYPE_CHECKING, NamedTuple
 from peewee import chunked, fn
 
 from queuectl_tui import wake
-from queuectl_tui.db import (
-    change_token,
-    is_sqlite,
-)
 from queuectl_tui.errors import QueueError
-from queuectl_tui.models import (
+from queuectl_tui.store import (
+    change_token,
+)
+from queuectl_tui.store.models import (
     COMPLETED,
     DEAD,
     FAILED,
@@ -30,7 +28,7 @@ if TYPE_CHECKING:
     pass
 from queuectl_tui.engine.actions import get_job
 from queuectl_tui.engine.common import IN_CHUNK
-from queuectl_tui.engine.statements import dialect_sql
+from queuectl_tui.store.dialects import dialect
 
 #: How often a waiter looks at SQLite's data_version (as idle workers do): a job's end is seen
 #: within about this long, for next to no CPU.
@@ -88,7 +86,7 @@ def follow_look(job: Job, number: int) -> FollowLook | None:
     """The job's state and whether attempt ``number`` (or a later one) exists, in one fixed
     read (None: the job was deleted). Fixed SQL: it runs at every commit anyone makes, and
     two ORM reads cost a follower ~1.5 ms each time, 1.5 % of a core beside 8 idle workers."""
-    row = database.execute_sql(dialect_sql(_FOLLOW_LOOK), (number, job.seq, job.id)).fetchone()
+    row = database.execute_sql(dialect().sql(_FOLLOW_LOOK), (number, job.seq, job.id)).fetchone()
     return None if row is None else FollowLook(*row)
 
 
@@ -149,7 +147,8 @@ def _wait(named: dict[int, str], queues: list[str] | None, every: bool, waiting:
             ended = set()
             if scope:  # jobs enqueued since the last look (some may have ended already)
                 fresh = 0
-                for seq, job_state, queue in database.execute_sql(dialect_sql(_NEW_JOBS), (high,)):
+                new = database.execute_sql(dialect().sql(_NEW_JOBS), (high,))
+                for seq, job_state, queue in new:
                     high = max(high, seq)
                     if not queues or queue in queues:
                         (ended if job_state in (COMPLETED, DEAD) else waiting).add(seq)
@@ -189,8 +188,7 @@ def _read_snapshot():
     """Reads that see one state of the database: SQLite's deferred transaction keeps the
     snapshot of its first read (and takes no write lock); PostgreSQL needs REPEATABLE READ."""
     with database.atomic():
-        if not is_sqlite():
-            database.execute_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        dialect().begin_snapshot()
         yield
 
 
@@ -209,8 +207,8 @@ _OPEN_COUNTS = ("SELECT queue, n FROM job_count WHERE state IN ('pending', 'proc
 def _ended_since(waiting: set[int], since: float) -> set[int]:
     """The jobs among ``waiting`` that are completed or dead and whose end was recorded at
     ``since`` or later: what changed since the last look, read without visiting every job."""
-    touched = {seq for (seq,) in database.execute_sql(dialect_sql(_ATTEMPTS_ENDED), (since,))}
-    touched.update(seq for (seq,) in database.execute_sql(dialect_sql(_DEAD_SINCE), (since,)))
+    touched = {seq for (seq,) in database.execute_sql(dialect().sql(_ATTEMPTS_ENDED), (since,))}
+    touched.update(seq for (seq,) in database.execute_sql(dialect().sql(_DEAD_SINCE), (since,)))
     return {row[0] for row in _job_rows(sorted(touched & waiting))
             if row[2] in (COMPLETED, DEAD)}
 
@@ -221,20 +219,12 @@ def _open_count(queues: list[str] | None) -> int:
                if not queues or queue in queues)
 
 
-_JOB_ROWS = ("SELECT seq, id, state, exit_code, last_error FROM job "
-             "WHERE seq IN (SELECT value FROM json_each(?))")
-_JOB_ROWS_PG = "SELECT seq, id, state, exit_code, last_error FROM job WHERE seq = ANY(%s)"
-
-
 def _job_rows(seqs: list[int]) -> Iterator[tuple]:
     """(seq, id, state, exit_code, last_error) of these jobs (those that exist): the list is
     one parameter (a JSON array on SQLite, an array on PostgreSQL)."""
-    sqlite = is_sqlite()
+    found = dialect()
     for chunk in chunked(seqs, IN_CHUNK):
-        if sqlite:
-            yield from database.execute_sql(_JOB_ROWS, (json.dumps(chunk),))
-        else:
-            yield from database.execute_sql(_JOB_ROWS_PG, (list(chunk),))
+        yield from database.execute_sql(found.queries["job_rows"], (found.id_list(chunk),))
 
 
 #: How many unfinished jobs a timed-out wait names (then a count of the rest).

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 from peewee import fn
 
 from queuectl_tui import procs, settings
-from queuectl_tui.db import (
+from queuectl_tui.errors import QueueError
+from queuectl_tui.store import (
     LAST_WORKER_ID,
     fold,
     write_transaction,
 )
-from queuectl_tui.errors import QueueError
-from queuectl_tui.models import (
+from queuectl_tui.store.models import (
     Meta,
     Worker,
     WorkerStatus,

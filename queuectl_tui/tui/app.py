@@ -18,9 +18,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from queuectl_tui import paths
-from queuectl_tui.db import describe_target, open_db
 from queuectl_tui.errors import DatabaseUnusable, QueueError
 from queuectl_tui.monitor import WorkerMonitor
+from queuectl_tui.store import describe_target, open_db
 from queuectl_tui.tui import data, readonly
 from queuectl_tui.tui.screens.main import MainScreen
 
@@ -122,7 +122,7 @@ class QueueApp(App[None]):
     def _follow_ends(self, job_ids: list[str]) -> None:
         from textual.worker import get_current_worker
 
-        from queuectl_tui.models import Job
+        from queuectl_tui.store.models import Job
         worker, waiting = get_current_worker(), list(job_ids)
         while waiting and not worker.is_cancelled:
             time.sleep(END_POLL)

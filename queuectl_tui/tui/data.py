@@ -21,16 +21,16 @@ from typing import Any, Callable
 from peewee import DatabaseError, InterfaceError, fn
 
 from queuectl_tui import engine, metrics, paths, present, schedules, settings
-from queuectl_tui.db import (
+from queuectl_tui.errors import DatabaseUnusable, QueueError
+from queuectl_tui.monitor import WorkerStats
+from queuectl_tui.store import (
     change_token,
     describe_db_error,
     describe_target,
     open_db,
     write_transaction,
 )
-from queuectl_tui.errors import DatabaseUnusable, QueueError
-from queuectl_tui.models import STATES, Attempt, Job, Meta, database
-from queuectl_tui.monitor import WorkerStats
+from queuectl_tui.store.models import STATES, Attempt, Job, Meta, database
 from queuectl_tui.visible import visible
 
 THROUGHPUT_MINUTES = 30

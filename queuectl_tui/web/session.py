@@ -10,8 +10,8 @@ import os
 import sys
 
 if "://" not in os.environ.get("QUEUECTL_DB", ""):  # as __main__: a file needs no PG driver
-    for _driver in ("psycopg2", "psycopg"):
-        sys.modules.setdefault(_driver, None)
+    from queuectl_tui.store.drivers import skip_server_drivers
+    skip_server_drivers()
 
 
 def main(argv: list[str]) -> None:

@@ -15,7 +15,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Log, Static
 
 from queuectl_tui import engine
-from queuectl_tui.models import COMPLETED, DEAD, FAILED, PENDING, PROCESSING
+from queuectl_tui.store.models import COMPLETED, DEAD, FAILED, PENDING, PROCESSING
 from queuectl_tui.tui import data
 from queuectl_tui.tui.reads import OneRead
 from queuectl_tui.visible import visible

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Static
 
-from queuectl_tui.models import STATES
+from queuectl_tui.store.models import STATES
 from queuectl_tui.tui import data
 from queuectl_tui.tui.fmt import STATE_STYLE, cell
 from queuectl_tui.tui.screens.live_table import LiveTableScreen

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from queuectl_tui.models import STATES
+from queuectl_tui.store.models import STATES
 from queuectl_tui.tui.fmt import STATE_STYLE
 
 LONG = {state: state for state in STATES}

@@ -13,8 +13,8 @@ from textual.message import Message
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
-from queuectl_tui.models import DEAD, FAILED, PENDING, PROCESSING, Job
 from queuectl_tui.present import clock, cpu_time, retries, run_time, size, when
+from queuectl_tui.store.models import DEAD, FAILED, PENDING, PROCESSING, Job
 from queuectl_tui.tui.data import COSTED
 from queuectl_tui.tui.fmt import STATE_STYLE, cell, middle_cut, when_style
 

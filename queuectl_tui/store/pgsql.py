@@ -1,5 +1,5 @@
-"""The PostgreSQL dialect of the store: the rollups' triggers, their folding, the locks, and the
-batched claim and finish of the worker's hot path (SQLite's forms stay in db.py and engine.py).
+"""PostgreSQL's rollups: their triggers, their folding, and the locks (the batched claim and
+finish of the worker's hot path are in sql/postgres/queries.sql; SQLite's triggers in schema.py).
 
 Concurrency without one lock for the whole schema:
 
@@ -25,21 +25,12 @@ Concurrency without one lock for the whole schema:
 
 from __future__ import annotations
 
-from queuectl_tui.models import CLAIMABLE_WHERE
-
 # The advisory locks, keyed (1903519093, hash of the schema): the schema's writers (the hot
 # path shared, everything else exclusive); (1903519094, schema): one folder at a time;
 # (1903519095, hash of schema/queue): one claimer at a time per limited queue.
 # (The keys are spelt out in the statements: raw SQL here is always literal text.)
 WRITE_LOCK = "SELECT pg_advisory_xact_lock(1903519093, hashtext(current_schema()))"
 WRITE_LOCK_SHARED = "SELECT pg_advisory_xact_lock_shared(1903519093, hashtext(current_schema()))"
-#: A claiming transaction's first statement (after BEGIN, in the same round trip): the shared
-#: lock, then a try-lock on each limited queue the worker serves; returns those it holds.
-CLAIM_LOCKS = (
-    "SELECT pg_advisory_xact_lock_shared(1903519093, hashtext(current_schema())), "
-    "ARRAY(SELECT name FROM (SELECT name FROM queue WHERE max_running IS NOT NULL AND "
-    "(%(queues)s::text[] IS NULL OR name = ANY(%(queues)s::text[])) ORDER BY name OFFSET 0) l "
-    "WHERE pg_try_advisory_xact_lock(1903519095, hashtext(current_schema() || '/' || name)))")
 FOLD = "SELECT queuectl_fold()"
 
 SLOT = "pg_backend_pid()"
@@ -291,102 +282,3 @@ def install(db) -> None:
     db.execute_sql(LOG_NAME_FUNCTION)
     db.execute_sql("DROP FUNCTION IF EXISTS job_release()")  # folded into job_counts_update
     db.execute_sql(TRIGGERS)
-
-
-# --- readers: the sum of a key's slots ------------------------------------------------------
-
-#: The queues with waiting jobs, their running jobs (summed over slots).
-_WAITING_QUEUES = ("SELECT queue FROM job_count WHERE state IN ('pending', 'failed') "
-                   "GROUP BY queue HAVING sum(n) > 0")
-_RUNNING = ("COALESCE((SELECT sum(r.n) FROM job_count r WHERE r.queue = c.queue "
-            "AND r.state = 'processing'), 0)")
-_NOT_PAUSED = ("NOT COALESCE(q.paused, (SELECT value = '1' FROM meta WHERE key = 'paused_all'), "
-               "false)")
-_OF_WORKER = "AND (%(queues)s::text[] IS NULL OR c.queue = ANY(%(queues)s::text[]))"
-#: Queues a look for work may find due jobs in (no lock: an idle worker's read).
-OPEN_QUEUES = (
-    "SELECT c.queue AS name FROM (" + _WAITING_QUEUES + ") c LEFT JOIN queue q ON "
-    "q.name = c.queue WHERE " + _NOT_PAUSED + " AND (q.max_running IS NULL OR "
-    "q.max_running > " + _RUNNING + ") " + _OF_WORKER)
-#: Queues a claim may take from: unlimited ones, and limited ones whose lock it holds
-#: (%(limited)s, from CLAIM_LOCKS) with room under their limit.
-CLAIM_QUEUES = (
-    "SELECT c.queue AS name, CASE WHEN q.max_running IS NULL THEN NULL ELSE "
-    "q.max_running - " + _RUNNING + " END AS room FROM (" + _WAITING_QUEUES + ") c "
-    "LEFT JOIN queue q ON q.name = c.queue WHERE " + _NOT_PAUSED + " AND (q.max_running IS NULL "
-    "OR (c.queue = ANY(%(limited)s::text[]) AND q.max_running > " + _RUNNING + ")) "
-    + _OF_WORKER)
-OLDEST_DUE_QUEUES = ("SELECT queue FROM job_count WHERE state = 'pending' GROUP BY queue "
-                     "HAVING sum(n) > 0")
-
-
-# --- the hot path in one statement per batch ------------------------------------------------
-
-#: What a claim returns of each job (engine._JOB_COLUMNS, in that order) and the settings'
-#: version (settings.VERSION_KEY in meta), spelt out.
-_CLAIMED = ("c.seq, c.id, c.command, c.queue, c.state, c.priority, c.attempts, c.max_retries, "
-            "c.backoff_base, c.timeout, c.run_at, c.created_at, c.updated_at, c.started_at, "
-            "c.cwd, c.env_digest, c.worker_id, c.claim_token")
-_CLAIMED_JOB = ("job.seq, job.id, job.command, job.queue, job.state, job.priority, job.attempts, "
-                "job.max_retries, job.backoff_base, job.timeout, job.run_at, job.created_at, "
-                "job.updated_at, job.started_at, job.cwd, job.env_digest, job.worker_id, "
-                "job.claim_token")
-_SETTINGS_VERSION = "(SELECT value FROM meta WHERE key = 'settings_version')"
-#: Up to %(n)s due jobs, best first, claimed with their attempts in one statement: the head of
-#: each open queue (CLAIM_QUEUES; a limited one no further than its room) locked with SKIP
-#: LOCKED, the best %(n)s of those marked processing with tokens %(token)s + 1, + 2, ..., and an
-#: attempt row each, numbered after the job's last (the unique (job_seq, number) index's last
-#: entry). With %(mark)s, the worker's row says what it is on (%(next)s, else the first job
-#: claimed) when it claimed some or %(wrote)s (ends recorded: an empty look writes nothing).
-#: Returns the job columns, the attempt's seq and number, the settings' version, and whether
-#: the worker's row was there to mark.
-CLAIM_BATCH = (
-    "WITH h AS (SELECT j.seq, row_number() OVER (ORDER BY j.rank DESC, j.run_at, j.seq) "
-    "AS k FROM (" + CLAIM_QUEUES + ") o CROSS JOIN LATERAL (SELECT seq, rank, run_at "
-    "FROM job WHERE queue = o.name AND " + CLAIMABLE_WHERE + " AND run_at <= %(now)s "
-    "ORDER BY rank DESC, run_at, seq LIMIT LEAST(%(n)s, COALESCE(o.room, %(n)s)) "
-    "FOR UPDATE SKIP LOCKED) j ORDER BY j.rank DESC, j.run_at, j.seq LIMIT %(n)s), "
-    "c AS (UPDATE job SET state = 'processing', attempts = job.attempts + 1, "
-    "worker_id = %(worker)s, started_at = %(now)s, finished_at = NULL, "
-    "updated_at = %(now)s, cancel_requested = false, claim_token = %(token)s + h.k "
-    "FROM h WHERE job.seq = h.seq AND job.state IN ('pending', 'failed') "
-    "AND job.waiting_on = 0 RETURNING " + _CLAIMED_JOB + ", h.k), "
-    "a AS (INSERT INTO attempt (job_seq, number, worker_id, host, started_at, log_file, "
-    "claim_token, due_at, queue) SELECT c.seq, n.number, %(worker)s, %(host)s, %(now)s, "
-    "queuectl_log_name(c.id, c.seq, n.number), c.claim_token, c.run_at, c.queue "
-    "FROM c CROSS JOIN LATERAL (SELECT COALESCE(MAX(number), 0) + 1 AS number "
-    "FROM attempt WHERE job_seq = c.seq) n RETURNING seq, job_seq, number, log_file), "
-    "f AS (SELECT COALESCE(%(next)s::text, (SELECT c.id FROM c ORDER BY c.k LIMIT 1)) "
-    "AS job), "
-    "w AS (UPDATE worker SET status = CASE WHEN status = 'stopping' THEN status "
-    "WHEN (SELECT job FROM f) IS NULL THEN 'idle' ELSE 'busy' END, "
-    "current_job = (SELECT job FROM f), heartbeat_at = %(now)s WHERE id = %(worker)s "
-    "AND %(mark)s::boolean AND (%(wrote)s::boolean OR EXISTS (SELECT 1 FROM c)) "
-    "RETURNING id) "
-    "SELECT " + _CLAIMED + ", a.seq, a.number, a.log_file, " + _SETTINGS_VERSION
-    + ", (SELECT count(*) FROM w) FROM c JOIN a ON a.job_seq = c.seq ORDER BY c.k")
-
-
-#: The ends of a batch in one statement: each job moved on (fenced: still processing under the
-#: claim's token) and, for those that were, their attempts given their end. The values come as
-#: one array per column (a fixed statement, prepared once, whatever the batch's size).
-FINISH_BATCH = (
-    "WITH v AS (SELECT * FROM unnest(%(seq)s::bigint[], %(token)s::bigint[], "
-    "%(state)s::text[], %(run_at)s::float8[], %(given)s::int[], %(finished)s::float8[], "
-    "%(error)s::text[], %(code)s::int[], %(tail)s::text[], %(now)s::float8[], "
-    "%(started)s::float8[], %(attempt)s::bigint[], %(outcome)s::text[], %(pid)s::int[], "
-    "%(pid_started)s::float8[], %(cpu)s::float8[], %(rss)s::bigint[], %(procs)s::int[]) "
-    "AS v (seq, token, state, run_at, given, finished, error, code, tail, now, started, "
-    "attempt, outcome, pid, pid_started, cpu, rss, procs)), "
-    "j AS (UPDATE job SET state = v.state, run_at = COALESCE(v.run_at, job.run_at), "
-    "attempts = job.attempts - v.given, finished_at = v.finished, last_error = v.error, "
-    "exit_code = v.code, output_tail = COALESCE(v.tail, job.output_tail), updated_at = v.now, "
-    "started_at = v.started, worker_id = NULL, cancel_requested = false, claim_token = NULL "
-    "FROM v WHERE job.seq = v.seq AND job.state = 'processing' "
-    "AND job.claim_token IS NOT DISTINCT FROM v.token RETURNING job.seq), "
-    "a AS (UPDATE attempt SET finished_at = v.now, exit_code = v.code, outcome = v.outcome, "
-    "error = v.error, started_at = v.started, duration = GREATEST(0, v.now - v.started), "
-    "pid = COALESCE(attempt.pid, v.pid), pid_started = COALESCE(attempt.pid_started, "
-    "v.pid_started), cpu_seconds = v.cpu, peak_rss_bytes = v.rss, processes = v.procs "
-    "FROM v JOIN j ON j.seq = v.seq WHERE attempt.seq = v.attempt AND attempt.outcome IS NULL) "
-    "SELECT seq FROM j")

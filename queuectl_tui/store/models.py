@@ -141,7 +141,7 @@ class Job(BaseModel):
     #: The claim order: ``priority - priority_aging * run_at / 60``. Ordering by effective
     #: priority ``priority + priority_aging * minutes waited since run_at`` is ordering by this,
     #: which does not change with time and so can be indexed. Set at insert (engine) and kept
-    #: by a trigger when priority or run_at change (db.py); re-keyed when the setting changes.
+    #: by a trigger when priority or run_at change (schema.py); re-keyed when the setting changes.
     rank = DoubleField(default=0, constraints=[SQL("DEFAULT 0")])
     #: The claim_token of the run that is paused (its shell stopped by SIGSTOP: ``pause
     #: JOB_ID``, or any stop), set and cleared by the worker that runs it. Compared with
@@ -187,7 +187,7 @@ Job.add_index(Job.index(Job.state, Job.seq, name="job_state_seq"))
 
 
 class JobCount(BaseModel):
-    """How many jobs are in each state of each queue, kept exact by triggers on ``job`` (db.py)
+    """How many jobs are in each state of each queue, kept exact by triggers on ``job`` (schema.py)
     in the same transaction as every change: counts (and a queue's running jobs, which its
     limit is checked against at every claim) are read in a few rows, not a scan of every job."""
 
@@ -277,7 +277,7 @@ Job.add_index(Job.index(Job.finished_at, Job.queue, Job.state, Job.last_error,
 
 class AttemptMinute(BaseModel):
     """Finished attempts per minute of ``finished_at`` (``minute`` = int(finished_at / 60)) and
-    queue, kept by triggers on ``attempt`` (db.py) in the same transaction as every change, so
+    queue, kept by triggers on ``attempt`` (schema.py) in the same transaction as every change, so
     that a window's whole minutes cost one row per queue, not one per attempt (metrics.py).
     Counts and sums follow inserts, updates and deletes exactly; a maximum cannot be taken
     back, so a row whose maximum went away is marked ``dirty`` and its minute is read from
@@ -305,7 +305,7 @@ class AttemptMinute(BaseModel):
 
 class FailedMinute(BaseModel):
     """Jobs that are failed or dead, per minute of their ``finished_at``, queue, state and last
-    error, kept by triggers on ``job`` (db.py): a window's DLQ count and most frequent errors
+    error, kept by triggers on ``job`` (schema.py): a window's DLQ count and most frequent errors
     in one row per (minute, queue, state, error), not one per job. Plain counts, so exact
     through every change (a failed job that is claimed again leaves its row)."""
 

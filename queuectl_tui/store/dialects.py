@@ -1,0 +1,207 @@
+"""What differs between the backends, as one object per backend, chosen by the open database.
+
+The rest of the package never asks which backend it runs on: it reads a capability
+(``dialect().listens``) or calls a method (``dialect().minute_bucket(expr)``), as peewee's
+``Database`` subclasses and huey's ``SqlStorage`` do. Statements are written once, in SQLite's
+form (its query plans are the measured ones); ``sql`` gives PostgreSQL's form of each, made
+once per statement, or the PostgreSQL text written for it where the two differ.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from peewee import DatabaseError, SqliteDatabase, fn
+
+from queuectl_tui.store.models import database
+from queuectl_tui.store.queries import POSTGRES_QUERIES, SQLITE_QUERIES
+
+BUSY_TIMEOUT_MS = 15_000
+
+
+class Dialect:
+    """The SQLite dialect, and the interface of every dialect."""
+
+    name = "sqlite"
+    #: Another session's commit wakes a waiter (LISTEN/NOTIFY), rather than a poll of the file.
+    listens = False
+    #: Workers on other hosts may take a job back: a running job whose worker lost its lease
+    #: is ended (on one host, a live worker's job is never taken back for a late heartbeat).
+    many_hosts = False
+    #: A writer frozen inside its transaction keeps the writers' lock (an flock on this host)
+    #: until it dies: recovery kills it. PostgreSQL ends an idle transaction itself.
+    frees_frozen_writers = True
+    #: A worker's batch of ends, and its batch of claims, are one statement each (functions
+    #: on the server) rather than a few statements per job.
+    batch_statements = False
+    #: Writers run side by side (row locks) rather than taking turns: the bulk enqueue checks
+    #: its stage where it moves it in, and draws a clashing generated id again there.
+    concurrent_writers = False
+    #: The bulk enqueue's stage (a TEMP table of this connection).
+    stage_table = "temp.enqueue_stage"
+    #: The statements whose text differs between the backends, by name.
+    queries = SQLITE_QUERIES
+
+    def sql(self, text: str, own: str | None = None) -> str:
+        """The statement for this backend: SQLite's ``text`` as written."""
+        return text
+
+    def hot(self, text: str, params: Sequence | dict = ()):
+        """Run one of the per-job statements (written for SQLite)."""
+        return database.execute_sql(text, params)
+
+    def run(self, name: str, params: Sequence | dict = ()):
+        """Run the named per-job statement of this backend (``queries``)."""
+        return database.execute_sql(self.queries[name], params)
+
+    def insert_values(self, cursor, sql: str, rows: list) -> None:
+        """Insert ``rows`` with ``sql`` (``INSERT ... VALUES %s``: one statement per page of
+        rows where the driver can, else one per row)."""
+        cursor.executemany(sql.replace("%s", "(" + ", ".join(["?"] * len(rows[0])) + ")"), rows)
+
+    def minute_bucket(self, expr):
+        """Whole minutes of a float expression: a cast truncates on SQLite."""
+        return expr.cast("INTEGER")
+
+    def id_list(self, ids: Sequence[int]) -> Any:
+        """A list of ids as one parameter: a JSON array (read with json_each)."""
+        import json
+        return json.dumps(list(ids))
+
+    def next_due_params(self, queues: list[str] | None) -> Any:
+        """The parameters of ``next_due`` for a worker's queues (none: every queue): ?2 is a
+        JSON list (?1 unused)."""
+        import json
+        return (None, json.dumps(queues) if queues else None)
+
+    def begin_snapshot(self, *, read_only: bool = False) -> None:
+        """Make the open transaction's reads see one state: SQLite's deferred transaction keeps
+        the snapshot of its first read already."""
+
+
+class PostgresDialect(Dialect):
+    name = "postgres"
+    listens = True
+    many_hosts = True
+    frees_frozen_writers = False
+    batch_statements = True
+    concurrent_writers = True
+    stage_table = "pg_temp.enqueue_stage"
+    queries = POSTGRES_QUERIES
+
+    def __init__(self) -> None:
+        self._forms: dict[str, str] = {}
+        self._prepared: WeakKeyDictionary = WeakKeyDictionary()  # connection -> {sql: (name, keys)}
+
+    def sql(self, text: str, own: str | None = None) -> str:
+        """PostgreSQL's form: ``own`` where the dialects differ, else ``text`` with %s markers
+        (and ``IS NOT DISTINCT FROM`` and a boolean literal where SQLite compares to 0)."""
+        if own is not None:
+            return own.replace("?", "%s")
+        form = self._forms.get(text)
+        if form is None:
+            form = self._forms[text] = (
+                text.replace(" IS ?", " IS NOT DISTINCT FROM ?").replace("?", "%s")
+                .replace("cancel_requested = 0", "cancel_requested = false"))
+        return form
+
+    def hot(self, text: str, params: Sequence | dict = ()):
+        """Each per-job statement is prepared once per connection and EXECUTEd after that: the
+        server planned the claim anew each time, which cost as much as running it (0.3-0.4 ms).
+        A statement the server cannot prepare runs as it is."""
+        return self._execute(self.sql(text), params)
+
+    def run(self, name: str, params: Sequence | dict = ()):
+        return self._execute(self.queries[name], params)
+
+    def _execute(self, sql: str, params: Sequence | dict):
+        connection = database.connection()
+        known = self._prepared.setdefault(connection, {})
+        if sql not in known:
+            known[sql] = _prepare(sql, len(known))
+        found = known[sql]
+        if found is None:
+            return database.execute_sql(sql, params)
+        name, keys = found
+        values = [params[key] for key in keys] if keys else list(params)
+        return database.execute_sql(_EXECUTE[len(values)].replace("NAME", name), values)
+
+    def insert_values(self, cursor, sql: str, rows: list) -> None:
+        from psycopg2.extras import execute_values
+        execute_values(cursor, sql, rows, page_size=1000)
+
+    def minute_bucket(self, expr):
+        """Whole minutes: a cast rounds on PostgreSQL, FLOOR truncates."""
+        return fn.FLOOR(expr)
+
+    def id_list(self, ids: Sequence[int]) -> Any:
+        """A list of ids as one parameter: an array (``= ANY(%s)``)."""
+        return list(ids)
+
+    def next_due_params(self, queues: list[str] | None) -> Any:
+        return {"queues": queues or None}
+
+    def begin_snapshot(self, *, read_only: bool = False) -> None:
+        """REPEATABLE READ: otherwise each statement sees a moment of its own."""
+        database.execute_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"
+                             + (" READ ONLY" if read_only else ""))
+
+
+def _prepare(sql: str, number: int) -> tuple[str, list[str]] | None:
+    """PREPARE ``sql`` as queuectl_hot_N: its %s or %(key)s markers become $1, $2...; returns
+    the name and the keys in order (empty for positional markers), or None if refused. A
+    prepared statement outlives the transaction it was made in, even a rolled-back one; a
+    refusal is undone by a savepoint so that it never aborts the caller's transaction."""
+    keys: list[str] = []
+    positions = 0
+
+    def marker(match: re.Match) -> str:
+        nonlocal positions
+        key = match.group(1)
+        if key is None:
+            positions += 1
+            return f"${positions}"
+        if key not in keys:
+            keys.append(key)
+        return f"${keys.index(key) + 1}"
+
+    body = re.sub(r"%(?:\((\w+)\))?s", marker, sql)
+    name = f"queuectl_hot_{number}"
+    inside = database.in_transaction()
+    try:
+        if inside:
+            database.execute_sql("SAVEPOINT queuectl_prepare")
+        database.execute_sql(_PREPARE.replace("NAME", name) + body)
+        if inside:
+            database.execute_sql("RELEASE SAVEPOINT queuectl_prepare")
+    except DatabaseError:
+        if inside:
+            database.execute_sql("ROLLBACK TO SAVEPOINT queuectl_prepare")
+        return None
+    return name, keys
+
+
+_PREPARE = "PREPARE NAME AS "
+_EXECUTE = ["EXECUTE NAME"] + ["EXECUTE NAME (" + ", ".join(["%s"] * n) + ")"
+                               for n in range(1, 20)]
+
+SQLITE = Dialect()
+POSTGRES = PostgresDialect()
+_chosen: tuple[object, Dialect] = (None, SQLITE)
+
+
+def dialect() -> Dialect:
+    """The dialect of the open database (found once per opened database)."""
+    global _chosen
+    obj = database.obj
+    if _chosen[0] is not obj:
+        _chosen = (obj, SQLITE if isinstance(obj, SqliteDatabase) else POSTGRES)
+    return _chosen[1]
+
+
+def is_sqlite() -> bool:
+    """For the store's own modules: the open database is SQLite."""
+    return dialect() is SQLITE

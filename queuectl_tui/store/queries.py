@@ -1,0 +1,21 @@
+"""The statements of the worker's hot path, by name, per backend: ``sql/<backend>/queries.sql``
+(``dialect().queries``), and the columns a claim returns."""
+
+from __future__ import annotations
+
+from queuectl_tui.store.sql import load
+
+#: What a claim returns of each job, in this order (then the settings' version).
+JOB_COLUMNS = ("seq", "id", "command", "queue", "state", "priority", "attempts", "max_retries",
+               "backoff_base", "timeout", "run_at", "created_at", "updated_at", "started_at",
+               "cwd", "env_digest", "worker_id", "claim_token")
+#: meta key of the settings' version, which the claim and next_due return: settings.VERSION_KEY
+#: (the store does not import settings; tests/test_store.py holds the two equal).
+VERSION_KEY = "settings_version"
+
+SQLITE_QUERIES = load("sqlite")
+POSTGRES_QUERIES = load("postgres")
+#: Statements one backend has and the other does not: SQLite claims one job per statement;
+#: PostgreSQL claims and ends batches (server functions) under its claim locks.
+OWN = {"sqlite": frozenset({"claim"}),
+       "postgres": frozenset({"claim_batch", "finish_batch", "claim_locks"})}

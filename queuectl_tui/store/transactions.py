@@ -1,0 +1,138 @@
+"""Write transactions: one per change, the claim's limited-queue locks taken with its BEGIN,
+and calls run after the commit."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from peewee import (
+    DatabaseError,
+)
+
+from queuectl_tui.store import pgsql
+from queuectl_tui.store.models import (
+    database,
+)
+from queuectl_tui.store.pgsql import FOLD
+from queuectl_tui.store.queries import POSTGRES_QUERIES
+
+if TYPE_CHECKING:
+
+    pass
+
+from queuectl_tui.store.dialects import is_sqlite
+from queuectl_tui.store.sqlite import _writers
+
+
+@contextmanager
+def write_transaction(*, hot: bool = False, claiming: list[str] | None = None):
+    """A transaction that takes the write lock up front.
+
+    On SQLite, BEGIN IMMEDIATE: readers never upgrade to writers mid-transaction (which could
+    fail with SQLITE_BUSY despite the busy timeout), so competing claimers simply queue.
+    On PostgreSQL a transaction-scoped advisory lock per schema, taken in the round trip of
+    BEGIN (store/pgsql.py): shared for the worker's hot path (``hot``: claims, finishes, hand-backs,
+    which run side by side), exclusive for every other write, which so still sees a queue no
+    claim is changing (a ``pause`` that has returned waited for the claims under way). A
+    transaction that will claim (``claiming``: the worker's queues, empty for all) also
+    try-locks the limited queues it may take from (``held_limited``).
+
+    After a disk-full or I/O error SQLite has already rolled the transaction back, and the
+    ROLLBACK that follows fails with "no transaction is active"; that error would hide the one
+    that matters, so the original is raised instead.
+
+    What ``after_commit`` asked for runs once the outermost one has committed; on PostgreSQL,
+    an outermost exclusive write then folds the sessions' count rows (pgsql.FOLD).
+    """
+    sqlite = is_sqlite()
+    outermost = not database.in_transaction()
+    atomic = database.atomic("IMMEDIATE") if sqlite else database.atomic()
+    queued = _writers.enter() if sqlite else False
+    committed = False
+    if outermost and not sqlite:
+        if claiming is not None:
+            _begin.first = (POSTGRES_QUERIES["claim_locks"], {"queues": claiming or None})
+        else:
+            _begin.first = (pgsql.WRITE_LOCK_SHARED if hot else pgsql.WRITE_LOCK, ())
+    try:
+        with atomic:
+            if outermost and not sqlite:
+                found = _begin.result
+                _begin.limited = list(found[1]) if claiming is not None and found else None
+            yield
+        committed = True
+    except DatabaseError as exc:
+        cause = exc
+        while cause is not None and "no transaction is active" in str(cause):
+            cause = cause.__context__  # the failed ROLLBACK, raw then wrapped, then the reason
+        if cause is not exc and isinstance(cause, (DatabaseError, sqlite3.Error)):
+            raise cause from None
+        raise
+    finally:
+        if queued:
+            _writers.leave()
+        if outermost:
+            calls, _after.calls = _after.calls, []
+            if not sqlite:
+                _begin.first = _begin.result = _begin.limited = None
+    if outermost and committed:
+        if not sqlite and not hot and claiming is None:
+            fold()
+        for call in calls:
+            try:
+                call()
+            except DatabaseError:
+                pass  # its own steps are each whole; what is left is recovery's (see callers)
+
+
+class _Begin(threading.local):
+    """PostgreSQL: the statement sent with this thread's next BEGIN (one round trip), its row,
+    and the limited queues the open claiming transaction holds (None: not asked yet)."""
+
+    first: tuple[str, object] | None = None
+    result: tuple | None = None
+    limited: list[str] | None = None
+
+
+_begin = _Begin()
+
+
+def held_limited() -> list[str] | None:
+    """The limited queues whose claim lock this thread's PostgreSQL transaction holds (None
+    when it did not ask: the claim then asks itself)."""
+    return _begin.limited
+
+
+def set_held_limited(queues: list[str]) -> None:
+    _begin.limited = queues
+
+
+def fold() -> None:
+    """PostgreSQL: fold the count and rollup rows of sessions not writing now into one row per
+    key (``queuectl_fold``; one folder at a time, the others return at once). Best effort."""
+    if database.obj is None or is_sqlite() or database.in_transaction():
+        return
+    try:
+        database.execute_sql(FOLD)
+    except DatabaseError:
+        pass
+
+
+class _AfterCommit(threading.local):
+    calls: list = []
+
+
+_after = _AfterCommit()
+
+
+def after_commit(call: Callable[[], object]) -> None:
+    """Run ``call()`` once the outermost write transaction of this thread has committed (never
+    if it rolls back): follow-up work that must not hold that transaction's write lock, such
+    as sending a long chain of dependents to the DLQ in short steps. A database error in it is
+    not the committed change's: it is dropped, and the caller arranges for recovery to redo
+    what it left (see ``engine.fail_dependents``)."""
+    _after.calls = [*_after.calls, call]
