@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from peewee import chunked
 
+from queuectl_tui.engine.chains import _settle, fail_dependents, unchain
+from queuectl_tui.engine.common import IN_CHUNK, NOT_RUNNING
+from queuectl_tui.engine.reads import logs_dir
+from queuectl_tui.engine.recovery import recover_lost
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
 from queuectl_tui.spec import normalize
 from queuectl_tui.store import (
@@ -26,13 +30,6 @@ from queuectl_tui.store.models import (
     Environment,
     Job,
 )
-
-if TYPE_CHECKING:
-    pass
-from queuectl_tui.engine.chains import _settle, fail_dependents, unchain
-from queuectl_tui.engine.common import IN_CHUNK, NOT_RUNNING
-from queuectl_tui.engine.reads import logs_dir
-from queuectl_tui.engine.recovery import recover_lost
 
 
 def get_job(job_id: str) -> Job:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from peewee import JOIN, chunked
 
+from queuectl_tui.engine.common import IN_CHUNK
 from queuectl_tui.errors import InvalidInput
 from queuectl_tui.store import (
     after_commit,
@@ -22,10 +22,6 @@ from queuectl_tui.store.models import (
     Job,
     Meta,
 )
-
-if TYPE_CHECKING:
-    pass
-from queuectl_tui.engine.common import IN_CHUNK
 
 
 def _add_dependencies(job_seq: int, after: list[str], where: str = "") -> None:

@@ -11,14 +11,18 @@ import json
 import re
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from queuectl_tui import settings
+from queuectl_tui.engine.chains import fail_dependents
+from queuectl_tui.engine.common import _queues_of
+from queuectl_tui.engine.workers import Fenced, Unregistered
 from queuectl_tui.store import (
     held_limited,
     set_held_limited,
     write_transaction,
 )
+from queuectl_tui.store.dialects import dialect
 from queuectl_tui.store.models import (
     COMPLETED,
     DEAD,
@@ -31,13 +35,6 @@ from queuectl_tui.store.models import (
     Worker,
     database,
 )
-
-if TYPE_CHECKING:
-    pass
-from queuectl_tui.engine.chains import fail_dependents
-from queuectl_tui.engine.common import _queues_of
-from queuectl_tui.engine.workers import Fenced, Unregistered
-from queuectl_tui.store.dialects import dialect
 from queuectl_tui.store.queries import (
     JOB_COLUMNS,
 )

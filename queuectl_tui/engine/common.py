@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import TYPE_CHECKING
 
 from queuectl_tui.errors import InvalidInput
 from queuectl_tui.store.models import (
@@ -16,9 +15,6 @@ from queuectl_tui.store.models import (
     Job,
     Worker,
 )
-
-if TYPE_CHECKING:
-    pass
 
 TAIL_BYTES = 4096
 #: Ids per ``IN (...)`` list: well under SQLite's limit on bound parameters.

@@ -7,28 +7,25 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from peewee import IntegrityError, chunked
 
 from queuectl_tui import settings
+from queuectl_tui.engine.chains import _add_dependencies, _settle
+from queuectl_tui.engine.common import _check_cwd, _new_id, environment_row
+from queuectl_tui.engine.queues import aging_rate
 from queuectl_tui.errors import InvalidInput
 from queuectl_tui.store import (
     write_transaction,
 )
+from queuectl_tui.store.dialects import dialect
 from queuectl_tui.store.models import (
     PENDING,
     Environment,
     Job,
     database,
 )
-
-if TYPE_CHECKING:
-    pass
-from queuectl_tui.engine.chains import _add_dependencies, _settle
-from queuectl_tui.engine.common import _check_cwd, _new_id, environment_row
-from queuectl_tui.engine.queues import aging_rate
-from queuectl_tui.store.dialects import dialect
 
 
 def enqueue(specs: Iterable[dict[str, Any]], *, cwd: str | None = None,

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from peewee import chunked, fn
 
+from queuectl_tui.engine.chains import _dependency_rows
+from queuectl_tui.engine.common import IN_CHUNK
 from queuectl_tui.errors import InvalidInput
 from queuectl_tui.store import (
     write_transaction,
 )
+from queuectl_tui.store.dialects import dialect
 from queuectl_tui.store.models import (
     AGING_RATE_SQL,
     CLAIMABLE,
@@ -25,12 +28,6 @@ from queuectl_tui.store.models import (
     Worker,
     database,
 )
-
-if TYPE_CHECKING:
-    pass
-from queuectl_tui.engine.chains import _dependency_rows
-from queuectl_tui.engine.common import IN_CHUNK
-from queuectl_tui.store.dialects import dialect
 
 #: meta key: "1" when ``pause`` was given no queue. A queue's own ``paused`` (set by ``pause`` or
 #: ``resume`` naming it) wins over it; queues never named follow it, new ones included.

@@ -5,15 +5,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from peewee import chunked, fn
 
 from queuectl_tui import wake
+from queuectl_tui.engine.actions import get_job
+from queuectl_tui.engine.common import IN_CHUNK
 from queuectl_tui.errors import QueueError
 from queuectl_tui.store import (
     change_token,
 )
+from queuectl_tui.store.dialects import dialect
 from queuectl_tui.store.models import (
     COMPLETED,
     DEAD,
@@ -23,12 +26,6 @@ from queuectl_tui.store.models import (
     Job,
     database,
 )
-
-if TYPE_CHECKING:
-    pass
-from queuectl_tui.engine.actions import get_job
-from queuectl_tui.engine.common import IN_CHUNK
-from queuectl_tui.store.dialects import dialect
 
 #: How often a waiter looks at SQLite's data_version (as idle workers do): a job's end is seen
 #: within about this long, for next to no CPU.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from peewee import fn
 
@@ -21,8 +21,6 @@ from queuectl_tui.store.models import (
     WorkerStatus,
 )
 
-if TYPE_CHECKING:
-    pass
 
 class Fenced(QueueError):
     """The job is no longer held by this claim (recovered, maybe claimed again meanwhile)."""
