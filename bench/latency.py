@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pgschema  # bench/, beside this script
 
-from queuectl_tui import engine, spec, supervisor
+from queuectl_tui import engine, spec
 from queuectl_tui.db import close_db, open_db
+from queuectl_tui.run import supervisor
 
 
 def main() -> None:

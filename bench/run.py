@@ -655,8 +655,9 @@ def _retention_holds(db: Path, tmp: Path, jobs: int) -> dict:
     import threading
     from contextlib import contextmanager
 
-    from queuectl_tui import retention, settings, worker
+    from queuectl_tui import retention, settings
     from queuectl_tui.db import close_db, open_db, write_transaction
+    from queuectl_tui.run import loop as worker
     subprocess.run(cli(db, "config", "set", "keep_completed", "none"),
                    check=True, stdout=subprocess.DEVNULL, env=env(tmp))
     conn = sqlite3.connect(db, timeout=30)

@@ -1178,7 +1178,7 @@ def _holder(lock) -> str:
     """", by process N (stopped)": who holds this flock, from /proc/locks, if known."""
     found = os.fstat(lock.fileno())
     for pid in _lock_holders({(found.st_dev, found.st_ino)}):
-        from queuectl_tui import procs
+        from queuectl_tui.run import procs
         state = procs.process_status(pid, procs.start_time(pid))
         return f", by process {pid}" + (f" ({state})" if state else "")
     return ""

@@ -20,7 +20,7 @@ from weakref import WeakKeyDictionary
 
 from peewee import JOIN, DatabaseError, IntegrityError, chunked, fn
 
-from queuectl_tui import procs, settings, wake
+from queuectl_tui import settings
 from queuectl_tui.db import (
     LAST_WORKER_ID,
     after_commit,
@@ -65,6 +65,7 @@ from queuectl_tui.pgsql import (
     OLDEST_DUE_QUEUES,
     OPEN_QUEUES,
 )
+from queuectl_tui.run import procs, wake
 from queuectl_tui.settings import VERSION_KEY
 from queuectl_tui.spec import normalize
 

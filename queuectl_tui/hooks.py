@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from queuectl_tui import procs
+from queuectl_tui.run import procs
 
 #: A hook is killed (its whole process group) after this many seconds.
 TIME_LIMIT = 10.0

@@ -19,10 +19,11 @@ from collections.abc import Callable, Iterable
 
 from peewee import Tuple
 
-from queuectl_tui import engine, procs
+from queuectl_tui import engine
 from queuectl_tui.db import PRUNING, write_transaction
 from queuectl_tui.engine import _sql
 from queuectl_tui.models import COMPLETED, DEAD, PROCESSING, Attempt, Meta, database
+from queuectl_tui.run import procs
 from queuectl_tui.settings import Settings
 
 #: A step looks for at most this many jobs, deletes them CHUNK per write transaction (a few

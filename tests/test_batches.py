@@ -13,10 +13,10 @@ import pytest
 
 from helpers import T0, dead_pid, state, wait_for
 from queuectl_tui import engine, spec
-from queuectl_tui import worker as worker_module
 from queuectl_tui.db import change_token, is_sqlite
 from queuectl_tui.models import Attempt, Job, JobCount, Worker, database
-from queuectl_tui.worker import WorkerLoop
+from queuectl_tui.run import loop as worker_module
+from queuectl_tui.run.loop import WorkerLoop
 
 pytestmark = pytest.mark.both_backends
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}

@@ -371,7 +371,7 @@ def test_a_silent_worker_on_this_host_is_lost_only_if_its_process_is_not_running
 
 
 def test_recovery_kills_the_lost_jobs_process_tree(add, db):
-    from queuectl_tui import procs
+    from queuectl_tui.run import procs
     gone = engine.register_worker(pid=dead_pid(), now=T0)
     add("j")
     job, attempt = engine.claim(gone, now=T0)
@@ -465,7 +465,7 @@ def test_a_job_retried_from_the_dlq_shows_its_running_attempt(add, worker):
     assert (job.attempts, attempt.number) == (1, 2)
     running = engine.running_attempts()
     assert running["j"][1].seq == attempt.seq
-    from queuectl_tui.monitor import WorkerMonitor
+    from queuectl_tui.run.monitor import WorkerMonitor
     [shown] = WorkerMonitor().sample(now=T0 + 3)
     assert shown.job_started_at == T0 + 2
 

@@ -16,7 +16,7 @@ import helpers
 from helpers import T0, wait_for
 from queuectl_tui import engine, settings, spec
 from queuectl_tui.models import Job, Setting, Worker, database
-from queuectl_tui.worker import WorkerLoop
+from queuectl_tui.run.loop import WorkerLoop
 
 
 class _Changes:

@@ -14,8 +14,9 @@ import psutil
 import pytest
 
 from helpers import all_gone, marked, marked_command, wait_for
-from queuectl_tui import procs, runner
-from queuectl_tui.jobhost import JobHost
+from queuectl_tui.run import procs
+from queuectl_tui.run.launch import exec as runner
+from queuectl_tui.run.launch.host import JobHost
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
@@ -323,7 +324,7 @@ def test_a_host_lost_while_sending_the_next_job_still_ends_the_running_one(fresh
     """The running job is already let go when the next one is sent: if that send finds the
     host gone, the running job is still driven to its end (here: killed with its tree, as a
     job whose host died is), never left running unwatched."""
-    from queuectl_tui import jobhost
+    from queuectl_tui.run.launch import host as jobhost
 
     def host_gone(*args):
         os.kill(fresh.host._proc.pid, signal.SIGKILL)
@@ -351,7 +352,7 @@ def test_a_job_sent_ahead_waits_for_its_gate(fresh, tmp_path):
 SCRIPT = """
 import os, sys
 from pathlib import Path
-from queuectl_tui.jobhost import JobHost
+from queuectl_tui.run.launch.host import JobHost
 host = JobHost()
 opts = dict(cwd=sys.argv[1], env={'PATH': os.environ['PATH']}, log_path=Path(sys.argv[1]) / 'log',
             max_log_bytes=1 << 20, timeout=None)
@@ -392,8 +393,8 @@ def test_the_host_does_not_outlive_a_killed_worker(tmp_path, when):
 HARNESS = """
 import json, os, signal, sys
 from pathlib import Path
-from queuectl_tui import runner
-from queuectl_tui.jobhost import JobHost
+from queuectl_tui.run.launch import exec as runner
+from queuectl_tui.run.launch.host import JobHost
 
 tmp = Path(sys.argv[1])
 ENV = {"PATH": os.environ["PATH"]}

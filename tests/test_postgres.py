@@ -550,7 +550,7 @@ def test_the_workers_statements_are_prepared_once_per_connection(db, tmp_path):
     from queuectl_tui import engine, spec
     from queuectl_tui.db import write_transaction
     from queuectl_tui.models import Job, database
-    from queuectl_tui.worker import WorkerLoop
+    from queuectl_tui.run.loop import WorkerLoop
 
     engine.enqueue([spec.normalize({"command": f"echo {n}"}) for n in range(20)],
                    cwd=str(tmp_path), env={"PATH": os.environ["PATH"]})

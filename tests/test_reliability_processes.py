@@ -165,7 +165,7 @@ def test_a_forced_stop_kills_the_job_tree_and_the_job_runs_again_later(cli, tmp_
 BATCH_OF_TWO = """
 import sys
 from queuectl_tui.db import open_db
-from queuectl_tui.worker import WorkerLoop
+from queuectl_tui.run.loop import WorkerLoop
 open_db()
 worker = WorkerLoop(burst=True)
 worker.install_signals()
@@ -479,7 +479,7 @@ def test_a_job_whose_process_could_not_be_recorded_never_starts(tmp_path, tok):
     script = (
         "import os, sys\n"
         "from pathlib import Path\n"
-        "from queuectl_tui import runner\n"
+        "from queuectl_tui.run.launch import exec as runner\n"
         "def die(pid, started):\n"
         "    print(pid, flush=True)\n"
         "    os._exit(9)\n"
@@ -640,8 +640,9 @@ def test_a_200mb_flood_keeps_the_log_capped_the_row_small_and_the_worker_flat(cl
     "command", [("worker", "stop"), ("worker", "stop", "--force"), ("recover",)]
 )
 def test_a_worker_row_whose_pid_was_reused_is_dead_and_never_signalled(db, cli, tok, command):
-    from queuectl_tui import engine, procs, spec
+    from queuectl_tui import engine, spec
     from queuectl_tui.models import Worker
+    from queuectl_tui.run import procs
 
     stranger = subprocess.Popen(["sleep", tok])  # an unrelated process now owns the PID
     try:

@@ -55,8 +55,9 @@ def add(*ids: str) -> None:
 def test_recovering_several_jobs_while_others_commit(db, home, monkeypatch):
     """Workers and producers commit all the time. Recovery of two lost jobs must not fail with
     'database is locked' because a commit landed while it was killing the first tree."""
-    from queuectl_tui import engine, procs
+    from queuectl_tui import engine
     from queuectl_tui.models import Job
+    from queuectl_tui.run import procs
 
     add("a", "b", "c")
     dead = lost_worker()
@@ -79,8 +80,9 @@ def test_recovery_never_touches_a_run_claimed_meanwhile_by_a_live_worker(db, mon
     """Recovery reads the jobs of lost workers, then handles them one by one. If, meanwhile,
     another worker recovered one of them and a live worker claimed it again, that new run must
     be neither killed nor marked lost."""
-    from queuectl_tui import engine, procs
+    from queuectl_tui import engine
     from queuectl_tui.models import Job
+    from queuectl_tui.run import procs
 
     add("a", "b")
     dead = lost_worker()
@@ -125,7 +127,8 @@ def test_a_noted_process_that_started_before_its_attempt_is_not_its_job(db, home
     import time
 
     from helpers import dead_pid
-    from queuectl_tui import engine, procs, spec
+    from queuectl_tui import engine, spec
+    from queuectl_tui.run import procs
     engine.enqueue([spec.normalize({"id": "j", "command": "true"})], cwd=str(home.parent), env={})
     _, attempt = engine.claim(lost_worker())
     me, my_start = os.getpid(), procs.start_time(os.getpid())
@@ -146,8 +149,9 @@ def test_a_note_written_by_a_dying_worker_is_not_removed_with_its_journal(db, mo
     let the job run and was SIGKILLed; recovery found it dead and removed the journal, note and
     all. Recovering that job, it found no note: "not started", the running job left alive and
     run again. (The chaos runs' rare job run twice although "not started".)"""
-    from queuectl_tui import engine, procs
+    from queuectl_tui import engine
     from queuectl_tui.models import Job
+    from queuectl_tui.run import procs
 
     add("first", "second")
     owner = subprocess.Popen(["sleep", tok])  # the worker process
@@ -214,7 +218,7 @@ def test_a_worker_resumed_past_its_lease_does_not_start_its_job(db, tmp_path):
     """The frozen worker's side: resumed with its lease passed (so recovery may have taken the
     job back), it notes the job's process but keeps its gate shut: the command never runs."""
     from queuectl_tui import engine, spec
-    from queuectl_tui.worker import WorkerLoop
+    from queuectl_tui.run.loop import WorkerLoop
 
     engine.enqueue([spec.normalize({"id": "j", "command": "echo ran >> ran"})],
                    cwd=str(tmp_path), env={})

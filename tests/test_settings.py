@@ -135,7 +135,7 @@ def test_a_setting_applies_to_the_next_job_a_running_worker_claims(db, tmp_path)
 
     from helpers import wait_for
     from queuectl_tui.models import Job, Worker, database
-    from queuectl_tui.worker import WorkerLoop
+    from queuectl_tui.run.loop import WorkerLoop
 
     flood = "head -c 200000 /dev/zero | tr '\\0' x"
     loop = WorkerLoop()

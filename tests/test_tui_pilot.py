@@ -452,8 +452,9 @@ async def test_refresh_shows_changes_made_elsewhere(seeded):
 
 
 async def test_workers_started_from_the_console_run_jobs_and_outlive_it(empty_db, home, tmp_path):
-    from queuectl_tui import engine, procs, spec
+    from queuectl_tui import engine, spec
     from queuectl_tui.models import Worker
+    from queuectl_tui.run import procs
 
     engine.enqueue([spec.normalize({"id": "hello", "command": "echo hi > out.txt"})], cwd=str(tmp_path))
     app = make_app(empty_db, clock=time.time, monitor=None, refresh_interval=0.2)
@@ -469,8 +470,8 @@ async def test_workers_started_from_the_console_run_jobs_and_outlive_it(empty_db
 
 
 async def test_minus_stops_one_worker_and_x_stops_all(empty_db):
-    from queuectl_tui import supervisor
     from queuectl_tui.models import Worker
+    from queuectl_tui.run import supervisor
 
     supervisor.start(empty_db, 2)  # as 'worker start -n 2' would: the console shows them
     app = make_app(empty_db, clock=time.time, monitor=None, refresh_interval=0.2)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from queuectl_tui import procs
+from queuectl_tui.run import procs
 
 from tui_support import make_app, settle
 

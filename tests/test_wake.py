@@ -9,8 +9,8 @@ import time
 import pytest
 
 from helpers import cli_env
-from queuectl_tui import wake
 from queuectl_tui.db import change_token
+from queuectl_tui.run import wake
 
 pytestmark = pytest.mark.sqlite_only
 

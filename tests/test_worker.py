@@ -7,9 +7,10 @@ import threading
 from pathlib import Path
 
 from helpers import all_gone, marked, marked_command, wait_for
-from queuectl_tui import engine, runner, spec
+from queuectl_tui import engine, spec
 from queuectl_tui.models import Job, Worker, database
-from queuectl_tui.worker import WorkerLoop
+from queuectl_tui.run.launch import exec as runner
+from queuectl_tui.run.loop import WorkerLoop
 
 #: A job with grandchildren that writes "started" once they exist.
 TREE = "sh -c 'sleep 60 & sleep 60 & touch started; wait'"

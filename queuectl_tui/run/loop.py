@@ -49,18 +49,7 @@ from collections.abc import Callable
 
 from peewee import DatabaseError
 
-from queuectl_tui import (
-    engine,
-    hooks,
-    jobhost,
-    procs,
-    retention,
-    runner,
-    schedules,
-    settings,
-    usage,
-    wake,
-)
+from queuectl_tui import engine, hooks, retention, schedules, settings
 from queuectl_tui.db import (
     SCHEMA_VERSION,
     change_token,
@@ -71,6 +60,9 @@ from queuectl_tui.db import (
     wait_change,
 )
 from queuectl_tui.models import COMPLETED, DEAD, Job, Outcome, WorkerStatus, database
+from queuectl_tui.run import procs, usage, wake
+from queuectl_tui.run.launch import exec as runner
+from queuectl_tui.run.launch import host as jobhost
 from queuectl_tui.visible import visible
 
 SETTINGS_REFRESH = 1.0  # how often the heartbeat thread checks the settings' version, seconds

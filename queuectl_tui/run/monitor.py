@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from queuectl_tui import engine, procs, settings, usage
+from queuectl_tui import engine, settings
 from queuectl_tui.models import Job, Worker, WorkerStatus
+from queuectl_tui.run import procs, usage
 
 
 @dataclass

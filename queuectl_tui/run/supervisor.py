@@ -18,11 +18,12 @@ from pathlib import Path
 
 import psutil
 
-from queuectl_tui import engine, paths, procs
+from queuectl_tui import engine, paths
 from queuectl_tui.db import close_db, open_db
 from queuectl_tui.errors import QueueError
 from queuectl_tui.models import Job, Worker
 from queuectl_tui.paths import logs_dir, open_private_append
+from queuectl_tui.run import procs
 
 
 def worker_command(db_path: Path | str, queues: list[str] | None, burst: bool,
@@ -112,7 +113,7 @@ def run_forked(db_path: Path | str, count: int, work: Callable[[], int]) -> int:
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
             except Exception as exc:  # one line, then leave without running the parent's exit
-                from queuectl_tui.worker import write_line  # one write: siblings share stderr
+                from queuectl_tui.run.loop import write_line  # one write: siblings share stderr
                 write_line(sys.stderr, f"error: worker could not run: {exc}")
             finally:
                 try:

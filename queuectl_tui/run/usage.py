@@ -25,7 +25,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 
-from queuectl_tui import procs
+from queuectl_tui.run import procs
 
 SAMPLE_EVERY = 0.2  # seconds between two readings of a running job's tree (<= 250 ms)
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096

@@ -30,7 +30,7 @@ from queuectl_tui.db import (
 )
 from queuectl_tui.errors import DatabaseUnusable, QueueError
 from queuectl_tui.models import STATES, Attempt, Job, Meta, database
-from queuectl_tui.monitor import WorkerStats
+from queuectl_tui.run.monitor import WorkerStats
 from queuectl_tui.visible import visible
 
 THROUGHPUT_MINUTES = 30

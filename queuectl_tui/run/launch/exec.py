@@ -22,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from queuectl_tui import procs, usage
 from queuectl_tui.models import Outcome
 from queuectl_tui.paths import create_private_file
-from queuectl_tui.usage import Cost
+from queuectl_tui.run import procs, usage
+from queuectl_tui.run.usage import Cost
 
 TAIL_BYTES = 4096
 TICK = 0.05

@@ -105,11 +105,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from queuectl_tui import procs, runner, usage
 from queuectl_tui.models import Outcome
 from queuectl_tui.paths import create_private_file
-from queuectl_tui.runner import TICK, Result, Sink, describe_exit, job_state, verdict
-from queuectl_tui.usage import Cost
+from queuectl_tui.run import procs, usage
+from queuectl_tui.run.launch import exec as runner
+from queuectl_tui.run.launch.exec import TICK, Result, Sink, describe_exit, job_state, verdict
+from queuectl_tui.run.usage import Cost
 
 #: Resets every signal the worker may have inherited as ignored (``nohup``, ``cmd &`` from a
 #: script) before the host shell starts: a shell cannot undo an ignore it was started with.

@@ -18,7 +18,8 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, Log, Static
 
-from queuectl_tui import engine, supervisor
+from queuectl_tui import engine
+from queuectl_tui.run import supervisor
 from queuectl_tui.models import COMPLETED, DEAD, FAILED, PENDING, PROCESSING, Job
 from queuectl_tui.tui import data
 from queuectl_tui.tui.reads import OneRead

@@ -1,0 +1,1 @@
+"""Launching one attempt of one job."""
