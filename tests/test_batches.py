@@ -190,7 +190,7 @@ def test_a_dead_workers_ended_but_unrecorded_jobs_count_as_run(db, tmp_path, mon
     worker._run_next()
     worker._run_next()
     assert len(worker.ended) == 2 and len(worker.held) == 2  # nothing recorded yet
-    worker.host.close()
+    worker.launcher.close()
     engine.recover_lost()
     outcomes = {j.id: [a.outcome for a in engine.attempts_of(j)] for j in Job.select()}
     assert outcomes == {"j0": ["lost"], "j1": ["lost"], "j2": ["interrupted"],
@@ -224,7 +224,7 @@ def test_no_held_job_starts_once_pause_has_returned(db, tmp_path, monkeypatch, p
     assert [(j.id, j.state) for j in Job.select().order_by(Job.id)] == [
         ("j0", "completed"), ("j1", "pending"), ("j2", "pending"), ("j3", "pending")]
     assert Attempt.select().count() == 1 and state("j1").attempts == 0
-    worker.host.close()
+    worker.launcher.close()
     worker.journal.close()
 
 

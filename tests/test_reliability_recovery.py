@@ -230,7 +230,7 @@ def test_a_worker_resumed_past_its_lease_does_not_start_its_job(db, tmp_path):
     try:
         result = worker._run_job(job, attempt)
     finally:
-        worker.host.close()
+        worker.launcher.close()
         if worker.journal is not None:
             worker.journal.close()
     assert (result.outcome, result.error.split(" (")[0]) == (

@@ -61,8 +61,8 @@ from queuectl_tui.db import (
 )
 from queuectl_tui.models import COMPLETED, DEAD, Job, Outcome, WorkerStatus, database
 from queuectl_tui.run import procs, usage, wake
-from queuectl_tui.run.launch import exec as runner
-from queuectl_tui.run.launch import host as jobhost
+from queuectl_tui.run.launch import CANCEL, INTERRUPT, Launcher, Result, Stop
+from queuectl_tui.run.launch.host import JobHost
 from queuectl_tui.visible import visible
 
 SETTINGS_REFRESH = 1.0  # how often the heartbeat thread checks the settings' version, seconds
@@ -71,7 +71,7 @@ RECHECK = 0.1  # a job seen due right after a claim found none is looked at agai
 BURST_HORIZON = 60.0  # --burst waits for jobs due this soon (retries in backoff, near schedules)
 # Claiming in batches (see WorkerLoop.run): at most BATCH_MAX jobs held at once, a batch doubles
 # only while every job ends within SHORT seconds, and an ended job waits at most RECORD_WITHIN
-# seconds for the next write. A job still running at its first tick (runner.TICK) hands back
+# seconds for the next write. A job still running at its first tick (launch.TICK) hands back
 # the jobs held behind it.
 BATCH_MAX = 16
 SHORT = 0.005
@@ -99,7 +99,7 @@ class WorkerLoop:
     (``models.Worker`` is its row in the database)."""
 
     def __init__(self, queues: list[str] | None = None, *, burst: bool = False,
-                 echo: Callable[[str], None] | None = None):
+                 echo: Callable[[str], None] | None = None, launcher: Launcher | None = None):
         self.queues = queues or None
         self.burst = burst
         self.echo = echo or (lambda line: None)
@@ -117,13 +117,14 @@ class WorkerLoop:
         self._held_at = 0.0  # monotonic time of the claim of the held jobs
         self._held_token = None  # the change token read before that claim (see _paused)
         # Ran, not recorded yet: with the result, and the job's "start" line if it waits too.
-        self.ended: list[tuple[engine.Ended, runner.Result, str | None]] = []
+        self.ended: list[tuple[engine.Ended, Result, str | None]] = []
         self._start_line: str | None = None  # the running job's, held back (see _run_job)
         self._ended_at = 0.0  # monotonic time the first of them ended
         self.batch = 1  # how many jobs the next claim takes
         self._running: Job | None = None
         self.journal: engine.ProcessJournal | None = None
-        self.host = jobhost.JobHost()  # one long-lived shell that forks each job (see jobhost)
+        #: Runs each job: by default one long-lived shell that forks each job (see launch.host).
+        self.launcher: Launcher = launcher or JobHost()
         self.sampler = usage.Sampler()  # reads a running job's tree (started at the first need)
         self._meter: usage.Meter | None = None  # the running job's, once its shell exists
         self._sampled = False  # the sampler watches the running job
@@ -234,7 +235,7 @@ class WorkerLoop:
                 self._settle(hand_back=True, persist=not self.force and self.outdated is None)
             except DatabaseError as exc:
                 self._complain(f"could not record the last jobs ({exc}); leaving them to recovery")
-            self.host.close()
+            self.launcher.close()
             self.hooks.close()  # the last ends' hooks get their time, then go
             if self.journal is not None:
                 self.journal.close()
@@ -390,7 +391,7 @@ class WorkerLoop:
         while time.monotonic() < deadline and not self.stopping:
             time.sleep(0.05)
 
-    def _run_job(self, job: Job, attempt) -> runner.Result:
+    def _run_job(self, job: Job, attempt) -> Result:
         """Run one attempt to its end."""
         cfg = self.cfg
         attempt.started_at = time.time()  # a held job starts now, not at its claim
@@ -402,7 +403,7 @@ class WorkerLoop:
         else:
             self._say(line)
         try:
-            result = self.host.run(
+            result = self.launcher.run(
                 job.command, cwd=job.cwd, env=self._environment(job),
                 log_path=engine.log_path(attempt), max_log_bytes=cfg.max_log_bytes,
                 timeout=job.timeout,
@@ -414,14 +415,14 @@ class WorkerLoop:
         except DatabaseError as exc:
             # The command never ran (it waits until its process is noted): hand the job back
             # without using up a retry.
-            result = runner.Result(
+            result = Result(
                 Outcome.INTERRUPTED, None, f"not started: database error: {exc}", "", 0.0
             )
         except engine.Fenced as exc:  # taken back before it started: nothing ran
             why = str(exc) if isinstance(exc, _Stale) else "taken back by recovery"
-            result = runner.Result(Outcome.INTERRUPTED, None, f"not started: {why}", "", 0.0)
+            result = Result(Outcome.INTERRUPTED, None, f"not started: {why}", "", 0.0)
         except OSError as exc:  # the process could not be noted: the command never ran
-            result = runner.Result(Outcome.INTERRUPTED, None, f"not started: {exc}", "", 0.0)
+            result = Result(Outcome.INTERRUPTED, None, f"not started: {exc}", "", 0.0)
         finally:
             self._running = self._attempt = None
             self._unrecorded = None
@@ -443,7 +444,7 @@ class WorkerLoop:
         """The job's shell exists and waits for our word: note it where recovery looks before
         the command may run; the heartbeat thread copies it into the database."""
         attempt.pid, attempt.pid_started = pid, started
-        self._meter = usage.Meter(pid, started, host=self.host.pid,
+        self._meter = usage.Meter(pid, started, host=self.launcher.pid,
                                   worker=os.getpid() if procs.is_subreaper() else None)
         try:
             if self.journal is None:
@@ -496,17 +497,17 @@ class WorkerLoop:
         self._job_paused = paused
         self._say(f"{'paused ' if paused else 'resumed'} {job.id}  attempt {attempt.number}")
 
-    def _tick(self, job: Job, attempt, cfg: settings.Settings) -> str | tuple[str, str] | None:
+    def _tick(self, job: Job, attempt, cfg: settings.Settings) -> Stop | None:
         """Called while a job runs: cancellation, stops and forced stops, and a job taken back
         or a lease lapsed (``_stale``). A database error here skips one tick; it never disturbs
         the running job; nor is the database tried while heartbeats fail (the check above
         must come every tick)."""
         if self.force:
-            return "interrupt"
+            return INTERRUPT
         self.hooks.reap()  # a long job: the hooks of the ends before it still end on time
         stale = self._stale(attempt)
         if stale is not None:
-            return Outcome.LOST, f"{stale}; killed by its worker"
+            return Stop(Outcome.LOST, f"{stale}; killed by its worker")
         if not self._sampled and self._meter is not None:
             self._sampled = True  # past its first tick: worth sampling (a short job never is)
             self.sampler.watch(self._meter)
@@ -522,7 +523,7 @@ class WorkerLoop:
         except DatabaseError:
             return None
 
-    def _check_in(self, job: Job, cfg: settings.Settings) -> str | None:
+    def _check_in(self, job: Job, cfg: settings.Settings) -> Stop | None:
         now = time.time()
         if self.stopping and not self._said_stopping:
             engine.heartbeat(self.row.id, status=WorkerStatus.STOPPING, current_job=job.id)
@@ -530,7 +531,7 @@ class WorkerLoop:
         if now - self._last_cancel_check >= 0.2:
             self._last_cancel_check = now
             if self._changed() and engine.cancel_requested(job):
-                return "cancel"
+                return CANCEL
         return None
 
     def _housekeeping(self, cfg: settings.Settings) -> None:
