@@ -169,7 +169,7 @@ from queuectl_tui.run.loop import WorkerLoop
 open_db()
 worker = WorkerLoop(burst=True)
 worker.install_signals()
-worker.batch = 2
+worker.batch.size = 2
 sys.exit(worker.run())
 """
 

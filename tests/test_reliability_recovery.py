@@ -225,7 +225,7 @@ def test_a_worker_resumed_past_its_lease_does_not_start_its_job(db, tmp_path):
     worker = WorkerLoop()
     worker.row = engine.register_worker()
     worker._settle(claim=1)
-    job, attempt = worker.held.popleft()
+    job, attempt = worker.batch.held.popleft()
     worker.beats.renewed_at -= worker.cfg.lease + 1  # its last heartbeat, before the freeze
     try:
         result = worker._run_job(job, attempt)
