@@ -6,9 +6,13 @@ import os
 import threading
 from pathlib import Path
 
+import pytest
+
 from helpers import all_gone, marked_command, wait_for
 from queuectl_tui import engine, spec
 from queuectl_tui.models import Job, Worker, database
+from queuectl_tui.run.launch.exec import ExecLauncher
+from queuectl_tui.run.launch.host import JobHost
 from queuectl_tui.run.loop import WorkerLoop
 
 #: A job with grandchildren that writes "started" once they exist.
@@ -18,18 +22,25 @@ ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 # --- the worker loop (one launched job: tests/test_jobhost.py, through both launchers) ---
 
+@pytest.fixture(params=["host", "exec"])
+def launcher(request):
+    """Each ``launch.Launcher`` a worker may run its jobs with: its job host, or ``sh -c`` per
+    job (where job control cannot be had)."""
+    return JobHost() if request.param == "host" else ExecLauncher()
+
+
 def enqueue(tmp_path: Path, *specs: dict, env: dict | None = None) -> list[Job]:
     return engine.enqueue([spec.normalize(s) for s in specs], cwd=str(tmp_path),
                           env=ENV if env is None else env)
 
 
-def test_burst_worker_runs_due_jobs_in_order_and_leaves(db, tmp_path):
+def test_burst_worker_runs_due_jobs_in_order_and_leaves(db, tmp_path, launcher):
     enqueue(tmp_path, {"id": "a", "command": "echo a >> order"},
             {"id": "b", "command": "echo b >> order", "priority": 1},
             {"id": "c", "command": "exit 4", "max_retries": 0},
             {"id": "later", "command": "echo later >> order", "delay": 3600})
     lines = []
-    assert WorkerLoop(burst=True, echo=lines.append).run() == 0
+    assert WorkerLoop(burst=True, echo=lines.append, launcher=launcher).run() == 0
     assert (tmp_path / "order").read_text() == "b\na\n"
     states = {j.id: (j.state, j.attempts) for j in Job.select()}
     assert states == {
@@ -84,7 +95,7 @@ def _in_thread(action, gate: Path):
     return thread
 
 
-def test_graceful_stop_lets_the_running_job_finish(db, tmp_path):
+def test_graceful_stop_lets_the_running_job_finish(db, tmp_path, launcher):
     enqueue(
         tmp_path,
         {
@@ -93,7 +104,7 @@ def test_graceful_stop_lets_the_running_job_finish(db, tmp_path):
         },
         {"id": "next", "command": "true"},
     )
-    worker = WorkerLoop()
+    worker = WorkerLoop(launcher=launcher)
 
     def stop_then_release():
         worker._on_stop(None, None)
@@ -107,10 +118,11 @@ def test_graceful_stop_lets_the_running_job_finish(db, tmp_path):
     assert Worker.select().count() == 0
 
 
-def test_forced_stop_interrupts_the_job_and_keeps_its_retry_budget(db, tmp_path, mark):
+def test_forced_stop_interrupts_the_job_and_keeps_its_retry_budget(db, tmp_path, mark,
+                                                                   launcher):
     enqueue(tmp_path, {"id": "j", "max_retries": 2,
                        "command": marked_command(mark, TREE)})
-    worker = WorkerLoop()
+    worker = WorkerLoop(launcher=launcher)
     thread = _in_thread(lambda: worker._on_force(None, None), tmp_path / "started")
     assert worker.run() == 0
     thread.join()
@@ -121,9 +133,9 @@ def test_forced_stop_interrupts_the_job_and_keeps_its_retry_budget(db, tmp_path,
     assert attempt.outcome == "interrupted"
 
 
-def test_a_cancel_from_another_connection_kills_the_running_job(db, tmp_path, mark):
+def test_a_cancel_from_another_connection_kills_the_running_job(db, tmp_path, mark, launcher):
     enqueue(tmp_path, {"id": "j", "command": marked_command(mark, TREE)})
-    worker = WorkerLoop(burst=True)
+    worker = WorkerLoop(burst=True, launcher=launcher)
     thread = _in_thread(lambda: engine.cancel("j"), tmp_path / "started")
     assert worker.run() == 0
     thread.join()
