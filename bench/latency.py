@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pgschema  # bench/, beside this script
 
-from queuectl_tui import engine, spec, supervisor
+from queuectl_tui import engine, spec
+from queuectl_tui.run import supervisor
 from queuectl_tui.store import close_db, open_db
 
 

@@ -655,7 +655,8 @@ def _retention_holds(db: Path, tmp: Path, jobs: int) -> dict:
     import threading
     from contextlib import contextmanager
 
-    from queuectl_tui import retention, settings, worker
+    from queuectl_tui import retention, settings
+    from queuectl_tui.run import loop as worker
     from queuectl_tui.store import close_db, open_db, write_transaction
     subprocess.run(cli(db, "config", "set", "keep_completed", "none"),
                    check=True, stdout=subprocess.DEVNULL, env=env(tmp))

@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from queuectl_tui import runner
-from queuectl_tui.jobhost import JobHost
+from queuectl_tui.run.launch import exec as runner
+from queuectl_tui.run.launch.host import JobHost
 
 
 def cpu() -> float:

@@ -91,7 +91,7 @@ class Fleet:
             self.procs.append(self._spawn())
 
     def _spawn(self) -> subprocess.Popen:
-        from queuectl_tui.supervisor import worker_command
+        from queuectl_tui.run.supervisor import worker_command
         return subprocess.Popen(worker_command(self.db, None, False), stdin=subprocess.DEVNULL,
                                 stdout=self.log_fd, stderr=self.log_fd, start_new_session=True,
                                 env=_python_env())

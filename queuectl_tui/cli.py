@@ -957,7 +957,7 @@ def ps(ctx: Context, as_json: bool) -> None:
     running on another host are listed without their processes.
     """
     ctx.open()
-    from queuectl_tui.monitor import job_trees
+    from queuectl_tui.run.monitor import job_trees
     now = time.time()
     trees = job_trees(now=now)
     if as_json:
@@ -1193,7 +1193,7 @@ def resume(ctx: Context, job_ids, queues, as_json) -> None:
 def _pause_jobs(job_ids, queues, as_json: bool, *, resume: bool) -> None:
     if queues:
         raise InvalidInput("give job ids or --queue, not both")
-    from queuectl_tui import supervisor
+    from queuectl_tui.run import supervisor
     try:
         jobs = supervisor.pause_jobs(list(job_ids), resume=resume)
     except NotFound as exc:  # `pause gpu` meant the queue: say how to name one
@@ -1502,7 +1502,7 @@ def worker_start(ctx: Context, count, foreground, burst, queues, as_json) -> Non
         paths.check_private_dir(paths.logs_dir(ctx.db_path))
     except OSError as exc:
         raise QueueError(f"cannot start workers: {exc.strerror or exc}") from None
-    from queuectl_tui import supervisor
+    from queuectl_tui.run import supervisor
     if not foreground:
         rows = supervisor.start(ctx.db_path, count, queues=list(queues), burst=burst)
         if as_json:
@@ -1511,7 +1511,7 @@ def worker_start(ctx: Context, count, foreground, burst, queues, as_json) -> Non
             for row in rows:
                 click.echo(f"started worker {row.id} (pid {row.pid})")
         return
-    from queuectl_tui.worker import run_worker
+    from queuectl_tui.run.loop import run_worker
     if count == 1:
         sys.exit(run_worker(list(queues), burst=burst, echo=True))
     sys.exit(supervisor.run_forked(ctx.db_path, count, lambda: run_worker(
@@ -1529,7 +1529,7 @@ def worker_start(ctx: Context, count, foreground, burst, queues, as_json) -> Non
 def worker_run(ctx: Context, queues, burst, echo, log) -> None:
     """Run one worker in this process (what detached workers execute)."""
     ctx.open()
-    from queuectl_tui.worker import run_worker
+    from queuectl_tui.run.loop import run_worker
     sys.exit(run_worker(list(queues), burst=burst, echo=echo, log=log))
 
 
@@ -1544,7 +1544,7 @@ def worker_run(ctx: Context, queues, burst, echo, log) -> None:
 def worker_stop(ctx: Context, worker_ids, force, wait, as_json) -> None:
     """Stop this host's workers (all, or the given ids). They finish their job first."""
     ctx.open()
-    from queuectl_tui import supervisor
+    from queuectl_tui.run import supervisor
     deadline = time.monotonic() + wait
 
     def waiting(rows: list[tuple[int, str | None]]) -> None:  # on stderr: stdout is the result

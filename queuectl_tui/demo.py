@@ -488,7 +488,7 @@ FIXED_NOW = 1_780_000_000.0
 def pinned_monitor():
     """A worker monitor whose volatile figures (PID, CPU, memory) are fixed, so that pictures
     of the workers pane come out the same every time (tests, screenshots)."""
-    from queuectl_tui.monitor import Usage, WorkerMonitor
+    from queuectl_tui.run.monitor import Usage, WorkerMonitor
 
     class Pinned(WorkerMonitor):
         def sample(self, now=None):
@@ -502,8 +502,8 @@ def pinned_monitor():
 
         def job_tree(self, job, attempt, now):
             """A fixed tree under the job's shell and a fixed series over the attempt's life."""
-            from queuectl_tui.monitor import JobTree
-            from queuectl_tui.usage import ProcInfo
+            from queuectl_tui.run.monitor import JobTree
+            from queuectl_tui.run.usage import ProcInfo
 
             tree = JobTree(job.id, attempt.worker_id, attempt.host, attempt.number,
                            attempt.started_at, 4200, True)
@@ -531,7 +531,7 @@ def session(*, workers: int = 2, keep: bool = False, now: float | None = None) -
     """A throwaway database seeded with the sample history and live jobs, with ``workers``
     detached workers on it. On exit (unless ``keep``) every worker of that database is stopped
     (SIGUSR1: running jobs are killed) and the directory is deleted."""
-    from queuectl_tui import supervisor
+    from queuectl_tui.run import supervisor
 
     directory = Path(tempfile.mkdtemp(prefix="queuectl-demo-"))
     db_path = directory / "queuectl.db"

@@ -13,10 +13,10 @@ import pytest
 
 from helpers import T0, dead_pid, state, wait_for
 from queuectl_tui import engine, spec
-from queuectl_tui import worker as worker_module
+from queuectl_tui.run import batch as batch_module
+from queuectl_tui.run.loop import WorkerLoop
 from queuectl_tui.store import change_token, is_sqlite
 from queuectl_tui.store.models import Attempt, Job, JobCount, Worker, database
-from queuectl_tui.worker import WorkerLoop
 
 pytestmark = pytest.mark.both_backends
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
@@ -142,7 +142,7 @@ def test_a_long_job_hands_back_the_jobs_held_behind_it(db, tmp_path):
              "command": "touch started; while [ ! -e go ]; do sleep 0.02; done"},
             *({"id": f"short{n}", "command": "true"} for n in range(3)))
     worker = WorkerLoop(burst=True)
-    worker.batch = 4
+    worker.batch.size = 4
 
     def handed_back() -> bool:
         return {state(f"short{n}").state for n in range(3)} == {"pending"}
@@ -170,27 +170,27 @@ def test_a_hold_older_than_half_a_lease_is_handed_back_not_run(db, tmp_path):
     enqueue(tmp_path, *({"id": f"j{n}", "command": "echo ran >> ran"} for n in range(3)))
     worker = WorkerLoop()
     worker.row = engine.register_worker()
-    worker.batch = 3
+    worker.batch.size = 3
     worker._settle(claim=3)
-    assert len(worker.held) == 3
-    worker._held_at -= worker.cfg.lease  # frozen that long: recovery may have taken them
+    assert len(worker.batch.held) == 3
+    worker.batch.held_at -= worker.cfg.lease  # frozen that long: recovery may have taken them
     worker._run_next()
-    assert not worker.held and not (tmp_path / "ran").exists()
+    assert not worker.batch.held and not (tmp_path / "ran").exists()
     assert {j.state for j in Job.select()} == {"pending"} and Attempt.select().count() == 0
 
 
 def test_a_dead_workers_ended_but_unrecorded_jobs_count_as_run(db, tmp_path, monkeypatch):
     """Its journal keeps every job it started until their ends are recorded, so recovery
     charges those (they ran) and gives back only the held jobs that never started."""
-    monkeypatch.setattr(worker_module, "RECORD_WITHIN", 3600.0)
+    monkeypatch.setattr(batch_module, "RECORD_WITHIN", 3600.0)
     enqueue(tmp_path, *({"id": f"j{n}", "command": "echo ran >> ran"} for n in range(4)))
     worker = WorkerLoop()
     worker.row = engine.register_worker(pid=dead_pid())  # its process is gone: as if SIGKILLed
     worker._settle(claim=4)
     worker._run_next()
     worker._run_next()
-    assert len(worker.ended) == 2 and len(worker.held) == 2  # nothing recorded yet
-    worker.host.close()
+    assert len(worker.batch.ended) == 2 and len(worker.batch.held) == 2  # nothing recorded yet
+    worker.launcher.close()
     engine.recover_lost()
     outcomes = {j.id: [a.outcome for a in engine.attempts_of(j)] for j in Job.select()}
     assert outcomes == {"j0": ["lost"], "j1": ["lost"], "j2": ["interrupted"],
@@ -203,12 +203,12 @@ def test_a_dead_workers_ended_but_unrecorded_jobs_count_as_run(db, tmp_path, mon
 def test_no_held_job_starts_once_pause_has_returned(db, tmp_path, monkeypatch, paused):
     """A worker holds jobs it claimed before the pause; ``pause`` (another connection) returns
     while the first of them runs: the others go back as they were and none of them starts."""
-    monkeypatch.setattr(worker_module, "RECORD_WITHIN", 3600.0)
+    monkeypatch.setattr(batch_module, "RECORD_WITHIN", 3600.0)
     enqueue(tmp_path, *({"id": f"j{n}", "command": f"echo j{n} >> ran"} for n in range(4)))
     worker = WorkerLoop()
     worker.row = engine.register_worker()
     worker._settle(claim=4)
-    assert len(worker.held) == 4
+    assert len(worker.batch.held) == 4
     worker._run_next()
     before = change_token()
     pauser = threading.Thread(target=lambda: (engine.pause(["default"] if paused == "its queue"
@@ -217,17 +217,17 @@ def test_no_held_job_starts_once_pause_has_returned(db, tmp_path, monkeypatch, p
     pauser.join()
     if before is not None and not is_sqlite():  # PostgreSQL: the NOTIFY is on its way
         wait_for(lambda: change_token() != before, message="the pause to be notified")
-    while worker.held:
+    while worker.batch.held:
         worker._run_next()
     worker._settle()
     assert (tmp_path / "ran").read_text() == "j0\n"
     assert [(j.id, j.state) for j in Job.select().order_by(Job.id)] == [
         ("j0", "completed"), ("j1", "pending"), ("j2", "pending"), ("j3", "pending")]
     assert Attempt.select().count() == 1 and state("j1").attempts == 0
-    worker.host.close()
+    worker.launcher.close()
     worker.journal.close()
 
 
 def test_the_journal_outlasts_a_whole_batch():
-    assert engine.JOURNAL_SLOTS > worker_module.BATCH_MAX + 1
+    assert engine.JOURNAL_SLOTS > batch_module.BATCH_MAX + 1
 

@@ -465,7 +465,7 @@ def test_a_job_retried_from_the_dlq_shows_its_running_attempt(add, worker):
     assert (job.attempts, attempt.number) == (1, 2)
     running = engine.running_attempts()
     assert running["j"][1].seq == attempt.seq
-    from queuectl_tui.monitor import WorkerMonitor
+    from queuectl_tui.run.monitor import WorkerMonitor
     [shown] = WorkerMonitor().sample(now=T0 + 3)
     assert shown.job_started_at == T0 + 2
 

@@ -15,8 +15,8 @@ import pytest
 import helpers
 from helpers import T0, wait_for
 from queuectl_tui import engine, settings, spec
+from queuectl_tui.run.loop import WorkerLoop
 from queuectl_tui.store.models import Job, Setting, Worker, database
-from queuectl_tui.worker import WorkerLoop
 
 
 class _Changes:

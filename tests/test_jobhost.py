@@ -1,5 +1,6 @@
-"""JobHost keeps runner.run's contract: shared behaviour runs through both; the rest is the
-host's own (isolation between jobs, its shell's lifetime, its documented differences)."""
+"""Both launchers keep one contract (``launch.Launcher``): shared behaviour runs through
+``ExecLauncher`` (``sh -c`` per job) and ``JobHost``; the rest is the host's own (isolation
+between jobs, its shell's lifetime, its documented differences)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import psutil
 import pytest
 
 from helpers import all_gone, marked, marked_command, wait_for
-from queuectl_tui import procs, runner
-from queuectl_tui.jobhost import JobHost
+from queuectl_tui import procs
+from queuectl_tui.run.launch import CANCEL, INTERRUPT, TAIL_BYTES
+from queuectl_tui.run.launch.exec import ExecLauncher
+from queuectl_tui.run.launch.host import JobHost
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
@@ -28,8 +31,9 @@ def host():
 
 @pytest.fixture(params=["runner", "jobhost"])
 def run(request, tmp_path):
-    """``run(command, **options) -> (Result, log text)`` through runner.run or JobHost.run."""
-    function = runner.run if request.param == "runner" else request.getfixturevalue("host").run
+    """``run(command, **options) -> (Result, log text)`` through either launcher."""
+    launcher = ExecLauncher() if request.param == "runner" else request.getfixturevalue("host")
+    function = launcher.run
     counter = iter(range(1000))
 
     def call(command: str, **kwargs):
@@ -171,8 +175,8 @@ def test_timeout_kills_the_whole_tree(run, mark):
 
 def test_cancel_and_interrupt_from_tick_kill_the_tree(run, mark):
     for answer, outcome, error in (
-        ("cancel", "cancelled", "cancelled"),
-        ("interrupt", "interrupted", "interrupted: worker stopped by force"),
+        (CANCEL, "cancelled", "cancelled"),
+        (INTERRUPT, "interrupted", "interrupted: worker stopped by force"),
     ):
         running = both_sleeps(mark)
         result, _ = run(marked_command(mark, "sh -c 'sleep 60 & sleep 60'"),
@@ -199,7 +203,7 @@ def test_output_over_the_cap_is_dropped_and_counted(run):
         "\n[queuectl: output over 2048 bytes; 97957 bytes not kept]\n"
     )
     assert log.endswith("[queuectl: output over 2048 bytes; 97957 bytes not kept]\n")
-    assert result.tail.endswith("a\nEND\n") and len(result.tail) == runner.TAIL_BYTES
+    assert result.tail.endswith("a\nEND\n") and len(result.tail) == TAIL_BYTES
 
 
 def test_tick_is_called_about_every_50ms(run):
@@ -323,7 +327,7 @@ def test_a_host_lost_while_sending_the_next_job_still_ends_the_running_one(fresh
     """The running job is already let go when the next one is sent: if that send finds the
     host gone, the running job is still driven to its end (here: killed with its tree, as a
     job whose host died is), never left running unwatched."""
-    from queuectl_tui import jobhost
+    from queuectl_tui.run.launch import host as jobhost
 
     def host_gone(*args):
         os.kill(fresh.host._proc.pid, signal.SIGKILL)
@@ -351,7 +355,7 @@ def test_a_job_sent_ahead_waits_for_its_gate(fresh, tmp_path):
 SCRIPT = """
 import os, sys
 from pathlib import Path
-from queuectl_tui.jobhost import JobHost
+from queuectl_tui.run.launch.host import JobHost
 host = JobHost()
 opts = dict(cwd=sys.argv[1], env={'PATH': os.environ['PATH']}, log_path=Path(sys.argv[1]) / 'log',
             max_log_bytes=1 << 20, timeout=None)
@@ -392,13 +396,14 @@ def test_the_host_does_not_outlive_a_killed_worker(tmp_path, when):
 HARNESS = """
 import json, os, signal, sys
 from pathlib import Path
-from queuectl_tui import runner
-from queuectl_tui.jobhost import JobHost
+from queuectl_tui.run.launch import CANCEL, INTERRUPT
+from queuectl_tui.run.launch.exec import ExecLauncher
+from queuectl_tui.run.launch.host import JobHost
 
 tmp = Path(sys.argv[1])
 ENV = {"PATH": os.environ["PATH"]}
 counter = iter(range(1000))
-host = JobHost()
+host, sh_c = JobHost(), ExecLauncher()
 results = []
 
 
@@ -406,7 +411,7 @@ def run(command, way="host", **options):
     log = tmp / f"job{next(counter)}.log"
     options = {"cwd": str(tmp), "env": ENV, "log_path": log, "max_log_bytes": 1 << 20,
                "timeout": None, **options}
-    result = (host.run if way == "host" else runner.run)(command, **options)
+    result = (host if way == "host" else sh_c).run(command, **options)
     results.append({"outcome": str(result.outcome), "code": result.exit_code,
                     "error": result.error, "log": log.read_text(errors="replace"),
                     "peak": result.cost.peak_rss_bytes if result.cost else None})
@@ -414,7 +419,8 @@ def run(command, way="host", **options):
 
 def once(name, answer):
     # A tick that answers once the file ``name`` exists.
-    return lambda: answer if (tmp / name).exists() else None
+    stop = {"cancel": CANCEL, "interrupt": INTERRUPT}[answer]
+    return lambda: stop if (tmp / name).exists() else None
 
 
 exec(sys.argv[2])

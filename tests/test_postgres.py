@@ -549,9 +549,9 @@ def test_the_workers_statements_are_prepared_once_per_connection(db, tmp_path):
     """The claim and the record of a job's end are planned once per connection, not per job;
     a statement the server will not prepare still runs, without spoiling its transaction."""
     from queuectl_tui import engine, spec
+    from queuectl_tui.run.loop import WorkerLoop
     from queuectl_tui.store import dialect, write_transaction
     from queuectl_tui.store.models import Job, database
-    from queuectl_tui.worker import WorkerLoop
 
     engine.enqueue([spec.normalize({"command": f"echo {n}"}) for n in range(20)],
                    cwd=str(tmp_path), env={"PATH": os.environ["PATH"]})

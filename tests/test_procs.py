@@ -61,7 +61,7 @@ def test_the_state_names_are_psutils():
 def test_the_workers_pane_counts_a_jobs_whole_tree():
     """What the workers pane shows for a busy worker's job: the shell and every descendant
     (found through /proc/PID/task/*/children, not a read of every process on the host)."""
-    from queuectl_tui.monitor import WorkerMonitor
+    from queuectl_tui.run.monitor import WorkerMonitor
 
     shell = subprocess.Popen(["sh", "-c", "sh -c 'sleep 30 & wait' & sleep 30 & wait"],
                              start_new_session=True)

@@ -165,11 +165,11 @@ def test_a_forced_stop_kills_the_job_tree_and_the_job_runs_again_later(cli, tmp_
 BATCH_OF_TWO = """
 import sys
 from queuectl_tui.store import open_db
-from queuectl_tui.worker import WorkerLoop
+from queuectl_tui.run.loop import WorkerLoop
 open_db()
 worker = WorkerLoop(burst=True)
 worker.install_signals()
-worker.batch = 2
+worker.batch.size = 2
 sys.exit(worker.run())
 """
 
@@ -479,7 +479,7 @@ def test_a_job_whose_process_could_not_be_recorded_never_starts(tmp_path, tok):
     script = (
         "import os, sys\n"
         "from pathlib import Path\n"
-        "from queuectl_tui import runner\n"
+        "from queuectl_tui.run.launch import exec as runner\n"
         "def die(pid, started):\n"
         "    print(pid, flush=True)\n"
         "    os._exit(9)\n"

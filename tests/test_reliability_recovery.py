@@ -214,19 +214,19 @@ def test_a_worker_resumed_past_its_lease_does_not_start_its_job(db, tmp_path):
     """The frozen worker's side: resumed with its lease passed (so recovery may have taken the
     job back), it notes the job's process but keeps its gate shut: the command never runs."""
     from queuectl_tui import engine, spec
-    from queuectl_tui.worker import WorkerLoop
+    from queuectl_tui.run.loop import WorkerLoop
 
     engine.enqueue([spec.normalize({"id": "j", "command": "echo ran >> ran"})],
                    cwd=str(tmp_path), env={})
     worker = WorkerLoop()
     worker.row = engine.register_worker()
     worker._settle(claim=1)
-    job, attempt = worker.held.popleft()
+    job, attempt = worker.batch.held.popleft()
     worker.beats.renewed_at -= worker.cfg.lease + 1  # its last heartbeat, before the freeze
     try:
         result = worker._run_job(job, attempt)
     finally:
-        worker.host.close()
+        worker.launcher.close()
         if worker.journal is not None:
             worker.journal.close()
     assert (result.outcome, result.error.split(" (")[0]) == (

@@ -345,8 +345,8 @@ def test_an_idle_worker_s_sleep_ends_at_the_next_due_time(db, tmp_path):
     the due time itself ends the idle worker's sleep, and the worker makes the job and runs
     it. The loop runs in this process; a thread watches and stops it."""
     from queuectl_tui import settings
+    from queuectl_tui.run.loop import WorkerLoop
     from queuectl_tui.store.models import database
-    from queuectl_tui.worker import WorkerLoop
     for key, value in (("poll_interval", 60), ("lease", 600), ("heartbeat_interval", 300)):
         settings.set_value(key, value)
     schedules.add("soon", {"command": f"touch {tmp_path}/ran"}, every="2s", cwd=str(tmp_path),
@@ -373,7 +373,7 @@ def test_an_idle_worker_s_sleep_ends_at_the_next_due_time(db, tmp_path):
 
 
 def test_a_skipped_due_time_is_said_in_the_worker_s_log(sched):
-    from queuectl_tui.worker import WorkerLoop
+    from queuectl_tui.run.loop import WorkerLoop
     sched("slow", every="1m", no_overlap=True)
     lines: list[str] = []
     loop = WorkerLoop(echo=lines.append)

@@ -134,8 +134,8 @@ def test_a_setting_applies_to_the_next_job_a_running_worker_claims(db, tmp_path)
     import threading
 
     from helpers import wait_for
+    from queuectl_tui.run.loop import WorkerLoop
     from queuectl_tui.store.models import Job, Worker, database
-    from queuectl_tui.worker import WorkerLoop
 
     flood = "head -c 200000 /dev/zero | tr '\\0' x"
     loop = WorkerLoop()

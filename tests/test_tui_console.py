@@ -252,7 +252,8 @@ async def test_deleting_one_job_asks_about_its_attempts(seeded):
 
 
 async def test_cancelling_a_running_job_says_cancel_requested_then_how_it_ended(empty_db, tmp_path):
-    from queuectl_tui import engine, spec, supervisor
+    from queuectl_tui import engine, spec
+    from queuectl_tui.run import supervisor
 
     engine.enqueue([spec.normalize({"id": "long", "command": "sleep 60"})], cwd=str(tmp_path))
     supervisor.start(empty_db, 1)

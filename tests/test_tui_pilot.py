@@ -469,7 +469,7 @@ async def test_workers_started_from_the_console_run_jobs_and_outlive_it(empty_db
 
 
 async def test_minus_stops_one_worker_and_x_stops_all(empty_db):
-    from queuectl_tui import supervisor
+    from queuectl_tui.run import supervisor
     from queuectl_tui.store.models import Worker
 
     supervisor.start(empty_db, 2)  # as 'worker start -n 2' would: the console shows them

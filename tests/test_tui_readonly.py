@@ -38,7 +38,7 @@ def snapshot() -> list[tuple]:
 
 
 async def test_read_only_refuses_every_change_and_says_so(seeded, monkeypatch):
-    from queuectl_tui import supervisor
+    from queuectl_tui.run import supervisor
     from queuectl_tui.tui.screens.main import MainScreen
 
     started = []

@@ -13,7 +13,8 @@ pytestmark = pytest.mark.usefixtures("stable_terminal")
 
 
 def test_an_idle_workers_process_figures_are_read_every_few_seconds(db, worker, monkeypatch):
-    from queuectl_tui import monitor, procs
+    from queuectl_tui import procs
+    from queuectl_tui.run import monitor
 
     looks = []
     same_process = procs.same_process

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from helpers import marked, marked_command, ok, wait_for
-from queuectl_tui import runner
-from queuectl_tui.jobhost import JobHost
+from queuectl_tui.run.launch import exec as runner
+from queuectl_tui.run.launch.host import JobHost
 
 MB = 1024 * 1024
 PY = sys.executable

@@ -1,4 +1,4 @@
-"""One attempt (runner) and the worker loop, in-process."""
+"""The worker loop, in-process."""
 
 from __future__ import annotations
 
@@ -6,111 +6,41 @@ import os
 import threading
 from pathlib import Path
 
-from helpers import all_gone, marked, marked_command, wait_for
-from queuectl_tui import engine, runner, spec
+import pytest
+
+from helpers import all_gone, marked_command, wait_for
+from queuectl_tui import engine, spec
+from queuectl_tui.run.launch.exec import ExecLauncher
+from queuectl_tui.run.launch.host import JobHost
+from queuectl_tui.run.loop import WorkerLoop
 from queuectl_tui.store.models import Job, Worker, database
-from queuectl_tui.worker import WorkerLoop
 
 #: A job with grandchildren that writes "started" once they exist.
 TREE = "sh -c 'sleep 60 & sleep 60 & touch started; wait'"
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 
-def run(tmp_path: Path, command: str, **kwargs) -> tuple[runner.Result, Path]:
-    log = tmp_path / "attempt.log"
-    options = {
-        "cwd": str(tmp_path),
-        "env": ENV,
-        "log_path": log,
-        "max_log_bytes": 1 << 20,
-        "timeout": None,
-    }
-    options.update(kwargs)
-    return runner.run(command, **options), log
+# --- the worker loop (one launched job: tests/test_jobhost.py, through both launchers) ---
 
+@pytest.fixture(params=["host", "exec"])
+def launcher(request):
+    """Each ``launch.Launcher`` a worker may run its jobs with: its job host, or ``sh -c`` per
+    job (where job control cannot be had)."""
+    return JobHost() if request.param == "host" else ExecLauncher()
 
-# --- runner ----------------------------------------------------------------------------------
-
-def test_success_keeps_stdout_and_stderr_in_log_and_tail(tmp_path):
-    result, log = run(tmp_path, "echo out; echo err >&2; echo made > made.txt")
-    assert (result.outcome, result.exit_code, result.error) == ("completed", 0, None)
-    assert log.read_text() == "out\nerr\n" and result.tail == "out\nerr\n"
-    assert (tmp_path / "made.txt").read_text() == "made\n"
-    assert log.stat().st_mode & 0o777 == 0o600
-
-
-def test_failure_reports_the_exit_code(tmp_path):
-    result, _ = run(tmp_path, "exit 3")
-    assert (result.outcome, result.exit_code, result.error) == ("failed", 3, "exit code 3")
-
-
-def test_command_not_found_is_exit_127_with_a_readable_error(tmp_path):
-    result, log = run(tmp_path, "no_such_command_qx --flag")
-    assert (result.outcome, result.exit_code) == ("failed", 127)
-    assert result.error == "command not found (exit code 127)"
-    assert "no_such_command_qx" in log.read_text() and "not found" in log.read_text()
-
-
-def test_a_missing_working_directory_fails_the_attempt_with_a_reason(tmp_path):
-    result, log = run(tmp_path, "true", cwd=str(tmp_path / "gone"))
-    assert (result.outcome, result.exit_code) == ("failed", None)
-    assert result.error.startswith("cannot start") and "gone" in result.error
-    assert "cannot start" in log.read_text()
-
-
-def test_the_job_gets_exactly_the_recorded_environment(tmp_path):
-    result, log = run(tmp_path, 'echo "$FOO/${HOME:-nohome}"', env={**ENV, "FOO": "bar"})
-    assert log.read_text() == "bar/nohome\n"
-
-
-def test_timeout_kills_the_whole_tree(tmp_path, mark):
-    seen = []
-    result, _ = run(tmp_path, marked_command(mark, "sh -c 'sleep 60 & sleep 60'"), timeout=1,
-                    tick=lambda: seen.append(len(marked(mark, "sleep"))))
-    assert max(seen) == 2, "the job's two sleeps never ran"
-    assert (result.outcome, result.error) == ("timeout", "timed out after 1s")
-    all_gone(mark)
-
-
-def test_what_the_shell_leaves_behind_dies_with_it(tmp_path, mark):
-    result, log = run(tmp_path, marked_command(mark, "sleep 60 & echo left"))
-    assert (result.outcome, log.read_text()) == ("completed", "left\n")
-    all_gone(mark)
-
-
-def test_cancel_from_tick_kills_the_tree(tmp_path, mark):
-    def tick():
-        return "cancel" if len(marked(mark, "sleep")) == 2 else None
-    result, _ = run(tmp_path, marked_command(mark, "sh -c 'sleep 60 & sleep 60'"), tick=tick)
-    assert (result.outcome, result.error) == ("cancelled", "cancelled")
-    all_gone(mark)
-
-
-def test_output_over_the_cap_is_dropped_and_counted(tmp_path):
-    result, log = run(
-        tmp_path, "head -c 100000 /dev/zero | tr '\\0' a; echo; echo END", max_log_bytes=2048
-    )
-    text = log.read_text()
-    assert text.startswith("a" * 2048)
-    assert "[queuectl: output over 2048 bytes; 97957 bytes not kept]" in text
-    assert result.tail.endswith("a\nEND\n") and len(result.tail) == runner.TAIL_BYTES
-    assert result.outcome == "completed"
-
-
-# --- the worker loop -------------------------------------------------------------------------
 
 def enqueue(tmp_path: Path, *specs: dict, env: dict | None = None) -> list[Job]:
     return engine.enqueue([spec.normalize(s) for s in specs], cwd=str(tmp_path),
                           env=ENV if env is None else env)
 
 
-def test_burst_worker_runs_due_jobs_in_order_and_leaves(db, tmp_path):
+def test_burst_worker_runs_due_jobs_in_order_and_leaves(db, tmp_path, launcher):
     enqueue(tmp_path, {"id": "a", "command": "echo a >> order"},
             {"id": "b", "command": "echo b >> order", "priority": 1},
             {"id": "c", "command": "exit 4", "max_retries": 0},
             {"id": "later", "command": "echo later >> order", "delay": 3600})
     lines = []
-    assert WorkerLoop(burst=True, echo=lines.append).run() == 0
+    assert WorkerLoop(burst=True, echo=lines.append, launcher=launcher).run() == 0
     assert (tmp_path / "order").read_text() == "b\na\n"
     states = {j.id: (j.state, j.attempts) for j in Job.select()}
     assert states == {
@@ -165,7 +95,7 @@ def _in_thread(action, gate: Path):
     return thread
 
 
-def test_graceful_stop_lets_the_running_job_finish(db, tmp_path):
+def test_graceful_stop_lets_the_running_job_finish(db, tmp_path, launcher):
     enqueue(
         tmp_path,
         {
@@ -174,7 +104,7 @@ def test_graceful_stop_lets_the_running_job_finish(db, tmp_path):
         },
         {"id": "next", "command": "true"},
     )
-    worker = WorkerLoop()
+    worker = WorkerLoop(launcher=launcher)
 
     def stop_then_release():
         worker._on_stop(None, None)
@@ -188,10 +118,11 @@ def test_graceful_stop_lets_the_running_job_finish(db, tmp_path):
     assert Worker.select().count() == 0
 
 
-def test_forced_stop_interrupts_the_job_and_keeps_its_retry_budget(db, tmp_path, mark):
+def test_forced_stop_interrupts_the_job_and_keeps_its_retry_budget(db, tmp_path, mark,
+                                                                   launcher):
     enqueue(tmp_path, {"id": "j", "max_retries": 2,
                        "command": marked_command(mark, TREE)})
-    worker = WorkerLoop()
+    worker = WorkerLoop(launcher=launcher)
     thread = _in_thread(lambda: worker._on_force(None, None), tmp_path / "started")
     assert worker.run() == 0
     thread.join()
@@ -202,9 +133,9 @@ def test_forced_stop_interrupts_the_job_and_keeps_its_retry_budget(db, tmp_path,
     assert attempt.outcome == "interrupted"
 
 
-def test_a_cancel_from_another_connection_kills_the_running_job(db, tmp_path, mark):
+def test_a_cancel_from_another_connection_kills_the_running_job(db, tmp_path, mark, launcher):
     enqueue(tmp_path, {"id": "j", "command": marked_command(mark, TREE)})
-    worker = WorkerLoop(burst=True)
+    worker = WorkerLoop(burst=True, launcher=launcher)
     thread = _in_thread(lambda: engine.cancel("j"), tmp_path / "started")
     assert worker.run() == 0
     thread.join()

@@ -278,7 +278,7 @@ def test_each_line_a_worker_prints_is_one_write_so_forked_workers_never_tear_lin
     import re
     script = (
         "import os, pathlib, sys\n"
-        "from queuectl_tui import worker\n"
+        "from queuectl_tui.run import echo, loop as worker\n"
         "name, here = sys.argv[1], pathlib.Path(sys.argv[2])\n"
         "loop = worker.WorkerLoop()\n"
         "loop.row = type('Row', (), {'id': name})\n"
@@ -286,7 +286,7 @@ def test_each_line_a_worker_prints_is_one_write_so_forked_workers_never_tear_lin
         "while not (here / 'go').exists():\n"
         "    pass\n"
         "for n in range(3000):\n"
-        "    worker._print_line(f'{name} line {n:04d} ' + 'x' * 60)\n"
+        "    echo.print_line(f'{name} line {n:04d} ' + 'x' * 60)\n"
         "    loop._complain(f'complaint {n:04d} ' + 'y' * 60)\n")
     read, write = os.pipe()
     env = cli_env(tmp_path, PYTHONUNBUFFERED="1")
@@ -327,7 +327,7 @@ def test_the_workers_log_turns_over_past_its_cap_and_every_writer_follows(tmp_pa
     logs.mkdir(mode=0o700)
     script = (
         "import sys\n"
-        "from queuectl_tui.worker import WorkersLog\n"
+        "from queuectl_tui.run.echo import WorkersLog\n"
         "log = WorkersLog(sys.argv[1], cap=2000)\n"
         "for n in range(int(sys.argv[3])):\n"
         "    log(f'{sys.argv[2]} line {n:03d} ' + 'x' * 40)\n")

@@ -19,7 +19,7 @@ from textual.screen import Screen
 
 from queuectl_tui import paths
 from queuectl_tui.errors import DatabaseUnusable, QueueError
-from queuectl_tui.monitor import WorkerMonitor
+from queuectl_tui.run.monitor import WorkerMonitor
 from queuectl_tui.store import describe_target, open_db
 from queuectl_tui.tui import data, readonly
 from queuectl_tui.tui.screens.main import MainScreen

@@ -22,7 +22,7 @@ from peewee import DatabaseError, InterfaceError, fn
 
 from queuectl_tui import engine, metrics, paths, present, schedules, settings
 from queuectl_tui.errors import DatabaseUnusable, QueueError
-from queuectl_tui.monitor import WorkerStats
+from queuectl_tui.run.monitor import WorkerStats
 from queuectl_tui.store import (
     change_token,
     describe_db_error,

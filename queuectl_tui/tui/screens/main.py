@@ -18,8 +18,9 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, Log, Static
 
-from queuectl_tui import engine, supervisor
+from queuectl_tui import engine
 from queuectl_tui.store.models import COMPLETED, DEAD, FAILED, PENDING, PROCESSING, Job
+from queuectl_tui.run import supervisor
 from queuectl_tui.tui import data
 from queuectl_tui.tui.reads import OneRead
 from queuectl_tui.tui.widgets import CountsHeader, JobsTable, KeyBar, TabBar, ThroughputLine, WorkersPane

@@ -6,8 +6,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from queuectl_tui.monitor import Usage, WorkerStats
 from queuectl_tui.present import ago, percent, size
+from queuectl_tui.run.monitor import Usage, WorkerStats
 from queuectl_tui.tui.fmt import STATE_STYLE, cell, middle_cut
 from queuectl_tui.tui.widgets.jobs_table import Column, KeyedTable
 

@@ -1,8 +1,8 @@
 """A fast way to run jobs: one long-lived ``/bin/sh`` per worker forks a subshell per job.
 
-``runner.run`` execs a fresh ``/bin/sh`` per job; that exec (dynamic loading, shell start-up)
+``exec.run`` execs a fresh ``/bin/sh`` per job; that exec (dynamic loading, shell start-up)
 costs more than everything else a tiny job needs. ``JobHost.run`` keeps the contract of
-``runner.run`` (same arguments, same ``Result``) but sends each job to a shell that is already
+``exec.run`` (same arguments, same ``Result``) but sends each job to a shell that is already
 running, which forks a subshell and ``eval``s the command there.
 
 Protocol. The host is ``/bin/sh -s`` in its own session: its stdin (the control pipe) is the
@@ -11,8 +11,9 @@ pipe, which the host opens through ``/proc`` when it needs it) carries the worke
 host that waits on a stopped job (below). At start it takes a pseudo terminal as its
 controlling terminal only so that ``set -m`` (job control) is allowed; the worker then closes
 the terminal's master, which hangs it up and detaches every process of the session from it,
-so jobs have no terminal, as with ``runner.run``. For each job the worker
-writes one piece of shell code::
+so jobs have no terminal, as with ``exec.run``. ``protocol`` holds the code the worker
+sends and turns the host's lines into messages (``Started``, ``Exited``, ...). For each job the
+worker writes one piece of shell code::
 
     ( cd DIR || report "c"; exec >/proc/$PPID/fd/OUT 2>&1; read the gate from stdin;
       exec </dev/null; set +m; eval COMMAND ) & echo "p $!"; wait $!; _qh_x $?
@@ -62,7 +63,7 @@ code, or a pipe without room, is sent when that job is asked for (one round trip
 write that blocked would leave the running job unwatched (its output, timeout, cancel and a
 forced stop).
 
-Differences from ``runner.run`` (the command still runs with exactly the given environment,
+Differences from ``exec.run`` (the command still runs with exactly the given environment,
 directory, ``/dev/null`` stdin, default signal dispositions and its own process group):
 
 - A command that mentions ``$$`` or ``$!`` (``$$``, ``${$``, ``$!``, ``${!``) is not
@@ -73,7 +74,7 @@ directory, ``/dev/null`` stdin, default signal dispositions and its own process 
   everything else (gate, group, pipe, bounds); their ``$PPID`` is the host. Any other job's
   ``$PPID`` is the worker, as with ``sh -c``.
 - A job killed by a signal N reports exit code 128+N (as the shell's ``wait`` sees it), where
-  ``runner.run`` reports -N ("killed by SIGKILL"); a timeout or cancel reports 137.
+  ``exec.run`` reports -N ("killed by SIGKILL"); a timeout or cancel reports 137.
 - ``$-`` contains ``s``; a syntax error is reported as ``eval: Syntax error``; builtins of the
   job's own shell see one more descriptor: the hung-up terminal (close-on-exec, so no command
   the job runs inherits it). Every other shell state is the subshell's own copy, so nothing
@@ -86,30 +87,53 @@ directory, ``/dev/null`` stdin, default signal dispositions and its own process 
   host: a probe job stops itself with ``kill -STOP 0`` and its ``VmHWM`` is read), what
   sampling saw while the job ran past its first tick (each process's ``VmHWM``, every
   ``SAMPLE_EVERY`` seconds), and the kernel's figure for every process the worker reaped
-  itself. ``runner.run`` has the kernel's figure for the whole tree where it is above the
+  itself. ``exec.run`` has the kernel's figure for the whole tree where it is above the
   worker's own (see there).
 - Where job control cannot be had (no ``/dev/ptmx``, no ``/proc``), every job falls back to
-  ``runner.run``.
+  ``exec.run``.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import re
 import select
-import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from queuectl_tui import procs, runner, usage
+from queuectl_tui import procs
 from queuectl_tui.paths import create_private_file
-from queuectl_tui.runner import TICK, Result, Sink, describe_exit, job_state, verdict
+from queuectl_tui.run import usage
+from queuectl_tui.run.launch import (
+    TICK,
+    Next,
+    OnPause,
+    OnStart,
+    Result,
+    Sink,
+    Stop,
+    Tick,
+    failed_to_start,
+    finished,
+    job_state,
+    protocol,
+    verdict,
+)
+from queuectl_tui.run.launch.exec import run as run_sh_c
+from queuectl_tui.run.launch.protocol import (
+    Exited,
+    Message,
+    NoDirectory,
+    Ready,
+    Started,
+    Waiting,
+    needs_own_shell,
+)
+from queuectl_tui.run.usage import Cost
 from queuectl_tui.store.models import Outcome
-from queuectl_tui.usage import Cost
 
 #: Resets every signal the worker may have inherited as ignored (``nohup``, ``cmd &`` from a
 #: script) before the host shell starts: a shell cannot undo an ignore it was started with.
@@ -124,33 +148,45 @@ _DRAIN_LIMIT = 1.0  # and how long a pipe that escaped writers keep busy is read
 #: Seconds the host may take to give an answer it owes (see "Bounds"); a host that is not
 #: stopped answers in microseconds, so this only has to outlast a loaded machine's scheduling.
 ANSWER = 3.0
-#: Commands that need a shell of their own (``$$``, ``$!``: see the differences above).
-_OWN_SHELL = re.compile(r"\$\{?[$!]")
+
+__all__ = ["ANSWER", "JobHost", "needs_own_shell"]
 
 
 class _HostGone(Exception):
     """The host shell died or stopped answering."""
 
 
-def needs_own_shell(command: str) -> bool:
-    """Does ``command`` mention ``$$`` or ``$!``, which only a shell of its own gets right?"""
-    return _OWN_SHELL.search(command) is not None
+@dataclass
+class _Job:
+    """One job on its way through the host: what ``run`` was given, and when it began."""
+
+    command: str
+    cwd: str
+    env: dict[str, str]
+    log_fd: int
+    cap: int  # max_log_bytes
+    timeout: float | None
+    on_start: OnStart
+    tick: Tick
+    on_pause: OnPause
+    started: float  # monotonic
 
 
 class JobHost:
-    """One per worker process; not thread-safe (jobs of one host run one after another)."""
+    """The ``Launcher`` of one worker process; not thread-safe (jobs of one host run one after
+    another)."""
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen | None = None
         self._env: dict[str, str] | None = None
         self._ctl = self._status = -1
         self._word = self._word_r = -1  # the word pipe (the host opens its read end by /proc)
-        self._lines: list[bytes] = []
+        self._messages: list[Message] = []  # parsed from the status pipe, not taken yet
         self._partial = b""
         self._children_cpu: float | None = None  # the host's reaped children's CPU so far
         self._stat_fd: int | None = None  # the host's /proc/PID/stat, for _children_cpu
         self._reset_signals = _ENV is not None  # and _SETPRIV's, if any: a first try
-        self.available = True  # False once job control proved impossible: runner.run is used
+        self.available = True  # False once job control proved impossible: exec.run is used
         self._queued: _Queued | None = None  # the next job, sent ahead (see ``run``'s ``then``)
         self._shell_rss: int | None = None  # a job shell's size (see "Peak memory")
         self._probed = False
@@ -220,8 +256,8 @@ class JobHost:
         try:
             pid = self._launch("kill -STOP 0", "/", self._env, out)
             started = procs.start_time(pid)
-            self._send(b": go -\n")
-            if self._line() != b"w":
+            self._send(protocol.PROBE_GO)
+            if not isinstance(self._next(), Waiting):
                 raise _HostGone("the probe job did not stop")
             size = usage.hwm(pid) or None
             os.kill(pid, signal.SIGKILL)
@@ -263,19 +299,16 @@ class JobHost:
         os.set_blocking(self._ctl, False)  # see _send: never blocked by a host that stopped
         os.set_blocking(self._word, False)
         self._env = dict(env)
-        self._lines, self._partial = [], b""
+        self._messages, self._partial = [], b""
         try:
-            # The ready line goes through /proc, proving jobs can open their pipe that way.
-            self._send(f"trap : HUP; exec 9<>{shlex.quote(tty)} && set -m; exec 9>&-\n"
-                       + self._ender() +
-                       f'{{ echo "r $-" >/proc/$PPID/fd/{st_w}; }} 2>/dev/null || echo "r -"\n')
-            ready = self._line(deadline=time.monotonic() + 10)
+            self._send(protocol.start(tty, st_w, self._word_r))
+            ready = self._next(deadline=time.monotonic() + 10)
         except _HostGone:
-            ready = b""
+            ready = None
         finally:
             os.close(st_w)
             os.close(master)  # hang the terminal up: no job gets a controlling terminal
-        if not (ready.startswith(b"r ") and b"m" in ready[2:]):
+        if not (isinstance(ready, Ready) and ready.job_control):
             self.close(kill=True)
             raise _HostGone(f"no job control in the host shell ({ready!r})")
         self._stat_fd = usage.open_stat(self._proc.pid)
@@ -309,25 +342,26 @@ class JobHost:
 
     def _tell(self, seen: tuple[str, int | None] | None) -> None:
         """Give a host that waits on an ended job (``w``) the job's exit code."""
-        word = b"?\n" if seen is None or seen[1] is None else b"%d\n" % seen[1]
         try:
-            os.write(self._word, word)
+            os.write(self._word, protocol.word(None if seen is None else seen[1]))
         except OSError as exc:
             raise _HostGone(str(exc)) from exc
 
     def _read_status(self) -> None:
+        """Read what the status pipe holds: each whole line becomes a message (the only place
+        the host's lines are parsed)."""
         data = os.read(self._status, 4096)
         if not data:
             raise _HostGone("the host shell closed its status pipe")
         *lines, self._partial = (self._partial + data).split(b"\n")
-        self._lines.extend(lines)
+        self._messages.extend(map(protocol.parse, lines))
 
-    def _line(self, deadline: float | None = None) -> bytes:
-        """The next status line (at most until ``deadline``, ``ANSWER`` seconds from now by
+    def _next(self, deadline: float | None = None) -> Message:
+        """The next message (at most until ``deadline``, ``ANSWER`` seconds from now by
         default; end-of-file or the deadline raises _HostGone)."""
         if deadline is None:
             deadline = time.monotonic() + ANSWER
-        while not self._lines:
+        while not self._messages:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise _HostGone("the host shell did not answer")
@@ -335,7 +369,7 @@ class JobHost:
                 self._read_status()
             elif self._stopped():  # silent for a while: no use waiting if it cannot answer
                 raise _HostGone("the host shell is stopped")
-        return self._lines.pop(0)
+        return self._messages.pop(0)
 
     def _stopped(self) -> bool:
         """Is the host stopped (SIGSTOP)? It cannot answer then: no use waiting for it."""
@@ -345,53 +379,25 @@ class JobHost:
         except (OSError, ValueError):
             return False
 
-    def _script(self, command: str, cwd: str, env: dict[str, str], out_fd: int) -> bytes:
-        """The code that runs one job (see the module docstring)."""
-        pwd = env.get("PWD")
-        try:  # as ``sh -c`` started in cwd: $PWD kept when it names that directory
-            logical = bool(pwd) and pwd.startswith("/") and os.path.samefile(pwd, cwd)
-        except OSError:
-            logical = False
-        cd = f"cd -- {shlex.quote(pwd)}" if logical else f"cd -P -- {shlex.quote(cwd)}"
-        old = env.get("OLDPWD")
-        restore = f"OLDPWD={shlex.quote(old)}" if old is not None else "unset OLDPWD"
-        run = "exec /bin/sh -c" if needs_own_shell(command) else "eval"
-        return os.fsencode(
-            f"( {cd} >/dev/null 2>&1 || {{ echo c; exit 1; }}; {restore}\n"
-            f"exec >/proc/$PPID/fd/{out_fd} 2>&1; IFS=' ' read -r _qh_c _qh_g _qh_m"
-            f" && [ \"$_qh_c $_qh_g\" = ': go' ] || exit 125\n"
-            f"{procs.MARKER_VAR}=$_qh_m; export {procs.MARKER_VAR}\n"
-            f"exec </dev/null; unset _qh_c _qh_g _qh_m _qh_s; unset -f _qh_x; set +m;"
-            f" {run} {shlex.quote(command)}\n"
-            f') & echo "p $!"; wait $!; _qh_x $?\n')
-
-    def _ender(self) -> str:
-        """The host's function that reports a job's end (``_qh_x``, defined once per host so
-        that each job's code stays short to parse; jobs unset it). See "Stopped jobs"."""
-        word = f"/proc/$PPID/fd/{self._word_r}"
-        return ("_qh_x() { _qh_s=$1; while [ $_qh_s -gt 128 ] && kill -0 $!; do echo w;"
-                f' read -r _qh_s <{word} || exit; case $_qh_s in "?") wait $!; _qh_s=$?;; esac;'
-                ' jobs >/dev/null; done; echo "x $_qh_s"; }\n')
-
     def _launch(self, command: str, cwd: str, env: dict[str, str], out_w: int) -> int:
         """Send the job; its PID once the host has forked it."""
-        self._send(self._script(command, cwd, env, out_w))
+        self._send(protocol.job(command, cwd, env, out_w))
         return self._started_pid()
 
     def _started_pid(self) -> int:
-        """The PID of the job the host forked last (its "c", should it come first, stays for
-        ``_drive``)."""
-        early = []
+        """The PID of the job the host forked last (its ``NoDirectory``, should it come first,
+        stays for ``_drive``)."""
+        early: list[Message] = []
         deadline = time.monotonic() + ANSWER
         while True:
-            line = self._line(deadline)
-            if line == b"c":
-                early.append(line)
+            message = self._next(deadline)
+            if isinstance(message, NoDirectory):
+                early.append(message)
                 continue
-            self._lines[:0] = early
-            if not line.startswith(b"p "):
-                raise _HostGone(f"unexpected answer {line!r}")
-            return int(line[2:])
+            self._messages[:0] = early
+            if not isinstance(message, Started):
+                raise _HostGone(f"unexpected answer {message!r}")
+            return message.pid
 
     def _queue(self, command: str, cwd: str, env: dict[str, str]) -> None:
         """Send ``command`` behind the running job if the pipe takes it at once (see ``run``'s
@@ -402,7 +408,7 @@ class JobHost:
         out_r, out_w = os.pipe()
         queued = _Queued((command, cwd, env), out_r, out_w)
         try:
-            sent = self._send_ahead(self._script(command, where, env, out_w))
+            sent = self._send_ahead(protocol.job(command, where, env, out_w))
         except BaseException:
             queued.close()
             raise
@@ -416,7 +422,7 @@ class JobHost:
         without running anything."""
         try:
             self._started_pid()
-            self._send(b": no\n")
+            self._send(protocol.NO)
             self._exit_code()
         except _HostGone:
             self.close(kill=True)
@@ -427,13 +433,11 @@ class JobHost:
 
     def run(self, command: str, *, cwd: str, env: dict[str, str], log_path: Path,
             max_log_bytes: int, timeout: float | None,
-            on_start: Callable[[int, float | None], None] = lambda pid, t: None,
-            tick: Callable[[], str | None] = lambda: None,
-            on_pause: Callable[[bool], None] = lambda paused: None,
-            then: tuple[str, str, dict[str, str]] | None = None) -> Result:
-        """As ``runner.run``: run ``command`` to its end; ``tick`` may answer "cancel" or
-        "interrupt" to have its process tree killed and the attempt recorded so; ``on_pause``
-        hears at every tick whether the job is stopped (paused).
+            on_start: OnStart = lambda pid, t: None, tick: Tick = lambda: None,
+            on_pause: OnPause = lambda paused: None, then: Next | None = None) -> Result:
+        """As ``exec.run``: run ``command`` to its end; ``tick`` may answer a ``Stop`` to have
+        its process tree killed and the attempt recorded so; ``on_pause`` hears at every tick
+        whether the job is stopped (paused).
 
         ``then`` (command, cwd, env) is the job that will probably be asked for next: it is sent
         right behind this one, so that the host forks it the moment this one ends, and it waits
@@ -444,17 +448,17 @@ class JobHost:
             self._discard(queued)
             queued = None
         if queued is None and not self._ensure(env):
-            return runner.run(command, cwd=cwd, env=env, log_path=log_path,
-                              max_log_bytes=max_log_bytes, timeout=timeout, on_start=on_start,
-                              tick=tick, on_pause=on_pause, keep=self.pid)
+            return run_sh_c(command, cwd=cwd, env=env, log_path=log_path,
+                            max_log_bytes=max_log_bytes, timeout=timeout, on_start=on_start,
+                            tick=tick, on_pause=on_pause, keep=self.pid)
         started = time.monotonic()
         try:
             log_fd = create_private_file(log_path)
         except OSError as exc:
             if queued is not None:
                 self._discard(queued)
-            message = f"cannot create the log file {log_path}: {exc.strerror or exc}"
-            return Result(Outcome.FAILED, None, message, message, 0.0)
+            return failed_to_start(
+                f"cannot create the log file {log_path}: {exc.strerror or exc}")
         try:
             cwd = os.path.abspath(cwd)
             problem = _bad_directory(cwd)
@@ -462,13 +466,13 @@ class JobHost:
                 if queued is not None:
                     self._discard(queued)
                 return _cannot_start(log_fd, problem, cwd)
-            return self._run(command, cwd, env, log_fd, max_log_bytes, timeout, on_start, tick,
-                             on_pause, started, queued, then)
+            job = _Job(command, cwd, env, log_fd, max_log_bytes, timeout, on_start, tick,
+                       on_pause, started)
+            return self._run(job, queued, then)
         finally:
             os.close(log_fd)
 
-    def _run(self, command, cwd, env, log_fd, max_log_bytes, timeout, on_start, tick, on_pause,
-             started, queued, then) -> Result:
+    def _run(self, job: _Job, queued: _Queued | None, then: Next | None) -> Result:
         if queued is not None:
             out_r, out_w = queued.out_r, queued.out_w
         else:
@@ -480,43 +484,42 @@ class JobHost:
                     pid = self._started_pid()
                 except _HostGone:  # the host died before forking it: nothing ran
                     self.close(kill=True)
-                    if not self._ensure(env):
+                    if not self._ensure(job.env):
                         message = "cannot start: the job host shell did not start"
-                        return _cannot_start(log_fd, message, None)
+                        return _cannot_start(job.log_fd, message, None)
             if pid is None:
                 try:
-                    pid = self._launch(command, cwd, env, out_w)
+                    pid = self._launch(job.command, job.cwd, job.env, out_w)
                 except _HostGone:
                     # Nothing ran (no PID, so no "go"): one more try with a fresh host.
                     self.close(kill=True)
-                    if not self._ensure(env):
+                    if not self._ensure(job.env):
                         message = "cannot start: the job host shell did not start"
-                        return _cannot_start(log_fd, message, None)
-                    pid = self._launch(command, cwd, env, out_w)
+                        return _cannot_start(job.log_fd, message, None)
+                    pid = self._launch(job.command, job.cwd, job.env, out_w)
             pid_started = procs.start_time(pid)
             try:
-                on_start(pid, pid_started)
+                job.on_start(pid, pid_started)
             except BaseException:
                 try:
-                    self._send(b": no\n")  # the job exits without running the command
+                    self._send(protocol.NO)  # the job exits without running the command
                     self._exit_code()
                 except _HostGone:
                     self.close(kill=True)
                 raise
-            self._send(f": go {procs.marker(pid, pid_started)}\n".encode())
-            if then is not None and then[2] == env:  # a new environment needs a new host
+            self._send(protocol.go(procs.marker(pid, pid_started)))
+            if then is not None and then[2] == job.env:  # a new environment needs a new host
                 try:
                     self._queue(*then)
                 except _HostGone:
                     pass  # the job is let go: _drive sees the host gone and ends it
             cost = Cost(pids={pid})
             cost.add_peak(self._shell_rss)
-            return self._drive(pid, pid_started, cwd, log_fd, out_r, out_w, max_log_bytes,
-                               timeout, tick, on_pause, started, cost)
+            return self._drive(job, pid, pid_started, out_r, out_w, cost)
         except _HostGone as exc:
             self.close(kill=True)
             message = f"cannot start: the job host shell died ({exc})"
-            return _cannot_start(log_fd, message, None)
+            return _cannot_start(job.log_fd, message, None)
         finally:
             for fd in (out_r, out_w):
                 try:
@@ -530,11 +533,11 @@ class JobHost:
         no_cd = False
         deadline = time.monotonic() + ANSWER
         while True:
-            line = self._line(deadline)
-            if line == b"c":
+            message = self._next(deadline)
+            if isinstance(message, NoDirectory):
                 no_cd = True
-            elif line.startswith(b"x "):
-                return None if no_cd else _code(line)
+            elif isinstance(message, Exited):
+                return None if no_cd else message.code
 
     @property
     def pid(self) -> int | None:
@@ -548,17 +551,19 @@ class JobHost:
         self._children_cpu = now = usage.children_cpu(self._stat_fd) if self._proc else None
         return None if before is None or now is None else now - before
 
-    def _drive(self, pid, pid_started, cwd, log_fd, out_r, out_w, cap, timeout, tick, on_pause,
-               started, cost) -> Result:
-        sink = Sink(log_fd, cap)
+    def _drive(self, job: _Job, pid: int, pid_started: float | None, out_r: int, out_w: int,
+               cost: Cost) -> Result:
+        """Watch the running job to its end: its output into the log, its messages, a tick
+        every ``TICK`` seconds (its state in /proc, ``on_pause``, ``tick``, the timeout)."""
+        sink = Sink(job.log_fd, job.cap)
         poller = select.poll()
         poller.register(out_r, select.POLLIN)
         poller.register(self._status, select.POLLIN)
-        outcome = error = None
+        stop: Stop | None = None
         code: int | None = None
         no_cd = ended = waiting = False  # waiting: the host said "w" (it waits for our word)
         owed: float | None = None  # the host owes us "x CODE" by then (the job ended or was killed)
-        next_tick = started + TICK
+        next_tick = job.started + TICK
         try:
             while not ended:
                 wait = max(next_tick - time.monotonic(), 0)
@@ -567,14 +572,14 @@ class JobHost:
                         sink.feed(os.read(out_r, 65536))
                         continue
                     self._read_status()
-                    while self._lines and not ended:  # what follows is the next job's
-                        line = self._lines.pop(0)
-                        if line == b"c":
+                    while self._messages and not ended:  # what follows is the next job's
+                        message = self._messages.pop(0)
+                        if isinstance(message, Exited):
+                            code, ended = message.code, True
+                        elif isinstance(message, NoDirectory):
                             no_cd = True
-                        elif line == b"w":
+                        elif isinstance(message, Waiting):
                             waiting = True
-                        elif line.startswith(b"x "):
-                            code, ended = _code(line), True
                 now = time.monotonic()
                 if ended or now < next_tick:
                     continue
@@ -587,13 +592,13 @@ class JobHost:
                         self._tell(seen)
                         waiting = False
                     owed = owed or now + ANSWER
-                on_pause(seen is not None and seen[0] == "T")
+                job.on_pause(seen is not None and seen[0] == "T")
                 if owed is not None and (now > owed or self._stopped()):
                     raise _HostGone("the host shell did not answer")
-                if outcome:
+                if stop:
                     continue  # killed: waiting for the host to see it end
-                outcome, error = verdict(started, timeout, tick) or (None, None)
-                if outcome:
+                stop = verdict(job.started, job.timeout, job.tick)
+                if stop:
                     procs.kill_tree(pid, pid_started, wait=0, search=False)
                     owed = now + ANSWER  # dead in microseconds, unless stuck in the kernel
         except _HostGone as exc:
@@ -602,8 +607,8 @@ class JobHost:
             self.close(kill=True)
             if seen is not None and seen[0] == "Z" and seen[1] is not None:
                 code = seen[1]  # it had ended: recorded as it ended
-            elif outcome is None:
-                outcome, error = Outcome.FAILED, f"job host died ({exc})"
+            elif stop is None:
+                stop = Stop(Outcome.FAILED, f"job host died ({exc})")
         if ended:
             cost.add_cpu(self._job_cpu())
         try:  # whatever the job left behind in its group goes with it
@@ -616,20 +621,8 @@ class JobHost:
         os.close(out_w)  # from now on end-of-file means every writer is gone
         _drain(out_r, sink)
         if no_cd:
-            return _cannot_start(log_fd, _directory_error(cwd), cwd, started)
-        tail = sink.finish()
-        if outcome is None:
-            outcome = Outcome.COMPLETED if code == 0 else Outcome.FAILED
-            error = describe_exit(code) if code is not None else "exit code unknown"
-        return Result(outcome, code, error, tail, time.monotonic() - started, cost)
-
-
-def _code(line: bytes) -> int | None:
-    """The code of an ``x CODE`` line (``?``: the worker could not read it, see ``_tell``)."""
-    try:
-        return int(line[2:])
-    except ValueError:
-        return None
+            return _cannot_start(job.log_fd, _directory_error(job.cwd), job.cwd, job.started)
+        return finished(code, sink.finish(), job.started, cost, stop)
 
 
 def _drain(fd: int, sink: Sink) -> None:
@@ -661,20 +654,19 @@ def _directory_error(cwd: str) -> str:
 def _cannot_start(
     log_fd: int, problem: str, cwd: str | None, started: float | None = None
 ) -> Result:
-    """runner's result for a job that could not start: the reason in the log and the row."""
+    """The result of a job that could not start: the reason in the log and the row."""
     message = problem if cwd is None else f"cannot start: {problem}: {cwd}"
     try:
         os.write(log_fd, (message + "\n").encode())
     except OSError:
         pass
-    duration = 0.0 if started is None else time.monotonic() - started
-    return Result(Outcome.FAILED, None, message, message, duration)
+    return failed_to_start(message, 0.0 if started is None else time.monotonic() - started)
 
 
 class _Queued:
     """A job sent ahead of its turn: what it is, and the pipe its output will come through."""
 
-    def __init__(self, job: tuple[str, str, dict[str, str]], out_r: int, out_w: int) -> None:
+    def __init__(self, job: Next, out_r: int, out_w: int) -> None:
         self.job, self.out_r, self.out_w = job, out_r, out_w
 
     def close(self) -> None:

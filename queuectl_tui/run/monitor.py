@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from queuectl_tui import engine, procs, settings, usage
+from queuectl_tui import engine, procs, settings
+from queuectl_tui.run import usage
 from queuectl_tui.store.models import Job, Worker, WorkerStatus
 
 

@@ -112,7 +112,7 @@ def run_forked(db_path: Path | str, count: int, work: Callable[[], int]) -> int:
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
             except Exception as exc:  # one line, then leave without running the parent's exit
-                from queuectl_tui.worker import write_line  # one write: siblings share stderr
+                from queuectl_tui.run.echo import write_line  # one write: siblings share stderr
                 write_line(sys.stderr, f"error: worker could not run: {exc}")
             finally:
                 try:

@@ -18,17 +18,25 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from queuectl_tui import procs, usage
+from queuectl_tui import procs
 from queuectl_tui.paths import create_private_file
-from queuectl_tui.store.models import Outcome
-from queuectl_tui.usage import Cost
-
-TAIL_BYTES = 4096
-TICK = 0.05
+from queuectl_tui.run import usage
+from queuectl_tui.run.launch import (
+    TICK,
+    Next,
+    OnPause,
+    OnStart,
+    Result,
+    Sink,
+    Tick,
+    failed_to_start,
+    finished,
+    job_state,
+    verdict,
+)
+from queuectl_tui.run.usage import Cost
 
 #: The job's shell first waits for "go" on its stdin, which the worker writes once it has
 #: recorded the shell's PID and start time. A worker that dies before that closes the pipe: the
@@ -39,59 +47,6 @@ TICK = 0.05
 #: ``/bin/sh -c COMMAND``.
 _GATE = (f'read -r go mark && [ "$go" = go ] || exit 125; {procs.MARKER_VAR}=$mark; '
          f'export {procs.MARKER_VAR}; exec </dev/null; exec /bin/sh -c "$1"')
-
-
-@dataclass
-class Result:
-    outcome: str  # completed | failed | timeout | interrupted | cancelled
-    exit_code: int | None
-    error: str | None
-    tail: str
-    duration: float
-    cost: Cost | None = None  # the kernel's accounting of the tree (None: nothing ran)
-
-
-class Sink:
-    """The job's output: the first ``cap`` bytes to the log, the last few KB kept as the tail,
-    the rest counted and dropped (so neither the job nor the worker's memory notices a flood)."""
-
-    def __init__(self, log_fd: int, cap: int):
-        self.log_fd, self.cap = log_fd, cap
-        self.written = self.total = 0
-        self.log_error: str | None = None  # why the log stopped short (disk full, file too large)
-        self.tail = bytearray()
-
-    def feed(self, chunk: bytes) -> None:
-        self.total += len(chunk)
-        part = chunk[:max(self.cap - self.written, 0)] if self.log_error is None else b""
-        while part:
-            try:
-                count = os.write(self.log_fd, part)
-            except OSError as exc:  # a full disk stops the log, never the job
-                self.log_error = exc.strerror or str(exc)
-                break
-            self.written += count
-            part = part[count:]
-        self.tail += chunk
-        if len(self.tail) > 2 * TAIL_BYTES:
-            del self.tail[:-TAIL_BYTES]
-
-    def finish(self) -> str:
-        """The tail, with a note of what the log lacks (in the log, or where the log cannot
-        say it, in the tail the database keeps)."""
-        tail = bytes(self.tail[-TAIL_BYTES:]).decode("utf-8", "replace")
-        dropped = self.total - self.written
-        if self.log_error is not None:
-            note = (f"\n[queuectl: the log stopped after {self.written} bytes ({self.log_error}); "
-                    f"{dropped} bytes not kept]\n")
-            return (tail + note)[-TAIL_BYTES:]
-        if dropped:
-            try:
-                os.write(self.log_fd, f"\n[queuectl: output over {self.cap} bytes; "
-                                      f"{dropped} bytes not kept]\n".encode())
-            except OSError:
-                pass
-        return tail
 
 
 class _Drain(threading.Thread):
@@ -118,74 +73,29 @@ class _Drain(threading.Thread):
             self.sink.feed(chunk)
 
 
-def verdict(started: float, timeout: float | None,
-            tick: Callable[[], str | tuple[str, str] | None]) -> tuple[str, str] | None:
-    """While a job runs: (outcome, error) when it must be killed now (its time limit passed,
-    or ``tick`` asks for a cancel or a forced stop, or answers with an (outcome, error) of its
-    own), else None."""
-    if timeout is not None and time.monotonic() - started > timeout:
-        return Outcome.TIMEOUT, f"timed out after {timeout:g}s"
-    action = tick()
-    if isinstance(action, tuple):
-        return action
-    if action == "cancel":
-        return Outcome.CANCELLED, "cancelled"
-    if action == "interrupt":
-        return Outcome.INTERRUPTED, "interrupted: worker stopped by force"
-    return None
+class ExecLauncher:
+    """The ``Launcher`` that runs each job as ``sh -c`` of its own (``run``); it keeps
+    nothing between jobs."""
 
+    pid = None
 
-def job_state(pid: int, started: float | None) -> tuple[str, int | None] | None:
-    """The job's shell as the kernel shows it now: its state letter (``T``: stopped, ``Z``:
-    ended, not reaped yet) and, once ended, its exit code as a shell reports it (128+N for
-    signal N); None when it is gone (reaped), is another process (PID reused) or /proc is
-    not there."""
-    if not procs._PROC_STAT or started is None:
-        return None
-    try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            data = os.read(fd, 4096)
-        finally:
-            os.close(fd)
-        fields = data[data.rindex(b")") + 2:].split()
-        letter, ticks = fields[0].decode(), int(fields[19])
-        status = int(fields[49]) if letter == "Z" and len(fields) > 49 else None
-    except (OSError, ValueError, IndexError):
-        return None
-    if abs(ticks / procs._CLOCK_TICKS + procs._boot_time() - started) > procs._TOLERANCE:
-        return None
-    if status is None:
-        return letter, None
-    try:
-        code = os.waitstatus_to_exitcode(status)
-    except ValueError:
-        return letter, None
-    return letter, 128 - code if code < 0 else code
+    def run(self, command: str, *, cwd: str, env: dict[str, str], log_path: Path,
+            max_log_bytes: int, timeout: float | None,
+            on_start: OnStart = lambda pid, t: None, tick: Tick = lambda: None,
+            on_pause: OnPause = lambda paused: None, then: Next | None = None) -> Result:
+        return run(command, cwd=cwd, env=env, log_path=log_path, max_log_bytes=max_log_bytes,
+                   timeout=timeout, on_start=on_start, tick=tick, on_pause=on_pause)
 
-
-def describe_exit(code: int) -> str | None:
-    if code == 0:
-        return None
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"killed by {name}"
-    if code == 127:
-        return "command not found (exit code 127)"
-    if code == 126:
-        return "command not executable (exit code 126)"
-    return f"exit code {code}"
+    def close(self) -> None:
+        pass
 
 
 def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_bytes: int,
-        timeout: float | None, on_start: Callable[[int, float | None], None] = lambda pid, t: None,
-        tick: Callable[[], str | None] = lambda: None,
-        on_pause: Callable[[bool], None] = lambda paused: None, keep: int | None = None) -> Result:
-    """Run ``command`` to its end. ``tick`` is called about every 50 ms and may answer
-    "cancel" or "interrupt" to have the process tree killed and the attempt recorded so;
+        timeout: float | None, on_start: OnStart = lambda pid, t: None,
+        tick: Tick = lambda: None, on_pause: OnPause = lambda paused: None,
+        keep: int | None = None) -> Result:
+    """Run ``command`` to its end. ``tick`` is called about every ``TICK`` seconds and may
+    answer a ``Stop`` to have the process tree killed and the attempt recorded so;
     ``on_pause`` hears as often whether the job's shell is stopped (SIGSTOP: paused, which
     ``wait4`` without WUNTRACED never reports as an end). ``keep``: a child of the worker that
     is not the job's (its job host), left alone when the job's leftovers are killed."""
@@ -193,8 +103,7 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
     try:
         log_fd = create_private_file(log_path)
     except OSError as exc:  # logs/ gone or unwritable: the attempt fails with the reason
-        message = f"cannot create the log file {log_path}: {exc.strerror or exc}"
-        return Result(Outcome.FAILED, None, message, message, 0.0)
+        return failed_to_start(f"cannot create the log file {log_path}: {exc.strerror or exc}")
     try:
         gate, opener = os.pipe()
         try:
@@ -209,7 +118,7 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
                 f": {cwd}" if exc.filename == cwd else ""
             )
             os.write(log_fd, (message + "\n").encode())
-            return Result(Outcome.FAILED, None, message, message, 0.0)
+            return failed_to_start(message)
         finally:
             os.close(gate)
         pid_started = procs.start_time(proc.pid)
@@ -225,14 +134,14 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
         os.close(opener)
         drain = _Drain(proc.stdout.fileno(), Sink(log_fd, max_log_bytes))
         drain.start()
-        outcome, error = None, None
+        stop = None
         cost = Cost(pids={proc.pid})
         cost.add_peak(floor)
         while not _reap(proc, TICK, cost):
             seen = job_state(proc.pid, pid_started)
             on_pause(seen is not None and seen[0] == "T")
-            outcome, error = verdict(started, timeout, tick) or (None, None)
-            if outcome:
+            stop = verdict(started, timeout, tick)
+            if stop:
                 procs.kill_tree(proc.pid, pid_started, wait=0, search=False)
                 _reap(proc, None, cost)
                 break
@@ -246,11 +155,7 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
         drain.stop.set()
         drain.join(timeout=5)
         proc.stdout.close()
-        tail = drain.sink.finish()
-        if outcome is None:
-            outcome = Outcome.COMPLETED if code == 0 else Outcome.FAILED
-            error = describe_exit(code)
-        return Result(outcome, code, error, tail, time.monotonic() - started, cost)
+        return finished(code, drain.sink.finish(), started, cost, stop)
     finally:
         os.close(log_fd)
 

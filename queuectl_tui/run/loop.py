@@ -38,29 +38,22 @@ reader goes away (``worker start --foreground | head -1``) it stops printing and
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 
 from peewee import DatabaseError
 
-from queuectl_tui import (
-    engine,
-    hooks,
-    jobhost,
-    procs,
-    retention,
-    runner,
-    schedules,
-    settings,
-    usage,
-    wake,
-)
+from queuectl_tui import engine, hooks, procs, retention, schedules, settings, wake
+from queuectl_tui.run import usage
+from queuectl_tui.run.batch import Batch
+from queuectl_tui.run.echo import WorkersLog, print_line, to_devnull, write_line
+from queuectl_tui.run.heartbeat import Heartbeat, worker_settings
+from queuectl_tui.run.launch import CANCEL, INTERRUPT, Launcher, Result, Stop
+from queuectl_tui.run.launch.host import JobHost
 from queuectl_tui.store import (
     SCHEMA_VERSION,
     change_token,
@@ -70,20 +63,11 @@ from queuectl_tui.store import (
     schema_version,
     wait_change,
 )
-from queuectl_tui.store.models import COMPLETED, DEAD, Job, Outcome, WorkerStatus, database
+from queuectl_tui.store.models import COMPLETED, DEAD, Job, Outcome, WorkerStatus
 from queuectl_tui.visible import visible
 
-SETTINGS_REFRESH = 1.0  # how often the heartbeat thread checks the settings' version, seconds
-BEAT_RETRY = 0.25  # after a failed heartbeat, the next try comes this soon (or sooner), seconds
 RECHECK = 0.1  # a job seen due right after a claim found none is looked at again this late
 BURST_HORIZON = 60.0  # --burst waits for jobs due this soon (retries in backoff, near schedules)
-# Claiming in batches (see WorkerLoop.run): at most BATCH_MAX jobs held at once, a batch doubles
-# only while every job ends within SHORT seconds, and an ended job waits at most RECORD_WITHIN
-# seconds for the next write. A job still running at its first tick (runner.TICK) hands back
-# the jobs held behind it.
-BATCH_MAX = 16
-SHORT = 0.005
-RECORD_WITHIN = 0.010
 # Pruning old jobs (retention.py): a look (a read) this long after the start and then every
 # PRUNE_EVERY seconds while nothing is due; while a pass goes on, a step's time is followed by
 # PRUNE_BUSY_GAP times as long between steps when jobs run (about 5 % of one worker's time and
@@ -93,21 +77,12 @@ PRUNE_EVERY = 60.0
 PRUNE_BUSY_GAP = 19
 
 
-def worker_settings() -> tuple[str | None, settings.Settings]:
-    """(version, settings) as a worker applies them: it beats at least three times per lease,
-    whatever heartbeat_interval says, so that a healthy worker is never presumed lost (which
-    would have its running job killed and run again) when the lease is set shorter than the
-    interval."""
-    version, cfg = settings.load_versioned()
-    return version, cfg._replace(heartbeat_interval=min(cfg.heartbeat_interval, cfg.lease / 3))
-
-
 class WorkerLoop:
     """A worker process's main loop: claim, run, record; heartbeats and signals beside it
     (``models.Worker`` is its row in the database)."""
 
     def __init__(self, queues: list[str] | None = None, *, burst: bool = False,
-                 echo: Callable[[str], None] | None = None):
+                 echo: Callable[[str], None] | None = None, launcher: Launcher | None = None):
         self.queues = queues or None
         self.burst = burst
         self.echo = echo or (lambda line: None)
@@ -121,17 +96,11 @@ class WorkerLoop:
         self._data_version = None
         self._environments: dict[str | None, dict[str, str]] = {}
         self._unrecorded = None  # the running attempt, until its process is in the database
-        self.held: deque[tuple[Job, engine.Attempt]] = deque()  # claimed, not started yet
-        self._held_at = 0.0  # monotonic time of the claim of the held jobs
-        self._held_token = None  # the change token read before that claim (see _paused)
-        # Ran, not recorded yet: with the result, and the job's "start" line if it waits too.
-        self.ended: list[tuple[engine.Ended, runner.Result, str | None]] = []
-        self._start_line: str | None = None  # the running job's, held back (see _run_job)
-        self._ended_at = 0.0  # monotonic time the first of them ended
-        self.batch = 1  # how many jobs the next claim takes
+        self.batch = Batch()  # held jobs and ended ones not recorded yet
         self._running: Job | None = None
         self.journal: engine.ProcessJournal | None = None
-        self.host = jobhost.JobHost()  # one long-lived shell that forks each job (see jobhost)
+        #: Runs each job: by default one long-lived shell that forks each job (see launch.host).
+        self.launcher: Launcher = launcher or JobHost()
         self.sampler = usage.Sampler()  # reads a running job's tree (started at the first need)
         self._meter: usage.Meter | None = None  # the running job's, once its shell exists
         self._sampled = False  # the sampler watches the running job
@@ -141,11 +110,10 @@ class WorkerLoop:
         self._look = True  # a claim may find something (else: wait until a job is due)
         self._fruitless = False  # the last claim found nothing, and no wait came since
         self.outdated: int | None = None  # the newer schema version found (see _check_schema)
-        self.beats = _Heartbeat(self)  # started by run()
+        self.beats = Heartbeat(self)  # started by run()
         self._attempt: engine.Attempt | None = None  # the running one (the heartbeat reads it)
         self._revoked: tuple[engine.Attempt, str] | None = None  # taken back while it ran
         self._rejoining = threading.Lock()
-        self._held_by = 0  # the worker id the held jobs were claimed under
         self._tuned = None  # the lease this thread's connection is tuned for (keep_alive)
         #: In ``_wait_for_work``: due schedules are the main loop's (its sleep ends at the next
         #: due time); otherwise the heartbeat thread's (a busy worker makes them too).
@@ -190,12 +158,10 @@ class WorkerLoop:
 
     # -- main loop ------------------------------------------------------------------------
     def run(self) -> int:
-        """Claim, run, record. While jobs are short (``SHORT``), a claim takes a few at once
-        (up to ``BATCH_MAX``) and their ends are recorded together with the next claim, so a
-        draining worker takes the write lock once per batch rather than once per job. The
-        batch shrinks back to one the moment a job runs longer; held jobs are handed back when
-        a job reaches its first tick, when the worker stops, and before they could outlive half
-        a lease (the time within which nobody may take them back)."""
+        """Claim, run, record, in batches while jobs are short (see ``batch``): held jobs are
+        handed back when a job reaches its first tick (``launch.TICK``), when the worker stops,
+        and before they could outlive half a lease (the time within which nobody may take them
+        back)."""
         self.cfg_version, self.cfg = worker_settings()
         self._keep_alive()
         beats = self.beats
@@ -213,14 +179,14 @@ class WorkerLoop:
                     self.hooks.reap()
                     if time.monotonic() >= self._prune_at:
                         self._prune()
-                    if not self.held and self._look:
+                    if not self.batch.held and self._look:
                         self._changed()  # baseline first: a commit after this point wakes us
-                        self._settle(claim=self.batch)
-                    if self.held:
+                        self._settle(claim=self.batch.size)
+                    if self.batch.held:
                         self._run_next()
                         errors = 0
                         continue
-                    self.batch = 1  # what comes after a pause may not be short
+                    self.batch.size = 1  # what comes after a pause may not be short
                     self._housekeeping(self.cfg)
                     if self.burst and not self._work_soon():
                         break
@@ -242,7 +208,7 @@ class WorkerLoop:
                 self._settle(hand_back=True, persist=not self.force and self.outdated is None)
             except DatabaseError as exc:
                 self._complain(f"could not record the last jobs ({exc}); leaving them to recovery")
-            self.host.close()
+            self.launcher.close()
             self.hooks.close()  # the last ends' hooks get their time, then go
             if self.journal is not None:
                 self.journal.close()
@@ -281,15 +247,12 @@ class WorkerLoop:
         ``claim`` more, in one transaction (``engine.settle``). With something to record it
         retries through database errors for as long as this worker lives (a live worker's job is
         never taken back by recovery, so its result is ours to record) unless not ``persist``."""
-        ended, given = [e for e, _, _ in self.ended], list(self.held) if hand_back else []
+        batch = self.batch
+        ended, given = batch.to_record(), list(batch.held) if hand_back else []
         if not ended and not given and not claim:
             return
-        if ended:
-            short = all(r.duration < SHORT for _, r, _ in self.ended)
-            self.batch = min(2 * self.batch, BATCH_MAX) if short else 1
-        if given:
-            self.batch = 1
-        following = self._running or (self.held[0][0] if self.held and not given else None)
+        batch.resize(handing_back=bool(given))
+        following = self._running or (batch.next_job() if not given else None)
         delay = 0.1
         while True:
             try:
@@ -314,7 +277,7 @@ class WorkerLoop:
                 self._recover_while_blocked()
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
-        for (done, result, start), state in zip(self.ended, states, strict=True):
+        for done, result, start, state in batch.recorded(states):
             if start:
                 self._say(start)
             code = "-" if result.exit_code is None else result.exit_code
@@ -324,20 +287,16 @@ class WorkerLoop:
                 self._hook(hooks.JobEnd(done.job.id, state, done.exit_code,
                                         None if state == COMPLETED else done.error,
                                         done.job.queue, done.attempt.number))
-        self.ended.clear()
-        if self._start_line:
-            self._say(self._start_line)
-            self._start_line = None
+        start = batch.take_start_line()
+        if start:
+            self._say(start)
         if claim:  # found nothing: wait until a job is due before the next claim
             self._look, self._fruitless = bool(claimed), not claimed
         if given:
-            self.held.clear()
+            batch.handed_back()
             self._look = True  # they are due: claim afresh
         if claimed:
-            self.held.extend(claimed)
-            self._held_at = time.monotonic()
-            self._held_token = control_token(before)
-            self._held_by = self.row.id
+            batch.hold(claimed, control_token(before), self.row.id)
             self._settings_seen(claimed[0][1].settings_version)
 
     def _run_next(self) -> None:
@@ -345,28 +304,24 @@ class WorkerLoop:
         id this worker lost), then record it now or with the next claim."""
         if self._tuned != self.cfg.lease:
             self._keep_alive()
-        if (time.monotonic() - self._held_at > self.cfg.lease / 2
-                or self._held_by != self.row.id):
+        batch = self.batch
+        if batch.untrusted(self.cfg.lease, self.row.id):
             self._settle(hand_back=True)  # frozen or starved that long: claim afresh
             return
         if self._paused():
             self._settle(hand_back=True)  # the next claim takes what is still open
             return
-        job, attempt = self.held.popleft()
+        job, attempt = batch.take()
         result = self._run_job(job, attempt)
-        if not self.ended:
-            self._ended_at = time.monotonic()
-        self.ended.append((engine.Ended(job, attempt, result.outcome, result.exit_code,
-                                        result.error, result.tail, result.cost, time.time()),
-                           result, self._start_line))
-        self._start_line = None
+        batch.end(engine.Ended(job, attempt, result.outcome, result.exit_code, result.error,
+                               result.tail, result.cost, time.time()), result)
         if self.stopping:
             self._settle(hand_back=True, persist=not self.force)
             if not self.force:
                 engine.heartbeat(self.row.id, status=WorkerStatus.STOPPING, current_job=None)
-        elif not self.held:
-            self._settle(claim=self.batch)
-        elif time.monotonic() - self._ended_at >= RECORD_WITHIN:
+        elif not batch.held:
+            self._settle(claim=batch.size)
+        elif batch.record_due():
             self._settle()
 
     def _paused(self) -> bool:
@@ -375,10 +330,10 @@ class WorkerLoop:
         queues or settings since the claim (the control token: a pause is one; on SQLite any
         commit), so a draining worker reads nothing here while others claim and finish."""
         token = control_token()
-        if token is not None and token == self._held_token:
+        if token is not None and token == self.batch.held_token:
             return False
-        self._held_token = token
-        return engine.any_paused({job.queue for job, _ in self.held})
+        self.batch.held_token = token
+        return engine.any_paused({job.queue for job, _ in self.batch.held})
 
     def _say(self, line: str) -> None:
         """Echo a line; a reader that went away silences the echo, never the worker."""
@@ -391,26 +346,24 @@ class WorkerLoop:
         try:
             write_line(sys.stderr, f"{time.strftime('%H:%M:%S')} worker {self.row.id}: {message}")
         except (OSError, ValueError):
-            _to_devnull(sys.stderr)
+            to_devnull(sys.stderr)
 
     def _pause(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and not self.stopping:
             time.sleep(0.05)
 
-    def _run_job(self, job: Job, attempt) -> runner.Result:
+    def _run_job(self, job: Job, attempt) -> Result:
         """Run one attempt to its end."""
         cfg = self.cfg
         attempt.started_at = time.time()  # a held job starts now, not at its claim
         self._running, self._attempt = job, attempt
         self._job_paused = False
-        line = f"start  {job.id}  attempt {attempt.number}"
-        if self.ended:  # said after the "finish" lines of the jobs before it, in order
-            self._start_line = line
-        else:
+        line = self.batch.starting(f"start  {job.id}  attempt {attempt.number}")
+        if line:  # else said after the "finish" lines of the jobs before it, in order
             self._say(line)
         try:
-            result = self.host.run(
+            result = self.launcher.run(
                 job.command, cwd=job.cwd, env=self._environment(job),
                 log_path=engine.log_path(attempt), max_log_bytes=cfg.max_log_bytes,
                 timeout=job.timeout,
@@ -422,14 +375,14 @@ class WorkerLoop:
         except DatabaseError as exc:
             # The command never ran (it waits until its process is noted): hand the job back
             # without using up a retry.
-            result = runner.Result(
+            result = Result(
                 Outcome.INTERRUPTED, None, f"not started: database error: {exc}", "", 0.0
             )
         except engine.Fenced as exc:  # taken back before it started: nothing ran
             why = str(exc) if isinstance(exc, _Stale) else "taken back by recovery"
-            result = runner.Result(Outcome.INTERRUPTED, None, f"not started: {why}", "", 0.0)
+            result = Result(Outcome.INTERRUPTED, None, f"not started: {why}", "", 0.0)
         except OSError as exc:  # the process could not be noted: the command never ran
-            result = runner.Result(Outcome.INTERRUPTED, None, f"not started: {exc}", "", 0.0)
+            result = Result(Outcome.INTERRUPTED, None, f"not started: {exc}", "", 0.0)
         finally:
             self._running = self._attempt = None
             self._unrecorded = None
@@ -442,16 +395,16 @@ class WorkerLoop:
 
     def _next_launch(self) -> tuple[str, str, dict[str, str]] | None:
         """The held job that will run next, for the host to fork as soon as this one ends."""
-        if not self.held or self.stopping:
+        job = self.batch.next_job()
+        if job is None or self.stopping:
             return None
-        job = self.held[0][0]
         return job.command, job.cwd, self._environment(job)
 
     def _started(self, attempt, pid: int, started: float | None) -> None:
         """The job's shell exists and waits for our word: note it where recovery looks before
         the command may run; the heartbeat thread copies it into the database."""
         attempt.pid, attempt.pid_started = pid, started
-        self._meter = usage.Meter(pid, started, host=self.host.pid,
+        self._meter = usage.Meter(pid, started, host=self.launcher.pid,
                                   worker=os.getpid() if procs.is_subreaper() else None)
         try:
             if self.journal is None:
@@ -504,23 +457,23 @@ class WorkerLoop:
         self._job_paused = paused
         self._say(f"{'paused ' if paused else 'resumed'} {job.id}  attempt {attempt.number}")
 
-    def _tick(self, job: Job, attempt, cfg: settings.Settings) -> str | tuple[str, str] | None:
+    def _tick(self, job: Job, attempt, cfg: settings.Settings) -> Stop | None:
         """Called while a job runs: cancellation, stops and forced stops, and a job taken back
         or a lease lapsed (``_stale``). A database error here skips one tick; it never disturbs
         the running job; nor is the database tried while heartbeats fail (the check above
         must come every tick)."""
         if self.force:
-            return "interrupt"
+            return INTERRUPT
         self.hooks.reap()  # a long job: the hooks of the ends before it still end on time
         stale = self._stale(attempt)
         if stale is not None:
-            return Outcome.LOST, f"{stale}; killed by its worker"
+            return Stop(Outcome.LOST, f"{stale}; killed by its worker")
         if not self._sampled and self._meter is not None:
             self._sampled = True  # past its first tick: worth sampling (a short job never is)
             self.sampler.watch(self._meter)
         if self.beats.failing:
             return None
-        if self.held or self.ended:  # not a short job: others wait for nothing behind it
+        if self.batch.busy:  # not a short job: others wait for nothing behind it
             try:
                 self._settle(hand_back=True, persist=False)
             except DatabaseError:
@@ -530,7 +483,7 @@ class WorkerLoop:
         except DatabaseError:
             return None
 
-    def _check_in(self, job: Job, cfg: settings.Settings) -> str | None:
+    def _check_in(self, job: Job, cfg: settings.Settings) -> Stop | None:
         now = time.time()
         if self.stopping and not self._said_stopping:
             engine.heartbeat(self.row.id, status=WorkerStatus.STOPPING, current_job=job.id)
@@ -538,7 +491,7 @@ class WorkerLoop:
         if now - self._last_cancel_check >= 0.2:
             self._last_cancel_check = now
             if self._changed() and engine.cancel_requested(job):
-                return "cancel"
+                return CANCEL
         return None
 
     def _housekeeping(self, cfg: settings.Settings) -> None:
@@ -568,7 +521,7 @@ class WorkerLoop:
     def _prune(self) -> None:
         """One step of pruning old jobs, if any are due and no other worker prunes (a look that
         finds nothing is a read: it writes nothing and wakes no one)."""
-        busy = bool(self.held or self.ended)
+        busy = self.batch.busy
         started = time.monotonic()
         try:
             went = retention.prune_step(self.cfg, holder=str(self.row.id))
@@ -724,164 +677,15 @@ class WorkerLoop:
                 return
 
 
-class _Heartbeat(threading.Thread):
-    """Beats every min(heartbeat_interval, lease / 3), checking the settings' version at least
-    every SETTINGS_REFRESH seconds (its own copy of the settings: the main loop's changes only
-    in the main loop), on this thread's own connection (peewee keeps one per thread), whose
-    statements may take no longer than ``db.unanswered_limit(lease)``. A failed beat is tried
-    again within BEAT_RETRY seconds, on a new connection if the old one is gone. While the main
-    loop is not waiting for work, it also makes the jobs of due schedules."""
-
-    def __init__(self, worker: WorkerLoop):
-        super().__init__(daemon=True, name="queuectl-heartbeat")
-        self.worker = worker
-        self.stop = threading.Event()
-        self.renewed_at = time.monotonic()  # when the last heartbeat that got through was sent
-        self.failing = False  # the last one failed: the database is out of reach
-        self.lease = worker.cfg.lease  # the lease as this thread last read it (others use it)
-        self.schedules_failing = False
-
-    def run(self) -> None:
-        worker = self.worker
-        read_at, beat_at, slots_at, version = None, None, None, worker.cfg_version
-        interval, lease = worker.cfg.heartbeat_interval, worker.cfg.lease
-        self.lease = lease
-        keep_alive(lease, bound_statements=True)  # before this thread's first connection
-        try:
-            while not self.stop.is_set():
-                now = time.monotonic()
-                try:
-                    if not self.failing and (read_at is None or now - read_at >= SETTINGS_REFRESH):
-                        read_at = now
-                        worker._check_schema()  # first: a newer schema may fail the rest
-                        if settings.version() != version:
-                            version, cfg = worker_settings()
-                            interval = cfg.heartbeat_interval
-                            if cfg.lease != lease:
-                                lease = self.lease = cfg.lease  # the stale check reads it
-                                keep_alive(lease, bound_statements=True)
-                    if self.failing or beat_at is None or now - beat_at >= interval:
-                        beat_at = now
-                        worker.beat()
-                        if self.failing:
-                            self.failing = False
-                            worker._complain("heartbeat renewed after the failure")
-                    if not self.failing and not worker.waiting and (
-                            slots_at is None or now - slots_at >= SETTINGS_REFRESH):
-                        slots_at = now
-                        self.make_scheduled()
-                except DatabaseError as exc:  # out of reach, or a lock held too long: again
-                    if not self.failing:
-                        worker._complain(f"heartbeat failed ({exc}); retrying")
-                    self.failing = True
-                self.stop.wait(min(interval, BEAT_RETRY) if self.failing
-                               else min(interval, SETTINGS_REFRESH))
-        finally:
-            if database.obj is not None:
-                database.close()  # this thread's connection only
-
-
-    def make_scheduled(self) -> None:
-        """A busy worker makes due schedules' jobs from here (the idle one's sleep ends at
-        them): within a second of their due time. A database error here is not a failed
-        heartbeat: said once, tried again at the next turn."""
-        try:
-            self.worker.make_scheduled()
-            self.schedules_failing = False
-        except DatabaseError as exc:
-            if not self.schedules_failing:
-                self.worker._complain(f"could not make scheduled jobs ({exc}); retrying")
-            self.schedules_failing = True
-
-
 class _Stale(engine.Fenced):
     """The job must not start: this worker may have been presumed lost (see ``_stale``)."""
-
-
-def _to_devnull(stream) -> None:
-    """Point a stream whose reader went away at /dev/null, so that what is still buffered in it
-    (and the interpreter's flush at exit) goes nowhere instead of raising BrokenPipeError."""
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, stream.fileno())
-        os.close(null)
-    except (OSError, ValueError):
-        pass
-
-
-def write_line(stream, line: str) -> None:
-    """Write ``line`` and its newline in one write(2). Workers forked from one command share
-    their stdout and stderr (and detached ones ``workers.log``): print() wrote the text and
-    the newline apart when unbuffered (PYTHONUNBUFFERED=1), and two workers tore each other's
-    lines. What the stream still holds goes first."""
-    try:
-        fd = stream.fileno()
-    except (AttributeError, io.UnsupportedOperation):  # not a file (an in-process capture)
-        stream.write(line + "\n")
-        stream.flush()
-        return
-    data = (line + "\n").encode(getattr(stream, "encoding", None) or "utf-8", "backslashreplace")
-    stream.flush()
-    while data:
-        data = data[os.write(fd, data):]
-
-
-def _print_line(line: str) -> None:
-    try:
-        write_line(sys.stdout, f"{time.strftime('%H:%M:%S')} {line}")
-    except (OSError, ValueError):
-        _to_devnull(sys.stdout)
-        raise
-
-
-class WorkersLog:
-    """A detached worker's stdout and stderr are ``logs/workers.log``, shared by every detached
-    worker: the same line per job a foreground worker prints goes there. Past ``cap`` bytes the
-    worker that notices moves it to ``workers.log.1`` (under an flock, checked again inside) and
-    starts a new one; the others see the file behind their descriptor is no longer the log and
-    reopen it before their next line."""
-
-    def __init__(self, path, cap: int = 5 * 1024 * 1024):
-        from pathlib import Path
-        self.path, self.cap = Path(path), cap
-
-    def __call__(self, line: str) -> None:
-        try:
-            self._follow()
-        except OSError:
-            pass  # a log we cannot turn over is still written to
-        _print_line(line)
-
-    def _follow(self) -> None:
-        import fcntl
-        ours = os.fstat(1)
-        try:
-            current = os.stat(self.path, follow_symlinks=False)
-        except FileNotFoundError:
-            current = None
-        if current is not None and (current.st_dev, current.st_ino) == (ours.st_dev, ours.st_ino):
-            if ours.st_size < self.cap:
-                return
-            fcntl.flock(1, fcntl.LOCK_EX)
-            try:  # still the log, still too big: nobody turned it over meanwhile
-                current = os.stat(self.path, follow_symlinks=False)
-                if (current.st_dev, current.st_ino) == (ours.st_dev, ours.st_ino):
-                    os.replace(self.path, self.path.with_name(self.path.name + ".1"))
-            finally:
-                fcntl.flock(1, fcntl.LOCK_UN)
-        from queuectl_tui.paths import open_private_append
-        sys.stdout.flush()
-        fd = open_private_append(self.path)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
 
 
 def run_worker(queues: list[str] | None = None, *, burst: bool = False, echo: bool = False,
                log: str | None = None) -> int:
     """``echo``: one line per job on stdout; ``log``: stdout is that shared, rotated log."""
     worker = WorkerLoop(queues, burst=burst,
-                    echo=WorkersLog(log) if log else _print_line if echo else None)
+                    echo=WorkersLog(log) if log else print_line if echo else None)
     worker.install_signals()
     procs.become_subreaper()  # orphans of our jobs come back to us, to be killed after each job
     try:
