@@ -27,7 +27,8 @@ def _uses_a_server(argv: list[str]) -> bool:
 
 if not _uses_a_server(sys.argv[1:]):
     for driver in ("psycopg2", "psycopg"):
-        sys.modules.setdefault(driver, None)  # peewee's import of it fails: "not installed"
+        # peewee's import of it fails: "not installed" (None, which the stubs of sys leave out)
+        sys.modules.setdefault(driver, None)  # type: ignore[arg-type]
 
 gc.disable()
 try:

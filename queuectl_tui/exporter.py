@@ -168,7 +168,7 @@ class QueueCollector:
         finally:
             if threading.current_thread() is not threading.main_thread():
                 database.close()  # the server's thread for this scrape: no connection outlives it
-        if read and self.failing:
+        if read and self.failing and self.on_change is not None:
             self.failing = False
             self.on_change(None)
         up.add_metric([], 1 if read else 0)
@@ -182,16 +182,17 @@ class QueueCollector:
             "queuectl_jobs", "Jobs per queue and state.", labels=["queue", "state"]
         )
         summed = fn.SUM(JobCount.n)  # PostgreSQL keeps a row per writing session (pgsql.py)
+        # execute(): the rows as they are; peewee's stubs type a model query's rows as models.
         for queue, state, n in (JobCount.select(JobCount.queue, JobCount.state, summed)
                                 .group_by(JobCount.queue, JobCount.state)
-                                .order_by(JobCount.queue, JobCount.state).tuples()):
+                                .order_by(JobCount.queue, JobCount.state).tuples().execute()):
             jobs.add_metric([queue, state], int(n))
         yield jobs
 
         workers = GaugeMetricFamily(
             "queuectl_workers", "Worker rows by status (lost: presumed dead).", labels=["status"]
         )
-        by_status = dict.fromkeys(WorkerStatus, 0)
+        by_status: dict[str, int] = dict.fromkeys(WorkerStatus, 0)
         lease = settings.get("lease")
         for worker in Worker.select():
             status = (
@@ -209,7 +210,8 @@ class QueueCollector:
             "(deleting jobs deletes theirs: seen as a counter reset).", labels=["outcome"])
         for outcome, n in (Attempt.select(Attempt.outcome, fn.COUNT(Attempt.seq))
                            .where(Attempt.finished_at.is_null(False))
-                           .group_by(Attempt.outcome).order_by(Attempt.outcome).tuples()):
+                           .group_by(Attempt.outcome).order_by(Attempt.outcome).tuples()
+                           .execute()):
             attempts.add_metric([outcome or "unknown"], n)
         yield attempts
 
@@ -236,13 +238,13 @@ class QueueCollector:
 
         for key, name, what in (("wait", "queuectl_attempt_wait_seconds", "From due to started"),
                                 ("run", "queuectl_attempt_run_seconds", "Run time")):
-            family = Metric(name, f"{what} of the attempts finished{window}.", "summary")
+            summary = Metric(name, f"{what} of the attempts finished{window}.", "summary")
             for queue, fig in stats["queues"].items():
                 times = fig[key]
                 for p in metrics.PERCENTILES:
                     if times[f"p{p}"] is not None:
-                        family.add_sample(name, {"queue": queue, "quantile": str(p / 100)},
-                                          times[f"p{p}"])
-                family.add_sample(f"{name}_count", {"queue": queue}, times["count"])
-                family.add_sample(f"{name}_sum", {"queue": queue}, times["sum"])
-            yield family
+                        summary.add_sample(name, {"queue": queue, "quantile": str(p / 100)},
+                                           times[f"p{p}"])
+                summary.add_sample(f"{name}_count", {"queue": queue}, times["count"])
+                summary.add_sample(f"{name}_sum", {"queue": queue}, times["sum"])
+            yield summary

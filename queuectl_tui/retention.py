@@ -273,11 +273,13 @@ def cap_logs(cap: int, *, now: float | None = None, total: int | None = None) ->
                  .order_by(Attempt.finished_at, Attempt.seq).limit(STEP_ROWS))
         if after is not None:
             query = query.where(Tuple(Attempt.finished_at, Attempt.seq) > Tuple(*after))
-        rows = list(query.tuples())
+        # execute(): the rows as they are; peewee's stubs type a model query's rows as models.
+        rows: list[tuple[int, str, float]] = list(query.tuples().execute())
         if not rows:
             break
         after = rows[-1][2], rows[-1][0]
-        chosen, sizes = [], []
+        chosen: list[tuple[int, str]] = []
+        sizes: list[int] = []
         for seq, name, _ in rows:
             try:
                 size = (logs / name).stat().st_size

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from rich.cells import cell_len
+from rich.console import JustifyMethod
 from rich.text import Text
 
 from queuectl_tui.visible import visible
@@ -21,7 +22,7 @@ STATE_STYLE = {
 }
 
 
-def cell(value: object, style: str = "", *, justify: str = "left") -> Text:
+def cell(value: object, style: str = "", *, justify: JustifyMethod = "left") -> Text:
     """One table cell: a single line, cut with an ellipsis when it does not fit."""
     if value is None or value == "" or value == "-":
         return Text("-", style="dim", no_wrap=True, end="", justify=justify)

@@ -117,6 +117,7 @@ class ConsoleServer(Server):
         if request.match_info.route.name != "websocket":
             return await handler(request)
         task = asyncio.current_task()
+        assert task is not None  # a request's handler runs in a task
         self.sessions.add(task)
         try:
             return await handler(request)
@@ -197,8 +198,13 @@ def serve(sock: socket.socket, *, token: str, title: str, read_only: bool,
 async def _serve(server: ConsoleServer, sock: socket.socket, ready: Callable[[], None]) -> int:
     loop = asyncio.get_running_loop()
     stop: asyncio.Future[int] = loop.create_future()
+
+    def stop_on(signum: int) -> None:
+        if not stop.done():
+            stop.set_result(signum)
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, lambda n=signum: stop.done() or stop.set_result(n))
+        loop.add_signal_handler(signum, stop_on, signum)
     runner = web.AppRunner(await server._make_app(), access_log=None, handle_signals=False,
                            shutdown_timeout=STOP_GRACE)
     await runner.setup()

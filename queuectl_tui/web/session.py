@@ -11,7 +11,7 @@ import sys
 
 if "://" not in os.environ.get("QUEUECTL_DB", ""):  # as __main__: a file needs no PG driver
     for _driver in ("psycopg2", "psycopg"):
-        sys.modules.setdefault(_driver, None)
+        sys.modules.setdefault(_driver, None)  # type: ignore[arg-type]  # None: import fails
 
 
 def main(argv: list[str]) -> None:

@@ -3,6 +3,8 @@ with a chart of wait and run time across the window. Read in a thread (data.read
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -20,12 +22,16 @@ from queuectl_tui.tui.widgets.keybar import KeyBar
 from queuectl_tui.tui.widgets.throughput import sparkline
 from queuectl_tui.visible import visible
 
+if TYPE_CHECKING:
+    from queuectl_tui.tui.app import QueueApp  # for the type of self.app (app.py imports us)
+
 #: The windows ``w`` cycles through (seconds); the first is where the screen opens.
 WINDOWS = (3600.0, 6 * 3600.0, 86400.0, 900.0)
 CHART_SLICES = 30
 
 
 class StatsScreen(Screen):
+    app: QueueApp  # textual's property, typed as the app that runs this screen
     BINDINGS = [
         Binding("escape", "back", "Back", tooltip="Back to the jobs"),
         Binding("w", "window", "Window", tooltip="Change the window: 1 h, 6 h, 24 h, 15 min"),

@@ -25,7 +25,8 @@ class CountsHeader(Static):
     def set_counts(self, counts: dict[str, int], alive: int, busy: int) -> None:
         if (counts, alive, busy) != self._data:
             self._data = (dict(counts), alive, busy)
-            self.update(self._text(self.size.width or 80), layout=False)  # one line, always
+            # one line, always
+            self.update(self._text(self._data, self.size.width or 80), layout=False)
 
     def set_unknown(self) -> None:
         self._data = None
@@ -33,10 +34,11 @@ class CountsHeader(Static):
 
     def on_resize(self) -> None:
         if self._data is not None:
-            self.update(self._text(self.size.width))
+            self.update(self._text(self._data, self.size.width))
 
-    def _text(self, width: int) -> Text:
-        counts, alive, busy = self._data
+    @staticmethod
+    def _text(data: tuple[dict[str, int], int, int], width: int) -> Text:
+        counts, alive, busy = data
         for title, labels, workers in (
             ("queuectl ", LONG, f"workers {alive} alive · {busy} busy"),
             ("", LONG, f"workers {alive} alive · {busy} busy"),
