@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from peewee import DatabaseError, InterfaceError, fn
 
 from queuectl_tui import engine, metrics, settings
 from queuectl_tui.errors import QueueError
 from queuectl_tui.models import Attempt, JobCount, Worker, WorkerStatus, database
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+    from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
 
 MISSING = ("Prometheus output needs the prometheus_client package: "
            "pip install 'queuectl-tui[metrics]'")
@@ -32,7 +40,7 @@ def require() -> None:
 
 
 def registry(window: float = metrics.DEFAULT_WINDOW, clock: Callable[[], float] = time.time,
-             on_change: Callable[[Exception | None], None] | None = None):
+             on_change: Callable[[Exception | None], None] | None = None) -> CollectorRegistry:
     """A fresh CollectorRegistry holding only the queue's collector (see QueueCollector)."""
     require()
     from prometheus_client import CollectorRegistry
@@ -55,7 +63,7 @@ CONNECTION_LIMIT = 60.0
 
 
 def serve(host: str, port: int, window: float = metrics.DEFAULT_WINDOW,
-          on_change: Callable[[Exception | None], None] | None = None):
+          on_change: Callable[[Exception | None], None] | None = None) -> WSGIServer:
     """Start the HTTP exporter in a daemon thread; returns the server (``server_address``
     has the port actually bound, for port 0). ``on_change(error)`` is told when scrapes stop
     reading the database (the error) and when they read it again (None).
@@ -103,7 +111,7 @@ def serve(host: str, port: int, window: float = metrics.DEFAULT_WINDOW,
             except OSError:
                 pass
 
-        def log_message(self, format, *args) -> None:  # noqa: A002 (the base class's name)
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
             pass  # no line per scrape
 
     app = _with_head(make_wsgi_app(registry(window, on_change=on_change or _quiet)))
@@ -112,21 +120,25 @@ def serve(host: str, port: int, window: float = metrics.DEFAULT_WINDOW,
     return server
 
 
-def _with_head(app):
+def _with_head(app: WSGIApplication) -> WSGIApplication:
     """``app`` answering HEAD as it answers GET, less the body (RFC 9110: a server that
     answers GET should answer HEAD), and saying so in its Allow header."""
-    def allow(headers: list) -> list:
+    def allow(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         return [(name, "OPTIONS,GET,HEAD" if name.lower() == "allow" else value)
                 for name, value in headers]
 
-    def wrapped(environ, start_response):
+    def wrapped(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") != "HEAD":
             return app(environ, lambda status, headers, exc_info=None: start_response(
                 status, allow(headers), exc_info))
-        answer = []
-        body = b"".join(app({**environ, "REQUEST_METHOD": "GET"},
-                            lambda status, headers, exc_info=None: answer.append((status,
-                                                                                  headers))))
+        answer: list[tuple[str, list[tuple[str, str]]]] = []
+
+        def keep(status: str, headers: list[tuple[str, str]],
+                 exc_info: object = None) -> Callable[[bytes], object]:
+            answer.append((status, headers))
+            return lambda data: None  # WSGI's write(): a HEAD answer writes no body
+
+        body = b"".join(app({**environ, "REQUEST_METHOD": "GET"}, keep))
         status, headers = answer[0]
         start_response(status, [h for h in allow(headers) if h[0].lower() != "content-length"]
                        + [("Content-Length", str(len(body)))])
@@ -152,7 +164,7 @@ class QueueCollector:
         self.on_change = on_change
         self.failing = False
 
-    def collect(self) -> Iterator:
+    def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import GaugeMetricFamily
         up = GaugeMetricFamily("queuectl_up", "1 if this scrape read the database, 0 if it "
                                "could not (then no other figure is given).")
@@ -175,7 +187,7 @@ class QueueCollector:
         yield up
         yield from families
 
-    def _collect(self, now: float) -> Iterator:
+    def _collect(self, now: float) -> Iterator[Metric]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
         jobs = GaugeMetricFamily(

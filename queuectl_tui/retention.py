@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from peewee import Tuple
 
@@ -72,11 +73,11 @@ _DROP_ENVIRONMENTS = ("DELETE FROM environment WHERE digest IN " + _LIST + " AND
 _COUNT_DUE = "SELECT count(*) FROM job WHERE " + _DUE
 
 
-def _padded(values: list, pad: object = -1) -> list:
+def _padded(values: list[Any], pad: object = -1) -> list[Any]:
     return [*values, *[pad] * (CHUNK - len(values))]
 
 
-def _pairs(cutoff: dict[str, float]) -> list:
+def _pairs(cutoff: dict[str, float]) -> list[str | float]:
     return [v for item in [*cutoff.items(), *[("", -1.0)] * (4 - len(cutoff))] for v in item]
 
 

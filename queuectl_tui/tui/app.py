@@ -72,7 +72,7 @@ class QueueApp(App[None]):
         """Whether a key's action is refused here (the footer leaves such keys out)."""
         return self.read_only and readonly.refused(*readonly.target(self, action, node, None))
 
-    def get_default_screen(self) -> Screen:
+    def get_default_screen(self) -> Screen[Any]:
         return MainScreen()
 
     def action_help(self) -> None:
@@ -143,7 +143,7 @@ class QueueApp(App[None]):
         except RuntimeError:  # the app closed while the call ran
             pass
 
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """The command palette offers every console action by name."""
         yield from super().get_system_commands(screen)
         seen = set()

@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.cells import cell_len
 from rich.console import JustifyMethod
 from rich.text import Text
 
 from queuectl_tui.visible import visible
+
+if TYPE_CHECKING:
+    from queuectl_tui.models import Job
 
 STATE_STYLE = {
     "pending": "cyan",
@@ -65,7 +70,7 @@ def _cells_from_end(text: str, cells: int) -> str:
     return _cells_from_start(text[::-1], cells)[::-1]
 
 
-def when_style(job, now: float) -> str:
+def when_style(job: Job, now: float) -> str:
     """The style of ``present.when``'s text: due jobs bold, later ones dim, running ones yellow."""
     if job.state in ("pending", "failed"):
         return "bold" if job.run_at <= now else "dim"

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from queuectl_tui.tui.app import QueueApp  # for the type of self.app (app.py imports us)
 
 
-class LiveTableScreen(Screen):
+class LiveTableScreen(Screen[None]):
     """Subclasses compose a ``KeyedTable`` with id ``NAME`` and a title ``Static`` with id
     ``NAME-title``, and give ``columns`` (for a width), ``fetch`` (run in the worker thread,
     inside ``data.call``) and ``show`` (its result)."""

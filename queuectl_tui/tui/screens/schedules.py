@@ -128,7 +128,7 @@ class SchedulesScreen(LiveTableScreen):
 
     # -- actions (back and refresh: LiveTableScreen's) ------------------------------------
     def action_add(self) -> None:
-        def added(name) -> None:
+        def added(name: str | None) -> None:
             if name:
                 self._done(f"added schedule {name}")
 

@@ -7,6 +7,7 @@ chart's busiest minute), each followed by the last minute's count and the half h
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from rich.text import Text
 from textual.widget import Widget
@@ -36,7 +37,7 @@ class ThroughputLine(Widget):
     }
     """
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.series: list[tuple[int, int]] = []
 
