@@ -27,8 +27,7 @@ class CountsHeader(Static):
     def set_counts(self, counts: dict[str, int], alive: int, busy: int) -> None:
         if (counts, alive, busy) != self._data:
             self._data = (dict(counts), alive, busy)
-            # one line, always
-            self.update(self._text(self._data, self.size.width or 80), layout=False)
+            self.update(self._text(self.size.width or 80), layout=False)  # one line, always
 
     def set_unknown(self) -> None:
         self._data = None
@@ -36,11 +35,11 @@ class CountsHeader(Static):
 
     def on_resize(self) -> None:
         if self._data is not None:
-            self.update(self._text(self._data, self.size.width))
+            self.update(self._text(self.size.width))
 
-    @staticmethod
-    def _text(data: tuple[dict[str, int], int, int], width: int) -> Text:
-        counts, alive, busy = data
+    def _text(self, width: int) -> Text:
+        assert self._data is not None  # drawn only once counts have come
+        counts, alive, busy = self._data
         for title, labels, workers in (
             ("queuectl ", LONG, f"workers {alive} alive · {busy} busy"),
             ("", LONG, f"workers {alive} alive · {busy} busy"),
