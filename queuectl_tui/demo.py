@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from queuectl_tui import engine, procs, spec
 from queuectl_tui.store import close_db, open_db, write_transaction
@@ -34,6 +35,9 @@ from queuectl_tui.store.models import (
     Worker,
     database,
 )
+
+if TYPE_CHECKING:
+    from queuectl_tui.run.monitor import JobTree, WorkerMonitor, WorkerStats
 
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
@@ -294,7 +298,7 @@ LIVE = [
 ]
 
 
-def _thumbs(now: float) -> list[tuple]:
+def _thumbs(now: float) -> list[tuple[Any, ...]]:
     """Short successful jobs spread over the last half hour: the throughput chart's shape."""
     rows = []
     for n in range(1, 41):
@@ -387,9 +391,10 @@ def seed(now: float | None = None, *, cwd: str | None = None, running_pid: int |
                 )
 
 
-def _write_history(job: Job, runs: list, then, now: float, logs: Path) -> None:
+def _write_history(job: Job, runs: list[tuple[Any, ...]], then: str | tuple[str, float],
+                   now: float, logs: Path) -> None:
     state, wait = then if isinstance(then, tuple) else (then, None)
-    values: dict = {"state": state, "attempts": len(runs)}
+    values: dict[str, Any] = {"state": state, "attempts": len(runs)}
     due = job.run_at  # the first run was due at enqueue; each retry after its backoff
     for number, (start, duration, code, outcome, error, output) in enumerate(runs, 1):
         log_file = engine.log_name(job.id, job.seq, number)
@@ -412,6 +417,7 @@ def _write_history(job: Job, runs: list, then, now: float, logs: Path) -> None:
         if wait:
             values["run_at"] = now + wait
     elif state == FAILED:
+        assert wait is not None  # a failed job's entry gives the delay until its next try
         values["run_at"] = now + wait
     elif state == DEAD and not runs:
         values.update(last_error="cancelled", finished_at=now - 590, updated_at=now - 590)
@@ -485,13 +491,13 @@ def seed_bulk(count: int, now: float | None = None, *, chunk: int = 2000) -> Non
 FIXED_NOW = 1_780_000_000.0
 
 
-def pinned_monitor():
+def pinned_monitor() -> WorkerMonitor:
     """A worker monitor whose volatile figures (PID, CPU, memory) are fixed, so that pictures
     of the workers pane come out the same every time (tests, screenshots)."""
     from queuectl_tui.run.monitor import Usage, WorkerMonitor
 
     class Pinned(WorkerMonitor):
-        def sample(self, now=None):
+        def sample(self, now: float | None = None) -> list[WorkerStats]:
             rows = super().sample(now)
             for index, row in enumerate(rows):
                 row.pid = 4100 + index
@@ -500,7 +506,8 @@ def pinned_monitor():
                     row.job_tree = Usage(42.0 + index, (96 + 10 * index) * 1024 * 1024, 3)
             return rows
 
-        def job_tree(self, job, attempt, now):
+        def job_tree(self, job: Job, attempt: Attempt, now: float
+                     ) -> tuple[JobTree, list[tuple[float, float, int]]]:
             """A fixed tree under the job's shell and a fixed series over the attempt's life."""
             from queuectl_tui.run.monitor import JobTree
             from queuectl_tui.run.usage import ProcInfo

@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from peewee import DatabaseError, InterfaceError, fn
 
 from queuectl_tui import engine, metrics, settings
 from queuectl_tui.errors import QueueError
 from queuectl_tui.store.models import Attempt, JobCount, Worker, WorkerStatus, database
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+    from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
 
 MISSING = ("Prometheus output needs the prometheus_client package: "
            "pip install 'queuectl-tui[metrics]'")
@@ -32,7 +40,7 @@ def require() -> None:
 
 
 def registry(window: float = metrics.DEFAULT_WINDOW, clock: Callable[[], float] = time.time,
-             on_change: Callable[[Exception | None], None] | None = None):
+             on_change: Callable[[Exception | None], None] | None = None) -> CollectorRegistry:
     """A fresh CollectorRegistry holding only the queue's collector (see QueueCollector)."""
     require()
     from prometheus_client import CollectorRegistry
@@ -55,7 +63,7 @@ CONNECTION_LIMIT = 60.0
 
 
 def serve(host: str, port: int, window: float = metrics.DEFAULT_WINDOW,
-          on_change: Callable[[Exception | None], None] | None = None):
+          on_change: Callable[[Exception | None], None] | None = None) -> WSGIServer:
     """Start the HTTP exporter in a daemon thread; returns the server (``server_address``
     has the port actually bound, for port 0). ``on_change(error)`` is told when scrapes stop
     reading the database (the error) and when they read it again (None).
@@ -103,7 +111,7 @@ def serve(host: str, port: int, window: float = metrics.DEFAULT_WINDOW,
             except OSError:
                 pass
 
-        def log_message(self, format, *args) -> None:  # noqa: A002 (the base class's name)
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
             pass  # no line per scrape
 
     app = _with_head(make_wsgi_app(registry(window, on_change=on_change or _quiet)))
@@ -112,21 +120,25 @@ def serve(host: str, port: int, window: float = metrics.DEFAULT_WINDOW,
     return server
 
 
-def _with_head(app):
+def _with_head(app: WSGIApplication) -> WSGIApplication:
     """``app`` answering HEAD as it answers GET, less the body (RFC 9110: a server that
     answers GET should answer HEAD), and saying so in its Allow header."""
-    def allow(headers: list) -> list:
+    def allow(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         return [(name, "OPTIONS,GET,HEAD" if name.lower() == "allow" else value)
                 for name, value in headers]
 
-    def wrapped(environ, start_response):
+    def wrapped(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") != "HEAD":
             return app(environ, lambda status, headers, exc_info=None: start_response(
                 status, allow(headers), exc_info))
-        answer = []
-        body = b"".join(app({**environ, "REQUEST_METHOD": "GET"},
-                            lambda status, headers, exc_info=None: answer.append((status,
-                                                                                  headers))))
+        answer: list[tuple[str, list[tuple[str, str]]]] = []
+
+        def keep(status: str, headers: list[tuple[str, str]],
+                 exc_info: object = None) -> Callable[[bytes], object]:
+            answer.append((status, headers))
+            return lambda data: None  # WSGI's write(): a HEAD answer writes no body
+
+        body = b"".join(app({**environ, "REQUEST_METHOD": "GET"}, keep))
         status, headers = answer[0]
         start_response(status, [h for h in allow(headers) if h[0].lower() != "content-length"]
                        + [("Content-Length", str(len(body)))])
@@ -152,7 +164,7 @@ class QueueCollector:
         self.on_change = on_change
         self.failing = False
 
-    def collect(self) -> Iterator:
+    def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import GaugeMetricFamily
         up = GaugeMetricFamily("queuectl_up", "1 if this scrape read the database, 0 if it "
                                "could not (then no other figure is given).")
@@ -168,30 +180,31 @@ class QueueCollector:
         finally:
             if threading.current_thread() is not threading.main_thread():
                 database.close()  # the server's thread for this scrape: no connection outlives it
-        if read and self.failing:
+        if read and self.failing and self.on_change is not None:
             self.failing = False
             self.on_change(None)
         up.add_metric([], 1 if read else 0)
         yield up
         yield from families
 
-    def _collect(self, now: float) -> Iterator:
+    def _collect(self, now: float) -> Iterator[Metric]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
         jobs = GaugeMetricFamily(
             "queuectl_jobs", "Jobs per queue and state.", labels=["queue", "state"]
         )
         summed = fn.SUM(JobCount.n)  # PostgreSQL keeps a row per writing session (store/pgsql.py)
+        # execute(): the rows as they are; peewee's stubs type a model query's rows as models.
         for queue, state, n in (JobCount.select(JobCount.queue, JobCount.state, summed)
                                 .group_by(JobCount.queue, JobCount.state)
-                                .order_by(JobCount.queue, JobCount.state).tuples()):
+                                .order_by(JobCount.queue, JobCount.state).tuples().execute()):
             jobs.add_metric([queue, state], int(n))
         yield jobs
 
         workers = GaugeMetricFamily(
             "queuectl_workers", "Worker rows by status (lost: presumed dead).", labels=["status"]
         )
-        by_status = dict.fromkeys(WorkerStatus, 0)
+        by_status: dict[str, int] = dict.fromkeys(WorkerStatus, 0)
         lease = settings.get("lease")
         for worker in Worker.select():
             status = (
@@ -209,7 +222,8 @@ class QueueCollector:
             "(deleting jobs deletes theirs: seen as a counter reset).", labels=["outcome"])
         for outcome, n in (Attempt.select(Attempt.outcome, fn.COUNT(Attempt.seq))
                            .where(Attempt.finished_at.is_null(False))
-                           .group_by(Attempt.outcome).order_by(Attempt.outcome).tuples()):
+                           .group_by(Attempt.outcome).order_by(Attempt.outcome).tuples()
+                           .execute()):
             attempts.add_metric([outcome or "unknown"], n)
         yield attempts
 
@@ -236,13 +250,13 @@ class QueueCollector:
 
         for key, name, what in (("wait", "queuectl_attempt_wait_seconds", "From due to started"),
                                 ("run", "queuectl_attempt_run_seconds", "Run time")):
-            family = Metric(name, f"{what} of the attempts finished{window}.", "summary")
+            summary = Metric(name, f"{what} of the attempts finished{window}.", "summary")
             for queue, fig in stats["queues"].items():
                 times = fig[key]
                 for p in metrics.PERCENTILES:
                     if times[f"p{p}"] is not None:
-                        family.add_sample(name, {"queue": queue, "quantile": str(p / 100)},
-                                          times[f"p{p}"])
-                family.add_sample(f"{name}_count", {"queue": queue}, times["count"])
-                family.add_sample(f"{name}_sum", {"queue": queue}, times["sum"])
-            yield family
+                        summary.add_sample(name, {"queue": queue, "quantile": str(p / 100)},
+                                           times[f"p{p}"])
+                summary.add_sample(f"{name}_count", {"queue": queue}, times["count"])
+                summary.add_sample(f"{name}_sum", {"queue": queue}, times["sum"])
+            yield summary

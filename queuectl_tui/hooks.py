@@ -53,7 +53,7 @@ def environment(end: JobEnd) -> dict[str, str]:
 
 
 class _Run(NamedTuple):
-    proc: subprocess.Popen
+    proc: subprocess.Popen[bytes]
     name: str  # on_completed / on_dead
     end: JobEnd
     deadline: float  # monotonic
@@ -137,7 +137,7 @@ class Hooks:
             self.failed(run.name, run.end, why)
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)  # its own session: the group is the hook's tree
     except (ProcessLookupError, PermissionError):

@@ -307,7 +307,7 @@ def explain(job: Job, *, now: float | None = None) -> str:
 def _held(job: Job, now: float) -> list[str]:
     """What holds a waiting job back besides time and workers: its dependencies, its queue
     being paused or at its limit; with aging on, the priority it has reached."""
-    reasons = []
+    reasons: list[str] = []
     hold = engine.holds([job]).get(job.seq)  # the facts the When column's short forms come from
     if hold is None:
         return reasons

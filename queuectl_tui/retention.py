@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from peewee import Tuple
 
@@ -76,11 +77,11 @@ _DROP_ENVIRONMENTS = ("DELETE FROM environment WHERE digest IN " + _LIST + " AND
 _COUNT_DUE = "SELECT count(*) FROM job WHERE " + _DUE
 
 
-def _padded(values: list, pad: object = -1) -> list:
+def _padded(values: list[Any], pad: object = -1) -> list[Any]:
     return [*values, *[pad] * (CHUNK - len(values))]
 
 
-def _pairs(cutoff: dict[str, float]) -> list:
+def _pairs(cutoff: dict[str, float]) -> list[str | float]:
     return [v for item in [*cutoff.items(), *[("", -1.0)] * (4 - len(cutoff))] for v in item]
 
 
@@ -277,11 +278,13 @@ def cap_logs(cap: int, *, now: float | None = None, total: int | None = None) ->
                  .order_by(Attempt.finished_at, Attempt.seq).limit(STEP_ROWS))
         if after is not None:
             query = query.where(Tuple(Attempt.finished_at, Attempt.seq) > Tuple(*after))
-        rows = list(query.tuples())
+        # execute(): the rows as they are; peewee's stubs type a model query's rows as models.
+        rows: list[tuple[int, str, float]] = list(query.tuples().execute())
         if not rows:
             break
         after = rows[-1][2], rows[-1][0]
-        chosen, sizes = [], []
+        chosen: list[tuple[int, str]] = []
+        sizes: list[int] = []
         for seq, name, _ in rows:
             try:
                 size = (logs / name).stat().st_size

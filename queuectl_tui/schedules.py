@@ -120,6 +120,7 @@ class Rule(NamedTuple):
         if self.every is not None:
             return self.anchor + (math.floor((t - self.anchor) / self.every) + 1) * self.every
         from cronsim import CronSim
+        assert self.cron is not None  # a rule without every has a cron expression
         times = CronSim(self.cron, datetime.fromtimestamp(math.floor(t), zone(self.tz)))
         try:
             while True:  # a repeated hour's second pass may come out before t: once is enough
@@ -136,6 +137,7 @@ class Rule(NamedTuple):
             return self.anchor + k * self.every if k >= 1 else None
         from cronsim import CronSim
         start = datetime.fromtimestamp(math.floor(t) + 1, zone(self.tz))
+        assert self.cron is not None  # a rule without every has a cron expression
         times = CronSim(self.cron, start, reverse=True)
         try:
             while True:
@@ -311,20 +313,22 @@ def enqueue_due(*, now: float | None = None, grace: float | None = None) -> Due:
 def _enqueue_row(row: Schedule, now: float, grace: float, defaults: settings.Settings,
                  rate: float, made: list[str], notes: list[str]) -> None:
     rule, cut = Rule.of(row), now - grace
+    next_at = row.next_at
+    assert next_at is not None  # the row was selected by next_at <= now
     skipped: tuple[float, float] | None = None  # missed due times that make no job
     if row.catch_up == "all":
-        slots = rule.between(row.next_at, now)
+        slots = rule.between(next_at, now)
     else:
-        slots = rule.between(max(row.next_at, cut), now)  # on time: each makes its job
-        if row.next_at < cut:  # and due times before the cut were missed
-            last_missed = rule.at_or_before(math.ceil(cut) - 1) or row.next_at
+        slots = rule.between(max(next_at, cut), now)  # on time: each makes its job
+        if next_at < cut:  # and due times before the cut were missed
+            last_missed = rule.at_or_before(math.ceil(cut) - 1) or next_at
             if slots or row.catch_up == "none":
-                skipped = (row.next_at, last_missed)
+                skipped = (next_at, last_missed)
             else:  # latest: the most recent missed one makes its job
                 slots = [last_missed]
                 before = rule.at_or_before(last_missed - 1)
-                if before is not None and before >= row.next_at:
-                    skipped = (row.next_at, before)
+                if before is not None and before >= next_at:
+                    skipped = (next_at, before)
     # Up to now, unless a long catch-up was cut at MAX_SLOTS: then the rest is the next pass's.
     done_until = slots[-1] if len(slots) == MAX_SLOTS else now
     last_at, last_job = row.last_at, row.last_job
@@ -381,7 +385,8 @@ def rows(*, now: float | None = None) -> list[dict[str, Any]]:
     now = time.time() if now is None else now
     schedules = list(Schedule.select().order_by(Schedule.name))
     last = [s.last_job for s in schedules if s.last_job]
-    states = dict(Job.select(Job.id, Job.state).where(Job.id.in_(last)).tuples()) if last else {}
+    states = ({job.id: job.state for job in Job.select(Job.id, Job.state).where(Job.id.in_(last))}
+              if last else {})
     result = []
     for s in schedules:
         fields = json.loads(s.spec)

@@ -53,7 +53,8 @@ class Settings(NamedTuple):
     on_dead: str | None
 
 
-def _number(kind: type, low: float, high: float, *, optional: bool = False, unit: str = ""):
+def _number(kind: type, low: float, high: float, *, optional: bool = False, unit: str = ""
+            ) -> Callable[[Any], Any]:
     def parse(raw: Any) -> Any:
         if optional and (
             raw is None

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, overload
 
 from queuectl_tui.errors import InvalidInput
 
@@ -114,7 +114,7 @@ def _decode_line(line: str) -> Any:
     """decode() without json's Python wrapper around its C scanner (a quarter less time for a
     usual JSON Line); anything unusual goes to decode(), which says what is wrong."""
     try:
-        data, end = _DECODER.scan_once(line, 0)
+        data, end = _SCAN_ONCE(line, 0)
     except Exception:
         return decode(line)
     return decode(line) if line[end:].strip(" \t\n\r") else data
@@ -184,6 +184,8 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 _DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)  # one, not one per json.loads
+# The C scanner the decoder made for itself (an instance attribute json's stubs leave out).
+_SCAN_ONCE: Callable[[str, int], tuple[Any, int]] = vars(_DECODER)["scan_once"]
 
 
 def parse_object(text: str) -> dict[str, Any]:
@@ -350,6 +352,10 @@ _PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 DURATION_HELP = "a number of seconds or a duration such as 90s, 15m, 2h30m, 1d"
 
 
+@overload
+def parse_seconds(value: Any, name: str = ..., *, none: Literal[False] = ...) -> float: ...
+@overload
+def parse_seconds(value: Any, name: str = ..., *, none: bool) -> float | None: ...
 def parse_seconds(value: Any, name: str = "seconds", *, none: bool = False) -> float | None:
     """Seconds from a number or a text: ``90``, ``1.5``, or a duration ``90s``, ``15m``,
     ``2h30m``, ``1d``, ``1w`` (plain numbers stay seconds). ``none``: ``none`` (and null)

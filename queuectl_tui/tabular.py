@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from queuectl_tui.visible import visible
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 #: Newline, carriage return and tab as their escapes; other controls in caret notation.
 _ONE_LINE = {ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"}
@@ -46,7 +49,7 @@ class Table:
         head = ["\t".join(one_line(name) for name, _ in self.columns)] if self.header else []
         return head + ["\t".join(one_line(cell) for cell in row) for row in self.rows]
 
-    def print(self, console=None) -> None:
+    def print(self, console: Console | None = None) -> None:
         if self.piped:
             sys.stdout.write("".join(line + "\n" for line in self.lines()))
             return

@@ -13,4 +13,4 @@ DRIVERS = ("psycopg2", "psycopg")
 def skip_server_drivers() -> None:
     """Let peewee find no PostgreSQL driver (a process that opens a file only)."""
     for driver in DRIVERS:
-        sys.modules.setdefault(driver, None)
+        sys.modules.setdefault(driver, None)  # type: ignore[arg-type]  # None: import fails

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from queuectl_tui import paths
@@ -71,7 +72,7 @@ class QueueApp(App[None]):
         """Whether a key's action is refused here (the footer leaves such keys out)."""
         return self.read_only and readonly.refused(*readonly.target(self, action, node, None))
 
-    def get_default_screen(self) -> Screen:
+    def get_default_screen(self) -> Screen[Any]:
         return MainScreen()
 
     def action_help(self) -> None:
@@ -79,7 +80,7 @@ class QueueApp(App[None]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
-    def notify(self, message: str, *, title: str = "", severity: str = "information",
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = False) -> None:
         """Notifications carry ids, commands and errors: plain text unless a caller says."""
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
@@ -142,12 +143,12 @@ class QueueApp(App[None]):
         except RuntimeError:  # the app closed while the call ran
             pass
 
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """The command palette offers every console action by name."""
         yield from super().get_system_commands(screen)
         seen = set()
         for node in (screen, self):
-            for binding in node.BINDINGS:  # the screen's bindings, then the app's
+            for binding in Binding.make_bindings(node.BINDINGS):  # the screen's, then the app's
                 if binding.action in seen or not binding.description or binding.action.startswith("tab("):
                     continue
                 seen.add(binding.action)
@@ -162,7 +163,7 @@ def run_app(db_path: Path | str, *, read_only: bool = False) -> None:
     problem (locked, corrupt, from a newer version) is shown in the console, which retries.
     """
     db_path = paths.db_target(db_path)
-    if paths.is_url(db_path) or not db_path.exists():
+    if paths.is_url(db_path) or not Path(db_path).exists():
         try:
             open_db(db_path)
         except DatabaseUnusable:

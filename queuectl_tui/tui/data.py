@@ -43,7 +43,7 @@ class Problem(Exception):
     """The database cannot be read or written right now (missing, locked, corrupt)."""
 
 
-def call(db_path: Path, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def call(db_path: Path | str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run ``func`` against the database at ``db_path`` in this thread.
 
     Raises Problem for database trouble; QueueError (bad input, wrong state) passes through.

@@ -3,10 +3,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.cells import cell_len
+from rich.console import JustifyMethod
 from rich.text import Text
 
 from queuectl_tui.visible import visible
+
+if TYPE_CHECKING:
+    from queuectl_tui.store.models import Job
 
 STATE_STYLE = {
     "pending": "cyan",
@@ -21,7 +27,7 @@ STATE_STYLE = {
 }
 
 
-def cell(value: object, style: str = "", *, justify: str = "left") -> Text:
+def cell(value: object, style: str = "", *, justify: JustifyMethod = "left") -> Text:
     """One table cell: a single line, cut with an ellipsis when it does not fit."""
     if value is None or value == "" or value == "-":
         return Text("-", style="dim", no_wrap=True, end="", justify=justify)
@@ -64,7 +70,7 @@ def _cells_from_end(text: str, cells: int) -> str:
     return _cells_from_start(text[::-1], cells)[::-1]
 
 
-def when_style(job, now: float) -> str:
+def when_style(job: Job, now: float) -> str:
     """The style of ``present.when``'s text: due jobs bold, later ones dim, running ones yellow."""
     if job.state in ("pending", "failed"):
         return "bold" if job.run_at <= now else "dim"

@@ -64,7 +64,7 @@ def refused(node: Any, action: str) -> bool:
     return action not in READS.get(owner, ())
 
 
-def target(app: Any, action: str | tuple, default: Any,
+def target(app: Any, action: str | tuple[str, str, tuple[object, ...]], default: Any,
            namespaces: Mapping[str, Any] | None) -> tuple[Any, str]:
     """(the node an action string runs on, the action's name), resolved as ``App.run_action``
     resolves it: ``app.x``, ``screen.x`` and ``focused.x`` name their node; a bare name runs on

@@ -17,7 +17,7 @@ class OneRead:
     handler) ends it and starts the one requested meanwhile. ``start`` returns False when it
     found nothing to read (no read is then under way)."""
 
-    def __init__(self, start: Callable[[], bool | None]) -> None:
+    def __init__(self, start: Callable[[], object]) -> None:
         self._start = start
         self.busy = False  # a read is under way
         self.again = False  # one more read is due when it ends

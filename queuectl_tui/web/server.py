@@ -26,10 +26,14 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 from textual_serve.server import Server
+
+if TYPE_CHECKING:
+    from aiohttp.typedefs import Handler
 
 TEMPLATES = Path(__file__).with_name("templates")
 # What the page may load: from this server only (the guarantee behind "works offline").
@@ -50,7 +54,7 @@ class Guard:
         return hmac.compare_digest(given.encode("utf-8", "replace"), self._token)
 
     @web.middleware
-    async def middleware(self, request: web.Request, handler) -> web.StreamResponse:
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         in_query = request.query.get("token")
         given = in_query if in_query is not None else request.cookies.get(self.cookie)
         if not given:
@@ -67,10 +71,10 @@ class Guard:
             self.set_cookie(response, request)
             protect(response)
             return response
-        response = await handler(request)
-        if not response.prepared:  # the websocket and downloads have sent their headers
-            protect(response, cache=route == "static")
-        return response
+        answer = await handler(request)
+        if not answer.prepared:  # the websocket and downloads have sent their headers
+            protect(answer, cache=route == "static")
+        return answer
 
     def set_cookie(self, response: web.StreamResponse, request: web.Request) -> None:
         response.set_cookie(self.cookie, self._token.decode(), httponly=True, samesite="Strict",
@@ -100,7 +104,7 @@ class ConsoleServer(Server):
     def __init__(self, command: str, *, token: str, cookie: str, title: str) -> None:
         super().__init__(command, title=title, templates_path=TEMPLATES)
         self.guard = Guard(token, cookie)
-        self.sessions: set[asyncio.Task] = set()
+        self.sessions: set[asyncio.Task[Any]] = set()
 
     async def _make_app(self) -> web.Application:
         # textual-serve builds its routes here (index, ws, download, static) and offers no
@@ -112,11 +116,12 @@ class ConsoleServer(Server):
         return app
 
     @web.middleware
-    async def _track(self, request: web.Request, handler) -> web.StreamResponse:
+    async def _track(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Remember each websocket's handler, to end its console at shutdown."""
         if request.match_info.route.name != "websocket":
             return await handler(request)
         task = asyncio.current_task()
+        assert task is not None  # a request's handler runs in a task
         self.sessions.add(task)
         try:
             return await handler(request)
@@ -197,8 +202,13 @@ def serve(sock: socket.socket, *, token: str, title: str, read_only: bool,
 async def _serve(server: ConsoleServer, sock: socket.socket, ready: Callable[[], None]) -> int:
     loop = asyncio.get_running_loop()
     stop: asyncio.Future[int] = loop.create_future()
+
+    def stop_on(signum: int) -> None:
+        if not stop.done():
+            stop.set_result(signum)
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, lambda n=signum: stop.done() or stop.set_result(n))
+        loop.add_signal_handler(signum, stop_on, signum)
     runner = web.AppRunner(await server._make_app(), access_log=None, handle_signals=False,
                            shutdown_timeout=STOP_GRACE)
     await runner.setup()

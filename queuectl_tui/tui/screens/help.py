@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.dom import DOMNode
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -40,7 +44,18 @@ def key_label(binding: Binding) -> str:
     return " ".join(names.get(k, k) for k in binding.key.split(","))
 
 
-def sections():
+def bindings(cls: type[DOMNode]) -> Iterator[Binding]:
+    """A class's BINDINGS, each written as a Binding (as the console writes them all)."""
+    for binding in cls.BINDINGS:
+        if not isinstance(binding, Binding):
+            raise TypeError(f"{cls.__name__}: write {binding!r} as a Binding")
+        yield binding
+
+
+Rows = list[tuple[str, str]]  # (keys, what they do)
+
+
+def sections() -> list[tuple[str, Rows]]:
     """(title, [(keys, what)]) for every screen, from the screens' and the app's bindings."""
     from queuectl_tui.tui.app import QueueApp
     from queuectl_tui.tui.screens.detail import JobDetailScreen
@@ -50,10 +65,11 @@ def sections():
     from queuectl_tui.tui.screens.stats import StatsScreen
     from queuectl_tui.tui.widgets.jobs_table import JobsTable
 
-    def rows(*classes):
-        result, tabs = [], []
+    def rows(*classes: type[DOMNode]) -> Rows:
+        result: Rows = []
+        tabs: list[Binding] = []
         for cls in classes:
-            for b in cls.BINDINGS:
+            for b in bindings(cls):
                 if b.action.startswith("tab("):
                     tabs.append(b)
                     continue
@@ -75,12 +91,12 @@ def sections():
     ]
 
 
-def dialog_rows(*classes) -> list[tuple[str, str]]:
+def dialog_rows(*classes: Any) -> Rows:
     """One row per key, naming what it does in each dialog (esc and ctrl+s do something in every
     form: closing without saving, saving)."""
     uses: dict[str, list[str]] = {}
     for cls in classes:
-        for b in cls.BINDINGS:
+        for b in bindings(cls):
             uses.setdefault(key_label(b), []).append(f"{cls.HELP_NAME}: {b.tooltip or b.description}")
     return [(keys, "; ".join(what)) for keys, what in uses.items()]
 

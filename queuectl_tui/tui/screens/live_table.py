@@ -3,7 +3,7 @@ schedules): the reading, the layout on resize and the refresh, once for both."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import work
@@ -14,12 +14,16 @@ from queuectl_tui.tui import data
 from queuectl_tui.tui.reads import OneRead
 from queuectl_tui.tui.widgets.jobs_table import Column, KeyedTable
 
+if TYPE_CHECKING:
+    from queuectl_tui.tui.app import QueueApp  # for the type of self.app (app.py imports us)
 
-class LiveTableScreen(Screen):
+
+class LiveTableScreen(Screen[None]):
     """Subclasses compose a ``KeyedTable`` with id ``NAME`` and a title ``Static`` with id
     ``NAME-title``, and give ``columns`` (for a width), ``fetch`` (run in the worker thread,
     inside ``data.call``) and ``show`` (its result)."""
 
+    app: QueueApp  # textual's property, typed as the app that runs this screen
     NAME = ""
     TITLE = ""
 

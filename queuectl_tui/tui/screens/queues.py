@@ -100,7 +100,7 @@ class QueuesScreen(LiveTableScreen):
             return
         current = next((r["limit"] for r in self.queues.rows if r["name"] == queue), None)
 
-        def done(limit) -> None:
+        def done(limit: int | None | bool) -> None:
             if limit is not False:
                 self._done(f"queue {queue}: " + ("no limit" if limit is None else f"at most {limit} running"))
 

@@ -7,7 +7,7 @@ schedules.py); reads run in a thread worker like the queues screen's.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on
@@ -24,6 +24,9 @@ from queuectl_tui.tui.fmt import STATE_STYLE, cell
 from queuectl_tui.tui.screens.live_table import LiveTableScreen
 from queuectl_tui.tui.widgets.jobs_table import Column, KeyedTable
 from queuectl_tui.tui.widgets.keybar import KeyBar
+
+if TYPE_CHECKING:
+    from queuectl_tui.tui.app import QueueApp  # for the type of self.app (app.py imports us)
 
 
 def schedule_columns(width: int) -> tuple[Column, ...]:
@@ -107,7 +110,7 @@ class SchedulesScreen(LiveTableScreen):
                 "next": (cell("paused", "bold yellow") if row["paused"]
                          else cell(_when(row["next_run"]))),
                 "last": cell(row["last_job"] or "-"),
-                "state": cell(state or "-", STATE_STYLE.get(state, "dim")),
+                "state": cell(state or "-", STATE_STYLE.get(state or "-", "dim")),
             }
             shown.append((row["name"], tuple(cells[c.key] for c in self.table.layout)))
         self.table.show(shown)
@@ -125,7 +128,7 @@ class SchedulesScreen(LiveTableScreen):
 
     # -- actions (back and refresh: LiveTableScreen's) ------------------------------------
     def action_add(self) -> None:
-        def added(name) -> None:
+        def added(name: str | None) -> None:
             if name:
                 self._done(f"added schedule {name}")
 
@@ -182,6 +185,7 @@ class ScheduleModal(ModalScreen[str | None]):
     """The add form: its fields go to ``schedules.add`` as ``schedule add`` passes them, and
     each error shows under the field it names. Dismissed with the new schedule's name."""
     HELP_NAME = "schedule form (n in Schedules)"  # in the help
+    app: QueueApp  # textual's property, typed as the app that runs this screen
 
     BINDINGS = [
         Binding("escape", "close", "Close", tooltip="Close without adding"),

@@ -3,7 +3,9 @@ with a chart of wait and run time across the window. Read in a thread (data.read
 
 from __future__ import annotations
 
-from rich.console import Group
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual import work
@@ -20,12 +22,16 @@ from queuectl_tui.tui.widgets.keybar import KeyBar
 from queuectl_tui.tui.widgets.throughput import sparkline
 from queuectl_tui.visible import visible
 
+if TYPE_CHECKING:
+    from queuectl_tui.tui.app import QueueApp  # for the type of self.app (app.py imports us)
+
 #: The windows ``w`` cycles through (seconds); the first is where the screen opens.
 WINDOWS = (3600.0, 6 * 3600.0, 86400.0, 900.0)
 CHART_SLICES = 30
 
 
-class StatsScreen(Screen):
+class StatsScreen(Screen[None]):
+    app: QueueApp  # textual's property, typed as the app that runs this screen
     BINDINGS = [
         Binding("escape", "back", "Back", tooltip="Back to the jobs"),
         Binding("w", "window", "Window", tooltip="Change the window: 1 h, 6 h, 24 h, 15 min"),
@@ -73,7 +79,7 @@ class StatsScreen(Screen):
             result = exc
         self.app.from_thread(self._show, result)
 
-    def _show(self, result) -> None:
+    def _show(self, result: tuple[dict[str, Any], list[dict[str, Any]]] | Exception) -> None:
         self.reads.done()
         title = Text.assemble(("Execution stats", "bold"), f"  last {ago(self.window)}",
                               ("  (w: another window)", "dim"))
@@ -85,7 +91,7 @@ class StatsScreen(Screen):
         self.query_one("#stats", Static).update(render(stats, series))
 
 
-def render(stats: dict, series: list[dict]) -> Group:
+def render(stats: dict[str, Any], series: list[dict[str, Any]]) -> Group:
     """Counts and rates, wait and run percentiles (one row per queue, overall first), the chart,
     the oldest due job and the most frequent errors."""
     rows = [("all queues", stats["overall"])] + list(stats["queues"].items())
@@ -107,7 +113,7 @@ def render(stats: dict, series: list[dict]) -> Group:
     for name, f in rows:
         times.add_row(Text(visible(name)), *(seconds(f["wait"][p]) for p in ("p50", "p95", "p99", "max")),
                       *(seconds(f["run"][p]) for p in ("p50", "p95", "p99", "max")))
-    parts: list = [counts, Text(""), times, Text("")]
+    parts: list[RenderableType] = [counts, Text(""), times, Text("")]
     for key, label, style in (("wait", "wait (mean per slice)", "cyan"), ("run", "run  (mean per slice)", "green")):
         values = [s[f"{key}_mean"] or 0.0 for s in series]
         top = max((s[f"{key}_max"] or 0.0 for s in series), default=0.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual.widgets import Static
 
@@ -18,7 +20,7 @@ LEGEND = ", ".join(f"{SHORT[s]} {s}" for s in STATES if SHORT[s] != s)
 class CountsHeader(Static):
     DEFAULT_CSS = "CountsHeader { height: 1; }"
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__("queuectl  loading…", **kwargs)
         self._data: tuple[dict[str, int], int, int] | None = None
 
@@ -36,6 +38,7 @@ class CountsHeader(Static):
             self.update(self._text(self.size.width))
 
     def _text(self, width: int) -> Text:
+        assert self._data is not None  # drawn only once counts have come
         counts, alive, busy = self._data
         for title, labels, workers in (
             ("queuectl ", LONG, f"workers {alive} alive · {busy} busy"),

@@ -9,7 +9,10 @@ presses it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
+from textual import events
 from textual.screen import Screen
 from textual.widget import Widget
 
@@ -40,7 +43,7 @@ class KeyBar(Widget, can_focus=False):
     def on_unmount(self) -> None:
         self.screen.bindings_updated_signal.unsubscribe(self)
 
-    def _bindings_changed(self, screen: Screen) -> None:
+    def _bindings_changed(self, screen: Screen[Any]) -> None:
         if self.is_attached and screen is self.screen:
             self.refresh()
 
@@ -89,7 +92,7 @@ class KeyBar(Widget, can_focus=False):
             self._spans.append((width - right.cell_len, width, palette[0]))
         return Text.assemble(left, " " * gap, right, no_wrap=True, end="")
 
-    def on_click(self, event) -> None:
+    def on_click(self, event: events.Click) -> None:
         for start, end, key in getattr(self, "_spans", []):
             if start <= event.x < end:
                 self.app.simulate_key(key)

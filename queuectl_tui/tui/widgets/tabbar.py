@@ -8,6 +8,7 @@ count). Clicking a label, or ``activate(tab)``, posts ``TabBar.Changed``.
 from __future__ import annotations
 
 from rich.text import Text
+from textual import events
 from textual.message import Message
 from textual.reactive import reactive
 from textual.strip import Strip
@@ -72,7 +73,7 @@ class TabBar(Widget, can_focus=False):
     def watch_active(self) -> None:
         self.refresh()
 
-    def on_click(self, event) -> None:
+    def on_click(self, event: events.Click) -> None:
         for start, end, key in self._places():
             if start <= event.x < end:
                 self.activate(key)

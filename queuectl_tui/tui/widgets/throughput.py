@@ -6,13 +6,16 @@ chart's busiest minute), each followed by the last minute's count and the half h
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from rich.text import Text
 from textual.widget import Widget
 
 BARS = "▁▂▃▄▅▆▇█"
 
 
-def sparkline(values: list[int], width: int) -> str:
+def sparkline(values: Sequence[float], width: int) -> str:
     """The last ``width`` values as bars scaled to their maximum (all ▁ when all are 0)."""
     values = values[-width:] if width > 0 else []
     top = max(values, default=0)
@@ -34,7 +37,7 @@ class ThroughputLine(Widget):
     }
     """
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.series: list[tuple[int, int]] = []
 
