@@ -113,6 +113,37 @@ async def test_a_tick_reads_the_page_only_after_a_commit_and_redraws_nothing_at_
         assert len(reads) > before
 
 
+@pytest.mark.both_backends
+async def test_the_workers_heartbeats_make_no_page_read(seeded, add, monkeypatch):
+    """Each heartbeat is a commit, and SQLite's data_version moves at every commit: a console
+    beside idle workers read its page every second (1.1 % of a core beside 4 workers). The
+    console's change token ignores heartbeats; a job enqueued elsewhere is still read."""
+    from queuectl_tui import engine
+    from queuectl_tui.models import Worker
+    from queuectl_tui.tui import data
+    from tui_support import NOW, make_app, settle, until
+
+    reads = []
+    read_page = data.read_page
+    monkeypatch.setattr(data, "read_page", lambda *a: (reads.append(a), read_page(*a))[1])
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await settle(pilot)
+        workers = [row.id for row in Worker.select()]
+        assert workers
+        before = len(reads)
+        for second in range(1, 4):
+            for worker_id in workers:
+                engine.heartbeat(worker_id, now=NOW + second)
+            screen.tick()
+            await settle(pilot)
+        assert len(reads) == before
+        add("arrived-elsewhere", now=NOW)
+        await until(pilot, lambda: (screen.tick(), "arrived-elsewhere" in screen.table.keys)[1],
+                    message="the new job on the page")
+
+
 async def test_at_rest_the_status_is_read_every_few_ticks_and_a_key_reads_it_again(seeded,
                                                                                  monkeypatch):
     from queuectl_tui.tui import data
