@@ -165,8 +165,10 @@ async def test_a_job_arriving_on_top_draws_its_own_row_not_the_rows_it_moved(see
         assert rows >= 15
         for n in range(3):
             drawn.clear()
-            add(f"arrived-{n}", now=NOW + n)
-            await until(pilot, lambda: (screen.tick(), screen.table.keys[0] == f"arrived-{n}")[1],
+            job_id = f"arrived-{n}"
+            add(job_id, now=NOW + n)
+            await until(pilot,
+                        lambda job_id=job_id: (screen.tick(), screen.table.keys[0] == job_id)[1],
                         message="the new job on top")
             await settle(pilot)
             # The new row, the rows the cursor left and reached, what the arrival changed.
