@@ -16,6 +16,7 @@ import helpers
 from helpers import T0, wait_for
 from queuectl_tui import engine, settings, spec
 from queuectl_tui.run.loop import WorkerLoop
+from queuectl_tui.store import notify_channel
 from queuectl_tui.store.models import Job, Setting, Worker, database
 
 
@@ -37,9 +38,10 @@ class _Changes:
             self.conn.autocommit = True
             cursor = self.conn.cursor()
             cursor.execute("SELECT current_schema()")
-            self.schema = cursor.fetchone()[0]  # the channel is shared by every schema's queue
+            self.schema = cursor.fetchone()[0]
+            self.channel = notify_channel(self.schema)  # the schema's own
             self.marker = f"marker {uuid.uuid4().hex}"
-            cursor.execute("LISTEN queuectl")
+            cursor.execute(f'LISTEN "{self.channel}"')
             self._pg()  # whatever came before
 
     def _sqlite(self) -> tuple:
@@ -60,7 +62,7 @@ class _Changes:
             after = self._sqlite()
             return [] if after == self.before else [("data_version, -wal", self.before, after)]
         # A marker sent after our commits arrives after anything they sent (commit order).
-        self.conn.cursor().execute("SELECT pg_notify('queuectl', %s)", (self.marker,))
+        self.conn.cursor().execute("SELECT pg_notify(%s, %s)", (self.channel, self.marker))
         got: list[str] = []
         wait_for(lambda: got.extend(self._pg()) or self.marker in got, timeout=10,
                  message="the marker notification")
@@ -169,3 +171,57 @@ def test_a_waiter_with_nothing_to_wait_for_sleeps(db, monkeypatch):
         if time.monotonic() >= ends:
             break
     assert len(looks) < 20, f"{len(looks)} looks in a second without a commit"
+
+
+def _elsewhere(call) -> None:
+    """``call()`` on a connection of its own (a thread of its own), as another process would."""
+    errors: list[BaseException] = []
+
+    def run():
+        try:
+            call()
+        except BaseException as exc:  # re-raised in the test's own thread
+            errors.append(exc)
+        finally:
+            database.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+@pytest.mark.sqlite_only
+def test_the_jobs_token_moves_with_jobs_and_queues_not_with_heartbeats(add, worker):
+    """SQLite's data_version moves at every commit, each worker's heartbeat (one a second)
+    too: the console and ``wait`` read again after each one. ``jobs_token`` moves only when
+    something they show changed: a job (enqueued, edited, claimed, ended, deleted), a queue
+    (paused, limited) or the pause of every queue."""
+    from queuectl_tui.store import jobs_token
+
+    add("j")
+    token = jobs_token()
+    for _ in range(3):
+        _elsewhere(lambda: engine.heartbeat(worker.id))
+        assert jobs_token() == token
+    taken: list = []
+    steps = [
+        ("enqueue", lambda: engine.enqueue([spec.normalize({"id": "k", "command": "true"})])),
+        ("edit (no change of state)", lambda: engine.edit("j", {"priority": 5})),
+        ("pause a queue", lambda: engine.pause(["default"])),
+        ("resume it", lambda: engine.resume(["default"])),
+        ("a limit", lambda: engine.set_limit("default", 1)),
+        ("pause every queue", lambda: engine.pause()),
+        ("resume every queue", lambda: engine.resume()),
+        ("claim", lambda: taken.append(engine.claim(worker, now=T0 + 1))),
+        ("finish", lambda: engine.finish(*taken[0], outcome="completed", exit_code=0)),
+        ("delete", lambda: engine.delete(["k"])),
+    ]
+    for name, step in steps:
+        _elsewhere(step)
+        moved = jobs_token()
+        assert moved != token, f"{name} did not move the token"
+        token = moved
+        _elsewhere(lambda: engine.heartbeat(worker.id))
+        assert jobs_token() == token

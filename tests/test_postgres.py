@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import psutil
@@ -496,11 +497,13 @@ def test_a_version_5_database_stops_notifying_for_statements_that_change_nothing
     dbmod.open_db(helpers.DB_URL)
     assert dbmod.schema_version() == dbmod.SCHEMA_VERSION
     cursor = conn.cursor()
-    cursor.execute("LISTEN queuectl; SELECT current_schema()")
-    ours = cursor.fetchone()[0]  # the channel is shared by every schema's queue
+    cursor.execute("SELECT current_schema()")
+    ours = cursor.fetchone()[0]
+    channel = dbmod.notify_channel(ours)  # the schema's own
+    cursor.execute(f'LISTEN "{channel}"')
     marker = f"marker {ours}"
     cursor.execute("UPDATE job SET priority = 1 WHERE id = 'no such job'; "
-                   "SELECT pg_notify('queuectl', %s)", (marker,))
+                   "SELECT pg_notify(%s, %s)", (channel, marker))
     got: list[str] = []
     wait_for(lambda: conn.poll() or got.extend(n.payload for n in conn.notifies
                                                if n.payload in (ours, marker))
@@ -509,6 +512,67 @@ def test_a_version_5_database_stops_notifying_for_statements_that_change_nothing
     conn.close()
     dbmod.close_db()
     assert _pg_shape(helpers.DB_URL) == fresh
+
+
+@on_postgres
+def test_a_change_in_another_schema_wakes_no_listener_of_this_one(db, home):
+    """Every schema's triggers notified one channel ('queuectl'), so the idle workers and
+    waiters of every queue of the database woke at each change of any other (and read
+    again). Each schema has a channel of its own: a change in another wakes no one here."""
+    import psycopg2
+    from pg_support import drop_schema, fresh_schema
+
+    from queuectl_tui.store import postgres as dbmod
+    listening = dbmod._listen()  # this session listens as idle workers and waiters do
+    ours = dbmod._listener.schema
+    schema, other = fresh_schema()
+    try:
+        ok(run_cli(home, "enqueue", "true", env=cli_env(home, QUEUECTL_DB=other)))
+        # Then a change here, from another session: notifications come in commit order, so
+        # one the other schema's enqueue sent here would come first.
+        conn = psycopg2.connect(helpers.DB_URL)
+        conn.autocommit = True
+        conn.cursor().execute("UPDATE meta SET value = value WHERE key = 'schema_version'")
+        conn.close()
+        heard: list[str] = []
+
+        def hear() -> list[str]:
+            listening.poll()
+            heard.extend(note.payload for note in listening.notifies)
+            listening.notifies.clear()
+            return heard
+
+        wait_for(hear, timeout=10, message="the change here")
+        assert heard == [f"{ours} control"]
+    finally:
+        drop_schema(schema)
+
+
+@on_postgres
+@pytest.mark.parametrize("length", [14, 54, 55, 63])
+def test_a_schemas_channel_is_the_one_its_triggers_notify(home, length):
+    """The trigger function and ``notify_channel`` name the channel alike, for names that fit
+    beside the prefix and for those too long for it (PostgreSQL's 63-byte identifiers)."""
+    import psycopg2
+    from pg_support import _admin, drop_schema, schema_url
+
+    from queuectl_tui.store import notify_channel
+    name = f"t_{uuid.uuid4().hex[:12]}".ljust(length, "x")
+    assert len(notify_channel(name).encode()) <= 63
+    admin = _admin()
+    try:
+        admin.cursor().execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE; CREATE SCHEMA "{name}"')
+        listener = psycopg2.connect(helpers.DB_URL)
+        listener.autocommit = True
+        listener.cursor().execute(f'LISTEN "{notify_channel(name)}"')
+        ok(run_cli(home, "enqueue", "true", env=cli_env(home, QUEUECTL_DB=schema_url(name))))
+        heard: list[str] = []
+        wait_for(lambda: listener.poll() or heard.extend(n.payload for n in listener.notifies)
+                 or name in heard, timeout=10, message="the enqueue's notification")
+        listener.close()
+    finally:
+        admin.close()
+        drop_schema(name)
 
 
 @on_postgres

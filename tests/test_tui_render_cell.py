@@ -93,3 +93,49 @@ async def test_internals_that_changed_shape_fall_back_too(seeded, monkeypatch):
         assert not table.fast_cells
         monkeypatch.undo()
         compare_every_cell(table, expect_fast=False)
+
+
+def compare_every_line(table) -> int:
+    """Each line of the table as KeyedTable gives it (kept by content, moved rows re-targeted)
+    against DataTable's own drawing of it now, segment for segment (meta included: what a
+    click on the line selects)."""
+    from textual.widgets import DataTable
+
+    compared = 0
+    base = table.rich_style
+    width = table.size.width
+    for y in range(table.row_count + 1):  # the header, then each row
+        ours = list(table._render_line(y, 0, width, base))
+        table._line_cache.clear()
+        table._row_render_cache.clear()
+        table._cell_render_cache.clear()
+        stock = list(DataTable._render_line(table, y, 0, width, base))
+        assert [(s.text, s.style, s.style.meta if s.style else None) for s in ours] == \
+               [(s.text, s.style, s.style.meta if s.style else None) for s in stock], y
+        compared += 1
+    return compared
+
+
+async def test_lines_kept_by_content_equal_the_stock_ones_after_rows_moved(seeded, monkeypatch):
+    """A job arriving on top moves every row down: the lines kept from before are shown
+    again, their click targets the rows' new places, exactly as DataTable would draw them."""
+    from queuectl_tui.tui.widgets.jobs_table import KeyedTable
+
+    moves = []
+    real = KeyedTable._moved
+    monkeypatch.setattr(KeyedTable, "_moved", lambda self, *a: (moves.append(a), real(self, *a))[1])
+    app = make_app(seeded, page_size=30)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        table = app.screen.table
+        rows = [(key, table._cells[key]) for key in table.keys]
+        compare_every_line(table)
+        for shift in range(1, 4):  # moved down, the cursor row too, then once more
+            moved = rows[-shift:] + rows[:-shift]
+            table.show(moved)
+            await pilot.pause()
+            assert compare_every_line(table) == len(rows) + 1
+        assert len(moves) >= 3 * (len(rows) - 3)  # the kept lines were the ones compared
+        table.move_cursor(row=5)
+        await pilot.pause()
+        compare_every_line(table)

@@ -114,6 +114,68 @@ async def test_a_tick_reads_the_page_only_after_a_commit_and_redraws_nothing_at_
         assert len(reads) > before
 
 
+@pytest.mark.both_backends
+async def test_the_workers_heartbeats_make_no_page_read(seeded, add, monkeypatch):
+    """Each heartbeat is a commit, and SQLite's data_version moves at every commit: a console
+    beside idle workers read its page every second (1.1 % of a core beside 4 workers). The
+    console's change token ignores heartbeats; a job enqueued elsewhere is still read."""
+    from queuectl_tui import engine
+    from queuectl_tui.store.models import Worker
+    from queuectl_tui.tui import data
+    from tui_support import NOW, make_app, settle, until
+
+    reads = []
+    read_page = data.read_page
+    monkeypatch.setattr(data, "read_page", lambda *a: (reads.append(a), read_page(*a))[1])
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await settle(pilot)
+        workers = [row.id for row in Worker.select()]
+        assert workers
+        before = len(reads)
+        for second in range(1, 4):
+            for worker_id in workers:
+                engine.heartbeat(worker_id, now=NOW + second)
+            screen.tick()
+            await settle(pilot)
+        assert len(reads) == before
+        add("arrived-elsewhere", now=NOW)
+        await until(pilot, lambda: (screen.tick(), "arrived-elsewhere" in screen.table.keys)[1],
+                    message="the new job on the page")
+
+
+async def test_a_job_arriving_on_top_draws_its_own_row_not_the_rows_it_moved(seeded, add,
+                                                                             monkeypatch):
+    """Each arrival moves every row of page 1 down a line; DataTable's caches are keyed by its
+    change counter, so every line of the table was drawn anew each second (the console at
+    3-6 % of a core while jobs arrive). Rows that only moved are drawn as before."""
+    from textual.widgets import DataTable
+
+    from tui_support import NOW, make_app, settle, until
+
+    drawn = []
+    stock = DataTable._render_line
+    monkeypatch.setattr(DataTable, "_render_line",
+                        lambda self, y, *a: (drawn.append(y), stock(self, y, *a))[1])
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await settle(pilot)
+        rows = len(screen.table.keys)
+        assert rows >= 15
+        for n in range(3):
+            drawn.clear()
+            job_id = f"arrived-{n}"
+            add(job_id, now=NOW + n)
+            await until(pilot,
+                        lambda job_id=job_id: (screen.tick(), screen.table.keys[0] == job_id)[1],
+                        message="the new job on top")
+            await settle(pilot)
+            # The new row, the rows the cursor left and reached, what the arrival changed.
+            assert 0 < len(drawn) <= 6, f"{len(drawn)} lines drawn for one arrival of {rows} rows"
+
+
 async def test_at_rest_the_status_is_read_every_few_ticks_and_a_key_reads_it_again(seeded,
                                                                                  monkeypatch):
     from queuectl_tui.tui import data

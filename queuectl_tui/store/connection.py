@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from typing import TYPE_CHECKING
 
 from peewee import (
@@ -201,6 +202,34 @@ def change_token():
     except (DatabaseError, InterfaceError):
         return None  # no signal now: callers treat it as "maybe changed"
     return _listener.count
+
+
+#: Sum of job_count.v (see schema._CHANGE_COUNTS_SQLITE): one small table read.
+_JOBS_TOKEN_SQLITE = "SELECT total(v) FROM job_count"
+
+
+class _JobsToken(threading.local):
+    version = None  # (connection, data_version) when ``token`` was read
+    token = None
+
+
+_jobs_token = _JobsToken()
+
+
+def jobs_token():
+    """Like ``change_token``, but one that moves only when jobs, queues or the pause of every
+    queue changed, not at the workers' heartbeats (what shows jobs reads them again only
+    then). SQLite: job_count.v's sum, read only when data_version moved since this thread's
+    last look (data_version itself is read from shared memory). PostgreSQL: the change token
+    (heartbeats send no notification there)."""
+    if not is_sqlite():
+        return change_token()
+    version = change_token()
+    kept, conn = _jobs_token, database.connection()
+    if kept.version != (conn, version) or kept.token is None:
+        kept.token = database.execute_sql(_JOBS_TOKEN_SQLITE).fetchone()[0]
+        kept.version = (conn, version)
+    return kept.token
 
 
 def control_token(change=None):

@@ -225,9 +225,20 @@ def describe_target(target: Path | str | None = None) -> str:
     return redact(target) if paths.is_url(target) else str(target)
 
 
+def notify_channel(schema: str) -> str:
+    """The NOTIFY channel of a schema's queue, as the trigger function above names it: within
+    PostgreSQL's 63 bytes of an identifier, the schema's name when it fits, else its md5 (the
+    prefixes differ, so the two forms never meet)."""
+    raw = schema.encode()
+    if len(raw) <= 54:
+        return "queuectl." + schema
+    import hashlib  # rarely needed: its import costs a command's start-up a few ms
+    return "queuectl#" + hashlib.md5(raw, usedforsecurity=False).hexdigest()
+
+
 class _Listener(threading.local):
     conn = None  # the connection LISTEN was sent on (a reconnect needs it again)
-    schema = None  # the queue's schema: notifications name theirs (one channel per database)
+    schema = None  # the queue's schema: its notifications come on its own channel, naming it
     count = 0  # notifications about this queue from other sessions seen so far
     control = 0  # those of them about queues, meta or settings (pause, resume, limits)
 
@@ -240,7 +251,8 @@ def _listen():
     conn = database.connection()
     if _listener.conn is not conn:
         _listener.schema = database.execute_sql("SELECT current_schema()").fetchone()[0]
-        database.execute_sql("LISTEN queuectl")
+        channel = notify_channel(_listener.schema)
+        database.execute_sql('LISTEN "' + channel.replace('"', '""') + '"')
         _listener.conn = conn
     return conn
 

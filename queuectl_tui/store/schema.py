@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 from queuectl_tui.store.postgres import describe_target
 from queuectl_tui.store.transactions import write_transaction
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 #: version -> function(migrator) bringing a database from version-1 to version, written with
 #: playhouse.migrate operations (add_column, add_index, …) so they run on SQLite and PostgreSQL.
@@ -290,20 +290,30 @@ _DROP_PG_NOTIFY = (  # before version 6 one trigger per table, then one per tabl
 def _install_notify_postgres(db) -> None:
     """Idle workers and waiters LISTEN (``wait_change``): a committed change to jobs (enqueue,
     finish, retry, cancel), queues (resume, limits), meta (resume all) or settings wakes them.
-    One NOTIFY per statement that changed a row, naming the schema (queues in other schemas of
-    the database share the channel); PostgreSQL folds repeats within a transaction. A
+    One NOTIFY per statement that changed a row, on the schema's own channel (queues in other
+    schemas of the database wake no one here); PostgreSQL folds repeats within a transaction. A
     statement trigger also fires for a statement that changed nothing (an idle worker's empty
     claim): the transition table says so, and such a statement wakes no one (else two idle
     workers would wake each other in a loop). Transition tables need one trigger per event."""
     db.execute_sql(_DROP_PG_NOTIFY)
     db.execute_sql("DROP FUNCTION IF EXISTS queuectl_notify()")
-    db.execute_sql("CREATE OR REPLACE FUNCTION queuectl_notify_changed() RETURNS trigger "
-                   "LANGUAGE plpgsql AS $$ BEGIN "
-                   "IF EXISTS (SELECT FROM changed) THEN "
-                   "PERFORM pg_notify('queuectl', CASE WHEN TG_TABLE_NAME = 'job' THEN "
-                   "current_schema() ELSE current_schema() || ' control' END); END IF; "
-                   "RETURN NULL; END $$")
+    db.execute_sql(_NOTIFY_FUNCTION_POSTGRES)
     db.execute_sql(_NOTIFY_TRIGGERS_POSTGRES)
+
+
+#: A notification's channel: the schema's own (``postgres.notify_channel`` says which), so
+#: listeners of other schemas of the database are not woken (before version 11 all shared
+#: 'queuectl'). The payload names the schema, and whether queues, meta or settings changed
+#: (" control").
+_NOTIFY_FUNCTION_POSTGRES = (
+    "CREATE OR REPLACE FUNCTION queuectl_notify_changed() RETURNS trigger "
+    "LANGUAGE plpgsql AS $$ BEGIN "
+    "IF EXISTS (SELECT FROM changed) THEN "
+    "PERFORM pg_notify(CASE WHEN octet_length(TG_TABLE_SCHEMA) <= 54 "
+    "THEN 'queuectl.' || TG_TABLE_SCHEMA ELSE 'queuectl#' || md5(TG_TABLE_SCHEMA) END, "
+    "CASE WHEN TG_TABLE_NAME = 'job' THEN TG_TABLE_SCHEMA "
+    "ELSE TG_TABLE_SCHEMA || ' control' END); END IF; "
+    "RETURN NULL; END $$")
 
 
 _NOTIFY_TRIGGERS_POSTGRES = (  # the tables whose changes wake the listeners, each event
@@ -470,13 +480,75 @@ def _upgrade_to_10(migrator: SchemaMigrator) -> None:
         db.execute_sql(MINUTE_DELETE)
 
 
+def _upgrade_to_11(migrator: SchemaMigrator) -> None:
+    """What the console and ``wait`` watch ignores the workers' heartbeats: SQLite's
+    job_count.v (``_install_change_counts_sqlite``); PostgreSQL's notifications go to a
+    channel of the schema's own (``notify_channel``), so that a queue in one schema no longer
+    wakes the listeners of every other schema of the database."""
+    db = migrator.database
+    if isinstance(db, SqliteDatabase):
+        _install_change_counts_sqlite(db)
+    else:
+        db.execute_sql(_NOTIFY_FUNCTION_POSTGRES)
+
+
+# SQLite's data_version moves at every commit, a heartbeat's included (each worker's, once a
+# second), so what shows jobs cannot tell a heartbeat from a change to jobs by it. job_count.v
+# can: it grows with every change of a job (insert, delete, any update), of a queue (pause,
+# limit: what a waiting job is held by) and of the ``pause`` of every queue, and with nothing
+# else; ``jobs_token`` reads its sum. No write is added to the claim or the finish: their
+# state change already writes the two job_count rows that carry v; an update that keeps the
+# job's state and queue (edit, priority, a dependency released, ``pause JOB_ID``) bumps the
+# row of its state. The trigger names of job_count are those ``_install_triggers`` created.
+_CHANGE_COUNTS_SQLITE = (
+    "DROP TRIGGER IF EXISTS job_count_insert",
+    "DROP TRIGGER IF EXISTS job_count_update",
+    "DROP TRIGGER IF EXISTS job_count_delete",
+    "CREATE TRIGGER job_count_insert AFTER INSERT ON job BEGIN "
+    "INSERT INTO job_count (queue, state, n, v) VALUES (NEW.queue, NEW.state, 1, 1) "
+    "ON CONFLICT (queue, state) DO UPDATE SET n = job_count.n + 1, v = job_count.v + 1; END",
+    "CREATE TRIGGER job_count_update AFTER UPDATE OF state, queue ON job "
+    "WHEN NEW.state IS NOT OLD.state OR NEW.queue IS NOT OLD.queue BEGIN "
+    "UPDATE job_count SET n = n - 1, v = v + 1 WHERE queue = OLD.queue AND state = OLD.state; "
+    "INSERT INTO job_count (queue, state, n, v) VALUES (NEW.queue, NEW.state, 1, 1) "
+    "ON CONFLICT (queue, state) DO UPDATE SET n = job_count.n + 1, v = job_count.v + 1; END",
+    "CREATE TRIGGER job_count_delete AFTER DELETE ON job BEGIN "
+    "UPDATE job_count SET n = n - 1, v = v + 1 WHERE queue = OLD.queue AND state = OLD.state; "
+    "END",
+    "CREATE TRIGGER job_touch AFTER UPDATE ON job "
+    "WHEN NEW.state IS OLD.state AND NEW.queue IS OLD.queue BEGIN "
+    "UPDATE job_count SET v = v + 1 WHERE queue = NEW.queue AND state = NEW.state; END",
+    "CREATE TRIGGER queue_touch_insert AFTER INSERT ON queue BEGIN "
+    "UPDATE job_count SET v = v + 1 WHERE queue = NEW.name; END",
+    "CREATE TRIGGER queue_touch_update AFTER UPDATE ON queue BEGIN "
+    "UPDATE job_count SET v = v + 1 WHERE queue IN (OLD.name, NEW.name); END",
+    "CREATE TRIGGER queue_touch_delete AFTER DELETE ON queue BEGIN "
+    "UPDATE job_count SET v = v + 1 WHERE queue = OLD.name; END",
+    "CREATE TRIGGER paused_all_touch_insert AFTER INSERT ON meta "
+    "WHEN NEW.key = 'paused_all' BEGIN UPDATE job_count SET v = v + 1; END",
+    "CREATE TRIGGER paused_all_touch_update AFTER UPDATE ON meta "
+    "WHEN NEW.key = 'paused_all' OR OLD.key = 'paused_all' BEGIN "
+    "UPDATE job_count SET v = v + 1; END",
+    "CREATE TRIGGER paused_all_touch_delete AFTER DELETE ON meta "
+    "WHEN OLD.key = 'paused_all' BEGIN UPDATE job_count SET v = v + 1; END",
+)
+
+
+def _install_change_counts_sqlite(db) -> None:
+    """job_count.v and the triggers that keep it (a new database and version 11's upgrade)."""
+    if "v" not in [row[1] for row in db.execute_sql("PRAGMA table_info(job_count)").fetchall()]:
+        db.execute_sql("ALTER TABLE job_count ADD COLUMN v INTEGER NOT NULL DEFAULT 0")
+    for statement in _CHANGE_COUNTS_SQLITE:
+        db.execute_sql(statement)
+
+
 #: meta key of the counter worker ids are taken from (a rowid would be reused after a delete).
 LAST_WORKER_ID = "last_worker_id"
 UPGRADES: dict[int, Callable[[SchemaMigrator], None]] = {2: _upgrade_to_2, 3: _upgrade_to_3,
                                                          4: _upgrade_to_4, 5: _upgrade_to_5,
                                                          6: _upgrade_to_6, 7: _upgrade_to_7,
                                                          8: _upgrade_to_8, 9: _upgrade_to_9,
-                                                         10: _upgrade_to_10}
+                                                         10: _upgrade_to_10, 11: _upgrade_to_11}
 
 
 def migrate(*operations) -> None:
@@ -502,6 +574,8 @@ def _ensure_schema(db: SqliteDatabase, progress: bool = False) -> None:
             db.create_tables(MODELS)
             _install_triggers(db)
             _install_schedule_notify(db)
+            if isinstance(db, SqliteDatabase):
+                _install_change_counts_sqlite(db)
             Meta.create(key="schema_version", value=str(SCHEMA_VERSION))
             Meta.create(key=LAST_WORKER_ID, value="0")
             return

@@ -24,9 +24,9 @@ from queuectl_tui import engine, metrics, paths, present, schedules, settings
 from queuectl_tui.errors import DatabaseUnusable, QueueError
 from queuectl_tui.run.monitor import WorkerStats
 from queuectl_tui.store import (
-    change_token,
     describe_db_error,
     describe_target,
+    jobs_token,
     open_db,
     write_transaction,
 )
@@ -192,14 +192,16 @@ def latest_attempts(seqs: list[int]) -> dict[int, int]:
 
 
 #: The change tokens come from one thread, on its own kept connection: a token is per
-#: connection (SQLite's data_version; PostgreSQL's count of notifications heard on it), and
-#: the reads run on whichever thread of the pool is free, so tokens taken there would not
-#: compare from one read to the next.
+#: connection (SQLite's data_version gates it; PostgreSQL's count of notifications heard on
+#: it), and the reads run on whichever thread of the pool is free, so tokens taken there would
+#: not compare from one read to the next. The token is ``store.jobs_token``: the workers'
+#: heartbeats (each worker's, every second) do not move it, so a console beside idle workers
+#: reads no page.
 _TOKENS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="queuectl-token")
 
 
 def _token() -> tuple[Any, Any]:
-    return database.connection(), change_token()
+    return database.connection(), jobs_token()
 
 
 class Changes:

@@ -10,6 +10,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.coordinate import Coordinate
 from textual.message import Message
+from textual.strip import Strip
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
@@ -197,7 +198,8 @@ class KeyedTable(DataTable):
     #: DataTable's private names the fast paths below and above read. Should a Textual release
     #: drop one, every cell takes the stock path (tests/test_tui_render_cell.py checks both agree).
     PRIVATE = ("_row_locations", "_column_locations", "_show_hover_cursor",
-               "_get_styles_to_render_cell", "_data", "_update_count")
+               "_get_styles_to_render_cell", "_data", "_update_count", "_get_offsets",
+               "_pseudo_class_state")
 
     @property
     def fast_cells(self) -> bool:
@@ -206,6 +208,112 @@ class KeyedTable(DataTable):
         if fast is None:
             fast = self.__dict__["_fast_cells"] = all(hasattr(self, name) for name in self.PRIVATE)
         return fast
+
+    def render_lines(self, crop):
+        """The table's lines, its style worked out once for all of them: DataTable asks
+        for ``rich_style`` at every line, which walks the widget's ancestors each time."""
+        self.__dict__["_style_now"] = DataTable.rich_style.fget(self)
+        try:
+            return super().render_lines(crop)
+        finally:
+            self.__dict__.pop("_style_now", None)
+
+    @property
+    def rich_style(self) -> Style:
+        style = self.__dict__.get("_style_now")
+        return style if style is not None else DataTable.rich_style.fget(self)
+
+    def _render_line(self, y: int, x1: int, x2: int, base_style: Style) -> Strip:
+        """A line of the table, kept by what it shows rather than by DataTable's change
+        counter: a job that arrives on top moves every row down one line, which misses
+        DataTable's caches (keyed by that counter) for all of them, and drew every line anew
+        (0.8 ms a line). A row that only moved is drawn as before, its click targets (the row
+        number in each segment's meta) moved with it. Lines the cache cannot key (another
+        cursor type, fixed rows or columns, a cell that is not Text, the header) take the
+        stock path."""
+        if not self.fast_cells or self.cursor_type != "row" or self.fixed_rows or self.fixed_columns:
+            return super()._render_line(y, x1, x2, base_style)
+        try:
+            row_key, line_no = self._get_offsets(y)
+        except LookupError:  # below the last row
+            return super()._render_line(y, x1, x2, base_style)
+        try:
+            if row_key is self._header_row_key:
+                return self._header_line(y, x1, x2, base_style)
+            row_index = self._row_locations.get(row_key)
+            values = self._data.get(row_key)
+            if row_index is None or values is None:
+                return super()._render_line(y, x1, x2, base_style)
+            shown = []
+            for value in values.values():
+                if not isinstance(value, Text):
+                    return super()._render_line(y, x1, x2, base_style)
+                shown.append((value.plain, value.style, value.justify, value.overflow,
+                              tuple(value.spans)))
+            key = (tuple(shown), line_no, self.rows[row_key].height, self._widths(),
+                   self.cursor_coordinate.row == row_index, self.hover_coordinate.row == row_index,
+                   self.show_cursor, self._show_hover_cursor,
+                   row_index % 2 if self.zebra_stripes else 0, x1, x2, self.size.width,
+                   base_style, self._pseudo_class_state)
+        except (AttributeError, KeyError, TypeError):  # DataTable's internals changed under us
+            self.__dict__["_fast_cells"] = False
+            return super()._render_line(y, x1, x2, base_style)
+        lines = self.__dict__.setdefault("_lines", {})
+        kept = lines.get(key)
+        if kept is not None:
+            strip, drawn_at = kept
+            return strip if drawn_at == row_index else self._moved(strip, row_index)
+        strip = super()._render_line(y, x1, x2, base_style)
+        if len(lines) >= 4096:
+            lines.clear()
+        lines[key] = (strip, row_index)
+        return strip
+
+    def _header_line(self, y: int, x1: int, x2: int, base_style: Style) -> Strip:
+        """The header line, kept by its labels and widths: DataTable draws it anew at every
+        change of any row, through the general path (Padding, console.render_lines)."""
+        shown = []
+        for column in self.ordered_columns:
+            label = column.label
+            if not isinstance(label, Text):
+                return super()._render_line(y, x1, x2, base_style)
+            shown.append((label.plain, label.style, label.justify, tuple(label.spans)))
+        key = ("header", tuple(shown), self._widths(), self.hover_coordinate.row == -1,
+               self.show_cursor, self._show_hover_cursor, x1, x2, self.size.width, base_style,
+               self._pseudo_class_state)
+        lines = self.__dict__.setdefault("_lines", {})
+        kept = lines.get(key)
+        if kept is None:
+            kept = lines[key] = (super()._render_line(y, x1, x2, base_style), -1)
+        return kept[0]
+
+    def _widths(self) -> tuple[int, ...]:
+        """The columns' drawn widths (kept until the table changes)."""
+        kept = self.__dict__.get("_widths_at")
+        if kept is None or kept[0] != self._update_count:
+            kept = self.__dict__["_widths_at"] = (
+                self._update_count, tuple(c.get_render_width(self) for c in self.ordered_columns))
+        return kept[1]
+
+    def _moved(self, strip: Strip, row_index: int) -> Strip:
+        """``strip`` as drawn for another row, its segments' meta naming ``row_index`` (what a
+        click or the mouse over it reads) instead."""
+        moved = self.__dict__.setdefault("_moved_styles", {})
+        segments = []
+        for text, style, control in strip:
+            if style is not None and style._meta:
+                # Keyed by identity (a style's own hash and == are Python calls); the entry
+                # holds the style, so its id is not reused while the entry is there.
+                entry = moved.get((id(style), row_index))
+                if entry is None or entry[0] is not style:
+                    meta = style.meta
+                    new = style + Style.from_meta({**meta, "row": row_index}) if "row" in meta else style
+                    if len(moved) >= 16384:
+                        moved.clear()
+                    entry = moved[(id(style), row_index)] = (style, new)
+                style = entry[1]
+            segments.append(Segment(text, style, control))
+        return Strip(segments, strip.cell_length)
 
     def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
                      cursor: bool = False, hover: bool = False):
