@@ -580,7 +580,7 @@ def test_status_without_a_terminal_is_a_tab_separated_table_then_lines(monkeypat
                                                                         jobs):
     """Off a terminal status is the counts as a header line and a row, tab-separated (rich, a
     third of a cold start, is not loaded), then its lines; on any COLUMNS."""
-    from queuectl_tui import cli as climod
+    from queuectl_tui.cli import render
 
     data = {"jobs": jobs, "total": sum(jobs.values()), "workers": {"alive": 3, "busy": 12345},
             "oldest_pending_age": 3725.0}
@@ -589,8 +589,8 @@ def test_status_without_a_terminal_is_a_tab_separated_table_then_lines(monkeypat
             monkeypatch.delenv(key, raising=False)
         for key, value in env.items():
             monkeypatch.setenv(key, value)
-        assert climod.piped()
-        climod._print_status(data, climod.piped())
+        assert render.piped()
+        render.print_status(data, render.piped())
         assert capsys.readouterr().out.splitlines() == [
             "pending\tprocessing\tcompleted\tfailed\tdead\ttotal",
             "\t".join(str(jobs[s]) for s in ("pending", "processing", "completed", "failed",
