@@ -42,7 +42,7 @@ def logs(ctx: Context, job_id: str, number: int | None, follow: bool) -> None:
         return
     if not attempts:
         raise QueueError(
-            f"job {job_id!r} has not run yet ({present.explain(job)})")
+            f"job {job_id!r} has not run yet ({present.explain(engine.why_facts(job))})")
     chosen = (
         attempts[-1] if number is None else next((a for a in attempts if a.number == number), None)
     )

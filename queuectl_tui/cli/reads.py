@@ -156,7 +156,7 @@ def show(ctx: Context, job_id: str, as_json: bool) -> None:
     data = present.job_dict(job, full=True)
     rate = engine.aging_rate()
     data = _with_effective_priority(data, job, rate)
-    data["why"] = present.explain(job)
+    data["why"] = present.explain(engine.why_facts(job))
     data["queue_paused"] = engine.queue_state(job.queue)["paused"]
     data["dependencies"] = [{"id": dep_id, "state": dep_state or "deleted"}
                             for dep_id, dep_state in engine.dependencies(job)]

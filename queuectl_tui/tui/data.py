@@ -323,7 +323,7 @@ def read_detail(job_id: str, now: float, monitor: Any = None) -> Detail:
             row["log_note"] = (f"({where}; its last output, kept in the database:)\n{visible(tail)}"
                                if tail else f"({where}; no output of it is kept in the database)")
         rows.append(row)
-    detail = Detail(data, present.explain(job, now=now), rows, job.state == "processing",
+    detail = Detail(data, present.explain(engine.why_facts(job, now=now)), rows, job.state == "processing",
                     engine.dependencies(job))
     held = engine.running_attempts().get(job.id) if detail.running and monitor is not None else None
     if held is not None:
