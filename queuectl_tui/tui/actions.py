@@ -1,8 +1,10 @@
 """The console's operator actions, each defined once: the engine (or supervisor) call its CLI
 command makes, the question asked first, and what is said after. The jobs screen, a job's
-detail and the queues screen take them from here; ``QueueApp.act`` asks the question and runs
-the call in a thread, and the result comes back to the screen as ``ActionDone`` or
-``ActionFailed`` (tui/messages.py), which ``finish`` turns into what the screen shows.
+detail, the queues and schedules screens and the forms take them from here. ``QueueApp.act``
+asks the question and runs the call in a thread; the result comes back to the screen (or
+form) as ``ActionDone`` or ``ActionFailed`` (tui/messages.py): ``finish`` turns the first into
+what the screen shows, a form shows the second under the field it names, and the app notifies
+any other failure.
 
 A new console action: a function here returning an ``Action``, an ``action_*`` method on the
 screen that calls ``self.app.act(actions.x(...), self)``, its key in the screen's BINDINGS, a
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from queuectl_tui import engine, supervisor
+from queuectl_tui import engine, schedules, supervisor
 from queuectl_tui.models import DEAD, FAILED, PENDING, PROCESSING, Job
 from queuectl_tui.monitor import WorkerStats
 from queuectl_tui.tui import data
@@ -41,14 +43,17 @@ class Action:
     question: tuple[str, str] | None = None
     #: The notification, from the call's result.
     summary: Callable[[Any], str] | None = None
-    #: Instead of a summary, what follows on the screen (a form, the next question).
-    then: Callable[[ActingScreen, Any], None] | None = None
+    #: Instead of a summary, what follows on the screen (or form) that asked, given the result:
+    #: a form opened, the next question, the form closed.
+    then: Callable[[Any, Any], None] | None = None
     clears_marks: bool = False  # the marked jobs were acted on: unmark them
     follows_ends: bool = False  # a notification tells how each running job it left ends
+    #: A refusal is shown by the form that asked (under the field it names), not notified.
+    in_form: bool = False
 
 
 def finish(screen: ActingScreen, action: Action, result: Any) -> None:
-    """What a screen shows once ``action`` returned ``result``."""
+    """What a screen (or a form) shows once ``action`` returned ``result``."""
     if action.then is not None:
         action.then(screen, result)
     elif action.summary is not None:
@@ -121,6 +126,18 @@ def edit_job(app, job: Job, done: Callable[[str], None]) -> None:
     app.push_screen(EditModal(job), lambda edited: done(f"{edited.id} edited") if edited else None)
 
 
+def enqueue(checked: dict[str, Any], now: float) -> Action:
+    """The enqueue form's job (``enqueue``): the form closes with its id."""
+    return Action("enqueue", engine.enqueue, ([checked],), {"now": now}, in_form=True,
+                  then=lambda form, jobs: form.dismiss([job.id for job in jobs]))
+
+
+def save_job(job_id: str, changes: dict[str, Any], now: float) -> Action:
+    """The edit form's changes (``edit JOB_ID --field …``): the form closes with the job."""
+    return Action(f"edit {job_id}", engine.edit, (job_id, changes), {"now": now}, in_form=True,
+                  then=lambda form, job: form.dismiss(job))
+
+
 # --- the DLQ -----------------------------------------------------------------------------------
 
 def retry_dlq() -> Action:
@@ -164,6 +181,54 @@ def toggle_pause(queue: str | None) -> Action:
                       else "every queue resumed")
     return Action(f"pause or resume queue {queue}", data.toggle_pause, (queue,),
                   summary=lambda paused: f"queue {queue} {'paused' if paused else 'resumed'}")
+
+
+def set_limit(queue: str, limit: int | None) -> Action:
+    """The limit form's limit (``queue limit Q N|none``): the form closes with it."""
+    return Action(f"set the limit of {queue}", engine.set_limit, (queue, limit), in_form=True,
+                  then=lambda form, _: form.dismiss(limit))
+
+
+# --- schedules ---------------------------------------------------------------------------------
+
+def add_schedule(name: str, job: dict[str, Any], options: dict[str, Any]) -> Action:
+    """The schedule form's schedule (``schedule add``): the form closes with its name."""
+    return Action(f"add schedule {name}", schedules.add, (name, job), options, in_form=True,
+                  then=lambda form, _: form.dismiss(name))
+
+
+def toggle_schedule(name: str) -> Action:
+    """Pause a schedule, or resume it if paused (``schedule pause|resume``)."""
+    return Action(f"pause or resume schedule {name}", data.toggle_schedule, (name,),
+                  summary=lambda paused: f"schedule {name} {'paused' if paused else 'resumed'}")
+
+
+def run_schedule(name: str) -> Action:
+    """One job of a schedule now (``schedule run``)."""
+    return Action(f"run schedule {name}", schedules.run_now, (name,),
+                  summary=lambda job: f"enqueued {job.id}")
+
+
+def remove_schedule(name: str) -> Action:
+    """Delete a schedule (``schedule remove``), asking first."""
+    return Action(f"remove schedule {name}", schedules.remove, (name,),
+                  question=(f"Remove schedule {name}? The jobs it made stay.", "Are you sure?"),
+                  summary=lambda _: f"removed schedule {name}")
+
+
+# --- settings ----------------------------------------------------------------------------------
+
+def read_settings() -> Action:
+    """The settings form's rows (``config list``): the form fills its boxes with them."""
+    return Action("read the settings", data.read_settings,
+                  then=lambda form, rows: form.loaded(rows))
+
+
+def save_settings(changes: dict[str, Any], resets: list[str]) -> Action:
+    """The settings form's changes and resets (``config set|reset``): the form closes with
+    their names."""
+    return Action("save the settings", data.save_settings, (changes, resets), in_form=True,
+                  then=lambda form, _: form.dismiss(sorted([*changes, *resets])))
 
 
 # --- workers -----------------------------------------------------------------------------------

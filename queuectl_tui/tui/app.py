@@ -1,9 +1,9 @@
 """The Textual console: ``run_app(db_path)`` opens it (``queuectl-tui`` on a terminal).
 
 The app owns what every screen shares: where the database is, the clock (injected in tests so
-that screens are stable), the worker monitor, ``act``, which runs an operator action
-(tui/actions.py) in a thread and answers the screen with a message (tui/messages.py), and
-``perform``, the same for the dialogs' calls, with callbacks.
+that screens are stable), the worker monitor, and ``act``, which runs an operator action
+(tui/actions.py) in a thread and answers the screen that asked with a message
+(tui/messages.py).
 """
 
 from __future__ import annotations
@@ -87,30 +87,6 @@ class QueueApp(App[None]):
                timeout: float | None = None, markup: bool = False) -> None:
         """Notifications carry ids, commands and errors: plain text unless a caller says."""
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
-
-    @work(thread=True, group="actions", exit_on_error=False)
-    def perform(self, label: str, func: Callable[..., Any], *args: Any,
-                then: Callable[[Any], None] | None = None,
-                on_error: Callable[[str, str | None], None] | None = None,
-                **kwargs: Any) -> None:
-        """Run an engine/supervisor call off the event loop: ``then(result)`` on success;
-        on failure ``on_error(message, field)`` (``field``: the input the error is about, from
-        ``InvalidInput.field``, or None) or an error notification (never a traceback)."""
-        field = None
-        try:
-            result = data.call(self.db_path, func, *args, **kwargs)
-        except (QueueError, data.Problem) as exc:
-            message, field = str(exc), getattr(exc, "field", None)
-        except Exception as exc:  # an unexpected failure is reported, not raised into the UI
-            message = f"{type(exc).__name__}: {exc}"
-        else:
-            if then is not None:
-                self.from_thread(then, result)
-            return
-        if on_error is not None:
-            self.from_thread(on_error, message, field)
-        else:
-            self.from_thread(self.notify, message, title=f"could not {label}", severity="error")
 
     def act(self, action: Action, screen: MessagePump) -> None:
         """Run an operator action for ``screen``, asking its question first if it has one: the
