@@ -79,53 +79,57 @@ def enqueue(ctx: Context, spec_arg, file_, job_id, command, priority, max_retrie
         "timeout": timeout, "backoff_base": backoff_base, "run_at": run_at, "delay": delay,
         "queue": queue, "label": label, "after": list(after) or None}.items() if v is not None}
     now = time.time()
-
-    def specs():
-        for count, (where, raw) in enumerate(raws):
-            if count == 1 and ("id" in overrides or "command" in overrides):
-                raise InvalidInput(
-                    "--id and --command apply to a single job, not to a list of specs"
-                )
-            if "id" in overrides and raw.get("id") is not None:
-                raise InvalidInput("give the job id in SPEC or --id, not both")
-            merged = {**raw, **overrides} if overrides else raw  # (normalize copies)
-            if "delay" in overrides:
-                merged.pop("run_at", None)
-                merged.pop("scheduled_at", None)
-            if "run_at" in overrides:
-                merged.pop("delay", None)
-                merged.pop("scheduled_at", None)
-            try:
-                yield where, spec.normalize(merged, now=now)
-            except InvalidInput as exc:
-                if where:
-                    raise InvalidInput(f"{where}: {exc}; nothing enqueued") from None
-                raise
-
+    specs = _checked(raws, overrides, now)
     if not bulk:  # one job from the command line: checked before the database is opened
-        checked = [s for _, s in specs()]
+        checked = [s for _, s in specs]
         ctx.open()
         jobs = engine.enqueue(checked, now=now)
-        if as_json:
-            emit_json(present.job_dict(jobs[0]))
-        else:
-            click.echo(jobs[0].id)
+        emit_json(present.job_dict(jobs[0])) if as_json else click.echo(jobs[0].id)
         dead_on_arrival([(j.id, j.last_error) for j in jobs if j.state == DEAD])
-        if wait_:
-            wait_and_exit([j.id for j in jobs], None, None, as_json)
-        return
-    ctx.open()  # a stream is checked as it is staged: in the database's TEMP space
-    waited: list[str] = []
+        waited = [j.id for j in jobs]
+    else:
+        ctx.open()  # a stream is checked as it is staged: in the database's TEMP space
+        waited = _enqueue_stream(specs, now, shown, as_json, file_, wait_)
+    if wait_:
+        wait_and_exit(waited, None, None, as_json)
+
+
+def _checked(raws, overrides: dict, now: float):
+    """(where, normalized spec) of each raw spec, the command line's options over it; the
+    first bad one raises, naming where it is."""
+    for count, (where, raw) in enumerate(raws):
+        if count == 1 and ("id" in overrides or "command" in overrides):
+            raise InvalidInput(
+                "--id and --command apply to a single job, not to a list of specs"
+            )
+        if "id" in overrides and raw.get("id") is not None:
+            raise InvalidInput("give the job id in SPEC or --id, not both")
+        merged = {**raw, **overrides} if overrides else raw  # (normalize copies)
+        if "delay" in overrides:
+            merged.pop("run_at", None)
+            merged.pop("scheduled_at", None)
+        if "run_at" in overrides:
+            merged.pop("delay", None)
+            merged.pop("scheduled_at", None)
+        try:
+            yield where, spec.normalize(merged, now=now)
+        except InvalidInput as exc:
+            if where:
+                raise InvalidInput(f"{where}: {exc}; nothing enqueued") from None
+            raise
+
+
+def _enqueue_stream(specs, now: float, shown: progress.Bar, as_json: bool, file_,
+                    wait_: bool) -> list[str]:
+    """A stream of specs staged and added in one transaction, its ids (or jobs) printed; the
+    ids to wait for (``--wait``), else none."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(_collector_off())
         with shown:  # while the lines are read and added; gone before the ids are printed
-            added = stack.enter_context(engine.enqueue_stream(specs(), now=now))
+            added = stack.enter_context(engine.enqueue_stream(specs, now=now))
         print_added(added, as_json, file_)
         dead_on_arrival(added.dead())
-        if wait_:
-            waited = list(added.ids())
-    if wait_:
-        wait_and_exit(waited, None, None, as_json)
+        return list(added.ids()) if wait_ else []
 
 
 @contextlib.contextmanager
