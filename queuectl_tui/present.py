@@ -2,16 +2,18 @@
 labels, the retry budget, stop summaries, the one-sentence "why", and the ``--json`` shapes.
 
 Both faces render only what this module returns, so they speak with one voice. No textual
-and no click here (the CLI never imports textual; a worker imports neither).
+and no click here (the CLI never imports textual; a worker imports neither), and no reads:
+what it words is read by the engine and handed in (``engine.why_facts`` for ``explain``), so
+a face reads once and then words.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from queuectl_tui import engine
 from queuectl_tui.models import (
     COMPLETED,
     DEAD,
@@ -24,6 +26,9 @@ from queuectl_tui.models import (
     Worker,
 )
 from queuectl_tui.spec import iso
+
+if TYPE_CHECKING:  # the facts' types: what this module words, never reads
+    from queuectl_tui import engine
 
 __all__ = ["iso"]  # re-exported: times of day in --json and in `show`
 
@@ -235,19 +240,21 @@ def job_dict(job: Job, *, full: bool = False) -> dict[str, Any]:
     return data
 
 
-def attempt_dict(attempt: Attempt) -> dict[str, Any]:
+def attempt_dict(attempt: Attempt, log_path: Path | None) -> dict[str, Any]:
+    """An attempt in --json; ``log_path``: ``engine.log_path`` of it."""
     return {
         "number": attempt.number, "worker_id": attempt.worker_id, "host": attempt.host,
         "pid": attempt.pid, "started_at": iso(attempt.started_at),
         "finished_at": iso(attempt.finished_at), "exit_code": attempt.exit_code,
         "duration": attempt.duration, "outcome": attempt.outcome, "error": attempt.error,
-        "log_file": str(engine.log_path(attempt)) if attempt.log_file else None,
+        "log_file": str(log_path) if log_path is not None else None,
         "cpu_seconds": attempt.cpu_seconds, "peak_rss_bytes": attempt.peak_rss_bytes,
         "processes": attempt.processes,
     }
 
 
-def worker_dict(worker: Worker, *, now: float | None = None) -> dict[str, Any]:
+def worker_dict(worker: Worker, alive: bool, *, now: float | None = None) -> dict[str, Any]:
+    """A worker in --json; ``alive``: ``engine.worker_alive`` of it at ``now``."""
     now = time.time() if now is None else now
     return {
         "id": worker.id, "host": worker.host, "pid": worker.pid, "status": worker.status,
@@ -255,7 +262,7 @@ def worker_dict(worker: Worker, *, now: float | None = None) -> dict[str, Any]:
         "queues": worker.queues.split(",") if worker.queues else None,
         "started_at": iso(worker.started_at), "heartbeat_at": iso(worker.heartbeat_at),
         "heartbeat_age": round(max(0.0, now - worker.heartbeat_at), 3),
-        "alive": engine.worker_alive(worker, now=now),
+        "alive": alive,
     }
 
 

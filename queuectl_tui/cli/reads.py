@@ -160,7 +160,7 @@ def show(ctx: Context, job_id: str, as_json: bool) -> None:
     data["queue_paused"] = engine.queue_state(job.queue)["paused"]
     data["dependencies"] = [{"id": dep_id, "state": dep_state or "deleted"}
                             for dep_id, dep_state in engine.dependencies(job)]
-    data["attempt_list"] = [present.attempt_dict(a) for a in attempts]
+    data["attempt_list"] = [present.attempt_dict(a, engine.log_path(a)) for a in attempts]
     if as_json:
         emit_json(data)
         return

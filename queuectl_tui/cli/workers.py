@@ -7,7 +7,7 @@ import time
 
 import click
 
-from queuectl_tui import paths, present
+from queuectl_tui import engine, paths, present
 from queuectl_tui.cli.options import (
     QUIET,
     SECONDS,
@@ -50,7 +50,7 @@ def worker_start(ctx: Context, count, foreground, burst, queues, as_json) -> Non
     if not foreground:
         rows = supervisor.start(ctx.db_path, count, queues=list(queues), burst=burst)
         if as_json:
-            emit_json([present.worker_dict(r) for r in rows])
+            emit_json([present.worker_dict(r, engine.worker_alive(r)) for r in rows])
         else:
             for row in rows:
                 click.echo(f"started worker {row.id} (pid {row.pid})")
@@ -119,7 +119,7 @@ def worker_list(ctx: Context, quiet, as_json) -> None:
     if quiet:
         ids_only(str(w.id) for w in workers)
         return
-    rows = [present.worker_dict(w, now=now) for w in workers]
+    rows = [present.worker_dict(w, engine.worker_alive(w, now=now), now=now) for w in workers]
     if as_json:
         emit_json(rows)
         return

@@ -312,7 +312,7 @@ def read_detail(job_id: str, now: float, monitor: Any = None) -> Detail:
     data["attempts"], data["retry budget"] = len(attempts), present.budget(job)
     rows = []
     for attempt in attempts:
-        row = present.attempt_dict(attempt)
+        row = present.attempt_dict(attempt, engine.log_path(attempt))
         row["started_ts"], row["finished_ts"] = attempt.started_at, attempt.finished_at
         row["log_path"] = engine.log_path(attempt)
         last = all(a.finished_at is None for a in attempts if a.number > attempt.number)
