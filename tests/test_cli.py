@@ -561,6 +561,9 @@ def test_enqueue_and_status_load_neither_psutil_nor_migrations_nor_rich(home, db
         proc, modules = imported("-m", "queuectl_tui", *args)
         modules = [m for m in modules if m not in startup]
         assert "queuectl_tui.engine" in modules  # the report is what we think it is
+        # each command loads its own module of commands (cli/__init__.py's COMMANDS) alone
+        assert [m for m in modules if m in ("queuectl_tui.cli.admin", "queuectl_tui.cli.workers",
+                                            "queuectl_tui.cli.schedule")] == []
         on_file = backend == "sqlite" or args[0] == "--db"
         unwanted = ("psutil", "rich") + (("pathlib", "urllib") if on_file else ())
         if on_file:  # peewee's attempt is listed; the driver's own C module would load with it
