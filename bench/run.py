@@ -390,9 +390,9 @@ def bench_scale(cfg: dict, tmp: Path) -> dict:
 
     def show() -> None:
         job = engine.get_job(some_id)
-        [present.attempt_dict(a) for a in engine.attempts_of(job)]
+        [present.attempt_dict(a, engine.log_path(a)) for a in engine.attempts_of(job)]
         present.job_dict(job, full=True)
-        present.explain(job)
+        present.explain(engine.why_facts(job))
 
     res["query_ms"] = {
         "status": timed(engine.stats, 10),

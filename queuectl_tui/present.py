@@ -2,16 +2,18 @@
 labels, the retry budget, stop summaries, the one-sentence "why", and the ``--json`` shapes.
 
 Both faces render only what this module returns, so they speak with one voice. No textual
-and no click here (the CLI never imports textual; a worker imports neither).
+and no click here (the CLI never imports textual; a worker imports neither), and no reads:
+what it words is read by the engine and handed in (``engine.why_facts`` for ``explain``), so
+a face reads once and then words.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from queuectl_tui import engine
 from queuectl_tui.spec import iso
 from queuectl_tui.store.models import (
     COMPLETED,
@@ -24,6 +26,9 @@ from queuectl_tui.store.models import (
     Job,
     Worker,
 )
+
+if TYPE_CHECKING:  # the facts' types: what this module words, never reads
+    from queuectl_tui import engine
 
 __all__ = ["iso"]  # re-exported: times of day in --json and in `show`
 
@@ -235,19 +240,21 @@ def job_dict(job: Job, *, full: bool = False) -> dict[str, Any]:
     return data
 
 
-def attempt_dict(attempt: Attempt) -> dict[str, Any]:
+def attempt_dict(attempt: Attempt, log_path: Path | None) -> dict[str, Any]:
+    """An attempt in --json; ``log_path``: ``engine.log_path`` of it."""
     return {
         "number": attempt.number, "worker_id": attempt.worker_id, "host": attempt.host,
         "pid": attempt.pid, "started_at": iso(attempt.started_at),
         "finished_at": iso(attempt.finished_at), "exit_code": attempt.exit_code,
         "duration": attempt.duration, "outcome": attempt.outcome, "error": attempt.error,
-        "log_file": str(engine.log_path(attempt)) if attempt.log_file else None,
+        "log_file": str(log_path) if log_path is not None else None,
         "cpu_seconds": attempt.cpu_seconds, "peak_rss_bytes": attempt.peak_rss_bytes,
         "processes": attempt.processes,
     }
 
 
-def worker_dict(worker: Worker, *, now: float | None = None) -> dict[str, Any]:
+def worker_dict(worker: Worker, alive: bool, *, now: float | None = None) -> dict[str, Any]:
+    """A worker in --json; ``alive``: ``engine.worker_alive`` of it at ``now``."""
     now = time.time() if now is None else now
     return {
         "id": worker.id, "host": worker.host, "pid": worker.pid, "status": worker.status,
@@ -255,28 +262,29 @@ def worker_dict(worker: Worker, *, now: float | None = None) -> dict[str, Any]:
         "queues": worker.queues.split(",") if worker.queues else None,
         "started_at": iso(worker.started_at), "heartbeat_at": iso(worker.heartbeat_at),
         "heartbeat_age": round(max(0.0, now - worker.heartbeat_at), 3),
-        "alive": engine.worker_alive(worker, now=now),
+        "alive": alive,
     }
 
 
 # --- why a job is where it is --------------------------------------------------------------------
 
 
-def explain(job: Job, *, now: float | None = None) -> str:
-    """Why the job is where it is, in one sentence a person can act on."""
-    now = time.time() if now is None else now
+def explain(facts: engine.WhyFacts) -> str:
+    """Why the job is where it is, in one sentence a person can act on, from the facts
+    ``engine.why_facts`` read."""
+    job, now = facts.job, facts.now
     if job.state == COMPLETED:
-        runs = plural(engine.attempts_run(job), "attempt")
+        runs = plural(facts.runs or 0, "attempt")  # read for every ended job
         return f"completed at {iso(job.finished_at)} after {runs}"
     if job.state == DEAD:
-        return (f"in the DLQ after {plural(engine.attempts_run(job), 'attempt')}: "
+        return (f"in the DLQ after {plural(facts.runs or 0, 'attempt')}: "
                 f"{job.last_error or 'no error recorded'}")
     if job.state == PROCESSING:
-        worker = Worker.get_or_none(Worker.id == job.worker_id)
+        worker = facts.worker
         where = f"worker {job.worker_id}" + (f" (pid {worker.pid} on {worker.host})" if worker
                                              else " (gone)")
         text = f"running on {where} since {iso(job.started_at)}"
-        if worker is None or not engine.worker_alive(worker, now=now):
+        if not facts.worker_alive:
             text += "; that worker is lost, the job will be taken back when a worker runs recovery"
         if job.paused:
             text += (f"; paused (stopped; resume {job.id} continues it"
@@ -284,31 +292,29 @@ def explain(job: Job, *, now: float | None = None) -> str:
         if job.cancel_requested:
             text += "; cancellation requested"
         return text
-    held = _held(job, now)
+    held = _held(facts)
     if job.run_at > now:
         if job.state == FAILED:
-            return (f"backing off until {iso(job.run_at)} after attempt {engine.attempts_run(job)} "
+            return (f"backing off until {iso(job.run_at)} after attempt {facts.runs} "
                     f"failed: {job.last_error}; retry budget {budget(job)}"
                     + "".join(f"; {why}" for why in held))
         return f"scheduled for {iso(job.run_at)}" + "".join(f"; {why}" for why in held)
     if held:
         return "due, waiting: " + "; ".join(held)
-    workers = [w for w in engine.live_workers(now)
-               if not w.queues or job.queue in w.queues.split(",")]
-    if not workers:
+    if not facts.workers:
         return f"due, waiting: no worker alive for queue {job.queue!r} (start one: worker start)"
-    working = sum(1 for w in workers if engine.busy(w))
-    aged = _aged(job, now)
-    if working == len(workers):
-        return f"due, waiting for a free worker ({working} of {len(workers)} busy)" + aged
+    aged = _aged(facts)
+    if facts.working == facts.workers:
+        return (f"due, waiting for a free worker ({facts.working} of {facts.workers} busy)"
+                + aged)
     return "due; an idle worker will claim it next" + aged
 
 
-def _held(job: Job, now: float) -> list[str]:
+def _held(facts: engine.WhyFacts) -> list[str]:
     """What holds a waiting job back besides time and workers: its dependencies, its queue
     being paused or at its limit; with aging on, the priority it has reached."""
     reasons: list[str] = []
-    hold = engine.holds([job]).get(job.seq)  # the facts the When column's short forms come from
+    job, hold = facts.job, facts.hold  # the facts the When column's short forms come from
     if hold is None:
         return reasons
     if hold.after:
@@ -319,13 +325,12 @@ def _held(job: Job, now: float) -> list[str]:
     if hold.at_limit:
         reasons.append(f"its queue {job.queue!r} is at its limit "
                        f"({hold.running} of {hold.limit} running)")
-    if reasons and (aged := _aged(job, now)):
+    if reasons and (aged := _aged(facts)):
         reasons.append(aged[2:])
     return reasons
 
 
-def _aged(job: Job, now: float) -> str:
-    rate = engine.aging_rate()
-    if not rate:
+def _aged(facts: engine.WhyFacts) -> str:
+    if not facts.aging_rate:
         return ""
-    return f"; effective priority {engine.effective_priority(job, now=now, rate=rate):.1f} (aging)"
+    return f"; effective priority {facts.effective_priority:.1f} (aging)"

@@ -561,6 +561,9 @@ def test_enqueue_and_status_load_neither_psutil_nor_migrations_nor_rich(home, db
         proc, modules = imported("-m", "queuectl_tui", *args)
         modules = [m for m in modules if m not in startup]
         assert "queuectl_tui.engine" in modules  # the report is what we think it is
+        # each command loads its own module of commands (cli/__init__.py's COMMANDS) alone
+        assert [m for m in modules if m in ("queuectl_tui.cli.admin", "queuectl_tui.cli.workers",
+                                            "queuectl_tui.cli.schedule")] == []
         on_file = backend == "sqlite" or args[0] == "--db"
         unwanted = ("psutil", "rich") + (("pathlib", "urllib") if on_file else ())
         if on_file:  # peewee's attempt is listed; the driver's own C module would load with it
@@ -580,7 +583,7 @@ def test_status_without_a_terminal_is_a_tab_separated_table_then_lines(monkeypat
                                                                         jobs):
     """Off a terminal status is the counts as a header line and a row, tab-separated (rich, a
     third of a cold start, is not loaded), then its lines; on any COLUMNS."""
-    from queuectl_tui import cli as climod
+    from queuectl_tui.cli import render
 
     data = {"jobs": jobs, "total": sum(jobs.values()), "workers": {"alive": 3, "busy": 12345},
             "oldest_pending_age": 3725.0}
@@ -589,8 +592,8 @@ def test_status_without_a_terminal_is_a_tab_separated_table_then_lines(monkeypat
             monkeypatch.delenv(key, raising=False)
         for key, value in env.items():
             monkeypatch.setenv(key, value)
-        assert climod.piped()
-        climod._print_status(data, climod.piped())
+        assert render.piped()
+        render.print_status(data, render.piped())
         assert capsys.readouterr().out.splitlines() == [
             "pending\tprocessing\tcompleted\tfailed\tdead\ttotal",
             "\t".join(str(jobs[s]) for s in ("pending", "processing", "completed", "failed",

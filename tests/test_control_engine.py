@@ -15,6 +15,11 @@ from queuectl_tui.errors import InvalidInput, NotFound, QueueError
 from queuectl_tui.store.models import Dependency, Job
 
 
+def explain(job, **kw) -> str:
+    """The sentence ``show`` and the console give: ``engine.why_facts`` worded by present."""
+    return present.explain(engine.why_facts(job, **kw))
+
+
 def run(worker, outcome="completed", now=T0 + 1):
     """Claim the next job and end it with ``outcome``; returns the job's id."""
     job, attempt = engine.claim(worker, now=now)
@@ -388,20 +393,20 @@ def test_explain_says_what_holds_a_waiting_job(add, worker):
     add("c", after=["a", "b"])
     run(worker)
     assert (
-        present.explain(state("c"), now=T0 + 1)
+        explain(state("c"), now=T0 + 1)
         == "due, waiting: dependencies not completed yet: b (pending)"
     )
     engine.pause(["default"])
-    text = present.explain(state("c"), now=T0 + 1)
+    text = explain(state("c"), now=T0 + 1)
     assert "its queue 'default' is paused" in text
     engine.resume()
     engine.set_limit("default", 1)
     engine.claim(worker, now=T0 + 2)
-    assert "its queue 'default' is at its limit (1 of 1 running)" in present.explain(state("c"))
+    assert "its queue 'default' is at its limit (1 of 1 running)" in explain(state("c"))
     settings.set_value("priority_aging", 1.0)
-    assert "effective priority 2.0 (aging)" in present.explain(state("c"), now=T0 + 120)
+    assert "effective priority 2.0 (aging)" in explain(state("c"), now=T0 + 120)
     add("d", delay=60)
-    assert present.explain(state("d"), now=T0).startswith(
+    assert explain(state("d"), now=T0).startswith(
         f"scheduled for {spec.iso(T0 + 60)}; its queue"
     )
 

@@ -13,6 +13,11 @@ from queuectl_tui import engine, present, settings, spec
 from queuectl_tui.errors import InvalidInput, NotFound, QueueError
 from queuectl_tui.store.models import Attempt, Job, Worker
 
+
+def explain(job, **kw) -> str:
+    """The sentence ``show`` and the console give: ``engine.why_facts`` worded by present."""
+    return present.explain(engine.why_facts(job, **kw))
+
 # --- success, failure, backoff, DLQ --------------------------------------------------------------
 
 def test_success_completes_in_one_attempt(add, worker):
@@ -481,32 +486,32 @@ def test_a_live_workers_job_is_left_alone(add, worker):
 
 def test_explain_says_why_a_job_waits(add, worker):
     add("sched", delay=3600)
-    assert present.explain(state("sched"), now=T0) == f"scheduled for {spec.iso(T0 + 3600)}"
+    assert explain(state("sched"), now=T0) == f"scheduled for {spec.iso(T0 + 3600)}"
 
     add("flaky", max_retries=2, backoff_base=10, priority=9)
     engine.finish(*engine.claim(worker, now=T0), outcome="failed", error="exit code 1", now=T0)
-    assert present.explain(state("flaky"), now=T0 + 1) == (
+    assert explain(state("flaky"), now=T0 + 1) == (
         f"backing off until {spec.iso(T0 + 10)} after attempt 1 failed: exit code 1; "
         "retry budget 0 of 2 used")
 
     add("due")
-    assert "an idle worker will claim it next" in present.explain(state("due"), now=T0 + 1)
+    assert "an idle worker will claim it next" in explain(state("due"), now=T0 + 1)
     engine.claim(worker, now=T0 + 1)
-    assert "waiting for a free worker (1 of 1 busy)" in present.explain(state("flaky"), now=T0 + 11)
+    assert "waiting for a free worker (1 of 1 busy)" in explain(state("flaky"), now=T0 + 11)
     # A worker elsewhere whose heartbeat is older than the lease: nobody is alive to run it.
     Worker.update(host="elsewhere").execute()
-    text = present.explain(state("flaky"), now=T0 + 100)
+    text = explain(state("flaky"), now=T0 + 100)
     assert "no worker alive" in text
 
 
 def test_explain_of_finished_and_running_jobs(add, worker):
     add("r")
     engine.claim(worker, now=T0)
-    assert present.explain(state("r"), now=T0 + 1).startswith(f"running on worker {worker.id}")
+    assert explain(state("r"), now=T0 + 1).startswith(f"running on worker {worker.id}")
     Worker.update(host="elsewhere").execute()
-    assert "that worker is lost" in present.explain(state("r"), now=T0 + 100)
+    assert "that worker is lost" in explain(state("r"), now=T0 + 100)
     engine.finish(state("r"), engine.attempts_of(state("r"))[0], outcome="completed", now=T0 + 2)
-    assert present.explain(state("r")) == f"completed at {spec.iso(T0 + 2)} after 1 attempt"
+    assert explain(state("r")) == f"completed at {spec.iso(T0 + 2)} after 1 attempt"
 
 
 def test_attempt_numbers_continue_after_dlq_retry_and_the_budget_starts_over(add, worker):
@@ -515,21 +520,21 @@ def test_attempt_numbers_continue_after_dlq_retry_and_the_budget_starts_over(add
         engine.finish(
             *engine.claim(worker, now=now), outcome="failed", error="exit code 1", now=now
         )
-    assert present.explain(state("f")) == "in the DLQ after 2 attempts: exit code 1"
+    assert explain(state("f")) == "in the DLQ after 2 attempts: exit code 1"
     assert present.retries(state("f")) == "1/1"
     engine.dlq_retry(["f"], now=T0 + 20)
     assert present.budget(state("f")) == "0 of 1 used"
     engine.finish(
         *engine.claim(worker, now=T0 + 20), outcome="failed", error="exit code 1", now=T0 + 20
     )
-    assert present.explain(state("f"), now=T0 + 21) == (
+    assert explain(state("f"), now=T0 + 21) == (
         f"backing off until {spec.iso(T0 + 30)} after attempt 3 failed: exit code 1; "
         "retry budget 0 of 1 used")
     engine.finish(
         *engine.claim(worker, now=T0 + 30), outcome="failed", error="exit code 1", now=T0 + 30
     )
     assert outcomes("f") == [(1, "failed"), (2, "failed"), (3, "failed"), (4, "failed")]
-    assert present.explain(state("f")) == "in the DLQ after 4 attempts: exit code 1"
+    assert explain(state("f")) == "in the DLQ after 4 attempts: exit code 1"
 
 
 def test_stats_counts_states_workers_and_oldest_pending(add, worker):
@@ -582,9 +587,9 @@ def test_holds_say_what_each_waiting_job_of_a_page_waits_for_in_a_few_reads(add,
     by_id = {job.id: job for job in page}
     assert holds[by_id["deploy"].seq].after == (("build", "pending"), ("test", "pending"))
     # explain says the same, in words
-    assert "dependencies not completed yet: build (pending), test (pending)" in present.explain(
+    assert "dependencies not completed yet: build (pending), test (pending)" in explain(
         by_id["deploy"], now=T0 + 2)
-    assert "at its limit (1 of 1 running)" in present.explain(by_id["gpu2"], now=T0 + 2)
+    assert "at its limit (1 of 1 running)" in explain(by_id["gpu2"], now=T0 + 2)
     # a job not yet due says when, whatever holds it
     assert present.when(by_id["held"], T0 - 60, holds[by_id["held"].seq]) == "in 1m00s"
 

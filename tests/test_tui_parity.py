@@ -74,8 +74,8 @@ def resolve(command: str) -> click.Command:
     for word in words:
         if word.startswith("-"):
             options.append(word.split("=")[0])
-        elif isinstance(current, click.Group) and word in current.commands:
-            current = current.commands[word]
+        elif isinstance(current, click.Group) and current.get_command(None, word):
+            current = current.get_command(None, word)
             options = []  # options so far belonged to the group
     known = {opt for param in current.params for opt in [*param.opts, *param.secondary_opts]}
     known |= {"--help", "-h"}

@@ -112,6 +112,7 @@ from queuectl_tui.engine.waiting import (
     follow_look,
     wait,
 )
+from queuectl_tui.engine.why import WhyFacts, why_facts
 from queuectl_tui.engine.workers import (
     STOPPED_STATUSES,
     Fenced,
@@ -226,7 +227,9 @@ __all__ = [
     "UNFINISHED",
     "WAKE_POLL",
     "WaitTimeout",
+    "WhyFacts",
     "changes",
     "follow_look",
     "wait",
+    "why_facts",
 ]

@@ -1,8 +1,9 @@
 """The Textual console: ``run_app(db_path)`` opens it (``queuectl-tui`` on a terminal).
 
 The app owns what every screen shares: where the database is, the clock (injected in tests so
-that screens are stable), the worker monitor, and ``perform``, which runs an engine or
-supervisor call in a thread and reports its outcome as a notification.
+that screens are stable), the worker monitor, and ``act``, which runs an operator action
+(tui/actions.py) in a thread and answers the screen that asked with a message
+(tui/messages.py).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from textual import work
+from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.message_pump import MessagePump
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
@@ -23,6 +25,8 @@ from queuectl_tui.errors import DatabaseUnusable, QueueError
 from queuectl_tui.run.monitor import WorkerMonitor
 from queuectl_tui.store import describe_target, open_db
 from queuectl_tui.tui import data, readonly
+from queuectl_tui.tui.actions import Action
+from queuectl_tui.tui.messages import ActionDone, ActionFailed
 from queuectl_tui.tui.screens.main import MainScreen
 
 THEME = "textual-dark"
@@ -85,39 +89,49 @@ class QueueApp(App[None]):
         """Notifications carry ids, commands and errors: plain text unless a caller says."""
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
-    @work(thread=True, group="actions", exit_on_error=False)
-    def perform(self, label: str, func: Callable[..., Any], *args: Any,
-                then: Callable[[Any], None] | None = None,
-                on_error: Callable[[str, str | None], None] | None = None,
-                **kwargs: Any) -> None:
-        """Run an engine/supervisor call off the event loop: ``then(result)`` on success;
-        on failure ``on_error(message, field)`` (``field``: the input the error is about, from
-        ``InvalidInput.field``, or None) or an error notification (never a traceback)."""
-        field = None
-        try:
-            result = data.call(self.db_path, func, *args, **kwargs)
-        except (QueueError, data.Problem) as exc:
-            message, field = str(exc), getattr(exc, "field", None)
-        except Exception as exc:  # an unexpected failure is reported, not raised into the UI
-            message = f"{type(exc).__name__}: {exc}"
-        else:
-            if then is not None:
-                self.from_thread(then, result)
+    def act(self, action: Action, screen: MessagePump) -> None:
+        """Run an operator action for ``screen``, asking its question first if it has one: the
+        screen hears ``ActionDone`` or ``ActionFailed`` (a failure it leaves alone reaches
+        ``_failed_to_act``)."""
+        if action.question is None:
+            self._act(action, screen)
             return
-        if on_error is not None:
-            self.from_thread(on_error, message, field)
-        else:
-            self.from_thread(self.notify, message, title=f"could not {label}", severity="error")
+        from queuectl_tui.tui.screens.modals import ConfirmModal
+        question, title = action.question
 
-    def cancelled(self, jobs: list[Any]) -> str:
-        """What a cancel did, job by job: a waiting job is dead now; a running one has a cancel
-        requested, and a notification tells how it ended once its worker is done with it."""
-        running = [job.id for job in jobs if job.state == "processing"]
-        if running:
-            self._follow_ends(running)
-        parts = [f"{job.id}: cancel requested" if job.id in running else f"{job.id} cancelled ({job.state})"
-                 for job in jobs[:3]]
-        return "; ".join(parts) + (f" (+{len(jobs) - 3} more)" if len(jobs) > 3 else "")
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._act(action, screen)
+
+        self.push_screen(ConfirmModal(question, title), answered)
+
+    @work(thread=True, group="actions", exit_on_error=False)
+    def _act(self, action: Action, screen: MessagePump) -> None:
+        try:
+            result = data.call(self.db_path, action.call, *action.args, **action.kwargs)
+        except (QueueError, data.Problem) as exc:
+            message: ActionDone | ActionFailed = ActionFailed(action, str(exc),
+                                                              getattr(exc, "field", None))
+        except Exception as exc:  # an unexpected failure is reported, not raised into the UI
+            message = ActionFailed(action, f"{type(exc).__name__}: {exc}")
+        else:
+            message = ActionDone(action, result)
+            running = [job.id for job in result if job.state == "processing"] if (
+                action.follows_ends) else []
+            if running:
+                self.from_thread(self._follow_ends, running)
+        if not screen.post_message(message):  # that screen is gone: the app says it
+            self.post_message(message)
+
+    @on(ActionDone)
+    def _acted(self, event: ActionDone) -> None:
+        """The result of an action whose screen closed meanwhile: its summary, if it has one."""
+        if event.action.summary is not None:
+            self.notify(event.action.summary(event.result))
+
+    @on(ActionFailed)
+    def _failed_to_act(self, event: ActionFailed) -> None:
+        self.notify(event.message, title=f"could not {event.label}", severity="error")
 
     @work(thread=True, group="ends", exit_on_error=False)
     def _follow_ends(self, job_ids: list[str]) -> None:

@@ -314,7 +314,7 @@ def read_detail(job_id: str, now: float, monitor: Any = None) -> Detail:
     data["attempts"], data["retry budget"] = len(attempts), present.budget(job)
     rows = []
     for attempt in attempts:
-        row = present.attempt_dict(attempt)
+        row = present.attempt_dict(attempt, engine.log_path(attempt))
         row["started_ts"], row["finished_ts"] = attempt.started_at, attempt.finished_at
         row["log_path"] = engine.log_path(attempt)
         last = all(a.finished_at is None for a in attempts if a.number > attempt.number)
@@ -325,7 +325,7 @@ def read_detail(job_id: str, now: float, monitor: Any = None) -> Detail:
             row["log_note"] = (f"({where}; its last output, kept in the database:)\n{visible(tail)}"
                                if tail else f"({where}; no output of it is kept in the database)")
         rows.append(row)
-    detail = Detail(data, present.explain(job, now=now), rows, job.state == "processing",
+    detail = Detail(data, present.explain(engine.why_facts(job, now=now)), rows, job.state == "processing",
                     engine.dependencies(job))
     held = engine.running_attempts().get(job.id) if detail.running and monitor is not None else None
     if held is not None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
@@ -14,15 +15,18 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Log, Static
 
-from queuectl_tui import engine
 from queuectl_tui.store.models import COMPLETED, DEAD, FAILED, PENDING, PROCESSING
-from queuectl_tui.tui import data
+from queuectl_tui.tui import actions, data
+from queuectl_tui.tui.messages import ActionDone
 from queuectl_tui.tui.reads import OneRead
 from queuectl_tui.visible import visible
 from queuectl_tui.present import cpu_time, percent, precise, short_stamp, size, spark
 from queuectl_tui.tui.fmt import STATE_STYLE, cell
 from queuectl_tui.tui.widgets.jobs_table import Column, KeyedTable
 from queuectl_tui.tui.widgets.keybar import KeyBar
+
+if TYPE_CHECKING:
+    from queuectl_tui.tui.app import QueueApp
 
 ATTEMPT_COLUMNS = (
     Column("number", "#", 3), Column("worker", "Worker", 6), Column("start", "Started", 14),
@@ -68,6 +72,8 @@ OFFERED_IN = {"retry": (FAILED, DEAD), "restart": (COMPLETED, DEAD), "edit": (PE
 
 
 class JobDetailScreen(Screen):
+    app: QueueApp
+
     BINDINGS = [
         Binding("escape", "back", "Back", tooltip="Back to the jobs"),
         Binding("r", "retry", "Retry", tooltip="Retry this job (failed or dead)"),
@@ -361,53 +367,36 @@ class JobDetailScreen(Screen):
         self.app.notify(f"follow {'on' if self.follow else 'off'}", timeout=1.5)
 
     def action_retry(self) -> None:
-        self.app.perform(f"retry {self.job_id}", engine.retry, self.job_id,
-                         then=lambda job: self._done(f"{job.id} retried → {job.state}"))
+        self.app.act(actions.retry([self.job_id], one=True), self)
 
     def action_restart(self) -> None:
-        self.app.perform(f"restart {self.job_id}", engine.restart, [self.job_id],
-                         then=lambda jobs: self._done(f"{jobs[0].id} restarted → {jobs[0].state}"))
+        self.app.act(actions.restart([self.job_id], one=True), self)
 
     def action_edit(self) -> None:
-        from queuectl_tui.tui.screens.main import edit_job
-        self.app.perform(f"edit {self.job_id}", engine.get_job, self.job_id,
-                         then=lambda job: edit_job(self.app, job, self._done))
+        from queuectl_tui.tui.screens.modals import edit_job
+        self.app.act(actions.edit(self.job_id, edit_job), self)
 
     def action_pause(self) -> None:
-        if self.detail is None:
-            return
-        queue = self.detail.fields["queue"]
-        self.app.perform(f"pause or resume queue {queue}", data.toggle_pause, queue,
-                         then=lambda paused: self._done(f"queue {queue} {'paused' if paused else 'resumed'}"))
+        if self.detail is not None:
+            self.app.act(actions.toggle_pause(self.detail.fields["queue"]), self)
 
     def action_cancel(self) -> None:
-        from queuectl_tui.tui.screens.modals import ConfirmModal
-        self.app.push_screen(
-            ConfirmModal(f"Cancel job {self.job_id}?\nWaiting: it goes to the DLQ. Running: its process "
-                         "tree is killed.", "Cancel job"),
-            lambda yes: yes and self.app.perform(
-                f"cancel {self.job_id}", engine.cancel, self.job_id,
-                then=lambda job: self._done(self.app.cancelled([job]))))
+        self.app.act(actions.cancel([self.job_id]), self)
 
     def action_delete(self) -> None:
-        from queuectl_tui.tui.screens.modals import ConfirmModal
-
         if self.detail is not None and self.detail.fields["state"] == "processing":
-            self.app.notify(f"{self.job_id} is processing: cancel it first (c), then delete it",
-                            severity="warning")
+            self.app.notify(actions.not_while_running(self.job_id), severity="warning")
             return
+        self.app.act(actions.delete([self.job_id], one=True), self)
 
-        def deleted(count: int) -> None:
-            self.app.notify(f"deleted job {self.job_id}")
-            self.app.pop_screen()
-
-        self.app.push_screen(
-            ConfirmModal(f"Delete job {self.job_id} with its attempts and logs?\nThis cannot be undone.",
-                         "Delete job"),
-            lambda yes: yes and self.app.perform(f"delete {self.job_id}", engine.delete, [self.job_id],
-                                                 then=deleted))
-
-    def _done(self, message: str) -> None:
+    def done(self, message: str, *, clear_marks: bool = False) -> None:
+        """An action is done: say what it did, and show the latest attempt (a new one may
+        come)."""
         self.app.notify(message)
-        self.attempt = None  # a new attempt may come: show the latest
+        self.attempt = None
         self.poll()
+
+    @on(ActionDone)
+    def _acted(self, event: ActionDone) -> None:
+        event.stop()
+        actions.finish(self, event.action, event.result)

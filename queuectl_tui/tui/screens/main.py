@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
@@ -18,14 +19,16 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, Log, Static
 
-from queuectl_tui import engine
-from queuectl_tui.store.models import COMPLETED, DEAD, FAILED, PENDING, PROCESSING, Job
-from queuectl_tui.run import supervisor
-from queuectl_tui.tui import data
+from queuectl_tui.store.models import COMPLETED, DEAD, FAILED, PROCESSING, Job
+from queuectl_tui.tui import actions, data
+from queuectl_tui.tui.messages import ActionDone
 from queuectl_tui.tui.reads import OneRead
 from queuectl_tui.tui.widgets import CountsHeader, JobsTable, KeyBar, TabBar, ThroughputLine, WorkersPane
 from queuectl_tui.tui.widgets.jobs_table import WAITING_OR_RUNNING, job_columns
 from queuectl_tui.visible import visible
+
+if TYPE_CHECKING:
+    from queuectl_tui.tui.app import QueueApp
 
 #: (tab id, label, state); the number keys pick them in this order.
 TABS = [("all", "All", None), ("pending", "Pending", "pending"),
@@ -47,6 +50,8 @@ REST_EVERY = 5
 
 
 class MainScreen(Screen):
+    app: QueueApp
+
     AUTO_FOCUS = "#jobs"
     BINDINGS = [
         Binding("n", "enqueue", "Enqueue", tooltip="Enqueue a new job (form)"),
@@ -585,12 +590,18 @@ class MainScreen(Screen):
         from queuectl_tui.tui.screens.detail import JobDetailScreen
         self.app.push_screen(JobDetailScreen(job_id, focus_log=focus_log))
 
-    # -- actions (each the engine/supervisor call of a CLI command) ---------------------
-    def _done(self, message: str, *, clear_marks: bool = False) -> None:
+    # -- actions (each the engine/supervisor call of a CLI command: tui/actions.py) ------
+    def done(self, message: str, *, clear_marks: bool = False) -> None:
+        """An action is done: say what it did and show the change."""
         if clear_marks:
             self.marks.clear()
         self.app.notify(message)
         self.action_refresh()
+
+    @on(ActionDone)
+    def _acted(self, event: ActionDone) -> None:
+        event.stop()
+        actions.finish(self, event.action, event.result)
 
     def action_enqueue(self) -> None:
         from queuectl_tui.tui.screens.modals import EnqueueModal
@@ -598,7 +609,7 @@ class MainScreen(Screen):
         def done(ids: list[str] | None) -> None:
             if ids:
                 self._cursor_to = ids[0] if self.view == data.View(state=self.view.state) else None
-                self._done(f"enqueued {', '.join(ids)}")
+                self.done(f"enqueued {', '.join(ids)}")
 
         self.app.push_screen(EnqueueModal(), done)
 
@@ -626,78 +637,50 @@ class MainScreen(Screen):
             self.app.notify("select a job: p pauses or resumes its queue (Q lists the queues)",
                             severity="warning")
             return
-        queue = job.queue
-        self.app.perform(f"pause or resume queue {queue}", data.toggle_pause, queue,
-                         then=lambda paused: self._done(f"queue {queue} {'paused' if paused else 'resumed'}"))
+        self.app.act(actions.toggle_pause(job.queue), self)
 
     def action_pause_all(self) -> None:
-        self.app.perform("pause or resume every queue", data.toggle_pause, None,
-                         then=lambda paused: self._done("every queue paused" if paused
-                                                        else "every queue resumed"))
+        self.app.act(actions.toggle_pause(None), self)
+
     def action_stats(self) -> None:
         from queuectl_tui.tui.screens.stats import StatsScreen
         self.app.push_screen(StatsScreen())
 
     def action_retry(self) -> None:
         ids = self.selected_ids()
-        if not ids:
-            return
-        wrong = [i for i in ids if i in self.jobs and self.jobs[i].state not in (FAILED, DEAD)]
-        if wrong and not self.marks:
-            self.app.notify(f"{wrong[0]} is {self.jobs[wrong[0]].state}: only failed or dead jobs "
-                            "can be retried", severity="warning")
-            return
-        self.app.perform(f"retry {len(ids)} job(s)", engine.retry_many, ids,
-                         then=lambda jobs: self._done(_summary("retried", jobs), clear_marks=True))
+        if ids and self._all_in(ids, (FAILED, DEAD), "only failed or dead jobs can be retried"):
+            self.app.act(actions.retry(ids), self)
 
     def action_restart(self) -> None:
         ids = self.selected_ids()
-        if not ids:
-            return
-        wrong = [i for i in ids if i in self.jobs and self.jobs[i].state not in (COMPLETED, DEAD)]
+        if ids and self._all_in(ids, (COMPLETED, DEAD),
+                                "only completed or dead jobs can be restarted"):
+            self.app.act(actions.restart(ids), self)
+
+    def _all_in(self, ids: list[str], states: tuple[str, ...], only: str) -> bool:
+        """The job under the cursor is in one of ``states``, or says why not (marked jobs go
+        to the engine, which refuses them all or none)."""
+        wrong = [i for i in ids if i in self.jobs and self.jobs[i].state not in states]
         if wrong and not self.marks:
-            self.app.notify(f"{wrong[0]} is {self.jobs[wrong[0]].state}: only completed or dead jobs "
-                            "can be restarted", severity="warning")
-            return
-        self.app.perform(f"restart {len(ids)} job(s)", engine.restart, ids,
-                         then=lambda jobs: self._done(_summary("restarted", jobs), clear_marks=True))
+            self.app.notify(f"{wrong[0]} is {self.jobs[wrong[0]].state}: {only}",
+                            severity="warning")
+            return False
+        return True
 
     def action_edit(self) -> None:
         key = self.table.cursor_key
-        if key is None:
-            return
-        self.app.perform(f"edit {key}", engine.get_job, key, then=lambda job: edit_job(self.app, job, self._done))
-
-    def _ask_about_the_dlq(self, question, title: str, then) -> None:
-        """Ask ``question(count)`` with the DLQ's count as it is now (the header's may be a
-        refresh old, or more behind another screen); an empty DLQ is only said."""
-        def counted(count: int) -> None:
-            if not count:
-                self.app.notify("the DLQ is empty")
-            else:
-                self._confirm(question(count), title, then)
-
-        self.app.perform("count the DLQ", engine.count_jobs, state=DEAD, then=counted)
+        if key is not None:
+            from queuectl_tui.tui.screens.modals import edit_job
+            self.app.act(actions.edit(key, edit_job), self)
 
     def action_retry_dlq(self) -> None:
-        self._ask_about_the_dlq(
-            lambda count: f"Move all {count:,} dead job(s) back to pending?\nEach gets a fresh retry "
-                          "budget; its attempt numbers go on from its last run.",
-            "Retry the DLQ",
-            lambda: self.app.perform("retry the DLQ", engine.dlq_retry, all_dead=True,
-                                     then=lambda jobs: self._done(f"DLQ retried: {len(jobs):,} "
-                                                                  "job(s) pending again")))
+        self.app.act(actions.retry_dlq(), self)
 
     def action_cancel(self) -> None:
         ids = self.selected_ids()
-        if not ids:
-            return
-        running = sum(1 for i in ids if i in self.jobs and self.jobs[i].state == PROCESSING)
-        text = f"Cancel {_names(ids)}?\nWaiting jobs go to the DLQ as cancelled"
-        text += f"; {running} running job(s) have their process tree killed." if running else "."
-        self._confirm(text, "Cancel jobs", lambda: self.app.perform(
-            f"cancel {len(ids)} job(s)", engine.cancel_many, ids,
-            then=lambda jobs: self._done(self.app.cancelled(jobs), clear_marks=True)))
+        if ids:
+            running = sum(1 for i in ids if i in self.jobs and self.jobs[i].state == PROCESSING)
+            self.app.act(actions.cancel(ids, running=running), self)
 
     def action_delete(self) -> None:
         ids = self.selected_ids()
@@ -705,28 +688,16 @@ class MainScreen(Screen):
             return
         running = [i for i in ids if i in self.jobs and self.jobs[i].state == PROCESSING]
         if running:  # the engine refuses it: say so before asking
-            self.app.notify(f"{running[0]} is processing: cancel it first (c), then delete it",
-                            severity="warning")
+            self.app.notify(actions.not_while_running(running[0]), severity="warning")
             return
-        its = "its" if len(ids) == 1 else "their"
-        self._confirm(f"Delete {_names(ids)} with {its} attempts and logs?\nThis cannot be undone.",
-                      "Delete jobs", lambda: self.app.perform(
-                          f"delete {len(ids)} job(s)", engine.delete, ids,
-                          then=lambda n: self._done(f"deleted {n} job(s)", clear_marks=True)))
+        self.app.act(actions.delete(ids), self)
 
     def action_clear_dlq(self) -> None:
-        self._ask_about_the_dlq(
-            lambda count: f"Delete all {count:,} dead job(s) in the DLQ with their logs?\n"
-                          "This cannot be undone.",
-            "Clear the DLQ",
-            lambda: self.app.perform("clear the DLQ", engine.dlq_clear,
-                                     then=lambda n: self._done(f"deleted {n} dead job(s)")))
+        self.app.act(actions.clear_dlq(), self)
 
     def action_worker_start(self) -> None:
         self.app.notify("starting a worker…", timeout=2)
-        self.app.perform("start a worker", supervisor.start, self.app.db_path, 1,
-                         then=lambda rows: self._done(
-                             ", ".join(f"started worker {r.id} (pid {r.pid})" for r in rows)))
+        self.app.act(actions.worker_start(self.app.db_path), self)
 
     def action_worker_stop(self) -> None:
         workers = [w for w in (self.status.workers if self.status else []) if w.alive and w.local]
@@ -740,43 +711,10 @@ class MainScreen(Screen):
         if chosen is None:
             idle = [w for w in workers if w.status == "idle"]
             chosen = (idle or workers)[-1]
-        job = f", after it finishes {chosen.current_job}" if chosen.current_job else ""
-        self._confirm(f"Stop worker {chosen.id} (pid {chosen.pid}){job}?", "Stop a worker",
-                      lambda: self.app.perform(f"stop worker {chosen.id}", supervisor.stop,
-                                               worker_ids=[chosen.id], then=self._stopped))
+        self.app.act(actions.worker_stop(chosen), self)
 
     def action_worker_stop_all(self) -> None:
-        alive = self.status.alive if self.status else 0
-        self._confirm(f"Stop all {alive} worker(s) on this host?\nEach finishes its current job first.",
-                      "Stop all workers",
-                      lambda: self.app.perform("stop the workers", supervisor.stop, then=self._stopped))
-
-    def _stopped(self, result: dict[str, list[int]]) -> None:
-        parts = []
-        if result["stopped"]:
-            parts.append(f"stopped worker(s) {', '.join(map(str, result['stopped']))}")
-        if result["still_running"]:
-            parts.append(f"still finishing a job: {', '.join(map(str, result['still_running']))}")
-        if result["gone"]:
-            parts.append(f"removed dead worker(s) {', '.join(map(str, result['gone']))}")
-        self._done("; ".join(parts) or "no workers running")
-
-    def _confirm(self, question: str, title: str, then) -> None:
-        from queuectl_tui.tui.screens.modals import ConfirmModal
-        self.app.push_screen(ConfirmModal(question, title), lambda yes: then() if yes else None)
-
-
-def edit_job(app, job: Job, done) -> None:
-    """Open the edit form on a pending or failed job; any other is refused with the reason
-    (``edit`` refuses it too, should the job start meanwhile)."""
-    from queuectl_tui.tui.screens.modals import EditModal
-
-    if job.state not in (PENDING, FAILED):
-        app.notify(f"{job.id} is {job.state}: only pending or failed jobs can be edited"
-                   + (" (cancel it, or wait for it to end)" if job.state == PROCESSING else
-                      " (t restarts it)"), severity="warning")
-        return
-    app.push_screen(EditModal(job), lambda edited: done(f"{edited.id} edited") if edited else None)
+        self.app.act(actions.worker_stop_all(self.status.alive if self.status else 0), self)
 
 
 def _shown_status(status: data.Status) -> tuple:
@@ -792,13 +730,4 @@ def _shown_page(page: data.Page) -> tuple:
     return (page.total, page.start, [(job.id, job.state, job.updated_at) for job in page.jobs])
 
 
-def _names(ids: list[str]) -> str:
-    return f"job {ids[0]}" if len(ids) == 1 else f"{len(ids)} jobs ({', '.join(ids[:3])}{'…' if len(ids) > 3 else ''})"
-
-
-def _summary(verb: str, jobs: list[Job]) -> str:
-    return "; ".join(f"{job.id} {verb} → {job.state}" for job in jobs[:3]) + (
-        f" (+{len(jobs) - 3} more)" if len(jobs) > 3 else "")
-
-
-__all__ = ["MainScreen", "TABS", "SORTS", "job_columns", "edit_job"]
+__all__ = ["MainScreen", "TABS", "SORTS", "job_columns"]

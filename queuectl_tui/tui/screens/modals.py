@@ -7,6 +7,7 @@ error under the field it names.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rich.text import Text
@@ -19,7 +20,9 @@ from textual.widgets import Button, Input, Label, Static
 
 from queuectl_tui import engine, settings, spec
 from queuectl_tui.errors import InvalidInput
-from queuectl_tui.tui import data
+from queuectl_tui.store.models import FAILED, PENDING, PROCESSING, Job
+from queuectl_tui.tui import actions
+from queuectl_tui.tui.messages import ActionDone, ActionFailed
 from queuectl_tui.tui.widgets.keybar import KeyBar
 
 #: (field, label, placeholder) in the order of the form; numeric fields are parsed as numbers.
@@ -127,6 +130,17 @@ class JobForm(ModalScreen):
         names = [n for n, _, _ in self.FIELDS]
         self.show_errors({field if field in names else "form": message})
 
+    @on(ActionDone)
+    def _acted(self, event: ActionDone) -> None:
+        event.stop()
+        actions.finish(self, event.action, event.result)
+
+    @on(ActionFailed)
+    def _not_acted(self, event: ActionFailed) -> None:
+        if event.action.in_form:  # under the field it names; anything else: the app says it
+            event.stop()
+            self._refused(event.message, event.field)
+
     @on(Button.Pressed, "#close")
     def action_dismiss_none(self) -> None:
         self.dismiss(None)
@@ -167,11 +181,7 @@ class EnqueueModal(JobForm):
         self.show_errors(errors)
         if checked is None:
             return
-        self.app.perform("enqueue", engine.enqueue, [checked], now=self.app.clock(), then=self._enqueued,
-                         on_error=self._refused)
-
-    def _enqueued(self, jobs) -> None:
-        self.dismiss([job.id for job in jobs])
+        self.app.act(actions.enqueue(checked, self.app.clock()), self)
 
 
 class EditModal(JobForm):
@@ -225,8 +235,7 @@ class EditModal(JobForm):
         if not changes:
             self.dismiss(None)
             return
-        self.app.perform(f"edit {self.job.id}", engine.edit, self.job.id, changes, now=self.app.clock(),
-                         then=lambda job: self.dismiss(job), on_error=self._refused)
+        self.app.act(actions.save_job(self.job.id, changes, self.app.clock()), self)
 
 
 def _shown(value: Any) -> str:
@@ -272,9 +281,10 @@ class ConfigModal(ModalScreen[list[str] | None]):
         for box in self.query(Input):
             box.cursor_blink = self.app.cursor_blink
             box.disabled = True
-        self.app.perform("read the settings", data.read_settings, then=self._loaded)
+        self.app.act(actions.read_settings(), self)
 
-    def _loaded(self, rows: list[dict[str, Any]]) -> None:
+    def loaded(self, rows: list[dict[str, Any]]) -> None:
+        """The settings as they are: in the boxes, which can be edited from now on."""
         self.rows = rows
         for row in rows:
             box = self.query_one(f"#c-{row['key']}", Input)
@@ -316,14 +326,23 @@ class ConfigModal(ModalScreen[list[str] | None]):
         if not changes and not resets:
             self.dismiss([])
             return
-        self.app.perform("save the settings", data.save_settings, changes, resets,
-                         then=lambda _: self.dismiss(sorted([*changes, *resets])),
-                         on_error=self._refused)
+        self.app.act(actions.save_settings(changes, resets), self)
 
     def _refused(self, message: str, field: str | None = None) -> None:
         box = self.query_one("#ce-form", Static)
         box.update(message)
         box.add_class("-show")
+
+    @on(ActionDone)
+    def _acted(self, event: ActionDone) -> None:
+        event.stop()
+        actions.finish(self, event.action, event.result)
+
+    @on(ActionFailed)
+    def _not_acted(self, event: ActionFailed) -> None:
+        if event.action.in_form:  # under the field it names; anything else: the app says it
+            event.stop()
+            self._refused(event.message, event.field)
 
     @on(Button.Pressed, "#close")
     def action_dismiss_none(self) -> None:
@@ -385,6 +404,17 @@ class LimitModal(ModalScreen[int | None | bool]):
         box.update(Text(message))
         box.set_class(bool(message), "-show")
 
+    @on(ActionDone)
+    def _acted(self, event: ActionDone) -> None:
+        event.stop()
+        actions.finish(self, event.action, event.result)
+
+    @on(ActionFailed)
+    def _not_acted(self, event: ActionFailed) -> None:
+        if event.action.in_form:  # under the field it names; anything else: the app says it
+            event.stop()
+            self._error(event.message, event.field)
+
     @on(Input.Submitted)
     @on(Button.Pressed, "#save")
     def action_save(self) -> None:
@@ -394,8 +424,7 @@ class LimitModal(ModalScreen[int | None | bool]):
             self._error(str(exc))
             return
         self._error("")
-        self.app.perform(f"set the limit of {self.queue}", engine.set_limit, self.queue, limit,
-                         then=lambda _: self.dismiss(limit), on_error=self._error)
+        self.app.act(actions.set_limit(self.queue, limit), self)
 
     @on(Button.Pressed, "#close")
     def action_close(self) -> None:
@@ -435,3 +464,14 @@ class ConfirmModal(ModalScreen[bool]):
 
 
 __all__ = ["EnqueueModal", "EditModal", "ConfigModal", "LimitModal", "ConfirmModal", "parse_limit"]
+
+
+def edit_job(app: Any, job: Job, done: Callable[[str], None]) -> None:
+    """Open the edit form on a pending or failed job; any other is refused with the reason
+    (``edit`` refuses it too, should the job start meanwhile)."""
+    if job.state not in (PENDING, FAILED):
+        app.notify(f"{job.id} is {job.state}: only pending or failed jobs can be edited"
+                   + (" (cancel it, or wait for it to end)" if job.state == PROCESSING else
+                      " (t restarts it)"), severity="warning")
+        return
+    app.push_screen(EditModal(job), lambda edited: done(f"{edited.id} edited") if edited else None)

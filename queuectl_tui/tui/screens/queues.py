@@ -7,13 +7,15 @@ Every action is the engine call of a CLI command (``pause``/``resume --queue Q``
 from __future__ import annotations
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Static
 
 from queuectl_tui.store.models import STATES
-from queuectl_tui.tui import data
+from queuectl_tui.tui import actions, data
 from queuectl_tui.tui.fmt import STATE_STYLE, cell
+from queuectl_tui.tui.messages import ActionDone
 from queuectl_tui.tui.screens.live_table import LiveTableScreen
 from queuectl_tui.tui.widgets.jobs_table import Column, KeyedTable
 from queuectl_tui.tui.widgets.keybar import KeyBar
@@ -86,12 +88,19 @@ class QueuesScreen(LiveTableScreen):
         queue = self.selected()
         if queue is None:
             return
-        self.app.perform(f"pause or resume queue {queue}", data.toggle_pause, queue,
-                         then=lambda paused: self._done(f"queue {queue} {'paused' if paused else 'resumed'}"))
+        self.app.act(actions.toggle_pause(queue), self)
 
     def action_pause_all(self) -> None:
-        self.app.perform("pause or resume every queue", data.toggle_pause, None,
-                         then=lambda paused: self._done("every queue paused" if paused else "every queue resumed"))
+        self.app.act(actions.toggle_pause(None), self)
+
+    @on(ActionDone)
+    def _acted(self, event: ActionDone) -> None:
+        event.stop()
+        actions.finish(self, event.action, event.result)
+
+    def done(self, message: str, *, clear_marks: bool = False) -> None:
+        """An action is done: say what it did and read the queues again."""
+        self._done(message)
 
     def action_limit(self) -> None:
         from queuectl_tui.tui.screens.modals import LimitModal

@@ -17,10 +17,10 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from queuectl_tui import schedules
 from queuectl_tui.errors import InvalidInput
-from queuectl_tui.tui import data
+from queuectl_tui.tui import actions, data
 from queuectl_tui.tui.fmt import STATE_STYLE, cell
+from queuectl_tui.tui.messages import ActionDone, ActionFailed
 from queuectl_tui.tui.screens.live_table import LiveTableScreen
 from queuectl_tui.tui.widgets.jobs_table import Column, KeyedTable
 from queuectl_tui.tui.widgets.keybar import KeyBar
@@ -138,30 +138,27 @@ class SchedulesScreen(LiveTableScreen):
         name = self.selected()
         if name is None:
             return
-        self.app.perform(f"pause or resume schedule {name}", data.toggle_schedule, name,
-                         then=lambda paused: self._done(
-                             f"schedule {name} {'paused' if paused else 'resumed'}"))
+        self.app.act(actions.toggle_schedule(name), self)
 
     def action_run(self) -> None:
         name = self.selected()
         if name is None:
             return
-        self.app.perform(f"run schedule {name}", schedules.run_now, name,
-                         then=lambda job: self._done(f"enqueued {job.id}"))
+        self.app.act(actions.run_schedule(name), self)
 
     def action_remove(self) -> None:
-        from queuectl_tui.tui.screens.modals import ConfirmModal
         name = self.selected()
-        if name is None:
-            return
+        if name is not None:
+            self.app.act(actions.remove_schedule(name), self)
 
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.app.perform(f"remove schedule {name}", schedules.remove, name,
-                                 then=lambda _: self._done(f"removed schedule {name}"))
+    def done(self, message: str, *, clear_marks: bool = False) -> None:
+        """An action is done: say what it did and read the schedules again."""
+        self._done(message)
 
-        self.app.push_screen(ConfirmModal(f"Remove schedule {name}? The jobs it made stay."),
-                             answered)
+    @on(ActionDone)
+    def _acted(self, event: ActionDone) -> None:
+        event.stop()
+        actions.finish(self, event.action, event.result)
 
 
 #: (field, label, placeholder) of the add form, in order; the job's fields as in enqueue.
@@ -223,6 +220,17 @@ class ScheduleModal(ModalScreen[str | None]):
             box.update(Text(errors.get(name, "")))
             box.set_class(name in errors, "-show")
 
+    @on(ActionDone)
+    def _acted(self, event: ActionDone) -> None:
+        event.stop()
+        actions.finish(self, event.action, event.result)
+
+    @on(ActionFailed)
+    def _not_acted(self, event: ActionFailed) -> None:
+        if event.action.in_form:  # under the field it names; anything else: the app says it
+            event.stop()
+            self._refused(event.message, event.field)
+
     def _refused(self, message: str, field: str | None = None) -> None:
         names = {n for n, _, _ in SCHEDULE_FIELDS}
         self._show_errors({field if field in names else "form": message})
@@ -253,8 +261,7 @@ class ScheduleModal(ModalScreen[str | None]):
             self._refused(str(exc), exc.field)
             return
         self._show_errors({})
-        self.app.perform(f"add schedule {name}", schedules.add, name, job, **options,
-                         then=lambda _: self.dismiss(name), on_error=self._refused)
+        self.app.act(actions.add_schedule(name, job, options), self)
 
     @on(Button.Pressed, "#close")
     def action_close(self) -> None:
