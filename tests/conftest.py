@@ -14,7 +14,7 @@ import pytest
 from pg_support import PG_URL, SKIP_REASON, drop_schema, fresh_schema
 
 import helpers
-from helpers import T0, Result, marked, run_cli
+from helpers import T0, Result, marked, needs_process, run_cli, run_in_process
 
 #: Test modules whose tests run on both backends (the ``backend`` parameter); elsewhere, and for
 #: tests marked ``sqlite_only`` (they read the SQLite file or its locks), SQLite alone. Tests
@@ -28,6 +28,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "netns: two hosts in network namespaces (root, PostgreSQL)")
     config.addinivalue_line("markers", "slow: takes a minute or more (installs a virtualenv); "
                                        "-m 'not slow' leaves it out, the whole suite runs it")
+    config.addinivalue_line("markers", "real_cli: the cli fixture runs every command as a "
+                                       "process of its own (signals, terminals, its environment)")
 
 
 def pytest_generate_tests(metafunc):
@@ -113,8 +115,26 @@ def worker(db):
 
 
 @pytest.fixture
-def cli(home: Path):
-    """``cli("status", "--json")`` runs the real CLI in a subprocess on ``home``."""
+def cli(home: Path, request: pytest.FixtureRequest):
+    """``cli("status", "--json")`` runs the CLI on ``home`` and returns what it printed and its
+    exit code: in this process (``helpers.run_in_process``: what a user sees, without an
+    interpreter's start), except the commands that start or wait for processes
+    (``helpers.needs_process``) and in tests marked ``real_cli``, which get a real process
+    (``run_cli``), as ``cli_process`` always does."""
+    real = request.node.get_closest_marker("real_cli") is not None
+
+    def call(*args: str, **kwargs) -> Result:
+        if real or needs_process(args):
+            return run_cli(home, *args, **kwargs)
+        return run_in_process(home, *args, **kwargs)
+
+    yield call
+    _kill_workers(home)
+
+
+@pytest.fixture
+def cli_process(home: Path):
+    """``cli_process("status")``: the real CLI in a subprocess on ``home``, always."""
     def call(*args: str, **kwargs) -> Result:
         return run_cli(home, *args, **kwargs)
 
