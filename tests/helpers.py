@@ -314,7 +314,7 @@ STRESS = ROOT / "bench" / "stress.py"
 
 #: Size of the load and chaos scenarios: 1.0 is the full 4 producers x 2,000 jobs. The default
 #: keeps the whole reliability suite to a couple of minutes on a 2-core CI machine; run
-#: QUEUECTL_STRESS_SCALE=1 pytest tests/test_reliability_load.py for the full size.
+#: QUEUECTL_STRESS_SCALE=1 pytest tests/processes/test_reliability_load.py for the full size.
 DEFAULT_SCALE = 0.5
 SCALE = float(os.environ.get("QUEUECTL_STRESS_SCALE") or DEFAULT_SCALE)
 
