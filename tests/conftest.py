@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -30,6 +33,8 @@ def pytest_configure(config):
                                        "-m 'not slow' leaves it out, the whole suite runs it")
     config.addinivalue_line("markers", "real_cli: the cli fixture runs every command as a "
                                        "process of its own (signals, terminals, its environment)")
+    config.addinivalue_line("markers", "alone: runs with no other test beside it (it measures "
+                                       "time, or shares what other tests would disturb)")
 
 
 def pytest_generate_tests(metafunc):
@@ -50,6 +55,57 @@ def pytest_collection_modifyitems(config, items):
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = [item for item in items if item not in drop]
+    # The longest tests first, so that parallel runs do not end waiting for one of them.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+# --- running beside other tests (pytest-xdist: the -n of pyproject's addopts) ----------------
+
+class _Room:
+    """A readers-writer lock between the processes of one run, on two lock files: every test
+    holds the room shared; a test marked ``alone`` holds it exclusively. The gate, held by a
+    test waiting to be alone, keeps new tests out meanwhile, so it is not starved."""
+
+    def __init__(self, base: str):
+        self.gate = open(base + ".gate", "a+b")  # noqa: SIM115 (held for the whole run)
+        self.room = open(base + ".room", "a+b")  # noqa: SIM115
+
+    @contextlib.contextmanager
+    def enter(self, alone: bool):
+        fcntl.flock(self.gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self.room, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        finally:
+            if not alone:
+                fcntl.flock(self.gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(self.room, fcntl.LOCK_UN)
+            if alone:
+                fcntl.flock(self.gate, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope="session")
+def _room():
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not run:  # one process: nothing runs beside anything
+        yield None
+        return
+    room = _Room(os.path.join(tempfile.gettempdir(), f"queuectl-tests-{run}"))
+    yield room
+    room.gate.close()
+    room.room.close()
+
+
+@pytest.fixture(autouse=True)
+def _turn(request: pytest.FixtureRequest, _room):
+    """Set up, run and tear down each test inside the room (see ``_Room``)."""
+    if _room is None:
+        yield
+        return
+    with _room.enter(alone=request.node.get_closest_marker("alone") is not None):
+        yield
 
 
 @pytest.fixture
