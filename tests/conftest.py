@@ -14,7 +14,15 @@ from pathlib import Path
 
 import psutil
 import pytest
-from pg_support import PG_URL, SKIP_REASON, drop_schema, fresh_schema
+from pg_support import (
+    PG_URL,
+    SKIP_REASON,
+    drop_pending,
+    drop_schema,
+    drop_schema_later,
+    fresh_schema,
+    ready_schema,
+)
 
 import helpers
 from helpers import T0, Result, marked, needs_process, run_cli, run_in_process
@@ -44,6 +52,11 @@ def pytest_generate_tests(metafunc):
     module = metafunc.module.__name__.rpartition(".")[2]
     if module in BOTH_BACKENDS or metafunc.definition.get_closest_marker("both_backends"):
         metafunc.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+
+
+def pytest_sessionfinish(session):
+    if PG_URL:
+        drop_pending()
 
 
 def pytest_collection_modifyitems(config, items):
@@ -120,14 +133,15 @@ def backend(request) -> str:
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str) -> Path:
     """A private QUEUECTL_HOME for this test (also for the in-process engine); on PostgreSQL,
-    QUEUECTL_DB names a fresh schema, dropped afterwards."""
+    QUEUECTL_DB names a fresh schema holding an empty queue (``pg_support.ready_schema``: what
+    the first command would have made), dropped afterwards."""
     path = tmp_path / "qhome"
     monkeypatch.setenv("QUEUECTL_HOME", str(path))
     monkeypatch.delenv("QUEUECTL_DB", raising=False)
     if backend != "postgres":
         yield path
         return
-    schema, url = fresh_schema()
+    schema, url = ready_schema()
     monkeypatch.setenv("QUEUECTL_DB", url)
     monkeypatch.setattr(helpers, "DB_URL", url)
     try:
@@ -136,7 +150,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str) -> Path:
         _kill_workers(path)
         from queuectl_tui.db import close_db
         close_db()
-        drop_schema(schema)
+        drop_schema_later(schema)
 
 
 @pytest.fixture
