@@ -32,6 +32,11 @@ from helpers import T0, Result, marked, needs_process, run_cli, run_in_process
 #: marked ``both_backends`` join them from any module.
 BOTH_BACKENDS = {"test_engine", "test_cli"}
 
+#: Modules of long tests (tens of seconds each on two cores), started first in parallel runs.
+LONG_FIRST = {"test_reliability_load", "test_reliability_db", "test_reliability_processes",
+              "test_tui_snapshots", "test_reliability_security", "test_bulk_enqueue", "test_web",
+              "test_worker_processes"}
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "sqlite_only: reads or locks the SQLite file itself")
@@ -68,8 +73,20 @@ def pytest_collection_modifyitems(config, items):
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = [item for item in items if item not in drop]
-    # The longest tests first, so that parallel runs do not end waiting for one of them.
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    # In parallel runs (loadgroup, no reordering: xdist hands tests out in this order) the
+    # longest start first, so the run does not end waiting for one of them, and the tests that
+    # run alone come last, as one group, so none waits long for the room (see _Room).
+    for item in items:
+        if item.get_closest_marker("alone"):
+            item.add_marker(pytest.mark.xdist_group("alone"))
+
+    def rank(item) -> int:
+        if item.get_closest_marker("slow"):
+            return 0
+        if item.get_closest_marker("alone"):
+            return 3
+        return 1 if item.module.__name__.rpartition(".")[2] in LONG_FIRST else 2
+    items.sort(key=rank)
 
 
 # --- running beside other tests (pytest-xdist: the -n of pyproject's addopts) ----------------
