@@ -35,7 +35,7 @@ BOTH_BACKENDS = {"test_engine", "test_cli"}
 #: Modules of long tests (tens of seconds each on two cores), started first in parallel runs.
 LONG_FIRST = {"test_reliability_load", "test_reliability_db", "test_reliability_processes",
               "test_tui_snapshots", "test_reliability_security", "test_bulk_enqueue", "test_web",
-              "test_worker_processes"}
+              "test_worker_processes", "test_postgres"}
 
 
 def pytest_configure(config):
