@@ -2,24 +2,40 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import psutil
 import pytest
-from pg_support import PG_URL, SKIP_REASON, drop_schema, fresh_schema
+from pg_support import (
+    PG_URL,
+    SKIP_REASON,
+    drop_pending,
+    drop_schema,
+    drop_schema_later,
+    fresh_schema,
+    ready_schema,
+)
 
 import helpers
-from helpers import T0, Result, marked, run_cli
+from helpers import T0, Result, marked, needs_process, run_cli, run_in_process
 
 #: Test modules whose tests run on both backends (the ``backend`` parameter); elsewhere, and for
 #: tests marked ``sqlite_only`` (they read the SQLite file or its locks), SQLite alone. Tests
 #: marked ``both_backends`` join them from any module.
 BOTH_BACKENDS = {"test_engine", "test_cli"}
+
+#: Modules of long tests (tens of seconds each on two cores), started first in parallel runs.
+LONG_FIRST = {"test_reliability_load", "test_reliability_db", "test_reliability_processes",
+              "test_tui_snapshots", "test_reliability_security", "test_bulk_enqueue", "test_web",
+              "test_worker_processes", "test_postgres"}
 
 
 def pytest_configure(config):
@@ -28,6 +44,10 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "netns: two hosts in network namespaces (root, PostgreSQL)")
     config.addinivalue_line("markers", "slow: takes a minute or more (installs a virtualenv); "
                                        "-m 'not slow' leaves it out, the whole suite runs it")
+    config.addinivalue_line("markers", "real_cli: the cli fixture runs every command as a "
+                                       "process of its own (signals, terminals, its environment)")
+    config.addinivalue_line("markers", "alone: runs with no other test beside it (it measures "
+                                       "time, or shares what other tests would disturb)")
 
 
 def pytest_generate_tests(metafunc):
@@ -39,6 +59,11 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("backend", ["sqlite", "postgres"], indirect=True)
 
 
+def pytest_sessionfinish(session):
+    if PG_URL:
+        drop_pending()
+
+
 def pytest_collection_modifyitems(config, items):
     """A parameter marked ``sqlite_only`` (one case of a test that runs on both) is left out on
     PostgreSQL."""
@@ -48,6 +73,69 @@ def pytest_collection_modifyitems(config, items):
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = [item for item in items if item not in drop]
+    # In parallel runs (loadgroup, no reordering: xdist hands tests out in this order) the
+    # longest start first, so the run does not end waiting for one of them, and the tests that
+    # run alone come last, as one group, so none waits long for the room (see _Room).
+    for item in items:
+        if item.get_closest_marker("alone"):
+            item.add_marker(pytest.mark.xdist_group("alone"))
+
+    def rank(item) -> int:
+        if item.get_closest_marker("slow"):
+            return 0
+        if item.get_closest_marker("alone"):
+            return 3
+        return 1 if item.module.__name__.rpartition(".")[2] in LONG_FIRST else 2
+    items.sort(key=rank)
+
+
+# --- running beside other tests (pytest-xdist: the -n of pyproject's addopts) ----------------
+
+class _Room:
+    """A readers-writer lock between the processes of one run, on two lock files: every test
+    holds the room shared; a test marked ``alone`` holds it exclusively. The gate, held by a
+    test waiting to be alone, keeps new tests out meanwhile, so it is not starved."""
+
+    def __init__(self, base: str):
+        self.gate = open(base + ".gate", "a+b")  # noqa: SIM115 (held for the whole run)
+        self.room = open(base + ".room", "a+b")  # noqa: SIM115
+
+    @contextlib.contextmanager
+    def enter(self, alone: bool):
+        fcntl.flock(self.gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self.room, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        finally:
+            if not alone:
+                fcntl.flock(self.gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(self.room, fcntl.LOCK_UN)
+            if alone:
+                fcntl.flock(self.gate, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope="session")
+def _room():
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not run:  # one process: nothing runs beside anything
+        yield None
+        return
+    room = _Room(os.path.join(tempfile.gettempdir(), f"queuectl-tests-{run}"))
+    yield room
+    room.gate.close()
+    room.room.close()
+
+
+@pytest.fixture(autouse=True)
+def _turn(request: pytest.FixtureRequest, _room):
+    """Set up, run and tear down each test inside the room (see ``_Room``)."""
+    if _room is None:
+        yield
+        return
+    with _room.enter(alone=request.node.get_closest_marker("alone") is not None):
+        yield
 
 
 @pytest.fixture
@@ -62,14 +150,15 @@ def backend(request) -> str:
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str) -> Path:
     """A private QUEUECTL_HOME for this test (also for the in-process engine); on PostgreSQL,
-    QUEUECTL_DB names a fresh schema, dropped afterwards."""
+    QUEUECTL_DB names a fresh schema holding an empty queue (``pg_support.ready_schema``: what
+    the first command would have made), dropped afterwards."""
     path = tmp_path / "qhome"
     monkeypatch.setenv("QUEUECTL_HOME", str(path))
     monkeypatch.delenv("QUEUECTL_DB", raising=False)
     if backend != "postgres":
         yield path
         return
-    schema, url = fresh_schema()
+    schema, url = ready_schema()
     monkeypatch.setenv("QUEUECTL_DB", url)
     monkeypatch.setattr(helpers, "DB_URL", url)
     try:
@@ -78,7 +167,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str) -> Path:
         _kill_workers(path)
         from queuectl_tui.store import close_db
         close_db()
-        drop_schema(schema)
+        drop_schema_later(schema)
 
 
 @pytest.fixture
@@ -113,8 +202,26 @@ def worker(db):
 
 
 @pytest.fixture
-def cli(home: Path):
-    """``cli("status", "--json")`` runs the real CLI in a subprocess on ``home``."""
+def cli(home: Path, request: pytest.FixtureRequest):
+    """``cli("status", "--json")`` runs the CLI on ``home`` and returns what it printed and its
+    exit code: in this process (``helpers.run_in_process``: what a user sees, without an
+    interpreter's start), except the commands that start or wait for processes
+    (``helpers.needs_process``) and in tests marked ``real_cli``, which get a real process
+    (``run_cli``), as ``cli_process`` always does."""
+    real = request.node.get_closest_marker("real_cli") is not None
+
+    def call(*args: str, **kwargs) -> Result:
+        if real or needs_process(args):
+            return run_cli(home, *args, **kwargs)
+        return run_in_process(home, *args, **kwargs)
+
+    yield call
+    _kill_workers(home)
+
+
+@pytest.fixture
+def cli_process(home: Path):
+    """``cli_process("status")``: the real CLI in a subprocess on ``home``, always."""
     def call(*args: str, **kwargs) -> Result:
         return run_cli(home, *args, **kwargs)
 

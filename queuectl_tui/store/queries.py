@@ -10,7 +10,7 @@ JOB_COLUMNS = ("seq", "id", "command", "queue", "state", "priority", "attempts",
                "backoff_base", "timeout", "run_at", "created_at", "updated_at", "started_at",
                "cwd", "env_digest", "worker_id", "claim_token")
 #: meta key of the settings' version, which the claim and next_due return: settings.VERSION_KEY
-#: (the store does not import settings; tests/test_store.py holds the two equal).
+#: (the store does not import settings; tests/engine/test_store.py holds the two equal).
 VERSION_KEY = "settings_version"
 
 SQLITE_QUERIES = load("sqlite")

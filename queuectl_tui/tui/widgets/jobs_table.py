@@ -196,7 +196,7 @@ class KeyedTable(DataTable):
                                            self._column_locations.get(column_key)))
 
     #: DataTable's private names the fast paths below and above read. Should a Textual release
-    #: drop one, every cell takes the stock path (tests/test_tui_render_cell.py checks both agree).
+    #: drop one, every cell takes the stock path (tests/tui/test_tui_render_cell.py checks both agree).
     PRIVATE = ("_row_locations", "_column_locations", "_show_hover_cursor",
                "_get_styles_to_render_cell", "_data", "_update_count", "_get_offsets",
                "_pseudo_class_state")

@@ -1,7 +1,7 @@
 -- PostgreSQL's statements of the worker's hot path, by name (loaded by store/sql/__init__.py).
 -- The per-job ones are prepared once per connection (the server planned the claim anew each
 -- time, which cost as much as running it: 0.3-0.4 ms). A statement spans the lines after its
--- name and description, joined by single spaces; tests/test_store.py holds each text to the
+-- name and description, joined by single spaces; tests/engine/test_store.py holds each text to the
 -- one measured.
 
 -- name: next_number

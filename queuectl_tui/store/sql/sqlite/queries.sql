@@ -1,7 +1,7 @@
 -- SQLite's statements of the worker's hot path, by name (loaded by store/sql/__init__.py).
 -- Each is fixed SQL run on the connection: the ORM built them inside the write lock (~1.2 ms
 -- of CPU per job). A statement spans the lines after its name and description, joined by
--- single spaces; tests/test_store.py holds each text to the one measured.
+-- single spaces; tests/engine/test_store.py holds each text to the one measured.
 
 -- name: claim
 -- The next due job of the worker's open queues, claimed (its partial index named: the planner

@@ -170,6 +170,7 @@ def test_enqueue_wait_prints_the_id_then_waits(cli, home, procs):
     assert (result.code, result.out) == (1, "w2\nw2: dead (exit code 2)\n")
 
 
+@pytest.mark.alone  # it times wait's exit
 def test_wait_returns_right_after_the_last_job_ends(cli, db, home, procs):
     """Woken by the database's change counter, as idle workers are, not by a 1 s poll: three
     times over, the gap from the job's end to wait's exit stays well under a second."""

@@ -9,11 +9,12 @@ import pytest
 from peewee import TextField
 from playhouse.migrate import migrate
 
+from helpers import ROOT
 from queuectl_tui import engine, spec
 from queuectl_tui import store as dbmod
 from queuectl_tui.errors import DatabaseUnusable
 
-V1 = Path(__file__).parent / "fixtures" / "schema_v1.sql"
+V1 = ROOT / "tests" / "fixtures" / "schema_v1.sql"
 
 
 def make_v1(path: Path) -> Path:

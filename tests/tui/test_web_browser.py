@@ -12,7 +12,7 @@ from web_support import chromium, focus_terminal, need_chromium, until, web_serv
 
 from helpers import ok, wait_for
 
-pytestmark = pytest.mark.usefixtures("reap")
+pytestmark = [pytest.mark.usefixtures("reap"), pytest.mark.alone]  # a browser: CPU and time
 
 
 def counts(text: str) -> dict[str, int]:

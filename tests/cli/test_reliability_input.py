@@ -1,5 +1,5 @@
-"""Bad input through the real CLI: one clear line on stderr, the documented exit code, and the
-data directory (database and logs) byte-for-byte unchanged.
+"""Bad input through the CLI (in this process; workers in their own): one clear line on stderr,
+the documented exit code, and the data directory (database and logs) byte-for-byte unchanged.
 
 Exit 2 is input that fails validation; exit 1 an operation that found nothing (unknown job id).
 Every case runs against a copy of one populated database with jobs in every state.
@@ -10,13 +10,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from helpers import Result, cli_env, ok, run_cli, tree_digest, user_error, wait_for
+from helpers import (
+    needs_process,
+    ok,
+    run_cli,
+    run_in_process,
+    tree_digest,
+    user_error,
+    wait_for,
+)
 
 # reap (conftest.py): kills whatever a test leaves running, even when it fails half-way.
 pytestmark = pytest.mark.usefixtures("reap")
@@ -31,7 +37,8 @@ def template(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("input-template") / "qhome"
 
     def cli(*args, **kw):
-        return ok(run_cli(home, *args, **kw))
+        run = run_cli if needs_process(args) else run_in_process
+        return ok(run(home, *args, **kw))
 
     cli("enqueue", "--id", "done", "--queue", "setup", "echo hello")
     cli("enqueue", "--id", "dead1", "--queue", "setup", "--max-retries", "0", "exit 3")
@@ -68,12 +75,7 @@ def run(home: Path, args: tuple, stdin: bytes | str | None, files: dict[str, byt
     for name, data in files.items():
         (tmp / name).write_bytes(data)
     args = tuple(a.replace("{dir}", str(tmp)) for a in args)
-    if isinstance(stdin, bytes):  # raw bytes (e.g. invalid UTF-8) through a pipe
-        proc = subprocess.run([sys.executable, "-m", "queuectl_tui", *args], input=stdin,
-                              capture_output=True, timeout=60, cwd=home.parent, env=cli_env(home))
-        return Result(proc.returncode, proc.stdout.decode(errors="replace"),
-                      proc.stderr.decode(errors="replace"))
-    return run_cli(home, *args, input=stdin)
+    return run_in_process(home, *args, input=stdin)  # bytes: e.g. invalid UTF-8, as piped
 
 
 def case(*args, stdin=None, files=None, id):

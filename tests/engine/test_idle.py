@@ -159,6 +159,7 @@ def _catch(body, errors: list[BaseException]) -> None:
 
 
 @pytest.mark.both_backends
+@pytest.mark.alone  # other schemas' NOTIFYs share its channel on PostgreSQL
 def test_a_waiter_with_nothing_to_wait_for_sleeps(db, monkeypatch):
     """``wait`` and ``logs -f`` sleep in ``engine.changes``: with no commit for a second, they
     look at the change token a few times (the watch's safety net), not every 10 ms (on

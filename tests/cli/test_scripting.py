@@ -8,11 +8,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from helpers import cli_env, run_here
+from helpers import ROOT, cli_env, run_here
 
 pytestmark = pytest.mark.both_backends
 
@@ -151,7 +150,7 @@ def test_errors_write_whole_numbers_whole(db):
 
 def test_qctl_is_installed_beside_queuectl_tui():
     import tomllib
-    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     scripts = project["project"]["scripts"]
     assert scripts["qctl"] == scripts["queuectl-tui"] == "queuectl_tui.__main__:main"
 

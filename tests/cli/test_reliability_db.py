@@ -29,6 +29,7 @@ from helpers import (
     ok,
     permission_preexec,
     run_cli,
+    run_command,
     tree_digest,
     user_error,
     wait_for,
@@ -73,9 +74,9 @@ def db_digest(home: Path) -> dict[str, str]:
 
 
 def populate(home: Path, jobs: int = 3) -> None:
-    ok(run_cli(home, "enqueue", "--id", "a", "true"))
+    ok(run_command(home, "enqueue", "--id", "a", "true"))
     for n in range(1, jobs):
-        ok(run_cli(home, "enqueue", "--id", f"job{n}", f"echo {n}"))
+        ok(run_command(home, "enqueue", "--id", f"job{n}", f"echo {n}"))
 
 
 # --- corrupt and foreign files ---------------------------------------------------------------

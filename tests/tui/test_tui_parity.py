@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 import shlex
-from pathlib import Path
 
 import click
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+from helpers import ROOT
+
+README = ROOT / "README.md"
 #: Actions that only change what the console shows (no queue state is read or written apart
 #: from the display itself); everything else needs a CLI command.
 VIEW_ONLY = {"quit", "help", "sort", "reverse", "mark", "clear", "page", "back", "cursor_down",

@@ -2,7 +2,7 @@
 
 Time is frozen at NOW, ids are the seed's, the workers' PIDs/CPU/memory are pinned, TZ is UTC
 and live refresh is off, so a difference is a change in what the screen shows. Update after a
-deliberate change with ``pytest tests/test_tui_snapshots.py --snapshot-update`` and look at the
+deliberate change with ``pytest tests/tui/test_tui_snapshots.py --snapshot-update`` and look at the
 SVGs before committing them.
 """
 

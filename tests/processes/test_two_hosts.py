@@ -19,7 +19,7 @@ import pytest
 from helpers import wait_for
 
 # reap (conftest.py): kills whatever a test leaves running, even when it fails half-way.
-pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("reap")]
+pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("reap"), pytest.mark.alone]  # leases
 
 BEAT = 0.25  # heartbeat_interval of these tests, seconds
 

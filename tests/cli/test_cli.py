@@ -1,4 +1,5 @@
-"""The CLI contract, through the real command in subprocesses: what a user types and sees."""
+"""The CLI contract, as a user types and sees it: the command in this process (the `cli` fixture)
+or, where a real process matters (workers, signals, its environment), in a subprocess."""
 
 from __future__ import annotations
 
