@@ -142,8 +142,9 @@ def _limited_held(queues: list[str]) -> list[str]:
     its BEGIN, or now: a claim in a transaction not opened for claiming)."""
     held = held_limited()
     if held is None:
-        locks = dialect().queries["claim_locks"]
-        held = list(database.execute_sql(locks, {"queues": queues or None}).fetchone()[1])
+        found = dialect()
+        held = list(database.execute_sql(found.queries["claim_locks"],
+                                         {"queues": queues or None}).fetchone()[1])
         set_held_limited(held)
     return held
 
@@ -158,8 +159,9 @@ def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
     token = secrets.randbits(63)
     queues = worker.queues.split(",") if worker.queues else []
     wanted = json.dumps(queues) if queues else None  # one statement for any queue list
-    claim = dialect().queries["claim"]
-    rows = database.execute_sql(claim, (now, wanted, worker.id, token)).fetchall()
+    found = dialect()
+    rows = database.execute_sql(found.queries["claim"],
+                                (now, wanted, worker.id, token)).fetchall()
     if not rows:
         return None
     *columns, version = rows[0]
