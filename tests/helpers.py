@@ -97,15 +97,16 @@ def run_in_process(home: Path, *args: str, input: str | bytes | None = None, tim
     (``needs_process``)."""
     from click.testing import CliRunner
 
-    from queuectl_tui import db as store
+    from queuectl_tui import store
     from queuectl_tui.cli import main
+    from queuectl_tui.store.models import database
 
     wanted = env if env is not None else cli_env(home)
     overrides: dict[str, str | None] = {k: None for k in os.environ if k not in wanted}
     overrides.update(wanted)
     old_tz, old_cwd = os.environ.get("TZ"), os.getcwd()
-    saved = store.database.obj
-    store.database.initialize(None)  # the command opens its own, as a new process would
+    saved = database.obj
+    database.initialize(None)  # the command opens its own, as a new process would
     code = 0
     try:
         os.chdir(cwd or home.parent)
@@ -125,7 +126,7 @@ def run_in_process(home: Path, *args: str, input: str | bytes | None = None, tim
                 store.close_db()
             stdout, stderr = out.getvalue(), err.getvalue()
     finally:
-        store.database.initialize(saved)
+        database.initialize(saved)
         os.chdir(old_cwd)
         if os.environ.get("TZ") != wanted.get("TZ"):
             time.tzset()

@@ -98,7 +98,8 @@ def _record() -> list:
 
     import psycopg2
 
-    from queuectl_tui import db as store
+    from queuectl_tui import store
+    from queuectl_tui.store.models import database
 
     statements: list = []
 
@@ -112,13 +113,13 @@ def _record() -> list:
     log.addHandler(recorder)
     log.setLevel(logging.DEBUG)
     template, url = fresh_schema()
-    saved = store.database.obj
-    store.database.initialize(None)
+    saved = database.obj
+    database.initialize(None)
     try:
         store.open_db(url)
     finally:
         store.close_db()
-        store.database.initialize(saved)
+        database.initialize(saved)
         log.removeHandler(recorder)
         log.setLevel(level)
     conn = psycopg2.connect(PG_URL)
