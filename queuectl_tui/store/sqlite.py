@@ -61,6 +61,7 @@ class _WriterQueue(threading.local):
         return True
 
     def leave(self) -> None:
+        assert self.lock is not None  # after an enter() that returned True
         self.depth -= 1
         if self.depth == 0:
             fcntl.flock(self.lock, fcntl.LOCK_UN)

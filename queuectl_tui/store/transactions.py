@@ -66,7 +66,7 @@ def write_transaction(*, hot: bool = False, claiming: list[str] | None = None):
             yield
         committed = True
     except DatabaseError as exc:
-        cause = exc
+        cause: BaseException | None = exc
         while cause is not None and "no transaction is active" in str(cause):
             cause = cause.__context__  # the failed ROLLBACK, raw then wrapped, then the reason
         if cause is not exc and isinstance(cause, (DatabaseError, sqlite3.Error)):
