@@ -231,6 +231,8 @@ def _next_state(job: Job, outcome: str, error: str | None, now: float, max_backo
                 ) -> tuple[str, float | None, float | None, int, str | None]:
     """Where an attempt's end takes its job: (state, new run_at or None, finished_at, the retry
     given back (0/1), last error)."""
+    run_at: float | None
+    finished_at: float | None
     run_at, finished_at, given_back = None, now, 0
     if outcome == Outcome.COMPLETED:
         state, error = COMPLETED, None

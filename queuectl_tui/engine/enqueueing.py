@@ -194,7 +194,7 @@ _ANALYZE_AFTER = 10_000  # rows added by one bulk enqueue on PostgreSQL
 
 
 @contextmanager
-def _enqueue_stream_pg(db, specs, defaults: dict, now: float, cwd: str, digest: str,
+def _enqueue_stream_pg(db, specs, defaults: settings.Settings, now: float, cwd: str, digest: str,
                        data: str) -> Iterator[Staged]:
     db.execute_sql("DROP TABLE IF EXISTS pg_temp.enqueue_stage")
     db.execute_sql("CREATE TEMP TABLE enqueue_stage (rowid BIGSERIAL, id TEXT NOT NULL, "

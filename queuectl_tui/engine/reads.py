@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from peewee import fn
+from peewee import Field, fn
 
 from queuectl_tui import procs
 from queuectl_tui.errors import NotFound
@@ -85,7 +85,7 @@ def counts() -> dict[str, int]:
     """Jobs per state, from ``job_count`` (kept by triggers): a few rows whatever the size."""
     result = {state: 0 for state in STATES}
     for state, count in (JobCount.select(JobCount.state, fn.SUM(JobCount.n))
-                         .group_by(JobCount.state).tuples()):
+                         .group_by(JobCount.state).tuples().execute()):
         if count or state in result:
             result[state] = int(count)  # PostgreSQL's SUM of a bigint is a numeric
     return result
@@ -154,7 +154,7 @@ def look_for_work(queues: list[str] | None = None) -> tuple[float | None, str | 
 
 
 #: Orders a page of jobs can take; every one is completed by seq, so a row's place is unique.
-SORT_KEYS = {"seq": Job.seq, "priority": Job.priority, "run_at": Job.run_at,
+SORT_KEYS: dict[str, Field] = {"seq": Job.seq, "priority": Job.priority, "run_at": Job.run_at,
              "updated_at": Job.updated_at, "attempts": Job.attempts}
 _PAGE_FIELDS = [f for f in Job._meta.sorted_fields if f.name not in ("output_tail", "cwd")]
 
@@ -221,7 +221,7 @@ def throughput(*, minutes: int = 30, now: float | None = None) -> list[tuple[int
     failed = [0] * minutes
     rows = (Attempt.select(bucket, Attempt.outcome, fn.COUNT(Attempt.seq))
             .where(Attempt.finished_at > start, Attempt.finished_at <= now)
-            .group_by(bucket, Attempt.outcome).tuples())
+            .group_by(bucket, Attempt.outcome).tuples().execute())
     for index, outcome, count in rows:
         index = min(max(int(index), 0), minutes - 1)
         if outcome == Outcome.COMPLETED:
@@ -239,7 +239,7 @@ def last_costs(seqs: list[int]) -> dict[int, tuple[float | None, int | None, int
     latest = (Attempt.select(fn.MAX(Attempt.seq)).where(Attempt.job.in_(seqs))
               .group_by(Attempt.job))
     rows = (Attempt.select(Attempt.job, Attempt.cpu_seconds, Attempt.peak_rss_bytes,
-                           Attempt.processes).where(Attempt.seq.in_(latest)).tuples())
+                           Attempt.processes).where(Attempt.seq.in_(latest)).tuples().execute())
     return {seq: (cpu, peak, count) for seq, cpu, peak, count in rows}
 
 

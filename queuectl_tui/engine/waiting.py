@@ -231,7 +231,8 @@ NAMED_AT_TIMEOUT = 10
 def _not_finished(waiting: set[int], named: dict[int, str]) -> str:
     """The timeout's message: the first jobs still unfinished (by enqueue order), by id."""
     first = sorted(waiting)[:NAMED_AT_TIMEOUT]
-    ids = dict(Job.select(Job.seq, Job.id).where(Job.seq.in_(first)).tuples())
+    ids: dict[int, str] = dict(Job.select(Job.seq, Job.id).where(Job.seq.in_(first)).tuples()
+                               .execute())
     shown = ", ".join(ids.get(seq) or named.get(seq) or f"#{seq}" for seq in first)
     more = len(waiting) - len(first)
     return (f"timed out with {len(waiting)} job(s) not finished: {shown}"
@@ -243,12 +244,12 @@ def _unfinished(seqs: list[int], queues: list[str] | None, every: bool) -> set[i
     found: set[int] = set()
     for chunk in chunked(seqs, IN_CHUNK):
         found.update(seq for (seq,) in Job.select(Job.seq).where(
-            Job.seq.in_(chunk), Job.state.in_(UNFINISHED)).tuples())
+            Job.seq.in_(chunk), Job.state.in_(UNFINISHED)).tuples().execute())
     if every:
         found.update(seq for (seq,) in database.execute_sql(_UNFINISHED_JOBS))
     elif queues:
         found.update(seq for (seq,) in Job.select(Job.seq).where(
-            Job.state.in_(UNFINISHED), Job.queue.in_(queues)).tuples())
+            Job.state.in_(UNFINISHED), Job.queue.in_(queues)).tuples().execute())
     return found
 
 
