@@ -63,7 +63,7 @@ from queuectl_tui.store import (
     schema_version,
     wait_change,
 )
-from queuectl_tui.store.models import COMPLETED, DEAD, Job, Outcome, WorkerStatus
+from queuectl_tui.store.models import COMPLETED, DEAD, Job, Outcome, Worker, WorkerStatus
 from queuectl_tui.visible import visible
 
 RECHECK = 0.1  # a job seen due right after a claim found none is looked at again this late
@@ -89,7 +89,7 @@ class WorkerLoop:
         self.stop_requests = 0
         self.interrupts = 0
         self.force = False
-        self.row = None
+        self.row: Worker | None = None  # registered by run()
         self._said_stopping = False
         self._last_recovery = 0.0
         self._last_cancel_check = 0.0
@@ -114,7 +114,8 @@ class WorkerLoop:
         self._attempt: engine.Attempt | None = None  # the running one (the heartbeat reads it)
         self._revoked: tuple[engine.Attempt, str] | None = None  # taken back while it ran
         self._rejoining = threading.Lock()
-        self._tuned = None  # the lease this thread's connection is tuned for (keep_alive)
+        #: the lease this thread's connection is tuned for (keep_alive)
+        self._tuned: float | None = None
         #: In ``_wait_for_work``: due schedules are the main loop's (its sleep ends at the next
         #: due time); otherwise the heartbeat thread's (a busy worker makes them too).
         self.waiting = False
@@ -258,6 +259,7 @@ class WorkerLoop:
             try:
                 self._changed()  # baseline for the wait, should nothing be claimed
                 before = self._data_version
+                assert self.row is not None  # registered by run()
                 states, claimed = engine.settle(
                     self.row, ended, claim=claim, hand_back=given,
                     next_job=following.id if following else None,
@@ -305,6 +307,7 @@ class WorkerLoop:
         if self._tuned != self.cfg.lease:
             self._keep_alive()
         batch = self.batch
+        assert self.row is not None  # registered by run()
         if batch.untrusted(self.cfg.lease, self.row.id):
             self._settle(hand_back=True)  # frozen or starved that long: claim afresh
             return
@@ -343,6 +346,7 @@ class WorkerLoop:
             self.echo = lambda line: None
 
     def _complain(self, message: str) -> None:
+        assert self.row is not None  # registered by run()
         try:
             write_line(sys.stderr, f"{time.strftime('%H:%M:%S')} worker {self.row.id}: {message}")
         except (OSError, ValueError):
@@ -363,9 +367,11 @@ class WorkerLoop:
         if line:  # else said after the "finish" lines of the jobs before it, in order
             self._say(line)
         try:
+            log_path = engine.log_path(attempt)
+            assert log_path is not None  # a claimed attempt names its log file
             result = self.launcher.run(
                 job.command, cwd=job.cwd, env=self._environment(job),
-                log_path=engine.log_path(attempt), max_log_bytes=cfg.max_log_bytes,
+                log_path=log_path, max_log_bytes=cfg.max_log_bytes,
                 timeout=job.timeout,
                 on_start=lambda pid, started: self._started(attempt, pid, started),
                 tick=lambda: self._tick(job, attempt, cfg),
@@ -486,6 +492,7 @@ class WorkerLoop:
     def _check_in(self, job: Job, cfg: settings.Settings) -> Stop | None:
         now = time.time()
         if self.stopping and not self._said_stopping:
+            assert self.row is not None  # registered by run()
             engine.heartbeat(self.row.id, status=WorkerStatus.STOPPING, current_job=job.id)
             self._said_stopping = True
         if now - self._last_cancel_check >= 0.2:
@@ -523,6 +530,7 @@ class WorkerLoop:
         finds nothing is a read: it writes nothing and wakes no one)."""
         busy = self.batch.busy
         started = time.monotonic()
+        assert self.row is not None  # registered by run()
         try:
             went = retention.prune_step(self.cfg, holder=str(self.row.id))
             if went == 0:  # nothing to prune, and nobody else prunes: the logs' cap
@@ -551,6 +559,7 @@ class WorkerLoop:
             if self._unrecorded is attempt:
                 self._unrecorded = None
         row, sent = self.row, time.monotonic()
+        assert row is not None  # registered by run() before the heartbeat thread starts
         if not engine.heartbeat(row.id):
             # Our row was removed (we were presumed lost): our jobs were taken back, or will be
             # (a claim under a missing row looks abandoned). Kill the running one; come back

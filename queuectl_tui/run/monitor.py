@@ -139,7 +139,7 @@ class WorkerMonitor:
         root = self._process(pid, started, seen)
         if root is None:
             return None
-        members = [root]
+        members: list[psutil.Process | None] = [root]
         for child in self._descendants(pid):
             try:
                 members.append(self._cached(psutil.Process(child), seen))

@@ -198,10 +198,13 @@ def stop(*, force: bool = False, wait: float = 10.0, worker_ids: list[int] | Non
 
     def still(alive: set[int]) -> None:  # what the waiting caller is told, when it changes
         ids = sorted(row.id for row, proc in targets if proc.pid in alive)
+        assert waiting is not None  # still is passed on only with waiting
         if ids != told:
             told[:] = ids
-            jobs = dict(Worker.select(Worker.id, Worker.current_job)
-                        .where(Worker.id.in_(ids)).tuples()) if ids else {}
+            # execute(): the rows as they are; peewee's stubs type a model query's rows as models
+            jobs: dict[int, str | None] = dict(Worker.select(Worker.id, Worker.current_job)
+                                               .where(Worker.id.in_(ids)).tuples()
+                                               .execute()) if ids else {}
             waiting([(worker_id, jobs.get(worker_id)) for worker_id in ids])
 
     alive_pids = _wait_exit([p for _, p in targets], wait, still if waiting else None)
@@ -236,7 +239,7 @@ def pause_jobs(job_ids: list[str], *, resume: bool = False, wait: float = 5.0) -
         time.sleep(0.02)
 
 
-def _running_process(job: Job) -> tuple[int, float]:
+def _running_process(job: Job) -> tuple[int, float | None]:
     """The PID and start time of a running job's shell on this host, or why not (QueueError)."""
     attempt = engine.current_attempt(job)
     if attempt is None:

@@ -116,7 +116,7 @@ def hwm(pid: int) -> int:
 def children(pid: int) -> list[int]:
     """Direct children of ``pid`` (/proc/PID/task/*/children; a scan of /proc without it)."""
     try:
-        pids = []
+        pids: list[int] = []
         for task in os.listdir(f"/proc/{pid}/task"):
             with open(f"/proc/{pid}/task/{task}/children", "rb") as handle:
                 pids.extend(int(p) for p in handle.read().split())

@@ -253,6 +253,7 @@ class JobHost:
         """The peak size of a job's shell that has run a builtin: a job of ``kill -STOP 0``
         stops itself there (the host says ``w``), its ``VmHWM`` is read, and it is killed."""
         out = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        assert self._env is not None  # a host is running: started with this environment
         try:
             pid = self._launch("kill -STOP 0", "/", self._env, out)
             started = procs.start_time(pid)
@@ -283,7 +284,7 @@ class JobHost:
         self._status, st_w = os.pipe()
         self._word_r, self._word = os.pipe()
         argv = ([_SETPRIV, *_PDEATHSIG] if self._reset_signals and _SETPRIV else []) + (
-            [_ENV, *_RESET] if self._reset_signals else []) + ["/bin/sh", "-s"]
+            [_ENV, *_RESET] if self._reset_signals and _ENV else []) + ["/bin/sh", "-s"]
         try:
             self._proc = subprocess.Popen(
                 argv, stdin=ctl_r, stdout=st_w, stderr=subprocess.DEVNULL, env=env, cwd="/",
