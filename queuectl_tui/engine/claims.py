@@ -253,7 +253,7 @@ def _finish_batch(ended: Sequence[Ended], now: float, max_backoff: float) -> lis
     (the finish_batch query); then the dependents of those that died go to the DLQ."""
     if not ended:
         return []
-    columns: dict[str, list] = {key: [] for key in (
+    columns: dict[str, list[Any]] = {key: [] for key in (
         "seq", "token", "state", "run_at", "given", "finished", "error", "code", "tail", "now",
         "started", "attempt", "outcome", "pid", "pid_started", "cpu", "rss", "procs")}
     states = []

@@ -181,7 +181,7 @@ def _wait(named: dict[int, str], queues: list[str] | None, every: bool, waiting:
 
 
 @contextmanager
-def _read_snapshot():
+def _read_snapshot() -> Iterator[None]:
     """Reads that see one state of the database: SQLite's deferred transaction keeps the
     snapshot of its first read (and takes no write lock); PostgreSQL needs REPEATABLE READ."""
     with database.atomic():
@@ -216,7 +216,7 @@ def _open_count(queues: list[str] | None) -> int:
                if not queues or queue in queues)
 
 
-def _job_rows(seqs: list[int]) -> Iterator[tuple]:
+def _job_rows(seqs: list[int]) -> Iterator[tuple[int, str, str, int | None, str | None]]:
     """(seq, id, state, exit_code, last_error) of these jobs (those that exist): the list is
     one parameter (a JSON array on SQLite, an array on PostgreSQL)."""
     found = dialect()

@@ -93,7 +93,7 @@ class WorkerLoop:
         self._said_stopping = False
         self._last_recovery = 0.0
         self._last_cancel_check = 0.0
-        self._data_version = None
+        self._data_version: int | None = None
         self._environments: dict[str | None, dict[str, str]] = {}
         self._unrecorded = None  # the running attempt, until its process is in the database
         self.batch = Batch()  # held jobs and ended ones not recorded yet

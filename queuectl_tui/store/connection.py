@@ -186,7 +186,7 @@ def describe_db_error(exc: Exception, path: Path | str | None = None) -> str:
     return f"database {path}: {msg}"
 
 
-def change_token():
+def change_token() -> int | None:
     """Something that changes whenever another connection commits, or None if unknown.
 
     SQLite's data_version is read from shared memory: polling it every few milliseconds costs
@@ -203,7 +203,7 @@ def change_token():
     return _listener.count
 
 
-def control_token(change=None):
+def control_token(change: int | None = None) -> int | None:
     """Something that changes whenever another connection commits a change to queues, meta or
     settings (``pause`` among them), or None if unknown: what a worker holding claimed jobs
     watches before it starts one. SQLite: the change token (``change``, when just read). On

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from peewee import DatabaseError, SqliteDatabase, fn
+from peewee import ColumnBase, DatabaseError, SqliteDatabase, fn
 
 from queuectl_tui.store.models import database
 from queuectl_tui.store.queries import POSTGRES_QUERIES, SQLITE_QUERIES
@@ -62,7 +62,7 @@ class Dialect:
         rows where the driver can, else one per row)."""
         cursor.executemany(sql.replace("%s", "(" + ", ".join(["?"] * len(rows[0])) + ")"), rows)
 
-    def minute_bucket(self, expr):
+    def minute_bucket(self, expr: ColumnBase) -> ColumnBase:
         """Whole minutes of a float expression: a cast truncates on SQLite."""
         return expr.cast("INTEGER")
 
@@ -133,7 +133,7 @@ class PostgresDialect(Dialect):
         from psycopg2.extras import execute_values
         execute_values(cursor, sql, rows, page_size=1000)
 
-    def minute_bucket(self, expr):
+    def minute_bucket(self, expr: ColumnBase) -> ColumnBase:
         """Whole minutes: a cast rounds on PostgreSQL, FLOOR truncates."""
         return fn.FLOOR(expr)
 
