@@ -44,6 +44,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from peewee import DatabaseError
 
@@ -65,6 +66,9 @@ from queuectl_tui.store import (
 )
 from queuectl_tui.store.models import COMPLETED, DEAD, Job, Outcome, Worker, WorkerStatus
 from queuectl_tui.visible import visible
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 RECHECK = 0.1  # a job seen due right after a claim found none is looked at again this late
 BURST_HORIZON = 60.0  # --burst waits for jobs due this soon (retries in backoff, near schedules)
@@ -95,7 +99,8 @@ class WorkerLoop:
         self._last_cancel_check = 0.0
         self._data_version: int | None = None
         self._environments: dict[str | None, dict[str, str]] = {}
-        self._unrecorded = None  # the running attempt, until its process is in the database
+        #: the running attempt, until its process is in the database
+        self._unrecorded: engine.Attempt | None = None
         self.batch = Batch()  # held jobs and ended ones not recorded yet
         self._running: Job | None = None
         self.journal: engine.ProcessJournal | None = None
@@ -128,7 +133,7 @@ class WorkerLoop:
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGUSR1, self._on_force)
 
-    def _on_stop(self, signum, frame) -> None:
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         """A normal stop: finish the running job. Only a second Ctrl+C (SIGINT) forces; a
         repeated SIGTERM (``worker stop`` twice, or from the console) must not kill a job."""
         self.stop_requests += 1
@@ -149,7 +154,7 @@ class WorkerLoop:
         except OSError:
             pass
 
-    def _on_force(self, signum, frame) -> None:
+    def _on_force(self, signum: int, frame: FrameType | None) -> None:
         self.stop_requests += 1
         self.force = True
 
@@ -357,7 +362,7 @@ class WorkerLoop:
         while time.monotonic() < deadline and not self.stopping:
             time.sleep(0.05)
 
-    def _run_job(self, job: Job, attempt) -> Result:
+    def _run_job(self, job: Job, attempt: engine.Attempt) -> Result:
         """Run one attempt to its end."""
         cfg = self.cfg
         attempt.started_at = time.time()  # a held job starts now, not at its claim
@@ -406,7 +411,7 @@ class WorkerLoop:
             return None
         return job.command, job.cwd, self._environment(job)
 
-    def _started(self, attempt, pid: int, started: float | None) -> None:
+    def _started(self, attempt: engine.Attempt, pid: int, started: float | None) -> None:
         """The job's shell exists and waits for our word: note it where recovery looks before
         the command may run; the heartbeat thread copies it into the database."""
         attempt.pid, attempt.pid_started = pid, started
@@ -426,7 +431,7 @@ class WorkerLoop:
         if stale is not None:
             raise _Stale(stale)
 
-    def _stale(self, attempt, *, starting: bool = False) -> str | None:
+    def _stale(self, attempt: engine.Attempt, *, starting: bool = False) -> str | None:
         """Why ``attempt`` may run elsewhere by now, so that this worker must not start it, or
         must kill it: it was taken back, or this worker's lease has passed without a heartbeat.
         A running job is killed for a lapsed lease only where another host may take it back
@@ -450,7 +455,7 @@ class WorkerLoop:
             env = self._environments[job.env_digest] = engine.job_environment(job)
         return env
 
-    def _pause_seen(self, job: Job, attempt, paused: bool) -> None:
+    def _pause_seen(self, job: Job, attempt: engine.Attempt, paused: bool) -> None:
         """At every tick: is the running job stopped (SIGSTOP, ``pause JOB_ID``)? A stopped job
         is paused, not ended: the worker keeps waiting for it (its timeout keeps counting) and
         records the change on the job (after a database error, at the next tick)."""
@@ -463,7 +468,7 @@ class WorkerLoop:
         self._job_paused = paused
         self._say(f"{'paused ' if paused else 'resumed'} {job.id}  attempt {attempt.number}")
 
-    def _tick(self, job: Job, attempt, cfg: settings.Settings) -> Stop | None:
+    def _tick(self, job: Job, attempt: engine.Attempt, cfg: settings.Settings) -> Stop | None:
         """Called while a job runs: cancellation, stops and forced stops, and a job taken back
         or a lease lapsed (``_stale``). A database error here skips one tick; it never disturbs
         the running job; nor is the database tried while heartbeats fail (the check above
@@ -552,6 +557,7 @@ class WorkerLoop:
         moment the heartbeat was sent, as others see it."""
         attempt = self._unrecorded
         if attempt is not None:  # the console and `ps` find a running job's tree by its PID
+            assert attempt.pid is not None  # _started() set it before noting the attempt
             try:
                 engine.record_process(attempt, attempt.pid, attempt.pid_started)
             except engine.Fenced:
@@ -568,12 +574,12 @@ class WorkerLoop:
             self._rejoin(row)
         self.beats.renewed_at = max(self.beats.renewed_at, sent)
 
-    def _revoke(self, attempt, why: str) -> None:
+    def _revoke(self, attempt: engine.Attempt | None, why: str) -> None:
         """``attempt`` is no longer this worker's to run: the next tick kills it."""
         if attempt is not None:
             self._revoked = (attempt, why)
 
-    def _rejoin(self, row) -> None:
+    def _rejoin(self, row: Worker | None) -> None:
         """Register again under a new id, once (both threads may find the row gone)."""
         with self._rejoining:
             if self.row is row:

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
@@ -23,6 +24,9 @@ from queuectl_tui.errors import QueueError
 from queuectl_tui.paths import logs_dir, open_private_append
 from queuectl_tui.store import close_db, open_db
 from queuectl_tui.store.models import Job, Worker
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 
 def worker_command(db_path: Path | str, queues: list[str] | None, burst: bool,
@@ -85,7 +89,7 @@ def start(
         time.sleep(0.02)
 
 
-def _reap_when_done(proc: subprocess.Popen) -> None:
+def _reap_when_done(proc: subprocess.Popen[bytes]) -> None:
     """Wait for a started worker in a thread of its own, so that a process that starts workers
     and lives on (the console's '+') does not keep each one that stops as a zombie until it
     quits. A blocking wait for that one child: no SIGCHLD handler, which would also take the
@@ -122,7 +126,7 @@ def run_forked(db_path: Path | str, count: int, work: Callable[[], int]) -> int:
                     os._exit(code)
         children.append(pid)
 
-    def forward(signum, frame):
+    def forward(signum: int, frame: FrameType | None) -> None:
         for child in children:
             try:
                 os.kill(child, signum)

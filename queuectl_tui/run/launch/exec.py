@@ -161,7 +161,7 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
         os.close(log_fd)
 
 
-def _reap(proc: subprocess.Popen, timeout: float | None, cost: Cost) -> bool:
+def _reap(proc: subprocess.Popen[bytes], timeout: float | None, cost: Cost) -> bool:
     """``proc.wait(timeout)`` through ``os.wait4``, whose usage of the shell (descendants it
     reaped included) goes to ``cost``, with the shell's own peak (``VmHWM``) at every look
     before its end: the job's figure when the kernel's is the worker's (below). True once it

@@ -177,7 +177,7 @@ class JobHost:
     another)."""
 
     def __init__(self) -> None:
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._env: dict[str, str] | None = None
         self._ctl = self._status = -1
         self._word = self._word_r = -1  # the word pipe (the host opens its read end by /proc)
@@ -221,7 +221,7 @@ class JobHost:
     def __enter__(self) -> JobHost:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _ensure(self, env: dict[str, str]) -> bool:
