@@ -135,7 +135,8 @@ def minute_of(at: float) -> int:
 def queues_with_jobs() -> list[str]:
     rows = (JobCount.select(JobCount.queue).group_by(JobCount.queue)  # PostgreSQL: summed slots
             .having(fn.SUM(JobCount.n) > 0).tuples())
-    return sorted(name for (name,) in rows)
+    # execute(): the rows as they are; peewee's stubs type a model query's rows as models.
+    return sorted(name for (name,) in rows.execute())
 
 
 def execution_stats(since: float, queues: list[str] | None = None,
@@ -161,7 +162,7 @@ def execution_stats(since: float, queues: list[str] | None = None,
     # The minutes wholly inside the window come from the rollup; the partial ones at its edges
     # (and any whose maximum went with a deleted attempt) from the attempts themselves.
     first, last = minute_of(since), minute_of(now)
-    rows: list = []
+    rows: list[tuple[Any, ...]] = []
     dirty: list[int] = []
     if last - first >= 2:
         minutes = database.execute_sql(_sql(_MINUTES, _MINUTES_PG),
@@ -246,7 +247,8 @@ def _percentiles(fig: dict[str, Any], waits: list[float], runs: list[float]) -> 
             fig[key][f"p{p}"] = percentile(values, p)
 
 
-def _edges(since: float, now: float, first: int, last: int, minutes: list[int]) -> list[list]:
+def _edges(since: float, now: float, first: int, last: int,
+           minutes: list[int]) -> list[list[float]]:
     """Parameters of the scans of the window's partial minutes (``first`` and ``last``, or
     the whole window when it has no whole minute between them) and of ``minutes``. The index
     range is each minute's times with a second to spare either way (a time's minute is its
@@ -256,7 +258,7 @@ def _edges(since: float, now: float, first: int, last: int, minutes: list[int]) 
     return [[max(since, low * 60 - 1), min(now, high * 60 + 61), low, high] for low, high in spans]
 
 
-def _grow(figures: dict, name: str, queues: list[str] | None) -> bool:
+def _grow(figures: dict[str, dict[str, Any]], name: str, queues: list[str] | None) -> bool:
     """Every queue's figures were asked for: a queue with no jobs left (all pruned by
     retention) still has its past windows, from the rollups."""
     if queues:
@@ -265,11 +267,11 @@ def _grow(figures: dict, name: str, queues: list[str] | None) -> bool:
     return True
 
 
-def _failures(figures: dict, overall: dict, since: float, now: float, first: int,
-              last: int, queues: list[str] | None = None) -> None:
+def _failures(figures: dict[str, dict[str, Any]], overall: dict[str, Any], since: float,
+              now: float, first: int, last: int, queues: list[str] | None = None) -> None:
     """Jobs that went to the DLQ in the window, and the last errors of those that failed or
     died in it: whole minutes from the rollup, the edges from the partial index job_failed."""
-    rows: list = []
+    rows: list[tuple[Any, ...]] = []
     if last - first >= 2:
         rows = database.execute_sql(_sql(_FAILED_MINUTES, _FAILED_MINUTES_PG),
                                     [first + 1, last - 1]).fetchall()
@@ -284,7 +286,8 @@ def _failures(figures: dict, overall: dict, since: float, now: float, first: int
             fig["_errors"][error or "(no error recorded)"] += n
 
 
-def _oldest_due(figures: dict, overall: dict, scope: list[str], now: float) -> None:
+def _oldest_due(figures: dict[str, dict[str, Any]], overall: dict[str, Any], scope: list[str],
+                now: float) -> None:
     """Per queue, the waiting job due the longest: the head of its job_due index."""
     for name in scope:
         row = database.execute_sql(_sql(_OLDEST_DUE, _OLDEST_DUE_PG), [name]).fetchone()
@@ -321,7 +324,7 @@ def timeline(since: float, now: float, buckets: int = 30,
     # Every attempt is of a job (they are deleted together), so of a queue that has jobs: only
     # a list of queues given leaves some out.
     by_queue = bool(queues)
-    extra = [json.dumps(sorted(set(queues)))] if by_queue else []
+    extra = [json.dumps(sorted(set(queues)))] if queues else []
     series = [{"start": since + i * width, "attempts": 0, "wait_mean": None, "wait_max": None,
                "run_mean": None, "run_max": None} for i in range(buckets)]
     params = [since, width, buckets - 1, since, now, *extra]

@@ -6,7 +6,7 @@ import errno
 import os
 import re
 import stat
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 if TYPE_CHECKING:  # pathlib loads urllib and ipaddress (~3 ms): not on a command's way
     from pathlib import Path
@@ -49,7 +49,7 @@ def clean(path: str) -> str:
     return (root or "") + "/".join(p for p in path.split("/") if p and p != ".") or "."
 
 
-def is_url(target: object) -> bool:
+def is_url(target: object) -> TypeGuard[str]:
     """``scheme://…``: a database server, never a file name (``postgresql://u:p@h/q`` taken for
     a path would silently become an SQLite file in a directory tree named ``postgresql:``)."""
     return isinstance(target, str) and _URL.match(target) is not None
@@ -95,7 +95,7 @@ def ensure_private_dir(path: Path | str) -> Path | str:
     return path
 
 
-def create_new_file(path: Path) -> int:
+def create_new_file(path: Path | str) -> int:
     """Create ``path`` for writing, 0600 from birth (mode, then fchmod past the umask); fail if
     anything is already there, a symbolic link included (O_EXCL|O_NOFOLLOW)."""
     fd = os.open(path, _NEW, 0o600)
@@ -154,7 +154,7 @@ def open_private_append(path: Path) -> int:
         os.close(directory)
 
 
-def open_private_dir(path: Path) -> int:
+def open_private_dir(path: Path | str) -> int:
     """A descriptor of ``path`` once it is known to be a directory (not a symlink) owned by this
     user and writable by no one else; files are then made relative to it, so the directory
     checked is the one written to. A directory someone else made first (``/tmp/logs`` for

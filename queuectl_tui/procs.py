@@ -328,7 +328,7 @@ def kill_leftovers(*, keep: int | None = None, group: int | None = None,
 def _children() -> list[int]:
     """This process's children: orphans re-parented to a subreaper may hang under any thread."""
     try:
-        pids = []
+        pids: list[int] = []
         for task in os.listdir("/proc/self/task"):  # after every job: plain reads, no file objects
             fd = os.open(f"/proc/self/task/{task}/children", os.O_RDONLY | os.O_CLOEXEC)
             try:

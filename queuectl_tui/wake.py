@@ -25,6 +25,9 @@ import os
 import select
 import struct
 import time
+from collections.abc import Callable
+from types import ModuleType
+from typing import Literal
 
 from queuectl_tui.store import dialect, wait_change
 from queuectl_tui.store.models import database
@@ -40,7 +43,11 @@ _IN_NONBLOCK = os.O_NONBLOCK
 _IN_CLOEXEC = os.O_CLOEXEC
 
 
-def _load_inotify():
+#: ctypes, inotify_init1(flags) and inotify_add_watch(fd, path, mask).
+_Inotify = tuple[ModuleType, Callable[[int], int], Callable[[int, bytes, int], int]]
+
+
+def _load_inotify() -> _Inotify | None:
     """libc's inotify_init1 and inotify_add_watch, or None where there are none."""
     try:
         import ctypes
@@ -53,11 +60,13 @@ def _load_inotify():
     return ctypes, init, add
 
 
-_inotify: tuple | None | bool = False  # False: not looked up yet
+_inotify: _Inotify | None | Literal[False] = False  # False: not looked up yet
 
 
 class _Watch:
     """An inotify descriptor watching one database's ``-wal`` file (fd None: no watch)."""
+
+    fd: int | None
 
     def __init__(self, path: str):
         self.path, self.fd, self.hot_until, self.retry_at = path, None, 0.0, 0.0
@@ -92,6 +101,7 @@ class _Watch:
             limit = SLOW_POLL
         else:
             limit = max(POLL, self.hot_until - now) if self.calm else POLL
+        assert self.fd is not None  # called once ready() said there is a watch
         try:
             woken, _, _ = select.select([self.fd], [], [], max(0.0, min(timeout, limit)))
         except OSError:
@@ -106,6 +116,7 @@ class _Watch:
     def _drain(self) -> None:
         """Read the events; a -wal file that went away (journal mode changed, the database
         closed by its last user) drops the watch, to be set again on the new file."""
+        assert self.fd is not None  # sleep() was woken by this watch
         try:
             while events := os.read(self.fd, 4096):
                 offset = 0

@@ -163,7 +163,8 @@ def _delete_seqs(seqs: list[int], progress: Callable[[int], None] | None = None)
     for chunk in chunked(seqs, IN_CHUNK):
         if chained:
             unchain(chunk, now=time.time())
-        for (name,) in Attempt.select(Attempt.log_file).where(Attempt.job.in_(chunk)).tuples():
+        for (name,) in (Attempt.select(Attempt.log_file).where(Attempt.job.in_(chunk)).tuples()
+                        .execute()):
             if name:
                 try:
                     (logs / name).unlink()
@@ -200,6 +201,7 @@ def restart(job_ids: list[str], *, now: float | None = None) -> list[Job]:
             .where(Dependency.dep_seq.in_(done), Job.state.in_(CLAIMABLE))
             .distinct()
             .tuples()
+            .execute()
         ]
         for chunk in chunked(seqs, IN_CHUNK):
             Job.update(state=PENDING, attempts=0, run_at=now, updated_at=now, finished_at=None,

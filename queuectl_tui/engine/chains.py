@@ -4,7 +4,7 @@ dependents of a job that will not complete (in bounded steps)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable
 
 from peewee import JOIN, chunked
 
@@ -27,7 +27,9 @@ from queuectl_tui.store.models import (
 def _add_dependencies(job_seq: int, after: list[str], where: str = "") -> None:
     """Record that the job waits for the jobs named in ``after``: jobs that exist (enqueued
     before it, in this input or earlier). The caller holds the write transaction."""
-    found = dict(Job.select(Job.id, Job.seq).where(Job.id.in_(after)).tuples())
+    # execute(): the rows as they are; peewee's stubs type a model query's rows as models.
+    found: dict[str, int] = dict(Job.select(Job.id, Job.seq).where(Job.id.in_(after)).tuples()
+                                 .execute())
     missing = [job_id for job_id in after if found.get(job_id, job_seq) == job_seq]
     if missing:
         raise InvalidInput(f"{where + ': ' if where else ''}after: no job with id "
@@ -64,14 +66,14 @@ def _settle(seqs: list[int], *, now: float) -> None:
         fail_dependents(failed, now=now)
 
 
-def _dependency_rows(job_seqs: list[int]) -> Iterator[tuple[int, str, str | None]]:
+def _dependency_rows(job_seqs: list[int]) -> Iterable[tuple[int, str, str | None]]:
     """(job seq, dependency id, its state or None if deleted), in dependency order. A
     dependency is matched by seq and id: a deleted job's seq may be given to a new job."""
     return (Dependency.select(Dependency.job, Dependency.dep_id, Job.state)
             .join(Job, JOIN.LEFT_OUTER, on=((Job.seq == Dependency.dep_seq)
                                             & (Job.id == Dependency.dep_id)))
             .where(Dependency.job.in_(job_seqs))
-            .order_by(Dependency.job, Dependency.dep_seq).tuples())
+            .order_by(Dependency.job, Dependency.dep_seq).tuples().execute())
 
 
 def dependencies(job: Job) -> list[tuple[str, str | None]]:
@@ -156,7 +158,7 @@ def _fail_step(seqs: list[int] | None, *, now: float, budget: int,
                 dep.seq.is_null() | (dep.state == DEAD))
         first: dict[int, tuple[str, str]] = {}
         more = False
-        for job_seq, dep_id, job_id in query.tuples():
+        for job_seq, dep_id, job_id in query.tuples().execute():
             if job_seq not in first and len(first) == room:
                 more = True
                 break
@@ -178,7 +180,8 @@ def unchain(seqs: list[int], *, now: float) -> None:
     waited on one must not find it missing and call it failed)."""
     done = [
         seq
-        for (seq,) in Job.select(Job.seq).where(Job.seq.in_(seqs), Job.state == COMPLETED).tuples()
+        for (seq,) in Job.select(Job.seq).where(Job.seq.in_(seqs), Job.state == COMPLETED)
+        .tuples().execute()
     ]
     if done:
         Dependency.delete().where(Dependency.dep_seq.in_(done)).execute()

@@ -233,6 +233,8 @@ def _next_state(job: Job, outcome: str, error: str | None, now: float, max_backo
                 ) -> tuple[str, float | None, float | None, int, str | None]:
     """Where an attempt's end takes its job: (state, new run_at or None, finished_at, the retry
     given back (0/1), last error)."""
+    run_at: float | None
+    finished_at: float | None
     run_at, finished_at, given_back = None, now, 0
     if outcome == Outcome.COMPLETED:
         state, error = COMPLETED, None
@@ -253,7 +255,7 @@ def _finish_batch(ended: Sequence[Ended], now: float, max_backoff: float) -> lis
     (the finish_batch query); then the dependents of those that died go to the DLQ."""
     if not ended:
         return []
-    columns: dict[str, list] = {key: [] for key in (
+    columns: dict[str, list[Any]] = {key: [] for key in (
         "seq", "token", "state", "run_at", "given", "finished", "error", "code", "tail", "now",
         "started", "attempt", "outcome", "pid", "pid_started", "cpu", "rss", "procs")}
     states = []

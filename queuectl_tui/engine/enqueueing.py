@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from peewee import IntegrityError, chunked
+from peewee import Database, IntegrityError, chunked
 
 from queuectl_tui import settings
 from queuectl_tui.engine.chains import _add_dependencies, _settle
@@ -174,10 +174,11 @@ class _StageRows:
     label).
     ``chained`` tells afterwards whether any spec named jobs to wait for."""
 
-    def __init__(self, specs, defaults, now: float):
+    def __init__(self, specs: Iterable[tuple[str, dict[str, Any]]],
+                 defaults: settings.Settings, now: float) -> None:
         self.specs, self.defaults, self.now, self.chained = specs, defaults, now, False
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
         defaults, now = self.defaults, self.now
         for where, spec in self.specs:
             after = spec.get("after")
@@ -194,7 +195,8 @@ _ANALYZE_AFTER = 10_000  # rows added by one bulk enqueue on PostgreSQL
 
 
 @contextmanager
-def _enqueue_stream_pg(db, specs, defaults: dict, now: float, cwd: str, digest: str,
+def _enqueue_stream_pg(db: Database, specs: Iterable[tuple[str, dict[str, Any]]],
+                       defaults: settings.Settings, now: float, cwd: str, digest: str,
                        data: str) -> Iterator[Staged]:
     db.execute_sql("DROP TABLE IF EXISTS pg_temp.enqueue_stage")
     db.execute_sql("CREATE TEMP TABLE enqueue_stage (rowid BIGSERIAL, id TEXT NOT NULL, "
@@ -277,7 +279,7 @@ def _unknown_dependency(src: str | None, job_id: str) -> InvalidInput:
                         field="after")
 
 
-def _stage_dependencies_pg(db, now: float) -> None:
+def _stage_dependencies_pg(db: Database, now: float) -> None:
     """_stage_dependencies on PostgreSQL's stage."""
     unknown = db.execute_sql(
         "SELECT s.src, a.value FROM pg_temp.enqueue_stage s, "
@@ -299,7 +301,7 @@ def _stage_dependencies_pg(db, now: float) -> None:
     _settle(seqs, now=now)
 
 
-def _check_stage_ids(db) -> None:
+def _check_stage_ids(db: Database) -> None:
     """Refuse an id given twice; draw again a generated id that repeats one (2**48 to pick from)."""
     try:
         db.execute_sql("CREATE UNIQUE INDEX temp.enqueue_stage_id ON enqueue_stage (id)")
@@ -323,7 +325,8 @@ def _check_stage_ids(db) -> None:
     db.execute_sql("CREATE UNIQUE INDEX temp.enqueue_stage_id ON enqueue_stage (id)")
 
 
-def _move_stage(db, now: float, cwd: str, digest: str, data: str, chained: bool = False) -> None:
+def _move_stage(db: Database, now: float, cwd: str, digest: str, data: str,
+                chained: bool = False) -> None:
     """The only part under the write lock: one INSERT … SELECT of rows already checked (and,
     when some name ``after``, their dependencies)."""
     while True:
@@ -355,7 +358,7 @@ def _move_stage(db, now: float, cwd: str, digest: str, data: str, chained: bool 
                            "WHERE generated AND id IN (SELECT id FROM main.job)")
 
 
-def _stage_dependencies(db, now: float) -> None:
+def _stage_dependencies(db: Database, now: float) -> None:
     """The staged jobs' ``after``: each names a job that existed before this input or comes
     earlier in it (else nothing is enqueued); then their waiting counts, and the DLQ for those
     naming a dead job. Inside _move_stage's transaction."""

@@ -103,7 +103,7 @@ def queue_rows() -> list[dict[str, Any]]:
                                       "paused": paused_all_, "limit": None})
 
     for name, state, n in (JobCount.select(JobCount.queue, JobCount.state, fn.SUM(JobCount.n))
-                           .group_by(JobCount.queue, JobCount.state).tuples()):
+                           .group_by(JobCount.queue, JobCount.state).tuples().execute()):
         if n:  # summed: PostgreSQL keeps a row per writing session (store/pgsql.py)
             row(name)["jobs"][state] = int(n)
     for queue in Queue.select():
@@ -153,8 +153,8 @@ def holds(jobs: Sequence[Job]) -> dict[int, Hold]:
                 after.setdefault(job_seq, []).append((dep_id, dep_state))
     every = paused_all()  # queues and their running counts: a row per queue, read whole
     queues = {row.name: row for row in Queue.select()}
-    running = dict(JobCount.select(JobCount.queue, JobCount.n).where(
-        JobCount.state == PROCESSING).tuples())
+    running: dict[str, int] = dict(JobCount.select(JobCount.queue, JobCount.n).where(
+        JobCount.state == PROCESSING).tuples().execute())
     result = {}
     for job in waiting:
         row = queues.get(job.queue)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from peewee import fn
+from peewee import ColumnBase, Field, ModelSelect, fn
 
 from queuectl_tui import procs
 from queuectl_tui.errors import NotFound
@@ -85,7 +85,7 @@ def counts() -> dict[str, int]:
     """Jobs per state, from ``job_count`` (kept by triggers): a few rows whatever the size."""
     result = {state: 0 for state in STATES}
     for state, count in (JobCount.select(JobCount.state, fn.SUM(JobCount.n))
-                         .group_by(JobCount.state).tuples()):
+                         .group_by(JobCount.state).tuples().execute()):
         if count or state in result:
             result[state] = int(count)  # PostgreSQL's SUM of a bigint is a numeric
     return result
@@ -107,8 +107,9 @@ def stats(*, now: float | None = None) -> dict[str, Any]:
     }
 
 
-def _filtered(query, *, state: str | Iterable[str] | None = None,
-              queue: str | Iterable[str] | None = None, search: str | None = None):
+def _filtered(query: ModelSelect[Any], *, state: str | Iterable[str] | None = None,
+              queue: str | Iterable[str] | None = None,
+              search: str | None = None) -> ModelSelect[Any]:
     """Filters on jobs (or on job_count): a state or queue is one name or several (any of them)."""
     model = query.model
     if state:
@@ -154,13 +155,13 @@ def look_for_work(queues: list[str] | None = None) -> tuple[float | None, str | 
 
 
 #: Orders a page of jobs can take; every one is completed by seq, so a row's place is unique.
-SORT_KEYS = {"seq": Job.seq, "priority": Job.priority, "run_at": Job.run_at,
+SORT_KEYS: dict[str, Field[Any]] = {"seq": Job.seq, "priority": Job.priority, "run_at": Job.run_at,
              "updated_at": Job.updated_at, "attempts": Job.attempts}
 _PAGE_FIELDS = [f for f in Job._meta.sorted_fields if f.name not in ("output_tail", "cwd")]
 
 
 @contextmanager
-def _snapshot():
+def _snapshot() -> Iterator[None]:
     """Reads that must agree (a count and the rows it counts) in one transaction; on PostgreSQL
     a repeatable-read one, where each statement would otherwise see a moment of its own."""
     with database.atomic():
@@ -215,13 +216,13 @@ def throughput(*, minutes: int = 30, now: float | None = None) -> list[tuple[int
     oldest first, from the attempts' finish times (index attempt_window)."""
     now = time.time() if now is None else now
     start = now - minutes * 60
-    bucket = ((Attempt.finished_at - start) / 60)
+    bucket: ColumnBase = ((Attempt.finished_at - start) / 60)
     bucket = dialect().minute_bucket(bucket)
     done = [0] * minutes
     failed = [0] * minutes
     rows = (Attempt.select(bucket, Attempt.outcome, fn.COUNT(Attempt.seq))
             .where(Attempt.finished_at > start, Attempt.finished_at <= now)
-            .group_by(bucket, Attempt.outcome).tuples())
+            .group_by(bucket, Attempt.outcome).tuples().execute())
     for index, outcome, count in rows:
         index = min(max(int(index), 0), minutes - 1)
         if outcome == Outcome.COMPLETED:
@@ -239,7 +240,7 @@ def last_costs(seqs: list[int]) -> dict[int, tuple[float | None, int | None, int
     latest = (Attempt.select(fn.MAX(Attempt.seq)).where(Attempt.job.in_(seqs))
               .group_by(Attempt.job))
     rows = (Attempt.select(Attempt.job, Attempt.cpu_seconds, Attempt.peak_rss_bytes,
-                           Attempt.processes).where(Attempt.seq.in_(latest)).tuples())
+                           Attempt.processes).where(Attempt.seq.in_(latest)).tuples().execute())
     return {seq: (cpu, peak, count) for seq, cpu, peak, count in rows}
 
 

@@ -169,7 +169,8 @@ def recover_lost(*, now: float | None = None) -> list[str]:
     """
     now = time.time() if now is None else now
     lease = settings.get("lease")
-    lost = {w.id: w for w in lost_workers(now=now, lease=lease)}
+    # keyed by id, looked up by a job's worker_id (None: no worker)
+    lost: dict[int | None, Worker] = {w.id: w for w in lost_workers(now=now, lease=lease)}
     if lost:
         free_locks(lost.values())  # before the first write here, which would wait for them
     here = procs.hostname()  # checked before any journal is read (see above)

@@ -181,7 +181,7 @@ def _wait(named: dict[int, str], queues: list[str] | None, every: bool, waiting:
 
 
 @contextmanager
-def _read_snapshot():
+def _read_snapshot() -> Iterator[None]:
     """Reads that see one state of the database: SQLite's deferred transaction keeps the
     snapshot of its first read (and takes no write lock); PostgreSQL needs REPEATABLE READ."""
     with database.atomic():
@@ -216,7 +216,7 @@ def _open_count(queues: list[str] | None) -> int:
                if not queues or queue in queues)
 
 
-def _job_rows(seqs: list[int]) -> Iterator[tuple]:
+def _job_rows(seqs: list[int]) -> Iterator[tuple[int, str, str, int | None, str | None]]:
     """(seq, id, state, exit_code, last_error) of these jobs (those that exist): the list is
     one parameter (a JSON array on SQLite, an array on PostgreSQL)."""
     found = dialect()
@@ -231,7 +231,8 @@ NAMED_AT_TIMEOUT = 10
 def _not_finished(waiting: set[int], named: dict[int, str]) -> str:
     """The timeout's message: the first jobs still unfinished (by enqueue order), by id."""
     first = sorted(waiting)[:NAMED_AT_TIMEOUT]
-    ids = dict(Job.select(Job.seq, Job.id).where(Job.seq.in_(first)).tuples())
+    ids: dict[int, str] = dict(Job.select(Job.seq, Job.id).where(Job.seq.in_(first)).tuples()
+                               .execute())
     shown = ", ".join(ids.get(seq) or named.get(seq) or f"#{seq}" for seq in first)
     more = len(waiting) - len(first)
     return (f"timed out with {len(waiting)} job(s) not finished: {shown}"
@@ -243,12 +244,12 @@ def _unfinished(seqs: list[int], queues: list[str] | None, every: bool) -> set[i
     found: set[int] = set()
     for chunk in chunked(seqs, IN_CHUNK):
         found.update(seq for (seq,) in Job.select(Job.seq).where(
-            Job.seq.in_(chunk), Job.state.in_(UNFINISHED)).tuples())
+            Job.seq.in_(chunk), Job.state.in_(UNFINISHED)).tuples().execute())
     if every:
         found.update(seq for (seq,) in database.execute_sql(_UNFINISHED_JOBS))
     elif queues:
         found.update(seq for (seq,) in Job.select(Job.seq).where(
-            Job.state.in_(UNFINISHED), Job.queue.in_(queues)).tuples())
+            Job.state.in_(UNFINISHED), Job.queue.in_(queues)).tuples().execute())
     return found
 
 

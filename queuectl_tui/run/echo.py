@@ -13,9 +13,13 @@ import io
 import os
 import sys
 import time
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
-def to_devnull(stream) -> None:
+def to_devnull(stream: TextIO) -> None:
     """Point a stream whose reader went away at /dev/null, so that what is still buffered in it
     (and the interpreter's flush at exit) goes nowhere instead of raising BrokenPipeError."""
     try:
@@ -26,7 +30,7 @@ def to_devnull(stream) -> None:
         pass
 
 
-def write_line(stream, line: str) -> None:
+def write_line(stream: TextIO, line: str) -> None:
     """Write ``line`` and its newline in one write(2). Workers forked from one command share
     their stdout and stderr (and detached ones ``workers.log``): print() wrote the text and
     the newline apart when unbuffered (PYTHONUNBUFFERED=1), and two workers tore each other's
@@ -59,7 +63,7 @@ class WorkersLog:
     starts a new one; the others see the file behind their descriptor is no longer the log and
     reopen it before their next line."""
 
-    def __init__(self, path, cap: int = 5 * 1024 * 1024):
+    def __init__(self, path: str | Path, cap: int = 5 * 1024 * 1024) -> None:
         from pathlib import Path
         self.path, self.cap = Path(path), cap
 

@@ -44,6 +44,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from peewee import DatabaseError
 
@@ -63,8 +64,11 @@ from queuectl_tui.store import (
     schema_version,
     wait_change,
 )
-from queuectl_tui.store.models import COMPLETED, DEAD, Job, Outcome, WorkerStatus
+from queuectl_tui.store.models import COMPLETED, DEAD, Job, Outcome, Worker, WorkerStatus
 from queuectl_tui.visible import visible
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 RECHECK = 0.1  # a job seen due right after a claim found none is looked at again this late
 BURST_HORIZON = 60.0  # --burst waits for jobs due this soon (retries in backoff, near schedules)
@@ -89,13 +93,14 @@ class WorkerLoop:
         self.stop_requests = 0
         self.interrupts = 0
         self.force = False
-        self.row = None
+        self.row: Worker | None = None  # registered by run()
         self._said_stopping = False
         self._last_recovery = 0.0
         self._last_cancel_check = 0.0
-        self._data_version = None
+        self._data_version: int | None = None
         self._environments: dict[str | None, dict[str, str]] = {}
-        self._unrecorded = None  # the running attempt, until its process is in the database
+        #: the running attempt, until its process is in the database
+        self._unrecorded: engine.Attempt | None = None
         self.batch = Batch()  # held jobs and ended ones not recorded yet
         self._running: Job | None = None
         self.journal: engine.ProcessJournal | None = None
@@ -114,7 +119,8 @@ class WorkerLoop:
         self._attempt: engine.Attempt | None = None  # the running one (the heartbeat reads it)
         self._revoked: tuple[engine.Attempt, str] | None = None  # taken back while it ran
         self._rejoining = threading.Lock()
-        self._tuned = None  # the lease this thread's connection is tuned for (keep_alive)
+        #: the lease this thread's connection is tuned for (keep_alive)
+        self._tuned: float | None = None
         #: In ``_wait_for_work``: due schedules are the main loop's (its sleep ends at the next
         #: due time); otherwise the heartbeat thread's (a busy worker makes them too).
         self.waiting = False
@@ -127,7 +133,7 @@ class WorkerLoop:
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGUSR1, self._on_force)
 
-    def _on_stop(self, signum, frame) -> None:
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         """A normal stop: finish the running job. Only a second Ctrl+C (SIGINT) forces; a
         repeated SIGTERM (``worker stop`` twice, or from the console) must not kill a job."""
         self.stop_requests += 1
@@ -148,7 +154,7 @@ class WorkerLoop:
         except OSError:
             pass
 
-    def _on_force(self, signum, frame) -> None:
+    def _on_force(self, signum: int, frame: FrameType | None) -> None:
         self.stop_requests += 1
         self.force = True
 
@@ -258,6 +264,7 @@ class WorkerLoop:
             try:
                 self._changed()  # baseline for the wait, should nothing be claimed
                 before = self._data_version
+                assert self.row is not None  # registered by run()
                 states, claimed = engine.settle(
                     self.row, ended, claim=claim, hand_back=given,
                     next_job=following.id if following else None,
@@ -305,6 +312,7 @@ class WorkerLoop:
         if self._tuned != self.cfg.lease:
             self._keep_alive()
         batch = self.batch
+        assert self.row is not None  # registered by run()
         if batch.untrusted(self.cfg.lease, self.row.id):
             self._settle(hand_back=True)  # frozen or starved that long: claim afresh
             return
@@ -343,6 +351,7 @@ class WorkerLoop:
             self.echo = lambda line: None
 
     def _complain(self, message: str) -> None:
+        assert self.row is not None  # registered by run()
         try:
             write_line(sys.stderr, f"{time.strftime('%H:%M:%S')} worker {self.row.id}: {message}")
         except (OSError, ValueError):
@@ -353,7 +362,7 @@ class WorkerLoop:
         while time.monotonic() < deadline and not self.stopping:
             time.sleep(0.05)
 
-    def _run_job(self, job: Job, attempt) -> Result:
+    def _run_job(self, job: Job, attempt: engine.Attempt) -> Result:
         """Run one attempt to its end."""
         cfg = self.cfg
         attempt.started_at = time.time()  # a held job starts now, not at its claim
@@ -363,9 +372,11 @@ class WorkerLoop:
         if line:  # else said after the "finish" lines of the jobs before it, in order
             self._say(line)
         try:
+            log_path = engine.log_path(attempt)
+            assert log_path is not None  # a claimed attempt names its log file
             result = self.launcher.run(
                 job.command, cwd=job.cwd, env=self._environment(job),
-                log_path=engine.log_path(attempt), max_log_bytes=cfg.max_log_bytes,
+                log_path=log_path, max_log_bytes=cfg.max_log_bytes,
                 timeout=job.timeout,
                 on_start=lambda pid, started: self._started(attempt, pid, started),
                 tick=lambda: self._tick(job, attempt, cfg),
@@ -400,7 +411,7 @@ class WorkerLoop:
             return None
         return job.command, job.cwd, self._environment(job)
 
-    def _started(self, attempt, pid: int, started: float | None) -> None:
+    def _started(self, attempt: engine.Attempt, pid: int, started: float | None) -> None:
         """The job's shell exists and waits for our word: note it where recovery looks before
         the command may run; the heartbeat thread copies it into the database."""
         attempt.pid, attempt.pid_started = pid, started
@@ -420,7 +431,7 @@ class WorkerLoop:
         if stale is not None:
             raise _Stale(stale)
 
-    def _stale(self, attempt, *, starting: bool = False) -> str | None:
+    def _stale(self, attempt: engine.Attempt, *, starting: bool = False) -> str | None:
         """Why ``attempt`` may run elsewhere by now, so that this worker must not start it, or
         must kill it: it was taken back, or this worker's lease has passed without a heartbeat.
         A running job is killed for a lapsed lease only where another host may take it back
@@ -444,7 +455,7 @@ class WorkerLoop:
             env = self._environments[job.env_digest] = engine.job_environment(job)
         return env
 
-    def _pause_seen(self, job: Job, attempt, paused: bool) -> None:
+    def _pause_seen(self, job: Job, attempt: engine.Attempt, paused: bool) -> None:
         """At every tick: is the running job stopped (SIGSTOP, ``pause JOB_ID``)? A stopped job
         is paused, not ended: the worker keeps waiting for it (its timeout keeps counting) and
         records the change on the job (after a database error, at the next tick)."""
@@ -457,7 +468,7 @@ class WorkerLoop:
         self._job_paused = paused
         self._say(f"{'paused ' if paused else 'resumed'} {job.id}  attempt {attempt.number}")
 
-    def _tick(self, job: Job, attempt, cfg: settings.Settings) -> Stop | None:
+    def _tick(self, job: Job, attempt: engine.Attempt, cfg: settings.Settings) -> Stop | None:
         """Called while a job runs: cancellation, stops and forced stops, and a job taken back
         or a lease lapsed (``_stale``). A database error here skips one tick; it never disturbs
         the running job; nor is the database tried while heartbeats fail (the check above
@@ -486,6 +497,7 @@ class WorkerLoop:
     def _check_in(self, job: Job, cfg: settings.Settings) -> Stop | None:
         now = time.time()
         if self.stopping and not self._said_stopping:
+            assert self.row is not None  # registered by run()
             engine.heartbeat(self.row.id, status=WorkerStatus.STOPPING, current_job=job.id)
             self._said_stopping = True
         if now - self._last_cancel_check >= 0.2:
@@ -523,6 +535,7 @@ class WorkerLoop:
         finds nothing is a read: it writes nothing and wakes no one)."""
         busy = self.batch.busy
         started = time.monotonic()
+        assert self.row is not None  # registered by run()
         try:
             went = retention.prune_step(self.cfg, holder=str(self.row.id))
             if went == 0:  # nothing to prune, and nobody else prunes: the logs' cap
@@ -544,6 +557,7 @@ class WorkerLoop:
         moment the heartbeat was sent, as others see it."""
         attempt = self._unrecorded
         if attempt is not None:  # the console and `ps` find a running job's tree by its PID
+            assert attempt.pid is not None  # _started() set it before noting the attempt
             try:
                 engine.record_process(attempt, attempt.pid, attempt.pid_started)
             except engine.Fenced:
@@ -551,6 +565,7 @@ class WorkerLoop:
             if self._unrecorded is attempt:
                 self._unrecorded = None
         row, sent = self.row, time.monotonic()
+        assert row is not None  # registered by run() before the heartbeat thread starts
         if not engine.heartbeat(row.id):
             # Our row was removed (we were presumed lost): our jobs were taken back, or will be
             # (a claim under a missing row looks abandoned). Kill the running one; come back
@@ -559,12 +574,12 @@ class WorkerLoop:
             self._rejoin(row)
         self.beats.renewed_at = max(self.beats.renewed_at, sent)
 
-    def _revoke(self, attempt, why: str) -> None:
+    def _revoke(self, attempt: engine.Attempt | None, why: str) -> None:
         """``attempt`` is no longer this worker's to run: the next tick kills it."""
         if attempt is not None:
             self._revoked = (attempt, why)
 
-    def _rejoin(self, row) -> None:
+    def _rejoin(self, row: Worker | None) -> None:
         """Register again under a new id, once (both threads may find the row gone)."""
         with self._rejoining:
             if self.row is row:

@@ -15,7 +15,7 @@ import psutil
 
 from queuectl_tui import engine, procs, settings
 from queuectl_tui.run import usage
-from queuectl_tui.store.models import Job, Worker, WorkerStatus
+from queuectl_tui.store.models import Attempt, Job, Worker, WorkerStatus
 
 
 @dataclass
@@ -107,7 +107,7 @@ class WorkerMonitor:
         self.trees.forget({attempt.seq for _, attempt in running.values()})
         return result
 
-    def _worker_usage(self, row: Worker, now: float, seen: set) -> Usage | None:
+    def _worker_usage(self, row: Worker, now: float, seen: set[tuple[int, float]]) -> Usage | None:
         """The worker process's own CPU and memory; an idle one's at most every ``idle_every``
         seconds (its last figures meanwhile: no /proc read at all)."""
         key = (row.pid, row.proc_started)
@@ -127,19 +127,20 @@ class WorkerMonitor:
         return usage_now
 
     def job_tree(
-        self, job: Job, attempt, now: float
+        self, job: Job, attempt: Attempt, now: float
     ) -> tuple[JobTree, list[tuple[float, float, int]]]:
         """A running job's tree now, and its (time, CPU %, RSS) series as seen so far."""
         tree = self.trees.read(job, attempt, now)
         return tree, list(self.trees.history.get(attempt.seq, ()))
 
-    def tree(self, pid: int, started: float | None, seen: set | None = None) -> Usage | None:
+    def tree(self, pid: int, started: float | None,
+             seen: set[tuple[int, float]] | None = None) -> Usage | None:
         """Summed usage of a process and all its descendants (None when it is gone)."""
         seen = set() if seen is None else seen
         root = self._process(pid, started, seen)
         if root is None:
             return None
-        members = [root]
+        members: list[psutil.Process | None] = [root]
         for child in self._descendants(pid):
             try:
                 members.append(self._cached(psutil.Process(child), seen))
@@ -161,11 +162,12 @@ class WorkerMonitor:
                 todo.extend(usage.children(child))
         return found
 
-    def _process(self, pid: int, started: float | None, seen: set) -> psutil.Process | None:
+    def _process(self, pid: int, started: float | None,
+                 seen: set[tuple[int, float]]) -> psutil.Process | None:
         proc = procs.same_process(pid, started)
         return None if proc is None else self._cached(proc, seen)
 
-    def _cached(self, proc: psutil.Process, seen: set) -> psutil.Process | None:
+    def _cached(self, proc: psutil.Process, seen: set[tuple[int, float]]) -> psutil.Process | None:
         try:
             key = (proc.pid, proc.create_time())
         except psutil.Error:
@@ -224,7 +226,7 @@ class TreeReader:
     history: dict[int, list[tuple[float, float, int]]] = field(default_factory=dict)
     max_points: int = 600
 
-    def read(self, job: Job, attempt, now: float | None = None) -> JobTree:
+    def read(self, job: Job, attempt: Attempt, now: float | None = None) -> JobTree:
         now = time.time() if now is None else now
         tree = JobTree(job.id, attempt.worker_id, attempt.host, attempt.number, attempt.started_at,
                        attempt.pid, attempt.host == procs.hostname(), paused=job.paused)

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
@@ -23,6 +24,9 @@ from queuectl_tui.errors import QueueError
 from queuectl_tui.paths import logs_dir, open_private_append
 from queuectl_tui.store import close_db, open_db
 from queuectl_tui.store.models import Job, Worker
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 
 def worker_command(db_path: Path | str, queues: list[str] | None, burst: bool,
@@ -85,7 +89,7 @@ def start(
         time.sleep(0.02)
 
 
-def _reap_when_done(proc: subprocess.Popen) -> None:
+def _reap_when_done(proc: subprocess.Popen[bytes]) -> None:
     """Wait for a started worker in a thread of its own, so that a process that starts workers
     and lives on (the console's '+') does not keep each one that stops as a zombie until it
     quits. A blocking wait for that one child: no SIGCHLD handler, which would also take the
@@ -122,7 +126,7 @@ def run_forked(db_path: Path | str, count: int, work: Callable[[], int]) -> int:
                     os._exit(code)
         children.append(pid)
 
-    def forward(signum, frame):
+    def forward(signum: int, frame: FrameType | None) -> None:
         for child in children:
             try:
                 os.kill(child, signum)
@@ -198,10 +202,13 @@ def stop(*, force: bool = False, wait: float = 10.0, worker_ids: list[int] | Non
 
     def still(alive: set[int]) -> None:  # what the waiting caller is told, when it changes
         ids = sorted(row.id for row, proc in targets if proc.pid in alive)
+        assert waiting is not None  # still is passed on only with waiting
         if ids != told:
             told[:] = ids
-            jobs = dict(Worker.select(Worker.id, Worker.current_job)
-                        .where(Worker.id.in_(ids)).tuples()) if ids else {}
+            # execute(): the rows as they are; peewee's stubs type a model query's rows as models
+            jobs: dict[int, str | None] = dict(Worker.select(Worker.id, Worker.current_job)
+                                               .where(Worker.id.in_(ids)).tuples()
+                                               .execute()) if ids else {}
             waiting([(worker_id, jobs.get(worker_id)) for worker_id in ids])
 
     alive_pids = _wait_exit([p for _, p in targets], wait, still if waiting else None)
@@ -236,7 +243,7 @@ def pause_jobs(job_ids: list[str], *, resume: bool = False, wait: float = 5.0) -
         time.sleep(0.02)
 
 
-def _running_process(job: Job) -> tuple[int, float]:
+def _running_process(job: Job) -> tuple[int, float | None]:
     """The PID and start time of a running job's shell on this host, or why not (QueueError)."""
     attempt = engine.current_attempt(job)
     if attempt is None:

@@ -24,8 +24,12 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from queuectl_tui import procs
+
+if TYPE_CHECKING:
+    from resource import struct_rusage
 
 SAMPLE_EVERY = 0.2  # seconds between two readings of a running job's tree (<= 250 ms)
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -53,7 +57,7 @@ class Cost:
         if rss:
             self.peak_rss_bytes = max(self.peak_rss_bytes or 0, rss)
 
-    def reaped(self, pid: int, rusage, *, peak: bool = True) -> None:
+    def reaped(self, pid: int, rusage: struct_rusage, *, peak: bool = True) -> None:
         """A process of the job reaped with ``os.wait4``: its CPU (descendants it reaped
         included) and, unless not ``peak``, its kernel peak (ru_maxrss: kilobytes on Linux)."""
         self.pids.add(pid)
@@ -116,7 +120,7 @@ def hwm(pid: int) -> int:
 def children(pid: int) -> list[int]:
     """Direct children of ``pid`` (/proc/PID/task/*/children; a scan of /proc without it)."""
     try:
-        pids = []
+        pids: list[int] = []
         for task in os.listdir(f"/proc/{pid}/task"):
             with open(f"/proc/{pid}/task/{task}/children", "rb") as handle:
                 pids.extend(int(p) for p in handle.read().split())

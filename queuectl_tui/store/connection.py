@@ -187,7 +187,7 @@ def describe_db_error(exc: Exception, path: Path | str | None = None) -> str:
     return f"database {path}: {msg}"
 
 
-def change_token():
+def change_token() -> int | None:
     """Something that changes whenever another connection commits, or None if unknown.
 
     SQLite's data_version is read from shared memory: polling it every few milliseconds costs
@@ -209,14 +209,15 @@ _JOBS_TOKEN_SQLITE = "SELECT total(v) FROM job_count"
 
 
 class _JobsToken(threading.local):
-    version = None  # (connection, data_version) when ``token`` was read
-    token = None
+    #: (connection, data_version) when ``token`` was read
+    version: tuple[object, int | None] | None = None
+    token: int | None = None
 
 
 _jobs_token = _JobsToken()
 
 
-def jobs_token():
+def jobs_token() -> int | None:
     """Like ``change_token``, but one that moves only when jobs, queues or the pause of every
     queue changed, not at the workers' heartbeats (what shows jobs reads them again only
     then). SQLite: job_count.v's sum, read only when data_version moved since this thread's
@@ -232,7 +233,7 @@ def jobs_token():
     return kept.token
 
 
-def control_token(change=None):
+def control_token(change: int | None = None) -> int | None:
     """Something that changes whenever another connection commits a change to queues, meta or
     settings (``pause`` among them), or None if unknown: what a worker holding claimed jobs
     watches before it starts one. SQLite: the change token (``change``, when just read). On

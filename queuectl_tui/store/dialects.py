@@ -10,16 +10,30 @@ once per statement, or the PostgreSQL text written for it where the two differ.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol
 from weakref import WeakKeyDictionary
 
-from peewee import DatabaseError, SqliteDatabase, fn
+from peewee import ColumnBase, DatabaseError, SqliteDatabase, fn
 
 from queuectl_tui.store.models import database
 from queuectl_tui.store.queries import POSTGRES_QUERIES, SQLITE_QUERIES
 
 BUSY_TIMEOUT_MS = 15_000
+
+#: A statement's parameters: in order, or by name (``%(key)s`` markers).
+Params = Sequence[Any] | Mapping[str, Any]
+
+
+class Cursor(Protocol):
+    """What callers read of a driver's cursor (sqlite3's or psycopg2's) after a statement."""
+
+    rowcount: int
+
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def fetchmany(self, size: int = ...) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
 
 
 class Dialect:
@@ -49,20 +63,20 @@ class Dialect:
         """The statement for this backend: SQLite's ``text`` as written."""
         return text
 
-    def hot(self, text: str, params: Sequence | dict = ()):
+    def hot(self, text: str, params: Params = ()) -> Cursor:
         """Run one of the per-job statements (written for SQLite)."""
         return database.execute_sql(text, params)
 
-    def run(self, name: str, params: Sequence | dict = ()):
+    def run(self, name: str, params: Params = ()) -> Cursor:
         """Run the named per-job statement of this backend (``queries``)."""
         return database.execute_sql(self.queries[name], params)
 
-    def insert_values(self, cursor, sql: str, rows: list) -> None:
+    def insert_values(self, cursor: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
         """Insert ``rows`` with ``sql`` (``INSERT ... VALUES %s``: one statement per page of
         rows where the driver can, else one per row)."""
         cursor.executemany(sql.replace("%s", "(" + ", ".join(["?"] * len(rows[0])) + ")"), rows)
 
-    def minute_bucket(self, expr):
+    def minute_bucket(self, expr: ColumnBase) -> ColumnBase:
         """Whole minutes of a float expression: a cast truncates on SQLite."""
         return expr.cast("INTEGER")
 
@@ -94,7 +108,9 @@ class PostgresDialect(Dialect):
 
     def __init__(self) -> None:
         self._forms: dict[str, str] = {}
-        self._prepared: WeakKeyDictionary = WeakKeyDictionary()  # connection -> {sql: (name, keys)}
+        # connection -> {sql: (name, keys), or None where the server refused to prepare it}
+        self._prepared: WeakKeyDictionary[Any, dict[str, tuple[str, list[str]] | None]] = (
+            WeakKeyDictionary())
 
     def sql(self, text: str, own: str | None = None) -> str:
         """PostgreSQL's form: ``own`` where the dialects differ, else ``text`` with %s markers
@@ -108,16 +124,16 @@ class PostgresDialect(Dialect):
                 .replace("cancel_requested = 0", "cancel_requested = false"))
         return form
 
-    def hot(self, text: str, params: Sequence | dict = ()):
+    def hot(self, text: str, params: Params = ()) -> Cursor:
         """Each per-job statement is prepared once per connection and EXECUTEd after that: the
         server planned the claim anew each time, which cost as much as running it (0.3-0.4 ms).
         A statement the server cannot prepare runs as it is."""
         return self._execute(self.sql(text), params)
 
-    def run(self, name: str, params: Sequence | dict = ()):
+    def run(self, name: str, params: Params = ()) -> Cursor:
         return self._execute(self.queries[name], params)
 
-    def _execute(self, sql: str, params: Sequence | dict):
+    def _execute(self, sql: str, params: Params) -> Cursor:
         connection = database.connection()
         known = self._prepared.setdefault(connection, {})
         if sql not in known:
@@ -126,14 +142,15 @@ class PostgresDialect(Dialect):
         if found is None:
             return database.execute_sql(sql, params)
         name, keys = found
-        values = [params[key] for key in keys] if keys else list(params)
+        # keys: the statement names its markers, so its parameters are a mapping
+        values = [params[key] for key in keys] if keys else list(params)  # type: ignore[call-overload]
         return database.execute_sql(_EXECUTE[len(values)].replace("NAME", name), values)
 
-    def insert_values(self, cursor, sql: str, rows: list) -> None:
+    def insert_values(self, cursor: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
         from psycopg2.extras import execute_values
         execute_values(cursor, sql, rows, page_size=1000)
 
-    def minute_bucket(self, expr):
+    def minute_bucket(self, expr: ColumnBase) -> ColumnBase:
         """Whole minutes: a cast rounds on PostgreSQL, FLOOR truncates."""
         return fn.FLOOR(expr)
 
@@ -158,7 +175,7 @@ def _prepare(sql: str, number: int) -> tuple[str, list[str]] | None:
     keys: list[str] = []
     positions = 0
 
-    def marker(match: re.Match) -> str:
+    def marker(match: re.Match[str]) -> str:
         nonlocal positions
         key = match.group(1)
         if key is None:

@@ -9,6 +9,7 @@ the user-facing ``id``, which enters a path only escaped (``engine.log_name``).
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TYPE_CHECKING, ClassVar
 
 from peewee import (
     SQL,
@@ -24,6 +25,9 @@ from peewee import (
     Model,
     TextField,
 )
+
+if TYPE_CHECKING:
+    from peewee import SchemaManager
 
 database = DatabaseProxy()
 
@@ -72,6 +76,9 @@ class WorkerStatus(StrEnum):
 
 
 class BaseModel(Model):
+    #: Set on each model class by peewee (its stubs leave it out): the table's DDL.
+    _schema: ClassVar[SchemaManager]
+
     class Meta:
         database = database
         legacy_table_names = False
@@ -255,6 +262,11 @@ class Attempt(BaseModel):
     #: When its log file was deleted to keep the logs directory under ``max_logs_total``
     #: (retention.cap_logs); NULL: not dropped.
     log_dropped = DoubleField(null=True)
+
+    # Not columns, for the type checker: peewee's accessor of the job's seq (named as the
+    # column), and the settings' version a claim read with the attempt (engine.claims).
+    job_seq: int
+    settings_version: str | None
 
     class Meta:
         indexes = ((("job", "number"), True),)

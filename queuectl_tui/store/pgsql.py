@@ -25,6 +25,11 @@ Concurrency without one lock for the whole schema:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from peewee import Database
+
 # The advisory locks, keyed (1903519093, hash of the schema): the schema's writers (the hot
 # path shared, everything else exclusive); (1903519094, schema): one folder at a time;
 # (1903519095, hash of schema/queue): one claimer at a time per limited queue.
@@ -268,7 +273,7 @@ LOG_NAME_FUNCTION = (
     "RETURN safe || '@' || seq || '-' || number || '.log'; END $$")
 
 
-def install(db) -> None:
+def install(db: Database) -> None:
     """The slots, the rollups' functions and the triggers (the caller dropped the old triggers
     and refills the rollups afterwards, under the exclusive lock)."""
     db.execute_sql(ADD_SLOTS)

@@ -25,6 +25,8 @@ from queuectl_tui.store.models import (
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from peewee import _ConnectionState
+
 
 from queuectl_tui.store.dialects import BUSY_TIMEOUT_MS
 from queuectl_tui.store.transactions import _begin
@@ -103,7 +105,8 @@ def parse_pg_url(url: str) -> tuple[str, dict]:
 
 
 def _postgres_class():
-    from peewee import PostgresqlDatabase, __exception_wrapper__
+    # peewee's own wrapper of driver errors: at module level in peewee, absent from its stubs
+    from peewee import PostgresqlDatabase, __exception_wrapper__  # type: ignore[attr-defined]
 
     class Postgres(PostgresqlDatabase):
         """A connection the server dropped (restart, failover, idle kill) is replaced at the
@@ -112,6 +115,7 @@ def _postgres_class():
 
         url = display = ""
         liveness: dict | None = None  # what keep_alive asks of new connections
+        _state: _ConnectionState  # peewee's, absent from its stubs: this thread's connection
 
         def _initialize_connection(self, conn):
             # As SQLite's busy timeout: a lock held too long fails the waiter with a message
@@ -144,7 +148,8 @@ def _postgres_class():
         # (a worker's retry, the CLI's one line) covers a lost server too.
         def _execute_cursor(self, *args, **kwargs):
             try:
-                return super()._execute_cursor(*args, **kwargs)
+                # peewee's (private), absent from its stubs
+                return super()._execute_cursor(*args, **kwargs)  # type: ignore[misc]
             except InterfaceError as exc:
                 raise OperationalError(f"connection lost ({exc})") from None
 
@@ -238,7 +243,8 @@ def notify_channel(schema: str) -> str:
 
 class _Listener(threading.local):
     conn = None  # the connection LISTEN was sent on (a reconnect needs it again)
-    schema = None  # the queue's schema: its notifications come on its own channel, naming it
+    #: the queue's schema: its notifications come on its own channel, naming it
+    schema: str | None = None
     count = 0  # notifications about this queue from other sessions seen so far
     control = 0  # those of them about queues, meta or settings (pause, resume, limits)
 
@@ -263,6 +269,7 @@ def _drain(conn) -> None:
     except Exception as exc:  # psycopg2's own error, not wrapped by peewee: a lost connection
         raise OperationalError(f"connection lost ({' '.join(str(exc).split())})") from None
     me, schema = conn.get_backend_pid(), _listener.schema
+    assert schema is not None  # _listen() read it
     for note in conn.notifies:
         if note.pid != me and note.payload == schema:
             _listener.count += 1

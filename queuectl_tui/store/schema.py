@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from peewee import (
     BigIntegerField,
     CharField,
+    Database,
     DoubleField,
     IntegerField,
     OperationalError,
@@ -287,7 +288,7 @@ _DROP_PG_NOTIFY = (  # before version 6 one trigger per table, then one per tabl
     "DROP TRIGGER IF EXISTS setting_notify_delete ON setting")
 
 
-def _install_notify_postgres(db) -> None:
+def _install_notify_postgres(db: Database) -> None:
     """Idle workers and waiters LISTEN (``wait_change``): a committed change to jobs (enqueue,
     finish, retry, cancel), queues (resume, limits), meta (resume all) or settings wakes them.
     One NOTIFY per statement that changed a row, on the schema's own channel (queues in other
@@ -343,7 +344,7 @@ _NOTIFY_TRIGGERS_POSTGRES = (  # the tables whose changes wake the listeners, ea
     "changed FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed()")
 
 
-def _install_triggers(db) -> None:
+def _install_triggers(db: Database) -> None:
     """Install the triggers that keep ``job_count``, ``job.rank``, ``attempt_minute`` and
     ``job_failed_minute``, and fill the counts and rollups from the jobs and attempts there
     are (the caller holds the write transaction, so nothing changes in between)."""
@@ -446,7 +447,7 @@ _SCHEDULE_NOTIFY_POSTGRES = (
     "changed FOR EACH STATEMENT EXECUTE FUNCTION queuectl_notify_changed()")
 
 
-def _install_schedule_notify(db) -> None:
+def _install_schedule_notify(db: Database) -> None:
     """PostgreSQL: a schedule added, paused, resumed or moved on wakes the idle workers (their
     sleep ends at the earliest due time, which may now be sooner), as a job change does. SQLite
     needs nothing: every commit wakes them (``wake``)."""
@@ -534,7 +535,7 @@ _CHANGE_COUNTS_SQLITE = (
 )
 
 
-def _install_change_counts_sqlite(db) -> None:
+def _install_change_counts_sqlite(db: Database) -> None:
     """job_count.v and the triggers that keep it (a new database and version 11's upgrade)."""
     if "v" not in [row[1] for row in db.execute_sql("PRAGMA table_info(job_count)").fetchall()]:
         db.execute_sql("ALTER TABLE job_count ADD COLUMN v INTEGER NOT NULL DEFAULT 0")
@@ -551,7 +552,7 @@ UPGRADES: dict[int, Callable[[SchemaMigrator], None]] = {2: _upgrade_to_2, 3: _u
                                                          10: _upgrade_to_10, 11: _upgrade_to_11}
 
 
-def migrate(*operations) -> None:
+def migrate(*operations: object) -> None:
     """playhouse.migrate.migrate, loaded only when an upgrade runs (it costs ~3 ms a start)."""
     from playhouse.migrate import migrate as run
     run(*operations)

@@ -18,7 +18,9 @@ from queuectl_tui.store.models import (
 )
 
 if TYPE_CHECKING:
+    from io import FileIO
     from pathlib import Path
+    from types import FrameType
 
 
 from queuectl_tui.store.dialects import BUSY_TIMEOUT_MS
@@ -32,7 +34,7 @@ class _WriterQueue(threading.local):
     still decides, and a writer without it (a single autocommit statement, an older queuectl)
     is waited for by the busy timeout as before. One descriptor per thread, closed with it."""
 
-    lock = None  # the open lock file, or None where logs/ is not ours to write
+    lock: FileIO | None = None  # the open lock file, or None where logs/ is not ours to write
     opened: tuple[str, int] | None = None
     depth = 0
 
@@ -61,6 +63,7 @@ class _WriterQueue(threading.local):
         return True
 
     def leave(self) -> None:
+        assert self.lock is not None  # after an enter() that returned True
         self.depth -= 1
         if self.depth == 0:
             fcntl.flock(self.lock, fcntl.LOCK_UN)
@@ -80,7 +83,7 @@ def reopened() -> None:
 WRITERS_WAIT = BUSY_TIMEOUT_MS / 1000
 
 
-def _take(lock) -> None:
+def _take(lock: FileIO) -> None:
     """flock ``lock`` within ``WRITERS_WAIT`` seconds, else raise OperationalError ("locked").
     flock has no timeout of its own. Taken at once when free. Else, in the main thread (a
     worker's loop, every command): a blocking flock, which the kernel wakes the moment the lock
@@ -114,13 +117,13 @@ class _Expired(Exception):
     pass
 
 
-def _take_blocking(lock) -> bool:
+def _take_blocking(lock: FileIO) -> bool:
     """A blocking flock for at most WRITERS_WAIT seconds (main thread: SIGALRM ends the wait).
     Returns whether the lock is ours; the timer and handler in place before are put back."""
     import signal
     waiting = True
 
-    def expired(signum, frame):
+    def expired(signum: int, frame: FrameType | None) -> None:
         if waiting:
             raise _Expired
 
@@ -142,7 +145,7 @@ def _take_blocking(lock) -> bool:
         signal.signal(signal.SIGALRM, signal.SIG_DFL if previous is None else previous)
 
 
-def _holder(lock) -> str:
+def _holder(lock: FileIO) -> str:
     """", by process N (stopped)": who holds this flock, from /proc/locks, if known."""
     found = os.fstat(lock.fileno())
     for pid in _lock_holders({(found.st_dev, found.st_ino)}):

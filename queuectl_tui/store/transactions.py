@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from peewee import (
     DatabaseError,
@@ -29,7 +29,8 @@ from queuectl_tui.store.sqlite import _writers
 
 
 @contextmanager
-def write_transaction(*, hot: bool = False, claiming: list[str] | None = None):
+def write_transaction(*, hot: bool = False,
+                      claiming: list[str] | None = None) -> Iterator[None]:
     """A transaction that takes the write lock up front.
 
     On SQLite, BEGIN IMMEDIATE: readers never upgrade to writers mid-transaction (which could
@@ -66,7 +67,7 @@ def write_transaction(*, hot: bool = False, claiming: list[str] | None = None):
             yield
         committed = True
     except DatabaseError as exc:
-        cause = exc
+        cause: BaseException | None = exc
         while cause is not None and "no transaction is active" in str(cause):
             cause = cause.__context__  # the failed ROLLBACK, raw then wrapped, then the reason
         if cause is not exc and isinstance(cause, (DatabaseError, sqlite3.Error)):
@@ -94,7 +95,7 @@ class _Begin(threading.local):
     and the limited queues the open claiming transaction holds (None: not asked yet)."""
 
     first: tuple[str, object] | None = None
-    result: tuple | None = None
+    result: tuple[Any, ...] | None = None
     limited: list[str] | None = None
 
 
@@ -123,7 +124,7 @@ def fold() -> None:
 
 
 class _AfterCommit(threading.local):
-    calls: list = []
+    calls: list[Callable[[], object]] = []
 
 
 _after = _AfterCommit()

@@ -121,6 +121,7 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
             return failed_to_start(message)
         finally:
             os.close(gate)
+        assert proc.stdout is not None  # stdout=PIPE
         pid_started = procs.start_time(proc.pid)
         floor = usage.hwm(proc.pid)  # the shell's own peak so far: the figure of a short job
         try:
@@ -160,7 +161,7 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
         os.close(log_fd)
 
 
-def _reap(proc: subprocess.Popen, timeout: float | None, cost: Cost) -> bool:
+def _reap(proc: subprocess.Popen[bytes], timeout: float | None, cost: Cost) -> bool:
     """``proc.wait(timeout)`` through ``os.wait4``, whose usage of the shell (descendants it
     reaped included) goes to ``cost``, with the shell's own peak (``VmHWM``) at every look
     before its end: the job's figure when the kernel's is the worker's (below). True once it
@@ -182,6 +183,7 @@ def _reap(proc: subprocess.Popen, timeout: float | None, cost: Cost) -> bool:
             cost.reaped(pid, rusage, peak=rusage.ru_maxrss > own)
             break
         cost.add_peak(usage.hwm(proc.pid))
+        assert deadline is not None  # without one, wait4 (no WNOHANG) returned the pid
         left = deadline - time.monotonic()
         if left <= 0:
             return False

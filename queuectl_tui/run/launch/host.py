@@ -177,7 +177,7 @@ class JobHost:
     another)."""
 
     def __init__(self) -> None:
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._env: dict[str, str] | None = None
         self._ctl = self._status = -1
         self._word = self._word_r = -1  # the word pipe (the host opens its read end by /proc)
@@ -221,7 +221,7 @@ class JobHost:
     def __enter__(self) -> JobHost:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _ensure(self, env: dict[str, str]) -> bool:
@@ -253,6 +253,7 @@ class JobHost:
         """The peak size of a job's shell that has run a builtin: a job of ``kill -STOP 0``
         stops itself there (the host says ``w``), its ``VmHWM`` is read, and it is killed."""
         out = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        assert self._env is not None  # a host is running: started with this environment
         try:
             pid = self._launch("kill -STOP 0", "/", self._env, out)
             started = procs.start_time(pid)
@@ -283,7 +284,7 @@ class JobHost:
         self._status, st_w = os.pipe()
         self._word_r, self._word = os.pipe()
         argv = ([_SETPRIV, *_PDEATHSIG] if self._reset_signals and _SETPRIV else []) + (
-            [_ENV, *_RESET] if self._reset_signals else []) + ["/bin/sh", "-s"]
+            [_ENV, *_RESET] if self._reset_signals and _ENV else []) + ["/bin/sh", "-s"]
         try:
             self._proc = subprocess.Popen(
                 argv, stdin=ctl_r, stdout=st_w, stderr=subprocess.DEVNULL, env=env, cwd="/",

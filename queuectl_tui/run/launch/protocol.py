@@ -133,7 +133,7 @@ def job(command: str, cwd: str, env: dict[str, str], out_fd: int) -> bytes:
     """The code that runs one job (see ``host``'s docstring): a subshell that changes into
     ``cwd`` (or says ``c``), sends its output to the worker's pipe ``out_fd``, waits at its
     gate, then runs ``command``; the host says ``p PID``, waits and reports ``x CODE``."""
-    pwd = env.get("PWD")
+    pwd = env.get("PWD", "")  # unset: as empty, not logical
     try:  # as ``sh -c`` started in cwd: $PWD kept when it names that directory
         logical = bool(pwd) and pwd.startswith("/") and os.path.samefile(pwd, cwd)
     except OSError:
