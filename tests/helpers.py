@@ -412,3 +412,19 @@ def permission_preexec():
     except (subprocess.SubprocessError, OSError):
         pytest.skip("running as root without CAP_SETPCAP: cannot make file modes bind a child")
     return _drop_dac
+
+
+V1 = ROOT / "tests" / "fixtures" / "schema_v1.sql"
+
+
+def make_v1(path: Path) -> Path:
+    """A database as the first release made it, with one pending job."""
+    con = sqlite3.connect(path)
+    con.executescript(V1.read_text())
+    con.execute(
+        "INSERT INTO job (id, command, queue, state, priority, attempts, max_retries, backoff_base,"
+        " run_at, created_at, updated_at, cwd, cancel_requested)"
+        " VALUES ('old-job', 'echo from v1', 'default', 'pending', 0, 0, 3, 2, 0, 0, 0, '/', 0)")
+    con.commit()
+    con.close()
+    return path

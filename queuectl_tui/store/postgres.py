@@ -257,8 +257,10 @@ def _listen():
     conn = database.connection()
     if _listener.conn is not conn:
         _listener.schema = database.execute_sql("SELECT current_schema()").fetchone()[0]
-        channel = notify_channel(_listener.schema)
-        database.execute_sql('LISTEN "' + channel.replace('"', '""') + '"')
+        from psycopg2 import sql  # a channel is an identifier: quoted by the driver
+
+        channel = sql.Identifier(notify_channel(_listener.schema))
+        database.cursor().execute(sql.SQL("LISTEN {}").format(channel))
         _listener.conn = conn
     return conn
 

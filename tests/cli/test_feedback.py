@@ -204,8 +204,7 @@ def test_clear_and_dlq_retry_all_show_the_jobs_moved(db, add, drawn):
 
 
 def test_a_schema_upgrade_shows_its_steps(tmp_path, drawn):
-    from test_schema import make_v1
-
+    from helpers import make_v1
     from queuectl_tui import store as dbmod
     old = make_v1(tmp_path / "old.db")
     try:

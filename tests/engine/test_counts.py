@@ -214,7 +214,7 @@ def test_status_and_console_counts_read_a_few_rows_at_any_size(db):
 
 
 def test_an_upgraded_first_release_database_counts_its_rows(tmp_path):
-    from test_schema import make_v1
+    from helpers import make_v1
 
     path = make_v1(tmp_path / "old.db")
     con = sqlite3.connect(path)

@@ -9,24 +9,10 @@ import pytest
 from peewee import TextField
 from playhouse.migrate import migrate
 
-from helpers import ROOT
+from helpers import make_v1
 from queuectl_tui import engine, spec
 from queuectl_tui import store as dbmod
 from queuectl_tui.errors import DatabaseUnusable
-
-V1 = ROOT / "tests" / "fixtures" / "schema_v1.sql"
-
-
-def make_v1(path: Path) -> Path:
-    con = sqlite3.connect(path)
-    con.executescript(V1.read_text())
-    con.execute(
-        "INSERT INTO job (id, command, queue, state, priority, attempts, max_retries, backoff_base,"
-        " run_at, created_at, updated_at, cwd, cancel_requested)"
-        " VALUES ('old-job', 'echo from v1', 'default', 'pending', 0, 0, 3, 2, 0, 0, 0, '/', 0)")
-    con.commit()
-    con.close()
-    return path
 
 
 def shape(path: Path) -> dict:

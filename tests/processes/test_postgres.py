@@ -298,7 +298,7 @@ def test_an_unreachable_server_midway_is_one_line(home):
 def _v1_on_postgres() -> str:
     """The first release's schema (tests/fixtures/schema_v1.sql) as peewee made it on
     PostgreSQL: serial keys, double precision, a boolean flag, tables in dependency order."""
-    from test_schema import V1
+    from helpers import V1
     lines = [line for line in V1.read_text().splitlines() if line and not line.startswith("--")]
     attempt = next(line for line in lines if line.startswith('CREATE TABLE "attempt"'))
     lines.remove(attempt)
