@@ -187,8 +187,9 @@ def latest_attempts(seqs: list[int]) -> dict[int, int]:
     numbers continue through dlq retry and restart), one index probe per job."""
     if not seqs:
         return {}
+    # execute(): the rows as they are; peewee's stubs type a model query's rows as models.
     return dict(Attempt.select(Attempt.job, fn.MAX(Attempt.number)).where(Attempt.job.in_(seqs))
-                .group_by(Attempt.job).tuples())
+                .group_by(Attempt.job).tuples().execute())
 
 
 #: The change tokens come from one thread, on its own kept connection: a token is per
