@@ -213,7 +213,7 @@ class Changes:
         self._last: tuple[Any, Any, int] | None = None  # (connection, token, number) of the last full read
         self._lock = threading.Lock()
 
-    def read(self, db_path: Path, number: int, shown: int | None, func: Callable[..., Any],
+    def read(self, db_path: Path | str, number: int, shown: int | None, func: Callable[..., Any],
              *args: Any) -> Any:
         """``call(db_path, func, *args)``, or UNCHANGED when nothing was committed since
         read number ``shown`` (the one on screen) started. Reads are numbered as they start,
