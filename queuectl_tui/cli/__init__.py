@@ -104,7 +104,9 @@ def cli(click_ctx: click.Context, db: str | None, no_ui: bool) -> None:
             from queuectl_tui.tui.app import run_app  # the only path that loads textual
             run_app(click_ctx.obj.db_path)
         else:
-            click_ctx.invoke(cli.get_command(click_ctx, "status"))
+            status = cli.get_command(click_ctx, "status")
+            assert status is not None  # a command of this group
+            click_ctx.invoke(status)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import IO
 
 import click
 
@@ -98,6 +99,8 @@ def _print_dropped(job, chosen, write) -> None:
 def _print_file(chosen, follow: bool, write) -> None:
     """The attempt's log file (``-f``: while the attempt runs)."""
     path = engine.log_path(chosen)
+    if path is None:  # none was named for it (the demo's generated attempts)
+        raise QueueError(f"attempt {chosen.number} has no log file")
     try:
         handle = open(path, "rb")  # noqa: SIM115 (closed by the with below, once it is open)
     except OSError:
@@ -145,7 +148,7 @@ class Follower:
         self.number = number  # the attempt printed, or the next one to wait for
         self.write = write
         self.attempt: Attempt | None = None  # the attempt being printed (None: none yet)
-        self.handle = None  # its log file, kept open across polls
+        self.handle: IO[bytes] | None = None  # its log file, kept open across polls
         self.remote: str | None = None  # where its log is, when on another host
 
     def run(self) -> None:
@@ -176,13 +179,15 @@ class Follower:
         while True:
             if self.attempt is None and not self._next_attempt(current, looked):
                 return
-            finished = Attempt.get_by_id(self.attempt.seq).finished_at is not None  # before reading
-            self._open_log()
+            attempt = self.attempt
+            assert attempt is not None  # taken by _next_attempt
+            finished = Attempt.get_by_id(attempt.seq).finished_at is not None  # before reading
+            self._open_log(attempt)
             if self.handle:
                 _pump(self.handle, self.write)
             if not finished:
                 return
-            self._end_attempt()
+            self._end_attempt(attempt)
 
     def _next_attempt(self, current, looked: int) -> bool:
         """Take the attempt to print next, if it has started."""
@@ -201,27 +206,29 @@ class Follower:
             click.echo(f"--- attempt {self.number} ---", err=True)
         return True
 
-    def _open_log(self) -> None:
+    def _open_log(self, attempt: Attempt) -> None:
         """Find where the attempt's output is: its log file here, or another host."""
         if self.handle is not None or self.remote is not None:
             return
-        elsewhere = engine.log_elsewhere(self.job, self.attempt, last=False)
+        elsewhere = engine.log_elsewhere(self.job, attempt, last=False)
         if elsewhere is not None:
             self.remote = elsewhere[0]
             click.echo(f"{self.remote}; its last output is printed when it ends, from "
                        "the database", err=True)
             return
+        path = engine.log_path(attempt)
         try:
-            self.handle = open(engine.log_path(self.attempt), "rb")  # noqa: SIM115 (kept open across polls)
-        except (OSError, TypeError):  # not there yet (or none: TypeError)
+            # None: the attempt names no log file.
+            self.handle = open(path, "rb") if path is not None else None  # noqa: SIM115 (kept open across polls)
+        except OSError:  # not there yet
             self.handle = None
 
-    def _end_attempt(self) -> None:
+    def _end_attempt(self, attempt: Attempt) -> None:
         """The attempt ended: close its log (another host's: print its kept tail)."""
         if self.handle:
             self.handle.close()
         if self.remote is not None:
-            tail = engine.kept_output(self.job, self.attempt)[1]
+            tail = engine.kept_output(self.job, attempt)[1]
             if tail is None:
                 click.echo(f"(no output of attempt {self.number} is kept in the database)",
                            err=True)

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -24,7 +25,7 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-def dead_on_arrival(rows: list[tuple[str, str]]) -> None:
+def dead_on_arrival(rows: Sequence[tuple[str, str | None]]) -> None:
     """Say which new jobs went straight to the DLQ (stdout keeps only the ids)."""
     for job_id, error in rows:
         click.echo(f"note: job {visible(job_id)} went to the DLQ: {visible(error or '')}", err=True)
@@ -57,11 +58,10 @@ def print_status(data: dict[str, Any], piped_: bool) -> None:
 
 def status_lines(data: dict[str, Any]) -> list[str]:
     """The lines under the counts (user text in them shown, never obeyed)."""
+    paused, hook = paused_line(data), hook_line(data.get("hook_failure"))
     return [f"workers: {data['workers']['alive']} alive, {data['workers']['busy']} busy",
             f"oldest pending: {ago(data['oldest_pending_age'])}"] + (
-                [visible(paused_line(data))] if paused_line(data) else []) + (
-                [visible(hook_line(data["hook_failure"]))] if hook_line(
-                    data.get("hook_failure")) else [])
+                [visible(paused)] if paused else []) + ([visible(hook)] if hook else [])
 
 
 #: ``status`` shows the last hook failure for this long (``--json`` always has it).

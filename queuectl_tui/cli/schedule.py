@@ -56,6 +56,7 @@ def schedule_add(ctx: Context, name, command, cron, every, tz, queue, priority, 
     if as_json:
         emit_json(next(r for r in schedules.rows() if r["name"] == name))
         return
+    assert row.next_at is not None  # add refuses a rule that never comes due
     click.echo(visible(f"added schedule {name} ({schedules.Rule.of(row).describe()}); "
                        f"next run {schedules.stamp(row.next_at)}"))
 

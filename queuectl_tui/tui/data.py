@@ -187,8 +187,9 @@ def latest_attempts(seqs: list[int]) -> dict[int, int]:
     numbers continue through dlq retry and restart), one index probe per job."""
     if not seqs:
         return {}
+    # execute(): the rows as they are; peewee's stubs type a model query's rows as models.
     return dict(Attempt.select(Attempt.job, fn.MAX(Attempt.number)).where(Attempt.job.in_(seqs))
-                .group_by(Attempt.job).tuples())
+                .group_by(Attempt.job).tuples().execute())
 
 
 #: The change tokens come from one thread, on its own kept connection: a token is per
@@ -212,7 +213,7 @@ class Changes:
         self._last: tuple[Any, Any, int] | None = None  # (connection, token, number) of the last full read
         self._lock = threading.Lock()
 
-    def read(self, db_path: Path, number: int, shown: int | None, func: Callable[..., Any],
+    def read(self, db_path: Path | str, number: int, shown: int | None, func: Callable[..., Any],
              *args: Any) -> Any:
         """``call(db_path, func, *args)``, or UNCHANGED when nothing was committed since
         read number ``shown`` (the one on screen) started. Reads are numbered as they start,

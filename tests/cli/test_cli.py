@@ -764,6 +764,18 @@ def test_logs_of_an_attempt_on_another_host_say_where_and_show_the_tail_kept(cli
     assert attempt["log_note"].endswith("from afar\nline two\n")
 
 
+def test_logs_of_an_attempt_without_a_log_file_is_one_line(cli, home, db):
+    """An attempt of this host that names no log file (the demo's generated ones): one line
+    and exit 1, not a traceback."""
+    from queuectl_tui import engine
+    from queuectl_tui.store.models import Attempt
+    ok(cli("enqueue", "--id", "j", "true"))
+    job, attempt = engine.claim(engine.register_worker())
+    engine.finish(job, attempt, outcome="completed", exit_code=0, tail="")
+    Attempt.update(log_file=None).where(Attempt.seq == attempt.seq).execute()
+    assert "attempt 1 has no log file" in user_error(cli("logs", "j"), 1)
+
+
 def test_logs_follow_an_attempt_running_on_another_host_through_the_database(cli, home, db):
     """Its log file is on that host: ``logs`` says so and that it still runs (exit 1);
     ``logs -f`` (with or without --attempt) says where the log is, waits for the attempt to

@@ -361,9 +361,9 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_the_type_checks_name_modules_that_exist():
-    """pyproject.toml names modules in mypy's overrides: those not checked yet
-    (ignore_errors), those checked strictly. A module moved or renamed leaves these lists, so
-    that they say what they do (mypy itself only notes an entry that matches nothing)."""
+    """pyproject.toml names modules in mypy's overrides (those checked strictly). A module
+    moved or renamed leaves the list, so that it says what it does (mypy itself only notes
+    an entry that matches nothing)."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
     named = [
         name.removesuffix(".*")

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from rich.console import JustifyMethod
 from rich.table import Table
 from rich.text import Text
 from textual import on, work
@@ -148,7 +149,7 @@ class JobDetailScreen(Screen):
         attempts = {a["number"]: a for a in detail.attempts}
         number = attempt_no if attempt_no in attempts else (detail.attempts[-1]["number"]
                                                             if detail.attempts else None)
-        chunk = None
+        read: tuple[tuple[int, str], int, data.LogChunk] | None = None
         if number is not None:
             chosen = attempts[number]
             key = (number, str(chosen["log_path"]))
@@ -156,8 +157,8 @@ class JobDetailScreen(Screen):
             chunk = data.read_log(chosen["log_path"], start, complete=chosen["finished_ts"] is not None)
             if chosen.get("log_note"):
                 chunk = data.LogChunk("", 0, missing=True, note=chosen["log_note"])
-            chunk = (key, start, chunk)
-        self.app.from_thread(self._read_done, detail, number, chunk)
+            read = (key, start, chunk)
+        self.app.from_thread(self._read_done, detail, number, read)
 
     @property
     def settled(self) -> bool:
@@ -286,8 +287,10 @@ class JobDetailScreen(Screen):
             "Processes", (f"  {len(tree.processes)} · CPU {percent(totals.cpu)} · RSS "
                           f"{size(totals.rss)} · running {precise(tree.runtime(now))}", "")))
         table = Table(box=None, header_style="bold", padding=(0, 1), expand=True)
-        for name, justify in (("PID", "right"), ("CPU%", "right"), ("RSS", "right"),
-                              ("State", "left"), ("Command", "left")):
+        columns: tuple[tuple[str, JustifyMethod], ...] = (
+            ("PID", "right"), ("CPU%", "right"), ("RSS", "right"), ("State", "left"),
+            ("Command", "left"))
+        for name, justify in columns:
             table.add_column(name, justify=justify, no_wrap=True,
                              ratio=1 if name == "Command" else None, overflow="ellipsis")
         for p in tree.processes:
@@ -317,7 +320,7 @@ class JobDetailScreen(Screen):
         wide = self.size.width >= 110
         grid = Table.grid(padding=(0, 2), expand=True)
         fields = detail.fields
-        pairs = [(k, fields.get(k)) for k in FIELDS]
+        pairs: list[tuple[str, Any]] = [(k, fields.get(k)) for k in FIELDS]
         if detail.dependencies:  # after the queue: what the job waits for, each with its state
             pairs.insert(FIELDS.index("queue") + 1, ("after", dependencies_text(detail.dependencies)))
         if fields.get("label"):  # beside the id, as on the main screen
@@ -330,7 +333,7 @@ class JobDetailScreen(Screen):
             grid.add_column(ratio=1, overflow="fold")
         rows = (len(pairs) + columns - 1) // columns
         for r in range(rows):
-            line = []
+            line: list[str | Text] = []
             for c in range(columns):
                 index = c * rows + r
                 if index < len(pairs):
@@ -346,6 +349,7 @@ class JobDetailScreen(Screen):
 
     @on(DataTable.RowHighlighted, "#attempts")
     def _attempt_chosen(self, event: DataTable.RowHighlighted) -> None:
+        assert event.row_key.value is not None  # its rows are keyed by attempt number
         number = int(event.row_key.value)
         if number != self.attempt:
             self.attempt = number

@@ -28,6 +28,8 @@ from queuectl_tui.tui.widgets.jobs_table import WAITING_OR_RUNNING, job_columns
 from queuectl_tui.visible import visible
 
 if TYPE_CHECKING:
+    from textual.timer import Timer
+
     from queuectl_tui.tui.app import QueueApp
 
 #: (tab id, label, state); the number keys pick them in this order.
@@ -125,7 +127,7 @@ class MainScreen(Screen):
         self._cursor_edge = 0  # +1/-1: put the cursor on the first/last row of the next page shown
         self._problem: str | None = None
         self._read_since = 0.0
-        self._filter_timer = None
+        self._filter_timer: Timer | None = None
         self.output_on = False  # the output pane (o) is shown
         self._output_job: str | None = None  # whose log it shows
         self._output_key: tuple | None = None  # (attempt number, log path) read so far
@@ -267,7 +269,7 @@ class MainScreen(Screen):
                 self._show_page(self.page)
         elif isinstance(page, data.Problem):
             self._set_problem(str(page))
-        elif page.view == self.view:
+        elif isinstance(page, data.Page) and page.view == self.view:
             self._set_problem(None)
             if self.page is None or _shown_page(page) != _shown_page(self.page):
                 self.wake()
@@ -492,6 +494,7 @@ class MainScreen(Screen):
 
     @on(DataTable.RowSelected, "#jobs")
     def _row_selected(self, event: DataTable.RowSelected) -> None:
+        assert event.row_key.value is not None  # its rows are keyed by job id
         self._open_detail(event.row_key.value, focus_log=False)
 
     def action_logs(self) -> None:

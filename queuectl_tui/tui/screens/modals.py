@@ -8,7 +8,7 @@ error under the field it names.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on
@@ -24,6 +24,9 @@ from queuectl_tui.store.models import FAILED, PENDING, PROCESSING, Job
 from queuectl_tui.tui import actions
 from queuectl_tui.tui.messages import ActionDone, ActionFailed
 from queuectl_tui.tui.widgets.keybar import KeyBar
+
+if TYPE_CHECKING:
+    from queuectl_tui.tui.app import QueueApp  # for the type of self.app (app.py imports us)
 
 #: (field, label, placeholder) in the order of the form; numeric fields are parsed as numbers.
 ENQUEUE_FIELDS = [
@@ -61,6 +64,7 @@ def _ids(text: str) -> list[str]:
 
 class JobForm(ModalScreen):
     """A form of job fields whose values go through the engine's validation (``spec``)."""
+    app: QueueApp  # textual's property, typed as the app that runs this screen
 
     FIELDS: list[tuple[str, str, str]] = ENQUEUE_FIELDS
     OK = ""
@@ -248,6 +252,7 @@ def _shown(value: Any) -> str:
 
 class ConfigModal(ModalScreen[list[str] | None]):
     """Every setting with its default; a bad value is refused under its field."""
+    app: QueueApp  # textual's property, typed as the app that runs this screen
     HELP_NAME = "settings form (e)"  # in the help
 
     BINDINGS = [
@@ -366,6 +371,7 @@ def parse_limit(text: str) -> int | None:
 class LimitModal(ModalScreen[int | None | bool]):
     """How many of one queue's jobs may run at once; dismissed with the new limit (None: no
     limit), or False when closed unchanged."""
+    app: QueueApp  # textual's property, typed as the app that runs this screen
     HELP_NAME = "limit form (l in Queues)"  # in the help
 
     BINDINGS = [

@@ -8,7 +8,6 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
-from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.strip import Strip
 from textual.widgets import DataTable
@@ -108,8 +107,10 @@ class KeyedTable(DataTable):
         self._cells: dict[str, tuple[Text, ...]] = {}
         self._cursor_was: tuple[str | None, int] | None = None  # where it was before set_layout
 
+    # The table's columns. It shadows Widget.layout, which Textual reads only of a container
+    # (a widget with children or a layout style): a table is neither.
     @property
-    def layout(self) -> tuple[Column, ...]:
+    def layout(self) -> tuple[Column, ...]:  # type: ignore[override]
         return self._layout
 
     @property
@@ -190,10 +191,10 @@ class KeyedTable(DataTable):
             self.update_cell(key, column, value)
             return
         row_key, column_key = RowKey(key), ColumnKey(column)
+        where = self.get_cell_coordinate(row_key, column_key)  # as update_cell, for a cell it has
         self._data[row_key][column_key] = value
         self._update_count += 1  # DataTable's line cache is keyed by it
-        self.refresh_coordinate(Coordinate(self._row_locations.get(row_key),
-                                           self._column_locations.get(column_key)))
+        self.refresh_coordinate(where)
 
     #: DataTable's private names the fast paths below and above read. Should a Textual release
     #: drop one, every cell takes the stock path (tests/tui/test_tui_render_cell.py checks both agree).
@@ -212,7 +213,7 @@ class KeyedTable(DataTable):
     def render_lines(self, crop):
         """The table's lines, its style worked out once for all of them: DataTable asks
         for ``rich_style`` at every line, which walks the widget's ancestors each time."""
-        self.__dict__["_style_now"] = DataTable.rich_style.fget(self)
+        self.__dict__["_style_now"] = super().rich_style
         try:
             return super().render_lines(crop)
         finally:
@@ -221,7 +222,7 @@ class KeyedTable(DataTable):
     @property
     def rich_style(self) -> Style:
         style = self.__dict__.get("_style_now")
-        return style if style is not None else DataTable.rich_style.fget(self)
+        return style if style is not None else super().rich_style
 
     def _render_line(self, y: int, x1: int, x2: int, base_style: Style) -> Strip:
         """A line of the table, kept by what it shows rather than by DataTable's change
@@ -338,6 +339,8 @@ class KeyedTable(DataTable):
         anywhere redraws the whole table, and most cells then draw what they drew before."""
         row_key = self._row_locations.get_key(row_index)
         column_key = self._column_locations.get_key(column_index)
+        if row_key is None or column_key is None:  # no such place: the general path's to say
+            return None
         cell = self.get_cell(row_key, column_key)
         if not isinstance(cell, Text) or self.rows[row_key].height != 1 or "\n" in cell.plain:
             return None
