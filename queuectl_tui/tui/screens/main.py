@@ -47,6 +47,12 @@ FILTER_DELAY = 0.15  # seconds of no typing before the filter applies
 #: every REST_EVERY ticks; a key, an action or a page that changed reads it at once, and at
 #: every tick again until it rests.
 REST_EVERY = 5
+#: While rows arrive and no key was pressed for KEY_QUIET ticks, the page is read and drawn
+#: every DRAW_EVERY ticks (3 s at the default second, as top refreshes), not at every tick:
+#: each arrival moves every row of page 1, and redrawing them was most of the console's CPU.
+#: The counts and the status keep to their own cadence; a key reads and draws the page at once.
+DRAW_EVERY = 3
+KEY_QUIET = 3
 
 
 class MainScreen(Screen):
@@ -121,6 +127,8 @@ class MainScreen(Screen):
         self._status_seen: tuple | None = None  # what the last status read showed
         self._status_quiet = 0  # status reads in a row that showed nothing new
         self._status_age = 0  # ticks since the last status read
+        self._page_age = 0  # ticks since the page was last asked for
+        self._key_age = 0  # ticks since the last key
         self._cursor_to: str | None = None
         self._cursor_edge = 0  # +1/-1: put the cursor on the first/last row of the next page shown
         self._problem: str | None = None
@@ -217,7 +225,10 @@ class MainScreen(Screen):
         self._status_age += 1
         if self._status_quiet < 2 or self._status_age >= REST_EVERY:
             self.load_status()
-        self.load_page(quiet=True)
+        self._key_age += 1
+        self._page_age += 1
+        if self._key_age < KEY_QUIET or self._page_age >= DRAW_EVERY:
+            self.load_page(quiet=True)
 
     def wake(self) -> None:
         """Something moved (a key, a page that changed): read the status at every tick again."""
@@ -225,10 +236,19 @@ class MainScreen(Screen):
 
     def on_key(self) -> None:
         self.wake()
+        self._key_age = 0
+        self.call_later(self._key_read)
+
+    def _key_read(self) -> None:
+        """After the key's own action: show what arrived since the last draw, unless the action
+        asked for the page itself."""
+        if self._page_age and self.is_mounted:
+            self.load_page(quiet=True)
 
     def load_page(self, *, quiet: bool = False) -> None:
         """Read the page; ``quiet`` (the timer's): only when something was committed since
         the page shown was read (a change token, see ``data.Changes``)."""
+        self._page_age = 0
         if not quiet:
             self._must_read = True
         self.page_reads.request()
