@@ -129,6 +129,7 @@ class MainScreen(Screen):
         self._status_age = 0  # ticks since the last status read
         self._page_age = 0  # ticks since the page was last asked for
         self._key_age = 0  # ticks since the last key
+        self._output_age = 0  # output timer's calls since the pane was last read
         self._cursor_to: str | None = None
         self._cursor_edge = 0  # +1/-1: put the cursor on the first/last row of the next page shown
         self._problem: str | None = None
@@ -168,7 +169,7 @@ class MainScreen(Screen):
         self.query_one("#filter").display = False
         self.query_one("#output-title").display = self.query_one("#output").display = False
         self._fit_output()
-        self.set_interval(min(0.5, self.app.refresh_interval), self._poll_output)
+        self.set_interval(min(0.5, self.app.refresh_interval), self._output_tick)
         self.table.set_layout(job_columns(self.size.width or self.app.size.width, False))
         self.load_status()
         self.call_after_refresh(self.load_page)  # once laid out: the page is what the table shows
@@ -532,9 +533,20 @@ class MainScreen(Screen):
         if self.output_on and self.table.cursor_key != self._output_job:
             self._poll_output()
 
+    def _output_tick(self) -> None:
+        """A running job's log is followed at every call; another job's (none yet, or ended)
+        is looked at with the table's cadence unless a key was pressed lately."""
+        self._output_age += 1
+        job = self.jobs.get(self.table.cursor_key or "") if self.output_on else None
+        if (job is None or job.state == PROCESSING or self._key_age < KEY_QUIET
+                or self._output_age * min(0.5, self.app.refresh_interval)
+                >= DRAW_EVERY * self.app.refresh_interval):
+            self._poll_output()
+
     def _poll_output(self) -> None:
         """Read what the selected job's latest log added (the whole tail for a new job)."""
         if self.output_on and self.in_front:
+            self._output_age = 0
             self.output_reads.request()
 
     def _start_output_read(self) -> bool:
