@@ -143,7 +143,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=500, help="jobs seeded before the console opens")
     parser.add_argument("--seconds", type=float, default=5.0, help="CPU sampled this long in each place")
-    parser.add_argument("--settle", type=float, default=1.5, help="seconds in a place before sampling")
+    parser.add_argument("--settle", type=float, default=3.5,
+                        help="seconds in a place before sampling (past the 3 s after a key in which "
+                             "the console draws its table every second: idle is what follows)")
     parser.add_argument("--every", type=float, default=1.0, help="seconds between two arriving jobs")
     parser.add_argument("--size", default="120x35", help="terminal size, WxH")
     parser.add_argument("--json", action="store_true")

@@ -201,3 +201,78 @@ async def test_at_rest_the_status_is_read_every_few_ticks_and_a_key_reads_it_aga
         assert made[2:] == ([0] * (REST_EVERY - 1) + [1]) * 2
         await pilot.press("j")  # a key: at every tick again
         assert [await tick() for _ in range(2)] == [1, 1]
+
+
+async def test_while_rows_arrive_the_table_is_drawn_every_few_ticks_and_at_once_at_a_key(seeded,
+                                                                                         add):
+    """Redrawing page 1 at every arrival (each moves every row) was most of the console's CPU
+    while jobs arrive. With no key pressed lately the page is drawn every DRAW_EVERY ticks, so a
+    job enqueued elsewhere shows within that many ticks without a key, and at once at a key."""
+    from queuectl_tui.tui.screens.main import DRAW_EVERY, KEY_QUIET
+    from tui_support import NOW, make_app, settle, until
+
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await settle(pilot)
+
+        async def tick() -> None:
+            screen.tick()
+            await settle(pilot)
+
+        for _ in range(KEY_QUIET):
+            await tick()
+        for n in range(2):  # without a key: shown at the latest DRAW_EVERY ticks later
+            job_id = f"arrived-{n}"
+            add(job_id, now=NOW + n)
+            ticks = 0
+            while screen.table.keys[0] != job_id:
+                assert ticks < DRAW_EVERY, f"{job_id} not shown {ticks} ticks after it arrived"
+                await tick()
+                ticks += 1
+        add("before-a-key", now=NOW + 5)
+        await tick()
+        assert screen.table.keys[0] != "before-a-key"  # one tick after a draw: not drawn yet
+        await pilot.press("j")
+        await until(pilot, lambda: screen.table.keys[0] == "before-a-key",
+                    message="shown at the key")
+
+
+async def test_the_output_pane_follows_a_running_jobs_log_and_reads_another_less_often(
+        seeded, monkeypatch):
+    """The output pane read the selected job's log twice a second whatever it was: a pending
+    job (no log yet) or an ended one cost two reads a second while rows arrived. A running
+    job's log is followed at every call of the pane's timer; another is read at the table's
+    cadence (DRAW_EVERY ticks), or at once when the cursor moves to it."""
+    from queuectl_tui.tui import data
+    from queuectl_tui.tui.screens.main import KEY_QUIET
+    from tui_support import make_app, settle
+
+    reads = []
+    read_output = data.read_output
+    monkeypatch.setattr(data, "read_output", lambda *a: (reads.append(a[0]), read_output(*a))[1])
+    app = make_app(seeded, page_size=100)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await settle(pilot)
+
+        async def calls(job_id: str, n: int) -> list[int]:
+            """Reads of ``job_id``'s log made by each of ``n`` calls of the pane's timer."""
+            screen.table.move_cursor(row=screen.table.keys.index(job_id), animate=False)
+            await settle(pilot)
+            assert reads[-1] == job_id  # a new selection is read at once
+            for _ in range(KEY_QUIET):
+                screen.tick()
+            await settle(pilot)
+            made = []
+            for _ in range(n):
+                before = len(reads)
+                screen._output_tick()
+                await settle(pilot)
+                made.append(len(reads) - before)
+            return made
+
+        await pilot.press("o")
+        await settle(pilot)
+        assert all(await calls("crawl-sitemap", 3))  # each call reads (running)
+        assert await calls("nightly-backup", 4) == [0, 0, 0, 0]

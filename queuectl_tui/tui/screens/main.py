@@ -49,6 +49,12 @@ FILTER_DELAY = 0.15  # seconds of no typing before the filter applies
 #: every REST_EVERY ticks; a key, an action or a page that changed reads it at once, and at
 #: every tick again until it rests.
 REST_EVERY = 5
+#: While rows arrive and no key was pressed for KEY_QUIET ticks, the page is read and drawn
+#: every DRAW_EVERY ticks (3 s at the default second, as top refreshes), not at every tick:
+#: each arrival moves every row of page 1, and redrawing them was most of the console's CPU.
+#: The counts and the status keep to their own cadence; a key reads and draws the page at once.
+DRAW_EVERY = 3
+KEY_QUIET = 3
 
 
 class MainScreen(Screen):
@@ -123,6 +129,9 @@ class MainScreen(Screen):
         self._status_seen: tuple | None = None  # what the last status read showed
         self._status_quiet = 0  # status reads in a row that showed nothing new
         self._status_age = 0  # ticks since the last status read
+        self._page_age = 0  # ticks since the page was last asked for
+        self._key_age = 0  # ticks since the last key
+        self._output_age = 0  # output timer's calls since the pane was last read
         self._cursor_to: str | None = None
         self._cursor_edge = 0  # +1/-1: put the cursor on the first/last row of the next page shown
         self._problem: str | None = None
@@ -162,7 +171,7 @@ class MainScreen(Screen):
         self.query_one("#filter").display = False
         self.query_one("#output-title").display = self.query_one("#output").display = False
         self._fit_output()
-        self.set_interval(min(0.5, self.app.refresh_interval), self._poll_output)
+        self.set_interval(min(0.5, self.app.refresh_interval), self._output_tick)
         self.table.set_layout(job_columns(self.size.width or self.app.size.width, False))
         self.load_status()
         self.call_after_refresh(self.load_page)  # once laid out: the page is what the table shows
@@ -219,7 +228,10 @@ class MainScreen(Screen):
         self._status_age += 1
         if self._status_quiet < 2 or self._status_age >= REST_EVERY:
             self.load_status()
-        self.load_page(quiet=True)
+        self._key_age += 1
+        self._page_age += 1
+        if self._key_age < KEY_QUIET or self._page_age >= DRAW_EVERY:
+            self.load_page(quiet=True)
 
     def wake(self) -> None:
         """Something moved (a key, a page that changed): read the status at every tick again."""
@@ -227,10 +239,19 @@ class MainScreen(Screen):
 
     def on_key(self) -> None:
         self.wake()
+        self._key_age = 0
+        self.call_later(self._key_read)
+
+    def _key_read(self) -> None:
+        """After the key's own action: show what arrived since the last draw, unless the action
+        asked for the page itself."""
+        if self._page_age and self.is_mounted:
+            self.load_page(quiet=True)
 
     def load_page(self, *, quiet: bool = False) -> None:
         """Read the page; ``quiet`` (the timer's): only when something was committed since
         the page shown was read (a change token, see ``data.Changes``)."""
+        self._page_age = 0
         if not quiet:
             self._must_read = True
         self.page_reads.request()
@@ -515,9 +536,20 @@ class MainScreen(Screen):
         if self.output_on and self.table.cursor_key != self._output_job:
             self._poll_output()
 
+    def _output_tick(self) -> None:
+        """A running job's log is followed at every call; another job's (none yet, or ended)
+        is looked at with the table's cadence unless a key was pressed lately."""
+        self._output_age += 1
+        job = self.jobs.get(self.table.cursor_key or "") if self.output_on else None
+        if (job is None or job.state == PROCESSING or self._key_age < KEY_QUIET
+                or self._output_age * min(0.5, self.app.refresh_interval)
+                >= DRAW_EVERY * self.app.refresh_interval):
+            self._poll_output()
+
     def _poll_output(self) -> None:
         """Read what the selected job's latest log added (the whole tail for a new job)."""
         if self.output_on and self.in_front:
+            self._output_age = 0
             self.output_reads.request()
 
     def _start_output_read(self) -> bool:
