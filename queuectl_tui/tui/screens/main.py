@@ -52,7 +52,8 @@ REST_EVERY = 5
 #: While rows arrive and no key was pressed for KEY_QUIET ticks, the page is read and drawn
 #: every DRAW_EVERY ticks (3 s at the default second, as top refreshes), not at every tick:
 #: each arrival moves every row of page 1, and redrawing them was most of the console's CPU.
-#: The counts and the status keep to their own cadence; a key reads and draws the page at once.
+#: The status (counts, workers, chart) keeps that cadence too while no key is pressed (every
+#: arrival moves the counts); a key reads and draws both at once.
 DRAW_EVERY = 3
 KEY_QUIET = 3
 
@@ -226,10 +227,12 @@ class MainScreen(Screen):
             self._set_problem(f"locked by another process; waiting for it ({waited:.0f}s so far)",
                               retrying=False)
         self._status_age += 1
-        if self._status_quiet < 2 or self._status_age >= REST_EVERY:
-            self.load_status()
         self._key_age += 1
         self._page_age += 1
+        resting = self._key_age >= KEY_QUIET  # no key lately: the status keeps the table's cadence
+        moving = self._status_quiet < 2 and (not resting or self._status_age >= DRAW_EVERY)
+        if moving or self._status_age >= REST_EVERY:
+            self.load_status()
         if self._key_age < KEY_QUIET or self._page_age >= DRAW_EVERY:
             self.load_page(quiet=True)
 
