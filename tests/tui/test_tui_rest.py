@@ -238,6 +238,47 @@ async def test_while_rows_arrive_the_table_is_drawn_every_few_ticks_and_at_once_
                     message="shown at the key")
 
 
+async def test_while_rows_arrive_the_counts_keep_the_tables_cadence_and_follow_a_key_at_once(
+        seeded, add):
+    """Each arrival moves the counts, so the status (counts, workers, chart) was read at every
+    tick while jobs arrived: the read that kept the console over 2 % of a core. With no key
+    pressed lately the header's counts follow at the table's cadence (DRAW_EVERY ticks), and a
+    key reads them at once."""
+    from queuectl_tui.tui.screens.main import DRAW_EVERY, KEY_QUIET
+    from queuectl_tui.tui.widgets.counts import CountsHeader
+    from tui_support import NOW, make_app, settle, until
+
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        header = screen.query_one(CountsHeader)
+        await settle(pilot)
+
+        def pending() -> int | None:
+            return None if header._data is None else header._data[0]["pending"]
+
+        async def tick() -> None:
+            screen.tick()
+            await settle(pilot)
+
+        for _ in range(KEY_QUIET + DRAW_EVERY):
+            await tick()
+        for n in range(2):  # without a key: counted at the latest DRAW_EVERY ticks later
+            before = pending()
+            add(f"arrived-{n}", now=NOW + n)
+            ticks = 0
+            while pending() == before:
+                assert ticks < DRAW_EVERY, f"arrival {n} not counted {ticks} ticks after it"
+                await tick()
+                ticks += 1
+        before = pending()
+        add("before-a-key", now=NOW + 5)
+        await tick()
+        assert pending() == before  # one tick after the counts were read: not read again yet
+        await pilot.press("j")
+        await until(pilot, lambda: pending() == before + 1, message="counted at the key")
+
+
 async def test_the_output_pane_follows_a_running_jobs_log_and_reads_another_less_often(
         seeded, monkeypatch):
     """The output pane read the selected job's log twice a second whatever it was: a pending
