@@ -8,7 +8,7 @@ error under the field it names.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.text import Text
 from textual import on
@@ -62,7 +62,29 @@ def _ids(text: str) -> list[str]:
     return [part for part in text.replace(",", " ").split() if part]
 
 
-class JobForm(ModalScreen):
+ResultT = TypeVar("ResultT")
+
+
+class ActingForm(ModalScreen[ResultT]):
+    """A form whose actions run through ``QueueApp.act``: a success finishes as its action
+    says; a refusal meant for the form (``in_form``) shows in the form (``_refused``)."""
+
+    @on(ActionDone)
+    def _acted(self, event: ActionDone) -> None:
+        event.stop()
+        actions.finish(self, event.action, event.result)
+
+    @on(ActionFailed)
+    def _not_acted(self, event: ActionFailed) -> None:
+        if event.action.in_form:  # under the field it names; anything else: the app says it
+            event.stop()
+            self._refused(event.message, event.field)
+
+    def _refused(self, message: str, field: str | None = None) -> None:
+        raise NotImplementedError
+
+
+class JobForm(ActingForm[Any]):
     """A form of job fields whose values go through the engine's validation (``spec``)."""
     app: QueueApp  # textual's property, typed as the app that runs this screen
 
@@ -133,17 +155,6 @@ class JobForm(ModalScreen):
         """The engine's refusal under the field it names (``InvalidInput.field``), else the form's."""
         names = [n for n, _, _ in self.FIELDS]
         self.show_errors({field if field in names else "form": message})
-
-    @on(ActionDone)
-    def _acted(self, event: ActionDone) -> None:
-        event.stop()
-        actions.finish(self, event.action, event.result)
-
-    @on(ActionFailed)
-    def _not_acted(self, event: ActionFailed) -> None:
-        if event.action.in_form:  # under the field it names; anything else: the app says it
-            event.stop()
-            self._refused(event.message, event.field)
 
     @on(Button.Pressed, "#close")
     def action_dismiss_none(self) -> None:
@@ -250,7 +261,7 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-class ConfigModal(ModalScreen[list[str] | None]):
+class ConfigModal(ActingForm[list[str] | None]):
     """Every setting with its default; a bad value is refused under its field."""
     app: QueueApp  # textual's property, typed as the app that runs this screen
     HELP_NAME = "settings form (e)"  # in the help
@@ -338,17 +349,6 @@ class ConfigModal(ModalScreen[list[str] | None]):
         box.update(message)
         box.add_class("-show")
 
-    @on(ActionDone)
-    def _acted(self, event: ActionDone) -> None:
-        event.stop()
-        actions.finish(self, event.action, event.result)
-
-    @on(ActionFailed)
-    def _not_acted(self, event: ActionFailed) -> None:
-        if event.action.in_form:  # under the field it names; anything else: the app says it
-            event.stop()
-            self._refused(event.message, event.field)
-
     @on(Button.Pressed, "#close")
     def action_dismiss_none(self) -> None:
         self.dismiss(None)
@@ -368,7 +368,7 @@ def parse_limit(text: str) -> int | None:
     return limit
 
 
-class LimitModal(ModalScreen[int | None | bool]):
+class LimitModal(ActingForm[int | None | bool]):
     """How many of one queue's jobs may run at once; dismissed with the new limit (None: no
     limit), or False when closed unchanged."""
     app: QueueApp  # textual's property, typed as the app that runs this screen
@@ -405,21 +405,10 @@ class LimitModal(ModalScreen[int | None | bool]):
         box.cursor_blink = self.app.cursor_blink
         box.focus()
 
-    def _error(self, message: str, field: str | None = None) -> None:
+    def _refused(self, message: str, field: str | None = None) -> None:
         box = self.query_one("#e-limit", Static)
         box.update(Text(message))
         box.set_class(bool(message), "-show")
-
-    @on(ActionDone)
-    def _acted(self, event: ActionDone) -> None:
-        event.stop()
-        actions.finish(self, event.action, event.result)
-
-    @on(ActionFailed)
-    def _not_acted(self, event: ActionFailed) -> None:
-        if event.action.in_form:  # under the field it names; anything else: the app says it
-            event.stop()
-            self._error(event.message, event.field)
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#save")
@@ -427,9 +416,9 @@ class LimitModal(ModalScreen[int | None | bool]):
         try:
             limit = parse_limit(self.query_one("#f-limit", Input).value)
         except InvalidInput as exc:
-            self._error(str(exc))
+            self._refused(str(exc))
             return
-        self._error("")
+        self._refused("")
         self.app.act(actions.set_limit(self.queue, limit), self)
 
     @on(Button.Pressed, "#close")

@@ -14,14 +14,14 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from queuectl_tui.errors import InvalidInput
 from queuectl_tui.tui import actions, data
 from queuectl_tui.tui.fmt import STATE_STYLE, cell
-from queuectl_tui.tui.messages import ActionDone, ActionFailed
+from queuectl_tui.tui.messages import ActionDone
 from queuectl_tui.tui.screens.live_table import LiveTableScreen
+from queuectl_tui.tui.screens.modals import ActingForm
 from queuectl_tui.tui.widgets.jobs_table import Column, KeyedTable
 from queuectl_tui.tui.widgets.keybar import KeyBar
 
@@ -178,7 +178,7 @@ SCHEDULE_FIELDS = [
 _JOB = {"command", "queue", "priority", "max_retries", "timeout"}
 
 
-class ScheduleModal(ModalScreen[str | None]):
+class ScheduleModal(ActingForm[str | None]):
     """The add form: its fields go to ``schedules.add`` as ``schedule add`` passes them, and
     each error shows under the field it names. Dismissed with the new schedule's name."""
     HELP_NAME = "schedule form (n in Schedules)"  # in the help
@@ -219,17 +219,6 @@ class ScheduleModal(ModalScreen[str | None]):
             box = self.query_one(f"#e-{name}", Static)
             box.update(Text(errors.get(name, "")))
             box.set_class(name in errors, "-show")
-
-    @on(ActionDone)
-    def _acted(self, event: ActionDone) -> None:
-        event.stop()
-        actions.finish(self, event.action, event.result)
-
-    @on(ActionFailed)
-    def _not_acted(self, event: ActionFailed) -> None:
-        if event.action.in_form:  # under the field it names; anything else: the app says it
-            event.stop()
-            self._refused(event.message, event.field)
 
     def _refused(self, message: str, field: str | None = None) -> None:
         names = {n for n, _, _ in SCHEDULE_FIELDS}
