@@ -4,6 +4,10 @@ Times are UNIX seconds (floats) so that ordering and arithmetic are cheap and id
 SQLite and PostgreSQL; the faces render them as ISO-8601 UTC. Every job has an internal
 integer ``seq`` (insertion order, keyset pagination, what keeps log file names apart) besides
 the user-facing ``id``, which enters a path only escaped (``engine.log_name``).
+
+The tables, their indexes and triggers are made from ``sql/<backend>/schema.sql``, which says
+what each column is for; these models map them for the ORM (tests/engine/test_schema.py holds
+the two equal).
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar
 
 from peewee import (
-    SQL,
     AutoField,
     BigIntegerField,
     BooleanField,
@@ -144,12 +147,12 @@ class Job(BaseModel):
     #: run (record_process, finish, recovery) is fenced on it, so a stale worker never lands.
     claim_token = BigIntegerField(null=True)
     #: How many of the jobs named by ``--after`` have not completed yet; claimable only at 0.
-    waiting_on = IntegerField(default=0, constraints=[SQL("DEFAULT 0")])
+    waiting_on = IntegerField(default=0)
     #: The claim order: ``priority - priority_aging * run_at / 60``. Ordering by effective
     #: priority ``priority + priority_aging * minutes waited since run_at`` is ordering by this,
     #: which does not change with time and so can be indexed. Set at insert (engine) and kept
-    #: by a trigger when priority or run_at change (schema.py); re-keyed when the setting changes.
-    rank = DoubleField(default=0, constraints=[SQL("DEFAULT 0")])
+    #: by a trigger when priority or run_at change (schema.sql); re-keyed when the setting changes.
+    rank = DoubleField(default=0)
     #: The claim_token of the run that is paused (its shell stopped by SIGSTOP: ``pause
     #: JOB_ID``, or any stop), set and cleared by the worker that runs it. Compared with
     #: ``claim_token``, so it needs no clearing when that run ends (see ``paused``).
@@ -169,32 +172,20 @@ class Job(BaseModel):
 
 
 #: The aging rate (``priority_aging``, points per minute) as SQL, read in the statement's own
-#: transaction. DOUBLE PRECISION is a REAL on SQLite too.
+#: transaction. DOUBLE PRECISION is a REAL on SQLite too. Spelt out in the rank triggers of
+#: schema.sql (a test holds them equal); here for the statements of settings.py and
+#: engine/queues.py.
 AGING_RATE_SQL = ("COALESCE((SELECT CAST(value AS DOUBLE PRECISION) FROM setting "
                   "WHERE key = 'priority_aging'), 0)")
 
-#: Rows a claim may take, given the index conditions below (spelt out literally: SQLite uses
-#: a partial index only when the query repeats its condition with literals, not parameters).
+#: Rows a claim may take: the condition of the job_claim and job_due indexes (schema.sql; a test
+#: holds them equal), spelt out literally: SQLite uses a partial index only when the query
+#: repeats its condition with literals, not parameters.
 CLAIMABLE_WHERE = "state IN ('pending', 'failed') AND waiting_on = 0"
-
-# Claim: per queue, the next job in (rank desc, run_at, seq) order among claimable rows only.
-# Per queue, so that a paused queue or one at its limit is skipped in one step, not row by row.
-Job.add_index(
-    Job.index(Job.queue, Job.rank.desc(), Job.run_at, Job.seq, name="job_claim").where(
-        SQL(CLAIMABLE_WHERE)
-    )
-)
-# When the next waiting job of a queue becomes due (an idle worker's sleep), and which job has
-# been due the longest (``stats``): seq breaks ties, as the claim's order does, in one step on
-# PostgreSQL too (SQLite's index ends with the rowid, which is seq, anyway).
-Job.add_index(Job.index(Job.queue, Job.run_at, Job.seq, name="job_due")
-              .where(SQL(CLAIMABLE_WHERE)))
-# Per-state pages (ordered by seq) and the oldest pending job come from this one.
-Job.add_index(Job.index(Job.state, Job.seq, name="job_state_seq"))
 
 
 class JobCount(BaseModel):
-    """How many jobs are in each state of each queue, kept exact by triggers on ``job`` (schema.py)
+    """How many jobs are in each state of each queue, kept exact by triggers on ``job`` (schema.sql)
     in the same transaction as every change: counts (and a queue's running jobs, which its
     limit is checked against at every claim) are read in a few rows, not a scan of every job."""
 
@@ -275,21 +266,9 @@ class Attempt(BaseModel):
 #: Attempt outcomes that count as failed runs (metrics, the throughput chart).
 FAILED_OUTCOMES_SQL = "outcome IN ('failed', 'timeout', 'lost')"
 
-# Attempts by finish time, with what the metrics of a window read (metrics.execution_stats, the
-# console's throughput chart): a window is one range of this index, never the table's rows.
-Attempt.add_index(Attempt.index(Attempt.finished_at, Attempt.outcome, Attempt.number,
-                                Attempt.started_at, Attempt.due_at, Attempt.duration,
-                                Attempt.queue, name="attempt_window"))
-# Jobs that failed or died, by when: the DLQ count and the most frequent errors of a window.
-# Partial: a job enters it only when it fails, so the completion path writes nothing here.
-Job.add_index(Job.index(Job.finished_at, Job.queue, Job.state, Job.last_error,
-                        name="job_failed").where(SQL("state IN ('failed', 'dead')")))
-
-
-
 class AttemptMinute(BaseModel):
     """Finished attempts per minute of ``finished_at`` (``minute`` = int(finished_at / 60)) and
-    queue, kept by triggers on ``attempt`` (schema.py) in the same transaction as every change, so
+    queue, kept by triggers on ``attempt`` (schema.sql) in the same transaction as every change, so
     that a window's whole minutes cost one row per queue, not one per attempt (metrics.py).
     Counts and sums follow inserts, updates and deletes exactly; a maximum cannot be taken
     back, so a row whose maximum went away is marked ``dirty`` and its minute is read from
@@ -317,7 +296,7 @@ class AttemptMinute(BaseModel):
 
 class FailedMinute(BaseModel):
     """Jobs that are failed or dead, per minute of their ``finished_at``, queue, state and last
-    error, kept by triggers on ``job`` (schema.py): a window's DLQ count and most frequent errors
+    error, kept by triggers on ``job`` (schema.sql): a window's DLQ count and most frequent errors
     in one row per (minute, queue, state, error), not one per job. Plain counts, so exact
     through every change (a failed job that is claimed again leaves its row)."""
 
@@ -359,9 +338,6 @@ class Schedule(BaseModel):
     skipped_why = TextField(null=True)
 
 
-# The earliest due time, read by every idle worker's wait: one step of this index.
-Schedule.add_index(Schedule.index(Schedule.paused, Schedule.next_at, name="schedule_next"))
-
-
+#: Every table's model (tests/engine/test_schema.py holds each equal to its table).
 MODELS = [Meta, Setting, Environment, Worker, Job, JobCount, Queue, Dependency, Attempt,
           AttemptMinute, FailedMinute, Schedule]
