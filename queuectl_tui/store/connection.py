@@ -36,6 +36,7 @@ from queuectl_tui.store.postgres import (
     parse_pg_url,
     redact,
 )
+from queuectl_tui.store.queries import SQLITE_QUERIES
 from queuectl_tui.store.schema import _ensure_schema
 from queuectl_tui.store.sqlite import _WriterQueue
 
@@ -204,10 +205,6 @@ def change_token() -> int | None:
     return _listener.count
 
 
-#: Sum of job_count.v (see schema._CHANGE_COUNTS_SQLITE): one small table read.
-_JOBS_TOKEN_SQLITE = "SELECT total(v) FROM job_count"
-
-
 class _JobsToken(threading.local):
     #: (connection, data_version) when ``token`` was read
     version: tuple[object, int | None] | None = None
@@ -228,7 +225,7 @@ def jobs_token() -> int | None:
     version = change_token()
     kept, conn = _jobs_token, database.connection()
     if kept.version != (conn, version) or kept.token is None:
-        kept.token = database.execute_sql(_JOBS_TOKEN_SQLITE).fetchone()[0]
+        kept.token = database.execute_sql(SQLITE_QUERIES["jobs_token"]).fetchone()[0]
         kept.version = (conn, version)
     return kept.token
 

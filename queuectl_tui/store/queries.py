@@ -15,7 +15,8 @@ VERSION_KEY = "settings_version"
 
 SQLITE_QUERIES = load("sqlite")
 POSTGRES_QUERIES = load("postgres")
-#: Statements one backend has and the other does not: SQLite claims one job per statement;
-#: PostgreSQL claims and ends batches (server functions) under its claim locks.
-OWN = {"sqlite": frozenset({"claim"}),
+#: Statements one backend has and the other does not: SQLite claims one job per statement
+#: and counts changes in job_count.v (PostgreSQL notifies them); PostgreSQL claims and ends
+#: batches (server functions) under its claim locks.
+OWN = {"sqlite": frozenset({"claim", "jobs_token"}),
        "postgres": frozenset({"claim_batch", "finish_batch", "claim_locks"})}

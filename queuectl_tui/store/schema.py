@@ -77,10 +77,15 @@ def _run(db: Database, *names: str, file: str = "schema") -> None:
 
 def _made(db: Database, *kinds: str) -> list[str]:
     """Names of schema.sql's blocks that create these kinds of object (``TABLE``, ``INDEX``,
-    ``TRIGGER``), in the file's order."""
-    starts = tuple(f"CREATE {kind} " for kind in kinds)
-    return [name for name, text in blocks(db).items()
-            if text.replace("CREATE UNIQUE ", "CREATE ", 1).startswith(starts)]
+    ``TRIGGER``: the word after CREATE [UNIQUE]), in the file's order."""
+    found = []
+    for name, text in blocks(db).items():
+        words = text.split(None, 3)
+        if words[1] == "UNIQUE":
+            del words[1]
+        if words[0] == "CREATE" and words[1] in kinds:
+            found.append(name)
+    return found
 
 
 _FILLS = ("fill_job_count", "fill_attempt_minute", "fill_job_failed_minute")

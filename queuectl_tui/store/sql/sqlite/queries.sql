@@ -73,3 +73,9 @@ SELECT MIN((SELECT run_at FROM job INDEXED BY job_due WHERE queue = c.queue AND 
 -- These jobs (a list of seqs as one parameter).
 SELECT seq, id, state, exit_code, last_error FROM job WHERE seq IN (SELECT value FROM
 json_each(?));
+
+-- name: jobs_token
+-- The sum of job_count.v, which moves with every change of jobs, queues or the pause of every
+-- queue and not with the workers' heartbeats (schema.sql): what the console and wait watch,
+-- read when data_version moved. One small table read.
+SELECT total(v) FROM job_count;
