@@ -47,6 +47,22 @@ def drop_schema(schema: str) -> None:
         conn.close()
 
 
+def v1_on_postgres() -> str:
+    """The first release's schema (tests/fixtures/schema_v1.sql) as peewee made it on
+    PostgreSQL: serial keys, double precision, a boolean flag, tables in dependency order."""
+    from helpers import V1
+    lines = [line for line in V1.read_text().splitlines() if line and not line.startswith("--")]
+    attempt = next(line for line in lines if line.startswith('CREATE TABLE "attempt"'))
+    lines.remove(attempt)
+    lines.insert(
+        next(i for i, line in enumerate(lines) if line.startswith("CREATE UNIQUE INDEX")), attempt
+    )
+    sql = "\n".join(lines).replace(" REAL", " DOUBLE PRECISION")
+    sql = sql.replace('"seq" INTEGER NOT NULL PRIMARY KEY', '"seq" SERIAL NOT NULL PRIMARY KEY')
+    sql = sql.replace('"id" INTEGER NOT NULL PRIMARY KEY', '"id" SERIAL NOT NULL PRIMARY KEY')
+    return sql.replace('"cancel_requested" INTEGER', '"cancel_requested" BOOLEAN')
+
+
 # --- a schema with the queue's tables, made cheaply --------------------------------------------
 # Creating the tables, indexes, functions and triggers through open_db is ~50 statements, each a
 # round trip (about 1 s of a PostgreSQL test's setup under load). The first call replays what

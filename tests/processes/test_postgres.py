@@ -295,22 +295,6 @@ def test_an_unreachable_server_midway_is_one_line(home):
     assert line.startswith("error: cannot connect to database postgresql://")
 
 
-def _v1_on_postgres() -> str:
-    """The first release's schema (tests/fixtures/schema_v1.sql) as peewee made it on
-    PostgreSQL: serial keys, double precision, a boolean flag, tables in dependency order."""
-    from helpers import V1
-    lines = [line for line in V1.read_text().splitlines() if line and not line.startswith("--")]
-    attempt = next(line for line in lines if line.startswith('CREATE TABLE "attempt"'))
-    lines.remove(attempt)
-    lines.insert(
-        next(i for i, line in enumerate(lines) if line.startswith("CREATE UNIQUE INDEX")), attempt
-    )
-    sql = "\n".join(lines).replace(" REAL", " DOUBLE PRECISION")
-    sql = sql.replace('"seq" INTEGER NOT NULL PRIMARY KEY', '"seq" SERIAL NOT NULL PRIMARY KEY')
-    sql = sql.replace('"id" INTEGER NOT NULL PRIMARY KEY', '"id" SERIAL NOT NULL PRIMARY KEY')
-    return sql.replace('"cancel_requested" INTEGER', '"cancel_requested" BOOLEAN')
-
-
 def _pg_shape(url: str) -> dict:
     """Columns, indexes and triggers of the schema ``url`` names, free of the schema's name."""
     import psycopg2
@@ -337,7 +321,7 @@ def _pg_shape(url: str) -> dict:
 @on_postgres
 def test_first_release_upgraded_on_postgres_has_the_shape_of_a_fresh_database(db):
     import psycopg2
-    from pg_support import drop_schema, fresh_schema
+    from pg_support import drop_schema, fresh_schema, v1_on_postgres
 
     from queuectl_tui import engine
     from queuectl_tui import store as dbmod
@@ -346,7 +330,7 @@ def test_first_release_upgraded_on_postgres_has_the_shape_of_a_fresh_database(db
     try:
         conn = psycopg2.connect(old)
         conn.autocommit = True
-        conn.cursor().execute(_v1_on_postgres())
+        conn.cursor().execute(v1_on_postgres())
         conn.cursor().execute(
             "INSERT INTO job (id, command, queue, state, priority, attempts, max_retries, "
             "backoff_base, run_at, created_at, updated_at, cwd, cancel_requested) VALUES "
