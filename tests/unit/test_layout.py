@@ -48,6 +48,21 @@ BACKEND_KNOWLEDGE: dict[str, set[str]] = {}
 #: The list only shrinks.
 TEXTUAL_IN_CLI_OR_WORKERS: set[str] = set()
 
+#: Modules whose code holds SQL statements as Python strings, today: their statements are
+#: moving into named blocks of store/sql/<backend>/*.sql. The list only shrinks.
+SQL_IN_PYTHON = {
+    "queuectl_tui.engine.claims",
+    "queuectl_tui.engine.enqueueing",
+    "queuectl_tui.engine.queues",
+    "queuectl_tui.engine.waiting",
+    "queuectl_tui.metrics",
+    "queuectl_tui.retention",
+    "queuectl_tui.schedules",
+    "queuectl_tui.settings",
+    "queuectl_tui.store.pgsql",
+    "queuectl_tui.store.postgres",
+}
+
 
 # --- reading the source ---------------------------------------------------------------------
 
@@ -272,6 +287,22 @@ def _imports_textual(name: str) -> bool:
     return any(i.target == "textual" and not i.in_function for i in imports(name))
 
 
+#: A string that is an SQL statement: it starts with one of these words, in capitals (as the
+#: package writes SQL). PRAGMA settings, transaction control (SAVEPOINT, SET TRANSACTION) and
+#: PREPARE/EXECUTE wrappers around a named statement are not statements in this sense.
+STATEMENT = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|WITH)\s")
+
+
+def statement_literals(name: str) -> list[int]:
+    """The lines of module ``name`` where a string literal (not a docstring) starts an SQL
+    statement, f-strings and literals joined by ``+`` included (their first part)."""
+    tree = modules()[name].tree()
+    docstrings = _docstrings(tree)
+    return sorted(node.lineno for node in ast.walk(tree)
+                  if isinstance(node, ast.Constant) and isinstance(node.value, str)
+                  and id(node) not in docstrings and STATEMENT.match(node.value))
+
+
 def _named(found: set[frozenset[str]]) -> list[list[str]]:
     return sorted(sorted(circle) for circle in found)
 
@@ -334,6 +365,16 @@ def test_backend_knowledge_is_in_the_store_only():
     assert not gone, f"gone, off BACKEND_KNOWLEDGE: {gone}"
     sql = [p.relative_to(ROOT) for p in SOURCE.rglob("*.sql")]
     assert [p for p in sql if not _under(".".join(p.parent.parts), (STORE,))] == []
+
+
+def test_sql_statements_are_in_sql_files():
+    """SQL is written in store/sql/<backend>/*.sql as named blocks (``-- name: X``), where a
+    statement can be read and EXPLAINed whole, not glued from Python strings."""
+    found = {name: lines for name in modules() if (lines := statement_literals(name))}
+    new = {name: lines for name, lines in found.items() if name not in SQL_IN_PYTHON}
+    assert not new, f"SQL statements in Python strings (module: lines): {new}"
+    gone = SQL_IN_PYTHON - found.keys()
+    assert not gone, f"no SQL statement left, off SQL_IN_PYTHON: {sorted(gone)}"
 
 
 def test_the_cli_and_the_workers_never_import_textual():
