@@ -324,5 +324,9 @@ def test_both_backends_delete_triggers_watch_the_same_pruning_marker():
     stats."""
     from queuectl_tui import store as dbmod
     from queuectl_tui.store import pgsql
-    assert pgsql.PRUNING_NOW == dbmod.schema._PRUNING_NOW
+    from queuectl_tui.store.sql import load
+    assert pgsql.PRUNING_NOW == f"EXISTS (SELECT 1 FROM meta WHERE key = '{dbmod.PRUNING}')"
+    sqlite = load("sqlite", "schema")  # SQLite's delete triggers (schema.sql)
+    assert pgsql.PRUNING_NOW in sqlite["attempt_minute_delete"]
+    assert pgsql.PRUNING_NOW in sqlite["job_failed_delete"]
     assert pgsql.PRUNING_NOW in pgsql.JOBS_DELETE and pgsql.PRUNING_NOW in pgsql.MINUTE_DELETE
