@@ -134,7 +134,9 @@ def _install_schedule_notify(db: Database) -> None:
 #: they run on SQLite and PostgreSQL. Version 1 is the first released schema;
 #: tests/fixtures/schema_v1.sql keeps it verbatim. A table, index or trigger a step makes is
 #: today's (schema.sql's block of its name): the steps run together, in one transaction, and
-#: their end must equal a new database (tests/engine/test_schema.py).
+#: their end must equal a new database (tests/engine/test_schema.py). So a later step that
+#: changes such an object allows for one an earlier step already made in today's shape (as
+#: version 11 does for job_count.v).
 def _upgrade_to_2(migrator: SchemaMigrator) -> None:
     """Claim tokens (jobs and attempts) and the never-reused worker id counter. (This step
     also made job counts per state and an index of due times; version 3 replaces both, so an
