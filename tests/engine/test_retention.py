@@ -325,7 +325,8 @@ def test_both_backends_delete_triggers_watch_the_same_pruning_marker():
     from queuectl_tui import store as dbmod
     from queuectl_tui.store import pgsql
     from queuectl_tui.store.sql import load
-    assert pgsql.PRUNING_NOW == f"EXISTS (SELECT 1 FROM meta WHERE key = '{dbmod.PRUNING}')"
+    marker = f"EXISTS (SELECT 1 FROM meta WHERE key = '{dbmod.PRUNING}')"
+    assert marker == pgsql.PRUNING_NOW
     sqlite = load("sqlite", "schema")  # SQLite's delete triggers (schema.sql)
     assert pgsql.PRUNING_NOW in sqlite["attempt_minute_delete"]
     assert pgsql.PRUNING_NOW in sqlite["job_failed_delete"]
