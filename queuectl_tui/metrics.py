@@ -9,7 +9,8 @@ two minutes, not the attempts of the window. Counts, rates, means and maxima are
 Percentiles are exact up to ``SAMPLE_MAX`` attempts in the window; beyond that they come from
 an even sample (every k-th attempt id, ``sampled_every`` = k, each read by its rowid), since
 sorting every attempt of a busy hour would cost more than the whole query. Each attempt carries
-its queue (copied by the claim), so per-queue figures read no job.
+its queue (copied by the claim), so per-queue figures read no job. The statements are named in
+``store/sql/metrics.sql`` (each backend's own forms in ``store/sql/<backend>/metrics.sql``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from peewee import fn
 from queuectl_tui.errors import InvalidInput
 from queuectl_tui.spec import parse_seconds
 from queuectl_tui.store.dialects import dialect
-from queuectl_tui.store.models import CLAIMABLE_WHERE, FAILED_OUTCOMES_SQL, JobCount, database
+from queuectl_tui.store.models import JobCount
 
 PERCENTILES = (50, 95, 99)
 SAMPLE_MAX = 10_000
@@ -52,79 +53,6 @@ def percentile(ordered: list[float], p: float) -> float | None:
     if not ordered:
         return None
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
-def _sql(sqlite: str, postgres: str | None = None) -> str:
-    """The statement for the open database: SQLite's as written (its query plans are measured),
-    else PostgreSQL's own form where the dialects differ (``postgres``), with %s markers."""
-    return dialect().sql(sqlite, postgres)
-
-
-# The statements, spelt out as literals (values travel as parameters). Attempts carry their
-# queue (copied by the claim, in the covering index attempt_window): none reads its job.
-_IN_WINDOW = "a.finished_at > ? AND a.finished_at <= ?"
-_OF_QUEUES = " AND a.queue IN (SELECT value FROM json_each(?))"
-_FIGURES = ("count(*), count(*) FILTER (WHERE a.outcome = 'completed'), "
-            "count(*) FILTER (WHERE a." + FAILED_OUTCOMES_SQL + "), "
-            "count(*) FILTER (WHERE a.number > 1), "
-            "max(a.started_at - a.due_at), sum(a.started_at - a.due_at), count(a.due_at), "
-            "max(a.duration), sum(a.duration), count(a.duration), min(a.seq)")
-# The whole minutes of a window, from the rollup kept by triggers (models.AttemptMinute): a
-# few rows per queue and minute, whatever the number of attempts.
-_MINUTES = ("SELECT minute, queue, attempts, completed, failed, reruns, wait_max, wait_sum, "
-            "wait_n, run_max, run_sum, run_n, min_seq, dirty FROM attempt_minute "
-            "WHERE minute BETWEEN ? AND ?")
-# The attempts of the window in minutes ?3 to ?4 (the same minute as the rollup's: the
-# finish time / 60, truncated), read from attempt_window: the partial minutes at the edges.
-_SCAN = ("SELECT a.queue, " + _FIGURES + " FROM attempt a WHERE " + _IN_WINDOW
-         + " AND CAST(a.finished_at / 60 AS INTEGER) BETWEEN ? AND ? GROUP BY a.queue")
-_TIMES = "SELECT a.queue, a.started_at - a.due_at, a.duration FROM attempt a WHERE " + _IN_WINDOW
-# Every k-th attempt id from ?1 to ?4 (step ?2 = ?3), each read by its rowid.
-_IDS = "WITH RECURSIVE ids(seq) AS (SELECT ? UNION ALL SELECT seq + ? FROM ids WHERE seq + ? <= ?) "
-_SAMPLE = (_IDS + "SELECT a.queue, a.started_at - a.due_at, a.duration FROM ids "
-           "JOIN attempt a ON a.seq = ids.seq WHERE " + _IN_WINDOW)
-# Jobs failed or dead with their last errors: whole minutes from the rollup job_failed_minute
-# (models.FailedMinute), the partial ones from the partial index job_failed.
-_FAILED_MINUTES = ("SELECT queue, state, error, sum(n) FROM job_failed_minute "
-                   "WHERE minute BETWEEN ? AND ? GROUP BY 1, 2, 3")
-_FAILURES = ("SELECT queue, state, last_error, count(*) FROM job WHERE state IN ('failed', "
-             "'dead') AND finished_at > ? AND finished_at <= ? "
-             "AND CAST(finished_at / 60 AS INTEGER) BETWEEN ? AND ? GROUP BY 1, 2, 3")
-_OLDEST_DUE = ("SELECT id, run_at FROM job INDEXED BY job_due WHERE queue = ? AND "
-               + CLAIMABLE_WHERE + " ORDER BY run_at LIMIT 1")
-_SLICES_HEAD = ("SELECT min(CAST((a.finished_at - ?) / ? AS INTEGER), ?) AS b, count(*), "
-                "avg(a.started_at - a.due_at), max(a.started_at - a.due_at), avg(a.duration), "
-                "max(a.duration) FROM attempt a")
-_SLICES = _SLICES_HEAD + " WHERE " + _IN_WINDOW + " GROUP BY b"
-_SLICES_BY_QUEUE = _SLICES_HEAD + " WHERE " + _IN_WINDOW + _OF_QUEUES + " GROUP BY b"
-
-# PostgreSQL's forms of those that differ: no json_each (json_array_elements_text), no INDEXED
-# BY (the planner picks job_due, whose condition the query repeats; seq, its last column,
-# breaks ties in run_at as SQLite's rowid does), LEAST for SQLite's scalar
-# min(), and FLOOR where SQLite's CAST truncates (PostgreSQL's CAST rounds): the minute is the
-# one the PostgreSQL triggers compute (store/schema.py), the slice the one SQLite's CAST gives.
-_OF_QUEUES_PG = " AND a.queue IN (SELECT json_array_elements_text(?::json))"
-_SCAN_PG = ("SELECT a.queue, " + _FIGURES + " FROM attempt a WHERE " + _IN_WINDOW
-            + " AND FLOOR(a.finished_at / 60)::BIGINT BETWEEN ? AND ? GROUP BY a.queue")
-_FAILURES_PG = ("SELECT queue, state, last_error, count(*) FROM job WHERE state IN ('failed', "
-                "'dead') AND finished_at > ? AND finished_at <= ? "
-                "AND FLOOR(finished_at / 60)::BIGINT BETWEEN ? AND ? GROUP BY 1, 2, 3")
-_FAILED_MINUTES_PG = ("SELECT queue, state, error, sum(n)::BIGINT FROM job_failed_minute "
-                      "WHERE minute BETWEEN ? AND ? GROUP BY 1, 2, 3 HAVING sum(n) <> 0")
-# sum(bigint) is numeric. PostgreSQL's rollups keep a row per writing session (store/pgsql.py): a
-# minute's figures are the sum of its rows (a session's row may hold negative figures).
-_MINUTES_PG = ("SELECT minute, queue, sum(attempts)::BIGINT, sum(completed)::BIGINT, "
-               "sum(failed)::BIGINT, sum(reruns)::BIGINT, max(wait_max), sum(wait_sum), "
-               "sum(wait_n)::BIGINT, max(run_max), sum(run_sum), sum(run_n)::BIGINT, "
-               "min(min_seq), max(dirty) FROM attempt_minute WHERE minute BETWEEN ? AND ? "
-               "GROUP BY minute, queue HAVING sum(attempts) <> 0")
-_OLDEST_DUE_PG = ("SELECT id, run_at FROM job WHERE queue = ? AND " + CLAIMABLE_WHERE
-                  + " ORDER BY run_at, seq LIMIT 1")
-_SLICES_HEAD_PG = ("SELECT LEAST(FLOOR((a.finished_at - ?) / ?)::BIGINT, ?) AS b, count(*), "
-                   "avg(a.started_at - a.due_at), max(a.started_at - a.due_at), avg(a.duration), "
-                   "max(a.duration) FROM attempt a")
-_SLICES_PG = _SLICES_HEAD_PG + " WHERE " + _IN_WINDOW + " GROUP BY b"
-_SLICES_BY_QUEUE_PG = _SLICES_HEAD_PG + " WHERE " + _IN_WINDOW + _OF_QUEUES_PG + " GROUP BY b"
 
 
 def minute_of(at: float) -> int:
@@ -165,12 +93,11 @@ def execution_stats(since: float, queues: list[str] | None = None,
     rows: list[tuple[Any, ...]] = []
     dirty: list[int] = []
     if last - first >= 2:
-        minutes = database.execute_sql(_sql(_MINUTES, _MINUTES_PG),
-                                       [first + 1, last - 1]).fetchall()
-        dirty = sorted({row[0] for row in minutes if row[-1]})
-        rows = [row[1:-1] for row in minutes if row[0] not in dirty]
+        rolled = dialect().execute("window_minutes", [first + 1, last - 1]).fetchall()
+        dirty = sorted({row[0] for row in rolled if row[-1]})
+        rows = [row[1:-1] for row in rolled if row[0] not in dirty]
     for bounds in _edges(since, now, first, last, dirty):
-        rows += database.execute_sql(_sql(_SCAN, _SCAN_PG), bounds).fetchall()
+        rows += dialect().execute("window_scan", bounds).fetchall()
 
     total, low = 0, None
     for name, n, done, failed, reruns, wmax, wsum, wn, rmax, rsum, rn, seq in rows:
@@ -192,14 +119,14 @@ def execution_stats(since: float, queues: list[str] | None = None,
     samples: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in scope}
     every = 1
     if total <= SAMPLE_MAX:  # exact: every attempt of the window
-        cursor = database.execute_sql(_sql(_TIMES), base)
+        cursor = dialect().execute("window_times", base)
     else:
         # An even sample without a second pass over the window: every k-th attempt id from the
         # window's first to the last id there is, each read by its rowid (those that finished
         # outside the window, earlier or not yet, are left out by the same condition).
-        high = database.execute_sql("SELECT max(seq) FROM attempt").fetchone()[0]
+        high = dialect().execute("last_attempt_seq").fetchone()[0]
         every = math.ceil((high - low + 1) / SAMPLE_MAX)
-        cursor = database.execute_sql(_sql(_SAMPLE), [low, every, every, high] + base)
+        cursor = dialect().execute("window_sample", [low, every, every, high] + base)
     for name, wait, run in cursor:
         if name in samples:
             if wait is not None:
@@ -273,10 +200,9 @@ def _failures(figures: dict[str, dict[str, Any]], overall: dict[str, Any], since
     died in it: whole minutes from the rollup, the edges from the partial index job_failed."""
     rows: list[tuple[Any, ...]] = []
     if last - first >= 2:
-        rows = database.execute_sql(_sql(_FAILED_MINUTES, _FAILED_MINUTES_PG),
-                                    [first + 1, last - 1]).fetchall()
+        rows = dialect().execute("failed_minutes", [first + 1, last - 1]).fetchall()
     for bounds in _edges(since, now, first, last, []):
-        rows += database.execute_sql(_sql(_FAILURES, _FAILURES_PG), bounds).fetchall()
+        rows += dialect().execute("window_failures", bounds).fetchall()
     for name, state, error, n in rows:
         if name not in figures and not _grow(figures, name, queues):
             continue
@@ -290,7 +216,7 @@ def _oldest_due(figures: dict[str, dict[str, Any]], overall: dict[str, Any], sco
                 now: float) -> None:
     """Per queue, the waiting job due the longest: the head of its job_due index."""
     for name in scope:
-        row = database.execute_sql(_sql(_OLDEST_DUE, _OLDEST_DUE_PG), [name]).fetchone()
+        row = dialect().execute("queue_oldest_due", [name]).fetchone()
         if row is None or row[1] > now:
             continue
         due = {"id": row[0], "queue": name, "due_at": row[1], "waited": now - row[1]}
@@ -329,9 +255,9 @@ def timeline(since: float, now: float, buckets: int = 30,
                "run_mean": None, "run_max": None} for i in range(buckets)]
     params = [since, width, buckets - 1, since, now, *extra]
     if by_queue:
-        rows = database.execute_sql(_sql(_SLICES_BY_QUEUE, _SLICES_BY_QUEUE_PG), params)
+        rows = dialect().execute("window_slices_of_queues", params)
     else:
-        rows = database.execute_sql(_sql(_SLICES, _SLICES_PG), params)
+        rows = dialect().execute("window_slices", params)
     for index, n, wmean, wmax, rmean, rmax in rows:  # the last slice includes ``now`` itself
         series[int(index)].update(attempts=n, wait_mean=wmean, wait_max=wmax, run_mean=rmean,
                                   run_max=rmax)

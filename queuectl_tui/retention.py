@@ -22,9 +22,9 @@ from peewee import Tuple
 
 from queuectl_tui import engine, procs
 from queuectl_tui.settings import Settings
-from queuectl_tui.store import PRUNING, write_transaction
+from queuectl_tui.store import write_transaction
 from queuectl_tui.store.dialects import dialect
-from queuectl_tui.store.models import COMPLETED, DEAD, PROCESSING, Attempt, Meta, database
+from queuectl_tui.store.models import COMPLETED, DEAD, PROCESSING, Attempt, Meta
 
 #: A step looks for at most this many jobs, deletes them CHUNK per write transaction (a few
 #: ms of lock each), and stops taking more chunks past STEP_SECONDS (a loaded machine is
@@ -35,46 +35,15 @@ STEP_SECONDS = 0.02
 #: How many of a state's oldest jobs (by seq) a worker's look reads: a bounded read however
 #: many jobs are kept; a job that ended late behind younger ones goes once those have.
 LOOK_ROWS = 1000
-#: meta key: "HOLDER UNTIL" of the worker pruning now; renewed by each of its steps.
+#: meta key: "HOLDER UNTIL" of the worker pruning now; renewed by each of its steps (the
+#: statements of store/sql/retention.sql name it, as they name store.PRUNING).
 LEASE_KEY = "pruner"
 LEASE_SECONDS = 30.0
 
 
-def _sql(text: str) -> str:
-    return dialect().sql(text)
-
-
-# The statements of a step are fixed SQL (the dialect makes them PostgreSQL's): built by the
-# ORM they cost ~20 ms of CPU per 25 jobs, most of it inside the write lock (bench: retention).
-_WAITED_ON = ("EXISTS (SELECT 1 FROM job_dep d JOIN job w ON w.seq = d.job_seq "
-              "WHERE d.dep_seq = job.seq AND w.state NOT IN ('completed', 'dead'))")
-_AGE = "COALESCE(finished_at, created_at)"  # a job counts from its end, or its enqueue
-_FIND = ("SELECT seq FROM job WHERE seq IN (SELECT seq FROM job WHERE state = ? AND seq > ? "
-         "ORDER BY seq LIMIT ?) AND state = ? AND " + _AGE + " < ? AND NOT " + _WAITED_ON
-         + " ORDER BY seq LIMIT ?")
-_LEASE = "SELECT value FROM meta WHERE key = '" + LEASE_KEY + "'"
-_TAKE_LEASE = ("INSERT INTO meta (key, value) VALUES ('" + LEASE_KEY + "', ?) "
-               "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-_MARK = ("INSERT INTO meta (key, value) VALUES ('" + PRUNING + "', '1') "
-         "ON CONFLICT (key) DO NOTHING")
-_UNMARK = "DELETE FROM meta WHERE key = '" + PRUNING + "'"
 _EVERY_SEQ = 2**62  # "all of them" for a LIMIT
-# Lists go in a fixed IN list of CHUNK markers (SQL text stays literal), padded with values no
+# Lists go in a fixed IN list of CHUNK markers (store/sql/retention.sql), padded with values no
 # row has; states and their cutoffs in up to four (state, cutoff) pairs.
-_LIST = ("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-         "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-_DUE = ("((state = ? AND " + _AGE + " < ?) OR (state = ? AND " + _AGE + " < ?) OR "
-        "(state = ? AND " + _AGE + " < ?) OR (state = ? AND " + _AGE + " < ?))")
-_SELECT = ("SELECT seq, env_digest, state FROM job WHERE seq IN " + _LIST + " AND " + _DUE
-           + " AND NOT " + _WAITED_ON)
-_DROP_MET = "DELETE FROM job_dep WHERE dep_seq IN " + _LIST
-_LOG_FILES = "SELECT log_file FROM attempt WHERE job_seq IN " + _LIST
-_DROP_ATTEMPTS = "DELETE FROM attempt WHERE job_seq IN " + _LIST
-_DROP_DEPS = "DELETE FROM job_dep WHERE job_seq IN " + _LIST
-_DROP_JOBS = "DELETE FROM job WHERE seq IN " + _LIST
-_DROP_ENVIRONMENTS = ("DELETE FROM environment WHERE digest IN " + _LIST + " AND NOT EXISTS "
-                      "(SELECT 1 FROM job WHERE job.env_digest = environment.digest)")
-_COUNT_DUE = "SELECT count(*) FROM job WHERE " + _DUE
 
 
 def _padded(values: list[Any], pad: object = -1) -> list[Any]:
@@ -98,7 +67,7 @@ def find(cutoff: dict[str, float], *, limit: int = STEP_ROWS, look: int | None =
     that no job still waits on."""
     found: list[int] = []
     for state, before in cutoff.items():
-        rows = database.execute_sql(_sql(_FIND), [
+        rows = dialect().execute("prune_find", [
             state, after, _EVERY_SEQ if look is None else look, state, before,
             limit - len(found)]).fetchall()
         found.extend(seq for (seq,) in rows)
@@ -109,7 +78,7 @@ def find(cutoff: dict[str, float], *, limit: int = STEP_ROWS, look: int | None =
 
 def lease_holder(now: float) -> str | None:
     """Who prunes now (None: nobody's lease is current)."""
-    row = database.execute_sql(_LEASE).fetchone()
+    row = dialect().execute("prune_lease").fetchone()
     if row is None:
         return None
     holder, _, until = row[0].partition(" ")
@@ -146,28 +115,28 @@ def delete_step(seqs: list[int], cutoff: dict[str, float], *, holder: str | None
             other = lease_holder(now)
             if other is not None and other != holder:
                 return None
-            database.execute_sql(_sql(_TAKE_LEASE), [f"{holder} {now + LEASE_SECONDS}"])
-        rows = database.execute_sql(_sql(_SELECT), [*_padded(seqs), *_pairs(cutoff)]).fetchall()
+            dialect().execute("prune_take_lease", [f"{holder} {now + LEASE_SECONDS}"])
+        rows = dialect().execute("prune_select", [*_padded(seqs), *_pairs(cutoff)]).fetchall()
         if not rows:
             return 0
         gone = _padded([seq for seq, _, _ in rows])
-        database.execute_sql(_MARK)
+        dialect().execute("prune_mark")
         met = [seq for seq, _, state in rows if state == COMPLETED]
         if met:  # their dependents have what they waited for (engine.unchain)
-            database.execute_sql(_sql(_DROP_MET), _padded(met))
+            dialect().execute("prune_drop_met", _padded(met))
         if len(met) < len(rows):  # dead ones: any job still waiting on them goes to the DLQ
             engine.unchain([seq for seq, _, state in rows if state != COMPLETED], now=now)
-        names = [name for (name,) in database.execute_sql(_sql(_LOG_FILES), gone).fetchall()
+        names = [name for (name,) in dialect().execute("prune_log_files", gone).fetchall()
                  if name]
-        database.execute_sql(_sql(_DROP_ATTEMPTS), gone)
-        database.execute_sql(_sql(_DROP_DEPS), gone)
-        database.execute_sql(_sql(_DROP_JOBS), gone)
-        database.execute_sql(_UNMARK)
+        dialect().execute("prune_drop_attempts", gone)
+        dialect().execute("prune_drop_deps", gone)
+        dialect().execute("prune_drop_jobs", gone)
+        dialect().execute("prune_unmark")
         # An environment holds the enqueuer's variables, secrets included: it goes with the
         # last job that refers to it (only those of this step are looked at).
         digests = sorted({digest for _, digest, _ in rows if digest})
         if digests:
-            database.execute_sql(_sql(_DROP_ENVIRONMENTS), _padded(digests, ""))
+            dialect().execute("prune_drop_environments", _padded(digests, ""))
     _unlink(names)
     return len(rows)
 
@@ -235,7 +204,7 @@ def count_older_than(seconds: float, states: list[str], *, now: float | None = N
     cutoff = {s: now - seconds for s in states if s != PROCESSING}
     if not cutoff:
         return 0
-    return database.execute_sql(_sql(_COUNT_DUE), _pairs(cutoff)).fetchone()[0]
+    return dialect().execute("prune_count_due", _pairs(cutoff)).fetchone()[0]
 
 
 # --- the logs directory's cap ---------------------------------------------------------------

@@ -35,7 +35,8 @@ from peewee import fn
 from queuectl_tui import engine, settings, spec
 from queuectl_tui.errors import InvalidInput, NotFound
 from queuectl_tui.store import write_transaction
-from queuectl_tui.store.models import PENDING, Job, Schedule, database
+from queuectl_tui.store.dialects import dialect
+from queuectl_tui.store.models import PENDING, Job, Schedule
 
 CATCH_UP = ("latest", "all", "none")
 #: Jobs one schedule makes in one transaction: a long gap with ``--catch-up all`` is made in
@@ -47,10 +48,6 @@ _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 MAX_EVERY = spec.MAX_DELAY
 #: The job fields a schedule may set (the rest are the job's own: id, due time, schedule).
 JOB_FIELDS = ("command", "queue", "priority", "max_retries", "timeout")
-
-# The idle worker's look (see worker._wait_for_work): one step of the schedule_next index.
-_NEXT_RUN = "SELECT MIN(next_at) FROM schedule WHERE paused = false"
-
 
 class Due(NamedTuple):
     """What one ``enqueue_due`` did: the ids of the jobs it made, and lines for the worker's
@@ -284,7 +281,7 @@ def run_now(name: str, *, now: float | None = None) -> Job:
 def next_run() -> float | None:
     """The earliest due time of any schedule that is not paused (None: none): what an idle
     worker's sleep ends at. One indexed read."""
-    row = database.execute_sql(_NEXT_RUN).fetchone()
+    row = dialect().execute("next_schedule_run").fetchone()
     return row[0] if row else None
 
 

@@ -22,7 +22,8 @@ from peewee import SQL
 from queuectl_tui.errors import InvalidInput
 from queuectl_tui.spec import parse_seconds, plain_number
 from queuectl_tui.store import write_transaction
-from queuectl_tui.store.models import AGING_RATE_SQL, CLAIMABLE, Job, Meta, Setting, database
+from queuectl_tui.store.dialects import dialect
+from queuectl_tui.store.models import AGING_RATE_SQL, CLAIMABLE, Job, Meta, Setting
 
 
 class SettingSpec(NamedTuple):  # not a dataclass: ~1 ms less at every start
@@ -208,10 +209,6 @@ DEFAULTS = Settings(**{name: spec.default for name, spec in SETTINGS.items()})
 
 #: meta key of the settings' version: a new random token at every change (None: never changed).
 VERSION_KEY = "settings_version"
-#: The version and every stored value in one statement (one snapshot: never a version newer
-#: than the values read with it).
-_LOAD_VERSIONED = ("SELECT key, value FROM setting UNION ALL "
-                   "SELECT key, value FROM meta WHERE key = '" + VERSION_KEY + "'")
 
 
 def load() -> Settings:
@@ -223,7 +220,7 @@ def load() -> Settings:
 def load_versioned() -> tuple[str | None, Settings]:
     """(version, settings) as of one moment: compare the version with the one a claim saw."""
     version, stored = None, {}
-    for key, value in database.execute_sql(_LOAD_VERSIONED).fetchall():
+    for key, value in dialect().execute("settings_versioned").fetchall():
         if key == VERSION_KEY:
             version = value
         elif key in SETTINGS:
@@ -233,11 +230,8 @@ def load_versioned() -> tuple[str | None, Settings]:
 
 def version() -> str | None:
     """The settings' version alone (one row): cheaper than ``load_versioned`` when unchanged."""
-    row = database.execute_sql(_VERSION).fetchone()
+    row = dialect().execute("settings_version").fetchone()
     return row[0] if row else None
-
-
-_VERSION = "SELECT value FROM meta WHERE key = '" + VERSION_KEY + "'"
 
 
 def _new_version() -> None:

@@ -308,32 +308,20 @@ def _finish(job: Job, attempt: Attempt, outcome: str, exit_code: int | None, err
     return state
 
 
-# A held job goes back as it was before the claim: its charge undone, the attempt row that was
-# never used deleted, and its times those of its last real run.
-_HAND_BACK_JOB = (
-    "UPDATE job SET state = ?, attempts = attempts - 1, worker_id = NULL, claim_token = NULL, "
-    "updated_at = ?, "
-    "started_at = (SELECT MAX(started_at) FROM attempt WHERE job_seq = ? AND seq <> ?), "
-    "finished_at = (SELECT MAX(finished_at) FROM attempt WHERE job_seq = ? AND seq <> ?) "
-    "WHERE seq = ? AND state = 'processing' AND claim_token IS ?")
-_DROP_ATTEMPT = "DELETE FROM attempt WHERE seq = ? AND outcome IS NULL"
-
-
 def _hand_back(job: Job, attempt: Attempt, now: float) -> None:
     """Un-claim a job whose command never started (a worker held it behind another job). One
     cancelled meanwhile is not handed back but ends as cancelled, as it would have at its start."""
-    asked = dialect().hot("SELECT cancel_requested FROM job WHERE seq = ? AND claim_token IS ?",
-                 (job.seq, attempt.claim_token)).fetchone()
+    asked = dialect().run("cancel_asked", (job.seq, attempt.claim_token)).fetchone()
     if asked is None:
         return  # taken back already
     if asked[0]:
         _finish(job, attempt, Outcome.CANCELLED, None, "cancelled", None, now, 0.0)
         return
     state = FAILED if job.attempts > 1 else PENDING  # a job that failed before waits as failed
-    cursor = dialect().hot(_HAND_BACK_JOB, (
+    cursor = dialect().run("hand_back_job", (
         state, now, job.seq, attempt.seq, job.seq, attempt.seq, job.seq, attempt.claim_token))
     if cursor.rowcount == 1:
-        dialect().hot(_DROP_ATTEMPT, (attempt.seq,))
+        dialect().run("drop_unused_attempt", (attempt.seq,))
 
 
 def _set_worker(worker_id: int, job_id: str | None, now: float) -> bool:
@@ -345,10 +333,8 @@ def _set_worker(worker_id: int, job_id: str | None, now: float) -> bool:
 def record_process(attempt: Attempt, pid: int, started: float | None) -> None:
     """Remember the job's shell so that recovery can find and kill its tree. Raises Fenced
     (and the runner then never starts the command) when the claim is no longer current."""
-    cursor = dialect().hot(
-        "UPDATE attempt SET pid = ?, pid_started = ? WHERE seq = ? AND outcome IS NULL AND "
-        "job_seq IN (SELECT seq FROM job WHERE seq = ? AND state = 'processing' AND "
-        "claim_token IS ?)", (pid, started, attempt.seq, attempt.job_seq, attempt.claim_token))
+    cursor = dialect().run(
+        "record_process", (pid, started, attempt.seq, attempt.job_seq, attempt.claim_token))
     if cursor.rowcount != 1:
         raise Fenced(f"attempt {attempt.number} of job seq {attempt.job_seq} was taken back")
 

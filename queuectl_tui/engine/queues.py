@@ -16,7 +16,6 @@ from queuectl_tui.store import (
 )
 from queuectl_tui.store.dialects import dialect
 from queuectl_tui.store.models import (
-    AGING_RATE_SQL,
     CLAIMABLE,
     COMPLETED,
     PROCESSING,
@@ -26,7 +25,6 @@ from queuectl_tui.store.models import (
     Meta,
     Queue,
     Worker,
-    database,
 )
 
 #: meta key: "1" when ``pause`` was given no queue. A queue's own ``paused`` (set by ``pause`` or
@@ -56,14 +54,9 @@ def _set_paused(queues: list[str] | None, paused: bool) -> None:
                     conflict_target=[Queue.name], update={Queue.paused: paused}).execute()
 
 
-# Every pause flag in one read: the "every queue" flag (name NULL) and each queue's own.
-_PAUSES = ("SELECT NULL, value FROM meta WHERE key = 'paused_all' UNION ALL SELECT name, "
-           "CASE WHEN paused THEN '1' ELSE '0' END FROM queue WHERE paused IS NOT NULL")
-
-
 def any_paused(queues: Iterable[str]) -> bool:
     """Is any of these queues paused now? (A worker asks before it starts a job it holds.)"""
-    flags = dict(dialect().hot(_PAUSES).fetchall())
+    flags = dict(dialect().run("pause_flags").fetchall())
     every = flags.pop(None, "0")
     return any(flags.get(name, every) == "1" for name in queues)
 
@@ -167,10 +160,7 @@ def holds(jobs: Sequence[Job]) -> dict[int, Hold]:
 
 def aging_rate() -> float:
     """``priority_aging`` as the claim reads it (points of priority per minute waited)."""
-    return database.execute_sql(_AGING_RATE).fetchone()[0]
-
-
-_AGING_RATE = "SELECT " + AGING_RATE_SQL
+    return dialect().execute("aging_rate").fetchone()[0]
 
 
 def effective_priority(job: Job, *, now: float | None = None, rate: float | None = None) -> float:

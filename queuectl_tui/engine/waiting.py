@@ -75,15 +75,11 @@ class FollowLook(NamedTuple):
     attempt_seq: int | None  # its first attempt numbered the number asked or later, if any
 
 
-_FOLLOW_LOOK = ("SELECT state, last_error, (SELECT seq FROM attempt WHERE job_seq = job.seq "
-                "AND number >= ? ORDER BY number LIMIT 1) FROM job WHERE seq = ? AND id = ?")
-
-
 def follow_look(job: Job, number: int) -> FollowLook | None:
     """The job's state and whether attempt ``number`` (or a later one) exists, in one fixed
     read (None: the job was deleted). Fixed SQL: it runs at every commit anyone makes, and
     two ORM reads cost a follower ~1.5 ms each time, 1.5 % of a core beside 8 idle workers."""
-    row = database.execute_sql(dialect().sql(_FOLLOW_LOOK), (number, job.seq, job.id)).fetchone()
+    row = dialect().execute("follow_look", (number, job.seq, job.id)).fetchone()
     return None if row is None else FollowLook(*row)
 
 
@@ -144,7 +140,7 @@ def _wait(named: dict[int, str], queues: list[str] | None, every: bool, waiting:
             ended = set()
             if scope:  # jobs enqueued since the last look (some may have ended already)
                 fresh = 0
-                new = database.execute_sql(dialect().sql(_NEW_JOBS), (high,))
+                new = dialect().execute("jobs_after", (high,))
                 for seq, job_state, queue in new:
                     high = max(high, seq)
                     if not queues or queue in queues:
@@ -189,30 +185,18 @@ def _read_snapshot() -> Iterator[None]:
         yield
 
 
-# Jobs that ended since a time: by their attempt's end (index attempt_window), or dead without
-# a run (cancelled while waiting, a dependency failed; the partial index job_failed, whose
-# condition the query repeats as a literal for SQLite to use it).
-_ATTEMPTS_ENDED = "SELECT job_seq FROM attempt WHERE finished_at >= ?"
-_DEAD_SINCE = "SELECT seq FROM job WHERE state IN ('failed', 'dead') AND finished_at >= ?"
-
-
-_NEW_JOBS = "SELECT seq, state, queue FROM job WHERE seq > ?"
-_OPEN_COUNTS = ("SELECT queue, n FROM job_count WHERE state IN ('pending', 'processing', "
-                "'failed') AND n <> 0")
-
-
 def _ended_since(waiting: set[int], since: float) -> set[int]:
     """The jobs among ``waiting`` that are completed or dead and whose end was recorded at
     ``since`` or later: what changed since the last look, read without visiting every job."""
-    touched = {seq for (seq,) in database.execute_sql(dialect().sql(_ATTEMPTS_ENDED), (since,))}
-    touched.update(seq for (seq,) in database.execute_sql(dialect().sql(_DEAD_SINCE), (since,)))
+    touched = {seq for (seq,) in dialect().execute("attempts_ended_since", (since,))}
+    touched.update(seq for (seq,) in dialect().execute("failed_since", (since,)))
     return {row[0] for row in _job_rows(sorted(touched & waiting))
             if row[2] in (COMPLETED, DEAD)}
 
 
 def _open_count(queues: list[str] | None) -> int:
     """How many jobs of these queues (all if None) are not completed or dead: from job_count."""
-    return sum(int(n) for queue, n in database.execute_sql(_OPEN_COUNTS)
+    return sum(int(n) for queue, n in dialect().execute("open_counts")
                if not queues or queue in queues)
 
 
@@ -246,16 +230,11 @@ def _unfinished(seqs: list[int], queues: list[str] | None, every: bool) -> set[i
         found.update(seq for (seq,) in Job.select(Job.seq).where(
             Job.seq.in_(chunk), Job.state.in_(UNFINISHED)).tuples().execute())
     if every:
-        found.update(seq for (seq,) in database.execute_sql(_UNFINISHED_JOBS))
+        found.update(seq for (seq,) in dialect().execute("unfinished_jobs"))
     elif queues:
         found.update(seq for (seq,) in Job.select(Job.seq).where(
             Job.state.in_(UNFINISHED), Job.queue.in_(queues)).tuples().execute())
     return found
-
-
-# ``wait --all``'s full look: fixed SQL, since building it with the ORM cost ~0.5 ms each time,
-# and its run ~0.01 ms. The states are those of UNFINISHED.
-_UNFINISHED_JOBS = "SELECT seq FROM job WHERE state IN ('pending', 'processing', 'failed')"
 
 
 def _ended(seqs: list[int], named: dict[int, str]) -> Iterator[Job]:

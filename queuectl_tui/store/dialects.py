@@ -2,9 +2,8 @@
 
 The rest of the package never asks which backend it runs on: it reads a capability
 (``dialect().listens``) or calls a method (``dialect().minute_bucket(expr)``), as peewee's
-``Database`` subclasses and huey's ``SqlStorage`` do. Statements are written once, in SQLite's
-form (its query plans are the measured ones); ``sql`` gives PostgreSQL's form of each, made
-once per statement, or the PostgreSQL text written for it where the two differ.
+``Database`` subclasses and huey's ``SqlStorage`` do. Statements are named, in ``.sql`` files
+(store/sql/__init__.py): each backend has its text for each name (``queries``), run as it is.
 """
 
 from __future__ import annotations
@@ -56,19 +55,17 @@ class Dialect:
     concurrent_writers = False
     #: The bulk enqueue's stage (a TEMP table of this connection).
     stage_table = "temp.enqueue_stage"
-    #: The statements whose text differs between the backends, by name.
+    #: This backend's statements, by name (store/sql: the portable ones and its own).
     queries = SQLITE_QUERIES
 
-    def sql(self, text: str, own: str | None = None) -> str:
-        """The statement for this backend: SQLite's ``text`` as written."""
-        return text
-
-    def hot(self, text: str, params: Params = ()) -> Cursor:
-        """Run one of the per-job statements (written for SQLite)."""
-        return database.execute_sql(text, params)
+    def execute(self, name: str, params: Params = ()) -> Cursor:
+        """Run the named statement of this backend (``queries``) as it is: not prepared, for a
+        statement run now and then (PostgreSQL plans it with the values it is given)."""
+        return database.execute_sql(self.queries[name], params)
 
     def run(self, name: str, params: Params = ()) -> Cursor:
-        """Run the named per-job statement of this backend (``queries``)."""
+        """Run the named per-job statement of this backend (``queries``); PostgreSQL prepares
+        it once per connection."""
         return database.execute_sql(self.queries[name], params)
 
     def insert_values(self, cursor: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
@@ -107,30 +104,14 @@ class PostgresDialect(Dialect):
     queries = POSTGRES_QUERIES
 
     def __init__(self) -> None:
-        self._forms: dict[str, str] = {}
         # connection -> {sql: (name, keys), or None where the server refused to prepare it}
         self._prepared: WeakKeyDictionary[Any, dict[str, tuple[str, list[str]] | None]] = (
             WeakKeyDictionary())
 
-    def sql(self, text: str, own: str | None = None) -> str:
-        """PostgreSQL's form: ``own`` where the dialects differ, else ``text`` with %s markers
-        (and ``IS NOT DISTINCT FROM`` and a boolean literal where SQLite compares to 0)."""
-        if own is not None:
-            return own.replace("?", "%s")
-        form = self._forms.get(text)
-        if form is None:
-            form = self._forms[text] = (
-                text.replace(" IS ?", " IS NOT DISTINCT FROM ?").replace("?", "%s")
-                .replace("cancel_requested = 0", "cancel_requested = false"))
-        return form
-
-    def hot(self, text: str, params: Params = ()) -> Cursor:
+    def run(self, name: str, params: Params = ()) -> Cursor:
         """Each per-job statement is prepared once per connection and EXECUTEd after that: the
         server planned the claim anew each time, which cost as much as running it (0.3-0.4 ms).
         A statement the server cannot prepare runs as it is."""
-        return self._execute(self.sql(text), params)
-
-    def run(self, name: str, params: Params = ()) -> Cursor:
         return self._execute(self.queries[name], params)
 
     def _execute(self, sql: str, params: Params) -> Cursor:

@@ -1,5 +1,5 @@
-"""The statements of the worker's hot path, by name, per backend: ``sql/<backend>/queries.sql``
-(``dialect().queries``), and the columns a claim returns."""
+"""The named statements, per backend (``store/sql``: ``dialect().queries``), and the columns a
+claim returns."""
 
 from __future__ import annotations
 

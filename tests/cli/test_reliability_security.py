@@ -119,8 +119,10 @@ def test_log_paths_never_come_from_job_ids_or_commands(cli, home, tmp_path):
 #: engine's runner of the per-job statements, which PREPAREs on PostgreSQL what its callers
 #: pass it: its calls are checked where it is called (``_hot`` is one of the SQL calls), and
 #: the text it builds is only that literal text, statement names and $N markers.
-#: The dialects' own runners (store/dialects.py) likewise: they run what they are given.
-_PREPARING = {"_hot", "_prepare", "hot", "run", "_execute", "insert_values", "begin_snapshot"}
+#: The dialects' own runners (store/dialects.py) likewise: they run the named statements of
+#: store/sql (``execute``, ``run``) or what they are given.
+_PREPARING = {"_hot", "_prepare", "hot", "run", "execute", "_execute", "insert_values",
+              "begin_snapshot"}
 
 
 def _sql_calls(tree: ast.AST):
@@ -173,10 +175,9 @@ def _named_block(node: ast.AST) -> bool:
 
 
 def test_sql_text_is_always_a_literal_values_travel_as_parameters():
-    """Every piece of raw SQL in the package is literal text (a string literal, or a module
-    constant made of literals, possibly passed through ``_sql``, which picks SQLite's or
-    PostgreSQL's form and rewrites parameter markers for the driver); values go in parameters.
-    (Everything else is built by peewee, which parameterises all values.)"""
+    """Every piece of raw SQL in the package is literal text (a string literal, a module
+    constant made of literals, or a named statement of store/sql's files); values go in
+    parameters. (Everything else is built by peewee, which parameterises all values.)"""
     offenders, seen = [], 0
     trees = {path: ast.parse(path.read_text(), str(path))
              for path in sorted((ROOT / "queuectl_tui").rglob("*.py"))}
@@ -203,12 +204,6 @@ def test_sql_text_is_always_a_literal_values_travel_as_parameters():
         for call in _sql_calls(tree):
             seen += 1
             texts = [call.args[0]]
-            if (isinstance(texts[0], ast.Call) and isinstance(texts[0].func, ast.Name)
-                    and texts[0].func.id == "_sql" and texts[0].args and not texts[0].keywords):
-                texts = texts[0].args
-            if (isinstance(texts[0], ast.Call) and isinstance(texts[0].func, ast.Attribute)
-                    and texts[0].func.attr == "sql" and texts[0].args):
-                texts = texts[0].args  # dialect().sql(text): the backend's form of a constant
             for text in texts:
                 if isinstance(text, ast.Name) and (text.id in constants or text.id in looped):
                     continue

@@ -593,7 +593,7 @@ def _job_rows_read() -> int:
 
 
 @on_postgres
-def test_the_workers_statements_are_prepared_once_per_connection(db, tmp_path):
+def test_the_workers_statements_are_prepared_once_per_connection(db, tmp_path, monkeypatch):
     """The claim and the record of a job's end are planned once per connection, not per job;
     a statement the server will not prepare still runs, without spoiling its transaction."""
     from queuectl_tui import engine, spec
@@ -612,7 +612,8 @@ def test_the_workers_statements_are_prepared_once_per_connection(db, tmp_path):
     assert "UPDATE worker SET status" in texts
     with write_transaction():
         # $1 has no type
-        assert dialect().hot("SELECT ? IS NULL", (None,)).fetchone() == (True,)
+        monkeypatch.setitem(dialect().queries, "untyped", "SELECT %s IS NULL")
+        assert dialect().run("untyped", (None,)).fetchone() == (True,)
         engine.enqueue([spec.normalize({"id": "after", "command": "true"})])
     assert Job.get(Job.id == "after").state == "pending"
 

@@ -1,35 +1,77 @@
-"""Named statements, per backend: ``<backend>/queries.sql`` (the hot path), ``schema.sql`` (the
-tables, indexes, triggers and rollup fills of a new database) and ``upgrades.sql`` (what
-upgrading an older one runs besides).
+"""Named statements: the portable ones beside this file, each backend's own in ``sqlite/`` and
+``postgres/``.
 
 A statement starts at a ``-- name: NAME`` line, followed by its description (``--`` lines);
 its text is the lines that follow up to the next name, joined by single spaces, without the
-closing semicolon (``--`` lines among them are comments, left out). A block may hold several
-statements, separated by semicolons: PostgreSQL runs such a block in one round trip, SQLite
-one statement at a time (``statements``). Read once per file, with open() beside this file
-(no importlib.resources: nothing more to import at start-up).
+closing semicolon. The files of statements are ``FILES``, by concern; a name is defined once
+per directory.
+
+A backend's statements are the portable files' (``sql/*.sql``), then its own files'
+(``sql/<backend>/*.sql``): a name of its own replaces the portable one, which is how a
+statement that must differ (``INDEXED BY``, a cast, ``IS NOT DISTINCT FROM``) is written.
+Portable text uses psycopg2's markers (``%s``, ``%(key)s``; no literal ``%``): PostgreSQL
+reads it as written, and SQLite's form (``?``, ``:key``) is made here, once, at load. A
+backend's own file uses its own markers. Nothing rewrites a statement when it runs.
+
+The schema is apart: ``<backend>/schema.sql`` (the tables, indexes, triggers and rollup fills
+of a new database) and ``<backend>/upgrades.sql`` (what upgrading an older one runs besides),
+read by ``load(dialect, file)``. There, ``--`` lines among a block's lines are comments, left
+out, and a block may hold several statements separated by semicolons: PostgreSQL runs such a
+block in one round trip, SQLite one statement at a time (``statements``).
+
+Read once per backend, with open() beside this file (no importlib.resources: nothing more to
+import at start-up).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+#: The files of named statements, in each directory (one that is not there is skipped).
+FILES = ("queries.sql", "engine.sql", "metrics.sql", "retention.sql")
+#: A portable marker: %(key)s or %s.
+_MARKER = re.compile(r"%(?:\((\w+)\))?s")
 
 
-def load(dialect: str, file: str = "queries") -> dict[str, str]:
-    """{name: statement} of ``dialect``'s ``file``.sql, in the file's order."""
-    with open(os.path.join(_HERE, dialect, file + ".sql"), encoding="utf-8") as opened:
-        text = opened.read()
+def load(dialect: str, file: str | None = None) -> dict[str, str]:
+    """{name: statement} of ``dialect``: the portable statements, each replaced by the
+    dialect's own of that name where it has one; or, given a ``file`` (``schema``,
+    ``upgrades``), that file of the dialect's alone, in the file's order."""
+    if file is not None:
+        return _read(os.path.join(_HERE, dialect), (file + ".sql",))
+    portable = _read(_HERE)
+    if dialect == "sqlite":
+        portable = {name: _sqlite_markers(text) for name, text in portable.items()}
+    return portable | _read(os.path.join(_HERE, dialect))
+
+
+def _sqlite_markers(text: str) -> str:
+    """%s -> ?, %(key)s -> :key (sqlite3's positional and named markers)."""
+    return _MARKER.sub(lambda m: "?" if m.group(1) is None else f":{m.group(1)}", text)
+
+
+def _read(directory: str, files: tuple[str, ...] = FILES) -> dict[str, str]:
+    """{name: statement} of the ``files`` in ``directory``, in their order."""
     found: dict[str, list[str]] = {}
-    lines: list[str] | None = None
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("-- name:"):
-            lines = found.setdefault(line[len("-- name:"):].strip(), [])
-        elif line and not line.startswith("--") and lines is not None:
-            lines.append(line)
+    for file_name in files:
+        path = os.path.join(directory, file_name)
+        if not os.path.exists(path):
+            continue
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+        lines: list[str] | None = None
+        for line in text.splitlines():
+            line = line.strip()
+            if line.startswith("-- name:"):
+                name = line[len("-- name:"):].strip()
+                if name in found:
+                    raise ValueError(f"{path}: statement {name!r} is defined twice")
+                lines = found[name] = []
+            elif line and not line.startswith("--") and lines is not None:
+                lines.append(line)
     return {name: " ".join(body).removesuffix(";") for name, body in found.items()}
 
 
