@@ -5,8 +5,8 @@
 -- name: window_times
 -- Wait and run time of every attempt of a window (percentiles exact up to metrics.SAMPLE_MAX
 -- attempts); each attempt carries its queue, so no job is read.
-SELECT a.queue, a.started_at - a.due_at, a.duration FROM attempt a WHERE a.finished_at > %s AND
-a.finished_at <= %s;
+SELECT a.queue, a.started_at - a.due_at, a.duration FROM attempt a
+WHERE a.finished_at > %s AND a.finished_at <= %s;
 
 -- name: window_sample
 -- An even sample of a busy window without a second pass over it: every k-th attempt seq from the
