@@ -130,7 +130,11 @@ def test_a_portable_statement_is_each_backends_with_its_markers(tmp_path, monkey
                                 "two": "SELECT 2"}
     assert load("sqlite") == {"one": "SELECT seq FROM job WHERE queue = :queue AND seq > ?",
                               "two": "SELECT 3"}
-    (tmp_path / "sqlite" / "engine.sql").write_text("-- name: two\nSELECT 4;\n")
+    twice = tmp_path / "twice"
+    (twice / "sqlite").mkdir(parents=True)
+    for name in ("engine.sql", "metrics.sql"):
+        (twice / "sqlite" / name).write_text("-- name: two\nSELECT 4;\n")
+    monkeypatch.setattr(sql, "_HERE", str(twice))
     with pytest.raises(ValueError, match="'two' is defined twice"):
         load("sqlite")
 
