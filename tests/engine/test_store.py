@@ -141,7 +141,7 @@ def test_a_portable_statement_is_each_backends_with_its_markers(tmp_path, monkey
 
 def asked_names() -> set[str]:
     """The statement names the package's code asks for: ``dialect().execute("name")``,
-    ``.run("name")`` and ``.queries["name"]``."""
+    ``.run("name")``, ``.queries["name"]`` and ``SQLITE_QUERIES["name"]`` (the store's own)."""
     names = set()
     for path in (Path(__file__).parents[2] / "queuectl_tui").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -150,8 +150,10 @@ def asked_names() -> set[str]:
                     and isinstance(node.args[0], ast.Constant)
                     and isinstance(node.args[0].value, str)):
                 names.add(node.args[0].value)
-            elif (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute)
-                  and node.value.attr == "queries" and isinstance(node.slice, ast.Constant)):
+            elif (isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and (
+                    isinstance(node.value, ast.Attribute) and node.value.attr == "queries"
+                    or isinstance(node.value, ast.Name)
+                    and node.value.id in ("SQLITE_QUERIES", "POSTGRES_QUERIES"))):
                 names.add(node.slice.value)
     return names
 
