@@ -109,6 +109,10 @@ class _Drawn(Bar):
             self.task = shown.add_task(self.description, **self._state())
             shown.start()
             self.progress = shown  # last: advance() (another thread) uses it from then on
+            # What advance() counted while the bar started, seeing no bar yet: without this the
+            # bar kept its first figures until the next advance, maybe for good ("0 of 2 ended"
+            # while a wait for the last job went on). Under the lock, as advance() updates.
+            shown.update(self.task, **self._state())
 
     def _state(self) -> dict[str, Any]:
         """The task's figures: done of total, or (a stream of known size) bytes of its size,
@@ -121,7 +125,8 @@ class _Drawn(Bar):
         self.completed += count
         self.nbytes += nbytes
         if self.progress is not None:
-            self.progress.update(self.task, **self._state())
+            with self._lock:  # after _show's catch-up, never before it: no older figures win
+                self.progress.update(self.task, **self._state())
 
     def update(self, **fields: Any) -> None:
         """A new ``total`` (the jobs a wait follows grew) or ``description`` (the next phase)."""

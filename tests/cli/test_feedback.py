@@ -137,7 +137,6 @@ def drain(master: int) -> bytes:
     return seen
 
 
-@pytest.mark.alone  # missed its 30 s deadline twice beside three other test processes (cause open)
 def test_wait_on_a_terminal_shows_how_many_jobs_ended_and_stdout_stays_clean(cli, home, db):
     from queuectl_tui import engine
     for job_id in ("a", "b"):
@@ -154,6 +153,39 @@ def test_wait_on_a_terminal_shows_how_many_jobs_ended_and_stdout_stays_clean(cli
             proc.kill()
         drain(master)
     assert out.read_text() == "a: dead (cancelled)\nb: dead (cancelled)\n"  # no bar in it
+
+
+def test_a_job_that_ends_while_the_bar_appears_is_counted(monkeypatch):
+    """The bar appears from a timer thread while the work goes on: a job that ended after the
+    bar's first drawing, before that thread had handed the bar over, was never counted (the
+    terminal said "0 of 2 ended" until the next job ended, and a wait on the last job stayed
+    there for good). The timer thread is held at that moment here."""
+    import io
+    import threading
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from queuectl_tui import progress
+    monkeypatch.setattr(progress, "AFTER", 0.01)
+    drawn, ended = threading.Event(), threading.Event()
+    start = Progress.start
+
+    def start_then_hold(shown) -> None:  # the timer thread, just after the first drawing
+        start(shown)
+        drawn.set()
+        ended.wait(30)
+
+    monkeypatch.setattr(Progress, "start", start_then_hold)
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=100)
+    with progress._Drawn("waiting", 2, "ended", console=terminal) as shown:
+        assert drawn.wait(30)
+        assert "0 of 2 ended" in screen.getvalue()
+        shown.advance()  # the waiting thread: a job ended
+        ended.set()
+        wait_for(lambda: "1 of 2 ended" in screen.getvalue(), timeout=10,
+                 message="the bar to count the job that ended")
 
 
 def test_enqueue_of_a_long_stream_shows_the_lines_read_on_a_terminal(home, db):
