@@ -7,6 +7,7 @@ import fcntl
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -57,6 +58,48 @@ def pytest_generate_tests(metafunc):
     module = metafunc.module.__name__.rpartition(".")[2]
     if module in BOTH_BACKENDS or metafunc.definition.get_closest_marker("both_backends"):
         metafunc.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+
+
+# --- what a test started: the process-table scans run only when there is something to find ---
+# A scan of every process (its command line and environment) costs ~35 ms of CPU on a quiet
+# machine and several times that on a busy one; the suite made three or four per test. A test
+# that started no process (most run the engine and the CLI in-process) left nothing behind, so
+# its scans are skipped; the rest look only at processes younger than the test.
+
+#: Events of the audit hooks (PEP 578) raised when this process starts another.
+_STARTING = frozenset({"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn",
+                       "os.posix_spawnp", "os.spawn", "os.system"})
+_starts = [0]  # processes this process started, in all (audit hooks cannot be removed: one)
+
+
+def _count_starts(event: str, args) -> None:
+    if event in _STARTING:
+        _starts[0] += 1
+
+
+sys.addaudithook(_count_starts)
+_test_began = {"starts": 0, "at": 0.0}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    _test_began.update(starts=_starts[0], at=time.time())
+    helpers.TEST_BEGAN = _test_began["at"]
+
+
+def _started_any() -> bool:
+    """Whether this test (its fixtures included) started a process."""
+    return _starts[0] != _test_began["starts"]
+
+
+@contextlib.contextmanager
+def _uncounted():
+    """Start a process the fixture itself stops (nothing for the scans to find)."""
+    before = _starts[0]
+    try:
+        yield
+    finally:
+        _starts[0] = before
 
 
 def pytest_sessionfinish(session):
@@ -229,16 +272,27 @@ def cli_process(home: Path):
     _kill_workers(home)
 
 
+def _young_processes(attrs: list[str]):
+    """process_iter over the processes started since this test began (with a margin: psutil's
+    start times count from a boot time rounded to the second), none if it started none."""
+    if not _started_any():
+        return
+    since = _test_began["at"] - helpers.START_SLACK
+    for proc in psutil.process_iter(["create_time", *attrs]):
+        if (proc.info["create_time"] or 0) >= since and proc.pid != os.getpid():
+            yield proc
+
+
 def _kill_workers(home: Path) -> None:
     """Never leave a detached worker behind a test (they would outlive pytest)."""
     marker = str(home)
-    for proc in psutil.process_iter(["pid", "cmdline", "environ"]):
+    for proc in _young_processes(["cmdline"]):
         try:
             cmd = " ".join(proc.info["cmdline"] or [])
-            env = proc.info.get("environ") or {}
-            where = env.get("QUEUECTL_HOME") or ""
-            ours = marker in cmd or where == marker or where.startswith(marker + "/")
-            if "queuectl_tui" in cmd and ours and proc.pid != os.getpid():
+            if "queuectl_tui" not in cmd:
+                continue
+            where = marker if marker in cmd else proc.environ().get("QUEUECTL_HOME") or ""
+            if where == marker or where.startswith(marker + "/"):
                 if os.getpgid(proc.pid) == proc.pid:
                     os.killpg(proc.pid, signal.SIGKILL)
                 else:
@@ -277,7 +331,7 @@ def mark():
     """A unique marker for the processes of this test's jobs; leftovers are killed after."""
     marker = uuid.uuid4().hex
     yield marker
-    for proc in marked(marker):
+    for proc in (marked(marker) if _started_any() else []):
         try:
             proc.send_signal(signal.SIGKILL)
         except psutil.Error:
@@ -292,12 +346,11 @@ def reap(tmp_path):
     yield
     marker = str(tmp_path)
     victims = []
-    for proc in psutil.process_iter(["cmdline", "environ", "status"]):
+    for proc in _young_processes(["cmdline", "status"]):
         try:
-            if proc.pid == os.getpid() or proc.info["status"] == psutil.STATUS_ZOMBIE:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
                 continue
-            env = proc.info.get("environ") or {}
-            if marker in " ".join(proc.info["cmdline"] or []) or marker in env.get(
+            if marker in " ".join(proc.info["cmdline"] or []) or marker in proc.environ().get(
                 "QUEUECTL_HOME", ""
             ):
                 proc.send_signal(signal.SIGKILL)
@@ -325,7 +378,8 @@ def stable_terminal(monkeypatch: pytest.MonkeyPatch):
 def stand_in():
     """A harmless process standing in for the seeded 'running' workers and jobs: whatever a
     test signals by their PIDs reaches this sleep, never the test process."""
-    proc = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    with _uncounted():  # stopped here: nothing for the scans to find
+        proc = subprocess.Popen(["sleep", "600"], start_new_session=True)
     yield proc.pid
     proc.kill()
     proc.wait()

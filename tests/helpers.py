@@ -273,15 +273,28 @@ def _pg_has_tables(cur) -> bool:
     return cur.fetchone()[0]
 
 
+#: When the running test began (time.time(), set by conftest.py): a process started before it
+#: carries none of its markers. START_SLACK: psutil's start times count from a boot time
+#: rounded to the second.
+TEST_BEGAN = 0.0
+START_SLACK = 5.0
+
+
 def marked(marker: str, name: str | None = None) -> list[psutil.Process]:
-    """Live processes whose environment carries this test's marker (optionally by name)."""
+    """Live processes whose environment carries this test's marker (optionally by name). The
+    environment (the costly read) is read only for processes started since the test began."""
     found = []
-    for proc in psutil.process_iter(["environ", "name", "status"]):
-        env = proc.info.get("environ") or {}
-        if env.get(MARK_VAR) != marker or proc.info.get("status") == psutil.STATUS_ZOMBIE:
+    since = TEST_BEGAN - START_SLACK
+    for proc in psutil.process_iter(["create_time", "name", "status"]):
+        if ((proc.info.get("create_time") or 0) < since
+                or proc.info.get("status") == psutil.STATUS_ZOMBIE
+                or (name is not None and proc.info.get("name") != name)):
             continue
-        if name is None or proc.info.get("name") == name:
-            found.append(proc)
+        try:
+            if proc.environ().get(MARK_VAR) == marker:
+                found.append(proc)
+        except psutil.Error:
+            pass
     return found
 
 
@@ -300,17 +313,20 @@ def marked_command(marker: str, command: str) -> str:
 def worker_pids(home: Path) -> list[int]:
     """PIDs of live worker processes on the database in ``home`` (from the process table)."""
     pids = []
-    for proc in psutil.process_iter(["cmdline", "environ", "status"]):
+    for proc in psutil.process_iter(["cmdline", "status"]):
         cmd = " ".join(proc.info.get("cmdline") or [])
-        env = proc.info.get("environ") or {}
         if (
-            "queuectl_tui" in cmd
-            and " worker run" in cmd
-            and proc.info.get("status") != psutil.STATUS_ZOMBIE
-            and (str(home) in cmd or env.get("QUEUECTL_HOME") == str(home))
-            and proc.pid != os.getpid()
+            "queuectl_tui" not in cmd
+            or " worker run" not in cmd
+            or proc.info.get("status") == psutil.STATUS_ZOMBIE
+            or proc.pid == os.getpid()
         ):
-            pids.append(proc.pid)
+            continue
+        try:  # the environment (the costly read) of the workers only
+            if str(home) in cmd or proc.environ().get("QUEUECTL_HOME") == str(home):
+                pids.append(proc.pid)
+        except psutil.Error:
+            pass
     return pids
 
 
