@@ -5,6 +5,7 @@ own (selected through the URL's ``options=-csearch_path=…``), dropped after it
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from urllib.parse import quote
 
@@ -129,8 +130,10 @@ def _record() -> list:
     log.addHandler(recorder)
     log.setLevel(logging.DEBUG)
     template, url = fresh_schema()
-    saved = database.obj
+    saved, home = database.obj, os.environ.get("QUEUECTL_HOME")
     database.initialize(None)
+    aside = tempfile.TemporaryDirectory()  # open_db makes its logs there, not in the test's home
+    os.environ["QUEUECTL_HOME"] = aside.name
     try:
         store.open_db(url)
     finally:
@@ -138,6 +141,11 @@ def _record() -> list:
         database.initialize(saved)
         log.removeHandler(recorder)
         log.setLevel(level)
+        if home is None:
+            del os.environ["QUEUECTL_HOME"]
+        else:
+            os.environ["QUEUECTL_HOME"] = home
+        aside.cleanup()
     conn = psycopg2.connect(PG_URL)
     copy, _ = fresh_schema()
     try:
@@ -161,12 +169,33 @@ def _run(schema: str, batch: str) -> None:
         conn.close()
 
 
+def _recorded() -> list:
+    """``_record()``, made once per run: in a parallel run (pytest-xdist) the first process to
+    need it records it and the others read it from a file of the run (recording is an open_db
+    and two fingerprints: seconds under load, in each process)."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not run:
+        return _record()
+    import fcntl
+    import json
+    path = os.path.join(tempfile.gettempdir(), f"queuectl-tests-{run}.pg-replay")
+    with open(path, "a+") as shared:
+        fcntl.flock(shared, fcntl.LOCK_EX)
+        shared.seek(0)
+        text = shared.read()
+        if text:
+            return json.loads(text)
+        recorded = _record()
+        shared.write(json.dumps(recorded))
+        return recorded
+
+
 def ready_schema() -> tuple[str, str]:
     """(name, URL) of a new schema holding what open_db would have made in it (an empty
     queue), through the recorded batch; an empty schema where replay is off."""
     global _replay
     if _replay is None:
-        _replay = _record()
+        _replay = _recorded()
     schema, url = fresh_schema()
     if _replay:
         template, batch = _replay
