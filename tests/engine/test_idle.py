@@ -158,8 +158,7 @@ def _catch(body, errors: list[BaseException]) -> None:
         errors.append(exc)
 
 
-@pytest.mark.both_backends
-@pytest.mark.alone  # other schemas' NOTIFYs share its channel on PostgreSQL
+@pytest.mark.both_backends  # each schema has its own channel: other tests' NOTIFYs miss it
 def test_a_waiter_with_nothing_to_wait_for_sleeps(db, monkeypatch):
     """``wait`` and ``logs -f`` sleep in ``engine.changes``: with no commit for a second, they
     look at the change token a few times (the watch's safety net), not every 10 ms (on
