@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cli_env, ok, run_cli, tree_digest, user_error, wait_for
+from helpers import cli_env, ok, run_command, tree_digest, user_error, wait_for
 
 pytestmark = pytest.mark.usefixtures("reap")
 
@@ -30,24 +30,25 @@ def many(n: int = LINES, prefix: str = "b"):
 @pytest.fixture
 def queue(home):
     """A database holding one job, 'old'."""
-    ok(run_cli(home, "enqueue", "--id", "old", "true"))
+    ok(run_command(home, "enqueue", "--id", "old", "true"))
     return home
 
 
 def count(home: Path) -> int:
-    return ok(run_cli(home, "status", "--json")).json()["total"]
+    return ok(run_command(home, "status", "--json")).json()["total"]
 
 
 def test_a_large_file_is_enqueued_in_order(queue, tmp_path):
     jobs = many()
     for n in range(0, LINES, 7):  # some without an id: generated
         del jobs[n]["id"]
-    out = ok(run_cli(queue, "enqueue", "-f", str(jsonl(tmp_path / "jobs.jsonl", jobs)))).out.split()
+    path = jsonl(tmp_path / "jobs.jsonl", jobs)
+    out = ok(run_command(queue, "enqueue", "-f", str(path))).out.split()
     assert len(out) == LINES == len(set(out))
     assert [i for i, job in zip(out, jobs, strict=False) if "id" in job] == [
         job["id"] for job in jobs if "id" in job
     ]
-    listed = ok(run_cli(queue, "list", "--limit", "0", "--json")).json()[::-1]  # newest first
+    listed = ok(run_command(queue, "list", "--limit", "0", "--json")).json()[::-1]  # newest first
     assert [j["id"] for j in listed] == ["old"] + out
     assert [j["command"] for j in listed[1:]] == [job["command"] for job in jobs]
 
@@ -84,7 +85,7 @@ def test_one_bad_line_enqueues_nothing(queue, tmp_path, bad, words):
     path = tmp_path / "jobs.jsonl"
     path.write_text("".join((j if isinstance(j, str) else json.dumps(j)) + "\n" for j in jobs))
     before = tree_digest(queue)
-    line = user_error(run_cli(queue, "enqueue", "-f", str(path)), 2)
+    line = user_error(run_command(queue, "enqueue", "-f", str(path)), 2)
     assert words in line
     assert tree_digest(queue) == before
     assert count(queue) == 1
@@ -110,7 +111,7 @@ def test_standard_input_is_read_as_a_stream(queue):
 
 def test_json_output_of_a_bulk_enqueue_is_the_list_of_jobs(queue, tmp_path):
     path = jsonl(tmp_path / "jobs.jsonl", many(3))
-    out = ok(run_cli(queue, "enqueue", "-f", str(path), "--json")).out
+    out = ok(run_command(queue, "enqueue", "-f", str(path), "--json")).out
     jobs = json.loads(out)
     assert [j["id"] for j in jobs] == ["b0", "b1", "b2"] and jobs[0]["state"] == "pending"
     assert out == json.dumps(jobs, indent=2, ensure_ascii=False) + "\n"

@@ -25,6 +25,7 @@ from helpers import (
     ok,
     parse_iso,
     run_cli,
+    run_command,
     snapshot,
     user_error,
     wait_for,
@@ -348,13 +349,12 @@ def test_scheduled_jobs_wait_until_due(cli, home):
 def test_run_at_without_a_zone_is_local_time(home):
     env = cli_env(home, TZ="XXX-05:30")
     ok(
-        run_cli(
+        run_command(
             home, "enqueue", "--id", "local", "--run-at", "2100-01-01T00:00:00", "true", env=env
         )
     )
-    assert (
-        ok(run_cli(home, "show", "local", "--json")).json()["run_at"] == "2099-12-31T18:30:00.000Z"
-    )
+    shown = ok(run_command(home, "show", "local", "--json")).json()
+    assert shown["run_at"] == "2099-12-31T18:30:00.000Z"
 
 
 def test_priority_then_fifo(cli, home):
@@ -500,19 +500,20 @@ def test_queuectl_db_and_db_option_point_elsewhere(home, tmp_path):
     other = tmp_path / "elsewhere" / "other.db"
     third = tmp_path / "third" / "q.db"
     env = cli_env(home, QUEUECTL_DB=str(other))
-    ok(run_cli(home, "enqueue", "--id", "there", "echo there", env=env))
+    ok(run_command(home, "enqueue", "--id", "there", "echo there", env=env))
     ok(run_cli(home, "worker", "start", "--foreground", "--burst", env=env))
     assert other.exists() and not home.exists()
     assert (other.parent / "logs").is_dir() and list((other.parent / "logs").glob("there@*.log"))
-    assert ok(run_cli(home, "show", "there", "--json", env=env)).json()["state"] == "completed"
+    shown = ok(run_command(home, "show", "there", "--json", env=env)).json()
+    assert shown["state"] == "completed"
     # --db wins over QUEUECTL_DB
-    ok(run_cli(home, "--db", str(third), "enqueue", "--id", "third", "true", env=env))
-    assert [
-        j["id"] for j in ok(run_cli(home, "--db", str(third), "list", "--json", env=env)).json()
-    ] == ["third"]
-    assert [j["id"] for j in ok(run_cli(home, "list", "--json", env=env)).json()] == ["there"]
+    ok(run_command(home, "--db", str(third), "enqueue", "--id", "third", "true", env=env))
+    listed = ok(run_command(home, "--db", str(third), "list", "--json", env=env)).json()
+    assert [j["id"] for j in listed] == ["third"]
+    listed = ok(run_command(home, "list", "--json", env=env)).json()
+    assert [j["id"] for j in listed] == ["there"]
     # and without either, the home database knows none of them
-    assert ok(run_cli(home, "list", "--json")).json() == []
+    assert ok(run_command(home, "list", "--json")).json() == []
 
 
 def test_the_cli_never_imports_textual(home):

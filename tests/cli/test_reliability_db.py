@@ -104,7 +104,7 @@ def test_damaged_pages_give_a_clear_error_never_a_traceback(home, tmp_path):
         copy = tmp_path / f"copy{len(failed)}-{args[0]}" / "qhome"
         shutil.copytree(home, copy)
         before = db_digest(copy)
-        result = run_cli(copy, *args)
+        result = run_command(copy, *args)
         assert "Traceback" not in result.err, (args, result.err)
         if result.code != 0:
             line = user_error(result, 1)
@@ -160,7 +160,8 @@ def test_nothing_is_created_beside_a_refused_database(tmp_path, make):
     make(place / "data.db")
     before = sorted(os.listdir(place))
     for args in (("status",), ("enqueue", "true"), ("worker", "start", "--foreground", "--burst")):
-        line = user_error(run_cli(tmp_path / "unused", "--db", str(place / "data.db"), *args), 1)
+        line = user_error(run_command(tmp_path / "unused", "--db", str(place / "data.db"), *args),
+                          1)
         assert str(place / "data.db") in line
         assert sorted(os.listdir(place)) == before, args  # no logs/, no journal
 
@@ -170,7 +171,8 @@ def test_a_device_is_not_a_database(tmp_path):
     beside = [Path("/dev/logs"), Path("/dev/null-journal")]
     existed = [p for p in beside if os.path.lexists(p)]
     try:
-        line = user_error(run_cli(tmp_path / "unused", "--db", "/dev/null", "enqueue", "true"), 1)
+        line = user_error(
+            run_command(tmp_path / "unused", "--db", "/dev/null", "enqueue", "true"), 1)
         assert "/dev/null" in line and "not a database file" in line
         assert [p for p in beside if os.path.lexists(p)] == existed
     finally:  # put /dev back as it was if the refusal failed
@@ -281,11 +283,11 @@ def test_a_disk_with_no_room_at_all_refuses_every_write(home):
 def test_a_job_whose_log_hits_a_full_disk_still_finishes(home):
     """The log cannot grow past 2 MB; the job writes 4 MB. It must run to its end (not block on
     a pipe nobody drains) and say in its output tail why the log is short."""
-    ok(run_cli(home, "enqueue", "--id", "chatty", "--timeout", "60", "--max-retries", "0",
-                      "yes 0123456789 | head -c 4194304; echo done"))
+    ok(run_command(home, "enqueue", "--id", "chatty", "--timeout", "60", "--max-retries", "0",
+                   "yes 0123456789 | head -c 4194304; echo done"))
     limit = 2 * 1024 * 1024
     ok(run_as(home, "worker", "start", "--foreground", "--burst", preexec=file_size_limit(limit)))
-    job = ok(run_cli(home, "show", "chatty", "--json")).json()
+    job = ok(run_command(home, "show", "chatty", "--json")).json()
     assert (job["state"], job["attempts"]) == ("completed", 1), job["last_error"]
     assert "the log stopped after 2097152 bytes (File too large)" in job["output_tail"]
     assert Path(job["attempt_list"][0]["log_file"]).stat().st_size == limit
@@ -379,7 +381,7 @@ def test_a_writer_frozen_with_the_writers_lock_holds_up_others_only_for_the_busy
     from queuectl_tui import engine, spec
     from queuectl_tui import store as database_module
     from queuectl_tui.store import describe_db_error, open_db
-    ok(run_cli(home, "config", "set", "lease", "600"))  # frozen but not lost: nobody kills it
+    ok(run_command(home, "config", "set", "lease", "600"))  # frozen but not lost: nobody kills it
     holder, _ = frozen_writer(home)
     try:
         if where == "command":
@@ -411,7 +413,7 @@ def test_a_writer_frozen_with_the_writers_lock_holds_up_others_only_for_the_busy
         holder.kill()
         holder.wait()
         database_module.close_db()
-    ok(run_cli(home, "enqueue", "true"))  # the holder gone, its locks are free
+    ok(run_command(home, "enqueue", "true"))  # the holder gone, its locks are free
 
 
 @pytest.mark.parametrize("recovered_by", ["recover", "new-worker"])
@@ -423,24 +425,24 @@ def test_recovery_takes_back_the_job_of_a_worker_frozen_holding_the_write_locks(
     a worker whose write failed) kills it, known by PID and start time, which frees both
     locks, and takes its job back; the job then runs."""
     import psutil
-    ok(run_cli(home, "config", "set", "lease", "1"))
-    ok(run_cli(home, "enqueue", "--id", "held", "true"))
+    ok(run_command(home, "config", "set", "lease", "1"))
+    ok(run_command(home, "enqueue", "--id", "held", "true"))
     holder, worker_id = frozen_writer(home)
     try:
-        wait_for(lambda: ok(run_cli(home, "worker", "list", "--json")).json()[0]["alive"] is False,
+        wait_for(lambda: ok(run_command(home, "worker", "list", "--json")).json()[0]["alive"]
+                 is False,
                  message="the frozen worker to be presumed lost")
         if recovered_by == "recover":
-            assert ok(run_cli(home, "recover", "--json", timeout=60)).json() == {
-                "recovered": ["held"]}
-            job = ok(run_cli(home, "show", "held", "--json")).json()
+            assert ok(run_command(home, "recover", "--json")).json() == {"recovered": ["held"]}
+            job = ok(run_command(home, "show", "held", "--json")).json()
             assert job["state"] == "pending" and job["attempt_list"][0]["outcome"] == "interrupted"
         ok(run_cli(home, "worker", "start", "--foreground", "--burst", timeout=60))
         assert holder.wait(timeout=10) == -9 and not psutil.pid_exists(holder.pid)
-        job = ok(run_cli(home, "show", "held", "--json")).json()
+        job = ok(run_command(home, "show", "held", "--json")).json()
         assert job["state"] == "completed"
         assert [a["outcome"] for a in job["attempt_list"]] == ["interrupted", "completed"]
-        assert worker_id not in [w["id"] for w in ok(run_cli(home, "worker", "list",
-                                                             "--json")).json()]
+        assert worker_id not in [w["id"] for w in ok(run_command(home, "worker", "list",
+                                                                 "--json")).json()]
     finally:
         holder.kill()
         holder.wait()
@@ -452,7 +454,7 @@ def test_a_database_moved_without_its_logs_directory_still_runs_jobs(home):
     populate(home)
     shutil.rmtree(home / "logs")  # moved without it, or deleted to free space
     ok(run_cli(home, "worker", "start", "--foreground", "--burst"))
-    jobs = ok(run_cli(home, "list", "--json")).json()
+    jobs = ok(run_command(home, "list", "--json")).json()
     assert {j["state"] for j in jobs} == {"completed"}
     assert (home / "logs").stat().st_mode & 0o777 == 0o700
 
@@ -462,32 +464,32 @@ def test_a_database_reached_through_a_symlink_is_the_same_database_in_every_resp
     else: the logs, the workers' log and journals, the writers' lock."""
     real, there = home / "real", home / "there"
     there.mkdir(parents=True)
-    ok(run_cli(home, "--db", str(real / "q.db"), "status"))
+    ok(run_command(home, "--db", str(real / "q.db"), "status"))
     (there / "q.db").symlink_to(real / "q.db")
     (home.parent / "alias").symlink_to(there)  # a link in the directory chain as well
     links = {"a": there / "q.db", "b": home.parent / "alias" / "q.db"}
     for job_id, link in links.items():
-        ok(run_cli(home, "--db", str(link), "enqueue", "--id", job_id, "echo hi"))
+        ok(run_command(home, "--db", str(link), "enqueue", "--id", job_id, "echo hi"))
         ok(run_cli(home, "--db", str(link), "worker", "start", "--foreground", "--burst"))
     ok(run_cli(home, "--db", str(links["a"]), "worker", "start"))
-    ok(run_cli(home, "--db", str(links["a"]), "worker", "stop"))
+    ok(run_command(home, "--db", str(links["a"]), "worker", "stop"))
     for job_id in links:  # by the real path, the logs written through either link
-        assert ok(run_cli(home, "--db", str(real / "q.db"), "logs", job_id)).out == "hi\n"
+        assert ok(run_command(home, "--db", str(real / "q.db"), "logs", job_id)).out == "hi\n"
     assert (real / "logs" / "workers.log").exists()
     assert [p.name for p in there.iterdir()] == ["q.db"]  # no logs/, -wal, -shm beside the link
     assert not (home.parent / "logs").exists()
 
 
 def test_a_log_that_cannot_be_created_fails_the_attempt_not_the_worker(home, as_user):
-    ok(run_cli(home, "enqueue", "--id", "nolog", "--max-retries", "0", "echo hi"))
-    ok(run_cli(home, "enqueue", "--id", "after", "--max-retries", "0", "echo hi"))
+    ok(run_command(home, "enqueue", "--id", "nolog", "--max-retries", "0", "echo hi"))
+    ok(run_command(home, "enqueue", "--id", "after", "--max-retries", "0", "echo hi"))
     (home / "logs").chmod(0o500)
     try:
         ok(run_as(home, "worker", "start", "--foreground", "--burst", preexec=as_user))
     finally:
         (home / "logs").chmod(0o700)
     for job_id in ("nolog", "after"):  # the worker survived the first and ran the second
-        job = ok(run_cli(home, "show", job_id, "--json")).json()
+        job = ok(run_command(home, "show", job_id, "--json")).json()
         assert job["state"] == "dead"
         assert (
             job["last_error"].startswith("cannot create the log file")

@@ -18,6 +18,7 @@ from helpers import (
     needs_process,
     ok,
     run_cli,
+    run_command,
     run_in_process,
     tree_digest,
     user_error,
@@ -283,23 +284,25 @@ def test_unknown_job_id_is_one_line_exit_1_and_changes_nothing(
 
 def test_stopping_an_unknown_worker_id_signals_no_worker(populated):
     started = ok(run_cli(populated, "worker", "start", "--json")).json()[0]
-    line = user_error(run_cli(populated, "worker", "stop", str(started["id"]), "999"), 1)
+    line = user_error(run_command(populated, "worker", "stop", str(started["id"]), "999"), 1)
     assert "999" in line
     # Had the known worker been signalled it would stop claiming and leave; it still works.
-    ok(run_cli(populated, "enqueue", "--id", "after-stop", "true"))
+    ok(run_command(populated, "enqueue", "--id", "after-stop", "true"))
     wait_for(
-        lambda: run_cli(populated, "show", "after-stop", "--json").json()["state"] == "completed",
+        lambda: run_command(populated, "show", "after-stop", "--json").json()["state"]
+        == "completed",
         message="the worker to run a job after the refused stop",
     )
-    workers = ok(run_cli(populated, "worker", "list", "--json")).json()
+    workers = ok(run_command(populated, "worker", "list", "--json")).json()
     assert [(w["id"], w["alive"]) for w in workers] == [(started["id"], True)]
-    assert ok(run_cli(populated, "worker", "stop", "--json")).json()["stopped"] == [started["id"]]
+    stopped = ok(run_command(populated, "worker", "stop", "--json")).json()["stopped"]
+    assert stopped == [started["id"]]
 
 
 def test_a_path_like_id_is_just_data(populated):
     """Accepted as data (it has no whitespace or control characters), shown and run like any
     other id; where its output goes never depends on it (see the security tests)."""
-    job = ok(run_cli(populated, "show", "../../etc/passwd", "--json")).json()
+    job = ok(run_command(populated, "show", "../../etc/passwd", "--json")).json()
     assert job["id"] == "../../etc/passwd" and job["state"] == "pending"
 
 
@@ -307,7 +310,7 @@ def test_enqueue_from_a_directory_whose_name_is_not_utf8(populated, tmp_path):
     odd = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))  # Latin-1, not UTF-8
     odd.mkdir()
     before = tree_digest(populated)
-    line = user_error(run_cli(populated, "enqueue", "true", cwd=odd), 2)
+    line = user_error(run_command(populated, "enqueue", "true", cwd=odd), 2)
     assert "not UTF-8" in line
     assert tree_digest(populated) == before
 
@@ -378,5 +381,5 @@ def test_a_command_that_only_looks_like_json_is_still_a_command(populated):
     """The rule for a SPEC starting with '[': JSON is refused (above), anything else is a shell
     command; input too deep for json to read is told apart without recursion."""
     command = "[" * 50_000  # deeper than json can recurse, shorter than a command may be
-    job_id = ok(run_cli(populated, "enqueue", command)).out.strip()
-    assert ok(run_cli(populated, "show", job_id, "--json")).json()["command"] == command
+    job_id = ok(run_command(populated, "enqueue", command)).out.strip()
+    assert ok(run_command(populated, "show", job_id, "--json")).json()["command"] == command

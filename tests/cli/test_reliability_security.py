@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, Result, cli_env, ok, run_cli, token, user_error, wait_for
+from helpers import ROOT, Result, cli_env, ok, run_cli, run_command, token, user_error, wait_for
 
 # reap (conftest.py): kills whatever a test leaves running, even when it fails half-way.
 pytestmark = pytest.mark.usefixtures("reap")
@@ -41,7 +41,7 @@ def test_every_directory_and_file_is_created_private_even_with_umask_0(tmp_path)
     home = tmp_path / "made" / "by" / "queuectl" / "qhome"  # three parents that do not exist yet
     ok(run_umask0(home, "enqueue", "--id", "j", "echo private"))
     worker = ok(run_umask0(home, "worker", "start", "--json")).json()[0]
-    wait_for(lambda: ok(run_cli(home, "show", "j", "--json")).json()["state"] == "completed",
+    wait_for(lambda: ok(run_command(home, "show", "j", "--json")).json()["state"] == "completed",
              message="the job to run")
     # While the worker holds the database open its WAL side files exist: private too.
     side = [home / "queuectl.db-wal", home / "queuectl.db-shm"]
@@ -59,7 +59,7 @@ def test_every_directory_and_file_is_created_private_even_with_umask_0(tmp_path)
     assert any(p.name == "j@1-1.log" for p in files)  # the job's log
     for path in files:
         assert mode(path) == 0o600, f"{path} is {oct(mode(path))}"
-    ok(run_cli(home, "worker", "stop", str(worker["id"])))
+    ok(run_command(home, "worker", "stop", str(worker["id"])))
 
 
 def test_an_existing_directory_keeps_its_mode(tmp_path):
@@ -271,7 +271,7 @@ def test_an_environment_is_deleted_with_the_last_job_that_uses_it(home):
     import sqlite3
 
     def enqueue(secret: str, *args: str) -> None:
-        ok(run_cli(home, "enqueue", *args, env=cli_env(home, API_TOKEN=secret)))
+        ok(run_command(home, "enqueue", *args, env=cli_env(home, API_TOKEN=secret)))
 
     def stored() -> str:
         con = sqlite3.connect(home / "queuectl.db")
@@ -286,13 +286,13 @@ def test_an_environment_is_deleted_with_the_last_job_that_uses_it(home):
     enqueue("secret-dead", "--id", "x1", "--max-retries", "0", "false")
     enqueue("secret-kept", "--id", "k1", "--delay", "3600", "true")
     ok(run_cli(home, "worker", "start", "--foreground", "--burst"))
-    ok(run_cli(home, "delete", "d1"))
+    ok(run_command(home, "delete", "d1"))
     assert "secret-deleted" in stored()  # d2 still refers to it
-    ok(run_cli(home, "delete", "d2"))
+    ok(run_command(home, "delete", "d2"))
     assert "secret-deleted" not in stored()
-    ok(run_cli(home, "dlq", "clear", "--yes"))
+    ok(run_command(home, "dlq", "clear", "--yes"))
     assert "secret-dead" not in stored()
-    ok(run_cli(home, "clear", "--state", "completed", "--yes"))
+    ok(run_command(home, "clear", "--state", "completed", "--yes"))
     assert "secret-cleared" not in stored()
     assert "secret-kept" in stored()  # k1 waits: its environment stays
 
@@ -326,12 +326,12 @@ def test_a_logs_directory_that_is_not_ours_alone_is_never_written(tmp_path, plan
             _needs_root_for_chown()
             os.chown(place / "logs", NOBODY, NOBODY)
         watched = place / "logs"
-    ok(run_cli(tmp_path / "unused", "--db", db, "enqueue", "--id", "j", "--max-retries", "0",
-                      "echo secret output"))
+    ok(run_command(tmp_path / "unused", "--db", db, "enqueue", "--id", "j", "--max-retries", "0",
+                   "echo secret output"))
     line = user_error(run_cli(tmp_path / "unused", "--db", db, "worker", "start"), 1)
     assert "logs directory" in line and "refusing" in line
     ok(run_cli(tmp_path / "unused", "--db", db, "worker", "run", "--burst"))
-    job = ok(run_cli(tmp_path / "unused", "--db", db, "show", "j", "--json")).json()
+    job = ok(run_command(tmp_path / "unused", "--db", db, "show", "j", "--json")).json()
     assert job["state"] == "dead"
     assert "logs directory" in job["last_error"] and "refusing" in job["last_error"]
     assert list(watched.iterdir()) == []

@@ -21,7 +21,16 @@ import psutil
 import pytest
 
 import helpers
-from helpers import cli_env, marked, marked_command, ok, run_cli, user_error, wait_for
+from helpers import (
+    cli_env,
+    marked,
+    marked_command,
+    ok,
+    run_cli,
+    run_command,
+    user_error,
+    wait_for,
+)
 
 on_postgres = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 
@@ -43,7 +52,7 @@ def test_a_database_url_is_never_a_path_and_its_password_never_shown(
     for args, env in (((("--db", url, "enqueue", "true")), cli_env(home)),
                       (("enqueue", "true"), cli_env(home, QUEUECTL_DB=url)),
                       (("status", "--json"), cli_env(home, QUEUECTL_DB=url))):
-        line = user_error(run_cli(home, *args, cwd=work, env=env), code)
+        line = user_error(run_command(home, *args, cwd=work, env=env), code)
         assert words in line and "sekrit" not in line, line
     assert list(work.iterdir()) == [], "a URL was taken for a path"
     assert not (home / "queuectl.db").exists()
@@ -82,7 +91,7 @@ def test_what_is_not_a_secret_is_shown_as_given():
 @pytest.mark.parametrize("url", SECRET_URLS[1:4])
 def test_error_messages_show_no_secret_of_the_query_string(home, tmp_path, url):
     for args in (("status",), ("status", "--json"), ("enqueue", "true")):
-        line = user_error(run_cli(home, *args, env=cli_env(home, QUEUECTL_DB=url)), 1)
+        line = user_error(run_command(home, *args, env=cli_env(home, QUEUECTL_DB=url)), 1)
         assert "cannot connect to database postgresql://u@127.0.0.1:1/q?" in line, line
         assert "sekrit" not in line, line
 
@@ -108,10 +117,10 @@ def test_without_the_driver_a_url_says_how_to_install_it(home, tmp_path):
 def test_status_and_the_console_header_name_the_server_without_its_password(home, db):
     url = helpers.DB_URL
     password = url.split("://", 1)[1].split("@", 1)[0].partition(":")[2]
-    status = ok(run_cli(home, "status"))
+    status = ok(run_command(home, "status"))
     assert status.out.startswith("database: postgresql://") and ":***@" in status.out
     assert f":{password}@" not in status.out
-    assert ok(run_cli(home, "status", "--json")).json()["database"]["backend"] == "postgresql"
+    assert ok(run_command(home, "status", "--json")).json()["database"]["backend"] == "postgresql"
     from queuectl_tui.tui.app import QueueApp
     header = QueueApp(url).sub_title
     assert ":***@" in header and f":{password}@" not in header
@@ -134,8 +143,8 @@ def test_status_shows_no_password_given_in_the_query_string(home, db):
             netloc=f"{role}@{parts.hostname}:{parts.port}",
             query=f"{parts.query}&password={quote(password)}&sslpassword=other-{password}"))
         env = cli_env(home, QUEUECTL_DB=url)
-        shown = ok(run_cli(home, "status", env=env)).out.splitlines()[0]
-        data = ok(run_cli(home, "status", "--json", env=env)).json()["database"]
+        shown = ok(run_command(home, "status", env=env)).out.splitlines()[0]
+        data = ok(run_command(home, "status", "--json", env=env)).json()["database"]
         for text in (shown, data["url"]):
             assert password not in text and "password=***" in text and "sslpassword=***" in text
             assert f"{role}@" in text
@@ -206,20 +215,21 @@ def _group(home: Path, host: str, count: int, **extra: str) -> list[dict]:
 @on_postgres
 def test_two_hosts_share_one_queue_and_recover_each_others_jobs(home, tmp_path, mark):
     runs = tmp_path / "runs.txt"
-    ok(run_cli(home, "config", "set", "lease", "2"))
-    ok(run_cli(home, "config", "set", "heartbeat_interval", "0.2"))
+    ok(run_command(home, "config", "set", "lease", "2"))
+    ok(run_command(home, "config", "set", "heartbeat_interval", "0.2"))
     ids = [f"j{n}" for n in range(40)]
     for job_id in ids:
-        ok(run_cli(home, "enqueue", "--id", job_id, f"echo {job_id} >> {runs}"))
+        ok(run_command(home, "enqueue", "--id", job_id, f"echo {job_id} >> {runs}"))
     a = _group(home, "host-a", 2)
     b = _group(home, "host-b", 2)
-    wait_for(lambda: ok(run_cli(home, "status", "--json")).json()["jobs"]["completed"] == 40,
+    wait_for(lambda: ok(run_command(home, "status", "--json")).json()["jobs"]["completed"] == 40,
              timeout=60, message="every job done")
     assert sorted(runs.read_text().split()) == sorted(ids)  # each ran exactly once
-    listed = ok(run_cli(home, "list", "--limit", "0", "--json")).json()
+    listed = ok(run_command(home, "list", "--limit", "0", "--json")).json()
     assert {j["state"] for j in listed} == {"completed"}
     # host-b stops; host-a dies while it runs a long job; host-b, back, takes the job back
     # once host-a's heartbeats are older than the lease (it cannot see host-a's processes).
+    # its own process: the host name is read once per process
     ok(run_cli(home, "worker", "stop", env=cli_env(home / "host-b", QUEUECTL_HOSTNAME="host-b")))
     wait_for(
         lambda: (
@@ -231,7 +241,7 @@ def test_two_hosts_share_one_queue_and_recover_each_others_jobs(home, tmp_path, 
         message="host-b's workers to stop",
     )
     script = "if [ -e first ]; then echo again > out; else touch first; sleep 600; fi"
-    ok(run_cli(home, "enqueue", "--id", "long", "--max-retries", "2", "--backoff-base", "1",
+    ok(run_command(home, "enqueue", "--id", "long", "--max-retries", "2", "--backoff-base", "1",
                marked_command(mark, script)))
     wait_for(lambda: marked(mark, "sleep"), message="the long job to start on host-a")
     for worker in a:
@@ -240,7 +250,7 @@ def test_two_hosts_share_one_queue_and_recover_each_others_jobs(home, tmp_path, 
         proc.kill()
     _group(home, "host-b", 1)
     wait_for(lambda: (tmp_path / "out").exists(), timeout=60, message="host-b to rerun the job")
-    shown = ok(run_cli(home, "show", "long", "--json")).json()
+    shown = ok(run_command(home, "show", "long", "--json")).json()
     tries = [(t["outcome"], t["host"]) for t in shown["attempt_list"]]
     assert tries == [("lost", "host-a"), ("completed", "host-b")], tries
     assert "no heartbeat" in shown["attempt_list"][0]["error"]
@@ -251,21 +261,21 @@ def test_a_worker_whose_connections_drop_carries_on_without_rerunning_its_job(ho
     out = tmp_path / "out"
     [worker] = ok(run_cli(home, "worker", "start", "--json")).json()
     ok(
-        run_cli(
+        run_command(
             home, "enqueue", "--id", "j", f"touch {tmp_path}/started; sleep 1; echo once >> {out}"
         )
     )
     wait_for(lambda: (tmp_path / "started").exists(), message="j to start")
     dropped = _drop_sessions(worker["pid"])
     assert dropped >= 1
-    wait_for(lambda: ok(run_cli(home, "show", "j", "--json")).json()["state"] == "completed",
+    wait_for(lambda: ok(run_command(home, "show", "j", "--json")).json()["state"] == "completed",
              message="j to be recorded after the reconnect")
     _drop_sessions(worker["pid"])  # idle now: it notices at its next statement
-    ok(run_cli(home, "enqueue", "--id", "k", f"echo k >> {out}"))
+    ok(run_command(home, "enqueue", "--id", "k", f"echo k >> {out}"))
     wait_for(lambda: out.exists() and out.read_text() == "once\nk\n", message="k to run")
-    shown = ok(run_cli(home, "show", "j", "--json")).json()
+    shown = ok(run_command(home, "show", "j", "--json")).json()
     assert [t["outcome"] for t in shown["attempt_list"]] == ["completed"]
-    alive = ok(run_cli(home, "worker", "list", "--json")).json()
+    alive = ok(run_command(home, "worker", "list", "--json")).json()
     assert [w["pid"] for w in alive] == [worker["pid"]] and psutil.pid_exists(worker["pid"])
 
 
@@ -285,13 +295,13 @@ def _drop_sessions(pid: int) -> int:
 
 @on_postgres
 def test_an_unreachable_server_midway_is_one_line(home):
-    ok(run_cli(home, "enqueue", "--id", "j", "true"))
+    ok(run_command(home, "enqueue", "--id", "j", "true"))
     broken = helpers.DB_URL.replace("@127.0.0.1:5432/", "@127.0.0.1:1/").replace(
         "@localhost:5432/", "@127.0.0.1:1/"
     )
     if broken == helpers.DB_URL:
         pytest.skip("QUEUECTL_TEST_PG is not on 127.0.0.1:5432")
-    line = user_error(run_cli(home, "list", env=cli_env(home, QUEUECTL_DB=broken)), 1)
+    line = user_error(run_command(home, "list", env=cli_env(home, QUEUECTL_DB=broken)), 1)
     assert line.startswith("error: cannot connect to database postgresql://")
 
 
@@ -397,9 +407,9 @@ def test_counts_stay_exact_when_workers_claim_during_a_bulk_enqueue(home, tmp_pa
     jobs.write_text("".join(json.dumps({"id": f"b{n}", "command": f"echo b{n} >> {runs}",
                                         "queue": "ab"[n % 2]}) + "\n" for n in range(300)))
     ok(run_cli(home, "worker", "start", "-n", "2"))
-    ok(run_cli(home, "enqueue", "--id", "first", f"echo first >> {runs}"))
-    ok(run_cli(home, "enqueue", "-f", str(jobs)))
-    wait_for(lambda: ok(run_cli(home, "status", "--json")).json()["jobs"]["completed"] == 301,
+    ok(run_command(home, "enqueue", "--id", "first", f"echo first >> {runs}"))
+    ok(run_command(home, "enqueue", "-f", str(jobs)))
+    wait_for(lambda: ok(run_command(home, "status", "--json")).json()["jobs"]["completed"] == 301,
              timeout=120, message="every job done")
     from test_counts import counted
 
@@ -511,6 +521,7 @@ def test_a_change_in_another_schema_wakes_no_listener_of_this_one(db, home):
     ours = dbmod._listener.schema
     schema, other = fresh_schema()
     try:
+        # its own process: in this one it would share the listening session's module state
         ok(run_cli(home, "enqueue", "true", env=cli_env(home, QUEUECTL_DB=other)))
         # Then a change here, from another session: notifications come in commit order, so
         # one the other schema's enqueue sent here would come first.
@@ -549,7 +560,7 @@ def test_a_schemas_channel_is_the_one_its_triggers_notify(home, length):
         listener = psycopg2.connect(helpers.DB_URL)
         listener.autocommit = True
         listener.cursor().execute(f'LISTEN "{notify_channel(name)}"')
-        ok(run_cli(home, "enqueue", "true", env=cli_env(home, QUEUECTL_DB=schema_url(name))))
+        ok(run_command(home, "enqueue", "true", env=cli_env(home, QUEUECTL_DB=schema_url(name))))
         heard: list[str] = []
         wait_for(lambda: listener.poll() or heard.extend(n.payload for n in listener.notifies)
                  or name in heard, timeout=10, message="the enqueue's notification")

@@ -13,7 +13,7 @@ import time
 import pytest
 from web_support import web_server
 
-from helpers import cli_env, run_cli, user_error
+from helpers import cli_env, run_command, run_in_process, user_error
 
 aiohttp = pytest.importorskip("aiohttp", reason="the web extra is not installed")
 pyte = pytest.importorskip("pyte", reason="the test extra is not installed")
@@ -148,7 +148,7 @@ async def test_read_only_serves_a_console_that_refuses_an_enqueue(tmp_path):
                                                               aiohttp.WSMsgType.CLOSED):
                 pass  # the frames sent before the end
     assert not console.is_running() or console.status() == "zombie"
-    result = run_cli(home, "status", "--json")
+    result = run_command(home, "status", "--json")
     assert result.json()["total"] == 0
 
 
@@ -196,12 +196,13 @@ def test_a_non_loopback_address_warns_of_the_remote_shell_and_sigterm_exits_0(tm
 
 @pytest.mark.parametrize("token", ["short", "with space in it 0123456789", "x" * 257])
 def test_an_unusable_token_is_one_line_exit_2(home, token):
-    line = user_error(run_cli(home, "web", "--token", token), 2)
+    # refused before a server starts: in this process
+    line = user_error(run_in_process(home, "web", "--token", token), 2)
     assert "16 to 256 characters" in line and token not in line
 
 
 def test_an_unusable_database_fails_at_start_not_in_each_tab(home, tmp_path):
-    line = user_error(run_cli(home, "--db", str(tmp_path), "web", "--port", "0"), 1)
+    line = user_error(run_in_process(home, "--db", str(tmp_path), "web", "--port", "0"), 1)
     assert "not a database" in line
 
 
