@@ -9,9 +9,10 @@ that screens are stable), the worker monitor, and ``act``, which runs an operato
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from textual import on, work
 from textual.app import App, SystemCommand
@@ -24,7 +25,7 @@ from queuectl_tui import paths
 from queuectl_tui.errors import DatabaseUnusable, QueueError
 from queuectl_tui.run.monitor import WorkerMonitor
 from queuectl_tui.store import describe_target, open_db
-from queuectl_tui.tui import data, readonly
+from queuectl_tui.tui import app_keys, data, readonly
 from queuectl_tui.tui.actions import Action
 from queuectl_tui.tui.messages import ActionDone, ActionFailed
 from queuectl_tui.tui.screens.main import MainScreen
@@ -36,11 +37,7 @@ END_POLL = 0.25  # seconds between two looks at a job whose cancel was requested
 class QueueApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "queuectl"
-    BINDINGS = [
-        Binding("q", "quit", "Quit", tooltip="Quit the console (workers keep running)"),
-        Binding("question_mark", "help", "Help", key_display="?",
-                tooltip="Every key, and what it does where (the help scrolls)"),
-    ]
+    BINDINGS = app_keys.BINDINGS
 
     def __init__(self, db_path: Path | str, *, clock: Callable[[], float] | None = None,
                  monitor: Any = None, refresh_interval: float = 1.0, page_size: int | None = None,
@@ -142,13 +139,16 @@ class QueueApp(App[None]):
         while waiting and not worker.is_cancelled:
             time.sleep(END_POLL)
             try:
-                jobs = data.call(self.db_path, lambda: [Job.get_or_none(Job.id == i) for i in waiting])
+                jobs = data.call(
+                    self.db_path, lambda: [Job.get_or_none(Job.id == i) for i in waiting]
+                )
             except data.Problem:
                 continue
-            for job_id, job in zip(list(waiting), jobs):
+            for job_id, job in zip(list(waiting), jobs, strict=True):
                 if job is None or job.state != "processing":
                     waiting.remove(job_id)
-                    end = "deleted" if job is None else job.state + (f" ({job.last_error})" if job.last_error else "")
+                    error = f" ({job.last_error})" if job is not None and job.last_error else ""
+                    end = "deleted" if job is None else job.state + error
                     self.from_thread(self.notify, f"{job_id} ended: {end}")
 
     def from_thread(self, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
@@ -163,7 +163,11 @@ class QueueApp(App[None]):
         seen = set()
         for node in (screen, self):
             for binding in Binding.make_bindings(node.BINDINGS):  # the screen's, then the app's
-                if binding.action in seen or not binding.description or binding.action.startswith("tab("):
+                if (
+                    binding.action in seen
+                    or not binding.description
+                    or binding.action.startswith("tab(")
+                ):
                     continue
                 seen.add(binding.action)
                 yield SystemCommand(binding.description, binding.tooltip or binding.description,

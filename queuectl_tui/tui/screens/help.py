@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 from rich.table import Table
@@ -14,8 +15,15 @@ from textual.dom import DOMNode
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from queuectl_tui.tui import app_keys
+from queuectl_tui.tui.screens.modals import (
+    ConfigModal,
+    ConfirmModal,
+    EditModal,
+    EnqueueModal,
+    LimitModal,
+)
 from queuectl_tui.tui.widgets.keybar import KeyBar
-from queuectl_tui.tui.screens.modals import ConfirmModal, ConfigModal, EditModal, EnqueueModal, LimitModal
 
 NAVIGATION = [
     ("↑ ↓  j k", "move in a table"),
@@ -26,9 +34,12 @@ NAVIGATION = [
     ("ctrl+p", "command palette: every action by name"),
 ]
 
-COLUMNS = ("columns", "Attempt (Att when narrow): the number of the job's latest run, counting every "
-           "run; Retries: retries used of its budget (R and t give a fresh budget; the attempt "
-           "numbers go on)")
+COLUMNS = (
+    "columns",
+    "Attempt (Att when narrow): the number of the job's latest run, counting every run; "
+    "Retries: retries used of its budget (R and t give a fresh budget; the attempt numbers go "
+    "on)",
+)
 
 
 def header_row() -> tuple[str, str]:
@@ -44,8 +55,9 @@ def key_label(binding: Binding) -> str:
     return " ".join(names.get(k, k) for k in binding.key.split(","))
 
 
-def bindings(cls: type[DOMNode]) -> Iterator[Binding]:
-    """A class's BINDINGS, each written as a Binding (as the console writes them all)."""
+def bindings(cls: type[DOMNode] | ModuleType) -> Iterator[Binding]:
+    """A class's (or a module's) BINDINGS, each written as a Binding (as the console writes
+    them all)."""
     for binding in cls.BINDINGS:
         if not isinstance(binding, Binding):
             raise TypeError(f"{cls.__name__}: write {binding!r} as a Binding")
@@ -57,7 +69,6 @@ Rows = list[tuple[str, str]]  # (keys, what they do)
 
 def sections() -> list[tuple[str, Rows]]:
     """(title, [(keys, what)]) for every screen, from the screens' and the app's bindings."""
-    from queuectl_tui.tui.app import QueueApp
     from queuectl_tui.tui.screens.detail import JobDetailScreen
     from queuectl_tui.tui.screens.main import MainScreen
     from queuectl_tui.tui.screens.queues import QueuesScreen
@@ -65,7 +76,7 @@ def sections() -> list[tuple[str, Rows]]:
     from queuectl_tui.tui.screens.stats import StatsScreen
     from queuectl_tui.tui.widgets.jobs_table import JobsTable
 
-    def rows(*classes: type[DOMNode]) -> Rows:
+    def rows(*classes: type[DOMNode] | ModuleType) -> Rows:
         result: Rows = []
         tabs: list[Binding] = []
         for cls in classes:
@@ -80,7 +91,7 @@ def sections() -> list[tuple[str, Rows]]:
         return result
 
     return [
-        ("Everywhere", rows(QueueApp) + NAVIGATION + [header_row()]),
+        ("Everywhere", rows(app_keys) + NAVIGATION + [header_row()]),
         ("Jobs (main screen)", rows(JobsTable, MainScreen) + [COLUMNS]),
         ("Job detail", rows(JobDetailScreen)),
         ("Queues (Q)", rows(QueuesScreen)),
@@ -97,7 +108,8 @@ def dialog_rows(*classes: Any) -> Rows:
     uses: dict[str, list[str]] = {}
     for cls in classes:
         for b in bindings(cls):
-            uses.setdefault(key_label(b), []).append(f"{cls.HELP_NAME}: {b.tooltip or b.description}")
+            what = f"{cls.HELP_NAME}: {b.tooltip or b.description}"
+            uses.setdefault(key_label(b), []).append(what)
     return [(keys, "; ".join(what)) for keys, what in uses.items()]
 
 
