@@ -13,10 +13,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from peewee import DatabaseError, InterfaceError, fn
 
@@ -55,8 +56,10 @@ def call(db_path: Path | str, func: Callable[..., Any], *args: Any, **kwargs: An
             try:
                 found = os.stat(db_path)
             except FileNotFoundError:
-                raise Problem(f"no database at {db_path} (run a queuectl-tui command to create one, "
-                              "or start the console with --db PATH)") from None
+                raise Problem(
+                    f"no database at {db_path} (run a queuectl-tui command to create one, "
+                    "or start the console with --db PATH)"
+                ) from None
             if getattr(_kept, "file", None) != (found.st_dev, found.st_ino):
                 _close()  # a connection to the file that was there before (deleted, replaced)
                 _kept.file = (found.st_dev, found.st_ino)
@@ -100,7 +103,8 @@ class View:
     search: str = ""
     sort: str = "seq"
     descending: bool = True
-    start: int = 0  # a row of the order: the page shown is the screenful holding it (LAST: the last)
+    #: A row of the order: the page shown is the screenful holding it (LAST: the last).
+    start: int = 0
 
 
 #: View.start of the last page, whatever its number.
@@ -210,7 +214,8 @@ class Changes:
     committed since the one on screen started."""
 
     def __init__(self) -> None:
-        self._last: tuple[Any, Any, int] | None = None  # (connection, token, number) of the last full read
+        # (connection, token, number) of the last full read
+        self._last: tuple[Any, Any, int] | None = None
         self._lock = threading.Lock()
 
     def read(self, db_path: Path | str, number: int, shown: int | None, func: Callable[..., Any],
@@ -246,8 +251,8 @@ COSTED = ("completed", "dead")
 def read_status(monitor: Any, now: float) -> Status:
     counts = engine.counts()
     paused = [row["name"] for row in engine.queue_rows() if row["paused"]]
-    return Status(counts, monitor.sample(now), engine.throughput(minutes=THROUGHPUT_MINUTES, now=now),
-                  paused)
+    throughput = engine.throughput(minutes=THROUGHPUT_MINUTES, now=now)
+    return Status(counts, monitor.sample(now), throughput, paused)
 
 
 # --- queues ------------------------------------------------------------------------------------
@@ -300,7 +305,8 @@ class Detail:
     why: str
     attempts: list[dict[str, Any]]
     running: bool
-    dependencies: list[tuple[str, str | None]] = field(default_factory=list)  # (id, state; None: deleted)
+    #: (id, state; None: deleted)
+    dependencies: list[tuple[str, str | None]] = field(default_factory=list)
     tree: Any = None  # monitor.JobTree of the running attempt (on this host), else None
     history: list[tuple[float, float, int]] | None = None  # its (time, CPU %, RSS) so far
     tree_read: bool = False  # the tree was read this time (about once a second)
@@ -326,8 +332,8 @@ def read_detail(job_id: str, now: float, monitor: Any = None) -> Detail:
             row["log_note"] = (f"({where}; its last output, kept in the database:)\n{visible(tail)}"
                                if tail else f"({where}; no output of it is kept in the database)")
         rows.append(row)
-    detail = Detail(data, present.explain(engine.why_facts(job, now=now)), rows, job.state == "processing",
-                    engine.dependencies(job))
+    why = present.explain(engine.why_facts(job, now=now))
+    detail = Detail(data, why, rows, job.state == "processing", engine.dependencies(job))
     held = engine.running_attempts().get(job.id) if detail.running and monitor is not None else None
     if held is not None:
         detail.tree, detail.history = monitor.job_tree(held[0], held[1], now)
@@ -404,7 +410,9 @@ def read_log(path: Path | None, offset: int, *, complete: bool = True,
 
 # --- the stats screen --------------------------------------------------------------------------
 
-def read_stats(window: float, now: float, slices: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def read_stats(
+    window: float, now: float, slices: int
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """``stats`` for the last ``window`` seconds, and the chart's slices of it."""
     return (metrics.execution_stats(now - window, None, now),
             metrics.timeline(now - window, now, slices))
@@ -428,7 +436,9 @@ def _save(changes: dict[str, Any], resets: list[str]) -> None:
         settings.set_value(key, value)
 
 
-__all__ = ["Problem", "QueueError", "View", "LAST", "Page", "turn", "far", "Status", "Queues", "Detail", "LogChunk", "Output",
-           "STATES", "COSTED", "UNCHANGED", "Changes", "call", "read_page", "read_status", "read_queues", "toggle_pause",
-           "paused_all", "read_detail", "read_log", "read_output", "read_stats", "read_settings",
-           "save_settings"]
+__all__ = [
+    "Problem", "QueueError", "View", "LAST", "Page", "turn", "far", "Status", "Queues",
+    "Detail", "LogChunk", "Output", "STATES", "COSTED", "UNCHANGED", "Changes", "call",
+    "read_page", "read_status", "read_queues", "toggle_pause", "paused_all", "read_detail",
+    "read_log", "read_output", "read_stats", "read_settings", "save_settings",
+]

@@ -16,15 +16,15 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Log, Static
 
+from queuectl_tui.present import cpu_time, percent, precise, short_stamp, size, spark
 from queuectl_tui.store.models import COMPLETED, DEAD, FAILED, PENDING, PROCESSING
 from queuectl_tui.tui import actions, data
+from queuectl_tui.tui.fmt import STATE_STYLE, cell
 from queuectl_tui.tui.messages import ActionDone
 from queuectl_tui.tui.reads import OneRead
-from queuectl_tui.visible import visible
-from queuectl_tui.present import cpu_time, percent, precise, short_stamp, size, spark
-from queuectl_tui.tui.fmt import STATE_STYLE, cell
 from queuectl_tui.tui.widgets.jobs_table import Column, KeyedTable
 from queuectl_tui.tui.widgets.keybar import KeyBar
+from queuectl_tui.visible import visible
 
 if TYPE_CHECKING:
     from queuectl_tui.tui.app import QueueApp
@@ -58,7 +58,8 @@ def dependencies_text(dependencies: list[tuple[str, str | None]]) -> Text:
         if n:
             text.append(", ")
         text.append(visible(dep_id))
-        text.append(f" {state or 'deleted'}", STATE_STYLE.get(state, "bold red") if state else "bold red")
+        style = STATE_STYLE.get(state, "bold red") if state else "bold red"
+        text.append(f" {state or 'deleted'}", style)
     return text
 
 
@@ -154,7 +155,8 @@ class JobDetailScreen(Screen):
             chosen = attempts[number]
             key = (number, str(chosen["log_path"]))
             start = offset if key == log_for else 0
-            chunk = data.read_log(chosen["log_path"], start, complete=chosen["finished_ts"] is not None)
+            complete = chosen["finished_ts"] is not None
+            chunk = data.read_log(chosen["log_path"], start, complete=complete)
             if chosen.get("log_note"):
                 chunk = data.LogChunk("", 0, missing=True, note=chosen["log_note"])
             read = (key, start, chunk)
@@ -165,7 +167,8 @@ class JobDetailScreen(Screen):
         return self.reads.settled
 
     def on_resize(self) -> None:
-        if self.query_one(AttemptsTable).set_layout(attempt_columns(self.size.width)) and self.detail:
+        table = self.query_one(AttemptsTable)
+        if table.set_layout(attempt_columns(self.size.width)) and self.detail:
             self._apply(self.detail, self.attempt, None)
         if self.detail is not None:
             detail = self.detail
@@ -202,10 +205,14 @@ class JobDetailScreen(Screen):
             outcome = a["outcome"] or "running"
             style = {"completed": "green", "running": "yellow"}.get(outcome, "red")
             cells = {
-                "number": cell(a["number"], justify="right"), "worker": cell(a["worker_id"]),
-                "start": cell(short_stamp(a["started_ts"])), "end": cell(short_stamp(a["finished_ts"])),
-                "exit": cell(a["exit_code"], justify="right"), "duration": cell(precise(a["duration"])),
-                "outcome": cell(outcome, style), "error": cell(a["error"], "red"),
+                "number": cell(a["number"], justify="right"),
+                "worker": cell(a["worker_id"]),
+                "start": cell(short_stamp(a["started_ts"])),
+                "end": cell(short_stamp(a["finished_ts"])),
+                "exit": cell(a["exit_code"], justify="right"),
+                "duration": cell(precise(a["duration"])),
+                "outcome": cell(outcome, style),
+                "error": cell(a["error"], "red"),
                 "cpu": cell(cpu_time(a["cpu_seconds"]), justify="right"),
                 "peak": cell(size(a["peak_rss_bytes"]), justify="right"),
                 "procs": cell(a["processes"], justify="right"),
@@ -226,8 +233,10 @@ class JobDetailScreen(Screen):
                 self._said = None
                 self._log_for = key
                 if piece.skipped:
-                    log.write_line(f"[… {piece.skipped:,} earlier bytes not shown; "
-                                   f"queuectl-tui logs {self.job_id} --attempt {number} prints them]")
+                    log.write_line(
+                        f"[… {piece.skipped:,} earlier bytes not shown; "
+                        f"queuectl-tui logs {self.job_id} --attempt {number} prints them]"
+                    )
             if piece.missing:
                 self._say(log, piece.note or "(no log file for this attempt)")
             elif piece.text:
@@ -299,7 +308,8 @@ class JobDetailScreen(Screen):
             table.add_row(str(p.pid), percent(p.cpu_percent), size(p.rss), p.state,
                           Text(branch + command, no_wrap=True, overflow="ellipsis"))
         if not tree.processes:
-            table.add_row("", "", "", "", Text("(no process: starting, or just ended)", style="dim"))
+            none = Text("(no process: starting, or just ended)", style="dim")
+            table.add_row("", "", "", "", none)
         self.query_one("#tree", Static).update(table)
         history = detail.history or []
         width = max(10, self.size.width - 40)
@@ -322,7 +332,8 @@ class JobDetailScreen(Screen):
         fields = detail.fields
         pairs: list[tuple[str, Any]] = [(k, fields.get(k)) for k in FIELDS]
         if detail.dependencies:  # after the queue: what the job waits for, each with its state
-            pairs.insert(FIELDS.index("queue") + 1, ("after", dependencies_text(detail.dependencies)))
+            after = ("after", dependencies_text(detail.dependencies))
+            pairs.insert(FIELDS.index("queue") + 1, after)
         if fields.get("label"):  # beside the id, as on the main screen
             pairs.insert(1, ("label", fields["label"]))
         if fields.get("schedule"):  # the schedule that made it (C lists the schedules)

@@ -106,8 +106,12 @@ class JobForm(ActingForm[Any]):
                     with Horizontal(classes="form-row"):
                         yield Label(label, classes="form-label")
                         with Vertical(classes="form-field"):
-                            yield Input(value=values.get(name, ""), placeholder=placeholder, id=f"f-{name}",
-                                        compact=True)
+                            yield Input(
+                                value=values.get(name, ""),
+                                placeholder=placeholder,
+                                id=f"f-{name}",
+                                compact=True,
+                            )
                             yield Static("", id=f"e-{name}", classes="form-error")
             yield Static("", id="e-form", classes="form-error")
             with Horizontal(classes="dialog-buttons"):
@@ -122,8 +126,12 @@ class JobForm(ActingForm[Any]):
 
     def texts(self) -> dict[str, str]:
         """Each field's text (the command as typed, the others stripped)."""
-        return {name: self.query_one(f"#f-{name}", Input).value if name == "command"
-                else self.query_one(f"#f-{name}", Input).value.strip() for name, _, _ in self.FIELDS}
+        return {
+            name: self.query_one(f"#f-{name}", Input).value
+            if name == "command"
+            else self.query_one(f"#f-{name}", Input).value.strip()
+            for name, _, _ in self.FIELDS
+        }
 
     @staticmethod
     def value(name: str, text: str) -> Any:
@@ -152,7 +160,8 @@ class JobForm(ActingForm[Any]):
             self.query_one(f"#f-{first}", Input).focus()
 
     def _refused(self, message: str, field: str | None = None) -> None:
-        """The engine's refusal under the field it names (``InvalidInput.field``), else the form's."""
+        """The engine's refusal under the field it names (``InvalidInput.field``), else the
+        form's."""
         names = [n for n, _, _ in self.FIELDS]
         self.show_errors({field if field in names else "form": message})
 
@@ -221,9 +230,15 @@ class EditModal(JobForm):
 
     def initial(self) -> dict[str, str]:
         job = self.job
-        return {"command": job.command, "priority": str(job.priority), "run_at": spec.iso(job.run_at) or "",
-                "delay": "", "max_retries": str(job.max_retries),
-                "timeout": "" if job.timeout is None else _shown(job.timeout), "queue": job.queue}
+        return {
+            "command": job.command,
+            "priority": str(job.priority),
+            "run_at": spec.iso(job.run_at) or "",
+            "delay": "",
+            "max_retries": str(job.max_retries),
+            "timeout": "" if job.timeout is None else _shown(job.timeout),
+            "queue": job.queue,
+        }
 
     def changes(self) -> tuple[dict[str, Any], dict[str, str]]:
         """The changed fields, and errors for fields emptied: ``edit`` sets values, it does
@@ -283,9 +298,11 @@ class ConfigModal(ActingForm[list[str] | None]):
                     with Horizontal(classes="form-row"):
                         yield Label(name, classes="form-label wide")
                         with Vertical(classes="form-field"):
-                            yield Input(id=f"c-{name}", compact=True, placeholder=f"default {_shown(item.default)}")
-                            yield Static(Text(f"default {_shown(item.default)} · {item.help}", style="dim"),
-                                         classes="form-help")
+                            default = f"default {_shown(item.default)}"
+                            yield Input(id=f"c-{name}", compact=True, placeholder=default)
+                            yield Static(
+                                Text(f"{default} · {item.help}", style="dim"), classes="form-help"
+                            )
                             yield Static("", id=f"ce-{name}", classes="form-error")
             yield Static("", id="ce-form", classes="form-error")
             with Horizontal(classes="dialog-buttons"):
@@ -386,14 +403,22 @@ class LimitModal(ActingForm[int | None | bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="dialog form limit"):
-            yield Static(Text(f"Running limit of queue {self.queue}", style="bold"), classes="dialog-title")
+            yield Static(
+                Text(f"Running limit of queue {self.queue}", style="bold"), classes="dialog-title"
+            )
             with Horizontal(classes="form-row"):
                 yield Label("At most", classes="form-label")
                 with Vertical(classes="form-field"):
-                    yield Input(value="" if self.current is None else str(self.current), id="f-limit",
-                                placeholder="jobs running at once; empty or none: no limit", compact=True)
-                    yield Static(Text("0 holds every job, like a pause of this queue only", style="dim"),
-                                 classes="form-help")
+                    yield Input(
+                        value="" if self.current is None else str(self.current),
+                        id="f-limit",
+                        placeholder="jobs running at once; empty or none: no limit",
+                        compact=True,
+                    )
+                    yield Static(
+                        Text("0 holds every job, like a pause of this queue only", style="dim"),
+                        classes="form-help",
+                    )
                     yield Static("", id="e-limit", classes="form-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save (ctrl+s)", variant="primary", id="save", compact=True)

@@ -43,7 +43,9 @@ class QueuesScreen(LiveTableScreen):
                 tooltip="Pause the selected queue (workers claim none of its jobs), or resume it"),
         Binding("P", "pause_all", "Pause/resume all",
                 tooltip="Pause every queue, or resume them all when all are paused"),
-        Binding("l", "limit", "Limit", tooltip="Set or clear how many of the queue's jobs run at once"),
+        Binding(
+            "l", "limit", "Limit", tooltip="Set or clear how many of the queue's jobs run at once"
+        ),
         Binding("f5,ctrl+r", "refresh", "Refresh", show=False, tooltip="Refresh now"),
     ]
 
@@ -74,9 +76,12 @@ class QueuesScreen(LiveTableScreen):
         self.query_one("#queues-title", Static).update(title)
         rows = []
         for row in queues.rows:
-            cells = {"name": cell(row["name"], "bold"),
-                     "paused": cell("paused" if row["paused"] else "-", "bold yellow" if row["paused"] else "dim"),
-                     "limit": cell("none" if row["limit"] is None else row["limit"], justify="right")}
+            paused = row["paused"]
+            cells = {
+                "name": cell(row["name"], "bold"),
+                "paused": cell("paused" if paused else "-", "bold yellow" if paused else "dim"),
+                "limit": cell("none" if row["limit"] is None else row["limit"], justify="right"),
+            }
             for state, _ in COUNTED:
                 n = row["jobs"].get(state, 0)
                 cells[state] = cell(f"{n:,}", STATE_STYLE[state] if n else "dim", justify="right")
@@ -111,7 +116,8 @@ class QueuesScreen(LiveTableScreen):
 
         def done(limit: int | None | bool) -> None:
             if limit is not False:
-                self._done(f"queue {queue}: " + ("no limit" if limit is None else f"at most {limit} running"))
+                said = "no limit" if limit is None else f"at most {limit} running"
+                self._done(f"queue {queue}: {said}")
 
         self.app.push_screen(LimitModal(queue, current), done)
 

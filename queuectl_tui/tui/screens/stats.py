@@ -97,7 +97,9 @@ def render(stats: dict[str, Any], series: list[dict[str, Any]]) -> Group:
     rows = [("all queues", stats["overall"])] + list(stats["queues"].items())
 
     def table(*columns: str) -> Table:
-        result = Table(header_style="bold", box=None, pad_edge=False, padding=(0, 2, 0, 0), expand=False)
+        result = Table(
+            header_style="bold", box=None, pad_edge=False, padding=(0, 2, 0, 0), expand=False
+        )
         for index, name in enumerate(columns):
             result.add_column(name, justify="left" if index == 0 else "right", no_wrap=True,
                               overflow="ellipsis", max_width=24 if index == 0 else None)
@@ -105,33 +107,43 @@ def render(stats: dict[str, Any], series: list[dict[str, Any]]) -> Group:
 
     counts = table("queue", "completed", "failed", "dead", "per min", "success", "retries/job")
     for name, f in rows:
-        counts.add_row(Text(visible(name)), str(f["completed"]), str(f["failed_attempts"]), str(f["dead"]),
-                       f"{f['throughput_per_min']:.2f}",
+        counts.add_row(Text(visible(name)), str(f["completed"]), str(f["failed_attempts"]),
+                       str(f["dead"]), f"{f['throughput_per_min']:.2f}",
                        "-" if f["success_rate"] is None else f"{f['success_rate']:.1%}",
                        "-" if f["retries_per_job"] is None else f"{f['retries_per_job']:.2f}")
     times = table("queue", "wait p50", "p95", "p99", "max", "run p50", "p95", "p99", "max")
     for name, f in rows:
-        times.add_row(Text(visible(name)), *(seconds(f["wait"][p]) for p in ("p50", "p95", "p99", "max")),
-                      *(seconds(f["run"][p]) for p in ("p50", "p95", "p99", "max")))
+        percentiles = ("p50", "p95", "p99", "max")
+        times.add_row(Text(visible(name)), *(seconds(f["wait"][p]) for p in percentiles),
+                      *(seconds(f["run"][p]) for p in percentiles))
     parts: list[RenderableType] = [counts, Text(""), times, Text("")]
-    for key, label, style in (("wait", "wait (mean per slice)", "cyan"), ("run", "run  (mean per slice)", "green")):
+    for key, label, style in (
+        ("wait", "wait (mean per slice)", "cyan"),
+        ("run", "run  (mean per slice)", "green"),
+    ):
         values = [s[f"{key}_mean"] or 0.0 for s in series]
         top = max((s[f"{key}_max"] or 0.0 for s in series), default=0.0)
         parts.append(Text.assemble((f"{label}  ", "bold"), (sparkline(values, len(values)), style),
                                    f"  max {seconds(top) if top else '-'}"))
     if series:
-        parts.append(Text(f"{'':23}oldest → now, {len(series)} slices of {ago(stats['window_seconds'] / len(series))}",
-                          style="dim"))
+        each = ago(stats["window_seconds"] / len(series))
+        parts.append(Text(f"{'':23}oldest → now, {len(series)} slices of {each}", style="dim"))
     due = stats["overall"]["oldest_due"]
-    parts += [Text(""), Text.assemble(("oldest due  ", "bold"),
-                                      visible(f"{due['id']} in queue {due['queue']}, due for {ago(due['waited'])}")
-                                      if due else "none")]
+    oldest = (
+        visible(f"{due['id']} in queue {due['queue']}, due for {ago(due['waited'])}")
+        if due
+        else "none"
+    )
+    parts += [Text(""), Text.assemble(("oldest due  ", "bold"), oldest)]
     errors = stats["overall"]["top_errors"]
-    parts.append(Text("most frequent errors (jobs that failed or died in the window)", style="bold"))
+    parts.append(
+        Text("most frequent errors (jobs that failed or died in the window)", style="bold")
+    )
     if not errors:
         parts.append(Text("  none", style="dim"))
     for item in errors:
-        parts.append(Text.assemble((f"  {item['count']:>6}  ", "bold"), (visible(item["error"]), "red")))
+        count = (f"  {item['count']:>6}  ", "bold")
+        parts.append(Text.assemble(count, (visible(item["error"]), "red")))
     if stats["sampled_every"] > 1:
         parts.append(Text(f"percentiles from 1 attempt in {stats['sampled_every']}", style="dim"))
     return Group(*parts)

@@ -7,4 +7,12 @@ from queuectl_tui.tui.widgets.tabbar import TabBar
 from queuectl_tui.tui.widgets.throughput import ThroughputLine
 from queuectl_tui.tui.widgets.workers import WorkersPane
 
-__all__ = ["CountsHeader", "JobsTable", "KeyBar", "KeyedTable", "TabBar", "ThroughputLine", "WorkersPane"]
+__all__ = [
+    "CountsHeader",
+    "JobsTable",
+    "KeyBar",
+    "KeyedTable",
+    "TabBar",
+    "ThroughputLine",
+    "WorkersPane",
+]

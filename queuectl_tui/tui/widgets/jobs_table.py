@@ -135,7 +135,9 @@ class KeyedTable(DataTable):
             return None
         return self._order[self.cursor_row]
 
-    def show(self, rows: list[tuple[str, tuple[Text, ...]]], *, cursor_key: str | None = None) -> None:
+    def show(
+        self, rows: list[tuple[str, tuple[Text, ...]]], *, cursor_key: str | None = None
+    ) -> None:
         """Show these rows, the cursor on ``cursor_key`` (else on the key it was on, else on
         the same place). Rows mostly kept (a live refresh: a job arrived on top, one left) are
         changed in place, only their changed cells rewritten; mostly new ones (another page,
@@ -152,7 +154,11 @@ class KeyedTable(DataTable):
             self._cells = dict(rows)
         self._order = keys
         if keys:
-            target = keys.index(keep) if keep in self._cells else min(max(row_before, 0), len(keys) - 1)
+            target = (
+                keys.index(keep)
+                if keep in self._cells
+                else min(max(row_before, 0), len(keys) - 1)
+            )
             if target != self.cursor_row:
                 self.move_cursor(row=target, animate=False)
 
@@ -171,7 +177,7 @@ class KeyedTable(DataTable):
                 self._cells[key] = cells
                 continue
             held = []
-            for column, new, before in zip(columns, cells, self._cells[key]):
+            for column, new, before in zip(columns, cells, self._cells[key], strict=True):
                 if new != before:
                     self._put_cell(key, column, new)
                 held.append(new if new != before else before)  # the object the table holds
@@ -197,7 +203,8 @@ class KeyedTable(DataTable):
         self.refresh_coordinate(where)
 
     #: DataTable's private names the fast paths below and above read. Should a Textual release
-    #: drop one, every cell takes the stock path (tests/tui/test_tui_render_cell.py checks both agree).
+    #: drop one, every cell takes the stock path (tests/tui/test_tui_render_cell.py checks both
+    #: agree).
     PRIVATE = ("_row_locations", "_column_locations", "_show_hover_cursor",
                "_get_styles_to_render_cell", "_data", "_update_count", "_get_offsets",
                "_pseudo_class_state")
@@ -232,7 +239,12 @@ class KeyedTable(DataTable):
         number in each segment's meta) moved with it. Lines the cache cannot key (another
         cursor type, fixed rows or columns, a cell that is not Text, the header) take the
         stock path."""
-        if not self.fast_cells or self.cursor_type != "row" or self.fixed_rows or self.fixed_columns:
+        if (
+            not self.fast_cells
+            or self.cursor_type != "row"
+            or self.fixed_rows
+            or self.fixed_columns
+        ):
             return super()._render_line(y, x1, x2, base_style)
         try:
             row_key, line_no = self._get_offsets(y)
@@ -308,7 +320,11 @@ class KeyedTable(DataTable):
                 entry = moved.get((id(style), row_index))
                 if entry is None or entry[0] is not style:
                     meta = style.meta
-                    new = style + Style.from_meta({**meta, "row": row_index}) if "row" in meta else style
+                    new = (
+                        style + Style.from_meta({**meta, "row": row_index})
+                        if "row" in meta
+                        else style
+                    )
                     if len(moved) >= 16384:
                         moved.clear()
                     entry = moved[(id(style), row_index)] = (style, new)
@@ -324,7 +340,9 @@ class KeyedTable(DataTable):
         does every cell once a private name the fast path reads is missing."""
         if row_index >= 0 and column_index >= 0 and self.fast_cells:
             try:
-                lines = self._render_text_cell(row_index, column_index, base_style, width, cursor, hover)
+                lines = self._render_text_cell(
+                    row_index, column_index, base_style, width, cursor, hover
+                )
             except (AttributeError, TypeError):  # DataTable's internals changed under us
                 self.__dict__["_fast_cells"] = False
                 lines = None
@@ -353,7 +371,8 @@ class KeyedTable(DataTable):
                width, self.cell_padding, base_style, component_style, post_style)
         lines = None if cell.spans else drawn.get(key)
         if lines is None:
-            meta = Style.from_meta({"row": row_index, "column": column_index})  # where a click lands
+            # where a click lands
+            meta = Style.from_meta({"row": row_index, "column": column_index})
             pre_style = base_style + meta + component_style
             lines = [list(Segment.apply_style(self._cell_body(cell, width), style=pre_style,
                                               post_style=post_style))]
@@ -374,9 +393,11 @@ class KeyedTable(DataTable):
             inner = max(0, width - 2 * self.cell_padding)
             text = cell.copy()
             text.truncate(inner, overflow=cell.overflow or "ellipsis")
-            text.align(cell.justify if cell.justify in ("left", "center", "right") else "left", inner)
+            justify = cell.justify if cell.justify in ("left", "center", "right") else "left"
+            text.align(justify, inner)
             console = self.app.console
-            body = Segment.apply_style(text.render(console), style=console.get_style(cell.style or ""))
+            style = console.get_style(cell.style or "")
+            body = Segment.apply_style(text.render(console), style=style)
             segments = [Segment(pad), *body, Segment(pad)]
             if not cell.spans:
                 if len(bodies) >= 4096:
@@ -397,7 +418,7 @@ class KeyedTable(DataTable):
         old = self._cells.get(key)
         if old is None:
             return
-        for column, new, before in zip(self._layout, cells, old):
+        for column, new, before in zip(self._layout, cells, old, strict=True):
             if new != before:
                 self._put_cell(key, column.key, new)
         self._cells[key] = cells

@@ -56,7 +56,12 @@ class KeyBar(Widget, can_focus=False):
         for node, binding, enabled, _tooltip in active.values():
             if offers is not None and not offers(binding.action):
                 continue
-            if binding.show and enabled and binding.action not in seen and not refuses(node, binding.action):
+            if (
+                binding.show
+                and enabled
+                and binding.action not in seen
+                and not refuses(node, binding.action)
+            ):
                 seen.add(binding.action)
                 shown.append((binding.key, self.app.get_key_display(binding), binding.description))
         palette = None
@@ -66,8 +71,10 @@ class KeyBar(Widget, can_focus=False):
         return shown, palette
 
     def _item(self, display: str, description: str) -> Text:
-        return Text.assemble((f" {display}", self.get_component_rich_style("keybar--key")),
-                             (f" {description} ", self.get_component_rich_style("keybar--description")))
+        return Text.assemble(
+            (f" {display}", self.get_component_rich_style("keybar--key")),
+            (f" {description} ", self.get_component_rich_style("keybar--description")),
+        )
 
     def render(self) -> Text:
         shown, palette = self.keys()
@@ -75,14 +82,17 @@ class KeyBar(Widget, can_focus=False):
         self._spans: list[tuple[int, int, str]] = []  # (first cell, end cell, key) for clicks
         right = Text.assemble(("▏", "dim"), self._item(*palette[1:])) if palette else Text()
         if getattr(self.app, "read_only", False):  # and the keys that change something are gone
-            right = Text.assemble(("read-only ", self.get_component_rich_style("keybar--key")), right)
+            key_style = self.get_component_rich_style("keybar--key")
+            right = Text.assemble(("read-only ", key_style), right)
         # The help key always shows (it lists the rest); the others while they fit, in order.
         help_keys = [item for item in shown if item[2] == "Help"]
         reserved = sum(self._item(*item[1:]).cell_len for item in help_keys)
         left = Text(no_wrap=True, overflow="crop", end="")
-        for key, display, description in [item for item in shown if item not in help_keys] + help_keys:
+        others = [item for item in shown if item not in help_keys]
+        for key, display, description in others + help_keys:
             piece = self._item(display, description)
-            budget = width - right.cell_len - (0 if (key, display, description) in help_keys else reserved)
+            aside = 0 if (key, display, description) in help_keys else reserved
+            budget = width - right.cell_len - aside
             if left.cell_len + piece.cell_len > budget:
                 continue
             self._spans.append((left.cell_len, left.cell_len + piece.cell_len, key))

@@ -7,13 +7,13 @@ count). Clicking a label, or ``activate(tab)``, posts ``TabBar.Changed``.
 
 from __future__ import annotations
 
+from rich.segment import Segment
 from rich.text import Text
 from textual import events
 from textual.message import Message
 from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
-from rich.segment import Segment
 
 
 class TabBar(Widget, can_focus=False):
@@ -58,7 +58,7 @@ class TabBar(Widget, can_focus=False):
         places = self._places()
         if y == 0:
             text = Text(no_wrap=True, end="")
-            for (start, end, key), (_, label) in zip(places, self.tabs):
+            for (_, _, key), (_, label) in zip(places, self.tabs, strict=True):
                 style = "tabbar--active" if key == self.active else "tabbar--inactive"
                 text.append(f" {label} ", self.get_component_rich_style(style))
             segments = list(text.render(self.app.console))

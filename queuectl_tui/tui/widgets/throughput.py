@@ -50,8 +50,15 @@ class ThroughputLine(Widget):
         done = [d for d, _ in self.series] or [0]
         failed = [f for _, f in self.series] or [0]
         minutes = len(self.series) or 30
-        parts = [("done/min ", f"{done[-1]} · {sum(done)}/{minutes}m", done, "throughput--done"),
-                 ("failed/min ", f"{failed[-1]} · {sum(failed)}/{minutes}m", failed, "throughput--failed")]
+        parts = [
+            ("done/min ", f"{done[-1]} · {sum(done)}/{minutes}m", done, "throughput--done"),
+            (
+                "failed/min ",
+                f"{failed[-1]} · {sum(failed)}/{minutes}m",
+                failed,
+                "throughput--failed",
+            ),
+        ]
         fixed = sum(len(label) + len(summary) + 2 for label, summary, _, _ in parts) + 1
         chart = max(4, min(minutes, (self.size.width - fixed) // 2))
         text = Text(no_wrap=True, overflow="crop", end="")
@@ -61,6 +68,7 @@ class ThroughputLine(Widget):
                 text.append(" ")
             text.append(label, label_style)
             bars = sparkline(values, chart).rjust(chart, BARS[0])
-            text.append(bars, self.get_component_rich_style(style if max(values) else "throughput--idle"))
+            bars_style = self.get_component_rich_style(style if max(values) else "throughput--idle")
+            text.append(bars, bars_style)
             text.append(f" {summary}", label_style)
         return text

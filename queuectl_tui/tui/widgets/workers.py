@@ -115,7 +115,10 @@ class WorkersPane(Vertical):
         lost = len(workers) - alive
         title = f"[b]Workers[/b]  {alive} alive · {busy} busy"
         if lost:
-            title += f" · [red]{lost} lost[/red] (recovered by the next worker, or: queuectl-tui recover)"
+            title += (
+                f" · [red]{lost} lost[/red] (recovered by the next worker, or: queuectl-tui "
+                "recover)"
+            )
         if title != self._title:  # each refresh: only a change is drawn
             self._title = title
             self.query_one("#workers-title", Static).update(title, layout=False)  # one line
@@ -130,12 +133,17 @@ class WorkersPane(Vertical):
             if w.job_tree is not None and w.job_tree.processes > 1:
                 tree_mem += f"/{w.job_tree.processes}p"
             cells = {
-                "id": cell(w.id, justify="right"), "pid": cell(w.pid if w.local else f"{w.pid}@{w.host}"),
-                "status": cell(w.status, STATE_STYLE.get(w.status, "")), "job": cell(w.current_job and middle_cut(w.current_job, job_width)),
-                "runtime": cell(ago(w.job_runtime(now))), "cpu": cell(cpu, justify="right"),
-                "mem": cell(mem, justify="right"), "uptime": cell(uptime_text(w.uptime(now))),
+                "id": cell(w.id, justify="right"),
+                "pid": cell(w.pid if w.local else f"{w.pid}@{w.host}"),
+                "status": cell(w.status, STATE_STYLE.get(w.status, "")),
+                "job": cell(w.current_job and middle_cut(w.current_job, job_width)),
+                "runtime": cell(ago(w.job_runtime(now))),
+                "cpu": cell(cpu, justify="right"),
+                "mem": cell(mem, justify="right"),
+                "uptime": cell(uptime_text(w.uptime(now))),
                 "beat": cell(beat_text(w.heartbeat_age, w.alive), "red" if not w.alive else ""),
-                "tree_cpu": cell(tree_cpu, justify="right"), "tree_mem": cell(tree_mem, justify="right"),
+                "tree_cpu": cell(tree_cpu, justify="right"),
+                "tree_mem": cell(tree_mem, justify="right"),
             }
             rows.append((str(w.id), tuple(cells[c.key] for c in self.table.layout)))
         self.table.show(rows)
