@@ -21,7 +21,6 @@ from queuectl_tui.cli.options import (
     json_option,
     pass_ctx,
 )
-from queuectl_tui.cli.reads import wait_and_exit
 from queuectl_tui.cli.render import dead_on_arrival, emit_json, print_added
 from queuectl_tui.errors import InvalidInput
 from queuectl_tui.store.models import DEAD
@@ -91,6 +90,8 @@ def enqueue(ctx: Context, spec_arg, file_, job_id, command, priority, max_retrie
         ctx.open()  # a stream is checked as it is staged: in the database's TEMP space
         waited = _enqueue_stream(specs, now, shown, as_json, file_, wait_)
     if wait_:
+        from queuectl_tui.cli.reads import wait_and_exit  # the read commands: only to wait
+
         wait_and_exit(waited, None, None, as_json)
 
 

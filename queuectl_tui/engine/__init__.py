@@ -1,131 +1,248 @@
 """Queue operations: plain functions over the models, shared by the CLI, the console and the
 workers, one module per concern. Every state change is one transaction.
 
-The names are re-exported here: callers use ``engine.claim``, ``engine.enqueue`` ...
+The names are re-exported here: callers use ``engine.claim``, ``engine.enqueue`` ... Each is
+imported at its first use (``_HOMES`` names its module), as the store's are: a command loads
+the concerns it calls, not every one (a cold ``enqueue`` needs enqueueing and what that
+imports, not recovery, waiting or why).
 """
 
-from queuectl_tui.engine.actions import (
-    EDITABLE,
-    cancel,
-    cancel_many,
-    clear,
-    delete,
-    dlq_clear,
-    dlq_retry,
-    edit,
-    get_job,
-    restart,
-    retry,
-    retry_many,
-)
-from queuectl_tui.engine.chains import (
-    CASCADE_PENDING,
-    CASCADE_SECONDS,
-    CASCADE_STEP,
-    cascade_pending,
-    dependencies,
-    fail_dependents,
-    finish_cascades,
-    unchain,
-)
-from queuectl_tui.engine.claims import (
-    Ended,
-    backoff_delay,
-    cancel_requested,
-    claim,
-    current_attempt,
-    finish,
-    finish_and_claim,
-    log_name,
-    record_process,
-    set_paused,
-    settle,
-)
-from queuectl_tui.engine.common import (
-    IN_CHUNK,
-    NOT_RUNNING,
-    TAIL_BYTES,
-    check_cwd,
-    environment_row,
-    job_environment,
-    save_environment,
-)
-from queuectl_tui.engine.enqueueing import (
-    Staged,
-    enqueue,
-    enqueue_stream,
-)
-from queuectl_tui.engine.queues import (
-    PAUSED_ALL,
-    Hold,
-    aging_rate,
-    any_paused,
-    effective_priority,
-    holds,
-    pause,
-    paused_all,
-    queue_known,
-    queue_rows,
-    queue_state,
-    resume,
-    set_limit,
-)
-from queuectl_tui.engine.reads import (
-    SORT_KEYS,
-    attempts_of,
-    attempts_run,
-    count_jobs,
-    counts,
-    jobs_window,
-    kept_output,
-    last_costs,
-    list_jobs,
-    log_elsewhere,
-    log_path,
-    logs_dir,
-    look_for_work,
-    next_due,
-    running_attempts,
-    stats,
-    throughput,
-)
-from queuectl_tui.engine.recovery import (
-    JOURNAL_SLOTS,
-    ProcessJournal,
-    drop_dead_journals,
-    free_locks,
-    lost_workers,
-    noted_process,
-    recover_lost,
-)
-from queuectl_tui.engine.waiting import (
-    DELETED,
-    END_SLACK,
-    FULL_LOOK,
-    LOOK_EVERY,
-    NAMED_AT_TIMEOUT,
-    UNFINISHED,
-    WAKE_POLL,
-    FollowLook,
-    WaitTimeout,
-    changes,
-    follow_look,
-    wait,
-)
-from queuectl_tui.engine.why import WhyFacts, why_facts
-from queuectl_tui.engine.workers import (
-    STOPPED_STATUSES,
-    Fenced,
-    Unregistered,
-    busy,
-    heartbeat,
-    live_workers,
-    register_worker,
-    unregister_worker,
-    worker_alive,
-)
-from queuectl_tui.store import change_token, write_transaction
-from queuectl_tui.store.models import Attempt
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from queuectl_tui.engine.actions import (
+        EDITABLE,
+        cancel,
+        cancel_many,
+        clear,
+        delete,
+        dlq_clear,
+        dlq_retry,
+        edit,
+        get_job,
+        restart,
+        retry,
+        retry_many,
+    )
+    from queuectl_tui.engine.chains import (
+        CASCADE_PENDING,
+        CASCADE_SECONDS,
+        CASCADE_STEP,
+        cascade_pending,
+        dependencies,
+        fail_dependents,
+        finish_cascades,
+        unchain,
+    )
+    from queuectl_tui.engine.claims import (
+        Ended,
+        backoff_delay,
+        cancel_requested,
+        claim,
+        current_attempt,
+        finish,
+        finish_and_claim,
+        log_name,
+        record_process,
+        set_paused,
+        settle,
+    )
+    from queuectl_tui.engine.common import (
+        IN_CHUNK,
+        NOT_RUNNING,
+        TAIL_BYTES,
+        check_cwd,
+        environment_row,
+        job_environment,
+        save_environment,
+    )
+    from queuectl_tui.engine.enqueueing import (
+        Staged,
+        enqueue,
+        enqueue_stream,
+    )
+    from queuectl_tui.engine.queues import (
+        PAUSED_ALL,
+        Hold,
+        aging_rate,
+        any_paused,
+        effective_priority,
+        holds,
+        pause,
+        paused_all,
+        queue_known,
+        queue_rows,
+        queue_state,
+        resume,
+        set_limit,
+    )
+    from queuectl_tui.engine.reads import (
+        SORT_KEYS,
+        attempts_of,
+        attempts_run,
+        count_jobs,
+        counts,
+        jobs_window,
+        kept_output,
+        last_costs,
+        list_jobs,
+        log_elsewhere,
+        log_path,
+        logs_dir,
+        look_for_work,
+        next_due,
+        running_attempts,
+        stats,
+        throughput,
+    )
+    from queuectl_tui.engine.recovery import (
+        JOURNAL_SLOTS,
+        ProcessJournal,
+        drop_dead_journals,
+        free_locks,
+        lost_workers,
+        noted_process,
+        recover_lost,
+    )
+    from queuectl_tui.engine.waiting import (
+        DELETED,
+        END_SLACK,
+        FULL_LOOK,
+        LOOK_EVERY,
+        NAMED_AT_TIMEOUT,
+        UNFINISHED,
+        WAKE_POLL,
+        FollowLook,
+        WaitTimeout,
+        changes,
+        follow_look,
+        wait,
+    )
+    from queuectl_tui.engine.why import WhyFacts, why_facts
+    from queuectl_tui.engine.workers import (
+        STOPPED_STATUSES,
+        Fenced,
+        Unregistered,
+        busy,
+        heartbeat,
+        live_workers,
+        register_worker,
+        unregister_worker,
+        worker_alive,
+    )
+    from queuectl_tui.store import change_token, write_transaction
+    from queuectl_tui.store.models import Attempt
+
+#: Where each name lives: a module of this package, or (with a dot) another.
+_HOMES = {
+    "EDITABLE": "actions",
+    "cancel": "actions",
+    "cancel_many": "actions",
+    "clear": "actions",
+    "delete": "actions",
+    "dlq_clear": "actions",
+    "dlq_retry": "actions",
+    "edit": "actions",
+    "get_job": "actions",
+    "restart": "actions",
+    "retry": "actions",
+    "retry_many": "actions",
+    "CASCADE_PENDING": "chains",
+    "CASCADE_SECONDS": "chains",
+    "CASCADE_STEP": "chains",
+    "cascade_pending": "chains",
+    "dependencies": "chains",
+    "fail_dependents": "chains",
+    "finish_cascades": "chains",
+    "unchain": "chains",
+    "Ended": "claims",
+    "backoff_delay": "claims",
+    "cancel_requested": "claims",
+    "claim": "claims",
+    "current_attempt": "claims",
+    "finish": "claims",
+    "finish_and_claim": "claims",
+    "log_name": "claims",
+    "record_process": "claims",
+    "set_paused": "claims",
+    "settle": "claims",
+    "IN_CHUNK": "common",
+    "NOT_RUNNING": "common",
+    "TAIL_BYTES": "common",
+    "check_cwd": "common",
+    "environment_row": "common",
+    "job_environment": "common",
+    "save_environment": "common",
+    "Staged": "enqueueing",
+    "enqueue": "enqueueing",
+    "enqueue_stream": "enqueueing",
+    "PAUSED_ALL": "queues",
+    "Hold": "queues",
+    "aging_rate": "queues",
+    "any_paused": "queues",
+    "effective_priority": "queues",
+    "holds": "queues",
+    "pause": "queues",
+    "paused_all": "queues",
+    "queue_known": "queues",
+    "queue_rows": "queues",
+    "queue_state": "queues",
+    "resume": "queues",
+    "set_limit": "queues",
+    "SORT_KEYS": "reads",
+    "attempts_of": "reads",
+    "attempts_run": "reads",
+    "count_jobs": "reads",
+    "counts": "reads",
+    "jobs_window": "reads",
+    "kept_output": "reads",
+    "last_costs": "reads",
+    "list_jobs": "reads",
+    "log_elsewhere": "reads",
+    "log_path": "reads",
+    "logs_dir": "reads",
+    "look_for_work": "reads",
+    "next_due": "reads",
+    "running_attempts": "reads",
+    "stats": "reads",
+    "throughput": "reads",
+    "JOURNAL_SLOTS": "recovery",
+    "ProcessJournal": "recovery",
+    "drop_dead_journals": "recovery",
+    "free_locks": "recovery",
+    "lost_workers": "recovery",
+    "noted_process": "recovery",
+    "recover_lost": "recovery",
+    "DELETED": "waiting",
+    "END_SLACK": "waiting",
+    "FULL_LOOK": "waiting",
+    "LOOK_EVERY": "waiting",
+    "NAMED_AT_TIMEOUT": "waiting",
+    "UNFINISHED": "waiting",
+    "WAKE_POLL": "waiting",
+    "FollowLook": "waiting",
+    "WaitTimeout": "waiting",
+    "changes": "waiting",
+    "follow_look": "waiting",
+    "wait": "waiting",
+    "WhyFacts": "why",
+    "why_facts": "why",
+    "STOPPED_STATUSES": "workers",
+    "Fenced": "workers",
+    "Unregistered": "workers",
+    "busy": "workers",
+    "heartbeat": "workers",
+    "live_workers": "workers",
+    "register_worker": "workers",
+    "unregister_worker": "workers",
+    "worker_alive": "workers",
+    "change_token": "queuectl_tui.store",
+    "write_transaction": "queuectl_tui.store",
+    "Attempt": "queuectl_tui.store.models",
+}
 
 __all__ = [
     "change_token",
@@ -233,3 +350,23 @@ __all__ = [
     "wait",
     "why_facts",
 ]
+
+#: The concerns, each importable as an attribute too (``engine.chains``), as when this package
+#: imported them all.
+_MODULES = frozenset(
+    (
+        "actions", "chains", "claims", "common", "enqueueing", "queues", "reads", "recovery",
+        "waiting", "why", "workers",
+    )
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(home if "." in home else f"{__name__}.{home}")
+    value = globals()[name] = getattr(module, name)
+    return value
