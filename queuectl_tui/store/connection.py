@@ -26,16 +26,6 @@ if TYPE_CHECKING:
 
 from queuectl_tui.store import sqlite
 from queuectl_tui.store.dialects import BUSY_TIMEOUT_MS, is_sqlite
-from queuectl_tui.store.postgres import (
-    SECRET_PARAMS,
-    _drain,
-    _listen,
-    _listener,
-    _postgres_class,
-    describe_target,
-    parse_pg_url,
-    redact,
-)
 from queuectl_tui.store.queries import SQLITE_QUERIES
 from queuectl_tui.store.schema import _ensure_schema
 from queuectl_tui.store.sqlite import _WriterQueue
@@ -102,6 +92,8 @@ def open_db(path: Path | str | None = None, *, create: bool = True,
 def _open_postgres(url: str, progress: bool = False):
     if database.obj is not None and getattr(database.obj, "url", None) == url:
         return database.obj
+    from queuectl_tui.store.postgres import _postgres_class, parse_pg_url, redact
+
     close_db()
     name, params = parse_pg_url(url)
     try:
@@ -157,6 +149,8 @@ _logs: tuple = (None, None)
 
 def describe_db_error(exc: Exception, path: Path | str | None = None) -> str:
     """One line for a database failure a user can cause or meet (corrupt, locked, read-only)."""
+    from queuectl_tui.store.postgres import SECRET_PARAMS, describe_target
+
     path = path or (describe_target() if database.obj is not None else "?")
     msg = str(exc).strip() or exc.__class__.__name__
     if paths.is_url(str(path)) or (
@@ -198,6 +192,8 @@ def change_token() -> int | None:
     """
     if is_sqlite():
         return database.execute_sql("PRAGMA data_version").fetchone()[0]
+    from queuectl_tui.store.postgres import _drain, _listen, _listener
+
     try:
         _drain(_listen())
     except (DatabaseError, InterfaceError):
@@ -238,6 +234,8 @@ def control_token(change: int | None = None) -> int | None:
     draining worker does not read the pause flags before every job."""
     if is_sqlite():
         return change_token() if change is None else change
+    from queuectl_tui.store.postgres import _drain, _listen, _listener
+
     try:
         _drain(_listen())
     except (DatabaseError, InterfaceError):

@@ -25,16 +25,13 @@ from peewee import (
 )
 
 from queuectl_tui.errors import DatabaseUnusable
-from queuectl_tui.store import pgsql
 from queuectl_tui.store.models import Attempt, Job, Meta, Worker
-from queuectl_tui.store.pgsql import JOBS_DELETE, MINUTE_DELETE
 from queuectl_tui.store.sql import load, statements
 
 if TYPE_CHECKING:
 
     from playhouse.migrate import SchemaMigrator
 
-from queuectl_tui.store.postgres import describe_target
 from queuectl_tui.store.transactions import write_transaction
 
 SCHEMA_VERSION = 11
@@ -109,6 +106,8 @@ def _install_triggers(db: Database) -> None:
     else:
         _run(db, "drop_triggers", "drop_functions", file="upgrades")
         _run(db, "job_rank_change")
+        from queuectl_tui.store import pgsql
+
         pgsql.install(db)
         _install_notify_postgres(db)
     _run(db, *_FILLS)
@@ -227,6 +226,8 @@ def _upgrade_to_10(migrator: SchemaMigrator) -> None:
         _run(db, "upgrade_10_drop", file="upgrades")
         _run(db, "attempt_minute_delete", "job_failed_delete")
     else:  # version 9's functions, with the pruning guard (store/pgsql.py)
+        from queuectl_tui.store.pgsql import JOBS_DELETE, MINUTE_DELETE
+
         db.execute_sql(JOBS_DELETE)
         db.execute_sql(MINUTE_DELETE)
 
@@ -276,6 +277,8 @@ def _ensure_schema(db: SqliteDatabase, progress: bool = False) -> None:
         if version is None:
             if db.get_tables():
                 if not isinstance(db, SqliteDatabase):
+                    from queuectl_tui.store.postgres import describe_target
+
                     raise DatabaseUnusable(f"database {describe_target()} has tables but no "
                                            "queuectl schema (use an empty database or schema)")
                 raise DatabaseUnusable(
@@ -315,6 +318,8 @@ def _current_version(db: SqliteDatabase) -> int | None:
         row = (found.value,) if found else None
     version = int(row[0]) if row else 0
     if version > SCHEMA_VERSION:
+        from queuectl_tui.store.postgres import describe_target
+
         raise DatabaseUnusable(
             f"database {describe_target()} has schema version {version}, newer than this "
             f"queuectl-tui supports ({SCHEMA_VERSION}); upgrade queuectl-tui"

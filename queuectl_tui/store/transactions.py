@@ -13,11 +13,9 @@ from peewee import (
     DatabaseError,
 )
 
-from queuectl_tui.store import pgsql
 from queuectl_tui.store.models import (
     database,
 )
-from queuectl_tui.store.pgsql import FOLD
 from queuectl_tui.store.queries import POSTGRES_QUERIES
 
 if TYPE_CHECKING:
@@ -55,6 +53,8 @@ def write_transaction(*, hot: bool = False,
     queued = _writers.enter() if sqlite else False
     committed = False
     if outermost and not sqlite:
+        from queuectl_tui.store import pgsql
+
         if claiming is not None:
             _begin.first = (POSTGRES_QUERIES["claim_locks"], {"queues": claiming or None})
         else:
@@ -117,6 +117,8 @@ def fold() -> None:
     key (``queuectl_fold``; one folder at a time, the others return at once). Best effort."""
     if database.obj is None or is_sqlite() or database.in_transaction():
         return
+    from queuectl_tui.store.pgsql import FOLD
+
     try:
         database.execute_sql(FOLD)
     except DatabaseError:

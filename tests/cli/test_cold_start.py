@@ -1,10 +1,13 @@
 """A cold command loads the engine's concerns it calls, not all of them (engine/__init__ imports
-each name at its first use): what a process imports is most of a short command's time."""
+each name at its first use), and a SQLite database loads none of PostgreSQL's modules: what a
+process imports is most of a short command's time."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+
+import pytest
 
 from helpers import cli_env
 
@@ -51,3 +54,11 @@ def test_a_cold_enqueue_and_status_load_only_the_engine_concerns_they_call(db, h
     unused = ("actions", "claims", "enqueueing", "recovery", "waiting", "why")
     assert sorted(m for m in status if m.removeprefix(ENGINE) in unused) == []
 
+
+@pytest.mark.sqlite_only
+def test_a_sqlite_enqueue_and_status_load_no_postgresql_module(db, home):
+    postgres = {"queuectl_tui.store.postgres", "queuectl_tui.store.pgsql"}
+    for args in (("enqueue", "true"), ("status",)):
+        modules = loaded(home, *args)
+        assert "queuectl_tui.store.sqlite" in modules  # it did open the database
+        assert sorted(modules & postgres) == [], args
