@@ -4,8 +4,9 @@ Starts ``--workers`` worker processes on a throwaway database, then ``--producer
 that enqueue ``--jobs-per-producer`` jobs each, one transaction per job, while the workers
 drain. Every job appends its own id to one shared file (``echo ID >> runs.txt``), so the file
 says how many times each job actually ran. With ``--chaos`` a killer loop SIGKILLs a random
-worker every ``--kill-interval`` seconds (jittered ±50%) and starts a replacement, for as long
-as producers are still enqueueing or due work is waiting.
+worker every ``--kill-interval`` seconds (jittered ±50%; with ``--kill-every-jobs N`` also only
+after N more jobs ended) and starts a replacement, for as long as producers are still enqueueing
+or due work is waiting.
 
 At the end it waits until no job is pending, failed (backing off) or processing, stops the
 workers gracefully and checks, for every job:
@@ -173,13 +174,23 @@ def drive(args: argparse.Namespace, workdir: Path) -> dict:
         now = time.time()
         return (Job.select().where(Job.state.in_(CLAIMABLE), Job.run_at <= now).exists())
 
+    def ended() -> int:
+        return Job.select().where(Job.state.in_((COMPLETED, DEAD))).count()
+
     def killer() -> None:
         rng = random.Random(seed)
+        mark = 0
         while not stop_chaos.is_set():
             # The pause between kills is the fault injection's rhythm, not a wait for a state.
             if stop_chaos.wait(args.kill_interval * rng.uniform(0.5, 1.5)):
                 return
+            # Paced by progress too: a slow (loaded) machine gets as many kills per job as a
+            # fast one, instead of more kills, each costing a new worker's start, the slower it is.
+            while args.kill_every_jobs and ended() < mark + args.kill_every_jobs:
+                if stop_chaos.wait(0.05):
+                    return
             fleet.kill_one(rng)
+            mark = ended() if args.kill_every_jobs else 0
 
     chaos = threading.Thread(target=killer, daemon=True) if args.chaos else None
     if chaos:
@@ -291,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chaos", action="store_true", help="SIGKILL a random worker repeatedly")
     parser.add_argument("--kill-interval", type=float, default=0.3,
                         help="mean seconds between kills with --chaos (jittered ±50%%)")
+    parser.add_argument("--kill-every-jobs", type=int, default=0,
+                        help="with --chaos, also wait for this many more jobs to end between "
+                             "kills (0: time only)")
     parser.add_argument("--backoff-base", type=float, default=1.0,
                         help="backoff_base setting for the run (a job lost by a killed worker "
                              "waits backoff_base ** attempts seconds)")
