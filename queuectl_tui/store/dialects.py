@@ -13,10 +13,22 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 from weakref import WeakKeyDictionary
 
-from peewee import ColumnBase, DatabaseError, SqliteDatabase, fn
+from peewee import (
+    ColumnBase,
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    SqliteDatabase,
+    fn,
+)
 
 from queuectl_tui.store.models import database
-from queuectl_tui.store.queries import POSTGRES_QUERIES, SQLITE_QUERIES
+from queuectl_tui.store.queries import (
+    POSTGRES_BULK,
+    POSTGRES_QUERIES,
+    SQLITE_BULK,
+    SQLITE_QUERIES,
+)
 
 BUSY_TIMEOUT_MS = 15_000
 
@@ -50,13 +62,15 @@ class Dialect:
     #: A worker's batch of ends, and its batch of claims, are one statement each (functions
     #: on the server) rather than a few statements per job.
     batch_statements = False
-    #: Writers run side by side (row locks) rather than taking turns: the bulk enqueue checks
-    #: its stage where it moves it in, and draws a clashing generated id again there.
-    concurrent_writers = False
-    #: The bulk enqueue's stage (a TEMP table of this connection).
-    stage_table = "temp.enqueue_stage"
+    #: The bulk enqueue writes its checked lines to a spool in the form of the server's COPY
+    #: and moves them into job with one COPY (``copy_in``), staging them only to find out why
+    #: that failed; else it stages every line in a TEMP table of this connection, checked
+    #: there and moved in by one INSERT ... SELECT.
+    copies = False
     #: This backend's statements, by name (store/sql: the portable ones and its own).
     queries = SQLITE_QUERIES
+    #: The bulk enqueue's statements, by name (``sql/<backend>/enqueue.sql``).
+    bulk = SQLITE_BULK
 
     def execute(self, name: str, params: Params = ()) -> Cursor:
         """Run the named statement of this backend (``queries``) as it is: not prepared, for a
@@ -68,10 +82,10 @@ class Dialect:
         it once per connection."""
         return database.execute_sql(self.queries[name], params)
 
-    def insert_values(self, cursor: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        """Insert ``rows`` with ``sql`` (``INSERT ... VALUES %s``: one statement per page of
-        rows where the driver can, else one per row)."""
-        cursor.executemany(sql.replace("%s", "(" + ", ".join(["?"] * len(rows[0])) + ")"), rows)
+    def copy_in(self, sql: str, source: Any) -> None:
+        """Run ``COPY ... FROM STDIN`` (``sql``) with the text ``source.read(size)`` gives:
+        PostgreSQL's alone (``copies``)."""
+        raise NotImplementedError("COPY is PostgreSQL's")
 
     def minute_bucket(self, expr: ColumnBase) -> ColumnBase:
         """Whole minutes of a float expression: a cast truncates on SQLite."""
@@ -99,9 +113,9 @@ class PostgresDialect(Dialect):
     many_hosts = True
     frees_frozen_writers = False
     batch_statements = True
-    concurrent_writers = True
-    stage_table = "pg_temp.enqueue_stage"
+    copies = True
     queries = POSTGRES_QUERIES
+    bulk = POSTGRES_BULK
 
     def __init__(self) -> None:
         # connection -> {sql: (name, keys), or None where the server refused to prepare it}
@@ -127,9 +141,14 @@ class PostgresDialect(Dialect):
         values = [params[key] for key in keys] if keys else list(params)  # type: ignore[call-overload]
         return database.execute_sql(_EXECUTE[len(values)].replace("NAME", name), values)
 
-    def insert_values(self, cursor: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        from psycopg2.extras import execute_values
-        execute_values(cursor, sql, rows, page_size=1000)
+    def copy_in(self, sql: str, source: Any) -> None:
+        # peewee's wrapper of driver errors (a taken id: IntegrityError), absent from its stubs
+        from peewee import __exception_wrapper__  # type: ignore[attr-defined]
+        try:
+            with __exception_wrapper__:
+                database.cursor().copy_expert(sql, source, size=_COPY_READ)
+        except InterfaceError as exc:  # as every other statement's (store/postgres.py)
+            raise OperationalError(f"connection lost ({exc})") from None
 
     def minute_bucket(self, expr: ColumnBase) -> ColumnBase:
         """Whole minutes: a cast rounds on PostgreSQL, FLOOR truncates."""
@@ -182,6 +201,7 @@ def _prepare(sql: str, number: int) -> tuple[str, list[str]] | None:
     return name, keys
 
 
+_COPY_READ = 1 << 16  # characters of a COPY's text per read() (and per message to the server)
 _PREPARE = "PREPARE NAME AS "
 _EXECUTE = ["EXECUTE NAME"] + ["EXECUTE NAME (" + ", ".join(["%s"] * n) + ")"
                                for n in range(1, 20)]

@@ -1,5 +1,5 @@
-"""The named statements, per backend (``store/sql``: ``dialect().queries``), and the columns a
-claim returns."""
+"""The named statements, per backend (``store/sql``: ``dialect().queries``), those of the bulk
+enqueue (``sql/<backend>/enqueue.sql``: ``dialect().bulk``), and the columns a claim returns."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ VERSION_KEY = "settings_version"
 
 SQLITE_QUERIES = load("sqlite")
 POSTGRES_QUERIES = load("postgres")
+#: The bulk enqueue's statements (``sql/<backend>/enqueue.sql``: ``dialect().bulk``).
+SQLITE_BULK = load("sqlite", "enqueue")
+POSTGRES_BULK = load("postgres", "enqueue")
 #: Statements one backend has and the other does not: SQLite claims one job per statement
 #: and counts changes in job_count.v (PostgreSQL notifies them); PostgreSQL claims and ends
 #: batches (server functions) under its claim locks.

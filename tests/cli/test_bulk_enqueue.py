@@ -13,7 +13,7 @@ import pytest
 
 from helpers import cli_env, ok, run_command, tree_digest, user_error, wait_for
 
-pytestmark = pytest.mark.usefixtures("reap")
+pytestmark = [pytest.mark.usefixtures("reap"), pytest.mark.both_backends]
 
 LINES = 20_000
 
@@ -117,6 +117,7 @@ def test_json_output_of_a_bulk_enqueue_is_the_list_of_jobs(queue, tmp_path):
     assert out == json.dumps(jobs, indent=2, ensure_ascii=False) + "\n"
 
 
+@pytest.mark.sqlite_only  # randomblob(), SQLite's drawing of ids
 def test_generated_ids_that_repeat_are_drawn_again(db, tmp_path):
     """Ids are 48 random bits: a repeat is rare but possible, with a job already stored or
     within the input. It is drawn again; it never fails the enqueue."""
@@ -130,3 +131,28 @@ def test_generated_ids_that_repeat_are_drawn_again(db, tmp_path):
     with engine.enqueue_stream(specs, cwd=str(tmp_path), env={}) as added:
         ids = list(added.ids())
     assert sorted(ids) == ["01", "02", "03"]
+
+
+@pytest.mark.parametrize("stored", [False, True], ids=["within-the-input", "with-a-stored-job"])
+def test_ids_drawn_by_the_process_that_repeat_are_drawn_again(db, tmp_path, monkeypatch, stored):
+    """PostgreSQL's bulk enqueue draws the ids in the process (enqueueing._draw_ids) before
+    it copies the lines in; a repeat within the input, or of a stored job's id, fails that
+    copy: the lines are then staged, the repeats drawn again, and every line is enqueued."""
+    import itertools
+
+    from queuectl_tui import engine, spec
+    from queuectl_tui.engine import enqueueing
+    engine.enqueue([spec.normalize({"id": "000000000001", "command": "true"})],
+                   cwd=str(tmp_path), env={})
+    drawn = itertools.chain(["000000000001"] if stored else ["00000000000a", "00000000000a"],
+                            itertools.count())
+    monkeypatch.setattr(enqueueing, "_draw_ids",
+                        lambda n: [f"{next(drawn):012}" for _ in range(n)])
+    specs = [(f"line {n}", spec.normalize({"command": f"echo {n}"})) for n in range(3)]
+    specs.insert(1, ("line x", spec.normalize({"id": "given", "command": "echo given"})))
+    with engine.enqueue_stream(specs, cwd=str(tmp_path), env={}) as added:
+        ids = list(added.ids())
+        jobs = [(job.id, job.command) for job in added.jobs()]
+    assert len(set(ids)) == 4 and ids[1] == "given" and "000000000001" not in ids
+    assert jobs == list(zip(ids, ["echo 0", "echo given", "echo 1", "echo 2"], strict=True))
+    assert sorted(j.id for j in engine.list_jobs(limit=0)) == sorted(ids + ["000000000001"])

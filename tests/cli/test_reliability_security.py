@@ -121,7 +121,7 @@ def test_log_paths_never_come_from_job_ids_or_commands(cli, home, tmp_path):
 #: the text it builds is only that literal text, statement names and $N markers.
 #: The dialects' own runners (store/dialects.py) likewise: they run the named statements of
 #: store/sql (``execute``, ``run``) or what they are given.
-_PREPARING = {"_hot", "_prepare", "hot", "run", "execute", "_execute", "insert_values",
+_PREPARING = {"_hot", "_prepare", "hot", "run", "execute", "_execute", "copy_in",
               "begin_snapshot"}
 
 
@@ -212,6 +212,11 @@ def test_sql_text_is_always_a_literal_values_travel_as_parameters():
                 if (isinstance(text, ast.Subscript) and isinstance(text.value, ast.Attribute)
                         and text.value.attr == "queries" and isinstance(text.slice, ast.Constant)):
                     continue  # a named statement of store/sql/<backend>/queries.sql
+                if (isinstance(text, ast.Subscript) and isinstance(text.slice, ast.Constant)
+                        and ((isinstance(text.value, ast.Attribute)
+                              and text.value.attr in ("queries", "bulk"))
+                             or (isinstance(text.value, ast.Name) and text.value.id == "bulk"))):
+                    continue  # a named statement of store/sql/<backend>/*.sql (bulk = .bulk)
                 if isinstance(text, ast.JoinedStr) and all(
                         isinstance(v, ast.Constant) or (isinstance(v, ast.FormattedValue)
                         and isinstance(v.value, ast.Attribute) and v.value.attr == "table")
