@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -198,6 +197,7 @@ def _enqueue_stream_copy(db: Database, specs: Iterable[tuple[str, dict[str, Any]
     when the COPY fails, or when lines name jobs to wait for, is the spool loaded into a stage
     (``_Spool.stage``) to find the line to refuse, draw a generated id again, or add the
     dependencies, and moved from there by INSERT … SELECT as on SQLite."""
+    import tempfile  # (shutil, random: a few ms of a command's start, on this path alone)
     rate = aging_rate()  # read again under the write lock: a change moves through the stage
     with tempfile.SpooledTemporaryFile(_SPOOL_MEMORY, "w+", encoding="utf-8",
                                        newline="") as file:
