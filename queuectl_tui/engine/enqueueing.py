@@ -43,11 +43,13 @@ def enqueue(specs: Iterable[dict[str, Any]], *, cwd: str | None = None,
             raise InvalidInput(f"duplicate job id {job_id!r} in the input; nothing enqueued",
                                field="id")
         seen.add(job_id)
-    defaults = settings.load()
     env_row = environment_row(env)
     jobs = []
     with write_transaction():
-        rate = aging_rate()
+        # Read under the write lock, with the aging rate in the same read (one round trip
+        # less before the commit a waiting worker wakes at: it counts in the pickup latency).
+        defaults = settings.load()
+        rate = defaults.priority_aging
         Environment.insert(digest=env_row[0], data=env_row[1]).on_conflict_ignore().execute()
         for spec in specs:
             row = {
