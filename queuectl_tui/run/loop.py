@@ -125,6 +125,8 @@ class WorkerLoop:
         #: due time); otherwise the heartbeat thread's (a busy worker makes them too).
         self.waiting = False
         self._prune_at = time.monotonic() + PRUNE_FIRST  # the next pruning look (monotonic)
+        #: (control token, ``schedules.next_run()``) as last read: see ``_next_schedule``
+        self._schedule_seen: tuple[int, float | None] | None = None
         self.hooks = hooks.Hooks(self._hook_failed)  # on_completed / on_dead still running
 
     # -- signals --------------------------------------------------------------------------
@@ -634,8 +636,9 @@ class WorkerLoop:
     def _wait_for_work(self) -> None:
         """Sleep until a job is due (then ``_look`` is set) or ``poll_interval`` passes, or
         until a schedule is due: then make its jobs (``schedules.enqueue_due``) and look. Every
-        commit of another session wakes the sleep (heartbeats too); each wake-up costs two
-        reads, ``engine.look_for_work`` and ``schedules.next_run``, never a write."""
+        commit of another session wakes the sleep (heartbeats too); each wake-up costs one
+        read, ``engine.look_for_work`` (and ``schedules.next_run`` when schedules may have
+        changed: ``_next_schedule``), never a write."""
         deadline = min(time.time() + self.cfg.poll_interval, self._next_housework())
         fruitless, self._fruitless = self._fruitless, False
         self.waiting = True
@@ -643,7 +646,7 @@ class WorkerLoop:
             while not self.stopping:
                 changed = self._changed()  # baseline first: a commit after this point wakes us
                 due, version = engine.look_for_work(self.queues)
-                slot = schedules.next_run()
+                slot = self._next_schedule()
                 if version != self.cfg_version:
                     self._settings_seen(version)
                     deadline = min(deadline, time.time() + self.cfg.poll_interval)
@@ -670,9 +673,24 @@ class WorkerLoop:
         finally:
             self.waiting = False
 
+    def _next_schedule(self) -> float | None:
+        """``schedules.next_run()``, read again only when it may have changed: another session
+        changed a schedule (on PostgreSQL its NOTIFY moves the control token, which a new job
+        or another worker's heartbeat does not; on SQLite every commit moves it), or this
+        worker made scheduled jobs. A wake-up by a new job goes from its NOTIFY to the claim
+        with one read less."""
+        token = control_token(self._data_version)  # baseline first, then the read
+        seen = self._schedule_seen
+        if token is not None and seen is not None and seen[0] == token:
+            return seen[1]
+        slot = schedules.next_run()
+        self._schedule_seen = None if token is None else (token, slot)
+        return slot
+
     def make_scheduled(self, now: float | None = None) -> None:
         """Make the jobs of the schedules that are due (nothing due: one read, no write), and
         say what was skipped in this worker's log."""
+        self._schedule_seen = None  # this session's own writes move no token: read it again
         for note in schedules.enqueue_due(now=now, grace=self.cfg.lease).notes:
             self._say(note)
 

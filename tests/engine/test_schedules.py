@@ -372,6 +372,44 @@ def test_an_idle_worker_s_sleep_ends_at_the_next_due_time(db, tmp_path):
     assert any(line.startswith("start  soon@") for line in lines), lines
 
 
+def test_a_schedule_added_while_a_worker_sleeps_ends_that_sleep_at_its_due_time(db, tmp_path):
+    """An idle worker keeps the next due time it read until a schedule changes: a new job
+    wakes it and runs without that read, and a schedule added by another session afterwards
+    still ends its sleep at the schedule's due time (no poll and no heartbeat comes here)."""
+    from queuectl_tui import engine, settings, spec
+    from queuectl_tui.run.loop import WorkerLoop
+    from queuectl_tui.store.models import database
+    for key, value in (("poll_interval", 60), ("lease", 600), ("heartbeat_interval", 300)):
+        settings.set_value(key, value)
+    lines: list[str] = []
+    loop = WorkerLoop(echo=lines.append)
+    errors: list[BaseException] = []
+
+    def drive():
+        try:
+            wait_for(lambda: loop.waiting, timeout=20, message="the worker idle")
+            engine.enqueue([spec.normalize({"command": f"touch {tmp_path}/job"})],
+                           cwd=str(tmp_path), env={})
+            wait_for(lambda: (tmp_path / "job").exists(), timeout=20, message="the job ran")
+            wait_for(lambda: loop.waiting, timeout=20, message="the worker idle again")
+            schedules.add("soon", {"command": f"touch {tmp_path}/scheduled"}, every="1s",
+                          cwd=str(tmp_path), env={})
+            wait_for(lambda: (tmp_path / "scheduled").exists(), timeout=20,
+                     message="the scheduled job ran")
+        except BaseException as exc:  # re-raised below
+            errors.append(exc)
+        finally:
+            loop._on_stop(None, None)
+            database.close()
+
+    thread = threading.Thread(target=drive, daemon=True)
+    thread.start()
+    assert loop.run() == 0
+    thread.join()
+    assert errors == []
+    assert any(line.startswith("start  soon@") for line in lines), lines
+
+
 def test_a_skipped_due_time_is_said_in_the_worker_s_log(sched):
     from queuectl_tui.run.loop import WorkerLoop
     sched("slow", every="1m", no_overlap=True)
