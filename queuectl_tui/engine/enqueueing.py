@@ -46,11 +46,11 @@ def enqueue(specs: Iterable[dict[str, Any]], *, cwd: str | None = None,
     env_row = environment_row(env)
     jobs = []
     with write_transaction():
-        # Read under the write lock, with the aging rate in the same read (one round trip
-        # less before the commit a waiting worker wakes at: it counts in the pickup latency).
-        defaults = settings.load()
+        # Read under the write lock, the aging rate with them, in the round trip that stores
+        # the environment (on PostgreSQL: round trips before the commit a waiting worker
+        # wakes at count in the pickup latency).
+        defaults = _settings(dialect().enqueue_prelude(*env_row))
         rate = defaults.priority_aging
-        Environment.insert(digest=env_row[0], data=env_row[1]).on_conflict_ignore().execute()
         for spec in specs:
             row = {
                 "id": spec.get("id") or _new_id(),
@@ -80,6 +80,12 @@ def enqueue(specs: Iterable[dict[str, Any]], *, cwd: str | None = None,
                 job = Job.get_by_id(job.seq)
             jobs.append(job)
     return jobs
+
+
+def _settings(rows: list[tuple[str, str]]) -> settings.Settings:
+    """``settings.load()`` from the rows of ``setting`` already read."""
+    stored = {key: json.loads(value) for key, value in rows if key in settings.SETTINGS}
+    return settings.DEFAULTS._replace(**stored) if stored else settings.DEFAULTS
 
 
 _STAGE_CHUNK = 5000

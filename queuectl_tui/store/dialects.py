@@ -87,6 +87,14 @@ class Dialect:
         PostgreSQL's alone (``copies``)."""
         raise NotImplementedError("COPY is PostgreSQL's")
 
+    def enqueue_prelude(self, digest: str, data: str) -> list[tuple[str, str]]:
+        """An enqueue's first step under the write lock: store its environment row (unless
+        stored) and read the settings' rows (key, JSON value). Two statements here, where a
+        statement is no round trip."""
+        params = {"digest": digest, "data": data}
+        database.execute_sql(self.bulk["environment_insert"], params)
+        return database.execute_sql(self.bulk["settings_rows"]).fetchall()
+
     def minute_bucket(self, expr: ColumnBase) -> ColumnBase:
         """Whole minutes of a float expression: a cast truncates on SQLite."""
         return expr.cast("INTEGER")
@@ -116,6 +124,11 @@ class PostgresDialect(Dialect):
     copies = True
     queries = POSTGRES_QUERIES
     bulk = POSTGRES_BULK
+
+    def enqueue_prelude(self, digest: str, data: str) -> list[tuple[str, str]]:
+        """One statement, one round trip (a data-modifying WITH)."""
+        return database.execute_sql(self.bulk["environment_and_settings"],
+                                    {"digest": digest, "data": data}).fetchall()
 
     def __init__(self) -> None:
         # connection -> {sql: (name, keys), or None where the server refused to prepare it}

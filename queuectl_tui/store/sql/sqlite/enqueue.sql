@@ -98,3 +98,11 @@ SELECT job.* FROM temp.enqueue_stage s JOIN job ON job.id = s.id ORDER BY s.rowi
 -- (id, error) of the staged jobs that went straight to the DLQ: a dependency was dead.
 SELECT j.id, j.last_error FROM temp.enqueue_stage s JOIN job j ON j.id = s.id WHERE s.after IS
 NOT NULL AND j.state = 'dead' ORDER BY s.rowid;
+
+-- name: environment_insert
+-- One enqueue's environment, unless a job already stored it (engine.enqueue).
+INSERT OR IGNORE INTO environment (digest, data) VALUES (:digest, :data);
+
+-- name: settings_rows
+-- The stored settings, read under the enqueue's write lock.
+SELECT key, value FROM setting;
