@@ -42,8 +42,8 @@ CIRCLES: set[frozenset[str]] = set()
 BACKEND_KNOWLEDGE: dict[str, set[str]] = {}
 
 #: Modules outside the store that hold SQL text (a statement or a fragment of one) in Python,
-#: today: the bulk enqueue's staging statements. The list only shrinks.
-SQL_OUTSIDE_THE_STORE = {f"{PACKAGE}.engine.enqueueing"}
+#: today. The list only shrinks.
+SQL_OUTSIDE_THE_STORE: set[str] = set()
 
 #: Modules that the CLI or a worker imports at module level and that import textual, today.
 #: The list only shrinks.
@@ -52,7 +52,6 @@ TEXTUAL_IN_CLI_OR_WORKERS: set[str] = set()
 #: Modules whose code holds SQL statements as Python strings, today: their statements are
 #: moving into named blocks of store/sql/<backend>/*.sql. The list only shrinks.
 SQL_IN_PYTHON = {
-    "queuectl_tui.engine.enqueueing",
     "queuectl_tui.store.pgsql",
     "queuectl_tui.store.postgres",
 }
