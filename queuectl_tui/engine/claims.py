@@ -13,13 +13,13 @@ import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+from peewee import DatabaseError
+
 from queuectl_tui import settings
 from queuectl_tui.engine.chains import fail_dependents
 from queuectl_tui.engine.common import _queues_of
 from queuectl_tui.engine.workers import Fenced, Unregistered
 from queuectl_tui.store import (
-    held_limited,
-    set_held_limited,
     write_transaction,
 )
 from queuectl_tui.store.dialects import dialect
@@ -43,7 +43,7 @@ from queuectl_tui.store.queries import (
 def claim(worker: Worker, *, now: float | None = None) -> tuple[Job, Attempt] | None:
     """Atomically take the next due job for this worker, or None when nothing is due."""
     now = time.time() if now is None else now
-    with write_transaction(hot=True, claiming=_queues_of(worker)):
+    with write_transaction(hot=True):
         claimed = _claim(worker, now)
         # an empty poll writes nothing (a commit would wake every idle worker)
         if claimed and not _set_worker(worker.id, claimed[0].id, now):
@@ -108,22 +108,15 @@ def settle(worker: Worker, ended: Sequence[Ended] = (), *, claim: int = 0,
     and the claims, best first. Raises Unregistered, and changes nothing, when it would claim
     for a worker whose row is gone."""
     now = time.time() if now is None else now
-    batches = dialect().batch_statements
-    with write_transaction(hot=True, claiming=_queues_of(worker) if claim else None):
-        if not batches:
-            states = [_finish(e.job, e.attempt, e.outcome, e.exit_code, e.error, e.tail,
-                              now if e.at is None else e.at, max_backoff, e.cost) for e in ended]
-        else:  # PostgreSQL: the batch's ends in one statement, its claims in another
-            states = _finish_batch(ended, now, max_backoff)
+    wrote = bool(ended or hand_back or next_job)
+    if dialect().batch_statements:
+        return _settle_cycle(worker, ended, claim, hand_back, next_job, wrote, max_backoff, now)
+    with write_transaction(hot=True):
+        states = [_finish(e.job, e.attempt, e.outcome, e.exit_code, e.error, e.tail,
+                          now if e.at is None else e.at, max_backoff, e.cost) for e in ended]
         for job, attempt in hand_back:
             _hand_back(job, attempt, now)
         claimed: list[tuple[Job, Attempt]] = []
-        wrote = bool(ended or hand_back or next_job)
-        if batches and claim:  # the worker's row is marked in the claim's statement
-            claimed, marked = _claim_batch(worker, now, claim, mark=(next_job, wrote))
-            if claimed and not marked:
-                raise Unregistered(f"worker {worker.id} is no longer registered")  # rolled back
-            return states, claimed
         while len(claimed) < claim:
             got = _claim(worker, now)
             if got is None:
@@ -137,23 +130,38 @@ def settle(worker: Worker, ended: Sequence[Ended] = (), *, claim: int = 0,
     return states, claimed
 
 
-def _limited_held(queues: list[str]) -> list[str]:
-    """PostgreSQL: the limited queues this transaction may claim from (their locks taken with
-    its BEGIN, or now: a claim in a transaction not opened for claiming)."""
-    held = held_limited()
-    if held is None:
-        found = dialect()
-        held = list(database.execute_sql(found.queries["claim_locks"],
-                                         {"queues": queues or None}).fetchone()[1])
-        set_held_limited(held)
-    return held
+def _settle_cycle(worker: Worker, ended: Sequence[Ended], claim: int,
+                  hand_back: Sequence[tuple[Job, Attempt]], next_job: str | None, wrote: bool,
+                  max_backoff: float, now: float) -> tuple[list[str | None],
+                                                         list[tuple[Job, Attempt]]]:
+    """PostgreSQL's ``settle``: the ends, the claim and the worker's row in one statement
+    (``queuectl_cycle``), sent on its own: one round trip and one commit per batch. A batch
+    that hands jobs back, or in which a job died (its dependents go to the DLQ with it), is
+    one write transaction of a few statements instead (both rare)."""
+    states = [_next_state(e.job, e.outcome, e.error, now if e.at is None else e.at,
+                          max_backoff) for e in ended]
+    if not hand_back and all(state[0] != DEAD for state in states):
+        done, claimed = _cycle(worker, now, ended, states, claim, (next_job, wrote))
+        return [state[0] if e.job.seq in done else None
+                for e, state in zip(ended, states, strict=True)], claimed
+    with write_transaction(hot=True):
+        done, _ = _cycle(worker, now, ended, states, 0, None)
+        result = [state[0] if e.job.seq in done else None
+                  for e, state in zip(ended, states, strict=True)]
+        dead = [e.job.seq for e, state in zip(ended, result, strict=True) if state == DEAD]
+        if dead:
+            fail_dependents(dead, now=now)
+        for job, attempt in hand_back:
+            _hand_back(job, attempt, now)
+        _, claimed = _cycle(worker, now, (), [], claim, (next_job, wrote))
+    return result, claimed
 
 
 def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
     """The next due job, claimed; its attempt carries ``settings_version``, the settings'
     version as of this claim (the worker runs it under those settings or newer ones)."""
     if dialect().batch_statements:
-        claimed = _claim_batch(worker, now, 1)[0]
+        claimed = _cycle(worker, now, (), [], 1, None)[1]
         return claimed[0] if claimed else None
     import secrets  # here: it loads hmac and random, which nothing else at start-up needs
     token = secrets.randbits(63)
@@ -203,30 +211,59 @@ def log_name(job_id: str, seq: int, number: int) -> str:
     return f"{job_id}@{seq}-{number}.log"
 
 
-def _claim_batch(worker: Worker, now: float, n: int,
-                 mark: tuple[str | None, bool] | None = None
-                 ) -> tuple[list[tuple[Job, Attempt]], bool]:
-    """PostgreSQL: up to ``n`` due jobs and their attempts, best first, in one statement
-    (the claim_batch query); each claim's token is distinct. ``mark`` (the job the worker is on,
-    whether it recorded something): the worker's row is set as ``_set_worker`` would, in the
-    same statement. Returns the claims and whether the worker's row was marked."""
+#: queuectl_cycle's arrays of the ends, in its order (the cycle statement's e_* parameters).
+_END_COLUMNS = ("seq", "token", "state", "run_at", "given", "finished", "error", "code", "tail",
+                "now", "started", "attempt", "outcome", "pid", "pid_started", "cpu", "rss",
+                "procs")
+
+
+def _cycle(worker: Worker, now: float, ended: Sequence[Ended],
+           states: Sequence[tuple[str, float | None, float | None, int, str | None]], n: int,
+           mark: tuple[str | None, bool] | None) -> tuple[set[int], list[tuple[Job, Attempt]]]:
+    """PostgreSQL: record ``ended`` (their next ``states``, from ``_next_state``), then claim up
+    to ``n`` due jobs and their attempts, best first, in one statement (the cycle query); each
+    claim's token is distinct. ``mark`` (the job the worker is on, whether it recorded
+    something): the worker's row is set as ``_set_worker`` would, in the same statement.
+    Returns the seqs of the jobs whose end was recorded (the others were taken back
+    meanwhile), and the claims."""
     import secrets
     queues = _queues_of(worker)
-    args = {"now": now, "queues": queues or None, "worker": worker.id, "host": worker.host,
-            "token": secrets.randbits(62), "n": n, "limited": _limited_held(queues),
-            "mark": mark is not None, "next": mark[0] if mark else None,
-            "wrote": bool(mark and mark[1])}
-    claimed, marked = [], False
-    rows = dialect().run("claim_batch", args).fetchall()
-    for *columns, seq, number, log_file, version, marks in rows:
-        marked = marks > 0
+    args: dict[str, Any] = {f"e_{key}": [] for key in _END_COLUMNS}
+    for e, (state, run_at, finished_at, given_back, error) in zip(ended, states, strict=True):
+        cost = e.cost
+        for key, value in zip(_END_COLUMNS, (
+                e.job.seq, e.attempt.claim_token, state, run_at, given_back, finished_at, error,
+                e.exit_code, e.tail, now if e.at is None else e.at, e.attempt.started_at,
+                e.attempt.seq, e.outcome, e.attempt.pid, e.attempt.pid_started,
+                None if cost is None else cost.cpu_seconds,
+                None if cost is None else cost.peak_rss_bytes,
+                None if cost is None else cost.processes), strict=True):
+            args[f"e_{key}"].append(value)
+    args.update({"now": now, "queues": queues or None, "worker": worker.id, "host": worker.host,
+                 "token": secrets.randbits(62), "n": n, "mark": mark is not None,
+                 "next": mark[0] if mark else None, "wrote": bool(mark and mark[1])})
+    try:
+        rows = dialect().run("cycle", args).fetchall()
+    except DatabaseError as exc:
+        if getattr(getattr(exc, "orig", None), "pgcode", None) == UNREGISTERED:
+            raise Unregistered(f"worker {worker.id} is no longer registered") from None
+        raise
+    claimed, done = [], set()
+    for *columns, seq, number, log_file, version, ended_seqs in rows:
+        if ended_seqs is not None or columns[0] is None:
+            done = set(ended_seqs or ())
+            continue
         job = Job(**dict(zip(JOB_COLUMNS, columns, strict=True)))
         attempt = Attempt(seq=seq, job=job.seq, number=number, worker_id=worker.id,
                           host=worker.host, started_at=now, log_file=log_file,
                           claim_token=job.claim_token, due_at=job.run_at, queue=job.queue)
         attempt.settings_version = version
         claimed.append((job, attempt))
-    return claimed, marked
+    return done, claimed
+
+
+#: The SQLSTATE queuectl_cycle raises when it claimed for a worker whose row is gone.
+UNREGISTERED = "QC001"
 
 
 def _next_state(job: Job, outcome: str, error: str | None, now: float, max_backoff: float
@@ -248,40 +285,6 @@ def _next_state(job: Job, outcome: str, error: str | None, now: float, max_backo
         state = FAILED
         run_at = now + backoff_delay(job.backoff_base, job.attempts, max_backoff)
     return state, run_at, finished_at, given_back, error
-
-
-def _finish_batch(ended: Sequence[Ended], now: float, max_backoff: float) -> list[str | None]:
-    """PostgreSQL: ``_finish`` of every attempt that ended, in one statement
-    (the finish_batch query); then the dependents of those that died go to the DLQ."""
-    if not ended:
-        return []
-    columns: dict[str, list[Any]] = {key: [] for key in (
-        "seq", "token", "state", "run_at", "given", "finished", "error", "code", "tail", "now",
-        "started", "attempt", "outcome", "pid", "pid_started", "cpu", "rss", "procs")}
-    states = []
-    for e in ended:
-        at = now if e.at is None else e.at
-        state, run_at, finished_at, given_back, error = _next_state(
-            e.job, e.outcome, e.error, at, max_backoff)
-        states.append(state)
-        cost = e.cost
-        for key, value in (
-                ("seq", e.job.seq), ("token", e.attempt.claim_token), ("state", state),
-                ("run_at", run_at), ("given", given_back), ("finished", finished_at),
-                ("error", error), ("code", e.exit_code), ("tail", e.tail), ("now", at),
-                ("started", e.attempt.started_at), ("attempt", e.attempt.seq),
-                ("outcome", e.outcome), ("pid", e.attempt.pid),
-                ("pid_started", e.attempt.pid_started),
-                ("cpu", None if cost is None else cost.cpu_seconds),
-                ("rss", None if cost is None else cost.peak_rss_bytes),
-                ("procs", None if cost is None else cost.processes)):
-            columns[key].append(value)
-    done = {seq for (seq,) in dialect().run("finish_batch", columns).fetchall()}
-    result = [state if e.job.seq in done else None for e, state in zip(ended, states, strict=True)]
-    dead = [e.job.seq for e, state in zip(ended, result, strict=True) if state == DEAD]
-    if dead:
-        fail_dependents(dead, now=now)
-    return result
 
 
 def _finish(job: Job, attempt: Attempt, outcome: str, exit_code: int | None, error: str | None,

@@ -1,12 +1,20 @@
 """What a draining worker holds between two writes: the jobs it claimed ahead and the jobs that
 ended and wait to be recorded.
 
-While jobs are short (``SHORT``), a claim takes a few at once (``size``, doubling up to
-``BATCH_MAX``) and their ends are recorded together with the next claim, so a draining worker
-takes the write lock once per batch rather than once per job. The size falls back to one the
-moment a job runs longer or held jobs are handed back. An ended job waits at most
-``RECORD_WITHIN`` seconds for that write; a held job is trusted for half a lease after its claim
-(the time within which nobody may take it back), and only under the worker id that claimed it.
+While jobs are short, a claim takes a few at once (``size``, up to ``BATCH_MAX``) and their ends
+are recorded together with the next claim, so a draining worker writes once per batch rather
+than once per job (on PostgreSQL one statement: ``engine.settle``). The size comes from the mean
+run time of the recent jobs (``mean``, a moving average, each job counted at most ``LONG``): as
+many as run one after another within ``RECORD_WITHIN`` by that mean, plus one. So a held job
+waits for the jobs claimed before it in its batch about ``RECORD_WITHIN`` at most (other workers
+could have run it meanwhile: the batch bounds that delay, not the machine's load), and the ends
+of a batch's first jobs reach the database with the next claim, within about as long, rather
+than in a write of their own. Under load, when a job takes longer than usual, the size shrinks
+with the mean instead of falling to one at the first slow job (which kept a loaded machine at
+one job per write). Held jobs handed back bring the size to one. An ended job waits at most
+``RECORD_WITHIN`` seconds for that write, whatever the estimate said; a held job is trusted for
+half a lease after its claim (the time within which nobody may take it back), and only under
+the worker id that claimed it.
 
 The worker's echo keeps its order through this: a job's "start" line waits while the "finish"
 lines of the jobs before it are unsaid (they are said once those are recorded), so a reader
@@ -25,8 +33,11 @@ if TYPE_CHECKING:
     from queuectl_tui.store.models import Job
 
 BATCH_MAX = 16  # at most this many jobs held at once
-SHORT = 0.005  # a batch doubles only while every job ends within this many seconds
 RECORD_WITHIN = 0.010  # an ended job waits at most this long for the next write, seconds
+#: A job that took this long makes the next size one (perhaps the first of many long ones), and
+#: counts as this long in the mean, which so comes back down within a few short jobs.
+LONG = 2 * RECORD_WITHIN
+SMOOTHING = 0.25  # the weight of each new job in the mean run time
 
 
 class Batch:
@@ -34,6 +45,7 @@ class Batch:
 
     def __init__(self) -> None:
         self.size = 1  # how many jobs the next claim takes
+        self.mean: float | None = None  # the recent jobs' mean run time, seconds (see ``LONG``)
         self.held: deque[tuple[Job, Attempt]] = deque()  # claimed, not started yet
         self.held_at = 0.0  # monotonic time of the claim of the held jobs
         self.held_token: object = None  # the change token read before that claim
@@ -52,11 +64,17 @@ class Batch:
         return [done for done, _, _ in self.ended]
 
     def resize(self, *, handing_back: bool) -> None:
-        """Before a write records the ended jobs: double while every one was short, else one;
-        one when held jobs go back too (what comes after may not be short)."""
-        if self.ended:
-            short = all(result.duration < SHORT for _, result, _ in self.ended)
-            self.size = min(2 * self.size, BATCH_MAX) if short else 1
+        """Before a write records the ended jobs: the mean takes them in, and the size is as
+        many jobs as run within ``RECORD_WITHIN`` by that mean, plus one (at most
+        ``BATCH_MAX``); one after a ``LONG`` job, and when held jobs go back (what comes after
+        may not be short)."""
+        for _, result, _ in self.ended:
+            took = min(result.duration, LONG)
+            self.mean = took if self.mean is None else self.mean + SMOOTHING * (took - self.mean)
+        if self.ended and self.mean is not None:
+            self.size = min(BATCH_MAX, 1 + int(RECORD_WITHIN / max(self.mean, 1e-4)))
+            if any(result.duration >= LONG for _, result, _ in self.ended):
+                self.size = 1  # perhaps the first of many long ones: nothing held behind it
         if handing_back:
             self.size = 1
 

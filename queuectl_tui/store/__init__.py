@@ -49,8 +49,6 @@ if TYPE_CHECKING:
     from queuectl_tui.store.transactions import (
         after_commit,
         fold,
-        held_limited,
-        set_held_limited,
         write_transaction,
     )
 
@@ -68,8 +66,8 @@ _HOMES = {
     "LAST_WORKER_ID": "schema", "PRUNING": "schema", "SCHEMA_VERSION": "schema",
     "UPGRADES": "schema", "migrate": "schema", "schema_version": "schema",
     "lock_holders": "sqlite",
-    "after_commit": "transactions", "fold": "transactions", "held_limited": "transactions",
-    "set_held_limited": "transactions", "write_transaction": "transactions",
+    "after_commit": "transactions", "fold": "transactions",
+    "write_transaction": "transactions",
 }
 
 __all__ = [  # the names _HOMES places
@@ -91,7 +89,6 @@ __all__ = [  # the names _HOMES places
     "dialect",
     "fold",
     "is_sqlite",
-    "held_limited",
     "jobs_token",
     "keep_alive",
     "lock_holders",
@@ -102,7 +99,6 @@ __all__ = [  # the names _HOMES places
     "parse_pg_url",
     "redact",
     "schema_version",
-    "set_held_limited",
     "unanswered_limit",
     "wait_change",
     "write_transaction",

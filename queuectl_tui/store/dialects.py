@@ -217,7 +217,7 @@ def _prepare(sql: str, number: int) -> tuple[str, list[str]] | None:
 _COPY_READ = 1 << 16  # characters of a COPY's text per read() (and per message to the server)
 _PREPARE = "PREPARE NAME AS "
 _EXECUTE = ["EXECUTE NAME"] + ["EXECUTE NAME (" + ", ".join(["%s"] * n) + ")"
-                               for n in range(1, 20)]
+                               for n in range(1, 40)]
 
 SQLITE = Dialect()
 POSTGRES = PostgresDialect()

@@ -1,5 +1,6 @@
-"""PostgreSQL's rollups: their triggers, their folding, and the locks (the batched claim and
-finish of the worker's hot path are in sql/postgres/queries.sql; SQLite's triggers in schema.py).
+"""PostgreSQL's rollups: their triggers, their folding, and the locks (the worker's hot path,
+its batch's ends and next claim in one statement, is ``queuectl_cycle`` in
+sql/postgres/triggers.sql; SQLite's triggers are in schema.py).
 
 Concurrency without one lock for the whole schema:
 
@@ -17,15 +18,19 @@ Concurrency without one lock for the whole schema:
   cancel, pause, limits, delete) takes it exclusive, so what an operator changes is still
   decided against a queue that no claim is changing, as before. A ``pause`` that has returned
   waited for every claim under way, and claims after it read the flag it committed.
-- **A queue's limit.** A claiming transaction try-locks each limited queue (a lock of its own
-  per queue) in the statement that opens the transaction, and claims from a limited queue only
+- **A queue's limit.** A claim (``queuectl_cycle``) try-locks each limited queue the worker
+  serves (a lock of its own per queue) before it claims, and claims from a limited queue only
   if it holds that lock: its running count is then read in a later statement, so it includes
   every claim the lock's previous holder committed. Queues without a limit lock nothing.
+- **One round trip per batch.** ``queuectl_cycle`` runs on its own (autocommit): the shared
+  lock, the ends, the try-locks and the claim are one statement and one commit.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from queuectl_tui.store.sql import load
 
 if TYPE_CHECKING:
     from peewee import Database
@@ -37,6 +42,11 @@ if TYPE_CHECKING:
 WRITE_LOCK = "SELECT pg_advisory_xact_lock(1903519093, hashtext(current_schema()))"
 WRITE_LOCK_SHARED = "SELECT pg_advisory_xact_lock_shared(1903519093, hashtext(current_schema()))"
 FOLD = "SELECT queuectl_fold()"
+
+#: The server's functions and triggers by name (sql/postgres/triggers.sql).
+BLOCKS = load("postgres", "triggers")
+#: queuectl_cycle(): a worker's batch, its ends and its next claim, in one statement.
+CYCLE_FUNCTION = BLOCKS["cycle_function"]
 
 SLOT = "pg_backend_pid()"
 
@@ -285,5 +295,6 @@ def install(db: Database) -> None:
     db.execute_sql(MINUTE_DELETE)
     db.execute_sql(FOLD_FUNCTION)
     db.execute_sql(LOG_NAME_FUNCTION)
+    db.execute_sql(CYCLE_FUNCTION)
     db.execute_sql("DROP FUNCTION IF EXISTS job_release()")  # folded into job_counts_update
     db.execute_sql(TRIGGERS)

@@ -19,7 +19,7 @@ POSTGRES_QUERIES = load("postgres")
 SQLITE_BULK = load("sqlite", "enqueue")
 POSTGRES_BULK = load("postgres", "enqueue")
 #: Statements one backend has and the other does not: SQLite claims one job per statement
-#: and counts changes in job_count.v (PostgreSQL notifies them); PostgreSQL claims and ends
-#: batches (server functions) under its claim locks.
+#: and counts changes in job_count.v (PostgreSQL notifies them); PostgreSQL ends and claims
+#: batches in one call of a server function (``cycle``).
 OWN = {"sqlite": frozenset({"claim", "jobs_token"}),
-       "postgres": frozenset({"claim_batch", "finish_batch", "claim_locks"})}
+       "postgres": frozenset({"cycle"})}

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 from queuectl_tui.store.transactions import write_transaction
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 #: meta key present (inserted and deleted again) only inside a transaction that prunes old jobs
 #: (retention.py): the rollups of past windows keep what is pruned, so the delete triggers of
@@ -255,11 +255,22 @@ def _upgrade_to_11(migrator: SchemaMigrator) -> None:
         _run(db, "queuectl_notify_changed")
 
 
+def _upgrade_to_12(migrator: SchemaMigrator) -> None:
+    """PostgreSQL: a worker's batch (the ends of the last one, its next claim) is one statement,
+    ``queuectl_cycle()`` (store/pgsql.py). SQLite: nothing to change."""
+    db = migrator.database
+    if not isinstance(db, SqliteDatabase):
+        from queuectl_tui.store.pgsql import CYCLE_FUNCTION
+
+        db.execute_sql(CYCLE_FUNCTION)
+
+
 UPGRADES: dict[int, Callable[[SchemaMigrator], None]] = {2: _upgrade_to_2, 3: _upgrade_to_3,
                                                          4: _upgrade_to_4, 5: _upgrade_to_5,
                                                          6: _upgrade_to_6, 7: _upgrade_to_7,
                                                          8: _upgrade_to_8, 9: _upgrade_to_9,
-                                                         10: _upgrade_to_10, 11: _upgrade_to_11}
+                                                         10: _upgrade_to_10, 11: _upgrade_to_11,
+                                                         12: _upgrade_to_12}
 
 
 def migrate(*operations: object) -> None:

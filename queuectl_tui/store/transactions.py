@@ -1,5 +1,5 @@
-"""Write transactions: one per change, the claim's limited-queue locks taken with its BEGIN,
-and calls run after the commit."""
+"""Write transactions: one per change, the write lock taken with its BEGIN, and calls run
+after the commit."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from peewee import (
 from queuectl_tui.store.models import (
     database,
 )
-from queuectl_tui.store.queries import POSTGRES_QUERIES
 
 if TYPE_CHECKING:
 
@@ -27,8 +26,7 @@ from queuectl_tui.store.sqlite import _writers
 
 
 @contextmanager
-def write_transaction(*, hot: bool = False,
-                      claiming: list[str] | None = None) -> Iterator[None]:
+def write_transaction(*, hot: bool = False) -> Iterator[None]:
     """A transaction that takes the write lock up front.
 
     On SQLite, BEGIN IMMEDIATE: readers never upgrade to writers mid-transaction (which could
@@ -36,9 +34,8 @@ def write_transaction(*, hot: bool = False,
     On PostgreSQL a transaction-scoped advisory lock per schema, taken in the round trip of
     BEGIN (store/pgsql.py): shared for the worker's hot path (``hot``: claims, finishes, hand-backs,
     which run side by side), exclusive for every other write, which so still sees a queue no
-    claim is changing (a ``pause`` that has returned waited for the claims under way). A
-    transaction that will claim (``claiming``: the worker's queues, empty for all) also
-    try-locks the limited queues it may take from (``held_limited``).
+    claim is changing (a ``pause`` that has returned waited for the claims under way). A claim
+    try-locks the limited queues it may take from itself (``queuectl_cycle``).
 
     After a disk-full or I/O error SQLite has already rolled the transaction back, and the
     ROLLBACK that follows fails with "no transaction is active"; that error would hide the one
@@ -55,15 +52,9 @@ def write_transaction(*, hot: bool = False,
     if outermost and not sqlite:
         from queuectl_tui.store import pgsql
 
-        if claiming is not None:
-            _begin.first = (POSTGRES_QUERIES["claim_locks"], {"queues": claiming or None})
-        else:
-            _begin.first = (pgsql.WRITE_LOCK_SHARED if hot else pgsql.WRITE_LOCK, ())
+        _begin.first = (pgsql.WRITE_LOCK_SHARED if hot else pgsql.WRITE_LOCK, ())
     try:
         with atomic:
-            if outermost and not sqlite:
-                found = _begin.result
-                _begin.limited = list(found[1]) if claiming is not None and found else None
             yield
         committed = True
     except DatabaseError as exc:
@@ -79,9 +70,9 @@ def write_transaction(*, hot: bool = False,
         if outermost:
             calls, _after.calls = _after.calls, []
             if not sqlite:
-                _begin.first = _begin.result = _begin.limited = None
+                _begin.first = _begin.result = None
     if outermost and committed:
-        if not sqlite and not hot and claiming is None:
+        if not sqlite and not hot:
             fold()
         for call in calls:
             try:
@@ -91,25 +82,14 @@ def write_transaction(*, hot: bool = False,
 
 
 class _Begin(threading.local):
-    """PostgreSQL: the statement sent with this thread's next BEGIN (one round trip), its row,
-    and the limited queues the open claiming transaction holds (None: not asked yet)."""
+    """PostgreSQL: the statement sent with this thread's next BEGIN (one round trip), and its
+    row."""
 
     first: tuple[str, object] | None = None
     result: tuple[Any, ...] | None = None
-    limited: list[str] | None = None
 
 
 _begin = _Begin()
-
-
-def held_limited() -> list[str] | None:
-    """The limited queues whose claim lock this thread's PostgreSQL transaction holds (None
-    when it did not ask: the claim then asks itself)."""
-    return _begin.limited
-
-
-def set_held_limited(queues: list[str]) -> None:
-    _begin.limited = queues
 
 
 def fold() -> None:

@@ -20,10 +20,7 @@ from queuectl_tui.store.sql import load
 #: digest here only with a benchmark (bench/run.py) of the new text.
 RECORDED = {
     "claim": "c7d42d2970273e51",
-    "claim_batch": "076ea4c5a0ff0d0e",
-    "claim_locks": "3a608a35d2da77d9",
     "finish_attempt": "38d34e236ee749c3",
-    "finish_batch": "b9f19ee86fcd0866",
     "finish_job": "090defb8b0b27008",
     "new_attempt": "e1c7d8c224cb2dd4",
     "next_number": "f7c407cb3efcf069",
@@ -50,8 +47,6 @@ def digest(text: str) -> str:
 
 def test_the_hot_path_statements_are_the_texts_measured_before_the_move():
     texts = {name: SQLITE.queries[name] for name in ("claim", *SHARED)}
-    texts.update({name: POSTGRES.queries[name]
-                  for name in ("claim_batch", "finish_batch", "claim_locks")})
     for dialect in (SQLITE, POSTGRES):
         for name in ("next_due", "oldest_due", "job_rows"):
             texts[f"{dialect.name}:{name}"] = dialect.queries[name]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from queuectl_tui.run.batch import BATCH_MAX, RECORD_WITHIN, SHORT, Batch
+from queuectl_tui.run.batch import BATCH_MAX, LONG, RECORD_WITHIN, Batch
 
 
 def ran(seconds: float):
@@ -16,24 +16,34 @@ def held(*ids: str):
     return [(SimpleNamespace(id=i), SimpleNamespace(number=1)) for i in ids]
 
 
-def test_the_size_doubles_while_every_job_is_short_up_to_the_cap():
+def test_the_size_is_what_runs_within_record_within_by_the_mean_up_to_the_cap():
     batch, sizes = Batch(), []
-    for _ in range(7):
-        batch.end(f"e{len(sizes)}", ran(SHORT / 2))
+    for took in (RECORD_WITHIN / 4, RECORD_WITHIN / 4, RECORD_WITHIN / 100):
+        batch.end("e", ran(took))
         batch.resize(handing_back=False)
         batch.recorded([None])
         sizes.append(batch.size)
-    assert sizes == [2, 4, 8, 16, 16, 16, 16] and BATCH_MAX == 16
+    # a quarter of RECORD_WITHIN each: four of them fit, and the one they wait behind; then a
+    # much shorter job moves the mean (a quarter of the way), never past BATCH_MAX
+    assert sizes[:2] == [5, 5] and 5 < sizes[2] <= BATCH_MAX and BATCH_MAX == 16
 
 
-def test_one_long_job_or_a_hand_back_brings_the_size_back_to_one():
+def test_a_slow_job_shrinks_the_size_and_a_long_one_or_a_hand_back_makes_it_one():
     batch = Batch()
-    batch.size = 8
-    batch.end("short", ran(0.0))
-    batch.end("long", ran(SHORT))
+    batch.size, batch.mean = 5, RECORD_WITHIN / 4
+    batch.end("slower", ran(RECORD_WITHIN / 2))  # under load: the size shrinks, not to one
     batch.resize(handing_back=False)
-    assert batch.size == 1
-    batch.size = 8
+    batch.recorded([None])
+    assert 1 < batch.size < 5
+    batch.end("long", ran(3600.0))
+    batch.resize(handing_back=False)
+    batch.recorded([None])
+    assert batch.size == 1 and batch.mean <= LONG  # counted as LONG: back soon after
+    for _ in range(8):
+        batch.end("short", ran(0.0))
+        batch.resize(handing_back=False)
+        batch.recorded([None])
+    assert batch.size > 1
     batch.resize(handing_back=True)  # nothing ended: handing back alone
     assert batch.size == 1
 
