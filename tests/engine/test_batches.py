@@ -49,6 +49,35 @@ def test_settle_claims_several_best_first_within_the_queues_limit(add, worker):
     assert Worker.get_by_id(worker.id).current_job == "j1"
 
 
+def test_on_postgresql_a_batchs_ends_and_its_next_claim_are_one_statement(add, worker,
+                                                                          monkeypatch):
+    """One round trip and one commit per batch (queuectl_cycle, run on its own): no BEGIN, no
+    COMMIT, no statement per end or per claim."""
+    if is_sqlite():
+        pytest.skip("PostgreSQL's round trips (SQLite's are calls in the process)")
+    for n in range(4):
+        add(f"j{n}", priority=-n)
+    _, claimed = engine.settle(worker, claim=2, max_backoff=60, now=T0 + 1)
+    sent: list[str] = []
+    db = database.obj
+    for name in ("execute_sql", "begin", "commit"):
+        real = getattr(db, name)
+
+        def counted(*args, _real=real, _name=name, **kwargs):
+            sent.append(_name)
+            return _real(*args, **kwargs)
+        monkeypatch.setattr(db, name, counted)
+    ended = [engine.Ended(job, attempt, "completed", 0, at=T0 + 2) for job, attempt in claimed]
+    states, more = engine.settle(worker, ended, claim=2, max_backoff=60, now=T0 + 2)
+    monkeypatch.undo()
+    assert sent == ["execute_sql"]
+    assert states == ["completed", "completed"] and held_ids(more) == ["j2", "j3"]
+    assert counts() == {("default", "completed"): 2, ("default", "processing"): 2}
+    assert [a.outcome for _, a in [(j, engine.attempts_of(state(j.id))[0]) for j, _ in claimed]
+            ] == ["completed", "completed"]
+    assert Worker.get_by_id(worker.id).current_job == "j2"
+
+
 def test_settle_records_ends_and_hands_back_held_jobs_as_they_were(add, worker):
     add("ran")
     add("failed-before", max_retries=3)
