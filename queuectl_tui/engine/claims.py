@@ -145,7 +145,7 @@ def _settle_cycle(worker: Worker, ended: Sequence[Ended], claim: int,
         return [state[0] if e.job.seq in done else None
                 for e, state in zip(ended, states, strict=True)], claimed
     with write_transaction(hot=True):
-        done, _ = _cycle(worker, now, ended, states, 0, None)
+        done = _cycle(worker, now, ended, states, 0, None)[0] if ended else set()
         result = [state[0] if e.job.seq in done else None
                   for e, state in zip(ended, states, strict=True)]
         dead = [e.job.seq for e, state in zip(ended, result, strict=True) if state == DEAD]
