@@ -15,6 +15,7 @@ from queuectl_tui.store import (
     fold,
     write_transaction,
 )
+from queuectl_tui.store.dialects import dialect
 from queuectl_tui.store.models import (
     Meta,
     Worker,
@@ -57,10 +58,9 @@ def heartbeat(worker_id: int, *, status: str | None = None, current_job: str | N
     """Record that the worker is alive; False when its row is gone (it was presumed lost: the
     worker must register again, under a new id, since ids are never reused)."""
     now = time.time() if now is None else now
-    values: dict[str, Any] = {"heartbeat_at": now}
-    if status is not None:
-        values["status"] = status
-        values["current_job"] = current_job
+    if status is None:  # one statement (on PostgreSQL it also folds, as below)
+        return dialect().run("heartbeat", (now, worker_id)).rowcount == 1
+    values: dict[str, Any] = {"heartbeat_at": now, "status": status, "current_job": current_job}
     alive = Worker.update(**values).where(Worker.id == worker_id).execute() == 1
     fold()  # PostgreSQL: the sessions' count rows into one per key (a try-lock; else nothing)
     return alive

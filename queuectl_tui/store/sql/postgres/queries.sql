@@ -66,3 +66,8 @@ SELECT * FROM queuectl_cycle(%(e_seq)s::bigint[], %(e_token)s::bigint[], %(e_sta
 %(e_cpu)s::float8[], %(e_rss)s::bigint[], %(e_procs)s::int[], %(now)s::float8,
 %(queues)s::text[], %(worker)s::int, %(host)s::text, %(token)s::bigint, %(n)s::int,
 %(mark)s::boolean, %(next)s::text, %(wrote)s::boolean);
+
+-- name: heartbeat
+-- A worker's heartbeat, and the fold of the sessions' count rows (queuectl_fold: a try-lock,
+-- else nothing) in the same statement: one round trip a beat, not two.
+UPDATE worker SET heartbeat_at = %s WHERE id = %s RETURNING queuectl_fold();

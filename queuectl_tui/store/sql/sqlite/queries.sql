@@ -79,3 +79,7 @@ json_each(?));
 -- queue and not with the workers' heartbeats (schema.sql): what the console and wait watch,
 -- read when data_version moved. One small table read.
 SELECT total(v) FROM job_count;
+
+-- name: heartbeat
+-- A worker's heartbeat (its row is gone when it was presumed lost: no row changes).
+UPDATE worker SET heartbeat_at = ? WHERE id = ?;
