@@ -605,7 +605,7 @@ def _job_rows_read() -> int:
 
 @on_postgres
 def test_the_workers_statements_are_prepared_once_per_connection(db, tmp_path, monkeypatch):
-    """The claim and the record of a job's end are planned once per connection, not per job;
+    """The batch's statement (its ends and its claim) is planned once per connection, not per job;
     a statement the server will not prepare still runs, without spoiling its transaction."""
     from queuectl_tui import engine, spec
     from queuectl_tui.run.loop import WorkerLoop
@@ -618,9 +618,7 @@ def test_the_workers_statements_are_prepared_once_per_connection(db, tmp_path, m
     assert {j.state for j in Job.select()} == {"completed"}
     prepared = database.execute_sql("SELECT name, statement FROM pg_prepared_statements")
     texts = " ".join(text for name, text in prepared if name.startswith("queuectl_hot_"))
-    assert "UPDATE job SET state = 'processing'" in texts  # the claim
-    assert "UPDATE attempt SET finished_at" in texts  # the end of an attempt
-    assert "UPDATE worker SET status" in texts
+    assert "queuectl_cycle(" in texts  # the claim, the ends of attempts, the worker's row
     with write_transaction():
         # $1 has no type
         monkeypatch.setitem(dialect().queries, "untyped", "SELECT %s IS NULL")
