@@ -11,7 +11,9 @@
 -- the limited queues the worker serves (one claimer at a time per limited queue: its running
 -- count is read by the claim, a later statement, so it includes every claim the lock's
 -- previous holder committed) and claims up to p_n due jobs with their attempts, best first
--- (SKIP LOCKED: a row another claimer holds is passed over, not waited for), numbered after
+-- (SKIP LOCKED: a row another claimer holds is passed over, not waited for; the update then
+-- finds the rows it locked by seq alone: locked, they stay due, and a filter on their state
+-- there made the planner walk job_due, every pending job, per claim), numbered after
 -- the job's last attempt, with tokens p_token + 1, + 2, ...; with p_mark, the worker's row says
 -- what it is on (p_next, else the first job claimed) when it claimed some or p_wrote (an
 -- empty look writes nothing). Each statement here sees what the ones before it committed to
@@ -67,7 +69,7 @@ BY rank DESC, run_at, seq LIMIT LEAST(p_n, COALESCE(o.room, p_n)) FOR UPDATE SKI
 ORDER BY j.rank DESC, j.run_at, j.seq LIMIT p_n), c AS (UPDATE job SET state = 'processing',
 attempts = job.attempts + 1, worker_id = p_worker, started_at = p_now, finished_at = NULL,
 updated_at = p_now, cancel_requested = false, claim_token = p_token + h.k FROM h WHERE job.seq
-= h.seq AND job.state IN ('pending', 'failed') AND job.waiting_on = 0 RETURNING job.seq,
+= h.seq RETURNING job.seq,
 job.id, job.command, job.queue, job.state, job.priority, job.attempts, job.max_retries,
 job.backoff_base, job.timeout, job.run_at, job.created_at, job.updated_at, job.started_at,
 job.cwd, job.env_digest, job.worker_id, job.claim_token, h.k), a AS (INSERT INTO attempt
