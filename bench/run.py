@@ -931,7 +931,9 @@ class PgSystem:
         self.name, self.task, self.root = name, task, root
 
     def queuectl_env(self, tmp: Path) -> dict[str, str]:
-        return dict(env(tmp), PYTHONPATH=str(self.root))
+        # PYTHONSAFEPATH: ``python -m`` would put the current directory (this checkout, when
+        # the benchmark runs from it) ahead of PYTHONPATH, and so run this engine as the old one
+        return dict(env(tmp), PYTHONPATH=str(self.root), PYTHONSAFEPATH="1")
 
     def install(self, url: str, tmp: Path) -> None:
         if self.name == "queuectl":
