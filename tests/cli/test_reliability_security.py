@@ -139,7 +139,8 @@ def _sql_calls(tree: ast.AST):
 
 def _literal_constants(tree: ast.Module, found: set[str] | None = None) -> set[str]:
     """Module-level names bound to SQL text made of string literals only (concatenated, or
-    joined from a tuple of literals), such as the worker's prepared hot-path statements."""
+    joined from a tuple of literals), such as the worker's prepared hot-path statements, or
+    read by name from the package's own .sql files (``load``)."""
     found = set() if found is None else found
 
     def literal(node: ast.AST) -> bool:
@@ -154,6 +155,11 @@ def _literal_constants(tree: ast.Module, found: set[str] | None = None) -> set[s
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                 and node.func.attr == "join" and not node.keywords):
             return literal(node.func.value) and all(literal(a) for a in node.args)
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id == "load" and not node.keywords):
+            return all(literal(a) for a in node.args)  # the blocks of a .sql file of store/sql
+        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+            return literal(node.value)  # one named block of such a file
         return False
 
     for stmt in tree.body:
