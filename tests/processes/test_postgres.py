@@ -793,11 +793,13 @@ def test_a_pause_returns_only_after_the_claims_under_way_and_none_claims_after_i
     held, held_result = _claim_held_open(first, inside, release, monkeypatch)
     try:
         pauser, _ = _in_thread(lambda: engine.pause(["default"]))
-        wait_for(lambda: database.execute_sql(  # this process's sessions only
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND pid "
-            "IN (SELECT pid FROM pg_stat_activity WHERE application_name = "
-            "current_setting('application_name'))").fetchone()[0] == 1,
-            message="pause to wait for the claim under way")
+        waiting = (  # this process's sessions only
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            " AND pid IN (SELECT pid FROM pg_stat_activity"
+            " WHERE application_name = current_setting('application_name'))"
+        )
+        wait_for(lambda: database.execute_sql(waiting).fetchone()[0] == 1,
+                 message="pause to wait for the claim under way")
         assert pauser.is_alive()
     finally:
         release.set()

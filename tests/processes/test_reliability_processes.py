@@ -352,7 +352,8 @@ def test_recovery_kills_the_group_of_a_job_whose_shell_has_already_exited(
     late, release = tmp_path / "late", tmp_path / "release"
     ok(cli("enqueue", "--id", "j", (
         f"echo run >> {runs}; "
-        f"if [ -e {once} ]; then if pgrep -f '^sleep {tok}' >/dev/null; then touch {overlap}; fi; "
+        f"if [ -e {once} ]; then if pgrep -f '^sleep {tok}' >/dev/null; "
+        f"then touch {overlap}; fi; "
         f"else touch {once}; (sleep {tok}; echo late >> {late}) & "
         f"while [ ! -e {release} ]; do sleep 0.02; done; fi")))
     wait_for(
