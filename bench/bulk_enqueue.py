@@ -37,8 +37,11 @@ def write_jobs(path: Path, lines: int, simple: bool = False) -> None:
             if simple:
                 out.write(json.dumps({"id": f"job-{n}", "command": f"echo {n}"}) + "\n")
                 continue
-            job = {"command": f"echo job {n} >> /dev/null", "priority": n % 7,
-                   "queue": queues[n % 3]}
+            job = {
+                "command": f"echo job {n} >> /dev/null",
+                "priority": n % 7,
+                "queue": queues[n % 3],
+            }
             if n % 10:  # one in ten gets a generated id
                 job["id"] = f"bulk-{n}"
             if n % 5 == 0:
@@ -76,8 +79,12 @@ def one_run(tmp: Path, jobs: Path, run: int, probe: bool, pg: str | None = None)
     if prober:
         prober.start()
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd + ["enqueue", "-f", str(jobs)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd + ["enqueue", "-f", str(jobs)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -92,9 +99,15 @@ def one_run(tmp: Path, jobs: Path, run: int, probe: bool, pg: str | None = None)
         count = pgschema.count(pg, schema)
         pgschema.drop(pg, schema)
     else:
-        count = sqlite3.connect(home / "queuectl.db").execute("SELECT count(*) FROM job").fetchone()[0]
-    result = {"seconds": round(wall, 3), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
-              "jobs": count, "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+        count = (
+            sqlite3.connect(home / "queuectl.db").execute("SELECT count(*) FROM job").fetchone()[0]
+        )
+    result = {
+        "seconds": round(wall, 3),
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+        "jobs": count,
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+    }
     if prober:
         result["longest_write_wait_s"] = round(prober.longest, 3)
     return result
@@ -107,8 +120,11 @@ def main() -> None:
     parser.add_argument("--lock-probe", action="store_true", help="measure how long writers wait")
     parser.add_argument("--simple", action="store_true", help='lines of just {"id", "command"}')
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--pg", default=os.environ.get("QUEUECTL_BENCH_PG"),
-                        help="a PostgreSQL URL: each run in a fresh schema of it")
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get("QUEUECTL_BENCH_PG"),
+        help="a PostgreSQL URL: each run in a fresh schema of it",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -118,7 +134,10 @@ def main() -> None:
     assert all(r["jobs"] == args.lines for r in runs), runs
     median = statistics.median(r["seconds"] for r in runs)
     summary = {
-        "lines": args.lines, "simple": args.simple, "runs": runs, "median_seconds": median,
+        "lines": args.lines,
+        "simple": args.simple,
+        "runs": runs,
+        "median_seconds": median,
         "median_cpu_seconds": statistics.median(r["cpu_seconds"] for r in runs),
         "jobs_per_second": round(args.lines / median),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
@@ -128,9 +147,15 @@ def main() -> None:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"{args.lines:,} lines, {args.repeat} runs: median {median:.2f} s = "
-              f"{summary['jobs_per_second']:,} jobs/s (CPU {summary['median_cpu_seconds']:.2f} s), peak RSS {summary['peak_rss_mb']} MB"
-              + (f", longest write wait {summary['longest_write_wait_s']} s" if args.lock_probe else ""))
+        print(
+            f"{args.lines:,} lines, {args.repeat} runs: median {median:.2f} s = "
+            f"{summary['jobs_per_second']:,} jobs/s (CPU {summary['median_cpu_seconds']:.2f} s), peak RSS {summary['peak_rss_mb']} MB"
+            + (
+                f", longest write wait {summary['longest_write_wait_s']} s"
+                if args.lock_probe
+                else ""
+            )
+        )
 
 
 if __name__ == "__main__":

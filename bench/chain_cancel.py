@@ -46,16 +46,26 @@ def main() -> None:
         sys.path.insert(0, str(root))
         from queuectl_tui import engine, spec
         from queuectl_tui.store import open_db
+
         open_db()
-        specs = ((f"line {n}", spec.normalize({"id": f"c{n}", "command": "true",
-                                               **({"after": [f"c{n - 1}"]} if n else {})}))
-                 for n in range(args.jobs))
+        specs = (
+            (
+                f"line {n}",
+                spec.normalize(
+                    {"id": f"c{n}", "command": "true", **({"after": [f"c{n - 1}"]} if n else {})}
+                ),
+            )
+            for n in range(args.jobs)
+        )
         with engine.enqueue_stream(specs, cwd="/", env={}):
             pass
         stop = Path(home) / "stop"
-        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(stop)], text=True,
-                                  stdout=subprocess.PIPE,
-                                  env={**os.environ, "PYTHONPATH": str(root)})
+        writer = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(stop)],
+            text=True,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(root)},
+        )
         writer.stdout.readline()
         time.sleep(0.3)
         began = time.monotonic()
@@ -65,9 +75,11 @@ def main() -> None:
         stop.touch()
         writes, longest, median = writer.communicate()[0].split()
         load = " ".join(f"{x:.1f}" for x in os.getloadavg())
-        print(f"chain of {args.jobs}: cancel {took:.2f} s, {engine.counts()['dead']} dead; the "
-              f"other writer: {writes} writes, longest wait {float(longest):.3f} s, median "
-              f"{float(median) * 1000:.1f} ms (load average {load})")
+        print(
+            f"chain of {args.jobs}: cancel {took:.2f} s, {engine.counts()['dead']} dead; the "
+            f"other writer: {writes} writes, longest wait {float(longest):.3f} s, median "
+            f"{float(median) * 1000:.1f} ms (load average {load})"
+        )
 
 
 if __name__ == "__main__":

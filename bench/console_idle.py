@@ -59,8 +59,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 def screen(session: str) -> str:
-    return subprocess.run(["tmux", "capture-pane", "-t", session, "-p"], capture_output=True,
-                          text=True).stdout
+    return subprocess.run(
+        ["tmux", "capture-pane", "-t", session, "-p"], capture_output=True, text=True
+    ).stdout
 
 
 def wait_for(session: str, text: str, timeout: float = 20.0) -> None:
@@ -82,15 +83,24 @@ class Arrivals(threading.Thread):
     def run(self) -> None:
         from queuectl_tui import engine, spec
         from queuectl_tui.store import open_db
+
         open_db(self.db)
         while not self.stopped.wait(self.every):
             self.count += 1
-            engine.enqueue([spec.normalize({"id": f"arrival-{self.count:04d}", "command": "true"})],
-                           cwd="/tmp", env={})
+            engine.enqueue(
+                [spec.normalize({"id": f"arrival-{self.count:04d}", "command": "true"})],
+                cwd="/tmp",
+                env={},
+            )
 
 
-def measure(jobs: int = 500, seconds: float = 5.0, settle: float = 1.5, every: float = 1.0,
-            size: tuple[int, int] = (120, 35)) -> dict:
+def measure(
+    jobs: int = 500,
+    seconds: float = 5.0,
+    settle: float = 1.5,
+    every: float = 1.0,
+    size: tuple[int, int] = (120, 35),
+) -> dict:
     if shutil.which("tmux") is None:
         raise SystemExit("tmux is needed (apt-get install -y tmux)")
     sys.path.insert(0, str(ROOT))
@@ -106,14 +116,37 @@ def measure(jobs: int = 500, seconds: float = 5.0, settle: float = 1.5, every: f
         env = {k: v for k, v in os.environ.items() if not k.startswith("QUEUECTL_")}
         env["PYTHONPATH"] = str(ROOT)
         command = f"exec {sys.executable} -m queuectl_tui --db {db}"
-        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", str(size[0]), "-y",
-                        str(size[1]), "-e", "TERM=xterm-256color", "-e", f"PYTHONPATH={ROOT}", command],
-                       check=True, env=env)
+        subprocess.run(
+            [
+                "tmux",
+                "new-session",
+                "-d",
+                "-s",
+                session,
+                "-x",
+                str(size[0]),
+                "-y",
+                str(size[1]),
+                "-e",
+                "TERM=xterm-256color",
+                "-e",
+                f"PYTHONPATH={ROOT}",
+                command,
+            ],
+            check=True,
+            env=env,
+        )
         arrivals = Arrivals(db, every)
         rows, footers = {}, {}
         try:
-            pid = int(subprocess.run(["tmux", "list-panes", "-t", session, "-F", "#{pane_pid}"],
-                                     capture_output=True, text=True, check=True).stdout.split()[0])
+            pid = int(
+                subprocess.run(
+                    ["tmux", "list-panes", "-t", session, "-F", "#{pane_pid}"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout.split()[0]
+            )
             wait_for(session, "page 1 of")
             arrivals.start()
             for place, keys, text in PLACES:
@@ -129,38 +162,74 @@ def measure(jobs: int = 500, seconds: float = 5.0, settle: float = 1.5, every: f
                 time.sleep(seconds)
                 used = cpu_seconds(pid) - start_cpu
                 rows[place] = round(100 * used / (time.monotonic() - start), 2)
-                footers[place] = next((line.strip() for line in screen(session).splitlines()
-                                       if " jobs (" in line or " jobs  " in line), "")
+                footers[place] = next(
+                    (
+                        line.strip()
+                        for line in screen(session).splitlines()
+                        if " jobs (" in line or " jobs  " in line
+                    ),
+                    "",
+                )
         finally:
             arrivals.stopped.set()
             subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
-    return {"places": rows, "footers": footers, "worst_pct": max(rows.values()), "bar_pct": BAR,
-            "jobs": jobs, "arrived": arrivals.count, "every_s": every, "seconds_per_place": seconds,
-            "size": f"{size[0]}x{size[1]}", "load": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "places": rows,
+        "footers": footers,
+        "worst_pct": max(rows.values()),
+        "bar_pct": BAR,
+        "jobs": jobs,
+        "arrived": arrivals.count,
+        "every_s": every,
+        "seconds_per_place": seconds,
+        "size": f"{size[0]}x{size[1]}",
+        "load": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--jobs", type=int, default=500, help="jobs seeded before the console opens")
-    parser.add_argument("--seconds", type=float, default=5.0, help="CPU sampled this long in each place")
-    parser.add_argument("--settle", type=float, default=3.5,
-                        help="seconds in a place before sampling (past the 3 s after a key in which "
-                             "the console draws its table every second: idle is what follows)")
-    parser.add_argument("--every", type=float, default=1.0, help="seconds between two arriving jobs")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=500, help="jobs seeded before the console opens"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=5.0, help="CPU sampled this long in each place"
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=3.5,
+        help="seconds in a place before sampling (past the 3 s after a key in which "
+        "the console draws its table every second: idle is what follows)",
+    )
+    parser.add_argument(
+        "--every", type=float, default=1.0, help="seconds between two arriving jobs"
+    )
     parser.add_argument("--size", default="120x35", help="terminal size, WxH")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = measure(args.jobs, args.seconds, args.settle, args.every,
-                     tuple(int(n) for n in args.size.split("x")))
+    result = measure(
+        args.jobs,
+        args.seconds,
+        args.settle,
+        args.every,
+        tuple(int(n) for n in args.size.split("x")),
+    )
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"console idle, {result['jobs']} jobs seeded, one more every {result['every_s']} s, "
-          f"terminal {result['size']}, CPU over {result['seconds_per_place']} s per place "
-          f"(load average {'/'.join(map(str, result['load']))})")
+    print(
+        f"console idle, {result['jobs']} jobs seeded, one more every {result['every_s']} s, "
+        f"terminal {result['size']}, CPU over {result['seconds_per_place']} s per place "
+        f"(load average {'/'.join(map(str, result['load']))})"
+    )
     for place, pct in result["places"].items():
-        print(f"  {place:<36}{pct:>6.2f} % of a core  {'pass' if pct < BAR else 'MISS'}"
-              f"  {result['footers'][place][:60]}")
+        print(
+            f"  {place:<36}{pct:>6.2f} % of a core  {'pass' if pct < BAR else 'MISS'}"
+            f"  {result['footers'][place][:60]}"
+        )
     print(f"  worst: {result['worst_pct']:.2f} % (bar: under {BAR} %)")
 
 

@@ -71,16 +71,26 @@ class Console:
 
     def __init__(self, db: Path | str, home: Path):
         self.socket = f"qidle{os.getpid()}"
-        command = " ".join(f"'{part}'" for part in ["env", *[f"{k}={v}" for k, v in env(home).items()
-                                                             if k in ("PYTHONPATH", "QUEUECTL_HOME",
-                                                                      "PATH", "HOME", "LANG")],
-                                                  "TERM=xterm-256color", *cli(db)])
+        command = " ".join(
+            f"'{part}'"
+            for part in [
+                "env",
+                *[
+                    f"{k}={v}"
+                    for k, v in env(home).items()
+                    if k in ("PYTHONPATH", "QUEUECTL_HOME", "PATH", "HOME", "LANG")
+                ],
+                "TERM=xterm-256color",
+                *cli(db),
+            ]
+        )
         self.tmux(["new-session", "-d", "-s", "idle", "-x", "120", "-y", "35", "exec " + command])
         self.pid = int(self.tmux(["display", "-p", "-t", "idle", "#{pane_pid}"]).strip())
 
     def tmux(self, args: list[str]) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True,
-                              check=True).stdout
+        return subprocess.run(
+            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=True
+        ).stdout
 
     def wait_for(self, text: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -105,14 +115,29 @@ def at_rest(workers: int, window: float, pg: str | None, console: bool = True) -
         screen = None
         try:
             e = env(home)
-            subprocess.run(cli(db, "enqueue", "--id", "later", "--delay", "86400", "true"),
-                           check=True, stdout=subprocess.DEVNULL, env=e)
-            out = subprocess.run(cli(db, "worker", "start", "--count", str(workers), "--json"),
-                                 check=True, capture_output=True, text=True, env=e).stdout
+            subprocess.run(
+                cli(db, "enqueue", "--id", "later", "--delay", "86400", "true"),
+                check=True,
+                stdout=subprocess.DEVNULL,
+                env=e,
+            )
+            out = subprocess.run(
+                cli(db, "worker", "start", "--count", str(workers), "--json"),
+                check=True,
+                capture_output=True,
+                text=True,
+                env=e,
+            ).stdout
             pids = {f"worker {w['id']}": w["pid"] for w in json.loads(out)}
-            for name, args in (("wait --all", ["wait", "--all"]), ("logs -f", ["logs", "-f", "later"])):
-                started.append(subprocess.Popen(cli(db, *args), stdout=subprocess.DEVNULL,
-                                                stderr=subprocess.DEVNULL, env=e))
+            for name, args in (
+                ("wait --all", ["wait", "--all"]),
+                ("logs -f", ["logs", "-f", "later"]),
+            ):
+                started.append(
+                    subprocess.Popen(
+                        cli(db, *args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=e
+                    )
+                )
                 pids[name] = started[-1].pid
             if console and shutil.which("tmux"):
                 screen = Console(db, home)
@@ -132,21 +157,31 @@ def at_rest(workers: int, window: float, pg: str | None, console: bool = True) -
             for proc in started:
                 proc.kill()
                 proc.wait()
-            subprocess.run(cli(db, "worker", "stop", "--wait", "10"), capture_output=True, env=env(home))
+            subprocess.run(
+                cli(db, "worker", "stop", "--wait", "10"), capture_output=True, env=env(home)
+            )
             if schema:
                 pgschema.drop(pg, schema)
-    cpu = {name: None if before[name] is None or after[name] is None
-           else 100 * (after[name] - before[name]) / span for name in pids}
+    cpu = {
+        name: None
+        if before[name] is None or after[name] is None
+        else 100 * (after[name] - before[name]) / span
+        for name in pids
+    }
     return {"workers": workers, "window_s": round(span, 1), "load": load, "cpu_pct": cpu}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--window", type=float, default=60.0, help="seconds measured per row")
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2, 4, 8])
-    parser.add_argument("--pg", default=os.environ.get("QUEUECTL_BENCH_PG"),
-                        help="a PostgreSQL URL: the queue in a fresh schema of it")
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get("QUEUECTL_BENCH_PG"),
+        help="a PostgreSQL URL: the queue in a fresh schema of it",
+    )
     parser.add_argument("--no-console", action="store_true", help="leave the console out")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -155,8 +190,10 @@ def main() -> None:
         print(json.dumps({"window_s": args.window, "bar_pct": BAR, "rows": rows}))
         return
     for row in rows:
-        print(f"{row['workers']} worker(s), {row['window_s']} s, load "
-              f"{'/'.join(f'{x:.1f}' for x in row['load'])}:")
+        print(
+            f"{row['workers']} worker(s), {row['window_s']} s, load "
+            f"{'/'.join(f'{x:.1f}' for x in row['load'])}:"
+        )
         for name, pct in row["cpu_pct"].items():
             print(f"  {name:12} {'gone' if pct is None else f'{pct:6.2f} %'}")
 

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-HUEY_TASKS = '''
+HUEY_TASKS = """
 import os, subprocess
 from huey import SqliteHuey
 huey = SqliteHuey(filename=os.environ["BENCH_HUEY_DB"])
@@ -30,15 +30,15 @@ huey = SqliteHuey(filename=os.environ["BENCH_HUEY_DB"])
 def run_true():
     subprocess.run("true", shell=True)
     return 1
-'''
+"""
 
-RQ_TASKS = '''
+RQ_TASKS = """
 import subprocess
 
 def run_true():
     subprocess.run("true", shell=True)
     return 1
-'''
+"""
 
 
 def reap(proc: subprocess.Popen) -> float:
@@ -68,9 +68,24 @@ def huey(args: argparse.Namespace) -> dict:
     env = dict(os.environ, PYTHONPATH=str(args.dir))
     start = time.perf_counter()
     consumer = subprocess.Popen(
-        [str(Path(sys.executable).parent / "huey_consumer"), "benchhueytasks.huey", "-k", "process",
-         "-w", str(args.workers), "-d", "0.001", "-m", "0.01", "-q"],
-        cwd=args.dir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            str(Path(sys.executable).parent / "huey_consumer"),
+            "benchhueytasks.huey",
+            "-k",
+            "process",
+            "-w",
+            str(args.workers),
+            "-d",
+            "0.001",
+            "-m",
+            "0.01",
+            "-q",
+        ],
+        cwd=args.dir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         end = poll(tasks.huey.result_count, args.jobs, args.timeout)
     finally:
@@ -94,11 +109,28 @@ def rq(args: argparse.Namespace) -> dict:
     finished = FinishedJobRegistry(queue=queue)
     env = dict(os.environ, PYTHONPATH=str(args.dir))
     start = time.perf_counter()
-    workers = [subprocess.Popen(
-        [str(Path(sys.executable).parent / "rq"), "worker", "--burst", "-q", "-w", args.worker_class,
-         "-u", f"redis://127.0.0.1:{args.port}", "-n", f"bench-{n}-{os.getpid()}", "bench"],
-        cwd=args.dir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for n in range(args.workers)]
+    workers = [
+        subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "rq"),
+                "worker",
+                "--burst",
+                "-q",
+                "-w",
+                args.worker_class,
+                "-u",
+                f"redis://127.0.0.1:{args.port}",
+                "-n",
+                f"bench-{n}-{os.getpid()}",
+                "bench",
+            ],
+            cwd=args.dir,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for n in range(args.workers)
+    ]
     try:
         end = poll(lambda: len(finished), args.jobs, args.timeout)
     finally:
@@ -118,9 +150,16 @@ def main() -> None:
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     result = (huey if args.peer == "huey" else rq)(args)
-    print(json.dumps({"jobs": args.jobs, "wall_s": result["wall_s"],
-                      "jobs_per_s": args.jobs / result["wall_s"],
-                      "cpu_ms_per_job": result["cpu_s"] * 1000 / args.jobs}))
+    print(
+        json.dumps(
+            {
+                "jobs": args.jobs,
+                "wall_s": result["wall_s"],
+                "jobs_per_s": args.jobs / result["wall_s"],
+                "cpu_ms_per_job": result["cpu_s"] * 1000 / args.jobs,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ def run_true() -> None:
 
 # --- pgqueuer --------------------------------------------------------------------------------
 
+
 async def pgqueuer_prepare(dsn: str, jobs: int, task: str) -> float:
     """Install the schema (``jobs`` = 0) or enqueue ``jobs``; seconds of that call."""
     import asyncpg
@@ -88,6 +89,7 @@ def pgqueuer_worker(dsn: str) -> None:
 
 # --- procrastinate ---------------------------------------------------------------------------
 
+
 def procrastinate_app(dsn: str):
     import procrastinate
 
@@ -131,7 +133,9 @@ def procrastinate_worker(dsn: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("action", choices=["install", "enqueue", "worker"])
     parser.add_argument("peer", choices=["pgqueuer", "procrastinate"])
     parser.add_argument("--dsn", required=True)

@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 def _admin(pg: str):
     import psycopg2
+
     conn = psycopg2.connect(pg)
     conn.autocommit = True
     return conn

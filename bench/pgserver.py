@@ -29,12 +29,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-BACKGROUND = ("checkpointer", "background writer", "walwriter", "autovacuum launcher",
-              "logical replication launcher", "archiver", "stats collector", "walreceiver")
+BACKGROUND = (
+    "checkpointer",
+    "background writer",
+    "walwriter",
+    "autovacuum launcher",
+    "logical replication launcher",
+    "archiver",
+    "stats collector",
+    "walreceiver",
+)
 
 
 def connect(url: str):
     import psycopg2
+
     conn = psycopg2.connect(url)
     conn.autocommit = True
     return conn
@@ -67,11 +76,16 @@ class Server:
         self.url = url
         conn = connect(url)
         try:
-            rows = query(conn, "SELECT current_setting('server_version'), pg_backend_pid(), "
-                               "current_setting('log_line_prefix'), current_setting('cluster_name'), "
-                               "pg_current_logfile(), (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)")
+            rows = query(
+                conn,
+                "SELECT current_setting('server_version'), pg_backend_pid(), "
+                "current_setting('log_line_prefix'), current_setting('cluster_name'), "
+                "pg_current_logfile(), (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)",
+            )
             version, backend, self.log_prefix, self.cluster, logfile, superuser = rows[0]
-            data_dir = query(conn, "SELECT current_setting('data_directory')")[0][0] if logfile else None
+            data_dir = (
+                query(conn, "SELECT current_setting('data_directory')")[0][0] if logfile else None
+            )
             # while the connection is open: its backend exits with it (read after the close, its
             # /proc entry was gone on a loaded machine, and the server taken for a remote one)
             self.postmaster, self.why_no_cpu = self._postmaster(backend)
@@ -84,14 +98,19 @@ class Server:
     def _postmaster(backend: int) -> tuple[int | None, str | None]:
         title = _read(f"/proc/{backend}/cmdline") or ""
         if not title.startswith("postgres"):
-            return None, "the server is not a process on this machine (no /proc entry for its backend)"
+            return (
+                None,
+                "the server is not a process on this machine (no /proc entry for its backend)",
+            )
         stat = _read(f"/proc/{backend}/stat") or ""
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
         if _read(f"/proc/{ppid}/task/{ppid}/children") is None or run_ns(ppid) is None:
             return None, "cannot read the server's processes in /proc"
         return ppid, None
 
-    def _log(self, logfile: str | None, data_dir: str | None, superuser: bool) -> tuple[str | None, str | None]:
+    def _log(
+        self, logfile: str | None, data_dir: str | None, superuser: bool
+    ) -> tuple[str | None, str | None]:
         if not superuser:
             return None, "log_statement is a superuser's setting, and the role is not one"
         if "%d" not in self.log_prefix:
@@ -129,7 +148,9 @@ class Server:
     def backends(self, db: str) -> int:
         conn = connect(self.url)
         try:
-            return query(conn, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (db,))[0][0]
+            return query(conn, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (db,))[
+                0
+            ][0]
         finally:
             conn.close()
 
@@ -145,8 +166,12 @@ class Server:
     def db_stats(self, db: str) -> dict:
         conn = connect(self.url)
         try:
-            row = query(conn, "SELECT xact_commit + xact_rollback, tup_inserted + tup_updated + tup_deleted "
-                              "FROM pg_stat_database WHERE datname = %s", (db,))[0]
+            row = query(
+                conn,
+                "SELECT xact_commit + xact_rollback, tup_inserted + tup_updated + tup_deleted "
+                "FROM pg_stat_database WHERE datname = %s",
+                (db,),
+            )[0]
         finally:
             conn.close()
         return {"transactions": row[0], "rows_written": row[1]}
@@ -206,14 +231,18 @@ class CpuMeter(threading.Thread):
         title = (_read(f"/proc/{pid}/cmdline") or "").replace("\0", " ").strip()
         if not title.startswith(self.prefix):
             return None  # just forked: not titled yet, look again next time
-        rest = title[len(self.prefix):]
+        rest = title[len(self.prefix) :]
         if rest.startswith("autovacuum worker"):
             kind = "background" if self.db in rest.split() else "other"
         elif rest.startswith(BACKGROUND):
             kind = "background"
         else:
             words = rest.split()
-            kind = "backend" if len(words) > 1 and words[1] == self.db and pid not in self.exclude else "other"
+            kind = (
+                "backend"
+                if len(words) > 1 and words[1] == self.db and pid not in self.exclude
+                else "other"
+            )
         self.kinds[pid] = kind
         return kind
 

@@ -20,7 +20,10 @@ from queuectl_tui.run.launch.host import JobHost
 
 
 def cpu() -> float:
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
@@ -28,15 +31,23 @@ def measure(name: str, n: int, body) -> None:
     wall, used = time.perf_counter(), cpu()
     body(n)
     wall, used = time.perf_counter() - wall, cpu() - used
-    print(f"{name:<10} {1000 * wall / n:6.3f} ms/job wall  {1000 * used / n:6.3f} ms/job CPU", flush=True)
+    print(
+        f"{name:<10} {1000 * wall / n:6.3f} ms/job wall  {1000 * used / n:6.3f} ms/job CPU",
+        flush=True,
+    )
 
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     with tempfile.TemporaryDirectory() as tmp:
-        opts = {"cwd": tmp, "env": env, "log_path": Path(tmp) / "log", "max_log_bytes": 1 << 20,
-                "timeout": None}
+        opts = {
+            "cwd": tmp,
+            "env": env,
+            "log_path": Path(tmp) / "log",
+            "max_log_bytes": 1 << 20,
+            "timeout": None,
+        }
 
         def ceiling(count):
             for _ in range(count):

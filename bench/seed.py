@@ -55,8 +55,13 @@ def seed(db_path: Path, count: int, now: float | None = None, queues: int = 1) -
     db = open_db(db_path)
     start = now - 7200
     with db.atomic():
-        db.execute_sql(_JOBS.replace(":count", str(int(count))).replace(":now", repr(now))
-                       .replace(":start", repr(start)).replace(":queues", str(int(queues))).replace(":step", repr(7000.0 / max(count, 1))))
+        db.execute_sql(
+            _JOBS.replace(":count", str(int(count)))
+            .replace(":now", repr(now))
+            .replace(":start", repr(start))
+            .replace(":queues", str(int(queues)))
+            .replace(":step", repr(7000.0 / max(count, 1)))
+        )
         db.execute_sql(_ATTEMPTS)
     db.execute_sql("ANALYZE")
     close_db()
@@ -64,7 +69,9 @@ def seed(db_path: Path, count: int, now: float | None = None, queues: int = 1) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("db", type=Path)
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--queues", type=int, default=1)

@@ -61,6 +61,7 @@ def _python_env() -> dict[str, str]:
 
 # --- producer mode (a child process) ---------------------------------------------------------
 
+
 def produce(db: Path | str, prefix: str, count: int, runs: Path) -> int:
     """Enqueue ``count`` jobs, one transaction each; print how many were accepted."""
     from queuectl_tui import engine, spec
@@ -79,6 +80,7 @@ def produce(db: Path | str, prefix: str, count: int, runs: Path) -> int:
 
 # --- the driver ------------------------------------------------------------------------------
 
+
 class Fleet:
     """The worker processes; the killer replaces one at random under a lock."""
 
@@ -93,9 +95,15 @@ class Fleet:
 
     def _spawn(self) -> subprocess.Popen:
         from queuectl_tui.run.supervisor import worker_command
-        return subprocess.Popen(worker_command(self.db, None, False), stdin=subprocess.DEVNULL,
-                                stdout=self.log_fd, stderr=self.log_fd, start_new_session=True,
-                                env=_python_env())
+
+        return subprocess.Popen(
+            worker_command(self.db, None, False),
+            stdin=subprocess.DEVNULL,
+            stdout=self.log_fd,
+            stderr=self.log_fd,
+            start_new_session=True,
+            env=_python_env(),
+        )
 
     def kill_one(self, rng: random.Random) -> None:
         with self.lock:
@@ -160,10 +168,24 @@ def drive(args: argparse.Namespace, workdir: Path) -> dict:
     started = time.monotonic()
     fleet = Fleet(db, args.workers, workdir / "workers.log")
     producers = [
-        subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--produce", f"p{k}",
-                          "--db", str(db), "--jobs-per-producer", str(args.jobs_per_producer),
-                          "--runs", str(runs)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_python_env())
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--produce",
+                f"p{k}",
+                "--db",
+                str(db),
+                "--jobs-per-producer",
+                str(args.jobs_per_producer),
+                "--runs",
+                str(runs),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_python_env(),
+        )
         for k in range(args.producers)
     ]
 
@@ -172,7 +194,7 @@ def drive(args: argparse.Namespace, workdir: Path) -> dict:
 
     def due_work_left() -> bool:
         now = time.time()
-        return (Job.select().where(Job.state.in_(CLAIMABLE), Job.run_at <= now).exists())
+        return Job.select().where(Job.state.in_(CLAIMABLE), Job.run_at <= now).exists()
 
     def ended() -> int:
         return Job.select().where(Job.state.in_((COMPLETED, DEAD))).count()
@@ -201,7 +223,9 @@ def drive(args: argparse.Namespace, workdir: Path) -> dict:
     for proc in producers:
         out, err = proc.communicate()
         if proc.returncode != 0:
-            producer_errors.append(err.strip().splitlines()[-1] if err.strip() else f"exit {proc.returncode}")
+            producer_errors.append(
+                err.strip().splitlines()[-1] if err.strip() else f"exit {proc.returncode}"
+            )
         else:
             accepted += int(out.strip() or 0)
     enqueued_at = time.monotonic() - started
@@ -224,7 +248,9 @@ def drive(args: argparse.Namespace, workdir: Path) -> dict:
     attempts: dict[int, list] = collections.defaultdict(list)
     for attempt in Attempt.select():
         attempts[attempt.job_seq].append(attempt)
-    ran = collections.Counter(line.strip() for line in runs.read_text().splitlines() if line.strip())
+    ran = collections.Counter(
+        line.strip() for line in runs.read_text().splitlines() if line.strip()
+    )
 
     missing = sorted(expected - set(rows))
     unexpected = sorted(set(rows) - expected)
@@ -248,48 +274,86 @@ def drive(args: argparse.Namespace, workdir: Path) -> dict:
             overrun.append(job_id)
     lost = sorted(set(lost) | set(missing))
 
-    status = json.loads(subprocess.run(
-        [sys.executable, "-m", "queuectl_tui", "--db", str(db), "status", "--json"],
-        capture_output=True, text=True, check=True, env=_python_env()).stdout)
+    status = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "queuectl_tui", "--db", str(db), "status", "--json"],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=_python_env(),
+        ).stdout
+    )
     by_state = engine.counts()
-    status_ok = status["jobs"] == by_state and status["total"] == len(expected) == sum(by_state.values())
+    status_ok = status["jobs"] == by_state and status["total"] == len(expected) == sum(
+        by_state.values()
+    )
     left = leftovers(str(workdir))
     # A worker writes nothing there unless it dies of an error (a one-line "error: ..." or a
     # traceback): any line at all is a worker that crashed.
-    worker_errors = [line for line in (workdir / "workers.log").read_text(errors="replace").splitlines()
-                     if line.strip()]
+    worker_errors = [
+        line
+        for line in (workdir / "workers.log").read_text(errors="replace").splitlines()
+        if line.strip()
+    ]
 
-    ok = not (lost or dup_clean or overrun or stuck or unexpected or producer_errors
-              or not status_ok or left or worker_errors or accepted != len(expected))
+    ok = not (
+        lost
+        or dup_clean
+        or overrun
+        or stuck
+        or unexpected
+        or producer_errors
+        or not status_ok
+        or left
+        or worker_errors
+        or accepted != len(expected)
+    )
     return {
         "ok": ok,
-        "producers": args.producers, "jobs_per_producer": args.jobs_per_producer,
-        "workers": args.workers, "chaos": args.chaos,
+        "producers": args.producers,
+        "jobs_per_producer": args.jobs_per_producer,
+        "workers": args.workers,
+        "chaos": args.chaos,
         "kill_interval": args.kill_interval if args.chaos else None,
-        "seed": seed if args.chaos else None, "max_retries": args.max_retries,
-        "jobs": len(expected), "accepted": accepted, "producer_errors": producer_errors,
+        "seed": seed if args.chaos else None,
+        "max_retries": args.max_retries,
+        "jobs": len(expected),
+        "accepted": accepted,
+        "producer_errors": producer_errors,
         "workers_killed": fleet.killed,
         "jobs_interrupted": interrupted,
-        "completed": by_state[COMPLETED], "dead": by_state[DEAD],
+        "completed": by_state[COMPLETED],
+        "dead": by_state[DEAD],
         "dead_worker_lost": len(dead_lost),
-        "lost": len(lost), "lost_ids": lost[:20],
+        "lost": len(lost),
+        "lost_ids": lost[:20],
         "duplicated": len(dup_interrupted) + len(dup_clean),
         "duplicated_interrupted": len(dup_interrupted),
-        "duplicated_uninterrupted": len(dup_clean), "duplicated_uninterrupted_ids": dup_clean[:20],
+        "duplicated_uninterrupted": len(dup_clean),
+        "duplicated_uninterrupted_ids": dup_clean[:20],
         # How each such job's attempts ended, to tell where a second run came from.
         "duplicated_uninterrupted_attempts": {
-            job_id: [(a.number, a.outcome, a.error, a.pid, a.worker_id)
-                     for a in sorted(attempts[rows[job_id].seq], key=lambda a: a.number)]
-            for job_id in dup_clean[:5]},
-        "overrun": len(overrun), "overrun_ids": overrun[:20],
-        "stuck": len(stuck), "stuck_ids": stuck[:20],
+            job_id: [
+                (a.number, a.outcome, a.error, a.pid, a.worker_id)
+                for a in sorted(attempts[rows[job_id].seq], key=lambda a: a.number)
+            ]
+            for job_id in dup_clean[:5]
+        },
+        "overrun": len(overrun),
+        "overrun_ids": overrun[:20],
+        "stuck": len(stuck),
+        "stuck_ids": stuck[:20],
         "runs_recorded": sum(ran.values()),
-        "status_matches": status_ok, "status": status["jobs"],
+        "status_matches": status_ok,
+        "status": status["jobs"],
         "leftover_processes": left[:20],
-        "worker_errors": len(worker_errors), "worker_error_lines": sorted(set(worker_errors))[:10],
-        "enqueue_seconds": round(enqueued_at, 1), "drain_seconds": round(drained_at, 1),
+        "worker_errors": len(worker_errors),
+        "worker_error_lines": sorted(set(worker_errors))[:10],
+        "enqueue_seconds": round(enqueued_at, 1),
+        "drain_seconds": round(drained_at, 1),
         "jobs_per_second": round(len(expected) / drained_at, 1) if drained_at else None,
-        "cpus": os.cpu_count(), "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
         "date": time.strftime("%Y-%m-%d"),
     }
 
@@ -300,26 +364,50 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs-per-producer", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--chaos", action="store_true", help="SIGKILL a random worker repeatedly")
-    parser.add_argument("--kill-interval", type=float, default=0.3,
-                        help="mean seconds between kills with --chaos (jittered ±50%%)")
-    parser.add_argument("--kill-every-jobs", type=int, default=0,
-                        help="with --chaos, also wait for this many more jobs to end between "
-                             "kills (0: time only)")
-    parser.add_argument("--backoff-base", type=float, default=1.0,
-                        help="backoff_base setting for the run (a job lost by a killed worker "
-                             "waits backoff_base ** attempts seconds)")
-    parser.add_argument("--max-retries", type=int, default=3,
-                        help="max_retries setting for the run (0: a job whose worker dies goes "
-                             "straight to the DLQ with a 'worker lost' attempt)")
-    parser.add_argument("--deadline", type=float, default=1800.0,
-                        help="give up waiting for the queue to drain after this many seconds")
+    parser.add_argument(
+        "--kill-interval",
+        type=float,
+        default=0.3,
+        help="mean seconds between kills with --chaos (jittered ±50%%)",
+    )
+    parser.add_argument(
+        "--kill-every-jobs",
+        type=int,
+        default=0,
+        help="with --chaos, also wait for this many more jobs to end between kills (0: time only)",
+    )
+    parser.add_argument(
+        "--backoff-base",
+        type=float,
+        default=1.0,
+        help="backoff_base setting for the run (a job lost by a killed worker "
+        "waits backoff_base ** attempts seconds)",
+    )
+    parser.add_argument(
+        "--max-retries",
+        type=int,
+        default=3,
+        help="max_retries setting for the run (0: a job whose worker dies goes "
+        "straight to the DLQ with a 'worker lost' attempt)",
+    )
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=1800.0,
+        help="give up waiting for the queue to drain after this many seconds",
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed of the killer's choices")
-    parser.add_argument("--dir", type=Path, help="keep the run here (default: a temporary directory)")
+    parser.add_argument(
+        "--dir", type=Path, help="keep the run here (default: a temporary directory)"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     parser.add_argument("--produce", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
-    parser.add_argument("--db-url", help="run on this PostgreSQL database (postgresql://…, an "
-                        "empty database or schema) instead of an SQLite file")
+    parser.add_argument(
+        "--db-url",
+        help="run on this PostgreSQL database (postgresql://…, an "
+        "empty database or schema) instead of an SQLite file",
+    )
     parser.add_argument("--runs", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.produce:
@@ -336,12 +424,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{'PASS' if result['ok'] else 'FAIL'}: {result['jobs']} jobs "
-              f"({result['producers']}x{result['jobs_per_producer']}), {result['workers']} workers"
-              + (f", {result['workers_killed']} workers SIGKILLed" if result["chaos"] else ""))
-        for key in ("lost", "duplicated", "duplicated_interrupted", "duplicated_uninterrupted",
-                    "overrun", "stuck", "jobs_interrupted", "completed", "dead", "status_matches",
-                    "leftover_processes", "worker_errors", "drain_seconds", "jobs_per_second"):
+        print(
+            f"{'PASS' if result['ok'] else 'FAIL'}: {result['jobs']} jobs "
+            f"({result['producers']}x{result['jobs_per_producer']}), {result['workers']} workers"
+            + (f", {result['workers_killed']} workers SIGKILLed" if result["chaos"] else "")
+        )
+        for key in (
+            "lost",
+            "duplicated",
+            "duplicated_interrupted",
+            "duplicated_uninterrupted",
+            "overrun",
+            "stuck",
+            "jobs_interrupted",
+            "completed",
+            "dead",
+            "status_matches",
+            "leftover_processes",
+            "worker_errors",
+            "drain_seconds",
+            "jobs_per_second",
+        ):
             print(f"  {key}: {result[key]}")
     return 0 if result["ok"] else 1
 

@@ -72,8 +72,11 @@ class LoopClock:
     def busy(self, start: float, end: float) -> tuple[float, float, float]:
         """(wall, CPU, longest single callback) seconds of callbacks run between start and end."""
         inside = [(s, e, c) for s, e, c in self.spans if e > start and s < end]
-        return (sum(min(e, end) - max(s, start) for s, e, _ in inside), sum(c for _, _, c in inside),
-                max((min(e, end) - max(s, start) for s, e, _ in inside), default=0.0))
+        return (
+            sum(min(e, end) - max(s, start) for s, e, _ in inside),
+            sum(c for _, _, c in inside),
+            max((min(e, end) - max(s, start) for s, e, _ in inside), default=0.0),
+        )
 
     def row(self, start: float, end: float) -> tuple[float, float, float, float]:
         """One measurement: (UI wall, UI CPU, elapsed, longest callback) seconds."""
@@ -100,6 +103,7 @@ class ReadClock:
                 return func(*args, **kwargs)
             finally:
                 self.times[name].append(time.perf_counter() - start)
+
         return timed
 
     def __exit__(self, *exc) -> None:
@@ -143,8 +147,11 @@ async def until(pilot, condition, timeout: float = 30.0, paint_wait: float = 0.2
 
 def first_page_shown(screen) -> bool:
     """The console is open: counts read and the first page of jobs in the table."""
-    return (screen.page is not None and screen.status is not None
-            and screen.table.row_count == len(screen.page.jobs))
+    return (
+        screen.page is not None
+        and screen.status is not None
+        and screen.table.row_count == len(screen.page.jobs)
+    )
 
 
 def bare_app():
@@ -170,7 +177,9 @@ def bare_app():
     return Bare()
 
 
-async def measure_bare(repeat: int, size: tuple[int, int]) -> list[tuple[float, float, float, float]]:
+async def measure_bare(
+    repeat: int, size: tuple[int, int]
+) -> list[tuple[float, float, float, float]]:
     from textual.widgets import DataTable
 
     results = []
@@ -179,7 +188,9 @@ async def measure_bare(repeat: int, size: tuple[int, int]) -> list[tuple[float, 
             app = bare_app()
             start = time.perf_counter()
             async with app.run_test(size=size) as pilot:
-                end = await until(pilot, lambda: app.query(DataTable) and app.query_one(DataTable).row_count == 25)
+                end = await until(
+                    pilot, lambda: app.query(DataTable) and app.query_one(DataTable).row_count == 25
+                )
                 results.append(loop.row(start, end))
     return results
 
@@ -189,8 +200,14 @@ async def measure(db_path: Path, repeat: int, size: tuple[int, int], fresh: dict
     from queuectl_tui.tui.screens.main import TABS, MainScreen
 
     results: dict[str, list[tuple[float, float]]] = {
-        "open": [], "open: start-up": [], "open: data": [], "tab": [], "refresh": [],
-        "next_page": [], "filter": []}
+        "open": [],
+        "open: start-up": [],
+        "open: data": [],
+        "tab": [],
+        "refresh": [],
+        "next_page": [],
+        "filter": [],
+    }
     mount_times: list[float] = []
     original_on_mount = MainScreen.on_mount
 
@@ -213,25 +230,40 @@ async def measure(db_path: Path, repeat: int, size: tuple[int, int], fresh: dict
                 await pilot.pause(0.05)
                 for tab, _, state in TABS[1:] + TABS[:1]:
                     start = time.perf_counter()
-                    screen.action_tab(tab)  # what the number key runs (Pilot.press adds ~40 ms of its own)
-                    end = await until(pilot, lambda: screen.page is not None and screen.page.view.state == state
-                                      and not screen.page_reads.busy)
+                    screen.action_tab(
+                        tab
+                    )  # what the number key runs (Pilot.press adds ~40 ms of its own)
+                    end = await until(
+                        pilot,
+                        lambda: (
+                            screen.page is not None
+                            and screen.page.view.state == state
+                            and not screen.page_reads.busy
+                        ),
+                    )
                     results["tab"].append(loop.row(start, end))
                     await pilot.pause(0.02)
                 for _ in range(5):
                     start = time.perf_counter()
                     screen.tick()
-                    end = await until(pilot, lambda: not screen.page_reads.busy and not screen._status_busy)
+                    end = await until(
+                        pilot, lambda: not screen.page_reads.busy and not screen._status_busy
+                    )
                     results["refresh"].append(loop.row(start, end))
                     await pilot.pause(0.02)
                 start = time.perf_counter()
                 screen.action_page(1)  # what ] runs
-                end = await until(pilot, lambda: screen.page.start > 0 and not screen.page_reads.busy)
+                end = await until(
+                    pilot, lambda: screen.page.start > 0 and not screen.page_reads.busy
+                )
                 results["next_page"].append(loop.row(start, end))
                 await pilot.press("slash", *"item 424")
                 start = time.perf_counter()
                 await pilot.press("2")  # the last keystroke: the filter applies once typing pauses
-                end = await until(pilot, lambda: screen.page.view.search == "item 4242" and not screen.page_reads.busy)
+                end = await until(
+                    pilot,
+                    lambda: screen.page.view.search == "item 4242" and not screen.page_reads.busy,
+                )
                 results["filter"].append(loop.row(start, end))
                 await pilot.press("escape", "q")
     results["open: bare Textual app"] = await measure_bare(repeat, size)
@@ -247,22 +279,31 @@ async def measure(db_path: Path, repeat: int, size: tuple[int, int], fresh: dict
             row[f"{kind}_ms_max"] = round(max(ms), 1)
         summary[name] = row
     for name, values in reads.times.items():
-        summary[name] = {"n": len(values), "read_ms_median": round(statistics.median(values) * 1000, 1),
-                         "read_ms_max": round(max(values) * 1000, 1)}
+        summary[name] = {
+            "n": len(values),
+            "read_ms_median": round(statistics.median(values) * 1000, 1),
+            "read_ms_max": round(max(values) * 1000, 1),
+        }
     return summary
 
 
-async def one_open(kind: str, db_path: Path, size: tuple[int, int]) -> tuple[float, float, float, float]:
+async def one_open(
+    kind: str, db_path: Path, size: tuple[int, int]
+) -> tuple[float, float, float, float]:
     """The first open in this process (what running queuectl-tui does): ours or the bare app."""
     with LoopClock() as loop:
         if kind == "bare":
             from textual.widgets import DataTable
+
             app = bare_app()
             start = time.perf_counter()
             async with app.run_test(size=size) as pilot:
-                end = await until(pilot, lambda: app.query(DataTable) and app.query_one(DataTable).row_count == 25)
+                end = await until(
+                    pilot, lambda: app.query(DataTable) and app.query_one(DataTable).row_count == 25
+                )
         else:
             from queuectl_tui.tui.app import QueueApp
+
             app = QueueApp(db_path, refresh_interval=3600)
             start = time.perf_counter()
             async with app.run_test(size=size) as pilot:
@@ -271,20 +312,45 @@ async def one_open(kind: str, db_path: Path, size: tuple[int, int]) -> tuple[flo
         return loop.row(start, end)
 
 
-def fresh_opens(db_path: Path, count: int, size: str) -> dict[str, list[tuple[float, float, float]]]:
-    results: dict[str, list] = {"open, fresh process": [], "open: bare Textual app, fresh process": []}
+def fresh_opens(
+    db_path: Path, count: int, size: str
+) -> dict[str, list[tuple[float, float, float]]]:
+    results: dict[str, list] = {
+        "open, fresh process": [],
+        "open: bare Textual app, fresh process": [],
+    }
     for _ in range(count):
-        for kind, name in (("ours", "open, fresh process"), ("bare", "open: bare Textual app, fresh process")):
-            out = subprocess.run([sys.executable, __file__, "--one-open", kind, "--db", str(db_path),
-                                  "--size", size], capture_output=True, text=True, check=True).stdout
+        for kind, name in (
+            ("ours", "open, fresh process"),
+            ("bare", "open: bare Textual app, fresh process"),
+        ):
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--one-open",
+                    kind,
+                    "--db",
+                    str(db_path),
+                    "--size",
+                    size,
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             results[name].append(tuple(json.loads(out)))
     return results
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--jobs", type=int, default=100_000)
-    parser.add_argument("--fast-seed", action="store_true", help="seed with plain SQL (bench/seed.py)")
+    parser.add_argument(
+        "--fast-seed", action="store_true", help="seed with plain SQL (bench/seed.py)"
+    )
     parser.add_argument("--repeat", type=int, default=5, help="times the console is opened")
     parser.add_argument("--fresh", type=int, default=5, help="first opens, each in a new process")
     parser.add_argument("--size", default="120x35", help="terminal size, WxH")
@@ -302,6 +368,7 @@ def main() -> None:
         if args.fast_seed:
             sys.path.insert(0, str(Path(__file__).resolve().parent))
             import seed
+
             seeded = seed.seed(db_path, args.jobs)
         else:
             open_db(db_path)
@@ -312,25 +379,40 @@ def main() -> None:
         fresh = fresh_opens(db_path, args.fresh, args.size)
         track_painting()
         summary = asyncio.run(measure(db_path, args.repeat, size, fresh))
-    summary["setup"] = {"jobs": args.jobs, "seed_s": round(seeded, 1), "size": args.size,
-                        "python": sys.version.split()[0]}
+    summary["setup"] = {
+        "jobs": args.jobs,
+        "seed_s": round(seeded, 1),
+        "size": args.size,
+        "python": sys.version.split()[0],
+    }
     if args.json:
         print(json.dumps(summary, indent=2))
         return
-    print(f"{args.jobs:,} jobs (seeded in {seeded:.1f}s), terminal {args.size}, console opened {args.repeat}x")
-    print(f"{'operation':<40}{'n':>4}  {'UI ms':>15}  {'UI CPU ms':>15}  {'wall ms':>15}   (median / max)"
-          "  longest callback ms")
+    print(
+        f"{args.jobs:,} jobs (seeded in {seeded:.1f}s), terminal {args.size}, console opened {args.repeat}x"
+    )
+    print(
+        f"{'operation':<40}{'n':>4}  {'UI ms':>15}  {'UI CPU ms':>15}  {'wall ms':>15}   (median / max)"
+        "  longest callback ms"
+    )
     for name in summary:
         if "ui_ms_median" not in summary[name]:
             continue
         row = summary[name]
-        print(f"{name:<40}{row['n']:>4}" + "".join(
-            f"  {row[kind + '_ms_median']:>6.1f} / {row[kind + '_ms_max']:<6.1f}" for kind in ("ui", "cpu", "wall"))
-            + f"  {row['stall_ms_max']:>6.1f}")
+        print(
+            f"{name:<40}{row['n']:>4}"
+            + "".join(
+                f"  {row[kind + '_ms_median']:>6.1f} / {row[kind + '_ms_max']:<6.1f}"
+                for kind in ("ui", "cpu", "wall")
+            )
+            + f"  {row['stall_ms_max']:>6.1f}"
+        )
     for name in ("read_page", "read_status"):
         row = summary[name]
-        print(f"{name:<40}{row['n']:>4}   database read in its thread: {row['read_ms_median']:.1f} ms median, "
-              f"{row['read_ms_max']:.1f} ms max")
+        print(
+            f"{name:<40}{row['n']:>4}   database read in its thread: {row['read_ms_median']:.1f} ms median, "
+            f"{row['read_ms_max']:.1f} ms max"
+        )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,14 @@ from urllib.parse import parse_qs, urlsplit
 import psutil
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
+ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -46,8 +52,12 @@ def measure(seconds: float, settle: float) -> dict:
     with tempfile.TemporaryDirectory(prefix="qweb-") as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith("QUEUECTL_")}
         env.update(QUEUECTL_DB=str(Path(tmp) / "queuectl.db"), PYTHONPATH=str(ROOT))
-        server = subprocess.Popen([sys.executable, "-m", "queuectl_tui", "web", "--port", "0"],
-                                  stdout=subprocess.PIPE, text=True, env=env)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "queuectl_tui", "web", "--port", "0"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         try:
             url = server.stdout.readline().strip()
             screens = []
@@ -74,8 +84,9 @@ def measure(seconds: float, settle: float) -> dict:
                     page.wait_for_timeout(settle * 1000)
                     srv = psutil.Process(server.pid)
                     consoles = srv.children(recursive=True)
-                    chromium = [p for p in psutil.Process().children(recursive=True)
-                                if "chrom" in p.name()]
+                    chromium = [
+                        p for p in psutil.Process().children(recursive=True) if "chrom" in p.name()
+                    ]
                     groups = {"server": [srv], "console": consoles, "chromium": chromium}
                     before = {name: cpu_seconds(procs) for name, procs in groups.items()}
                     t0 = time.monotonic()
@@ -88,27 +99,35 @@ def measure(seconds: float, settle: float) -> dict:
             server.terminate()
             server.wait(30)
     result = {f"{name}_cpu_pct": 100 * (after[name] - before[name]) / span for name in groups}
-    result.update(window_s=round(span, 2), first_screen_s=round(first_screen, 2),
-                  consoles=len(consoles), load=os.getloadavg())
+    result.update(
+        window_s=round(span, 2),
+        first_screen_s=round(first_screen, 2),
+        consoles=len(consoles),
+        load=os.getloadavg(),
+    )
     return result
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="the measured window")
-    parser.add_argument("--settle", type=float, default=2.0,
-                        help="seconds between the first screen and the window")
+    parser.add_argument(
+        "--settle", type=float, default=2.0, help="seconds between the first screen and the window"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result = measure(args.seconds, args.settle)
     if args.json:
         print(json.dumps(result))
         return
-    print(f"one page open, {result['window_s']} s: server {result['server_cpu_pct']:.2f}%, "
-          f"its console {result['console_cpu_pct']:.2f}%, Chromium {result['chromium_cpu_pct']:.2f}% "
-          f"of a core (first screen after {result['first_screen_s']} s; load "
-          f"{'/'.join(f'{x:.1f}' for x in result['load'])})")
+    print(
+        f"one page open, {result['window_s']} s: server {result['server_cpu_pct']:.2f}%, "
+        f"its console {result['console_cpu_pct']:.2f}%, Chromium {result['chromium_cpu_pct']:.2f}% "
+        f"of a core (first screen after {result['first_screen_s']} s; load "
+        f"{'/'.join(f'{x:.1f}' for x in result['load'])})"
+    )
 
 
 if __name__ == "__main__":

@@ -21,12 +21,13 @@ def _uses_a_server(argv: list[str]) -> bool:
         if arg == "--db" and i + 1 < len(argv):
             target = argv[i + 1]
         elif arg.startswith("--db="):
-            target = arg[len("--db="):]
+            target = arg[len("--db=") :]
     return "://" in target
 
 
 if not _uses_a_server(sys.argv[1:]):
     from queuectl_tui.store.drivers import skip_server_drivers
+
     skip_server_drivers()  # peewee's import of them fails: "not installed"
 
 gc.disable()

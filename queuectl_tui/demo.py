@@ -44,10 +44,14 @@ ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 # (id, command, queue, priority, max_retries, created (s before now), runs, then)
 # runs: (start, duration, exit code, outcome, error, output) with start in seconds before now.
 # then: the job's state after its runs, and for failed ones the delay until the next try.
-_RATES_LOG = ("GET https://rates.example.invalid/latest\n"
-              "curl: (6) Could not resolve host: rates.example.invalid\n")
-_CHARGE_LOG = ("charging card ending 7731 for order 7731 (49.90 EUR)\n"
-               "gateway: 402 card declined (insufficient funds)\n")
+_RATES_LOG = (
+    "GET https://rates.example.invalid/latest\n"
+    "curl: (6) Could not resolve host: rates.example.invalid\n"
+)
+_CHARGE_LOG = (
+    "charging card ending 7731 for order 7731 (49.90 EUR)\n"
+    "gateway: 402 card declined (insufficient funds)\n"
+)
 HISTORY = [
     (
         "nightly-backup",
@@ -328,8 +332,13 @@ def _thumbs(now: float) -> list[tuple[Any, ...]]:
     return rows
 
 
-def seed(now: float | None = None, *, cwd: str | None = None, running_pid: int | None = None,
-         live: bool = False) -> None:
+def seed(
+    now: float | None = None,
+    *,
+    cwd: str | None = None,
+    running_pid: int | None = None,
+    live: bool = False,
+) -> None:
     """Fill the open database with the sample history (ids are fixed: use it on an empty one).
 
     running_pid: also register three workers with this PID (two busy, one idle) holding the
@@ -362,10 +371,24 @@ def seed(now: float | None = None, *, cwd: str | None = None, running_pid: int |
                 now=queued,
             )
         for job_id, command, queue, priority, retries, created, runs, then in entries:
-            job = engine.enqueue([spec.normalize({"id": job_id, "command": command, "queue": queue,
-                                                  "priority": priority, "max_retries": retries,
-                                                  "backoff_base": 2, **EXTRA.get(job_id, {})})],
-                                 cwd=cwd, env=ENV, now=now - created)[0]
+            job = engine.enqueue(
+                [
+                    spec.normalize(
+                        {
+                            "id": job_id,
+                            "command": command,
+                            "queue": queue,
+                            "priority": priority,
+                            "max_retries": retries,
+                            "backoff_base": 2,
+                            **EXTRA.get(job_id, {}),
+                        }
+                    )
+                ],
+                cwd=cwd,
+                env=ENV,
+                now=now - created,
+            )[0]
             _write_history(job, runs, then, now, logs)
         if running_pid is not None:
             _running(now, cwd, running_pid, logs)
@@ -391,8 +414,9 @@ def seed(now: float | None = None, *, cwd: str | None = None, running_pid: int |
                 )
 
 
-def _write_history(job: Job, runs: list[tuple[Any, ...]], then: str | tuple[str, float],
-                   now: float, logs: Path) -> None:
+def _write_history(
+    job: Job, runs: list[tuple[Any, ...]], then: str | tuple[str, float], now: float, logs: Path
+) -> None:
     state, wait = then if isinstance(then, tuple) else (then, None)
     values: dict[str, Any] = {"state": state, "attempts": len(runs)}
     due = job.run_at  # the first run was due at enqueue; each retry after its backoff
@@ -400,18 +424,36 @@ def _write_history(job: Job, runs: list[tuple[Any, ...]], then: str | tuple[str,
         log_file = engine.log_name(job.id, job.seq, number)
         (logs / log_file).write_text(output)
         measured = outcome != "lost"  # a lost worker recorded nothing of what its job cost
-        Attempt.create(job=job.seq, number=number, worker_id=1 + (job.seq + number) % 3,
-                       host="demo", pid=None, started_at=now - start,
-                       finished_at=now - start + duration, exit_code=code, duration=duration,
-                       outcome=outcome, error=error, log_file=log_file,
-                       cpu_seconds=round(duration * 0.4, 2) if measured else None,
-                       peak_rss_bytes=(6 + (job.seq * 37 + number * 11) % 180) * 1024 * 1024
-                       if measured else None,
-                       processes=1 + (job.seq + number) % 4 if measured else None,
-                       due_at=min(due, now - start), queue=job.queue)
-        due = now - start + duration + 2 ** number
-        values.update(started_at=now - start, finished_at=now - start + duration, exit_code=code,
-                      last_error=error, output_tail=output, updated_at=now - start + duration)
+        Attempt.create(
+            job=job.seq,
+            number=number,
+            worker_id=1 + (job.seq + number) % 3,
+            host="demo",
+            pid=None,
+            started_at=now - start,
+            finished_at=now - start + duration,
+            exit_code=code,
+            duration=duration,
+            outcome=outcome,
+            error=error,
+            log_file=log_file,
+            cpu_seconds=round(duration * 0.4, 2) if measured else None,
+            peak_rss_bytes=(6 + (job.seq * 37 + number * 11) % 180) * 1024 * 1024
+            if measured
+            else None,
+            processes=1 + (job.seq + number) % 4 if measured else None,
+            due_at=min(due, now - start),
+            queue=job.queue,
+        )
+        due = now - start + duration + 2**number
+        values.update(
+            started_at=now - start,
+            finished_at=now - start + duration,
+            exit_code=code,
+            last_error=error,
+            output_tail=output,
+            updated_at=now - start + duration,
+        )
     if state == PENDING:
         values.update(started_at=None, finished_at=None)
         if wait:
@@ -426,21 +468,49 @@ def _write_history(job: Job, runs: list[tuple[Any, ...]], then: str | tuple[str,
 
 def _running(now: float, cwd: str, pid: int, logs: Path) -> None:
     started = procs.start_time(pid) or now
-    workers = [Worker.create(host=procs.hostname(), pid=pid, proc_started=started,
-                             started_at=now - age, heartbeat_at=now - 0.4, status="idle")
-               for age in (3725.0, 3720.0, 610.0)]
+    workers = [
+        Worker.create(
+            host=procs.hostname(),
+            pid=pid,
+            proc_started=started,
+            started_at=now - age,
+            heartbeat_at=now - 0.4,
+            status="idle",
+        )
+        for age in (3725.0, 3720.0, 610.0)
+    ]
     for worker, running in zip(workers, RUNNING, strict=False):
         job_id, command, queue, priority, age, output = running
-        job = engine.enqueue([spec.normalize({"id": job_id, "command": command, "queue": queue,
-                                              "priority": priority})],
-                             cwd=cwd, env=ENV, now=now - age - 1)[0]
+        job = engine.enqueue(
+            [
+                spec.normalize(
+                    {"id": job_id, "command": command, "queue": queue, "priority": priority}
+                )
+            ],
+            cwd=cwd,
+            env=ENV,
+            now=now - age - 1,
+        )[0]
         log_file = engine.log_name(job.id, job.seq, 1)
         (logs / log_file).write_text(output)
-        Attempt.create(job=job.seq, number=1, worker_id=worker.id, host=worker.host, pid=pid,
-                       pid_started=started, started_at=now - age, log_file=log_file,
-                       queue=queue)
-        Job.update(state=PROCESSING, attempts=1, worker_id=worker.id, started_at=now - age,
-                   updated_at=now - age).where(Job.seq == job.seq).execute()
+        Attempt.create(
+            job=job.seq,
+            number=1,
+            worker_id=worker.id,
+            host=worker.host,
+            pid=pid,
+            pid_started=started,
+            started_at=now - age,
+            log_file=log_file,
+            queue=queue,
+        )
+        Job.update(
+            state=PROCESSING,
+            attempts=1,
+            worker_id=worker.id,
+            started_at=now - age,
+            updated_at=now - age,
+        ).where(Job.seq == job.seq).execute()
         Worker.update(status="busy", current_job=job_id).where(Worker.id == worker.id).execute()
 
 
@@ -450,10 +520,11 @@ def seed_bulk(count: int, now: float | None = None, *, chunk: int = 2000) -> Non
     now = time.time() if now is None else now
     states = [COMPLETED] * 12 + [PENDING] * 5 + [FAILED] + [DEAD] * 2
     env_digest = engine.environment_row(ENV)[0]
-    base = (Job.select(Job.seq).order_by(Job.seq.desc()).limit(1).scalar() or 0)
+    base = Job.select(Job.seq).order_by(Job.seq.desc()).limit(1).scalar() or 0
     with database.atomic():
-        Environment.insert(digest=env_digest, data=json.dumps(ENV, sort_keys=True)
-                           ).on_conflict_ignore().execute()
+        Environment.insert(
+            digest=env_digest, data=json.dumps(ENV, sort_keys=True)
+        ).on_conflict_ignore().execute()
         for first in range(0, count, chunk):
             jobs, attempts = [], []
             for n in range(first, min(first + chunk, count)):
@@ -462,26 +533,49 @@ def seed_bulk(count: int, now: float | None = None, *, chunk: int = 2000) -> Non
                 finished = now - 7200 + (n * 7200.0 / count)
                 ran = state != PENDING
                 error = {FAILED: "exit code 1", DEAD: "exit code 2"}.get(state)
-                jobs.append({
-                    "seq": seq, "id": f"bulk-{n:06d}", "command": f"echo item {n}; sleep 1",
-                    "queue": "default", "state": state, "priority": n % 5, "attempts": int(ran),
-                    "max_retries": 0 if state == DEAD else 3, "backoff_base": 2.0, "timeout": None,
-                    "run_at": now + 60 if state == FAILED else finished - 1,
-                    "created_at": finished - 2, "updated_at": finished,
-                    "started_at": finished - 1 if ran else None,
-                    "finished_at": finished if ran else None, "last_error": error,
-                    "exit_code": {COMPLETED: 0, FAILED: 1, DEAD: 2}.get(state),
-                    "output_tail": f"item {n}\n" if ran else None, "cwd": "/tmp",
-                    "env_digest": env_digest, "worker_id": None, "cancel_requested": False,
-                })
+                jobs.append(
+                    {
+                        "seq": seq,
+                        "id": f"bulk-{n:06d}",
+                        "command": f"echo item {n}; sleep 1",
+                        "queue": "default",
+                        "state": state,
+                        "priority": n % 5,
+                        "attempts": int(ran),
+                        "max_retries": 0 if state == DEAD else 3,
+                        "backoff_base": 2.0,
+                        "timeout": None,
+                        "run_at": now + 60 if state == FAILED else finished - 1,
+                        "created_at": finished - 2,
+                        "updated_at": finished,
+                        "started_at": finished - 1 if ran else None,
+                        "finished_at": finished if ran else None,
+                        "last_error": error,
+                        "exit_code": {COMPLETED: 0, FAILED: 1, DEAD: 2}.get(state),
+                        "output_tail": f"item {n}\n" if ran else None,
+                        "cwd": "/tmp",
+                        "env_digest": env_digest,
+                        "worker_id": None,
+                        "cancel_requested": False,
+                    }
+                )
                 if ran:
-                    attempts.append({
-                        "job": seq, "number": 1, "worker_id": 1, "host": "bench",
-                        "started_at": finished - 1, "finished_at": finished,
-                        "exit_code": jobs[-1]["exit_code"], "duration": 1.0,
-                        "outcome": "completed" if state == COMPLETED else "failed",
-                        "error": error, "log_file": None, "queue": "default",
-                    })
+                    attempts.append(
+                        {
+                            "job": seq,
+                            "number": 1,
+                            "worker_id": 1,
+                            "host": "bench",
+                            "started_at": finished - 1,
+                            "finished_at": finished,
+                            "exit_code": jobs[-1]["exit_code"],
+                            "duration": 1.0,
+                            "outcome": "completed" if state == COMPLETED else "failed",
+                            "error": error,
+                            "log_file": None,
+                            "queue": "default",
+                        }
+                    )
             Job.insert_many(jobs).execute()
             if attempts:
                 Attempt.insert_many(attempts).execute()
@@ -506,28 +600,82 @@ def pinned_monitor() -> WorkerMonitor:
                     row.job_tree = Usage(42.0 + index, (96 + 10 * index) * 1024 * 1024, 3)
             return rows
 
-        def job_tree(self, job: Job, attempt: Attempt, now: float
-                     ) -> tuple[JobTree, list[tuple[float, float, int]]]:
+        def job_tree(
+            self, job: Job, attempt: Attempt, now: float
+        ) -> tuple[JobTree, list[tuple[float, float, int]]]:
             """A fixed tree under the job's shell and a fixed series over the attempt's life."""
             from queuectl_tui.run.monitor import JobTree
             from queuectl_tui.run.usage import ProcInfo
 
-            tree = JobTree(job.id, attempt.worker_id, attempt.host, attempt.number,
-                           attempt.started_at, 4200, True)
+            tree = JobTree(
+                job.id,
+                attempt.worker_id,
+                attempt.host,
+                attempt.number,
+                attempt.started_at,
+                4200,
+                True,
+            )
             mb = 1024 * 1024
             tree.processes = [
-                ProcInfo(4200, 4100, 0, attempt.started_at, "sleeping", 0.0, 2 * mb, 2 * mb,
-                         "/bin/sh -s", 0.0),
-                ProcInfo(4201, 4200, 1, attempt.started_at, "sleeping", 0.1, 3 * mb, 3 * mb,
-                         "python3 pipeline.py --input batch.csv", 1.5),
-                ProcInfo(4202, 4201, 2, attempt.started_at, "running", 40.0, 88 * mb, 120 * mb,
-                         "ffmpeg -i clip.mov -c:v libx264 out.mp4", 97.0),
-                ProcInfo(4203, 4201, 2, attempt.started_at, "sleeping", 0.2, 5 * mb, 5 * mb,
-                         "tee \x1b]0;title\x07 progress.log", 0.0),
+                ProcInfo(
+                    4200,
+                    4100,
+                    0,
+                    attempt.started_at,
+                    "sleeping",
+                    0.0,
+                    2 * mb,
+                    2 * mb,
+                    "/bin/sh -s",
+                    0.0,
+                ),
+                ProcInfo(
+                    4201,
+                    4200,
+                    1,
+                    attempt.started_at,
+                    "sleeping",
+                    0.1,
+                    3 * mb,
+                    3 * mb,
+                    "python3 pipeline.py --input batch.csv",
+                    1.5,
+                ),
+                ProcInfo(
+                    4202,
+                    4201,
+                    2,
+                    attempt.started_at,
+                    "running",
+                    40.0,
+                    88 * mb,
+                    120 * mb,
+                    "ffmpeg -i clip.mov -c:v libx264 out.mp4",
+                    97.0,
+                ),
+                ProcInfo(
+                    4203,
+                    4201,
+                    2,
+                    attempt.started_at,
+                    "sleeping",
+                    0.2,
+                    5 * mb,
+                    5 * mb,
+                    "tee \x1b]0;title\x07 progress.log",
+                    0.0,
+                ),
             ]
             span = max(1.0, now - attempt.started_at)
-            history = [(attempt.started_at + span * i / 39, 20.0 + 80.0 * ((i * 7) % 10) / 9,
-                        (20 + 2 * i) * mb) for i in range(40)]
+            history = [
+                (
+                    attempt.started_at + span * i / 39,
+                    20.0 + 80.0 * ((i * 7) % 10) / 9,
+                    (20 + 2 * i) * mb,
+                )
+                for i in range(40)
+            ]
             return tree, history
 
     return Pinned()

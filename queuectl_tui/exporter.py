@@ -27,8 +27,9 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
     from prometheus_client.core import Metric
 
-MISSING = ("Prometheus output needs the prometheus_client package: "
-           "pip install 'queuectl-tui[metrics]'")
+MISSING = (
+    "Prometheus output needs the prometheus_client package: pip install 'queuectl-tui[metrics]'"
+)
 
 
 def require() -> None:
@@ -39,11 +40,15 @@ def require() -> None:
         raise QueueError(MISSING) from None
 
 
-def registry(window: float = metrics.DEFAULT_WINDOW, clock: Callable[[], float] = time.time,
-             on_change: Callable[[Exception | None], None] | None = None) -> CollectorRegistry:
+def registry(
+    window: float = metrics.DEFAULT_WINDOW,
+    clock: Callable[[], float] = time.time,
+    on_change: Callable[[Exception | None], None] | None = None,
+) -> CollectorRegistry:
     """A fresh CollectorRegistry holding only the queue's collector (see QueueCollector)."""
     require()
     from prometheus_client import CollectorRegistry
+
     reg = CollectorRegistry(auto_describe=False)
     reg.register(QueueCollector(window, clock, on_change))
     return reg
@@ -52,6 +57,7 @@ def registry(window: float = metrics.DEFAULT_WINDOW, clock: Callable[[], float] 
 def text(window: float = metrics.DEFAULT_WINDOW, clock: Callable[[], float] = time.time) -> str:
     """The text exposition format, as a scrape of ``metrics serve`` returns it."""
     from prometheus_client import generate_latest
+
     return generate_latest(registry(window, clock)).decode("utf-8")
 
 
@@ -62,8 +68,12 @@ CLIENT_TIMEOUT = 10.0
 CONNECTION_LIMIT = 60.0
 
 
-def serve(host: str, port: int, window: float = metrics.DEFAULT_WINDOW,
-          on_change: Callable[[Exception | None], None] | None = None) -> WSGIServer:
+def serve(
+    host: str,
+    port: int,
+    window: float = metrics.DEFAULT_WINDOW,
+    on_change: Callable[[Exception | None], None] | None = None,
+) -> WSGIServer:
     """Start the HTTP exporter in a daemon thread; returns the server (``server_address``
     has the port actually bound, for port 0). ``on_change(error)`` is told when scrapes stop
     reading the database (the error) and when they read it again (None).
@@ -79,8 +89,9 @@ def serve(host: str, port: int, window: float = metrics.DEFAULT_WINDOW,
 
     class Server(ThreadingMixIn, WSGIServer):
         daemon_threads = True  # a scrape never keeps the process alive
-        address_family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                            flags=socket.AI_PASSIVE)[0][0]
+        address_family = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0][0]
 
     class Handler(WSGIRequestHandler):
         timeout = CLIENT_TIMEOUT  # applied to the socket by StreamRequestHandler.setup
@@ -123,25 +134,36 @@ def serve(host: str, port: int, window: float = metrics.DEFAULT_WINDOW,
 def _with_head(app: WSGIApplication) -> WSGIApplication:
     """``app`` answering HEAD as it answers GET, less the body (RFC 9110: a server that
     answers GET should answer HEAD), and saying so in its Allow header."""
+
     def allow(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        return [(name, "OPTIONS,GET,HEAD" if name.lower() == "allow" else value)
-                for name, value in headers]
+        return [
+            (name, "OPTIONS,GET,HEAD" if name.lower() == "allow" else value)
+            for name, value in headers
+        ]
 
     def wrapped(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") != "HEAD":
-            return app(environ, lambda status, headers, exc_info=None: start_response(
-                status, allow(headers), exc_info))
+            return app(
+                environ,
+                lambda status, headers, exc_info=None: start_response(
+                    status, allow(headers), exc_info
+                ),
+            )
         answer: list[tuple[str, list[tuple[str, str]]]] = []
 
-        def keep(status: str, headers: list[tuple[str, str]],
-                 exc_info: object = None) -> Callable[[bytes], object]:
+        def keep(
+            status: str, headers: list[tuple[str, str]], exc_info: object = None
+        ) -> Callable[[bytes], object]:
             answer.append((status, headers))
             return lambda data: None  # WSGI's write(): a HEAD answer writes no body
 
         body = b"".join(app({**environ, "REQUEST_METHOD": "GET"}, keep))
         status, headers = answer[0]
-        start_response(status, [h for h in allow(headers) if h[0].lower() != "content-length"]
-                       + [("Content-Length", str(len(body)))])
+        start_response(
+            status,
+            [h for h in allow(headers) if h[0].lower() != "content-length"]
+            + [("Content-Length", str(len(body)))],
+        )
         return []
 
     return wrapped
@@ -157,8 +179,12 @@ class QueueCollector:
     other figure (a partial set would read as real values), and ``on_change`` is told once
     per outage and once at its end."""
 
-    def __init__(self, window: float, clock: Callable[[], float],
-                 on_change: Callable[[Exception | None], None] | None = None) -> None:
+    def __init__(
+        self,
+        window: float,
+        clock: Callable[[], float],
+        on_change: Callable[[Exception | None], None] | None = None,
+    ) -> None:
         self.window = window
         self.clock = clock
         self.on_change = on_change
@@ -166,8 +192,12 @@ class QueueCollector:
 
     def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import GaugeMetricFamily
-        up = GaugeMetricFamily("queuectl_up", "1 if this scrape read the database, 0 if it "
-                               "could not (then no other figure is given).")
+
+        up = GaugeMetricFamily(
+            "queuectl_up",
+            "1 if this scrape read the database, 0 if it "
+            "could not (then no other figure is given).",
+        )
         try:
             families, read = list(self._collect(self.clock())), True
         except (DatabaseError, InterfaceError) as exc:
@@ -195,9 +225,13 @@ class QueueCollector:
         )
         summed = fn.SUM(JobCount.n)  # PostgreSQL keeps a row per writing session (store/pgsql.py)
         # execute(): the rows as they are; peewee's stubs type a model query's rows as models.
-        for queue, state, n in (JobCount.select(JobCount.queue, JobCount.state, summed)
-                                .group_by(JobCount.queue, JobCount.state)
-                                .order_by(JobCount.queue, JobCount.state).tuples().execute()):
+        for queue, state, n in (
+            JobCount.select(JobCount.queue, JobCount.state, summed)
+            .group_by(JobCount.queue, JobCount.state)
+            .order_by(JobCount.queue, JobCount.state)
+            .tuples()
+            .execute()
+        ):
             jobs.add_metric([queue, state], int(n))
         yield jobs
 
@@ -218,45 +252,59 @@ class QueueCollector:
         yield workers
 
         attempts = CounterMetricFamily(
-            "queuectl_attempts", "Finished attempts recorded in the database, by outcome "
-            "(deleting jobs deletes theirs: seen as a counter reset).", labels=["outcome"])
-        for outcome, n in (Attempt.select(Attempt.outcome, fn.COUNT(Attempt.seq))
-                           .where(Attempt.finished_at.is_null(False))
-                           .group_by(Attempt.outcome).order_by(Attempt.outcome).tuples()
-                           .execute()):
+            "queuectl_attempts",
+            "Finished attempts recorded in the database, by outcome "
+            "(deleting jobs deletes theirs: seen as a counter reset).",
+            labels=["outcome"],
+        )
+        for outcome, n in (
+            Attempt.select(Attempt.outcome, fn.COUNT(Attempt.seq))
+            .where(Attempt.finished_at.is_null(False))
+            .group_by(Attempt.outcome)
+            .order_by(Attempt.outcome)
+            .tuples()
+            .execute()
+        ):
             attempts.add_metric([outcome or "unknown"], n)
         yield attempts
 
         stats = metrics.execution_stats(now - self.window, None, now)
         window = f" over the last {self.window:g} s"
-        gauges = [("completed", "Attempts completed" + window),
-                  ("failed_attempts", "Attempts failed, timed out or lost" + window),
-                  ("dead", "Jobs that went to the DLQ" + window),
-                  ("throughput_per_min", "Attempts completed per minute" + window),
-                  ("success_rate", "Completed / (completed + failed attempts)" + window),
-                  ("retries_per_job", "Reruns per first run" + window)]
+        gauges = [
+            ("completed", "Attempts completed" + window),
+            ("failed_attempts", "Attempts failed, timed out or lost" + window),
+            ("dead", "Jobs that went to the DLQ" + window),
+            ("throughput_per_min", "Attempts completed per minute" + window),
+            ("success_rate", "Completed / (completed + failed attempts)" + window),
+            ("retries_per_job", "Reruns per first run" + window),
+        ]
         for key, help_text in gauges:
             family = GaugeMetricFamily(f"queuectl_window_{key}", help_text, labels=["queue"])
             for queue, fig in stats["queues"].items():
                 if fig[key] is not None:
                     family.add_metric([queue], fig[key])
             yield family
-        oldest = GaugeMetricFamily("queuectl_oldest_due_seconds",
-                                   "How long the waiting job due the longest has been due.",
-                                   labels=["queue"])
+        oldest = GaugeMetricFamily(
+            "queuectl_oldest_due_seconds",
+            "How long the waiting job due the longest has been due.",
+            labels=["queue"],
+        )
         for queue, fig in stats["queues"].items():
             oldest.add_metric([queue], fig["oldest_due"]["waited"] if fig["oldest_due"] else 0.0)
         yield oldest
 
-        for key, name, what in (("wait", "queuectl_attempt_wait_seconds", "From due to started"),
-                                ("run", "queuectl_attempt_run_seconds", "Run time")):
+        for key, name, what in (
+            ("wait", "queuectl_attempt_wait_seconds", "From due to started"),
+            ("run", "queuectl_attempt_run_seconds", "Run time"),
+        ):
             summary = Metric(name, f"{what} of the attempts finished{window}.", "summary")
             for queue, fig in stats["queues"].items():
                 times = fig[key]
                 for p in metrics.PERCENTILES:
                     if times[f"p{p}"] is not None:
-                        summary.add_sample(name, {"queue": queue, "quantile": str(p / 100)},
-                                           times[f"p{p}"])
+                        summary.add_sample(
+                            name, {"queue": queue, "quantile": str(p / 100)}, times[f"p{p}"]
+                        )
                 summary.add_sample(f"{name}_count", {"queue": queue}, times["count"])
                 summary.add_sample(f"{name}_sum", {"queue": queue}, times["sum"])
             yield summary

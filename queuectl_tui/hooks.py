@@ -73,9 +73,14 @@ class Hooks:
         err = tempfile.TemporaryFile()  # noqa: SIM115 (closed when the hook is reaped)
         try:
             proc = subprocess.Popen(
-                ["/bin/sh", "-c", command], env={**os.environ, **environment(end)},
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                start_new_session=True, close_fds=True)
+                ["/bin/sh", "-c", command],
+                env={**os.environ, **environment(end)},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+                close_fds=True,
+            )
         except OSError as exc:
             err.close()
             self.failed(name, end, f"could not start: {exc}")
@@ -97,8 +102,9 @@ class Hooks:
             elif code is None:
                 still.append(run)
             elif code != 0:
-                why = (f"exit status {code}" if code > 0
-                       else f"killed by {signal.Signals(-code).name}")
+                why = (
+                    f"exit status {code}" if code > 0 else f"killed by {signal.Signals(-code).name}"
+                )
                 self._done(run, why)
             else:
                 self._done(run, None)
@@ -144,21 +150,33 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
-def record_failure(name: str, end: JobEnd, why: str, *, worker: int | None,
-                   now: float | None = None) -> None:
+def record_failure(
+    name: str, end: JobEnd, why: str, *, worker: int | None, now: float | None = None
+) -> None:
     """Keep the last failure in ``meta`` (one small write, only when a hook failed)."""
     from queuectl_tui.store import write_transaction
     from queuectl_tui.store.models import Meta
-    value = json.dumps({"hook": name, "job": end.job_id, "state": end.state, "why": why,
-                        "worker": worker, "at": time.time() if now is None else now})
+
+    value = json.dumps(
+        {
+            "hook": name,
+            "job": end.job_id,
+            "state": end.state,
+            "why": why,
+            "worker": worker,
+            "at": time.time() if now is None else now,
+        }
+    )
     with write_transaction():
         Meta.insert(key=LAST_FAILURE, value=value).on_conflict(
-            conflict_target=[Meta.key], update={Meta.value: value}).execute()
+            conflict_target=[Meta.key], update={Meta.value: value}
+        ).execute()
 
 
 def last_failure() -> dict[str, Any] | None:
     """The last hook failure any worker recorded (None: none)."""
     from queuectl_tui.store.models import Meta
+
     row = Meta.get_or_none(Meta.key == LAST_FAILURE)
     if row is None:
         return None

@@ -34,7 +34,6 @@ TOP_ERRORS = 5
 DEFAULT_WINDOW = 3600.0
 
 
-
 def parse_duration(text: str) -> float:
     """``90s``, ``30m``, ``1h``, ``2d``, ``1w``, ``2h30m`` or plain seconds -> seconds (more
     than 0), by ``spec.parse_seconds``."""
@@ -43,8 +42,10 @@ def parse_duration(text: str) -> float:
     except InvalidInput:
         seconds = 0.0
     if not seconds or seconds <= 0:
-        raise InvalidInput(f"bad duration {text!r}: expected seconds or a number and a unit "
-                           "(s, m, h, d, w), e.g. 90s, 30m, 1h, 2h30m, 2d")
+        raise InvalidInput(
+            f"bad duration {text!r}: expected seconds or a number and a unit "
+            "(s, m, h, d, w), e.g. 90s, 30m, 1h, 2h30m, 2d"
+        )
     return seconds
 
 
@@ -61,14 +62,19 @@ def minute_of(at: float) -> int:
 
 
 def queues_with_jobs() -> list[str]:
-    rows = (JobCount.select(JobCount.queue).group_by(JobCount.queue)  # PostgreSQL: summed slots
-            .having(fn.SUM(JobCount.n) > 0).tuples())
+    rows = (
+        JobCount.select(JobCount.queue)
+        .group_by(JobCount.queue)  # PostgreSQL: summed slots
+        .having(fn.SUM(JobCount.n) > 0)
+        .tuples()
+    )
     # execute(): the rows as they are; peewee's stubs type a model query's rows as models.
     return sorted(name for (name,) in rows.execute())
 
 
-def execution_stats(since: float, queues: list[str] | None = None,
-                    now: float | None = None) -> dict[str, Any]:
+def execution_stats(
+    since: float, queues: list[str] | None = None, now: float | None = None
+) -> dict[str, Any]:
     """Figures per queue and overall for attempts that finished in ``(since, now]``.
 
     Per queue (and under ``overall``): attempts, completed, failed_attempts (failed, timed
@@ -135,25 +141,47 @@ def execution_stats(since: float, queues: list[str] | None = None,
                 samples[name][1].append(run)
     for name, (waits, runs) in samples.items():
         _percentiles(figures[name], waits, runs)
-    _percentiles(overall, [w for ws, _ in samples.values() for w in ws],
-                 [r for _, rs in samples.values() for r in rs])
+    _percentiles(
+        overall,
+        [w for ws, _ in samples.values() for w in ws],
+        [r for _, rs in samples.values() for r in rs],
+    )
 
     _failures(figures, overall, since, now, first, last, queues)
     _oldest_due(figures, overall, scope, now)
     minutes = max(now - since, 1e-9) / 60
     for fig in [*figures.values(), overall]:
         _finish(fig, minutes)
-    return {"since": since, "now": now, "window_seconds": now - since, "sampled_every": every,
-            "overall": overall, "queues": figures}
+    return {
+        "since": since,
+        "now": now,
+        "window_seconds": now - since,
+        "sampled_every": every,
+        "overall": overall,
+        "queues": figures,
+    }
 
 
 def _empty() -> dict[str, Any]:
-    return {"attempts": 0, "completed": 0, "failed_attempts": 0, "dead": 0,
-            "throughput_per_min": 0.0, "success_rate": None, "retries_per_job": None,
-            "wait": _times(), "run": _times(),
-            "oldest_due": None, "top_errors": [],
-            "_reruns": 0, "_wait_sum": 0.0, "_wait_n": 0, "_run_sum": 0.0, "_run_n": 0,
-            "_errors": Counter()}
+    return {
+        "attempts": 0,
+        "completed": 0,
+        "failed_attempts": 0,
+        "dead": 0,
+        "throughput_per_min": 0.0,
+        "success_rate": None,
+        "retries_per_job": None,
+        "wait": _times(),
+        "run": _times(),
+        "oldest_due": None,
+        "top_errors": [],
+        "_reruns": 0,
+        "_wait_sum": 0.0,
+        "_wait_n": 0,
+        "_run_sum": 0.0,
+        "_run_n": 0,
+        "_errors": Counter(),
+    }
 
 
 def _times() -> dict[str, Any]:
@@ -174,14 +202,18 @@ def _percentiles(fig: dict[str, Any], waits: list[float], runs: list[float]) -> 
             fig[key][f"p{p}"] = percentile(values, p)
 
 
-def _edges(since: float, now: float, first: int, last: int,
-           minutes: list[int]) -> list[list[float]]:
+def _edges(
+    since: float, now: float, first: int, last: int, minutes: list[int]
+) -> list[list[float]]:
     """Parameters of the scans of the window's partial minutes (``first`` and ``last``, or
     the whole window when it has no whole minute between them) and of ``minutes``. The index
     range is each minute's times with a second to spare either way (a time's minute is its
     quotient, rounded): the minute test then decides, as the triggers did."""
-    spans = ([(first, first), (last, last)] + [(m, m) for m in minutes] if last - first >= 2
-             else [(first, last)])
+    spans = (
+        [(first, first), (last, last)] + [(m, m) for m in minutes]
+        if last - first >= 2
+        else [(first, last)]
+    )
     return [[max(since, low * 60 - 1), min(now, high * 60 + 61), low, high] for low, high in spans]
 
 
@@ -194,8 +226,15 @@ def _grow(figures: dict[str, dict[str, Any]], name: str, queues: list[str] | Non
     return True
 
 
-def _failures(figures: dict[str, dict[str, Any]], overall: dict[str, Any], since: float,
-              now: float, first: int, last: int, queues: list[str] | None = None) -> None:
+def _failures(
+    figures: dict[str, dict[str, Any]],
+    overall: dict[str, Any],
+    since: float,
+    now: float,
+    first: int,
+    last: int,
+    queues: list[str] | None = None,
+) -> None:
     """Jobs that went to the DLQ in the window, and the last errors of those that failed or
     died in it: whole minutes from the rollup, the edges from the partial index job_failed."""
     rows: list[tuple[Any, ...]] = []
@@ -212,8 +251,9 @@ def _failures(figures: dict[str, dict[str, Any]], overall: dict[str, Any], since
             fig["_errors"][error or "(no error recorded)"] += n
 
 
-def _oldest_due(figures: dict[str, dict[str, Any]], overall: dict[str, Any], scope: list[str],
-                now: float) -> None:
+def _oldest_due(
+    figures: dict[str, dict[str, Any]], overall: dict[str, Any], scope: list[str], now: float
+) -> None:
     """Per queue, the waiting job due the longest: the head of its job_due index."""
     for name in scope:
         row = dialect().execute("queue_oldest_due", [name]).fetchone()
@@ -242,8 +282,9 @@ def _finish(fig: dict[str, Any], minutes: float) -> None:
     ]
 
 
-def timeline(since: float, now: float, buckets: int = 30,
-             queues: list[str] | None = None) -> list[dict[str, Any]]:
+def timeline(
+    since: float, now: float, buckets: int = 30, queues: list[str] | None = None
+) -> list[dict[str, Any]]:
     """The window cut in ``buckets`` equal slices, oldest first: per slice, attempts finished,
     mean and max wait and run time (None when nothing finished in it). The console's chart."""
     width = max(now - since, 1e-9) / buckets
@@ -251,14 +292,24 @@ def timeline(since: float, now: float, buckets: int = 30,
     # a list of queues given leaves some out.
     by_queue = bool(queues)
     extra = [json.dumps(sorted(set(queues)))] if queues else []
-    series = [{"start": since + i * width, "attempts": 0, "wait_mean": None, "wait_max": None,
-               "run_mean": None, "run_max": None} for i in range(buckets)]
+    series = [
+        {
+            "start": since + i * width,
+            "attempts": 0,
+            "wait_mean": None,
+            "wait_max": None,
+            "run_mean": None,
+            "run_max": None,
+        }
+        for i in range(buckets)
+    ]
     params = [since, width, buckets - 1, since, now, *extra]
     if by_queue:
         rows = dialect().execute("window_slices_of_queues", params)
     else:
         rows = dialect().execute("window_slices", params)
     for index, n, wmean, wmax, rmean, rmax in rows:  # the last slice includes ``now`` itself
-        series[int(index)].update(attempts=n, wait_mean=wmean, wait_max=wmax, run_mean=rmean,
-                                  run_max=rmax)
+        series[int(index)].update(
+            attempts=n, wait_mean=wmean, wait_max=wmax, run_mean=rmean, run_max=rmax
+        )
     return series

@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # pathlib loads urllib and ipaddress (~3 ms): not on a comman
 
 def home() -> Path:
     from pathlib import Path
+
     return Path(_home())
 
 
@@ -58,6 +59,7 @@ def is_url(target: object) -> TypeGuard[str]:
 def db_target(value: str | Path) -> Path | str:
     """``--db``/``QUEUECTL_DB``: a URL stays as given, anything else is a file path."""
     from pathlib import Path
+
     return value if is_url(value) else Path(real(os.path.expanduser(value)))
 
 
@@ -65,6 +67,7 @@ def logs_dir(db_path: Path | str) -> Path:
     """Logs sit beside the database, so a database and its output move together; with a
     database server they stay on the worker's host, in ``$QUEUECTL_HOME/logs``."""
     from pathlib import Path
+
     return Path(logs_path(db_path))
 
 
@@ -118,8 +121,10 @@ def create_private_file(path: Path) -> int:
         except FileExistsError:
             found = os.stat(path.name, dir_fd=directory, follow_symlinks=False)
             if found.st_uid != os.geteuid():
-                raise OSError(errno.EEXIST, f"{path} already exists and belongs to uid "
-                                            f"{found.st_uid}, not to this user") from None
+                raise OSError(
+                    errno.EEXIST,
+                    f"{path} already exists and belongs to uid {found.st_uid}, not to this user",
+                ) from None
             os.unlink(path.name, dir_fd=directory)
             fd = os.open(path.name, _NEW, 0o600, dir_fd=directory)
         os.fchmod(fd, 0o600)
@@ -134,8 +139,12 @@ def open_private_append(path: Path) -> int:
     directory = open_private_dir(path.parent)
     try:
         try:
-            fd = os.open(path.name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
-                         | os.O_CLOEXEC, 0o600, dir_fd=directory)
+            fd = os.open(
+                path.name,
+                os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+                dir_fd=directory,
+            )
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise OSError(
@@ -163,14 +172,19 @@ def open_private_dir(path: Path | str) -> int:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(path):
-            raise OSError(exc.errno, f"the logs directory {path} is a symbolic link; "
-                                     "refusing to write logs there") from None
+            raise OSError(
+                exc.errno,
+                f"the logs directory {path} is a symbolic link; refusing to write logs there",
+            ) from None
         raise
     problem = _not_private(os.fstat(fd))
     if problem:
         os.close(fd)
-        raise OSError(errno.EPERM, f"the logs directory {path} {problem}; refusing to write logs "
-                                   "there (remove it, or keep the database in a private directory)")
+        raise OSError(
+            errno.EPERM,
+            f"the logs directory {path} {problem}; refusing to write logs "
+            "there (remove it, or keep the database in a private directory)",
+        )
     return fd
 
 

@@ -109,8 +109,9 @@ def spark(values: list[float], width: int, top: float | None = None) -> str:
     if not values:
         return ""
     top = max(top or 0.0, max(values), 1e-9)
-    return "".join(_BARS[min(len(_BARS) - 1, max(0, round(v / top * (len(_BARS) - 1))))]
-                   for v in values)
+    return "".join(
+        _BARS[min(len(_BARS) - 1, max(0, round(v / top * (len(_BARS) - 1))))] for v in values
+    )
 
 
 # --- jobs ----------------------------------------------------------------------------------------
@@ -171,14 +172,15 @@ def stop_failure(result: dict[str, list[int]], wait: float) -> str | None:
     """After ``worker stop --force``: the workers that did not exit within ``wait`` seconds."""
     if not result.get("still_running"):
         return None
-    return (f"worker(s) {', '.join(map(str, result['still_running']))} did not stop within "
-            f"{wait:g}s")
+    return f"worker(s) {', '.join(map(str, result['still_running']))} did not stop within {wait:g}s"
 
 
 def stop_waiting(rows: list[tuple[int, str | None]], left: float) -> str:
     """What ``worker stop`` waits for, as it waits: the workers still running and their jobs."""
-    each = ", ".join(f"worker {worker_id}" + (f" (running {job_id})" if job_id else "")
-                     for worker_id, job_id in rows)
+    each = ", ".join(
+        f"worker {worker_id}" + (f" (running {job_id})" if job_id else "")
+        for worker_id, job_id in rows
+    )
     return f"waiting up to {ago(math.ceil(left))} for {each} to finish"
 
 
@@ -223,13 +225,24 @@ def run_time(job: Job, now: float) -> str:
 
 def job_dict(job: Job, *, full: bool = False) -> dict[str, Any]:
     data = {
-        "id": job.id, "label": job.label, "command": job.command, "state": job.state,
+        "id": job.id,
+        "label": job.label,
+        "command": job.command,
+        "state": job.state,
         "attempts": job.attempts,
-        "max_retries": job.max_retries, "backoff_base": job.backoff_base, "timeout": job.timeout,
-        "priority": job.priority, "queue": job.queue, "run_at": iso(job.run_at),
-        "created_at": iso(job.created_at), "updated_at": iso(job.updated_at),
-        "started_at": iso(job.started_at), "finished_at": iso(job.finished_at),
-        "last_error": job.last_error, "exit_code": job.exit_code, "paused": job.paused,
+        "max_retries": job.max_retries,
+        "backoff_base": job.backoff_base,
+        "timeout": job.timeout,
+        "priority": job.priority,
+        "queue": job.queue,
+        "run_at": iso(job.run_at),
+        "created_at": iso(job.created_at),
+        "updated_at": iso(job.updated_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "last_error": job.last_error,
+        "exit_code": job.exit_code,
+        "paused": job.paused,
     }
     if full:
         data["cwd"] = job.cwd
@@ -243,12 +256,19 @@ def job_dict(job: Job, *, full: bool = False) -> dict[str, Any]:
 def attempt_dict(attempt: Attempt, log_path: Path | None) -> dict[str, Any]:
     """An attempt in --json; ``log_path``: ``engine.log_path`` of it."""
     return {
-        "number": attempt.number, "worker_id": attempt.worker_id, "host": attempt.host,
-        "pid": attempt.pid, "started_at": iso(attempt.started_at),
-        "finished_at": iso(attempt.finished_at), "exit_code": attempt.exit_code,
-        "duration": attempt.duration, "outcome": attempt.outcome, "error": attempt.error,
+        "number": attempt.number,
+        "worker_id": attempt.worker_id,
+        "host": attempt.host,
+        "pid": attempt.pid,
+        "started_at": iso(attempt.started_at),
+        "finished_at": iso(attempt.finished_at),
+        "exit_code": attempt.exit_code,
+        "duration": attempt.duration,
+        "outcome": attempt.outcome,
+        "error": attempt.error,
         "log_file": str(log_path) if log_path is not None else None,
-        "cpu_seconds": attempt.cpu_seconds, "peak_rss_bytes": attempt.peak_rss_bytes,
+        "cpu_seconds": attempt.cpu_seconds,
+        "peak_rss_bytes": attempt.peak_rss_bytes,
         "processes": attempt.processes,
     }
 
@@ -257,10 +277,14 @@ def worker_dict(worker: Worker, alive: bool, *, now: float | None = None) -> dic
     """A worker in --json; ``alive``: ``engine.worker_alive`` of it at ``now``."""
     now = time.time() if now is None else now
     return {
-        "id": worker.id, "host": worker.host, "pid": worker.pid, "status": worker.status,
+        "id": worker.id,
+        "host": worker.host,
+        "pid": worker.pid,
+        "status": worker.status,
         "current_job": worker.current_job,
         "queues": worker.queues.split(",") if worker.queues else None,
-        "started_at": iso(worker.started_at), "heartbeat_at": iso(worker.heartbeat_at),
+        "started_at": iso(worker.started_at),
+        "heartbeat_at": iso(worker.heartbeat_at),
         "heartbeat_age": round(max(0.0, now - worker.heartbeat_at), 3),
         "alive": alive,
     }
@@ -277,27 +301,33 @@ def explain(facts: engine.WhyFacts) -> str:
         runs = plural(facts.runs or 0, "attempt")  # read for every ended job
         return f"completed at {iso(job.finished_at)} after {runs}"
     if job.state == DEAD:
-        return (f"in the DLQ after {plural(facts.runs or 0, 'attempt')}: "
-                f"{job.last_error or 'no error recorded'}")
+        return (
+            f"in the DLQ after {plural(facts.runs or 0, 'attempt')}: "
+            f"{job.last_error or 'no error recorded'}"
+        )
     if job.state == PROCESSING:
         worker = facts.worker
-        where = f"worker {job.worker_id}" + (f" (pid {worker.pid} on {worker.host})" if worker
-                                             else " (gone)")
+        where = f"worker {job.worker_id}" + (
+            f" (pid {worker.pid} on {worker.host})" if worker else " (gone)"
+        )
         text = f"running on {where} since {iso(job.started_at)}"
         if not facts.worker_alive:
             text += "; that worker is lost, the job will be taken back when a worker runs recovery"
         if job.paused:
-            text += (f"; paused (stopped; resume {job.id} continues it"
-                     + ("; its timeout keeps counting)" if job.timeout else ")"))
+            text += f"; paused (stopped; resume {job.id} continues it" + (
+                "; its timeout keeps counting)" if job.timeout else ")"
+            )
         if job.cancel_requested:
             text += "; cancellation requested"
         return text
     held = _held(facts)
     if job.run_at > now:
         if job.state == FAILED:
-            return (f"backing off until {iso(job.run_at)} after attempt {facts.runs} "
-                    f"failed: {job.last_error}; retry budget {budget(job)}"
-                    + "".join(f"; {why}" for why in held))
+            return (
+                f"backing off until {iso(job.run_at)} after attempt {facts.runs} "
+                f"failed: {job.last_error}; retry budget {budget(job)}"
+                + "".join(f"; {why}" for why in held)
+            )
         return f"scheduled for {iso(job.run_at)}" + "".join(f"; {why}" for why in held)
     if held:
         return "due, waiting: " + "; ".join(held)
@@ -305,8 +335,7 @@ def explain(facts: engine.WhyFacts) -> str:
         return f"due, waiting: no worker alive for queue {job.queue!r} (start one: worker start)"
     aged = _aged(facts)
     if facts.working == facts.workers:
-        return (f"due, waiting for a free worker ({facts.working} of {facts.workers} busy)"
-                + aged)
+        return f"due, waiting for a free worker ({facts.working} of {facts.workers} busy)" + aged
     return "due; an idle worker will claim it next" + aged
 
 
@@ -323,8 +352,9 @@ def _held(facts: engine.WhyFacts) -> list[str]:
     if hold.paused:
         reasons.append(f"its queue {job.queue!r} is paused (resume --queue {job.queue})")
     if hold.at_limit:
-        reasons.append(f"its queue {job.queue!r} is at its limit "
-                       f"({hold.running} of {hold.limit} running)")
+        reasons.append(
+            f"its queue {job.queue!r} is at its limit ({hold.running} of {hold.limit} running)"
+        )
     if reasons and (aged := _aged(facts)):
         reasons.append(aged[2:])
     return reasons

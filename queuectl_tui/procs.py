@@ -46,11 +46,12 @@ def start_time(pid: int) -> float | None:
                 data = os.read(fd, 4096)
             finally:
                 os.close(fd)
-            ticks = int(data[data.rindex(b")") + 2:].split()[19])
+            ticks = int(data[data.rindex(b")") + 2 :].split()[19])
         except (OSError, ValueError, IndexError):
             return None
         return ticks / _CLOCK_TICKS + _boot_time()
     import psutil
+
     try:
         return psutil.Process(pid).create_time()
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, ValueError):
@@ -78,9 +79,20 @@ def _boot_time() -> float:
 
 
 #: psutil's names of the process states in /proc/<pid>/stat (psutil.STATUS_*).
-_STATUSES = {b"R": "running", b"S": "sleeping", b"D": "disk-sleep", b"T": "stopped",
-             b"t": "tracing-stop", b"Z": "zombie", b"X": "dead", b"x": "dead",
-             b"K": "wake-kill", b"W": "waking", b"I": "idle", b"P": "parked"}
+_STATUSES = {
+    b"R": "running",
+    b"S": "sleeping",
+    b"D": "disk-sleep",
+    b"T": "stopped",
+    b"t": "tracing-stop",
+    b"Z": "zombie",
+    b"X": "dead",
+    b"x": "dead",
+    b"K": "wake-kill",
+    b"W": "waking",
+    b"I": "idle",
+    b"P": "parked",
+}
 
 
 def process_status(pid: int | None, started: float | None) -> str | None:
@@ -93,6 +105,7 @@ def process_status(pid: int | None, started: float | None) -> str | None:
         if proc is None:
             return None
         import psutil
+
         try:
             return proc.status()
         except psutil.Error:
@@ -100,7 +113,7 @@ def process_status(pid: int | None, started: float | None) -> str | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             data = handle.read()
-        fields = data[data.rindex(b")") + 2:].split()
+        fields = data[data.rindex(b")") + 2 :].split()
         status, ticks = fields[0], int(fields[19])
     except (OSError, ValueError, IndexError):
         return None
@@ -115,6 +128,7 @@ def same_process(pid: int | None, started: float | None) -> psutil.Process | Non
     if not pid or started is None:
         return None
     import psutil
+
     try:
         proc = psutil.Process(pid)
         if abs(proc.create_time() - started) > _TOLERANCE:
@@ -126,8 +140,14 @@ def same_process(pid: int | None, started: float | None) -> psutil.Process | Non
         return None
 
 
-def kill_tree(pid: int | None, started: float | None, *, sig: int = SIGKILL,
-              wait: float = 2.0, search: bool = True) -> int:
+def kill_tree(
+    pid: int | None,
+    started: float | None,
+    *,
+    sig: int = SIGKILL,
+    wait: float = 2.0,
+    search: bool = True,
+) -> int:
     """Kill everything of the job whose shell had this PID and start time. Returns how many
     processes were signalled; with ``wait``, returns once they are gone (or zombies: exited).
 
@@ -144,6 +164,7 @@ def kill_tree(pid: int | None, started: float | None, *, sig: int = SIGKILL,
     if not pid or started is None:
         return 0
     import psutil
+
     root = same_process(pid, started)
     group = search and not _someone_else(pid, started)
     hit: set[int] = set()
@@ -173,15 +194,18 @@ def kill_tree(pid: int | None, started: float | None, *, sig: int = SIGKILL,
 def _someone_else(pid: int, started: float) -> bool:
     """Is this PID now a different process than the job's shell (so its group is not ours)?"""
     import psutil
+
     try:
         return abs(psutil.Process(pid).create_time() - started) > _TOLERANCE
     except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
         return False
 
 
-def _job_processes(pid: int, started: float, root: psutil.Process | None, group: bool,
-                   search: bool) -> list[psutil.Process]:
+def _job_processes(
+    pid: int, started: float, root: psutil.Process | None, group: bool, search: bool
+) -> list[psutil.Process]:
     import psutil
+
     found = {}
     if root is not None:
         found[root.pid] = root
@@ -230,6 +254,7 @@ def _wait_exited(processes: list[psutil.Process], timeout: float) -> None:
 
 def _running(proc: psutil.Process) -> bool:
     import psutil
+
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
@@ -251,6 +276,7 @@ def become_subreaper() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     import ctypes
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
@@ -283,8 +309,13 @@ def spared() -> frozenset[int]:
     return frozenset(_spared)
 
 
-def kill_leftovers(*, keep: int | None = None, group: int | None = None,
-                   wait: float = 2.0, reaped: Callable[[int, Any], None] | None = None) -> int:
+def kill_leftovers(
+    *,
+    keep: int | None = None,
+    group: int | None = None,
+    wait: float = 2.0,
+    reaped: Callable[[int, Any], None] | None = None,
+) -> int:
     """In a subreaper worker, between jobs: kill every descendant but ``keep`` (the worker's
     job host shell) and reap them, and wait until process group ``group`` (the job's) is empty,
     so that an orphan still on its way to us (its parent dying in the group) is caught too.
@@ -341,6 +372,7 @@ def _children() -> list[int]:
         return pids
     except OSError:  # no CONFIG_PROC_CHILDREN: ask psutil (a scan of /proc)
         import psutil
+
         try:
             return [proc.pid for proc in psutil.Process().children()]
         except psutil.Error:
@@ -349,6 +381,7 @@ def _children() -> list[int]:
 
 def _kill_with_descendants(pid: int) -> None:
     import psutil
+
     try:
         proc = psutil.Process(pid)
         victims = [proc, *proc.children(recursive=True)]

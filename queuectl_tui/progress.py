@@ -51,8 +51,14 @@ class _Drawn(Bar):
 
     drawn = True
 
-    def __init__(self, description: str, total: int | None, unit: str, size: int | None = None,
-                 console: Any = None):
+    def __init__(
+        self,
+        description: str,
+        total: int | None,
+        unit: str,
+        size: int | None = None,
+        console: Any = None,
+    ):
         self.description, self.total, self.unit, self.size = description, total, unit, size
         self.completed = self.nbytes = 0
         self.console = console
@@ -92,20 +98,32 @@ class _Drawn(Bar):
             def render(self, task: Any) -> Text:
                 elapsed = time.monotonic() - started
                 done = task.fields["count"]
-                return Text(f"{done / elapsed:,.0f} {unit}/s" if elapsed > 0 else "",
-                            style="progress.data.speed")
+                return Text(
+                    f"{done / elapsed:,.0f} {unit}/s" if elapsed > 0 else "",
+                    style="progress.data.speed",
+                )
 
         with self._lock:
             if self._ended or self.progress is not None:
                 return
             console = self.console or Console(stderr=True)
-            counted = (TextColumn(f"{{task.fields[count]:,}} of {{task.total:,.0f}} {unit}")
-                       if self.total is not None and self.size is None
-                       else TextColumn(f"{{task.fields[count]:,}} {unit}"))
+            counted = (
+                TextColumn(f"{{task.fields[count]:,}} of {{task.total:,.0f}} {unit}")
+                if self.total is not None and self.size is None
+                else TextColumn(f"{{task.fields[count]:,}} {unit}")
+            )
             shown = Progress(
-                TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), counted,
-                Rate(), TimeRemainingColumn(), console=console, transient=True,
-                redirect_stdout=sys.stdout.isatty(), redirect_stderr=True)
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                counted,
+                Rate(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+                redirect_stdout=sys.stdout.isatty(),
+                redirect_stderr=True,
+            )
             self.task = shown.add_task(self.description, **self._state())
             shown.start()
             self.progress = shown  # last: advance() (another thread) uses it from then on
@@ -145,8 +163,9 @@ class _Drawn(Bar):
                 self.progress.stop()
 
 
-def bar(description: str, total: int | None = None, unit: str = "jobs", *,
-        size: int | None = None) -> Bar:
+def bar(
+    description: str, total: int | None = None, unit: str = "jobs", *, size: int | None = None
+) -> Bar:
     """A context manager: ``with bar("deleting", 5000) as b: ... b.advance(500)``; a no-op
     unless stderr is a terminal. ``size``: the bytes of a stream read (``advance``'s
     ``nbytes``), which give the percentage and time left while ``unit`` counts lines."""

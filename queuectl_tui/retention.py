@@ -60,16 +60,33 @@ def cutoffs(cfg: Settings, now: float) -> dict[str, float]:
     return {state: now - keep for state, keep in rules.items() if keep is not None}
 
 
-def find(cutoff: dict[str, float], *, limit: int = STEP_ROWS, look: int | None = LOOK_ROWS,
-         after: int = 0) -> list[int]:
+def find(
+    cutoff: dict[str, float],
+    *,
+    limit: int = STEP_ROWS,
+    look: int | None = LOOK_ROWS,
+    after: int = 0,
+) -> list[int]:
     """Up to ``limit`` seqs due to go (a read, no lock): per state, among its first ``look``
     jobs past seq ``after`` (None: all of them), those older than the state's cutoff and
     that no job still waits on."""
     found: list[int] = []
     for state, before in cutoff.items():
-        rows = dialect().execute("prune_find", [
-            state, after, _EVERY_SEQ if look is None else look, state, before,
-            limit - len(found)]).fetchall()
+        rows = (
+            dialect()
+            .execute(
+                "prune_find",
+                [
+                    state,
+                    after,
+                    _EVERY_SEQ if look is None else look,
+                    state,
+                    before,
+                    limit - len(found),
+                ],
+            )
+            .fetchall()
+        )
         found.extend(seq for (seq,) in rows)
         if len(found) >= limit:
             break
@@ -98,8 +115,13 @@ def release(holder: str, *, now: float | None = None) -> None:
         Meta.delete().where(Meta.key == LEASE_KEY, Meta.value.startswith(holder + " ")).execute()
 
 
-def delete_step(seqs: list[int], cutoff: dict[str, float], *, holder: str | None = None,
-                now: float | None = None) -> int | None:
+def delete_step(
+    seqs: list[int],
+    cutoff: dict[str, float],
+    *,
+    holder: str | None = None,
+    now: float | None = None,
+) -> int | None:
     """Delete the jobs among ``seqs`` still due to go (checked again under the lock), their
     attempts, dependency rows and log files, in one write transaction that leaves the rollups
     as they are. ``holder``: take or renew the pruning lease first; None when another holds
@@ -126,8 +148,7 @@ def delete_step(seqs: list[int], cutoff: dict[str, float], *, holder: str | None
             dialect().execute("prune_drop_met", _padded(met))
         if len(met) < len(rows):  # dead ones: any job still waiting on them goes to the DLQ
             engine.unchain([seq for seq, _, state in rows if state != COMPLETED], now=now)
-        names = [name for (name,) in dialect().execute("prune_log_files", gone).fetchall()
-                 if name]
+        names = [name for (name,) in dialect().execute("prune_log_files", gone).fetchall() if name]
         dialect().execute("prune_drop_attempts", gone)
         dialect().execute("prune_drop_deps", gone)
         dialect().execute("prune_drop_jobs", gone)
@@ -150,8 +171,9 @@ def _unlink(names: Iterable[str]) -> None:
             pass  # gone already, or kept on another host
 
 
-def prune_step(cfg: Settings, *, holder: str, now: float | None = None,
-               rows: int = STEP_ROWS) -> int | None:
+def prune_step(
+    cfg: Settings, *, holder: str, now: float | None = None, rows: int = STEP_ROWS
+) -> int | None:
     """One background step of a worker: a read, then (only if something is due and nobody
     else prunes) one short write. Returns how many jobs went (0: nothing due; None: another
     worker prunes)."""
@@ -167,7 +189,7 @@ def prune_step(cfg: Settings, *, holder: str, now: float | None = None,
         return 0
     total, until = 0, time.monotonic() + STEP_SECONDS
     for start in range(0, len(seqs), CHUNK):
-        went = delete_step(seqs[start:start + CHUNK], cutoff, holder=holder, now=now)
+        went = delete_step(seqs[start : start + CHUNK], cutoff, holder=holder, now=now)
         if went is None:
             return total or None
         total += went
@@ -176,8 +198,13 @@ def prune_step(cfg: Settings, *, holder: str, now: float | None = None,
     return total
 
 
-def clear_older_than(seconds: float, states: list[str], *, now: float | None = None,
-                     progress: Callable[[int], None] | None = None) -> int:
+def clear_older_than(
+    seconds: float,
+    states: list[str],
+    *,
+    now: float | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
     """``clear --older-than``: every job of ``states`` that ended (or, never having ended, was
     enqueued) more than ``seconds`` ago, in the same short steps as the workers' pruning (the
     stats of past windows keep them). Jobs others still wait on stay."""
@@ -240,11 +267,17 @@ def cap_logs(cap: int, *, now: float | None = None, total: int | None = None) ->
     now = time.time() if now is None else now
     logs, here, dropped, after = engine.logs_dir(), procs.hostname(), 0, None
     while total > cap * CAP_TARGET:
-        query = (Attempt.select(Attempt.seq, Attempt.log_file, Attempt.finished_at)
-                 .where(Attempt.finished_at.is_null(False), Attempt.log_file.is_null(False),
-                        Attempt.log_dropped.is_null(), (Attempt.host == here)
-                        | Attempt.host.is_null())
-                 .order_by(Attempt.finished_at, Attempt.seq).limit(STEP_ROWS))
+        query = (
+            Attempt.select(Attempt.seq, Attempt.log_file, Attempt.finished_at)
+            .where(
+                Attempt.finished_at.is_null(False),
+                Attempt.log_file.is_null(False),
+                Attempt.log_dropped.is_null(),
+                (Attempt.host == here) | Attempt.host.is_null(),
+            )
+            .order_by(Attempt.finished_at, Attempt.seq)
+            .limit(STEP_ROWS)
+        )
         if after is not None:
             query = query.where(Tuple(Attempt.finished_at, Attempt.seq) > Tuple(*after))
         # execute(): the rows as they are; peewee's stubs type a model query's rows as models.

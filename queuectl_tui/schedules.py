@@ -49,6 +49,7 @@ MAX_EVERY = spec.MAX_DELAY
 #: The job fields a schedule may set (the rest are the job's own: id, due time, schedule).
 JOB_FIELDS = ("command", "queue", "priority", "max_retries", "timeout")
 
+
 class Due(NamedTuple):
     """What one ``enqueue_due`` did: the ids of the jobs it made, and lines for the worker's
     log about due times that made none (skipped by ``no_overlap``, missed and not caught up)."""
@@ -59,10 +60,13 @@ class Due(NamedTuple):
 
 # --- rules ---------------------------------------------------------------------------------
 
+
 def check_name(name: Any) -> str:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise InvalidInput(f"bad schedule name {name!r}: use 1-64 letters, digits, '_', '-', "
-                           "'.', ':'", field="name")
+        raise InvalidInput(
+            f"bad schedule name {name!r}: use 1-64 letters, digits, '_', '-', '.', ':'",
+            field="name",
+        )
     return name
 
 
@@ -71,19 +75,25 @@ def zone(name: str) -> tzinfo:
     if name == "UTC":
         return UTC
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(f"unknown time zone {name!r} (an IANA name such as Europe/Paris, "
-                           "or UTC)", field="tz") from None
+        raise InvalidInput(
+            f"unknown time zone {name!r} (an IANA name such as Europe/Paris, or UTC)", field="tz"
+        ) from None
 
 
 def check_cron(expr: Any) -> str:
     """Five fields (minute hour day-of-month month day-of-week), as crontab(5) reads them."""
     from cronsim import CronSim, CronSimError
+
     if not isinstance(expr, str) or len(expr.split()) != 5:
-        raise InvalidInput(f"bad cron expression {expr!r}: expected five fields "
-                           "(minute hour day-of-month month day-of-week)", field="cron")
+        raise InvalidInput(
+            f"bad cron expression {expr!r}: expected five fields "
+            "(minute hour day-of-month month day-of-week)",
+            field="cron",
+        )
     try:
         CronSim(expr, datetime.now(UTC))
     except CronSimError as exc:
@@ -94,8 +104,10 @@ def check_cron(expr: Any) -> str:
 def check_every(value: Any) -> float:
     seconds = spec.parse_seconds(value, "every")
     if seconds != int(seconds) or not 1 <= seconds <= MAX_EVERY:
-        raise InvalidInput(f"every must be whole seconds from 1s to {int(MAX_EVERY // 86400)}d, "
-                           f"not {value!r}", field="every")
+        raise InvalidInput(
+            f"every must be whole seconds from 1s to {int(MAX_EVERY // 86400)}d, not {value!r}",
+            field="every",
+        )
     return float(seconds)
 
 
@@ -117,6 +129,7 @@ class Rule(NamedTuple):
         if self.every is not None:
             return self.anchor + (math.floor((t - self.anchor) / self.every) + 1) * self.every
         from cronsim import CronSim
+
         assert self.cron is not None  # a rule without every has a cron expression
         times = CronSim(self.cron, datetime.fromtimestamp(math.floor(t), zone(self.tz)))
         try:
@@ -133,6 +146,7 @@ class Rule(NamedTuple):
             k = math.floor((t - self.anchor) / self.every)
             return self.anchor + k * self.every if k >= 1 else None
         from cronsim import CronSim
+
         start = datetime.fromtimestamp(math.floor(t) + 1, zone(self.tz))
         assert self.cron is not None  # a rule without every has a cron expression
         times = CronSim(self.cron, start, reverse=True)
@@ -181,10 +195,20 @@ def slot_id(name: str, t: float) -> str:
 
 # --- operations ------------------------------------------------------------------------------
 
-def add(name: str, job: dict[str, Any], *, cron: str | None = None, every: Any = None,
-        tz: str = "UTC", catch_up: str = "latest", no_overlap: bool = False,
-        cwd: str | None = None, env: dict[str, str] | None = None,
-        now: float | None = None) -> Schedule:
+
+def add(
+    name: str,
+    job: dict[str, Any],
+    *,
+    cron: str | None = None,
+    every: Any = None,
+    tz: str = "UTC",
+    catch_up: str = "latest",
+    no_overlap: bool = False,
+    cwd: str | None = None,
+    env: dict[str, str] | None = None,
+    now: float | None = None,
+) -> Schedule:
     """A new schedule; ``job`` holds the fields of ``JOB_FIELDS`` it gives (checked as an
     enqueue spec; one left out takes the setting's default at each run). The first due time
     comes after ``now``: an ``every`` schedule counts from its creation."""
@@ -193,8 +217,9 @@ def add(name: str, job: dict[str, Any], *, cron: str | None = None, every: Any =
     if (cron is None) == (every is None):
         raise InvalidInput("give --cron EXPR or --every DURATION (one of them)", field="cron")
     if catch_up not in CATCH_UP:
-        raise InvalidInput(f"catch-up must be one of {', '.join(CATCH_UP)}, not {catch_up!r}",
-                           field="catch_up")
+        raise InvalidInput(
+            f"catch-up must be one of {', '.join(CATCH_UP)}, not {catch_up!r}", field="catch_up"
+        )
     unknown = set(job) - set(JOB_FIELDS)
     if unknown:
         raise InvalidInput(f"a schedule's job cannot set {', '.join(sorted(unknown))}")
@@ -205,8 +230,9 @@ def add(name: str, job: dict[str, Any], *, cron: str | None = None, every: Any =
     else:
         every = check_every(every)
         if tz != "UTC":
-            raise InvalidInput("--tz applies to --cron schedules only (--every counts seconds)",
-                               field="tz")
+            raise InvalidInput(
+                "--tz applies to --cron schedules only (--every counts seconds)", field="tz"
+            )
     anchor = float(math.floor(now))
     rule = Rule(cron, every, tz, anchor)
     first = rule.after(now)
@@ -218,9 +244,19 @@ def add(name: str, job: dict[str, Any], *, cron: str | None = None, every: Any =
         if Schedule.get_or_none(Schedule.name == name) is not None:
             raise InvalidInput(f"schedule {name!r} already exists (remove it first)", field="name")
         return Schedule.create(
-            name=name, spec=json.dumps(fields, sort_keys=True), cron=cron, every=every, tz=tz,
-            catch_up=catch_up, no_overlap=no_overlap, paused=False, cwd=cwd,
-            env_digest=engine.save_environment(env), created_at=anchor, next_at=first)
+            name=name,
+            spec=json.dumps(fields, sort_keys=True),
+            cron=cron,
+            every=every,
+            tz=tz,
+            catch_up=catch_up,
+            no_overlap=no_overlap,
+            paused=False,
+            cwd=cwd,
+            env_digest=engine.save_environment(env),
+            created_at=anchor,
+            next_at=first,
+        )
 
 
 def get(name: str) -> Schedule:
@@ -256,7 +292,8 @@ def resume(name: str, *, now: float | None = None) -> Schedule:
         if row.paused:
             row.paused, row.next_at = False, Rule.of(row).after(now)
             Schedule.update(paused=False, next_at=row.next_at).where(
-                Schedule.name == name).execute()
+                Schedule.name == name
+            ).execute()
     return row
 
 
@@ -273,8 +310,7 @@ def run_now(name: str, *, now: float | None = None) -> Job:
             if _insert(row, job_id, ms / 1000, now, defaults, rate):
                 break
             ms += 1  # two runs within a millisecond: the next one
-        Schedule.update(last_at=ms / 1000, last_job=job_id).where(
-            Schedule.name == name).execute()
+        Schedule.update(last_at=ms / 1000, last_job=job_id).where(Schedule.name == name).execute()
         return Job.get(Job.id == job_id)
 
 
@@ -296,8 +332,14 @@ def enqueue_due(*, now: float | None = None, grace: float | None = None) -> Due:
     made: list[str] = []
     notes: list[str] = []
     with write_transaction():
-        due = list(Schedule.select().where(Schedule.paused == False,  # noqa: E712
-                                           Schedule.next_at <= now).order_by(Schedule.next_at))
+        due = list(
+            Schedule.select()
+            .where(
+                Schedule.paused == False,  # noqa: E712
+                Schedule.next_at <= now,
+            )
+            .order_by(Schedule.next_at)
+        )
         if not due:
             return Due([], [])  # another worker made them meanwhile
         defaults, rate = settings.load(), engine.aging_rate()
@@ -307,8 +349,15 @@ def enqueue_due(*, now: float | None = None, grace: float | None = None) -> Due:
     return Due(made, notes)
 
 
-def _enqueue_row(row: Schedule, now: float, grace: float, defaults: settings.Settings,
-                 rate: float, made: list[str], notes: list[str]) -> None:
+def _enqueue_row(
+    row: Schedule,
+    now: float,
+    grace: float,
+    defaults: settings.Settings,
+    rate: float,
+    made: list[str],
+    notes: list[str],
+) -> None:
     rule, cut = Rule.of(row), now - grace
     next_at = row.next_at
     assert next_at is not None  # the row was selected by next_at <= now
@@ -332,9 +381,11 @@ def _enqueue_row(row: Schedule, now: float, grace: float, defaults: settings.Set
     skipped_at, skipped_why = row.skipped_at, row.skipped_why
     if skipped is not None:
         skipped_at = skipped[1]
-        skipped_why = (f"missed while no worker ran ({stamp(skipped[0])}"
-                       + ("" if skipped[1] == skipped[0] else f" to {stamp(skipped[1])}")
-                       + f"), catch-up {row.catch_up}")
+        skipped_why = (
+            f"missed while no worker ran ({stamp(skipped[0])}"
+            + ("" if skipped[1] == skipped[0] else f" to {stamp(skipped[1])}")
+            + f"), catch-up {row.catch_up}"
+        )
         notes.append(f"schedule {row.name}: {skipped_why}")
     for slot in slots:
         if row.no_overlap and last_job is not None:
@@ -347,13 +398,18 @@ def _enqueue_row(row: Schedule, now: float, grace: float, defaults: settings.Set
         if _insert(row, job_id, slot, now, defaults, rate):
             made.append(job_id)
         last_at, last_job = slot, job_id
-    Schedule.update(next_at=rule.after(done_until), last_at=last_at, last_job=last_job,
-                    skipped_at=skipped_at, skipped_why=skipped_why).where(
-        Schedule.name == row.name).execute()
+    Schedule.update(
+        next_at=rule.after(done_until),
+        last_at=last_at,
+        last_job=last_job,
+        skipped_at=skipped_at,
+        skipped_why=skipped_why,
+    ).where(Schedule.name == row.name).execute()
 
 
-def _insert(row: Schedule, job_id: str, due: float, now: float, defaults: settings.Settings,
-            rate: float) -> bool:
+def _insert(
+    row: Schedule, job_id: str, due: float, now: float, defaults: settings.Settings, rate: float
+) -> bool:
     """Insert the job ``job_id`` of schedule ``row``, due at ``due``; False (and nothing
     changed) when that id exists: ``INSERT OR IGNORE`` / ``ON CONFLICT DO NOTHING``, so that
     of two sessions that race to make it, one does and the other's insert is a no-op (on
@@ -361,19 +417,27 @@ def _insert(row: Schedule, job_id: str, due: float, now: float, defaults: settin
     fields = json.loads(row.spec)
     priority = fields.get("priority", 0)
     values = {
-        "id": job_id, "command": fields["command"], "queue": fields.get("queue", "default"),
+        "id": job_id,
+        "command": fields["command"],
+        "queue": fields.get("queue", "default"),
         "priority": priority,
         "max_retries": fields.get("max_retries", defaults.max_retries),
         "backoff_base": defaults.backoff_base,
         "timeout": fields.get("timeout", defaults.default_timeout),  # null: no limit
-        "run_at": due, "created_at": now, "updated_at": now, "cwd": row.cwd,
-        "env_digest": row.env_digest, "state": PENDING, "schedule": row.name,
+        "run_at": due,
+        "created_at": now,
+        "updated_at": now,
+        "cwd": row.cwd,
+        "env_digest": row.env_digest,
+        "state": PENDING,
+        "schedule": row.name,
         "rank": priority - rate * due / 60.0,
     }
     return bool(Job.insert(**values).on_conflict_ignore().as_rowcount().execute())
 
 
 # --- reading ---------------------------------------------------------------------------------
+
 
 def rows(*, now: float | None = None) -> list[dict[str, Any]]:
     """Every schedule as the faces show it (``schedule list --json``, the console): its rule,
@@ -382,23 +446,38 @@ def rows(*, now: float | None = None) -> list[dict[str, Any]]:
     now = time.time() if now is None else now
     schedules = list(Schedule.select().order_by(Schedule.name))
     last = [s.last_job for s in schedules if s.last_job]
-    states = ({job.id: job.state for job in Job.select(Job.id, Job.state).where(Job.id.in_(last))}
-              if last else {})
+    states = (
+        {job.id: job.state for job in Job.select(Job.id, Job.state).where(Job.id.in_(last))}
+        if last
+        else {}
+    )
     result = []
     for s in schedules:
         fields = json.loads(s.spec)
-        result.append({
-            "name": s.name, "rule": Rule.of(s).describe(), "cron": s.cron, "every": s.every,
-            "tz": s.tz, "command": fields["command"], "queue": fields.get("queue", "default"),
-            "priority": fields.get("priority", 0), "max_retries": fields.get("max_retries"),
-            "timeout": fields.get("timeout"), "catch_up": s.catch_up,
-            "no_overlap": s.no_overlap, "paused": s.paused,
-            "next_run": None if s.paused else spec.iso(s.next_at),
-            "last_run": spec.iso(s.last_at), "last_job": s.last_job,
-            "last_state": states.get(s.last_job) if s.last_job else None,
-            "skipped_at": spec.iso(s.skipped_at), "skipped": s.skipped_why,
-            "created_at": spec.iso(s.created_at),
-        })
+        result.append(
+            {
+                "name": s.name,
+                "rule": Rule.of(s).describe(),
+                "cron": s.cron,
+                "every": s.every,
+                "tz": s.tz,
+                "command": fields["command"],
+                "queue": fields.get("queue", "default"),
+                "priority": fields.get("priority", 0),
+                "max_retries": fields.get("max_retries"),
+                "timeout": fields.get("timeout"),
+                "catch_up": s.catch_up,
+                "no_overlap": s.no_overlap,
+                "paused": s.paused,
+                "next_run": None if s.paused else spec.iso(s.next_at),
+                "last_run": spec.iso(s.last_at),
+                "last_job": s.last_job,
+                "last_state": states.get(s.last_job) if s.last_job else None,
+                "skipped_at": spec.iso(s.skipped_at),
+                "skipped": s.skipped_why,
+                "created_at": spec.iso(s.created_at),
+            }
+        )
     return result
 
 

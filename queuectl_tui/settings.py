@@ -54,8 +54,9 @@ class Settings(NamedTuple):
     on_dead: str | None
 
 
-def _number(kind: type, low: float, high: float, *, optional: bool = False, unit: str = ""
-            ) -> Callable[[Any], Any]:
+def _number(
+    kind: type, low: float, high: float, *, optional: bool = False, unit: str = ""
+) -> Callable[[Any], Any]:
     def parse(raw: Any) -> Any:
         if optional and (
             raw is None
@@ -72,7 +73,8 @@ def _number(kind: type, low: float, high: float, *, optional: bool = False, unit
         except (TypeError, ValueError, OverflowError, InvalidInput):
             raise ValueError(
                 "expected a number of seconds or a duration such as 90s, 15m, 2h30m, 1d"
-                if unit == " s" else f"expected {'a whole number' if kind is int else 'a number'}"
+                if unit == " s"
+                else f"expected {'a whole number' if kind is int else 'a number'}"
             ) from None
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError("expected a finite number")
@@ -94,8 +96,9 @@ def _keep(raw: Any) -> float | None:
     try:
         value = parse_seconds(raw)
     except InvalidInput:
-        raise ValueError("expected a duration such as 12h, 7d, 30d, or none to keep forever"
-                         ) from None
+        raise ValueError(
+            "expected a duration such as 12h, 7d, 30d, or none to keep forever"
+        ) from None
     if not 0 <= value <= 100 * 365 * DAY:
         raise ValueError("must be between 0 and 100 years (or none to keep forever)")
     return value
@@ -157,12 +160,14 @@ SETTINGS: dict[str, SettingSpec] = {
         "output kept per attempt in its log file; the rest is dropped",
     ),
     "keep_completed": SettingSpec(
-        7 * DAY, _keep,
+        7 * DAY,
+        _keep,
         "completed jobs (attempts, logs) are deleted by workers this long after they end "
         "('none': keep forever)",
     ),
     "keep_dead": SettingSpec(
-        30 * DAY, _keep,
+        30 * DAY,
+        _keep,
         "dead jobs (the DLQ) are deleted by workers this long after they end "
         "('none': keep forever)",
     ),
@@ -173,11 +178,13 @@ SETTINGS: dict[str, SettingSpec] = {
         "(their last 4 KB stay in the database)",
     ),
     "on_completed": SettingSpec(
-        None, _hook,
+        None,
+        _hook,
         "shell command a worker runs after a job completes (QUEUECTL_JOB_* set; 'none': no hook)",
     ),
     "on_dead": SettingSpec(
-        None, _hook,
+        None,
+        _hook,
         "shell command a worker runs after a job dies (QUEUECTL_JOB_* set; 'none': no hook)",
     ),
 }
@@ -238,7 +245,8 @@ def _new_version() -> None:
     """In the changing transaction: workers see another version at their next claim."""
     token = os.urandom(8).hex()
     Meta.insert(key=VERSION_KEY, value=token).on_conflict(
-        conflict_target=[Meta.key], update={Meta.value: token}).execute()
+        conflict_target=[Meta.key], update={Meta.value: token}
+    ).execute()
 
 
 def get(key: str) -> Any:
@@ -249,7 +257,8 @@ def set_value(key: str, raw: Any) -> tuple[str, Any]:
     name, value = validate(key, raw)
     with write_transaction():
         Setting.insert(key=name, value=json.dumps(value)).on_conflict(
-            conflict_target=[Setting.key], update={Setting.value: json.dumps(value)}).execute()
+            conflict_target=[Setting.key], update={Setting.value: json.dumps(value)}
+        ).execute()
         _new_version()
         if name == "priority_aging":
             _rerank()
@@ -270,7 +279,8 @@ def _rerank() -> None:
     """A new aging rate applies to the jobs already waiting as if it had always been in force:
     their claim order (``job.rank``) is computed again, in the setting's own transaction."""
     Job.update(rank=Job.priority - SQL(AGING_RATE_SQL) * Job.run_at / 60.0).where(
-        Job.state.in_(CLAIMABLE)).execute()
+        Job.state.in_(CLAIMABLE)
+    ).execute()
 
 
 def describe() -> list[dict[str, Any]]:

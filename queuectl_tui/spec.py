@@ -29,8 +29,19 @@ _QUEUE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 MAX_LABEL_CHARS = 200
 
 #: Keys a spec may carry; the record-shape keys are accepted for compatibility and checked.
-FIELDS = ("id", "command", "priority", "max_retries", "timeout", "backoff_base", "run_at",
-          "delay", "queue", "after", "label")
+FIELDS = (
+    "id",
+    "command",
+    "priority",
+    "max_retries",
+    "timeout",
+    "backoff_base",
+    "run_at",
+    "delay",
+    "queue",
+    "after",
+    "label",
+)
 RECORD_KEYS = ("scheduled_at", "state", "attempts", "created_at", "updated_at")
 
 
@@ -203,8 +214,9 @@ def parse_object(text: str) -> dict[str, Any]:
     return data
 
 
-def normalize(raw: dict[str, Any], now: float | None = None, *,
-              partial: bool = False) -> dict[str, Any]:
+def normalize(
+    raw: dict[str, Any], now: float | None = None, *, partial: bool = False
+) -> dict[str, Any]:
     """Validate one raw spec; return only the fields given, typed and checked. ``partial``:
     some fields of a job (``edit``, ``dlq retry`` overrides, one form field), no command needed.
     An error names its field (``InvalidInput.field``)."""
@@ -213,9 +225,12 @@ def normalize(raw: dict[str, Any], now: float | None = None, *,
     for key, value in raw.items():
         name = _NAMES.get(key)
         if name is None and (
-                not isinstance(key, str) or (name := _NAMES.get(key.replace("-", "_"))) is None):
-            raise InvalidInput(f"unknown key {key!r} (allowed: {', '.join(FIELDS)})",
-                               field=key if isinstance(key, str) else None)
+            not isinstance(key, str) or (name := _NAMES.get(key.replace("-", "_"))) is None
+        ):
+            raise InvalidInput(
+                f"unknown key {key!r} (allowed: {', '.join(FIELDS)})",
+                field=key if isinstance(key, str) else None,
+            )
         if value is None and name in _NULLABLE:
             continue
         if name == "run_at" and "run_at" in spec:
@@ -238,9 +253,11 @@ def normalize(raw: dict[str, Any], now: float | None = None, *,
 
 def _fixed(name: str, want: Any) -> Callable[[Any], None]:
     """A record-shape key that a new job may carry only with its initial value (not stored)."""
+
     def check(value: Any) -> None:
         if value != want or isinstance(value, bool):
             raise InvalidInput(f"a new job's {name} must be {_json(want)}, not {_json(value)}")
+
     return check
 
 
@@ -326,8 +343,12 @@ def check_id(value: Any) -> str:
 def _int(name: str, value: Any, low: int, high: int) -> int:
     if type(value) is int and low <= value <= high:  # the usual case, in one test (bulk input)
         return value
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or (isinstance(value, float) and not math.isfinite(value)) or value != int(value)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and not math.isfinite(value))
+        or value != int(value)
+    ):
         raise InvalidInput(f"{name} must be a whole number, not {_json(value)}")
     if not low <= value <= high:
         raise InvalidInput(f"{name} must be between {low} and {high}, not {_json(value)}")
@@ -340,8 +361,10 @@ def _float(name: str, value: Any, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InvalidInput(f"{name} must be a number, not {_json(value)}")
     if not low <= value <= high:
-        raise InvalidInput(f"{name} must be between {plain_number(low)} and {plain_number(high)}, "
-                           f"not {_json(value)}")
+        raise InvalidInput(
+            f"{name} must be between {plain_number(low)} and {plain_number(high)}, "
+            f"not {_json(value)}"
+        )
     return float(value)
 
 
@@ -375,17 +398,18 @@ def parse_seconds(value: Any, name: str = "seconds", *, none: bool = False) -> f
         elif text:
             parts = _DURATION_PART.findall(text)
             units = [unit for _, unit in parts]
-            if ("".join(amount + unit for amount, unit in parts) == text
-                    and units == sorted(set(units), key=list(_UNIT_SECONDS).index)):
+            if "".join(amount + unit for amount, unit in parts) == text and units == sorted(
+                set(units), key=list(_UNIT_SECONDS).index
+            ):
                 total = sum(float(amount) * _UNIT_SECONDS[unit] for amount, unit in parts)
                 if math.isfinite(total):
                     return total
-    raise InvalidInput(f"{name} must be {DURATION_HELP}{' (or none)' if none else ''}, "
-                       f"not {_json(value)}")
+    raise InvalidInput(
+        f"{name} must be {DURATION_HELP}{' (or none)' if none else ''}, not {_json(value)}"
+    )
 
 
-def _seconds(name: str, value: Any, low: float, high: float, *, none: bool = False
-             ) -> float | None:
+def _seconds(name: str, value: Any, low: float, high: float, *, none: bool = False) -> float | None:
     """A field in seconds: a number or a duration text, within [low, high]."""
     if (type(value) not in (str, float, int)) and (value is not None or not none):
         return _float(name, value, low, high)  # says "must be a number, not true"
@@ -394,8 +418,10 @@ def _seconds(name: str, value: Any, low: float, high: float, *, none: bool = Fal
         return None
     if not low <= seconds <= high:
         plain = isinstance(value, str) and _PLAIN_NUMBER.fullmatch(value.strip())
-        raise InvalidInput(f"{name} must be between {plain_number(low)} and {plain_number(high)}, "
-                           f"not {_json(seconds if plain else value)}")  # -5 as given, "40d"
+        raise InvalidInput(
+            f"{name} must be between {plain_number(low)} and {plain_number(high)}, "
+            f"not {_json(seconds if plain else value)}"
+        )  # -5 as given, "40d"
     return seconds
 
 

@@ -36,8 +36,15 @@ class Table:
     or rich Text. ``print`` draws it with rich on a terminal (``options``: rich Table's), or
     writes the tab-separated lines when ``piped``."""
 
-    def __init__(self, columns: Sequence[str | tuple[str, dict[str, Any]]], *, piped: bool,
-                 title: str | None = None, header: bool = True, **options: Any):
+    def __init__(
+        self,
+        columns: Sequence[str | tuple[str, dict[str, Any]]],
+        *,
+        piped: bool,
+        title: str | None = None,
+        header: bool = True,
+        **options: Any,
+    ):
         self.columns = [(c, {}) if isinstance(c, str) else c for c in columns]
         self.piped, self.title, self.header, self.options = piped, title, header, options
         self.rows: list[Sequence[Any]] = []
@@ -55,14 +62,22 @@ class Table:
             return
         from rich.table import Table as RichTable
         from rich.text import Text
+
         options = {"header_style": "bold", **self.options}
         table = RichTable(title=self.title, show_header=self.header, **options)
         for name, column in self.columns:
             table.add_column(name, **column)
         for row in self.rows:  # user text is shown literally: no markup, controls visible
-            table.add_row(*(cell if isinstance(cell, Text) else
-                            Text(visible("-" if cell is None else str(cell))) for cell in row))
+            table.add_row(
+                *(
+                    cell
+                    if isinstance(cell, Text)
+                    else Text(visible("-" if cell is None else str(cell)))
+                    for cell in row
+                )
+            )
         if console is None:
             from rich.console import Console
+
             console = Console(highlight=False, soft_wrap=False)
         console.print(table)

@@ -51,6 +51,7 @@ def _load_inotify() -> _Inotify | None:
     """libc's inotify_init1 and inotify_add_watch, or None where there are none."""
     try:
         import ctypes
+
         libc = ctypes.CDLL(None, use_errno=True)
         init, add = libc.inotify_init1, libc.inotify_add_watch
     except (OSError, AttributeError, ImportError):

@@ -32,8 +32,15 @@ async def settle(pilot) -> None:
         await pilot.pause()
 
 
-async def shoot(db_path: Path, out: Path, size: tuple[int, int], now: float, name: str, *keys: str,
-                detail: str | None = None) -> None:
+async def shoot(
+    db_path: Path,
+    out: Path,
+    size: tuple[int, int],
+    now: float,
+    name: str,
+    *keys: str,
+    detail: str | None = None,
+) -> None:
     from queuectl_tui.tui.app import QueueApp
     from queuectl_tui.tui.screens.detail import JobDetailScreen
 
@@ -55,8 +62,19 @@ async def shoot_all(db_path: Path, out: Path, size: tuple[int, int], now: float)
     await shoot(db_path, out, size, now, "dlq", "6")
     await shoot(db_path, out, size, now, "workers", "tab")
     await shoot(db_path, out, size, now, "detail", detail=DETAIL)
-    await shoot(db_path, out, size, now, "enqueue", "n", *"./nightly.sh --full", "tab", "tab",
-                *"high", "ctrl+s")
+    await shoot(
+        db_path,
+        out,
+        size,
+        now,
+        "enqueue",
+        "n",
+        *"./nightly.sh --full",
+        "tab",
+        "tab",
+        *"high",
+        "ctrl+s",
+    )
     await shoot(db_path, out, size, now, "config", "e")
     await shoot(db_path, out, size, now, "help", "question_mark")
     await shoot(db_path, out, (80, 24), now, "main-80x24")
@@ -69,10 +87,14 @@ def retries_ended(now: float) -> bool:
     from queuectl_tui.store.models import FAILED, PENDING, PROCESSING, Job
 
     ours = ~Job.id.startswith("report-chunk-")
-    busy = Job.select().where(ours & (
-        (Job.state == FAILED)
-        | ((Job.state == PROCESSING) & (Job.id != demo.LIVE[0][0]))  # the long job runs on
-        | ((Job.state == PENDING) & (Job.run_at <= now))))
+    busy = Job.select().where(
+        ours
+        & (
+            (Job.state == FAILED)
+            | ((Job.state == PROCESSING) & (Job.id != demo.LIVE[0][0]))  # the long job runs on
+            | ((Job.state == PENDING) & (Job.run_at <= now))
+        )
+    )
     return not busy.exists()
 
 
@@ -90,8 +112,9 @@ def check_detail_log() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "screenshots"))
     parser.add_argument("--size", default="120x35")
     parser.add_argument("--workers", type=int, default=2, help="as demo's --workers")

@@ -23,8 +23,15 @@ from urllib.parse import parse_qs, urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--hide-scrollbars"]
+ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--hide-scrollbars",
+]
 DEADLINE = 120.0  # seconds for the console to show the demo
 
 
@@ -62,8 +69,9 @@ def shoot(url: str, out: Path, width: int, height: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default=str(ROOT / "screenshots" / "web.png"))
     parser.add_argument("--size", default="1280x800", help="the browser's viewport, in pixels")
     args = parser.parse_args()
@@ -74,8 +82,12 @@ def main() -> None:
 
     with demo.session() as db_path:
         env = {**os.environ, "QUEUECTL_DB": str(db_path), "TZ": "UTC"}
-        server = subprocess.Popen([sys.executable, "-m", "queuectl_tui", "web", "--port", "0"],
-                                  stdout=subprocess.PIPE, text=True, env=env)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "queuectl_tui", "web", "--port", "0"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         try:
             shoot(server.stdout.readline().strip(), Path(args.out), width, height)
         finally:

@@ -34,21 +34,38 @@ from helpers import T0, Result, marked, needs_process, run_cli, run_in_process
 BOTH_BACKENDS = {"test_engine", "test_cli"}
 
 #: Modules of long tests (tens of seconds each on two cores), started first in parallel runs.
-LONG_FIRST = {"test_reliability_load", "test_reliability_db", "test_reliability_processes",
-              "test_tui_snapshots", "test_reliability_security", "test_bulk_enqueue", "test_web",
-              "test_worker_processes", "test_postgres"}
+LONG_FIRST = {
+    "test_reliability_load",
+    "test_reliability_db",
+    "test_reliability_processes",
+    "test_tui_snapshots",
+    "test_reliability_security",
+    "test_bulk_enqueue",
+    "test_web",
+    "test_worker_processes",
+    "test_postgres",
+}
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "sqlite_only: reads or locks the SQLite file itself")
     config.addinivalue_line("markers", "both_backends: runs on SQLite and on PostgreSQL")
     config.addinivalue_line("markers", "netns: two hosts in network namespaces (root, PostgreSQL)")
-    config.addinivalue_line("markers", "slow: takes a minute or more (installs a virtualenv); "
-                                       "-m 'not slow' leaves it out, the whole suite runs it")
-    config.addinivalue_line("markers", "real_cli: the cli fixture runs every command as a "
-                                       "process of its own (signals, terminals, its environment)")
-    config.addinivalue_line("markers", "alone: runs with no other test beside it (it measures "
-                                       "time, or shares what other tests would disturb)")
+    config.addinivalue_line(
+        "markers",
+        "slow: takes a minute or more (installs a virtualenv); "
+        "-m 'not slow' leaves it out, the whole suite runs it",
+    )
+    config.addinivalue_line(
+        "markers",
+        "real_cli: the cli fixture runs every command as a "
+        "process of its own (signals, terminals, its environment)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "alone: runs with no other test beside it (it measures "
+        "time, or shares what other tests would disturb)",
+    )
 
 
 def pytest_generate_tests(metafunc):
@@ -67,8 +84,17 @@ def pytest_generate_tests(metafunc):
 # its scans are skipped; the rest look only at processes younger than the test.
 
 #: Events of the audit hooks (PEP 578) raised when this process starts another.
-_STARTING = frozenset({"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn",
-                       "os.posix_spawnp", "os.spawn", "os.system"})
+_STARTING = frozenset(
+    {
+        "subprocess.Popen",
+        "os.fork",
+        "os.forkpty",
+        "os.posix_spawn",
+        "os.posix_spawnp",
+        "os.spawn",
+        "os.system",
+    }
+)
 _starts = [0]  # processes this process started, in all (audit hooks cannot be removed: one)
 
 
@@ -110,9 +136,13 @@ def pytest_sessionfinish(session):
 def pytest_collection_modifyitems(config, items):
     """A parameter marked ``sqlite_only`` (one case of a test that runs on both) is left out on
     PostgreSQL."""
-    drop = [item for item in items if getattr(item, "callspec", None) is not None
-            and item.callspec.params.get("backend") == "postgres"
-            and item.get_closest_marker("sqlite_only")]
+    drop = [
+        item
+        for item in items
+        if getattr(item, "callspec", None) is not None
+        and item.callspec.params.get("backend") == "postgres"
+        and item.get_closest_marker("sqlite_only")
+    ]
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = [item for item in items if item not in drop]
@@ -129,10 +159,12 @@ def pytest_collection_modifyitems(config, items):
         if item.get_closest_marker("alone"):
             return 3
         return 1 if item.module.__name__.rpartition(".")[2] in LONG_FIRST else 2
+
     items.sort(key=rank)
 
 
 # --- running beside other tests (pytest-xdist: the -n of pyproject's addopts) ----------------
+
 
 class _Room:
     """A readers-writer lock between the processes of one run, on two lock files: every test
@@ -183,7 +215,7 @@ def _turn(request: pytest.FixtureRequest, _room):
 
 @pytest.fixture
 def backend(request) -> str:
-    """"sqlite", or "postgres" (a schema of its own on QUEUECTL_TEST_PG; skipped without it)."""
+    """ "sqlite", or "postgres" (a schema of its own on QUEUECTL_TEST_PG; skipped without it)."""
     name = getattr(request, "param", "sqlite")
     if name == "postgres" and not PG_URL:
         pytest.skip(SKIP_REASON)
@@ -209,6 +241,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str) -> Path:
     finally:
         _kill_workers(path)
         from queuectl_tui.store import close_db
+
         close_db()
         drop_schema_later(schema)
 
@@ -234,6 +267,7 @@ def add(db, tmp_path):
         if job_id:
             raw["id"] = job_id
         return engine.enqueue([spec.normalize(raw, now=now)], cwd=str(tmp_path), env={}, now=now)[0]
+
     return add
 
 
@@ -241,6 +275,7 @@ def add(db, tmp_path):
 def worker(db):
     """A worker row registered at T0 (no process: the test claims and finishes for it)."""
     from queuectl_tui import engine
+
     return engine.register_worker(now=T0)
 
 
@@ -265,6 +300,7 @@ def cli(home: Path, request: pytest.FixtureRequest):
 @pytest.fixture
 def cli_process(home: Path):
     """``cli_process("status")``: the real CLI in a subprocess on ``home``, always."""
+
     def call(*args: str, **kwargs) -> Result:
         return run_cli(home, *args, **kwargs)
 
@@ -308,6 +344,7 @@ def two_hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     process. Skipped with the reason where they cannot be had, except on CI (CI=true), where
     that is a failure. Namespaces, rules and workers are removed whatever the test did."""
     import netns
+
     reason = netns.unavailable(PG_URL)
     if reason:
         if os.environ.get("CI") == "true":
@@ -322,6 +359,7 @@ def two_hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     finally:
         network.down()
         from queuectl_tui.store import close_db
+
         close_db()
         drop_schema(schema)
 
@@ -331,7 +369,7 @@ def mark():
     """A unique marker for the processes of this test's jobs; leftovers are killed after."""
     marker = uuid.uuid4().hex
     yield marker
-    for proc in (marked(marker) if _started_any() else []):
+    for proc in marked(marker) if _started_any() else []:
         try:
             proc.send_signal(signal.SIGKILL)
         except psutil.Error:
@@ -361,6 +399,7 @@ def reap(tmp_path):
 
 
 # --- the console tests ---------------------------------------------------------------------
+
 
 @pytest.fixture
 def stable_terminal(monkeypatch: pytest.MonkeyPatch):

@@ -51,12 +51,22 @@ def cli_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(home: Path, *args: str, input: str | None = None, timeout: float = 60,
-            cwd: Path | None = None, env: dict[str, str] | None = None) -> Result:
+def run_cli(
+    home: Path,
+    *args: str,
+    input: str | None = None,
+    timeout: float = 60,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> Result:
     """Run ``python -m queuectl_tui ARGS`` on the database in ``home`` (cwd: its parent)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "queuectl_tui", *args], input=input if input is not None else "",
-        capture_output=True, text=True, timeout=timeout, cwd=cwd or home.parent,
+        [sys.executable, "-m", "queuectl_tui", *args],
+        input=input if input is not None else "",
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd or home.parent,
         env=env or cli_env(home),
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
@@ -65,8 +75,14 @@ def run_cli(home: Path, *args: str, input: str | None = None, timeout: float = 6
 #: Commands that start or block on processes, or install signal handlers: ``cli`` runs them as a
 #: real process whatever the test asks (in this process a foreground worker would run inside
 #: pytest, a detached one would be pytest's child, ``metrics serve`` would take its SIGTERM).
-PROCESS_COMMANDS = {("worker", "start"), ("worker", "run"), ("metrics", "serve"), ("wait",),
-                    ("web",), ("demo",)}
+PROCESS_COMMANDS = {
+    ("worker", "start"),
+    ("worker", "run"),
+    ("metrics", "serve"),
+    ("wait",),
+    ("web",),
+    ("demo",),
+}
 
 
 def needs_process(args: tuple[str, ...]) -> bool:
@@ -85,8 +101,14 @@ def needs_process(args: tuple[str, ...]) -> bool:
     return rest[0] == "enqueue" and "--wait" in rest
 
 
-def run_in_process(home: Path, *args: str, input: str | bytes | None = None, timeout: float = 60,
-                   cwd: Path | None = None, env: dict[str, str] | None = None) -> Result:
+def run_in_process(
+    home: Path,
+    *args: str,
+    input: str | bytes | None = None,
+    timeout: float = 60,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> Result:
     """``run_cli`` without a new interpreter (~0.3 s less a call): ``cli.main(ARGS)`` in this
     process, seeing what the real command would: the same environment (``env``, else
     ``cli_env(home)``, replacing ``os.environ`` for the call), working directory, an empty or
@@ -149,12 +171,17 @@ def run_here(*args: str, input: str = "", env: dict[str, str] | None = None) -> 
     """``run_in_process`` in this test's environment as it is (``env`` added to it) and its
     working directory."""
     home = Path(os.environ.get("QUEUECTL_HOME") or Path.cwd())
-    return run_in_process(home, *args, input=input, cwd=Path.cwd(),
-                          env={**os.environ, **(env or {})})
+    return run_in_process(
+        home, *args, input=input, cwd=Path.cwd(), env={**os.environ, **(env or {})}
+    )
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.02,
-             message: str = "condition") -> Any:
+def wait_for(
+    condition: Callable[[], Any],
+    timeout: float = 30.0,
+    interval: float = 0.02,
+    message: str = "condition",
+) -> Any:
     """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -175,12 +202,14 @@ T0 = 1_800_000_000.0
 def state(job_id: str):
     """The job's row as it is now."""
     from queuectl_tui.store.models import Job
+
     return Job.get(Job.id == job_id)
 
 
 def outcomes(job_id: str) -> list[tuple]:
     """(number, outcome) of each of the job's attempts."""
     from queuectl_tui import engine
+
     return [(a.number, a.outcome) for a in engine.attempts_of(state(job_id))]
 
 
@@ -193,6 +222,7 @@ def dead_pid() -> int:
 def started(claimed) -> tuple:
     """Record a (finished) process for the claimed attempt: its command had started."""
     from queuectl_tui import engine
+
     job, attempt = claimed
     engine.record_process(attempt, dead_pid(), 0.0)
     return job, attempt
@@ -246,6 +276,7 @@ def snapshot(db_file: Path) -> dict[str, list[tuple]] | None:
     On PostgreSQL (DB_URL set), the test's schema instead of the file."""
     if DB_URL:
         import psycopg2
+
         con = psycopg2.connect(DB_URL)
         try:
             cur = con.cursor()
@@ -262,8 +293,10 @@ def snapshot(db_file: Path) -> dict[str, list[tuple]] | None:
         return None
     con = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True)
     try:
-        return {table: sorted(con.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
-                for table in ("job", "attempt", "setting", "environment", "meta")}
+        return {
+            table: sorted(con.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
+            for table in ("job", "attempt", "setting", "environment", "meta")
+        }
     finally:
         con.close()
 
@@ -286,9 +319,11 @@ def marked(marker: str, name: str | None = None) -> list[psutil.Process]:
     found = []
     since = TEST_BEGAN - START_SLACK
     for proc in psutil.process_iter(["create_time", "name", "status"]):
-        if ((proc.info.get("create_time") or 0) < since
-                or proc.info.get("status") == psutil.STATUS_ZOMBIE
-                or (name is not None and proc.info.get("name") != name)):
+        if (
+            (proc.info.get("create_time") or 0) < since
+            or proc.info.get("status") == psutil.STATUS_ZOMBIE
+            or (name is not None and proc.info.get("name") != name)
+        ):
             continue
         try:
             if proc.environ().get(MARK_VAR) == marker:
@@ -422,9 +457,11 @@ def permission_preexec():
     if not sys.platform.startswith("linux"):
         pytest.skip("running as root and cannot drop the DAC capabilities on this platform")
     import subprocess
+
     try:
-        subprocess.run([sys.executable, "-c", "pass"], preexec_fn=_drop_dac, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, "-c", "pass"], preexec_fn=_drop_dac, check=True, capture_output=True
+        )
     except (subprocess.SubprocessError, OSError):
         pytest.skip("running as root without CAP_SETPCAP: cannot make file modes bind a child")
     return _drop_dac
@@ -440,7 +477,8 @@ def make_v1(path: Path) -> Path:
     con.execute(
         "INSERT INTO job (id, command, queue, state, priority, attempts, max_retries, backoff_base,"
         " run_at, created_at, updated_at, cwd, cancel_requested)"
-        " VALUES ('old-job', 'echo from v1', 'default', 'pending', 0, 0, 3, 2, 0, 0, 0, '/', 0)")
+        " VALUES ('old-job', 'echo from v1', 'default', 'pending', 0, 0, 3, 2, 0, 0, 0, '/', 0)"
+    )
     con.commit()
     con.close()
     return path

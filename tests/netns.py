@@ -38,8 +38,9 @@ SUBNETS = ipaddress.ip_network("10.213.0.0/16")
 
 
 def _run(*argv: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, input=input, capture_output=True, text=True, check=check,
-                          timeout=30)
+    return subprocess.run(
+        argv, input=input, capture_output=True, text=True, check=check, timeout=30
+    )
 
 
 def unavailable(url: str | None) -> str | None:
@@ -82,8 +83,12 @@ class Host:
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("QUEUECTL_")}
-        env.update(QUEUECTL_DB=self.url, QUEUECTL_HOME=str(self.home),
-                   QUEUECTL_HOSTNAME=self.name, PYTHONUNBUFFERED="1")
+        env.update(
+            QUEUECTL_DB=self.url,
+            QUEUECTL_HOME=str(self.home),
+            QUEUECTL_HOSTNAME=self.name,
+            PYTHONUNBUFFERED="1",
+        )
         env.update(extra)
         return env
 
@@ -93,9 +98,14 @@ class Host:
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         """``queuectl-tui ARGS`` run on this host."""
-        return subprocess.run(self.command(sys.executable, "-m", "queuectl_tui", *args),
-                              capture_output=True, text=True, timeout=timeout, env=self.env(),
-                              cwd=self.network.workdir)
+        return subprocess.run(
+            self.command(sys.executable, "-m", "queuectl_tui", *args),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env(),
+            cwd=self.network.workdir,
+        )
 
     def start_worker(self, *args: str) -> subprocess.Popen:
         """A foreground worker on this host; its output goes to ``home/worker-N.log``. ``ip
@@ -104,17 +114,24 @@ class Host:
         log = open(self.home / f"worker-{len(self.procs)}.log", "ab")  # noqa: SIM115
         with log:
             proc = subprocess.Popen(
-                self.command(sys.executable, "-m", "queuectl_tui", "worker", "start",
-                             "--foreground", *args),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.env(),
-                cwd=self.network.workdir, start_new_session=True)
+                self.command(
+                    sys.executable, "-m", "queuectl_tui", "worker", "start", "--foreground", *args
+                ),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env(),
+                cwd=self.network.workdir,
+                start_new_session=True,
+            )
         self.procs.append(proc)
         return proc
 
     def log(self) -> str:
         """What this host's workers printed (for a failed assertion's message)."""
-        return "".join(path.read_text(errors="replace")
-                       for path in sorted(self.home.glob("worker-*.log")))
+        return "".join(
+            path.read_text(errors="replace") for path in sorted(self.home.glob("worker-*.log"))
+        )
 
     def cut(self) -> None:
         """Drop every packet to and from this host, silently (see the module docstring)."""
@@ -146,8 +163,10 @@ class Host:
 
 
 def _drop(table: str, device: str) -> str:
-    return (f'table netdev {table} {{\n chain ingress {{\n'
-            f'  type filter hook ingress device "{device}" priority 0; policy drop;\n }}\n}}\n')
+    return (
+        f"table netdev {table} {{\n chain ingress {{\n"
+        f'  type filter hook ingress device "{device}" priority 0; policy drop;\n }}\n}}\n'
+    )
 
 
 class Network:
@@ -186,14 +205,24 @@ class Network:
             Path(f"/proc/sys/net/ipv4/conf/{host.outside}/route_localnet").write_text("1")
             rules.append((host.outside, host.gateway))
         port = self.server_port
-        dnat = "".join(f'  iifname "{dev}" ip daddr {gw} tcp dport {port} '
-                       f"dnat to 127.0.0.1:{port}\n" for dev, gw in rules)
-        snat = "".join(f'  iifname "{dev}" ip daddr 127.0.0.1 tcp dport {port} '
-                       f"snat to 127.0.0.1\n" for dev, _ in rules)
-        _run("nft", "-f", "-", input=(
-            f"table ip {self.table} {{\n"
-            f" chain prerouting {{\n  type nat hook prerouting priority -100;\n{dnat} }}\n"
-            f" chain input {{\n  type nat hook input priority 100;\n{snat} }}\n}}\n"))
+        dnat = "".join(
+            f'  iifname "{dev}" ip daddr {gw} tcp dport {port} dnat to 127.0.0.1:{port}\n'
+            for dev, gw in rules
+        )
+        snat = "".join(
+            f'  iifname "{dev}" ip daddr 127.0.0.1 tcp dport {port} snat to 127.0.0.1\n'
+            for dev, _ in rules
+        )
+        _run(
+            "nft",
+            "-f",
+            "-",
+            input=(
+                f"table ip {self.table} {{\n"
+                f" chain prerouting {{\n  type nat hook prerouting priority -100;\n{dnat} }}\n"
+                f" chain input {{\n  type nat hook input priority 100;\n{snat} }}\n}}\n"
+            ),
+        )
         return self
 
     def down(self) -> None:
@@ -236,8 +265,7 @@ def sweep() -> None:
     """Remove what test processes that are gone left behind (a run killed half-way)."""
     names = _run("ip", "netns", "list", check=False).stdout.split()
     names += _run("nft", "list", "tables", check=False).stdout.split()
-    pids = {int(found.group(1)) for name in names
-            if (found := re.match(rf"{PREFIX}(\d+)", name))}
+    pids = {int(found.group(1)) for name in names if (found := re.match(rf"{PREFIX}(\d+)", name))}
     for pid in pids - {os.getpid()}:
         try:
             os.kill(pid, 0)

@@ -10,12 +10,15 @@ import uuid
 from urllib.parse import quote
 
 PG_URL = os.environ.get("QUEUECTL_TEST_PG") or None
-SKIP_REASON = ("PostgreSQL tests need a server: set QUEUECTL_TEST_PG=postgresql://user:password"
-               "@host:port/dbname (a database where schemas may be created)")
+SKIP_REASON = (
+    "PostgreSQL tests need a server: set QUEUECTL_TEST_PG=postgresql://user:password"
+    "@host:port/dbname (a database where schemas may be created)"
+)
 
 
 def _admin():
     import psycopg2
+
     conn = psycopg2.connect(PG_URL)
     conn.autocommit = True
     return conn
@@ -52,6 +55,7 @@ def v1_on_postgres() -> str:
     """The first release's schema (tests/fixtures/schema_v1.sql) as peewee made it on
     PostgreSQL: serial keys, double precision, a boolean flag, tables in dependency order."""
     from helpers import V1
+
     lines = [line for line in V1.read_text().splitlines() if line and not line.startswith("--")]
     attempt = next(line for line in lines if line.startswith('CREATE TABLE "attempt"'))
     lines.remove(attempt)
@@ -76,7 +80,8 @@ _replay: list | None = None  # [template name, batch] once checked; [] when repl
 def _fingerprint(cur, schema: str) -> list[str]:
     """What a schema holds, its own name replaced: relations, columns, indexes, constraints,
     triggers, functions, sequences and every row of every table."""
-    cur.execute("""
+    cur.execute(
+        """
         SELECT 'rel ' || c.relname || ' ' || c.relkind::text FROM pg_class c
             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %(s)s
         UNION ALL SELECT 'col ' || c.relname || '.' || a.attname || ' '
@@ -99,7 +104,9 @@ def _fingerprint(cur, schema: str) -> list[str]:
         UNION ALL SELECT 'fn ' || pg_get_functiondef(p.oid) FROM pg_proc p
             JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %(s)s
         UNION ALL SELECT 'seq ' || sequencename || ' ' || coalesce(last_value::text, '-')
-            FROM pg_sequences WHERE schemaname = %(s)s""", {"s": schema})
+            FROM pg_sequences WHERE schemaname = %(s)s""",
+        {"s": schema},
+    )
     found = [row[0] for row in cur.fetchall()]
     cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,))
     for (table,) in cur.fetchall():
@@ -161,6 +168,7 @@ def _record() -> list:
 
 def _run(schema: str, batch: str) -> None:
     import psycopg2
+
     conn = psycopg2.connect(schema_url(schema))
     try:
         with conn:
@@ -178,6 +186,7 @@ def _recorded() -> list:
         return _record()
     import fcntl
     import json
+
     path = os.path.join(tempfile.gettempdir(), f"queuectl-tests-{run}.pg-replay")
     with open(path, "a+") as shared:
         fcntl.flock(shared, fcntl.LOCK_EX)
@@ -212,6 +221,7 @@ def drop_schema_later(schema: str) -> None:
     ``drop_pending`` at the end of the run waits for the rest."""
     import queue
     import threading
+
     global _dropper
     if _dropper is None:
         doomed: queue.Queue = queue.Queue()
@@ -249,6 +259,7 @@ class TcpProxy:
     def start(self) -> TcpProxy:
         import socket
         import threading
+
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))
@@ -260,6 +271,7 @@ class TcpProxy:
     def _accept(self, listener) -> None:
         import socket
         import threading
+
         while True:
             try:
                 client, _ = listener.accept()
@@ -273,6 +285,7 @@ class TcpProxy:
     @staticmethod
     def _pipe(a, b) -> None:
         import socket
+
         try:
             while data := a.recv(65536):
                 b.sendall(data)
@@ -286,6 +299,7 @@ class TcpProxy:
 
     def stop(self) -> None:
         import socket
+
         for sock in [self.listener, *self.sockets]:
             try:
                 sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() of the listener's thread

@@ -24,10 +24,19 @@ from helpers import cli_env
 
 CHROMIUM = "/usr/bin/chromium"
 #: Headless, and nothing Chromium would fetch from the internet on its own.
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-default-apps", "--disable-sync", "--no-first-run",
-                 "--metrics-recording-only", "--mute-audio"]
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--disable-sync",
+    "--no-first-run",
+    "--metrics-recording-only",
+    "--mute-audio",
+]
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -69,8 +78,11 @@ class WebServer:
     def consoles(self) -> list[psutil.Process]:
         """The console processes it runs (one per open tab)."""
         try:
-            return [p for p in psutil.Process(self.proc.pid).children(recursive=True)
-                    if p.status() != psutil.STATUS_ZOMBIE]
+            return [
+                p
+                for p in psutil.Process(self.proc.pid).children(recursive=True)
+                if p.status() != psutil.STATUS_ZOMBIE
+            ]
         except psutil.NoSuchProcess:
             return []
 
@@ -90,9 +102,14 @@ class WebServer:
 def web_server(home: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[WebServer]:
     """``queuectl-tui web --port 0 ARGS`` on the database in ``home``, until its URL is printed;
     stopped (and its consoles with it) afterwards."""
-    proc = subprocess.Popen([sys.executable, "-m", "queuectl_tui", "web", "--port", "0", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env or cli_env(home), cwd=home.parent)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "queuectl_tui", "web", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env or cli_env(home),
+        cwd=home.parent,
+    )
     server = None
     try:
         url = proc.stdout.readline().strip()
@@ -110,6 +127,7 @@ def web_server(home: Path, *args: str, env: dict[str, str] | None = None) -> Ite
 
 
 # --- the screen, from the websocket ---------------------------------------------------------
+
 
 @dataclass
 class Terminal:
@@ -146,8 +164,7 @@ class Terminal:
         return "\n".join(self.screen.display) if self.screen else ""
 
 
-def until(page, condition: Callable[[], object], timeout: float,
-          message: str | Callable[[], str]):
+def until(page, condition: Callable[[], object], timeout: float, message: str | Callable[[], str]):
     """Poll while Playwright delivers the page's events (a plain sleep would hold them);
     ``message`` (or what it returns, at the deadline) says what did not come."""
     deadline = time.monotonic() + timeout
@@ -181,8 +198,9 @@ def chromium(width: int = 1280, height: int = 800) -> Iterator[tuple[object, Ter
                 page.on("request", lambda request: requests.append(request.url))
                 yield page, terminal, requests
             finally:
-                browsers = [p for p in psutil.Process().children(recursive=True)
-                            if "chrom" in p.name()]
+                browsers = [
+                    p for p in psutil.Process().children(recursive=True) if "chrom" in p.name()
+                ]
                 browser.close()
     finally:
         _reap(browsers)

@@ -84,9 +84,13 @@ def _imported(module: str):
 
 
 @click.group(cls=_LazyGroup, invoke_without_command=True, context_settings=COMMAND_SETTINGS)
-@click.option("--db", metavar="PATH|URL", envvar="QUEUECTL_DB",
-              help="Database file (default $QUEUECTL_HOME/queuectl.db, ~/.queuectl/queuectl.db), "
-                   "or postgresql://user:password@host:port/dbname.")
+@click.option(
+    "--db",
+    metavar="PATH|URL",
+    envvar="QUEUECTL_DB",
+    help="Database file (default $QUEUECTL_HOME/queuectl.db, ~/.queuectl/queuectl.db), "
+    "or postgresql://user:password@host:port/dbname.",
+)
 @click.option("--no-ui", is_flag=True, help="Never open the console; print the status summary.")
 @click.version_option(__version__, prog_name="queuectl-tui")
 @click.pass_context
@@ -102,6 +106,7 @@ def cli(click_ctx: click.Context, db: str | None, no_ui: bool) -> None:
             # The console opens the database itself: a locked or corrupt one is a message on
             # its screen (it creates a missing one first, as any command would).
             from queuectl_tui.tui.app import run_app  # the only path that loads textual
+
             run_app(click_ctx.obj.db_path)
         else:
             status = cli.get_command(click_ctx, "status")
@@ -115,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from peewee import DatabaseError as PeeweeDatabaseError
     from peewee import InterfaceError
+
     # Messages name the command as typed: the short alias qctl, else queuectl-tui.
     name = "qctl" if os.path.basename(sys.argv[0]) == "qctl" else "queuectl-tui"
     try:
@@ -137,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except (PeeweeDatabaseError, InterfaceError, sqlite3.DatabaseError) as exc:
         from queuectl_tui.store import describe_db_error
+
         click.echo(f"error: {describe_db_error(exc)}", err=True)
         sys.exit(1)
     except OSError as exc:

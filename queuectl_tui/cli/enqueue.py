@@ -39,24 +39,54 @@ from queuectl_tui.store.models import DEAD
 @click.option("--command", "command", help="Shell command (instead of SPEC).")
 @click.option("--priority", type=int, help="Higher runs first (default 0).")
 @click.option("--max-retries", type=int, help="Retries after the first run (default: setting).")
-@click.option("--timeout", type=TIMEOUT, metavar="DURATION|none",
-              help="Kill the job's process tree after this long: seconds or 90s, 15m, 2h30m, "
-                   "1d; 'none': no limit (default: the default_timeout setting).")
+@click.option(
+    "--timeout",
+    type=TIMEOUT,
+    metavar="DURATION|none",
+    help="Kill the job's process tree after this long: seconds or 90s, 15m, 2h30m, "
+    "1d; 'none': no limit (default: the default_timeout setting).",
+)
 @click.option("--backoff-base", type=float, help="After failure k wait base**k seconds.")
 @click.option("--run-at", help="ISO-8601 time to run at (local time if no zone).")
-@click.option("--delay", type=DURATION, metavar="DURATION",
-              help="Run this long from now: seconds or 90s, 15m, 2h30m, 1d.")
+@click.option(
+    "--delay",
+    type=DURATION,
+    metavar="DURATION",
+    help="Run this long from now: seconds or 90s, 15m, 2h30m, 1d.",
+)
 @click.option("--queue", help="Queue name (default 'default').")
 @click.option("--label", type=TEXT, help="A tag shown beside the id, found by list --search.")
-@click.option("--after", "after", multiple=True, type=TEXT, metavar="JOB_ID",
-              help="Run only once this job has completed (repeatable).")
+@click.option(
+    "--after",
+    "after",
+    multiple=True,
+    type=TEXT,
+    metavar="JOB_ID",
+    help="Run only once this job has completed (repeatable).",
+)
 @click.option(
     "--wait", "wait_", is_flag=True, help="Then wait for the job(s) to end, as 'wait' does."
 )
 @json_option
 @pass_ctx
-def enqueue(ctx: Context, spec_arg, file_, job_id, command, priority, max_retries, timeout,
-            backoff_base, run_at, delay, queue, label, after, wait_, as_json) -> None:
+def enqueue(
+    ctx: Context,
+    spec_arg,
+    file_,
+    job_id,
+    command,
+    priority,
+    max_retries,
+    timeout,
+    backoff_base,
+    run_at,
+    delay,
+    queue,
+    label,
+    after,
+    wait_,
+    as_json,
+) -> None:
     """Queue a job. SPEC is a JSON object or a plain shell command.
 
     In a JSON spec, "timeout" and "delay" take seconds or a duration text ("15m"); a spec
@@ -73,10 +103,23 @@ def enqueue(ctx: Context, spec_arg, file_, job_id, command, priority, max_retrie
     """
     shown = progress.bar("reading", unit="lines", size=_file_size(file_))
     raws, bulk = _read_specs(spec_arg, file_, command, shown)
-    overrides = {k: v for k, v in {
-        "id": job_id, "command": command, "priority": priority, "max_retries": max_retries,
-        "timeout": timeout, "backoff_base": backoff_base, "run_at": run_at, "delay": delay,
-        "queue": queue, "label": label, "after": list(after) or None}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {
+            "id": job_id,
+            "command": command,
+            "priority": priority,
+            "max_retries": max_retries,
+            "timeout": timeout,
+            "backoff_base": backoff_base,
+            "run_at": run_at,
+            "delay": delay,
+            "queue": queue,
+            "label": label,
+            "after": list(after) or None,
+        }.items()
+        if v is not None
+    }
     now = time.time()
     specs = _checked(raws, overrides, now)
     if not bulk:  # one job from the command line: checked before the database is opened
@@ -100,9 +143,7 @@ def _checked(raws, overrides: dict, now: float):
     first bad one raises, naming where it is."""
     for count, (where, raw) in enumerate(raws):
         if count == 1 and ("id" in overrides or "command" in overrides):
-            raise InvalidInput(
-                "--id and --command apply to a single job, not to a list of specs"
-            )
+            raise InvalidInput("--id and --command apply to a single job, not to a list of specs")
         if "id" in overrides and raw.get("id") is not None:
             raise InvalidInput("give the job id in SPEC or --id, not both")
         merged = {**raw, **overrides} if overrides else raw  # (normalize copies)
@@ -120,8 +161,9 @@ def _checked(raws, overrides: dict, now: float):
             raise
 
 
-def _enqueue_stream(specs, now: float, shown: progress.Bar, as_json: bool, file_,
-                    wait_: bool) -> list[str]:
+def _enqueue_stream(
+    specs, now: float, shown: progress.Bar, as_json: bool, file_, wait_: bool
+) -> list[str]:
     """A stream of specs staged and added in one transaction, its ids (or jobs) printed; the
     ids to wait for (``--wait``), else none."""
     with contextlib.ExitStack() as stack:
@@ -155,8 +197,9 @@ def _lines(stream, what: str, shown: progress.Bar | None = None):
         try:
             yield line.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise InvalidInput(f"{what} is not UTF-8 text ({exc.reason} at byte {exc.start + 1} "
-                               f"of line {number})") from None
+            raise InvalidInput(
+                f"{what} is not UTF-8 text ({exc.reason} at byte {exc.start + 1} of line {number})"
+            ) from None
 
 
 def _counted_lines(stream, what: str, shown: progress.Bar):
@@ -176,6 +219,7 @@ def _counted_lines(stream, what: str, shown: progress.Bar):
 def _file_size(file_) -> int | None:
     """The bytes of a regular file given to -f (a pipe's are unknown)."""
     import stat
+
     try:
         info = os.fstat(file_.fileno())
     except (AttributeError, OSError, ValueError):
@@ -183,8 +227,9 @@ def _file_size(file_) -> int | None:
     return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
-def _read_specs(spec_arg: str | None, file_, command: str | None,
-                shown: progress.Bar | None = None):
+def _read_specs(
+    spec_arg: str | None, file_, command: str | None, shown: progress.Bar | None = None
+):
     """(where, raw spec) pairs, and whether they come from a file or standard input (a stream
     of any length: enqueued through a stage) rather than from the command line."""
     if file_ is not None:
@@ -216,6 +261,8 @@ def _read_specs(spec_arg: str | None, file_, command: str | None,
         return [("", spec.parse_object(spec_arg))], False
     # "[ -f x ] && …" is a shell command; '[{"command": …}]' is JSON meant as a spec.
     if spec_arg.lstrip().startswith("[") and spec.is_json(spec_arg):
-        raise InvalidInput("SPEC is a JSON array, not a job object (a list goes in -f FILE or "
-                           "on standard input; a shell command that looks like JSON, in --command)")
+        raise InvalidInput(
+            "SPEC is a JSON array, not a job object (a list goes in -f FILE or "
+            "on standard input; a shell command that looks like JSON, in --command)"
+        )
     return [("", {"command": spec_arg})], False

@@ -39,8 +39,13 @@ def retry(ctx: Context, job_ids, as_json) -> None:
 
 @click.command()
 @click.argument("job_ids", nargs=-1, required=True, type=TEXT)
-@click.option("--wait", type=SECONDS, default=10.0, show_default=True,
-              help="How long to wait for a running job's worker to kill it (seconds or 1m).")
+@click.option(
+    "--wait",
+    type=SECONDS,
+    default=10.0,
+    show_default=True,
+    help="How long to wait for a running job's worker to kill it (seconds or 1m).",
+)
 @json_option
 @pass_ctx
 def cancel(ctx: Context, job_ids, wait, as_json) -> None:
@@ -53,8 +58,10 @@ def cancel(ctx: Context, job_ids, wait, as_json) -> None:
         jobs = [engine.get_job(j.id) for j in jobs]
     report(jobs, as_json)
     if any(j.state == "processing" for j in jobs):
-        raise QueueError("cancellation requested, but the job is still running "
-                         "(its worker will kill it when it next checks)")
+        raise QueueError(
+            "cancellation requested, but the job is still running "
+            "(its worker will kill it when it next checks)"
+        )
 
 
 @click.command()
@@ -69,11 +76,21 @@ def delete(ctx: Context, job_ids, as_json) -> None:
 
 
 @click.command()
-@click.option("--state", "states", type=click.Choice([s for s in STATES if s != "processing"]),
-              multiple=True, help="Only this state (repeatable; default: all but processing).")
-@click.option("--older-than", "older_than", type=WAIT_SECONDS, metavar="DURATION",
-              help="Only jobs that ended (or, never run, were enqueued) longer ago than this "
-                   "(7d, 12h); past stats keep them, and jobs others wait on stay.")
+@click.option(
+    "--state",
+    "states",
+    type=click.Choice([s for s in STATES if s != "processing"]),
+    multiple=True,
+    help="Only this state (repeatable; default: all but processing).",
+)
+@click.option(
+    "--older-than",
+    "older_than",
+    type=WAIT_SECONDS,
+    metavar="DURATION",
+    help="Only jobs that ended (or, never run, were enqueued) longer ago than this "
+    "(7d, 12h); past stats keep them, and jobs others wait on stay.",
+)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @json_option
 @pass_ctx
@@ -85,6 +102,7 @@ def clear(ctx: Context, states, older_than, yes, as_json) -> None:
     wanted = list(states) or list(engine.NOT_RUNNING)
     if older_than is not None:
         from queuectl_tui import retention
+
         with progress.bar("deleting", retention.count_older_than(older_than, wanted)) as shown:
             count = retention.clear_older_than(older_than, wanted, progress=shown.advance)
     else:
@@ -124,17 +142,36 @@ def restart(ctx: Context, job_ids, as_json) -> None:
 @click.option("--command", type=TEXT, help="New shell command.")
 @click.option("--priority", type=int, help="New priority.")
 @click.option("--run-at", help="Run at this ISO-8601 time (local time if no zone).")
-@click.option("--delay", type=DURATION, metavar="DURATION",
-              help="Run this long from now: seconds or 90s, 15m, 2h30m, 1d.")
+@click.option(
+    "--delay",
+    type=DURATION,
+    metavar="DURATION",
+    help="Run this long from now: seconds or 90s, 15m, 2h30m, 1d.",
+)
 @click.option("--max-retries", type=int, help="New retry budget.")
-@click.option("--timeout", type=TIMEOUT, metavar="DURATION|none",
-              help="New time limit (seconds or 90s, 15m, 2h30m, 1d); 'none': no limit.")
+@click.option(
+    "--timeout",
+    type=TIMEOUT,
+    metavar="DURATION|none",
+    help="New time limit (seconds or 90s, 15m, 2h30m, 1d); 'none': no limit.",
+)
 @click.option("--queue", type=TEXT, help="Move to this queue.")
 @click.option("--label", type=TEXT, help="New label ('' removes it).")
 @json_option
 @pass_ctx
-def edit(ctx: Context, job_id, command, priority, run_at, delay, max_retries, timeout, queue,
-         label, as_json) -> None:
+def edit(
+    ctx: Context,
+    job_id,
+    command,
+    priority,
+    run_at,
+    delay,
+    max_retries,
+    timeout,
+    queue,
+    label,
+    as_json,
+) -> None:
     """Change a pending or failed job (validated as at enqueue); a running one is refused.
 
     Without options, opens the job's command in $VISUAL or $EDITOR (as 'pueue edit') and saves
@@ -144,14 +181,28 @@ def edit(ctx: Context, job_id, command, priority, run_at, delay, max_retries, ti
       queuectl-tui edit job1 --priority 9 --delay 15m
       queuectl-tui edit job1
     """
-    changes = {k: v for k, v in {"command": command, "priority": priority, "run_at": run_at,
-                                 "delay": delay, "max_retries": max_retries, "timeout": timeout,
-                                 "queue": queue, "label": label}.items() if v is not None}
+    changes = {
+        k: v
+        for k, v in {
+            "command": command,
+            "priority": priority,
+            "run_at": run_at,
+            "delay": delay,
+            "max_retries": max_retries,
+            "timeout": timeout,
+            "queue": queue,
+            "label": label,
+        }.items()
+        if v is not None
+    }
     if not changes:
         if not (os.environ.get("VISUAL") or os.environ.get("EDITOR")) and not (
-                sys.stdin.isatty() and sys.stdout.isatty()):
-            raise InvalidInput("nothing to change: give an option, or set $EDITOR (or run on a "
-                               "terminal) to edit the command")
+            sys.stdin.isatty() and sys.stdout.isatty()
+        ):
+            raise InvalidInput(
+                "nothing to change: give an option, or set $EDITOR (or run on a "
+                "terminal) to edit the command"
+            )
         _edit_in_editor(ctx, job_id, as_json)
         return
     spec.normalize(changes, partial=True)  # bad input: exit 2 before the database opens
@@ -167,8 +218,9 @@ def _edit_in_editor(ctx: Context, job_id: str, as_json: bool) -> None:
     ctx.open()
     job = engine.get_job(job_id)
     if job.state not in ("pending", "failed"):
-        raise QueueError(f"job {job_id!r} is {job.state}; only pending or failed jobs can be "
-                         "edited")
+        raise QueueError(
+            f"job {job_id!r} is {job.state}; only pending or failed jobs can be edited"
+        )
     edited = click.edit(job.command + "\n", extension=".sh", require_save=True)
     if edited is None or edited.rstrip("\n") == job.command.rstrip("\n"):
         click.echo(visible(f"{job.id}: not changed"), err=True)

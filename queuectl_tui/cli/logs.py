@@ -43,13 +43,16 @@ def logs(ctx: Context, job_id: str, number: int | None, follow: bool) -> None:
         return
     if not attempts:
         raise QueueError(
-            f"job {job_id!r} has not run yet ({present.explain(engine.why_facts(job))})")
+            f"job {job_id!r} has not run yet ({present.explain(engine.why_facts(job))})"
+        )
     chosen = (
         attempts[-1] if number is None else next((a for a in attempts if a.number == number), None)
     )
     if chosen is None:
-        raise NotFound(f"job {job_id!r} has no attempt {number} (its attempts are numbered "
-                       f"{attempts[0].number} to {attempts[-1].number})")
+        raise NotFound(
+            f"job {job_id!r} has no attempt {number} (its attempts are numbered "
+            f"{attempts[0].number} to {attempts[-1].number})"
+        )
     # The job keeps the output of the attempt that ended last (a later one may be running).
     last = all(a.finished_at is None for a in attempts if a.number > chosen.number)
     elsewhere = engine.log_elsewhere(job, chosen, last=last)
@@ -61,16 +64,21 @@ def logs(ctx: Context, job_id: str, number: int | None, follow: bool) -> None:
         _print_file(chosen, follow, write)
 
 
-def _print_from_elsewhere(job, chosen, elsewhere: tuple[str, str | None], follow: bool,
-                          write) -> None:
+def _print_from_elsewhere(
+    job, chosen, elsewhere: tuple[str, str | None], follow: bool, write
+) -> None:
     """An attempt run on another host: the tail the database keeps (``-f``: once it ends)."""
     where, tail = elsewhere
     if chosen.finished_at is None:
         if not follow:
-            raise QueueError(f"{where}; it is still running there: its last output reaches "
-                             "the database when it ends (logs -f waits for that)")
-        click.echo(f"{where}; waiting for it to end, to print its last output kept in the "
-                   "database", err=True)
+            raise QueueError(
+                f"{where}; it is still running there: its last output reaches "
+                "the database when it ends (logs -f waits for that)"
+            )
+        click.echo(
+            f"{where}; waiting for it to end, to print its last output kept in the database",
+            err=True,
+        )
         for _ in engine.changes(fallback=0.5):
             done, tail = engine.kept_output(job, chosen)
             if done:
@@ -85,9 +93,11 @@ def _print_from_elsewhere(job, chosen, elsewhere: tuple[str, str | None], follow
 
 def _print_dropped(job, chosen, write) -> None:
     """An attempt whose log the size cap dropped: the tail the database keeps, if it does."""
-    why = (f"the log of attempt {chosen.number} was dropped "
-           f"{ago(time.time() - chosen.log_dropped)} ago: the logs directory was past its "
-           "size cap (max_logs_total)")
+    why = (
+        f"the log of attempt {chosen.number} was dropped "
+        f"{ago(time.time() - chosen.log_dropped)} ago: the logs directory was past its "
+        "size cap (max_logs_total)"
+    )
     done, tail = engine.kept_output(job, chosen)
     if not done or tail is None:
         raise QueueError(f"{why}; {NOTHING_KEPT}")
@@ -121,6 +131,7 @@ def _log_writer():
     if not sys.stdout.isatty():
         return out.write
     import codecs
+
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     return lambda chunk: out.write(visible(decoder.decode(chunk)).encode("utf-8"))
 
@@ -213,8 +224,10 @@ class Follower:
         elsewhere = engine.log_elsewhere(self.job, attempt, last=False)
         if elsewhere is not None:
             self.remote = elsewhere[0]
-            click.echo(f"{self.remote}; its last output is printed when it ends, from "
-                       "the database", err=True)
+            click.echo(
+                f"{self.remote}; its last output is printed when it ends, from the database",
+                err=True,
+            )
             return
         path = engine.log_path(attempt)
         try:
@@ -230,8 +243,9 @@ class Follower:
         if self.remote is not None:
             tail = engine.kept_output(self.job, attempt)[1]
             if tail is None:
-                click.echo(f"(no output of attempt {self.number} is kept in the database)",
-                           err=True)
+                click.echo(
+                    f"(no output of attempt {self.number} is kept in the database)", err=True
+                )
             else:
                 self.write(tail.encode("utf-8", "replace"))
                 sys.stdout.buffer.flush()

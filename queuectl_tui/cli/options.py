@@ -24,6 +24,7 @@ class Context:
     def open(self) -> None:
         if not self._open:
             from queuectl_tui.store import open_db
+
             open_db(self.db_path, progress=True)
             self._open = True
 
@@ -47,8 +48,11 @@ class _Seconds(click.FloatRange):
             try:
                 value = spec.parse_seconds(value)
             except InvalidInput:
-                self.fail(f"{value!r} is not a number of seconds or a duration "
-                          "(90s, 15m, 2h30m, 1d)", param, ctx)
+                self.fail(
+                    f"{value!r} is not a number of seconds or a duration (90s, 15m, 2h30m, 1d)",
+                    param,
+                    ctx,
+                )
         return super().convert(value, param, ctx)
 
 
@@ -72,8 +76,12 @@ class _Duration(click.ParamType):
         try:
             return spec.parse_seconds(TEXT.convert(value, param, ctx))
         except InvalidInput:
-            self.fail(f"{value!r} is not a number of seconds or a duration (90s, 15m, 2h30m, 1d)"
-                      + (" or 'none'" if self.none else ""), param, ctx)
+            self.fail(
+                f"{value!r} is not a number of seconds or a duration (90s, 15m, 2h30m, 1d)"
+                + (" or 'none'" if self.none else ""),
+                param,
+                ctx,
+            )
 
 
 DURATION = _Duration()
@@ -101,8 +109,7 @@ class _Utf8Text(click.ParamType):
 TEXT = _Utf8Text()
 
 
-QUIET = click.option("-q", "--quiet", is_flag=True,
-                     help="Only the ids, one a line (for xargs).")
+QUIET = click.option("-q", "--quiet", is_flag=True, help="Only the ids, one a line (for xargs).")
 
 
 def json_option(func):
@@ -116,8 +123,13 @@ def checked_queues(_ctx, _param, names) -> list[str]:
     return [spec.check_queue(name) for name in names]
 
 
-QUEUES = click.option("--queue", "queues", multiple=True, callback=checked_queues,
-                      help="This queue (repeatable; default: every queue, new ones too).")
+QUEUES = click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    callback=checked_queues,
+    help="This queue (repeatable; default: every queue, new ones too).",
+)
 
 
 def confirm(yes: bool, what: str) -> None:
@@ -128,4 +140,3 @@ def confirm(yes: bool, what: str) -> None:
         raise InvalidInput(f"refusing to {what} without --yes")
     if not click.confirm(f"{what[0].upper()}{what[1:]}?"):
         raise click.exceptions.Exit(1)
-

@@ -71,6 +71,7 @@ def _pause_jobs(job_ids, queues, as_json: bool, *, resume: bool) -> None:
     if queues:
         raise InvalidInput("give job ids or --queue, not both")
     from queuectl_tui.run import supervisor
+
     try:
         jobs = supervisor.pause_jobs(list(job_ids), resume=resume)
     except NotFound as exc:  # `pause gpu` meant the queue: say how to name one
@@ -79,8 +80,9 @@ def _pause_jobs(job_ids, queues, as_json: bool, *, resume: bool) -> None:
         if not named:
             raise
         verb = "resume" if resume else "pause"
-        raise NotFound(f"{exc} (to {verb} the queue {named[0]}: "
-                       f"{verb} --queue {named[0]})") from None
+        raise NotFound(
+            f"{exc} (to {verb} the queue {named[0]}: {verb} --queue {named[0]})"
+        ) from None
     if as_json:
         emit_json([{**present.job_dict(j), "paused": j.paused} for j in jobs])
     else:
@@ -121,13 +123,17 @@ def queue_limit(ctx: Context, queue, limit) -> None:
         raise InvalidInput(f"bad limit {limit!r}: expected a whole number >= 0 or 'none'")
     ctx.open()
     if not engine.queue_known(queue):
-        click.echo(f"warning: queue {queue!r} has no jobs and no worker names it "
-                   "(the limit is set all the same)", err=True)
+        click.echo(
+            f"warning: queue {queue!r} has no jobs and no worker names it "
+            "(the limit is set all the same)",
+            err=True,
+        )
     engine.set_limit(queue, value)
     click.echo(f"queue {queue}: " + ("no limit" if value is None else f"at most {value} running"))
 
 
 # --- dlq -------------------------------------------------------------------------------------
+
 
 @click.group()
 def dlq() -> None:
@@ -135,8 +141,13 @@ def dlq() -> None:
 
 
 @dlq.command("list")
-@click.option("--limit", type=click.IntRange(0), default=50, show_default=True,
-              help="At most this many (0: all).")
+@click.option(
+    "--limit",
+    type=click.IntRange(0),
+    default=50,
+    show_default=True,
+    help="At most this many (0: all).",
+)
 @QUIET
 @json_option
 @pass_ctx
@@ -157,8 +168,12 @@ def dlq_list(ctx: Context, limit, quiet, as_json) -> None:
 @dlq.command("retry")
 @click.argument("job_ids", nargs=-1, type=TEXT)
 @click.option("--all", "all_dead", is_flag=True, help="Every job in the DLQ.")
-@click.option("--timeout", type=TIMEOUT, metavar="DURATION|none",
-              help="New time limit (seconds or 90s, 15m, 2h30m, 1d); 'none': no limit.")
+@click.option(
+    "--timeout",
+    type=TIMEOUT,
+    metavar="DURATION|none",
+    help="New time limit (seconds or 90s, 15m, 2h30m, 1d); 'none': no limit.",
+)
 @click.option("--max-retries", type=int, help="New retry budget.")
 @json_option
 @pass_ctx
@@ -169,13 +184,17 @@ def dlq_retry(ctx: Context, job_ids, all_dead, timeout, max_retries, as_json) ->
     given = {"timeout": timeout, "max_retries": max_retries}
     overrides = spec.normalize({k: v for k, v in given.items() if v is not None}, partial=True)
     ctx.open()
-    with progress.bar("moving to pending", engine.count_jobs(state=DEAD) if all_dead
-                      else len(job_ids)) as shown:
-        jobs = engine.dlq_retry(list(job_ids), all_dead=all_dead,
-                                timeout=overrides.get("timeout"),
-                                max_retries=overrides.get("max_retries"),
-                                no_timeout="timeout" in overrides and overrides["timeout"] is None,
-                                progress=shown.advance)
+    with progress.bar(
+        "moving to pending", engine.count_jobs(state=DEAD) if all_dead else len(job_ids)
+    ) as shown:
+        jobs = engine.dlq_retry(
+            list(job_ids),
+            all_dead=all_dead,
+            timeout=overrides.get("timeout"),
+            max_retries=overrides.get("max_retries"),
+            no_timeout="timeout" in overrides and overrides["timeout"] is None,
+            progress=shown.advance,
+        )
     print_dlq_retried(jobs, as_json, all_dead)
 
 

@@ -51,10 +51,12 @@ def status(ctx: Context, as_json: bool) -> None:
         [row["name"] for row in rows if not row["paused"]] if data["paused_all"] else []
     )
     from queuectl_tui import hooks
+
     data["hook_failure"] = hooks.last_failure()
     server = paths.is_url(ctx.db_path)  # a file needs no naming; a shared server does
     if server:
         from queuectl_tui.store import describe_target
+
         data["database"] = {"backend": "postgresql", "url": describe_target(ctx.db_path)}
     if as_json:
         emit_json(data)
@@ -65,17 +67,25 @@ def status(ctx: Context, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--since", "since", default="1h", show_default=True, metavar="DURATION",
-              help="Window: attempts finished in the last DURATION (90s, 30m, 1h, 2d).")
+@click.option(
+    "--since",
+    "since",
+    default="1h",
+    show_default=True,
+    metavar="DURATION",
+    help="Window: attempts finished in the last DURATION (90s, 30m, 1h, 2d).",
+)
 @click.option("--queue", "queues", multiple=True, type=TEXT, help="Only this queue (repeatable).")
-@click.option("--prometheus", is_flag=True,
-              help="Print Prometheus' text format (needs the 'metrics' extra).")
+@click.option(
+    "--prometheus", is_flag=True, help="Print Prometheus' text format (needs the 'metrics' extra)."
+)
 @json_option
 @pass_ctx
 def stats(ctx: Context, since: str, queues, prometheus: bool, as_json: bool) -> None:
     """Execution metrics over a window: completed, failed, dead, throughput, success rate,
     retries, wait and run time percentiles, the oldest due job, the most frequent errors."""
     from queuectl_tui import metrics as figures
+
     window = figures.parse_duration(since)
     if prometheus:
         if as_json or queues:
@@ -83,6 +93,7 @@ def stats(ctx: Context, since: str, queues, prometheus: bool, as_json: bool) -> 
                 "--prometheus takes neither --json nor --queue (it gives every queue)"
             )
         from queuectl_tui import exporter
+
         exporter.require()
         ctx.open()
         click.echo(exporter.text(window), nl=False)
@@ -97,14 +108,17 @@ def stats(ctx: Context, since: str, queues, prometheus: bool, as_json: bool) -> 
 
 
 @click.command("list")
-@click.option("--state", type=click.Choice(STATES), multiple=True,
-              help="Only jobs in this state (repeat for several).")
+@click.option(
+    "--state",
+    type=click.Choice(STATES),
+    multiple=True,
+    help="Only jobs in this state (repeat for several).",
+)
 @click.option(
     "--queue", type=TEXT, multiple=True, help="Only jobs in this queue (repeat for several)."
 )
 @click.option(
-    "--search", type=TEXT,
-    help="Only jobs whose id, label, command or error contains this text."
+    "--search", type=TEXT, help="Only jobs whose id, label, command or error contains this text."
 )
 @click.option(
     "--limit",
@@ -125,15 +139,17 @@ def list_(ctx: Context, state, queue, search, limit, quiet, as_json) -> None:
       queuectl-tui list --state dead -q | xargs queuectl-tui retry
     """
     ctx.open()
-    jobs = engine.list_jobs(state=state, queue=queue, search=search, limit=limit_of(limit),
-                            newest_first=True)
+    jobs = engine.list_jobs(
+        state=state, queue=queue, search=search, limit=limit_of(limit), newest_first=True
+    )
     if as_json:
         emit_json([present.job_dict(j) for j in jobs])
     elif quiet:
         ids_only(job.id for job in jobs)
     else:
-        jobs_table(jobs, engine.holds(jobs),
-                   error_column=bool(set(state) & {"failed", "dead"})).print()
+        jobs_table(
+            jobs, engine.holds(jobs), error_column=bool(set(state) & {"failed", "dead"})
+        ).print()
     say_more(more_than_shown(jobs, limit, state=state, queue=queue, search=search))
 
 
@@ -158,8 +174,10 @@ def show(ctx: Context, job_id: str, as_json: bool) -> None:
     data = _with_effective_priority(data, job, rate)
     data["why"] = present.explain(engine.why_facts(job))
     data["queue_paused"] = engine.queue_state(job.queue)["paused"]
-    data["dependencies"] = [{"id": dep_id, "state": dep_state or "deleted"}
-                            for dep_id, dep_state in engine.dependencies(job)]
+    data["dependencies"] = [
+        {"id": dep_id, "state": dep_state or "deleted"}
+        for dep_id, dep_state in engine.dependencies(job)
+    ]
     data["attempt_list"] = [present.attempt_dict(a, engine.log_path(a)) for a in attempts]
     if as_json:
         emit_json(data)
@@ -170,8 +188,11 @@ def show(ctx: Context, job_id: str, as_json: bool) -> None:
 def _with_effective_priority(data: dict[str, Any], job, rate: float) -> dict[str, Any]:
     """``effective_priority`` after ``priority``: what a waiting job's claim order goes by
     (priority + priority_aging x minutes due); None for a job that is not waiting."""
-    value = (round(engine.effective_priority(job, rate=rate), 3)
-             if job.state in ("pending", "failed") else None)
+    value = (
+        round(engine.effective_priority(job, rate=rate), 3)
+        if job.state in ("pending", "failed")
+        else None
+    )
     result = {}
     for key, item in data.items():
         result[key] = item
@@ -190,9 +211,12 @@ def _with_effective_priority(data: dict[str, Any], job, rate: float) -> dict[str
     help="Every job of this queue, those enqueued meanwhile too (repeatable).",
 )
 @click.option("--all", "all_jobs", is_flag=True, help="Every job.")
-@click.option("--timeout", type=WAIT_SECONDS,
-              help="Give up after this long (seconds or 90s, 15m, 2h; exit 124), naming the "
-                   "jobs not finished.")
+@click.option(
+    "--timeout",
+    type=WAIT_SECONDS,
+    help="Give up after this long (seconds or 90s, 15m, 2h; exit 124), naming the "
+    "jobs not finished.",
+)
 @json_option
 @pass_ctx
 def wait(ctx: Context, job_ids, queues, all_jobs, timeout, as_json) -> None:
@@ -208,8 +232,9 @@ def wait(ctx: Context, job_ids, queues, all_jobs, timeout, as_json) -> None:
     wait_and_exit(list(job_ids), list(queues), timeout, as_json)
 
 
-def wait_and_exit(job_ids: list[str], queues: list[str] | None, timeout: float | None,
-                   as_json: bool) -> None:
+def wait_and_exit(
+    job_ids: list[str], queues: list[str] | None, timeout: float | None, as_json: bool
+) -> None:
     """``wait`` (and ``enqueue --wait``): print each job as it ends; exit 0 when all
     completed, else 1 (124: timeout)."""
     failed = False
@@ -224,9 +249,16 @@ def wait_and_exit(job_ids: list[str], queues: list[str] | None, timeout: float |
     if job_ids and not known and not queues:
         sys.exit(1)
     with progress.bar("waiting", len(known), "ended") as shown:
-        failed |= print_ended(engine.wait(known, queues=queues, timeout=timeout,
-                                           watching=lambda total: shown.update(total=total)),
-                               as_json, shown)
+        failed |= print_ended(
+            engine.wait(
+                known,
+                queues=queues,
+                timeout=timeout,
+                watching=lambda total: shown.update(total=total),
+            ),
+            as_json,
+            shown,
+        )
     sys.exit(1 if failed else 0)
 
 
@@ -241,6 +273,7 @@ def ps(ctx: Context, as_json: bool) -> None:
     """
     ctx.open()
     from queuectl_tui.run.monitor import job_trees
+
     now = time.time()
     trees = job_trees(now=now)
     if as_json:

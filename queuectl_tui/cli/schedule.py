@@ -18,25 +18,57 @@ def schedule() -> None:
 @schedule.command("add")
 @click.argument("name", type=TEXT)
 @click.argument("command", nargs=-1, required=True, type=TEXT)
-@click.option("--cron", type=TEXT, metavar="EXPR",
-              help="Five cron fields: minute hour day-of-month month day-of-week.")
+@click.option(
+    "--cron",
+    type=TEXT,
+    metavar="EXPR",
+    help="Five cron fields: minute hour day-of-month month day-of-week.",
+)
 @click.option("--every", type=TEXT, metavar="DURATION", help="90s, 15m, 2h30m, 1d (whole seconds).")
-@click.option("--tz", default="UTC", show_default=True, type=TEXT, metavar="ZONE",
-              help="Read --cron in this zone (e.g. Europe/Paris); DST as cron handles it.")
+@click.option(
+    "--tz",
+    default="UTC",
+    show_default=True,
+    type=TEXT,
+    metavar="ZONE",
+    help="Read --cron in this zone (e.g. Europe/Paris); DST as cron handles it.",
+)
 @click.option("--queue", type=TEXT, help="Queue of its jobs (default 'default').")
 @click.option("--priority", type=int, help="Priority of its jobs (default 0).")
-@click.option("--timeout", type=TIMEOUT, metavar="DURATION|none",
-              help="Time limit of each job (default: the setting); 'none': no limit.")
+@click.option(
+    "--timeout",
+    type=TIMEOUT,
+    metavar="DURATION|none",
+    help="Time limit of each job (default: the setting); 'none': no limit.",
+)
 @click.option("--max-retries", type=int, help="Retries of each job (default: the setting).")
-@click.option("--no-overlap", is_flag=True,
-              help="Skip a due time while the previous job has not finished.")
-@click.option("--catch-up", type=click.Choice(schedules.CATCH_UP), default="latest",
-              show_default=True,
-              help="Due times missed while no worker ran: one job (latest), each, or none.")
+@click.option(
+    "--no-overlap", is_flag=True, help="Skip a due time while the previous job has not finished."
+)
+@click.option(
+    "--catch-up",
+    type=click.Choice(schedules.CATCH_UP),
+    default="latest",
+    show_default=True,
+    help="Due times missed while no worker ran: one job (latest), each, or none.",
+)
 @json_option
 @pass_ctx
-def schedule_add(ctx: Context, name, command, cron, every, tz, queue, priority, timeout,
-                 max_retries, no_overlap, catch_up, as_json) -> None:
+def schedule_add(
+    ctx: Context,
+    name,
+    command,
+    cron,
+    every,
+    tz,
+    queue,
+    priority,
+    timeout,
+    max_retries,
+    no_overlap,
+    catch_up,
+    as_json,
+) -> None:
     """Add schedule NAME running COMMAND (quote it, or put -- before it). Each due time makes
     one job, NAME@<due time UTC>, whatever the number of workers; a worker must be running.
 
@@ -44,21 +76,31 @@ def schedule_add(ctx: Context, name, command, cron, every, tz, queue, priority, 
       queuectl-tui schedule add backup --cron '30 3 * * *' --tz Europe/Paris -- tar czf b.tgz .
       queuectl-tui schedule add ping --every 5m --no-overlap 'curl -fsS https://example.org'
     """
-    given = {"command": " ".join(command), "queue": queue, "priority": priority,
-             "timeout": timeout, "max_retries": max_retries}
+    given = {
+        "command": " ".join(command),
+        "queue": queue,
+        "priority": priority,
+        "timeout": timeout,
+        "max_retries": max_retries,
+    }
     job = {k: v for k, v in given.items() if v is not None}
     if timeout is not None and str(timeout).strip().lower() == "none":
         job["timeout"] = None
     schedules.check_name(name)
     ctx.open()
-    row = schedules.add(name, job, cron=cron, every=every, tz=tz, catch_up=catch_up,
-                        no_overlap=no_overlap)
+    row = schedules.add(
+        name, job, cron=cron, every=every, tz=tz, catch_up=catch_up, no_overlap=no_overlap
+    )
     if as_json:
         emit_json(next(r for r in schedules.rows() if r["name"] == name))
         return
     assert row.next_at is not None  # add refuses a rule that never comes due
-    click.echo(visible(f"added schedule {name} ({schedules.Rule.of(row).describe()}); "
-                       f"next run {schedules.stamp(row.next_at)}"))
+    click.echo(
+        visible(
+            f"added schedule {name} ({schedules.Rule.of(row).describe()}); "
+            f"next run {schedules.stamp(row.next_at)}"
+        )
+    )
 
 
 @schedule.command("list")

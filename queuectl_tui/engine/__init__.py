@@ -355,8 +355,17 @@ __all__ = [
 #: imported them all.
 _MODULES = frozenset(
     (
-        "actions", "chains", "claims", "common", "enqueueing", "queues", "reads", "recovery",
-        "waiting", "why", "workers",
+        "actions",
+        "chains",
+        "claims",
+        "common",
+        "enqueueing",
+        "queues",
+        "reads",
+        "recovery",
+        "waiting",
+        "why",
+        "workers",
     )
 )
 

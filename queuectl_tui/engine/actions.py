@@ -68,9 +68,16 @@ def dlq_retry(
     """Move dead jobs back to pending with their attempts reset (``timeout``: a new time
     limit; ``no_timeout``: none at all; ``progress`` hears how many moved, chunk by chunk)."""
     now = time.time() if now is None else now
-    values: dict[str, Any] = {"state": PENDING, "attempts": 0, "run_at": now, "updated_at": now,
-                              "finished_at": None, "last_error": None, "exit_code": None,
-                              "cancel_requested": False}
+    values: dict[str, Any] = {
+        "state": PENDING,
+        "attempts": 0,
+        "run_at": now,
+        "updated_at": now,
+        "finished_at": None,
+        "last_error": None,
+        "exit_code": None,
+        "cancel_requested": False,
+    }
     if timeout is not None or no_timeout:
         values["timeout"] = timeout
     if max_retries is not None:
@@ -90,8 +97,9 @@ def dlq_retry(
             if progress is not None:
                 progress(len(chunk))
         _settle(seqs, now=now)  # their dependencies are checked again
-    return [job for chunk in chunked(seqs, IN_CHUNK)
-            for job in Job.select().where(Job.seq.in_(chunk))]
+    return [
+        job for chunk in chunked(seqs, IN_CHUNK) for job in Job.select().where(Job.seq.in_(chunk))
+    ]
 
 
 def cancel(job_id: str, *, now: float | None = None) -> Job:
@@ -109,7 +117,8 @@ def cancel(job_id: str, *, now: float | None = None) -> Job:
                 fail_dependents([job.seq], now=now)
     elif job.state == PROCESSING:
         Job.update(cancel_requested=True, updated_at=now).where(
-            Job.seq == job.seq, Job.state == PROCESSING).execute()
+            Job.seq == job.seq, Job.state == PROCESSING
+        ).execute()
     else:
         raise QueueError(f"job {job_id!r} is already {job.state}")
     return get_job(job_id)
@@ -143,8 +152,7 @@ def delete(job_ids: list[str]) -> int:
         return _delete_seqs([j.seq for j in jobs])
 
 
-def clear(states: list[str] | None = None, *,
-          progress: Callable[[int], None] | None = None) -> int:
+def clear(states: list[str] | None = None, *, progress: Callable[[int], None] | None = None) -> int:
     """Delete every job in the given states (default: all but running ones); ``progress``
     hears how many went, chunk by chunk."""
     states = [s for s in (states or NOT_RUNNING) if s != PROCESSING]
@@ -163,8 +171,9 @@ def _delete_seqs(seqs: list[int], progress: Callable[[int], None] | None = None)
     for chunk in chunked(seqs, IN_CHUNK):
         if chained:
             unchain(chunk, now=time.time())
-        for (name,) in (Attempt.select(Attempt.log_file).where(Attempt.job.in_(chunk)).tuples()
-                        .execute()):
+        for (name,) in (
+            Attempt.select(Attempt.log_file).where(Attempt.job.in_(chunk)).tuples().execute()
+        ):
             if name:
                 try:
                     (logs / name).unlink()
@@ -190,8 +199,9 @@ def restart(job_ids: list[str], *, now: float | None = None) -> list[Job]:
         jobs = [get_job(job_id) for job_id in job_ids]
         for job in jobs:
             if job.state not in (COMPLETED, DEAD):
-                raise QueueError(f"job {job.id!r} is {job.state}; only completed or dead jobs "
-                                 "can be restarted")
+                raise QueueError(
+                    f"job {job.id!r} is {job.state}; only completed or dead jobs can be restarted"
+                )
         seqs = list(dict.fromkeys(job.seq for job in jobs))
         done = [job.seq for job in jobs if job.state == COMPLETED]
         waiting = [
@@ -204,9 +214,17 @@ def restart(job_ids: list[str], *, now: float | None = None) -> list[Job]:
             .execute()
         ]
         for chunk in chunked(seqs, IN_CHUNK):
-            Job.update(state=PENDING, attempts=0, run_at=now, updated_at=now, finished_at=None,
-                       last_error=None, exit_code=None, cancel_requested=False, waiting_on=0).where(
-                Job.seq.in_(chunk), Job.state.in_((COMPLETED, DEAD))).execute()
+            Job.update(
+                state=PENDING,
+                attempts=0,
+                run_at=now,
+                updated_at=now,
+                finished_at=None,
+                last_error=None,
+                exit_code=None,
+                cancel_requested=False,
+                waiting_on=0,
+            ).where(Job.seq.in_(chunk), Job.state.in_((COMPLETED, DEAD))).execute()
         _settle(seqs + waiting, now=now)
     return [get_job(job.id) for job in jobs]
 
@@ -221,8 +239,10 @@ def edit(job_id: str, changes: dict[str, Any], *, now: float | None = None) -> J
     now = time.time() if now is None else now
     unknown = [key for key in changes if key not in EDITABLE]
     if unknown:
-        raise InvalidInput(f"cannot edit {', '.join(map(repr, unknown))} "
-                           f"(editable: {', '.join(EDITABLE)})", field=unknown[0])
+        raise InvalidInput(
+            f"cannot edit {', '.join(map(repr, unknown))} (editable: {', '.join(EDITABLE)})",
+            field=unknown[0],
+        )
     checked = normalize(changes, now=now, partial=True)
     if not checked:
         raise InvalidInput("nothing to change")

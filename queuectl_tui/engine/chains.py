@@ -28,14 +28,20 @@ def _add_dependencies(job_seq: int, after: list[str], where: str = "") -> None:
     """Record that the job waits for the jobs named in ``after``: jobs that exist (enqueued
     before it, in this input or earlier). The caller holds the write transaction."""
     # execute(): the rows as they are; peewee's stubs type a model query's rows as models.
-    found: dict[str, int] = dict(Job.select(Job.id, Job.seq).where(Job.id.in_(after)).tuples()
-                                 .execute())
+    found: dict[str, int] = dict(
+        Job.select(Job.id, Job.seq).where(Job.id.in_(after)).tuples().execute()
+    )
     missing = [job_id for job_id in after if found.get(job_id, job_seq) == job_seq]
     if missing:
-        raise InvalidInput(f"{where + ': ' if where else ''}after: no job with id "
-                           f"{', '.join(map(repr, missing))}; nothing enqueued", field="after")
-    Dependency.insert_many([(job_seq, found[job_id], job_id) for job_id in after],
-                           fields=[Dependency.job, Dependency.dep_seq, Dependency.dep_id]).execute()
+        raise InvalidInput(
+            f"{where + ': ' if where else ''}after: no job with id "
+            f"{', '.join(map(repr, missing))}; nothing enqueued",
+            field="after",
+        )
+    Dependency.insert_many(
+        [(job_seq, found[job_id], job_id) for job_id in after],
+        fields=[Dependency.job, Dependency.dep_seq, Dependency.dep_id],
+    ).execute()
 
 
 def _settle(seqs: list[int], *, now: float) -> None:
@@ -54,9 +60,17 @@ def _settle(seqs: list[int], *, now: float) -> None:
             elif dep_state != COMPLETED:
                 waiting[job_seq] += 1
         for job_seq, count in waiting.items():
-            query = (Job.update(state=DEAD, last_error=f"dependency {broken[job_seq]} failed",
-                                finished_at=now, updated_at=now, waiting_on=0)
-                     if job_seq in broken else Job.update(waiting_on=count))
+            query = (
+                Job.update(
+                    state=DEAD,
+                    last_error=f"dependency {broken[job_seq]} failed",
+                    finished_at=now,
+                    updated_at=now,
+                    waiting_on=0,
+                )
+                if job_seq in broken
+                else Job.update(waiting_on=count)
+            )
             if (
                 query.where(Job.seq == job_seq, Job.state.in_(CLAIMABLE)).execute()
                 and job_seq in broken
@@ -69,11 +83,18 @@ def _settle(seqs: list[int], *, now: float) -> None:
 def _dependency_rows(job_seqs: list[int]) -> Iterable[tuple[int, str, str | None]]:
     """(job seq, dependency id, its state or None if deleted), in dependency order. A
     dependency is matched by seq and id: a deleted job's seq may be given to a new job."""
-    return (Dependency.select(Dependency.job, Dependency.dep_id, Job.state)
-            .join(Job, JOIN.LEFT_OUTER, on=((Job.seq == Dependency.dep_seq)
-                                            & (Job.id == Dependency.dep_id)))
-            .where(Dependency.job.in_(job_seqs))
-            .order_by(Dependency.job, Dependency.dep_seq).tuples().execute())
+    return (
+        Dependency.select(Dependency.job, Dependency.dep_id, Job.state)
+        .join(
+            Job,
+            JOIN.LEFT_OUTER,
+            on=((Job.seq == Dependency.dep_seq) & (Job.id == Dependency.dep_id)),
+        )
+        .where(Dependency.job.in_(job_seqs))
+        .order_by(Dependency.job, Dependency.dep_seq)
+        .tuples()
+        .execute()
+    )
 
 
 def dependencies(job: Job) -> list[tuple[str, str | None]]:
@@ -103,7 +124,8 @@ def fail_dependents(seqs: list[int], *, now: float) -> list[str]:
     sent, frontier = _fail_step(seqs, now=now, budget=CASCADE_STEP)
     if frontier:
         Meta.insert(key=CASCADE_PENDING, value="1").on_conflict(
-            conflict_target=[Meta.key], update={Meta.value: "1"}).execute()
+            conflict_target=[Meta.key], update={Meta.value: "1"}
+        ).execute()
         after_commit(lambda: finish_cascades(frontier))
     return sent
 
@@ -133,8 +155,9 @@ def cascade_pending() -> bool:
     return Meta.select().where(Meta.key == CASCADE_PENDING).exists()
 
 
-def _fail_step(seqs: list[int] | None, *, now: float, budget: int,
-               broken: bool = False) -> tuple[list[str], list[int]]:
+def _fail_step(
+    seqs: list[int] | None, *, now: float, budget: int, broken: bool = False
+) -> tuple[list[str], list[int]]:
     """Up to ``budget`` jobs that wait on one of ``seqs``, then on those, … go to the DLQ.
     Returns their ids and the seqs whose waiting dependents are not all handled yet (empty
     when done). ``broken``: only dependencies that are dead or deleted now, matched by seq and
@@ -147,15 +170,21 @@ def _fail_step(seqs: list[int] | None, *, now: float, budget: int,
         room = budget - len(sent)
         if room <= 0 or (sent and time.monotonic() >= until):
             return sent, frontier or []
-        query = (Dependency.select(Dependency.job, Dependency.dep_id, Job.id)
-                 .join(Job, on=(Job.seq == Dependency.job)).where(Job.state.in_(CLAIMABLE)))
+        query = (
+            Dependency.select(Dependency.job, Dependency.dep_id, Job.id)
+            .join(Job, on=(Job.seq == Dependency.job))
+            .where(Job.state.in_(CLAIMABLE))
+        )
         if frontier is not None:
             query = query.where(Dependency.dep_seq.in_(frontier))
         if broken:
             dep = Job.alias("dep")
-            query = query.join_from(Dependency, dep, JOIN.LEFT_OUTER, on=(
-                (dep.seq == Dependency.dep_seq) & (dep.id == Dependency.dep_id))).where(
-                dep.seq.is_null() | (dep.state == DEAD))
+            query = query.join_from(
+                Dependency,
+                dep,
+                JOIN.LEFT_OUTER,
+                on=((dep.seq == Dependency.dep_seq) & (dep.id == Dependency.dep_id)),
+            ).where(dep.seq.is_null() | (dep.state == DEAD))
         first: dict[int, tuple[str, str]] = {}
         more = False
         for job_seq, dep_id, job_id in query.tuples().execute():
@@ -164,9 +193,16 @@ def _fail_step(seqs: list[int] | None, *, now: float, budget: int,
                 break
             first.setdefault(job_seq, (dep_id, job_id))
         for job_seq, (dep_id, job_id) in first.items():
-            if Job.update(state=DEAD, last_error=f"dependency {dep_id} failed", finished_at=now,
-                          updated_at=now).where(Job.seq == job_seq,
-                                                Job.state.in_(CLAIMABLE)).execute():
+            if (
+                Job.update(
+                    state=DEAD,
+                    last_error=f"dependency {dep_id} failed",
+                    finished_at=now,
+                    updated_at=now,
+                )
+                .where(Job.seq == job_seq, Job.state.in_(CLAIMABLE))
+                .execute()
+            ):
                 sent.append(job_id)
         if more:
             return sent, (frontier or []) + list(first)
@@ -180,8 +216,10 @@ def unchain(seqs: list[int], *, now: float) -> None:
     waited on one must not find it missing and call it failed)."""
     done = [
         seq
-        for (seq,) in Job.select(Job.seq).where(Job.seq.in_(seqs), Job.state == COMPLETED)
-        .tuples().execute()
+        for (seq,) in Job.select(Job.seq)
+        .where(Job.seq.in_(seqs), Job.state == COMPLETED)
+        .tuples()
+        .execute()
     ]
     if done:
         Dependency.delete().where(Dependency.dep_seq.in_(done)).execute()

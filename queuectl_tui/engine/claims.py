@@ -51,9 +51,17 @@ def claim(worker: Worker, *, now: float | None = None) -> tuple[Job, Attempt] | 
     return claimed
 
 
-def finish(job: Job, attempt: Attempt, *, outcome: str, exit_code: int | None = None,
-           error: str | None = None, tail: str | None = None, now: float | None = None,
-           max_backoff: float | None = None) -> str | None:
+def finish(
+    job: Job,
+    attempt: Attempt,
+    *,
+    outcome: str,
+    exit_code: int | None = None,
+    error: str | None = None,
+    tail: str | None = None,
+    now: float | None = None,
+    max_backoff: float | None = None,
+) -> str | None:
     """Record how an attempt ended and move the job on. Returns the job's new state, or None
     when the job is no longer held by this attempt's claim (recovered meanwhile, perhaps
     claimed again): then nothing changes.
@@ -71,15 +79,30 @@ def finish(job: Job, attempt: Attempt, *, outcome: str, exit_code: int | None = 
     return state
 
 
-def finish_and_claim(job: Job, attempt: Attempt, worker: Worker, *, outcome: str,
-                     exit_code: int | None, error: str | None, tail: str | None,
-                     max_backoff: float, now: float | None = None, claim_next: bool = True,
-                     cost: Any = None) -> tuple[str | None, tuple[Job, Attempt] | None]:
+def finish_and_claim(
+    job: Job,
+    attempt: Attempt,
+    worker: Worker,
+    *,
+    outcome: str,
+    exit_code: int | None,
+    error: str | None,
+    tail: str | None,
+    max_backoff: float,
+    now: float | None = None,
+    claim_next: bool = True,
+    cost: Any = None,
+) -> tuple[str | None, tuple[Job, Attempt] | None]:
     """``finish`` this attempt and ``claim`` the worker's next job in one transaction (see
     ``settle``, which this is for one job). ``cost`` (a ``usage.Cost``) is what the attempt's
     tree used, recorded with its end."""
-    states, claimed = settle(worker, [Ended(job, attempt, outcome, exit_code, error, tail, cost)],
-                             claim=1 if claim_next else 0, max_backoff=max_backoff, now=now)
+    states, claimed = settle(
+        worker,
+        [Ended(job, attempt, outcome, exit_code, error, tail, cost)],
+        claim=1 if claim_next else 0,
+        max_backoff=max_backoff,
+        now=now,
+    )
     return states[0], claimed[0] if claimed else None
 
 
@@ -96,10 +119,16 @@ class Ended(NamedTuple):
     at: float | None = None  # when it ended (recorded later, with others): else the record's time
 
 
-def settle(worker: Worker, ended: Sequence[Ended] = (), *, claim: int = 0,
-           hand_back: Sequence[tuple[Job, Attempt]] = (), next_job: str | None = None,
-           max_backoff: float, now: float | None = None
-           ) -> tuple[list[str | None], list[tuple[Job, Attempt]]]:
+def settle(
+    worker: Worker,
+    ended: Sequence[Ended] = (),
+    *,
+    claim: int = 0,
+    hand_back: Sequence[tuple[Job, Attempt]] = (),
+    next_job: str | None = None,
+    max_backoff: float,
+    now: float | None = None,
+) -> tuple[list[str | None], list[tuple[Job, Attempt]]]:
     """A worker's bookkeeping in one write transaction: record the attempts that ``ended``,
     give back the jobs it holds but has not started (``hand_back``), and claim up to ``claim``
     more. A worker draining short jobs takes the write lock once per few jobs, not once per
@@ -112,8 +141,20 @@ def settle(worker: Worker, ended: Sequence[Ended] = (), *, claim: int = 0,
     if dialect().batch_statements:
         return _settle_cycle(worker, ended, claim, hand_back, next_job, wrote, max_backoff, now)
     with write_transaction(hot=True):
-        states = [_finish(e.job, e.attempt, e.outcome, e.exit_code, e.error, e.tail,
-                          now if e.at is None else e.at, max_backoff, e.cost) for e in ended]
+        states = [
+            _finish(
+                e.job,
+                e.attempt,
+                e.outcome,
+                e.exit_code,
+                e.error,
+                e.tail,
+                now if e.at is None else e.at,
+                max_backoff,
+                e.cost,
+            )
+            for e in ended
+        ]
         for job, attempt in hand_back:
             _hand_back(job, attempt, now)
         claimed: list[tuple[Job, Attempt]] = []
@@ -125,29 +166,39 @@ def settle(worker: Worker, ended: Sequence[Ended] = (), *, claim: int = 0,
         current = next_job or (claimed[0][0].id if claimed else None)
         # An empty look for work writes nothing: its commit would wake every idle worker and
         # waiter, whose own empty looks would wake this one (heartbeats say alive).
-        if ((wrote or claimed) and not _set_worker(worker.id, current, now) and claimed):
+        if (wrote or claimed) and not _set_worker(worker.id, current, now) and claimed:
             raise Unregistered(f"worker {worker.id} is no longer registered")  # rolled back
     return states, claimed
 
 
-def _settle_cycle(worker: Worker, ended: Sequence[Ended], claim: int,
-                  hand_back: Sequence[tuple[Job, Attempt]], next_job: str | None, wrote: bool,
-                  max_backoff: float, now: float) -> tuple[list[str | None],
-                                                         list[tuple[Job, Attempt]]]:
+def _settle_cycle(
+    worker: Worker,
+    ended: Sequence[Ended],
+    claim: int,
+    hand_back: Sequence[tuple[Job, Attempt]],
+    next_job: str | None,
+    wrote: bool,
+    max_backoff: float,
+    now: float,
+) -> tuple[list[str | None], list[tuple[Job, Attempt]]]:
     """PostgreSQL's ``settle``: the ends, the claim and the worker's row in one statement
     (``queuectl_cycle``), sent on its own: one round trip and one commit per batch. A batch
     that hands jobs back, or in which a job died (its dependents go to the DLQ with it), is
     one write transaction of a few statements instead (both rare)."""
-    states = [_next_state(e.job, e.outcome, e.error, now if e.at is None else e.at,
-                          max_backoff) for e in ended]
+    states = [
+        _next_state(e.job, e.outcome, e.error, now if e.at is None else e.at, max_backoff)
+        for e in ended
+    ]
     if not hand_back and all(state[0] != DEAD for state in states):
         done, claimed = _cycle(worker, now, ended, states, claim, (next_job, wrote))
-        return [state[0] if e.job.seq in done else None
-                for e, state in zip(ended, states, strict=True)], claimed
+        return [
+            state[0] if e.job.seq in done else None for e, state in zip(ended, states, strict=True)
+        ], claimed
     with write_transaction(hot=True):
         done = _cycle(worker, now, ended, states, 0, None)[0] if ended else set()
-        result = [state[0] if e.job.seq in done else None
-                  for e, state in zip(ended, states, strict=True)]
+        result = [
+            state[0] if e.job.seq in done else None for e, state in zip(ended, states, strict=True)
+        ]
         dead = [e.job.seq for e, state in zip(ended, result, strict=True) if state == DEAD]
         if dead:
             fail_dependents(dead, now=now)
@@ -164,24 +215,38 @@ def _claim(worker: Worker, now: float) -> tuple[Job, Attempt] | None:
         claimed = _cycle(worker, now, (), [], 1, None)[1]
         return claimed[0] if claimed else None
     import secrets  # here: it loads hmac and random, which nothing else at start-up needs
+
     token = secrets.randbits(63)
     queues = worker.queues.split(",") if worker.queues else []
     wanted = json.dumps(queues) if queues else None  # one statement for any queue list
     found = dialect()
-    rows = database.execute_sql(found.queries["claim"],
-                                (now, wanted, worker.id, token)).fetchall()
+    rows = database.execute_sql(found.queries["claim"], (now, wanted, worker.id, token)).fetchall()
     if not rows:
         return None
     *columns, version = rows[0]
     job = Job(**dict(zip(JOB_COLUMNS, columns, strict=True)))
     number = dialect().run("next_number", (job.seq,)).fetchone()[0]
     log_file = log_name(job.id, job.seq, number)
-    seq = dialect().run("new_attempt", (job.seq, number, worker.id, worker.host, now,
-                                                    log_file, token, job.run_at, job.queue)
-                                ).fetchall()[0][0]
-    attempt = Attempt(seq=seq, job=job.seq, number=number, worker_id=worker.id, host=worker.host,
-                      started_at=now, log_file=log_file, claim_token=token, due_at=job.run_at,
-                      queue=job.queue)
+    seq = (
+        dialect()
+        .run(
+            "new_attempt",
+            (job.seq, number, worker.id, worker.host, now, log_file, token, job.run_at, job.queue),
+        )
+        .fetchall()[0][0]
+    )
+    attempt = Attempt(
+        seq=seq,
+        job=job.seq,
+        number=number,
+        worker_id=worker.id,
+        host=worker.host,
+        started_at=now,
+        log_file=log_file,
+        claim_token=token,
+        due_at=job.run_at,
+        queue=job.queue,
+    )
     attempt.settings_version = version
     return job, attempt
 
@@ -199,8 +264,12 @@ def log_name(job_id: str, seq: int, number: int) -> str:
     at 100 characters; the internal number after ``@`` (never part of an escaped id) keeps
     two jobs' names apart. Old attempts keep the name their row records."""
     if not _LOG_NAME_PLAIN.fullmatch(job_id):
-        safe = "".join(ch if ch in _LOG_NAME_SAFE else "".join(
-            f"%{byte:02X}" for byte in ch.encode("utf-8", "surrogateescape")) for ch in job_id)
+        safe = "".join(
+            ch
+            if ch in _LOG_NAME_SAFE
+            else "".join(f"%{byte:02X}" for byte in ch.encode("utf-8", "surrogateescape"))
+            for ch in job_id
+        )
         if safe.startswith("."):
             safe = "%2E" + safe[1:]
         if len(safe) > _LOG_NAME_ID_MAX:
@@ -212,14 +281,36 @@ def log_name(job_id: str, seq: int, number: int) -> str:
 
 
 #: queuectl_cycle's arrays of the ends, in its order (the cycle statement's e_* parameters).
-_END_COLUMNS = ("seq", "token", "state", "run_at", "given", "finished", "error", "code", "tail",
-                "now", "started", "attempt", "outcome", "pid", "pid_started", "cpu", "rss",
-                "procs")
+_END_COLUMNS = (
+    "seq",
+    "token",
+    "state",
+    "run_at",
+    "given",
+    "finished",
+    "error",
+    "code",
+    "tail",
+    "now",
+    "started",
+    "attempt",
+    "outcome",
+    "pid",
+    "pid_started",
+    "cpu",
+    "rss",
+    "procs",
+)
 
 
-def _cycle(worker: Worker, now: float, ended: Sequence[Ended],
-           states: Sequence[tuple[str, float | None, float | None, int, str | None]], n: int,
-           mark: tuple[str | None, bool] | None) -> tuple[set[int], list[tuple[Job, Attempt]]]:
+def _cycle(
+    worker: Worker,
+    now: float,
+    ended: Sequence[Ended],
+    states: Sequence[tuple[str, float | None, float | None, int, str | None]],
+    n: int,
+    mark: tuple[str | None, bool] | None,
+) -> tuple[set[int], list[tuple[Job, Attempt]]]:
     """PostgreSQL: record ``ended`` (their next ``states``, from ``_next_state``), then claim up
     to ``n`` due jobs and their attempts, best first, in one statement (the cycle query); each
     claim's token is distinct. ``mark`` (the job the worker is on, whether it recorded
@@ -227,21 +318,49 @@ def _cycle(worker: Worker, now: float, ended: Sequence[Ended],
     Returns the seqs of the jobs whose end was recorded (the others were taken back
     meanwhile), and the claims."""
     import secrets
+
     queues = _queues_of(worker)
     args: dict[str, Any] = {f"e_{key}": [] for key in _END_COLUMNS}
     for e, (state, run_at, finished_at, given_back, error) in zip(ended, states, strict=True):
         cost = e.cost
-        for key, value in zip(_END_COLUMNS, (
-                e.job.seq, e.attempt.claim_token, state, run_at, given_back, finished_at, error,
-                e.exit_code, e.tail, now if e.at is None else e.at, e.attempt.started_at,
-                e.attempt.seq, e.outcome, e.attempt.pid, e.attempt.pid_started,
+        for key, value in zip(
+            _END_COLUMNS,
+            (
+                e.job.seq,
+                e.attempt.claim_token,
+                state,
+                run_at,
+                given_back,
+                finished_at,
+                error,
+                e.exit_code,
+                e.tail,
+                now if e.at is None else e.at,
+                e.attempt.started_at,
+                e.attempt.seq,
+                e.outcome,
+                e.attempt.pid,
+                e.attempt.pid_started,
                 None if cost is None else cost.cpu_seconds,
                 None if cost is None else cost.peak_rss_bytes,
-                None if cost is None else cost.processes), strict=True):
+                None if cost is None else cost.processes,
+            ),
+            strict=True,
+        ):
             args[f"e_{key}"].append(value)
-    args.update({"now": now, "queues": queues or None, "worker": worker.id, "host": worker.host,
-                 "token": secrets.randbits(62), "n": n, "mark": mark is not None,
-                 "next": mark[0] if mark else None, "wrote": bool(mark and mark[1])})
+    args.update(
+        {
+            "now": now,
+            "queues": queues or None,
+            "worker": worker.id,
+            "host": worker.host,
+            "token": secrets.randbits(62),
+            "n": n,
+            "mark": mark is not None,
+            "next": mark[0] if mark else None,
+            "wrote": bool(mark and mark[1]),
+        }
+    )
     try:
         rows = dialect().run("cycle", args).fetchall()
     except DatabaseError as exc:
@@ -254,9 +373,18 @@ def _cycle(worker: Worker, now: float, ended: Sequence[Ended],
             done = set(ended_seqs or ())
             continue
         job = Job(**dict(zip(JOB_COLUMNS, columns, strict=True)))
-        attempt = Attempt(seq=seq, job=job.seq, number=number, worker_id=worker.id,
-                          host=worker.host, started_at=now, log_file=log_file,
-                          claim_token=job.claim_token, due_at=job.run_at, queue=job.queue)
+        attempt = Attempt(
+            seq=seq,
+            job=job.seq,
+            number=number,
+            worker_id=worker.id,
+            host=worker.host,
+            started_at=now,
+            log_file=log_file,
+            claim_token=job.claim_token,
+            due_at=job.run_at,
+            queue=job.queue,
+        )
         attempt.settings_version = version
         claimed.append((job, attempt))
     return done, claimed
@@ -266,8 +394,9 @@ def _cycle(worker: Worker, now: float, ended: Sequence[Ended],
 UNREGISTERED = "QC001"
 
 
-def _next_state(job: Job, outcome: str, error: str | None, now: float, max_backoff: float
-                ) -> tuple[str, float | None, float | None, int, str | None]:
+def _next_state(
+    job: Job, outcome: str, error: str | None, now: float, max_backoff: float
+) -> tuple[str, float | None, float | None, int, str | None]:
     """Where an attempt's end takes its job: (state, new run_at or None, finished_at, the retry
     given back (0/1), last error)."""
     run_at: float | None
@@ -287,23 +416,60 @@ def _next_state(job: Job, outcome: str, error: str | None, now: float, max_backo
     return state, run_at, finished_at, given_back, error
 
 
-def _finish(job: Job, attempt: Attempt, outcome: str, exit_code: int | None, error: str | None,
-            tail: str | None, now: float, max_backoff: float, cost: Any = None) -> str | None:
+def _finish(
+    job: Job,
+    attempt: Attempt,
+    outcome: str,
+    exit_code: int | None,
+    error: str | None,
+    tail: str | None,
+    now: float,
+    max_backoff: float,
+    cost: Any = None,
+) -> str | None:
     """The job's next state from the claim's own copy of it: nobody changes a job while it is
     processing (edits, retries and deletes refuse), and the fence below makes sure it still is."""
-    state, run_at, finished_at, given_back, error = _next_state(job, outcome, error, now,
-                                                                max_backoff)
-    cursor = dialect().run("finish_job", (
-        state, run_at, given_back, finished_at, error, exit_code, tail, now, attempt.started_at,
-        job.seq, attempt.claim_token))
+    state, run_at, finished_at, given_back, error = _next_state(
+        job, outcome, error, now, max_backoff
+    )
+    cursor = dialect().run(
+        "finish_job",
+        (
+            state,
+            run_at,
+            given_back,
+            finished_at,
+            error,
+            exit_code,
+            tail,
+            now,
+            attempt.started_at,
+            job.seq,
+            attempt.claim_token,
+        ),
+    )
     if cursor.rowcount != 1:
         return None
-    figures = ((None, None, None) if cost is None else
-               (cost.cpu_seconds, cost.peak_rss_bytes, cost.processes))
-    dialect().run("finish_attempt", (now, exit_code, outcome, error,
-                                                 attempt.started_at,
-                                                 max(0.0, now - attempt.started_at), attempt.pid,
-                                                 attempt.pid_started, *figures, attempt.seq))
+    figures = (
+        (None, None, None)
+        if cost is None
+        else (cost.cpu_seconds, cost.peak_rss_bytes, cost.processes)
+    )
+    dialect().run(
+        "finish_attempt",
+        (
+            now,
+            exit_code,
+            outcome,
+            error,
+            attempt.started_at,
+            max(0.0, now - attempt.started_at),
+            attempt.pid,
+            attempt.pid_started,
+            *figures,
+            attempt.seq,
+        ),
+    )
     # A completed job's dependents are released by the trigger job_release (the schema), in this
     # transaction, so the claim that follows may take them.
     if state == DEAD:
@@ -321,8 +487,10 @@ def _hand_back(job: Job, attempt: Attempt, now: float) -> None:
         _finish(job, attempt, Outcome.CANCELLED, None, "cancelled", None, now, 0.0)
         return
     state = FAILED if job.attempts > 1 else PENDING  # a job that failed before waits as failed
-    cursor = dialect().run("hand_back_job", (
-        state, now, job.seq, attempt.seq, job.seq, attempt.seq, job.seq, attempt.claim_token))
+    cursor = dialect().run(
+        "hand_back_job",
+        (state, now, job.seq, attempt.seq, job.seq, attempt.seq, job.seq, attempt.claim_token),
+    )
     if cursor.rowcount == 1:
         dialect().run("drop_unused_attempt", (attempt.seq,))
 
@@ -337,7 +505,8 @@ def record_process(attempt: Attempt, pid: int, started: float | None) -> None:
     """Remember the job's shell so that recovery can find and kill its tree. Raises Fenced
     (and the runner then never starts the command) when the claim is no longer current."""
     cursor = dialect().run(
-        "record_process", (pid, started, attempt.seq, attempt.job_seq, attempt.claim_token))
+        "record_process", (pid, started, attempt.seq, attempt.job_seq, attempt.claim_token)
+    )
     if cursor.rowcount != 1:
         raise Fenced(f"attempt {attempt.number} of job seq {attempt.job_seq} was taken back")
 
@@ -347,21 +516,28 @@ def set_paused(attempt: Attempt, paused: bool) -> None:
     job, fenced on the claim (a job taken back meanwhile is not touched). Not a state: a paused
     job is still processing, and its worker still waits for it."""
     Job.update(paused_token=attempt.claim_token if paused else None).where(
-        Job.seq == attempt.job_seq, Job.state == PROCESSING,
-        Job.claim_token == attempt.claim_token).execute()
+        Job.seq == attempt.job_seq, Job.state == PROCESSING, Job.claim_token == attempt.claim_token
+    ).execute()
 
 
 def current_attempt(job: Job) -> Attempt | None:
     """The attempt of a running job's current claim (None: not running, or not started)."""
     if job.state != PROCESSING or job.claim_token is None:
         return None
-    return (Attempt.select().where(Attempt.job == job.seq, Attempt.claim_token == job.claim_token,
-                                   Attempt.finished_at.is_null()).first())
+    return (
+        Attempt.select()
+        .where(
+            Attempt.job == job.seq,
+            Attempt.claim_token == job.claim_token,
+            Attempt.finished_at.is_null(),
+        )
+        .first()
+    )
 
 
 def backoff_delay(base: float, failures: int, cap: float) -> float:
     try:
-        return min(base ** failures, cap)
+        return min(base**failures, cap)
     except OverflowError:
         return cap
 

@@ -26,8 +26,10 @@ def _check_cwd(cwd: str) -> str:
     try:  # a directory name that is not UTF-8 cannot be stored (nor shown) as text
         cwd.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidInput(f"the working directory {cwd.encode('utf-8', 'surrogateescape')!r} "
-                           "has a name that is not UTF-8; enqueue from another directory") from None
+        raise InvalidInput(
+            f"the working directory {cwd.encode('utf-8', 'surrogateescape')!r} "
+            "has a name that is not UTF-8; enqueue from another directory"
+        ) from None
     return cwd
 
 

@@ -29,8 +29,13 @@ from queuectl_tui.store.models import (
 )
 
 
-def enqueue(specs: Iterable[dict[str, Any]], *, cwd: str | None = None,
-            env: dict[str, str] | None = None, now: float | None = None) -> list[Job]:
+def enqueue(
+    specs: Iterable[dict[str, Any]],
+    *,
+    cwd: str | None = None,
+    env: dict[str, str] | None = None,
+    now: float | None = None,
+) -> list[Job]:
     """Insert validated specs (see ``spec.normalize``) in one transaction: all or nothing."""
     specs = list(specs)
     now = time.time() if now is None else now
@@ -40,8 +45,9 @@ def enqueue(specs: Iterable[dict[str, Any]], *, cwd: str | None = None,
     seen: set[str] = set()
     for job_id in given:
         if job_id in seen:
-            raise InvalidInput(f"duplicate job id {job_id!r} in the input; nothing enqueued",
-                               field="id")
+            raise InvalidInput(
+                f"duplicate job id {job_id!r} in the input; nothing enqueued", field="id"
+            )
         seen.add(job_id)
     env_row = environment_row(env)
     jobs = []
@@ -72,8 +78,9 @@ def enqueue(specs: Iterable[dict[str, Any]], *, cwd: str | None = None,
             try:  # the unique index is the check; raising here rolls back the whole input
                 job = Job.create(**row)
             except IntegrityError:
-                raise InvalidInput(f"job id {row['id']!r} already exists; nothing enqueued",
-                                   field="id") from None
+                raise InvalidInput(
+                    f"job id {row['id']!r} already exists; nothing enqueued", field="id"
+                ) from None
             if spec.get("after"):
                 _add_dependencies(job.seq, spec["after"])
                 _settle([job.seq], now=now)
@@ -92,8 +99,13 @@ _STAGE_CHUNK = 5000
 
 
 @contextmanager
-def enqueue_stream(specs: Iterable[tuple[str, dict[str, Any]]], *, cwd: str | None = None,
-                   env: dict[str, str] | None = None, now: float | None = None) -> Iterator[Staged]:
+def enqueue_stream(
+    specs: Iterable[tuple[str, dict[str, Any]]],
+    *,
+    cwd: str | None = None,
+    env: dict[str, str] | None = None,
+    now: float | None = None,
+) -> Iterator[Staged]:
     """Enqueue ``(where, spec)`` pairs from an input of any length: all or nothing, in order.
 
     Every line is read and checked before the write lock is taken, and memory does not grow
@@ -167,8 +179,9 @@ class _StageRows:
     label).
     ``chained`` tells afterwards whether any spec named jobs to wait for."""
 
-    def __init__(self, specs: Iterable[tuple[str, dict[str, Any]]],
-                 defaults: settings.Settings, now: float) -> None:
+    def __init__(
+        self, specs: Iterable[tuple[str, dict[str, Any]]], defaults: settings.Settings, now: float
+    ) -> None:
         self.specs, self.defaults, self.now, self.chained = specs, defaults, now, False
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
@@ -177,11 +190,19 @@ class _StageRows:
             after = spec.get("after")
             if after:
                 self.chained = True
-            yield (spec.get("id"), spec["command"], spec.get("queue", "default"),
-                   spec.get("priority", 0), spec.get("max_retries", defaults.max_retries),
-                   spec.get("backoff_base", defaults.backoff_base),
-                   spec.get("timeout", defaults.default_timeout), spec.get("run_at", now), where,
-                   json.dumps(after) if after else None, spec.get("label"))
+            yield (
+                spec.get("id"),
+                spec["command"],
+                spec.get("queue", "default"),
+                spec.get("priority", 0),
+                spec.get("max_retries", defaults.max_retries),
+                spec.get("backoff_base", defaults.backoff_base),
+                spec.get("timeout", defaults.default_timeout),
+                spec.get("run_at", now),
+                where,
+                json.dumps(after) if after else None,
+                spec.get("label"),
+            )
 
 
 _ANALYZE_AFTER = 10_000  # rows added by one bulk enqueue on PostgreSQL
@@ -194,9 +215,15 @@ class _Rerun(Exception):
 
 
 @contextmanager
-def _enqueue_stream_copy(db: Database, specs: Iterable[tuple[str, dict[str, Any]]],
-                         defaults: settings.Settings, now: float, cwd: str, digest: str,
-                         data: str) -> Iterator[Staged]:
+def _enqueue_stream_copy(
+    db: Database,
+    specs: Iterable[tuple[str, dict[str, Any]]],
+    defaults: settings.Settings,
+    now: float,
+    cwd: str,
+    digest: str,
+    data: str,
+) -> Iterator[Staged]:
     """PostgreSQL: every line checked and written to a spool (memory, then a temporary file)
     in COPY's text form, with no lock and no server work; then one COPY into job under the
     write lock, its duration the server's inserts alone (an INSERT … SELECT from a TEMP table
@@ -206,9 +233,9 @@ def _enqueue_stream_copy(db: Database, specs: Iterable[tuple[str, dict[str, Any]
     (``_Spool.stage``) to find the line to refuse, draw a generated id again, or add the
     dependencies, and moved from there by INSERT … SELECT as on SQLite."""
     import tempfile  # (shutil, random: a few ms of a command's start, on this path alone)
+
     rate = aging_rate()  # read again under the write lock: a change moves through the stage
-    with tempfile.SpooledTemporaryFile(_SPOOL_MEMORY, "w+", encoding="utf-8",
-                                       newline="") as file:
+    with tempfile.SpooledTemporaryFile(_SPOOL_MEMORY, "w+", encoding="utf-8", newline="") as file:
         spool = _Spool(db, file)
         try:
             count, chained = spool.write(specs, defaults, now, rate)
@@ -219,8 +246,12 @@ def _enqueue_stream_copy(db: Database, specs: Iterable[tuple[str, dict[str, Any]
                         Environment.insert(digest=digest, data=data).on_conflict_ignore().execute()
                         if aging_rate() != rate:
                             raise _Rerun
-                        dialect().copy_in(dialect().bulk["copy_job"], spool.job_lines(
-                            f"\t{PENDING}\t0\t{now!r}\t{now!r}\t{_copy_text(cwd)}\t{digest}\tf\n"))
+                        dialect().copy_in(
+                            dialect().bulk["copy_job"],
+                            spool.job_lines(
+                                f"\t{PENDING}\t0\t{now!r}\t{now!r}\t{_copy_text(cwd)}\t{digest}\tf\n"
+                            ),
+                        )
                     moved = True
                 except (IntegrityError, _Rerun):  # an id taken or repeated: found on the stage
                     pass
@@ -243,8 +274,13 @@ class _Spool:
     def __init__(self, db: Database, file: Any) -> None:
         self.db, self.file, self.staged = db, file, False
 
-    def write(self, specs: Iterable[tuple[str, dict[str, Any]]], defaults: settings.Settings,
-              now: float, rate: float) -> tuple[int, bool]:
+    def write(
+        self,
+        specs: Iterable[tuple[str, dict[str, Any]]],
+        defaults: settings.Settings,
+        now: float,
+        rate: float,
+    ) -> tuple[int, bool]:
         """Each spec's line: id (drawn here if none), command, queue, priority, max_retries,
         backoff_base, timeout, run_at, rank, label, where, whether drawn, after; the count
         of lines, and whether any names jobs to wait for. The hot loop of a bulk enqueue: the
@@ -252,8 +288,11 @@ class _Spool:
         count, chained, page, text = 0, False, [], _copy_text
         drawn: Iterator[str] = iter(())
         shared: dict[tuple[Any, ...], str] = {}
-        retries, backoff, timeout = (defaults.max_retries, defaults.backoff_base,
-                                     defaults.default_timeout)
+        retries, backoff, timeout = (
+            defaults.max_retries,
+            defaults.backoff_base,
+            defaults.default_timeout,
+        )
         for where, spec in specs:
             get = spec.get
             job_id = get("id")
@@ -265,9 +304,15 @@ class _Spool:
                 flag = "t"
             else:
                 job_id, flag = text(job_id), "f"
-            key = (get("queue", "default"), get("priority", 0), get("max_retries", retries),
-                   get("backoff_base", backoff), get("timeout", timeout), get("run_at", now),
-                   get("label"))
+            key = (
+                get("queue", "default"),
+                get("priority", 0),
+                get("max_retries", retries),
+                get("backoff_base", backoff),
+                get("timeout", timeout),
+                get("run_at", now),
+                get("label"),
+            )
             middle = shared.get(key)
             if middle is None:
                 if len(shared) >= 4096:
@@ -277,8 +322,10 @@ class _Spool:
             if after:
                 chained = True
                 after = text(json.dumps(after))
-            page.append(f"{job_id}\t{text(spec['command'])}{middle}{text(where)}\t{flag}\t"
-                        f"{after or _NULL}\n")
+            page.append(
+                f"{job_id}\t{text(spec['command'])}{middle}{text(where)}\t{flag}\t"
+                f"{after or _NULL}\n"
+            )
             count += 1
             if len(page) == _SPOOL_PAGE:
                 self.file.write("".join(page))
@@ -304,7 +351,7 @@ class _Spool:
     def ids(self) -> Iterator[str]:
         self.file.seek(0)
         for line in self.file:
-            job_id = line[:line.index("\t")]
+            job_id = line[: line.index("\t")]
             yield _copy_value(job_id) if "\\" in job_id else job_id
 
     def drop_stage(self) -> None:
@@ -333,20 +380,32 @@ class _JobLines:
 _NULL = "\\N"
 
 
-def _middle(queue: str, priority: int, max_retries: int, backoff_base: float,
-            timeout: float | None, run_at: float, label: str | None, rate: float) -> str:
+def _middle(
+    queue: str,
+    priority: int,
+    max_retries: int,
+    backoff_base: float,
+    timeout: float | None,
+    run_at: float,
+    label: str | None,
+    rate: float,
+) -> str:
     """The spool's columns from queue to label, between tabs (queue names need no escape)."""
-    return (f"\t{queue}\t{priority}\t{max_retries}\t{backoff_base!r}\t"
-            f"{_NULL if timeout is None else repr(timeout)}\t{run_at!r}\t"
-            f"{priority - rate * run_at / 60.0!r}\t"
-            f"{_NULL if label is None else _copy_text(label)}\t")
+    return (
+        f"\t{queue}\t{priority}\t{max_retries}\t{backoff_base!r}\t"
+        f"{_NULL if timeout is None else repr(timeout)}\t{run_at!r}\t"
+        f"{priority - rate * run_at / 60.0!r}\t"
+        f"{_NULL if label is None else _copy_text(label)}\t"
+    )
 
 
 def _draw_ids(count: int) -> list[str]:
     """``count`` ids of the shape of engine.common._new_id, from one read of the system's
     random source (one read per id cost a bulk enqueue 0.5 s in 100,000)."""
     digits = os.urandom(6 * count).hex()
-    return [digits[i:i + 12] for i in range(0, 12 * count, 12)]
+    return [digits[i : i + 12] for i in range(0, 12 * count, 12)]
+
+
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -364,21 +423,26 @@ def _copy_value(text: str) -> str:
 
 def _repeated_id(src: str, job_id: str, first: str) -> InvalidInput:
     """A staged line repeats the id of an earlier line (either backend)."""
-    return InvalidInput(f"{src}: duplicate job id {job_id!r} in the input (first on {first}); "
-                        "nothing enqueued", field="id")
+    return InvalidInput(
+        f"{src}: duplicate job id {job_id!r} in the input (first on {first}); nothing enqueued",
+        field="id",
+    )
 
 
 def _taken_id(src: str | None, job_id: str) -> InvalidInput:
     """A staged line's id is a stored job's (either backend)."""
-    return InvalidInput(f"{src + ': ' if src else ''}job id {job_id!r} already exists; "
-                        "nothing enqueued", field="id")
+    return InvalidInput(
+        f"{src + ': ' if src else ''}job id {job_id!r} already exists; nothing enqueued", field="id"
+    )
 
 
 def _unknown_dependency(src: str | None, job_id: str) -> InvalidInput:
     """A staged line's ``after`` names no stored job and no earlier line (either backend)."""
-    return InvalidInput(f"{src + ': ' if src else ''}after: no job with id {job_id!r} "
-                        "(it must exist or come earlier in the input); nothing enqueued",
-                        field="after")
+    return InvalidInput(
+        f"{src + ': ' if src else ''}after: no job with id {job_id!r} "
+        "(it must exist or come earlier in the input); nothing enqueued",
+        field="after",
+    )
 
 
 def _check_stage_ids(db: Database) -> None:
@@ -400,8 +464,9 @@ def _check_stage_ids(db: Database) -> None:
     db.execute_sql(bulk["stage_index"])
 
 
-def _move_stage(db: Database, now: float, cwd: str, digest: str, data: str,
-                chained: bool = False) -> None:
+def _move_stage(
+    db: Database, now: float, cwd: str, digest: str, data: str, chained: bool = False
+) -> None:
     """The only part under the write lock: one INSERT … SELECT of rows already checked (and,
     when some name ``after``, their dependencies)."""
     bulk = dialect().bulk
@@ -409,8 +474,16 @@ def _move_stage(db: Database, now: float, cwd: str, digest: str, data: str,
         try:
             with write_transaction():
                 Environment.insert(digest=digest, data=data).on_conflict_ignore().execute()
-                db.execute_sql(bulk["move"], {"state": PENDING, "now": now, "cwd": cwd,
-                                              "digest": digest, "rate": aging_rate()})
+                db.execute_sql(
+                    bulk["move"],
+                    {
+                        "state": PENDING,
+                        "now": now,
+                        "cwd": cwd,
+                        "digest": digest,
+                        "rate": aging_rate(),
+                    },
+                )
                 if chained:
                     _stage_dependencies(db, now)
             return

@@ -46,12 +46,14 @@ def _set_paused(queues: list[str] | None, paused: bool) -> None:
         if queues is None:
             flag = "1" if paused else "0"
             Meta.insert(key=PAUSED_ALL, value=flag).on_conflict(
-                conflict_target=[Meta.key], update={Meta.value: flag}).execute()
+                conflict_target=[Meta.key], update={Meta.value: flag}
+            ).execute()
             Queue.update(paused=None).execute()
         else:
             for name in queues:
                 Queue.insert(name=name, paused=paused).on_conflict(
-                    conflict_target=[Queue.name], update={Queue.paused: paused}).execute()
+                    conflict_target=[Queue.name], update={Queue.paused: paused}
+                ).execute()
 
 
 def any_paused(queues: Iterable[str]) -> bool:
@@ -65,11 +67,13 @@ def set_limit(queue: str, limit: int | None) -> None:
     """At most ``limit`` jobs of ``queue`` run at once across all workers (None: no limit);
     checked inside every claim."""
     if limit is not None and limit < 0:
-        raise InvalidInput(f"bad limit {limit!r}: expected a whole number >= 0 or 'none'",
-                           field="limit")
+        raise InvalidInput(
+            f"bad limit {limit!r}: expected a whole number >= 0 or 'none'", field="limit"
+        )
     with write_transaction():
         Queue.insert(name=queue, max_running=limit).on_conflict(
-            conflict_target=[Queue.name], update={Queue.max_running: limit}).execute()
+            conflict_target=[Queue.name], update={Queue.max_running: limit}
+        ).execute()
 
 
 def queue_known(name: str) -> bool:
@@ -77,8 +81,10 @@ def queue_known(name: str) -> bool:
     queue does not count: it would take from any name, typos included)."""
     if JobCount.select().where(JobCount.queue == name, JobCount.n > 0).exists():
         return True
-    return any(name in (row.queues or "").split(",")
-               for row in Worker.select(Worker.queues).where(Worker.queues.is_null(False)))
+    return any(
+        name in (row.queues or "").split(",")
+        for row in Worker.select(Worker.queues).where(Worker.queues.is_null(False))
+    )
 
 
 def paused_all() -> bool:
@@ -92,11 +98,22 @@ def queue_rows() -> list[dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
 
     def row(name: str) -> dict[str, Any]:
-        return rows.setdefault(name, {"name": name, "jobs": {state: 0 for state in STATES},
-                                      "paused": paused_all_, "limit": None})
+        return rows.setdefault(
+            name,
+            {
+                "name": name,
+                "jobs": {state: 0 for state in STATES},
+                "paused": paused_all_,
+                "limit": None,
+            },
+        )
 
-    for name, state, n in (JobCount.select(JobCount.queue, JobCount.state, fn.SUM(JobCount.n))
-                           .group_by(JobCount.queue, JobCount.state).tuples().execute()):
+    for name, state, n in (
+        JobCount.select(JobCount.queue, JobCount.state, fn.SUM(JobCount.n))
+        .group_by(JobCount.queue, JobCount.state)
+        .tuples()
+        .execute()
+    ):
         if n:  # summed: PostgreSQL keeps a row per writing session (store/pgsql.py)
             row(name)["jobs"][state] = int(n)
     for queue in Queue.select():
@@ -109,8 +126,12 @@ def queue_rows() -> list[dict[str, Any]]:
 def queue_state(name: str) -> dict[str, Any]:
     """One queue's paused flag, limit and running jobs (what its waiting jobs are held by)."""
     row = Queue.get_or_none(Queue.name == name)
-    running = int(JobCount.select(fn.SUM(JobCount.n)).where(
-        JobCount.queue == name, JobCount.state == PROCESSING).scalar() or 0)
+    running = int(
+        JobCount.select(fn.SUM(JobCount.n))
+        .where(JobCount.queue == name, JobCount.state == PROCESSING)
+        .scalar()
+        or 0
+    )
     return {
         "name": name,
         "paused": paused_all() if row is None or row.paused is None else bool(row.paused),
@@ -146,15 +167,22 @@ def holds(jobs: Sequence[Job]) -> dict[int, Hold]:
                 after.setdefault(job_seq, []).append((dep_id, dep_state))
     every = paused_all()  # queues and their running counts: a row per queue, read whole
     queues = {row.name: row for row in Queue.select()}
-    running: dict[str, int] = dict(JobCount.select(JobCount.queue, JobCount.n).where(
-        JobCount.state == PROCESSING).tuples().execute())
+    running: dict[str, int] = dict(
+        JobCount.select(JobCount.queue, JobCount.n)
+        .where(JobCount.state == PROCESSING)
+        .tuples()
+        .execute()
+    )
     result = {}
     for job in waiting:
         row = queues.get(job.queue)
         paused = every if row is None or row.paused is None else bool(row.paused)
-        result[job.seq] = Hold(tuple(after.get(job.seq, ())), paused,
-                               int(running.get(job.queue) or 0),
-                               None if row is None else row.max_running)
+        result[job.seq] = Hold(
+            tuple(after.get(job.seq, ())),
+            paused,
+            int(running.get(job.queue) or 0),
+            None if row is None else row.max_running,
+        )
     return result
 
 

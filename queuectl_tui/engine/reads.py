@@ -47,8 +47,10 @@ def log_elsewhere(job: Job, attempt: Attempt, *, last: bool) -> tuple[str, str |
     path = log_path(attempt)
     if path is not None and path.exists():
         return None
-    where = (f"the log of attempt {attempt.number} is on host {attempt.host} "
-             f"({attempt.log_file} in the logs directory of the worker there)")
+    where = (
+        f"the log of attempt {attempt.number} is on host {attempt.host} "
+        f"({attempt.log_file} in the logs directory of the worker there)"
+    )
     tail = job.output_tail if last and attempt.finished_at is not None else None
     return where, tail
 
@@ -66,8 +68,13 @@ def kept_output(job: Job, attempt: Attempt) -> tuple[bool, str | None]:
     current = Job.get_or_none(Job.seq == job.seq)
     if current is None:
         raise NotFound(f"job {job.id!r} was deleted")
-    replaced = Attempt.select().where(Attempt.job == job.seq, Attempt.number > now.number,
-                                      Attempt.finished_at.is_null(False)).exists()
+    replaced = (
+        Attempt.select()
+        .where(
+            Attempt.job == job.seq, Attempt.number > now.number, Attempt.finished_at.is_null(False)
+        )
+        .exists()
+    )
     return True, None if replaced else current.output_tail
 
 
@@ -84,8 +91,12 @@ def log_path(attempt: Attempt) -> Path | None:
 def counts() -> dict[str, int]:
     """Jobs per state, from ``job_count`` (kept by triggers): a few rows whatever the size."""
     result = {state: 0 for state in STATES}
-    for state, count in (JobCount.select(JobCount.state, fn.SUM(JobCount.n))
-                         .group_by(JobCount.state).tuples().execute()):
+    for state, count in (
+        JobCount.select(JobCount.state, fn.SUM(JobCount.n))
+        .group_by(JobCount.state)
+        .tuples()
+        .execute()
+    ):
         if count or state in result:
             result[state] = int(count)  # PostgreSQL's SUM of a bigint is a numeric
     return result
@@ -107,27 +118,42 @@ def stats(*, now: float | None = None) -> dict[str, Any]:
     }
 
 
-def _filtered(query: ModelSelect[Any], *, state: str | Iterable[str] | None = None,
-              queue: str | Iterable[str] | None = None,
-              search: str | None = None) -> ModelSelect[Any]:
+def _filtered(
+    query: ModelSelect[Any],
+    *,
+    state: str | Iterable[str] | None = None,
+    queue: str | Iterable[str] | None = None,
+    search: str | None = None,
+) -> ModelSelect[Any]:
     """Filters on jobs (or on job_count): a state or queue is one name or several (any of them)."""
     model = query.model
     if state:
-        query = query.where(model.state == state if isinstance(state, str)
-                            else model.state.in_(list(state)))
+        query = query.where(
+            model.state == state if isinstance(state, str) else model.state.in_(list(state))
+        )
     if queue:
-        query = query.where(model.queue == queue if isinstance(queue, str)
-                            else model.queue.in_(list(queue)))
+        query = query.where(
+            model.queue == queue if isinstance(queue, str) else model.queue.in_(list(queue))
+        )
     if search:  # contains() escapes LIKE's wildcards: "_" and "%" are searched for as text
-        query = query.where(Job.id.contains(search) | Job.command.contains(search)
-                            | Job.last_error.contains(search) | Job.label.contains(search))
+        query = query.where(
+            Job.id.contains(search)
+            | Job.command.contains(search)
+            | Job.last_error.contains(search)
+            | Job.label.contains(search)
+        )
     return query
 
 
-def list_jobs(*, state: str | Iterable[str] | None = None,
-              queue: str | Iterable[str] | None = None, limit: int | None = 50,
-              search: str | None = None, newest_first: bool = False,
-              after_seq: int | None = None) -> list[Job]:
+def list_jobs(
+    *,
+    state: str | Iterable[str] | None = None,
+    queue: str | Iterable[str] | None = None,
+    limit: int | None = 50,
+    search: str | None = None,
+    newest_first: bool = False,
+    after_seq: int | None = None,
+) -> list[Job]:
     query = _filtered(Job.select(), state=state, queue=queue, search=search)
     if after_seq is not None:
         query = query.where(Job.seq < after_seq if newest_first else Job.seq > after_seq)
@@ -153,10 +179,14 @@ def look_for_work(queues: list[str] | None = None) -> tuple[float | None, str | 
     return (row[0], row[1]) if row else (None, None)
 
 
-
 #: Orders a page of jobs can take; every one is completed by seq, so a row's place is unique.
-SORT_KEYS: dict[str, Field[Any]] = {"seq": Job.seq, "priority": Job.priority, "run_at": Job.run_at,
-             "updated_at": Job.updated_at, "attempts": Job.attempts}
+SORT_KEYS: dict[str, Field[Any]] = {
+    "seq": Job.seq,
+    "priority": Job.priority,
+    "run_at": Job.run_at,
+    "updated_at": Job.updated_at,
+    "attempts": Job.attempts,
+}
 _PAGE_FIELDS = [f for f in Job._meta.sorted_fields if f.name not in ("output_tail", "cwd")]
 
 
@@ -170,9 +200,16 @@ def _snapshot() -> Iterator[None]:
         yield
 
 
-def jobs_window(*, state: str | None = None, queue: str | None = None, search: str | None = None,
-                sort: str = "seq", descending: bool = True, start: int = 0,
-                limit: int = 100) -> tuple[list[Job], int, int]:
+def jobs_window(
+    *,
+    state: str | None = None,
+    queue: str | None = None,
+    search: str | None = None,
+    sort: str = "seq",
+    descending: bool = True,
+    start: int = 0,
+    limit: int = 100,
+) -> tuple[list[Job], int, int]:
     """The page of ``limit`` rows holding row ``start`` of the jobs in (sort key, seq) order:
     (rows, index of its first row, rows in all). Pages are fixed slices of the order as it is
     now (page 1 is its head, page k rows (k-1)*limit on), read with the count in one snapshot,
@@ -196,14 +233,22 @@ def jobs_window(*, state: str | None = None, queue: str | None = None, search: s
         order = [field.desc(), Job.seq.desc()] if desc else [field.asc(), Job.seq.asc()]
         if field is Job.seq:
             order = order[1:]
-        seqs = (_filtered(Job.select(Job.seq), state=state, queue=queue, search=search)
-                .order_by(*order).offset(first if from_head else total - first - size).limit(size))
+        seqs = (
+            _filtered(Job.select(Job.seq), state=state, queue=queue, search=search)
+            .order_by(*order)
+            .offset(first if from_head else total - first - size)
+            .limit(size)
+        )
         rows = list(Job.select(*_PAGE_FIELDS).where(Job.seq.in_(seqs)).order_by(*order))
     return (rows if from_head else rows[::-1]), first, total
 
 
-def count_jobs(*, state: str | Iterable[str] | None = None,
-               queue: str | Iterable[str] | None = None, search: str | None = None) -> int:
+def count_jobs(
+    *,
+    state: str | Iterable[str] | None = None,
+    queue: str | Iterable[str] | None = None,
+    search: str | None = None,
+) -> int:
     """Jobs matching the filters; by state and queue (or all of them) from ``job_count``."""
     if not search:
         query = _filtered(JobCount.select(fn.SUM(JobCount.n)), state=state, queue=queue)
@@ -216,13 +261,17 @@ def throughput(*, minutes: int = 30, now: float | None = None) -> list[tuple[int
     oldest first, from the attempts' finish times (index attempt_window)."""
     now = time.time() if now is None else now
     start = now - minutes * 60
-    bucket: ColumnBase = ((Attempt.finished_at - start) / 60)
+    bucket: ColumnBase = (Attempt.finished_at - start) / 60
     bucket = dialect().minute_bucket(bucket)
     done = [0] * minutes
     failed = [0] * minutes
-    rows = (Attempt.select(bucket, Attempt.outcome, fn.COUNT(Attempt.seq))
-            .where(Attempt.finished_at > start, Attempt.finished_at <= now)
-            .group_by(bucket, Attempt.outcome).tuples().execute())
+    rows = (
+        Attempt.select(bucket, Attempt.outcome, fn.COUNT(Attempt.seq))
+        .where(Attempt.finished_at > start, Attempt.finished_at <= now)
+        .group_by(bucket, Attempt.outcome)
+        .tuples()
+        .execute()
+    )
     for index, outcome, count in rows:
         index = min(max(int(index), 0), minutes - 1)
         if outcome == Outcome.COMPLETED:
@@ -237,10 +286,13 @@ def last_costs(seqs: list[int]) -> dict[int, tuple[float | None, int | None, int
     of jobs (index attempt (job_seq, number): one probe per job)."""
     if not seqs:
         return {}
-    latest = (Attempt.select(fn.MAX(Attempt.seq)).where(Attempt.job.in_(seqs))
-              .group_by(Attempt.job))
-    rows = (Attempt.select(Attempt.job, Attempt.cpu_seconds, Attempt.peak_rss_bytes,
-                           Attempt.processes).where(Attempt.seq.in_(latest)).tuples().execute())
+    latest = Attempt.select(fn.MAX(Attempt.seq)).where(Attempt.job.in_(seqs)).group_by(Attempt.job)
+    rows = (
+        Attempt.select(Attempt.job, Attempt.cpu_seconds, Attempt.peak_rss_bytes, Attempt.processes)
+        .where(Attempt.seq.in_(latest))
+        .tuples()
+        .execute()
+    )
     return {seq: (cpu, peak, count) for seq, cpu, peak, count in rows}
 
 
@@ -257,6 +309,7 @@ def running_attempts() -> dict[str, tuple[Job, Attempt]]:
     ):
         job = jobs[attempt.job_seq]
         if attempt.claim_token == job.claim_token and (
-                job.claim_token is not None or attempt.number == job.attempts):  # pre-v2 claims
+            job.claim_token is not None or attempt.number == job.attempts
+        ):  # pre-v2 claims
             result[job.id] = (job, attempt)
     return result

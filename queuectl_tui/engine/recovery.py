@@ -85,8 +85,11 @@ def noted_process(attempt: Attempt) -> tuple[int, float | None] | None:
         if found is None:
             continue
         pid, started = found
-        if (started is not None and attempt.started_at is not None
-                and started < attempt.started_at - _START_SLACK):
+        if (
+            started is not None
+            and attempt.started_at is not None
+            and started < attempt.started_at - _START_SLACK
+        ):
             continue  # an older run's process (its attempt seq given again since)
         return found
     return None
@@ -106,10 +109,14 @@ def drop_dead_journals() -> None:
         notes = read[0]
         tokens = [token for _, token in notes if token is not None]
         seqs = [seq for seq, token in notes if token is None]
-        if (Attempt.select().where(Attempt.claim_token.in_(tokens or [None]),
-                                   Attempt.outcome.is_null()).exists()
-                or Attempt.select().where(Attempt.seq.in_(seqs or [None]),
-                                          Attempt.outcome.is_null()).exists()):
+        if (
+            Attempt.select()
+            .where(Attempt.claim_token.in_(tokens or [None]), Attempt.outcome.is_null())
+            .exists()
+            or Attempt.select()
+            .where(Attempt.seq.in_(seqs or [None]), Attempt.outcome.is_null())
+            .exists()
+        ):
             continue
         try:
             path.unlink()
@@ -117,8 +124,9 @@ def drop_dead_journals() -> None:
             pass
 
 
-def _journals() -> Iterator[tuple[Path, dict[tuple[int, int | None], tuple[int, float | None]],
-                                  tuple[int, float | None]]]:
+def _journals() -> Iterator[
+    tuple[Path, dict[tuple[int, int | None], tuple[int, float | None]], tuple[int, float | None]]
+]:
     """(path, {(attempt seq, claim token): (job pid, its start time)}, (worker pid, its start
     time)) of each worker journal here that can be read. A record without a token (written by
     the previous version) has None for it."""
@@ -128,9 +136,11 @@ def _journals() -> Iterator[tuple[Path, dict[tuple[int, int | None], tuple[int, 
             yield path, *read
 
 
-def _read_journal(path: Path) -> tuple[dict[tuple[int, int | None], tuple[int, float | None]],
-                                        tuple[int, float | None]] | None:
+def _read_journal(
+    path: Path,
+) -> tuple[dict[tuple[int, int | None], tuple[int, float | None]], tuple[int, float | None]] | None:
     """A journal's notes and owner, or None if it cannot be read or holds no note."""
+
     def when(text: str) -> float | None:
         return None if text == "None" else float(text)
 
@@ -141,17 +151,18 @@ def _read_journal(path: Path) -> tuple[dict[tuple[int, int | None], tuple[int, f
     notes, owner = {}, None
     for at in range(0, len(data), _JOURNAL_RECORD):
         try:
-            fields = data[at:at + _JOURNAL_RECORD].split()
+            fields = data[at : at + _JOURNAL_RECORD].split()
             if len(fields) == 5:  # seq pid started worker worker_started: no token
                 fields.insert(1, b"None")
             seq, token, pid, started, worker, worker_started = fields
             notes[(int(seq), None if token == b"None" else int(token))] = (
-                int(pid), when(started.decode()))
+                int(pid),
+                when(started.decode()),
+            )
             owner = (int(worker), when(worker_started.decode()))
         except ValueError:
             continue  # a slot never written (zeros) or torn
     return None if owner is None else (notes, owner)
-
 
 
 def recover_lost(*, now: float | None = None) -> list[str]:
@@ -174,8 +185,11 @@ def recover_lost(*, now: float | None = None) -> list[str]:
     if lost:
         free_locks(lost.values())  # before the first write here, which would wait for them
     here = procs.hostname()  # checked before any journal is read (see above)
-    exited = {w.id for w in lost.values()
-              if w.host == here and procs.process_status(w.pid, w.proc_started) is None}
+    exited = {
+        w.id
+        for w in lost.values()
+        if w.host == here and procs.process_status(w.pid, w.proc_started) is None
+    }
     # Read the candidates to the end first: a SELECT left open across the loop pins an old
     # snapshot, and finish()'s BEGIN IMMEDIATE on it fails at once with "database is locked"
     # (SQLITE_BUSY_SNAPSHOT, which no busy timeout waits out) whenever anyone committed.
@@ -187,14 +201,22 @@ def recover_lost(*, now: float | None = None) -> list[str]:
         # The attempt of the claim we read, not merely the latest: while this loop kills earlier
         # trees the job may have been recovered elsewhere and claimed again by a live worker,
         # whose run must be neither killed nor marked lost (finish is fenced on the token).
-        attempt = (Attempt.select().where(Attempt.job == job.seq,
-                                          Attempt.claim_token == job.claim_token)
-                   .order_by(Attempt.number.desc()).first())
+        attempt = (
+            Attempt.select()
+            .where(Attempt.job == job.seq, Attempt.claim_token == job.claim_token)
+            .order_by(Attempt.number.desc())
+            .first()
+        )
         if attempt is None:  # claimed by a worker that died before its attempt row existed
-            Job.update(state=PENDING, worker_id=None, attempts=Job.attempts - 1,  # claim's +1
-                       claim_token=None, updated_at=now).where(
-                Job.seq == job.seq, Job.state == PROCESSING,
-                Job.claim_token == job.claim_token).execute()
+            Job.update(
+                state=PENDING,
+                worker_id=None,
+                attempts=Job.attempts - 1,  # claim's +1
+                claim_token=None,
+                updated_at=now,
+            ).where(
+                Job.seq == job.seq, Job.state == PROCESSING, Job.claim_token == job.claim_token
+            ).execute()
             continue
         local = attempt.host == procs.hostname()
         if attempt.pid is None and local:
@@ -219,13 +241,15 @@ def recover_lost(*, now: float | None = None) -> list[str]:
         why = "worker lost"
         if worker is not None:
             silent = now - worker.heartbeat_at
-            why += (f" (worker {worker.id}, pid {worker.pid} on {worker.host}: "
-                    + (f"no heartbeat for {silent:.0f}s)" if silent > lease else "process gone)"))
+            why += f" (worker {worker.id}, pid {worker.pid} on {worker.host}: " + (
+                f"no heartbeat for {silent:.0f}s)" if silent > lease else "process gone)"
+            )
         if attempt.pid is None and local:
             why += " before its job's process was noted; it may have started"
         # A cancel asked of a worker that was gone already: recovery carries it out.
-        outcome, why = ((Outcome.CANCELLED, "cancelled") if job.cancel_requested
-                        else (Outcome.LOST, why))
+        outcome, why = (
+            (Outcome.CANCELLED, "cancelled") if job.cancel_requested else (Outcome.LOST, why)
+        )
         if finish(job, attempt, outcome=outcome, error=why, now=now) is not None:
             recovered.append(job.id)
     if lost:

@@ -41,8 +41,9 @@ class WaitTimeout(QueueError):
     exit_code = 124
 
 
-def changes(*, fallback: float | Callable[[], float] = 1.0,
-            deadline: float | None = None) -> Iterator[None]:
+def changes(
+    *, fallback: float | Callable[[], float] = 1.0, deadline: float | None = None
+) -> Iterator[None]:
     """Yield now, then each time another connection commits: looks at the change token when
     ``wake.sleep`` says a commit may have come (SQLite: a write to the -wal file; PostgreSQL:
     a NOTIFY), as idle workers do (without a token: every ``fallback`` seconds); also after
@@ -83,9 +84,13 @@ def follow_look(job: Job, number: int) -> FollowLook | None:
     return None if row is None else FollowLook(*row)
 
 
-def wait(job_ids: list[str] | None = None, *, queues: list[str] | None = None,
-         timeout: float | None = None,
-         watching: Callable[[int], None] | None = None) -> Iterator[Job]:
+def wait(
+    job_ids: list[str] | None = None,
+    *,
+    queues: list[str] | None = None,
+    timeout: float | None = None,
+    watching: Callable[[int], None] | None = None,
+) -> Iterator[Job]:
     """Wait until the jobs named (and every job of ``queues``, jobs enqueued meanwhile
     included; every job when neither is given) are completed or dead: an iterator that yields
     each as it ends (its id, state, exit code and last error), the named ones that have ended
@@ -102,8 +107,9 @@ def wait(job_ids: list[str] | None = None, *, queues: list[str] | None = None,
     looked = (time.time(), time.monotonic())  # before the first look: what ends after is news
     high = Job.select(fn.MAX(Job.seq)).scalar() or 0
     waiting = _unfinished(list(named), queues, every)
-    return _wait(named, queues, every, waiting, set(named) - waiting, high, deadline, looked,
-                 watching)
+    return _wait(
+        named, queues, every, waiting, set(named) - waiting, high, deadline, looked, watching
+    )
 
 
 #: How long after it happened an end may be recorded and still be found by ``wait``'s quick look
@@ -117,10 +123,17 @@ FULL_LOOK = 2.0
 LOOK_EVERY = 0.05
 
 
-def _wait(named: dict[int, str], queues: list[str] | None, every: bool, waiting: set[int],
-          ended: set[int], high: int, deadline: float | None,
-          first_look: tuple[float, float],
-          watching: Callable[[int], None] | None = None) -> Iterator[Job]:
+def _wait(
+    named: dict[int, str],
+    queues: list[str] | None,
+    every: bool,
+    waiting: set[int],
+    ended: set[int],
+    high: int,
+    deadline: float | None,
+    first_look: tuple[float, float],
+    watching: Callable[[int], None] | None = None,
+) -> Iterator[Job]:
     """Incremental: at each change only what may have changed is read (jobs past the ``high``
     seq watermark, attempts and dead jobs that ended since the last look, the counts), not
     every open job; a full look (every open job, as at the start) runs when the counts do not
@@ -190,14 +203,14 @@ def _ended_since(waiting: set[int], since: float) -> set[int]:
     ``since`` or later: what changed since the last look, read without visiting every job."""
     touched = {seq for (seq,) in dialect().execute("attempts_ended_since", (since,))}
     touched.update(seq for (seq,) in dialect().execute("failed_since", (since,)))
-    return {row[0] for row in _job_rows(sorted(touched & waiting))
-            if row[2] in (COMPLETED, DEAD)}
+    return {row[0] for row in _job_rows(sorted(touched & waiting)) if row[2] in (COMPLETED, DEAD)}
 
 
 def _open_count(queues: list[str] | None) -> int:
     """How many jobs of these queues (all if None) are not completed or dead: from job_count."""
-    return sum(int(n) for queue, n in dialect().execute("open_counts")
-               if not queues or queue in queues)
+    return sum(
+        int(n) for queue, n in dialect().execute("open_counts") if not queues or queue in queues
+    )
 
 
 def _job_rows(seqs: list[int]) -> Iterator[tuple[int, str, str, int | None, str | None]]:
@@ -215,25 +228,37 @@ NAMED_AT_TIMEOUT = 10
 def _not_finished(waiting: set[int], named: dict[int, str]) -> str:
     """The timeout's message: the first jobs still unfinished (by enqueue order), by id."""
     first = sorted(waiting)[:NAMED_AT_TIMEOUT]
-    ids: dict[int, str] = dict(Job.select(Job.seq, Job.id).where(Job.seq.in_(first)).tuples()
-                               .execute())
+    ids: dict[int, str] = dict(
+        Job.select(Job.seq, Job.id).where(Job.seq.in_(first)).tuples().execute()
+    )
     shown = ", ".join(ids.get(seq) or named.get(seq) or f"#{seq}" for seq in first)
     more = len(waiting) - len(first)
-    return (f"timed out with {len(waiting)} job(s) not finished: {shown}"
-            + (f" and {more} more" if more else ""))
+    return f"timed out with {len(waiting)} job(s) not finished: {shown}" + (
+        f" and {more} more" if more else ""
+    )
 
 
 def _unfinished(seqs: list[int], queues: list[str] | None, every: bool) -> set[int]:
     """Seqs of the jobs waited for that are not completed or dead yet."""
     found: set[int] = set()
     for chunk in chunked(seqs, IN_CHUNK):
-        found.update(seq for (seq,) in Job.select(Job.seq).where(
-            Job.seq.in_(chunk), Job.state.in_(UNFINISHED)).tuples().execute())
+        found.update(
+            seq
+            for (seq,) in Job.select(Job.seq)
+            .where(Job.seq.in_(chunk), Job.state.in_(UNFINISHED))
+            .tuples()
+            .execute()
+        )
     if every:
         found.update(seq for (seq,) in dialect().execute("unfinished_jobs"))
     elif queues:
-        found.update(seq for (seq,) in Job.select(Job.seq).where(
-            Job.state.in_(UNFINISHED), Job.queue.in_(queues)).tuples().execute())
+        found.update(
+            seq
+            for (seq,) in Job.select(Job.seq)
+            .where(Job.state.in_(UNFINISHED), Job.queue.in_(queues))
+            .tuples()
+            .execute()
+        )
     return found
 
 

@@ -39,8 +39,12 @@ def why_facts(job: Job | str, *, now: float | None = None) -> WhyFacts:
         return WhyFacts(job, now, runs=attempts_run(job))
     if job.state == PROCESSING:
         worker = Worker.get_or_none(Worker.id == job.worker_id)
-        return WhyFacts(job, now, worker=worker,
-                        worker_alive=worker is not None and worker_alive(worker, now=now))
+        return WhyFacts(
+            job,
+            now,
+            worker=worker,
+            worker_alive=worker is not None and worker_alive(worker, now=now),
+        )
     hold = holds([job]).get(job.seq)
     rate = aging_rate()
     priority = effective_priority(job, now=now, rate=rate) if rate else None

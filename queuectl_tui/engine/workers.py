@@ -33,8 +33,9 @@ class Unregistered(Fenced):
     run twice); it registers again under a new one."""
 
 
-def register_worker(queues: list[str] | None = None, *, pid: int | None = None,
-                    now: float | None = None) -> Worker:
+def register_worker(
+    queues: list[str] | None = None, *, pid: int | None = None, now: float | None = None
+) -> Worker:
     """A new worker row under an id no worker ever had (taken from a counter in ``meta``): a
     worker presumed lost whose row was deleted can then never update, nor be mistaken for, a
     newer one, and every job and attempt names exactly one worker process."""
@@ -45,16 +46,27 @@ def register_worker(queues: list[str] | None = None, *, pid: int | None = None,
         last = int(row.value) if row else (Worker.select(fn.MAX(Worker.id)).scalar() or 0)
         last = max(last, Worker.select(fn.MAX(Worker.id)).scalar() or 0) + 1
         Meta.insert(key=LAST_WORKER_ID, value=str(last)).on_conflict(
-            conflict_target=[Meta.key], update={Meta.value: str(last)}).execute()
+            conflict_target=[Meta.key], update={Meta.value: str(last)}
+        ).execute()
         return Worker.create(
-            id=last, host=procs.hostname(), pid=pid, proc_started=procs.start_time(pid) or now,
-            started_at=now, heartbeat_at=now, status=WorkerStatus.IDLE,
+            id=last,
+            host=procs.hostname(),
+            pid=pid,
+            proc_started=procs.start_time(pid) or now,
+            started_at=now,
+            heartbeat_at=now,
+            status=WorkerStatus.IDLE,
             queues=",".join(queues) if queues else None,
         )
 
 
-def heartbeat(worker_id: int, *, status: str | None = None, current_job: str | None = None,
-              now: float | None = None) -> bool:
+def heartbeat(
+    worker_id: int,
+    *,
+    status: str | None = None,
+    current_job: str | None = None,
+    now: float | None = None,
+) -> bool:
     """Record that the worker is alive; False when its row is gone (it was presumed lost: the
     worker must register again, under a new id, since ids are never reused)."""
     now = time.time() if now is None else now
@@ -98,8 +110,9 @@ def worker_alive(worker: Worker, *, now: float | None = None, lease: float | Non
 
 def busy(worker: Worker) -> bool:
     """Running a job: busy, or stopping (after a normal stop) while it finishes its job."""
-    return worker.status == WorkerStatus.BUSY or (worker.status == WorkerStatus.STOPPING
-                                                  and worker.current_job is not None)
+    return worker.status == WorkerStatus.BUSY or (
+        worker.status == WorkerStatus.STOPPING and worker.current_job is not None
+    )
 
 
 def live_workers(now: float | None = None) -> list[Worker]:

@@ -82,8 +82,13 @@ class Batch:
         """The held job that runs next, if any."""
         return self.held[0][0] if self.held else None
 
-    def hold(self, claimed: list[tuple[Job, Attempt]], token: object, worker_id: int,
-             now: float | None = None) -> None:
+    def hold(
+        self,
+        claimed: list[tuple[Job, Attempt]],
+        token: object,
+        worker_id: int,
+        now: float | None = None,
+    ) -> None:
         """Keep jobs a claim returned, with the change token read before it (see the worker's
         ``_paused``) and the worker id it was made under."""
         self.held.extend(claimed)
@@ -119,13 +124,16 @@ class Batch:
         """Has the first unrecorded end waited ``RECORD_WITHIN`` seconds?"""
         return (time.monotonic() if now is None else now) - self.ended_at >= RECORD_WITHIN
 
-    def recorded(self, states: list[str | None]) -> list[tuple[Ended, Result, str | None,
-                                                               str | None]]:
+    def recorded(
+        self, states: list[str | None]
+    ) -> list[tuple[Ended, Result, str | None, str | None]]:
         """The ended jobs were written (each now in ``states``' state, None: taken back by
         recovery): (ended, result, start line, state) of each, in order; they leave the
         batch."""
-        out = [(done, result, start, state)
-               for (done, result, start), state in zip(self.ended, states, strict=True)]
+        out = [
+            (done, result, start, state)
+            for (done, result, start), state in zip(self.ended, states, strict=True)
+        ]
         self.ended.clear()
         return out
 

@@ -44,7 +44,7 @@ def write_line(stream: TextIO, line: str) -> None:
     data = (line + "\n").encode(getattr(stream, "encoding", None) or "utf-8", "backslashreplace")
     stream.flush()
     while data:
-        data = data[os.write(fd, data):]
+        data = data[os.write(fd, data) :]
 
 
 def print_line(line: str) -> None:
@@ -65,6 +65,7 @@ class WorkersLog:
 
     def __init__(self, path: str | Path, cap: int = 5 * 1024 * 1024) -> None:
         from pathlib import Path
+
         self.path, self.cap = Path(path), cap
 
     def __call__(self, line: str) -> None:
@@ -76,6 +77,7 @@ class WorkersLog:
 
     def _follow(self) -> None:
         import fcntl
+
         ours = os.fstat(1)
         try:
             current = os.stat(self.path, follow_symlinks=False)
@@ -92,6 +94,7 @@ class WorkersLog:
             finally:
                 fcntl.flock(1, fcntl.LOCK_UN)
         from queuectl_tui.paths import open_private_append
+
         sys.stdout.flush()
         fd = open_private_append(self.path)
         os.dup2(fd, 1)

@@ -77,16 +77,20 @@ class Heartbeat(threading.Thread):
                         if self.failing:
                             self.failing = False
                             worker._complain("heartbeat renewed after the failure")
-                    if not self.failing and not worker.waiting and (
-                            slots_at is None or now - slots_at >= SETTINGS_REFRESH):
+                    if (
+                        not self.failing
+                        and not worker.waiting
+                        and (slots_at is None or now - slots_at >= SETTINGS_REFRESH)
+                    ):
                         slots_at = now
                         self.make_scheduled()
                 except DatabaseError as exc:  # out of reach, or a lock held too long: again
                     if not self.failing:
                         worker._complain(f"heartbeat failed ({exc}); retrying")
                     self.failing = True
-                self.stop.wait(min(interval, BEAT_RETRY) if self.failing
-                               else min(interval, SETTINGS_REFRESH))
+                self.stop.wait(
+                    min(interval, BEAT_RETRY) if self.failing else min(interval, SETTINGS_REFRESH)
+                )
         finally:
             if database.obj is not None:
                 database.close()  # this thread's connection only

@@ -85,8 +85,14 @@ class WorkerLoop:
     """A worker process's main loop: claim, run, record; heartbeats and signals beside it
     (``models.Worker`` is its row in the database)."""
 
-    def __init__(self, queues: list[str] | None = None, *, burst: bool = False,
-                 echo: Callable[[str], None] | None = None, launcher: Launcher | None = None):
+    def __init__(
+        self,
+        queues: list[str] | None = None,
+        *,
+        burst: bool = False,
+        echo: Callable[[str], None] | None = None,
+        launcher: Launcher | None = None,
+    ):
         self.queues = queues or None
         self.burst = burst
         self.echo = echo or (lambda line: None)
@@ -151,8 +157,12 @@ class WorkerLoop:
         main thread may be inside print on the same stream)."""
         worker = f"worker {self.row.id}: " if self.row is not None else ""
         try:
-            os.write(2, f"{time.strftime('%H:%M:%S')} {worker}{visible(message)}\n"
-                     .encode("utf-8", "replace"))
+            os.write(
+                2,
+                f"{time.strftime('%H:%M:%S')} {worker}{visible(message)}\n".encode(
+                    "utf-8", "replace"
+                ),
+            )
         except OSError:
             pass
 
@@ -210,7 +220,7 @@ class WorkerLoop:
                     self._look = True
                     self._complain(f"database error ({exc}); retrying")
                     self._recover_while_blocked()
-                    self._pause(min(0.25 * 2 ** errors, 5.0))
+                    self._pause(min(0.25 * 2**errors, 5.0))
         finally:
             try:  # what ran is recorded, what is held goes back (else recovery does both)
                 self._settle(hand_back=True, persist=not self.force and self.outdated is None)
@@ -245,9 +255,11 @@ class WorkerLoop:
                 return False
             self.outdated = version
             self.stop_requests = max(self.stop_requests, 1)
-            self._complain(f"the database was upgraded to schema version {version}, newer than "
-                           f"this queuectl-tui knows ({SCHEMA_VERSION}): stopping (its running "
-                           "job finishes; start workers of the new version)")
+            self._complain(
+                f"the database was upgraded to schema version {version}, newer than "
+                f"this queuectl-tui knows ({SCHEMA_VERSION}): stopping (its running "
+                "job finishes; start workers of the new version)"
+            )
         return True
 
     def _settle(self, *, claim: int = 0, hand_back: bool = False, persist: bool = True) -> None:
@@ -268,9 +280,13 @@ class WorkerLoop:
                 before = self._data_version
                 assert self.row is not None  # registered by run()
                 states, claimed = engine.settle(
-                    self.row, ended, claim=claim, hand_back=given,
+                    self.row,
+                    ended,
+                    claim=claim,
+                    hand_back=given,
                     next_job=following.id if following else None,
-                    max_backoff=self.cfg.max_backoff)
+                    max_backoff=self.cfg.max_backoff,
+                )
                 break
             except engine.Unregistered:  # presumed lost meanwhile: undone, claimed anew
                 self._rejoin(self.row)
@@ -290,12 +306,21 @@ class WorkerLoop:
             if start:
                 self._say(start)
             code = "-" if result.exit_code is None else result.exit_code
-            self._say(f"finish {done.job.id}  attempt {done.attempt.number}  exit {code}  "
-                      f"{result.duration:.2f}s  -> {state or 'taken back by recovery'}")
+            self._say(
+                f"finish {done.job.id}  attempt {done.attempt.number}  exit {code}  "
+                f"{result.duration:.2f}s  -> {state or 'taken back by recovery'}"
+            )
             if state in (COMPLETED, DEAD):
-                self._hook(hooks.JobEnd(done.job.id, state, done.exit_code,
-                                        None if state == COMPLETED else done.error,
-                                        done.job.queue, done.attempt.number))
+                self._hook(
+                    hooks.JobEnd(
+                        done.job.id,
+                        state,
+                        done.exit_code,
+                        None if state == COMPLETED else done.error,
+                        done.job.queue,
+                        done.attempt.number,
+                    )
+                )
         start = batch.take_start_line()
         if start:
             self._say(start)
@@ -323,8 +348,19 @@ class WorkerLoop:
             return
         job, attempt = batch.take()
         result = self._run_job(job, attempt)
-        batch.end(engine.Ended(job, attempt, result.outcome, result.exit_code, result.error,
-                               result.tail, result.cost, time.time()), result)
+        batch.end(
+            engine.Ended(
+                job,
+                attempt,
+                result.outcome,
+                result.exit_code,
+                result.error,
+                result.tail,
+                result.cost,
+                time.time(),
+            ),
+            result,
+        )
         if self.stopping:
             self._settle(hand_back=True, persist=not self.force)
             if not self.force:
@@ -377,8 +413,11 @@ class WorkerLoop:
             log_path = engine.log_path(attempt)
             assert log_path is not None  # a claimed attempt names its log file
             result = self.launcher.run(
-                job.command, cwd=job.cwd, env=self._environment(job),
-                log_path=log_path, max_log_bytes=cfg.max_log_bytes,
+                job.command,
+                cwd=job.cwd,
+                env=self._environment(job),
+                log_path=log_path,
+                max_log_bytes=cfg.max_log_bytes,
                 timeout=job.timeout,
                 on_start=lambda pid, started: self._started(attempt, pid, started),
                 tick=lambda: self._tick(job, attempt, cfg),
@@ -417,8 +456,12 @@ class WorkerLoop:
         """The job's shell exists and waits for our word: note it where recovery looks before
         the command may run; the heartbeat thread copies it into the database."""
         attempt.pid, attempt.pid_started = pid, started
-        self._meter = usage.Meter(pid, started, host=self.launcher.pid,
-                                  worker=os.getpid() if procs.is_subreaper() else None)
+        self._meter = usage.Meter(
+            pid,
+            started,
+            host=self.launcher.pid,
+            worker=os.getpid() if procs.is_subreaper() else None,
+        )
         try:
             if self.journal is None:
                 self.journal = engine.ProcessJournal()
@@ -444,8 +487,7 @@ class WorkerLoop:
             return revoked[1]
         silent, lease = time.monotonic() - self.beats.renewed_at, self.beats.lease
         if silent > lease and (starting or dialect().many_hosts):
-            return (f"its worker lost its lease (no heartbeat for {silent:.1f}s, "
-                    f"lease {lease:g}s)")
+            return f"its worker lost its lease (no heartbeat for {silent:.1f}s, lease {lease:g}s)"
         return None
 
     def _environment(self, job: Job) -> dict[str, str]:
@@ -543,8 +585,10 @@ class WorkerLoop:
             if went == 0:  # nothing to prune, and nobody else prunes: the logs' cap
                 dropped = retention.cap_logs(self.cfg.max_logs_total)
                 if dropped:
-                    self._say(f"dropped {dropped} old log file(s): the logs directory was past "
-                              f"max_logs_total ({self.cfg.max_logs_total} bytes)")
+                    self._say(
+                        f"dropped {dropped} old log file(s): the logs directory was past "
+                        f"max_logs_total ({self.cfg.max_logs_total} bytes)"
+                    )
         except DatabaseError as exc:
             self._complain(f"pruning old jobs failed ({exc}); trying again later")
             went = 0
@@ -604,8 +648,16 @@ class WorkerLoop:
                 if self.cfg.on_dead:  # sent to the DLQ by this recovery: its hook runs here
                     job = Job.get_or_none(Job.id == job_id)
                     if job is not None and job.state == DEAD:
-                        self._hook(hooks.JobEnd(job.id, DEAD, job.exit_code, job.last_error,
-                                                job.queue, engine.attempts_run(job)))
+                        self._hook(
+                            hooks.JobEnd(
+                                job.id,
+                                DEAD,
+                                job.exit_code,
+                                job.last_error,
+                                job.queue,
+                                engine.attempts_run(job),
+                            )
+                        )
 
     def _recover_while_blocked(self) -> None:
         """Between retries of a write that failed: a worker frozen inside its transaction holds
@@ -714,11 +766,17 @@ class _Stale(engine.Fenced):
     """The job must not start: this worker may have been presumed lost (see ``_stale``)."""
 
 
-def run_worker(queues: list[str] | None = None, *, burst: bool = False, echo: bool = False,
-               log: str | None = None) -> int:
+def run_worker(
+    queues: list[str] | None = None,
+    *,
+    burst: bool = False,
+    echo: bool = False,
+    log: str | None = None,
+) -> int:
     """``echo``: one line per job on stdout; ``log``: stdout is that shared, rotated log."""
-    worker = WorkerLoop(queues, burst=burst,
-                    echo=WorkersLog(log) if log else print_line if echo else None)
+    worker = WorkerLoop(
+        queues, burst=burst, echo=WorkersLog(log) if log else print_line if echo else None
+    )
     worker.install_signals()
     procs.become_subreaper()  # orphans of our jobs come back to us, to be killed after each job
     try:

@@ -45,9 +45,10 @@ class WorkerStats:
     @property
     def busy(self) -> bool:
         """Running a job: busy, or stopping while it finishes one (as ``engine.busy``)."""
-        return self.alive and (self.status == WorkerStatus.BUSY
-                               or (self.status == WorkerStatus.STOPPING
-                                   and self.current_job is not None))
+        return self.alive and (
+            self.status == WorkerStatus.BUSY
+            or (self.status == WorkerStatus.STOPPING and self.current_job is not None)
+        )
 
     def uptime(self, now: float) -> float:
         return max(0.0, now - self.started_at)
@@ -133,8 +134,9 @@ class WorkerMonitor:
         tree = self.trees.read(job, attempt, now)
         return tree, list(self.trees.history.get(attempt.seq, ()))
 
-    def tree(self, pid: int, started: float | None,
-             seen: set[tuple[int, float]] | None = None) -> Usage | None:
+    def tree(
+        self, pid: int, started: float | None, seen: set[tuple[int, float]] | None = None
+    ) -> Usage | None:
         """Summed usage of a process and all its descendants (None when it is gone)."""
         seen = set() if seen is None else seen
         root = self._process(pid, started, seen)
@@ -162,8 +164,9 @@ class WorkerMonitor:
                 todo.extend(usage.children(child))
         return found
 
-    def _process(self, pid: int, started: float | None,
-                 seen: set[tuple[int, float]]) -> psutil.Process | None:
+    def _process(
+        self, pid: int, started: float | None, seen: set[tuple[int, float]]
+    ) -> psutil.Process | None:
         proc = procs.same_process(pid, started)
         return None if proc is None else self._cached(proc, seen)
 
@@ -193,6 +196,7 @@ class WorkerMonitor:
 
 # --- the running jobs' process trees (`ps`, the console's job detail) ---------------------------
 
+
 @dataclass
 class JobTree:
     """A running job with its process tree as read now (``ps f`` order)."""
@@ -212,8 +216,11 @@ class JobTree:
 
     def totals(self) -> Usage:
         """CPU % and RSS summed over the tree."""
-        return Usage(sum(p.cpu_percent or 0.0 for p in self.processes),
-                     sum(p.rss for p in self.processes), len(self.processes))
+        return Usage(
+            sum(p.cpu_percent or 0.0 for p in self.processes),
+            sum(p.rss for p in self.processes),
+            len(self.processes),
+        )
 
 
 @dataclass
@@ -228,8 +235,16 @@ class TreeReader:
 
     def read(self, job: Job, attempt: Attempt, now: float | None = None) -> JobTree:
         now = time.time() if now is None else now
-        tree = JobTree(job.id, attempt.worker_id, attempt.host, attempt.number, attempt.started_at,
-                       attempt.pid, attempt.host == procs.hostname(), paused=job.paused)
+        tree = JobTree(
+            job.id,
+            attempt.worker_id,
+            attempt.host,
+            attempt.number,
+            attempt.started_at,
+            attempt.pid,
+            attempt.host == procs.hostname(),
+            paused=job.paused,
+        )
         pid, started = attempt.pid, attempt.pid_started
         if tree.local and not pid:  # not in the database until the worker's next heartbeat
             pid, started = engine.noted_process(attempt) or (None, None)
@@ -239,9 +254,12 @@ class TreeReader:
         worker = Worker.get_or_none(Worker.id == attempt.worker_id) if attempt.worker_id else None
         leader = usage._stat(pid) if usage.PROC else None
         tree.processes = usage.read_tree(
-            pid, started, commands=True,
+            pid,
+            started,
+            commands=True,
             worker=worker.pid if worker is not None and worker.host == procs.hostname() else None,
-            keep={leader[0]} if leader else None)
+            keep={leader[0]} if leader else None,
+        )
         clock = time.monotonic()
         for row in tree.processes:
             key = (row.pid, row.started)
@@ -262,7 +280,7 @@ class TreeReader:
             series[-1] = (series[-1][0], totals.cpu, totals.rss)  # two readers, one point
         else:
             series.append((now, totals.cpu, totals.rss))
-        del series[:-self.max_points]
+        del series[: -self.max_points]
 
     def forget(self, keep: set[int]) -> None:
         """Drop the series of attempts not in ``keep`` (seqs) and readings of gone processes."""

@@ -29,8 +29,9 @@ if TYPE_CHECKING:
     from types import FrameType
 
 
-def worker_command(db_path: Path | str, queues: list[str] | None, burst: bool,
-                   log: Path | None = None) -> list[str]:
+def worker_command(
+    db_path: Path | str, queues: list[str] | None, burst: bool, log: Path | None = None
+) -> list[str]:
     """A database URL (and its password) goes to the worker in its environment (see
     ``worker_env``), never on a command line that ``ps`` shows to every user."""
     where = [] if paths.is_url(db_path) else ["--db", str(db_path)]
@@ -68,8 +69,13 @@ def start(
     try:
         for _ in range(count):
             proc = subprocess.Popen(
-                worker_command(db_path, queues, burst, log), stdin=subprocess.DEVNULL, stdout=fd,
-                stderr=fd, start_new_session=True, close_fds=True, env=worker_env(db_path),
+                worker_command(db_path, queues, burst, log),
+                stdin=subprocess.DEVNULL,
+                stdout=fd,
+                stderr=fd,
+                start_new_session=True,
+                close_fds=True,
+                env=worker_env(db_path),
             )
             pids.append(proc.pid)
             _reap_when_done(proc)
@@ -80,8 +86,11 @@ def start(
         rows = list(Worker.select().where(Worker.pid.in_(pids), Worker.host == procs.hostname()))
         if len(rows) == len(pids):
             return rows
-        dead = [pid for pid in pids if not psutil.pid_exists(pid)
-                or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE]
+        dead = [
+            pid
+            for pid in pids
+            if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        ]
         if burst and dead:
             return rows  # a burst worker may find nothing to do and exit at once
         if dead or time.monotonic() > deadline:
@@ -117,6 +126,7 @@ def run_forked(db_path: Path | str, count: int, work: Callable[[], int]) -> int:
                 code = exc.code if isinstance(exc.code, int) else 1
             except Exception as exc:  # one line, then leave without running the parent's exit
                 from queuectl_tui.run.echo import write_line  # one write: siblings share stderr
+
                 write_line(sys.stderr, f"error: worker could not run: {exc}")
             finally:
                 try:
@@ -158,7 +168,7 @@ def _last_error(log: Path) -> str:
     if not lines:
         return ""
     last = lines[-1].strip()
-    return ": " + (last[len("error: "):] if last.startswith("error: ") else last)
+    return ": " + (last[len("error: ") :] if last.startswith("error: ") else last)
 
 
 def local_workers() -> list[tuple[Worker, psutil.Process | None]]:
@@ -167,9 +177,13 @@ def local_workers() -> list[tuple[Worker, psutil.Process | None]]:
     return [(row, procs.same_process(row.pid, row.proc_started)) for row in rows]
 
 
-def stop(*, force: bool = False, wait: float = 10.0, worker_ids: list[int] | None = None,
-         waiting: Callable[[list[tuple[int, str | None]]], None] | None = None
-         ) -> dict[str, list[int]]:
+def stop(
+    *,
+    force: bool = False,
+    wait: float = 10.0,
+    worker_ids: list[int] | None = None,
+    waiting: Callable[[list[tuple[int, str | None]]], None] | None = None,
+) -> dict[str, list[int]]:
     """Signal our live workers (SIGTERM, or SIGUSR1 with force) and wait up to ``wait`` s.
     ``waiting`` hears which workers still run and their jobs, (worker id, job id or None),
     once the wait outlasts a moment and whenever that changes.
@@ -206,9 +220,16 @@ def stop(*, force: bool = False, wait: float = 10.0, worker_ids: list[int] | Non
         if ids != told:
             told[:] = ids
             # execute(): the rows as they are; peewee's stubs type a model query's rows as models
-            jobs: dict[int, str | None] = dict(Worker.select(Worker.id, Worker.current_job)
-                                               .where(Worker.id.in_(ids)).tuples()
-                                               .execute()) if ids else {}
+            jobs: dict[int, str | None] = (
+                dict(
+                    Worker.select(Worker.id, Worker.current_job)
+                    .where(Worker.id.in_(ids))
+                    .tuples()
+                    .execute()
+                )
+                if ids
+                else {}
+            )
             waiting([(worker_id, jobs.get(worker_id)) for worker_id in ids])
 
     alive_pids = _wait_exit([p for _, p in targets], wait, still if waiting else None)
@@ -232,13 +253,15 @@ def pause_jobs(job_ids: list[str], *, resume: bool = False, wait: float = 5.0) -
         job = engine.get_job(job_id)
         targets.append((job, *_running_process(job)))
     for _job, pid, started in targets:
-        procs.kill_tree(pid, started, sig=signal.SIGCONT if resume else signal.SIGSTOP, wait=0,
-                        search=False)
+        procs.kill_tree(
+            pid, started, sig=signal.SIGCONT if resume else signal.SIGSTOP, wait=0, search=False
+        )
     deadline = time.monotonic() + wait
     while True:
         jobs = [engine.get_job(job.id) for job, _, _ in targets]
         if time.monotonic() >= deadline or all(
-                j.paused != resume or j.state != "processing" for j in jobs):
+            j.paused != resume or j.state != "processing" for j in jobs
+        ):
             return jobs
         time.sleep(0.02)
 
@@ -249,12 +272,10 @@ def _running_process(job: Job) -> tuple[int, float | None]:
     if attempt is None:
         raise QueueError(f"job {job.id!r} is not running ({job.state})")
     if attempt.host and attempt.host != procs.hostname():
-        raise QueueError(f"job {job.id!r} runs on host {attempt.host}: pause or resume it "
-                         "there")
+        raise QueueError(f"job {job.id!r} runs on host {attempt.host}: pause or resume it there")
     noted = (attempt.pid, attempt.pid_started) if attempt.pid else engine.noted_process(attempt)
     if noted is None or procs.same_process(*noted) is None:
-        raise QueueError(f"job {job.id!r} has no process to signal (starting or ending): "
-                         "try again")
+        raise QueueError(f"job {job.id!r} has no process to signal (starting or ending): try again")
     return noted
 
 
@@ -262,8 +283,11 @@ def _running_process(job: Job) -> tuple[int, float | None]:
 QUIET_WAIT = 0.5
 
 
-def _wait_exit(processes: list[psutil.Process], timeout: float,
-               waiting: Callable[[set[int]], None] | None = None) -> set[int]:
+def _wait_exit(
+    processes: list[psutil.Process],
+    timeout: float,
+    waiting: Callable[[set[int]], None] | None = None,
+) -> set[int]:
     """PIDs of those still running after up to ``timeout`` s (``waiting`` hears them after
     QUIET_WAIT s, at each look). A zombie has exited: only its reaping is left, to whichever
     process inherited it (psutil.wait_procs would wait for that, which a slow or non-reaping

@@ -79,6 +79,7 @@ class Cost:
 
 # --- reading a tree from /proc -----------------------------------------------------------------
 
+
 @dataclass
 class ProcInfo:
     pid: int
@@ -98,9 +99,14 @@ def _stat(pid: int) -> tuple[int, str, float, int, float] | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             data = handle.read()
-        fields = data[data.rindex(b")") + 2:].split()
-        return (int(fields[1]), fields[0].decode(), (int(fields[11]) + int(fields[12])) / _TICKS,
-                int(fields[21]) * _PAGE, int(fields[19]))
+        fields = data[data.rindex(b")") + 2 :].split()
+        return (
+            int(fields[1]),
+            fields[0].decode(),
+            (int(fields[11]) + int(fields[12])) / _TICKS,
+            int(fields[21]) * _PAGE,
+            int(fields[19]),
+        )
     except (OSError, ValueError, IndexError):
         return None
 
@@ -128,6 +134,7 @@ def children(pid: int) -> list[int]:
     except FileNotFoundError:
         if os.path.exists(f"/proc/{pid}"):  # no CONFIG_PROC_CHILDREN
             import psutil
+
             try:
                 return [p.pid for p in psutil.Process(pid).children()]
             except psutil.Error:
@@ -150,8 +157,14 @@ def command_line(pid: int) -> str:
         return "?"
 
 
-def read_tree(pid: int, started: float | None, *, worker: int | None = None,
-              keep: set[int] | None = None, commands: bool = False) -> list[ProcInfo]:
+def read_tree(
+    pid: int,
+    started: float | None,
+    *,
+    worker: int | None = None,
+    keep: set[int] | None = None,
+    commands: bool = False,
+) -> list[ProcInfo]:
     """The job's tree in ``ps f`` order: its shell (``pid``, only while it is the process that
     started at ``started``) with every descendant, then, when ``worker`` (a subreaper) is
     given, the worker's other children (orphans of the job, which left the tree) with theirs,
@@ -206,11 +219,13 @@ def read_tree(pid: int, started: float | None, *, worker: int | None = None,
 
 # --- sampling while a job runs -----------------------------------------------------------------
 
+
 class Meter:
     """One attempt's sampled figures; ``sample`` runs on the sampler thread."""
 
-    def __init__(self, pid: int, started: float | None, *, host: int | None = None,
-                 worker: int | None = None) -> None:
+    def __init__(
+        self, pid: int, started: float | None, *, host: int | None = None, worker: int | None = None
+    ) -> None:
         self.pid, self.started, self.host, self.worker = pid, started, host, worker
         self.peak = 0  # the larger of the largest RSS sum and the largest VmHWM seen
         self.pids: set[int] = {pid}
@@ -223,8 +238,9 @@ class Meter:
         return sum(self._cpu.values())
 
     def sample(self) -> None:
-        rows = read_tree(self.pid, self.started, worker=self.worker,
-                         keep={self.host} if self.host else None)
+        rows = read_tree(
+            self.pid, self.started, worker=self.worker, keep={self.host} if self.host else None
+        )
         if not rows:
             return
         self.samples += 1
@@ -297,7 +313,7 @@ def children_cpu(stat_fd: int | None) -> float | None:
         return None
     try:
         data = os.pread(stat_fd, 1024, 0)
-        fields = data[data.rindex(b")") + 2:].split()
+        fields = data[data.rindex(b")") + 2 :].split()
         return (int(fields[13]) + int(fields[14])) / _TICKS
     except (OSError, ValueError, IndexError):
         return None

@@ -31,8 +31,9 @@ from queuectl_tui.store.schema import _ensure_schema
 from queuectl_tui.store.sqlite import _WriterQueue
 
 
-def open_db(path: Path | str | None = None, *, create: bool = True,
-            progress: bool = False) -> SqliteDatabase:
+def open_db(
+    path: Path | str | None = None, *, create: bool = True, progress: bool = False
+) -> SqliteDatabase:
     """Connect the models to the SQLite file at ``path`` (the configured default if None), or
     to the PostgreSQL database a ``postgresql://`` URL names. ``progress``: an upgrade of the
     schema shows a progress bar on a terminal (a command; never a worker or the console)."""
@@ -55,8 +56,10 @@ def open_db(path: Path | str | None = None, *, create: bool = True,
     elif not os.path.isfile(path):
         # SQLite would open a directory (and fail later) or a device such as /dev/null (and
         # write a journal beside it): refused before anything is created next to it.
-        raise DatabaseUnusable(f"{path} is not a database file (it is a "
-                               f"{'directory' if os.path.isdir(path) else 'special file'})")
+        raise DatabaseUnusable(
+            f"{path} is not a database file (it is a "
+            f"{'directory' if os.path.isdir(path) else 'special file'})"
+        )
     db = SqliteDatabase(
         path,
         pragmas={  # journal_mode=wal is set once the file is known to be ours (below)
@@ -130,6 +133,7 @@ def close_db() -> None:
 
 def db_path() -> Path:
     from pathlib import Path
+
     return Path(database.obj.database)
 
 
@@ -165,8 +169,11 @@ def describe_db_error(exc: Exception, path: Path | str | None = None) -> str:
             return f"cannot connect to database {path} ({msg})"
         if "lock timeout" in msg:
             return f"database {path} stayed locked by another session ({msg}); try again"
-        if "server closed the connection" in msg or "terminating connection" in msg or (
-                "connection already closed" in msg):
+        if (
+            "server closed the connection" in msg
+            or "terminating connection" in msg
+            or ("connection already closed" in msg)
+        ):
             return f"lost the connection to database {path} ({msg}); try again"
         return f"database {path}: {msg}"
     if "not a database" in msg or "malformed" in msg:

@@ -102,12 +102,14 @@ class Dialect:
     def id_list(self, ids: Sequence[int]) -> Any:
         """A list of ids as one parameter: a JSON array (read with json_each)."""
         import json
+
         return json.dumps(list(ids))
 
     def next_due_params(self, queues: list[str] | None) -> Any:
         """The parameters of ``next_due`` for a worker's queues (none: every queue): ?2 is a
         JSON list (?1 unused)."""
         import json
+
         return (None, json.dumps(queues) if queues else None)
 
     def begin_snapshot(self, *, read_only: bool = False) -> None:
@@ -127,13 +129,15 @@ class PostgresDialect(Dialect):
 
     def enqueue_prelude(self, digest: str, data: str) -> list[tuple[str, str]]:
         """One statement, one round trip (a data-modifying WITH)."""
-        return database.execute_sql(self.bulk["environment_and_settings"],
-                                    {"digest": digest, "data": data}).fetchall()
+        return database.execute_sql(
+            self.bulk["environment_and_settings"], {"digest": digest, "data": data}
+        ).fetchall()
 
     def __init__(self) -> None:
         # connection -> {sql: (name, keys), or None where the server refused to prepare it}
         self._prepared: WeakKeyDictionary[Any, dict[str, tuple[str, list[str]] | None]] = (
-            WeakKeyDictionary())
+            WeakKeyDictionary()
+        )
 
     def run(self, name: str, params: Params = ()) -> Cursor:
         """Each per-job statement is prepared once per connection and EXECUTEd after that: the
@@ -157,6 +161,7 @@ class PostgresDialect(Dialect):
     def copy_in(self, sql: str, source: Any) -> None:
         # peewee's wrapper of driver errors (a taken id: IntegrityError), absent from its stubs
         from peewee import __exception_wrapper__  # type: ignore[attr-defined]
+
         try:
             with __exception_wrapper__:
                 database.cursor().copy_expert(sql, source, size=_COPY_READ)
@@ -176,8 +181,9 @@ class PostgresDialect(Dialect):
 
     def begin_snapshot(self, *, read_only: bool = False) -> None:
         """REPEATABLE READ: otherwise each statement sees a moment of its own."""
-        database.execute_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"
-                             + (" READ ONLY" if read_only else ""))
+        database.execute_sql(
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ" + (" READ ONLY" if read_only else "")
+        )
 
 
 def _prepare(sql: str, number: int) -> tuple[str, list[str]] | None:
@@ -216,8 +222,7 @@ def _prepare(sql: str, number: int) -> tuple[str, list[str]] | None:
 
 _COPY_READ = 1 << 16  # characters of a COPY's text per read() (and per message to the server)
 _PREPARE = "PREPARE NAME AS "
-_EXECUTE = ["EXECUTE NAME"] + ["EXECUTE NAME (" + ", ".join(["%s"] * n) + ")"
-                               for n in range(1, 40)]
+_EXECUTE = ["EXECUTE NAME"] + ["EXECUTE NAME (" + ", ".join(["%s"] * n) + ")" for n in range(1, 40)]
 
 SQLITE = Dialect()
 POSTGRES = PostgresDialect()

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 database = DatabaseProxy()
 
 
-
 class JobState(StrEnum):
     """Where a job is. The same five words in the data, in --json and on both faces."""
 
@@ -161,8 +160,11 @@ class Job(BaseModel):
     @property
     def paused(self) -> bool:
         """Running, but stopped (SIGSTOP): its state stays processing, its worker waits."""
-        return (self.state == PROCESSING and self.paused_token is not None
-                and self.paused_token == self.claim_token)
+        return (
+            self.state == PROCESSING
+            and self.paused_token is not None
+            and self.paused_token == self.claim_token
+        )
 
     #: A free-text tag shown beside the id and found by ``--search`` (NULL: none).
     label = TextField(null=True)
@@ -175,8 +177,10 @@ class Job(BaseModel):
 #: transaction. DOUBLE PRECISION is a REAL on SQLite too. Spelt out in the rank triggers of
 #: schema.sql (a test holds them equal); here for the statements of settings.py and
 #: engine/queues.py.
-AGING_RATE_SQL = ("COALESCE((SELECT CAST(value AS DOUBLE PRECISION) FROM setting "
-                  "WHERE key = 'priority_aging'), 0)")
+AGING_RATE_SQL = (
+    "COALESCE((SELECT CAST(value AS DOUBLE PRECISION) FROM setting "
+    "WHERE key = 'priority_aging'), 0)"
+)
 
 #: Rows a claim may take: the condition of the job_claim and job_due indexes (schema.sql; a test
 #: holds them equal), spelt out literally: SQLite uses a partial index only when the query
@@ -213,8 +217,14 @@ class Dependency(BaseModel):
     """``enqueue --after``: the job (``job_seq``) waits until the job ``dep_seq`` completes.
     The id is kept too, to name a dependency that was deleted."""
 
-    job = ForeignKeyField(Job, field=Job.seq, column_name="job_seq", on_delete="CASCADE",
-                          index=False, backref="dependency_rows")
+    job = ForeignKeyField(
+        Job,
+        field=Job.seq,
+        column_name="job_seq",
+        on_delete="CASCADE",
+        index=False,
+        backref="dependency_rows",
+    )
     dep_seq = IntegerField(index=True)
     dep_id = CharField()
 
@@ -227,8 +237,14 @@ class Attempt(BaseModel):
     """One run of a job: who ran it, when, how it ended, where its output went."""
 
     seq = AutoField()
-    job = ForeignKeyField(Job, field=Job.seq, column_name="job_seq", on_delete="CASCADE",
-                          index=False, backref="attempt_rows")
+    job = ForeignKeyField(
+        Job,
+        field=Job.seq,
+        column_name="job_seq",
+        on_delete="CASCADE",
+        index=False,
+        backref="attempt_rows",
+    )
     number = IntegerField()
     worker_id = IntegerField(null=True)
     host = CharField(null=True)
@@ -265,6 +281,7 @@ class Attempt(BaseModel):
 
 #: Attempt outcomes that count as failed runs (metrics, the throughput chart).
 FAILED_OUTCOMES_SQL = "outcome IN ('failed', 'timeout', 'lost')"
+
 
 class AttemptMinute(BaseModel):
     """Finished attempts per minute of ``finished_at`` (``minute`` = int(finished_at / 60)) and
@@ -339,5 +356,17 @@ class Schedule(BaseModel):
 
 
 #: Every table's model (tests/engine/test_schema.py holds each equal to its table).
-MODELS = [Meta, Setting, Environment, Worker, Job, JobCount, Queue, Dependency, Attempt,
-          AttemptMinute, FailedMinute, Schedule]
+MODELS = [
+    Meta,
+    Setting,
+    Environment,
+    Worker,
+    Job,
+    JobCount,
+    Queue,
+    Dependency,
+    Attempt,
+    AttemptMinute,
+    FailedMinute,
+    Schedule,
+]

@@ -62,7 +62,8 @@ ADD_SLOTS = (
     "ALTER TABLE job_failed_minute ADD COLUMN IF NOT EXISTS slot INTEGER NOT NULL DEFAULT 0; "
     "ALTER TABLE job_failed_minute DROP CONSTRAINT IF EXISTS job_failed_minute_pkey; "
     "ALTER TABLE job_failed_minute ADD CONSTRAINT job_failed_minute_pkey "
-    "PRIMARY KEY (minute, queue, state, error, slot)")
+    "PRIMARY KEY (minute, queue, state, error, slot)"
+)
 
 #: db.PRUNING's meta row exists only inside a pruning transaction (retention.py): the rollups
 #: of past windows keep what is pruned, so the delete triggers leave them alone meanwhile.

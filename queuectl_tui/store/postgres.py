@@ -47,6 +47,7 @@ def redact(url: str) -> str:
     or not) and any parameter whose value itself holds one (``dbname=host=h password=p``, a
     URL). What messages, screens and ``status --json`` show: the one place that hides them."""
     from urllib.parse import unquote, urlsplit, urlunsplit
+
     try:
         parts = urlsplit(url)
         password = parts.password
@@ -60,8 +61,10 @@ def redact(url: str) -> str:
         fields = []
         for field in parts.query.split("&"):
             key, eq, value = field.partition("=")
-            if eq and (unquote(key.replace("+", " ")).strip().lower() in SECRET_PARAMS
-                       or _holds_secret(unquote(value.replace("+", " ")))):
+            if eq and (
+                unquote(key.replace("+", " ")).strip().lower() in SECRET_PARAMS
+                or _holds_secret(unquote(value.replace("+", " ")))
+            ):
                 field, changed = f"{key}=***", True
             fields.append(field)
         parts = parts._replace(query="&".join(fields))
@@ -73,14 +76,18 @@ def _holds_secret(value: str) -> bool:
     if paths.is_url(value.strip()):
         return redact(value.strip()) != value.strip()
     import re
-    return re.search(r"(?i)(?:^|[\s'\"])(?:" + "|".join(sorted(SECRET_PARAMS)) + r")\s*=",
-                     value) is not None
+
+    return (
+        re.search(r"(?i)(?:^|[\s'\"])(?:" + "|".join(sorted(SECRET_PARAMS)) + r")\s*=", value)
+        is not None
+    )
 
 
 def parse_pg_url(url: str) -> tuple[str, dict]:
     """(database name, connect parameters) from ``postgresql://user:password@host:port/db?…``
     (query parameters such as ``sslmode`` or ``options`` are passed on to libpq)."""
     from urllib.parse import parse_qsl, unquote, urlsplit
+
     shown = redact(url)
     usage = "expected postgresql://user:password@host:port/dbname or a file path"
     try:
@@ -93,9 +100,12 @@ def parse_pg_url(url: str) -> tuple[str, dict]:
     name = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
     if not name or "/" in name:
         raise InvalidInput(f"database URL {shown} names no database; {usage}")
-    params: dict = {"host": unquote(parts.hostname) if parts.hostname else None, "port": port,
-                    "user": unquote(parts.username) if parts.username else None,
-                    "password": unquote(parts.password) if parts.password is not None else None}
+    params: dict = {
+        "host": unquote(parts.hostname) if parts.hostname else None,
+        "port": port,
+        "user": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password is not None else None,
+    }
     params = {key: value for key, value in params.items() if value is not None}
     params.update(parse_qsl(parts.query))
     params.setdefault("connect_timeout", CONNECT_TIMEOUT)
@@ -180,6 +190,7 @@ def _postgres_class():
 # retransmissions, which back off exponentially (a 7.5 s cut held a heartbeat for 14.5 s),
 # and an idle connection notices nothing for two hours. keep_alive bounds both by the lease.
 
+
 class _Session(threading.local):
     statement_ms = 0  # this thread's statement_timeout (the heartbeat's session), 0: none
     liveness: dict | None = None  # the keep_alive parameters its connection was opened with
@@ -206,10 +217,16 @@ def keep_alive(lease: float, *, bound_statements: bool = False) -> None:
     if obj is None or isinstance(obj, SqliteDatabase):
         return
     limit = unanswered_limit(lease)
-    wanted = {"tcp_user_timeout": round(limit * 1000), "keepalives": 1,
-              "keepalives_idle": max(1, round(limit)), "keepalives_interval": 1,
-              "keepalives_count": 3, "connect_timeout": max(2, math.ceil(limit))}
+    wanted = {
+        "tcp_user_timeout": round(limit * 1000),
+        "keepalives": 1,
+        "keepalives_idle": max(1, round(limit)),
+        "keepalives_interval": 1,
+        "keepalives_count": 3,
+        "connect_timeout": max(2, math.ceil(limit)),
+    }
     from urllib.parse import parse_qsl, urlsplit
+
     own = {key for key, _ in parse_qsl(urlsplit(obj.url).query)}
     wanted = {key: value for key, value in wanted.items() if key not in own}
     if obj.liveness != wanted:
@@ -238,6 +255,7 @@ def notify_channel(schema: str) -> str:
     if len(raw) <= 54:
         return "queuectl." + schema
     import hashlib  # rarely needed: its import costs a command's start-up a few ms
+
     return "queuectl#" + hashlib.md5(raw, usedforsecurity=False).hexdigest()
 
 
@@ -286,6 +304,7 @@ def wait_change(timeout: float) -> None:
     (a NOTIFY from the triggers below) or ``timeout`` seconds pass. Callers compare
     ``change_token()`` before and after."""
     import select
+
     try:
         conn = _listen()
         seen = _listener.count
@@ -297,4 +316,5 @@ def wait_change(timeout: float) -> None:
         if not isinstance(exc, (DatabaseError, InterfaceError, OSError, ValueError)):
             raise
         import time
+
         time.sleep(min(timeout, 0.05))

@@ -29,7 +29,6 @@ from queuectl_tui.store.models import Attempt, Job, Meta, Worker
 from queuectl_tui.store.sql import load, statements
 
 if TYPE_CHECKING:
-
     from playhouse.migrate import SchemaMigrator
 
 from queuectl_tui.store.transactions import write_transaction
@@ -140,14 +139,19 @@ def _upgrade_to_2(migrator: SchemaMigrator) -> None:
     """Claim tokens (jobs and attempts) and the never-reused worker id counter. (This step
     also made job counts per state and an index of due times; version 3 replaces both, so an
     upgrade from version 1 goes straight to those.)"""
-    migrate(migrator.add_column("job", "claim_token", BigIntegerField(null=True)),
-            migrator.add_column("attempt", "claim_token", BigIntegerField(null=True)))
+    migrate(
+        migrator.add_column("job", "claim_token", BigIntegerField(null=True)),
+        migrator.add_column("attempt", "claim_token", BigIntegerField(null=True)),
+    )
     # Past every id a worker ever had, so that no job or attempt can be confused with a new one.
-    last = max(Worker.select(fn.MAX(Worker.id)).scalar() or 0,
-               Job.select(fn.MAX(Job.worker_id)).scalar() or 0,
-               Attempt.select(fn.MAX(Attempt.worker_id)).scalar() or 0)
+    last = max(
+        Worker.select(fn.MAX(Worker.id)).scalar() or 0,
+        Job.select(fn.MAX(Job.worker_id)).scalar() or 0,
+        Attempt.select(fn.MAX(Attempt.worker_id)).scalar() or 0,
+    )
     Meta.insert(key=LAST_WORKER_ID, value=str(last)).on_conflict(
-        conflict_target=[Meta.key], update={Meta.value: str(last)}).execute()
+        conflict_target=[Meta.key], update={Meta.value: str(last)}
+    ).execute()
 
 
 def _upgrade_to_3(migrator: SchemaMigrator) -> None:
@@ -157,14 +161,27 @@ def _upgrade_to_3(migrator: SchemaMigrator) -> None:
     the per-minute rollup attempt_minute."""
     db = migrator.database
     _run(db, "upgrade_3_job_columns", file="upgrades")
-    migrate(migrator.add_column("attempt", "due_at", DoubleField(null=True)),
-            migrator.add_column("attempt", "cpu_seconds", DoubleField(null=True)),
-            migrator.add_column("attempt", "peak_rss_bytes", BigIntegerField(null=True)),
-            migrator.add_column("attempt", "processes", IntegerField(null=True)),
-            migrator.add_column("attempt", "queue", CharField(null=True)))
+    migrate(
+        migrator.add_column("attempt", "due_at", DoubleField(null=True)),
+        migrator.add_column("attempt", "cpu_seconds", DoubleField(null=True)),
+        migrator.add_column("attempt", "peak_rss_bytes", BigIntegerField(null=True)),
+        migrator.add_column("attempt", "processes", IntegerField(null=True)),
+        migrator.add_column("attempt", "queue", CharField(null=True)),
+    )
     _run(db, "upgrade_3_attempt_queue", "upgrade_3_drop", file="upgrades")
-    _run(db, "queue", "job_dep", "job_dep_dep_seq", "attempt_minute", "job_failed_minute",
-         "job_count", "job_claim", "job_due", "job_failed", "attempt_window")
+    _run(
+        db,
+        "queue",
+        "job_dep",
+        "job_dep_dep_seq",
+        "attempt_minute",
+        "job_failed_minute",
+        "job_count",
+        "job_claim",
+        "job_due",
+        "job_failed",
+        "attempt_window",
+    )
     _install_triggers(db)
 
 
@@ -233,10 +250,18 @@ def _upgrade_to_10(migrator: SchemaMigrator) -> None:
 
 
 #: SQLite's triggers that keep job_count.v (schema.sql says why), made by version 11.
-_CHANGE_COUNTS_SQLITE = ("job_count_insert", "job_count_update", "job_count_delete", "job_touch",
-                         "queue_touch_insert", "queue_touch_update", "queue_touch_delete",
-                         "paused_all_touch_insert", "paused_all_touch_update",
-                         "paused_all_touch_delete")
+_CHANGE_COUNTS_SQLITE = (
+    "job_count_insert",
+    "job_count_update",
+    "job_count_delete",
+    "job_touch",
+    "queue_touch_insert",
+    "queue_touch_update",
+    "queue_touch_delete",
+    "paused_all_touch_insert",
+    "paused_all_touch_update",
+    "paused_all_touch_delete",
+)
 
 
 def _upgrade_to_11(migrator: SchemaMigrator) -> None:
@@ -246,8 +271,7 @@ def _upgrade_to_11(migrator: SchemaMigrator) -> None:
     listeners of every other schema of the database."""
     db = migrator.database
     if isinstance(db, SqliteDatabase):
-        if "v" not in [row[1] for row in
-                       db.execute_sql("PRAGMA table_info(job_count)").fetchall()]:
+        if "v" not in [row[1] for row in db.execute_sql("PRAGMA table_info(job_count)").fetchall()]:
             _run(db, "upgrade_11_add_v", file="upgrades")
         _run(db, "upgrade_11_drop", file="upgrades")
         _run(db, *_CHANGE_COUNTS_SQLITE)
@@ -265,17 +289,25 @@ def _upgrade_to_12(migrator: SchemaMigrator) -> None:
         db.execute_sql(CYCLE_FUNCTION)
 
 
-UPGRADES: dict[int, Callable[[SchemaMigrator], None]] = {2: _upgrade_to_2, 3: _upgrade_to_3,
-                                                         4: _upgrade_to_4, 5: _upgrade_to_5,
-                                                         6: _upgrade_to_6, 7: _upgrade_to_7,
-                                                         8: _upgrade_to_8, 9: _upgrade_to_9,
-                                                         10: _upgrade_to_10, 11: _upgrade_to_11,
-                                                         12: _upgrade_to_12}
+UPGRADES: dict[int, Callable[[SchemaMigrator], None]] = {
+    2: _upgrade_to_2,
+    3: _upgrade_to_3,
+    4: _upgrade_to_4,
+    5: _upgrade_to_5,
+    6: _upgrade_to_6,
+    7: _upgrade_to_7,
+    8: _upgrade_to_8,
+    9: _upgrade_to_9,
+    10: _upgrade_to_10,
+    11: _upgrade_to_11,
+    12: _upgrade_to_12,
+}
 
 
 def migrate(*operations: object) -> None:
     """playhouse.migrate.migrate, loaded only when an upgrade runs (it costs ~3 ms a start)."""
     from playhouse.migrate import migrate as run
+
     run(*operations)
 
 
@@ -290,8 +322,10 @@ def _ensure_schema(db: SqliteDatabase, progress: bool = False) -> None:
                 if not isinstance(db, SqliteDatabase):
                     from queuectl_tui.store.postgres import describe_target
 
-                    raise DatabaseUnusable(f"database {describe_target()} has tables but no "
-                                           "queuectl schema (use an empty database or schema)")
+                    raise DatabaseUnusable(
+                        f"database {describe_target()} has tables but no "
+                        "queuectl schema (use an empty database or schema)"
+                    )
                 raise DatabaseUnusable(
                     f"{db.database} is an SQLite database but not a queuectl one"
                 )
@@ -302,10 +336,14 @@ def _ensure_schema(db: SqliteDatabase, progress: bool = False) -> None:
         from playhouse.migrate import SchemaMigrator
 
         from queuectl_tui.progress import Bar, bar
+
         migrator = SchemaMigrator.from_database(db)
         # A step rewrites tables or builds indexes: minutes on a big database, said on a terminal.
-        with bar("upgrading the database", SCHEMA_VERSION - version, "steps") if progress \
-                else Bar() as shown:
+        with (
+            bar("upgrading the database", SCHEMA_VERSION - version, "steps")
+            if progress
+            else Bar() as shown
+        ):
             while version < SCHEMA_VERSION:
                 version += 1
                 shown.update(description=f"upgrading the database to schema version {version}")

@@ -42,8 +42,12 @@ class _WriterQueue(threading.local):
     def open(db_path: str | Path) -> int:
         directory = paths.open_private_dir(paths.logs_path(db_path))
         try:
-            return os.open("writers.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                           0o600, dir_fd=directory)
+            return os.open(
+                "writers.lock",
+                os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+                dir_fd=directory,
+            )
         finally:
             os.close(directory)
 
@@ -77,6 +81,8 @@ def reopened() -> None:
     """A database was (re)opened: each thread's writers look for its lock file again."""
     global _opened
     _opened += 1
+
+
 #: The longest a writer waits for ``writers.lock``: as long as SQLite waits for its own lock,
 #: then the same "stayed locked" error. A holder frozen inside its transaction (SIGSTOP, Ctrl+Z)
 #: would otherwise hang every writer for good (see ``engine.free_locks``).
@@ -100,6 +106,7 @@ def _take(lock: FileIO) -> None:
             return
     else:
         import time
+
         deadline = time.monotonic() + WRITERS_WAIT
         pause = 0.00005
         while time.monotonic() < deadline:
@@ -109,8 +116,10 @@ def _take(lock: FileIO) -> None:
                 return
             except BlockingIOError:
                 pause = min(pause * 2, 0.001)
-    raise OperationalError(f"database is locked: the writers' lock (logs/writers.lock) stayed "
-                           f"taken for {WRITERS_WAIT:g}s{_holder(lock)}") from None
+    raise OperationalError(
+        f"database is locked: the writers' lock (logs/writers.lock) stayed "
+        f"taken for {WRITERS_WAIT:g}s{_holder(lock)}"
+    ) from None
 
 
 class _Expired(Exception):
@@ -121,6 +130,7 @@ def _take_blocking(lock: FileIO) -> bool:
     """A blocking flock for at most WRITERS_WAIT seconds (main thread: SIGALRM ends the wait).
     Returns whether the lock is ours; the timer and handler in place before are put back."""
     import signal
+
     waiting = True
 
     def expired(signum: int, frame: FrameType | None) -> None:
@@ -146,10 +156,11 @@ def _take_blocking(lock: FileIO) -> bool:
 
 
 def _holder(lock: FileIO) -> str:
-    """", by process N (stopped)": who holds this flock, from /proc/locks, if known."""
+    """ ", by process N (stopped)": who holds this flock, from /proc/locks, if known."""
     found = os.fstat(lock.fileno())
     for pid in _lock_holders({(found.st_dev, found.st_ino)}):
         from queuectl_tui import procs
+
         state = procs.process_status(pid, procs.start_time(pid))
         return f", by process {pid}" + (f" ({state})" if state else "")
     return ""
@@ -160,8 +171,12 @@ def lock_holders() -> set[int]:
     file, its -wal or -shm) or the writers' lock. Linux (/proc/locks); elsewhere none known."""
     path = database.obj.database
     files = set()
-    for name in (path, path + "-wal", path + "-shm",
-                 os.path.join(paths.logs_path(path), "writers.lock")):
+    for name in (
+        path,
+        path + "-wal",
+        path + "-shm",
+        os.path.join(paths.logs_path(path), "writers.lock"),
+    ):
         try:
             found = os.stat(name)
         except OSError:

@@ -18,7 +18,6 @@ from queuectl_tui.store.models import (
 )
 
 if TYPE_CHECKING:
-
     pass
 
 from queuectl_tui.store.dialects import is_sqlite

@@ -39,9 +39,18 @@ class QueueApp(App[None]):
     TITLE = "queuectl"
     BINDINGS = app_keys.BINDINGS
 
-    def __init__(self, db_path: Path | str, *, clock: Callable[[], float] | None = None,
-                 monitor: Any = None, refresh_interval: float = 1.0, page_size: int | None = None,
-                 theme: str = THEME, cursor_blink: bool = True, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        db_path: Path | str,
+        *,
+        clock: Callable[[], float] | None = None,
+        monitor: Any = None,
+        refresh_interval: float = 1.0,
+        page_size: int | None = None,
+        theme: str = THEME,
+        cursor_blink: bool = True,
+        read_only: bool = False,
+    ) -> None:
         super().__init__()
         self.read_only = read_only  # shows everything, changes nothing (tui/readonly.py)
         self.db_path = paths.db_target(db_path)
@@ -57,15 +66,17 @@ class QueueApp(App[None]):
         if read_only:
             self.sub_title += " · read-only"
 
-    async def run_action(self, action: Any, default_namespace: Any = None,
-                         namespaces: Any = None) -> bool:
+    async def run_action(
+        self, action: Any, default_namespace: Any = None, namespaces: Any = None
+    ) -> bool:
         """Every key, click and palette entry runs its action here: read-only mode refuses
         those that would change something, and says so."""
         if self.read_only:
             node, name = readonly.target(self, action, default_namespace, namespaces)
             if readonly.refused(node, name):
-                self.notify(f"read-only console: {name.replace('_', ' ')} refused",
-                            severity="warning")
+                self.notify(
+                    f"read-only console: {name.replace('_', ' ')} refused", severity="warning"
+                )
                 return True
         return await super().run_action(action, default_namespace, namespaces)
 
@@ -78,11 +89,19 @@ class QueueApp(App[None]):
 
     def action_help(self) -> None:
         from queuectl_tui.tui.screens.help import HelpScreen
+
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
-    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
-               timeout: float | None = None, markup: bool = False) -> None:
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
         """Notifications carry ids, commands and errors: plain text unless a caller says."""
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
@@ -94,6 +113,7 @@ class QueueApp(App[None]):
             self._act(action, screen)
             return
         from queuectl_tui.tui.screens.modals import ConfirmModal
+
         question, title = action.question
 
         def answered(yes: bool | None) -> None:
@@ -107,14 +127,18 @@ class QueueApp(App[None]):
         try:
             result = data.call(self.db_path, action.call, *action.args, **action.kwargs)
         except (QueueError, data.Problem) as exc:
-            message: ActionDone | ActionFailed = ActionFailed(action, str(exc),
-                                                              getattr(exc, "field", None))
+            message: ActionDone | ActionFailed = ActionFailed(
+                action, str(exc), getattr(exc, "field", None)
+            )
         except Exception as exc:  # an unexpected failure is reported, not raised into the UI
             message = ActionFailed(action, f"{type(exc).__name__}: {exc}")
         else:
             message = ActionDone(action, result)
-            running = [job.id for job in result if job.state == "processing"] if (
-                action.follows_ends) else []
+            running = (
+                [job.id for job in result if job.state == "processing"]
+                if (action.follows_ends)
+                else []
+            )
             if running:
                 self.from_thread(self._follow_ends, running)
         if not screen.post_message(message):  # that screen is gone: the app says it
@@ -135,6 +159,7 @@ class QueueApp(App[None]):
         from textual.worker import get_current_worker
 
         from queuectl_tui.store.models import Job
+
         worker, waiting = get_current_worker(), list(job_ids)
         while waiting and not worker.is_cancelled:
             time.sleep(END_POLL)
@@ -170,8 +195,11 @@ class QueueApp(App[None]):
                 ):
                     continue
                 seen.add(binding.action)
-                yield SystemCommand(binding.description, binding.tooltip or binding.description,
-                                    partial(node.run_action, binding.action))
+                yield SystemCommand(
+                    binding.description,
+                    binding.tooltip or binding.description,
+                    partial(node.run_action, binding.action),
+                )
 
 
 def run_app(db_path: Path | str, *, read_only: bool = False) -> None:

@@ -95,6 +95,7 @@ def _close() -> None:
 
 # --- the main screen ---------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class View:
     """What the jobs table shows: a tab, a filter, an order and where in it."""
@@ -178,9 +179,14 @@ class Status:
 
 def read_page(view: View, limit: int) -> Page:
     """The page of ``limit`` rows that holds row ``view.start`` (the last one past the end)."""
-    rows, start, total = engine.jobs_window(state=view.state, search=view.search or None,
-                                            sort=view.sort, descending=view.descending,
-                                            start=view.start, limit=limit)
+    rows, start, total = engine.jobs_window(
+        state=view.state,
+        search=view.search or None,
+        sort=view.sort,
+        descending=view.descending,
+        start=view.start,
+        limit=limit,
+    )
     seqs = [job.seq for job in rows]
     costs = engine.last_costs(seqs) if view.state in COSTED else None
     return Page(view, rows, total, start, limit, costs, latest_attempts(seqs), engine.holds(rows))
@@ -192,8 +198,13 @@ def latest_attempts(seqs: list[int]) -> dict[int, int]:
     if not seqs:
         return {}
     # execute(): the rows as they are; peewee's stubs type a model query's rows as models.
-    return dict(Attempt.select(Attempt.job, fn.MAX(Attempt.number)).where(Attempt.job.in_(seqs))
-                .group_by(Attempt.job).tuples().execute())
+    return dict(
+        Attempt.select(Attempt.job, fn.MAX(Attempt.number))
+        .where(Attempt.job.in_(seqs))
+        .group_by(Attempt.job)
+        .tuples()
+        .execute()
+    )
 
 
 #: The change tokens come from one thread, on its own kept connection: a token is per
@@ -218,8 +229,14 @@ class Changes:
         self._last: tuple[Any, Any, int] | None = None
         self._lock = threading.Lock()
 
-    def read(self, db_path: Path | str, number: int, shown: int | None, func: Callable[..., Any],
-             *args: Any) -> Any:
+    def read(
+        self,
+        db_path: Path | str,
+        number: int,
+        shown: int | None,
+        func: Callable[..., Any],
+        *args: Any,
+    ) -> Any:
         """``call(db_path, func, *args)``, or UNCHANGED when nothing was committed since
         read number ``shown`` (the one on screen) started. Reads are numbered as they start,
         one at a time, each taking the change token first: the token as it was before the
@@ -229,8 +246,13 @@ class Changes:
         conn, token = _TOKENS.submit(call, db_path, _token).result()
         with self._lock:
             before = self._last
-        if (token is not None and shown is not None and before is not None
-                and before[:2] == (conn, token) and before[2] <= shown):
+        if (
+            token is not None
+            and shown is not None
+            and before is not None
+            and before[:2] == (conn, token)
+            and before[2] <= shown
+        ):
             return UNCHANGED
         result = call(db_path, func, *args)
         if token is not None:
@@ -257,6 +279,7 @@ def read_status(monitor: Any, now: float) -> Status:
 
 # --- queues ------------------------------------------------------------------------------------
 
+
 @dataclass
 class Queues:
     rows: list[dict[str, Any]]  # engine.queue_rows()
@@ -282,6 +305,7 @@ def toggle_pause(queue: str | None) -> bool:
 
 # --- the schedules screen -----------------------------------------------------------------------
 
+
 def read_schedules(now: float) -> list[dict[str, Any]]:
     """Every schedule as ``schedule list --json`` gives it."""
     return schedules.rows(now=now)
@@ -298,6 +322,7 @@ def toggle_schedule(name: str) -> bool:
 
 
 # --- the detail screen -------------------------------------------------------------------------
+
 
 @dataclass
 class Detail:
@@ -329,8 +354,11 @@ def read_detail(job_id: str, now: float, monitor: Any = None) -> Detail:
         if elsewhere is not None:  # run on another host: say where, show the tail kept here
             where, tail = elsewhere
             row["log_path"] = None
-            row["log_note"] = (f"({where}; its last output, kept in the database:)\n{visible(tail)}"
-                               if tail else f"({where}; no output of it is kept in the database)")
+            row["log_note"] = (
+                f"({where}; its last output, kept in the database:)\n{visible(tail)}"
+                if tail
+                else f"({where}; no output of it is kept in the database)"
+            )
         rows.append(row)
     why = present.explain(engine.why_facts(job, now=now))
     detail = Detail(data, why, rows, job.state == "processing", engine.dependencies(job))
@@ -362,11 +390,20 @@ def read_output(job_id: str, key: tuple | None, offset: int) -> Output:
     elsewhere = engine.log_elsewhere(job, latest, last=True)
     if elsewhere is not None:  # run on another host: where its log is, and the tail kept here
         where, tail = elsewhere
-        note = (f"({where}; its last output, kept in the database:)\n{visible(tail)}" if tail
-                else f"({where}; its last output is shown here when it ends)" if running
-                else f"({where}; no output of it is kept in the database)")
-        return Output(job_id, latest.number, running, (latest.number, None, note),
-                      LogChunk("", 0, missing=True, note=note))
+        note = (
+            f"({where}; its last output, kept in the database:)\n{visible(tail)}"
+            if tail
+            else f"({where}; its last output is shown here when it ends)"
+            if running
+            else f"({where}; no output of it is kept in the database)"
+        )
+        return Output(
+            job_id,
+            latest.number,
+            running,
+            (latest.number, None, note),
+            LogChunk("", 0, missing=True, note=note),
+        )
     new_key = (latest.number, str(path))
     chunk = read_log(path, offset if new_key == key else 0, complete=not running)
     return Output(job_id, latest.number, running, new_key, chunk)
@@ -381,8 +418,9 @@ class LogChunk:
     note: str | None = None  # said instead of "no log file" (a log on another host)
 
 
-def read_log(path: Path | None, offset: int, *, complete: bool = True,
-             first_bytes: int = 256 * 1024) -> LogChunk:
+def read_log(
+    path: Path | None, offset: int, *, complete: bool = True, first_bytes: int = 256 * 1024
+) -> LogChunk:
     """New bytes of a log file from ``offset`` (at most the last ``first_bytes`` on first read).
     While the attempt runs (``complete`` False) an unfinished last line waits for the next read."""
     if path is None:
@@ -410,15 +448,19 @@ def read_log(path: Path | None, offset: int, *, complete: bool = True,
 
 # --- the stats screen --------------------------------------------------------------------------
 
+
 def read_stats(
     window: float, now: float, slices: int
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """``stats`` for the last ``window`` seconds, and the chart's slices of it."""
-    return (metrics.execution_stats(now - window, None, now),
-            metrics.timeline(now - window, now, slices))
+    return (
+        metrics.execution_stats(now - window, None, now),
+        metrics.timeline(now - window, now, slices),
+    )
 
 
 # --- modals ------------------------------------------------------------------------------------
+
 
 def read_settings() -> list[dict[str, Any]]:
     return settings.describe()
@@ -437,8 +479,32 @@ def _save(changes: dict[str, Any], resets: list[str]) -> None:
 
 
 __all__ = [
-    "Problem", "QueueError", "View", "LAST", "Page", "turn", "far", "Status", "Queues",
-    "Detail", "LogChunk", "Output", "STATES", "COSTED", "UNCHANGED", "Changes", "call",
-    "read_page", "read_status", "read_queues", "toggle_pause", "paused_all", "read_detail",
-    "read_log", "read_output", "read_stats", "read_settings", "save_settings",
+    "Problem",
+    "QueueError",
+    "View",
+    "LAST",
+    "Page",
+    "turn",
+    "far",
+    "Status",
+    "Queues",
+    "Detail",
+    "LogChunk",
+    "Output",
+    "STATES",
+    "COSTED",
+    "UNCHANGED",
+    "Changes",
+    "call",
+    "read_page",
+    "read_status",
+    "read_queues",
+    "toggle_pause",
+    "paused_all",
+    "read_detail",
+    "read_log",
+    "read_output",
+    "read_stats",
+    "read_settings",
+    "save_settings",
 ]

@@ -18,8 +18,21 @@ from textual import actions
 #: The console's actions that change nothing, by the class that defines them.
 READS: dict[str, set[str]] = {
     "QueueApp": {"help"},
-    "MainScreen": {"tab", "filter", "clear", "sort", "reverse", "page", "refresh", "mark", "logs",
-                   "output", "queues", "stats", "schedules"},
+    "MainScreen": {
+        "tab",
+        "filter",
+        "clear",
+        "sort",
+        "reverse",
+        "page",
+        "refresh",
+        "mark",
+        "logs",
+        "output",
+        "queues",
+        "stats",
+        "schedules",
+    },
     "JobDetailScreen": {"back", "focus_log", "follow"},
     "LiveTableScreen": {"back", "refresh"},
     "StatsScreen": {"back", "window", "refresh"},
@@ -35,9 +48,22 @@ READS: dict[str, set[str]] = {
 
 #: The console's actions that change the queue, its settings or its workers: refused.
 CHANGES: dict[str, set[str]] = {
-    "MainScreen": {"enqueue", "retry", "retry_dlq", "restart", "edit", "cancel", "delete",
-                   "clear_dlq", "config", "pause", "pause_all", "worker_start", "worker_stop",
-                   "worker_stop_all"},
+    "MainScreen": {
+        "enqueue",
+        "retry",
+        "retry_dlq",
+        "restart",
+        "edit",
+        "cancel",
+        "delete",
+        "clear_dlq",
+        "config",
+        "pause",
+        "pause_all",
+        "worker_start",
+        "worker_stop",
+        "worker_stop_all",
+    },
     "JobDetailScreen": {"retry", "restart", "edit", "pause", "cancel", "delete"},
     "QueuesScreen": {"pause", "pause_all", "limit"},
     "SchedulesScreen": {"add", "pause", "run", "remove"},
@@ -64,8 +90,12 @@ def refused(node: Any, action: str) -> bool:
     return action not in READS.get(owner, ())
 
 
-def target(app: Any, action: str | tuple[str, str, tuple[object, ...]], default: Any,
-           namespaces: Mapping[str, Any] | None) -> tuple[Any, str]:
+def target(
+    app: Any,
+    action: str | tuple[str, str, tuple[object, ...]],
+    default: Any,
+    namespaces: Mapping[str, Any] | None,
+) -> tuple[Any, str]:
     """(the node an action string runs on, the action's name), resolved as ``App.run_action``
     resolves it: ``app.x``, ``screen.x`` and ``focused.x`` name their node; a bare name runs on
     ``default``."""

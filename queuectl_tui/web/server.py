@@ -37,9 +37,11 @@ if TYPE_CHECKING:
 
 TEMPLATES = Path(__file__).with_name("templates")
 # What the page may load: from this server only (the guarantee behind "works offline").
-POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline'; "
-          "style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self'; "
-          "connect-src 'self'; frame-ancestors 'none'")
+POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; frame-ancestors 'none'"
+)
 STOP_GRACE = 5.0  # seconds the consoles get to quit when the server stops
 
 
@@ -58,16 +60,20 @@ class Guard:
         in_query = request.query.get("token")
         given = in_query if in_query is not None else request.cookies.get(self.cookie)
         if not given:
-            return refusal(401, "this server needs its token: open the URL that "
-                                "'queuectl-tui web' printed (…/?token=…)")
+            return refusal(
+                401,
+                "this server needs its token: open the URL that "
+                "'queuectl-tui web' printed (…/?token=…)",
+            )
         if not self.matches(given):
             return refusal(403, "wrong token: open the URL that 'queuectl-tui web' printed")
         route = request.match_info.route.name
         if in_query is not None and route == "index" and request.method == "GET":
             # Swap the token for a cookie and drop it from the address bar (and history).
             rest = [(k, v) for k, v in request.query.items() if k != "token"]
-            response = web.Response(status=303, headers={
-                "Location": "./" + (f"?{urlencode(rest)}" if rest else "")})
+            response = web.Response(
+                status=303, headers={"Location": "./" + (f"?{urlencode(rest)}" if rest else "")}
+            )
             self.set_cookie(response, request)
             protect(response)
             return response
@@ -77,8 +83,14 @@ class Guard:
         return answer
 
     def set_cookie(self, response: web.StreamResponse, request: web.Request) -> None:
-        response.set_cookie(self.cookie, self._token.decode(), httponly=True, samesite="Strict",
-                            secure=request.secure or None, path="/")
+        response.set_cookie(
+            self.cookie,
+            self._token.decode(),
+            httponly=True,
+            samesite="Strict",
+            secure=request.secure or None,
+            path="/",
+        )
 
 
 def refusal(status: int, text: str) -> web.Response:
@@ -143,7 +155,8 @@ class ConsoleServer(Server):
 def listening_socket(host: str, port: int) -> socket.socket:
     """Bound here, so that ``--port 0`` is known before the URL is printed."""
     family, kind, proto, _name, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -189,13 +202,18 @@ def quiet_logs() -> None:
         logger.propagate = False
 
 
-def serve(sock: socket.socket, *, token: str, title: str, read_only: bool,
-          ready: Callable[[], None]) -> int:
+def serve(
+    sock: socket.socket, *, token: str, title: str, read_only: bool, ready: Callable[[], None]
+) -> int:
     """Serve on ``sock`` until SIGTERM or SIGINT; returns the signal's number. ``ready()`` runs
     once requests are answered."""
     quiet_logs()
-    server = ConsoleServer(session_command(read_only), token=token, title=title,
-                           cookie=f"queuectl_web_{sock.getsockname()[1]}")
+    server = ConsoleServer(
+        session_command(read_only),
+        token=token,
+        title=title,
+        cookie=f"queuectl_web_{sock.getsockname()[1]}",
+    )
     return asyncio.run(_serve(server, sock, ready))
 
 
@@ -209,8 +227,9 @@ async def _serve(server: ConsoleServer, sock: socket.socket, ready: Callable[[],
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop_on, signum)
-    runner = web.AppRunner(await server._make_app(), access_log=None, handle_signals=False,
-                           shutdown_timeout=STOP_GRACE)
+    runner = web.AppRunner(
+        await server._make_app(), access_log=None, handle_signals=False, shutdown_timeout=STOP_GRACE
+    )
     await runner.setup()
     try:
         await web.SockSite(runner, sock).start()

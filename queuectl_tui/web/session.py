@@ -11,12 +11,14 @@ import sys
 
 if "://" not in os.environ.get("QUEUECTL_DB", ""):  # as __main__: a file needs no PG driver
     from queuectl_tui.store.drivers import skip_server_drivers
+
     skip_server_drivers()
 
 
 def main(argv: list[str]) -> None:
     from queuectl_tui import paths
     from queuectl_tui.tui.app import run_app
+
     run_app(paths.target(None), read_only="--read-only" in argv)
 
 

@@ -17,6 +17,8 @@ def new() -> str:
 def problem(token: str) -> str | None:
     """Why a token given by the user cannot be used (None: it can)."""
     if not SHAPE.fullmatch(token):
-        return ("the token must be 16 to 256 characters of A-Z a-z 0-9 - _ . ~ "
-                "(it goes in a URL and a cookie)")
+        return (
+            "the token must be 16 to 256 characters of A-Z a-z 0-9 - _ . ~ "
+            "(it goes in a URL and a cookie)"
+        )
     return None

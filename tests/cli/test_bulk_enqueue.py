@@ -94,9 +94,14 @@ def test_one_bad_line_enqueues_nothing(queue, tmp_path, bad, words):
 def test_standard_input_is_read_as_a_stream(queue):
     """A bad second line is refused while the input is still open: the lines are checked as
     they come, not after the whole input has been read into memory."""
-    proc = subprocess.Popen([sys.executable, "-m", "queuectl_tui", "enqueue", "-f", "-"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            cwd=queue.parent, env=cli_env(queue))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "queuectl_tui", "enqueue", "-f", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=queue.parent,
+        env=cli_env(queue),
+    )
     try:
         proc.stdin.write(b'{"command": "true"}\n{"command": 5}\n')
         proc.stdin.flush()
@@ -124,6 +129,7 @@ def test_generated_ids_that_repeat_are_drawn_again(db, tmp_path):
     import random
 
     from queuectl_tui import engine, spec
+
     engine.enqueue([spec.normalize({"id": "00", "command": "true"})], cwd=str(tmp_path), env={})
     # randomblob() drawing from 4 values (00 to 03) for this connection: repeats are certain
     db.connection().create_function("randomblob", 1, lambda n: bytes([random.randrange(4)]))
@@ -142,12 +148,14 @@ def test_ids_drawn_by_the_process_that_repeat_are_drawn_again(db, tmp_path, monk
 
     from queuectl_tui import engine, spec
     from queuectl_tui.engine import enqueueing
-    engine.enqueue([spec.normalize({"id": "000000000001", "command": "true"})],
-                   cwd=str(tmp_path), env={})
-    drawn = itertools.chain(["000000000001"] if stored else ["00000000000a", "00000000000a"],
-                            itertools.count())
-    monkeypatch.setattr(enqueueing, "_draw_ids",
-                        lambda n: [f"{next(drawn):012}" for _ in range(n)])
+
+    engine.enqueue(
+        [spec.normalize({"id": "000000000001", "command": "true"})], cwd=str(tmp_path), env={}
+    )
+    drawn = itertools.chain(
+        ["000000000001"] if stored else ["00000000000a", "00000000000a"], itertools.count()
+    )
+    monkeypatch.setattr(enqueueing, "_draw_ids", lambda n: [f"{next(drawn):012}" for _ in range(n)])
     specs = [(f"line {n}", spec.normalize({"command": f"echo {n}"})) for n in range(3)]
     specs.insert(1, ("line x", spec.normalize({"id": "given", "command": "echo given"})))
     with engine.enqueue_stream(specs, cwd=str(tmp_path), env={}) as added:

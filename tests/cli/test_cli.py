@@ -40,6 +40,7 @@ def show(cli, job_id: str) -> dict:
 
 # --- enqueue: every way in -----------------------------------------------------------------------
 
+
 def test_enqueue_plain_command_and_json_spec(cli):
     job_id = ok(cli("enqueue", "echo hi")).out.strip()
     assert len(job_id) >= 8 and show(cli, job_id)["command"] == "echo hi"
@@ -53,8 +54,24 @@ def test_enqueue_plain_command_and_json_spec(cli):
         "pending",
         0,
     )
-    data = ok(cli("enqueue", "--json", "--id", "j2", "--priority", "4", "--queue", "q",
-                  "--timeout", "9", "--backoff-base", "3", "--command", "true")).json()
+    data = ok(
+        cli(
+            "enqueue",
+            "--json",
+            "--id",
+            "j2",
+            "--priority",
+            "4",
+            "--queue",
+            "q",
+            "--timeout",
+            "9",
+            "--backoff-base",
+            "3",
+            "--command",
+            "true",
+        )
+    ).json()
     check_job_json(data)
     assert (data["id"], data["priority"], data["queue"], data["timeout"], data["backoff_base"]) == (
         "j2",
@@ -171,6 +188,7 @@ BAD_INPUTS = [
 
 def test_bad_inputs_exit_2_with_one_line_and_the_database_unchanged(cli, db, home, tmp_path):
     from queuectl_tui import engine, settings, spec
+
     engine.enqueue([spec.normalize({"id": "keep", "command": "true"})], cwd=str(tmp_path), env={})
     settings.set_value("max_retries", "4")
     before = snapshot(home / "queuectl.db")
@@ -185,11 +203,19 @@ def test_bad_inputs_exit_2_with_one_line_and_the_database_unchanged(cli, db, hom
         assert snapshot(home / "queuectl.db") == before, f"{args} changed the database"
 
 
-@pytest.mark.parametrize("args", [
-    ("show", "ghost"), ("logs", "ghost"), ("retry", "ghost"), ("cancel", "ghost"),
-    ("delete", "ghost"), ("dlq", "retry", "ghost"),
-    ("delete", "real", "ghost"), ("cancel", "real", "ghost"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("show", "ghost"),
+        ("logs", "ghost"),
+        ("retry", "ghost"),
+        ("cancel", "ghost"),
+        ("delete", "ghost"),
+        ("dlq", "retry", "ghost"),
+        ("delete", "real", "ghost"),
+        ("cancel", "real", "ghost"),
+    ],
+)
 def test_unknown_job_ids_exit_1_with_one_line(cli, home, args):
     ok(cli("enqueue", "--id", "real", "true"))
     before = snapshot(home / "queuectl.db")
@@ -197,11 +223,14 @@ def test_unknown_job_ids_exit_1_with_one_line(cli, home, args):
     assert snapshot(home / "queuectl.db") == before
 
 
-@pytest.mark.parametrize("args, words", [
-    (("retry", "p"), "is pending; only failed or dead jobs can be retried"),
-    (("dlq", "retry", "p"), "is pending, not in the DLQ"),
-    (("logs", "p"), "has not run yet"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (("retry", "p"), "is pending; only failed or dead jobs can be retried"),
+        (("dlq", "retry", "p"), "is pending, not in the DLQ"),
+        (("logs", "p"), "has not run yet"),
+    ],
+)
 def test_operations_on_the_wrong_state_exit_1(cli, home, args, words):
     ok(cli("enqueue", "--id", "p", "true"))
     before = snapshot(home / "queuectl.db")
@@ -223,6 +252,7 @@ def test_several_ids_are_all_or_nothing(cli, home):
 
 # --- running jobs through a foreground burst worker ----------------------------------------------
 
+
 def test_success_is_recorded_with_output(cli, home):
     ok(cli("enqueue", "--id", "ok", "echo hello; echo oops >&2"))
     ok(cli(*BURST))
@@ -234,6 +264,7 @@ def test_success_is_recorded_with_output(cli, home):
 
 def test_failures_go_to_the_dlq_after_backoff_and_come_back(cli, db, home):
     from queuectl_tui.store.models import Attempt, Job
+
     count = 'n=$(($(cat runs 2>/dev/null || echo 0)+1)); echo $n > runs; echo "run $n"; exit 3'
     ok(cli("enqueue", "--id", "flaky", "--max-retries", "2", "--backoff-base", "1", count))
     ok(cli(*BURST))
@@ -245,7 +276,10 @@ def test_failures_go_to_the_dlq_after_backoff_and_come_back(cli, db, home):
         "exit code 3",
     )
     assert [(a["number"], a["outcome"], a["exit_code"]) for a in job["attempt_list"]] == [
-        (1, "failed", 3), (2, "failed", 3), (3, "failed", 3)]
+        (1, "failed", 3),
+        (2, "failed", 3),
+        (3, "failed", 3),
+    ]
     assert (home.parent / "runs").read_text() == "3\n"
     rows = list(Attempt.select().join(Job).where(Job.id == "flaky").order_by(Attempt.number))
     for previous, following in zip(rows, rows[1:], strict=False):
@@ -282,8 +316,10 @@ def test_retry_runs_a_backing_off_job_now(cli):
     ok(cli(*BURST))  # one failure, then a 100 s backoff: the burst worker does not wait for it
     job = show(cli, "slow")
     assert (job["state"], job["attempts"]) == ("failed", 1)
-    assert job["why"] == (f"backing off until {job['run_at']} after attempt 1 failed: exit code 1; "
-                          "retry budget 0 of 1 used")
+    assert job["why"] == (
+        f"backing off until {job['run_at']} after attempt 1 failed: exit code 1; "
+        "retry budget 0 of 1 used"
+    )
     assert parse_iso(job["run_at"]) - parse_iso(
         job["attempt_list"][0]["finished_at"]
     ) == pytest.approx(100, abs=0.01)
@@ -307,8 +343,18 @@ def test_command_not_found_is_a_readable_failure(cli):
 
 
 def test_timeout_kills_grandchildren(cli, mark):
-    ok(cli("enqueue", "--id", "long", "--timeout", "1", "--max-retries", "0",
-           marked_command(mark, "sh -c 'sleep 60 & sleep 60'")))
+    ok(
+        cli(
+            "enqueue",
+            "--id",
+            "long",
+            "--timeout",
+            "1",
+            "--max-retries",
+            "0",
+            marked_command(mark, "sh -c 'sleep 60 & sleep 60'"),
+        )
+    )
     ok(cli(*BURST))
     all_gone(mark)
     job = show(cli, "long")
@@ -371,6 +417,7 @@ def test_show_says_no_worker_is_alive(cli):
 
 # --- cancel, delete, clear -----------------------------------------------------------------------
 
+
 def test_cancel_a_pending_job(cli):
     ok(cli("enqueue", "--id", "p", "true"))
     assert ok(cli("cancel", "p")).out == "p: dead\n"
@@ -408,6 +455,7 @@ def test_clear_by_state_and_only_with_yes(cli, home):
 
 
 # --- JSON output ---------------------------------------------------------------------------------
+
 
 def test_json_outputs_parse_and_carry_job_fields(cli):
     ok(cli("enqueue", "--id", "p", "true"))
@@ -452,6 +500,7 @@ def test_human_output_is_not_json_and_mentions_the_jobs(cli):
 
 # --- the bare command, storage, imports ----------------------------------------------------------
 
+
 @pytest.mark.parametrize("args", [(), ("--no-ui",)])
 def test_without_a_terminal_prints_the_status(cli, args):
     ok(cli("enqueue", "true"))
@@ -477,6 +526,7 @@ def test_files_are_private_whatever_the_umask(home):
         )
         assert proc.returncode == 0, proc.stderr
         return proc
+
     run("enqueue", "--id", "j", "echo private")
     run("worker", "start", "--burst")  # detached: writes logs/workers.log too
     wait_for(
@@ -546,49 +596,72 @@ def test_enqueue_and_status_load_neither_psutil_nor_migrations_nor_rich(home, db
     driver peewee would import stays out. A database URL is read with urllib.parse, and its
     logs live under a home directory (pathlib)."""
     from queuectl_tui import engine
+
     engine.register_worker(pid=os.getpid())  # a live worker of this host: status checks it
 
     def imported(*args: str) -> tuple[subprocess.CompletedProcess, list[str]]:
-        proc = subprocess.run([sys.executable, "-X", "importtime", *args], capture_output=True,
-                              text=True, env=cli_env(home), cwd=home.parent, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", *args],
+            capture_output=True,
+            text=True,
+            env=cli_env(home),
+            cwd=home.parent,
+            timeout=60,
+        )
         assert proc.returncode == 0, proc.stderr
-        return proc, [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
-                      if line.startswith("import time:")]
+        return proc, [
+            line.rsplit("|", 1)[-1].strip()
+            for line in proc.stderr.splitlines()
+            if line.startswith("import time:")
+        ]
 
     # What the interpreter loads before any of ours (an editable install's import hook loads
     # pathlib, say) is not the command's doing.
     _, startup = imported("-c", "pass")
-    for args in (("enqueue", "true"), ("status",), ("--db", str(home / "queuectl.db"), "status"),
-                 ("list",), ("clear", "--yes", "--state", "completed")):  # tables, bars: piped
+    for args in (
+        ("enqueue", "true"),
+        ("status",),
+        ("--db", str(home / "queuectl.db"), "status"),
+        ("list",),
+        ("clear", "--yes", "--state", "completed"),
+    ):  # tables, bars: piped
         proc, modules = imported("-m", "queuectl_tui", *args)
         modules = [m for m in modules if m not in startup]
         assert "queuectl_tui.engine" in modules  # the report is what we think it is
         # each command loads its own module of commands (cli/__init__.py's COMMANDS) alone
-        assert [m for m in modules if m in ("queuectl_tui.cli.admin", "queuectl_tui.cli.workers",
-                                            "queuectl_tui.cli.schedule")] == []
+        assert [
+            m
+            for m in modules
+            if m
+            in ("queuectl_tui.cli.admin", "queuectl_tui.cli.workers", "queuectl_tui.cli.schedule")
+        ] == []
         on_file = backend == "sqlite" or args[0] == "--db"
         unwanted = ("psutil", "rich") + (("pathlib", "urllib") if on_file else ())
         if on_file:  # peewee's attempt is listed; the driver's own C module would load with it
             assert "psycopg2._psycopg" not in modules
-        assert [
-            m for m in modules if m.split(".")[0] in unwanted or m == "playhouse.migrate"
-        ] == []
+        assert [m for m in modules if m.split(".")[0] in unwanted or m == "playhouse.migrate"] == []
         if args == ("status",):
             assert "workers: 1 alive, 0 busy" in proc.stdout
 
 
-@pytest.mark.parametrize("jobs", [
-    {"pending": 1, "processing": 0, "completed": 0, "failed": 0, "dead": 0},
-    {"pending": 123456789, "processing": 12, "completed": 98765432101, "failed": 0, "dead": 7},
-])
-def test_status_without_a_terminal_is_a_tab_separated_table_then_lines(monkeypatch, capsys,
-                                                                        jobs):
+@pytest.mark.parametrize(
+    "jobs",
+    [
+        {"pending": 1, "processing": 0, "completed": 0, "failed": 0, "dead": 0},
+        {"pending": 123456789, "processing": 12, "completed": 98765432101, "failed": 0, "dead": 7},
+    ],
+)
+def test_status_without_a_terminal_is_a_tab_separated_table_then_lines(monkeypatch, capsys, jobs):
     """Off a terminal status is the counts as a header line and a row, tab-separated (rich, a
     third of a cold start, is not loaded), then its lines; on any COLUMNS."""
     from queuectl_tui.cli import render
 
-    data = {"jobs": jobs, "total": sum(jobs.values()), "workers": {"alive": 3, "busy": 12345},
-            "oldest_pending_age": 3725.0}
+    data = {
+        "jobs": jobs,
+        "total": sum(jobs.values()),
+        "workers": {"alive": 3, "busy": 12345},
+        "oldest_pending_age": 3725.0,
+    }
     for env in ({}, {"COLUMNS": "1"}, {"COLUMNS": "20"}, {"TTY_COMPATIBLE": "0"}):
         for key in ("COLUMNS", "TTY_COMPATIBLE", "FORCE_COLOR"):
             monkeypatch.delenv(key, raising=False)
@@ -598,9 +671,13 @@ def test_status_without_a_terminal_is_a_tab_separated_table_then_lines(monkeypat
         render.print_status(data, render.piped())
         assert capsys.readouterr().out.splitlines() == [
             "pending\tprocessing\tcompleted\tfailed\tdead\ttotal",
-            "\t".join(str(jobs[s]) for s in ("pending", "processing", "completed", "failed",
-                                            "dead")) + f"\t{sum(jobs.values())}",
-            "workers: 3 alive, 12345 busy", "oldest pending: 1h02m"], env
+            "\t".join(
+                str(jobs[s]) for s in ("pending", "processing", "completed", "failed", "dead")
+            )
+            + f"\t{sum(jobs.values())}",
+            "workers: 3 alive, 12345 busy",
+            "oldest pending: 1h02m",
+        ], env
 
 
 def test_piped_tables_keep_each_row_on_one_line_whole(cli, home):
@@ -615,6 +692,7 @@ def test_piped_tables_keep_each_row_on_one_line_whole(cli, home):
     assert all(line == line.rstrip() for line in lines)
     shown = ok(cli("show", long_id)).out.splitlines()
     assert any(line.split()[:1] == ["command"] and command in line for line in shown)
+
 
 def test_wait_options_refuse_nan(cli):
     for args in (("worker", "stop", "--wait", "nan"), ("cancel", "x", "--wait", "nan")):
@@ -751,15 +829,27 @@ def test_list_takes_several_states_and_says_how_many_more_there_are(cli, home):
 
 def test_logs_of_an_attempt_on_another_host_say_where_and_show_the_tail_kept(cli, home, db):
     ok(cli("enqueue", "--id", "j", "echo from afar; echo line two"))
-    ok(run_cli(home, "worker", "start", "--foreground", "--burst",
-               env=cli_env(home / "afar", QUEUECTL_HOSTNAME="afar",
-                           QUEUECTL_DB=helpers.DB_URL or str(home / "queuectl.db"))))
+    ok(
+        run_cli(
+            home,
+            "worker",
+            "start",
+            "--foreground",
+            "--burst",
+            env=cli_env(
+                home / "afar",
+                QUEUECTL_HOSTNAME="afar",
+                QUEUECTL_DB=helpers.DB_URL or str(home / "queuectl.db"),
+            ),
+        )
+    )
     for logs in (home / "logs", home / "afar" / "logs"):  # only on that machine's disk
         (logs / "j@1-1.log").unlink(missing_ok=True)
     shown = cli("logs", "j")
     assert ok(shown).out == "from afar\nline two\n"
     assert "is on host afar (j@1-1.log in the logs directory of the worker there)" in shown.err
     from queuectl_tui.tui import data
+
     [attempt] = data.read_detail("j", time.time()).attempts
     assert attempt["log_path"] is None and "on host afar" in attempt["log_note"]
     assert attempt["log_note"].endswith("from afar\nline two\n")
@@ -770,6 +860,7 @@ def test_logs_of_an_attempt_without_a_log_file_is_one_line(cli, home, db):
     and exit 1, not a traceback."""
     from queuectl_tui import engine
     from queuectl_tui.store.models import Attempt
+
     ok(cli("enqueue", "--id", "j", "true"))
     job, attempt = engine.claim(engine.register_worker())
     engine.finish(job, attempt, outcome="completed", exit_code=0, tail="")
@@ -784,15 +875,23 @@ def test_logs_follow_an_attempt_running_on_another_host_through_the_database(cli
     that never comes; then it follows the next attempt as usual."""
     from queuectl_tui import engine
     from queuectl_tui.store.models import Attempt
+
     ok(cli("enqueue", "--id", "j", "--max-retries", "1", "true"))
     job, attempt = engine.claim(engine.register_worker())
     Attempt.update(host="afar").where(Attempt.seq == attempt.seq).execute()
     line = user_error(cli("logs", "j"), 1)
     assert "attempt 1 is on host afar" in line and "still running there" in line
-    followers = [subprocess.Popen([sys.executable, "-m", "queuectl_tui", "logs", *args, "j"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  env=cli_env(home), cwd=home.parent)
-                 for args in (("-f",), ("-f", "--attempt", "1"))]
+    followers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "queuectl_tui", "logs", *args, "j"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(home),
+            cwd=home.parent,
+        )
+        for args in (("-f",), ("-f", "--attempt", "1"))
+    ]
     try:
         said = []
         for proc in followers:  # each has seen the attempt running before it ends
@@ -805,9 +904,11 @@ def test_logs_follow_an_attempt_running_on_another_host_through_the_database(cli
             assert select.select([proc.stdout], [], [], 30)[0], "no output printed"
             printed.append(proc.stdout.readline())
         engine.finish(job, attempt, outcome="completed", exit_code=0, tail="")
-        outs = [(first + out, line + err)
-                for proc, first, line in zip(followers, printed, said, strict=True)
-                for out, err in [proc.communicate(timeout=60)]]
+        outs = [
+            (first + out, line + err)
+            for proc, first, line in zip(followers, printed, said, strict=True)
+            for out, err in [proc.communicate(timeout=60)]
+        ]
     finally:
         for proc in followers:
             if proc.poll() is None:
@@ -820,34 +921,57 @@ def test_logs_follow_an_attempt_running_on_another_host_through_the_database(cli
         assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("path", ["q.db", "./q.db", "/a//b/./c/", "//x/y", "///x", "a/../b", ".",
-                                  "/", "a/b/..", "./", "~user/x"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "q.db",
+        "./q.db",
+        "/a//b/./c/",
+        "//x/y",
+        "///x",
+        "a/../b",
+        ".",
+        "/",
+        "a/b/..",
+        "./",
+        "~user/x",
+    ],
+)
 def test_database_paths_read_as_pathlib_reads_them(path):
     """The CLI keeps the database path as text (no pathlib at start-up), spelt as before."""
     from pathlib import Path
 
     from queuectl_tui import paths
+
     assert paths.clean(path) == str(Path(path))
     assert paths.logs_path(paths.clean(path)) == str(Path(path).parent / "logs")
 
 
 @pytest.mark.sqlite_only  # "waiting" is seen as the database file open in the process
-@pytest.mark.parametrize("args", [("wait", "--all"), ("logs", "-f", "j"),
-                                  ("enqueue", "--wait", "sleep 600")])
+@pytest.mark.parametrize(
+    "args", [("wait", "--all"), ("logs", "-f", "j"), ("enqueue", "--wait", "sleep 600")]
+)
 def test_ctrl_c_on_a_waiting_command_exits_130_without_a_traceback(cli, home, args):
     """Exit 1 is `wait`'s "a job died": an interrupted wait is 130 (128 + SIGINT), as shells
     expect of a command stopped by Ctrl+C."""
     ok(cli("enqueue", "--id", "j", "sleep 600"))  # no worker: it never ends
-    proc = subprocess.Popen([sys.executable, "-m", "queuectl_tui", *args], env=cli_env(home),
-                            cwd=home.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "queuectl_tui", *args],
+        env=cli_env(home),
+        cwd=home.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         database = str(home / "queuectl.db")
 
         def waiting() -> bool:  # past its start: inside the command, with the database open
             try:
-                return any(os.readlink(f"/proc/{proc.pid}/fd/{fd}") == database
-                           for fd in os.listdir(f"/proc/{proc.pid}/fd"))
+                return any(
+                    os.readlink(f"/proc/{proc.pid}/fd/{fd}") == database
+                    for fd in os.listdir(f"/proc/{proc.pid}/fd")
+                )
             except OSError:
                 return False
 

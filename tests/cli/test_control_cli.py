@@ -21,9 +21,14 @@ def show(cli, job_id: str) -> dict:
 
 
 def popen(home, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "queuectl_tui", *args], cwd=home.parent,
-                            env=cli_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "queuectl_tui", *args],
+        cwd=home.parent,
+        env=cli_env(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.fixture
@@ -39,11 +44,24 @@ def procs():
 
 # --- enqueue --after ----------------------------------------------------------------------------
 
+
 def test_after_holds_a_job_until_its_dependencies_complete(cli, home):
     ok(cli("enqueue", "--id", "a", "echo a >> order"))
     ok(cli("enqueue", "--id", "b", "echo b >> order"))
-    ok(cli("enqueue", "--id", "c", "--after", "a", "--after", "b", "--priority", "9",
-           "echo c >> order"))
+    ok(
+        cli(
+            "enqueue",
+            "--id",
+            "c",
+            "--after",
+            "a",
+            "--after",
+            "b",
+            "--priority",
+            "9",
+            "echo c >> order",
+        )
+    )
     job = show(cli, "c")
     assert job["dependencies"] == [{"id": "a", "state": "pending"}, {"id": "b", "state": "pending"}]
     assert "dependencies not completed yet: a (pending), b (pending)" in job["why"]
@@ -58,8 +76,10 @@ def test_after_an_unknown_job_is_refused_and_nothing_changes(cli, home):
     ok(cli("enqueue", "--id", "a", "true"))
     before = snapshot(home / "queuectl.db")
     assert "no job with id 'nope'" in user_error(cli("enqueue", "--after", "nope", "true"), 2)
-    lines = ('{"id": "x", "command": "true", "after": ["a"]}\n'
-             '{"id": "y", "command": "true", "after": ["z"]}\n')
+    lines = (
+        '{"id": "x", "command": "true", "after": ["a"]}\n'
+        '{"id": "y", "command": "true", "after": ["z"]}\n'
+    )
     line = user_error(cli("enqueue", "-f", "-", input=lines), 2)
     assert "line 2" in line and "'z'" in line
     assert "after" in user_error(cli("enqueue", '{"command": "true", "after": "a"}'), 2)
@@ -67,8 +87,7 @@ def test_after_an_unknown_job_is_refused_and_nothing_changes(cli, home):
 
 
 def test_after_in_a_file_may_name_a_job_earlier_in_it(cli):
-    lines = ('{"id": "x", "command": "echo x"}\n'
-             '{"id": "y", "command": "echo y", "after": ["x"]}\n')
+    lines = '{"id": "x", "command": "echo x"}\n{"id": "y", "command": "echo y", "after": ["x"]}\n'
     assert ok(cli("enqueue", "-f", "-", input=lines)).out == "x\ny\n"
     assert show(cli, "y")["dependencies"] == [{"id": "x", "state": "pending"}]
 
@@ -92,15 +111,18 @@ def test_after_a_dead_job_goes_to_the_dlq_and_says_so(cli):
 def test_a_dependency_that_dies_sends_its_dependents_to_the_dlq_exactly_once(cli, db, home):
     from queuectl_tui import engine
     from queuectl_tui.store.models import Attempt, Job
+
     ok(cli("enqueue", "--id", "root", "--max-retries", "0", "sleep 0.2; exit 1"))
     for n in range(6):
         ok(cli("enqueue", "--id", f"d{n}", "--after", "root" if n < 3 else f"d{n - 3}", "true"))
     ok(cli("worker", "start", "-n", "3", "--burst"))
     wait_for(lambda: engine.counts()["dead"] == 7, message="root and its dependents dead")
     rows = {j.id: (j.state, j.last_error) for j in Job.select()}
-    assert rows == {"root": ("dead", "exit code 1"),
-                    **{f"d{n}": ("dead", "dependency root failed") for n in range(3)},
-                    **{f"d{n}": ("dead", f"dependency d{n - 3} failed") for n in range(3, 6)}}
+    assert rows == {
+        "root": ("dead", "exit code 1"),
+        **{f"d{n}": ("dead", "dependency root failed") for n in range(3)},
+        **{f"d{n}": ("dead", f"dependency d{n - 3} failed") for n in range(3, 6)},
+    }
     assert Attempt.select().count() == 1  # none of the dependents ran
     assert engine.counts() == {
         "pending": 0,
@@ -113,6 +135,7 @@ def test_a_dependency_that_dies_sends_its_dependents_to_the_dlq_exactly_once(cli
 
 def test_a_job_whose_dependency_completes_is_claimed_by_the_finishing_worker_at_once(cli, db):
     from queuectl_tui.store.models import Attempt, Job
+
     ok(cli("enqueue", "--id", "first", "sleep 0.2"))
     ok(cli("enqueue", "--id", "second", "--after", "first", "true"))
     ok(cli("worker", "start", "-n", "2", "--burst"))
@@ -125,6 +148,7 @@ def test_a_job_whose_dependency_completes_is_claimed_by_the_finishing_worker_at_
 
 
 # --- wait, enqueue --wait -----------------------------------------------------------------------
+
 
 def test_wait_exit_codes_and_lines(cli):
     ok(cli("enqueue", "--id", "good", "true"))
@@ -175,6 +199,7 @@ def test_wait_returns_right_after_the_last_job_ends(cli, db, home, procs):
     """Woken by the database's change counter, as idle workers are, not by a 1 s poll: three
     times over, the gap from the job's end to wait's exit stays well under a second."""
     from queuectl_tui.store.models import Job
+
     ok(cli("worker", "start"))
     gaps = []
     for n in range(3):
@@ -190,8 +215,9 @@ def test_wait_returns_right_after_the_last_job_ends(cli, db, home, procs):
 
 # --- logs --follow ------------------------------------------------------------------------------
 
+
 def test_logs_follow_waits_for_the_start_and_follows_retries(cli, home, procs):
-    flaky = 'if [ -e ran ]; then echo second; else touch ran; echo first; exit 1; fi'
+    flaky = "if [ -e ran ]; then echo second; else touch ran; echo first; exit 1; fi"
     ok(cli("enqueue", "--id", "f", "--max-retries", "1", "--backoff-base", "1", flaky))
     follower = popen(home, "logs", "f", "-f")
     procs.append(follower)
@@ -210,6 +236,7 @@ def test_logs_follow_waits_for_the_start_and_follows_retries(cli, home, procs):
 
 # --- restart ------------------------------------------------------------------------------------
 
+
 def test_restart_runs_a_finished_job_again_and_keeps_its_attempts(cli):
     ok(cli("enqueue", "--id", "r", "--max-retries", "0", "echo run >> runs"))
     ok(cli("enqueue", "--id", "bad", "--max-retries", "0", "exit 1"))
@@ -227,6 +254,7 @@ def test_restart_runs_a_finished_job_again_and_keeps_its_attempts(cli):
 
 
 # --- pause, resume, queues ----------------------------------------------------------------------
+
 
 def test_pause_a_queue_shows_in_status_and_show_and_survives(cli):
     ok(cli("enqueue", "--id", "held", "--queue", "q", "true"))
@@ -262,6 +290,7 @@ def test_pausing_a_queue_by_its_name_alone_says_how(cli):
 
 def test_pause_takes_effect_for_the_next_claim_of_every_worker(cli, db, tmp_path):
     from queuectl_tui.store.models import Job
+
     ok(cli("worker", "start", "-n", "2"))
     wait_for(lambda: len(ok(cli("worker", "list", "--json")).json()) == 2, message="2 workers")
     ok(cli("pause", "--queue", "held"))
@@ -270,18 +299,27 @@ def test_pause_takes_effect_for_the_next_claim_of_every_worker(cli, db, tmp_path
     # After the held jobs, all at once (one at a time, one worker could take each as it came):
     # every worker claims past the held jobs, again and again.
     lines = tmp_path / "open.jsonl"
-    lines.write_text("".join(json.dumps({"id": f"o{n}", "queue": "open", "command": "sleep 0.3"})
-                             + "\n" for n in range(8)))
+    lines.write_text(
+        "".join(
+            json.dumps({"id": f"o{n}", "queue": "open", "command": "sleep 0.3"}) + "\n"
+            for n in range(8)
+        )
+    )
     ok(cli("enqueue", "-f", str(lines)))
-    wait_for(lambda: Job.select().where(Job.queue == "open", Job.state == "completed").count() == 8,
-             message="open queue drained")
+    wait_for(
+        lambda: Job.select().where(Job.queue == "open", Job.state == "completed").count() == 8,
+        message="open queue drained",
+    )
     assert {j.state for j in Job.select().where(Job.queue == "held")} == {"pending"}
     from queuectl_tui.store.models import Attempt
+
     runners = {a.worker_id for a in Attempt.select().join(Job).where(Job.queue == "open")}
     assert len(runners) == 2  # both workers claimed after the pause, neither took a held job
     ok(cli("resume", "--queue", "held"))
-    wait_for(lambda: Job.select().where(Job.queue == "held", Job.state == "completed").count() == 3,
-             message="held queue drained after resume")
+    wait_for(
+        lambda: Job.select().where(Job.queue == "held", Job.state == "completed").count() == 3,
+        message="held queue drained after resume",
+    )
 
 
 def test_queue_list_and_limit(cli):
@@ -292,9 +330,17 @@ def test_queue_list_and_limit(cli):
     assert ok(cli("queue", "limit", "q", "2")).out == "queue q: at most 2 running\n"
     ok(cli("pause", "--queue", "idle"))
     rows = ok(cli("queue", "list", "--json")).json()
-    assert [(r["name"], r["jobs"]["pending"], r["jobs"]["completed"], r["jobs"]["dead"],
-             r["paused"], r["limit"]) for r in rows] == [("idle", 0, 0, 0, True, None),
-                                                          ("q", 1, 1, 1, False, 2)]
+    assert [
+        (
+            r["name"],
+            r["jobs"]["pending"],
+            r["jobs"]["completed"],
+            r["jobs"]["dead"],
+            r["paused"],
+            r["limit"],
+        )
+        for r in rows
+    ] == [("idle", 0, 0, 0, True, None), ("q", 1, 1, 1, False, 2)]
     text = ok(cli("queue", "list")).out
     assert "idle" in text and "yes" in text
     # The states in the order of status and the console, and no limit said as it is typed.
@@ -326,10 +372,15 @@ def test_two_workers_never_exceed_a_queue_limit(cli, home):
     for _ in range(12):
         ok(cli("enqueue", "--queue", "q", f"{stamp % 'start'}; sleep 0.3; {stamp % 'end'}"))
     ok(cli("worker", "start", "-n", "3", "--burst"))
-    wait_for(lambda: ok(cli("status", "--json")).json()["jobs"]["completed"] == 12, timeout=120,
-             message="12 jobs done")
-    events = sorted((float(t), kind == "start") for kind, t in
-                    (line.split() for line in (home.parent / "stamps").read_text().splitlines()))
+    wait_for(
+        lambda: ok(cli("status", "--json")).json()["jobs"]["completed"] == 12,
+        timeout=120,
+        message="12 jobs done",
+    )
+    events = sorted(
+        (float(t), kind == "start")
+        for kind, t in (line.split() for line in (home.parent / "stamps").read_text().splitlines())
+    )
     running = peak = 0
     for _, start in events:  # an end and a start at the same instant: the end first
         running += 1 if start else -1
@@ -339,10 +390,28 @@ def test_two_workers_never_exceed_a_queue_limit(cli, home):
 
 # --- edit ---------------------------------------------------------------------------------------
 
+
 def test_edit_changes_a_pending_job(cli):
     ok(cli("enqueue", "--id", "e", "--delay", "3600", "echo old"))
-    data = ok(cli("edit", "e", "--command", "echo new", "--priority", "5", "--max-retries", "1",
-                  "--timeout", "7", "--queue", "other", "--delay", "0", "--json")).json()
+    data = ok(
+        cli(
+            "edit",
+            "e",
+            "--command",
+            "echo new",
+            "--priority",
+            "5",
+            "--max-retries",
+            "1",
+            "--timeout",
+            "7",
+            "--queue",
+            "other",
+            "--delay",
+            "0",
+            "--json",
+        )
+    ).json()
     assert (
         data["command"],
         data["priority"],
@@ -357,10 +426,14 @@ def test_edit_changes_a_pending_job(cli):
 def test_edit_refuses_bad_input_and_a_running_job(cli, home, procs):
     ok(cli("enqueue", "--id", "e", "sleep 30"))
     before = snapshot(home / "queuectl.db")
-    for args, words in [(("--priority", "x"), "priority"), (("--queue", "a b"), "bad queue"),
-                        (("--command", " "), "empty"), ((), "nothing to change"),
-                        (("--delay", "1", "--run-at", "2030-01-01T00:00:00Z"), "not both"),
-                        (("--max-retries", "-1"), "max_retries")]:
+    for args, words in [
+        (("--priority", "x"), "priority"),
+        (("--queue", "a b"), "bad queue"),
+        (("--command", " "), "empty"),
+        ((), "nothing to change"),
+        (("--delay", "1", "--run-at", "2030-01-01T00:00:00Z"), "not both"),
+        (("--max-retries", "-1"), "max_retries"),
+    ]:
         assert words in user_error(cli("edit", "e", *args), 2)
     assert snapshot(home / "queuectl.db") == before
     ok(cli("worker", "start"))

@@ -42,12 +42,18 @@ def read_until(stream, wanted: str, timeout: float = 30.0) -> str:
 
 # --- long waits say something (item 6) ----------------------------------------------------------
 
+
 def test_a_first_ctrl_c_says_the_worker_stops_after_the_running_job(cli, home, tmp_path):
     gate = tmp_path / "gate"
     ok(cli("enqueue", "--id", "slow", gated(gate)))
-    worker = subprocess.Popen([sys.executable, "-m", "queuectl_tui", "worker", "start",
-                               "--foreground"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=cli_env(home), cwd=home.parent)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "queuectl_tui", "worker", "start", "--foreground"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(home),
+        cwd=home.parent,
+    )
     try:
         read_until(worker.stdout, "start  slow")
         worker.send_signal(signal.SIGINT)  # what Ctrl+C sends
@@ -66,15 +72,25 @@ def test_worker_stop_says_which_workers_still_run_which_job(cli, home, tmp_path)
     gate = tmp_path / "gate"
     ok(cli("enqueue", "--id", "long-one", gated(gate)))
     [worker] = ok(cli("worker", "start", "--json")).json()
-    wait_for(lambda: ok(cli("show", "long-one", "--json")).json()["state"] == "processing",
-             message="the job to start")
-    stop = subprocess.Popen([sys.executable, "-m", "queuectl_tui", "worker", "stop", "--wait",
-                             "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=cli_env(home), cwd=home.parent)
+    wait_for(
+        lambda: ok(cli("show", "long-one", "--json")).json()["state"] == "processing",
+        message="the job to start",
+    )
+    stop = subprocess.Popen(
+        [sys.executable, "-m", "queuectl_tui", "worker", "stop", "--wait", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(home),
+        cwd=home.parent,
+    )
     try:
         said = read_until(stop.stderr, "to finish")  # while it waits
-        assert re.fullmatch(rf"waiting up to [0-9ms]+ for worker {worker['id']} "
-                            r"\(running long-one\) to finish\n", said), said
+        assert re.fullmatch(
+            rf"waiting up to [0-9ms]+ for worker {worker['id']} "
+            r"\(running long-one\) to finish\n",
+            said,
+        ), said
         gate.touch()
         out, err = stop.communicate(timeout=60)
     finally:
@@ -90,25 +106,36 @@ def test_a_wait_that_times_out_names_the_first_ten_jobs_left_and_counts_the_rest
         add(f"job-{n:02d}")
     result = run_here("wait", "--all", "--timeout", "0")
     assert result.code == 124
-    assert result.err == ("error: timed out with 12 job(s) not finished: job-00, job-01, job-02, "
-                          "job-03, job-04, job-05, job-06, job-07, job-08, job-09 and 2 more\n")
+    assert result.err == (
+        "error: timed out with 12 job(s) not finished: job-00, job-01, job-02, "
+        "job-03, job-04, job-05, job-06, job-07, job-08, job-09 and 2 more\n"
+    )
     named = run_here("wait", "job-03", "job-07", "--timeout", "0")
     assert named.err == "error: timed out with 2 job(s) not finished: job-03, job-07\n"
 
 
 # --- progress on long work (item 10) ------------------------------------------------------------
 
+
 def on_a_terminal(home: Path, *args: str, stdin=None) -> tuple[subprocess.Popen, int, Path]:
     """A command whose stderr is a terminal (a pty, 100 columns) and stdout a file."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     out = home.parent / f"stdout-{time.monotonic_ns()}"
-    env = {k: v for k, v in cli_env(home, TERM="xterm", COLUMNS="100").items()
-           if k not in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE")}
+    env = {
+        k: v
+        for k, v in cli_env(home, TERM="xterm", COLUMNS="100").items()
+        if k not in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE")
+    }
     with open(out, "wb") as handle:
-        proc = subprocess.Popen([sys.executable, "-m", "queuectl_tui", *args],
-                                stdin=stdin if stdin is not None else subprocess.DEVNULL,
-                                stdout=handle, stderr=slave, env=env, cwd=home.parent)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "queuectl_tui", *args],
+            stdin=stdin if stdin is not None else subprocess.DEVNULL,
+            stdout=handle,
+            stderr=slave,
+            env=env,
+            cwd=home.parent,
+        )
     os.close(slave)
     return proc, master, out
 
@@ -139,6 +166,7 @@ def drain(master: int) -> bytes:
 
 def test_wait_on_a_terminal_shows_how_many_jobs_ended_and_stdout_stays_clean(cli, home, db):
     from queuectl_tui import engine
+
     for job_id in ("a", "b"):
         ok(cli("enqueue", "--id", job_id, "true"))
     proc, master, out = on_a_terminal(home, "wait", "a", "b")
@@ -167,6 +195,7 @@ def test_a_job_that_ends_while_the_bar_appears_is_counted(monkeypatch):
     from rich.progress import Progress
 
     from queuectl_tui import progress
+
     monkeypatch.setattr(progress, "AFTER", 0.01)
     drawn, ended = threading.Event(), threading.Event()
     start = Progress.start
@@ -184,8 +213,11 @@ def test_a_job_that_ends_while_the_bar_appears_is_counted(monkeypatch):
         assert "0 of 2 ended" in screen.getvalue()
         shown.advance()  # the waiting thread: a job ended
         ended.set()
-        wait_for(lambda: "1 of 2 ended" in screen.getvalue(), timeout=10,
-                 message="the bar to count the job that ended")
+        wait_for(
+            lambda: "1 of 2 ended" in screen.getvalue(),
+            timeout=10,
+            message="the bar to count the job that ended",
+        )
 
 
 def test_enqueue_of_a_long_stream_shows_the_lines_read_on_a_terminal(home, db):
@@ -208,14 +240,14 @@ def test_enqueue_of_a_long_stream_shows_the_lines_read_on_a_terminal(home, db):
 def test_nothing_is_drawn_when_stderr_is_not_a_terminal(cli, home):
     ok(cli("enqueue", "--id", "a", "true"))
     result = cli("wait", "a", "--timeout", "1")  # both streams piped
-    assert result.code == 124 and result.err == (
-        "error: timed out with 1 job(s) not finished: a\n")
+    assert result.code == 124 and result.err == ("error: timed out with 1 job(s) not finished: a\n")
 
 
 @pytest.fixture
 def drawn(monkeypatch):
     """Progress as on a terminal, drawn at once, into what run_here captures as stderr."""
     from queuectl_tui import progress
+
     monkeypatch.setattr(progress, "on_terminal", lambda: True)
     monkeypatch.setattr(progress, "AFTER", 0)
     monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich draws as on a terminal
@@ -224,6 +256,7 @@ def drawn(monkeypatch):
 
 def test_clear_and_dlq_retry_all_show_the_jobs_moved(db, add, drawn):
     from queuectl_tui import engine
+
     for n in range(1200):
         add(f"j{n}")
     for n in range(0, 1200, 2):
@@ -239,6 +272,7 @@ def test_clear_and_dlq_retry_all_show_the_jobs_moved(db, add, drawn):
 def test_a_schema_upgrade_shows_its_steps(tmp_path, drawn):
     from helpers import make_v1
     from queuectl_tui import store as dbmod
+
     old = make_v1(tmp_path / "old.db")
     try:
         result = run_here("--db", str(old), "status", "--json")

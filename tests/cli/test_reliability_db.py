@@ -39,17 +39,34 @@ from helpers import (
 pytestmark = pytest.mark.usefixtures("reap")
 
 COMMANDS = [
-    ("status",), ("list",), ("show", "a"), ("enqueue", "true"), ("config", "list"),
-    ("config", "set", "max_retries", "2"), ("worker", "list"), ("worker", "start"),
-    ("worker", "start", "--foreground", "--burst"), ("recover",), ("dlq", "list"),
-    ("retry", "a"), ("cancel", "a"), ("delete", "a"),
+    ("status",),
+    ("list",),
+    ("show", "a"),
+    ("enqueue", "true"),
+    ("config", "list"),
+    ("config", "set", "max_retries", "2"),
+    ("worker", "list"),
+    ("worker", "start"),
+    ("worker", "start", "--foreground", "--burst"),
+    ("recover",),
+    ("dlq", "list"),
+    ("retry", "a"),
+    ("cancel", "a"),
+    ("delete", "a"),
 ]
 
 
 def run_as(home: Path, *args: str, preexec=None, input: str | None = None) -> Result:
-    proc = subprocess.run([sys.executable, "-m", "queuectl_tui", *args], input=input or "",
-                          capture_output=True, text=True, timeout=120, cwd=home.parent.parent,
-                          env=cli_env(home), preexec_fn=preexec)
+    proc = subprocess.run(
+        [sys.executable, "-m", "queuectl_tui", *args],
+        input=input or "",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=home.parent.parent,
+        env=cli_env(home),
+        preexec_fn=preexec,
+    )
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -62,8 +79,10 @@ def rows(db: Path) -> dict:
                 shutil.copyfile(f"{db}{suffix}", Path(tmp) / f"copy.db{suffix}")
         con = sqlite3.connect(Path(tmp) / "copy.db")
         try:
-            return {t: sorted(con.execute(f"SELECT * FROM {t}").fetchall(), key=repr)
-                    for t in ("job", "attempt", "setting", "environment", "meta")}
+            return {
+                t: sorted(con.execute(f"SELECT * FROM {t}").fetchall(), key=repr)
+                for t in ("job", "attempt", "setting", "environment", "meta")
+            }
         finally:
             con.close()
 
@@ -81,6 +100,7 @@ def populate(home: Path, jobs: int = 3) -> None:
 
 # --- corrupt and foreign files ---------------------------------------------------------------
 
+
 def test_random_bytes_are_refused_naming_the_file(cli, home):
     home.mkdir()
     db = home / "queuectl.db"
@@ -97,7 +117,7 @@ def test_damaged_pages_give_a_clear_error_never_a_traceback(home, tmp_path):
     db = home / "queuectl.db"
     data = bytearray(db.read_bytes())
     page = 4096
-    data[2 * page:6 * page] = os.urandom(4 * page)  # keep the header, wreck the tables
+    data[2 * page : 6 * page] = os.urandom(4 * page)  # keep the header, wreck the tables
     db.write_bytes(bytes(data))
     failed = []
     for args in COMMANDS:  # each on a fresh copy of the damaged directory
@@ -149,19 +169,23 @@ def _foreign_sqlite(path: Path) -> None:
     con.close()
 
 
-@pytest.mark.parametrize("make", [
-    pytest.param(_foreign_sqlite, id="foreign-sqlite"),
-    pytest.param(lambda path: path.write_bytes(os.urandom(8192)), id="random-bytes"),
-    pytest.param(lambda path: path.mkdir(), id="directory"),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(_foreign_sqlite, id="foreign-sqlite"),
+        pytest.param(lambda path: path.write_bytes(os.urandom(8192)), id="random-bytes"),
+        pytest.param(lambda path: path.mkdir(), id="directory"),
+    ],
+)
 def test_nothing_is_created_beside_a_refused_database(tmp_path, make):
     place = tmp_path / "place"
     place.mkdir()
     make(place / "data.db")
     before = sorted(os.listdir(place))
     for args in (("status",), ("enqueue", "true"), ("worker", "start", "--foreground", "--burst")):
-        line = user_error(run_command(tmp_path / "unused", "--db", str(place / "data.db"), *args),
-                          1)
+        line = user_error(
+            run_command(tmp_path / "unused", "--db", str(place / "data.db"), *args), 1
+        )
         assert str(place / "data.db") in line
         assert sorted(os.listdir(place)) == before, args  # no logs/, no journal
 
@@ -172,7 +196,8 @@ def test_a_device_is_not_a_database(tmp_path):
     existed = [p for p in beside if os.path.lexists(p)]
     try:
         line = user_error(
-            run_command(tmp_path / "unused", "--db", "/dev/null", "enqueue", "true"), 1)
+            run_command(tmp_path / "unused", "--db", "/dev/null", "enqueue", "true"), 1
+        )
         assert "/dev/null" in line and "not a database file" in line
         assert [p for p in beside if os.path.lexists(p)] == existed
     finally:  # put /dev back as it was if the refusal failed
@@ -185,6 +210,7 @@ def test_a_device_is_not_a_database(tmp_path):
 
 # --- read-only places ------------------------------------------------------------------------
 
+
 @pytest.fixture
 def as_user():
     return permission_preexec()
@@ -196,8 +222,12 @@ def test_a_read_only_data_directory_refuses_writes_cleanly(home, as_user):
     before, before_rows = tree_digest(home), rows(db)
     home.chmod(0o500)
     try:
-        for args in [("enqueue", "true"), ("config", "set", "max_retries", "1"), ("retry", "a"),
-                     ("worker", "start", "--foreground", "--burst")]:
+        for args in [
+            ("enqueue", "true"),
+            ("config", "set", "max_retries", "1"),
+            ("retry", "a"),
+            ("worker", "start", "--foreground", "--burst"),
+        ]:
             line = user_error(run_as(home, *args, preexec=as_user), 1)
             assert str(db) in line and ("write" in line or "read-only" in line), (args, line)
         # Reading needs the write-ahead log's index file: it works if that exists, else the
@@ -240,9 +270,11 @@ def test_no_database_can_be_created_under_a_read_only_directory(tmp_path, as_use
 
 # --- full disk -------------------------------------------------------------------------------
 
+
 def file_size_limit(limit: int):
     def preexec():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
     return preexec
 
 
@@ -269,8 +301,12 @@ def test_a_disk_with_no_room_at_all_refuses_every_write(home):
     db = home / "queuectl.db"
     before_rows = rows(db)
     full = file_size_limit(0)
-    for args in [("enqueue", "true"), ("config", "set", "max_retries", "1"), ("cancel", "a"),
-                 ("delete", "job1")]:
+    for args in [
+        ("enqueue", "true"),
+        ("config", "set", "max_retries", "1"),
+        ("cancel", "a"),
+        ("delete", "job1"),
+    ]:
         line = user_error(run_as(home, *args, preexec=full), 1)
         # A write refused outright is EFBIG, which SQLite reports as an I/O error (a real full
         # disk, ENOSPC, and a short write both say "full"): either way, named as such.
@@ -283,8 +319,19 @@ def test_a_disk_with_no_room_at_all_refuses_every_write(home):
 def test_a_job_whose_log_hits_a_full_disk_still_finishes(home):
     """The log cannot grow past 2 MB; the job writes 4 MB. It must run to its end (not block on
     a pipe nobody drains) and say in its output tail why the log is short."""
-    ok(run_command(home, "enqueue", "--id", "chatty", "--timeout", "60", "--max-retries", "0",
-                   "yes 0123456789 | head -c 4194304; echo done"))
+    ok(
+        run_command(
+            home,
+            "enqueue",
+            "--id",
+            "chatty",
+            "--timeout",
+            "60",
+            "--max-retries",
+            "0",
+            "yes 0123456789 | head -c 4194304; echo done",
+        )
+    )
     limit = 2 * 1024 * 1024
     ok(run_as(home, "worker", "start", "--foreground", "--burst", preexec=file_size_limit(limit)))
     job = ok(run_command(home, "show", "chatty", "--json")).json()
@@ -312,8 +359,9 @@ print("released", flush=True)
 def test_commands_wait_out_a_lock_held_for_a_few_seconds(cli, home):
     populate(home)
     db = home / "queuectl.db"
-    locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(db), "3"], stdout=subprocess.PIPE,
-                              text=True)
+    locker = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(db), "3"], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert locker.stdout.readline().strip() == "locked"
         # Reads are not blocked by a writer (WAL); writes queue behind it and then succeed.
@@ -350,11 +398,18 @@ with write_transaction():
 def frozen_writer(home: Path) -> tuple[subprocess.Popen, int]:
     """(its process, its worker id), once it is stopped with both locks held."""
     import psutil
-    proc = subprocess.Popen([sys.executable, "-c", FROZEN_WRITER, str(home / "queuectl.db")],
-                            stdout=subprocess.PIPE, text=True, env=cli_env(home))
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FROZEN_WRITER, str(home / "queuectl.db")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=cli_env(home),
+    )
     worker_id = int(proc.stdout.readline())
-    wait_for(lambda: psutil.Process(proc.pid).status() == psutil.STATUS_STOPPED,
-             message="the writer to freeze")
+    wait_for(
+        lambda: psutil.Process(proc.pid).status() == psutil.STATUS_STOPPED,
+        message="the writer to freeze",
+    )
     return proc, worker_id
 
 
@@ -381,13 +436,19 @@ def test_a_writer_frozen_with_the_writers_lock_holds_up_others_only_for_the_busy
     from queuectl_tui import engine, spec
     from queuectl_tui import store as database_module
     from queuectl_tui.store import describe_db_error, open_db
+
     ok(run_command(home, "config", "set", "lease", "600"))  # frozen but not lost: nobody kills it
     holder, _ = frozen_writer(home)
     try:
         if where == "command":
-            proc = subprocess.run([sys.executable, "-c", SHORT_WAIT_COMMAND, "enqueue", "true"],
-                                  capture_output=True, text=True, timeout=60, env=cli_env(home),
-                                  cwd=home)
+            proc = subprocess.run(
+                [sys.executable, "-c", SHORT_WAIT_COMMAND, "enqueue", "true"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=cli_env(home),
+                cwd=home,
+            )
             line = user_error(Result(proc.returncode, proc.stdout, proc.stderr), 1)
         else:
             open_db(home / "queuectl.db")
@@ -417,21 +478,21 @@ def test_a_writer_frozen_with_the_writers_lock_holds_up_others_only_for_the_busy
 
 
 @pytest.mark.parametrize("recovered_by", ["recover", "new-worker"])
-def test_recovery_takes_back_the_job_of_a_worker_frozen_holding_the_write_locks(
-    home, recovered_by
-):
+def test_recovery_takes_back_the_job_of_a_worker_frozen_holding_the_write_locks(home, recovered_by):
     """A worker frozen inside its write transaction keeps the writers' lock and SQLite's: once
     it is lost (stopped, heartbeat past the lease), recovery (``recover``, a worker's start, or
     a worker whose write failed) kills it, known by PID and start time, which frees both
     locks, and takes its job back; the job then runs."""
     import psutil
+
     ok(run_command(home, "config", "set", "lease", "1"))
     ok(run_command(home, "enqueue", "--id", "held", "true"))
     holder, worker_id = frozen_writer(home)
     try:
-        wait_for(lambda: ok(run_command(home, "worker", "list", "--json")).json()[0]["alive"]
-                 is False,
-                 message="the frozen worker to be presumed lost")
+        wait_for(
+            lambda: ok(run_command(home, "worker", "list", "--json")).json()[0]["alive"] is False,
+            message="the frozen worker to be presumed lost",
+        )
         if recovered_by == "recover":
             assert ok(run_command(home, "recover", "--json")).json() == {"recovered": ["held"]}
             job = ok(run_command(home, "show", "held", "--json")).json()
@@ -441,14 +502,16 @@ def test_recovery_takes_back_the_job_of_a_worker_frozen_holding_the_write_locks(
         job = ok(run_command(home, "show", "held", "--json")).json()
         assert job["state"] == "completed"
         assert [a["outcome"] for a in job["attempt_list"]] == ["interrupted", "completed"]
-        assert worker_id not in [w["id"] for w in ok(run_command(home, "worker", "list",
-                                                                 "--json")).json()]
+        assert worker_id not in [
+            w["id"] for w in ok(run_command(home, "worker", "list", "--json")).json()
+        ]
     finally:
         holder.kill()
         holder.wait()
 
 
 # --- logs directory gone or unwritable -------------------------------------------------------
+
 
 def test_a_database_moved_without_its_logs_directory_still_runs_jobs(home):
     populate(home)

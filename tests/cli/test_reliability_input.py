@@ -61,8 +61,14 @@ def template(tmp_path_factory) -> Path:
     cli("enqueue", "--id", "../../etc/passwd", "true")
     cli("config", "set", "max_retries", "4")
     states = {j["id"]: j["state"] for j in json.loads(cli("list", "--json").out)}
-    assert states == {"done": "completed", "dead1": "dead", "flaky": "failed", "waiting": "pending",
-                      "later": "pending", "../../etc/passwd": "pending"}
+    assert states == {
+        "done": "completed",
+        "dead1": "dead",
+        "flaky": "failed",
+        "waiting": "pending",
+        "later": "pending",
+        "../../etc/passwd": "pending",
+    }
     return home
 
 
@@ -289,8 +295,9 @@ def test_stopping_an_unknown_worker_id_signals_no_worker(populated):
     # Had the known worker been signalled it would stop claiming and leave; it still works.
     ok(run_command(populated, "enqueue", "--id", "after-stop", "true"))
     wait_for(
-        lambda: run_command(populated, "show", "after-stop", "--json").json()["state"]
-        == "completed",
+        lambda: (
+            run_command(populated, "show", "after-stop", "--json").json()["state"] == "completed"
+        ),
         message="the worker to run a job after the refused stop",
     )
     workers = ok(run_command(populated, "worker", "list", "--json")).json()

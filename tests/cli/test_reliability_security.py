@@ -41,8 +41,10 @@ def test_every_directory_and_file_is_created_private_even_with_umask_0(tmp_path)
     home = tmp_path / "made" / "by" / "queuectl" / "qhome"  # three parents that do not exist yet
     ok(run_umask0(home, "enqueue", "--id", "j", "echo private"))
     worker = ok(run_umask0(home, "worker", "start", "--json")).json()[0]
-    wait_for(lambda: ok(run_command(home, "show", "j", "--json")).json()["state"] == "completed",
-             message="the job to run")
+    wait_for(
+        lambda: ok(run_command(home, "show", "j", "--json")).json()["state"] == "completed",
+        message="the job to run",
+    )
     # While the worker holds the database open its WAL side files exist: private too.
     side = [home / "queuectl.db-wal", home / "queuectl.db-shm"]
     assert all(p.exists() for p in side)
@@ -103,16 +105,22 @@ def test_log_paths_never_come_from_job_ids_or_commands(cli, home, tmp_path):
         job = ok(cli("show", job_id, "--json")).json()
         assert job["state"] == "completed"
         log = Path(job["attempt_list"][0]["log_file"])
-        assert log.parent == home / "logs" and re.fullmatch(r"[\w%-][\w.%-]*@\d+-\d+\.log",
-                                                            log.name), log
+        assert log.parent == home / "logs" and re.fullmatch(
+            r"[\w%-][\w.%-]*@\d+-\d+\.log", log.name
+        ), log
         assert ok(cli("logs", job_id)).out == f"output of {job_id}\n"
     names = sorted(p.relative_to(home).as_posix() for p in home.rglob("*"))
-    assert all(n in ("queuectl.db", "logs", "logs/workers.log", "logs/writers.lock") or
-               (n.startswith("logs/") and n.count("/") == 1 and "@" in n and n.endswith(".log"))
-               for n in names), names
+    assert all(
+        n in ("queuectl.db", "logs", "logs/workers.log", "logs/writers.lock")
+        or (n.startswith("logs/") and n.count("/") == 1 and "@" in n and n.endswith(".log"))
+        for n in names
+    ), names
     # Nothing was created where the ids point.
-    found = [p for base in (Path("/tmp"), home.parent, home.parent.parent, tmp_path.parent)
-             for p in base.glob(f"*{marker}*")]
+    found = [
+        p
+        for base in (Path("/tmp"), home.parent, home.parent.parent, tmp_path.parent)
+        for p in base.glob(f"*{marker}*")
+    ]
     assert found == []
 
 
@@ -121,14 +129,16 @@ def test_log_paths_never_come_from_job_ids_or_commands(cli, home, tmp_path):
 #: the text it builds is only that literal text, statement names and $N markers.
 #: The dialects' own runners (store/dialects.py) likewise: they run the named statements of
 #: store/sql (``execute``, ``run``) or what they are given.
-_PREPARING = {"_hot", "_prepare", "hot", "run", "execute", "_execute", "copy_in",
-              "begin_snapshot"}
+_PREPARING = {"_hot", "_prepare", "hot", "run", "execute", "_execute", "copy_in", "begin_snapshot"}
 
 
 def _sql_calls(tree: ast.AST):
-    skip = {id(node) for fn in ast.walk(tree)
-            if isinstance(fn, ast.FunctionDef) and fn.name in _PREPARING
-            for node in ast.walk(fn)}
+    skip = {
+        id(node)
+        for fn in ast.walk(tree)
+        if isinstance(fn, ast.FunctionDef) and fn.name in _PREPARING
+        for node in ast.walk(fn)
+    }
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and node.args and id(node) not in skip:
             func = node.func
@@ -152,19 +162,31 @@ def _literal_constants(tree: ast.Module, found: set[str] | None = None) -> set[s
             return literal(node.left) and literal(node.right)
         if isinstance(node, ast.Tuple):
             return all(literal(e) for e in node.elts)
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "join" and not node.keywords):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "join"
+            and not node.keywords
+        ):
             return literal(node.func.value) and all(literal(a) for a in node.args)
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                and node.func.id == "load" and not node.keywords):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "load"
+            and not node.keywords
+        ):
             return all(literal(a) for a in node.args)  # the blocks of a .sql file of store/sql
         if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
             return literal(node.value)  # one named block of such a file
         return False
 
     for stmt in tree.body:
-        if (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
-                and isinstance(stmt.targets[0], ast.Name) and literal(stmt.value)):
+        if (
+            isinstance(stmt, ast.Assign)
+            and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Name)
+            and literal(stmt.value)
+        ):
             found.add(stmt.targets[0].id)
     return found
 
@@ -175,9 +197,11 @@ def _named_block(node: ast.AST) -> bool:
     if not isinstance(node, ast.Subscript):
         return False
     value = node.value
-    return ((isinstance(value, ast.Name) and value.id.endswith("_QUERIES"))
-            or (isinstance(value, ast.Call) and isinstance(value.func, ast.Name)
-                and value.func.id == "blocks"))
+    return (isinstance(value, ast.Name) and value.id.endswith("_QUERIES")) or (
+        isinstance(value, ast.Call)
+        and isinstance(value.func, ast.Name)
+        and value.func.id == "blocks"
+    )
 
 
 def test_sql_text_is_always_a_literal_values_travel_as_parameters():
@@ -185,8 +209,10 @@ def test_sql_text_is_always_a_literal_values_travel_as_parameters():
     constant made of literals, or a named statement of store/sql's files); values go in
     parameters. (Everything else is built by peewee, which parameterises all values.)"""
     offenders, seen = [], 0
-    trees = {path: ast.parse(path.read_text(), str(path))
-             for path in sorted((ROOT / "queuectl_tui").rglob("*.py"))}
+    trees = {
+        path: ast.parse(path.read_text(), str(path))
+        for path in sorted((ROOT / "queuectl_tui").rglob("*.py"))
+    }
     # A constant of one module may be imported by another (models.CLAIMABLE_WHERE).
     constants: set[str] = set()
     for _ in range(2):  # a second pass for names built from another module's constants
@@ -194,19 +220,36 @@ def test_sql_text_is_always_a_literal_values_travel_as_parameters():
             _literal_constants(tree, constants)
     for path, tree in trees.items():
         # A loop over a constant tuple of statements binds each in turn: literal too.
-        looped = {node.target.id for node in ast.walk(tree)
-                  if isinstance(node, ast.For) and isinstance(node.target, ast.Name)
-                  and isinstance(node.iter, ast.Name) and node.iter.id in constants}
+        looped = {
+            node.target.id
+            for node in ast.walk(tree)
+            if isinstance(node, ast.For)
+            and isinstance(node.target, ast.Name)
+            and isinstance(node.iter, ast.Name)
+            and node.iter.id in constants
+        }
         # A named block of store/sql/<backend>/*.sql (``SQLITE_QUERIES["x"]``, ``blocks(db,
         # file)[name]``), and each statement of one (``for s in statements(block)``).
-        named = {node.targets[0].id for node in ast.walk(tree)
-                 if isinstance(node, ast.Assign) and len(node.targets) == 1
-                 and isinstance(node.targets[0], ast.Name) and _named_block(node.value)}
-        named |= {node.target.id for node in ast.walk(tree)
-                  if isinstance(node, ast.For) and isinstance(node.target, ast.Name)
-                  and isinstance(node.iter, ast.Call) and isinstance(node.iter.func, ast.Name)
-                  and node.iter.func.id == "statements" and len(node.iter.args) == 1
-                  and isinstance(node.iter.args[0], ast.Name) and node.iter.args[0].id in named}
+        named = {
+            node.targets[0].id
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and _named_block(node.value)
+        }
+        named |= {
+            node.target.id
+            for node in ast.walk(tree)
+            if isinstance(node, ast.For)
+            and isinstance(node.target, ast.Name)
+            and isinstance(node.iter, ast.Call)
+            and isinstance(node.iter.func, ast.Name)
+            and node.iter.func.id == "statements"
+            and len(node.iter.args) == 1
+            and isinstance(node.iter.args[0], ast.Name)
+            and node.iter.args[0].id in named
+        }
         for call in _sql_calls(tree):
             seen += 1
             texts = [call.args[0]]
@@ -215,13 +258,24 @@ def test_sql_text_is_always_a_literal_values_travel_as_parameters():
                     continue
                 if _named_block(text) or (isinstance(text, ast.Name) and text.id in named):
                     continue  # a named block of store/sql/<backend>/*.sql
-                if (isinstance(text, ast.Subscript) and isinstance(text.value, ast.Attribute)
-                        and text.value.attr == "queries" and isinstance(text.slice, ast.Constant)):
+                if (
+                    isinstance(text, ast.Subscript)
+                    and isinstance(text.value, ast.Attribute)
+                    and text.value.attr == "queries"
+                    and isinstance(text.slice, ast.Constant)
+                ):
                     continue  # a named statement of store/sql/<backend>/queries.sql
-                if (isinstance(text, ast.Subscript) and isinstance(text.slice, ast.Constant)
-                        and ((isinstance(text.value, ast.Attribute)
-                              and text.value.attr in ("queries", "bulk"))
-                             or (isinstance(text.value, ast.Name) and text.value.id == "bulk"))):
+                if (
+                    isinstance(text, ast.Subscript)
+                    and isinstance(text.slice, ast.Constant)
+                    and (
+                        (
+                            isinstance(text.value, ast.Attribute)
+                            and text.value.attr in ("queries", "bulk")
+                        )
+                        or (isinstance(text.value, ast.Name) and text.value.id == "bulk")
+                    )
+                ):
                     continue  # a named statement of store/sql/<backend>/*.sql (bulk = .bulk)
                 if not (isinstance(text, ast.Constant) and isinstance(text.value, str)):
                     offenders.append(f"{path.relative_to(ROOT)}:{call.lineno}")
@@ -230,7 +284,7 @@ def test_sql_text_is_always_a_literal_values_travel_as_parameters():
 
 def test_hostile_strings_are_data(cli):
     hostile = "x');DROP/**/TABLE/**/job;--"  # ids take no whitespace; SQL does not need it
-    ok(cli("enqueue", "--id", hostile, "echo \"'; DELETE FROM job; --\""))
+    ok(cli("enqueue", "--id", hostile, 'echo "\'; DELETE FROM job; --"'))
     ok(cli("enqueue", "--id", "plain", "true"))
     assert [j["id"] for j in ok(cli("list", "--search", "' OR '1'='1", "--json")).json()] == []
     assert [j["id"] for j in ok(cli("list", "--search", "DROP/**/TABLE", "--json")).json()] == [
@@ -246,12 +300,26 @@ def test_a_job_runs_with_the_enqueuers_environment_and_directory_only(home, tmp_
     where.mkdir()
     out = tmp_path / "seen"
     enqueuer = cli_env(home, FOO="from-enqueue")
-    proc = subprocess.run([sys.executable, "-m", "queuectl_tui", "enqueue", "--id", "envjob",
-                           f"env > {out}.env; pwd > {out}.pwd"], capture_output=True, text=True,
-                          cwd=where, env=enqueuer, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "queuectl_tui",
+            "enqueue",
+            "--id",
+            "envjob",
+            f"env > {out}.env; pwd > {out}.pwd",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=where,
+        env=enqueuer,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
-    worker_env = cli_env(home, FOO="from-worker", WORKER_SECRET_TOKEN="hunter2",
-                         AWS_SECRET_ACCESS_KEY="worker-only")
+    worker_env = cli_env(
+        home, FOO="from-worker", WORKER_SECRET_TOKEN="hunter2", AWS_SECRET_ACCESS_KEY="worker-only"
+    )
     proc = subprocess.run(
         [sys.executable, "-m", "queuectl_tui", "worker", "start", "--foreground", "--burst"],
         capture_output=True,
@@ -332,8 +400,19 @@ def test_a_logs_directory_that_is_not_ours_alone_is_never_written(tmp_path, plan
             _needs_root_for_chown()
             os.chown(place / "logs", NOBODY, NOBODY)
         watched = place / "logs"
-    ok(run_command(tmp_path / "unused", "--db", db, "enqueue", "--id", "j", "--max-retries", "0",
-                   "echo secret output"))
+    ok(
+        run_command(
+            tmp_path / "unused",
+            "--db",
+            db,
+            "enqueue",
+            "--id",
+            "j",
+            "--max-retries",
+            "0",
+            "echo secret output",
+        )
+    )
     line = user_error(run_cli(tmp_path / "unused", "--db", db, "worker", "start"), 1)
     assert "logs directory" in line and "refusing" in line
     ok(run_cli(tmp_path / "unused", "--db", db, "worker", "run", "--burst"))

@@ -15,6 +15,7 @@ from helpers import ROOT, cli_env, run_here
 
 pytestmark = pytest.mark.both_backends
 
+
 def here(*args: str, **kwargs):
     """run_here, which must exit 0."""
     result = run_here(*args, **kwargs)
@@ -47,6 +48,7 @@ def rows(text: str) -> list[dict[str, str]]:
 
 # --- piped tables (item 4) ----------------------------------------------------------------------
 
+
 def test_a_piped_list_is_a_header_and_one_tab_separated_line_per_job(db, add, worker):
     add("multi", "echo one\necho\ttwo; printf '\x1b[2J'")
     add("plain", "true", label="nightly run")
@@ -61,8 +63,9 @@ def test_a_piped_list_is_a_header_and_one_tab_separated_line_per_job(db, add, wo
     assert rows(here("worker", "list").out)[0]["id"] == str(worker.id)
     assert [row["queue"] for row in rows(here("queue", "list").out)] == ["default"]
     assert "max_retries" in [row["key"] for row in rows(here("config", "list").out)]
-    status = [line for line in here("status").out.splitlines()
-              if not line.startswith("database: ")]  # (a server is named first)
+    status = [
+        line for line in here("status").out.splitlines() if not line.startswith("database: ")
+    ]  # (a server is named first)
     assert status[0].split("\t")[0] == "pending" and status[1].split("\t")[0] == "2"
 
 
@@ -71,6 +74,7 @@ def test_quiet_lists_print_the_ids_alone(db, add, worker, tmp_path):
         add(f"d{n}", "false", max_retries=0)
     add("alive", "true")
     from queuectl_tui import engine
+
     for job_id in ("d0", "d1", "d2"):
         engine.cancel(job_id)
     assert here("list", "--state", "dead", "-q").out == "d2\nd1\nd0\n"
@@ -85,28 +89,38 @@ def test_quiet_ids_go_through_xargs(cli, home):
         cli("enqueue", "--id", f"d{n}", "true")
         cli("cancel", f"d{n}")
     command = f"{sys.executable} -m queuectl_tui"
-    proc = subprocess.run(["bash", "-c", f"{command} list --state dead -q | xargs {command} retry"],
-                          capture_output=True, text=True, env=cli_env(home), cwd=home.parent,
-                          timeout=60)
+    proc = subprocess.run(
+        ["bash", "-c", f"{command} list --state dead -q | xargs {command} retry"],
+        capture_output=True,
+        text=True,
+        env=cli_env(home),
+        cwd=home.parent,
+        timeout=60,
+    )
     assert (proc.returncode, proc.stdout) == (0, "d1: pending\nd0: pending\n"), proc.stderr
 
 
 # --- arguments (item 5) -------------------------------------------------------------------------
 
+
 def test_queue_limit_takes_a_negative_number_as_a_bad_limit(db, add):
     before = here("queue", "list", "--json").out
     assert refused(2, "queue", "limit", "gpu", "-1") == (
-        "error: bad limit '-1': expected a whole number >= 0 or 'none'")
+        "error: bad limit '-1': expected a whole number >= 0 or 'none'"
+    )
     assert here("queue", "list", "--json").out == before
 
 
 def test_queue_limit_of_a_queue_nothing_names_warns_and_sets_it(db, add):
     from queuectl_tui import engine
+
     add("g", "true", queue="gpu")
     engine.register_worker(["render"])
     result = here("queue", "limit", "nosuchqueue", "2")
-    assert result.err == ("warning: queue 'nosuchqueue' has no jobs and no worker names it "
-                          "(the limit is set all the same)\n")
+    assert result.err == (
+        "warning: queue 'nosuchqueue' has no jobs and no worker names it "
+        "(the limit is set all the same)\n"
+    )
     assert result.out == "queue nosuchqueue: at most 2 running\n"
     assert engine.queue_state("nosuchqueue")["limit"] == 2
     for named in ("gpu", "render"):  # a job's queue, a worker's queue: no warning
@@ -120,13 +134,29 @@ def test_a_job_can_have_no_timeout_when_a_default_is_set(db, tmp_path):
     here("enqueue", '{"id": "null-spec", "command": "true", "timeout": null}')
     here("enqueue", '{"id": "none-spec", "command": "true", "timeout": "none"}')
     bulk = tmp_path / "jobs.jsonl"
-    bulk.write_text('{"id": "bulk-null", "command": "true", "timeout": null}\n'
-                    '{"id": "bulk-default", "command": "true"}\n')
+    bulk.write_text(
+        '{"id": "bulk-null", "command": "true", "timeout": null}\n'
+        '{"id": "bulk-default", "command": "true"}\n'
+    )
     here("enqueue", "-f", str(bulk))
-    assert {name: job(name)["timeout"] for name in (
-        "default", "none-option", "null-spec", "none-spec", "bulk-null", "bulk-default")} == {
-        "default": 3600, "none-option": None, "null-spec": None, "none-spec": None,
-        "bulk-null": None, "bulk-default": 3600}
+    assert {
+        name: job(name)["timeout"]
+        for name in (
+            "default",
+            "none-option",
+            "null-spec",
+            "none-spec",
+            "bulk-null",
+            "bulk-default",
+        )
+    } == {
+        "default": 3600,
+        "none-option": None,
+        "null-spec": None,
+        "none-spec": None,
+        "bulk-null": None,
+        "bulk-default": 3600,
+    }
 
 
 def test_edit_clears_the_optional_fields(db):
@@ -139,17 +169,22 @@ def test_edit_clears_the_optional_fields(db):
 
 def test_errors_write_whole_numbers_whole(db):
     assert refused(2, "enqueue", "--timeout", "-5", "true") == (
-        "error: timeout must be between 0.001 and 2592000, not -5")
+        "error: timeout must be between 0.001 and 2592000, not -5"
+    )
     assert refused(2, "enqueue", '{"command": "x", "max_retries": 500.0}') == (
-        "error: max_retries must be between 0 and 100, not 500")
+        "error: max_retries must be between 0 and 100, not 500"
+    )
     assert "'soon' is not a number of seconds or a duration" in refused(
-        2, "enqueue", "--timeout", "soon", "true")
+        2, "enqueue", "--timeout", "soon", "true"
+    )
 
 
 # --- pueue and task-spooler habits (item 9) -----------------------------------------------------
 
+
 def test_qctl_is_installed_beside_queuectl_tui():
     import tomllib
+
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     scripts = project["project"]["scripts"]
     assert scripts["qctl"] == scripts["queuectl-tui"] == "queuectl_tui.__main__:main"
@@ -160,6 +195,7 @@ def test_durations_wherever_seconds_are_taken(db):
     here("enqueue", "--id", "later", "--delay", "2h30m", "--timeout", "15m", "true")
     later = job("later")
     from helpers import parse_iso
+
     assert 9000 <= parse_iso(later["run_at"]) - before <= 9000 + (time.time() - before)
     assert later["timeout"] == 900
     here("edit", "later", "--delay", "1d")
@@ -170,7 +206,8 @@ def test_durations_wherever_seconds_are_taken(db):
     result = run_here("wait", "later", "--timeout", "0.1s")
     assert result.code == 124 and "not finished: later" in result.err
     assert "is not a number of seconds or a duration" in refused(
-        2, "cancel", "later", "--wait", "5 minutes")
+        2, "cancel", "later", "--wait", "5 minutes"
+    )
     assert refused(2, "config", "set", "lease", "5x").startswith("error: bad value '5x' for lease")
 
 
@@ -178,8 +215,10 @@ def test_labels_are_shown_beside_the_id_and_found_by_search(db):
     here("enqueue", "--id", "b1", "--label", "backup nightly", "true")
     here("enqueue", "--id", "other", "true")
     listed = rows(here("list").out)
-    assert [(row["id"], row["label"]) for row in listed] == [("other", "-"),
-                                                            ("b1", "backup nightly")]
+    assert [(row["id"], row["label"]) for row in listed] == [
+        ("other", "-"),
+        ("b1", "backup nightly"),
+    ]
     assert here("list", "--search", "nightly", "-q").out == "b1\n"
     shown = here("show", "b1").out.splitlines()
     assert shown[:2] == ["id\tb1", "label\tbackup nightly"]
@@ -204,6 +243,7 @@ def test_edit_without_options_opens_the_command_in_the_editor(db, tmp_path):
 
 def test_edit_in_the_editor_refuses_a_running_job_before_the_editor_opens(db, worker, tmp_path):
     from queuectl_tui import engine
+
     here("enqueue", "--id", "r", "echo old")
     engine.claim(worker)
     opened = tmp_path / "opened"
@@ -214,21 +254,33 @@ def test_edit_in_the_editor_refuses_a_running_job_before_the_editor_opens(db, wo
 
 # --- the When column says what a due job waits for (item 2) -------------------------------------
 
+
 def test_list_says_what_blocked_jobs_wait_for(db, add, worker):
     from queuectl_tui import engine
+
     now = time.time()
-    for job_id, fields in [("build", {"queue": "ci"}), ("deploy", {"queue": "ci",
-                                                                  "after": ["build"]}),
-                           ("gpu1", {"queue": "gpu"}), ("gpu2", {"queue": "gpu"}),
-                           ("held", {"queue": "frozen"}), ("free", {}),
-                           ("later", {"queue": "frozen", "delay": 3600})]:
+    for job_id, fields in [
+        ("build", {"queue": "ci"}),
+        ("deploy", {"queue": "ci", "after": ["build"]}),
+        ("gpu1", {"queue": "gpu"}),
+        ("gpu2", {"queue": "gpu"}),
+        ("held", {"queue": "frozen"}),
+        ("free", {}),
+        ("later", {"queue": "frozen", "delay": 3600}),
+    ]:
         add(job_id, "true", now=now, **fields)
     engine.set_limit("gpu", 1)
     engine.pause(["frozen"])
     engine.claim(engine.register_worker(["gpu"]))  # gpu1 runs: gpu is at its limit
     when = {row["id"]: row["when"] for row in rows(here("list").out)}
-    assert when == {"build": "due", "deploy": "after build", "gpu1": when["gpu1"],
-                    "gpu2": "limit 1/1", "held": "paused", "free": "due",
-                    "later": when["later"]}
+    assert when == {
+        "build": "due",
+        "deploy": "after build",
+        "gpu1": when["gpu1"],
+        "gpu2": "limit 1/1",
+        "held": "paused",
+        "free": "due",
+        "later": when["later"],
+    }
     assert when["later"].startswith("in 59m")  # not due yet: when, before what holds it
     assert when["gpu1"].startswith("running")

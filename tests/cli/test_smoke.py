@@ -13,8 +13,12 @@ def test_enqueue_and_burst_worker_complete_a_job(cli, home):
 def test_engine_claims_in_priority_order(db):
     from queuectl_tui import engine, spec
 
-    engine.enqueue([spec.normalize({"id": "low", "command": "true"}),
-                    spec.normalize({"id": "high", "command": "true", "priority": 5})])
+    engine.enqueue(
+        [
+            spec.normalize({"id": "low", "command": "true"}),
+            spec.normalize({"id": "high", "command": "true", "priority": 5}),
+        ]
+    )
     worker = engine.register_worker()
     assert engine.claim(worker)[0].id == "high"
     assert engine.claim(worker)[0].id == "low"

@@ -75,4 +75,3 @@ def test_show_gives_a_waiting_jobs_effective_priority(cli):
     assert "effective_priority" in ok(cli("show", "old")).out
     ok(cli("cancel", "old"))
     assert ok(cli("show", "old", "--json")).json()["effective_priority"] is None  # not waiting
-

@@ -35,6 +35,7 @@ def held_ids(claimed) -> list[str]:
 
 # --- the engine: settle ----------------------------------------------------------------------
 
+
 def test_settle_claims_several_best_first_within_the_queues_limit(add, worker):
     for n in range(5):
         add(f"j{n}", priority=n)
@@ -49,8 +50,7 @@ def test_settle_claims_several_best_first_within_the_queues_limit(add, worker):
     assert Worker.get_by_id(worker.id).current_job == "j1"
 
 
-def test_on_postgresql_a_batchs_ends_and_its_next_claim_are_one_statement(add, worker,
-                                                                          monkeypatch):
+def test_on_postgresql_a_batchs_ends_and_its_next_claim_are_one_statement(add, worker, monkeypatch):
     """One round trip and one commit per batch (queuectl_cycle, run on its own): no BEGIN, no
     COMMIT, no statement per end or per claim."""
     if is_sqlite():
@@ -66,6 +66,7 @@ def test_on_postgresql_a_batchs_ends_and_its_next_claim_are_one_statement(add, w
         def counted(*args, _real=real, _name=name, **kwargs):
             sent.append(_name)
             return _real(*args, **kwargs)
+
         monkeypatch.setattr(db, name, counted)
     ended = [engine.Ended(job, attempt, "completed", 0, at=T0 + 2) for job, attempt in claimed]
     states, more = engine.settle(worker, ended, claim=2, max_backoff=60, now=T0 + 2)
@@ -73,8 +74,9 @@ def test_on_postgresql_a_batchs_ends_and_its_next_claim_are_one_statement(add, w
     assert sent == ["execute_sql"]
     assert states == ["completed", "completed"] and held_ids(more) == ["j2", "j3"]
     assert counts() == {("default", "completed"): 2, ("default", "processing"): 2}
-    assert [a.outcome for _, a in [(j, engine.attempts_of(state(j.id))[0]) for j, _ in claimed]
-            ] == ["completed", "completed"]
+    assert [
+        a.outcome for _, a in [(j, engine.attempts_of(state(j.id))[0]) for j, _ in claimed]
+    ] == ["completed", "completed"]
     assert Worker.get_by_id(worker.id).current_job == "j2"
 
 
@@ -103,8 +105,11 @@ def test_settle_records_ends_and_hands_back_held_jobs_as_they_were(add, worker):
     never = state("never")
     assert (never.state, never.attempts, never.started_at) == ("pending", 0, None)
     assert engine.attempts_of(never) == []
-    assert counts() == {("default", "completed"): 1, ("default", "failed"): 1,
-                        ("default", "pending"): 1}
+    assert counts() == {
+        ("default", "completed"): 1,
+        ("default", "failed"): 1,
+        ("default", "pending"): 1,
+    }
     assert Worker.get_by_id(worker.id).current_job is None
 
 
@@ -126,8 +131,7 @@ def test_a_held_job_taken_back_by_recovery_is_left_alone(add, worker):
     Worker.delete().where(Worker.id == worker.id).execute()  # presumed lost
     assert engine.recover_lost(now=T0 + 2) == ["j"]
     assert state("j").state == "failed"
-    engine.settle(engine.register_worker(now=T0 + 3), hand_back=held, max_backoff=60,
-                  now=T0 + 3)
+    engine.settle(engine.register_worker(now=T0 + 3), hand_back=held, max_backoff=60, now=T0 + 3)
     job = state("j")
     assert (job.state, job.attempts) == ("failed", 1)
     assert [a.outcome for a in engine.attempts_of(job)] == ["lost"]
@@ -135,20 +139,21 @@ def test_a_held_job_taken_back_by_recovery_is_left_alone(add, worker):
 
 # --- the worker ------------------------------------------------------------------------------
 
+
 def enqueue(tmp_path: Path, *specs: dict) -> None:
     engine.enqueue([spec.normalize(s) for s in specs], cwd=str(tmp_path), env=ENV)
 
 
 @pytest.mark.alone  # its batches depend on how fast jobs end
 def test_a_draining_worker_runs_every_job_once_with_its_own_times(db, tmp_path, monkeypatch):
-    enqueue(tmp_path, *({"id": f"j{n:02}", "command": f"echo j{n:02} >> ran"}
-                        for n in range(40)))
+    enqueue(tmp_path, *({"id": f"j{n:02}", "command": f"echo j{n:02} >> ran"} for n in range(40)))
     batches, real_settle = [], engine.settle
 
     def settle(*args, **kwargs):
         states, claimed = real_settle(*args, **kwargs)
         batches.append(len(claimed))
         return states, claimed
+
     monkeypatch.setattr(engine, "settle", settle)
     # a budget no job here takes on a loaded machine either: the batches grow whatever the load
     monkeypatch.setattr(batch_module, "RECORD_WITHIN", 5.0)
@@ -170,10 +175,15 @@ def test_a_draining_worker_runs_every_job_once_with_its_own_times(db, tmp_path, 
 
 
 def test_a_long_job_hands_back_the_jobs_held_behind_it(db, tmp_path):
-    enqueue(tmp_path,
-            {"id": "long", "priority": 10,
-             "command": "touch started; while [ ! -e go ]; do sleep 0.02; done"},
-            *({"id": f"short{n}", "command": "true"} for n in range(3)))
+    enqueue(
+        tmp_path,
+        {
+            "id": "long",
+            "priority": 10,
+            "command": "touch started; while [ ! -e go ]; do sleep 0.02; done",
+        },
+        *({"id": f"short{n}", "command": "true"} for n in range(3)),
+    )
     worker = WorkerLoop(burst=True)
     worker.batch.size = 4
 
@@ -182,8 +192,11 @@ def test_a_long_job_hands_back_the_jobs_held_behind_it(db, tmp_path):
 
     def release():
         try:
-            wait_for(lambda: (tmp_path / "started").exists() and handed_back(), timeout=30,
-                     message="the held jobs were handed back while the long job ran")
+            wait_for(
+                lambda: (tmp_path / "started").exists() and handed_back(),
+                timeout=30,
+                message="the held jobs were handed back while the long job ran",
+            )
             assert state("long").state == "processing"
             assert Attempt.select().count() == 1  # the held jobs' attempts are gone
         finally:
@@ -195,7 +208,9 @@ def test_a_long_job_hands_back_the_jobs_held_behind_it(db, tmp_path):
     assert worker.run() == 0
     thread.join()
     assert {j.id: (j.state, j.attempts) for j in Job.select()} == {
-        "long": ("completed", 1), **{f"short{n}": ("completed", 1) for n in range(3)}}
+        "long": ("completed", 1),
+        **{f"short{n}": ("completed", 1) for n in range(3)},
+    }
     assert [a.number for a in Attempt.select()] == [1, 1, 1, 1]
 
 
@@ -226,8 +241,12 @@ def test_a_dead_workers_ended_but_unrecorded_jobs_count_as_run(db, tmp_path, mon
     worker.launcher.close()
     engine.recover_lost()
     outcomes = {j.id: [a.outcome for a in engine.attempts_of(j)] for j in Job.select()}
-    assert outcomes == {"j0": ["lost"], "j1": ["lost"], "j2": ["interrupted"],
-                        "j3": ["interrupted"]}
+    assert outcomes == {
+        "j0": ["lost"],
+        "j1": ["lost"],
+        "j2": ["interrupted"],
+        "j3": ["interrupted"],
+    }
     assert (tmp_path / "ran").read_text() == "ran\nran\n"
     worker.journal.close()
 
@@ -244,8 +263,12 @@ def test_no_held_job_starts_once_pause_has_returned(db, tmp_path, monkeypatch, p
     assert len(worker.batch.held) == 4
     worker._run_next()
     before = change_token()
-    pauser = threading.Thread(target=lambda: (engine.pause(["default"] if paused == "its queue"
-                                                           else None), database.close()))
+    pauser = threading.Thread(
+        target=lambda: (
+            engine.pause(["default"] if paused == "its queue" else None),
+            database.close(),
+        )
+    )
     pauser.start()
     pauser.join()
     if before is not None and not is_sqlite():  # PostgreSQL: the NOTIFY is on its way
@@ -255,7 +278,11 @@ def test_no_held_job_starts_once_pause_has_returned(db, tmp_path, monkeypatch, p
     worker._settle()
     assert (tmp_path / "ran").read_text() == "j0\n"
     assert [(j.id, j.state) for j in Job.select().order_by(Job.id)] == [
-        ("j0", "completed"), ("j1", "pending"), ("j2", "pending"), ("j3", "pending")]
+        ("j0", "completed"),
+        ("j1", "pending"),
+        ("j2", "pending"),
+        ("j3", "pending"),
+    ]
     assert Attempt.select().count() == 1 and state("j1").attempts == 0
     worker.launcher.close()
     worker.journal.close()
@@ -263,4 +290,3 @@ def test_no_held_job_starts_once_pause_has_returned(db, tmp_path, monkeypatch, p
 
 def test_the_journal_outlasts_a_whole_batch():
     assert engine.JOURNAL_SLOTS > batch_module.BATCH_MAX + 1
-

@@ -23,8 +23,9 @@ def explain(job, **kw) -> str:
 def run(worker, outcome="completed", now=T0 + 1):
     """Claim the next job and end it with ``outcome``; returns the job's id."""
     job, attempt = engine.claim(worker, now=now)
-    engine.finish(job, attempt, outcome=outcome, error=None if outcome == "completed" else "boom",
-                  now=now)
+    engine.finish(
+        job, attempt, outcome=outcome, error=None if outcome == "completed" else "boom", now=now
+    )
     return job.id
 
 
@@ -33,6 +34,7 @@ def states(*ids: str) -> list[str]:
 
 
 # --- dependencies -------------------------------------------------------------------------------
+
 
 def test_spec_after_is_a_list_of_job_ids():
     assert spec.normalize({"command": "x", "after": ["a", "b", "a"]})["after"] == ["a", "b"]
@@ -59,8 +61,17 @@ def test_a_completed_dependency_is_claimed_by_the_finishing_workers_next_claim(a
     add("a")
     add("b", after=["a"])
     job, attempt = engine.claim(worker, now=T0 + 1)
-    _, claimed = engine.finish_and_claim(job, attempt, worker, outcome="completed", exit_code=0,
-                                         error=None, tail=None, max_backoff=60, now=T0 + 2)
+    _, claimed = engine.finish_and_claim(
+        job,
+        attempt,
+        worker,
+        outcome="completed",
+        exit_code=0,
+        error=None,
+        tail=None,
+        max_backoff=60,
+        now=T0 + 2,
+    )
     assert claimed is not None and claimed[0].id == "b"
 
 
@@ -87,17 +98,22 @@ def test_a_dependency_that_dies_sends_its_dependents_to_the_dlq_once(add, worker
     add("d", after=["a"])
     run(worker, "failed")
     assert states("b", "c", "d") == ["dead"] * 3
-    assert [state(i).last_error for i in "bcd"] == ["dependency a failed", "dependency b failed",
-                                                    "dependency a failed"]
+    assert [state(i).last_error for i in "bcd"] == [
+        "dependency a failed",
+        "dependency b failed",
+        "dependency a failed",
+    ]
     assert all(engine.attempts_of(state(i)) == [] for i in "bcd")  # none of them ran
     assert engine.claim(worker, now=T0 + 2) is None
 
 
 def test_stream_enqueue_takes_after_including_jobs_earlier_in_the_input(db, tmp_path, worker):
     engine.enqueue([spec.normalize({"id": "old", "command": "true"})], cwd=str(tmp_path), env={})
-    lines = [("line 1", {"id": "x", "command": "true", "after": ["old"]}),
-             ("line 2", {"id": "y", "command": "true", "after": ["x", "old"]}),
-             ("line 3", {"command": "true"})]
+    lines = [
+        ("line 1", {"id": "x", "command": "true", "after": ["old"]}),
+        ("line 2", {"id": "y", "command": "true", "after": ["x", "old"]}),
+        ("line 3", {"command": "true"}),
+    ]
     with engine.enqueue_stream(lines, cwd=str(tmp_path), env={}) as added:
         assert added.count == 3 and added.dead() == []
     assert [state(i).waiting_on for i in ("x", "y")] == [1, 2]
@@ -107,11 +123,15 @@ def test_stream_enqueue_takes_after_including_jobs_earlier_in_the_input(db, tmp_
 @pytest.mark.both_backends
 @pytest.mark.parametrize("after", [["later"], ["ghost"], ["me"]])
 def test_stream_enqueue_refuses_a_later_or_unknown_dependency(db, tmp_path, after):
-    lines = [("line 1", {"command": "true"}),
-             ("line 2", {"id": "me", "command": "true", "after": after}),
-             ("line 3", {"id": "later", "command": "true"})]
-    with (pytest.raises(InvalidInput, match=f"line 2: after: no job with id '{after[0]}'") as err,
-          engine.enqueue_stream(lines, cwd=str(tmp_path), env={})):
+    lines = [
+        ("line 1", {"command": "true"}),
+        ("line 2", {"id": "me", "command": "true", "after": after}),
+        ("line 3", {"id": "later", "command": "true"}),
+    ]
+    with (
+        pytest.raises(InvalidInput, match=f"line 2: after: no job with id '{after[0]}'") as err,
+        engine.enqueue_stream(lines, cwd=str(tmp_path), env={}),
+    ):
         pass
     assert err.value.field == "after"  # the console's form puts it under that field
     assert Job.select().count() == 0 and Dependency.select().count() == 0
@@ -124,13 +144,20 @@ def test_stream_enqueue_names_the_id_field_of_a_repeated_or_taken_id(db, tmp_pat
     backends, under the ``id`` field (the console's form puts it there): PostgreSQL's staging
     raised it without the field."""
     if taken:
-        engine.enqueue([spec.normalize({"id": "x", "command": "true"})], cwd=str(tmp_path),
-                       env={})
-    lines = [("line 1", {"id": "x", "command": "true"}),
-             ("line 2", {"id": "y" if taken else "x", "command": "true"})]
-    with (pytest.raises(InvalidInput, match="line 1: job id 'x' already exists" if taken
-                        else "line 2: duplicate job id 'x' in the input") as err,
-          engine.enqueue_stream(lines, cwd=str(tmp_path), env={})):
+        engine.enqueue([spec.normalize({"id": "x", "command": "true"})], cwd=str(tmp_path), env={})
+    lines = [
+        ("line 1", {"id": "x", "command": "true"}),
+        ("line 2", {"id": "y" if taken else "x", "command": "true"}),
+    ]
+    with (
+        pytest.raises(
+            InvalidInput,
+            match="line 1: job id 'x' already exists"
+            if taken
+            else "line 2: duplicate job id 'x' in the input",
+        ) as err,
+        engine.enqueue_stream(lines, cwd=str(tmp_path), env={}),
+    ):
         pass
     assert err.value.field == "id"
     assert Job.select().count() == (1 if taken else 0)
@@ -139,8 +166,10 @@ def test_stream_enqueue_names_the_id_field_of_a_repeated_or_taken_id(db, tmp_pat
 def test_stream_enqueue_after_a_dead_job_goes_to_the_dlq(add, worker, tmp_path):
     add("a", max_retries=0)
     run(worker, "failed")
-    lines = [("line 1", {"id": "x", "command": "true", "after": ["a"]}),
-             ("line 2", {"id": "y", "command": "true", "after": ["x"]})]
+    lines = [
+        ("line 1", {"id": "x", "command": "true", "after": ["a"]}),
+        ("line 2", {"id": "y", "command": "true", "after": ["x"]}),
+    ]
     with engine.enqueue_stream(lines, cwd=str(tmp_path), env={}) as added:
         assert added.dead() == [("x", "dependency a failed"), ("y", "dependency x failed")]
 
@@ -154,9 +183,16 @@ def test_cancel_of_a_job_others_wait_on_sends_them_to_the_dlq(add):
 
 def chain(length: int) -> None:
     """c0 <- c1 <- … : each job waits on the one before it."""
-    specs = ((f"line {n}", spec.normalize({"id": f"c{n}", "command": "true",
-                                           **({"after": [f"c{n - 1}"]} if n else {})}, now=T0))
-             for n in range(length))
+    specs = (
+        (
+            f"line {n}",
+            spec.normalize(
+                {"id": f"c{n}", "command": "true", **({"after": [f"c{n - 1}"]} if n else {})},
+                now=T0,
+            ),
+        )
+        for n in range(length)
+    )
     with engine.enqueue_stream(specs, cwd="/", env={}, now=T0):
         pass
 
@@ -253,6 +289,7 @@ def test_retry_after_a_completed_dependency_was_cleared_runs(add, worker):
 
 # --- restart ------------------------------------------------------------------------------------
 
+
 def test_restart_runs_a_finished_job_again_keeping_its_history(add, worker):
     add("a", max_retries=1)
     run(worker)
@@ -260,7 +297,8 @@ def test_restart_runs_a_finished_job_again_keeping_its_history(add, worker):
     run(worker, "failed")
     jobs = engine.restart(["a", "d"], now=T0 + 10)
     assert [(j.state, j.attempts, j.last_error, j.finished_at) for j in jobs] == [
-        ("pending", 0, None, None)] * 2
+        ("pending", 0, None, None)
+    ] * 2
     job, attempt = engine.claim(worker, now=T0 + 11)
     assert (job.id, attempt.number) == ("a", 2)
     engine.finish(job, attempt, outcome="completed", now=T0 + 12)
@@ -313,12 +351,29 @@ def test_restart_of_a_job_whose_dependency_is_dead_goes_back_to_the_dlq(add, wor
 
 # --- edit ---------------------------------------------------------------------------------------
 
+
 def test_edit_changes_a_waiting_job_with_enqueue_validation(add, worker):
     add("x", priority=1)
-    job = engine.edit("x", {"command": "echo new", "priority": 7, "max_retries": 5, "timeout": 9,
-                            "queue": "other", "delay": 60}, now=T0 + 1)
+    job = engine.edit(
+        "x",
+        {
+            "command": "echo new",
+            "priority": 7,
+            "max_retries": 5,
+            "timeout": 9,
+            "queue": "other",
+            "delay": 60,
+        },
+        now=T0 + 1,
+    )
     assert (job.command, job.priority, job.max_retries, job.timeout, job.queue, job.run_at) == (
-        "echo new", 7, 5, 9.0, "other", T0 + 61)
+        "echo new",
+        7,
+        5,
+        9.0,
+        "other",
+        T0 + 61,
+    )
     assert job.rank == 7  # kept by the trigger (no aging)
     assert engine.queue_state("other")["name"] == "other"
     assert engine.counts()["pending"] == 1
@@ -346,6 +401,7 @@ def test_edit_refuses_a_running_or_finished_job_and_changes_nothing(add, worker)
 
 
 # --- pause, limits, explain ---------------------------------------------------------------------
+
 
 def test_pause_holds_a_queue_until_resumed(add, db):
     add("a", queue="q")
@@ -406,12 +462,11 @@ def test_explain_says_what_holds_a_waiting_job(add, worker):
     settings.set_value("priority_aging", 1.0)
     assert "effective priority 2.0 (aging)" in explain(state("c"), now=T0 + 120)
     add("d", delay=60)
-    assert explain(state("d"), now=T0).startswith(
-        f"scheduled for {spec.iso(T0 + 60)}; its queue"
-    )
+    assert explain(state("d"), now=T0).startswith(f"scheduled for {spec.iso(T0 + 60)}; its queue")
 
 
 # --- waiting ------------------------------------------------------------------------------------
+
 
 def test_wait_yields_each_job_as_it_ends(add, worker):
     add("done")
@@ -455,12 +510,14 @@ def test_waiting_for_every_job_reads_only_what_changed(add, worker, monkeypatch)
     (the waiter sees each before the next ends), a job is deleted and 3 are added meanwhile;
     every job is still reported, the added ones included, and the deleted one is let go."""
     from queuectl_tui.store.models import database
+
     start = time.time() - 10
     for n in range(100):
         add(f"j{n:03}", now=start)
     full_looks, real = [], engine.waiting._unfinished
-    monkeypatch.setattr(engine.waiting, "_unfinished",
-                        lambda *args: full_looks.append(1) or real(*args))
+    monkeypatch.setattr(
+        engine.waiting, "_unfinished", lambda *args: full_looks.append(1) or real(*args)
+    )
     monkeypatch.setattr(engine.waiting, "FULL_LOOK", 3600.0)  # only when counts call
     seen: list[str] = []
     trouble: list[BaseException] = []

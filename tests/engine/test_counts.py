@@ -37,10 +37,18 @@ def counted(**expected: int) -> dict[str, int]:
 
 
 @pytest.mark.both_backends
-@pytest.mark.parametrize("outcome, max_retries, final", [
-    ("completed", 1, "completed"), ("failed", 1, "failed"), ("failed", 0, "dead"),
-    ("timeout", 1, "failed"), ("lost", 1, "failed"), ("interrupted", 1, "pending"),
-    ("cancelled", 1, "dead")])
+@pytest.mark.parametrize(
+    "outcome, max_retries, final",
+    [
+        ("completed", 1, "completed"),
+        ("failed", 1, "failed"),
+        ("failed", 0, "dead"),
+        ("timeout", 1, "failed"),
+        ("lost", 1, "failed"),
+        ("interrupted", 1, "pending"),
+        ("cancelled", 1, "dead"),
+    ],
+)
 def test_counts_follow_enqueue_claim_and_every_finish(add, worker, outcome, max_retries, final):
     add("j", max_retries=max_retries)
     add("other")
@@ -135,8 +143,20 @@ def test_status_counts_equal_the_rows_after_a_random_mix_of_operations(cli, db, 
     held = []
     for step in range(300):
         now = T0 + step
-        op = rng.choice(["enqueue", "claim", "claim", "finish", "finish", "retry", "cancel",
-                         "delete", "recover", "clear"])
+        op = rng.choice(
+            [
+                "enqueue",
+                "claim",
+                "claim",
+                "finish",
+                "finish",
+                "retry",
+                "cancel",
+                "delete",
+                "recover",
+                "clear",
+            ]
+        )
         ids = [j.id for j in engine.list_jobs(limit=0)]
         try:
             if op == "enqueue":
@@ -151,8 +171,13 @@ def test_status_counts_equal_the_rows_after_a_random_mix_of_operations(cli, db, 
                     held.append(claimed)
             elif op == "finish" and held:
                 claimed = held.pop(rng.randrange(len(held)))
-                engine.finish(*claimed, now=now, outcome=rng.choice(
-                    ["completed", "failed", "timeout", "interrupted", "cancelled"]))
+                engine.finish(
+                    *claimed,
+                    now=now,
+                    outcome=rng.choice(
+                        ["completed", "failed", "timeout", "interrupted", "cancelled"]
+                    ),
+                )
             elif op == "retry" and ids:
                 engine.retry(rng.choice(ids), now=now)
             elif op == "cancel" and ids:
@@ -191,6 +216,7 @@ def steps(func) -> int:
     def tick() -> int:
         calls[0] += 1
         return 0
+
     connection = database.connection()
     connection.set_progress_handler(tick, 1000)
     try:
@@ -221,9 +247,12 @@ def test_an_upgraded_first_release_database_counts_its_rows(tmp_path):
     for i, state in enumerate(
         ["pending", "completed", "completed", "dead", "failed", "processing"]
     ):
-        con.execute("INSERT INTO job (id, command, queue, state, priority, attempts, max_retries, "
-                    "backoff_base, run_at, created_at, updated_at, cwd, cancel_requested) VALUES "
-                    "(?, 'true', 'default', ?, 0, 0, 3, 2, 0, 0, 0, '/', 0)", (f"v1-{i}", state))
+        con.execute(
+            "INSERT INTO job (id, command, queue, state, priority, attempts, max_retries, "
+            "backoff_base, run_at, created_at, updated_at, cwd, cancel_requested) VALUES "
+            "(?, 'true', 'default', ?, 0, 0, 3, 2, 0, 0, 0, '/', 0)",
+            (f"v1-{i}", state),
+        )
     con.commit()
     con.close()
     open_db(path)

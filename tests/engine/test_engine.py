@@ -18,7 +18,9 @@ def explain(job, **kw) -> str:
     """The sentence ``show`` and the console give: ``engine.why_facts`` worded by present."""
     return present.explain(engine.why_facts(job, **kw))
 
+
 # --- success, failure, backoff, DLQ --------------------------------------------------------------
+
 
 def test_success_completes_in_one_attempt(add, worker):
     add("ok")
@@ -64,7 +66,7 @@ def test_failure_goes_to_dlq_after_exactly_max_retries_plus_one_runs(add, worker
         assert engine.claim(worker, now=row.run_at - 0.01) is None
         now = row.run_at
     assert runs == max_retries + 1
-    assert waits == [2.0 ** k for k in range(1, max_retries + 1)]
+    assert waits == [2.0**k for k in range(1, max_retries + 1)]
     row = state("bad")
     assert (row.state, row.attempts, row.last_error, row.exit_code) == (
         "dead",
@@ -173,6 +175,7 @@ def test_dlq_retry_all(add, worker):
 
 # --- scheduling and order ------------------------------------------------------------------------
 
+
 def test_scheduled_jobs_are_not_claimed_before_they_are_due(add, worker):
     add("later", delay=60)
     add("at", run_at="2027-01-15T08:00:00Z")  # T0 is 2027-01-15T08:00:00Z
@@ -221,6 +224,7 @@ def test_workers_only_claim_their_queues(add):
 
 # --- enqueue is all or nothing -------------------------------------------------------------------
 
+
 def test_duplicate_id_is_rejected_and_nothing_changes(add):
     add("dup", command="echo first")
     with pytest.raises(InvalidInput, match="'dup' already exists"):
@@ -255,6 +259,7 @@ def test_environment_is_recorded_per_job(db, tmp_path):
 
 
 # --- cancel, delete, clear -----------------------------------------------------------------------
+
 
 def test_cancel_pending_and_failed_jobs_sends_them_to_the_dlq(add, worker):
     add("f", max_retries=3, backoff_base=10)
@@ -335,6 +340,7 @@ def test_clear_by_state_never_touches_running_jobs(add, worker):
 
 # --- recovery ------------------------------------------------------------------------------------
 
+
 def test_jobs_of_a_dead_worker_process_are_recovered(add, db):
     gone = engine.register_worker(pid=dead_pid(), now=T0)
     add("j", max_retries=1, backoff_base=1)
@@ -377,6 +383,7 @@ def test_a_silent_worker_on_this_host_is_lost_only_if_its_process_is_not_running
 
 def test_recovery_kills_the_lost_jobs_process_tree(add, db):
     from queuectl_tui import procs
+
     gone = engine.register_worker(pid=dead_pid(), now=T0)
     add("j")
     job, attempt = engine.claim(gone, now=T0)
@@ -471,6 +478,7 @@ def test_a_job_retried_from_the_dlq_shows_its_running_attempt(add, worker):
     running = engine.running_attempts()
     assert running["j"][1].seq == attempt.seq
     from queuectl_tui.run.monitor import WorkerMonitor
+
     [shown] = WorkerMonitor().sample(now=T0 + 3)
     assert shown.job_started_at == T0 + 2
 
@@ -484,6 +492,7 @@ def test_a_live_workers_job_is_left_alone(add, worker):
 
 # --- explain, stats, JSON ------------------------------------------------------------------------
 
+
 def test_explain_says_why_a_job_waits(add, worker):
     add("sched", delay=3600)
     assert explain(state("sched"), now=T0) == f"scheduled for {spec.iso(T0 + 3600)}"
@@ -492,7 +501,8 @@ def test_explain_says_why_a_job_waits(add, worker):
     engine.finish(*engine.claim(worker, now=T0), outcome="failed", error="exit code 1", now=T0)
     assert explain(state("flaky"), now=T0 + 1) == (
         f"backing off until {spec.iso(T0 + 10)} after attempt 1 failed: exit code 1; "
-        "retry budget 0 of 2 used")
+        "retry budget 0 of 2 used"
+    )
 
     add("due")
     assert "an idle worker will claim it next" in explain(state("due"), now=T0 + 1)
@@ -529,7 +539,8 @@ def test_attempt_numbers_continue_after_dlq_retry_and_the_budget_starts_over(add
     )
     assert explain(state("f"), now=T0 + 21) == (
         f"backing off until {spec.iso(T0 + 30)} after attempt 3 failed: exit code 1; "
-        "retry budget 0 of 1 used")
+        "retry budget 0 of 1 used"
+    )
     engine.finish(
         *engine.claim(worker, now=T0 + 30), outcome="failed", error="exit code 1", now=T0 + 30
     )
@@ -562,6 +573,7 @@ def test_job_dict_carries_the_documented_fields_in_utc(add):
 
 # --- what holds a due job back (the When column) -------------------------------------------------
 
+
 def test_holds_say_what_each_waiting_job_of_a_page_waits_for_in_a_few_reads(add, worker, db):
     add("build", queue="ci")
     add("test", queue="ci")
@@ -582,13 +594,21 @@ def test_holds_say_what_each_waiting_job_of_a_page_waits_for_in_a_few_reads(add,
         del db.execute_sql
     assert 1 <= len(statements) <= 4  # deps, paused_all, queues, running counts: not per row
     said = {job.id: present.when(job, T0 + 2, holds.get(job.seq)) for job in page}
-    assert said == {"build": "due", "test": "due", "deploy": "after build +1",
-                    "gpu1": "running 1s", "gpu2": "limit 1/1", "held": "paused", "free": "due"}
+    assert said == {
+        "build": "due",
+        "test": "due",
+        "deploy": "after build +1",
+        "gpu1": "running 1s",
+        "gpu2": "limit 1/1",
+        "held": "paused",
+        "free": "due",
+    }
     by_id = {job.id: job for job in page}
     assert holds[by_id["deploy"].seq].after == (("build", "pending"), ("test", "pending"))
     # explain says the same, in words
     assert "dependencies not completed yet: build (pending), test (pending)" in explain(
-        by_id["deploy"], now=T0 + 2)
+        by_id["deploy"], now=T0 + 2
+    )
     assert "at its limit (1 of 1 running)" in explain(by_id["gpu2"], now=T0 + 2)
     # a job not yet due says when, whatever holds it
     assert present.when(by_id["held"], T0 - 60, holds[by_id["held"].seq]) == "in 1m00s"
@@ -598,10 +618,12 @@ def _counting(execute, statements):
     def run(sql, *args, **kwargs):
         statements.append(sql)
         return execute(sql, *args, **kwargs)
+
     return run
 
 
 # --- log file names -------------------------------------------------------------------------------
+
 
 def test_log_files_are_named_by_their_job_not_like_another_jobs_id(add, worker, tmp_path):
     """``job1-1.log`` once belonged to internal number 1, whatever its id: a job named job1
@@ -614,10 +636,14 @@ def test_log_files_are_named_by_their_job_not_like_another_jobs_id(add, worker, 
         job, attempt = engine.claim(worker, now=T0 + 1)
         names[job.id] = attempt.log_file
         engine.finish(job, attempt, outcome="completed", exit_code=0, now=T0 + 2)
-    assert names == {"first": "first@1-1.log", "job1": "job1@2-1.log",
-                     "../a%b/c": "%2E.%2Fa%25b%2Fc@3-1.log"}
+    assert names == {
+        "first": "first@1-1.log",
+        "job1": "job1@2-1.log",
+        "../a%b/c": "%2E.%2Fa%25b%2Fc@3-1.log",
+    }
     assert engine.log_path(Attempt.get(Attempt.log_file == names["../a%b/c"])).parent == (
-        engine.logs_dir())
+        engine.logs_dir()
+    )
 
 
 def test_an_old_databases_log_names_are_still_read(add, worker, cli):

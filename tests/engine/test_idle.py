@@ -29,11 +29,13 @@ class _Changes:
         self.backend = backend
         if backend == "sqlite":
             import sqlite3
+
             self.path = home / "queuectl.db"
             self.conn = sqlite3.connect(self.path)
             self.before = self._sqlite()
         else:
             import psycopg2
+
             self.conn = psycopg2.connect(helpers.DB_URL)
             self.conn.autocommit = True
             cursor = self.conn.cursor()
@@ -51,8 +53,11 @@ class _Changes:
 
     def _pg(self) -> list[str]:
         self.conn.poll()
-        got = [note.payload for note in self.conn.notifies
-               if note.payload in (self.schema, self.marker)]
+        got = [
+            note.payload
+            for note in self.conn.notifies
+            if note.payload in (self.schema, self.marker)
+        ]
         self.conn.notifies.clear()
         return got
 
@@ -64,8 +69,11 @@ class _Changes:
         # A marker sent after our commits arrives after anything they sent (commit order).
         self.conn.cursor().execute("SELECT pg_notify(%s, %s)", (self.channel, self.marker))
         got: list[str] = []
-        wait_for(lambda: got.extend(self._pg()) or self.marker in got, timeout=10,
-                 message="the marker notification")
+        wait_for(
+            lambda: got.extend(self._pg()) or self.marker in got,
+            timeout=10,
+            message="the marker notification",
+        )
         return [payload for payload in got if payload != self.marker]
 
     def close(self) -> None:
@@ -79,6 +87,7 @@ def changes(db, home, backend):
     def start() -> _Changes:
         made.append(_Changes(backend, home))
         return made[-1]
+
     yield start
     for watcher in made:
         watcher.close()
@@ -132,8 +141,10 @@ def test_heartbeats_wake_no_idle_worker_into_a_claim(db, tmp_path, monkeypatch):
     def drive():
         try:
             wait_for(lambda: Worker.select().exists() and attempts, message="an idle worker")
-            wait_for(lambda: beats.update(w.heartbeat_at for w in Worker.select()) or
-                     len(beats) >= 15, message="fifteen heartbeats")
+            wait_for(
+                lambda: beats.update(w.heartbeat_at for w in Worker.select()) or len(beats) >= 15,
+                message="fifteen heartbeats",
+            )
             idle = list(attempts)
             engine.enqueue([spec.normalize({"command": "touch ran"})], cwd=str(tmp_path), env={})
             wait_for((tmp_path / "ran").exists, message="the job")

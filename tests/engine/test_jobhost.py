@@ -38,11 +38,17 @@ def run(request, tmp_path):
 
     def call(command: str, **kwargs):
         log = tmp_path / f"attempt{next(counter)}.log"
-        options = {"cwd": str(tmp_path), "env": ENV, "log_path": log, "max_log_bytes": 1 << 20,
-                   "timeout": None}
+        options = {
+            "cwd": str(tmp_path),
+            "env": ENV,
+            "log_path": log,
+            "max_log_bytes": 1 << 20,
+            "timeout": None,
+        }
         options.update(kwargs)
         result = function(command, **options)
         return result, log.read_text(errors="replace") if log.exists() else None
+
     call.kind = request.param
     return call
 
@@ -54,6 +60,7 @@ def both_sleeps(mark: str):
     def check() -> bool:
         state["seen"] = state["seen"] or len(marked(mark, "sleep")) == 2
         return state["seen"]
+
     return check
 
 
@@ -65,6 +72,7 @@ def killed(kind: str, sig: int) -> tuple[int, str]:
 
 
 # --- shared behaviour ------------------------------------------------------------------------
+
 
 def test_output_exit_code_and_directory(run, tmp_path):
     result, log = run("echo out; echo err >&2; pwd; echo made > made.txt; exit 3")
@@ -114,8 +122,11 @@ def test_exactly_the_given_environment(run, tmp_path):
 def test_a_symlinked_pwd_naming_the_directory_is_kept(run, tmp_path):
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
-    result, log = run('echo "$PWD"; pwd; env | grep -c OLDPWD', cwd=str(tmp_path / "real"),
-                      env={**ENV, "PWD": str(tmp_path / "link")})
+    result, log = run(
+        'echo "$PWD"; pwd; env | grep -c OLDPWD',
+        cwd=str(tmp_path / "real"),
+        env={**ENV, "PWD": str(tmp_path / "link")},
+    )
     assert log == f"{tmp_path / 'link'}\n{tmp_path / 'link'}\n0\n"
 
 
@@ -145,8 +156,14 @@ def test_the_job_leads_its_own_group_and_on_start_gets_it_before_the_command(run
 
     def on_start(pid, started):
         proc = psutil.Process(pid)
-        seen.update(pid=pid, pgid=os.getpgid(pid), created=proc.create_time(), started=started,
-                    ran=(tmp_path / "ran").exists())
+        seen.update(
+            pid=pid,
+            pgid=os.getpgid(pid),
+            created=proc.create_time(),
+            started=started,
+            ran=(tmp_path / "ran").exists(),
+        )
+
     result, log = run("touch ran; ps -o pgid= -p $(sh -c 'echo $PPID')", on_start=on_start)
     assert seen["pgid"] == seen["pid"] and seen["created"] == seen["started"]
     assert not seen["ran"], "the command ran before on_start returned"
@@ -156,6 +173,7 @@ def test_the_job_leads_its_own_group_and_on_start_gets_it_before_the_command(run
 def test_if_on_start_raises_the_command_never_runs(run, tmp_path):
     def refuse(pid, started):
         raise RuntimeError("database is locked")
+
     with pytest.raises(RuntimeError):
         run("touch ran", on_start=refuse)
     assert not (tmp_path / "ran").exists()
@@ -165,8 +183,7 @@ def test_if_on_start_raises_the_command_never_runs(run, tmp_path):
 
 def test_timeout_kills_the_whole_tree(run, mark):
     running = both_sleeps(mark)
-    result, _ = run(marked_command(mark, "sh -c 'sleep 60 & sleep 60'"), timeout=1,
-                    tick=running)
+    result, _ = run(marked_command(mark, "sh -c 'sleep 60 & sleep 60'"), timeout=1, tick=running)
     assert running(), "the job's two sleeps never ran"
     assert (result.outcome, result.error) == ("timeout", "timed out after 1s")
     assert result.exit_code == killed(run.kind, signal.SIGKILL)[0]
@@ -179,8 +196,10 @@ def test_cancel_and_interrupt_from_tick_kill_the_tree(run, mark):
         (INTERRUPT, "interrupted", "interrupted: worker stopped by force"),
     ):
         running = both_sleeps(mark)
-        result, _ = run(marked_command(mark, "sh -c 'sleep 60 & sleep 60'"),
-                        tick=lambda answer=answer, running=running: answer if running() else None)
+        result, _ = run(
+            marked_command(mark, "sh -c 'sleep 60 & sleep 60'"),
+            tick=lambda answer=answer, running=running: answer if running() else None,
+        )
         assert (result.outcome, result.error) == (outcome, error)
         all_gone(mark)
 
@@ -214,6 +233,7 @@ def test_tick_is_called_about_every_50ms(run):
 
 # --- the host's own ---------------------------------------------------------------------------
 
+
 @pytest.fixture
 def fresh(tmp_path):
     """A JobHost of its own and ``go(command, **options) -> (Result, log)`` on it."""
@@ -222,10 +242,16 @@ def fresh(tmp_path):
 
     def go(command: str, **kwargs):
         log = tmp_path / f"h{next(counter)}.log"
-        options = {"cwd": str(tmp_path), "env": ENV, "log_path": log, "max_log_bytes": 1 << 20,
-                   "timeout": None}
+        options = {
+            "cwd": str(tmp_path),
+            "env": ENV,
+            "log_path": log,
+            "max_log_bytes": 1 << 20,
+            "timeout": None,
+        }
         options.update(kwargs)
         return host.run(command, **options), log.read_text()
+
     go.host = host
     yield go
     host.close()
@@ -233,15 +259,18 @@ def fresh(tmp_path):
 
 def test_nothing_of_one_job_reaches_the_next(fresh, tmp_path):
     (tmp_path / "sub").mkdir()
-    first, _ = fresh("x=1; export Y=2; f() { :; }; trap 'echo bye' EXIT; cd sub; umask 077;"
-                     "exec 7>/dev/null; set -eu; alias ll=ls")
+    first, _ = fresh(
+        "x=1; export Y=2; f() { :; }; trap 'echo bye' EXIT; cd sub; umask 077;"
+        "exec 7>/dev/null; set -eu; alias ll=ls"
+    )
     assert first.outcome == "completed"
-    result, log = fresh('echo "${x-unset} ${Y-unset} $(pwd) $(umask)"; command -v f || echo nof;'
-                        "command -v ll || echo noalias; ls /proc/self/fd | sort -n | tr '\\n' ' '; "
-                        'echo "[$undefined]"; false; echo still')
+    result, log = fresh(
+        'echo "${x-unset} ${Y-unset} $(pwd) $(umask)"; command -v f || echo nof;'
+        "command -v ll || echo noalias; ls /proc/self/fd | sort -n | tr '\\n' ' '; "
+        'echo "[$undefined]"; false; echo still'
+    )
     assert (
-        log
-        == f"unset unset {tmp_path} {os.popen('umask').read().strip()}\n"
+        log == f"unset unset {tmp_path} {os.popen('umask').read().strip()}\n"
         "nof\nnoalias\n0 1 2 3 []\nstill\n"
     )
 
@@ -261,7 +290,7 @@ def test_dollar_dollar_is_the_jobs_own_pid(fresh):
     """A job that mentions ``$$`` gets a shell of its own (exec'd by its subshell of the host,
     which is then its parent); any other job's ``$PPID`` is the worker, as under ``sh -c``."""
     started = []
-    result, log = fresh('echo $$ $PPID', on_start=lambda pid, t: started.append(pid))
+    result, log = fresh("echo $$ $PPID", on_start=lambda pid, t: started.append(pid))
     shell, parent = map(int, log.split())
     assert shell == started[0] and parent == fresh.host.pid
     assert int(fresh("echo $PPID")[1]) == os.getpid()
@@ -287,6 +316,7 @@ def test_a_host_killed_mid_job_fails_the_job_and_kills_it(fresh, mark):
     def kill_host():
         if fresh.host._proc and marked(mark, "sleep"):
             os.kill(fresh.host._proc.pid, signal.SIGKILL)
+
     result, _ = fresh(marked_command(mark, "sleep 60"), tick=kill_host)
     assert result.outcome == "failed" and result.error.startswith("job host died")
     all_gone(mark)
@@ -301,6 +331,7 @@ def test_close_ends_the_host(fresh):
 
 
 # --- the next job, sent ahead -------------------------------------------------------------------
+
 
 def test_a_job_sent_ahead_runs_when_asked_for_with_its_own_output(fresh, tmp_path):
     started = []
@@ -322,8 +353,9 @@ def test_a_job_sent_ahead_but_not_asked_for_never_runs(fresh, tmp_path):
     assert fresh("echo again")[1] == "again\n" and not (tmp_path / "ran").exists()
 
 
-def test_a_host_lost_while_sending_the_next_job_still_ends_the_running_one(fresh, tmp_path,
-                                                                           monkeypatch, mark):
+def test_a_host_lost_while_sending_the_next_job_still_ends_the_running_one(
+    fresh, tmp_path, monkeypatch, mark
+):
     """The running job is already let go when the next one is sent: if that send finds the
     host gone, the running job is still driven to its end (here: killed with its tree, as a
     job whose host died is), never left running unwatched."""
@@ -332,6 +364,7 @@ def test_a_host_lost_while_sending_the_next_job_still_ends_the_running_one(fresh
     def host_gone(*args):
         os.kill(fresh.host._proc.pid, signal.SIGKILL)
         raise jobhost._HostGone("broken pipe")
+
     monkeypatch.setattr(fresh.host, "_queue", host_gone)
     result, _ = fresh(marked_command(mark, "sleep 60"), then=("true", str(tmp_path), ENV))
     assert result.outcome == "failed" and result.error.startswith("job host died")
@@ -346,6 +379,7 @@ def test_a_job_sent_ahead_waits_for_its_gate(fresh, tmp_path):
 
     def refuse(pid, started):
         raise OSError("cannot note it")
+
     with pytest.raises(OSError):
         fresh("touch ran", on_start=refuse)
     assert not (tmp_path / "ran").exists()
@@ -377,8 +411,12 @@ def test_the_host_does_not_outlive_a_killed_worker(tmp_path, when):
     """A SIGKILLed worker's host ends (it reads end-of-file; a stopped one is killed by the
     kernel: its parent-death signal); a job not yet released by the worker exits without
     running its command."""
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), when], capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path), when],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode in (-9, 9), proc.stderr
     for pid in map(int, proc.stdout.split()):
         wait_for(
@@ -434,8 +472,12 @@ def scenario(tmp_path, body: str, timeout: float = 45) -> list[dict]:
     its own: a worker that a job wedges fails the test at ``timeout`` instead of hanging the
     suite. Returns one dict per ``run`` (outcome, code, error, log, peak)."""
     try:
-        proc = subprocess.run([sys.executable, "-c", HARNESS, str(tmp_path), body],
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, "-c", HARNESS, str(tmp_path), body],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         pytest.fail(f"wedged: the jobs had not all ended after {timeout}s")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -454,11 +496,15 @@ def test_a_held_job_larger_than_a_pipe_never_wedges_the_one_running(tmp_path, ma
     command, options, expected = {
         "timeout": (marked_command(mark, "sleep 120"), "timeout=1", "timeout"),
         "flood": ("yes | head -c 1000000; echo end", "", "completed"),
-        "force": (marked_command(mark, "touch started; sleep 120"),
-                  "tick=once('started', 'interrupt')", "interrupted"),
+        "force": (
+            marked_command(mark, "touch started; sleep 120"),
+            "tick=once('started', 'interrupt')",
+            "interrupted",
+        ),
     }[running]
-    first, second = scenario(tmp_path, f"run({command!r}, then=({HUGE}, str(tmp), ENV), "
-                                       f"{options})\nrun({HUGE})")
+    first, second = scenario(
+        tmp_path, f"run({command!r}, then=({HUGE}, str(tmp), ENV), {options})\nrun({HUGE})"
+    )
     assert first["outcome"] == expected, first
     if running == "flood":
         assert len(first["log"]) == 1_000_004 and first["log"].endswith("y\nend\n")
@@ -471,22 +517,31 @@ STOP_HOST = "kill -STOP $(ps -o ppid= -p $$)"
 
 
 @pytest.mark.parametrize("end", ["timeout", "cancel", "interrupt", "its-own"])
-def test_a_job_that_stops_its_host_is_recorded_as_it_was_and_the_host_replaced(tmp_path, mark,
-                                                                                end):
+def test_a_job_that_stops_its_host_is_recorded_as_it_was_and_the_host_replaced(tmp_path, mark, end):
     """A host that does not answer counts as gone: killed, replaced, and the job recorded as
     what it was (timed out, cancelled, killed by a forced stop, or its own exit code)."""
     command, options, expected = {
-        "timeout": (f"echo x; {STOP_HOST}; sleep 120", "timeout=2",
-                    ("timeout", "timed out after 2s")),
-        "cancel": (f"echo x; {STOP_HOST}; touch stopped; sleep 120",
-                   "tick=once('stopped', 'cancel')", ("cancelled", "cancelled")),
-        "interrupt": (f"echo x; {STOP_HOST}; touch stopped; sleep 120",
-                      "tick=once('stopped', 'interrupt')",
-                      ("interrupted", "interrupted: worker stopped by force")),
+        "timeout": (
+            f"echo x; {STOP_HOST}; sleep 120",
+            "timeout=2",
+            ("timeout", "timed out after 2s"),
+        ),
+        "cancel": (
+            f"echo x; {STOP_HOST}; touch stopped; sleep 120",
+            "tick=once('stopped', 'cancel')",
+            ("cancelled", "cancelled"),
+        ),
+        "interrupt": (
+            f"echo x; {STOP_HOST}; touch stopped; sleep 120",
+            "tick=once('stopped', 'interrupt')",
+            ("interrupted", "interrupted: worker stopped by force"),
+        ),
         "its-own": (f"echo x; {STOP_HOST}; exit 4", "", ("failed", "exit code 4")),
     }[end]
-    body = (f"run('true')\nbefore = host.pid\nrun({marked_command(mark, command)!r}, {options})\n"
-            "run('echo fine')\nresults.append(host.pid != before)")
+    body = (
+        f"run('true')\nbefore = host.pid\nrun({marked_command(mark, command)!r}, {options})\n"
+        "run('echo fine')\nresults.append(host.pid != before)"
+    )
     _, job, after, replaced = scenario(tmp_path, body)
     assert ((job["outcome"], job["error"]), job["log"]) == (expected, "x\n"), job
     assert (after["outcome"], after["log"], replaced) == ("completed", "fine\n", True)
@@ -494,8 +549,7 @@ def test_a_job_that_stops_its_host_is_recorded_as_it_was_and_the_host_replaced(t
 
 
 def test_a_stopped_idle_host_is_replaced(tmp_path):
-    _, job = scenario(tmp_path, "run('true')\nos.kill(host.pid, signal.SIGSTOP)\n"
-                                "run('echo again')")
+    _, job = scenario(tmp_path, "run('true')\nos.kill(host.pid, signal.SIGSTOP)\nrun('echo again')")
     assert (job["outcome"], job["log"]) == ("completed", "again\n")
 
 
@@ -509,41 +563,55 @@ def test_a_job_that_stops_itself_is_paused_until_its_timeout(tmp_path, way):
 def test_dollar_dollar_and_self_signals_are_the_jobs_own(tmp_path, way):
     """As under ``sh -c``: ``$$`` is the job's shell, a signal it sends itself reaches it (its
     trap runs, or it dies of it), and files named with ``$$`` are its own."""
-    body = "\n".join(f"run({command!r}, way={way!r}, timeout=20, on_start=lambda pid, t: "
-                     f"(tmp / 'pids').open('a').write(f'{{pid}}\\n'))" for command in (
-        "echo $$ > pid; kill $$; echo survived",
-        "trap 'echo caught; exit 0' USR1; kill -USR1 $$; sleep 10; echo missed",
-        "kill -INT $$; echo survived",
-        "set -C; : > lock.$$ && echo locked",
-        "set -C; : > lock.$$ && echo locked",
-    ))
+    body = "\n".join(
+        f"run({command!r}, way={way!r}, timeout=20, on_start=lambda pid, t: "
+        f"(tmp / 'pids').open('a').write(f'{{pid}}\\n'))"
+        for command in (
+            "echo $$ > pid; kill $$; echo survived",
+            "trap 'echo caught; exit 0' USR1; kill -USR1 $$; sleep 10; echo missed",
+            "kill -INT $$; echo survived",
+            "set -C; : > lock.$$ && echo locked",
+            "set -C; : > lock.$$ && echo locked",
+        )
+    )
     term, usr1, intr, lock1, lock2 = scenario(tmp_path, body)
-    killed_by = {"host": lambda sig: (128 + sig, f"exit code {128 + sig}"),
-                 "runner": lambda sig: (-sig, f"killed by {signal.Signals(sig).name}")}[way]
+    killed_by = {
+        "host": lambda sig: (128 + sig, f"exit code {128 + sig}"),
+        "runner": lambda sig: (-sig, f"killed by {signal.Signals(sig).name}"),
+    }[way]
     assert ((term["outcome"], term["code"], term["error"]), term["log"]) == (
-        ("failed", *killed_by(signal.SIGTERM)), "")
+        ("failed", *killed_by(signal.SIGTERM)),
+        "",
+    )
     assert int((tmp_path / "pid").read_text()) == int((tmp_path / "pids").read_text().split()[0])
     assert (usr1["outcome"], usr1["log"]) == ("completed", "caught\n")
     assert ((intr["outcome"], intr["code"], intr["error"]), intr["log"]) == (
-        ("failed", *killed_by(signal.SIGINT)), "")
+        ("failed", *killed_by(signal.SIGINT)),
+        "",
+    )
     assert [(j["outcome"], j["log"]) for j in (lock1, lock2)] == [("completed", "locked\n")] * 2
 
 
 def test_no_shell_state_of_one_job_reaches_the_next_not_even_dollar_bang(tmp_path):
     """The next job sees what the first job of a fresh host sees: no ``$!`` (the previous
     job's subshell), ``$?``, options, traps, functions or aliases of an earlier job."""
-    state = ('echo "[$?] [${OLDPWD-unset}] [$-]"; trap; set +o | sort | tr "\\n" " "; echo; '
-             "alias; command -v f || echo nof")
-    body = (f"run({state!r})\nrun('echo \"[$!]\"')\n"
-            "run(\"sleep 0 & wait; x=1; f() { :; }; alias ll=ls; trap 'echo bye' EXIT INT; "
-            "set -o noglob -o errexit -o nounset; cd /; false\")\n"
-            f"run({state!r})\nrun('echo \"[$!]\"')")
+    state = (
+        'echo "[$?] [${OLDPWD-unset}] [$-]"; trap; set +o | sort | tr "\\n" " "; echo; '
+        "alias; command -v f || echo nof"
+    )
+    body = (
+        f"run({state!r})\nrun('echo \"[$!]\"')\n"
+        "run(\"sleep 0 & wait; x=1; f() { :; }; alias ll=ls; trap 'echo bye' EXIT INT; "
+        'set -o noglob -o errexit -o nounset; cd /; false")\n'
+        f"run({state!r})\nrun('echo \"[$!]\"')"
+    )
     fresh_state, fresh_bang, _, state_after, bang_after = scenario(tmp_path, body)
     assert state_after["log"] == fresh_state["log"] and "nof\n" in state_after["log"]
     assert bang_after["log"] == fresh_bang["log"] == "[]\n"
 
 
 # --- paused, not ended ----------------------------------------------------------------------------
+
 
 def test_a_job_stopped_by_sigstop_is_paused_and_runs_on_when_continued(run, tmp_path, mark):
     """A stopped job is paused, not ended (the host's ``wait`` returns 147 for it): the runner
@@ -559,9 +627,13 @@ def test_a_job_stopped_by_sigstop_is_paused_and_runs_on_when_continued(run, tmp_
             os.killpg(pids[0], signal.SIGCONT)
         return None
 
-    result, log = run(marked_command(mark, "touch started; sleep 0.3; echo done"), timeout=30,
-                      on_start=lambda pid, t: pids.append(pid), tick=tick,
-                      on_pause=lambda paused: seen.append(paused) if paused or seen else None)
+    result, log = run(
+        marked_command(mark, "touch started; sleep 0.3; echo done"),
+        timeout=30,
+        on_start=lambda pid, t: pids.append(pid),
+        tick=tick,
+        on_pause=lambda paused: seen.append(paused) if paused or seen else None,
+    )
     assert (result.outcome, result.exit_code, log) == ("completed", 0, "done\n")
     assert seen[0] is True and seen[-1] is False
 
@@ -573,13 +645,18 @@ def test_a_paused_job_still_times_out(run, tmp_path, mark):
         if (tmp_path / "started").exists():
             os.killpg(pids[0], signal.SIGSTOP)
 
-    result, _ = run(marked_command(mark, "touch started; sleep 60"), timeout=1,
-                    on_start=lambda pid, t: pids.append(pid), tick=tick)
+    result, _ = run(
+        marked_command(mark, "touch started; sleep 60"),
+        timeout=1,
+        on_start=lambda pid, t: pids.append(pid),
+        tick=tick,
+    )
     assert (result.outcome, result.error) == ("timeout", "timed out after 1s")
     all_gone(mark)
 
 
 # --- what a job cost ------------------------------------------------------------------------------
+
 
 def test_a_job_of_true_has_a_peak_memory_figure_of_its_own(run):
     """Not empty, and not the worker's own size (a child of the worker starts out with it as

@@ -35,6 +35,7 @@ def make_history(T0: float, tmp_path) -> None:
     """Queue a: a1 ok, a2 fails once then succeeds, a3 dies; one run long before the window.
     Queue b: b1 ok, b4 failed (waiting out its backoff, due since T0+66), b2 due since
     T0+100, b3 scheduled far ahead. Waits and runs in seconds are chosen to be told apart."""
+
     def add(job_id, at, queue, **fields):
         raw = {"id": job_id, "command": "true", "queue": queue, **fields}
         return engine.enqueue([spec.normalize(raw, now=at)], cwd=str(tmp_path), env={}, now=at)[0]
@@ -42,8 +43,14 @@ def make_history(T0: float, tmp_path) -> None:
     def run(worker, at, job_id, end, outcome="completed", error=None):
         job, attempt = engine.claim(worker, now=at)
         assert job.id == job_id
-        engine.finish(job, attempt, outcome=outcome, exit_code=0 if outcome == "completed" else 1,
-                      error=error, now=end)
+        engine.finish(
+            job,
+            attempt,
+            outcome=outcome,
+            exit_code=0 if outcome == "completed" else 1,
+            error=error,
+            now=end,
+        )
 
     wa = engine.register_worker(["a"], now=T0 - 8000)
     wb = engine.register_worker(["b"], now=T0 - 8000)
@@ -51,14 +58,14 @@ def make_history(T0: float, tmp_path) -> None:
     run(wa, T0 - 7199, "old1", T0 - 7000)
     for job_id, retries in (("a1", 3), ("a2", 1), ("a3", 0)):
         add(job_id, T0, "a", max_retries=retries, backoff_base=2)
-    run(wa, T0 + 10, "a1", T0 + 12)                                   # wait 10, run 2
-    run(wa, T0 + 20, "a2", T0 + 25, "failed", "exit code 1")         # wait 20, run 5
-    run(wa, T0 + 30, "a3", T0 + 34, "failed", "exit code 3")         # wait 30, run 4: dead
-    run(wa, T0 + 40, "a2", T0 + 41)                                   # due T0+27: wait 13, run 1
+    run(wa, T0 + 10, "a1", T0 + 12)  # wait 10, run 2
+    run(wa, T0 + 20, "a2", T0 + 25, "failed", "exit code 1")  # wait 20, run 5
+    run(wa, T0 + 30, "a3", T0 + 34, "failed", "exit code 3")  # wait 30, run 4: dead
+    run(wa, T0 + 40, "a2", T0 + 41)  # due T0+27: wait 13, run 1
     add("b1", T0 + 50, "b")
-    run(wb, T0 + 50, "b1", T0 + 58)                                   # wait 0, run 8
+    run(wb, T0 + 50, "b1", T0 + 58)  # wait 0, run 8
     add("b4", T0 + 60, "b", backoff_base=2)
-    run(wb, T0 + 61, "b4", T0 + 64, "failed", "exit code 1")         # wait 1, run 3: due T0+66
+    run(wb, T0 + 61, "b4", T0 + 64, "failed", "exit code 1")  # wait 1, run 3: due T0+66
     add("b2", T0 + 100, "b")
     add("b3", T0 + 100, "b", run_at=spec.iso(T0 + 10_000))
 
@@ -115,8 +122,10 @@ def test_exact_figures_per_queue_and_overall(history):
         "mean": pytest.approx(23 / 6),
     }
     assert every["oldest_due"]["id"] == "b4"
-    assert every["top_errors"] == [{"error": "exit code 1", "count": 1},
-                                   {"error": "exit code 3", "count": 1}]
+    assert every["top_errors"] == [
+        {"error": "exit code 1", "count": 1},
+        {"error": "exit code 3", "count": 1},
+    ]
 
 
 @pytest.mark.both_backends
@@ -167,6 +176,7 @@ def test_timeline_cuts_the_window_in_slices(history):
 
 # --- the rollups: whole minutes from attempt_minute / job_failed_minute, edges from the rows -----
 
+
 def full_scan(since: float, now: float) -> dict:
     """The figures execution_stats gives, computed from every attempt and job by hand. An
     attempt counts in the queue it ran in; a failed or dead job in the queue it is in now."""
@@ -193,8 +203,9 @@ def full_scan(since: float, now: float) -> dict:
             if a.due_at is not None:
                 fig["waits"].append(a.started_at - a.due_at)
             fig["runs"].append(a.duration)
-    for job in Job.select().where(Job.state.in_(["failed", "dead"]), Job.finished_at > since,
-                                  Job.finished_at <= now):
+    for job in Job.select().where(
+        Job.state.in_(["failed", "dead"]), Job.finished_at > since, Job.finished_at <= now
+    ):
         for key in (job.queue, None):
             fig = out.setdefault(
                 key,
@@ -225,7 +236,11 @@ def assert_agrees(since: float, now: float) -> None:
             assert got["attempts"] == 0 and got["dead"] == 0 and got["top_errors"] == [], where
             continue
         assert (got["attempts"], got["completed"], got["failed_attempts"], got["dead"]) == (
-            want["attempts"], want["completed"], want["failed_attempts"], want["dead"]), where
+            want["attempts"],
+            want["completed"],
+            want["failed_attempts"],
+            want["dead"],
+        ), where
         firsts = want["attempts"] - want["reruns"]
         assert got["retries_per_job"] == (want["reruns"] / firsts if firsts else None), where
         for name, values in (("wait", want["waits"]), ("run", want["runs"])):
@@ -234,7 +249,7 @@ def assert_agrees(since: float, now: float) -> None:
             assert got[name]["sum"] == pytest.approx(sum(values)), where
             ordered = sorted(values)
             assert got[name]["p50"] == metrics.percentile(ordered, 50), where
-        top = sorted(want["errors"].items(), key=lambda e: (-e[1], e[0]))[:metrics.TOP_ERRORS]
+        top = sorted(want["errors"].items(), key=lambda e: (-e[1], e[0]))[: metrics.TOP_ERRORS]
         assert got["top_errors"] == [{"error": e, "count": n} for e, n in top], where
 
 
@@ -243,8 +258,9 @@ def assert_rollups_match_rows() -> None:
     row's maximum may be stale: its minute is read from the attempts)."""
     groups = {}
     for a in Attempt.select().where(Attempt.finished_at.is_null(False)):
-        g = groups.setdefault((metrics.minute_of(a.finished_at), a.queue),
-                              [0, 0, 0, 0, 0, 0.0, None, 0, 0.0, None])
+        g = groups.setdefault(
+            (metrics.minute_of(a.finished_at), a.queue), [0, 0, 0, 0, 0, 0.0, None, 0, 0.0, None]
+        )
         wait = None if a.due_at is None else a.started_at - a.due_at
         g[0] += 1
         g[1] += a.outcome == "completed"
@@ -291,8 +307,16 @@ def _summed_minutes() -> dict:
             rows[key] = r
             continue
         s = rows[key]
-        for name in ("attempts", "completed", "failed", "reruns", "wait_n", "run_n", "wait_sum",
-                     "run_sum"):
+        for name in (
+            "attempts",
+            "completed",
+            "failed",
+            "reruns",
+            "wait_n",
+            "run_n",
+            "wait_sum",
+            "run_sum",
+        ):
             setattr(s, name, getattr(s, name) + getattr(r, name))
         for name in ("wait_max", "run_max"):
             found = [v for v in (getattr(s, name), getattr(r, name)) if v is not None]
@@ -318,12 +342,13 @@ def test_a_window_edge_inside_a_minute_counts_exactly(db, tmp_path):
         job, attempt = engine.claim(worker, now=end - 1 - i / 8)
         engine.finish(job, attempt, outcome="completed", exit_code=0, now=end)
     for since, now, count, run_max in (
-            (T0 + 60, T0 + 240.5, 5, 1.75),       # T0+60 itself is out, T0+240.5 in
-            (T0 + 59.75, T0 + 180, 5, 1.625),     # from T0+60 to T0+180, both edges in
-            (T0 + 59.7, T0 + 179.99, 5, 1.5),     # T0+59.75 in, T0+180 out
-            (T0, T0 + 60, 2, 1.125),              # shorter than two minutes: all scanned
-            (T0 - 600, T0 + 3600, 7, 1.75),       # every minute whole but the two edges
-            (T0 + 60.25, T0 + 60.26, 0, None)):
+        (T0 + 60, T0 + 240.5, 5, 1.75),  # T0+60 itself is out, T0+240.5 in
+        (T0 + 59.75, T0 + 180, 5, 1.625),  # from T0+60 to T0+180, both edges in
+        (T0 + 59.7, T0 + 179.99, 5, 1.5),  # T0+59.75 in, T0+180 out
+        (T0, T0 + 60, 2, 1.125),  # shorter than two minutes: all scanned
+        (T0 - 600, T0 + 3600, 7, 1.75),  # every minute whole but the two edges
+        (T0 + 60.25, T0 + 60.26, 0, None),
+    ):
         stats = metrics.execution_stats(since, None, now)
         assert (figures(stats)["attempts"], figures(stats)["run"]["max"]) == (count, run_max), (
             since - T0,
@@ -344,8 +369,13 @@ def test_the_rollups_agree_with_a_full_scan_of_a_random_history(db, tmp_path, se
     t = T0
     for i in range(90):
         t += rng.uniform(0, 20)
-        raw = {"id": f"j{i}", "command": "true", "queue": rng.choice(queues),
-               "max_retries": rng.randint(0, 2), "backoff_base": 1.5}
+        raw = {
+            "id": f"j{i}",
+            "command": "true",
+            "queue": rng.choice(queues),
+            "max_retries": rng.randint(0, 2),
+            "backoff_base": 1.5,
+        }
         engine.enqueue([spec.normalize(raw, now=t)], cwd=str(tmp_path), env={}, now=t)
         for _ in range(rng.randint(0, 2)):
             claimed = engine.claim(workers[rng.choice(queues)], now=t)
@@ -391,9 +421,11 @@ def test_the_rollups_agree_with_a_full_scan_of_a_random_history(db, tmp_path, se
     # Deletes take attempts out (a maximum that goes marks its row dirty); edits move them.
     doomed = [j.id for j in Job.select().where(Job.state != "processing") if rng.random() < 0.3]
     engine.delete(doomed)
-    for sql in ("UPDATE attempt SET duration = duration + 0.5 WHERE seq % 4 = 0",
-                "UPDATE attempt SET finished_at = finished_at + 45 WHERE seq % 5 = 0",
-                "UPDATE job SET last_error = 'edited' WHERE seq % 3 = 0"):
+    for sql in (
+        "UPDATE attempt SET duration = duration + 0.5 WHERE seq % 4 = 0",
+        "UPDATE attempt SET finished_at = finished_at + 45 WHERE seq % 5 = 0",
+        "UPDATE job SET last_error = 'edited' WHERE seq % 3 = 0",
+    ):
         database.execute_sql(sql if is_sqlite() else sql.replace("%", "%%"))  # psycopg2's markers
     assert_rollups_match_rows()
     assert AttemptMinute.select().where(AttemptMinute.dirty == 1).exists()
@@ -401,9 +433,19 @@ def test_the_rollups_agree_with_a_full_scan_of_a_random_history(db, tmp_path, se
         assert_agrees(since, now)
 
 
-@pytest.mark.parametrize("text, seconds", [("90s", 90), ("30m", 1800), ("1h", 3600), ("2d", 172800),
-                                           ("1.5h", 5400), ("1w", 604800), ("2h30m", 9000),
-                                           ("10", 10)])
+@pytest.mark.parametrize(
+    "text, seconds",
+    [
+        ("90s", 90),
+        ("30m", 1800),
+        ("1h", 3600),
+        ("2d", 172800),
+        ("1.5h", 5400),
+        ("1w", 604800),
+        ("2h30m", 9000),
+        ("10", 10),
+    ],
+)
 def test_parse_duration(text, seconds):
     assert metrics.parse_duration(text) == seconds
 
@@ -415,6 +457,7 @@ def test_parse_duration_refuses(text):
 
 
 # --- the CLI: stats, stats --prometheus, metrics serve ------------------------------------------
+
 
 @pytest.fixture
 def recent(db, tmp_path):
@@ -455,8 +498,11 @@ def test_stats_prometheus_is_valid_exposition(recent, cli):
         f.name: f
         for f in parser.text_string_to_metric_families(ok(cli("stats", "--prometheus")).out)
     }
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for f in families.values() for s in f.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in families.values()
+        for s in f.samples
+    }
     assert families["queuectl_jobs"].type == "gauge"
     assert samples[("queuectl_jobs", (("queue", "a"), ("state", "completed")))] == 3  # old1 too
     assert samples[("queuectl_window_completed", (("queue", "a"),))] == 2
@@ -479,9 +525,11 @@ def test_prometheus_without_the_extra_is_one_line(home, args):
         "import sys; sys.modules['prometheus_client'] = None; from queuectl_tui.cli import main; "
         f"main({['--db', str(home / 'queuectl.db'), *args]!r})"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          env=cli_env(home))
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=cli_env(home)
+    )
     from helpers import Result
+
     line = user_error(Result(proc.returncode, proc.stdout, proc.stderr), 1)
     assert "pip install 'queuectl-tui[metrics]'" in line
 
@@ -506,8 +554,11 @@ def test_metrics_serve_answers_a_scrape_on_loopback(recent, home):
         for _ in range(2):  # two scrapes: each reads the database anew
             with urllib.request.urlopen(url, timeout=30) as response:
                 body = response.read().decode()
-            values = {(s.name, tuple(sorted(s.labels.items()))): s.value
-                      for f in parser.text_string_to_metric_families(body) for s in f.samples}
+            values = {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for f in parser.text_string_to_metric_families(body)
+                for s in f.samples
+            }
             assert values[("queuectl_window_completed", (("queue", "b"),))] == 1
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
@@ -526,10 +577,14 @@ def _reap(proc) -> None:
 
 def _scrape(url: str) -> tuple[int, dict]:
     from prometheus_client.parser import text_string_to_metric_families
+
     with urllib.request.urlopen(url, timeout=30) as response:
         body = response.read().decode()
-    return response.status, {(s.name, tuple(sorted(s.labels.items()))): s.value
-                             for f in text_string_to_metric_families(body) for s in f.samples}
+    return response.status, {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(body)
+        for s in f.samples
+    }
 
 
 @pytest.mark.both_backends
@@ -541,6 +596,7 @@ def test_metrics_serve_answers_up_0_while_the_database_is_away_and_recovers(rece
     that goes away."""
     pytest.importorskip("prometheus_client")
     from pg_support import TcpProxy
+
     url, proxy = helpers.DB_URL, None
     if url is not None:
         if "@127.0.0.1:5432/" not in url:
@@ -549,9 +605,13 @@ def test_metrics_serve_answers_up_0_while_the_database_is_away_and_recovers(rece
         url = url.replace("@127.0.0.1:5432/", f"@127.0.0.1:{proxy.port}/")
     db_file = home / "queuectl.db"
     env = cli_env(home, **({"QUEUECTL_DB": url} if url else {}))
-    proc = subprocess.Popen([sys.executable, "-m", "queuectl_tui", "metrics", "serve", "--port",
-                             "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "queuectl_tui", "metrics", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         endpoint = proc.stdout.readline().split()[-1]
         status, values = _scrape(endpoint)
@@ -597,6 +657,7 @@ def test_metrics_serve_answers_head_and_lets_no_slow_client_hold_a_thread(db, mo
     import socket
 
     from queuectl_tui import exporter
+
     monkeypatch.setattr(exporter, "CLIENT_TIMEOUT", 0.5, raising=False)
     monkeypatch.setattr(exporter, "CONNECTION_LIMIT", 2.0, raising=False)
     server = exporter.serve("127.0.0.1", 0)
@@ -607,8 +668,12 @@ def test_metrics_serve_answers_head_and_lets_no_slow_client_hold_a_thread(db, mo
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             conn.request(method, "/metrics")
             response = conn.getresponse()
-            answers[method] = (response.status, response.getheader("Content-Type"),
-                               response.getheader("Content-Length"), response.read())
+            answers[method] = (
+                response.status,
+                response.getheader("Content-Type"),
+                response.getheader("Content-Length"),
+                response.read(),
+            )
             conn.close()
         assert answers["HEAD"][:2] == answers["GET"][:2] and answers["GET"][0] == 200
         assert int(answers["HEAD"][2]) > 0 and answers["HEAD"][3] == b""
@@ -617,6 +682,7 @@ def test_metrics_serve_answers_head_and_lets_no_slow_client_hold_a_thread(db, mo
         idle = socket.create_connection(("127.0.0.1", port), timeout=30)
         trickle = socket.create_connection(("127.0.0.1", port), timeout=0.2)
         try:
+
             def cut_off() -> bool:
                 try:
                     trickle.send(b"G")  # more often than CLIENT_TIMEOUT: only the deadline ends it

@@ -23,8 +23,14 @@ def run(worker, outcome: str, now: float, size: int = 0) -> Job:
     path = engine.log_path(attempt)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("x" * size + f"output of {job.id}\n")
-    engine.finish(job, attempt, outcome=outcome, exit_code=0 if outcome == "completed" else 1,
-                  tail=f"output of {job.id}\n", now=now + 1)
+    engine.finish(
+        job,
+        attempt,
+        outcome=outcome,
+        exit_code=0 if outcome == "completed" else 1,
+        tail=f"output of {job.id}\n",
+        now=now + 1,
+    )
     return job
 
 
@@ -35,8 +41,11 @@ def figures(now: float) -> dict:
 
 def exact_counts() -> None:
     """job_count says what the rows say."""
-    kept = {(q, s): n for q, s, n in JobCount.select(JobCount.queue, JobCount.state, JobCount.n)
-            .tuples() if n}
+    kept = {
+        (q, s): n
+        for q, s, n in JobCount.select(JobCount.queue, JobCount.state, JobCount.n).tuples()
+        if n
+    }
     rows: dict = {}
     for job in Job.select():
         rows[(job.queue, job.state)] = rows.get((job.queue, job.state), 0) + 1
@@ -82,8 +91,13 @@ def test_an_environment_goes_with_the_last_job_pruned_that_used_it(db, worker, t
     from queuectl_tui.store.models import Environment
 
     def enqueue(job_id: str, secret: str, now: float) -> None:
-        engine.enqueue([spec.normalize({"id": job_id, "command": "true"}, now=now)],
-                       cwd=str(tmp_path), env={"TOKEN": secret}, now=now)
+        engine.enqueue(
+            [spec.normalize({"id": job_id, "command": "true"}, now=now)],
+            cwd=str(tmp_path),
+            env={"TOKEN": secret},
+            now=now,
+        )
+
     enqueue("a", "one", T0)
     enqueue("b", "two", T0)
     enqueue("c", "two", T0 + 20 * DAY)  # same environment as b, not due to go
@@ -162,13 +176,13 @@ def test_a_look_with_nothing_due_writes_nothing(add, worker, monkeypatch):
 
     def no_write():
         raise AssertionError("a look with nothing due opened a write transaction")
+
     monkeypatch.setattr(retention, "write_transaction", no_write)
     assert retention.prune_step(CFG, holder="1", now=T0 + DAY) == 0
 
 
 def test_bad_retention_values_are_refused_in_one_line(cli):
-    for key, value in (("keep_completed", "soon"), ("keep_dead", "-1d"),
-                       ("max_logs_total", "10")):
+    for key, value in (("keep_completed", "soon"), ("keep_dead", "-1d"), ("max_logs_total", "10")):
         result = cli("config", "set", key, value)
         assert result.code == 2, result
         assert result.err.count("\n") == 1 and "Traceback" not in result.err
@@ -187,8 +201,9 @@ def test_clear_older_than_deletes_only_old_jobs_of_the_states_named(cli, db, add
     run(worker, "completed", now)
     refused = cli("clear", "--older-than", "2d")  # stdin is not a terminal: asks for --yes
     assert refused.code == 2 and "--yes" in refused.err
-    assert ok(cli("clear", "--older-than", "2d", "--state", "completed", "--yes",
-                  "--json")).json() == {"deleted": 1}
+    assert ok(
+        cli("clear", "--older-than", "2d", "--state", "completed", "--yes", "--json")
+    ).json() == {"deleted": 1}
     assert ok(cli("clear", "--older-than", "2d", "--yes")).out.strip() == "deleted 1 job(s)"
     assert [j.id for j in Job.select()] == ["new"]
     bad = cli("clear", "--older-than", "soon", "--yes")
@@ -213,9 +228,14 @@ def test_workers_prune_in_steps_while_they_claim(cli, db, add, worker, home):
     ok(cli("config", "set", "keep_completed", "1d"))
     ok(cli("worker", "start", "--count", "2"))
     try:
-        wait_for(lambda: Job.select().where(Job.id.startswith("old")).count() == 0
-                 and Job.select().where(Job.state == "completed").count() == 40,
-                 timeout=60, message="the old jobs pruned and the new ones done")
+        wait_for(
+            lambda: (
+                Job.select().where(Job.id.startswith("old")).count() == 0
+                and Job.select().where(Job.state == "completed").count() == 40
+            ),
+            timeout=60,
+            message="the old jobs pruned and the new ones done",
+        )
     finally:
         ok(cli("worker", "stop", "--wait", "20"))
     assert not any(f.exists() for f in files)
@@ -234,7 +254,11 @@ def test_past_the_logs_cap_the_oldest_logs_go_first_and_logs_says_so(cli, add, w
     assert retention.cap_logs(2**20) == 3  # down to 90 % of 1 MiB: the three oldest
     assert [f.exists() for f in files] == [False, False, False, True]
     assert [a.log_dropped is not None for a in Attempt.select().order_by(Attempt.seq)] == [
-        True, True, True, False]
+        True,
+        True,
+        True,
+        False,
+    ]
     shown = cli("logs", "a")
     assert shown.code == 0 and shown.out == "output of a\n"
     assert "dropped" in shown.err and "max_logs_total" in shown.err
@@ -244,11 +268,20 @@ def test_past_the_logs_cap_the_oldest_logs_go_first_and_logs_says_so(cli, add, w
 
 # --- hooks -----------------------------------------------------------------------------------
 
+
 def hook_record(path) -> str:
     """A hook command appending one line of its environment to ``path``."""
-    fields = " ".join(f'"${name}"' for name in (
-        "QUEUECTL_JOB_ID", "QUEUECTL_JOB_STATE", "QUEUECTL_JOB_EXIT_CODE", "QUEUECTL_JOB_ERROR",
-        "QUEUECTL_JOB_QUEUE", "QUEUECTL_JOB_ATTEMPT"))
+    fields = " ".join(
+        f'"${name}"'
+        for name in (
+            "QUEUECTL_JOB_ID",
+            "QUEUECTL_JOB_STATE",
+            "QUEUECTL_JOB_EXIT_CODE",
+            "QUEUECTL_JOB_ERROR",
+            "QUEUECTL_JOB_QUEUE",
+            "QUEUECTL_JOB_ATTEMPT",
+        )
+    )
     return f"printf '%s|%s|%s|%s|%s|%s\\n' {fields} >> {path}"
 
 
@@ -265,31 +298,44 @@ def test_hooks_run_once_per_change_with_the_documented_environment(cli, tmp_path
 
 def test_a_hook_never_holds_up_the_worker_and_its_failure_shows_in_status(cli, tmp_path, home):
     gate = tmp_path / "gate"
-    ok(cli("config", "set", "on_completed",
-           f"while [ ! -e {gate} ]; do sleep 0.02; done; echo boom >&2; exit 7"))
+    ok(
+        cli(
+            "config",
+            "set",
+            "on_completed",
+            f"while [ ! -e {gate} ]; do sleep 0.02; done; echo boom >&2; exit 7",
+        )
+    )
     for name in ("a", "b", "c"):
         ok(cli("enqueue", "--id", name, "true"))
     ok(cli("worker", "start"))
     try:
         # Every job ends while the hooks of the first ones still wait for the gate.
-        wait_for(lambda: ok(cli("status", "--json")).json()["jobs"]["completed"] == 3,
-                 message="the three jobs done behind their waiting hooks")
+        wait_for(
+            lambda: ok(cli("status", "--json")).json()["jobs"]["completed"] == 3,
+            message="the three jobs done behind their waiting hooks",
+        )
         assert ok(cli("status", "--json")).json()["hook_failure"] is None
         gate.touch()
-        failure = wait_for(lambda: ok(cli("status", "--json")).json()["hook_failure"],
-                           message="a hook failure recorded")
+        failure = wait_for(
+            lambda: ok(cli("status", "--json")).json()["hook_failure"],
+            message="a hook failure recorded",
+        )
         assert failure["hook"] == "on_completed" and failure["why"] == "exit status 7: boom"
         shown = ok(cli("status")).out
         assert "hook failed: on_completed for " in shown and "exit status 7: boom" in shown
         log = home / "logs" / "workers.log"
-        wait_for(lambda: log.read_text().count("hook on_completed for ") == 3,
-                 message="each failure logged in workers.log")
+        wait_for(
+            lambda: log.read_text().count("hook on_completed for ") == 3,
+            message="each failure logged in workers.log",
+        )
     finally:
         ok(cli("worker", "stop", "--wait", "20"))
 
 
 def test_a_hook_past_its_time_limit_is_killed_with_its_group(monkeypatch, tmp_path):
     from queuectl_tui import hooks
+
     monkeypatch.setattr(hooks, "TIME_LIMIT", 0.2)
     marker = tmp_path / "child-alive"
     failures = []
@@ -300,14 +346,18 @@ def test_a_hook_past_its_time_limit_is_killed_with_its_group(monkeypatch, tmp_pa
     wait_for(lambda: (runner.reap(), failures)[1], message="the hook killed")
     assert failures == [("on_dead", "j", "killed after its time limit of 0.2s")]
     assert not runner.running
-    wait_for(lambda: not group_alive(pid), timeout=5,
-             message="its whole group gone, the background sleep too")
+    wait_for(
+        lambda: not group_alive(pid),
+        timeout=5,
+        message="its whole group gone, the background sleep too",
+    )
 
 
 def group_alive(pgid: int) -> list:
     import os
 
     import psutil
+
     alive = []
     for proc in psutil.process_iter(["pid", "status"]):
         try:
@@ -325,6 +375,7 @@ def test_both_backends_delete_triggers_watch_the_same_pruning_marker():
     from queuectl_tui import store as dbmod
     from queuectl_tui.store import pgsql
     from queuectl_tui.store.sql import load
+
     marker = f"EXISTS (SELECT 1 FROM meta WHERE key = '{dbmod.PRUNING}')"
     assert marker == pgsql.PRUNING_NOW
     sqlite = load("sqlite", "schema")  # SQLite's delete triggers (schema.sql)

@@ -26,10 +26,14 @@ def utc(text: str) -> float:
 @pytest.fixture
 def sched(db, tmp_path):
     """sched(name, command="true", now=T0, **options) -> Schedule, added in-process."""
+
     def add(name: str, command: str = "true", *, now: float = T0, **options):
-        job = {"command": command, **{k: options.pop(k) for k in list(options)
-                                      if k in schedules.JOB_FIELDS}}
+        job = {
+            "command": command,
+            **{k: options.pop(k) for k in list(options) if k in schedules.JOB_FIELDS},
+        }
         return schedules.add(name, job, cwd=str(tmp_path), env={}, now=now, **options)
+
     return add
 
 
@@ -46,6 +50,7 @@ def row(name: str) -> Schedule:
 
 # --- due times -------------------------------------------------------------------------------
 
+
 def test_every_makes_one_job_per_due_time_named_by_it(sched):
     sched("tick", "echo tick", every="15m", queue="q", priority=3, timeout="1m")
     assert schedules.enqueue_due(now=T0 + 899).made == []
@@ -54,8 +59,15 @@ def test_every_makes_one_job_per_due_time_named_by_it(sched):
     assert made == [schedules.slot_id("tick", T0 + 900)] == ["tick@2027-01-15T08:15:00Z"]
     assert schedules.enqueue_due(now=T0 + 901).made == []  # that due time is done
     job = Job.get(Job.id == made[0])
-    assert (job.command, job.queue, job.priority, job.timeout, job.run_at, job.schedule,
-            job.state) == ("echo tick", "q", 3, 60.0, T0 + 900, "tick", "pending")
+    assert (
+        job.command,
+        job.queue,
+        job.priority,
+        job.timeout,
+        job.run_at,
+        job.schedule,
+        job.state,
+    ) == ("echo tick", "q", 3, 60.0, T0 + 900, "tick", "pending")
     schedules.enqueue_due(now=T0 + 1805)
     assert job_ids("tick") == ["tick@2027-01-15T08:15:00Z", "tick@2027-01-15T08:30:00Z"]
     assert row("tick").next_at == T0 + 2700
@@ -79,24 +91,32 @@ def test_a_zone_s_daylight_saving_changes_are_handled_as_cron_does(sched):
     for _ in range(4):  # a worker that runs all along: each due time made on time
         now = row("night").next_at
         schedules.enqueue_due(now=now + 1, grace=30)
-    assert job_ids() == ["night@2027-03-27T01:30:00Z",  # 02:30 CET
-                         "night@2027-03-28T01:00:00Z",  # 03:00 CEST, right after the change
-                         "night@2027-03-29T00:30:00Z",  # 02:30 CEST
-                         "night@2027-03-30T00:30:00Z"]
+    assert job_ids() == [
+        "night@2027-03-27T01:30:00Z",  # 02:30 CET
+        "night@2027-03-28T01:00:00Z",  # 03:00 CEST, right after the change
+        "night@2027-03-29T00:30:00Z",  # 02:30 CEST
+        "night@2027-03-30T00:30:00Z",
+    ]
     rule = schedules.Rule("30 2 * * *", None, "Europe/Paris")
     autumn = rule.between(utc("2027-10-30T00:00:00"), utc("2027-11-01T23:59:59"))
-    assert [schedules.stamp(t) for t in autumn] == ["2027-10-30T00:30:00Z",  # 02:30 CEST
-                                                    "2027-10-31T00:30:00Z",  # the first 02:30
-                                                    "2027-11-01T01:30:00Z"]  # 02:30 CET
+    assert [schedules.stamp(t) for t in autumn] == [
+        "2027-10-30T00:30:00Z",  # 02:30 CEST
+        "2027-10-31T00:30:00Z",  # the first 02:30
+        "2027-11-01T01:30:00Z",
+    ]  # 02:30 CET
 
 
 # --- catch-up --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("mode", "made"), [
-    ("latest", ["h@2027-01-15T13:00:00Z"]),
-    ("all", [f"h@2027-01-15T{h:02d}:00:00Z" for h in (9, 10, 11, 12, 13)]),
-    ("none", []),
-])
+
+@pytest.mark.parametrize(
+    ("mode", "made"),
+    [
+        ("latest", ["h@2027-01-15T13:00:00Z"]),
+        ("all", [f"h@2027-01-15T{h:02d}:00:00Z" for h in (9, 10, 11, 12, 13)]),
+        ("none", []),
+    ],
+)
 def test_due_times_missed_while_no_worker_ran_follow_catch_up(sched, mode, made):
     sched("h", every="1h", catch_up=mode)  # due at 09:00, 10:00, ... (added at 08:00)
     now = T0 + 5 * HOUR + 600  # 13:10: the last worker stopped before 09:00
@@ -105,9 +125,11 @@ def test_due_times_missed_while_no_worker_ran_follow_catch_up(sched, mode, made)
     assert row("h").next_at == T0 + 6 * HOUR  # nothing left behind
     if mode != "all":
         r = schedules.rows(now=now)[0]
-        assert r["skipped"] == ("missed while no worker ran (2027-01-15T09:00:00Z to "
-                                f"2027-01-15T{'12' if mode == 'latest' else '13'}:00:00Z), "
-                                f"catch-up {mode}")
+        assert r["skipped"] == (
+            "missed while no worker ran (2027-01-15T09:00:00Z to "
+            f"2027-01-15T{'12' if mode == 'latest' else '13'}:00:00Z), "
+            f"catch-up {mode}"
+        )
 
 
 def test_a_due_time_within_the_grace_is_on_time_whatever_the_catch_up(sched):
@@ -127,16 +149,22 @@ def test_catch_up_all_after_a_long_gap_is_made_in_steps(sched):
 
 # --- no overlap, pause, run, remove ----------------------------------------------------------
 
+
 def test_no_overlap_skips_a_due_time_while_the_last_job_is_unfinished_and_says_so(sched):
     sched("slow", every="1m", no_overlap=True)
     assert schedules.enqueue_due(now=T0 + 60).made == ["slow@2027-01-15T08:01:00Z"]
     due = schedules.enqueue_due(now=T0 + 120)
     assert due.made == []
-    assert due.notes == ["schedule slow: skipped 2027-01-15T08:02:00Z: "
-                         "slow@2027-01-15T08:01:00Z had not finished (no-overlap)"]
+    assert due.notes == [
+        "schedule slow: skipped 2027-01-15T08:02:00Z: "
+        "slow@2027-01-15T08:01:00Z had not finished (no-overlap)"
+    ]
     listed = schedules.rows(now=T0 + 120)[0]
     assert (listed["last_job"], listed["last_state"], listed["skipped_at"]) == (
-        "slow@2027-01-15T08:01:00Z", "pending", "2027-01-15T08:02:00.000Z")
+        "slow@2027-01-15T08:01:00Z",
+        "pending",
+        "2027-01-15T08:02:00.000Z",
+    )
     Job.update(state="completed").where(Job.id == "slow@2027-01-15T08:01:00Z").execute()
     assert schedules.enqueue_due(now=T0 + 180).made == ["slow@2027-01-15T08:03:00Z"]
 
@@ -165,6 +193,7 @@ def test_run_now_makes_one_job_besides_the_due_times_and_remove_keeps_the_jobs(s
 
 def test_user_errors_name_what_is_wrong(sched):
     from queuectl_tui.errors import InvalidInput, NotFound
+
     sched("taken", every="1m")
     cases = [
         ({"cron": "0 3 * *"}, "expected five fields"),
@@ -188,6 +217,7 @@ def test_user_errors_name_what_is_wrong(sched):
 
 # --- one job per due time, whoever races ------------------------------------------------------
 
+
 def test_sessions_racing_for_the_same_due_times_make_one_job_each(sched):
     """Four threads (each its own connection, as workers are) make the due times of three
     schedules at the same moments: every due time makes exactly one job."""
@@ -206,6 +236,7 @@ def test_sessions_racing_for_the_same_due_times_make_one_job_each(sched):
             errors.append(exc)
         finally:
             from queuectl_tui.store.models import database
+
             database.close()
 
     threads = [threading.Thread(target=race) for _ in range(4)]
@@ -224,6 +255,7 @@ def test_inserting_a_due_time_s_job_another_session_is_inserting_is_a_no_op(sche
     error, no second job)."""
     from queuectl_tui import engine, settings
     from queuectl_tui.store.models import database
+
     row_ = sched("x", every="1m")
     slot, defaults = T0 + 60, settings.load()
     job_id = schedules.slot_id("x", slot)
@@ -265,6 +297,7 @@ def test_inserting_a_due_time_s_job_another_session_is_inserting_is_a_no_op(sche
 
 # --- workers -----------------------------------------------------------------------------
 
+
 @pytest.mark.sqlite_only
 def test_nothing_due_writes_nothing(sched, home):
     """An idle worker looks at schedules at every wake-up: with nothing due that is a read, so
@@ -288,15 +321,17 @@ def test_two_running_workers_make_each_due_time_once(cli, home):
     ok(cli("worker", "start", "--count", "2"))
 
     def completed():
-        jobs = [j for j in ok(cli("list", "--json", "--limit", "0")).json()
-                if j["state"] == "completed"]
+        jobs = [
+            j for j in ok(cli("list", "--json", "--limit", "0")).json() if j["state"] == "completed"
+        ]
         return jobs if len(jobs) >= 3 else None
 
     wait_for(completed, timeout=60, message="three scheduled jobs completed")
     ok(cli("worker", "stop"))
     ids = sorted(j["id"] for j in ok(cli("list", "--json", "--limit", "0")).json())
-    times = [datetime.fromisoformat(i.split("@")[1].replace("Z", "+00:00")).timestamp()
-             for i in ids]
+    times = [
+        datetime.fromisoformat(i.split("@")[1].replace("Z", "+00:00")).timestamp() for i in ids
+    ]
     assert times == [times[0] + k for k in range(len(times))], ids  # no gap, no repeat
     shown = ok(cli("show", ids[0])).out
     assert "schedule" in shown and "beat" in shown
@@ -307,30 +342,53 @@ def test_two_running_workers_make_each_due_time_once(cli, home):
 
 # --- the command -----------------------------------------------------------------------------
 
+
 def test_schedule_command_errors_are_one_line_with_the_exit_code(db):
     cli = run_here
     assert "expected five fields" in user_error(
-        cli("schedule", "add", "x", "--cron", "0 3 * *", "true"), 2)
+        cli("schedule", "add", "x", "--cron", "0 3 * *", "true"), 2
+    )
     assert "unknown time zone" in user_error(
-        cli("schedule", "add", "x", "--cron", "0 3 * * *", "--tz", "Nowhere/Land", "true"), 2)
+        cli("schedule", "add", "x", "--cron", "0 3 * * *", "--tz", "Nowhere/Land", "true"), 2
+    )
     ok(cli("schedule", "add", "x", "--every", "1h", "true"))
     assert "already exists" in user_error(cli("schedule", "add", "x", "--every", "1m", "true"), 2)
     for verb in ("remove", "pause", "resume", "run"):
         assert user_error(cli("schedule", verb, "nope"), 1) == "error: no schedule named 'nope'"
     assert "--catch-up" in user_error(
-        cli("schedule", "add", "y", "--every", "1m", "--catch-up", "some", "true"), 2)
+        cli("schedule", "add", "y", "--every", "1m", "--catch-up", "some", "true"), 2
+    )
 
 
 def test_schedule_list_piped_is_one_tab_separated_line_per_schedule(db):
     cli = run_here
-    ok(cli("schedule", "add", "nightly", "--cron", "30 3 * * *", "--tz", "Europe/Paris",
-           "--no-overlap", "tar czf /tmp/b.tgz ."))
+    ok(
+        cli(
+            "schedule",
+            "add",
+            "nightly",
+            "--cron",
+            "30 3 * * *",
+            "--tz",
+            "Europe/Paris",
+            "--no-overlap",
+            "tar czf /tmp/b.tgz .",
+        )
+    )
     ok(cli("schedule", "pause", "nightly"))
     run = ok(cli("schedule", "run", "nightly")).out
     assert run.startswith("enqueued nightly@")
     lines = ok(cli("schedule", "list")).out.splitlines()
-    assert lines[0].split("\t") == ["name", "rule", "next run", "last run", "last job", "state",
-                                    "paused", "skipped"]
+    assert lines[0].split("\t") == [
+        "name",
+        "rule",
+        "next run",
+        "last run",
+        "last job",
+        "state",
+        "paused",
+        "skipped",
+    ]
     cells = lines[1].split("\t")
     assert cells[:3] == ["nightly", "cron 30 3 * * * Europe/Paris", "-"]
     assert cells[4:7] == [run.split()[1], "pending", "yes"]
@@ -347,10 +405,12 @@ def test_an_idle_worker_s_sleep_ends_at_the_next_due_time(db, tmp_path):
     from queuectl_tui import settings
     from queuectl_tui.run.loop import WorkerLoop
     from queuectl_tui.store.models import database
+
     for key, value in (("poll_interval", 60), ("lease", 600), ("heartbeat_interval", 300)):
         settings.set_value(key, value)
-    schedules.add("soon", {"command": f"touch {tmp_path}/ran"}, every="2s", cwd=str(tmp_path),
-                  env={})
+    schedules.add(
+        "soon", {"command": f"touch {tmp_path}/ran"}, every="2s", cwd=str(tmp_path), env={}
+    )
     lines: list[str] = []
     loop = WorkerLoop(echo=lines.append)
     errors: list[BaseException] = []
@@ -379,6 +439,7 @@ def test_a_schedule_added_while_a_worker_sleeps_ends_that_sleep_at_its_due_time(
     from queuectl_tui import engine, settings, spec
     from queuectl_tui.run.loop import WorkerLoop
     from queuectl_tui.store.models import database
+
     for key, value in (("poll_interval", 60), ("lease", 600), ("heartbeat_interval", 300)):
         settings.set_value(key, value)
     lines: list[str] = []
@@ -388,14 +449,23 @@ def test_a_schedule_added_while_a_worker_sleeps_ends_that_sleep_at_its_due_time(
     def drive():
         try:
             wait_for(lambda: loop.waiting, timeout=20, message="the worker idle")
-            engine.enqueue([spec.normalize({"command": f"touch {tmp_path}/job"})],
-                           cwd=str(tmp_path), env={})
+            engine.enqueue(
+                [spec.normalize({"command": f"touch {tmp_path}/job"})], cwd=str(tmp_path), env={}
+            )
             wait_for(lambda: (tmp_path / "job").exists(), timeout=20, message="the job ran")
             wait_for(lambda: loop.waiting, timeout=20, message="the worker idle again")
-            schedules.add("soon", {"command": f"touch {tmp_path}/scheduled"}, every="1s",
-                          cwd=str(tmp_path), env={})
-            wait_for(lambda: (tmp_path / "scheduled").exists(), timeout=20,
-                     message="the scheduled job ran")
+            schedules.add(
+                "soon",
+                {"command": f"touch {tmp_path}/scheduled"},
+                every="1s",
+                cwd=str(tmp_path),
+                env={},
+            )
+            wait_for(
+                lambda: (tmp_path / "scheduled").exists(),
+                timeout=20,
+                message="the scheduled job ran",
+            )
         except BaseException as exc:  # re-raised below
             errors.append(exc)
         finally:
@@ -412,10 +482,13 @@ def test_a_schedule_added_while_a_worker_sleeps_ends_that_sleep_at_its_due_time(
 
 def test_a_skipped_due_time_is_said_in_the_worker_s_log(sched):
     from queuectl_tui.run.loop import WorkerLoop
+
     sched("slow", every="1m", no_overlap=True)
     lines: list[str] = []
     loop = WorkerLoop(echo=lines.append)
     loop.make_scheduled(T0 + 60)
     loop.make_scheduled(T0 + 120)
-    assert lines == ["schedule slow: skipped 2027-01-15T08:02:00Z: slow@2027-01-15T08:01:00Z "
-                     "had not finished (no-overlap)"]
+    assert lines == [
+        "schedule slow: skipped 2027-01-15T08:02:00Z: slow@2027-01-15T08:01:00Z "
+        "had not finished (no-overlap)"
+    ]

@@ -31,11 +31,13 @@ def shape(path: Path) -> dict:
         )
         indexes = sorted(
             (r[1], r[2], tuple(c[2] for c in con.execute(f'PRAGMA index_info("{r[1]}")')))
-            for r in con.execute(f'PRAGMA index_list("{table}")'))
+            for r in con.execute(f'PRAGMA index_list("{table}")')
+        )
         result[table] = (columns, indexes)
     # Triggers are schema too (job_count is kept by them): same names, same SQL.
-    result["triggers"] = sorted(con.execute("SELECT name, tbl_name, sql FROM sqlite_master "
-                                            "WHERE type = 'trigger'"))
+    result["triggers"] = sorted(
+        con.execute("SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger'")
+    )
     con.close()
     return result
 
@@ -52,10 +54,14 @@ def pg_catalog(schema: str) -> list[str]:
     schema's name; not its rows."""
     import psycopg2
     from pg_support import PG_URL, _fingerprint
+
     conn = psycopg2.connect(PG_URL)
     try:
-        return [line for line in _fingerprint(conn.cursor(), schema)
-                if not line.startswith(("row ", "seq "))]
+        return [
+            line
+            for line in _fingerprint(conn.cursor(), schema)
+            if not line.startswith(("row ", "seq "))
+        ]
     finally:
         conn.close()
 
@@ -65,6 +71,7 @@ def pg_schema(*, v1: bool = False) -> str:
     schema with one job, upgraded by open_db)."""
     import psycopg2
     from pg_support import fresh_schema, v1_on_postgres
+
     schema, url = fresh_schema()
     if v1:
         conn = psycopg2.connect(url)
@@ -73,7 +80,8 @@ def pg_schema(*, v1: bool = False) -> str:
         conn.cursor().execute(
             "INSERT INTO job (id, command, queue, state, priority, attempts, max_retries, "
             "backoff_base, run_at, created_at, updated_at, cwd, cancel_requested) VALUES "
-            "('old-job', 'echo from v1', 'default', 'pending', 0, 0, 3, 2, 0, 0, 0, '/', false)")
+            "('old-job', 'echo from v1', 'default', 'pending', 0, 0, 3, 2, 0, 0, 0, '/', false)"
+        )
         conn.close()
     try:
         dbmod.open_db(url)
@@ -89,6 +97,7 @@ def test_first_release_upgraded_has_the_same_shape_as_a_fresh_database(backend, 
     same (fails when schema.sql changes without a new schema version and an upgrade step)."""
     if backend == "postgres":
         from pg_support import drop_schema_later
+
         made = [pg_schema(), pg_schema(v1=True)]
         try:
             fresh, old = (pg_catalog(schema) for schema in made)
@@ -121,8 +130,11 @@ def test_upgrade_steps_run_in_order_inside_open(tmp_path, monkeypatch):
     old = make_v1(tmp_path / "old.db")
     following = dbmod.SCHEMA_VERSION + 1
     monkeypatch.setattr(dbmod.schema, "SCHEMA_VERSION", following)
-    monkeypatch.setitem(dbmod.UPGRADES, following,
-                        lambda m: migrate(m.add_column("job", "note", TextField(null=True))))
+    monkeypatch.setitem(
+        dbmod.UPGRADES,
+        following,
+        lambda m: migrate(m.add_column("job", "note", TextField(null=True))),
+    )
     dbmod.open_db(old)
     assert dbmod.schema_version() == following
     dbmod.close_db()
@@ -166,16 +178,25 @@ def test_a_worker_stops_cleanly_when_the_schema_is_upgraded_under_it(cli, home, 
     import os
 
     from helpers import gone, ok, wait_for
+
     started, release = tmp_path / "started", tmp_path / "release"
-    ok(cli("enqueue", "--id", "running",
-           f"touch {started}; while [ ! -e {release} ]; do sleep 0.02; done"))
+    ok(
+        cli(
+            "enqueue",
+            "--id",
+            "running",
+            f"touch {started}; while [ ! -e {release} ]; do sleep 0.02; done",
+        )
+    )
     ok(cli("enqueue", "--id", "next", "true"))
     worker = ok(cli("worker", "start", "--json")).json()[0]
     try:
         wait_for(started.exists, message="the job to start")
         con = sqlite3.connect(home / "queuectl.db")
-        con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
-                    (str(dbmod.SCHEMA_VERSION + 1),))
+        con.execute(
+            "UPDATE meta SET value = ? WHERE key = 'schema_version'",
+            (str(dbmod.SCHEMA_VERSION + 1),),
+        )
         con.execute("DROP INDEX job_claim")  # INDEXED BY job_claim: "no such index"
         con.commit()
         release.touch()
@@ -186,8 +207,10 @@ def test_a_worker_stops_cleanly_when_the_schema_is_upgraded_under_it(cli, home, 
         assert con.execute("SELECT count(*) FROM worker").fetchone() == (0,)
         con.close()
         log = (home / "logs" / "workers.log").read_text()
-        assert (f"upgraded to schema version {dbmod.SCHEMA_VERSION + 1}, newer than this "
-                f"queuectl-tui knows ({dbmod.SCHEMA_VERSION})") in log
+        assert (
+            f"upgraded to schema version {dbmod.SCHEMA_VERSION + 1}, newer than this "
+            f"queuectl-tui knows ({dbmod.SCHEMA_VERSION})"
+        ) in log
         assert "Traceback" not in log
     finally:
         if not gone(worker["pid"]):
@@ -205,21 +228,36 @@ def test_a_version_10_database_gets_the_change_counts_on_open(tmp_path):
     engine.enqueue([spec.normalize({"id": "a", "command": "true"})], cwd=str(tmp_path), env={})
     dbmod.close_db()
     con = sqlite3.connect(old)
-    for name in ("job_count_insert", "job_count_update", "job_count_delete", "job_touch",
-                 "queue_touch_insert", "queue_touch_update", "queue_touch_delete",
-                 "paused_all_touch_insert", "paused_all_touch_update", "paused_all_touch_delete"):
+    for name in (
+        "job_count_insert",
+        "job_count_update",
+        "job_count_delete",
+        "job_touch",
+        "queue_touch_insert",
+        "queue_touch_update",
+        "queue_touch_delete",
+        "paused_all_touch_insert",
+        "paused_all_touch_update",
+        "paused_all_touch_delete",
+    ):
         con.execute(f"DROP TRIGGER {name}")
     con.execute("ALTER TABLE job_count DROP COLUMN v")
-    con.execute("CREATE TRIGGER job_count_insert AFTER INSERT ON job BEGIN "
-                "INSERT INTO job_count (queue, state, n) VALUES (NEW.queue, NEW.state, 1) "
-                "ON CONFLICT (queue, state) DO UPDATE SET n = job_count.n + 1; END")
-    con.execute("CREATE TRIGGER job_count_update AFTER UPDATE OF state, queue ON job "
-                "WHEN NEW.state IS NOT OLD.state OR NEW.queue IS NOT OLD.queue BEGIN "
-                "UPDATE job_count SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state; "
-                "INSERT INTO job_count (queue, state, n) VALUES (NEW.queue, NEW.state, 1) "
-                "ON CONFLICT (queue, state) DO UPDATE SET n = job_count.n + 1; END")
-    con.execute("CREATE TRIGGER job_count_delete AFTER DELETE ON job BEGIN "
-                "UPDATE job_count SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state; END")
+    con.execute(
+        "CREATE TRIGGER job_count_insert AFTER INSERT ON job BEGIN "
+        "INSERT INTO job_count (queue, state, n) VALUES (NEW.queue, NEW.state, 1) "
+        "ON CONFLICT (queue, state) DO UPDATE SET n = job_count.n + 1; END"
+    )
+    con.execute(
+        "CREATE TRIGGER job_count_update AFTER UPDATE OF state, queue ON job "
+        "WHEN NEW.state IS NOT OLD.state OR NEW.queue IS NOT OLD.queue BEGIN "
+        "UPDATE job_count SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state; "
+        "INSERT INTO job_count (queue, state, n) VALUES (NEW.queue, NEW.state, 1) "
+        "ON CONFLICT (queue, state) DO UPDATE SET n = job_count.n + 1; END"
+    )
+    con.execute(
+        "CREATE TRIGGER job_count_delete AFTER DELETE ON job BEGIN "
+        "UPDATE job_count SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state; END"
+    )
     con.execute("UPDATE meta SET value = '10' WHERE key = 'schema_version'")
     con.commit()
     con.close()
@@ -267,8 +305,9 @@ def test_a_new_database_stores_the_triggers_as_they_were_recorded(tmp_path):
     con = sqlite3.connect(tmp_path / "new.db")
     stored = dict(con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"))
     con.close()
-    assert {name: hashlib.sha256(sql.encode()).hexdigest()[:16]
-            for name, sql in stored.items()} == TRIGGERS
+    assert {
+        name: hashlib.sha256(sql.encode()).hexdigest()[:16] for name, sql in stored.items()
+    } == TRIGGERS
 
 
 #: Columns no model maps: SQLite's change counter (connection.jobs_token reads it in SQL) and
@@ -300,15 +339,22 @@ def test_the_fragments_the_engine_uses_are_those_of_schema_sql(dialect):
     assert f"NEW.priority - {AGING_RATE_SQL} * NEW.run_at / 60.0" in rank
     if dialect == "sqlite":
         for trigger in ("attempt_minute_delete", "job_failed_delete"):
-            assert f"NOT EXISTS (SELECT 1 FROM meta WHERE key = '{dbmod.PRUNING}')" in (
-                schema[trigger])
+            assert (
+                f"NOT EXISTS (SELECT 1 FROM meta WHERE key = '{dbmod.PRUNING}')"
+                in (schema[trigger])
+            )
 
 
 def test_a_block_of_several_statements_is_split_where_each_ends():
     """SQLite runs one statement per call: a trigger keeps the semicolons of its body, a
     quoted semicolon splits nothing."""
-    trigger = ("CREATE TRIGGER t AFTER INSERT ON job BEGIN UPDATE meta SET value = 'a;b'; "
-               "DELETE FROM meta WHERE key = 'x'; END")
+    trigger = (
+        "CREATE TRIGGER t AFTER INSERT ON job BEGIN UPDATE meta SET value = 'a;b'; "
+        "DELETE FROM meta WHERE key = 'x'; END"
+    )
     assert statements(f"DROP TRIGGER IF EXISTS t; {trigger}; SELECT ';'") == [
-        "DROP TRIGGER IF EXISTS t", trigger, "SELECT ';'"]
+        "DROP TRIGGER IF EXISTS t",
+        trigger,
+        "SELECT ';'",
+    ]
     assert statements("SELECT 1") == ["SELECT 1"]

@@ -29,6 +29,7 @@ def test_settings_load_as_one_typed_read_only_object(db):
 
 def test_a_stored_value_survives_reopening_the_database(db, home):
     from queuectl_tui.store import close_db, open_db
+
     settings.set_value("backoff_base", "3.5")
     close_db()
     open_db(home / "queuectl.db")
@@ -84,6 +85,7 @@ def test_unknown_keys_are_refused(db):
 
 # --- through the CLI -------------------------------------------------------------------------
 
+
 def test_config_set_persists_for_a_new_process(cli):
     assert ok(cli("config", "set", "max-retries", "5")).out.strip() == "max_retries = 5"
     assert ok(cli("config", "get", "max_retries")).out.strip() == "5"
@@ -100,15 +102,18 @@ def test_config_list_json_has_every_setting(cli):
     assert data["backoff_base"] == 2.0 and data["default_timeout"] is None
 
 
-@pytest.mark.parametrize("args", [
-    ("config", "set", "max_retries", "-1"),
-    ("config", "set", "max_retries", "lots"),
-    ("config", "set", "backoff_base", "0"),
-    ("config", "set", "poll_interval", "nan"),
-    ("config", "set", "colour", "red"),
-    ("config", "get", "colour"),
-    ("config", "reset", "colour"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("config", "set", "max_retries", "-1"),
+        ("config", "set", "max_retries", "lots"),
+        ("config", "set", "backoff_base", "0"),
+        ("config", "set", "poll_interval", "nan"),
+        ("config", "set", "colour", "red"),
+        ("config", "get", "colour"),
+        ("config", "reset", "colour"),
+    ],
+)
 def test_config_bad_key_or_value_exits_2_and_changes_nothing(cli, home, args):
     ok(cli("config", "set", "max_retries", "4"))
     before = snapshot(home / "queuectl.db")
@@ -120,8 +125,10 @@ def test_config_bad_key_or_value_exits_2_and_changes_nothing(cli, home, args):
 
 # --- a change applies to every job claimed after it ---------------------------------------------
 
+
 def _log_of(job_id: str) -> str:
     from queuectl_tui.store.models import Job
+
     [attempt] = engine.attempts_of(Job.get(Job.id == job_id))
     return engine.log_path(attempt).read_text()
 
@@ -149,15 +156,25 @@ def test_a_setting_applies_to_the_next_job_a_running_worker_claims(db, tmp_path)
             wait_for(Worker.select().exists, message="the worker")
             # An idle worker.
             settings.set_value("max-log-bytes", 2000)
-            engine.enqueue([spec.normalize({"id": "idle", "command": flood})],
-                           cwd=str(tmp_path), env={})
+            engine.enqueue(
+                [spec.normalize({"id": "idle", "command": flood})], cwd=str(tmp_path), env={}
+            )
             wait_for(ended("idle"), message="the first job")
             # A busy one: "after" is claimed once "gate" ends, after the change.
-            engine.enqueue([spec.normalize({"id": "gate", "priority": 1, "command":
-                                            "touch started; while [ ! -e go ]; do sleep 0.02; "
-                                            "done"}),
-                            spec.normalize({"id": "after", "command": flood})],
-                           cwd=str(tmp_path), env={})
+            engine.enqueue(
+                [
+                    spec.normalize(
+                        {
+                            "id": "gate",
+                            "priority": 1,
+                            "command": "touch started; while [ ! -e go ]; do sleep 0.02; done",
+                        }
+                    ),
+                    spec.normalize({"id": "after", "command": flood}),
+                ],
+                cwd=str(tmp_path),
+                env={},
+            )
             wait_for((tmp_path / "started").exists, message="the gate job")
             settings.set_value("max-log-bytes", 3000)
             (tmp_path / "go").touch()

@@ -61,9 +61,11 @@ def markers(text: str) -> list[str]:
 
 
 #: Every table's columns (a positional marker's column: what it is compared with or set to).
-COLUMNS = {model._meta.table_name: set(model._meta.columns)
-           for model in vars(models).values()
-           if isinstance(model, type) and issubclass(model, Model) and model is not Model}
+COLUMNS = {
+    model._meta.table_name: set(model._meta.columns)
+    for model in vars(models).values()
+    if isinstance(model, type) and issubclass(model, Model) and model is not Model
+}
 
 
 def parameters(text: str) -> tuple[str, list[str]]:
@@ -104,9 +106,11 @@ def test_both_dialects_name_the_same_queries_with_the_same_parameters():
 def test_a_marker_out_of_order_is_seen():
     """The parity above compares the order of the values, not only their number."""
     assert parameters("UPDATE job SET state = ?, queue = ? WHERE seq = ?") != parameters(
-        "UPDATE job SET queue = %s, state = %s WHERE seq = %s")
+        "UPDATE job SET queue = %s, state = %s WHERE seq = %s"
+    )
     assert parameters("SELECT 1 FROM job WHERE queue = :queue") == parameters(
-        "SELECT 1 FROM job WHERE queue = %(queue)s")
+        "SELECT 1 FROM job WHERE queue = %(queue)s"
+    )
 
 
 def test_a_portable_statement_is_each_backends_with_its_markers(tmp_path, monkeypatch):
@@ -114,17 +118,23 @@ def test_a_portable_statement_is_each_backends_with_its_markers(tmp_path, monkey
     backend's own file replaces a portable statement of the same name; a name twice in one
     directory is refused."""
     from queuectl_tui.store import sql
+
     (tmp_path / "sqlite").mkdir()
     (tmp_path / "postgres").mkdir()
     (tmp_path / "engine.sql").write_text(
         "-- name: one\n-- Why.\nSELECT seq FROM job\nWHERE queue = %(queue)s AND seq > %s;\n\n"
-        "-- name: two\n-- Why.\nSELECT 2;\n")
+        "-- name: two\n-- Why.\nSELECT 2;\n"
+    )
     (tmp_path / "sqlite" / "metrics.sql").write_text("-- name: two\n-- Its own.\nSELECT 3;\n")
     monkeypatch.setattr(sql, "_HERE", str(tmp_path))
-    assert load("postgres") == {"one": "SELECT seq FROM job WHERE queue = %(queue)s AND seq > %s",
-                                "two": "SELECT 2"}
-    assert load("sqlite") == {"one": "SELECT seq FROM job WHERE queue = :queue AND seq > ?",
-                              "two": "SELECT 3"}
+    assert load("postgres") == {
+        "one": "SELECT seq FROM job WHERE queue = %(queue)s AND seq > %s",
+        "two": "SELECT 2",
+    }
+    assert load("sqlite") == {
+        "one": "SELECT seq FROM job WHERE queue = :queue AND seq > ?",
+        "two": "SELECT 3",
+    }
     twice = tmp_path / "twice"
     (twice / "sqlite").mkdir(parents=True)
     for name in ("engine.sql", "metrics.sql"):
@@ -140,15 +150,25 @@ def asked_names() -> set[str]:
     names = set()
     for path in (Path(__file__).parents[2] / "queuectl_tui").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr in ("execute", "run") and node.args
-                    and isinstance(node.args[0], ast.Constant)
-                    and isinstance(node.args[0].value, str)):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("execute", "run")
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
                 names.add(node.args[0].value)
-            elif (isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and (
-                    isinstance(node.value, ast.Attribute) and node.value.attr == "queries"
+            elif (
+                isinstance(node, ast.Subscript)
+                and isinstance(node.slice, ast.Constant)
+                and (
+                    isinstance(node.value, ast.Attribute)
+                    and node.value.attr == "queries"
                     or isinstance(node.value, ast.Name)
-                    and node.value.id in ("SQLITE_QUERIES", "POSTGRES_QUERIES"))):
+                    and node.value.id in ("SQLITE_QUERIES", "POSTGRES_QUERIES")
+                )
+            ):
                 names.add(node.slice.value)
     return names
 
@@ -165,6 +185,7 @@ def test_every_statement_the_code_asks_for_is_there_and_every_one_there_is_asked
 def test_the_statements_name_the_keys_their_modules_name():
     from queuectl_tui import retention
     from queuectl_tui.store import PRUNING
+
     for dialect in (SQLITE, POSTGRES):
         assert f"'{retention.LEASE_KEY}'" in dialect.queries["prune_lease"]
         assert f"'{retention.LEASE_KEY}'" in dialect.queries["prune_take_lease"]
@@ -186,4 +207,5 @@ def test_the_claim_names_its_index_on_sqlite():
 
 def test_the_store_keeps_the_settings_version_key_of_settings():
     from queuectl_tui.settings import VERSION_KEY
+
     assert queries.VERSION_KEY == VERSION_KEY

@@ -22,6 +22,7 @@ ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 # --- the worker loop (one launched job: tests/test_jobhost.py, through both launchers) ---
 
+
 @pytest.fixture(params=["host", "exec"])
 def launcher(request):
     """Each ``launch.Launcher`` a worker may run its jobs with: its job host, or ``sh -c`` per
@@ -30,15 +31,19 @@ def launcher(request):
 
 
 def enqueue(tmp_path: Path, *specs: dict, env: dict | None = None) -> list[Job]:
-    return engine.enqueue([spec.normalize(s) for s in specs], cwd=str(tmp_path),
-                          env=ENV if env is None else env)
+    return engine.enqueue(
+        [spec.normalize(s) for s in specs], cwd=str(tmp_path), env=ENV if env is None else env
+    )
 
 
 def test_burst_worker_runs_due_jobs_in_order_and_leaves(db, tmp_path, launcher):
-    enqueue(tmp_path, {"id": "a", "command": "echo a >> order"},
-            {"id": "b", "command": "echo b >> order", "priority": 1},
-            {"id": "c", "command": "exit 4", "max_retries": 0},
-            {"id": "later", "command": "echo later >> order", "delay": 3600})
+    enqueue(
+        tmp_path,
+        {"id": "a", "command": "echo a >> order"},
+        {"id": "b", "command": "echo b >> order", "priority": 1},
+        {"id": "c", "command": "exit 4", "max_retries": 0},
+        {"id": "later", "command": "echo later >> order", "delay": 3600},
+    )
     lines = []
     assert WorkerLoop(burst=True, echo=lines.append, launcher=launcher).run() == 0
     assert (tmp_path / "order").read_text() == "b\na\n"
@@ -84,12 +89,14 @@ def test_burst_worker_waits_out_a_short_backoff(db, tmp_path):
 
 def _in_thread(action, gate: Path):
     """Run ``action`` once ``gate`` exists (the job writes it when it has started)."""
+
     def body():
         try:
             wait_for(gate.exists, timeout=30, message=str(gate))
             action()
         finally:
             database.close()  # this thread's own connection, if it opened one
+
     thread = threading.Thread(target=body, daemon=True)
     thread.start()
     return thread
@@ -109,6 +116,7 @@ def test_graceful_stop_lets_the_running_job_finish(db, tmp_path, launcher):
     def stop_then_release():
         worker._on_stop(None, None)
         (tmp_path / "go").touch()
+
     thread = _in_thread(stop_then_release, tmp_path / "started")
     assert worker.run() == 0
     thread.join()
@@ -118,10 +126,8 @@ def test_graceful_stop_lets_the_running_job_finish(db, tmp_path, launcher):
     assert Worker.select().count() == 0
 
 
-def test_forced_stop_interrupts_the_job_and_keeps_its_retry_budget(db, tmp_path, mark,
-                                                                   launcher):
-    enqueue(tmp_path, {"id": "j", "max_retries": 2,
-                       "command": marked_command(mark, TREE)})
+def test_forced_stop_interrupts_the_job_and_keeps_its_retry_budget(db, tmp_path, mark, launcher):
+    enqueue(tmp_path, {"id": "j", "max_retries": 2, "command": marked_command(mark, TREE)})
     worker = WorkerLoop(launcher=launcher)
     thread = _in_thread(lambda: worker._on_force(None, None), tmp_path / "started")
     assert worker.run() == 0
@@ -145,15 +151,17 @@ def test_a_cancel_from_another_connection_kills_the_running_job(db, tmp_path, ma
     assert engine.attempts_of(job)[0].outcome == "cancelled"
 
 
-def test_transient_database_errors_neither_kill_the_worker_nor_lose_the_job(db, tmp_path,
-                                                                            monkeypatch):
+def test_transient_database_errors_neither_kill_the_worker_nor_lose_the_job(
+    db, tmp_path, monkeypatch
+):
     """A lock held past the busy timeout (here: the first claim and the first two finishes
     fail) makes the worker wait and retry; every job still completes, once."""
     from peewee import OperationalError
 
     out = tmp_path / "runs"
-    engine.enqueue([spec.normalize({"id": f"j{n}", "command": f"echo j{n} >> {out}"})
-                    for n in range(3)])
+    engine.enqueue(
+        [spec.normalize({"id": f"j{n}", "command": f"echo j{n} >> {out}"}) for n in range(3)]
+    )
     failures = {"claim": 1, "finish": 2}
     real_settle = engine.settle
 

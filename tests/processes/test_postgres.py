@@ -37,21 +37,35 @@ on_postgres = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 
 # --- no server needed ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("url, code, words", [
-    ("mysql://u:sekrit@127.0.0.1/q", 2, "unsupported database URL"),
-    ("postgresql://u:sekrit@127.0.0.1:99999/q", 2, "bad database URL"),
-    ("postgresql://u:sekrit@127.0.0.1:5432", 2, "names no database"),
-    ("postgresql://u:sekrit@127.0.0.1:1/q", 1, "cannot connect to database postgresql://u:***@127.0.0.1:1/q"),
-    ("postgres://u:sekrit@127.0.0.1:1/q", 1, "cannot connect to database postgres://u:***@127.0.0.1:1/q"),
-])
+
+@pytest.mark.parametrize(
+    "url, code, words",
+    [
+        ("mysql://u:sekrit@127.0.0.1/q", 2, "unsupported database URL"),
+        ("postgresql://u:sekrit@127.0.0.1:99999/q", 2, "bad database URL"),
+        ("postgresql://u:sekrit@127.0.0.1:5432", 2, "names no database"),
+        (
+            "postgresql://u:sekrit@127.0.0.1:1/q",
+            1,
+            "cannot connect to database postgresql://u:***@127.0.0.1:1/q",
+        ),
+        (
+            "postgres://u:sekrit@127.0.0.1:1/q",
+            1,
+            "cannot connect to database postgres://u:***@127.0.0.1:1/q",
+        ),
+    ],
+)
 def test_a_database_url_is_never_a_path_and_its_password_never_shown(
     home, tmp_path, url, code, words
 ):
     work = tmp_path / "cwd"
     work.mkdir()
-    for args, env in (((("--db", url, "enqueue", "true")), cli_env(home)),
-                      (("enqueue", "true"), cli_env(home, QUEUECTL_DB=url)),
-                      (("status", "--json"), cli_env(home, QUEUECTL_DB=url))):
+    for args, env in (
+        ((("--db", url, "enqueue", "true")), cli_env(home)),
+        (("enqueue", "true"), cli_env(home, QUEUECTL_DB=url)),
+        (("status", "--json"), cli_env(home, QUEUECTL_DB=url)),
+    ):
         line = user_error(run_command(home, *args, cwd=work, env=env), code)
         assert words in line and "sekrit" not in line, line
     assert list(work.iterdir()) == [], "a URL was taken for a path"
@@ -76,6 +90,7 @@ SECRET_URLS = [
 @pytest.mark.parametrize("url", SECRET_URLS)
 def test_no_secret_a_url_carries_is_ever_shown(url):
     from queuectl_tui.store import redact
+
     shown = redact(url)
     assert "sekrit" not in shown and "***" in shown
     assert shown.startswith("postgresql://u") and "127.0.0.1:1/q" in shown
@@ -83,8 +98,12 @@ def test_no_secret_a_url_carries_is_ever_shown(url):
 
 def test_what_is_not_a_secret_is_shown_as_given():
     from queuectl_tui.store import redact
-    for url in ("postgresql://u@h:5/q?passfile=/home/u/.pgpass&sslkey=/k&sslmode=require",
-                "postgresql://h/q?options=-csearch_path%3Ds&application_name=x", "postgresql://h/q"):
+
+    for url in (
+        "postgresql://u@h:5/q?passfile=/home/u/.pgpass&sslkey=/k&sslmode=require",
+        "postgresql://h/q?options=-csearch_path%3Ds&application_name=x",
+        "postgresql://h/q",
+    ):
         assert redact(url) == url
 
 
@@ -97,8 +116,7 @@ def test_error_messages_show_no_secret_of_the_query_string(home, tmp_path, url):
 
 
 def test_without_the_driver_a_url_says_how_to_install_it(home, tmp_path):
-    code = ("import sys; sys.modules['psycopg2'] = None\n"
-            "from queuectl_tui.cli import main; main()")
+    code = "import sys; sys.modules['psycopg2'] = None\nfrom queuectl_tui.cli import main; main()"
     proc = subprocess.run(
         [sys.executable, "-c", code, "--db", "postgresql://u:sekrit@h/q", "status"],
         capture_output=True,
@@ -113,6 +131,7 @@ def test_without_the_driver_a_url_says_how_to_install_it(home, tmp_path):
 
 # --- on a server ----------------------------------------------------------------------------------
 
+
 @on_postgres
 def test_status_and_the_console_header_name_the_server_without_its_password(home, db):
     url = helpers.DB_URL
@@ -122,6 +141,7 @@ def test_status_and_the_console_header_name_the_server_without_its_password(home
     assert f":{password}@" not in status.out
     assert ok(run_command(home, "status", "--json")).json()["database"]["backend"] == "postgresql"
     from queuectl_tui.tui.app import QueueApp
+
     header = QueueApp(url).sub_title
     assert ":***@" in header and f":{password}@" not in header
 
@@ -133,15 +153,19 @@ def test_status_shows_no_password_given_in_the_query_string(home, db):
     from urllib.parse import quote, urlsplit, urlunsplit
 
     import psycopg2
+
     role, password = f"r_{os.getpid()}_{time.monotonic_ns()}", f"pw-{time.monotonic_ns()}"
     admin = psycopg2.connect(helpers.DB_URL)
     admin.autocommit = True
     admin.cursor().execute(f"CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{password}'")
     try:
         parts = urlsplit(helpers.DB_URL)
-        url = urlunsplit(parts._replace(
-            netloc=f"{role}@{parts.hostname}:{parts.port}",
-            query=f"{parts.query}&password={quote(password)}&sslpassword=other-{password}"))
+        url = urlunsplit(
+            parts._replace(
+                netloc=f"{role}@{parts.hostname}:{parts.port}",
+                query=f"{parts.query}&password={quote(password)}&sslpassword=other-{password}",
+            )
+        )
         env = cli_env(home, QUEUECTL_DB=url)
         shown = ok(run_command(home, "status", env=env)).out.splitlines()[0]
         data = ok(run_command(home, "status", "--json", env=env)).json()["database"]
@@ -156,6 +180,7 @@ def test_status_shows_no_password_given_in_the_query_string(home, db):
 @on_postgres
 def test_a_queue_limit_holds_under_concurrent_claimers(db):
     from queuectl_tui import engine, spec
+
     engine.set_limit("q", 2)
     engine.enqueue([spec.normalize({"command": "true", "queue": "q"}) for _ in range(20)])
     workers = [engine.register_worker() for _ in range(8)]
@@ -168,6 +193,7 @@ def test_a_queue_limit_holds_under_concurrent_claimers(db):
             if got:
                 claimed.append(got[0].id)
         from queuectl_tui.store.models import database
+
         database.close()
 
     threads = [threading.Thread(target=claimer, args=(w,)) for w in workers]
@@ -183,6 +209,7 @@ def test_a_queue_limit_holds_under_concurrent_claimers(db):
 def test_recovery_run_by_two_hosts_at_once_recovers_the_job_once(db, home):
     from queuectl_tui import engine, spec
     from queuectl_tui.store.models import Job, Worker
+
     engine.enqueue([spec.normalize({"id": "j", "command": "true", "max_retries": 3})])
     gone = engine.register_worker()
     Worker.update(host="vanished").where(Worker.id == gone.id).execute()
@@ -194,10 +221,16 @@ def test_recovery_run_by_two_hosts_at_once_recovers_the_job_once(db, home):
         "from queuectl_tui import engine\n"
         "open_db(); sys.stdin.read(); print(json.dumps(engine.recover_lost()))"
     )
-    hosts = [subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True,
-                              env=cli_env(home, QUEUECTL_HOSTNAME=f"host{n}"))
-             for n in (1, 2)]
+    hosts = [
+        subprocess.Popen(
+            [sys.executable, "-c", script],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=cli_env(home, QUEUECTL_HOSTNAME=f"host{n}"),
+        )
+        for n in (1, 2)
+    ]
     outs = [proc.communicate("go", timeout=60)[0] for proc in hosts]  # both released together
     assert all(proc.returncode == 0 for proc in hosts)
     assert sorted(id for out in outs for id in json.loads(out)) == ["j"]
@@ -222,8 +255,11 @@ def test_two_hosts_share_one_queue_and_recover_each_others_jobs(home, tmp_path, 
         ok(run_command(home, "enqueue", "--id", job_id, f"echo {job_id} >> {runs}"))
     a = _group(home, "host-a", 2)
     b = _group(home, "host-b", 2)
-    wait_for(lambda: ok(run_command(home, "status", "--json")).json()["jobs"]["completed"] == 40,
-             timeout=60, message="every job done")
+    wait_for(
+        lambda: ok(run_command(home, "status", "--json")).json()["jobs"]["completed"] == 40,
+        timeout=60,
+        message="every job done",
+    )
     assert sorted(runs.read_text().split()) == sorted(ids)  # each ran exactly once
     listed = ok(run_command(home, "list", "--limit", "0", "--json")).json()
     assert {j["state"] for j in listed} == {"completed"}
@@ -241,8 +277,19 @@ def test_two_hosts_share_one_queue_and_recover_each_others_jobs(home, tmp_path, 
         message="host-b's workers to stop",
     )
     script = "if [ -e first ]; then echo again > out; else touch first; sleep 600; fi"
-    ok(run_command(home, "enqueue", "--id", "long", "--max-retries", "2", "--backoff-base", "1",
-               marked_command(mark, script)))
+    ok(
+        run_command(
+            home,
+            "enqueue",
+            "--id",
+            "long",
+            "--max-retries",
+            "2",
+            "--backoff-base",
+            "1",
+            marked_command(mark, script),
+        )
+    )
     wait_for(lambda: marked(mark, "sleep"), message="the long job to start on host-a")
     for worker in a:
         os.kill(worker["pid"], signal.SIGKILL)
@@ -268,8 +315,10 @@ def test_a_worker_whose_connections_drop_carries_on_without_rerunning_its_job(ho
     wait_for(lambda: (tmp_path / "started").exists(), message="j to start")
     dropped = _drop_sessions(worker["pid"])
     assert dropped >= 1
-    wait_for(lambda: ok(run_command(home, "show", "j", "--json")).json()["state"] == "completed",
-             message="j to be recorded after the reconnect")
+    wait_for(
+        lambda: ok(run_command(home, "show", "j", "--json")).json()["state"] == "completed",
+        message="j to be recorded after the reconnect",
+    )
     _drop_sessions(worker["pid"])  # idle now: it notices at its next statement
     ok(run_command(home, "enqueue", "--id", "k", f"echo k >> {out}"))
     wait_for(lambda: out.exists() and out.read_text() == "once\nk\n", message="k to run")
@@ -282,12 +331,16 @@ def test_a_worker_whose_connections_drop_carries_on_without_rerunning_its_job(ho
 def _drop_sessions(pid: int) -> int:
     """Terminate every server session of process ``pid`` (as a server restart would)."""
     import psycopg2
+
     conn = psycopg2.connect(helpers.DB_URL)
     conn.autocommit = True
     try:
         cur = conn.cursor()
-        cur.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE application_name LIKE %s", (f"queuectl-tui % {pid}",))
+        cur.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name LIKE %s",
+            (f"queuectl-tui % {pid}",),
+        )
         return cur.fetchone()[0]
     finally:
         conn.close()
@@ -308,20 +361,29 @@ def test_an_unreachable_server_midway_is_one_line(home):
 def _pg_shape(url: str) -> dict:
     """Columns, indexes and triggers of the schema ``url`` names, free of the schema's name."""
     import psycopg2
+
     conn = psycopg2.connect(url)
     try:
         cur = conn.cursor()
         cur.execute("SELECT current_schema()")
         schema = cur.fetchone()[0]
-        cur.execute("SELECT table_name, column_name, data_type, is_nullable, column_default "
-                    "FROM information_schema.columns WHERE table_schema = %s", (schema,))
+        cur.execute(
+            "SELECT table_name, column_name, data_type, is_nullable, column_default "
+            "FROM information_schema.columns WHERE table_schema = %s",
+            (schema,),
+        )
         columns = sorted(cur.fetchall())
-        cur.execute("SELECT indexname, replace(indexdef, %s, '') FROM pg_indexes "
-                    "WHERE schemaname = %s", (schema + ".", schema))
+        cur.execute(
+            "SELECT indexname, replace(indexdef, %s, '') FROM pg_indexes WHERE schemaname = %s",
+            (schema + ".", schema),
+        )
         indexes = sorted(cur.fetchall())
-        cur.execute("SELECT trigger_name, event_manipulation, event_object_table, action_timing, "
-                    "action_orientation FROM information_schema.triggers "
-                    "WHERE trigger_schema = %s", (schema,))
+        cur.execute(
+            "SELECT trigger_name, event_manipulation, event_object_table, action_timing, "
+            "action_orientation FROM information_schema.triggers "
+            "WHERE trigger_schema = %s",
+            (schema,),
+        )
         triggers = sorted(cur.fetchall())
         return {"columns": columns, "indexes": indexes, "triggers": triggers}
     finally:
@@ -335,6 +397,7 @@ def test_first_release_upgraded_on_postgres_has_the_shape_of_a_fresh_database(db
 
     from queuectl_tui import engine
     from queuectl_tui import store as dbmod
+
     fresh = _pg_shape(helpers.DB_URL)
     schema, old = fresh_schema()
     try:
@@ -344,7 +407,8 @@ def test_first_release_upgraded_on_postgres_has_the_shape_of_a_fresh_database(db
         conn.cursor().execute(
             "INSERT INTO job (id, command, queue, state, priority, attempts, max_retries, "
             "backoff_base, run_at, created_at, updated_at, cwd, cancel_requested) VALUES "
-            "('old-job', 'echo from v1', 'default', 'pending', 0, 0, 3, 2, 0, 0, 0, '/', false)")
+            "('old-job', 'echo from v1', 'default', 'pending', 0, 0, 3, 2, 0, 0, 0, '/', false)"
+        )
         conn.close()
         dbmod.open_db(old)
         assert dbmod.schema_version() == dbmod.SCHEMA_VERSION
@@ -360,9 +424,11 @@ def test_first_release_upgraded_on_postgres_has_the_shape_of_a_fresh_database(db
 
 # --- bulk changes: counted once per statement, not once per row ---------------------------------
 
+
 def _rollup_writes() -> int:
     """Rows of job_count and job_failed_minute written so far in this transaction."""
     from queuectl_tui.store.models import database
+
     return database.execute_sql(
         "SELECT COALESCE(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_xact_user_tables "
         "WHERE relname IN ('job_count', 'job_failed_minute') AND schemaname = current_schema()"
@@ -380,14 +446,24 @@ def test_a_bulk_enqueue_retry_and_clear_write_the_counts_once_per_statement(db, 
 
     from queuectl_tui import engine
     from queuectl_tui.store.models import database
-    lines = ((f"line {n}", {"id": f"b{n}", "command": "true", "queue": "abc"[n % 3]})
-             for n in range(3000))
+
+    lines = (
+        (f"line {n}", {"id": f"b{n}", "command": "true", "queue": "abc"[n % 3]})
+        for n in range(3000)
+    )
     steps = [
-        ("enqueue", lambda: engine.enqueue_stream(lines, cwd=str(tmp_path), env={}).__enter__(),
-         {"pending": 3000}),
-        ("kill", lambda: database.execute_sql(
-            "UPDATE job SET state = 'dead', finished_at = 6e7, last_error = 'boom'"),
-         {"dead": 3000}),
+        (
+            "enqueue",
+            lambda: engine.enqueue_stream(lines, cwd=str(tmp_path), env={}).__enter__(),
+            {"pending": 3000},
+        ),
+        (
+            "kill",
+            lambda: database.execute_sql(
+                "UPDATE job SET state = 'dead', finished_at = 6e7, last_error = 'boom'"
+            ),
+            {"dead": 3000},
+        ),
         ("retry", lambda: engine.dlq_retry(all_dead=True), {"pending": 3000}),
         ("clear", engine.clear, {}),
     ]
@@ -404,16 +480,25 @@ def test_a_bulk_enqueue_retry_and_clear_write_the_counts_once_per_statement(db, 
 def test_counts_stay_exact_when_workers_claim_during_a_bulk_enqueue(home, tmp_path):
     runs = tmp_path / "runs.txt"
     jobs = tmp_path / "jobs.jsonl"
-    jobs.write_text("".join(json.dumps({"id": f"b{n}", "command": f"echo b{n} >> {runs}",
-                                        "queue": "ab"[n % 2]}) + "\n" for n in range(300)))
+    jobs.write_text(
+        "".join(
+            json.dumps({"id": f"b{n}", "command": f"echo b{n} >> {runs}", "queue": "ab"[n % 2]})
+            + "\n"
+            for n in range(300)
+        )
+    )
     ok(run_cli(home, "worker", "start", "-n", "2"))
     ok(run_command(home, "enqueue", "--id", "first", f"echo first >> {runs}"))
     ok(run_command(home, "enqueue", "-f", str(jobs)))
-    wait_for(lambda: ok(run_command(home, "status", "--json")).json()["jobs"]["completed"] == 301,
-             timeout=120, message="every job done")
+    wait_for(
+        lambda: ok(run_command(home, "status", "--json")).json()["jobs"]["completed"] == 301,
+        timeout=120,
+        message="every job done",
+    )
     from test_counts import counted
 
     from queuectl_tui.store import open_db
+
     open_db(helpers.DB_URL)
     counted(completed=301)
     assert len(runs.read_text().split()) == 301
@@ -427,6 +512,7 @@ def test_a_version_3_database_gets_the_per_statement_counts_on_open(db, tmp_path
 
     from queuectl_tui import engine, spec
     from queuectl_tui import store as dbmod
+
     fresh = _pg_shape(helpers.DB_URL)
     dbmod.close_db()
     conn = psycopg2.connect(helpers.DB_URL)
@@ -454,12 +540,14 @@ def test_a_version_3_database_gets_the_per_statement_counts_on_open(db, tmp_path
         "ALTER TABLE job DROP COLUMN label; "  # added by version 7
         "ALTER TABLE job DROP COLUMN schedule; DROP TABLE schedule; "  # added by version 8
         "ALTER TABLE attempt DROP COLUMN log_dropped; "  # added by version 10
-        "UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        "UPDATE meta SET value = '3' WHERE key = 'schema_version'"
+    )
     conn.close()
     dbmod.open_db(helpers.DB_URL)
     assert dbmod.schema_version() == dbmod.SCHEMA_VERSION
-    engine.enqueue([spec.normalize({"id": "new-job", "command": "true"})], cwd=str(tmp_path),
-                   env={})
+    engine.enqueue(
+        [spec.normalize({"id": "new-job", "command": "true"})], cwd=str(tmp_path), env={}
+    )
     assert engine.counts()["pending"] == 2
     dbmod.close_db()
     assert _pg_shape(helpers.DB_URL) == fresh
@@ -473,6 +561,7 @@ def test_a_version_5_database_stops_notifying_for_statements_that_change_nothing
     import psycopg2
 
     from queuectl_tui import store as dbmod
+
     fresh = _pg_shape(helpers.DB_URL)
     dbmod.close_db()
     conn = psycopg2.connect(helpers.DB_URL)
@@ -487,7 +576,8 @@ def test_a_version_5_database_stops_notifying_for_statements_that_change_nothing
         "ALTER TABLE job DROP COLUMN label; "  # added by version 7
         "ALTER TABLE job DROP COLUMN schedule; DROP TABLE schedule; "  # added by version 8
         "ALTER TABLE attempt DROP COLUMN log_dropped; "  # added by version 10
-        "UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+        "UPDATE meta SET value = '5' WHERE key = 'schema_version'"
+    )
     dbmod.open_db(helpers.DB_URL)
     assert dbmod.schema_version() == dbmod.SCHEMA_VERSION
     cursor = conn.cursor()
@@ -496,12 +586,21 @@ def test_a_version_5_database_stops_notifying_for_statements_that_change_nothing
     channel = dbmod.notify_channel(ours)  # the schema's own
     cursor.execute(f'LISTEN "{channel}"')
     marker = f"marker {ours}"
-    cursor.execute("UPDATE job SET priority = 1 WHERE id = 'no such job'; "
-                   "SELECT pg_notify(%s, %s)", (channel, marker))
+    cursor.execute(
+        "UPDATE job SET priority = 1 WHERE id = 'no such job'; SELECT pg_notify(%s, %s)",
+        (channel, marker),
+    )
     got: list[str] = []
-    wait_for(lambda: conn.poll() or got.extend(n.payload for n in conn.notifies
-                                               if n.payload in (ours, marker))
-             or conn.notifies.clear() or marker in got, timeout=10, message="the marker")
+    wait_for(
+        lambda: (
+            conn.poll()
+            or got.extend(n.payload for n in conn.notifies if n.payload in (ours, marker))
+            or conn.notifies.clear()
+            or marker in got
+        ),
+        timeout=10,
+        message="the marker",
+    )
     assert got == [marker]
     conn.close()
     dbmod.close_db()
@@ -517,6 +616,7 @@ def test_a_change_in_another_schema_wakes_no_listener_of_this_one(db, home):
     from pg_support import drop_schema, fresh_schema
 
     from queuectl_tui.store import postgres as dbmod
+
     listening = dbmod._listen()  # this session listens as idle workers and waiters do
     ours = dbmod._listener.schema
     schema, other = fresh_schema()
@@ -552,6 +652,7 @@ def test_a_schemas_channel_is_the_one_its_triggers_notify(home, length):
     from pg_support import _admin, drop_schema, schema_url
 
     from queuectl_tui.store import notify_channel
+
     name = f"t_{uuid.uuid4().hex[:12]}".ljust(length, "x")
     assert len(notify_channel(name).encode()) <= 63
     admin = _admin()
@@ -562,8 +663,15 @@ def test_a_schemas_channel_is_the_one_its_triggers_notify(home, length):
         listener.cursor().execute(f'LISTEN "{notify_channel(name)}"')
         ok(run_command(home, "enqueue", "true", env=cli_env(home, QUEUECTL_DB=schema_url(name))))
         heard: list[str] = []
-        wait_for(lambda: listener.poll() or heard.extend(n.payload for n in listener.notifies)
-                 or name in heard, timeout=10, message="the enqueue's notification")
+        wait_for(
+            lambda: (
+                listener.poll()
+                or heard.extend(n.payload for n in listener.notifies)
+                or name in heard
+            ),
+            timeout=10,
+            message="the enqueue's notification",
+        )
         listener.close()
     finally:
         admin.close()
@@ -577,11 +685,13 @@ def test_the_oldest_due_job_is_one_index_step_among_many_due_at_once(db):
     (ties broken by seq needed every one of them)."""
     from queuectl_tui import engine, metrics
     from queuectl_tui.store.models import database
+
     database.execute_sql(
         "INSERT INTO job (id, command, queue, state, priority, attempts, max_retries, "
         "backoff_base, run_at, created_at, updated_at, cwd, cancel_requested) SELECT 'j' || n, "
         "'true', 'q' || (n %% 2), 'pending', 0, 0, 3, 2, 1000, 0, 0, '/', false "
-        "FROM generate_series(1, 5000) n")
+        "FROM generate_series(1, 5000) n"
+    )
     database.execute_sql("ANALYZE job")
 
     def rows_read(func):
@@ -598,9 +708,11 @@ def test_the_oldest_due_job_is_one_index_step_among_many_due_at_once(db):
 
 def _job_rows_read() -> int:
     from queuectl_tui.store.models import database
+
     return database.execute_sql(
         "SELECT COALESCE(sum(seq_tup_read + idx_tup_fetch), 0) FROM pg_stat_xact_user_tables "
-        "WHERE relname = 'job' AND schemaname = current_schema()").fetchone()[0]
+        "WHERE relname = 'job' AND schemaname = current_schema()"
+    ).fetchone()[0]
 
 
 @on_postgres
@@ -612,8 +724,11 @@ def test_the_workers_statements_are_prepared_once_per_connection(db, tmp_path, m
     from queuectl_tui.store import dialect, write_transaction
     from queuectl_tui.store.models import Job, database
 
-    engine.enqueue([spec.normalize({"command": f"echo {n}"}) for n in range(20)],
-                   cwd=str(tmp_path), env={"PATH": os.environ["PATH"]})
+    engine.enqueue(
+        [spec.normalize({"command": f"echo {n}"}) for n in range(20)],
+        cwd=str(tmp_path),
+        env={"PATH": os.environ["PATH"]},
+    )
     assert WorkerLoop(burst=True).run() == 0
     assert {j.state for j in Job.select()} == {"completed"}
     prepared = database.execute_sql("SELECT name, statement FROM pg_prepared_statements")
@@ -636,7 +751,8 @@ def test_a_large_bulk_enqueue_leaves_the_planner_fresh_statistics(db, tmp_path):
 
     def planned_rows() -> float:
         return database.execute_sql(
-            "SELECT reltuples FROM pg_class WHERE oid = 'job'::regclass").fetchone()[0]
+            "SELECT reltuples FROM pg_class WHERE oid = 'job'::regclass"
+        ).fetchone()[0]
 
     small = ((f"line {n}", spec.normalize({"command": "true"})) for n in range(100))
     with engine.enqueue_stream(small, cwd=str(tmp_path), env={}):
@@ -658,11 +774,24 @@ def test_a_workers_connections_give_up_a_silent_network_within_a_sixth_of_the_le
 
     keep_alive(12.0, bound_statements=True)
     params = database.connection().get_dsn_parameters()
-    assert {key: params.get(key) for key in ("tcp_user_timeout", "keepalives", "keepalives_idle",
-                                             "keepalives_interval", "keepalives_count",
-                                             "connect_timeout")} == {
-        "tcp_user_timeout": "2000", "keepalives": "1", "keepalives_idle": "2",
-        "keepalives_interval": "1", "keepalives_count": "3", "connect_timeout": "2"}
+    assert {
+        key: params.get(key)
+        for key in (
+            "tcp_user_timeout",
+            "keepalives",
+            "keepalives_idle",
+            "keepalives_interval",
+            "keepalives_count",
+            "connect_timeout",
+        )
+    } == {
+        "tcp_user_timeout": "2000",
+        "keepalives": "1",
+        "keepalives_idle": "2",
+        "keepalives_interval": "1",
+        "keepalives_count": "3",
+        "connect_timeout": "2",
+    }
     assert database.execute_sql("SHOW statement_timeout").fetchone()[0] == "2s"
     keep_alive(12.0)  # the main loop's session: no statement bound
     assert database.execute_sql("SHOW statement_timeout").fetchone()[0] == "0"
@@ -675,10 +804,12 @@ def test_a_workers_connections_give_up_a_silent_network_within_a_sixth_of_the_le
 
 # --- no lock for the whole schema on the worker's hot path --------------------------------------
 
+
 def _claim_held_open(worker, inside: threading.Event, release: threading.Event, monkeypatch):
     """A thread whose claim stops inside its transaction (after the claim, before the commit)
     until ``release`` is set; returns the thread and where its result lands."""
     from queuectl_tui import engine
+
     real, result = engine.claims._set_worker, []
 
     def held(*args):
@@ -691,6 +822,7 @@ def _claim_held_open(worker, inside: threading.Event, release: threading.Event, 
 
     def run():
         from queuectl_tui.store.models import database
+
         try:
             result.append(engine.claim(worker))
         finally:
@@ -709,6 +841,7 @@ def _in_thread(call):
 
     def run():
         from queuectl_tui.store.models import database
+
         try:
             result.append(call())
         finally:
@@ -726,14 +859,18 @@ def test_two_workers_claim_side_by_side_and_the_counts_stay_exact(db, monkeypatc
     from test_counts import counted
 
     from queuectl_tui import engine, spec
+
     engine.enqueue([spec.normalize({"id": f"j{n}", "command": "true"}) for n in range(3)])
     first, second = engine.register_worker(), engine.register_worker()
     inside, release = threading.Event(), threading.Event()
     held, held_result = _claim_held_open(first, inside, release, monkeypatch)
     try:
         other, other_result = _in_thread(lambda: engine.claim(second))
-        wait_for(lambda: not other.is_alive(), timeout=10,
-                 message="the second claim to return while the first is open")
+        wait_for(
+            lambda: not other.is_alive(),
+            timeout=10,
+            message="the second claim to return while the first is open",
+        )
         assert other_result[0] is not None
     finally:
         release.set()
@@ -751,22 +888,30 @@ def test_a_claim_inside_a_limited_queue_keeps_others_out_without_waiting(db, mon
     and still nothing once the first has committed; when that job ends, the next claim gets
     one. A queue without a limit is claimed from meanwhile."""
     from queuectl_tui import engine, spec
+
     engine.set_limit("q", 1)
-    engine.enqueue([spec.normalize({"id": f"q{n}", "command": "true", "queue": "q"})
-                    for n in range(3)] + [spec.normalize({"id": "f", "command": "true",
-                                                          "queue": "free"})])
+    engine.enqueue(
+        [spec.normalize({"id": f"q{n}", "command": "true", "queue": "q"}) for n in range(3)]
+        + [spec.normalize({"id": "f", "command": "true", "queue": "free"})]
+    )
     first, second = engine.register_worker(["q"]), engine.register_worker(["q"])
     free = engine.register_worker(["free"])
     inside, release = threading.Event(), threading.Event()
     held, held_result = _claim_held_open(first, inside, release, monkeypatch)
     try:
         other, other_result = _in_thread(lambda: engine.claim(second))
-        wait_for(lambda: not other.is_alive(), timeout=10,
-                 message="the second claim to return while the first is open")
+        wait_for(
+            lambda: not other.is_alive(),
+            timeout=10,
+            message="the second claim to return while the first is open",
+        )
         assert other_result == [None]
         elsewhere, elsewhere_result = _in_thread(lambda: engine.claim(free))
-        wait_for(lambda: not elsewhere.is_alive(), timeout=10,
-                 message="a claim of another queue to return while the first is open")
+        wait_for(
+            lambda: not elsewhere.is_alive(),
+            timeout=10,
+            message="a claim of another queue to return while the first is open",
+        )
         assert elsewhere_result[0][0].id == "f"
     finally:
         release.set()
@@ -781,12 +926,12 @@ def test_a_claim_inside_a_limited_queue_keeps_others_out_without_waiting(db, mon
 
 
 @on_postgres
-def test_a_pause_returns_only_after_the_claims_under_way_and_none_claims_after_it(
-        db, monkeypatch):
+def test_a_pause_returns_only_after_the_claims_under_way_and_none_claims_after_it(db, monkeypatch):
     """``pause`` waits for a claim already inside its transaction (its lock is exclusive,
     the claims' shared), and once it has returned no claim takes a job of that queue."""
     from queuectl_tui import engine, spec
     from queuectl_tui.store.models import database
+
     engine.enqueue([spec.normalize({"id": f"j{n}", "command": "true"}) for n in range(3)])
     first, second = engine.register_worker(), engine.register_worker()
     inside, release = threading.Event(), threading.Event()
@@ -798,8 +943,10 @@ def test_a_pause_returns_only_after_the_claims_under_way_and_none_claims_after_i
             " AND pid IN (SELECT pid FROM pg_stat_activity"
             " WHERE application_name = current_setting('application_name'))"
         )
-        wait_for(lambda: database.execute_sql(waiting).fetchone()[0] == 1,
-                 message="pause to wait for the claim under way")
+        wait_for(
+            lambda: database.execute_sql(waiting).fetchone()[0] == 1,
+            message="pause to wait for the claim under way",
+        )
         assert pauser.is_alive()
     finally:
         release.set()
@@ -823,19 +970,34 @@ def test_concurrent_settles_keep_counts_and_rollups_exact(db, tmp_path):
     from queuectl_tui import engine, spec
     from queuectl_tui import store as dbmod
     from queuectl_tui.store.models import JobCount
-    engine.enqueue([spec.normalize({"id": f"j{n}", "command": "true", "queue": "ab"[n % 2],
-                                    "max_retries": n % 3})
-                    for n in range(160)], cwd=str(tmp_path))
+
+    engine.enqueue(
+        [
+            spec.normalize(
+                {"id": f"j{n}", "command": "true", "queue": "ab"[n % 2], "max_retries": n % 3}
+            )
+            for n in range(160)
+        ],
+        cwd=str(tmp_path),
+    )
     errors = []
 
     def drain():
         from queuectl_tui.store.models import database
+
         worker = engine.register_worker()
         held: list = []
         try:
             for _ in range(400):
-                ended = [engine.Ended(job, attempt, "completed" if job.seq % 4 else "failed",
-                                      0 if job.seq % 4 else 1) for job, attempt in held]
+                ended = [
+                    engine.Ended(
+                        job,
+                        attempt,
+                        "completed" if job.seq % 4 else "failed",
+                        0 if job.seq % 4 else 1,
+                    )
+                    for job, attempt in held
+                ]
                 _, held = engine.settle(worker, ended, claim=3, max_backoff=0.0)
                 if not held and not ended:
                     break
@@ -860,6 +1022,7 @@ def test_concurrent_settles_keep_counts_and_rollups_exact(db, tmp_path):
     counted(**{k: v for k, v in counts.items() if v})
     assert_rollups_match_rows()
     from queuectl_tui.store.models import database
+
     slots = database.execute_sql("SELECT count(*) FROM job_count WHERE slot <> 0").fetchone()[0]
     assert slots == 0
 
@@ -871,6 +1034,7 @@ def test_only_changes_to_queues_or_settings_move_the_control_token(db):
     a pause does."""
     from queuectl_tui import engine, spec
     from queuectl_tui.store import change_token, control_token
+
     change, control = change_token(), control_token()
     done, _ = _in_thread(lambda: engine.enqueue([spec.normalize({"command": "true"})]))
     done.join()
@@ -886,8 +1050,21 @@ def test_a_batch_claims_log_names_are_the_engines(db):
     """A batch claim names its attempts' log files in SQL (queuectl_log_name): the names are
     engine.log_name's, for plain ids and for those it must escape or cut."""
     from queuectl_tui import engine
-    ids = ["plain-id_1", "job1", "../a%b/c", ".hidden", "with space", "ünï©ødé", "a/" * 60,
-           "x" * 98 + "é", "x" * 99 + "/", "x" * 150, "@at", "tab\there"]
+
+    ids = [
+        "plain-id_1",
+        "job1",
+        "../a%b/c",
+        ".hidden",
+        "with space",
+        "ünï©ødé",
+        "a/" * 60,
+        "x" * 98 + "é",
+        "x" * 99 + "/",
+        "x" * 150,
+        "@at",
+        "tab\there",
+    ]
     for job_id in ids:
         (name,) = db.execute_sql("SELECT queuectl_log_name(%s, 7, 2)", (job_id,)).fetchone()
         assert name == engine.log_name(job_id, 7, 2), job_id

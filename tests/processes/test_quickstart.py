@@ -17,8 +17,9 @@ from helpers import ROOT
 
 def quickstart_block(readme: str) -> str:
     """The first ```bash block between the README's quickstart section markers."""
-    section = re.search(r"<!-- section: quickstart[^>]*-->(.*?)<!-- /section: quickstart -->",
-                        readme, re.S)
+    section = re.search(
+        r"<!-- section: quickstart[^>]*-->(.*?)<!-- /section: quickstart -->", readme, re.S
+    )
     assert section, "README.md has no quickstart section"
     block = re.search(r"```bash\n(.*?)```", section.group(1), re.S)
     assert block, "the quickstart section has no bash block"
@@ -28,8 +29,12 @@ def quickstart_block(readme: str) -> str:
 def fresh_copy(target: Path) -> Path:
     """The files a clone would have: tracked ones and new ones not ignored (not .venv, build,
     caches)."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=ROOT, capture_output=True, check=True).stdout.decode()
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
     for name in filter(None, listed.split("\0")):
         source = ROOT / name
         if source.is_file():  # (a file deleted but not yet committed is listed too)
@@ -57,31 +62,52 @@ def test_quickstart_runs_as_written_in_a_fresh_clone(tmp_path):
     clone = fresh_copy(tmp_path / "queuectl-tui")
     home = tmp_path / "home"
     block = quickstart_block((ROOT / "README.md").read_text())
-    script = ("set -eo pipefail\ntrap 'echo \"FAILED ($?): $BASH_COMMAND\" >&2' ERR\n"
-              + block + "echo QUICKSTART-DONE\n")
+    script = (
+        "set -eo pipefail\ntrap 'echo \"FAILED ($?): $BASH_COMMAND\" >&2' ERR\n"
+        + block
+        + "echo QUICKSTART-DONE\n"
+    )
     # No venv of the test run on PATH: the block must find its own commands.
     base = os.path.dirname(os.path.realpath(getattr(sys, "_base_executable", sys.executable)))
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("QUEUECTL_", "VIRTUAL_ENV", "PYTHON"))}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("QUEUECTL_", "VIRTUAL_ENV", "PYTHON"))
+    }
     env.update(QUEUECTL_HOME=str(home), PATH=f"{base}:/usr/local/bin:/usr/bin:/bin")
     try:
-        proc = subprocess.run(["bash", "-c", script], cwd=clone, env=env, capture_output=True,
-                              text=True, timeout=600, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            ["bash", "-c", script],
+            cwd=clone,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            stdin=subprocess.DEVNULL,
+        )
     finally:  # the block stops its workers; should it fail half-way, they go here
-        subprocess.run([str(clone / ".venv" / "bin" / "queuectl-tui"), "worker", "stop",
-                        "--force"], env=env, capture_output=True, timeout=60, check=False)
+        subprocess.run(
+            [str(clone / ".venv" / "bin" / "queuectl-tui"), "worker", "stop", "--force"],
+            env=env,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert out.rstrip().endswith("QUICKSTART-DONE"), out[-2000:]
     first_id = out.splitlines()[0]
     assert re.fullmatch(r"[0-9a-f]{12}", first_id), out[:500]
-    after = out[out.index("id\tlabel\tstate"):].splitlines()  # list --state completed
+    after = out[out.index("id\tlabel\tstate") :].splitlines()  # list --state completed
     header, rows = after[0].split("\t"), []
     for line in after[1:]:
         if line.count("\t") != len(header) - 1:
             break  # the next command's output
         rows.append(dict(zip(header, line.split("\t"), strict=True)))
     assert {(row["id"], row["state"]) for row in rows} == {
-        (first_id, "completed"), ("job1", "completed"), ("report", "completed")}, after
+        (first_id, "completed"),
+        ("job1", "completed"),
+        ("report", "completed"),
+    }, after
     assert "hello from job1" in out
     assert (clone / ".venv" / "bin" / "qctl").exists()  # the short name, installed beside it

@@ -97,16 +97,25 @@ def test_concurrent_producers_and_workers_run_every_job_exactly_once(workdir):
     assert r["ok"], figures
 
 
-@pytest.mark.parametrize("max_retries", [3, pytest.param(0, marks=pytest.mark.sqlite_only)],
-                         ids=["lost-jobs-retried", "lost-jobs-to-dlq"])
+@pytest.mark.parametrize(
+    "max_retries",
+    [3, pytest.param(0, marks=pytest.mark.sqlite_only)],
+    ids=["lost-jobs-retried", "lost-jobs-to-dlq"],
+)
 def test_chaos_loses_nothing_and_reruns_only_interrupted_jobs(workdir, max_retries):
     jobs = PRODUCERS * per_producer(workdir)
     # At most ~50 kills whatever the machine's speed: on a loaded machine a kill every 0.3 s
     # alone made the run slower the slower it was (each kill starts a new worker).
     pace = str(max(5, jobs // 50))
     r = stress(
-        workdir, "--chaos", "--kill-interval", "0.3", "--kill-every-jobs", pace,
-        "--max-retries", str(max_retries),
+        workdir,
+        "--chaos",
+        "--kill-interval",
+        "0.3",
+        "--kill-every-jobs",
+        pace,
+        "--max-retries",
+        str(max_retries),
     )
     figures = json.dumps(r)
     assert r["workers_killed"] > 0 and r["jobs_interrupted"] > 0, figures  # the chaos happened

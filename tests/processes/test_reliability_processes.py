@@ -60,10 +60,12 @@ def tree_job(tmp_path: Path, tok: str) -> str:
     """First run: a shell whose child starts two grandchildren and waits. Later runs: note
     whether any process of an earlier run is still alive, then finish at once."""
     runs, once, overlap = tmp_path / "runs", tmp_path / "once", tmp_path / "overlap"
-    return (f"echo run >> {runs}; "
-            f"if [ -e {once} ]; then "
-            f"  if pgrep -f '^sleep {tok}' >/dev/null; then touch {overlap}; fi; echo again; "
-            f"else touch {once}; sh -c 'sleep {tok} & sleep {tok}'; fi")
+    return (
+        f"echo run >> {runs}; "
+        f"if [ -e {once} ]; then "
+        f"  if pgrep -f '^sleep {tok}' >/dev/null; then touch {overlap}; fi; echo again; "
+        f"else touch {once}; sh -c 'sleep {tok} & sleep {tok}'; fi"
+    )
 
 
 def run_count(tmp_path: Path) -> int:
@@ -73,12 +75,19 @@ def run_count(tmp_path: Path) -> int:
 
 # --- graceful and forced stops ---------------------------------------------------------------
 
+
 def running_long_job(cli, tmp_path: Path) -> tuple[dict, Path]:
     """A detached worker running job "long", which prints "finished" once ``release`` exists."""
     worker = start_worker(cli)
     started, release = tmp_path / "started", tmp_path / "release"
-    ok(cli("enqueue", "--id", "long",
-                  f"touch {started}; while [ ! -e {release} ]; do sleep 0.02; done; echo finished"))
+    ok(
+        cli(
+            "enqueue",
+            "--id",
+            "long",
+            f"touch {started}; while [ ! -e {release} ]; do sleep 0.02; done; echo finished",
+        )
+    )
     wait_for(started.exists, message="the job to start")
     return worker, release
 
@@ -181,12 +190,28 @@ def test_a_held_job_larger_than_a_pipe_never_wedges_its_worker(cli, home, tmp_pa
     recorded, and ``worker stop --force`` stops the worker."""
     started = tmp_path / "started"
     timeout = ["--timeout", "1"] if end == "timeout" else []
-    ok(cli("enqueue", "--id", "running", "--priority", "1", "--max-retries", "0", *timeout,
-           f"touch {started}; sleep {tok}"))
+    ok(
+        cli(
+            "enqueue",
+            "--id",
+            "running",
+            "--priority",
+            "1",
+            "--max-retries",
+            "0",
+            *timeout,
+            f"touch {started}; sleep {tok}",
+        )
+    )
     # 14 KB as given (under the 64 KiB a command may have), 70 KB once quoted (each ' is 5).
-    ok(cli("enqueue", "--id", "huge", f"touch {tmp_path / 'ran'}; : \"{chr(39) * 14_000}\""))
-    worker = subprocess.Popen([sys.executable, "-c", BATCH_OF_TWO], env=cli_env(home),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    ok(cli("enqueue", "--id", "huge", f'touch {tmp_path / "ran"}; : "{chr(39) * 14_000}"'))
+    worker = subprocess.Popen(
+        [sys.executable, "-c", BATCH_OF_TWO],
+        env=cli_env(home),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         if end == "stop-force":
             wait_for(started.exists, message="the running job to start")
@@ -208,13 +233,26 @@ def test_a_held_job_larger_than_a_pipe_never_wedges_its_worker(cli, home, tmp_pa
 def test_a_job_that_stops_its_host_still_times_out_and_the_next_job_runs(cli, tok):
     """``kill -STOP`` of the job host's shell (the parent of the job's ``$$``): the host that
     does not answer is killed and replaced, and the job is recorded as timed out."""
-    ok(cli("enqueue", "--id", "stopper", "--timeout", "2", "--max-retries", "0",
-           f"echo x; kill -STOP $(ps -o ppid= -p $$); sleep {tok}"))
+    ok(
+        cli(
+            "enqueue",
+            "--id",
+            "stopper",
+            "--timeout",
+            "2",
+            "--max-retries",
+            "0",
+            f"echo x; kill -STOP $(ps -o ppid= -p $$); sleep {tok}",
+        )
+    )
     ok(cli("enqueue", "--id", "next", "echo next"))
     ok(cli("worker", "start", "--foreground", "--burst", timeout=60))
     job = show(cli, "stopper")
     assert (job["state"], job["last_error"], job["output_tail"]) == (
-        "dead", "timed out after 2s", "x\n")
+        "dead",
+        "timed out after 2s",
+        "x\n",
+    )
     assert (show(cli, "next")["state"], show(cli, "next")["output_tail"]) == ("completed", "next\n")
     assert not processes_with(tok)
 
@@ -235,9 +273,20 @@ def test_a_forced_stop_that_does_not_stop_a_worker_says_so_and_fails(cli):
 
 # --- no orphans ------------------------------------------------------------------------------
 
+
 def test_a_timeout_kills_the_grandchildren_too(cli, tok):
-    ok(cli("enqueue", "--id", "slow", "--timeout", "1", "--max-retries", "0",
-                  f"sh -c 'sleep {tok} & sleep {tok}'"))
+    ok(
+        cli(
+            "enqueue",
+            "--id",
+            "slow",
+            "--timeout",
+            "1",
+            "--max-retries",
+            "0",
+            f"sh -c 'sleep {tok} & sleep {tok}'",
+        )
+    )
     ok(cli("worker", "start", "--foreground", "--burst"))
     job = show(cli, "slow")
     assert (job["state"], job["last_error"]) == ("dead", "timed out after 1s")
@@ -251,8 +300,10 @@ def test_a_sigkilled_workers_job_tree_is_killed_before_the_job_runs_again(
     ok(cli("config", "set", "backoff_base", "1"))
     worker = start_worker(cli)
     ok(cli("enqueue", "--id", "victim", tree_job(tmp_path, tok)))
-    wait_for(lambda: len(sleeps(tok)) == 2 and show(cli, "victim")["attempt_list"][0]["pid"],
-             message="the job's tree, recorded")
+    wait_for(
+        lambda: len(sleeps(tok)) == 2 and show(cli, "victim")["attempt_list"][0]["pid"],
+        message="the job's tree, recorded",
+    )
 
     os.kill(worker["pid"], signal.SIGKILL)
     wait_for(lambda: gone(worker["pid"]), message="the worker to die")
@@ -312,13 +363,16 @@ def test_a_note_left_from_before_a_clear_never_hides_a_sigkilled_workers_job(
     specs = "".join(json.dumps({"id": f"old{i}", "command": "true"}) + "\n" for i in range(60))
     ok(cli("enqueue", "-f", "-", input=specs))
     worker = start_worker(cli)
-    wait_for(lambda: ok(cli("status", "--json")).json()["jobs"]["completed"] == 60,
-             message="the first 60 jobs")
+    wait_for(
+        lambda: ok(cli("status", "--json")).json()["jobs"]["completed"] == 60,
+        message="the first 60 jobs",
+    )
     ok(cli("clear", "--yes"))
     specs = "".join(json.dumps({"id": f"new{i}", "command": "true"}) + "\n" for i in range(4))
     ok(cli("enqueue", "-f", "-", input=specs))
-    wait_for(lambda: ok(cli("status", "--json")).json()["jobs"]["completed"] == 4,
-             message="4 more jobs")
+    wait_for(
+        lambda: ok(cli("status", "--json")).json()["jobs"]["completed"] == 4, message="4 more jobs"
+    )
     ok(cli("enqueue", "--id", "victim", tree_job(tmp_path, tok)))
     wait_for(lambda: len(sleeps(tok)) == 2, message="the victim's tree")
     assert show(cli, "victim")["attempt_list"][0]["pid"] is None  # only in the journal
@@ -350,12 +404,20 @@ def test_recovery_kills_the_group_of_a_job_whose_shell_has_already_exited(
     worker = start_worker(cli)
     runs, once, overlap = tmp_path / "runs", tmp_path / "once", tmp_path / "overlap"
     late, release = tmp_path / "late", tmp_path / "release"
-    ok(cli("enqueue", "--id", "j", (
-        f"echo run >> {runs}; "
-        f"if [ -e {once} ]; then if pgrep -f '^sleep {tok}' >/dev/null; "
-        f"then touch {overlap}; fi; "
-        f"else touch {once}; (sleep {tok}; echo late >> {late}) & "
-        f"while [ ! -e {release} ]; do sleep 0.02; done; fi")))
+    ok(
+        cli(
+            "enqueue",
+            "--id",
+            "j",
+            (
+                f"echo run >> {runs}; "
+                f"if [ -e {once} ]; then if pgrep -f '^sleep {tok}' >/dev/null; "
+                f"then touch {overlap}; fi; "
+                f"else touch {once}; (sleep {tok}; echo late >> {late}) & "
+                f"while [ ! -e {release} ]; do sleep 0.02; done; fi"
+            ),
+        )
+    )
     wait_for(
         lambda: sleeps(tok) and show(cli, "j")["attempt_list"][0]["pid"],
         message="the job, recorded",
@@ -384,10 +446,20 @@ def test_recovery_kills_what_a_sigkilled_workers_job_moved_out_of_its_group(cli,
     init: recovery still finds it, by the marker in its environment."""
     worker = start_worker(cli)
     pid_file = tmp_path / "orphan.pid"
-    ok(cli("enqueue", "--id", "j", "--max-retries", "0",
-                  f"(setsid sh -c 'echo $$ > {pid_file}; exec sleep {tok}' &); sleep {tok}"))
-    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() and len(sleeps(tok)) == 2,
-             message="the job and its setsid child")
+    ok(
+        cli(
+            "enqueue",
+            "--id",
+            "j",
+            "--max-retries",
+            "0",
+            f"(setsid sh -c 'echo $$ > {pid_file}; exec sleep {tok}' &); sleep {tok}",
+        )
+    )
+    wait_for(
+        lambda: pid_file.exists() and pid_file.read_text().strip() and len(sleeps(tok)) == 2,
+        message="the job and its setsid child",
+    )
     orphan = int(pid_file.read_text())
     os.kill(worker["pid"], signal.SIGKILL)
     wait_for(lambda: gone(worker["pid"]), message="the worker to die")
@@ -409,11 +481,22 @@ ESCAPES = {
 def test_processes_that_left_the_jobs_group_die_with_the_job(cli, tmp_path, tok, escape, end):
     worker = start_worker(cli)
     pid_file, started, release = tmp_path / "orphan.pid", tmp_path / "started", tmp_path / "release"
-    command = (ESCAPES[escape].format(pid_file=pid_file, tok=tok)
-               + f"; while [ ! -s {pid_file} ]; do sleep 0.02; done; touch {started}; "
-               f"while [ ! -e {release} ]; do sleep 0.02; done")
-    ok(cli("enqueue", "--id", "j", "--max-retries", "0",
-                  *(["--timeout", "2"] if end == "timeout" else []), command))
+    command = (
+        ESCAPES[escape].format(pid_file=pid_file, tok=tok)
+        + f"; while [ ! -s {pid_file} ]; do sleep 0.02; done; touch {started}; "
+        f"while [ ! -e {release} ]; do sleep 0.02; done"
+    )
+    ok(
+        cli(
+            "enqueue",
+            "--id",
+            "j",
+            "--max-retries",
+            "0",
+            *(["--timeout", "2"] if end == "timeout" else []),
+            command,
+        )
+    )
     wait_for(started.exists, message="the job and its escaped child")
     orphan = int(pid_file.read_text())
     assert not gone(orphan)
@@ -460,8 +543,15 @@ def test_a_worker_kills_only_its_own_jobs_leftovers(cli, home, tmp_path, tok):
     )
     try:
         wait_for(b_started.exists, message="b to start on one worker")
-        ok(cli("enqueue", "--id", "a", ESCAPES["setsid"].format(pid_file=pid_file, tok=tok)
-                      + f"; while [ ! -s {pid_file} ]; do sleep 0.02; done"))
+        ok(
+            cli(
+                "enqueue",
+                "--id",
+                "a",
+                ESCAPES["setsid"].format(pid_file=pid_file, tok=tok)
+                + f"; while [ ! -s {pid_file} ]; do sleep 0.02; done",
+            )
+        )
         wait_for(lambda: show(cli, "a")["state"] == "completed", message="a to run on the other")
         assert gone(int(pid_file.read_text()))
         assert show(cli, "b")["state"] == "processing"
@@ -500,13 +590,20 @@ def test_a_job_whose_process_could_not_be_recorded_never_starts(tmp_path, tok):
 
 # --- heartbeats ------------------------------------------------------------------------------
 
+
 def test_a_lease_shorter_than_the_heartbeat_interval_does_not_lose_a_live_worker(cli, tmp_path):
     ok(cli("config", "set", "heartbeat_interval", "60"))
     ok(cli("config", "set", "lease", "2"))
     worker = start_worker(cli)
     started, release = tmp_path / "started", tmp_path / "release"
-    ok(cli("enqueue", "--id", "steady",
-                  f"touch {started}; while [ ! -e {release} ]; do sleep 0.02; done"))
+    ok(
+        cli(
+            "enqueue",
+            "--id",
+            "steady",
+            f"touch {started}; while [ ! -e {release} ]; do sleep 0.02; done",
+        )
+    )
     wait_for(started.exists, message="the job to start")
     since = time.time()
 
@@ -527,8 +624,14 @@ def test_a_lease_changed_while_a_job_runs_applies_to_its_heartbeats(cli, tmp_pat
     ok(cli("config", "set", "lease", "900"))  # a beat every 300 s
     start_worker(cli)
     started, release = tmp_path / "started", tmp_path / "release"
-    ok(cli("enqueue", "--id", "steady",
-                  f"touch {started}; while [ ! -e {release} ]; do sleep 0.02; done"))
+    ok(
+        cli(
+            "enqueue",
+            "--id",
+            "steady",
+            f"touch {started}; while [ ! -e {release} ]; do sleep 0.02; done",
+        )
+    )
     wait_for(started.exists, message="the job to start")
     ok(cli("config", "set", "lease", "3"))
     since = time.time()
@@ -549,12 +652,20 @@ def test_a_write_lock_held_past_the_lease_does_not_lose_a_working_worker(cli, ho
     ok(cli("config", "set", "lease", "1"))
     worker = start_worker(cli)
     started, release = tmp_path / "started", tmp_path / "release"
-    ok(cli("enqueue", "--id", "steady",
-                  f"touch {started}; while [ ! -e {release} ]; do sleep 0.02; done; echo done"))
+    ok(
+        cli(
+            "enqueue",
+            "--id",
+            "steady",
+            f"touch {started}; while [ ! -e {release} ]; do sleep 0.02; done; echo done",
+        )
+    )
     wait_for(started.exists, message="the job to start")
     reader = sqlite3.connect(f"file:{home / 'queuectl.db'}?mode=ro", uri=True)
-    shell = wait_for(lambda: reader.execute("SELECT pid FROM attempt").fetchone()[0],
-                     message="the job's process, recorded")
+    shell = wait_for(
+        lambda: reader.execute("SELECT pid FROM attempt").fetchone()[0],
+        message="the job's process, recorded",
+    )
     holder = sqlite3.connect(home / "queuectl.db", isolation_level=None, timeout=30)
     holder.execute("BEGIN IMMEDIATE")
     try:
@@ -564,9 +675,13 @@ def test_a_write_lock_held_past_the_lease_does_not_lose_a_working_worker(cli, ho
             ),
             message="the heartbeat to be older than the lease",
         )
-        recover = subprocess.Popen([sys.executable, "-m", "queuectl_tui", "recover", "--json"],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   env=cli_env(home))
+        recover = subprocess.Popen(
+            [sys.executable, "-m", "queuectl_tui", "recover", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(home),
+        )
         # Unfixed, recovery kills the job's tree and then waits for the lock to record it.
         wait_for(lambda: recover.poll() is not None or gone(shell), message="recovery to decide")
         assert not gone(shell), "recovery killed a working worker's job"
@@ -585,10 +700,12 @@ def test_a_write_lock_held_past_the_lease_does_not_lose_a_working_worker(cli, ho
 
 def parse(text: str) -> float:
     from datetime import datetime
+
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 # --- output flood ----------------------------------------------------------------------------
+
 
 def test_a_200mb_flood_keeps_the_log_capped_the_row_small_and_the_worker_flat(cli, home):
     ok(cli("config", "set", "max_log_bytes", str(MB)))
@@ -623,19 +740,24 @@ def test_a_200mb_flood_keeps_the_log_capped_the_row_small_and_the_worker_flat(cl
     assert (
         job["output_tail"].endswith("\nend-of-flood\n") and len(job["output_tail"].encode()) <= 4096
     )
-    row_bytes = db.execute("SELECT sum(length(CAST(output_tail AS BLOB)) + length(command)"
-                           " + coalesce(length(last_error), 0)) FROM job").fetchone()[0]
+    row_bytes = db.execute(
+        "SELECT sum(length(CAST(output_tail AS BLOB)) + length(command)"
+        " + coalesce(length(last_error), 0)) FROM job"
+    ).fetchone()[0]
     assert row_bytes < 8192
     db.close()
     assert (home / "queuectl.db").stat().st_size < 2 * MB
-    print(f"\nflood: {total} bytes written, log {len(data)} bytes, tail "
-          f"{len(job['output_tail'].encode())} bytes, job row {row_bytes} bytes, database "
-          f"{(home / 'queuectl.db').stat().st_size} bytes, worker RSS {baseline / MB:.1f} MB "
-          f"-> peak {peak / MB:.1f} MB (+{(peak - baseline) / MB:.1f} MB)")
+    print(
+        f"\nflood: {total} bytes written, log {len(data)} bytes, tail "
+        f"{len(job['output_tail'].encode())} bytes, job row {row_bytes} bytes, database "
+        f"{(home / 'queuectl.db').stat().st_size} bytes, worker RSS {baseline / MB:.1f} MB "
+        f"-> peak {peak / MB:.1f} MB (+{(peak - baseline) / MB:.1f} MB)"
+    )
     assert peak - baseline < 50 * MB, f"worker RSS grew by {(peak - baseline) / MB:.1f} MB"
 
 
 # --- PID reuse -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "command", [("worker", "stop"), ("worker", "stop", "--force"), ("recover",)]
@@ -648,8 +770,14 @@ def test_a_worker_row_whose_pid_was_reused_is_dead_and_never_signalled(db, cli, 
     try:
         born = psutil.Process(stranger.pid).create_time()
         now = time.time()
-        row = Worker.create(host=procs.hostname(), pid=stranger.pid, proc_started=born - 1000,
-                            started_at=now, heartbeat_at=now, status="busy")
+        row = Worker.create(
+            host=procs.hostname(),
+            pid=stranger.pid,
+            proc_started=born - 1000,
+            started_at=now,
+            heartbeat_at=now,
+            status="busy",
+        )
         engine.enqueue([spec.normalize({"id": "orphan", "command": "true"})], cwd="/", env={})
         job, attempt = engine.claim(row)
         engine.record_process(attempt, stranger.pid, born - 1000)  # the job's shell: reused too
@@ -674,6 +802,7 @@ def test_a_worker_row_whose_pid_was_reused_is_dead_and_never_signalled(db, cli, 
 
 # --- identities and fences -------------------------------------------------------------------
 
+
 def test_a_frozen_worker_resumed_after_recovery_changes_nothing(cli, home, tmp_path):
     """Worker A is frozen past the lease, recovered, its job claimed again by worker B; A
     resumes. Its stale finish must not touch B's run, and A must come back as a new worker
@@ -683,8 +812,14 @@ def test_a_frozen_worker_resumed_after_recovery_changes_nothing(cli, home, tmp_p
     ok(cli("config", "set", "backoff_base", "1"))
     runs, release = tmp_path / "runs", tmp_path / "release"
     first = start_worker(cli)
-    ok(cli("enqueue", "--id", "j",
-                  f"echo run >> {runs}; while [ ! -e {release} ]; do sleep 0.02; done"))
+    ok(
+        cli(
+            "enqueue",
+            "--id",
+            "j",
+            f"echo run >> {runs}; while [ ! -e {release} ]; do sleep 0.02; done",
+        )
+    )
     wait_for(
         lambda: show(cli, "j")["attempt_list"][0]["pid"], message="the job's process, recorded"
     )
@@ -693,8 +828,10 @@ def test_a_frozen_worker_resumed_after_recovery_changes_nothing(cli, home, tmp_p
     frozen = psutil.Process(first["pid"])
     try:
         wait_for(lambda: frozen.status() == psutil.STATUS_STOPPED, message="the worker to freeze")
-        wait_for(lambda: not ok(cli("worker", "list", "--json")).json()[0]["alive"],
-                 message="the frozen worker to be presumed lost")
+        wait_for(
+            lambda: not ok(cli("worker", "list", "--json")).json()[0]["alive"],
+            message="the frozen worker to be presumed lost",
+        )
         assert ok(cli("recover", "--json")).json() == {"recovered": ["j"]}
         second = start_worker(cli)
         assert second["id"] != first["id"]
@@ -704,6 +841,7 @@ def test_a_frozen_worker_resumed_after_recovery_changes_nothing(cli, home, tmp_p
         os.kill(first["pid"], signal.SIGCONT)
     # A went back to its loop after its stale finish, and came back under a new id.
     wait_for(lambda: show(cli, "after")["state"] == "completed", message="A to claim again")
+
     def two_alive() -> list | None:
         rows = ok(cli("worker", "list", "--json")).json()
         return rows if len(rows) == 2 and all(w["alive"] for w in rows) else None
@@ -726,8 +864,14 @@ def test_a_foreground_worker_whose_reader_goes_away_keeps_working(cli, home, tmp
     """`worker start --foreground | head -1`: the echo hits a closed pipe; the worker stops
     echoing and runs every job once, none is charged an attempt it never ran."""
     closed, out = tmp_path / "closed", tmp_path / "out"
-    ok(cli("enqueue", "--id", "one",
-                  f"while [ ! -e {closed} ]; do sleep 0.02; done; echo one >> {out}"))
+    ok(
+        cli(
+            "enqueue",
+            "--id",
+            "one",
+            f"while [ ! -e {closed} ]; do sleep 0.02; done; echo one >> {out}",
+        )
+    )
     ok(cli("enqueue", "--id", "two", f"echo two >> {out}"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "queuectl_tui", "worker", "start", "--foreground", "--burst"],

@@ -32,6 +32,7 @@ def lost_worker():
     """A worker row for a process that is gone (this PID, another start time)."""
     from queuectl_tui import engine
     from queuectl_tui.store.models import Worker
+
     row = engine.register_worker()
     Worker.update(proc_started=row.proc_started - 1000).where(Worker.id == row.id).execute()
     return Worker.get_by_id(row.id)
@@ -41,6 +42,7 @@ def started(claimed):
     """Record a process (one that has exited) for the claim: its command ran, so recovery
     goes through killing its tree (a claim with no process goes back untouched)."""
     from queuectl_tui import engine
+
     done = subprocess.Popen(["true"])
     done.wait()
     engine.record_process(claimed[1], done.pid, 0.0)
@@ -49,6 +51,7 @@ def started(claimed):
 
 def add(*ids: str) -> None:
     from queuectl_tui import engine, spec
+
     engine.enqueue([spec.normalize({"id": i, "command": "true"}) for i in ids], cwd="/", env={})
 
 
@@ -126,6 +129,7 @@ def test_a_noted_process_that_started_before_its_attempt_is_not_its_job(db, home
 
     from helpers import dead_pid
     from queuectl_tui import engine, procs, spec
+
     engine.enqueue([spec.normalize({"id": "j", "command": "true"})], cwd=str(home.parent), env={})
     _, attempt = engine.claim(lost_worker())
     me, my_start = os.getpid(), procs.start_time(os.getpid())
@@ -139,6 +143,7 @@ def test_a_noted_process_that_started_before_its_attempt_is_not_its_job(db, home
 
 
 # --- "not started" must be final: a job recorded so never runs afterwards -------------------
+
 
 def test_a_note_written_by_a_dying_worker_is_not_removed_with_its_journal(db, monkeypatch, tok):
     """Recovery removes the journals of dead workers whose jobs are all recorded. It read one
@@ -195,8 +200,10 @@ def test_a_frozen_workers_job_without_a_note_is_charged_as_possibly_run(db, tok)
     frozen = subprocess.Popen(["sleep", tok])
     os.kill(frozen.pid, signal.SIGSTOP)
     try:
-        wait_for(lambda: psutil.Process(frozen.pid).status() == psutil.STATUS_STOPPED,
-                 message="the worker to freeze")
+        wait_for(
+            lambda: psutil.Process(frozen.pid).status() == psutil.STATUS_STOPPED,
+            message="the worker to freeze",
+        )
         worker = engine.register_worker(pid=frozen.pid)
         engine.claim(worker)
         Worker.update(heartbeat_at=1000.0).where(Worker.id == worker.id).execute()  # silent
@@ -216,8 +223,9 @@ def test_a_worker_resumed_past_its_lease_does_not_start_its_job(db, tmp_path):
     from queuectl_tui import engine, spec
     from queuectl_tui.run.loop import WorkerLoop
 
-    engine.enqueue([spec.normalize({"id": "j", "command": "echo ran >> ran"})],
-                   cwd=str(tmp_path), env={})
+    engine.enqueue(
+        [spec.normalize({"id": "j", "command": "echo ran >> ran"})], cwd=str(tmp_path), env={}
+    )
     worker = WorkerLoop()
     worker.row = engine.register_worker()
     worker._settle(claim=1)
@@ -230,5 +238,7 @@ def test_a_worker_resumed_past_its_lease_does_not_start_its_job(db, tmp_path):
         if worker.journal is not None:
             worker.journal.close()
     assert (result.outcome, result.error.split(" (")[0]) == (
-        "interrupted", "not started: its worker lost its lease")
+        "interrupted",
+        "not started: its worker lost its lease",
+    )
     assert not (tmp_path / "ran").exists()

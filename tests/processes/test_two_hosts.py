@@ -27,6 +27,7 @@ BEAT = 0.25  # heartbeat_interval of these tests, seconds
 def configure(url: str, **values: float) -> None:
     from queuectl_tui import settings
     from queuectl_tui.store import open_db
+
     open_db(url)
     for key, value in values.items():
         settings.set_value(key, value)
@@ -34,35 +35,49 @@ def configure(url: str, **values: float) -> None:
 
 def enqueue(tmp_path, jobs: dict[str, str]) -> None:
     from queuectl_tui import engine, spec
-    engine.enqueue([spec.normalize({"id": job_id, "command": command})
-                    for job_id, command in jobs.items()],
-                   cwd=str(tmp_path), env={"PATH": os.environ["PATH"]})
+
+    engine.enqueue(
+        [spec.normalize({"id": job_id, "command": command}) for job_id, command in jobs.items()],
+        cwd=str(tmp_path),
+        env={"PATH": os.environ["PATH"]},
+    )
 
 
 def attempts(job_id: str) -> list[tuple]:
     """(number, outcome, host, error) of each attempt of the job."""
     from queuectl_tui import engine
     from queuectl_tui.store.models import Job
+
     job = Job.get(Job.id == job_id)
     return [(a.number, a.outcome, a.host, a.error) for a in engine.attempts_of(job)]
 
 
 def job_state(job_id: str) -> str:
     from queuectl_tui.store.models import Job
+
     return Job.get(Job.id == job_id).state
 
 
 def running_on(host, job_id: str):
     """The job's attempt once it runs on ``host`` with its process recorded."""
     from queuectl_tui.store.models import Attempt, Job
+
     job = Job.get(Job.id == job_id)
-    return (Attempt.select().where(Attempt.job == job.seq, Attempt.host == host.name,
-                                   Attempt.outcome.is_null(), Attempt.pid.is_null(False))
-            .first())
+    return (
+        Attempt.select()
+        .where(
+            Attempt.job == job.seq,
+            Attempt.host == host.name,
+            Attempt.outcome.is_null(),
+            Attempt.pid.is_null(False),
+        )
+        .first()
+    )
 
 
 def workers_on(host) -> list:
     from queuectl_tui.store.models import Worker
+
     return list(Worker.select().where(Worker.host == host.name).order_by(Worker.id))
 
 
@@ -77,6 +92,7 @@ class Lateness(threading.Thread):
 
     def run(self) -> None:
         from queuectl_tui.store.models import Worker, database
+
         try:
             while not self.done.wait(0.05):
                 row = Worker.get_or_none(Worker.id == self.worker_id)
@@ -104,6 +120,7 @@ class Recovery(threading.Thread):
     def run(self) -> None:
         from queuectl_tui import engine
         from queuectl_tui.store.models import database
+
         try:
             while not self.done.wait(0.1):
                 engine.recover_lost()
@@ -123,12 +140,17 @@ def test_two_hosts_drain_one_queue_running_every_job_once(two_hosts, tmp_path):
     enqueue(tmp_path, {job_id: f"echo {job_id} >> {runs}; sleep 0.2" for job_id in ids})
     a.start_worker()
     b.start_worker()
-    wait_for(lambda: all(job_state(j) == "completed" for j in ids), timeout=90,
-             interval=0.2, message="every job completed")
+    wait_for(
+        lambda: all(job_state(j) == "completed" for j in ids),
+        timeout=90,
+        interval=0.2,
+        message="every job completed",
+    )
     assert sorted(runs.read_text().split()) == ids, a.log() + b.log()
     ran = {j: attempts(j) for j in ids}
-    assert all([(n, outcome) for n, outcome, _, _ in tries] == [(1, "completed")]
-               for tries in ran.values()), ran
+    assert all(
+        [(n, outcome) for n, outcome, _, _ in tries] == [(1, "completed")] for tries in ran.values()
+    ), ran
     assert {tries[0][2] for tries in ran.values()} == {a.name, b.name}, ran
 
 
@@ -153,15 +175,20 @@ def test_a_cut_shorter_than_the_lease_changes_nothing(two_hosts, tmp_path):
         a.cut()
         time.sleep(3.7)  # the outage itself: nothing to wait for
         a.heal()
-        wait_for(lambda: job_state("job") != "processing", timeout=60, interval=0.1,
-                 message="the job's end")
+        wait_for(
+            lambda: job_state("job") != "processing",
+            timeout=60,
+            interval=0.1,
+            message="the job's end",
+        )
     finally:
         recovery.stop()
         lateness.stop()
     seen = f"A's heartbeat looked {lateness.worst:.1f}s late at worst\n{a.log()}{b.log()}"
     assert runs.read_text() == "start\nend\n", seen
     assert [(n, outcome, host) for n, outcome, host, _ in attempts("job")] == [
-        (1, "completed", a.name)], seen
+        (1, "completed", a.name)
+    ], seen
     assert [w.id for w in workers_on(a)] == [first.id], seen  # never presumed lost
 
 
@@ -174,9 +201,14 @@ def test_a_cut_past_the_lease_is_recovered_and_the_stale_copy_is_killed(two_host
     configure(two_hosts.url, lease=lease, heartbeat_interval=BEAT)
     a.start_worker()
     # Each copy of the job notes the time every 0.1 s in a file of its own ($$ differs).
-    enqueue(tmp_path, {"job": f"echo start >> {runs}; i=0; while [ $i -lt 60 ]; do "
-                              f"date +%s.%N >> {tmp_path}/ticks.$$; sleep 0.1; i=$((i+1)); "
-                              f"done; echo end >> {runs}"})
+    enqueue(
+        tmp_path,
+        {
+            "job": f"echo start >> {runs}; i=0; while [ $i -lt 60 ]; do "
+            f"date +%s.%N >> {tmp_path}/ticks.$$; sleep 0.1; i=$((i+1)); "
+            f"done; echo end >> {runs}"
+        },
+    )
     wait_for(lambda: running_on(a, "job"), timeout=30, message="the job running on A")
     b.start_worker()
     wait_for(lambda: workers_on(b), timeout=30, message="B's worker")
@@ -185,28 +217,44 @@ def test_a_cut_past_the_lease_is_recovered_and_the_stale_copy_is_killed(two_host
     lateness.start()
     try:
         a.cut()
-        wait_for(lambda: running_on(b, "job"), timeout=30, interval=0.1,
-                 message="the job taken back and running on B")
+        wait_for(
+            lambda: running_on(b, "job"),
+            timeout=30,
+            interval=0.1,
+            message="the job taken back and running on B",
+        )
         time.sleep(2 * lease - 3)  # the rest of the 6 s outage
         a.heal()
-        wait_for(lambda: job_state("job") == "completed", timeout=60, interval=0.1,
-                 message="the job completed on B")
-        wait_for(lambda: [w for w in workers_on(a) if w.id != first.id], timeout=30,
-                 message="A back under a new id")
+        wait_for(
+            lambda: job_state("job") == "completed",
+            timeout=60,
+            interval=0.1,
+            message="the job completed on B",
+        )
+        wait_for(
+            lambda: [w for w in workers_on(a) if w.id != first.id],
+            timeout=30,
+            message="A back under a new id",
+        )
     finally:
         lateness.stop()
     seen = f"\n{a.log()}{b.log()}"
     assert runs.read_text() == "start\nstart\nend\n", seen  # A's copy never reached its end
     tries = attempts("job")
     assert [(n, outcome, host) for n, outcome, host, _ in tries] == [
-        (1, "lost", a.name), (2, "completed", b.name)], seen
+        (1, "lost", a.name),
+        (2, "completed", b.name),
+    ], seen
     assert tries[0][3].startswith("worker lost"), tries  # recovery's record: A's was fenced off
     # A's copy stopped within the bound: once its lease had passed since its last heartbeat,
     # plus the time to notice and kill it (one sixth of the lease at most, then one tick).
-    copies = sorted((path.read_text().split() for path in tmp_path.glob("ticks.*")),
-                    key=lambda ticks: float(ticks[0]))
+    copies = sorted(
+        (path.read_text().split() for path in tmp_path.glob("ticks.*")),
+        key=lambda ticks: float(ticks[0]),
+    )
     assert len(copies) == 2, copies
     stale_end, rerun_start = float(copies[0][-1]), float(copies[1][0])
     assert stale_end <= lateness.last + lease + lease / 6 + 0.5, (
         f"A's copy ran {stale_end - lateness.last:.2f}s past A's last heartbeat; B's copy "
-        f"started {rerun_start - lateness.last:.2f}s after it" + seen)
+        f"started {rerun_start - lateness.last:.2f}s after it" + seen
+    )

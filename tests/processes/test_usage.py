@@ -14,9 +14,11 @@ from queuectl_tui.run.launch.host import JobHost
 MB = 1024 * 1024
 PY = sys.executable
 #: ~200 MB held for a moment in a grandchild, ~1 s of CPU burnt in another.
-HEAVY = (f"sh -c '{PY} -c \"import time; b = b\\\"x\\\" * (200 * 2**20); time.sleep(0.8)\"' & "
-         f"sh -c '{PY} -c \"import time; t = time.process_time()\n"
-         f"while time.process_time() - t < 1.0: pass\"'; wait")
+HEAVY = (
+    f'sh -c \'{PY} -c "import time; b = b\\"x\\" * (200 * 2**20); time.sleep(0.8)"\' & '
+    f"sh -c '{PY} -c \"import time; t = time.process_time()\n"
+    f"while time.process_time() - t < 1.0: pass\"'; wait"
+)
 
 
 def attempts(cli, job_id: str) -> list[dict]:
@@ -57,8 +59,14 @@ def test_an_orphan_that_left_the_job_is_charged_to_it(cli, home):
         f'{PY} -c "import time; t = time.process_time()\nwhile time.process_time() - t < 0.5: pass"'
     )
     # The job ends once the orphan has burnt its CPU (it says so with a file), under any load.
-    ok(cli("enqueue", "--id", "orphan",
-           f"sh -c '({burn}; touch burnt) & exit 0'; until [ -e burnt ]; do sleep 0.05; done"))
+    ok(
+        cli(
+            "enqueue",
+            "--id",
+            "orphan",
+            f"sh -c '({burn}; touch burnt) & exit 0'; until [ -e burnt ]; do sleep 0.05; done",
+        )
+    )
     drain(cli)
     [a] = attempts(cli, "orphan")
     assert a["cpu_seconds"] >= 0.4, a
@@ -71,15 +79,20 @@ def test_the_kernel_accounts_for_reaped_processes_without_sampling(tmp_path, way
     burn = (
         f"{PY} -c 'import time; t = time.process_time()\nwhile time.process_time() - t < 0.5: pass'"
     )
-    options = dict(cwd=str(tmp_path), env={"PATH": "/usr/bin:/bin"}, log_path=tmp_path / "log",
-                   max_log_bytes=10_000, timeout=None)
+    options = dict(
+        cwd=str(tmp_path),
+        env={"PATH": "/usr/bin:/bin"},
+        log_path=tmp_path / "log",
+        max_log_bytes=10_000,
+        timeout=None,
+    )
     if way == "host":
         with JobHost() as host:
-            result = host.run(f"sh -c \"{burn}\"", **options)
+            result = host.run(f'sh -c "{burn}"', **options)
             second = host.run("true", **options)
         assert second.cost.cpu_seconds <= 0.05, second.cost  # not charged the first job's CPU
     else:
-        result = runner.run(f"sh -c \"{burn}\"", **options)
+        result = runner.run(f'sh -c "{burn}"', **options)
         assert result.cost.peak_rss_bytes > MB  # the shell's own ru_maxrss at least
     assert result.outcome == "completed", result
     assert result.cost.cpu_seconds >= 0.4, result.cost
@@ -89,8 +102,11 @@ def test_ps_lists_a_running_jobs_grandchild(cli, home, mark):
     tree = "sh -c 'sleep 61 & touch started; wait'"
     ok(cli("enqueue", "--id", "tree", marked_command(mark, tree)))
     ok(cli("worker", "start", "--json"))
-    wait_for(lambda: (home.parent / "started").exists() and marked(mark, "sleep"), timeout=30,
-             message="the job's grandchild")
+    wait_for(
+        lambda: (home.parent / "started").exists() and marked(mark, "sleep"),
+        timeout=30,
+        message="the job's grandchild",
+    )
     [sleeper] = marked(mark, "sleep")
     rows = wait_for(
         lambda: ok(cli("ps", "--json")).json(), timeout=10, message="ps to list the job"
@@ -118,8 +134,11 @@ def test_ps_shows_control_characters_visibly(cli, home, mark):
     )
     ok(cli("worker", "start", "--json"))
     wait_for(lambda: marked(mark, "sleep"), timeout=30, message="the job's sleep")
-    text = wait_for(lambda: (lambda out: "sleep 62" in out and out)(ok(cli("ps")).out), timeout=10,
-                    message="ps to list the job")
+    text = wait_for(
+        lambda: (lambda out: "sleep 62" in out and out)(ok(cli("ps")).out),
+        timeout=10,
+        message="ps to list the job",
+    )
     assert "\x1b" not in text and "\x07" not in text
     assert "^[]0;owned^G" in text
     ok(cli("cancel", "esc"))

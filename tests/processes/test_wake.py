@@ -17,8 +17,13 @@ pytestmark = pytest.mark.sqlite_only
 
 def _enqueue_from_another_process(home, procs):
     import subprocess
-    proc = subprocess.Popen([sys.executable, "-m", "queuectl_tui", "enqueue", "true"],
-                            stdout=subprocess.DEVNULL, env=cli_env(home), cwd=home.parent)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "queuectl_tui", "enqueue", "true"],
+        stdout=subprocess.DEVNULL,
+        env=cli_env(home),
+        cwd=home.parent,
+    )
     procs.append(proc)
     return proc
 

@@ -249,7 +249,10 @@ def test_worker_stop_counts_an_exited_but_unreaped_worker_as_stopped(cli, home):
         [worker] = ok(cli("worker", "list", "--json")).json()
         assert psutil.Process(worker["pid"]).ppid() == parent.pid
         assert ok(cli("worker", "stop", "--wait", "5", "--json")).json() == {
-            "stopped": [worker["id"]], "still_running": [], "gone": []}
+            "stopped": [worker["id"]],
+            "still_running": [],
+            "gone": [],
+        }
         assert gone(worker["pid"])
     finally:
         parent.kill()
@@ -259,8 +262,14 @@ def test_worker_stop_counts_an_exited_but_unreaped_worker_as_stopped(cli, home):
 def test_foreground_workers_drain_the_queue_together_and_exit(cli, home):
     """``--count 2 --foreground --burst``: two workers (forked from the command) run every job
     once, print their lines, and the command exits 0 when the queue is empty."""
-    ok(cli("enqueue", "-f", "-", input="".join(
-        f'{{"id": "f{n}", "command": "echo f{n} >> ran"}}\n' for n in range(30))))
+    ok(
+        cli(
+            "enqueue",
+            "-f",
+            "-",
+            input="".join(f'{{"id": "f{n}", "command": "echo f{n} >> ran"}}\n' for n in range(30)),
+        )
+    )
     result = ok(cli("worker", "start", "--count", "2", "--foreground", "--burst"))
     started = {line.split()[2] for line in result.out.splitlines() if "started" in line}
     stopped = {line.split()[2] for line in result.out.splitlines() if "stopped" in line}
@@ -276,6 +285,7 @@ def test_each_line_a_worker_prints_is_one_write_so_forked_workers_never_tear_lin
     (the drain test above failed about half the time with it set). Two writers, 3,000 echoed
     lines and 3,000 complaints each at the same time, on one pipe: every line arrives whole."""
     import re
+
     script = (
         "import os, pathlib, sys\n"
         "from queuectl_tui.run import echo, loop as worker\n"
@@ -287,22 +297,31 @@ def test_each_line_a_worker_prints_is_one_write_so_forked_workers_never_tear_lin
         "    pass\n"
         "for n in range(3000):\n"
         "    echo.print_line(f'{name} line {n:04d} ' + 'x' * 60)\n"
-        "    loop._complain(f'complaint {n:04d} ' + 'y' * 60)\n")
+        "    loop._complain(f'complaint {n:04d} ' + 'y' * 60)\n"
+    )
     read, write = os.pipe()
     env = cli_env(tmp_path, PYTHONUNBUFFERED="1")
-    writers = [subprocess.Popen([sys.executable, "-c", script, name, str(tmp_path)],
-                                stdout=write, stderr=write, env=env) for name in ("a", "b")]
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, name, str(tmp_path)], stdout=write, stderr=write, env=env
+        )
+        for name in ("a", "b")
+    ]
     os.close(write)
     try:
-        wait_for(lambda: all((tmp_path / f"ready-{name}").exists() for name in ("a", "b")),
-                 message="both writers")
+        wait_for(
+            lambda: all((tmp_path / f"ready-{name}").exists() for name in ("a", "b")),
+            message="both writers",
+        )
     finally:
         (tmp_path / "go").touch()  # both write at once (each spins on the file until then)
     with os.fdopen(read, "rb") as pipe:
         lines = pipe.read().decode().splitlines()
     assert [w.wait(timeout=60) for w in writers] == [0, 0]
-    whole = re.compile(r"\d\d:\d\d:\d\d ((a|b) line \d{4} x{60}|worker (a|b): complaint "
-                       r"\d{4} y{60})")
+    whole = re.compile(
+        r"\d\d:\d\d:\d\d ((a|b) line \d{4} x{60}|worker (a|b): complaint "
+        r"\d{4} y{60})"
+    )
     torn = [line for line in lines if not whole.fullmatch(line)]
     assert not torn and len(lines) == 12000, torn[:5]
 
@@ -330,12 +349,17 @@ def test_the_workers_log_turns_over_past_its_cap_and_every_writer_follows(tmp_pa
         "from queuectl_tui.run.echo import WorkersLog\n"
         "log = WorkersLog(sys.argv[1], cap=2000)\n"
         "for n in range(int(sys.argv[3])):\n"
-        "    log(f'{sys.argv[2]} line {n:03d} ' + 'x' * 40)\n")
+        "    log(f'{sys.argv[2]} line {n:03d} ' + 'x' * 40)\n"
+    )
     shared = os.open(logs / "workers.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
     def write(name: str, lines: int) -> None:
-        writer = subprocess.Popen([sys.executable, "-c", script, str(logs / "workers.log"), name,
-                                   str(lines)], stdout=shared, stderr=shared, env=cli_env(tmp_path))
+        writer = subprocess.Popen(
+            [sys.executable, "-c", script, str(logs / "workers.log"), name, str(lines)],
+            stdout=shared,
+            stderr=shared,
+            env=cli_env(tmp_path),
+        )
         assert writer.wait(timeout=60) == 0
 
     write("a", 50)  # about 33 lines fill 2,000 bytes: turned over once
@@ -344,7 +368,9 @@ def test_the_workers_log_turns_over_past_its_cap_and_every_writer_follows(tmp_pa
     current, old = (logs / "workers.log").read_text(), (logs / "workers.log.1").read_text()
     assert "a line 000" in old and "a line 049" in current and "b line 000" in current
     assert len(old) < 2000 + 100 and sorted(p.name for p in logs.iterdir()) == [
-        "workers.log", "workers.log.1"]
+        "workers.log",
+        "workers.log.1",
+    ]
 
 
 @pytest.mark.both_backends
@@ -354,8 +380,18 @@ def test_pause_and_resume_a_running_job_by_id(cli, db, home, tmp_path, mark):
     have."""
     start_workers(cli)
     started, release = tmp_path / "started", tmp_path / "release"
-    ok(cli("enqueue", "--id", "long", "--timeout", "600", marked_command(
-        mark, f"touch {started}; until [ -e {release} ]; do sleep 0.05; done; echo finished")))
+    ok(
+        cli(
+            "enqueue",
+            "--id",
+            "long",
+            "--timeout",
+            "600",
+            marked_command(
+                mark, f"touch {started}; until [ -e {release} ]; do sleep 0.05; done; echo finished"
+            ),
+        )
+    )
     wait_for(started.exists, message="the job to start")
 
     assert ok(cli("pause", "long")).out == "paused job long\n"
@@ -381,9 +417,11 @@ def test_pause_of_a_job_that_is_not_running_here_changes_nothing(cli, db, add, w
     _, claimed = engine.settle(worker, claim=1, max_backoff=60, now=T0 + 1)
     [(_, attempt)] = claimed
     Attempt.update(host="another-host", pid=12345, pid_started=1.0).where(
-        Attempt.seq == attempt.seq).execute()
+        Attempt.seq == attempt.seq
+    ).execute()
     assert "job 'elsewhere' runs on host another-host" in user_error(cli("pause", "elsewhere"), 1)
     assert "job 'waiting' is not running (pending)" in user_error(
-        cli("resume", "waiting", "elsewhere"), 1)
+        cli("resume", "waiting", "elsewhere"), 1
+    )
     assert "not both" in user_error(cli("pause", "waiting", "--queue", "default"), 2)
     assert not job("elsewhere").paused and job("elsewhere").state == "processing"

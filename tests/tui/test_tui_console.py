@@ -16,11 +16,13 @@ SIZE = (120, 35)
 
 def job(job_id: str):
     from queuectl_tui.store.models import Job
+
     return Job.get_or_none(Job.id == job_id)
 
 
 def main(app):
     from queuectl_tui.tui.screens.main import MainScreen
+
     assert isinstance(app.screen, MainScreen), app.screen
     return app.screen
 
@@ -42,6 +44,7 @@ async def select(pilot, job_id: str) -> None:
 
 # --- one word per state ------------------------------------------------------------------------
 
+
 async def test_the_table_and_the_narrow_header_say_processing(seeded):
     from queuectl_tui.tui.widgets import CountsHeader
 
@@ -59,8 +62,17 @@ def test_the_header_abbreviates_only_when_the_names_cannot_fit_and_the_help_says
     from queuectl_tui.tui.widgets.counts import CountsHeader
 
     header = CountsHeader()
-    header._data = ({"pending": 12_345, "processing": 2_000, "completed": 1_234_567, "failed": 300,
-                     "dead": 4_000}, 12, 10)
+    header._data = (
+        {
+            "pending": 12_345,
+            "processing": 2_000,
+            "completed": 1_234_567,
+            "failed": 300,
+            "dead": 4_000,
+        },
+        12,
+        10,
+    )
     assert "processing 2,000" in str(header._text(120))
     narrow = str(header._text(80))
     assert "proc 2,000" in narrow and "comp 1,234,567" in narrow
@@ -69,6 +81,7 @@ def test_the_header_abbreviates_only_when_the_names_cannot_fit_and_the_help_says
 
 
 # --- sort, pages, footer, help -----------------------------------------------------------------
+
 
 async def test_the_next_run_sort_starts_with_the_soonest(seeded):
     from queuectl_tui.store.models import Job
@@ -83,8 +96,11 @@ async def test_the_next_run_sort_starts_with_the_soonest(seeded):
         await settle(pilot)
         assert screen.table.keys[0] == soonest
         await pilot.press("s")  # the next order starts in its own direction again
-        await until(pilot, lambda: "recently changed" in pager(app) and "least" not in pager(app),
-                    message="the last-change order")
+        await until(
+            pilot,
+            lambda: "recently changed" in pager(app) and "least" not in pager(app),
+            message="the last-change order",
+        )
 
 
 async def test_the_footer_gives_the_page_number(seeded):
@@ -92,8 +108,12 @@ async def test_the_footer_gives_the_page_number(seeded):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         assert "page 1 of 3, 20 of 57 jobs" in pager(app)
-        for key, expected in [("right_square_bracket", "page 2 of 3"), ("right_square_bracket", "page 3 of 3"),
-                              ("left_square_bracket", "page 2 of 3"), ("left_square_bracket", "page 1 of 3")]:
+        for key, expected in [
+            ("right_square_bracket", "page 2 of 3"),
+            ("right_square_bracket", "page 3 of 3"),
+            ("left_square_bracket", "page 2 of 3"),
+            ("left_square_bracket", "page 1 of 3"),
+        ]:
             await pilot.press(key)
             await until(pilot, lambda: expected in pager(app), message=expected)
 
@@ -136,6 +156,7 @@ def test_the_help_says_what_each_key_does_in_each_dialog_and_which_worker_minus_
 
 # --- dialogs -----------------------------------------------------------------------------------
 
+
 async def test_d_on_a_processing_job_is_refused_before_asking(seeded):
     from queuectl_tui.tui.screens.detail import JobDetailScreen
     from queuectl_tui.tui.screens.modals import ConfirmModal
@@ -144,15 +165,23 @@ async def test_d_on_a_processing_job_is_refused_before_asking(seeded):
     async with app.run_test(size=SIZE) as pilot:
         await select(pilot, "crawl-sitemap")
         await pilot.press("d")
-        await until(pilot, lambda: "crawl-sitemap is processing: cancel it first" in notes(app),
-                    message="the refusal")
+        await until(
+            pilot,
+            lambda: "crawl-sitemap is processing: cancel it first" in notes(app),
+            message="the refusal",
+        )
         assert not isinstance(app.screen, ConfirmModal)
         app.clear_notifications()
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(app.screen, JobDetailScreen) and app.screen.detail,
-                    message="the detail")
+        await until(
+            pilot,
+            lambda: isinstance(app.screen, JobDetailScreen) and app.screen.detail,
+            message="the detail",
+        )
         await pilot.press("d")
-        await until(pilot, lambda: "cancel it first" in notes(app), message="the refusal in the detail")
+        await until(
+            pilot, lambda: "cancel it first" in notes(app), message="the refusal in the detail"
+        )
         assert isinstance(app.screen, JobDetailScreen)
     assert job("crawl-sitemap").state == "processing"
 
@@ -208,9 +237,10 @@ async def test_a_completed_jobs_detail_offers_restart_not_retry_edit_or_cancel(s
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         for job_id, offered, not_offered in (
-                ("nightly-backup", {"Restart"}, {"Retry", "Edit", "Cancel"}),  # completed
-                ("charge-card-7731", {"Retry", "Restart"}, {"Edit", "Cancel"}),  # dead
-                ("warm-cache", {"Edit", "Cancel"}, {"Retry", "Restart"})):  # pending
+            ("nightly-backup", {"Restart"}, {"Retry", "Edit", "Cancel"}),  # completed
+            ("charge-card-7731", {"Retry", "Restart"}, {"Edit", "Cancel"}),  # dead
+            ("warm-cache", {"Edit", "Cancel"}, {"Retry", "Restart"}),
+        ):  # pending
             await app.push_screen(JobDetailScreen(job_id))
             await settle(pilot)
             keys = {description for _, _, description in app.screen.query_one(KeyBar).keys()[0]}
@@ -260,22 +290,34 @@ async def test_cancelling_a_running_job_says_cancel_requested_then_how_it_ended(
     app = make_app(empty_db, clock=time.time, monitor=None, refresh_interval=0.2, page_size=100)
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: job("long").state == "processing", timeout=20, message="running")
+            await until(
+                pilot, lambda: job("long").state == "processing", timeout=20, message="running"
+            )
             await select(pilot, "long")
-            await until(pilot, lambda: main(app).jobs["long"].state == "processing", message="shown running")
+            await until(
+                pilot, lambda: main(app).jobs["long"].state == "processing", message="shown running"
+            )
             await pilot.press("c")
             from queuectl_tui.tui.screens.modals import ConfirmModal
+
             await until(pilot, lambda: isinstance(app.screen, ConfirmModal), message="the question")
             await pilot.press("y")
-            await until(pilot, lambda: "long: cancel requested" in notes(app), message="cancel requested")
+            await until(
+                pilot, lambda: "long: cancel requested" in notes(app), message="cancel requested"
+            )
             assert "cancel →" not in notes(app)
-            await until(pilot, lambda: "long ended: dead (cancelled)" in notes(app), timeout=20,
-                        message="how it ended")
+            await until(
+                pilot,
+                lambda: "long ended: dead (cancelled)" in notes(app),
+                timeout=20,
+                message="how it ended",
+            )
     finally:
         supervisor.stop()
 
 
 # --- attempts and the retry budget -------------------------------------------------------------
+
 
 async def test_the_attempt_number_goes_on_after_a_dlq_retry_and_the_budget_starts_over(seeded):
     from queuectl_tui import engine
@@ -285,7 +327,10 @@ async def test_the_attempt_number_goes_on_after_a_dlq_retry_and_the_budget_start
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         table = main(app).table
-        assert [c.label for c in table.layout if c.key in ("attempt", "retries")] == ["Attempt", "Retries"]
+        assert [c.label for c in table.layout if c.key in ("attempt", "retries")] == [
+            "Attempt",
+            "Retries",
+        ]
         row = {c.key: str(table.get_cell("charge-card-7731", c.key)) for c in table.layout}
         assert (row["state"], row["attempt"], row["retries"]) == ("pending", "3", "0/2")
         row = {c.key: str(table.get_cell("fetch-exchange-rates", c.key)) for c in table.layout}
@@ -308,6 +353,7 @@ async def test_the_detail_counts_every_run_and_names_the_retry_budget(seeded):
 
 
 # --- one read at a time ------------------------------------------------------------------------
+
 
 def test_requests_during_a_read_make_one_more_read_after_it():
     from queuectl_tui.tui.reads import OneRead
@@ -334,16 +380,24 @@ async def test_tabs_switched_during_reads_end_on_the_last_one(seeded):
         screen = main(app)
         reads = []
         original = screen._read_page
-        screen._read_page = lambda view, limit, *more: (reads.append(view.state), original(view, limit, *more))[1]
+        screen._read_page = lambda view, limit, *more: (
+            reads.append(view.state),
+            original(view, limit, *more),
+        )[1]
         for state in ("pending", "processing", "completed", "failed", "dead"):  # in one go
             screen.set_view(state=state)
         await settle(pilot)
         assert screen.page.view.state == "dead" and set(screen.table.keys) == {
-            "cleanup-tmp", "webhook-deliver-42", "legacy-report", "charge-card-7731"}
+            "cleanup-tmp",
+            "webhook-deliver-42",
+            "legacy-report",
+            "charge-card-7731",
+        }
         assert reads == ["pending", "dead"]  # the first, then one for all that came meanwhile
 
 
 # --- pages while rows arrive; a console at rest reads nothing ----------------------------------
+
 
 async def quiet_reads(pilot, reads: list, rounds: int = 20) -> int:
     """Reads made over ``rounds`` turns of the event loop once the screen has settled (with the
@@ -357,7 +411,8 @@ async def quiet_reads(pilot, reads: list, rounds: int = 20) -> int:
 
 
 async def test_back_to_page_one_after_a_job_arrived_shows_the_head_and_the_console_rests(
-        empty_db, add, monkeypatch):
+    empty_db, add, monkeypatch
+):
     """The report: on page 2 of 45 jobs, one job arrives, [ twice: page 1 showed the new job
     alone ("page 1 of 3, 1 of 46 jobs") and the console read that page again and again."""
     from queuectl_tui.tui import data
@@ -410,7 +465,6 @@ async def test_space_marks_the_job_and_moves_down(seeded):
         assert screen.marks == {first} and screen.table.cursor_key == second
 
 
-
 async def test_the_jobs_behind_the_detail_are_not_read(seeded, monkeypatch):
     """The detail covers the jobs table: refreshing it meanwhile is work no one sees (the main
     screen read on behind the detail, the queues and the stats)."""
@@ -437,11 +491,21 @@ async def test_the_jobs_behind_the_detail_are_not_read(seeded, monkeypatch):
 
 # --- columns sized by their content ------------------------------------------------------------
 
+
 def test_columns_fill_the_width_and_the_last_error_gives_way_first():
     from queuectl_tui.tui.widgets.jobs_table import ERROR_LEAST, job_columns
 
-    needs = {"id": 24, "command": 40, "error": 30, "state": 10, "when": 13, "attempt": 1,
-             "retries": 3, "priority": 1, "duration": 6}
+    needs = {
+        "id": 24,
+        "command": 40,
+        "error": 30,
+        "state": 10,
+        "when": 13,
+        "attempt": 1,
+        "retries": 3,
+        "priority": 1,
+        "duration": 6,
+    }
     widths = {}
     for width in range(170, 79, -1):
         columns = job_columns(width, False, False, needs)
@@ -450,8 +514,10 @@ def test_columns_fill_the_width_and_the_last_error_gives_way_first():
     assert widths[120]["id"] == 24  # whole at 120 columns
     assert widths[170]["error"] >= 30 and widths[170]["command"] == 40  # room for everything
     # Narrowing: the error gives way first, down to its least; the id is cut last.
-    first_short = {key: max(w for w, row in widths.items() if row[key] < needs[key])
-                   for key in ("error", "command", "id")}
+    first_short = {
+        key: max(w for w, row in widths.items() if row[key] < needs[key])
+        for key in ("error", "command", "id")
+    }
     assert first_short["error"] > first_short["command"] > first_short["id"]
     assert all(row["error"] >= ERROR_LEAST for row in widths.values())
 

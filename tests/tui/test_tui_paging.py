@@ -25,9 +25,18 @@ WORDS = ["alpha", "beta", "gamma"]  # ids and commands are made of these: filter
 
 def expected_order(view: data.View) -> list[str]:
     """Every row of the view, sorted in Python: what the pages must be slices of."""
-    jobs = [j for j in Job.select() if (view.state is None or j.state == view.state) and (
-        not view.search or any(view.search.lower() in (text or "").lower()
-                               for text in (j.id, j.command, j.last_error)))]
+    jobs = [
+        j
+        for j in Job.select()
+        if (view.state is None or j.state == view.state)
+        and (
+            not view.search
+            or any(
+                view.search.lower() in (text or "").lower()
+                for text in (j.id, j.command, j.last_error)
+            )
+        )
+    ]
     key = engine.SORT_KEYS[view.sort].name
     jobs.sort(key=lambda j: (getattr(j, key), j.seq), reverse=view.descending)
     return [j.id for j in jobs]
@@ -50,12 +59,24 @@ class Console(RuleBasedStateMachine):
         self.page = data.read_page(view, self.limit)
         self.view = self.page.here
 
-    @rule(count=st.integers(1, 6), state=st.sampled_from(STATES), priority=st.integers(-2, 2),
-          word=st.sampled_from(WORDS))
+    @rule(
+        count=st.integers(1, 6),
+        state=st.sampled_from(STATES),
+        priority=st.integers(-2, 2),
+        word=st.sampled_from(WORDS),
+    )
     def insert(self, count, state, priority, word):
-        specs = [spec.normalize({"id": f"{word}-{next(self.numbers)}", "command": f"echo {word}",
-                                 "priority": priority, "delay": (priority + 2) * 10})
-                 for _ in range(count)]
+        specs = [
+            spec.normalize(
+                {
+                    "id": f"{word}-{next(self.numbers)}",
+                    "command": f"echo {word}",
+                    "priority": priority,
+                    "delay": (priority + 2) * 10,
+                }
+            )
+            for _ in range(count)
+        ]
         jobs = engine.enqueue(specs, cwd=str(self.cwd), env={})
         Job.update(state=state).where(Job.id.in_([j.id for j in jobs])).execute()
         self.show(self.view)
@@ -106,7 +127,7 @@ class Console(RuleBasedStateMachine):
         ids = [job.id for job in page.jobs]
         assert page.total == len(order)
         assert page.start == (page.number - 1) * limit and 1 <= page.number <= page.pages
-        assert ids == order[page.start:page.start + limit], f"page {page.number} of {page.pages}"
+        assert ids == order[page.start : page.start + limit], f"page {page.number} of {page.pages}"
         if page.number == 1:
             assert ids == order[:limit]  # page 1 is the head
         assert page.has_prev == (page.number > 1) and page.has_next == (page.number < page.pages)
@@ -115,9 +136,15 @@ class Console(RuleBasedStateMachine):
 
 def test_the_page_shown_is_the_slice_its_number_names_while_rows_come_and_go(db, tmp_path):
     Console.cwd = tmp_path
-    run_state_machine_as_test(Console, settings=settings(
-        max_examples=40, stateful_step_count=25, deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]))
+    run_state_machine_as_test(
+        Console,
+        settings=settings(
+            max_examples=40,
+            stateful_step_count=25,
+            deadline=None,
+            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+        ),
+    )
 
 
 def test_back_from_page_two_after_a_job_arrived_is_the_head(db, tmp_path):

@@ -18,10 +18,29 @@ from helpers import ROOT
 README = ROOT / "README.md"
 #: Actions that only change what the console shows (no queue state is read or written apart
 #: from the display itself); everything else needs a CLI command.
-VIEW_ONLY = {"quit", "help", "sort", "reverse", "mark", "clear", "page", "back", "cursor_down",
-             "cursor_up", "first_row", "last_row"}
-KEY_NAMES = {"question_mark": "?", "slash": "/", "plus": "+", "minus": "-", "escape": "esc",
-             "left_square_bracket": "[", "right_square_bracket": "]"}
+VIEW_ONLY = {
+    "quit",
+    "help",
+    "sort",
+    "reverse",
+    "mark",
+    "clear",
+    "page",
+    "back",
+    "cursor_down",
+    "cursor_up",
+    "first_row",
+    "last_row",
+}
+KEY_NAMES = {
+    "question_mark": "?",
+    "slash": "/",
+    "plus": "+",
+    "minus": "-",
+    "escape": "esc",
+    "left_square_bracket": "[",
+    "right_square_bracket": "]",
+}
 
 
 def console_bindings() -> dict[tuple[str, str], str]:
@@ -35,10 +54,14 @@ def console_bindings() -> dict[tuple[str, str], str]:
     from queuectl_tui.tui.widgets.jobs_table import JobsTable, KeyedTable
 
     result = {}
-    for screen, classes in (("any", [QueueApp]), ("main", [KeyedTable, JobsTable, MainScreen]),
-                            ("detail", [JobDetailScreen]), ("queues", [KeyedTable, QueuesScreen]),
-                            ("schedules", [KeyedTable, SchedulesScreen]),
-                            ("stats", [StatsScreen])):
+    for screen, classes in (
+        ("any", [QueueApp]),
+        ("main", [KeyedTable, JobsTable, MainScreen]),
+        ("detail", [JobDetailScreen]),
+        ("queues", [KeyedTable, QueuesScreen]),
+        ("schedules", [KeyedTable, SchedulesScreen]),
+        ("stats", [StatsScreen]),
+    ):
         for cls in classes:
             for binding in cls.BINDINGS:
                 action = re.sub(r"\(.*\)$", "", binding.action)
@@ -100,17 +123,25 @@ def test_every_console_action_has_a_cli_command():
         commands = commands_in(cli_cell)
         assert commands, f"{screen} {keys} ({what}) lists no CLI command"
         for command in commands:
-            assert not isinstance(resolve(command), click.Group), f"{command!r} is a group, not a command"
+            assert not isinstance(resolve(command), click.Group), (
+                f"{command!r} is a group, not a command"
+            )
 
 
 def test_the_table_lists_only_keys_the_console_has():
     bindings = console_bindings()
-    stale = [(screen, key) for screen, keys, _, _ in parity_rows() for key in keys
-             if (screen, key) not in bindings]
+    stale = [
+        (screen, key)
+        for screen, keys, _, _ in parity_rows()
+        for key in keys
+        if (screen, key) not in bindings
+    ]
     assert not stale, f"README parity rows for keys the console does not have: {stale}"
 
 
-@pytest.mark.parametrize("command", ["queuectl-tui dlq retry --all", "queuectl-tui list --search X"])
+@pytest.mark.parametrize(
+    "command", ["queuectl-tui dlq retry --all", "queuectl-tui list --search X"]
+)
 def test_resolve_checks_commands_and_options(command):
     assert resolve(command).name in ("retry", "list")
     with pytest.raises(AssertionError):

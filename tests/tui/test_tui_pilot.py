@@ -24,6 +24,7 @@ def make_app(path, **options):
 
 def job(job_id: str):
     from queuectl_tui.store.models import Job
+
     return Job.get_or_none(Job.id == job_id)
 
 
@@ -34,6 +35,7 @@ def state(job_id: str) -> str | None:
 
 def main(app):
     from queuectl_tui.tui.screens.main import MainScreen
+
     assert isinstance(app.screen, MainScreen), app.screen
     return app.screen
 
@@ -47,11 +49,13 @@ async def select(pilot, job_id: str) -> None:
 
 async def answer(pilot, key: str) -> None:
     from queuectl_tui.tui.screens.modals import ConfirmModal
+
     await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmModal), message="the question")
     await pilot.press(key)
 
 
 # --- enqueue -----------------------------------------------------------------------------------
+
 
 async def test_n_enqueues_a_job_from_the_form(seeded):
     app = make_app(seeded)
@@ -81,13 +85,17 @@ async def test_enqueue_form_refuses_bad_values_inline(seeded):
         # exists, under the id field.
         assert modal.focused is modal.query_one("#f-command")
         await pilot.press(*"true", "tab", "tab", "ctrl+a", "ctrl+k", "ctrl+s")
-        await until(pilot, lambda: "already exists" in str(modal.query_one("#e-id").render()),
-                    message="the duplicate id error")
+        await until(
+            pilot,
+            lambda: "already exists" in str(modal.query_one("#e-id").render()),
+            message="the duplicate id error",
+        )
         assert isinstance(app.screen, EnqueueModal)
     assert Job.select().count() == before
 
 
 # --- retry, cancel, delete, the DLQ ------------------------------------------------------------
+
 
 async def test_r_retries_the_selected_dead_job(seeded):
     app = make_app(seeded)
@@ -95,7 +103,9 @@ async def test_r_retries_the_selected_dead_job(seeded):
         await pilot.press("6")
         await select(pilot, "charge-card-7731")
         await pilot.press("r")
-        await until(pilot, lambda: state("charge-card-7731") == "pending", message="back to pending")
+        await until(
+            pilot, lambda: state("charge-card-7731") == "pending", message="back to pending"
+        )
         assert job("charge-card-7731").attempts == 0
         assert state("legacy-report") == "dead"
 
@@ -107,7 +117,9 @@ async def test_r_on_a_failed_job_runs_it_now(seeded):
         await select(pilot, "fetch-exchange-rates")
         before = job("fetch-exchange-rates").run_at
         await pilot.press("r")
-        await until(pilot, lambda: job("fetch-exchange-rates").run_at != before, message="run_at moved")
+        await until(
+            pilot, lambda: job("fetch-exchange-rates").run_at != before, message="run_at moved"
+        )
         assert job("fetch-exchange-rates").run_at <= time.time()
 
 
@@ -121,14 +133,18 @@ async def test_space_marks_jobs_for_a_bulk_retry(seeded):
         await pilot.press("space")
         assert main(app).marks == {"webhook-deliver-42", "charge-card-7731"}
         await pilot.press("r")
-        await until(pilot, lambda: state("webhook-deliver-42") == state("charge-card-7731") == "pending",
-                    message="both retried")
+        await until(
+            pilot,
+            lambda: state("webhook-deliver-42") == state("charge-card-7731") == "pending",
+            message="both retried",
+        )
         assert state("legacy-report") == "dead" and state("cleanup-tmp") == "dead"
         await until(pilot, lambda: not main(app).marks, message="marks cleared")
 
 
 async def test_shift_r_retries_the_whole_dlq_after_asking(seeded):
     from queuectl_tui.engine import counts
+
     app = make_app(seeded)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
@@ -164,6 +180,7 @@ async def test_d_deletes_the_job_after_asking(seeded):
 
 async def test_shift_d_clears_the_dlq_after_asking(seeded):
     from queuectl_tui.engine import counts
+
     app = make_app(seeded)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
@@ -175,6 +192,7 @@ async def test_shift_d_clears_the_dlq_after_asking(seeded):
 
 # --- config ------------------------------------------------------------------------------------
 
+
 async def test_e_edits_settings_and_they_persist(seeded):
     from queuectl_tui import settings
     from queuectl_tui.tui.screens.modals import ConfigModal
@@ -183,28 +201,47 @@ async def test_e_edits_settings_and_they_persist(seeded):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         await pilot.press("e")
-        await until(pilot, lambda: isinstance(app.screen, ConfigModal) and app.screen.rows, message="settings")
+        await until(
+            pilot,
+            lambda: isinstance(app.screen, ConfigModal) and app.screen.rows,
+            message="settings",
+        )
         modal = app.screen
         await pilot.press("ctrl+a", "ctrl+k", *"-1", "ctrl+s")  # max_retries: refused
         await settle(pilot)
         assert "between 0 and 100" in str(modal.query_one("#ce-max_retries").render())
         assert settings.get("max_retries") == 3
         await pilot.press("ctrl+a", "ctrl+k", *"5", "tab", "ctrl+a", "ctrl+k", *"3", "ctrl+s")
-        await until(pilot, lambda: not isinstance(app.screen, ConfigModal), message="the editor closing")
+        await until(
+            pilot, lambda: not isinstance(app.screen, ConfigModal), message="the editor closing"
+        )
     assert settings.get("max_retries") == 5 and settings.get("backoff_base") == 3.0
     assert settings.get("lease") == 30.0  # untouched fields are not written
 
 
 # --- reading: tabs, filter, sort, pages, detail, help ------------------------------------------
 
+
 async def test_number_keys_switch_tabs(seeded):
     app = make_app(seeded)
     async with app.run_test(size=SIZE) as pilot:
         screen = main(app)
-        for key, expected in [("5", {"failed"}), ("3", {"processing"}), ("6", {"dead"}), ("2", {"pending"})]:
+        for key, expected in [
+            ("5", {"failed"}),
+            ("3", {"processing"}),
+            ("6", {"dead"}),
+            ("2", {"pending"}),
+        ]:
             await pilot.press(key)
-            await until(pilot, lambda: screen.page and screen.page.view.state == expected.copy().pop()
-                        and screen.table.keys, message=f"tab {key}")
+            await until(
+                pilot,
+                lambda: (
+                    screen.page
+                    and screen.page.view.state == expected.copy().pop()
+                    and screen.table.keys
+                ),
+                message=f"tab {key}",
+            )
             assert {screen.jobs[k].state for k in screen.table.keys} == expected
         await pilot.press("1")
         await until(pilot, lambda: len(screen.table.keys) == 57, message="all jobs")
@@ -216,8 +253,11 @@ async def test_slash_filters_the_table_and_escape_clears(seeded):
         screen = main(app)
         await settle(pilot)
         await pilot.press("slash", *"thumb-03", "enter")
-        await until(pilot, lambda: screen.table.keys and all(k.startswith("thumb-03") for k in screen.table.keys),
-                    message="a narrowed table")
+        await until(
+            pilot,
+            lambda: screen.table.keys and all(k.startswith("thumb-03") for k in screen.table.keys),
+            message="a narrowed table",
+        )
         assert len(screen.table.keys) == 10 and screen.page.total == 10
         await pilot.press("escape")
         await until(pilot, lambda: len(screen.table.keys) == 57, message="the whole table")
@@ -229,7 +269,9 @@ async def test_s_sorts_and_shift_s_reverses(seeded):
         screen = main(app)
         await settle(pilot)
         await pilot.press("s")  # priority, highest first
-        await until(pilot, lambda: screen.table.keys[:1] == ["rotate-api-keys"], message="priority order")
+        await until(
+            pilot, lambda: screen.table.keys[:1] == ["rotate-api-keys"], message="priority order"
+        )
         await pilot.press("S")
         await until(pilot, lambda: screen.table.keys[:1] == ["cleanup-tmp"], message="reversed")
 
@@ -242,10 +284,14 @@ async def test_brackets_page_through_keyset_pages(seeded):
         first = screen.table.keys
         assert len(first) == 20 and screen.page.has_next
         await pilot.press("right_square_bracket")
-        await until(pilot, lambda: screen.table.keys and screen.table.keys[0] not in first, message="page 2")
+        await until(
+            pilot, lambda: screen.table.keys and screen.table.keys[0] not in first, message="page 2"
+        )
         second = screen.table.keys
         await pilot.press("right_square_bracket", "right_square_bracket")
-        await until(pilot, lambda: screen.page and not screen.page.has_next, message="the last page")
+        await until(
+            pilot, lambda: screen.page and not screen.page.has_next, message="the last page"
+        )
         assert len(screen.table.keys) == 17
         await pilot.press("left_square_bracket")
         await until(pilot, lambda: screen.table.keys == second, message="back to page 2")
@@ -260,7 +306,9 @@ async def test_the_page_is_a_screenful_and_moving_past_it_reads_the_next(seeded)
         assert len(first) == screen.table.visible_rows < 57
         screen.table.move_cursor(row=len(first) - 1, animate=False)
         await pilot.press("down")
-        await until(pilot, lambda: screen.table.keys and screen.table.keys[0] not in first, message="page 2")
+        await until(
+            pilot, lambda: screen.table.keys and screen.table.keys[0] not in first, message="page 2"
+        )
         assert screen.table.cursor_row == 0 and screen.page.has_prev
         await pilot.press("up")
         await until(pilot, lambda: screen.table.keys == first, message="page 1 again")
@@ -278,16 +326,29 @@ async def test_enter_opens_the_detail_and_escape_returns(seeded):
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, JobDetailScreen), message="the detail")
         detail = app.screen
-        await until(pilot, lambda: detail.detail and "synced 1204" in "\n".join(detail.query_one(Log).lines),
-                    message="the latest attempt's log")
+        await until(
+            pilot,
+            lambda: detail.detail and "synced 1204" in "\n".join(detail.query_one(Log).lines),
+            message="the latest attempt's log",
+        )
         assert [a["outcome"] for a in detail.detail.attempts] == ["failed", "completed"]
         await pilot.press("up")  # attempt 1 and its log
-        await until(pilot, lambda: "HTTP 503" in "\n".join(detail.query_one(Log).lines), message="attempt 1's log")
+        await until(
+            pilot,
+            lambda: "HTTP 503" in "\n".join(detail.query_one(Log).lines),
+            message="attempt 1's log",
+        )
         await pilot.press("escape")
         main(app)
         await pilot.press("l")
-        await until(pilot, lambda: isinstance(app.screen, JobDetailScreen) and app.screen.focused is
-                    app.screen.query_one(Log), message="the log, focused")
+        await until(
+            pilot,
+            lambda: (
+                isinstance(app.screen, JobDetailScreen)
+                and app.screen.focused is app.screen.query_one(Log)
+            ),
+            message="the log, focused",
+        )
 
 
 async def test_detail_keys_retry_and_delete_the_job(seeded):
@@ -298,7 +359,9 @@ async def test_detail_keys_retry_and_delete_the_job(seeded):
         await pilot.app.push_screen(JobDetailScreen("legacy-report"))
         await settle(pilot)
         await pilot.press("r")
-        await until(pilot, lambda: state("legacy-report") == "pending", message="retried from the detail")
+        await until(
+            pilot, lambda: state("legacy-report") == "pending", message="retried from the detail"
+        )
         await pilot.press("escape")
         main(app)
         await pilot.app.push_screen(JobDetailScreen("thumb-002"))
@@ -306,7 +369,9 @@ async def test_detail_keys_retry_and_delete_the_job(seeded):
         await pilot.press("d")
         await answer(pilot, "y")
         await until(pilot, lambda: job("thumb-002") is None, message="deleted from the detail")
-        await until(pilot, lambda: not isinstance(app.screen, JobDetailScreen), message="back to the jobs")
+        await until(
+            pilot, lambda: not isinstance(app.screen, JobDetailScreen), message="back to the jobs"
+        )
 
 
 async def test_f5_refreshes_now(seeded):
@@ -320,7 +385,9 @@ async def test_f5_refreshes_now(seeded):
         await pilot.pause(0.2)
         assert "while-you-looked" not in screen.table.keys
         await pilot.press("f5")
-        await until(pilot, lambda: screen.table.keys[:1] == ["while-you-looked"], message="the refresh")
+        await until(
+            pilot, lambda: screen.table.keys[:1] == ["while-you-looked"], message="the refresh"
+        )
 
 
 async def test_detail_follows_a_running_jobs_log(seeded):
@@ -333,11 +400,15 @@ async def test_detail_follows_a_running_jobs_log(seeded):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.app.push_screen(JobDetailScreen("crawl-sitemap"))
         log = app.screen.query_one(Log)
-        await until(pilot, lambda: "fetched page 12" in "\n".join(log.lines), message="the log so far")
+        await until(
+            pilot, lambda: "fetched page 12" in "\n".join(log.lines), message="the log so far"
+        )
         attempt = Attempt.get(Attempt.job == Job.get(Job.id == "crawl-sitemap").seq)
         with open(app.db_path.parent / "logs" / attempt.log_file, "a") as handle:
             handle.write("fetched page 13\n")
-        await until(pilot, lambda: "fetched page 13" in "\n".join(log.lines), message="the new line")
+        await until(
+            pilot, lambda: "fetched page 13" in "\n".join(log.lines), message="the new line"
+        )
         assert "\n".join(log.lines).count("fetched page 12") == 1
 
 
@@ -361,15 +432,21 @@ async def test_output_pane_follows_the_selected_jobs_log_from_the_list(seeded):
     async with app.run_test(size=SIZE) as pilot:
         screen, pane = await output_pane(pilot, app, "crawl-sitemap")
         assert pane.display
-        await until(pilot, lambda: "fetched page 12" in "\n".join(pane.lines), message="the log so far")
+        await until(
+            pilot, lambda: "fetched page 12" in "\n".join(pane.lines), message="the log so far"
+        )
         attempt = Attempt.get(Attempt.job == Job.get(Job.id == "crawl-sitemap").seq)
         with open(app.db_path.parent / "logs" / attempt.log_file, "a") as handle:
             handle.write("fetched page 13\n\x1b[2J\n")
-        await until(pilot, lambda: "fetched page 13" in "\n".join(pane.lines), message="the new line")
+        await until(
+            pilot, lambda: "fetched page 13" in "\n".join(pane.lines), message="the new line"
+        )
         assert "\n".join(pane.lines).count("fetched page 12") == 1
         assert "^[[2J" in "\n".join(pane.lines) and "\x1b" not in "\n".join(pane.lines)
         await select(pilot, "transcode-video-11")
-        await until(pilot, lambda: "transcoding clip 11" in "\n".join(pane.lines), message="the other log")
+        await until(
+            pilot, lambda: "transcoding clip 11" in "\n".join(pane.lines), message="the other log"
+        )
         assert "fetched page" not in "\n".join(pane.lines)
         assert isinstance(app.screen, type(screen))  # still on the list
         await pilot.press("o")
@@ -390,14 +467,23 @@ async def test_output_pane_of_a_job_running_on_another_host_says_where_its_log_i
     app = make_app(seeded, refresh_interval=0.1)
     async with app.run_test(size=SIZE) as pilot:
         screen, pane = await output_pane(pilot, app, "crawl-sitemap")
-        await until(pilot, lambda: "is on host afar" in "\n".join(pane.lines),
-                    message="where the log is")
+        await until(
+            pilot, lambda: "is on host afar" in "\n".join(pane.lines), message="where the log is"
+        )
         assert "shown here when it ends" in "\n".join(pane.lines)
         assert "no log file" not in "\n".join(pane.lines)
-        engine.finish(Job.get_by_id(job_row.seq), Attempt.get_by_id(attempt.seq),
-                      outcome="completed", exit_code=0, tail="fetched the last page\n")
-        await until(pilot, lambda: "fetched the last page" in "\n".join(pane.lines),
-                    message="the output kept in the database")
+        engine.finish(
+            Job.get_by_id(job_row.seq),
+            Attempt.get_by_id(attempt.seq),
+            outcome="completed",
+            exit_code=0,
+            tail="fetched the last page\n",
+        )
+        await until(
+            pilot,
+            lambda: "fetched the last page" in "\n".join(pane.lines),
+            message="the output kept in the database",
+        )
         assert "is on host afar" in "\n".join(pane.lines)
 
 
@@ -408,8 +494,21 @@ async def test_question_mark_shows_help_and_the_palette_has_the_actions(seeded):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         titles = {command.title for command in app.get_system_commands(app.screen)}
-        assert {"Enqueue", "Retry", "Retry DLQ", "Cancel", "Delete", "Clear DLQ", "Config", "Worker",
-                "Stop worker", "Stop all workers", "Filter", "Help", "Quit"} <= titles
+        assert {
+            "Enqueue",
+            "Retry",
+            "Retry DLQ",
+            "Cancel",
+            "Delete",
+            "Clear DLQ",
+            "Config",
+            "Worker",
+            "Stop worker",
+            "Stop all workers",
+            "Filter",
+            "Help",
+            "Quit",
+        } <= titles
         await pilot.press("question_mark")
         await until(pilot, lambda: isinstance(app.screen, HelpScreen), message="help")
         await pilot.press("escape")
@@ -435,6 +534,7 @@ async def test_the_key_bar_shows_the_main_keys_and_a_click_presses_one(seeded):
 
 # --- live --------------------------------------------------------------------------------------
 
+
 async def test_refresh_shows_changes_made_elsewhere(seeded):
     from queuectl_tui import engine, spec
 
@@ -446,22 +546,32 @@ async def test_refresh_shows_changes_made_elsewhere(seeded):
         await until(pilot, lambda: screen.table.keys[:1] == ["from-the-cli"], message="the new row")
         # A change to a visible row is an in-place cell update, not a rebuild.
         engine.cancel("from-the-cli")
-        await until(pilot, lambda: screen.jobs["from-the-cli"].state == "dead", message="the new state")
+        await until(
+            pilot, lambda: screen.jobs["from-the-cli"].state == "dead", message="the new state"
+        )
         assert "dead" in str(screen.table.get_cell("from-the-cli", "state"))
-        await until(pilot, lambda: screen.status and screen.status.counts["dead"] == 5, message="counts")
+        await until(
+            pilot, lambda: screen.status and screen.status.counts["dead"] == 5, message="counts"
+        )
 
 
 async def test_workers_started_from_the_console_run_jobs_and_outlive_it(empty_db, home, tmp_path):
     from queuectl_tui import engine, procs, spec
     from queuectl_tui.store.models import Worker
 
-    engine.enqueue([spec.normalize({"id": "hello", "command": "echo hi > out.txt"})], cwd=str(tmp_path))
+    engine.enqueue(
+        [spec.normalize({"id": "hello", "command": "echo hi > out.txt"})], cwd=str(tmp_path)
+    )
     app = make_app(empty_db, clock=time.time, monitor=None, refresh_interval=0.2)
     async with app.run_test(size=SIZE) as pilot:
         screen = main(app)
         await pilot.press("plus")
-        await until(pilot, lambda: state("hello") == "completed", timeout=30, message="the job done")
-        await until(pilot, lambda: screen.status and screen.status.alive == 1, message="the worker shown")
+        await until(
+            pilot, lambda: state("hello") == "completed", timeout=30, message="the job done"
+        )
+        await until(
+            pilot, lambda: screen.status and screen.status.alive == 1, message="the worker shown"
+        )
         await pilot.press("q")
     assert (tmp_path / "out.txt").read_text() == "hi\n"
     (row,) = Worker.select()
@@ -476,7 +586,9 @@ async def test_minus_stops_one_worker_and_x_stops_all(empty_db):
     app = make_app(empty_db, clock=time.time, monitor=None, refresh_interval=0.2)
     async with app.run_test(size=SIZE) as pilot:
         screen = main(app)
-        await until(pilot, lambda: screen.status and screen.status.alive == 2, message="two workers")
+        await until(
+            pilot, lambda: screen.status and screen.status.alive == 2, message="two workers"
+        )
         await pilot.press("minus")
         await answer(pilot, "y")
         await until(pilot, lambda: Worker.select().count() == 1, timeout=15, message="one stopped")
@@ -500,8 +612,12 @@ async def test_a_worker_started_with_plus_leaves_no_zombie_once_stopped(empty_db
     async with app.run_test(size=SIZE) as pilot:
         screen = main(app)
         await pilot.press("plus")
-        await until(pilot, lambda: screen.status and screen.status.alive == 1, timeout=15,
-                    message="the worker shown")
+        await until(
+            pilot,
+            lambda: screen.status and screen.status.alive == 1,
+            timeout=15,
+            message="the worker shown",
+        )
         (row,) = Worker.select()
         assert psutil.Process(row.pid).ppid() == os.getpid()  # the console's child
         await pilot.press("minus")
@@ -511,6 +627,7 @@ async def test_a_worker_started_with_plus_leaves_no_zombie_once_stopped(empty_db
 
 
 # --- trouble -----------------------------------------------------------------------------------
+
 
 async def test_a_locked_database_is_a_message_and_the_console_recovers(empty_db):
     from queuectl_tui.store import close_db
@@ -528,15 +645,22 @@ async def test_a_locked_database_is_a_message_and_the_console_recovers(empty_db)
         screen = main(app)
         try:
             banner = screen.query_one("#banner")
-            await until(pilot, lambda: "lock" in str(banner.render()) and banner.has_class("-show"),
-                        message="the locked message")
+            await until(
+                pilot,
+                lambda: "lock" in str(banner.render()) and banner.has_class("-show"),
+                message="the locked message",
+            )
             await pilot.press("2")  # still answers keys
             assert screen.view.state == "pending"
         finally:
             locker.execute("ROLLBACK")
             locker.close()
-        await until(pilot, lambda: not screen.query_one("#banner").has_class("-show"), timeout=20,
-                    message="recovery")
+        await until(
+            pilot,
+            lambda: not screen.query_one("#banner").has_class("-show"),
+            timeout=20,
+            message="recovery",
+        )
 
 
 @pytest.mark.parametrize("kind", ["missing", "not-a-database"])
@@ -558,13 +682,19 @@ async def test_an_unusable_database_is_a_message_not_a_traceback(tmp_path, kind)
 
 # --- user text is shown, never interpreted -------------------------------------------------------
 
+
 async def test_markup_in_ids_and_commands_is_shown_as_text(seeded):
     """Rich markup in a legal id or command crashed the confirm dialogs (and the console)."""
     from queuectl_tui import engine, spec
     from queuectl_tui.tui.screens.modals import ConfirmModal
 
-    engine.enqueue([spec.normalize({"id": "a[/x]", "command": "echo [bold red]hi[/]"}),
-                    spec.normalize({"id": "[red]b", "command": "true"})], now=NOW)
+    engine.enqueue(
+        [
+            spec.normalize({"id": "a[/x]", "command": "echo [bold red]hi[/]"}),
+            spec.normalize({"id": "[red]b", "command": "true"}),
+        ],
+        now=NOW,
+    )
     app = make_app(seeded)
     async with app.run_test(size=SIZE) as pilot:
         await select(pilot, "a[/x]")
@@ -624,8 +754,10 @@ async def test_a_stopping_worker_still_running_its_job_counts_as_busy(seeded):
 
 # --- queues: pause, resume, limits ---------------------------------------------------------------
 
+
 def queue_row(name: str) -> dict:
     from queuectl_tui import engine
+
     return next(row for row in engine.queue_rows() if row["name"] == name)
 
 
@@ -636,8 +768,11 @@ async def test_p_pauses_and_resumes_the_selected_jobs_queue(seeded):
         await pilot.press("p")
         await until(pilot, lambda: queue_row("payments")["paused"], message="payments paused")
         assert not queue_row("default")["paused"]
-        await until(pilot, lambda: "paused: payments" in str(main(app).query_one("#pager").render()),
-                    message="the pager saying so")
+        await until(
+            pilot,
+            lambda: "paused: payments" in str(main(app).query_one("#pager").render()),
+            message="the pager saying so",
+        )
         await pilot.press("p")
         await until(pilot, lambda: not queue_row("payments")["paused"], message="payments resumed")
 
@@ -666,38 +801,61 @@ async def test_queues_screen_pauses_and_sets_and_clears_a_limit(seeded):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         await pilot.press("Q")
-        screen = await until(pilot, lambda: isinstance(app.screen, QueuesScreen) and app.screen, message="queues")
+        screen = await until(
+            pilot, lambda: isinstance(app.screen, QueuesScreen) and app.screen, message="queues"
+        )
         await until(pilot, lambda: "media" in screen.table.keys, message="the rows")
         assert screen.table.keys == ["default", "mail", "media", "payments", "reports"]
         screen.table.move_cursor(row=screen.table.keys.index("media"), animate=False)
         await pilot.press("p")
         await until(pilot, lambda: queue_row("media")["paused"], message="media paused")
-        await until(pilot, lambda: "paused" in str(screen.table.get_cell("media", "paused")), message="shown")
+        await until(
+            pilot,
+            lambda: "paused" in str(screen.table.get_cell("media", "paused")),
+            message="shown",
+        )
         await pilot.press("l")
-        modal = await until(pilot, lambda: isinstance(app.screen, LimitModal) and app.screen, message="the form")
+        modal = await until(
+            pilot, lambda: isinstance(app.screen, LimitModal) and app.screen, message="the form"
+        )
         await pilot.press(*"-1", "enter")
         await settle(pilot)
         assert "whole number >= 0" in str(modal.query_one("#e-limit").render())
         assert queue_row("media")["limit"] is None
         await pilot.press("ctrl+a", "ctrl+k", *"2", "ctrl+s")
         await until(pilot, lambda: queue_row("media")["limit"] == 2, message="limit 2")
-        await until(pilot, lambda: app.screen is screen and "2" in str(screen.table.get_cell("media", "limit")),
-                    message="the limit shown")
+        await until(
+            pilot,
+            lambda: app.screen is screen and "2" in str(screen.table.get_cell("media", "limit")),
+            message="the limit shown",
+        )
         await pilot.press("l", "ctrl+a", "ctrl+k", *"none", "enter")
-        await until(pilot, lambda: app.screen is screen and queue_row("media")["limit"] is None
-                    and "none" in str(screen.table.get_cell("media", "limit")), message="no limit")
+        await until(
+            pilot,
+            lambda: (
+                app.screen is screen
+                and queue_row("media")["limit"] is None
+                and "none" in str(screen.table.get_cell("media", "limit"))
+            ),
+            message="no limit",
+        )
         await pilot.press("P")
-        await until(pilot, lambda: all(row["paused"] for row in engine.queue_rows()),
-                    message="every queue paused")
+        await until(
+            pilot,
+            lambda: all(row["paused"] for row in engine.queue_rows()),
+            message="every queue paused",
+        )
         await pilot.press("escape")
         main(app)
 
 
 # --- restart, edit, dependencies ------------------------------------------------------------------
 
+
 def shown(widget, width: int = 120) -> str:
     """What a Static shows (a Text or a rich Table), as plain text."""
     from rich.console import Console
+
     console = Console(width=width, color_system=None)
     with console.capture() as capture:
         console.print(widget.content)
@@ -711,7 +869,11 @@ def notes(app) -> str:
 
 def attempts_of(job_id: str) -> list[int]:
     from queuectl_tui.store.models import Attempt
-    return [a.number for a in Attempt.select().where(Attempt.job == job(job_id).seq).order_by(Attempt.number)]
+
+    return [
+        a.number
+        for a in Attempt.select().where(Attempt.job == job(job_id).seq).order_by(Attempt.number)
+    ]
 
 
 async def test_t_restarts_completed_and_dead_jobs_keeping_their_attempts(seeded):
@@ -723,11 +885,15 @@ async def test_t_restarts_completed_and_dead_jobs_keeping_their_attempts(seeded)
         assert job("sync-crm-contacts").attempts == 0 and attempts_of("sync-crm-contacts") == [1, 2]
         await select(pilot, "legacy-report")  # dead
         await pilot.press("t")
-        await until(pilot, lambda: state("legacy-report") == "pending", message="dead one restarted")
+        await until(
+            pilot, lambda: state("legacy-report") == "pending", message="dead one restarted"
+        )
         # A pending job is not restarted: the console says why and changes nothing.
         await select(pilot, "warm-cache")
         await pilot.press("t")
-        await until(pilot, lambda: "only completed or dead jobs" in notes(app), message="the refusal")
+        await until(
+            pilot, lambda: "only completed or dead jobs" in notes(app), message="the refusal"
+        )
         assert state("warm-cache") == "pending" and job("warm-cache").attempts == 0
 
 
@@ -739,7 +905,9 @@ async def test_t_restarts_the_job_from_its_detail(seeded):
         await pilot.app.push_screen(JobDetailScreen("nightly-backup"))
         await settle(pilot)
         await pilot.press("t")
-        await until(pilot, lambda: state("nightly-backup") == "pending", message="restarted from the detail")
+        await until(
+            pilot, lambda: state("nightly-backup") == "pending", message="restarted from the detail"
+        )
         assert attempts_of("nightly-backup") == [1]
 
 
@@ -750,7 +918,9 @@ async def test_shift_e_edits_a_pending_job_and_refuses_bad_values_in_the_form(se
     async with app.run_test(size=SIZE) as pilot:
         await select(pilot, "warm-cache")
         await pilot.press("E")
-        modal = await until(pilot, lambda: isinstance(app.screen, EditModal) and app.screen, message="the form")
+        modal = await until(
+            pilot, lambda: isinstance(app.screen, EditModal) and app.screen, message="the form"
+        )
         assert modal.query_one("#f-command").value == job("warm-cache").command
         modal.query_one("#f-max_retries").value = ""
         await pilot.press("tab", "ctrl+a", "ctrl+k", *"high", "ctrl+s")  # priority
@@ -763,7 +933,9 @@ async def test_shift_e_edits_a_pending_job_and_refuses_bad_values_in_the_form(se
         modal.query_one("#f-queue").value = "media"
         modal.query_one("#f-delay").value = "60"
         await pilot.press("ctrl+s")
-        await until(pilot, lambda: not isinstance(app.screen, EditModal), message="the form closing")
+        await until(
+            pilot, lambda: not isinstance(app.screen, EditModal), message="the form closing"
+        )
         edited = job("warm-cache")
         assert (edited.priority, edited.queue, edited.state) == (8, "media", "pending")
         assert edited.run_at == NOW + 60 and edited.max_retries == 3
@@ -778,12 +950,22 @@ async def test_shift_e_refuses_a_running_job_with_the_reason(seeded):
     async with app.run_test(size=SIZE) as pilot:
         await select(pilot, "crawl-sitemap")
         await pilot.press("E")
-        await until(pilot, lambda: "crawl-sitemap is processing: only pending or failed jobs can be edited"
-                    in notes(app), message="the refusal")
+        await until(
+            pilot,
+            lambda: (
+                "crawl-sitemap is processing: only pending or failed jobs can be edited"
+                in notes(app)
+            ),
+            message="the refusal",
+        )
         assert not isinstance(app.screen, EditModal)
     after = job("crawl-sitemap")
-    assert (after.state, after.command, after.priority, after.updated_at) == \
-        (before.state, before.command, before.priority, before.updated_at)
+    assert (after.state, after.command, after.priority, after.updated_at) == (
+        before.state,
+        before.command,
+        before.priority,
+        before.updated_at,
+    )
 
 
 async def test_the_edit_form_shows_the_engines_refusal_when_the_job_started_meanwhile(seeded):
@@ -796,11 +978,19 @@ async def test_the_edit_form_shows_the_engines_refusal_when_the_job_started_mean
     async with app.run_test(size=SIZE) as pilot:
         await select(pilot, "reindex-search")
         await pilot.press("E")
-        modal = await until(pilot, lambda: isinstance(app.screen, EditModal) and app.screen, message="the form")
+        modal = await until(
+            pilot, lambda: isinstance(app.screen, EditModal) and app.screen, message="the form"
+        )
         Job.update(state="processing").where(Job.id == "reindex-search").execute()
         await pilot.press("tab", "ctrl+a", "ctrl+k", *"4", "ctrl+s")
-        await until(pilot, lambda: "processing" in str(modal.query_one("#e-form").render())
-                    or "running" in str(modal.query_one("#e-form").render()), message="the refusal")
+        await until(
+            pilot,
+            lambda: (
+                "processing" in str(modal.query_one("#e-form").render())
+                or "running" in str(modal.query_one("#e-form").render())
+            ),
+            message="the refusal",
+        )
         assert job("reindex-search").priority == 0 and isinstance(app.screen, EditModal)
 
 
@@ -817,13 +1007,19 @@ async def test_enqueue_form_after_field_makes_the_job_wait_and_refuses_unknown_i
         modal = app.screen
         modal.query_one("#f-after").value = "warm-cache, no-such-job"
         await pilot.press("ctrl+s")
-        await until(pilot, lambda: "no-such-job" in str(modal.query_one("#e-after").render()),
-                    message="the unknown id refused under the field")
+        await until(
+            pilot,
+            lambda: "no-such-job" in str(modal.query_one("#e-after").render()),
+            message="the unknown id refused under the field",
+        )
         assert Job.select().count() == before and isinstance(app.screen, EnqueueModal)
         modal.query_one("#f-after").value = "warm-cache reindex-search"
         await pilot.press("ctrl+s")
         created = await until(pilot, lambda: job("deploy-1"), message="the new job")
-        assert set(engine.dependencies(created)) == {("warm-cache", "pending"), ("reindex-search", "pending")}
+        assert set(engine.dependencies(created)) == {
+            ("warm-cache", "pending"),
+            ("reindex-search", "pending"),
+        }
         assert created.waiting_on == 2
 
 
@@ -831,8 +1027,14 @@ async def test_detail_lists_dependencies_with_their_states_and_why_the_job_waits
     from queuectl_tui import engine, spec
     from queuectl_tui.tui.screens.detail import JobDetailScreen
 
-    engine.enqueue([spec.normalize({"id": "publish", "command": "true",
-                                    "after": ["nightly-backup", "warm-cache"]})], now=NOW)
+    engine.enqueue(
+        [
+            spec.normalize(
+                {"id": "publish", "command": "true", "after": ["nightly-backup", "warm-cache"]}
+            )
+        ],
+        now=NOW,
+    )
     app = make_app(seeded)
     async with app.run_test(size=(100, 35)) as pilot:  # one column of fields
         await pilot.app.push_screen(JobDetailScreen("publish"))
@@ -854,9 +1056,15 @@ async def test_detail_keys_pause_the_jobs_queue_and_edit_the_job(seeded):
         await settle(pilot)
         await pilot.press("p")
         await until(pilot, lambda: queue_row("media")["paused"], message="media paused")
-        await until(pilot, lambda: "paused" in shown(detail.query_one("#detail-title")), message="why it waits")
+        await until(
+            pilot,
+            lambda: "paused" in shown(detail.query_one("#detail-title")),
+            message="why it waits",
+        )
         await pilot.press("E")
-        modal = await until(pilot, lambda: isinstance(app.screen, EditModal) and app.screen, message="the form")
+        modal = await until(
+            pilot, lambda: isinstance(app.screen, EditModal) and app.screen, message="the form"
+        )
         modal.query_one("#f-priority").value = "6"
         await pilot.press("ctrl+s")
         await until(pilot, lambda: job("transcode-video-17").priority == 6, message="edited")
@@ -877,25 +1085,38 @@ async def test_the_forms_take_durations_and_none_for_no_time_limit(seeded):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         await pilot.press("n")
-        modal = await until(pilot, lambda: isinstance(app.screen, EnqueueModal) and app.screen, message="the form")
-        for name, value in (("command", "echo unlimited"), ("id", "unlimited"), ("timeout", "none"),
-                            ("delay", "15m")):
+        modal = await until(
+            pilot, lambda: isinstance(app.screen, EnqueueModal) and app.screen, message="the form"
+        )
+        for name, value in (
+            ("command", "echo unlimited"),
+            ("id", "unlimited"),
+            ("timeout", "none"),
+            ("delay", "15m"),
+        ):
             modal.query_one(f"#f-{name}").value = value
         await pilot.press("ctrl+s")
         created = await until(pilot, lambda: job("unlimited"), message="the new job")
         assert (created.timeout, created.run_at) == (None, NOW + 900)
-        await until(pilot, lambda: not isinstance(app.screen, EnqueueModal), message="the form closing")
+        await until(
+            pilot, lambda: not isinstance(app.screen, EnqueueModal), message="the form closing"
+        )
         await select(pilot, "warm-cache")
         await pilot.press("E")
-        modal = await until(pilot, lambda: isinstance(app.screen, EditModal) and app.screen, message="the edit form")
+        modal = await until(
+            pilot, lambda: isinstance(app.screen, EditModal) and app.screen, message="the edit form"
+        )
         assert modal.query_one("#f-timeout").value == "30"
         modal.query_one("#f-timeout").value = "none"
         await pilot.press("ctrl+s")
-        await until(pilot, lambda: not isinstance(app.screen, EditModal), message="the edit form closing")
+        await until(
+            pilot, lambda: not isinstance(app.screen, EditModal), message="the edit form closing"
+        )
         assert job("warm-cache").timeout is None
 
 
 # --- schedules ------------------------------------------------------------------------------------
+
 
 async def test_schedules_screen_adds_pauses_runs_and_removes_a_schedule(seeded):
     from queuectl_tui import schedules
@@ -909,37 +1130,54 @@ async def test_schedules_screen_adds_pauses_runs_and_removes_a_schedule(seeded):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         await pilot.press("C")
-        screen = await until(pilot, lambda: isinstance(app.screen, SchedulesScreen) and app.screen,
-                             message="schedules")
+        screen = await until(
+            pilot,
+            lambda: isinstance(app.screen, SchedulesScreen) and app.screen,
+            message="schedules",
+        )
         await pilot.press("n")
-        form = await until(pilot, lambda: isinstance(app.screen, ScheduleModal) and app.screen,
-                           message="the form")
-        await pilot.press(*"tick", "tab", *"echo tick", "tab", "tab", *"15m", "tab", *"Mars/Olympus",
-                          "enter")
+        form = await until(
+            pilot, lambda: isinstance(app.screen, ScheduleModal) and app.screen, message="the form"
+        )
+        await pilot.press(
+            *"tick", "tab", *"echo tick", "tab", "tab", *"15m", "tab", *"Mars/Olympus", "enter"
+        )
         await settle(pilot)
         assert "--tz applies to --cron" in str(form.query_one("#e-tz").render())
         assert listed("tick") is None  # refused: nothing added
         form.query_one("#f-tz").value = ""
         await pilot.press("ctrl+s")
-        await until(pilot, lambda: app.screen is screen and "tick" in screen.table.keys, message="added")
+        await until(
+            pilot, lambda: app.screen is screen and "tick" in screen.table.keys, message="added"
+        )
         assert (listed("tick")["rule"], listed("tick")["command"]) == ("every 15m", "echo tick")
         await pilot.press("p")
         await until(pilot, lambda: listed("tick")["paused"], message="paused")
-        await until(pilot, lambda: "paused" in str(screen.table.get_cell("tick", "next")), message="shown")
+        await until(
+            pilot, lambda: "paused" in str(screen.table.get_cell("tick", "next")), message="shown"
+        )
         await pilot.press("p")
         await until(pilot, lambda: not listed("tick")["paused"], message="resumed")
         await pilot.press("r")
-        await until(pilot, lambda: Job.select().where(Job.schedule == "tick").count() == 1,
-                    message="one job now")
-        await until(pilot, lambda: "tick@" in str(screen.table.get_cell("tick", "last")),
-                    message="its job shown")
+        await until(
+            pilot,
+            lambda: Job.select().where(Job.schedule == "tick").count() == 1,
+            message="one job now",
+        )
+        await until(
+            pilot,
+            lambda: "tick@" in str(screen.table.get_cell("tick", "last")),
+            message="its job shown",
+        )
         await pilot.press("d")
         await answer(pilot, "n")
         await settle(pilot)
         assert listed("tick") is not None  # no: nothing removed
         await pilot.press("d")
         await answer(pilot, "y")
-        await until(pilot, lambda: listed("tick") is None and screen.table.keys == [], message="removed")
+        await until(
+            pilot, lambda: listed("tick") is None and screen.table.keys == [], message="removed"
+        )
         assert Job.select().where(Job.schedule == "tick").count() == 1  # its job stays
         await pilot.press("escape")
         main(app)

@@ -24,6 +24,7 @@ def told(app) -> list[str]:
     def record(message, **kwargs):
         said.append(message)
         notify(message, **kwargs)
+
     app.notify = record
     return said
 
@@ -31,10 +32,13 @@ def told(app) -> list[str]:
 def snapshot() -> list[tuple]:
     """Every job's state and run time, the settings, the queues' pauses and limits."""
     from queuectl_tui.store.models import Job, Meta, Queue, Setting
-    return [sorted((j.id, j.state, j.run_at, j.attempts) for j in Job.select()),
-            sorted((s.key, s.value) for s in Setting.select()),
-            sorted((m.key, m.value) for m in Meta.select()),
-            sorted((q.name, q.paused, q.max_running) for q in Queue.select())]
+
+    return [
+        sorted((j.id, j.state, j.run_at, j.attempts) for j in Job.select()),
+        sorted((s.key, s.value) for s in Setting.select()),
+        sorted((m.key, m.value) for m in Meta.select()),
+        sorted((q.name, q.paused, q.max_running) for q in Queue.select()),
+    ]
 
 
 async def test_read_only_refuses_every_change_and_says_so(seeded, monkeypatch):
@@ -119,8 +123,11 @@ def console_actions() -> dict[str, set[str]]:
         module = importlib.import_module(info.name)
         for cls in vars(module).values():
             if inspect.isclass(cls) and cls.__module__ == module.__name__:
-                names = {n.removeprefix("_").removeprefix("action_") for n in vars(cls)
-                         if n.startswith(("action_", "_action_"))}
+                names = {
+                    n.removeprefix("_").removeprefix("action_")
+                    for n in vars(cls)
+                    if n.startswith(("action_", "_action_"))
+                }
                 if names:
                     found[cls.__name__] = names
     return found
@@ -136,6 +143,11 @@ def test_every_console_action_is_either_a_read_or_a_change():
         unlisted = names - reads - changes
         assert not unlisted, f"{cls}: {sorted(unlisted)} in neither list of tui/readonly.py"
     actions = console_actions()
-    stale = {(cls, name) for table in (READS, CHANGES) for cls, names in table.items()
-             for name in names if name not in actions.get(cls, ())}
+    stale = {
+        (cls, name)
+        for table in (READS, CHANGES)
+        for cls, names in table.items()
+        for name in names
+        if name not in actions.get(cls, ())
+    }
     assert not stale, f"listed but not defined: {sorted(stale)}"

@@ -35,7 +35,9 @@ def compare_every_cell(table, *, expect_fast: bool) -> int:
                         table._cell_render_cache.clear()
                         ours = table._render_cell(row, column_index, base, width, cursor)
                         table._cell_render_cache.clear()
-                        stock = DataTable._render_cell(table, row, column_index, base, width, cursor)
+                        stock = DataTable._render_cell(
+                            table, row, column_index, base, width, cursor
+                        )
                         assert ours == stock, (row, column.key, cursor, ours, stock)
                         compared += 1
     finally:
@@ -61,6 +63,7 @@ async def test_the_fast_cells_equal_the_stock_ones_for_every_cell_of_a_page(seed
         await app.push_screen(JobDetailScreen("fetch-exchange-rates"))  # the attempts table
         await settle(pilot)
         from queuectl_tui.tui.screens.detail import AttemptsTable
+
         compare_every_cell(app.screen.query_one(AttemptsTable), expect_fast=True)
 
 
@@ -110,8 +113,9 @@ def compare_every_line(table) -> int:
         table._row_render_cache.clear()
         table._cell_render_cache.clear()
         stock = list(DataTable._render_line(table, y, 0, width, base))
-        assert [(s.text, s.style, s.style.meta if s.style else None) for s in ours] == \
-               [(s.text, s.style, s.style.meta if s.style else None) for s in stock], y
+        assert [(s.text, s.style, s.style.meta if s.style else None) for s in ours] == [
+            (s.text, s.style, s.style.meta if s.style else None) for s in stock
+        ], y
         compared += 1
     return compared
 

@@ -82,7 +82,8 @@ async def test_a_changed_cell_repaints_its_own_region_not_the_whole_table(seeded
 
 @pytest.mark.both_backends
 async def test_a_tick_reads_the_page_only_after_a_commit_and_redraws_nothing_at_rest(
-        seeded, add, monkeypatch):
+    seeded, add, monkeypatch
+):
     """At rest the refresh timer reads the change token only (no page read) and repaints no
     table; a job enqueued elsewhere is read and shown at the next tick."""
     from queuectl_tui.tui import data
@@ -109,8 +110,11 @@ async def test_a_tick_reads_the_page_only_after_a_commit_and_redraws_nothing_at_
         assert [await tick() for _ in range(4)] == [0, 0, 0, 0]
         assert jobs == [] and workers == []
         add("arrived-elsewhere", now=NOW)
-        await until(pilot, lambda: (screen.tick(), "arrived-elsewhere" in screen.table.keys)[1],
-                    message="the new job on the page")
+        await until(
+            pilot,
+            lambda: (screen.tick(), "arrived-elsewhere" in screen.table.keys)[1],
+            message="the new job on the page",
+        )
         assert len(reads) > before
 
 
@@ -141,12 +145,16 @@ async def test_the_workers_heartbeats_make_no_page_read(seeded, add, monkeypatch
             await settle(pilot)
         assert len(reads) == before
         add("arrived-elsewhere", now=NOW)
-        await until(pilot, lambda: (screen.tick(), "arrived-elsewhere" in screen.table.keys)[1],
-                    message="the new job on the page")
+        await until(
+            pilot,
+            lambda: (screen.tick(), "arrived-elsewhere" in screen.table.keys)[1],
+            message="the new job on the page",
+        )
 
 
-async def test_a_job_arriving_on_top_draws_its_own_row_not_the_rows_it_moved(seeded, add,
-                                                                             monkeypatch):
+async def test_a_job_arriving_on_top_draws_its_own_row_not_the_rows_it_moved(
+    seeded, add, monkeypatch
+):
     """Each arrival moves every row of page 1 down a line; DataTable's caches are keyed by its
     change counter, so every line of the table was drawn anew each second (the console at
     3-6 % of a core while jobs arrive). Rows that only moved are drawn as before."""
@@ -156,8 +164,9 @@ async def test_a_job_arriving_on_top_draws_its_own_row_not_the_rows_it_moved(see
 
     drawn = []
     stock = DataTable._render_line
-    monkeypatch.setattr(DataTable, "_render_line",
-                        lambda self, y, *a: (drawn.append(y), stock(self, y, *a))[1])
+    monkeypatch.setattr(
+        DataTable, "_render_line", lambda self, y, *a: (drawn.append(y), stock(self, y, *a))[1]
+    )
     app = make_app(seeded)
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
@@ -168,16 +177,19 @@ async def test_a_job_arriving_on_top_draws_its_own_row_not_the_rows_it_moved(see
             drawn.clear()
             job_id = f"arrived-{n}"
             add(job_id, now=NOW + n)
-            await until(pilot,
-                        lambda job_id=job_id: (screen.tick(), screen.table.keys[0] == job_id)[1],
-                        message="the new job on top")
+            await until(
+                pilot,
+                lambda job_id=job_id: (screen.tick(), screen.table.keys[0] == job_id)[1],
+                message="the new job on top",
+            )
             await settle(pilot)
             # The new row, the rows the cursor left and reached, what the arrival changed.
             assert 0 < len(drawn) <= 6, f"{len(drawn)} lines drawn for one arrival of {rows} rows"
 
 
-async def test_at_rest_the_status_is_read_every_few_ticks_and_a_key_reads_it_again(seeded,
-                                                                                 monkeypatch):
+async def test_at_rest_the_status_is_read_every_few_ticks_and_a_key_reads_it_again(
+    seeded, monkeypatch
+):
     from queuectl_tui.tui import data
     from queuectl_tui.tui.screens.main import REST_EVERY
     from tui_support import make_app, settle
@@ -203,8 +215,9 @@ async def test_at_rest_the_status_is_read_every_few_ticks_and_a_key_reads_it_aga
         assert [await tick() for _ in range(2)] == [1, 1]
 
 
-async def test_while_rows_arrive_the_table_is_drawn_every_few_ticks_and_at_once_at_a_key(seeded,
-                                                                                         add):
+async def test_while_rows_arrive_the_table_is_drawn_every_few_ticks_and_at_once_at_a_key(
+    seeded, add
+):
     """Redrawing page 1 at every arrival (each moves every row) was most of the console's CPU
     while jobs arrive. With no key pressed lately the page is drawn every DRAW_EVERY ticks, so a
     job enqueued elsewhere shows within that many ticks without a key, and at once at a key."""
@@ -234,12 +247,14 @@ async def test_while_rows_arrive_the_table_is_drawn_every_few_ticks_and_at_once_
         await tick()
         assert screen.table.keys[0] != "before-a-key"  # one tick after a draw: not drawn yet
         await pilot.press("j")
-        await until(pilot, lambda: screen.table.keys[0] == "before-a-key",
-                    message="shown at the key")
+        await until(
+            pilot, lambda: screen.table.keys[0] == "before-a-key", message="shown at the key"
+        )
 
 
 async def test_while_rows_arrive_the_counts_keep_the_tables_cadence_and_follow_a_key_at_once(
-        seeded, add):
+    seeded, add
+):
     """Each arrival moves the counts, so the status (counts, workers, chart) was read at every
     tick while jobs arrived: the read that kept the console over 2 % of a core. With no key
     pressed lately the header's counts follow at the table's cadence (DRAW_EVERY ticks), and a
@@ -280,7 +295,8 @@ async def test_while_rows_arrive_the_counts_keep_the_tables_cadence_and_follow_a
 
 
 async def test_the_output_pane_follows_a_running_jobs_log_and_reads_another_less_often(
-        seeded, monkeypatch):
+    seeded, monkeypatch
+):
     """The output pane read the selected job's log twice a second whatever it was: a pending
     job (no log yet) or an ended one cost two reads a second while rows arrived. A running
     job's log is followed at every call of the pane's timer; another is read at the table's

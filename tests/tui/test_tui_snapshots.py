@@ -30,6 +30,7 @@ def run(*keys: str, then=None):
         if then is not None:
             await then(pilot)
             await settle(pilot)
+
     return before
 
 
@@ -51,24 +52,34 @@ def test_workers_pane_with_running_workers(snap_compare, seeded):
 
 def test_job_detail_with_attempts_and_log(snap_compare, seeded):
     """A job that failed three times: its fields, its attempts, the last attempt's log."""
+
     async def open_detail(pilot) -> None:
         from queuectl_tui.tui.screens.detail import JobDetailScreen
+
         await pilot.app.push_screen(JobDetailScreen("fetch-exchange-rates"))
 
     assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run(then=open_detail))
 
 
-def test_job_detail_of_a_running_job_shows_its_process_tree(snap_compare, seeded, stand_in,
-                                                           monkeypatch):
+def test_job_detail_of_a_running_job_shows_its_process_tree(
+    snap_compare, seeded, stand_in, monkeypatch
+):
     """A running job: its live process tree (ps f order, control characters shown visibly)
     and the chart of its CPU and memory over the attempt (pinned by the fake monitor)."""
     from queuectl_tui import present
 
     explain = present.explain  # "running on worker 1 (pid P on HOST)": P pinned as the monitor's
-    monkeypatch.setattr(present, "explain", lambda job, **kw: explain(job, **kw).replace(
-        f"pid {stand_in} on {procs.hostname()}", "pid 4100 on demo"))
+    monkeypatch.setattr(
+        present,
+        "explain",
+        lambda job, **kw: explain(job, **kw).replace(
+            f"pid {stand_in} on {procs.hostname()}", "pid 4100 on demo"
+        ),
+    )
+
     async def open_detail(pilot) -> None:
         from queuectl_tui.tui.screens.detail import JobDetailScreen
+
         await pilot.app.push_screen(JobDetailScreen("transcode-video-11"))
 
     assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run(then=open_detail))
@@ -123,8 +134,10 @@ def test_clear_dlq_question(snap_compare, seeded):
 
 def test_completed_job_detail_offers_restart(snap_compare, seeded):
     """A completed job's footer: t Restart, and none of the keys that would refuse it."""
+
     async def open_detail(pilot) -> None:
         from queuectl_tui.tui.screens.detail import JobDetailScreen
+
         await pilot.app.push_screen(JobDetailScreen("nightly-backup"))
 
     assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run(then=open_detail))
@@ -141,9 +154,23 @@ def chunks(seeded):
     from queuectl_tui import engine, spec
     from tui_support import NOW, SEED_CWD
 
-    engine.enqueue([spec.normalize({"id": f"report-chunk-{n:02d}", "queue": "reports",
-                                    "command": f'echo "chunk {n}"; sleep 2', "delay": 20 * n},
-                                   now=NOW) for n in range(1, 31)], cwd=SEED_CWD, env={}, now=NOW)
+    engine.enqueue(
+        [
+            spec.normalize(
+                {
+                    "id": f"report-chunk-{n:02d}",
+                    "queue": "reports",
+                    "command": f'echo "chunk {n}"; sleep 2',
+                    "delay": 20 * n,
+                },
+                now=NOW,
+            )
+            for n in range(1, 31)
+        ],
+        cwd=SEED_CWD,
+        env={},
+        now=NOW,
+    )
     return seeded
 
 
@@ -157,6 +184,7 @@ def test_ids_are_whole_where_they_fit_and_cut_in_their_middle_where_not(snap_com
 def test_job_detail_80x24(snap_compare, seeded):
     async def open_detail(pilot) -> None:
         from queuectl_tui.tui.screens.detail import JobDetailScreen
+
         await pilot.app.push_screen(JobDetailScreen("sync-crm-contacts"))
 
     assert snap_compare(make_app(seeded), terminal_size=(80, 24), run_before=run(then=open_detail))
@@ -167,13 +195,15 @@ def test_empty_database_says_how_to_start(snap_compare, empty_db):
 
 
 def test_missing_database_is_a_message(snap_compare):
-    assert snap_compare(make_app(Path("/nonexistent/queuectl.db")), terminal_size=(80, 24),
-                        run_before=run())
+    assert snap_compare(
+        make_app(Path("/nonexistent/queuectl.db")), terminal_size=(80, 24), run_before=run()
+    )
 
 
 def _queue_settings() -> None:
     """One queue paused, one limited: what the queues screen and the main screen show of them."""
     from queuectl_tui import engine
+
     engine.pause(["payments"])
     engine.set_limit("reports", 2)
 
@@ -208,12 +238,22 @@ def test_blocked_jobs_say_what_they_wait_for(snap_compare, seeded):
 
     _queue_settings()
     engine.set_limit("reports", 0)
-    engine.enqueue([spec.normalize({"id": "site", "command": "./publish.sh",
-                                    "label": "weekly", "after": ["warm-cache"]}),
-                    spec.normalize({"id": "refund-batch", "command": "./refunds.sh",
-                                    "queue": "payments"}),
-                    spec.normalize({"id": "report-q4", "command": "./report.sh q4",
-                                    "queue": "reports"})], cwd=SEED_CWD, now=NOW)
+    engine.enqueue(
+        [
+            spec.normalize(
+                {
+                    "id": "site",
+                    "command": "./publish.sh",
+                    "label": "weekly",
+                    "after": ["warm-cache"],
+                }
+            ),
+            spec.normalize({"id": "refund-batch", "command": "./refunds.sh", "queue": "payments"}),
+            spec.normalize({"id": "report-q4", "command": "./report.sh q4", "queue": "reports"}),
+        ],
+        cwd=SEED_CWD,
+        now=NOW,
+    )
     assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run("2"))
 
 
@@ -238,11 +278,23 @@ def test_job_detail_with_dependencies(snap_compare, seeded):
     from queuectl_tui import engine, spec
     from tui_support import NOW, SEED_CWD
 
-    engine.enqueue([spec.normalize({"id": "publish-site", "command": "./publish.sh",
-                                    "after": ["build-frontend", "warm-cache"]})], cwd=SEED_CWD, now=NOW)
+    engine.enqueue(
+        [
+            spec.normalize(
+                {
+                    "id": "publish-site",
+                    "command": "./publish.sh",
+                    "after": ["build-frontend", "warm-cache"],
+                }
+            )
+        ],
+        cwd=SEED_CWD,
+        now=NOW,
+    )
 
     async def open_detail(pilot) -> None:
         from queuectl_tui.tui.screens.detail import JobDetailScreen
+
         await pilot.app.push_screen(JobDetailScreen("publish-site"))
 
     assert snap_compare(make_app(seeded), terminal_size=WIDE, run_before=run(then=open_detail))
@@ -253,13 +305,26 @@ def _schedules() -> None:
     no-overlap one that skipped a due time."""
     from queuectl_tui import schedules
     from tui_support import NOW, SEED_CWD
+
     add = {"cwd": str(SEED_CWD), "env": {}}
-    schedules.add("backup", {"command": "./backup.sh --full", "queue": "reports"},
-                  cron="30 3 * * *", tz="Europe/Paris", now=NOW - 86400, **add)
-    schedules.add("ping", {"command": "curl -fsS https://example.org/health"}, every="5m",
-                  now=NOW - 600, **add)
-    schedules.add("sync", {"command": "./sync.sh"}, every="1m", no_overlap=True,
-                  now=NOW - 150, **add)
+    schedules.add(
+        "backup",
+        {"command": "./backup.sh --full", "queue": "reports"},
+        cron="30 3 * * *",
+        tz="Europe/Paris",
+        now=NOW - 86400,
+        **add,
+    )
+    schedules.add(
+        "ping",
+        {"command": "curl -fsS https://example.org/health"},
+        every="5m",
+        now=NOW - 600,
+        **add,
+    )
+    schedules.add(
+        "sync", {"command": "./sync.sh"}, every="1m", no_overlap=True, now=NOW - 150, **add
+    )
     schedules.enqueue_due(now=NOW - 89, grace=30)  # sync's first
     schedules.enqueue_due(now=NOW - 20, grace=30)  # ping's second, sync skipped
     schedules.pause("backup")

@@ -14,6 +14,7 @@ def shown(app) -> str:
     """The figures as the screen lays them out, as plain text."""
     from rich.console import Console
     from textual.widgets import Static
+
     console = Console(width=118, record=True, file=open("/dev/null", "w"))
     console.print(app.screen.query_one("#stats", Static).content)
     console.file.close()
@@ -32,7 +33,9 @@ async def test_stats_screen_shows_the_windows_figures_and_goes_back(seeded):
         await settle(pilot)
         assert isinstance(app.screen, StatsScreen)
         hour = metrics.execution_stats(NOW - 3600, None, NOW)["overall"]
-        assert f"all queues         {hour['completed']}      {hour['failed_attempts']}" in shown(app)
+        assert f"all queues         {hour['completed']}      {hour['failed_attempts']}" in shown(
+            app
+        )
         for _ in range(3):  # 6 h, 24 h, then 15 min: fewer of the sample runs
             await pilot.press("w")
             await settle(pilot)

@@ -42,8 +42,9 @@ def cookie(server, value: str | None = None) -> dict[str, str]:
 async def refused(http, server, status: int, *, query: str = "", headers=None) -> None:
     """Every route answers ``status``, and a websocket is not opened."""
     for path in ("", "static/js/textual.js", "static/", "download/any", "ws"):
-        async with http.get(server.base + path + query, headers=headers,
-                            allow_redirects=False) as response:
+        async with http.get(
+            server.base + path + query, headers=headers, allow_redirects=False
+        ) as response:
             assert response.status == status, (path, query, headers)
             assert "queuectl web:" in await response.text()
     with pytest.raises(aiohttp.WSServerHandshakeError) as handshake:
@@ -78,6 +79,7 @@ async def screen_until(ws, text: str, timeout: float = 60.0) -> str:
 
 # --- access ------------------------------------------------------------------------------------
 
+
 async def test_without_the_token_every_route_is_401_and_no_console_starts(server):
     async with client() as http:
         await refused(http, server, 401)
@@ -107,8 +109,11 @@ async def test_the_token_sets_an_httponly_cookie_which_opens_the_page(server):
             assert response.status == 200
             page = await response.text()
             policy = response.headers["Content-Security-Policy"]
-        for path in ("static/js/textual.js", "static/css/xterm.css",
-                     "static/fonts/RobotoMono-VariableFont_wght.ttf"):
+        for path in (
+            "static/js/textual.js",
+            "static/css/xterm.css",
+            "static/fonts/RobotoMono-VariableFont_wght.ttf",
+        ):
             async with http.get(server.base + path, headers=cookie(server)) as response:
                 assert response.status == 200, path
     assert re.search(r"<title>queuectl · .*queuectl\.db</title>", page)
@@ -134,8 +139,9 @@ async def test_read_only_serves_a_console_that_refuses_an_enqueue(tmp_path):
     home = tmp_path / "qhome"
     with web_server(home, "--read-only") as server:
         async with client() as http:
-            ws = await http.ws_connect(server.base + "ws?width=100&height=30",
-                                       headers=cookie(server))
+            ws = await http.ws_connect(
+                server.base + "ws?width=100&height=30", headers=cookie(server)
+            )
             await screen_until(ws, "read-only")  # the key bar says so
             await ws.send_json(["stdin", "n"])
             shown = await screen_until(ws, "read-only console: enqueue refused")
@@ -144,8 +150,10 @@ async def test_read_only_serves_a_console_that_refuses_an_enqueue(tmp_path):
             (console,) = server.consoles()
             code, _out, err = await asyncio.to_thread(server.stop, signal.SIGTERM)
             assert code == 0 and err == ""
-            while (await ws.receive(timeout=30)).type not in (aiohttp.WSMsgType.CLOSE,
-                                                              aiohttp.WSMsgType.CLOSED):
+            while (await ws.receive(timeout=30)).type not in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSED,
+            ):
                 pass  # the frames sent before the end
     assert not console.is_running() or console.status() == "zombie"
     result = run_command(home, "status", "--json")
@@ -173,6 +181,7 @@ async def test_every_route_textual_serve_makes_is_behind_the_token():
 
 
 # --- the command ----------------------------------------------------------------------------
+
 
 def test_token_from_the_environment_and_ctrl_c_exits_130(tmp_path):
     home = tmp_path / "qhome"
@@ -207,13 +216,21 @@ def test_an_unusable_database_fails_at_start_not_in_each_tab(home, tmp_path):
 
 
 def test_without_the_web_extra_it_says_how_to_install_it(home):
-    blocked = ("import sys; sys.modules['textual_serve'] = None; "
-               "from queuectl_tui.__main__ import main; main()")
-    proc = subprocess.run([sys.executable, "-c", blocked, "web"], capture_output=True,
-                          text=True, env=cli_env(home), timeout=60)
+    blocked = (
+        "import sys; sys.modules['textual_serve'] = None; "
+        "from queuectl_tui.__main__ import main; main()"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", blocked, "web"],
+        capture_output=True,
+        text=True,
+        env=cli_env(home),
+        timeout=60,
+    )
     assert proc.returncode == 1 and proc.stdout == ""
-    assert proc.stderr == ("error: queuectl-tui web needs the web extra: "
-                           "pip install 'queuectl-tui[web]'\n")
+    assert proc.stderr == (
+        "error: queuectl-tui web needs the web extra: pip install 'queuectl-tui[web]'\n"
+    )
 
 
 def test_the_parity_table_has_the_web_face_with_commands_that_exist():
@@ -227,8 +244,11 @@ def test_the_parity_table_has_the_web_face_with_commands_that_exist():
 
 def test_the_server_never_imports_textual(home):
     """The consoles are the tabs' processes; the server is aiohttp and textual-serve alone."""
-    code = ("import sys; from queuectl_tui import cli; from queuectl_tui.web import server; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'textual'))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=cli_env(home), timeout=60)
+    code = (
+        "import sys; from queuectl_tui import cli; from queuectl_tui.web import server; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'textual'))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(home), timeout=60
+    )
     assert proc.returncode == 0 and proc.stdout == "[]\n", proc.stdout + proc.stderr

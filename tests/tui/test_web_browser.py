@@ -32,19 +32,34 @@ def test_the_console_in_chromium(home, cli):
             assert "token=" not in page.url  # swapped for a cookie at once
 
             seen = terminal.text
-            until(page, lambda: counts(seen()) == {"pending": 1, "completed": 0, "dead": 1}
-                  and "cancelled-1" in seen() and "waiting-1" in seen(),
-                  timeout=60, message=lambda: f"the counts and jobs on the page:\n{seen()}")
+            until(
+                page,
+                lambda: (
+                    counts(seen()) == {"pending": 1, "completed": 0, "dead": 1}
+                    and "cancelled-1" in seen()
+                    and "waiting-1" in seen()
+                ),
+                timeout=60,
+                message=lambda: f"the counts and jobs on the page:\n{seen()}",
+            )
             assert len(server.consoles()) == 1  # this tab's console
 
             ok(cli("enqueue", "--id", "from-the-cli", "--command", "true"))
-            until(page, lambda: "from-the-cli" in seen(), timeout=5,
-                  message=lambda: f"the job enqueued from the CLI on the page:\n{seen()}")
+            until(
+                page,
+                lambda: "from-the-cli" in seen(),
+                timeout=5,
+                message=lambda: f"the job enqueued from the CLI on the page:\n{seen()}",
+            )
 
             focus_terminal(page)
             page.keyboard.press("2")  # the Pending tab: the dead job leaves the table
-            until(page, lambda: "cancelled-1" not in seen(), timeout=30,
-                  message=lambda: f"the Pending tab:\n{seen()}")
+            until(
+                page,
+                lambda: "cancelled-1" not in seen(),
+                timeout=30,
+                message=lambda: f"the Pending tab:\n{seen()}",
+            )
             assert "from-the-cli" in seen() and "waiting-1" in seen()
 
             page.keyboard.press("q")

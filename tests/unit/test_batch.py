@@ -86,6 +86,8 @@ def test_a_start_line_waits_behind_the_finish_lines_of_unrecorded_jobs():
     assert batch.starting("start c") is None
     entries = batch.recorded(["completed", None])
     assert [(e, start, state) for e, _, start, state in entries] == [
-        ("a", None, "completed"), ("b", "start b", None)]
+        ("a", None, "completed"),
+        ("b", "start b", None),
+    ]
     assert batch.take_start_line() == "start c" and batch.take_start_line() is None
     assert batch.to_record() == [] and not batch.busy

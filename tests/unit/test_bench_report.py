@@ -49,8 +49,16 @@ Notes.
 
 
 def report(*sections: str) -> str:
-    return "\n\n".join(["# Benchmarks", "Generated at commit `new`.", *sections,
-                        "## Why the misses", "Notes.", RAW])
+    return "\n\n".join(
+        [
+            "# Benchmarks",
+            "Generated at commit `new`.",
+            *sections,
+            "## Why the misses",
+            "Notes.",
+            RAW,
+        ]
+    )
 
 
 def test_a_run_of_the_postgres_group_alone_replaces_its_section_and_keeps_the_others(bench_run):
@@ -73,7 +81,7 @@ def test_a_group_that_failed_keeps_its_old_section_and_says_why(bench_run):
 
 def test_a_section_the_old_file_lacks_goes_before_the_notes(bench_run):
     section = OLD.index("## PostgreSQL")
-    old = OLD[:section] + OLD[OLD.index("## Not measured"):]
+    old = OLD[:section] + OLD[OLD.index("## Not measured") :]
     new = report("## PostgreSQL (PostgreSQL 15.18, on this machine)\n\n| bar | met |")
     out = bench_run.splice(old, new, ["postgres"], ["postgres"])
     assert out.index("## Drain") < out.index("## PostgreSQL") < out.index("## Why the misses")

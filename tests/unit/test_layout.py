@@ -267,9 +267,14 @@ def sql_texts(name: str) -> list[str]:
     """The string literals of module ``name`` that hold SQL (docstrings apart)."""
     tree = modules()[name].tree()
     docstrings = _docstrings(tree)
-    return [node.value for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str)
-            and id(node) not in docstrings and SQL_TEXT.search(node.value)]
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+        and SQL_TEXT.search(node.value)
+    ]
 
 
 #: The modules the CLI and the workers start from: the CLI (module or package) and the
@@ -309,9 +314,14 @@ def statement_literals(name: str) -> list[int]:
     statement, f-strings and literals joined by ``+`` included (their first part)."""
     tree = modules()[name].tree()
     docstrings = _docstrings(tree)
-    return sorted(node.lineno for node in ast.walk(tree)
-                  if isinstance(node, ast.Constant) and isinstance(node.value, str)
-                  and id(node) not in docstrings and STATEMENT.match(node.value))
+    return sorted(
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+        and STATEMENT.match(node.value)
+    )
 
 
 def _named(found: set[frozenset[str]]) -> list[list[str]]:
@@ -402,9 +412,14 @@ def test_sql_statements_are_in_the_stores_sql_files():
 
 def test_the_sql_rule_sees_statements_and_fragments():
     """The rule above reads string literals: a statement, or a fragment glued into one."""
-    for text in ("SELECT 1", "DELETE FROM job WHERE seq = ?", "a.queue = ? GROUP BY a.queue",
-                 "UPDATE job SET state = ?", "INSERT OR IGNORE INTO meta VALUES (?, ?)",
-                 "COALESCE(finished_at, created_at)"):
+    for text in (
+        "SELECT 1",
+        "DELETE FROM job WHERE seq = ?",
+        "a.queue = ? GROUP BY a.queue",
+        "UPDATE job SET state = ?",
+        "INSERT OR IGNORE INTO meta VALUES (?, ?)",
+        "COALESCE(finished_at, created_at)",
+    ):
         assert SQL_TEXT.search(text), text
     for text in ("select a job", "no job was deleted", "Where it runs", "update the queue"):
         assert not SQL_TEXT.search(text), text

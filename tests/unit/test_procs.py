@@ -24,16 +24,20 @@ def test_process_status_is_psutils_for_the_same_process():
         )
         # Once asleep (a process just started may still be exec'ing: running, then disk-sleep,
         # which two reads in a row could each see).
-        wait_for(lambda: procs.process_status(proc.pid, started) == psutil.STATUS_SLEEPING,
-                 message="the sleeping state")
+        wait_for(
+            lambda: procs.process_status(proc.pid, started) == psutil.STATUS_SLEEPING,
+            message="the sleeping state",
+        )
         assert (
             procs.process_status(proc.pid, started)
             == procs.same_process(proc.pid, started).status()
         )
         assert procs.process_status(proc.pid, started + 1) is None  # a reused PID: a stranger
         proc.send_signal(signal.SIGSTOP)
-        wait_for(lambda: procs.process_status(proc.pid, started) == psutil.STATUS_STOPPED,
-                 message="the stopped state")
+        wait_for(
+            lambda: procs.process_status(proc.pid, started) == psutil.STATUS_STOPPED,
+            message="the stopped state",
+        )
         assert procs.same_process(proc.pid, started).status() == psutil.STATUS_STOPPED
         proc.kill()
         wait_for(
@@ -51,11 +55,15 @@ def test_process_status_is_psutils_for_the_same_process():
 
 def test_the_state_names_are_psutils():
     from psutil import _pslinux
-    assert {k.decode(): v for k, v in procs._STATUSES.items()} == _pslinux.PROC_STATUSES
-    assert engine.STOPPED_STATUSES == (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP,
-                                   psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
-    assert procs._boot_time() == psutil.boot_time()
 
+    assert {k.decode(): v for k, v in procs._STATUSES.items()} == _pslinux.PROC_STATUSES
+    assert engine.STOPPED_STATUSES == (
+        psutil.STATUS_STOPPED,
+        psutil.STATUS_TRACING_STOP,
+        psutil.STATUS_ZOMBIE,
+        psutil.STATUS_DEAD,
+    )
+    assert procs._boot_time() == psutil.boot_time()
 
 
 def test_the_workers_pane_counts_a_jobs_whole_tree():
@@ -63,11 +71,14 @@ def test_the_workers_pane_counts_a_jobs_whole_tree():
     (found through /proc/PID/task/*/children, not a read of every process on the host)."""
     from queuectl_tui.run.monitor import WorkerMonitor
 
-    shell = subprocess.Popen(["sh", "-c", "sh -c 'sleep 30 & wait' & sleep 30 & wait"],
-                             start_new_session=True)
+    shell = subprocess.Popen(
+        ["sh", "-c", "sh -c 'sleep 30 & wait' & sleep 30 & wait"], start_new_session=True
+    )
     try:
-        wait_for(lambda: len(psutil.Process(shell.pid).children(recursive=True)) == 3,
-                 message="the shell's children and grandchild")
+        wait_for(
+            lambda: len(psutil.Process(shell.pid).children(recursive=True)) == 3,
+            message="the shell's children and grandchild",
+        )
         usage = WorkerMonitor().tree(shell.pid, procs.start_time(shell.pid))
         assert usage is not None and usage.processes == 4 and usage.rss > 0
     finally:

@@ -59,9 +59,20 @@ Next = tuple[str, str, dict[str, str]]
 class Launcher(Protocol):
     """Runs one job at a time to its end; one per worker, not thread-safe."""
 
-    def run(self, command: str, *, cwd: str, env: dict[str, str], log_path: Path,
-            max_log_bytes: int, timeout: float | None, on_start: OnStart = ...,
-            tick: Tick = ..., on_pause: OnPause = ..., then: Next | None = None) -> Result:
+    def run(
+        self,
+        command: str,
+        *,
+        cwd: str,
+        env: dict[str, str],
+        log_path: Path,
+        max_log_bytes: int,
+        timeout: float | None,
+        on_start: OnStart = ...,
+        tick: Tick = ...,
+        on_pause: OnPause = ...,
+        then: Next | None = None,
+    ) -> Result:
         """Run ``command`` to its end (or until ``timeout`` or a ``Stop`` from ``tick``), with
         exactly ``env``, in ``cwd``, stdin ``/dev/null``, its output in ``log_path`` (the first
         ``max_log_bytes``) and its last KB in the result. ``on_start`` hears of its process
@@ -101,7 +112,7 @@ class Sink:
 
     def feed(self, chunk: bytes) -> None:
         self.total += len(chunk)
-        part = chunk[:max(self.cap - self.written, 0)] if self.log_error is None else b""
+        part = chunk[: max(self.cap - self.written, 0)] if self.log_error is None else b""
         while part:
             try:
                 count = os.write(self.log_fd, part)
@@ -120,13 +131,18 @@ class Sink:
         tail = bytes(self.tail[-TAIL_BYTES:]).decode("utf-8", "replace")
         dropped = self.total - self.written
         if self.log_error is not None:
-            note = (f"\n[queuectl: the log stopped after {self.written} bytes ({self.log_error}); "
-                    f"{dropped} bytes not kept]\n")
+            note = (
+                f"\n[queuectl: the log stopped after {self.written} bytes ({self.log_error}); "
+                f"{dropped} bytes not kept]\n"
+            )
             return (tail + note)[-TAIL_BYTES:]
         if dropped:
             try:
-                os.write(self.log_fd, f"\n[queuectl: output over {self.cap} bytes; "
-                                      f"{dropped} bytes not kept]\n".encode())
+                os.write(
+                    self.log_fd,
+                    f"\n[queuectl: output over {self.cap} bytes; "
+                    f"{dropped} bytes not kept]\n".encode(),
+                )
             except OSError:
                 pass
         return tail
@@ -137,8 +153,9 @@ def failed_to_start(message: str, duration: float = 0.0) -> Result:
     return Result(Outcome.FAILED, None, message, message, duration)
 
 
-def finished(code: int | None, tail: str, started: float, cost: Cost,
-          stop: Stop | None = None) -> Result:
+def finished(
+    code: int | None, tail: str, started: float, cost: Cost, stop: Stop | None = None
+) -> Result:
     """The result of a job that ran: as ``stop`` says when it was killed, else by its code."""
     if stop is not None:
         outcome, error = stop
@@ -163,7 +180,7 @@ def job_state(pid: int, started: float | None) -> tuple[str, int | None] | None:
             data = os.read(fd, 4096)
         finally:
             os.close(fd)
-        fields = data[data.rindex(b")") + 2:].split()
+        fields = data[data.rindex(b")") + 2 :].split()
         letter, ticks = fields[0].decode(), int(fields[19])
         status = int(fields[49]) if letter == "Z" and len(fields) > 49 else None
     except (OSError, ValueError, IndexError):

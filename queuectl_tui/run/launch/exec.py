@@ -45,8 +45,10 @@ from queuectl_tui.run.usage import Cost
 #: its processes (recovery finds by it those that left the group). Then stdin becomes /dev/null
 #: and the same process (same PID, start time and process group) becomes the job's own
 #: ``/bin/sh -c COMMAND``.
-_GATE = (f'read -r go mark && [ "$go" = go ] || exit 125; {procs.MARKER_VAR}=$mark; '
-         f'export {procs.MARKER_VAR}; exec </dev/null; exec /bin/sh -c "$1"')
+_GATE = (
+    f'read -r go mark && [ "$go" = go ] || exit 125; {procs.MARKER_VAR}=$mark; '
+    f'export {procs.MARKER_VAR}; exec </dev/null; exec /bin/sh -c "$1"'
+)
 
 
 class _Drain(threading.Thread):
@@ -79,21 +81,49 @@ class ExecLauncher:
 
     pid = None
 
-    def run(self, command: str, *, cwd: str, env: dict[str, str], log_path: Path,
-            max_log_bytes: int, timeout: float | None,
-            on_start: OnStart = lambda pid, t: None, tick: Tick = lambda: None,
-            on_pause: OnPause = lambda paused: None, then: Next | None = None) -> Result:
-        return run(command, cwd=cwd, env=env, log_path=log_path, max_log_bytes=max_log_bytes,
-                   timeout=timeout, on_start=on_start, tick=tick, on_pause=on_pause)
+    def run(
+        self,
+        command: str,
+        *,
+        cwd: str,
+        env: dict[str, str],
+        log_path: Path,
+        max_log_bytes: int,
+        timeout: float | None,
+        on_start: OnStart = lambda pid, t: None,
+        tick: Tick = lambda: None,
+        on_pause: OnPause = lambda paused: None,
+        then: Next | None = None,
+    ) -> Result:
+        return run(
+            command,
+            cwd=cwd,
+            env=env,
+            log_path=log_path,
+            max_log_bytes=max_log_bytes,
+            timeout=timeout,
+            on_start=on_start,
+            tick=tick,
+            on_pause=on_pause,
+        )
 
     def close(self) -> None:
         pass
 
 
-def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_bytes: int,
-        timeout: float | None, on_start: OnStart = lambda pid, t: None,
-        tick: Tick = lambda: None, on_pause: OnPause = lambda paused: None,
-        keep: int | None = None) -> Result:
+def run(
+    command: str,
+    *,
+    cwd: str,
+    env: dict[str, str],
+    log_path: Path,
+    max_log_bytes: int,
+    timeout: float | None,
+    on_start: OnStart = lambda pid, t: None,
+    tick: Tick = lambda: None,
+    on_pause: OnPause = lambda paused: None,
+    keep: int | None = None,
+) -> Result:
     """Run ``command`` to its end. ``tick`` is called about every ``TICK`` seconds and may
     answer a ``Stop`` to have the process tree killed and the attempt recorded so;
     ``on_pause`` hears as often whether the job's shell is stopped (SIGSTOP: paused, which
@@ -108,8 +138,13 @@ def run(command: str, *, cwd: str, env: dict[str, str], log_path: Path, max_log_
         gate, opener = os.pipe()
         try:
             proc = subprocess.Popen(
-                ["/bin/sh", "-c", _GATE, "queuectl-gate", command], cwd=cwd, env=env, stdin=gate,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                ["/bin/sh", "-c", _GATE, "queuectl-gate", command],
+                cwd=cwd,
+                env=env,
+                stdin=gate,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
                 close_fds=True,
             )
         except OSError as exc:

@@ -283,12 +283,21 @@ class JobHost:
         ctl_r, self._ctl = os.pipe()
         self._status, st_w = os.pipe()
         self._word_r, self._word = os.pipe()
-        argv = ([_SETPRIV, *_PDEATHSIG] if self._reset_signals and _SETPRIV else []) + (
-            [_ENV, *_RESET] if self._reset_signals and _ENV else []) + ["/bin/sh", "-s"]
+        argv = (
+            ([_SETPRIV, *_PDEATHSIG] if self._reset_signals and _SETPRIV else [])
+            + ([_ENV, *_RESET] if self._reset_signals and _ENV else [])
+            + ["/bin/sh", "-s"]
+        )
         try:
             self._proc = subprocess.Popen(
-                argv, stdin=ctl_r, stdout=st_w, stderr=subprocess.DEVNULL, env=env, cwd="/",
-                start_new_session=True, close_fds=True,
+                argv,
+                stdin=ctl_r,
+                stdout=st_w,
+                stderr=subprocess.DEVNULL,
+                env=env,
+                cwd="/",
+                start_new_session=True,
+                close_fds=True,
             )
         except OSError as exc:
             os.close(master)
@@ -322,7 +331,7 @@ class JobHost:
         try:
             while data:
                 try:
-                    data = data[os.write(self._ctl, data):]
+                    data = data[os.write(self._ctl, data) :]
                 except BlockingIOError:
                     if not select.select([], [self._ctl], [], ANSWER)[1]:
                         raise _HostGone("the host shell stopped reading") from None
@@ -376,7 +385,7 @@ class JobHost:
         """Is the host stopped (SIGSTOP)? It cannot answer then: no use waiting for it."""
         try:
             data = os.pread(self._stat_fd, 1024, 0) if self._stat_fd is not None else b""
-            return data[data.rindex(b")") + 2:][:1] in (b"T", b"t")
+            return data[data.rindex(b")") + 2 :][:1] in (b"T", b"t")
         except (OSError, ValueError):
             return False
 
@@ -432,10 +441,20 @@ class JobHost:
 
     # --- one job -------------------------------------------------------------------------
 
-    def run(self, command: str, *, cwd: str, env: dict[str, str], log_path: Path,
-            max_log_bytes: int, timeout: float | None,
-            on_start: OnStart = lambda pid, t: None, tick: Tick = lambda: None,
-            on_pause: OnPause = lambda paused: None, then: Next | None = None) -> Result:
+    def run(
+        self,
+        command: str,
+        *,
+        cwd: str,
+        env: dict[str, str],
+        log_path: Path,
+        max_log_bytes: int,
+        timeout: float | None,
+        on_start: OnStart = lambda pid, t: None,
+        tick: Tick = lambda: None,
+        on_pause: OnPause = lambda paused: None,
+        then: Next | None = None,
+    ) -> Result:
         """As ``exec.run``: run ``command`` to its end; ``tick`` may answer a ``Stop`` to have
         its process tree killed and the attempt recorded so; ``on_pause`` hears at every tick
         whether the job is stopped (paused).
@@ -449,17 +468,25 @@ class JobHost:
             self._discard(queued)
             queued = None
         if queued is None and not self._ensure(env):
-            return run_sh_c(command, cwd=cwd, env=env, log_path=log_path,
-                            max_log_bytes=max_log_bytes, timeout=timeout, on_start=on_start,
-                            tick=tick, on_pause=on_pause, keep=self.pid)
+            return run_sh_c(
+                command,
+                cwd=cwd,
+                env=env,
+                log_path=log_path,
+                max_log_bytes=max_log_bytes,
+                timeout=timeout,
+                on_start=on_start,
+                tick=tick,
+                on_pause=on_pause,
+                keep=self.pid,
+            )
         started = time.monotonic()
         try:
             log_fd = create_private_file(log_path)
         except OSError as exc:
             if queued is not None:
                 self._discard(queued)
-            return failed_to_start(
-                f"cannot create the log file {log_path}: {exc.strerror or exc}")
+            return failed_to_start(f"cannot create the log file {log_path}: {exc.strerror or exc}")
         try:
             cwd = os.path.abspath(cwd)
             problem = _bad_directory(cwd)
@@ -467,8 +494,9 @@ class JobHost:
                 if queued is not None:
                     self._discard(queued)
                 return _cannot_start(log_fd, problem, cwd)
-            job = _Job(command, cwd, env, log_fd, max_log_bytes, timeout, on_start, tick,
-                       on_pause, started)
+            job = _Job(
+                command, cwd, env, log_fd, max_log_bytes, timeout, on_start, tick, on_pause, started
+            )
             return self._run(job, queued, then)
         finally:
             os.close(log_fd)
@@ -552,8 +580,9 @@ class JobHost:
         self._children_cpu = now = usage.children_cpu(self._stat_fd) if self._proc else None
         return None if before is None or now is None else now - before
 
-    def _drive(self, job: _Job, pid: int, pid_started: float | None, out_r: int, out_w: int,
-               cost: Cost) -> Result:
+    def _drive(
+        self, job: _Job, pid: int, pid_started: float | None, out_r: int, out_w: int, cost: Cost
+    ) -> Result:
         """Watch the running job to its end: its output into the log, its messages, a tick
         every ``TICK`` seconds (its state in /proc, ``on_pause``, ``tick``, the timeout)."""
         sink = Sink(job.log_fd, job.cap)
@@ -617,8 +646,9 @@ class JobHost:
         except (ProcessLookupError, PermissionError):
             pass
         # and, in a worker (a subreaper), whatever left the group
-        procs.kill_leftovers(keep=self._proc.pid if self._proc else None, group=pid,
-                             reaped=cost.reaped)
+        procs.kill_leftovers(
+            keep=self._proc.pid if self._proc else None, group=pid, reaped=cost.reaped
+        )
         os.close(out_w)  # from now on end-of-file means every writer is gone
         _drain(out_r, sink)
         if no_cd:

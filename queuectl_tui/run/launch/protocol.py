@@ -114,9 +114,11 @@ def start(tty: str, status_fd: int, word_fd: int) -> str:
     """The host's first lines: job control through the terminal ``tty`` (then closed),
     the job-end reporter ``_qh_x``, and the ``r`` line, sent through /proc to prove that jobs
     can open their pipes that way."""
-    return (f"trap : HUP; exec 9<>{shlex.quote(tty)} && set -m; exec 9>&-\n"
-            + _ender(word_fd) +
-            f'{{ echo "r $-" >/proc/$PPID/fd/{status_fd}; }} 2>/dev/null || echo "r -"\n')
+    return (
+        f"trap : HUP; exec 9<>{shlex.quote(tty)} && set -m; exec 9>&-\n"
+        + _ender(word_fd)
+        + f'{{ echo "r $-" >/proc/$PPID/fd/{status_fd}; }} 2>/dev/null || echo "r -"\n'
+    )
 
 
 def _ender(word_fd: int) -> str:
@@ -124,9 +126,11 @@ def _ender(word_fd: int) -> str:
     that each job's code stays short to parse; jobs unset it). See "Stopped jobs" in
     ``host``."""
     word_path = f"/proc/$PPID/fd/{word_fd}"
-    return ("_qh_x() { _qh_s=$1; while [ $_qh_s -gt 128 ] && kill -0 $!; do echo w;"
-            f' read -r _qh_s <{word_path} || exit; case $_qh_s in "?") wait $!; _qh_s=$?;; esac;'
-            ' jobs >/dev/null; done; echo "x $_qh_s"; }\n')
+    return (
+        "_qh_x() { _qh_s=$1; while [ $_qh_s -gt 128 ] && kill -0 $!; do echo w;"
+        f' read -r _qh_s <{word_path} || exit; case $_qh_s in "?") wait $!; _qh_s=$?;; esac;'
+        ' jobs >/dev/null; done; echo "x $_qh_s"; }\n'
+    )
 
 
 def job(command: str, cwd: str, env: dict[str, str], out_fd: int) -> bytes:
@@ -149,4 +153,5 @@ def job(command: str, cwd: str, env: dict[str, str], out_fd: int) -> bytes:
         f"{procs.MARKER_VAR}=$_qh_m; export {procs.MARKER_VAR}\n"
         f"exec </dev/null; unset _qh_c _qh_g _qh_m _qh_s; unset -f _qh_x; set +m;"
         f" {run} {shlex.quote(command)}\n"
-        f') & echo "p $!"; wait $!; _qh_x $?\n')
+        f') & echo "p $!"; wait $!; _qh_x $?\n'
+    )

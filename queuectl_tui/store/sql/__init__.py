@@ -73,8 +73,9 @@ def _read(directory: str, files: tuple[str, ...] = FILES) -> dict[str, str]:
             if name in found:
                 raise ValueError(f"{path}: statement {name!r} is defined twice")
             lines = [line.strip() for line in block.splitlines()]
-            found[name] = " ".join(line for line in lines
-                                   if line and not line.startswith("--")).removesuffix(";")
+            found[name] = " ".join(
+                line for line in lines if line and not line.startswith("--")
+            ).removesuffix(";")
     return found
 
 

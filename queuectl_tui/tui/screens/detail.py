@@ -30,9 +30,15 @@ if TYPE_CHECKING:
     from queuectl_tui.tui.app import QueueApp
 
 ATTEMPT_COLUMNS = (
-    Column("number", "#", 3), Column("worker", "Worker", 6), Column("start", "Started", 14),
-    Column("end", "Finished", 14), Column("exit", "Exit", 4), Column("duration", "Duration", 8),
-    Column("outcome", "Outcome", 11), Column("cpu", "CPU", 7), Column("peak", "Peak", 6),
+    Column("number", "#", 3),
+    Column("worker", "Worker", 6),
+    Column("start", "Started", 14),
+    Column("end", "Finished", 14),
+    Column("exit", "Exit", 4),
+    Column("duration", "Duration", 8),
+    Column("outcome", "Outcome", 11),
+    Column("cpu", "CPU", 7),
+    Column("peak", "Peak", 6),
     Column("procs", "Procs", 5),
 )
 NARROW_DROPS = ("worker", "end", "cpu", "peak", "procs")
@@ -45,10 +51,30 @@ def attempt_columns(width: int) -> tuple[Column, ...]:
     columns = [c for c in ATTEMPT_COLUMNS if width >= 100 or c.key not in NARROW_DROPS]
     used = sum(c.width + 2 for c in columns) + 2 + 2
     return (*columns, Column("error", "Error", max(12, width - used)))
+
+
 #: Field order on screen (present.job_dict's keys, the attempts and budget as ``show`` has them).
-FIELDS = ("id", "state", "command", "queue", "priority", "attempts", "retry budget", "backoff_base",
-          "timeout", "run_at", "created_at", "updated_at", "started_at", "finished_at", "exit_code",
-          "last_error", "worker_id", "cancel_requested", "cwd")
+FIELDS = (
+    "id",
+    "state",
+    "command",
+    "queue",
+    "priority",
+    "attempts",
+    "retry budget",
+    "backoff_base",
+    "timeout",
+    "run_at",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "exit_code",
+    "last_error",
+    "worker_id",
+    "cancel_requested",
+    "cwd",
+)
 
 
 def dependencies_text(dependencies: list[tuple[str, str | None]]) -> Text:
@@ -69,8 +95,12 @@ class AttemptsTable(KeyedTable):
 
 #: Actions the detail's footer offers only for jobs in these states (the engine refuses the
 #: others; pressed anyway, the key says why).
-OFFERED_IN = {"retry": (FAILED, DEAD), "restart": (COMPLETED, DEAD), "edit": (PENDING, FAILED),
-              "cancel": (PENDING, FAILED, PROCESSING)}
+OFFERED_IN = {
+    "retry": (FAILED, DEAD),
+    "restart": (COMPLETED, DEAD),
+    "edit": (PENDING, FAILED),
+    "cancel": (PENDING, FAILED, PROCESSING),
+}
 
 
 class JobDetailScreen(Screen):
@@ -79,11 +109,20 @@ class JobDetailScreen(Screen):
     BINDINGS = [
         Binding("escape", "back", "Back", tooltip="Back to the jobs"),
         Binding("r", "retry", "Retry", tooltip="Retry this job (failed or dead)"),
-        Binding("t", "restart", "Restart",
-                tooltip="Run this completed or dead job again, with a fresh retry budget"),
+        Binding(
+            "t",
+            "restart",
+            "Restart",
+            tooltip="Run this completed or dead job again, with a fresh retry budget",
+        ),
         Binding("E", "edit", "Edit", tooltip="Edit this job (pending or failed)"),
-        Binding("p", "pause", "Pause/resume queue", show=False,
-                tooltip="Pause this job's queue (workers claim none of its jobs), or resume it"),
+        Binding(
+            "p",
+            "pause",
+            "Pause/resume queue",
+            show=False,
+            tooltip="Pause this job's queue (workers claim none of its jobs), or resume it",
+        ),
         Binding("c", "cancel", "Cancel", tooltip="Cancel this job; asks first"),
         Binding("d,delete", "delete", "Delete", show=False, tooltip="Delete this job; asks first"),
         Binding("l", "focus_log", "Log", tooltip="Move to the log (arrows, PgUp/PgDn scroll it)"),
@@ -141,15 +180,23 @@ class JobDetailScreen(Screen):
         if with_tree:
             self._tree_at = time.monotonic()
         try:
-            detail = data.call(self.app.db_path, data.read_detail, self.job_id, self.app.clock(),
-                               self.app.monitor if with_tree else None)
+            detail = data.call(
+                self.app.db_path,
+                data.read_detail,
+                self.job_id,
+                self.app.clock(),
+                self.app.monitor if with_tree else None,
+            )
             detail.tree_read = with_tree
         except (data.Problem, data.QueueError) as exc:
             self.app.from_thread(self._failed, exc)
             return
         attempts = {a["number"]: a for a in detail.attempts}
-        number = attempt_no if attempt_no in attempts else (detail.attempts[-1]["number"]
-                                                            if detail.attempts else None)
+        number = (
+            attempt_no
+            if attempt_no in attempts
+            else (detail.attempts[-1]["number"] if detail.attempts else None)
+        )
         read: tuple[tuple[int, str], int, data.LogChunk] | None = None
         if number is not None:
             chosen = attempts[number]
@@ -172,8 +219,11 @@ class JobDetailScreen(Screen):
             self._apply(self.detail, self.attempt, None)
         if self.detail is not None:
             detail = self.detail
-            self._put("#fields", (detail.fields, detail.dependencies, self.size.width),
-                      lambda: self._fields_table(detail))
+            self._put(
+                "#fields",
+                (detail.fields, detail.dependencies, self.size.width),
+                lambda: self._fields_table(detail),
+            )
 
     def _failed(self, exc: Exception) -> None:
         self.reads.done()
@@ -193,12 +243,18 @@ class JobDetailScreen(Screen):
             self.call_later(self.refresh_bindings)  # the footer offers what this state allows
         self.detail = detail
         fields = detail.fields
-        title = Text.assemble((f"job {self.job_id}  ", "bold"),
-                              (fields["state"], STATE_STYLE.get(fields["state"], "")), "  ",
-                              (visible(detail.why), "italic"))
+        title = Text.assemble(
+            (f"job {self.job_id}  ", "bold"),
+            (fields["state"], STATE_STYLE.get(fields["state"], "")),
+            "  ",
+            (visible(detail.why), "italic"),
+        )
         self._put("#detail-title", title, title)
-        self._put("#fields", (fields, detail.dependencies, self.size.width),
-                  lambda: self._fields_table(detail))
+        self._put(
+            "#fields",
+            (fields, detail.dependencies, self.size.width),
+            lambda: self._fields_table(detail),
+        )
         table = self.query_one(AttemptsTable)
         rows = []
         for a in detail.attempts:
@@ -244,8 +300,11 @@ class JobDetailScreen(Screen):
                 if self.follow:
                     self.call_after_refresh(log.scroll_end, animate=False)
             self._offset = piece.offset
-        running = number is not None and next(
-            (a for a in detail.attempts if a["number"] == number), {}).get("finished_ts") is None
+        running = (
+            number is not None
+            and next((a for a in detail.attempts if a["number"] == number), {}).get("finished_ts")
+            is None
+        )
         state = "following" if self.follow and running else "paused" if running else "complete"
         log_title = f"Log of attempt {number}  ({state})" if number is not None else "Log"
         self._put("#log-title", log_title, log_title)
@@ -287,26 +346,48 @@ class JobDetailScreen(Screen):
             self.query_one("#chart").display = False
             where = "" if tree is None else f" (on host {tree.host})"
             self.query_one("#tree", Static).update(
-                Text(f"its processes cannot be read from here{visible(where)}", style="dim"))
+                Text(f"its processes cannot be read from here{visible(where)}", style="dim")
+            )
             return
         self._show_tree(True)
         now = self.app.clock()
         totals = tree.totals()
-        self.query_one("#tree-title", Static).update(Text.assemble(
-            "Processes", (f"  {len(tree.processes)} · CPU {percent(totals.cpu)} · RSS "
-                          f"{size(totals.rss)} · running {precise(tree.runtime(now))}", "")))
+        self.query_one("#tree-title", Static).update(
+            Text.assemble(
+                "Processes",
+                (
+                    f"  {len(tree.processes)} · CPU {percent(totals.cpu)} · RSS "
+                    f"{size(totals.rss)} · running {precise(tree.runtime(now))}",
+                    "",
+                ),
+            )
+        )
         table = Table(box=None, header_style="bold", padding=(0, 1), expand=True)
         columns: tuple[tuple[str, JustifyMethod], ...] = (
-            ("PID", "right"), ("CPU%", "right"), ("RSS", "right"), ("State", "left"),
-            ("Command", "left"))
+            ("PID", "right"),
+            ("CPU%", "right"),
+            ("RSS", "right"),
+            ("State", "left"),
+            ("Command", "left"),
+        )
         for name, justify in columns:
-            table.add_column(name, justify=justify, no_wrap=True,
-                             ratio=1 if name == "Command" else None, overflow="ellipsis")
+            table.add_column(
+                name,
+                justify=justify,
+                no_wrap=True,
+                ratio=1 if name == "Command" else None,
+                overflow="ellipsis",
+            )
         for p in tree.processes:
             branch = "    " * (p.depth - 1) + "\\_ " if p.depth else ""
             command = visible(p.command.replace("\n", " "))
-            table.add_row(str(p.pid), percent(p.cpu_percent), size(p.rss), p.state,
-                          Text(branch + command, no_wrap=True, overflow="ellipsis"))
+            table.add_row(
+                str(p.pid),
+                percent(p.cpu_percent),
+                size(p.rss),
+                p.state,
+                Text(branch + command, no_wrap=True, overflow="ellipsis"),
+            )
         if not tree.processes:
             none = Text("(no process: starting, or just ended)", style="dim")
             table.add_row("", "", "", "", none)
@@ -389,6 +470,7 @@ class JobDetailScreen(Screen):
 
     def action_edit(self) -> None:
         from queuectl_tui.tui.screens.modals import edit_job
+
         self.app.act(actions.edit(self.job_id, edit_job), self)
 
     def action_pause(self) -> None:

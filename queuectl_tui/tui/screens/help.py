@@ -28,8 +28,11 @@ from queuectl_tui.tui.widgets.keybar import KeyBar
 NAVIGATION = [
     ("↑ ↓  j k", "move in a table"),
     ("PgUp PgDn", "a screenful up or down in a table or the log"),
-    ("Home End  g G", "the first or last row of a table (in the jobs table: of the page, then "
-                      "of the list); Home End: the start or end of the log"),
+    (
+        "Home End  g G",
+        "the first or last row of a table (in the jobs table: of the page, then "
+        "of the list); Home End: the start or end of the log",
+    ),
     ("tab  shift+tab", "move between the jobs table, the workers pane and the filter"),
     ("ctrl+p", "command palette: every action by name"),
 ]
@@ -44,14 +47,23 @@ COLUMNS = (
 
 def header_row() -> tuple[str, str]:
     from queuectl_tui.tui.widgets.counts import LEGEND
+
     return ("header", f"jobs per state and workers; when it is too narrow for the names: {LEGEND}")
 
 
 def key_label(binding: Binding) -> str:
     if binding.key_display:
         return binding.key_display
-    names = {"question_mark": "?", "slash": "/", "plus": "+", "minus": "-", "space": "space",
-             "left_square_bracket": "[", "right_square_bracket": "]", "escape": "esc"}
+    names = {
+        "question_mark": "?",
+        "slash": "/",
+        "plus": "+",
+        "minus": "-",
+        "space": "space",
+        "left_square_bracket": "[",
+        "right_square_bracket": "]",
+        "escape": "esc",
+    }
     return " ".join(names.get(k, k) for k in binding.key.split(","))
 
 
@@ -86,8 +98,9 @@ def sections() -> list[tuple[str, Rows]]:
                     continue
                 result.append((key_label(b), b.tooltip or b.description))
         if tabs:
-            result.append((f"{tabs[0].key}–{tabs[-1].key}",
-                           "tabs: " + ", ".join(b.description for b in tabs)))
+            result.append(
+                (f"{tabs[0].key}–{tabs[-1].key}", "tabs: " + ", ".join(b.description for b in tabs))
+            )
         return result
 
     return [
@@ -97,8 +110,12 @@ def sections() -> list[tuple[str, Rows]]:
         ("Queues (Q)", rows(QueuesScreen)),
         ("Schedules (C)", rows(SchedulesScreen)),
         ("Execution stats", rows(StatsScreen)),
-        ("Forms and questions", dialog_rows(EnqueueModal, EditModal, ConfigModal, LimitModal,
-                                            ScheduleModal, ConfirmModal)),
+        (
+            "Forms and questions",
+            dialog_rows(
+                EnqueueModal, EditModal, ConfigModal, LimitModal, ScheduleModal, ConfirmModal
+            ),
+        ),
     ]
 
 
@@ -135,8 +152,9 @@ class HelpScreen(ModalScreen[None]):
                         table.add_row(keys, what)
                 table.add_row("", "")
             yield Static(table)
-            yield Static(Text("Every action has a CLI command: see the README's parity table.",
-                              style="dim"))
+            yield Static(
+                Text("Every action has a CLI command: see the README's parity table.", style="dim")
+            )
         yield KeyBar()  # its own keys, over the screen's
 
     def on_mount(self) -> None:

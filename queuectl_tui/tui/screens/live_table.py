@@ -76,7 +76,8 @@ class LiveTableScreen(Screen[None]):
     def _read_done(self, result: Any) -> None:
         if isinstance(result, data.Problem):
             self.query_one(f"#{self.NAME}-title", Static).update(
-                Text.assemble((f"{self.TITLE}  ", "bold"), ("database: ", "bold"), str(result)))
+                Text.assemble((f"{self.TITLE}  ", "bold"), ("database: ", "bold"), str(result))
+            )
         else:
             self.result = result
             self.show(result)

@@ -42,8 +42,11 @@ ENQUEUE_FIELDS = [
 ]
 #: What ``edit`` can change (engine.edit's keys), labelled as in the enqueue form.
 _EDIT_PLACEHOLDERS = {"timeout": "none (no time limit)"}
-EDIT_FIELDS = [(name, label, _EDIT_PLACEHOLDERS.get(name, placeholder))
-               for name, label, placeholder in ENQUEUE_FIELDS if name in engine.EDITABLE]
+EDIT_FIELDS = [
+    (name, label, _EDIT_PLACEHOLDERS.get(name, placeholder))
+    for name, label, placeholder in ENQUEUE_FIELDS
+    if name in engine.EDITABLE
+]
 NUMERIC = {"priority", "max_retries", "timeout", "delay"}
 
 
@@ -86,6 +89,7 @@ class ActingForm(ModalScreen[ResultT]):
 
 class JobForm(ActingForm[Any]):
     """A form of job fields whose values go through the engine's validation (``spec``)."""
+
     app: QueueApp  # textual's property, typed as the app that runs this screen
 
     FIELDS: list[tuple[str, str, str]] = ENQUEUE_FIELDS
@@ -211,6 +215,7 @@ class EnqueueModal(JobForm):
 class EditModal(JobForm):
     """A pending or failed job's fields, changed as ``edit JOB_ID --field …`` changes them: only
     the fields whose text changed are sent, and the engine refuses a job that started running."""
+
     HELP_NAME = "edit form (E)"  # in the help
 
     BINDINGS = [
@@ -278,6 +283,7 @@ def _shown(value: Any) -> str:
 
 class ConfigModal(ActingForm[list[str] | None]):
     """Every setting with its default; a bad value is refused under its field."""
+
     app: QueueApp  # textual's property, typed as the app that runs this screen
     HELP_NAME = "settings form (e)"  # in the help
 
@@ -388,6 +394,7 @@ def parse_limit(text: str) -> int | None:
 class LimitModal(ActingForm[int | None | bool]):
     """How many of one queue's jobs may run at once; dismissed with the new limit (None: no
     limit), or False when closed unchanged."""
+
     app: QueueApp  # textual's property, typed as the app that runs this screen
     HELP_NAME = "limit form (l in Queues)"  # in the help
 
@@ -490,8 +497,14 @@ def edit_job(app: Any, job: Job, done: Callable[[str], None]) -> None:
     """Open the edit form on a pending or failed job; any other is refused with the reason
     (``edit`` refuses it too, should the job start meanwhile)."""
     if job.state not in (PENDING, FAILED):
-        app.notify(f"{job.id} is {job.state}: only pending or failed jobs can be edited"
-                   + (" (cancel it, or wait for it to end)" if job.state == PROCESSING else
-                      " (t restarts it)"), severity="warning")
+        app.notify(
+            f"{job.id} is {job.state}: only pending or failed jobs can be edited"
+            + (
+                " (cancel it, or wait for it to end)"
+                if job.state == PROCESSING
+                else " (t restarts it)"
+            ),
+            severity="warning",
+        )
         return
     app.push_screen(EditModal(job), lambda edited: done(f"{edited.id} edited") if edited else None)

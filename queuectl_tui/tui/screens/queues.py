@@ -39,10 +39,18 @@ class QueuesScreen(LiveTableScreen):
     AUTO_FOCUS = "#queues"
     BINDINGS = [
         Binding("escape,Q", "back", "Back", key_display="esc", tooltip="Back to the jobs"),
-        Binding("p", "pause", "Pause/resume",
-                tooltip="Pause the selected queue (workers claim none of its jobs), or resume it"),
-        Binding("P", "pause_all", "Pause/resume all",
-                tooltip="Pause every queue, or resume them all when all are paused"),
+        Binding(
+            "p",
+            "pause",
+            "Pause/resume",
+            tooltip="Pause the selected queue (workers claim none of its jobs), or resume it",
+        ),
+        Binding(
+            "P",
+            "pause_all",
+            "Pause/resume all",
+            tooltip="Pause every queue, or resume them all when all are paused",
+        ),
         Binding(
             "l", "limit", "Limit", tooltip="Set or clear how many of the queue's jobs run at once"
         ),
@@ -58,9 +66,14 @@ class QueuesScreen(LiveTableScreen):
     def compose(self) -> ComposeResult:
         yield Static(Text("Queues", style="bold"), id="queues-title")
         yield QueuesTable(id="queues")
-        yield Static(Text("Workers claim nothing from a paused queue; its running jobs finish. "
-                          "A limit caps the queue's running jobs across all workers.", style="dim"),
-                     id="queues-hint")
+        yield Static(
+            Text(
+                "Workers claim nothing from a paused queue; its running jobs finish. "
+                "A limit caps the queue's running jobs across all workers.",
+                style="dim",
+            ),
+            id="queues-hint",
+        )
         yield KeyBar()
 
     def columns(self, width: int) -> tuple[Column, ...]:
@@ -109,6 +122,7 @@ class QueuesScreen(LiveTableScreen):
 
     def action_limit(self) -> None:
         from queuectl_tui.tui.screens.modals import LimitModal
+
         queue = self.selected()
         if queue is None or self.queues is None:
             return

@@ -36,8 +36,13 @@ def schedule_columns(width: int) -> tuple[Column, ...]:
     free = max(36, width - sum(c.width for c in fixed) - 2 * 5 - 4)
     name = min(16, max(8, free * 2 // 11))
     rule = min(30, max(12, free * 5 // 11))
-    return (Column("name", "Schedule", name), Column("rule", "Rule", rule), fixed[0],
-            Column("last", "Last job", max(12, free - name - rule)), fixed[1])
+    return (
+        Column("name", "Schedule", name),
+        Column("rule", "Rule", rule),
+        fixed[0],
+        Column("last", "Last job", max(12, free - name - rule)),
+        fixed[1],
+    )
 
 
 def _when(iso: str | None) -> str:
@@ -50,8 +55,11 @@ def _when(iso: str | None) -> str:
 def describe(row: dict[str, Any]) -> Text:
     """The selected schedule in one line: its command, queue, options, and the last due time
     that made no job and why."""
-    parts = [f"{row['name']}: {row['command']}", f"queue {row['queue']}",
-             f"catch-up {row['catch_up']}"]
+    parts = [
+        f"{row['name']}: {row['command']}",
+        f"queue {row['queue']}",
+        f"catch-up {row['catch_up']}",
+    ]
     if row["no_overlap"]:
         parts.append("no-overlap")
     if row["last_run"]:
@@ -71,11 +79,19 @@ class SchedulesScreen(LiveTableScreen):
     BINDINGS = [
         Binding("escape", "back", "Back", key_display="esc", tooltip="Back to the jobs"),
         Binding("n", "add", "Add", tooltip="Add a schedule (form)"),
-        Binding("p", "pause", "Pause/resume",
-                tooltip="Pause the selected schedule (it makes no jobs), or resume it"),
+        Binding(
+            "p",
+            "pause",
+            "Pause/resume",
+            tooltip="Pause the selected schedule (it makes no jobs), or resume it",
+        ),
         Binding("r", "run", "Run now", tooltip="Enqueue one job of the selected schedule now"),
-        Binding("d,delete", "remove", "Remove",
-                tooltip="Remove the selected schedule (its jobs stay); asks first"),
+        Binding(
+            "d,delete",
+            "remove",
+            "Remove",
+            tooltip="Remove the selected schedule (its jobs stay); asks first",
+        ),
         Binding("f5,ctrl+r", "refresh", "Refresh", show=False, tooltip="Refresh now"),
     ]
 
@@ -89,8 +105,14 @@ class SchedulesScreen(LiveTableScreen):
         yield Static(Text("Schedules", style="bold"), id="schedules-title")
         yield SchedulesTable(id="schedules")
         yield Static("", id="schedules-detail")
-        yield Static(Text("Running workers make each due time's job (NAME@time); times are UTC. "
-                          "A paused schedule makes none.", style="dim"), id="schedules-hint")
+        yield Static(
+            Text(
+                "Running workers make each due time's job (NAME@time); times are UTC. "
+                "A paused schedule makes none.",
+                style="dim",
+            ),
+            id="schedules-hint",
+        )
         yield KeyBar()
 
     def columns(self, width: int) -> tuple[Column, ...]:
@@ -101,14 +123,17 @@ class SchedulesScreen(LiveTableScreen):
 
     def show(self, rows: list[dict[str, Any]]) -> None:
         self.query_one("#schedules-title", Static).update(
-            Text.assemble(("Schedules", "bold"), f"  {len(rows)} schedule(s)"))
+            Text.assemble(("Schedules", "bold"), f"  {len(rows)} schedule(s)")
+        )
         shown = []
         for row in rows:
             state = row["last_state"] or ("deleted" if row["last_job"] else None)
             cells = {
-                "name": cell(row["name"], "bold"), "rule": cell(row["rule"]),
-                "next": (cell("paused", "bold yellow") if row["paused"]
-                         else cell(_when(row["next_run"]))),
+                "name": cell(row["name"], "bold"),
+                "rule": cell(row["rule"]),
+                "next": (
+                    cell("paused", "bold yellow") if row["paused"] else cell(_when(row["next_run"]))
+                ),
                 "last": cell(row["last_job"] or "-"),
                 "state": cell(state or "-", STATE_STYLE.get(state or "-", "dim")),
             }
@@ -123,8 +148,10 @@ class SchedulesScreen(LiveTableScreen):
         name = self.selected()
         row = next((r for r in self.rows or () if r["name"] == name), None)
         self.query_one("#schedules-detail", Static).update(
-            describe(row) if row else Text("No schedule yet: n adds one (or schedule add).",
-                                           style="dim"))
+            describe(row)
+            if row
+            else Text("No schedule yet: n adds one (or schedule add).", style="dim")
+        )
 
     # -- actions (back and refresh: LiveTableScreen's) ------------------------------------
     def action_add(self) -> None:
@@ -181,6 +208,7 @@ _JOB = {"command", "queue", "priority", "max_retries", "timeout"}
 class ScheduleModal(ActingForm[str | None]):
     """The add form: its fields go to ``schedules.add`` as ``schedule add`` passes them, and
     each error shows under the field it names. Dismissed with the new schedule's name."""
+
     HELP_NAME = "schedule form (n in Schedules)"  # in the help
     app: QueueApp  # textual's property, typed as the app that runs this screen
 
@@ -227,18 +255,26 @@ class ScheduleModal(ActingForm[str | None]):
     def arguments(self) -> tuple[str, dict[str, Any], dict[str, Any]]:
         """(name, job fields, options) as ``schedule add`` gives them to ``schedules.add``."""
         from queuectl_tui.tui.screens.modals import _number
+
         job: dict[str, Any] = {}
         for name in _JOB:
             text = self._text(name)
             if text:
-                job[name] = None if name == "timeout" and text.lower() == "none" else (
-                    _number(text) if name in ("priority", "max_retries") else text)
+                job[name] = (
+                    None
+                    if name == "timeout" and text.lower() == "none"
+                    else (_number(text) if name in ("priority", "max_retries") else text)
+                )
         overlap = self._text("no_overlap").lower()
         if overlap not in ("", "yes", "no", "y", "n"):
             raise InvalidInput("no overlap: yes or no", field="no_overlap")
-        options = {"cron": self._text("cron") or None, "every": self._text("every") or None,
-                   "tz": self._text("tz") or "UTC", "catch_up": self._text("catch_up") or "latest",
-                   "no_overlap": overlap in ("yes", "y")}
+        options = {
+            "cron": self._text("cron") or None,
+            "every": self._text("every") or None,
+            "tz": self._text("tz") or "UTC",
+            "catch_up": self._text("catch_up") or "latest",
+            "no_overlap": overlap in ("yes", "y"),
+        }
         return self._text("name"), job, options
 
     @on(Input.Submitted)

@@ -81,8 +81,11 @@ class StatsScreen(Screen[None]):
 
     def _show(self, result: tuple[dict[str, Any], list[dict[str, Any]]] | Exception) -> None:
         self.reads.done()
-        title = Text.assemble(("Execution stats", "bold"), f"  last {ago(self.window)}",
-                              ("  (w: another window)", "dim"))
+        title = Text.assemble(
+            ("Execution stats", "bold"),
+            f"  last {ago(self.window)}",
+            ("  (w: another window)", "dim"),
+        )
         self.query_one("#stats-title", Static).update(title)
         if isinstance(result, Exception):
             self.query_one("#stats", Static).update(Text(str(result), style="bold red"))
@@ -101,21 +104,34 @@ def render(stats: dict[str, Any], series: list[dict[str, Any]]) -> Group:
             header_style="bold", box=None, pad_edge=False, padding=(0, 2, 0, 0), expand=False
         )
         for index, name in enumerate(columns):
-            result.add_column(name, justify="left" if index == 0 else "right", no_wrap=True,
-                              overflow="ellipsis", max_width=24 if index == 0 else None)
+            result.add_column(
+                name,
+                justify="left" if index == 0 else "right",
+                no_wrap=True,
+                overflow="ellipsis",
+                max_width=24 if index == 0 else None,
+            )
         return result
 
     counts = table("queue", "completed", "failed", "dead", "per min", "success", "retries/job")
     for name, f in rows:
-        counts.add_row(Text(visible(name)), str(f["completed"]), str(f["failed_attempts"]),
-                       str(f["dead"]), f"{f['throughput_per_min']:.2f}",
-                       "-" if f["success_rate"] is None else f"{f['success_rate']:.1%}",
-                       "-" if f["retries_per_job"] is None else f"{f['retries_per_job']:.2f}")
+        counts.add_row(
+            Text(visible(name)),
+            str(f["completed"]),
+            str(f["failed_attempts"]),
+            str(f["dead"]),
+            f"{f['throughput_per_min']:.2f}",
+            "-" if f["success_rate"] is None else f"{f['success_rate']:.1%}",
+            "-" if f["retries_per_job"] is None else f"{f['retries_per_job']:.2f}",
+        )
     times = table("queue", "wait p50", "p95", "p99", "max", "run p50", "p95", "p99", "max")
     for name, f in rows:
         percentiles = ("p50", "p95", "p99", "max")
-        times.add_row(Text(visible(name)), *(seconds(f["wait"][p]) for p in percentiles),
-                      *(seconds(f["run"][p]) for p in percentiles))
+        times.add_row(
+            Text(visible(name)),
+            *(seconds(f["wait"][p]) for p in percentiles),
+            *(seconds(f["run"][p]) for p in percentiles),
+        )
     parts: list[RenderableType] = [counts, Text(""), times, Text("")]
     for key, label, style in (
         ("wait", "wait (mean per slice)", "cyan"),
@@ -123,8 +139,13 @@ def render(stats: dict[str, Any], series: list[dict[str, Any]]) -> Group:
     ):
         values = [s[f"{key}_mean"] or 0.0 for s in series]
         top = max((s[f"{key}_max"] or 0.0 for s in series), default=0.0)
-        parts.append(Text.assemble((f"{label}  ", "bold"), (sparkline(values, len(values)), style),
-                                   f"  max {seconds(top) if top else '-'}"))
+        parts.append(
+            Text.assemble(
+                (f"{label}  ", "bold"),
+                (sparkline(values, len(values)), style),
+                f"  max {seconds(top) if top else '-'}",
+            )
+        )
     if series:
         each = ago(stats["window_seconds"] / len(series))
         parts.append(Text(f"{'':23}oldest → now, {len(series)} slices of {each}", style="dim"))

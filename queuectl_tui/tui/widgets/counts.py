@@ -12,8 +12,13 @@ from queuectl_tui.tui.fmt import STATE_STYLE
 
 LONG = {state: state for state in STATES}
 #: Only when the full names cannot fit (the help's legend spells them out): their first letters.
-SHORT = {"pending": "pend", "processing": "proc", "completed": "comp", "failed": "fail",
-         "dead": "dead"}
+SHORT = {
+    "pending": "pend",
+    "processing": "proc",
+    "completed": "comp",
+    "failed": "fail",
+    "dead": "dead",
+}
 LEGEND = ", ".join(f"{SHORT[s]} {s}" for s in STATES if SHORT[s] != s)
 
 

@@ -44,8 +44,9 @@ WHEN_MAX = 24
 ID_LEAST, ID_MOST, COMMAND_LEAST, ERROR_LEAST = 10, 32, 12, 5
 
 
-def job_columns(width: int, dlq: bool, costs: bool = False,
-                needs: dict[str, int] | None = None) -> tuple[Column, ...]:
+def job_columns(
+    width: int, dlq: bool, costs: bool = False, needs: dict[str, int] | None = None
+) -> tuple[Column, ...]:
     """Columns that fill the table's width exactly, each sized by its content: ``needs`` (key
     -> cells of its widest cell on the page; without it, each column's most) within the
     column's bounds, never narrower than its label. Below 100 columns the priority and
@@ -59,8 +60,10 @@ def job_columns(width: int, dlq: bool, costs: bool = False,
         return Column(key, label, max(len(label), min(most, needs.get(key, usual))))
 
     # The attempt number counts every run; the retry budget is apart (``present.retries``).
-    tries = [sized("attempt", "Attempt" if wide else "Att", 7 if wide else 3, 7 if wide else 4),
-             sized("retries", "Retries", 7, 7)]
+    tries = [
+        sized("attempt", "Attempt" if wide else "Att", 7 if wide else 3, 7 if wide else 4),
+        sized("retries", "Retries", 7, 7),
+    ]
     when = 13 if wide else 11  # "running 1m24s", "in 1d00h", a clock time, what a job waits for
     if dlq:
         # Narrow: no room for the budget beside the costs (a dead job has mostly used it up).
@@ -83,9 +86,13 @@ def job_columns(width: int, dlq: bool, costs: bool = False,
     error = max(ERROR_LEAST, min(needs.get("error", rest), rest * 2 // 5))
     command = max(COMMAND_LEAST, min(rest - error, needs.get("command", rest)))
     error = rest - command
-    return (Column("mark", "", 1), Column("id", "ID", id_w),
-            Column("command", "Command", max(len("Command"), command)), *fixed,
-            Column("error", "Last error" if error >= len("Last error") else "Error", error))
+    return (
+        Column("mark", "", 1),
+        Column("id", "ID", id_w),
+        Column("command", "Command", max(len("Command"), command)),
+        *fixed,
+        Column("error", "Last error" if error >= len("Last error") else "Error", error),
+    )
 
 
 class KeyedTable(DataTable):
@@ -155,9 +162,7 @@ class KeyedTable(DataTable):
         self._order = keys
         if keys:
             target = (
-                keys.index(keep)
-                if keep in self._cells
-                else min(max(row_before, 0), len(keys) - 1)
+                keys.index(keep) if keep in self._cells else min(max(row_before, 0), len(keys) - 1)
             )
             if target != self.cursor_row:
                 self.move_cursor(row=target, animate=False)
@@ -205,9 +210,16 @@ class KeyedTable(DataTable):
     #: DataTable's private names the fast paths below and above read. Should a Textual release
     #: drop one, every cell takes the stock path (tests/tui/test_tui_render_cell.py checks both
     #: agree).
-    PRIVATE = ("_row_locations", "_column_locations", "_show_hover_cursor",
-               "_get_styles_to_render_cell", "_data", "_update_count", "_get_offsets",
-               "_pseudo_class_state")
+    PRIVATE = (
+        "_row_locations",
+        "_column_locations",
+        "_show_hover_cursor",
+        "_get_styles_to_render_cell",
+        "_data",
+        "_update_count",
+        "_get_offsets",
+        "_pseudo_class_state",
+    )
 
     @property
     def fast_cells(self) -> bool:
@@ -261,13 +273,25 @@ class KeyedTable(DataTable):
             for value in values.values():
                 if not isinstance(value, Text):
                     return super()._render_line(y, x1, x2, base_style)
-                shown.append((value.plain, value.style, value.justify, value.overflow,
-                              tuple(value.spans)))
-            key = (tuple(shown), line_no, self.rows[row_key].height, self._widths(),
-                   self.cursor_coordinate.row == row_index, self.hover_coordinate.row == row_index,
-                   self.show_cursor, self._show_hover_cursor,
-                   row_index % 2 if self.zebra_stripes else 0, x1, x2, self.size.width,
-                   base_style, self._pseudo_class_state)
+                shown.append(
+                    (value.plain, value.style, value.justify, value.overflow, tuple(value.spans))
+                )
+            key = (
+                tuple(shown),
+                line_no,
+                self.rows[row_key].height,
+                self._widths(),
+                self.cursor_coordinate.row == row_index,
+                self.hover_coordinate.row == row_index,
+                self.show_cursor,
+                self._show_hover_cursor,
+                row_index % 2 if self.zebra_stripes else 0,
+                x1,
+                x2,
+                self.size.width,
+                base_style,
+                self._pseudo_class_state,
+            )
         except (AttributeError, KeyError, TypeError):  # DataTable's internals changed under us
             self.__dict__["_fast_cells"] = False
             return super()._render_line(y, x1, x2, base_style)
@@ -291,9 +315,19 @@ class KeyedTable(DataTable):
             if not isinstance(label, Text):
                 return super()._render_line(y, x1, x2, base_style)
             shown.append((label.plain, label.style, label.justify, tuple(label.spans)))
-        key = ("header", tuple(shown), self._widths(), self.hover_coordinate.row == -1,
-               self.show_cursor, self._show_hover_cursor, x1, x2, self.size.width, base_style,
-               self._pseudo_class_state)
+        key = (
+            "header",
+            tuple(shown),
+            self._widths(),
+            self.hover_coordinate.row == -1,
+            self.show_cursor,
+            self._show_hover_cursor,
+            x1,
+            x2,
+            self.size.width,
+            base_style,
+            self._pseudo_class_state,
+        )
         lines = self.__dict__.setdefault("_lines", {})
         kept = lines.get(key)
         if kept is None:
@@ -305,7 +339,9 @@ class KeyedTable(DataTable):
         kept = self.__dict__.get("_widths_at")
         if kept is None or kept[0] != self._update_count:
             kept = self.__dict__["_widths_at"] = (
-                self._update_count, tuple(c.get_render_width(self) for c in self.ordered_columns))
+                self._update_count,
+                tuple(c.get_render_width(self) for c in self.ordered_columns),
+            )
         return kept[1]
 
     def _moved(self, strip: Strip, row_index: int) -> Strip:
@@ -332,8 +368,15 @@ class KeyedTable(DataTable):
             segments.append(Segment(text, style, control))
         return Strip(segments, strip.cell_length)
 
-    def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
-                     cursor: bool = False, hover: bool = False):
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ):
         """A one-line Text cell drawn straight to segments: what DataTable's general path
         (Padding through console.render_lines, for any renderable and any height) produces
         for these cells, at a fraction of the cost. Other cells take the general path, and so
@@ -350,8 +393,15 @@ class KeyedTable(DataTable):
                 return lines
         return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
 
-    def _render_text_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
-                          cursor: bool, hover: bool):
+    def _render_text_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool,
+        hover: bool,
+    ):
         """The fast path's lines, or None for a cell it does not draw. Kept by what they
         depend on (place, text, width, styles), not by DataTable's change counter: a change
         anywhere redraws the whole table, and most cells then draw what they drew before."""
@@ -363,19 +413,42 @@ class KeyedTable(DataTable):
         if not isinstance(cell, Text) or self.rows[row_key].height != 1 or "\n" in cell.plain:
             return None
         component_style, post_style = self._get_styles_to_render_cell(
-            False, False, row_index < self.fixed_rows or column_index < self.fixed_columns, hover,
-            cursor, self.show_cursor, self._show_hover_cursor,
-            self.cursor_foreground_priority == "css", self.cursor_background_priority == "css")
+            False,
+            False,
+            row_index < self.fixed_rows or column_index < self.fixed_columns,
+            hover,
+            cursor,
+            self.show_cursor,
+            self._show_hover_cursor,
+            self.cursor_foreground_priority == "css",
+            self.cursor_background_priority == "css",
+        )
         drawn = self.__dict__.setdefault("_drawn", {})
-        key = (row_index, column_index, cell.plain, cell.style, cell.justify, cell.overflow,
-               width, self.cell_padding, base_style, component_style, post_style)
+        key = (
+            row_index,
+            column_index,
+            cell.plain,
+            cell.style,
+            cell.justify,
+            cell.overflow,
+            width,
+            self.cell_padding,
+            base_style,
+            component_style,
+            post_style,
+        )
         lines = None if cell.spans else drawn.get(key)
         if lines is None:
             # where a click lands
             meta = Style.from_meta({"row": row_index, "column": column_index})
             pre_style = base_style + meta + component_style
-            lines = [list(Segment.apply_style(self._cell_body(cell, width), style=pre_style,
-                                              post_style=post_style))]
+            lines = [
+                list(
+                    Segment.apply_style(
+                        self._cell_body(cell, width), style=pre_style, post_style=post_style
+                    )
+                )
+            ]
             if not cell.spans:
                 if len(drawn) >= 16384:
                     drawn.clear()
@@ -436,12 +509,28 @@ def _id_cell(job: Job, marked: bool) -> Text:
 class JobsTable(KeyedTable):
     """Holds one page; moving past its first or last row asks for the page before or after."""
 
-    BINDINGS = [Binding("enter", "select_cursor", "Detail",
-                        tooltip="Open the job: every field, every attempt, the log"),
-                Binding("home,g", "first_row", "First row", show=False,
-                        tooltip="The page's first row; from there, the first row of the list"),
-                Binding("end,G", "last_row", "Last row", show=False,
-                        tooltip="The page's last row; from there, the last row of the list")]
+    BINDINGS = [
+        Binding(
+            "enter",
+            "select_cursor",
+            "Detail",
+            tooltip="Open the job: every field, every attempt, the log",
+        ),
+        Binding(
+            "home,g",
+            "first_row",
+            "First row",
+            show=False,
+            tooltip="The page's first row; from there, the first row of the list",
+        ),
+        Binding(
+            "end,G",
+            "last_row",
+            "Last row",
+            show=False,
+            tooltip="The page's last row; from there, the last row of the list",
+        ),
+    ]
 
     def job_cells(self, job: Job, now: float, marked: bool, page) -> dict[str, Text]:
         """One job's cell for every column there is (``page``, a data.Page, has its attempt
@@ -455,9 +544,12 @@ class JobsTable(KeyedTable):
             "priority": cell(job.priority, justify="right"),
             "attempt": cell(page.runs.get(job.seq) if page is not None else None, justify="right"),
             "retries": cell(retries(job), justify="right"),
-            "when": cell(when(job, now, page.holds.get(job.seq) if page is not None else None)
-                         if job.state in WAITING_OR_RUNNING
-                         else clock(job.finished_at or job.updated_at, now), when_style(job, now)),
+            "when": cell(
+                when(job, now, page.holds.get(job.seq) if page is not None else None)
+                if job.state in WAITING_OR_RUNNING
+                else clock(job.finished_at or job.updated_at, now),
+                when_style(job, now),
+            ),
             "duration": cell(run_time(job, now)),
             "error": cell(job.last_error, "red" if job.state == DEAD else "dark_orange"),
             "cpu": cell(cpu_time(cost[0]), justify="right"),
@@ -470,8 +562,9 @@ class JobsTable(KeyedTable):
         for column in self.layout:
             text = cells[column.key]
             if column.key == "id" and text.cell_len > column.width:
-                text = Text(middle_cut(text.plain, column.width), style=text.style, no_wrap=True,
-                            end="")
+                text = Text(
+                    middle_cut(text.plain, column.width), style=text.style, no_wrap=True, end=""
+                )
             row.append(text)
         return tuple(row)
 
@@ -479,8 +572,9 @@ class JobsTable(KeyedTable):
         """One job's cells for the current columns."""
         return self._row(self.job_cells(job, now, marked, page))
 
-    def show_jobs(self, page, now: float, marks: set[str], width: int, *,
-                  cursor_key: str | None = None) -> None:
+    def show_jobs(
+        self, page, now: float, marks: set[str], width: int, *, cursor_key: str | None = None
+    ) -> None:
         """Show a page of jobs (a data.Page), marked ones highlighted, in columns sized by
         what this page shows and the table's ``width``."""
         cells = [(job.id, self.job_cells(job, now, job.id in marks, page)) for job in page.jobs]

@@ -17,8 +17,7 @@ from textual.widget import Widget
 
 
 class TabBar(Widget, can_focus=False):
-    COMPONENT_CLASSES = {"tabbar--active", "tabbar--inactive", "tabbar--underline",
-                         "tabbar--rule"}
+    COMPONENT_CLASSES = {"tabbar--active", "tabbar--inactive", "tabbar--underline", "tabbar--rule"}
     DEFAULT_CSS = """
     TabBar {
         height: 2;
@@ -66,8 +65,11 @@ class TabBar(Widget, can_focus=False):
             rule = self.get_component_rich_style("tabbar--rule")
             mark = self.get_component_rich_style("tabbar--underline")
             start, end = next(((s, e) for s, e, key in places if key == self.active), (0, 0))
-            segments = [Segment("━" * start, rule), Segment("━" * (end - start), mark),
-                        Segment("━" * max(0, width - end), rule)]
+            segments = [
+                Segment("━" * start, rule),
+                Segment("━" * (end - start), mark),
+                Segment("━" * max(0, width - end), rule),
+            ]
         return Strip(segments).crop_extend(0, width, self.rich_style)
 
     def watch_active(self) -> None:

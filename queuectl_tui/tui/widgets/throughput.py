@@ -25,8 +25,12 @@ def sparkline(values: Sequence[float], width: int) -> str:
 
 
 class ThroughputLine(Widget):
-    COMPONENT_CLASSES = {"throughput--label", "throughput--done", "throughput--failed",
-                         "throughput--idle"}
+    COMPONENT_CLASSES = {
+        "throughput--label",
+        "throughput--done",
+        "throughput--failed",
+        "throughput--idle",
+    }
     DEFAULT_CSS = """
     ThroughputLine {
         height: 1;

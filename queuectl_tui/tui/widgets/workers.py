@@ -12,16 +12,29 @@ from queuectl_tui.tui.fmt import STATE_STYLE, cell, middle_cut
 from queuectl_tui.tui.widgets.jobs_table import Column, KeyedTable
 
 COLUMNS = (
-    Column("id", "ID", 3), Column("pid", "PID", 7), Column("status", "Status", 8),
-    Column("job", "Job", 20), Column("runtime", "Runtime", 7), Column("cpu", "CPU", 5),
-    Column("mem", "Mem", 6), Column("uptime", "Uptime", 6), Column("beat", "Beat", 4),
-    Column("tree_cpu", "Job CPU", 7), Column("tree_mem", "Job mem", 9),
+    Column("id", "ID", 3),
+    Column("pid", "PID", 7),
+    Column("status", "Status", 8),
+    Column("job", "Job", 20),
+    Column("runtime", "Runtime", 7),
+    Column("cpu", "CPU", 5),
+    Column("mem", "Mem", 6),
+    Column("uptime", "Uptime", 6),
+    Column("beat", "Beat", 4),
+    Column("tree_cpu", "Job CPU", 7),
+    Column("tree_mem", "Job mem", 9),
 )
 #: Below 100 columns uptime and heartbeat age go (``queuectl-tui worker list`` has them).
 NARROW = (
-    Column("id", "ID", 3), Column("pid", "PID", 7), Column("status", "Status", 8),
-    Column("job", "Job", 12), Column("runtime", "Runtime", 7), Column("cpu", "CPU", 5),
-    Column("mem", "Mem", 6), Column("tree_cpu", "Tree", 5), Column("tree_mem", "Tree mem", 8),
+    Column("id", "ID", 3),
+    Column("pid", "PID", 7),
+    Column("status", "Status", 8),
+    Column("job", "Job", 12),
+    Column("runtime", "Runtime", 7),
+    Column("cpu", "CPU", 5),
+    Column("mem", "Mem", 6),
+    Column("tree_cpu", "Tree", 5),
+    Column("tree_mem", "Tree mem", 8),
 )
 
 
@@ -83,8 +96,9 @@ class WorkersPane(Vertical):
     def compose(self) -> ComposeResult:
         yield Static("Workers", id="workers-title")
         yield WorkersTable(id="workers-table")
-        yield Static("no workers: press + to start one (or: queuectl-tui worker start)",
-                     id="workers-none")
+        yield Static(
+            "no workers: press + to start one (or: queuectl-tui worker start)", id="workers-none"
+        )
 
     @staticmethod
     def height_for(screen_height: int) -> int:

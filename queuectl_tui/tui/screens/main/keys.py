@@ -42,8 +42,7 @@ BINDINGS: list[BindingType] = [
         "restart",
         "Restart",
         show=False,
-        tooltip="Run the selected (or marked) completed/dead jobs again, with a fresh retry "
-        "budget",
+        tooltip="Run the selected (or marked) completed/dead jobs again, with a fresh retry budget",
     ),
     Binding(
         "E",

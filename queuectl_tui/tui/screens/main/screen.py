@@ -128,8 +128,13 @@ class MainScreen(ReadingScreen):
         if self._cursor_edge and page.jobs:
             self._cursor_to = page.jobs[0 if self._cursor_edge > 0 else -1].id
             self._cursor_edge = 0
-        self.table.show_jobs(page, now, self.marks, self.size.width or self.app.size.width,
-                             cursor_key=self._cursor_to)
+        self.table.show_jobs(
+            page,
+            now,
+            self.marks,
+            self.size.width or self.app.size.width,
+            cursor_key=self._cursor_to,
+        )
         self._cursor_to = None
         self._update_pager()
         self._update_empty()
@@ -144,9 +149,11 @@ class MainScreen(ReadingScreen):
             for text, possible in (("[ previous", page.has_prev), ("] next", page.has_next))
             if possible
         ]
-        parts = [f"page {page.number} of {page.pages}, {len(page.jobs)} of {page.total:,} jobs"
-                 + (f" ({', '.join(moves)})" if moves else ""),
-                 f"sort: {desc_label if self.view.descending else asc_label} (s/S)"]
+        parts = [
+            f"page {page.number} of {page.pages}, {len(page.jobs)} of {page.total:,} jobs"
+            + (f" ({', '.join(moves)})" if moves else ""),
+            f"sort: {desc_label if self.view.descending else asc_label} (s/S)",
+        ]
         if self.view.search:
             parts.append(f"filter: {self.view.search!r} (Esc clears)")
         if self.marks:
@@ -282,8 +289,9 @@ class MainScreen(ReadingScreen):
         self.marks.symmetric_difference_update({key})
         job = self.jobs.get(key)
         if job is not None:
-            self.table.update_row(key, self.table.job_row(job, self.app.clock(), key in self.marks,
-                                                          self.page))
+            self.table.update_row(
+                key, self.table.job_row(job, self.app.clock(), key in self.marks, self.page)
+            )
         self.table.action_cursor_down()
         self._update_pager()
 
@@ -330,6 +338,7 @@ class MainScreen(ReadingScreen):
 
     def _open_detail(self, job_id: str, *, focus_log: bool) -> None:
         from queuectl_tui.tui.screens.detail import JobDetailScreen
+
         self.app.push_screen(JobDetailScreen(job_id, focus_log=focus_log))
 
     # -- actions (each the engine/supervisor call of a CLI command: tui/actions.py) ------
@@ -366,18 +375,22 @@ class MainScreen(ReadingScreen):
 
     def action_queues(self) -> None:
         from queuectl_tui.tui.screens.queues import QueuesScreen
+
         self.app.push_screen(QueuesScreen())
 
     def action_schedules(self) -> None:
         from queuectl_tui.tui.screens.schedules import SchedulesScreen
+
         self.app.push_screen(SchedulesScreen())
 
     def action_pause(self) -> None:
         key = self.table.cursor_key
         job = self.jobs.get(key) if key else None
         if job is None:
-            self.app.notify("select a job: p pauses or resumes its queue (Q lists the queues)",
-                            severity="warning")
+            self.app.notify(
+                "select a job: p pauses or resumes its queue (Q lists the queues)",
+                severity="warning",
+            )
             return
         self.app.act(actions.toggle_pause(job.queue), self)
 
@@ -386,6 +399,7 @@ class MainScreen(ReadingScreen):
 
     def action_stats(self) -> None:
         from queuectl_tui.tui.screens.stats import StatsScreen
+
         self.app.push_screen(StatsScreen())
 
     def action_retry(self) -> None:
@@ -395,8 +409,9 @@ class MainScreen(ReadingScreen):
 
     def action_restart(self) -> None:
         ids = self.selected_ids()
-        if ids and self._all_in(ids, (COMPLETED, DEAD),
-                                "only completed or dead jobs can be restarted"):
+        if ids and self._all_in(
+            ids, (COMPLETED, DEAD), "only completed or dead jobs can be restarted"
+        ):
             self.app.act(actions.restart(ids), self)
 
     def _all_in(self, ids: list[str], states: tuple[str, ...], only: str) -> bool:
@@ -404,8 +419,9 @@ class MainScreen(ReadingScreen):
         to the engine, which refuses them all or none)."""
         wrong = [i for i in ids if i in self.jobs and self.jobs[i].state not in states]
         if wrong and not self.marks:
-            self.app.notify(f"{wrong[0]} is {self.jobs[wrong[0]].state}: {only}",
-                            severity="warning")
+            self.app.notify(
+                f"{wrong[0]} is {self.jobs[wrong[0]].state}: {only}", severity="warning"
+            )
             return False
         return True
 
@@ -413,6 +429,7 @@ class MainScreen(ReadingScreen):
         key = self.table.cursor_key
         if key is not None:
             from queuectl_tui.tui.screens.modals import edit_job
+
             self.app.act(actions.edit(key, edit_job), self)
 
     def action_retry_dlq(self) -> None:
