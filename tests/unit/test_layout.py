@@ -437,7 +437,7 @@ def test_the_cli_and_the_workers_never_import_textual():
 
 
 def test_ci_runs_the_readme_test_command():
-    """The README's test command (lint, type check, suite) is what CI runs, as written."""
+    """The README's test command (lint, format check, type check, suite) is what CI runs, as written."""
     readme = (ROOT / "README.md").read_text()
     command = next(
         line
@@ -445,6 +445,7 @@ def test_ci_runs_the_readme_test_command():
         if line.startswith("python3 -m venv") and "'.[test]'" in line
     )
     assert ".venv/bin/ruff check ." in command and ".venv/bin/mypy" in command
+    assert ".venv/bin/ruff format --check ." in command
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert command.replace("pip install -e", "pip install -q -e") in ci
 
