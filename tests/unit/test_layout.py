@@ -437,7 +437,7 @@ def test_the_cli_and_the_workers_never_import_textual():
 
 
 def test_ci_runs_the_readme_test_command():
-    """The README's test command (lint, format check, type check, suite) is what CI runs, as written."""
+    """The README's test command (lint, format and type checks, suite) is what CI runs."""
     readme = (ROOT / "README.md").read_text()
     command = next(
         line
