@@ -1,6 +1,6 @@
 """PostgreSQL's rollups: their triggers, their folding, and the locks (the worker's hot path,
 its batch's ends and next claim in one statement, is ``queuectl_cycle`` in
-sql/postgres/triggers.sql; SQLite's triggers are in schema.py).
+sql/postgres/triggers.sql; SQLite's triggers are in sql/sqlite/schema.sql).
 
 Concurrency without one lock for the whole schema:
 
@@ -35,35 +35,23 @@ from queuectl_tui.store.sql import load
 if TYPE_CHECKING:
     from peewee import Database
 
-# The advisory locks, keyed (1903519093, hash of the schema): the schema's writers (the hot
-# path shared, everything else exclusive); (1903519094, schema): one folder at a time;
-# (1903519095, hash of schema/queue): one claimer at a time per limited queue.
-# (The keys are spelt out in the statements: raw SQL here is always literal text.)
-WRITE_LOCK = "SELECT pg_advisory_xact_lock(1903519093, hashtext(current_schema()))"
-WRITE_LOCK_SHARED = "SELECT pg_advisory_xact_lock_shared(1903519093, hashtext(current_schema()))"
-FOLD = "SELECT queuectl_fold()"
-
 #: The server's functions and triggers by name (sql/postgres/triggers.sql).
 BLOCKS = load("postgres", "triggers")
 #: queuectl_cycle(): a worker's batch, its ends and its next claim, in one statement.
 CYCLE_FUNCTION = BLOCKS["cycle_function"]
 
+# The schema's writers' advisory lock (the hot path shared, everything else exclusive) and the
+# fold (their keys and reasons are in triggers.sql).
+WRITE_LOCK = BLOCKS["write_lock"]
+WRITE_LOCK_SHARED = BLOCKS["write_lock_shared"]
+FOLD = BLOCKS["fold"]
+
 # --- the slots ------------------------------------------------------------------------------
 
 #: Idempotent: the slot column and the keys that include it (run by every trigger install).
-ADD_SLOTS = (
-    "ALTER TABLE job_count ADD COLUMN IF NOT EXISTS slot INTEGER NOT NULL DEFAULT 0; "
-    "ALTER TABLE job_count DROP CONSTRAINT IF EXISTS job_count_pkey; "
-    "ALTER TABLE job_count ADD CONSTRAINT job_count_pkey PRIMARY KEY (queue, state, slot); "
-    "ALTER TABLE attempt_minute ADD COLUMN IF NOT EXISTS slot INTEGER NOT NULL DEFAULT 0; "
-    "ALTER TABLE attempt_minute DROP CONSTRAINT IF EXISTS attempt_minute_pkey; "
-    "ALTER TABLE attempt_minute ADD CONSTRAINT attempt_minute_pkey "
-    "PRIMARY KEY (minute, queue, slot); "
-    "ALTER TABLE job_failed_minute ADD COLUMN IF NOT EXISTS slot INTEGER NOT NULL DEFAULT 0; "
-    "ALTER TABLE job_failed_minute DROP CONSTRAINT IF EXISTS job_failed_minute_pkey; "
-    "ALTER TABLE job_failed_minute ADD CONSTRAINT job_failed_minute_pkey "
-    "PRIMARY KEY (minute, queue, state, error, slot)"
-)
+ADD_SLOTS = BLOCKS["add_slots"]
+#: The dependents' release of old installs, folded into job_counts_update since.
+DROP_JOB_RELEASE = BLOCKS["drop_job_release"]
 
 #: db.PRUNING's meta row exists only inside a pruning transaction (retention.py): the rollups
 #: of past windows keep what is pruned, so the delete triggers leave them alone meanwhile.
@@ -96,5 +84,5 @@ def install(db: Database) -> None:
     db.execute_sql(FOLD_FUNCTION)
     db.execute_sql(LOG_NAME_FUNCTION)
     db.execute_sql(CYCLE_FUNCTION)
-    db.execute_sql("DROP FUNCTION IF EXISTS job_release()")  # folded into job_counts_update
+    db.execute_sql(DROP_JOB_RELEASE)  # folded into job_counts_update
     db.execute_sql(TRIGGERS)

@@ -52,7 +52,8 @@ TEXTUAL_IN_CLI_OR_WORKERS: set[str] = set()
 #: Modules whose code holds SQL statements as Python strings, today: their statements are
 #: moving into named blocks of store/sql/<backend>/*.sql. The list only shrinks.
 SQL_IN_PYTHON = {
-    "queuectl_tui.store.pgsql",
+    # the session's settings (constants of the module interpolated), LISTEN on a channel named
+    # by psycopg2.sql.Identifier, and the current schema's name: the connection's own plumbing
     "queuectl_tui.store.postgres",
 }
 

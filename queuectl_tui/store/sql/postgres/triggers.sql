@@ -351,3 +351,37 @@ CREATE TRIGGER attempt_minute_delete AFTER DELETE ON attempt REFERENCING OLD TAB
 FOR EACH STATEMENT EXECUTE FUNCTION attempt_minute_delete();
 CREATE TRIGGER attempt_minute_update AFTER UPDATE ON attempt REFERENCING OLD TABLE AS old_rows
 NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION attempt_minute_update();
+
+-- name: add_slots
+-- Idempotent: the slot column of each rollup and the keys that include it (run by every
+-- install of the triggers).
+ALTER TABLE job_count ADD COLUMN IF NOT EXISTS slot INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE job_count DROP CONSTRAINT IF EXISTS job_count_pkey;
+ALTER TABLE job_count ADD CONSTRAINT job_count_pkey PRIMARY KEY (queue, state, slot);
+ALTER TABLE attempt_minute ADD COLUMN IF NOT EXISTS slot INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE attempt_minute DROP CONSTRAINT IF EXISTS attempt_minute_pkey;
+ALTER TABLE attempt_minute ADD CONSTRAINT attempt_minute_pkey PRIMARY KEY (minute, queue, slot);
+ALTER TABLE job_failed_minute ADD COLUMN IF NOT EXISTS slot INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE job_failed_minute DROP CONSTRAINT IF EXISTS job_failed_minute_pkey;
+ALTER TABLE job_failed_minute ADD CONSTRAINT job_failed_minute_pkey
+PRIMARY KEY (minute, queue, state, error, slot);
+
+-- name: drop_job_release
+-- The dependents' release of old installs, folded into job_counts_update since.
+DROP FUNCTION IF EXISTS job_release();
+
+-- The locks, keyed (1903519093, hash of the schema): the schema's writers (the hot path shared,
+-- everything else exclusive); (1903519094, schema): one folder at a time; (1903519095, hash of
+-- schema/queue): one claimer at a time per limited queue (in cycle_function).
+
+-- name: write_lock
+-- Every write but the hot path's: decided against a queue that no claim is changing.
+SELECT pg_advisory_xact_lock(1903519093, hashtext(current_schema()));
+
+-- name: write_lock_shared
+-- Claims, finishes and hand-backs: side by side with each other.
+SELECT pg_advisory_xact_lock_shared(1903519093, hashtext(current_schema()));
+
+-- name: fold
+-- The idle sessions' count rows into slot 0 (after an exclusive write, and on a heartbeat).
+SELECT queuectl_fold();
