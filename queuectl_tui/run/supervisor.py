@@ -86,11 +86,7 @@ def start(
         rows = list(Worker.select().where(Worker.pid.in_(pids), Worker.host == procs.hostname()))
         if len(rows) == len(pids):
             return rows
-        dead = [
-            pid
-            for pid in pids
-            if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-        ]
+        dead = [pid for pid in pids if _gone(pid)]
         if burst and dead:
             return rows  # a burst worker may find nothing to do and exit at once
         if dead or time.monotonic() > deadline:
@@ -155,6 +151,14 @@ def run_forked(db_path: Path | str, count: int, work: Callable[[], int]) -> int:
                 continue
         codes.append(os.waitstatus_to_exitcode(status))
     return max(codes)
+
+
+def _gone(pid: int) -> bool:
+    """Exited or a zombie; a process may exit between the two looks, which is gone too."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def _last_error(log: Path) -> str:

@@ -84,3 +84,16 @@ def test_the_workers_pane_counts_a_jobs_whole_tree():
     finally:
         os.killpg(shell.pid, signal.SIGKILL)
         shell.wait()
+
+
+def test_a_worker_that_exits_between_the_supervisors_looks_counts_as_gone():
+    """`worker start` checks each new worker until it registers; one that exits between the
+    check that it exists and the read of its status is gone, not a traceback (a race CI hit)."""
+    import sys
+
+    from queuectl_tui.run import supervisor
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # exited and reaped: no such process any more
+    assert supervisor._gone(child.pid)
+    assert not supervisor._gone(os.getpid())
