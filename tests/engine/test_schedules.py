@@ -398,13 +398,35 @@ def test_schedule_list_piped_is_one_tab_separated_line_per_schedule(db):
     assert ok(cli("schedule", "list", "--json")).json() == []
 
 
+def run_loop_while(loop, drive) -> None:
+    """Run the worker ``loop`` in this process while ``drive`` runs in a thread; the loop
+    stops when ``drive`` ends, and what ``drive`` raised is raised here."""
+    from queuectl_tui.store.models import database
+
+    errors: list[BaseException] = []
+
+    def watch():
+        try:
+            drive()
+        except BaseException as exc:  # re-raised below
+            errors.append(exc)
+        finally:
+            loop._on_stop(None, None)
+            database.close()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    assert loop.run() == 0
+    thread.join()
+    assert errors == []
+
+
 def test_an_idle_worker_s_sleep_ends_at_the_next_due_time(db, tmp_path):
     """No poll and no heartbeat comes within a minute here (each beat would wake the sleep):
     the due time itself ends the idle worker's sleep, and the worker makes the job and runs
     it. The loop runs in this process; a thread watches and stops it."""
     from queuectl_tui import settings
     from queuectl_tui.run.loop import WorkerLoop
-    from queuectl_tui.store.models import database
 
     for key, value in (("poll_interval", 60), ("lease", 600), ("heartbeat_interval", 300)):
         settings.set_value(key, value)
@@ -413,22 +435,11 @@ def test_an_idle_worker_s_sleep_ends_at_the_next_due_time(db, tmp_path):
     )
     lines: list[str] = []
     loop = WorkerLoop(echo=lines.append)
-    errors: list[BaseException] = []
 
     def drive():
-        try:
-            wait_for(lambda: (tmp_path / "ran").exists(), timeout=20, message="the job ran")
-        except BaseException as exc:  # re-raised below
-            errors.append(exc)
-        finally:
-            loop._on_stop(None, None)
-            database.close()
+        wait_for(lambda: (tmp_path / "ran").exists(), timeout=20, message="the job ran")
 
-    thread = threading.Thread(target=drive, daemon=True)
-    thread.start()
-    assert loop.run() == 0
-    thread.join()
-    assert errors == []
+    run_loop_while(loop, drive)
     assert any(line.startswith("start  soon@") for line in lines), lines
 
 
@@ -438,45 +449,33 @@ def test_a_schedule_added_while_a_worker_sleeps_ends_that_sleep_at_its_due_time(
     still ends its sleep at the schedule's due time (no poll and no heartbeat comes here)."""
     from queuectl_tui import engine, settings, spec
     from queuectl_tui.run.loop import WorkerLoop
-    from queuectl_tui.store.models import database
 
     for key, value in (("poll_interval", 60), ("lease", 600), ("heartbeat_interval", 300)):
         settings.set_value(key, value)
     lines: list[str] = []
     loop = WorkerLoop(echo=lines.append)
-    errors: list[BaseException] = []
 
     def drive():
-        try:
-            wait_for(lambda: loop.waiting, timeout=20, message="the worker idle")
-            engine.enqueue(
-                [spec.normalize({"command": f"touch {tmp_path}/job"})], cwd=str(tmp_path), env={}
-            )
-            wait_for(lambda: (tmp_path / "job").exists(), timeout=20, message="the job ran")
-            wait_for(lambda: loop.waiting, timeout=20, message="the worker idle again")
-            schedules.add(
-                "soon",
-                {"command": f"touch {tmp_path}/scheduled"},
-                every="1s",
-                cwd=str(tmp_path),
-                env={},
-            )
-            wait_for(
-                lambda: (tmp_path / "scheduled").exists(),
-                timeout=20,
-                message="the scheduled job ran",
-            )
-        except BaseException as exc:  # re-raised below
-            errors.append(exc)
-        finally:
-            loop._on_stop(None, None)
-            database.close()
+        wait_for(lambda: loop.waiting, timeout=20, message="the worker idle")
+        engine.enqueue(
+            [spec.normalize({"command": f"touch {tmp_path}/job"})], cwd=str(tmp_path), env={}
+        )
+        wait_for(lambda: (tmp_path / "job").exists(), timeout=20, message="the job ran")
+        wait_for(lambda: loop.waiting, timeout=20, message="the worker idle again")
+        schedules.add(
+            "soon",
+            {"command": f"touch {tmp_path}/scheduled"},
+            every="1s",
+            cwd=str(tmp_path),
+            env={},
+        )
+        wait_for(
+            lambda: (tmp_path / "scheduled").exists(),
+            timeout=20,
+            message="the scheduled job ran",
+        )
 
-    thread = threading.Thread(target=drive, daemon=True)
-    thread.start()
-    assert loop.run() == 0
-    thread.join()
-    assert errors == []
+    run_loop_while(loop, drive)
     assert any(line.startswith("start  soon@") for line in lines), lines
 
 
