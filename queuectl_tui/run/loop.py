@@ -61,6 +61,7 @@ from queuectl_tui.store import (
     control_token,
     dialect,
     keep_alive,
+    listen_for_work,
     schema_version,
     wait_change,
 )
@@ -180,6 +181,7 @@ class WorkerLoop:
         handed back when a job reaches its first tick (``launch.TICK``), when the worker stops,
         and before they could outlive half a lease (the time within which nobody may take them
         back)."""
+        listen_for_work()  # other workers' claims and ends are no news to this one
         self.cfg_version, self.cfg = worker_settings()
         self._keep_alive()
         beats = self.beats

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         db_path,
         describe_db_error,
         jobs_token,
+        listen_for_work,
         logs_dir,
         open_db,
     )
@@ -61,6 +62,7 @@ _HOMES = {
     "db_path": "connection",
     "describe_db_error": "connection",
     "jobs_token": "connection",
+    "listen_for_work": "connection",
     "logs_dir": "connection",
     "open_db": "connection",
     "BUSY_TIMEOUT_MS": "dialects",
@@ -107,6 +109,7 @@ __all__ = [  # the names _HOMES places
     "is_sqlite",
     "jobs_token",
     "keep_alive",
+    "listen_for_work",
     "lock_holders",
     "logs_dir",
     "migrate",

@@ -233,6 +233,16 @@ def jobs_token() -> int | None:
     return kept.token
 
 
+def listen_for_work() -> None:
+    """This thread is a worker's: on PostgreSQL it listens for work, cancels and control
+    changes only, so other workers' claims and ends send it no notification (SQLite: nothing
+    to say)."""
+    if not is_sqlite():
+        from queuectl_tui.store.postgres import listen_for_work
+
+        listen_for_work()
+
+
 def control_token(change: int | None = None) -> int | None:
     """Something that changes whenever another connection commits a change to queues, meta or
     settings (``pause`` among them), or None if unknown: what a worker holding claimed jobs

@@ -249,10 +249,11 @@ def describe_target(target: Path | str | None = None) -> str:
 
 def notify_channel(schema: str) -> str:
     """The NOTIFY channel of a schema's queue, as the trigger function above names it: within
-    PostgreSQL's 63 bytes of an identifier, the schema's name when it fits, else its md5 (the
-    prefixes differ, so the two forms never meet)."""
+    PostgreSQL's 63 bytes of an identifier, the schema's name when it fits and is printable
+    ASCII (a watcher's application_name is the channel, and those are ASCII), else its md5
+    (the prefixes differ, so the two forms never meet)."""
     raw = schema.encode()
-    if len(raw) <= 54:
+    if len(raw) <= 54 and schema.isascii() and schema.isprintable():
         return "queuectl." + schema
     import hashlib  # rarely needed: its import costs a command's start-up a few ms
 
@@ -265,20 +266,35 @@ class _Listener(threading.local):
     schema: str | None = None
     count = 0  # notifications about this queue from other sessions seen so far
     control = 0  # those of them about queues, meta or settings (pause, resume, limits)
+    #: a watcher wants every job change (a worker: only work, cancels and control)
+    watching = True
 
 
 _listener = _Listener()
 
 
+def listen_for_work() -> None:
+    """This thread listens as a worker: for work, cancels and control changes, not for the
+    claims and ends of other workers (see ``_listen``)."""
+    _listener.watching = False
+
+
 def _listen():
-    """This thread's PostgreSQL connection, listening to the queue's channel."""
+    """This thread's PostgreSQL connection, listening to the queue's channel. A watcher (any
+    listener but a worker) also names its session after the channel: job updates that make no
+    work notify only while such a session is connected (queuectl_notify_changed)."""
     conn = database.connection()
     if _listener.conn is not conn:
         _listener.schema = database.execute_sql("SELECT current_schema()").fetchone()[0]
         from psycopg2 import sql  # a channel is an identifier: quoted by the driver
 
-        channel = sql.Identifier(notify_channel(_listener.schema))
-        database.cursor().execute(sql.SQL("LISTEN {}").format(channel))
+        channel = notify_channel(_listener.schema)
+        statement = sql.SQL("LISTEN {}").format(sql.Identifier(channel))
+        if _listener.watching:
+            statement = sql.SQL("{}; SET application_name = {}").format(
+                statement, sql.Literal(channel)
+            )
+        database.cursor().execute(statement)
         _listener.conn = conn
     return conn
 

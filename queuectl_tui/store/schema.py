@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 from queuectl_tui.store.transactions import write_transaction
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 
 #: meta key present (inserted and deleted again) only inside a transaction that prunes old jobs
 #: (retention.py): the rollups of past windows keep what is pruned, so the delete triggers of
@@ -289,6 +289,15 @@ def _upgrade_to_12(migrator: SchemaMigrator) -> None:
         db.execute_sql(CYCLE_FUNCTION)
 
 
+def _upgrade_to_13(migrator: SchemaMigrator) -> None:
+    """PostgreSQL: a worker's claims and ends notify no one unless a watcher is connected
+    (``queuectl_notify_changed``); a schema's channel takes the md5 form for a name that is
+    not printable ASCII too (an application_name is ASCII). SQLite: nothing to change."""
+    db = migrator.database
+    if not isinstance(db, SqliteDatabase):
+        _run(db, "queuectl_notify_changed")
+
+
 UPGRADES: dict[int, Callable[[SchemaMigrator], None]] = {
     2: _upgrade_to_2,
     3: _upgrade_to_3,
@@ -301,6 +310,7 @@ UPGRADES: dict[int, Callable[[SchemaMigrator], None]] = {
     10: _upgrade_to_10,
     11: _upgrade_to_11,
     12: _upgrade_to_12,
+    13: _upgrade_to_13,
 }
 
 

@@ -23,9 +23,10 @@ from queuectl_tui.store.models import Job, Setting, Worker, database
 class _Changes:
     """What another session could see of our commits, from here on: on SQLite the
     data_version of a connection of its own and the -wal file's size and time; on PostgreSQL
-    the notifications a LISTENing session receives."""
+    the notifications a LISTENing session receives: a watcher's (``wait``, the console: its
+    application_name is the channel), or with ``watching`` False an idle worker's."""
 
-    def __init__(self, backend: str, home: Path):
+    def __init__(self, backend: str, home: Path, watching: bool = True):
         self.backend = backend
         if backend == "sqlite":
             import sqlite3
@@ -44,6 +45,8 @@ class _Changes:
             self.channel = notify_channel(self.schema)  # the schema's own
             self.marker = f"marker {uuid.uuid4().hex}"
             cursor.execute(f'LISTEN "{self.channel}"')
+            if watching:
+                cursor.execute("SET application_name = %s", (self.channel,))
             self._pg()  # whatever came before
 
     def _sqlite(self) -> tuple:
@@ -84,8 +87,8 @@ class _Changes:
 def changes(db, home, backend):
     made: list[_Changes] = []
 
-    def start() -> _Changes:
-        made.append(_Changes(backend, home))
+    def start(watching: bool = True) -> _Changes:
+        made.append(_Changes(backend, home, watching))
         return made[-1]
 
     yield start
@@ -104,6 +107,45 @@ def test_an_empty_look_for_work_writes_nothing_and_wakes_no_one(add, worker, cha
     watcher = changes()
     assert engine.settle(worker, claim=1, max_backoff=60.0, now=T0 + 3601)[1]
     assert watcher.seen() != []
+
+
+@pytest.mark.both_backends
+def test_a_workers_claims_and_ends_notify_a_watcher_and_no_other_worker(
+    add, worker, changes, backend
+):
+    """Every NOTIFY takes PostgreSQL's one notification-queue lock at commit and wakes every
+    listening session of the database (a transaction each): a worker's claims and ends, news
+    to no other worker, notify only while a watcher is connected; what makes work (a new job,
+    a retry due later) or a cancel notifies the workers too. SQLite sends no notification."""
+    if backend == "sqlite":
+        pytest.skip("PostgreSQL's notifications (on SQLite every commit moves data_version)")
+    for job_id in ("a", "b", "c"):
+        add(job_id, max_retries=1)
+    idle = changes(watching=False)
+    claimed = engine.settle(worker, claim=3, max_backoff=60.0, now=T0 + 1)[1]
+    assert [job.id for job, _ in claimed] == ["a", "b", "c"]
+    assert idle.seen() == []  # the claim
+
+    def end(i: int, outcome: str) -> None:
+        ended = engine.Ended(*claimed[i], outcome=outcome, exit_code=0, at=T0 + 2)
+        engine.settle(worker, [ended], max_backoff=60.0, now=T0 + 2)
+
+    idle = changes(watching=False)
+    end(0, "completed")
+    assert idle.seen() == []  # an end
+    idle = changes(watching=False)
+    end(1, "failed")
+    assert idle.seen() != []  # a retry, due later: an idle worker sleeps until then
+    idle = changes(watching=False)
+    engine.cancel("c", now=T0 + 3)
+    assert idle.seen() != []  # the worker running it reads its cancel flag
+    idle, watcher = changes(watching=False), changes()
+    end(2, "completed")
+    assert watcher.seen() != [] and idle.seen() != []  # a watcher is connected
+    watcher.close()
+    idle = changes(watching=False)
+    add("d")
+    assert idle.seen() != []
 
 
 @pytest.mark.both_backends
