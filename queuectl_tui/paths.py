@@ -119,18 +119,41 @@ def create_private_file(path: Path) -> int:
         try:
             fd = os.open(path.name, _NEW, 0o600, dir_fd=directory)
         except FileExistsError:
-            found = os.stat(path.name, dir_fd=directory, follow_symlinks=False)
-            if found.st_uid != os.geteuid():
-                raise OSError(
-                    errno.EEXIST,
-                    f"{path} already exists and belongs to uid {found.st_uid}, not to this user",
-                ) from None
-            os.unlink(path.name, dir_fd=directory)
+            _remove_leftover(path, directory)
             fd = os.open(path.name, _NEW, 0o600, dir_fd=directory)
         os.fchmod(fd, 0o600)
         return fd
     finally:
         os.close(directory)
+
+
+def prepare_private_file(path: Path) -> None:
+    """Refuse now what ``create_private_file`` would refuse, without making the file: a
+    directory that is not private or not writable, a leftover of someone else at the path (a
+    leftover of ours is removed, so that no reader takes it for this file). A job's log is made
+    at its first byte (``run.launch.LogFile``); its attempt fails before it starts."""
+    directory = open_private_dir(path.parent)
+    try:
+        effective = os.access in os.supports_effective_ids
+        if not os.access(".", os.W_OK | os.X_OK, dir_fd=directory, effective_ids=effective):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        try:
+            _remove_leftover(path, directory)
+        except FileNotFoundError:
+            pass
+    finally:
+        os.close(directory)
+
+
+def _remove_leftover(path: Path, directory: int) -> None:
+    """Unlink what is at ``path`` (in ``directory``) if it is ours, else refuse it."""
+    found = os.stat(path.name, dir_fd=directory, follow_symlinks=False)
+    if found.st_uid != os.geteuid():
+        raise OSError(
+            errno.EEXIST,
+            f"{path} already exists and belongs to uid {found.st_uid}, not to this user",
+        )
+    os.unlink(path.name, dir_fd=directory)
 
 
 def open_private_append(path: Path) -> int:

@@ -107,14 +107,24 @@ def _print_dropped(job, chosen, write) -> None:
 
 
 def _print_file(chosen, follow: bool, write) -> None:
-    """The attempt's log file (``-f``: while the attempt runs)."""
+    """The attempt's log file (``-f``: while the attempt runs). A job's log is made at its
+    first byte: no file is no output (yet)."""
     path = engine.log_path(chosen)
     if path is None:  # none was named for it (the demo's generated attempts)
         raise QueueError(f"attempt {chosen.number} has no log file")
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 (closed by the with below, once it is open)
-    except OSError:
-        raise QueueError(f"the log of attempt {chosen.number} is gone ({path})") from None
+    while True:
+        ended = Attempt.get_by_id(chosen.seq).finished_at is not None  # before the look
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 (closed by the with below, once it is open)
+            break
+        except FileNotFoundError:
+            if ended or not follow:
+                return
+            time.sleep(0.2)
+        except OSError as exc:
+            raise QueueError(
+                f"cannot read the log of attempt {chosen.number} ({path}: {exc.strerror or exc})"
+            ) from None
     with handle:
         while True:
             done = not follow or Attempt.get_by_id(chosen.seq).finished_at is not None

@@ -422,7 +422,8 @@ def read_log(
     path: Path | None, offset: int, *, complete: bool = True, first_bytes: int = 256 * 1024
 ) -> LogChunk:
     """New bytes of a log file from ``offset`` (at most the last ``first_bytes`` on first read).
-    While the attempt runs (``complete`` False) an unfinished last line waits for the next read."""
+    While the attempt runs (``complete`` False) an unfinished last line waits for the next read.
+    No file is no output (yet): a job's log is made at its first byte."""
     if path is None:
         return LogChunk("", offset, missing=True)
     try:
@@ -436,6 +437,8 @@ def read_log(
                 offset = 0
             handle.seek(offset)
             data = handle.read(4 * 1024 * 1024)
+    except FileNotFoundError:
+        return LogChunk("", offset)
     except OSError:
         return LogChunk("", offset, missing=True)
     # Keep a partial UTF-8 sequence or an unfinished line for the next read.

@@ -855,6 +855,21 @@ def test_logs_of_an_attempt_on_another_host_say_where_and_show_the_tail_kept(cli
     assert attempt["log_note"].endswith("from afar\nline two\n")
 
 
+def test_a_job_that_writes_nothing_leaves_no_log_file_and_its_logs_are_empty(cli, home):
+    """A log file is made at the job's first byte (an inode per job was most of a short
+    job's cost in the worker): a silent job leaves none, and `logs` prints nothing for it,
+    as for an empty log; a job that writes has its log as before."""
+    ok(cli("enqueue", "--id", "quiet", "true"))
+    ok(cli("enqueue", "--id", "loud", "echo hello"))
+    ok(cli("worker", "start", "--foreground", "--burst"))
+    for job_id in ("quiet", "loud"):
+        assert ok(cli("show", job_id, "--json")).json()["state"] == "completed"
+    assert sorted(p.name for p in (home / "logs").glob("*@*.log")) == ["loud@2-1.log"]
+    assert ok(cli("logs", "quiet")).out == ""
+    assert ok(cli("logs", "quiet", "--follow")).out == ""
+    assert ok(cli("logs", "loud")).out == "hello\n"
+
+
 def test_logs_of_an_attempt_without_a_log_file_is_one_line(cli, home, db):
     """An attempt of this host that names no log file (the demo's generated ones): one line
     and exit 1, not a traceback."""

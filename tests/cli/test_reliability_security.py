@@ -446,6 +446,19 @@ def test_a_log_file_made_before_the_attempt_never_sees_its_output(cli, home):
     assert log.read_text() == "job output\n"
 
 
+def test_a_leftover_at_a_silent_jobs_log_path_is_removed_not_shown_as_its_output(cli, home):
+    """A job's log is made at its first byte, so a job that writes nothing makes none: a
+    leftover of ours at its path (a deleted job's whose id and number come back) is removed
+    before the job starts, so that nobody reads it as this attempt's output."""
+    ok(cli("enqueue", "--id", "j", "true"))
+    log = home / "logs" / "j@1-1.log"
+    log.write_text("an older job's output\n")
+    ok(cli("worker", "start", "--foreground", "--burst"))
+    assert ok(cli("show", "j", "--json")).json()["state"] == "completed"
+    assert not log.exists()
+    assert ok(cli("logs", "j")).out == ""
+
+
 def test_a_log_path_held_by_another_user_fails_the_attempt(cli, home):
     _needs_root_for_chown()
     ok(cli("enqueue", "--id", "j", "--max-retries", "0", "echo job output"))

@@ -250,7 +250,8 @@ def fresh(tmp_path):
             "timeout": None,
         }
         options.update(kwargs)
-        return host.run(command, **options), log.read_text()
+        # a log is made at the job's first byte: no file, no output
+        return host.run(command, **options), log.read_text() if log.exists() else ""
 
     go.host = host
     yield go
@@ -451,7 +452,8 @@ def run(command, way="host", **options):
                "timeout": None, **options}
     result = (host if way == "host" else sh_c).run(command, **options)
     results.append({"outcome": str(result.outcome), "code": result.exit_code,
-                    "error": result.error, "log": log.read_text(errors="replace"),
+                    "error": result.error,
+                    "log": log.read_text(errors="replace") if log.exists() else "",
                     "peak": result.cost.peak_rss_bytes if result.cost else None})
 
 

@@ -453,6 +453,28 @@ async def test_output_pane_follows_the_selected_jobs_log_from_the_list(seeded):
         assert not pane.display
 
 
+async def test_output_pane_of_a_job_that_wrote_nothing_is_empty_not_a_missing_log(seeded):
+    """A job's log is made at its first byte: a running job that has written nothing yet has
+    no file, and the pane shows an empty log (then what it writes), not "no log file"."""
+    from queuectl_tui import engine
+    from queuectl_tui.store.models import Attempt, Job
+
+    attempt = Attempt.get(Attempt.job == Job.get(Job.id == "crawl-sitemap").seq)
+    log = engine.log_path(attempt)
+    assert log is not None
+    log.unlink()
+    app = make_app(seeded, refresh_interval=0.1)
+    async with app.run_test(size=SIZE) as pilot:
+        screen, pane = await output_pane(pilot, app, "crawl-sitemap")
+        title = app.screen.query_one("#output-title")
+        await until(pilot, lambda: "following" in str(title.render()), message="the title")
+        assert "no log file" not in "\n".join(pane.lines)
+        log.write_text("fetched page 1\n")
+        await until(
+            pilot, lambda: "fetched page 1" in "\n".join(pane.lines), message="the first line"
+        )
+
+
 async def test_output_pane_of_a_job_running_on_another_host_says_where_its_log_is(seeded):
     """The log stays on the worker's host: the pane says which host and file hold it, then,
     once the attempt ends, shows the last output kept in the database."""

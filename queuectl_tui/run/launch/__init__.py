@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-from queuectl_tui import procs
+from queuectl_tui import paths, procs
 from queuectl_tui.run.usage import Cost
 from queuectl_tui.store.models import Outcome
 
@@ -100,12 +100,35 @@ def verdict(started: float, timeout: float | None, tick: Tick) -> Stop | None:
     return action if isinstance(action, Stop) else None
 
 
+class LogFile:
+    """A job's log, made at its first byte: a job that writes nothing leaves no file (readers
+    take a missing log for no output). Making a file costs an inode and a directory entry, the
+    largest part of a short job's cost in the worker on a file system without a journal (ext4
+    then scans past every recently deleted inode); what making it would refuse is refused here,
+    before the job starts (``paths.prepare_private_file``)."""
+
+    def __init__(self, path: Path) -> None:
+        paths.prepare_private_file(path)
+        self.path = path
+        self.fd: int | None = None
+
+    def write(self, data: bytes) -> int:
+        if self.fd is None:
+            self.fd = paths.create_private_file(self.path)
+        return os.write(self.fd, data)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
 class Sink:
     """The job's output: the first ``cap`` bytes to the log, the last few KB kept as the tail,
     the rest counted and dropped (so neither the job nor the worker's memory notices a flood)."""
 
-    def __init__(self, log_fd: int, cap: int):
-        self.log_fd, self.cap = log_fd, cap
+    def __init__(self, log: LogFile, cap: int):
+        self.log, self.cap = log, cap
         self.written = self.total = 0
         self.log_error: str | None = None  # why the log stopped short (disk full, file too large)
         self.tail = bytearray()
@@ -115,7 +138,7 @@ class Sink:
         part = chunk[: max(self.cap - self.written, 0)] if self.log_error is None else b""
         while part:
             try:
-                count = os.write(self.log_fd, part)
+                count = self.log.write(part)
             except OSError as exc:  # a full disk stops the log, never the job
                 self.log_error = exc.strerror or str(exc)
                 break
@@ -138,10 +161,9 @@ class Sink:
             return (tail + note)[-TAIL_BYTES:]
         if dropped:
             try:
-                os.write(
-                    self.log_fd,
+                self.log.write(
                     f"\n[queuectl: output over {self.cap} bytes; "
-                    f"{dropped} bytes not kept]\n".encode(),
+                    f"{dropped} bytes not kept]\n".encode()
                 )
             except OSError:
                 pass

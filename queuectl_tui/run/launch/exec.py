@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 from queuectl_tui import procs
-from queuectl_tui.paths import create_private_file
 from queuectl_tui.run import usage
 from queuectl_tui.run.launch import (
     TICK,
+    LogFile,
     Next,
     OnPause,
     OnStart,
@@ -131,7 +131,7 @@ def run(
     is not the job's (its job host), left alone when the job's leftovers are killed."""
     started = time.monotonic()
     try:
-        log_fd = create_private_file(log_path)
+        log = LogFile(log_path)
     except OSError as exc:  # logs/ gone or unwritable: the attempt fails with the reason
         return failed_to_start(f"cannot create the log file {log_path}: {exc.strerror or exc}")
     try:
@@ -152,7 +152,10 @@ def run(
             message = f"cannot start: {exc.strerror or exc}" + (
                 f": {cwd}" if exc.filename == cwd else ""
             )
-            os.write(log_fd, (message + "\n").encode())
+            try:
+                log.write((message + "\n").encode())
+            except OSError:
+                pass
             return failed_to_start(message)
         finally:
             os.close(gate)
@@ -168,7 +171,7 @@ def run(
             proc.stdout.close()
             raise
         os.close(opener)
-        drain = _Drain(proc.stdout.fileno(), Sink(log_fd, max_log_bytes))
+        drain = _Drain(proc.stdout.fileno(), Sink(log, max_log_bytes))
         drain.start()
         stop = None
         cost = Cost(pids={proc.pid})
@@ -193,7 +196,7 @@ def run(
         proc.stdout.close()
         return finished(code, drain.sink.finish(), started, cost, stop)
     finally:
-        os.close(log_fd)
+        log.close()
 
 
 def _reap(proc: subprocess.Popen[bytes], timeout: float | None, cost: Cost) -> bool:

@@ -105,10 +105,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from queuectl_tui import procs
-from queuectl_tui.paths import create_private_file
 from queuectl_tui.run import usage
 from queuectl_tui.run.launch import (
     TICK,
+    LogFile,
     Next,
     OnPause,
     OnStart,
@@ -163,7 +163,7 @@ class _Job:
     command: str
     cwd: str
     env: dict[str, str]
-    log_fd: int
+    log: LogFile
     cap: int  # max_log_bytes
     timeout: float | None
     on_start: OnStart
@@ -482,7 +482,7 @@ class JobHost:
             )
         started = time.monotonic()
         try:
-            log_fd = create_private_file(log_path)
+            log = LogFile(log_path)
         except OSError as exc:
             if queued is not None:
                 self._discard(queued)
@@ -493,13 +493,13 @@ class JobHost:
             if problem:
                 if queued is not None:
                     self._discard(queued)
-                return _cannot_start(log_fd, problem, cwd)
+                return _cannot_start(log, problem, cwd)
             job = _Job(
-                command, cwd, env, log_fd, max_log_bytes, timeout, on_start, tick, on_pause, started
+                command, cwd, env, log, max_log_bytes, timeout, on_start, tick, on_pause, started
             )
             return self._run(job, queued, then)
         finally:
-            os.close(log_fd)
+            log.close()
 
     def _run(self, job: _Job, queued: _Queued | None, then: Next | None) -> Result:
         if queued is not None:
@@ -515,7 +515,7 @@ class JobHost:
                     self.close(kill=True)
                     if not self._ensure(job.env):
                         message = "cannot start: the job host shell did not start"
-                        return _cannot_start(job.log_fd, message, None)
+                        return _cannot_start(job.log, message, None)
             if pid is None:
                 try:
                     pid = self._launch(job.command, job.cwd, job.env, out_w)
@@ -524,7 +524,7 @@ class JobHost:
                     self.close(kill=True)
                     if not self._ensure(job.env):
                         message = "cannot start: the job host shell did not start"
-                        return _cannot_start(job.log_fd, message, None)
+                        return _cannot_start(job.log, message, None)
                     pid = self._launch(job.command, job.cwd, job.env, out_w)
             pid_started = procs.start_time(pid)
             try:
@@ -548,7 +548,7 @@ class JobHost:
         except _HostGone as exc:
             self.close(kill=True)
             message = f"cannot start: the job host shell died ({exc})"
-            return _cannot_start(job.log_fd, message, None)
+            return _cannot_start(job.log, message, None)
         finally:
             for fd in (out_r, out_w):
                 try:
@@ -585,7 +585,7 @@ class JobHost:
     ) -> Result:
         """Watch the running job to its end: its output into the log, its messages, a tick
         every ``TICK`` seconds (its state in /proc, ``on_pause``, ``tick``, the timeout)."""
-        sink = Sink(job.log_fd, job.cap)
+        sink = Sink(job.log, job.cap)
         poller = select.poll()
         poller.register(out_r, select.POLLIN)
         poller.register(self._status, select.POLLIN)
@@ -652,7 +652,7 @@ class JobHost:
         os.close(out_w)  # from now on end-of-file means every writer is gone
         _drain(out_r, sink)
         if no_cd:
-            return _cannot_start(job.log_fd, _directory_error(job.cwd), job.cwd, job.started)
+            return _cannot_start(job.log, _directory_error(job.cwd), job.cwd, job.started)
         return finished(code, sink.finish(), job.started, cost, stop)
 
 
@@ -683,12 +683,12 @@ def _directory_error(cwd: str) -> str:
 
 
 def _cannot_start(
-    log_fd: int, problem: str, cwd: str | None, started: float | None = None
+    log: LogFile, problem: str, cwd: str | None, started: float | None = None
 ) -> Result:
     """The result of a job that could not start: the reason in the log and the row."""
     message = problem if cwd is None else f"cannot start: {problem}: {cwd}"
     try:
-        os.write(log_fd, (message + "\n").encode())
+        log.write((message + "\n").encode())
     except OSError:
         pass
     return failed_to_start(message, 0.0 if started is None else time.monotonic() - started)
