@@ -56,11 +56,10 @@ def worker_start(ctx: Context, count, foreground, burst, queues, as_json) -> Non
             for row in rows:
                 click.echo(f"started worker {row.id} (pid {row.pid})")
         return
-    from queuectl_tui.run.loop import preload, run_worker
+    from queuectl_tui.run.loop import run_worker
 
     if count == 1:
         sys.exit(run_worker(list(queues), burst=burst, echo=True))
-    preload()
     sys.exit(
         supervisor.run_forked(
             ctx.db_path, count, lambda: run_worker(list(queues), burst=burst, echo=True)

@@ -768,30 +768,6 @@ class _Stale(engine.Fenced):
     """The job must not start: this worker may have been presumed lost (see ``_stale``)."""
 
 
-#: What a worker imports at its first claim, recovery and look for work (the engine and the
-#: store load their parts at first use; the subreaper and claim tokens load ctypes and
-#: secrets): ``preload`` imports them before workers are forked from one process, so that
-#: each child does not import them again (nor compile them, where no bytecode is cached).
-FIRST_USE = (
-    "ctypes",
-    "secrets",
-    "queuectl_tui.engine.chains",
-    "queuectl_tui.engine.claims",
-    "queuectl_tui.engine.reads",
-    "queuectl_tui.engine.recovery",
-)
-#: The same on PostgreSQL.
-FIRST_USE_POSTGRES = ("psycopg2.sql", "queuectl_tui.store.pgsql")
-
-
-def preload() -> None:
-    """Import what each worker would at its start (``FIRST_USE``), before they are forked."""
-    import importlib
-
-    for name in FIRST_USE + (FIRST_USE_POSTGRES if dialect().listens else ()):
-        importlib.import_module(name)
-
-
 def run_worker(
     queues: list[str] | None = None,
     *,

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         listen_for_work,
         logs_dir,
         open_db,
+        preload,
     )
     from queuectl_tui.store.dialects import BUSY_TIMEOUT_MS, Dialect, dialect, is_sqlite
     from queuectl_tui.store.postgres import (
@@ -65,6 +66,7 @@ _HOMES = {
     "listen_for_work": "connection",
     "logs_dir": "connection",
     "open_db": "connection",
+    "preload": "connection",
     "BUSY_TIMEOUT_MS": "dialects",
     "Dialect": "dialects",
     "dialect": "dialects",
@@ -116,6 +118,7 @@ __all__ = [  # the names _HOMES places
     "notify_channel",
     "open_db",
     "parse_pg_url",
+    "preload",
     "redact",
     "schema_version",
     "unanswered_limit",

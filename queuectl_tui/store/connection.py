@@ -233,6 +233,15 @@ def jobs_token() -> int | None:
     return kept.token
 
 
+def preload() -> None:
+    """Import what a session of this backend imports at its first LISTEN and claim, before
+    workers are forked from this process (``supervisor.run_forked``)."""
+    if not is_sqlite():
+        import psycopg2.sql  # noqa: F401
+
+        import queuectl_tui.store.pgsql  # noqa: F401
+
+
 def listen_for_work() -> None:
     """This thread is a worker's: on PostgreSQL it listens for work, cancels and control
     changes only, so other workers' claims and ends send it no notification (SQLite: nothing

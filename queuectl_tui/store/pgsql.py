@@ -45,6 +45,8 @@ CYCLE_FUNCTION = BLOCKS["cycle_function"]
 WRITE_LOCK = BLOCKS["write_lock"]
 WRITE_LOCK_SHARED = BLOCKS["write_lock_shared"]
 FOLD = BLOCKS["fold"]
+#: A watcher's session says so (the watchers' lock, held shared: see triggers.sql).
+WATCH = BLOCKS["watch"]
 
 # --- the slots ------------------------------------------------------------------------------
 

@@ -249,11 +249,10 @@ def describe_target(target: Path | str | None = None) -> str:
 
 def notify_channel(schema: str) -> str:
     """The NOTIFY channel of a schema's queue, as the trigger function above names it: within
-    PostgreSQL's 63 bytes of an identifier, the schema's name when it fits and is printable
-    ASCII (a watcher's application_name is the channel, and those are ASCII), else its md5
-    (the prefixes differ, so the two forms never meet)."""
+    PostgreSQL's 63 bytes of an identifier, the schema's name when it fits, else its md5 (the
+    prefixes differ, so the two forms never meet)."""
     raw = schema.encode()
-    if len(raw) <= 54 and schema.isascii() and schema.isprintable():
+    if len(raw) <= 54:
         return "queuectl." + schema
     import hashlib  # rarely needed: its import costs a command's start-up a few ms
 
@@ -281,20 +280,25 @@ def listen_for_work() -> None:
 
 def _listen():
     """This thread's PostgreSQL connection, listening to the queue's channel. A watcher (any
-    listener but a worker) also names its session after the channel: job updates that make no
-    work notify only while such a session is connected (queuectl_notify_changed)."""
+    listener but a worker) also holds the watchers' lock shared for its session: job updates
+    that make no work notify only while someone holds it (queuectl_notify_changed). A claim
+    holds it exclusive for a moment: a few tries, then none (the watcher then wakes at its
+    fallback polls rather than at every end)."""
     conn = database.connection()
     if _listener.conn is not conn:
         _listener.schema = database.execute_sql("SELECT current_schema()").fetchone()[0]
         from psycopg2 import sql  # a channel is an identifier: quoted by the driver
 
-        channel = notify_channel(_listener.schema)
-        statement = sql.SQL("LISTEN {}").format(sql.Identifier(channel))
+        channel = sql.Identifier(notify_channel(_listener.schema))
+        cursor = database.cursor()
+        cursor.execute(sql.SQL("LISTEN {}").format(channel))
         if _listener.watching:
-            statement = sql.SQL("{}; SET application_name = {}").format(
-                statement, sql.Literal(channel)
-            )
-        database.cursor().execute(statement)
+            from queuectl_tui.store.pgsql import WATCH
+
+            for _ in range(3):
+                cursor.execute(WATCH)
+                if cursor.fetchone()[0]:
+                    break
         _listener.conn = conn
     return conn
 

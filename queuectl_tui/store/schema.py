@@ -291,8 +291,7 @@ def _upgrade_to_12(migrator: SchemaMigrator) -> None:
 
 def _upgrade_to_13(migrator: SchemaMigrator) -> None:
     """PostgreSQL: a worker's claims and ends notify no one unless a watcher is connected
-    (``queuectl_notify_changed``); a schema's channel takes the md5 form for a name that is
-    not printable ASCII too (an application_name is ASCII). SQLite: nothing to change."""
+    (``queuectl_notify_changed``). SQLite: nothing to change."""
     db = migrator.database
     if not isinstance(db, SqliteDatabase):
         _run(db, "queuectl_notify_changed")

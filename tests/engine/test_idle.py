@@ -18,13 +18,14 @@ from queuectl_tui import engine, settings, spec
 from queuectl_tui.run.loop import WorkerLoop
 from queuectl_tui.store import notify_channel
 from queuectl_tui.store.models import Job, Setting, Worker, database
+from queuectl_tui.store.pgsql import WATCH
 
 
 class _Changes:
     """What another session could see of our commits, from here on: on SQLite the
     data_version of a connection of its own and the -wal file's size and time; on PostgreSQL
-    the notifications a LISTENing session receives: a watcher's (``wait``, the console: its
-    application_name is the channel), or with ``watching`` False an idle worker's."""
+    the notifications a LISTENing session receives: a watcher's (``wait``, the console: it
+    holds the watchers' lock), or with ``watching`` False an idle worker's."""
 
     def __init__(self, backend: str, home: Path, watching: bool = True):
         self.backend = backend
@@ -45,8 +46,8 @@ class _Changes:
             self.channel = notify_channel(self.schema)  # the schema's own
             self.marker = f"marker {uuid.uuid4().hex}"
             cursor.execute(f'LISTEN "{self.channel}"')
-            if watching:
-                cursor.execute("SET application_name = %s", (self.channel,))
+            if watching:  # as a watcher's session says so (store.postgres._listen)
+                wait_for(lambda: cursor.execute(WATCH) or cursor.fetchone()[0], timeout=10)
             self._pg()  # whatever came before
 
     def _sqlite(self) -> tuple:

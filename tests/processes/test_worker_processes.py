@@ -430,14 +430,15 @@ def test_pause_of_a_job_that_is_not_running_here_changes_nothing(cli, db, add, w
 @pytest.mark.both_backends
 def test_workers_forked_from_one_process_import_nothing_of_their_own(db, home):
     """``worker start --count N`` forks its workers: what a worker imports at its first claim,
-    recovery and look for work is imported before the fork (``loop.preload``), not once per
-    child. A worker run on an empty queue after the preload imports no module."""
+    recovery and look for work is imported before the fork (``supervisor.preload``), not once
+    per child. A worker run on an empty queue after the preload imports no module."""
     script = (
         "import os, sys\n"
         "from queuectl_tui.store import open_db\n"
         "open_db(os.environ.get('QUEUECTL_DB') or os.path.join(os.environ['QUEUECTL_HOME'], "
         "'queuectl.db'))\n"
-        "from queuectl_tui.run.loop import preload, run_worker\n"
+        "from queuectl_tui.run.loop import run_worker\n"
+        "from queuectl_tui.run.supervisor import preload\n"
         "preload()\n"
         "before = set(sys.modules)\n"
         "run_worker([], burst=True, echo=False)\n"

@@ -137,25 +137,26 @@ WHERE key = 'priority_aging'), 0) * NEW.run_at / 60.0; RETURN NEW; END $$;
 -- statement that changed nothing (an idle worker's empty claim): the transition table says so,
 -- and such a statement wakes no one (else two idle workers would wake each other in a loop).
 -- A job update notifies only when it makes work or news a worker needs (a job pending or
--- failed, a cancel, a slot of a limited queue freed) or when a watcher (`wait`, the console,
--- `logs -f`: a session whose application_name is the channel) is connected: a worker's claims
--- and ends notify no one otherwise. Every NOTIFY takes the server's one notification-queue
--- lock at commit and wakes every listening session of the database (a transaction each), so
--- ends notifying busy workers made each end cost more the more workers ran. (The job's test is
--- an IF of its own: PL/pgSQL plans a statement for the table that fired, and the other tables
--- have no state.) PostgreSQL folds repeats within a transaction.
+-- failed, a cancel, a slot of a limited queue freed) or while a watcher is connected (`wait`,
+-- `logs -f`, the console: a session holding the watchers' lock shared, triggers.sql's
+-- watch): a worker's claims and ends notify no one otherwise. Every NOTIFY takes the
+-- server's one notification-queue lock at commit and wakes every listening session of the
+-- database (a transaction each), so ends notifying busy workers cost more the more workers
+-- ran. No watcher holds the lock when this session can take it exclusive for a moment (a
+-- claim that meets another claim's moment notifies, as before). The job's test is an IF of
+-- its own: PL/pgSQL plans a statement for the table that fired, and the other tables have no
+-- state. PostgreSQL folds repeats within a transaction.
 CREATE OR REPLACE FUNCTION queuectl_notify_changed() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE channel text := CASE WHEN octet_length(TG_TABLE_SCHEMA) <= 54
-AND TG_TABLE_SCHEMA ~ '^[ -~]*$' THEN 'queuectl.' || TG_TABLE_SCHEMA
-ELSE 'queuectl#' || md5(TG_TABLE_SCHEMA) END;
 BEGIN IF NOT EXISTS (SELECT FROM changed) THEN RETURN NULL; END IF;
 IF TG_TABLE_NAME = 'job' AND TG_OP = 'UPDATE' THEN
 IF NOT EXISTS (SELECT FROM changed c WHERE c.state IN ('pending', 'failed')
 OR c.cancel_requested OR (c.state <> 'processing' AND EXISTS (SELECT FROM queue q
 WHERE q.name = c.queue AND q.max_running IS NOT NULL)))
-AND NOT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = channel
-AND datname = current_database()) THEN RETURN NULL; END IF; END IF;
-PERFORM pg_notify(channel, CASE WHEN TG_TABLE_NAME = 'job' THEN TG_TABLE_SCHEMA
+AND pg_try_advisory_lock(1903519096, hashtext(TG_TABLE_SCHEMA)) THEN
+PERFORM pg_advisory_unlock(1903519096, hashtext(TG_TABLE_SCHEMA)); RETURN NULL; END IF; END IF;
+PERFORM pg_notify(CASE WHEN octet_length(TG_TABLE_SCHEMA) <= 54
+THEN 'queuectl.' || TG_TABLE_SCHEMA ELSE 'queuectl#' || md5(TG_TABLE_SCHEMA) END,
+CASE WHEN TG_TABLE_NAME = 'job' THEN TG_TABLE_SCHEMA
 ELSE TG_TABLE_SCHEMA || ' control' END);
 RETURN NULL; END $$;
 

@@ -372,7 +372,8 @@ DROP FUNCTION IF EXISTS job_release();
 
 -- The locks, keyed (1903519093, hash of the schema): the schema's writers (the hot path shared,
 -- everything else exclusive); (1903519094, schema): one folder at a time; (1903519095, hash of
--- schema/queue): one claimer at a time per limited queue (in cycle_function).
+-- schema/queue): one claimer at a time per limited queue (in cycle_function); (1903519096,
+-- schema): the watchers', held shared for their session (queuectl_notify_changed).
 
 -- name: write_lock
 -- Every write but the hot path's: decided against a queue that no claim is changing.
@@ -385,3 +386,9 @@ SELECT pg_advisory_xact_lock_shared(1903519093, hashtext(current_schema()));
 -- name: fold
 -- The idle sessions' count rows into slot 0 (after an exclusive write, and on a heartbeat).
 SELECT queuectl_fold();
+
+-- name: watch
+-- A watcher (`wait`, `logs -f`, the console) says so for as long as its session lives: job
+-- updates that make no work notify while someone holds this lock (queuectl_notify_changed).
+-- A try: a claim may hold it exclusive for a moment; false then, and the caller tries again.
+SELECT pg_try_advisory_lock_shared(1903519096, hashtext(current_schema()));
