@@ -291,10 +291,15 @@ def _upgrade_to_12(migrator: SchemaMigrator) -> None:
 
 def _upgrade_to_13(migrator: SchemaMigrator) -> None:
     """PostgreSQL: a worker's claims and ends notify no one unless a watcher is connected
-    (``queuectl_notify_changed``). SQLite: nothing to change."""
+    (``queuectl_notify_changed``), and the ends of attempts that had not ended add their
+    figures to the minutes without the look-up of what to take out
+    (``attempt_minute_update``). SQLite: nothing to change."""
     db = migrator.database
     if not isinstance(db, SqliteDatabase):
+        from queuectl_tui.store.pgsql import MINUTE_UPDATE
+
         _run(db, "queuectl_notify_changed")
+        db.execute_sql(MINUTE_UPDATE)
 
 
 UPGRADES: dict[int, Callable[[SchemaMigrator], None]] = {

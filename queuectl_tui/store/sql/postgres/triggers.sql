@@ -189,8 +189,29 @@ END $$;
 -- changed rows of old_rows took out (with a dirty mark where one held its key's maximum: a
 -- maximum cannot be taken back, metrics reads a dirty minute from the attempts) and what those
 -- of new_rows add, grouped per minute and queue, into the session's rows. An update that
--- changes no figure (a process recorded) returns at once.
+-- changes no figure (a process recorded) returns at once. When no changed attempt had ended
+-- before (a batch's ends, every worker's cycle), there is nothing to take out: new_rows'
+-- figures go in alone, without the join, the maxima's look-up and the union (half of this
+-- trigger's time, a fifth of a cycle's fixed cost in the server).
 CREATE OR REPLACE FUNCTION attempt_minute_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+IF NOT EXISTS (SELECT 1 FROM old_rows WHERE finished_at IS NOT NULL) THEN
+INSERT INTO attempt_minute (minute, slot, queue, attempts, completed, failed, reruns, wait_n,
+wait_sum, wait_max, run_n, run_sum, run_max, min_seq, dirty) SELECT FLOOR(finished_at /
+60)::BIGINT, pg_backend_pid(), queue, count(*), count(*) FILTER (WHERE outcome = 'completed'),
+count(*) FILTER (WHERE outcome IN ('failed', 'timeout', 'lost')), count(*) FILTER (WHERE number
+> 1), count(due_at), COALESCE(sum(started_at - due_at), 0), max(started_at - due_at),
+count(duration), COALESCE(sum(duration), 0), max(duration), min(seq), 0 FROM new_rows WHERE
+finished_at IS NOT NULL GROUP BY 1, 3 ORDER BY 1, 3 ON CONFLICT (minute, queue, slot) DO UPDATE
+SET attempts = attempt_minute.attempts + excluded.attempts, completed = attempt_minute.completed
++ excluded.completed, failed = attempt_minute.failed + excluded.failed, reruns =
+attempt_minute.reruns + excluded.reruns, wait_n = attempt_minute.wait_n + excluded.wait_n,
+wait_sum = attempt_minute.wait_sum + excluded.wait_sum, wait_max =
+GREATEST(attempt_minute.wait_max, excluded.wait_max), run_n = attempt_minute.run_n +
+excluded.run_n, run_sum = attempt_minute.run_sum + excluded.run_sum, run_max =
+GREATEST(attempt_minute.run_max, excluded.run_max), min_seq = LEAST(attempt_minute.min_seq,
+excluded.min_seq), dirty = GREATEST(attempt_minute.dirty, excluded.dirty);
+RETURN NULL;
+END IF;
 IF NOT EXISTS (SELECT 1 FROM old_rows o JOIN new_rows n ON n.seq = o.seq WHERE (o.finished_at IS
 NOT NULL OR n.finished_at IS NOT NULL) AND (o.finished_at IS DISTINCT FROM n.finished_at OR
 o.outcome IS DISTINCT FROM n.outcome OR o.number IS DISTINCT FROM n.number OR o.started_at IS
