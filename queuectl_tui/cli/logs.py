@@ -113,12 +113,12 @@ def _print_file(chosen, follow: bool, write) -> None:
     if path is None:  # none was named for it (the demo's generated attempts)
         raise QueueError(f"attempt {chosen.number} has no log file")
     while True:
-        ended = Attempt.get_by_id(chosen.seq).finished_at is not None  # before the look
+        done = not follow or Attempt.get_by_id(chosen.seq).finished_at is not None  # first
         try:
             handle = open(path, "rb")  # noqa: SIM115 (closed by the with below, once it is open)
             break
         except FileNotFoundError:
-            if ended or not follow:
+            if done:
                 return
             time.sleep(0.2)
         except OSError as exc:
