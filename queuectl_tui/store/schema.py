@@ -293,13 +293,15 @@ def _upgrade_to_13(migrator: SchemaMigrator) -> None:
     """PostgreSQL: a worker's claims and ends notify no one unless a watcher is connected
     (``queuectl_notify_changed``), and the ends of attempts that had not ended add their
     figures to the minutes without the look-up of what to take out
-    (``attempt_minute_update``). SQLite: nothing to change."""
+    (``attempt_minute_update``), and a batch's statement makes no bitmap scan
+    (``queuectl_cycle``). SQLite: nothing to change."""
     db = migrator.database
     if not isinstance(db, SqliteDatabase):
-        from queuectl_tui.store.pgsql import MINUTE_UPDATE
+        from queuectl_tui.store.pgsql import CYCLE_FUNCTION, MINUTE_UPDATE
 
         _run(db, "queuectl_notify_changed")
         db.execute_sql(MINUTE_UPDATE)
+        db.execute_sql(CYCLE_FUNCTION)
 
 
 UPGRADES: dict[int, Callable[[SchemaMigrator], None]] = {
