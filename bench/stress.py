@@ -62,17 +62,21 @@ def _python_env() -> dict[str, str]:
 # --- producer mode (a child process) ---------------------------------------------------------
 
 
-def produce(db: Path | str, prefix: str, count: int, runs: Path) -> int:
-    """Enqueue ``count`` jobs, one transaction each; print how many were accepted."""
+def produce(db: Path | str, prefix: str, count: int, runs: Path, seconds: float = 0.0) -> int:
+    """Enqueue ``count`` jobs, one transaction each; print how many were accepted. A job takes
+    ``seconds`` before it says it ran (else it is over in a millisecond, and a kill seldom
+    finds a worker running one)."""
     from queuectl_tui import engine, spec
     from queuectl_tui.store import open_db
 
     open_db(db)
     target = shlex.quote(str(runs))
+    wait = f"sleep {seconds:g}; " if seconds else ""
     done = 0
     for n in range(count):
         job_id = f"{prefix}-{n}"
-        engine.enqueue([spec.normalize({"id": job_id, "command": f"echo {job_id} >> {target}"})])
+        command = f"{wait}echo {job_id} >> {target}"
+        engine.enqueue([spec.normalize({"id": job_id, "command": command})])
         done += 1
     print(done, flush=True)
     return 0
@@ -180,6 +184,8 @@ def drive(args: argparse.Namespace, workdir: Path) -> dict:
                 str(args.jobs_per_producer),
                 "--runs",
                 str(runs),
+                "--job-seconds",
+                str(args.job_seconds),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -396,6 +402,13 @@ def main(argv: list[str] | None = None) -> int:
         default=1800.0,
         help="give up waiting for the queue to drain after this many seconds",
     )
+    parser.add_argument(
+        "--job-seconds",
+        type=float,
+        default=0.0,
+        help="each job sleeps this long before it writes its id (with --chaos: kills then "
+        "find workers running jobs, whose interruption the run checks)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed of the killer's choices")
     parser.add_argument(
         "--dir", type=Path, help="keep the run here (default: a temporary directory)"
@@ -411,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.produce:
-        return produce(args.db, args.produce, args.jobs_per_producer, args.runs)
+        return produce(args.db, args.produce, args.jobs_per_producer, args.runs, args.job_seconds)
     global DB_URL
     DB_URL = args.db_url
 
