@@ -4,6 +4,7 @@ restart, pause/resume, queue list/limit, edit; and the races with real worker pr
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -174,11 +175,23 @@ def test_wait_exit_codes_and_lines(cli):
     assert user_error(cli("wait", "good", "--timeout", "nan"), 2)
 
 
+def sleeping_on_the_wal(proc: subprocess.Popen) -> bool:
+    """Has ``proc`` (a ``wait``) made its first look? It then sleeps on an inotify watch of
+    the database's -wal file (``wake``), made at its first sleep."""
+    fds = f"/proc/{proc.pid}/fd"
+    try:
+        return any(os.readlink(f"{fds}/{fd}") == "anon_inode:inotify" for fd in os.listdir(fds))
+    except OSError:  # it exited, or closed a descriptor as we looked
+        return False
+
+
 def test_wait_for_a_queue_includes_jobs_added_meanwhile(cli, home, procs):
     ok(cli("enqueue", "--id", "q1", "--queue", "q", "true"))
     ok(cli("enqueue", "--id", "other", "--queue", "r", "--delay", "3600", "true"))
     waiter = popen(home, "wait", "--queue", "q", "--timeout", "60")
     procs.append(waiter)
+    # A job that ended before wait's first look is no news to it: the worker starts after.
+    wait_for(lambda: sleeping_on_the_wal(waiter), timeout=30, message="wait's first look")
     ok(cli("enqueue", "--id", "q2", "--queue", "q", "--max-retries", "0", "exit 1"))
     ok(cli("worker", "start", "--burst", "--queue", "q"))
     out, err = waiter.communicate(timeout=60)
