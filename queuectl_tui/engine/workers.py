@@ -38,10 +38,11 @@ def register_worker(
 ) -> Worker:
     """A new worker row under an id no worker ever had (taken from a counter in ``meta``): a
     worker presumed lost whose row was deleted can then never update, nor be mistaken for, a
-    newer one, and every job and attempt names exactly one worker process."""
+    newer one, and every job and attempt names exactly one worker process. (It changes no
+    count, so it does not fold them: the heartbeats do.)"""
     now = time.time() if now is None else now
     pid = pid or os.getpid()
-    with write_transaction():
+    with write_transaction(fold_after=False):
         row = Meta.get_or_none(Meta.key == LAST_WORKER_ID)
         last = int(row.value) if row else (Worker.select(fn.MAX(Worker.id)).scalar() or 0)
         last = max(last, Worker.select(fn.MAX(Worker.id)).scalar() or 0) + 1

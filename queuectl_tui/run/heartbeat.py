@@ -54,7 +54,11 @@ class Heartbeat(threading.Thread):
 
     def run(self) -> None:
         worker = self.worker
-        read_at, beat_at, slots_at, version = None, None, None, worker.cfg_version
+        # Its first round is one period away: the worker has just read the schema and the
+        # settings and registered with a fresh heartbeat, and a worker whose burst is over by
+        # then never opens this thread's connection (a session and a server process).
+        started = time.monotonic()
+        read_at, beat_at, slots_at, version = started, started, started, worker.cfg_version
         interval, lease = worker.cfg.heartbeat_interval, worker.cfg.lease
         self.lease = lease
         keep_alive(lease, bound_statements=True)  # before this thread's first connection

@@ -25,7 +25,7 @@ from queuectl_tui.store.sqlite import _writers
 
 
 @contextmanager
-def write_transaction(*, hot: bool = False) -> Iterator[None]:
+def write_transaction(*, hot: bool = False, fold_after: bool = True) -> Iterator[None]:
     """A transaction that takes the write lock up front.
 
     On SQLite, BEGIN IMMEDIATE: readers never upgrade to writers mid-transaction (which could
@@ -41,7 +41,9 @@ def write_transaction(*, hot: bool = False) -> Iterator[None]:
     that matters, so the original is raised instead.
 
     What ``after_commit`` asked for runs once the outermost one has committed; on PostgreSQL,
-    an outermost exclusive write then folds the sessions' count rows (pgsql.FOLD).
+    an outermost exclusive write then folds the sessions' count rows (pgsql.FOLD), unless
+    ``fold_after`` is False (a write that leaves no count row, in a session that may never fold
+    otherwise: its first fold would compile the function for nothing).
     """
     sqlite = is_sqlite()
     outermost = not database.in_transaction()
@@ -71,7 +73,7 @@ def write_transaction(*, hot: bool = False) -> Iterator[None]:
             if not sqlite:
                 _begin.first = _begin.result = None
     if outermost and committed:
-        if not sqlite and not hot:
+        if not sqlite and not hot and fold_after:
             fold()
         for call in calls:
             try:
