@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 
 import psutil
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from helpers import all_gone, marked, marked_command, wait_for
 from queuectl_tui import procs
 from queuectl_tui.run.launch import CANCEL, INTERRUPT, TAIL_BYTES
+from queuectl_tui.run.launch import host as host_module
 from queuectl_tui.run.launch.exec import ExecLauncher
 from queuectl_tui.run.launch.host import JobHost
 
@@ -331,6 +333,40 @@ def test_close_ends_the_host(fresh):
     assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
 
 
+def test_files_another_thread_opens_while_a_job_ends_stay_open(fresh, tmp_path, monkeypatch):
+    # The worker's heartbeat thread opens its database connection whenever it likes: a file
+    # it opens while a job's output drains must stay its own. (The job's pipe was closed twice,
+    # once before the drain and once after it: the second close took the number the other
+    # thread had been given, and its database reads then reached a pipe: "disk I/O error".)
+    opened: list[tuple[int, int]] = []
+
+    def open_some() -> None:
+        for i in range(64):  # enough to take any number freed below
+            fd = os.open(tmp_path / f"other{i}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+            opened.append((fd, os.fstat(fd).st_ino))
+
+    drain = host_module._drain
+
+    def drain_beside_another_thread(fd, sink):
+        thread = threading.Thread(target=open_some)
+        thread.start()
+        thread.join()
+        drain(fd, sink)
+
+    monkeypatch.setattr(host_module, "_drain", drain_beside_another_thread)
+    result, log = fresh("echo done")
+    assert (result.outcome, log) == ("completed", "done\n")
+    try:
+        for fd, inode in opened:
+            assert os.fstat(fd).st_ino == inode, f"descriptor {fd} was closed under its owner"
+    finally:
+        for fd, _ in opened:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 # --- the next job, sent ahead -------------------------------------------------------------------
 
 
@@ -436,6 +472,7 @@ HARNESS = """
 import json, os, signal, sys
 from pathlib import Path
 from queuectl_tui.run.launch import CANCEL, INTERRUPT
+from queuectl_tui.run.launch import host as host_module
 from queuectl_tui.run.launch.exec import ExecLauncher
 from queuectl_tui.run.launch.host import JobHost
 

@@ -415,10 +415,9 @@ class JobHost:
         where = os.path.abspath(cwd)
         if _bad_directory(where):
             return  # sent in full when asked for: it fails there with its reason
-        out_r, out_w = os.pipe()
-        queued = _Queued((command, cwd, env), out_r, out_w)
+        queued = _Queued((command, cwd, env), _Pipe())
         try:
-            sent = self._send_ahead(protocol.job(command, where, env, out_w))
+            sent = self._send_ahead(protocol.job(command, where, env, queued.pipe.w))
         except BaseException:
             queued.close()
             raise
@@ -502,10 +501,7 @@ class JobHost:
             log.close()
 
     def _run(self, job: _Job, queued: _Queued | None, then: Next | None) -> Result:
-        if queued is not None:
-            out_r, out_w = queued.out_r, queued.out_w
-        else:
-            out_r, out_w = os.pipe()
+        pipe = queued.pipe if queued is not None else _Pipe()
         try:
             pid = None
             if queued is not None:
@@ -518,14 +514,14 @@ class JobHost:
                         return _cannot_start(job.log, message, None)
             if pid is None:
                 try:
-                    pid = self._launch(job.command, job.cwd, job.env, out_w)
+                    pid = self._launch(job.command, job.cwd, job.env, pipe.w)
                 except _HostGone:
                     # Nothing ran (no PID, so no "go"): one more try with a fresh host.
                     self.close(kill=True)
                     if not self._ensure(job.env):
                         message = "cannot start: the job host shell did not start"
                         return _cannot_start(job.log, message, None)
-                    pid = self._launch(job.command, job.cwd, job.env, out_w)
+                    pid = self._launch(job.command, job.cwd, job.env, pipe.w)
             pid_started = procs.start_time(pid)
             try:
                 job.on_start(pid, pid_started)
@@ -544,17 +540,13 @@ class JobHost:
                     pass  # the job is let go: _drive sees the host gone and ends it
             cost = Cost(pids={pid})
             cost.add_peak(self._shell_rss)
-            return self._drive(job, pid, pid_started, out_r, out_w, cost)
+            return self._drive(job, pid, pid_started, pipe, cost)
         except _HostGone as exc:
             self.close(kill=True)
             message = f"cannot start: the job host shell died ({exc})"
             return _cannot_start(job.log, message, None)
         finally:
-            for fd in (out_r, out_w):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+            pipe.close()
 
     def _exit_code(self) -> int | None:
         """Wait for the end of a job that was told ``: no`` (it exits at once): its exit code,
@@ -581,13 +573,13 @@ class JobHost:
         return None if before is None or now is None else now - before
 
     def _drive(
-        self, job: _Job, pid: int, pid_started: float | None, out_r: int, out_w: int, cost: Cost
+        self, job: _Job, pid: int, pid_started: float | None, pipe: _Pipe, cost: Cost
     ) -> Result:
         """Watch the running job to its end: its output into the log, its messages, a tick
         every ``TICK`` seconds (its state in /proc, ``on_pause``, ``tick``, the timeout)."""
         sink = Sink(job.log, job.cap)
         poller = select.poll()
-        poller.register(out_r, select.POLLIN)
+        poller.register(pipe.r, select.POLLIN)
         poller.register(self._status, select.POLLIN)
         stop: Stop | None = None
         code: int | None = None
@@ -598,8 +590,8 @@ class JobHost:
             while not ended:
                 wait = max(next_tick - time.monotonic(), 0)
                 for fd, _ in poller.poll(wait * 1000):
-                    if fd == out_r:
-                        sink.feed(os.read(out_r, 65536))
+                    if fd == pipe.r:
+                        sink.feed(os.read(pipe.r, 65536))
                         continue
                     self._read_status()
                     while self._messages and not ended:  # what follows is the next job's
@@ -649,8 +641,8 @@ class JobHost:
         procs.kill_leftovers(
             keep=self._proc.pid if self._proc else None, group=pid, reaped=cost.reaped
         )
-        os.close(out_w)  # from now on end-of-file means every writer is gone
-        _drain(out_r, sink)
+        pipe.close_write()  # from now on end-of-file means every writer is gone
+        _drain(pipe.r, sink)
         if no_cd:
             return _cannot_start(job.log, _directory_error(job.cwd), job.cwd, job.started)
         return finished(code, sink.finish(), job.started, cost, stop)
@@ -694,15 +686,32 @@ def _cannot_start(
     return failed_to_start(message, 0.0 if started is None else time.monotonic() - started)
 
 
+class _Pipe:
+    """A job's output pipe, each end closed once: a second close of a number that another
+    thread has opened meanwhile (the heartbeat's database connection, a /proc read) closes
+    that thread's file, whose later reads and writes then reach whatever takes the number
+    next."""
+
+    def __init__(self) -> None:
+        self.r, self.w = os.pipe()
+
+    def close_write(self) -> None:
+        if self.w >= 0:
+            os.close(self.w)
+            self.w = -1
+
+    def close(self) -> None:
+        self.close_write()
+        if self.r >= 0:
+            os.close(self.r)
+            self.r = -1
+
+
 class _Queued:
     """A job sent ahead of its turn: what it is, and the pipe its output will come through."""
 
-    def __init__(self, job: Next, out_r: int, out_w: int) -> None:
-        self.job, self.out_r, self.out_w = job, out_r, out_w
+    def __init__(self, job: Next, pipe: _Pipe) -> None:
+        self.job, self.pipe = job, pipe
 
     def close(self) -> None:
-        for fd in (self.out_r, self.out_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self.pipe.close()
