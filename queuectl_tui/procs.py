@@ -78,6 +78,26 @@ def _boot_time() -> float:
     return _boot[1]
 
 
+_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def crowding() -> float | None:
+    """Runnable tasks per CPU this process may run on, now (the kernel's running count in
+    /proc/loadavg, the caller included): above one, every CPU has tasks waiting and each of
+    them gets about 1/crowding of a CPU. None without /proc/loadavg."""
+    if not _PROC_STAT:
+        return None
+    try:
+        fd = os.open("/proc/loadavg", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.read(fd, 256)
+        finally:
+            os.close(fd)
+        return int(data.split()[3].split(b"/")[0]) / _CPUS
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 #: psutil's names of the process states in /proc/<pid>/stat (psutil.STATUS_*).
 _STATUSES = {
     b"R": "running",

@@ -12,9 +12,18 @@ of a batch's first jobs reach the database with the next claim, within about as 
 than in a write of their own. Under load, when a job takes longer than usual, the size shrinks
 with the mean instead of falling to one at the first slow job (which kept a loaded machine at
 one job per write). Held jobs handed back bring the size to one. An ended job waits at most
-``RECORD_WITHIN`` seconds for that write, whatever the estimate said; a held job is trusted for
+``RECORD_WITHIN`` seconds for that write (stretched on crowded CPUs, below), whatever the
+estimate said; a held job is trusted for
 half a lease after its claim (the time within which nobody may take it back), and only under
 the worker id that claimed it.
+
+When the CPUs are crowded (more runnable tasks than CPUs: ``procs.crowding``, smoothed as the
+mean is), every step of the machine takes that many times as long, and so may this window
+(``within``: ``RECORD_WITHIN`` times the crowding, at most ``STRETCH_MAX`` times): a job there
+takes longer by the wall clock because it waits for a CPU, not because it is longer, and a
+write every job or two would spend on the database the CPU the jobs are waiting for. (As
+PostgreSQL's ``commit_delay`` waits for companions only while ``commit_siblings`` transactions
+are active, the wait grows only with the crowd.)
 
 The worker's echo keeps its order through this: a job's "start" line waits while the "finish"
 lines of the jobs before it are unsaid (they are said once those are recorded), so a reader
@@ -25,7 +34,10 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from queuectl_tui import procs
 
 if TYPE_CHECKING:
     from queuectl_tui.engine import Attempt, Ended
@@ -34,17 +46,21 @@ if TYPE_CHECKING:
 
 BATCH_MAX = 16  # at most this many jobs held at once
 RECORD_WITHIN = 0.010  # an ended job waits at most this long for the next write, seconds
-#: A job that took this long makes the next size one (perhaps the first of many long ones), and
-#: counts as this long in the mean, which so comes back down within a few short jobs.
+STRETCH_MAX = 5.0  # on crowded CPUs, the window stretches up to this many times (see above)
+#: A job that took this long (times the stretch) makes the next size one (perhaps the first of
+#: many long ones), and counts as this long in the mean, which so comes back down within a few
+#: short jobs.
 LONG = 2 * RECORD_WITHIN
-SMOOTHING = 0.25  # the weight of each new job in the mean run time
+SMOOTHING = 0.25  # the weight of each new job in the mean run time, and of each look at the CPUs
 
 
 class Batch:
     """One worker's held and ended jobs (used by its main loop only)."""
 
-    def __init__(self) -> None:
+    def __init__(self, crowding: Callable[[], float | None] = procs.crowding) -> None:
         self.size = 1  # how many jobs the next claim takes
+        self.crowding = crowding  # runnable tasks per CPU now, None when unknown
+        self.stretch = 1.0  # the CPUs' recent crowding, 1 (uncrowded) to STRETCH_MAX
         self.mean: float | None = None  # the recent jobs' mean run time, seconds (see ``LONG``)
         self.held: deque[tuple[Job, Attempt]] = deque()  # claimed, not started yet
         self.held_at = 0.0  # monotonic time of the claim of the held jobs
@@ -63,17 +79,27 @@ class Batch:
     def to_record(self) -> list[Ended]:
         return [done for done, _, _ in self.ended]
 
+    @property
+    def within(self) -> float:
+        """How long an ended job may wait for its write: ``RECORD_WITHIN``, stretched."""
+        return RECORD_WITHIN * self.stretch
+
     def resize(self, *, handing_back: bool) -> None:
-        """Before a write records the ended jobs: the mean takes them in, and the size is as
-        many jobs as run within ``RECORD_WITHIN`` by that mean, plus one (at most
-        ``BATCH_MAX``); one after a ``LONG`` job, and when held jobs go back (what comes after
-        may not be short)."""
+        """Before a write records the ended jobs: the stretch takes in the CPUs' crowding, the
+        mean takes the jobs in, and the size is as many jobs as run ``within`` by that mean,
+        plus one (at most ``BATCH_MAX``); one after a ``LONG`` job (stretched), and when held
+        jobs go back (what comes after may not be short)."""
+        crowd = self.crowding() if self.ended else None
+        if crowd is not None:
+            crowd = min(max(crowd, 1.0), STRETCH_MAX)
+            self.stretch += SMOOTHING * (crowd - self.stretch)
+        long = LONG * self.stretch
         for _, result, _ in self.ended:
-            took = min(result.duration, LONG)
+            took = min(result.duration, long)
             self.mean = took if self.mean is None else self.mean + SMOOTHING * (took - self.mean)
         if self.ended and self.mean is not None:
-            self.size = min(BATCH_MAX, 1 + int(RECORD_WITHIN / max(self.mean, 1e-4)))
-            if any(result.duration >= LONG for _, result, _ in self.ended):
+            self.size = min(BATCH_MAX, 1 + int(self.within / max(self.mean, 1e-4)))
+            if any(result.duration >= long for _, result, _ in self.ended):
                 self.size = 1  # perhaps the first of many long ones: nothing held behind it
         if handing_back:
             self.size = 1
@@ -121,8 +147,8 @@ class Batch:
         self.start_line = None
 
     def record_due(self, now: float | None = None) -> bool:
-        """Has the first unrecorded end waited ``RECORD_WITHIN`` seconds?"""
-        return (time.monotonic() if now is None else now) - self.ended_at >= RECORD_WITHIN
+        """Has the first unrecorded end waited ``within``?"""
+        return (time.monotonic() if now is None else now) - self.ended_at >= self.within
 
     def recorded(
         self, states: list[str | None]

@@ -97,3 +97,18 @@ def test_a_worker_that_exits_between_the_supervisors_looks_counts_as_gone():
     child.wait()  # exited and reaped: no such process any more
     assert supervisor._gone(child.pid)
     assert not supervisor._gone(os.getpid())
+
+
+def test_crowding_is_runnable_tasks_per_usable_cpu():
+    spinners = [
+        subprocess.Popen(["sh", "-c", "while :; do :; done"])
+        for _ in range(4 * len(os.sched_getaffinity(0)))
+    ]
+    try:
+        # with four spinning shells per CPU, some look finds the CPUs crowded
+        wait_for(lambda: (procs.crowding() or 0) > 2, message="crowded CPUs")
+    finally:
+        for proc in spinners:
+            proc.kill()
+            proc.wait()
+    assert procs.crowding() is not None
