@@ -381,7 +381,9 @@ def test_two_workers_never_exceed_a_queue_limit(cli, home):
     """Stress: 3 workers, limit 2. Each job writes its start and end; at no instant do more
     than two of them run, and two do run side by side."""
     ok(cli("queue", "limit", "q", "2"))
-    stamp = 'python3 -c "import time; print(\\"%s\\", time.time())" >> stamps'
+    # one write(2) per line: print() writes its parts one by one when the job's Python is
+    # unbuffered (PYTHONUNBUFFERED), and two jobs ending together then mix their lines
+    stamp = 'python3 -c "import os, time; os.write(1, b\\"%s %%r\\\\n\\" %% time.time())" >> stamps'
     for _ in range(12):
         ok(cli("enqueue", "--queue", "q", f"{stamp % 'start'}; sleep 0.3; {stamp % 'end'}"))
     ok(cli("worker", "start", "-n", "3", "--burst"))
