@@ -13,9 +13,8 @@ than in a write of their own. Under load, when a job takes longer than usual, th
 with the mean instead of falling to one at the first slow job (which kept a loaded machine at
 one job per write). Held jobs handed back bring the size to one. An ended job waits at most
 ``RECORD_WITHIN`` seconds for that write (stretched on crowded CPUs, below), whatever the
-estimate said; a held job is trusted for
-half a lease after its claim (the time within which nobody may take it back), and only under
-the worker id that claimed it.
+estimate said; a held job is trusted for half a lease after its claim (the time within which
+nobody may take it back), and only under the worker id that claimed it.
 
 When the CPUs are crowded (more runnable tasks than CPUs: ``procs.crowding``, smoothed as the
 mean is), every step of the machine takes that many times as long, and so may this window
